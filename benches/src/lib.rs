@@ -1,0 +1,1 @@
+//! Criterion benchmarks for the agigit crates: `cargo bench -p agigit-benches`.

@@ -1,0 +1,199 @@
+//! Kind 30717: the repository announcement.
+
+use std::collections::BTreeSet;
+
+use agigit_hash::ObjectId;
+use nostr::prelude::{PublicKey, RelayUrl, Tag, Url};
+
+use crate::error::{ParseError, quote};
+use crate::kinds;
+use crate::names::{RepoCoordinate, RepoId, parse_public_key};
+use crate::signed::{ProtocolEvent, TagReader, tag};
+
+/// Who may read a repository's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Visibility {
+    /// Content is stored in the clear; anyone may fetch it.
+    Public,
+    /// Content is encrypted before it leaves the owner's machine; only named readers can open it.
+    Private,
+}
+
+impl Visibility {
+    /// The tag value: `public` or `private`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+        }
+    }
+}
+
+/// The foundation a fork was made from: a repository and one of its commits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ForkOf {
+    /// The base repository.
+    pub repo: RepoCoordinate,
+    /// The commit of the base repository the fork started from.
+    pub commit: ObjectId,
+}
+
+/// A repository announcement (kind 30717, addressable by its `d` tag): what the repository is,
+/// who maintains it and where its events and blobs live.
+///
+/// Tags (see `docs/format.md`): `d`, `visibility` (required); `name`, `description`, `license`,
+/// `fork` (+ an `a` tag of the same coordinate, so relays can index forks), `maintainers`,
+/// `relays`, `blossom` (each at most once). Unknown tags are ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoAnnouncement {
+    /// The repository id (`d` tag).
+    pub repo: RepoId,
+    /// A human-readable name.
+    pub name: Option<String>,
+    /// A description.
+    pub description: Option<String>,
+    /// An SPDX licence expression.
+    pub license: Option<String>,
+    /// Public or private.
+    pub visibility: Visibility,
+    /// The repository and commit this one forks, if any.
+    pub fork_of: Option<ForkOf>,
+    /// Keys besides the owner's that may move branches.
+    pub maintainers: Vec<PublicKey>,
+    /// Relays that hold the repository's events.
+    pub relays: Vec<RelayUrl>,
+    /// Blossom servers that hold its blobs.
+    pub blob_servers: Vec<Url>,
+}
+
+impl RepoAnnouncement {
+    /// An announcement with only the required fields set.
+    pub fn new(repo: RepoId, visibility: Visibility) -> Self {
+        Self {
+            repo,
+            name: None,
+            description: None,
+            license: None,
+            visibility,
+            fork_of: None,
+            maintainers: Vec::new(),
+            relays: Vec::new(),
+            blob_servers: Vec::new(),
+        }
+    }
+
+    /// The coordinate of this repository when announced by `owner`.
+    pub fn coordinate(&self, owner: PublicKey) -> RepoCoordinate {
+        RepoCoordinate::new(owner, self.repo.clone())
+    }
+}
+
+const D: &str = "d";
+const NAME: &str = "name";
+const DESCRIPTION: &str = "description";
+const LICENSE: &str = "license";
+const VISIBILITY: &str = "visibility";
+const FORK: &str = "fork";
+const MAINTAINERS: &str = "maintainers";
+const RELAYS: &str = "relays";
+const BLOSSOM: &str = "blossom";
+
+impl ProtocolEvent for RepoAnnouncement {
+    const KIND: u16 = kinds::REPO_ANNOUNCEMENT;
+
+    fn to_parts(&self) -> (Vec<Tag>, String) {
+        let mut tags = vec![tag(D, [self.repo.as_str()])];
+        let optional = [(NAME, &self.name), (DESCRIPTION, &self.description), (LICENSE, &self.license)];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                tags.push(tag(name, [value.as_str()]));
+            }
+        }
+        tags.push(tag(VISIBILITY, [self.visibility.as_str()]));
+        if let Some(fork) = &self.fork_of {
+            let coordinate = fork.repo.to_string();
+            tags.push(tag(FORK, [coordinate.clone(), fork.commit.to_string()]));
+            tags.push(tag("a", [coordinate]));
+        }
+        if !self.maintainers.is_empty() {
+            tags.push(tag(MAINTAINERS, self.maintainers.iter().map(PublicKey::to_hex)));
+        }
+        if !self.relays.is_empty() {
+            tags.push(tag(RELAYS, self.relays.iter().map(RelayUrl::to_string)));
+        }
+        if !self.blob_servers.is_empty() {
+            tags.push(tag(BLOSSOM, self.blob_servers.iter().map(Url::to_string)));
+        }
+        (tags, String::new())
+    }
+
+    fn from_parts(tags: &[Tag], _content: &str) -> Result<Self, ParseError> {
+        let tags = TagReader::new(tags);
+        let repo = RepoId::new(tags.required_value(D)?)?;
+        let visibility = match tags.required_value(VISIBILITY)? {
+            "public" => Visibility::Public,
+            "private" => Visibility::Private,
+            other => {
+                return Err(ParseError::invalid_value(VISIBILITY, other, "\"public\" or \"private\""));
+            }
+        };
+        let fork_of = match tags.at_most_one(FORK)? {
+            None => None,
+            Some([coordinate, commit]) => Some(ForkOf {
+                repo: coordinate.parse()?,
+                commit: commit
+                    .parse()
+                    .map_err(|source| ParseError::InvalidId { tag: FORK.into(), source })?,
+            }),
+            Some(values) => {
+                return Err(ParseError::TagArity { tag: FORK.into(), expected: 2, found: values.len() });
+            }
+        };
+        let maintainers = unique_list(&tags, MAINTAINERS, |value| {
+            parse_public_key(value)
+                .ok_or_else(|| ParseError::InvalidPublicKey { tag: MAINTAINERS.into(), value: quote(value) })
+        })?;
+        let relays = unique_list(&tags, RELAYS, |value| {
+            RelayUrl::parse(value)
+                .map_err(|_| ParseError::invalid_value(RELAYS, value, "a ws:// or wss:// relay URL"))
+        })?;
+        let blob_servers = unique_list(&tags, BLOSSOM, |value| {
+            Url::parse(value)
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+                .ok_or_else(|| ParseError::invalid_value(BLOSSOM, value, "an http:// or https:// URL"))
+        })?;
+        Ok(Self {
+            repo,
+            name: tags.optional_value(NAME)?.map(str::to_owned),
+            description: tags.optional_value(DESCRIPTION)?.map(str::to_owned),
+            license: tags.optional_value(LICENSE)?.map(str::to_owned),
+            visibility,
+            fork_of,
+            maintainers,
+            relays,
+            blob_servers,
+        })
+    }
+}
+
+/// The values of a list tag that appears at most once, each parsed, with no value twice.
+fn unique_list<T>(
+    tags: &TagReader<'_>,
+    name: &'static str,
+    parse: impl Fn(&str) -> Result<T, ParseError>,
+) -> Result<Vec<T>, ParseError> {
+    let Some(values) = tags.at_most_one(name)? else {
+        return Ok(Vec::new());
+    };
+    let mut seen = BTreeSet::new();
+    values
+        .iter()
+        .map(|value| {
+            if !seen.insert(value.as_str()) {
+                return Err(ParseError::DuplicateValue { tag: name.into(), value: quote(value) });
+            }
+            parse(value)
+        })
+        .collect()
+}

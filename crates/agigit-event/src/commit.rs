@@ -1,0 +1,103 @@
+//! Kind 1717: a commit.
+
+use std::collections::BTreeSet;
+
+use agigit_hash::{BlobHash, ObjectId};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use nostr::prelude::Tag;
+
+use crate::error::{ParseError, quote};
+use crate::kinds;
+use crate::names::RepoCoordinate;
+use crate::signed::{ProtocolEvent, TagReader, single, tag};
+
+/// A commit event (kind 1717, regular).
+///
+/// The content is the canonical commit object (see `agigit-dag`), base64 (RFC 4648, padded); for
+/// a private repository it is that object encrypted, and `encryption` names the scheme. Tags:
+/// `["a", <repository coordinate>]`, `["commit", <id>]`, one `["parent", <id>]` per parent in
+/// order, one `["pack", <blob hash>]` per pack manifest, and `["encryption", <scheme>]` when
+/// encrypted.
+///
+/// For a private repository the ids in the tags are whatever the client publishes in place of
+/// plaintext object ids; this crate only carries them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitEvent {
+    /// The repository the commit belongs to.
+    pub repo: RepoCoordinate,
+    /// The commit's object id.
+    pub commit: ObjectId,
+    /// Its parents, in order (none for a root commit).
+    pub parents: Vec<ObjectId>,
+    /// The blob hashes of the pack manifests that hold the commit's new objects.
+    pub packs: Vec<BlobHash>,
+    /// The scheme the payload is encrypted with, or `None` when it is the plain commit object.
+    pub encryption: Option<String>,
+    /// The canonical commit object, or its ciphertext.
+    pub payload: Vec<u8>,
+}
+
+const A: &str = "a";
+const COMMIT: &str = "commit";
+const PARENT: &str = "parent";
+const PACK: &str = "pack";
+const ENCRYPTION: &str = "encryption";
+
+impl ProtocolEvent for CommitEvent {
+    const KIND: u16 = kinds::COMMIT;
+
+    fn to_parts(&self) -> (Vec<Tag>, String) {
+        let mut tags = vec![tag(A, [self.repo.to_string()]), tag(COMMIT, [self.commit.to_string()])];
+        tags.extend(self.parents.iter().map(|p| tag(PARENT, [p.to_string()])));
+        tags.extend(self.packs.iter().map(|p| tag(PACK, [p.to_string()])));
+        if let Some(scheme) = &self.encryption {
+            tags.push(tag(ENCRYPTION, [scheme.as_str()]));
+        }
+        (tags, STANDARD.encode(&self.payload))
+    }
+
+    fn from_parts(tags: &[Tag], content: &str) -> Result<Self, ParseError> {
+        let reader = TagReader::new(tags);
+        let repo = reader.required_value(A)?.parse()?;
+        let commit = parse_id(COMMIT, reader.required_value(COMMIT)?)?;
+        let parents: Vec<ObjectId> = ids(&reader, PARENT)?;
+        let packs: Vec<BlobHash> = ids(&reader, PACK)?;
+        let encryption = reader.optional_value(ENCRYPTION)?.map(str::to_owned);
+        if encryption.as_deref() == Some("") {
+            return Err(ParseError::invalid_value(ENCRYPTION, "", "the name of a scheme"));
+        }
+        // The strict engine rejects non-canonical padding and trailing bits, so the content has
+        // exactly one accepted form.
+        let payload = STANDARD.decode(content).map_err(|e| ParseError::InvalidContent {
+            reason: format!("the commit payload is not padded base64: {e}"),
+        })?;
+        Ok(Self { repo, commit, parents, packs, encryption, payload })
+    }
+}
+
+fn parse_id<T: core::str::FromStr<Err = agigit_hash::ParseIdError>>(
+    name: &str,
+    value: &str,
+) -> Result<T, ParseError> {
+    value.parse().map_err(|source| ParseError::InvalidId { tag: name.into(), source })
+}
+
+/// Every tag called `name` with one id each, none repeated, in order.
+fn ids<T>(reader: &TagReader<'_>, name: &'static str) -> Result<Vec<T>, ParseError>
+where
+    T: core::str::FromStr<Err = agigit_hash::ParseIdError> + Ord + Copy,
+{
+    let mut seen = BTreeSet::new();
+    reader
+        .all(name)
+        .map(|values| {
+            let value = single(name, values)?;
+            let id = parse_id(name, value)?;
+            if !seen.insert(id) {
+                return Err(ParseError::DuplicateValue { tag: name.into(), value: quote(value) });
+            }
+            Ok(id)
+        })
+        .collect()
+}

@@ -1,0 +1,28 @@
+#![doc = include_str!("../README.md")]
+
+mod announcement;
+mod blossom;
+mod commit;
+mod error;
+pub mod kinds;
+mod names;
+pub mod nip01;
+mod signed;
+mod signer;
+mod state;
+mod verify;
+
+pub use announcement::{ForkOf, RepoAnnouncement, Visibility};
+pub use blossom::{AuthError, AuthRequest, BlossomAuth, MAX_CLOCK_SKEW_SECS, Verb};
+pub use commit::CommitEvent;
+pub use error::ParseError;
+pub use names::{
+    MAX_REF_NAME_LEN, MAX_REPO_ID_LEN, RefName, RefNameError, RepoCoordinate, RepoId, RepoIdError,
+};
+pub use signed::{ProtocolEvent, Signed};
+pub use signer::{SignError, Signer};
+pub use state::{IgnoreReason, Ignored, RepoState, StateResolution, resolve_state};
+pub use verify::{K256Verifier, NostrVerifier, VerifyError, Verifier, bip340_verify};
+
+/// The `nostr` crate this crate is built on, so callers use the same version of its types.
+pub use nostr;

@@ -1,0 +1,205 @@
+//! Kind 30718: the repository state (branch pointers), and choosing the one state that counts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use agigit_hash::ObjectId;
+use nostr::prelude::{Event, EventId, PublicKey, Tag};
+
+use crate::announcement::RepoAnnouncement;
+use crate::error::{ParseError, quote};
+use crate::kinds;
+use crate::names::{RefName, RepoCoordinate, RepoId};
+use crate::signed::{ProtocolEvent, Signed, TagReader, single, tag};
+
+/// A repository's branch pointers (kind 30718, addressable by its `d` tag).
+///
+/// Tags: `["d", <repository id>]`, one `["refs/…", <commit id hex>]` per ref, and optionally
+/// `["HEAD", "ref: refs/heads/<branch>"]`. Unknown tags are ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoState {
+    /// The repository id (`d` tag).
+    pub repo: RepoId,
+    /// Every ref and the commit it points at.
+    pub refs: BTreeMap<RefName, ObjectId>,
+    /// The branch `HEAD` names, if any.
+    pub head: Option<RefName>,
+}
+
+impl RepoState {
+    /// A state with no refs and no `HEAD`.
+    pub fn new(repo: RepoId) -> Self {
+        Self { repo, refs: BTreeMap::new(), head: None }
+    }
+
+    /// The commit `HEAD` resolves to, if it names a branch that exists.
+    pub fn head_commit(&self) -> Option<ObjectId> {
+        self.head.as_ref().and_then(|head| self.refs.get(head)).copied()
+    }
+}
+
+const D: &str = "d";
+const HEAD: &str = "HEAD";
+const SYMREF_PREFIX: &str = "ref: ";
+
+impl ProtocolEvent for RepoState {
+    const KIND: u16 = kinds::REPO_STATE;
+
+    fn to_parts(&self) -> (Vec<Tag>, String) {
+        let mut tags = vec![tag(D, [self.repo.as_str()])];
+        tags.extend(self.refs.iter().map(|(name, id)| tag(name.as_str(), [id.to_string()])));
+        if let Some(head) = &self.head {
+            tags.push(tag(HEAD, [format!("{SYMREF_PREFIX}{head}")]));
+        }
+        (tags, String::new())
+    }
+
+    fn from_parts(tags: &[Tag], _content: &str) -> Result<Self, ParseError> {
+        let reader = TagReader::new(tags);
+        let repo = RepoId::new(reader.required_value(D)?)?;
+        let head = match reader.optional_value(HEAD)? {
+            None => None,
+            Some(value) => {
+                let target = value
+                    .strip_prefix(SYMREF_PREFIX)
+                    .and_then(|name| RefName::new(name).ok())
+                    .filter(|name| name.branch_name().is_some());
+                Some(target.ok_or_else(|| {
+                    ParseError::invalid_value(HEAD, value, "\"ref: refs/heads/<branch>\"")
+                })?)
+            }
+        };
+        let mut refs = BTreeMap::new();
+        for t in tags {
+            let Some((name, values)) = t.as_slice().split_first() else { continue };
+            if !name.starts_with("refs/") {
+                continue;
+            }
+            let ref_name = RefName::new(name.as_str())?;
+            let id = single(name, values)?
+                .parse()
+                .map_err(|source| ParseError::InvalidId { tag: quote(name), source })?;
+            if refs.insert(ref_name, id).is_some() {
+                return Err(ParseError::RepeatedTag { tag: quote(name) });
+            }
+        }
+        Ok(Self { repo, refs, head })
+    }
+}
+
+/// Why a state event was not chosen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IgnoreReason {
+    /// It is not a valid state event (bad signature, malformed tags, wrong kind).
+    #[error("invalid: {0}")]
+    Invalid(#[from] ParseError),
+    /// It is a state of another repository (another `d` tag).
+    #[error("it is the state of repository {found:?}")]
+    OtherRepository {
+        /// Its `d` tag.
+        found: RepoId,
+    },
+    /// Its author is neither the owner nor a listed maintainer.
+    #[error("its author {author} is neither the owner nor a maintainer")]
+    NotAuthorized {
+        /// The author's key.
+        author: PublicKey,
+    },
+    /// A newer (or equally new with a lower id) valid state exists.
+    #[error("superseded by {by}")]
+    Superseded {
+        /// The state that won.
+        by: EventId,
+    },
+}
+
+/// An event left out of the resolution, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    /// The event's claimed id.
+    pub event: EventId,
+    /// Why it was left out.
+    pub reason: IgnoreReason,
+}
+
+/// The outcome of [`resolve_state`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateResolution {
+    /// The state that counts, if any valid one was found.
+    pub current: Option<Signed<RepoState>>,
+    /// Every other distinct event, with the reason it did not count.
+    pub ignored: Vec<Ignored>,
+}
+
+/// Picks the state of `repo` that counts among `events`: the newest (`created_at`) valid state
+/// event signed by the owner or one of `maintainers`, ties broken by the lowest event id (NIP-01).
+///
+/// Events are verified here; the same event received twice (from two relays) counts once.
+pub fn resolve_state(
+    repo: &RepoCoordinate,
+    maintainers: &[PublicKey],
+    events: impl IntoIterator<Item = Event>,
+) -> StateResolution {
+    let mut seen = BTreeSet::new();
+    let mut ignored = Vec::new();
+    let mut current: Option<Signed<RepoState>> = None;
+    for event in events {
+        if !seen.insert(event.id) {
+            continue;
+        }
+        let id = event.id;
+        let author = event.pubkey;
+        let state = match Signed::<RepoState>::from_event(event) {
+            Ok(state) => state,
+            Err(e) => {
+                ignored.push(Ignored { event: id, reason: e.into() });
+                continue;
+            }
+        };
+        if state.body().repo != repo.id {
+            let found = state.body().repo.clone();
+            ignored.push(Ignored { event: id, reason: IgnoreReason::OtherRepository { found } });
+            continue;
+        }
+        if author != repo.owner && !maintainers.contains(&author) {
+            ignored.push(Ignored { event: id, reason: IgnoreReason::NotAuthorized { author } });
+            continue;
+        }
+        let loser = match current.take() {
+            None => {
+                current = Some(state);
+                continue;
+            }
+            Some(best) => {
+                let newer = (state.created_at(), std::cmp::Reverse(state.id()))
+                    > (best.created_at(), std::cmp::Reverse(best.id()));
+                if newer {
+                    current = Some(state);
+                    best
+                } else {
+                    current = Some(best);
+                    state
+                }
+            }
+        };
+        let by = current.as_ref().map_or(id, Signed::id);
+        ignored.push(Ignored { event: loser.id(), reason: IgnoreReason::Superseded { by } });
+    }
+    // The `by` of earlier losers may name a state that itself lost later: point all at the winner.
+    if let Some(winner) = &current {
+        for entry in &mut ignored {
+            if let IgnoreReason::Superseded { by } = &mut entry.reason {
+                *by = winner.id();
+            }
+        }
+    }
+    StateResolution { current, ignored }
+}
+
+impl Signed<RepoAnnouncement> {
+    /// [`resolve_state`] for this announcement's repository, with its owner and maintainers.
+    pub fn resolve_state(&self, events: impl IntoIterator<Item = Event>) -> StateResolution {
+        let repo = self.body().coordinate(self.author());
+        resolve_state(&repo, &self.body().maintainers, events)
+    }
+}

@@ -1,0 +1,770 @@
+//! Integration tests for agigit-event: known answers, round trips, rejections, verifier agreement,
+//! state resolution and Blossom authorization.
+
+use std::collections::BTreeMap;
+
+use agigit_event::nip01::IdFields;
+use agigit_event::nostr::prelude::{
+    Event, EventBuilder, EventId, FinalizeEvent as _, Keys, Kind, PublicKey, RelayUrl, SecretKey,
+    Signature, Tag, Timestamp, UnsignedEvent, Url,
+};
+use agigit_event::{
+    AuthError, AuthRequest, BlossomAuth, CommitEvent, ForkOf, IgnoreReason, K256Verifier,
+    NostrVerifier, ParseError, ProtocolEvent, RefName, RepoAnnouncement, RepoCoordinate, RepoId,
+    RepoState, SignError, Signed, Signer, Verb, Verifier, VerifyError, Visibility, bip340_verify,
+    kinds, resolve_state,
+};
+use agigit_hash::{BlobHash, ObjectId};
+use proptest::prelude::*;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Deterministic keys: secret key = [n; 32] (valid for 1 ≤ n ≤ 254; [255; 32] exceeds the group order).
+fn keys(n: u8) -> Keys {
+    let secret = SecretKey::from_slice(&[n; 32]);
+    Keys::new(secret.unwrap_or_else(|e| panic!("[{n}; 32] is a valid secret key: {e}")))
+}
+
+fn t(secs: u64) -> Timestamp {
+    Timestamp::from_secs(secs)
+}
+
+/// Signs an event with arbitrary kind, tags and content: for feeding parsers malformed but
+/// correctly signed input.
+fn sign_raw(keys: &Keys, kind: u16, tags: &[&[&str]], content: &str) -> Event {
+    let tags = tags.iter().map(|tag| {
+        Tag::parse(tag.iter().copied()).unwrap_or_else(|e| panic!("test tag {tag:?} is valid: {e}"))
+    });
+    EventBuilder::new(Kind::Custom(kind), content)
+        .tags(tags)
+        .custom_created_at(t(1_700_000_000))
+        .finalize(keys)
+        .unwrap_or_else(|e| panic!("signing with local keys succeeds: {e}"))
+}
+
+fn repo_id(s: &str) -> RepoId {
+    RepoId::new(s).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A lowercase hex id with letters in it (so that uppercasing it changes it).
+fn hex32(byte: u8) -> String {
+    ObjectId::digest([byte]).to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// BIP-340 test vectors
+// ---------------------------------------------------------------------------------------------
+
+struct Vector {
+    index: usize,
+    public_key: Vec<u8>,
+    message: Vec<u8>,
+    signature: Vec<u8>,
+    valid: bool,
+}
+
+fn decode_hex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap_or_else(|e| panic!("{s}: {e}")))
+        .collect()
+}
+
+/// The rows of `tests/data/bip340-test-vectors.csv` (from bitcoin/bips, bip-0340/test-vectors.csv).
+fn vectors() -> Vec<Vector> {
+    let csv = include_str!("data/bip340-test-vectors.csv");
+    csv.lines()
+        .skip(1)
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let cols: Vec<&str> = line.split(',').collect();
+            Vector {
+                index: cols[0].parse().unwrap_or_else(|e| panic!("{line}: {e}")),
+                public_key: decode_hex(cols[2]),
+                message: decode_hex(cols[4]),
+                signature: decode_hex(cols[5]),
+                valid: cols[6] == "TRUE",
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn bip340_vectors_through_k256() {
+    let vectors = vectors();
+    assert_eq!(vectors.len(), 19, "every row of the file is read");
+    assert!(vectors.iter().any(|v| !v.valid) && vectors.iter().any(|v| v.valid));
+    for v in &vectors {
+        let pk: [u8; 32] = v.public_key[..].try_into().unwrap_or_else(|_| panic!("row {}", v.index));
+        let sig: [u8; 64] = v.signature[..].try_into().unwrap_or_else(|_| panic!("row {}", v.index));
+        assert_eq!(bip340_verify(&pk, &v.message, &sig), v.valid, "row {}", v.index);
+    }
+}
+
+#[test]
+fn bip340_vectors_through_nostr_for_32_byte_messages() {
+    let mut checked = 0;
+    for v in vectors().iter().filter(|v| v.message.len() == 32) {
+        // Nostr signs the 32-byte event id: put the message there and ask `nostr` to check the
+        // signature alone. A key that is not on the curve cannot even be parsed: a rejection.
+        let accepted = PublicKey::from_slice(&v.public_key).is_ok_and(|pk| {
+            let sig: [u8; 64] = v.signature[..].try_into().unwrap_or([0; 64]);
+            let id: [u8; 32] = v.message[..].try_into().unwrap_or([0; 32]);
+            let event = Event::new(
+                EventId::from_byte_array(id),
+                pk,
+                t(0),
+                Kind::Custom(1),
+                [],
+                "",
+                Signature::from_byte_array(sig),
+            );
+            event.verify_signature()
+        });
+        assert_eq!(accepted, v.valid, "row {}", v.index);
+        checked += 1;
+    }
+    assert_eq!(checked, 15, "rows 0-14 sign 32-byte messages");
+}
+
+// ---------------------------------------------------------------------------------------------
+// NIP-01 id computation
+// ---------------------------------------------------------------------------------------------
+
+/// Content and tags holding every escaped character, other control characters, DEL, non-ASCII,
+/// emoji and U+2028.
+const TRICKY_CONTENT: &str = "quote\" backslash\\ nl\n cr\r tab\t bs\u{8} ff\u{c} nul\u{0} us\u{1f} del\u{7f} é 日本 😀 </script> \u{2028}";
+
+fn tricky_tags() -> Vec<Tag> {
+    [vec!["d", "repo\"id"], vec!["refs/heads/main", "ctl\u{1}\u{2}"], vec!["x", "😀\\"]]
+        .into_iter()
+        .map(|tag| Tag::parse(tag).unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+#[test]
+fn nip01_id_known_answer() -> TestResult {
+    // Expected values computed independently with Python 3.11:
+    //   s = json.dumps([0, pk, 1700000000, 30718, tags, content], separators=(',', ':'),
+    //                  ensure_ascii=False)
+    //   hashlib.sha256(s.encode()).hexdigest()
+    // which escapes exactly as JSON.stringify and NIP-01 do.
+    let pk: [u8; 32] = decode_hex("dff1d77f2a671c5f36183726db2341be58feae1da2deced843240f7b502ba659")[..]
+        .try_into()?;
+    let tags = tricky_tags();
+    let fields =
+        IdFields { pubkey: &pk, created_at: 1_700_000_000, kind: 30718, tags: &tags, content: TRICKY_CONTENT };
+    let expected_json = "[0,\"dff1d77f2a671c5f36183726db2341be58feae1da2deced843240f7b502ba659\",1700000000,30718,[[\"d\",\"repo\\\"id\"],[\"refs/heads/main\",\"ctl\\u0001\\u0002\"],[\"x\",\"😀\\\\\"]],\"quote\\\" backslash\\\\ nl\\n cr\\r tab\\t bs\\b ff\\f nul\\u0000 us\\u001f del\u{7f} é 日本 😀 </script> \u{2028}\"]";
+    assert_eq!(String::from_utf8(fields.serialize())?, expected_json);
+    let expected_id = "913421f16d7e1c91b6ecea98a5b17e8fba46469be4726f90ca7dff0c3178a9fe";
+    assert_eq!(ObjectId::from_bytes(fields.id()).to_string(), expected_id);
+
+    // The `nostr` crate computes the same id.
+    let nostr_id = EventId::compute(
+        &PublicKey::from_slice(&pk)?,
+        &t(1_700_000_000),
+        &Kind::Custom(30718),
+        &tags.clone().into_iter().collect(),
+        TRICKY_CONTENT,
+    );
+    assert_eq!(nostr_id.to_hex(), expected_id);
+    Ok(())
+}
+
+#[test]
+fn tricky_event_signs_parses_and_verifies_both_ways() -> TestResult {
+    let event = EventBuilder::new(Kind::Custom(1), TRICKY_CONTENT)
+        .tags(tricky_tags())
+        .finalize(&keys(3))?;
+    let reparsed = Event::from_json(event.as_json())?;
+    assert_eq!(reparsed, event);
+    NostrVerifier.verify_event(&reparsed)?;
+    K256Verifier.verify_event(&reparsed)?;
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Our serializer and `nostr`'s agree on arbitrary strings, including control characters.
+    #[test]
+    fn nip01_serializers_agree(
+        content in any::<String>(),
+        tags in prop::collection::vec(prop::collection::vec(any::<String>(), 1..4), 0..4),
+        created_at in any::<u64>(),
+        kind in any::<u16>(),
+    ) {
+        let tags: Vec<Tag> = tags.into_iter().filter_map(|t| Tag::parse(t).ok()).collect();
+        let pk = keys(5).public_key();
+        let ours = IdFields { pubkey: pk.as_bytes(), created_at, kind, tags: &tags, content: &content }.id();
+        let theirs = EventId::compute(&pk, &t(created_at), &Kind::Custom(kind), &tags.iter().cloned().collect(), &content);
+        prop_assert_eq!(ours, theirs.to_bytes());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The two verifiers agree
+// ---------------------------------------------------------------------------------------------
+
+fn with_id(event: &Event, id: [u8; 32]) -> Event {
+    Event::new(
+        EventId::from_byte_array(id),
+        event.pubkey,
+        event.created_at,
+        event.kind,
+        event.tags.clone(),
+        event.content.clone(),
+        event.sig,
+    )
+}
+
+fn with_sig(event: &Event, sig: [u8; 64]) -> Event {
+    let mut e = event.clone();
+    e.sig = Signature::from_byte_array(sig);
+    e
+}
+
+fn flip<const N: usize>(bytes: [u8; N], bit: usize) -> [u8; N] {
+    let mut out = bytes;
+    out[bit / 8] ^= 1 << (bit % 8);
+    out
+}
+
+/// Both verifiers, which must agree exactly (same error, or both Ok).
+fn both(event: &Event) -> Result<Result<(), VerifyError>, TestCaseError> {
+    let a = NostrVerifier.verify_event(event);
+    let b = K256Verifier.verify_event(event);
+    prop_assert_eq!(&a, &b, "verifiers disagree on {:?}", event);
+    Ok(a)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn verifiers_agree_on_valid_events_and_on_every_single_bit_tamper(
+        secret in 1u8..=254,
+        content in any::<String>(),
+        tags in prop::collection::vec(prop::collection::vec("[a-z]{1,3}|\\PC{0,8}", 1..3), 0..3),
+        created_at in 0u64..=u64::from(u32::MAX),
+        kind in any::<u16>(),
+    ) {
+        let tags: Vec<Tag> = tags.into_iter().filter_map(|t| Tag::parse(t).ok()).collect();
+        let event = EventBuilder::new(Kind::Custom(kind), content)
+            .tags(tags)
+            .custom_created_at(t(created_at))
+            .finalize(&keys(secret))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(both(&event)?, Ok(()));
+
+        for bit in 0..256 {
+            let tampered = with_id(&event, flip(event.id.to_bytes(), bit));
+            prop_assert!(matches!(both(&tampered)?, Err(VerifyError::IdMismatch { .. })), "id bit {}", bit);
+        }
+        for bit in 0..512 {
+            let tampered = with_sig(&event, flip(event.sig.to_bytes(), bit));
+            prop_assert!(matches!(both(&tampered)?, Err(VerifyError::BadSignature { .. })), "sig bit {}", bit);
+        }
+        for bit in 0..256 {
+            let mut tampered = event.clone();
+            // A flipped key may not be on the curve; `from_slice` only checks the length, so the
+            // verifiers see it either way.
+            tampered.pubkey = PublicKey::from_slice(&flip(event.pubkey.to_bytes(), bit))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(both(&tampered)?.is_err(), "pubkey bit {}", bit);
+        }
+        for bit in 0..64 {
+            let mut tampered = event.clone();
+            tampered.created_at = t(event.created_at.as_secs() ^ (1 << bit));
+            prop_assert!(matches!(both(&tampered)?, Err(VerifyError::IdMismatch { .. })), "created_at bit {}", bit);
+        }
+        for bit in 0..16 {
+            let mut tampered = event.clone();
+            tampered.kind = Kind::Custom(event.kind.as_u16() ^ (1 << bit));
+            prop_assert!(matches!(both(&tampered)?, Err(VerifyError::IdMismatch { .. })), "kind bit {}", bit);
+        }
+        // Every bit of the content's bytes that leaves it valid UTF-8.
+        let bytes = event.content.as_bytes();
+        for bit in 0..bytes.len() * 8 {
+            let mut changed = bytes.to_vec();
+            changed[bit / 8] ^= 1 << (bit % 8);
+            if let Ok(text) = String::from_utf8(changed) {
+                let mut tampered = event.clone();
+                tampered.content = text;
+                prop_assert!(matches!(both(&tampered)?, Err(VerifyError::IdMismatch { .. })), "content bit {}", bit);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Round trips of the typed events
+// ---------------------------------------------------------------------------------------------
+
+fn round_trip<T: ProtocolEvent + PartialEq + std::fmt::Debug + Clone>(
+    body: T,
+    signer: &Keys,
+) -> Result<(), TestCaseError> {
+    let signed = Signed::sign(body.clone(), signer, t(1_700_000_000))
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(signed.body(), &body);
+    prop_assert_eq!(signed.author(), signer.public_key());
+    let json = signed.to_json();
+    let parsed = Signed::<T>::from_json(&json).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(parsed.body(), &body);
+    prop_assert_eq!(parsed.id(), signed.id());
+    let independent = Signed::<T>::from_event_with(parsed.into_event(), &K256Verifier)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(independent.body(), &body);
+    Ok(())
+}
+
+fn arb_repo_id() -> impl Strategy<Value = RepoId> {
+    "[A-Za-z0-9_][A-Za-z0-9._-]{0,30}".prop_map(|s| repo_id(&s))
+}
+
+fn arb_coordinate() -> impl Strategy<Value = RepoCoordinate> {
+    (1u8..=254, arb_repo_id()).prop_map(|(k, id)| RepoCoordinate::new(keys(k).public_key(), id))
+}
+
+fn arb_announcement() -> impl Strategy<Value = RepoAnnouncement> {
+    (
+        arb_repo_id(),
+        prop::option::of(any::<String>()),
+        prop::option::of(any::<String>()),
+        prop::option::of("(MIT|Apache-2.0|MIT OR Apache-2.0|LLAMA-3)"),
+        prop::bool::ANY,
+        prop::option::of((arb_coordinate(), any::<[u8; 32]>())),
+        prop::collection::btree_set(1u8..=254, 0..4),
+        prop::collection::btree_set(0u16..1000, 0..3),
+        prop::collection::btree_set(0u16..1000, 0..3),
+    )
+        .prop_map(|(repo, name, description, license, private, fork, maintainers, relays, servers)| {
+            RepoAnnouncement {
+                repo,
+                name,
+                description,
+                license,
+                visibility: if private { Visibility::Private } else { Visibility::Public },
+                fork_of: fork.map(|(repo, commit)| ForkOf { repo, commit: commit.into() }),
+                maintainers: maintainers.into_iter().map(|k| keys(k).public_key()).collect(),
+                relays: relays
+                    .into_iter()
+                    .filter_map(|n| RelayUrl::parse(&format!("wss://relay{n}.example.org")).ok())
+                    .collect(),
+                blob_servers: servers
+                    .into_iter()
+                    .filter_map(|n| Url::parse(&format!("https://blobs{n}.example.org/")).ok())
+                    .collect(),
+            }
+        })
+}
+
+fn arb_state() -> impl Strategy<Value = RepoState> {
+    (
+        arb_repo_id(),
+        prop::collection::btree_map("(heads|tags)/[a-z0-9][a-z0-9_-]{0,8}(/[a-z0-9]{1,4})?", any::<[u8; 32]>(), 0..6),
+        any::<prop::sample::Index>(),
+        prop::bool::ANY,
+    )
+        .prop_map(|(repo, refs, pick, with_head)| {
+            let refs: BTreeMap<RefName, ObjectId> = refs
+                .into_iter()
+                .filter_map(|(name, id)| RefName::new(format!("refs/{name}")).ok().map(|r| (r, id.into())))
+                .collect();
+            let branches: Vec<&RefName> = refs.keys().filter(|r| r.branch_name().is_some()).collect();
+            let head = if with_head && !branches.is_empty() {
+                Some(branches[pick.index(branches.len())].clone())
+            } else {
+                None
+            };
+            RepoState { repo, refs, head }
+        })
+}
+
+fn arb_commit() -> impl Strategy<Value = CommitEvent> {
+    (
+        arb_coordinate(),
+        any::<[u8; 32]>(),
+        prop::collection::btree_set(any::<[u8; 32]>(), 0..4),
+        prop::collection::btree_set(any::<[u8; 32]>(), 0..4),
+        prop::option::of("[a-z0-9-]{1,20}"),
+        prop::collection::vec(any::<u8>(), 0..400),
+    )
+        .prop_map(|(repo, commit, parents, packs, encryption, payload)| CommitEvent {
+            repo,
+            commit: commit.into(),
+            parents: parents.into_iter().map(ObjectId::from).collect(),
+            packs: packs.into_iter().map(BlobHash::from).collect(),
+            encryption,
+            payload,
+        })
+}
+
+fn arb_verb() -> impl Strategy<Value = Verb> {
+    prop_oneof![Just(Verb::Get), Just(Verb::Upload), Just(Verb::List), Just(Verb::Delete)]
+}
+
+fn arb_auth() -> impl Strategy<Value = BlossomAuth> {
+    (
+        arb_verb(),
+        0u64..=u64::from(u32::MAX),
+        prop::collection::btree_set(any::<[u8; 32]>(), 0..3),
+        prop::collection::btree_set("[a-z0-9.-]{1,20}", 0..3),
+        any::<String>(),
+    )
+        .prop_map(|(verb, expiration, blobs, servers, description)| BlossomAuth {
+            verb,
+            expiration: t(expiration),
+            blobs: blobs.into_iter().map(BlobHash::from).collect(),
+            servers: servers.into_iter().collect(),
+            description,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn announcement_round_trip(body in arb_announcement(), signer in 1u8..=254) {
+        round_trip(body, &keys(signer))?;
+    }
+
+    #[test]
+    fn state_round_trip(body in arb_state(), signer in 1u8..=254) {
+        round_trip(body, &keys(signer))?;
+    }
+
+    #[test]
+    fn commit_round_trip(body in arb_commit(), signer in 1u8..=254) {
+        round_trip(body, &keys(signer))?;
+    }
+
+    #[test]
+    fn blossom_auth_round_trip(body in arb_auth(), signer in 1u8..=254) {
+        round_trip(body.clone(), &keys(signer))?;
+        let signed = Signed::sign(body.clone(), &keys(signer), t(1)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let header = signed.to_authorization_header();
+        let back = Signed::<BlossomAuth>::from_authorization_header(&header).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(back.body(), &body);
+    }
+
+    /// Any JSON at all: parsing never panics, and what parses re-serializes to an equal body.
+    #[test]
+    fn arbitrary_json_never_panics(json in "\\PC{0,300}") {
+        let _ = Signed::<RepoState>::from_json(&json);
+        let _ = Signed::<RepoAnnouncement>::from_json(&json);
+        let _ = Signed::<CommitEvent>::from_json(&json);
+        let _ = Signed::<BlossomAuth>::from_json(&json);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rejections: correctly signed, badly formed
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn state_parser_rejects_malformed_events() {
+    let k = keys(1);
+    let id = hex32(1);
+    let cases: Vec<(&str, Event, fn(&ParseError) -> bool)> = vec![
+        ("missing d", sign_raw(&k, kinds::REPO_STATE, &[&["refs/heads/main", &id]], ""), |e| {
+            matches!(e, ParseError::MissingTag { tag: "d" })
+        }),
+        ("repeated d", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["d", "b"]], ""), |e| {
+            matches!(e, ParseError::RepeatedTag { tag } if tag == "d")
+        }),
+        ("d with two values", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a", "b"]], ""), |e| {
+            matches!(e, ParseError::TagArity { expected: 1, found: 2, .. })
+        }),
+        ("bad repo id", sign_raw(&k, kinds::REPO_STATE, &[&["d", "../etc"]], ""), |e| {
+            matches!(e, ParseError::InvalidRepoId(_))
+        }),
+        ("malformed ref", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["refs/heads/a..b", &id]], ""), |e| {
+            matches!(e, ParseError::InvalidRefName(_))
+        }),
+        ("ref without value", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["refs/heads/main"]], ""), |e| {
+            matches!(e, ParseError::TagArity { expected: 1, found: 0, .. })
+        }),
+        ("bad hex", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["refs/heads/main", "xyz"]], ""), |e| {
+            matches!(e, ParseError::InvalidId { .. })
+        }),
+        ("uppercase hex", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["refs/heads/main", &id.to_uppercase()]], ""), |e| {
+            matches!(e, ParseError::InvalidId { .. })
+        }),
+        ("repeated ref", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["refs/heads/main", &id], &["refs/heads/main", &id]], ""), |e| {
+            matches!(e, ParseError::RepeatedTag { .. })
+        }),
+        ("HEAD not symbolic", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["HEAD", &id]], ""), |e| {
+            matches!(e, ParseError::InvalidValue { .. })
+        }),
+        ("HEAD at a tag", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["HEAD", "ref: refs/tags/v1"]], ""), |e| {
+            matches!(e, ParseError::InvalidValue { .. })
+        }),
+        ("wrong kind", sign_raw(&k, kinds::REPO_ANNOUNCEMENT, &[&["d", "a"]], ""), |e| {
+            matches!(e, ParseError::WrongKind { expected: 30718, found: 30717 })
+        }),
+    ];
+    for (what, event, expected) in cases {
+        match Signed::<RepoState>::from_event(event) {
+            Err(e) => assert!(expected(&e), "{what}: unexpected error {e:?}"),
+            Ok(s) => panic!("{what}: accepted {s:?}"),
+        }
+    }
+}
+
+#[test]
+fn announcement_parser_rejects_malformed_events() {
+    let k = keys(1);
+    let pk = keys(2).public_key().to_hex();
+    let not_on_curve = "eefdea4cdb677750a420fee807eacf21eb9898ae79b9768766e4faa04a2d4a34";
+    let coord = format!("30717:{pk}:base");
+    let cases: Vec<(&str, Vec<Vec<String>>)> = vec![
+        ("missing visibility", vec![vec!["d".into(), "a".into()]]),
+        ("unknown visibility", vec![vec!["d".into(), "a".into()], vec!["visibility".into(), "secret".into()]]),
+        ("repeated name", vec![
+            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
+            vec!["name".into(), "x".into()], vec!["name".into(), "y".into()],
+        ]),
+        ("maintainer not on curve", vec![
+            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
+            vec!["maintainers".into(), not_on_curve.into()],
+        ]),
+        ("duplicate maintainer", vec![
+            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
+            vec!["maintainers".into(), pk.clone(), pk.clone()],
+        ]),
+        ("relay not ws", vec![
+            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
+            vec!["relays".into(), "https://example.org".into()],
+        ]),
+        ("blossom not http", vec![
+            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
+            vec!["blossom".into(), "ftp://example.org".into()],
+        ]),
+        ("fork without commit", vec![
+            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
+            vec!["fork".into(), coord.clone()],
+        ]),
+        ("fork of a non-repository", vec![
+            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
+            vec!["fork".into(), format!("1:{pk}:base"), hex32(9)],
+        ]),
+        ("fork with bad commit", vec![
+            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
+            vec!["fork".into(), coord, "00".into()],
+        ]),
+    ];
+    for (what, tags) in cases {
+        let tags: Vec<Vec<&str>> = tags.iter().map(|t| t.iter().map(String::as_str).collect()).collect();
+        let tags: Vec<&[&str]> = tags.iter().map(Vec::as_slice).collect();
+        let event = sign_raw(&k, kinds::REPO_ANNOUNCEMENT, &tags, "");
+        assert!(Signed::<RepoAnnouncement>::from_event(event).is_err(), "{what} was accepted");
+    }
+}
+
+#[test]
+fn commit_parser_rejects_malformed_events() {
+    let k = keys(1);
+    let coord = format!("30717:{}:m", k.public_key().to_hex());
+    let id = hex32(1);
+    let a: &[&str] = &["a", &coord];
+    let c: &[&str] = &["commit", &id];
+    let p: &[&str] = &["parent", &id];
+    let cases: Vec<(&str, Vec<&[&str]>, &str)> = vec![
+        ("missing a", vec![c], ""),
+        ("missing commit", vec![a], ""),
+        ("two commits", vec![a, c, c], ""),
+        ("duplicate parent", vec![a, c, p, p], ""),
+        ("bad pack hash", vec![a, c, &["pack", "zz"]], ""),
+        ("empty encryption", vec![a, c, &["encryption", ""]], ""),
+        ("content not base64", vec![a, c], "not base64!"),
+        ("unpadded base64", vec![a, c], "YWJj" /* ok */),
+    ];
+    for (what, tags, content) in cases {
+        let event = sign_raw(&k, kinds::COMMIT, &tags, content);
+        let result = Signed::<CommitEvent>::from_event(event);
+        if what == "unpadded base64" {
+            assert!(result.is_ok(), "canonical base64 is accepted: {result:?}");
+            let bad = sign_raw(&k, kinds::COMMIT, &tags, "YWI");
+            assert!(Signed::<CommitEvent>::from_event(bad).is_err(), "unpadded base64 is rejected");
+        } else {
+            assert!(result.is_err(), "{what} was accepted");
+        }
+    }
+}
+
+#[test]
+fn tampered_json_is_rejected_as_invalid_not_misread() -> TestResult {
+    let mut state = RepoState::new(repo_id("model"));
+    state.refs.insert(RefName::branch("main")?, ObjectId::digest(b"c1"));
+    let signed = Signed::sign(state, &keys(1), t(1_700_000_000))?;
+    let json = signed.to_json();
+    let tampered = json.replace(&ObjectId::digest(b"c1").to_string(), &ObjectId::digest(b"c2").to_string());
+    assert_ne!(json, tampered);
+    assert!(matches!(
+        Signed::<RepoState>::from_json(&tampered),
+        Err(ParseError::Verify(VerifyError::IdMismatch { .. }))
+    ));
+    assert!(matches!(Signed::<RepoState>::from_json("{}"), Err(ParseError::Json { .. })));
+    Ok(())
+}
+
+/// A signer that signs something other than what it was asked to.
+struct LyingSigner(Keys);
+
+impl Signer for LyingSigner {
+    fn public_key(&self) -> PublicKey {
+        self.0.public_key()
+    }
+
+    fn sign_event(&self, mut unsigned: UnsignedEvent) -> Result<Event, SignError> {
+        unsigned.content.push('!');
+        self.0.sign_event(unsigned)
+    }
+}
+
+#[test]
+fn signer_answers_are_checked() {
+    let body = RepoState::new(repo_id("model"));
+    let result = Signed::sign(body, &LyingSigner(keys(1)), t(1));
+    assert!(matches!(result, Err(SignError::Mismatch)));
+    // Trait objects and smart pointers work as signers.
+    let boxed: Box<dyn Signer> = Box::new(keys(2));
+    assert!(Signed::sign(RepoState::new(repo_id("m")), &boxed, t(1)).is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// State resolution
+// ---------------------------------------------------------------------------------------------
+
+fn state_event(signer: &Keys, repo: &str, at: u64, commit: &[u8]) -> Result<Event, SignError> {
+    let mut state = RepoState::new(repo_id(repo));
+    state.refs.insert(RefName::branch("main").unwrap_or_else(|e| panic!("{e}")), ObjectId::digest(commit));
+    Ok(Signed::sign(state, signer, t(at))?.into_event())
+}
+
+#[test]
+fn newest_state_by_owner_or_maintainer_wins() -> TestResult {
+    let owner = keys(1);
+    let maintainer = keys(2);
+    let stranger = keys(3);
+    let mut announcement = RepoAnnouncement::new(repo_id("model"), Visibility::Public);
+    announcement.maintainers.push(maintainer.public_key());
+    let announcement = Signed::sign(announcement, &owner, t(100))?;
+
+    let old = state_event(&owner, "model", 200, b"old")?;
+    let newest = state_event(&maintainer, "model", 300, b"new")?;
+    let by_stranger = state_event(&stranger, "model", 400, b"evil")?;
+    let other_repo = state_event(&owner, "other", 500, b"x")?;
+    let mut forged = state_event(&owner, "model", 600, b"forged")?;
+    forged.sig = Signature::from_byte_array([7; 64]);
+    let not_a_state = sign_raw(&owner, kinds::COMMIT, &[], "");
+
+    let resolution = announcement.resolve_state([
+        old.clone(),
+        newest.clone(),
+        by_stranger.clone(),
+        other_repo.clone(),
+        forged.clone(),
+        newest.clone(), // the same event from a second relay counts once
+        not_a_state.clone(),
+    ]);
+    let current = resolution.current.ok_or("a state was chosen")?;
+    assert_eq!(current.id(), newest.id);
+    assert_eq!(current.body().head_commit(), None);
+    assert_eq!(current.body().refs.values().next(), Some(&ObjectId::digest(b"new")));
+
+    let reasons: BTreeMap<EventId, IgnoreReason> =
+        resolution.ignored.into_iter().map(|i| (i.event, i.reason)).collect();
+    assert_eq!(reasons.len(), 5);
+    assert_eq!(reasons[&old.id], IgnoreReason::Superseded { by: newest.id });
+    assert_eq!(reasons[&by_stranger.id], IgnoreReason::NotAuthorized { author: stranger.public_key() });
+    assert_eq!(reasons[&other_repo.id], IgnoreReason::OtherRepository { found: repo_id("other") });
+    assert!(matches!(reasons[&forged.id], IgnoreReason::Invalid(ParseError::Verify(VerifyError::BadSignature { .. }))));
+    assert!(matches!(reasons[&not_a_state.id], IgnoreReason::Invalid(ParseError::WrongKind { .. })));
+    Ok(())
+}
+
+#[test]
+fn equal_times_resolve_to_the_lowest_id_in_any_order() -> TestResult {
+    let owner = keys(1);
+    let repo = RepoCoordinate::new(owner.public_key(), repo_id("model"));
+    let events: Vec<Event> =
+        (0u8..6).map(|i| state_event(&owner, "model", 1000, &[i])).collect::<Result<_, _>>()?;
+    let lowest = events.iter().map(|e| e.id).min().ok_or("events")?;
+    let mut reversed = events.clone();
+    reversed.reverse();
+    for order in [events, reversed] {
+        let resolution = resolve_state(&repo, &[], order);
+        assert_eq!(resolution.current.map(|s| s.id()), Some(lowest));
+        assert_eq!(resolution.ignored.len(), 5);
+        assert!(resolution.ignored.iter().all(|i| i.reason == IgnoreReason::Superseded { by: lowest }));
+    }
+    // No valid state: nothing chosen, everything reported.
+    let resolution = resolve_state(&repo, &[], [sign_raw(&owner, kinds::REPO_STATE, &[], "")]);
+    assert!(resolution.current.is_none());
+    assert_eq!(resolution.ignored.len(), 1);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blossom authorization
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn blossom_authorization_checks() -> TestResult {
+    let uploader = keys(4);
+    let blob = BlobHash::digest(b"shard");
+    let other = BlobHash::digest(b"other");
+    let token = BlossomAuth::new(Verb::Upload, t(2_000))
+        .with_blob(blob)
+        .with_server("Blobs.Example.org")
+        .with_description("Upload shard");
+    let signed = Signed::sign(token, &uploader, t(1_000))?;
+    let header = signed.to_authorization_header();
+    assert!(header.starts_with("Nostr "));
+    let signed = Signed::<BlossomAuth>::from_authorization_header(&header)?;
+
+    let ok = AuthRequest { verb: Verb::Upload, blob: Some(&blob), server: "blobs.example.org", now: t(1_500) };
+    signed.authorize(&ok)?;
+    let check = |request: AuthRequest<'_>| signed.authorize(&request);
+    assert!(matches!(check(AuthRequest { now: t(2_000), ..ok }), Err(AuthError::Expired { .. })));
+    assert!(matches!(check(AuthRequest { now: t(900), ..ok }), Err(AuthError::FromTheFuture { .. })));
+    assert!(check(AuthRequest { now: t(1_000 - 60), ..ok }).is_ok(), "60 s of clock skew is allowed");
+    assert!(matches!(check(AuthRequest { verb: Verb::Delete, ..ok }), Err(AuthError::WrongVerb { .. })));
+    assert!(matches!(check(AuthRequest { blob: Some(&other), ..ok }), Err(AuthError::BlobNotCovered { .. })));
+    assert!(matches!(check(AuthRequest { blob: None, ..ok }), Err(AuthError::MissingBlob)));
+    assert!(matches!(check(AuthRequest { server: "evil.example", ..ok }), Err(AuthError::WrongServer { .. })));
+
+    // An upload token must name the blob; a get token without x covers any blob.
+    let any_upload = Signed::sign(BlossomAuth::new(Verb::Upload, t(2_000)), &uploader, t(1_000))?;
+    assert!(matches!(any_upload.authorize(&ok), Err(AuthError::BlobNotCovered { .. })));
+    let any_get = Signed::sign(BlossomAuth::new(Verb::Get, t(2_000)), &uploader, t(1_000))?;
+    any_get.authorize(&AuthRequest { verb: Verb::Get, ..ok })?;
+
+    assert!(matches!(Signed::<BlossomAuth>::from_authorization_header("Bearer x"), Err(AuthError::Scheme)));
+    assert!(matches!(Signed::<BlossomAuth>::from_authorization_header("Nostr !!!"), Err(AuthError::Invalid(_))));
+    let bad_expiration = sign_raw(&uploader, kinds::BLOSSOM_AUTH, &[&["t", "get"], &["expiration", "+5"]], "");
+    assert!(Signed::<BlossomAuth>::from_event(bad_expiration).is_err());
+    let missing_t = sign_raw(&uploader, kinds::BLOSSOM_AUTH, &[&["expiration", "5"]], "");
+    assert!(matches!(Signed::<BlossomAuth>::from_event(missing_t), Err(ParseError::MissingTag { tag: "t" })));
+    Ok(())
+}
+
+#[test]
+fn parents_keep_their_order() -> TestResult {
+    // Parents keep their order (first parent first), as git requires.
+    let owner = keys(1);
+    let parents = vec![ObjectId::digest(b"p2"), ObjectId::digest(b"p1")];
+    let body = CommitEvent {
+        repo: RepoCoordinate::new(owner.public_key(), repo_id("m")),
+        commit: ObjectId::digest(b"c"),
+        parents: parents.clone(),
+        packs: vec![],
+        encryption: None,
+        payload: b"canonical commit bytes".to_vec(),
+    };
+    let parsed = Signed::<CommitEvent>::from_json(Signed::sign(body, &owner, t(5))?.to_json())?;
+    assert_eq!(parsed.body().parents, parents);
+    Ok(())
+}
