@@ -103,7 +103,11 @@ impl ProtocolEvent for RepoAnnouncement {
 
     fn to_parts(&self) -> (Vec<Tag>, String) {
         let mut tags = vec![tag(D, [self.repo.as_str()])];
-        let optional = [(NAME, &self.name), (DESCRIPTION, &self.description), (LICENSE, &self.license)];
+        let optional = [
+            (NAME, &self.name),
+            (DESCRIPTION, &self.description),
+            (LICENSE, &self.license),
+        ];
         for (name, value) in optional {
             if let Some(value) = value {
                 tags.push(tag(name, [value.as_str()]));
@@ -116,7 +120,10 @@ impl ProtocolEvent for RepoAnnouncement {
             tags.push(tag("a", [coordinate]));
         }
         if !self.maintainers.is_empty() {
-            tags.push(tag(MAINTAINERS, self.maintainers.iter().map(PublicKey::to_hex)));
+            tags.push(tag(
+                MAINTAINERS,
+                self.maintainers.iter().map(PublicKey::to_hex),
+            ));
         }
         if !self.relays.is_empty() {
             tags.push(tag(RELAYS, self.relays.iter().map(RelayUrl::to_string)));
@@ -134,34 +141,48 @@ impl ProtocolEvent for RepoAnnouncement {
             "public" => Visibility::Public,
             "private" => Visibility::Private,
             other => {
-                return Err(ParseError::invalid_value(VISIBILITY, other, "\"public\" or \"private\""));
+                return Err(ParseError::invalid_value(
+                    VISIBILITY,
+                    other,
+                    "\"public\" or \"private\"",
+                ));
             }
         };
         let fork_of = match tags.at_most_one(FORK)? {
             None => None,
             Some([coordinate, commit]) => Some(ForkOf {
                 repo: coordinate.parse()?,
-                commit: commit
-                    .parse()
-                    .map_err(|source| ParseError::InvalidId { tag: FORK.into(), source })?,
+                commit: commit.parse().map_err(|source| ParseError::InvalidId {
+                    tag: FORK.into(),
+                    source,
+                })?,
             }),
             Some(values) => {
-                return Err(ParseError::TagArity { tag: FORK.into(), expected: 2, found: values.len() });
+                return Err(ParseError::TagArity {
+                    tag: FORK.into(),
+                    expected: 2,
+                    found: values.len(),
+                });
             }
         };
         let maintainers = unique_list(&tags, MAINTAINERS, |value| {
-            parse_public_key(value)
-                .ok_or_else(|| ParseError::InvalidPublicKey { tag: MAINTAINERS.into(), value: quote(value) })
+            parse_public_key(value).ok_or_else(|| ParseError::InvalidPublicKey {
+                tag: MAINTAINERS.into(),
+                value: quote(value),
+            })
         })?;
         let relays = unique_list(&tags, RELAYS, |value| {
-            RelayUrl::parse(value)
-                .map_err(|_| ParseError::invalid_value(RELAYS, value, "a ws:// or wss:// relay URL"))
+            RelayUrl::parse(value).map_err(|_| {
+                ParseError::invalid_value(RELAYS, value, "a ws:// or wss:// relay URL")
+            })
         })?;
         let blob_servers = unique_list(&tags, BLOSSOM, |value| {
             Url::parse(value)
                 .ok()
                 .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
-                .ok_or_else(|| ParseError::invalid_value(BLOSSOM, value, "an http:// or https:// URL"))
+                .ok_or_else(|| {
+                    ParseError::invalid_value(BLOSSOM, value, "an http:// or https:// URL")
+                })
         })?;
         Ok(Self {
             repo,
@@ -191,7 +212,10 @@ fn unique_list<T>(
         .iter()
         .map(|value| {
             if !seen.insert(value.as_str()) {
-                return Err(ParseError::DuplicateValue { tag: name.into(), value: quote(value) });
+                return Err(ParseError::DuplicateValue {
+                    tag: name.into(),
+                    value: quote(value),
+                });
             }
             parse(value)
         })

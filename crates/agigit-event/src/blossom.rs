@@ -73,7 +73,13 @@ pub struct BlossomAuth {
 impl BlossomAuth {
     /// A token for `verb` that expires at `expiration`, covering any blob on any server.
     pub fn new(verb: Verb, expiration: Timestamp) -> Self {
-        Self { verb, expiration, blobs: Vec::new(), servers: Vec::new(), description: String::new() }
+        Self {
+            verb,
+            expiration,
+            blobs: Vec::new(),
+            servers: Vec::new(),
+            description: String::new(),
+        }
     }
 
     /// Adds a blob the token covers.
@@ -190,16 +196,22 @@ impl ProtocolEvent for BlossomAuth {
             ParseError::invalid_value(T, verb_value, "one of get, upload, list, delete")
         })?;
         let expiration_value = reader.required_value(EXPIRATION)?;
-        let expiration = parse_unix_seconds(expiration_value)
-            .ok_or_else(|| ParseError::invalid_value(EXPIRATION, expiration_value, "unix seconds"))?;
+        let expiration = parse_unix_seconds(expiration_value).ok_or_else(|| {
+            ParseError::invalid_value(EXPIRATION, expiration_value, "unix seconds")
+        })?;
         let mut seen = BTreeSet::new();
         let mut blobs = Vec::new();
         for values in reader.all(X) {
             let value = single(X, values)?;
-            let blob: BlobHash =
-                value.parse().map_err(|source| ParseError::InvalidId { tag: X.into(), source })?;
+            let blob: BlobHash = value.parse().map_err(|source| ParseError::InvalidId {
+                tag: X.into(),
+                source,
+            })?;
             if !seen.insert(blob) {
-                return Err(ParseError::DuplicateValue { tag: X.into(), value: quote(value) });
+                return Err(ParseError::DuplicateValue {
+                    tag: X.into(),
+                    value: quote(value),
+                });
             }
             blobs.push(blob);
         }
@@ -207,7 +219,13 @@ impl ProtocolEvent for BlossomAuth {
             .all(SERVER)
             .map(|values| single(SERVER, values).map(str::to_ascii_lowercase))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { verb, expiration, blobs, servers, description: content.to_owned() })
+        Ok(Self {
+            verb,
+            expiration,
+            blobs,
+            servers,
+            description: content.to_owned(),
+        })
     }
 }
 
@@ -216,7 +234,9 @@ fn parse_unix_seconds(value: &str) -> Option<Timestamp> {
     let canonical = !value.is_empty()
         && value.bytes().all(|b| b.is_ascii_digit())
         && (value == "0" || !value.starts_with('0'));
-    canonical.then(|| value.parse().ok().map(Timestamp::from_secs)).flatten()
+    canonical
+        .then(|| value.parse().ok().map(Timestamp::from_secs))
+        .flatten()
 }
 
 impl Signed<BlossomAuth> {
@@ -233,9 +253,11 @@ impl Signed<BlossomAuth> {
     /// or an invalid event.
     pub fn from_authorization_header(value: &str) -> Result<Self, AuthError> {
         let encoded = value.strip_prefix("Nostr ").ok_or(AuthError::Scheme)?;
-        let json = STANDARD.decode(encoded.trim()).map_err(|e| ParseError::Json {
-            reason: format!("the authorization is not base64: {e}"),
-        })?;
+        let json = STANDARD
+            .decode(encoded.trim())
+            .map_err(|e| ParseError::Json {
+                reason: format!("the authorization is not base64: {e}"),
+            })?;
         Ok(Self::from_json(json)?)
     }
 
@@ -247,22 +269,33 @@ impl Signed<BlossomAuth> {
         let auth = self.body();
         let now = request.now;
         if self.created_at().as_secs() > now.as_secs().saturating_add(MAX_CLOCK_SKEW_SECS) {
-            return Err(AuthError::FromTheFuture { created_at: self.created_at(), now });
+            return Err(AuthError::FromTheFuture {
+                created_at: self.created_at(),
+                now,
+            });
         }
         if auth.expiration <= now {
-            return Err(AuthError::Expired { expiration: auth.expiration, now });
+            return Err(AuthError::Expired {
+                expiration: auth.expiration,
+                now,
+            });
         }
         if auth.verb != request.verb {
-            return Err(AuthError::WrongVerb { expected: request.verb, found: auth.verb });
+            return Err(AuthError::WrongVerb {
+                expected: request.verb,
+                found: auth.verb,
+            });
         }
         match request.blob {
-            Some(blob) if (!auth.blobs.is_empty() || request.verb.requires_blob_hash()) => {
-                if !auth.blobs.contains(blob) {
+            Some(blob) => {
+                // A token without `x` tags covers any blob, except for verbs that must name it.
+                let restricted = !auth.blobs.is_empty() || request.verb.requires_blob_hash();
+                if restricted && !auth.blobs.contains(blob) {
                     return Err(AuthError::BlobNotCovered { blob: *blob });
                 }
             }
             None if request.verb.requires_blob_hash() => return Err(AuthError::MissingBlob),
-            _ => {}
+            None => {}
         }
         let server = request.server.to_ascii_lowercase();
         if !auth.servers.is_empty() && !auth.servers.contains(&server) {

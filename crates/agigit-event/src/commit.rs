@@ -48,7 +48,10 @@ impl ProtocolEvent for CommitEvent {
     const KIND: u16 = kinds::COMMIT;
 
     fn to_parts(&self) -> (Vec<Tag>, String) {
-        let mut tags = vec![tag(A, [self.repo.to_string()]), tag(COMMIT, [self.commit.to_string()])];
+        let mut tags = vec![
+            tag(A, [self.repo.to_string()]),
+            tag(COMMIT, [self.commit.to_string()]),
+        ];
         tags.extend(self.parents.iter().map(|p| tag(PARENT, [p.to_string()])));
         tags.extend(self.packs.iter().map(|p| tag(PACK, [p.to_string()])));
         if let Some(scheme) = &self.encryption {
@@ -65,14 +68,27 @@ impl ProtocolEvent for CommitEvent {
         let packs: Vec<BlobHash> = ids(&reader, PACK)?;
         let encryption = reader.optional_value(ENCRYPTION)?.map(str::to_owned);
         if encryption.as_deref() == Some("") {
-            return Err(ParseError::invalid_value(ENCRYPTION, "", "the name of a scheme"));
+            return Err(ParseError::invalid_value(
+                ENCRYPTION,
+                "",
+                "the name of a scheme",
+            ));
         }
         // The strict engine rejects non-canonical padding and trailing bits, so the content has
         // exactly one accepted form.
-        let payload = STANDARD.decode(content).map_err(|e| ParseError::InvalidContent {
-            reason: format!("the commit payload is not padded base64: {e}"),
-        })?;
-        Ok(Self { repo, commit, parents, packs, encryption, payload })
+        let payload = STANDARD
+            .decode(content)
+            .map_err(|e| ParseError::InvalidContent {
+                reason: format!("the commit payload is not padded base64: {e}"),
+            })?;
+        Ok(Self {
+            repo,
+            commit,
+            parents,
+            packs,
+            encryption,
+            payload,
+        })
     }
 }
 
@@ -80,7 +96,10 @@ fn parse_id<T: core::str::FromStr<Err = agigit_hash::ParseIdError>>(
     name: &str,
     value: &str,
 ) -> Result<T, ParseError> {
-    value.parse().map_err(|source| ParseError::InvalidId { tag: name.into(), source })
+    value.parse().map_err(|source| ParseError::InvalidId {
+        tag: name.into(),
+        source,
+    })
 }
 
 /// Every tag called `name` with one id each, none repeated, in order.
@@ -95,7 +114,10 @@ where
             let value = single(name, values)?;
             let id = parse_id(name, value)?;
             if !seen.insert(id) {
-                return Err(ParseError::DuplicateValue { tag: name.into(), value: quote(value) });
+                return Err(ParseError::DuplicateValue {
+                    tag: name.into(),
+                    value: quote(value),
+                });
             }
             Ok(id)
         })

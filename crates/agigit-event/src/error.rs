@@ -68,7 +68,9 @@ pub enum ParseError {
         source: ParseIdError,
     },
     /// A tag value that must be a public key is not a valid x-only secp256k1 key.
-    #[error("the tag {tag:?} holds {value:?}, which is not a valid public key (64 hex characters of a point on secp256k1)")]
+    #[error(
+        "the tag {tag:?} holds {value:?}, which is not a valid public key (64 hex characters of a point on secp256k1)"
+    )]
     InvalidPublicKey {
         /// The tag's name.
         tag: String,
@@ -82,7 +84,9 @@ pub enum ParseError {
     #[error(transparent)]
     InvalidRefName(#[from] RefNameError),
     /// A repository coordinate is malformed.
-    #[error("{value:?} is not a repository coordinate (\"30717:<owner pubkey hex>:<repository id>\"): {reason}")]
+    #[error(
+        "{value:?} is not a repository coordinate (\"30717:<owner pubkey hex>:<repository id>\"): {reason}"
+    )]
     InvalidCoordinate {
         /// The offending value (cut to a readable length).
         value: String,
@@ -117,6 +121,10 @@ pub enum ParseError {
 
 impl ParseError {
     pub(crate) fn invalid_value(tag: &str, value: &str, expected: &'static str) -> Self {
-        Self::InvalidValue { tag: quote(tag), value: quote(value), expected }
+        Self::InvalidValue {
+            tag: quote(tag),
+            value: quote(value),
+            expected,
+        }
     }
 }

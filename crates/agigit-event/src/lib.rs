@@ -22,7 +22,7 @@ pub use names::{
 pub use signed::{ProtocolEvent, Signed};
 pub use signer::{SignError, Signer};
 pub use state::{IgnoreReason, Ignored, RepoState, StateResolution, resolve_state};
-pub use verify::{K256Verifier, NostrVerifier, VerifyError, Verifier, bip340_verify};
+pub use verify::{K256Verifier, NostrVerifier, Verifier, VerifyError, bip340_verify};
 
 /// The `nostr` crate this crate is built on, so callers use the same version of its types.
 pub use nostr;

@@ -37,7 +37,12 @@ impl RepoId {
     /// [`RepoIdError`] saying which rule the value breaks.
     pub fn new(value: impl Into<String>) -> Result<Self, RepoIdError> {
         let value = value.into();
-        let fail = |reason| Err(RepoIdError { value: quote(&value), reason });
+        let fail = |reason| {
+            Err(RepoIdError {
+                value: quote(&value),
+                reason,
+            })
+        };
         if value.is_empty() {
             return fail("it is empty");
         }
@@ -47,7 +52,10 @@ impl RepoId {
         if value.starts_with(['.', '-']) {
             return fail("it starts with '.' or '-'");
         }
-        if !value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        if !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
             return fail("only A-Z, a-z, 0-9, '.', '_' and '-' are allowed");
         }
         Ok(Self(value))
@@ -98,7 +106,13 @@ impl RepoCoordinate {
 
 impl fmt::Display for RepoCoordinate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", kinds::REPO_ANNOUNCEMENT, self.owner.to_hex(), self.id)
+        write!(
+            f,
+            "{}:{}:{}",
+            kinds::REPO_ANNOUNCEMENT,
+            self.owner.to_hex(),
+            self.id
+        )
     }
 }
 
@@ -106,7 +120,10 @@ impl FromStr for RepoCoordinate {
     type Err = ParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let fail = |reason| ParseError::InvalidCoordinate { value: quote(s), reason };
+        let fail = |reason| ParseError::InvalidCoordinate {
+            value: quote(s),
+            reason,
+        };
         let mut parts = s.splitn(3, ':');
         let (Some(kind), Some(owner), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(fail("it needs three parts separated by ':'"));
@@ -114,8 +131,12 @@ impl FromStr for RepoCoordinate {
         if kind != "30717" {
             return Err(fail("the kind must be 30717, a repository announcement"));
         }
-        let owner = parse_public_key(owner).ok_or_else(|| fail("the owner is not a valid public key"))?;
-        Ok(Self { owner, id: RepoId::new(id)? })
+        let owner =
+            parse_public_key(owner).ok_or_else(|| fail("the owner is not a valid public key"))?;
+        Ok(Self {
+            owner,
+            id: RepoId::new(id)?,
+        })
     }
 }
 
@@ -123,7 +144,11 @@ impl FromStr for RepoCoordinate {
 pub(crate) fn parse_public_key(value: &str) -> Option<PublicKey> {
     // `PublicKey::from_hex` also accepts uppercase; the protocol writes lowercase only, so an id
     // is one string and tags compare as strings.
-    if value.len() != 64 || !value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if value.len() != 64
+        || !value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return None;
     }
     let key = PublicKey::from_hex(value).ok()?;
@@ -162,7 +187,10 @@ impl RefName {
         let value = value.into();
         match check_ref_name(&value) {
             Ok(()) => Ok(Self(value)),
-            Err(reason) => Err(RefNameError { value: quote(&value), reason }),
+            Err(reason) => Err(RefNameError {
+                value: quote(&value),
+                reason,
+            }),
         }
     }
 
@@ -253,14 +281,28 @@ mod tests {
         for ok in ["a", "my-model", "Llama_3.1-8B", &"x".repeat(128)] {
             assert!(RepoId::new(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".hidden", "-flag", "a b", "a/b", "a:b", "é", &"x".repeat(129)] {
+        for bad in [
+            "",
+            ".hidden",
+            "-flag",
+            "a b",
+            "a/b",
+            "a:b",
+            "é",
+            &"x".repeat(129),
+        ] {
             assert!(RepoId::new(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn ref_names_follow_git() {
-        for ok in ["refs/heads/main", "refs/heads/feature/x-1", "refs/tags/v1.0", "refs/stash"] {
+        for ok in [
+            "refs/heads/main",
+            "refs/heads/feature/x-1",
+            "refs/tags/v1.0",
+            "refs/stash",
+        ] {
             assert!(RefName::new(ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -286,7 +328,10 @@ mod tests {
         ] {
             assert!(RefName::new(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(RefName::branch("dev").map(|r| r.branch_name().map(str::to_owned)), Ok(Some("dev".into())));
+        assert_eq!(
+            RefName::branch("dev").map(|r| r.branch_name().map(str::to_owned)),
+            Ok(Some("dev".into()))
+        );
     }
 
     #[test]
@@ -302,7 +347,8 @@ mod tests {
             format!("30717:{owner}:"),
             format!("30717:{owner}:a:b"),
             // BIP-340 test vector 5: not the x coordinate of a point on secp256k1.
-            "30717:eefdea4cdb677750a420fee807eacf21eb9898ae79b9768766e4faa04a2d4a34:model".to_owned(),
+            "30717:eefdea4cdb677750a420fee807eacf21eb9898ae79b9768766e4faa04a2d4a34:model"
+                .to_owned(),
         ] {
             assert!(bad.parse::<RepoCoordinate>().is_err(), "{bad}");
         }

@@ -67,7 +67,10 @@ impl IdFields<'_> {
 
 fn hex_byte(byte: u8) -> [u8; 2] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    [DIGITS[usize::from(byte >> 4)], DIGITS[usize::from(byte & 0x0f)]]
+    [
+        DIGITS[usize::from(byte >> 4)],
+        DIGITS[usize::from(byte & 0x0f)],
+    ]
 }
 
 /// Appends `s` as a JSON string literal with NIP-01 escaping.
@@ -109,7 +112,10 @@ mod tests {
     #[test]
     fn escapes_exactly_what_nip01_says() {
         let mut out = Vec::new();
-        write_json_string(&mut out, "a\"b\\c\nd\re\tf\u{8}g\u{c}h\u{0}i\u{1f}j\u{7f}é😀/");
+        write_json_string(
+            &mut out,
+            "a\"b\\c\nd\re\tf\u{8}g\u{c}h\u{0}i\u{1f}j\u{7f}é😀/",
+        );
         assert_eq!(
             String::from_utf8(out).ok().as_deref(),
             Some("\"a\\\"b\\\\c\\nd\\re\\tf\\bg\\fh\\u0000i\\u001fj\u{7f}é😀/\"")

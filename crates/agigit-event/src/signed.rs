@@ -49,8 +49,13 @@ impl<T: ProtocolEvent> Signed<T> {
         created_at: Timestamp,
     ) -> Result<Self, SignError> {
         let (tags, content) = body.to_parts();
-        let unsigned =
-            UnsignedEvent::new(signer.public_key(), created_at, Kind::Custom(T::KIND), tags, content);
+        let unsigned = UnsignedEvent::new(
+            signer.public_key(),
+            created_at,
+            Kind::Custom(T::KIND),
+            tags,
+            content,
+        );
         let event = signer.sign_event(unsigned.clone())?;
         let matches = event.pubkey == unsigned.pubkey
             && event.created_at == unsigned.created_at
@@ -78,7 +83,10 @@ impl<T: ProtocolEvent> Signed<T> {
     pub fn from_event_with(event: Event, verifier: &dyn Verifier) -> Result<Self, ParseError> {
         let found = event.kind.as_u16();
         if found != T::KIND {
-            return Err(ParseError::WrongKind { expected: T::KIND, found });
+            return Err(ParseError::WrongKind {
+                expected: T::KIND,
+                found,
+            });
         }
         verifier.verify_event(&event)?;
         let body = T::from_parts(event.tags.as_ref(), &event.content)?;
@@ -91,8 +99,9 @@ impl<T: ProtocolEvent> Signed<T> {
     /// [`ParseError::Json`] when the bytes are not an event, and otherwise as
     /// [`from_event`](Self::from_event).
     pub fn from_json(json: impl AsRef<[u8]>) -> Result<Self, ParseError> {
-        let event =
-            Event::from_json(json).map_err(|e| ParseError::Json { reason: quote(&e.to_string()) })?;
+        let event = Event::from_json(json).map_err(|e| ParseError::Json {
+            reason: quote(&e.to_string()),
+        })?;
         Self::from_event(event)
     }
 }
@@ -151,10 +160,12 @@ impl<'a> TagReader<'a> {
 
     /// The values (after the name) of every tag called `name`, in order.
     pub(crate) fn all(&self, name: &'a str) -> impl Iterator<Item = &'a [String]> + 'a {
-        self.tags.iter().filter_map(move |tag| match tag.as_slice().split_first() {
-            Some((first, values)) if first == name => Some(values),
-            _ => None,
-        })
+        self.tags
+            .iter()
+            .filter_map(move |tag| match tag.as_slice().split_first() {
+                Some((first, values)) if first == name => Some(values),
+                _ => None,
+            })
     }
 
     /// The values of the tag called `name`, which may appear at most once.
@@ -162,19 +173,24 @@ impl<'a> TagReader<'a> {
         let mut found = self.all(name);
         let first = found.next();
         if found.next().is_some() {
-            return Err(ParseError::RepeatedTag { tag: name.to_owned() });
+            return Err(ParseError::RepeatedTag {
+                tag: name.to_owned(),
+            });
         }
         Ok(first)
     }
 
     /// The single value of the tag called `name`, which may appear at most once.
     pub(crate) fn optional_value(&self, name: &'a str) -> Result<Option<&'a str>, ParseError> {
-        self.at_most_one(name)?.map(|values| single(name, values)).transpose()
+        self.at_most_one(name)?
+            .map(|values| single(name, values))
+            .transpose()
     }
 
     /// The single value of the tag called `name`, which must appear exactly once.
     pub(crate) fn required_value(&self, name: &'static str) -> Result<&'a str, ParseError> {
-        self.optional_value(name)?.ok_or(ParseError::MissingTag { tag: name })
+        self.optional_value(name)?
+            .ok_or(ParseError::MissingTag { tag: name })
     }
 }
 
@@ -182,7 +198,11 @@ impl<'a> TagReader<'a> {
 pub(crate) fn single<'a>(name: &str, values: &'a [String]) -> Result<&'a str, ParseError> {
     match values {
         [value] => Ok(value),
-        _ => Err(ParseError::TagArity { tag: quote(name), expected: 1, found: values.len() }),
+        _ => Err(ParseError::TagArity {
+            tag: quote(name),
+            expected: 1,
+            found: values.len(),
+        }),
     }
 }
 

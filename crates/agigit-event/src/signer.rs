@@ -42,8 +42,9 @@ impl Signer for Keys {
     }
 
     fn sign_event(&self, unsigned: UnsignedEvent) -> Result<Event, SignError> {
-        SignEvent::sign_event(self, unsigned)
-            .map_err(|e| SignError::Signer { reason: e.to_string() })
+        SignEvent::sign_event(self, unsigned).map_err(|e| SignError::Signer {
+            reason: e.to_string(),
+        })
     }
 }
 

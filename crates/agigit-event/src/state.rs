@@ -28,12 +28,19 @@ pub struct RepoState {
 impl RepoState {
     /// A state with no refs and no `HEAD`.
     pub fn new(repo: RepoId) -> Self {
-        Self { repo, refs: BTreeMap::new(), head: None }
+        Self {
+            repo,
+            refs: BTreeMap::new(),
+            head: None,
+        }
     }
 
     /// The commit `HEAD` resolves to, if it names a branch that exists.
     pub fn head_commit(&self) -> Option<ObjectId> {
-        self.head.as_ref().and_then(|head| self.refs.get(head)).copied()
+        self.head
+            .as_ref()
+            .and_then(|head| self.refs.get(head))
+            .copied()
     }
 }
 
@@ -46,7 +53,11 @@ impl ProtocolEvent for RepoState {
 
     fn to_parts(&self) -> (Vec<Tag>, String) {
         let mut tags = vec![tag(D, [self.repo.as_str()])];
-        tags.extend(self.refs.iter().map(|(name, id)| tag(name.as_str(), [id.to_string()])));
+        tags.extend(
+            self.refs
+                .iter()
+                .map(|(name, id)| tag(name.as_str(), [id.to_string()])),
+        );
         if let Some(head) = &self.head {
             tags.push(tag(HEAD, [format!("{SYMREF_PREFIX}{head}")]));
         }
@@ -70,14 +81,19 @@ impl ProtocolEvent for RepoState {
         };
         let mut refs = BTreeMap::new();
         for t in tags {
-            let Some((name, values)) = t.as_slice().split_first() else { continue };
+            let Some((name, values)) = t.as_slice().split_first() else {
+                continue;
+            };
             if !name.starts_with("refs/") {
                 continue;
             }
             let ref_name = RefName::new(name.as_str())?;
             let id = single(name, values)?
                 .parse()
-                .map_err(|source| ParseError::InvalidId { tag: quote(name), source })?;
+                .map_err(|source| ParseError::InvalidId {
+                    tag: quote(name),
+                    source,
+                })?;
             if refs.insert(ref_name, id).is_some() {
                 return Err(ParseError::RepeatedTag { tag: quote(name) });
             }
@@ -152,17 +168,26 @@ pub fn resolve_state(
         let state = match Signed::<RepoState>::from_event(event) {
             Ok(state) => state,
             Err(e) => {
-                ignored.push(Ignored { event: id, reason: e.into() });
+                ignored.push(Ignored {
+                    event: id,
+                    reason: e.into(),
+                });
                 continue;
             }
         };
         if state.body().repo != repo.id {
             let found = state.body().repo.clone();
-            ignored.push(Ignored { event: id, reason: IgnoreReason::OtherRepository { found } });
+            ignored.push(Ignored {
+                event: id,
+                reason: IgnoreReason::OtherRepository { found },
+            });
             continue;
         }
         if author != repo.owner && !maintainers.contains(&author) {
-            ignored.push(Ignored { event: id, reason: IgnoreReason::NotAuthorized { author } });
+            ignored.push(Ignored {
+                event: id,
+                reason: IgnoreReason::NotAuthorized { author },
+            });
             continue;
         }
         let loser = match current.take() {
@@ -183,7 +208,10 @@ pub fn resolve_state(
             }
         };
         let by = current.as_ref().map_or(id, Signed::id);
-        ignored.push(Ignored { event: loser.id(), reason: IgnoreReason::Superseded { by } });
+        ignored.push(Ignored {
+            event: loser.id(),
+            reason: IgnoreReason::Superseded { by },
+        });
     }
     // The `by` of earlier losers may name a state that itself lost later: point all at the winner.
     if let Some(winner) = &current {

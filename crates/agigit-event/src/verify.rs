@@ -107,9 +107,16 @@ impl Verifier for K256Verifier {
     fn verify_event(&self, event: &Event) -> Result<(), VerifyError> {
         let computed = Self::compute_id(event);
         if computed != event.id {
-            return Err(VerifyError::IdMismatch { claimed: event.id, computed });
+            return Err(VerifyError::IdMismatch {
+                claimed: event.id,
+                computed,
+            });
         }
-        if bip340_verify(event.pubkey.as_bytes(), event.id.as_bytes(), event.sig.as_bytes()) {
+        if bip340_verify(
+            event.pubkey.as_bytes(),
+            event.id.as_bytes(),
+            event.sig.as_bytes(),
+        ) {
             Ok(())
         } else {
             Err(VerifyError::BadSignature { id: event.id })

@@ -1,6 +1,8 @@
 //! Integration tests for agigit-event: known answers, round trips, rejections, verifier agreement,
 //! state resolution and Blossom authorization.
 
+#![allow(clippy::panic, reason = "a failed fixture assumption is a failed test")]
+
 use std::collections::BTreeMap;
 
 use agigit_event::nip01::IdFields;
@@ -65,7 +67,9 @@ struct Vector {
 
 fn decode_hex(s: &str) -> Vec<u8> {
     (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap_or_else(|e| panic!("{s}: {e}")))
+        .map(|i| {
+            u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap_or_else(|e| panic!("{s}: {e}"))
+        })
         .collect()
 }
 
@@ -94,9 +98,18 @@ fn bip340_vectors_through_k256() {
     assert_eq!(vectors.len(), 19, "every row of the file is read");
     assert!(vectors.iter().any(|v| !v.valid) && vectors.iter().any(|v| v.valid));
     for v in &vectors {
-        let pk: [u8; 32] = v.public_key[..].try_into().unwrap_or_else(|_| panic!("row {}", v.index));
-        let sig: [u8; 64] = v.signature[..].try_into().unwrap_or_else(|_| panic!("row {}", v.index));
-        assert_eq!(bip340_verify(&pk, &v.message, &sig), v.valid, "row {}", v.index);
+        let pk: [u8; 32] = v.public_key[..]
+            .try_into()
+            .unwrap_or_else(|_| panic!("row {}", v.index));
+        let sig: [u8; 64] = v.signature[..]
+            .try_into()
+            .unwrap_or_else(|_| panic!("row {}", v.index));
+        assert_eq!(
+            bip340_verify(&pk, &v.message, &sig),
+            v.valid,
+            "row {}",
+            v.index
+        );
     }
 }
 
@@ -135,10 +148,14 @@ fn bip340_vectors_through_nostr_for_32_byte_messages() {
 const TRICKY_CONTENT: &str = "quote\" backslash\\ nl\n cr\r tab\t bs\u{8} ff\u{c} nul\u{0} us\u{1f} del\u{7f} é 日本 😀 </script> \u{2028}";
 
 fn tricky_tags() -> Vec<Tag> {
-    [vec!["d", "repo\"id"], vec!["refs/heads/main", "ctl\u{1}\u{2}"], vec!["x", "😀\\"]]
-        .into_iter()
-        .map(|tag| Tag::parse(tag).unwrap_or_else(|e| panic!("{e}")))
-        .collect()
+    [
+        vec!["d", "repo\"id"],
+        vec!["refs/heads/main", "ctl\u{1}\u{2}"],
+        vec!["x", "😀\\"],
+    ]
+    .into_iter()
+    .map(|tag| Tag::parse(tag).unwrap_or_else(|e| panic!("{e}")))
+    .collect()
 }
 
 #[test]
@@ -148,11 +165,17 @@ fn nip01_id_known_answer() -> TestResult {
     //                  ensure_ascii=False)
     //   hashlib.sha256(s.encode()).hexdigest()
     // which escapes exactly as JSON.stringify and NIP-01 do.
-    let pk: [u8; 32] = decode_hex("dff1d77f2a671c5f36183726db2341be58feae1da2deced843240f7b502ba659")[..]
-        .try_into()?;
+    let pk: [u8; 32] =
+        decode_hex("dff1d77f2a671c5f36183726db2341be58feae1da2deced843240f7b502ba659")[..]
+            .try_into()?;
     let tags = tricky_tags();
-    let fields =
-        IdFields { pubkey: &pk, created_at: 1_700_000_000, kind: 30718, tags: &tags, content: TRICKY_CONTENT };
+    let fields = IdFields {
+        pubkey: &pk,
+        created_at: 1_700_000_000,
+        kind: 30718,
+        tags: &tags,
+        content: TRICKY_CONTENT,
+    };
     let expected_json = "[0,\"dff1d77f2a671c5f36183726db2341be58feae1da2deced843240f7b502ba659\",1700000000,30718,[[\"d\",\"repo\\\"id\"],[\"refs/heads/main\",\"ctl\\u0001\\u0002\"],[\"x\",\"😀\\\\\"]],\"quote\\\" backslash\\\\ nl\\n cr\\r tab\\t bs\\b ff\\f nul\\u0000 us\\u001f del\u{7f} é 日本 😀 </script> \u{2028}\"]";
     assert_eq!(String::from_utf8(fields.serialize())?, expected_json);
     let expected_id = "913421f16d7e1c91b6ecea98a5b17e8fba46469be4726f90ca7dff0c3178a9fe";
@@ -338,40 +361,63 @@ fn arb_announcement() -> impl Strategy<Value = RepoAnnouncement> {
         prop::collection::btree_set(0u16..1000, 0..3),
         prop::collection::btree_set(0u16..1000, 0..3),
     )
-        .prop_map(|(repo, name, description, license, private, fork, maintainers, relays, servers)| {
-            RepoAnnouncement {
-                repo,
-                name,
-                description,
-                license,
-                visibility: if private { Visibility::Private } else { Visibility::Public },
-                fork_of: fork.map(|(repo, commit)| ForkOf { repo, commit: commit.into() }),
-                maintainers: maintainers.into_iter().map(|k| keys(k).public_key()).collect(),
-                relays: relays
-                    .into_iter()
-                    .filter_map(|n| RelayUrl::parse(&format!("wss://relay{n}.example.org")).ok())
-                    .collect(),
-                blob_servers: servers
-                    .into_iter()
-                    .filter_map(|n| Url::parse(&format!("https://blobs{n}.example.org/")).ok())
-                    .collect(),
-            }
-        })
+        .prop_map(
+            |(repo, name, description, license, private, fork, maintainers, relays, servers)| {
+                RepoAnnouncement {
+                    repo,
+                    name,
+                    description,
+                    license,
+                    visibility: if private {
+                        Visibility::Private
+                    } else {
+                        Visibility::Public
+                    },
+                    fork_of: fork.map(|(repo, commit)| ForkOf {
+                        repo,
+                        commit: commit.into(),
+                    }),
+                    maintainers: maintainers
+                        .into_iter()
+                        .map(|k| keys(k).public_key())
+                        .collect(),
+                    relays: relays
+                        .into_iter()
+                        .filter_map(|n| {
+                            RelayUrl::parse(&format!("wss://relay{n}.example.org")).ok()
+                        })
+                        .collect(),
+                    blob_servers: servers
+                        .into_iter()
+                        .filter_map(|n| Url::parse(&format!("https://blobs{n}.example.org/")).ok())
+                        .collect(),
+                }
+            },
+        )
 }
 
 fn arb_state() -> impl Strategy<Value = RepoState> {
     (
         arb_repo_id(),
-        prop::collection::btree_map("(heads|tags)/[a-z0-9][a-z0-9_-]{0,8}(/[a-z0-9]{1,4})?", any::<[u8; 32]>(), 0..6),
+        prop::collection::btree_map(
+            "(heads|tags)/[a-z0-9][a-z0-9_-]{0,8}(/[a-z0-9]{1,4})?",
+            any::<[u8; 32]>(),
+            0..6,
+        ),
         any::<prop::sample::Index>(),
         prop::bool::ANY,
     )
         .prop_map(|(repo, refs, pick, with_head)| {
             let refs: BTreeMap<RefName, ObjectId> = refs
                 .into_iter()
-                .filter_map(|(name, id)| RefName::new(format!("refs/{name}")).ok().map(|r| (r, id.into())))
+                .filter_map(|(name, id)| {
+                    RefName::new(format!("refs/{name}"))
+                        .ok()
+                        .map(|r| (r, id.into()))
+                })
                 .collect();
-            let branches: Vec<&RefName> = refs.keys().filter(|r| r.branch_name().is_some()).collect();
+            let branches: Vec<&RefName> =
+                refs.keys().filter(|r| r.branch_name().is_some()).collect();
             let head = if with_head && !branches.is_empty() {
                 Some(branches[pick.index(branches.len())].clone())
             } else {
@@ -390,18 +436,25 @@ fn arb_commit() -> impl Strategy<Value = CommitEvent> {
         prop::option::of("[a-z0-9-]{1,20}"),
         prop::collection::vec(any::<u8>(), 0..400),
     )
-        .prop_map(|(repo, commit, parents, packs, encryption, payload)| CommitEvent {
-            repo,
-            commit: commit.into(),
-            parents: parents.into_iter().map(ObjectId::from).collect(),
-            packs: packs.into_iter().map(BlobHash::from).collect(),
-            encryption,
-            payload,
-        })
+        .prop_map(
+            |(repo, commit, parents, packs, encryption, payload)| CommitEvent {
+                repo,
+                commit: commit.into(),
+                parents: parents.into_iter().map(ObjectId::from).collect(),
+                packs: packs.into_iter().map(BlobHash::from).collect(),
+                encryption,
+                payload,
+            },
+        )
 }
 
 fn arb_verb() -> impl Strategy<Value = Verb> {
-    prop_oneof![Just(Verb::Get), Just(Verb::Upload), Just(Verb::List), Just(Verb::Delete)]
+    prop_oneof![
+        Just(Verb::Get),
+        Just(Verb::Upload),
+        Just(Verb::List),
+        Just(Verb::Delete)
+    ]
 }
 
 fn arb_auth() -> impl Strategy<Value = BlossomAuth> {
@@ -412,13 +465,15 @@ fn arb_auth() -> impl Strategy<Value = BlossomAuth> {
         prop::collection::btree_set("[a-z0-9.-]{1,20}", 0..3),
         any::<String>(),
     )
-        .prop_map(|(verb, expiration, blobs, servers, description)| BlossomAuth {
-            verb,
-            expiration: t(expiration),
-            blobs: blobs.into_iter().map(BlobHash::from).collect(),
-            servers: servers.into_iter().collect(),
-            description,
-        })
+        .prop_map(
+            |(verb, expiration, blobs, servers, description)| BlossomAuth {
+                verb,
+                expiration: t(expiration),
+                blobs: blobs.into_iter().map(BlobHash::from).collect(),
+                servers: servers.into_iter().collect(),
+                description,
+            },
+        )
 }
 
 proptest! {
@@ -466,43 +521,128 @@ proptest! {
 fn state_parser_rejects_malformed_events() {
     let k = keys(1);
     let id = hex32(1);
-    let cases: Vec<(&str, Event, fn(&ParseError) -> bool)> = vec![
-        ("missing d", sign_raw(&k, kinds::REPO_STATE, &[&["refs/heads/main", &id]], ""), |e| {
-            matches!(e, ParseError::MissingTag { tag: "d" })
-        }),
-        ("repeated d", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["d", "b"]], ""), |e| {
-            matches!(e, ParseError::RepeatedTag { tag } if tag == "d")
-        }),
-        ("d with two values", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a", "b"]], ""), |e| {
-            matches!(e, ParseError::TagArity { expected: 1, found: 2, .. })
-        }),
-        ("bad repo id", sign_raw(&k, kinds::REPO_STATE, &[&["d", "../etc"]], ""), |e| {
-            matches!(e, ParseError::InvalidRepoId(_))
-        }),
-        ("malformed ref", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["refs/heads/a..b", &id]], ""), |e| {
-            matches!(e, ParseError::InvalidRefName(_))
-        }),
-        ("ref without value", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["refs/heads/main"]], ""), |e| {
-            matches!(e, ParseError::TagArity { expected: 1, found: 0, .. })
-        }),
-        ("bad hex", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["refs/heads/main", "xyz"]], ""), |e| {
-            matches!(e, ParseError::InvalidId { .. })
-        }),
-        ("uppercase hex", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["refs/heads/main", &id.to_uppercase()]], ""), |e| {
-            matches!(e, ParseError::InvalidId { .. })
-        }),
-        ("repeated ref", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["refs/heads/main", &id], &["refs/heads/main", &id]], ""), |e| {
-            matches!(e, ParseError::RepeatedTag { .. })
-        }),
-        ("HEAD not symbolic", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["HEAD", &id]], ""), |e| {
-            matches!(e, ParseError::InvalidValue { .. })
-        }),
-        ("HEAD at a tag", sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["HEAD", "ref: refs/tags/v1"]], ""), |e| {
-            matches!(e, ParseError::InvalidValue { .. })
-        }),
-        ("wrong kind", sign_raw(&k, kinds::REPO_ANNOUNCEMENT, &[&["d", "a"]], ""), |e| {
-            matches!(e, ParseError::WrongKind { expected: 30718, found: 30717 })
-        }),
+    type Case = (&'static str, Event, fn(&ParseError) -> bool);
+    let cases: Vec<Case> = vec![
+        (
+            "missing d",
+            sign_raw(&k, kinds::REPO_STATE, &[&["refs/heads/main", &id]], ""),
+            |e| matches!(e, ParseError::MissingTag { tag: "d" }),
+        ),
+        (
+            "repeated d",
+            sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["d", "b"]], ""),
+            |e| matches!(e, ParseError::RepeatedTag { tag } if tag == "d"),
+        ),
+        (
+            "d with two values",
+            sign_raw(&k, kinds::REPO_STATE, &[&["d", "a", "b"]], ""),
+            |e| {
+                matches!(
+                    e,
+                    ParseError::TagArity {
+                        expected: 1,
+                        found: 2,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "bad repo id",
+            sign_raw(&k, kinds::REPO_STATE, &[&["d", "../etc"]], ""),
+            |e| matches!(e, ParseError::InvalidRepoId(_)),
+        ),
+        (
+            "malformed ref",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[&["d", "a"], &["refs/heads/a..b", &id]],
+                "",
+            ),
+            |e| matches!(e, ParseError::InvalidRefName(_)),
+        ),
+        (
+            "ref without value",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[&["d", "a"], &["refs/heads/main"]],
+                "",
+            ),
+            |e| {
+                matches!(
+                    e,
+                    ParseError::TagArity {
+                        expected: 1,
+                        found: 0,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "bad hex",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[&["d", "a"], &["refs/heads/main", "xyz"]],
+                "",
+            ),
+            |e| matches!(e, ParseError::InvalidId { .. }),
+        ),
+        (
+            "uppercase hex",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[&["d", "a"], &["refs/heads/main", &id.to_uppercase()]],
+                "",
+            ),
+            |e| matches!(e, ParseError::InvalidId { .. }),
+        ),
+        (
+            "repeated ref",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[
+                    &["d", "a"],
+                    &["refs/heads/main", &id],
+                    &["refs/heads/main", &id],
+                ],
+                "",
+            ),
+            |e| matches!(e, ParseError::RepeatedTag { .. }),
+        ),
+        (
+            "HEAD not symbolic",
+            sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["HEAD", &id]], ""),
+            |e| matches!(e, ParseError::InvalidValue { .. }),
+        ),
+        (
+            "HEAD at a tag",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[&["d", "a"], &["HEAD", "ref: refs/tags/v1"]],
+                "",
+            ),
+            |e| matches!(e, ParseError::InvalidValue { .. }),
+        ),
+        (
+            "wrong kind",
+            sign_raw(&k, kinds::REPO_ANNOUNCEMENT, &[&["d", "a"]], ""),
+            |e| {
+                matches!(
+                    e,
+                    ParseError::WrongKind {
+                        expected: 30718,
+                        found: 30717
+                    }
+                )
+            },
+        ),
     ];
     for (what, event, expected) in cases {
         match Signed::<RepoState>::from_event(event) {
@@ -520,45 +660,90 @@ fn announcement_parser_rejects_malformed_events() {
     let coord = format!("30717:{pk}:base");
     let cases: Vec<(&str, Vec<Vec<String>>)> = vec![
         ("missing visibility", vec![vec!["d".into(), "a".into()]]),
-        ("unknown visibility", vec![vec!["d".into(), "a".into()], vec!["visibility".into(), "secret".into()]]),
-        ("repeated name", vec![
-            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
-            vec!["name".into(), "x".into()], vec!["name".into(), "y".into()],
-        ]),
-        ("maintainer not on curve", vec![
-            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
-            vec!["maintainers".into(), not_on_curve.into()],
-        ]),
-        ("duplicate maintainer", vec![
-            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
-            vec!["maintainers".into(), pk.clone(), pk.clone()],
-        ]),
-        ("relay not ws", vec![
-            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
-            vec!["relays".into(), "https://example.org".into()],
-        ]),
-        ("blossom not http", vec![
-            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
-            vec!["blossom".into(), "ftp://example.org".into()],
-        ]),
-        ("fork without commit", vec![
-            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
-            vec!["fork".into(), coord.clone()],
-        ]),
-        ("fork of a non-repository", vec![
-            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
-            vec!["fork".into(), format!("1:{pk}:base"), hex32(9)],
-        ]),
-        ("fork with bad commit", vec![
-            vec!["d".into(), "a".into()], vec!["visibility".into(), "public".into()],
-            vec!["fork".into(), coord, "00".into()],
-        ]),
+        (
+            "unknown visibility",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "secret".into()],
+            ],
+        ),
+        (
+            "repeated name",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["name".into(), "x".into()],
+                vec!["name".into(), "y".into()],
+            ],
+        ),
+        (
+            "maintainer not on curve",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["maintainers".into(), not_on_curve.into()],
+            ],
+        ),
+        (
+            "duplicate maintainer",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["maintainers".into(), pk.clone(), pk.clone()],
+            ],
+        ),
+        (
+            "relay not ws",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["relays".into(), "https://example.org".into()],
+            ],
+        ),
+        (
+            "blossom not http",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["blossom".into(), "ftp://example.org".into()],
+            ],
+        ),
+        (
+            "fork without commit",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["fork".into(), coord.clone()],
+            ],
+        ),
+        (
+            "fork of a non-repository",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["fork".into(), format!("1:{pk}:base"), hex32(9)],
+            ],
+        ),
+        (
+            "fork with bad commit",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["fork".into(), coord, "00".into()],
+            ],
+        ),
     ];
     for (what, tags) in cases {
-        let tags: Vec<Vec<&str>> = tags.iter().map(|t| t.iter().map(String::as_str).collect()).collect();
+        let tags: Vec<Vec<&str>> = tags
+            .iter()
+            .map(|t| t.iter().map(String::as_str).collect())
+            .collect();
         let tags: Vec<&[&str]> = tags.iter().map(Vec::as_slice).collect();
         let event = sign_raw(&k, kinds::REPO_ANNOUNCEMENT, &tags, "");
-        assert!(Signed::<RepoAnnouncement>::from_event(event).is_err(), "{what} was accepted");
+        assert!(
+            Signed::<RepoAnnouncement>::from_event(event).is_err(),
+            "{what} was accepted"
+        );
     }
 }
 
@@ -586,7 +771,10 @@ fn commit_parser_rejects_malformed_events() {
         if what == "unpadded base64" {
             assert!(result.is_ok(), "canonical base64 is accepted: {result:?}");
             let bad = sign_raw(&k, kinds::COMMIT, &tags, "YWI");
-            assert!(Signed::<CommitEvent>::from_event(bad).is_err(), "unpadded base64 is rejected");
+            assert!(
+                Signed::<CommitEvent>::from_event(bad).is_err(),
+                "unpadded base64 is rejected"
+            );
         } else {
             assert!(result.is_err(), "{what} was accepted");
         }
@@ -596,16 +784,24 @@ fn commit_parser_rejects_malformed_events() {
 #[test]
 fn tampered_json_is_rejected_as_invalid_not_misread() -> TestResult {
     let mut state = RepoState::new(repo_id("model"));
-    state.refs.insert(RefName::branch("main")?, ObjectId::digest(b"c1"));
+    state
+        .refs
+        .insert(RefName::branch("main")?, ObjectId::digest(b"c1"));
     let signed = Signed::sign(state, &keys(1), t(1_700_000_000))?;
     let json = signed.to_json();
-    let tampered = json.replace(&ObjectId::digest(b"c1").to_string(), &ObjectId::digest(b"c2").to_string());
+    let tampered = json.replace(
+        &ObjectId::digest(b"c1").to_string(),
+        &ObjectId::digest(b"c2").to_string(),
+    );
     assert_ne!(json, tampered);
     assert!(matches!(
         Signed::<RepoState>::from_json(&tampered),
         Err(ParseError::Verify(VerifyError::IdMismatch { .. }))
     ));
-    assert!(matches!(Signed::<RepoState>::from_json("{}"), Err(ParseError::Json { .. })));
+    assert!(matches!(
+        Signed::<RepoState>::from_json("{}"),
+        Err(ParseError::Json { .. })
+    ));
     Ok(())
 }
 
@@ -639,7 +835,10 @@ fn signer_answers_are_checked() {
 
 fn state_event(signer: &Keys, repo: &str, at: u64, commit: &[u8]) -> Result<Event, SignError> {
     let mut state = RepoState::new(repo_id(repo));
-    state.refs.insert(RefName::branch("main").unwrap_or_else(|e| panic!("{e}")), ObjectId::digest(commit));
+    state.refs.insert(
+        RefName::branch("main").unwrap_or_else(|e| panic!("{e}")),
+        ObjectId::digest(commit),
+    );
     Ok(Signed::sign(state, signer, t(at))?.into_event())
 }
 
@@ -672,16 +871,38 @@ fn newest_state_by_owner_or_maintainer_wins() -> TestResult {
     let current = resolution.current.ok_or("a state was chosen")?;
     assert_eq!(current.id(), newest.id);
     assert_eq!(current.body().head_commit(), None);
-    assert_eq!(current.body().refs.values().next(), Some(&ObjectId::digest(b"new")));
+    assert_eq!(
+        current.body().refs.values().next(),
+        Some(&ObjectId::digest(b"new"))
+    );
 
-    let reasons: BTreeMap<EventId, IgnoreReason> =
-        resolution.ignored.into_iter().map(|i| (i.event, i.reason)).collect();
+    let reasons: BTreeMap<EventId, IgnoreReason> = resolution
+        .ignored
+        .into_iter()
+        .map(|i| (i.event, i.reason))
+        .collect();
     assert_eq!(reasons.len(), 5);
     assert_eq!(reasons[&old.id], IgnoreReason::Superseded { by: newest.id });
-    assert_eq!(reasons[&by_stranger.id], IgnoreReason::NotAuthorized { author: stranger.public_key() });
-    assert_eq!(reasons[&other_repo.id], IgnoreReason::OtherRepository { found: repo_id("other") });
-    assert!(matches!(reasons[&forged.id], IgnoreReason::Invalid(ParseError::Verify(VerifyError::BadSignature { .. }))));
-    assert!(matches!(reasons[&not_a_state.id], IgnoreReason::Invalid(ParseError::WrongKind { .. })));
+    assert_eq!(
+        reasons[&by_stranger.id],
+        IgnoreReason::NotAuthorized {
+            author: stranger.public_key()
+        }
+    );
+    assert_eq!(
+        reasons[&other_repo.id],
+        IgnoreReason::OtherRepository {
+            found: repo_id("other")
+        }
+    );
+    assert!(matches!(
+        reasons[&forged.id],
+        IgnoreReason::Invalid(ParseError::Verify(VerifyError::BadSignature { .. }))
+    ));
+    assert!(matches!(
+        reasons[&not_a_state.id],
+        IgnoreReason::Invalid(ParseError::WrongKind { .. })
+    ));
     Ok(())
 }
 
@@ -689,8 +910,9 @@ fn newest_state_by_owner_or_maintainer_wins() -> TestResult {
 fn equal_times_resolve_to_the_lowest_id_in_any_order() -> TestResult {
     let owner = keys(1);
     let repo = RepoCoordinate::new(owner.public_key(), repo_id("model"));
-    let events: Vec<Event> =
-        (0u8..6).map(|i| state_event(&owner, "model", 1000, &[i])).collect::<Result<_, _>>()?;
+    let events: Vec<Event> = (0u8..6)
+        .map(|i| state_event(&owner, "model", 1000, &[i]))
+        .collect::<Result<_, _>>()?;
     let lowest = events.iter().map(|e| e.id).min().ok_or("events")?;
     let mut reversed = events.clone();
     reversed.reverse();
@@ -698,7 +920,12 @@ fn equal_times_resolve_to_the_lowest_id_in_any_order() -> TestResult {
         let resolution = resolve_state(&repo, &[], order);
         assert_eq!(resolution.current.map(|s| s.id()), Some(lowest));
         assert_eq!(resolution.ignored.len(), 5);
-        assert!(resolution.ignored.iter().all(|i| i.reason == IgnoreReason::Superseded { by: lowest }));
+        assert!(
+            resolution
+                .ignored
+                .iter()
+                .all(|i| i.reason == IgnoreReason::Superseded { by: lowest })
+        );
     }
     // No valid state: nothing chosen, everything reported.
     let resolution = resolve_state(&repo, &[], [sign_raw(&owner, kinds::REPO_STATE, &[], "")]);
@@ -725,29 +952,95 @@ fn blossom_authorization_checks() -> TestResult {
     assert!(header.starts_with("Nostr "));
     let signed = Signed::<BlossomAuth>::from_authorization_header(&header)?;
 
-    let ok = AuthRequest { verb: Verb::Upload, blob: Some(&blob), server: "blobs.example.org", now: t(1_500) };
+    let ok = AuthRequest {
+        verb: Verb::Upload,
+        blob: Some(&blob),
+        server: "blobs.example.org",
+        now: t(1_500),
+    };
     signed.authorize(&ok)?;
     let check = |request: AuthRequest<'_>| signed.authorize(&request);
-    assert!(matches!(check(AuthRequest { now: t(2_000), ..ok }), Err(AuthError::Expired { .. })));
-    assert!(matches!(check(AuthRequest { now: t(900), ..ok }), Err(AuthError::FromTheFuture { .. })));
-    assert!(check(AuthRequest { now: t(1_000 - 60), ..ok }).is_ok(), "60 s of clock skew is allowed");
-    assert!(matches!(check(AuthRequest { verb: Verb::Delete, ..ok }), Err(AuthError::WrongVerb { .. })));
-    assert!(matches!(check(AuthRequest { blob: Some(&other), ..ok }), Err(AuthError::BlobNotCovered { .. })));
-    assert!(matches!(check(AuthRequest { blob: None, ..ok }), Err(AuthError::MissingBlob)));
-    assert!(matches!(check(AuthRequest { server: "evil.example", ..ok }), Err(AuthError::WrongServer { .. })));
+    assert!(matches!(
+        check(AuthRequest {
+            now: t(2_000),
+            ..ok
+        }),
+        Err(AuthError::Expired { .. })
+    ));
+    assert!(matches!(
+        check(AuthRequest { now: t(900), ..ok }),
+        Err(AuthError::FromTheFuture { .. })
+    ));
+    assert!(
+        check(AuthRequest {
+            now: t(1_000 - 60),
+            ..ok
+        })
+        .is_ok(),
+        "60 s of clock skew is allowed"
+    );
+    assert!(matches!(
+        check(AuthRequest {
+            verb: Verb::Delete,
+            ..ok
+        }),
+        Err(AuthError::WrongVerb { .. })
+    ));
+    assert!(matches!(
+        check(AuthRequest {
+            blob: Some(&other),
+            ..ok
+        }),
+        Err(AuthError::BlobNotCovered { .. })
+    ));
+    assert!(matches!(
+        check(AuthRequest { blob: None, ..ok }),
+        Err(AuthError::MissingBlob)
+    ));
+    assert!(matches!(
+        check(AuthRequest {
+            server: "evil.example",
+            ..ok
+        }),
+        Err(AuthError::WrongServer { .. })
+    ));
 
     // An upload token must name the blob; a get token without x covers any blob.
-    let any_upload = Signed::sign(BlossomAuth::new(Verb::Upload, t(2_000)), &uploader, t(1_000))?;
-    assert!(matches!(any_upload.authorize(&ok), Err(AuthError::BlobNotCovered { .. })));
+    let any_upload = Signed::sign(
+        BlossomAuth::new(Verb::Upload, t(2_000)),
+        &uploader,
+        t(1_000),
+    )?;
+    assert!(matches!(
+        any_upload.authorize(&ok),
+        Err(AuthError::BlobNotCovered { .. })
+    ));
     let any_get = Signed::sign(BlossomAuth::new(Verb::Get, t(2_000)), &uploader, t(1_000))?;
-    any_get.authorize(&AuthRequest { verb: Verb::Get, ..ok })?;
+    any_get.authorize(&AuthRequest {
+        verb: Verb::Get,
+        ..ok
+    })?;
 
-    assert!(matches!(Signed::<BlossomAuth>::from_authorization_header("Bearer x"), Err(AuthError::Scheme)));
-    assert!(matches!(Signed::<BlossomAuth>::from_authorization_header("Nostr !!!"), Err(AuthError::Invalid(_))));
-    let bad_expiration = sign_raw(&uploader, kinds::BLOSSOM_AUTH, &[&["t", "get"], &["expiration", "+5"]], "");
+    assert!(matches!(
+        Signed::<BlossomAuth>::from_authorization_header("Bearer x"),
+        Err(AuthError::Scheme)
+    ));
+    assert!(matches!(
+        Signed::<BlossomAuth>::from_authorization_header("Nostr !!!"),
+        Err(AuthError::Invalid(_))
+    ));
+    let bad_expiration = sign_raw(
+        &uploader,
+        kinds::BLOSSOM_AUTH,
+        &[&["t", "get"], &["expiration", "+5"]],
+        "",
+    );
     assert!(Signed::<BlossomAuth>::from_event(bad_expiration).is_err());
     let missing_t = sign_raw(&uploader, kinds::BLOSSOM_AUTH, &[&["expiration", "5"]], "");
-    assert!(matches!(Signed::<BlossomAuth>::from_event(missing_t), Err(ParseError::MissingTag { tag: "t" })));
+    assert!(matches!(
+        Signed::<BlossomAuth>::from_event(missing_t),
+        Err(ParseError::MissingTag { tag: "t" })
+    ));
     Ok(())
 }
 

@@ -55,7 +55,9 @@ impl Hasher {
 
 impl core::fmt::Debug for Hasher {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Hasher").field("len", &self.len).finish_non_exhaustive()
+        f.debug_struct("Hasher")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,7 +84,10 @@ pub struct HashingReader<R> {
 impl<R: Read> HashingReader<R> {
     /// Wraps `inner`.
     pub fn new(inner: R) -> Self {
-        Self { inner, hasher: Hasher::new() }
+        Self {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
 
     /// The hasher so far, and the inner reader.
@@ -109,7 +114,10 @@ pub struct HashingWriter<W> {
 impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
-        Self { inner, hasher: Hasher::new() }
+        Self {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
 
     /// The hasher so far, and the inner writer.

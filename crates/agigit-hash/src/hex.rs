@@ -67,9 +67,18 @@ pub(crate) fn decode(s: &str) -> Result<[u8; HASH_LEN], ParseIdError> {
 /// The error for the byte at `index`, reported as the whole character it starts or belongs to.
 fn invalid_char(s: &str, index: usize) -> ParseIdError {
     // `index` may fall inside a multi-byte character: step back to its first byte.
-    let start = (0..=index).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
-    let found = s[start..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
-    ParseIdError::InvalidChar { index: start, found }
+    let start = (0..=index)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    let found = s[start..]
+        .chars()
+        .next()
+        .unwrap_or(char::REPLACEMENT_CHARACTER);
+    ParseIdError::InvalidChar {
+        index: start,
+        found,
+    }
 }
 
 #[cfg(test)]
@@ -80,14 +89,26 @@ mod tests {
     fn decode_reports_the_first_bad_character() {
         let mut s = "0".repeat(HEX_LEN);
         s.replace_range(5..6, "G");
-        assert_eq!(decode(&s), Err(ParseIdError::InvalidChar { index: 5, found: 'G' }));
+        assert_eq!(
+            decode(&s),
+            Err(ParseIdError::InvalidChar {
+                index: 5,
+                found: 'G'
+            })
+        );
     }
 
     #[test]
     fn decode_reports_multibyte_characters_whole() {
         // 62 ASCII digits + 'é' (2 bytes) = 64 bytes.
         let s = format!("{}é", "0".repeat(HEX_LEN - 2));
-        assert_eq!(decode(&s), Err(ParseIdError::InvalidChar { index: 62, found: 'é' }));
+        assert_eq!(
+            decode(&s),
+            Err(ParseIdError::InvalidChar {
+                index: 62,
+                found: 'é'
+            })
+        );
     }
 
     #[test]

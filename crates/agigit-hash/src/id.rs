@@ -251,7 +251,10 @@ mod tests {
         assert_eq!(id.to_string(), ABC);
         assert_eq!(id.to_hex(), ABC);
         assert_eq!(format!("{id:?}"), "ObjectId(ba7816bf8f01…)");
-        assert_eq!(format!("{:?}", BlobHash::from(id.to_bytes())), "BlobHash(ba7816bf8f01…)");
+        assert_eq!(
+            format!("{:?}", BlobHash::from(id.to_bytes())),
+            "BlobHash(ba7816bf8f01…)"
+        );
         assert_eq!(id.short().to_string(), "ba7816bf8f01");
         Ok(())
     }
@@ -261,22 +264,38 @@ mod tests {
         let cases: &[(&str, ParseIdError)] = &[
             ("", ParseIdError::InvalidLength { found: 0 }),
             (&ABC[..63], ParseIdError::InvalidLength { found: 63 }),
-            (&format!("{ABC}0"), ParseIdError::InvalidLength { found: 65 }),
+            (
+                &format!("{ABC}0"),
+                ParseIdError::InvalidLength { found: 65 },
+            ),
             (
                 &ABC.to_uppercase(),
-                ParseIdError::InvalidChar { index: 0, found: 'B' },
+                ParseIdError::InvalidChar {
+                    index: 0,
+                    found: 'B',
+                },
             ),
             (
                 &format!("{}g", &ABC[..63]),
-                ParseIdError::InvalidChar { index: 63, found: 'g' },
+                ParseIdError::InvalidChar {
+                    index: 63,
+                    found: 'g',
+                },
             ),
             (
                 &format!(" {}", &ABC[1..]),
-                ParseIdError::InvalidChar { index: 0, found: ' ' },
+                ParseIdError::InvalidChar {
+                    index: 0,
+                    found: ' ',
+                },
             ),
         ];
         for (input, expected) in cases {
-            assert_eq!(input.parse::<ObjectId>().as_ref(), Err(expected), "{input:?}");
+            assert_eq!(
+                input.parse::<ObjectId>().as_ref(),
+                Err(expected),
+                "{input:?}"
+            );
         }
     }
 
@@ -286,7 +305,10 @@ mod tests {
             ObjectId::from_slice(&[0; 31]),
             Err(ParseIdError::InvalidByteLength { found: 31 })
         );
-        assert_eq!(ObjectId::from_slice(&[7; 32]), Ok(ObjectId::from_bytes([7; 32])));
+        assert_eq!(
+            ObjectId::from_slice(&[7; 32]),
+            Ok(ObjectId::from_bytes([7; 32]))
+        );
     }
 
     #[test]

@@ -1,0 +1,43 @@
+//! Event JSON → every typed parser, and the two verifiers against each other.
+//!
+//! Properties: nothing panics; whatever parses as a Nostr event gets the same verdict from the
+//! libsecp256k1 and the k256 verifier; tags and content that parse as a typed event convert back
+//! to tags and content that parse to the same value. The tag parsers are also fed directly
+//! (`ProtocolEvent::from_parts`), because a fuzzer cannot forge the signatures that guard them in
+//! `Signed::from_json`.
+#![no_main]
+
+use agigit_event::nostr::prelude::Event;
+use agigit_event::{
+    BlossomAuth, CommitEvent, K256Verifier, NostrVerifier, ProtocolEvent, RepoAnnouncement,
+    RepoState, Signed, Verifier,
+};
+use libfuzzer_sys::fuzz_target;
+
+fn check<T: ProtocolEvent + PartialEq + std::fmt::Debug>(data: &[u8], event: Option<&Event>) {
+    if let Ok(signed) = Signed::<T>::from_json(data) {
+        let again = Signed::<T>::from_json(signed.to_json()).expect("re-serialized event parses");
+        assert_eq!(again.body(), signed.body());
+    }
+    if let Some(event) = event
+        && let Ok(body) = T::from_parts(event.tags.as_ref(), &event.content)
+    {
+        let (tags, content) = body.to_parts();
+        let again = T::from_parts(&tags, &content).expect("our own tags parse");
+        assert_eq!(again, body);
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let event = Event::from_json(data).ok();
+    if let Some(event) = &event {
+        assert_eq!(
+            NostrVerifier.verify_event(event),
+            K256Verifier.verify_event(event)
+        );
+    }
+    check::<RepoAnnouncement>(data, event.as_ref());
+    check::<RepoState>(data, event.as_ref());
+    check::<CommitEvent>(data, event.as_ref());
+    check::<BlossomAuth>(data, event.as_ref());
+});
