@@ -199,7 +199,10 @@ impl ProtocolEvent for RepoAnnouncement {
 }
 
 /// The values of a list tag that appears at most once, each parsed, with no value twice.
-fn unique_list<T>(
+///
+/// Repeats are found on the parsed value's canonical text (`WSS://A.org` and `wss://a.org` are
+/// the same relay), so what parses here also parses after being written back.
+fn unique_list<T: core::fmt::Display>(
     tags: &TagReader<'_>,
     name: &'static str,
     parse: impl Fn(&str) -> Result<T, ParseError>,
@@ -211,13 +214,14 @@ fn unique_list<T>(
     values
         .iter()
         .map(|value| {
-            if !seen.insert(value.as_str()) {
+            let parsed = parse(value)?;
+            if !seen.insert(parsed.to_string()) {
                 return Err(ParseError::DuplicateValue {
                     tag: name.into(),
                     value: quote(value),
                 });
             }
-            parse(value)
+            Ok(parsed)
         })
         .collect()
 }

@@ -11,7 +11,7 @@ use crate::verify::{NostrVerifier, Verifier};
 /// Implemented by [`RepoAnnouncement`](crate::RepoAnnouncement), [`RepoState`](crate::RepoState),
 /// [`CommitEvent`](crate::CommitEvent) and [`BlossomAuth`](crate::BlossomAuth). Sign and parse
 /// through [`Signed`], which adds the signature checks.
-pub trait ProtocolEvent: Sized {
+pub trait ProtocolEvent: Sized + PartialEq {
     /// The Nostr kind of this event.
     const KIND: u16;
 
@@ -39,16 +39,26 @@ pub struct Signed<T> {
 impl<T: ProtocolEvent> Signed<T> {
     /// Signs `body` with `signer`, dated `created_at`.
     ///
-    /// The signer's answer is not trusted: it must be the requested event and verify.
+    /// The body must read back as itself (so every reader sees what the signer meant), and the
+    /// signer's answer is not trusted: it must be the requested event and verify.
     ///
     /// # Errors
-    /// [`SignError`] when the signer fails or answers with something else.
+    /// [`SignError::InvalidBody`] for a body that does not make a well-formed event or reads back
+    /// as something else (a repeated list value, an uppercase server name); the other
+    /// [`SignError`]s when the signer fails or answers with something else.
     pub fn sign<S: Signer + ?Sized>(
         body: T,
         signer: &S,
         created_at: Timestamp,
     ) -> Result<Self, SignError> {
         let (tags, content) = body.to_parts();
+        // Never publish what a reader (this crate included) would reject or read differently.
+        let read_back = T::from_parts(&tags, &content).map_err(SignError::InvalidBody)?;
+        if read_back != body {
+            return Err(SignError::InvalidBody(ParseError::InvalidContent {
+                reason: "the event would read back as a different value".to_owned(),
+            }));
+        }
         let unsigned = UnsignedEvent::new(
             signer.public_key(),
             created_at,

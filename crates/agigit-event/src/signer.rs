@@ -14,6 +14,10 @@ pub enum SignError {
         /// What the signer said.
         reason: String,
     },
+    /// The body does not make a well-formed event (a list with a repeated value, an uppercase
+    /// server name): every reader would reject it, so it is not signed.
+    #[error("refusing to sign a malformed event: {0}")]
+    InvalidBody(#[source] crate::ParseError),
     /// The signer returned an event that is not the one it was asked to sign, or whose signature
     /// does not verify. A correct signer never does this.
     #[error("the signer returned an event that does not match the request or does not verify")]

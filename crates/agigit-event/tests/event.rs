@@ -1061,3 +1061,42 @@ fn parents_keep_their_order() -> TestResult {
     assert_eq!(parsed.body().parents, parents);
     Ok(())
 }
+
+#[test]
+fn bodies_that_would_not_read_back_are_not_signed() -> TestResult {
+    let owner = keys(1);
+    let mut announcement = RepoAnnouncement::new(repo_id("m"), Visibility::Public);
+    announcement.maintainers = vec![keys(2).public_key(), keys(2).public_key()];
+    assert!(matches!(
+        Signed::sign(announcement, &owner, t(1)),
+        Err(SignError::InvalidBody(ParseError::DuplicateValue { .. }))
+    ));
+
+    // Server names are compared in lowercase; a body holding uppercase would read back changed.
+    let mut token = BlossomAuth::new(Verb::Get, t(10));
+    token.servers.push("Example.ORG".to_owned());
+    assert!(matches!(
+        Signed::sign(token, &owner, t(1)),
+        Err(SignError::InvalidBody(_))
+    ));
+    Ok(())
+}
+
+#[test]
+fn list_repeats_are_found_after_normalization() {
+    // Two spellings of one relay are one relay.
+    let tags: &[&[&str]] = &[
+        &["d", "m"],
+        &["visibility", "public"],
+        &[
+            "relays",
+            "wss://Relay.example.org",
+            "wss://relay.example.org",
+        ],
+    ];
+    let event = sign_raw(&keys(1), kinds::REPO_ANNOUNCEMENT, tags, "");
+    assert!(matches!(
+        Signed::<RepoAnnouncement>::from_event(event),
+        Err(ParseError::DuplicateValue { .. })
+    ));
+}
