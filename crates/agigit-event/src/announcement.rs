@@ -8,7 +8,7 @@ use nostr::prelude::{PublicKey, RelayUrl, Tag, Url};
 use crate::error::{ParseError, quote};
 use crate::kinds;
 use crate::names::{RepoCoordinate, RepoId, parse_public_key};
-use crate::signed::{ProtocolEvent, TagReader, tag};
+use crate::signed::{ProtocolEvent, TagReader, parse_id, tag};
 
 /// Who may read a repository's content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -152,10 +152,7 @@ impl ProtocolEvent for RepoAnnouncement {
             None => None,
             Some([coordinate, commit]) => Some(ForkOf {
                 repo: coordinate.parse()?,
-                commit: commit.parse().map_err(|source| ParseError::InvalidId {
-                    tag: FORK.into(),
-                    source,
-                })?,
+                commit: parse_id(FORK, commit)?,
             }),
             Some(values) => {
                 return Err(ParseError::TagArity {

@@ -1,13 +1,11 @@
 //! Kind 24242: Blossom authorization tokens (BUD-11), sent as `Authorization: Nostr <base64>`.
 
-use std::collections::BTreeSet;
-
 use agigit_hash::BlobHash;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use nostr::prelude::{Tag, Timestamp};
 
-use crate::error::{ParseError, quote};
+use crate::error::ParseError;
 use crate::kinds;
 use crate::signed::{ProtocolEvent, Signed, TagReader, single, tag};
 
@@ -199,22 +197,7 @@ impl ProtocolEvent for BlossomAuth {
         let expiration = parse_unix_seconds(expiration_value).ok_or_else(|| {
             ParseError::invalid_value(EXPIRATION, expiration_value, "unix seconds")
         })?;
-        let mut seen = BTreeSet::new();
-        let mut blobs = Vec::new();
-        for values in reader.all(X) {
-            let value = single(X, values)?;
-            let blob: BlobHash = value.parse().map_err(|source| ParseError::InvalidId {
-                tag: X.into(),
-                source,
-            })?;
-            if !seen.insert(blob) {
-                return Err(ParseError::DuplicateValue {
-                    tag: X.into(),
-                    value: quote(value),
-                });
-            }
-            blobs.push(blob);
-        }
+        let blobs = reader.unique_ids(X)?;
         let servers = reader
             .all(SERVER)
             .map(|values| single(SERVER, values).map(str::to_ascii_lowercase))

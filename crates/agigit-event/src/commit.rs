@@ -1,16 +1,14 @@
 //! Kind 1717: a commit.
 
-use std::collections::BTreeSet;
-
 use agigit_hash::{BlobHash, ObjectId};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use nostr::prelude::Tag;
 
-use crate::error::{ParseError, quote};
+use crate::error::ParseError;
 use crate::kinds;
 use crate::names::RepoCoordinate;
-use crate::signed::{ProtocolEvent, TagReader, single, tag};
+use crate::signed::{ProtocolEvent, TagReader, parse_id, tag};
 
 /// A commit event (kind 1717, regular).
 ///
@@ -64,8 +62,8 @@ impl ProtocolEvent for CommitEvent {
         let reader = TagReader::new(tags);
         let repo = reader.required_value(A)?.parse()?;
         let commit = parse_id(COMMIT, reader.required_value(COMMIT)?)?;
-        let parents: Vec<ObjectId> = ids(&reader, PARENT)?;
-        let packs: Vec<BlobHash> = ids(&reader, PACK)?;
+        let parents: Vec<ObjectId> = reader.unique_ids(PARENT)?;
+        let packs: Vec<BlobHash> = reader.unique_ids(PACK)?;
         let encryption = reader.optional_value(ENCRYPTION)?.map(str::to_owned);
         if encryption.as_deref() == Some("") {
             return Err(ParseError::invalid_value(
@@ -90,36 +88,4 @@ impl ProtocolEvent for CommitEvent {
             payload,
         })
     }
-}
-
-fn parse_id<T: core::str::FromStr<Err = agigit_hash::ParseIdError>>(
-    name: &str,
-    value: &str,
-) -> Result<T, ParseError> {
-    value.parse().map_err(|source| ParseError::InvalidId {
-        tag: name.into(),
-        source,
-    })
-}
-
-/// Every tag called `name` with one id each, none repeated, in order.
-fn ids<T>(reader: &TagReader<'_>, name: &'static str) -> Result<Vec<T>, ParseError>
-where
-    T: core::str::FromStr<Err = agigit_hash::ParseIdError> + Ord + Copy,
-{
-    let mut seen = BTreeSet::new();
-    reader
-        .all(name)
-        .map(|values| {
-            let value = single(name, values)?;
-            let id = parse_id(name, value)?;
-            if !seen.insert(id) {
-                return Err(ParseError::DuplicateValue {
-                    tag: name.into(),
-                    value: quote(value),
-                });
-            }
-            Ok(id)
-        })
-        .collect()
 }

@@ -1,5 +1,9 @@
 //! [`Signed`]: a protocol event together with the Nostr event that carries it, verified.
 
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use agigit_hash::ParseIdError;
 use nostr::prelude::{Event, EventId, Kind, PublicKey, Tag, Timestamp, UnsignedEvent};
 
 use crate::error::{ParseError, quote};
@@ -197,6 +201,27 @@ impl<'a> TagReader<'a> {
             .transpose()
     }
 
+    /// Every tag called `name`, each with one id, none repeated, in order.
+    pub(crate) fn unique_ids<T>(&self, name: &'a str) -> Result<Vec<T>, ParseError>
+    where
+        T: FromStr<Err = ParseIdError> + Ord + Copy,
+    {
+        let mut seen = BTreeSet::new();
+        self.all(name)
+            .map(|values| {
+                let value = single(name, values)?;
+                let id = parse_id(name, value)?;
+                if !seen.insert(id) {
+                    return Err(ParseError::DuplicateValue {
+                        tag: quote(name),
+                        value: quote(value),
+                    });
+                }
+                Ok(id)
+            })
+            .collect()
+    }
+
     /// The single value of the tag called `name`, which must appear exactly once.
     pub(crate) fn required_value(&self, name: &'static str) -> Result<&'a str, ParseError> {
         self.optional_value(name)?
@@ -214,6 +239,17 @@ pub(crate) fn single<'a>(name: &str, values: &'a [String]) -> Result<&'a str, Pa
             found: values.len(),
         }),
     }
+}
+
+/// Parses a tag value as an id ([`agigit_hash::ObjectId`] or [`agigit_hash::BlobHash`]).
+pub(crate) fn parse_id<T: FromStr<Err = ParseIdError>>(
+    tag: &str,
+    value: &str,
+) -> Result<T, ParseError> {
+    value.parse().map_err(|source| ParseError::InvalidId {
+        tag: quote(tag),
+        source,
+    })
 }
 
 /// A tag from a name and values.

@@ -9,7 +9,7 @@ use crate::announcement::RepoAnnouncement;
 use crate::error::{ParseError, quote};
 use crate::kinds;
 use crate::names::{RefName, RepoCoordinate, RepoId};
-use crate::signed::{ProtocolEvent, Signed, TagReader, single, tag};
+use crate::signed::{ProtocolEvent, Signed, TagReader, parse_id, single, tag};
 
 /// A repository's branch pointers (kind 30718, addressable by its `d` tag).
 ///
@@ -88,12 +88,7 @@ impl ProtocolEvent for RepoState {
                 continue;
             }
             let ref_name = RefName::new(name.as_str())?;
-            let id = single(name, values)?
-                .parse()
-                .map_err(|source| ParseError::InvalidId {
-                    tag: quote(name),
-                    source,
-                })?;
+            let id = parse_id(name, single(name, values)?)?;
             if refs.insert(ref_name, id).is_some() {
                 return Err(ParseError::RepeatedTag { tag: quote(name) });
             }
