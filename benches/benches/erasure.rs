@@ -1,0 +1,145 @@
+//! Erasure coding throughput, one core: encode, rebuild from the data shards (systematic) and
+//! rebuild through parity, for both codecs at (k=16, N=32) and (k=32, N=96) on 64 MiB cut into
+//! 1 MiB segments, with SHA-256 of the same bytes as the reference line.
+//!
+//! `cargo bench -p agigit-benches --bench erasure` (add `-- --quick` for a faster, rougher run).
+//! Criterion prints MiB/s for each; at the end a table of all figures from this one run, and the
+//! ratio Leopard/NovelPoly per operation.
+
+#![allow(clippy::expect_used, reason = "a broken bench fixture should stop the run loudly")]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use agigit_hash::BlobHash;
+use agigit_shard::conformance::test_bytes;
+use agigit_shard::{ErasureCode, Leopard, NovelPoly};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+
+const TOTAL: usize = 64 << 20;
+const SEGMENT: usize = 1 << 20;
+const PARAMS: [(usize, usize); 2] = [(16, 32), (32, 96)];
+
+fn codecs(k: usize, n: usize) -> Vec<(&'static str, Box<dyn ErasureCode>)> {
+    vec![
+        ("novelpoly", Box::new(NovelPoly::new(k, n).expect("valid parameters"))),
+        ("leopard", Box::new(Leopard::new(k, n).expect("valid parameters"))),
+    ]
+}
+
+/// The shards of every segment.
+fn encode_all(code: &dyn ErasureCode, data: &[u8]) -> Vec<Vec<Vec<u8>>> {
+    data.chunks(SEGMENT).map(|s| code.encode(s).expect("encode")).collect()
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Encode,
+    Systematic,
+    Parity,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Encode => "encode",
+            Self::Systematic => "rebuild_systematic",
+            Self::Parity => "rebuild_parity",
+        }
+    }
+}
+
+/// Runs one operation over the whole object.
+fn run(op: Op, code: &dyn ErasureCode, data: &[u8], shards: &[Vec<Vec<u8>>]) {
+    let spec = code.spec();
+    match op {
+        Op::Encode => {
+            for segment in data.chunks(SEGMENT) {
+                black_box(code.encode(segment).expect("encode"));
+            }
+        }
+        Op::Systematic | Op::Parity => {
+            // Systematic: the k data shards. Parity: the last k shards (all parity when N ≥ 2k).
+            let keep = match op {
+                Op::Systematic => 0..spec.k,
+                _ => spec.n - spec.k..spec.n,
+            };
+            for (segment, seg_shards) in data.chunks(SEGMENT).zip(shards) {
+                let slots: Vec<Option<&[u8]>> = (0..spec.n)
+                    .map(|i| keep.contains(&i).then(|| seg_shards[i].as_slice()))
+                    .collect();
+                let out = code.rebuild(&slots, segment.len()).expect("rebuild");
+                debug_assert_eq!(out, segment);
+                black_box(out);
+            }
+        }
+    }
+}
+
+fn bench_erasure(c: &mut Criterion) {
+    let data = test_bytes(TOTAL, 42);
+    let mut group = c.benchmark_group("erasure");
+    group.throughput(Throughput::Bytes(TOTAL as u64));
+    group.sample_size(10);
+    group.bench_function("sha256_reference", |b| b.iter(|| black_box(BlobHash::digest(&data))));
+    for (k, n) in PARAMS {
+        for (name, code) in codecs(k, n) {
+            let shards = encode_all(&*code, &data);
+            for op in [Op::Encode, Op::Systematic, Op::Parity] {
+                let id = BenchmarkId::new(format!("{name}/{}", op.name()), format!("k{k}_n{n}"));
+                group.bench_function(id, |b| b.iter(|| run(op, &*code, &data, &shards)));
+            }
+        }
+    }
+    group.finish();
+}
+
+/// One pass of every operation, timed back to back, printed as a table with ratios.
+fn print_table() {
+    let data = test_bytes(TOTAL, 42);
+    let mib = TOTAL as f64 / f64::from(1 << 20);
+    let rate = |f: &dyn Fn()| {
+        // Best of three: the least disturbed by the machine's other work.
+        (0..3)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                mib / start.elapsed().as_secs_f64()
+            })
+            .fold(0.0, f64::max)
+    };
+    let sha = rate(&|| {
+        black_box(BlobHash::digest(&data));
+    });
+    println!("\nerasure, one core, 64 MiB in 1 MiB segments (MiB/s, best of 3; SHA-256 {sha:.0} MiB/s)");
+    println!("| k / N | operation | novelpoly | leopard | leopard / novelpoly |");
+    println!("|---|---|---|---|---|");
+    for (k, n) in PARAMS {
+        let codecs = codecs(k, n);
+        let shards: Vec<_> = codecs.iter().map(|(_, c)| encode_all(&**c, &data)).collect();
+        for op in [Op::Encode, Op::Systematic, Op::Parity] {
+            let rates: Vec<f64> = codecs
+                .iter()
+                .zip(&shards)
+                .map(|((_, code), shards)| rate(&|| run(op, &**code, &data, shards)))
+                .collect();
+            println!(
+                "| {k} / {n} | {} | {:.0} | {:.0} | {:.1}x |",
+                op.name(),
+                rates[0],
+                rates[1],
+                rates[1] / rates[0]
+            );
+        }
+    }
+}
+
+criterion_group!(benches, bench_erasure);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    if !std::env::args().any(|a| a == "--test" || a == "--list") {
+        print_table();
+    }
+}

@@ -1,0 +1,145 @@
+//! [`Leopard`]: the `reed-solomon-simd` codec.
+
+use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
+
+use crate::code::{CodecKind, CodecSpec, ErasureCode, ShardError, check_params, check_slots};
+
+/// Bytes of each shard encoded per call of the underlying library: its SIMD kernels are fastest
+/// when a call's working set (`N` × stripe) stays in cache. Part of the shard layout: changing
+/// it changes the parity bytes, so it is fixed for the `leopard-gf16` name.
+pub const LEOPARD_STRIPE: usize = 32 * 1024;
+
+/// Reed–Solomon over GF(2^16) in the Leopard-RS style (Lin–Han–Chung FFT with fast
+/// Walsh–Hadamard error locators), from the `reed-solomon-simd` crate, using AVX2/SSSE3/NEON when
+/// the CPU has them.
+///
+/// Any `1 ≤ k < n ≤ 32768` the library supports. Layout: the segment, zero-padded to `k ×
+/// shard_len`, is cut into `k` contiguous data shards (so a data shard is a plain slice of the
+/// segment); parity is computed in stripes of [`LEOPARD_STRIPE`] bytes per shard. Rebuilding from
+/// the data shards is a copy.
+#[derive(Debug, Clone)]
+pub struct Leopard {
+    k: usize,
+    n: usize,
+}
+
+impl Leopard {
+    /// A code making `n` shards per segment of which any `k` suffice.
+    ///
+    /// # Errors
+    /// [`ShardError::InvalidParams`] unless `1 ≤ k < n ≤ 32768` and the library supports the
+    /// combination.
+    pub fn new(k: usize, n: usize) -> Result<Self, ShardError> {
+        check_params(k, n)?;
+        if !ReedSolomonEncoder::supports(k, n - k) {
+            return Err(ShardError::InvalidParams {
+                k,
+                n,
+                reason: "reed-solomon-simd does not support this k and n",
+            });
+        }
+        Ok(Self { k, n })
+    }
+
+    fn codec_error(e: impl core::fmt::Display) -> ShardError {
+        ShardError::Codec { codec: CodecKind::Leopard, reason: e.to_string() }
+    }
+
+    /// The stripes of a shard: `(offset, width)`, widths even and at most [`LEOPARD_STRIPE`].
+    fn stripes(shard_len: usize) -> impl Iterator<Item = (usize, usize)> {
+        (0..shard_len)
+            .step_by(LEOPARD_STRIPE)
+            .map(move |offset| (offset, LEOPARD_STRIPE.min(shard_len - offset)))
+    }
+}
+
+impl ErasureCode for Leopard {
+    fn spec(&self) -> CodecSpec {
+        CodecSpec { kind: CodecKind::Leopard, k: self.k, n: self.n }
+    }
+
+    fn shard_len(&self, segment_len: usize) -> usize {
+        // The library works on 2-byte symbols: round up to an even length.
+        segment_len.div_ceil(self.k).next_multiple_of(2)
+    }
+
+    fn encode(&self, segment: &[u8]) -> Result<Vec<Vec<u8>>, ShardError> {
+        let shard_len = self.shard_len(segment.len());
+        let mut shards: Vec<Vec<u8>> = (0..self.k)
+            .map(|i| {
+                let start = (i * shard_len).min(segment.len());
+                let end = ((i + 1) * shard_len).min(segment.len());
+                let mut shard = Vec::with_capacity(shard_len);
+                shard.extend_from_slice(&segment[start..end]);
+                shard.resize(shard_len, 0);
+                shard
+            })
+            .collect();
+        shards.resize(self.n, vec![0; shard_len]);
+        if shard_len == 0 {
+            return Ok(shards);
+        }
+        let recovery = self.n - self.k;
+        let mut encoder =
+            ReedSolomonEncoder::new(self.k, recovery, LEOPARD_STRIPE.min(shard_len)).map_err(Self::codec_error)?;
+        for (offset, width) in Self::stripes(shard_len) {
+            encoder.reset(self.k, recovery, width).map_err(Self::codec_error)?;
+            for shard in &shards[..self.k] {
+                encoder.add_original_shard(&shard[offset..offset + width]).map_err(Self::codec_error)?;
+            }
+            let result = encoder.encode().map_err(Self::codec_error)?;
+            for (shard, parity) in shards[self.k..].iter_mut().zip(result.recovery_iter()) {
+                shard[offset..offset + width].copy_from_slice(parity);
+            }
+        }
+        Ok(shards)
+    }
+
+    fn rebuild(&self, shards: &[Option<&[u8]>], segment_len: usize) -> Result<Vec<u8>, ShardError> {
+        let shard_len = self.shard_len(segment_len);
+        let present = check_slots(shards, self.n, shard_len)?;
+        if present < self.k {
+            return Err(ShardError::NotEnoughShards { segment: 0, good: present, needed: self.k });
+        }
+        let mut out = vec![0u8; self.k * shard_len];
+        let missing: Vec<usize> = (0..self.k).filter(|&i| shards[i].is_none()).collect();
+        for (i, shard) in shards[..self.k].iter().enumerate() {
+            if let Some(shard) = shard {
+                out[i * shard_len..(i + 1) * shard_len].copy_from_slice(shard);
+            }
+        }
+        if !missing.is_empty() && shard_len > 0 {
+            // Exactly as many parity shards as data shards are missing.
+            let parity: Vec<(usize, &[u8])> = shards[self.k..]
+                .iter()
+                .enumerate()
+                .filter_map(|(j, s)| s.map(|s| (j, s)))
+                .take(missing.len())
+                .collect();
+            let recovery = self.n - self.k;
+            let mut decoder = ReedSolomonDecoder::new(self.k, recovery, LEOPARD_STRIPE.min(shard_len))
+                .map_err(Self::codec_error)?;
+            for (offset, width) in Self::stripes(shard_len) {
+                decoder.reset(self.k, recovery, width).map_err(Self::codec_error)?;
+                for (i, shard) in shards[..self.k].iter().enumerate() {
+                    if let Some(shard) = shard {
+                        decoder.add_original_shard(i, &shard[offset..offset + width]).map_err(Self::codec_error)?;
+                    }
+                }
+                for (j, shard) in &parity {
+                    decoder.add_recovery_shard(*j, &shard[offset..offset + width]).map_err(Self::codec_error)?;
+                }
+                let result = decoder.decode().map_err(Self::codec_error)?;
+                for &i in &missing {
+                    let restored = result
+                        .restored_original(i)
+                        .ok_or_else(|| Self::codec_error("a missing data shard was not restored"))?;
+                    let start = i * shard_len + offset;
+                    out[start..start + width].copy_from_slice(restored);
+                }
+            }
+        }
+        out.truncate(segment_len);
+        Ok(out)
+    }
+}

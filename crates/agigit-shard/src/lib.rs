@@ -1,0 +1,27 @@
+#![doc = include_str!("../README.md")]
+
+mod code;
+pub mod conformance;
+mod leopard;
+mod manifest;
+mod novelpoly;
+mod placement;
+mod stream;
+
+pub use code::{CodecKind, CodecSpec, ErasureCode, MAX_SHARDS, ShardError, codec_for, slots};
+pub use leopard::{LEOPARD_STRIPE, Leopard};
+pub use manifest::{MANIFEST_MAGIC, MANIFEST_VERSION, MAX_SEGMENT_SIZE, ManifestError, ShardManifest};
+pub use novelpoly::NovelPoly;
+pub use placement::{Placement, PlacementError, plan_shards};
+pub use stream::{
+    EncodedSegment, ShardSource, StreamError, StreamOptions, decode_stream, encode_stream,
+    fetch_segment,
+};
+
+erasure_code_conformance!(novelpoly_4_of_8, NovelPoly::new(4, 8));
+erasure_code_conformance!(novelpoly_10_of_30, NovelPoly::new(10, 30));
+erasure_code_conformance!(novelpoly_1_of_2, NovelPoly::new(1, 2));
+erasure_code_conformance!(leopard_4_of_7, Leopard::new(4, 7));
+erasure_code_conformance!(leopard_10_of_30, Leopard::new(10, 30));
+erasure_code_conformance!(leopard_1_of_2, Leopard::new(1, 2));
+erasure_code_conformance!(leopard_16_of_32, Leopard::new(16, 32));
