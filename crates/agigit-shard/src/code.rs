@@ -170,6 +170,30 @@ pub trait ErasureCode: Send + Sync {
     /// [`ShardError::SlotCount`], [`ShardError::ShardLength`], or
     /// [`ShardError::NotEnoughShards`] (with segment 0; stream APIs fill in the real index).
     fn rebuild(&self, shards: &[Option<&[u8]>], segment_len: usize) -> Result<Vec<u8>, ShardError>;
+
+    /// As [`encode`](Self::encode), into `shards`, reusing its buffers (it ends with `N` shards).
+    /// Codecs that can work in place override this; hot loops call it to avoid allocating.
+    ///
+    /// # Errors
+    /// As [`encode`](Self::encode).
+    fn encode_into(&self, segment: &[u8], shards: &mut Vec<Vec<u8>>) -> Result<(), ShardError> {
+        *shards = self.encode(segment)?;
+        Ok(())
+    }
+
+    /// As [`rebuild`](Self::rebuild), into `out`, reusing its buffer.
+    ///
+    /// # Errors
+    /// As [`rebuild`](Self::rebuild).
+    fn rebuild_into(
+        &self,
+        shards: &[Option<&[u8]>],
+        segment_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ShardError> {
+        *out = self.rebuild(shards, segment_len)?;
+        Ok(())
+    }
 }
 
 impl<C: ErasureCode + ?Sized> ErasureCode for &C {
@@ -184,6 +208,17 @@ impl<C: ErasureCode + ?Sized> ErasureCode for &C {
     }
     fn rebuild(&self, shards: &[Option<&[u8]>], segment_len: usize) -> Result<Vec<u8>, ShardError> {
         (**self).rebuild(shards, segment_len)
+    }
+    fn encode_into(&self, segment: &[u8], shards: &mut Vec<Vec<u8>>) -> Result<(), ShardError> {
+        (**self).encode_into(segment, shards)
+    }
+    fn rebuild_into(
+        &self,
+        shards: &[Option<&[u8]>],
+        segment_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ShardError> {
+        (**self).rebuild_into(shards, segment_len, out)
     }
 }
 
@@ -200,6 +235,17 @@ impl<C: ErasureCode + ?Sized> ErasureCode for Box<C> {
     fn rebuild(&self, shards: &[Option<&[u8]>], segment_len: usize) -> Result<Vec<u8>, ShardError> {
         (**self).rebuild(shards, segment_len)
     }
+    fn encode_into(&self, segment: &[u8], shards: &mut Vec<Vec<u8>>) -> Result<(), ShardError> {
+        (**self).encode_into(segment, shards)
+    }
+    fn rebuild_into(
+        &self,
+        shards: &[Option<&[u8]>],
+        segment_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ShardError> {
+        (**self).rebuild_into(shards, segment_len, out)
+    }
 }
 
 impl<C: ErasureCode + ?Sized> ErasureCode for std::sync::Arc<C> {
@@ -214,6 +260,17 @@ impl<C: ErasureCode + ?Sized> ErasureCode for std::sync::Arc<C> {
     }
     fn rebuild(&self, shards: &[Option<&[u8]>], segment_len: usize) -> Result<Vec<u8>, ShardError> {
         (**self).rebuild(shards, segment_len)
+    }
+    fn encode_into(&self, segment: &[u8], shards: &mut Vec<Vec<u8>>) -> Result<(), ShardError> {
+        (**self).encode_into(segment, shards)
+    }
+    fn rebuild_into(
+        &self,
+        shards: &[Option<&[u8]>],
+        segment_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ShardError> {
+        (**self).rebuild_into(shards, segment_len, out)
     }
 }
 
@@ -250,7 +307,9 @@ pub fn slots<'a>(
 ) -> Result<Vec<Option<&'a [u8]>>, ShardError> {
     let mut slots = vec![None; n];
     for (index, shard) in shards {
-        let slot = slots.get_mut(index).ok_or(ShardError::IndexOutOfRange { index, n })?;
+        let slot = slots
+            .get_mut(index)
+            .ok_or(ShardError::IndexOutOfRange { index, n })?;
         if slot.replace(shard).is_some() {
             return Err(ShardError::DuplicateIndex { index });
         }
@@ -280,13 +339,20 @@ pub(crate) fn check_slots(
     shard_len: usize,
 ) -> Result<usize, ShardError> {
     if shards.len() != n {
-        return Err(ShardError::SlotCount { expected: n, found: shards.len() });
+        return Err(ShardError::SlotCount {
+            expected: n,
+            found: shards.len(),
+        });
     }
     let mut present = 0;
     for (index, shard) in shards.iter().enumerate() {
         if let Some(shard) = shard {
             if shard.len() != shard_len {
-                return Err(ShardError::ShardLength { index, expected: shard_len, found: shard.len() });
+                return Err(ShardError::ShardLength {
+                    index,
+                    expected: shard_len,
+                    found: shard.len(),
+                });
             }
             present += 1;
         }

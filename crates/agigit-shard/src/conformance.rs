@@ -14,8 +14,26 @@ use crate::code::{ErasureCode, ShardError};
 pub fn interesting_lengths(code: &dyn ErasureCode) -> Vec<usize> {
     let k = code.spec().k;
     let stripe_segment = crate::LEOPARD_STRIPE * k;
-    let mut lengths = vec![0, 1, 2, 3, k.saturating_sub(1), k, k + 1, 2 * k - 1, 2 * k, 2 * k + 1];
-    lengths.extend([1000, 4097, 65_537, stripe_segment - 1, stripe_segment, stripe_segment + 3]);
+    let mut lengths = vec![
+        0,
+        1,
+        2,
+        3,
+        k.saturating_sub(1),
+        k,
+        k + 1,
+        2 * k - 1,
+        2 * k,
+        2 * k + 1,
+    ];
+    lengths.extend([
+        1000,
+        4097,
+        65_537,
+        stripe_segment - 1,
+        stripe_segment,
+        stripe_segment + 3,
+    ]);
     lengths.retain(|&l| l <= 4 << 20);
     lengths.sort_unstable();
     lengths.dedup();
@@ -46,12 +64,18 @@ pub fn check_spec(code: &dyn ErasureCode) -> Result<(), String> {
         return fail(format!("{spec}: need 1 <= k < n"));
     }
     if code.shard_len(0) != 0 {
-        return fail(format!("{spec}: shard_len(0) = {}, expected 0", code.shard_len(0)));
+        return fail(format!(
+            "{spec}: shard_len(0) = {}, expected 0",
+            code.shard_len(0)
+        ));
     }
     for len in interesting_lengths(code) {
         let shard_len = code.shard_len(len);
         if shard_len * spec.k < len {
-            return fail(format!("{spec}: {} shards of {shard_len} cannot hold {len} bytes", spec.k));
+            return fail(format!(
+                "{spec}: {} shards of {shard_len} cannot hold {len} bytes",
+                spec.k
+            ));
         }
     }
     Ok(())
@@ -63,16 +87,26 @@ pub fn check_round_trips(code: &dyn ErasureCode) -> Result<(), String> {
     let spec = code.spec();
     for (seed, len) in interesting_lengths(code).into_iter().enumerate() {
         let data = test_bytes(len, seed as u64);
-        let shards = code.encode(&data).map_err(|e| format!("{spec}: encode {len} bytes: {e}"))?;
+        let shards = code
+            .encode(&data)
+            .map_err(|e| format!("{spec}: encode {len} bytes: {e}"))?;
         if shards.len() != spec.n {
-            return fail(format!("{spec}: {} shards for {len} bytes, expected {}", shards.len(), spec.n));
+            return fail(format!(
+                "{spec}: {} shards for {len} bytes, expected {}",
+                shards.len(),
+                spec.n
+            ));
         }
         let shard_len = code.shard_len(len);
         if let Some(bad) = shards.iter().position(|s| s.len() != shard_len) {
-            return fail(format!("{spec}: shard {bad} of a {len}-byte segment is not {shard_len} bytes"));
+            return fail(format!(
+                "{spec}: shard {bad} of a {len}-byte segment is not {shard_len} bytes"
+            ));
         }
         if code.encode(&data).ok().as_ref() != Some(&shards) {
-            return fail(format!("{spec}: encoding {len} bytes twice gave different shards"));
+            return fail(format!(
+                "{spec}: encoding {len} bytes twice gave different shards"
+            ));
         }
         let subsets: [(&str, Vec<usize>); 4] = [
             ("all", (0..spec.n).collect()),
@@ -92,8 +126,50 @@ pub fn check_round_trips(code: &dyn ErasureCode) -> Result<(), String> {
                         rebuilt.len()
                     ));
                 }
-                Err(e) => return fail(format!("{spec}: rebuild of {len} bytes from {what} shards: {e}")),
+                Err(e) => {
+                    return fail(format!(
+                        "{spec}: rebuild of {len} bytes from {what} shards: {e}"
+                    ));
+                }
             }
+        }
+    }
+    Ok(())
+}
+
+/// `encode_into` and `rebuild_into` give the same results as `encode` and `rebuild` when their
+/// buffers are reused across segments of every size, larger and smaller (stale bytes must never
+/// leak into shards or output).
+pub fn check_buffer_reuse(code: &dyn ErasureCode) -> Result<(), String> {
+    let spec = code.spec();
+    let mut lengths = interesting_lengths(code);
+    let mut descending = lengths.clone();
+    descending.reverse();
+    lengths.extend(descending);
+    let mut shards = Vec::new();
+    let mut out = Vec::new();
+    for (seed, len) in lengths.into_iter().enumerate() {
+        let data = test_bytes(len, 1000 + seed as u64);
+        code.encode_into(&data, &mut shards)
+            .map_err(|e| format!("{spec}: encode_into: {e}"))?;
+        let fresh = code
+            .encode(&data)
+            .map_err(|e| format!("{spec}: encode: {e}"))?;
+        if shards != fresh {
+            return fail(format!(
+                "{spec}: encode_into with a reused buffer differs for {len} bytes"
+            ));
+        }
+        let keep = scattered(spec.k, spec.n, seed as u64);
+        let slots: Vec<Option<&[u8]>> = (0..spec.n)
+            .map(|i| keep.contains(&i).then(|| fresh[i].as_slice()))
+            .collect();
+        code.rebuild_into(&slots, len, &mut out)
+            .map_err(|e| format!("{spec}: rebuild_into: {e}"))?;
+        if out != data {
+            return fail(format!(
+                "{spec}: rebuild_into with a reused buffer differs for {len} bytes"
+            ));
         }
     }
     Ok(())
@@ -119,10 +195,15 @@ pub fn check_too_few(code: &dyn ErasureCode) -> Result<(), String> {
     let data = test_bytes(4097, 7);
     let shards = code.encode(&data).map_err(|e| e.to_string())?;
     let keep = scattered(spec.k - 1, spec.n, 3);
-    let slots: Vec<Option<&[u8]>> =
-        (0..spec.n).map(|i| keep.contains(&i).then(|| shards[i].as_slice())).collect();
+    let slots: Vec<Option<&[u8]>> = (0..spec.n)
+        .map(|i| keep.contains(&i).then(|| shards[i].as_slice()))
+        .collect();
     match code.rebuild(&slots, data.len()) {
-        Err(ShardError::NotEnoughShards { good, needed, .. }) if good == spec.k - 1 && needed == spec.k => Ok(()),
+        Err(ShardError::NotEnoughShards { good, needed, .. })
+            if good == spec.k - 1 && needed == spec.k =>
+        {
+            Ok(())
+        }
         other => fail(format!("{spec}: rebuild from k-1 shards gave {other:?}")),
     }
 }
@@ -134,14 +215,24 @@ pub fn check_bad_input(code: &dyn ErasureCode) -> Result<(), String> {
     let shards = code.encode(&data).map_err(|e| e.to_string())?;
     let mut slots: Vec<Option<&[u8]>> = shards.iter().map(|s| Some(s.as_slice())).collect();
     slots.pop();
-    if !matches!(code.rebuild(&slots, data.len()), Err(ShardError::SlotCount { .. })) {
-        return fail(format!("{spec}: n-1 slots were not rejected with SlotCount"));
+    if !matches!(
+        code.rebuild(&slots, data.len()),
+        Err(ShardError::SlotCount { .. })
+    ) {
+        return fail(format!(
+            "{spec}: n-1 slots were not rejected with SlotCount"
+        ));
     }
     let short = &shards[0][..shards[0].len() - 1];
     let mut slots: Vec<Option<&[u8]>> = shards.iter().map(|s| Some(s.as_slice())).collect();
     slots[0] = Some(short);
-    if !matches!(code.rebuild(&slots, data.len()), Err(ShardError::ShardLength { index: 0, .. })) {
-        return fail(format!("{spec}: a short shard was not rejected with ShardLength"));
+    if !matches!(
+        code.rebuild(&slots, data.len()),
+        Err(ShardError::ShardLength { index: 0, .. })
+    ) {
+        return fail(format!(
+            "{spec}: a short shard was not rejected with ShardLength"
+        ));
     }
     Ok(())
 }
@@ -172,6 +263,11 @@ macro_rules! erasure_code_conformance {
             #[test]
             fn round_trips() -> Result<(), String> {
                 $crate::conformance::check_round_trips(&*code())
+            }
+
+            #[test]
+            fn buffer_reuse() -> Result<(), String> {
+                $crate::conformance::check_buffer_reuse(&*code())
             }
 
             #[test]

@@ -1,5 +1,7 @@
 //! [`Leopard`]: the `reed-solomon-simd` codec.
 
+use std::cell::RefCell;
+
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
 use crate::code::{CodecKind, CodecSpec, ErasureCode, ShardError, check_params, check_slots};
@@ -42,7 +44,10 @@ impl Leopard {
     }
 
     fn codec_error(e: impl core::fmt::Display) -> ShardError {
-        ShardError::Codec { codec: CodecKind::Leopard, reason: e.to_string() }
+        ShardError::Codec {
+            codec: CodecKind::Leopard,
+            reason: e.to_string(),
+        }
     }
 
     /// The stripes of a shard: `(offset, width)`, widths even and at most [`LEOPARD_STRIPE`].
@@ -55,7 +60,11 @@ impl Leopard {
 
 impl ErasureCode for Leopard {
     fn spec(&self) -> CodecSpec {
-        CodecSpec { kind: CodecKind::Leopard, k: self.k, n: self.n }
+        CodecSpec {
+            kind: CodecKind::Leopard,
+            k: self.k,
+            n: self.n,
+        }
     }
 
     fn shard_len(&self, segment_len: usize) -> usize {
@@ -64,44 +73,80 @@ impl ErasureCode for Leopard {
     }
 
     fn encode(&self, segment: &[u8]) -> Result<Vec<Vec<u8>>, ShardError> {
-        let shard_len = self.shard_len(segment.len());
-        let mut shards: Vec<Vec<u8>> = (0..self.k)
-            .map(|i| {
-                let start = (i * shard_len).min(segment.len());
-                let end = ((i + 1) * shard_len).min(segment.len());
-                let mut shard = Vec::with_capacity(shard_len);
-                shard.extend_from_slice(&segment[start..end]);
-                shard.resize(shard_len, 0);
-                shard
-            })
-            .collect();
-        shards.resize(self.n, vec![0; shard_len]);
-        if shard_len == 0 {
-            return Ok(shards);
-        }
-        let recovery = self.n - self.k;
-        let mut encoder =
-            ReedSolomonEncoder::new(self.k, recovery, LEOPARD_STRIPE.min(shard_len)).map_err(Self::codec_error)?;
-        for (offset, width) in Self::stripes(shard_len) {
-            encoder.reset(self.k, recovery, width).map_err(Self::codec_error)?;
-            for shard in &shards[..self.k] {
-                encoder.add_original_shard(&shard[offset..offset + width]).map_err(Self::codec_error)?;
-            }
-            let result = encoder.encode().map_err(Self::codec_error)?;
-            for (shard, parity) in shards[self.k..].iter_mut().zip(result.recovery_iter()) {
-                shard[offset..offset + width].copy_from_slice(parity);
-            }
-        }
+        let mut shards = Vec::new();
+        self.encode_into(segment, &mut shards)?;
         Ok(shards)
     }
 
+    fn encode_into(&self, segment: &[u8], shards: &mut Vec<Vec<u8>>) -> Result<(), ShardError> {
+        let shard_len = self.shard_len(segment.len());
+        shards.resize_with(self.n, Vec::new);
+        for (i, shard) in shards[..self.k].iter_mut().enumerate() {
+            let start = (i * shard_len).min(segment.len());
+            let end = ((i + 1) * shard_len).min(segment.len());
+            shard.clear();
+            shard.extend_from_slice(&segment[start..end]);
+            shard.resize(shard_len, 0);
+        }
+        for shard in &mut shards[self.k..] {
+            // Every byte is overwritten stripe by stripe below.
+            shard.resize(shard_len, 0);
+        }
+        if shard_len == 0 {
+            return Ok(());
+        }
+        let recovery = self.n - self.k;
+        with_cached(&ENCODER, |cached: &mut Option<ReedSolomonEncoder>| {
+            for (offset, width) in Self::stripes(shard_len) {
+                let encoder = match cached {
+                    Some(encoder) => {
+                        encoder
+                            .reset(self.k, recovery, width)
+                            .map_err(Self::codec_error)?;
+                        encoder
+                    }
+                    None => cached.insert(
+                        ReedSolomonEncoder::new(self.k, recovery, width)
+                            .map_err(Self::codec_error)?,
+                    ),
+                };
+                for shard in &shards[..self.k] {
+                    encoder
+                        .add_original_shard(&shard[offset..offset + width])
+                        .map_err(Self::codec_error)?;
+                }
+                let result = encoder.encode().map_err(Self::codec_error)?;
+                for (shard, parity) in shards[self.k..].iter_mut().zip(result.recovery_iter()) {
+                    shard[offset..offset + width].copy_from_slice(parity);
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn rebuild(&self, shards: &[Option<&[u8]>], segment_len: usize) -> Result<Vec<u8>, ShardError> {
+        let mut out = Vec::new();
+        self.rebuild_into(shards, segment_len, &mut out)?;
+        Ok(out)
+    }
+
+    fn rebuild_into(
+        &self,
+        shards: &[Option<&[u8]>],
+        segment_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ShardError> {
         let shard_len = self.shard_len(segment_len);
         let present = check_slots(shards, self.n, shard_len)?;
         if present < self.k {
-            return Err(ShardError::NotEnoughShards { segment: 0, good: present, needed: self.k });
+            return Err(ShardError::NotEnoughShards {
+                segment: 0,
+                good: present,
+                needed: self.k,
+            });
         }
-        let mut out = vec![0u8; self.k * shard_len];
+        out.clear();
+        out.resize(self.k * shard_len, 0);
         let missing: Vec<usize> = (0..self.k).filter(|&i| shards[i].is_none()).collect();
         for (i, shard) in shards[..self.k].iter().enumerate() {
             if let Some(shard) = shard {
@@ -117,29 +162,63 @@ impl ErasureCode for Leopard {
                 .take(missing.len())
                 .collect();
             let recovery = self.n - self.k;
-            let mut decoder = ReedSolomonDecoder::new(self.k, recovery, LEOPARD_STRIPE.min(shard_len))
-                .map_err(Self::codec_error)?;
-            for (offset, width) in Self::stripes(shard_len) {
-                decoder.reset(self.k, recovery, width).map_err(Self::codec_error)?;
-                for (i, shard) in shards[..self.k].iter().enumerate() {
-                    if let Some(shard) = shard {
-                        decoder.add_original_shard(i, &shard[offset..offset + width]).map_err(Self::codec_error)?;
+            with_cached(&DECODER, |cached: &mut Option<ReedSolomonDecoder>| {
+                for (offset, width) in Self::stripes(shard_len) {
+                    let decoder = match cached {
+                        Some(decoder) => {
+                            decoder
+                                .reset(self.k, recovery, width)
+                                .map_err(Self::codec_error)?;
+                            decoder
+                        }
+                        None => cached.insert(
+                            ReedSolomonDecoder::new(self.k, recovery, width)
+                                .map_err(Self::codec_error)?,
+                        ),
+                    };
+                    for (i, shard) in shards[..self.k].iter().enumerate() {
+                        if let Some(shard) = shard {
+                            decoder
+                                .add_original_shard(i, &shard[offset..offset + width])
+                                .map_err(Self::codec_error)?;
+                        }
+                    }
+                    for (j, shard) in &parity {
+                        decoder
+                            .add_recovery_shard(*j, &shard[offset..offset + width])
+                            .map_err(Self::codec_error)?;
+                    }
+                    let result = decoder.decode().map_err(Self::codec_error)?;
+                    for &i in &missing {
+                        let restored = result.restored_original(i).ok_or_else(|| {
+                            Self::codec_error("a missing data shard was not restored")
+                        })?;
+                        let start = i * shard_len + offset;
+                        out[start..start + width].copy_from_slice(restored);
                     }
                 }
-                for (j, shard) in &parity {
-                    decoder.add_recovery_shard(*j, &shard[offset..offset + width]).map_err(Self::codec_error)?;
-                }
-                let result = decoder.decode().map_err(Self::codec_error)?;
-                for &i in &missing {
-                    let restored = result
-                        .restored_original(i)
-                        .ok_or_else(|| Self::codec_error("a missing data shard was not restored"))?;
-                    let start = i * shard_len + offset;
-                    out[start..start + width].copy_from_slice(restored);
-                }
-            }
+                Ok(())
+            })?;
         }
         out.truncate(segment_len);
-        Ok(out)
+        Ok(())
     }
+}
+
+thread_local! {
+    // One encoder and one decoder per thread, reset for each stripe: their working space (N ×
+    // stripe bytes) is allocated once instead of on every call.
+    static ENCODER: RefCell<Option<ReedSolomonEncoder>> = const { RefCell::new(None) };
+    static DECODER: RefCell<Option<ReedSolomonDecoder>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's cached coder; a re-entrant call gets a fresh one instead.
+fn with_cached<C: 'static, T>(
+    key: &'static std::thread::LocalKey<RefCell<Option<C>>>,
+    f: impl FnOnce(&mut Option<C>) -> Result<T, ShardError>,
+) -> Result<T, ShardError> {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut cached) => f(&mut cached),
+        Err(_) => f(&mut None),
+    })
 }

@@ -10,7 +10,9 @@ mod stream;
 
 pub use code::{CodecKind, CodecSpec, ErasureCode, MAX_SHARDS, ShardError, codec_for, slots};
 pub use leopard::{LEOPARD_STRIPE, Leopard};
-pub use manifest::{MANIFEST_MAGIC, MANIFEST_VERSION, MAX_SEGMENT_SIZE, ManifestError, ShardManifest};
+pub use manifest::{
+    MANIFEST_MAGIC, MANIFEST_VERSION, MAX_SEGMENT_SIZE, ManifestError, ShardManifest,
+};
 pub use novelpoly::NovelPoly;
 pub use placement::{Placement, PlacementError, plan_shards};
 pub use stream::{

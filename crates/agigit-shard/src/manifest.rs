@@ -28,7 +28,9 @@ pub enum ManifestError {
     #[error("not a shard manifest (the magic bytes are not \"AGSM\")")]
     BadMagic,
     /// A version this crate does not read.
-    #[error("shard manifest version {version} is not supported (this build reads version 1); upgrade agigit")]
+    #[error(
+        "shard manifest version {version} is not supported (this build reads version 1); upgrade agigit"
+    )]
     UnsupportedVersion {
         /// The version byte.
         version: u8,
@@ -101,9 +103,17 @@ impl ShardManifest {
         }
         let expected = total_len.div_ceil(segment_size);
         if segments.len() as u64 != expected || segments.iter().any(|s| s.len() != codec.n) {
-            return Err(ManifestError::Segments { expected, n: codec.n });
+            return Err(ManifestError::Segments {
+                expected,
+                n: codec.n,
+            });
         }
-        Ok(Self { codec, segment_size, total_len, segments })
+        Ok(Self {
+            codec,
+            segment_size,
+            total_len,
+            segments,
+        })
     }
 
     /// The codec and its parameters.
@@ -162,9 +172,15 @@ impl ShardManifest {
     ) -> Result<Vec<u8>, ShardError> {
         let hashes = self
             .shard_hashes(index)
-            .ok_or(ShardError::IndexOutOfRange { index, n: self.segment_count() })?;
+            .ok_or(ShardError::IndexOutOfRange {
+                index,
+                n: self.segment_count(),
+            })?;
         if shards.len() != hashes.len() {
-            return Err(ShardError::SlotCount { expected: hashes.len(), found: shards.len() });
+            return Err(ShardError::SlotCount {
+                expected: hashes.len(),
+                found: shards.len(),
+            });
         }
         let segment_len = self.segment_len_usize(index);
         let shard_len = code.shard_len(segment_len);
@@ -177,12 +193,18 @@ impl ShardManifest {
             .collect();
         let count = good.iter().flatten().count();
         if count < self.codec.k {
-            return Err(ShardError::NotEnoughShards { segment: index, good: count, needed: self.codec.k });
+            return Err(ShardError::NotEnoughShards {
+                segment: index,
+                good: count,
+                needed: self.codec.k,
+            });
         }
         code.rebuild(&good, segment_len).map_err(|e| match e {
-            ShardError::NotEnoughShards { good, needed, .. } => {
-                ShardError::NotEnoughShards { segment: index, good, needed }
-            }
+            ShardError::NotEnoughShards { good, needed, .. } => ShardError::NotEnoughShards {
+                segment: index,
+                good,
+                needed,
+            },
             other => other,
         })
     }
@@ -224,17 +246,24 @@ impl ShardManifest {
         if header[4] != MANIFEST_VERSION {
             return Err(ManifestError::UnsupportedVersion { version: header[4] });
         }
-        let kind = CodecKind::from_tag(header[5]).ok_or(ManifestError::UnknownCodec { tag: header[5] })?;
+        let kind =
+            CodecKind::from_tag(header[5]).ok_or(ManifestError::UnknownCodec { tag: header[5] })?;
         if header[6..8] != [0, 0] {
             return Err(ManifestError::Reserved);
         }
-        let word = |at: usize| u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+        let word = |at: usize| {
+            u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+        };
         let dword = |at: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&header[at..at + 8]);
             u64::from_le_bytes(b)
         };
-        let codec = CodecSpec { kind, k: word(8) as usize, n: word(12) as usize };
+        let codec = CodecSpec {
+            kind,
+            k: word(8) as usize,
+            n: word(12) as usize,
+        };
         codec_for(&codec).map_err(ManifestError::Codec)?;
         let segment_size = dword(16);
         let total_len = dword(24);
@@ -245,11 +274,18 @@ impl ShardManifest {
         let table = &bytes[HEADER_LEN..];
         let expected = u128::from(count) * codec.n as u128 * 32;
         if expected != table.len() as u128 {
-            return Err(ManifestError::HashTable { expected, found: table.len() });
+            return Err(ManifestError::HashTable {
+                expected,
+                found: table.len(),
+            });
         }
         let segments = table
             .chunks_exact(codec.n * 32)
-            .map(|seg| seg.chunks_exact(32).map(|h| BlobHash::from_slice(h).unwrap_or_default()).collect())
+            .map(|seg| {
+                seg.chunks_exact(32)
+                    .map(|h| BlobHash::from_slice(h).unwrap_or_default())
+                    .collect()
+            })
             .collect();
         Self::new(codec, segment_size, total_len, segments)
     }

@@ -33,41 +33,65 @@ impl NovelPoly {
             codec: CodecKind::NovelPoly,
             reason: e.to_string(),
         })?;
-        Ok(Self { code: params.make_encoder(), k: params.k(), n })
+        Ok(Self {
+            code: params.make_encoder(),
+            k: params.k(),
+            n,
+        })
     }
 
     fn codec_error(e: impl core::fmt::Display) -> ShardError {
-        ShardError::Codec { codec: CodecKind::NovelPoly, reason: e.to_string() }
+        ShardError::Codec {
+            codec: CodecKind::NovelPoly,
+            reason: e.to_string(),
+        }
     }
 }
 
 impl ErasureCode for NovelPoly {
     fn spec(&self) -> CodecSpec {
-        CodecSpec { kind: CodecKind::NovelPoly, k: self.k, n: self.n }
+        CodecSpec {
+            kind: CodecKind::NovelPoly,
+            k: self.k,
+            n: self.n,
+        }
     }
 
     fn shard_len(&self, segment_len: usize) -> usize {
-        if segment_len == 0 { 0 } else { self.code.shard_len(segment_len) }
+        if segment_len == 0 {
+            0
+        } else {
+            self.code.shard_len(segment_len)
+        }
     }
 
     fn encode(&self, segment: &[u8]) -> Result<Vec<Vec<u8>>, ShardError> {
         if segment.is_empty() {
             return Ok(vec![Vec::new(); self.n]);
         }
-        let shards = self.code.encode::<WrappedShard>(segment).map_err(Self::codec_error)?;
+        let shards = self
+            .code
+            .encode::<WrappedShard>(segment)
+            .map_err(Self::codec_error)?;
         Ok(shards.into_iter().map(WrappedShard::into_inner).collect())
     }
 
     fn rebuild(&self, shards: &[Option<&[u8]>], segment_len: usize) -> Result<Vec<u8>, ShardError> {
         let present = check_slots(shards, self.n, self.shard_len(segment_len))?;
         if present < self.k {
-            return Err(ShardError::NotEnoughShards { segment: 0, good: present, needed: self.k });
+            return Err(ShardError::NotEnoughShards {
+                segment: 0,
+                good: present,
+                needed: self.k,
+            });
         }
         if segment_len == 0 {
             return Ok(Vec::new());
         }
-        let systematic: Option<Vec<WrappedShard>> =
-            shards[..self.k].iter().map(|s| s.map(|s| WrappedShard::new(s.to_vec()))).collect();
+        let systematic: Option<Vec<WrappedShard>> = shards[..self.k]
+            .iter()
+            .map(|s| s.map(|s| WrappedShard::new(s.to_vec())))
+            .collect();
         let mut out = match systematic {
             Some(data) => self.code.reconstruct_from_systematic(data),
             None => {
@@ -86,7 +110,9 @@ impl ErasureCode for NovelPoly {
         }
         .map_err(Self::codec_error)?;
         if out.len() < segment_len {
-            return Err(Self::codec_error("the rebuilt segment is shorter than recorded"));
+            return Err(Self::codec_error(
+                "the rebuilt segment is shorter than recorded",
+            ));
         }
         out.truncate(segment_len);
         Ok(out)

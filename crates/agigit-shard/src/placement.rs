@@ -66,7 +66,11 @@ impl Placement {
         if servers == 0 {
             return Err(PlacementError::NoServers);
         }
-        Ok(Self { servers, k: codec.k, n: codec.n })
+        Ok(Self {
+            servers,
+            k: codec.k,
+            n: codec.n,
+        })
     }
 
     /// Number of servers.
@@ -136,10 +140,16 @@ impl Placement {
     /// (success, failure) probabilities, summed separately.
     fn outcome(&self, p: f64, reached: usize) -> Result<(f64, f64), PlacementError> {
         if !(0.0..=1.0).contains(&p) {
-            return Err(PlacementError::Probability { name: "p", value: p });
+            return Err(PlacementError::Probability {
+                name: "p",
+                value: p,
+            });
         }
         if reached > self.servers {
-            return Err(PlacementError::Reached { reached, servers: self.servers });
+            return Err(PlacementError::Reached {
+                reached,
+                servers: self.servers,
+            });
         }
         let (q, r) = self.loads();
         let (big, small) = (r, self.servers - r);
@@ -148,7 +158,8 @@ impl Placement {
         // x reached servers hold q+1 shards, reached-x hold q.
         for x in reached.saturating_sub(small)..=reached.min(big) {
             let y = reached - x;
-            let split = (ln.choose(big, x) + ln.choose(small, y) - ln.choose(self.servers, reached)).exp();
+            let split =
+                (ln.choose(big, x) + ln.choose(small, y) - ln.choose(self.servers, reached)).exp();
             let up_big = binomial(x, p, &ln);
             let up_small = binomial(y, p, &ln);
             for (a, pa) in up_big.iter().enumerate() {
@@ -182,7 +193,11 @@ impl LnFactorial {
     }
 
     fn choose(&self, n: usize, k: usize) -> f64 {
-        if k > n { f64::NEG_INFINITY } else { self.0[n] - self.0[k] - self.0[n - k] }
+        if k > n {
+            f64::NEG_INFINITY
+        } else {
+            self.0[n] - self.0[k] - self.0[n - k]
+        }
     }
 }
 
@@ -217,20 +232,36 @@ pub fn plan_shards(
     max_failure: f64,
 ) -> Result<usize, PlacementError> {
     if !(0.0..=1.0).contains(&max_failure) {
-        return Err(PlacementError::Probability { name: "max_failure", value: max_failure });
+        return Err(PlacementError::Probability {
+            name: "max_failure",
+            value: max_failure,
+        });
     }
     if servers == 0 {
         return Err(PlacementError::NoServers);
     }
-    let max_n = k.saturating_mul(servers).saturating_add(servers).min(MAX_SHARDS);
+    let max_n = k
+        .saturating_mul(servers)
+        .saturating_add(servers)
+        .min(MAX_SHARDS);
     let mut best = f64::INFINITY;
     for n in k + 1..=max_n {
-        let spec = CodecSpec { kind: crate::CodecKind::Leopard, k, n };
+        let spec = CodecSpec {
+            kind: crate::CodecKind::Leopard,
+            k,
+            n,
+        };
         let failure = Placement::new(servers, &spec)?.failure_probability(p, servers)?;
         if failure <= max_failure {
             return Ok(n);
         }
         best = best.min(failure);
     }
-    Err(PlacementError::Unreachable { target: max_failure, p, servers, max_n, best })
+    Err(PlacementError::Unreachable {
+        target: max_failure,
+        p,
+        servers,
+        max_n,
+        best,
+    })
 }

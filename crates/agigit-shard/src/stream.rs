@@ -51,15 +51,22 @@ pub struct StreamOptions {
 impl StreamOptions {
     /// Segments of `segment_size` bytes, as many in flight as rayon has threads.
     pub fn new(segment_size: usize) -> Self {
-        Self { segment_size, in_flight: rayon::current_num_threads().max(1) }
+        Self {
+            segment_size,
+            in_flight: rayon::current_num_threads().max(1),
+        }
     }
 
     fn check(&self) -> Result<(), StreamError> {
         if self.segment_size == 0 || self.segment_size as u64 > MAX_SEGMENT_SIZE {
-            return Err(StreamError::Options { reason: "segment_size must be 1 byte to 1 GiB" });
+            return Err(StreamError::Options {
+                reason: "segment_size must be 1 byte to 1 GiB",
+            });
         }
         if self.in_flight == 0 {
-            return Err(StreamError::Options { reason: "in_flight must be at least 1" });
+            return Err(StreamError::Options {
+                reason: "in_flight must be at least 1",
+            });
         }
         Ok(())
     }
@@ -121,7 +128,12 @@ where
             .map(|(offset, segment)| {
                 let shards = code.encode(&segment)?;
                 let hashes = shards.par_iter().map(BlobHash::digest).collect();
-                Ok(EncodedSegment { index: next_index + offset, len: segment.len(), shards, hashes })
+                Ok(EncodedSegment {
+                    index: next_index + offset,
+                    len: segment.len(),
+                    shards,
+                    hashes,
+                })
             })
             .collect();
         for segment in coded {
@@ -129,14 +141,22 @@ where
             total += segment.len as u64;
             hashes.push(segment.hashes.clone());
             let index = segment.index;
-            sink(segment).map_err(|e| StreamError::Sink { segment: index, source: e.into() })?;
+            sink(segment).map_err(|e| StreamError::Sink {
+                segment: index,
+                source: e.into(),
+            })?;
             next_index += 1;
         }
         if done {
             break;
         }
     }
-    Ok(ShardManifest::new(code.spec(), options.segment_size as u64, total, hashes)?)
+    Ok(ShardManifest::new(
+        code.spec(),
+        options.segment_size as u64,
+        total,
+        hashes,
+    )?)
 }
 
 /// Reads up to `size` bytes: fewer only at the end of the input.
@@ -177,7 +197,10 @@ pub fn fetch_segment(
 ) -> Result<Vec<u8>, ShardError> {
     let hashes = manifest
         .shard_hashes(segment)
-        .ok_or(ShardError::IndexOutOfRange { index: segment, n: manifest.segment_count() })?;
+        .ok_or(ShardError::IndexOutOfRange {
+            index: segment,
+            n: manifest.segment_count(),
+        })?;
     let k = manifest.codec().k;
     let shard_len = code.shard_len(manifest.segment_len_usize(segment));
     let mut fetched: Vec<Option<Vec<u8>>> = vec![None; hashes.len()];
@@ -212,10 +235,14 @@ pub fn decode_stream<W: Write>(
     mut writer: W,
 ) -> Result<u64, StreamError> {
     if code.spec() != manifest.codec() {
-        return Err(StreamError::Options { reason: "the codec does not match the manifest's" });
+        return Err(StreamError::Options {
+            reason: "the codec does not match the manifest's",
+        });
     }
     if in_flight == 0 {
-        return Err(StreamError::Options { reason: "in_flight must be at least 1" });
+        return Err(StreamError::Options {
+            reason: "in_flight must be at least 1",
+        });
     }
     let count = manifest.segment_count();
     let mut written = 0u64;

@@ -1,6 +1,14 @@
 //! Integration tests for agigit-shard: streaming round trips from any k shards, corruption,
 //! manifests, placement and availability.
 
+#![allow(
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    reason = "test fixtures; arithmetic on small test values"
+)]
+
 use std::collections::BTreeSet;
 
 use agigit_hash::BlobHash;
@@ -26,7 +34,10 @@ fn encode_all(
     let mut stored = Vec::new();
     let manifest = encode_stream(
         code,
-        StreamOptions { segment_size, in_flight },
+        StreamOptions {
+            segment_size,
+            in_flight,
+        },
         data,
         |segment: agigit_shard::EncodedSegment| {
             assert_eq!(segment.index, stored.len(), "segments arrive in order");
@@ -164,38 +175,80 @@ proptest! {
 
 #[test]
 fn manifest_rejects_malformed_headers() {
-    let spec = CodecSpec { kind: CodecKind::Leopard, k: 2, n: 3 };
+    let spec = CodecSpec {
+        kind: CodecKind::Leopard,
+        k: 2,
+        n: 3,
+    };
     let hashes = vec![vec![BlobHash::digest(b"a"); 3]; 2];
-    let good = ShardManifest::new(spec, 10, 15, hashes).expect("consistent").encode();
+    let good = ShardManifest::new(spec, 10, 15, hashes)
+        .expect("consistent")
+        .encode();
     let patch = |at: usize, bytes: &[u8]| {
         let mut b = good.clone();
         b[at..at + bytes.len()].copy_from_slice(bytes);
         ShardManifest::decode(&b)
     };
-    assert_eq!(ShardManifest::decode(&good[..10]), Err(ManifestError::TooShort { len: 10 }));
+    assert_eq!(
+        ShardManifest::decode(&good[..10]),
+        Err(ManifestError::TooShort { len: 10 })
+    );
     assert_eq!(patch(0, b"XGSM"), Err(ManifestError::BadMagic));
-    assert_eq!(patch(4, &[2]), Err(ManifestError::UnsupportedVersion { version: 2 }));
+    assert_eq!(
+        patch(4, &[2]),
+        Err(ManifestError::UnsupportedVersion { version: 2 })
+    );
     assert_eq!(patch(5, &[9]), Err(ManifestError::UnknownCodec { tag: 9 }));
     assert_eq!(patch(6, &[1]), Err(ManifestError::Reserved));
-    assert!(matches!(patch(8, &0u32.to_le_bytes()), Err(ManifestError::Codec(_))), "k = 0");
-    assert!(matches!(patch(8, &3u32.to_le_bytes()), Err(ManifestError::Codec(_))), "k = n");
-    assert!(matches!(patch(12, &u32::MAX.to_le_bytes()), Err(ManifestError::Codec(_))), "huge n");
-    assert!(matches!(patch(16, &0u64.to_le_bytes()), Err(ManifestError::SegmentSize { .. })));
-    assert!(matches!(patch(16, &(2u64 << 30).to_le_bytes()), Err(ManifestError::SegmentSize { .. })));
-    assert!(matches!(patch(24, &u64::MAX.to_le_bytes()), Err(ManifestError::HashTable { .. })));
+    assert!(
+        matches!(patch(8, &0u32.to_le_bytes()), Err(ManifestError::Codec(_))),
+        "k = 0"
+    );
+    assert!(
+        matches!(patch(8, &3u32.to_le_bytes()), Err(ManifestError::Codec(_))),
+        "k = n"
+    );
+    assert!(
+        matches!(
+            patch(12, &u32::MAX.to_le_bytes()),
+            Err(ManifestError::Codec(_))
+        ),
+        "huge n"
+    );
+    assert!(matches!(
+        patch(16, &0u64.to_le_bytes()),
+        Err(ManifestError::SegmentSize { .. })
+    ));
+    assert!(matches!(
+        patch(16, &(2u64 << 30).to_le_bytes()),
+        Err(ManifestError::SegmentSize { .. })
+    ));
+    assert!(matches!(
+        patch(24, &u64::MAX.to_le_bytes()),
+        Err(ManifestError::HashTable { .. })
+    ));
     // NovelPoly's k must be a power of two: 3 is not a k it produces.
     let mut b = good.clone();
     b[5] = 1;
     b[8..12].copy_from_slice(&3u32.to_le_bytes());
     b[12..16].copy_from_slice(&8u32.to_le_bytes());
-    assert!(matches!(ShardManifest::decode(&b), Err(ManifestError::Codec(_))));
+    assert!(matches!(
+        ShardManifest::decode(&b),
+        Err(ManifestError::Codec(_))
+    ));
 }
 
 #[test]
 fn codec_parameters_are_checked() {
     for (k, n) in [(0, 4), (4, 4), (5, 4), (1, 32_769)] {
-        assert!(matches!(Leopard::new(k, n), Err(ShardError::InvalidParams { .. })), "leopard {k} of {n}");
-        assert!(matches!(NovelPoly::new(k, n), Err(ShardError::InvalidParams { .. })), "novelpoly {k} of {n}");
+        assert!(
+            matches!(Leopard::new(k, n), Err(ShardError::InvalidParams { .. })),
+            "leopard {k} of {n}"
+        );
+        assert!(
+            matches!(NovelPoly::new(k, n), Err(ShardError::InvalidParams { .. })),
+            "novelpoly {k} of {n}"
+        );
     }
     // NovelPoly rounds k down to a power of two and keeps N: ask for 10 of 30, get 8 of 30.
     let spec = NovelPoly::new(10, 30).expect("valid").spec();
@@ -203,15 +256,28 @@ fn codec_parameters_are_checked() {
     assert_eq!(Leopard::new(10, 30).expect("valid").spec().k, 10);
     // A spec round-trips through `codec_for` only with parameters the codec really has.
     assert!(codec_for(&spec).is_ok());
-    assert!(codec_for(&CodecSpec { kind: CodecKind::NovelPoly, k: 10, n: 30 }).is_err());
+    assert!(
+        codec_for(&CodecSpec {
+            kind: CodecKind::NovelPoly,
+            k: 10,
+            n: 30
+        })
+        .is_err()
+    );
 }
 
 #[test]
 fn slots_reject_duplicate_and_out_of_range_indices() {
     let a: &[u8] = b"ab";
     assert_eq!(slots(3, [(0, a), (2, a)]), Ok(vec![Some(a), None, Some(a)]));
-    assert_eq!(slots(3, [(1, a), (1, a)]), Err(ShardError::DuplicateIndex { index: 1 }));
-    assert_eq!(slots(3, [(3, a)]), Err(ShardError::IndexOutOfRange { index: 3, n: 3 }));
+    assert_eq!(
+        slots(3, [(1, a), (1, a)]),
+        Err(ShardError::DuplicateIndex { index: 1 })
+    );
+    assert_eq!(
+        slots(3, [(3, a)]),
+        Err(ShardError::IndexOutOfRange { index: 3, n: 3 })
+    );
 }
 
 #[test]
@@ -223,16 +289,35 @@ fn rebuild_segment_skips_bad_shards_and_names_the_segment() -> TestResult {
     let mut wrong = stored[2][0].clone();
     wrong[0] ^= 0xff;
     let short = &stored[2][1][1..];
-    let slots: Vec<Option<&[u8]>> =
-        vec![Some(&wrong), Some(short), Some(&stored[2][2]), Some(&stored[2][3]), None];
+    let slots: Vec<Option<&[u8]>> = vec![
+        Some(&wrong),
+        Some(short),
+        Some(&stored[2][2]),
+        Some(&stored[2][3]),
+        None,
+    ];
     let err = manifest.rebuild_segment(&code, 2, &slots);
-    assert_eq!(err, Err(ShardError::NotEnoughShards { segment: 2, good: 2, needed: 3 }));
+    assert_eq!(
+        err,
+        Err(ShardError::NotEnoughShards {
+            segment: 2,
+            good: 2,
+            needed: 3
+        })
+    );
     assert_eq!(
         err.map_err(|e| e.to_string()).err().as_deref(),
-        Some("segment 2 cannot be rebuilt: 2 good shard(s), 3 needed — reach more servers or wait for them to come back")
+        Some(
+            "segment 2 cannot be rebuilt: 2 good shard(s), 3 needed — reach more servers or wait for them to come back"
+        )
     );
-    let slots: Vec<Option<&[u8]>> =
-        vec![Some(&wrong), Some(short), Some(&stored[2][2]), Some(&stored[2][3]), Some(&stored[2][4])];
+    let slots: Vec<Option<&[u8]>> = vec![
+        Some(&wrong),
+        Some(short),
+        Some(&stored[2][2]),
+        Some(&stored[2][3]),
+        Some(&stored[2][4]),
+    ];
     assert_eq!(manifest.rebuild_segment(&code, 2, &slots)?, data[8000..]);
     Ok(())
 }
@@ -241,16 +326,45 @@ fn rebuild_segment_skips_bad_shards_and_names_the_segment() -> TestResult {
 fn stream_options_and_codec_mismatch_are_checked() -> TestResult {
     let code = Leopard::new(2, 4)?;
     let none = |_: agigit_shard::EncodedSegment| Ok::<(), std::io::Error>(());
-    for options in [StreamOptions { segment_size: 0, in_flight: 1 }, StreamOptions { segment_size: 8, in_flight: 0 }] {
-        assert!(matches!(encode_stream(&code, options, &b"x"[..], none), Err(StreamError::Options { .. })));
+    for options in [
+        StreamOptions {
+            segment_size: 0,
+            in_flight: 1,
+        },
+        StreamOptions {
+            segment_size: 8,
+            in_flight: 0,
+        },
+    ] {
+        assert!(matches!(
+            encode_stream(&code, options, &b"x"[..], none),
+            Err(StreamError::Options { .. })
+        ));
     }
     let (manifest, _) = encode_all(&code, b"hello", 8, 1)?;
     let other = Leopard::new(2, 5)?;
     let nothing = |_: usize, _: usize, _: &BlobHash| None;
-    assert!(matches!(decode_stream(&manifest, &other, &nothing, 1, Vec::new()), Err(StreamError::Options { .. })));
+    assert!(matches!(
+        decode_stream(&manifest, &other, &nothing, 1, Vec::new()),
+        Err(StreamError::Options { .. })
+    ));
     // A failing sink stops the stream and says where.
-    let failing = |s: agigit_shard::EncodedSegment| if s.index == 1 { Err("disk full") } else { Ok(()) };
-    let err = encode_stream(&code, StreamOptions { segment_size: 2, in_flight: 2 }, &b"hello"[..], failing);
+    let failing = |s: agigit_shard::EncodedSegment| {
+        if s.index == 1 {
+            Err("disk full")
+        } else {
+            Ok(())
+        }
+    };
+    let err = encode_stream(
+        &code,
+        StreamOptions {
+            segment_size: 2,
+            in_flight: 2,
+        },
+        &b"hello"[..],
+        failing,
+    );
     assert!(matches!(err, Err(StreamError::Sink { segment: 1, .. })));
     Ok(())
 }
@@ -260,7 +374,11 @@ fn stream_options_and_codec_mismatch_are_checked() -> TestResult {
 // ---------------------------------------------------------------------------------------------
 
 fn spec(k: usize, n: usize) -> CodecSpec {
-    CodecSpec { kind: CodecKind::Leopard, k, n }
+    CodecSpec {
+        kind: CodecKind::Leopard,
+        k,
+        n,
+    }
 }
 
 /// Shards of `segment` held by the servers in `mask`.
@@ -290,7 +408,10 @@ fn placement_spreads_evenly_and_rotates() -> TestResult {
             }
             if n % servers != 0 {
                 // The server with the extra shard changes from one segment to the next.
-                let busiest = |segment| (0..servers).max_by_key(|&s| (placement.shards_on(segment, s).count(), usize::MAX - s));
+                let busiest = |segment| {
+                    (0..servers)
+                        .max_by_key(|&s| (placement.shards_on(segment, s).count(), usize::MAX - s))
+                };
                 assert_ne!(busiest(0), busiest(1));
             }
         }
@@ -307,9 +428,12 @@ fn servers_needed_matches_brute_force() -> TestResult {
                 let masks = 0u32..(1 << servers);
                 // The least m such that every set of m servers holds >= k shards of every segment.
                 let brute = (1..=servers).find(|&m| {
-                    masks.clone().filter(|mask| mask.count_ones() as usize == m).all(|mask| {
-                        (0..servers).all(|segment| held(&placement, segment, mask) >= k)
-                    })
+                    masks
+                        .clone()
+                        .filter(|mask| mask.count_ones() as usize == m)
+                        .all(|mask| {
+                            (0..servers).all(|segment| held(&placement, segment, mask) >= k)
+                        })
                 });
                 assert_eq!(placement.servers_needed(), brute, "S={servers} k={k} n={n}");
             }
@@ -326,8 +450,9 @@ fn rebuild_probability_matches_brute_force() -> TestResult {
             for p in [0.0f64, 0.1, 0.5, 0.9, 0.99, 1.0] {
                 for reached in 0..=servers {
                     // Every set of `reached` servers is equally likely; each is up with p.
-                    let subsets: Vec<u32> =
-                        (0u32..1 << servers).filter(|m| m.count_ones() as usize == reached).collect();
+                    let subsets: Vec<u32> = (0u32..1 << servers)
+                        .filter(|m| m.count_ones() as usize == reached)
+                        .collect();
                     let mut expected = 0.0;
                     for &subset in &subsets {
                         for up in 0u32..1 << servers {
@@ -335,7 +460,8 @@ fn rebuild_probability_matches_brute_force() -> TestResult {
                                 continue;
                             }
                             let ups = up.count_ones() as i32;
-                            let weight = p.powi(ups) * (1.0 - p).powi(reached as i32 - ups) / subsets.len() as f64;
+                            let weight = p.powi(ups) * (1.0 - p).powi(reached as i32 - ups)
+                                / subsets.len() as f64;
                             if held(&placement, 0, up) >= k {
                                 expected += weight;
                             }
@@ -343,30 +469,55 @@ fn rebuild_probability_matches_brute_force() -> TestResult {
                     }
                     let got = placement.rebuild_probability(p, reached)?;
                     let failure = placement.failure_probability(p, reached)?;
-                    assert!((got - expected).abs() < 1e-12, "S={servers} k={k} n={n} p={p} reached={reached}: {got} vs {expected}");
+                    assert!(
+                        (got - expected).abs() < 1e-12,
+                        "S={servers} k={k} n={n} p={p} reached={reached}: {got} vs {expected}"
+                    );
                     assert!((got + failure - 1.0).abs() < 1e-12);
                 }
             }
         }
     }
-    assert!(matches!(Placement::new(3, &spec(1, 2))?.rebuild_probability(1.5, 1), Err(PlacementError::Probability { .. })));
-    assert!(matches!(Placement::new(3, &spec(1, 2))?.rebuild_probability(0.5, 4), Err(PlacementError::Reached { .. })));
-    assert!(matches!(Placement::new(0, &spec(1, 2)), Err(PlacementError::NoServers)));
+    assert!(matches!(
+        Placement::new(3, &spec(1, 2))?.rebuild_probability(1.5, 1),
+        Err(PlacementError::Probability { .. })
+    ));
+    assert!(matches!(
+        Placement::new(3, &spec(1, 2))?.rebuild_probability(0.5, 4),
+        Err(PlacementError::Reached { .. })
+    ));
+    assert!(matches!(
+        Placement::new(0, &spec(1, 2)),
+        Err(PlacementError::NoServers)
+    ));
     Ok(())
 }
 
 #[test]
 fn planner_returns_the_smallest_sufficient_n() -> TestResult {
-    for (k, servers, p, target) in [(4, 8, 0.9, 1e-6), (16, 10, 0.95, 1e-9), (8, 5, 0.8, 1e-3), (1, 3, 0.5, 0.2)] {
+    for (k, servers, p, target) in [
+        (4, 8, 0.9, 1e-6),
+        (16, 10, 0.95, 1e-9),
+        (8, 5, 0.8, 1e-3),
+        (1, 3, 0.5, 0.2),
+    ] {
         let n = plan_shards(k, servers, p, target)?;
-        let failure = |n| Placement::new(servers, &spec(k, n)).and_then(|pl| pl.failure_probability(p, servers));
+        let failure = |n| {
+            Placement::new(servers, &spec(k, n)).and_then(|pl| pl.failure_probability(p, servers))
+        };
         assert!(failure(n)? <= target, "N={n} meets the target");
         for smaller in k + 1..n {
-            assert!(failure(smaller)? > target, "N={smaller} < {n} would have done");
+            assert!(
+                failure(smaller)? > target,
+                "N={smaller} < {n} would have done"
+            );
         }
     }
     // Three servers each up half the time all fail with probability 1/8 whatever N is.
     let err = plan_shards(2, 3, 0.5, 0.1);
-    assert!(matches!(err, Err(PlacementError::Unreachable { best, .. }) if (best - 0.125).abs() < 1e-12), "{err:?}");
+    assert!(
+        matches!(err, Err(PlacementError::Unreachable { best, .. }) if (best - 0.125).abs() < 1e-12),
+        "{err:?}"
+    );
     Ok(())
 }
