@@ -8,7 +8,9 @@ use agigit_shard::{ErasureCode, Leopard, NovelPoly};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((header, rest)) = data.split_first_chunk::<9>() else { return };
+    let Some((header, rest)) = data.split_first_chunk::<9>() else {
+        return;
+    };
     let k = usize::from(header[1] % 12) + 1;
     let n = k + usize::from(header[2] % 20) + 1;
     let code: Box<dyn ErasureCode> = match header[0] % 2 {
@@ -20,21 +22,37 @@ fuzz_target!(|data: &[u8]| {
 
     // 1. Garbage shards of the right (or wrong) length.
     let shard_len = code.shard_len(segment_len);
-    let pieces: Vec<&[u8]> = if shard_len == 0 { Vec::new() } else { rest.chunks(shard_len).collect() };
+    let pieces: Vec<&[u8]> = if shard_len == 0 {
+        Vec::new()
+    } else {
+        rest.chunks(shard_len).collect()
+    };
     let mut next = pieces.iter();
-    let slots: Vec<Option<&[u8]>> =
-        (0..n).map(|i| if mask & (1 << (i % 32)) != 0 { next.next().copied() } else { None }).collect();
+    let slots: Vec<Option<&[u8]>> = (0..n)
+        .map(|i| {
+            if mask & (1 << (i % 32)) != 0 {
+                next.next().copied()
+            } else {
+                None
+            }
+        })
+        .collect();
     if let Ok(out) = code.rebuild(&slots, segment_len) {
         assert_eq!(out.len(), segment_len);
     }
 
     // 2. A real encoding of `rest`, rebuilt from the shards the mask keeps.
     let shards = code.encode(rest).expect("encoding never fails");
-    let slots: Vec<Option<&[u8]>> =
-        (0..n).map(|i| (mask & (1 << (i % 32)) != 0).then(|| shards[i].as_slice())).collect();
+    let slots: Vec<Option<&[u8]>> = (0..n)
+        .map(|i| (mask & (1 << (i % 32)) != 0).then(|| shards[i].as_slice()))
+        .collect();
     let present = slots.iter().flatten().count();
     match code.rebuild(&slots, rest.len()) {
         Ok(out) => assert_eq!(out, rest),
-        Err(_) => assert!(present < code.spec().k, "{present} shards present, k = {}", code.spec().k),
+        Err(_) => assert!(
+            present < code.spec().k,
+            "{present} shards present, k = {}",
+            code.spec().k
+        ),
     }
 });
