@@ -1,0 +1,150 @@
+//! Sealing and opening throughput of the segmented AES-256-GCM (STREAM, 64 KiB segments) against
+//! a one-shot `Aes256Gcm` encryption and decryption of the same 64 MiB, in the same run: on one
+//! thread (the cost of segmenting) and on all threads (what parallel segments buy).
+//!
+//! `cargo bench -p agigit-benches --bench crypt` prints criterion's report, then the ratios
+//! measured back to back in one interleaved run.
+
+#![allow(
+    clippy::expect_used,
+    reason = "a broken bench fixture should stop the run loudly"
+)]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use agigit_crypt::{AesGcmStream, ContentKey, SegmentCipher};
+use criterion::{Criterion, Throughput, criterion_group};
+
+const TOTAL: usize = 64 << 20;
+const AD: &[u8] = b"agigit/bench-object";
+
+struct Fixture {
+    plaintext: Vec<u8>,
+    key: ContentKey,
+    cipher: AesGcmStream,
+    sealed: Vec<u8>,
+    one_shot: Aes256Gcm,
+    nonce: Nonce<aes_gcm::aead::consts::U12>,
+    one_shot_sealed: Vec<u8>,
+    single: rayon::ThreadPool,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let plaintext: Vec<u8> = (0..TOTAL)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
+            .collect();
+        let key = ContentKey::from_bytes([0x42; 32]);
+        let cipher = AesGcmStream::default();
+        let sealed = cipher.seal(&key, AD, &plaintext).expect("seal");
+        let one_shot = Aes256Gcm::new(&(*key.as_bytes()).into());
+        let nonce = [7u8; 12].into();
+        let one_shot_sealed = one_shot.encrypt(&nonce, &plaintext[..]).expect("encrypt");
+        let single = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("pool");
+        Self {
+            plaintext,
+            key,
+            cipher,
+            sealed,
+            one_shot,
+            nonce,
+            one_shot_sealed,
+            single,
+        }
+    }
+
+    fn one_shot_seal(&self) -> Vec<u8> {
+        self.one_shot
+            .encrypt(&self.nonce, &self.plaintext[..])
+            .expect("encrypt")
+    }
+
+    fn one_shot_open(&self) -> Vec<u8> {
+        self.one_shot
+            .decrypt(&self.nonce, &self.one_shot_sealed[..])
+            .expect("decrypt")
+    }
+
+    fn seal(&self) -> Vec<u8> {
+        self.cipher
+            .seal(&self.key, AD, &self.plaintext)
+            .expect("seal")
+    }
+
+    fn open(&self) -> Vec<u8> {
+        self.cipher.open(&self.key, AD, &self.sealed).expect("open")
+    }
+}
+
+fn bench_crypt(c: &mut Criterion) {
+    let f = Fixture::new();
+    let mut group = c.benchmark_group("crypt");
+    group.throughput(Throughput::Bytes(TOTAL as u64));
+    group.sample_size(20);
+    group.bench_function("one_shot_aes256gcm_encrypt", |b| {
+        b.iter(|| black_box(f.one_shot_seal()))
+    });
+    group.bench_function("one_shot_aes256gcm_decrypt", |b| {
+        b.iter(|| black_box(f.one_shot_open()))
+    });
+    group.bench_function("seal_1_thread", |b| {
+        b.iter(|| f.single.install(|| black_box(f.seal())))
+    });
+    group.bench_function("open_1_thread", |b| {
+        b.iter(|| f.single.install(|| black_box(f.open())))
+    });
+    group.bench_function("seal_all_threads", |b| b.iter(|| black_box(f.seal())));
+    group.bench_function("open_all_threads", |b| b.iter(|| black_box(f.open())));
+    group.finish();
+}
+
+/// Alternating rounds of each pair; prints GB/s and the median per-round ratio.
+fn print_ratios() {
+    let f = Fixture::new();
+    let gbs = |secs: f64| TOTAL as f64 / secs / 1e9;
+    let time = |run: &dyn Fn() -> Vec<u8>| {
+        let start = Instant::now();
+        black_box(run());
+        start.elapsed().as_secs_f64()
+    };
+    type Run<'a> = &'a dyn Fn() -> Vec<u8>;
+    let pairs: [(&str, Run<'_>, Run<'_>); 4] = [
+        ("seal, 1 thread", &|| f.single.install(|| f.seal()), &|| {
+            f.one_shot_seal()
+        }),
+        ("open, 1 thread", &|| f.single.install(|| f.open()), &|| {
+            f.one_shot_open()
+        }),
+        ("seal, all threads", &|| f.seal(), &|| f.one_shot_seal()),
+        ("open, all threads", &|| f.open(), &|| f.one_shot_open()),
+    ];
+    println!("\ncrypt, 64 MiB, 64 KiB segments, one interleaved run (median of 15 rounds):");
+    for (name, ours, theirs) in pairs {
+        let mut rounds: Vec<(f64, f64)> = (0..15).map(|_| (time(ours), time(theirs))).collect();
+        rounds.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
+        let (t_ours, t_theirs) = rounds[rounds.len() / 2];
+        println!(
+            "  {name}: segmented {:.2} GB/s, one-shot {:.2} GB/s, segmented takes {:.1}% {} time",
+            gbs(t_ours),
+            gbs(t_theirs),
+            ((t_ours / t_theirs) - 1.0).abs() * 100.0,
+            if t_ours >= t_theirs { "more" } else { "less" }
+        );
+    }
+}
+
+criterion_group!(benches, bench_crypt);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    if !std::env::args().any(|a| a == "--test" || a == "--list") {
+        print_ratios();
+    }
+}

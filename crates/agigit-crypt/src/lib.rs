@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod key;
+mod stream;
+mod wrap;
+
+pub use error::CryptError;
+pub use key::{ContentKey, ReaderKey, ReaderSecret};
+pub use stream::{
+    AesGcmStream, DEFAULT_SEGMENT_SIZE, HEADER_LEN, MAX_SEGMENT_SIZE, NonceMaterial, OpeningReader,
+    SEALED_MAGIC, SEALED_VERSION, SealingWriter, SegmentCipher, TAG_LEN,
+};
+pub use wrap::{ENVELOPE_MAGIC, ENVELOPE_VERSION, EcdhWrap, Envelope, KeyWrap};
