@@ -42,6 +42,8 @@ const SALT_LEN: usize = 32;
 const PREFIX_LEN: usize = 7;
 const KEY_LABEL: &[u8] = b"agigit-crypt v1 segment key";
 const MAX_SEGMENTS: u64 = 1 << 32;
+/// Segments handed to a rayon task at once, so task overhead stays small next to the work.
+const MIN_SEGMENTS_PER_TASK: usize = 16;
 
 /// Encrypts and decrypts whole objects under a content key.
 ///
@@ -160,6 +162,7 @@ impl AesGcmStream {
         body.par_chunks_mut(self.segment_size + TAG_LEN)
             .zip(plaintext.par_chunks(self.segment_size))
             .enumerate()
+            .with_min_len(MIN_SEGMENTS_PER_TASK)
             .for_each(|(i, (sealed, segment))| {
                 seal_segment(
                     &cipher,
@@ -231,6 +234,7 @@ impl SegmentCipher for AesGcmStream {
             .par_chunks_mut(header.segment_size)
             .zip(body.par_chunks(chunk))
             .enumerate()
+            .with_min_len(MIN_SEGMENTS_PER_TASK)
             .map(|(i, (plain, sealed))| {
                 open_segment(
                     &cipher,
