@@ -196,83 +196,46 @@ pub trait ErasureCode: Send + Sync {
     }
 }
 
-impl<C: ErasureCode + ?Sized> ErasureCode for &C {
-    fn spec(&self) -> CodecSpec {
-        (**self).spec()
-    }
-    fn shard_len(&self, segment_len: usize) -> usize {
-        (**self).shard_len(segment_len)
-    }
-    fn encode(&self, segment: &[u8]) -> Result<Vec<Vec<u8>>, ShardError> {
-        (**self).encode(segment)
-    }
-    fn rebuild(&self, shards: &[Option<&[u8]>], segment_len: usize) -> Result<Vec<u8>, ShardError> {
-        (**self).rebuild(shards, segment_len)
-    }
-    fn encode_into(&self, segment: &[u8], shards: &mut Vec<Vec<u8>>) -> Result<(), ShardError> {
-        (**self).encode_into(segment, shards)
-    }
-    fn rebuild_into(
-        &self,
-        shards: &[Option<&[u8]>],
-        segment_len: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<(), ShardError> {
-        (**self).rebuild_into(shards, segment_len, out)
-    }
+/// Forwards every method to the codec behind a pointer type.
+macro_rules! forward_erasure_code {
+    ($($pointer:ty),+) => {$(
+        impl<C: ErasureCode + ?Sized> ErasureCode for $pointer {
+            fn spec(&self) -> CodecSpec {
+                (**self).spec()
+            }
+            fn shard_len(&self, segment_len: usize) -> usize {
+                (**self).shard_len(segment_len)
+            }
+            fn encode(&self, segment: &[u8]) -> Result<Vec<Vec<u8>>, ShardError> {
+                (**self).encode(segment)
+            }
+            fn rebuild(
+                &self,
+                shards: &[Option<&[u8]>],
+                segment_len: usize,
+            ) -> Result<Vec<u8>, ShardError> {
+                (**self).rebuild(shards, segment_len)
+            }
+            fn encode_into(
+                &self,
+                segment: &[u8],
+                shards: &mut Vec<Vec<u8>>,
+            ) -> Result<(), ShardError> {
+                (**self).encode_into(segment, shards)
+            }
+            fn rebuild_into(
+                &self,
+                shards: &[Option<&[u8]>],
+                segment_len: usize,
+                out: &mut Vec<u8>,
+            ) -> Result<(), ShardError> {
+                (**self).rebuild_into(shards, segment_len, out)
+            }
+        }
+    )+};
 }
 
-impl<C: ErasureCode + ?Sized> ErasureCode for Box<C> {
-    fn spec(&self) -> CodecSpec {
-        (**self).spec()
-    }
-    fn shard_len(&self, segment_len: usize) -> usize {
-        (**self).shard_len(segment_len)
-    }
-    fn encode(&self, segment: &[u8]) -> Result<Vec<Vec<u8>>, ShardError> {
-        (**self).encode(segment)
-    }
-    fn rebuild(&self, shards: &[Option<&[u8]>], segment_len: usize) -> Result<Vec<u8>, ShardError> {
-        (**self).rebuild(shards, segment_len)
-    }
-    fn encode_into(&self, segment: &[u8], shards: &mut Vec<Vec<u8>>) -> Result<(), ShardError> {
-        (**self).encode_into(segment, shards)
-    }
-    fn rebuild_into(
-        &self,
-        shards: &[Option<&[u8]>],
-        segment_len: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<(), ShardError> {
-        (**self).rebuild_into(shards, segment_len, out)
-    }
-}
-
-impl<C: ErasureCode + ?Sized> ErasureCode for std::sync::Arc<C> {
-    fn spec(&self) -> CodecSpec {
-        (**self).spec()
-    }
-    fn shard_len(&self, segment_len: usize) -> usize {
-        (**self).shard_len(segment_len)
-    }
-    fn encode(&self, segment: &[u8]) -> Result<Vec<Vec<u8>>, ShardError> {
-        (**self).encode(segment)
-    }
-    fn rebuild(&self, shards: &[Option<&[u8]>], segment_len: usize) -> Result<Vec<u8>, ShardError> {
-        (**self).rebuild(shards, segment_len)
-    }
-    fn encode_into(&self, segment: &[u8], shards: &mut Vec<Vec<u8>>) -> Result<(), ShardError> {
-        (**self).encode_into(segment, shards)
-    }
-    fn rebuild_into(
-        &self,
-        shards: &[Option<&[u8]>],
-        segment_len: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<(), ShardError> {
-        (**self).rebuild_into(shards, segment_len, out)
-    }
-}
+forward_erasure_code!(&C, Box<C>, std::sync::Arc<C>);
 
 /// Builds the codec a spec names, with exactly the spec's parameters.
 ///

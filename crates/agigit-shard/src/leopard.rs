@@ -98,18 +98,11 @@ impl ErasureCode for Leopard {
         let recovery = self.n - self.k;
         with_cached(&ENCODER, |cached: &mut Option<ReedSolomonEncoder>| {
             for (offset, width) in Self::stripes(shard_len) {
-                let encoder = match cached {
-                    Some(encoder) => {
-                        encoder
-                            .reset(self.k, recovery, width)
-                            .map_err(Self::codec_error)?;
-                        encoder
-                    }
-                    None => cached.insert(
-                        ReedSolomonEncoder::new(self.k, recovery, width)
-                            .map_err(Self::codec_error)?,
-                    ),
-                };
+                let encoder = reuse_or_make(
+                    cached,
+                    |e: &mut ReedSolomonEncoder| e.reset(self.k, recovery, width),
+                    || ReedSolomonEncoder::new(self.k, recovery, width),
+                )?;
                 for shard in &shards[..self.k] {
                     encoder
                         .add_original_shard(&shard[offset..offset + width])
@@ -164,18 +157,11 @@ impl ErasureCode for Leopard {
             let recovery = self.n - self.k;
             with_cached(&DECODER, |cached: &mut Option<ReedSolomonDecoder>| {
                 for (offset, width) in Self::stripes(shard_len) {
-                    let decoder = match cached {
-                        Some(decoder) => {
-                            decoder
-                                .reset(self.k, recovery, width)
-                                .map_err(Self::codec_error)?;
-                            decoder
-                        }
-                        None => cached.insert(
-                            ReedSolomonDecoder::new(self.k, recovery, width)
-                                .map_err(Self::codec_error)?,
-                        ),
-                    };
+                    let decoder = reuse_or_make(
+                        cached,
+                        |d: &mut ReedSolomonDecoder| d.reset(self.k, recovery, width),
+                        || ReedSolomonDecoder::new(self.k, recovery, width),
+                    )?;
                     for (i, shard) in shards[..self.k].iter().enumerate() {
                         if let Some(shard) = shard {
                             decoder
@@ -210,6 +196,21 @@ thread_local! {
     // stripe bytes) is allocated once instead of on every call.
     static ENCODER: RefCell<Option<ReedSolomonEncoder>> = const { RefCell::new(None) };
     static DECODER: RefCell<Option<ReedSolomonDecoder>> = const { RefCell::new(None) };
+}
+
+/// The cached coder reset for the next stripe, or a new one when there is none yet.
+fn reuse_or_make<C>(
+    cached: &mut Option<C>,
+    reset: impl FnOnce(&mut C) -> Result<(), reed_solomon_simd::Error>,
+    make: impl FnOnce() -> Result<C, reed_solomon_simd::Error>,
+) -> Result<&mut C, ShardError> {
+    match cached {
+        Some(coder) => {
+            reset(coder).map_err(Leopard::codec_error)?;
+            Ok(coder)
+        }
+        None => Ok(cached.insert(make().map_err(Leopard::codec_error)?)),
+    }
 }
 
 /// Runs `f` with this thread's cached coder; a re-entrant call gets a fresh one instead.
