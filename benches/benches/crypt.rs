@@ -71,6 +71,41 @@ impl Fixture {
             .expect("decrypt")
     }
 
+    /// One-shot encryption into a reused buffer: copy, then encrypt in place (no allocation).
+    fn one_shot_seal_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&self.plaintext);
+        let tag = self
+            .one_shot
+            .encrypt_inout_detached(&self.nonce, &[], out.as_mut_slice().into());
+        out.extend_from_slice(&tag.expect("encrypt"));
+    }
+
+    /// One-shot decryption into a reused buffer.
+    fn one_shot_open_into(&self, out: &mut Vec<u8>) {
+        let (body, tag) = self
+            .one_shot_sealed
+            .split_at(self.one_shot_sealed.len() - 16);
+        out.clear();
+        out.extend_from_slice(body);
+        let tag = aes_gcm::Tag::try_from(tag).expect("tag length");
+        self.one_shot
+            .decrypt_inout_detached(&self.nonce, &[], out.as_mut_slice().into(), &tag)
+            .expect("decrypt");
+    }
+
+    fn seal_into(&self, out: &mut Vec<u8>) {
+        self.cipher
+            .seal_into(&self.key, AD, &self.plaintext, out)
+            .expect("seal");
+    }
+
+    fn open_into(&self, out: &mut Vec<u8>) {
+        self.cipher
+            .open_into(&self.key, AD, &self.sealed, out)
+            .expect("open");
+    }
+
     fn seal(&self) -> Vec<u8> {
         self.cipher
             .seal(&self.key, AD, &self.plaintext)
@@ -100,6 +135,19 @@ fn bench_crypt(c: &mut Criterion) {
         b.iter(|| f.single.install(|| black_box(f.open())))
     });
     group.bench_function("seal_all_threads", |b| b.iter(|| black_box(f.seal())));
+    let mut out = Vec::new();
+    group.bench_function("one_shot_encrypt_reused_buffer", |b| {
+        b.iter(|| f.one_shot_seal_into(&mut out))
+    });
+    group.bench_function("seal_into_1_thread", |b| {
+        b.iter(|| f.single.install(|| f.seal_into(&mut out)))
+    });
+    group.bench_function("one_shot_decrypt_reused_buffer", |b| {
+        b.iter(|| f.one_shot_open_into(&mut out))
+    });
+    group.bench_function("open_into_1_thread", |b| {
+        b.iter(|| f.single.install(|| f.open_into(&mut out)))
+    });
     // The cipher alone, in place on a reused buffer: one 64 MiB call against 64 KiB calls shows
     // what cutting into segments costs the cipher itself, apart from memory traffic.
     let mut buffer = f.plaintext.clone();
@@ -129,28 +177,52 @@ fn bench_crypt(c: &mut Criterion) {
 fn print_ratios() {
     let f = Fixture::new();
     let gbs = |secs: f64| TOTAL as f64 / secs / 1e9;
-    let time = |run: &dyn Fn() -> Vec<u8>| {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let time = |run: &mut dyn FnMut(&mut Vec<u8>), buf: &mut Vec<u8>| {
         let start = Instant::now();
-        black_box(run());
+        run(buf);
+        black_box(&buf);
         start.elapsed().as_secs_f64()
     };
-    type Run<'a> = &'a dyn Fn() -> Vec<u8>;
-    let pairs: [(&str, Run<'_>, Run<'_>); 4] = [
-        ("seal, 1 thread", &|| f.single.install(|| f.seal()), &|| {
-            f.one_shot_seal()
-        }),
-        ("open, 1 thread", &|| f.single.install(|| f.open()), &|| {
-            f.one_shot_open()
-        }),
-        ("seal, all threads", &|| f.seal(), &|| f.one_shot_seal()),
-        ("open, all threads", &|| f.open(), &|| f.one_shot_open()),
+    type Run<'a> = Box<dyn FnMut(&mut Vec<u8>) + 'a>;
+    let pairs: Vec<(&str, Run<'_>, Run<'_>)> = vec![
+        (
+            "seal, new output, 1 thread",
+            Box::new(|o| *o = f.single.install(|| f.seal())),
+            Box::new(|o| *o = f.one_shot_seal()),
+        ),
+        (
+            "open, new output, 1 thread",
+            Box::new(|o| *o = f.single.install(|| f.open())),
+            Box::new(|o| *o = f.one_shot_open()),
+        ),
+        (
+            "seal, reused output, 1 thread",
+            Box::new(|o| f.single.install(|| f.seal_into(o))),
+            Box::new(|o| f.one_shot_seal_into(o)),
+        ),
+        (
+            "open, reused output, 1 thread",
+            Box::new(|o| f.single.install(|| f.open_into(o))),
+            Box::new(|o| f.one_shot_open_into(o)),
+        ),
+        (
+            "seal, reused output, all threads",
+            Box::new(|o| f.seal_into(o)),
+            Box::new(|o| f.one_shot_seal_into(o)),
+        ),
+        (
+            "open, reused output, all threads",
+            Box::new(|o| f.open_into(o)),
+            Box::new(|o| f.one_shot_open_into(o)),
+        ),
     ];
     println!("\ncrypt, 64 MiB, 64 KiB segments, one interleaved run (best of 15 rounds each):");
-    for (name, ours, theirs) in pairs {
+    for (name, mut ours, mut theirs) in pairs {
         let (mut best_ours, mut best_theirs) = (f64::MAX, f64::MAX);
         for _ in 0..15 {
-            best_ours = best_ours.min(time(ours));
-            best_theirs = best_theirs.min(time(theirs));
+            best_ours = best_ours.min(time(&mut *ours, &mut a));
+            best_theirs = best_theirs.min(time(&mut *theirs, &mut b));
         }
         let change = (best_ours / best_theirs - 1.0) * 100.0;
         println!(

@@ -75,6 +75,51 @@ pub trait SegmentCipher: Send + Sync {
 
     /// The sealed length of `plaintext_len` bytes.
     fn sealed_len(&self, plaintext_len: u64) -> u64;
+
+    /// As [`seal`](Self::seal), into `out` (replacing its contents, reusing its allocation).
+    ///
+    /// # Errors
+    /// As [`seal`](Self::seal).
+    fn seal_into(
+        &self,
+        key: &ContentKey,
+        associated_data: &[u8],
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptError> {
+        *out = self.seal(key, associated_data, plaintext)?;
+        Ok(())
+    }
+
+    /// As [`open`](Self::open), into `out` (replacing its contents, reusing its allocation).
+    /// On failure `out` is left empty.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    fn open_into(
+        &self,
+        key: &ContentKey,
+        associated_data: &[u8],
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptError> {
+        out.clear();
+        *out = self.open(key, associated_data, sealed)?;
+        Ok(())
+    }
+}
+
+/// Makes `out` exactly `len` bytes long without rewriting bytes it already has (every byte is
+/// overwritten by the caller), so a reused buffer costs no extra pass over memory.
+fn set_len(out: &mut Vec<u8>, len: usize) {
+    if out.capacity() < len {
+        // A fresh zeroed allocation: large ones come zeroed from the OS, with no pass to fill.
+        *out = vec![0; len];
+    } else if out.len() < len {
+        out.resize(len, 0);
+    } else {
+        out.truncate(len);
+    }
 }
 
 /// The default [`SegmentCipher`]: AES-256-GCM in STREAM, segments sealed in parallel.
@@ -145,35 +190,42 @@ impl AesGcmStream {
         plaintext: &[u8],
         material: &NonceMaterial,
     ) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.seal_with_into(key, associated_data, plaintext, material, &mut out);
+        out
+    }
+
+    /// As [`seal_with`](Self::seal_with), into `out`, reusing its allocation.
+    pub fn seal_with_into(
+        &self,
+        key: &ContentKey,
+        associated_data: &[u8],
+        plaintext: &[u8],
+        material: &NonceMaterial,
+        out: &mut Vec<u8>,
+    ) {
         let header = Header {
             segment_size: self.segment_size,
             material: *material,
         };
         let cipher = header.cipher(key, associated_data);
         let count = segment_count(plaintext.len(), self.segment_size);
-        let mut out = vec![0u8; HEADER_LEN + plaintext.len() + count * TAG_LEN];
+        set_len(out, HEADER_LEN + plaintext.len() + count * TAG_LEN);
         header.write(&mut out[..HEADER_LEN]);
         let body = &mut out[HEADER_LEN..];
         if plaintext.is_empty() {
             // One empty, final segment: its tag alone proves nothing was cut off.
             seal_segment(&cipher, &header.material.prefix, 0, true, &[], body);
-            return out;
+            return;
         }
         body.par_chunks_mut(self.segment_size + TAG_LEN)
             .zip(plaintext.par_chunks(self.segment_size))
             .enumerate()
             .with_min_len(MIN_SEGMENTS_PER_TASK)
             .for_each(|(i, (sealed, segment))| {
-                seal_segment(
-                    &cipher,
-                    &header.material.prefix,
-                    i,
-                    i + 1 == count,
-                    segment,
-                    sealed,
-                );
+                let last = i + 1 == count;
+                seal_segment(&cipher, &header.material.prefix, i, last, segment, sealed);
             });
-        out
     }
 }
 
@@ -193,6 +245,31 @@ impl SegmentCipher for AesGcmStream {
         associated_data: &[u8],
         sealed: &[u8],
     ) -> Result<Vec<u8>, CryptError> {
+        let mut out = Vec::new();
+        self.open_into(key, associated_data, sealed, &mut out)?;
+        Ok(out)
+    }
+
+    fn seal_into(
+        &self,
+        key: &ContentKey,
+        associated_data: &[u8],
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptError> {
+        let material = NonceMaterial::generate()?;
+        self.seal_with_into(key, associated_data, plaintext, &material, out);
+        Ok(())
+    }
+
+    fn open_into(
+        &self,
+        key: &ContentKey,
+        associated_data: &[u8],
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptError> {
+        out.clear();
         // The header says how the object was cut: any segment size this build accepts opens.
         let header = Header::read(sealed)?;
         let body = &sealed[HEADER_LEN..];
@@ -220,38 +297,30 @@ impl SegmentCipher for AesGcmStream {
             });
         }
         let cipher = header.cipher(key, associated_data);
-        let mut out = vec![0u8; body.len() - count * TAG_LEN];
-        if out.is_empty() {
+        let len = body.len() - count * TAG_LEN;
+        if len == 0 {
             // A single segment holding only a tag: the empty object.
-            if count != 1 {
-                return Err(CryptError::Open);
-            }
-            open_segment(&cipher, &header.material.prefix, 0, true, body, &mut [])?;
-            return Ok(out);
+            return open_segment(&cipher, &header.material.prefix, 0, true, body, &mut []);
         }
-        debug_assert_eq!(out.len().div_ceil(header.segment_size), count);
-        let results: Vec<Result<(), CryptError>> = out
+        set_len(out, len);
+        debug_assert_eq!(len.div_ceil(header.segment_size), count);
+        let failed = out
             .par_chunks_mut(header.segment_size)
             .zip(body.par_chunks(chunk))
             .enumerate()
             .with_min_len(MIN_SEGMENTS_PER_TASK)
             .map(|(i, (plain, sealed))| {
-                open_segment(
-                    &cipher,
-                    &header.material.prefix,
-                    i,
-                    i + 1 == count,
-                    sealed,
-                    plain,
-                )
+                let last = i + 1 == count;
+                open_segment(&cipher, &header.material.prefix, i, last, sealed, plain).is_err()
             })
-            .collect();
-        if results.iter().any(Result::is_err) {
+            .reduce(|| false, |a, b| a || b);
+        if failed {
             // Never hand out a partly decrypted object.
-            out.iter_mut().for_each(|b| *b = 0);
+            out.fill(0);
+            out.clear();
             return Err(CryptError::Open);
         }
-        Ok(out)
+        Ok(())
     }
 
     fn sealed_len(&self, plaintext_len: u64) -> u64 {

@@ -471,3 +471,38 @@ fn secrets_do_not_print() -> TestResult {
     assert_ne!(ContentKey::generate()?, ContentKey::generate()?);
     Ok(())
 }
+
+#[test]
+fn into_variants_reuse_buffers_without_leaking_stale_bytes() -> TestResult {
+    let key = ContentKey::from_bytes([4; 32]);
+    let cipher = AesGcmStream::new(100)?;
+    let material = NonceMaterial {
+        salt: [1; 32],
+        prefix: [2; 7],
+    };
+    let mut sealed = vec![0xee; 10_000];
+    let mut opened = vec![0xdd; 10_000];
+    // Larger, smaller, empty, larger again: every result equals the fresh one-shot result.
+    for len in [5000usize, 250, 0, 1, 3000] {
+        let plaintext: Vec<u8> = (0..len).map(|i| (i % 251).to_le_bytes()[0]).collect();
+        cipher.seal_with_into(&key, AD, &plaintext, &material, &mut sealed);
+        assert_eq!(
+            sealed,
+            cipher.seal_with(&key, AD, &plaintext, &material),
+            "seal {len}"
+        );
+        cipher.open_into(&key, AD, &sealed, &mut opened)?;
+        assert_eq!(opened, plaintext, "open {len}");
+        cipher.seal_into(&key, AD, &plaintext, &mut sealed)?;
+        assert_eq!(cipher.open(&key, AD, &sealed)?, plaintext);
+    }
+    // A failed open leaves nothing behind.
+    let last = sealed.len() - 1;
+    sealed[last] ^= 1;
+    assert_eq!(
+        cipher.open_into(&key, AD, &sealed, &mut opened),
+        Err(CryptError::Open)
+    );
+    assert!(opened.is_empty());
+    Ok(())
+}
