@@ -191,6 +191,16 @@ impl ShardManifest {
                 shard.filter(|s| s.len() == shard_len && BlobHash::digest(s) == *hash)
             })
             .collect();
+        self.rebuild_checked(code, index, &good)
+    }
+
+    /// Rebuilds segment `index` from shards already checked against their hashes.
+    pub(crate) fn rebuild_checked(
+        &self,
+        code: &dyn ErasureCode,
+        index: usize,
+        good: &[Option<&[u8]>],
+    ) -> Result<Vec<u8>, ShardError> {
         let count = good.iter().flatten().count();
         if count < self.codec.k {
             return Err(ShardError::NotEnoughShards {
@@ -199,14 +209,15 @@ impl ShardManifest {
                 needed: self.codec.k,
             });
         }
-        code.rebuild(&good, segment_len).map_err(|e| match e {
-            ShardError::NotEnoughShards { good, needed, .. } => ShardError::NotEnoughShards {
-                segment: index,
-                good,
-                needed,
-            },
-            other => other,
-        })
+        code.rebuild(good, self.segment_len_usize(index))
+            .map_err(|e| match e {
+                ShardError::NotEnoughShards { good, needed, .. } => ShardError::NotEnoughShards {
+                    segment: index,
+                    good,
+                    needed,
+                },
+                other => other,
+            })
     }
 
     /// The segment length as a `usize` (segment sizes are at most 1 GiB, so it always fits).

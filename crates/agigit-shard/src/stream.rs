@@ -217,8 +217,9 @@ pub fn fetch_segment(
             good += 1;
         }
     }
+    // Every fetched shard was checked against its hash above: do not hash it again.
     let slots: Vec<Option<&[u8]>> = fetched.iter().map(Option::as_deref).collect();
-    manifest.rebuild_segment(code, segment, &slots)
+    manifest.rebuild_checked(code, segment, &slots)
 }
 
 /// Rebuilds the whole object into `writer`, segments in order, `in_flight` of them fetched and
