@@ -169,17 +169,19 @@ impl ProtocolEvent for RepoAnnouncement {
             })
         })?;
         let relays = unique_list(&tags, RELAYS, |value| {
-            RelayUrl::parse(value).map_err(|_| {
+            stable_parse(value, |v| RelayUrl::parse(v).ok()).ok_or_else(|| {
                 ParseError::invalid_value(RELAYS, value, "a ws:// or wss:// relay URL")
             })
         })?;
         let blob_servers = unique_list(&tags, BLOSSOM, |value| {
-            Url::parse(value)
-                .ok()
-                .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
-                .ok_or_else(|| {
-                    ParseError::invalid_value(BLOSSOM, value, "an http:// or https:// URL")
-                })
+            let http = |v: &str| {
+                Url::parse(v)
+                    .ok()
+                    .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+            };
+            stable_parse(value, http).ok_or_else(|| {
+                ParseError::invalid_value(BLOSSOM, value, "an http:// or https:// URL")
+            })
         })?;
         Ok(Self {
             repo,
@@ -193,6 +195,18 @@ impl ProtocolEvent for RepoAnnouncement {
             blob_servers,
         })
     }
+}
+
+/// Parses `value`, and accepts it only if its normalized text parses back to the same value.
+///
+/// URL parsers normalize (`ws:R/x` becomes `ws://r/x`), and a normalized form is not always
+/// accepted again; an announcement must read back as what it says, so such values are refused.
+fn stable_parse<T: PartialEq + core::fmt::Display>(
+    value: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Option<T> {
+    let parsed = parse(value)?;
+    (parse(&parsed.to_string()).as_ref() == Some(&parsed)).then_some(parsed)
 }
 
 /// The values of a list tag that appears at most once, each parsed, with no value twice.

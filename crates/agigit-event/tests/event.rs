@@ -1100,3 +1100,23 @@ fn list_repeats_are_found_after_normalization() {
         Err(ParseError::DuplicateValue { .. })
     ));
 }
+
+#[test]
+fn urls_that_do_not_read_back_are_rejected() {
+    // Found by the `event_json` fuzz target: the URL parser normalizes this relay URL into a form
+    // it then refuses, so an announcement holding it would not survive a round trip.
+    for (tag, value) in [
+        ("relays", "ws:R/127.0558c792ac4cfc2412f8f39888a72://10X"),
+        ("blossom", "ftp://not-http.example"),
+    ] {
+        let tags: &[&[&str]] = &[&["d", "m"], &["visibility", "public"], &[tag, value]];
+        let event = sign_raw(&keys(1), kinds::REPO_ANNOUNCEMENT, tags, "");
+        assert!(
+            matches!(
+                Signed::<RepoAnnouncement>::from_event(event),
+                Err(ParseError::InvalidValue { .. })
+            ),
+            "{tag} {value}"
+        );
+    }
+}
