@@ -1,0 +1,138 @@
+//! What the lossy codecs share: computing the delta, falling back, materializing, reporting.
+
+use rayon::prelude::*;
+
+use super::{
+    CodecKind, DecodeError, DeltaCodec, EncodeError, Encoded, Fallback, Lossless, PayloadHeader,
+    Report, header_for, relative_error,
+};
+use crate::tensor::f64_to_bytes;
+use crate::{DType, TensorView};
+
+/// A delta ready for a lossy codec: the tensor viewed as a `rows × cols` matrix.
+pub(crate) struct Delta {
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    /// Row-major `target − base` (or `target`), rounded to `f32`.
+    pub(crate) values: Vec<f32>,
+    /// ‖values‖²_F, in `f64`.
+    pub(crate) norm2: f64,
+}
+
+/// The delta, or the reason a lossy codec must not be used.
+pub(crate) fn delta(
+    target: &TensorView<'_>,
+    base: Option<&TensorView<'_>>,
+) -> Result<Delta, Fallback> {
+    let dtype = target.dtype();
+    if !dtype.is_arithmetic() {
+        return Err(Fallback::NotArithmetic(dtype));
+    }
+    let (rows, cols) = target.matrix_dims().ok_or(Fallback::NotAMatrix)?;
+    let t = target.to_f64().ok_or(Fallback::NotArithmetic(dtype))?;
+    let b = base.and_then(TensorView::to_f64);
+    #[allow(clippy::cast_possible_truncation, reason = "the delta is kept in f32 on purpose")]
+    let values: Vec<f32> = match &b {
+        Some(b) => t.par_iter().zip(b).map(|(t, b)| (t - b) as f32).collect(),
+        None => t.par_iter().map(|&t| t as f32).collect(),
+    };
+    if values.par_iter().any(|v| !v.is_finite()) {
+        return Err(Fallback::NonFinite);
+    }
+    let norm2 = values.par_iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    Ok(Delta {
+        rows,
+        cols,
+        values,
+        norm2,
+    })
+}
+
+/// Stores `target` losslessly, recording why.
+pub(crate) fn fall_back(
+    target: TensorView<'_>,
+    base: Option<TensorView<'_>>,
+    reason: Fallback,
+) -> Result<Encoded, EncodeError> {
+    let mut e = Lossless::default().encode(target, base)?;
+    e.report.fallback = Some(reason);
+    Ok(e)
+}
+
+/// The materialized tensor bytes: `base + delta_hat` (or `delta_hat`), rounded into `dtype`.
+pub(crate) fn materialize(
+    dtype: DType,
+    base: Option<&TensorView<'_>>,
+    delta_hat: &[f32],
+) -> Option<Vec<u8>> {
+    let values: Vec<f64> = match base {
+        Some(b) => {
+            let b = b.to_f64()?;
+            b.par_iter()
+                .zip(delta_hat)
+                .map(|(b, &d)| b + f64::from(d))
+                .collect()
+        }
+        None => delta_hat.iter().map(|&d| f64::from(d)).collect(),
+    };
+    f64_to_bytes(dtype, &values)
+}
+
+/// The decoder's side of [`materialize`]: checks the header describes an arithmetic matrix.
+pub(crate) fn materialize_decoded(
+    codec: CodecKind,
+    h: &PayloadHeader,
+    base: Option<TensorView<'_>>,
+    delta_hat: &[f32],
+) -> Result<Vec<u8>, DecodeError> {
+    materialize(h.dtype, base.as_ref(), delta_hat).ok_or_else(|| DecodeError::Corrupt {
+        codec,
+        reason: format!("lossy payload for a {} tensor", h.dtype),
+    })
+}
+
+/// The `rows × cols` a lossy payload's header implies.
+pub(crate) fn matrix_dims(codec: CodecKind, h: &PayloadHeader) -> Result<(usize, usize), DecodeError> {
+    let corrupt = |reason: String| DecodeError::Corrupt { codec, reason };
+    if !h.dtype.is_arithmetic() {
+        return Err(corrupt(format!("lossy payload for a {} tensor", h.dtype)));
+    }
+    match h.shape.as_slice() {
+        [] | [_] => Err(corrupt(format!("lossy payload for shape {:?}", h.shape))),
+        [rows, rest @ ..] => {
+            let cols = crate::tensor::numel(rest)
+                .ok_or_else(|| corrupt(format!("shape {:?} overflows", h.shape)))?;
+            Ok((*rows, cols))
+        }
+    }
+}
+
+/// Assembles a lossy payload from its body and the bytes decoding it gives, and measures the
+/// error those bytes have.
+pub(crate) fn finish(
+    codec: CodecKind,
+    target: &TensorView<'_>,
+    base: Option<&TensorView<'_>>,
+    body: &[u8],
+    decoded: &[u8],
+    rank: Option<usize>,
+) -> Encoded {
+    let output = agigit_hash::BlobHash::digest(decoded);
+    let mut payload = Vec::with_capacity(body.len() + 160);
+    header_for(codec, target, base, output).write(&mut payload);
+    payload.extend_from_slice(body);
+    let rel_error = TensorView::new(target.dtype(), target.shape(), decoded)
+        .map(|d| relative_error(&d, target, base))
+        .unwrap_or(f64::NAN);
+    Encoded {
+        report: Report {
+            codec,
+            fallback: None,
+            dense_bytes: target.data().len() as u64,
+            payload_bytes: payload.len() as u64,
+            rel_error,
+            rank,
+        },
+        payload,
+    }
+}
