@@ -138,6 +138,15 @@ fn duplicate_key(json: &str) -> Result<Option<String>, serde_json::Error> {
     Ok(keys.duplicate().map(str::to_owned))
 }
 
+/// The header's text, if the length prefix and UTF-8 are sound (`read_metadata` says why not).
+fn header_text(bytes: &[u8]) -> Option<&str> {
+    let len = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    if len > MAX_HEADER_LEN {
+        return None;
+    }
+    std::str::from_utf8(bytes.get(8..8usize.checked_add(len)?)?).ok()
+}
+
 struct Entry {
     dtype: DType,
     shape: Vec<usize>,
@@ -200,13 +209,12 @@ impl SafetensorsFile {
 
     fn parse(backing: Backing) -> Result<Self, SafetensorsError> {
         let bytes = backing.bytes();
-        let (header_len, meta) = safetensors::SafeTensors::read_metadata(bytes)?;
-        // `read_metadata` has checked the header is UTF-8 JSON of `header_len` bytes.
-        let header = std::str::from_utf8(&bytes[8..8 + header_len])
-            .map_err(safetensors::SafeTensorError::InvalidHeader)?;
-        if let Some(name) = duplicate_key(header)? {
+        // Duplicates first: `read_metadata` keeps the last of a repeated name and may then fail
+        // on offsets, which would hide the real problem.
+        if let Some(name) = header_text(bytes).and_then(|h| duplicate_key(h).ok().flatten()) {
             return Err(SafetensorsError::DuplicateName { name });
         }
+        let (header_len, meta) = safetensors::SafeTensors::read_metadata(bytes)?;
         let data_start = 8 + header_len;
         let mut tensors = BTreeMap::new();
         for (name, info) in meta.tensors() {
@@ -334,8 +342,14 @@ pub(crate) fn write_atomically<T>(
     path: &Path,
     body: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<T>,
 ) -> Result<T, SafetensorsError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = io::BufWriter::new(File::create(&tmp)?);
@@ -361,9 +375,8 @@ fn prepare<'a>(
     for (name, _) in &ordered {
         check_name(name)?;
     }
-    ordered.sort_by(|(ln, lt), (rn, rt)| {
-        rt.dtype().bits().cmp(&lt.dtype().bits()).then(ln.cmp(rn))
-    });
+    ordered
+        .sort_by(|(ln, lt), (rn, rt)| rt.dtype().bits().cmp(&lt.dtype().bits()).then(ln.cmp(rn)));
     if let Some(w) = ordered.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(SafetensorsError::DuplicateName {
             name: w[0].0.to_owned(),
@@ -493,7 +506,10 @@ impl Checkpoint {
     fn open_single(path: &Path) -> Result<Self, SafetensorsError> {
         let file = SafetensorsFile::open(path)?;
         let map = file.names().map(|n| (n.to_owned(), 0)).collect();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Ok(Checkpoint {
             files: vec![(name, file)],
             map,
@@ -515,7 +531,9 @@ impl Checkpoint {
         let mut files = Vec::with_capacity(file_names.len());
         for name in file_names {
             if !is_plain_file_name(name) {
-                return Err(bad(format!("shard {name:?} is not a file name in this directory")));
+                return Err(bad(format!(
+                    "shard {name:?} is not a file name in this directory"
+                )));
             }
             files.push((name.clone(), SafetensorsFile::open(dir.join(name))?));
         }
@@ -540,7 +558,9 @@ impl Checkpoint {
             }
         }
         if let Some((tensor, file)) = index.weight_map.iter().find(|(t, _)| !map.contains_key(*t)) {
-            return Err(bad(format!("tensor {tensor:?} is listed in {file} but not there")));
+            return Err(bad(format!(
+                "tensor {tensor:?} is listed in {file} but not there"
+            )));
         }
         Ok(Checkpoint {
             files,

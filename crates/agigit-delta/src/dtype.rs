@@ -12,7 +12,10 @@ use safetensors::Dtype as StDtype;
 /// changes; new dtypes get new codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
-#[allow(non_camel_case_types, reason = "the names are the safetensors spellings")]
+#[allow(
+    non_camel_case_types,
+    reason = "the names are the safetensors spellings"
+)]
 pub enum DType {
     /// Boolean, one byte per value.
     BOOL,

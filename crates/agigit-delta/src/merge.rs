@@ -99,11 +99,15 @@ pub fn merge(
     inputs: &[TensorView<'_>],
     strategy: &Strategy,
 ) -> Result<Tensor, MergeError> {
-    let need_base = || base.ok_or_else(|| MergeError::Parameter("this strategy needs a base".into()));
+    let need_base =
+        || base.ok_or_else(|| MergeError::Parameter("this strategy needs a base".into()));
     match strategy {
         Strategy::Ours => {
             check_layouts(base.iter().chain(inputs))?;
-            inputs.first().map(|t| t.to_owned()).ok_or(MergeError::Empty)
+            inputs
+                .first()
+                .map(|t| t.to_owned())
+                .ok_or(MergeError::Empty)
         }
         Strategy::Theirs => {
             check_layouts(base.iter().chain(inputs))?;
@@ -198,7 +202,10 @@ pub fn task_arithmetic(
         return Err(MergeError::Empty);
     }
     let (dtype, shape) = check_layouts(std::iter::once(&base).chain(tasks.iter().map(|(t, _)| t)))?;
-    check_finite("coefficient", &tasks.iter().map(|(_, l)| *l).collect::<Vec<_>>())?;
+    check_finite(
+        "coefficient",
+        &tasks.iter().map(|(_, l)| *l).collect::<Vec<_>>(),
+    )?;
     let b = values(&base)?;
     let mut acc = b.clone();
     for (t, lambda) in tasks {
@@ -222,7 +229,10 @@ pub fn ties(base: TensorView<'_>, tasks: &[TensorView<'_>], p: Ties) -> Result<T
         return Err(MergeError::Empty);
     }
     if !(p.density > 0.0 && p.density <= 1.0) {
-        return Err(MergeError::Parameter(format!("density {} (expected (0, 1])", p.density)));
+        return Err(MergeError::Parameter(format!(
+            "density {} (expected (0, 1])",
+            p.density
+        )));
     }
     check_finite("lambda", &[p.lambda])?;
     let (dtype, shape) = check_layouts(std::iter::once(&base).chain(tasks))?;
@@ -241,7 +251,9 @@ pub fn ties(base: TensorView<'_>, tasks: &[TensorView<'_>], p: Ties) -> Result<T
         if n > 0 && keep < n {
             let mut mags: Vec<f64> = tau.iter().map(|x| x.abs()).collect();
             let (_, &mut threshold, _) = mags.select_nth_unstable_by(n - keep, f64::total_cmp);
-            tau.iter_mut().filter(|x| x.abs() < threshold).for_each(|x| *x = 0.0);
+            tau.iter_mut()
+                .filter(|x| x.abs() < threshold)
+                .for_each(|x| *x = 0.0);
         }
         trimmed.push(tau);
     }
@@ -277,8 +289,15 @@ mod tests {
         let a = f32t(&[1.0, -2.0, 0.1, 3.0]);
         let b = f32t(&[1.0, 1.0, -0.1, -1.0]);
         let c = f32t(&[3.0, 1.0, 0.0, -1.0]);
-        let m = ties(base.view(), &[a.view(), b.view(), c.view()], Ties { density: 1.0, lambda: 1.0 })
-            .unwrap();
+        let m = ties(
+            base.view(),
+            &[a.view(), b.view(), c.view()],
+            Ties {
+                density: 1.0,
+                lambda: 1.0,
+            },
+        )
+        .unwrap();
         // Entry 0: all positive, mean 5/3. Entry 1: total 0 → base. Entry 2: total 0 → base.
         // Entry 3: total 1 > 0 → only 3.0 agrees.
         let v = m.view().to_f64().unwrap();
@@ -292,7 +311,15 @@ mod tests {
     fn ties_trims_small_entries() {
         let base = f32t(&[0.0; 4]);
         let a = f32t(&[4.0, 0.5, -3.0, 0.1]);
-        let m = ties(base.view(), &[a.view()], Ties { density: 0.5, lambda: 2.0 }).unwrap();
+        let m = ties(
+            base.view(),
+            &[a.view()],
+            Ties {
+                density: 0.5,
+                lambda: 2.0,
+            },
+        )
+        .unwrap();
         assert_eq!(m.view().to_f64().unwrap(), vec![8.0, 0.0, -6.0, 0.0]);
     }
 }

@@ -129,7 +129,9 @@ pub fn randomized_svd(
     }
     let a_dev = CTensor::from_slice(a, (rows, cols), device)?;
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-    let omega: Vec<f32> = (0..cols * l).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let omega: Vec<f32> = (0..cols * l)
+        .map(|_| StandardNormal.sample(&mut rng))
+        .collect();
     let omega = CTensor::from_vec(omega, (cols, l), device)?;
 
     // Range finder with power iterations, re-orthonormalizing after every product (HMT 4.4).
@@ -165,5 +167,11 @@ pub fn randomized_svd(
         .map(|(t, j)| v_b[(j, t)] as f32)
         .collect();
     device.synchronize()?;
-    Ok(Svd { rows, cols, u, s, v })
+    Ok(Svd {
+        rows,
+        cols,
+        u,
+        s,
+        v,
+    })
 }

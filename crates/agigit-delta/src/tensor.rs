@@ -38,12 +38,12 @@ pub fn numel(shape: &[usize]) -> Option<usize> {
 }
 
 fn check_layout(dtype: DType, shape: &[usize], len: usize) -> Result<(), LayoutError> {
-    let expected = numel(shape).and_then(|n| dtype.byte_len(n)).ok_or_else(|| {
-        LayoutError::BadShape {
+    let expected = numel(shape)
+        .and_then(|n| dtype.byte_len(n))
+        .ok_or_else(|| LayoutError::BadShape {
             dtype,
             shape: shape.to_vec(),
-        }
-    })?;
+        })?;
     if expected != len {
         return Err(LayoutError::Length {
             dtype,
@@ -228,7 +228,10 @@ pub(crate) fn f64_to_bytes(dtype: DType, values: &[f64]) -> Option<Vec<u8>> {
             clippy::cast_possible_truncation,
             reason = "rounding f64 to f32 is the point"
         )]
-        DType::F32 => values.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
+        DType::F32 => values
+            .iter()
+            .flat_map(|&v| (v as f32).to_le_bytes())
+            .collect(),
         DType::F64 => values.iter().flat_map(|&v| v.to_le_bytes()).collect(),
         _ => return None,
     })
@@ -243,7 +246,11 @@ mod tests {
         assert!(TensorView::new(DType::F32, &[2, 3], &[0; 24]).is_ok());
         assert!(matches!(
             TensorView::new(DType::F32, &[2, 3], &[0; 23]),
-            Err(LayoutError::Length { expected: 24, actual: 23, .. })
+            Err(LayoutError::Length {
+                expected: 24,
+                actual: 23,
+                ..
+            })
         ));
         assert!(matches!(
             TensorView::new(DType::F4, &[3], &[0; 2]),
@@ -260,12 +267,24 @@ mod tests {
 
     #[test]
     fn f64_round_trips_every_arithmetic_dtype() {
-        let values = [0.0, -0.0, 1.5, -2.25, f64::INFINITY, f64::NEG_INFINITY, 65504.0];
+        let values = [
+            0.0,
+            -0.0,
+            1.5,
+            -2.25,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            65504.0,
+        ];
         for dtype in [DType::F16, DType::BF16, DType::F32, DType::F64] {
             let t = Tensor::from_f64(dtype, vec![values.len()], &values).unwrap();
             let back = t.view().to_f64().unwrap();
             for (a, b) in values.iter().zip(&back) {
-                assert_eq!(a.to_bits() >> 63, b.to_bits() >> 63, "sign kept for {dtype}");
+                assert_eq!(
+                    a.to_bits() >> 63,
+                    b.to_bits() >> 63,
+                    "sign kept for {dtype}"
+                );
                 if dtype != DType::BF16 || a.abs() != 65504.0 {
                     assert_eq!(a, b, "{dtype}");
                 }

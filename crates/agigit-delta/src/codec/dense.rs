@@ -2,7 +2,7 @@
 
 use super::{
     CodecKind, DecodeError, DeltaCodec, EncodeError, Encoded, Reader, Report, check_inputs,
-    header_for,
+    header_for, output_digest,
 };
 use crate::TensorView;
 
@@ -29,7 +29,13 @@ impl DeltaCodec for Dense {
 
 pub(crate) fn encode_dense(target: &TensorView<'_>) -> Encoded {
     let mut payload = Vec::with_capacity(target.data().len() + 128);
-    header_for(CodecKind::Dense, target, None, target.hash()).write(&mut payload);
+    header_for(
+        CodecKind::Dense,
+        target,
+        None,
+        output_digest(target.dtype(), target.shape(), target.data()),
+    )
+    .write(&mut payload);
     payload.extend_from_slice(target.data());
     Encoded {
         report: Report {

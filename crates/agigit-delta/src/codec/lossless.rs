@@ -90,7 +90,11 @@ fn rotr1(element: &mut [u8]) {
 
 /// For `C64` the rotation works on each `f32` half.
 fn element_width_for_rotation(dtype: DType) -> usize {
-    if dtype == DType::C64 { 4 } else { plane_count(dtype) }
+    if dtype == DType::C64 {
+        4
+    } else {
+        plane_count(dtype)
+    }
 }
 
 impl DeltaCodec for Lossless {
@@ -142,7 +146,13 @@ impl DeltaCodec for Lossless {
 
         let body: usize = compressed.iter().map(|(_, p)| p.len() + 9).sum();
         let mut payload = Vec::with_capacity(body + 160);
-        header_for(CodecKind::Lossless, &target, base.as_ref(), target.hash()).write(&mut payload);
+        header_for(
+            CodecKind::Lossless,
+            &target,
+            base.as_ref(),
+            super::output_digest(target.dtype(), target.shape(), target.data()),
+        )
+        .write(&mut payload);
         payload.push(if base.is_some() { MODE_XOR } else { MODE_PLAIN });
         payload.push(if rotate { LAYOUT_ROTL1 } else { LAYOUT_BYTES });
         #[allow(clippy::cast_possible_truncation, reason = "at most 8 planes")]
@@ -175,7 +185,13 @@ fn split_planes(x: &[u8], planes: usize) -> Vec<Vec<u8>> {
     let n = x.len() / planes;
     (0..planes)
         .into_par_iter()
-        .map(|p| x.iter().skip(p).step_by(planes).copied().collect::<Vec<u8>>())
+        .map(|p| {
+            x.iter()
+                .skip(p)
+                .step_by(planes)
+                .copied()
+                .collect::<Vec<u8>>()
+        })
         .map(|v| {
             debug_assert_eq!(v.len(), n);
             v
@@ -204,7 +220,11 @@ pub(super) fn decode_body(
         }
         _ => return Err(corrupt(format!("unknown mode {mode}"))),
     }
-    let expected_layout = if rotates(h.dtype) { LAYOUT_ROTL1 } else { LAYOUT_BYTES };
+    let expected_layout = if rotates(h.dtype) {
+        LAYOUT_ROTL1
+    } else {
+        LAYOUT_BYTES
+    };
     if layout != expected_layout {
         return Err(corrupt(format!("layout {layout} for {}", h.dtype)));
     }
@@ -229,13 +249,15 @@ pub(super) fn decode_body(
             ))),
             PLANE_ZSTD => {
                 let mut out = vec![0u8; plane_len];
-                let mut z = zstd::bulk::Decompressor::new()
-                    .map_err(|e| corrupt(format!("zstd: {e}")))?;
+                let mut z =
+                    zstd::bulk::Decompressor::new().map_err(|e| corrupt(format!("zstd: {e}")))?;
                 let n = z
                     .decompress_to_buffer(src, &mut out[..])
                     .map_err(|e| corrupt(format!("zstd plane: {e}")))?;
                 if n != plane_len {
-                    return Err(corrupt(format!("zstd plane of {n} bytes, expected {plane_len}")));
+                    return Err(corrupt(format!(
+                        "zstd plane of {n} bytes, expected {plane_len}"
+                    )));
                 }
                 Ok(out)
             }

@@ -31,7 +31,10 @@ pub(crate) fn delta(
     let (rows, cols) = target.matrix_dims().ok_or(Fallback::NotAMatrix)?;
     let t = target.to_f64().ok_or(Fallback::NotArithmetic(dtype))?;
     let b = base.and_then(TensorView::to_f64);
-    #[allow(clippy::cast_possible_truncation, reason = "the delta is kept in f32 on purpose")]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "the delta is kept in f32 on purpose"
+    )]
     let values: Vec<f32> = match &b {
         Some(b) => t.par_iter().zip(b).map(|(t, b)| (t - b) as f32).collect(),
         None => t.par_iter().map(|&t| t as f32).collect(),
@@ -39,7 +42,10 @@ pub(crate) fn delta(
     if values.par_iter().any(|v| !v.is_finite()) {
         return Err(Fallback::NonFinite);
     }
-    let norm2 = values.par_iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    let norm2 = values
+        .par_iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum();
     Ok(Delta {
         rows,
         cols,
@@ -92,7 +98,10 @@ pub(crate) fn materialize_decoded(
 }
 
 /// The `rows × cols` a lossy payload's header implies.
-pub(crate) fn matrix_dims(codec: CodecKind, h: &PayloadHeader) -> Result<(usize, usize), DecodeError> {
+pub(crate) fn matrix_dims(
+    codec: CodecKind,
+    h: &PayloadHeader,
+) -> Result<(usize, usize), DecodeError> {
     let corrupt = |reason: String| DecodeError::Corrupt { codec, reason };
     if !h.dtype.is_arithmetic() {
         return Err(corrupt(format!("lossy payload for a {} tensor", h.dtype)));
@@ -117,7 +126,7 @@ pub(crate) fn finish(
     decoded: &[u8],
     rank: Option<usize>,
 ) -> Encoded {
-    let output = agigit_hash::BlobHash::digest(decoded);
+    let output = super::output_digest(target.dtype(), target.shape(), decoded);
     let mut payload = Vec::with_capacity(body.len() + 160);
     header_for(codec, target, base, output).write(&mut payload);
     payload.extend_from_slice(body);

@@ -274,7 +274,10 @@ fn write_body(
     cols: usize,
 ) -> (Vec<u8>, Factors) {
     let mut body = Vec::new();
-    #[allow(clippy::cast_possible_truncation, reason = "rank ≤ min(rows, cols) and checked")]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "rank ≤ min(rows, cols) and checked"
+    )]
     body.extend_from_slice(&(rank as u32).to_le_bytes());
     body.push(storage.code());
     if let FactorStorage::Banded(bands) = storage {
@@ -286,7 +289,10 @@ fn write_body(
             body.push(b.bits);
         }
     }
-    #[allow(clippy::cast_possible_truncation, reason = "singular values are kept in f32")]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "singular values are kept in f32"
+    )]
     let s32: Vec<f32> = s[..rank].iter().map(|&x| x as f32).collect();
     for x in &s32 {
         body.extend_from_slice(&x.to_le_bytes());
@@ -374,7 +380,11 @@ pub(super) fn decode_body(
                 if !scale.is_finite() || scale < 0.0 {
                     return Err(corrupt(format!("vector scale {scale}")));
                 }
-                let codes = unpack(r.bytes((len * usize::from(bits)).div_ceil(8), "vector")?, bits, len);
+                let codes = unpack(
+                    r.bytes((len * usize::from(bits)).div_ceil(8), "vector")?,
+                    bits,
+                    len,
+                );
                 let qmax = (1u8 << (bits - 1)) - 1;
                 if codes.iter().any(|&c| c > 2 * qmax) {
                     return Err(corrupt(format!("{bits}-bit code out of range")));
@@ -444,7 +454,13 @@ mod encode {
             }
         }
 
-        fn svd(&self, values: &[f32], rows: usize, cols: usize, sketch: usize) -> Result<Svd, EncodeError> {
+        fn svd(
+            &self,
+            values: &[f32],
+            rows: usize,
+            cols: usize,
+            sketch: usize,
+        ) -> Result<Svd, EncodeError> {
             randomized_svd(
                 values,
                 rows,
@@ -460,7 +476,9 @@ mod encode {
 
         fn payload_bytes(&self, rank: usize, rows: usize, cols: usize) -> usize {
             (0..rank)
-                .map(|t| 4 + self.storage.vector_bytes(t, rows) + self.storage.vector_bytes(t, cols))
+                .map(|t| {
+                    4 + self.storage.vector_bytes(t, rows) + self.storage.vector_bytes(t, cols)
+                })
                 .sum()
         }
     }
@@ -479,7 +497,9 @@ mod encode {
             self.storage.validate().map_err(EncodeError::Parameter)?;
             match self.rank {
                 RankPolicy::Energy(e) if !(0.0..=1.0).contains(&e) => {
-                    return Err(EncodeError::Parameter(format!("energy share {e} (expected 0–1)")));
+                    return Err(EncodeError::Parameter(format!(
+                        "energy share {e} (expected 0–1)"
+                    )));
                 }
                 RankPolicy::RelError(b) if b.is_nan() || b < 0.0 => {
                     return Err(EncodeError::Parameter(format!("relative error bound {b}")));
@@ -511,8 +531,17 @@ mod encode {
                 );
                 let delta_hat = reconstruct(rows, cols, &factors);
                 let decoded = lossy::materialize(target.dtype(), base.as_ref(), &delta_hat)
-                    .ok_or_else(|| EncodeError::Parameter(format!("{} is not arithmetic", target.dtype())))?;
-                Ok(lossy::finish(CodecKind::LowRank, &target, base.as_ref(), &body, &decoded, Some(k)))
+                    .ok_or_else(|| {
+                        EncodeError::Parameter(format!("{} is not arithmetic", target.dtype()))
+                    })?;
+                Ok(lossy::finish(
+                    CodecKind::LowRank,
+                    &target,
+                    base.as_ref(),
+                    &body,
+                    &decoded,
+                    Some(k),
+                ))
             };
 
             let (svd, mut k) = match self.rank {
@@ -600,7 +629,9 @@ mod tests {
     #[test]
     fn pack_round_trips_every_width() {
         for bits in 2..=8u8 {
-            let codes: Vec<u8> = (0..37u32).map(|i| u8::try_from(i * 7 % (1 << bits)).unwrap()).collect();
+            let codes: Vec<u8> = (0..37u32)
+                .map(|i| u8::try_from(i * 7 % (1 << bits)).unwrap())
+                .collect();
             let mut out = Vec::new();
             pack(&codes, bits, &mut out);
             assert_eq!(out.len(), (codes.len() * usize::from(bits)).div_ceil(8));
@@ -615,7 +646,11 @@ mod tests {
         for bits in 2..=8u8 {
             let (scale, codes) = quantize(&x, bits);
             let y = dequantize(scale, &codes, bits);
-            let err: f64 = x.iter().zip(&y).map(|(a, b)| f64::from(a - b).powi(2)).sum();
+            let err: f64 = x
+                .iter()
+                .zip(&y)
+                .map(|(a, b)| f64::from(a - b).powi(2))
+                .sum();
             assert!(err < last, "{bits} bits: {err} ≥ {last}");
             last = err;
         }
@@ -628,7 +663,15 @@ mod tests {
         let (rows, cols, rank) = (37, 1030, 3);
         let us: Vec<f32> = (0..rank * rows).map(|i| (i as f32 * 0.1).cos()).collect();
         let v: Vec<f32> = (0..rank * cols).map(|i| (i as f32 * 0.01).sin()).collect();
-        let out = reconstruct(rows, cols, &Factors { rank, us: us.clone(), v: v.clone() });
+        let out = reconstruct(
+            rows,
+            cols,
+            &Factors {
+                rank,
+                us: us.clone(),
+                v: v.clone(),
+            },
+        );
         for i in 0..rows {
             for j in 0..cols {
                 let mut e = 0f32;

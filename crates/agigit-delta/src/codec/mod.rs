@@ -13,8 +13,8 @@ use crate::tensor::{LayoutError, numel};
 use crate::{DType, Tensor, TensorView};
 
 mod dense;
-mod lossy;
 mod lossless;
+mod lossy;
 pub(crate) mod lowrank;
 mod signscale;
 
@@ -412,7 +412,7 @@ pub fn decode_with_limits(
     if r.remaining() != 0 {
         return Err(DecodeError::TrailingBytes(r.remaining()));
     }
-    let actual = BlobHash::digest(&data);
+    let actual = output_digest(h.dtype, &h.shape, &data);
     if actual != h.output {
         return Err(DecodeError::OutputMismatch {
             expected: h.output,
@@ -433,8 +433,26 @@ pub struct PayloadHeader {
     pub shape: Vec<usize>,
     /// SHA-256 of the base's bytes, for a delta.
     pub base: Option<BlobHash>,
-    /// SHA-256 of the decoded tensor's bytes.
+    /// [`output_digest`] of the decoded tensor: its dtype, shape and bytes.
     pub output: BlobHash,
+}
+
+/// What a payload records of the tensor decoding must give, binding dtype and shape to the bytes:
+/// SHA-256 of `"agigit-delta-output\0"`, the dtype code, the dimension count (one byte), each
+/// dimension (`u64` LE), then the bytes.
+pub fn output_digest(dtype: DType, shape: &[usize], data: &[u8]) -> BlobHash {
+    let mut h = agigit_hash::Hasher::new();
+    h.update(b"agigit-delta-output\0");
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "at most MAX_NDIM dimensions"
+    )]
+    h.update(&[dtype.code(), shape.len() as u8]);
+    for &d in shape {
+        h.update(&(d as u64).to_le_bytes());
+    }
+    h.update(data);
+    BlobHash::from_hasher(h)
 }
 
 impl PayloadHeader {
@@ -443,7 +461,10 @@ impl PayloadHeader {
         out.push(PAYLOAD_VERSION);
         out.push(self.codec.code());
         out.push(self.dtype.code());
-        #[allow(clippy::cast_possible_truncation, reason = "checked ≤ MAX_NDIM by callers")]
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "checked ≤ MAX_NDIM by callers"
+        )]
         out.push(self.shape.len() as u8);
         for &d in &self.shape {
             out.extend_from_slice(&(d as u64).to_le_bytes());
@@ -486,7 +507,7 @@ pub(crate) fn check_inputs(
     Ok(())
 }
 
-/// The header for encoding `target` against `base`, producing bytes that hash to `output`.
+/// The header for encoding `target` against `base`, decoding to bytes with digest `output`.
 pub(crate) fn header_for(
     codec: CodecKind,
     target: &TensorView<'_>,
@@ -603,7 +624,11 @@ pub(crate) fn relative_error(
     base: Option<&TensorView<'_>>,
 ) -> f64 {
     let (Some(d), Some(t)) = (decoded.to_f64(), target.to_f64()) else {
-        return if decoded.data() == target.data() { 0.0 } else { f64::NAN };
+        return if decoded.data() == target.data() {
+            0.0
+        } else {
+            f64::NAN
+        };
     };
     let b = base.and_then(TensorView::to_f64);
     let mut err = 0.0f64;
@@ -613,9 +638,5 @@ pub(crate) fn relative_error(
         err += (d - t) * (d - t);
         norm += delta * delta;
     }
-    if err == 0.0 {
-        0.0
-    } else {
-        (err / norm).sqrt()
-    }
+    if err == 0.0 { 0.0 } else { (err / norm).sqrt() }
 }

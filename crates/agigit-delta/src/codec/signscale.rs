@@ -33,7 +33,10 @@ impl DeltaCodec for SignScale {
         #[allow(clippy::cast_precision_loss, reason = "a mean")]
         let n = values.len().max(1) as f64;
         let mean_abs = values.par_iter().map(|v| f64::from(v.abs())).sum::<f64>() / n;
-        #[allow(clippy::cast_possible_truncation, reason = "the scale is stored as f32")]
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "the scale is stored as f32"
+        )]
         let scale = mean_abs as f32;
         let mut body = Vec::with_capacity(4 + values.len().div_ceil(8));
         body.extend_from_slice(&scale.to_le_bytes());
@@ -54,8 +57,10 @@ impl DeltaCodec for SignScale {
             );
         }
         let delta_hat = expand(scale, &body[4..], values.len());
-        let decoded = lossy::materialize(target.dtype(), base.as_ref(), &delta_hat)
-            .ok_or_else(|| EncodeError::Parameter(format!("{} is not arithmetic", target.dtype())))?;
+        let decoded =
+            lossy::materialize(target.dtype(), base.as_ref(), &delta_hat).ok_or_else(|| {
+                EncodeError::Parameter(format!("{} is not arithmetic", target.dtype()))
+            })?;
         Ok(lossy::finish(
             CodecKind::SignScale,
             &target,
@@ -70,7 +75,13 @@ impl DeltaCodec for SignScale {
 fn expand(scale: f32, bits: &[u8], n: usize) -> Vec<f32> {
     (0..n)
         .into_par_iter()
-        .map(|i| if bits[i / 8] >> (i % 8) & 1 == 1 { -scale } else { scale })
+        .map(|i| {
+            if bits[i / 8] >> (i % 8) & 1 == 1 {
+                -scale
+            } else {
+                scale
+            }
+        })
         .collect()
 }
 
@@ -80,7 +91,9 @@ pub(super) fn decode_body(
     base: Option<TensorView<'_>>,
 ) -> Result<Vec<u8>, DecodeError> {
     let (rows, cols) = lossy::matrix_dims(CodecKind::SignScale, h)?;
-    let n = rows.checked_mul(cols).ok_or(DecodeError::Truncated { what: "sign bits" })?;
+    let n = rows
+        .checked_mul(cols)
+        .ok_or(DecodeError::Truncated { what: "sign bits" })?;
     let scale = r.f32("scale")?;
     if !scale.is_finite() || scale < 0.0 {
         return Err(DecodeError::Corrupt {
