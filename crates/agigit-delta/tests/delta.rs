@@ -2,10 +2,12 @@
 //! corruption behaviour, low-rank accuracy against faer's full SVD, merges.
 
 #![allow(clippy::panic, reason = "a test's failure")]
+#![allow(clippy::expect_used, reason = "test fixtures")]
 #![allow(
     clippy::cast_possible_truncation,
     clippy::cast_precision_loss,
     clippy::cast_sign_loss,
+    clippy::cast_possible_wrap,
     reason = "test arithmetic on small, known values"
 )]
 
@@ -23,6 +25,10 @@ use proptest::prelude::*;
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Runs a test body once per device: CPU always, CUDA with the `cuda` feature.
+#[cfg_attr(
+    not(feature = "lowrank"),
+    allow(unused_macros, reason = "only low-rank tests use devices")
+)]
 macro_rules! per_device {
     ($(fn $name:ident($dev:ident: &Device) -> TestResult $body:block)*) => {$(
         mod $name {
@@ -451,6 +457,10 @@ fn corrupting_any_byte_of_any_payload_is_detected() -> TestResult {
     let target_v = synth::add(&base_v, &synth::low_rank(11, 8, 24, 1, 0.002));
     let base = synth::tensor(DType::F32, &[8, 24], &base_v);
     let target = synth::tensor(DType::F32, &[8, 24], &target_v);
+    #[cfg_attr(
+        not(feature = "lowrank"),
+        allow(unused_mut, reason = "low-rank payloads join with the feature")
+    )]
     let mut payloads = vec![
         ("dense", Dense.encode(target.view(), None)?.payload, None),
         (

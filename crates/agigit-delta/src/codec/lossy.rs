@@ -10,6 +10,10 @@ use crate::tensor::f64_to_bytes;
 use crate::{DType, TensorView};
 
 /// A delta ready for a lossy codec: the tensor viewed as a `rows × cols` matrix.
+#[cfg_attr(
+    not(feature = "lowrank"),
+    allow(dead_code, reason = "the low-rank encoder reads them")
+)]
 pub(crate) struct Delta {
     pub(crate) rows: usize,
     pub(crate) cols: usize,

@@ -61,6 +61,10 @@ impl FactorStorage {
         ])
     }
 
+    #[cfg_attr(
+        not(feature = "lowrank"),
+        allow(dead_code, reason = "the encoder's half")
+    )]
     fn code(&self) -> u8 {
         match self {
             FactorStorage::F32 => 0,
@@ -114,6 +118,10 @@ const STORE_BANDED: u8 = 3;
 
 /// Quantizes `x` to `bits` with the scale (a fraction of max |x|) that minimizes the squared
 /// error; returns the scale and the codes `q + qmax ∈ [0, 2·qmax]`.
+#[cfg_attr(
+    not(feature = "lowrank"),
+    allow(dead_code, reason = "the encoder's half")
+)]
 fn quantize(x: &[f32], bits: u8) -> (f32, Vec<u8>) {
     let qmax = (1i32 << (bits - 1)) - 1;
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -154,6 +162,10 @@ fn quantize(x: &[f32], bits: u8) -> (f32, Vec<u8>) {
     (best.1, best.2)
 }
 
+#[cfg_attr(
+    not(feature = "lowrank"),
+    allow(dead_code, reason = "the encoder's half")
+)]
 fn pack(codes: &[u8], bits: u8, out: &mut Vec<u8>) {
     let mut acc = 0u64;
     let mut n = 0u32;
@@ -190,6 +202,10 @@ fn unpack(src: &[u8], bits: u8, len: usize) -> Vec<u8> {
 }
 
 /// Appends one stored vector; returns the values decoding will see.
+#[cfg_attr(
+    not(feature = "lowrank"),
+    allow(dead_code, reason = "the encoder's half")
+)]
 fn store_vector(storage: &FactorStorage, t: usize, x: &[f32], out: &mut Vec<u8>) -> Vec<f32> {
     match storage {
         FactorStorage::F32 => {
@@ -234,6 +250,10 @@ struct Factors {
 
 /// `Δ̂ = Σ_t (s_t u_t) v_tᵀ`, row-major, summed over `t` in increasing order for every element —
 /// the same bytes on every machine and thread count.
+#[cfg_attr(
+    not(feature = "lowrank"),
+    allow(dead_code, reason = "the encoder's half")
+)]
 fn reconstruct(rows: usize, cols: usize, f: &Factors) -> Vec<f32> {
     const ROW_BLOCK: usize = 16;
     const COL_TILE: usize = 512;
@@ -264,6 +284,10 @@ fn reconstruct(rows: usize, cols: usize, f: &Factors) -> Vec<f32> {
 }
 
 /// Writes the body for the first `rank` triplets; returns it with the factors decoding sees.
+#[cfg_attr(
+    not(feature = "lowrank"),
+    allow(dead_code, reason = "the encoder's half")
+)]
 fn write_body(
     storage: &FactorStorage,
     rank: usize,
