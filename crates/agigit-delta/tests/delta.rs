@@ -420,10 +420,16 @@ fn lossless_keeps_special_values_bit_for_bit() -> TestResult {
 
 #[test]
 fn decode_checks_the_base() -> TestResult {
-    let base = synth::tensor(DType::BF16, &[8, 8], &synth::gaussian(1, 64, 0.02));
-    let target = synth::tensor(DType::BF16, &[8, 8], &synth::gaussian(2, 64, 0.02));
-    let other = synth::tensor(DType::BF16, &[8, 8], &synth::gaussian(3, 64, 0.02));
+    let base_v = synth::gaussian(1, 64 * 64, 0.02);
+    let base = synth::tensor(DType::BF16, &[64, 64], &base_v);
+    let target = synth::tensor(DType::BF16, &[64, 64], &synth::perturb(&base_v, 2, 0.01));
+    let other = synth::tensor(DType::BF16, &[64, 64], &synth::gaussian(3, 64 * 64, 0.02));
     let e = Lossless::default().encode(target.view(), Some(base.view()))?;
+    assert_eq!(agigit_delta::inspect(&e.payload)?.base, Some(base.view().hash()));
+    // Against an unrelated base, XOR does not help: the payload stands alone.
+    let alone = Lossless::default().encode(other.view(), Some(base.view()))?;
+    assert_eq!(agigit_delta::inspect(&alone.payload)?.base, None);
+    assert_eq!(decode(&alone.payload, None)?, other);
     assert!(matches!(
         decode(&e.payload, None),
         Err(DecodeError::BaseRequired { .. })
@@ -432,13 +438,13 @@ fn decode_checks_the_base() -> TestResult {
         decode(&e.payload, Some(other.view())),
         Err(DecodeError::BaseMismatch { .. })
     ));
-    let wrong_shape = synth::tensor(DType::BF16, &[4, 16], &synth::gaussian(1, 64, 0.02));
+    let wrong_shape = synth::tensor(DType::BF16, &[32, 128], &base_v);
     assert!(matches!(
         decode(&e.payload, Some(wrong_shape.view())),
         Err(DecodeError::BaseLayout(_))
     ));
     // And encoding checks the base's layout.
-    let f32_base = synth::tensor(DType::F32, &[8, 8], &synth::gaussian(1, 64, 0.02));
+    let f32_base = synth::tensor(DType::F32, &[64, 64], &base_v);
     assert!(matches!(
         Lossless::default().encode(target.view(), Some(f32_base.view())),
         Err(EncodeError::DTypeMismatch { .. })

@@ -48,52 +48,168 @@ fn rotates(dtype: DType) -> bool {
     matches!(dtype, DType::BF16 | DType::F32 | DType::F64 | DType::C64)
 }
 
-fn rotl1(element: &mut [u8]) {
-    match element.len() {
-        2 => {
-            let v = u16::from_le_bytes([element[0], element[1]]).rotate_left(1);
-            element.copy_from_slice(&v.to_le_bytes());
-        }
-        4 => {
-            let mut a = [0; 4];
-            a.copy_from_slice(element);
-            element.copy_from_slice(&u32::from_le_bytes(a).rotate_left(1).to_le_bytes());
-        }
-        8 => {
-            let mut a = [0; 8];
-            a.copy_from_slice(element);
-            element.copy_from_slice(&u64::from_le_bytes(a).rotate_left(1).to_le_bytes());
-        }
-        _ => {}
+/// Element `i` of `target` XOR `base` (when given), rotated left by one bit within each
+/// `W`-byte word when `rotate` is set, as a `u64` holding `P` bytes.
+#[inline(always)]
+fn forward<const P: usize, const W: usize>(t: &[u8], b: Option<&[u8]>, rotate: bool) -> [u8; P] {
+    let mut e = [0u8; P];
+    e.copy_from_slice(t);
+    if let Some(b) = b {
+        e.iter_mut().zip(b).for_each(|(x, y)| *x ^= y);
     }
+    if rotate {
+        for w in e.chunks_exact_mut(W) {
+            rotate_word::<W>(w, true);
+        }
+    }
+    e
 }
 
-fn rotr1(element: &mut [u8]) {
-    match element.len() {
-        2 => {
-            let v = u16::from_le_bytes([element[0], element[1]]).rotate_right(1);
-            element.copy_from_slice(&v.to_le_bytes());
-        }
-        4 => {
-            let mut a = [0; 4];
-            a.copy_from_slice(element);
-            element.copy_from_slice(&u32::from_le_bytes(a).rotate_right(1).to_le_bytes());
-        }
-        8 => {
-            let mut a = [0; 8];
-            a.copy_from_slice(element);
-            element.copy_from_slice(&u64::from_le_bytes(a).rotate_right(1).to_le_bytes());
-        }
-        _ => {}
-    }
-}
-
-/// For `C64` the rotation works on each `f32` half.
-fn element_width_for_rotation(dtype: DType) -> usize {
-    if dtype == DType::C64 {
-        4
+/// Rotates a little-endian word of `W` bytes by one bit, left or right.
+#[inline(always)]
+fn rotate_word<const W: usize>(w: &mut [u8], left: bool) {
+    let mut a = [0u8; 8];
+    a[..W].copy_from_slice(w);
+    let v = u64::from_le_bytes(a);
+    let bits = 8 * W;
+    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    let r = if left {
+        ((v << 1) | (v >> (bits - 1))) & mask
     } else {
-        plane_count(dtype)
+        ((v >> 1) | (v << (bits - 1))) & mask
+    };
+    w.copy_from_slice(&r.to_le_bytes()[..W]);
+}
+
+/// Byte plane `p` of the transformed elements.
+fn plane_of<const P: usize, const W: usize>(
+    target: &[u8],
+    base: Option<&[u8]>,
+    rotate: bool,
+    p: usize,
+) -> Vec<u8> {
+    match base {
+        Some(base) => target
+            .chunks_exact(P)
+            .zip(base.chunks_exact(P))
+            .map(|(t, b)| forward::<P, W>(t, Some(b), rotate)[p])
+            .collect(),
+        None => target
+            .chunks_exact(P)
+            .map(|t| forward::<P, W>(t, None, rotate)[p])
+            .collect(),
+    }
+}
+
+/// All byte planes of the transformed elements, one task per plane.
+fn split<const P: usize, const W: usize>(
+    target: &[u8],
+    base: Option<&[u8]>,
+    rotate: bool,
+) -> Vec<Vec<u8>> {
+    (0..P)
+        .into_par_iter()
+        .map(|p| plane_of::<P, W>(target, base, rotate, p))
+        .collect()
+}
+
+/// The inverse of [`split`]: gathers the planes into `out`, un-rotates and XORs the base back.
+fn join<const P: usize, const W: usize>(
+    planes: &[Vec<u8>],
+    base: Option<&[u8]>,
+    rotate: bool,
+    out: &mut [u8],
+) {
+    const CHUNK: usize = 1 << 14;
+    out.par_chunks_mut(P * CHUNK)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            let first = chunk * CHUNK;
+            let count = out.len() / P;
+            let src: Vec<&[u8]> = planes.iter().map(|p| &p[first..first + count]).collect();
+            for (i, e) in out.chunks_exact_mut(P).enumerate() {
+                for (b, plane) in e.iter_mut().zip(&src) {
+                    *b = plane[i];
+                }
+                if rotate {
+                    for w in e.chunks_exact_mut(W) {
+                        rotate_word::<W>(w, false);
+                    }
+                }
+                if let Some(base) = base {
+                    let b = &base[(first + i) * P..(first + i + 1) * P];
+                    e.iter_mut().zip(b).for_each(|(x, y)| *x ^= y);
+                }
+            }
+        });
+}
+
+/// Dispatches on plane count and rotation word width.
+macro_rules! by_width {
+    ($dtype:expr, $f:ident ( $($arg:expr),* )) => {
+        match (plane_count($dtype), rotation_word($dtype)) {
+            (2, _) => $f::<2, 2>($($arg),*),
+            (4, _) => $f::<4, 4>($($arg),*),
+            (8, 4) => $f::<8, 4>($($arg),*),
+            (8, _) => $f::<8, 8>($($arg),*),
+            _ => $f::<1, 1>($($arg),*),
+        }
+    };
+}
+
+/// The word the rotation works on: each `f32` half of a `C64`, else the element.
+fn rotation_word(dtype: DType) -> usize {
+    if dtype == DType::C64 { 4 } else { plane_count(dtype) }
+}
+
+impl Lossless {
+    /// Byte planes of the transformed elements, each zstd-compressed or stored, whichever is
+    /// smaller.
+    fn planes(
+        &self,
+        target: &[u8],
+        base: Option<&[u8]>,
+        dtype: DType,
+    ) -> Result<Vec<(u8, Vec<u8>)>, EncodeError> {
+        let rotate = rotates(dtype);
+        let split = by_width!(dtype, split(target, base, rotate));
+        let level = self.level;
+        split
+            .into_par_iter()
+            .map(|plane| -> Result<(u8, Vec<u8>), EncodeError> {
+                let z = zstd::bulk::compress(&plane, level).map_err(EncodeError::Zstd)?;
+                Ok(if z.len() < plane.len() {
+                    (PLANE_ZSTD, z)
+                } else {
+                    (PLANE_STORED, plane)
+                })
+            })
+            .collect()
+    }
+
+    /// Whether XOR against `base` compresses `target` better than `target` alone, judged on up to
+    /// 16 evenly spaced runs of 16 Ki elements (the whole tensor when it is smaller).
+    fn base_helps(&self, target: &TensorView<'_>, base: &TensorView<'_>) -> bool {
+        const RUN: usize = 1 << 14;
+        const RUNS: usize = 16;
+        let w = plane_count(target.dtype());
+        let (t, b) = (target.data(), base.data());
+        let n = t.len() / w;
+        let (ts, bs): (Vec<u8>, Vec<u8>) = if n <= RUN * RUNS {
+            (t.to_vec(), b.to_vec())
+        } else {
+            let stride = n / RUNS;
+            (0..RUNS)
+                .flat_map(|i| i * stride * w..(i * stride + RUN) * w)
+                .map(|j| (t[j], b[j]))
+                .unzip()
+        };
+        let size = |base: Option<&[u8]>| {
+            self.planes(&ts, base, target.dtype())
+                .map(|p| p.iter().map(|(_, b)| b.len()).sum::<usize>())
+                .unwrap_or(usize::MAX)
+        };
+        size(Some(&bs)) < size(None)
     }
 }
 
@@ -117,33 +233,11 @@ impl DeltaCodec for Lossless {
         let dtype = target.dtype();
         let planes = plane_count(dtype);
         let rotate = rotates(dtype);
-        // The transformed elements: XOR with the base, then rotated.
-        let mut x = target.data().to_vec();
-        if let Some(b) = &base {
-            x.par_chunks_mut(1 << 16)
-                .zip(b.data().par_chunks(1 << 16))
-                .for_each(|(x, b)| x.iter_mut().zip(b).for_each(|(x, b)| *x ^= b));
-        }
-        if rotate {
-            let w = element_width_for_rotation(dtype);
-            x.par_chunks_mut(w << 14)
-                .for_each(|c| c.chunks_exact_mut(w).for_each(rotl1));
-        }
-        let split = split_planes(&x, planes);
-        drop(x);
-        let level = self.level;
-        let compressed: Vec<(u8, Vec<u8>)> = split
-            .into_par_iter()
-            .map(|plane| -> Result<(u8, Vec<u8>), EncodeError> {
-                let z = zstd::bulk::compress(&plane, level).map_err(EncodeError::Zstd)?;
-                Ok(if z.len() < plane.len() {
-                    (PLANE_ZSTD, z)
-                } else {
-                    (PLANE_STORED, plane)
-                })
-            })
-            .collect::<Result<_, _>>()?;
-
+        // XOR against the base helps only when the two are related; an unrelated "base" makes
+        // the exponent plane noisier. Decide on a sample and drop the base when it does not help
+        // (the payload then does not depend on it).
+        let base = base.filter(|b| self.base_helps(&target, b));
+        let compressed = self.planes(target.data(), base.as_ref().map(TensorView::data), dtype)?;
         let body: usize = compressed.iter().map(|(_, p)| p.len() + 9).sum();
         let mut payload = Vec::with_capacity(body + 160);
         header_for(
@@ -174,29 +268,6 @@ impl DeltaCodec for Lossless {
             payload,
         })
     }
-}
-
-/// Splits elements of `planes` bytes into `planes` byte planes (plane `p` holds byte `p` of
-/// every element).
-fn split_planes(x: &[u8], planes: usize) -> Vec<Vec<u8>> {
-    if planes == 1 {
-        return vec![x.to_vec()];
-    }
-    let n = x.len() / planes;
-    (0..planes)
-        .into_par_iter()
-        .map(|p| {
-            x.iter()
-                .skip(p)
-                .step_by(planes)
-                .copied()
-                .collect::<Vec<u8>>()
-        })
-        .map(|v| {
-            debug_assert_eq!(v.len(), n);
-            v
-        })
-        .collect()
 }
 
 pub(super) fn decode_body(
@@ -266,30 +337,11 @@ pub(super) fn decode_body(
         .collect::<Result<_, _>>()?;
 
     let mut x = vec![0u8; bytes];
-    if planes == 1 {
-        x.copy_from_slice(&planes_out[0]);
-    } else {
-        x.par_chunks_mut(planes << 14)
-            .enumerate()
-            .for_each(|(chunk, out)| {
-                let first = chunk << 14;
-                for (i, e) in out.chunks_exact_mut(planes).enumerate() {
-                    for (p, b) in e.iter_mut().enumerate() {
-                        *b = planes_out[p][first + i];
-                    }
-                }
-            });
-    }
-    if layout == LAYOUT_ROTL1 {
-        let w = element_width_for_rotation(h.dtype);
-        x.par_chunks_mut(w << 14)
-            .for_each(|c| c.chunks_exact_mut(w).for_each(rotr1));
-    }
-    if let Some(b) = base {
-        x.par_chunks_mut(1 << 16)
-            .zip(b.data().par_chunks(1 << 16))
-            .for_each(|(x, b)| x.iter_mut().zip(b).for_each(|(x, b)| *x ^= b));
-    }
+    let rotate = layout == LAYOUT_ROTL1;
+    by_width!(
+        h.dtype,
+        join(&planes_out, base.as_ref().map(TensorView::data), rotate, &mut x)
+    );
     Ok(x)
 }
 
@@ -298,23 +350,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rotation_puts_the_bf16_exponent_in_one_byte() {
+    fn rotation_puts_the_exponent_in_one_byte() {
         // bf16 1.0 = 0x3F80: sign 0, exponent 0x7F, mantissa 0.
-        let mut e = 0x3F80u16.to_le_bytes();
-        rotl1(&mut e);
+        let e = forward::<2, 2>(&0x3F80u16.to_le_bytes(), None, true);
         assert_eq!(e[1], 0x7F);
-        rotr1(&mut e);
-        assert_eq!(u16::from_le_bytes(e), 0x3F80);
-        // f32 -2.0 = 0xC0000000: sign 1, exponent 0x80.
-        let mut e = 0xC000_0000u32.to_le_bytes();
-        rotl1(&mut e);
+        // f32 -2.0 = 0xC0000000: sign 1, exponent 0x80; the sign lands in bit 0.
+        let e = forward::<4, 4>(&0xC000_0000u32.to_le_bytes(), None, true);
         assert_eq!(e[3], 0x80);
         assert_eq!(e[0] & 1, 1);
     }
 
     #[test]
-    fn planes_split_bytes_by_position() {
-        let p = split_planes(&[1, 2, 3, 4, 5, 6], 2);
-        assert_eq!(p, vec![vec![1, 3, 5], vec![2, 4, 6]]);
+    fn split_and_join_are_inverse() {
+        let t: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
+        let b: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(11)).collect();
+        for rotate in [false, true] {
+            for base in [None, Some(b.as_slice())] {
+                let planes = split::<8, 4>(&t, base, rotate);
+                assert_eq!(planes.len(), 8);
+                assert_eq!(planes[0].len(), 8);
+                let mut out = vec![0; 64];
+                join::<8, 4>(&planes, base, rotate, &mut out);
+                assert_eq!(out, t);
+            }
+        }
+        let planes = split::<2, 2>(&[1, 2, 3, 4, 5, 6], None, false);
+        assert_eq!(planes, vec![vec![1, 3, 5], vec![2, 4, 6]]);
     }
 }

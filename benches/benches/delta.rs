@@ -1,0 +1,249 @@
+//! Delta compression on a 4096 × 4096 `f32` delta (`AGIGIT_BENCH_DELTA_N` sets another size):
+//! randomized SVD at rank 64 and 256 against faer's full SVD, `Lossless` throughput both ways
+//! against zstd on the raw bytes, then tables printed after criterion's figures:
+//! compression ratio against relative error for every codec on the same delta, and `Lossless`
+//! on the three kinds of delta (fine-tune noise, low-rank update, unrelated tensor).
+//!
+//! `AGIGIT_BENCH_SKIP_FULL_SVD=1` skips the full SVD (about 50 s at 4096 here);
+//! `AGIGIT_REAL_WEIGHTS=path/to/model.safetensors` adds `Lossless` on real weights.
+
+#![allow(
+    clippy::expect_used,
+    clippy::cast_precision_loss,
+    reason = "a broken bench fixture should stop the run loudly; figures for people"
+)]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use agigit_delta::rsvd::{RsvdParams, randomized_svd};
+use agigit_delta::{
+    DType, DeltaCodec, Device, FactorStorage, Lossless, LowRank, RankPolicy, SafetensorsFile,
+    SignScale, Tensor, decode, synth,
+};
+use criterion::{Criterion, Throughput, criterion_group};
+
+fn size() -> usize {
+    std::env::var("AGIGIT_BENCH_DELTA_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4096)
+}
+
+/// A fine-tune-like delta with structure: a rank-32 update plus dense noise at a quarter of its
+/// RMS, on Gaussian base weights (σ = 0.02, as initialized).
+struct Fixture {
+    n: usize,
+    base: Tensor,
+    target: Tensor,
+    delta: Vec<f32>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let n = size();
+        let base = synth::gaussian(1, n * n, 0.02);
+        let update = synth::low_rank(2, n, n, 32, 0.002);
+        let noise = synth::gaussian(3, n * n, 0.0005);
+        let delta = synth::add(&update, &noise);
+        let target = synth::add(&base, &delta);
+        Fixture {
+            n,
+            base: synth::tensor(DType::F32, &[n, n], &base),
+            target: synth::tensor(DType::F32, &[n, n], &target),
+            delta,
+        }
+    }
+
+    fn rsvd(&self, rank: usize) -> usize {
+        let params = RsvdParams {
+            sketch: rank + 10,
+            power_iters: 2,
+            seed: 0,
+        };
+        randomized_svd(&self.delta, self.n, self.n, params, &Device::Cpu)
+            .expect("rsvd")
+            .len()
+    }
+}
+
+fn bench_delta(c: &mut Criterion) {
+    let f = Fixture::new();
+    let mut group = c.benchmark_group("delta");
+    group.sample_size(10);
+    for rank in [64, 256] {
+        group.bench_function(format!("rsvd_rank{rank}_{}", f.n), |b| {
+            b.iter(|| black_box(f.rsvd(rank)))
+        });
+    }
+    let bytes = f.target.data().len() as u64;
+    group.throughput(Throughput::Bytes(bytes));
+    let codec = Lossless::default();
+    let encoded = codec
+        .encode(f.target.view(), Some(f.base.view()))
+        .expect("encode");
+    group.bench_function("lossless_encode", |b| {
+        b.iter(|| black_box(codec.encode(f.target.view(), Some(f.base.view()))))
+    });
+    group.bench_function("lossless_decode", |b| {
+        b.iter(|| black_box(decode(&encoded.payload, Some(f.base.view()))))
+    });
+    // The alternative: zstd at the same level on the target's raw bytes (no base).
+    let raw = zstd::bulk::compress(f.target.data(), 3).expect("zstd");
+    group.bench_function("zstd_raw_compress", |b| {
+        b.iter(|| black_box(zstd::bulk::compress(f.target.data(), 3)))
+    });
+    group.bench_function("zstd_raw_decompress", |b| {
+        b.iter(|| black_box(zstd::bulk::decompress(&raw, f.target.data().len())))
+    });
+    group.finish();
+}
+
+fn best_of(rounds: usize, mut run: impl FnMut()) -> f64 {
+    (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            run();
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+fn print_tables() {
+    let f = Fixture::new();
+    let n = f.n;
+    println!("\ndelta, {n} × {n} f32 (rank-32 update + dense noise at 1/4 of its RMS):");
+
+    // 1. Randomized SVD against the full SVD, in one run.
+    let r64 = best_of(3, || {
+        black_box(f.rsvd(64));
+    });
+    let r256 = best_of(3, || {
+        black_box(f.rsvd(256));
+    });
+    if std::env::var_os("AGIGIT_BENCH_SKIP_FULL_SVD").is_some() {
+        println!("  rsvd rank 64 {r64:.3} s, rank 256 {r256:.3} s (full SVD skipped)");
+    } else {
+        let m = faer::Mat::from_fn(n, n, |i, j| f.delta[i * n + j]);
+        let full = best_of(1, || {
+            black_box(m.svd().expect("svd"));
+        });
+        println!(
+            "  faer full SVD {full:.2} s; rsvd rank 64 {r64:.3} s ({:.0}× faster), rank 256 {r256:.3} s ({:.0}× faster)",
+            full / r64,
+            full / r256
+        );
+    }
+
+    // 2. Ratio against error, every codec on the same delta.
+    println!("\n  codec                      ratio   rel. error   encode s   decode s");
+    let row = |name: &str, codec: &dyn DeltaCodec| {
+        let start = Instant::now();
+        let e = codec
+            .encode(f.target.view(), Some(f.base.view()))
+            .expect("encode");
+        let enc = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        black_box(decode(&e.payload, Some(f.base.view())).expect("decode"));
+        let dec = start.elapsed().as_secs_f64();
+        let note = e
+            .report
+            .fallback
+            .as_ref()
+            .map(|r| format!("  (fell back: {r})"))
+            .unwrap_or_default();
+        println!(
+            "  {name:<26} {:>6.2}× {:>11.2e} {enc:>10.2} {dec:>10.2}{note}",
+            e.report.ratio(),
+            e.report.rel_error
+        );
+    };
+    row("lossless", &Lossless::default());
+    row("signscale", &SignScale);
+    for rank in [16, 32, 64, 128, 256] {
+        row(
+            &format!("lowrank r={rank} f16"),
+            &LowRank::new(Device::Cpu, RankPolicy::Fixed(rank)),
+        );
+    }
+    for rank in [32, 64] {
+        let mut c = LowRank::new(Device::Cpu, RankPolicy::Fixed(rank));
+        c.storage = FactorStorage::delta_come();
+        row(&format!("lowrank r={rank} delta-come"), &c);
+    }
+    row(
+        "lowrank err≤0.3 f16",
+        &LowRank::new(Device::Cpu, RankPolicy::RelError(0.3)),
+    );
+
+    // 3. Lossless on the three kinds of delta, against zstd on the raw bytes.
+    println!("\n  lossless vs zstd-3 on raw bytes (ratios, higher is better):");
+    println!("  delta kind                      dtype   lossless   lossless/no base   zstd raw");
+    let base = synth::gaussian(1, n * n, 0.02);
+    let cases = [
+        ("(a) base + 1% dense noise", synth::perturb(&base, 2, 0.01)),
+        (
+            "(b) base + rank-16 update",
+            synth::add(&base, &synth::low_rank(3, n, n, 16, 0.002)),
+        ),
+        ("(c) unrelated tensor", synth::gaussian(4, n * n, 0.02)),
+    ];
+    for dtype in [DType::BF16, DType::F16, DType::F32] {
+        let b = synth::tensor(dtype, &[n, n], &base);
+        for (name, target) in &cases {
+            let t = synth::tensor(dtype, &[n, n], target);
+            let with = Lossless::default()
+                .encode(t.view(), Some(b.view()))
+                .expect("encode");
+            let alone = Lossless::default().encode(t.view(), None).expect("encode");
+            let raw = zstd::bulk::compress(t.data(), 3).expect("zstd").len();
+            println!(
+                "  {name:<31} {dtype:<6} {:>8.3}× {:>17.3}× {:>9.3}×",
+                with.report.ratio(),
+                alone.report.ratio(),
+                t.data().len() as f64 / raw as f64
+            );
+        }
+    }
+
+    // 4. Real weights, when given.
+    if let Some(path) = std::env::var_os("AGIGIT_REAL_WEIGHTS") {
+        let file = SafetensorsFile::open(&path).expect("open real weights");
+        let (mut dense, mut ours_f32, mut ours_bf16, mut raw_bf16, mut zstd_bf16) = (0, 0, 0, 0, 0);
+        for (_, t) in file.tensors().filter(|(_, t)| t.dtype() == DType::F32) {
+            dense += t.data().len();
+            ours_f32 += Lossless::default()
+                .encode(t, None)
+                .expect("encode")
+                .payload
+                .len();
+            let v = t.to_f64().expect("f32");
+            let bf = Tensor::from_f64(DType::BF16, t.shape().to_vec(), &v).expect("bf16");
+            raw_bf16 += bf.data().len();
+            ours_bf16 += Lossless::default()
+                .encode(bf.view(), None)
+                .expect("encode")
+                .payload
+                .len();
+            zstd_bf16 += zstd::bulk::compress(bf.data(), 3).expect("zstd").len();
+        }
+        println!(
+            "\n  real weights ({}): lossless f32 {:.3}×; as bf16 lossless {:.3}×, zstd raw {:.3}×",
+            std::path::Path::new(&path).display(),
+            dense as f64 / ours_f32 as f64,
+            raw_bf16 as f64 / ours_bf16 as f64,
+            raw_bf16 as f64 / zstd_bf16 as f64
+        );
+    }
+}
+
+criterion_group!(benches, bench_delta);
+
+fn main() {
+    let listing = std::env::args().any(|a| a == "--test" || a == "--list");
+    if !listing {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+        print_tables();
+    }
+}
