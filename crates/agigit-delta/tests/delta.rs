@@ -425,7 +425,10 @@ fn decode_checks_the_base() -> TestResult {
     let target = synth::tensor(DType::BF16, &[64, 64], &synth::perturb(&base_v, 2, 0.01));
     let other = synth::tensor(DType::BF16, &[64, 64], &synth::gaussian(3, 64 * 64, 0.02));
     let e = Lossless::default().encode(target.view(), Some(base.view()))?;
-    assert_eq!(agigit_delta::inspect(&e.payload)?.base, Some(base.view().hash()));
+    assert_eq!(
+        agigit_delta::inspect(&e.payload)?.base,
+        Some(base.view().hash())
+    );
     // Against an unrelated base, XOR does not help: the payload stands alone.
     let alone = Lossless::default().encode(other.view(), Some(base.view()))?;
     assert_eq!(agigit_delta::inspect(&alone.payload)?.base, None);
@@ -938,5 +941,184 @@ fn merge_errors_are_typed() -> TestResult {
         merge::merge(None, &[i.view(), i.view()], &Merge::Theirs)?,
         i
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- committed payloads
+
+/// The base the committed payloads in `fuzz/seeds/delta_payload` were encoded against (the fuzz
+/// target builds the same one).
+fn seed_base() -> Tensor {
+    synth::tensor(DType::F32, &[8, 24], &synth::gaussian(10, 8 * 24, 0.02))
+}
+
+/// Payloads of every codec and storage, as committed: they are the fuzz seeds, and they pin the
+/// format — a change that stops them decoding breaks every stored delta.
+fn seed_payloads() -> Result<Vec<(String, Vec<u8>)>, Box<dyn std::error::Error>> {
+    let base = seed_base();
+    let base_v = base.view().to_f64().ok_or("f64")?;
+    let base_f32: Vec<f32> = base_v.iter().map(|&v| v as f32).collect();
+    let target_v = synth::add(&base_f32, &synth::low_rank(11, 8, 24, 2, 0.002));
+    let target = synth::tensor(DType::F32, &[8, 24], &target_v);
+    let b = Some(base.view());
+    let mut out = vec![
+        (
+            "dense_f32".to_owned(),
+            Dense.encode(target.view(), None)?.payload,
+        ),
+        ("lossless_xor_f32".to_owned(), {
+            let near = synth::tensor(DType::F32, &[8, 24], &synth::perturb(&base_f32, 12, 0.001));
+            let e = Lossless::default().encode(near.view(), b)?;
+            assert!(
+                agigit_delta::inspect(&e.payload)?.base.is_some(),
+                "XOR against a near base"
+            );
+            e.payload
+        }),
+        (
+            "lossless_plain_f32".to_owned(),
+            Lossless::default().encode(target.view(), None)?.payload,
+        ),
+        (
+            "signscale_f32".to_owned(),
+            SignScale.encode(target.view(), b)?.payload,
+        ),
+    ];
+    for dtype in [
+        DType::BF16,
+        DType::F8_E4M3,
+        DType::F4,
+        DType::I64,
+        DType::C64,
+    ] {
+        let len = dtype.byte_len(16).ok_or("whole bytes")?;
+        let t = Tensor::new(
+            dtype,
+            vec![4, 4],
+            (0..len).map(|i| (i * 37) as u8).collect(),
+        )?;
+        out.push((
+            format!("lossless_{dtype}"),
+            Lossless::default().encode(t.view(), None)?.payload,
+        ));
+    }
+    #[cfg(feature = "lowrank")]
+    {
+        use agigit_delta::{FactorStorage, LowRank, RankPolicy};
+        for (name, storage) in [
+            ("f32", FactorStorage::F32),
+            ("f16", FactorStorage::F16),
+            ("bf16", FactorStorage::BF16),
+            ("banded", FactorStorage::delta_come()),
+        ] {
+            let mut c = LowRank::new(agigit_delta::Device::Cpu, RankPolicy::Fixed(2));
+            c.storage = storage;
+            let e = c.encode(target.view(), b)?;
+            assert_eq!(e.report.codec, CodecKind::LowRank);
+            out.push((format!("lowrank_{name}"), e.payload));
+        }
+    }
+    Ok(out)
+}
+
+fn seeds_dir(target: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/seeds")
+        .join(target)
+}
+
+/// `AGIGIT_BLESS=1 cargo test -p agigit-delta committed` rewrites the seed files.
+#[test]
+fn committed_payloads_still_decode() -> TestResult {
+    let dir = seeds_dir("delta_payload");
+    if std::env::var_os("AGIGIT_BLESS").is_some() {
+        std::fs::create_dir_all(&dir)?;
+        for (name, payload) in seed_payloads()? {
+            std::fs::write(dir.join(name), payload)?;
+        }
+    }
+    let base = seed_base();
+    let mut codecs = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        // `regression_*` files are fuzzer finds: they must not crash (the fuzz run checks),
+        // not decode.
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("regression_"))
+        {
+            continue;
+        }
+        let bytes = std::fs::read(&path)?;
+        let h = agigit_delta::inspect(&bytes)?;
+        let t = decode(&bytes, Some(base.view()))?;
+        assert_eq!(
+            agigit_delta::output_digest(t.dtype(), t.shape(), t.data()),
+            h.output
+        );
+        codecs.insert(h.codec);
+    }
+    assert_eq!(
+        codecs.len(),
+        4,
+        "every codec has a committed payload: {codecs:?}"
+    );
+    Ok(())
+}
+
+/// The safetensors seeds: a file of every dtype with metadata, and a checkpoint index.
+#[test]
+fn committed_safetensors_seeds_read() -> TestResult {
+    let dir = seeds_dir("safetensors_header");
+    if std::env::var_os("AGIGIT_BLESS").is_some() {
+        std::fs::create_dir_all(&dir)?;
+        let tensors = sample_tensors();
+        let meta = BTreeMap::from([("format".to_owned(), "pt".to_owned())]);
+        let mut file = Vec::new();
+        write_safetensors(&mut file, views(&tensors), &meta)?;
+        std::fs::write(dir.join("every_dtype.safetensors"), file)?;
+        let index = agigit_delta::CheckpointIndex {
+            metadata: BTreeMap::from([("total_size".to_owned(), serde_json::json!(64))]),
+            weight_map: BTreeMap::from([
+                (
+                    "a.weight".to_owned(),
+                    "model-00001-of-00002.safetensors".to_owned(),
+                ),
+                (
+                    "b.weight".to_owned(),
+                    "model-00002-of-00002.safetensors".to_owned(),
+                ),
+            ]),
+        };
+        std::fs::write(dir.join("index.json"), serde_json::to_vec_pretty(&index)?)?;
+    }
+    let file = SafetensorsFile::from_bytes(std::fs::read(dir.join("every_dtype.safetensors"))?)?;
+    assert_eq!(file.len(), DType::ALL.len());
+    let index = agigit_delta::CheckpointIndex::from_json(&std::fs::read_to_string(
+        dir.join("index.json"),
+    )?)?;
+    assert_eq!(index.weight_map.len(), 2);
+    Ok(())
+}
+
+/// Found by fuzzing: a low-rank payload for a `[0, 2^60]` tensor (no elements, one huge side)
+/// overflowed the row-block arithmetic.
+#[test]
+fn empty_matrix_with_a_huge_side_decodes() -> TestResult {
+    let t = Tensor::new(DType::F32, vec![0, 1 << 60], Vec::new())?;
+    for codec in [&SignScale as &dyn DeltaCodec, &Lossless::default(), &Dense] {
+        let e = codec.encode(t.view(), None)?;
+        assert_eq!(decode(&e.payload, None)?, t);
+    }
+    // A hand-made low-rank payload of rank 0 for it.
+    let mut p = agigit_delta::codec::PAYLOAD_MAGIC.to_vec();
+    p.extend([1, 2, DType::F32.code(), 2]);
+    p.extend(0u64.to_le_bytes());
+    p.extend((1u64 << 60).to_le_bytes());
+    p.push(0);
+    p.extend(agigit_delta::output_digest(DType::F32, &[0, 1 << 60], &[]).as_bytes());
+    p.extend(0u32.to_le_bytes());
+    p.push(0);
+    assert_eq!(decode(&p, None)?, t);
     Ok(())
 }

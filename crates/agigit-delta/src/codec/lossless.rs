@@ -38,6 +38,29 @@ const LAYOUT_ROTL1: u8 = 1;
 const PLANE_STORED: u8 = 0;
 const PLANE_ZSTD: u8 = 1;
 
+/// Planes whose bytes carry more order-0 entropy than this (bits per byte) are stored as they are:
+/// low mantissa bytes are noise, and zstd would spend time on them to save under 1%.
+const INCOMPRESSIBLE_BITS: f64 = 7.95;
+
+/// Order-0 Shannon entropy of `bytes`, in bits per byte.
+fn entropy_bits(bytes: &[u8]) -> f64 {
+    let mut counts = [0u64; 256];
+    for &b in bytes {
+        counts[usize::from(b)] += 1;
+    }
+    #[allow(clippy::cast_precision_loss, reason = "an estimate")]
+    let n = bytes.len().max(1) as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            #[allow(clippy::cast_precision_loss, reason = "an estimate")]
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
 /// The element width used for planes: whole bytes, else one plane of raw bytes.
 fn plane_count(dtype: DType) -> usize {
     dtype.size().unwrap_or(1)
@@ -72,7 +95,11 @@ fn rotate_word<const W: usize>(w: &mut [u8], left: bool) {
     a[..W].copy_from_slice(w);
     let v = u64::from_le_bytes(a);
     let bits = 8 * W;
-    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    let mask = if bits == 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
     let r = if left {
         ((v << 1) | (v >> (bits - 1))) & mask
     } else {
@@ -159,7 +186,11 @@ macro_rules! by_width {
 
 /// The word the rotation works on: each `f32` half of a `C64`, else the element.
 fn rotation_word(dtype: DType) -> usize {
-    if dtype == DType::C64 { 4 } else { plane_count(dtype) }
+    if dtype == DType::C64 {
+        4
+    } else {
+        plane_count(dtype)
+    }
 }
 
 impl Lossless {
@@ -177,6 +208,9 @@ impl Lossless {
         split
             .into_par_iter()
             .map(|plane| -> Result<(u8, Vec<u8>), EncodeError> {
+                if entropy_bits(&plane) > INCOMPRESSIBLE_BITS {
+                    return Ok((PLANE_STORED, plane));
+                }
                 let z = zstd::bulk::compress(&plane, level).map_err(EncodeError::Zstd)?;
                 Ok(if z.len() < plane.len() {
                     (PLANE_ZSTD, z)
@@ -340,7 +374,12 @@ pub(super) fn decode_body(
     let rotate = layout == LAYOUT_ROTL1;
     by_width!(
         h.dtype,
-        join(&planes_out, base.as_ref().map(TensorView::data), rotate, &mut x)
+        join(
+            &planes_out,
+            base.as_ref().map(TensorView::data),
+            rotate,
+            &mut x
+        )
     );
     Ok(x)
 }

@@ -257,10 +257,12 @@ struct Factors {
 fn reconstruct(rows: usize, cols: usize, f: &Factors) -> Vec<f32> {
     const ROW_BLOCK: usize = 16;
     const COL_TILE: usize = 512;
-    let mut out = vec![0f32; rows * cols];
-    if cols == 0 {
-        return out;
+    // An empty matrix may have a huge other side ([0, 2^60] has no elements): stop before any
+    // arithmetic on it.
+    if rows == 0 || cols == 0 {
+        return Vec::new();
     }
+    let mut out = vec![0f32; rows * cols];
     out.par_chunks_mut(ROW_BLOCK * cols)
         .enumerate()
         .for_each(|(block, chunk)| {
