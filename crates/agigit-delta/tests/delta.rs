@@ -22,7 +22,8 @@ use agigit_delta::{
 };
 use proptest::prelude::*;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+type Error = Box<dyn std::error::Error>;
+type TestResult = Result<(), Error>;
 
 /// Runs a test body once per device: CPU always, CUDA with the `cuda` feature.
 #[cfg_attr(
@@ -954,7 +955,7 @@ fn seed_base() -> Tensor {
 
 /// Payloads of every codec and storage, as committed: they are the fuzz seeds, and they pin the
 /// format — a change that stops them decoding breaks every stored delta.
-fn seed_payloads() -> Result<Vec<(String, Vec<u8>)>, Box<dyn std::error::Error>> {
+fn seed_payloads() -> Result<Vec<(String, Vec<u8>)>, Error> {
     let base = seed_base();
     let base_v = base.view().to_f64().ok_or("f64")?;
     let base_f32: Vec<f32> = base_v.iter().map(|&v| v as f32).collect();
