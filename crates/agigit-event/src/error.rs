@@ -2,8 +2,9 @@
 
 use agigit_hash::ParseIdError;
 
-use crate::names::{RefNameError, RepoIdError};
+use crate::names::RepoIdError;
 use crate::verify::VerifyError;
+use agigit_dag::refs::RefNameError;
 
 /// Longest piece of untrusted input quoted in an error message.
 const QUOTE_LIMIT: usize = 80;

@@ -12,13 +12,13 @@ mod signer;
 mod state;
 mod verify;
 
+/// Ref names are the commit DAG's; re-exported because state events carry them.
+pub use agigit_dag::refs::{MAX_REF_NAME_LEN, RefName, RefNameError};
 pub use announcement::{ForkOf, RepoAnnouncement, Visibility};
 pub use blossom::{AuthError, AuthRequest, BlossomAuth, MAX_CLOCK_SKEW_SECS, Verb};
 pub use commit::CommitEvent;
 pub use error::ParseError;
-pub use names::{
-    MAX_REF_NAME_LEN, MAX_REPO_ID_LEN, RefName, RefNameError, RepoCoordinate, RepoId, RepoIdError,
-};
+pub use names::{MAX_REPO_ID_LEN, RepoCoordinate, RepoId, RepoIdError};
 pub use signed::{ProtocolEvent, Signed};
 pub use signer::{SignError, Signer};
 pub use state::{IgnoreReason, Ignored, RepoState, StateResolution, resolve_state};

@@ -8,8 +8,9 @@ use nostr::prelude::{Event, EventId, PublicKey, Tag};
 use crate::announcement::RepoAnnouncement;
 use crate::error::{ParseError, quote};
 use crate::kinds;
-use crate::names::{RefName, RepoCoordinate, RepoId};
+use crate::names::{RepoCoordinate, RepoId};
 use crate::signed::{ProtocolEvent, Signed, TagReader, parse_id, single, tag};
+use agigit_dag::refs::RefName;
 
 /// A repository's branch pointers (kind 30718, addressable by its `d` tag).
 ///

@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+
+pub mod history;
+pub mod merge;
+pub mod model;
+pub mod object;
+pub mod rebase;
+pub mod refs;
+pub mod store;
+
+pub use agigit_hash::ObjectId;
+pub use history::{Order, is_ancestor, log, merge_bases};
+pub use merge::{ConflictKind, MergePlan, Resolution, Side, plan_merge};
+pub use model::ModelParts;
+pub use object::{
+    Commit, DecodeError, EntryMode, ForkBase, Kind, Limits, Object, ObjectRef, TensorObject, Tree,
+    TreeEntry,
+};
+pub use rebase::{ForkAction, RebasePlan, TensorRebase, plan_fork_rebase, plan_rebase};
+pub use refs::{Expected, FsRefs, RefError, RefKey, RefName, Target, Transaction};
+pub use store::{
+    Find, FindError, FindExt, FsStore, MemoryStore, StoreError, Write, WriteError, WriteExt,
+};

@@ -1,0 +1,180 @@
+//! The conformance suite every object store passes: run it with
+//! [`object_store_conformance!`](crate::object_store_conformance) on a constructor.
+
+use std::io::Read;
+
+use agigit_hash::ObjectId;
+
+use super::{Find, FindError, FindExt, StoreError, Write, WriteExt};
+use crate::object::{Commit, EntryMode, Kind, Object, TensorObject, Tree, TreeEntry, compute_id};
+
+/// A failed conformance check.
+pub type Failure = String;
+
+fn check(cond: bool, what: &str) -> Result<(), Failure> {
+    if cond { Ok(()) } else { Err(what.to_owned()) }
+}
+
+fn err<E: std::fmt::Display>(e: E) -> Failure {
+    e.to_string()
+}
+
+/// Sample objects of every kind, with their ids.
+pub fn samples() -> Vec<Object> {
+    let blob = Object::Blob(b"hello, model".to_vec());
+    let blob_id = blob.id();
+    let tensor = TensorObject {
+        dtype: "BF16".into(),
+        shape: vec![2, 3],
+        encoding: "lossless".into(),
+        params: vec![("level".into(), 3)],
+        base: Some(compute_id(Kind::Tensor, b"base")),
+        byte_len: 12,
+        digest: agigit_hash::BlobHash::digest(b"x"),
+        payload_len: 12,
+        blobs: vec![blob_id],
+    };
+    let tree = Tree::new([
+        TreeEntry::new("README.md", EntryMode::File, blob_id),
+        TreeEntry::new(
+            "w.weight",
+            EntryMode::Tensor,
+            Object::Tensor(tensor.clone()).id(),
+        ),
+    ])
+    .unwrap_or_default();
+    let commit = Commit {
+        tree: Object::Tree(tree.clone()).id(),
+        parents: vec![compute_id(Kind::Commit, b"parent")],
+        base: None,
+        author: [7; 32],
+        time: 1_700_000_000,
+        message: "first".into(),
+        extra: vec![("run".into(), b"42".to_vec())],
+    };
+    vec![
+        blob,
+        Object::Blob(Vec::new()),
+        Object::Tensor(tensor),
+        Object::Tree(tree),
+        Object::Tree(Tree::default()),
+        Object::Commit(commit),
+    ]
+}
+
+/// A reader that yields `data` and then fails or ends early, to test partial sources.
+struct Short<'a>(&'a [u8]);
+
+impl Read for Short<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+/// Runs every check against `store`, which must start empty.
+pub fn run<S: Find + Write>(store: &S) -> Result<(), Failure> {
+    let mut buf = Vec::new();
+    for o in samples() {
+        let body = o.encode();
+        let id = store.write_object(&o).map_err(err)?;
+        check(id == o.id(), "write returns the object's id")?;
+        check(store.contains(&id).map_err(err)?, "contains after write")?;
+        let found = store.try_find(&id, &mut buf).map_err(err)?;
+        let found = found.ok_or("written object is found")?;
+        check(
+            found.kind == o.kind() && found.data == body.as_slice(),
+            "bytes read back",
+        )?;
+        check(found.decode().map_err(err)? == o, "object decodes back")?;
+        // Writing again is not an error and changes nothing.
+        check(
+            store.write_buf(o.kind(), &body).map_err(err)? == id,
+            "idempotent write",
+        )?;
+    }
+
+    let absent = compute_id(Kind::Blob, b"never written");
+    check(
+        store.try_find(&absent, &mut buf).map_err(err)?.is_none(),
+        "absent is None",
+    )?;
+    check(
+        !store.contains(&absent).map_err(err)?,
+        "absent is not contained",
+    )?;
+    check(
+        matches!(store.find_tree(&absent), Err(FindError::NotFound { id }) if id == absent),
+        "typed read of an absent object is NotFound",
+    )?;
+    let blob_id = store.write_buf(Kind::Blob, b"not a tree").map_err(err)?;
+    check(
+        matches!(
+            store.find_tree(&blob_id),
+            Err(FindError::Kind {
+                expected: Kind::Tree,
+                actual: Kind::Blob,
+                ..
+            })
+        ),
+        "typed read of the wrong kind",
+    )?;
+    let garbage = store.write_buf(Kind::Tree, b"\x01garbage").map_err(err)?;
+    check(
+        matches!(store.find_tree(&garbage), Err(FindError::Decode { .. })),
+        "a tree that does not decode",
+    )?;
+
+    // A source shorter or longer than declared stores nothing.
+    let body = vec![5u8; 100_000];
+    let full_id = compute_id(Kind::Blob, &body);
+    let short = store.write_stream(Kind::Blob, body.len() as u64, &mut Short(&body[..99_999]));
+    check(
+        matches!(short, Err(StoreError::SizeMismatch { .. })),
+        "short source fails",
+    )?;
+    check(
+        !store.contains(&full_id).map_err(err)?,
+        "short source leaves nothing",
+    )?;
+    let long = store.write_stream(Kind::Blob, 99_999, &mut &body[..]);
+    check(
+        matches!(long, Err(StoreError::SizeMismatch { .. })),
+        "long source fails",
+    )?;
+    check(
+        !store
+            .contains(&compute_id(Kind::Blob, &body[..99_999]))
+            .map_err(err)?,
+        "long source leaves nothing",
+    )?;
+
+    // Large blobs stream through.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let id = store
+        .write_stream(Kind::Blob, big.len() as u64, &mut &big[..])
+        .map_err(err)?;
+    check(id == compute_id(Kind::Blob, &big), "large blob id")?;
+    check(
+        store.find_blob(&id, &mut buf).map_err(err)? == big.as_slice(),
+        "large blob bytes",
+    )?;
+    let _: ObjectId = id;
+    Ok(())
+}
+
+/// Generates a `#[test]` running the conformance suite on a fresh store from `$make`.
+#[macro_export]
+macro_rules! object_store_conformance {
+    ($name:ident, $make:expr) => {
+        #[test]
+        fn $name() {
+            let store = $make;
+            if let Err(failure) = $crate::store::conformance::run(&store) {
+                panic!(
+                    "{} fails the object store conformance suite: {failure}",
+                    stringify!($name)
+                );
+            }
+        }
+    };
+}

@@ -1,0 +1,194 @@
+//! A filesystem object store: one file per object under `objects/ab/cdef…`, each holding the
+//! object's header and body as they are hashed.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use agigit_hash::{Hasher, ObjectId};
+
+use super::io_backend::{Io, StdIo};
+use super::{Find, StoreError, Write};
+use crate::object::{DecodeError, Kind, Limits, ObjectRef, compute_id, header, parse_loose};
+
+/// Objects as files: `objects/<first two hex digits>/<other 62>`.
+///
+/// Writes go to `objects/tmp/` and are synced, then renamed into place, so an object is either
+/// absent or complete under its name; a crash can leave a temporary file behind, never a partial
+/// object. Every read verifies the bytes against the id.
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    root: PathBuf,
+    io: Arc<dyn Io>,
+    limits: Limits,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl FsStore {
+    /// A store whose objects live under `root/objects` (created when missing).
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        Self::with_io(root, Arc::new(StdIo))
+    }
+
+    /// A store doing its file operations through `io`.
+    pub fn with_io(root: impl Into<PathBuf>, io: Arc<dyn Io>) -> Result<Self, StoreError> {
+        let root = root.into();
+        let tmp = root.join("objects").join("tmp");
+        io.create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        Ok(FsStore {
+            root,
+            io,
+            limits: Limits::default(),
+        })
+    }
+
+    /// The directory holding the `objects` directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the object `id` is stored.
+    pub fn path_of(&self, id: &ObjectId) -> PathBuf {
+        let hex = id.to_hex();
+        self.root.join("objects").join(&hex[..2]).join(&hex[2..])
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("objects")
+            .join("tmp")
+            .join(format!("obj-{}-{n}", std::process::id()))
+    }
+
+    /// Writes the temporary file: header, then exactly `size` body bytes from `from`.
+    fn write_temp(
+        &self,
+        tmp: &Path,
+        kind: Kind,
+        size: u64,
+        from: &mut dyn Read,
+    ) -> Result<ObjectId, StoreError> {
+        let mut file = self.io.create_new(tmp).map_err(io_err(tmp))?;
+        let head = header(kind, size);
+        let mut hasher = Hasher::new();
+        hasher.update(&head);
+        file.write_all(&head).map_err(io_err(tmp))?;
+        let mut buf = vec![0u8; 64 << 10];
+        let mut left = size;
+        while left > 0 {
+            let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+            let n = match from.read(&mut buf[..want]) {
+                Ok(0) => {
+                    return Err(StoreError::SizeMismatch {
+                        declared: size,
+                        actual: size - left,
+                    });
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::Source(e)),
+            };
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n]).map_err(io_err(tmp))?;
+            left -= n as u64;
+        }
+        // The source must end where it said it would.
+        let mut probe = [0u8; 1];
+        loop {
+            match from.read(&mut probe) {
+                Ok(0) => break,
+                Ok(_) => {
+                    return Err(StoreError::SizeMismatch {
+                        declared: size,
+                        actual: size + 1,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(StoreError::Source(e)),
+            }
+        }
+        file.flush().map_err(io_err(tmp))?;
+        file.sync().map_err(io_err(tmp))?;
+        Ok(ObjectId::from_hasher(hasher))
+    }
+}
+
+impl Find for FsStore {
+    fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
+        let path = self.path_of(id);
+        self.io.exists(&path).map_err(io_err(&path))
+    }
+
+    fn try_find<'a>(
+        &self,
+        id: &ObjectId,
+        buf: &'a mut Vec<u8>,
+    ) -> Result<Option<ObjectRef<'a>>, StoreError> {
+        let path = self.path_of(id);
+        if !self.io.read_into(&path, buf).map_err(io_err(&path))? {
+            return Ok(None);
+        }
+        let corrupt = |source| StoreError::Corrupt { id: *id, source };
+        let (kind, body) = parse_loose(buf, self.limits).map_err(corrupt)?;
+        let actual = compute_id(kind, body);
+        if actual != *id {
+            return Err(corrupt(DecodeError::IdMismatch {
+                expected: *id,
+                actual,
+            }));
+        }
+        let start = buf.len() - body.len();
+        Ok(Some(ObjectRef {
+            kind,
+            data: &buf[start..],
+        }))
+    }
+}
+
+impl Write for FsStore {
+    fn write_stream(
+        &self,
+        kind: Kind,
+        size: u64,
+        from: &mut dyn Read,
+    ) -> Result<ObjectId, StoreError> {
+        let limit = self.limits.for_kind(kind);
+        if size > limit {
+            return Err(StoreError::TooLarge {
+                kind,
+                len: size,
+                limit,
+            });
+        }
+        let tmp = self.temp_path();
+        let result = self.write_temp(&tmp, kind, size, from).and_then(|id| {
+            let path = self.path_of(&id);
+            if self.io.exists(&path).map_err(io_err(&path))? {
+                // Already stored (content-addressed: the same bytes). Keep the existing file.
+                let _ = self.io.remove_file(&tmp);
+                return Ok(id);
+            }
+            if let Some(dir) = path.parent() {
+                self.io.create_dir_all(dir).map_err(io_err(dir))?;
+            }
+            self.io.rename(&tmp, &path).map_err(io_err(&path))?;
+            Ok(id)
+        });
+        if result.is_err() {
+            // Best effort: after a crash this fails too, and a temporary file stays behind,
+            // never a partial object under its name.
+            let _ = self.io.remove_file(&tmp);
+        }
+        result
+    }
+}

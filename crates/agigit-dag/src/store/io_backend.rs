@@ -1,0 +1,195 @@
+//! The file operations the filesystem store and refs use, behind a trait so tests can inject
+//! failures ([`FaultyIo`]) the way redb's `StorageBackend` does.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// A file being written that can be flushed to stable storage.
+pub trait SyncWrite: Write + Send {
+    /// Flushes the file's data to stable storage.
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+impl SyncWrite for File {
+    fn sync(&mut self) -> io::Result<()> {
+        self.sync_all()
+    }
+}
+
+/// File operations.
+pub trait Io: Send + Sync + fmt::Debug {
+    /// Creates `path`, failing with `AlreadyExists` if it exists (`O_EXCL`).
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn SyncWrite>>;
+    /// Renames `from` to `to`, replacing `to` atomically, and makes the rename durable.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Reads `path` into `buf`; `Ok(false)` when it does not exist.
+    fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<bool>;
+    /// Creates a directory and its parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Whether `path` exists.
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+}
+
+/// The real file system.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StdIo;
+
+impl Io for StdIo {
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn SyncWrite>> {
+        let f = OpenOptions::new().write(true).create_new(true).open(path)?;
+        Ok(Box::new(f))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)?;
+        // Make the new directory entry durable (POSIX); where directories cannot be opened
+        // this way, the rename is still atomic.
+        if let Some(dir) = to.parent()
+            && let Ok(d) = File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<bool> {
+        buf.clear();
+        match File::open(path) {
+            Ok(mut f) => {
+                f.read_to_end(buf)?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir_all(path)
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
+    }
+}
+
+/// The real file system, made to crash: after a chosen number of operations (and part-way
+/// through the write that crosses it) every operation fails, as if the process had died there.
+/// Reads are not counted and keep working until the crash.
+#[derive(Debug)]
+pub struct FaultyIo {
+    state: std::sync::Arc<Mutex<FaultState>>,
+}
+
+#[derive(Debug)]
+struct FaultState {
+    /// Operations (and written bytes, one per 4 KiB) left before the crash.
+    budget: u64,
+    crashed: bool,
+}
+
+fn crashed() -> io::Error {
+    io::Error::other("injected crash")
+}
+
+impl FaultyIo {
+    /// A file system that crashes after `budget` operations (each write of up to 4 KiB counts
+    /// one, so a large write can stop half-way).
+    pub fn new(budget: u64) -> Self {
+        FaultyIo {
+            state: std::sync::Arc::new(Mutex::new(FaultState {
+                budget,
+                crashed: false,
+            })),
+        }
+    }
+
+    /// Whether the crash has happened.
+    pub fn has_crashed(&self) -> bool {
+        self.state.lock().map_or(true, |s| s.crashed)
+    }
+
+    fn spend(state: &Mutex<FaultState>) -> io::Result<()> {
+        let mut s = state.lock().map_err(|_| crashed())?;
+        if s.crashed || s.budget == 0 {
+            s.crashed = true;
+            return Err(crashed());
+        }
+        s.budget -= 1;
+        Ok(())
+    }
+}
+
+struct FaultyFile {
+    inner: File,
+    state: std::sync::Arc<Mutex<FaultState>>,
+}
+
+impl Write for FaultyFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        FaultyIo::spend(&self.state)?;
+        // At most 4 KiB per operation: a crash can land inside a large write.
+        let n = buf.len().min(4096);
+        self.inner.write(&buf[..n])
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl SyncWrite for FaultyFile {
+    fn sync(&mut self) -> io::Result<()> {
+        FaultyIo::spend(&self.state)?;
+        self.inner.sync_all()
+    }
+}
+
+impl Io for FaultyIo {
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn SyncWrite>> {
+        Self::spend(&self.state)?;
+        let inner = OpenOptions::new().write(true).create_new(true).open(path)?;
+        Ok(Box::new(FaultyFile {
+            inner,
+            state: self.state.clone(),
+        }))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        Self::spend(&self.state)?;
+        StdIo.rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        Self::spend(&self.state)?;
+        StdIo.remove_file(path)
+    }
+
+    fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<bool> {
+        if self.has_crashed() {
+            return Err(crashed());
+        }
+        StdIo.read_into(path, buf)
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        Self::spend(&self.state)?;
+        StdIo.create_dir_all(path)
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        if self.has_crashed() {
+            return Err(crashed());
+        }
+        StdIo.exists(path)
+    }
+}

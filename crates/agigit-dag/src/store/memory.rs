@@ -1,0 +1,113 @@
+//! An in-memory object store.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::{Arc, RwLock};
+
+use agigit_hash::ObjectId;
+
+use super::{Find, StoreError, Write};
+use crate::object::{Kind, Limits, ObjectRef, compute_id};
+
+type Objects = HashMap<ObjectId, (Kind, Arc<[u8]>)>;
+
+/// Objects in a map, for tests and for short-lived work.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    objects: RwLock<Objects>,
+    limits: Limits,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of objects.
+    pub fn len(&self) -> usize {
+        self.objects.read().map_or(0, |m| m.len())
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every object id, in no order.
+    pub fn ids(&self) -> Vec<ObjectId> {
+        self.objects
+            .read()
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Io {
+        path: "<memory>".into(),
+        source: io::Error::other("a writer panicked while holding the store's lock"),
+    }
+}
+
+impl Find for MemoryStore {
+    fn try_find<'a>(
+        &self,
+        id: &ObjectId,
+        buf: &'a mut Vec<u8>,
+    ) -> Result<Option<ObjectRef<'a>>, StoreError> {
+        let map = self.objects.read().map_err(|_| poisoned())?;
+        let Some((kind, body)) = map.get(id) else {
+            return Ok(None);
+        };
+        buf.clear();
+        buf.extend_from_slice(body);
+        Ok(Some(ObjectRef {
+            kind: *kind,
+            data: buf,
+        }))
+    }
+
+    fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
+        Ok(self
+            .objects
+            .read()
+            .map_err(|_| poisoned())?
+            .contains_key(id))
+    }
+}
+
+impl Write for MemoryStore {
+    fn write_stream(
+        &self,
+        kind: Kind,
+        size: u64,
+        from: &mut dyn Read,
+    ) -> Result<ObjectId, StoreError> {
+        let limit = self.limits.for_kind(kind);
+        if size > limit {
+            return Err(StoreError::TooLarge {
+                kind,
+                len: size,
+                limit,
+            });
+        }
+        let mut body = Vec::new();
+        from.take(size.saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(StoreError::Source)?;
+        if body.len() as u64 != size {
+            return Err(StoreError::SizeMismatch {
+                declared: size,
+                actual: body.len() as u64,
+            });
+        }
+        let id = compute_id(kind, &body);
+        self.objects
+            .write()
+            .map_err(|_| poisoned())?
+            .entry(id)
+            .or_insert_with(|| (kind, body.into()));
+        Ok(id)
+    }
+}
