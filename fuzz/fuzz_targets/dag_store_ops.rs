@@ -6,10 +6,62 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
 use agigit_dag::ObjectId;
 use agigit_dag::object::{Kind, compute_id};
+use agigit_dag::store::io_backend::{Io, StdIo, SyncWrite};
 use agigit_dag::store::{Find, FsStore, StoreError, Write};
 use libfuzzer_sys::fuzz_target;
+
+/// The real file system without `fsync`: durability is not what this target checks, and syncing
+/// would cut its speed a hundredfold.
+#[derive(Debug)]
+struct NoSync;
+
+struct Unsynced(std::fs::File);
+
+impl io::Write for Unsynced {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SyncWrite for Unsynced {
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Io for NoSync {
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn SyncWrite>> {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(Box::new(Unsynced(f)))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        StdIo.remove_file(path)
+    }
+    fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<bool> {
+        StdIo.read_into(path, buf)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdIo.create_dir_all(path)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        StdIo.exists(path)
+    }
+}
 
 static RUN: AtomicU64 = AtomicU64::new(0);
 
@@ -19,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
         std::process::id(),
         RUN.fetch_add(1, Ordering::Relaxed)
     ));
-    let store = FsStore::open(&dir).expect("open store");
+    let store = FsStore::with_io(&dir, Arc::new(NoSync)).expect("open store");
     let mut model: HashMap<ObjectId, (Kind, Vec<u8>)> = HashMap::new();
     let mut ids: Vec<ObjectId> = Vec::new();
     let mut buf = Vec::new();
