@@ -12,12 +12,14 @@
 use std::hint::black_box;
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use agigit_dag::{
     Commit, Find, FsStore, Kind, MemoryStore, ObjectId, Order, Tree, Write, WriteExt, log,
 };
 use criterion::{Criterion, Throughput, criterion_group};
+
+mod support;
+use support::best_of;
 
 const COMMITS: usize = 100_000;
 const OBJECT: usize = 16 << 20;
@@ -124,16 +126,6 @@ fn bench_dag(c: &mut Criterion) {
     });
     group.finish();
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn best_of(rounds: usize, mut run: impl FnMut()) -> f64 {
-    (0..rounds)
-        .map(|_| {
-            let start = Instant::now();
-            run();
-            start.elapsed().as_secs_f64()
-        })
-        .fold(f64::MAX, f64::min)
 }
 
 /// Interleaved rounds of store and plain file, best of each, and the ratio.

@@ -23,6 +23,9 @@ use agigit_delta::{
 };
 use criterion::{Criterion, Throughput, criterion_group};
 
+mod support;
+use support::best_of;
+
 fn size() -> usize {
     std::env::var("AGIGIT_BENCH_DELTA_N")
         .ok()
@@ -97,16 +100,6 @@ fn bench_delta(c: &mut Criterion) {
         b.iter(|| black_box(zstd::bulk::decompress(&raw, f.target.data().len())))
     });
     group.finish();
-}
-
-fn best_of(rounds: usize, mut run: impl FnMut()) -> f64 {
-    (0..rounds)
-        .map(|_| {
-            let start = Instant::now();
-            run();
-            start.elapsed().as_secs_f64()
-        })
-        .fold(f64::MAX, f64::min)
 }
 
 fn print_tables() {

@@ -162,14 +162,7 @@ impl Write for FsStore {
         size: u64,
         from: &mut dyn Read,
     ) -> Result<ObjectId, StoreError> {
-        let limit = self.limits.for_kind(kind);
-        if size > limit {
-            return Err(StoreError::TooLarge {
-                kind,
-                len: size,
-                limit,
-            });
-        }
+        super::check_size(self.limits, kind, size)?;
         let tmp = self.temp_path();
         let result = self.write_temp(&tmp, kind, size, from).and_then(|id| {
             let path = self.path_of(&id);

@@ -84,14 +84,7 @@ impl Write for MemoryStore {
         size: u64,
         from: &mut dyn Read,
     ) -> Result<ObjectId, StoreError> {
-        let limit = self.limits.for_kind(kind);
-        if size > limit {
-            return Err(StoreError::TooLarge {
-                kind,
-                len: size,
-                limit,
-            });
-        }
+        super::check_size(self.limits, kind, size)?;
         let mut body = Vec::new();
         from.take(size.saturating_add(1))
             .read_to_end(&mut body)

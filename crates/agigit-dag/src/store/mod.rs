@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use agigit_hash::ObjectId;
 
-use crate::object::{Commit, DecodeError, Kind, Object, ObjectRef, TensorObject, Tree};
+use crate::object::{Commit, DecodeError, Kind, Limits, Object, ObjectRef, TensorObject, Tree};
 
 pub mod conformance;
 mod fs;
@@ -60,6 +60,19 @@ pub enum StoreError {
         /// The limit.
         limit: u64,
     },
+}
+
+/// Refuses an object larger than `limits` allow for its kind.
+fn check_size(limits: Limits, kind: Kind, size: u64) -> Result<(), StoreError> {
+    let limit = limits.for_kind(kind);
+    if size > limit {
+        return Err(StoreError::TooLarge {
+            kind,
+            len: size,
+            limit,
+        });
+    }
+    Ok(())
 }
 
 /// Reads objects by id.

@@ -1,8 +1,8 @@
 //! `Dense`: the tensor's bytes as they are.
 
 use super::{
-    CodecKind, DecodeError, DeltaCodec, EncodeError, Encoded, Reader, Report, check_inputs,
-    header_for, output_digest,
+    CodecKind, DecodeError, DeltaCodec, EncodeError, Encoded, Reader, check_inputs, header_for,
+    output_digest,
 };
 use crate::TensorView;
 
@@ -37,17 +37,7 @@ pub(crate) fn encode_dense(target: &TensorView<'_>) -> Encoded {
     )
     .write(&mut payload);
     payload.extend_from_slice(target.data());
-    Encoded {
-        report: Report {
-            codec: CodecKind::Dense,
-            fallback: None,
-            dense_bytes: target.data().len() as u64,
-            payload_bytes: payload.len() as u64,
-            rel_error: 0.0,
-            rank: None,
-        },
-        payload,
-    }
+    Encoded::exact(CodecKind::Dense, target, payload)
 }
 
 pub(super) fn decode_body(r: &mut Reader<'_>, bytes: usize) -> Result<Vec<u8>, DecodeError> {

@@ -10,8 +10,8 @@
 use rayon::prelude::*;
 
 use super::{
-    CodecKind, DecodeError, DeltaCodec, EncodeError, Encoded, PayloadHeader, Reader, Report,
-    check_inputs, header_for,
+    CodecKind, DecodeError, DeltaCodec, EncodeError, Encoded, PayloadHeader, Reader, check_inputs,
+    header_for,
 };
 use crate::{DType, TensorView};
 
@@ -290,17 +290,7 @@ impl DeltaCodec for Lossless {
             payload.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
             payload.extend_from_slice(bytes);
         }
-        Ok(Encoded {
-            report: Report {
-                codec: CodecKind::Lossless,
-                fallback: None,
-                dense_bytes: target.data().len() as u64,
-                payload_bytes: payload.len() as u64,
-                rel_error: 0.0,
-                rank: None,
-            },
-            payload,
-        })
+        Ok(Encoded::exact(CodecKind::Lossless, &target, payload))
     }
 }
 

@@ -171,6 +171,23 @@ pub struct Encoded {
     pub report: Report,
 }
 
+impl Encoded {
+    /// The result of an exact codec: no fallback, no error, no rank.
+    pub(crate) fn exact(codec: CodecKind, target: &TensorView<'_>, payload: Vec<u8>) -> Self {
+        Encoded {
+            report: Report {
+                codec,
+                fallback: None,
+                dense_bytes: target.data().len() as u64,
+                payload_bytes: payload.len() as u64,
+                rel_error: 0.0,
+                rank: None,
+            },
+            payload,
+        }
+    }
+}
+
 /// Encoding a tensor failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
