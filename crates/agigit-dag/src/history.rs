@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 
 use agigit_hash::ObjectId;
 
+use crate::object::{Commit, Kind};
 use crate::store::{Find, FindError, FindExt};
 
 /// The order of a walk.
@@ -28,6 +29,7 @@ struct Graph<'s, S: ?Sized> {
     store: &'s S,
     nodes: HashMap<ObjectId, Node>,
     first_parent: bool,
+    buf: Vec<u8>,
 }
 
 impl<'s, S: Find + ?Sized> Graph<'s, S> {
@@ -36,23 +38,20 @@ impl<'s, S: Find + ?Sized> Graph<'s, S> {
             store,
             nodes: HashMap::new(),
             first_parent,
+            buf: Vec::new(),
         }
     }
 
     fn node(&mut self, id: &ObjectId) -> Result<&Node, FindError> {
         if !self.nodes.contains_key(id) {
-            let c = self.store.find_commit(id)?;
-            let mut parents = c.parents;
+            // Only the links: a walk over a long history need not decode every message.
+            let body = self.store.find_kind(id, Kind::Commit, &mut self.buf)?;
+            let (mut parents, time) = Commit::decode_links(body)
+                .map_err(|source| FindError::Decode { id: *id, source })?;
             if self.first_parent {
                 parents.truncate(1);
             }
-            self.nodes.insert(
-                *id,
-                Node {
-                    time: c.time,
-                    parents,
-                },
-            );
+            self.nodes.insert(*id, Node { time, parents });
         }
         Ok(&self.nodes[id])
     }

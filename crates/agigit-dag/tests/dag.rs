@@ -193,6 +193,10 @@ proptest! {
         let (kind, parsed) = parse_loose(&loose, Limits::default())?;
         prop_assert_eq!(kind, o.kind());
         prop_assert_eq!(compute_id(kind, parsed), o.id());
+        // What a history walk reads agrees with the full decode.
+        if let Object::Commit(c) = &o {
+            prop_assert_eq!(Commit::decode_links(&body)?, (c.parents.clone(), c.time));
+        }
     }
 
     /// Flipping any byte of a structured object's body gives an error or another object that
@@ -566,6 +570,28 @@ fn crashes_leave_no_partial_object_and_no_torn_ref() -> TestResult {
         budget += 1;
     }
     assert!(budget > 20, "the run has {budget} crash points");
+
+    // What crashed writers left in objects/tmp is swept once old enough, and only then.
+    let dir = tempdir()?;
+    let store = FsStore::open(&dir)?;
+    let stale = dir.join("objects").join("tmp").join("obj-crashed");
+    std::fs::write(&stale, b"agigit blob 100\0partial")?;
+    assert_eq!(
+        store.remove_stale_temps(std::time::Duration::from_secs(3600))?,
+        0
+    );
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)?
+        .set_modified(old)?;
+    let kept = store.write_buf(Kind::Blob, b"whole")?;
+    assert_eq!(
+        store.remove_stale_temps(std::time::Duration::from_secs(3600))?,
+        1
+    );
+    assert!(!stale.exists());
+    assert!(store.contains(&kept)?);
     Ok(())
 }
 

@@ -118,6 +118,28 @@ impl Commit {
         out
     }
 
+    /// Reads only the parents and the time of a commit body: what a history walk needs. The
+    /// fields it reads are checked as [`decode`](Self::decode) checks them; the message and the
+    /// extra headers are not read at all.
+    pub fn decode_links(body: &[u8]) -> Result<(Vec<ObjectId>, i64), DecodeError> {
+        let mut r = Reader::new(Kind::Commit, body)?;
+        r.id("tree")?;
+        let nparents = usize::from(r.u16("parent count")?);
+        if nparents > MAX_PARENTS {
+            return Err(r.invalid(format!("{nparents} parents")));
+        }
+        let parents: Vec<ObjectId> = (0..nparents)
+            .map(|_| r.id("parent"))
+            .collect::<Result<_, _>>()?;
+        if r.flag("fork base")? {
+            r.str(2, "fork base repository")?;
+            r.id("fork base commit")?;
+        }
+        r.id("author")?;
+        let time = r.i64("time")?;
+        Ok((parents, time))
+    }
+
     /// Decodes a canonical body.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(Kind::Commit, body)?;

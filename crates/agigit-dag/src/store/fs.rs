@@ -62,6 +62,28 @@ impl FsStore {
         self.root.join("objects").join(&hex[..2]).join(&hex[2..])
     }
 
+    /// Removes temporary files older than `age` from `objects/tmp/` — what writers that crashed
+    /// left behind (a live writer's file is younger than any sensible `age`). Returns how many
+    /// were removed. Objects are never touched.
+    pub fn remove_stale_temps(&self, age: std::time::Duration) -> Result<usize, StoreError> {
+        let dir = self.root.join("objects").join("tmp");
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let path = entry.path();
+            let modified = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_err(io_err(&path))?;
+            if now.duration_since(modified).is_ok_and(|d| d >= age) {
+                self.io.remove_file(&path).map_err(io_err(&path))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     fn temp_path(&self) -> PathBuf {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         self.root

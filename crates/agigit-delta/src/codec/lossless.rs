@@ -108,36 +108,40 @@ fn rotate_word<const W: usize>(w: &mut [u8], left: bool) {
     w.copy_from_slice(&r.to_le_bytes()[..W]);
 }
 
-/// Byte plane `p` of the transformed elements.
-fn plane_of<const P: usize, const W: usize>(
-    target: &[u8],
-    base: Option<&[u8]>,
-    rotate: bool,
-    p: usize,
-) -> Vec<u8> {
-    match base {
-        Some(base) => target
-            .chunks_exact(P)
-            .zip(base.chunks_exact(P))
-            .map(|(t, b)| forward::<P, W>(t, Some(b), rotate)[p])
-            .collect(),
-        None => target
-            .chunks_exact(P)
-            .map(|t| forward::<P, W>(t, None, rotate)[p])
-            .collect(),
-    }
-}
+/// Elements per parallel task in [`split`] and [`join`].
+const CHUNK: usize = 1 << 14;
 
-/// All byte planes of the transformed elements, one task per plane.
+/// All byte planes of the transformed elements, in one pass over the input: plane `p` holds
+/// byte `p` of every element. Chunks of elements are done in parallel, each writing its slice of
+/// every plane.
 fn split<const P: usize, const W: usize>(
     target: &[u8],
     base: Option<&[u8]>,
     rotate: bool,
 ) -> Vec<Vec<u8>> {
-    (0..P)
-        .into_par_iter()
-        .map(|p| plane_of::<P, W>(target, base, rotate, p))
-        .collect()
+    let n = target.len() / P;
+    let mut planes: Vec<Vec<u8>> = (0..P).map(|_| vec![0u8; n]).collect();
+    let mut chunks: Vec<_> = planes.iter_mut().map(|p| p.chunks_mut(CHUNK)).collect();
+    let tasks: Vec<(usize, Vec<&mut [u8]>)> = (0..n.div_ceil(CHUNK))
+        .map(|c| (c, chunks.iter_mut().filter_map(Iterator::next).collect()))
+        .collect();
+    tasks.into_par_iter().for_each(|(c, mut outs)| {
+        let first = c * CHUNK;
+        let count = outs.first().map_or(0, |o| o.len());
+        let t = &target[first * P..(first + count) * P];
+        let b = base.map(|b| &b[first * P..(first + count) * P]);
+        for i in 0..count {
+            let e = forward::<P, W>(
+                &t[i * P..(i + 1) * P],
+                b.map(|b| &b[i * P..(i + 1) * P]),
+                rotate,
+            );
+            for (out, byte) in outs.iter_mut().zip(e) {
+                out[i] = byte;
+            }
+        }
+    });
+    planes
 }
 
 /// The inverse of [`split`]: gathers the planes into `out`, un-rotates and XORs the base back.
@@ -147,7 +151,6 @@ fn join<const P: usize, const W: usize>(
     rotate: bool,
     out: &mut [u8],
 ) {
-    const CHUNK: usize = 1 << 14;
     out.par_chunks_mut(P * CHUNK)
         .enumerate()
         .for_each(|(chunk, out)| {
