@@ -1,9 +1,9 @@
 //! Arbitrary bytes → a loose object (header and body) and, separately, a body of each kind:
 //! never panics; whatever decodes is canonical (re-encodes to the same bytes) and hashes to the
-//! same id.
+//! same id. A commit's links (what history walks read) agree with its full decode.
 #![no_main]
 
-use agigit_dag::object::{Kind, Limits, Object, compute_id, parse_loose};
+use agigit_dag::object::{Commit, Kind, Limits, Object, compute_id, parse_loose};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,6 +16,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(o.encode(), body);
             assert_eq!(o.id(), compute_id(kind, body));
         }
+    }
+    // What a history walk reads never panics, and agrees with the full decode.
+    let links = Commit::decode_links(data);
+    if let Ok(Object::Commit(c)) = Object::decode(Kind::Commit, data) {
+        assert_eq!(links.ok(), Some((c.parents, c.time)));
     }
     for kind in [Kind::Tensor, Kind::Tree, Kind::Commit] {
         if let Ok(o) = Object::decode(kind, data) {
