@@ -1,0 +1,5 @@
+#![doc = include_str!("../README.md")]
+
+pub mod store;
+
+pub use store::{EventStore, EventStoreError, MemoryEventStore, SaveOutcome, SqliteEventStore};

@@ -1,0 +1,293 @@
+//! The conformance suite every [`EventStore`] passes; it is the specification of the semantics.
+//! Run it with [`event_store_conformance!`](crate::event_store_conformance).
+
+use nostr::prelude::{
+    Coordinate, Event, EventId, Filter, Keys, Kind, SignEvent, SingleLetterTag, Tag, Timestamp,
+    UnsignedEvent,
+};
+
+use super::{EventStore, EventStoreError, MAX_FILTER_VALUES, SaveOutcome};
+
+/// A failed check.
+pub type Failure = String;
+
+fn check(cond: bool, what: &str) -> Result<(), Failure> {
+    if cond { Ok(()) } else { Err(what.to_owned()) }
+}
+
+fn err<E: std::fmt::Display>(e: E) -> Failure {
+    e.to_string()
+}
+
+/// A deterministic key (`n` in 1..=250).
+fn keys(n: u8) -> Result<Keys, Failure> {
+    let hex: String = std::iter::repeat_n(format!("{n:02x}"), 32).collect();
+    Keys::parse(&hex).map_err(err)
+}
+
+fn event(keys: &Keys, kind: u16, at: u64, tags: Vec<Tag>, content: &str) -> Result<Event, Failure> {
+    let unsigned = UnsignedEvent::new(
+        keys.public_key(),
+        Timestamp::from_secs(at),
+        Kind::from(kind),
+        tags,
+        content,
+    );
+    SignEvent::sign_event(keys, unsigned).map_err(err)
+}
+
+fn ids(events: &[Event]) -> Vec<EventId> {
+    events.iter().map(|e| e.id).collect()
+}
+
+/// Runs every check against `store`, which must start empty.
+pub fn run<S: EventStore>(store: &S) -> Result<(), Failure> {
+    let alice = keys(1)?;
+    let bob = keys(2)?;
+    let now = Timestamp::now().as_secs();
+
+    // Regular events, duplicates, order, limits.
+    let a1 = event(&alice, 1, now - 30, vec![Tag::hashtag("ml")], "one")?;
+    let a2 = event(&alice, 1, now - 20, vec![], "two")?;
+    let b1 = event(&bob, 1, now - 10, vec![Tag::hashtag("ml")], "three")?;
+    for e in [&a1, &a2, &b1] {
+        check(
+            store.save(e).map_err(err)? == SaveOutcome::Stored,
+            "regular event stored",
+        )?;
+    }
+    check(
+        store.save(&a1).map_err(err)? == SaveOutcome::Duplicate,
+        "duplicate",
+    )?;
+    let all = store.query(&[Filter::new()]).map_err(err)?;
+    check(ids(&all) == vec![b1.id, a2.id, a1.id], "newest first")?;
+    let limited = store.query(&[Filter::new().limit(2)]).map_err(err)?;
+    check(
+        ids(&limited) == vec![b1.id, a2.id],
+        "limit keeps the newest",
+    )?;
+    let by_author = store
+        .query(&[Filter::new().author(alice.public_key())])
+        .map_err(err)?;
+    check(ids(&by_author) == vec![a2.id, a1.id], "authors")?;
+    let by_tag = store
+        .query(&[Filter::new().custom_tag(SingleLetterTag::from_char('t').map_err(err)?, "ml")])
+        .map_err(err)?;
+    check(ids(&by_tag) == vec![b1.id, a1.id], "#t tag filter")?;
+    let window = store
+        .query(&[Filter::new()
+            .since(Timestamp::from_secs(now - 25))
+            .until(Timestamp::from_secs(now - 15))])
+        .map_err(err)?;
+    check(ids(&window) == vec![a2.id], "since/until")?;
+    let by_id = store.query(&[Filter::new().id(a1.id)]).map_err(err)?;
+    check(ids(&by_id) == vec![a1.id], "ids")?;
+    // Several filters: union, each result once, each filter's limit its own.
+    let union = store
+        .query(&[
+            Filter::new().author(bob.public_key()),
+            Filter::new().limit(1),
+        ])
+        .map_err(err)?;
+    check(ids(&union) == vec![b1.id], "union deduplicates")?;
+    let union = store
+        .query(&[
+            Filter::new().id(a1.id),
+            Filter::new().kind(Kind::from(1u16)).limit(1),
+        ])
+        .map_err(err)?;
+    check(
+        ids(&union) == vec![b1.id, a1.id],
+        "union of limited filters",
+    )?;
+    check(
+        store
+            .query(&[Filter::new().kind(Kind::from(7u16))])
+            .map_err(err)?
+            .is_empty(),
+        "no match",
+    )?;
+
+    // Replaceable: newest wins; equal time → lowest id.
+    let m1 = event(&alice, 0, now - 100, vec![], "profile 1")?;
+    let m2 = event(&alice, 0, now - 50, vec![], "profile 2")?;
+    check(
+        store.save(&m1).map_err(err)? == SaveOutcome::Stored,
+        "replaceable stored",
+    )?;
+    check(
+        store.save(&m2).map_err(err)? == SaveOutcome::Replaced,
+        "newer replaces",
+    )?;
+    check(
+        store.save(&m1).map_err(err)? == SaveOutcome::Obsolete,
+        "older refused",
+    )?;
+    let meta = store
+        .query(&[Filter::new().kind(Kind::Metadata)])
+        .map_err(err)?;
+    check(
+        ids(&meta) == vec![m2.id],
+        "one replaceable per author and kind",
+    )?;
+    let (t1, t2) = (
+        event(&alice, 10002, now - 40, vec![], "x")?,
+        event(&alice, 10002, now - 40, vec![], "y")?,
+    );
+    let (low, high) = if t1.id < t2.id { (t1, t2) } else { (t2, t1) };
+    store.save(&high).map_err(err)?;
+    check(
+        store.save(&low).map_err(err)? == SaveOutcome::Replaced,
+        "tie: lower id wins",
+    )?;
+    check(
+        store.save(&high).map_err(err)? == SaveOutcome::Obsolete,
+        "tie: higher id loses",
+    )?;
+
+    // Addressable: one per (author, kind, d).
+    let d = |s: &str| Tag::identifier(s);
+    let r1 = event(&alice, 30618, now - 30, vec![d("repo")], "state 1")?;
+    let r2 = event(&alice, 30618, now - 20, vec![d("repo")], "state 2")?;
+    let other = event(&alice, 30618, now - 25, vec![d("other")], "other repo")?;
+    store.save(&r1).map_err(err)?;
+    check(
+        store.save(&r2).map_err(err)? == SaveOutcome::Replaced,
+        "addressable replaced",
+    )?;
+    check(
+        store.save(&other).map_err(err)? == SaveOutcome::Stored,
+        "other d is another slot",
+    )?;
+    let states = store
+        .query(&[Filter::new().kind(Kind::from(30618u16))])
+        .map_err(err)?;
+    check(ids(&states) == vec![r2.id, other.id], "addressable slots")?;
+
+    // Ephemeral events are never stored.
+    let eph = event(&alice, 20001, now, vec![], "typing")?;
+    check(
+        store.save(&eph).map_err(err)? == SaveOutcome::Ephemeral,
+        "ephemeral",
+    )?;
+    check(
+        store
+            .query(&[Filter::new().id(eph.id)])
+            .map_err(err)?
+            .is_empty(),
+        "ephemeral not kept",
+    )?;
+
+    // NIP-40 expiration.
+    let gone = event(
+        &alice,
+        1,
+        now - 5,
+        vec![Tag::expiration(Timestamp::from_secs(now - 1))],
+        "old",
+    )?;
+    check(
+        store.save(&gone).map_err(err)? == SaveOutcome::Expired,
+        "expired refused",
+    )?;
+    let soon = event(
+        &alice,
+        1,
+        now - 5,
+        vec![Tag::expiration(Timestamp::from_secs(now + 3600))],
+        "soon",
+    )?;
+    check(
+        store.save(&soon).map_err(err)?.stored(),
+        "not yet expired stored",
+    )?;
+
+    // NIP-09: only the author's own events are deleted, and stay deleted.
+    let del = event(
+        &alice,
+        5,
+        now - 1,
+        vec![Tag::event(a1.id), Tag::event(b1.id)],
+        "",
+    )?;
+    check(
+        store.save(&del).map_err(err)?.stored(),
+        "deletion request stored",
+    )?;
+    let left = store
+        .query(&[Filter::new().kind(Kind::from(1u16))])
+        .map_err(err)?;
+    check(!left.iter().any(|e| e.id == a1.id), "own event deleted")?;
+    check(
+        left.iter().any(|e| e.id == b1.id),
+        "another author's event kept",
+    )?;
+    check(
+        store.save(&a1).map_err(err)? == SaveOutcome::Deleted,
+        "deleted stays deleted",
+    )?;
+    let coordinate = Coordinate::new(Kind::from(30618u16), alice.public_key()).identifier("repo");
+    let del_a = event(
+        &alice,
+        5,
+        now - 10,
+        vec![Tag::coordinate(coordinate, None)],
+        "",
+    )?;
+    store.save(&del_a).map_err(err)?;
+    check(
+        store
+            .query(&[Filter::new().id(r2.id)])
+            .map_err(err)?
+            .is_empty(),
+        "addressable deleted by coordinate",
+    )?;
+    check(
+        store.save(&r1).map_err(err)? == SaveOutcome::Deleted,
+        "older version stays deleted",
+    )?;
+    let r3 = event(&alice, 30618, now, vec![d("repo")], "state 3")?;
+    check(
+        store.save(&r3).map_err(err)?.stored(),
+        "newer than the deletion is stored",
+    )?;
+
+    // Bad input.
+    let mut forged = b1.clone();
+    forged.content = "changed".into();
+    check(
+        matches!(store.save(&forged), Err(EventStoreError::Invalid(_))),
+        "an event whose id does not match is refused",
+    )?;
+    let huge = Filter::new().ids((0..=MAX_FILTER_VALUES as u64).map(|i| {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&i.to_le_bytes());
+        EventId::from_byte_array(bytes)
+    }));
+    check(
+        matches!(
+            store.query(&[huge]),
+            Err(EventStoreError::FilterTooLarge { .. })
+        ),
+        "oversized filter refused",
+    )?;
+    Ok(())
+}
+
+/// Generates a `#[test]` running the suite on a fresh store from `$make`.
+#[macro_export]
+macro_rules! event_store_conformance {
+    ($name:ident, $make:expr) => {
+        #[test]
+        fn $name() {
+            let store = $make;
+            if let Err(failure) = $crate::store::conformance::run(&store) {
+                panic!(
+                    "{} fails the event store conformance suite: {failure}",
+                    stringify!($name)
+                );
+            }
+        }
+    };
+}

@@ -1,0 +1,184 @@
+//! Event storage: the [`EventStore`] trait, the NIP-01 semantics every backend shares
+//! (replaceable and addressable events, NIP-09 deletion, NIP-40 expiration), an in-memory
+//! backend and the embedded SQLite default, all held to one [`conformance`] suite.
+
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
+use nostr::prelude::{Event, EventId, Filter, Kind, MatchEventOptions, PublicKey, Timestamp};
+
+pub mod conformance;
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryEventStore;
+pub use sqlite::SqliteEventStore;
+
+/// The most ids, authors, kinds or tag values one filter may name (SQLite binds at most 32 766
+/// parameters per statement; the relay refuses larger filters before they get here).
+pub const MAX_FILTER_VALUES: usize = 1000;
+
+/// What saving an event did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaveOutcome {
+    /// Stored.
+    Stored,
+    /// Stored, and it replaced an older replaceable or addressable event.
+    Replaced,
+    /// Already stored.
+    Duplicate,
+    /// A newer replaceable or addressable event with the same key is stored.
+    Obsolete,
+    /// A deletion request from its author covers it.
+    Deleted,
+    /// An ephemeral event (kinds 20000–29999): delivered, never stored.
+    Ephemeral,
+    /// Its NIP-40 expiration has passed.
+    Expired,
+}
+
+impl SaveOutcome {
+    /// Whether the event is now stored.
+    pub fn stored(self) -> bool {
+        matches!(self, SaveOutcome::Stored | SaveOutcome::Replaced)
+    }
+}
+
+/// An event store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventStoreError {
+    /// The event's id or signature does not verify.
+    #[error("invalid: event {0} does not verify")]
+    Invalid(EventId),
+    /// A filter names more values than a store accepts.
+    #[error("filter names {count} values in one field; at most {MAX_FILTER_VALUES}")]
+    FilterTooLarge {
+        /// The values named.
+        count: usize,
+    },
+    /// The SQLite database failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored event does not parse (the database was changed behind the store's back).
+    #[error("stored event does not parse: {0}")]
+    Corrupt(String),
+    /// A lock was poisoned by a panicking writer.
+    #[error("the store's lock is poisoned")]
+    Poisoned,
+}
+
+/// A store of Nostr events with relay semantics.
+///
+/// Implementations verify every event (id and signature) before storing it, and agree on every
+/// outcome: the [`conformance`] suite is the specification.
+pub trait EventStore: Send + Sync {
+    /// Saves `event` (verifying it first) and says what happened.
+    fn save(&self, event: &Event) -> Result<SaveOutcome, EventStoreError>;
+
+    /// The stored events matching any of `filters`, newest first (ties: lowest id first), each
+    /// once; each filter's `limit` caps that filter's own matches. Expired events are left out.
+    fn query(&self, filters: &[Filter]) -> Result<Vec<Event>, EventStoreError>;
+}
+
+/// What kind of storage slot an event takes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Slot {
+    /// Regular: every event kept.
+    Regular,
+    /// Replaceable: one per (author, kind).
+    Replaceable,
+    /// Addressable: one per (author, kind, `d` tag).
+    Addressable(String),
+    /// Ephemeral: none kept.
+    Ephemeral,
+}
+
+pub(crate) fn slot(event: &Event) -> Slot {
+    if event.kind.is_ephemeral() {
+        Slot::Ephemeral
+    } else if event.kind.is_replaceable() {
+        Slot::Replaceable
+    } else if event.kind.is_addressable() {
+        Slot::Addressable(event.tags.identifier().unwrap_or_default())
+    } else {
+        Slot::Regular
+    }
+}
+
+/// The order of results and the tie-break for replaceable events: newer first, then lower id.
+pub(crate) fn newest_first(a: &Event, b: &Event) -> Ordering {
+    b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id))
+}
+
+/// Whether `a` wins over `b` for the same replaceable slot.
+pub(crate) fn supersedes(a: &Event, b: &Event) -> bool {
+    newest_first(a, b) == Ordering::Less
+}
+
+/// The NIP-09 targets of a deletion request: event ids, and addressable coordinates
+/// `(kind, author, d)`, only those of the request's own author.
+pub(crate) struct DeletionTargets {
+    pub(crate) ids: Vec<EventId>,
+    pub(crate) coordinates: Vec<(Kind, PublicKey, String)>,
+}
+
+pub(crate) fn deletion_targets(event: &Event) -> DeletionTargets {
+    DeletionTargets {
+        ids: event.tags.event_ids().collect(),
+        coordinates: event
+            .tags
+            .coordinates()
+            .filter(|c| c.public_key == event.pubkey)
+            .map(|c| (c.kind, c.public_key, c.identifier.clone()))
+            .collect(),
+    }
+}
+
+pub(crate) fn is_expired(event: &Event, now: Timestamp) -> bool {
+    event.tags.expiration().is_some_and(|t| t <= now)
+}
+
+/// Verifies an event and checks the filters' sizes: what every backend does first.
+pub(crate) fn verify(event: &Event) -> Result<(), EventStoreError> {
+    event
+        .verify()
+        .map_err(|_| EventStoreError::Invalid(event.id))
+}
+
+pub(crate) fn check_filters(filters: &[Filter]) -> Result<(), EventStoreError> {
+    for f in filters {
+        let sizes = [
+            f.ids.as_ref().map_or(0, BTreeSet::len),
+            f.authors.as_ref().map_or(0, BTreeSet::len),
+            f.kinds.as_ref().map_or(0, BTreeSet::len),
+        ];
+        let tags = f.generic_tags.values().map(BTreeSet::len);
+        if let Some(count) = sizes
+            .into_iter()
+            .chain(tags)
+            .find(|&n| n > MAX_FILTER_VALUES)
+        {
+            return Err(EventStoreError::FilterTooLarge { count });
+        }
+    }
+    Ok(())
+}
+
+/// Merges per-filter results: each filter's matches (already newest first, limited), deduplicated
+/// by id, in result order.
+pub(crate) fn merge_results(per_filter: Vec<Vec<Event>>) -> Vec<Event> {
+    let mut seen = BTreeSet::new();
+    let mut out: Vec<Event> = per_filter
+        .into_iter()
+        .flatten()
+        .filter(|e| seen.insert(e.id))
+        .collect();
+    out.sort_by(newest_first);
+    out
+}
+
+/// Whether `event` matches `filter` on every NIP-01 field.
+pub(crate) fn matches(filter: &Filter, event: &Event) -> bool {
+    filter.match_event(event, MatchEventOptions::new())
+}
