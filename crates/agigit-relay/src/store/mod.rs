@@ -178,7 +178,7 @@ pub(crate) fn merge_results(per_filter: Vec<Vec<Event>>) -> Vec<Event> {
     out
 }
 
-/// Whether `event` matches `filter` on every NIP-01 field.
-pub(crate) fn matches(filter: &Filter, event: &Event) -> bool {
+/// Whether `event` matches `filter` on every NIP-01 field (`limit` aside).
+pub fn matches(filter: &Filter, event: &Event) -> bool {
     filter.match_event(event, MatchEventOptions::new())
 }

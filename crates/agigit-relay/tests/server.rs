@@ -1,0 +1,227 @@
+//! The relay over a real socket on loopback: NIP-01 messages, live subscriptions, refusals with
+//! their machine-readable prefixes, NIP-11. Every wait is bounded.
+
+#![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agigit_relay::SqliteEventStore;
+use agigit_relay::server::{Info, Limits, Relay, serve};
+use futures_util::{SinkExt, StreamExt};
+use nostr::prelude::{
+    ClientMessage, Event, Filter, Keys, Kind, RelayMessage, SignEvent, SubscriptionId, Timestamp,
+    UnsignedEvent,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn start()
+-> Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let limits = Limits {
+        max_filters: 3,
+        ..Limits::default()
+    };
+    let relay = Relay::new(
+        Arc::new(SqliteEventStore::in_memory()?),
+        limits,
+        Info::default(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, relay, async {
+        let _ = stopped.await;
+    }));
+    Ok((addr, stop))
+}
+
+async fn connect(addr: std::net::SocketAddr) -> Result<Ws, Box<dyn std::error::Error>> {
+    let (ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async(format!("ws://{addr}/")),
+    )
+    .await??;
+    Ok(ws)
+}
+
+async fn send(ws: &mut Ws, msg: &ClientMessage<'_>) -> TestResult {
+    ws.send(Message::Text(msg.try_as_json()?.into())).await?;
+    Ok(())
+}
+
+async fn recv(ws: &mut Ws) -> Result<RelayMessage<'static>, Box<dyn std::error::Error>> {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await?
+            .ok_or("closed")??;
+        if let Message::Text(t) = msg {
+            return Ok(RelayMessage::from_json(t.as_str())?);
+        }
+    }
+}
+
+fn note(keys: &Keys, text: &str) -> Result<Event, Box<dyn std::error::Error>> {
+    let unsigned = UnsignedEvent::new(
+        keys.public_key(),
+        Timestamp::now(),
+        Kind::TextNote,
+        [],
+        text,
+    );
+    Ok(SignEvent::sign_event(keys, unsigned)?)
+}
+
+fn ok_of(msg: RelayMessage<'_>) -> (bool, String) {
+    match msg {
+        RelayMessage::Ok {
+            status, message, ..
+        } => (status, message.into_owned()),
+        other => panic!("expected OK, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn publish_query_and_live_subscriptions() -> TestResult {
+    let (addr, _stop) = start().await?;
+    let keys = Keys::generate();
+    let mut a = connect(addr).await?;
+    let first = note(&keys, "first")?;
+    send(&mut a, &ClientMessage::event(first.clone())).await?;
+    assert_eq!(ok_of(recv(&mut a).await?), (true, String::new()));
+    send(&mut a, &ClientMessage::event(first.clone())).await?;
+    let (status, message) = ok_of(recv(&mut a).await?);
+    assert!(status && message.starts_with("duplicate:"), "{message}");
+
+    // REQ: stored events, then EOSE; then live events from another connection.
+    let sub = SubscriptionId::new("s1");
+    send(
+        &mut a,
+        &ClientMessage::req(sub.clone(), vec![Filter::new().author(keys.public_key())]),
+    )
+    .await?;
+    match recv(&mut a).await? {
+        RelayMessage::Event { event, .. } => assert_eq!(event.id, first.id),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        recv(&mut a).await?,
+        RelayMessage::EndOfStoredEvents(_)
+    ));
+    let mut b = connect(addr).await?;
+    let second = note(&keys, "second")?;
+    send(&mut b, &ClientMessage::event(second.clone())).await?;
+    assert!(ok_of(recv(&mut b).await?).0);
+    match recv(&mut a).await? {
+        RelayMessage::Event {
+            subscription_id,
+            event,
+        } => {
+            assert_eq!(subscription_id.as_ref(), &sub);
+            assert_eq!(event.id, second.id);
+        }
+        other => panic!("{other:?}"),
+    }
+    // After CLOSE, no more live events for it.
+    send(&mut a, &ClientMessage::close(sub)).await?;
+    send(&mut b, &ClientMessage::event(note(&keys, "third")?)).await?;
+    assert!(ok_of(recv(&mut b).await?).0);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), a.next())
+            .await
+            .is_err(),
+        "closed subscription stays quiet"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_the_relay_keeps_serving() -> TestResult {
+    let (addr, _stop) = start().await?;
+    let keys = Keys::generate();
+    let mut ws = connect(addr).await?;
+
+    ws.send(Message::Text("{not json".into())).await?;
+    assert!(matches!(recv(&mut ws).await?, RelayMessage::Notice(m) if m.starts_with("invalid:")));
+    ws.send(Message::Text(r#"["HELLO","x"]"#.into())).await?;
+    assert!(matches!(recv(&mut ws).await?, RelayMessage::Notice(m) if m.starts_with("invalid:")));
+
+    // A forged event: content changed after signing.
+    let mut forged = note(&keys, "honest")?;
+    forged.content = "forged".into();
+    send(&mut ws, &ClientMessage::event(forged.clone())).await?;
+    let (status, message) = ok_of(recv(&mut ws).await?);
+    assert!(!status && message.starts_with("invalid:"), "{message}");
+
+    // Too many filters, and a filter with too many values.
+    let many = vec![Filter::new(); 4];
+    send(&mut ws, &ClientMessage::req(SubscriptionId::new("m"), many)).await?;
+    assert!(
+        matches!(recv(&mut ws).await?, RelayMessage::Closed { message, .. } if message.starts_with("invalid:"))
+    );
+    let ids = (0..2000u32).map(|i| {
+        let mut b = [0u8; 32];
+        b[..4].copy_from_slice(&i.to_le_bytes());
+        nostr::prelude::EventId::from_byte_array(b)
+    });
+    send(
+        &mut ws,
+        &ClientMessage::req(SubscriptionId::new("big"), vec![Filter::new().ids(ids)]),
+    )
+    .await?;
+    assert!(
+        matches!(recv(&mut ws).await?, RelayMessage::Closed { message, .. } if message.starts_with("invalid:"))
+    );
+
+    // An oversize message closes only that connection; others are served.
+    let huge = note(&keys, &"x".repeat(600 << 10))?;
+    let _ = send(&mut ws, &ClientMessage::event(huge)).await;
+    let mut other = connect(addr).await?;
+    send(
+        &mut other,
+        &ClientMessage::event(note(&keys, "still here")?),
+    )
+    .await?;
+    assert!(ok_of(recv(&mut other).await?).0);
+    // Nothing partial was stored: the forged event is not there.
+    send(
+        &mut other,
+        &ClientMessage::req(SubscriptionId::new("q"), vec![Filter::new().id(forged.id)]),
+    )
+    .await?;
+    assert!(matches!(
+        recv(&mut other).await?,
+        RelayMessage::EndOfStoredEvents(_)
+    ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn nip11_information_document() -> TestResult {
+    let (addr, _stop) = start().await?;
+    let mut tcp = TcpStream::connect(addr).await?;
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: relay\r\nAccept: application/nostr+json\r\nConnection: close\r\n\r\n").await?;
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut response)).await??;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("content-type: application/nostr+json")
+    );
+    let body = response.split("\r\n\r\n").nth(1).ok_or("no body")?;
+    let doc: serde_json::Value = serde_json::from_str(body)?;
+    assert_eq!(doc["limitation"]["max_filters"], 3);
+    assert!(
+        doc["supported_nips"]
+            .as_array()
+            .is_some_and(|n| n.contains(&serde_json::json!(1)))
+    );
+    Ok(())
+}
