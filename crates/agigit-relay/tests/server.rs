@@ -225,3 +225,33 @@ async fn nip11_information_document() -> TestResult {
     );
     Ok(())
 }
+
+/// Interop: `nostr-sdk` 0.44.1's client (software no one here wrote, with its own `nostr` 0.44)
+/// publishes to our relay and reads back, and our parser accepts what it sent.
+#[tokio::test]
+async fn nostr_sdk_client_publishes_and_queries() -> TestResult {
+    use nostr_sdk::prelude as sdk;
+    let (addr, _stop) = start().await?;
+    let keys = sdk::Keys::generate();
+    let client = sdk::Client::new(keys.clone());
+    client.add_relay(format!("ws://{addr}")).await?;
+    tokio::time::timeout(WAIT, client.connect()).await?;
+    let sent = tokio::time::timeout(
+        WAIT,
+        client.send_event_builder(sdk::EventBuilder::text_note("hello from nostr-sdk")),
+    )
+    .await??;
+    assert_eq!(sent.success.len(), 1, "accepted: {:?}", sent.failed);
+    let filter = sdk::Filter::new()
+        .author(keys.public_key())
+        .kind(sdk::Kind::TextNote);
+    let events = client.fetch_events(filter, WAIT).await?;
+    let got = events.first().ok_or("the event came back")?;
+    assert_eq!(got.id, sent.val);
+    assert_eq!(got.content, "hello from nostr-sdk");
+    // And the same bytes parse and verify with our nostr version.
+    let ours = Event::from_json(sdk::JsonUtil::as_json(got))?;
+    ours.verify()?;
+    client.disconnect().await;
+    Ok(())
+}
