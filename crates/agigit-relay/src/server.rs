@@ -14,11 +14,73 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
-use nostr::prelude::{ClientMessage, Event, Filter, RelayMessage, SubscriptionId};
+use nostr::prelude::{
+    ClientMessage, Event, Filter, Kind, PublicKey, RelayMessage, SubscriptionId, Timestamp,
+};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::store::{EventStore, EventStoreError, MAX_FILTER_VALUES, SaveOutcome};
+use crate::blobs::{BlobStore, BlobStoreError, FsBlobStore};
+use crate::blossom::Blossom;
+use crate::config::{AuthPolicy, BlossomConfig, Config};
+use crate::store::{EventStore, EventStoreError, MAX_FILTER_VALUES, SaveOutcome, SqliteEventStore};
+
+/// A relay could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The data directory cannot be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    Data {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The event store cannot be opened.
+    #[error("event store: {0}")]
+    Events(#[from] EventStoreError),
+    /// The blob store cannot be opened.
+    #[error("blob store: {0}")]
+    Blobs(#[from] BlobStoreError),
+    /// The public URL is malformed.
+    #[error("public_url {url:?}: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A PostgreSQL URL is configured, but this build has no PostgreSQL support.
+    #[error(
+        "a PostgreSQL URL is configured, but agigit-relay was built without the `postgres` feature"
+    )]
+    NoPostgres,
+}
+
+/// The host (lowercase, no port) and the HTTP base URL of a `ws://` / `wss://` URL.
+fn public_parts(url: &str) -> Result<(String, String), ServeError> {
+    let bad = |reason| ServeError::Url {
+        url: url.to_owned(),
+        reason,
+    };
+    let (scheme, rest) = if let Some(r) = url.strip_prefix("wss://") {
+        ("https", r)
+    } else if let Some(r) = url.strip_prefix("ws://") {
+        ("http", r)
+    } else {
+        return Err(bad("must start with ws:// or wss://"));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .to_ascii_lowercase();
+    if host.is_empty() {
+        return Err(bad("has no host"));
+    }
+    Ok((host, format!("{scheme}://{authority}")))
+}
 
 /// Limits the relay enforces; the NIP-11 document reports them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,13 +133,17 @@ impl Default for Info {
     }
 }
 
-/// A relay: a store, the live-event fan-out, limits and its description.
+/// A relay: an event store, the live-event fan-out, limits, its NIP-42 policy, its description,
+/// and optionally a blob store served as Blossom on the same port.
 #[derive(Clone)]
 pub struct Relay {
     store: Arc<dyn EventStore>,
     live: broadcast::Sender<Arc<Event>>,
     limits: Limits,
     info: Info,
+    auth: AuthPolicy,
+    public_url: Option<String>,
+    blossom: Option<Blossom>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -85,12 +151,15 @@ impl std::fmt::Debug for Relay {
         f.debug_struct("Relay")
             .field("limits", &self.limits)
             .field("info", &self.info)
+            .field("auth", &self.auth)
+            .field("public_url", &self.public_url)
+            .field("blossom", &self.blossom.as_ref().map(|b| &b.config))
             .finish()
     }
 }
 
 impl Relay {
-    /// A relay over `store`.
+    /// A relay over `store`, with NIP-42 off and no Blossom.
     pub fn new(store: Arc<dyn EventStore>, limits: Limits, info: Info) -> Self {
         let (live, _) = broadcast::channel(4096);
         Relay {
@@ -98,12 +167,85 @@ impl Relay {
             live,
             limits,
             info,
+            auth: AuthPolicy::Off,
+            public_url: None,
+            blossom: None,
         }
+    }
+
+    /// Requires NIP-42 AUTH as `policy` says.
+    #[must_use]
+    pub fn with_auth(mut self, policy: AuthPolicy) -> Self {
+        self.auth = policy;
+        self
+    }
+
+    /// The relay's public URL (`ws://host[:port]` or `wss://…`): NIP-42 `relay` tags must name
+    /// its host, Blossom tokens' `server` tags too, and blob descriptors use it.
+    ///
+    /// # Errors
+    /// [`ServeError::Url`] when it is not a `ws://` or `wss://` URL with a host.
+    pub fn with_public_url(mut self, url: &str) -> Result<Self, ServeError> {
+        public_parts(url)?;
+        self.public_url = Some(url.to_owned());
+        if let Some(b) = &mut self.blossom {
+            b.public = Some(public_parts(url)?);
+        }
+        Ok(self)
+    }
+
+    /// Serves `blobs` as Blossom on the same port, with `config`'s limits.
+    #[must_use]
+    pub fn with_blobs(mut self, blobs: Arc<dyn BlobStore>, config: BlossomConfig) -> Self {
+        let public = self
+            .public_url
+            .as_deref()
+            .and_then(|u| public_parts(u).ok());
+        self.blossom = config.enabled.then(|| Blossom {
+            store: blobs,
+            config,
+            public,
+        });
+        self
+    }
+
+    /// A relay as `config` says: SQLite in `config.data` (or PostgreSQL when a URL is set) and
+    /// blobs in `config.data/blobs`.
+    ///
+    /// # Errors
+    /// [`ServeError`] when a store cannot be opened or the public URL is malformed.
+    pub fn from_config(config: &Config) -> Result<Self, ServeError> {
+        std::fs::create_dir_all(&config.data).map_err(|source| ServeError::Data {
+            path: config.data.clone(),
+            source,
+        })?;
+        let store: Arc<dyn EventStore> = match &config.postgres {
+            #[cfg(feature = "postgres")]
+            Some(url) => Arc::new(crate::store::PostgresEventStore::connect(url)?),
+            #[cfg(not(feature = "postgres"))]
+            Some(_) => return Err(ServeError::NoPostgres),
+            None => Arc::new(SqliteEventStore::open(config.data.join("events.sqlite"))?),
+        };
+        let mut relay =
+            Relay::new(store, config.limits.clone(), Info::default()).with_auth(config.auth);
+        if let Some(url) = &config.public_url {
+            relay = relay.with_public_url(url)?;
+        }
+        if config.blossom.enabled {
+            let blobs = FsBlobStore::open(config.data.join("blobs"))?;
+            relay = relay.with_blobs(Arc::new(blobs), config.blossom.clone());
+        }
+        Ok(relay)
     }
 
     /// The HTTP and WebSocket routes, to mount in a larger server.
     pub fn router(self) -> Router {
-        Router::new().route("/", get(root)).with_state(self)
+        let blossom = self.blossom.clone();
+        let nostr = Router::new().route("/", get(root)).with_state(self);
+        match blossom {
+            Some(b) => nostr.merge(crate::blossom::routes(b)),
+            None => nostr,
+        }
     }
 
     fn nip11(&self) -> serde_json::Value {
@@ -113,16 +255,16 @@ impl Relay {
             "description": self.info.description,
             "software": "https://github.com/agigit/agigit",
             "version": env!("CARGO_PKG_VERSION"),
-            "supported_nips": [1, 9, 11, 40],
+            "supported_nips": [1, 9, 11, 40, 42],
             "limitation": {
                 "max_message_length": l.max_message_bytes,
                 "max_subscriptions": l.max_subscriptions,
                 "max_filters": l.max_filters,
                 "max_limit": l.max_limit,
                 "max_subid_length": l.max_subid_length,
-                "auth_required": false,
+                "auth_required": self.auth.for_reads(),
                 "payment_required": false,
-                "restricted_writes": false
+                "restricted_writes": self.auth.for_writes()
             }
         })
     }
@@ -224,7 +366,11 @@ async fn connection(socket: WebSocket, relay: Relay) {
         let _ = sink.close().await;
     });
     let mut live = relay.live.subscribe();
-    let mut subs: HashMap<SubscriptionId, Vec<Filter>> = HashMap::new();
+    let mut session = Session {
+        subs: HashMap::new(),
+        challenge: new_challenge(),
+        authed: Vec::new(),
+    };
     let mut bucket = Bucket::new(relay.limits.messages_per_minute);
     let send = |m: RelayMessage<'static>| {
         let encoded = encode(&m);
@@ -235,6 +381,10 @@ async fn connection(socket: WebSocket, relay: Relay) {
             }
         }
     };
+    // NIP-42: where AUTH is required, every connection gets its challenge up front.
+    if relay.auth != AuthPolicy::Off {
+        send(RelayMessage::auth(session.challenge.clone())).await;
+    }
     loop {
         tokio::select! {
             incoming = stream.next() => {
@@ -252,12 +402,12 @@ async fn connection(socket: WebSocket, relay: Relay) {
                     send(RelayMessage::notice("rate-limited: slow down")).await;
                     continue;
                 }
-                handle(&relay, &text, &mut subs, &send).await;
+                handle(&relay, &text, &mut session, &send).await;
             }
             event = live.recv() => {
                 match event {
                     Ok(event) => {
-                        for (id, filters) in &subs {
+                        for (id, filters) in &session.subs {
                             if filters.iter().any(|f| crate::store::matches(f, &event)) {
                                 send(RelayMessage::event(id.clone(), (*event).clone())).await;
                             }
@@ -275,12 +425,76 @@ async fn connection(socket: WebSocket, relay: Relay) {
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
 }
 
-async fn handle<F, Fut>(
-    relay: &Relay,
-    text: &str,
-    subs: &mut HashMap<SubscriptionId, Vec<Filter>>,
-    send: &F,
-) where
+/// One connection's state.
+struct Session {
+    subs: HashMap<SubscriptionId, Vec<Filter>>,
+    /// The NIP-42 challenge sent to this connection.
+    challenge: String,
+    /// The keys this connection authenticated as.
+    authed: Vec<PublicKey>,
+}
+
+/// 16 random bytes, hex.
+fn new_challenge() -> String {
+    let mut bytes = [0u8; 16];
+    // Without randomness, fall back to the clock: a challenge must differ per connection, and
+    // it is only ever compared for equality.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = nanos.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How far a NIP-42 event's `created_at` may be from now.
+const AUTH_WINDOW_SECS: u64 = 600;
+
+/// Checks a NIP-42 authentication event; the reason (with its prefix) when it does not pass.
+fn check_auth(relay: &Relay, challenge: &str, event: &Event) -> Result<(), String> {
+    if event.kind != Kind::Authentication {
+        return Err(format!(
+            "invalid: AUTH takes a kind 22242 event, not kind {}",
+            event.kind
+        ));
+    }
+    if event.verify().is_err() {
+        return Err("invalid: event id or signature does not verify".into());
+    }
+    let now = Timestamp::now().as_secs();
+    if event.created_at.as_secs().abs_diff(now) > AUTH_WINDOW_SECS {
+        return Err(format!(
+            "invalid: the AUTH event must be dated within {AUTH_WINDOW_SECS} s of now"
+        ));
+    }
+    let tag = |name: &str| {
+        event
+            .tags
+            .iter()
+            .find(|t| t.kind() == name)
+            .and_then(|t| t.content().map(str::to_owned))
+    };
+    if tag("challenge").as_deref() != Some(challenge) {
+        return Err("invalid: the AUTH event does not carry this connection's challenge".into());
+    }
+    let Some(relay_tag) = tag("relay") else {
+        return Err("invalid: the AUTH event has no relay tag".into());
+    };
+    if let Some(public) = &relay.public_url {
+        let ours = public_parts(public).map(|(host, _)| host).ok();
+        let theirs = public_parts(&relay_tag).map(|(host, _)| host).ok();
+        if ours.is_none() || ours != theirs {
+            return Err(format!(
+                "invalid: the AUTH event is for {relay_tag}, not this relay ({public})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn handle<F, Fut>(relay: &Relay, text: &str, session: &mut Session, send: &F)
+where
     F: Fn(RelayMessage<'static>) -> Fut,
     Fut: Future<Output = ()>,
 {
@@ -298,6 +512,16 @@ async fn handle<F, Fut>(
         ClientMessage::Event(event) => {
             let event = event.into_owned();
             let id = event.id;
+            if relay.auth.for_writes() && session.authed.is_empty() {
+                send(RelayMessage::ok(
+                    id,
+                    false,
+                    "auth-required: this relay accepts events only from authenticated clients (NIP-42)",
+                ))
+                .await;
+                send(RelayMessage::auth(session.challenge.clone())).await;
+                return;
+            }
             let store = relay.store.clone();
             let e = event.clone();
             let outcome = tokio::task::spawn_blocking(move || store.save(&e)).await;
@@ -337,6 +561,14 @@ async fn handle<F, Fut>(
             let sub = subscription_id.into_owned();
             let l = &relay.limits;
             let refuse = |reason: String| RelayMessage::closed(sub.clone(), reason);
+            if relay.auth.for_reads() && session.authed.is_empty() {
+                send(refuse(
+                    "auth-required: this relay serves subscriptions only to authenticated clients (NIP-42)".into(),
+                ))
+                .await;
+                send(RelayMessage::auth(session.challenge.clone())).await;
+                return;
+            }
             if sub.as_str().len() > l.max_subid_length {
                 send(refuse(format!(
                     "invalid: subscription id longer than {}",
@@ -353,7 +585,7 @@ async fn handle<F, Fut>(
                 .await;
                 return;
             }
-            if !subs.contains_key(&sub) && subs.len() >= l.max_subscriptions {
+            if !session.subs.contains_key(&sub) && session.subs.len() >= l.max_subscriptions {
                 send(refuse(format!(
                     "blocked: at most {} open subscriptions",
                     l.max_subscriptions
@@ -380,7 +612,7 @@ async fn handle<F, Fut>(
                     for f in &mut filters {
                         f.limit = None;
                     }
-                    subs.insert(sub, filters);
+                    session.subs.insert(sub, filters);
                 }
                 Ok(Err(EventStoreError::FilterTooLarge { count })) => {
                     send(refuse(format!(
@@ -400,13 +632,20 @@ async fn handle<F, Fut>(
             }
         }
         ClientMessage::Close(sub) => {
-            subs.remove(sub.as_ref());
+            session.subs.remove(sub.as_ref());
         }
-        ClientMessage::Auth(_) => {
-            send(RelayMessage::notice(
-                "restricted: this relay does not use NIP-42 AUTH yet",
-            ))
-            .await;
+        ClientMessage::Auth(event) => {
+            let event = event.into_owned();
+            match check_auth(relay, &session.challenge, &event) {
+                Ok(()) => {
+                    tracing::debug!(pubkey = %event.pubkey, "client authenticated");
+                    if !session.authed.contains(&event.pubkey) {
+                        session.authed.push(event.pubkey);
+                    }
+                    send(RelayMessage::ok(event.id, true, "")).await;
+                }
+                Err(reason) => send(RelayMessage::ok(event.id, false, reason)).await,
+            }
         }
         _ => {
             send(RelayMessage::notice("invalid: unsupported message type")).await;

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agigit_relay::SqliteEventStore;
 use agigit_relay::server::{Info, Limits, Relay, serve};
+use agigit_relay::{AuthPolicy, SqliteEventStore};
 use futures_util::{SinkExt, StreamExt};
 use nostr::prelude::{
     ClientMessage, Event, Filter, Keys, Kind, RelayMessage, SignEvent, SubscriptionId, Timestamp,
@@ -22,8 +22,13 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<T
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn start()
--> Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>), Box<dyn std::error::Error>> {
+type Started = (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>);
+
+async fn start() -> Result<Started, Box<dyn std::error::Error>> {
+    start_with(AuthPolicy::Off).await
+}
+
+async fn start_with(auth: AuthPolicy) -> Result<Started, Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let limits = Limits {
@@ -34,7 +39,8 @@ async fn start()
         Arc::new(SqliteEventStore::in_memory()?),
         limits,
         Info::default(),
-    );
+    )
+    .with_auth(auth);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(listener, relay, async {
         let _ = stopped.await;
@@ -158,6 +164,12 @@ async fn bad_input_is_refused_and_the_relay_keeps_serving() -> TestResult {
     send(&mut ws, &ClientMessage::event(forged.clone())).await?;
     let (status, message) = ok_of(recv(&mut ws).await?);
     assert!(!status && message.starts_with("invalid:"), "{message}");
+    // A right id with a wrong signature: another event's signature.
+    let mut bad_sig = note(&keys, "signed by someone else")?;
+    bad_sig.sig = note(&keys, "other")?.sig;
+    send(&mut ws, &ClientMessage::event(bad_sig)).await?;
+    let (status, message) = ok_of(recv(&mut ws).await?);
+    assert!(!status && message.starts_with("invalid:"), "{message}");
 
     // Too many filters, and a filter with too many values.
     let many = vec![Filter::new(); 4];
@@ -252,6 +264,126 @@ async fn nostr_sdk_client_publishes_and_queries() -> TestResult {
     // And the same bytes parse and verify with our nostr version.
     let ours = Event::from_json(sdk::JsonUtil::as_json(got))?;
     ours.verify()?;
+    client.disconnect().await;
+    Ok(())
+}
+
+fn auth_event(
+    keys: &Keys,
+    challenge: &str,
+    relay: &str,
+) -> Result<Event, Box<dyn std::error::Error>> {
+    let tags = [
+        nostr::prelude::Tag::parse(["challenge", challenge])?,
+        nostr::prelude::Tag::parse(["relay", relay])?,
+    ];
+    let unsigned = UnsignedEvent::new(
+        keys.public_key(),
+        Timestamp::now(),
+        Kind::Authentication,
+        tags,
+        "",
+    );
+    Ok(SignEvent::sign_event(keys, unsigned)?)
+}
+
+#[tokio::test]
+async fn nip42_auth_gates_writes_and_reads() -> TestResult {
+    let (addr, _stop) = start_with(AuthPolicy::All).await?;
+    let keys = Keys::generate();
+    let mut ws = connect(addr).await?;
+    let RelayMessage::Auth { challenge } = recv(&mut ws).await? else {
+        panic!("a relay that requires AUTH sends its challenge first");
+    };
+    let url = format!("ws://{addr}");
+
+    let first = note(&keys, "before auth")?;
+    send(&mut ws, &ClientMessage::event(first.clone())).await?;
+    let (status, message) = ok_of(recv(&mut ws).await?);
+    assert!(
+        !status && message.starts_with("auth-required:"),
+        "{message}"
+    );
+    assert!(matches!(recv(&mut ws).await?, RelayMessage::Auth { .. }));
+    let sub = SubscriptionId::new("r");
+    send(
+        &mut ws,
+        &ClientMessage::req(sub.clone(), vec![Filter::new()]),
+    )
+    .await?;
+    assert!(
+        matches!(recv(&mut ws).await?, RelayMessage::Closed { message, .. } if message.starts_with("auth-required:"))
+    );
+    assert!(matches!(recv(&mut ws).await?, RelayMessage::Auth { .. }));
+
+    // Wrong challenge, wrong kind: refused.
+    send(
+        &mut ws,
+        &ClientMessage::auth(auth_event(&keys, "guess", &url)?),
+    )
+    .await?;
+    let (status, message) = ok_of(recv(&mut ws).await?);
+    assert!(!status && message.starts_with("invalid:"), "{message}");
+    send(
+        &mut ws,
+        &ClientMessage::auth(note(&keys, "not an auth event")?),
+    )
+    .await?;
+    let (status, message) = ok_of(recv(&mut ws).await?);
+    assert!(!status && message.starts_with("invalid:"), "{message}");
+
+    // The right answer opens both.
+    send(
+        &mut ws,
+        &ClientMessage::auth(auth_event(&keys, &challenge, &url)?),
+    )
+    .await?;
+    assert_eq!(ok_of(recv(&mut ws).await?), (true, String::new()));
+    send(&mut ws, &ClientMessage::event(first.clone())).await?;
+    assert_eq!(ok_of(recv(&mut ws).await?), (true, String::new()));
+    send(
+        &mut ws,
+        &ClientMessage::req(sub, vec![Filter::new().id(first.id)]),
+    )
+    .await?;
+    assert!(
+        matches!(recv(&mut ws).await?, RelayMessage::Event { event, .. } if event.id == first.id)
+    );
+    assert!(matches!(
+        recv(&mut ws).await?,
+        RelayMessage::EndOfStoredEvents(_)
+    ));
+
+    // A challenge is per connection: replaying it elsewhere fails.
+    let mut other = connect(addr).await?;
+    assert!(matches!(recv(&mut other).await?, RelayMessage::Auth { .. }));
+    send(
+        &mut other,
+        &ClientMessage::auth(auth_event(&keys, &challenge, &url)?),
+    )
+    .await?;
+    assert!(!ok_of(recv(&mut other).await?).0);
+    Ok(())
+}
+
+/// Interop: `nostr-sdk`'s client answers our NIP-42 challenge by itself and publishes.
+#[tokio::test]
+async fn nostr_sdk_client_authenticates() -> TestResult {
+    use nostr_sdk::prelude as sdk;
+    let (addr, _stop) = start_with(AuthPolicy::Writes).await?;
+    let keys = sdk::Keys::generate();
+    let client = sdk::Client::builder()
+        .signer(keys.clone())
+        .opts(sdk::ClientOptions::new().automatic_authentication(true))
+        .build();
+    client.add_relay(format!("ws://{addr}")).await?;
+    tokio::time::timeout(WAIT, client.connect()).await?;
+    let sent = tokio::time::timeout(
+        WAIT,
+        client.send_event_builder(sdk::EventBuilder::text_note("authenticated by nostr-sdk")),
+    )
+    .await??;
+    assert_eq!(sent.success.len(), 1, "accepted: {:?}", sent.failed);
     client.disconnect().await;
     Ok(())
 }

@@ -9,9 +9,13 @@ use nostr::prelude::{Event, EventId, Filter, Kind, MatchEventOptions, PublicKey,
 
 pub mod conformance;
 mod memory;
+#[cfg(feature = "postgres")]
+mod pg;
 mod sqlite;
 
 pub use memory::MemoryEventStore;
+#[cfg(feature = "postgres")]
+pub use pg::PostgresEventStore;
 pub use sqlite::SqliteEventStore;
 
 /// The most ids, authors, kinds or tag values one filter may name (SQLite binds at most 32 766
@@ -60,6 +64,9 @@ pub enum EventStoreError {
     /// The SQLite database failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL server failed or refused.
+    #[error("postgres: {0}")]
+    Postgres(String),
     /// A stored event does not parse (the database was changed behind the store's back).
     #[error("stored event does not parse: {0}")]
     Corrupt(String),

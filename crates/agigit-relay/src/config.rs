@@ -1,0 +1,440 @@
+//! The relay's configuration: embedded defaults, a TOML file, and command-line flags, in that
+//! order of precedence (a flag wins over the file, the file over the default).
+//!
+//! ```toml
+//! listen = "127.0.0.1:7777"
+//! data = "./relay-data"
+//! # public_url = "wss://relay.example.com"   # checked in NIP-42 AUTH and used in blob URLs
+//! # postgres = "host=127.0.0.1 user=relay dbname=relay"   # SQLite in `data` when absent
+//!
+//! [limits]
+//! max_message_bytes = 524288
+//! max_subscriptions = 32
+//! max_filters = 16
+//! max_filter_values = 1000
+//! max_limit = 5000
+//! max_subid_length = 64
+//! messages_per_minute = 6000
+//!
+//! [auth]
+//! required = "off"          # "off", "writes", "reads" or "all" (NIP-42)
+//!
+//! [blossom]
+//! enabled = true
+//! max_blob_bytes = 1073741824
+//! quota_bytes_per_pubkey = 0    # 0: no quota
+//! require_auth_for_get = false
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::server::Limits;
+
+/// When a client must authenticate with NIP-42 first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthPolicy {
+    /// Never (AUTH is still answered).
+    #[default]
+    Off,
+    /// Before publishing events.
+    Writes,
+    /// Before subscribing.
+    Reads,
+    /// Before publishing and subscribing.
+    All,
+}
+
+impl AuthPolicy {
+    /// Whether publishing needs AUTH.
+    pub fn for_writes(self) -> bool {
+        matches!(self, AuthPolicy::Writes | AuthPolicy::All)
+    }
+
+    /// Whether subscribing needs AUTH.
+    pub fn for_reads(self) -> bool {
+        matches!(self, AuthPolicy::Reads | AuthPolicy::All)
+    }
+}
+
+impl std::str::FromStr for AuthPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(AuthPolicy::Off),
+            "writes" => Ok(AuthPolicy::Writes),
+            "reads" => Ok(AuthPolicy::Reads),
+            "all" => Ok(AuthPolicy::All),
+            other => Err(format!(
+                "unknown auth policy {other:?}: use off, writes, reads or all"
+            )),
+        }
+    }
+}
+
+/// Blossom (blob) settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlossomConfig {
+    /// Serve Blossom on the relay's port.
+    pub enabled: bool,
+    /// The largest blob accepted, in bytes.
+    pub max_blob_bytes: u64,
+    /// The most bytes one pubkey may store (0: no quota).
+    pub quota_bytes_per_pubkey: u64,
+    /// Whether downloads need a `get` authorization (uploads, listing's deletes always need one).
+    pub require_auth_for_get: bool,
+}
+
+/// The default largest blob: 1 GiB.
+pub const DEFAULT_MAX_BLOB_BYTES: u64 = 1 << 30;
+
+impl Default for BlossomConfig {
+    fn default() -> Self {
+        BlossomConfig {
+            enabled: true,
+            max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
+            quota_bytes_per_pubkey: 0,
+            require_auth_for_get: false,
+        }
+    }
+}
+
+/// Everything the relay binary needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for data: `events.sqlite`, `blobs/`.
+    pub data: PathBuf,
+    /// The relay's public URL (`ws://` or `wss://`), if known: NIP-42 `relay` tags must name its
+    /// host, and blob descriptors use it. Unset: any `relay` tag is accepted and blob URLs use the
+    /// request's `Host`.
+    pub public_url: Option<String>,
+    /// A PostgreSQL connection string; SQLite in `data` when unset.
+    pub postgres: Option<String>,
+    /// Connection limits.
+    pub limits: Limits,
+    /// NIP-42 policy.
+    pub auth: AuthPolicy,
+    /// Blossom.
+    pub blossom: BlossomConfig,
+}
+
+/// The default listening address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7777";
+/// The default data directory.
+pub const DEFAULT_DATA: &str = "./relay-data";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            data: PathBuf::from(DEFAULT_DATA),
+            public_url: None,
+            postgres: None,
+            limits: Limits::default(),
+            auth: AuthPolicy::Off,
+            blossom: BlossomConfig::default(),
+        }
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or names an unknown key or a wrong type.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        message: String,
+    },
+}
+
+/// The file's shape: every field optional, unknown keys refused (a typo must not be ignored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data: Option<PathBuf>,
+    public_url: Option<String>,
+    postgres: Option<String>,
+    #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
+    auth: FileAuth,
+    #[serde(default)]
+    blossom: FileBlossom,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_message_bytes: Option<usize>,
+    max_subscriptions: Option<usize>,
+    max_filters: Option<usize>,
+    max_filter_values: Option<usize>,
+    max_limit: Option<usize>,
+    max_subid_length: Option<usize>,
+    messages_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    required: Option<AuthPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBlossom {
+    enabled: Option<bool>,
+    max_blob_bytes: Option<u64>,
+    quota_bytes_per_pubkey: Option<u64>,
+    require_auth_for_get: Option<bool>,
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+impl Config {
+    /// The defaults overlaid with the TOML text `text` (read from `path`, named in errors).
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] for invalid TOML, an unknown key or a value of the wrong type.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let mut c = Config::default();
+        set(&mut c.listen, file.listen);
+        set(&mut c.data, file.data);
+        c.public_url = file.public_url;
+        c.postgres = file.postgres;
+        let (l, fl) = (&mut c.limits, file.limits);
+        set(&mut l.max_message_bytes, fl.max_message_bytes);
+        set(&mut l.max_subscriptions, fl.max_subscriptions);
+        set(&mut l.max_filters, fl.max_filters);
+        set(&mut l.max_filter_values, fl.max_filter_values);
+        set(&mut l.max_limit, fl.max_limit);
+        set(&mut l.max_subid_length, fl.max_subid_length);
+        set(&mut l.messages_per_minute, fl.messages_per_minute);
+        set(&mut c.auth, file.auth.required);
+        let (b, fb) = (&mut c.blossom, file.blossom);
+        set(&mut b.enabled, fb.enabled);
+        set(&mut b.max_blob_bytes, fb.max_blob_bytes);
+        set(&mut b.quota_bytes_per_pubkey, fb.quota_bytes_per_pubkey);
+        set(&mut b.require_auth_for_get, fb.require_auth_for_get);
+        Ok(c)
+    }
+
+    /// The defaults overlaid with the TOML file at `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the file cannot be read or used.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+}
+
+/// The `agigit-relay` command line. Flags override the config file, which overrides the
+/// defaults shown in `--help`.
+#[derive(Debug, Default, clap::Parser)]
+#[command(
+    name = "agigit-relay",
+    version,
+    about = "An agigit relay: Nostr events (NIP-01, 09, 11, 40, 42) and Blossom blobs on one port"
+)]
+pub struct Cli {
+    /// TOML configuration file (see the crate docs for every key).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7777].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for events.sqlite and blobs/ (created if missing) [default: ./relay-data].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The relay's public ws:// or wss:// URL, checked in NIP-42 AUTH [default: none].
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Store events in PostgreSQL at this connection string instead of SQLite [default: none].
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "AGIGIT_RELAY_POSTGRES",
+        hide_env_values = true
+    )]
+    pub postgres: Option<String>,
+    /// NIP-42 authentication: off, writes, reads or all [default: off].
+    #[arg(long, value_name = "POLICY")]
+    pub auth: Option<AuthPolicy>,
+    /// Largest message a client may send, in bytes [default: 524288].
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Open subscriptions per connection [default: 32].
+    #[arg(long, value_name = "N")]
+    pub max_subscriptions: Option<usize>,
+    /// Messages per minute per connection [default: 6000].
+    #[arg(long, value_name = "N")]
+    pub messages_per_minute: Option<u32>,
+    /// Largest blob accepted, in bytes [default: 1073741824].
+    #[arg(long, value_name = "BYTES")]
+    pub max_blob_bytes: Option<u64>,
+    /// Bytes of blobs one pubkey may store, 0 for no quota [default: 0].
+    #[arg(long, value_name = "BYTES")]
+    pub quota_bytes_per_pubkey: Option<u64>,
+    /// Serve no blobs (Blossom off) [default: Blossom on].
+    #[arg(long)]
+    pub no_blossom: bool,
+}
+
+impl Cli {
+    /// The configuration: defaults, then the file, then the flags.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the file cannot be read or used.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        set(&mut c.listen, self.listen);
+        set(&mut c.data, self.data);
+        if self.public_url.is_some() {
+            c.public_url = self.public_url;
+        }
+        if self.postgres.is_some() {
+            c.postgres = self.postgres;
+        }
+        set(&mut c.auth, self.auth);
+        set(&mut c.limits.max_message_bytes, self.max_message_bytes);
+        set(&mut c.limits.max_subscriptions, self.max_subscriptions);
+        set(&mut c.limits.messages_per_minute, self.messages_per_minute);
+        set(&mut c.blossom.max_blob_bytes, self.max_blob_bytes);
+        set(
+            &mut c.blossom.quota_bytes_per_pubkey,
+            self.quota_bytes_per_pubkey,
+        );
+        if self.no_blossom {
+            c.blossom.enabled = false;
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn the_documented_example_is_the_default() {
+        // The module docs' example lists every key with its default value.
+        let doc = include_str!("config.rs");
+        let example: String = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.trim_start_matches("//!").trim_start())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parsed = Config::from_toml(&example, Path::new("doc")).unwrap();
+        assert_eq!(parsed, Config::default());
+        assert_eq!(parsed.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn a_file_overrides_defaults_and_refuses_typos() {
+        let c = Config::from_toml(
+            "postgres = \"host=/tmp\"\n[auth]\nrequired = \"writes\"\n[limits]\nmax_filters = 2\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.auth, AuthPolicy::Writes);
+        assert_eq!(c.limits.max_filters, 2);
+        assert_eq!(c.postgres.as_deref(), Some("host=/tmp"));
+        assert_eq!(c.limits.max_limit, Limits::default().max_limit);
+        let err = Config::from_toml("[limits]\nmax_filtres = 2\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_filtres") && err.contains("x.toml"),
+            "{err}"
+        );
+        let err = Config::from_toml("[auth]\nrequired = \"sometimes\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sometimes"), "{err}");
+    }
+
+    #[test]
+    fn help_prints_the_real_defaults() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        let d = Config::default();
+        for default in [
+            d.listen.to_string(),
+            d.data.display().to_string(),
+            d.limits.max_message_bytes.to_string(),
+            d.limits.max_subscriptions.to_string(),
+            d.limits.messages_per_minute.to_string(),
+            d.blossom.max_blob_bytes.to_string(),
+            d.blossom.quota_bytes_per_pubkey.to_string(),
+            "off".to_owned(),
+        ] {
+            assert!(
+                help.contains(&format!("[default: {default}]")),
+                "--help lacks {default}"
+            );
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        use clap::Parser;
+        let dir = std::env::temp_dir().join(format!("agigit-relay-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("relay.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\n[auth]\nrequired = \"all\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "agigit-relay",
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:9001",
+        ])
+        .unwrap();
+        let c = cli.into_config().unwrap();
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.auth, AuthPolicy::All);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
