@@ -1,3 +1,3 @@
 //! Fixtures shared by the relay's integration tests.
 
-pub mod postgres;
+pub(crate) mod postgres;

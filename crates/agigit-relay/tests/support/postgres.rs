@@ -14,12 +14,12 @@ use std::process::Command;
 type Error = Box<dyn std::error::Error>;
 
 /// A running server.
-pub struct TempPostgres {
+pub(crate) struct TempPostgres {
     dir: PathBuf,
     bin: PathBuf,
     as_postgres: bool,
     /// A libpq connection string for it.
-    pub url: String,
+    pub(crate) url: String,
 }
 
 fn bin_dir() -> Option<PathBuf> {
@@ -48,7 +48,7 @@ fn is_root() -> bool {
 
 impl TempPostgres {
     /// Starts a server, or `Ok(None)` when PostgreSQL is not installed and not required.
-    pub fn start(name: &str) -> Result<Option<Self>, Error> {
+    pub(crate) fn start(name: &str) -> Result<Option<Self>, Error> {
         let required = std::env::var("AGIGIT_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
         let Some(bin) = bin_dir() else {
             if required {
@@ -108,7 +108,7 @@ impl TempPostgres {
     }
 
     /// The server's data directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 }
