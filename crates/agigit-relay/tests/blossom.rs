@@ -2,7 +2,12 @@
 //! downloads, BUD-06 checks, listing and deleting, and every refusal the issue names. Every wait
 //! is bounded.
 
-#![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    reason = "test fixtures"
+)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
