@@ -139,6 +139,8 @@ impl Default for Info {
 pub struct Relay {
     store: Arc<dyn EventStore>,
     live: broadcast::Sender<Arc<Event>>,
+    /// Set when the server shuts down: open WebSockets close too.
+    closing: tokio::sync::watch::Sender<bool>,
     limits: Limits,
     info: Info,
     auth: AuthPolicy,
@@ -162,9 +164,11 @@ impl Relay {
     /// A relay over `store`, with NIP-42 off and no Blossom.
     pub fn new(store: Arc<dyn EventStore>, limits: Limits, info: Info) -> Self {
         let (live, _) = broadcast::channel(4096);
+        let (closing, _) = tokio::sync::watch::channel(false);
         Relay {
             store,
             live,
+            closing,
             limits,
             info,
             auth: AuthPolicy::Off,
@@ -276,6 +280,12 @@ pub async fn serve(
     relay: Relay,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let closing = relay.closing.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Upgraded WebSockets outlive axum's graceful shutdown unless told to close.
+        let _ = closing.send(true);
+    };
     let app = relay
         .router()
         .into_make_service_with_connect_info::<SocketAddr>();
@@ -366,6 +376,7 @@ async fn connection(socket: WebSocket, relay: Relay) {
         let _ = sink.close().await;
     });
     let mut live = relay.live.subscribe();
+    let mut closing = relay.closing.subscribe();
     let mut session = Session {
         subs: HashMap::new(),
         challenge: new_challenge(),
@@ -404,6 +415,7 @@ async fn connection(socket: WebSocket, relay: Relay) {
                 }
                 handle(&relay, &text, &mut session, &send).await;
             }
+            _ = closing.changed() => break,
             event = live.recv() => {
                 match event {
                     Ok(event) => {

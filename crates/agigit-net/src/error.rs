@@ -1,0 +1,155 @@
+//! The network client's errors.
+
+use agigit_hash::BlobHash;
+
+/// What one relay said about one published event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayOutcome {
+    /// The relay's URL.
+    pub relay: String,
+    /// `Ok(message)` when it accepted the event (the message may say `duplicate:`), `Err(reason)`
+    /// otherwise: its `OK false` message, or a timeout or connection failure.
+    pub result: Result<String, String>,
+}
+
+/// What publishing one event did on every push relay.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PublishReport {
+    /// One outcome per push relay, in the pool's order.
+    pub outcomes: Vec<RelayOutcome>,
+}
+
+impl PublishReport {
+    /// How many relays accepted the event.
+    pub fn accepted(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.result.is_ok()).count()
+    }
+
+    /// The relays that refused or failed, with their reasons.
+    pub fn failures(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.outcomes.iter().filter_map(|o| match &o.result {
+            Ok(_) => None,
+            Err(e) => Some((o.relay.as_str(), e.as_str())),
+        })
+    }
+}
+
+/// A network operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// A URL is not usable.
+    #[error("bad URL {url:?}: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No relay or server has the role the operation needs.
+    #[error(
+        "no {role} relays or servers are configured: add one (`agigit relay add --{role} <url>`)"
+    )]
+    NoServers {
+        /// `fetch` or `push`.
+        role: &'static str,
+    },
+    /// Fewer relays accepted an event than required.
+    #[error("{accepted} of {total} relays accepted the event, {required} required: {}", summary(.report))]
+    NotEnoughAccepted {
+        /// Relays that accepted.
+        accepted: usize,
+        /// Relays asked.
+        total: usize,
+        /// Acceptances required.
+        required: usize,
+        /// What each relay said.
+        report: PublishReport,
+    },
+    /// The operation did not finish in time.
+    #[error("{what} timed out after {secs} s")]
+    Timeout {
+        /// What timed out.
+        what: String,
+        /// The limit.
+        secs: u64,
+    },
+    /// A connection or protocol failure.
+    #[error("{server}: {reason}")]
+    Connection {
+        /// The relay or server.
+        server: String,
+        /// What happened.
+        reason: String,
+    },
+    /// A server answered with an HTTP error.
+    #[error("{server}: HTTP {status}: {reason}")]
+    Http {
+        /// The server.
+        server: String,
+        /// The status code.
+        status: u16,
+        /// Its `X-Reason`, or the status text.
+        reason: String,
+    },
+    /// A blob is not on the server.
+    #[error("{server} does not have blob {hash}")]
+    NotFound {
+        /// The server.
+        server: String,
+        /// The blob.
+        hash: BlobHash,
+    },
+    /// A server sent bytes that do not hash to the blob's name.
+    #[error("{server} sent bytes for blob {expected} that hash to {actual}: discarded")]
+    Corrupt {
+        /// The server.
+        server: String,
+        /// The blob asked for.
+        expected: BlobHash,
+        /// What the bytes hash to.
+        actual: BlobHash,
+    },
+    /// No server could provide a blob.
+    #[error("no server could provide blob {hash}: {}", .errors.join("; "))]
+    Unavailable {
+        /// The blob.
+        hash: BlobHash,
+        /// Why each server failed.
+        errors: Vec<String>,
+    },
+    /// A local file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Signing an authorization failed.
+    #[error("signing an authorization failed: {0}")]
+    Sign(String),
+}
+
+fn summary(report: &PublishReport) -> String {
+    let failures: Vec<String> = report
+        .failures()
+        .map(|(relay, why)| format!("{relay}: {why}"))
+        .collect();
+    if failures.is_empty() {
+        "no relay refused".to_owned()
+    } else {
+        failures.join("; ")
+    }
+}
+
+impl NetError {
+    /// Whether trying again (later, or elsewhere) may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            NetError::Timeout { .. } | NetError::Connection { .. } => true,
+            NetError::Http { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}

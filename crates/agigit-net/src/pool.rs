@@ -1,0 +1,828 @@
+//! A pool of Nostr relays (NIP-01 over WebSocket) with fetch and push roles.
+//!
+//! Each relay has a task of its own that connects, reconnects with exponential backoff,
+//! re-sends open subscriptions and unanswered events after a reconnect, and answers NIP-42
+//! challenges when the pool has a signer. Every incoming event is verified (id, signature) and
+//! checked against the subscription's filters; anything else is dropped with a logged reason.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use nostr::prelude::{
+    ClientMessage, Event, EventId, Filter, Keys, Kind, MatchEventOptions, RelayMessage, SignEvent,
+    SubscriptionId, Tag, Timestamp, UnsignedEvent,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::error::{NetError, PublishReport, RelayOutcome};
+use crate::transport::dedup_newest_first;
+
+/// What a relay is used for (the seed's `relay add --fetch/--push`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// Read events from it.
+    pub fetch: bool,
+    /// Publish events to it.
+    pub push: bool,
+}
+
+impl Roles {
+    /// Both fetch and push.
+    pub const BOTH: Roles = Roles {
+        fetch: true,
+        push: true,
+    };
+    /// Fetch only.
+    pub const FETCH: Roles = Roles {
+        fetch: true,
+        push: false,
+    };
+    /// Push only.
+    pub const PUSH: Roles = Roles {
+        fetch: false,
+        push: true,
+    };
+}
+
+/// Timeouts and backoff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Opening a WebSocket.
+    pub connect_timeout: Duration,
+    /// Waiting for a relay's `OK`.
+    pub publish_timeout: Duration,
+    /// Waiting for a relay's `EOSE`.
+    pub query_timeout: Duration,
+    /// First wait before reconnecting.
+    pub backoff_min: Duration,
+    /// Longest wait between reconnects.
+    pub backoff_max: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            connect_timeout: Duration::from_secs(10),
+            publish_timeout: Duration::from_secs(15),
+            query_timeout: Duration::from_secs(15),
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A relay's state, as [`RelayPool::relays`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayStatus {
+    /// Its URL.
+    pub url: String,
+    /// Its roles.
+    pub roles: Roles,
+    /// Whether a WebSocket is open now.
+    pub connected: bool,
+    /// Successful connections so far.
+    pub connects: u64,
+    /// The last connection error, if any.
+    pub last_error: Option<String>,
+    /// Events dropped because they did not verify or match.
+    pub dropped_events: u64,
+}
+
+enum Command {
+    Publish {
+        event: Event,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    Req {
+        id: String,
+        filters: Vec<Filter>,
+        events: mpsc::Sender<SubMsg>,
+    },
+    Close {
+        id: String,
+    },
+}
+
+#[derive(Debug)]
+enum SubMsg {
+    Event(Box<Event>),
+    Eose,
+    Closed(String),
+}
+
+struct RelayHandle {
+    url: String,
+    roles: Roles,
+    commands: mpsc::Sender<Command>,
+    status: Arc<Mutex<RelayStatus>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A set of relays, each with fetch and/or push roles.
+///
+/// Cheap to clone; the relays' tasks stop when the last clone is dropped.
+#[derive(Clone)]
+pub struct RelayPool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    relays: RwLock<Vec<RelayHandle>>,
+    options: PoolOptions,
+    signer: Option<Keys>,
+    next_sub: AtomicU64,
+}
+
+impl std::fmt::Debug for RelayPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayPool")
+            .field("relays", &self.relays())
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+/// Checks a relay URL: `ws://host[:port][/path]`.
+///
+/// # Errors
+/// [`NetError::Url`] for another scheme, no host, or `wss://` (this build has no TLS).
+pub fn check_relay_url(url: &str) -> Result<(), NetError> {
+    let bad = |reason: &str| NetError::Url {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let rest = if let Some(r) = url.strip_prefix("ws://") {
+        r
+    } else if url.starts_with("wss://") {
+        return Err(bad(
+            "wss:// needs TLS, which this build does not include: use ws:// (loopback, a VPN) or a TLS-terminating proxy",
+        ));
+    } else {
+        return Err(bad("a relay URL starts with ws://"));
+    };
+    if rest.split('/').next().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    Ok(())
+}
+
+impl RelayPool {
+    /// An empty pool; `signer` (if any) answers NIP-42 challenges.
+    pub fn new(options: PoolOptions, signer: Option<Keys>) -> Self {
+        RelayPool {
+            inner: Arc::new(PoolInner {
+                relays: RwLock::new(Vec::new()),
+                options,
+                signer,
+                next_sub: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Adds a relay (or widens a known relay's roles) and starts connecting to it.
+    ///
+    /// # Errors
+    /// [`NetError::Url`] for a URL the pool cannot use.
+    pub fn add_relay(&self, url: &str, roles: Roles) -> Result<(), NetError> {
+        check_relay_url(url)?;
+        let url = url.trim_end_matches('/').to_owned();
+        let mut relays = self
+            .inner
+            .relays
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(r) = relays.iter_mut().find(|r| r.url == url) {
+            r.roles.fetch |= roles.fetch;
+            r.roles.push |= roles.push;
+            if let Ok(mut s) = r.status.lock() {
+                s.roles = r.roles;
+            }
+            return Ok(());
+        }
+        let (commands, rx) = mpsc::channel(256);
+        let status = Arc::new(Mutex::new(RelayStatus {
+            url: url.clone(),
+            roles,
+            connected: false,
+            connects: 0,
+            last_error: None,
+            dropped_events: 0,
+        }));
+        let task = tokio::spawn(relay_task(
+            url.clone(),
+            rx,
+            status.clone(),
+            self.inner.options.clone(),
+            self.inner.signer.clone(),
+        ));
+        relays.push(RelayHandle {
+            url,
+            roles,
+            commands,
+            status,
+            task,
+        });
+        Ok(())
+    }
+
+    /// Removes a relay (or only some of its roles); returns whether it was known.
+    pub fn remove_relay(&self, url: &str, roles: Roles) -> bool {
+        let url = url.trim_end_matches('/');
+        let mut relays = self
+            .inner
+            .relays
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(i) = relays.iter().position(|r| r.url == url) else {
+            return false;
+        };
+        let r = &mut relays[i];
+        r.roles.fetch &= !roles.fetch;
+        r.roles.push &= !roles.push;
+        if !r.roles.fetch && !r.roles.push {
+            relays.remove(i);
+        } else if let Ok(mut s) = r.status.lock() {
+            s.roles = r.roles;
+        }
+        true
+    }
+
+    /// Every relay's state.
+    pub fn relays(&self) -> Vec<RelayStatus> {
+        self.inner
+            .relays
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(|r| r.status.lock().ok().map(|s| s.clone()))
+            .collect()
+    }
+
+    fn with_role(&self, pick: fn(Roles) -> bool) -> Vec<(String, mpsc::Sender<Command>)> {
+        self.inner
+            .relays
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|r| pick(r.roles))
+            .map(|r| (r.url.clone(), r.commands.clone()))
+            .collect()
+    }
+
+    /// Publishes `event` to every push relay and waits (bounded) for each one's `OK`.
+    ///
+    /// # Errors
+    /// [`NetError::NoServers`] without push relays; [`NetError::NotEnoughAccepted`], with the
+    /// per-relay report, when fewer than `min_accepted` accept.
+    pub async fn publish(
+        &self,
+        event: &Event,
+        min_accepted: usize,
+    ) -> Result<PublishReport, NetError> {
+        let targets = self.with_role(|r| r.push);
+        if targets.is_empty() {
+            return Err(NetError::NoServers { role: "push" });
+        }
+        let timeout = self.inner.options.publish_timeout;
+        let attempts = targets.into_iter().map(|(url, commands)| {
+            let event = event.clone();
+            async move {
+                let (reply, answer) = oneshot::channel();
+                let sent = commands.send(Command::Publish { event, reply }).await;
+                let result = match sent {
+                    Err(_) => Err("the relay's connection task stopped".to_owned()),
+                    Ok(()) => match tokio::time::timeout(timeout, answer).await {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(_)) => Err("the relay's connection task stopped".to_owned()),
+                        Err(_) => Err(format!("no OK within {} s", timeout.as_secs())),
+                    },
+                };
+                RelayOutcome { relay: url, result }
+            }
+        });
+        let outcomes = futures_util::future::join_all(attempts).await;
+        let report = PublishReport { outcomes };
+        let accepted = report.accepted();
+        if accepted < min_accepted {
+            return Err(NetError::NotEnoughAccepted {
+                accepted,
+                total: report.outcomes.len(),
+                required: min_accepted,
+                report,
+            });
+        }
+        Ok(report)
+    }
+
+    fn new_sub_id(&self) -> String {
+        format!(
+            "agigit-{}",
+            self.inner.next_sub.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Stored events matching `filters` on every fetch relay, verified, each once, newest first.
+    /// Waits for each relay's `EOSE` (bounded by the query timeout).
+    ///
+    /// # Errors
+    /// [`NetError::NoServers`] without fetch relays; [`NetError::Connection`] when no relay
+    /// finished the query.
+    pub async fn query(&self, filters: &[Filter]) -> Result<Vec<Event>, NetError> {
+        let targets = self.with_role(|r| r.fetch);
+        if targets.is_empty() {
+            return Err(NetError::NoServers { role: "fetch" });
+        }
+        let id = self.new_sub_id();
+        let timeout = self.inner.options.query_timeout;
+        let runs = targets.into_iter().map(|(url, commands)| {
+            let (id, filters) = (id.clone(), filters.to_vec());
+            async move {
+                let (tx, mut rx) = mpsc::channel(1024);
+                let req = Command::Req {
+                    id: id.clone(),
+                    filters,
+                    events: tx,
+                };
+                if commands.send(req).await.is_err() {
+                    return (url, Vec::new(), Err("connection task stopped".to_owned()));
+                }
+                let mut events = Vec::new();
+                let deadline = tokio::time::Instant::now() + timeout;
+                let end = loop {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(SubMsg::Event(e))) => events.push(*e),
+                        Ok(Some(SubMsg::Eose)) => break Ok(()),
+                        Ok(Some(SubMsg::Closed(why))) => break Err(why),
+                        Ok(None) => break Err("connection task stopped".to_owned()),
+                        Err(_) => break Err(format!("no EOSE within {} s", timeout.as_secs())),
+                    }
+                };
+                let _ = commands.send(Command::Close { id }).await;
+                (url, events, end)
+            }
+        });
+        let results = futures_util::future::join_all(runs).await;
+        let mut errors = Vec::new();
+        let mut finished = 0;
+        let mut all = Vec::new();
+        for (url, events, end) in results {
+            match end {
+                Ok(()) => finished += 1,
+                Err(why) => {
+                    tracing::debug!(relay = %url, reason = %why, "query incomplete");
+                    errors.push(format!("{url}: {why}"));
+                }
+            }
+            all.extend(events);
+        }
+        if finished == 0 && all.is_empty() {
+            return Err(NetError::Connection {
+                server: "every fetch relay".to_owned(),
+                reason: errors.join("; "),
+            });
+        }
+        Ok(dedup_newest_first(all))
+    }
+
+    /// A live subscription on every fetch relay: stored events first, then new ones, verified and
+    /// each delivered once. Dropping the [`Subscription`] closes it everywhere.
+    ///
+    /// # Errors
+    /// [`NetError::NoServers`] without fetch relays.
+    pub async fn subscribe(&self, filters: &[Filter]) -> Result<Subscription, NetError> {
+        let targets = self.with_role(|r| r.fetch);
+        if targets.is_empty() {
+            return Err(NetError::NoServers { role: "fetch" });
+        }
+        let id = self.new_sub_id();
+        let mut streams = Vec::new();
+        for (_, commands) in targets {
+            let (tx, rx) = mpsc::channel(1024);
+            let req = Command::Req {
+                id: id.clone(),
+                filters: filters.to_vec(),
+                events: tx,
+            };
+            if commands.send(req).await.is_ok() {
+                streams.push(
+                    futures_util::stream::unfold(rx, |mut rx| async move {
+                        rx.recv().await.map(|m| (m, rx))
+                    })
+                    .boxed(),
+                );
+            }
+        }
+        let (out, events) = mpsc::channel(1024);
+        tokio::spawn(async move {
+            let mut merged = futures_util::stream::select_all(streams);
+            let mut seen = HashSet::new();
+            while let Some(msg) = merged.next().await {
+                if let SubMsg::Event(e) = msg
+                    && seen.insert(e.id)
+                    && out.send(*e).await.is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(Subscription { events })
+    }
+}
+
+/// Events from a live subscription.
+#[derive(Debug)]
+pub struct Subscription {
+    events: mpsc::Receiver<Event>,
+}
+
+impl Subscription {
+    /// The next event; `None` when every relay's stream ended.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+}
+
+struct Pending {
+    event: Event,
+    reply: oneshot::Sender<Result<String, String>>,
+    /// Refused with `auth-required:`; re-sent once our AUTH is accepted.
+    awaiting_auth: Option<String>,
+}
+
+struct ActiveSub {
+    filters: Vec<Filter>,
+    events: mpsc::Sender<SubMsg>,
+    /// Closed with `auth-required:`; re-sent once our AUTH is accepted.
+    awaiting_auth: Option<String>,
+}
+
+/// One relay's connection, for as long as the pool holds it.
+async fn relay_task(
+    url: String,
+    mut commands: mpsc::Receiver<Command>,
+    status: Arc<Mutex<RelayStatus>>,
+    options: PoolOptions,
+    signer: Option<Keys>,
+) {
+    let mut pending: HashMap<EventId, Pending> = HashMap::new();
+    let mut subs: HashMap<String, ActiveSub> = HashMap::new();
+    let mut backoff = options.backoff_min;
+    let set_status = |connected: bool, error: Option<String>| {
+        if let Ok(mut s) = status.lock() {
+            s.connected = connected;
+            if connected {
+                s.connects += 1;
+            }
+            if error.is_some() {
+                s.last_error = error;
+            }
+        }
+    };
+    loop {
+        let connected = tokio::time::timeout(
+            options.connect_timeout,
+            tokio_tungstenite::connect_async(&url),
+        )
+        .await;
+        let ws = match connected {
+            Ok(Ok((ws, _))) => ws,
+            Ok(Err(e)) => {
+                set_status(false, Some(e.to_string()));
+                if !wait_backoff(&mut commands, &mut pending, &mut subs, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(options.backoff_max);
+                continue;
+            }
+            Err(_) => {
+                set_status(false, Some("connect timed out".to_owned()));
+                if !wait_backoff(&mut commands, &mut pending, &mut subs, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(options.backoff_max);
+                continue;
+            }
+        };
+        set_status(true, None);
+        backoff = options.backoff_min;
+        tracing::debug!(relay = %url, "connected");
+        let (mut sink, mut stream) = ws.split();
+        let mut auth_id: Option<EventId> = None;
+        // After a reconnect: re-send what is still waiting.
+        let mut resend: Vec<ClientMessage<'static>> = subs
+            .iter()
+            .map(|(id, s)| ClientMessage::req(SubscriptionId::new(id), s.filters.clone()))
+            .collect();
+        pending.retain(|_, p| !p.reply.is_closed());
+        resend.extend(
+            pending
+                .values()
+                .map(|p| ClientMessage::event(p.event.clone())),
+        );
+        let mut alive = true;
+        for m in resend {
+            alive &= send(&mut sink, &m).await;
+        }
+        while alive {
+            tokio::select! {
+                cmd = commands.recv() => {
+                    let Some(cmd) = cmd else {
+                        let _ = sink.close().await;
+                        return;
+                    };
+                    let msg = accept_command(cmd, &mut pending, &mut subs);
+                    if let Some(m) = msg {
+                        alive = send(&mut sink, &m).await;
+                    }
+                }
+                incoming = stream.next() => {
+                    let text = match incoming {
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(Message::Close(_))) | None => { alive = false; continue; }
+                        Some(Ok(_)) => continue,
+                        Some(Err(e)) => {
+                            set_status(false, Some(e.to_string()));
+                            alive = false;
+                            continue;
+                        }
+                    };
+                    let msg = match RelayMessage::from_json(text.as_str()) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::debug!(relay = %url, error = %e, "unparsable relay message");
+                            continue;
+                        }
+                    };
+                    for reply in on_message(&url, msg, &mut pending, &mut subs, &mut auth_id, signer.as_ref(), &status).await {
+                        alive &= send(&mut sink, &reply).await;
+                    }
+                }
+            }
+        }
+        set_status(false, None);
+        tracing::debug!(relay = %url, "disconnected; reconnecting");
+        if !wait_backoff(&mut commands, &mut pending, &mut subs, backoff).await {
+            return;
+        }
+        backoff = (backoff * 2).min(options.backoff_max);
+    }
+}
+
+/// Sleeps `backoff` while still accepting commands (kept for the next connection). Returns
+/// false when the pool dropped this relay.
+async fn wait_backoff(
+    commands: &mut mpsc::Receiver<Command>,
+    pending: &mut HashMap<EventId, Pending>,
+    subs: &mut HashMap<String, ActiveSub>,
+    backoff: Duration,
+) -> bool {
+    let sleep = tokio::time::sleep(backoff);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            () = &mut sleep => return true,
+            cmd = commands.recv() => match cmd {
+                None => return false,
+                Some(cmd) => { let _ = accept_command(cmd, pending, subs); }
+            }
+        }
+    }
+}
+
+/// Records a command; returns the message to send if connected.
+fn accept_command(
+    cmd: Command,
+    pending: &mut HashMap<EventId, Pending>,
+    subs: &mut HashMap<String, ActiveSub>,
+) -> Option<ClientMessage<'static>> {
+    match cmd {
+        Command::Publish { event, reply } => {
+            let msg = ClientMessage::event(event.clone());
+            pending.insert(
+                event.id,
+                Pending {
+                    event,
+                    reply,
+                    awaiting_auth: None,
+                },
+            );
+            Some(msg)
+        }
+        Command::Req {
+            id,
+            filters,
+            events,
+        } => {
+            let msg = ClientMessage::req(SubscriptionId::new(&id), filters.clone());
+            subs.insert(
+                id,
+                ActiveSub {
+                    filters,
+                    events,
+                    awaiting_auth: None,
+                },
+            );
+            Some(msg)
+        }
+        Command::Close { id } => subs
+            .remove(&id)
+            .map(|_| ClientMessage::close(SubscriptionId::new(id))),
+    }
+}
+
+type Sink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+
+async fn send(sink: &mut Sink, msg: &ClientMessage<'_>) -> bool {
+    match msg.try_as_json() {
+        Ok(json) => sink.send(Message::Text(json.into())).await.is_ok(),
+        Err(_) => true,
+    }
+}
+
+fn auth_event(signer: &Keys, url: &str, challenge: &str) -> Option<Event> {
+    let tags = [
+        Tag::parse(["challenge", challenge]).ok()?,
+        Tag::parse(["relay", url]).ok()?,
+    ];
+    let unsigned = UnsignedEvent::new(
+        signer.public_key(),
+        Timestamp::now(),
+        Kind::Authentication,
+        tags,
+        "",
+    );
+    SignEvent::sign_event(signer, unsigned).ok()
+}
+
+/// Handles one relay message; returns what to send back.
+async fn on_message(
+    url: &str,
+    msg: RelayMessage<'_>,
+    pending: &mut HashMap<EventId, Pending>,
+    subs: &mut HashMap<String, ActiveSub>,
+    auth_id: &mut Option<EventId>,
+    signer: Option<&Keys>,
+    status: &Mutex<RelayStatus>,
+) -> Vec<ClientMessage<'static>> {
+    let mut out = Vec::new();
+    match msg {
+        RelayMessage::Ok {
+            event_id,
+            status: accepted,
+            message,
+        } => {
+            if *auth_id == Some(event_id) {
+                *auth_id = None;
+                if accepted {
+                    // Re-send what waited for authentication.
+                    for p in pending.values_mut() {
+                        if p.awaiting_auth.take().is_some() {
+                            out.push(ClientMessage::event(p.event.clone()));
+                        }
+                    }
+                    for (id, sub) in subs.iter_mut() {
+                        if sub.awaiting_auth.take().is_some() {
+                            out.push(ClientMessage::req(
+                                SubscriptionId::new(id),
+                                sub.filters.clone(),
+                            ));
+                        }
+                    }
+                } else {
+                    tracing::warn!(relay = %url, reason = %message, "NIP-42 authentication refused");
+                    let waiting: Vec<EventId> = pending
+                        .iter()
+                        .filter(|(_, p)| p.awaiting_auth.is_some())
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in waiting {
+                        if let Some(p) = pending.remove(&id) {
+                            let why = p.awaiting_auth.unwrap_or_default();
+                            let _ = p
+                                .reply
+                                .send(Err(format!("{why} (our AUTH was refused: {message})")));
+                        }
+                    }
+                    let waiting: Vec<String> = subs
+                        .iter()
+                        .filter(|(_, s)| s.awaiting_auth.is_some())
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    for id in waiting {
+                        if let Some(sub) = subs.remove(&id) {
+                            let why = sub.awaiting_auth.unwrap_or_default();
+                            let _ = sub.events.send(SubMsg::Closed(why)).await;
+                        }
+                    }
+                }
+                return out;
+            }
+            let Some(mut p) = pending.remove(&event_id) else {
+                return out;
+            };
+            if !accepted
+                && message.starts_with("auth-required:")
+                && signer.is_some()
+                && p.awaiting_auth.is_none()
+            {
+                // The relay sends its challenge with the refusal; once our answer is accepted,
+                // the event goes again.
+                p.awaiting_auth = Some(message.into_owned());
+                pending.insert(event_id, p);
+                return out;
+            }
+            let _ = p.reply.send(if accepted {
+                Ok(message.into_owned())
+            } else {
+                Err(message.into_owned())
+            });
+        }
+        RelayMessage::Auth { challenge } => {
+            if let Some(signer) = signer
+                && let Some(event) = auth_event(signer, url, &challenge)
+            {
+                *auth_id = Some(event.id);
+                out.push(ClientMessage::auth(event));
+            }
+        }
+        RelayMessage::Event {
+            subscription_id,
+            event,
+        } => {
+            let Some(sub) = subs.get(subscription_id.as_str()) else {
+                return out;
+            };
+            let event = event.into_owned();
+            let reason = if event.verify().is_err() {
+                Some("bad id or signature")
+            } else if !sub
+                .filters
+                .iter()
+                .any(|f| f.match_event(&event, MatchEventOptions::new()))
+            {
+                Some("does not match the subscription's filters")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                tracing::warn!(relay = %url, id = %event.id, reason, "dropping an event from a relay");
+                if let Ok(mut s) = status.lock() {
+                    s.dropped_events += 1;
+                }
+                return out;
+            }
+            if sub
+                .events
+                .send(SubMsg::Event(Box::new(event)))
+                .await
+                .is_err()
+            {
+                subs.remove(subscription_id.as_str());
+                out.push(ClientMessage::close(subscription_id.into_owned()));
+            }
+        }
+        RelayMessage::EndOfStoredEvents(id) => {
+            if let Some(sub) = subs.get(id.as_str())
+                && sub.events.send(SubMsg::Eose).await.is_err()
+            {
+                subs.remove(id.as_str());
+                out.push(ClientMessage::close(id.into_owned()));
+            }
+        }
+        RelayMessage::Closed {
+            subscription_id,
+            message,
+        } => {
+            let key = subscription_id.as_str().to_owned();
+            if let Some(mut sub) = subs.remove(&key) {
+                if message.starts_with("auth-required:")
+                    && signer.is_some()
+                    && sub.awaiting_auth.is_none()
+                {
+                    sub.awaiting_auth = Some(message.into_owned());
+                    subs.insert(key, sub);
+                } else {
+                    let _ = sub.events.send(SubMsg::Closed(message.into_owned())).await;
+                }
+            }
+        }
+        RelayMessage::Notice(text) => {
+            tracing::debug!(relay = %url, notice = %text, "relay notice");
+        }
+        _ => {}
+    }
+    out
+}

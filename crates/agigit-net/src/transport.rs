@@ -1,0 +1,333 @@
+//! The [`Transport`] trait the facade depends on (publish, query, put blob, get blob), and
+//! [`MemoryTransport`], an in-process implementation with switchable failures for tests.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use agigit_hash::BlobHash;
+use bytes::Bytes;
+use nostr::prelude::{Event, Filter, MatchEventOptions};
+
+use crate::error::{NetError, PublishReport, RelayOutcome};
+
+/// A boxed, sendable future (keeps [`Transport`] usable as `dyn Transport`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How agigit talks to the network: events to and from relays, blobs to and from servers.
+///
+/// Every implementation verifies what it returns: events by id and signature, blobs by SHA-256.
+pub trait Transport: Send + Sync {
+    /// Publishes `event` to every push relay; succeeds when at least `min_accepted` accept it.
+    ///
+    /// # Errors
+    /// [`NetError::NotEnoughAccepted`] (with the per-relay report) or [`NetError::NoServers`].
+    fn publish<'a>(
+        &'a self,
+        event: &'a Event,
+        min_accepted: usize,
+    ) -> BoxFuture<'a, Result<PublishReport, NetError>>;
+
+    /// The verified events matching any of `filters` on the fetch relays, each once, newest first.
+    ///
+    /// # Errors
+    /// [`NetError`] when no fetch relay answers.
+    fn query<'a>(&'a self, filters: &'a [Filter]) -> BoxFuture<'a, Result<Vec<Event>, NetError>>;
+
+    /// The blob servers to upload to, in a stable order (placement indexes into it).
+    fn push_servers(&self) -> Vec<String>;
+
+    /// The blob servers to download from.
+    fn fetch_servers(&self) -> Vec<String>;
+
+    /// Uploads `data` to `server`; returns its hash.
+    ///
+    /// # Errors
+    /// [`NetError`] when the server refuses or cannot be reached.
+    fn put_blob<'a>(
+        &'a self,
+        server: &'a str,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<BlobHash, NetError>>;
+
+    /// Downloads blob `hash` from `server`, verified against its hash.
+    ///
+    /// # Errors
+    /// [`NetError::NotFound`], [`NetError::Corrupt`] or a connection error.
+    fn get_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<Bytes, NetError>>;
+}
+
+impl<T: Transport + ?Sized> Transport for Arc<T> {
+    fn publish<'a>(
+        &'a self,
+        event: &'a Event,
+        min_accepted: usize,
+    ) -> BoxFuture<'a, Result<PublishReport, NetError>> {
+        (**self).publish(event, min_accepted)
+    }
+    fn query<'a>(&'a self, filters: &'a [Filter]) -> BoxFuture<'a, Result<Vec<Event>, NetError>> {
+        (**self).query(filters)
+    }
+    fn push_servers(&self) -> Vec<String> {
+        (**self).push_servers()
+    }
+    fn fetch_servers(&self) -> Vec<String> {
+        (**self).fetch_servers()
+    }
+    fn put_blob<'a>(
+        &'a self,
+        server: &'a str,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<BlobHash, NetError>> {
+        (**self).put_blob(server, data)
+    }
+    fn get_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<Bytes, NetError>> {
+        (**self).get_blob(server, hash)
+    }
+}
+
+/// Sorts newest first (ties: lowest id) and drops repeats: how every transport returns events.
+pub(crate) fn dedup_newest_first(events: impl IntoIterator<Item = Event>) -> Vec<Event> {
+    let mut seen = BTreeSet::new();
+    let mut out: Vec<Event> = events.into_iter().filter(|e| seen.insert(e.id)).collect();
+    out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    out
+}
+
+#[derive(Debug, Default)]
+struct Server {
+    events: Vec<Event>,
+    blobs: HashMap<BlobHash, Bytes>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    servers: Vec<(String, Server)>,
+    down: HashSet<String>,
+}
+
+/// An in-process network of named servers, each both a relay and a blob server.
+///
+/// Servers can be taken down and blobs corrupted, to test m-of-n behaviour without sockets.
+/// Events are verified on publish; a server keeps every event it accepts (no replaceable
+/// semantics: readers resolve state themselves, as over real relays).
+#[derive(Clone, Debug, Default)]
+pub struct MemoryTransport {
+    state: Arc<Mutex<MemoryState>>,
+}
+
+impl MemoryTransport {
+    /// A network of servers named `names`.
+    pub fn new<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
+        let servers = names
+            .into_iter()
+            .map(|n| (n.into(), Server::default()))
+            .collect();
+        MemoryTransport {
+            state: Arc::new(Mutex::new(MemoryState {
+                servers,
+                down: HashSet::new(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemoryState> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes `server` down (`true`) or brings it back.
+    pub fn set_down(&self, server: &str, down: bool) {
+        let mut s = self.lock();
+        if down {
+            s.down.insert(server.to_owned());
+        } else {
+            s.down.remove(server);
+        }
+    }
+
+    /// Replaces the stored bytes of `hash` on `server` with `bytes` (a test's bit rot). Returns
+    /// whether the server held the blob.
+    pub fn corrupt_blob(&self, server: &str, hash: &BlobHash, bytes: Bytes) -> bool {
+        let mut s = self.lock();
+        s.servers
+            .iter_mut()
+            .find(|(n, _)| n == server)
+            .and_then(|(_, srv)| srv.blobs.get_mut(hash))
+            .map(|b| *b = bytes)
+            .is_some()
+    }
+
+    /// Bytes of blobs `server` stores.
+    pub fn stored_bytes(&self, server: &str) -> u64 {
+        self.lock()
+            .servers
+            .iter()
+            .find(|(n, _)| n == server)
+            .map_or(0, |(_, s)| s.blobs.values().map(|b| b.len() as u64).sum())
+    }
+
+    /// How many blobs `server` stores.
+    pub fn blob_count(&self, server: &str) -> usize {
+        self.lock()
+            .servers
+            .iter()
+            .find(|(n, _)| n == server)
+            .map_or(0, |(_, s)| s.blobs.len())
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.lock().servers.iter().map(|(n, _)| n.clone()).collect()
+    }
+}
+
+fn down(server: &str) -> NetError {
+    NetError::Connection {
+        server: server.to_owned(),
+        reason: "connection refused (server is down)".to_owned(),
+    }
+}
+
+impl Transport for MemoryTransport {
+    fn publish<'a>(
+        &'a self,
+        event: &'a Event,
+        min_accepted: usize,
+    ) -> BoxFuture<'a, Result<PublishReport, NetError>> {
+        Box::pin(async move {
+            let valid = event.verify().is_ok();
+            let mut s = self.lock();
+            let MemoryState { servers, down: d } = &mut *s;
+            if servers.is_empty() {
+                return Err(NetError::NoServers { role: "push" });
+            }
+            let outcomes = servers
+                .iter_mut()
+                .map(|(name, srv)| {
+                    let result = if d.contains(name) {
+                        Err("connection refused (server is down)".to_owned())
+                    } else if !valid {
+                        Err("invalid: event id or signature does not verify".to_owned())
+                    } else if srv.events.iter().any(|e| e.id == event.id) {
+                        Ok("duplicate: already have this event".to_owned())
+                    } else {
+                        srv.events.push(event.clone());
+                        Ok(String::new())
+                    };
+                    RelayOutcome {
+                        relay: name.clone(),
+                        result,
+                    }
+                })
+                .collect();
+            let report = PublishReport { outcomes };
+            let accepted = report.accepted();
+            if accepted < min_accepted {
+                return Err(NetError::NotEnoughAccepted {
+                    accepted,
+                    total: report.outcomes.len(),
+                    required: min_accepted,
+                    report,
+                });
+            }
+            Ok(report)
+        })
+    }
+
+    fn query<'a>(&'a self, filters: &'a [Filter]) -> BoxFuture<'a, Result<Vec<Event>, NetError>> {
+        Box::pin(async move {
+            let s = self.lock();
+            let up: Vec<&Server> = s
+                .servers
+                .iter()
+                .filter(|(n, _)| !s.down.contains(n))
+                .map(|(_, srv)| srv)
+                .collect();
+            if up.is_empty() {
+                return Err(NetError::NoServers { role: "fetch" });
+            }
+            let hits = up.iter().flat_map(|srv| srv.events.iter()).filter(|e| {
+                filters
+                    .iter()
+                    .any(|f| f.match_event(e, MatchEventOptions::new()))
+            });
+            Ok(dedup_newest_first(hits.cloned()))
+        })
+    }
+
+    fn push_servers(&self) -> Vec<String> {
+        self.names()
+    }
+
+    fn fetch_servers(&self) -> Vec<String> {
+        self.names()
+    }
+
+    fn put_blob<'a>(
+        &'a self,
+        server: &'a str,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<BlobHash, NetError>> {
+        Box::pin(async move {
+            let hash = BlobHash::digest(&data);
+            let mut s = self.lock();
+            if s.down.contains(server) {
+                return Err(down(server));
+            }
+            let srv = s
+                .servers
+                .iter_mut()
+                .find(|(n, _)| n == server)
+                .map(|(_, srv)| srv)
+                .ok_or_else(|| NetError::Url {
+                    url: server.to_owned(),
+                    reason: "no such server in this network".to_owned(),
+                })?;
+            srv.blobs.insert(hash, data);
+            Ok(hash)
+        })
+    }
+
+    fn get_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<Bytes, NetError>> {
+        Box::pin(async move {
+            let s = self.lock();
+            if s.down.contains(server) {
+                return Err(down(server));
+            }
+            let bytes = s
+                .servers
+                .iter()
+                .find(|(n, _)| n == server)
+                .and_then(|(_, srv)| srv.blobs.get(hash))
+                .cloned()
+                .ok_or_else(|| NetError::NotFound {
+                    server: server.to_owned(),
+                    hash: *hash,
+                })?;
+            let actual = BlobHash::digest(&bytes);
+            if actual != *hash {
+                return Err(NetError::Corrupt {
+                    server: server.to_owned(),
+                    expected: *hash,
+                    actual,
+                });
+            }
+            Ok(bytes)
+        })
+    }
+}
