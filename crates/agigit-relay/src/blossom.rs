@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::blobs::{BlobInfo, BlobStore, BlobStoreError, BlobUpload, DeleteOutcome};
 use crate::config::BlossomConfig;
+use crate::range::ByteRange;
 
 /// The Blossom side of a relay: a blob store and its settings.
 #[derive(Clone)]
@@ -433,48 +434,6 @@ async fn upload_check(State(b): State<Blossom>, headers: HeaderMap) -> Response 
     (StatusCode::OK, [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")]).into_response()
 }
 
-/// A single byte range, resolved against the blob's size: `[start, end)`.
-#[derive(Debug, PartialEq, Eq)]
-enum Range {
-    Full,
-    Part(u64, u64),
-    Unsatisfiable,
-}
-
-fn parse_range(value: Option<&HeaderValue>, size: u64) -> Range {
-    let Some(spec) = value
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().strip_prefix("bytes="))
-    else {
-        return Range::Full;
-    };
-    // Several ranges: serving the whole blob is allowed (RFC 9110 §14.2).
-    if spec.contains(',') {
-        return Range::Full;
-    }
-    let Some((a, z)) = spec.trim().split_once('-') else {
-        return Range::Full;
-    };
-    let (a, z) = (a.trim(), z.trim());
-    let parsed = match (a.is_empty(), z.is_empty()) {
-        (true, false) => z
-            .parse::<u64>()
-            .ok()
-            .map(|n| (size.saturating_sub(n), size)),
-        (false, true) => a.parse::<u64>().ok().map(|s| (s, size)),
-        (false, false) => match (a.parse::<u64>(), z.parse::<u64>()) {
-            (Ok(s), Ok(e)) if s <= e => Some((s, e.saturating_add(1).min(size))),
-            _ => None,
-        },
-        (true, true) => None,
-    };
-    match parsed {
-        None => Range::Full,
-        Some((s, e)) if s >= size || s >= e => Range::Unsatisfiable,
-        Some((s, e)) => Range::Part(s, e),
-    }
-}
-
 /// BUD-01 `GET`/`HEAD /<sha256>`.
 async fn download(
     State(b): State<Blossom>,
@@ -501,11 +460,14 @@ async fn download(
         Err(e) => return internal(e),
     };
     let (mut reader, info) = opened;
-    let range = parse_range(headers.get(header::RANGE), info.size);
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map_or(ByteRange::Full, |v| ByteRange::parse(v, info.size));
     let (status, start, end) = match range {
-        Range::Full => (StatusCode::OK, 0, info.size),
-        Range::Part(s, e) => (StatusCode::PARTIAL_CONTENT, s, e),
-        Range::Unsatisfiable => {
+        ByteRange::Full => (StatusCode::OK, 0, info.size),
+        ByteRange::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end),
+        ByteRange::Unsatisfiable => {
             let mut r = refuse(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 format!("the blob is {} bytes", info.size),
@@ -637,30 +599,6 @@ async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges_resolve_like_rfc_9110() {
-        let h = |s: &'static str| Some(HeaderValue::from_static(s));
-        assert_eq!(parse_range(None, 10), Range::Full);
-        assert_eq!(parse_range(h("bytes=0-3").as_ref(), 10), Range::Part(0, 4));
-        assert_eq!(parse_range(h("bytes=5-").as_ref(), 10), Range::Part(5, 10));
-        assert_eq!(parse_range(h("bytes=-3").as_ref(), 10), Range::Part(7, 10));
-        assert_eq!(
-            parse_range(h("bytes=8-100").as_ref(), 10),
-            Range::Part(8, 10)
-        );
-        assert_eq!(
-            parse_range(h("bytes=10-").as_ref(), 10),
-            Range::Unsatisfiable
-        );
-        assert_eq!(parse_range(h("bytes=0-1,4-5").as_ref(), 10), Range::Full);
-        assert_eq!(parse_range(h("bytes=5-2").as_ref(), 10), Range::Full);
-        assert_eq!(parse_range(h("items=0-1").as_ref(), 10), Range::Full);
-        assert_eq!(
-            parse_range(h("bytes=-0").as_ref(), 10),
-            Range::Unsatisfiable
-        );
-    }
 
     #[test]
     fn blob_names_take_an_optional_extension() {
