@@ -102,7 +102,8 @@ fn theirs(rt: &Runtime) -> (nostr_relay_builder::prelude::LocalRelay, String) {
 }
 
 async fn connect(url: &str) -> Ws {
-    tokio_tungstenite::connect_async(url)
+    // No Nagle: small frames must not wait for delayed ACKs (the relays under test do the same).
+    tokio_tungstenite::connect_async_with_config(url, None, true)
         .await
         .expect("connect")
         .0
@@ -209,13 +210,15 @@ fn bench_relay(c: &mut Criterion) {
         let mut round = 0usize;
         group.bench_function(t.name, |b| {
             b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    round += 1;
-                    let batch = events(&keys, BATCH, &format!("{} {round}", t.name));
-                    total += rt.block_on(ingest(&mut ws, &batch));
-                }
-                total
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        round += 1;
+                        let batch = events(&keys, BATCH, &format!("{} {round}", t.name));
+                        total += ingest(&mut ws, &batch).await;
+                    }
+                    total
+                })
             });
         });
     }
@@ -237,14 +240,16 @@ fn bench_relay(c: &mut Criterion) {
         let mut n = 0;
         group.bench_function(t.name, |b| {
             b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    n += 1;
-                    let (d, got) = rt.block_on(req(&mut ws, &filter, n));
-                    assert_eq!(got, 100);
-                    total += d;
-                }
-                total
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        n += 1;
+                        let (d, got) = req(&mut ws, &filter, n).await;
+                        assert_eq!(got, 100);
+                        total += d;
+                    }
+                    total
+                })
             });
         });
     }

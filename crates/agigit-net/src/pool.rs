@@ -489,11 +489,9 @@ async fn relay_task(
         }
     };
     loop {
-        let connected = tokio::time::timeout(
-            options.connect_timeout,
-            tokio_tungstenite::connect_async(&url),
-        )
-        .await;
+        // No Nagle: EVENT and REQ frames are small and must not wait for delayed ACKs.
+        let connect = tokio_tungstenite::connect_async_with_config(&url, None, true);
+        let connected = tokio::time::timeout(options.connect_timeout, connect).await;
         let ws = match connected {
             Ok(Ok((ws, _))) => ws,
             Ok(Err(e)) => {

@@ -13,6 +13,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use futures_util::{SinkExt, StreamExt};
 use nostr::prelude::{
     ClientMessage, Event, Filter, Kind, PublicKey, RelayMessage, SubscriptionId, Timestamp,
@@ -139,6 +140,8 @@ impl Default for Info {
 pub struct Relay {
     store: Arc<dyn EventStore>,
     live: broadcast::Sender<Arc<Event>>,
+    /// Events to store, with where to say how it went: the ingest thread batches them.
+    ingest: mpsc::Sender<Ingest>,
     /// Set when the server shuts down: open WebSockets close too.
     closing: tokio::sync::watch::Sender<bool>,
     limits: Limits,
@@ -165,9 +168,11 @@ impl Relay {
     pub fn new(store: Arc<dyn EventStore>, limits: Limits, info: Info) -> Self {
         let (live, _) = broadcast::channel(4096);
         let (closing, _) = tokio::sync::watch::channel(false);
+        let ingest = start_ingest(store.clone());
         Relay {
             store,
             live,
+            ingest,
             closing,
             limits,
             info,
@@ -289,6 +294,10 @@ pub async fn serve(
     let app = relay
         .router()
         .into_make_service_with_connect_info::<SocketAddr>();
+    // Small frames (OK, EVENT, EOSE) must not wait for Nagle's algorithm and delayed ACKs.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -330,6 +339,45 @@ async fn root(
         .into_response()
 }
 
+/// An event to store and the channel for its outcome.
+type Ingest = (
+    Event,
+    tokio::sync::oneshot::Sender<Result<SaveOutcome, EventStoreError>>,
+);
+
+/// The most events committed together.
+const INGEST_BATCH: usize = 256;
+
+/// Starts the thread that stores events: it takes whatever is queued (up to [`INGEST_BATCH`]),
+/// saves it with [`EventStore::save_batch`] (one transaction on SQLite) and answers each. It
+/// ends when the last [`Relay`] clone is dropped.
+fn start_ingest(store: Arc<dyn EventStore>) -> mpsc::Sender<Ingest> {
+    let (tx, mut rx) = mpsc::channel::<Ingest>(4 * INGEST_BATCH);
+    let spawned = std::thread::Builder::new()
+        .name("agigit-relay-ingest".into())
+        .spawn(move || {
+            while let Some(first) = rx.blocking_recv() {
+                let mut batch = vec![first];
+                while batch.len() < INGEST_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let (events, replies): (Vec<Event>, Vec<_>) = batch.into_iter().unzip();
+                let outcomes = store.save_batch(&events);
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the thread every save answers "error:"; the relay still serves reads.
+        tracing::error!(error = %e, "cannot start the ingest thread");
+    }
+    tx
+}
+
 /// A simple rate limiter: `per_minute` tokens, refilled continuously.
 struct Bucket {
     tokens: f64,
@@ -368,8 +416,17 @@ async fn connection(socket: WebSocket, relay: Relay) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut out_rx) = mpsc::channel::<Message>(1024);
     let writer = tokio::spawn(async move {
-        while let Some(m) = out_rx.recv().await {
-            if sink.send(m).await.is_err() {
+        // Queue what is ready, then flush once: one write for a burst of OKs or EVENTs.
+        'outer: while let Some(m) = out_rx.recv().await {
+            if sink.feed(m).await.is_err() {
+                break;
+            }
+            while let Ok(m) = out_rx.try_recv() {
+                if sink.feed(m).await.is_err() {
+                    break 'outer;
+                }
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }
@@ -413,7 +470,7 @@ async fn connection(socket: WebSocket, relay: Relay) {
                     send(RelayMessage::notice("rate-limited: slow down")).await;
                     continue;
                 }
-                handle(&relay, &text, &mut session, &send).await;
+                handle(&relay, &text, &mut session, &out, &send).await;
             }
             _ = closing.changed() => break,
             event = live.recv() => {
@@ -505,8 +562,13 @@ fn check_auth(relay: &Relay, challenge: &str, event: &Event) -> Result<(), Strin
     Ok(())
 }
 
-async fn handle<F, Fut>(relay: &Relay, text: &str, session: &mut Session, send: &F)
-where
+async fn handle<F, Fut>(
+    relay: &Relay,
+    text: &str,
+    session: &mut Session,
+    out: &mpsc::Sender<Message>,
+    send: &F,
+) where
     F: Fn(RelayMessage<'static>) -> Fut,
     Fut: Future<Output = ()>,
 {
@@ -534,37 +596,53 @@ where
                 send(RelayMessage::auth(session.challenge.clone())).await;
                 return;
             }
-            let store = relay.store.clone();
-            let e = event.clone();
-            let outcome = tokio::task::spawn_blocking(move || store.save(&e)).await;
-            let (ok, message) = match outcome {
-                Ok(Ok(o)) => match o {
-                    SaveOutcome::Stored | SaveOutcome::Replaced | SaveOutcome::Ephemeral => {
-                        let _ = relay.live.send(Arc::new(event));
-                        (true, String::new())
-                    }
-                    SaveOutcome::Duplicate => (true, "duplicate: already have this event".into()),
-                    SaveOutcome::Obsolete => (
-                        false,
-                        "duplicate: a newer version of this event is stored".into(),
-                    ),
-                    SaveOutcome::Deleted => (false, "blocked: deleted by its author".into()),
-                    SaveOutcome::Expired => (false, "invalid: this event has expired".into()),
-                },
-                Ok(Err(EventStoreError::Invalid(_))) => (
+            // The ingest thread commits events in batches; the OK goes out when this one is
+            // stored, while this connection reads on (pipelined clients are not serialized).
+            let (reply, stored) = tokio::sync::oneshot::channel();
+            if relay.ingest.send((event.clone(), reply)).await.is_err() {
+                send(RelayMessage::ok(
+                    id,
                     false,
-                    "invalid: event id or signature does not verify".into(),
-                ),
-                Ok(Err(e)) => {
-                    tracing::warn!(%id, error = %e, "storing an event failed");
-                    (false, "error: could not store the event".into())
+                    "error: the relay is shutting down",
+                ))
+                .await;
+                return;
+            }
+            let (relay, out) = (relay.clone(), out.clone());
+            tokio::spawn(async move {
+                let (ok, message) = match stored.await {
+                    Ok(Ok(o)) => match o {
+                        SaveOutcome::Stored | SaveOutcome::Replaced | SaveOutcome::Ephemeral => {
+                            let _ = relay.live.send(Arc::new(event));
+                            (true, String::new())
+                        }
+                        SaveOutcome::Duplicate => {
+                            (true, "duplicate: already have this event".into())
+                        }
+                        SaveOutcome::Obsolete => (
+                            false,
+                            "duplicate: a newer version of this event is stored".into(),
+                        ),
+                        SaveOutcome::Deleted => (false, "blocked: deleted by its author".into()),
+                        SaveOutcome::Expired => (false, "invalid: this event has expired".into()),
+                    },
+                    Ok(Err(EventStoreError::Invalid(_))) => (
+                        false,
+                        "invalid: event id or signature does not verify".into(),
+                    ),
+                    Ok(Err(e)) => {
+                        tracing::warn!(%id, error = %e, "storing an event failed");
+                        (false, "error: could not store the event".into())
+                    }
+                    Err(_) => {
+                        tracing::error!(%id, "the ingest thread stopped");
+                        (false, "error: could not store the event".into())
+                    }
+                };
+                if let Some(m) = encode(&RelayMessage::ok(id, ok, message)) {
+                    let _ = out.send(m).await;
                 }
-                Err(e) => {
-                    tracing::error!(%id, error = %e, "store task failed");
-                    (false, "error: could not store the event".into())
-                }
-            };
-            send(RelayMessage::ok(id, ok, message)).await;
+            });
         }
         ClientMessage::Req {
             subscription_id,

@@ -272,6 +272,34 @@ pub fn run<S: EventStore>(store: &S) -> Result<(), Failure> {
         ),
         "oversized filter refused",
     )?;
+
+    // A batch behaves like the same saves one by one: a new event, a repeat inside the batch,
+    // a forged event, and two versions of one replaceable slot (the older one second).
+    let k = keys(9)?;
+    let fresh = event(&k, 1, 3000, vec![], "batch")?;
+    let newer = event(&k, 10_000, 3002, vec![], "profile v2")?;
+    let older = event(&k, 10_000, 3001, vec![], "profile v1")?;
+    let batch = [fresh.clone(), fresh.clone(), forged, newer.clone(), older];
+    let outcomes = store.save_batch(&batch);
+    check(
+        outcomes.len() == batch.len(),
+        "one result per event in a batch",
+    )?;
+    check(
+        matches!(outcomes[0], Ok(SaveOutcome::Stored))
+            && matches!(outcomes[1], Ok(SaveOutcome::Duplicate))
+            && matches!(outcomes[2], Err(EventStoreError::Invalid(_)))
+            && matches!(outcomes[3], Ok(SaveOutcome::Stored))
+            && matches!(outcomes[4], Ok(SaveOutcome::Obsolete)),
+        "a batch's outcomes are those of saving one by one",
+    )?;
+    let stored = store
+        .query(&[Filter::new().author(k.public_key())])
+        .map_err(err)?;
+    check(
+        ids(&stored) == vec![newer.id, fresh.id],
+        "a batch stores what one-by-one saves would",
+    )?;
     Ok(())
 }
 

@@ -70,6 +70,9 @@ pub enum EventStoreError {
     /// A stored event does not parse (the database was changed behind the store's back).
     #[error("stored event does not parse: {0}")]
     Corrupt(String),
+    /// A batch of saves failed as a whole (nothing of it was stored).
+    #[error("the batch failed: {0}")]
+    Batch(String),
     /// A lock was poisoned by a panicking writer.
     #[error("the store's lock is poisoned")]
     Poisoned,
@@ -82,6 +85,12 @@ pub enum EventStoreError {
 pub trait EventStore: Send + Sync {
     /// Saves `event` (verifying it first) and says what happened.
     fn save(&self, event: &Event) -> Result<SaveOutcome, EventStoreError>;
+
+    /// Saves several events in order, as [`save`](EventStore::save) would one by one (a backend
+    /// may commit them together); one result per event.
+    fn save_batch(&self, events: &[Event]) -> Vec<Result<SaveOutcome, EventStoreError>> {
+        events.iter().map(|e| self.save(e)).collect()
+    }
 
     /// The stored events matching any of `filters`, newest first (ties: lowest id first), each
     /// once; each filter's `limit` caps that filter's own matches. Expired events are left out.

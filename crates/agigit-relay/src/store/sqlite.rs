@@ -98,123 +98,166 @@ impl SqliteEventStore {
     }
 }
 
+/// Saves one verified event inside the caller's transaction (or savepoint). Every early return
+/// comes before the first write.
+fn save_in(tx: &Connection, event: &Event) -> Result<SaveOutcome, EventStoreError> {
+    let id = event.id.as_bytes().as_slice();
+    let author = event.pubkey.as_bytes().as_slice();
+    let kind = i64::from(event.kind.as_u16());
+    let exists: Option<i64> = tx
+        .query_row("SELECT 1 FROM events WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?;
+    if exists.is_some() {
+        return Ok(SaveOutcome::Duplicate);
+    }
+    if is_expired(event, Timestamp::now()) {
+        return Ok(SaveOutcome::Expired);
+    }
+    let deleted: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM deleted_ids WHERE id = ?1 AND pubkey = ?2",
+            params![id, author],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if deleted.is_some() {
+        return Ok(SaveOutcome::Deleted);
+    }
+    let slot = slot(event);
+    if slot == Slot::Ephemeral {
+        return Ok(SaveOutcome::Ephemeral);
+    }
+    if let Slot::Addressable(d) = &slot {
+        let until: Option<i64> = tx
+            .query_row(
+                "SELECT until FROM deleted_coordinates WHERE kind = ?1 AND pubkey = ?2 AND d = ?3",
+                params![kind, author, d],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if until.is_some_and(|u| secs(event.created_at) <= u) {
+            return Ok(SaveOutcome::Deleted);
+        }
+    }
+    let key = slot_key(&slot);
+    let mut outcome = SaveOutcome::Stored;
+    if let Some(d) = &key {
+        let old: Option<String> = tx
+            .query_row(
+                "SELECT json FROM events WHERE pubkey = ?1 AND kind = ?2 AND d = ?3",
+                params![author, kind, d],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(old) = old {
+            let old = SqliteEventStore::parse(&old)?;
+            if !supersedes(event, &old) {
+                return Ok(SaveOutcome::Obsolete);
+            }
+            tx.execute(
+                "DELETE FROM events WHERE id = ?1",
+                [old.id.as_bytes().as_slice()],
+            )?;
+            outcome = SaveOutcome::Replaced;
+        }
+    }
+    if event.kind == Kind::EventDeletion {
+        let targets = deletion_targets(event);
+        for target in targets.ids {
+            let t = target.as_bytes().as_slice();
+            tx.execute(
+                "INSERT OR IGNORE INTO deleted_ids (id, pubkey) VALUES (?1, ?2)",
+                params![t, author],
+            )?;
+            tx.execute(
+                "DELETE FROM events WHERE id = ?1 AND pubkey = ?2",
+                params![t, author],
+            )?;
+        }
+        for (k, a, d) in targets.coordinates {
+            let (k, a) = (i64::from(k.as_u16()), a.as_bytes().to_vec());
+            let until = secs(event.created_at);
+            tx.execute(
+                    "INSERT INTO deleted_coordinates (kind, pubkey, d, until) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (kind, pubkey, d) DO UPDATE SET until = max(until, excluded.until)",
+                    params![k, a, d, until],
+                )?;
+            tx.execute(
+                    "DELETE FROM events WHERE kind = ?1 AND pubkey = ?2 AND d = ?3 AND created_at <= ?4",
+                    params![k, a, d, until],
+                )?;
+        }
+    }
+    let expiration = event.tags.expiration().map(secs);
+    tx.execute(
+        "INSERT INTO events (id, pubkey, kind, created_at, d, expiration, json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            id,
+            author,
+            kind,
+            secs(event.created_at),
+            key,
+            expiration,
+            event.as_json()
+        ],
+    )?;
+    {
+        let mut insert =
+            tx.prepare("INSERT INTO tags (event_id, name, value) VALUES (?1, ?2, ?3)")?;
+        for tag in event.tags.iter() {
+            if let (Some(letter), Some(value)) = (tag.single_letter_tag(), tag.content()) {
+                insert.execute(params![id, letter.as_str(), value])?;
+            }
+        }
+    }
+    Ok(outcome)
+}
+
 impl EventStore for SqliteEventStore {
     fn save(&self, event: &Event) -> Result<SaveOutcome, EventStoreError> {
         verify(event)?;
         let mut conn = self.conn.lock().map_err(|_| EventStoreError::Poisoned)?;
         let tx = conn.transaction()?;
-        let id = event.id.as_bytes().as_slice();
-        let author = event.pubkey.as_bytes().as_slice();
-        let kind = i64::from(event.kind.as_u16());
-        let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM events WHERE id = ?1", [id], |r| r.get(0))
-            .optional()?;
-        if exists.is_some() {
-            return Ok(SaveOutcome::Duplicate);
-        }
-        if is_expired(event, Timestamp::now()) {
-            return Ok(SaveOutcome::Expired);
-        }
-        let deleted: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM deleted_ids WHERE id = ?1 AND pubkey = ?2",
-                params![id, author],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if deleted.is_some() {
-            return Ok(SaveOutcome::Deleted);
-        }
-        let slot = slot(event);
-        if slot == Slot::Ephemeral {
-            return Ok(SaveOutcome::Ephemeral);
-        }
-        if let Slot::Addressable(d) = &slot {
-            let until: Option<i64> = tx
-                .query_row(
-                    "SELECT until FROM deleted_coordinates WHERE kind = ?1 AND pubkey = ?2 AND d = ?3",
-                    params![kind, author, d],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if until.is_some_and(|u| secs(event.created_at) <= u) {
-                return Ok(SaveOutcome::Deleted);
-            }
-        }
-        let key = slot_key(&slot);
-        let mut outcome = SaveOutcome::Stored;
-        if let Some(d) = &key {
-            let old: Option<String> = tx
-                .query_row(
-                    "SELECT json FROM events WHERE pubkey = ?1 AND kind = ?2 AND d = ?3",
-                    params![author, kind, d],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(old) = old {
-                let old = Self::parse(&old)?;
-                if !supersedes(event, &old) {
-                    return Ok(SaveOutcome::Obsolete);
-                }
-                tx.execute(
-                    "DELETE FROM events WHERE id = ?1",
-                    [old.id.as_bytes().as_slice()],
-                )?;
-                outcome = SaveOutcome::Replaced;
-            }
-        }
-        if event.kind == Kind::EventDeletion {
-            let targets = deletion_targets(event);
-            for target in targets.ids {
-                let t = target.as_bytes().as_slice();
-                tx.execute(
-                    "INSERT OR IGNORE INTO deleted_ids (id, pubkey) VALUES (?1, ?2)",
-                    params![t, author],
-                )?;
-                tx.execute(
-                    "DELETE FROM events WHERE id = ?1 AND pubkey = ?2",
-                    params![t, author],
-                )?;
-            }
-            for (k, a, d) in targets.coordinates {
-                let (k, a) = (i64::from(k.as_u16()), a.as_bytes().to_vec());
-                let until = secs(event.created_at);
-                tx.execute(
-                    "INSERT INTO deleted_coordinates (kind, pubkey, d, until) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (kind, pubkey, d) DO UPDATE SET until = max(until, excluded.until)",
-                    params![k, a, d, until],
-                )?;
-                tx.execute(
-                    "DELETE FROM events WHERE kind = ?1 AND pubkey = ?2 AND d = ?3 AND created_at <= ?4",
-                    params![k, a, d, until],
-                )?;
-            }
-        }
-        let expiration = event.tags.expiration().map(secs);
-        tx.execute(
-            "INSERT INTO events (id, pubkey, kind, created_at, d, expiration, json)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                id,
-                author,
-                kind,
-                secs(event.created_at),
-                key,
-                expiration,
-                event.as_json()
-            ],
-        )?;
-        {
-            let mut insert =
-                tx.prepare("INSERT INTO tags (event_id, name, value) VALUES (?1, ?2, ?3)")?;
-            for tag in event.tags.iter() {
-                if let (Some(letter), Some(value)) = (tag.single_letter_tag(), tag.content()) {
-                    insert.execute(params![id, letter.as_str(), value])?;
-                }
-            }
-        }
+        let outcome = save_in(&tx, event)?;
         tx.commit()?;
         Ok(outcome)
+    }
+
+    /// One transaction for the batch (one WAL commit), a savepoint per event so that one
+    /// event's failure leaves the others stored.
+    fn save_batch(&self, events: &[Event]) -> Vec<Result<SaveOutcome, EventStoreError>> {
+        let verified: Vec<Result<(), EventStoreError>> = events.iter().map(verify).collect();
+        let run = || -> Result<Vec<Result<SaveOutcome, EventStoreError>>, EventStoreError> {
+            let mut conn = self.conn.lock().map_err(|_| EventStoreError::Poisoned)?;
+            let mut tx = conn.transaction()?;
+            let mut out = Vec::with_capacity(events.len());
+            for (event, ok) in events.iter().zip(verified.iter()) {
+                if let Err(EventStoreError::Invalid(id)) = ok {
+                    out.push(Err(EventStoreError::Invalid(*id)));
+                    continue;
+                }
+                let sp = tx.savepoint()?;
+                let result = save_in(&sp, event);
+                if result.is_ok() {
+                    sp.commit()?;
+                }
+                out.push(result);
+            }
+            tx.commit()?;
+            Ok(out)
+        };
+        match run() {
+            Ok(out) => out,
+            // The batch as a whole failed (lock, begin or commit): say so for each event.
+            Err(e) => {
+                let reason = e.to_string();
+                events
+                    .iter()
+                    .map(|_| Err(EventStoreError::Batch(reason.clone())))
+                    .collect()
+            }
+        }
     }
 
     fn query(&self, filters: &[Filter]) -> Result<Vec<Event>, EventStoreError> {
