@@ -243,6 +243,23 @@ impl SafetensorsFile {
         })
     }
 
+    /// The header: its 8-byte length prefix and the JSON, exactly as in the file.
+    pub fn header_bytes(&self) -> &[u8] {
+        let bytes = self.backing.bytes();
+        // The length prefix was validated when the file was opened.
+        let declared = bytes.first_chunk::<8>().map_or(0, |n| {
+            usize::try_from(u64::from_le_bytes(*n)).unwrap_or(usize::MAX)
+        });
+        bytes
+            .get(..8usize.saturating_add(declared))
+            .unwrap_or(bytes)
+    }
+
+    /// Where tensor `name`'s bytes lie in the file.
+    pub fn data_range(&self, name: &str) -> Option<Range<usize>> {
+        self.tensors.get(name).map(|e| e.range.clone())
+    }
+
     /// Tensor names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(String::as_str)

@@ -1,0 +1,64 @@
+//! The facade's error: what happened and, where it helps, what to do.
+
+use std::path::{Path, PathBuf};
+
+/// A repository operation failed. Nothing is left half-written: objects are content-addressed
+/// and written atomically, refs move by compare-and-swap, files are replaced by rename.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not an agigit repository.
+    #[error("{0} is not an agigit repository (no .agigit directory): run `agigit init` there")]
+    NotARepository(PathBuf),
+    /// A repository is already there.
+    #[error("{0} is already an agigit repository")]
+    AlreadyExists(PathBuf),
+    /// A safetensors file is malformed.
+    #[error("{path} is not a valid safetensors file: {reason}")]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A name, revision or input is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// A revision does not name a commit.
+    #[error("unknown revision {0:?}: use a branch name, a full commit id, or HEAD")]
+    UnknownRevision(String),
+    /// Stored data does not match its hash or shape.
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+    /// Nothing to commit.
+    #[error("nothing to commit: the working directory matches HEAD")]
+    NothingToCommit,
+    /// The object store failed.
+    #[error(transparent)]
+    Store(#[from] agigit_dag::StoreError),
+    /// An object is missing or unreadable.
+    #[error(transparent)]
+    Find(#[from] agigit_dag::FindError),
+    /// Writing an object failed.
+    #[error(transparent)]
+    Write(#[from] agigit_dag::WriteError),
+    /// A ref update failed (another process moved it, or a lock is held).
+    #[error(transparent)]
+    Ref(#[from] agigit_dag::RefError),
+}
+
+impl Error {
+    /// A closure turning an I/O error on `path` into [`Error::Io`].
+    pub(crate) fn io(path: impl AsRef<Path>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.as_ref().to_owned();
+        move |source| Error::Io { path, source }
+    }
+}

@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod repo;
+pub mod worktree;
+
+pub use error::Error;
+pub use repo::{Change, CheckoutReport, DEFAULT_BRANCH, Repository};
+pub use worktree::Part;
+
+/// The crates below the facade, for what it does not wrap.
+pub use {agigit_crypt as crypt, agigit_dag as dag, agigit_delta as delta};
+pub use {agigit_event as event, agigit_hash as hash, agigit_net as net, agigit_shard as shard};

@@ -1,0 +1,463 @@
+//! [`Repository`]: a model directory with its history in `.agigit/`.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
+use agigit_dag::{
+    Commit, FindExt, FsRefs, FsStore, Kind, ObjectId, Order, StoreError, Write, WriteExt,
+};
+use agigit_delta::DType;
+use agigit_delta::codec::output_digest;
+use agigit_hash::Hasher;
+
+use crate::error::Error;
+use crate::worktree::{self, DOT_DIR, FileSource};
+
+/// The branch a new repository starts on.
+pub const DEFAULT_BRANCH: &str = "main";
+
+/// A local repository: the working directory, and `.agigit/` with the object store and refs.
+#[derive(Debug)]
+pub struct Repository {
+    root: PathBuf,
+    store: FsStore,
+    refs: FsRefs,
+}
+
+/// How a working-directory file differs from `HEAD`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// Not in `HEAD`.
+    Added,
+    /// In `HEAD`, with other bytes.
+    Modified,
+    /// In `HEAD`, gone from the directory.
+    Deleted,
+}
+
+/// What [`Repository::checkout`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckoutReport {
+    /// Files written (new or changed).
+    pub written: usize,
+    /// Files already right, left alone.
+    pub unchanged: usize,
+    /// Files removed (tracked before, absent in the target).
+    pub removed: usize,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+/// Computes object ids without storing anything: what `status` compares against `HEAD`.
+struct HashOnly;
+
+impl Write for HashOnly {
+    fn write_stream(
+        &self,
+        kind: Kind,
+        size: u64,
+        from: &mut dyn std::io::Read,
+    ) -> Result<ObjectId, StoreError> {
+        let mut hasher = Hasher::new();
+        hasher.update(&agigit_dag::object::header(kind, size));
+        let io = |source| StoreError::Io {
+            path: PathBuf::from("(hashing)"),
+            source,
+        };
+        let copied =
+            std::io::copy(&mut std::io::Read::take(from, size), &mut hasher).map_err(io)?;
+        if copied != size {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file changed while it was read",
+            )));
+        }
+        Ok(ObjectId::from_hasher(hasher))
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Repository {
+    /// Creates a repository in `root` (which may hold files already), on branch `main`.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`], I/O errors.
+    pub fn init(root: impl AsRef<Path>) -> Result<Self, Error> {
+        let root = root.as_ref().to_owned();
+        let dot = root.join(DOT_DIR);
+        if dot.exists() {
+            return Err(Error::AlreadyExists(root));
+        }
+        std::fs::create_dir_all(dot.join("objects")).map_err(Error::io(&dot))?;
+        std::fs::create_dir_all(dot.join("refs")).map_err(Error::io(&dot))?;
+        let repo = Self::open(&root)?;
+        let main = RefName::branch(DEFAULT_BRANCH).map_err(|e| Error::Invalid(e.to_string()))?;
+        repo.refs.commit(Transaction::new().edit(
+            RefKey::Head,
+            Expected::Absent,
+            Some(Target::Symbolic(main)),
+        ))?;
+        Ok(repo)
+    }
+
+    /// Opens the repository in `root`.
+    ///
+    /// # Errors
+    /// [`Error::NotARepository`] without `.agigit/`.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self, Error> {
+        let root = root.as_ref().to_owned();
+        let dot = root.join(DOT_DIR);
+        if !dot.is_dir() {
+            return Err(Error::NotARepository(root));
+        }
+        let store = FsStore::open(dot.join("objects"))?;
+        let refs = FsRefs::new(dot.join("refs"));
+        Ok(Repository { root, store, refs })
+    }
+
+    /// Opens the repository containing `start` (it or a parent directory).
+    ///
+    /// # Errors
+    /// [`Error::NotARepository`] when no parent has `.agigit/`.
+    pub fn discover(start: impl AsRef<Path>) -> Result<Self, Error> {
+        let start = start.as_ref();
+        let mut dir = Some(start);
+        while let Some(d) = dir {
+            if d.join(DOT_DIR).is_dir() {
+                return Self::open(d);
+            }
+            dir = d.parent();
+        }
+        Err(Error::NotARepository(start.to_owned()))
+    }
+
+    /// The working directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &FsStore {
+        &self.store
+    }
+
+    /// The refs.
+    pub fn refs(&self) -> &FsRefs {
+        &self.refs
+    }
+
+    /// The branch `HEAD` points to, if it is not detached.
+    ///
+    /// # Errors
+    /// Ref errors.
+    pub fn current_branch(&self) -> Result<Option<RefName>, Error> {
+        Ok(match self.refs.read(&RefKey::Head)? {
+            Some(Target::Symbolic(name)) => Some(name),
+            _ => None,
+        })
+    }
+
+    /// The commit `HEAD` resolves to (`None` before the first commit).
+    ///
+    /// # Errors
+    /// Ref errors.
+    pub fn head(&self) -> Result<Option<ObjectId>, Error> {
+        Ok(self.refs.resolve(&RefKey::Head)?)
+    }
+
+    /// The commit `rev` names: `HEAD`, a branch, `refs/…`, or a full commit id.
+    ///
+    /// # Errors
+    /// [`Error::UnknownRevision`].
+    pub fn resolve(&self, rev: &str) -> Result<ObjectId, Error> {
+        let unknown = || Error::UnknownRevision(rev.to_owned());
+        if rev == "HEAD" {
+            return self.head()?.ok_or_else(unknown);
+        }
+        if let Ok(id) = rev.parse::<ObjectId>() {
+            self.store.find_commit(&id).map_err(|_| unknown())?;
+            return Ok(id);
+        }
+        let name = if rev.starts_with("refs/") {
+            RefName::new(rev)
+        } else {
+            RefName::branch(rev)
+        }
+        .map_err(|_| unknown())?;
+        self.refs.resolve(&RefKey::Name(name))?.ok_or_else(unknown)
+    }
+
+    /// Commits the working directory on the current branch (or detached `HEAD`).
+    ///
+    /// # Errors
+    /// [`Error::NothingToCommit`] when nothing changed; a malformed safetensors file, I/O and
+    /// store errors; a ref error when another process moved the branch meanwhile.
+    pub fn commit(&self, message: &str, author: [u8; 32]) -> Result<ObjectId, Error> {
+        let tree = worktree::snapshot(&self.store, &self.root)?;
+        let parent = self.head()?;
+        if let Some(p) = parent
+            && self.store.find_commit(&p)?.tree == tree
+        {
+            return Err(Error::NothingToCommit);
+        }
+        let commit = Commit {
+            tree,
+            parents: parent.into_iter().collect(),
+            base: None,
+            author,
+            time: now(),
+            message: message.to_owned(),
+            extra: Vec::new(),
+        };
+        let id = self.store.write_commit(&commit)?;
+        self.move_head(parent, id)?;
+        Ok(id)
+    }
+
+    /// Moves the current branch (or detached `HEAD`) from `old` to `new`, atomically.
+    fn move_head(&self, old: Option<ObjectId>, new: ObjectId) -> Result<(), Error> {
+        let key = match self.current_branch()? {
+            Some(branch) => RefKey::Name(branch),
+            None => RefKey::Head,
+        };
+        let expected = old.map_or(Expected::Absent, |o| Expected::Value(Target::Id(o)));
+        self.refs
+            .commit(Transaction::new().edit(key, expected, Some(Target::Id(new))))?;
+        Ok(())
+    }
+
+    /// History from `rev`, newest first (topological), at most `limit` commits.
+    ///
+    /// # Errors
+    /// [`Error::UnknownRevision`], store errors.
+    pub fn log(&self, rev: &str, limit: usize) -> Result<Vec<(ObjectId, Commit)>, Error> {
+        let tip = self.resolve(rev)?;
+        let ids = agigit_dag::log(&self.store, &[tip], Order::Topological, false)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        ids.into_iter()
+            .take(limit)
+            .map(|id| Ok((id, self.store.find_commit(&id)?)))
+            .collect()
+    }
+
+    /// Every branch and the commit it points to.
+    ///
+    /// # Errors
+    /// Ref errors.
+    pub fn branches(&self) -> Result<BTreeMap<String, ObjectId>, Error> {
+        let mut out = BTreeMap::new();
+        for (name, target) in self.refs.list("refs/heads/")? {
+            if let (Some(b), Target::Id(id)) = (name.branch_name(), target) {
+                out.insert(b.to_owned(), id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates branch `name` at `rev`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad name; a ref error when it exists.
+    pub fn create_branch(&self, name: &str, rev: &str) -> Result<ObjectId, Error> {
+        let at = self.resolve(rev)?;
+        let name = RefName::branch(name).map_err(|e| Error::Invalid(e.to_string()))?;
+        self.refs.commit(Transaction::new().edit(
+            RefKey::Name(name),
+            Expected::Absent,
+            Some(Target::Id(at)),
+        ))?;
+        Ok(at)
+    }
+
+    /// How the working directory differs from `HEAD`, by path.
+    ///
+    /// # Errors
+    /// I/O and store errors; a malformed safetensors file.
+    pub fn status(&self) -> Result<BTreeMap<String, Change>, Error> {
+        let tracked = match self.head()? {
+            Some(h) => worktree::files(&self.store, &self.store.find_commit(&h)?.tree)?,
+            None => BTreeMap::new(),
+        };
+        let mut out = BTreeMap::new();
+        let present = worktree::list_files(&self.root)?;
+        for rel in &present {
+            match tracked.get(rel) {
+                None => {
+                    out.insert(rel.clone(), Change::Added);
+                }
+                Some(source) => {
+                    if !self.matches(rel, source)? {
+                        out.insert(rel.clone(), Change::Modified);
+                    }
+                }
+            }
+        }
+        for rel in tracked.keys() {
+            if present.binary_search(rel).is_err() {
+                out.insert(rel.clone(), Change::Deleted);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the working file `rel` holds what `source` describes.
+    fn matches(&self, rel: &str, source: &FileSource) -> Result<bool, Error> {
+        let path = self.root.join(rel);
+        if !path.is_file() {
+            return Ok(false);
+        }
+        Ok(match source {
+            FileSource::Blob { id, .. } => worktree::blob_id_of_file(&path)? == *id,
+            FileSource::Safetensors(id) => {
+                // The same split as a snapshot, hashed only.
+                let tree = worktree::snapshot_file(&HashOnly, &path)?;
+                tree == *id
+            }
+        })
+    }
+
+    /// Checks out `rev`: writes its files (verifying every hash), removes the files tracked by
+    /// `HEAD` that it lacks, and moves `HEAD` (to the branch when `rev` is one, detached
+    /// otherwise). Refuses when tracked files have uncommitted changes, unless `force`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for uncommitted changes; [`Error::Corrupt`] when stored data does not
+    /// match its hash; I/O and store errors.
+    pub fn checkout(&self, rev: &str, force: bool) -> Result<CheckoutReport, Error> {
+        let target = self.resolve(rev)?;
+        if !force {
+            let dirty: Vec<String> = self
+                .status()?
+                .into_iter()
+                .filter(|(_, c)| *c != Change::Added)
+                .map(|(p, _)| p)
+                .collect();
+            if !dirty.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "uncommitted changes in {}: commit them, or check out with --force to discard them",
+                    dirty.join(", ")
+                )));
+            }
+        }
+        let old = match self.head()? {
+            Some(h) => worktree::files(&self.store, &self.store.find_commit(&h)?.tree)?,
+            None => BTreeMap::new(),
+        };
+        let report = self.materialize(&target, &self.root, &old)?;
+        let head = if rev != "HEAD" && !rev.starts_with("refs/") && rev.parse::<ObjectId>().is_err()
+        {
+            let name = RefName::branch(rev).map_err(|e| Error::Invalid(e.to_string()))?;
+            Target::Symbolic(name)
+        } else if let Some(name) = rev.strip_prefix("refs/heads/") {
+            Target::Symbolic(RefName::branch(name).map_err(|e| Error::Invalid(e.to_string()))?)
+        } else {
+            Target::Id(target)
+        };
+        if rev != "HEAD" {
+            self.refs
+                .commit(Transaction::new().edit(RefKey::Head, Expected::Any, Some(head)))?;
+        }
+        Ok(report)
+    }
+
+    /// Writes the files of commit `commit` into `dir`, skipping files already right and
+    /// removing those in `previous` (a file map) that the commit lacks.
+    ///
+    /// # Errors
+    /// As [`checkout`](Self::checkout).
+    pub fn materialize(
+        &self,
+        commit: &ObjectId,
+        dir: &Path,
+        previous: &BTreeMap<String, FileSource>,
+    ) -> Result<CheckoutReport, Error> {
+        let tree = self.store.find_commit(commit)?.tree;
+        let files = worktree::files(&self.store, &tree)?;
+        let mut report = CheckoutReport::default();
+        for (rel, source) in &files {
+            let path = dir.join(rel);
+            if previous.get(rel) == Some(source) && self.matches_in(dir, rel, source)? {
+                report.unchanged += 1;
+                continue;
+            }
+            report.bytes += self.write_source(&path, source)?;
+            report.written += 1;
+        }
+        for rel in previous.keys() {
+            if !files.contains_key(rel) {
+                let path = dir.join(rel);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => report.removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&path)(e)),
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn matches_in(&self, dir: &Path, rel: &str, source: &FileSource) -> Result<bool, Error> {
+        if dir == self.root {
+            return self.matches(rel, source);
+        }
+        Ok(false)
+    }
+
+    /// Writes one file from its source, verified; returns the bytes written.
+    fn write_source(&self, path: &Path, source: &FileSource) -> Result<u64, Error> {
+        let mut written = 0u64;
+        match source {
+            FileSource::Blob { id, executable } => {
+                let mut buf = Vec::new();
+                // `find_blob` checks the blob against its id.
+                let bytes = self.store.find_blob(id, &mut buf)?;
+                worktree::write_atomic(path, *executable, |f| {
+                    f.write_all(bytes).map_err(Error::io(path))
+                })?;
+                written += bytes.len() as u64;
+            }
+            FileSource::Safetensors(tree) => {
+                let worktree::SafetensorsLayout { header, tensors } =
+                    worktree::safetensors_layout(&self.store, tree)?;
+                worktree::write_atomic(path, false, |f| {
+                    f.write_all(&header).map_err(Error::io(path))?;
+                    written += header.len() as u64;
+                    for (name, id) in &tensors {
+                        let data = self.tensor_bytes(name, id)?;
+                        f.write_all(&data).map_err(Error::io(path))?;
+                        written += data.len() as u64;
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(written)
+    }
+
+    /// A tensor's bytes, checked against the digest its object records.
+    fn tensor_bytes(&self, name: &str, id: &ObjectId) -> Result<Vec<u8>, Error> {
+        let tensor = self.store.find_tensor(id)?;
+        let data = worktree::read_dense_tensor(&self.store, &tensor)?;
+        let dtype: DType = tensor.dtype.parse().map_err(|_| {
+            Error::Corrupt(format!("tensor {name}: unknown dtype {}", tensor.dtype))
+        })?;
+        let shape: Vec<usize> = tensor
+            .shape
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+            .collect();
+        if output_digest(dtype, &shape, &data) != tensor.digest {
+            return Err(Error::Corrupt(format!(
+                "tensor {name}: the bytes do not match the digest its object records"
+            )));
+        }
+        Ok(data)
+    }
+}

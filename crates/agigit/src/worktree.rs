@@ -1,0 +1,528 @@
+//! A model directory ↔ a model tree of objects.
+//!
+//! Every file goes to one of the four parts by a fixed, reversible rule:
+//! `data/train/**` → training data, `data/validation/**` → validation data, `*.safetensors` and
+//! `*.safetensors.index.json` elsewhere → parameters, everything else → code. Code and parameter
+//! paths keep their place relative to the directory's root, data paths relative to their part.
+//!
+//! A safetensors file becomes a tree named like the file: its header (length prefix and JSON,
+//! byte for byte) under [`HEADER_ENTRY`], and one tensor object per tensor, its bytes cut into
+//! blobs of at most [`SEGMENT`] bytes. Checkout writes the header and then the tensors in their
+//! offsets' order, so the file comes back bit for bit while each tensor is versioned (and can be
+//! stored as a delta) on its own. Memory stays bounded by one segment, whatever the file's size.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write as _};
+use std::path::{Path, PathBuf};
+
+use agigit_dag::model::ModelParts;
+use agigit_dag::{
+    EntryMode, FindExt, Kind, ObjectId, TensorObject, Tree, TreeEntry, Write, WriteExt,
+};
+use agigit_delta::SafetensorsFile;
+use agigit_delta::codec::output_digest;
+
+use crate::error::Error;
+
+/// The tree entry holding a safetensors file's header.
+pub const HEADER_ENTRY: &str = ".safetensors-header";
+
+/// The largest blob a tensor's bytes are cut into.
+pub const SEGMENT: usize = 4 << 20;
+
+/// The directory agigit keeps its own state in, never part of a snapshot.
+pub const DOT_DIR: &str = ".agigit";
+
+/// One of a model's four parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Part {
+    /// `code/`: configuration, tokenizer, scripts, everything not otherwise placed.
+    Code,
+    /// `params/`: safetensors files and their index.
+    Params,
+    /// `data/train/`.
+    Train,
+    /// `data/validation/`.
+    Validation,
+}
+
+impl Part {
+    /// All four, in tree order.
+    pub const ALL: [Part; 4] = [Part::Code, Part::Params, Part::Train, Part::Validation];
+
+    /// The part's name as `status` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Code => "code",
+            Part::Params => "params",
+            Part::Train => "data/train",
+            Part::Validation => "data/validation",
+        }
+    }
+
+    fn get(self, parts: &ModelParts) -> Option<ObjectId> {
+        match self {
+            Part::Code => parts.code,
+            Part::Params => parts.params,
+            Part::Train => parts.train,
+            Part::Validation => parts.validation,
+        }
+    }
+
+    fn set(self, parts: &mut ModelParts, id: Option<ObjectId>) {
+        match self {
+            Part::Code => parts.code = id,
+            Part::Params => parts.params = id,
+            Part::Train => parts.train = id,
+            Part::Validation => parts.validation = id,
+        }
+    }
+
+    /// Where a path inside this part lives in the working directory.
+    fn to_worktree(self, inner: &str) -> PathBuf {
+        match self {
+            Part::Code | Part::Params => PathBuf::from(inner),
+            Part::Train => Path::new("data/train").join(inner),
+            Part::Validation => Path::new("data/validation").join(inner),
+        }
+    }
+}
+
+/// Which part a working-directory path (`/`-separated, relative) belongs to, and its path there.
+pub fn classify(rel: &str) -> (Part, &str) {
+    if let Some(rest) = rel.strip_prefix("data/train/") {
+        return (Part::Train, rest);
+    }
+    if let Some(rest) = rel.strip_prefix("data/validation/") {
+        return (Part::Validation, rest);
+    }
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    if name.ends_with(".safetensors") || name.ends_with(".safetensors.index.json") {
+        (Part::Params, rel)
+    } else {
+        (Part::Code, rel)
+    }
+}
+
+/// A node of a part's directory tree while it is built.
+enum Node {
+    Leaf(EntryMode, ObjectId),
+    Dir(BTreeMap<String, Node>),
+}
+
+fn insert(dir: &mut BTreeMap<String, Node>, path: &str, mode: EntryMode, id: ObjectId) {
+    match path.split_once('/') {
+        None => {
+            dir.insert(path.to_owned(), Node::Leaf(mode, id));
+        }
+        Some((head, rest)) => {
+            let sub = dir
+                .entry(head.to_owned())
+                .or_insert_with(|| Node::Dir(BTreeMap::new()));
+            if let Node::Dir(sub) = sub {
+                insert(sub, rest, mode, id);
+            }
+        }
+    }
+}
+
+fn write_dir<S: Write + ?Sized>(
+    store: &S,
+    dir: &BTreeMap<String, Node>,
+) -> Result<ObjectId, Error> {
+    let mut entries = Vec::with_capacity(dir.len());
+    for (name, node) in dir {
+        let (mode, id) = match node {
+            Node::Leaf(mode, id) => (*mode, *id),
+            Node::Dir(sub) => (EntryMode::Tree, write_dir(store, sub)?),
+        };
+        entries.push(TreeEntry::new(name.clone(), mode, id));
+    }
+    let tree = Tree::new(entries).map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok(store.write_tree(&tree)?)
+}
+
+/// Lists the files under `root` (relative, `/`-separated, sorted), skipping [`DOT_DIR`].
+///
+/// # Errors
+/// [`Error::Io`]; [`Error::Invalid`] for a symlink or a name that is not UTF-8.
+pub fn list_files(root: &Path) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        let entries = std::fs::read_dir(&dir).map_err(Error::io(&dir))?;
+        for entry in entries {
+            let entry = entry.map_err(Error::io(&dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                return Err(Error::Invalid(format!(
+                    "{}: file names must be UTF-8",
+                    entry.path().display()
+                )));
+            };
+            if rel.as_os_str().is_empty() && name == DOT_DIR {
+                continue;
+            }
+            let child = rel.join(name);
+            let kind = entry.file_type().map_err(Error::io(entry.path()))?;
+            if kind.is_dir() {
+                stack.push(child);
+            } else if kind.is_file() {
+                out.push(
+                    child
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                );
+            } else {
+                return Err(Error::Invalid(format!(
+                    "{}: symlinks and special files are not supported; copy the file in",
+                    entry.path().display()
+                )));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        meta.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        false
+    }
+}
+
+/// Stores one file as a blob (streamed: bounded memory).
+fn write_file<S: Write + ?Sized>(store: &S, path: &Path) -> Result<(EntryMode, ObjectId), Error> {
+    let mut file = File::open(path).map_err(Error::io(path))?;
+    let meta = file.metadata().map_err(Error::io(path))?;
+    let id = store.write_stream(Kind::Blob, meta.len(), &mut file)?;
+    let mode = if is_executable(&meta) {
+        EntryMode::Executable
+    } else {
+        EntryMode::File
+    };
+    Ok((mode, id))
+}
+
+/// Stores one tensor's bytes as dense segments; returns its object id.
+pub fn write_dense_tensor<S: Write + ?Sized>(
+    store: &S,
+    dtype: agigit_delta::DType,
+    shape: &[usize],
+    data: &[u8],
+) -> Result<ObjectId, Error> {
+    let mut blobs = Vec::with_capacity(data.len().div_ceil(SEGMENT));
+    for chunk in data.chunks(SEGMENT) {
+        blobs.push(store.write_buf(Kind::Blob, chunk)?);
+    }
+    let tensor = TensorObject {
+        dtype: dtype.as_str().to_owned(),
+        shape: shape.iter().map(|&d| d as u64).collect(),
+        encoding: "dense".to_owned(),
+        params: Vec::new(),
+        base: None,
+        byte_len: data.len() as u64,
+        digest: output_digest(dtype, shape, data),
+        payload_len: data.len() as u64,
+        blobs,
+    };
+    Ok(store.write_tensor(&tensor)?)
+}
+
+/// Stores a safetensors file as a tree of its header and tensors; `None` when the file cannot be
+/// split that way (a tensor name that is not a valid tree entry name, or bytes outside the
+/// tensors), in which case it is stored as a plain file.
+fn write_safetensors<S: Write + ?Sized>(store: &S, path: &Path) -> Result<Option<ObjectId>, Error> {
+    let file = SafetensorsFile::open(path).map_err(|e| Error::Safetensors {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let header = file.header_bytes();
+    let total = file.as_bytes().len();
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for name in file.names() {
+        if agigit_dag::object::check_name(name).is_err() || name == HEADER_ENTRY {
+            return Ok(None);
+        }
+        let r = file
+            .data_range(name)
+            .ok_or_else(|| Error::Invalid(name.to_owned()))?;
+        ranges.push((r.start, r.end));
+    }
+    ranges.sort_unstable();
+    let mut at = header.len();
+    for (start, end) in &ranges {
+        if *start != at {
+            return Ok(None);
+        }
+        at = *end;
+    }
+    if at != total {
+        return Ok(None);
+    }
+    let mut entries = vec![TreeEntry::new(
+        HEADER_ENTRY,
+        EntryMode::File,
+        store.write_buf(Kind::Blob, header)?,
+    )];
+    for (name, view) in file.tensors() {
+        let id = write_dense_tensor(store, view.dtype(), view.shape(), view.data())?;
+        entries.push(TreeEntry::new(name, EntryMode::Tensor, id));
+    }
+    let tree = Tree::new(entries).map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok(Some(store.write_tree(&tree)?))
+}
+
+/// Stores one parameters file the way a snapshot does: a safetensors tree when it splits, a
+/// blob otherwise; returns the id its entry holds.
+///
+/// # Errors
+/// As [`snapshot`].
+pub fn snapshot_file<S: Write + ?Sized>(store: &S, path: &Path) -> Result<ObjectId, Error> {
+    match write_safetensors(store, path)? {
+        Some(id) => Ok(id),
+        None => Ok(write_file(store, path)?.1),
+    }
+}
+
+/// Snapshots the model directory `root` into `store`; returns the model tree's id.
+///
+/// # Errors
+/// [`Error::Safetensors`] for a malformed safetensors file (naming it), I/O and store errors.
+pub fn snapshot<S: Write + ?Sized>(store: &S, root: &Path) -> Result<ObjectId, Error> {
+    let mut parts: BTreeMap<Part, BTreeMap<String, Node>> = BTreeMap::new();
+    for rel in list_files(root)? {
+        let path = root.join(&rel);
+        let (part, inner) = classify(&rel);
+        let (mode, id) = if part == Part::Params && rel.ends_with(".safetensors") {
+            match write_safetensors(store, &path)? {
+                Some(id) => (EntryMode::Tree, id),
+                None => write_file(store, &path)?,
+            }
+        } else {
+            write_file(store, &path)?
+        };
+        insert(parts.entry(part).or_default(), inner, mode, id);
+    }
+    let mut model = ModelParts::default();
+    for (part, dir) in &parts {
+        part.set(&mut model, Some(write_dir(store, dir)?));
+    }
+    Ok(model.write(store)?)
+}
+
+/// A file of a model tree: where it goes and what produces its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileSource {
+    /// A plain file's blob.
+    Blob {
+        /// The blob.
+        id: ObjectId,
+        /// Whether it is executable.
+        executable: bool,
+    },
+    /// A safetensors file's tree (header and tensors).
+    Safetensors(ObjectId),
+}
+
+/// Every file of the model tree `model`, by working-directory path.
+///
+/// # Errors
+/// Store errors (a missing or corrupt object).
+pub fn files<S: FindExt + ?Sized>(
+    store: &S,
+    model: &ObjectId,
+) -> Result<BTreeMap<String, FileSource>, Error> {
+    let parts = ModelParts::read(store, model)?;
+    let mut out = BTreeMap::new();
+    for part in Part::ALL {
+        if let Some(tree) = part.get(&parts) {
+            walk(store, &tree, "", part, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+fn walk<S: FindExt + ?Sized>(
+    store: &S,
+    tree: &ObjectId,
+    prefix: &str,
+    part: Part,
+    out: &mut BTreeMap<String, FileSource>,
+) -> Result<(), Error> {
+    let tree = store.find_tree(tree)?;
+    for entry in tree.entries() {
+        let inner = format!("{prefix}{}", entry.name);
+        let rel = part
+            .to_worktree(&inner)
+            .to_string_lossy()
+            .replace('\\', "/");
+        match entry.mode {
+            EntryMode::File | EntryMode::Executable => {
+                out.insert(
+                    rel,
+                    FileSource::Blob {
+                        id: entry.id,
+                        executable: entry.mode == EntryMode::Executable,
+                    },
+                );
+            }
+            EntryMode::Tree if part == Part::Params && entry.name.ends_with(".safetensors") => {
+                out.insert(rel, FileSource::Safetensors(entry.id));
+            }
+            EntryMode::Tree => walk(store, &entry.id, &format!("{inner}/"), part, out)?,
+            EntryMode::Tensor => {
+                return Err(Error::Invalid(format!(
+                    "{rel}: a tensor outside a safetensors file"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A tensor's materialized bytes, checked against its digest. Dense tensors only here; deltas
+/// are decoded by the repository, which knows their bases.
+///
+/// # Errors
+/// [`Error::Corrupt`] when the bytes do not match the recorded digest.
+pub fn read_dense_tensor<S: FindExt + ?Sized>(
+    store: &S,
+    tensor: &TensorObject,
+) -> Result<Vec<u8>, Error> {
+    if tensor.encoding != "dense" {
+        return Err(Error::Invalid(format!(
+            "tensor encoding {:?} needs its base to be decoded",
+            tensor.encoding
+        )));
+    }
+    let mut data = Vec::with_capacity(usize::try_from(tensor.byte_len).unwrap_or(0));
+    let mut buf = Vec::new();
+    for blob in &tensor.blobs {
+        data.extend_from_slice(store.find_blob(blob, &mut buf)?);
+    }
+    Ok(data)
+}
+
+/// A safetensors tree, ready to be written as a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SafetensorsLayout {
+    /// The header, byte for byte (length prefix and JSON).
+    pub header: Vec<u8>,
+    /// The tensors' names and objects, in file order.
+    pub tensors: Vec<(String, ObjectId)>,
+}
+
+/// The tensor entries of a safetensors tree in file order, and its header bytes.
+///
+/// # Errors
+/// [`Error::Corrupt`] when the header does not list exactly the tree's tensors.
+pub fn safetensors_layout<S: FindExt + ?Sized>(
+    store: &S,
+    tree: &ObjectId,
+) -> Result<SafetensorsLayout, Error> {
+    let tree = store.find_tree(tree)?;
+    let header_id = tree
+        .get(HEADER_ENTRY)
+        .ok_or_else(|| Error::Corrupt(format!("safetensors tree {tree:?} has no header")))?
+        .id;
+    let mut buf = Vec::new();
+    let header = store.find_blob(&header_id, &mut buf)?.to_vec();
+    let json = header
+        .get(8..)
+        .ok_or_else(|| Error::Corrupt("safetensors header shorter than 8 bytes".into()))?;
+    let parsed: serde_json::Value = serde_json::from_slice(json)
+        .map_err(|e| Error::Corrupt(format!("safetensors header is not JSON: {e}")))?;
+    let object = parsed
+        .as_object()
+        .ok_or_else(|| Error::Corrupt("safetensors header is not an object".into()))?;
+    let mut order = Vec::new();
+    for (name, info) in object {
+        if name == "__metadata__" {
+            continue;
+        }
+        let start = info["data_offsets"][0]
+            .as_u64()
+            .ok_or_else(|| Error::Corrupt(format!("tensor {name}: no data_offsets")))?;
+        let entry = tree
+            .get(name)
+            .filter(|e| e.mode == EntryMode::Tensor)
+            .ok_or_else(|| Error::Corrupt(format!("tensor {name} is in the header only")))?;
+        order.push((start, name.clone(), entry.id));
+    }
+    let tensors = tree
+        .entries()
+        .iter()
+        .filter(|e| e.mode == EntryMode::Tensor)
+        .count();
+    if tensors != order.len() {
+        return Err(Error::Corrupt(
+            "the safetensors tree has tensors its header does not list".into(),
+        ));
+    }
+    order.sort();
+    Ok(SafetensorsLayout {
+        header,
+        tensors: order.into_iter().map(|(_, n, id)| (n, id)).collect(),
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory, then renames it.
+pub(crate) fn write_atomic(
+    path: &Path,
+    executable: bool,
+    fill: impl FnOnce(&mut File) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = dir.join(format!(".{name}.agigit-tmp"));
+    let result = (|| {
+        let mut file = File::create(&temp).map_err(Error::io(&temp))?;
+        fill(&mut file)?;
+        file.flush().map_err(Error::io(&temp))?;
+        file.sync_all().map_err(Error::io(&temp))?;
+        #[cfg(unix)]
+        if executable {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mut perms = file.metadata().map_err(Error::io(&temp))?.permissions();
+            perms.set_mode(perms.mode() | 0o111);
+            std::fs::set_permissions(&temp, perms).map_err(Error::io(&temp))?;
+        }
+        #[cfg(not(unix))]
+        let _ = executable;
+        std::fs::rename(&temp, path).map_err(Error::io(path))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Hashes a file the way a blob of its bytes would be named.
+pub(crate) fn blob_id_of_file(path: &Path) -> Result<ObjectId, Error> {
+    let mut file = File::open(path).map_err(Error::io(path))?;
+    let len = file.metadata().map_err(Error::io(path))?.len();
+    let mut hasher = agigit_hash::Hasher::new();
+    hasher.update(&agigit_dag::object::header(Kind::Blob, len));
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(Error::io(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(ObjectId::from_hasher(hasher))
+}

@@ -1,0 +1,291 @@
+//! The facade's local repository: commit a model directory into its four parts, log, status,
+//! branches, checkout bit for bit, and refusals that leave nothing half-done.
+
+#![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use agigit::dag::model::ModelParts;
+use agigit::dag::{EntryMode, FindExt};
+use agigit::delta::{DType, save_safetensors, synth};
+use agigit::{Change, Error, Repository};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("agigit-repo-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("temp dir");
+        Dir(d)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A small transformer-shaped checkpoint; `changed` perturbs one layer.
+fn write_model(dir: &Path, changed: bool) -> TestResult {
+    let shapes: [(&str, [usize; 2]); 4] = [
+        ("embed.weight", [64, 16]),
+        ("layers.0.attn.weight", [16, 16]),
+        ("layers.0.mlp.weight", [32, 16]),
+        ("lm_head.weight", [64, 16]),
+    ];
+    let tensors: Vec<(String, agigit::delta::Tensor)> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, (name, shape))| {
+            let mut values = synth::gaussian(i as u64, shape[0] * shape[1], 0.02);
+            if changed && *name == "layers.0.mlp.weight" {
+                values = synth::perturb(&values, 99, 0.01);
+            }
+            (name.to_string(), synth::tensor(DType::BF16, shape, &values))
+        })
+        .collect();
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_owned(), "pt".to_owned());
+    save_safetensors(
+        dir.join("model.safetensors"),
+        tensors.iter().map(|(n, t)| (n.as_str(), t.view())),
+        &meta,
+    )?;
+    std::fs::write(
+        dir.join("config.json"),
+        br#"{"hidden_size": 16, "layers": 1}"#,
+    )?;
+    std::fs::write(dir.join("tokenizer.json"), br#"{"vocab": ["a", "b"]}"#)?;
+    std::fs::create_dir_all(dir.join("data/train"))?;
+    std::fs::create_dir_all(dir.join("data/validation"))?;
+    std::fs::write(
+        dir.join("data/train/part-0.jsonl"),
+        b"{\"text\": \"hello\"}\n",
+    )?;
+    std::fs::write(
+        dir.join("data/validation/part-0.jsonl"),
+        b"{\"text\": \"bye\"}\n",
+    )?;
+    Ok(())
+}
+
+const AUTHOR: [u8; 32] = [7; 32];
+
+#[test]
+fn commit_splits_into_parts_and_checkout_is_bit_exact() -> TestResult {
+    let d = Dir::new("parts");
+    write_model(&d.0, false)?;
+    let original = std::fs::read(d.0.join("model.safetensors"))?;
+    let repo = Repository::init(&d.0)?;
+    assert!(matches!(
+        Repository::init(&d.0),
+        Err(Error::AlreadyExists(_))
+    ));
+    let first = repo.commit("foundation", AUTHOR)?;
+    assert!(repo.status()?.is_empty(), "{:?}", repo.status()?);
+    assert!(matches!(
+        repo.commit("again", AUTHOR),
+        Err(Error::NothingToCommit)
+    ));
+
+    // Four parts, each its own tree; the safetensors file a tree of header + tensors.
+    let store = repo.store();
+    let tree1 = store.find_commit(&first)?.tree;
+    let parts1 = ModelParts::read(store, &tree1)?;
+    let (code1, params1) = (parts1.code.ok_or("code")?, parts1.params.ok_or("params")?);
+    assert!(parts1.train.is_some() && parts1.validation.is_some());
+    let params_tree = store.find_tree(&params1)?;
+    let model = params_tree.get("model.safetensors").ok_or("model entry")?;
+    assert_eq!(model.mode, EntryMode::Tree);
+    let tensors1 = store.find_tree(&model.id)?;
+    assert_eq!(
+        tensors1
+            .entries()
+            .iter()
+            .filter(|e| e.mode == EntryMode::Tensor)
+            .count(),
+        4
+    );
+
+    // Change one layer: only that tensor, the params part and the trees above change.
+    write_model(&d.0, true)?;
+    let status = repo.status()?;
+    assert_eq!(status.len(), 1);
+    assert_eq!(status.get("model.safetensors"), Some(&Change::Modified));
+    let second = repo.commit("fine-tune one layer", AUTHOR)?;
+    let parts2 = ModelParts::read(store, &store.find_commit(&second)?.tree)?;
+    assert_eq!(parts2.code, Some(code1), "the code part is shared by id");
+    assert_eq!(parts2.train, parts1.train);
+    assert_ne!(parts2.params, parts1.params);
+    let tensors2 = store.find_tree(
+        &store
+            .find_tree(&parts2.params.ok_or("params")?)?
+            .get("model.safetensors")
+            .ok_or("model")?
+            .id,
+    )?;
+    let same: Vec<&str> = tensors1
+        .entries()
+        .iter()
+        .filter(|e| tensors2.get(&e.name).is_some_and(|f| f.id == e.id))
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(
+        same.len(),
+        4,
+        "three tensors and the header are shared: {same:?}"
+    );
+
+    let log = repo.log("HEAD", 10)?;
+    assert_eq!(
+        log.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![second, first]
+    );
+    assert_eq!(log[0].1.message, "fine-tune one layer");
+
+    // Back to the foundation: bit for bit.
+    let report = repo.checkout(&first.to_string(), false)?;
+    assert_eq!(report.written, 1);
+    assert_eq!(std::fs::read(d.0.join("model.safetensors"))?, original);
+    assert!(repo.status()?.is_empty());
+    assert_eq!(repo.current_branch()?, None, "a commit id detaches HEAD");
+    repo.checkout("main", false)?;
+    assert_eq!(
+        repo.current_branch()?.map(|b| b.to_string()),
+        Some("refs/heads/main".into())
+    );
+    assert_eq!(repo.head()?, Some(second));
+    Ok(())
+}
+
+#[test]
+fn branches_deleted_files_and_dirty_checkouts() -> TestResult {
+    let d = Dir::new("branches");
+    write_model(&d.0, false)?;
+    let repo = Repository::init(&d.0)?;
+    let first = repo.commit("first", AUTHOR)?;
+    repo.create_branch("experiment", "HEAD")?;
+    assert!(repo.create_branch("experiment", "HEAD").is_err(), "exists");
+    assert!(repo.create_branch("bad..name", "HEAD").is_err());
+    repo.checkout("experiment", false)?;
+    std::fs::remove_file(d.0.join("data/validation/part-0.jsonl"))?;
+    std::fs::write(d.0.join("notes.md"), b"new file")?;
+    let status = repo.status()?;
+    assert_eq!(
+        status.get("data/validation/part-0.jsonl"),
+        Some(&Change::Deleted)
+    );
+    assert_eq!(status.get("notes.md"), Some(&Change::Added));
+    let exp = repo.commit("drop validation, add notes", AUTHOR)?;
+    let parts = ModelParts::read(repo.store(), &repo.store().find_commit(&exp)?.tree)?;
+    assert!(parts.validation.is_none(), "an empty part is absent");
+    assert_eq!(repo.branches()?.get("experiment"), Some(&exp));
+    assert_eq!(repo.branches()?.get("main"), Some(&first));
+
+    // Switching back restores the deleted file and removes the added one.
+    let report = repo.checkout("main", false)?;
+    assert_eq!((report.written, report.removed), (1, 1));
+    assert!(d.0.join("data/validation/part-0.jsonl").exists());
+    assert!(!d.0.join("notes.md").exists());
+
+    // A modified tracked file blocks a checkout, unless forced.
+    std::fs::write(d.0.join("config.json"), b"{}")?;
+    match repo.checkout("experiment", false) {
+        Err(Error::Invalid(m)) => {
+            assert!(m.contains("config.json") && m.contains("--force"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        repo.current_branch()?.map(|b| b.to_string()),
+        Some("refs/heads/main".into())
+    );
+    repo.checkout("experiment", true)?;
+    assert!(repo.status()?.is_empty());
+    assert!(matches!(
+        repo.resolve("nope"),
+        Err(Error::UnknownRevision(_))
+    ));
+    Ok(())
+}
+
+#[test]
+fn a_malformed_safetensors_file_is_refused_by_name() -> TestResult {
+    let d = Dir::new("malformed");
+    write_model(&d.0, false)?;
+    let repo = Repository::init(&d.0)?;
+    let first = repo.commit("first", AUTHOR)?;
+    // A header that claims more bytes than the file has.
+    let mut bad = 1000u64.to_le_bytes().to_vec();
+    bad.extend_from_slice(b"{\"a\":");
+    std::fs::write(d.0.join("broken.safetensors"), &bad)?;
+    match repo.commit("with a broken file", AUTHOR) {
+        Err(e @ Error::Safetensors { .. }) => {
+            let m = e.to_string();
+            assert!(m.contains("broken.safetensors"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(repo.head()?, Some(first), "nothing was committed");
+    Ok(())
+}
+
+#[test]
+fn corrupt_stored_data_fails_checkout_and_leaves_the_file() -> TestResult {
+    let d = Dir::new("corrupt");
+    write_model(&d.0, false)?;
+    let repo = Repository::init(&d.0)?;
+    let first = repo.commit("first", AUTHOR)?;
+    write_model(&d.0, true)?;
+    repo.commit("second", AUTHOR)?;
+    let current = std::fs::read(d.0.join("model.safetensors"))?;
+    // Rot one stored object of the first commit's changed tensor: every loose object is checked
+    // against its id on read.
+    let tree = repo.store().find_commit(&first)?.tree;
+    let params = ModelParts::read(repo.store(), &tree)?
+        .params
+        .ok_or("params")?;
+    let model = repo
+        .store()
+        .find_tree(&params)?
+        .get("model.safetensors")
+        .ok_or("m")?
+        .id;
+    let tensor = repo
+        .store()
+        .find_tree(&model)?
+        .get("layers.0.mlp.weight")
+        .ok_or("t")?
+        .id;
+    let blob = repo.store().find_tensor(&tensor)?.blobs[0];
+    let path = repo.store().path_of(&blob);
+    let mut bytes = std::fs::read(&path)?;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes)?;
+    assert!(repo.checkout(&first.to_string(), false).is_err());
+    assert_eq!(
+        std::fs::read(d.0.join("model.safetensors"))?,
+        current,
+        "untouched"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&d.0)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("agigit-tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
+    Ok(())
+}
+
+#[test]
+fn not_a_repository_says_what_to_do() {
+    let d = Dir::new("none");
+    let err = Repository::open(&d.0).expect_err("no repository");
+    assert!(err.to_string().contains("agigit init"), "{err}");
+    assert!(Repository::discover(&d.0).is_err());
+}
