@@ -38,6 +38,9 @@ pub enum Error {
     /// Stored data does not match its hash or shape.
     #[error("corrupt: {0}")]
     Corrupt(String),
+    /// The network did not take or give what was needed (with each server's reason).
+    #[error("network: {0}")]
+    Network(String),
     /// Nothing to commit.
     #[error("nothing to commit: the working directory matches HEAD")]
     NothingToCommit,

@@ -1,10 +1,13 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+pub mod pack;
+mod remote;
 mod repo;
 pub mod worktree;
 
 pub use error::Error;
+pub use remote::{PullReport, PushOptions, PushReport};
 pub use repo::{Change, CheckoutReport, DEFAULT_BRANCH, Repository};
 pub use worktree::Part;
 

@@ -1,0 +1,168 @@
+//! Push and pull through a transport: any m of n servers rebuild the repository bit for bit,
+//! corrupt shards are skipped, too few servers is a clear error, and nothing is fetched twice.
+
+#![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
+
+use std::path::{Path, PathBuf};
+
+use agigit::event::nostr::prelude::Keys;
+use agigit::event::{RepoCoordinate, RepoId};
+use agigit::net::{MemoryTransport, Transport};
+use agigit::shard::Leopard;
+use agigit::{Error, PushOptions, Repository};
+use bytes::Bytes;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("agigit-remote-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("temp dir");
+        Dir(d)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn write_files(dir: &Path, version: u8) -> TestResult {
+    std::fs::write(
+        dir.join("config.json"),
+        format!("{{\"version\": {version}}}"),
+    )?;
+    let weights: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0] ^ version)
+        .collect();
+    std::fs::write(dir.join("weights.bin"), weights)?;
+    std::fs::create_dir_all(dir.join("data/train"))?;
+    std::fs::write(dir.join("data/train/a.txt"), b"training text")?;
+    Ok(())
+}
+
+fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = agigit::worktree::list_files(dir).expect("list");
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let b = std::fs::read(dir.join(&f)).expect("read");
+            (f, b)
+        })
+        .collect()
+}
+
+const SERVERS: [&str; 5] = ["s0", "s1", "s2", "s3", "s4"];
+
+#[tokio::test]
+async fn push_then_clone_from_three_of_five() -> TestResult {
+    let (origin, clone) = (Dir::new("origin"), Dir::new("clone"));
+    write_files(&origin.0, 1)?;
+    let keys = Keys::generate();
+    let repo = Repository::init(&origin.0)?;
+    repo.commit("first", keys.public_key().to_bytes())?;
+    let net = MemoryTransport::new(SERVERS);
+    // 4 data shards of 10 over 5 servers: each holds 2 per segment, any 2 servers suffice.
+    let code = Leopard::new(4, 10)?;
+    let options = PushOptions {
+        code: &code,
+        segment_size: 64 << 10,
+        min_accepted: 3,
+    };
+    let id = RepoId::new("tiny-model")?;
+    let report = repo.push(&net, &keys, &id, "main", options).await?;
+    assert!(report.shards > 0 && report.objects >= 5);
+    assert_eq!(
+        report.bytes_per_server.len(),
+        5,
+        "every server holds a share"
+    );
+    assert!(
+        repo.push(&net, &keys, &id, "main", options)
+            .await?
+            .up_to_date
+    );
+
+    // Two servers down: the other three rebuild everything.
+    net.set_down("s1", true);
+    net.set_down("s3", true);
+    let coordinate = RepoCoordinate::new(keys.public_key(), id.clone());
+    let reader = Repository::init(&clone.0)?;
+    let pulled = reader.pull(&net, &coordinate, "main").await?;
+    assert_eq!(pulled.packs, 1);
+    assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
+    assert!(reader.status()?.is_empty());
+
+    // A second commit: only the new objects travel, and pulling twice fetches nothing again.
+    write_files(&origin.0, 2)?;
+    repo.commit("second", keys.public_key().to_bytes())?;
+    net.set_down("s4", true);
+    let refused = repo.push(&net, &keys, &id, "main", options).await;
+    assert!(
+        matches!(refused, Err(Error::Network(_))),
+        "three of five servers are down and m = 3 must accept: {refused:?}"
+    );
+    // Nothing pointed at the new commit: a reader still gets the first one.
+    assert_eq!(reader.pull(&net, &coordinate, "main").await?.packs, 0);
+    for s in ["s1", "s3", "s4"] {
+        net.set_down(s, false);
+    }
+    let second = repo.push(&net, &keys, &id, "main", options).await?;
+    assert!(second.objects < report.objects + 5);
+    let again = reader.pull(&net, &coordinate, "main").await?;
+    assert_eq!(again.packs, 1, "only the new pack");
+    assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
+    assert_eq!(reader.pull(&net, &coordinate, "main").await?.packs, 0);
+    assert_eq!(reader.log("HEAD", 10)?.len(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn corrupt_shards_are_skipped_and_too_few_servers_is_an_error() -> TestResult {
+    let (origin, clone) = (Dir::new("corrupt-origin"), Dir::new("corrupt-clone"));
+    write_files(&origin.0, 3)?;
+    let keys = Keys::generate();
+    let repo = Repository::init(&origin.0)?;
+    repo.commit("first", keys.public_key().to_bytes())?;
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(4, 10)?;
+    let options = PushOptions {
+        code: &code,
+        segment_size: 64 << 10,
+        min_accepted: 3,
+    };
+    let id = RepoId::new("rot")?;
+    let report = repo.push(&net, &keys, &id, "main", options).await?;
+    let manifest = report.manifest.ok_or("manifest")?;
+    // Rot every shard on s0 (its manifest copy too): the others make up for it.
+    let s0_blobs = net.blob_count("s0");
+    assert!(s0_blobs > 1);
+    let coordinate = RepoCoordinate::new(keys.public_key(), id.clone());
+    let manifest_bytes = net.get_blob("s1", &manifest).await?;
+    let parsed = agigit::shard::ShardManifest::decode(&manifest_bytes)?;
+    for (_, _, hash) in parsed.all_shard_hashes() {
+        net.corrupt_blob("s0", hash, Bytes::from_static(b"rot"));
+    }
+    net.corrupt_blob("s0", &manifest, Bytes::from_static(b"rot"));
+    let reader = Repository::init(&clone.0)?;
+    reader.pull(&net, &coordinate, "main").await?;
+    assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
+
+    // With four servers down, one cannot rebuild: a clear error, and no ref moves.
+    let third = Dir::new("corrupt-third");
+    let late = Repository::init(&third.0)?;
+    for s in ["s1", "s2", "s3", "s4"] {
+        net.set_down(s, true);
+    }
+    match late.pull(&net, &coordinate, "main").await {
+        Err(Error::Network(m)) => assert!(!m.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(late.head()?, None);
+    Ok(())
+}
