@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
-use agigit_dag::{Find, FindExt, ObjectId, is_ancestor};
+use agigit_dag::{Find, FindExt, ForkBase, ObjectId, is_ancestor};
 use agigit_event::nostr::prelude::{Filter, Kind, SingleLetterTag, Timestamp};
 use agigit_event::{CommitEvent, RepoCoordinate, RepoId, RepoState, Signed, Signer, resolve_state};
 use agigit_hash::BlobHash;
@@ -114,12 +114,33 @@ impl Repository {
             tip: Some(tip),
             ..PushReport::default()
         };
-        if known == Some(tip) {
-            report.up_to_date = true;
-            return Ok(report);
+        // What the relays say the branch is now: never move it backwards or sideways.
+        let coordinate = RepoCoordinate::new(signer.public_key(), repo_id.clone());
+        let current = self.remote_state(transport, &coordinate).await?;
+        let remote_tip = current
+            .as_ref()
+            .and_then(|s| s.body().refs.get(&name).copied());
+        if let Some(r) = remote_tip {
+            if r == tip {
+                report.up_to_date = true;
+                return Ok(report);
+            }
+            let known_locally = self.store().contains(&r)?;
+            if !known_locally
+                || !is_ancestor(self.store(), &r, &tip)
+                    .map_err(|e| Error::Invalid(e.to_string()))?
+            {
+                return Err(Error::Invalid(format!(
+                    "the remote branch {branch} has commits this repository does not: pull, merge, then push"
+                )));
+            }
         }
         let store = self.store();
-        let have: Vec<ObjectId> = known.into_iter().collect();
+        // The remote has what it was last sent and, for a fork, the foundation's objects.
+        let mut have: Vec<ObjectId> = known.into_iter().collect();
+        if let Some(base) = self.fork_base()? {
+            have.push(base.commit);
+        }
         let objects = pack::objects_between(store, &[tip], &have)?;
         let new_commits: Vec<ObjectId> = objects
             .iter()
@@ -225,8 +246,13 @@ impl Repository {
         report.manifest = Some(manifest_hash);
 
         // 3. Commit events, oldest first; 4. the state event.
-        let coordinate = RepoCoordinate::new(signer.public_key(), repo_id.clone());
-        let now = Timestamp::now();
+        // Newer than the state it replaces, even within the same second.
+        let now = Timestamp::from_secs(
+            current
+                .as_ref()
+                .map_or(0, |s| s.created_at().as_secs().saturating_add(1))
+                .max(Timestamp::now().as_secs()),
+        );
         for id in new_commits.iter().rev() {
             let commit = store.find_commit(id)?;
             let mut buf = Vec::new();
@@ -246,7 +272,8 @@ impl Repository {
                 .await
                 .map_err(net)?;
         }
-        let mut state = RepoState::new(repo_id.clone());
+        let mut state =
+            current.map_or_else(|| RepoState::new(repo_id.clone()), |s| s.body().clone());
         state.refs.insert(name.clone(), tip);
         state.head = Some(name);
         let signed = Signed::sign(state, signer, now).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -291,6 +318,12 @@ impl Repository {
                 )));
             }
         }
+        // A clone of a fork is a fork of the same foundation: its own commits stay deltas.
+        if self.fork_base()?.is_none()
+            && let Some(base) = self.store().find_commit(&tip)?.base
+        {
+            self.set_fork_base(&base.repo, base.commit)?;
+        }
         let checked_out = self.current_branch()? == Some(name.clone());
         if checked_out {
             let previous = match local {
@@ -322,15 +355,7 @@ impl Repository {
         branch: &str,
     ) -> Result<PullReport, Error> {
         let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
-        let states = transport
-            .query(&[Filter::new()
-                .kind(Kind::Custom(agigit_event::kinds::REPO_STATE))
-                .author(repo.owner)
-                .custom_tag(tag('d')?, repo.id.as_str())])
-            .await
-            .map_err(net)?;
-        let resolution = resolve_state(repo, &[], states);
-        let Some(state) = resolution.current else {
+        let Some(state) = self.remote_state(transport, repo).await? else {
             return Err(Error::Network(format!(
                 "no valid state event for {repo} on the fetch relays"
             )));
@@ -343,38 +368,33 @@ impl Repository {
             ..PullReport::default()
         };
         if !self.store().contains(&tip)? {
-            let events = transport
-                .query(&[Filter::new()
-                    .kind(Kind::Custom(agigit_event::kinds::COMMIT))
-                    .author(repo.owner)
-                    .custom_tag(tag('a')?, repo.to_string())])
-                .await
-                .map_err(net)?;
-            let mut packs: Vec<BlobHash> = Vec::new();
-            for event in events {
-                // Every event is verified again here: the transport's word is not enough.
-                let Ok(commit) = Signed::<CommitEvent>::from_event(event) else {
-                    continue;
-                };
-                let body = commit.body();
-                if body.repo != *repo || self.store().contains(&body.commit)? {
-                    continue;
-                }
-                for p in &body.packs {
-                    if !packs.contains(p) {
-                        packs.push(*p);
-                    }
-                }
-            }
-            for manifest in packs {
-                let (objects, shards) = self.fetch_pack(transport, &manifest).await?;
-                report.packs += 1;
-                report.objects += objects;
-                report.shards += shards;
-            }
+            self.fetch_packs(transport, repo, &mut report).await?;
             if !self.store().contains(&tip)? {
                 return Err(Error::Network(format!(
                     "the remote's tip {tip} is in no pack the relays list"
+                )));
+            }
+        }
+        // A fork's commits name their foundation (and its first commit descends from it): fetch
+        // the foundation too, from its own repository, then check the history is complete.
+        let (foundations, missing) = self.walk_history(&tip)?;
+        for base in foundations {
+            if !self.store().contains(&base.commit)? {
+                let coordinate: RepoCoordinate = base.repo.parse().map_err(|e| {
+                    Error::Corrupt(format!(
+                        "a fork names a bad foundation {:?}: {e}",
+                        base.repo
+                    ))
+                })?;
+                self.fetch_packs(transport, &coordinate, &mut report)
+                    .await?;
+            }
+        }
+        if !missing.is_empty() {
+            let (_, still) = self.walk_history(&tip)?;
+            if let Some(m) = still.first() {
+                return Err(Error::Network(format!(
+                    "commit {m} of the remote's history is in no pack the relays list"
                 )));
             }
         }
@@ -386,6 +406,85 @@ impl Repository {
             Some(Target::Id(tip)),
         ))?;
         Ok(report)
+    }
+
+    /// The state of `repo` that counts on the fetch relays, if any.
+    async fn remote_state(
+        &self,
+        transport: &dyn Transport,
+        repo: &RepoCoordinate,
+    ) -> Result<Option<Signed<RepoState>>, Error> {
+        let states = transport
+            .query(&[Filter::new()
+                .kind(Kind::Custom(agigit_event::kinds::REPO_STATE))
+                .author(repo.owner)
+                .custom_tag(tag('d')?, repo.id.as_str())])
+            .await
+            .map_err(net)?;
+        Ok(resolve_state(repo, &[], states).current)
+    }
+
+    /// The fork bases named by the local part of `tip`'s history, and the commits it lacks.
+    fn walk_history(&self, tip: &ObjectId) -> Result<(Vec<ForkBase>, Vec<ObjectId>), Error> {
+        let (mut bases, mut missing) = (Vec::new(), Vec::new());
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![*tip];
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            if !self.store().contains(&id)? {
+                missing.push(id);
+                continue;
+            }
+            let commit = self.store().find_commit(&id)?;
+            if let Some(base) = commit.base
+                && !bases.contains(&base)
+            {
+                bases.push(base);
+            }
+            stack.extend(commit.parents);
+        }
+        Ok((bases, missing))
+    }
+
+    /// Fetches every pack of `repo` holding commits the local store lacks.
+    async fn fetch_packs(
+        &self,
+        transport: &dyn Transport,
+        repo: &RepoCoordinate,
+        report: &mut PullReport,
+    ) -> Result<(), Error> {
+        let events = transport
+            .query(&[Filter::new()
+                .kind(Kind::Custom(agigit_event::kinds::COMMIT))
+                .author(repo.owner)
+                .custom_tag(tag('a')?, repo.to_string())])
+            .await
+            .map_err(net)?;
+        let mut packs: Vec<BlobHash> = Vec::new();
+        for event in events {
+            // Every event is verified again here: the transport's word is not enough.
+            let Ok(commit) = Signed::<CommitEvent>::from_event(event) else {
+                continue;
+            };
+            let body = commit.body();
+            if body.repo != *repo || self.store().contains(&body.commit)? {
+                continue;
+            }
+            for p in &body.packs {
+                if !packs.contains(p) {
+                    packs.push(*p);
+                }
+            }
+        }
+        for manifest in packs {
+            let (objects, shards) = self.fetch_pack(transport, &manifest).await?;
+            report.packs += 1;
+            report.objects += objects;
+            report.shards += shards;
+        }
+        Ok(())
     }
 
     /// Downloads pack `manifest` from any servers and stores its objects; returns the objects

@@ -5,12 +5,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
-use agigit_dag::{
-    Commit, FindExt, FsRefs, FsStore, Kind, ObjectId, Order, StoreError, Write, WriteExt,
-};
+use agigit_dag::{Commit, FindExt, ForkBase, FsRefs, FsStore, ObjectId, Order, WriteExt};
 use agigit_delta::DType;
 use agigit_delta::codec::output_digest;
-use agigit_hash::Hasher;
 
 use crate::error::Error;
 use crate::worktree::{self, DOT_DIR, FileSource};
@@ -48,34 +45,6 @@ pub struct CheckoutReport {
     pub removed: usize,
     /// Bytes written.
     pub bytes: u64,
-}
-
-/// Computes object ids without storing anything: what `status` compares against `HEAD`.
-struct HashOnly;
-
-impl Write for HashOnly {
-    fn write_stream(
-        &self,
-        kind: Kind,
-        size: u64,
-        from: &mut dyn std::io::Read,
-    ) -> Result<ObjectId, StoreError> {
-        let mut hasher = Hasher::new();
-        hasher.update(&agigit_dag::object::header(kind, size));
-        let io = |source| StoreError::Io {
-            path: PathBuf::from("(hashing)"),
-            source,
-        };
-        let copied =
-            std::io::copy(&mut std::io::Read::take(from, size), &mut hasher).map_err(io)?;
-        if copied != size {
-            return Err(io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the file changed while it was read",
-            )));
-        }
-        Ok(ObjectId::from_hasher(hasher))
-    }
 }
 
 fn now() -> i64 {
@@ -200,7 +169,113 @@ impl Repository {
     /// [`Error::NothingToCommit`] when nothing changed; a malformed safetensors file, I/O and
     /// store errors; a ref error when another process moved the branch meanwhile.
     pub fn commit(&self, message: &str, author: [u8; 32]) -> Result<ObjectId, Error> {
-        let tree = worktree::snapshot(&self.store, &self.root)?;
+        self.commit_with(message, author, &agigit_delta::Lossless::default())
+            .map(|(id, _)| id)
+    }
+
+    /// The foundation this repository forks, if any (set by [`set_fork_base`](Self::set_fork_base)).
+    ///
+    /// # Errors
+    /// I/O errors; [`Error::Corrupt`] for a malformed `.agigit/fork` file.
+    pub fn fork_base(&self) -> Result<Option<ForkBase>, Error> {
+        let path = self.root.join(DOT_DIR).join("fork");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path)(e)),
+        };
+        let mut lines = text.lines();
+        let (Some(repo), Some(commit)) = (lines.next(), lines.next()) else {
+            return Err(Error::Corrupt(format!(
+                "{}: expected two lines",
+                path.display()
+            )));
+        };
+        let commit = commit
+            .parse()
+            .map_err(|_| Error::Corrupt(format!("{}: bad commit id", path.display())))?;
+        Ok(Some(ForkBase {
+            repo: repo.to_owned(),
+            commit,
+        }))
+    }
+
+    /// Makes this repository a fork of commit `commit` of the foundation repository `repo` (its
+    /// coordinate). The commit must be in the local store (pull the foundation first). From now
+    /// on, commits store parameters as deltas against the foundation's tensors and record it.
+    ///
+    /// # Errors
+    /// [`Error::UnknownRevision`] when the commit is not local.
+    pub fn set_fork_base(&self, repo: &str, commit: ObjectId) -> Result<(), Error> {
+        self.store
+            .find_commit(&commit)
+            .map_err(|_| Error::UnknownRevision(commit.to_string()))?;
+        if repo.is_empty() || repo.contains(['\n', '\r']) {
+            return Err(Error::Invalid(format!(
+                "bad foundation coordinate {repo:?}"
+            )));
+        }
+        let path = self.root.join(DOT_DIR).join("fork");
+        worktree::write_atomic(&path, false, |f| {
+            f.write_all(format!("{repo}\n{commit}\n").as_bytes())
+                .map_err(Error::io(&path))
+        })
+    }
+
+    /// Commits the working directory; in a fork, tensors are stored with `codec` as deltas
+    /// against the foundation's (when that pays), and the statistics say what it did.
+    ///
+    /// # Errors
+    /// As [`commit`](Self::commit).
+    pub fn commit_with(
+        &self,
+        message: &str,
+        author: [u8; 32],
+        codec: &dyn agigit_delta::DeltaCodec,
+    ) -> Result<(ObjectId, worktree::DeltaStats), Error> {
+        let fork = self.fork_base()?;
+        let tree = match &fork {
+            None => worktree::snapshot(&self.store, &self.root)?,
+            Some(base) => {
+                let base_tree = self.store.find_commit(&base.commit)?.tree;
+                let base_files = worktree::files(&self.store, &base_tree)?;
+                let mut layouts: BTreeMap<String, BTreeMap<String, ObjectId>> = BTreeMap::new();
+                for (rel, source) in &base_files {
+                    if let FileSource::Safetensors(t) = source {
+                        let layout = worktree::safetensors_layout(&self.store, t)?;
+                        layouts.insert(rel.clone(), layout.tensors.into_iter().collect());
+                    }
+                }
+                let lookup = |rel: &str, name: &str| -> Result<Option<(ObjectId, agigit_delta::Tensor)>, Error> {
+                    let Some(id) = layouts.get(rel).and_then(|m| m.get(name)) else {
+                        return Ok(None);
+                    };
+                    Ok(Some((*id, self.tensor(name, id)?)))
+                };
+                let plan = worktree::DeltaPlan {
+                    codec,
+                    base: &lookup,
+                    stats: std::sync::Mutex::new(worktree::DeltaStats::default()),
+                };
+                let tree = worktree::snapshot_with(&self.store, &self.root, Some(&plan))?;
+                let stats = plan.stats.lock().map(|s| s.clone()).unwrap_or_default();
+                let id = self.commit_tree(tree, message, author, fork.clone())?;
+                return Ok((id, stats));
+            }
+        };
+        Ok((
+            self.commit_tree(tree, message, author, None)?,
+            worktree::DeltaStats::default(),
+        ))
+    }
+
+    fn commit_tree(
+        &self,
+        tree: ObjectId,
+        message: &str,
+        author: [u8; 32],
+        base: Option<ForkBase>,
+    ) -> Result<ObjectId, Error> {
         let parent = self.head()?;
         if let Some(p) = parent
             && self.store.find_commit(&p)?.tree == tree
@@ -210,7 +285,7 @@ impl Repository {
         let commit = Commit {
             tree,
             parents: parent.into_iter().collect(),
-            base: None,
+            base,
             author,
             time: now(),
             message: message.to_owned(),
@@ -315,12 +390,30 @@ impl Repository {
         }
         Ok(match source {
             FileSource::Blob { id, .. } => worktree::blob_id_of_file(&path)? == *id,
-            FileSource::Safetensors(id) => {
-                // The same split as a snapshot, hashed only.
-                let tree = worktree::snapshot_file(&HashOnly, &path)?;
-                tree == *id
-            }
+            FileSource::Safetensors(id) => self.safetensors_matches(&path, id)?,
         })
+    }
+
+    /// Whether the safetensors file at `path` materializes tree `id`: the same header bytes and,
+    /// tensor by tensor, the digest each object records (dense or delta alike).
+    fn safetensors_matches(&self, path: &Path, id: &ObjectId) -> Result<bool, Error> {
+        let layout = worktree::safetensors_layout(&self.store, id)?;
+        let Ok(file) = agigit_delta::SafetensorsFile::open(path) else {
+            return Ok(false);
+        };
+        if file.header_bytes() != layout.header.as_slice() || file.len() != layout.tensors.len() {
+            return Ok(false);
+        }
+        for (name, tensor) in &layout.tensors {
+            let Some(view) = file.tensor(name) else {
+                return Ok(false);
+            };
+            let digest = output_digest(view.dtype(), view.shape(), view.data());
+            if self.store.find_tensor(tensor)?.digest != digest {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Checks out `rev`: writes its files (verifying every hash), removes the files tracked by
@@ -443,21 +536,49 @@ impl Repository {
 
     /// A tensor's bytes, checked against the digest its object records.
     fn tensor_bytes(&self, name: &str, id: &ObjectId) -> Result<Vec<u8>, Error> {
-        let tensor = self.store.find_tensor(id)?;
-        let data = worktree::read_dense_tensor(&self.store, &tensor)?;
-        let dtype: DType = tensor.dtype.parse().map_err(|_| {
-            Error::Corrupt(format!("tensor {name}: unknown dtype {}", tensor.dtype))
+        Ok(self.tensor(name, id)?.into_parts().2)
+    }
+
+    /// A tensor, materialized (a delta decoded against its base, recursively) and checked
+    /// against the digest its object records.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the bytes do not match; store errors for a missing object or base.
+    pub fn tensor(&self, name: &str, id: &ObjectId) -> Result<agigit_delta::Tensor, Error> {
+        let object = self.store.find_tensor(id)?;
+        let dtype: DType = object.dtype.parse().map_err(|_| {
+            Error::Corrupt(format!("tensor {name}: unknown dtype {}", object.dtype))
         })?;
-        let shape: Vec<usize> = tensor
+        let shape: Vec<usize> = object
             .shape
             .iter()
             .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
             .collect();
-        if output_digest(dtype, &shape, &data) != tensor.digest {
+        let tensor = if object.encoding == "dense" {
+            let data = worktree::read_dense_tensor(&self.store, &object)?;
+            agigit_delta::Tensor::new(dtype, shape, data)
+                .map_err(|e| Error::Corrupt(format!("tensor {name}: {e}")))?
+        } else {
+            let base_id = object.base.ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "tensor {name}: a {} delta without a base",
+                    object.encoding
+                ))
+            })?;
+            let base = self.tensor(name, &base_id)?;
+            let mut payload = Vec::with_capacity(usize::try_from(object.payload_len).unwrap_or(0));
+            let mut buf = Vec::new();
+            for blob in &object.blobs {
+                payload.extend_from_slice(self.store.find_blob(blob, &mut buf)?);
+            }
+            agigit_delta::codec::decode(&payload, Some(base.view()))
+                .map_err(|e| Error::Corrupt(format!("tensor {name}: {e}")))?
+        };
+        if output_digest(tensor.dtype(), tensor.shape(), tensor.data()) != object.digest {
             return Err(Error::Corrupt(format!(
                 "tensor {name}: the bytes do not match the digest its object records"
             )));
         }
-        Ok(data)
+        Ok(tensor)
     }
 }

@@ -31,6 +31,43 @@ pub const HEADER_ENTRY: &str = ".safetensors-header";
 /// The largest blob a tensor's bytes are cut into.
 pub const SEGMENT: usize = 4 << 20;
 
+/// How a fork's tensors are stored: as deltas against the foundation's same-named tensors.
+pub struct DeltaPlan<'a> {
+    /// The codec (Lossless by default: bit-exact).
+    pub codec: &'a dyn agigit_delta::DeltaCodec,
+    /// The foundation's tensor for (safetensors file path, tensor name): its object id and its
+    /// bytes. `None`: store the tensor dense.
+    #[allow(clippy::type_complexity, reason = "a lookup callback")]
+    pub base: &'a dyn Fn(&str, &str) -> Result<Option<(ObjectId, agigit_delta::Tensor)>, Error>,
+    /// What encoding did, summed.
+    pub stats: std::sync::Mutex<DeltaStats>,
+}
+
+impl std::fmt::Debug for DeltaPlan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeltaPlan")
+            .field("codec", &self.codec.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Totals of a fork's delta encoding.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeltaStats {
+    /// Tensors stored as deltas.
+    pub delta_tensors: usize,
+    /// Tensors stored dense (no base, another shape, or a delta that did not pay).
+    pub dense_tensors: usize,
+    /// Tensors identical to their base (stored by reference to it).
+    pub unchanged_tensors: usize,
+    /// Their dense size.
+    pub dense_bytes: u64,
+    /// What was stored for them.
+    pub stored_bytes: u64,
+    /// The largest relative error of a lossy codec (0 for exact ones).
+    pub max_rel_error: f64,
+}
+
 /// The directory agigit keeps its own state in, never part of a snapshot.
 pub const DOT_DIR: &str = ".agigit";
 
@@ -240,10 +277,93 @@ pub fn write_dense_tensor<S: Write + ?Sized>(
     Ok(store.write_tensor(&tensor)?)
 }
 
+/// Stores one tensor of a fork: a reference to the base when identical, a delta when it pays,
+/// dense otherwise. The delta is decoded once before it is stored, so what is committed is
+/// known to read back, and its digest is that of what a reader will materialize.
+fn write_fork_tensor<S: Write + ?Sized>(
+    store: &S,
+    plan: &DeltaPlan<'_>,
+    rel: &str,
+    name: &str,
+    view: agigit_delta::TensorView<'_>,
+) -> Result<ObjectId, Error> {
+    let dense = |stats: &mut DeltaStats| {
+        stats.dense_tensors += 1;
+        stats.dense_bytes += view.data().len() as u64;
+        stats.stored_bytes += view.data().len() as u64;
+    };
+    let base = (plan.base)(rel, name)?
+        .filter(|(_, b)| b.dtype() == view.dtype() && b.shape() == view.shape());
+    let Some((base_id, base)) = base else {
+        let mut stats = plan
+            .stats
+            .lock()
+            .map_err(|_| Error::Invalid("poisoned".into()))?;
+        dense(&mut stats);
+        return write_dense_tensor(store, view.dtype(), view.shape(), view.data());
+    };
+    if base.data() == view.data() {
+        let mut stats = plan
+            .stats
+            .lock()
+            .map_err(|_| Error::Invalid("poisoned".into()))?;
+        stats.unchanged_tensors += 1;
+        stats.dense_bytes += view.data().len() as u64;
+        return Ok(base_id);
+    }
+    let encoded = plan
+        .codec
+        .encode(view, Some(base.view()))
+        .map_err(|e| Error::Invalid(format!("{rel}: tensor {name}: {e}")))?;
+    if encoded.payload.len() >= view.data().len() {
+        let mut stats = plan
+            .stats
+            .lock()
+            .map_err(|_| Error::Invalid("poisoned".into()))?;
+        dense(&mut stats);
+        return write_dense_tensor(store, view.dtype(), view.shape(), view.data());
+    }
+    let decoded =
+        agigit_delta::codec::decode(&encoded.payload, Some(base.view())).map_err(|e| {
+            Error::Corrupt(format!(
+                "{rel}: tensor {name}: the delta does not read back: {e}"
+            ))
+        })?;
+    let mut blobs = Vec::with_capacity(encoded.payload.len().div_ceil(SEGMENT));
+    for chunk in encoded.payload.chunks(SEGMENT) {
+        blobs.push(store.write_buf(Kind::Blob, chunk)?);
+    }
+    let tensor = TensorObject {
+        dtype: view.dtype().as_str().to_owned(),
+        shape: view.shape().iter().map(|&d| d as u64).collect(),
+        encoding: encoded.report.codec.name().to_owned(),
+        params: Vec::new(),
+        base: Some(base_id),
+        byte_len: decoded.data().len() as u64,
+        digest: output_digest(decoded.dtype(), decoded.shape(), decoded.data()),
+        payload_len: encoded.payload.len() as u64,
+        blobs,
+    };
+    let mut stats = plan
+        .stats
+        .lock()
+        .map_err(|_| Error::Invalid("poisoned".into()))?;
+    stats.delta_tensors += 1;
+    stats.dense_bytes += view.data().len() as u64;
+    stats.stored_bytes += encoded.payload.len() as u64;
+    stats.max_rel_error = stats.max_rel_error.max(encoded.report.rel_error);
+    Ok(store.write_tensor(&tensor)?)
+}
+
 /// Stores a safetensors file as a tree of its header and tensors; `None` when the file cannot be
 /// split that way (a tensor name that is not a valid tree entry name, or bytes outside the
 /// tensors), in which case it is stored as a plain file.
-fn write_safetensors<S: Write + ?Sized>(store: &S, path: &Path) -> Result<Option<ObjectId>, Error> {
+fn write_safetensors<S: Write + ?Sized>(
+    store: &S,
+    path: &Path,
+    rel: &str,
+    plan: Option<&DeltaPlan<'_>>,
+) -> Result<Option<ObjectId>, Error> {
     let file = SafetensorsFile::open(path).map_err(|e| Error::Safetensors {
         path: path.to_owned(),
         reason: e.to_string(),
@@ -277,7 +397,10 @@ fn write_safetensors<S: Write + ?Sized>(store: &S, path: &Path) -> Result<Option
         store.write_buf(Kind::Blob, header)?,
     )];
     for (name, view) in file.tensors() {
-        let id = write_dense_tensor(store, view.dtype(), view.shape(), view.data())?;
+        let id = match plan {
+            Some(plan) => write_fork_tensor(store, plan, rel, name, view)?,
+            None => write_dense_tensor(store, view.dtype(), view.shape(), view.data())?,
+        };
         entries.push(TreeEntry::new(name, EntryMode::Tensor, id));
     }
     let tree = Tree::new(entries).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -290,7 +413,7 @@ fn write_safetensors<S: Write + ?Sized>(store: &S, path: &Path) -> Result<Option
 /// # Errors
 /// As [`snapshot`].
 pub fn snapshot_file<S: Write + ?Sized>(store: &S, path: &Path) -> Result<ObjectId, Error> {
-    match write_safetensors(store, path)? {
+    match write_safetensors(store, path, "", None)? {
         Some(id) => Ok(id),
         None => Ok(write_file(store, path)?.1),
     }
@@ -301,12 +424,24 @@ pub fn snapshot_file<S: Write + ?Sized>(store: &S, path: &Path) -> Result<Object
 /// # Errors
 /// [`Error::Safetensors`] for a malformed safetensors file (naming it), I/O and store errors.
 pub fn snapshot<S: Write + ?Sized>(store: &S, root: &Path) -> Result<ObjectId, Error> {
+    snapshot_with(store, root, None)
+}
+
+/// [`snapshot`], storing the parameters of a fork as deltas by `plan`.
+///
+/// # Errors
+/// As [`snapshot`]; a codec failure names the file and tensor.
+pub fn snapshot_with<S: Write + ?Sized>(
+    store: &S,
+    root: &Path,
+    plan: Option<&DeltaPlan<'_>>,
+) -> Result<ObjectId, Error> {
     let mut parts: BTreeMap<Part, BTreeMap<String, Node>> = BTreeMap::new();
     for rel in list_files(root)? {
         let path = root.join(&rel);
         let (part, inner) = classify(&rel);
         let (mode, id) = if part == Part::Params && rel.ends_with(".safetensors") {
-            match write_safetensors(store, &path)? {
+            match write_safetensors(store, &path, &rel, plan)? {
                 Some(id) => (EntryMode::Tree, id),
                 None => write_file(store, &path)?,
             }

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use agigit::dag::FindExt as _;
 use agigit::event::nostr::prelude::Keys;
 use agigit::event::{RepoCoordinate, RepoId};
 use agigit::net::{MemoryTransport, Transport};
@@ -119,6 +120,18 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
     assert_eq!(reader.pull(&net, &coordinate, "main").await?.packs, 0);
     assert_eq!(reader.log("HEAD", 10)?.len(), 2);
+
+    // The owner's second machine (the reader's copy) commits on top: the origin, behind now,
+    // may not push over it without pulling first.
+    std::fs::write(clone.0.join("config.json"), b"{\"version\": 3}")?;
+    reader.commit("third, elsewhere", keys.public_key().to_bytes())?;
+    reader.push(&net, &keys, &id, "main", options).await?;
+    std::fs::write(origin.0.join("config.json"), b"{\"version\": 4}")?;
+    repo.commit("fourth, diverged", keys.public_key().to_bytes())?;
+    match repo.push(&net, &keys, &id, "main", options).await {
+        Err(Error::Invalid(m)) => assert!(m.contains("pull"), "{m}"),
+        other => panic!("a diverged push must be refused: {other:?}"),
+    }
     Ok(())
 }
 
@@ -164,5 +177,109 @@ async fn corrupt_shards_are_skipped_and_too_few_servers_is_an_error() -> TestRes
         other => panic!("{other:?}"),
     }
     assert_eq!(late.head()?, None);
+    Ok(())
+}
+
+/// A foundation with transformer-shaped bf16 tensors; `tuned` changes two layers a little.
+fn write_checkpoint(dir: &Path, tuned: bool) -> TestResult {
+    use agigit::delta::{DType, save_safetensors, synth};
+    let names = [
+        "embed",
+        "layers.0.attn",
+        "layers.0.mlp",
+        "layers.1.attn",
+        "layers.1.mlp",
+        "head",
+    ];
+    let tensors: Vec<(String, agigit::delta::Tensor)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut v = synth::gaussian(i as u64 + 10, 128 * 64, 0.02);
+            if tuned && n.ends_with("mlp") {
+                v = synth::perturb(&v, 7, 0.01);
+            }
+            (
+                format!("{n}.weight"),
+                synth::tensor(DType::BF16, &[128, 64], &v),
+            )
+        })
+        .collect();
+    save_safetensors(
+        dir.join("model.safetensors"),
+        tensors.iter().map(|(n, t)| (n.as_str(), t.view())),
+        &std::collections::BTreeMap::new(),
+    )?;
+    std::fs::write(dir.join("config.json"), b"{\"layers\": 2}")?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_fork_stores_deltas_and_clones_bit_exact() -> TestResult {
+    let (found, tune, reader_dir) = (Dir::new("fm"), Dir::new("dsm"), Dir::new("dsm-clone"));
+    let (owner, tuner) = (Keys::generate(), Keys::generate());
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(4, 10)?;
+    let options = PushOptions {
+        code: &code,
+        segment_size: 64 << 10,
+        min_accepted: 3,
+    };
+    // The foundation, pushed by its owner.
+    write_checkpoint(&found.0, false)?;
+    let fm = Repository::init(&found.0)?;
+    let fm_commit = fm.commit("foundation", owner.public_key().to_bytes())?;
+    let fm_id = RepoId::new("foundation")?;
+    let fm_push = fm.push(&net, &owner, &fm_id, "main", options).await?;
+    let fm_coord = RepoCoordinate::new(owner.public_key(), fm_id);
+
+    // The tuner clones it, forks, fine-tunes two layers and commits: deltas against the base.
+    let dsm = Repository::init(&tune.0)?;
+    dsm.pull(&net, &fm_coord, "main").await?;
+    dsm.set_fork_base(&fm_coord.to_string(), fm_commit)?;
+    write_checkpoint(&tune.0, true)?;
+    assert_eq!(dsm.status()?.len(), 1);
+    let (tuned, stats) = dsm.commit_with(
+        "fine-tune the MLPs",
+        tuner.public_key().to_bytes(),
+        &agigit::delta::Lossless::default(),
+    )?;
+    assert_eq!(
+        (stats.delta_tensors, stats.unchanged_tensors),
+        (2, 4),
+        "{stats:?}"
+    );
+    assert!(stats.stored_bytes < stats.dense_bytes / 3, "{stats:?}");
+    assert_eq!(stats.max_rel_error, 0.0);
+    assert!(
+        dsm.status()?.is_empty(),
+        "a lossless fork matches its working files"
+    );
+    let base = dsm.store().find_commit(&tuned)?.base;
+    assert_eq!(base.map(|b| b.commit), Some(fm_commit));
+
+    // Pushed under the tuner's own repository: only the delta travels.
+    let dsm_id = RepoId::new("domain-model")?;
+    let dsm_push = dsm.push(&net, &tuner, &dsm_id, "main", options).await?;
+    assert!(
+        dsm_push.pack_bytes < fm_push.pack_bytes / 2,
+        "{dsm_push:?} vs {fm_push:?}"
+    );
+
+    // A reader clones the fork from three of five servers: foundation fetched too, bit exact.
+    net.set_down("s0", true);
+    net.set_down("s2", true);
+    let reader = Repository::init(&reader_dir.0)?;
+    let pulled = reader
+        .pull(
+            &net,
+            &RepoCoordinate::new(tuner.public_key(), dsm_id),
+            "main",
+        )
+        .await?;
+    assert_eq!(pulled.packs, 2, "the fork's pack and the foundation's");
+    assert_eq!(tree_bytes(&reader_dir.0), tree_bytes(&tune.0));
+    assert!(reader.status()?.is_empty());
+    assert_eq!(reader.fork_base()?.map(|b| b.commit), Some(fm_commit));
     Ok(())
 }
