@@ -60,8 +60,10 @@ pub struct DeltaStats {
     pub dense_tensors: usize,
     /// Tensors identical to their base (stored by reference to it).
     pub unchanged_tensors: usize,
-    /// Their dense size.
+    /// The dense size of every tensor (unchanged ones included).
     pub dense_bytes: u64,
+    /// The dense size of the unchanged tensors.
+    pub unchanged_bytes: u64,
     /// What was stored for them.
     pub stored_bytes: u64,
     /// The largest relative error of a lossy codec (0 for exact ones).
@@ -309,6 +311,7 @@ fn write_fork_tensor<S: Write + ?Sized>(
             .map_err(|_| Error::Invalid("poisoned".into()))?;
         stats.unchanged_tensors += 1;
         stats.dense_bytes += view.data().len() as u64;
+        stats.unchanged_bytes += view.data().len() as u64;
         return Ok(base_id);
     }
     let encoded = plan
