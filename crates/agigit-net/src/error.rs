@@ -25,6 +25,24 @@ impl PublishReport {
         self.outcomes.iter().filter(|o| o.result.is_ok()).count()
     }
 
+    /// This report if at least `min_accepted` relays accepted, else
+    /// [`NetError::NotEnoughAccepted`] carrying it.
+    ///
+    /// # Errors
+    /// [`NetError::NotEnoughAccepted`].
+    pub fn require(self, min_accepted: usize) -> Result<Self, NetError> {
+        let accepted = self.accepted();
+        if accepted < min_accepted {
+            return Err(NetError::NotEnoughAccepted {
+                accepted,
+                total: self.outcomes.len(),
+                required: min_accepted,
+                report: self,
+            });
+        }
+        Ok(self)
+    }
+
     /// The relays that refused or failed, with their reasons.
     pub fn failures(&self) -> impl Iterator<Item = (&str, &str)> {
         self.outcomes.iter().filter_map(|o| match &o.result {

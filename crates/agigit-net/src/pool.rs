@@ -311,17 +311,7 @@ impl RelayPool {
             }
         });
         let outcomes = futures_util::future::join_all(attempts).await;
-        let report = PublishReport { outcomes };
-        let accepted = report.accepted();
-        if accepted < min_accepted {
-            return Err(NetError::NotEnoughAccepted {
-                accepted,
-                total: report.outcomes.len(),
-                required: min_accepted,
-                report,
-            });
-        }
-        Ok(report)
+        PublishReport { outcomes }.require(min_accepted)
     }
 
     fn new_sub_id(&self) -> String {

@@ -231,17 +231,7 @@ impl Transport for MemoryTransport {
                     }
                 })
                 .collect();
-            let report = PublishReport { outcomes };
-            let accepted = report.accepted();
-            if accepted < min_accepted {
-                return Err(NetError::NotEnoughAccepted {
-                    accepted,
-                    total: report.outcomes.len(),
-                    required: min_accepted,
-                    report,
-                });
-            }
-            Ok(report)
+            PublishReport { outcomes }.require(min_accepted)
         })
     }
 

@@ -281,12 +281,18 @@ impl Repository {
             .publish(signed.event(), options.min_accepted)
             .await
             .map_err(net)?;
-        self.refs().commit(Transaction::new().edit(
-            RefKey::Name(tracking),
-            Expected::Any,
-            Some(Target::Id(tip)),
-        ))?;
+        self.set_ref(tracking, tip)?;
         Ok(report)
+    }
+
+    /// Points `name` at `id`, whatever it held.
+    fn set_ref(&self, name: RefName, id: ObjectId) -> Result<(), Error> {
+        self.refs().commit(Transaction::new().edit(
+            RefKey::Name(name),
+            Expected::Any,
+            Some(Target::Id(id)),
+        ))?;
+        Ok(())
     }
 
     /// Fetches branch `branch` of `repo` into `refs/remotes/origin/<branch>`, then fast-forwards
@@ -400,11 +406,7 @@ impl Repository {
         }
         let tracking =
             RefName::remote("origin", branch).map_err(|e| Error::Invalid(e.to_string()))?;
-        self.refs().commit(Transaction::new().edit(
-            RefKey::Name(tracking),
-            Expected::Any,
-            Some(Target::Id(tip)),
-        ))?;
+        self.set_ref(tracking, tip)?;
         Ok(report)
     }
 

@@ -3,7 +3,7 @@
 
 #![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use agigit::dag::FindExt as _;
 use agigit::event::nostr::prelude::Keys;
@@ -15,22 +15,8 @@ use bytes::Bytes;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("agigit-remote-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("temp dir");
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod support;
+use support::Dir;
 
 fn write_files(dir: &Path, version: u8) -> TestResult {
     std::fs::write(
@@ -62,7 +48,7 @@ const SERVERS: [&str; 5] = ["s0", "s1", "s2", "s3", "s4"];
 
 #[tokio::test]
 async fn push_then_clone_from_three_of_five() -> TestResult {
-    let (origin, clone) = (Dir::new("origin"), Dir::new("clone"));
+    let (origin, clone) = (Dir::new("remote-origin"), Dir::new("remote-clone"));
     write_files(&origin.0, 1)?;
     let keys = Keys::generate();
     let repo = Repository::init(&origin.0)?;
@@ -137,7 +123,10 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
 
 #[tokio::test]
 async fn corrupt_shards_are_skipped_and_too_few_servers_is_an_error() -> TestResult {
-    let (origin, clone) = (Dir::new("corrupt-origin"), Dir::new("corrupt-clone"));
+    let (origin, clone) = (
+        Dir::new("remote-corrupt-origin"),
+        Dir::new("remote-corrupt-clone"),
+    );
     write_files(&origin.0, 3)?;
     let keys = Keys::generate();
     let repo = Repository::init(&origin.0)?;
@@ -167,7 +156,7 @@ async fn corrupt_shards_are_skipped_and_too_few_servers_is_an_error() -> TestRes
     assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
 
     // With four servers down, one cannot rebuild: a clear error, and no ref moves.
-    let third = Dir::new("corrupt-third");
+    let third = Dir::new("remote-corrupt-third");
     let late = Repository::init(&third.0)?;
     for s in ["s1", "s2", "s3", "s4"] {
         net.set_down(s, true);
@@ -216,7 +205,11 @@ fn write_checkpoint(dir: &Path, tuned: bool) -> TestResult {
 
 #[tokio::test]
 async fn a_fork_stores_deltas_and_clones_bit_exact() -> TestResult {
-    let (found, tune, reader_dir) = (Dir::new("fm"), Dir::new("dsm"), Dir::new("dsm-clone"));
+    let (found, tune, reader_dir) = (
+        Dir::new("remote-fm"),
+        Dir::new("remote-dsm"),
+        Dir::new("remote-dsm-clone"),
+    );
     let (owner, tuner) = (Keys::generate(), Keys::generate());
     let net = MemoryTransport::new(SERVERS);
     let code = Leopard::new(4, 10)?;

@@ -4,7 +4,7 @@
 #![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use agigit::dag::model::ModelParts;
 use agigit::dag::{EntryMode, FindExt};
@@ -13,22 +13,8 @@ use agigit::{Change, Error, Repository};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("agigit-repo-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("temp dir");
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod support;
+use support::Dir;
 
 /// A small transformer-shaped checkpoint; `changed` perturbs one layer.
 fn write_model(dir: &Path, changed: bool) -> TestResult {
@@ -78,7 +64,7 @@ const AUTHOR: [u8; 32] = [7; 32];
 
 #[test]
 fn commit_splits_into_parts_and_checkout_is_bit_exact() -> TestResult {
-    let d = Dir::new("parts");
+    let d = Dir::new("repo-parts");
     write_model(&d.0, false)?;
     let original = std::fs::read(d.0.join("model.safetensors"))?;
     let repo = Repository::init(&d.0)?;
@@ -165,7 +151,7 @@ fn commit_splits_into_parts_and_checkout_is_bit_exact() -> TestResult {
 
 #[test]
 fn branches_deleted_files_and_dirty_checkouts() -> TestResult {
-    let d = Dir::new("branches");
+    let d = Dir::new("repo-branches");
     write_model(&d.0, false)?;
     let repo = Repository::init(&d.0)?;
     let first = repo.commit("first", AUTHOR)?;
@@ -216,7 +202,7 @@ fn branches_deleted_files_and_dirty_checkouts() -> TestResult {
 
 #[test]
 fn a_malformed_safetensors_file_is_refused_by_name() -> TestResult {
-    let d = Dir::new("malformed");
+    let d = Dir::new("repo-malformed");
     write_model(&d.0, false)?;
     let repo = Repository::init(&d.0)?;
     let first = repo.commit("first", AUTHOR)?;
@@ -237,7 +223,7 @@ fn a_malformed_safetensors_file_is_refused_by_name() -> TestResult {
 
 #[test]
 fn corrupt_stored_data_fails_checkout_and_leaves_the_file() -> TestResult {
-    let d = Dir::new("corrupt");
+    let d = Dir::new("repo-corrupt");
     write_model(&d.0, false)?;
     let repo = Repository::init(&d.0)?;
     let first = repo.commit("first", AUTHOR)?;
@@ -284,7 +270,7 @@ fn corrupt_stored_data_fails_checkout_and_leaves_the_file() -> TestResult {
 
 #[test]
 fn not_a_repository_says_what_to_do() {
-    let d = Dir::new("none");
+    let d = Dir::new("repo-none");
     let err = Repository::open(&d.0).expect_err("no repository");
     assert!(err.to_string().contains("agigit init"), "{err}");
     assert!(Repository::discover(&d.0).is_err());

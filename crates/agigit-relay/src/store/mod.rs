@@ -122,6 +122,21 @@ pub(crate) fn slot(event: &Event) -> Slot {
     }
 }
 
+/// The slot key column of the SQL backends: `""` for replaceable events (one per author and
+/// kind), the `d` tag for addressable ones, NULL for regular events.
+pub(crate) fn slot_key(slot: &Slot) -> Option<String> {
+    match slot {
+        Slot::Replaceable => Some(String::new()),
+        Slot::Addressable(d) => Some(d.clone()),
+        Slot::Regular | Slot::Ephemeral => None,
+    }
+}
+
+/// A timestamp as the SQL backends store it.
+pub(crate) fn secs(t: Timestamp) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
 /// The order of results and the tie-break for replaceable events: newer first, then lower id.
 pub(crate) fn newest_first(a: &Event, b: &Event) -> Ordering {
     b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id))

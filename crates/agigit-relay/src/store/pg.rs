@@ -13,7 +13,7 @@ use postgres::{Client, NoTls};
 
 use super::{
     EventStore, EventStoreError, SaveOutcome, Slot, check_filters, deletion_targets, is_expired,
-    merge_results, slot, supersedes, verify,
+    merge_results, secs, slot, slot_key, supersedes, verify,
 };
 
 const SCHEMA: &str = "
@@ -64,18 +64,6 @@ pub struct PostgresEventStore {
 impl std::fmt::Debug for PostgresEventStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PostgresEventStore")
-    }
-}
-
-fn secs(t: Timestamp) -> i64 {
-    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
-}
-
-fn slot_key(slot: &Slot) -> Option<String> {
-    match slot {
-        Slot::Replaceable => Some(String::new()),
-        Slot::Addressable(d) => Some(d.clone()),
-        Slot::Regular | Slot::Ephemeral => None,
     }
 }
 

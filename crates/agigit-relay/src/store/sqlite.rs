@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::V
 
 use super::{
     EventStore, EventStoreError, SaveOutcome, Slot, check_filters, deletion_targets, is_expired,
-    merge_results, slot, supersedes, verify,
+    merge_results, secs, slot, slot_key, supersedes, verify,
 };
 
 const SCHEMA: &str = "
@@ -59,20 +59,6 @@ impl std::fmt::Debug for SqliteEventStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SqliteEventStore")
     }
-}
-
-/// The slot key column: `""` for replaceable events (one per author and kind), the `d` tag for
-/// addressable ones, NULL for regular events.
-fn slot_key(slot: &Slot) -> Option<String> {
-    match slot {
-        Slot::Replaceable => Some(String::new()),
-        Slot::Addressable(d) => Some(d.clone()),
-        Slot::Regular | Slot::Ephemeral => None,
-    }
-}
-
-fn secs(t: Timestamp) -> i64 {
-    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
 }
 
 impl SqliteEventStore {
