@@ -189,12 +189,18 @@ impl RelayPool {
         }
     }
 
-    /// Adds a relay (or widens a known relay's roles) and starts connecting to it.
+    /// Adds a relay (or widens a known relay's roles) and starts connecting to it, on the tokio
+    /// runtime of the caller.
     ///
     /// # Errors
-    /// [`NetError::Url`] for a URL the pool cannot use.
+    /// [`NetError::Url`] for a URL the pool cannot use; [`NetError::Connection`] when called
+    /// outside a tokio runtime (enter one first: `runtime.enter()` or inside `block_on`).
     pub fn add_relay(&self, url: &str, roles: Roles) -> Result<(), NetError> {
         check_relay_url(url)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| NetError::Connection {
+            server: url.to_owned(),
+            reason: "the relay pool needs a tokio runtime: call add_relay inside one".to_owned(),
+        })?;
         let url = url.trim_end_matches('/').to_owned();
         let mut relays = self
             .inner
@@ -218,7 +224,7 @@ impl RelayPool {
             last_error: None,
             dropped_events: 0,
         }));
-        let task = tokio::spawn(relay_task(
+        let task = runtime.spawn(relay_task(
             url.clone(),
             rx,
             status.clone(),
