@@ -291,17 +291,24 @@ async fn finish_upload(
     let check_headers = headers.clone();
     let auth_token = token.clone();
     let committed = tokio::task::spawn_blocking(move || {
-        upload.commit_with(&owner, &content_type, declared.as_ref(), quota, &|hash| {
-            checker
-                .authorize(
-                    &check_headers,
-                    auth_token.as_ref(),
-                    Verb::Upload,
-                    Some(hash),
-                )
-                .map(|_| ())
-                .map_err(|_| ())
-        })
+        commit_with(
+            upload,
+            &owner,
+            &content_type,
+            declared.as_ref(),
+            quota,
+            &|hash| {
+                checker
+                    .authorize(
+                        &check_headers,
+                        auth_token.as_ref(),
+                        Verb::Upload,
+                        Some(hash),
+                    )
+                    .map(|_| ())
+                    .map_err(|_| ())
+            },
+        )
     })
     .await;
     match committed {
@@ -350,41 +357,29 @@ enum CommitError {
     NotAuthorized(BlobHash),
 }
 
-/// Committing with a last check on the actual hash (the token's `x` tag) before anything is
-/// visible.
-trait CommitWith {
-    fn commit_with(
-        self,
-        owner: &PublicKey,
-        content_type: &str,
-        declared: Option<&BlobHash>,
-        quota: Option<u64>,
-        allowed: &dyn Fn(&BlobHash) -> Result<(), ()>,
-    ) -> Result<(BlobInfo, bool), CommitError>;
-}
-
-impl CommitWith for Box<dyn BlobUpload> {
-    fn commit_with(
-        self,
-        owner: &PublicKey,
-        content_type: &str,
-        declared: Option<&BlobHash>,
-        quota: Option<u64>,
-        allowed: &dyn Fn(&BlobHash) -> Result<(), ()>,
-    ) -> Result<(BlobInfo, bool), CommitError> {
-        let actual = self.hash();
-        if let Some(d) = declared
-            && *d != actual
-        {
-            return Err(CommitError::Store(BlobStoreError::HashMismatch {
-                expected: *d,
-                actual,
-            }));
-        }
-        allowed(&actual).map_err(|()| CommitError::NotAuthorized(actual))?;
-        self.commit(owner, content_type, Some(&actual), quota)
-            .map_err(CommitError::Store)
+/// Commits `upload` after a last check of its actual hash against the declared one and the
+/// token's `x` tag, before anything is visible.
+fn commit_with(
+    upload: Box<dyn BlobUpload>,
+    owner: &PublicKey,
+    content_type: &str,
+    declared: Option<&BlobHash>,
+    quota: Option<u64>,
+    allowed: &dyn Fn(&BlobHash) -> Result<(), ()>,
+) -> Result<(BlobInfo, bool), CommitError> {
+    let actual = upload.hash();
+    if let Some(d) = declared
+        && *d != actual
+    {
+        return Err(CommitError::Store(BlobStoreError::HashMismatch {
+            expected: *d,
+            actual,
+        }));
     }
+    allowed(&actual).map_err(|()| CommitError::NotAuthorized(actual))?;
+    upload
+        .commit(owner, content_type, Some(&actual), quota)
+        .map_err(CommitError::Store)
 }
 
 /// BUD-06 `HEAD /upload`: would an upload be accepted?

@@ -43,6 +43,18 @@ pub struct DeltaPlan<'a> {
     pub stats: std::sync::Mutex<DeltaStats>,
 }
 
+impl DeltaPlan<'_> {
+    /// Updates the totals.
+    fn record(&self, update: impl FnOnce(&mut DeltaStats)) -> Result<(), Error> {
+        let mut stats = self
+            .stats
+            .lock()
+            .map_err(|_| Error::Invalid("the delta statistics lock is poisoned".into()))?;
+        update(&mut stats);
+        Ok(())
+    }
+}
+
 impl std::fmt::Debug for DeltaPlan<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeltaPlan")
@@ -297,21 +309,15 @@ fn write_fork_tensor<S: Write + ?Sized>(
     let base = (plan.base)(rel, name)?
         .filter(|(_, b)| b.dtype() == view.dtype() && b.shape() == view.shape());
     let Some((base_id, base)) = base else {
-        let mut stats = plan
-            .stats
-            .lock()
-            .map_err(|_| Error::Invalid("poisoned".into()))?;
-        dense(&mut stats);
+        plan.record(dense)?;
         return write_dense_tensor(store, view.dtype(), view.shape(), view.data());
     };
     if base.data() == view.data() {
-        let mut stats = plan
-            .stats
-            .lock()
-            .map_err(|_| Error::Invalid("poisoned".into()))?;
-        stats.unchanged_tensors += 1;
-        stats.dense_bytes += view.data().len() as u64;
-        stats.unchanged_bytes += view.data().len() as u64;
+        plan.record(|stats| {
+            stats.unchanged_tensors += 1;
+            stats.dense_bytes += view.data().len() as u64;
+            stats.unchanged_bytes += view.data().len() as u64;
+        })?;
         return Ok(base_id);
     }
     let encoded = plan
@@ -319,11 +325,7 @@ fn write_fork_tensor<S: Write + ?Sized>(
         .encode(view, Some(base.view()))
         .map_err(|e| Error::Invalid(format!("{rel}: tensor {name}: {e}")))?;
     if encoded.payload.len() >= view.data().len() {
-        let mut stats = plan
-            .stats
-            .lock()
-            .map_err(|_| Error::Invalid("poisoned".into()))?;
-        dense(&mut stats);
+        plan.record(dense)?;
         return write_dense_tensor(store, view.dtype(), view.shape(), view.data());
     }
     let decoded =
@@ -347,14 +349,12 @@ fn write_fork_tensor<S: Write + ?Sized>(
         payload_len: encoded.payload.len() as u64,
         blobs,
     };
-    let mut stats = plan
-        .stats
-        .lock()
-        .map_err(|_| Error::Invalid("poisoned".into()))?;
-    stats.delta_tensors += 1;
-    stats.dense_bytes += view.data().len() as u64;
-    stats.stored_bytes += encoded.payload.len() as u64;
-    stats.max_rel_error = stats.max_rel_error.max(encoded.report.rel_error);
+    plan.record(|stats| {
+        stats.delta_tensors += 1;
+        stats.dense_bytes += view.data().len() as u64;
+        stats.stored_bytes += encoded.payload.len() as u64;
+        stats.max_rel_error = stats.max_rel_error.max(encoded.report.rel_error);
+    })?;
     Ok(store.write_tensor(&tensor)?)
 }
 
@@ -408,18 +408,6 @@ fn write_safetensors<S: Write + ?Sized>(
     }
     let tree = Tree::new(entries).map_err(|e| Error::Invalid(e.to_string()))?;
     Ok(Some(store.write_tree(&tree)?))
-}
-
-/// Stores one parameters file the way a snapshot does: a safetensors tree when it splits, a
-/// blob otherwise; returns the id its entry holds.
-///
-/// # Errors
-/// As [`snapshot`].
-pub fn snapshot_file<S: Write + ?Sized>(store: &S, path: &Path) -> Result<ObjectId, Error> {
-    match write_safetensors(store, path, "", None)? {
-        Some(id) => Ok(id),
-        None => Ok(write_file(store, path)?.1),
-    }
 }
 
 /// Snapshots the model directory `root` into `store`; returns the model tree's id.
