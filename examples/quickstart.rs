@@ -1,6 +1,7 @@
-//! The quickstart: five agigit relays on loopback, a foundation model pushed to them, a
-//! fine-tune forked from it and pushed as a lossless delta, two relays stopped, and a clone from
-//! the remaining three checked bit for bit against the fine-tune's files.
+//! The quickstart: five agigit relays on loopback, a foundation model pushed to them, a private
+//! fine-tune forked from it and pushed encrypted as a lossless delta, two relays stopped, a clone
+//! with a reader's key from the remaining three checked bit for bit against the fine-tune's
+//! files, and a stranger's clone refused.
 //!
 //! `cargo run --release -p agigit-examples --example quickstart`
 //!
@@ -17,7 +18,7 @@ use agigit::event::nostr::prelude::Keys;
 use agigit::event::{RepoCoordinate, RepoId};
 use agigit::net::{BlobClient, BlobClientOptions, Network, PoolOptions, RelayPool, Roles};
 use agigit::shard::Leopard;
-use agigit::{PushOptions, Repository};
+use agigit::{FetchOptions, PushOptions, Repository};
 use agigit_relay::server::{Relay, serve};
 use agigit_relay::{BlossomConfig, Config};
 
@@ -162,6 +163,16 @@ fn network(keys: &Keys, relays: &[RunningRelay]) -> Result<Network, Error> {
     Ok(net)
 }
 
+fn reader_secret(keys: &Keys) -> Result<agigit::crypt::ReaderSecret, Error> {
+    Ok(agigit::private::reader_secret(
+        &keys.secret_key().secret_bytes(),
+    )?)
+}
+
+fn reader_key_of(keys: &Keys) -> Result<agigit::crypt::ReaderKey, Error> {
+    Ok(agigit::private::reader_key(keys.public_key().to_bytes())?)
+}
+
 fn mbs(bytes: u64, t: Duration) -> f64 {
     bytes as f64 / t.as_secs_f64().max(1e-9) / 1e6
 }
@@ -193,13 +204,18 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     // Any 4 of 10 shards rebuild a segment; each relay holds 2 per segment, so any 2 relays do.
     let code = Leopard::new(4, 10)?;
     let options = PushOptions {
-        code: &code,
         segment_size: 1 << 20,
         min_accepted: 3,
+        ..PushOptions::new(&code)
     };
 
     // 1. The foundation model.
-    let (owner, tuner, reader_key) = (Keys::generate(), Keys::generate(), Keys::generate());
+    let (owner, tuner, reader_key, stranger) = (
+        Keys::generate(),
+        Keys::generate(),
+        Keys::generate(),
+        Keys::generate(),
+    );
     let fm_dir = root.join("foundation");
     std::fs::create_dir_all(&fm_dir)?;
     let t = Instant::now();
@@ -240,9 +256,13 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     let dsm = Repository::init(&dsm_dir)?;
     let tuner_net = network(&tuner, &relays)?;
     let t = Instant::now();
-    dsm.pull(&tuner_net, &fm_coord, "main").await?;
+    dsm.pull(&tuner_net, &fm_coord, "main", FetchOptions::default())
+        .await?;
     println!("\nfine-tune: cloned the foundation in {:.1?}", t.elapsed());
     dsm.set_fork_base(&fm_coord.to_string(), fm_commit)?;
+    // Private: encrypted before sharding, readable by the tuner and one reader.
+    let tuner_secret = reader_secret(&tuner)?;
+    dsm.make_private(&tuner_secret, &[reader_key_of(&reader_key)?])?;
     write_model(&dsm_dir, mb, true)?;
     let t = Instant::now();
     let (dsm_commit, stats) = dsm.commit_with(
@@ -263,11 +283,18 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     );
     let dsm_id = RepoId::new("domain-model")?;
     let t = Instant::now();
+    let keys = dsm
+        .private_keys(&tuner_secret)?
+        .ok_or("the fine-tune is private")?;
+    let private = PushOptions {
+        keys: Some(&keys),
+        ..options
+    };
     let pushed = dsm
-        .push(&tuner_net, &tuner, &dsm_id, "main", options)
+        .push(&tuner_net, &tuner, &dsm_id, "main", private)
         .await?;
     println!(
-        "  push: {} objects, {:.1} MB pack (only what the fork adds) in {:.1?}",
+        "  push (encrypted: AES-256-GCM, key wrapped for 2 readers): {} objects, {:.1} MB sealed pack (only what the fork adds) in {:.1?}",
         pushed.objects,
         pushed.pack_bytes as f64 / 1e6,
         t.elapsed()
@@ -284,12 +311,15 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     std::fs::create_dir_all(&clone_dir)?;
     let reader = Repository::init(&clone_dir)?;
     let reader_net = network(&reader_key, &relays[2..])?;
+    let dsm_coord = RepoCoordinate::new(tuner.public_key(), dsm_id);
+    let reader_secret_key = reader_secret(&reader_key)?;
     let t = Instant::now();
     let pulled = reader
         .pull(
             &reader_net,
-            &RepoCoordinate::new(tuner.public_key(), dsm_id),
+            &dsm_coord,
             "main",
+            FetchOptions::with_secret(&reader_secret_key),
         )
         .await?;
     let clone_time = t.elapsed();
@@ -298,7 +328,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
         .map(|(_, b)| b.len() as u64)
         .sum();
     println!(
-        "clone from 3 relays: {} packs (fork + foundation), {} objects, {} shards, {:.1} MB of files in {:.1?} ({:.0} MB/s)",
+        "clone from 3 relays with the reader's key: {} packs (fork + foundation), {} objects, {} shards, {:.1} MB of files in {:.1?} ({:.0} MB/s)",
         pulled.packs,
         pulled.objects,
         pulled.shards,
@@ -310,6 +340,28 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     println!(
         "  checkout is bit-exact against the fine-tune's files: {}",
         if same { "yes" } else { "NO" }
+    );
+
+    // 5. A stranger cannot read it.
+    let stranger_dir = root.join("stranger");
+    std::fs::create_dir_all(&stranger_dir)?;
+    let outsider = Repository::init(&stranger_dir)?;
+    let stranger_secret = reader_secret(&stranger)?;
+    let refused = outsider
+        .pull(
+            &network(&stranger, &relays[2..])?,
+            &dsm_coord,
+            "main",
+            FetchOptions::with_secret(&stranger_secret),
+        )
+        .await;
+    let stranger_refused = matches!(refused, Err(agigit::Error::NotAReader));
+    println!(
+        "  a stranger's clone is refused: {}",
+        match &refused {
+            Err(e) => format!("yes ({e})"),
+            Ok(_) => "NO".to_owned(),
+        }
     );
 
     println!("\nbytes stored per relay (events, shards, manifests, indexes):");
@@ -326,6 +378,9 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     }
     if !same {
         return Err("the clone differs from the fine-tune".into());
+    }
+    if !stranger_refused {
+        return Err(format!("a stranger read the private fine-tune: {refused:?}").into());
     }
     Ok(())
 }

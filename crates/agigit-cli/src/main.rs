@@ -36,6 +36,12 @@ enum Command {
         /// The repository id used when pushing (default: the directory's name).
         #[arg(long)]
         id: Option<String>,
+        /// Make it private: everything pushed is encrypted, readable by you and `--reader`s.
+        #[arg(long)]
+        private: bool,
+        /// A reader of a private repository (npub… or hex; repeat for several).
+        #[arg(long = "reader", value_name = "NPUB", requires = "private")]
+        readers: Vec<String>,
     },
     /// Clone a repository (`30717:<owner hex>:<id>`) from relays into DIR.
     Clone {
@@ -46,6 +52,31 @@ enum Command {
         /// A relay to fetch from (repeat for several; each also serves blobs).
         #[arg(long = "relay", required = true)]
         relays: Vec<String>,
+    },
+    /// Start a fine-tune: clone a foundation repository into DIR as a fork. Its commits store
+    /// tensors as deltas against the foundation, and it pushes under its own id.
+    Fork {
+        /// The foundation's coordinate (`30717:<owner hex>:<id>`).
+        coordinate: String,
+        /// The directory (default: the new id).
+        dir: Option<PathBuf>,
+        /// A relay to fetch from and push to (repeat for several).
+        #[arg(long = "relay", required = true)]
+        relays: Vec<String>,
+        /// The fork's repository id (default: `<foundation id>-fork`).
+        #[arg(long)]
+        id: Option<String>,
+        /// Make the fork private (see `init --private`).
+        #[arg(long)]
+        private: bool,
+        /// A reader of the private fork (npub… or hex; repeat for several).
+        #[arg(long = "reader", value_name = "NPUB", requires = "private")]
+        readers: Vec<String>,
+    },
+    /// Manage the readers of a private repository.
+    Reader {
+        #[command(subcommand)]
+        action: ReaderAction,
     },
     /// Manage relays.
     Relay {
@@ -85,10 +116,38 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Merge a branch or commit into the current branch (`merge <a> <b>`: check out branch a,
+    /// then merge b into it). Tensors both sides changed conflict unless a strategy is given.
+    Merge {
+        /// What to merge (or, with a second argument, the branch to merge into).
+        a: String,
+        /// What to merge into branch `a`.
+        b: Option<String>,
+        /// How to merge tensors both sides changed: ours, theirs, average, task-arithmetic,
+        /// ties (ours and theirs also settle conflicting files).
+        #[arg(long)]
+        strategy: Option<String>,
+    },
+    /// Replay the current branch's commits on top of a commit (default: the remote branch).
+    /// With --fork, move a fork onto a new foundation commit instead.
+    Rebase {
+        /// The commit or branch to rebase onto.
+        rev: Option<String>,
+        /// How to merge tensors both sides changed while replaying.
+        #[arg(long)]
+        strategy: Option<String>,
+        /// Re-base the fork onto this commit of its foundation (fetch the foundation first):
+        /// the fine-tune's change is replayed on it and stored as deltas against it.
+        #[arg(long, value_name = "COMMIT", conflicts_with_all = ["rev", "strategy"])]
+        fork: Option<String>,
+    },
     /// Push the current branch to the push relays.
     Push,
-    /// Fetch and fast-forward the current branch from the fetch relays.
-    Pull,
+    /// Fetch and fast-forward a branch (default: the current one) from the fetch relays.
+    Pull {
+        /// The remote branch.
+        branch: Option<String>,
+    },
     /// Fetch the remote branch without touching local branches or files.
     Fetch,
     /// Manage your Nostr key.
@@ -127,6 +186,22 @@ enum RelayAction {
 }
 
 #[derive(Debug, Subcommand)]
+enum ReaderAction {
+    /// Let a Nostr key read the repository (from the next push on; earlier content too).
+    Add {
+        /// npub… or hex.
+        key: String,
+    },
+    /// Remove a reader from the next push on (what they fetched stays readable to them).
+    Remove {
+        /// npub… or hex.
+        key: String,
+    },
+    /// List the readers.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
 enum KeyAction {
     /// Create a new key in the key file (mode 0600).
     Generate {
@@ -158,8 +233,21 @@ struct RepoConfig {
     remote: Option<String>,
     #[serde(default, rename = "relay")]
     relays: Vec<RelayEntry>,
+    /// Erasure coding and acceptance; the user-level file's, else the defaults, when absent.
     #[serde(default)]
-    push: PushConfig,
+    push: Option<PushConfig>,
+}
+
+/// `$AGIGIT_HOME/config.toml`: defaults for every repository of this user.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserConfig {
+    /// Relays used by repositories that list none.
+    #[serde(default, rename = "relay")]
+    relays: Vec<RelayEntry>,
+    /// Push settings for repositories that set none.
+    #[serde(default)]
+    push: Option<PushConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -170,7 +258,7 @@ struct RelayEntry {
     push: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PushConfig {
     /// Data shards per segment.
@@ -218,6 +306,31 @@ fn load_config(repo: &Repository) -> Result<RepoConfig> {
     }
 }
 
+fn load_user_config() -> Result<UserConfig> {
+    let path = home()?.join("config.toml");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| Failure(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UserConfig::default()),
+        Err(e) => Err(Failure(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// The relays and push settings in effect: the repository's, else the user's, else defaults.
+fn effective(config: &RepoConfig) -> Result<(Vec<RelayEntry>, PushConfig)> {
+    let user = load_user_config()?;
+    let relays = if config.relays.is_empty() {
+        user.relays
+    } else {
+        config.relays.clone()
+    };
+    if relays.is_empty() {
+        return Err(Failure(
+            "no relays: run `agigit relay add ws://host:port` (or list them in ~/.config/agigit/config.toml)".into(),
+        ));
+    }
+    Ok((relays, config.push.or(user.push).unwrap_or_default()))
+}
+
 fn save_config(repo: &Repository, config: &RepoConfig) -> Result<()> {
     let path = config_path(repo);
     let text = toml::to_string_pretty(config)?;
@@ -255,6 +368,61 @@ fn keys() -> Result<Keys> {
     })?;
     Keys::parse(text.trim())
         .map_err(|e| Failure(format!("{}: not a secret key: {e}", path.display())))
+}
+
+/// The user's key as a reader's secret (to open private repositories).
+fn reader_secret(keys: &Keys) -> Result<agigit::crypt::ReaderSecret> {
+    Ok(agigit::private::reader_secret(
+        &keys.secret_key().secret_bytes(),
+    )?)
+}
+
+/// A reader's key from `npub…` or hex.
+fn parse_reader(text: &str) -> Result<agigit::crypt::ReaderKey> {
+    let pk = agigit::event::nostr::prelude::PublicKey::parse(text.trim())
+        .map_err(|e| Failure(format!("{text:?} is not a public key (npub… or hex): {e}")))?;
+    Ok(agigit::private::reader_key(pk.to_bytes())?)
+}
+
+/// Progress on the terminal (stderr); hidden when stderr is not a terminal or output is JSON.
+struct Bar {
+    bar: indicatif::ProgressBar,
+}
+
+impl Bar {
+    fn new(json: bool) -> Self {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            None,
+            if json {
+                indicatif::ProgressDrawTarget::hidden()
+            } else {
+                indicatif::ProgressDrawTarget::stderr()
+            },
+        );
+        Bar { bar }
+    }
+}
+
+impl agigit::Progress for Bar {
+    fn begin(&self, what: &str, total_bytes: u64) {
+        self.bar.reset();
+        self.bar.set_length(total_bytes);
+        self.bar.set_position(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg:>16} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        ) {
+            self.bar.set_style(style.progress_chars("=> "));
+        }
+        self.bar.set_message(what.to_owned());
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+
+    fn end(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 fn write_key(secret_hex: &str, force: bool) -> Result<PathBuf> {
@@ -338,10 +506,124 @@ fn current_branch(repo: &Repository) -> Result<String> {
         .ok_or_else(|| Failure("HEAD is detached: check out a branch first".into()))
 }
 
+/// Makes `repo` private for the user and `readers`.
+fn make_private(repo: &Repository, readers: &[String]) -> Result<()> {
+    let keys = keys()?;
+    let readers = readers
+        .iter()
+        .map(|r| parse_reader(r))
+        .collect::<Result<Vec<_>>>()?;
+    repo.make_private(&reader_secret(&keys)?, &readers)?;
+    Ok(())
+}
+
+/// Clones `coord` into the new directory `dir` from `relays` (pushing under `id`), then runs
+/// `after`; on any failure the directory is removed, so no half-made clone is left.
+fn clone_into(
+    coord: &RepoCoordinate,
+    dir: &Path,
+    relays: &[String],
+    id: &str,
+    json: bool,
+    after: impl FnOnce(&Repository, &agigit::PullReport) -> Result<()>,
+) -> Result<(Repository, agigit::PullReport)> {
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        return Err(Failure(format!(
+            "{} exists and is not empty",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir)?;
+    let result = (|| -> Result<(Repository, agigit::PullReport)> {
+        let repo = Repository::init(dir)?;
+        let entries: Vec<RelayEntry> = relays
+            .iter()
+            .map(|u| RelayEntry {
+                url: u.clone(),
+                fetch: true,
+                push: true,
+            })
+            .collect();
+        save_config(
+            &repo,
+            &RepoConfig {
+                id: Some(id.to_owned()),
+                remote: Some(coord.to_string()),
+                relays: entries.clone(),
+                ..RepoConfig::default()
+            },
+        )?;
+        // Public repositories need no key; private ones open with the user's.
+        let keys = keys().ok();
+        let secret = keys.as_ref().map(reader_secret).transpose()?;
+        let signer = keys.unwrap_or_else(Keys::generate);
+        let rt = runtime()?;
+        let _entered = rt.enter();
+        let net = network(&signer, &entries)?;
+        let bar = Bar::new(json);
+        let options = agigit::FetchOptions {
+            secret: secret.as_ref(),
+            progress: Some(&bar),
+            ..agigit::FetchOptions::default()
+        };
+        let report = rt.block_on(repo.pull(&net, coord, agigit::DEFAULT_BRANCH, options))?;
+        after(&repo, &report)?;
+        Ok((repo, report))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+fn strategy(name: Option<&String>) -> Result<Option<agigit::MergeStrategy>> {
+    Ok(name.map(|n| n.parse()).transpose()?)
+}
+
+fn print_merge(json: bool, what: &str, report: &agigit::MergeReport) {
+    print(
+        json,
+        serde_json::json!({
+            "commit": report.commit.map(|c| c.to_string()),
+            "up_to_date": report.up_to_date,
+            "fast_forward": report.fast_forward,
+            "commits": report.commits,
+            "merged_tensors": report.merged_tensors,
+            "resolved_by_side": report.resolved_by_side,
+        }),
+        || {
+            let at = report
+                .commit
+                .map(|c| c.short().to_string())
+                .unwrap_or_default();
+            if report.up_to_date {
+                return "already up to date".to_owned();
+            }
+            let mut out = if report.fast_forward {
+                format!("fast-forward to {at}")
+            } else {
+                format!("{what}: {} commits written, now at {at}", report.commits)
+            };
+            for t in &report.merged_tensors {
+                out.push_str(&format!("\n  merged tensor {t}"));
+            }
+            for f in &report.resolved_by_side {
+                out.push_str(&format!("\n  took one side of {f}"));
+            }
+            out
+        },
+    );
+}
+
 fn run(cli: &Cli) -> Result<()> {
     let json = cli.json;
     match &cli.command {
-        Command::Init { dir, id } => {
+        Command::Init {
+            dir,
+            id,
+            private,
+            readers,
+        } => {
             let dir = dir
                 .clone()
                 .or_else(|| cli.dir.clone())
@@ -363,12 +645,16 @@ fn run(cli: &Cli) -> Result<()> {
                     ..RepoConfig::default()
                 },
             )?;
+            if *private {
+                make_private(&repo, readers)?;
+            }
             print(
                 json,
-                serde_json::json!({"initialized": dir, "id": id}),
+                serde_json::json!({"initialized": dir, "id": id, "private": private}),
                 || {
                     format!(
-                        "initialized an empty agigit repository {id:?} in {}",
+                        "initialized an empty {}agigit repository {id:?} in {}",
+                        if *private { "private " } else { "" },
                         dir.display()
                     )
                 },
@@ -383,57 +669,119 @@ fn run(cli: &Cli) -> Result<()> {
             let dir = dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(coord.id.as_str()));
-            if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
-                return Err(Failure(format!(
-                    "{} exists and is not empty",
-                    dir.display()
-                )));
-            }
-            std::fs::create_dir_all(&dir)?;
-            let result = (|| -> Result<agigit::PullReport> {
-                let repo = Repository::init(&dir)?;
-                let entries: Vec<RelayEntry> = relays
-                    .iter()
-                    .map(|u| RelayEntry {
-                        url: u.clone(),
-                        fetch: true,
-                        push: true,
-                    })
-                    .collect();
-                save_config(
-                    &repo,
-                    &RepoConfig {
-                        id: Some(coord.id.as_str().to_owned()),
-                        remote: Some(coordinate.clone()),
-                        relays: entries.clone(),
-                        ..RepoConfig::default()
-                    },
-                )?;
-                let keys = keys().unwrap_or_else(|_| Keys::generate());
-                let rt = runtime()?;
-                let _entered = rt.enter();
-                let net = network(&keys, &entries)?;
-                Ok(rt.block_on(repo.pull(&net, &coord, agigit::DEFAULT_BRANCH))?)
-            })();
-            match result {
-                Ok(report) => print(
-                    json,
-                    serde_json::json!({"cloned": coordinate, "dir": dir, "packs": report.packs, "objects": report.objects}),
-                    || {
-                        format!(
-                            "cloned {coordinate} into {} ({} packs, {} objects)",
-                            dir.display(),
-                            report.packs,
-                            report.objects
-                        )
-                    },
-                ),
-                Err(e) => {
-                    // Leave no half-made clone behind.
-                    let _ = std::fs::remove_dir_all(&dir);
-                    return Err(e);
+            let (_, report) = clone_into(
+                &coord,
+                &dir,
+                relays,
+                coord.id.as_str(),
+                json,
+                |repo, report| {
+                    if let Some(envelope) = &report.envelope {
+                        // A clone of a private repository stays private, for the same readers.
+                        repo.save_envelope(envelope)?;
+                    }
+                    Ok(())
+                },
+            )?;
+            print(
+                json,
+                serde_json::json!({"cloned": coordinate, "dir": dir, "packs": report.packs, "objects": report.objects, "private": report.envelope.is_some()}),
+                || {
+                    format!(
+                        "cloned {coordinate} into {} ({} packs, {} objects{})",
+                        dir.display(),
+                        report.packs,
+                        report.objects,
+                        if report.envelope.is_some() {
+                            ", private"
+                        } else {
+                            ""
+                        }
+                    )
+                },
+            );
+        }
+        Command::Fork {
+            coordinate,
+            dir,
+            relays,
+            id,
+            private,
+            readers,
+        } => {
+            let coord: RepoCoordinate = coordinate.parse()?;
+            let id = id
+                .clone()
+                .unwrap_or_else(|| format!("{}-fork", coord.id.as_str()));
+            RepoId::new(id.clone()).map_err(|e| Failure(format!("repository id {id:?}: {e}")))?;
+            let dir = dir.clone().unwrap_or_else(|| PathBuf::from(&id));
+            let (_, report) = clone_into(&coord, &dir, relays, &id, json, |repo, report| {
+                let tip = report
+                    .tip
+                    .ok_or_else(|| Failure("the foundation has no commits".into()))?;
+                repo.set_fork_base(coordinate, tip)?;
+                let mut config = load_config(repo)?;
+                // The fork pushes under its own id; the foundation is fetched by its base.
+                config.remote = None;
+                save_config(repo, &config)?;
+                if *private {
+                    make_private(repo, readers)?;
                 }
+                Ok(())
+            })?;
+            print(
+                json,
+                serde_json::json!({"forked": coordinate, "dir": dir, "id": id, "base": report.tip.map(|t| t.to_string()), "private": private}),
+                || {
+                    format!(
+                        "forked {coordinate} at {} into {} as {id:?}{}; commits store tensors as deltas against it",
+                        report
+                            .tip
+                            .map(|t| t.short().to_string())
+                            .unwrap_or_default(),
+                        dir.display(),
+                        if *private { " (private)" } else { "" }
+                    )
+                },
+            );
+        }
+        Command::Reader { action } => {
+            let repo = open(cli)?;
+            let keys = keys()?;
+            let secret = reader_secret(&keys)?;
+            let mut private = repo.private_keys(&secret)?.ok_or_else(|| {
+                Failure("this repository is public: create it with `agigit init --private`".into())
+            })?;
+            match action {
+                ReaderAction::Add { key } => {
+                    private.add_reader(&parse_reader(key)?)?;
+                    repo.save_private_keys(&private)?;
+                }
+                ReaderAction::Remove { key } => {
+                    if !private.remove_reader(&parse_reader(key)?) {
+                        return Err(Failure(format!(
+                            "{key} is not a reader: see `agigit reader list`"
+                        )));
+                    }
+                    repo.save_private_keys(&private)?;
+                }
+                ReaderAction::List => {}
             }
+            let list: Vec<String> = private
+                .readers()
+                .filter_map(|r| {
+                    agigit::event::nostr::prelude::PublicKey::from_slice(&r.to_bytes())
+                        .ok()
+                        .and_then(|pk| pk.to_bech32().ok())
+                })
+                .collect();
+            print(json, serde_json::json!({"readers": list}), || {
+                let mut out = list.join("\n");
+                if !matches!(action, ReaderAction::List) {
+                    out.push_str("\n(the change reaches the relays with the next push)");
+                }
+                out
+            });
         }
         Command::Relay { action } => {
             let repo = open(cli)?;
@@ -606,6 +954,37 @@ fn run(cli: &Cli) -> Result<()> {
                 },
             );
         }
+        Command::Merge { a, b, strategy: s } => {
+            let repo = open(cli)?;
+            let keys = keys()?;
+            let theirs = match b {
+                Some(b) => {
+                    repo.checkout(a, false)?;
+                    b
+                }
+                None => a,
+            };
+            let report = repo.merge(theirs, strategy(s.as_ref())?, keys.public_key().to_bytes())?;
+            print_merge(json, &format!("merged {theirs}"), &report);
+        }
+        Command::Rebase {
+            rev,
+            strategy: s,
+            fork,
+        } => {
+            let repo = open(cli)?;
+            let report = if let Some(base) = fork {
+                let keys = keys()?;
+                repo.rebase_fork(base, keys.public_key().to_bytes())?
+            } else {
+                let onto = match rev {
+                    Some(r) => r.clone(),
+                    None => format!("refs/remotes/origin/{}", current_branch(&repo)?),
+                };
+                repo.rebase(&onto, strategy(s.as_ref())?)?
+            };
+            print_merge(json, "rebased", &report);
+        }
         Command::Push => {
             let repo = open(cli)?;
             let config = load_config(&repo)?;
@@ -615,28 +994,42 @@ fn run(cli: &Cli) -> Result<()> {
             })?;
             let id = RepoId::new(id)?;
             let branch = current_branch(&repo)?;
-            let code = Leopard::new(config.push.k, config.push.n)?;
+            let (relays, push) = effective(&config)?;
+            let code = Leopard::new(push.k, push.n)?;
+            let private = repo.private_keys(&reader_secret(&keys)?)?;
+            let bar = Bar::new(json);
             let options = PushOptions {
-                code: &code,
-                segment_size: config.push.segment_size,
-                min_accepted: config.push.min_accepted,
+                segment_size: push.segment_size,
+                min_accepted: push.min_accepted,
+                keys: private.as_ref(),
+                progress: Some(&bar),
+                ..PushOptions::new(&code)
             };
             let rt = runtime()?;
             let _entered = rt.enter();
-            let net = network(&keys, &config.relays)?;
+            let net = network(&keys, &relays)?;
             let report = rt.block_on(repo.push(&net, &keys, &id, &branch, options))?;
             let coordinate = RepoCoordinate::new(keys.public_key(), id).to_string();
             print(
                 json,
-                serde_json::json!({"pushed": branch, "repository": coordinate, "objects": report.objects, "shards": report.shards, "pack_bytes": report.pack_bytes, "up_to_date": report.up_to_date, "bytes_per_server": report.bytes_per_server}),
+                serde_json::json!({"pushed": branch, "repository": coordinate, "objects": report.objects, "shards": report.shards, "rerouted": report.rerouted, "pack_bytes": report.pack_bytes, "private": report.private, "up_to_date": report.up_to_date, "bytes_per_server": report.bytes_per_server}),
                 || {
                     if report.up_to_date {
                         format!("everything up to date ({coordinate})")
                     } else {
                         let mut out = format!(
-                            "pushed {branch} to {coordinate}: {} objects, {} bytes in {} shards",
-                            report.objects, report.pack_bytes, report.shards
+                            "pushed {branch} to {coordinate}: {} objects, {} bytes in {} shards{}",
+                            report.objects,
+                            report.pack_bytes,
+                            report.shards,
+                            if report.private { ", encrypted" } else { "" }
                         );
+                        if report.rerouted > 0 {
+                            out.push_str(&format!(
+                                "\n  {} shards went to another server because theirs failed",
+                                report.rerouted
+                            ));
+                        }
                         for (s, b) in &report.bytes_per_server {
                             out.push_str(&format!("\n  {s}: {b} bytes"));
                         }
@@ -645,7 +1038,7 @@ fn run(cli: &Cli) -> Result<()> {
                 },
             );
         }
-        Command::Pull | Command::Fetch => {
+        Command::Pull { .. } | Command::Fetch => {
             let repo = open(cli)?;
             let config = load_config(&repo)?;
             let coordinate = match &config.remote {
@@ -658,15 +1051,29 @@ fn run(cli: &Cli) -> Result<()> {
                     RepoCoordinate::new(keys.public_key(), RepoId::new(id)?)
                 }
             };
-            let keys = keys().unwrap_or_else(|_| Keys::generate());
+            let keys = keys().ok();
+            let secret = keys.as_ref().map(reader_secret).transpose()?;
+            let signer = keys.unwrap_or_else(Keys::generate);
+            let (relays, _) = effective(&config)?;
             let rt = runtime()?;
             let _entered = rt.enter();
-            let net = network(&keys, &config.relays)?;
-            let branch = current_branch(&repo)?;
-            let report = if matches!(cli.command, Command::Pull) {
-                rt.block_on(repo.pull(&net, &coordinate, &branch))?
+            let net = network(&signer, &relays)?;
+            let branch = match &cli.command {
+                Command::Pull {
+                    branch: Some(b), ..
+                } => b.clone(),
+                _ => current_branch(&repo)?,
+            };
+            let bar = Bar::new(json);
+            let options = agigit::FetchOptions {
+                secret: secret.as_ref(),
+                progress: Some(&bar),
+                ..agigit::FetchOptions::default()
+            };
+            let report = if matches!(cli.command, Command::Pull { .. }) {
+                rt.block_on(repo.pull(&net, &coordinate, &branch, options))?
             } else {
-                rt.block_on(repo.fetch(&net, &coordinate, &branch))?
+                rt.block_on(repo.fetch(&net, &coordinate, &branch, options))?
             };
             print(
                 json,

@@ -62,7 +62,23 @@ impl ContentKey {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// A keyed pseudo-random name for `data` (HKDF-SHA256-Expand with this key as the PRK and
+    /// `"agigit-crypt v1 name" ‖ label ‖ 0 ‖ data` as the info): what a private repository
+    /// publishes in place of an object id. Equal inputs give equal names, so the holder of the
+    /// key can find an object by name; without the key a name says nothing of `data`, and a
+    /// guess cannot be confirmed.
+    pub fn opaque_name(&self, label: &[u8], data: &[u8]) -> [u8; 32] {
+        let hk = hkdf::Hkdf::<sha2::Sha256>::from_prk(&self.0)
+            .unwrap_or_else(|_| unreachable!("a 32-byte PRK is long enough for SHA-256"));
+        let mut out = [0u8; 32];
+        hk.expand_multi_info(&[NAME_LABEL, label, &[0], data], &mut out)
+            .unwrap_or_else(|_| unreachable!("32 bytes is far below HKDF's 8160-byte limit"));
+        out
+    }
 }
+
+const NAME_LABEL: &[u8] = b"agigit-crypt v1 name";
 
 impl fmt::Debug for ContentKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -506,3 +506,25 @@ fn into_variants_reuse_buffers_without_leaking_stale_bytes() -> TestResult {
     assert!(opened.is_empty());
     Ok(())
 }
+
+#[test]
+fn opaque_names_match_hkdf_expand_and_depend_on_key_label_and_data() {
+    // HKDF-SHA256-Expand(PRK = key, info = label ‖ 0 ‖ data, L = 32) is one HMAC block:
+    // HMAC-SHA256(key, "agigit-crypt v1 name" ‖ "commit" ‖ 0x00 ‖ data ‖ 0x01), computed with
+    // Python's hmac module.
+    let key = ContentKey::from_bytes([7; 32]);
+    let name = key.opaque_name(b"commit", &[1; 32]);
+    assert_eq!(
+        name.to_vec(),
+        hex("3a0188bcc5c83b339d4895dae6bef8ac1ed97050a65c5f1c0d2e075234d54579")
+    );
+    assert_eq!(name, key.opaque_name(b"commit", &[1; 32]));
+    assert_ne!(name, key.opaque_name(b"commit", &[2; 32]));
+    assert_ne!(name, key.opaque_name(b"commiu", &[1; 32]));
+    assert_ne!(
+        name,
+        ContentKey::from_bytes([8; 32]).opaque_name(b"commit", &[1; 32])
+    );
+    // The label and the data are separated: moving a byte across the boundary changes the name.
+    assert_ne!(key.opaque_name(b"ab", b"c"), key.opaque_name(b"a", b"bc"));
+}

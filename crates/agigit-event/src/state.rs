@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use agigit_hash::ObjectId;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use nostr::prelude::{Event, EventId, PublicKey, Tag};
 
 use crate::announcement::RepoAnnouncement;
@@ -15,7 +17,10 @@ use agigit_dag::refs::RefName;
 /// A repository's branch pointers (kind 30718, addressable by its `d` tag).
 ///
 /// Tags: `["d", <repository id>]`, one `["refs/…", <commit id hex>]` per ref, and optionally
-/// `["HEAD", "ref: refs/heads/<branch>"]`. Unknown tags are ignored.
+/// `["HEAD", "ref: refs/heads/<branch>"]`. Unknown tags are ignored. The content is empty for a
+/// public repository; for a private one it is the padded base64 of the wrapped-key envelope
+/// (`agigit-crypt`'s `Envelope` bytes, opaque here), and the ref ids are the opaque ids the
+/// client publishes in place of commit ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoState {
     /// The repository id (`d` tag).
@@ -24,6 +29,8 @@ pub struct RepoState {
     pub refs: BTreeMap<RefName, ObjectId>,
     /// The branch `HEAD` names, if any.
     pub head: Option<RefName>,
+    /// For a private repository, the content key wrapped for each reader (opaque bytes here).
+    pub keys: Option<Vec<u8>>,
 }
 
 impl RepoState {
@@ -33,6 +40,7 @@ impl RepoState {
             repo,
             refs: BTreeMap::new(),
             head: None,
+            keys: None,
         }
     }
 
@@ -62,10 +70,14 @@ impl ProtocolEvent for RepoState {
         if let Some(head) = &self.head {
             tags.push(tag(HEAD, [format!("{SYMREF_PREFIX}{head}")]));
         }
-        (tags, String::new())
+        let content = self
+            .keys
+            .as_ref()
+            .map_or_else(String::new, |k| STANDARD.encode(k));
+        (tags, content)
     }
 
-    fn from_parts(tags: &[Tag], _content: &str) -> Result<Self, ParseError> {
+    fn from_parts(tags: &[Tag], content: &str) -> Result<Self, ParseError> {
         let reader = TagReader::new(tags);
         let repo = RepoId::new(reader.required_value(D)?)?;
         let head = match reader.optional_value(HEAD)? {
@@ -94,7 +106,27 @@ impl ProtocolEvent for RepoState {
                 return Err(ParseError::RepeatedTag { tag: quote(name) });
             }
         }
-        Ok(Self { repo, refs, head })
+        let keys = if content.is_empty() {
+            None
+        } else {
+            let bytes = STANDARD
+                .decode(content)
+                .map_err(|e| ParseError::InvalidContent {
+                    reason: format!("the state's key envelope is not padded base64: {e}"),
+                })?;
+            if bytes.is_empty() {
+                return Err(ParseError::InvalidContent {
+                    reason: "the state's key envelope is empty".to_owned(),
+                });
+            }
+            Some(bytes)
+        };
+        Ok(Self {
+            repo,
+            refs,
+            head,
+            keys,
+        })
     }
 }
 

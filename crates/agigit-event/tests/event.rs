@@ -398,16 +398,19 @@ fn arb_announcement() -> impl Strategy<Value = RepoAnnouncement> {
 
 fn arb_state() -> impl Strategy<Value = RepoState> {
     (
-        arb_repo_id(),
-        prop::collection::btree_map(
-            "(heads|tags)/[a-z0-9][a-z0-9_-]{0,8}(/[a-z0-9]{1,4})?",
-            any::<[u8; 32]>(),
-            0..6,
+        (
+            arb_repo_id(),
+            prop::collection::btree_map(
+                "(heads|tags)/[a-z0-9][a-z0-9_-]{0,8}(/[a-z0-9]{1,4})?",
+                any::<[u8; 32]>(),
+                0..6,
+            ),
+            any::<prop::sample::Index>(),
+            prop::bool::ANY,
         ),
-        any::<prop::sample::Index>(),
-        prop::bool::ANY,
+        prop::option::of(prop::collection::vec(any::<u8>(), 1..300)),
     )
-        .prop_map(|(repo, refs, pick, with_head)| {
+        .prop_map(|((repo, refs, pick, with_head), keys)| {
             let refs: BTreeMap<RefName, ObjectId> = refs
                 .into_iter()
                 .filter_map(|(name, id)| {
@@ -423,7 +426,12 @@ fn arb_state() -> impl Strategy<Value = RepoState> {
             } else {
                 None
             };
-            RepoState { repo, refs, head }
+            RepoState {
+                repo,
+                refs,
+                head,
+                keys,
+            }
         })
 }
 
@@ -546,6 +554,16 @@ fn state_parser_rejects_malformed_events() {
                     }
                 )
             },
+        ),
+        (
+            "key envelope not base64",
+            sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"]], "not base64!"),
+            |e| matches!(e, ParseError::InvalidContent { .. }),
+        ),
+        (
+            "key envelope with non-canonical padding",
+            sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"]], "QQ"),
+            |e| matches!(e, ParseError::InvalidContent { .. }),
         ),
         (
             "bad repo id",

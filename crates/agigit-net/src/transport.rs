@@ -187,6 +187,22 @@ impl MemoryTransport {
             .map_or(0, |(_, s)| s.blobs.len())
     }
 
+    /// Everything `server` holds: its events and its blobs (what an operator, or an attacker
+    /// who took the server, would see).
+    pub fn contents(&self, server: &str) -> (Vec<Event>, Vec<(BlobHash, Bytes)>) {
+        self.lock()
+            .servers
+            .iter()
+            .find(|(n, _)| n == server)
+            .map(|(_, s)| {
+                (
+                    s.events.clone(),
+                    s.blobs.iter().map(|(h, b)| (*h, b.clone())).collect(),
+                )
+            })
+            .unwrap_or_default()
+    }
+
     fn names(&self) -> Vec<String> {
         self.lock().servers.iter().map(|(n, _)| n.clone()).collect()
     }

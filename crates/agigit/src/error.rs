@@ -41,6 +41,20 @@ pub enum Error {
     /// The network did not take or give what was needed (with each server's reason).
     #[error("network: {0}")]
     Network(String),
+    /// The repository is private and the key given is not one of its readers.
+    #[error(
+        "this repository is private and your key is not one of its readers: ask its owner to run `agigit reader add <your npub>` and push"
+    )]
+    NotAReader,
+    /// The repository is private and no key was given to open or seal it.
+    #[error("{0}")]
+    NeedsKey(String),
+    /// A merge or rebase stopped: these paths conflict (nothing was changed).
+    #[error(
+        "{}\nnothing was changed: resolve by committing on one side, or merge tensors with --strategy (ours, theirs, average, task-arithmetic, ties; ours/theirs also settle files)",
+        .0.join("\n")
+    )]
+    Conflict(Vec<String>),
     /// Nothing to commit.
     #[error("nothing to commit: the working directory matches HEAD")]
     NothingToCommit,

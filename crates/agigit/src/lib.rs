@@ -1,13 +1,17 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+mod merge;
 pub mod pack;
+pub mod private;
 mod remote;
 mod repo;
 pub mod worktree;
 
 pub use error::Error;
-pub use remote::{PullReport, PushOptions, PushReport};
+pub use merge::{MergeReport, MergeStrategy};
+pub use private::PrivateKeys;
+pub use remote::{DEFAULT_PARALLEL, FetchOptions, Progress, PullReport, PushOptions, PushReport};
 pub use repo::{Change, CheckoutReport, DEFAULT_BRANCH, Repository};
 pub use worktree::Part;
 

@@ -1,19 +1,25 @@
 //! Push and pull through a [`Transport`] (DESIGN §3): data first, pointers last.
 //!
-//! Push: the objects the remote lacks → one pack → erasure-coded segments → each shard a blob on
-//! the server the placement names → the pack manifest (a blob) on every push server → one
-//! commit event per new commit → the repository state event. Each step needs at least `m`
-//! acceptances before the next starts, so a state event never points at data that is missing.
+//! Push: the objects the remote lacks → one pack → (private: sealed) → erasure-coded segments →
+//! each shard a blob on the server the placement names (another server when that one fails) →
+//! the pack manifest (a blob, sealed when private) on every push server → one commit event per
+//! new commit → the repository state event. Each step needs at least `m` acceptances before the
+//! next starts, so a state event never points at data that is missing. Pushing again after a
+//! failure resumes: blobs are content-addressed, so what is stored already is stored again in
+//! place, and nothing after the failed step was published.
 //!
-//! Pull: the newest valid state event signed by the owner → the commit events of the repository
-//! → for each pack the local store lacks, the manifest from any server, then for each segment
-//! shards from any servers until `k` with the right hashes are in → rebuild → every object
-//! checked against its id → the remote-tracking ref, then the branch (fast-forward only).
+//! Pull: the newest valid state event signed by the owner → (private: the content key from the
+//! envelope it carries) → the commit events of the repository, each checked against its id →
+//! for each pack the local store lacks, the manifest from any server, then for each segment shards
+//! from any servers, in parallel, until `k` with the right hashes are in → rebuild → (private:
+//! open) → every object checked against its id → the remote-tracking ref, then the branch
+//! (fast-forward only).
 //!
-//! Public repositories only so far: private ones (encrypted before sharding) come next.
+//! A private repository publishes opaque names in place of commit ids (see [`crate::private`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
+use agigit_crypt::ReaderSecret;
 use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
 use agigit_dag::{Find, FindExt, ForkBase, ObjectId, is_ancestor};
 use agigit_event::nostr::prelude::{Filter, Kind, SingleLetterTag, Timestamp};
@@ -22,10 +28,30 @@ use agigit_hash::BlobHash;
 use agigit_net::{NetError, Transport};
 use agigit_shard::{ErasureCode, Placement, ShardManifest, StreamOptions, codec_for};
 use bytes::Bytes;
+use futures_util::{StreamExt as _, stream};
 
 use crate::error::Error;
 use crate::pack;
+use crate::private::{PrivateKeys, SCHEME, Sealed};
 use crate::repo::Repository;
+
+/// Transfers in flight at once when none is chosen.
+pub const DEFAULT_PARALLEL: usize = 16;
+
+/// Reports progress of long transfers (a progress bar, a log). Called from the task doing the
+/// transfer; every method has a do-nothing default.
+pub trait Progress: Send + Sync {
+    /// A step starts: `what` it is and how many bytes it will move.
+    fn begin(&self, what: &str, total_bytes: u64) {
+        let _ = (what, total_bytes);
+    }
+    /// `bytes` more moved.
+    fn advance(&self, bytes: u64) {
+        let _ = bytes;
+    }
+    /// The step is over.
+    fn end(&self) {}
+}
 
 /// How to push.
 #[derive(Clone, Copy)]
@@ -36,6 +62,28 @@ pub struct PushOptions<'a> {
     pub segment_size: usize,
     /// Acceptances each event and each shard needs (relays, servers).
     pub min_accepted: usize,
+    /// A private repository's keys (see [`Repository::private_keys`]): required when the
+    /// repository is private, refused when it is not.
+    pub keys: Option<&'a PrivateKeys>,
+    /// Uploads in flight at once.
+    pub parallel: usize,
+    /// Where to report progress.
+    pub progress: Option<&'a dyn Progress>,
+}
+
+impl<'a> PushOptions<'a> {
+    /// Options for `code`: 4 MiB segments, one acceptance per step, public,
+    /// [`DEFAULT_PARALLEL`] uploads at once.
+    pub fn new(code: &'a dyn ErasureCode) -> Self {
+        Self {
+            code,
+            segment_size: 4 << 20,
+            min_accepted: 1,
+            keys: None,
+            parallel: DEFAULT_PARALLEL,
+            progress: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for PushOptions<'_> {
@@ -44,7 +92,50 @@ impl std::fmt::Debug for PushOptions<'_> {
             .field("code", &self.code.spec())
             .field("segment_size", &self.segment_size)
             .field("min_accepted", &self.min_accepted)
-            .finish()
+            .field("private", &self.keys.is_some())
+            .field("parallel", &self.parallel)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to fetch.
+#[derive(Clone, Copy)]
+pub struct FetchOptions<'a> {
+    /// The user's secret key, to open a private repository's envelope (and a private
+    /// foundation's).
+    pub secret: Option<&'a ReaderSecret>,
+    /// Downloads in flight at once.
+    pub parallel: usize,
+    /// Where to report progress.
+    pub progress: Option<&'a dyn Progress>,
+}
+
+impl std::fmt::Debug for FetchOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchOptions")
+            .field("secret", &self.secret.is_some())
+            .field("parallel", &self.parallel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for FetchOptions<'_> {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            parallel: DEFAULT_PARALLEL,
+            progress: None,
+        }
+    }
+}
+
+impl<'a> FetchOptions<'a> {
+    /// Default options with `secret` to open private repositories.
+    pub fn with_secret(secret: &'a ReaderSecret) -> Self {
+        Self {
+            secret: Some(secret),
+            ..Self::default()
+        }
     }
 }
 
@@ -55,14 +146,20 @@ pub struct PushReport {
     pub tip: Option<ObjectId>,
     /// Objects sent.
     pub objects: usize,
-    /// The pack's size.
+    /// The pack's size (sealed, for a private repository).
     pub pack_bytes: u64,
-    /// Shards uploaded (each once, to its server).
+    /// Shards uploaded (each once).
     pub shards: usize,
+    /// Shards stored on another server than the placement's, because that one failed.
+    pub rerouted: usize,
+    /// Shards no server took (the push still succeeds while every segment keeps `k`).
+    pub lost: usize,
     /// Bytes uploaded per server (shards and manifests).
     pub bytes_per_server: BTreeMap<String, u64>,
     /// The pack manifest's blob hash.
     pub manifest: Option<BlobHash>,
+    /// Whether the content was encrypted.
+    pub private: bool,
     /// Nothing to send: the remote already has the tip.
     pub up_to_date: bool,
 }
@@ -78,6 +175,10 @@ pub struct PullReport {
     pub objects: usize,
     /// Shards downloaded.
     pub shards: usize,
+    /// Bytes downloaded (shards and manifests).
+    pub bytes: u64,
+    /// For a private repository, its key envelope (see [`Repository::save_envelope`]).
+    pub envelope: Option<Vec<u8>>,
 }
 
 fn net(e: NetError) -> Error {
@@ -88,12 +189,30 @@ fn tag(letter: char) -> Result<SingleLetterTag, Error> {
     SingleLetterTag::from_char(letter).map_err(|e| Error::Invalid(e.to_string()))
 }
 
+/// One shard's upload: its segment, the server the placement names, where it was stored (server
+/// index, bytes), and the errors on the way.
+struct Upload {
+    segment: usize,
+    first: usize,
+    stored: Option<(usize, u64)>,
+    errors: Vec<String>,
+}
+
+/// A commit the relays list, checked: its id, the name it is published under, its packs.
+struct Listed {
+    id: ObjectId,
+    published: ObjectId,
+    packs: Vec<BlobHash>,
+}
+
 impl Repository {
     /// Pushes `branch` to the repository `repo_id` owned by `signer`, through `transport`.
     ///
     /// # Errors
     /// [`Error::Network`] when fewer than `min_accepted` servers or relays take a step (nothing
-    /// after that step is published); store errors.
+    /// after that step is published: push again to resume); [`Error::NeedsKey`] for a private
+    /// repository without its keys; [`Error::Invalid`] when the remote branch has commits this
+    /// repository lacks, or the remote's privacy differs from the local one; store errors.
     pub async fn push<S: Signer + Sync>(
         &self,
         transport: &dyn Transport,
@@ -102,6 +221,17 @@ impl Repository {
         branch: &str,
         options: PushOptions<'_>,
     ) -> Result<PushReport, Error> {
+        let keys = options.keys;
+        if keys.is_none() && self.is_private()? {
+            return Err(Error::NeedsKey(
+                "this repository is private: push with its keys (unwrapped with your secret key), so nothing leaves the machine unencrypted".to_owned(),
+            ));
+        }
+        if keys.is_some() && !self.is_private()? {
+            return Err(Error::Invalid(
+                "keys given for a public repository: make it private first".to_owned(),
+            ));
+        }
         let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
         let tip = self
             .refs()
@@ -112,24 +242,42 @@ impl Repository {
         let known = self.refs().resolve(&RefKey::Name(tracking.clone()))?;
         let mut report = PushReport {
             tip: Some(tip),
+            private: keys.is_some(),
             ..PushReport::default()
         };
+        let publish_name = |id: &ObjectId| keys.map_or(*id, |k| k.commit_name(id));
         // What the relays say the branch is now: never move it backwards or sideways.
         let coordinate = RepoCoordinate::new(signer.public_key(), repo_id.clone());
         let current = self.remote_state(transport, &coordinate).await?;
+        if let Some(state) = &current {
+            match (state.body().keys.is_some(), keys.is_some()) {
+                (true, false) => {
+                    return Err(Error::Invalid(format!(
+                        "{coordinate} is private on the relays and this repository is public: push it under another repository id"
+                    )));
+                }
+                (false, true) if !state.body().refs.is_empty() => {
+                    return Err(Error::Invalid(format!(
+                        "{coordinate} is public on the relays and this repository is private: push it under another repository id"
+                    )));
+                }
+                _ => {}
+            }
+        }
         let remote_tip = current
             .as_ref()
             .and_then(|s| s.body().refs.get(&name).copied());
         if let Some(r) = remote_tip {
-            if r == tip {
+            if r == publish_name(&tip) {
                 report.up_to_date = true;
+                self.set_ref(tracking, tip)?;
                 return Ok(report);
             }
-            let known_locally = self.store().contains(&r)?;
-            if !known_locally
-                || !is_ancestor(self.store(), &r, &tip)
-                    .map_err(|e| Error::Invalid(e.to_string()))?
-            {
+            // The remote tip must be in the local history: find it by its published name.
+            let history =
+                agigit_dag::log(self.store(), &[tip], agigit_dag::Order::Topological, false)
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+            if !history.iter().any(|id| publish_name(id) == r) {
                 return Err(Error::Invalid(format!(
                     "the remote branch {branch} has commits this repository does not: pull, merge, then push"
                 )));
@@ -147,11 +295,14 @@ impl Repository {
             .filter(|(k, _)| *k == agigit_dag::Kind::Commit)
             .map(|(_, id)| *id)
             .collect();
-        let pack_bytes = pack::write_pack(store, &objects)?;
+        let mut pack_bytes = pack::write_pack(store, &objects)?;
+        if let Some(k) = keys {
+            pack_bytes = k.seal(Sealed::Pack, &pack_bytes)?;
+        }
         report.objects = objects.len();
         report.pack_bytes = pack_bytes.len() as u64;
 
-        // 1. Shards, placed.
+        // 1. Shards, placed; a shard whose server fails goes to the next server that works.
         let servers = transport.push_servers();
         if servers.is_empty() {
             return Err(net(NetError::NoServers { role: "push" }));
@@ -167,58 +318,93 @@ impl Repository {
             },
         )
         .map_err(|e| Error::Invalid(e.to_string()))?;
+        drop(pack_bytes);
         let placement = Placement::new(servers.len(), &manifest.codec())
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let mut uploads = Vec::new();
-        for segment in &segments {
-            for (i, shard) in segment.shards.iter().enumerate() {
-                let server = servers[placement.server_of(segment.index, i)].clone();
-                uploads.push((server, Bytes::from(shard.clone())));
+        for segment in &mut segments {
+            for (i, shard) in std::mem::take(&mut segment.shards).into_iter().enumerate() {
+                uploads.push((
+                    segment.index,
+                    placement.server_of(segment.index, i),
+                    Bytes::from(shard),
+                ));
             }
         }
-        let results = futures_util::future::join_all(
-            uploads
-                .iter()
-                .map(|(server, data)| transport.put_blob(server, data.clone())),
-        )
-        .await;
-        let mut failed_servers = std::collections::BTreeSet::new();
-        for ((server, data), result) in uploads.iter().zip(results) {
-            match result {
-                Ok(_) => {
+        let servers_ref = &servers;
+        let progress = options.progress;
+        if let Some(p) = progress {
+            p.begin(
+                "upload shards",
+                uploads.iter().map(|(_, _, d)| d.len() as u64).sum(),
+            );
+        }
+        let outcomes: Vec<Upload> = stream::iter(uploads)
+            .map(|(segment, first, data)| async move {
+                let mut upload = Upload {
+                    segment,
+                    first,
+                    stored: None,
+                    errors: Vec::new(),
+                };
+                let order = (0..servers_ref.len()).map(|j| (first + j) % servers_ref.len());
+                for server in order {
+                    match transport.put_blob(&servers_ref[server], data.clone()).await {
+                        Ok(_) => {
+                            upload.stored = Some((server, data.len() as u64));
+                            if let Some(p) = progress {
+                                p.advance(data.len() as u64);
+                            }
+                            break;
+                        }
+                        Err(e) => {
+                            tracing_failure(&servers_ref[server], &e);
+                            upload.errors.push(e.to_string());
+                        }
+                    }
+                }
+                upload
+            })
+            .buffer_unordered(options.parallel.max(1))
+            .collect()
+            .await;
+        if let Some(p) = progress {
+            p.end();
+        }
+        let mut stored_per_segment = vec![0usize; manifest.segment_count()];
+        let mut failures = BTreeSet::new();
+        for upload in outcomes {
+            failures.extend(upload.errors);
+            match upload.stored {
+                Some((server, len)) => {
                     report.shards += 1;
-                    *report.bytes_per_server.entry(server.clone()).or_default() +=
-                        data.len() as u64;
+                    report.rerouted += usize::from(server != upload.first);
+                    stored_per_segment[upload.segment] += 1;
+                    *report
+                        .bytes_per_server
+                        .entry(servers[server].clone())
+                        .or_default() += len;
                 }
-                Err(e) => {
-                    tracing_failure(server, &e);
-                    failed_servers.insert(server.clone());
-                }
+                None => report.lost += 1,
             }
         }
         // Every segment must still be rebuildable from what was stored.
-        for segment in &segments {
-            let stored = (0..segment.shards.len())
-                .filter(|&i| {
-                    !failed_servers.contains(&servers[placement.server_of(segment.index, i)])
-                })
-                .count();
-            if stored < manifest.codec().k {
-                return Err(Error::Network(format!(
-                    "segment {} has only {stored} of the {} shards it needs stored; the servers that failed: {}",
-                    segment.index,
-                    manifest.codec().k,
-                    failed_servers
-                        .iter()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
+        let k = manifest.codec().k;
+        if let Some((segment, stored)) =
+            stored_per_segment.iter().enumerate().find(|(_, s)| **s < k)
+        {
+            return Err(Error::Network(format!(
+                "segment {segment} has only {stored} of the {k} shards it needs stored: {}; push again when the servers are back",
+                failures.into_iter().collect::<Vec<_>>().join("; ")
+            )));
         }
 
-        // 2. The manifest, on every push server.
-        let manifest_bytes = Bytes::from(manifest.encode());
+        // 2. The manifest (sealed when private), on every push server.
+        let mut manifest_bytes = manifest.encode();
+        if let Some(k) = keys {
+            manifest_bytes = k.seal(Sealed::Manifest, &manifest_bytes)?;
+        }
+        let manifest_bytes = Bytes::from(manifest_bytes);
         let manifest_hash = BlobHash::digest(&manifest_bytes);
         let results = futures_util::future::join_all(
             servers
@@ -227,6 +413,7 @@ impl Repository {
         )
         .await;
         let mut stored = 0;
+        let mut errors = Vec::new();
         for (server, result) in servers.iter().zip(results) {
             match result {
                 Ok(_) => {
@@ -234,13 +421,17 @@ impl Repository {
                     *report.bytes_per_server.entry(server.clone()).or_default() +=
                         manifest_bytes.len() as u64;
                 }
-                Err(e) => tracing_failure(server, &e),
+                Err(e) => {
+                    tracing_failure(server, &e);
+                    errors.push(e.to_string());
+                }
             }
         }
         if stored < options.min_accepted.min(servers.len()) {
             return Err(Error::Network(format!(
-                "the pack manifest is stored on {stored} servers, {} required",
-                options.min_accepted
+                "the pack manifest is stored on {stored} servers, {} required: {}; push again when the servers are back",
+                options.min_accepted,
+                errors.join("; ")
             )));
         }
         report.manifest = Some(manifest_hash);
@@ -257,13 +448,18 @@ impl Repository {
             let commit = store.find_commit(id)?;
             let mut buf = Vec::new();
             let body = store.find(id, &mut buf)?.data.to_vec();
+            let published = publish_name(id);
+            let payload = match keys {
+                Some(k) => k.seal(Sealed::Commit(&published), &body)?,
+                None => body,
+            };
             let event = CommitEvent {
                 repo: coordinate.clone(),
-                commit: *id,
-                parents: commit.parents.clone(),
+                commit: published,
+                parents: commit.parents.iter().map(publish_name).collect(),
                 packs: vec![manifest_hash],
-                encryption: None,
-                payload: body,
+                encryption: keys.map(|_| SCHEME.to_owned()),
+                payload,
             };
             let signed =
                 Signed::sign(event, signer, now).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -274,8 +470,9 @@ impl Repository {
         }
         let mut state =
             current.map_or_else(|| RepoState::new(repo_id.clone()), |s| s.body().clone());
-        state.refs.insert(name.clone(), tip);
+        state.refs.insert(name.clone(), publish_name(&tip));
         state.head = Some(name);
+        state.keys = keys.map(PrivateKeys::envelope_bytes);
         let signed = Signed::sign(state, signer, now).map_err(|e| Error::Invalid(e.to_string()))?;
         transport
             .publish(signed.event(), options.min_accepted)
@@ -301,22 +498,30 @@ impl Repository {
     /// # Errors
     /// [`Error::Network`] when no valid state is found or a pack cannot be rebuilt from the
     /// servers that answer; [`Error::Corrupt`] for data that does not match its hashes;
-    /// [`Error::Invalid`] when the local branch has diverged.
+    /// [`Error::Invalid`] when the local branch has diverged; [`Error::NeedsKey`] or
+    /// [`Error::NotAReader`] for a private repository the given secret cannot open.
     pub async fn pull(
         &self,
         transport: &dyn Transport,
         repo: &RepoCoordinate,
         branch: &str,
+        options: FetchOptions<'_>,
     ) -> Result<PullReport, Error> {
-        let report = self.fetch(transport, repo, branch).await?;
+        let report = self.fetch(transport, repo, branch, options).await?;
         let Some(tip) = report.tip else {
             return Ok(report);
         };
+        self.fast_forward(branch, tip)?;
+        Ok(report)
+    }
+
+    /// Moves `branch` forward to `tip` (and the files, when it is checked out).
+    fn fast_forward(&self, branch: &str, tip: ObjectId) -> Result<(), Error> {
         let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
         let local = self.refs().resolve(&RefKey::Name(name.clone()))?;
         if let Some(l) = local {
             if l == tip || is_ancestor(self.store(), &tip, &l).unwrap_or(false) {
-                return Ok(report);
+                return Ok(());
             }
             if !is_ancestor(self.store(), &l, &tip).map_err(|e| Error::Invalid(e.to_string()))? {
                 return Err(Error::Invalid(format!(
@@ -346,7 +551,7 @@ impl Repository {
             expected,
             Some(Target::Id(tip)),
         ))?;
-        Ok(report)
+        Ok(())
     }
 
     /// Fetches branch `branch` of `repo` into `refs/remotes/origin/<branch>` without touching
@@ -359,6 +564,7 @@ impl Repository {
         transport: &dyn Transport,
         repo: &RepoCoordinate,
         branch: &str,
+        options: FetchOptions<'_>,
     ) -> Result<PullReport, Error> {
         let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
         let Some(state) = self.remote_state(transport, repo).await? else {
@@ -366,20 +572,41 @@ impl Repository {
                 "no valid state event for {repo} on the fetch relays"
             )));
         };
-        let Some(&tip) = state.body().refs.get(&name) else {
+        let Some(&published_tip) = state.body().refs.get(&name) else {
             return Err(Error::UnknownRevision(format!("origin/{branch}")));
         };
+        let keys = open_keys(repo, state.body(), options.secret)?;
         let mut report = PullReport {
-            tip: Some(tip),
+            envelope: state.body().keys.clone(),
             ..PullReport::default()
         };
-        if !self.store().contains(&tip)? {
-            self.fetch_packs(transport, repo, &mut report).await?;
-            if !self.store().contains(&tip)? {
-                return Err(Error::Network(format!(
-                    "the remote's tip {tip} is in no pack the relays list"
-                )));
+        let tip = match &keys {
+            // Public: the state names the commit, and nothing is fetched when it is local.
+            None if self.store().contains(&published_tip)? => published_tip,
+            _ => {
+                let listed = self.list_commits(transport, repo, keys.as_ref()).await?;
+                let tip = match &keys {
+                    None => published_tip,
+                    Some(_) => listed
+                        .iter()
+                        .find(|l| l.published == published_tip)
+                        .map(|l| l.id)
+                        .ok_or_else(|| {
+                            Error::Network(format!(
+                                "the remote's tip is in no commit event the relays list for {repo}"
+                            ))
+                        })?,
+                };
+                self.fetch_packs(transport, &listed, keys.as_ref(), options, &mut report)
+                    .await?;
+                tip
             }
+        };
+        report.tip = Some(tip);
+        if !self.store().contains(&tip)? {
+            return Err(Error::Network(format!(
+                "the remote's tip {tip} is in no pack the relays list"
+            )));
         }
         // A fork's commits name their foundation (and its first commit descends from it): fetch
         // the foundation too, from its own repository, then check the history is complete.
@@ -392,7 +619,14 @@ impl Repository {
                         base.repo
                     ))
                 })?;
-                self.fetch_packs(transport, &coordinate, &mut report)
+                let base_keys = match self.remote_state(transport, &coordinate).await? {
+                    Some(s) => open_keys(&coordinate, s.body(), options.secret)?,
+                    None => None,
+                };
+                let listed = self
+                    .list_commits(transport, &coordinate, base_keys.as_ref())
+                    .await?;
+                self.fetch_packs(transport, &listed, base_keys.as_ref(), options, &mut report)
                     .await?;
             }
         }
@@ -450,13 +684,15 @@ impl Repository {
         Ok((bases, missing))
     }
 
-    /// Fetches every pack of `repo` holding commits the local store lacks.
-    async fn fetch_packs(
+    /// The commit events of `repo`, each verified (signature, then its payload against the id
+    /// it claims; for a private repository, opened with `keys` and its opaque name checked).
+    /// Events that fail are left out.
+    async fn list_commits(
         &self,
         transport: &dyn Transport,
         repo: &RepoCoordinate,
-        report: &mut PullReport,
-    ) -> Result<(), Error> {
+        keys: Option<&PrivateKeys>,
+    ) -> Result<Vec<Listed>, Error> {
         let events = transport
             .query(&[Filter::new()
                 .kind(Kind::Custom(agigit_event::kinds::COMMIT))
@@ -464,51 +700,107 @@ impl Repository {
                 .custom_tag(tag('a')?, repo.to_string())])
             .await
             .map_err(net)?;
-        let mut packs: Vec<BlobHash> = Vec::new();
+        let mut listed = Vec::new();
         for event in events {
             // Every event is verified again here: the transport's word is not enough.
             let Ok(commit) = Signed::<CommitEvent>::from_event(event) else {
                 continue;
             };
             let body = commit.body();
-            if body.repo != *repo || self.store().contains(&body.commit)? {
+            if body.repo != *repo {
                 continue;
             }
-            for p in &body.packs {
+            let id = match (keys, &body.encryption) {
+                (None, None) => {
+                    agigit_dag::object::compute_id(agigit_dag::Kind::Commit, &body.payload)
+                }
+                (Some(k), Some(scheme)) if scheme == SCHEME => {
+                    let Ok(plain) = k.open_sealed(Sealed::Commit(&body.commit), &body.payload)
+                    else {
+                        tracing::warn!(commit = %body.commit, "a commit event does not open");
+                        continue;
+                    };
+                    let id = agigit_dag::object::compute_id(agigit_dag::Kind::Commit, &plain);
+                    if k.commit_name(&id) != body.commit {
+                        continue;
+                    }
+                    id
+                }
+                _ => continue,
+            };
+            if keys.is_none() && id != body.commit {
+                tracing::warn!(commit = %body.commit, "a commit event's payload is another commit");
+                continue;
+            }
+            listed.push(Listed {
+                id,
+                published: body.commit,
+                packs: body.packs.clone(),
+            });
+        }
+        Ok(listed)
+    }
+
+    /// Fetches every pack of `listed` holding commits the local store lacks.
+    async fn fetch_packs(
+        &self,
+        transport: &dyn Transport,
+        listed: &[Listed],
+        keys: Option<&PrivateKeys>,
+        options: FetchOptions<'_>,
+        report: &mut PullReport,
+    ) -> Result<(), Error> {
+        let mut packs: Vec<BlobHash> = Vec::new();
+        for l in listed {
+            if self.store().contains(&l.id)? {
+                continue;
+            }
+            for p in &l.packs {
                 if !packs.contains(p) {
                     packs.push(*p);
                 }
             }
         }
         for manifest in packs {
-            let (objects, shards) = self.fetch_pack(transport, &manifest).await?;
+            self.fetch_pack(transport, &manifest, keys, options, report)
+                .await?;
             report.packs += 1;
-            report.objects += objects;
-            report.shards += shards;
         }
         Ok(())
     }
 
-    /// Downloads pack `manifest` from any servers and stores its objects; returns the objects
-    /// and shards received.
+    /// Downloads pack `manifest_hash` from any servers and stores its objects.
     async fn fetch_pack(
         &self,
         transport: &dyn Transport,
         manifest_hash: &BlobHash,
-    ) -> Result<(usize, usize), Error> {
+        keys: Option<&PrivateKeys>,
+        options: FetchOptions<'_>,
+        report: &mut PullReport,
+    ) -> Result<(), Error> {
         let servers = transport.fetch_servers();
         let mut errors = Vec::new();
         let mut manifest = None;
         for s in &servers {
-            match transport.get_blob(s, manifest_hash).await {
-                Ok(bytes) => match ShardManifest::decode(&bytes) {
-                    Ok(m) => {
-                        manifest = Some(m);
-                        break;
-                    }
-                    Err(e) => errors.push(format!("{s}: {e}")),
-                },
-                Err(e) => errors.push(e.to_string()),
+            let decoded = match transport.get_blob(s, manifest_hash).await {
+                Ok(bytes) => {
+                    report.bytes += bytes.len() as u64;
+                    let plain = match keys {
+                        Some(k) => k.open_sealed(Sealed::Manifest, &bytes),
+                        None => Ok(bytes.to_vec()),
+                    };
+                    plain.and_then(|p| {
+                        ShardManifest::decode(&p).map_err(|e| Error::Corrupt(e.to_string()))
+                    })
+                }
+                Err(e) => Err(net(e)),
+            };
+            match decoded {
+                Ok(m) => {
+                    manifest = Some(m);
+                    break;
+                }
+                Err(e) => errors.push(format!("{s}: {e}")),
             }
         }
         let manifest = manifest.ok_or_else(|| {
@@ -518,47 +810,144 @@ impl Repository {
             ))
         })?;
         let code = codec_for(&manifest.codec()).map_err(|e| Error::Corrupt(e.to_string()))?;
-        let k = manifest.codec().k;
         // Where the pusher put each shard, if these are its servers in its order; others after.
         let placement = Placement::new(servers.len().max(1), &manifest.codec())
             .map_err(|e| Error::Corrupt(e.to_string()))?;
-        // Per segment, shards from any server until k arrive with the right hashes (the
-        // transport verifies each blob against its name).
-        let mut shards: HashMap<(usize, usize), Vec<u8>> = HashMap::new();
-        let mut received = 0;
-        for segment in 0..manifest.segment_count() {
-            let hashes = manifest
-                .shard_hashes(segment)
-                .ok_or_else(|| Error::Corrupt(format!("manifest lacks segment {segment}")))?;
-            let mut good = 0;
-            'shards: for (index, hash) in hashes.iter().enumerate() {
-                let first = placement.server_of(segment, index);
-                let order = servers.iter().skip(first).chain(servers.iter().take(first));
-                for server in order {
-                    if let Ok(bytes) = transport.get_blob(server, hash).await {
-                        shards.insert((segment, index), bytes.to_vec());
-                        good += 1;
-                        received += 1;
-                        break;
-                    }
-                }
-                if good >= k {
-                    break 'shards;
-                }
+        let context = SegmentFetch {
+            transport,
+            servers: &servers,
+            manifest: &manifest,
+            code: code.as_ref(),
+            placement: &placement,
+        };
+        // Segments in order, several at once; within a segment, k shards at once.
+        let mut segments = stream::iter(0..manifest.segment_count())
+            .map(|segment| context.fetch(segment))
+            .buffered(options.parallel.div_ceil(manifest.codec().k).max(1));
+        let mut pack = Vec::with_capacity(usize::try_from(manifest.total_len()).unwrap_or(0));
+        if let Some(p) = options.progress {
+            p.begin("download pack", manifest.total_len());
+        }
+        while let Some(result) = segments.next().await {
+            let (bytes, shards, downloaded) = result?;
+            if let Some(p) = options.progress {
+                p.advance(bytes.len() as u64);
             }
-            if good < k {
-                return Err(Error::Network(format!(
-                    "segment {segment} of pack {manifest_hash}: {good} good shards found, {k} needed; bring more servers back"
-                )));
+            pack.extend_from_slice(&bytes);
+            report.shards += shards;
+            report.bytes += downloaded;
+        }
+        drop(segments);
+        if let Some(p) = options.progress {
+            p.end();
+        }
+        if let Some(k) = keys {
+            pack = k.open_sealed(Sealed::Pack, &pack)?;
+        }
+        let ids = pack::read_pack(self.store(), &pack)?;
+        report.objects += ids.len();
+        Ok(())
+    }
+
+    /// Records a private repository's key envelope (from [`PullReport::envelope`]) in
+    /// `.agigit/keys`, so this clone is private too and pushes encrypted for the same readers.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for bytes that are not an envelope; I/O errors.
+    pub fn save_envelope(&self, envelope: &[u8]) -> Result<(), Error> {
+        agigit_crypt::Envelope::decode(envelope, &agigit_crypt::EcdhWrap)
+            .map_err(|e| Error::Corrupt(format!("the repository's key envelope: {e}")))?;
+        let path = crate::private::keys_path(self.root());
+        crate::worktree::write_atomic(&path, false, |f| {
+            std::io::Write::write_all(f, envelope).map_err(Error::io(&path))
+        })
+    }
+}
+
+/// The content key of a private repository `repo` (from its state's envelope), `None` for a
+/// public one.
+fn open_keys(
+    repo: &RepoCoordinate,
+    state: &RepoState,
+    secret: Option<&ReaderSecret>,
+) -> Result<Option<PrivateKeys>, Error> {
+    let Some(envelope) = &state.keys else {
+        return Ok(None);
+    };
+    let secret = secret.ok_or_else(|| {
+        Error::NeedsKey(format!(
+            "{repo} is private: fetch it with your secret key (set AGIGIT_NSEC or run `agigit key import`)"
+        ))
+    })?;
+    PrivateKeys::open(envelope, secret).map(Some)
+}
+
+/// What fetching one segment needs.
+struct SegmentFetch<'a> {
+    transport: &'a dyn Transport,
+    servers: &'a [String],
+    manifest: &'a ShardManifest,
+    code: &'a dyn ErasureCode,
+    placement: &'a Placement,
+}
+
+impl SegmentFetch<'_> {
+    /// Shard `index` of `segment` from its placement's server, else from the others in turn
+    /// (the transport checks each blob against its hash).
+    async fn shard(&self, segment: usize, index: usize, hash: &BlobHash) -> Option<Bytes> {
+        let first = self.placement.server_of(segment, index) % self.servers.len().max(1);
+        let order = self
+            .servers
+            .iter()
+            .skip(first)
+            .chain(self.servers.iter().take(first));
+        for server in order {
+            if let Ok(bytes) = self.transport.get_blob(server, hash).await {
+                return Some(bytes);
             }
         }
-        let mut pack = Vec::new();
-        let source =
-            |segment: usize, index: usize, _: &BlobHash| shards.get(&(segment, index)).cloned();
-        agigit_shard::decode_stream(&manifest, code.as_ref(), &source, 1, &mut pack)
+        None
+    }
+
+    /// Rebuilds `segment`: asks for `k` shards at once (data shards first, for the fast path),
+    /// then for more while fewer than `k` good ones are in. Returns the bytes, the shards
+    /// received and the bytes downloaded.
+    async fn fetch(&self, segment: usize) -> Result<(Vec<u8>, usize, u64), Error> {
+        let hashes = self
+            .manifest
+            .shard_hashes(segment)
+            .ok_or_else(|| Error::Corrupt(format!("manifest lacks segment {segment}")))?;
+        let k = self.manifest.codec().k;
+        let mut slots: Vec<Option<Bytes>> = vec![None; hashes.len()];
+        let mut next = 0;
+        let mut good = 0;
+        let mut downloaded = 0u64;
+        while good < k && next < hashes.len() {
+            let wave: Vec<usize> = (next..hashes.len()).take(k - good).collect();
+            next += wave.len();
+            let got = futures_util::future::join_all(
+                wave.iter().map(|&i| self.shard(segment, i, &hashes[i])),
+            )
+            .await;
+            for (i, bytes) in wave.into_iter().zip(got) {
+                if let Some(b) = bytes {
+                    downloaded += b.len() as u64;
+                    slots[i] = Some(b);
+                    good += 1;
+                }
+            }
+        }
+        if good < k {
+            return Err(Error::Network(format!(
+                "segment {segment}: {good} good shards found, {k} needed; bring more servers back"
+            )));
+        }
+        let refs: Vec<Option<&[u8]>> = slots.iter().map(|s| s.as_deref()).collect();
+        let bytes = self
+            .manifest
+            .rebuild_segment(self.code, segment, &refs)
             .map_err(|e| Error::Corrupt(e.to_string()))?;
-        let ids = pack::read_pack(self.store(), &pack)?;
-        Ok((ids.len(), received))
+        Ok((bytes, good, downloaded))
     }
 }
 

@@ -10,6 +10,7 @@ use agigit_delta::DType;
 use agigit_delta::codec::output_digest;
 
 use crate::error::Error;
+use crate::private::PrivateKeys;
 use crate::worktree::{self, DOT_DIR, FileSource};
 
 /// The branch a new repository starts on.
@@ -47,7 +48,7 @@ pub struct CheckoutReport {
     pub bytes: u64,
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -222,6 +223,57 @@ impl Repository {
         })
     }
 
+    /// Whether this repository is private (it has a key envelope in `.agigit/keys`).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn is_private(&self) -> Result<bool, Error> {
+        Ok(crate::private::read_envelope(&self.root)?.is_some())
+    }
+
+    /// Makes this repository private: a fresh content key wrapped for `owner` and `readers`.
+    /// Everything pushed from now on is encrypted before it is sharded.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when it is private already (add readers with
+    /// [`add_reader`](Self::add_reader)); I/O errors.
+    pub fn make_private(
+        &self,
+        owner: &crate::crypt::ReaderSecret,
+        readers: &[crate::crypt::ReaderKey],
+    ) -> Result<PrivateKeys, Error> {
+        if self.is_private()? {
+            return Err(Error::Invalid(
+                "this repository is private already: add readers instead".to_owned(),
+            ));
+        }
+        let keys = PrivateKeys::generate(owner, readers)?;
+        crate::private::write_envelope(&self.root, &keys)?;
+        Ok(keys)
+    }
+
+    /// The private repository's keys, unwrapped with `secret`; `None` for a public repository.
+    ///
+    /// # Errors
+    /// [`Error::NotAReader`] when `secret` is not a reader's; [`Error::Corrupt`] for a malformed
+    /// `.agigit/keys`.
+    pub fn private_keys(
+        &self,
+        secret: &crate::crypt::ReaderSecret,
+    ) -> Result<Option<PrivateKeys>, Error> {
+        crate::private::read_envelope(&self.root)?
+            .map(|bytes| PrivateKeys::open(&bytes, secret))
+            .transpose()
+    }
+
+    /// Records `keys`' envelope (after adding or removing readers) in `.agigit/keys`.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn save_private_keys(&self, keys: &PrivateKeys) -> Result<(), Error> {
+        crate::private::write_envelope(&self.root, keys)
+    }
+
     /// Commits the working directory; in a fork, tensors are stored with `codec` as deltas
     /// against the foundation's (when that pays), and the statistics say what it did.
     ///
@@ -237,21 +289,8 @@ impl Repository {
         let tree = match &fork {
             None => worktree::snapshot(&self.store, &self.root)?,
             Some(base) => {
-                let base_tree = self.store.find_commit(&base.commit)?.tree;
-                let base_files = worktree::files(&self.store, &base_tree)?;
-                let mut layouts: BTreeMap<String, BTreeMap<String, ObjectId>> = BTreeMap::new();
-                for (rel, source) in &base_files {
-                    if let FileSource::Safetensors(t) = source {
-                        let layout = worktree::safetensors_layout(&self.store, t)?;
-                        layouts.insert(rel.clone(), layout.tensors.into_iter().collect());
-                    }
-                }
-                let lookup = |rel: &str, name: &str| -> Result<Option<(ObjectId, agigit_delta::Tensor)>, Error> {
-                    let Some(id) = layouts.get(rel).and_then(|m| m.get(name)) else {
-                        return Ok(None);
-                    };
-                    Ok(Some((*id, self.tensor(name, id)?)))
-                };
+                let layouts = self.foundation_tensors(base)?;
+                let lookup = self.foundation_lookup(&layouts);
                 let plan = worktree::DeltaPlan {
                     codec,
                     base: &lookup,

@@ -294,7 +294,7 @@ pub fn write_dense_tensor<S: Write + ?Sized>(
 /// Stores one tensor of a fork: a reference to the base when identical, a delta when it pays,
 /// dense otherwise. The delta is decoded once before it is stored, so what is committed is
 /// known to read back, and its digest is that of what a reader will materialize.
-fn write_fork_tensor<S: Write + ?Sized>(
+pub(crate) fn write_fork_tensor<S: Write + ?Sized>(
     store: &S,
     plan: &DeltaPlan<'_>,
     rel: &str,

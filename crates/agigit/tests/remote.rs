@@ -10,7 +10,7 @@ use agigit::event::nostr::prelude::Keys;
 use agigit::event::{RepoCoordinate, RepoId};
 use agigit::net::{MemoryTransport, Transport};
 use agigit::shard::Leopard;
-use agigit::{Error, PushOptions, Repository};
+use agigit::{Error, FetchOptions, PushOptions, Repository};
 use bytes::Bytes;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -57,9 +57,9 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     // 4 data shards of 10 over 5 servers: each holds 2 per segment, any 2 servers suffice.
     let code = Leopard::new(4, 10)?;
     let options = PushOptions {
-        code: &code,
         segment_size: 64 << 10,
         min_accepted: 3,
+        ..PushOptions::new(&code)
     };
     let id = RepoId::new("tiny-model")?;
     let report = repo.push(&net, &keys, &id, "main", options).await?;
@@ -80,7 +80,9 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     net.set_down("s3", true);
     let coordinate = RepoCoordinate::new(keys.public_key(), id.clone());
     let reader = Repository::init(&clone.0)?;
-    let pulled = reader.pull(&net, &coordinate, "main").await?;
+    let pulled = reader
+        .pull(&net, &coordinate, "main", FetchOptions::default())
+        .await?;
     assert_eq!(pulled.packs, 1);
     assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
     assert!(reader.status()?.is_empty());
@@ -95,16 +97,30 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
         "three of five servers are down and m = 3 must accept: {refused:?}"
     );
     // Nothing pointed at the new commit: a reader still gets the first one.
-    assert_eq!(reader.pull(&net, &coordinate, "main").await?.packs, 0);
+    assert_eq!(
+        reader
+            .pull(&net, &coordinate, "main", FetchOptions::default())
+            .await?
+            .packs,
+        0
+    );
     for s in ["s1", "s3", "s4"] {
         net.set_down(s, false);
     }
     let second = repo.push(&net, &keys, &id, "main", options).await?;
     assert!(second.objects < report.objects + 5);
-    let again = reader.pull(&net, &coordinate, "main").await?;
+    let again = reader
+        .pull(&net, &coordinate, "main", FetchOptions::default())
+        .await?;
     assert_eq!(again.packs, 1, "only the new pack");
     assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
-    assert_eq!(reader.pull(&net, &coordinate, "main").await?.packs, 0);
+    assert_eq!(
+        reader
+            .pull(&net, &coordinate, "main", FetchOptions::default())
+            .await?
+            .packs,
+        0
+    );
     assert_eq!(reader.log("HEAD", 10)?.len(), 2);
 
     // The owner's second machine (the reader's copy) commits on top: the origin, behind now,
@@ -134,9 +150,9 @@ async fn corrupt_shards_are_skipped_and_too_few_servers_is_an_error() -> TestRes
     let net = MemoryTransport::new(SERVERS);
     let code = Leopard::new(4, 10)?;
     let options = PushOptions {
-        code: &code,
         segment_size: 64 << 10,
         min_accepted: 3,
+        ..PushOptions::new(&code)
     };
     let id = RepoId::new("rot")?;
     let report = repo.push(&net, &keys, &id, "main", options).await?;
@@ -152,7 +168,9 @@ async fn corrupt_shards_are_skipped_and_too_few_servers_is_an_error() -> TestRes
     }
     net.corrupt_blob("s0", &manifest, Bytes::from_static(b"rot"));
     let reader = Repository::init(&clone.0)?;
-    reader.pull(&net, &coordinate, "main").await?;
+    reader
+        .pull(&net, &coordinate, "main", FetchOptions::default())
+        .await?;
     assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
 
     // With four servers down, one cannot rebuild: a clear error, and no ref moves.
@@ -161,7 +179,10 @@ async fn corrupt_shards_are_skipped_and_too_few_servers_is_an_error() -> TestRes
     for s in ["s1", "s2", "s3", "s4"] {
         net.set_down(s, true);
     }
-    match late.pull(&net, &coordinate, "main").await {
+    match late
+        .pull(&net, &coordinate, "main", FetchOptions::default())
+        .await
+    {
         Err(Error::Network(m)) => assert!(!m.is_empty()),
         other => panic!("{other:?}"),
     }
@@ -214,9 +235,9 @@ async fn a_fork_stores_deltas_and_clones_bit_exact() -> TestResult {
     let net = MemoryTransport::new(SERVERS);
     let code = Leopard::new(4, 10)?;
     let options = PushOptions {
-        code: &code,
         segment_size: 64 << 10,
         min_accepted: 3,
+        ..PushOptions::new(&code)
     };
     // The foundation, pushed by its owner.
     write_checkpoint(&found.0, false)?;
@@ -228,7 +249,8 @@ async fn a_fork_stores_deltas_and_clones_bit_exact() -> TestResult {
 
     // The tuner clones it, forks, fine-tunes two layers and commits: deltas against the base.
     let dsm = Repository::init(&tune.0)?;
-    dsm.pull(&net, &fm_coord, "main").await?;
+    dsm.pull(&net, &fm_coord, "main", FetchOptions::default())
+        .await?;
     dsm.set_fork_base(&fm_coord.to_string(), fm_commit)?;
     write_checkpoint(&tune.0, true)?;
     assert_eq!(dsm.status()?.len(), 1);
@@ -268,11 +290,144 @@ async fn a_fork_stores_deltas_and_clones_bit_exact() -> TestResult {
             &net,
             &RepoCoordinate::new(tuner.public_key(), dsm_id),
             "main",
+            FetchOptions::default(),
         )
         .await?;
     assert_eq!(pulled.packs, 2, "the fork's pack and the foundation's");
     assert_eq!(tree_bytes(&reader_dir.0), tree_bytes(&tune.0));
     assert!(reader.status()?.is_empty());
     assert_eq!(reader.fork_base()?.map(|b| b.commit), Some(fm_commit));
+    Ok(())
+}
+
+fn secret_of(keys: &Keys) -> agigit::crypt::ReaderSecret {
+    agigit::private::reader_secret(&keys.secret_key().secret_bytes()).expect("a Nostr key")
+}
+
+fn reader_of(keys: &Keys) -> agigit::crypt::ReaderKey {
+    agigit::private::reader_key(keys.public_key().to_bytes()).expect("a Nostr key")
+}
+
+#[tokio::test]
+async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only() -> TestResult {
+    let (found, tune, reader_dir, stranger_dir) = (
+        Dir::new("private-fm"),
+        Dir::new("private-dsm"),
+        Dir::new("private-reader"),
+        Dir::new("private-stranger"),
+    );
+    let (owner, tuner, reader, stranger) = (
+        Keys::generate(),
+        Keys::generate(),
+        Keys::generate(),
+        Keys::generate(),
+    );
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(4, 10)?;
+    let public = PushOptions {
+        segment_size: 64 << 10,
+        min_accepted: 3,
+        ..PushOptions::new(&code)
+    };
+    write_checkpoint(&found.0, false)?;
+    let fm = Repository::init(&found.0)?;
+    let fm_commit = fm.commit("foundation", owner.public_key().to_bytes())?;
+    let fm_id = RepoId::new("foundation")?;
+    fm.push(&net, &owner, &fm_id, "main", public).await?;
+    let fm_coord = RepoCoordinate::new(owner.public_key(), fm_id);
+
+    // The tuner's fork is private, readable by the tuner and one reader.
+    let dsm = Repository::init(&tune.0)?;
+    dsm.pull(&net, &fm_coord, "main", FetchOptions::default())
+        .await?;
+    dsm.set_fork_base(&fm_coord.to_string(), fm_commit)?;
+    write_checkpoint(&tune.0, true)?;
+    let secret_note = b"SECRET-DOMAIN-NOTES: only readers may see this line";
+    std::fs::write(tune.0.join("notes.txt"), secret_note)?;
+    dsm.make_private(&secret_of(&tuner), &[reader_of(&reader)])?;
+    let (tuned, _) = dsm.commit_with(
+        "private fine-tune",
+        tuner.public_key().to_bytes(),
+        &agigit::delta::Lossless::default(),
+    )?;
+    let dsm_id = RepoId::new("private-domain-model")?;
+    match dsm.push(&net, &tuner, &dsm_id, "main", public).await {
+        Err(Error::NeedsKey(m)) => assert!(m.contains("private"), "{m}"),
+        other => panic!("a private repository must not push unencrypted: {other:?}"),
+    }
+    let keys = dsm
+        .private_keys(&secret_of(&tuner))?
+        .ok_or("the repository is private")?;
+    let private = PushOptions {
+        keys: Some(&keys),
+        ..public
+    };
+    let report = dsm.push(&net, &tuner, &dsm_id, "main", private).await?;
+    assert!(report.private && report.shards > 0);
+
+    // What the servers hold: no plaintext, no plaintext commit or object id.
+    let tuned_hex = tuned.to_string();
+    for server in SERVERS {
+        let (events, blobs) = net.contents(server);
+        for event in events.iter().filter(|e| e.pubkey == tuner.public_key()) {
+            let json = format!("{:?} {}", event.tags, event.content);
+            assert!(
+                !json.contains(&tuned_hex),
+                "a commit id on {server}: {json}"
+            );
+            assert!(!json.contains("private fine-tune"), "{json}");
+        }
+        for (hash, bytes) in &blobs {
+            let found = bytes
+                .windows(secret_note.len())
+                .any(|w| w == secret_note.as_slice());
+            assert!(!found, "plaintext in blob {hash} on {server}");
+        }
+    }
+
+    // The reader clones it from three servers: bit exact, and the clone is private too.
+    net.set_down("s1", true);
+    net.set_down("s4", true);
+    let coordinate = RepoCoordinate::new(tuner.public_key(), dsm_id);
+    let mine = Repository::init(&reader_dir.0)?;
+    let reader_secret = secret_of(&reader);
+    let pulled = mine
+        .pull(
+            &net,
+            &coordinate,
+            "main",
+            FetchOptions::with_secret(&reader_secret),
+        )
+        .await?;
+    assert_eq!(pulled.tip, Some(tuned));
+    assert_eq!(tree_bytes(&reader_dir.0), tree_bytes(&tune.0));
+    mine.save_envelope(pulled.envelope.as_deref().ok_or("an envelope")?)?;
+    assert!(mine.is_private()?);
+    assert!(mine.private_keys(&reader_secret)?.is_some());
+
+    // A stranger: not a reader, and without a key at all it is told what to do.
+    let theirs = Repository::init(&stranger_dir.0)?;
+    let stranger_secret = secret_of(&stranger);
+    match theirs
+        .pull(
+            &net,
+            &coordinate,
+            "main",
+            FetchOptions::with_secret(&stranger_secret),
+        )
+        .await
+    {
+        Err(Error::NotAReader) => {}
+        other => panic!("a stranger must not read a private repository: {other:?}"),
+    }
+    match theirs
+        .pull(&net, &coordinate, "main", FetchOptions::default())
+        .await
+    {
+        Err(Error::NeedsKey(m)) => assert!(m.contains("private"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(theirs.head()?, None, "nothing moved");
+    assert!(agigit::worktree::list_files(&stranger_dir.0)?.is_empty());
     Ok(())
 }

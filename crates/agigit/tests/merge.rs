@@ -1,0 +1,298 @@
+//! Merge, rebase and fork rebase: tensors both sides changed merged by the strategy asked for,
+//! conflicts listed like git with nothing changed, commits replayed, a fork's change replayed on
+//! a new foundation and stored as deltas against it.
+
+#![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use agigit::dag::FindExt as _;
+use agigit::delta::{DType, SafetensorsFile, save_safetensors, synth};
+use agigit::{Error, MergeStrategy, Repository};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+mod support;
+use support::Dir;
+
+const AUTHOR: [u8; 32] = [7; 32];
+const NAMES: [&str; 3] = ["a.weight", "b.weight", "c.weight"];
+
+/// `model.safetensors` with three f32 tensors of 256 values each, every value of tensor `i`
+/// equal to `values[i]` (small integers, so sums and means are exact).
+fn write_model(dir: &Path, values: [f32; 3]) -> TestResult {
+    let tensors: Vec<(&str, agigit::delta::Tensor)> = NAMES
+        .iter()
+        .zip(values)
+        .map(|(n, v)| (*n, synth::tensor(DType::F32, &[16, 16], &[v; 256])))
+        .collect();
+    save_safetensors(
+        dir.join("model.safetensors"),
+        tensors.iter().map(|(n, t)| (*n, t.view())),
+        &BTreeMap::new(),
+    )?;
+    Ok(())
+}
+
+/// The first value of each tensor, after checking every value of a tensor is the same.
+fn read_model(dir: &Path) -> Result<[f32; 3], Box<dyn std::error::Error>> {
+    let file = SafetensorsFile::open(dir.join("model.safetensors"))?;
+    let mut out = [0f32; 3];
+    for (i, name) in NAMES.iter().enumerate() {
+        let data = file.tensor(name).ok_or("tensor missing")?.data().to_vec();
+        let values: Vec<f32> = data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert!(values.iter().all(|v| *v == values[0]), "{name}: {values:?}");
+        out[i] = values[0];
+    }
+    Ok(out)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> TestResult {
+    std::fs::write(dir.join(name), text)?;
+    Ok(())
+}
+
+/// main: base (1, 1, 1) + config v1; branch `other` forked from it.
+fn two_branches(dir: &Path) -> Result<Repository, Box<dyn std::error::Error>> {
+    let repo = Repository::init(dir)?;
+    write_model(dir, [1.0, 1.0, 1.0])?;
+    write(dir, "config.json", "{\"v\": 1}")?;
+    write(dir, "train.py", "print('v1')")?;
+    repo.commit("base", AUTHOR)?;
+    repo.create_branch("other", "HEAD")?;
+    Ok(repo)
+}
+
+#[test]
+fn a_clean_merge_takes_each_sides_changes() -> TestResult {
+    let dir = Dir::new("merge-clean");
+    let repo = two_branches(&dir.0)?;
+    write_model(&dir.0, [2.0, 1.0, 1.0])?;
+    repo.commit("main changes a", AUTHOR)?;
+    repo.checkout("other", false)?;
+    write_model(&dir.0, [1.0, 3.0, 1.0])?;
+    write(&dir.0, "train.py", "print('v2')")?;
+    let theirs = repo.commit("other changes b and train.py", AUTHOR)?;
+    repo.checkout("main", false)?;
+    let ours = repo.head()?.ok_or("head")?;
+
+    let report = repo.merge("other", None, AUTHOR)?;
+    assert!(!report.fast_forward && report.commits == 1, "{report:?}");
+    assert!(report.merged_tensors.is_empty());
+    assert_eq!(read_model(&dir.0)?, [2.0, 3.0, 1.0]);
+    assert_eq!(
+        std::fs::read_to_string(dir.0.join("train.py"))?,
+        "print('v2')"
+    );
+    let merge = repo.store().find_commit(&report.commit.ok_or("commit")?)?;
+    assert_eq!(merge.parents, vec![ours, theirs]);
+    assert!(repo.status()?.is_empty());
+    // Merging again: already up to date.
+    assert!(repo.merge("other", None, AUTHOR)?.up_to_date);
+    Ok(())
+}
+
+#[test]
+fn tensors_changed_on_both_sides_conflict_or_merge_by_strategy() -> TestResult {
+    let dir = Dir::new("merge-numeric");
+    let repo = two_branches(&dir.0)?;
+    write_model(&dir.0, [2.0, 1.0, 1.0])?;
+    repo.commit("main: a = 2", AUTHOR)?;
+    repo.checkout("other", false)?;
+    write_model(&dir.0, [4.0, 1.0, 1.0])?;
+    write(&dir.0, "config.json", "{\"v\": 3}")?;
+    repo.commit("other: a = 4, config v3", AUTHOR)?;
+    repo.checkout("main", false)?;
+    write(&dir.0, "config.json", "{\"v\": 2}")?;
+    let ours = repo.commit("main: config v2", AUTHOR)?;
+
+    // No strategy: both the tensor and the file conflict, and nothing moves.
+    match repo.merge("other", None, AUTHOR) {
+        Err(Error::Conflict(list)) => {
+            let text = list.join("\n");
+            assert!(
+                text.contains(
+                    "CONFLICT (tensor changed on both sides): params/model.safetensors/a.weight"
+                ),
+                "{text}"
+            );
+            assert!(
+                text.contains("CONFLICT (both modified): code/config.json"),
+                "{text}"
+            );
+        }
+        other => panic!("a conflict was expected: {other:?}"),
+    }
+    assert_eq!(repo.head()?, Some(ours));
+    assert_eq!(read_model(&dir.0)?, [2.0, 1.0, 1.0]);
+
+    // Average merges the tensor, but cannot settle config.json.
+    assert!(matches!(
+        repo.merge("other", Some(MergeStrategy::Average), AUTHOR),
+        Err(Error::Conflict(_))
+    ));
+    // Theirs settles both: their tensor and their file.
+    let report = repo.merge("other", Some(MergeStrategy::Theirs), AUTHOR)?;
+    assert_eq!(
+        report.merged_tensors,
+        vec!["params/model.safetensors/a.weight"]
+    );
+    assert_eq!(report.resolved_by_side, vec!["code/config.json"]);
+    assert_eq!(read_model(&dir.0)?, [4.0, 1.0, 1.0]);
+    assert_eq!(
+        std::fs::read_to_string(dir.0.join("config.json"))?,
+        "{\"v\": 3}"
+    );
+    Ok(())
+}
+
+#[test]
+fn average_and_task_arithmetic_give_the_expected_tensors() -> TestResult {
+    for (strategy, expected) in [
+        (MergeStrategy::Average, 3.0f32),
+        // base 1, ours 2, theirs 4: 1 + (2 - 1) + (4 - 1) = 5.
+        (MergeStrategy::TaskArithmetic, 5.0),
+        (MergeStrategy::Ours, 2.0),
+    ] {
+        let dir = Dir::new(&format!("merge-{strategy:?}"));
+        let repo = two_branches(&dir.0)?;
+        write_model(&dir.0, [2.0, 1.0, 1.0])?;
+        repo.commit("main: a = 2", AUTHOR)?;
+        repo.checkout("other", false)?;
+        write_model(&dir.0, [4.0, 1.0, 5.0])?;
+        repo.commit("other: a = 4, c = 5", AUTHOR)?;
+        repo.checkout("main", false)?;
+        let report = repo.merge("other", Some(strategy), AUTHOR)?;
+        assert_eq!(report.merged_tensors.len(), 1, "{strategy:?}");
+        assert_eq!(read_model(&dir.0)?, [expected, 1.0, 5.0], "{strategy:?}");
+        assert!(repo.status()?.is_empty());
+    }
+    Ok(())
+}
+
+#[test]
+fn rebase_replays_commits_on_the_new_base() -> TestResult {
+    let dir = Dir::new("rebase");
+    let repo = two_branches(&dir.0)?;
+    // main moves on: tensor b.
+    write_model(&dir.0, [1.0, 6.0, 1.0])?;
+    let upstream = repo.commit("main: b = 6", AUTHOR)?;
+    // other: two commits, a file then tensor c.
+    repo.checkout("other", false)?;
+    write(&dir.0, "train.py", "print('tuned')")?;
+    repo.commit("other: train.py", AUTHOR)?;
+    write_model(&dir.0, [1.0, 1.0, 7.0])?;
+    repo.commit("other: c = 7", AUTHOR)?;
+
+    let report = repo.rebase("main", None)?;
+    assert_eq!(report.commits, 2);
+    let log = repo.log("HEAD", 10)?;
+    let messages: Vec<&str> = log.iter().map(|(_, c)| c.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        ["other: c = 7", "other: train.py", "main: b = 6", "base"]
+    );
+    assert!(
+        log.iter().all(|(_, c)| c.parents.len() <= 1),
+        "linear history"
+    );
+    assert_eq!(log[2].0, upstream);
+    assert_eq!(read_model(&dir.0)?, [1.0, 6.0, 7.0]);
+    assert_eq!(
+        std::fs::read_to_string(dir.0.join("train.py"))?,
+        "print('tuned')"
+    );
+    assert!(repo.status()?.is_empty());
+    assert!(repo.rebase("main", None)?.up_to_date);
+
+    // A replayed commit that conflicts stops the rebase with nothing changed.
+    repo.checkout("main", false)?;
+    write(&dir.0, "train.py", "print('main')")?;
+    repo.commit("main: train.py", AUTHOR)?;
+    repo.checkout("other", false)?;
+    let before = repo.head()?;
+    match repo.rebase("main", None) {
+        Err(Error::Conflict(list)) => {
+            assert!(list[0].starts_with("replaying"), "{list:?}");
+            assert!(list.iter().any(|l| l.contains("code/train.py")), "{list:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(repo.head()?, before);
+    Ok(())
+}
+
+#[test]
+fn a_fork_rebase_replays_the_fine_tune_on_the_new_foundation_as_deltas() -> TestResult {
+    let dir = Dir::new("fork-rebase");
+    let repo = Repository::init(&dir.0)?;
+    // Foundation v1 on main, v2 on branch `fm-v2` (a and b changed upstream).
+    write_model(&dir.0, [1.0, 1.0, 1.0])?;
+    let v1 = repo.commit("foundation v1", AUTHOR)?;
+    repo.create_branch("fm-v2", "HEAD")?;
+    repo.checkout("fm-v2", false)?;
+    write_model(&dir.0, [10.0, 20.0, 1.0])?;
+    let v2 = repo.commit("foundation v2", AUTHOR)?;
+    repo.checkout("main", false)?;
+    // The fork of v1 fine-tunes a (+2) and c (+3).
+    repo.set_fork_base("30717:aa:foundation", v1)?;
+    write_model(&dir.0, [3.0, 1.0, 4.0])?;
+    write(&dir.0, "notes.md", "fine-tune")?;
+    let (_, stats) = repo.commit_with("fine-tune", AUTHOR, &agigit::delta::Lossless::default())?;
+    assert_eq!(stats.delta_tensors, 2);
+
+    let report = repo.rebase_fork(&v2.to_string(), AUTHOR)?;
+    // a: 10 + (3 - 1) = 12; b follows the foundation: 20; c: 1 + (4 - 1) = 4.
+    assert_eq!(read_model(&dir.0)?, [12.0, 20.0, 4.0]);
+    assert_eq!(
+        report.merged_tensors,
+        vec!["params/model.safetensors/a.weight"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.0.join("notes.md"))?,
+        "fine-tune"
+    );
+    let head = repo.store().find_commit(&report.commit.ok_or("commit")?)?;
+    assert_eq!(head.base.map(|b| b.commit), Some(v2));
+    assert_eq!(repo.fork_base()?.map(|b| b.commit), Some(v2));
+    assert!(repo.status()?.is_empty());
+    // The merged tensor is stored as a delta against v2's tensor, not dense.
+    let params = agigit::dag::model::ModelParts::read(repo.store(), &head.tree)?
+        .params
+        .ok_or("params")?;
+    let file = repo.store().find_tree(&params)?;
+    let file_tree = repo
+        .store()
+        .find_tree(&file.get("model.safetensors").ok_or("file")?.id)?;
+    let a = repo
+        .store()
+        .find_tensor(&file_tree.get("a.weight").ok_or("a")?.id)?;
+    assert_ne!(a.encoding, "dense");
+    let v2_tree = repo.store().find_commit(&v2)?.tree;
+    let v2_params = agigit::dag::model::ModelParts::read(repo.store(), &v2_tree)?
+        .params
+        .ok_or("params")?;
+    let v2_file = repo.store().find_tree(
+        &repo
+            .store()
+            .find_tree(&v2_params)?
+            .get("model.safetensors")
+            .ok_or("file")?
+            .id,
+    )?;
+    assert_eq!(a.base, Some(v2_file.get("a.weight").ok_or("a")?.id));
+    // Not a fork: refused.
+    let plain = Dir::new("fork-rebase-plain");
+    let other = Repository::init(&plain.0)?;
+    write(&plain.0, "x.txt", "x")?;
+    other.commit("x", AUTHOR)?;
+    assert!(matches!(
+        other.rebase_fork("HEAD", AUTHOR),
+        Err(Error::Invalid(_))
+    ));
+    Ok(())
+}
