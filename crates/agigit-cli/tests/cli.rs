@@ -41,9 +41,19 @@ fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-async fn relay(
+/// A relay on loopback (at `addr`, or a free port), storing under `dir`. Sending on the returned
+/// channel stops it; the handle resolves once it has.
+async fn relay_at(
     dir: &Path,
-) -> Result<(String, tokio::sync::oneshot::Sender<()>), Box<dyn std::error::Error>> {
+    addr: Option<std::net::SocketAddr>,
+) -> Result<
+    (
+        String,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
+    Box<dyn std::error::Error>,
+> {
     std::fs::create_dir_all(dir)?;
     let relay = Relay::new(
         Arc::new(SqliteEventStore::open(dir.join("events.sqlite"))?),
@@ -54,12 +64,25 @@ async fn relay(
         Arc::new(FsBlobStore::open(dir.join("blobs"))?),
         BlossomConfig::default(),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(
+        addr.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+    )
+    .await?;
     let url = format!("ws://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, relay, async {
-        let _ = stopped.await;
-    }));
+    let handle = tokio::spawn(async move {
+        let _ = serve(listener, relay, async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    Ok((url, stop, handle))
+}
+
+async fn relay(
+    dir: &Path,
+) -> Result<(String, tokio::sync::oneshot::Sender<()>), Box<dyn std::error::Error>> {
+    let (url, stop, _) = relay_at(dir, None).await?;
     Ok((url, stop))
 }
 
@@ -185,5 +208,384 @@ async fn two_users_push_and_clone_with_a_relay_down() -> TestResult {
     let out = agigit(&owner_home, &model, &["checkout", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown revision"));
+    Ok(())
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).expect("JSON output")
+}
+
+fn fresh_env(name: &str) -> Env {
+    let env = Env {
+        root: std::env::temp_dir().join(format!("agigit-cli-{name}-{}", std::process::id())),
+    };
+    let _ = std::fs::remove_dir_all(&env.root);
+    std::fs::create_dir_all(&env.root).expect("temp dir");
+    env
+}
+
+const TENSORS: [&str; 3] = ["a.weight", "b.weight", "c.weight"];
+
+/// `model.safetensors` with three f32 tensors, every value of tensor `i` equal to `values[i]`.
+fn write_model(dir: &Path, values: [f32; 3]) -> TestResult {
+    use agigit::delta::{DType, save_safetensors, synth};
+    let tensors: Vec<(&str, agigit::delta::Tensor)> = TENSORS
+        .iter()
+        .zip(values)
+        .map(|(n, v)| (*n, synth::tensor(DType::F32, &[64, 64], &[v; 4096])))
+        .collect();
+    save_safetensors(
+        dir.join("model.safetensors"),
+        tensors.iter().map(|(n, t)| (*n, t.view())),
+        &std::collections::BTreeMap::new(),
+    )?;
+    Ok(())
+}
+
+fn read_model(dir: &Path) -> Result<[f32; 3], Box<dyn std::error::Error>> {
+    let file = agigit::delta::SafetensorsFile::open(dir.join("model.safetensors"))?;
+    let mut out = [0f32; 3];
+    for (i, name) in TENSORS.iter().enumerate() {
+        let data = file.tensor(name).ok_or("tensor")?.data().to_vec();
+        let first = f32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+        assert!(
+            data.chunks_exact(4).all(|c| c == first.to_le_bytes()),
+            "{name} is not uniform"
+        );
+        out[i] = first;
+    }
+    Ok(out)
+}
+
+/// Every blob file a relay stores (`blobs/<2 hex>/<64 hex>`).
+fn blob_files(relay_dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(shards) = std::fs::read_dir(relay_dir.join("blobs")) else {
+        return out;
+    };
+    for d in shards.flatten().filter(|d| d.path().is_dir()) {
+        for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                out.push(f.path());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_fork_merges_rebases_and_opens_for_readers_only() -> TestResult {
+    let env = fresh_env("private");
+    let mut relays = Vec::new();
+    for i in 0..3 {
+        relays.push(relay(&env.root.join(format!("relay-{i}"))).await?);
+    }
+    let home = |who: &str| env.root.join(format!("{who}-home"));
+    let npub = |who: &str| -> String {
+        let key = json(&agigit(
+            &home(who),
+            &env.root,
+            &["key", "generate", "--json"],
+        ));
+        key["npub"].as_str().expect("npub").to_owned()
+    };
+    let (_, _, reader_npub, _) = (
+        npub("owner"),
+        npub("tuner"),
+        npub("reader"),
+        npub("stranger"),
+    );
+
+    // The owner publishes a foundation.
+    let fm = env.root.join("fm");
+    ok(&agigit(
+        &home("owner"),
+        &env.root,
+        &["init", "fm", "--id", "fm"],
+    ));
+    write_model(&fm, [1.0, 1.0, 1.0])?;
+    for (url, _) in &relays {
+        ok(&agigit(&home("owner"), &fm, &["relay", "add", url]));
+    }
+    ok(&agigit(
+        &home("owner"),
+        &fm,
+        &["commit", "-m", "foundation"],
+    ));
+    let fm_coord = json(&agigit(&home("owner"), &fm, &["push", "--json"]))["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
+
+    // The tuner forks it, privately, for one reader, and fine-tunes a and c.
+    let tuned = env.root.join("tuned");
+    let mut fork = vec![
+        "fork",
+        fm_coord.as_str(),
+        "tuned",
+        "--id",
+        "tuned",
+        "--private",
+    ];
+    fork.extend(["--reader", reader_npub.as_str()]);
+    for (url, _) in &relays {
+        fork.extend(["--relay", url.as_str()]);
+    }
+    let forked = json(&agigit(
+        &home("tuner"),
+        &env.root,
+        &[&fork[..], &["--json"]].concat(),
+    ));
+    assert_eq!(forked["private"], true);
+    assert_eq!(read_model(&tuned)?, [1.0, 1.0, 1.0]);
+    write_model(&tuned, [3.0, 1.0, 4.0])?;
+    std::fs::write(
+        tuned.join("notes.txt"),
+        b"PRIVATE-NOTES-7f3a: domain data sources",
+    )?;
+    let commit = json(&agigit(
+        &home("tuner"),
+        &tuned,
+        &["commit", "-m", "tune", "--json"],
+    ));
+    assert_eq!(commit["delta_tensors"], 2, "{commit}");
+
+    // Merge: both branches change tensor a.
+    ok(&agigit(&home("tuner"), &tuned, &["branch", "exp"]));
+    write_model(&tuned, [5.0, 1.0, 4.0])?;
+    ok(&agigit(
+        &home("tuner"),
+        &tuned,
+        &["commit", "-m", "main: a = 5"],
+    ));
+    ok(&agigit(&home("tuner"), &tuned, &["checkout", "exp"]));
+    write_model(&tuned, [7.0, 1.0, 4.0])?;
+    ok(&agigit(
+        &home("tuner"),
+        &tuned,
+        &["commit", "-m", "exp: a = 7"],
+    ));
+    let out = agigit(&home("tuner"), &tuned, &["merge", "main", "exp"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("CONFLICT (tensor changed on both sides): params/model.safetensors/a.weight"),
+        "{stderr}"
+    );
+    assert_eq!(
+        read_model(&tuned)?,
+        [5.0, 1.0, 4.0],
+        "nothing changed, on main"
+    );
+    let merged = json(&agigit(
+        &home("tuner"),
+        &tuned,
+        &["merge", "main", "exp", "--strategy", "average", "--json"],
+    ));
+    assert_eq!(
+        merged["merged_tensors"][0],
+        "params/model.safetensors/a.weight"
+    );
+    assert_eq!(read_model(&tuned)?, [6.0, 1.0, 4.0]);
+
+    // Rebase: a topic branch replayed on a newer main.
+    ok(&agigit(&home("tuner"), &tuned, &["branch", "topic"]));
+    ok(&agigit(&home("tuner"), &tuned, &["checkout", "topic"]));
+    std::fs::write(tuned.join("train.py"), b"print('topic')")?;
+    ok(&agigit(
+        &home("tuner"),
+        &tuned,
+        &["commit", "-m", "topic: train.py"],
+    ));
+    ok(&agigit(&home("tuner"), &tuned, &["checkout", "main"]));
+    write_model(&tuned, [6.0, 9.0, 4.0])?;
+    ok(&agigit(
+        &home("tuner"),
+        &tuned,
+        &["commit", "-m", "main: b = 9"],
+    ));
+    ok(&agigit(&home("tuner"), &tuned, &["checkout", "topic"]));
+    let rebased = json(&agigit(
+        &home("tuner"),
+        &tuned,
+        &["rebase", "main", "--json"],
+    ));
+    assert_eq!(rebased["commits"], 1);
+    assert_eq!(read_model(&tuned)?, [6.0, 9.0, 4.0]);
+    assert_eq!(std::fs::read(tuned.join("train.py"))?, b"print('topic')");
+    let log = json(&agigit(
+        &home("tuner"),
+        &tuned,
+        &["log", "-n", "2", "--json"],
+    ));
+    assert_eq!(log[0]["message"], "topic: train.py");
+    assert_eq!(log[1]["message"], "main: b = 9");
+    ok(&agigit(&home("tuner"), &tuned, &["checkout", "main"]));
+    ok(&agigit(&home("tuner"), &tuned, &["merge", "topic"]));
+    let pushed = json(&agigit(&home("tuner"), &tuned, &["push", "--json"]));
+    assert_eq!(pushed["private"], true);
+    let tuned_coord = pushed["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
+
+    // Nothing the relays store shows the notes.
+    for i in 0..3 {
+        for f in blob_files(&env.root.join(format!("relay-{i}"))) {
+            let bytes = std::fs::read(&f)?;
+            assert!(
+                !bytes.windows(18).any(|w| w == b"PRIVATE-NOTES-7f3a"),
+                "plaintext in {}",
+                f.display()
+            );
+        }
+    }
+
+    // Rot every blob on relay 0: clones still come out right from the others' shards.
+    let rotten = blob_files(&env.root.join("relay-0"));
+    assert!(!rotten.is_empty());
+    for f in &rotten {
+        let mut bytes = std::fs::read(f)?;
+        bytes[0] ^= 0xff;
+        std::fs::write(f, bytes)?;
+    }
+    let relay_args = |args: &mut Vec<String>| {
+        for (url, _) in &relays {
+            args.extend(["--relay".to_owned(), url.clone()]);
+        }
+    };
+    let mut clone: Vec<String> = ["clone", tuned_coord.as_str(), "rclone"]
+        .map(str::to_owned)
+        .to_vec();
+    relay_args(&mut clone);
+    let clone: Vec<&str> = clone.iter().map(String::as_str).collect();
+    ok(&agigit(&home("reader"), &env.root, &clone));
+    let rclone = env.root.join("rclone");
+    for f in ["model.safetensors", "notes.txt", "train.py"] {
+        assert_eq!(
+            std::fs::read(rclone.join(f))?,
+            std::fs::read(tuned.join(f))?,
+            "{f}"
+        );
+    }
+    assert!(
+        rclone.join(".agigit/keys").exists(),
+        "the clone stays private"
+    );
+
+    // A stranger is refused, with what to do, and no directory is left.
+    let mut theirs: Vec<String> = ["clone", tuned_coord.as_str(), "sclone"]
+        .map(str::to_owned)
+        .to_vec();
+    relay_args(&mut theirs);
+    let theirs: Vec<&str> = theirs.iter().map(String::as_str).collect();
+    let out = agigit(&home("stranger"), &env.root, &theirs);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not one of its readers"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!env.root.join("sclone").exists());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_cut_by_a_relay_killed_midway_resumes_to_completion() -> TestResult {
+    let env = fresh_env("resume");
+    let mut relays = Vec::new();
+    for i in 0..3 {
+        relays.push(relay_at(&env.root.join(format!("relay-{i}")), None).await?);
+    }
+    let owner = env.root.join("owner-home");
+    ok(&agigit(&owner, &env.root, &["key", "generate"]));
+    let model = env.root.join("model");
+    ok(&agigit(
+        &owner,
+        &env.root,
+        &["init", "model", "--id", "big"],
+    ));
+    for (url, _, _) in &relays {
+        ok(&agigit(&owner, &model, &["relay", "add", url]));
+    }
+    // Every step must be taken by all three relays; small segments make many uploads.
+    let config = model.join(".agigit/config.toml");
+    let mut text = std::fs::read_to_string(&config)?;
+    text.push_str("\n[push]\nk = 4\nn = 10\nsegment_size = 65536\nmin_accepted = 3\n");
+    std::fs::write(&config, text)?;
+    let weights: Vec<u8> = (0..12_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11).to_le_bytes()[0])
+        .collect();
+    std::fs::write(model.join("weights.bin"), &weights)?;
+    ok(&agigit(&owner, &model, &["commit", "-m", "big"]));
+
+    // Relay 2 is stopped as soon as the first shard of this push reaches it.
+    let (url2, stop2, handle2) = relays.remove(2);
+    let relay2_dir = env.root.join("relay-2");
+    let push = {
+        let (owner, model) = (owner.clone(), model.clone());
+        tokio::task::spawn_blocking(move || agigit(&owner, &model, &["push"]))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while blob_files(&relay2_dir).is_empty() && !push.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no shard reached relay 2"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let _ = stop2.send(());
+    handle2.await?;
+    let out = push.await?;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "with a relay gone and m = 3 the push must stop: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("push again"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The relay comes back at the same address; pushing again completes.
+    let addr: std::net::SocketAddr = url2.trim_start_matches("ws://").parse()?;
+    let (url2, _stop2, _) = relay_at(&relay2_dir, Some(addr)).await?;
+    let pushed = json(&agigit(&owner, &model, &["push", "--json"]));
+    assert_eq!(pushed["up_to_date"], false);
+    let coordinate = pushed["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
+    assert!(
+        pushed["bytes_per_server"]
+            .as_object()
+            .is_some_and(|m| m.len() == 3),
+        "{pushed}"
+    );
+
+    // A clone from all three is bit exact.
+    let reader = env.root.join("reader-home");
+    let clone = env.root.join("clone");
+    let urls = [relays[0].0.clone(), relays[1].0.clone(), url2];
+    ok(&agigit(
+        &reader,
+        &env.root,
+        &[
+            "clone",
+            &coordinate,
+            clone.to_str().ok_or("path")?,
+            "--relay",
+            &urls[0],
+            "--relay",
+            &urls[1],
+            "--relay",
+            &urls[2],
+        ],
+    ));
+    assert!(std::fs::read(clone.join("weights.bin"))? == weights);
     Ok(())
 }

@@ -236,7 +236,7 @@ impl Repository {
     ///
     /// # Errors
     /// [`Error::Invalid`] when it is private already (add readers with
-    /// [`add_reader`](Self::add_reader)); I/O errors.
+    /// [`PrivateKeys::add_reader`] and [`save_private_keys`](Self::save_private_keys)); I/O errors.
     pub fn make_private(
         &self,
         owner: &crate::crypt::ReaderSecret,
