@@ -75,7 +75,7 @@ fn walk<S: FindExt + ?Sized>(
     Ok(())
 }
 
-/// Writes the pack of `objects` (read from `store`).
+/// Writes the pack of `objects` (read from `store`) into memory.
 ///
 /// # Errors
 /// Store errors.
@@ -84,22 +84,45 @@ pub fn write_pack<S: FindExt + ?Sized>(
     objects: &[(Kind, ObjectId)],
 ) -> Result<Vec<u8>, Error> {
     let mut pack = Vec::new();
-    pack.extend_from_slice(PACK_MAGIC);
-    pack.push(PACK_VERSION);
+    write_pack_to(store, objects, &mut pack)?;
+    Ok(pack)
+}
+
+/// Streams the pack of `objects` (read from `store`) into `out`, one object in memory at a time;
+/// returns the bytes written.
+///
+/// # Errors
+/// Store errors; [`Error::Io`] when `out` fails.
+pub fn write_pack_to<S: FindExt + ?Sized, W: std::io::Write>(
+    store: &S,
+    objects: &[(Kind, ObjectId)],
+    mut out: W,
+) -> Result<u64, Error> {
+    let io = |e: std::io::Error| Error::Io {
+        path: PACK_STREAM.into(),
+        source: e,
+    };
     let count = u32::try_from(objects.len())
         .map_err(|_| Error::Invalid("more than 2^32 objects in one push".into()))?;
-    pack.extend_from_slice(&count.to_le_bytes());
+    let mut header = PACK_MAGIC.to_vec();
+    header.push(PACK_VERSION);
+    header.extend_from_slice(&count.to_le_bytes());
+    out.write_all(&header).map_err(io)?;
+    let mut written = header.len() as u64;
     let mut buf = Vec::new();
     for (_, id) in objects {
         let object = store.find(id, &mut buf)?;
-        pack.extend_from_slice(&agigit_dag::object::header(
-            object.kind,
-            object.data.len() as u64,
-        ));
-        pack.extend_from_slice(object.data);
+        let header = agigit_dag::object::header(object.kind, object.data.len() as u64);
+        out.write_all(&header).map_err(io)?;
+        out.write_all(object.data).map_err(io)?;
+        written += (header.len() + object.data.len()) as u64;
     }
-    Ok(pack)
+    out.flush().map_err(io)?;
+    Ok(written)
 }
+
+/// What I/O errors on a pack stream name as their path.
+const PACK_STREAM: &str = "(pack stream)";
 
 /// Reads a pack, verifying every object against its id, and writes the objects to `store`.
 /// Returns the ids read.
@@ -108,45 +131,84 @@ pub fn write_pack<S: FindExt + ?Sized>(
 /// [`Error::Corrupt`] for a malformed pack (nothing after the bad object is stored; what was
 /// stored before it is valid, content-addressed and harmless).
 pub fn read_pack<S: Write + ?Sized>(store: &S, pack: &[u8]) -> Result<Vec<ObjectId>, Error> {
+    read_pack_from(store, pack)
+}
+
+/// [`read_pack`] from a stream: one object in memory at a time (at most the store's object size
+/// limit, 1 GiB for a blob), whatever the pack's size.
+///
+/// # Errors
+/// As [`read_pack`]; an I/O error of `input` that is not about its content is [`Error::Io`].
+pub fn read_pack_from<S: Write + ?Sized, R: std::io::Read>(
+    store: &S,
+    input: R,
+) -> Result<Vec<ObjectId>, Error> {
+    use std::io::{BufRead as _, Read as _};
     let corrupt = |why: String| Error::Corrupt(format!("pack: {why}"));
-    let rest = pack
-        .strip_prefix(PACK_MAGIC.as_slice())
-        .ok_or_else(|| corrupt("not an agigit pack (bad magic)".into()))?;
-    let (&version, rest) = rest
-        .split_first()
-        .ok_or_else(|| corrupt("truncated header".into()))?;
-    if version != PACK_VERSION {
+    let io = |what: &str, e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => corrupt(format!("{what} is truncated")),
+        std::io::ErrorKind::InvalidData => corrupt(format!("{what}: {e}")),
+        _ => Error::Io {
+            path: PACK_STREAM.into(),
+            source: e,
+        },
+    };
+    let mut input = std::io::BufReader::new(input);
+    let mut head = [0u8; 9];
+    input
+        .read_exact(&mut head)
+        .map_err(|e| io("the header", e))?;
+    if &head[..4] != PACK_MAGIC.as_slice() {
+        return Err(corrupt("not an agigit pack (bad magic)".into()));
+    }
+    if head[4] != PACK_VERSION {
         return Err(corrupt(format!(
-            "version {version}; this build reads version {PACK_VERSION}: upgrade agigit"
+            "version {}; this build reads version {PACK_VERSION}: upgrade agigit",
+            head[4]
         )));
     }
-    let (count, mut rest) = rest
-        .split_first_chunk::<4>()
-        .ok_or_else(|| corrupt("truncated header".into()))?;
-    let count = u32::from_le_bytes(*count);
+    let count = u32::from_le_bytes([head[5], head[6], head[7], head[8]]);
+    let limits = Limits::default();
     let mut ids = Vec::new();
+    let mut header = Vec::with_capacity(MAX_HEADER);
+    let mut body = Vec::new();
     for i in 0..count {
-        let (kind, len, at) = parse_header(rest, Limits::default())
+        header.clear();
+        (&mut input)
+            .take(MAX_HEADER as u64)
+            .read_until(0, &mut header)
+            .map_err(|e| io(&format!("object {i}"), e))?;
+        if header.is_empty() {
+            return Err(corrupt(format!("object {i} is truncated")));
+        }
+        let (kind, len, at) =
+            parse_header(&header, limits).map_err(|e| corrupt(format!("object {i}: {e}")))?;
+        if at != header.len() {
+            return Err(corrupt(format!("object {i}: bad header")));
+        }
+        // The header's length passed the store's limit for its kind: it fits in memory.
+        body.clear();
+        let read = (&mut input)
+            .take(len)
+            .read_to_end(&mut body)
+            .map_err(|e| io(&format!("object {i}"), e))?;
+        if read as u64 != len {
+            return Err(corrupt(format!("object {i} is truncated")));
+        }
+        agigit_dag::object::Object::decode(kind, &body)
             .map_err(|e| corrupt(format!("object {i}: {e}")))?;
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|l| at.checked_add(l))
-            .filter(|&e| e <= rest.len())
-            .ok_or_else(|| corrupt(format!("object {i} is truncated")))?;
-        let body = &rest[at..end];
-        agigit_dag::object::Object::decode(kind, body)
-            .map_err(|e| corrupt(format!("object {i}: {e}")))?;
-        ids.push(store.write_buf(kind, body)?);
-        rest = &rest[end..];
+        ids.push(store.write_buf(kind, &body)?);
     }
-    if !rest.is_empty() {
-        return Err(corrupt(format!(
-            "{} bytes after the last object",
-            rest.len()
-        )));
+    let extra = std::io::copy(&mut input, &mut std::io::sink())
+        .map_err(|e| io("the end of the pack", e))?;
+    if extra > 0 {
+        return Err(corrupt(format!("{extra} bytes after the last object")));
     }
     Ok(ids)
 }
+
+/// The longest object header: `agigit tensor <20 digits>\0`.
+const MAX_HEADER: usize = 36;
 
 #[cfg(test)]
 mod tests {

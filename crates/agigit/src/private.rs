@@ -188,12 +188,33 @@ impl PrivateKeys {
         ObjectId::from_bytes(self.key.opaque_name(b"commit", id.as_bytes()))
     }
 
+    /// A writer that seals what is written into it as `what`, into `inner`; call
+    /// [`SealingWriter::finish`].
+    pub(crate) fn sealing_writer<W: std::io::Write>(
+        &self,
+        what: Sealed<'_>,
+        inner: W,
+    ) -> Result<SealingWriter<W>, Error> {
+        let cipher = AesGcmStream::new(DEFAULT_SEGMENT_SIZE).map_err(crypt)?;
+        SealingWriter::new(inner, &self.key, &what.associated_data(), cipher)
+            .map_err(|e| Error::Invalid(format!("sealing: {e}")))
+    }
+
+    /// A reader of the plaintext of `inner`, sealed as `what`; every byte it returns is
+    /// authenticated, and a failure is an `InvalidData` I/O error.
+    pub(crate) fn opening_reader<R: std::io::Read>(
+        &self,
+        what: Sealed<'_>,
+        inner: R,
+    ) -> Result<OpeningReader<R>, Error> {
+        OpeningReader::new(inner, &self.key, &what.associated_data())
+            .map_err(|e| open_failed(what, &e))
+    }
+
     /// Seals `plain` as `what`.
     pub(crate) fn seal(&self, what: Sealed<'_>, plain: &[u8]) -> Result<Vec<u8>, Error> {
-        let cipher = AesGcmStream::new(DEFAULT_SEGMENT_SIZE).map_err(crypt)?;
         let out = Vec::with_capacity(plain.len() + plain.len() / DEFAULT_SEGMENT_SIZE * 16 + 64);
-        let mut writer = SealingWriter::new(out, &self.key, &what.associated_data(), cipher)
-            .map_err(|e| Error::Invalid(format!("sealing: {e}")))?;
+        let mut writer = self.sealing_writer(what, out)?;
         writer
             .write_all(plain)
             .map_err(|e| Error::Invalid(format!("sealing: {e}")))?;
@@ -204,22 +225,24 @@ impl PrivateKeys {
 
     /// Opens `sealed` as `what`; every byte returned is authenticated.
     pub(crate) fn open_sealed(&self, what: Sealed<'_>, sealed: &[u8]) -> Result<Vec<u8>, Error> {
-        let fail = |e: std::io::Error| {
-            Error::Corrupt(format!(
-                "a sealed {} does not open with this repository's key (altered, or sealed under another key): {e}",
-                match what {
-                    Sealed::Pack => "pack",
-                    Sealed::Manifest => "pack manifest",
-                    Sealed::Commit(_) => "commit",
-                }
-            ))
-        };
-        let mut reader =
-            OpeningReader::new(sealed, &self.key, &what.associated_data()).map_err(fail)?;
+        let mut reader = self.opening_reader(what, sealed)?;
         let mut plain = Vec::with_capacity(sealed.len());
-        reader.read_to_end(&mut plain).map_err(fail)?;
+        reader
+            .read_to_end(&mut plain)
+            .map_err(|e| open_failed(what, &e))?;
         Ok(plain)
     }
+}
+
+fn open_failed(what: Sealed<'_>, e: &std::io::Error) -> Error {
+    Error::Corrupt(format!(
+        "a sealed {} does not open with this repository's key (altered, or sealed under another key): {e}",
+        match what {
+            Sealed::Pack => "pack",
+            Sealed::Manifest => "pack manifest",
+            Sealed::Commit(_) => "commit",
+        }
+    ))
 }
 
 /// Where a repository keeps its envelope.

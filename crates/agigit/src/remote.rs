@@ -26,7 +26,7 @@ use agigit_event::nostr::prelude::{Filter, Kind, SingleLetterTag, Timestamp};
 use agigit_event::{CommitEvent, RepoCoordinate, RepoId, RepoState, Signed, Signer, resolve_state};
 use agigit_hash::BlobHash;
 use agigit_net::{NetError, Transport};
-use agigit_shard::{ErasureCode, Placement, ShardManifest, StreamOptions, codec_for};
+use agigit_shard::{ErasureCode, Placement, ShardManifest, codec_for};
 use bytes::Bytes;
 use futures_util::{StreamExt as _, stream};
 
@@ -189,13 +189,105 @@ fn tag(letter: char) -> Result<SingleLetterTag, Error> {
     SingleLetterTag::from_char(letter).map_err(|e| Error::Invalid(e.to_string()))
 }
 
-/// One shard's upload: its segment, the server the placement names, where it was stored (server
-/// index, bytes), and the errors on the way.
+/// One shard's upload: the server the placement names, where it was stored (server index,
+/// bytes), and the errors on the way.
 struct Upload {
-    segment: usize,
     first: usize,
     stored: Option<(usize, u64)>,
     errors: Vec<String>,
+}
+
+/// One segment's shards: their hashes (for the manifest) and their uploads.
+struct SegmentUpload {
+    hashes: Vec<BlobHash>,
+    uploads: Vec<Upload>,
+}
+
+/// Uploads shards, each to its placement's server or, when that fails, the next that works.
+struct ShardUpload<'a> {
+    transport: &'a dyn Transport,
+    servers: &'a [String],
+    progress: Option<&'a dyn Progress>,
+}
+
+impl ShardUpload<'_> {
+    async fn upload(&self, first: usize, data: Bytes) -> Upload {
+        let mut upload = Upload {
+            first,
+            stored: None,
+            errors: Vec::new(),
+        };
+        let n = self.servers.len();
+        for server in (0..n).map(|j| (first + j) % n) {
+            match self
+                .transport
+                .put_blob(&self.servers[server], data.clone())
+                .await
+            {
+                Ok(_) => {
+                    upload.stored = Some((server, data.len() as u64));
+                    if let Some(p) = self.progress {
+                        p.advance(data.len() as u64);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing_failure(&self.servers[server], &e);
+                    upload.errors.push(e.to_string());
+                }
+            }
+        }
+        upload
+    }
+}
+
+/// A file under `.agigit/tmp`, removed when dropped.
+struct TempFile {
+    path: std::path::PathBuf,
+}
+
+impl TempFile {
+    fn new(repo: &Repository, what: &str) -> Result<Self, Error> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let dir = repo.root().join(crate::worktree::DOT_DIR).join("tmp");
+        std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(TempFile {
+            path: dir.join(format!("{what}-{}-{n}.pack", std::process::id())),
+        })
+    }
+
+    /// Fills the file through `fill` (buffered); returns its length.
+    fn write_with(
+        &self,
+        fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
+        let file = std::fs::File::create(&self.path).map_err(Error::io(&self.path))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        fill(&mut out)?;
+        std::io::Write::flush(&mut out).map_err(Error::io(&self.path))?;
+        drop(out);
+        Ok(std::fs::metadata(&self.path)
+            .map_err(Error::io(&self.path))?
+            .len())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `len` bytes of `path` from `offset`.
+fn read_at(path: &std::path::Path, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+    use std::io::{Read as _, Seek as _};
+    let mut file = std::fs::File::open(path).map_err(Error::io(path))?;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .map_err(Error::io(path))?;
+    let mut data = vec![0u8; len];
+    file.read_exact(&mut data).map_err(Error::io(path))?;
+    Ok(data)
 }
 
 /// A commit the relays list, checked: its id, the name it is published under, its packs.
@@ -295,109 +387,110 @@ impl Repository {
             .filter(|(k, _)| *k == agigit_dag::Kind::Commit)
             .map(|(_, id)| *id)
             .collect();
-        let mut pack_bytes = pack::write_pack(store, &objects)?;
-        if let Some(k) = keys {
-            pack_bytes = k.seal(Sealed::Pack, &pack_bytes)?;
-        }
+        // The pack goes to a temporary file (sealed on the way when private), so memory holds
+        // one object while it is written and a few segments while it is sent.
+        let pack_file = TempFile::new(self, "push")?;
+        let pack_len = pack_file.write_with(|out| match keys {
+            Some(k) => {
+                let mut sealer = k.sealing_writer(Sealed::Pack, out)?;
+                pack::write_pack_to(store, &objects, &mut sealer)?;
+                sealer.finish().map_err(Error::io(&pack_file.path))?;
+                Ok(())
+            }
+            None => pack::write_pack_to(store, &objects, out).map(|_| ()),
+        })?;
         report.objects = objects.len();
-        report.pack_bytes = pack_bytes.len() as u64;
+        report.pack_bytes = pack_len;
 
-        // 1. Shards, placed; a shard whose server fails goes to the next server that works.
+        // 1. Shards: a few segments at a time, read, coded and sent; each shard to the server
+        //    the placement names, to the next one that works when that one fails.
         let servers = transport.push_servers();
         if servers.is_empty() {
             return Err(net(NetError::NoServers { role: "push" }));
         }
-        let mut segments = Vec::new();
-        let manifest = agigit_shard::encode_stream(
-            options.code,
-            StreamOptions::new(options.segment_size),
-            &pack_bytes[..],
-            |segment| {
-                segments.push(segment);
-                Ok::<(), std::io::Error>(())
-            },
-        )
-        .map_err(|e| Error::Invalid(e.to_string()))?;
-        drop(pack_bytes);
-        let placement = Placement::new(servers.len(), &manifest.codec())
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        let mut uploads = Vec::new();
-        for segment in &mut segments {
-            for (i, shard) in std::mem::take(&mut segment.shards).into_iter().enumerate() {
-                uploads.push((
-                    segment.index,
-                    placement.server_of(segment.index, i),
-                    Bytes::from(shard),
-                ));
-            }
+        let segment_size = options.segment_size;
+        if segment_size == 0 || segment_size as u64 > agigit_shard::MAX_SEGMENT_SIZE {
+            return Err(Error::Invalid(format!(
+                "segment size {segment_size}: use 1 byte to 1 GiB"
+            )));
         }
-        let servers_ref = &servers;
+        let spec = options.code.spec();
+        let placement =
+            Placement::new(servers.len(), &spec).map_err(|e| Error::Invalid(e.to_string()))?;
+        let count = usize::try_from(pack_len.div_ceil(segment_size as u64))
+            .map_err(|_| Error::Invalid("the pack has too many segments".into()))?;
         let progress = options.progress;
         if let Some(p) = progress {
-            p.begin(
-                "upload shards",
-                uploads.iter().map(|(_, _, d)| d.len() as u64).sum(),
-            );
+            let shard_len = options.code.shard_len(segment_size) as u64;
+            p.begin("upload shards", shard_len * spec.n as u64 * count as u64);
         }
-        let outcomes: Vec<Upload> = stream::iter(uploads)
-            .map(|(segment, first, data)| async move {
-                let mut upload = Upload {
-                    segment,
-                    first,
-                    stored: None,
-                    errors: Vec::new(),
-                };
-                let order = (0..servers_ref.len()).map(|j| (first + j) % servers_ref.len());
-                for server in order {
-                    match transport.put_blob(&servers_ref[server], data.clone()).await {
-                        Ok(_) => {
-                            upload.stored = Some((server, data.len() as u64));
-                            if let Some(p) = progress {
-                                p.advance(data.len() as u64);
-                            }
-                            break;
-                        }
-                        Err(e) => {
-                            tracing_failure(&servers_ref[server], &e);
-                            upload.errors.push(e.to_string());
-                        }
-                    }
+        let uploader = ShardUpload {
+            transport,
+            servers: &servers,
+            progress,
+        };
+        let (code, placement, path) = (options.code, &placement, &pack_file.path);
+        let segments: Vec<Result<SegmentUpload, Error>> = stream::iter(0..count)
+            .map(|index| {
+                let uploader = &uploader;
+                async move {
+                    let offset = index as u64 * segment_size as u64;
+                    let len = usize::try_from((pack_len - offset).min(segment_size as u64))
+                        .unwrap_or(segment_size);
+                    let data = read_at(path, offset, len)?;
+                    let shards = code
+                        .encode(&data)
+                        .map_err(|e| Error::Invalid(format!("erasure coding: {e}")))?;
+                    drop(data);
+                    let hashes: Vec<BlobHash> = shards.iter().map(BlobHash::digest).collect();
+                    let uploads = futures_util::future::join_all(
+                        shards.into_iter().enumerate().map(|(i, shard)| {
+                            uploader.upload(placement.server_of(index, i), Bytes::from(shard))
+                        }),
+                    )
+                    .await;
+                    Ok(SegmentUpload { hashes, uploads })
                 }
-                upload
             })
-            .buffer_unordered(options.parallel.max(1))
+            .buffered(options.parallel.div_ceil(spec.n).max(1))
             .collect()
             .await;
         if let Some(p) = progress {
             p.end();
         }
-        let mut stored_per_segment = vec![0usize; manifest.segment_count()];
+        drop(pack_file);
+        let mut hashes = Vec::with_capacity(count);
         let mut failures = BTreeSet::new();
-        for upload in outcomes {
-            failures.extend(upload.errors);
-            match upload.stored {
-                Some((server, len)) => {
-                    report.shards += 1;
-                    report.rerouted += usize::from(server != upload.first);
-                    stored_per_segment[upload.segment] += 1;
-                    *report
-                        .bytes_per_server
-                        .entry(servers[server].clone())
-                        .or_default() += len;
+        for (index, segment) in segments.into_iter().enumerate() {
+            let segment = segment?;
+            let mut stored = 0;
+            for upload in segment.uploads {
+                failures.extend(upload.errors);
+                match upload.stored {
+                    Some((server, len)) => {
+                        stored += 1;
+                        report.shards += 1;
+                        report.rerouted += usize::from(server != upload.first);
+                        *report
+                            .bytes_per_server
+                            .entry(servers[server].clone())
+                            .or_default() += len;
+                    }
+                    None => report.lost += 1,
                 }
-                None => report.lost += 1,
             }
+            // Every segment must still be rebuildable from what was stored.
+            if stored < spec.k {
+                return Err(Error::Network(format!(
+                    "segment {index} has only {stored} of the {} shards it needs stored: {}; push again when the servers are back",
+                    spec.k,
+                    failures.into_iter().collect::<Vec<_>>().join("; ")
+                )));
+            }
+            hashes.push(segment.hashes);
         }
-        // Every segment must still be rebuildable from what was stored.
-        let k = manifest.codec().k;
-        if let Some((segment, stored)) =
-            stored_per_segment.iter().enumerate().find(|(_, s)| **s < k)
-        {
-            return Err(Error::Network(format!(
-                "segment {segment} has only {stored} of the {k} shards it needs stored: {}; push again when the servers are back",
-                failures.into_iter().collect::<Vec<_>>().join("; ")
-            )));
-        }
+        let manifest = ShardManifest::new(spec, segment_size as u64, pack_len, hashes)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
 
         // 2. The manifest (sealed when private), on every push server.
         let mut manifest_bytes = manifest.encode();
@@ -824,7 +917,14 @@ impl Repository {
         let mut segments = stream::iter(0..manifest.segment_count())
             .map(|segment| context.fetch(segment))
             .buffered(options.parallel.div_ceil(manifest.codec().k).max(1));
-        let mut pack = Vec::with_capacity(usize::try_from(manifest.total_len()).unwrap_or(0));
+        // Segments arrive in order and go to a temporary file: memory holds the segments in
+        // flight, not the pack.
+        let pack_file = TempFile::new(self, "fetch")?;
+        let path = &pack_file.path;
+        let mut out = std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(path).map_err(Error::io(path))?,
+        );
         if let Some(p) = options.progress {
             p.begin("download pack", manifest.total_len());
         }
@@ -833,18 +933,21 @@ impl Repository {
             if let Some(p) = options.progress {
                 p.advance(bytes.len() as u64);
             }
-            pack.extend_from_slice(&bytes);
+            std::io::Write::write_all(&mut out, &bytes).map_err(Error::io(path))?;
             report.shards += shards;
             report.bytes += downloaded;
         }
         drop(segments);
+        std::io::Write::flush(&mut out).map_err(Error::io(path))?;
+        drop(out);
         if let Some(p) = options.progress {
             p.end();
         }
-        if let Some(k) = keys {
-            pack = k.open_sealed(Sealed::Pack, &pack)?;
-        }
-        let ids = pack::read_pack(self.store(), &pack)?;
+        let input = std::fs::File::open(path).map_err(Error::io(path))?;
+        let ids = match keys {
+            Some(k) => pack::read_pack_from(self.store(), k.opening_reader(Sealed::Pack, input)?)?,
+            None => pack::read_pack_from(self.store(), input)?,
+        };
         report.objects += ids.len();
         Ok(())
     }
