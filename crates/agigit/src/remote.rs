@@ -331,7 +331,6 @@ impl Repository {
             .ok_or_else(|| Error::UnknownRevision(branch.to_owned()))?;
         let tracking =
             RefName::remote("origin", branch).map_err(|e| Error::Invalid(e.to_string()))?;
-        let known = self.refs().resolve(&RefKey::Name(tracking.clone()))?;
         let mut report = PushReport {
             tip: Some(tip),
             private: keys.is_some(),
@@ -359,25 +358,28 @@ impl Repository {
         let remote_tip = current
             .as_ref()
             .and_then(|s| s.body().refs.get(&name).copied());
+        // What the remote has: the history of its tip, which must be part of the local one
+        // (found by its published name), and, for a fork, the foundation's objects (fetched from
+        // the foundation's own repository). Not the tracking ref: it may come from another
+        // repository or from relays that lost the data since.
+        let mut have: Vec<ObjectId> = Vec::new();
         if let Some(r) = remote_tip {
             if r == publish_name(&tip) {
                 report.up_to_date = true;
                 self.set_ref(tracking, tip)?;
                 return Ok(report);
             }
-            // The remote tip must be in the local history: find it by its published name.
             let history =
                 agigit_dag::log(self.store(), &[tip], agigit_dag::Order::Topological, false)
                     .map_err(|e| Error::Invalid(e.to_string()))?;
-            if !history.iter().any(|id| publish_name(id) == r) {
+            let Some(remote_commit) = history.into_iter().find(|id| publish_name(id) == r) else {
                 return Err(Error::Invalid(format!(
                     "the remote branch {branch} has commits this repository does not: pull, merge, then push"
                 )));
-            }
+            };
+            have.push(remote_commit);
         }
         let store = self.store();
-        // The remote has what it was last sent and, for a fork, the foundation's objects.
-        let mut have: Vec<ObjectId> = known.into_iter().collect();
         if let Some(base) = self.fork_base()? {
             have.push(base.commit);
         }

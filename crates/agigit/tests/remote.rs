@@ -431,3 +431,37 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
     assert!(agigit::worktree::list_files(&stranger_dir.0)?.is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn pushing_to_a_second_repository_sends_everything_it_lacks() -> TestResult {
+    let (origin, clone) = (Dir::new("second-origin"), Dir::new("second-clone"));
+    write_files(&origin.0, 5)?;
+    let keys = Keys::generate();
+    let repo = Repository::init(&origin.0)?;
+    repo.commit("first", keys.public_key().to_bytes())?;
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(4, 10)?;
+    let options = PushOptions {
+        segment_size: 64 << 10,
+        ..PushOptions::new(&code)
+    };
+    let first = repo
+        .push(&net, &keys, &RepoId::new("one")?, "main", options)
+        .await?;
+    // The tracking ref now says origin/main is at the tip; a new repository still needs it all.
+    let second = repo
+        .push(&net, &keys, &RepoId::new("two")?, "main", options)
+        .await?;
+    assert_eq!(second.objects, first.objects);
+    let reader = Repository::init(&clone.0)?;
+    reader
+        .pull(
+            &net,
+            &RepoCoordinate::new(keys.public_key(), RepoId::new("two")?),
+            "main",
+            FetchOptions::default(),
+        )
+        .await?;
+    assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
+    Ok(())
+}
