@@ -365,7 +365,24 @@ impl Repository {
         let mut have: Vec<ObjectId> = Vec::new();
         if let Some(r) = remote_tip {
             if r == publish_name(&tip) {
-                report.up_to_date = true;
+                // The data is there; a private repository whose readers changed still needs a
+                // new state event to carry the new envelope.
+                let envelope = keys.map(PrivateKeys::envelope_bytes);
+                let stale = current.as_ref().is_some_and(|s| s.body().keys != envelope);
+                if stale {
+                    publish_state(
+                        transport,
+                        signer,
+                        current.as_ref(),
+                        repo_id,
+                        (name, r),
+                        keys,
+                        options.min_accepted,
+                    )
+                    .await?;
+                } else {
+                    report.up_to_date = true;
+                }
                 self.set_ref(tracking, tip)?;
                 return Ok(report);
             }
@@ -533,12 +550,7 @@ impl Repository {
 
         // 3. Commit events, oldest first; 4. the state event.
         // Newer than the state it replaces, even within the same second.
-        let now = Timestamp::from_secs(
-            current
-                .as_ref()
-                .map_or(0, |s| s.created_at().as_secs().saturating_add(1))
-                .max(Timestamp::now().as_secs()),
-        );
+        let now = after(current.as_ref());
         for id in new_commits.iter().rev() {
             let commit = store.find_commit(id)?;
             let mut buf = Vec::new();
@@ -563,16 +575,16 @@ impl Repository {
                 .await
                 .map_err(net)?;
         }
-        let mut state =
-            current.map_or_else(|| RepoState::new(repo_id.clone()), |s| s.body().clone());
-        state.refs.insert(name.clone(), publish_name(&tip));
-        state.head = Some(name);
-        state.keys = keys.map(PrivateKeys::envelope_bytes);
-        let signed = Signed::sign(state, signer, now).map_err(|e| Error::Invalid(e.to_string()))?;
-        transport
-            .publish(signed.event(), options.min_accepted)
-            .await
-            .map_err(net)?;
+        publish_state(
+            transport,
+            signer,
+            current.as_ref(),
+            repo_id,
+            (name, publish_name(&tip)),
+            keys,
+            options.min_accepted,
+        )
+        .await?;
         self.set_ref(tracking, tip)?;
         Ok(report)
     }
@@ -985,6 +997,40 @@ fn open_keys(
         ))
     })?;
     PrivateKeys::open(envelope, secret).map(Some)
+}
+
+/// A time strictly after `current`'s (and not before now): a state event must be newer than the
+/// one it replaces, even within the same second.
+fn after(current: Option<&Signed<RepoState>>) -> Timestamp {
+    Timestamp::from_secs(
+        current
+            .map_or(0, |s| s.created_at().as_secs().saturating_add(1))
+            .max(Timestamp::now().as_secs()),
+    )
+}
+
+/// Publishes the state that replaces `current`: `branch` at `(name, published id)`, `HEAD` on
+/// it, and (private) the envelope of `keys`.
+async fn publish_state<S: Signer + Sync>(
+    transport: &dyn Transport,
+    signer: &S,
+    current: Option<&Signed<RepoState>>,
+    repo_id: &RepoId,
+    (branch, published): (RefName, ObjectId),
+    keys: Option<&PrivateKeys>,
+    min_accepted: usize,
+) -> Result<(), Error> {
+    let mut state = current.map_or_else(|| RepoState::new(repo_id.clone()), |s| s.body().clone());
+    state.refs.insert(branch.clone(), published);
+    state.head = Some(branch);
+    state.keys = keys.map(PrivateKeys::envelope_bytes);
+    let signed =
+        Signed::sign(state, signer, after(current)).map_err(|e| Error::Invalid(e.to_string()))?;
+    transport
+        .publish(signed.event(), min_accepted)
+        .await
+        .map_err(net)?;
+    Ok(())
 }
 
 /// What fetching one segment needs.

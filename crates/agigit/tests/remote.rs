@@ -429,6 +429,36 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
     }
     assert_eq!(theirs.head()?, None, "nothing moved");
     assert!(agigit::worktree::list_files(&stranger_dir.0)?.is_empty());
+
+    // The tuner adds the stranger as a reader: the next push, with no new commit, publishes the
+    // new envelope, and the same pull now succeeds.
+    let mut keys = dsm
+        .private_keys(&secret_of(&tuner))?
+        .ok_or("private")?;
+    keys.add_reader(&reader_of(&stranger))?;
+    dsm.save_private_keys(&keys)?;
+    let again = dsm
+        .push(
+            &net,
+            &tuner,
+            &RepoId::new("private-domain-model")?,
+            "main",
+            PushOptions {
+                keys: Some(&keys),
+                ..public
+            },
+        )
+        .await?;
+    assert!(!again.up_to_date && again.objects == 0, "{again:?}");
+    theirs
+        .pull(
+            &net,
+            &coordinate,
+            "main",
+            FetchOptions::with_secret(&stranger_secret),
+        )
+        .await?;
+    assert_eq!(tree_bytes(&stranger_dir.0), tree_bytes(&tune.0));
     Ok(())
 }
 
