@@ -487,6 +487,35 @@ fn print(json: bool, value: serde_json::Value, human: impl FnOnce() -> String) {
     }
 }
 
+/// A commit author's key as `npub…` (hex when it is not a valid key).
+fn author_name(author: &[u8; 32]) -> String {
+    agigit::event::nostr::prelude::PublicKey::from_slice(author)
+        .ok()
+        .and_then(|pk| pk.to_bech32().ok())
+        .unwrap_or_else(|| author.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `secs` since the Unix epoch as `YYYY-MM-DD hh:mm:ss UTC` (civil-from-days, proleptic
+/// Gregorian).
+fn utc_date(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 fn change_name(c: Change) -> &'static str {
     match c {
         Change::Added => "added",
@@ -899,11 +928,35 @@ fn run(cli: &Cli) -> Result<()> {
             let log = repo.log(rev, *max)?;
             let list: Vec<_> = log
                 .iter()
-                .map(|(id, c)| serde_json::json!({"commit": id.to_string(), "parents": c.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "time": c.time, "message": c.message}))
+                .map(|(id, c)| serde_json::json!({"commit": id.to_string(), "parents": c.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "author": author_name(&c.author), "time": c.time, "message": c.message, "fork_of": c.base.as_ref().map(|b| serde_json::json!({"repository": b.repo, "commit": b.commit.to_string()}))}))
                 .collect();
             print(json, serde_json::Value::Array(list), || {
                 log.iter()
-                    .map(|(id, c)| format!("commit {id}\ntime   {}\n\n    {}\n", c.time, c.message))
+                    .map(|(id, c)| {
+                        let mut out = format!("commit {id}\n");
+                        if c.parents.len() > 1 {
+                            let short: Vec<String> =
+                                c.parents.iter().map(|p| p.short().to_string()).collect();
+                            out.push_str(&format!("Merge:  {}\n", short.join(" ")));
+                        }
+                        out.push_str(&format!(
+                            "Author: {}\nDate:   {}\n",
+                            author_name(&c.author),
+                            utc_date(c.time)
+                        ));
+                        if let Some(base) = &c.base {
+                            out.push_str(&format!(
+                                "Fork:   {} at {}\n",
+                                base.repo,
+                                base.commit.short()
+                            ));
+                        }
+                        for line in c.message.lines() {
+                            out.push_str(&format!("\n    {line}"));
+                        }
+                        out.push('\n');
+                        out
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             });
@@ -1138,5 +1191,19 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_date;
+
+    #[test]
+    fn utc_dates_match_known_instants() {
+        assert_eq!(utc_date(0), "1970-01-01 00:00:00 UTC");
+        // `date -u -d @951782400`: the leap day of 2000.
+        assert_eq!(utc_date(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_date(1_795_356_360), "2026-11-22 14:06:00 UTC");
+        assert_eq!(utc_date(-1), "1969-12-31 23:59:59 UTC");
     }
 }

@@ -432,9 +432,7 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
 
     // The tuner adds the stranger as a reader: the next push, with no new commit, publishes the
     // new envelope, and the same pull now succeeds.
-    let mut keys = dsm
-        .private_keys(&secret_of(&tuner))?
-        .ok_or("private")?;
+    let mut keys = dsm.private_keys(&secret_of(&tuner))?.ok_or("private")?;
     keys.add_reader(&reader_of(&stranger))?;
     dsm.save_private_keys(&keys)?;
     let again = dsm
