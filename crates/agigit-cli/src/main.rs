@@ -36,12 +36,8 @@ enum Command {
         /// The repository id used when pushing (default: the directory's name).
         #[arg(long)]
         id: Option<String>,
-        /// Make it private: everything pushed is encrypted, readable by you and `--reader`s.
-        #[arg(long)]
-        private: bool,
-        /// A reader of a private repository (npub… or hex; repeat for several).
-        #[arg(long = "reader", value_name = "NPUB", requires = "private")]
-        readers: Vec<String>,
+        #[command(flatten)]
+        privacy: Privacy,
     },
     /// Clone a repository (`30717:<owner hex>:<id>`) from relays into DIR.
     Clone {
@@ -66,12 +62,8 @@ enum Command {
         /// The fork's repository id (default: `<foundation id>-fork`).
         #[arg(long)]
         id: Option<String>,
-        /// Make the fork private (see `init --private`).
-        #[arg(long)]
-        private: bool,
-        /// A reader of the private fork (npub… or hex; repeat for several).
-        #[arg(long = "reader", value_name = "NPUB", requires = "private")]
-        readers: Vec<String>,
+        #[command(flatten)]
+        privacy: Privacy,
     },
     /// Manage the readers of a private repository.
     Reader {
@@ -183,6 +175,17 @@ enum RelayAction {
     },
     /// List relays and their roles.
     List,
+}
+
+/// Whether a new repository is private, and its readers.
+#[derive(Debug, clap::Args)]
+struct Privacy {
+    /// Make it private: everything pushed is encrypted, readable by you and `--reader`s.
+    #[arg(long)]
+    private: bool,
+    /// A reader of the private repository (npub… or hex; repeat for several).
+    #[arg(long = "reader", value_name = "NPUB", requires = "private")]
+    readers: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -650,8 +653,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Init {
             dir,
             id,
-            private,
-            readers,
+            privacy: Privacy { private, readers },
         } => {
             let dir = dir
                 .clone()
@@ -735,8 +737,7 @@ fn run(cli: &Cli) -> Result<()> {
             dir,
             relays,
             id,
-            private,
-            readers,
+            privacy: Privacy { private, readers },
         } => {
             let coord: RepoCoordinate = coordinate.parse()?;
             let id = id

@@ -224,6 +224,22 @@ fn write_checkpoint(dir: &Path, tuned: bool) -> TestResult {
     Ok(())
 }
 
+/// A foundation checkpoint in `dir`, committed and pushed by a new owner as `foundation`.
+async fn push_foundation(
+    dir: &Path,
+    net: &MemoryTransport,
+    options: PushOptions<'_>,
+) -> Result<(agigit::dag::ObjectId, RepoCoordinate, agigit::PushReport), Box<dyn std::error::Error>>
+{
+    let owner = Keys::generate();
+    write_checkpoint(dir, false)?;
+    let fm = Repository::init(dir)?;
+    let commit = fm.commit("foundation", owner.public_key().to_bytes())?;
+    let id = RepoId::new("foundation")?;
+    let report = fm.push(net, &owner, &id, "main", options).await?;
+    Ok((commit, RepoCoordinate::new(owner.public_key(), id), report))
+}
+
 #[tokio::test]
 async fn a_fork_stores_deltas_and_clones_bit_exact() -> TestResult {
     let (found, tune, reader_dir) = (
@@ -231,7 +247,7 @@ async fn a_fork_stores_deltas_and_clones_bit_exact() -> TestResult {
         Dir::new("remote-dsm"),
         Dir::new("remote-dsm-clone"),
     );
-    let (owner, tuner) = (Keys::generate(), Keys::generate());
+    let tuner = Keys::generate();
     let net = MemoryTransport::new(SERVERS);
     let code = Leopard::new(4, 10)?;
     let options = PushOptions {
@@ -240,12 +256,7 @@ async fn a_fork_stores_deltas_and_clones_bit_exact() -> TestResult {
         ..PushOptions::new(&code)
     };
     // The foundation, pushed by its owner.
-    write_checkpoint(&found.0, false)?;
-    let fm = Repository::init(&found.0)?;
-    let fm_commit = fm.commit("foundation", owner.public_key().to_bytes())?;
-    let fm_id = RepoId::new("foundation")?;
-    let fm_push = fm.push(&net, &owner, &fm_id, "main", options).await?;
-    let fm_coord = RepoCoordinate::new(owner.public_key(), fm_id);
+    let (fm_commit, fm_coord, fm_push) = push_foundation(&found.0, &net, options).await?;
 
     // The tuner clones it, forks, fine-tunes two layers and commits: deltas against the base.
     let dsm = Repository::init(&tune.0)?;
@@ -316,12 +327,7 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
         Dir::new("private-reader"),
         Dir::new("private-stranger"),
     );
-    let (owner, tuner, reader, stranger) = (
-        Keys::generate(),
-        Keys::generate(),
-        Keys::generate(),
-        Keys::generate(),
-    );
+    let (tuner, reader, stranger) = (Keys::generate(), Keys::generate(), Keys::generate());
     let net = MemoryTransport::new(SERVERS);
     let code = Leopard::new(4, 10)?;
     let public = PushOptions {
@@ -329,12 +335,7 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
         min_accepted: 3,
         ..PushOptions::new(&code)
     };
-    write_checkpoint(&found.0, false)?;
-    let fm = Repository::init(&found.0)?;
-    let fm_commit = fm.commit("foundation", owner.public_key().to_bytes())?;
-    let fm_id = RepoId::new("foundation")?;
-    fm.push(&net, &owner, &fm_id, "main", public).await?;
-    let fm_coord = RepoCoordinate::new(owner.public_key(), fm_id);
+    let (fm_commit, fm_coord, _) = push_foundation(&found.0, &net, public).await?;
 
     // The tuner's fork is private, readable by the tuner and one reader.
     let dsm = Repository::init(&tune.0)?;
