@@ -48,6 +48,8 @@ enum Command {
         /// A relay to fetch from (repeat for several; each also serves blobs).
         #[arg(long = "relay", required = true)]
         relays: Vec<String>,
+        #[command(flatten)]
+        parts: PartsArg,
     },
     /// Start a fine-tune: clone a foundation repository into DIR as a fork. Its commits store
     /// tensors as deltas against the foundation, and it pushes under its own id.
@@ -139,9 +141,14 @@ enum Command {
     Pull {
         /// The remote branch.
         branch: Option<String>,
+        #[command(flatten)]
+        parts: PartsArg,
     },
     /// Fetch the remote branch without touching local branches or files.
-    Fetch,
+    Fetch {
+        #[command(flatten)]
+        parts: PartsArg,
+    },
     /// Manage your Nostr key.
     Key {
         #[command(subcommand)]
@@ -175,6 +182,37 @@ enum RelayAction {
     },
     /// List relays and their roles.
     List,
+}
+
+/// Which parts to fetch.
+#[derive(Debug, clap::Args)]
+struct PartsArg {
+    /// Fetch only these parts (comma-separated: code, params, data/train, data/validation, or
+    /// all); a partial clone keeps its parts on later pulls unless given more.
+    #[arg(long, value_delimiter = ',', value_name = "PARTS")]
+    parts: Vec<String>,
+}
+
+impl PartsArg {
+    fn parse(&self) -> Result<Option<Vec<agigit::Part>>> {
+        if self.parts.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for name in &self.parts {
+            match name.as_str() {
+                "all" => out.extend(agigit::Part::ALL),
+                "train" => out.push(agigit::Part::Train),
+                "validation" => out.push(agigit::Part::Validation),
+                other => out.push(agigit::Part::from_name(other).ok_or_else(|| {
+                    Failure(format!(
+                        "unknown part {other:?}: use code, params, data/train, data/validation or all"
+                    ))
+                })?),
+            }
+        }
+        Ok(Some(out))
+    }
 }
 
 /// Whether a new repository is private, and its readers.
@@ -557,6 +595,7 @@ fn clone_into(
     relays: &[String],
     id: &str,
     json: bool,
+    parts: Option<&[agigit::Part]>,
     after: impl FnOnce(&Repository, &agigit::PullReport) -> Result<()>,
 ) -> Result<(Repository, agigit::PullReport)> {
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
@@ -596,6 +635,7 @@ fn clone_into(
         let options = agigit::FetchOptions {
             secret: secret.as_ref(),
             progress: Some(&bar),
+            parts,
             ..agigit::FetchOptions::default()
         };
         let report = rt.block_on(repo.pull(&net, coord, agigit::DEFAULT_BRANCH, options))?;
@@ -695,17 +735,20 @@ fn run(cli: &Cli) -> Result<()> {
             coordinate,
             dir,
             relays,
+            parts,
         } => {
             let coord: RepoCoordinate = coordinate.parse()?;
             let dir = dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(coord.id.as_str()));
+            let parts = parts.parse()?;
             let (_, report) = clone_into(
                 &coord,
                 &dir,
                 relays,
                 coord.id.as_str(),
                 json,
+                parts.as_deref(),
                 |repo, report| {
                     if let Some(envelope) = &report.envelope {
                         // A clone of a private repository stays private, for the same readers.
@@ -745,7 +788,7 @@ fn run(cli: &Cli) -> Result<()> {
                 .unwrap_or_else(|| format!("{}-fork", coord.id.as_str()));
             RepoId::new(id.clone()).map_err(|e| Failure(format!("repository id {id:?}: {e}")))?;
             let dir = dir.clone().unwrap_or_else(|| PathBuf::from(&id));
-            let (_, report) = clone_into(&coord, &dir, relays, &id, json, |repo, report| {
+            let (_, report) = clone_into(&coord, &dir, relays, &id, json, None, |repo, report| {
                 let tip = report
                     .tip
                     .ok_or_else(|| Failure("the foundation has no commits".into()))?;
@@ -1092,7 +1135,8 @@ fn run(cli: &Cli) -> Result<()> {
                 },
             );
         }
-        Command::Pull { .. } | Command::Fetch => {
+        Command::Pull { parts, .. } | Command::Fetch { parts } => {
+            let parts = parts.parse()?;
             let repo = open(cli)?;
             let config = load_config(&repo)?;
             let coordinate = match &config.remote {
@@ -1122,6 +1166,7 @@ fn run(cli: &Cli) -> Result<()> {
             let options = agigit::FetchOptions {
                 secret: secret.as_ref(),
                 progress: Some(&bar),
+                parts: parts.as_deref(),
                 ..agigit::FetchOptions::default()
             };
             let report = if matches!(cli.command, Command::Pull { .. }) {

@@ -184,6 +184,33 @@ async fn two_users_push_and_clone_with_a_relay_down() -> TestResult {
         b"some training text"
     );
 
+    // A partial clone: the code only; the training data stays on the relays.
+    let sparse = env.root.join("sparse");
+    let cloned: serde_json::Value = serde_json::from_str(&ok(&agigit(
+        &reader_home,
+        &env.root,
+        &[
+            "clone",
+            coordinate.as_str(),
+            sparse.to_str().ok_or("path")?,
+            "--relay",
+            relays[0].0.as_str(),
+            "--relay",
+            relays[1].0.as_str(),
+            "--parts",
+            "code",
+            "--json",
+        ],
+    )))?;
+    assert_eq!(cloned["packs"], 2, "{cloned}");
+    assert!(sparse.join("config.json").exists());
+    assert!(!sparse.join("data/train/a.txt").exists());
+    ok(&agigit(&reader_home, &sparse, &["pull", "--parts", "all"]));
+    assert_eq!(
+        std::fs::read(sparse.join("data/train/a.txt"))?,
+        b"some training text"
+    );
+
     // A clone from only the dead relay fails and leaves nothing behind.
     let nowhere = env.root.join("nowhere");
     let out = agigit(

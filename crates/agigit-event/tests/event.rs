@@ -443,15 +443,25 @@ fn arb_commit() -> impl Strategy<Value = CommitEvent> {
         prop::collection::btree_set(any::<[u8; 32]>(), 0..4),
         prop::option::of("[a-z0-9-]{1,20}"),
         prop::collection::vec(any::<u8>(), 0..400),
+        prop::collection::vec(prop::option::of("[a-z0-9/_-]{1,64}"), 4),
     )
         .prop_map(
-            |(repo, commit, parents, packs, encryption, payload)| CommitEvent {
-                repo,
-                commit: commit.into(),
-                parents: parents.into_iter().map(ObjectId::from).collect(),
-                packs: packs.into_iter().map(BlobHash::from).collect(),
-                encryption,
-                payload,
+            |(repo, commit, parents, packs, encryption, payload, labels)| {
+                let packs: Vec<BlobHash> = packs.into_iter().map(BlobHash::from).collect();
+                let pack_parts = packs
+                    .iter()
+                    .zip(labels)
+                    .filter_map(|(p, l)| l.map(|l| (*p, l)))
+                    .collect();
+                CommitEvent {
+                    repo,
+                    commit: commit.into(),
+                    parents: parents.into_iter().map(ObjectId::from).collect(),
+                    packs,
+                    pack_parts,
+                    encryption,
+                    payload,
+                }
             },
         )
 }
@@ -773,12 +783,25 @@ fn commit_parser_rejects_malformed_events() {
     let a: &[&str] = &["a", &coord];
     let c: &[&str] = &["commit", &id];
     let p: &[&str] = &["parent", &id];
+    let pack: &[&str] = &["pack", &id];
+    let part_code: &[&str] = &["part", &id, "code"];
+    let part_params: &[&str] = &["part", &id, "params"];
+    let part_bad: &[&str] = &["part", &id, "Code!"];
+    let part_bare: &[&str] = &["part", &id];
     let cases: Vec<(&str, Vec<&[&str]>, &str)> = vec![
         ("missing a", vec![c], ""),
         ("missing commit", vec![a], ""),
         ("two commits", vec![a, c, c], ""),
         ("duplicate parent", vec![a, c, p, p], ""),
         ("bad pack hash", vec![a, c, &["pack", "zz"]], ""),
+        ("part of no pack", vec![a, c, part_code], ""),
+        ("part without label", vec![a, c, pack, part_bare], ""),
+        ("part with a bad label", vec![a, c, pack, part_bad], ""),
+        (
+            "two parts for one pack",
+            vec![a, c, pack, part_code, part_params],
+            "",
+        ),
         ("empty encryption", vec![a, c, &["encryption", ""]], ""),
         ("content not base64", vec![a, c], "not base64!"),
         ("unpadded base64", vec![a, c], "YWJj" /* ok */),
@@ -1072,6 +1095,7 @@ fn parents_keep_their_order() -> TestResult {
         commit: ObjectId::digest(b"c"),
         parents: parents.clone(),
         packs: vec![],
+        pack_parts: BTreeMap::new(),
         encryption: None,
         payload: b"canonical commit bytes".to_vec(),
     };

@@ -178,7 +178,7 @@ impl Repository {
     ) -> Result<BTreeMap<String, BTreeMap<String, ObjectId>>, Error> {
         let base_tree = self.store().find_commit(&base.commit)?.tree;
         let mut layouts = BTreeMap::new();
-        for (rel, source) in worktree::files(self.store(), &base_tree)? {
+        for (rel, source) in self.tree_files(&base_tree)? {
             if let worktree::FileSource::Safetensors(t) = source {
                 let layout = worktree::safetensors_layout(self.store(), &t)?;
                 layouts.insert(rel, layout.tensors.into_iter().collect());
@@ -308,7 +308,7 @@ impl Repository {
 
     /// Moves the current branch (or `HEAD`) from `old` to `new` and updates the files.
     fn advance(&self, old: ObjectId, new: ObjectId) -> Result<(), Error> {
-        let previous = worktree::files(self.store(), &self.store().find_commit(&old)?.tree)?;
+        let previous = self.tree_files(&self.store().find_commit(&old)?.tree)?;
         let key = match self.current_branch()? {
             Some(b) => RefKey::Name(b),
             None => RefKey::Head,

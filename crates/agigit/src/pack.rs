@@ -9,6 +9,8 @@ use std::collections::HashSet;
 use agigit_dag::object::{Limits, parse_header};
 use agigit_dag::{EntryMode, FindExt, Kind, ObjectId, Write};
 
+use crate::worktree::Part;
+
 use crate::error::Error;
 
 /// The pack magic.
@@ -28,21 +30,88 @@ pub fn objects_between<S: FindExt + ?Sized>(
 ) -> Result<Vec<(Kind, ObjectId)>, Error> {
     let mut known = HashSet::new();
     let mut ignore = Vec::new();
-    walk(store, have, &mut known, &mut ignore)?;
+    walk(store, commits(have), &mut known, &mut ignore, true)?;
     let mut out = Vec::new();
-    walk(store, tips, &mut known, &mut out)?;
+    walk(store, commits(tips), &mut known, &mut out, false)?;
     Ok(out)
 }
 
-fn walk<S: FindExt + ?Sized>(
+/// Objects of one part (`None`: the commits and the trees above the parts), as a push sends them.
+pub type PartGroup = (Option<Part>, Vec<(Kind, ObjectId)>);
+
+/// [`objects_between`], grouped so that a reader can fetch some parts only: first the commits and
+/// the trees above the parts (`None`), then each part's objects (`Some(part)`), each object once.
+/// Empty groups are left out.
+///
+/// # Errors
+/// As [`objects_between`].
+pub fn objects_by_part<S: FindExt + ?Sized>(
     store: &S,
     tips: &[ObjectId],
+    have: &[ObjectId],
+) -> Result<Vec<PartGroup>, Error> {
+    use agigit_dag::model::{DATA, ModelParts};
+    let mut known = HashSet::new();
+    let mut ignore = Vec::new();
+    walk(store, commits(have), &mut known, &mut ignore, true)?;
+    // The commits, and above each part the model tree and the data tree.
+    let mut meta = Vec::new();
+    let mut history = Vec::new();
+    let mut stack: Vec<ObjectId> = tips.to_vec();
+    while let Some(id) = stack.pop() {
+        if !known.insert(id) {
+            continue;
+        }
+        let commit = store.find_commit(&id)?;
+        meta.push((Kind::Commit, id));
+        history.push(commit.tree);
+        stack.extend(commit.parents);
+    }
+    let mut parts: Vec<(Part, Vec<(Kind, ObjectId)>)> =
+        Part::ALL.into_iter().map(|p| (p, Vec::new())).collect();
+    for model in history {
+        if known.insert(model) {
+            meta.push((Kind::Tree, model));
+        }
+        if let Some(data) = store.find_tree(&model)?.get(DATA)
+            && data.mode == EntryMode::Tree
+            && known.insert(data.id)
+        {
+            meta.push((Kind::Tree, data.id));
+        }
+        let model_parts = ModelParts::read(store, &model)?;
+        for (part, out) in &mut parts {
+            if let Some(tree) = part.get(&model_parts) {
+                walk(store, vec![(Kind::Tree, tree)], &mut known, out, false)?;
+            }
+        }
+    }
+    let mut groups = vec![(None, meta)];
+    groups.extend(parts.into_iter().map(|(p, objects)| (Some(p), objects)));
+    groups.retain(|(_, objects)| !objects.is_empty());
+    Ok(groups)
+}
+
+fn commits(ids: &[ObjectId]) -> Vec<(Kind, ObjectId)> {
+    ids.iter().map(|id| (Kind::Commit, *id)).collect()
+}
+
+/// Walks from `roots`, adding every object not yet `seen` to `out`. With `partial`, an object
+/// that is not in the store ends the walk there (what a partial clone lacks is on the remote);
+/// without, it is an error.
+fn walk<S: FindExt + ?Sized>(
+    store: &S,
+    roots: Vec<(Kind, ObjectId)>,
     seen: &mut HashSet<ObjectId>,
     out: &mut Vec<(Kind, ObjectId)>,
+    partial: bool,
 ) -> Result<(), Error> {
-    let mut stack: Vec<(Kind, ObjectId)> = tips.iter().map(|t| (Kind::Commit, *t)).collect();
+    let mut stack = roots;
     while let Some((kind, id)) = stack.pop() {
         if !seen.insert(id) {
+            continue;
+        }
+        if partial && !store.contains(&id)? {
             continue;
         }
         out.push((kind, id));

@@ -34,6 +34,7 @@ use crate::error::Error;
 use crate::pack;
 use crate::private::{PrivateKeys, SCHEME, Sealed};
 use crate::repo::Repository;
+use crate::worktree::Part;
 
 /// Transfers in flight at once when none is chosen.
 pub const DEFAULT_PARALLEL: usize = 16;
@@ -108,6 +109,10 @@ pub struct FetchOptions<'a> {
     pub parallel: usize,
     /// Where to report progress.
     pub progress: Option<&'a dyn Progress>,
+    /// Fetch only these parts (a partial clone: see [`Repository::parts`]); `None` keeps what the
+    /// repository holds (everything, for a full one). A repository can widen its parts, not
+    /// drop some.
+    pub parts: Option<&'a [Part]>,
 }
 
 impl std::fmt::Debug for FetchOptions<'_> {
@@ -115,6 +120,7 @@ impl std::fmt::Debug for FetchOptions<'_> {
         f.debug_struct("FetchOptions")
             .field("secret", &self.secret.is_some())
             .field("parallel", &self.parallel)
+            .field("parts", &self.parts)
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +131,7 @@ impl Default for FetchOptions<'_> {
             secret: None,
             parallel: DEFAULT_PARALLEL,
             progress: None,
+            parts: None,
         }
     }
 }
@@ -295,6 +302,26 @@ struct Listed {
     id: ObjectId,
     published: ObjectId,
     packs: Vec<BlobHash>,
+    /// What the labelled packs hold.
+    parts: BTreeMap<BlobHash, String>,
+}
+
+/// Which packs a fetch wants: those of new commits in the parts `wanted`; and, for commits
+/// already local, those of the parts `wanted` that the repository does not hold yet.
+struct Want {
+    wanted: BTreeSet<Part>,
+    held: BTreeSet<Part>,
+}
+
+impl Want {
+    fn wants(&self, commit_is_local: bool, label: Option<&String>) -> bool {
+        // An unlabelled pack, or one labelled with a part this build does not know, holds what
+        // every checkout needs.
+        let Some(part) = label.and_then(|l| Part::from_name(l)) else {
+            return !commit_is_local;
+        };
+        self.wanted.contains(&part) && (!commit_is_local || !self.held.contains(&part))
+    }
 }
 
 impl Repository {
@@ -400,33 +427,104 @@ impl Repository {
         if let Some(base) = self.fork_base()? {
             have.push(base.commit);
         }
-        let objects = pack::objects_between(store, &[tip], &have)?;
-        let new_commits: Vec<ObjectId> = objects
+        // One pack per part (and one for the commits and the trees above the parts), so that a
+        // reader can fetch only the parts it wants.
+        let groups = pack::objects_by_part(store, &[tip], &have)?;
+        let new_commits: Vec<ObjectId> = groups
             .iter()
+            .filter(|(part, _)| part.is_none())
+            .flat_map(|(_, objects)| objects.iter())
             .filter(|(k, _)| *k == agigit_dag::Kind::Commit)
             .map(|(_, id)| *id)
             .collect();
+        let servers = transport.push_servers();
+        if servers.is_empty() {
+            return Err(net(NetError::NoServers { role: "push" }));
+        }
+        let mut packs = Vec::new();
+        let mut pack_parts = BTreeMap::new();
+        for (part, objects) in &groups {
+            let manifest = self
+                .send_pack(transport, &servers, objects, options, &mut report)
+                .await?;
+            packs.push(manifest);
+            if let Some(part) = part {
+                pack_parts.insert(manifest, part.name().to_owned());
+            }
+        }
+        report.manifest = packs.first().copied();
+
+        // 3. Commit events, oldest first; 4. the state event.
+        // Newer than the state it replaces, even within the same second.
+        let now = after(current.as_ref());
+        for id in new_commits.iter().rev() {
+            let commit = store.find_commit(id)?;
+            let mut buf = Vec::new();
+            let body = store.find(id, &mut buf)?.data.to_vec();
+            let published = publish_name(id);
+            let payload = match keys {
+                Some(k) => k.seal(Sealed::Commit(&published), &body)?,
+                None => body,
+            };
+            let event = CommitEvent {
+                repo: coordinate.clone(),
+                commit: published,
+                parents: commit.parents.iter().map(publish_name).collect(),
+                packs: packs.clone(),
+                pack_parts: pack_parts.clone(),
+                encryption: keys.map(|_| SCHEME.to_owned()),
+                payload,
+            };
+            let signed =
+                Signed::sign(event, signer, now).map_err(|e| Error::Invalid(e.to_string()))?;
+            transport
+                .publish(signed.event(), options.min_accepted)
+                .await
+                .map_err(net)?;
+        }
+        publish_state(
+            transport,
+            signer,
+            current.as_ref(),
+            repo_id,
+            (name, publish_name(&tip)),
+            keys,
+            options.min_accepted,
+        )
+        .await?;
+        self.set_ref(tracking, tip)?;
+        Ok(report)
+    }
+
+    /// Sends one pack of `objects`: written to a temporary file (sealed when private), cut into
+    /// segments, each erasure-coded and its shards uploaded by placement; then the manifest (sealed
+    /// when private) on every server. Returns the manifest's blob hash.
+    async fn send_pack(
+        &self,
+        transport: &dyn Transport,
+        servers: &[String],
+        objects: &[(agigit_dag::Kind, ObjectId)],
+        options: PushOptions<'_>,
+        report: &mut PushReport,
+    ) -> Result<BlobHash, Error> {
+        let (store, keys) = (self.store(), options.keys);
         // The pack goes to a temporary file (sealed on the way when private), so memory holds
         // one object while it is written and a few segments while it is sent.
         let pack_file = TempFile::new(self, "push")?;
         let pack_len = pack_file.write_with(|out| match keys {
             Some(k) => {
                 let mut sealer = k.sealing_writer(Sealed::Pack, out)?;
-                pack::write_pack_to(store, &objects, &mut sealer)?;
+                pack::write_pack_to(store, objects, &mut sealer)?;
                 sealer.finish().map_err(Error::io(&pack_file.path))?;
                 Ok(())
             }
-            None => pack::write_pack_to(store, &objects, out).map(|_| ()),
+            None => pack::write_pack_to(store, objects, out).map(|_| ()),
         })?;
-        report.objects = objects.len();
-        report.pack_bytes = pack_len;
+        report.objects += objects.len();
+        report.pack_bytes += pack_len;
 
         // 1. Shards: a few segments at a time, read, coded and sent; each shard to the server
         //    the placement names, to the next one that works when that one fails.
-        let servers = transport.push_servers();
-        if servers.is_empty() {
-            return Err(net(NetError::NoServers { role: "push" }));
-        }
         let segment_size = options.segment_size;
         if segment_size == 0 || segment_size as u64 > agigit_shard::MAX_SEGMENT_SIZE {
             return Err(Error::Invalid(format!(
@@ -445,7 +543,7 @@ impl Repository {
         }
         let uploader = ShardUpload {
             transport,
-            servers: &servers,
+            servers,
             progress,
         };
         let (code, placement, path) = (options.code, &placement, &pack_file.path);
@@ -546,47 +644,7 @@ impl Repository {
                 errors.join("; ")
             )));
         }
-        report.manifest = Some(manifest_hash);
-
-        // 3. Commit events, oldest first; 4. the state event.
-        // Newer than the state it replaces, even within the same second.
-        let now = after(current.as_ref());
-        for id in new_commits.iter().rev() {
-            let commit = store.find_commit(id)?;
-            let mut buf = Vec::new();
-            let body = store.find(id, &mut buf)?.data.to_vec();
-            let published = publish_name(id);
-            let payload = match keys {
-                Some(k) => k.seal(Sealed::Commit(&published), &body)?,
-                None => body,
-            };
-            let event = CommitEvent {
-                repo: coordinate.clone(),
-                commit: published,
-                parents: commit.parents.iter().map(publish_name).collect(),
-                packs: vec![manifest_hash],
-                encryption: keys.map(|_| SCHEME.to_owned()),
-                payload,
-            };
-            let signed =
-                Signed::sign(event, signer, now).map_err(|e| Error::Invalid(e.to_string()))?;
-            transport
-                .publish(signed.event(), options.min_accepted)
-                .await
-                .map_err(net)?;
-        }
-        publish_state(
-            transport,
-            signer,
-            current.as_ref(),
-            repo_id,
-            (name, publish_name(&tip)),
-            keys,
-            options.min_accepted,
-        )
-        .await?;
-        self.set_ref(tracking, tip)?;
-        Ok(report)
+        Ok(manifest_hash)
     }
 
     /// Points `name` at `id`, whatever it held.
@@ -614,20 +672,34 @@ impl Repository {
         branch: &str,
         options: FetchOptions<'_>,
     ) -> Result<PullReport, Error> {
+        let before = self.parts()?;
         let report = self.fetch(transport, repo, branch, options).await?;
         let Some(tip) = report.tip else {
             return Ok(report);
         };
-        self.fast_forward(branch, tip)?;
+        self.fast_forward(branch, tip, before.as_ref())?;
         Ok(report)
     }
 
-    /// Moves `branch` forward to `tip` (and the files, when it is checked out).
-    fn fast_forward(&self, branch: &str, tip: ObjectId) -> Result<(), Error> {
+    /// Moves `branch` forward to `tip` (and the files, when it is checked out); `before` is the
+    /// parts held before the fetch, whose files are already checked out.
+    fn fast_forward(
+        &self,
+        branch: &str,
+        tip: ObjectId,
+        before: Option<&BTreeSet<Part>>,
+    ) -> Result<(), Error> {
         let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
         let local = self.refs().resolve(&RefKey::Name(name.clone()))?;
+        let checked_out = self.current_branch()? == Some(name.clone());
         if let Some(l) = local {
             if l == tip || is_ancestor(self.store(), &tip, &l).unwrap_or(false) {
+                // A partial clone that now holds more parts: check out their files.
+                if checked_out && self.parts()?.as_ref() != before {
+                    let tree = self.store().find_commit(&l)?.tree;
+                    let previous = crate::worktree::files_in(self.store(), &tree, before)?;
+                    self.materialize(&l, self.root(), &previous)?;
+                }
                 return Ok(());
             }
             if !is_ancestor(self.store(), &l, &tip).map_err(|e| Error::Invalid(e.to_string()))? {
@@ -642,12 +714,13 @@ impl Repository {
         {
             self.set_fork_base(&base.repo, base.commit)?;
         }
-        let checked_out = self.current_branch()? == Some(name.clone());
         if checked_out {
             let previous = match local {
-                Some(l) => {
-                    crate::worktree::files(self.store(), &self.store().find_commit(&l)?.tree)?
-                }
+                Some(l) => crate::worktree::files_in(
+                    self.store(),
+                    &self.store().find_commit(&l)?.tree,
+                    before,
+                )?,
                 None => BTreeMap::new(),
             };
             self.materialize(&tip, self.root(), &previous)?;
@@ -687,9 +760,28 @@ impl Repository {
             envelope: state.body().keys.clone(),
             ..PullReport::default()
         };
+        let held: BTreeSet<Part> = self
+            .parts()?
+            .unwrap_or_else(|| Part::ALL.into_iter().collect());
+        let want = Want {
+            wanted: match options.parts {
+                Some(parts) => {
+                    let wanted: BTreeSet<Part> = parts.iter().copied().collect();
+                    if self.head()?.is_some() && !wanted.is_superset(&held) {
+                        return Err(Error::Invalid(
+                            "a repository can fetch more parts, not drop some it holds: clone again with the parts you want".to_owned(),
+                        ));
+                    }
+                    wanted
+                }
+                None => held.clone(),
+            },
+            held,
+        };
+        let widening = !want.held.is_superset(&want.wanted);
         let tip = match &keys {
             // Public: the state names the commit, and nothing is fetched when it is local.
-            None if self.store().contains(&published_tip)? => published_tip,
+            None if !widening && self.store().contains(&published_tip)? => published_tip,
             _ => {
                 let listed = self.list_commits(transport, repo, keys.as_ref()).await?;
                 let tip = match &keys {
@@ -704,8 +796,15 @@ impl Repository {
                             ))
                         })?,
                 };
-                self.fetch_packs(transport, &listed, keys.as_ref(), options, &mut report)
-                    .await?;
+                self.fetch_packs(
+                    transport,
+                    &listed,
+                    keys.as_ref(),
+                    &want,
+                    options,
+                    &mut report,
+                )
+                .await?;
                 tip
             }
         };
@@ -733,8 +832,15 @@ impl Repository {
                 let listed = self
                     .list_commits(transport, &coordinate, base_keys.as_ref())
                     .await?;
-                self.fetch_packs(transport, &listed, base_keys.as_ref(), options, &mut report)
-                    .await?;
+                self.fetch_packs(
+                    transport,
+                    &listed,
+                    base_keys.as_ref(),
+                    &want,
+                    options,
+                    &mut report,
+                )
+                .await?;
             }
         }
         if !missing.is_empty() {
@@ -745,6 +851,7 @@ impl Repository {
                 )));
             }
         }
+        self.set_parts(Some(&want.wanted))?;
         let tracking =
             RefName::remote("origin", branch).map_err(|e| Error::Invalid(e.to_string()))?;
         self.set_ref(tracking, tip)?;
@@ -843,27 +950,27 @@ impl Repository {
                 id,
                 published: body.commit,
                 packs: body.packs.clone(),
+                parts: body.pack_parts.clone(),
             });
         }
         Ok(listed)
     }
 
-    /// Fetches every pack of `listed` holding commits the local store lacks.
+    /// Fetches the packs of `listed` that `want` asks for.
     async fn fetch_packs(
         &self,
         transport: &dyn Transport,
         listed: &[Listed],
         keys: Option<&PrivateKeys>,
+        want: &Want,
         options: FetchOptions<'_>,
         report: &mut PullReport,
     ) -> Result<(), Error> {
         let mut packs: Vec<BlobHash> = Vec::new();
         for l in listed {
-            if self.store().contains(&l.id)? {
-                continue;
-            }
+            let local = self.store().contains(&l.id)?;
             for p in &l.packs {
-                if !packs.contains(p) {
+                if want.wants(local, l.parts.get(p)) && !packs.contains(p) {
                     packs.push(*p);
                 }
             }

@@ -1,9 +1,10 @@
 //! [`Repository`]: a model directory with its history in `.agigit/`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use agigit_dag::model::ModelParts;
 use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
 use agigit_dag::{Commit, FindExt, ForkBase, FsRefs, FsStore, ObjectId, Order, WriteExt};
 use agigit_delta::DType;
@@ -11,7 +12,7 @@ use agigit_delta::codec::output_digest;
 
 use crate::error::Error;
 use crate::private::PrivateKeys;
-use crate::worktree::{self, DOT_DIR, FileSource};
+use crate::worktree::{self, DOT_DIR, FileSource, Part};
 
 /// The branch a new repository starts on.
 pub const DEFAULT_BRANCH: &str = "main";
@@ -46,6 +47,15 @@ pub struct CheckoutReport {
     pub removed: usize,
     /// Bytes written.
     pub bytes: u64,
+}
+
+/// A file placed in a part that a partial clone does not hold.
+fn absent_part(part: Part, file: Option<&str>) -> Error {
+    Error::Invalid(format!(
+        "this is a partial clone without {}{}: fetch that part (`agigit pull --parts all`) before changing it",
+        part.name(),
+        file.map(|f| format!(" (found {f})")).unwrap_or_default()
+    ))
 }
 
 pub(crate) fn now() -> i64 {
@@ -223,6 +233,56 @@ impl Repository {
         })
     }
 
+    /// The parts this repository holds: `None` for all of them; a set for a partial clone
+    /// (fetched with [`FetchOptions::parts`](crate::FetchOptions::parts)), whose other parts are
+    /// neither checked out nor committed: commits keep `HEAD`'s version of them.
+    ///
+    /// # Errors
+    /// I/O errors; [`Error::Corrupt`] for a malformed `.agigit/parts`.
+    pub fn parts(&self) -> Result<Option<BTreeSet<Part>>, Error> {
+        let path = self.root.join(DOT_DIR).join("parts");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path)(e)),
+        };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                Part::from_name(l.trim()).ok_or_else(|| {
+                    Error::Corrupt(format!("{}: unknown part {l:?}", path.display()))
+                })
+            })
+            .collect::<Result<BTreeSet<_>, _>>()
+            .map(Some)
+    }
+
+    /// Records the parts this repository holds (`None`: all).
+    pub(crate) fn set_parts(&self, parts: Option<&BTreeSet<Part>>) -> Result<(), Error> {
+        let path = self.root.join(DOT_DIR).join("parts");
+        match parts {
+            Some(p) if p.len() < Part::ALL.len() => {
+                let text: String = p.iter().map(|p| format!("{}\n", p.name())).collect();
+                worktree::write_atomic(&path, false, |f| {
+                    f.write_all(text.as_bytes()).map_err(Error::io(&path))
+                })
+            }
+            _ => match std::fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io(&path)(e)),
+            },
+        }
+    }
+
+    /// The files of model tree `tree` in the parts this repository holds.
+    pub(crate) fn tree_files(
+        &self,
+        tree: &ObjectId,
+    ) -> Result<BTreeMap<String, FileSource>, Error> {
+        worktree::files_in(&self.store, tree, self.parts()?.as_ref())
+    }
+
     /// Whether this repository is private (it has a key envelope in `.agigit/keys`).
     ///
     /// # Errors
@@ -285,6 +345,14 @@ impl Repository {
         author: [u8; 32],
         codec: &dyn agigit_delta::DeltaCodec,
     ) -> Result<(ObjectId, worktree::DeltaStats), Error> {
+        if let Some(held) = self.parts()? {
+            for rel in worktree::list_files(&self.root)? {
+                let part = worktree::classify(&rel).0;
+                if !held.contains(&part) {
+                    return Err(absent_part(part, Some(&rel)));
+                }
+            }
+        }
         let fork = self.fork_base()?;
         let tree = match &fork {
             None => worktree::snapshot(&self.store, &self.root)?,
@@ -316,6 +384,7 @@ impl Repository {
         base: Option<ForkBase>,
     ) -> Result<ObjectId, Error> {
         let parent = self.head()?;
+        let tree = self.keep_absent_parts(tree, parent)?;
         if let Some(p) = parent
             && self.store.find_commit(&p)?.tree == tree
         {
@@ -333,6 +402,30 @@ impl Repository {
         let id = self.store.write_commit(&commit)?;
         self.move_head(parent, id)?;
         Ok(id)
+    }
+
+    /// In a partial clone, a snapshot of the working directory has nothing in the parts it lacks:
+    /// take those from `parent`. A file placed in such a part is refused rather than dropped.
+    fn keep_absent_parts(
+        &self,
+        tree: ObjectId,
+        parent: Option<ObjectId>,
+    ) -> Result<ObjectId, Error> {
+        let Some(held) = self.parts()? else {
+            return Ok(tree);
+        };
+        let mut parts = ModelParts::read(&self.store, &tree)?;
+        let before = match parent {
+            Some(p) => ModelParts::read(&self.store, &self.store.find_commit(&p)?.tree)?,
+            None => ModelParts::default(),
+        };
+        for part in Part::ALL.into_iter().filter(|p| !held.contains(p)) {
+            if part.get(&parts).is_some() {
+                return Err(absent_part(part, None));
+            }
+            part.set(&mut parts, part.get(&before));
+        }
+        Ok(parts.write(&self.store)?)
     }
 
     /// Moves the current branch (or detached `HEAD`) from `old` to `new`, atomically.
@@ -396,11 +489,20 @@ impl Repository {
     /// I/O and store errors; a malformed safetensors file.
     pub fn status(&self) -> Result<BTreeMap<String, Change>, Error> {
         let tracked = match self.head()? {
-            Some(h) => worktree::files(&self.store, &self.store.find_commit(&h)?.tree)?,
+            Some(h) => self.tree_files(&self.store.find_commit(&h)?.tree)?,
             None => BTreeMap::new(),
         };
         let mut out = BTreeMap::new();
-        let present = worktree::list_files(&self.root)?;
+        // In a partial clone, files of the parts it lacks are not tracked here.
+        let parts = self.parts()?;
+        let present: Vec<String> = worktree::list_files(&self.root)?
+            .into_iter()
+            .filter(|rel| {
+                parts
+                    .as_ref()
+                    .is_none_or(|p| p.contains(&worktree::classify(rel).0))
+            })
+            .collect();
         for rel in &present {
             match tracked.get(rel) {
                 None => {
@@ -479,7 +581,7 @@ impl Repository {
             }
         }
         let old = match self.head()? {
-            Some(h) => worktree::files(&self.store, &self.store.find_commit(&h)?.tree)?,
+            Some(h) => self.tree_files(&self.store.find_commit(&h)?.tree)?,
             None => BTreeMap::new(),
         };
         let report = self.materialize(&target, &self.root, &old)?;
@@ -511,7 +613,7 @@ impl Repository {
         previous: &BTreeMap<String, FileSource>,
     ) -> Result<CheckoutReport, Error> {
         let tree = self.store.find_commit(commit)?.tree;
-        let files = worktree::files(&self.store, &tree)?;
+        let files = self.tree_files(&tree)?;
         let mut report = CheckoutReport::default();
         for (rel, source) in &files {
             let path = dir.join(rel);

@@ -11,7 +11,7 @@
 //! offsets' order, so the file comes back bit for bit while each tensor is versioned (and can be
 //! stored as a delta) on its own. Memory stays bounded by one segment, whatever the file's size.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
@@ -112,7 +112,12 @@ impl Part {
         }
     }
 
-    fn get(self, parts: &ModelParts) -> Option<ObjectId> {
+    /// The part `name` (as [`name`](Self::name) prints it).
+    pub fn from_name(name: &str) -> Option<Part> {
+        Part::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    pub(crate) fn get(self, parts: &ModelParts) -> Option<ObjectId> {
         match self {
             Part::Code => parts.code,
             Part::Params => parts.params,
@@ -121,7 +126,7 @@ impl Part {
         }
     }
 
-    fn set(self, parts: &mut ModelParts, id: Option<ObjectId>) {
+    pub(crate) fn set(self, parts: &mut ModelParts, id: Option<ObjectId>) {
         match self {
             Part::Code => parts.code = id,
             Part::Params => parts.params = id,
@@ -470,9 +475,24 @@ pub fn files<S: FindExt + ?Sized>(
     store: &S,
     model: &ObjectId,
 ) -> Result<BTreeMap<String, FileSource>, Error> {
+    files_in(store, model, None)
+}
+
+/// The files of `model` in the parts `only` (all parts when `None`), by working-directory path.
+///
+/// # Errors
+/// As [`files`].
+pub fn files_in<S: FindExt + ?Sized>(
+    store: &S,
+    model: &ObjectId,
+    only: Option<&BTreeSet<Part>>,
+) -> Result<BTreeMap<String, FileSource>, Error> {
     let parts = ModelParts::read(store, model)?;
     let mut out = BTreeMap::new();
     for part in Part::ALL {
+        if only.is_some_and(|o| !o.contains(&part)) {
+            continue;
+        }
         if let Some(tree) = part.get(&parts) {
             walk(store, &tree, "", part, &mut out)?;
         }

@@ -83,7 +83,8 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     let pulled = reader
         .pull(&net, &coordinate, "main", FetchOptions::default())
         .await?;
-    assert_eq!(pulled.packs, 1);
+    // One pack per part pushed (code, data/train) and one for the commits and top trees.
+    assert_eq!(pulled.packs, 3);
     assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
     assert!(reader.status()?.is_empty());
 
@@ -112,7 +113,10 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     let again = reader
         .pull(&net, &coordinate, "main", FetchOptions::default())
         .await?;
-    assert_eq!(again.packs, 1, "only the new pack");
+    assert_eq!(
+        again.packs, 2,
+        "only the new packs: commits and code (data/train is unchanged)"
+    );
     assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
     assert_eq!(
         reader
@@ -304,7 +308,8 @@ async fn a_fork_stores_deltas_and_clones_bit_exact() -> TestResult {
             FetchOptions::default(),
         )
         .await?;
-    assert_eq!(pulled.packs, 2, "the fork's pack and the foundation's");
+    // The fork's commits and its params; the foundation's commits, code and params.
+    assert_eq!(pulled.packs, 5, "{pulled:?}");
     assert_eq!(tree_bytes(&reader_dir.0), tree_bytes(&tune.0));
     assert!(reader.status()?.is_empty());
     assert_eq!(reader.fork_base()?.map(|b| b.commit), Some(fm_commit));
@@ -492,5 +497,110 @@ async fn pushing_to_a_second_repository_sends_everything_it_lacks() -> TestResul
         )
         .await?;
     assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_partial_clone_fetches_only_its_parts_commits_and_widens() -> TestResult {
+    use agigit::Part;
+    let (origin, partial, full) = (
+        Dir::new("partial-origin"),
+        Dir::new("partial-clone"),
+        Dir::new("partial-full"),
+    );
+    write_checkpoint(&origin.0, false)?;
+    std::fs::create_dir_all(origin.0.join("data/train"))?;
+    std::fs::write(origin.0.join("data/train/corpus.txt"), b"training text")?;
+    let keys = Keys::generate();
+    let repo = Repository::init(&origin.0)?;
+    repo.commit("model", keys.public_key().to_bytes())?;
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(4, 10)?;
+    let options = PushOptions {
+        segment_size: 64 << 10,
+        ..PushOptions::new(&code)
+    };
+    let id = RepoId::new("parts")?;
+    repo.push(&net, &keys, &id, "main", options).await?;
+    let coordinate = RepoCoordinate::new(keys.public_key(), id.clone());
+
+    // Code only: the commits and the code pack, nothing else on disk.
+    let clone = Repository::init(&partial.0)?;
+    let code_only = [Part::Code];
+    let pulled = clone
+        .pull(
+            &net,
+            &coordinate,
+            "main",
+            FetchOptions {
+                parts: Some(&code_only),
+                ..FetchOptions::default()
+            },
+        )
+        .await?;
+    assert_eq!(pulled.packs, 2, "{pulled:?}");
+    assert_eq!(agigit::worktree::list_files(&partial.0)?, ["config.json"]);
+    assert_eq!(clone.parts()?, Some(code_only.into_iter().collect()));
+    assert!(clone.status()?.is_empty());
+
+    // A commit there keeps the parameters and data it never fetched; a file in a part it lacks
+    // is refused.
+    std::fs::write(partial.0.join("config.json"), b"{\"layers\": 3}")?;
+    std::fs::write(partial.0.join("extra.safetensors"), b"")?;
+    match clone.commit("no", keys.public_key().to_bytes()) {
+        Err(Error::Invalid(m)) => assert!(m.contains("partial clone"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_file(partial.0.join("extra.safetensors"))?;
+    clone.commit("three layers", keys.public_key().to_bytes())?;
+    let pushed = clone.push(&net, &keys, &id, "main", options).await?;
+    assert!(
+        pushed.objects <= 4,
+        "only the new commit, trees and file: {pushed:?}"
+    );
+
+    // A full clone gets the new code and the untouched parameters and data, bit for bit.
+    let everything = Repository::init(&full.0)?;
+    everything
+        .pull(&net, &coordinate, "main", FetchOptions::default())
+        .await?;
+    std::fs::write(origin.0.join("config.json"), b"{\"layers\": 3}")?;
+    assert_eq!(tree_bytes(&full.0), tree_bytes(&origin.0));
+
+    // The partial clone widens to the parameters: only their pack comes, and the file appears.
+    let more = [Part::Code, Part::Params];
+    let widened = clone
+        .pull(
+            &net,
+            &coordinate,
+            "main",
+            FetchOptions {
+                parts: Some(&more),
+                ..FetchOptions::default()
+            },
+        )
+        .await?;
+    assert_eq!(widened.packs, 1, "{widened:?}");
+    assert_eq!(
+        std::fs::read(partial.0.join("model.safetensors"))?,
+        std::fs::read(origin.0.join("model.safetensors"))?
+    );
+    assert!(!partial.0.join("data/train/corpus.txt").exists());
+    assert!(clone.status()?.is_empty());
+    // Dropping a part it holds is refused.
+    assert!(matches!(
+        clone
+            .pull(
+                &net,
+                &coordinate,
+                "main",
+                FetchOptions {
+                    parts: Some(&code_only),
+                    ..FetchOptions::default()
+                },
+            )
+            .await,
+        Err(Error::Invalid(_))
+    ));
     Ok(())
 }
