@@ -241,7 +241,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     let pushed = fm.push(&owner_net, &owner, &fm_id, "main", options).await?;
     let push_time = t.elapsed();
     println!(
-        "  push: {} objects, {:.1} MB pack → {} shards on {RELAYS} relays in {:.1?} ({:.0} MB/s)",
+        "  push: {} objects, {:.1} MB in one pack per part → {} shards on {RELAYS} relays in {:.1?} ({:.0} MB/s)",
         pushed.objects,
         pushed.pack_bytes as f64 / 1e6,
         pushed.shards,
@@ -294,7 +294,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
         .push(&tuner_net, &tuner, &dsm_id, "main", private)
         .await?;
     println!(
-        "  push (encrypted: AES-256-GCM, key wrapped for 2 readers): {} objects, {:.1} MB sealed pack (only what the fork adds) in {:.1?}",
+        "  push (encrypted: AES-256-GCM, key wrapped for 2 readers): {} objects, {:.1} MB sealed packs (only what the fork adds) in {:.1?}",
         pushed.objects,
         pushed.pack_bytes as f64 / 1e6,
         t.elapsed()
@@ -328,7 +328,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
         .map(|(_, b)| b.len() as u64)
         .sum();
     println!(
-        "clone from 3 relays with the reader's key: {} packs (fork + foundation), {} objects, {} shards, {:.1} MB of files in {:.1?} ({:.0} MB/s)",
+        "clone from 3 relays with the reader's key: {} packs (the fork's and the foundation's), {} objects, {} shards, {:.1} MB of files in {:.1?} ({:.0} MB/s)",
         pulled.packs,
         pulled.objects,
         pulled.shards,
