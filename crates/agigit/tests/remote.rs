@@ -244,6 +244,21 @@ async fn push_foundation(
     Ok((commit, RepoCoordinate::new(owner.public_key(), id), report))
 }
 
+/// A fork of the foundation in `dir`: pulled, its base set, two layers fine-tuned (uncommitted).
+async fn fine_tune(
+    dir: &Path,
+    net: &MemoryTransport,
+    foundation: &RepoCoordinate,
+    commit: agigit::dag::ObjectId,
+) -> Result<Repository, Box<dyn std::error::Error>> {
+    let dsm = Repository::init(dir)?;
+    dsm.pull(net, foundation, "main", FetchOptions::default())
+        .await?;
+    dsm.set_fork_base(&foundation.to_string(), commit)?;
+    write_checkpoint(dir, true)?;
+    Ok(dsm)
+}
+
 #[tokio::test]
 async fn a_fork_stores_deltas_and_clones_bit_exact() -> TestResult {
     let (found, tune, reader_dir) = (
@@ -263,11 +278,7 @@ async fn a_fork_stores_deltas_and_clones_bit_exact() -> TestResult {
     let (fm_commit, fm_coord, fm_push) = push_foundation(&found.0, &net, options).await?;
 
     // The tuner clones it, forks, fine-tunes two layers and commits: deltas against the base.
-    let dsm = Repository::init(&tune.0)?;
-    dsm.pull(&net, &fm_coord, "main", FetchOptions::default())
-        .await?;
-    dsm.set_fork_base(&fm_coord.to_string(), fm_commit)?;
-    write_checkpoint(&tune.0, true)?;
+    let dsm = fine_tune(&tune.0, &net, &fm_coord, fm_commit).await?;
     assert_eq!(dsm.status()?.len(), 1);
     let (tuned, stats) = dsm.commit_with(
         "fine-tune the MLPs",
@@ -343,11 +354,7 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
     let (fm_commit, fm_coord, _) = push_foundation(&found.0, &net, public).await?;
 
     // The tuner's fork is private, readable by the tuner and one reader.
-    let dsm = Repository::init(&tune.0)?;
-    dsm.pull(&net, &fm_coord, "main", FetchOptions::default())
-        .await?;
-    dsm.set_fork_base(&fm_coord.to_string(), fm_commit)?;
-    write_checkpoint(&tune.0, true)?;
+    let dsm = fine_tune(&tune.0, &net, &fm_coord, fm_commit).await?;
     let secret_note = b"SECRET-DOMAIN-NOTES: only readers may see this line";
     std::fs::write(tune.0.join("notes.txt"), secret_note)?;
     dsm.make_private(&secret_of(&tuner), &[reader_of(&reader)])?;
