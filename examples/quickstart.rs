@@ -163,16 +163,6 @@ fn network(keys: &Keys, relays: &[RunningRelay]) -> Result<Network, Error> {
     Ok(net)
 }
 
-fn reader_secret(keys: &Keys) -> Result<agigit::crypt::ReaderSecret, Error> {
-    Ok(agigit::private::reader_secret(
-        &keys.secret_key().secret_bytes(),
-    )?)
-}
-
-fn reader_key_of(keys: &Keys) -> Result<agigit::crypt::ReaderKey, Error> {
-    Ok(agigit::private::reader_key(keys.public_key().to_bytes())?)
-}
-
 fn mbs(bytes: u64, t: Duration) -> f64 {
     bytes as f64 / t.as_secs_f64().max(1e-9) / 1e6
 }
@@ -261,8 +251,11 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     println!("\nfine-tune: cloned the foundation in {:.1?}", t.elapsed());
     dsm.set_fork_base(&fm_coord.to_string(), fm_commit)?;
     // Private: encrypted before sharding, readable by the tuner and one reader.
-    let tuner_secret = reader_secret(&tuner)?;
-    dsm.make_private(&tuner_secret, &[reader_key_of(&reader_key)?])?;
+    let tuner_secret = agigit::private::reader_secret(&tuner)?;
+    dsm.make_private(
+        &tuner_secret,
+        &[agigit::private::reader_key(&reader_key.public_key())?],
+    )?;
     write_model(&dsm_dir, mb, true)?;
     let t = Instant::now();
     let (dsm_commit, stats) = dsm.commit_with(
@@ -312,7 +305,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     let reader = Repository::init(&clone_dir)?;
     let reader_net = network(&reader_key, &relays[2..])?;
     let dsm_coord = RepoCoordinate::new(tuner.public_key(), dsm_id);
-    let reader_secret_key = reader_secret(&reader_key)?;
+    let reader_secret_key = agigit::private::reader_secret(&reader_key)?;
     let t = Instant::now();
     let pulled = reader
         .pull(
@@ -346,7 +339,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     let stranger_dir = root.join("stranger");
     std::fs::create_dir_all(&stranger_dir)?;
     let outsider = Repository::init(&stranger_dir)?;
-    let stranger_secret = reader_secret(&stranger)?;
+    let stranger_secret = agigit::private::reader_secret(&stranger)?;
     let refused = outsider
         .pull(
             &network(&stranger, &relays[2..])?,

@@ -413,16 +413,26 @@ fn keys() -> Result<Keys> {
 
 /// The user's key as a reader's secret (to open private repositories).
 fn reader_secret(keys: &Keys) -> Result<agigit::crypt::ReaderSecret> {
-    Ok(agigit::private::reader_secret(
-        &keys.secret_key().secret_bytes(),
-    )?)
+    Ok(agigit::private::reader_secret(keys)?)
+}
+
+/// Who fetches: the user's keys and reader's secret when there is a key (private repositories
+/// open with it), else a throw-away key to sign relay authentication and no secret.
+fn fetch_identity() -> Result<(Keys, Option<agigit::crypt::ReaderSecret>)> {
+    match keys() {
+        Ok(keys) => {
+            let secret = reader_secret(&keys)?;
+            Ok((keys, Some(secret)))
+        }
+        Err(_) => Ok((Keys::generate(), None)),
+    }
 }
 
 /// A reader's key from `npub…` or hex.
 fn parse_reader(text: &str) -> Result<agigit::crypt::ReaderKey> {
     let pk = agigit::event::nostr::prelude::PublicKey::parse(text.trim())
         .map_err(|e| Failure(format!("{text:?} is not a public key (npub… or hex): {e}")))?;
-    Ok(agigit::private::reader_key(pk.to_bytes())?)
+    Ok(agigit::private::reader_key(&pk)?)
 }
 
 /// Progress on the terminal (stderr); hidden when stderr is not a terminal or output is JSON.
@@ -624,10 +634,7 @@ fn clone_into(
                 ..RepoConfig::default()
             },
         )?;
-        // Public repositories need no key; private ones open with the user's.
-        let keys = keys().ok();
-        let secret = keys.as_ref().map(reader_secret).transpose()?;
-        let signer = keys.unwrap_or_else(Keys::generate);
+        let (signer, secret) = fetch_identity()?;
         let rt = runtime()?;
         let _entered = rt.enter();
         let net = network(&signer, &entries)?;
@@ -1149,9 +1156,7 @@ fn run(cli: &Cli) -> Result<()> {
                     RepoCoordinate::new(keys.public_key(), RepoId::new(id)?)
                 }
             };
-            let keys = keys().ok();
-            let secret = keys.as_ref().map(reader_secret).transpose()?;
-            let signer = keys.unwrap_or_else(Keys::generate);
+            let (signer, secret) = fetch_identity()?;
             let (relays, _) = effective(&config)?;
             let rt = runtime()?;
             let _entered = rt.enter();

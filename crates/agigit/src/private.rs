@@ -21,6 +21,7 @@ use agigit_crypt::{
     AesGcmStream, ContentKey, DEFAULT_SEGMENT_SIZE, EcdhWrap, Envelope, KeyWrap, OpeningReader,
     ReaderKey, ReaderSecret, SealingWriter,
 };
+use agigit_event::nostr::prelude::{Keys, PublicKey};
 use agigit_hash::ObjectId;
 
 use crate::error::Error;
@@ -77,20 +78,21 @@ fn crypt(e: agigit_crypt::CryptError) -> Error {
     Error::Invalid(e.to_string())
 }
 
-/// A reader's key from a Nostr public key's 32 bytes (x-only).
+/// The reader's key of a Nostr public key (its x-only bytes).
 ///
 /// # Errors
 /// [`Error::Invalid`] for bytes that are not a point's x coordinate.
-pub fn reader_key(x_only: [u8; 32]) -> Result<ReaderKey, Error> {
-    ReaderKey::from_bytes(x_only).map_err(crypt)
+pub fn reader_key(key: &PublicKey) -> Result<ReaderKey, Error> {
+    ReaderKey::from_bytes(key.to_bytes()).map_err(crypt)
 }
 
-/// A reader's secret from a Nostr secret key's 32 bytes.
+/// The reader's secret of Nostr keys (to open the envelopes wrapped for their public key).
 ///
 /// # Errors
-/// [`Error::Invalid`] for zero or a value not below the group order.
-pub fn reader_secret(bytes: &[u8; 32]) -> Result<ReaderSecret, Error> {
-    ReaderSecret::from_bytes(bytes).map_err(crypt)
+/// [`Error::Invalid`] for a secret not below the group order.
+pub fn reader_secret(keys: &Keys) -> Result<ReaderSecret, Error> {
+    let bytes = zeroize::Zeroizing::new(keys.secret_key().secret_bytes());
+    ReaderSecret::from_bytes(&bytes).map_err(crypt)
 }
 
 impl PrivateKeys {
@@ -246,7 +248,7 @@ fn open_failed(what: Sealed<'_>, e: &std::io::Error) -> Error {
 }
 
 /// Where a repository keeps its envelope.
-pub(crate) fn keys_path(root: &Path) -> std::path::PathBuf {
+fn keys_path(root: &Path) -> std::path::PathBuf {
     root.join(worktree::DOT_DIR).join("keys")
 }
 
@@ -260,11 +262,10 @@ pub(crate) fn read_envelope(root: &Path) -> Result<Option<Vec<u8>>, Error> {
     }
 }
 
-/// Writes `.agigit/keys` atomically.
-pub(crate) fn write_envelope(root: &Path, keys: &PrivateKeys) -> Result<(), Error> {
+/// Writes an encoded envelope to `.agigit/keys` atomically.
+pub(crate) fn write_envelope(root: &Path, envelope: &[u8]) -> Result<(), Error> {
     let path = keys_path(root);
-    let bytes = keys.envelope_bytes();
     worktree::write_atomic(&path, false, |f| {
-        f.write_all(&bytes).map_err(Error::io(&path))
+        f.write_all(envelope).map_err(Error::io(&path))
     })
 }

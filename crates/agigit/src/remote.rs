@@ -1081,10 +1081,7 @@ impl Repository {
     pub fn save_envelope(&self, envelope: &[u8]) -> Result<(), Error> {
         agigit_crypt::Envelope::decode(envelope, &agigit_crypt::EcdhWrap)
             .map_err(|e| Error::Corrupt(format!("the repository's key envelope: {e}")))?;
-        let path = crate::private::keys_path(self.root());
-        crate::worktree::write_atomic(&path, false, |f| {
-            std::io::Write::write_all(f, envelope).map_err(Error::io(&path))
-        })
+        crate::private::write_envelope(self.root(), envelope)
     }
 }
 

@@ -308,7 +308,7 @@ impl Repository {
             ));
         }
         let keys = PrivateKeys::generate(owner, readers)?;
-        crate::private::write_envelope(&self.root, &keys)?;
+        crate::private::write_envelope(&self.root, &keys.envelope_bytes())?;
         Ok(keys)
     }
 
@@ -331,7 +331,7 @@ impl Repository {
     /// # Errors
     /// I/O errors.
     pub fn save_private_keys(&self, keys: &PrivateKeys) -> Result<(), Error> {
-        crate::private::write_envelope(&self.root, keys)
+        crate::private::write_envelope(&self.root, &keys.envelope_bytes())
     }
 
     /// Commits the working directory; in a fork, tensors are stored with `codec` as deltas

@@ -328,11 +328,11 @@ async fn a_fork_stores_deltas_and_clones_bit_exact() -> TestResult {
 }
 
 fn secret_of(keys: &Keys) -> agigit::crypt::ReaderSecret {
-    agigit::private::reader_secret(&keys.secret_key().secret_bytes()).expect("a Nostr key")
+    agigit::private::reader_secret(keys).expect("a Nostr key")
 }
 
 fn reader_of(keys: &Keys) -> agigit::crypt::ReaderKey {
-    agigit::private::reader_key(keys.public_key().to_bytes()).expect("a Nostr key")
+    agigit::private::reader_key(&keys.public_key()).expect("a Nostr key")
 }
 
 #[tokio::test]
