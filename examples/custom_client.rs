@@ -89,9 +89,11 @@ impl<T: Transport> Transport for Metered<T> {
         &'a self,
         server: &'a str,
         hash: &'a BlobHash,
+        max_len: u64,
     ) -> BoxFuture<'a, Result<Bytes, NetError>> {
         Box::pin(async move {
-            let bytes = self.inner.get_blob(server, hash).await?;
+            // The caller says how long the blob can be; the inner transport enforces it.
+            let bytes = self.inner.get_blob(server, hash, max_len).await?;
             self.count(server, 0, bytes.len() as u64);
             Ok(bytes)
         })

@@ -333,7 +333,7 @@ fn print_figures() {
     let hash = BlobHash::digest(&data[0]);
     let down = best_of(5, || {
         let b = rt
-            .block_on(client.download(&server, &hash))
+            .block_on(client.download(&server, &hash, BLOB as u64))
             .expect("download");
         assert_eq!(b.len(), BLOB);
     });

@@ -110,6 +110,7 @@ impl Transport for DiskTransport {
         &'a self,
         server: &'a str,
         hash: &'a BlobHash,
+        max_len: u64,
     ) -> BoxFuture<'a, Result<Bytes, NetError>> {
         Box::pin(async move {
             let bytes =
@@ -119,6 +120,14 @@ impl Transport for DiskTransport {
                         hash: *hash,
                     }
                 })?;
+            if bytes.len() as u64 > max_len {
+                return Err(NetError::TooLarge {
+                    server: server.to_owned(),
+                    what: format!("blob {hash}"),
+                    limit: max_len,
+                    unit: "bytes",
+                });
+            }
             let actual = BlobHash::digest(&bytes);
             if actual != *hash {
                 return Err(NetError::Corrupt {

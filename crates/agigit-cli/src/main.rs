@@ -9,6 +9,7 @@ use agigit::event::nostr::prelude::{Keys, ToBech32};
 use agigit::event::{RepoCoordinate, RepoId};
 use agigit::net::{BlobClient, BlobClientOptions, Network, PoolOptions, RelayPool, Roles};
 use agigit::shard::Leopard;
+use agigit::display::escape;
 use agigit::{Change, PushOptions, Repository};
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
@@ -102,11 +103,11 @@ enum Command {
         /// A branch to create.
         name: Option<String>,
     },
-    /// Switch to a branch or commit.
+    /// Switch to a branch or commit. Local changes to files that are the same in both are kept.
     Checkout {
         /// Branch or commit id.
         rev: String,
-        /// Discard uncommitted changes to tracked files.
+        /// Overwrite or delete uncommitted and untracked files in the checkout's way.
         #[arg(long)]
         force: bool,
     },
@@ -121,6 +122,9 @@ enum Command {
         /// ties (ours and theirs also settle conflicting files).
         #[arg(long)]
         strategy: Option<String>,
+        /// Overwrite or delete uncommitted and untracked files in the merge's way.
+        #[arg(long)]
+        force: bool,
     },
     /// Replay the current branch's commits on top of a commit (default: the remote branch).
     /// With --fork, move a fork onto a new foundation commit instead.
@@ -134,6 +138,9 @@ enum Command {
         /// the fine-tune's change is replayed on it and stored as deltas against it.
         #[arg(long, value_name = "COMMIT", conflicts_with_all = ["rev", "strategy"])]
         fork: Option<String>,
+        /// Overwrite or delete uncommitted and untracked files in the rebase's way.
+        #[arg(long)]
+        force: bool,
     },
     /// Push the current branch to the push relays.
     Push,
@@ -143,6 +150,9 @@ enum Command {
         branch: Option<String>,
         #[command(flatten)]
         parts: PartsArg,
+        /// Overwrite or delete uncommitted and untracked files in the pull's way.
+        #[arg(long)]
+        force: bool,
     },
     /// Fetch the remote branch without touching local branches or files.
     Fetch {
@@ -527,13 +537,16 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Prints a result: JSON (whose strings escape control characters), or text in which every
+/// control character but newline and tab is shown escaped — commit messages, names and servers'
+/// reasons come from others, and must never drive the terminal.
 fn print(json: bool, value: serde_json::Value, human: impl FnOnce() -> String) {
     if json {
         println!("{value}");
     } else {
         let text = human();
         if !text.is_empty() {
-            println!("{text}");
+            println!("{}", escape(&text));
         }
     }
 }
@@ -1058,34 +1071,45 @@ fn run(cli: &Cli) -> Result<()> {
                 },
             );
         }
-        Command::Merge { a, b, strategy: s } => {
+        Command::Merge {
+            a,
+            b,
+            strategy: s,
+            force,
+        } => {
             let repo = open(cli)?;
             let keys = keys()?;
             let theirs = match b {
                 Some(b) => {
-                    repo.checkout(a, false)?;
+                    repo.checkout(a, *force)?;
                     b
                 }
                 None => a,
             };
-            let report = repo.merge(theirs, strategy(s.as_ref())?, keys.public_key().to_bytes())?;
+            let report = repo.merge(
+                theirs,
+                strategy(s.as_ref())?,
+                keys.public_key().to_bytes(),
+                *force,
+            )?;
             print_merge(json, &format!("merged {theirs}"), &report);
         }
         Command::Rebase {
             rev,
             strategy: s,
             fork,
+            force,
         } => {
             let repo = open(cli)?;
             let report = if let Some(base) = fork {
                 let keys = keys()?;
-                repo.rebase_fork(base, keys.public_key().to_bytes())?
+                repo.rebase_fork(base, keys.public_key().to_bytes(), *force)?
             } else {
                 let onto = match rev {
                     Some(r) => r.clone(),
                     None => format!("refs/remotes/origin/{}", current_branch(&repo)?),
                 };
-                repo.rebase(&onto, strategy(s.as_ref())?)?
+                repo.rebase(&onto, strategy(s.as_ref())?, *force)?
             };
             print_merge(json, "rebased", &report);
         }
@@ -1143,6 +1167,7 @@ fn run(cli: &Cli) -> Result<()> {
             );
         }
         Command::Pull { parts, .. } | Command::Fetch { parts } => {
+            let force = matches!(cli.command, Command::Pull { force: true, .. });
             let parts = parts.parse()?;
             let repo = open(cli)?;
             let config = load_config(&repo)?;
@@ -1172,6 +1197,7 @@ fn run(cli: &Cli) -> Result<()> {
                 secret: secret.as_ref(),
                 progress: Some(&bar),
                 parts: parts.as_deref(),
+                force,
                 ..agigit::FetchOptions::default()
             };
             let report = if matches!(cli.command, Command::Pull { .. }) {
@@ -1238,7 +1264,7 @@ fn main() -> ExitCode {
             if cli.json {
                 println!("{}", serde_json::json!({"error": message}));
             } else {
-                eprintln!("agigit: {message}");
+                eprintln!("agigit: {}", escape(&message));
             }
             ExitCode::FAILURE
         }

@@ -40,6 +40,9 @@ pub struct BlobClientOptions {
     pub idle_timeout: Duration,
     /// How long a signed authorization is valid.
     pub token_ttl: Duration,
+    /// The slowest a download may be, in bytes per second, once its length is known: a server
+    /// that drips bytes is cut off after `response_timeout` plus the length at this rate.
+    pub min_rate: u64,
 }
 
 impl Default for BlobClientOptions {
@@ -52,6 +55,7 @@ impl Default for BlobClientOptions {
             response_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
             token_ttl: Duration::from_secs(300),
+            min_rate: 16 << 10,
         }
     }
 }
@@ -446,13 +450,20 @@ impl BlobClient {
         .await
     }
 
-    /// Downloads blob `hash` from `server` into memory, verified. A transfer cut short is resumed
-    /// with `Range` from the bytes already received.
+    /// Downloads blob `hash` from `server` into memory, verified, taking at most `max_len` bytes
+    /// (what the caller knows the blob's length to be, or a cap when it does not): a server that
+    /// says or sends more is cut off there. A transfer cut short is resumed with `Range` from the
+    /// bytes already received.
     ///
     /// # Errors
     /// [`NetError::NotFound`], [`NetError::Corrupt`] (bytes that do not match: discarded),
-    /// connection errors after retries.
-    pub async fn download(&self, server: &str, hash: &BlobHash) -> Result<Bytes, NetError> {
+    /// [`NetError::TooLarge`] past `max_len`, connection errors after retries.
+    pub async fn download(
+        &self,
+        server: &str,
+        hash: &BlobHash,
+        max_len: u64,
+    ) -> Result<Bytes, NetError> {
         let uri = Self::uri(server, &format!("/{hash}"))?;
         self.with_retries(server, |carried| {
             let uri = uri.clone();
@@ -462,7 +473,7 @@ impl BlobClient {
                     .fetch_into(
                         server,
                         uri,
-                        hash,
+                        (hash, max_len),
                         hasher,
                         buffer,
                         |buf: &mut Vec<u8>, chunk: &[u8]| {
@@ -479,9 +490,9 @@ impl BlobClient {
         .await
     }
 
-    /// Downloads blob `hash` from `server` into the file `path`, verified, through
-    /// `path` + `.part`: a part left by an earlier attempt (or run) is hashed and continued with
-    /// `Range`. The file appears only when complete and verified.
+    /// Downloads blob `hash` (at most `max_len` bytes) from `server` into the file `path`,
+    /// verified, through `path` + `.part`: a part left by an earlier attempt (or run) is hashed
+    /// and continued with `Range`. The file appears only when complete and verified.
     ///
     /// # Errors
     /// As [`download`](Self::download), plus [`NetError::Io`].
@@ -489,6 +500,7 @@ impl BlobClient {
         &self,
         server: &str,
         hash: &BlobHash,
+        max_len: u64,
         path: &Path,
     ) -> Result<u64, NetError> {
         let uri = Self::uri(server, &format!("/{hash}"))?;
@@ -521,7 +533,7 @@ impl BlobClient {
                     .fetch_into(
                         server,
                         uri,
-                        hash,
+                        (hash, max_len),
                         hasher,
                         (),
                         |(): &mut (), chunk: &[u8]| file.write_all(chunk).map_err(io),
@@ -543,12 +555,13 @@ impl BlobClient {
         .await
     }
 
-    /// GETs the blob from where `hasher` left off, feeding each chunk to `sink`.
+    /// GETs the blob from where `hasher` left off, feeding each chunk to `sink`, never past
+    /// `max_len` bytes in all and never slower, overall, than `min_rate`.
     async fn fetch_into<S>(
         &self,
         server: &str,
         uri: Uri,
-        hash: &BlobHash,
+        (hash, max_len): (&BlobHash, u64),
         mut hasher: Hasher,
         mut state: S,
         mut sink: impl FnMut(&mut S, &[u8]) -> Result<(), NetError>,
@@ -556,7 +569,16 @@ impl BlobClient {
     where
         S: Default + HasBuffer,
     {
+        let too_large = || NetError::TooLarge {
+            server: server.to_owned(),
+            what: format!("blob {hash}"),
+            limit: max_len,
+            unit: "bytes",
+        };
         let offset = hasher.len();
+        if offset > max_len {
+            return Err(too_large().into());
+        }
         let mut req = request(Method::GET, uri, server)?;
         if offset > 0 {
             let range = HeaderValue::from_str(&format!("bytes={offset}-"))
@@ -583,9 +605,27 @@ impl BlobClient {
             }
             _ => return Err(http_error(server, &resp).into()),
         }
+        // A declared length past what is expected is refused before a byte is read.
+        let declared = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n.saturating_add(hasher.len()) > max_len) {
+            return Err(too_large().into());
+        }
+        // However the bytes trickle in, the whole transfer has a deadline.
+        let rate = self.options.min_rate.max(1);
+        let budget = self.options.response_timeout
+            + Duration::from_secs((max_len - hasher.len()).div_ceil(rate));
+        let deadline = tokio::time::Instant::now() + budget;
         let mut body = resp.into_body();
         loop {
-            let frame = match tokio::time::timeout(self.options.idle_timeout, body.frame()).await {
+            let wait = self
+                .options
+                .idle_timeout
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            let frame = match tokio::time::timeout(wait, body.frame()).await {
                 Ok(Some(Ok(f))) => f,
                 Ok(None) => break,
                 Ok(Some(Err(e))) => {
@@ -600,7 +640,7 @@ impl BlobClient {
                 Err(_) => {
                     return Err(Attempt {
                         error: NetError::Timeout {
-                            what: format!("{server}: the download stalled"),
+                            what: format!("{server}: the download stalled or crawled"),
                             secs: self.options.idle_timeout.as_secs(),
                         },
                         received: state.carry(&hasher),
@@ -608,6 +648,10 @@ impl BlobClient {
                 }
             };
             if let Ok(chunk) = frame.into_data() {
+                if hasher.len().saturating_add(chunk.len() as u64) > max_len {
+                    // An endless or oversized body: nothing of it is kept.
+                    return Err(too_large().into());
+                }
                 hasher.update(&chunk);
                 sink(&mut state, &chunk)?;
             }
@@ -615,8 +659,9 @@ impl BlobClient {
         Ok((hasher, state))
     }
 
-    /// Downloads blob `hash` from the best of `servers` that has it, trying the next on any
-    /// failure (a corrupt copy included). Returns the bytes and the server that gave them.
+    /// Downloads blob `hash` (at most `max_len` bytes) from the best of `servers` that has it,
+    /// trying the next on any failure (a corrupt or oversized copy included). Returns the bytes
+    /// and the server that gave them.
     ///
     /// # Errors
     /// [`NetError::Unavailable`] with every server's reason.
@@ -624,10 +669,11 @@ impl BlobClient {
         &self,
         servers: &[String],
         hash: &BlobHash,
+        max_len: u64,
     ) -> Result<(Bytes, String), NetError> {
         let mut errors = Vec::new();
         for server in self.rank(servers) {
-            match self.download(&server, hash).await {
+            match self.download(&server, hash, max_len).await {
                 Ok(bytes) => return Ok((bytes, server)),
                 Err(e) => {
                     if matches!(e, NetError::Corrupt { .. }) {

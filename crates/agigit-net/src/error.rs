@@ -144,6 +144,19 @@ pub enum NetError {
         /// Why.
         source: std::io::Error,
     },
+    /// A server sent more than the caller knew to expect (a blob past its known length, a relay
+    /// past a query's caps): the transfer was cut there and its bytes dropped.
+    #[error("{server} sent more than the {limit} {unit} expected for {what}: cut off")]
+    TooLarge {
+        /// The relay or server.
+        server: String,
+        /// What was being received.
+        what: String,
+        /// The limit.
+        limit: u64,
+        /// Of what (`bytes`, `events`).
+        unit: &'static str,
+    },
     /// Signing an authorization failed.
     #[error("signing an authorization failed: {0}")]
     Sign(String),

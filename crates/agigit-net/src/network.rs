@@ -97,7 +97,8 @@ impl Transport for Network {
         &'a self,
         server: &'a str,
         hash: &'a BlobHash,
+        max_len: u64,
     ) -> BoxFuture<'a, Result<Bytes, NetError>> {
-        Box::pin(self.blobs.download(server, hash))
+        Box::pin(self.blobs.download(server, hash, max_len))
     }
 }

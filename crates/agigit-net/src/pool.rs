@@ -61,9 +61,18 @@ pub struct PoolOptions {
     pub backoff_min: Duration,
     /// Longest wait between reconnects.
     pub backoff_max: Duration,
+    /// The largest WebSocket message (and frame) a relay may send; a longer one closes the
+    /// connection.
+    pub max_message_bytes: usize,
+    /// The most events one relay may return for one query.
+    pub max_query_events: usize,
+    /// The most bytes (of event JSON) one relay may return for one query.
+    pub max_query_bytes: usize,
 }
 
 impl Default for PoolOptions {
+    /// Relays' own limits are far lower: agigit-relay takes messages of at most 512 KiB and
+    /// returns at most 5000 events per filter.
     fn default() -> Self {
         PoolOptions {
             connect_timeout: Duration::from_secs(10),
@@ -71,6 +80,9 @@ impl Default for PoolOptions {
             query_timeout: Duration::from_secs(15),
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
+            max_message_bytes: 2 << 20,
+            max_query_events: 100_000,
+            max_query_bytes: 128 << 20,
         }
     }
 }
@@ -340,6 +352,10 @@ impl RelayPool {
         }
         let id = self.new_sub_id();
         let timeout = self.inner.options.query_timeout;
+        let (max_events, max_bytes) = (
+            self.inner.options.max_query_events,
+            self.inner.options.max_query_bytes,
+        );
         let runs = targets.into_iter().map(|(url, commands)| {
             let (id, filters) = (id.clone(), filters.to_vec());
             async move {
@@ -353,10 +369,21 @@ impl RelayPool {
                     return (url, Vec::new(), Err("connection task stopped".to_owned()));
                 }
                 let mut events = Vec::new();
+                let mut bytes = 0usize;
                 let deadline = tokio::time::Instant::now() + timeout;
                 let end = loop {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(SubMsg::Event(e))) => events.push(*e),
+                        Ok(Some(SubMsg::Event(e))) => {
+                            // A relay that floods a query is cut off at the caps: what it sent
+                            // so far (verified events) is kept, the rest never read.
+                            bytes = bytes.saturating_add(event_size(&e));
+                            if events.len() >= max_events || bytes > max_bytes {
+                                break Err(format!(
+                                    "more than {max_events} events or {max_bytes} bytes for one query: cut off"
+                                ));
+                            }
+                            events.push(*e);
+                        }
                         Ok(Some(SubMsg::Eose)) => break Ok(()),
                         Ok(Some(SubMsg::Closed(why))) => break Err(why),
                         Ok(None) => break Err("connection task stopped".to_owned()),
@@ -435,6 +462,16 @@ impl RelayPool {
     }
 }
 
+/// About how many bytes an event takes (its JSON's variable parts).
+fn event_size(e: &Event) -> usize {
+    let tags: usize = e
+        .tags
+        .iter()
+        .map(|t| t.as_slice().iter().map(|v| v.len() + 4).sum::<usize>())
+        .sum();
+    e.content.len() + tags + 300
+}
+
 /// Events from a live subscription.
 #[derive(Debug)]
 pub struct Subscription {
@@ -485,8 +522,12 @@ async fn relay_task(
         }
     };
     loop {
-        // No Nagle: EVENT and REQ frames are small and must not wait for delayed ACKs.
-        let connect = tokio_tungstenite::connect_async_with_config(&url, None, true);
+        // No Nagle: EVENT and REQ frames are small and must not wait for delayed ACKs. A relay's
+        // message or frame past the limit closes the connection before it is buffered whole.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(options.max_message_bytes))
+            .max_frame_size(Some(options.max_message_bytes));
+        let connect = tokio_tungstenite::connect_async_with_config(&url, Some(config), true);
         let connected = tokio::time::timeout(options.connect_timeout, connect).await;
         let ws = match connected {
             Ok(Ok((ws, _))) => ws,

@@ -51,14 +51,19 @@ pub trait Transport: Send + Sync {
         data: Bytes,
     ) -> BoxFuture<'a, Result<BlobHash, NetError>>;
 
-    /// Downloads blob `hash` from `server`, verified against its hash.
+    /// Downloads blob `hash` from `server`, verified against its hash, taking at most `max_len`
+    /// bytes: what the caller knows the blob's length to be (a shard's length from its manifest),
+    /// or a cap when it does not. Past it the download is cut off and nothing of it kept, so a
+    /// server's answer never costs more memory than the caller allowed.
     ///
     /// # Errors
-    /// [`NetError::NotFound`], [`NetError::Corrupt`] or a connection error.
+    /// [`NetError::NotFound`], [`NetError::Corrupt`], [`NetError::TooLarge`] or a connection
+    /// error.
     fn get_blob<'a>(
         &'a self,
         server: &'a str,
         hash: &'a BlobHash,
+        max_len: u64,
     ) -> BoxFuture<'a, Result<Bytes, NetError>>;
 }
 
@@ -90,8 +95,9 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
         &'a self,
         server: &'a str,
         hash: &'a BlobHash,
+        max_len: u64,
     ) -> BoxFuture<'a, Result<Bytes, NetError>> {
-        (**self).get_blob(server, hash)
+        (**self).get_blob(server, hash, max_len)
     }
 }
 
@@ -309,6 +315,7 @@ impl Transport for MemoryTransport {
         &'a self,
         server: &'a str,
         hash: &'a BlobHash,
+        max_len: u64,
     ) -> BoxFuture<'a, Result<Bytes, NetError>> {
         Box::pin(async move {
             let s = self.lock();
@@ -325,6 +332,14 @@ impl Transport for MemoryTransport {
                     server: server.to_owned(),
                     hash: *hash,
                 })?;
+            if bytes.len() as u64 > max_len {
+                return Err(NetError::TooLarge {
+                    server: server.to_owned(),
+                    what: format!("blob {hash}"),
+                    limit: max_len,
+                    unit: "bytes",
+                });
+            }
             let actual = BlobHash::digest(&bytes);
             if actual != *hash {
                 return Err(NetError::Corrupt {

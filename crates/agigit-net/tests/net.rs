@@ -104,6 +104,7 @@ fn quick() -> PoolOptions {
         query_timeout: Duration::from_secs(3),
         backoff_min: Duration::from_millis(50),
         backoff_max: Duration::from_millis(400),
+        ..PoolOptions::default()
     }
 }
 
@@ -336,14 +337,14 @@ async fn blossom_round_trip_and_resume() -> TestResult {
     assert!(desc.created && desc.hash == hash && desc.size == data.len() as u64);
     assert!(!client.upload(&server.http(), data.clone()).await?.created);
     assert!(client.exists(&server.http(), &hash).await?);
-    assert_eq!(client.download(&server.http(), &hash).await?, data);
+    assert_eq!(client.download(&server.http(), &hash, data.len() as u64).await?, data);
 
     // Resume: a part file with the first megabyte, continued by Range.
     let dir = server.dir.join("download");
     std::fs::create_dir_all(&dir)?;
     let target = dir.join("blob");
     std::fs::write(dir.join("blob.part"), &data[..1 << 20])?;
-    let n = client.download_to(&server.http(), &hash, &target).await?;
+    let n = client.download_to(&server.http(), &hash, data.len() as u64, &target).await?;
     assert_eq!(n, data.len() as u64);
     assert_eq!(std::fs::read(&target)?, data);
     assert!(!dir.join("blob.part").exists());
@@ -351,7 +352,7 @@ async fn blossom_round_trip_and_resume() -> TestResult {
     let target2 = dir.join("blob2");
     std::fs::write(dir.join("blob2.part"), vec![0u8; 1000])?;
     let err = client
-        .download_to(&server.http(), &hash, &target2)
+        .download_to(&server.http(), &hash, data.len() as u64, &target2)
         .await
         .expect_err("corrupt");
     assert!(matches!(err, NetError::Corrupt { .. }), "{err}");
@@ -360,7 +361,7 @@ async fn blossom_round_trip_and_resume() -> TestResult {
     // Missing blobs, refusals, and deletes.
     let missing = BlobHash::digest(b"missing");
     assert!(matches!(
-        client.download(&server.http(), &missing).await,
+        client.download(&server.http(), &missing, 1 << 20).await,
         Err(NetError::NotFound { .. })
     ));
     let anonymous = BlobClient::new(None, BlobClientOptions::default());
@@ -425,7 +426,7 @@ async fn fetch_any_skips_corrupt_and_dead_servers() -> TestResult {
             ..BlobClientOptions::default()
         },
     );
-    let (bytes, from) = client.fetch_any(&servers, &hash).await?;
+    let (bytes, from) = client.fetch_any(&servers, &hash, 1 << 20).await?;
     assert_eq!((bytes, from), (data.clone(), good.http()));
     // The record now ranks the good server first.
     assert_eq!(client.rank(&servers)[0], good.http());
@@ -440,7 +441,7 @@ async fn fetch_any_skips_corrupt_and_dead_servers() -> TestResult {
     }
     // With no good copy anywhere, the error names every server.
     let err = client
-        .fetch_any(&[bad, dead], &hash)
+        .fetch_any(&[bad, dead], &hash, 1 << 20)
         .await
         .expect_err("unavailable");
     assert!(
@@ -485,10 +486,15 @@ async fn exercise(t: &dyn Transport, keys: &Keys) -> TestResult {
     assert_eq!(servers.len(), 2);
     let hash = t.put_blob(&servers[0], Bytes::from_static(b"blob")).await?;
     assert_eq!(
-        t.get_blob(&servers[0], &hash).await?,
+        t.get_blob(&servers[0], &hash, 4).await?,
         Bytes::from_static(b"blob")
     );
-    assert!(t.get_blob(&servers[1], &hash).await.is_err());
+    assert!(t.get_blob(&servers[1], &hash, 4).await.is_err());
+    // Shorter than the blob: refused, whatever the transport.
+    assert!(matches!(
+        t.get_blob(&servers[0], &hash, 3).await,
+        Err(NetError::TooLarge { limit: 3, .. })
+    ));
     Ok(())
 }
 
@@ -509,7 +515,7 @@ async fn memory_transport_fails_like_a_network() -> TestResult {
     let hash = net.put_blob("a", Bytes::from_static(b"shard")).await?;
     assert!(net.corrupt_blob("a", &hash, Bytes::from_static(b"rot")));
     assert!(matches!(
-        net.get_blob("a", &hash).await,
+        net.get_blob("a", &hash, 1 << 20).await,
         Err(NetError::Corrupt { .. })
     ));
     assert!(net.put_blob("c", Bytes::from_static(b"x")).await.is_err());

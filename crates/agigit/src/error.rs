@@ -55,6 +55,36 @@ pub enum Error {
         .0.join("\n")
     )]
     Conflict(Vec<String>),
+    /// A tree from the network names a path that checkout must not write: outside the work
+    /// tree, into `.agigit/`, through a symlink, or with a name this platform cannot hold.
+    #[error("refusing to write {path}: {reason}")]
+    UnsafePath {
+        /// The path, relative to the work tree (control characters escaped).
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A command would overwrite or delete work that is not committed (nothing was changed).
+    #[error("{}", local_changes_message(.command, .modified, .untracked))]
+    LocalChanges {
+        /// The command (`checkout`, `pull`, `merge`, `rebase`).
+        command: String,
+        /// Tracked files with uncommitted changes (modified or deleted) that it would overwrite
+        /// or delete.
+        modified: Vec<String>,
+        /// Untracked files (or directories holding them) at paths the target tracks.
+        untracked: Vec<String>,
+    },
+    /// Something from the network is larger than this build accepts (nothing was written).
+    #[error("{what}: {size} is over the limit of {limit}")]
+    Limit {
+        /// What.
+        what: String,
+        /// Its size (bytes, depth or count).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// Nothing to commit.
     #[error("nothing to commit: the working directory matches HEAD")]
     NothingToCommit,
@@ -70,6 +100,33 @@ pub enum Error {
     /// A ref update failed (another process moved it, or a lock is held).
     #[error(transparent)]
     Ref(#[from] agigit_dag::RefError),
+}
+
+fn local_changes_message(command: &str, modified: &[String], untracked: &[String]) -> String {
+    let mut out = String::new();
+    if !modified.is_empty() {
+        out.push_str(&format!(
+            "your local changes to the following files would be overwritten by {command}:\n"
+        ));
+        for path in modified {
+            out.push_str(&format!("\t{path}\n"));
+        }
+        out.push_str("commit your changes, or run the command with --force to discard them");
+    }
+    if !untracked.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "the following untracked working tree files would be overwritten by {command}:\n"
+        ));
+        for path in untracked {
+            out.push_str(&format!("\t{path}\n"));
+        }
+        out.push_str("move or remove them, or run the command with --force to discard them");
+    }
+    out.push_str("\nnothing was changed");
+    out
 }
 
 impl Error {

@@ -1,18 +1,26 @@
 #![doc = include_str!("../README.md")]
 
+mod checkout;
+pub mod display;
 mod error;
 mod merge;
 pub mod pack;
 pub mod private;
 mod remote;
 mod repo;
+mod tensor;
 pub mod worktree;
 
+pub use checkout::join_checked;
 pub use error::Error;
 pub use merge::{MergeReport, MergeStrategy};
 pub use private::PrivateKeys;
-pub use remote::{DEFAULT_PARALLEL, FetchOptions, Progress, PullReport, PushOptions, PushReport};
+pub use remote::{
+    DEFAULT_PARALLEL, FetchOptions, MAX_FETCH_SEGMENT, MAX_MANIFEST_BYTES, Progress, PullReport,
+    PushOptions, PushReport,
+};
 pub use repo::{Change, CheckoutReport, DEFAULT_BRANCH, Repository};
+pub use tensor::TensorLimits;
 pub use worktree::Part;
 
 /// The crates below the facade, for what it does not wrap.

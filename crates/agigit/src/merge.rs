@@ -294,21 +294,17 @@ impl Repository {
             .ok_or_else(|| Error::Invalid("the merge leaves the model empty".to_owned()))
     }
 
-    /// Refuses to go on while the working directory has changes a new checkout would lose.
-    fn require_clean(&self, what: &str) -> Result<(), Error> {
-        let status = self.status()?;
-        if let Some(path) = status.keys().next() {
-            return Err(Error::Invalid(format!(
-                "cannot {what}: {} files differ from HEAD (first: {path}); commit them or check out --force",
-                status.len()
-            )));
-        }
-        Ok(())
-    }
-
-    /// Moves the current branch (or `HEAD`) from `old` to `new` and updates the files.
-    fn advance(&self, old: ObjectId, new: ObjectId) -> Result<(), Error> {
+    /// Moves the working directory from commit `old`'s files to `new`'s (refusing, unless
+    /// `force`, to lose local work), then the current branch (or `HEAD`) from `old` to `new`.
+    fn advance(
+        &self,
+        command: &str,
+        old: ObjectId,
+        new: ObjectId,
+        force: bool,
+    ) -> Result<(), Error> {
         let previous = self.tree_files(&self.store().find_commit(&old)?.tree)?;
+        self.update_worktree(command, &previous, &new, force)?;
         let key = match self.current_branch()? {
             Some(b) => RefKey::Name(b),
             None => RefKey::Head,
@@ -318,23 +314,25 @@ impl Repository {
             Expected::Value(Target::Id(old)),
             Some(Target::Id(new)),
         ))?;
-        self.materialize(&new, self.root(), &previous)?;
         Ok(())
     }
 
     /// Merges `rev` into the current branch, like `git merge`: nothing when it is already
     /// contained, a fast-forward when the branch is behind, else a merge commit with both as
     /// parents. Tensors both sides changed are merged by `strategy`; without one they conflict.
+    /// Local changes to files the merge does not touch are kept; `force` discards those it would
+    /// overwrite.
     ///
     /// # Errors
     /// [`Error::Conflict`] listing every conflicting path (nothing changed);
-    /// [`Error::Invalid`] when the working directory has uncommitted changes;
-    /// [`Error::UnknownRevision`].
+    /// [`Error::LocalChanges`] when it would overwrite uncommitted or untracked work (nothing
+    /// changed); [`Error::UnknownRevision`].
     pub fn merge(
         &self,
         rev: &str,
         strategy: Option<MergeStrategy>,
         author: [u8; 32],
+        force: bool,
     ) -> Result<MergeReport, Error> {
         let ours = self
             .head()?
@@ -348,9 +346,8 @@ impl Repository {
             report.up_to_date = true;
             return Ok(report);
         }
-        self.require_clean("merge")?;
         if is_ancestor(self.store(), &ours, &theirs).map_err(|e| Error::Invalid(e.to_string()))? {
-            self.advance(ours, theirs)?;
+            self.advance("merge", ours, theirs, force)?;
             report.fast_forward = true;
             report.commit = Some(theirs);
             return Ok(report);
@@ -380,7 +377,7 @@ impl Repository {
             extra: Vec::new(),
         };
         let id = self.store().write_commit(&commit)?;
-        self.advance(ours, id)?;
+        self.advance("merge", ours, id, force)?;
         report.commit = Some(id);
         report.commits = 1;
         Ok(report)
@@ -398,6 +395,7 @@ impl Repository {
         &self,
         onto: &str,
         strategy: Option<MergeStrategy>,
+        force: bool,
     ) -> Result<MergeReport, Error> {
         let head = self
             .head()?
@@ -411,7 +409,6 @@ impl Repository {
             report.up_to_date = true;
             return Ok(report);
         }
-        self.require_clean("rebase")?;
         let plan = plan_rebase(self.store(), &onto_id, &head, &onto_id)?;
         let mut tip = onto_id;
         for id in &plan.replay {
@@ -444,7 +441,7 @@ impl Repository {
             tip = self.store().write_commit(&replayed)?;
             report.commits += 1;
         }
-        self.advance(head, tip)?;
+        self.advance("rebase", head, tip, force)?;
         report.commit = Some(tip);
         report.fast_forward = plan.replay.is_empty();
         Ok(report)
@@ -456,9 +453,14 @@ impl Repository {
     /// tensor; tensors the fork left alone follow the new foundation. One commit records it.
     ///
     /// # Errors
-    /// [`Error::Invalid`] when this repository is not a fork or has uncommitted changes;
-    /// [`Error::Conflict`] when a file changed on both sides; as [`merge`](Self::merge).
-    pub fn rebase_fork(&self, new_base: &str, author: [u8; 32]) -> Result<MergeReport, Error> {
+    /// [`Error::Invalid`] when this repository is not a fork; [`Error::Conflict`] when a file
+    /// changed on both sides; as [`merge`](Self::merge).
+    pub fn rebase_fork(
+        &self,
+        new_base: &str,
+        author: [u8; 32],
+        force: bool,
+    ) -> Result<MergeReport, Error> {
         let Some(old) = self.fork_base()? else {
             return Err(Error::Invalid(
                 "this repository is not a fork: nothing to re-base".to_owned(),
@@ -476,7 +478,6 @@ impl Repository {
             report.up_to_date = true;
             return Ok(report);
         }
-        self.require_clean("re-base the fork")?;
         let (old_tree, new_tree) = (
             self.store().find_commit(&old.commit)?.tree,
             self.store().find_commit(&new_id)?.tree,
@@ -511,7 +512,7 @@ impl Repository {
             extra: Vec::new(),
         };
         let id = self.store().write_commit(&commit)?;
-        if let Err(e) = self.advance(head, id) {
+        if let Err(e) = self.advance("rebase --fork", head, id, force) {
             self.set_fork_base(&old.repo, old.commit)?;
             return Err(e);
         }

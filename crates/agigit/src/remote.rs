@@ -39,6 +39,16 @@ use crate::worktree::Part;
 /// Transfers in flight at once when none is chosen.
 pub const DEFAULT_PARALLEL: usize = 16;
 
+/// The largest pack manifest fetched (a manifest's length is not known before it arrives): a
+/// terabyte pack in 4 MiB segments of 10 shards needs 84 MB.
+pub const MAX_MANIFEST_BYTES: u64 = 256 << 20;
+
+/// The largest segment a fetch accepts from a manifest (pushes use 1–4 MiB).
+pub const MAX_FETCH_SEGMENT: u64 = 256 << 20;
+
+/// About how many bytes of segments a fetch keeps in flight at most.
+const FETCH_MEMORY: u64 = 256 << 20;
+
 /// Reports progress of long transfers (a progress bar, a log). Called from the task doing the
 /// transfer; every method has a do-nothing default.
 pub trait Progress: Send + Sync {
@@ -113,6 +123,9 @@ pub struct FetchOptions<'a> {
     /// repository holds (everything, for a full one). A repository can widen its parts, not
     /// drop some.
     pub parts: Option<&'a [Part]>,
+    /// Let a pull overwrite or delete uncommitted and untracked files in its way (without it, a
+    /// pull that would refuses with [`Error::LocalChanges`] and changes nothing).
+    pub force: bool,
 }
 
 impl std::fmt::Debug for FetchOptions<'_> {
@@ -121,6 +134,7 @@ impl std::fmt::Debug for FetchOptions<'_> {
             .field("secret", &self.secret.is_some())
             .field("parallel", &self.parallel)
             .field("parts", &self.parts)
+            .field("force", &self.force)
             .finish_non_exhaustive()
     }
 }
@@ -132,6 +146,7 @@ impl Default for FetchOptions<'_> {
             parallel: DEFAULT_PARALLEL,
             progress: None,
             parts: None,
+            force: false,
         }
     }
 }
@@ -677,7 +692,12 @@ impl Repository {
         let Some(tip) = report.tip else {
             return Ok(report);
         };
-        self.fast_forward(branch, tip, before.as_ref())?;
+        if let Err(e) = self.fast_forward(branch, tip, before.as_ref(), options.force) {
+            // The files of parts the fetch added are not checked out: a later pull must still
+            // see them as new.
+            self.set_parts(before.as_ref())?;
+            return Err(e);
+        }
         Ok(report)
     }
 
@@ -688,6 +708,7 @@ impl Repository {
         branch: &str,
         tip: ObjectId,
         before: Option<&BTreeSet<Part>>,
+        force: bool,
     ) -> Result<(), Error> {
         let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
         let local = self.refs().resolve(&RefKey::Name(name.clone()))?;
@@ -698,7 +719,7 @@ impl Repository {
                 if checked_out && self.parts()?.as_ref() != before {
                     let tree = self.store().find_commit(&l)?.tree;
                     let previous = crate::worktree::files_in(self.store(), &tree, before)?;
-                    self.materialize(&l, self.root(), &previous)?;
+                    self.update_worktree("pull", &previous, &l, force)?;
                 }
                 return Ok(());
             }
@@ -707,12 +728,6 @@ impl Repository {
                     "branch {branch} has diverged from the remote: merge origin/{branch} into it"
                 )));
             }
-        }
-        // A clone of a fork is a fork of the same foundation: its own commits stay deltas.
-        if self.fork_base()?.is_none()
-            && let Some(base) = self.store().find_commit(&tip)?.base
-        {
-            self.set_fork_base(&base.repo, base.commit)?;
         }
         if checked_out {
             let previous = match local {
@@ -723,7 +738,13 @@ impl Repository {
                 )?,
                 None => BTreeMap::new(),
             };
-            self.materialize(&tip, self.root(), &previous)?;
+            self.update_worktree("pull", &previous, &tip, force)?;
+        }
+        // A clone of a fork is a fork of the same foundation: its own commits stay deltas.
+        if self.fork_base()?.is_none()
+            && let Some(base) = self.store().find_commit(&tip)?.base
+        {
+            self.set_fork_base(&base.repo, base.commit)?;
         }
         let expected = local.map_or(Expected::Absent, |l| Expected::Value(Target::Id(l)));
         self.refs().commit(Transaction::new().edit(
@@ -996,7 +1017,10 @@ impl Repository {
         let mut errors = Vec::new();
         let mut manifest = None;
         for s in &servers {
-            let decoded = match transport.get_blob(s, manifest_hash).await {
+            let decoded = match transport
+                .get_blob(s, manifest_hash, MAX_MANIFEST_BYTES)
+                .await
+            {
                 Ok(bytes) => {
                     report.bytes += bytes.len() as u64;
                     let plain = match keys {
@@ -1023,6 +1047,15 @@ impl Repository {
                 errors.join("; ")
             ))
         })?;
+        // Memory holds the segments in flight: the manifest's segment size, which its author
+        // chose, is bounded here, and fewer segments fly at once when they are large.
+        if manifest.segment_size() > MAX_FETCH_SEGMENT {
+            return Err(Error::Limit {
+                what: format!("the segment size of pack {manifest_hash}"),
+                size: manifest.segment_size(),
+                limit: MAX_FETCH_SEGMENT,
+            });
+        }
         let code = codec_for(&manifest.codec()).map_err(|e| Error::Corrupt(e.to_string()))?;
         // Where the pusher put each shard, if these are its servers in its order; others after.
         let placement = Placement::new(servers.len().max(1), &manifest.codec())
@@ -1035,9 +1068,16 @@ impl Repository {
             placement: &placement,
         };
         // Segments in order, several at once; within a segment, k shards at once.
+        let by_memory = usize::try_from(FETCH_MEMORY / manifest.segment_size().max(1))
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let in_flight = options
+            .parallel
+            .div_ceil(manifest.codec().k)
+            .clamp(1, by_memory);
         let mut segments = stream::iter(0..manifest.segment_count())
             .map(|segment| context.fetch(segment))
-            .buffered(options.parallel.div_ceil(manifest.codec().k).max(1));
+            .buffered(in_flight);
         // Segments arrive in order and go to a temporary file: memory holds the segments in
         // flight, not the pack.
         let pack_file = TempFile::new(self, "fetch")?;
@@ -1156,9 +1196,15 @@ impl SegmentFetch<'_> {
             .iter()
             .skip(first)
             .chain(self.servers.iter().take(first));
+        // The manifest says how long every shard of this segment is: nothing longer is taken.
+        let segment_len = usize::try_from(self.manifest.segment_len(segment)).unwrap_or(0);
+        let len = self.code.shard_len(segment_len) as u64;
         for server in order {
-            if let Ok(bytes) = self.transport.get_blob(server, hash).await {
-                return Some(bytes);
+            match self.transport.get_blob(server, hash, len).await {
+                Ok(bytes) => return Some(bytes),
+                Err(e) => {
+                    tracing::debug!(%server, error = %e, "shard unavailable here; trying another server");
+                }
             }
         }
         None

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use agigit_dag::model::ModelParts;
 use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
 use agigit_dag::{Commit, FindExt, ForkBase, FsRefs, FsStore, ObjectId, Order, WriteExt};
-use agigit_delta::DType;
 use agigit_delta::codec::output_digest;
 
 use crate::error::Error;
@@ -23,6 +22,7 @@ pub struct Repository {
     root: PathBuf,
     store: FsStore,
     refs: FsRefs,
+    tensor_limits: crate::tensor::TensorLimits,
 }
 
 /// How a working-directory file differs from `HEAD`.
@@ -99,7 +99,12 @@ impl Repository {
         }
         let store = FsStore::open(dot.join("objects"))?;
         let refs = FsRefs::new(dot.join("refs"));
-        Ok(Repository { root, store, refs })
+        Ok(Repository {
+            root,
+            store,
+            refs,
+            tensor_limits: crate::tensor::TensorLimits::default(),
+        })
     }
 
     /// Opens the repository containing `start` (it or a parent directory).
@@ -116,6 +121,16 @@ impl Repository {
             dir = d.parent();
         }
         Err(Error::NotARepository(start.to_owned()))
+    }
+
+    /// The limits on materializing tensors (checkout, merge, fork commits).
+    pub fn tensor_limits(&self) -> crate::tensor::TensorLimits {
+        self.tensor_limits
+    }
+
+    /// Sets the limits on materializing tensors.
+    pub fn set_tensor_limits(&mut self, limits: crate::tensor::TensorLimits) {
+        self.tensor_limits = limits;
     }
 
     /// The working directory.
@@ -523,12 +538,13 @@ impl Repository {
         Ok(out)
     }
 
-    /// Whether the working file `rel` holds what `source` describes.
-    fn matches(&self, rel: &str, source: &FileSource) -> Result<bool, Error> {
-        let path = self.root.join(rel);
-        if !path.is_file() {
-            return Ok(false);
-        }
+    /// Whether the working file `rel` holds what `source` describes (`false` when it is absent, or
+    /// not a regular file, or under a symlinked directory).
+    pub(crate) fn matches(&self, rel: &str, source: &FileSource) -> Result<bool, Error> {
+        let path = match crate::checkout::existing(&self.root, rel)? {
+            crate::checkout::Found::File(path) => path,
+            _ => return Ok(false),
+        };
         Ok(match source {
             FileSource::Blob { id, .. } => worktree::blob_id_of_file(&path)? == *id,
             FileSource::Safetensors(id) => self.safetensors_matches(&path, id)?,
@@ -555,171 +571,5 @@ impl Repository {
             }
         }
         Ok(true)
-    }
-
-    /// Checks out `rev`: writes its files (verifying every hash), removes the files tracked by
-    /// `HEAD` that it lacks, and moves `HEAD` (to the branch when `rev` is one, detached
-    /// otherwise). Refuses when tracked files have uncommitted changes, unless `force`.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] for uncommitted changes; [`Error::Corrupt`] when stored data does not
-    /// match its hash; I/O and store errors.
-    pub fn checkout(&self, rev: &str, force: bool) -> Result<CheckoutReport, Error> {
-        let target = self.resolve(rev)?;
-        if !force {
-            let dirty: Vec<String> = self
-                .status()?
-                .into_iter()
-                .filter(|(_, c)| *c != Change::Added)
-                .map(|(p, _)| p)
-                .collect();
-            if !dirty.is_empty() {
-                return Err(Error::Invalid(format!(
-                    "uncommitted changes in {}: commit them, or check out with --force to discard them",
-                    dirty.join(", ")
-                )));
-            }
-        }
-        let old = match self.head()? {
-            Some(h) => self.tree_files(&self.store.find_commit(&h)?.tree)?,
-            None => BTreeMap::new(),
-        };
-        let report = self.materialize(&target, &self.root, &old)?;
-        let head = if rev != "HEAD" && !rev.starts_with("refs/") && rev.parse::<ObjectId>().is_err()
-        {
-            let name = RefName::branch(rev).map_err(|e| Error::Invalid(e.to_string()))?;
-            Target::Symbolic(name)
-        } else if let Some(name) = rev.strip_prefix("refs/heads/") {
-            Target::Symbolic(RefName::branch(name).map_err(|e| Error::Invalid(e.to_string()))?)
-        } else {
-            Target::Id(target)
-        };
-        if rev != "HEAD" {
-            self.refs
-                .commit(Transaction::new().edit(RefKey::Head, Expected::Any, Some(head)))?;
-        }
-        Ok(report)
-    }
-
-    /// Writes the files of commit `commit` into `dir`, skipping files already right and
-    /// removing those in `previous` (a file map) that the commit lacks.
-    ///
-    /// # Errors
-    /// As [`checkout`](Self::checkout).
-    pub fn materialize(
-        &self,
-        commit: &ObjectId,
-        dir: &Path,
-        previous: &BTreeMap<String, FileSource>,
-    ) -> Result<CheckoutReport, Error> {
-        let tree = self.store.find_commit(commit)?.tree;
-        let files = self.tree_files(&tree)?;
-        let mut report = CheckoutReport::default();
-        for (rel, source) in &files {
-            let path = dir.join(rel);
-            if previous.get(rel) == Some(source) && self.matches_in(dir, rel, source)? {
-                report.unchanged += 1;
-                continue;
-            }
-            report.bytes += self.write_source(&path, source)?;
-            report.written += 1;
-        }
-        for rel in previous.keys() {
-            if !files.contains_key(rel) {
-                let path = dir.join(rel);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => report.removed += 1,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(&path)(e)),
-                }
-            }
-        }
-        Ok(report)
-    }
-
-    fn matches_in(&self, dir: &Path, rel: &str, source: &FileSource) -> Result<bool, Error> {
-        if dir == self.root {
-            return self.matches(rel, source);
-        }
-        Ok(false)
-    }
-
-    /// Writes one file from its source, verified; returns the bytes written.
-    fn write_source(&self, path: &Path, source: &FileSource) -> Result<u64, Error> {
-        let mut written = 0u64;
-        match source {
-            FileSource::Blob { id, executable } => {
-                let mut buf = Vec::new();
-                // `find_blob` checks the blob against its id.
-                let bytes = self.store.find_blob(id, &mut buf)?;
-                worktree::write_atomic(path, *executable, |f| {
-                    f.write_all(bytes).map_err(Error::io(path))
-                })?;
-                written += bytes.len() as u64;
-            }
-            FileSource::Safetensors(tree) => {
-                let worktree::SafetensorsLayout { header, tensors } =
-                    worktree::safetensors_layout(&self.store, tree)?;
-                worktree::write_atomic(path, false, |f| {
-                    f.write_all(&header).map_err(Error::io(path))?;
-                    written += header.len() as u64;
-                    for (name, id) in &tensors {
-                        let data = self.tensor_bytes(name, id)?;
-                        f.write_all(&data).map_err(Error::io(path))?;
-                        written += data.len() as u64;
-                    }
-                    Ok(())
-                })?;
-            }
-        }
-        Ok(written)
-    }
-
-    /// A tensor's bytes, checked against the digest its object records.
-    fn tensor_bytes(&self, name: &str, id: &ObjectId) -> Result<Vec<u8>, Error> {
-        Ok(self.tensor(name, id)?.into_parts().2)
-    }
-
-    /// A tensor, materialized (a delta decoded against its base, recursively) and checked
-    /// against the digest its object records.
-    ///
-    /// # Errors
-    /// [`Error::Corrupt`] when the bytes do not match; store errors for a missing object or base.
-    pub fn tensor(&self, name: &str, id: &ObjectId) -> Result<agigit_delta::Tensor, Error> {
-        let object = self.store.find_tensor(id)?;
-        let dtype: DType = object.dtype.parse().map_err(|_| {
-            Error::Corrupt(format!("tensor {name}: unknown dtype {}", object.dtype))
-        })?;
-        let shape: Vec<usize> = object
-            .shape
-            .iter()
-            .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
-            .collect();
-        let tensor = if object.encoding == "dense" {
-            let data = worktree::read_dense_tensor(&self.store, &object)?;
-            agigit_delta::Tensor::new(dtype, shape, data)
-                .map_err(|e| Error::Corrupt(format!("tensor {name}: {e}")))?
-        } else {
-            let base_id = object.base.ok_or_else(|| {
-                Error::Corrupt(format!(
-                    "tensor {name}: a {} delta without a base",
-                    object.encoding
-                ))
-            })?;
-            let base = self.tensor(name, &base_id)?;
-            let mut payload = Vec::with_capacity(usize::try_from(object.payload_len).unwrap_or(0));
-            let mut buf = Vec::new();
-            for blob in &object.blobs {
-                payload.extend_from_slice(self.store.find_blob(blob, &mut buf)?);
-            }
-            agigit_delta::codec::decode(&payload, Some(base.view()))
-                .map_err(|e| Error::Corrupt(format!("tensor {name}: {e}")))?
-        };
-        if output_digest(tensor.dtype(), tensor.shape(), tensor.data()) != object.digest {
-            return Err(Error::Corrupt(format!(
-                "tensor {name}: the bytes do not match the digest its object records"
-            )));
-        }
-        Ok(tensor)
     }
 }

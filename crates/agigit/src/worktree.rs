@@ -135,12 +135,13 @@ impl Part {
         }
     }
 
-    /// Where a path inside this part lives in the working directory.
-    fn to_worktree(self, inner: &str) -> PathBuf {
+    /// Where a path inside this part (`/`-separated) lives in the working directory, relative to
+    /// its root and `/`-separated.
+    fn to_worktree(self, inner: &str) -> String {
         match self {
-            Part::Code | Part::Params => PathBuf::from(inner),
-            Part::Train => Path::new("data/train").join(inner),
-            Part::Validation => Path::new("data/validation").join(inner),
+            Part::Code | Part::Params => inner.to_owned(),
+            Part::Train => format!("data/train/{inner}"),
+            Part::Validation => format!("data/validation/{inner}"),
         }
     }
 }
@@ -204,6 +205,16 @@ fn write_dir<S: Write + ?Sized>(
 /// # Errors
 /// [`Error::Io`]; [`Error::Invalid`] for a symlink or a name that is not UTF-8.
 pub fn list_files(root: &Path) -> Result<Vec<String>, Error> {
+    list_files_in(root, true)
+}
+
+/// Lists every file under `dir`, a `.agigit` directory in it included (a nested repository a
+/// checkout must not remove silently).
+pub(crate) fn list_all_files(dir: &Path) -> Result<Vec<String>, Error> {
+    list_files_in(dir, false)
+}
+
+fn list_files_in(root: &Path, skip_dot_dir: bool) -> Result<Vec<String>, Error> {
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -218,7 +229,7 @@ pub fn list_files(root: &Path) -> Result<Vec<String>, Error> {
                     entry.path().display()
                 )));
             };
-            if rel.as_os_str().is_empty() && name == DOT_DIR {
+            if skip_dot_dir && rel.as_os_str().is_empty() && name == DOT_DIR {
                 continue;
             }
             let child = rel.join(name);
@@ -494,71 +505,99 @@ pub fn files_in<S: FindExt + ?Sized>(
             continue;
         }
         if let Some(tree) = part.get(&parts) {
-            walk(store, &tree, "", part, &mut out)?;
+            walk(store, &tree, part, &mut out)?;
+        }
+    }
+    // A file cannot also be a directory of another file (a code file `data` beside training
+    // data, say): such a tree has no checkout.
+    for rel in out.keys() {
+        let mut at = 0;
+        while let Some(i) = rel[at..].find('/') {
+            let parent = &rel[..at + i];
+            if out.contains_key(parent) {
+                return Err(Error::Corrupt(format!(
+                    "{} is a file and also the directory of {}",
+                    crate::display::Escaped(parent),
+                    crate::display::Escaped(rel)
+                )));
+            }
+            at += i + 1;
         }
     }
     Ok(out)
 }
 
+/// The deepest directory nesting a tree may have (git's `core.maxTreeDepth` is 2048; a model's
+/// directories are far shallower). Deeper trees are refused rather than walked.
+pub const MAX_TREE_DEPTH: usize = 256;
+
+/// The longest working-directory path a tree may produce, in bytes (Linux's `PATH_MAX`).
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// Walks a part's tree without recursion (a hostile tree's depth is capped, not trusted), adding
+/// every file by working-directory path. Every name was checked when its tree decoded; here each
+/// file must also belong to the part it is stored in, so that two parts never claim one path.
 fn walk<S: FindExt + ?Sized>(
     store: &S,
-    tree: &ObjectId,
-    prefix: &str,
+    root: &ObjectId,
     part: Part,
     out: &mut BTreeMap<String, FileSource>,
 ) -> Result<(), Error> {
-    let tree = store.find_tree(tree)?;
-    for entry in tree.entries() {
-        let inner = format!("{prefix}{}", entry.name);
-        let rel = part
-            .to_worktree(&inner)
-            .to_string_lossy()
-            .replace('\\', "/");
-        match entry.mode {
-            EntryMode::File | EntryMode::Executable => {
-                out.insert(
-                    rel,
-                    FileSource::Blob {
+    let mut stack = vec![(*root, String::new(), 0usize)];
+    while let Some((tree_id, prefix, depth)) = stack.pop() {
+        if depth > MAX_TREE_DEPTH {
+            return Err(Error::Limit {
+                what: format!("{} tree depth at {prefix:?}", part.name()),
+                size: depth as u64,
+                limit: MAX_TREE_DEPTH as u64,
+            });
+        }
+        let tree = store.find_tree(&tree_id)?;
+        for entry in tree.entries() {
+            let inner = format!("{prefix}{}", entry.name);
+            let rel = part.to_worktree(&inner);
+            if rel.len() > MAX_PATH_LEN {
+                return Err(Error::Limit {
+                    what: format!("path length of {}…", &rel[..64.min(rel.len())]),
+                    size: rel.len() as u64,
+                    limit: MAX_PATH_LEN as u64,
+                });
+            }
+            let file = |source| -> Result<(String, FileSource), Error> {
+                let (actual, _) = classify(&rel);
+                if actual != part {
+                    return Err(Error::Corrupt(format!(
+                        "{}: a {} file stored in the {} part",
+                        crate::display::Escaped(&rel),
+                        actual.name(),
+                        part.name()
+                    )));
+                }
+                Ok((rel.clone(), source))
+            };
+            match entry.mode {
+                EntryMode::File | EntryMode::Executable => {
+                    let (rel, source) = file(FileSource::Blob {
                         id: entry.id,
                         executable: entry.mode == EntryMode::Executable,
-                    },
-                );
-            }
-            EntryMode::Tree if part == Part::Params && entry.name.ends_with(".safetensors") => {
-                out.insert(rel, FileSource::Safetensors(entry.id));
-            }
-            EntryMode::Tree => walk(store, &entry.id, &format!("{inner}/"), part, out)?,
-            EntryMode::Tensor => {
-                return Err(Error::Invalid(format!(
-                    "{rel}: a tensor outside a safetensors file"
-                )));
+                    })?;
+                    out.insert(rel, source);
+                }
+                EntryMode::Tree if part == Part::Params && entry.name.ends_with(".safetensors") => {
+                    let (rel, source) = file(FileSource::Safetensors(entry.id))?;
+                    out.insert(rel, source);
+                }
+                EntryMode::Tree => stack.push((entry.id, format!("{inner}/"), depth + 1)),
+                EntryMode::Tensor => {
+                    return Err(Error::Corrupt(format!(
+                        "{}: a tensor outside a safetensors file",
+                        crate::display::Escaped(&rel)
+                    )));
+                }
             }
         }
     }
     Ok(())
-}
-
-/// A tensor's materialized bytes, checked against its digest. Dense tensors only here; deltas
-/// are decoded by the repository, which knows their bases.
-///
-/// # Errors
-/// [`Error::Corrupt`] when the bytes do not match the recorded digest.
-pub fn read_dense_tensor<S: FindExt + ?Sized>(
-    store: &S,
-    tensor: &TensorObject,
-) -> Result<Vec<u8>, Error> {
-    if tensor.encoding != "dense" {
-        return Err(Error::Invalid(format!(
-            "tensor encoding {:?} needs its base to be decoded",
-            tensor.encoding
-        )));
-    }
-    let mut data = Vec::with_capacity(usize::try_from(tensor.byte_len).unwrap_or(0));
-    let mut buf = Vec::new();
-    for blob in &tensor.blobs {
-        data.extend_from_slice(store.find_blob(blob, &mut buf)?);
-    }
-    Ok(data)
 }
 
 /// A safetensors tree, ready to be written as a file.
@@ -578,11 +617,25 @@ pub fn safetensors_layout<S: FindExt + ?Sized>(
     store: &S,
     tree: &ObjectId,
 ) -> Result<SafetensorsLayout, Error> {
+    let tree_id = *tree;
     let tree = store.find_tree(tree)?;
     let header_id = tree
         .get(HEADER_ENTRY)
-        .ok_or_else(|| Error::Corrupt(format!("safetensors tree {tree:?} has no header")))?
+        .filter(|e| e.mode == EntryMode::File)
+        .ok_or_else(|| Error::Corrupt(format!("safetensors tree {tree_id} has no header")))?
         .id;
+    // The header's size before it is read: the safetensors format's own cap, plus its prefix.
+    let limit = 8 + agigit_delta::MAX_HEADER_LEN as u64;
+    match store.header_of(&header_id)? {
+        Some((Kind::Blob, size)) if size > limit => {
+            return Err(Error::Limit {
+                what: format!("the safetensors header of tree {tree_id}"),
+                size,
+                limit,
+            });
+        }
+        _ => {}
+    }
     let mut buf = Vec::new();
     let header = store.find_blob(&header_id, &mut buf)?.to_vec();
     let json = header
@@ -598,14 +651,25 @@ pub fn safetensors_layout<S: FindExt + ?Sized>(
         if name == "__metadata__" {
             continue;
         }
-        let start = info["data_offsets"][0]
-            .as_u64()
-            .ok_or_else(|| Error::Corrupt(format!("tensor {name}: no data_offsets")))?;
+        let shown = crate::display::Escaped(name);
+        let (Some(start), Some(end)) = (
+            info["data_offsets"][0].as_u64(),
+            info["data_offsets"][1].as_u64(),
+        ) else {
+            return Err(Error::Corrupt(format!("tensor {shown}: no data_offsets")));
+        };
         let entry = tree
             .get(name)
             .filter(|e| e.mode == EntryMode::Tensor)
-            .ok_or_else(|| Error::Corrupt(format!("tensor {name} is in the header only")))?;
-        order.push((start, name.clone(), entry.id));
+            .ok_or_else(|| Error::Corrupt(format!("tensor {shown} is in the header only")))?;
+        let object = store.find_tensor(&entry.id)?;
+        if end.checked_sub(start) != Some(object.byte_len) {
+            return Err(Error::Corrupt(format!(
+                "tensor {shown}: the header gives it bytes {start}..{end}, its object {}",
+                object.byte_len
+            )));
+        }
+        order.push((start, end, name.clone(), entry.id));
     }
     let tensors = tree
         .entries()
@@ -618,11 +682,25 @@ pub fn safetensors_layout<S: FindExt + ?Sized>(
         ));
     }
     order.sort();
+    // The tensors fill the data section end to end, as the file will be written.
+    let mut at = 0;
+    for (start, end, name, _) in &order {
+        if *start != at {
+            return Err(Error::Corrupt(format!(
+                "tensor {}: the header's data offsets leave a gap or overlap at {at}",
+                crate::display::Escaped(name)
+            )));
+        }
+        at = *end;
+    }
     Ok(SafetensorsLayout {
         header,
-        tensors: order.into_iter().map(|(_, n, id)| (n, id)).collect(),
+        tensors: order.into_iter().map(|(_, _, n, id)| (n, id)).collect(),
     })
 }
+
+/// What the temporary files of [`write_atomic`] have in their names (`.<name>.agigit-tmp-…`).
+pub(crate) const TEMP_MARK: &str = "agigit-tmp";
 
 /// Writes `bytes` to `path` through a temporary file in the same directory, then renames it.
 pub(crate) fn write_atomic(
@@ -630,12 +708,20 @@ pub(crate) fn write_atomic(
     executable: bool,
     fill: impl FnOnce(&mut File) -> Result<(), Error>,
 ) -> Result<(), Error> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temp = dir.join(format!(".{name}.agigit-tmp"));
+    // Unique per process and call: two writers never share a temporary file, and `create_new`
+    // never opens one planted there (or a symlink) in its place.
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = dir.join(format!(".{name}.{TEMP_MARK}-{}-{n}", std::process::id()));
     let result = (|| {
-        let mut file = File::create(&temp).map_err(Error::io(&temp))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(Error::io(&temp))?;
         fill(&mut file)?;
         file.flush().map_err(Error::io(&temp))?;
         file.sync_all().map_err(Error::io(&temp))?;

@@ -80,7 +80,7 @@ fn a_clean_merge_takes_each_sides_changes() -> TestResult {
     repo.checkout("main", false)?;
     let ours = repo.head()?.ok_or("head")?;
 
-    let report = repo.merge("other", None, AUTHOR)?;
+    let report = repo.merge("other", None, AUTHOR, false)?;
     assert!(!report.fast_forward && report.commits == 1, "{report:?}");
     assert!(report.merged_tensors.is_empty());
     assert_eq!(read_model(&dir.0)?, [2.0, 3.0, 1.0]);
@@ -92,7 +92,7 @@ fn a_clean_merge_takes_each_sides_changes() -> TestResult {
     assert_eq!(merge.parents, vec![ours, theirs]);
     assert!(repo.status()?.is_empty());
     // Merging again: already up to date.
-    assert!(repo.merge("other", None, AUTHOR)?.up_to_date);
+    assert!(repo.merge("other", None, AUTHOR, false)?.up_to_date);
     Ok(())
 }
 
@@ -111,7 +111,7 @@ fn tensors_changed_on_both_sides_conflict_or_merge_by_strategy() -> TestResult {
     let ours = repo.commit("main: config v2", AUTHOR)?;
 
     // No strategy: both the tensor and the file conflict, and nothing moves.
-    match repo.merge("other", None, AUTHOR) {
+    match repo.merge("other", None, AUTHOR, false) {
         Err(Error::Conflict(list)) => {
             let text = list.join("\n");
             assert!(
@@ -132,11 +132,11 @@ fn tensors_changed_on_both_sides_conflict_or_merge_by_strategy() -> TestResult {
 
     // Average merges the tensor, but cannot settle config.json.
     assert!(matches!(
-        repo.merge("other", Some(MergeStrategy::Average), AUTHOR),
+        repo.merge("other", Some(MergeStrategy::Average), AUTHOR, false),
         Err(Error::Conflict(_))
     ));
     // Theirs settles both: their tensor and their file.
-    let report = repo.merge("other", Some(MergeStrategy::Theirs), AUTHOR)?;
+    let report = repo.merge("other", Some(MergeStrategy::Theirs), AUTHOR, false)?;
     assert_eq!(
         report.merged_tensors,
         vec!["params/model.safetensors/a.weight"]
@@ -166,7 +166,7 @@ fn average_and_task_arithmetic_give_the_expected_tensors() -> TestResult {
         write_model(&dir.0, [4.0, 1.0, 5.0])?;
         repo.commit("other: a = 4, c = 5", AUTHOR)?;
         repo.checkout("main", false)?;
-        let report = repo.merge("other", Some(strategy), AUTHOR)?;
+        let report = repo.merge("other", Some(strategy), AUTHOR, false)?;
         assert_eq!(report.merged_tensors.len(), 1, "{strategy:?}");
         assert_eq!(read_model(&dir.0)?, [expected, 1.0, 5.0], "{strategy:?}");
         assert!(repo.status()?.is_empty());
@@ -188,7 +188,7 @@ fn rebase_replays_commits_on_the_new_base() -> TestResult {
     write_model(&dir.0, [1.0, 1.0, 7.0])?;
     repo.commit("other: c = 7", AUTHOR)?;
 
-    let report = repo.rebase("main", None)?;
+    let report = repo.rebase("main", None, false)?;
     assert_eq!(report.commits, 2);
     let log = repo.log("HEAD", 10)?;
     let messages: Vec<&str> = log.iter().map(|(_, c)| c.message.as_str()).collect();
@@ -207,7 +207,7 @@ fn rebase_replays_commits_on_the_new_base() -> TestResult {
         "print('tuned')"
     );
     assert!(repo.status()?.is_empty());
-    assert!(repo.rebase("main", None)?.up_to_date);
+    assert!(repo.rebase("main", None, false)?.up_to_date);
 
     // A replayed commit that conflicts stops the rebase with nothing changed.
     repo.checkout("main", false)?;
@@ -215,7 +215,7 @@ fn rebase_replays_commits_on_the_new_base() -> TestResult {
     repo.commit("main: train.py", AUTHOR)?;
     repo.checkout("other", false)?;
     let before = repo.head()?;
-    match repo.rebase("main", None) {
+    match repo.rebase("main", None, false) {
         Err(Error::Conflict(list)) => {
             assert!(list[0].starts_with("replaying"), "{list:?}");
             assert!(list.iter().any(|l| l.contains("code/train.py")), "{list:?}");
@@ -245,7 +245,7 @@ fn a_fork_rebase_replays_the_fine_tune_on_the_new_foundation_as_deltas() -> Test
     let (_, stats) = repo.commit_with("fine-tune", AUTHOR, &agigit::delta::Lossless::default())?;
     assert_eq!(stats.delta_tensors, 2);
 
-    let report = repo.rebase_fork(&v2.to_string(), AUTHOR)?;
+    let report = repo.rebase_fork(&v2.to_string(), AUTHOR, false)?;
     // a: 10 + (3 - 1) = 12; b follows the foundation: 20; c: 1 + (4 - 1) = 4.
     assert_eq!(read_model(&dir.0)?, [12.0, 20.0, 4.0]);
     assert_eq!(
@@ -291,7 +291,7 @@ fn a_fork_rebase_replays_the_fine_tune_on_the_new_foundation_as_deltas() -> Test
     write(&plain.0, "x.txt", "x")?;
     other.commit("x", AUTHOR)?;
     assert!(matches!(
-        other.rebase_fork("HEAD", AUTHOR),
+        other.rebase_fork("HEAD", AUTHOR, false),
         Err(Error::Invalid(_))
     ));
     Ok(())

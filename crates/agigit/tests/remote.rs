@@ -165,7 +165,7 @@ async fn corrupt_shards_are_skipped_and_too_few_servers_is_an_error() -> TestRes
     let s0_blobs = net.blob_count("s0");
     assert!(s0_blobs > 1);
     let coordinate = RepoCoordinate::new(keys.public_key(), id.clone());
-    let manifest_bytes = net.get_blob("s1", &manifest).await?;
+    let manifest_bytes = net.get_blob("s1", &manifest, agigit::MAX_MANIFEST_BYTES).await?;
     let parsed = agigit::shard::ShardManifest::decode(&manifest_bytes)?;
     for (_, _, hash) in parsed.all_shard_hashes() {
         net.corrupt_blob("s0", hash, Bytes::from_static(b"rot"));

@@ -179,11 +179,18 @@ fn branches_deleted_files_and_dirty_checkouts() -> TestResult {
     assert!(d.0.join("data/validation/part-0.jsonl").exists());
     assert!(!d.0.join("notes.md").exists());
 
-    // A modified tracked file blocks a checkout, unless forced.
-    std::fs::write(d.0.join("config.json"), b"{}")?;
+    // A modified tracked file the checkout would delete, and an untracked file where it puts
+    // one, block it (git's message, nothing changed), unless forced.
+    std::fs::write(d.0.join("data/validation/part-0.jsonl"), b"my edit")?;
+    std::fs::write(d.0.join("notes.md"), b"my notes")?;
     match repo.checkout("experiment", false) {
-        Err(Error::Invalid(m)) => {
-            assert!(m.contains("config.json") && m.contains("--force"), "{m}")
+        Err(Error::LocalChanges {
+            modified,
+            untracked,
+            ..
+        }) => {
+            assert_eq!(modified, ["data/validation/part-0.jsonl"]);
+            assert_eq!(untracked, ["notes.md"]);
         }
         other => panic!("{other:?}"),
     }
@@ -191,8 +198,14 @@ fn branches_deleted_files_and_dirty_checkouts() -> TestResult {
         repo.current_branch()?.map(|b| b.to_string()),
         Some("refs/heads/main".into())
     );
+    assert_eq!(std::fs::read(d.0.join("notes.md"))?, b"my notes");
+    // A change to a file both branches share is carried over, as git does.
+    std::fs::write(d.0.join("config.json"), b"{}")?;
     repo.checkout("experiment", true)?;
-    assert!(repo.status()?.is_empty());
+    assert_eq!(std::fs::read(d.0.join("notes.md"))?, b"new file");
+    assert!(!d.0.join("data/validation/part-0.jsonl").exists());
+    assert_eq!(std::fs::read(d.0.join("config.json"))?, b"{}");
+    assert_eq!(repo.status()?.keys().collect::<Vec<_>>(), ["config.json"]);
     assert!(matches!(
         repo.resolve("nope"),
         Err(Error::UnknownRevision(_))

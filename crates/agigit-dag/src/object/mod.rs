@@ -10,12 +10,16 @@ use agigit_hash::{Hasher, ObjectId};
 
 mod codec;
 mod commit;
+pub mod name;
 mod tensor;
 mod tree;
 
 pub use commit::{Commit, ForkBase, MAX_EXTRA, MAX_PARENTS};
+pub use name::{
+    MAX_NAME_LEN, NameError, check_entry_name, check_name, check_tensor_name, windows_hazard,
+};
 pub use tensor::{MAX_NDIM, MAX_PARAMS, TensorObject};
-pub use tree::{EntryMode, MAX_NAME_LEN, NameError, Tree, TreeEntry, check_name};
+pub use tree::{EntryMode, Tree, TreeEntry};
 
 /// The format version of tree, tensor and commit bodies (their first byte).
 pub const BODY_VERSION: u8 = 1;
@@ -131,6 +135,9 @@ pub enum DecodeError {
         /// How many.
         count: usize,
     },
+    /// A tree entry's name breaks the name rules (see [`name`]): it names the entry.
+    #[error("tree entry rejected: {0}")]
+    Name(NameError),
     /// The bytes hash to another id than the one asked for.
     #[error("object {expected} hashes to {actual}")]
     IdMismatch {

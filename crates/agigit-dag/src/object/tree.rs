@@ -3,10 +3,8 @@
 use agigit_hash::ObjectId;
 
 use super::codec::{Reader, put_str};
+use super::name::{NameError, check_entry_name};
 use super::{BODY_VERSION, DecodeError, Kind};
-
-/// The longest entry name, in bytes.
-pub const MAX_NAME_LEN: usize = 255;
 
 /// What a tree entry points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,47 +49,6 @@ impl EntryMode {
     }
 }
 
-/// A name that cannot be a tree entry, or a tree with a name twice.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum NameError {
-    /// The name breaks a rule.
-    #[error("invalid entry name {name:?}: {reason}")]
-    Invalid {
-        /// The name.
-        name: String,
-        /// Which rule.
-        reason: &'static str,
-    },
-    /// Two entries share a name.
-    #[error("entry name {name:?} appears twice")]
-    Duplicate {
-        /// The name.
-        name: String,
-    },
-}
-
-/// Checks a tree entry name: not empty, not `.` or `..`, no `/` or NUL, at most 255 bytes.
-pub fn check_name(name: &str) -> Result<(), NameError> {
-    let reason = if name.is_empty() {
-        "it is empty"
-    } else if name == "." || name == ".." {
-        "it is . or .."
-    } else if name.contains('/') {
-        "it contains '/'"
-    } else if name.contains('\0') {
-        "it contains NUL"
-    } else if name.len() > MAX_NAME_LEN {
-        "it is longer than 255 bytes"
-    } else {
-        return Ok(());
-    };
-    Err(NameError::Invalid {
-        name: name.to_owned(),
-        reason,
-    })
-}
-
 /// One entry of a tree.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TreeEntry {
@@ -125,7 +82,7 @@ impl Tree {
     pub fn new(entries: impl IntoIterator<Item = TreeEntry>) -> Result<Self, NameError> {
         let mut entries: Vec<TreeEntry> = entries.into_iter().collect();
         for e in &entries {
-            check_name(&e.name)?;
+            check_entry_name(&e.name, e.mode)?;
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         if let Some(w) = entries.windows(2).find(|w| w[0].name == w[1].name) {
@@ -151,7 +108,7 @@ impl Tree {
 
     /// Adds or replaces an entry; returns the one replaced.
     pub fn insert(&mut self, entry: TreeEntry) -> Result<Option<TreeEntry>, NameError> {
-        check_name(&entry.name)?;
+        check_entry_name(&entry.name, entry.mode)?;
         match self
             .entries
             .binary_search_by(|e| e.name.as_str().cmp(&entry.name))
@@ -218,7 +175,7 @@ impl Tree {
             let mode = EntryMode::from_code(code)
                 .ok_or_else(|| r.invalid(format!("unknown entry mode {code}")))?;
             let name = r.str(2, "name")?;
-            check_name(name).map_err(|e| r.invalid(e.to_string()))?;
+            check_entry_name(name, mode).map_err(DecodeError::Name)?;
             if let Some(prev) = entries.last()
                 && prev.name.as_str() >= name
             {

@@ -86,6 +86,10 @@ pub fn run<S: Find + Write>(store: &S) -> Result<(), Failure> {
             "bytes read back",
         )?;
         check(found.decode().map_err(err)? == o, "object decodes back")?;
+        check(
+            store.header_of(&id).map_err(err)? == Some((o.kind(), body.len() as u64)),
+            "header_of gives the kind and body length",
+        )?;
         // Writing again is not an error and changes nothing.
         check(
             store.write_buf(o.kind(), &body).map_err(err)? == id,
@@ -101,6 +105,10 @@ pub fn run<S: Find + Write>(store: &S) -> Result<(), Failure> {
     check(
         !store.contains(&absent).map_err(err)?,
         "absent is not contained",
+    )?;
+    check(
+        store.header_of(&absent).map_err(err)?.is_none(),
+        "absent has no header",
     )?;
     check(
         matches!(store.find_tree(&absent), Err(FindError::NotFound { id }) if id == absent),

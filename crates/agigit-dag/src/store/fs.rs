@@ -151,6 +151,22 @@ impl Find for FsStore {
         self.io.exists(&path).map_err(io_err(&path))
     }
 
+    fn header_of(&self, id: &ObjectId) -> Result<Option<(Kind, u64)>, StoreError> {
+        let path = self.path_of(id);
+        let mut head = [0u8; crate::object::MAX_HEADER_LEN];
+        let Some(n) = self
+            .io
+            .read_prefix(&path, &mut head)
+            .map_err(io_err(&path))?
+        else {
+            return Ok(None);
+        };
+        let corrupt = |source| StoreError::Corrupt { id: *id, source };
+        let (kind, len, _) =
+            crate::object::parse_header(&head[..n], self.limits).map_err(corrupt)?;
+        Ok(Some((kind, len)))
+    }
+
     fn try_find<'a>(
         &self,
         id: &ObjectId,

@@ -29,6 +29,17 @@ pub trait Io: Send + Sync + fmt::Debug {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Reads `path` into `buf`; `Ok(false)` when it does not exist.
     fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<bool>;
+    /// Reads at most `buf.len()` bytes from the start of `path` into `buf`; `Ok(None)` when it
+    /// does not exist, else how many bytes were read (fewer only at the end of the file).
+    fn read_prefix(&self, path: &Path, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let mut all = Vec::new();
+        if !self.read_into(path, &mut all)? {
+            return Ok(None);
+        }
+        let n = all.len().min(buf.len());
+        buf[..n].copy_from_slice(&all[..n]);
+        Ok(Some(n))
+    }
     /// Creates a directory and its parents.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Whether `path` exists.
@@ -71,6 +82,24 @@ impl Io for StdIo {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    fn read_prefix(&self, path: &Path, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(filled))
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {

@@ -68,6 +68,11 @@ impl Find for MemoryStore {
         }))
     }
 
+    fn header_of(&self, id: &ObjectId) -> Result<Option<(Kind, u64)>, StoreError> {
+        let map = self.objects.read().map_err(|_| poisoned())?;
+        Ok(map.get(id).map(|(kind, body)| (*kind, body.len() as u64)))
+    }
+
     fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
         Ok(self
             .objects

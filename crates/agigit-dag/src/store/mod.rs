@@ -89,6 +89,16 @@ pub trait Find {
     fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
         Ok(self.try_find(id, &mut Vec::new())?.is_some())
     }
+
+    /// The kind and body length of object `id`, without reading its body where the store can
+    /// (so a caller can refuse an object too large for its purpose before loading it); `Ok(None)`
+    /// when absent. The length is the one the stored header declares: a read of the object still
+    /// verifies it.
+    fn header_of(&self, id: &ObjectId) -> Result<Option<(Kind, u64)>, StoreError> {
+        Ok(self
+            .try_find(id, &mut Vec::new())?
+            .map(|o| (o.kind, o.data.len() as u64)))
+    }
 }
 
 /// Writes objects.
@@ -121,6 +131,9 @@ macro_rules! forward {
             }
             fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
                 (**self).contains(id)
+            }
+            fn header_of(&self, id: &ObjectId) -> Result<Option<(Kind, u64)>, StoreError> {
+                (**self).header_of(id)
             }
         }
         impl<T: Write + ?Sized> Write for $ptr {
