@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use agigit::display::escape;
 use agigit::event::nostr::prelude::{Keys, ToBech32};
 use agigit::event::{RepoCoordinate, RepoId};
 use agigit::net::{BlobClient, BlobClientOptions, Network, PoolOptions, RelayPool, Roles};
 use agigit::shard::Leopard;
-use agigit::display::escape;
 use agigit::{Change, PushOptions, Repository};
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};

@@ -337,14 +337,21 @@ async fn blossom_round_trip_and_resume() -> TestResult {
     assert!(desc.created && desc.hash == hash && desc.size == data.len() as u64);
     assert!(!client.upload(&server.http(), data.clone()).await?.created);
     assert!(client.exists(&server.http(), &hash).await?);
-    assert_eq!(client.download(&server.http(), &hash, data.len() as u64).await?, data);
+    assert_eq!(
+        client
+            .download(&server.http(), &hash, data.len() as u64)
+            .await?,
+        data
+    );
 
     // Resume: a part file with the first megabyte, continued by Range.
     let dir = server.dir.join("download");
     std::fs::create_dir_all(&dir)?;
     let target = dir.join("blob");
     std::fs::write(dir.join("blob.part"), &data[..1 << 20])?;
-    let n = client.download_to(&server.http(), &hash, data.len() as u64, &target).await?;
+    let n = client
+        .download_to(&server.http(), &hash, data.len() as u64, &target)
+        .await?;
     assert_eq!(n, data.len() as u64);
     assert_eq!(std::fs::read(&target)?, data);
     assert!(!dir.join("blob.part").exists());
@@ -519,5 +526,148 @@ async fn memory_transport_fails_like_a_network() -> TestResult {
         Err(NetError::Corrupt { .. })
     ));
     assert!(net.put_blob("c", Bytes::from_static(b"x")).await.is_err());
+    Ok(())
+}
+
+/// An HTTP server that answers every GET with `head` and then, when `endless`, zeros forever in
+/// 64 KiB chunks (chunked encoding), as fast as the client reads them.
+async fn hostile_blob_server(head: &'static str, endless: bool) -> Result<SocketAddr, Error> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                if tcp.write_all(head.as_bytes()).await.is_err() || !endless {
+                    return;
+                }
+                let mut chunk = format!("{:x}\r\n", 64 << 10).into_bytes();
+                chunk.extend_from_slice(&vec![0u8; 64 << 10]);
+                chunk.extend_from_slice(b"\r\n");
+                while tcp.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    Ok(addr)
+}
+
+#[tokio::test]
+async fn endless_or_oversized_blob_bodies_are_cut_off_and_another_server_serves() -> TestResult {
+    let good = start("endless").await?;
+    let keys = Keys::generate();
+    let data = Bytes::from_static(b"a shard of known length");
+    let hash = BlobClient::new(Some(keys), BlobClientOptions::default())
+        .upload(&good.http(), data.clone())
+        .await?
+        .hash;
+    let endless = format!(
+        "http://{}",
+        hostile_blob_server(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            true
+        )
+        .await?
+    );
+    let huge = format!(
+        "http://{}",
+        hostile_blob_server(
+            "HTTP/1.1 200 OK\r\nContent-Length: 107374182400\r\n\r\n",
+            false
+        )
+        .await?
+    );
+    let client = BlobClient::new(None, BlobClientOptions::default());
+    let started = std::time::Instant::now();
+    for server in [&endless, &huge] {
+        match tokio::time::timeout(WAIT, client.download(server, &hash, 1 << 20)).await? {
+            Err(NetError::TooLarge { limit, .. }) => assert_eq!(limit, 1 << 20),
+            other => panic!("{server}: {other:?}"),
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "cut off fast");
+    // The honest server still serves, after both liars.
+    let (bytes, from) = tokio::time::timeout(
+        WAIT,
+        client.fetch_any(&[endless, huge, good.http()], &hash, data.len() as u64),
+    )
+    .await??;
+    assert_eq!((bytes, from), (data, good.http()));
+    Ok(())
+}
+
+/// A relay that answers every REQ with `events` (pre-signed) and then, if given, one message of
+/// `junk` bytes, then EOSE.
+async fn flooding_relay(events: Vec<Event>, junk: usize) -> Result<SocketAddr, Error> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let events = events.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    let Ok(text) = msg.to_text() else { continue };
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+                        continue;
+                    };
+                    if v[0] == "REQ" {
+                        let sub = SubscriptionId::new(v[1].as_str().unwrap_or_default());
+                        for e in &events {
+                            let m = RelayMessage::event(sub.clone(), e.clone());
+                            if ws.send(m.as_json().into()).await.is_err() {
+                                return;
+                            }
+                        }
+                        if junk > 0 {
+                            let note = format!("[\"NOTICE\",\"{}\"]", "x".repeat(junk));
+                            let _ = ws.send(note.into()).await;
+                        }
+                        let _ = ws.send(RelayMessage::eose(sub).as_json().into()).await;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+#[tokio::test]
+async fn a_relay_that_floods_a_query_or_sends_a_huge_message_is_cut_off() -> TestResult {
+    let keys = Keys::generate();
+    let events: Vec<Event> = (0..50)
+        .map(|i| note(&keys, &format!("flood {i}")))
+        .collect::<Result<_, _>>()?;
+    let options = PoolOptions {
+        max_query_events: 10,
+        max_message_bytes: 64 << 10,
+        ..quick()
+    };
+    let filter = [Filter::new().author(keys.public_key())];
+
+    // 50 valid events where 10 are allowed: the query keeps 10 and stops reading.
+    let flood = flooding_relay(events.clone(), 0).await?;
+    let pool = RelayPool::new(options.clone(), None);
+    pool.add_relay(&format!("ws://{flood}"), Roles::FETCH)?;
+    let got = tokio::time::timeout(WAIT, pool.query(&filter)).await??;
+    assert_eq!(got.len(), 10);
+
+    // A 1 MiB message where 64 KiB are allowed: the connection is dropped before it is buffered,
+    // and the query fails instead of waiting on it.
+    let huge = flooding_relay(Vec::new(), 1 << 20).await?;
+    let pool = RelayPool::new(options, None);
+    pool.add_relay(&format!("ws://{huge}"), Roles::FETCH)?;
+    let result = tokio::time::timeout(WAIT, pool.query(&filter)).await?;
+    assert!(result.is_err(), "{result:?}");
+    let status = &pool.relays()[0];
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("too long") || e.contains("size")),
+        "{status:?}"
+    );
     Ok(())
 }

@@ -85,6 +85,16 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
+    /// An object from the network does not decode: a tree entry name that breaks the name rules
+    /// (`source` is then [`agigit_dag::DecodeError::Name`], naming the entry), or any other rule
+    /// of the format. Nothing of it was stored.
+    #[error("{what}: {source}")]
+    Decode {
+        /// Which object, where.
+        what: String,
+        /// Why.
+        source: agigit_dag::DecodeError,
+    },
     /// Nothing to commit.
     #[error("nothing to commit: the working directory matches HEAD")]
     NothingToCommit,

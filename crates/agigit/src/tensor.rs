@@ -4,9 +4,10 @@
 //!
 //! - The object's `byte_len` must be its shape's element count times its dtype's size, and at
 //!   most [`TensorLimits::max_tensor_bytes`].
-//! - Its blobs (counted as often as they are listed) must add up to `payload_len`, read from the
-//!   stored headers before a byte is loaded; a dense payload is exactly `byte_len`, a delta's at
-//!   most that.
+//! - Its blobs must be distinct (a blob listed many times would let a few bytes on the wire stand
+//!   for any number in memory) and add up to `payload_len`, read from the stored headers before a
+//!   byte is loaded; a dense payload is exactly `byte_len`, a delta's at most that. So a tensor
+//!   never takes more memory than the bytes that were actually received for it and its bases.
 //! - A delta's base must have the same dtype and shape; the chain of bases is walked without
 //!   recursion, at most [`TensorLimits::max_delta_chain`] deep.
 //! - A delta payload's header must describe the object's dtype and shape, and it decodes with its
@@ -104,8 +105,13 @@ impl Repository {
                 ),
             ));
         }
-        // The blobs' sizes from their stored headers, before any is read; a blob listed twice
-        // counts twice.
+        // A blob listed twice would let a few bytes on the wire stand for any number in memory
+        // (writers never list one twice).
+        let mut distinct = std::collections::HashSet::with_capacity(object.blobs.len());
+        if let Some(blob) = object.blobs.iter().find(|b| !distinct.insert(**b)) {
+            return Err(corrupt(name, format!("it lists blob {blob} twice")));
+        }
+        // The blobs' sizes from their stored headers, before any is read.
         let mut total = 0u64;
         for blob in &object.blobs {
             let size = match self.store().header_of(blob)? {

@@ -282,6 +282,47 @@ fn write_file<S: Write + ?Sized>(store: &S, path: &Path) -> Result<(EntryMode, O
     Ok((mode, id))
 }
 
+/// Stores a tensor's payload as blobs of at most [`SEGMENT`] bytes, no blob twice: readers refuse a
+/// tensor that lists a blob twice (it would let a few bytes on the wire stand for any number in
+/// memory). Segments are [`SEGMENT`] bytes each, so that a tensor's unchanged segments keep their
+/// ids from version to version; a payload with repeated segments (a run of zeros, say) is cut into
+/// segments of strictly decreasing lengths instead, which are all different blobs.
+fn write_segments<S: Write + ?Sized>(store: &S, data: &[u8]) -> Result<Vec<ObjectId>, Error> {
+    let mut blobs = Vec::with_capacity(data.len().div_ceil(SEGMENT));
+    let mut seen = BTreeSet::new();
+    for chunk in data.chunks(SEGMENT) {
+        let id = store.write_buf(Kind::Blob, chunk)?;
+        if !seen.insert(id) {
+            return write_distinct_segments(store, data);
+        }
+        blobs.push(id);
+    }
+    Ok(blobs)
+}
+
+/// Cuts `data` into segments of `SEGMENT`, `SEGMENT − 1`, `SEGMENT − 2`, … bytes: blobs of
+/// different lengths are different blobs, whatever their bytes.
+fn write_distinct_segments<S: Write + ?Sized>(
+    store: &S,
+    data: &[u8],
+) -> Result<Vec<ObjectId>, Error> {
+    let mut blobs = Vec::new();
+    let (mut at, mut len) = (0, SEGMENT);
+    while at < data.len() {
+        if len == 0 {
+            return Err(Error::Invalid(format!(
+                "a payload of {} bytes has too many repeated segments to store",
+                data.len()
+            )));
+        }
+        let end = (at + len).min(data.len());
+        blobs.push(store.write_buf(Kind::Blob, &data[at..end])?);
+        at = end;
+        len -= 1;
+    }
+    Ok(blobs)
+}
+
 /// Stores one tensor's bytes as dense segments; returns its object id.
 pub fn write_dense_tensor<S: Write + ?Sized>(
     store: &S,
@@ -289,10 +330,7 @@ pub fn write_dense_tensor<S: Write + ?Sized>(
     shape: &[usize],
     data: &[u8],
 ) -> Result<ObjectId, Error> {
-    let mut blobs = Vec::with_capacity(data.len().div_ceil(SEGMENT));
-    for chunk in data.chunks(SEGMENT) {
-        blobs.push(store.write_buf(Kind::Blob, chunk)?);
-    }
+    let blobs = write_segments(store, data)?;
     let tensor = TensorObject {
         dtype: dtype.as_str().to_owned(),
         shape: shape.iter().map(|&d| d as u64).collect(),
@@ -350,10 +388,7 @@ pub(crate) fn write_fork_tensor<S: Write + ?Sized>(
                 "{rel}: tensor {name}: the delta does not read back: {e}"
             ))
         })?;
-    let mut blobs = Vec::with_capacity(encoded.payload.len().div_ceil(SEGMENT));
-    for chunk in encoded.payload.chunks(SEGMENT) {
-        blobs.push(store.write_buf(Kind::Blob, chunk)?);
-    }
+    let blobs = write_segments(store, &encoded.payload)?;
     let tensor = TensorObject {
         dtype: view.dtype().as_str().to_owned(),
         shape: view.shape().iter().map(|&d| d as u64).collect(),

@@ -296,3 +296,140 @@ fn a_fork_rebase_replays_the_fine_tune_on_the_new_foundation_as_deltas() -> Test
     ));
     Ok(())
 }
+
+/// The three ways a user's work can be in a command's way.
+#[derive(Clone, Copy, Debug)]
+enum LocalWork {
+    /// A tracked file the target changes, edited here.
+    Modified,
+    /// A tracked file the target changes, deleted here.
+    Deleted,
+    /// A file the target adds, already here untracked.
+    Untracked,
+}
+
+impl LocalWork {
+    const ALL: [LocalWork; 3] = [
+        LocalWork::Modified,
+        LocalWork::Deleted,
+        LocalWork::Untracked,
+    ];
+
+    fn apply(self, dir: &Path) -> TestResult {
+        match self {
+            LocalWork::Modified => write(dir, "shared.txt", "my uncommitted edit"),
+            LocalWork::Deleted => Ok(std::fs::remove_file(dir.join("shared.txt"))?),
+            LocalWork::Untracked => write(dir, "new.txt", "my own notes"),
+        }
+    }
+
+    /// The file the user's work is in, and what it holds (`None`: deleted).
+    fn expected(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            LocalWork::Modified => ("shared.txt", Some("my uncommitted edit")),
+            LocalWork::Deleted => ("shared.txt", None),
+            LocalWork::Untracked => ("new.txt", Some("my own notes")),
+        }
+    }
+
+    fn check(self, err: &Error) {
+        let (path, _) = self.expected();
+        match (self, err) {
+            (
+                LocalWork::Modified | LocalWork::Deleted,
+                Error::LocalChanges {
+                    modified,
+                    untracked,
+                    ..
+                },
+            ) => assert!(modified == &[path] && untracked.is_empty(), "{err}"),
+            (
+                LocalWork::Untracked,
+                Error::LocalChanges {
+                    modified,
+                    untracked,
+                    ..
+                },
+            ) => assert!(modified.is_empty() && untracked == &[path], "{err}"),
+            _ => panic!("{self:?}: {err:?}"),
+        }
+        let m = err.to_string();
+        assert!(
+            m.contains("would be overwritten by") && m.contains("--force"),
+            "{m}"
+        );
+    }
+}
+
+/// main: `shared.txt` and `keep.txt`; `theirs`: `shared.txt` changed and `new.txt` added; `mine`
+/// (checked out): `keep.txt` changed.
+fn diverged(dir: &Path) -> Result<Repository, Box<dyn std::error::Error>> {
+    write(dir, "shared.txt", "v1")?;
+    write(dir, "keep.txt", "k1")?;
+    let repo = Repository::init(dir)?;
+    repo.commit("base", AUTHOR)?;
+    repo.create_branch("theirs", "HEAD")?;
+    repo.create_branch("mine", "HEAD")?;
+    repo.checkout("theirs", false)?;
+    write(dir, "shared.txt", "v2")?;
+    write(dir, "new.txt", "theirs")?;
+    repo.commit("theirs", AUTHOR)?;
+    repo.checkout("mine", false)?;
+    write(dir, "keep.txt", "k2")?;
+    repo.commit("mine", AUTHOR)?;
+    Ok(repo)
+}
+
+#[test]
+fn checkout_merge_and_rebase_never_lose_local_work() -> TestResult {
+    type Run = fn(&Repository, bool) -> Result<(), Error>;
+    let commands: [(&str, Run); 3] = [
+        ("checkout", |r, force| r.checkout("theirs", force).map(drop)),
+        ("merge", |r, force| {
+            r.merge("theirs", None, AUTHOR, force).map(drop)
+        }),
+        ("rebase", |r, force| {
+            r.rebase("theirs", None, force).map(drop)
+        }),
+    ];
+    for (name, run) in commands {
+        for work in LocalWork::ALL {
+            let d = Dir::new(&format!("local-{name}-{work:?}"));
+            let repo = diverged(&d.0)?;
+            let head = repo.head()?;
+            work.apply(&d.0)?;
+            let before = std::fs::read_to_string(d.0.join("keep.txt"))?;
+            let err = run(&repo, false).expect_err("refused");
+            work.check(&err);
+            // Nothing changed: the user's work, the other files, HEAD.
+            let (path, content) = work.expected();
+            assert_eq!(
+                std::fs::read_to_string(d.0.join(path)).ok().as_deref(),
+                content,
+                "{name} {work:?}"
+            );
+            assert_eq!(std::fs::read_to_string(d.0.join("keep.txt"))?, before);
+            assert_eq!(repo.head()?, head, "{name} {work:?}: HEAD did not move");
+            // --force discards it.
+            run(&repo, true)?;
+            assert_eq!(std::fs::read_to_string(d.0.join("shared.txt"))?, "v2");
+            assert_eq!(std::fs::read_to_string(d.0.join("new.txt"))?, "theirs");
+            assert!(repo.status()?.is_empty(), "{name} {work:?}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn local_changes_to_files_a_command_does_not_touch_are_kept() -> TestResult {
+    let d = Dir::new("local-kept");
+    let repo = diverged(&d.0)?;
+    // keep.txt is changed on `mine` only: merging `theirs` leaves it alone, edits included.
+    write(&d.0, "keep.txt", "my edit")?;
+    write(&d.0, "untracked-elsewhere.txt", "mine")?;
+    repo.merge("theirs", None, AUTHOR, false)?;
+    assert_eq!(std::fs::read_to_string(d.0.join("keep.txt"))?, "my edit");
+    assert_eq!(std::fs::read_to_string(d.0.join("shared.txt"))?, "v2");
+    assert!(d.0.join("untracked-elsewhere.txt").exists());
+    Ok(())
+}

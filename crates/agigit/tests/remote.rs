@@ -165,7 +165,9 @@ async fn corrupt_shards_are_skipped_and_too_few_servers_is_an_error() -> TestRes
     let s0_blobs = net.blob_count("s0");
     assert!(s0_blobs > 1);
     let coordinate = RepoCoordinate::new(keys.public_key(), id.clone());
-    let manifest_bytes = net.get_blob("s1", &manifest, agigit::MAX_MANIFEST_BYTES).await?;
+    let manifest_bytes = net
+        .get_blob("s1", &manifest, agigit::MAX_MANIFEST_BYTES)
+        .await?;
     let parsed = agigit::shard::ShardManifest::decode(&manifest_bytes)?;
     for (_, _, hash) in parsed.all_shard_hashes() {
         net.corrupt_blob("s0", hash, Bytes::from_static(b"rot"));
@@ -609,5 +611,87 @@ async fn a_partial_clone_fetches_only_its_parts_commits_and_widens() -> TestResu
             .await,
         Err(Error::Invalid(_))
     ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn pull_never_loses_local_work() -> TestResult {
+    let keys = Keys::generate();
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(2, 5)?;
+    let options = PushOptions::new(&code);
+    let coordinate = RepoCoordinate::new(keys.public_key(), RepoId::new("pulled")?);
+    let origin = Dir::new("pull-local-origin");
+    std::fs::write(origin.0.join("shared.txt"), "v1")?;
+    let repo = Repository::init(&origin.0)?;
+    repo.commit("v1", keys.public_key().to_bytes())?;
+    repo.push(&net, &keys, &coordinate.id, "main", options)
+        .await?;
+    // Three clones at v1, each with its user's work in the way of the next pull.
+    type Work = fn(&Path) -> std::io::Result<()>;
+    let cases: [(&str, Work, &str); 3] = [
+        (
+            "modified",
+            |d| std::fs::write(d.join("shared.txt"), "my edit"),
+            "shared.txt",
+        ),
+        (
+            "deleted",
+            |d| std::fs::remove_file(d.join("shared.txt")),
+            "shared.txt",
+        ),
+        (
+            "untracked",
+            |d| std::fs::write(d.join("new.txt"), "my notes"),
+            "new.txt",
+        ),
+    ];
+    let mut clones = Vec::new();
+    for (what, work, _) in &cases {
+        let dir = Dir::new(&format!("pull-local-{what}"));
+        let clone = Repository::init(&dir.0)?;
+        clone
+            .pull(&net, &coordinate, "main", FetchOptions::default())
+            .await?;
+        work(&dir.0)?;
+        clones.push((dir, clone));
+    }
+    std::fs::write(origin.0.join("shared.txt"), "v2")?;
+    std::fs::write(origin.0.join("new.txt"), "theirs")?;
+    let v2 = repo.commit("v2", keys.public_key().to_bytes())?;
+    repo.push(&net, &keys, &coordinate.id, "main", options)
+        .await?;
+    for ((what, _, path), (dir, clone)) in cases.iter().zip(&clones) {
+        let before = std::fs::read(dir.0.join(path)).ok();
+        let head = clone.head()?;
+        match clone
+            .pull(&net, &coordinate, "main", FetchOptions::default())
+            .await
+        {
+            Err(Error::LocalChanges {
+                modified,
+                untracked,
+                command,
+            }) => {
+                assert_eq!(command, "pull");
+                let listed = if *what == "untracked" {
+                    &untracked
+                } else {
+                    &modified
+                };
+                assert_eq!(listed, &[path.to_string()], "{what}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+        assert_eq!(std::fs::read(dir.0.join(path)).ok(), before, "{what}");
+        assert_eq!(clone.head()?, head, "{what}: the branch did not move");
+        let forced = FetchOptions {
+            force: true,
+            ..FetchOptions::default()
+        };
+        clone.pull(&net, &coordinate, "main", forced).await?;
+        assert_eq!(clone.head()?, Some(v2));
+        assert_eq!(tree_bytes(&dir.0), tree_bytes(&origin.0), "{what}");
+    }
     Ok(())
 }
