@@ -244,6 +244,37 @@ impl Signed<BlossomAuth> {
         Ok(Self::from_json(json)?)
     }
 
+    /// Checks everything of `request` but its blob, which is not known yet (an upload whose body
+    /// has not been read): signature (checked when the token was parsed), dates, verb and server;
+    /// a verb that must name its blob needs at least one `x` tag. The blob is checked later
+    /// against [`covers`](Self::covers), before anything is kept.
+    ///
+    /// # Errors
+    /// [`AuthError`] naming the first check that fails.
+    pub fn authorize_before_blob(&self, request: &AuthRequest<'_>) -> Result<(), AuthError> {
+        let unnamed = AuthRequest {
+            blob: None,
+            ..*request
+        };
+        match self.authorize(&unnamed) {
+            Err(AuthError::MissingBlob) if !self.body().blobs.is_empty() => {
+                // `authorize` refuses a hash-naming verb without a blob; the body will name it.
+                self.authorize(&AuthRequest {
+                    blob: self.body().blobs.first(),
+                    ..*request
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Whether this token covers blob `blob` (it names it, or names none for a verb that need
+    /// not).
+    pub fn covers(&self, verb: Verb, blob: &BlobHash) -> bool {
+        let auth = self.body();
+        auth.blobs.contains(blob) || (auth.blobs.is_empty() && !verb.requires_blob_hash())
+    }
+
     /// Checks that this token authorizes `request`.
     ///
     /// # Errors

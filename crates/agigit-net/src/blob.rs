@@ -149,16 +149,16 @@ pub fn check_server_url(url: &str) -> Result<(), NetError> {
     Ok(())
 }
 
+/// The name a token gives `server` in its BUD-11 `server` tag: `host:port` (lowercase), so that a
+/// token for one server is not valid on another of the same host; the bare host when the URL
+/// gives no port (a server on the scheme's default port accepts that).
 fn host_of(server: &str) -> String {
-    let authority = server
+    server
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .split('/')
         .next()
-        .unwrap_or_default();
-    authority
-        .rsplit_once(':')
-        .map_or(authority, |(h, _)| h)
+        .unwrap_or_default()
         .to_ascii_lowercase()
 }
 

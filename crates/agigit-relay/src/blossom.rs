@@ -24,19 +24,87 @@ use axum::routing::{get, put};
 use futures_util::StreamExt;
 use nostr::prelude::{PublicKey, Timestamp};
 use serde::Deserialize;
-use tokio::sync::mpsc;
 
 use crate::blobs::{BlobInfo, BlobStore, BlobStoreError, BlobUpload, DeleteOutcome};
 use crate::config::BlossomConfig;
 use crate::range::ByteRange;
+use crate::server::ConnectionLimits;
 
-/// The Blossom side of a relay: a blob store and its settings.
+/// The Blossom side of a relay: a blob store, its settings, and what uploads in progress hold.
 #[derive(Clone)]
 pub(crate) struct Blossom {
     pub(crate) store: Arc<dyn BlobStore>,
     pub(crate) config: BlossomConfig,
     /// The public URL's host and HTTP base, when configured.
     pub(crate) public: Option<(String, String)>,
+    pub(crate) connections: ConnectionLimits,
+    uploads: Arc<Uploads>,
+}
+
+/// What uploads in progress hold: a slot each, their declared bytes in the temporary directory,
+/// and the quota they have reserved per uploader.
+struct Uploads {
+    slots: tokio::sync::Semaphore,
+    temp_bytes: std::sync::Mutex<u64>,
+    reserved: std::sync::Mutex<std::collections::HashMap<PublicKey, u64>>,
+}
+
+/// What one upload holds, given back when it ends (whatever way).
+struct Held {
+    uploads: Arc<Uploads>,
+    owner: PublicKey,
+    bytes: u64,
+    reserved: u64,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.uploads.temp_bytes.lock() {
+            *t = t.saturating_sub(self.bytes);
+        }
+        if self.reserved > 0
+            && let Ok(mut r) = self.uploads.reserved.lock()
+            && let Some(v) = r.get_mut(&self.owner)
+        {
+            *v = v.saturating_sub(self.reserved);
+            if *v == 0 {
+                r.remove(&self.owner);
+            }
+        }
+    }
+}
+
+/// Content types a blob is served with as given at upload; any other is served as
+/// `application/octet-stream`. None of these runs script in a browser (with `nosniff`).
+const SAFE_CONTENT_TYPES: [&str; 12] = [
+    "application/octet-stream",
+    "application/json",
+    "application/gzip",
+    "application/zstd",
+    "application/x-tar",
+    "text/plain",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "audio/mpeg",
+    "video/mp4",
+];
+
+/// The content type a blob is stored and served with: `given` (parameters dropped, lowercase)
+/// when it is on the allow-list, `application/octet-stream` otherwise.
+pub(crate) fn safe_content_type(given: &str) -> &'static str {
+    let essence = given
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    SAFE_CONTENT_TYPES
+        .iter()
+        .find(|t| **t == essence)
+        .copied()
+        .unwrap_or("application/octet-stream")
 }
 
 /// How many bytes a download reads per step, and an upload buffers before writing.
@@ -79,17 +147,48 @@ fn parse_name(name: &str) -> Option<BlobHash> {
 }
 
 impl Blossom {
-    /// The host tokens must name (BUD-11 `server` tags): the public URL's, or the request's.
-    fn host(&self, headers: &HeaderMap) -> String {
-        if let Some((host, _)) = &self.public {
-            return host.clone();
+    pub(crate) fn new(
+        store: Arc<dyn BlobStore>,
+        config: BlossomConfig,
+        public: Option<(String, String)>,
+        connections: ConnectionLimits,
+    ) -> Self {
+        let uploads = Arc::new(Uploads {
+            slots: tokio::sync::Semaphore::new(config.max_concurrent_uploads.max(1)),
+            temp_bytes: std::sync::Mutex::new(0),
+            reserved: std::sync::Mutex::new(std::collections::HashMap::new()),
+        });
+        Blossom {
+            store,
+            config,
+            public,
+            connections,
+            uploads,
         }
-        headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host))
-            .unwrap_or_default()
-            .to_ascii_lowercase()
+    }
+
+    /// The names tokens may give this server in BUD-11 `server` tags: `host:port`, and the bare
+    /// host when the port is the scheme's default. From the public URL, or the request's `Host`.
+    fn server_names(&self, headers: &HeaderMap) -> Vec<String> {
+        let url = match &self.public {
+            Some((_, base)) => base.clone(),
+            None => format!(
+                "http://{}",
+                headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or_default()
+            ),
+        };
+        let Some((scheme, host, port)) = crate::server::endpoint(&url) else {
+            return Vec::new();
+        };
+        let default = if scheme == "wss" { 443 } else { 80 };
+        let mut names = vec![format!("{host}:{port}")];
+        if port == default {
+            names.push(host);
+        }
+        names
     }
 
     fn base_url(&self, headers: &HeaderMap) -> String {
@@ -108,7 +207,7 @@ impl Blossom {
             "url": format!("{}/{}", self.base_url(headers), info.hash),
             "sha256": info.hash.to_string(),
             "size": info.size,
-            "type": info.content_type,
+            "type": safe_content_type(&info.content_type),
             "uploaded": info.uploaded,
         })
     }
@@ -146,20 +245,57 @@ impl Blossom {
                 ),
             ));
         };
-        let host = self.host(headers);
-        let request = AuthRequest {
-            verb,
-            blob,
-            server: &host,
-            now: Timestamp::now(),
-        };
-        match token.authorize(&request) {
+        self.check_lifetime(token)?;
+        let result = self.for_each_name(headers, |server| {
+            token.authorize(&AuthRequest {
+                verb,
+                blob,
+                server,
+                now: Timestamp::now(),
+            })
+        });
+        match result {
             Ok(()) => Ok(token.author()),
             Err(e @ AuthError::BlobNotCovered { .. }) => {
                 Err(refuse(StatusCode::FORBIDDEN, e.to_string()))
             }
             Err(e) => Err(refuse(StatusCode::UNAUTHORIZED, e.to_string())),
         }
+    }
+
+    /// Runs a token check with each name this server goes by, until one passes (a token names
+    /// at most some of them).
+    fn for_each_name(
+        &self,
+        headers: &HeaderMap,
+        check: impl Fn(&str) -> Result<(), AuthError>,
+    ) -> Result<(), AuthError> {
+        let names = self.server_names(headers);
+        let mut last = Err(AuthError::WrongServer {
+            server: String::new(),
+        });
+        for name in &names {
+            last = check(name);
+            if !matches!(last, Err(AuthError::WrongServer { .. })) {
+                return last;
+            }
+        }
+        last
+    }
+
+    /// A token may not be valid for longer than the configured maximum.
+    fn check_lifetime(&self, token: &Signed<BlossomAuth>) -> Result<(), Response> {
+        let max = self.config.max_token_lifetime_secs;
+        let expiration = token.body().expiration.as_secs();
+        let lifetime = expiration.saturating_sub(token.created_at().as_secs());
+        let left = expiration.saturating_sub(Timestamp::now().as_secs());
+        if lifetime > max || left > max {
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                format!("the authorization is valid for longer than this server's {max} s"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -201,10 +337,28 @@ fn too_large(limit: u64) -> Response {
     )
 }
 
-/// BUD-02 `PUT /upload`.
+fn unavailable(reason: &str) -> Response {
+    let mut r = refuse(StatusCode::SERVICE_UNAVAILABLE, reason);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
+/// BUD-02 `PUT /upload`. Everything that can be checked before the body is: the whole token
+/// (signature, verb, dates, lifetime, server; its `x` tags and a declared `X-SHA-256`), a
+/// `Content-Length` within the size limit, the uploader's quota (reserved now, with the uploads
+/// it already has in progress), a free upload slot and room in the temporary directory. The
+/// body then streams to a temporary file, each chunk within the body timeout, the whole at the
+/// minimum rate; it must be exactly `Content-Length` bytes and hash to a blob the token names.
 async fn upload(State(b): State<Blossom>, headers: HeaderMap, body: Body) -> Response {
     let token = match Blossom::token(&headers) {
-        Ok(t) => t,
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "uploads need a kind 24242 authorization with t=upload and the blob's x tag",
+            );
+        }
         Err(r) => return r,
     };
     let declared = match declared_hash(&headers) {
@@ -212,40 +366,89 @@ async fn upload(State(b): State<Blossom>, headers: HeaderMap, body: Body) -> Res
         Err(r) => return r,
     };
     let max = b.config.max_blob_bytes;
-    match header_u64(&headers, header::CONTENT_LENGTH) {
+    let length = match header_u64(&headers, header::CONTENT_LENGTH) {
         Some(Ok(n)) if n > max => return too_large(max),
+        Some(Ok(n)) => n,
         Some(Err(())) => return refuse(StatusCode::BAD_REQUEST, "Content-Length is not a number"),
-        _ => {}
-    }
-    // Fail fast when the hash is declared; otherwise the token is checked against the bytes.
-    if let Some(declared) = &declared
-        && let Err(r) = b.authorize(&headers, token.as_ref(), Verb::Upload, Some(declared))
-    {
+        None => {
+            return refuse(StatusCode::LENGTH_REQUIRED, "uploads need a Content-Length");
+        }
+    };
+    if let Err(r) = b.check_lifetime(&token) {
         return r;
     }
-    if token.is_none() {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "uploads need a kind 24242 authorization with t=upload and the blob's x tag",
-        );
+    let now = Timestamp::now();
+    let checked = b.for_each_name(&headers, |server| {
+        let request = AuthRequest {
+            verb: Verb::Upload,
+            blob: declared.as_ref(),
+            server,
+            now,
+        };
+        match &declared {
+            Some(_) => token.authorize(&request),
+            None => token.authorize_before_blob(&request),
+        }
+    });
+    match checked {
+        Ok(()) => {}
+        Err(e @ AuthError::BlobNotCovered { .. }) => {
+            return refuse(StatusCode::FORBIDDEN, e.to_string());
+        }
+        Err(e) => return refuse(StatusCode::UNAUTHORIZED, e.to_string()),
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let owner = token.author();
+    let Ok(_slot) = b.uploads.slots.try_acquire() else {
+        return unavailable("too many uploads in progress: try again shortly");
+    };
+    let held = match b.hold(owner, length).await {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let content_type = safe_content_type(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
     let store = b.store.clone();
-    let mut upload = match blocking(move || store.begin(max)).await {
+    let mut upload = match blocking(move || store.begin(length)).await {
         Ok(u) => u,
         Err(e) => return internal(e),
     };
     let mut stream = body.into_data_stream();
     let mut buffer = Vec::with_capacity(CHUNK);
+    let mut received = 0u64;
+    let rate = b.config.min_upload_rate.max(1);
+    let deadline = tokio::time::Instant::now()
+        + b.connections.body_timeout
+        + std::time::Duration::from_secs(length / rate);
     loop {
-        let next = stream.next().await;
+        let wait = b
+            .connections
+            .body_timeout
+            .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let next = match tokio::time::timeout(wait, stream.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                return refuse(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the upload body stalled or came too slowly",
+                );
+            }
+        };
         let done = next.is_none();
         match next {
-            Some(Ok(bytes)) => buffer.extend_from_slice(&bytes),
+            Some(Ok(bytes)) => {
+                received += bytes.len() as u64;
+                if received > length {
+                    return refuse(
+                        StatusCode::BAD_REQUEST,
+                        "the body is longer than its Content-Length",
+                    );
+                }
+                buffer.extend_from_slice(&bytes);
+            }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "upload body failed");
                 return refuse(StatusCode::BAD_REQUEST, "the upload body was cut short");
@@ -253,7 +456,7 @@ async fn upload(State(b): State<Blossom>, headers: HeaderMap, body: Body) -> Res
             None => {}
         }
         if buffer.len() >= CHUNK || (done && !buffer.is_empty()) {
-            let chunk = std::mem::take(&mut buffer);
+            let chunk = std::mem::replace(&mut buffer, Vec::with_capacity(CHUNK));
             let written = tokio::task::spawn_blocking(move || {
                 let r = upload.write(&chunk);
                 (upload, r)
@@ -265,49 +468,92 @@ async fn upload(State(b): State<Blossom>, headers: HeaderMap, body: Body) -> Res
                 Ok((_, Err(e))) => return internal(e),
                 Err(e) => return internal(e),
             }
-            buffer = Vec::with_capacity(CHUNK);
         }
         if done {
             break;
         }
     }
-    finish_upload(b, headers, token, declared, content_type, upload).await
+    if received != length {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!("the body has {received} bytes, its Content-Length says {length}"),
+        );
+    }
+    let response = finish_upload(&b, &headers, &token, declared, content_type, upload).await;
+    drop(held);
+    response
+}
+
+impl Blossom {
+    /// Reserves `length` bytes of the temporary directory and of `owner`'s quota for an upload.
+    async fn hold(&self, owner: PublicKey, length: u64) -> Result<Held, Response> {
+        let budget = self.config.max_upload_bytes_in_flight;
+        {
+            let mut temp = self
+                .uploads
+                .temp_bytes
+                .lock()
+                .map_err(|_| internal("poisoned"))?;
+            if temp.saturating_add(length) > budget {
+                return Err(unavailable(
+                    "the server is receiving too many bytes at once: try again shortly",
+                ));
+            }
+            *temp += length;
+        }
+        let mut held = Held {
+            uploads: self.uploads.clone(),
+            owner,
+            bytes: length,
+            reserved: 0,
+        };
+        let quota = self.config.quota_bytes_per_pubkey;
+        if quota > 0 {
+            let store = self.store.clone();
+            let used = blocking(move || store.usage(&owner))
+                .await
+                .map_err(internal)?;
+            let mut reserved = self
+                .uploads
+                .reserved
+                .lock()
+                .map_err(|_| internal("poisoned"))?;
+            let pending = reserved.get(&owner).copied().unwrap_or(0);
+            if used.saturating_add(pending).saturating_add(length) > quota {
+                return Err(refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "storing {length} more bytes would exceed the quota of {quota} bytes (in use: {used}, in uploads under way: {pending})"
+                    ),
+                ));
+            }
+            *reserved.entry(owner).or_default() += length;
+            held.reserved = length;
+        }
+        Ok(held)
+    }
 }
 
 async fn finish_upload(
-    b: Blossom,
-    headers: HeaderMap,
-    token: Option<Signed<BlossomAuth>>,
+    b: &Blossom,
+    headers: &HeaderMap,
+    token: &Signed<BlossomAuth>,
     declared: Option<BlobHash>,
-    content_type: String,
+    content_type: &'static str,
     upload: Box<dyn BlobUpload>,
 ) -> Response {
-    // The token's author owns the blob; its `x` tag is checked against the actual hash below.
-    let Some(owner) = token.as_ref().map(Signed::author) else {
-        return refuse(StatusCode::UNAUTHORIZED, "uploads need an authorization");
-    };
+    // The token's author owns the blob; the actual hash must be one its `x` tags name.
+    let owner = token.author();
     let quota = (b.config.quota_bytes_per_pubkey > 0).then_some(b.config.quota_bytes_per_pubkey);
-    let checker = b.clone();
-    let check_headers = headers.clone();
-    let auth_token = token.clone();
+    let covering = token.clone();
     let committed = tokio::task::spawn_blocking(move || {
         commit_with(
             upload,
             &owner,
-            &content_type,
+            content_type,
             declared.as_ref(),
             quota,
-            &|hash| {
-                checker
-                    .authorize(
-                        &check_headers,
-                        auth_token.as_ref(),
-                        Verb::Upload,
-                        Some(hash),
-                    )
-                    .map(|_| ())
-                    .map_err(|_| ())
-            },
+            &|hash| covering.covers(Verb::Upload, hash),
         )
     })
     .await;
@@ -325,7 +571,7 @@ async fn finish_upload(
                     (header::CONTENT_TYPE, "application/json"),
                     (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
                 ],
-                b.descriptor(&headers, &info).to_string(),
+                b.descriptor(headers, &info).to_string(),
             )
                 .into_response()
         }
@@ -358,14 +604,14 @@ enum CommitError {
 }
 
 /// Commits `upload` after a last check of its actual hash against the declared one and the
-/// token's `x` tag, before anything is visible.
+/// token's `x` tags, before anything is visible.
 fn commit_with(
     upload: Box<dyn BlobUpload>,
     owner: &PublicKey,
     content_type: &str,
     declared: Option<&BlobHash>,
     quota: Option<u64>,
-    allowed: &dyn Fn(&BlobHash) -> Result<(), ()>,
+    allowed: &dyn Fn(&BlobHash) -> bool,
 ) -> Result<(BlobInfo, bool), CommitError> {
     let actual = upload.hash();
     if let Some(d) = declared
@@ -376,7 +622,9 @@ fn commit_with(
             actual,
         }));
     }
-    allowed(&actual).map_err(|()| CommitError::NotAuthorized(actual))?;
+    if !allowed(&actual) {
+        return Err(CommitError::NotAuthorized(actual));
+    }
     upload
         .commit(owner, content_type, Some(&actual), quota)
         .map_err(CommitError::Store)
@@ -454,7 +702,7 @@ async fn download(
         Ok(None) => return refuse(StatusCode::NOT_FOUND, format!("no blob {hash} here")),
         Err(e) => return internal(e),
     };
-    let (mut reader, info) = opened;
+    let (reader, info) = opened;
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -474,9 +722,20 @@ async fn download(
         }
     };
     let mut out = HeaderMap::new();
-    let content_type = HeaderValue::from_str(&info.content_type)
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    out.insert(header::CONTENT_TYPE, content_type);
+    // An uploaded page must never run as a page of this origin: a type from the allow-list,
+    // no sniffing, and a sandbox should a browser render it anyway.
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(safe_content_type(&info.content_type)),
+    );
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    out.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     out.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -494,28 +753,30 @@ async fn download(
     if method == Method::HEAD {
         return (status, out).into_response();
     }
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = reader.seek(SeekFrom::Start(start)) {
-            let _ = tx.blocking_send(Err(e));
-            return;
+    // One chunk is read (off the async threads) each time the connection asks for the next: a
+    // client that does not read holds a file handle, never a thread or a growing buffer.
+    let state = (Some(reader), start, end - start);
+    let stream = futures_util::stream::unfold(state, |(reader, at, left)| async move {
+        let mut reader = reader?;
+        if left == 0 {
+            return None;
         }
-        let mut left = end - start;
-        while left > 0 {
-            let n = usize::try_from(left).unwrap_or(usize::MAX).min(CHUNK);
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(CHUNK);
+        let read = tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; n];
-            if let Err(e) = reader.read_exact(&mut buf) {
-                let _ = tx.blocking_send(Err(e));
-                return;
+            let r = reader
+                .seek(SeekFrom::Start(at))
+                .and_then(|_| reader.read_exact(&mut buf));
+            (reader, r.map(|()| Bytes::from(buf)))
+        })
+        .await;
+        match read {
+            Ok((reader, Ok(bytes))) => {
+                Some((Ok(bytes), (Some(reader), at + n as u64, left - n as u64)))
             }
-            left -= n as u64;
-            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                return; // the client went away
-            }
+            Ok((_, Err(e))) => Some((Err(e), (None, at, 0))),
+            Err(e) => Some((Err(std::io::Error::other(e.to_string())), (None, at, 0))),
         }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
     });
     (status, out, Body::from_stream(stream)).into_response()
 }

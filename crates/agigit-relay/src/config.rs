@@ -15,6 +15,16 @@
 //! max_limit = 5000
 //! max_subid_length = 64
 //! messages_per_minute = 6000
+//! max_pending_events = 64          # EVENTs of one connection waiting to be stored
+//! live_buffer_bytes = 67108864     # live events buffered for subscribers
+//!
+//! [connections]
+//! max_per_ip = 64
+//! max_total = 4096
+//! header_timeout_secs = 10         # to send a request's headers
+//! write_timeout_secs = 30          # for a client to take what the relay sends
+//! ping_interval_secs = 60          # WebSocket pings; silent for two intervals: closed
+//! body_timeout_secs = 30           # between two chunks of an upload
 //!
 //! [auth]
 //! required = "off"          # "off", "writes", "reads" or "all" (NIP-42)
@@ -24,6 +34,10 @@
 //! max_blob_bytes = 1073741824
 //! quota_bytes_per_pubkey = 0    # 0: no quota
 //! require_auth_for_get = false
+//! max_concurrent_uploads = 64
+//! max_upload_bytes_in_flight = 4294967296
+//! max_token_lifetime_secs = 3600
+//! min_upload_rate = 16384          # bytes per second
 //! ```
 
 use std::net::SocketAddr;
@@ -31,7 +45,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::server::Limits;
+use crate::server::{ConnectionLimits, Limits};
 
 /// When a client must authenticate with NIP-42 first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -87,6 +101,15 @@ pub struct BlossomConfig {
     pub quota_bytes_per_pubkey: u64,
     /// Whether downloads need a `get` authorization (uploads, listing's deletes always need one).
     pub require_auth_for_get: bool,
+    /// Uploads received at once; more are answered 503 with `Retry-After`.
+    pub max_concurrent_uploads: usize,
+    /// Bytes (by their `Content-Length`) of uploads received at once, which is the most the
+    /// temporary directory holds.
+    pub max_upload_bytes_in_flight: u64,
+    /// The longest a BUD-11 token may be valid, from its creation or from now, in seconds.
+    pub max_token_lifetime_secs: u64,
+    /// The slowest an upload's body may arrive, in bytes per second (after the body timeout).
+    pub min_upload_rate: u64,
 }
 
 /// The default largest blob: 1 GiB.
@@ -99,6 +122,10 @@ impl Default for BlossomConfig {
             max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
             quota_bytes_per_pubkey: 0,
             require_auth_for_get: false,
+            max_concurrent_uploads: 64,
+            max_upload_bytes_in_flight: 4 << 30,
+            max_token_lifetime_secs: 3600,
+            min_upload_rate: 16 << 10,
         }
     }
 }
@@ -116,8 +143,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// A PostgreSQL connection string; SQLite in `data` when unset.
     pub postgres: Option<String>,
-    /// Connection limits.
+    /// Message and subscription limits.
     pub limits: Limits,
+    /// Connection limits and timeouts.
+    pub connections: ConnectionLimits,
     /// NIP-42 policy.
     pub auth: AuthPolicy,
     /// Blossom.
@@ -137,6 +166,7 @@ impl Default for Config {
             public_url: None,
             postgres: None,
             limits: Limits::default(),
+            connections: ConnectionLimits::default(),
             auth: AuthPolicy::Off,
             blossom: BlossomConfig::default(),
         }
@@ -176,6 +206,8 @@ struct FileConfig {
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
+    connections: FileConnections,
+    #[serde(default)]
     auth: FileAuth,
     #[serde(default)]
     blossom: FileBlossom,
@@ -191,6 +223,19 @@ struct FileLimits {
     max_limit: Option<usize>,
     max_subid_length: Option<usize>,
     messages_per_minute: Option<u32>,
+    max_pending_events: Option<usize>,
+    live_buffer_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConnections {
+    max_per_ip: Option<usize>,
+    max_total: Option<usize>,
+    header_timeout_secs: Option<u64>,
+    write_timeout_secs: Option<u64>,
+    ping_interval_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -206,6 +251,14 @@ struct FileBlossom {
     max_blob_bytes: Option<u64>,
     quota_bytes_per_pubkey: Option<u64>,
     require_auth_for_get: Option<bool>,
+    max_concurrent_uploads: Option<usize>,
+    max_upload_bytes_in_flight: Option<u64>,
+    max_token_lifetime_secs: Option<u64>,
+    min_upload_rate: Option<u64>,
+}
+
+fn secs(n: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(n)
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -237,12 +290,28 @@ impl Config {
         set(&mut l.max_limit, fl.max_limit);
         set(&mut l.max_subid_length, fl.max_subid_length);
         set(&mut l.messages_per_minute, fl.messages_per_minute);
+        set(&mut l.max_pending_events, fl.max_pending_events);
+        set(&mut l.live_buffer_bytes, fl.live_buffer_bytes);
+        let (n, fc) = (&mut c.connections, file.connections);
+        set(&mut n.max_per_ip, fc.max_per_ip);
+        set(&mut n.max_total, fc.max_total);
+        set(&mut n.header_timeout, fc.header_timeout_secs.map(secs));
+        set(&mut n.write_timeout, fc.write_timeout_secs.map(secs));
+        set(&mut n.ping_interval, fc.ping_interval_secs.map(secs));
+        set(&mut n.body_timeout, fc.body_timeout_secs.map(secs));
         set(&mut c.auth, file.auth.required);
         let (b, fb) = (&mut c.blossom, file.blossom);
         set(&mut b.enabled, fb.enabled);
         set(&mut b.max_blob_bytes, fb.max_blob_bytes);
         set(&mut b.quota_bytes_per_pubkey, fb.quota_bytes_per_pubkey);
         set(&mut b.require_auth_for_get, fb.require_auth_for_get);
+        set(&mut b.max_concurrent_uploads, fb.max_concurrent_uploads);
+        set(
+            &mut b.max_upload_bytes_in_flight,
+            fb.max_upload_bytes_in_flight,
+        );
+        set(&mut b.max_token_lifetime_secs, fb.max_token_lifetime_secs);
+        set(&mut b.min_upload_rate, fb.min_upload_rate);
         Ok(c)
     }
 
@@ -309,6 +378,24 @@ pub struct Cli {
     /// Serve no blobs (Blossom off) [default: Blossom on].
     #[arg(long)]
     pub no_blossom: bool,
+    /// Open connections from one IP address [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Open connections in all [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds for a client to send a request's headers [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds for a client to take what the relay sends before it is dropped [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub write_timeout_secs: Option<u64>,
+    /// Uploads received at once [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_uploads: Option<usize>,
+    /// The longest a Blossom authorization may be valid, in seconds [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    pub max_token_lifetime_secs: Option<u64>,
 }
 
 impl Cli {
@@ -341,6 +428,24 @@ impl Cli {
         if self.no_blossom {
             c.blossom.enabled = false;
         }
+        set(&mut c.connections.max_per_ip, self.max_connections_per_ip);
+        set(&mut c.connections.max_total, self.max_connections);
+        set(
+            &mut c.connections.header_timeout,
+            self.header_timeout_secs.map(secs),
+        );
+        set(
+            &mut c.connections.write_timeout,
+            self.write_timeout_secs.map(secs),
+        );
+        set(
+            &mut c.blossom.max_concurrent_uploads,
+            self.max_concurrent_uploads,
+        );
+        set(
+            &mut c.blossom.max_token_lifetime_secs,
+            self.max_token_lifetime_secs,
+        );
         Ok(c)
     }
 }
@@ -404,6 +509,12 @@ mod tests {
             d.limits.messages_per_minute.to_string(),
             d.blossom.max_blob_bytes.to_string(),
             d.blossom.quota_bytes_per_pubkey.to_string(),
+            d.connections.max_per_ip.to_string(),
+            d.connections.max_total.to_string(),
+            d.connections.header_timeout.as_secs().to_string(),
+            d.connections.write_timeout.as_secs().to_string(),
+            d.blossom.max_concurrent_uploads.to_string(),
+            d.blossom.max_token_lifetime_secs.to_string(),
             "off".to_owned(),
         ] {
             assert!(

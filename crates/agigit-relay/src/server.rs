@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,6 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use futures_util::{SinkExt, StreamExt};
 use nostr::prelude::{
     ClientMessage, Event, Filter, Kind, PublicKey, RelayMessage, SubscriptionId, Timestamp,
@@ -100,6 +98,13 @@ pub struct Limits {
     pub max_subid_length: usize,
     /// Messages per minute per connection.
     pub messages_per_minute: u32,
+    /// EVENTs of one connection waiting to be stored at once: past it, the relay stops reading
+    /// that connection until some are stored.
+    pub max_pending_events: usize,
+    /// Bytes of live events buffered for subscribers that have not sent them yet (events up to
+    /// 8 KiB in one ring, larger ones in another; a subscriber that falls behind a ring is told
+    /// to re-query).
+    pub live_buffer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -112,6 +117,40 @@ impl Default for Limits {
             max_limit: 5000,
             max_subid_length: 64,
             messages_per_minute: 6000,
+            max_pending_events: 64,
+            live_buffer_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Limits on connections, whatever they carry (WebSocket or HTTP).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open connections from one IP address; more are closed at once.
+    pub max_per_ip: usize,
+    /// Open connections in all; more are closed at once.
+    pub max_total: usize,
+    /// Time to send a request's headers.
+    pub header_timeout: Duration,
+    /// Time for a client to take a message (or a chunk of a download) the relay sends; a client
+    /// that does not read is disconnected.
+    pub write_timeout: Duration,
+    /// WebSocket keep-alive: a ping this often, and a connection that sends nothing (not even
+    /// the pong) for two intervals is closed.
+    pub ping_interval: Duration,
+    /// Time between two chunks of an upload's body.
+    pub body_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_per_ip: 64,
+            max_total: 4096,
+            header_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -139,16 +178,47 @@ impl Default for Info {
 #[derive(Clone)]
 pub struct Relay {
     store: Arc<dyn EventStore>,
-    live: broadcast::Sender<Arc<Event>>,
+    live: Live,
     /// Events to store, with where to say how it went: the ingest thread batches them.
     ingest: mpsc::Sender<Ingest>,
     /// Set when the server shuts down: open WebSockets close too.
     closing: tokio::sync::watch::Sender<bool>,
     limits: Limits,
+    connections: ConnectionLimits,
     info: Info,
     auth: AuthPolicy,
     public_url: Option<String>,
     blossom: Option<Blossom>,
+}
+
+/// The largest event that goes to the ring of small live events.
+const SMALL_LIVE_EVENT: usize = 8 << 10;
+
+/// Live events on their way to subscribers, bounded in bytes: small events in one ring, large
+/// ones in another, each holding at most half of [`Limits::live_buffer_bytes`].
+#[derive(Clone)]
+struct Live {
+    small: broadcast::Sender<Arc<Event>>,
+    large: broadcast::Sender<Arc<Event>>,
+}
+
+impl Live {
+    fn new(limits: &Limits) -> Self {
+        let half = limits.live_buffer_bytes / 2;
+        let (small, _) = broadcast::channel((half / SMALL_LIVE_EVENT).clamp(16, 1 << 16));
+        let (large, _) =
+            broadcast::channel((half / limits.max_message_bytes.max(SMALL_LIVE_EVENT)).max(4));
+        Live { small, large }
+    }
+
+    fn send(&self, event: Event) {
+        let ring = if crate::store::json_len(&event) <= SMALL_LIVE_EVENT {
+            &self.small
+        } else {
+            &self.large
+        };
+        let _ = ring.send(Arc::new(event));
+    }
 }
 
 impl std::fmt::Debug for Relay {
@@ -166,7 +236,7 @@ impl std::fmt::Debug for Relay {
 impl Relay {
     /// A relay over `store`, with NIP-42 off and no Blossom.
     pub fn new(store: Arc<dyn EventStore>, limits: Limits, info: Info) -> Self {
-        let (live, _) = broadcast::channel(4096);
+        let live = Live::new(&limits);
         let (closing, _) = tokio::sync::watch::channel(false);
         let ingest = start_ingest(store.clone());
         Relay {
@@ -175,11 +245,22 @@ impl Relay {
             ingest,
             closing,
             limits,
+            connections: ConnectionLimits::default(),
             info,
             auth: AuthPolicy::Off,
             public_url: None,
             blossom: None,
         }
+    }
+
+    /// Applies `limits` to connections.
+    #[must_use]
+    pub fn with_connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        if let Some(b) = &mut self.blossom {
+            b.connections = limits.clone();
+        }
+        self.connections = limits;
+        self
     }
 
     /// Requires NIP-42 AUTH as `policy` says.
@@ -210,11 +291,10 @@ impl Relay {
             .public_url
             .as_deref()
             .and_then(|u| public_parts(u).ok());
-        self.blossom = config.enabled.then(|| Blossom {
-            store: blobs,
-            config,
-            public,
-        });
+        let connections = self.connections.clone();
+        self.blossom = config
+            .enabled
+            .then(|| Blossom::new(blobs, config, public, connections));
         self
     }
 
@@ -235,8 +315,9 @@ impl Relay {
             Some(_) => return Err(ServeError::NoPostgres),
             None => Arc::new(SqliteEventStore::open(config.data.join("events.sqlite"))?),
         };
-        let mut relay =
-            Relay::new(store, config.limits.clone(), Info::default()).with_auth(config.auth);
+        let mut relay = Relay::new(store, config.limits.clone(), Info::default())
+            .with_auth(config.auth)
+            .with_connection_limits(config.connections.clone());
         if let Some(url) = &config.public_url {
             relay = relay.with_public_url(url)?;
         }
@@ -279,28 +360,124 @@ impl Relay {
     }
 }
 
-/// Serves `relay` on `listener` until `shutdown` completes, then closes gracefully.
+/// Per-IP connection counts; a slot is given back when its guard drops.
+#[derive(Clone, Default)]
+struct PerIp(Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>);
+
+struct IpSlot {
+    table: PerIp,
+    ip: std::net::IpAddr,
+}
+
+impl PerIp {
+    fn acquire(&self, ip: std::net::IpAddr, max: usize) -> Option<IpSlot> {
+        let mut table = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = table.entry(ip).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut table = self
+            .table
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = table.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                table.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Serves `relay` on `listener` until `shutdown` completes, then closes gracefully: every open
+/// connection is asked to finish (WebSockets are closed) and waited for, at most 10 s.
+///
+/// Each connection counts against [`ConnectionLimits::max_per_ip`] and
+/// [`ConnectionLimits::max_total`] (one over is closed at once), and must send its request headers
+/// within [`ConnectionLimits::header_timeout`].
 pub async fn serve(
     listener: TcpListener,
     relay: Relay,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let limits = relay.connections.clone();
     let closing = relay.closing.clone();
-    let shutdown = async move {
-        shutdown.await;
-        // Upgraded WebSockets outlive axum's graceful shutdown unless told to close.
-        let _ = closing.send(true);
-    };
-    let app = relay
-        .router()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    // Small frames (OK, EVENT, EOSE) must not wait for Nagle's algorithm and delayed ACKs.
-    let listener = listener.tap_io(|tcp| {
+    let app = relay.router();
+    let per_ip = PerIp::default();
+    let total = Arc::new(tokio::sync::Semaphore::new(limits.max_total.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving the others.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let Some(slot) = per_ip.acquire(peer.ip(), limits.max_per_ip) else {
+            tracing::debug!(%peer, "too many connections from this address");
+            continue;
+        };
+        let Ok(permit) = total.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many connections");
+            continue;
+        };
+        // Small frames (OK, EVENT, EOSE) must not wait for Nagle's algorithm and delayed ACKs.
         let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(Some(limits.header_timeout));
+        let mut stop = closing.subscribe();
+        tasks.spawn(async move {
+            let _held = (slot, permit);
+            let conn = builder
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            let stopped = async move {
+                let _ = stop.wait_for(|closing| *closing).await;
+            };
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stopped => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    // Upgraded WebSockets outlive their HTTP connection unless told to close.
+    let _ = closing.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
 }
 
 async fn root(
@@ -311,10 +488,16 @@ async fn root(
     let (mut parts, _body) = req.into_parts();
     if let Ok(ws) = WebSocketUpgrade::from_request_parts(&mut parts, &relay).await {
         let max = relay.limits.max_message_bytes;
+        // NIP-42: without a configured public URL, AUTH events must name the address the client
+        // reached this relay on.
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         return ws
             .max_message_size(max)
             .max_frame_size(max)
-            .on_upgrade(move |socket| connection(socket, relay))
+            .on_upgrade(move |socket| connection(socket, relay, host))
             .into_response();
     }
     let wants_info = headers
@@ -412,82 +595,229 @@ fn encode(msg: &RelayMessage<'_>) -> Option<Message> {
     msg.try_as_json().ok().map(|s| Message::Text(s.into()))
 }
 
-async fn connection(socket: WebSocket, relay: Relay) {
+/// Bytes of messages one connection may have queued for its client and not yet written.
+const OUT_BUFFER_BYTES: usize = 2 << 20;
+/// Bytes of events one connection may have waiting to be stored.
+const PENDING_BYTES: usize = 2 << 20;
+/// Events per page of a subscription's stored events, and the page's byte cap.
+const PAGE_EVENTS: usize = 256;
+const PAGE_BYTES: usize = 1 << 20;
+
+/// The way to a connection's client: a queue bounded in bytes, which the writer task drains. A
+/// message waits at most the write timeout for room; a client that does not read is dropped.
+#[derive(Clone)]
+struct Outbox {
+    queue: mpsc::Sender<(Message, tokio::sync::OwnedSemaphorePermit)>,
+    room: Arc<tokio::sync::Semaphore>,
+    timeout: Duration,
+}
+
+impl Outbox {
+    /// Queues `message`; false when the client stopped reading (or went away).
+    async fn send_raw(&self, message: Message) -> bool {
+        let size = match &message {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+            _ => 16,
+        };
+        let weight = u32::try_from(size.clamp(1, OUT_BUFFER_BYTES)).unwrap_or(u32::MAX);
+        let queued = async {
+            let permit = self.room.clone().acquire_many_owned(weight).await.ok()?;
+            self.queue.send((message, permit)).await.ok()
+        };
+        matches!(
+            tokio::time::timeout(self.timeout, queued).await,
+            Ok(Some(()))
+        )
+    }
+
+    async fn send(&self, message: RelayMessage<'_>) -> bool {
+        match encode(&message) {
+            Some(m) => self.send_raw(m).await,
+            None => true,
+        }
+    }
+}
+
+/// An EVENT on its way to the store: its id, the store's answer, the event.
+type Pending = std::pin::Pin<
+    Box<
+        dyn Future<
+                Output = (
+                    nostr::prelude::EventId,
+                    Result<
+                        Result<SaveOutcome, EventStoreError>,
+                        tokio::sync::oneshot::error::RecvError,
+                    >,
+                    Event,
+                    usize,
+                ),
+            > + Send,
+    >,
+>;
+
+/// What the store's answer to an EVENT makes of its OK message (and whether it goes live).
+fn ok_message(
+    id: nostr::prelude::EventId,
+    outcome: Result<Result<SaveOutcome, EventStoreError>, tokio::sync::oneshot::error::RecvError>,
+) -> (bool, bool, String) {
+    match outcome {
+        Ok(Ok(o)) => match o {
+            SaveOutcome::Stored | SaveOutcome::Replaced | SaveOutcome::Ephemeral => {
+                (true, true, String::new())
+            }
+            SaveOutcome::Duplicate => (true, false, "duplicate: already have this event".into()),
+            SaveOutcome::Obsolete => (
+                false,
+                false,
+                "duplicate: a newer version of this event is stored".into(),
+            ),
+            SaveOutcome::Deleted => (false, false, "blocked: deleted by its author".into()),
+            SaveOutcome::Expired => (false, false, "invalid: this event has expired".into()),
+        },
+        Ok(Err(EventStoreError::Invalid(_))) => (
+            false,
+            false,
+            "invalid: event id or signature does not verify".into(),
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(%id, error = %e, "storing an event failed");
+            (false, false, "error: could not store the event".into())
+        }
+        Err(_) => {
+            tracing::error!(%id, "the ingest thread stopped");
+            (false, false, "error: could not store the event".into())
+        }
+    }
+}
+
+/// Sends a live event to the subscriptions it matches; false when the client stopped reading.
+async fn deliver(
+    event: Result<Arc<Event>, broadcast::error::RecvError>,
+    session: &Session,
+    out: &Outbox,
+) -> Option<bool> {
+    match event {
+        Ok(event) => {
+            for (id, filters) in &session.subs {
+                if filters.iter().any(|f| crate::store::matches(f, &event))
+                    && !out
+                        .send(RelayMessage::event(id.clone(), (*event).clone()))
+                        .await
+                {
+                    return Some(false);
+                }
+            }
+            Some(true)
+        }
+        Err(broadcast::error::RecvError::Lagged(n)) => Some(
+            out.send(RelayMessage::notice(format!(
+                "error: this connection fell {n} live events behind; re-query to catch up"
+            )))
+            .await,
+        ),
+        Err(broadcast::error::RecvError::Closed) => None,
+    }
+}
+
+async fn connection(socket: WebSocket, relay: Relay, host: Option<String>) {
+    let limits = relay.connections.clone();
     let (mut sink, mut stream) = socket.split();
-    let (out, mut out_rx) = mpsc::channel::<Message>(1024);
+    let (queue, mut queued) = mpsc::channel::<(Message, tokio::sync::OwnedSemaphorePermit)>(1024);
+    let out = Outbox {
+        queue,
+        room: Arc::new(tokio::sync::Semaphore::new(OUT_BUFFER_BYTES)),
+        timeout: limits.write_timeout,
+    };
+    let write_timeout = limits.write_timeout;
     let writer = tokio::spawn(async move {
-        // Queue what is ready, then flush once: one write for a burst of OKs or EVENTs.
-        'outer: while let Some(m) = out_rx.recv().await {
-            if sink.feed(m).await.is_err() {
+        let step = |r: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>| {
+            matches!(r, Ok(Ok(())))
+        };
+        // Queue what is ready, then flush once: one write for a burst of OKs or EVENTs. Each
+        // write must finish within the timeout: a client that does not read is dropped.
+        'outer: while let Some((m, _room)) = queued.recv().await {
+            if !step(tokio::time::timeout(write_timeout, sink.feed(m)).await) {
                 break;
             }
-            while let Ok(m) = out_rx.try_recv() {
-                if sink.feed(m).await.is_err() {
+            while let Ok((m, _room)) = queued.try_recv() {
+                if !step(tokio::time::timeout(write_timeout, sink.feed(m)).await) {
                     break 'outer;
                 }
             }
-            if sink.flush().await.is_err() {
+            if !step(tokio::time::timeout(write_timeout, sink.flush()).await) {
                 break;
             }
         }
-        let _ = sink.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
     });
-    let mut live = relay.live.subscribe();
+    let mut live_small = relay.live.small.subscribe();
+    let mut live_large = relay.live.large.subscribe();
     let mut closing = relay.closing.subscribe();
     let mut session = Session {
         subs: HashMap::new(),
         challenge: new_challenge(),
         authed: Vec::new(),
+        host,
     };
     let mut bucket = Bucket::new(relay.limits.messages_per_minute);
-    let send = |m: RelayMessage<'static>| {
-        let encoded = encode(&m);
-        let out = out.clone();
-        async move {
-            if let Some(m) = encoded {
-                let _ = out.send(m).await;
-            }
-        }
-    };
+    let mut pending = futures_util::stream::FuturesUnordered::<Pending>::new();
+    let mut pending_bytes = 0usize;
+    let mut ping = tokio::time::interval(limits.ping_interval.max(Duration::from_millis(10)));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut heard = Instant::now();
     // NIP-42: where AUTH is required, every connection gets its challenge up front.
-    if relay.auth != AuthPolicy::Off {
-        send(RelayMessage::auth(session.challenge.clone())).await;
-    }
-    loop {
+    let mut alive = relay.auth == AuthPolicy::Off
+        || out
+            .send(RelayMessage::auth(session.challenge.clone()))
+            .await;
+    while alive {
+        let room = pending.len() < relay.limits.max_pending_events && pending_bytes < PENDING_BYTES;
         tokio::select! {
-            incoming = stream.next() => {
+            incoming = stream.next(), if room => {
                 let Some(Ok(msg)) = incoming else { break };
+                heard = Instant::now();
                 let text = match msg {
                     Message::Text(t) => t.to_string(),
                     Message::Binary(_) => {
-                        send(RelayMessage::notice("invalid: binary messages are not NIP-01")).await;
+                        alive = out.send(RelayMessage::notice("invalid: binary messages are not NIP-01")).await;
                         continue;
                     }
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
                 if !bucket.take() {
-                    send(RelayMessage::notice("rate-limited: slow down")).await;
+                    alive = out.send(RelayMessage::notice("rate-limited: slow down")).await;
                     continue;
                 }
-                handle(&relay, &text, &mut session, &out, &send).await;
+                alive = handle(&relay, &text, &mut session, &out, &mut pending, &mut pending_bytes).await;
+            }
+            Some((id, outcome, event, size)) = pending.next(), if !pending.is_empty() => {
+                pending_bytes -= size;
+                let (ok, live, message) = ok_message(id, outcome);
+                if live {
+                    relay.live.send(event);
+                }
+                alive = out.send(RelayMessage::ok(id, ok, message)).await;
+            }
+            _ = ping.tick() => {
+                // A client that has sent nothing, not even a pong, for two intervals is gone.
+                if heard.elapsed() > 2 * limits.ping_interval {
+                    tracing::debug!("closing an unresponsive connection");
+                    break;
+                }
+                alive = out.send_raw(Message::Ping(Vec::new().into())).await;
             }
             _ = closing.changed() => break,
-            event = live.recv() => {
-                match event {
-                    Ok(event) => {
-                        for (id, filters) in &session.subs {
-                            if filters.iter().any(|f| crate::store::matches(f, &event)) {
-                                send(RelayMessage::event(id.clone(), (*event).clone())).await;
-                            }
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        send(RelayMessage::notice(format!("error: this connection fell {n} live events behind; re-query to catch up"))).await;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                }
-            }
+            event = live_small.recv() => match deliver(event, &session, &out).await {
+                Some(ok) => alive = ok,
+                None => break,
+            },
+            event = live_large.recv() => match deliver(event, &session, &out).await {
+                Some(ok) => alive = ok,
+                None => break,
+            },
         }
     }
     drop(out);
@@ -501,6 +831,8 @@ struct Session {
     challenge: String,
     /// The keys this connection authenticated as.
     authed: Vec<PublicKey>,
+    /// The `Host` the client reached the relay on.
+    host: Option<String>,
 }
 
 /// 16 random bytes, hex.
@@ -521,7 +853,55 @@ fn new_challenge() -> String {
 const AUTH_WINDOW_SECS: u64 = 600;
 
 /// Checks a NIP-42 authentication event; the reason (with its prefix) when it does not pass.
-fn check_auth(relay: &Relay, challenge: &str, event: &Event) -> Result<(), String> {
+/// The scheme (`ws` or `wss`; `http`/`https` map to them), lowercase host and port of a URL,
+/// the port defaulting to the scheme's.
+pub(crate) fn endpoint(url: &str) -> Option<(&'static str, String, u16)> {
+    let (scheme, rest, default) = if let Some(r) = url.strip_prefix("wss://") {
+        ("wss", r, 443)
+    } else if let Some(r) = url.strip_prefix("ws://") {
+        ("ws", r, 80)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        ("wss", r, 443)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        ("ws", r, 80)
+    } else {
+        return None;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let (host, port) = split_authority(authority)?;
+    Some((scheme, host, port.unwrap_or(default)))
+}
+
+/// `host[:port]` (an IPv6 host in brackets) as its lowercase host and its port, if any.
+pub(crate) fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        (format!("[{host}]"), after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(p)),
+            None => (authority.to_owned(), None),
+        }
+    };
+    if host.is_empty() || host.contains('@') {
+        return None;
+    }
+    let port = match port {
+        Some(p) => Some(p.parse().ok()?),
+        None => None,
+    };
+    Some((host.to_ascii_lowercase(), port))
+}
+
+/// Checks a NIP-42 authentication event; the reason (with its prefix) when it does not pass.
+/// Its `relay` tag must name this relay: its public URL when one is configured, else the
+/// address (`Host`) the client reached it on — scheme, host and port.
+fn check_auth(
+    relay: &Relay,
+    challenge: &str,
+    event: &Event,
+    host: Option<&str>,
+) -> Result<(), String> {
     if event.kind != Kind::Authentication {
         return Err(format!(
             "invalid: AUTH takes a kind 22242 event, not kind {}",
@@ -550,36 +930,39 @@ fn check_auth(relay: &Relay, challenge: &str, event: &Event) -> Result<(), Strin
     let Some(relay_tag) = tag("relay") else {
         return Err("invalid: the AUTH event has no relay tag".into());
     };
-    if let Some(public) = &relay.public_url {
-        let ours = public_parts(public).map(|(host, _)| host).ok();
-        let theirs = public_parts(&relay_tag).map(|(host, _)| host).ok();
-        if ours.is_none() || ours != theirs {
-            return Err(format!(
-                "invalid: the AUTH event is for {relay_tag}, not this relay ({public})"
-            ));
+    let ours = match (&relay.public_url, host) {
+        (Some(public), _) => public.clone(),
+        (None, Some(host)) => format!("ws://{host}"),
+        (None, None) => {
+            return Err("invalid: the request named no Host to check the relay tag against".into());
         }
+    };
+    let expected = endpoint(&ours);
+    if expected.is_none() || expected != endpoint(&relay_tag) {
+        return Err(format!(
+            "invalid: the AUTH event is for {relay_tag}, not this relay ({ours})"
+        ));
     }
     Ok(())
 }
 
-async fn handle<F, Fut>(
+/// Handles one client message; false when the client stopped reading.
+async fn handle(
     relay: &Relay,
     text: &str,
     session: &mut Session,
-    out: &mpsc::Sender<Message>,
-    send: &F,
-) where
-    F: Fn(RelayMessage<'static>) -> Fut,
-    Fut: Future<Output = ()>,
-{
+    out: &Outbox,
+    pending: &mut futures_util::stream::FuturesUnordered<Pending>,
+    pending_bytes: &mut usize,
+) -> bool {
     let msg = match ClientMessage::from_json(text) {
         Ok(m) => m,
         Err(e) => {
-            send(RelayMessage::notice(format!(
-                "invalid: not a NIP-01 message ({e})"
-            )))
-            .await;
-            return;
+            return out
+                .send(RelayMessage::notice(format!(
+                    "invalid: not a NIP-01 message ({e})"
+                )))
+                .await;
         }
     };
     match msg {
@@ -587,62 +970,34 @@ async fn handle<F, Fut>(
             let event = event.into_owned();
             let id = event.id;
             if relay.auth.for_writes() && session.authed.is_empty() {
-                send(RelayMessage::ok(
-                    id,
-                    false,
-                    "auth-required: this relay accepts events only from authenticated clients (NIP-42)",
-                ))
-                .await;
-                send(RelayMessage::auth(session.challenge.clone())).await;
-                return;
+                return out
+                    .send(RelayMessage::ok(
+                        id,
+                        false,
+                        "auth-required: this relay accepts events only from authenticated clients (NIP-42)",
+                    ))
+                    .await
+                    && out
+                        .send(RelayMessage::auth(session.challenge.clone()))
+                        .await;
             }
             // The ingest thread commits events in batches; the OK goes out when this one is
-            // stored, while this connection reads on (pipelined clients are not serialized).
+            // stored, while this connection reads on (pipelined clients are not serialized) —
+            // up to the pending caps, past which the connection stops reading.
             let (reply, stored) = tokio::sync::oneshot::channel();
             if relay.ingest.send((event.clone(), reply)).await.is_err() {
-                send(RelayMessage::ok(
-                    id,
-                    false,
-                    "error: the relay is shutting down",
-                ))
-                .await;
-                return;
-            }
-            let (relay, out) = (relay.clone(), out.clone());
-            tokio::spawn(async move {
-                let (ok, message) = match stored.await {
-                    Ok(Ok(o)) => match o {
-                        SaveOutcome::Stored | SaveOutcome::Replaced | SaveOutcome::Ephemeral => {
-                            let _ = relay.live.send(Arc::new(event));
-                            (true, String::new())
-                        }
-                        SaveOutcome::Duplicate => {
-                            (true, "duplicate: already have this event".into())
-                        }
-                        SaveOutcome::Obsolete => (
-                            false,
-                            "duplicate: a newer version of this event is stored".into(),
-                        ),
-                        SaveOutcome::Deleted => (false, "blocked: deleted by its author".into()),
-                        SaveOutcome::Expired => (false, "invalid: this event has expired".into()),
-                    },
-                    Ok(Err(EventStoreError::Invalid(_))) => (
+                return out
+                    .send(RelayMessage::ok(
+                        id,
                         false,
-                        "invalid: event id or signature does not verify".into(),
-                    ),
-                    Ok(Err(e)) => {
-                        tracing::warn!(%id, error = %e, "storing an event failed");
-                        (false, "error: could not store the event".into())
-                    }
-                    Err(_) => {
-                        tracing::error!(%id, "the ingest thread stopped");
-                        (false, "error: could not store the event".into())
-                    }
-                };
-                if let Some(m) = encode(&RelayMessage::ok(id, ok, message)) {
-                    let _ = out.send(m).await;
-                }
-            });
+                        "error: the relay is shutting down",
+                    ))
+                    .await;
+            }
+            let size = text.len();
+            *pending_bytes += size;
+            pending.push(Box::pin(async move { (id, stored.await, event, size) }));
+            true
         }
         ClientMessage::Req {
             subscription_id,
@@ -652,93 +1007,133 @@ async fn handle<F, Fut>(
             let l = &relay.limits;
             let refuse = |reason: String| RelayMessage::closed(sub.clone(), reason);
             if relay.auth.for_reads() && session.authed.is_empty() {
-                send(refuse(
-                    "auth-required: this relay serves subscriptions only to authenticated clients (NIP-42)".into(),
-                ))
-                .await;
-                send(RelayMessage::auth(session.challenge.clone())).await;
-                return;
+                return out
+                    .send(refuse(
+                        "auth-required: this relay serves subscriptions only to authenticated clients (NIP-42)".into(),
+                    ))
+                    .await
+                    && out
+                        .send(RelayMessage::auth(session.challenge.clone()))
+                        .await;
             }
             if sub.as_str().len() > l.max_subid_length {
-                send(refuse(format!(
-                    "invalid: subscription id longer than {}",
-                    l.max_subid_length
-                )))
-                .await;
-                return;
+                return out
+                    .send(refuse(format!(
+                        "invalid: subscription id longer than {}",
+                        l.max_subid_length
+                    )))
+                    .await;
             }
             if filters.len() > l.max_filters {
-                send(refuse(format!(
-                    "invalid: at most {} filters per REQ",
-                    l.max_filters
-                )))
-                .await;
-                return;
+                return out
+                    .send(refuse(format!(
+                        "invalid: at most {} filters per REQ",
+                        l.max_filters
+                    )))
+                    .await;
             }
             if !session.subs.contains_key(&sub) && session.subs.len() >= l.max_subscriptions {
-                send(refuse(format!(
-                    "blocked: at most {} open subscriptions",
-                    l.max_subscriptions
-                )))
-                .await;
-                return;
+                return out
+                    .send(refuse(format!(
+                        "blocked: at most {} open subscriptions",
+                        l.max_subscriptions
+                    )))
+                    .await;
             }
             let mut filters: Vec<Filter> = filters
                 .into_iter()
                 .map(std::borrow::Cow::into_owned)
                 .collect();
-            for f in &mut filters {
-                f.limit = Some(f.limit.unwrap_or(l.max_limit).min(l.max_limit));
-            }
-            let store = relay.store.clone();
-            let query = filters.clone();
-            match tokio::task::spawn_blocking(move || store.query(&query)).await {
-                Ok(Ok(events)) => {
-                    for e in events {
-                        send(RelayMessage::event(sub.clone(), e)).await;
-                    }
-                    send(RelayMessage::eose(sub.clone())).await;
-                    // The stored limit applies to the initial query only.
-                    for f in &mut filters {
-                        f.limit = None;
-                    }
-                    session.subs.insert(sub, filters);
-                }
-                Ok(Err(EventStoreError::FilterTooLarge { count })) => {
-                    send(refuse(format!(
+            if let Err(e) = crate::store::check_filters(&filters) {
+                let EventStoreError::FilterTooLarge { count } = e else {
+                    return out.send(refuse("error: the query failed".into())).await;
+                };
+                return out
+                    .send(refuse(format!(
                         "invalid: a filter names {count} values; at most {}",
                         l.max_filter_values
                     )))
                     .await;
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "query failed");
-                    send(refuse("error: the query failed".into())).await;
-                }
+            }
+            match stream_stored(relay, &sub, &filters, out).await {
+                Ok(true) => {}
+                Ok(false) => return false,
                 Err(e) => {
-                    tracing::error!(error = %e, "query task failed");
-                    send(refuse("error: the query failed".into())).await;
+                    tracing::warn!(error = %e, "query failed");
+                    return out.send(refuse("error: the query failed".into())).await;
                 }
             }
+            if !out.send(RelayMessage::eose(sub.clone())).await {
+                return false;
+            }
+            // The stored limit applies to the initial query only.
+            for f in &mut filters {
+                f.limit = None;
+            }
+            session.subs.insert(sub, filters);
+            true
         }
         ClientMessage::Close(sub) => {
             session.subs.remove(sub.as_ref());
+            true
         }
         ClientMessage::Auth(event) => {
             let event = event.into_owned();
-            match check_auth(relay, &session.challenge, &event) {
+            match check_auth(relay, &session.challenge, &event, session.host.as_deref()) {
                 Ok(()) => {
                     tracing::debug!(pubkey = %event.pubkey, "client authenticated");
                     if !session.authed.contains(&event.pubkey) {
                         session.authed.push(event.pubkey);
                     }
-                    send(RelayMessage::ok(event.id, true, "")).await;
+                    out.send(RelayMessage::ok(event.id, true, "")).await
                 }
-                Err(reason) => send(RelayMessage::ok(event.id, false, reason)).await,
+                Err(reason) => out.send(RelayMessage::ok(event.id, false, reason)).await,
             }
         }
         _ => {
-            send(RelayMessage::notice("invalid: unsupported message type")).await;
+            out.send(RelayMessage::notice("invalid: unsupported message type"))
+                .await
         }
     }
+}
+
+/// Streams the stored events matching `filters` to the client, page by page (each page read off
+/// the async threads), each event once, each filter's `limit` (capped by the relay's) its own:
+/// memory holds one page, whatever the result's size. `Ok(false)` when the client stopped
+/// reading.
+async fn stream_stored(
+    relay: &Relay,
+    sub: &SubscriptionId,
+    filters: &[Filter],
+    out: &Outbox,
+) -> Result<bool, EventStoreError> {
+    let max_limit = relay.limits.max_limit;
+    let mut sent = std::collections::HashSet::new();
+    for filter in filters {
+        let limit = filter.limit.unwrap_or(max_limit).min(max_limit);
+        let mut count = 0;
+        let mut after: Option<crate::store::Cursor> = None;
+        while count < limit {
+            let (store, f, cursor) = (relay.store.clone(), filter.clone(), after);
+            let want = (limit - count).min(PAGE_EVENTS);
+            let page = tokio::task::spawn_blocking(move || {
+                store.query_page(&f, cursor.as_ref(), want, PAGE_BYTES)
+            })
+            .await
+            .map_err(|e| EventStoreError::Batch(format!("the query task failed: {e}")))??;
+            let Some(last) = page.last() else { break };
+            after = Some(crate::store::Cursor::after(last));
+            let full = page.len() < want;
+            for e in page {
+                count += 1;
+                if sent.insert(e.id) && !out.send(RelayMessage::event(sub.clone(), e)).await {
+                    return Ok(false);
+                }
+            }
+            if full {
+                break;
+            }
+        }
+    }
+    Ok(true)
 }

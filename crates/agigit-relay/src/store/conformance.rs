@@ -6,7 +6,7 @@ use nostr::prelude::{
     UnsignedEvent,
 };
 
-use super::{EventStore, EventStoreError, MAX_FILTER_VALUES, SaveOutcome};
+use super::{Cursor, EventStore, EventStoreError, MAX_FILTER_VALUES, SaveOutcome};
 
 /// A failed check.
 pub type Failure = String;
@@ -300,6 +300,40 @@ pub fn run<S: EventStore>(store: &S) -> Result<(), Failure> {
         ids(&stored) == vec![newer.id, fresh.id],
         "a batch stores what one-by-one saves would",
     )?;
+
+    // Pages: in query order, each event once, ties at one second broken by id, stopping at the
+    // event and byte caps, and ignoring the filter's limit (the caller counts).
+    let pager = keys(10)?;
+    let mut paged = Vec::new();
+    for i in 0..7usize {
+        // Three share one second, to page across a tie.
+        let at = if i < 3 { 5000 } else { 5000 - i as u64 };
+        paged.push(event(&pager, 1, at, vec![], &"x".repeat(100 * (i + 1)))?);
+    }
+    for e in &paged {
+        store.save(e).map_err(err)?;
+    }
+    let filter = Filter::new().author(pager.public_key()).limit(1);
+    let mut whole = filter.clone();
+    whole.limit = None;
+    let expected = ids(&store.query(&[whole]).map_err(err)?);
+    for (max_events, max_bytes) in [(1, usize::MAX), (2, usize::MAX), (3, 1), (100, 900)] {
+        let mut got = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .query_page(&filter, after.as_ref(), max_events, max_bytes)
+                .map_err(err)?;
+            check(page.len() <= max_events, "a page holds at most max_events")?;
+            let Some(last) = page.last() else { break };
+            after = Some(Cursor::after(last));
+            got.extend(ids(&page));
+        }
+        check(
+            got == expected,
+            &format!("pages of {max_events} events / {max_bytes} bytes give the query's order"),
+        )?;
+    }
     Ok(())
 }
 

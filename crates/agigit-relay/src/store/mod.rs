@@ -95,6 +95,88 @@ pub trait EventStore: Send + Sync {
     /// The stored events matching any of `filters`, newest first (ties: lowest id first), each
     /// once; each filter's `limit` caps that filter's own matches. Expired events are left out.
     fn query(&self, filters: &[Filter]) -> Result<Vec<Event>, EventStoreError>;
+
+    /// One page of the stored events matching `filter` (its `limit` ignored: the caller counts),
+    /// in [`query`](EventStore::query)'s order, strictly after `after` in that order; at most
+    /// `max_events`, and no more once their JSON reaches `max_bytes` (one event at least, when
+    /// any is left). A relay streams a subscription's stored events page by page, so memory
+    /// holds one page, never a whole result. The default filters a full query; the backends
+    /// here read only the page.
+    fn query_page(
+        &self,
+        filter: &Filter,
+        after: Option<&Cursor>,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Event>, EventStoreError> {
+        let mut f = filter.clone();
+        f.limit = None;
+        let all = self.query(std::slice::from_ref(&f))?;
+        let start = match after {
+            Some(c) => all.iter().position(|e| c.precedes(e)).unwrap_or(all.len()),
+            None => 0,
+        };
+        Ok(take_page(
+            all.into_iter().skip(start),
+            max_events,
+            max_bytes,
+        ))
+    }
+}
+
+/// Where a page of results ended: the last event's time and id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    /// Its `created_at`.
+    pub created_at: Timestamp,
+    /// Its id.
+    pub id: EventId,
+}
+
+impl Cursor {
+    /// The cursor just past `event`.
+    pub fn after(event: &Event) -> Self {
+        Cursor {
+            created_at: event.created_at,
+            id: event.id,
+        }
+    }
+
+    /// Whether `event` comes after this cursor in result order (older, or as old with a higher
+    /// id).
+    pub fn precedes(&self, event: &Event) -> bool {
+        event.created_at < self.created_at
+            || (event.created_at == self.created_at && event.id > self.id)
+    }
+}
+
+/// About how many bytes an event's JSON takes.
+pub fn json_len(event: &Event) -> usize {
+    let tags: usize = event
+        .tags
+        .iter()
+        .map(|t| t.as_slice().iter().map(|v| v.len() + 3).sum::<usize>() + 2)
+        .sum();
+    event.content.len() + tags + 256
+}
+
+/// The first events of `events` that make a page: at most `max_events`, stopping once
+/// `max_bytes` are reached (one at least).
+pub(crate) fn take_page(
+    events: impl Iterator<Item = Event>,
+    max_events: usize,
+    max_bytes: usize,
+) -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for e in events.take(max_events.max(1)) {
+        if !out.is_empty() && bytes >= max_bytes {
+            break;
+        }
+        bytes = bytes.saturating_add(json_len(&e));
+        out.push(e);
+    }
+    out
 }
 
 /// What kind of storage slot an event takes.

@@ -12,8 +12,8 @@ use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 
 use super::{
-    EventStore, EventStoreError, SaveOutcome, Slot, check_filters, deletion_targets, is_expired,
-    merge_results, secs, slot, slot_key, supersedes, verify,
+    Cursor, EventStore, EventStoreError, SaveOutcome, Slot, check_filters, deletion_targets,
+    is_expired, merge_results, secs, slot, slot_key, supersedes, verify,
 };
 
 const SCHEMA: &str = "
@@ -278,49 +278,9 @@ impl EventStore for PostgresEventStore {
     fn query(&self, filters: &[Filter]) -> Result<Vec<Event>, EventStoreError> {
         check_filters(filters)?;
         let mut client = self.reader()?;
-        let now = secs(Timestamp::now());
         let mut per_filter = Vec::with_capacity(filters.len());
         for f in filters {
-            let mut sql = String::from(
-                "SELECT json FROM events WHERE (expiration IS NULL OR expiration > $1)",
-            );
-            let mut args: Vec<Box<dyn ToSql + Sync>> = vec![Box::new(now)];
-            let mut push = |sql: &mut String, clause: &str, arg: Box<dyn ToSql + Sync>| {
-                args.push(arg);
-                sql.push_str(&clause.replace("$?", &format!("${}", args.len())));
-            };
-            if let Some(ids) = f.ids.as_ref().filter(|s| !s.is_empty()) {
-                let ids: Vec<Vec<u8>> = ids.iter().map(|i| i.as_bytes().to_vec()).collect();
-                push(&mut sql, " AND id = ANY($?)", Box::new(ids));
-            }
-            if let Some(authors) = f.authors.as_ref().filter(|s| !s.is_empty()) {
-                let authors: Vec<Vec<u8>> = authors.iter().map(|a| a.as_bytes().to_vec()).collect();
-                push(&mut sql, " AND pubkey = ANY($?)", Box::new(authors));
-            }
-            if let Some(kinds) = f.kinds.as_ref().filter(|k| !k.is_empty()) {
-                let kinds: Vec<i64> = kinds.iter().map(|k| i64::from(k.as_u16())).collect();
-                push(&mut sql, " AND kind = ANY($?)", Box::new(kinds));
-            }
-            for (letter, values) in &f.generic_tags {
-                push(
-                    &mut sql,
-                    " AND EXISTS (SELECT 1 FROM tags t WHERE t.event_id = events.id AND t.name = $?",
-                    Box::new(letter.as_str().to_owned()),
-                );
-                let values: Vec<String> = values.iter().cloned().collect();
-                push(&mut sql, " AND t.value = ANY($?))", Box::new(values));
-            }
-            if let Some(since) = f.since {
-                push(&mut sql, " AND created_at >= $?", Box::new(secs(since)));
-            }
-            if let Some(until) = f.until {
-                push(&mut sql, " AND created_at <= $?", Box::new(secs(until)));
-            }
-            sql.push_str(" ORDER BY created_at DESC, id ASC");
-            if let Some(limit) = f.limit {
-                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-                push(&mut sql, " LIMIT $?", Box::new(limit));
-            }
+            let (sql, args) = select(f, None, f.limit);
             let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(AsRef::as_ref).collect();
             let rows = client.query(&sql, &params).map_err(pg)?;
             let mut hits = Vec::with_capacity(rows.len());
@@ -331,4 +291,90 @@ impl EventStore for PostgresEventStore {
         }
         Ok(merge_results(per_filter))
     }
+
+    fn query_page(
+        &self,
+        filter: &Filter,
+        after: Option<&Cursor>,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Event>, EventStoreError> {
+        check_filters(std::slice::from_ref(filter))?;
+        let mut client = self.reader()?;
+        let (sql, args) = select(filter, after, Some(max_events.max(1)));
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(AsRef::as_ref).collect();
+        // At most `max_events` rows come back; the page stops at `max_bytes` of them.
+        let rows = client.query(&sql, &params).map_err(pg)?;
+        let mut page = Vec::new();
+        let mut bytes = 0usize;
+        for row in rows {
+            if !page.is_empty() && bytes >= max_bytes {
+                break;
+            }
+            let json: &str = row.get(0);
+            bytes = bytes.saturating_add(json.len());
+            page.push(Self::parse(json)?);
+        }
+        Ok(page)
+    }
+}
+
+/// The SQL (and its arguments) selecting `f`'s matches that are not expired, newest first, after
+/// `after` in that order, at most `limit`.
+fn select(
+    f: &Filter,
+    after: Option<&Cursor>,
+    limit: Option<usize>,
+) -> (String, Vec<Box<dyn ToSql + Sync>>) {
+    let mut sql =
+        String::from("SELECT json FROM events WHERE (expiration IS NULL OR expiration > $1)");
+    let mut args: Vec<Box<dyn ToSql + Sync>> = vec![Box::new(secs(Timestamp::now()))];
+    let mut push = |sql: &mut String, clause: &str, arg: Box<dyn ToSql + Sync>| {
+        args.push(arg);
+        sql.push_str(&clause.replace("$?", &format!("${}", args.len())));
+    };
+    if let Some(ids) = f.ids.as_ref().filter(|s| !s.is_empty()) {
+        let ids: Vec<Vec<u8>> = ids.iter().map(|i| i.as_bytes().to_vec()).collect();
+        push(&mut sql, " AND id = ANY($?)", Box::new(ids));
+    }
+    if let Some(authors) = f.authors.as_ref().filter(|s| !s.is_empty()) {
+        let authors: Vec<Vec<u8>> = authors.iter().map(|a| a.as_bytes().to_vec()).collect();
+        push(&mut sql, " AND pubkey = ANY($?)", Box::new(authors));
+    }
+    if let Some(kinds) = f.kinds.as_ref().filter(|k| !k.is_empty()) {
+        let kinds: Vec<i64> = kinds.iter().map(|k| i64::from(k.as_u16())).collect();
+        push(&mut sql, " AND kind = ANY($?)", Box::new(kinds));
+    }
+    for (letter, values) in &f.generic_tags {
+        push(
+            &mut sql,
+            " AND EXISTS (SELECT 1 FROM tags t WHERE t.event_id = events.id AND t.name = $?",
+            Box::new(letter.as_str().to_owned()),
+        );
+        let values: Vec<String> = values.iter().cloned().collect();
+        push(&mut sql, " AND t.value = ANY($?))", Box::new(values));
+    }
+    if let Some(since) = f.since {
+        push(&mut sql, " AND created_at >= $?", Box::new(secs(since)));
+    }
+    if let Some(until) = f.until {
+        push(&mut sql, " AND created_at <= $?", Box::new(secs(until)));
+    }
+    if let Some(c) = after {
+        // Keyset paging in result order: older, or as old with a higher id.
+        let at = secs(c.created_at);
+        push(&mut sql, " AND (created_at < $?", Box::new(at));
+        push(&mut sql, " OR (created_at = $?", Box::new(at));
+        push(
+            &mut sql,
+            " AND id > $?))",
+            Box::new(c.id.as_bytes().to_vec()),
+        );
+    }
+    sql.push_str(" ORDER BY created_at DESC, id ASC");
+    if let Some(limit) = limit {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        push(&mut sql, " LIMIT $?", Box::new(limit));
+    }
+    (sql, args)
 }

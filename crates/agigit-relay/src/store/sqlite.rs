@@ -7,8 +7,8 @@ use nostr::prelude::{Event, Filter, Kind, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::Value};
 
 use super::{
-    EventStore, EventStoreError, SaveOutcome, Slot, check_filters, deletion_targets, is_expired,
-    merge_results, secs, slot, slot_key, supersedes, verify,
+    Cursor, EventStore, EventStoreError, SaveOutcome, Slot, check_filters, deletion_targets,
+    is_expired, merge_results, secs, slot, slot_key, supersedes, verify,
 };
 
 const SCHEMA: &str = "
@@ -249,71 +249,9 @@ impl EventStore for SqliteEventStore {
     fn query(&self, filters: &[Filter]) -> Result<Vec<Event>, EventStoreError> {
         check_filters(filters)?;
         let conn = self.conn.lock().map_err(|_| EventStoreError::Poisoned)?;
-        let now = secs(Timestamp::now());
         let mut per_filter = Vec::with_capacity(filters.len());
         for f in filters {
-            let mut sql = String::from(
-                "SELECT json FROM events WHERE (expiration IS NULL OR expiration > ?)",
-            );
-            let mut args: Vec<Value> = vec![Value::Integer(now)];
-            let mut any_of = |sql: &mut String, column: &str, values: Vec<Value>| {
-                sql.push_str(&format!(" AND {column} IN ("));
-                sql.push_str(&vec!["?"; values.len()].join(","));
-                sql.push(')');
-                args.extend(values);
-            };
-            if let Some(ids) = f.ids.as_ref().filter(|s| !s.is_empty()) {
-                any_of(
-                    &mut sql,
-                    "id",
-                    ids.iter()
-                        .map(|i| Value::Blob(i.as_bytes().to_vec()))
-                        .collect(),
-                );
-            }
-            if let Some(authors) = f.authors.as_ref().filter(|s| !s.is_empty()) {
-                any_of(
-                    &mut sql,
-                    "pubkey",
-                    authors
-                        .iter()
-                        .map(|a| Value::Blob(a.as_bytes().to_vec()))
-                        .collect(),
-                );
-            }
-            if let Some(kinds) = f.kinds.as_ref().filter(|k| !k.is_empty()) {
-                any_of(
-                    &mut sql,
-                    "kind",
-                    kinds
-                        .iter()
-                        .map(|k| Value::Integer(i64::from(k.as_u16())))
-                        .collect(),
-                );
-            }
-            for (letter, values) in &f.generic_tags {
-                sql.push_str(
-                    " AND EXISTS (SELECT 1 FROM tags t WHERE t.event_id = events.id AND t.name = ?",
-                );
-                args.push(Value::Text(letter.as_str().to_owned()));
-                sql.push_str(" AND t.value IN (");
-                sql.push_str(&vec!["?"; values.len()].join(","));
-                sql.push_str("))");
-                args.extend(values.iter().map(|v| Value::Text(v.clone())));
-            }
-            if let Some(since) = f.since {
-                sql.push_str(" AND created_at >= ?");
-                args.push(Value::Integer(secs(since)));
-            }
-            if let Some(until) = f.until {
-                sql.push_str(" AND created_at <= ?");
-                args.push(Value::Integer(secs(until)));
-            }
-            sql.push_str(" ORDER BY created_at DESC, id ASC");
-            if let Some(limit) = f.limit {
-                sql.push_str(" LIMIT ?");
-                args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-            }
+            let (sql, args) = select(f, None, f.limit);
             let mut stmt = conn.prepare(&sql)?;
             let rows = stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(0))?;
             let mut hits = Vec::new();
@@ -324,4 +262,105 @@ impl EventStore for SqliteEventStore {
         }
         Ok(merge_results(per_filter))
     }
+
+    fn query_page(
+        &self,
+        filter: &Filter,
+        after: Option<&Cursor>,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Event>, EventStoreError> {
+        check_filters(std::slice::from_ref(filter))?;
+        let conn = self.conn.lock().map_err(|_| EventStoreError::Poisoned)?;
+        let (sql, args) = select(filter, after, Some(max_events.max(1)));
+        let mut stmt = conn.prepare(&sql)?;
+        let mut rows = stmt.query(params_from_iter(args))?;
+        let mut page = Vec::new();
+        let mut bytes = 0usize;
+        // Rows are read one at a time: the page stops at `max_bytes` without loading the rest.
+        while let Some(row) = rows.next()? {
+            if !page.is_empty() && bytes >= max_bytes {
+                break;
+            }
+            let json: String = row.get(0)?;
+            bytes = bytes.saturating_add(json.len());
+            page.push(Self::parse(&json)?);
+        }
+        Ok(page)
+    }
+}
+
+/// The SQL (and its arguments) selecting `f`'s matches that are not expired, newest first, after
+/// `after` in that order, at most `limit`.
+fn select(f: &Filter, after: Option<&Cursor>, limit: Option<usize>) -> (String, Vec<Value>) {
+    let mut sql =
+        String::from("SELECT json FROM events WHERE (expiration IS NULL OR expiration > ?)");
+    let mut args: Vec<Value> = vec![Value::Integer(secs(Timestamp::now()))];
+    let mut any_of = |sql: &mut String, column: &str, values: Vec<Value>| {
+        sql.push_str(&format!(" AND {column} IN ("));
+        sql.push_str(&vec!["?"; values.len()].join(","));
+        sql.push(')');
+        args.extend(values);
+    };
+    if let Some(ids) = f.ids.as_ref().filter(|s| !s.is_empty()) {
+        any_of(
+            &mut sql,
+            "id",
+            ids.iter()
+                .map(|i| Value::Blob(i.as_bytes().to_vec()))
+                .collect(),
+        );
+    }
+    if let Some(authors) = f.authors.as_ref().filter(|s| !s.is_empty()) {
+        any_of(
+            &mut sql,
+            "pubkey",
+            authors
+                .iter()
+                .map(|a| Value::Blob(a.as_bytes().to_vec()))
+                .collect(),
+        );
+    }
+    if let Some(kinds) = f.kinds.as_ref().filter(|k| !k.is_empty()) {
+        any_of(
+            &mut sql,
+            "kind",
+            kinds
+                .iter()
+                .map(|k| Value::Integer(i64::from(k.as_u16())))
+                .collect(),
+        );
+    }
+    for (letter, values) in &f.generic_tags {
+        sql.push_str(
+            " AND EXISTS (SELECT 1 FROM tags t WHERE t.event_id = events.id AND t.name = ?",
+        );
+        args.push(Value::Text(letter.as_str().to_owned()));
+        sql.push_str(" AND t.value IN (");
+        sql.push_str(&vec!["?"; values.len()].join(","));
+        sql.push_str("))");
+        args.extend(values.iter().map(|v| Value::Text(v.clone())));
+    }
+    if let Some(since) = f.since {
+        sql.push_str(" AND created_at >= ?");
+        args.push(Value::Integer(secs(since)));
+    }
+    if let Some(until) = f.until {
+        sql.push_str(" AND created_at <= ?");
+        args.push(Value::Integer(secs(until)));
+    }
+    if let Some(c) = after {
+        // Keyset paging in result order: older, or as old with a higher id.
+        sql.push_str(" AND (created_at < ? OR (created_at = ? AND id > ?))");
+        let at = secs(c.created_at);
+        args.push(Value::Integer(at));
+        args.push(Value::Integer(at));
+        args.push(Value::Blob(c.id.as_bytes().to_vec()));
+    }
+    sql.push_str(" ORDER BY created_at DESC, id ASC");
+    if let Some(limit) = limit {
+        sql.push_str(" LIMIT ?");
+        args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    }
+    (sql, args)
 }
