@@ -63,6 +63,7 @@ fn scratch(name: &str) -> std::path::PathBuf {
 fn unlimited() -> Limits {
     Limits {
         messages_per_minute: u32::MAX,
+        bytes_per_minute: u32::MAX,
         ..Limits::default()
     }
 }

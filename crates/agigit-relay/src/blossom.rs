@@ -344,13 +344,25 @@ fn unavailable(reason: &str) -> Response {
     r
 }
 
-/// BUD-02 `PUT /upload`. Everything that can be checked before the body is: the whole token
+/// BUD-02 `PUT /upload`; a refusal closes the connection, so that a body the relay did not take
+/// is not read either.
+async fn upload(state: State<Blossom>, headers: HeaderMap, body: Body) -> Response {
+    let mut response = receive_upload(state, headers, body).await;
+    if !response.status().is_success() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Receives an upload. Everything that can be checked before the body is: the whole token
 /// (signature, verb, dates, lifetime, server; its `x` tags and a declared `X-SHA-256`), a
 /// `Content-Length` within the size limit, the uploader's quota (reserved now, with the uploads
 /// it already has in progress), a free upload slot and room in the temporary directory. The
 /// body then streams to a temporary file, each chunk within the body timeout, the whole at the
 /// minimum rate; it must be exactly `Content-Length` bytes and hash to a blob the token names.
-async fn upload(State(b): State<Blossom>, headers: HeaderMap, body: Body) -> Response {
+async fn receive_upload(State(b): State<Blossom>, headers: HeaderMap, body: Body) -> Response {
     let token = match Blossom::token(&headers) {
         Ok(Some(t)) => t,
         Ok(None) => {

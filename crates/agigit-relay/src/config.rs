@@ -15,6 +15,7 @@
 //! max_limit = 5000
 //! max_subid_length = 64
 //! messages_per_minute = 6000
+//! bytes_per_minute = 16777216      # of messages, per connection
 //! max_pending_events = 64          # EVENTs of one connection waiting to be stored
 //! live_buffer_bytes = 67108864     # live events buffered for subscribers
 //!
@@ -223,6 +224,7 @@ struct FileLimits {
     max_limit: Option<usize>,
     max_subid_length: Option<usize>,
     messages_per_minute: Option<u32>,
+    bytes_per_minute: Option<u32>,
     max_pending_events: Option<usize>,
     live_buffer_bytes: Option<usize>,
 }
@@ -290,6 +292,7 @@ impl Config {
         set(&mut l.max_limit, fl.max_limit);
         set(&mut l.max_subid_length, fl.max_subid_length);
         set(&mut l.messages_per_minute, fl.messages_per_minute);
+        set(&mut l.bytes_per_minute, fl.bytes_per_minute);
         set(&mut l.max_pending_events, fl.max_pending_events);
         set(&mut l.live_buffer_bytes, fl.live_buffer_bytes);
         let (n, fc) = (&mut c.connections, file.connections);

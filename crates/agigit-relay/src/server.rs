@@ -98,6 +98,8 @@ pub struct Limits {
     pub max_subid_length: usize,
     /// Messages per minute per connection.
     pub messages_per_minute: u32,
+    /// Bytes of messages per minute per connection.
+    pub bytes_per_minute: u32,
     /// EVENTs of one connection waiting to be stored at once: past it, the relay stops reading
     /// that connection until some are stored.
     pub max_pending_events: usize,
@@ -117,6 +119,7 @@ impl Default for Limits {
             max_limit: 5000,
             max_subid_length: 64,
             messages_per_minute: 6000,
+            bytes_per_minute: 16 << 20,
             max_pending_events: 64,
             live_buffer_bytes: 64 << 20,
         }
@@ -181,6 +184,10 @@ pub struct Relay {
     live: Live,
     /// Events to store, with where to say how it went: the ingest thread batches them.
     ingest: mpsc::Sender<Ingest>,
+    /// The relay-wide budget of bytes waiting to be stored ([`INGEST_BYTES`]).
+    ingest_budget: Arc<tokio::sync::Semaphore>,
+    /// Numbers connections, for the ingest thread's round-robin.
+    next_connection: Arc<std::sync::atomic::AtomicU64>,
     /// Set when the server shuts down: open WebSockets close too.
     closing: tokio::sync::watch::Sender<bool>,
     limits: Limits,
@@ -243,6 +250,8 @@ impl Relay {
             store,
             live,
             ingest,
+            ingest_budget: Arc::new(tokio::sync::Semaphore::new(INGEST_BYTES)),
+            next_connection: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             closing,
             limits,
             connections: ConnectionLimits::default(),
@@ -522,35 +531,67 @@ async fn root(
         .into_response()
 }
 
-/// An event to store and the channel for its outcome.
-type Ingest = (
-    Event,
-    tokio::sync::oneshot::Sender<Result<SaveOutcome, EventStoreError>>,
-);
+/// An event to store: the connection it came on, the event, the channel for its outcome, and its
+/// share of the relay-wide budget of bytes waiting to be stored (given back once it is).
+struct Ingest {
+    connection: u64,
+    event: Event,
+    reply: tokio::sync::oneshot::Sender<Result<SaveOutcome, EventStoreError>>,
+    _budget: tokio::sync::OwnedSemaphorePermit,
+}
 
-/// The most events committed together.
+/// The most events committed together, and about the most bytes: a batch stays short, so that
+/// an event waits for little more than one batch whatever others send.
 const INGEST_BATCH: usize = 256;
+const INGEST_BATCH_BYTES: usize = 1 << 20;
 
-/// Starts the thread that stores events: it takes whatever is queued (up to [`INGEST_BATCH`]),
-/// saves it with [`EventStore::save_batch`] (one transaction on SQLite) and answers each. It
-/// ends when the last [`Relay`] clone is dropped.
+/// Bytes of events waiting to be stored, relay-wide: a connection waits for its share before
+/// its EVENT is queued (and stops reading meanwhile).
+const INGEST_BYTES: usize = 32 << 20;
+
+/// Starts the thread that stores events. It takes whatever is queued and builds batches of up to
+/// [`INGEST_BATCH`] events round-robin across connections — one from each in turn — so that a
+/// connection that floods never makes another wait for all of its backlog; saves each batch with
+/// [`EventStore::save_batch`] (one transaction on SQLite) and answers each event. It ends when
+/// the last [`Relay`] clone is dropped.
 fn start_ingest(store: Arc<dyn EventStore>) -> mpsc::Sender<Ingest> {
     let (tx, mut rx) = mpsc::channel::<Ingest>(4 * INGEST_BATCH);
     let spawned = std::thread::Builder::new()
         .name("agigit-relay-ingest".into())
         .spawn(move || {
-            while let Some(first) = rx.blocking_recv() {
-                let mut batch = vec![first];
-                while batch.len() < INGEST_BATCH {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
+            let mut queues: std::collections::BTreeMap<u64, std::collections::VecDeque<Ingest>> =
+                std::collections::BTreeMap::new();
+            loop {
+                if queues.is_empty() {
+                    let Some(first) = rx.blocking_recv() else {
+                        return;
+                    };
+                    queues.entry(first.connection).or_default().push_back(first);
                 }
-                let (events, replies): (Vec<Event>, Vec<_>) = batch.into_iter().unzip();
+                while let Ok(next) = rx.try_recv() {
+                    queues.entry(next.connection).or_default().push_back(next);
+                }
+                let mut batch = Vec::with_capacity(INGEST_BATCH);
+                let mut bytes = 0;
+                let full = |batch: &Vec<Ingest>, bytes: usize| {
+                    batch.len() == INGEST_BATCH || bytes >= INGEST_BATCH_BYTES
+                };
+                while !full(&batch, bytes) && !queues.is_empty() {
+                    for queue in queues.values_mut() {
+                        if full(&batch, bytes) {
+                            break;
+                        }
+                        if let Some(item) = queue.pop_front() {
+                            bytes += crate::store::json_len(&item.event);
+                            batch.push(item);
+                        }
+                    }
+                    queues.retain(|_, q| !q.is_empty());
+                }
+                let events: Vec<Event> = batch.iter().map(|i| i.event.clone()).collect();
                 let outcomes = store.save_batch(&events);
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
+                for (item, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = item.reply.send(outcome);
                 }
             }
         });
@@ -561,7 +602,8 @@ fn start_ingest(store: Arc<dyn EventStore>) -> mpsc::Sender<Ingest> {
     tx
 }
 
-/// A simple rate limiter: `per_minute` tokens, refilled continuously.
+/// A rate limiter: `per_minute` tokens, refilled continuously; a connection over its rate is
+/// made to wait.
 struct Bucket {
     tokens: f64,
     per_minute: f64,
@@ -569,24 +611,28 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// A bucket holding a tenth of a minute's tokens to begin with: a new connection may burst
+    /// that much, not a whole minute's worth at once.
     fn new(per_minute: u32) -> Self {
         Bucket {
-            tokens: f64::from(per_minute),
+            tokens: f64::from(per_minute) / 10.0,
             per_minute: f64::from(per_minute),
             last: Instant::now(),
         }
     }
 
-    fn take(&mut self) -> bool {
+    /// Takes `n` tokens; how long to wait before they would have been there (zero when they
+    /// were). Tokens may go negative: the wait pays the debt.
+    fn wait(&mut self, n: f64) -> Duration {
         let now = Instant::now();
         let refill = now.duration_since(self.last).as_secs_f64() * self.per_minute / 60.0;
         self.tokens = (self.tokens + refill).min(self.per_minute);
         self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
+        self.tokens -= n;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
         } else {
-            false
+            Duration::from_secs_f64(-self.tokens * 60.0 / self.per_minute.max(1.0))
         }
     }
 }
@@ -710,6 +756,8 @@ async fn deliver(
             }
             Some(true)
         }
+        // Only a connection with subscriptions missed anything.
+        Err(broadcast::error::RecvError::Lagged(_)) if session.subs.is_empty() => Some(true),
         Err(broadcast::error::RecvError::Lagged(n)) => Some(
             out.send(RelayMessage::notice(format!(
                 "error: this connection fell {n} live events behind; re-query to catch up"
@@ -759,8 +807,12 @@ async fn connection(socket: WebSocket, relay: Relay, host: Option<String>) {
         challenge: new_challenge(),
         authed: Vec::new(),
         host,
+        id: relay
+            .next_connection
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     };
     let mut bucket = Bucket::new(relay.limits.messages_per_minute);
+    let mut bytes = Bucket::new(relay.limits.bytes_per_minute);
     let mut pending = futures_util::stream::FuturesUnordered::<Pending>::new();
     let mut pending_bytes = 0usize;
     let mut ping = tokio::time::interval(limits.ping_interval.max(Duration::from_millis(10)));
@@ -787,9 +839,11 @@ async fn connection(socket: WebSocket, relay: Relay, host: Option<String>) {
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
-                if !bucket.take() {
-                    alive = out.send(RelayMessage::notice("rate-limited: slow down")).await;
-                    continue;
+                // Over its rate, a connection is read more slowly (it waits here, and its
+                // socket fills): throttled, not served and dropped.
+                let wait = bucket.wait(1.0).max(bytes.wait(text.len() as f64));
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
                 }
                 alive = handle(&relay, &text, &mut session, &out, &mut pending, &mut pending_bytes).await;
             }
@@ -833,6 +887,8 @@ struct Session {
     authed: Vec<PublicKey>,
     /// The `Host` the client reached the relay on.
     host: Option<String>,
+    /// This connection's number.
+    id: u64,
 }
 
 /// 16 random bytes, hex.
@@ -984,8 +1040,19 @@ async fn handle(
             // The ingest thread commits events in batches; the OK goes out when this one is
             // stored, while this connection reads on (pipelined clients are not serialized) —
             // up to the pending caps, past which the connection stops reading.
+            let size = text.len();
+            let weight = u32::try_from(size.clamp(1, INGEST_BYTES)).unwrap_or(u32::MAX);
+            let Ok(budget) = relay.ingest_budget.clone().acquire_many_owned(weight).await else {
+                return false;
+            };
             let (reply, stored) = tokio::sync::oneshot::channel();
-            if relay.ingest.send((event.clone(), reply)).await.is_err() {
+            let item = Ingest {
+                connection: session.id,
+                event: event.clone(),
+                reply,
+                _budget: budget,
+            };
+            if relay.ingest.send(item).await.is_err() {
                 return out
                     .send(RelayMessage::ok(
                         id,
@@ -994,7 +1061,6 @@ async fn handle(
                     ))
                     .await;
             }
-            let size = text.len();
             *pending_bytes += size;
             pending.push(Box::pin(async move { (id, stored.await, event, size) }));
             true

@@ -480,3 +480,237 @@ async fn downloads_can_require_a_get_token() -> TestResult {
     assert_eq!((r.status, r.body), (200, data));
     Ok(())
 }
+
+/// Sends an upload's headers (and `body`, when given), then reads the answer: what a client that
+/// stalls, or lies about its length, gets. `None` for the length leaves Content-Length out.
+async fn raw_upload(
+    addr: SocketAddr,
+    auth: Option<String>,
+    length: Option<u64>,
+    body: &[u8],
+    extra: &str,
+) -> Result<Reply, Box<dyn std::error::Error>> {
+    let mut tcp = TcpStream::connect(addr).await?;
+    let mut head = format!("PUT /upload HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}");
+    if let Some(a) = auth {
+        head.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    match length {
+        Some(n) => head.push_str(&format!("Content-Length: {n}\r\n")),
+        None => head.push_str("Transfer-Encoding: chunked\r\n"),
+    }
+    head.push_str("\r\n");
+    tcp.write_all(head.as_bytes()).await?;
+    let _ = tcp.write_all(body).await;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the head of the answer is in: the server answers (and closes) without waiting
+    // for a body it will not take.
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await??;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&raw).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .ok_or("no status")?
+        .parse()
+        .map_err(|_| format!("no status in {head:?}"))?;
+    Ok(Reply {
+        status,
+        headers: HashMap::new(),
+        body: Vec::new(),
+    })
+}
+
+fn token_with(
+    keys: &Keys,
+    verb: Verb,
+    blob: Option<BlobHash>,
+    created_ago: u64,
+    expires_in: u64,
+    server: Option<String>,
+) -> String {
+    let now = Timestamp::now().as_secs();
+    let mut auth = BlossomAuth::new(verb, Timestamp::from_secs(now + expires_in));
+    if let Some(b) = blob {
+        auth = auth.with_blob(b);
+    }
+    if let Some(s) = server {
+        auth = auth.with_server(s);
+    }
+    Signed::sign(auth, keys, Timestamp::from_secs(now - created_ago))
+        .expect("sign")
+        .to_authorization_header()
+}
+
+#[tokio::test]
+async fn hostile_uploads_are_refused_before_their_body_and_hold_nothing() -> TestResult {
+    let config = BlossomConfig {
+        quota_bytes_per_pubkey: 3 << 20,
+        ..BlossomConfig::default()
+    };
+    let server = start("hostile-uploads", config).await?;
+    let keys = Keys::generate();
+    let hash = BlobHash::digest(b"whatever");
+    let tmp_bytes = || -> u64 {
+        std::fs::read_dir(server.dir.join("tmp"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let big = Some(100u64 << 20);
+    // Each of these claims a 100 MB body and sends none of it: the answer comes from the headers.
+    let cases = [
+        ("no token", None, big, 401),
+        (
+            "an expired t=get token from a throw-away key",
+            Some(token(&Keys::generate(), Verb::Get, None, -10)),
+            big,
+            401,
+        ),
+        (
+            "a t=get token",
+            Some(token(&keys, Verb::Get, Some(hash), 600)),
+            big,
+            401,
+        ),
+        (
+            "an upload token naming no blob",
+            Some(token(&keys, Verb::Upload, None, 600)),
+            big,
+            401,
+        ),
+        (
+            "a token valid for a day",
+            Some(token_with(&keys, Verb::Upload, Some(hash), 1, 86_400, None)),
+            big,
+            401,
+        ),
+        (
+            "a token for the same host on another port",
+            Some(token_with(
+                &keys,
+                Verb::Upload,
+                Some(hash),
+                1,
+                600,
+                Some("127.0.0.1:1".into()),
+            )),
+            big,
+            401,
+        ),
+        (
+            "no Content-Length",
+            Some(token(&keys, Verb::Upload, Some(hash), 600)),
+            None,
+            411,
+        ),
+        (
+            "more than the quota",
+            Some(token(&keys, Verb::Upload, Some(hash), 600)),
+            Some(4 << 20),
+            413,
+        ),
+    ];
+    for (what, auth, length, status) in cases {
+        let started = std::time::Instant::now();
+        let r = raw_upload(server.addr, auth, length, &[], "").await?;
+        assert_eq!(r.status, status, "{what}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: answered at once"
+        );
+    }
+    assert_eq!(tmp_bytes(), 0);
+
+    // Quota is reserved when an upload starts: a second upload by the same key that would only
+    // fit without the first is refused while the first is under way.
+    let first = token(&keys, Verb::Upload, Some(hash), 600);
+    let addr = server.addr;
+    let stalled = tokio::spawn(async move {
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "PUT /upload HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {first}\r\nContent-Length: {}\r\n\r\n",
+            2 << 20
+        );
+        tcp.write_all(head.as_bytes()).await.expect("head");
+        tcp.write_all(&[7u8; 1000]).await.expect("some body");
+        // Then nothing: the server's body timeout ends it.
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(WAIT * 3, tcp.read_to_end(&mut rest)).await;
+        rest
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = token(&keys, Verb::Upload, Some(hash), 600);
+    let r = raw_upload(server.addr, Some(second), Some(2 << 20), &[], "").await?;
+    assert_eq!(r.status, 413, "the first upload's reservation counts");
+    stalled.abort();
+
+    // A body longer than its Content-Length is cut there (the rest is no request at all), and
+    // what is left is not the blob the token names; nor is a whole body the token does not name.
+    let data = bytes(5000, 3);
+    let real = BlobHash::digest(&data);
+    let r = raw_upload(
+        server.addr,
+        Some(token(&keys, Verb::Upload, Some(real), 600)),
+        Some(10),
+        &data,
+        "",
+    )
+    .await?;
+    assert_eq!(r.status, 403);
+    let r = raw_upload(
+        server.addr,
+        Some(token(&keys, Verb::Upload, Some(hash), 600)),
+        Some(data.len() as u64),
+        &data,
+        "",
+    )
+    .await?;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        http(server.addr, "GET", &format!("/{real}"), &[], &[])
+            .await?
+            .status,
+        404,
+        "nothing was stored"
+    );
+
+    // An HTML page uploaded as such is served as bytes, never as a page of the relay's origin.
+    let page = b"<html><script>alert(document.cookie)</script></html>".to_vec();
+    let page_hash = BlobHash::digest(&page);
+    let r = http(
+        server.addr,
+        "PUT",
+        "/upload",
+        &[
+            (
+                "Authorization",
+                token(&keys, Verb::Upload, Some(page_hash), 600),
+            ),
+            ("Content-Type", "text/html".into()),
+        ],
+        &page,
+    )
+    .await?;
+    assert_eq!(r.status, 201);
+    let r = http(server.addr, "GET", &format!("/{page_hash}"), &[], &[]).await?;
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert!(
+        r.header("content-security-policy")
+            .is_some_and(|c| c.contains("sandbox")),
+        "{:?}",
+        r.headers
+    );
+    Ok(())
+}

@@ -332,6 +332,27 @@ async fn nip42_auth_gates_writes_and_reads() -> TestResult {
     let (status, message) = ok_of(recv(&mut ws).await?);
     assert!(!status && message.starts_with("invalid:"), "{message}");
 
+    // The right challenge for another relay — the same host on another port, or another
+    // scheme — is refused: with no public URL configured, the relay tag must name the address
+    // the client reached this relay on.
+    let port = addr.port();
+    for elsewhere in [
+        format!("ws://127.0.0.1:{}", port.wrapping_add(1)),
+        format!("wss://127.0.0.1:{port}"),
+        format!("ws://localhost.attacker:{port}"),
+    ] {
+        send(
+            &mut ws,
+            &ClientMessage::auth(auth_event(&keys, &challenge, &elsewhere)?),
+        )
+        .await?;
+        let (status, message) = ok_of(recv(&mut ws).await?);
+        assert!(
+            !status && message.contains("not this relay"),
+            "{elsewhere}: {message}"
+        );
+    }
+
     // The right answer opens both.
     send(
         &mut ws,
