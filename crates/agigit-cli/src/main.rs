@@ -1207,9 +1207,9 @@ fn run(cli: &Cli) -> Result<()> {
             };
             print(
                 json,
-                serde_json::json!({"tip": report.tip.map(|t| t.to_string()), "packs": report.packs, "objects": report.objects}),
+                serde_json::json!({"tip": report.tip.map(|t| t.to_string()), "packs": report.packs, "objects": report.objects, "forced_from": report.forced_from.map(|t| t.to_string()), "state_forked": report.state_forked}),
                 || {
-                    format!(
+                    let mut out = format!(
                         "{} packs, {} objects; origin/{branch} at {}",
                         report.packs,
                         report.objects,
@@ -1217,7 +1217,17 @@ fn run(cli: &Cli) -> Result<()> {
                             .tip
                             .map(|t| t.short().to_string())
                             .unwrap_or_default()
-                    )
+                    );
+                    if let Some(old) = report.forced_from {
+                        out.push_str(&format!(
+                            "\nwarning: origin/{branch} was rewritten: it was at {}, which the new tip does not descend from",
+                            old.short()
+                        ));
+                    }
+                    if report.state_forked {
+                        out.push_str("\nwarning: the repository's state history forked: its newest state does not build on the one this clone saw last (two writers?)");
+                    }
+                    out
                 },
             );
         }

@@ -31,6 +31,9 @@ pub struct RepoState {
     pub head: Option<RefName>,
     /// For a private repository, the content key wrapped for each reader (opaque bytes here).
     pub keys: Option<Vec<u8>>,
+    /// The id of the state event this one replaces (`["prev", <event id>]`): states chain, so a
+    /// reader can tell a newer state from a fork in the state history.
+    pub prev: Option<EventId>,
 }
 
 impl RepoState {
@@ -41,6 +44,7 @@ impl RepoState {
             refs: BTreeMap::new(),
             head: None,
             keys: None,
+            prev: None,
         }
     }
 
@@ -55,6 +59,7 @@ impl RepoState {
 
 const D: &str = "d";
 const HEAD: &str = "HEAD";
+const PREV: &str = "prev";
 const SYMREF_PREFIX: &str = "ref: ";
 
 impl ProtocolEvent for RepoState {
@@ -69,6 +74,9 @@ impl ProtocolEvent for RepoState {
         );
         if let Some(head) = &self.head {
             tags.push(tag(HEAD, [format!("{SYMREF_PREFIX}{head}")]));
+        }
+        if let Some(prev) = &self.prev {
+            tags.push(tag(PREV, [prev.to_hex()]));
         }
         let content = self
             .keys
@@ -90,6 +98,13 @@ impl ProtocolEvent for RepoState {
                 Some(target.ok_or_else(|| {
                     ParseError::invalid_value(HEAD, value, "\"ref: refs/heads/<branch>\"")
                 })?)
+            }
+        };
+        let prev = match reader.optional_value(PREV)? {
+            None => None,
+            Some(value) => {
+                let id: ObjectId = parse_id(PREV, value)?;
+                Some(EventId::from_byte_array(*id.as_bytes()))
             }
         };
         let mut refs = BTreeMap::new();
@@ -126,6 +141,7 @@ impl ProtocolEvent for RepoState {
             refs,
             head,
             keys,
+            prev,
         })
     }
 }

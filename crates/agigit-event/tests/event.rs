@@ -409,8 +409,9 @@ fn arb_state() -> impl Strategy<Value = RepoState> {
             prop::bool::ANY,
         ),
         prop::option::of(prop::collection::vec(any::<u8>(), 1..300)),
+        prop::option::of(any::<[u8; 32]>()),
     )
-        .prop_map(|((repo, refs, pick, with_head), keys)| {
+        .prop_map(|((repo, refs, pick, with_head), keys, prev)| {
             let refs: BTreeMap<RefName, ObjectId> = refs
                 .into_iter()
                 .filter_map(|(name, id)| {
@@ -431,6 +432,7 @@ fn arb_state() -> impl Strategy<Value = RepoState> {
                 refs,
                 head,
                 keys,
+                prev: prev.map(EventId::from_byte_array),
             }
         })
 }
@@ -639,6 +641,21 @@ fn state_parser_rejects_malformed_events() {
                     &["refs/heads/main", &id],
                     &["refs/heads/main", &id],
                 ],
+                "",
+            ),
+            |e| matches!(e, ParseError::RepeatedTag { .. }),
+        ),
+        (
+            "prev not an event id",
+            sign_raw(&k, kinds::REPO_STATE, &[&["d", "a"], &["prev", "abc"]], ""),
+            |e| matches!(e, ParseError::InvalidId { .. }),
+        ),
+        (
+            "repeated prev",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[&["d", "a"], &["prev", &id], &["prev", &id]],
                 "",
             ),
             |e| matches!(e, ParseError::RepeatedTag { .. }),

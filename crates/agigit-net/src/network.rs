@@ -77,6 +77,13 @@ impl Transport for Network {
         Box::pin(self.pool.query(filters))
     }
 
+    fn query_push<'a>(
+        &'a self,
+        filters: &'a [Filter],
+    ) -> BoxFuture<'a, Result<Vec<Event>, NetError>> {
+        Box::pin(self.pool.query_push(filters))
+    }
+
     fn push_servers(&self) -> Vec<String> {
         self.servers(|r| r.push)
     }

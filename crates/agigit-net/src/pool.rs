@@ -346,9 +346,27 @@ impl RelayPool {
     /// [`NetError::NoServers`] without fetch relays; [`NetError::Connection`] when no relay
     /// finished the query.
     pub async fn query(&self, filters: &[Filter]) -> Result<Vec<Event>, NetError> {
-        let targets = self.with_role(|r| r.fetch);
+        self.query_role(filters, |r| r.fetch, "fetch").await
+    }
+
+    /// [`query`](Self::query) on the push relays: what a push builds on is the newest state any
+    /// of them holds, not only what the fetch relays say.
+    ///
+    /// # Errors
+    /// As [`query`](Self::query), for push relays.
+    pub async fn query_push(&self, filters: &[Filter]) -> Result<Vec<Event>, NetError> {
+        self.query_role(filters, |r| r.push, "push").await
+    }
+
+    async fn query_role(
+        &self,
+        filters: &[Filter],
+        pick: fn(Roles) -> bool,
+        role: &'static str,
+    ) -> Result<Vec<Event>, NetError> {
+        let targets = self.with_role(pick);
         if targets.is_empty() {
-            return Err(NetError::NoServers { role: "fetch" });
+            return Err(NetError::NoServers { role });
         }
         let id = self.new_sub_id();
         let timeout = self.inner.options.query_timeout;
@@ -410,7 +428,7 @@ impl RelayPool {
         }
         if finished == 0 && all.is_empty() {
             return Err(NetError::Connection {
-                server: "every fetch relay".to_owned(),
+                server: format!("every {role} relay"),
                 reason: errors.join("; "),
             });
         }

@@ -35,6 +35,18 @@ pub trait Transport: Send + Sync {
     /// [`NetError`] when no fetch relay answers.
     fn query<'a>(&'a self, filters: &'a [Filter]) -> BoxFuture<'a, Result<Vec<Event>, NetError>>;
 
+    /// [`query`](Transport::query) on the push relays (the same relays unless the transport
+    /// distinguishes them): a push builds on the newest state any of them holds.
+    ///
+    /// # Errors
+    /// As [`query`](Transport::query).
+    fn query_push<'a>(
+        &'a self,
+        filters: &'a [Filter],
+    ) -> BoxFuture<'a, Result<Vec<Event>, NetError>> {
+        self.query(filters)
+    }
+
     /// The blob servers to upload to, in a stable order (placement indexes into it).
     fn push_servers(&self) -> Vec<String>;
 
@@ -77,6 +89,12 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
     }
     fn query<'a>(&'a self, filters: &'a [Filter]) -> BoxFuture<'a, Result<Vec<Event>, NetError>> {
         (**self).query(filters)
+    }
+    fn query_push<'a>(
+        &'a self,
+        filters: &'a [Filter],
+    ) -> BoxFuture<'a, Result<Vec<Event>, NetError>> {
+        (**self).query_push(filters)
     }
     fn push_servers(&self) -> Vec<String> {
         (**self).push_servers()

@@ -95,6 +95,19 @@ pub enum Error {
         /// Why.
         source: agigit_dag::DecodeError,
     },
+    /// The relays offer a state of the repository older than one this clone has accepted: a
+    /// relay replaying an old state cannot roll the clone back.
+    #[error(
+        "the relays offer a state of {repo} dated {offered}, older than the one this clone accepted (dated {accepted}): a relay may be replaying an old state; fetch from other relays"
+    )]
+    StaleState {
+        /// The repository's coordinate.
+        repo: String,
+        /// The offered state's `created_at`.
+        offered: u64,
+        /// The accepted state's `created_at`.
+        accepted: u64,
+    },
     /// Nothing to commit.
     #[error("nothing to commit: the working directory matches HEAD")]
     NothingToCommit,

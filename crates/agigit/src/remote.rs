@@ -201,6 +201,12 @@ pub struct PullReport {
     pub bytes: u64,
     /// For a private repository, its key envelope (see [`Repository::save_envelope`]).
     pub envelope: Option<Vec<u8>>,
+    /// The remote branch no longer descends from where it was before this fetch (the owner
+    /// rewrote it): where it was.
+    pub forced_from: Option<ObjectId>,
+    /// The newest state does not build on the one this clone accepted before (its `prev` is
+    /// another state): the repository's state history forked.
+    pub state_forked: bool,
 }
 
 fn net(e: NetError) -> Error {
@@ -316,6 +322,8 @@ fn read_at(path: &std::path::Path, offset: u64, len: usize) -> Result<Vec<u8>, E
 struct Listed {
     id: ObjectId,
     published: ObjectId,
+    /// The parents' published names.
+    parents: Vec<ObjectId>,
     packs: Vec<BlobHash>,
     /// What the labelled packs hold.
     parts: BTreeMap<BlobHash, String>,
@@ -381,7 +389,21 @@ impl Repository {
         let publish_name = |id: &ObjectId| keys.map_or(*id, |k| k.commit_name(id));
         // What the relays say the branch is now: never move it backwards or sideways.
         let coordinate = RepoCoordinate::new(signer.public_key(), repo_id.clone());
-        let current = self.remote_state(transport, &coordinate).await?;
+        let current = self.remote_state(transport, &coordinate, true).await?;
+        // Build on nothing older than what this clone accepted: a relay replaying an old state
+        // (or having lost it) must not make this push drop the branches added since.
+        if let Some((at, id)) = self.accepted_state(&coordinate)? {
+            let offered = current
+                .as_ref()
+                .map(|s| (s.created_at().as_secs(), std::cmp::Reverse(s.id())));
+            if offered.is_none_or(|o| o < (at, std::cmp::Reverse(id))) {
+                return Err(Error::StaleState {
+                    repo: coordinate.to_string(),
+                    offered: offered.map_or(0, |o| o.0),
+                    accepted: at,
+                });
+            }
+        }
         if let Some(state) = &current {
             match (state.body().keys.is_some(), keys.is_some()) {
                 (true, false) => {
@@ -412,7 +434,7 @@ impl Repository {
                 let envelope = keys.map(PrivateKeys::envelope_bytes);
                 let stale = current.as_ref().is_some_and(|s| s.body().keys != envelope);
                 if stale {
-                    publish_state(
+                    let published = publish_state(
                         transport,
                         signer,
                         current.as_ref(),
@@ -422,6 +444,7 @@ impl Repository {
                         options.min_accepted,
                     )
                     .await?;
+                    self.record_state(&coordinate, &published)?;
                 } else {
                     report.up_to_date = true;
                 }
@@ -497,7 +520,7 @@ impl Repository {
                 .await
                 .map_err(net)?;
         }
-        publish_state(
+        let published = publish_state(
             transport,
             signer,
             current.as_ref(),
@@ -507,6 +530,7 @@ impl Repository {
             options.min_accepted,
         )
         .await?;
+        self.record_state(&coordinate, &published)?;
         self.set_ref(tracking, tip)?;
         Ok(report)
     }
@@ -768,17 +792,36 @@ impl Repository {
         options: FetchOptions<'_>,
     ) -> Result<PullReport, Error> {
         let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
-        let Some(state) = self.remote_state(transport, repo).await? else {
+        let Some(state) = self.remote_state(transport, repo, false).await? else {
             return Err(Error::Network(format!(
                 "no valid state event for {repo} on the fetch relays"
             )));
         };
+        // Never back to a state older than one this clone accepted: a relay replaying an old
+        // (validly signed) state cannot roll the clone back.
+        let mut state_forked = false;
+        if let Some((at, id)) = self.accepted_state(repo)? {
+            let offered = (state.created_at().as_secs(), state.id());
+            if (offered.0, std::cmp::Reverse(offered.1)) < (at, std::cmp::Reverse(id)) {
+                return Err(Error::StaleState {
+                    repo: repo.to_string(),
+                    offered: offered.0,
+                    accepted: at,
+                });
+            }
+            // A newer state that does not build on the one accepted: the history forked.
+            if offered.1 != id && state.body().prev != Some(id) {
+                tracing::warn!(%repo, "the repository's state history forked: the newest state does not build on the one this clone accepted");
+                state_forked = true;
+            }
+        }
         let Some(&published_tip) = state.body().refs.get(&name) else {
             return Err(Error::UnknownRevision(format!("origin/{branch}")));
         };
         let keys = open_keys(repo, state.body(), options.secret)?;
         let mut report = PullReport {
             envelope: state.body().keys.clone(),
+            state_forked,
             ..PullReport::default()
         };
         let held: BTreeSet<Part> = self
@@ -820,6 +863,7 @@ impl Repository {
                 self.fetch_packs(
                     transport,
                     &listed,
+                    &[tip],
                     keys.as_ref(),
                     &want,
                     options,
@@ -846,7 +890,7 @@ impl Repository {
                         base.repo
                     ))
                 })?;
-                let base_keys = match self.remote_state(transport, &coordinate).await? {
+                let base_keys = match self.remote_state(transport, &coordinate, false).await? {
                     Some(s) => open_keys(&coordinate, s.body(), options.secret)?,
                     None => None,
                 };
@@ -856,6 +900,7 @@ impl Repository {
                 self.fetch_packs(
                     transport,
                     &listed,
+                    &[base.commit],
                     base_keys.as_ref(),
                     &want,
                     options,
@@ -875,24 +920,90 @@ impl Repository {
         self.set_parts(Some(&want.wanted))?;
         let tracking =
             RefName::remote("origin", branch).map_err(|e| Error::Invalid(e.to_string()))?;
+        // A remote branch that moves to a commit not descending from where it was is reported,
+        // never followed silently.
+        if let Some(old) = self.refs().resolve(&RefKey::Name(tracking.clone()))?
+            && old != tip
+            && !is_ancestor(self.store(), &old, &tip).unwrap_or(false)
+        {
+            tracing::warn!(%old, new = %tip, "origin/{branch} was rewritten: it no longer descends from where it was");
+            report.forced_from = Some(old);
+        }
         self.set_ref(tracking, tip)?;
+        self.record_state(repo, &state)?;
         Ok(report)
     }
 
-    /// The state of `repo` that counts on the fetch relays, if any.
+    /// The state of `repo` that counts on the fetch relays (and, with `push`, the push relays
+    /// too: a push builds on the newest state any relay it writes to holds), if any.
     async fn remote_state(
         &self,
         transport: &dyn Transport,
         repo: &RepoCoordinate,
+        push: bool,
     ) -> Result<Option<Signed<RepoState>>, Error> {
-        let states = transport
-            .query(&[Filter::new()
-                .kind(Kind::Custom(agigit_event::kinds::REPO_STATE))
-                .author(repo.owner)
-                .custom_tag(tag('d')?, repo.id.as_str())])
-            .await
-            .map_err(net)?;
+        let filter = [Filter::new()
+            .kind(Kind::Custom(agigit_event::kinds::REPO_STATE))
+            .author(repo.owner)
+            .custom_tag(tag('d')?, repo.id.as_str())];
+        let mut states = transport.query(&filter).await.map_err(net)?;
+        if push {
+            states.extend(transport.query_push(&filter).await.map_err(net)?);
+        }
         Ok(resolve_state(repo, &[], states).current)
+    }
+
+    /// The newest state of `repo` this clone has accepted: its time and event id.
+    fn accepted_state(
+        &self,
+        repo: &RepoCoordinate,
+    ) -> Result<Option<(u64, agigit_event::nostr::prelude::EventId)>, Error> {
+        let path = self.root().join(crate::worktree::DOT_DIR).join("states");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path)(e)),
+        };
+        let key = repo.to_string();
+        for line in text.lines() {
+            let mut fields = line.split(' ');
+            if fields.next() != Some(key.as_str()) {
+                continue;
+            }
+            let parsed = (|| {
+                let at = fields.next()?.parse().ok()?;
+                let id = agigit_event::nostr::prelude::EventId::from_hex(fields.next()?).ok()?;
+                Some((at, id))
+            })();
+            return parsed
+                .map(Some)
+                .ok_or_else(|| Error::Corrupt(format!("{}: bad line {line:?}", path.display())));
+        }
+        Ok(None)
+    }
+
+    /// Records `state` as the newest state of `repo` this clone has accepted.
+    fn record_state(&self, repo: &RepoCoordinate, state: &Signed<RepoState>) -> Result<(), Error> {
+        let path = self.root().join(crate::worktree::DOT_DIR).join("states");
+        let key = repo.to_string();
+        let old = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io(&path)(e)),
+        };
+        let mut text: String = old
+            .lines()
+            .filter(|l| l.split(' ').next() != Some(key.as_str()))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text.push_str(&format!(
+            "{key} {} {}\n",
+            state.created_at().as_secs(),
+            state.id().to_hex()
+        ));
+        crate::worktree::write_atomic(&path, false, |f| {
+            std::io::Write::write_all(f, text.as_bytes()).map_err(Error::io(&path))
+        })
     }
 
     /// The fork bases named by the local part of `tip`'s history, and the commits it lacks.
@@ -942,7 +1053,10 @@ impl Repository {
                 continue;
             };
             let body = commit.body();
-            if body.repo != *repo {
+            // Only the owner writes a repository's history, whatever a transport's filter let
+            // through.
+            if body.repo != *repo || commit.author() != repo.owner {
+                tracing::warn!(commit = %body.commit, author = %commit.author(), "ignoring a commit event not signed by the repository's owner");
                 continue;
             }
             let id = match (keys, &body.encryption) {
@@ -970,6 +1084,7 @@ impl Repository {
             listed.push(Listed {
                 id,
                 published: body.commit,
+                parents: body.parents.clone(),
                 packs: body.packs.clone(),
                 parts: body.pack_parts.clone(),
             });
@@ -977,23 +1092,43 @@ impl Repository {
         Ok(listed)
     }
 
-    /// Fetches the packs of `listed` that `want` asks for.
+    /// Fetches the packs that `want` asks for of the commits of `listed` reachable from `tips`
+    /// (commit ids): a commit already local ends the walk there unless parts are being added.
+    /// Packs of listed commits that no tip reaches are never downloaded.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one private helper of fetch; issue 15 splits this module"
+    )]
     async fn fetch_packs(
         &self,
         transport: &dyn Transport,
         listed: &[Listed],
+        tips: &[ObjectId],
         keys: Option<&PrivateKeys>,
         want: &Want,
         options: FetchOptions<'_>,
         report: &mut PullReport,
     ) -> Result<(), Error> {
+        let by_id: std::collections::HashMap<ObjectId, &Listed> =
+            listed.iter().map(|l| (l.id, l)).collect();
+        let by_name: std::collections::HashMap<ObjectId, &Listed> =
+            listed.iter().map(|l| (l.published, l)).collect();
+        let widening = !want.held.is_superset(&want.wanted);
         let mut packs: Vec<BlobHash> = Vec::new();
-        for l in listed {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<&Listed> = tips.iter().filter_map(|t| by_id.get(t).copied()).collect();
+        while let Some(l) = stack.pop() {
+            if !seen.insert(l.id) {
+                continue;
+            }
             let local = self.store().contains(&l.id)?;
             for p in &l.packs {
                 if want.wants(local, l.parts.get(p)) && !packs.contains(p) {
                     packs.push(*p);
                 }
+            }
+            if !local || widening {
+                stack.extend(l.parents.iter().filter_map(|p| by_name.get(p).copied()));
             }
         }
         for manifest in packs {
@@ -1163,18 +1298,19 @@ async fn publish_state<S: Signer + Sync>(
     (branch, published): (RefName, ObjectId),
     keys: Option<&PrivateKeys>,
     min_accepted: usize,
-) -> Result<(), Error> {
+) -> Result<Signed<RepoState>, Error> {
     let mut state = current.map_or_else(|| RepoState::new(repo_id.clone()), |s| s.body().clone());
     state.refs.insert(branch.clone(), published);
     state.head = Some(branch);
     state.keys = keys.map(PrivateKeys::envelope_bytes);
+    state.prev = current.map(Signed::id);
     let signed =
         Signed::sign(state, signer, after(current)).map_err(|e| Error::Invalid(e.to_string()))?;
     transport
         .publish(signed.event(), min_accepted)
         .await
         .map_err(net)?;
-    Ok(())
+    Ok(signed)
 }
 
 /// What fetching one segment needs.

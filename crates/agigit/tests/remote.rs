@@ -695,3 +695,247 @@ async fn pull_never_loses_local_work() -> TestResult {
     }
     Ok(())
 }
+
+/// A network whose relays lie by omission or addition: `fetch` answers queries (and gives
+/// blobs), `push` answers push-relay queries and takes what is published; `extra` events are
+/// added to every query's answer, whoever signed them.
+struct Split {
+    fetch: MemoryTransport,
+    push: MemoryTransport,
+    extra: Vec<agigit::event::nostr::prelude::Event>,
+}
+
+impl Transport for Split {
+    fn publish<'a>(
+        &'a self,
+        event: &'a agigit::event::nostr::prelude::Event,
+        min_accepted: usize,
+    ) -> agigit::net::BoxFuture<'a, Result<agigit::net::PublishReport, agigit::net::NetError>> {
+        self.push.publish(event, min_accepted)
+    }
+    fn query<'a>(
+        &'a self,
+        filters: &'a [agigit::event::nostr::prelude::Filter],
+    ) -> agigit::net::BoxFuture<
+        'a,
+        Result<Vec<agigit::event::nostr::prelude::Event>, agigit::net::NetError>,
+    > {
+        Box::pin(async move {
+            let mut events = self.fetch.query(filters).await?;
+            events.extend(self.extra.iter().cloned());
+            Ok(events)
+        })
+    }
+    fn query_push<'a>(
+        &'a self,
+        filters: &'a [agigit::event::nostr::prelude::Filter],
+    ) -> agigit::net::BoxFuture<
+        'a,
+        Result<Vec<agigit::event::nostr::prelude::Event>, agigit::net::NetError>,
+    > {
+        self.push.query(filters)
+    }
+    fn push_servers(&self) -> Vec<String> {
+        self.push.push_servers()
+    }
+    fn fetch_servers(&self) -> Vec<String> {
+        self.fetch.fetch_servers()
+    }
+    fn put_blob<'a>(
+        &'a self,
+        server: &'a str,
+        data: Bytes,
+    ) -> agigit::net::BoxFuture<'a, Result<agigit::hash::BlobHash, agigit::net::NetError>> {
+        self.push.put_blob(server, data)
+    }
+    fn get_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a agigit::hash::BlobHash,
+        max_len: u64,
+    ) -> agigit::net::BoxFuture<'a, Result<Bytes, agigit::net::NetError>> {
+        self.fetch.get_blob(server, hash, max_len)
+    }
+}
+
+/// A copy of `net` holding its blobs and only the events `keep` selects: relays that lost, or
+/// never saw, some events.
+async fn copy_of(
+    net: &MemoryTransport,
+    keep: impl Fn(&agigit::event::nostr::prelude::Event) -> bool,
+) -> Result<MemoryTransport, Box<dyn std::error::Error>> {
+    let copy = MemoryTransport::new(SERVERS);
+    for s in SERVERS {
+        let (events, blobs) = net.contents(s);
+        for e in events.iter().filter(|e| keep(e)) {
+            copy.publish(e, 1).await?;
+        }
+        for (_, b) in blobs {
+            copy.put_blob(s, b).await?;
+        }
+    }
+    Ok(copy)
+}
+
+fn is_state(e: &agigit::event::nostr::prelude::Event) -> bool {
+    e.kind.as_u16() == agigit::event::kinds::REPO_STATE
+}
+
+#[tokio::test]
+async fn relays_cannot_roll_a_clone_back_or_make_a_push_drop_branches() -> TestResult {
+    let keys = Keys::generate();
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(2, 5)?;
+    let options = PushOptions::new(&code);
+    let coordinate = RepoCoordinate::new(keys.public_key(), RepoId::new("rollback")?);
+    let origin = Dir::new("rollback-origin");
+    std::fs::write(origin.0.join("v.txt"), "1")?;
+    let repo = Repository::init(&origin.0)?;
+    let v1 = repo.commit("v1", keys.public_key().to_bytes())?;
+    repo.push(&net, &keys, &coordinate.id, "main", options)
+        .await?;
+    let old_net = copy_of(&net, |_| true).await?;
+    std::fs::write(origin.0.join("v.txt"), "2")?;
+    let v2 = repo.commit("v2", keys.public_key().to_bytes())?;
+    repo.push(&net, &keys, &coordinate.id, "main", options)
+        .await?;
+    // The states chain: the second names the first.
+    let states: Vec<_> = net.contents("s0").0.into_iter().filter(is_state).collect();
+    assert_eq!(states.len(), 2);
+    let (first, second) = if states[0].created_at < states[1].created_at {
+        (&states[0], &states[1])
+    } else {
+        (&states[1], &states[0])
+    };
+    let second = agigit::event::Signed::<agigit::event::RepoState>::from_event(second.clone())?;
+    assert_eq!(second.body().prev, Some(first.id));
+
+    // A clone that accepted v2, then relays that only have v1's state (validly signed, older).
+    let clone = Dir::new("rollback-clone");
+    let reader = Repository::init(&clone.0)?;
+    reader
+        .pull(&net, &coordinate, "main", FetchOptions::default())
+        .await?;
+    match reader
+        .fetch(&old_net, &coordinate, "main", FetchOptions::default())
+        .await
+    {
+        Err(Error::StaleState { .. }) => {}
+        other => panic!("an older state was accepted: {other:?}"),
+    }
+    assert_eq!(reader.head()?, Some(v2));
+    assert_eq!(
+        reader.resolve("refs/remotes/origin/main")?,
+        v2,
+        "the tracking ref did not move back"
+    );
+
+    // The owner's own clone: push relays that lost the newest state must not make a push build
+    // on the old one (and drop what came since).
+    std::fs::write(origin.0.join("v.txt"), "3")?;
+    repo.commit("v3", keys.public_key().to_bytes())?;
+    match repo
+        .push(&old_net, &keys, &coordinate.id, "main", options)
+        .await
+    {
+        Err(Error::StaleState { .. }) => {}
+        other => panic!("pushed on top of an old state: {other:?}"),
+    }
+
+    // Fetch relays behind, push relays up to date: the push builds on the newest of them all,
+    // so a branch pushed since is kept.
+    repo.create_branch("dev", "HEAD")?;
+    repo.push(&net, &keys, &coordinate.id, "dev", options)
+        .await?;
+    let split = Split {
+        fetch: copy_of(&net, |e| !is_state(e) || e.created_at <= first.created_at).await?,
+        push: net.clone(),
+        extra: Vec::new(),
+    };
+    std::fs::write(origin.0.join("v.txt"), "4")?;
+    repo.commit("v4", keys.public_key().to_bytes())?;
+    repo.push(&split, &keys, &coordinate.id, "main", options)
+        .await?;
+    let fresh = Dir::new("rollback-fresh");
+    let check = Repository::init(&fresh.0)?;
+    check
+        .fetch(&net, &coordinate, "dev", FetchOptions::default())
+        .await?;
+    assert!(
+        check.resolve("refs/remotes/origin/dev").is_ok(),
+        "dev survived"
+    );
+    let _ = v1;
+    Ok(())
+}
+
+#[tokio::test]
+async fn fetch_takes_only_the_owners_commits_and_only_reachable_packs() -> TestResult {
+    let keys = Keys::generate();
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(2, 5)?;
+    let options = PushOptions::new(&code);
+    let coordinate = RepoCoordinate::new(keys.public_key(), RepoId::new("reach")?);
+    let origin = Dir::new("reach-origin");
+    std::fs::write(origin.0.join("a.txt"), "main")?;
+    let repo = Repository::init(&origin.0)?;
+    let tip = repo.commit("main", keys.public_key().to_bytes())?;
+    repo.push(&net, &keys, &coordinate.id, "main", options)
+        .await?;
+    // Another branch with its own big file: a clone of main must not download it.
+    repo.create_branch("big", "HEAD")?;
+    repo.checkout("big", false)?;
+    std::fs::write(origin.0.join("big.bin"), vec![7u8; 1 << 20])?;
+    repo.commit("big", keys.public_key().to_bytes())?;
+    repo.push(&net, &keys, &coordinate.id, "big", options)
+        .await?;
+
+    // A stranger publishes a commit event for the owner's repository: the same commit, with a
+    // pack that exists nowhere.
+    let stranger = Keys::generate();
+    let mut buf = Vec::new();
+    let payload = agigit::dag::FindExt::find(repo.store(), &tip, &mut buf)?
+        .data
+        .to_vec();
+    let forged = agigit::event::CommitEvent {
+        repo: coordinate.clone(),
+        commit: tip,
+        parents: Vec::new(),
+        packs: vec![agigit::hash::BlobHash::digest(b"nowhere")],
+        pack_parts: std::collections::BTreeMap::new(),
+        encryption: None,
+        payload,
+    };
+    let forged = agigit::event::Signed::sign(
+        forged,
+        &stranger,
+        agigit::event::nostr::prelude::Timestamp::now(),
+    )?;
+    let lying = Split {
+        fetch: net.clone(),
+        push: net.clone(),
+        extra: vec![forged.event().clone()],
+    };
+    let clone = Dir::new("reach-clone");
+    let reader = Repository::init(&clone.0)?;
+    let report = reader
+        .pull(&lying, &coordinate, "main", FetchOptions::default())
+        .await?;
+    assert_eq!(report.tip, Some(tip));
+    assert!(!clone.0.join("big.bin").exists());
+    // Only main's packs came: as many as its push made, and far fewer bytes than big.bin.
+    let main_packs = {
+        let events = net.contents("s0").0;
+        events
+            .iter()
+            .filter_map(|e| {
+                agigit::event::Signed::<agigit::event::CommitEvent>::from_event(e.clone()).ok()
+            })
+            .find(|c| c.body().commit == tip)
+            .map(|c| c.body().packs.len())
+            .ok_or("main's commit event")?
+    };
+    assert_eq!(report.packs, main_packs);
+    assert!(report.bytes < 1 << 20, "{} bytes fetched", report.bytes);
+    Ok(())
+}
