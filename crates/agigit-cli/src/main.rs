@@ -590,7 +590,15 @@ fn change_name(c: Change) -> &'static str {
 
 fn open(cli: &Cli) -> Result<Repository> {
     let start = cli.dir.clone().unwrap_or_else(|| PathBuf::from("."));
-    Ok(Repository::discover(start)?)
+    let repo = Repository::discover(start)?;
+    let recovered = repo.recovered();
+    if recovered != agigit::Recovered::default() && !cli.json {
+        eprintln!(
+            "agigit: cleared what a crashed agigit left: {} ref locks, {} temporary files",
+            recovered.locks, recovered.temps
+        );
+    }
+    Ok(repo)
 }
 
 fn current_branch(repo: &Repository) -> Result<String> {

@@ -4,6 +4,7 @@ pub mod history;
 pub mod merge;
 pub mod model;
 pub mod object;
+pub mod process;
 pub mod rebase;
 pub mod refs;
 pub mod store;

@@ -19,7 +19,7 @@ pub use remote::{
     DEFAULT_PARALLEL, FetchOptions, MAX_FETCH_SEGMENT, MAX_MANIFEST_BYTES, Progress, PullReport,
     PushOptions, PushReport,
 };
-pub use repo::{Change, CheckoutReport, DEFAULT_BRANCH, Repository};
+pub use repo::{Change, CheckoutReport, DEFAULT_BRANCH, Recovered, Repository};
 pub use tensor::TensorLimits;
 pub use worktree::Part;
 

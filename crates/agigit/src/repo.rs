@@ -23,6 +23,17 @@ pub struct Repository {
     store: FsStore,
     refs: FsRefs,
     tensor_limits: crate::tensor::TensorLimits,
+    recovered: Recovered,
+}
+
+/// What opening a repository cleared that crashed processes had left: ref locks, and temporary
+/// files of objects and packs. Only files whose maker certainly no longer runs are removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Ref lock files (and new ref values not renamed into place).
+    pub locks: usize,
+    /// Temporary object and pack files.
+    pub temps: usize,
 }
 
 /// How a working-directory file differs from `HEAD`.
@@ -56,6 +67,33 @@ fn absent_part(part: Part, file: Option<&str>) -> Error {
         part.name(),
         file.map(|f| format!(" (found {f})")).unwrap_or_default()
     ))
+}
+
+/// Removes the pack files in `.agigit/tmp` (named `<what>-<pid>-<n>.pack`) whose process no
+/// longer runs; returns how many.
+fn remove_dead_packs(dir: &Path) -> Result<usize, Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(dir)(e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(Error::io(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_suffix(".pack")
+            .and_then(|stem| stem.split('-').rev().nth(1))
+            .and_then(|pid| pid.parse().ok());
+        let Some(pid) = pid else { continue };
+        let owner = agigit_dag::process::Owner { pid, start: None };
+        if owner.is_running() == Some(false) {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(Error::io(&path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 pub(crate) fn now() -> i64 {
@@ -99,11 +137,25 @@ impl Repository {
         }
         let store = FsStore::open(dot.join("objects"))?;
         let refs = FsRefs::new(dot.join("refs"));
+        // What a crash left: locks and temporary files of processes that no longer run.
+        let recovered = Recovered {
+            locks: refs.clear_stale_locks()?,
+            temps: store.remove_dead_temps()? + remove_dead_packs(&dot.join("tmp"))?,
+        };
+        if recovered != Recovered::default() {
+            tracing::warn!(
+                locks = recovered.locks,
+                temps = recovered.temps,
+                "removed what crashed agigit processes left in {}",
+                dot.display()
+            );
+        }
         Ok(Repository {
             root,
             store,
             refs,
             tensor_limits: crate::tensor::TensorLimits::default(),
+            recovered,
         })
     }
 
@@ -121,6 +173,11 @@ impl Repository {
             dir = d.parent();
         }
         Err(Error::NotARepository(start.to_owned()))
+    }
+
+    /// What opening this repository cleared that crashed processes had left.
+    pub fn recovered(&self) -> Recovered {
+        self.recovered
     }
 
     /// The limits on materializing tensors (checkout, merge, fork commits).

@@ -288,3 +288,50 @@ fn not_a_repository_says_what_to_do() {
     assert!(err.to_string().contains("agigit init"), "{err}");
     assert!(Repository::discover(&d.0).is_err());
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn what_a_crash_leaves_is_told_apart_and_cleared_on_open() -> TestResult {
+    let d = Dir::new("repo-crash");
+    write_model(&d.0, false)?;
+    let repo = Repository::init(&d.0)?;
+    repo.commit("first", AUTHOR)?;
+    // A process that has exited: what it left is a crash's leftover.
+    let mut child = std::process::Command::new("true").spawn()?;
+    let dead = child.id();
+    child.wait()?;
+    let dot = d.0.join(".agigit");
+    let lock = dot.join("refs/refs/heads/main.lock");
+    std::fs::write(&lock, format!("pid {dead} start -\n"))?;
+    std::fs::write(
+        dot.join("objects/objects/tmp")
+            .join(format!("obj-{dead}-0")),
+        b"agigit blob 100\0partial",
+    )?;
+    std::fs::create_dir_all(dot.join("tmp"))?;
+    std::fs::write(dot.join("tmp").join(format!("push-{dead}-3.pack")), b"AGPK")?;
+    // A live process's lock elsewhere stays.
+    let live = dot.join("refs/refs/heads/other.lock");
+    std::fs::write(&live, format!("pid {} start -\n", std::process::id()))?;
+
+    std::fs::write(d.0.join("notes.md"), b"more")?;
+    let err = repo
+        .commit("blocked", AUTHOR)
+        .expect_err("the lock is there");
+    let m = err.to_string();
+    assert!(
+        m.contains("crashed") && m.contains(&dead.to_string()),
+        "{m}"
+    );
+
+    let reopened = Repository::open(&d.0)?;
+    assert_eq!(
+        reopened.recovered(),
+        agigit::Recovered { locks: 1, temps: 2 }
+    );
+    assert!(!lock.exists());
+    assert!(live.exists(), "a running process's lock is left alone");
+    assert_eq!(std::fs::read_dir(dot.join("tmp"))?.count(), 0);
+    reopened.commit("after the crash", AUTHOR)?;
+    Ok(())
+}

@@ -128,14 +128,15 @@ pub enum RefError {
         /// The cause.
         source: io::Error,
     },
-    /// Another writer holds the ref's lock (or a crashed one left it: remove the `.lock` file
-    /// once no agigit process is running).
-    #[error("{key} is locked: {lock} exists")]
+    /// Another writer holds the ref's lock (or a crashed one left it).
+    #[error("{key} is locked: {lock} exists{}", locked_by(.owner))]
     Locked {
         /// The ref.
         key: RefKey,
         /// The lock file.
         lock: PathBuf,
+        /// The process that made it, when the lock says (and whether it still runs).
+        owner: Option<(crate::process::Owner, Option<bool>)>,
     },
     /// The ref does not hold what the transaction expected; nothing was changed.
     #[error("{key} holds {actual:?}, the transaction expected {expected:?}")]
@@ -161,6 +162,21 @@ pub enum RefError {
     /// Symbolic refs loop or nest too deep.
     #[error("{0}: symbolic refs nest more than 5 deep")]
     TooDeep(RefKey),
+}
+
+fn locked_by(owner: &Option<(crate::process::Owner, Option<bool>)>) -> String {
+    match owner {
+        Some((o, Some(true))) => format!(" (process {} is using it: wait for it to finish)", o.pid),
+        Some((o, Some(false))) => format!(
+            " (left by process {}, which crashed: opening the repository again clears it, or remove the file)",
+            o.pid
+        ),
+        Some((o, None)) => format!(
+            " (made by process {}: remove the file once that process is gone)",
+            o.pid
+        ),
+        None => " (remove the file once no agigit process is running)".to_owned(),
+    }
 }
 
 /// Refs stored as files under a directory: `HEAD`, `refs/heads/main`, …
@@ -211,6 +227,70 @@ impl FsRefs {
         let mut p = self.path(key).into_os_string();
         p.push(".lock");
         PathBuf::from(p)
+    }
+
+    /// Where a new value of `key` is written before it is renamed over the ref: beside it, named
+    /// with a leading `.` (never a ref name) and this process's id.
+    fn temp_path(&self, key: &RefKey) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let path = self.path(key);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        path.with_file_name(format!(".{name}.{}-{n}.new", std::process::id()))
+    }
+
+    /// The process a lock file names, if it names one.
+    fn lock_owner(&self, lock: &Path) -> Option<crate::process::Owner> {
+        let mut buf = Vec::new();
+        self.io.read_into(lock, &mut buf).ok()?;
+        crate::process::Owner::decode(&String::from_utf8_lossy(&buf))
+    }
+
+    /// Removes the lock files (and new values not yet renamed into place) that processes which
+    /// no longer run left behind, a crash in the middle of a transaction; returns how many.
+    /// Locks of running processes, and those whose maker cannot be told, stay.
+    ///
+    /// # Errors
+    /// I/O errors reading the directories or removing a file.
+    pub fn clear_stale_locks(&self) -> Result<usize, RefError> {
+        let mut removed = 0;
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&dir)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io_err(&dir))?;
+                let path = entry.path();
+                let kind = entry.file_type().map_err(io_err(&path))?;
+                if kind.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let owner = if name.ends_with(".lock") {
+                    self.lock_owner(&path)
+                } else if name.starts_with('.') && name.ends_with(".new") {
+                    name.rsplit_once('.')
+                        .and_then(|(stem, _)| stem.rsplit_once('.'))
+                        .and_then(|(_, tail)| tail.split_once('-'))
+                        .and_then(|(pid, _)| pid.parse().ok())
+                        .map(|pid| crate::process::Owner { pid, start: None })
+                } else {
+                    None
+                };
+                if owner.and_then(|o| o.is_running()) == Some(false) {
+                    self.io.remove_file(&path).map_err(io_err(&path))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// What `key` holds, if it exists.
@@ -287,12 +367,13 @@ impl FsRefs {
         if let Some(w) = edits.windows(2).find(|w| w[0].key == w[1].key) {
             return Err(RefError::Duplicate(w[0].key.clone()));
         }
-        // Locks this transaction still holds; a renamed lock is no longer ours (another writer may
-        // already have created a new lock at that path), so it leaves this list.
-        let mut held: Vec<Option<PathBuf>> = Vec::with_capacity(edits.len());
-        let result = self.commit_locked(&edits, &mut held);
-        for lock in held.into_iter().flatten() {
-            let _ = self.io.remove_file(&lock);
+        // The locks this transaction holds, and the files of new values it has written.
+        let mut held: Vec<PathBuf> = Vec::with_capacity(edits.len());
+        let mut temps: Vec<PathBuf> = Vec::with_capacity(edits.len());
+        let result = self.commit_locked(&edits, &mut held, &mut temps);
+        // New values not renamed into place (a failure midway), then the locks.
+        for path in temps.into_iter().chain(held) {
+            let _ = self.io.remove_file(&path);
         }
         result
     }
@@ -300,9 +381,9 @@ impl FsRefs {
     fn commit_locked(
         &self,
         edits: &[RefEdit],
-        held: &mut Vec<Option<PathBuf>>,
+        held: &mut Vec<PathBuf>,
+        temps: &mut Vec<PathBuf>,
     ) -> Result<(), RefError> {
-        let mut files = Vec::with_capacity(edits.len());
         for e in edits {
             let path = self.path(&e.key);
             if let Some(dir) = path.parent() {
@@ -310,14 +391,18 @@ impl FsRefs {
             }
             let lock = self.lock_path(&e.key);
             match self.io.create_new(&lock) {
-                Ok(f) => {
-                    held.push(Some(lock));
-                    files.push(f);
+                Ok(mut f) => {
+                    held.push(lock.clone());
+                    // Who holds it: a lock a crash leaves behind can be told from a live one.
+                    f.write_all(crate::process::Owner::current().encode().as_bytes())
+                        .map_err(io_err(&lock))?;
                 }
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                    let owner = self.lock_owner(&lock).map(|o| (o, o.is_running()));
                     return Err(RefError::Locked {
                         key: e.key.clone(),
                         lock,
+                        owner,
                     });
                 }
                 Err(err) => return Err(io_err(&lock)(err)),
@@ -338,21 +423,28 @@ impl FsRefs {
                 });
             }
         }
-        for (e, mut f) in edits.iter().zip(files) {
+        // Each new value goes to a file of its own, synced, then renamed over its ref: the lock
+        // only says who is writing.
+        let mut written = Vec::with_capacity(edits.len());
+        for e in edits {
             if let Some(new) = &e.new {
-                let lock = self.lock_path(&e.key);
+                let temp = self.temp_path(&e.key);
+                let mut f = self.io.create_new(&temp).map_err(io_err(&temp))?;
+                temps.push(temp.clone());
                 f.write_all(new.encode().as_bytes())
-                    .map_err(io_err(&lock))?;
-                f.sync().map_err(io_err(&lock))?;
+                    .map_err(io_err(&temp))?;
+                f.sync().map_err(io_err(&temp))?;
+                written.push(temp);
             }
         }
-        for (i, e) in edits.iter().enumerate() {
+        let mut written = written.into_iter();
+        for e in edits {
             let path = self.path(&e.key);
             match &e.new {
                 Some(_) => {
-                    let lock = self.lock_path(&e.key);
-                    self.io.rename(&lock, &path).map_err(io_err(&path))?;
-                    held[i] = None;
+                    let temp = written.next().unwrap_or_else(|| self.temp_path(&e.key));
+                    self.io.rename(&temp, &path).map_err(io_err(&path))?;
+                    temps.retain(|t| *t != temp);
                 }
                 None => match self.io.remove_file(&path) {
                     Ok(()) => {}

@@ -84,6 +84,34 @@ impl FsStore {
         Ok(removed)
     }
 
+    /// Removes the temporary files in `objects/tmp/` whose writer no longer runs (their names
+    /// carry its process id): what a crash left, whatever its age. Returns how many were
+    /// removed. Where processes cannot be told apart, nothing is removed
+    /// ([`remove_stale_temps`](Self::remove_stale_temps) goes by age instead).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn remove_dead_temps(&self) -> Result<usize, StoreError> {
+        let dir = self.root.join("objects").join("tmp");
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("obj-")
+                .and_then(|rest| rest.split_once('-'))
+                .and_then(|(pid, _)| pid.parse().ok());
+            let Some(pid) = pid else { continue };
+            let owner = crate::process::Owner { pid, start: None };
+            if owner.is_running() == Some(false) {
+                let path = entry.path();
+                self.io.remove_file(&path).map_err(io_err(&path))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     fn temp_path(&self) -> PathBuf {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         self.root
