@@ -243,7 +243,8 @@ enum ReaderAction {
         /// npub… or hex.
         key: String,
     },
-    /// Remove a reader from the next push on (what they fetched stays readable to them).
+    /// Remove a reader: the content key is rotated, so nothing pushed from now on opens with
+    /// their key. What was pushed before stays readable to a key that already held it.
     Remove {
         /// npub… or hex.
         key: String,
@@ -859,7 +860,13 @@ fn run(cli: &Cli) -> Result<()> {
                     repo.save_private_keys(&private)?;
                 }
                 ReaderAction::Remove { key } => {
-                    if !private.remove_reader(&parse_reader(key)?) {
+                    let reader = parse_reader(key)?;
+                    if reader == secret.public_key() {
+                        return Err(Failure(
+                            "you cannot remove your own key: you would lock yourself out".into(),
+                        ));
+                    }
+                    if !private.remove_reader(&reader)? {
                         return Err(Failure(format!(
                             "{key} is not a reader: see `agigit reader list`"
                         )));
@@ -878,8 +885,15 @@ fn run(cli: &Cli) -> Result<()> {
                 .collect();
             print(json, serde_json::json!({"readers": list}), || {
                 let mut out = list.join("\n");
-                if !matches!(action, ReaderAction::List) {
-                    out.push_str("\n(the change reaches the relays with the next push)");
+                match action {
+                    ReaderAction::Add { .. } => out.push_str(
+                        "\n(the change reaches the relays with the next push; the new reader opens everything, earlier pushes included)",
+                    ),
+                    ReaderAction::Remove { .. } => out.push_str(&format!(
+                        "\n(a new content key, epoch {}, seals everything pushed from now on, which the removed reader cannot open; what was pushed before stays readable to a key that already held it)",
+                        private.epoch()
+                    )),
+                    ReaderAction::List => {}
                 }
                 out
             });

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use agigit_crypt::{
-    AesGcmStream, ContentKey, CryptError, EcdhWrap, Envelope, HEADER_LEN, KeyWrap, NonceMaterial,
-    OpeningReader, ReaderKey, ReaderSecret, SealingWriter, SegmentCipher, TAG_LEN,
+    AesGcmStream, ContentKey, CryptError, EcdhWrap, Envelope, HEADER_LEN, KeyWrap, Keyring,
+    NonceMaterial, OpeningReader, ReaderKey, ReaderSecret, SealingWriter, SegmentCipher, TAG_LEN,
 };
 use proptest::prelude::*;
 
@@ -527,4 +527,108 @@ fn opaque_names_match_hkdf_expand_and_depend_on_key_label_and_data() {
     );
     // The label and the data are separated: moving a byte across the boundary changes the name.
     assert_ne!(key.opaque_name(b"ab", b"c"), key.opaque_name(b"a", b"bc"));
+}
+
+#[test]
+fn removing_a_reader_rotates_the_key_and_history_stays_readable() -> TestResult {
+    let (owner, alice, bob) = (reader(1), reader(2), reader(3));
+    let all = [owner.public_key(), alice.public_key(), bob.public_key()];
+    let mut ring = Keyring::generate(&EcdhWrap, &all)?;
+    let first = ring.current().clone();
+    // Epoch 0 encodes as a plain envelope, as before epochs existed.
+    let encoded = ring.encode();
+    assert!(Envelope::decode(&encoded, &EcdhWrap).is_ok());
+    assert_eq!(ring.encode(), encoded, "deterministic");
+    assert_eq!(Keyring::open(&encoded, &EcdhWrap, &bob)?.current(), &first);
+
+    assert!(ring.remove_reader(&EcdhWrap, &bob.public_key())?);
+    assert!(!ring.remove_reader(&EcdhWrap, &bob.public_key())?, "once");
+    assert_eq!(ring.epoch(), 1);
+    assert_ne!(ring.current(), &first, "a fresh key");
+    let encoded = ring.encode();
+    // Bob is out: the new epoch does not open for him.
+    assert_eq!(
+        Keyring::open(&encoded, &EcdhWrap, &bob).map(|r| r.epoch()),
+        Err(CryptError::NotARecipient)
+    );
+    // The others open both epochs.
+    for secret in [&owner, &alice] {
+        let opened = Keyring::open(&encoded, &EcdhWrap, secret)?;
+        assert_eq!(opened.epoch(), 1);
+        assert_eq!(opened.current(), ring.current());
+        assert_eq!(opened.key(0), Some(&first));
+    }
+    // A reader added later opens the whole history too.
+    let carol = reader(4);
+    ring.add_reader(&EcdhWrap, &carol.public_key())?;
+    ring.remove_reader(&EcdhWrap, &alice.public_key())?;
+    let encoded = ring.encode();
+    let opened = Keyring::open(&encoded, &EcdhWrap, &carol)?;
+    assert_eq!(opened.epoch(), 2);
+    assert_eq!(opened.keys().count(), 3);
+    assert_eq!(opened.key(0), Some(&first));
+    assert_eq!(
+        Keyring::decode_public(&encoded, &EcdhWrap)?.0,
+        2,
+        "the epoch is readable without a key"
+    );
+    assert!(!format!("{opened:?}").contains("ContentKey"));
+    Ok(())
+}
+
+#[test]
+fn every_altered_byte_of_a_keyring_fails_to_open() -> TestResult {
+    let owner = reader(1);
+    let mut ring = Keyring::generate(&EcdhWrap, &[owner.public_key(), reader(2).public_key()])?;
+    ring.remove_reader(&EcdhWrap, &reader(2).public_key())?;
+    let encoded = ring.encode();
+    for i in 0..encoded.len() {
+        let mut bad = encoded.clone();
+        bad[i] ^= 0x40;
+        if let Ok(opened) = Keyring::open(&bad, &EcdhWrap, &owner) {
+            panic!(
+                "byte {i} altered and still opened at epoch {}",
+                opened.epoch()
+            );
+        }
+    }
+    for cut in [0, 4, 12, encoded.len() - 1] {
+        assert!(Keyring::open(&encoded[..cut], &EcdhWrap, &owner).is_err());
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    /// Any sequence of additions and removals: every current reader opens every epoch's key,
+    /// every removed one opens nothing newer than its removal.
+    #[test]
+    fn keyrings_round_trip_through_any_rotations(ops in proptest::collection::vec((any::<bool>(), 2u8..6), 1..8)) {
+        let owner = reader(1);
+        let mut ring = Keyring::generate(&EcdhWrap, &[owner.public_key()]).expect("ring");
+        let mut members = std::collections::BTreeSet::new();
+        for (add, who) in ops {
+            let key = reader(who).public_key();
+            if add {
+                ring.add_reader(&EcdhWrap, &key).expect("add");
+                members.insert(who);
+            } else {
+                let was = ring.remove_reader(&EcdhWrap, &key).expect("remove");
+                prop_assert_eq!(was, members.remove(&who));
+            }
+        }
+        let encoded = ring.encode();
+        for who in 1u8..6 {
+            let opened = Keyring::open(&encoded, &EcdhWrap, &reader(who));
+            if who == 1 || members.contains(&who) {
+                let opened = opened.expect("a member opens");
+                prop_assert_eq!(opened.epoch(), ring.epoch());
+                for (epoch, key) in ring.keys() {
+                    prop_assert_eq!(opened.key(epoch), Some(key));
+                }
+            } else {
+                prop_assert_eq!(opened.map(|r| r.epoch()), Err(CryptError::NotARecipient));
+            }
+        }
+    }
 }

@@ -1,26 +1,36 @@
 //! Private repositories (DESIGN §5): everything a server or relay sees is ciphertext or an opaque
 //! name.
 //!
-//! A private repository has one content key, wrapped for each reader's Nostr key in an
-//! [`Envelope`] (the owner is always a reader). With it the client:
+//! A private repository's content keys form a [`Keyring`]: one key per key epoch, the current
+//! one wrapped for each reader's Nostr key (the owner is always a reader), the earlier ones
+//! sealed under it. With them the client:
 //! - seals every pack and every pack manifest before erasure coding ([`SealingWriter`], one
-//!   AES-256-GCM stream per blob, bound to what the blob is by its associated data);
-//! - seals each commit event's payload (the canonical commit), bound to the commit's opaque name;
+//!   AES-256-GCM stream per blob, bound to what the blob is by its associated data), under the
+//!   current epoch's key;
+//! - seals each commit event's payload (the canonical commit), bound to the commit's opaque name,
+//!   and names the epoch in the event's `encryption` tag, so a reader knows which key opens it and
+//!   the packs it lists;
 //! - publishes opaque names ([`ContentKey::opaque_name`]) in place of commit ids in commit and
-//!   state events, so a guess of a commit id cannot be confirmed by looking at the relays;
-//! - publishes the envelope in the state event, so a reader needs only the repository's
+//!   state events, and in place of branch names in state events, so a guess of a commit id or a
+//!   branch name cannot be confirmed by looking at the relays;
+//! - publishes the keyring in the state event, so a reader needs only the repository's
 //!   coordinate and their own key.
 //!
-//! Locally the envelope lives in `.agigit/keys`; the content key is never written to disk, it is
-//! unwrapped with the user's secret key when needed.
+//! Removing a reader starts a new epoch ([`PrivateKeys::remove_reader`]): what is pushed after
+//! it is sealed under a key the removed reader never had. What was pushed before stays readable
+//! to anyone who kept its epoch's key: revocation cannot take back what was already given.
+//!
+//! Locally the keyring lives in `.agigit/keys`; content keys are never written to disk in the
+//! clear, they are unwrapped with the user's secret key when needed.
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 
 use agigit_crypt::{
-    AesGcmStream, ContentKey, DEFAULT_SEGMENT_SIZE, EcdhWrap, Envelope, KeyWrap, OpeningReader,
+    AesGcmStream, ContentKey, DEFAULT_SEGMENT_SIZE, EcdhWrap, KeyWrap, Keyring, OpeningReader,
     ReaderKey, ReaderSecret, SealingWriter,
 };
+use agigit_dag::refs::RefName;
 use agigit_event::nostr::prelude::{Keys, PublicKey};
 use agigit_hash::ObjectId;
 
@@ -28,8 +38,31 @@ use crate::error::Error;
 use crate::worktree;
 
 /// The name of the encryption scheme in commit events: AES-256-GCM streams under one content
-/// key, keys wrapped by ECDH on secp256k1 (`agigit-crypt` v1).
+/// key, keys wrapped by ECDH on secp256k1 (`agigit-crypt` v1). Content sealed in key epoch 0
+/// names it as is; epoch `n` > 0 as `agigit-crypt-v1/e<n>`.
 pub const SCHEME: &str = "agigit-crypt-v1";
+
+/// The `encryption` tag of content sealed in `epoch`.
+pub fn scheme_of(epoch: u32) -> String {
+    if epoch == 0 {
+        SCHEME.to_owned()
+    } else {
+        format!("{SCHEME}/e{epoch}")
+    }
+}
+
+/// The key epoch an `encryption` tag names; `None` for another scheme.
+pub fn epoch_of(scheme: &str) -> Option<u32> {
+    let rest = scheme.strip_prefix(SCHEME)?;
+    if rest.is_empty() {
+        return Some(0);
+    }
+    let digits = rest.strip_prefix("/e")?;
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    canonical.then(|| digits.parse().ok()).flatten()
+}
 
 /// What a sealed blob is, bound into its associated data so that one cannot stand in for another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,20 +89,20 @@ impl Sealed<'_> {
     }
 }
 
-/// A private repository's keys as a client holds them: the content key, unwrapped, and the
-/// envelope that wraps it for every reader.
+/// A private repository's keys as a client holds them: the keyring (every epoch's content key,
+/// unwrapped) and the key wrap it uses.
 ///
-/// `Debug` does not print the key.
+/// `Debug` does not print a key.
 pub struct PrivateKeys {
-    key: ContentKey,
-    envelope: Envelope,
+    ring: Keyring,
     wrap: Box<dyn KeyWrap>,
 }
 
 impl std::fmt::Debug for PrivateKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PrivateKeys")
-            .field("readers", &self.envelope.readers().count())
+            .field("epoch", &self.ring.epoch())
+            .field("readers", &self.ring.readers().count())
             .finish_non_exhaustive()
     }
 }
@@ -96,7 +129,8 @@ pub fn reader_secret(keys: &Keys) -> Result<ReaderSecret, Error> {
 }
 
 impl PrivateKeys {
-    /// A fresh content key, wrapped with the default [`EcdhWrap`] for `owner` and `readers`.
+    /// A fresh content key (epoch 0), wrapped with the default [`EcdhWrap`] for `owner` and
+    /// `readers`.
     ///
     /// # Errors
     /// [`Error::Invalid`] when no randomness is available.
@@ -113,28 +147,19 @@ impl PrivateKeys {
         owner: &ReaderSecret,
         readers: &[ReaderKey],
     ) -> Result<Self, Error> {
-        let key = ContentKey::generate().map_err(crypt)?;
         let owner_key = owner.public_key();
-        let envelope = Envelope::for_readers(
-            wrap.as_ref(),
-            &key,
-            std::iter::once(&owner_key).chain(readers),
-        )
-        .map_err(crypt)?;
-        Ok(Self {
-            key,
-            envelope,
-            wrap,
-        })
+        let ring = Keyring::generate(wrap.as_ref(), std::iter::once(&owner_key).chain(readers))
+            .map_err(crypt)?;
+        Ok(Self { ring, wrap })
     }
 
-    /// Opens an encoded envelope with `secret`, using the default [`EcdhWrap`].
+    /// Opens an encoded keyring with `secret`, using the default [`EcdhWrap`].
     ///
     /// # Errors
-    /// [`Error::NotAReader`] when `secret` has no entry or its entry does not open;
-    /// [`Error::Corrupt`] for malformed envelope bytes.
-    pub fn open(envelope: &[u8], secret: &ReaderSecret) -> Result<Self, Error> {
-        Self::open_with(Box::new(EcdhWrap), envelope, secret)
+    /// [`Error::NotAReader`] when `secret` is not a current reader or its entry does not open;
+    /// [`Error::Corrupt`] for malformed bytes.
+    pub fn open(keyring: &[u8], secret: &ReaderSecret) -> Result<Self, Error> {
+        Self::open_with(Box::new(EcdhWrap), keyring, secret)
     }
 
     /// As [`open`](Self::open), with another key wrap.
@@ -143,77 +168,128 @@ impl PrivateKeys {
     /// As [`open`](Self::open).
     pub fn open_with(
         wrap: Box<dyn KeyWrap>,
-        envelope: &[u8],
+        keyring: &[u8],
         secret: &ReaderSecret,
     ) -> Result<Self, Error> {
-        let envelope = Envelope::decode(envelope, wrap.as_ref())
-            .map_err(|e| Error::Corrupt(format!("the repository's key envelope: {e}")))?;
-        let key = envelope
-            .open(wrap.as_ref(), secret)
-            .map_err(|_| Error::NotAReader)?;
-        Ok(Self {
-            key,
-            envelope,
-            wrap,
-        })
+        let ring = Keyring::open(keyring, wrap.as_ref(), secret).map_err(|e| match e {
+            agigit_crypt::CryptError::NotARecipient | agigit_crypt::CryptError::Open => {
+                Error::NotAReader
+            }
+            other => Error::Corrupt(format!("the repository's keyring: {other}")),
+        })?;
+        Ok(Self { ring, wrap })
     }
 
-    /// Wraps the content key for `reader` too. It reaches the relays with the next push; it
-    /// opens everything pushed with this key, earlier content included.
+    /// Wraps the current key for `reader` too. It reaches the relays with the next push; it
+    /// opens everything pushed to this repository, earlier epochs included.
     ///
     /// # Errors
     /// [`Error::Invalid`] when no randomness is available.
     pub fn add_reader(&mut self, reader: &ReaderKey) -> Result<(), Error> {
-        self.envelope
-            .add_reader(self.wrap.as_ref(), &self.key, reader)
+        self.ring
+            .add_reader(self.wrap.as_ref(), reader)
             .map_err(crypt)
     }
 
-    /// Removes `reader`'s entry; whether there was one. This does not revoke what the reader
-    /// could already fetch.
-    pub fn remove_reader(&mut self, reader: &ReaderKey) -> bool {
-        self.envelope.remove_reader(reader)
+    /// Removes `reader` and starts a new key epoch: everything pushed from now on is sealed under
+    /// a fresh key that only the remaining readers hold. Content pushed before stays readable to
+    /// a removed reader who kept the earlier key. Returns whether `reader` was a reader.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when no randomness is available or no epoch is left.
+    pub fn remove_reader(&mut self, reader: &ReaderKey) -> Result<bool, Error> {
+        self.ring
+            .remove_reader(self.wrap.as_ref(), reader)
+            .map_err(crypt)
     }
 
     /// The readers' keys.
     pub fn readers(&self) -> impl Iterator<Item = &ReaderKey> {
-        self.envelope.readers()
+        self.ring.readers()
     }
 
-    /// The envelope's canonical bytes (what the state event carries).
+    /// The current key epoch.
+    pub fn epoch(&self) -> u32 {
+        self.ring.epoch()
+    }
+
+    /// The keyring's canonical bytes (what the state event carries and `.agigit/keys` holds).
     pub fn envelope_bytes(&self) -> Vec<u8> {
-        self.envelope.encode()
+        self.ring.encode()
     }
 
-    /// The opaque name published in place of commit `id`.
+    /// The `encryption` tag of what is sealed now.
+    pub(crate) fn scheme(&self) -> String {
+        scheme_of(self.ring.epoch())
+    }
+
+    fn key(&self, epoch: u32) -> Result<&ContentKey, Error> {
+        self.ring.key(epoch).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "content sealed in key epoch {epoch}, which this keyring (epoch {}) does not hold",
+                self.ring.epoch()
+            ))
+        })
+    }
+
+    /// The opaque name published in place of commit `id` now (under the current epoch's key).
     pub fn commit_name(&self, id: &ObjectId) -> ObjectId {
-        ObjectId::from_bytes(self.key.opaque_name(b"commit", id.as_bytes()))
+        commit_name(self.ring.current(), id)
     }
 
-    /// A writer that seals what is written into it as `what`, into `inner`; call
-    /// [`SealingWriter::finish`].
+    /// The opaque name of commit `id` under `epoch`'s key.
+    pub(crate) fn commit_name_in(&self, epoch: u32, id: &ObjectId) -> Result<ObjectId, Error> {
+        Ok(commit_name(self.key(epoch)?, id))
+    }
+
+    /// Whether `name` is the opaque name of commit `id` under any epoch's key (what a commit
+    /// pushed in an earlier epoch was published as).
+    pub(crate) fn is_name_of(&self, id: &ObjectId, name: &ObjectId) -> bool {
+        self.ring.keys().any(|(_, k)| commit_name(k, id) == *name)
+    }
+
+    /// The ref a private state publishes for `branch` now: `refs/heads/x<32 hex>`, an opaque
+    /// name under the current epoch's key.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] (never for a name made here).
+    pub fn branch_ref(&self, branch: &str) -> Result<RefName, Error> {
+        branch_ref(self.ring.current(), branch)
+    }
+
+    /// Every ref `branch` may be published under (one per epoch, newest first).
+    pub(crate) fn branch_refs(&self, branch: &str) -> Result<Vec<RefName>, Error> {
+        self.ring
+            .keys()
+            .map(|(_, k)| branch_ref(k, branch))
+            .collect()
+    }
+
+    /// A writer that seals what is written into it as `what` under the current key, into
+    /// `inner`; call [`SealingWriter::finish`].
     pub(crate) fn sealing_writer<W: std::io::Write>(
         &self,
         what: Sealed<'_>,
         inner: W,
     ) -> Result<SealingWriter<W>, Error> {
         let cipher = AesGcmStream::new(DEFAULT_SEGMENT_SIZE).map_err(crypt)?;
-        SealingWriter::new(inner, &self.key, &what.associated_data(), cipher)
+        SealingWriter::new(inner, self.ring.current(), &what.associated_data(), cipher)
             .map_err(|e| Error::Invalid(format!("sealing: {e}")))
     }
 
-    /// A reader of the plaintext of `inner`, sealed as `what`; every byte it returns is
-    /// authenticated, and a failure is an `InvalidData` I/O error.
+    /// A reader of the plaintext of `inner`, sealed as `what` in `epoch`; every byte it returns
+    /// is authenticated, and a failure is an `InvalidData` I/O error.
     pub(crate) fn opening_reader<R: std::io::Read>(
         &self,
         what: Sealed<'_>,
+        epoch: u32,
         inner: R,
     ) -> Result<OpeningReader<R>, Error> {
-        OpeningReader::new(inner, &self.key, &what.associated_data())
+        OpeningReader::new(inner, self.key(epoch)?, &what.associated_data())
             .map_err(|e| open_failed(what, &e))
     }
 
-    /// Seals `plain` as `what`.
+    /// Seals `plain` as `what` under the current key.
     pub(crate) fn seal(&self, what: Sealed<'_>, plain: &[u8]) -> Result<Vec<u8>, Error> {
         let out = Vec::with_capacity(plain.len() + plain.len() / DEFAULT_SEGMENT_SIZE * 16 + 64);
         let mut writer = self.sealing_writer(what, out)?;
@@ -225,15 +301,30 @@ impl PrivateKeys {
             .map_err(|e| Error::Invalid(format!("sealing: {e}")))
     }
 
-    /// Opens `sealed` as `what`; every byte returned is authenticated.
-    pub(crate) fn open_sealed(&self, what: Sealed<'_>, sealed: &[u8]) -> Result<Vec<u8>, Error> {
-        let mut reader = self.opening_reader(what, sealed)?;
+    /// Opens `sealed` as `what`, sealed in `epoch`; every byte returned is authenticated.
+    pub(crate) fn open_sealed(
+        &self,
+        what: Sealed<'_>,
+        epoch: u32,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let mut reader = self.opening_reader(what, epoch, sealed)?;
         let mut plain = Vec::with_capacity(sealed.len());
         reader
             .read_to_end(&mut plain)
             .map_err(|e| open_failed(what, &e))?;
         Ok(plain)
     }
+}
+
+fn commit_name(key: &ContentKey, id: &ObjectId) -> ObjectId {
+    ObjectId::from_bytes(key.opaque_name(b"commit", id.as_bytes()))
+}
+
+fn branch_ref(key: &ContentKey, branch: &str) -> Result<RefName, Error> {
+    let name = key.opaque_name(b"branch", branch.as_bytes());
+    let hex: String = name[..16].iter().map(|b| format!("{b:02x}")).collect();
+    RefName::branch(&format!("x{hex}")).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 fn open_failed(what: Sealed<'_>, e: &std::io::Error) -> Error {

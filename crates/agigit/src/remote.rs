@@ -32,7 +32,7 @@ use futures_util::{StreamExt as _, stream};
 
 use crate::error::Error;
 use crate::pack;
-use crate::private::{PrivateKeys, SCHEME, Sealed};
+use crate::private::{PrivateKeys, Sealed};
 use crate::repo::Repository;
 use crate::worktree::Part;
 
@@ -322,8 +322,10 @@ fn read_at(path: &std::path::Path, offset: u64, len: usize) -> Result<Vec<u8>, E
 struct Listed {
     id: ObjectId,
     published: ObjectId,
-    /// The parents' published names.
+    /// The parents (commit ids, from the commit itself).
     parents: Vec<ObjectId>,
+    /// The key epoch its event and packs are sealed in (0 for a public repository).
+    epoch: u32,
     packs: Vec<BlobHash>,
     /// What the labelled packs hold.
     parts: BTreeMap<BlobHash, String>,
@@ -419,16 +421,28 @@ impl Repository {
                 _ => {}
             }
         }
-        let remote_tip = current
-            .as_ref()
-            .and_then(|s| s.body().refs.get(&name).copied());
+        // The remote branch, under its plain name, or (private) under an opaque name of any
+        // key epoch.
+        let published_refs = match keys {
+            Some(k) => k.branch_refs(branch)?,
+            None => vec![name.clone()],
+        };
+        let remote_tip = current.as_ref().and_then(|s| {
+            published_refs
+                .iter()
+                .find_map(|r| s.body().refs.get(r).copied())
+        });
+        let is_published_as = |id: &ObjectId, r: &ObjectId| match keys {
+            Some(k) => k.is_name_of(id, r),
+            None => id == r,
+        };
         // What the remote has: the history of its tip, which must be part of the local one
         // (found by its published name), and, for a fork, the foundation's objects (fetched from
         // the foundation's own repository). Not the tracking ref: it may come from another
         // repository or from relays that lost the data since.
         let mut have: Vec<ObjectId> = Vec::new();
         if let Some(r) = remote_tip {
-            if r == publish_name(&tip) {
+            if is_published_as(&tip, &r) {
                 // The data is there; a private repository whose readers changed still needs a
                 // new state event to carry the new envelope.
                 let envelope = keys.map(PrivateKeys::envelope_bytes);
@@ -439,7 +453,7 @@ impl Repository {
                         signer,
                         current.as_ref(),
                         repo_id,
-                        (name, r),
+                        (branch, r),
                         keys,
                         options.min_accepted,
                     )
@@ -454,7 +468,7 @@ impl Repository {
             let history =
                 agigit_dag::log(self.store(), &[tip], agigit_dag::Order::Topological, false)
                     .map_err(|e| Error::Invalid(e.to_string()))?;
-            let Some(remote_commit) = history.into_iter().find(|id| publish_name(id) == r) else {
+            let Some(remote_commit) = history.into_iter().find(|id| is_published_as(id, &r)) else {
                 return Err(Error::Invalid(format!(
                     "the remote branch {branch} has commits this repository does not: pull, merge, then push"
                 )));
@@ -510,7 +524,7 @@ impl Repository {
                 parents: commit.parents.iter().map(publish_name).collect(),
                 packs: packs.clone(),
                 pack_parts: pack_parts.clone(),
-                encryption: keys.map(|_| SCHEME.to_owned()),
+                encryption: keys.map(PrivateKeys::scheme),
                 payload,
             };
             let signed =
@@ -525,7 +539,7 @@ impl Repository {
             signer,
             current.as_ref(),
             repo_id,
-            (name, publish_name(&tip)),
+            (branch, publish_name(&tip)),
             keys,
             options.min_accepted,
         )
@@ -815,10 +829,17 @@ impl Repository {
                 state_forked = true;
             }
         }
-        let Some(&published_tip) = state.body().refs.get(&name) else {
+        let keys = open_keys(repo, state.body(), options.secret)?;
+        let published_refs = match &keys {
+            Some(k) => k.branch_refs(branch)?,
+            None => vec![name.clone()],
+        };
+        let Some(published_tip) = published_refs
+            .iter()
+            .find_map(|r| state.body().refs.get(r).copied())
+        else {
             return Err(Error::UnknownRevision(format!("origin/{branch}")));
         };
-        let keys = open_keys(repo, state.body(), options.secret)?;
         let mut report = PullReport {
             envelope: state.body().keys.clone(),
             state_forked,
@@ -1059,21 +1080,27 @@ impl Repository {
                 tracing::warn!(commit = %body.commit, author = %commit.author(), "ignoring a commit event not signed by the repository's owner");
                 continue;
             }
-            let id = match (keys, &body.encryption) {
-                (None, None) => {
-                    agigit_dag::object::compute_id(agigit_dag::Kind::Commit, &body.payload)
-                }
-                (Some(k), Some(scheme)) if scheme == SCHEME => {
-                    let Ok(plain) = k.open_sealed(Sealed::Commit(&body.commit), &body.payload)
+            let (id, epoch, plain) = match (keys, &body.encryption) {
+                (None, None) => (
+                    agigit_dag::object::compute_id(agigit_dag::Kind::Commit, &body.payload),
+                    0,
+                    body.payload.clone(),
+                ),
+                (Some(k), Some(scheme)) => {
+                    let Some(epoch) = crate::private::epoch_of(scheme) else {
+                        continue;
+                    };
+                    let Ok(plain) =
+                        k.open_sealed(Sealed::Commit(&body.commit), epoch, &body.payload)
                     else {
-                        tracing::warn!(commit = %body.commit, "a commit event does not open");
+                        tracing::warn!(commit = %body.commit, epoch, "a commit event does not open with this keyring");
                         continue;
                     };
                     let id = agigit_dag::object::compute_id(agigit_dag::Kind::Commit, &plain);
-                    if k.commit_name(&id) != body.commit {
+                    if k.commit_name_in(epoch, &id)? != body.commit {
                         continue;
                     }
-                    id
+                    (id, epoch, plain)
                 }
                 _ => continue,
             };
@@ -1081,10 +1108,17 @@ impl Repository {
                 tracing::warn!(commit = %body.commit, "a commit event's payload is another commit");
                 continue;
             }
+            // The parents the commit itself names (plain ids, whatever epoch they were published
+            // in): what the walk from a tip follows.
+            let Ok(decoded) = agigit_dag::Commit::decode(&plain) else {
+                tracing::warn!(commit = %body.commit, "a commit event's payload is not a commit");
+                continue;
+            };
             listed.push(Listed {
                 id,
                 published: body.commit,
-                parents: body.parents.clone(),
+                parents: decoded.parents,
+                epoch,
                 packs: body.packs.clone(),
                 parts: body.pack_parts.clone(),
             });
@@ -1111,10 +1145,8 @@ impl Repository {
     ) -> Result<(), Error> {
         let by_id: std::collections::HashMap<ObjectId, &Listed> =
             listed.iter().map(|l| (l.id, l)).collect();
-        let by_name: std::collections::HashMap<ObjectId, &Listed> =
-            listed.iter().map(|l| (l.published, l)).collect();
         let widening = !want.held.is_superset(&want.wanted);
-        let mut packs: Vec<BlobHash> = Vec::new();
+        let mut packs: Vec<(BlobHash, u32)> = Vec::new();
         let mut seen = BTreeSet::new();
         let mut stack: Vec<&Listed> = tips.iter().filter_map(|t| by_id.get(t).copied()).collect();
         while let Some(l) = stack.pop() {
@@ -1123,16 +1155,17 @@ impl Repository {
             }
             let local = self.store().contains(&l.id)?;
             for p in &l.packs {
-                if want.wants(local, l.parts.get(p)) && !packs.contains(p) {
-                    packs.push(*p);
+                if want.wants(local, l.parts.get(p)) && !packs.iter().any(|(q, _)| q == p) {
+                    packs.push((*p, l.epoch));
                 }
             }
             if !local || widening {
-                stack.extend(l.parents.iter().filter_map(|p| by_name.get(p).copied()));
+                stack.extend(l.parents.iter().filter_map(|p| by_id.get(p).copied()));
             }
         }
-        for manifest in packs {
-            self.fetch_pack(transport, &manifest, keys, options, report)
+        for (manifest, epoch) in packs {
+            let sealed = keys.map(|k| (k, epoch));
+            self.fetch_pack(transport, &manifest, sealed, options, report)
                 .await?;
             report.packs += 1;
         }
@@ -1144,7 +1177,7 @@ impl Repository {
         &self,
         transport: &dyn Transport,
         manifest_hash: &BlobHash,
-        keys: Option<&PrivateKeys>,
+        keys: Option<(&PrivateKeys, u32)>,
         options: FetchOptions<'_>,
         report: &mut PullReport,
     ) -> Result<(), Error> {
@@ -1159,7 +1192,7 @@ impl Repository {
                 Ok(bytes) => {
                     report.bytes += bytes.len() as u64;
                     let plain = match keys {
-                        Some(k) => k.open_sealed(Sealed::Manifest, &bytes),
+                        Some((k, epoch)) => k.open_sealed(Sealed::Manifest, epoch, &bytes),
                         None => Ok(bytes.to_vec()),
                     };
                     plain.and_then(|p| {
@@ -1241,7 +1274,9 @@ impl Repository {
         }
         let input = std::fs::File::open(path).map_err(Error::io(path))?;
         let ids = match keys {
-            Some(k) => pack::read_pack_from(self.store(), k.opening_reader(Sealed::Pack, input)?)?,
+            Some((k, epoch)) => {
+                pack::read_pack_from(self.store(), k.opening_reader(Sealed::Pack, epoch, input)?)?
+            }
             None => pack::read_pack_from(self.store(), input)?,
         };
         report.objects += ids.len();
@@ -1254,8 +1289,8 @@ impl Repository {
     /// # Errors
     /// [`Error::Corrupt`] for bytes that are not an envelope; I/O errors.
     pub fn save_envelope(&self, envelope: &[u8]) -> Result<(), Error> {
-        agigit_crypt::Envelope::decode(envelope, &agigit_crypt::EcdhWrap)
-            .map_err(|e| Error::Corrupt(format!("the repository's key envelope: {e}")))?;
+        agigit_crypt::Keyring::decode_public(envelope, &agigit_crypt::EcdhWrap)
+            .map_err(|e| Error::Corrupt(format!("the repository's keyring: {e}")))?;
         crate::private::write_envelope(self.root(), envelope)
     }
 }
@@ -1288,20 +1323,30 @@ fn after(current: Option<&Signed<RepoState>>) -> Timestamp {
     )
 }
 
-/// Publishes the state that replaces `current`: `branch` at `(name, published id)`, `HEAD` on
-/// it, and (private) the envelope of `keys`.
+/// Publishes the state that replaces `current`: `branch` at its published commit name (under an
+/// opaque branch name for a private repository, replacing those of earlier key epochs), `HEAD`
+/// on it, and (private) the keyring of `keys`.
 async fn publish_state<S: Signer + Sync>(
     transport: &dyn Transport,
     signer: &S,
     current: Option<&Signed<RepoState>>,
     repo_id: &RepoId,
-    (branch, published): (RefName, ObjectId),
+    (branch, published): (&str, ObjectId),
     keys: Option<&PrivateKeys>,
     min_accepted: usize,
 ) -> Result<Signed<RepoState>, Error> {
     let mut state = current.map_or_else(|| RepoState::new(repo_id.clone()), |s| s.body().clone());
-    state.refs.insert(branch.clone(), published);
-    state.head = Some(branch);
+    let name = match keys {
+        Some(k) => {
+            for old in k.branch_refs(branch)? {
+                state.refs.remove(&old);
+            }
+            k.branch_ref(branch)?
+        }
+        None => RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?,
+    };
+    state.refs.insert(name.clone(), published);
+    state.head = Some(name);
     state.keys = keys.map(PrivateKeys::envelope_bytes);
     state.prev = current.map(Signed::id);
     let signed =

@@ -391,6 +391,11 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
                 "a commit id on {server}: {json}"
             );
             assert!(!json.contains("private fine-tune"), "{json}");
+            // Branch names are opaque too.
+            assert!(
+                !json.contains("refs/heads/main"),
+                "a branch name on {server}: {json}"
+            );
         }
         for (hash, bytes) in &blobs {
             let found = bytes
@@ -937,5 +942,134 @@ async fn fetch_takes_only_the_owners_commits_and_only_reachable_packs() -> TestR
     };
     assert_eq!(report.packs, main_packs);
     assert!(report.bytes < 1 << 20, "{} bytes fetched", report.bytes);
+    Ok(())
+}
+
+/// The opening of something sealed, with a bare content key: what a removed reader who kept an
+/// old key can do with the bytes on the servers.
+fn opens_with(key: &agigit::crypt::ContentKey, ad: &[u8], sealed: &[u8]) -> bool {
+    use std::io::Read as _;
+    let Ok(mut reader) = agigit::crypt::OpeningReader::new(sealed, key, ad) else {
+        return false;
+    };
+    let mut plain = Vec::new();
+    reader.read_to_end(&mut plain).is_ok()
+}
+
+#[tokio::test]
+async fn a_removed_reader_opens_nothing_pushed_after_the_removal() -> TestResult {
+    let (owner_dir, kept_dir) = (Dir::new("revoke-owner"), Dir::new("revoke-kept"));
+    let (owner, kept, removed) = (Keys::generate(), Keys::generate(), Keys::generate());
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(2, 5)?;
+    let id = RepoId::new("revoked")?;
+    let coordinate = RepoCoordinate::new(owner.public_key(), id.clone());
+    std::fs::write(owner_dir.0.join("notes.txt"), "before the removal")?;
+    let repo = Repository::init(&owner_dir.0)?;
+    repo.make_private(&secret_of(&owner), &[reader_of(&kept), reader_of(&removed)])?;
+    let before = repo.commit("v1", owner.public_key().to_bytes())?;
+    let mut keys = repo.private_keys(&secret_of(&owner))?.ok_or("private")?;
+    fn options<'a>(code: &'a Leopard, keys: &'a agigit::PrivateKeys) -> PushOptions<'a> {
+        PushOptions {
+            keys: Some(keys),
+            ..PushOptions::new(code)
+        }
+    }
+    repo.push(&net, &owner, &id, "main", options(&code, &keys))
+        .await?;
+    // What the removed reader holds, and keeps: the epoch-0 keyring, opened.
+    let old_ring = agigit::crypt::Keyring::open(
+        &keys.envelope_bytes(),
+        &agigit::crypt::EcdhWrap,
+        &secret_of(&removed),
+    )?;
+    let old_key = old_ring.current().clone();
+    let (events_before, blobs_before) = net.contents("s0");
+
+    assert!(keys.remove_reader(&reader_of(&removed))?);
+    assert_eq!(keys.epoch(), 1);
+    repo.save_private_keys(&keys)?;
+    std::fs::write(owner_dir.0.join("notes.txt"), "after the removal")?;
+    let after = repo.commit("v2", owner.public_key().to_bytes())?;
+    repo.push(&net, &owner, &id, "main", options(&code, &keys))
+        .await?;
+
+    // The removed reader: the repository no longer opens for them.
+    let gone = Dir::new("revoke-removed");
+    match Repository::init(&gone.0)?
+        .pull(
+            &net,
+            &coordinate,
+            "main",
+            FetchOptions::with_secret(&secret_of(&removed)),
+        )
+        .await
+    {
+        Err(Error::NotAReader) => {}
+        other => panic!("a removed reader opened the repository: {other:?}"),
+    }
+    // Nor does anything pushed after the removal open with the key they kept: no commit event,
+    // no manifest, no pack. (What was pushed before still does: revocation takes nothing back.)
+    let (events, blobs) = net.contents("s0");
+    let mut new_commits = 0;
+    for event in events.iter().filter(|e| !events_before.contains(e)) {
+        let Ok(commit) =
+            agigit::event::Signed::<agigit::event::CommitEvent>::from_event(event.clone())
+        else {
+            continue;
+        };
+        new_commits += 1;
+        let mut ad = b"agigit commit ".to_vec();
+        ad.extend_from_slice(commit.body().commit.as_bytes());
+        assert!(!opens_with(&old_key, &ad, &commit.body().payload));
+    }
+    assert_eq!(new_commits, 1);
+    let mut new_blobs = 0;
+    for (hash, bytes) in blobs
+        .iter()
+        .filter(|(h, _)| !blobs_before.iter().any(|(b, _)| b == h))
+    {
+        new_blobs += 1;
+        for ad in [&b"agigit manifest"[..], b"agigit pack"] {
+            assert!(
+                !opens_with(&old_key, ad, bytes),
+                "blob {hash} opens with the old key"
+            );
+        }
+    }
+    assert!(new_blobs > 0);
+    let old_commit = events_before
+        .iter()
+        .find_map(|e| {
+            agigit::event::Signed::<agigit::event::CommitEvent>::from_event(e.clone()).ok()
+        })
+        .ok_or("the first commit event")?;
+    let mut ad = b"agigit commit ".to_vec();
+    ad.extend_from_slice(old_commit.body().commit.as_bytes());
+    assert!(
+        opens_with(&old_key, &ad, &old_commit.body().payload),
+        "before the removal: still open"
+    );
+
+    // The reader who stayed opens the whole history, both epochs.
+    let mine = Repository::init(&kept_dir.0)?;
+    let pulled = mine
+        .pull(
+            &net,
+            &coordinate,
+            "main",
+            FetchOptions::with_secret(&secret_of(&kept)),
+        )
+        .await?;
+    assert_eq!(pulled.tip, Some(after));
+    assert_eq!(
+        std::fs::read_to_string(kept_dir.0.join("notes.txt"))?,
+        "after the removal"
+    );
+    mine.checkout(&before.to_string(), false)?;
+    assert_eq!(
+        std::fs::read_to_string(kept_dir.0.join("notes.txt"))?,
+        "before the removal"
+    );
     Ok(())
 }
