@@ -1166,38 +1166,35 @@ async fn handle(
 /// Streams the stored events matching `filters` to the client, page by page (each page read off
 /// the async threads), each event once, each filter's `limit` (capped by the relay's) its own:
 /// memory holds one page, whatever the result's size. `Ok(false)` when the client stopped
-/// reading.
+/// reading. [`crate::store::stored_for_req`] collects the same sequence.
 async fn stream_stored(
     relay: &Relay,
     sub: &SubscriptionId,
     filters: &[Filter],
     out: &Outbox,
 ) -> Result<bool, EventStoreError> {
-    let max_limit = relay.limits.max_limit;
     let mut sent = std::collections::HashSet::new();
     for filter in filters {
-        let limit = filter.limit.unwrap_or(max_limit).min(max_limit);
-        let mut count = 0;
-        let mut after: Option<crate::store::Cursor> = None;
-        while count < limit {
-            let (store, f, cursor) = (relay.store.clone(), filter.clone(), after);
-            let want = (limit - count).min(PAGE_EVENTS);
-            let page = tokio::task::spawn_blocking(move || {
-                store.query_page(&f, cursor.as_ref(), want, PAGE_BYTES)
+        let mut pages = crate::store::Pages::new(
+            relay.store.clone(),
+            filter.clone(),
+            relay.limits.max_limit,
+            PAGE_EVENTS,
+            PAGE_BYTES,
+        );
+        loop {
+            let (back, page) = tokio::task::spawn_blocking(move || {
+                let page = pages.next_page();
+                (pages, page)
             })
             .await
-            .map_err(|e| EventStoreError::Batch(format!("the query task failed: {e}")))??;
-            let Some(last) = page.last() else { break };
-            after = Some(crate::store::Cursor::after(last));
-            let full = page.len() < want;
+            .map_err(|e| EventStoreError::Batch(format!("the query task failed: {e}")))?;
+            pages = back;
+            let Some(page) = page? else { break };
             for e in page {
-                count += 1;
                 if sent.insert(e.id) && !out.send(RelayMessage::event(sub.clone(), e)).await {
                     return Ok(false);
                 }
-            }
-            if full {
-                break;
             }
         }
     }

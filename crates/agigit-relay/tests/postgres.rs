@@ -15,8 +15,8 @@ fn postgres_store_conforms() {
     let Some(server) = TempPostgres::start("conformance").expect("start PostgreSQL") else {
         return;
     };
-    let store = PostgresEventStore::connect(&server.url).expect("connect");
-    if let Err(failure) = agigit_relay::store::conformance::run(&store) {
+    let store = std::sync::Arc::new(PostgresEventStore::connect(&server.url).expect("connect"));
+    if let Err(failure) = agigit_relay::store::conformance::run_shared(store) {
         panic!("the PostgreSQL store fails the conformance suite: {failure}");
     }
     // Schemas keep stores apart in one database.

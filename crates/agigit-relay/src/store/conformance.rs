@@ -41,7 +41,7 @@ fn ids(events: &[Event]) -> Vec<EventId> {
 }
 
 /// Runs every check against `store`, which must start empty.
-pub fn run<S: EventStore>(store: &S) -> Result<(), Failure> {
+pub fn run<S: EventStore + ?Sized>(store: &S) -> Result<(), Failure> {
     let alice = keys(1)?;
     let bob = keys(2)?;
     let now = Timestamp::now().as_secs();
@@ -337,14 +337,62 @@ pub fn run<S: EventStore>(store: &S) -> Result<(), Failure> {
     Ok(())
 }
 
+/// [`run`], then the same for what a relay streams for a REQ ([`super::stored_for_req`]): the
+/// events of a query of the same filters, each filter's limit its own, each event once.
+pub fn run_shared(store: std::sync::Arc<dyn EventStore>) -> Result<(), Failure> {
+    run(store.as_ref())?;
+    let a = keys(20)?;
+    for i in 0..10u64 {
+        store
+            .save(&event(&a, 1, 9000 + i % 4, vec![], &format!("req {i}"))?)
+            .map_err(err)?;
+    }
+    let sets = [
+        vec![Filter::new().author(a.public_key())],
+        vec![
+            Filter::new().author(a.public_key()).limit(3),
+            Filter::new().author(a.public_key()).limit(5),
+        ],
+        vec![
+            Filter::new().kind(Kind::from(1u16)).limit(2),
+            Filter::new().author(a.public_key()),
+        ],
+    ];
+    for filters in sets {
+        let mut queried = ids(&store.query(&filters).map_err(err)?);
+        for (page_events, page_bytes) in [(1, usize::MAX), (3, 1), (100, 1 << 20)] {
+            let mut streamed =
+                ids(
+                    &super::stored_for_req(&store, &filters, 5000, page_events, page_bytes)
+                        .map_err(err)?,
+                );
+            check(
+                streamed.len()
+                    == streamed
+                        .iter()
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .len(),
+                "a REQ sends each event once",
+            )?;
+            streamed.sort();
+            queried.sort();
+            check(
+                streamed == queried,
+                "a REQ streams what a query of its filters returns",
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Generates a `#[test]` running the suite on a fresh store from `$make`.
 #[macro_export]
 macro_rules! event_store_conformance {
     ($name:ident, $make:expr) => {
         #[test]
         fn $name() {
-            let store = $make;
-            if let Err(failure) = $crate::store::conformance::run(&store) {
+            let store = std::sync::Arc::new($make);
+            if let Err(failure) = $crate::store::conformance::run_shared(store) {
                 panic!(
                     "{} fails the event store conformance suite: {failure}",
                     stringify!($name)

@@ -150,6 +150,87 @@ impl Cursor {
     }
 }
 
+/// A filter's stored matches, page by page, as a relay streams a subscription's stored events:
+/// newest first, at most the filter's `limit` (capped by the relay's), each page at most
+/// `page_events` events and about `page_bytes` bytes. Holds the store, so a page can be read off
+/// the async threads (move it into `spawn_blocking` and back).
+pub struct Pages {
+    store: std::sync::Arc<dyn EventStore>,
+    filter: Filter,
+    left: usize,
+    after: Option<Cursor>,
+    page_events: usize,
+    page_bytes: usize,
+}
+
+impl Pages {
+    /// The pages of `filter`'s matches in `store`; `max_limit` caps its `limit` (and stands in
+    /// for a missing one).
+    pub fn new(
+        store: std::sync::Arc<dyn EventStore>,
+        filter: Filter,
+        max_limit: usize,
+        page_events: usize,
+        page_bytes: usize,
+    ) -> Self {
+        let left = filter.limit.unwrap_or(max_limit).min(max_limit);
+        Pages {
+            store,
+            filter,
+            left,
+            after: None,
+            page_events: page_events.max(1),
+            page_bytes,
+        }
+    }
+
+    /// The next page; `None` once the matches (or the limit) are exhausted.
+    ///
+    /// # Errors
+    /// The store's.
+    pub fn next_page(&mut self) -> Result<Option<Vec<Event>>, EventStoreError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let want = self.left.min(self.page_events);
+        let page =
+            self.store
+                .query_page(&self.filter, self.after.as_ref(), want, self.page_bytes)?;
+        let Some(last) = page.last() else {
+            self.left = 0;
+            return Ok(None);
+        };
+        self.after = Some(Cursor::after(last));
+        // A short page may be short for its bytes: only an empty one ends the matches.
+        self.left -= page.len().min(self.left);
+        Ok(Some(page))
+    }
+}
+
+/// What a relay sends for a REQ's stored events: each filter's pages in turn, each event once.
+/// (The relay streams the same sequence page by page; this collects it, for tests and fuzzing.)
+///
+/// # Errors
+/// The store's.
+pub fn stored_for_req(
+    store: &std::sync::Arc<dyn EventStore>,
+    filters: &[Filter],
+    max_limit: usize,
+    page_events: usize,
+    page_bytes: usize,
+) -> Result<Vec<Event>, EventStoreError> {
+    check_filters(filters)?;
+    let mut sent = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for f in filters {
+        let mut pages = Pages::new(store.clone(), f.clone(), max_limit, page_events, page_bytes);
+        while let Some(page) = pages.next_page()? {
+            out.extend(page.into_iter().filter(|e| sent.insert(e.id)));
+        }
+    }
+    Ok(out)
+}
+
 /// About how many bytes an event's JSON takes.
 pub fn json_len(event: &Event) -> usize {
     let tags: usize = event
