@@ -616,3 +616,130 @@ async fn a_push_cut_by_a_relay_killed_midway_resumes_to_completion() -> TestResu
     assert!(std::fs::read(clone.join("weights.bin"))? == weights);
     Ok(())
 }
+
+/// A "relay" that speaks no WebSocket and answers every request, blob GETs included, with an
+/// endless body, as fast as the client reads.
+async fn endless_server() -> Result<std::net::SocketAddr, Box<dyn std::error::Error>> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    .await;
+                let mut chunk = format!("{:x}\r\n", 64 << 10).into_bytes();
+                chunk.extend_from_slice(&vec![0u8; 64 << 10]);
+                chunk.extend_from_slice(b"\r\n");
+                while tcp.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// Runs agigit and samples its resident memory until it exits: its output and peak RSS (kB).
+fn agigit_measured(home: &Path, cwd: &Path, args: &[&str]) -> (Output, u64) {
+    let child = Command::new(env!("CARGO_BIN_EXE_agigit"))
+        .args(args)
+        .current_dir(cwd)
+        .env("AGIGIT_HOME", home)
+        .env_remove("AGIGIT_NSEC")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run agigit");
+    let pid = child.id();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|s| {
+                        s.lines()
+                            .find(|l| l.starts_with("VmRSS:"))
+                            .and_then(|l| l.split_whitespace().nth(1))
+                            .and_then(|v| v.parse().ok())
+                    })
+                    .unwrap_or(0);
+                peak = peak.max(rss);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            peak
+        })
+    };
+    let out = child.wait_with_output().expect("wait for agigit");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    (out, sampler.join().unwrap_or(0))
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_survives_an_endless_relay_and_never_prints_a_control_character() -> TestResult {
+    let env = fresh_env("endless");
+    let (honest, _stop) = relay(&env.root.join("honest")).await?;
+    let endless = format!("ws://{}", endless_server().await?);
+    let (owner, reader) = (env.root.join("owner-home"), env.root.join("reader-home"));
+    ok(&agigit(&owner, &env.root, &["key", "generate"]));
+    let model = env.root.join("model");
+    ok(&agigit(&owner, &env.root, &["init", "model", "--id", "m"]));
+    write_model(&model, [1.0, 2.0, 3.0])?;
+    std::fs::write(model.join("notes.txt"), vec![b'n'; 3 << 20])?;
+    ok(&agigit(&owner, &model, &["relay", "add", &honest]));
+    // A message meant to take over the terminal of whoever reads the log.
+    ok(&agigit(
+        &owner,
+        &model,
+        &[
+            "commit",
+            "-m",
+            "fine\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31mred",
+        ],
+    ));
+    ok(&agigit(&owner, &model, &["push"]));
+    let key: serde_json::Value = json(&agigit(&owner, &env.root, &["key", "show", "--json"]));
+    let coordinate = format!("30717:{}:m", key["hex"].as_str().ok_or("hex")?);
+
+    // The endless relay first: every blob it is asked for never ends. The clone cuts each off at
+    // the length it expects and takes the bytes from the honest relay.
+    let started = std::time::Instant::now();
+    let (out, peak_kb) = agigit_measured(
+        &reader,
+        &env.root,
+        &[
+            "clone",
+            &coordinate,
+            "cloned",
+            "--relay",
+            &endless,
+            "--relay",
+            &honest,
+        ],
+    );
+    ok(&out);
+    println!(
+        "clone with an endless relay: {:.1} s, peak RSS {} MB",
+        started.elapsed().as_secs_f64(),
+        peak_kb / 1024
+    );
+    assert!(peak_kb < 250 << 10, "peak RSS {} MB", peak_kb / 1024);
+    let cloned = env.root.join("cloned");
+    assert_eq!(read_model(&cloned)?, [1.0, 2.0, 3.0]);
+    assert_eq!(std::fs::read(cloned.join("notes.txt"))?.len(), 3 << 20);
+
+    // The log shows the message with its control characters escaped.
+    let log = agigit(&reader, &cloned, &["log"]);
+    let text = ok(&log);
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "{text:?}"
+    );
+    assert!(text.contains("\\u{1b}]0;pwned"), "{text}");
+    Ok(())
+}

@@ -57,6 +57,8 @@ pub struct PoolOptions {
     pub publish_timeout: Duration,
     /// Waiting for a relay's `EOSE`.
     pub query_timeout: Duration,
+    /// Once one relay has sent `EOSE`, how much longer a query waits for the others.
+    pub eose_grace: Duration,
     /// First wait before reconnecting.
     pub backoff_min: Duration,
     /// Longest wait between reconnects.
@@ -78,6 +80,7 @@ impl Default for PoolOptions {
             connect_timeout: Duration::from_secs(10),
             publish_timeout: Duration::from_secs(15),
             query_timeout: Duration::from_secs(15),
+            eose_grace: Duration::from_secs(3),
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
             max_message_bytes: 2 << 20,
@@ -374,8 +377,15 @@ impl RelayPool {
             self.inner.options.max_query_events,
             self.inner.options.max_query_bytes,
         );
+        // Once one relay has answered in full, the others have a grace period more: a relay that
+        // is down (or never answers) does not hold every query for the whole timeout.
+        let grace = self.inner.options.eose_grace;
+        let (first_done, first_rx) =
+            tokio::sync::watch::channel::<Option<tokio::time::Instant>>(None);
+        let first_done = &first_done;
         let runs = targets.into_iter().map(|(url, commands)| {
             let (id, filters) = (id.clone(), filters.to_vec());
+            let mut first = first_rx.clone();
             async move {
                 let (tx, mut rx) = mpsc::channel(1024);
                 let req = Command::Req {
@@ -390,7 +400,15 @@ impl RelayPool {
                 let mut bytes = 0usize;
                 let deadline = tokio::time::Instant::now() + timeout;
                 let end = loop {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    let cutoff = match *first.borrow() {
+                        Some(at) => deadline.min(at + grace),
+                        None => deadline,
+                    };
+                    let next = tokio::select! {
+                        next = tokio::time::timeout_at(cutoff, rx.recv()) => next,
+                        _ = first.changed() => continue,
+                    };
+                    match next {
                         Ok(Some(SubMsg::Event(e))) => {
                             // A relay that floods a query is cut off at the caps: what it sent
                             // so far (verified events) is kept, the rest never read.
@@ -402,9 +420,22 @@ impl RelayPool {
                             }
                             events.push(*e);
                         }
-                        Ok(Some(SubMsg::Eose)) => break Ok(()),
+                        Ok(Some(SubMsg::Eose)) => {
+                            first_done.send_if_modified(|at| {
+                                at.is_none()
+                                    .then(|| *at = Some(tokio::time::Instant::now()))
+                                    .is_some()
+                            });
+                            break Ok(());
+                        }
                         Ok(Some(SubMsg::Closed(why))) => break Err(why),
                         Ok(None) => break Err("connection task stopped".to_owned()),
+                        Err(_) if cutoff < deadline => {
+                            break Err(format!(
+                                "no EOSE within {} s of another relay's",
+                                grace.as_secs_f64()
+                            ));
+                        }
                         Err(_) => break Err(format!("no EOSE within {} s", timeout.as_secs())),
                     }
                 };

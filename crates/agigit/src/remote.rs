@@ -39,9 +39,9 @@ use crate::worktree::Part;
 /// Transfers in flight at once when none is chosen.
 pub const DEFAULT_PARALLEL: usize = 16;
 
-/// The largest pack manifest fetched (a manifest's length is not known before it arrives): a
-/// terabyte pack in 4 MiB segments of 10 shards needs 84 MB.
-pub const MAX_MANIFEST_BYTES: u64 = 256 << 20;
+/// The largest pack manifest fetched (a manifest's length is not known before it arrives): an
+/// 800 GB pack in 4 MiB segments of 10 shards needs 64 MiB (a push makes one pack per part).
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
 /// The largest segment a fetch accepts from a manifest (pushes use 1–4 MiB).
 pub const MAX_FETCH_SEGMENT: u64 = 256 << 20;
