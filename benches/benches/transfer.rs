@@ -121,12 +121,7 @@ impl Transport for DiskTransport {
                     }
                 })?;
             if bytes.len() as u64 > max_len {
-                return Err(NetError::TooLarge {
-                    server: server.to_owned(),
-                    what: format!("blob {hash}"),
-                    limit: max_len,
-                    unit: "bytes",
-                });
+                return Err(NetError::blob_too_large(server, hash, max_len));
             }
             let actual = BlobHash::digest(&bytes);
             if actual != *hash {

@@ -569,12 +569,7 @@ impl BlobClient {
     where
         S: Default + HasBuffer,
     {
-        let too_large = || NetError::TooLarge {
-            server: server.to_owned(),
-            what: format!("blob {hash}"),
-            limit: max_len,
-            unit: "bytes",
-        };
+        let too_large = || NetError::blob_too_large(server, hash, max_len);
         let offset = hasher.len();
         if offset > max_len {
             return Err(too_large().into());

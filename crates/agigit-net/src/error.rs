@@ -175,6 +175,16 @@ fn summary(report: &PublishReport) -> String {
 }
 
 impl NetError {
+    /// A blob of `server` longer than the `limit` bytes the caller would take.
+    pub fn blob_too_large(server: &str, hash: &BlobHash, limit: u64) -> Self {
+        NetError::TooLarge {
+            server: server.to_owned(),
+            what: format!("blob {hash}"),
+            limit,
+            unit: "bytes",
+        }
+    }
+
     /// Whether trying again (later, or elsewhere) may succeed.
     pub fn is_transient(&self) -> bool {
         match self {

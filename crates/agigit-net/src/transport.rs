@@ -351,12 +351,7 @@ impl Transport for MemoryTransport {
                     hash: *hash,
                 })?;
             if bytes.len() as u64 > max_len {
-                return Err(NetError::TooLarge {
-                    server: server.to_owned(),
-                    what: format!("blob {hash}"),
-                    limit: max_len,
-                    unit: "bytes",
-                });
+                return Err(NetError::blob_too_large(server, hash, max_len));
             }
             let actual = BlobHash::digest(&bytes);
             if actual != *hash {

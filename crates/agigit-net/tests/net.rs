@@ -249,14 +249,16 @@ async fn answers_nip42_challenges() -> TestResult {
     Ok(())
 }
 
-/// A relay that answers every REQ with one forged event, one event that does not match, and one
-/// good event, then EOSE.
-async fn lying_relay(good: Event, forged: Event, off_filter: Event) -> Result<SocketAddr, Error> {
+/// A hand-made relay that answers every REQ with the messages `answer` makes for its
+/// subscription id (then nothing else).
+async fn scripted_relay(
+    answer: impl Fn(SubscriptionId) -> Vec<String> + Clone + Send + Sync + 'static,
+) -> Result<SocketAddr, Error> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let (good, forged, off) = (good.clone(), forged.clone(), off_filter.clone());
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
                     return;
@@ -268,17 +270,23 @@ async fn lying_relay(good: Event, forged: Event, off_filter: Event) -> Result<So
                     };
                     if v[0] == "REQ" {
                         let sub = SubscriptionId::new(v[1].as_str().unwrap_or_default());
-                        for e in [&forged, &off, &good] {
-                            let m = RelayMessage::event(sub.clone(), e.clone());
-                            let _ = ws.send(m.as_json().into()).await;
+                        for m in answer(sub) {
+                            if ws.send(m.into()).await.is_err() {
+                                return;
+                            }
                         }
-                        let _ = ws.send(RelayMessage::eose(sub).as_json().into()).await;
                     }
                 }
             });
         }
     });
     Ok(addr)
+}
+
+/// A relay that answers every REQ with one forged event, one event that does not match, and one
+/// good event, then EOSE.
+async fn lying_relay(good: Event, forged: Event, off_filter: Event) -> Result<SocketAddr, Error> {
+    flooding_relay(vec![forged, off_filter, good], 0).await
 }
 
 #[tokio::test]
@@ -599,39 +607,18 @@ async fn endless_or_oversized_blob_bodies_are_cut_off_and_another_server_serves(
 /// A relay that answers every REQ with `events` (pre-signed) and then, if given, one message of
 /// `junk` bytes, then EOSE.
 async fn flooding_relay(events: Vec<Event>, junk: usize) -> Result<SocketAddr, Error> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let events = events.clone();
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    let Ok(text) = msg.to_text() else { continue };
-                    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
-                        continue;
-                    };
-                    if v[0] == "REQ" {
-                        let sub = SubscriptionId::new(v[1].as_str().unwrap_or_default());
-                        for e in &events {
-                            let m = RelayMessage::event(sub.clone(), e.clone());
-                            if ws.send(m.as_json().into()).await.is_err() {
-                                return;
-                            }
-                        }
-                        if junk > 0 {
-                            let note = format!("[\"NOTICE\",\"{}\"]", "x".repeat(junk));
-                            let _ = ws.send(note.into()).await;
-                        }
-                        let _ = ws.send(RelayMessage::eose(sub).as_json().into()).await;
-                    }
-                }
-            });
+    scripted_relay(move |sub| {
+        let mut out: Vec<String> = events
+            .iter()
+            .map(|e| RelayMessage::event(sub.clone(), e.clone()).as_json())
+            .collect();
+        if junk > 0 {
+            out.push(format!("[\"NOTICE\",\"{}\"]", "x".repeat(junk)));
         }
-    });
-    Ok(addr)
+        out.push(RelayMessage::eose(sub).as_json());
+        out
+    })
+    .await
 }
 
 #[tokio::test]

@@ -22,6 +22,8 @@ use nostr::prelude::{Keys, Timestamp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod support;
+
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -557,16 +559,7 @@ async fn hostile_uploads_are_refused_before_their_body_and_hold_nothing() -> Tes
     let server = start("hostile-uploads", config).await?;
     let keys = Keys::generate();
     let hash = BlobHash::digest(b"whatever");
-    let tmp_bytes = || -> u64 {
-        std::fs::read_dir(server.dir.join("tmp"))
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0)
-    };
+    let tmp_bytes = || support::dir_bytes(&server.dir.join("tmp"));
     let big = Some(100u64 << 20);
     // Each of these claims a 100 MB body and sends none of it: the answer comes from the headers.
     let cases = [

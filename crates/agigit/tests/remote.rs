@@ -619,19 +619,53 @@ async fn a_partial_clone_fetches_only_its_parts_commits_and_widens() -> TestResu
     Ok(())
 }
 
+/// A repository of one file, committed and pushed as `main` of `id` to a fresh network.
+struct Pushed {
+    keys: Keys,
+    net: MemoryTransport,
+    code: Leopard,
+    coordinate: RepoCoordinate,
+    origin: Dir,
+    repo: Repository,
+    tip: agigit::dag::ObjectId,
+}
+
+impl Pushed {
+    async fn new(id: &str, file: &str, content: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        let keys = Keys::generate();
+        let net = MemoryTransport::new(SERVERS);
+        let code = Leopard::new(2, 5)?;
+        let coordinate = RepoCoordinate::new(keys.public_key(), RepoId::new(id)?);
+        let origin = Dir::new(&format!("{id}-origin"));
+        std::fs::write(origin.0.join(file), content)?;
+        let repo = Repository::init(&origin.0)?;
+        let tip = repo.commit(content, keys.public_key().to_bytes())?;
+        repo.push(&net, &keys, &coordinate.id, "main", PushOptions::new(&code))
+            .await?;
+        Ok(Pushed {
+            keys,
+            net,
+            code,
+            coordinate,
+            origin,
+            repo,
+            tip,
+        })
+    }
+}
+
 #[tokio::test]
 async fn pull_never_loses_local_work() -> TestResult {
-    let keys = Keys::generate();
-    let net = MemoryTransport::new(SERVERS);
-    let code = Leopard::new(2, 5)?;
+    let Pushed {
+        keys,
+        net,
+        code,
+        coordinate,
+        origin,
+        repo,
+        ..
+    } = Pushed::new("pulled", "shared.txt", "v1").await?;
     let options = PushOptions::new(&code);
-    let coordinate = RepoCoordinate::new(keys.public_key(), RepoId::new("pulled")?);
-    let origin = Dir::new("pull-local-origin");
-    std::fs::write(origin.0.join("shared.txt"), "v1")?;
-    let repo = Repository::init(&origin.0)?;
-    repo.commit("v1", keys.public_key().to_bytes())?;
-    repo.push(&net, &keys, &coordinate.id, "main", options)
-        .await?;
     // Three clones at v1, each with its user's work in the way of the next pull.
     type Work = fn(&Path) -> std::io::Result<()>;
     let cases: [(&str, Work, &str); 3] = [
@@ -788,17 +822,16 @@ fn is_state(e: &agigit::event::nostr::prelude::Event) -> bool {
 
 #[tokio::test]
 async fn relays_cannot_roll_a_clone_back_or_make_a_push_drop_branches() -> TestResult {
-    let keys = Keys::generate();
-    let net = MemoryTransport::new(SERVERS);
-    let code = Leopard::new(2, 5)?;
+    let Pushed {
+        keys,
+        net,
+        code,
+        coordinate,
+        origin,
+        repo,
+        ..
+    } = Pushed::new("rollback", "v.txt", "1").await?;
     let options = PushOptions::new(&code);
-    let coordinate = RepoCoordinate::new(keys.public_key(), RepoId::new("rollback")?);
-    let origin = Dir::new("rollback-origin");
-    std::fs::write(origin.0.join("v.txt"), "1")?;
-    let repo = Repository::init(&origin.0)?;
-    let v1 = repo.commit("v1", keys.public_key().to_bytes())?;
-    repo.push(&net, &keys, &coordinate.id, "main", options)
-        .await?;
     let old_net = copy_of(&net, |_| true).await?;
     std::fs::write(origin.0.join("v.txt"), "2")?;
     let v2 = repo.commit("v2", keys.public_key().to_bytes())?;
@@ -870,23 +903,21 @@ async fn relays_cannot_roll_a_clone_back_or_make_a_push_drop_branches() -> TestR
         check.resolve("refs/remotes/origin/dev").is_ok(),
         "dev survived"
     );
-    let _ = v1;
     Ok(())
 }
 
 #[tokio::test]
 async fn fetch_takes_only_the_owners_commits_and_only_reachable_packs() -> TestResult {
-    let keys = Keys::generate();
-    let net = MemoryTransport::new(SERVERS);
-    let code = Leopard::new(2, 5)?;
+    let Pushed {
+        keys,
+        net,
+        code,
+        coordinate,
+        origin,
+        repo,
+        tip,
+    } = Pushed::new("reach", "a.txt", "main").await?;
     let options = PushOptions::new(&code);
-    let coordinate = RepoCoordinate::new(keys.public_key(), RepoId::new("reach")?);
-    let origin = Dir::new("reach-origin");
-    std::fs::write(origin.0.join("a.txt"), "main")?;
-    let repo = Repository::init(&origin.0)?;
-    let tip = repo.commit("main", keys.public_key().to_bytes())?;
-    repo.push(&net, &keys, &coordinate.id, "main", options)
-        .await?;
     // Another branch with its own big file: a clone of main must not download it.
     repo.create_branch("big", "HEAD")?;
     repo.checkout("big", false)?;

@@ -179,6 +179,36 @@ fn locked_by(owner: &Option<(crate::process::Owner, Option<bool>)>) -> String {
     }
 }
 
+/// Every file under `dir` (none when it does not exist): its path, and its name relative to
+/// `dir` with `prefix` in front (`/`-separated).
+fn files_under(dir: &Path, prefix: &str) -> Result<Vec<(PathBuf, String)>, RefError> {
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), prefix.to_owned())];
+    while let Some((dir, name)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(&dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err(&dir))?;
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let full = if name.is_empty() {
+                file
+            } else {
+                format!("{name}/{file}")
+            };
+            let path = entry.path();
+            if entry.file_type().map_err(io_err(&path))?.is_dir() {
+                stack.push((path, full));
+            } else {
+                out.push((path, full));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Refs stored as files under a directory: `HEAD`, `refs/heads/main`, …
 #[derive(Debug, Clone)]
 pub struct FsRefs {
@@ -257,37 +287,22 @@ impl FsRefs {
     /// I/O errors reading the directories or removing a file.
     pub fn clear_stale_locks(&self) -> Result<usize, RefError> {
         let mut removed = 0;
-        let mut stack = vec![self.root.clone()];
-        while let Some(dir) = stack.pop() {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(&dir)(e)),
+        for (path, name) in files_under(&self.root, "")? {
+            let file = name.rsplit('/').next().unwrap_or_default();
+            let owner = if file.ends_with(".lock") {
+                self.lock_owner(&path)
+            } else if file.starts_with('.') && file.ends_with(".new") {
+                file.rsplit_once('.')
+                    .and_then(|(stem, _)| stem.rsplit_once('.'))
+                    .and_then(|(_, tail)| tail.split_once('-'))
+                    .and_then(|(pid, _)| pid.parse().ok())
+                    .map(|pid| crate::process::Owner { pid, start: None })
+            } else {
+                None
             };
-            for entry in entries {
-                let entry = entry.map_err(io_err(&dir))?;
-                let path = entry.path();
-                let kind = entry.file_type().map_err(io_err(&path))?;
-                if kind.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let owner = if name.ends_with(".lock") {
-                    self.lock_owner(&path)
-                } else if name.starts_with('.') && name.ends_with(".new") {
-                    name.rsplit_once('.')
-                        .and_then(|(stem, _)| stem.rsplit_once('.'))
-                        .and_then(|(_, tail)| tail.split_once('-'))
-                        .and_then(|(pid, _)| pid.parse().ok())
-                        .map(|pid| crate::process::Owner { pid, start: None })
-                } else {
-                    None
-                };
-                if owner.and_then(|o| o.is_running()) == Some(false) {
-                    self.io.remove_file(&path).map_err(io_err(&path))?;
-                    removed += 1;
-                }
+            if owner.and_then(|o| o.is_running()) == Some(false) {
+                self.io.remove_file(&path).map_err(io_err(&path))?;
+                removed += 1;
             }
         }
         Ok(removed)
@@ -326,29 +341,13 @@ impl FsRefs {
     /// Every ref under `refs/` whose name starts with `prefix`, sorted.
     pub fn list(&self, prefix: &str) -> Result<BTreeMap<RefName, Target>, RefError> {
         let mut out = BTreeMap::new();
-        let base = self.root.join("refs");
-        let mut stack = vec![(base, "refs".to_owned())];
-        while let Some((dir, name)) = stack.pop() {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(&dir)(e)),
-            };
-            for entry in entries {
-                let entry = entry.map_err(io_err(&dir))?;
-                let file = entry.file_name().to_string_lossy().into_owned();
-                let full = format!("{name}/{file}");
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push((path, full));
-                } else if let Ok(ref_name) = RefName::new(&full) {
-                    // Lock files and other strays are not refs; `RefName` rejects `.lock`.
-                    if ref_name.as_str().starts_with(prefix)
-                        && let Some(t) = self.read(&RefKey::Name(ref_name.clone()))?
-                    {
-                        out.insert(ref_name, t);
-                    }
-                }
+        for (_, name) in files_under(&self.root.join("refs"), "refs")? {
+            // Lock files and other strays are not refs; `RefName` rejects `.lock`.
+            if let Ok(ref_name) = RefName::new(&name)
+                && ref_name.as_str().starts_with(prefix)
+                && let Some(t) = self.read(&RefKey::Name(ref_name.clone()))?
+            {
+                out.insert(ref_name, t);
             }
         }
         Ok(out)

@@ -241,6 +241,27 @@ pub fn json_len(event: &Event) -> usize {
     event.content.len() + tags + 256
 }
 
+/// A page of stored events from rows of event JSON (at most the page's count, which the query
+/// limited): parsed one at a time, stopping once `max_bytes` of JSON are in (one at least), so
+/// the rows after are never read.
+pub(crate) fn page_of_json<S: AsRef<str>>(
+    rows: impl Iterator<Item = Result<S, EventStoreError>>,
+    max_bytes: usize,
+    parse: impl Fn(&str) -> Result<Event, EventStoreError>,
+) -> Result<Vec<Event>, EventStoreError> {
+    let mut page = Vec::new();
+    let mut bytes = 0usize;
+    for json in rows {
+        if !page.is_empty() && bytes >= max_bytes {
+            break;
+        }
+        let json = json?;
+        bytes = bytes.saturating_add(json.as_ref().len());
+        page.push(parse(json.as_ref())?);
+    }
+    Ok(page)
+}
+
 /// The first events of `events` that make a page: at most `max_events`, stopping once
 /// `max_bytes` are reached (one at least).
 pub(crate) fn take_page(

@@ -13,7 +13,7 @@ use postgres::{Client, NoTls};
 
 use super::{
     Cursor, EventStore, EventStoreError, SaveOutcome, Slot, check_filters, deletion_targets,
-    is_expired, merge_results, secs, slot, slot_key, supersedes, verify,
+    is_expired, merge_results, page_of_json, secs, slot, slot_key, supersedes, verify,
 };
 
 const SCHEMA: &str = "
@@ -305,17 +305,11 @@ impl EventStore for PostgresEventStore {
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(AsRef::as_ref).collect();
         // At most `max_events` rows come back; the page stops at `max_bytes` of them.
         let rows = client.query(&sql, &params).map_err(pg)?;
-        let mut page = Vec::new();
-        let mut bytes = 0usize;
-        for row in rows {
-            if !page.is_empty() && bytes >= max_bytes {
-                break;
-            }
-            let json: &str = row.get(0);
-            bytes = bytes.saturating_add(json.len());
-            page.push(Self::parse(json)?);
-        }
-        Ok(page)
+        page_of_json(
+            rows.iter().map(|r| Ok(r.get::<_, &str>(0))),
+            max_bytes,
+            Self::parse,
+        )
     }
 }
 

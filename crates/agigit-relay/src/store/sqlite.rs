@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::V
 
 use super::{
     Cursor, EventStore, EventStoreError, SaveOutcome, Slot, check_filters, deletion_targets,
-    is_expired, merge_results, secs, slot, slot_key, supersedes, verify,
+    is_expired, merge_results, page_of_json, secs, slot, slot_key, supersedes, verify,
 };
 
 const SCHEMA: &str = "
@@ -274,19 +274,11 @@ impl EventStore for SqliteEventStore {
         let conn = self.conn.lock().map_err(|_| EventStoreError::Poisoned)?;
         let (sql, args) = select(filter, after, Some(max_events.max(1)));
         let mut stmt = conn.prepare(&sql)?;
-        let mut rows = stmt.query(params_from_iter(args))?;
-        let mut page = Vec::new();
-        let mut bytes = 0usize;
         // Rows are read one at a time: the page stops at `max_bytes` without loading the rest.
-        while let Some(row) = rows.next()? {
-            if !page.is_empty() && bytes >= max_bytes {
-                break;
-            }
-            let json: String = row.get(0)?;
-            bytes = bytes.saturating_add(json.len());
-            page.push(Self::parse(&json)?);
-        }
-        Ok(page)
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| r.get::<_, String>(0))?
+            .map(|r| r.map_err(EventStoreError::from));
+        page_of_json(rows, max_bytes, Self::parse)
     }
 }
 
