@@ -140,7 +140,10 @@ impl Repository {
         // What a crash left: locks and temporary files of processes that no longer run.
         let recovered = Recovered {
             locks: refs.clear_stale_locks()?,
-            temps: store.remove_dead_temps()? + remove_dead_packs(&dot.join("tmp"))?,
+            temps: store.remove_dead_temps()?
+                // Where processes cannot be told apart: by age.
+                + store.remove_stale_temps(std::time::Duration::from_secs(24 * 3600))?
+                + remove_dead_packs(&dot.join("tmp"))?,
         };
         if recovered != Recovered::default() {
             tracing::warn!(

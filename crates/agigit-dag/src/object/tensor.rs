@@ -56,6 +56,19 @@ impl TensorObject {
                 self.shape.len()
             ));
         }
+        // The element count must be a number: whoever materializes the tensor checks it against
+        // the dtype's size and `byte_len` (the dag does not know dtypes).
+        if self
+            .shape
+            .iter()
+            .try_fold(1u64, |n, d| n.checked_mul(*d))
+            .is_none()
+        {
+            return Err(format!(
+                "shape {:?} has more than 2^64 elements",
+                self.shape
+            ));
+        }
         let word = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
         if !check_word(&self.encoding, 32, word) {
             return Err(format!("encoding {:?}", self.encoding));
@@ -171,5 +184,32 @@ impl TensorObject {
     /// The parameter called `key`.
     pub fn param(&self, key: &str) -> Option<u64> {
         self.params.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shape_whose_element_count_overflows_does_not_decode() {
+        let t = TensorObject {
+            dtype: "BF16".into(),
+            shape: vec![1 << 32, 1 << 32],
+            encoding: "dense".into(),
+            params: Vec::new(),
+            base: None,
+            byte_len: 0,
+            digest: BlobHash::digest(b""),
+            payload_len: 0,
+            blobs: Vec::new(),
+        };
+        assert!(t.validate().is_err());
+        assert!(TensorObject::decode(&t.encode()).is_err());
+        let fine = TensorObject {
+            shape: vec![1 << 31, 1 << 32],
+            ..t
+        };
+        assert!(TensorObject::decode(&fine.encode()).is_ok());
     }
 }
