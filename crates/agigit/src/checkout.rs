@@ -4,7 +4,8 @@
 //!
 //! A move from one tree to another is planned before anything is touched: only the paths whose
 //! entries differ between the two trees are written or removed (like git, local changes to other
-//! files are carried over), and every such path is checked against the working directory. A
+//! files are carried over; `force` discards those too), and every such path is checked against
+//! the working directory. A
 //! tracked file with uncommitted changes (modified, or deleted when the target changes it), or an
 //! untracked file or directory where the target puts a file, stops the command with git's message
 //! and nothing changed, unless `force`. Then files are removed, then written, each one atomically
@@ -231,8 +232,18 @@ impl Repository {
         for (rel, source) in to {
             let old = from.get(rel);
             if old == Some(source) {
-                // The same in both trees: whatever the user did to it stays.
-                plan.unchanged += 1;
+                // The same in both trees: whatever the user did to it stays — unless `force`
+                // discards local changes, as `git checkout -f` does.
+                if !force || self.matches(rel, source)? {
+                    plan.unchanged += 1;
+                    continue;
+                }
+                match existing(root, rel)? {
+                    Found::Link(at) => return Err(link(&at)),
+                    Found::Dir(_) => plan.clear.push(rel.clone()),
+                    Found::Absent | Found::File(_) | Found::FileParent(_) => {}
+                }
+                plan.writes.push((rel.clone(), source.clone()));
                 continue;
             }
             match existing(root, rel)? {

@@ -199,13 +199,21 @@ fn branches_deleted_files_and_dirty_checkouts() -> TestResult {
         Some("refs/heads/main".into())
     );
     assert_eq!(std::fs::read(d.0.join("notes.md"))?, b"my notes");
-    // A change to a file both branches share is carried over, as git does.
+    // Out of the way, a change to a file both branches share is carried over, as git does.
+    std::fs::remove_file(d.0.join("notes.md"))?;
+    std::fs::write(
+        d.0.join("data/validation/part-0.jsonl"),
+        b"{\"text\": \"bye\"}\n",
+    )?;
     std::fs::write(d.0.join("config.json"), b"{}")?;
-    repo.checkout("experiment", true)?;
+    repo.checkout("experiment", false)?;
     assert_eq!(std::fs::read(d.0.join("notes.md"))?, b"new file");
     assert!(!d.0.join("data/validation/part-0.jsonl").exists());
     assert_eq!(std::fs::read(d.0.join("config.json"))?, b"{}");
     assert_eq!(repo.status()?.keys().collect::<Vec<_>>(), ["config.json"]);
+    // --force discards local changes, those to shared files too (git checkout -f).
+    repo.checkout("experiment", true)?;
+    assert!(repo.status()?.is_empty());
     assert!(matches!(
         repo.resolve("nope"),
         Err(Error::UnknownRevision(_))
