@@ -55,4 +55,32 @@ fuzz_target!(|data: &[u8]| {
             code.spec().k
         ),
     }
+
+    // 3. The rebuild state machine, offered the kept shards and garbage for the others, in the
+    //    order the mask's bits give: it rebuilds exactly when k good ones came, else says so.
+    if rest.is_empty() {
+        return;
+    }
+    let hashes = vec![shards.iter().map(agigit_hash::BlobHash::digest).collect()];
+    let Ok(manifest) =
+        agigit_shard::ShardManifest::new(code.spec(), rest.len() as u64, rest.len() as u64, hashes)
+    else {
+        return;
+    };
+    let mut rb = agigit_shard::SegmentRebuilder::new(&manifest, &*code, 0).expect("segment 0");
+    for i in (0..n).rev() {
+        let bytes = if mask & (1 << (i % 32)) != 0 {
+            shards[i].clone()
+        } else {
+            pieces.get(i).map_or_else(Vec::new, |p| p.to_vec())
+        };
+        rb.offer(i, bytes).expect("an index below n");
+    }
+    match rb.finish(&*code) {
+        Ok(out) => assert_eq!(out, rest),
+        Err(agigit_shard::ShardError::NotEnoughShards { good, needed, .. }) => {
+            assert!(good < needed)
+        }
+        Err(other) => panic!("{other:?}"),
+    }
 });

@@ -7,6 +7,7 @@ mod manifest;
 mod novelpoly;
 mod placement;
 mod stream;
+mod transfer;
 
 pub use code::{CodecKind, CodecSpec, ErasureCode, MAX_SHARDS, ShardError, codec_for, slots};
 pub use leopard::{LEOPARD_STRIPE, Leopard};
@@ -16,9 +17,9 @@ pub use manifest::{
 pub use novelpoly::NovelPoly;
 pub use placement::{Placement, PlacementError, plan_shards};
 pub use stream::{
-    EncodedSegment, ShardSource, StreamError, StreamOptions, decode_stream, encode_stream,
-    fetch_segment,
+    ShardSource, StreamError, StreamOptions, decode_stream, encode_stream, fetch_segment,
 };
+pub use transfer::{EncodedSegment, Offered, SegmentEncoder, SegmentRebuilder};
 
 erasure_code_conformance!(novelpoly_4_of_8, NovelPoly::new(4, 8));
 erasure_code_conformance!(novelpoly_10_of_30, NovelPoly::new(10, 30));

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use crate::code::{ErasureCode, ShardError};
 use crate::manifest::{MAX_SEGMENT_SIZE, ShardManifest};
+use crate::transfer::{EncodedSegment, SegmentEncoder, SegmentRebuilder};
 
 /// Why a streaming encode or rebuild failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,19 +73,6 @@ impl StreamOptions {
     }
 }
 
-/// One coded segment, handed to the sink in segment order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedSegment {
-    /// The segment's index in the object.
-    pub index: usize,
-    /// Its length in bytes.
-    pub len: usize,
-    /// Its `N` shards, shard `i` at `shards[i]`.
-    pub shards: Vec<Vec<u8>>,
-    /// The SHA-256 of each shard (the Blossom name it is stored under).
-    pub hashes: Vec<BlobHash>,
-}
-
 /// Reads `reader` to its end, cuts it into segments, erasure-codes them and hands each
 /// [`EncodedSegment`] to `sink` in order; returns the object's manifest.
 ///
@@ -126,14 +114,7 @@ where
             .into_par_iter()
             .enumerate()
             .map(|(offset, segment)| {
-                let shards = code.encode(&segment)?;
-                let hashes = shards.par_iter().map(BlobHash::digest).collect();
-                Ok(EncodedSegment {
-                    index: next_index + offset,
-                    len: segment.len(),
-                    shards,
-                    hashes,
-                })
+                SegmentEncoder::new(code).encode(next_index + offset, &segment)
             })
             .collect();
         for segment in coded {
@@ -195,31 +176,26 @@ pub fn fetch_segment(
     source: &dyn ShardSource,
     segment: usize,
 ) -> Result<Vec<u8>, ShardError> {
-    let hashes = manifest
-        .shard_hashes(segment)
-        .ok_or(ShardError::IndexOutOfRange {
-            index: segment,
-            n: manifest.segment_count(),
-        })?;
-    let k = manifest.codec().k;
-    let shard_len = code.shard_len(manifest.segment_len_usize(segment));
-    let mut fetched: Vec<Option<Vec<u8>>> = vec![None; hashes.len()];
-    let mut good = 0;
-    for (index, hash) in hashes.iter().enumerate() {
-        if good == k {
+    let mut rebuild = SegmentRebuilder::new(manifest, code, segment)?;
+    loop {
+        let wanted = rebuild.wants();
+        if wanted.is_empty() {
             break;
         }
-        if let Some(bytes) = source.fetch(segment, index, hash)
-            && bytes.len() == shard_len
-            && BlobHash::digest(&bytes) == *hash
-        {
-            fetched[index] = Some(bytes);
-            good += 1;
+        for index in wanted {
+            let hash = *rebuild.hash(index).ok_or(ShardError::IndexOutOfRange {
+                index,
+                n: manifest.codec().n,
+            })?;
+            match source.fetch(segment, index, &hash) {
+                Some(bytes) => {
+                    rebuild.offer(index, bytes)?;
+                }
+                None => rebuild.failed(index),
+            }
         }
     }
-    // Every fetched shard was checked against its hash above: do not hash it again.
-    let slots: Vec<Option<&[u8]>> = fetched.iter().map(Option::as_deref).collect();
-    manifest.rebuild_checked(code, segment, &slots)
+    rebuild.finish(code)
 }
 
 /// Rebuilds the whole object into `writer`, segments in order, `in_flight` of them fetched and

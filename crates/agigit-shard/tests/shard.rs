@@ -521,3 +521,118 @@ fn planner_returns_the_smallest_sufficient_n() -> TestResult {
     );
     Ok(())
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The rebuild state machine, driven like a network would: shards offered in any order,
+    /// some twice, some corrupt or cut short, some never coming; with `k` good ones in, the
+    /// segment comes back exactly; with fewer, a typed error names the segment.
+    #[test]
+    fn a_rebuilder_takes_shards_in_any_order_and_any_quality(
+        kind in arb_kind(),
+        k in 1usize..6,
+        extra in 1usize..6,
+        len in 1usize..5000,
+        seed in any::<u64>(),
+        good_count in 0usize..12,
+        corrupt in 0usize..4,
+    ) {
+        let code = codec(kind, k, k + extra);
+        let spec = code.spec();
+        let data = test_bytes(len, seed);
+        let (manifest, stored) = encode_all(&*code, &data, len, 1).expect("encode");
+        let n = spec.n;
+        let order = scattered(n, n, seed);
+        let good: Vec<usize> = order.iter().copied().take(good_count.min(n)).collect();
+        let mut rb = agigit_shard::SegmentRebuilder::new(&manifest, &*code, 0).expect("segment 0");
+        prop_assert_eq!(rb.shard_len(), stored[0][0].len());
+        // Wrong bytes first (for shards never offered good, and for good ones before their good
+        // copy): rejected, never counted.
+        for &i in order.iter().rev().take(corrupt) {
+            let mut bad = stored[0][i].clone();
+            if bad.is_empty() {
+                continue;
+            }
+            bad[0] ^= 1;
+            prop_assert_eq!(rb.offer(i, bad).expect("offer"), agigit_shard::Offered::Rejected);
+            let short = stored[0][i][..stored[0][i].len() - 1].to_vec();
+            prop_assert_eq!(rb.offer(i, short).expect("offer"), agigit_shard::Offered::Rejected);
+        }
+        for &i in &good {
+            prop_assert_eq!(rb.offer(i, stored[0][i].clone()).expect("offer"), agigit_shard::Offered::Accepted);
+            prop_assert_eq!(rb.offer(i, stored[0][i].clone()).expect("again"), agigit_shard::Offered::Duplicate);
+        }
+        prop_assert!(rb.offer(n, Vec::new()).is_err(), "an index past N");
+        let held = good.len();
+        prop_assert_eq!(rb.is_ready(), held >= spec.k);
+        if held >= spec.k {
+            prop_assert_eq!(rb.finish(&*code).expect("rebuild"), data);
+        } else {
+            match rb.finish(&*code) {
+                Err(ShardError::NotEnoughShards { segment: 0, good, needed }) => {
+                    prop_assert_eq!((good, needed), (held, spec.k));
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_rebuilder_asks_for_data_shards_first_and_replaces_failures() -> TestResult {
+    let code = Leopard::new(3, 6)?;
+    let data = test_bytes(3000, 7);
+    let (manifest, stored) = encode_all(&code, &data, 3000, 1)?;
+    let mut rb = agigit_shard::SegmentRebuilder::new(&manifest, &code, 0)?;
+    assert_eq!(rb.wants(), vec![0, 1, 2], "the k data shards first");
+    assert!(rb.wants().is_empty(), "nothing more while they are pending");
+    rb.failed(1);
+    assert_eq!(rb.wants(), vec![3], "one more in place of the failed");
+    rb.offer(0, stored[0][0].clone())?;
+    rb.offer(2, stored[0][2].clone())?;
+    assert!(!rb.is_ready());
+    rb.offer(3, vec![0; stored[0][3].len()])?; // wrong bytes
+    assert_eq!(rb.wants(), vec![4]);
+    rb.failed(4);
+    assert_eq!(rb.wants(), vec![5]);
+    rb.failed(5);
+    assert!(
+        rb.is_stuck(),
+        "two good of three needed, nothing left to try"
+    );
+    assert!(matches!(
+        rb.finish(&code),
+        Err(ShardError::NotEnoughShards {
+            segment: 0,
+            good: 2,
+            needed: 3
+        })
+    ));
+    // A good copy that arrives late still counts.
+    rb.offer(5, stored[0][5].clone())?;
+    assert_eq!(rb.finish(&code)?, data);
+    Ok(())
+}
+
+#[test]
+fn the_encoder_reuses_buffers_and_matches_the_code() -> TestResult {
+    let code = NovelPoly::new(2, 4)?;
+    let mut encoder = agigit_shard::SegmentEncoder::new(&code);
+    for (i, len) in [1000usize, 17, 1000].into_iter().enumerate() {
+        let segment = test_bytes(len, i as u64);
+        let encoded = encoder.encode(i, &segment)?;
+        assert_eq!(encoded.shards, code.encode(&segment)?);
+        assert_eq!(
+            encoded.hashes,
+            encoded
+                .shards
+                .iter()
+                .map(BlobHash::digest)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!((encoded.index, encoded.len), (i, len));
+        encoder.recycle(encoded);
+    }
+    Ok(())
+}
