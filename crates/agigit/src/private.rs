@@ -92,10 +92,12 @@ impl Sealed<'_> {
 /// A private repository's keys as a client holds them: the keyring (every epoch's content key,
 /// unwrapped) and the key wrap it uses.
 ///
-/// `Debug` does not print a key.
+/// `Debug` does not print a key. Cloning copies the keys: it is how sealing and opening are
+/// handed to the CPU pool.
+#[derive(Clone)]
 pub struct PrivateKeys {
     ring: Keyring,
-    wrap: Box<dyn KeyWrap>,
+    wrap: std::sync::Arc<dyn KeyWrap>,
 }
 
 impl std::fmt::Debug for PrivateKeys {
@@ -135,7 +137,7 @@ impl PrivateKeys {
     /// # Errors
     /// [`Error::Invalid`] when no randomness is available.
     pub fn generate(owner: &ReaderSecret, readers: &[ReaderKey]) -> Result<Self, Error> {
-        Self::generate_with(Box::new(EcdhWrap), owner, readers)
+        Self::generate_with(std::sync::Arc::new(EcdhWrap), owner, readers)
     }
 
     /// As [`generate`](Self::generate), with another key wrap.
@@ -143,7 +145,7 @@ impl PrivateKeys {
     /// # Errors
     /// As [`generate`](Self::generate).
     pub fn generate_with(
-        wrap: Box<dyn KeyWrap>,
+        wrap: std::sync::Arc<dyn KeyWrap>,
         owner: &ReaderSecret,
         readers: &[ReaderKey],
     ) -> Result<Self, Error> {
@@ -159,7 +161,7 @@ impl PrivateKeys {
     /// [`Error::NotAReader`] when `secret` is not a current reader or its entry does not open;
     /// [`Error::Corrupt`] for malformed bytes.
     pub fn open(keyring: &[u8], secret: &ReaderSecret) -> Result<Self, Error> {
-        Self::open_with(Box::new(EcdhWrap), keyring, secret)
+        Self::open_with(std::sync::Arc::new(EcdhWrap), keyring, secret)
     }
 
     /// As [`open`](Self::open), with another key wrap.
@@ -167,7 +169,7 @@ impl PrivateKeys {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn open_with(
-        wrap: Box<dyn KeyWrap>,
+        wrap: std::sync::Arc<dyn KeyWrap>,
         keyring: &[u8],
         secret: &ReaderSecret,
     ) -> Result<Self, Error> {

@@ -1,0 +1,587 @@
+//! Fetch and pull: the newest state the clone may accept, the commit events reachable from the
+//! wanted tip, their packs rebuilt by [`super::transfer`], then (pull) the branch and the files.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use agigit_crypt::ReaderSecret;
+use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
+use agigit_dag::{Find, FindExt, ForkBase, ObjectId, is_ancestor};
+use agigit_event::nostr::prelude::{Filter, Kind};
+use agigit_event::{CommitEvent, RepoCoordinate, RepoState, Signed};
+use agigit_hash::BlobHash;
+use agigit_net::Transport;
+use agigit_shard::{Placement, ShardManifest, codec_for};
+use futures_util::{StreamExt as _, stream};
+
+use super::transfer::SegmentFetch;
+use super::*;
+use crate::error::Error;
+use crate::pack;
+use crate::private::{PrivateKeys, Sealed};
+use crate::repo::Repository;
+use crate::worktree::Part;
+
+/// About how many bytes of segments a fetch keeps in flight at most.
+const FETCH_MEMORY: u64 = 256 << 20;
+
+/// A commit the relays list, checked: its id, the name it is published under, its packs.
+struct Listed {
+    id: ObjectId,
+    published: ObjectId,
+    /// The parents (commit ids, from the commit itself).
+    parents: Vec<ObjectId>,
+    /// The key epoch its event and packs are sealed in (0 for a public repository).
+    epoch: u32,
+    packs: Vec<BlobHash>,
+    /// What the labelled packs hold.
+    parts: BTreeMap<BlobHash, String>,
+}
+
+/// Which packs a fetch wants: those of new commits in the parts `wanted`; and, for commits
+/// already local, those of the parts `wanted` that the repository does not hold yet.
+struct Want {
+    wanted: BTreeSet<Part>,
+    held: BTreeSet<Part>,
+}
+
+impl Want {
+    fn wants(&self, commit_is_local: bool, label: Option<&String>) -> bool {
+        // An unlabelled pack, or one labelled with a part this build does not know, holds what
+        // every checkout needs.
+        let Some(part) = label.and_then(|l| Part::from_name(l)) else {
+            return !commit_is_local;
+        };
+        self.wanted.contains(&part) && (!commit_is_local || !self.held.contains(&part))
+    }
+}
+
+impl Repository {
+    /// Fetches branch `branch` of `repo` into `refs/remotes/origin/<branch>`, then fast-forwards
+    /// the local branch and (when it is checked out) the working directory.
+    ///
+    /// # Errors
+    /// [`Error::Network`] when no valid state is found or a pack cannot be rebuilt from the
+    /// servers that answer; [`Error::Corrupt`] for data that does not match its hashes;
+    /// [`Error::Invalid`] when the local branch has diverged; [`Error::NeedsKey`] or
+    /// [`Error::NotAReader`] for a private repository the given secret cannot open.
+    pub async fn pull(
+        &self,
+        transport: &dyn Transport,
+        repo: &RepoCoordinate,
+        branch: &str,
+        options: FetchOptions<'_>,
+    ) -> Result<PullReport, Error> {
+        let before = self.parts()?;
+        let report = self.fetch(transport, repo, branch, options).await?;
+        let Some(tip) = report.tip else {
+            return Ok(report);
+        };
+        if let Err(e) = self.fast_forward(branch, tip, before.as_ref(), options.force) {
+            // The files of parts the fetch added are not checked out: a later pull must still
+            // see them as new.
+            self.set_parts(before.as_ref())?;
+            return Err(e);
+        }
+        Ok(report)
+    }
+
+    /// Moves `branch` forward to `tip` (and the files, when it is checked out); `before` is the
+    /// parts held before the fetch, whose files are already checked out.
+    fn fast_forward(
+        &self,
+        branch: &str,
+        tip: ObjectId,
+        before: Option<&BTreeSet<Part>>,
+        force: bool,
+    ) -> Result<(), Error> {
+        let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
+        let local = self.refs().resolve(&RefKey::Name(name.clone()))?;
+        let checked_out = self.current_branch()? == Some(name.clone());
+        if let Some(l) = local {
+            if l == tip || is_ancestor(self.store(), &tip, &l).unwrap_or(false) {
+                // A partial clone that now holds more parts: check out their files.
+                if checked_out && self.parts()?.as_ref() != before {
+                    let tree = self.store().find_commit(&l)?.tree;
+                    let previous = crate::worktree::files_in(self.store(), &tree, before)?;
+                    self.update_worktree("pull", &previous, &l, force)?;
+                }
+                return Ok(());
+            }
+            if !is_ancestor(self.store(), &l, &tip).map_err(|e| Error::Invalid(e.to_string()))? {
+                return Err(Error::Invalid(format!(
+                    "branch {branch} has diverged from the remote: merge origin/{branch} into it"
+                )));
+            }
+        }
+        if checked_out {
+            let previous = match local {
+                Some(l) => crate::worktree::files_in(
+                    self.store(),
+                    &self.store().find_commit(&l)?.tree,
+                    before,
+                )?,
+                None => BTreeMap::new(),
+            };
+            self.update_worktree("pull", &previous, &tip, force)?;
+        }
+        // A clone of a fork is a fork of the same foundation: its own commits stay deltas.
+        if self.fork_base()?.is_none()
+            && let Some(base) = self.store().find_commit(&tip)?.base
+        {
+            self.set_fork_base(&base.repo, base.commit)?;
+        }
+        let expected = local.map_or(Expected::Absent, |l| Expected::Value(Target::Id(l)));
+        self.refs().commit(Transaction::new().edit(
+            RefKey::Name(name),
+            expected,
+            Some(Target::Id(tip)),
+        ))?;
+        Ok(())
+    }
+
+    /// Fetches branch `branch` of `repo` into `refs/remotes/origin/<branch>` without touching
+    /// local branches or files. Packs whose objects are all local are not fetched again.
+    ///
+    /// # Errors
+    /// As [`pull`](Self::pull).
+    pub async fn fetch(
+        &self,
+        transport: &dyn Transport,
+        repo: &RepoCoordinate,
+        branch: &str,
+        options: FetchOptions<'_>,
+    ) -> Result<PullReport, Error> {
+        let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
+        let Some(state) = self.remote_state(transport, repo, false).await? else {
+            return Err(Error::Network(format!(
+                "no valid state event for {repo} on the fetch relays"
+            )));
+        };
+        // Never back to a state older than one this clone accepted: a relay replaying an old
+        // (validly signed) state cannot roll the clone back.
+        let mut state_forked = false;
+        if let Some((at, id)) = self.accepted_state(repo)? {
+            let offered = (state.created_at().as_secs(), state.id());
+            if (offered.0, std::cmp::Reverse(offered.1)) < (at, std::cmp::Reverse(id)) {
+                return Err(Error::StaleState {
+                    repo: repo.to_string(),
+                    offered: offered.0,
+                    accepted: at,
+                });
+            }
+            // A newer state that does not build on the one accepted: the history forked.
+            if offered.1 != id && state.body().prev != Some(id) {
+                tracing::warn!(%repo, "the repository's state history forked: the newest state does not build on the one this clone accepted");
+                state_forked = true;
+            }
+        }
+        let keys = open_keys(repo, state.body(), options.secret)?;
+        let published_refs = match &keys {
+            Some(k) => k.branch_refs(branch)?,
+            None => vec![name.clone()],
+        };
+        let Some(published_tip) = published_refs
+            .iter()
+            .find_map(|r| state.body().refs.get(r).copied())
+        else {
+            return Err(Error::UnknownRevision(format!("origin/{branch}")));
+        };
+        let mut report = PullReport {
+            envelope: state.body().keys.clone(),
+            state_forked,
+            ..PullReport::default()
+        };
+        let held: BTreeSet<Part> = self
+            .parts()?
+            .unwrap_or_else(|| Part::ALL.into_iter().collect());
+        let want = Want {
+            wanted: match options.parts {
+                Some(parts) => {
+                    let wanted: BTreeSet<Part> = parts.iter().copied().collect();
+                    if self.head()?.is_some() && !wanted.is_superset(&held) {
+                        return Err(Error::Invalid(
+                            "a repository can fetch more parts, not drop some it holds: clone again with the parts you want".to_owned(),
+                        ));
+                    }
+                    wanted
+                }
+                None => held.clone(),
+            },
+            held,
+        };
+        let widening = !want.held.is_superset(&want.wanted);
+        let tip = match &keys {
+            // Public: the state names the commit, and nothing is fetched when it is local.
+            None if !widening && self.store().contains(&published_tip)? => published_tip,
+            _ => {
+                let listed = self.list_commits(transport, repo, keys.as_ref()).await?;
+                let tip = match &keys {
+                    None => published_tip,
+                    Some(_) => listed
+                        .iter()
+                        .find(|l| l.published == published_tip)
+                        .map(|l| l.id)
+                        .ok_or_else(|| {
+                            Error::Network(format!(
+                                "the remote's tip is in no commit event the relays list for {repo}"
+                            ))
+                        })?,
+                };
+                self.fetch_packs(
+                    transport,
+                    &listed,
+                    &[tip],
+                    keys.as_ref(),
+                    &want,
+                    options,
+                    &mut report,
+                )
+                .await?;
+                tip
+            }
+        };
+        report.tip = Some(tip);
+        if !self.store().contains(&tip)? {
+            return Err(Error::Network(format!(
+                "the remote's tip {tip} is in no pack the relays list"
+            )));
+        }
+        // A fork's commits name their foundation (and its first commit descends from it): fetch
+        // the foundation too, from its own repository, then check the history is complete.
+        let (foundations, missing) = self.walk_history(&tip)?;
+        for base in foundations {
+            if !self.store().contains(&base.commit)? {
+                let coordinate: RepoCoordinate = base.repo.parse().map_err(|e| {
+                    Error::Corrupt(format!(
+                        "a fork names a bad foundation {:?}: {e}",
+                        base.repo
+                    ))
+                })?;
+                let base_keys = match self.remote_state(transport, &coordinate, false).await? {
+                    Some(s) => open_keys(&coordinate, s.body(), options.secret)?,
+                    None => None,
+                };
+                let listed = self
+                    .list_commits(transport, &coordinate, base_keys.as_ref())
+                    .await?;
+                self.fetch_packs(
+                    transport,
+                    &listed,
+                    &[base.commit],
+                    base_keys.as_ref(),
+                    &want,
+                    options,
+                    &mut report,
+                )
+                .await?;
+            }
+        }
+        if !missing.is_empty() {
+            let (_, still) = self.walk_history(&tip)?;
+            if let Some(m) = still.first() {
+                return Err(Error::Network(format!(
+                    "commit {m} of the remote's history is in no pack the relays list"
+                )));
+            }
+        }
+        self.set_parts(Some(&want.wanted))?;
+        let tracking =
+            RefName::remote("origin", branch).map_err(|e| Error::Invalid(e.to_string()))?;
+        // A remote branch that moves to a commit not descending from where it was is reported,
+        // never followed silently.
+        if let Some(old) = self.refs().resolve(&RefKey::Name(tracking.clone()))?
+            && old != tip
+            && !is_ancestor(self.store(), &old, &tip).unwrap_or(false)
+        {
+            tracing::warn!(%old, new = %tip, "origin/{branch} was rewritten: it no longer descends from where it was");
+            report.forced_from = Some(old);
+        }
+        self.set_ref(tracking, tip)?;
+        self.record_state(repo, &state)?;
+        Ok(report)
+    }
+
+    /// The fork bases named by the local part of `tip`'s history, and the commits it lacks.
+    fn walk_history(&self, tip: &ObjectId) -> Result<(Vec<ForkBase>, Vec<ObjectId>), Error> {
+        let (mut bases, mut missing) = (Vec::new(), Vec::new());
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![*tip];
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            if !self.store().contains(&id)? {
+                missing.push(id);
+                continue;
+            }
+            let commit = self.store().find_commit(&id)?;
+            if let Some(base) = commit.base
+                && !bases.contains(&base)
+            {
+                bases.push(base);
+            }
+            stack.extend(commit.parents);
+        }
+        Ok((bases, missing))
+    }
+
+    /// The commit events of `repo`, each verified (signature, then its payload against the id
+    /// it claims; for a private repository, opened with `keys` and its opaque name checked).
+    /// Events that fail are left out.
+    async fn list_commits(
+        &self,
+        transport: &dyn Transport,
+        repo: &RepoCoordinate,
+        keys: Option<&PrivateKeys>,
+    ) -> Result<Vec<Listed>, Error> {
+        let events = transport
+            .query(&[Filter::new()
+                .kind(Kind::Custom(agigit_event::kinds::COMMIT))
+                .author(repo.owner)
+                .custom_tag(tag('a')?, repo.to_string())])
+            .await
+            .map_err(net)?;
+        let mut listed = Vec::new();
+        for event in events {
+            // Every event is verified again here: the transport's word is not enough.
+            let Ok(commit) = Signed::<CommitEvent>::from_event(event) else {
+                continue;
+            };
+            let body = commit.body();
+            // Only the owner writes a repository's history, whatever a transport's filter let
+            // through.
+            if body.repo != *repo || commit.author() != repo.owner {
+                tracing::warn!(commit = %body.commit, author = %commit.author(), "ignoring a commit event not signed by the repository's owner");
+                continue;
+            }
+            let (id, epoch, plain) = match (keys, &body.encryption) {
+                (None, None) => (
+                    agigit_dag::object::compute_id(agigit_dag::Kind::Commit, &body.payload),
+                    0,
+                    body.payload.clone(),
+                ),
+                (Some(k), Some(scheme)) => {
+                    let Some(epoch) = crate::private::epoch_of(scheme) else {
+                        continue;
+                    };
+                    let Ok(plain) =
+                        k.open_sealed(Sealed::Commit(&body.commit), epoch, &body.payload)
+                    else {
+                        tracing::warn!(commit = %body.commit, epoch, "a commit event does not open with this keyring");
+                        continue;
+                    };
+                    let id = agigit_dag::object::compute_id(agigit_dag::Kind::Commit, &plain);
+                    if k.commit_name_in(epoch, &id)? != body.commit {
+                        continue;
+                    }
+                    (id, epoch, plain)
+                }
+                _ => continue,
+            };
+            if keys.is_none() && id != body.commit {
+                tracing::warn!(commit = %body.commit, "a commit event's payload is another commit");
+                continue;
+            }
+            // The parents the commit itself names (plain ids, whatever epoch they were published
+            // in): what the walk from a tip follows.
+            let Ok(decoded) = agigit_dag::Commit::decode(&plain) else {
+                tracing::warn!(commit = %body.commit, "a commit event's payload is not a commit");
+                continue;
+            };
+            listed.push(Listed {
+                id,
+                published: body.commit,
+                parents: decoded.parents,
+                epoch,
+                packs: body.packs.clone(),
+                parts: body.pack_parts.clone(),
+            });
+        }
+        Ok(listed)
+    }
+
+    /// Fetches the packs that `want` asks for of the commits of `listed` reachable from `tips`
+    /// (commit ids): a commit already local ends the walk there unless parts are being added.
+    /// Packs of listed commits that no tip reaches are never downloaded.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one private helper of fetch; issue 15 splits this module"
+    )]
+    async fn fetch_packs(
+        &self,
+        transport: &dyn Transport,
+        listed: &[Listed],
+        tips: &[ObjectId],
+        keys: Option<&PrivateKeys>,
+        want: &Want,
+        options: FetchOptions<'_>,
+        report: &mut PullReport,
+    ) -> Result<(), Error> {
+        let by_id: std::collections::HashMap<ObjectId, &Listed> =
+            listed.iter().map(|l| (l.id, l)).collect();
+        let widening = !want.held.is_superset(&want.wanted);
+        let mut packs: Vec<(BlobHash, u32)> = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<&Listed> = tips.iter().filter_map(|t| by_id.get(t).copied()).collect();
+        while let Some(l) = stack.pop() {
+            if !seen.insert(l.id) {
+                continue;
+            }
+            let local = self.store().contains(&l.id)?;
+            for p in &l.packs {
+                if want.wants(local, l.parts.get(p)) && !packs.iter().any(|(q, _)| q == p) {
+                    packs.push((*p, l.epoch));
+                }
+            }
+            if !local || widening {
+                stack.extend(l.parents.iter().filter_map(|p| by_id.get(p).copied()));
+            }
+        }
+        for (manifest, epoch) in packs {
+            let sealed = keys.map(|k| (k, epoch));
+            self.fetch_pack(transport, &manifest, sealed, options, report)
+                .await?;
+            report.packs += 1;
+        }
+        Ok(())
+    }
+
+    /// Downloads pack `manifest_hash` from any servers and stores its objects.
+    async fn fetch_pack(
+        &self,
+        transport: &dyn Transport,
+        manifest_hash: &BlobHash,
+        keys: Option<(&PrivateKeys, u32)>,
+        options: FetchOptions<'_>,
+        report: &mut PullReport,
+    ) -> Result<(), Error> {
+        let servers = transport.fetch_servers();
+        let mut errors = Vec::new();
+        let mut manifest = None;
+        for s in &servers {
+            let decoded = match transport
+                .get_blob(s, manifest_hash, MAX_MANIFEST_BYTES)
+                .await
+            {
+                Ok(bytes) => {
+                    report.bytes += bytes.len() as u64;
+                    let plain = match keys {
+                        Some((k, epoch)) => k.open_sealed(Sealed::Manifest, epoch, &bytes),
+                        None => Ok(bytes.to_vec()),
+                    };
+                    plain.and_then(|p| {
+                        ShardManifest::decode(&p).map_err(|e| Error::Corrupt(e.to_string()))
+                    })
+                }
+                Err(e) => Err(net(e)),
+            };
+            match decoded {
+                Ok(m) => {
+                    manifest = Some(m);
+                    break;
+                }
+                Err(e) => errors.push(format!("{s}: {e}")),
+            }
+        }
+        let manifest = manifest.ok_or_else(|| {
+            Error::Network(format!(
+                "no server has pack manifest {manifest_hash}: {}",
+                errors.join("; ")
+            ))
+        })?;
+        // Memory holds the segments in flight: the manifest's segment size, which its author
+        // chose, is bounded here, and fewer segments fly at once when they are large.
+        if manifest.segment_size() > MAX_FETCH_SEGMENT {
+            return Err(Error::Limit {
+                what: format!("the segment size of pack {manifest_hash}"),
+                size: manifest.segment_size(),
+                limit: MAX_FETCH_SEGMENT,
+            });
+        }
+        let code = codec_for(&manifest.codec()).map_err(|e| Error::Corrupt(e.to_string()))?;
+        // Where the pusher put each shard, if these are its servers in its order; others after.
+        let placement = Placement::new(servers.len().max(1), &manifest.codec())
+            .map_err(|e| Error::Corrupt(e.to_string()))?;
+        let context = SegmentFetch {
+            transport,
+            servers: &servers,
+            manifest: &manifest,
+            code: code.as_ref(),
+            placement: &placement,
+        };
+        // Segments in order, several at once; within a segment, k shards at once.
+        let by_memory = usize::try_from(FETCH_MEMORY / manifest.segment_size().max(1))
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let in_flight = options
+            .parallel
+            .div_ceil(manifest.codec().k)
+            .clamp(1, by_memory);
+        let mut segments = stream::iter(0..manifest.segment_count())
+            .map(|segment| context.fetch(segment))
+            .buffered(in_flight);
+        // Segments arrive in order and go to a temporary file: memory holds the segments in
+        // flight, not the pack.
+        let pack_file = TempFile::new(self, "fetch")?;
+        let path = &pack_file.path;
+        let mut out = std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(path).map_err(Error::io(path))?,
+        );
+        if let Some(p) = options.progress {
+            p.begin("download pack", manifest.total_len());
+        }
+        while let Some(result) = segments.next().await {
+            let (bytes, shards, downloaded) = result?;
+            if let Some(p) = options.progress {
+                p.advance(bytes.len() as u64);
+            }
+            std::io::Write::write_all(&mut out, &bytes).map_err(Error::io(path))?;
+            report.shards += shards;
+            report.bytes += downloaded;
+        }
+        drop(segments);
+        std::io::Write::flush(&mut out).map_err(Error::io(path))?;
+        drop(out);
+        if let Some(p) = options.progress {
+            p.end();
+        }
+        let input = std::fs::File::open(path).map_err(Error::io(path))?;
+        let ids = match keys {
+            Some((k, epoch)) => {
+                pack::read_pack_from(self.store(), k.opening_reader(Sealed::Pack, epoch, input)?)?
+            }
+            None => pack::read_pack_from(self.store(), input)?,
+        };
+        report.objects += ids.len();
+        Ok(())
+    }
+
+    /// Records a private repository's key envelope (from [`PullReport::envelope`]) in
+    /// `.agigit/keys`, so this clone is private too and pushes encrypted for the same readers.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for bytes that are not an envelope; I/O errors.
+    pub fn save_envelope(&self, envelope: &[u8]) -> Result<(), Error> {
+        agigit_crypt::Keyring::decode_public(envelope, &agigit_crypt::EcdhWrap)
+            .map_err(|e| Error::Corrupt(format!("the repository's keyring: {e}")))?;
+        crate::private::write_envelope(self.root(), envelope)
+    }
+}
+/// The content key of a private repository `repo` (from its state's envelope), `None` for a
+/// public one.
+fn open_keys(
+    repo: &RepoCoordinate,
+    state: &RepoState,
+    secret: Option<&ReaderSecret>,
+) -> Result<Option<PrivateKeys>, Error> {
+    let Some(envelope) = &state.keys else {
+        return Ok(None);
+    };
+    let secret = secret.ok_or_else(|| {
+        Error::NeedsKey(format!(
+            "{repo} is private: fetch it with your secret key (set AGIGIT_NSEC or run `agigit key import`)"
+        ))
+    })?;
+    PrivateKeys::open(envelope, secret).map(Some)
+}

@@ -1,0 +1,266 @@
+//! Push and pull through a [`Transport`] (DESIGN §3): data first, pointers last.
+//!
+//! Push: the objects the remote lacks → one pack → (private: sealed) → erasure-coded segments →
+//! each shard a blob on the server the placement names (another server when that one fails) →
+//! the pack manifest (a blob, sealed when private) on every push server → one commit event per
+//! new commit → the repository state event. Each step needs at least `m` acceptances before the
+//! next starts, so a state event never points at data that is missing. Pushing again after a
+//! failure resumes: blobs are content-addressed, so what is stored already is stored again in
+//! place, and nothing after the failed step was published.
+//!
+//! Pull: the newest valid state event signed by the owner → (private: the content key from the
+//! envelope it carries) → the commit events of the repository, each checked against its id →
+//! for each pack the local store lacks, the manifest from any server, then for each segment shards
+//! from any servers, in parallel, until `k` with the right hashes are in → rebuild → (private:
+//! open) → every object checked against its id → the remote-tracking ref, then the branch
+//! (fast-forward only).
+//!
+//! A private repository publishes opaque names in place of commit ids (see [`crate::private`]).
+
+mod fetch;
+mod push;
+mod state;
+mod transfer;
+
+use std::collections::BTreeMap;
+
+use agigit_crypt::ReaderSecret;
+use agigit_dag::ObjectId;
+use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
+use agigit_event::nostr::prelude::SingleLetterTag;
+use agigit_hash::BlobHash;
+use agigit_net::NetError;
+use agigit_shard::ErasureCode;
+
+use crate::error::Error;
+use crate::private::PrivateKeys;
+use crate::repo::Repository;
+use crate::worktree::Part;
+
+/// Transfers in flight at once when none is chosen.
+pub const DEFAULT_PARALLEL: usize = 16;
+
+/// The largest pack manifest fetched (a manifest's length is not known before it arrives): an
+/// 800 GB pack in 4 MiB segments of 10 shards needs 64 MiB (a push makes one pack per part).
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
+/// The largest segment a fetch accepts from a manifest (pushes use 1–4 MiB).
+pub const MAX_FETCH_SEGMENT: u64 = 256 << 20;
+
+/// Reports progress of long transfers (a progress bar, a log). Called from the task doing the
+/// transfer; every method has a do-nothing default.
+pub trait Progress: Send + Sync {
+    /// A step starts: `what` it is and how many bytes it will move.
+    fn begin(&self, what: &str, total_bytes: u64) {
+        let _ = (what, total_bytes);
+    }
+    /// `bytes` more moved.
+    fn advance(&self, bytes: u64) {
+        let _ = bytes;
+    }
+    /// The step is over.
+    fn end(&self) {}
+}
+
+/// How to push.
+#[derive(Clone, Copy)]
+pub struct PushOptions<'a> {
+    /// The erasure code every segment is coded with.
+    pub code: &'a dyn ErasureCode,
+    /// Bytes per segment.
+    pub segment_size: usize,
+    /// Acceptances each event and each shard needs (relays, servers).
+    pub min_accepted: usize,
+    /// A private repository's keys (see [`Repository::private_keys`]): required when the
+    /// repository is private, refused when it is not.
+    pub keys: Option<&'a PrivateKeys>,
+    /// Uploads in flight at once.
+    pub parallel: usize,
+    /// Where to report progress.
+    pub progress: Option<&'a dyn Progress>,
+}
+
+impl<'a> PushOptions<'a> {
+    /// Options for `code`: 4 MiB segments, one acceptance per step, public,
+    /// [`DEFAULT_PARALLEL`] uploads at once.
+    pub fn new(code: &'a dyn ErasureCode) -> Self {
+        Self {
+            code,
+            segment_size: 4 << 20,
+            min_accepted: 1,
+            keys: None,
+            parallel: DEFAULT_PARALLEL,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for PushOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushOptions")
+            .field("code", &self.code.spec())
+            .field("segment_size", &self.segment_size)
+            .field("min_accepted", &self.min_accepted)
+            .field("private", &self.keys.is_some())
+            .field("parallel", &self.parallel)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to fetch.
+#[derive(Clone, Copy)]
+pub struct FetchOptions<'a> {
+    /// The user's secret key, to open a private repository's envelope (and a private
+    /// foundation's).
+    pub secret: Option<&'a ReaderSecret>,
+    /// Downloads in flight at once.
+    pub parallel: usize,
+    /// Where to report progress.
+    pub progress: Option<&'a dyn Progress>,
+    /// Fetch only these parts (a partial clone: see [`Repository::parts`]); `None` keeps what the
+    /// repository holds (everything, for a full one). A repository can widen its parts, not
+    /// drop some.
+    pub parts: Option<&'a [Part]>,
+    /// Let a pull overwrite or delete uncommitted and untracked files in its way (without it, a
+    /// pull that would refuses with [`Error::LocalChanges`] and changes nothing).
+    pub force: bool,
+}
+
+impl std::fmt::Debug for FetchOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchOptions")
+            .field("secret", &self.secret.is_some())
+            .field("parallel", &self.parallel)
+            .field("parts", &self.parts)
+            .field("force", &self.force)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for FetchOptions<'_> {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            parallel: DEFAULT_PARALLEL,
+            progress: None,
+            parts: None,
+            force: false,
+        }
+    }
+}
+
+impl<'a> FetchOptions<'a> {
+    /// Default options with `secret` to open private repositories.
+    pub fn with_secret(secret: &'a ReaderSecret) -> Self {
+        Self {
+            secret: Some(secret),
+            ..Self::default()
+        }
+    }
+}
+
+/// What a push did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PushReport {
+    /// The commit pushed.
+    pub tip: Option<ObjectId>,
+    /// Objects sent.
+    pub objects: usize,
+    /// The pack's size (sealed, for a private repository).
+    pub pack_bytes: u64,
+    /// Shards uploaded (each once).
+    pub shards: usize,
+    /// Shards stored on another server than the placement's, because that one failed.
+    pub rerouted: usize,
+    /// Shards no server took (the push still succeeds while every segment keeps `k`).
+    pub lost: usize,
+    /// Bytes uploaded per server (shards and manifests).
+    pub bytes_per_server: BTreeMap<String, u64>,
+    /// The pack manifest's blob hash.
+    pub manifest: Option<BlobHash>,
+    /// Whether the content was encrypted.
+    pub private: bool,
+    /// Nothing to send: the remote already has the tip.
+    pub up_to_date: bool,
+}
+
+/// What a pull did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PullReport {
+    /// The remote branch's commit.
+    pub tip: Option<ObjectId>,
+    /// Packs fetched.
+    pub packs: usize,
+    /// Objects received.
+    pub objects: usize,
+    /// Shards downloaded.
+    pub shards: usize,
+    /// Bytes downloaded (shards and manifests).
+    pub bytes: u64,
+    /// For a private repository, its key envelope (see [`Repository::save_envelope`]).
+    pub envelope: Option<Vec<u8>>,
+    /// The remote branch no longer descends from where it was before this fetch (the owner
+    /// rewrote it): where it was.
+    pub forced_from: Option<ObjectId>,
+    /// The newest state does not build on the one this clone accepted before (its `prev` is
+    /// another state): the repository's state history forked.
+    pub state_forked: bool,
+}
+
+fn net(e: NetError) -> Error {
+    Error::Network(e.to_string())
+}
+
+fn tag(letter: char) -> Result<SingleLetterTag, Error> {
+    SingleLetterTag::from_char(letter).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// A file under `.agigit/tmp`, removed when dropped.
+struct TempFile {
+    path: std::path::PathBuf,
+}
+
+impl TempFile {
+    fn new(repo: &Repository, what: &str) -> Result<Self, Error> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let dir = repo.root().join(crate::worktree::DOT_DIR).join("tmp");
+        std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(TempFile {
+            path: dir.join(format!("{what}-{}-{n}.pack", std::process::id())),
+        })
+    }
+
+    /// Fills the file through `fill` (buffered); returns its length.
+    fn write_with(
+        &self,
+        fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
+        let file = std::fs::File::create(&self.path).map_err(Error::io(&self.path))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        fill(&mut out)?;
+        std::io::Write::flush(&mut out).map_err(Error::io(&self.path))?;
+        drop(out);
+        Ok(std::fs::metadata(&self.path)
+            .map_err(Error::io(&self.path))?
+            .len())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Repository {
+    /// Points `name` at `id`, whatever it held.
+    fn set_ref(&self, name: RefName, id: ObjectId) -> Result<(), Error> {
+        self.refs().commit(Transaction::new().edit(
+            RefKey::Name(name),
+            Expected::Any,
+            Some(Target::Id(id)),
+        ))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,418 @@
+//! Push: the objects the remote lacks, as packs (one per part), sealed when private, coded and
+//! placed by [`super::transfer`], then the commit events and the state event.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use agigit_dag::refs::{RefKey, RefName};
+use agigit_dag::{FindExt, ObjectId};
+use agigit_event::nostr::prelude::Timestamp;
+use agigit_event::{CommitEvent, RepoCoordinate, RepoId, RepoState, Signed, Signer};
+use agigit_hash::BlobHash;
+use agigit_net::{NetError, Transport};
+use agigit_shard::{Placement, ShardManifest};
+use bytes::Bytes;
+use futures_util::{StreamExt as _, stream};
+
+use super::transfer::{SegmentUpload, ShardUpload, read_at, tracing_failure};
+use super::*;
+use crate::error::Error;
+use crate::pack;
+use crate::private::{PrivateKeys, Sealed};
+use crate::repo::Repository;
+
+impl Repository {
+    /// Pushes `branch` to the repository `repo_id` owned by `signer`, through `transport`.
+    ///
+    /// # Errors
+    /// [`Error::Network`] when fewer than `min_accepted` servers or relays take a step (nothing
+    /// after that step is published: push again to resume); [`Error::NeedsKey`] for a private
+    /// repository without its keys; [`Error::Invalid`] when the remote branch has commits this
+    /// repository lacks, or the remote's privacy differs from the local one; store errors.
+    pub async fn push<S: Signer + Sync>(
+        &self,
+        transport: &dyn Transport,
+        signer: &S,
+        repo_id: &RepoId,
+        branch: &str,
+        options: PushOptions<'_>,
+    ) -> Result<PushReport, Error> {
+        let keys = options.keys;
+        if keys.is_none() && self.is_private()? {
+            return Err(Error::NeedsKey(
+                "this repository is private: push with its keys (unwrapped with your secret key), so nothing leaves the machine unencrypted".to_owned(),
+            ));
+        }
+        if keys.is_some() && !self.is_private()? {
+            return Err(Error::Invalid(
+                "keys given for a public repository: make it private first".to_owned(),
+            ));
+        }
+        let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
+        let tip = self
+            .refs()
+            .resolve(&RefKey::Name(name.clone()))?
+            .ok_or_else(|| Error::UnknownRevision(branch.to_owned()))?;
+        let tracking =
+            RefName::remote("origin", branch).map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut report = PushReport {
+            tip: Some(tip),
+            private: keys.is_some(),
+            ..PushReport::default()
+        };
+        let publish_name = |id: &ObjectId| keys.map_or(*id, |k| k.commit_name(id));
+        // What the relays say the branch is now: never move it backwards or sideways.
+        let coordinate = RepoCoordinate::new(signer.public_key(), repo_id.clone());
+        let current = self.remote_state(transport, &coordinate, true).await?;
+        // Build on nothing older than what this clone accepted: a relay replaying an old state
+        // (or having lost it) must not make this push drop the branches added since.
+        if let Some((at, id)) = self.accepted_state(&coordinate)? {
+            let offered = current
+                .as_ref()
+                .map(|s| (s.created_at().as_secs(), std::cmp::Reverse(s.id())));
+            if offered.is_none_or(|o| o < (at, std::cmp::Reverse(id))) {
+                return Err(Error::StaleState {
+                    repo: coordinate.to_string(),
+                    offered: offered.map_or(0, |o| o.0),
+                    accepted: at,
+                });
+            }
+        }
+        if let Some(state) = &current {
+            match (state.body().keys.is_some(), keys.is_some()) {
+                (true, false) => {
+                    return Err(Error::Invalid(format!(
+                        "{coordinate} is private on the relays and this repository is public: push it under another repository id"
+                    )));
+                }
+                (false, true) if !state.body().refs.is_empty() => {
+                    return Err(Error::Invalid(format!(
+                        "{coordinate} is public on the relays and this repository is private: push it under another repository id"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        // The remote branch, under its plain name, or (private) under an opaque name of any
+        // key epoch.
+        let published_refs = match keys {
+            Some(k) => k.branch_refs(branch)?,
+            None => vec![name.clone()],
+        };
+        let remote_tip = current.as_ref().and_then(|s| {
+            published_refs
+                .iter()
+                .find_map(|r| s.body().refs.get(r).copied())
+        });
+        let is_published_as = |id: &ObjectId, r: &ObjectId| match keys {
+            Some(k) => k.is_name_of(id, r),
+            None => id == r,
+        };
+        // What the remote has: the history of its tip, which must be part of the local one
+        // (found by its published name), and, for a fork, the foundation's objects (fetched from
+        // the foundation's own repository). Not the tracking ref: it may come from another
+        // repository or from relays that lost the data since.
+        let mut have: Vec<ObjectId> = Vec::new();
+        if let Some(r) = remote_tip {
+            if is_published_as(&tip, &r) {
+                // The data is there; a private repository whose readers changed still needs a
+                // new state event to carry the new envelope.
+                let envelope = keys.map(PrivateKeys::envelope_bytes);
+                let stale = current.as_ref().is_some_and(|s| s.body().keys != envelope);
+                if stale {
+                    let published = publish_state(
+                        transport,
+                        signer,
+                        current.as_ref(),
+                        repo_id,
+                        (branch, r),
+                        keys,
+                        options.min_accepted,
+                    )
+                    .await?;
+                    self.record_state(&coordinate, &published)?;
+                } else {
+                    report.up_to_date = true;
+                }
+                self.set_ref(tracking, tip)?;
+                return Ok(report);
+            }
+            let history =
+                agigit_dag::log(self.store(), &[tip], agigit_dag::Order::Topological, false)
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+            let Some(remote_commit) = history.into_iter().find(|id| is_published_as(id, &r)) else {
+                return Err(Error::Invalid(format!(
+                    "the remote branch {branch} has commits this repository does not: pull, merge, then push"
+                )));
+            };
+            have.push(remote_commit);
+        }
+        let store = self.store();
+        if let Some(base) = self.fork_base()? {
+            have.push(base.commit);
+        }
+        // One pack per part (and one for the commits and the trees above the parts), so that a
+        // reader can fetch only the parts it wants.
+        let groups = pack::objects_by_part(store, &[tip], &have)?;
+        let new_commits: Vec<ObjectId> = groups
+            .iter()
+            .filter(|(part, _)| part.is_none())
+            .flat_map(|(_, objects)| objects.iter())
+            .filter(|(k, _)| *k == agigit_dag::Kind::Commit)
+            .map(|(_, id)| *id)
+            .collect();
+        let servers = transport.push_servers();
+        if servers.is_empty() {
+            return Err(net(NetError::NoServers { role: "push" }));
+        }
+        let mut packs = Vec::new();
+        let mut pack_parts = BTreeMap::new();
+        for (part, objects) in &groups {
+            let manifest = self
+                .send_pack(transport, &servers, objects, options, &mut report)
+                .await?;
+            packs.push(manifest);
+            if let Some(part) = part {
+                pack_parts.insert(manifest, part.name().to_owned());
+            }
+        }
+        report.manifest = packs.first().copied();
+
+        // 3. Commit events, oldest first; 4. the state event.
+        // Newer than the state it replaces, even within the same second.
+        let now = after(current.as_ref());
+        for id in new_commits.iter().rev() {
+            let commit = store.find_commit(id)?;
+            let mut buf = Vec::new();
+            let body = store.find(id, &mut buf)?.data.to_vec();
+            let published = publish_name(id);
+            let payload = match keys {
+                Some(k) => k.seal(Sealed::Commit(&published), &body)?,
+                None => body,
+            };
+            let event = CommitEvent {
+                repo: coordinate.clone(),
+                commit: published,
+                parents: commit.parents.iter().map(publish_name).collect(),
+                packs: packs.clone(),
+                pack_parts: pack_parts.clone(),
+                encryption: keys.map(PrivateKeys::scheme),
+                payload,
+            };
+            let signed =
+                Signed::sign(event, signer, now).map_err(|e| Error::Invalid(e.to_string()))?;
+            transport
+                .publish(signed.event(), options.min_accepted)
+                .await
+                .map_err(net)?;
+        }
+        let published = publish_state(
+            transport,
+            signer,
+            current.as_ref(),
+            repo_id,
+            (branch, publish_name(&tip)),
+            keys,
+            options.min_accepted,
+        )
+        .await?;
+        self.record_state(&coordinate, &published)?;
+        self.set_ref(tracking, tip)?;
+        Ok(report)
+    }
+
+    /// Sends one pack of `objects`: written to a temporary file (sealed when private), cut into
+    /// segments, each erasure-coded and its shards uploaded by placement; then the manifest (sealed
+    /// when private) on every server. Returns the manifest's blob hash.
+    async fn send_pack(
+        &self,
+        transport: &dyn Transport,
+        servers: &[String],
+        objects: &[(agigit_dag::Kind, ObjectId)],
+        options: PushOptions<'_>,
+        report: &mut PushReport,
+    ) -> Result<BlobHash, Error> {
+        let (store, keys) = (self.store(), options.keys);
+        // The pack goes to a temporary file (sealed on the way when private), so memory holds
+        // one object while it is written and a few segments while it is sent.
+        let pack_file = TempFile::new(self, "push")?;
+        let pack_len = pack_file.write_with(|out| match keys {
+            Some(k) => {
+                let mut sealer = k.sealing_writer(Sealed::Pack, out)?;
+                pack::write_pack_to(store, objects, &mut sealer)?;
+                sealer.finish().map_err(Error::io(&pack_file.path))?;
+                Ok(())
+            }
+            None => pack::write_pack_to(store, objects, out).map(|_| ()),
+        })?;
+        report.objects += objects.len();
+        report.pack_bytes += pack_len;
+
+        // 1. Shards: a few segments at a time, read, coded and sent; each shard to the server
+        //    the placement names, to the next one that works when that one fails.
+        let segment_size = options.segment_size;
+        if segment_size == 0 || segment_size as u64 > agigit_shard::MAX_SEGMENT_SIZE {
+            return Err(Error::Invalid(format!(
+                "segment size {segment_size}: use 1 byte to 1 GiB"
+            )));
+        }
+        let spec = options.code.spec();
+        let placement =
+            Placement::new(servers.len(), &spec).map_err(|e| Error::Invalid(e.to_string()))?;
+        let count = usize::try_from(pack_len.div_ceil(segment_size as u64))
+            .map_err(|_| Error::Invalid("the pack has too many segments".into()))?;
+        let progress = options.progress;
+        if let Some(p) = progress {
+            let shard_len = options.code.shard_len(segment_size) as u64;
+            p.begin("upload shards", shard_len * spec.n as u64 * count as u64);
+        }
+        let uploader = ShardUpload {
+            transport,
+            servers,
+            progress,
+        };
+        let (code, placement, path) = (options.code, &placement, &pack_file.path);
+        let segments: Vec<Result<SegmentUpload, Error>> = stream::iter(0..count)
+            .map(|index| {
+                let uploader = &uploader;
+                async move {
+                    let offset = index as u64 * segment_size as u64;
+                    let len = usize::try_from((pack_len - offset).min(segment_size as u64))
+                        .unwrap_or(segment_size);
+                    let data = read_at(path, offset, len)?;
+                    let shards = code
+                        .encode(&data)
+                        .map_err(|e| Error::Invalid(format!("erasure coding: {e}")))?;
+                    drop(data);
+                    let hashes: Vec<BlobHash> = shards.iter().map(BlobHash::digest).collect();
+                    let uploads = futures_util::future::join_all(
+                        shards.into_iter().enumerate().map(|(i, shard)| {
+                            uploader.upload(placement.server_of(index, i), Bytes::from(shard))
+                        }),
+                    )
+                    .await;
+                    Ok(SegmentUpload { hashes, uploads })
+                }
+            })
+            .buffered(options.parallel.div_ceil(spec.n).max(1))
+            .collect()
+            .await;
+        if let Some(p) = progress {
+            p.end();
+        }
+        drop(pack_file);
+        let mut hashes = Vec::with_capacity(count);
+        let mut failures = BTreeSet::new();
+        for (index, segment) in segments.into_iter().enumerate() {
+            let segment = segment?;
+            let mut stored = 0;
+            for upload in segment.uploads {
+                failures.extend(upload.errors);
+                match upload.stored {
+                    Some((server, len)) => {
+                        stored += 1;
+                        report.shards += 1;
+                        report.rerouted += usize::from(server != upload.first);
+                        *report
+                            .bytes_per_server
+                            .entry(servers[server].clone())
+                            .or_default() += len;
+                    }
+                    None => report.lost += 1,
+                }
+            }
+            // Every segment must still be rebuildable from what was stored.
+            if stored < spec.k {
+                return Err(Error::Network(format!(
+                    "segment {index} has only {stored} of the {} shards it needs stored: {}; push again when the servers are back",
+                    spec.k,
+                    failures.into_iter().collect::<Vec<_>>().join("; ")
+                )));
+            }
+            hashes.push(segment.hashes);
+        }
+        let manifest = ShardManifest::new(spec, segment_size as u64, pack_len, hashes)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+
+        // 2. The manifest (sealed when private), on every push server.
+        let mut manifest_bytes = manifest.encode();
+        if let Some(k) = keys {
+            manifest_bytes = k.seal(Sealed::Manifest, &manifest_bytes)?;
+        }
+        let manifest_bytes = Bytes::from(manifest_bytes);
+        let manifest_hash = BlobHash::digest(&manifest_bytes);
+        let results = futures_util::future::join_all(
+            servers
+                .iter()
+                .map(|s| transport.put_blob(s, manifest_bytes.clone())),
+        )
+        .await;
+        let mut stored = 0;
+        let mut errors = Vec::new();
+        for (server, result) in servers.iter().zip(results) {
+            match result {
+                Ok(_) => {
+                    stored += 1;
+                    *report.bytes_per_server.entry(server.clone()).or_default() +=
+                        manifest_bytes.len() as u64;
+                }
+                Err(e) => {
+                    tracing_failure(server, &e);
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        if stored < options.min_accepted.min(servers.len()) {
+            return Err(Error::Network(format!(
+                "the pack manifest is stored on {stored} servers, {} required: {}; push again when the servers are back",
+                options.min_accepted,
+                errors.join("; ")
+            )));
+        }
+        Ok(manifest_hash)
+    }
+}
+
+/// A time strictly after `current`'s (and not before now): a state event must be newer than the
+/// one it replaces, even within the same second.
+fn after(current: Option<&Signed<RepoState>>) -> Timestamp {
+    Timestamp::from_secs(
+        current
+            .map_or(0, |s| s.created_at().as_secs().saturating_add(1))
+            .max(Timestamp::now().as_secs()),
+    )
+}
+
+/// Publishes the state that replaces `current`: `branch` at its published commit name (under an
+/// opaque branch name for a private repository, replacing those of earlier key epochs), `HEAD`
+/// on it, and (private) the keyring of `keys`.
+async fn publish_state<S: Signer + Sync>(
+    transport: &dyn Transport,
+    signer: &S,
+    current: Option<&Signed<RepoState>>,
+    repo_id: &RepoId,
+    (branch, published): (&str, ObjectId),
+    keys: Option<&PrivateKeys>,
+    min_accepted: usize,
+) -> Result<Signed<RepoState>, Error> {
+    let mut state = current.map_or_else(|| RepoState::new(repo_id.clone()), |s| s.body().clone());
+    let name = match keys {
+        Some(k) => {
+            for old in k.branch_refs(branch)? {
+                state.refs.remove(&old);
+            }
+            k.branch_ref(branch)?
+        }
+        None => RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?,
+    };
+    state.refs.insert(name.clone(), published);
+    state.head = Some(name);
+    state.keys = keys.map(PrivateKeys::envelope_bytes);
+    state.prev = current.map(Signed::id);
+    let signed =
+        Signed::sign(state, signer, after(current)).map_err(|e| Error::Invalid(e.to_string()))?;
+    transport
+        .publish(signed.event(), min_accepted)
+        .await
+        .map_err(net)?;
+    Ok(signed)
+}
