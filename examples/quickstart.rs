@@ -238,6 +238,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
         push_time,
         mbs(pushed.pack_bytes, push_time)
     );
+    println!("    {}", stages(&pushed.stages));
     let fm_coord = RepoCoordinate::new(owner.public_key(), fm_id);
 
     // 2. A fine-tune, forked from it and stored as a lossless delta.
@@ -329,6 +330,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
         clone_time,
         mbs(cloned_bytes, clone_time)
     );
+    println!("  {}", stages(&pulled.stages));
     let same = files_of(&clone_dir)? == files_of(&dsm_dir)?;
     println!(
         "  checkout is bit-exact against the fine-tune's files: {}",
@@ -381,4 +383,30 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
 /// Bytes of the tensors that changed (stored as deltas or dense), not those shared.
 fn changed_bytes(stats: &agigit::worktree::DeltaStats) -> u64 {
     stats.dense_bytes.saturating_sub(stats.unchanged_bytes)
+}
+
+/// The stages of a transfer that took time, for people: CPU time of each (on the pool, in
+/// parallel with the network) and the wall time of moving the shards.
+fn stages(s: &agigit::StageTimes) -> String {
+    let cpu: Vec<String> = [
+        ("pack", s.pack),
+        ("encode+hash", s.encode),
+        ("rebuild", s.rebuild),
+        ("spool", s.spool),
+        ("verify+store", s.store),
+    ]
+    .iter()
+    .filter(|(_, t)| !t.is_zero())
+    .map(|(what, t)| format!("{what} {t:.1?}"))
+    .collect();
+    format!(
+        "CPU: {} (on {} threads); shards moved in {:.1?}",
+        cpu.join(", "),
+        rayon_threads(),
+        s.transfer
+    )
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }

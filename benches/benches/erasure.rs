@@ -21,7 +21,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 
 const TOTAL: usize = 64 << 20;
 const SEGMENT: usize = 1 << 20;
-const PARAMS: [(usize, usize); 2] = [(16, 32), (32, 96)];
+const PARAMS: [(usize, usize); 3] = [(4, 10), (16, 32), (32, 96)];
 
 fn codecs(k: usize, n: usize) -> Vec<(&'static str, Box<dyn ErasureCode>)> {
     vec![

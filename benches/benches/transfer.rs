@@ -4,8 +4,11 @@
 //! client's. The alternative, measured in the same run, is what push did before memory was
 //! bounded: the whole pack in memory, coded into all its shards at once, then sent.
 //!
+//! A second group pushes and pulls against real relay processes and measures the ceiling in the
+//! same run (see `transfer/relays.rs`).
+//!
 //! `cargo bench -p agigit-benches --bench transfer` (`AGIGIT_BENCH_TRANSFER_MB` sets the larger
-//! model, default 128).
+//! model, default 128; `AGIGIT_BENCH_RELAYS_MB` the model pushed to the relays, default 32).
 
 #![allow(
     clippy::expect_used,
@@ -26,6 +29,9 @@ use agigit::shard::{Leopard, StreamOptions};
 use agigit::{FetchOptions, PushOptions, Repository};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group};
+
+#[path = "transfer/relays.rs"]
+mod relays;
 
 /// Counts live heap bytes and their peak (`peak_alloc` wraps the system allocator).
 #[global_allocator]
@@ -136,14 +142,15 @@ impl Transport for DiskTransport {
     }
 }
 
-/// A repository holding one committed `mb`-megabyte bf16 checkpoint.
-fn model(dir: &Path, mb: usize) -> Repository {
+/// A repository holding one committed `mb`-megabyte bf16 checkpoint, its weights drawn from
+/// `seed`.
+fn model(dir: &Path, mb: usize, seed: u64) -> Repository {
     use agigit::delta::{DType, save_safetensors, synth};
     std::fs::create_dir_all(dir).expect("dir");
     let per = 4 << 20; // values per 8 MB tensor
     let tensors: Vec<(String, agigit::delta::Tensor)> = (0..mb.div_ceil(8))
         .map(|i| {
-            let v = synth::gaussian(i as u64, per, 0.02);
+            let v = synth::gaussian(seed << 20 | i as u64, per, 0.02);
             (
                 format!("layers.{i}.weight"),
                 synth::tensor(DType::BF16, &[2048, 2048], &v),
@@ -211,7 +218,7 @@ fn bench_transfer(c: &mut Criterion) {
     let mut lines = Vec::new();
     for (n, mb) in [(0, 32), (1, large)] {
         let dir = root.join(format!("peak-{mb}"));
-        let repo = model(&dir.join("src"), mb);
+        let repo = model(&dir.join("src"), mb, 0);
         let net = DiskTransport::new(&dir.join("servers"), 5);
         let id = RepoId::new(format!("m{n}")).expect("id");
         let (report, push_peak) =
@@ -239,7 +246,7 @@ fn bench_transfer(c: &mut Criterion) {
 
     // Time: push and pull of 32 MB, ours against the in-memory push.
     let dir = root.join("time");
-    let repo = model(&dir.join("src"), 32);
+    let repo = model(&dir.join("src"), 32, 0);
     let tip = repo.head().expect("head").expect("a commit");
     let objects = agigit::pack::objects_between(repo.store(), &[tip], &[]).expect("objects");
     let pack_len = agigit::pack::write_pack(repo.store(), &objects)
@@ -291,9 +298,19 @@ fn bench_transfer(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_transfer);
+fn bench_against_relays(c: &mut Criterion) {
+    let root = std::env::temp_dir().join(format!("agigit-bench-relays-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    relays::bench_relays(c, &root);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+criterion_group!(benches, bench_transfer, bench_against_relays);
 
 fn main() {
+    if relays::serve_if_relay() {
+        return;
+    }
     if !std::env::args().any(|a| a == "--test" || a == "--list") {
         benches();
         Criterion::default().configure_from_args().final_summary();

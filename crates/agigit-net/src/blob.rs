@@ -353,6 +353,22 @@ impl BlobClient {
     /// after retries, [`NetError::Sign`] without a key.
     pub async fn upload(&self, server: &str, data: Bytes) -> Result<BlobDescriptor, NetError> {
         let hash = BlobHash::digest(&data);
+        self.upload_hashed(server, hash, data).await
+    }
+
+    /// [`upload`](Self::upload) of `data` whose hash the caller computed already: it is not
+    /// hashed again here. The server stores the blob under the hash of what arrives and refuses
+    /// an upload whose bytes are not the `hash` it was authorized for, so a wrong `hash` is an
+    /// error, never a blob under the wrong name.
+    ///
+    /// # Errors
+    /// As [`upload`](Self::upload).
+    pub async fn upload_hashed(
+        &self,
+        server: &str,
+        hash: BlobHash,
+        data: Bytes,
+    ) -> Result<BlobDescriptor, NetError> {
         let uri = Self::uri(server, "/upload")?;
         let size = data.len() as u64;
         self.with_retries(server, |_| {

@@ -100,6 +100,15 @@ impl Transport for Network {
         Box::pin(async move { Ok(self.blobs.upload(server, data).await?.hash) })
     }
 
+    fn put_blob_hashed<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<BlobHash, NetError>> {
+        Box::pin(async move { Ok(self.blobs.upload_hashed(server, *hash, data).await?.hash) })
+    }
+
     fn get_blob<'a>(
         &'a self,
         server: &'a str,

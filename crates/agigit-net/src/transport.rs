@@ -63,6 +63,32 @@ pub trait Transport: Send + Sync {
         data: Bytes,
     ) -> BoxFuture<'a, Result<BlobHash, NetError>>;
 
+    /// [`put_blob`](Self::put_blob) for `data` whose hash the caller computed already (a shard
+    /// hashed for its manifest): a transport can skip hashing it again. The blob is stored under
+    /// the hash of what was sent whatever `hash` says; a `hash` that is not it is an error.
+    ///
+    /// # Errors
+    /// As [`put_blob`](Self::put_blob); [`NetError::Corrupt`] when `hash` is not `data`'s.
+    fn put_blob_hashed<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<BlobHash, NetError>> {
+        Box::pin(async move {
+            let stored = self.put_blob(server, data).await?;
+            if stored == *hash {
+                Ok(stored)
+            } else {
+                Err(NetError::Corrupt {
+                    server: server.to_owned(),
+                    expected: *hash,
+                    actual: stored,
+                })
+            }
+        })
+    }
+
     /// Downloads blob `hash` from `server`, verified against its hash, taking at most `max_len`
     /// bytes: what the caller knows the blob's length to be (a shard's length from its manifest),
     /// or a cap when it does not. Past it the download is cut off and nothing of it kept, so a
@@ -108,6 +134,14 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
         data: Bytes,
     ) -> BoxFuture<'a, Result<BlobHash, NetError>> {
         (**self).put_blob(server, data)
+    }
+    fn put_blob_hashed<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<BlobHash, NetError>> {
+        (**self).put_blob_hashed(server, hash, data)
     }
     fn get_blob<'a>(
         &'a self,

@@ -510,6 +510,22 @@ async fn exercise(t: &dyn Transport, keys: &Keys) -> TestResult {
         t.get_blob(&servers[0], &hash, 3).await,
         Err(NetError::TooLarge { limit: 3, .. })
     ));
+    // A pre-computed hash is taken as given, so one that lies is an error, and nothing is
+    // stored under the name it claimed.
+    let data = Bytes::from_static(b"pre-hashed shard");
+    let right = BlobHash::digest(&data);
+    assert_eq!(t.put_blob_hashed(&servers[1], &right, data.clone()).await?, right);
+    assert_eq!(t.get_blob(&servers[1], &right, 64).await?, data);
+    let liar = BlobHash::digest(b"another shard");
+    let err = t
+        .put_blob_hashed(&servers[1], &liar, Bytes::from_static(b"what was sent"))
+        .await
+        .expect_err("a hash that is not the data's");
+    assert!(
+        matches!(err, NetError::Corrupt { .. } | NetError::Http { .. }),
+        "{err}"
+    );
+    assert!(t.get_blob(&servers[1], &liar, 64).await.is_err());
     Ok(())
 }
 

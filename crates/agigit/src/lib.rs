@@ -17,7 +17,7 @@ pub use merge::{MergeReport, MergeStrategy};
 pub use private::PrivateKeys;
 pub use remote::{
     DEFAULT_PARALLEL, FetchOptions, MAX_FETCH_SEGMENT, MAX_MANIFEST_BYTES, Progress, PullReport,
-    PushOptions, PushReport,
+    PushOptions, PushReport, StageTimes,
 };
 pub use repo::{Change, CheckoutReport, DEFAULT_BRANCH, Recovered, Repository};
 pub use tensor::TensorLimits;

@@ -2,6 +2,8 @@
 //! wanted tip, their packs rebuilt by [`super::transfer`], then (pull) the branch and the files.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
 
 use agigit_crypt::ReaderSecret;
 use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
@@ -13,7 +15,7 @@ use agigit_net::Transport;
 use agigit_shard::{Placement, ShardManifest, codec_for};
 use futures_util::{StreamExt as _, stream};
 
-use super::transfer::SegmentFetch;
+use super::transfer::{SegmentFetch, cpu};
 use super::*;
 use crate::error::Error;
 use crate::pack;
@@ -498,7 +500,8 @@ impl Repository {
                 limit: MAX_FETCH_SEGMENT,
             });
         }
-        let code = codec_for(&manifest.codec()).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let code: Arc<dyn ErasureCode> =
+            Arc::from(codec_for(&manifest.codec()).map_err(|e| Error::Corrupt(e.to_string()))?);
         // Where the pusher put each shard, if these are its servers in its order; others after.
         let placement = Placement::new(servers.len().max(1), &manifest.codec())
             .map_err(|e| Error::Corrupt(e.to_string()))?;
@@ -506,53 +509,91 @@ impl Repository {
             transport,
             servers: &servers,
             manifest: &manifest,
-            code: code.as_ref(),
+            code: Arc::clone(&code),
             placement: &placement,
         };
-        // Segments in order, several at once; within a segment, k shards at once.
+        // Two stages: segments downloading, `k` shards each, about `parallel` shards at once;
+        // and segments rebuilding on the CPU pool, one per core and one waiting. Memory holds
+        // the segments in both, bounded by FETCH_MEMORY.
         let by_memory = usize::try_from(FETCH_MEMORY / manifest.segment_size().max(1))
             .unwrap_or(usize::MAX)
-            .max(1);
-        let in_flight = options
+            .max(2);
+        let rebuilding = (rayon::current_num_threads() + 1).min(by_memory / 2);
+        let downloading = options
             .parallel
             .div_ceil(manifest.codec().k)
-            .clamp(1, by_memory);
+            .clamp(1, by_memory - rebuilding);
         let mut segments = stream::iter(0..manifest.segment_count())
             .map(|segment| context.fetch(segment))
-            .buffered(in_flight);
-        // Segments arrive in order and go to a temporary file: memory holds the segments in
-        // flight, not the pack.
+            .buffered(downloading)
+            .map(|downloaded| {
+                let code = Arc::clone(&code);
+                async move {
+                    let downloaded = downloaded?;
+                    let (shards, bytes) = (downloaded.shards, downloaded.downloaded);
+                    let (segment, took) = downloaded.rebuild(code).await?;
+                    Ok::<_, Error>((segment, shards, bytes, took))
+                }
+            })
+            .buffered(rebuilding.max(1));
+        // Segments arrive in order and go to a temporary file, written on the CPU pool: memory
+        // holds the segments in flight, not the pack.
         let pack_file = TempFile::new(self, "fetch")?;
-        let path = &pack_file.path;
-        let mut out = std::io::BufWriter::with_capacity(
+        let path = pack_file.path.clone();
+        let mut out = Some(std::io::BufWriter::with_capacity(
             1 << 20,
-            std::fs::File::create(path).map_err(Error::io(path))?,
-        );
+            std::fs::File::create(&path).map_err(Error::io(&path))?,
+        ));
         if let Some(p) = options.progress {
             p.begin("download pack", manifest.total_len());
         }
+        let started = Instant::now();
         while let Some(result) = segments.next().await {
-            let (bytes, shards, downloaded) = result?;
+            let (segment, shards, downloaded, took) = result?;
+            report.stages.rebuild += took;
             if let Some(p) = options.progress {
-                p.advance(bytes.len() as u64);
+                p.advance(segment.len() as u64);
             }
-            std::io::Write::write_all(&mut out, &bytes).map_err(Error::io(path))?;
             report.shards += shards;
             report.bytes += downloaded;
+            let (mut file, path) = (out.take(), path.clone());
+            let (written, took) = cpu(move || {
+                timed(|| {
+                    if let Some(f) = &mut file {
+                        std::io::Write::write_all(f, &segment).map_err(Error::io(&path))?;
+                    }
+                    Ok::<_, Error>(file)
+                })
+            })
+            .await?;
+            report.stages.spool += took;
+            out = written?;
         }
         drop(segments);
-        std::io::Write::flush(&mut out).map_err(Error::io(path))?;
-        drop(out);
+        report.stages.transfer += started.elapsed();
         if let Some(p) = options.progress {
             p.end();
         }
-        let input = std::fs::File::open(path).map_err(Error::io(path))?;
-        let ids = match keys {
-            Some((k, epoch)) => {
-                pack::read_pack_from(self.store(), k.opening_reader(Sealed::Pack, epoch, input)?)?
-            }
-            None => pack::read_pack_from(self.store(), input)?,
-        };
+        // Every object is checked against its id and stored, on the CPU pool.
+        let (store, keys) = (self.store().clone(), keys.map(|(k, e)| (k.clone(), e)));
+        let (ids, took) = cpu(move || {
+            timed(|| {
+                if let Some(mut f) = out {
+                    std::io::Write::flush(&mut f).map_err(Error::io(&path))?;
+                }
+                let input = std::fs::File::open(&path).map_err(Error::io(&path))?;
+                match keys {
+                    Some((k, epoch)) => {
+                        pack::read_pack_from(&store, k.opening_reader(Sealed::Pack, epoch, input)?)
+                    }
+                    None => pack::read_pack_from(&store, input),
+                }
+            })
+        })
+        .await?;
+        report.stages.store += took;
+        let ids = ids?;
+        drop(pack_file);
         report.objects += ids.len();
         Ok(())
     }

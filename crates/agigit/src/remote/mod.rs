@@ -23,6 +23,7 @@ mod state;
 mod transfer;
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use agigit_crypt::ReaderSecret;
 use agigit_dag::ObjectId;
@@ -182,6 +183,8 @@ pub struct PushReport {
     pub private: bool,
     /// Nothing to send: the remote already has the tip.
     pub up_to_date: bool,
+    /// Where the time went.
+    pub stages: StageTimes,
 }
 
 /// What a pull did.
@@ -205,6 +208,44 @@ pub struct PullReport {
     /// The newest state does not build on the one this clone accepted before (its `prev` is
     /// another state): the repository's state history forked.
     pub state_forked: bool,
+    /// Where the time went.
+    pub stages: StageTimes,
+}
+
+/// Where a transfer's time went: the time each stage of CPU work took on the pool (summed over
+/// the jobs, which run in parallel and overlap the network), and the wall time of moving the
+/// data. Stages a transfer does not have stay zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Push: writing packs from the store (sealing them when private).
+    pub pack: Duration,
+    /// Push: coding segments into shards and hashing every shard.
+    pub encode: Duration,
+    /// Pull: rebuilding segments from the shards received (through parity when data shards
+    /// were missing).
+    pub rebuild: Duration,
+    /// Pull: writing the rebuilt segments to the pack's temporary file.
+    pub spool: Duration,
+    /// Pull: reading the packs back (opening them when private), checking every object against
+    /// its id and storing it.
+    pub store: Duration,
+    /// Wall time from the first shard to the last: uploads (push) or downloads and rebuilds
+    /// (pull), with the CPU work above overlapped.
+    pub transfer: Duration,
+}
+
+impl StageTimes {
+    /// The CPU stages' total.
+    pub fn cpu(&self) -> Duration {
+        self.pack + self.encode + self.rebuild + self.spool + self.store
+    }
+}
+
+/// Runs `f`, returning its result and how long it took.
+pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed())
 }
 
 fn net(e: NetError) -> Error {
@@ -231,19 +272,19 @@ impl TempFile {
         })
     }
 
-    /// Fills the file through `fill` (buffered); returns its length.
-    fn write_with(
-        &self,
+    /// Fills the file at `path` through `fill` (buffered); returns its length. (A function of
+    /// the path, not of the `TempFile`, so that it runs on the CPU pool while the `TempFile`
+    /// stays with the transfer that removes it.)
+    fn write_at(
+        path: &std::path::Path,
         fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<(), Error>,
     ) -> Result<u64, Error> {
-        let file = std::fs::File::create(&self.path).map_err(Error::io(&self.path))?;
+        let file = std::fs::File::create(path).map_err(Error::io(path))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         fill(&mut out)?;
-        std::io::Write::flush(&mut out).map_err(Error::io(&self.path))?;
+        std::io::Write::flush(&mut out).map_err(Error::io(path))?;
         drop(out);
-        Ok(std::fs::metadata(&self.path)
-            .map_err(Error::io(&self.path))?
-            .len())
+        Ok(std::fs::metadata(path).map_err(Error::io(path))?.len())
     }
 }
 

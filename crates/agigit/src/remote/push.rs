@@ -2,6 +2,8 @@
 //! placed by [`super::transfer`], then the commit events and the state event.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
 
 use agigit_dag::refs::{RefKey, RefName};
 use agigit_dag::{FindExt, ObjectId};
@@ -9,11 +11,13 @@ use agigit_event::nostr::prelude::Timestamp;
 use agigit_event::{CommitEvent, RepoCoordinate, RepoId, RepoState, Signed, Signer};
 use agigit_hash::BlobHash;
 use agigit_net::{NetError, Transport};
-use agigit_shard::{Placement, ShardManifest};
+use agigit_shard::{
+    EncodedSegment, ErasureCode, Placement, SegmentEncoder, ShardManifest, codec_for,
+};
 use bytes::Bytes;
 use futures_util::{StreamExt as _, stream};
 
-use super::transfer::{SegmentUpload, ShardUpload, read_at, tracing_failure};
+use super::transfer::{ShardUpload, cpu, read_at, tracing_failure};
 use super::*;
 use crate::error::Error;
 use crate::pack;
@@ -231,24 +235,7 @@ impl Repository {
         options: PushOptions<'_>,
         report: &mut PushReport,
     ) -> Result<BlobHash, Error> {
-        let (store, keys) = (self.store(), options.keys);
-        // The pack goes to a temporary file (sealed on the way when private), so memory holds
-        // one object while it is written and a few segments while it is sent.
-        let pack_file = TempFile::new(self, "push")?;
-        let pack_len = pack_file.write_with(|out| match keys {
-            Some(k) => {
-                let mut sealer = k.sealing_writer(Sealed::Pack, out)?;
-                pack::write_pack_to(store, objects, &mut sealer)?;
-                sealer.finish().map_err(Error::io(&pack_file.path))?;
-                Ok(())
-            }
-            None => pack::write_pack_to(store, objects, out).map(|_| ()),
-        })?;
-        report.objects += objects.len();
-        report.pack_bytes += pack_len;
-
-        // 1. Shards: a few segments at a time, read, coded and sent; each shard to the server
-        //    the placement names, to the next one that works when that one fails.
+        let keys = options.keys;
         let segment_size = options.segment_size;
         if segment_size == 0 || segment_size as u64 > agigit_shard::MAX_SEGMENT_SIZE {
             return Err(Error::Invalid(format!(
@@ -256,8 +243,31 @@ impl Repository {
             )));
         }
         let spec = options.code.spec();
+        // The same algorithm as `options.code`, owned, for the CPU pool.
+        let code: Arc<dyn ErasureCode> = Arc::from(
+            codec_for(&spec).map_err(|e| Error::Invalid(format!("erasure coding: {e}")))?,
+        );
         let placement =
             Placement::new(servers.len(), &spec).map_err(|e| Error::Invalid(e.to_string()))?;
+
+        // The pack goes to a temporary file (sealed on the way when private), written on the CPU
+        // pool: memory holds one object while it is written and a few segments while it is sent.
+        let pack_file = TempFile::new(self, "push")?;
+        let pack_len = {
+            let (store, keys, objects) = (self.store().clone(), keys.cloned(), objects.to_vec());
+            let path = pack_file.path.clone();
+            let (written, took) =
+                cpu(move || timed(|| write_pack_file(&path, &store, &objects, keys.as_ref())))
+                    .await?;
+            report.stages.pack += took;
+            written?
+        };
+        report.objects += objects.len();
+        report.pack_bytes += pack_len;
+
+        // 1. Shards. Segments are read, coded and hashed on the CPU pool, a few ahead of the
+        //    uploads; each shard goes to the server the placement names, to the next one that
+        //    works when that one fails, with `parallel` uploads in flight.
         let count = usize::try_from(pack_len.div_ceil(segment_size as u64))
             .map_err(|_| Error::Invalid("the pack has too many segments".into()))?;
         let progress = options.progress;
@@ -270,65 +280,87 @@ impl Repository {
             servers,
             progress,
         };
-        let (code, placement, path) = (options.code, &placement, &pack_file.path);
-        let segments: Vec<Result<SegmentUpload, Error>> = stream::iter(0..count)
+        let ahead = rayon::current_num_threads().max(1) + 1;
+        let encoded = stream::iter(0..count)
             .map(|index| {
-                let uploader = &uploader;
+                let (code, path) = (Arc::clone(&code), pack_file.path.clone());
+                let offset = index as u64 * segment_size as u64;
+                let len = usize::try_from((pack_len - offset).min(segment_size as u64))
+                    .unwrap_or(segment_size);
                 async move {
-                    let offset = index as u64 * segment_size as u64;
-                    let len = usize::try_from((pack_len - offset).min(segment_size as u64))
-                        .unwrap_or(segment_size);
-                    let data = read_at(path, offset, len)?;
-                    let shards = code
-                        .encode(&data)
-                        .map_err(|e| Error::Invalid(format!("erasure coding: {e}")))?;
-                    drop(data);
-                    let hashes: Vec<BlobHash> = shards.iter().map(BlobHash::digest).collect();
-                    let uploads = futures_util::future::join_all(
-                        shards.into_iter().enumerate().map(|(i, shard)| {
-                            uploader.upload(placement.server_of(index, i), Bytes::from(shard))
-                        }),
-                    )
-                    .await;
-                    Ok(SegmentUpload { hashes, uploads })
+                    let data = cpu(move || read_at(&path, offset, len)).await??;
+                    cpu(move || timed(|| SegmentEncoder::new(code.as_ref()).encode(index, &data)))
+                        .await
                 }
             })
-            .buffered(options.parallel.div_ceil(spec.n).max(1))
-            .collect()
-            .await;
+            .buffered(ahead);
+        let mut hashes: Vec<Vec<BlobHash>> = vec![Vec::new(); count];
+        let mut shards = encoded
+            .map(|segment| match segment {
+                Ok((Ok(segment), took)) => {
+                    report.stages.encode += took;
+                    let EncodedSegment {
+                        index,
+                        shards,
+                        hashes: shard_hashes,
+                        ..
+                    } = segment;
+                    hashes[index].clone_from(&shard_hashes);
+                    let each = shards.into_iter().zip(shard_hashes).enumerate();
+                    stream::iter(each.map(move |(i, (shard, hash))| Ok((index, i, hash, shard))))
+                        .left_stream()
+                }
+                Ok((Err(e), _)) => {
+                    stream::iter([Err(Error::Invalid(format!("erasure coding: {e}")))])
+                        .right_stream()
+                }
+                Err(e) => stream::iter([Err(e)]).right_stream(),
+            })
+            .flatten()
+            .map(|shard| {
+                let (uploader, placement) = (&uploader, &placement);
+                async move {
+                    let (index, i, hash, shard) = shard?;
+                    let first = placement.server_of(index, i);
+                    Ok::<_, Error>((
+                        index,
+                        uploader.upload(first, &hash, Bytes::from(shard)).await,
+                    ))
+                }
+            })
+            .buffer_unordered(options.parallel.max(1));
+        let started = Instant::now();
+        let mut stored = vec![0usize; count];
+        let mut failures = BTreeSet::new();
+        while let Some(result) = shards.next().await {
+            let (index, upload) = result?;
+            failures.extend(upload.errors);
+            match upload.stored {
+                Some((server, len)) => {
+                    stored[index] += 1;
+                    report.shards += 1;
+                    report.rerouted += usize::from(server != upload.first);
+                    *report
+                        .bytes_per_server
+                        .entry(servers[server].clone())
+                        .or_default() += len;
+                }
+                None => report.lost += 1,
+            }
+        }
+        drop(shards);
+        report.stages.transfer += started.elapsed();
         if let Some(p) = progress {
             p.end();
         }
         drop(pack_file);
-        let mut hashes = Vec::with_capacity(count);
-        let mut failures = BTreeSet::new();
-        for (index, segment) in segments.into_iter().enumerate() {
-            let segment = segment?;
-            let mut stored = 0;
-            for upload in segment.uploads {
-                failures.extend(upload.errors);
-                match upload.stored {
-                    Some((server, len)) => {
-                        stored += 1;
-                        report.shards += 1;
-                        report.rerouted += usize::from(server != upload.first);
-                        *report
-                            .bytes_per_server
-                            .entry(servers[server].clone())
-                            .or_default() += len;
-                    }
-                    None => report.lost += 1,
-                }
-            }
-            // Every segment must still be rebuildable from what was stored.
-            if stored < spec.k {
-                return Err(Error::Network(format!(
-                    "segment {index} has only {stored} of the {} shards it needs stored: {}; push again when the servers are back",
-                    spec.k,
-                    failures.into_iter().collect::<Vec<_>>().join("; ")
-                )));
-            }
-            hashes.push(segment.hashes);
+        // Every segment must still be rebuildable from what was stored.
+        if let Some((index, stored)) = stored.iter().enumerate().find(|(_, s)| **s < spec.k) {
+            return Err(Error::Network(format!(
+                "segment {index} has only {stored} of the {} shards it needs stored: {}; push again when the servers are back",
+                spec.k,
+                failures.into_iter().collect::<Vec<_>>().join("; ")
+            )));
         }
         let manifest = ShardManifest::new(spec, segment_size as u64, pack_len, hashes)
             .map_err(|e| Error::Invalid(e.to_string()))?;
@@ -415,4 +447,22 @@ async fn publish_state<S: Signer + Sync>(
         .await
         .map_err(net)?;
     Ok(signed)
+}
+
+/// Writes the pack of `objects` to `path`, sealed when `keys` are given; returns its length.
+fn write_pack_file(
+    path: &std::path::Path,
+    store: &agigit_dag::FsStore,
+    objects: &[(agigit_dag::Kind, ObjectId)],
+    keys: Option<&PrivateKeys>,
+) -> Result<u64, Error> {
+    TempFile::write_at(path, |out| match keys {
+        Some(k) => {
+            let mut sealer = k.sealing_writer(Sealed::Pack, out)?;
+            pack::write_pack_to(store, objects, &mut sealer)?;
+            sealer.finish().map_err(Error::io(path))?;
+            Ok(())
+        }
+        None => pack::write_pack_to(store, objects, out).map(|_| ()),
+    })
 }

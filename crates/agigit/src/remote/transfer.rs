@@ -1,13 +1,42 @@
 //! Moving segments: shards uploaded by placement (re-routed when a server fails) and downloaded
-//! from any servers until a segment can be rebuilt.
+//! from any servers until a segment can be rebuilt. The CPU work — reading and coding segments,
+//! hashing shards, rebuilding — runs on rayon's pool through [`cpu`], so the async threads only
+//! move bytes and every core codes while the network is busy.
+
+use std::sync::Arc;
 
 use agigit_hash::BlobHash;
 use agigit_net::{NetError, Transport};
-use agigit_shard::{ErasureCode, Placement, ShardManifest};
+use agigit_shard::{ErasureCode, Placement, SegmentRebuilder, ShardManifest};
 use bytes::Bytes;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 
 use super::*;
 use crate::error::Error;
+
+/// Runs `job` on rayon's pool and waits for it without holding an async thread: coding,
+/// hashing, sealing and store writes go through here. A panic in `job` resumes in the caller.
+///
+/// How many jobs are in flight is bounded by the caller (the segments a transfer keeps in
+/// flight); the pool runs as many at once as there are cores.
+pub(super) async fn cpu<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    let (done, result) = futures_channel::oneshot::channel();
+    rayon::spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        // The receiver is gone when the transfer was dropped: nobody wants the result.
+        let _ = done.send(outcome);
+    });
+    match result.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(futures_channel::oneshot::Canceled) => Err(Error::Invalid(
+            "the CPU pool dropped a job without running it".into(),
+        )),
+    }
+}
 
 /// One shard's upload: the server the placement names, where it was stored (server index,
 /// bytes), and the errors on the way.
@@ -15,12 +44,6 @@ pub(super) struct Upload {
     pub(super) first: usize,
     pub(super) stored: Option<(usize, u64)>,
     pub(super) errors: Vec<String>,
-}
-
-/// One segment's shards: their hashes (for the manifest) and their uploads.
-pub(super) struct SegmentUpload {
-    pub(super) hashes: Vec<BlobHash>,
-    pub(super) uploads: Vec<Upload>,
 }
 
 /// Uploads shards, each to its placement's server or, when that fails, the next that works.
@@ -31,7 +54,8 @@ pub(super) struct ShardUpload<'a> {
 }
 
 impl ShardUpload<'_> {
-    pub(super) async fn upload(&self, first: usize, data: Bytes) -> Upload {
+    /// Uploads shard `data` (whose hash is `hash`) to server `first`, or the next that takes it.
+    pub(super) async fn upload(&self, first: usize, hash: &BlobHash, data: Bytes) -> Upload {
         let mut upload = Upload {
             first,
             stored: None,
@@ -41,7 +65,7 @@ impl ShardUpload<'_> {
         for server in (0..n).map(|j| (first + j) % n) {
             match self
                 .transport
-                .put_blob(&self.servers[server], data.clone())
+                .put_blob_hashed(&self.servers[server], hash, data.clone())
                 .await
             {
                 Ok(_) => {
@@ -77,18 +101,49 @@ pub(super) struct SegmentFetch<'a> {
     pub(super) transport: &'a dyn Transport,
     pub(super) servers: &'a [String],
     pub(super) manifest: &'a ShardManifest,
-    pub(super) code: &'a dyn ErasureCode,
+    pub(super) code: Arc<dyn ErasureCode>,
     pub(super) placement: &'a Placement,
 }
 
+/// A segment's shards, downloaded: the rebuilder holding them, the shards received and the
+/// bytes downloaded.
+pub(super) struct Downloaded {
+    pub(super) rebuilder: SegmentRebuilder,
+    pub(super) shards: usize,
+    pub(super) downloaded: u64,
+}
+
+impl Downloaded {
+    /// Rebuilds the segment on the CPU pool; returns it and how long the rebuild took.
+    pub(super) async fn rebuild(
+        self,
+        code: Arc<dyn ErasureCode>,
+    ) -> Result<(Vec<u8>, Duration), Error> {
+        let rebuilder = self.rebuilder;
+        let (bytes, took) = cpu(move || timed(|| rebuilder.finish(code.as_ref()))).await?;
+        let bytes = bytes.map_err(|e| match e {
+            agigit_shard::ShardError::NotEnoughShards {
+                segment,
+                good,
+                needed,
+            } => Error::Network(format!(
+                "segment {segment}: {good} good shards found, {needed} needed; bring more servers back"
+            )),
+            e => Error::Corrupt(e.to_string()),
+        })?;
+        Ok((bytes, took))
+    }
+}
+
 impl SegmentFetch<'_> {
-    /// Shard `index` of `segment` from its placement's server, else from the others in turn
-    /// (the transport checks each blob against its hash).
-    pub(super) async fn shard(
+    /// Shard `index` of `segment` (`len` bytes) from its placement's server, else from the
+    /// others in turn (the transport checks each blob against its hash).
+    async fn shard(
         &self,
         segment: usize,
         index: usize,
         hash: &BlobHash,
+        len: u64,
     ) -> Option<Bytes> {
         let first = self.placement.server_of(segment, index) % self.servers.len().max(1);
         let order = self
@@ -96,9 +151,6 @@ impl SegmentFetch<'_> {
             .iter()
             .skip(first)
             .chain(self.servers.iter().take(first));
-        // The manifest says how long every shard of this segment is: nothing longer is taken.
-        let segment_len = usize::try_from(self.manifest.segment_len(segment)).unwrap_or(0);
-        let len = self.code.shard_len(segment_len) as u64;
         for server in order {
             match self.transport.get_blob(server, hash, len).await {
                 Ok(bytes) => return Some(bytes),
@@ -110,47 +162,45 @@ impl SegmentFetch<'_> {
         None
     }
 
-    /// Rebuilds `segment`: asks for `k` shards at once (data shards first, for the fast path),
-    /// then for more while fewer than `k` good ones are in. Returns the bytes, the shards
-    /// received and the bytes downloaded.
-    pub(super) async fn fetch(&self, segment: usize) -> Result<(Vec<u8>, usize, u64), Error> {
-        let hashes = self
-            .manifest
-            .shard_hashes(segment)
-            .ok_or_else(|| Error::Corrupt(format!("manifest lacks segment {segment}")))?;
-        let k = self.manifest.codec().k;
-        let mut slots: Vec<Option<Bytes>> = vec![None; hashes.len()];
-        let mut next = 0;
-        let mut good = 0;
-        let mut downloaded = 0u64;
-        while good < k && next < hashes.len() {
-            let wave: Vec<usize> = (next..hashes.len()).take(k - good).collect();
-            next += wave.len();
-            let got = futures_util::future::join_all(
-                wave.iter().map(|&i| self.shard(segment, i, &hashes[i])),
-            )
-            .await;
-            for (i, bytes) in wave.into_iter().zip(got) {
-                if let Some(b) = bytes {
-                    downloaded += b.len() as u64;
-                    slots[i] = Some(b);
-                    good += 1;
+    /// Downloads the shards of `segment` that a [`SegmentRebuilder`] wants: data shards first
+    /// (for the systematic path), all at once, each failed one replaced by another as soon as it
+    /// fails, until `k` good ones are in or none is left to try.
+    pub(super) async fn fetch(&self, segment: usize) -> Result<Downloaded, Error> {
+        let mut rebuilder = SegmentRebuilder::new(self.manifest, self.code.as_ref(), segment)
+            .map_err(|e| Error::Corrupt(e.to_string()))?;
+        // The manifest says how long every shard of this segment is: nothing longer is taken.
+        let len = rebuilder.shard_len() as u64;
+        let (mut shards, mut downloaded) = (0, 0u64);
+        let mut pending = FuturesUnordered::new();
+        while !rebuilder.is_ready() {
+            for index in rebuilder.wants() {
+                let Some(hash) = rebuilder.hash(index).copied() else {
+                    continue;
+                };
+                pending.push(async move { (index, self.shard(segment, index, &hash, len).await) });
+            }
+            let Some((index, got)) = pending.next().await else {
+                break;
+            };
+            match got {
+                Some(bytes) => {
+                    downloaded += bytes.len() as u64;
+                    shards += 1;
+                    rebuilder
+                        .offer_verified(index, Vec::from(bytes))
+                        .map_err(|e| Error::Corrupt(e.to_string()))?;
                 }
+                None => rebuilder.failed(index),
             }
         }
-        if good < k {
-            return Err(Error::Network(format!(
-                "segment {segment}: {good} good shards found, {k} needed; bring more servers back"
-            )));
-        }
-        let refs: Vec<Option<&[u8]>> = slots.iter().map(|s| s.as_deref()).collect();
-        let bytes = self
-            .manifest
-            .rebuild_segment(self.code, segment, &refs)
-            .map_err(|e| Error::Corrupt(e.to_string()))?;
-        Ok((bytes, good, downloaded))
+        Ok(Downloaded {
+            rebuilder,
+            shards,
+            downloaded,
+        })
     }
 }
+
 pub(super) fn tracing_failure(server: &str, e: &NetError) {
     tracing::warn!(%server, error = %e, "upload failed");
 }
