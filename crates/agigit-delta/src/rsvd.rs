@@ -12,7 +12,34 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::codec::EncodeError;
+/// Why [`randomized_svd`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RsvdError {
+    /// The values are not a `rows × cols` matrix.
+    #[error("{len} values for a {rows} × {cols} matrix")]
+    Shape {
+        /// How many values there are.
+        len: usize,
+        /// Rows asked for.
+        rows: usize,
+        /// Columns asked for.
+        cols: usize,
+    },
+    /// A candle operation failed (device out of memory, CUDA error, …).
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// The SVD of the small projection did not converge.
+    #[error("SVD of the {rows} × {cols} projection: {reason}")]
+    Linalg {
+        /// Rows of the projection.
+        rows: usize,
+        /// Columns of the projection.
+        cols: usize,
+        /// What faer said.
+        reason: String,
+    },
+}
 
 /// Parameters of [`randomized_svd`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +108,7 @@ fn to_faer(values: &[f32], rows: usize, cols: usize) -> Mat<f64> {
 }
 
 #[allow(clippy::cast_possible_truncation, reason = "factors are kept in f32")]
-fn from_faer(m: &Mat<f64>, device: &Device) -> Result<CTensor, EncodeError> {
+fn from_faer(m: &Mat<f64>, device: &Device) -> Result<CTensor, RsvdError> {
     let (rows, cols) = (m.nrows(), m.ncols());
     let mut out = Vec::with_capacity(rows * cols);
     for i in 0..rows {
@@ -92,13 +119,13 @@ fn from_faer(m: &Mat<f64>, device: &Device) -> Result<CTensor, EncodeError> {
     Ok(CTensor::from_vec(out, (rows, cols), device)?)
 }
 
-fn to_host(t: &CTensor) -> Result<(Vec<f32>, usize, usize), EncodeError> {
+fn to_host(t: &CTensor) -> Result<(Vec<f32>, usize, usize), RsvdError> {
     let (rows, cols) = t.dims2()?;
     Ok((t.flatten_all()?.to_vec1::<f32>()?, rows, cols))
 }
 
 /// An orthonormal basis (Householder QR in `faer`) of the columns of `y`.
-fn orthonormalize(y: &CTensor) -> Result<Mat<f64>, EncodeError> {
+fn orthonormalize(y: &CTensor) -> Result<Mat<f64>, RsvdError> {
     let (values, rows, cols) = to_host(y)?;
     Ok(to_faer(&values, rows, cols).qr().compute_thin_Q())
 }
@@ -110,12 +137,13 @@ pub fn randomized_svd(
     cols: usize,
     params: RsvdParams,
     device: &Device,
-) -> Result<Svd, EncodeError> {
+) -> Result<Svd, RsvdError> {
     if a.len() != rows.saturating_mul(cols) {
-        return Err(EncodeError::Parameter(format!(
-            "{} values for a {rows} × {cols} matrix",
-            a.len()
-        )));
+        return Err(RsvdError::Shape {
+            len: a.len(),
+            rows,
+            cols,
+        });
     }
     let l = params.sketch.min(rows).min(cols);
     if l == 0 {
@@ -150,7 +178,11 @@ pub fn randomized_svd(
     let (bv, br, bc) = to_host(&b)?;
     let svd = to_faer(&bv, br, bc)
         .thin_svd()
-        .map_err(|e| EncodeError::Linalg(format!("SVD of the {br} × {bc} projection: {e:?}")))?;
+        .map_err(|e| RsvdError::Linalg {
+            rows: br,
+            cols: bc,
+            reason: format!("{e:?}"),
+        })?;
     // U = Q · U_B.
     let u_full = &q * svd.U();
     let k = svd.S().column_vector().nrows().min(l);

@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 use agigit_hash::ObjectId;
 use nostr::prelude::{PublicKey, RelayUrl, Tag, Url};
 
-use crate::error::{ParseError, quote};
+use crate::error::ParseError;
 use crate::kinds;
 use crate::names::{RepoCoordinate, RepoId, parse_public_key};
 use crate::signed::{ProtocolEvent, TagReader, parse_id, tag};
+use crate::text::quote;
 
 /// Who may read a repository's content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

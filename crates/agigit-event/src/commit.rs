@@ -5,10 +5,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use nostr::prelude::Tag;
 
-use crate::error::{ParseError, quote};
+use crate::error::ParseError;
 use crate::kinds;
 use crate::names::RepoCoordinate;
 use crate::signed::{ProtocolEvent, TagReader, parse_id, tag};
+use crate::text::quote;
 
 /// A commit event (kind 1717, regular).
 ///

@@ -2,20 +2,10 @@
 
 use agigit_hash::ParseIdError;
 
-use crate::names::RepoIdError;
+use crate::names::{CoordinateError, RepoIdError};
+use crate::text::quote;
 use crate::verify::VerifyError;
-use agigit_dag::refs::RefNameError;
-
-/// Longest piece of untrusted input quoted in an error message.
-const QUOTE_LIMIT: usize = 80;
-
-/// Quotes untrusted input for an error message, cut to a readable length.
-pub(crate) fn quote(value: &str) -> String {
-    match value.char_indices().nth(QUOTE_LIMIT) {
-        Some((cut, _)) => format!("{}…", &value[..cut]),
-        None => value.to_owned(),
-    }
-}
+use agigit_validate::RefNameError;
 
 /// Why an event was rejected. Every parser in this crate returns it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,15 +75,8 @@ pub enum ParseError {
     #[error(transparent)]
     InvalidRefName(#[from] RefNameError),
     /// A repository coordinate is malformed.
-    #[error(
-        "{value:?} is not a repository coordinate (\"30717:<owner pubkey hex>:<repository id>\"): {reason}"
-    )]
-    InvalidCoordinate {
-        /// The offending value (cut to a readable length).
-        value: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    InvalidCoordinate(#[from] CoordinateError),
     /// A tag value is outside what the protocol allows.
     #[error("the tag {tag:?} holds {value:?}; expected {expected}")]
     InvalidValue {

@@ -10,15 +10,16 @@ pub mod nip01;
 mod signed;
 mod signer;
 mod state;
+mod text;
 mod verify;
 
 /// Ref names are the commit DAG's; re-exported because state events carry them.
-pub use agigit_dag::refs::{MAX_REF_NAME_LEN, RefName, RefNameError};
+pub use agigit_validate::{MAX_REF_NAME_LEN, RefName, RefNameError};
 pub use announcement::{ForkOf, RepoAnnouncement, Visibility};
 pub use blossom::{AuthError, AuthRequest, BlossomAuth, MAX_CLOCK_SKEW_SECS, Verb};
 pub use commit::CommitEvent;
 pub use error::ParseError;
-pub use names::{MAX_REPO_ID_LEN, RepoCoordinate, RepoId, RepoIdError};
+pub use names::{CoordinateError, MAX_REPO_ID_LEN, RepoCoordinate, RepoId, RepoIdError};
 pub use signed::{ProtocolEvent, Signed};
 pub use signer::{SignError, Signer};
 pub use state::{IgnoreReason, Ignored, RepoState, StateResolution, resolve_state};

@@ -1,12 +1,12 @@
-//! Validated names: repository ids and repository coordinates (ref names are `agigit-dag`'s).
+//! Validated names: repository ids and repository coordinates (ref names are `agigit-validate`'s).
 
 use core::fmt;
 use core::str::FromStr;
 
 use nostr::prelude::PublicKey;
 
-use crate::error::{ParseError, quote};
 use crate::kinds;
+use crate::text::quote;
 
 /// Longest repository id, in bytes.
 pub const MAX_REPO_ID_LEN: usize = 128;
@@ -114,11 +114,30 @@ impl fmt::Display for RepoCoordinate {
     }
 }
 
+/// Why a string is not a repository coordinate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoordinateError {
+    /// It is not `30717:<owner pubkey hex>:<repository id>`.
+    #[error(
+        "{value:?} is not a repository coordinate (\"30717:<owner pubkey hex>:<repository id>\"): {reason}"
+    )]
+    Malformed {
+        /// The offending value (cut to a readable length).
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Its repository id is not valid.
+    #[error(transparent)]
+    RepoId(#[from] RepoIdError),
+}
+
 impl FromStr for RepoCoordinate {
-    type Err = ParseError;
+    type Err = CoordinateError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let fail = |reason| ParseError::InvalidCoordinate {
+        let fail = |reason| CoordinateError::Malformed {
             value: quote(s),
             reason,
         };
@@ -177,7 +196,7 @@ mod tests {
     }
 
     #[test]
-    fn coordinates_round_trip_and_reject_garbage() -> Result<(), ParseError> {
+    fn coordinates_round_trip_and_reject_garbage() -> Result<(), CoordinateError> {
         let owner = "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
         let text = format!("30717:{owner}:model");
         let coordinate: RepoCoordinate = text.parse()?;

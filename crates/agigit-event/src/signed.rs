@@ -6,8 +6,9 @@ use std::str::FromStr;
 use agigit_hash::ParseIdError;
 use nostr::prelude::{Event, EventId, Kind, PublicKey, Tag, Timestamp, UnsignedEvent};
 
-use crate::error::{ParseError, quote};
+use crate::error::ParseError;
 use crate::signer::{SignError, Signer};
+use crate::text::quote;
 use crate::verify::{NostrVerifier, Verifier};
 
 /// A typed agigit event: how it becomes tags and content, and how it is read back.

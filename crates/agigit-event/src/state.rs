@@ -8,11 +8,12 @@ use base64::engine::general_purpose::STANDARD;
 use nostr::prelude::{Event, EventId, PublicKey, Tag};
 
 use crate::announcement::RepoAnnouncement;
-use crate::error::{ParseError, quote};
+use crate::error::ParseError;
 use crate::kinds;
 use crate::names::{RepoCoordinate, RepoId};
 use crate::signed::{ProtocolEvent, Signed, TagReader, parse_id, single, tag};
-use agigit_dag::refs::RefName;
+use crate::text::quote;
+use agigit_validate::RefName;
 
 /// A repository's branch pointers (kind 30718, addressable by its `d` tag).
 ///

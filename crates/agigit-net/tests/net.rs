@@ -514,7 +514,10 @@ async fn exercise(t: &dyn Transport, keys: &Keys) -> TestResult {
     // stored under the name it claimed.
     let data = Bytes::from_static(b"pre-hashed shard");
     let right = BlobHash::digest(&data);
-    assert_eq!(t.put_blob_hashed(&servers[1], &right, data.clone()).await?, right);
+    assert_eq!(
+        t.put_blob_hashed(&servers[1], &right, data.clone()).await?,
+        right
+    );
     assert_eq!(t.get_blob(&servers[1], &right, 64).await?, data);
     let liar = BlobHash::digest(b"another shard");
     let err = t

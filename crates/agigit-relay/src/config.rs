@@ -46,7 +46,86 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::server::{ConnectionLimits, Limits};
+use std::time::Duration;
+
+use crate::store::MAX_FILTER_VALUES;
+
+/// Limits the relay enforces; the NIP-11 document reports them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message a client may send, in bytes.
+    pub max_message_bytes: usize,
+    /// Open subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Filters per REQ.
+    pub max_filters: usize,
+    /// Values per filter field (ids, authors, kinds, each tag).
+    pub max_filter_values: usize,
+    /// The most events one filter returns (a larger or missing `limit` is capped).
+    pub max_limit: usize,
+    /// Longest subscription id.
+    pub max_subid_length: usize,
+    /// Messages per minute per connection.
+    pub messages_per_minute: u32,
+    /// Bytes of messages per minute per connection.
+    pub bytes_per_minute: u32,
+    /// EVENTs of one connection waiting to be stored at once: past it, the relay stops reading
+    /// that connection until some are stored.
+    pub max_pending_events: usize,
+    /// Bytes of live events buffered for subscribers that have not sent them yet (events up to
+    /// 8 KiB in one ring, larger ones in another; a subscriber that falls behind a ring is told
+    /// to re-query).
+    pub live_buffer_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 512 << 10,
+            max_subscriptions: 32,
+            max_filters: 16,
+            max_filter_values: MAX_FILTER_VALUES,
+            max_limit: 5000,
+            max_subid_length: 64,
+            messages_per_minute: 6000,
+            bytes_per_minute: 16 << 20,
+            max_pending_events: 64,
+            live_buffer_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Limits on connections, whatever they carry (WebSocket or HTTP).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open connections from one IP address; more are closed at once.
+    pub max_per_ip: usize,
+    /// Open connections in all; more are closed at once.
+    pub max_total: usize,
+    /// Time to send a request's headers.
+    pub header_timeout: Duration,
+    /// Time for a client to take a message (or a chunk of a download) the relay sends; a client
+    /// that does not read is disconnected.
+    pub write_timeout: Duration,
+    /// WebSocket keep-alive: a ping this often, and a connection that sends nothing (not even
+    /// the pong) for two intervals is closed.
+    pub ping_interval: Duration,
+    /// Time between two chunks of an upload's body.
+    pub body_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_per_ip: 64,
+            max_total: 4096,
+            header_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 /// When a client must authenticate with NIP-42 first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -259,8 +338,8 @@ struct FileBlossom {
     min_upload_rate: Option<u64>,
 }
 
-fn secs(n: u64) -> std::time::Duration {
-    std::time::Duration::from_secs(n)
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -331,128 +410,6 @@ impl Config {
     }
 }
 
-/// The `agigit-relay` command line. Flags override the config file, which overrides the
-/// defaults shown in `--help`.
-#[derive(Debug, Default, clap::Parser)]
-#[command(
-    name = "agigit-relay",
-    version,
-    about = "An agigit relay: Nostr events (NIP-01, 09, 11, 40, 42) and Blossom blobs on one port"
-)]
-pub struct Cli {
-    /// TOML configuration file (see the crate docs for every key).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:7777].
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-    /// Directory for events.sqlite and blobs/ (created if missing) [default: ./relay-data].
-    #[arg(long, value_name = "DIR")]
-    pub data: Option<PathBuf>,
-    /// The relay's public ws:// or wss:// URL, checked in NIP-42 AUTH [default: none].
-    #[arg(long, value_name = "URL")]
-    pub public_url: Option<String>,
-    /// Store events in PostgreSQL at this connection string instead of SQLite [default: none].
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "AGIGIT_RELAY_POSTGRES",
-        hide_env_values = true
-    )]
-    pub postgres: Option<String>,
-    /// NIP-42 authentication: off, writes, reads or all [default: off].
-    #[arg(long, value_name = "POLICY")]
-    pub auth: Option<AuthPolicy>,
-    /// Largest message a client may send, in bytes [default: 524288].
-    #[arg(long, value_name = "BYTES")]
-    pub max_message_bytes: Option<usize>,
-    /// Open subscriptions per connection [default: 32].
-    #[arg(long, value_name = "N")]
-    pub max_subscriptions: Option<usize>,
-    /// Messages per minute per connection [default: 6000].
-    #[arg(long, value_name = "N")]
-    pub messages_per_minute: Option<u32>,
-    /// Largest blob accepted, in bytes [default: 1073741824].
-    #[arg(long, value_name = "BYTES")]
-    pub max_blob_bytes: Option<u64>,
-    /// Bytes of blobs one pubkey may store, 0 for no quota [default: 0].
-    #[arg(long, value_name = "BYTES")]
-    pub quota_bytes_per_pubkey: Option<u64>,
-    /// Serve no blobs (Blossom off) [default: Blossom on].
-    #[arg(long)]
-    pub no_blossom: bool,
-    /// Open connections from one IP address [default: 64].
-    #[arg(long, value_name = "N")]
-    pub max_connections_per_ip: Option<usize>,
-    /// Open connections in all [default: 4096].
-    #[arg(long, value_name = "N")]
-    pub max_connections: Option<usize>,
-    /// Seconds for a client to send a request's headers [default: 10].
-    #[arg(long, value_name = "SECS")]
-    pub header_timeout_secs: Option<u64>,
-    /// Seconds for a client to take what the relay sends before it is dropped [default: 30].
-    #[arg(long, value_name = "SECS")]
-    pub write_timeout_secs: Option<u64>,
-    /// Uploads received at once [default: 64].
-    #[arg(long, value_name = "N")]
-    pub max_concurrent_uploads: Option<usize>,
-    /// The longest a Blossom authorization may be valid, in seconds [default: 3600].
-    #[arg(long, value_name = "SECS")]
-    pub max_token_lifetime_secs: Option<u64>,
-}
-
-impl Cli {
-    /// The configuration: defaults, then the file, then the flags.
-    ///
-    /// # Errors
-    /// [`ConfigError`] when the file cannot be read or used.
-    pub fn into_config(self) -> Result<Config, ConfigError> {
-        let mut c = match &self.config {
-            Some(path) => Config::load(path)?,
-            None => Config::default(),
-        };
-        set(&mut c.listen, self.listen);
-        set(&mut c.data, self.data);
-        if self.public_url.is_some() {
-            c.public_url = self.public_url;
-        }
-        if self.postgres.is_some() {
-            c.postgres = self.postgres;
-        }
-        set(&mut c.auth, self.auth);
-        set(&mut c.limits.max_message_bytes, self.max_message_bytes);
-        set(&mut c.limits.max_subscriptions, self.max_subscriptions);
-        set(&mut c.limits.messages_per_minute, self.messages_per_minute);
-        set(&mut c.blossom.max_blob_bytes, self.max_blob_bytes);
-        set(
-            &mut c.blossom.quota_bytes_per_pubkey,
-            self.quota_bytes_per_pubkey,
-        );
-        if self.no_blossom {
-            c.blossom.enabled = false;
-        }
-        set(&mut c.connections.max_per_ip, self.max_connections_per_ip);
-        set(&mut c.connections.max_total, self.max_connections);
-        set(
-            &mut c.connections.header_timeout,
-            self.header_timeout_secs.map(secs),
-        );
-        set(
-            &mut c.connections.write_timeout,
-            self.write_timeout_secs.map(secs),
-        );
-        set(
-            &mut c.blossom.max_concurrent_uploads,
-            self.max_concurrent_uploads,
-        );
-        set(
-            &mut c.blossom.max_token_lifetime_secs,
-            self.max_token_lifetime_secs,
-        );
-        Ok(c)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests")]
@@ -497,58 +454,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("sometimes"), "{err}");
-    }
-
-    #[test]
-    fn help_prints_the_real_defaults() {
-        use clap::CommandFactory;
-        let help = Cli::command().render_long_help().to_string();
-        let d = Config::default();
-        for default in [
-            d.listen.to_string(),
-            d.data.display().to_string(),
-            d.limits.max_message_bytes.to_string(),
-            d.limits.max_subscriptions.to_string(),
-            d.limits.messages_per_minute.to_string(),
-            d.blossom.max_blob_bytes.to_string(),
-            d.blossom.quota_bytes_per_pubkey.to_string(),
-            d.connections.max_per_ip.to_string(),
-            d.connections.max_total.to_string(),
-            d.connections.header_timeout.as_secs().to_string(),
-            d.connections.write_timeout.as_secs().to_string(),
-            d.blossom.max_concurrent_uploads.to_string(),
-            d.blossom.max_token_lifetime_secs.to_string(),
-            "off".to_owned(),
-        ] {
-            assert!(
-                help.contains(&format!("[default: {default}]")),
-                "--help lacks {default}"
-            );
-        }
-    }
-
-    #[test]
-    fn flags_override_the_file() {
-        use clap::Parser;
-        let dir = std::env::temp_dir().join(format!("agigit-relay-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("relay.toml");
-        std::fs::write(
-            &file,
-            "listen = \"127.0.0.1:9000\"\n[auth]\nrequired = \"all\"\n",
-        )
-        .unwrap();
-        let cli = Cli::try_parse_from([
-            "agigit-relay",
-            "--config",
-            file.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:9001",
-        ])
-        .unwrap();
-        let c = cli.into_config().unwrap();
-        assert_eq!(c.listen.port(), 9001);
-        assert_eq!(c.auth, AuthPolicy::All);
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -1,8 +1,10 @@
 //! `agigit-relay`: runs a relay with embedded defaults, a config file and flags.
 
-use agigit_relay::config::Cli;
 use agigit_relay::server::{Relay, serve};
 use clap::Parser;
+
+mod cli;
+use cli::Cli;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

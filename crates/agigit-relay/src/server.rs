@@ -22,7 +22,8 @@ use tokio::sync::{broadcast, mpsc};
 use crate::blobs::{BlobStore, BlobStoreError, FsBlobStore};
 use crate::blossom::Blossom;
 use crate::config::{AuthPolicy, BlossomConfig, Config};
-use crate::store::{EventStore, EventStoreError, MAX_FILTER_VALUES, SaveOutcome, SqliteEventStore};
+pub use crate::config::{ConnectionLimits, Limits};
+use crate::store::{EventStore, EventStoreError, SaveOutcome, SqliteEventStore};
 
 /// A relay could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -79,83 +80,6 @@ fn public_parts(url: &str) -> Result<(String, String), ServeError> {
         return Err(bad("has no host"));
     }
     Ok((host, format!("{scheme}://{authority}")))
-}
-
-/// Limits the relay enforces; the NIP-11 document reports them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest message a client may send, in bytes.
-    pub max_message_bytes: usize,
-    /// Open subscriptions per connection.
-    pub max_subscriptions: usize,
-    /// Filters per REQ.
-    pub max_filters: usize,
-    /// Values per filter field (ids, authors, kinds, each tag).
-    pub max_filter_values: usize,
-    /// The most events one filter returns (a larger or missing `limit` is capped).
-    pub max_limit: usize,
-    /// Longest subscription id.
-    pub max_subid_length: usize,
-    /// Messages per minute per connection.
-    pub messages_per_minute: u32,
-    /// Bytes of messages per minute per connection.
-    pub bytes_per_minute: u32,
-    /// EVENTs of one connection waiting to be stored at once: past it, the relay stops reading
-    /// that connection until some are stored.
-    pub max_pending_events: usize,
-    /// Bytes of live events buffered for subscribers that have not sent them yet (events up to
-    /// 8 KiB in one ring, larger ones in another; a subscriber that falls behind a ring is told
-    /// to re-query).
-    pub live_buffer_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_message_bytes: 512 << 10,
-            max_subscriptions: 32,
-            max_filters: 16,
-            max_filter_values: MAX_FILTER_VALUES,
-            max_limit: 5000,
-            max_subid_length: 64,
-            messages_per_minute: 6000,
-            bytes_per_minute: 16 << 20,
-            max_pending_events: 64,
-            live_buffer_bytes: 64 << 20,
-        }
-    }
-}
-
-/// Limits on connections, whatever they carry (WebSocket or HTTP).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// Open connections from one IP address; more are closed at once.
-    pub max_per_ip: usize,
-    /// Open connections in all; more are closed at once.
-    pub max_total: usize,
-    /// Time to send a request's headers.
-    pub header_timeout: Duration,
-    /// Time for a client to take a message (or a chunk of a download) the relay sends; a client
-    /// that does not read is disconnected.
-    pub write_timeout: Duration,
-    /// WebSocket keep-alive: a ping this often, and a connection that sends nothing (not even
-    /// the pong) for two intervals is closed.
-    pub ping_interval: Duration,
-    /// Time between two chunks of an upload's body.
-    pub body_timeout: Duration,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        ConnectionLimits {
-            max_per_ip: 64,
-            max_total: 4096,
-            header_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(30),
-            ping_interval: Duration::from_secs(60),
-            body_timeout: Duration::from_secs(30),
-        }
-    }
 }
 
 /// What the relay says about itself (NIP-11).

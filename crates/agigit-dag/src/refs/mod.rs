@@ -12,9 +12,7 @@ use agigit_hash::ObjectId;
 
 use crate::store::io_backend::{Io, StdIo};
 
-mod name;
-
-pub use name::{MAX_REF_NAME_LEN, RefName, RefNameError};
+pub use agigit_validate::{MAX_REF_NAME_LEN, RefName, RefNameError};
 
 /// A ref's key: `HEAD` or a full name under `refs/`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

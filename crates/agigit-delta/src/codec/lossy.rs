@@ -9,30 +9,18 @@ use super::{
 use crate::tensor::f64_to_bytes;
 use crate::{DType, TensorView};
 
-/// A delta ready for a lossy codec: the tensor viewed as a `rows × cols` matrix.
-#[cfg_attr(
-    not(feature = "lowrank"),
-    allow(dead_code, reason = "the low-rank encoder reads them")
-)]
-pub(crate) struct Delta {
-    pub(crate) rows: usize,
-    pub(crate) cols: usize,
-    /// Row-major `target − base` (or `target`), rounded to `f32`.
-    pub(crate) values: Vec<f32>,
-    /// ‖values‖²_F, in `f64`.
-    pub(crate) norm2: f64,
-}
-
-/// The delta, or the reason a lossy codec must not be used.
+/// The delta a lossy codec works on — row-major `target − base` (or `target`) rounded to `f32`,
+/// the tensor viewed as a matrix ([`TensorView::matrix_dims`]) — or the reason a lossy codec
+/// must not be used.
 pub(crate) fn delta(
     target: &TensorView<'_>,
     base: Option<&TensorView<'_>>,
-) -> Result<Delta, Fallback> {
+) -> Result<Vec<f32>, Fallback> {
     let dtype = target.dtype();
     if !dtype.is_arithmetic() {
         return Err(Fallback::NotArithmetic(dtype));
     }
-    let (rows, cols) = target.matrix_dims().ok_or(Fallback::NotAMatrix)?;
+    target.matrix_dims().ok_or(Fallback::NotAMatrix)?;
     let t = target.to_f64().ok_or(Fallback::NotArithmetic(dtype))?;
     let b = base.and_then(TensorView::to_f64);
     #[allow(
@@ -46,16 +34,7 @@ pub(crate) fn delta(
     if values.par_iter().any(|v| !v.is_finite()) {
         return Err(Fallback::NonFinite);
     }
-    let norm2 = values
-        .par_iter()
-        .map(|&v| f64::from(v) * f64::from(v))
-        .sum();
-    Ok(Delta {
-        rows,
-        cols,
-        values,
-        norm2,
-    })
+    Ok(values)
 }
 
 /// Stores `target` losslessly, recording why.

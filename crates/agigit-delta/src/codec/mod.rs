@@ -224,9 +224,10 @@ pub enum EncodeError {
     #[cfg(feature = "lowrank")]
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
-    /// A dense factorization failed to converge.
-    #[error("linear algebra: {0}")]
-    Linalg(String),
+    /// The randomized SVD failed (a candle error on the device, or no convergence).
+    #[cfg(feature = "lowrank")]
+    #[error("randomized SVD: {0}")]
+    Rsvd(#[from] crate::rsvd::RsvdError),
 }
 
 /// Decoding a payload failed. Every variant means the payload is not what the writer produced,

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::lossy::{self, Delta};
+use super::lossy;
 use super::{CodecKind, DecodeError, DeltaCodec, EncodeError, Encoded, PayloadHeader, Reader};
 use crate::TensorView;
 
@@ -25,11 +25,10 @@ impl DeltaCodec for SignScale {
         base: Option<TensorView<'_>>,
     ) -> Result<Encoded, EncodeError> {
         super::check_inputs(&target, base.as_ref())?;
-        let delta = match lossy::delta(&target, base.as_ref()) {
+        let values = match lossy::delta(&target, base.as_ref()) {
             Ok(d) => d,
             Err(reason) => return lossy::fall_back(target, base, reason),
         };
-        let Delta { values, .. } = delta;
         #[allow(clippy::cast_precision_loss, reason = "a mean")]
         let n = values.len().max(1) as f64;
         let mean_abs = values.par_iter().map(|v| f64::from(v.abs())).sum::<f64>() / n;
