@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agigit::delta::{DType, Lossless, save_safetensors, synth};
@@ -150,10 +151,10 @@ fn files_of(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, Error> {
 }
 
 fn network(keys: &Keys, relays: &[RunningRelay]) -> Result<Network, Error> {
-    let pool = RelayPool::new(PoolOptions::default(), Some(keys.clone()));
+    let pool = RelayPool::new(PoolOptions::default(), Some(Arc::new(keys.clone())));
     let net = Network::new(
         pool,
-        BlobClient::new(Some(keys.clone()), BlobClientOptions::default()),
+        BlobClient::new(Some(Arc::new(keys.clone())), BlobClientOptions::default()),
     );
     for r in relays {
         net.pool

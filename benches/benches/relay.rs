@@ -315,7 +315,10 @@ fn print_figures() {
     let dir = scratch("blobs");
     let addr = ours(&rt, Arc::new(MemoryEventStore::new()), Some(&dir));
     let server = format!("http://{addr}");
-    let client = BlobClient::new(Some(Keys::generate()), BlobClientOptions::default());
+    let client = BlobClient::new(
+        Some(Arc::new(Keys::generate())),
+        BlobClientOptions::default(),
+    );
     let data: Vec<Bytes> = (0..5u8)
         .map(|s| {
             Bytes::from(

@@ -13,6 +13,7 @@ use std::cell::RefCell;
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agigit::event::nostr::prelude::Keys;
@@ -108,10 +109,10 @@ impl Drop for RelayProcess {
 }
 
 fn network(keys: &Keys, relays: &[RelayProcess]) -> Network {
-    let pool = RelayPool::new(PoolOptions::default(), Some(keys.clone()));
+    let pool = RelayPool::new(PoolOptions::default(), Some(Arc::new(keys.clone())));
     let net = Network::new(
         pool,
-        BlobClient::new(Some(keys.clone()), BlobClientOptions::default()),
+        BlobClient::new(Some(Arc::new(keys.clone())), BlobClientOptions::default()),
     );
     for r in relays {
         net.pool
@@ -213,7 +214,7 @@ pub(crate) fn bench_relays(c: &mut Criterion, root: &Path) {
     let net = network(&keys, &relays);
     let reachable = network(&keys, &relays[..REACHABLE]);
     let servers: Vec<String> = relays.iter().map(|r| format!("http://{}", r.url)).collect();
-    let client = BlobClient::new(Some(keys.clone()), BlobClientOptions::default());
+    let client = BlobClient::new(Some(Arc::new(keys.clone())), BlobClientOptions::default());
     let code = Leopard::new(4, 10).expect("code");
     let options = PushOptions {
         segment_size: SEGMENT,

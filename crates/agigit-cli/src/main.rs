@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use agigit::display::escape;
 use agigit::event::nostr::prelude::{Keys, ToBech32};
@@ -516,8 +517,8 @@ fn write_key(secret_hex: &str, force: bool) -> Result<PathBuf> {
 
 fn network(keys: &Keys, relays: &[RelayEntry]) -> Result<Network> {
     let net = Network::new(
-        RelayPool::new(PoolOptions::default(), Some(keys.clone())),
-        BlobClient::new(Some(keys.clone()), BlobClientOptions::default()),
+        RelayPool::new(PoolOptions::default(), Some(Arc::new(keys.clone()))),
+        BlobClient::new(Some(Arc::new(keys.clone())), BlobClientOptions::default()),
     );
     for r in relays {
         let roles = Roles {

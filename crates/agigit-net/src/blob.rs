@@ -18,9 +18,10 @@ use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use nostr::prelude::{Keys, Timestamp};
+use nostr::prelude::Timestamp;
 use tokio::sync::Semaphore;
 
+use crate::SharedSigner;
 use crate::error::NetError;
 
 /// Limits, retries and timeouts.
@@ -109,7 +110,7 @@ type Body = BoxBody<Bytes, std::convert::Infallible>;
 #[derive(Clone)]
 pub struct BlobClient {
     http: Client<HttpConnector, Body>,
-    signer: Option<Keys>,
+    signer: Option<SharedSigner>,
     options: BlobClientOptions,
     total: Arc<Semaphore>,
     servers: Arc<Mutex<HashMap<String, Arc<ServerState>>>>,
@@ -180,7 +181,7 @@ impl From<NetError> for Attempt {
 
 impl BlobClient {
     /// A client; `signer` signs upload and delete authorizations (downloads need none).
-    pub fn new(signer: Option<Keys>, options: BlobClientOptions) -> Self {
+    pub fn new(signer: Option<SharedSigner>, options: BlobClientOptions) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
         connector.set_nodelay(true);
@@ -257,13 +258,15 @@ impl BlobClient {
         }
     }
 
-    fn token(&self, verb: Verb, hash: &BlobHash, server: &str) -> Result<String, NetError> {
-        let signer = self.signer.as_ref().ok_or_else(|| {
+    /// A BUD-11 token for `verb` on `hash` at `server`, signed off the async threads (a remote
+    /// signer may block); [`Signed::sign`] verifies what the signer returns.
+    async fn token(&self, verb: Verb, hash: &BlobHash, server: &str) -> Result<String, NetError> {
+        let signer = Arc::clone(self.signer.as_ref().ok_or_else(|| {
             NetError::Sign(format!(
                 "a {} needs a key to sign its authorization",
                 verb.as_str()
             ))
-        })?;
+        })?);
         let now = Timestamp::now();
         let ttl = self.options.token_ttl.as_secs().max(1);
         let auth = BlossomAuth::new(
@@ -275,7 +278,9 @@ impl BlobClient {
         .with_description(format!("agigit {}", verb.as_str()));
         // Dated a second back, so a server whose clock is slightly behind accepts it.
         let created = Timestamp::from_secs(now.as_secs().saturating_sub(1));
-        Signed::sign(auth, signer, created)
+        tokio::task::spawn_blocking(move || Signed::sign(auth, signer.as_ref(), created))
+            .await
+            .map_err(|e| NetError::Sign(format!("the signer panicked: {e}")))?
             .map(|s| s.to_authorization_header())
             .map_err(|e| NetError::Sign(e.to_string()))
     }
@@ -374,7 +379,7 @@ impl BlobClient {
         self.with_retries(server, |_| {
             let (uri, data) = (uri.clone(), data.clone());
             async move {
-                let token = self.token(Verb::Upload, &hash, server)?;
+                let token = self.token(Verb::Upload, &hash, server).await?;
                 let req = Request::builder()
                     .method(Method::PUT)
                     .uri(uri)
@@ -451,7 +456,7 @@ impl BlobClient {
             let uri = uri.clone();
             async move {
                 let mut req = request(Method::DELETE, uri, server)?;
-                let token = self.token(Verb::Delete, hash, server)?;
+                let token = self.token(Verb::Delete, hash, server).await?;
                 let value =
                     HeaderValue::from_str(&token).map_err(|e| NetError::Sign(e.to_string()))?;
                 req.headers_mut().insert(header::AUTHORIZATION, value);

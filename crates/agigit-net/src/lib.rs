@@ -17,3 +17,9 @@ pub use network::Network;
 #[cfg(feature = "client")]
 pub use pool::{PoolOptions, RelayPool, RelayStatus, Roles, Subscription};
 pub use transport::{BoxFuture, MemoryTransport, Transport};
+
+/// Who signs the client's NIP-42 answers and BUD-11 tokens: a local key (`nostr::Keys`) or any
+/// [`Signer`](agigit_event::Signer) — a NIP-46 bunker, a hardware device — shared between
+/// connections. It is called off the async threads, and what it returns is verified.
+#[cfg(feature = "client")]
+pub type SharedSigner = std::sync::Arc<dyn agigit_event::Signer + Send + Sync>;

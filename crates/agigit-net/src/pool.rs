@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use nostr::prelude::{
-    ClientMessage, Event, EventId, Filter, Keys, Kind, MatchEventOptions, RelayMessage, SignEvent,
-    SubscriptionId, Tag, Timestamp, UnsignedEvent,
+    ClientMessage, Event, EventId, Filter, Kind, MatchEventOptions, RelayMessage, SubscriptionId,
+    Tag, Timestamp, UnsignedEvent,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::SharedSigner;
 use crate::error::{NetError, PublishReport, RelayOutcome};
 use crate::transport::dedup_newest_first;
 
@@ -154,7 +155,7 @@ pub struct RelayPool {
 struct PoolInner {
     relays: RwLock<Vec<RelayHandle>>,
     options: PoolOptions,
-    signer: Option<Keys>,
+    signer: Option<SharedSigner>,
     next_sub: AtomicU64,
 }
 
@@ -192,8 +193,10 @@ pub fn check_relay_url(url: &str) -> Result<(), NetError> {
 }
 
 impl RelayPool {
-    /// An empty pool; `signer` (if any) answers NIP-42 challenges.
-    pub fn new(options: PoolOptions, signer: Option<Keys>) -> Self {
+    /// An empty pool; `signer` (if any) answers NIP-42 challenges. It may be a key held
+    /// elsewhere (a NIP-46 bunker, a hardware device): it is called off the async threads, and
+    /// what it returns is verified before it is sent.
+    pub fn new(options: PoolOptions, signer: Option<SharedSigner>) -> Self {
         RelayPool {
             inner: Arc::new(PoolInner {
                 relays: RwLock::new(Vec::new()),
@@ -554,7 +557,7 @@ async fn relay_task(
     mut commands: mpsc::Receiver<Command>,
     status: Arc<Mutex<RelayStatus>>,
     options: PoolOptions,
-    signer: Option<Keys>,
+    signer: Option<SharedSigner>,
 ) {
     let mut pending: HashMap<EventId, Pending> = HashMap::new();
     let mut subs: HashMap<String, ActiveSub> = HashMap::new();
@@ -736,7 +739,9 @@ async fn send(sink: &mut Sink, msg: &ClientMessage<'_>) -> bool {
     }
 }
 
-fn auth_event(signer: &Keys, url: &str, challenge: &str) -> Option<Event> {
+/// The NIP-42 answer to `challenge`, signed off the async threads (a remote signer may block) and
+/// verified: an event that is not the one asked for, or does not verify, is not sent.
+async fn auth_event(signer: &SharedSigner, url: &str, challenge: &str) -> Option<Event> {
     let tags = [
         Tag::parse(["challenge", challenge]).ok()?,
         Tag::parse(["relay", url]).ok()?,
@@ -748,7 +753,26 @@ fn auth_event(signer: &Keys, url: &str, challenge: &str) -> Option<Event> {
         tags,
         "",
     );
-    SignEvent::sign_event(signer, unsigned).ok()
+    let (signer, asked) = (Arc::clone(signer), unsigned.clone());
+    let event = match tokio::task::spawn_blocking(move || signer.sign_event(asked)).await {
+        Ok(Ok(event)) => event,
+        Ok(Err(e)) => {
+            tracing::warn!(relay = %url, error = %e, "the signer did not sign our NIP-42 answer");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let same = event.pubkey == unsigned.pubkey
+        && event.kind == unsigned.kind
+        && event.created_at == unsigned.created_at
+        && event.tags == unsigned.tags
+        && event.content == unsigned.content;
+    if same && event.verify().is_ok() {
+        Some(event)
+    } else {
+        tracing::warn!(relay = %url, "the signer returned another event than our NIP-42 answer");
+        None
+    }
 }
 
 /// Handles one relay message; returns what to send back.
@@ -758,7 +782,7 @@ async fn on_message(
     pending: &mut HashMap<EventId, Pending>,
     subs: &mut HashMap<String, ActiveSub>,
     auth_id: &mut Option<EventId>,
-    signer: Option<&Keys>,
+    signer: Option<&SharedSigner>,
     status: &Mutex<RelayStatus>,
 ) -> Vec<ClientMessage<'static>> {
     let mut out = Vec::new();
@@ -836,7 +860,7 @@ async fn on_message(
         }
         RelayMessage::Auth { challenge } => {
             if let Some(signer) = signer
-                && let Some(event) = auth_event(signer, url, &challenge)
+                && let Some(event) = auth_event(signer, url, &challenge).await
             {
                 *auth_id = Some(event.id);
                 out.push(ClientMessage::auth(event));

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agigit_event::Signer;
 use agigit_hash::BlobHash;
 use agigit_net::{
     BlobClient, BlobClientOptions, MemoryTransport, NetError, Network, PoolOptions, RelayPool,
@@ -240,13 +241,83 @@ async fn answers_nip42_challenges() -> TestResult {
         }
         other => panic!("{other:?}"),
     }
-    // With one, the pool authenticates and both writes and reads go through.
-    let pool = RelayPool::new(quick(), Some(keys.clone()));
+    // With one, the pool authenticates and both writes and reads go through. The key is held
+    // by a signer the pool knows only by its trait (as a NIP-46 bunker would be), called off
+    // the async threads.
+    let remote = Arc::new(RemoteSigner::new(keys.clone(), false));
+    let pool = RelayPool::new(quick(), Some(remote.clone()));
     pool.add_relay(&server.ws(), Roles::BOTH)?;
     pool.publish(&e, 1).await?;
     let got = pool.query(&[Filter::new().id(e.id)]).await?;
     assert_eq!(got.len(), 1);
+    assert!(remote.calls() >= 1);
+    // Blossom tokens go through the same signer.
+    let blobs = BlobClient::new(Some(remote.clone()), BlobClientOptions::default());
+    let before = remote.calls();
+    blobs
+        .upload(&server.http(), Bytes::from_static(b"signed remotely"))
+        .await?;
+    assert!(remote.calls() > before);
+
+    // A signer that answers with another key's event: the pool does not send it, so the relay
+    // still refuses; the blob client refuses to use the token.
+    let liar = Arc::new(RemoteSigner::new(keys.clone(), true));
+    let fooled = RelayPool::new(quick(), Some(liar.clone()));
+    fooled.add_relay(&server.ws(), Roles::BOTH)?;
+    let e2 = note(&keys, "not authenticated")?;
+    assert!(fooled.publish(&e2, 1).await.is_err());
+    assert!(liar.calls() >= 1);
+    let liar_blobs = BlobClient::new(Some(liar), BlobClientOptions::default());
+    assert!(matches!(
+        liar_blobs
+            .upload(&server.http(), Bytes::from_static(b"x"))
+            .await,
+        Err(NetError::Sign(_))
+    ));
     Ok(())
+}
+
+/// A signer known to the client only through the `Signer` trait, as a remote one would be: it
+/// blocks a little (a round trip), counts its calls, and when `lies`, signs with another key.
+struct RemoteSigner {
+    keys: Keys,
+    other: Keys,
+    lies: bool,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl RemoteSigner {
+    fn new(keys: Keys, lies: bool) -> Self {
+        Self {
+            keys,
+            other: Keys::generate(),
+            lies,
+            calls: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Signer for RemoteSigner {
+    fn public_key(&self) -> nostr::prelude::PublicKey {
+        self.keys.public_key()
+    }
+
+    fn sign_event(&self, mut unsigned: UnsignedEvent) -> Result<Event, agigit_event::SignError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(5));
+        let keys = if self.lies {
+            unsigned.pubkey = self.other.public_key();
+            unsigned.id = None;
+            &self.other
+        } else {
+            &self.keys
+        };
+        Signer::sign_event(keys, unsigned)
+    }
 }
 
 /// A hand-made relay that answers every REQ with the messages `answer` makes for its
@@ -334,7 +405,7 @@ async fn interop_with_nostr_relay_builder() -> TestResult {
 async fn blossom_round_trip_and_resume() -> TestResult {
     let server = start("blobs").await?;
     let keys = Keys::generate();
-    let client = BlobClient::new(Some(keys.clone()), BlobClientOptions::default());
+    let client = BlobClient::new(Some(Arc::new(keys.clone())), BlobClientOptions::default());
     let data = Bytes::from(
         (0..(3u32 << 20))
             .map(|i| (i * 7 + i / 251) as u8)
@@ -384,7 +455,10 @@ async fn blossom_round_trip_and_resume() -> TestResult {
         anonymous.upload(&server.http(), data.clone()).await,
         Err(NetError::Sign(_))
     ));
-    let stranger = BlobClient::new(Some(Keys::generate()), BlobClientOptions::default());
+    let stranger = BlobClient::new(
+        Some(Arc::new(Keys::generate())),
+        BlobClientOptions::default(),
+    );
     match stranger.delete(&server.http(), &hash).await {
         Err(NetError::Http { status: 403, .. }) => {}
         other => panic!("{other:?}"),
@@ -420,7 +494,7 @@ async fn fetch_any_skips_corrupt_and_dead_servers() -> TestResult {
     let good = start("fetch-any").await?;
     let keys = Keys::generate();
     let client = BlobClient::new(
-        Some(keys),
+        Some(Arc::new(keys)),
         BlobClientOptions {
             attempts: 2,
             backoff: Duration::from_millis(20),
@@ -471,8 +545,8 @@ async fn network_is_a_transport() -> TestResult {
     let (a, b) = (start("net-a").await?, start("net-b").await?);
     let keys = Keys::generate();
     let net = Network::new(
-        RelayPool::new(quick(), Some(keys.clone())),
-        BlobClient::new(Some(keys.clone()), BlobClientOptions::default()),
+        RelayPool::new(quick(), Some(Arc::new(keys.clone()))),
+        BlobClient::new(Some(Arc::new(keys.clone())), BlobClientOptions::default()),
     );
     for s in [&a, &b] {
         net.pool.add_relay(&s.ws(), Roles::BOTH)?;
@@ -584,7 +658,7 @@ async fn endless_or_oversized_blob_bodies_are_cut_off_and_another_server_serves(
     let good = start("endless").await?;
     let keys = Keys::generate();
     let data = Bytes::from_static(b"a shard of known length");
-    let hash = BlobClient::new(Some(keys), BlobClientOptions::default())
+    let hash = BlobClient::new(Some(Arc::new(keys)), BlobClientOptions::default())
         .upload(&good.http(), data.clone())
         .await?
         .hash;
