@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use agigit::config::PushConfig;
 use agigit::delta::{DType, Lossless, save_safetensors, synth};
 use agigit::event::nostr::prelude::Keys;
 use agigit::event::{RepoCoordinate, RepoId};
 use agigit::net::{BlobClient, BlobClientOptions, Network, PoolOptions, RelayPool, Roles};
-use agigit::shard::Leopard;
 use agigit::{FetchOptions, PushOptions, Repository};
 use agigit_relay::server::{Relay, serve};
 use agigit_relay::{BlossomConfig, Config};
@@ -192,10 +192,10 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     for r in &relays {
         println!("  ws://{}  (blobs at http://{})", r.addr, r.addr);
     }
-    // Any 4 of 10 shards rebuild a segment; each relay holds 2 per segment, so any 2 relays do.
-    let code = Leopard::new(4, 10)?;
+    // The library's defaults (agigit::config::defaults): 4 MiB segments, any 4 of 10 shards
+    // rebuild one; each relay holds 2 per segment, so any 2 relays do.
+    let code = PushConfig::default().code()?;
     let options = PushOptions {
-        segment_size: 1 << 20,
         min_accepted: 3,
         ..PushOptions::new(&code)
     };

@@ -6,14 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use agigit::config::{PushConfig, RelayEntry, RepoConfig, UserConfig};
 use agigit::display::escape;
 use agigit::event::nostr::prelude::{Keys, ToBech32};
 use agigit::event::{RepoCoordinate, RepoId};
 use agigit::net::{BlobClient, BlobClientOptions, Network, PoolOptions, RelayPool, Roles};
-use agigit::shard::Leopard;
 use agigit::{Change, PushOptions, Repository};
 use clap::{Parser, Subcommand};
-use serde::{Deserialize, Serialize};
 
 /// git for AI models, decentralized over Nostr.
 #[derive(Debug, Parser)]
@@ -274,67 +273,6 @@ enum KeyAction {
     Show,
 }
 
-/// `.agigit/config.toml`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RepoConfig {
-    /// The repository id used when pushing.
-    #[serde(default)]
-    id: Option<String>,
-    /// The repository this one was cloned from.
-    #[serde(default)]
-    remote: Option<String>,
-    #[serde(default, rename = "relay")]
-    relays: Vec<RelayEntry>,
-    /// Erasure coding and acceptance; the user-level file's, else the defaults, when absent.
-    #[serde(default)]
-    push: Option<PushConfig>,
-}
-
-/// `$AGIGIT_HOME/config.toml`: defaults for every repository of this user.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UserConfig {
-    /// Relays used by repositories that list none.
-    #[serde(default, rename = "relay")]
-    relays: Vec<RelayEntry>,
-    /// Push settings for repositories that set none.
-    #[serde(default)]
-    push: Option<PushConfig>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-struct RelayEntry {
-    url: String,
-    fetch: bool,
-    push: bool,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PushConfig {
-    /// Data shards per segment.
-    k: usize,
-    /// Shards per segment.
-    n: usize,
-    /// Bytes per segment.
-    segment_size: usize,
-    /// Relays that must accept each step.
-    min_accepted: usize,
-}
-
-impl Default for PushConfig {
-    fn default() -> Self {
-        PushConfig {
-            k: 4,
-            n: 10,
-            segment_size: 1 << 20,
-            min_accepted: 1,
-        }
-    }
-}
-
 /// An error for the user: what happened and what to do.
 struct Failure(String);
 
@@ -346,51 +284,27 @@ impl<E: std::fmt::Display> From<E> for Failure {
 
 type Result<T> = std::result::Result<T, Failure>;
 
-fn config_path(repo: &Repository) -> PathBuf {
-    repo.root().join(".agigit").join("config.toml")
-}
-
 fn load_config(repo: &Repository) -> Result<RepoConfig> {
-    let path = config_path(repo);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| Failure(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RepoConfig::default()),
-        Err(e) => Err(Failure(format!("{}: {e}", path.display()))),
-    }
+    Ok(repo.config()?)
 }
 
 fn load_user_config() -> Result<UserConfig> {
-    let path = home()?.join("config.toml");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| Failure(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UserConfig::default()),
-        Err(e) => Err(Failure(format!("{}: {e}", path.display()))),
-    }
+    Ok(UserConfig::load(&home()?.join("config.toml"))?)
 }
 
 /// The relays and push settings in effect: the repository's, else the user's, else defaults.
 fn effective(config: &RepoConfig) -> Result<(Vec<RelayEntry>, PushConfig)> {
-    let user = load_user_config()?;
-    let relays = if config.relays.is_empty() {
-        user.relays
-    } else {
-        config.relays.clone()
-    };
+    let (relays, push) = agigit::config::effective(config, &load_user_config()?);
     if relays.is_empty() {
         return Err(Failure(
             "no relays: run `agigit relay add ws://host:port` (or list them in ~/.config/agigit/config.toml)".into(),
         ));
     }
-    Ok((relays, config.push.or(user.push).unwrap_or_default()))
+    Ok((relays, push))
 }
 
 fn save_config(repo: &Repository, config: &RepoConfig) -> Result<()> {
-    let path = config_path(repo);
-    let text = toml::to_string_pretty(config)?;
-    let temp = path.with_extension("toml.tmp");
-    std::fs::write(&temp, text).map_err(|e| Failure(format!("{}: {e}", temp.display())))?;
-    std::fs::rename(&temp, &path).map_err(|e| Failure(format!("{}: {e}", path.display())))?;
-    Ok(())
+    Ok(repo.set_config(config)?)
 }
 
 /// The user-level directory: `$AGIGIT_HOME`, else `$HOME/.config/agigit`.
@@ -1146,7 +1060,7 @@ fn run(cli: &Cli) -> Result<()> {
             let id = RepoId::new(id)?;
             let branch = current_branch(&repo)?;
             let (relays, push) = effective(&config)?;
-            let code = Leopard::new(push.k, push.n)?;
+            let code = push.code()?;
             let private = repo.private_keys(&reader_secret(&keys)?)?;
             let bar = Bar::new(json);
             let options = PushOptions {

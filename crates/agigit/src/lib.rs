@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod checkout;
+pub mod config;
 pub mod display;
 mod error;
 mod merge;

@@ -39,7 +39,7 @@ use crate::repo::Repository;
 use crate::worktree::Part;
 
 /// Transfers in flight at once when none is chosen.
-pub const DEFAULT_PARALLEL: usize = 16;
+pub const DEFAULT_PARALLEL: usize = crate::config::defaults::PARALLEL;
 
 /// The largest pack manifest fetched (a manifest's length is not known before it arrives): an
 /// 800 GB pack in 4 MiB segments of 10 shards needs 64 MiB (a push makes one pack per part).
@@ -82,13 +82,13 @@ pub struct PushOptions<'a> {
 }
 
 impl<'a> PushOptions<'a> {
-    /// Options for `code`: 4 MiB segments, one acceptance per step, public,
-    /// [`DEFAULT_PARALLEL`] uploads at once.
+    /// Options for `code` with the [defaults](crate::config::defaults): 4 MiB segments, one
+    /// acceptance per step, public, [`DEFAULT_PARALLEL`] uploads at once.
     pub fn new(code: &'a dyn ErasureCode) -> Self {
         Self {
             code,
-            segment_size: 4 << 20,
-            min_accepted: 1,
+            segment_size: crate::config::defaults::SEGMENT_SIZE,
+            min_accepted: crate::config::defaults::MIN_ACCEPTED,
             keys: None,
             parallel: DEFAULT_PARALLEL,
             progress: None,

@@ -1,0 +1,360 @@
+//! The library's defaults, in one place, and the configuration files that override them:
+//! `.agigit/config.toml` in a repository ([`RepoConfig`]) and the user-level file
+//! ([`UserConfig`], `$AGIGIT_HOME/config.toml` or `~/.config/agigit/config.toml` by the command
+//! line's convention). A repository's settings win over the user's, the user's over the
+//! defaults ([`effective`]).
+//!
+//! ```toml
+//! id = "my-model"                     # the repository id pushed under
+//! remote = "30717:<owner hex>:<id>"   # where it was cloned from
+//!
+//! [[relay]]
+//! url = "ws://127.0.0.1:7701"
+//! fetch = true
+//! push = true
+//!
+//! [push]
+//! k = 4                   # data shards per segment
+//! n = 10                  # shards per segment; any k of them rebuild it
+//! segment_size = 4194304  # bytes
+//! min_accepted = 1        # relays and servers that must accept each step
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use agigit_shard::{Leopard, ShardError};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The defaults every entry point uses: [`PushOptions::new`](crate::PushOptions::new), the
+/// command line, the configuration files when they say nothing.
+pub mod defaults {
+    /// Bytes per segment: each is erasure-coded on its own, and a transfer holds a few in memory
+    /// (segment size × segments in flight).
+    pub const SEGMENT_SIZE: usize = 4 << 20;
+    /// Data shards per segment (`k`): any `k` shards rebuild it.
+    pub const DATA_SHARDS: usize = 4;
+    /// Shards per segment (`n`): `n − k` servers may be lost.
+    pub const TOTAL_SHARDS: usize = 10;
+    /// Relays and servers that must accept each event and shard.
+    pub const MIN_ACCEPTED: usize = 1;
+    /// Transfers in flight at once.
+    pub const PARALLEL: usize = 16;
+}
+
+/// Why a configuration file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for its kind (an unknown key, a wrong type).
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said (with the line).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// The file cannot be written (nothing was changed: it is replaced atomically).
+    #[error("{path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The settings cannot be written as TOML.
+    #[error("cannot write the configuration as TOML: {0}")]
+    Serialize(#[from] toml::ser::Error),
+    /// The push settings do not make an erasure code.
+    #[error("[push] k = {k}, n = {n}: {source}")]
+    Code {
+        /// Data shards asked for.
+        k: usize,
+        /// Shards asked for.
+        n: usize,
+        /// What the code said.
+        #[source]
+        source: ShardError,
+    },
+}
+
+/// One relay: a `ws://` URL (its Blossom server is the same host over `http://`) and what it is
+/// used for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RelayEntry {
+    /// The relay's URL.
+    pub url: String,
+    /// Read from on fetch and pull.
+    pub fetch: bool,
+    /// Written to on push.
+    pub push: bool,
+}
+
+/// Erasure coding and acceptance for pushes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// Data shards per segment.
+    pub k: usize,
+    /// Shards per segment.
+    pub n: usize,
+    /// Bytes per segment.
+    pub segment_size: usize,
+    /// Relays and servers that must accept each step.
+    pub min_accepted: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            k: defaults::DATA_SHARDS,
+            n: defaults::TOTAL_SHARDS,
+            segment_size: defaults::SEGMENT_SIZE,
+            min_accepted: defaults::MIN_ACCEPTED,
+        }
+    }
+}
+
+impl PushConfig {
+    /// The erasure code these settings name (Leopard, `k` of `n`).
+    ///
+    /// # Errors
+    /// [`ConfigError::Code`] when `k` and `n` make no code.
+    pub fn code(&self) -> Result<Leopard, ConfigError> {
+        Leopard::new(self.k, self.n).map_err(|source| ConfigError::Code {
+            k: self.k,
+            n: self.n,
+            source,
+        })
+    }
+}
+
+/// A repository's `.agigit/config.toml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    /// The repository id used when pushing.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The repository this one was cloned from (a `30717:<owner>:<id>` coordinate).
+    #[serde(default)]
+    pub remote: Option<String>,
+    /// The repository's relays; the user's when empty.
+    #[serde(default, rename = "relay")]
+    pub relays: Vec<RelayEntry>,
+    /// Erasure coding and acceptance; the user-level file's, else the defaults, when absent.
+    #[serde(default)]
+    pub push: Option<PushConfig>,
+}
+
+/// The user-level configuration: defaults for every repository of this user.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// Relays used by repositories that list none.
+    #[serde(default, rename = "relay")]
+    pub relays: Vec<RelayEntry>,
+    /// Push settings for repositories that set none.
+    #[serde(default)]
+    pub push: Option<PushConfig>,
+}
+
+/// Reads a TOML file of type `T`; a missing file is `T::default()`.
+fn load<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Writes `value` as TOML to `path`, atomically (a crash leaves the old file or the new).
+fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), ConfigError> {
+    let text = toml::to_string_pretty(value)?;
+    crate::worktree::write_atomic(path, false, |file| {
+        std::io::Write::write_all(file, text.as_bytes()).map_err(Error::io(path))
+    })
+    .map_err(|e| match e {
+        Error::Io { path, source } => ConfigError::Write { path, source },
+        other => ConfigError::Write {
+            path: path.to_owned(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
+}
+
+impl RepoConfig {
+    /// The file at `path`, or the defaults when there is none.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`].
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        load(path)
+    }
+
+    /// Writes the file at `path`, atomically.
+    ///
+    /// # Errors
+    /// [`ConfigError::Write`] (the old file is left as it was).
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        save(path, self)
+    }
+}
+
+impl UserConfig {
+    /// The file at `path`, or the defaults when there is none.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`].
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        load(path)
+    }
+
+    /// Writes the file at `path`, atomically.
+    ///
+    /// # Errors
+    /// [`ConfigError::Write`] (the old file is left as it was).
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        save(path, self)
+    }
+}
+
+impl crate::Repository {
+    /// Where this repository's configuration lives: `.agigit/config.toml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root().join(".agigit").join("config.toml")
+    }
+
+    /// This repository's configuration (the defaults when it has no file).
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`].
+    pub fn config(&self) -> Result<RepoConfig, ConfigError> {
+        RepoConfig::load(&self.config_path())
+    }
+
+    /// Replaces this repository's configuration, atomically.
+    ///
+    /// # Errors
+    /// [`ConfigError::Write`] (the old file is left as it was).
+    pub fn set_config(&self, config: &RepoConfig) -> Result<(), ConfigError> {
+        config.save(&self.config_path())
+    }
+}
+
+/// The relays and push settings in effect: the repository's, else the user's, else the
+/// defaults. The relay list may be empty (the caller says what to do about it).
+pub fn effective(repo: &RepoConfig, user: &UserConfig) -> (Vec<RelayEntry>, PushConfig) {
+    let relays = if repo.relays.is_empty() {
+        user.relays.clone()
+    } else {
+        repo.relays.clone()
+    };
+    (relays, repo.push.or(user.push).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("agigit-config-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("config.toml")
+    }
+
+    #[test]
+    fn round_trips_and_missing_is_default() {
+        let path = temp("rt");
+        assert_eq!(RepoConfig::load(&path).unwrap(), RepoConfig::default());
+        let config = RepoConfig {
+            id: Some("m".into()),
+            remote: None,
+            relays: vec![RelayEntry {
+                url: "ws://127.0.0.1:1".into(),
+                fetch: true,
+                push: false,
+            }],
+            push: Some(PushConfig {
+                k: 2,
+                ..PushConfig::default()
+            }),
+        };
+        config.save(&path).unwrap();
+        assert_eq!(RepoConfig::load(&path).unwrap(), config);
+        // Only the file itself is left: the temporary was renamed over it.
+        let dir = path.parent().unwrap();
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_codes_are_typed_errors() {
+        let path = temp("bad");
+        std::fs::write(&path, "id = \"m\"\nsegment = 3\n").unwrap();
+        let err = RepoConfig::load(&path).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+        assert!(err.to_string().contains("segment"), "{err}");
+        let bad = PushConfig {
+            k: 5,
+            n: 3,
+            ..PushConfig::default()
+        };
+        assert!(matches!(
+            bad.code(),
+            Err(ConfigError::Code { k: 5, n: 3, .. })
+        ));
+        assert!(PushConfig::default().code().is_ok());
+    }
+
+    #[test]
+    fn the_repository_wins_over_the_user_and_the_user_over_the_defaults() {
+        let relay = |url: &str| RelayEntry {
+            url: url.into(),
+            fetch: true,
+            push: true,
+        };
+        let user = UserConfig {
+            relays: vec![relay("ws://user")],
+            push: Some(PushConfig {
+                n: 8,
+                ..PushConfig::default()
+            }),
+        };
+        let (relays, push) = effective(&RepoConfig::default(), &user);
+        assert_eq!((relays[0].url.as_str(), push.n), ("ws://user", 8));
+        let repo = RepoConfig {
+            relays: vec![relay("ws://repo")],
+            push: Some(PushConfig::default()),
+            ..RepoConfig::default()
+        };
+        let (relays, push) = effective(&repo, &user);
+        assert_eq!(
+            (relays[0].url.as_str(), push),
+            ("ws://repo", PushConfig::default())
+        );
+        let (relays, push) = effective(&RepoConfig::default(), &UserConfig::default());
+        assert!(relays.is_empty());
+        assert_eq!(push.segment_size, defaults::SEGMENT_SIZE);
+    }
+}
