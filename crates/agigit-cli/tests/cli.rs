@@ -114,8 +114,8 @@ async fn two_users_push_and_clone_with_a_relay_down() -> TestResult {
     let again = agigit(&owner_home, &env.root, &["key", "generate"]);
     assert_eq!(
         again.status.code(),
-        Some(1),
-        "an existing key is not overwritten"
+        Some(5),
+        "an existing key is not overwritten (would-lose-work)"
     );
 
     let model = env.root.join("model");
@@ -148,13 +148,13 @@ async fn two_users_push_and_clone_with_a_relay_down() -> TestResult {
         .to_owned();
     assert!(pushed["shards"].as_u64().is_some_and(|s| s > 0));
 
-    // A malformed safetensors file: refused by name, exit code 1, nothing committed.
+    // A malformed safetensors file: refused by name, exit code 3 (invalid), nothing committed.
     std::fs::write(
         model.join("bad.safetensors"),
         b"\x10\x00\x00\x00\x00\x00\x00\x00{",
     )?;
     let out = agigit(&owner_home, &model, &["commit", "-m", "broken"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.safetensors"));
     std::fs::remove_file(model.join("bad.safetensors"))?;
     let log: serde_json::Value =
@@ -224,17 +224,43 @@ async fn two_users_push_and_clone_with_a_relay_down() -> TestResult {
             &down,
         ],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(7), "a relay that is down: network");
     assert!(!nowhere.exists());
 
-    // Usage errors exit with 2; an unknown revision with 1 and a hint.
+    // Usage errors exit with 2; an unknown revision with 3 (invalid) and a hint, and as JSON
+    // with its kind.
     assert_eq!(
         agigit(&owner_home, &model, &["frobnicate"]).status.code(),
         Some(2)
     );
     let out = agigit(&owner_home, &model, &["checkout", "nope"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown revision"));
+    let out = agigit(&owner_home, &model, &["--json", "checkout", "nope"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(err["kind"], "invalid");
+    assert!(
+        err["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unknown revision"))
+    );
+    // Nothing to commit has its own code; outside a repository, another.
+    let out = agigit(&owner_home, &model, &["--json", "commit", "-m", "again"]);
+    assert_eq!(out.status.code(), Some(6));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)?["kind"],
+        "nothing-to-commit"
+    );
+    let out = agigit(&owner_home, &env.root, &["status"]);
+    assert_eq!(out.status.code(), Some(4));
+    // --help documents the codes.
+    let help =
+        String::from_utf8_lossy(&agigit(&owner_home, &model, &["--help"]).stdout).into_owned();
+    assert!(
+        help.contains("5   would-lose-work:") && help.contains("7   network:"),
+        "{help}"
+    );
     Ok(())
 }
 
@@ -394,7 +420,7 @@ async fn a_private_fork_merges_rebases_and_opens_for_readers_only() -> TestResul
         &["commit", "-m", "exp: a = 7"],
     ));
     let out = agigit(&home("tuner"), &tuned, &["merge", "main", "exp"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(5), "a conflict: would-lose-work");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr
@@ -509,7 +535,7 @@ async fn a_private_fork_merges_rebases_and_opens_for_readers_only() -> TestResul
     relay_args(&mut theirs);
     let theirs: Vec<&str> = theirs.iter().map(String::as_str).collect();
     let out = agigit(&home("stranger"), &env.root, &theirs);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(9), "not a reader: access");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("not one of its readers"),
         "{}",
@@ -568,8 +594,8 @@ async fn a_push_cut_by_a_relay_killed_midway_resumes_to_completion() -> TestResu
     let out = push.await?;
     assert_eq!(
         out.status.code(),
-        Some(1),
-        "with a relay gone and m = 3 the push must stop: {}",
+        Some(7),
+        "with a relay gone and m = 3 the push must stop (network): {}",
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(

@@ -152,7 +152,94 @@ fn local_changes_message(command: &str, modified: &[String], untracked: &[String
     out
 }
 
+/// What kind of failure an [`Error`] is, for a caller that acts on it rather than printing it
+/// (retry, ask for a key, tell the user to commit first). The names ([`ErrorKind::as_str`]) are
+/// stable: the command line prints them as `--json` errors' `kind` and maps them to exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A file or object-store operation failed on this machine.
+    Io,
+    /// There is no repository there, or there already is one.
+    Repository,
+    /// A name, revision, option or file given by the caller is not acceptable.
+    Invalid,
+    /// The command would overwrite or delete work that is not committed, or a merge conflicts;
+    /// nothing was changed.
+    WouldLoseWork,
+    /// Nothing to commit.
+    NothingToCommit,
+    /// The relays or servers did not take or give what was needed.
+    Network,
+    /// Data is corrupt, forged, too large or unsafe to write: from a hostile or broken peer, or
+    /// a damaged store. Nothing of it was used.
+    Integrity,
+    /// A private repository needs a key, or the key is not a reader's.
+    Access,
+    /// Another writer moved a ref or holds its lock.
+    Concurrent,
+}
+
+impl ErrorKind {
+    /// The stable name: `io`, `repository`, `invalid`, `would-lose-work`, `nothing-to-commit`,
+    /// `network`, `integrity`, `access`, `concurrent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Io => "io",
+            ErrorKind::Repository => "repository",
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::WouldLoseWork => "would-lose-work",
+            ErrorKind::NothingToCommit => "nothing-to-commit",
+            ErrorKind::Network => "network",
+            ErrorKind::Integrity => "integrity",
+            ErrorKind::Access => "access",
+            ErrorKind::Concurrent => "concurrent",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Error {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        use agigit_dag::{FindError, RefError, StoreError, WriteError};
+        let store = |e: &StoreError| match e {
+            StoreError::Corrupt { .. } | StoreError::SizeMismatch { .. } => ErrorKind::Integrity,
+            StoreError::TooLarge { .. } => ErrorKind::Integrity,
+            _ => ErrorKind::Io,
+        };
+        match self {
+            Error::Io { .. } => ErrorKind::Io,
+            Error::NotARepository(_) | Error::AlreadyExists(_) => ErrorKind::Repository,
+            Error::Invalid(_) | Error::UnknownRevision(_) | Error::Safetensors { .. } => {
+                ErrorKind::Invalid
+            }
+            Error::Corrupt(_)
+            | Error::UnsafePath { .. }
+            | Error::Limit { .. }
+            | Error::Decode { .. }
+            | Error::StaleState { .. } => ErrorKind::Integrity,
+            Error::Network(_) => ErrorKind::Network,
+            Error::NotAReader | Error::NeedsKey(_) => ErrorKind::Access,
+            Error::Conflict(_) | Error::LocalChanges { .. } => ErrorKind::WouldLoseWork,
+            Error::NothingToCommit => ErrorKind::NothingToCommit,
+            Error::Store(e) => store(e),
+            Error::Find(FindError::Store(e)) | Error::Write(WriteError::Store(e)) => store(e),
+            Error::Find(_) => ErrorKind::Integrity,
+            Error::Write(_) => ErrorKind::Invalid,
+            Error::Ref(RefError::Locked { .. } | RefError::Conflict { .. }) => {
+                ErrorKind::Concurrent
+            }
+            Error::Ref(RefError::Io { .. }) => ErrorKind::Io,
+            Error::Ref(_) => ErrorKind::Integrity,
+        }
+    }
+
     /// A closure turning an I/O error on `path` into [`Error::Io`].
     pub(crate) fn io(path: impl AsRef<Path>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.as_ref().to_owned();

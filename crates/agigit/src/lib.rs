@@ -13,7 +13,7 @@ mod tensor;
 pub mod worktree;
 
 pub use checkout::join_checked;
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use merge::{MergeReport, MergeStrategy};
 pub use private::PrivateKeys;
 pub use remote::{

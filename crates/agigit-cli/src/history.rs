@@ -1,0 +1,372 @@
+//! The working directory and history: `status`/`add`, `commit`, `log`, `branch`, `checkout`,
+//! `merge`, `rebase`.
+
+use agigit::Change;
+use agigit::event::nostr::prelude::ToBech32;
+
+use crate::context::{Ctx, current_branch, keys, open, print};
+use crate::failure::Result;
+
+/// `agigit commit`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CommitArgs {
+    /// The message.
+    #[arg(short, long)]
+    pub(crate) message: String,
+}
+
+/// `agigit log`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LogArgs {
+    /// The revision to start from.
+    #[arg(default_value = "HEAD")]
+    pub(crate) rev: String,
+    /// At most this many commits.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub(crate) max: usize,
+}
+
+/// `agigit branch`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BranchArgs {
+    /// A branch to create.
+    pub(crate) name: Option<String>,
+}
+
+/// `agigit checkout`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CheckoutArgs {
+    /// Branch or commit id.
+    pub(crate) rev: String,
+    /// Overwrite or delete uncommitted and untracked files in the checkout's way.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+/// `agigit merge`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct MergeArgs {
+    /// What to merge (or, with a second argument, the branch to merge into).
+    pub(crate) a: String,
+    /// What to merge into branch `a`.
+    pub(crate) b: Option<String>,
+    /// How to merge tensors both sides changed: ours, theirs, average, task-arithmetic,
+    /// ties (ours and theirs also settle conflicting files).
+    #[arg(long)]
+    pub(crate) strategy: Option<String>,
+    /// Overwrite or delete uncommitted and untracked files in the merge's way.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+/// `agigit rebase`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RebaseArgs {
+    /// The commit or branch to rebase onto.
+    pub(crate) rev: Option<String>,
+    /// How to merge tensors both sides changed while replaying.
+    #[arg(long)]
+    pub(crate) strategy: Option<String>,
+    /// Re-base the fork onto this commit of its foundation (fetch the foundation first):
+    /// the fine-tune's change is replayed on it and stored as deltas against it.
+    #[arg(long, value_name = "COMMIT", conflicts_with_all = ["rev", "strategy"])]
+    pub(crate) fork: Option<String>,
+    /// Overwrite or delete uncommitted and untracked files in the rebase's way.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+/// `agigit status` and `agigit add` (agigit has no staging area: both show what the next
+/// commit records).
+pub(crate) fn status(ctx: &Ctx) -> Result<()> {
+    let json = ctx.json;
+    let repo = open(ctx)?;
+    let status = repo.status()?;
+    let branch = current_branch(&repo).unwrap_or_else(|_| "(detached)".into());
+    let list: Vec<_> = status
+            .iter()
+            .map(|(p, c)| serde_json::json!({"path": p, "change": change_name(*c), "part": agigit::worktree::classify(p).0.name()}))
+            .collect();
+    print(
+        json,
+        serde_json::json!({"branch": branch, "changes": list}),
+        || {
+            let mut out = format!("on branch {branch}");
+            if status.is_empty() {
+                out.push_str("\nnothing to commit, working directory matches HEAD");
+            }
+            for (p, c) in &status {
+                let part = agigit::worktree::classify(p).0.name();
+                out.push_str(&format!("\n  {:<9} {p}  [{part}]", change_name(*c)));
+            }
+            out
+        },
+    );
+    Ok(())
+}
+
+pub(crate) fn commit(ctx: &Ctx, args: &CommitArgs) -> Result<()> {
+    let json = ctx.json;
+    let CommitArgs { message } = args;
+    let repo = open(ctx)?;
+    let keys = keys()?;
+    let (id, stats) = repo.commit_with(
+        message,
+        keys.public_key().to_bytes(),
+        &agigit::delta::Lossless::default(),
+    )?;
+    print(
+        json,
+        serde_json::json!({"commit": id.to_string(), "delta_tensors": stats.delta_tensors, "stored_bytes": stats.stored_bytes, "dense_bytes": stats.dense_bytes}),
+        || {
+            let mut out = format!("[{}] {message}", id.short());
+            if stats.delta_tensors > 0 {
+                out.push_str(&format!(
+                    "\n  fork: {} tensors as deltas, {} unchanged; {} bytes stored for {} dense",
+                    stats.delta_tensors,
+                    stats.unchanged_tensors,
+                    stats.stored_bytes,
+                    stats.dense_bytes
+                ));
+            }
+            out
+        },
+    );
+    Ok(())
+}
+
+pub(crate) fn log(ctx: &Ctx, args: &LogArgs) -> Result<()> {
+    let json = ctx.json;
+    let LogArgs { rev, max } = args;
+    let repo = open(ctx)?;
+    let log = repo.log(rev, *max)?;
+    let list: Vec<_> = log
+            .iter()
+            .map(|(id, c)| serde_json::json!({"commit": id.to_string(), "parents": c.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "author": author_name(&c.author), "time": c.time, "message": c.message, "fork_of": c.base.as_ref().map(|b| serde_json::json!({"repository": b.repo, "commit": b.commit.to_string()}))}))
+            .collect();
+    print(json, serde_json::Value::Array(list), || {
+        log.iter()
+            .map(|(id, c)| {
+                let mut out = format!("commit {id}\n");
+                if c.parents.len() > 1 {
+                    let short: Vec<String> =
+                        c.parents.iter().map(|p| p.short().to_string()).collect();
+                    out.push_str(&format!("Merge:  {}\n", short.join(" ")));
+                }
+                out.push_str(&format!(
+                    "Author: {}\nDate:   {}\n",
+                    author_name(&c.author),
+                    utc_date(c.time)
+                ));
+                if let Some(base) = &c.base {
+                    out.push_str(&format!(
+                        "Fork:   {} at {}\n",
+                        base.repo,
+                        base.commit.short()
+                    ));
+                }
+                for line in c.message.lines() {
+                    out.push_str(&format!("\n    {line}"));
+                }
+                out.push('\n');
+                out
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+pub(crate) fn branch(ctx: &Ctx, args: &BranchArgs) -> Result<()> {
+    let json = ctx.json;
+    let BranchArgs { name } = args;
+    let repo = open(ctx)?;
+    if let Some(name) = name {
+        let at = repo.create_branch(name, "HEAD")?;
+        print(
+            json,
+            serde_json::json!({"branch": name, "commit": at.to_string()}),
+            || format!("created branch {name} at {}", at.short()),
+        );
+    } else {
+        let current = current_branch(&repo).ok();
+        let branches = repo.branches()?;
+        let list: Vec<_> = branches
+                .iter()
+                .map(|(b, id)| serde_json::json!({"branch": b, "commit": id.to_string(), "current": Some(b) == current.as_ref()}))
+                .collect();
+        print(json, serde_json::Value::Array(list), || {
+            branches
+                .iter()
+                .map(|(b, id)| {
+                    let mark = if Some(b) == current.as_ref() {
+                        "*"
+                    } else {
+                        " "
+                    };
+                    format!("{mark} {b}  {}", id.short())
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn checkout(ctx: &Ctx, args: &CheckoutArgs) -> Result<()> {
+    let json = ctx.json;
+    let CheckoutArgs { rev, force } = args;
+    let repo = open(ctx)?;
+    let report = repo.checkout(rev, *force)?;
+    print(
+        json,
+        serde_json::json!({"checkout": rev, "written": report.written, "removed": report.removed, "unchanged": report.unchanged}),
+        || {
+            format!(
+                "checked out {rev}: {} files written, {} removed, {} unchanged",
+                report.written, report.removed, report.unchanged
+            )
+        },
+    );
+    Ok(())
+}
+
+pub(crate) fn merge(ctx: &Ctx, args: &MergeArgs) -> Result<()> {
+    let json = ctx.json;
+    let MergeArgs {
+        a,
+        b,
+        strategy: s,
+        force,
+    } = args;
+    let repo = open(ctx)?;
+    let keys = keys()?;
+    let theirs = match b {
+        Some(b) => {
+            repo.checkout(a, *force)?;
+            b
+        }
+        None => a,
+    };
+    let report = repo.merge(
+        theirs,
+        strategy(s.as_ref())?,
+        keys.public_key().to_bytes(),
+        *force,
+    )?;
+    print_merge(json, &format!("merged {theirs}"), &report);
+    Ok(())
+}
+
+pub(crate) fn rebase(ctx: &Ctx, args: &RebaseArgs) -> Result<()> {
+    let json = ctx.json;
+    let RebaseArgs {
+        rev,
+        strategy: s,
+        fork,
+        force,
+    } = args;
+    let repo = open(ctx)?;
+    let report = if let Some(base) = fork {
+        let keys = keys()?;
+        repo.rebase_fork(base, keys.public_key().to_bytes(), *force)?
+    } else {
+        let onto = match rev {
+            Some(r) => r.clone(),
+            None => format!("refs/remotes/origin/{}", current_branch(&repo)?),
+        };
+        repo.rebase(&onto, strategy(s.as_ref())?, *force)?
+    };
+    print_merge(json, "rebased", &report);
+    Ok(())
+}
+
+fn strategy(name: Option<&String>) -> Result<Option<agigit::MergeStrategy>> {
+    Ok(name.map(|n| n.parse()).transpose()?)
+}
+
+fn print_merge(json: bool, what: &str, report: &agigit::MergeReport) {
+    print(
+        json,
+        serde_json::json!({
+            "commit": report.commit.map(|c| c.to_string()),
+            "up_to_date": report.up_to_date,
+            "fast_forward": report.fast_forward,
+            "commits": report.commits,
+            "merged_tensors": report.merged_tensors,
+            "resolved_by_side": report.resolved_by_side,
+        }),
+        || {
+            let at = report
+                .commit
+                .map(|c| c.short().to_string())
+                .unwrap_or_default();
+            if report.up_to_date {
+                return "already up to date".to_owned();
+            }
+            let mut out = if report.fast_forward {
+                format!("fast-forward to {at}")
+            } else {
+                format!("{what}: {} commits written, now at {at}", report.commits)
+            };
+            for t in &report.merged_tensors {
+                out.push_str(&format!("\n  merged tensor {t}"));
+            }
+            for f in &report.resolved_by_side {
+                out.push_str(&format!("\n  took one side of {f}"));
+            }
+            out
+        },
+    );
+}
+
+/// A commit author's key as `npub…` (hex when it is not a valid key).
+fn author_name(author: &[u8; 32]) -> String {
+    agigit::event::nostr::prelude::PublicKey::from_slice(author)
+        .ok()
+        .and_then(|pk| pk.to_bech32().ok())
+        .unwrap_or_else(|| author.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `secs` since the Unix epoch as `YYYY-MM-DD hh:mm:ss UTC` (civil-from-days, proleptic
+/// Gregorian).
+fn utc_date(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn change_name(c: Change) -> &'static str {
+    match c {
+        Change::Added => "added",
+        Change::Modified => "modified",
+        Change::Deleted => "deleted",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_date;
+
+    #[test]
+    fn utc_dates_match_known_instants() {
+        assert_eq!(utc_date(0), "1970-01-01 00:00:00 UTC");
+        // `date -u -d @951782400`: the leap day of 2000.
+        assert_eq!(utc_date(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_date(1_795_356_360), "2026-11-22 14:06:00 UTC");
+        assert_eq!(utc_date(-1), "1969-12-31 23:59:59 UTC");
+    }
+}

@@ -1,0 +1,422 @@
+//! Setting up: `init`, `clone`, `fork`, `reader`, `key`.
+
+use std::path::{Path, PathBuf};
+
+use agigit::Repository;
+use agigit::config::{RelayEntry, RepoConfig};
+use agigit::event::nostr::prelude::Keys;
+use agigit::event::{RepoCoordinate, RepoId};
+use clap::Subcommand;
+
+use crate::context::{
+    Bar, Ctx, fetch_identity, keys, load_config, network, npub, open, parse_reader, print,
+    reader_secret, runtime, save_config, write_key,
+};
+use crate::failure::{Failure, Result};
+use crate::remote::PartsArg;
+
+/// Whether a new repository is private, and its readers.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Privacy {
+    /// Make it private: everything pushed is encrypted, readable by you and `--reader`s.
+    #[arg(long)]
+    pub(crate) private: bool,
+    /// A reader of the private repository (npub… or hex; repeat for several).
+    #[arg(long = "reader", value_name = "NPUB", requires = "private")]
+    pub(crate) readers: Vec<String>,
+}
+
+/// `agigit init`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct InitArgs {
+    /// The directory.
+    pub(crate) dir: Option<PathBuf>,
+    /// The repository id used when pushing (default: the directory's name).
+    #[arg(long)]
+    pub(crate) id: Option<String>,
+    #[command(flatten)]
+    pub(crate) privacy: Privacy,
+}
+
+/// `agigit clone`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CloneArgs {
+    /// The repository's coordinate.
+    pub(crate) coordinate: String,
+    /// The directory (default: the repository id).
+    pub(crate) dir: Option<PathBuf>,
+    /// A relay to fetch from (repeat for several; each also serves blobs).
+    #[arg(long = "relay", required = true)]
+    pub(crate) relays: Vec<String>,
+    #[command(flatten)]
+    pub(crate) parts: PartsArg,
+}
+
+/// `agigit fork`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ForkArgs {
+    /// The foundation's coordinate (`30717:<owner hex>:<id>`).
+    pub(crate) coordinate: String,
+    /// The directory (default: the new id).
+    pub(crate) dir: Option<PathBuf>,
+    /// A relay to fetch from and push to (repeat for several).
+    #[arg(long = "relay", required = true)]
+    pub(crate) relays: Vec<String>,
+    /// The fork's repository id (default: `<foundation id>-fork`).
+    #[arg(long)]
+    pub(crate) id: Option<String>,
+    #[command(flatten)]
+    pub(crate) privacy: Privacy,
+}
+
+/// `agigit reader`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReaderArgs {
+    #[command(subcommand)]
+    pub(crate) action: ReaderAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReaderAction {
+    /// Let a Nostr key read the repository (from the next push on; earlier content too).
+    Add {
+        /// npub… or hex.
+        key: String,
+    },
+    /// Remove a reader: the content key is rotated, so nothing pushed from now on opens with
+    /// their key. What was pushed before stays readable to a key that already held it.
+    Remove {
+        /// npub… or hex.
+        key: String,
+    },
+    /// List the readers.
+    List,
+}
+
+/// `agigit key`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct KeyArgs {
+    #[command(subcommand)]
+    pub(crate) action: KeyAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyAction {
+    /// Create a new key in the key file (mode 0600).
+    Generate {
+        /// Replace an existing key.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Store an existing secret key (nsec… or hex) in the key file.
+    Import {
+        /// The secret key.
+        secret: String,
+        /// Replace an existing key.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the public key (npub and hex).
+    Show,
+}
+
+pub(crate) fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
+    let json = ctx.json;
+    let InitArgs {
+        dir,
+        id,
+        privacy: Privacy { private, readers },
+    } = args;
+    let dir = dir
+        .clone()
+        .or_else(|| ctx.dir.clone())
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&dir)?;
+    let repo = Repository::init(&dir)?;
+    let id = match id {
+        Some(id) => id.clone(),
+        None => std::fs::canonicalize(&dir)?
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into()),
+    };
+    RepoId::new(id.clone()).map_err(|e| Failure::invalid(format!("repository id {id:?}: {e}")))?;
+    save_config(
+        &repo,
+        &RepoConfig {
+            id: Some(id.clone()),
+            ..RepoConfig::default()
+        },
+    )?;
+    if *private {
+        make_private(&repo, readers)?;
+    }
+    print(
+        json,
+        serde_json::json!({"initialized": dir, "id": id, "private": private}),
+        || {
+            format!(
+                "initialized an empty {}agigit repository {id:?} in {}",
+                if *private { "private " } else { "" },
+                dir.display()
+            )
+        },
+    );
+    Ok(())
+}
+
+pub(crate) fn clone(ctx: &Ctx, args: &CloneArgs) -> Result<()> {
+    let json = ctx.json;
+    let CloneArgs {
+        coordinate,
+        dir,
+        relays,
+        parts,
+    } = args;
+    let coord: RepoCoordinate = coordinate.parse()?;
+    let dir = dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(coord.id.as_str()));
+    let parts = parts.parse()?;
+    let (_, report) = clone_into(
+        &coord,
+        &dir,
+        relays,
+        coord.id.as_str(),
+        json,
+        parts.as_deref(),
+        |repo, report| {
+            if let Some(envelope) = &report.envelope {
+                // A clone of a private repository stays private, for the same readers.
+                repo.save_envelope(envelope)?;
+            }
+            Ok(())
+        },
+    )?;
+    print(
+        json,
+        serde_json::json!({"cloned": coordinate, "dir": dir, "packs": report.packs, "objects": report.objects, "private": report.envelope.is_some()}),
+        || {
+            format!(
+                "cloned {coordinate} into {} ({} packs, {} objects{})",
+                dir.display(),
+                report.packs,
+                report.objects,
+                if report.envelope.is_some() {
+                    ", private"
+                } else {
+                    ""
+                }
+            )
+        },
+    );
+    Ok(())
+}
+
+pub(crate) fn fork(ctx: &Ctx, args: &ForkArgs) -> Result<()> {
+    let json = ctx.json;
+    let ForkArgs {
+        coordinate,
+        dir,
+        relays,
+        id,
+        privacy: Privacy { private, readers },
+    } = args;
+    let coord: RepoCoordinate = coordinate.parse()?;
+    let id = id
+        .clone()
+        .unwrap_or_else(|| format!("{}-fork", coord.id.as_str()));
+    RepoId::new(id.clone()).map_err(|e| Failure::invalid(format!("repository id {id:?}: {e}")))?;
+    let dir = dir.clone().unwrap_or_else(|| PathBuf::from(&id));
+    let (_, report) = clone_into(&coord, &dir, relays, &id, json, None, |repo, report| {
+        let tip = report
+            .tip
+            .ok_or_else(|| Failure::invalid("the foundation has no commits"))?;
+        repo.set_fork_base(coordinate, tip)?;
+        let mut config = load_config(repo)?;
+        // The fork pushes under its own id; the foundation is fetched by its base.
+        config.remote = None;
+        save_config(repo, &config)?;
+        if *private {
+            make_private(repo, readers)?;
+        }
+        Ok(())
+    })?;
+    print(
+        json,
+        serde_json::json!({"forked": coordinate, "dir": dir, "id": id, "base": report.tip.map(|t| t.to_string()), "private": private}),
+        || {
+            format!(
+                "forked {coordinate} at {} into {} as {id:?}{}; commits store tensors as deltas against it",
+                report
+                    .tip
+                    .map(|t| t.short().to_string())
+                    .unwrap_or_default(),
+                dir.display(),
+                if *private { " (private)" } else { "" }
+            )
+        },
+    );
+    Ok(())
+}
+
+pub(crate) fn reader(ctx: &Ctx, args: &ReaderArgs) -> Result<()> {
+    let json = ctx.json;
+    let ReaderArgs { action } = args;
+    let repo = open(ctx)?;
+    let keys = keys()?;
+    let secret = reader_secret(&keys)?;
+    let mut private = repo.private_keys(&secret)?.ok_or_else(|| {
+        Failure::invalid("this repository is public: create it with `agigit init --private`")
+    })?;
+    match action {
+        ReaderAction::Add { key } => {
+            private.add_reader(&parse_reader(key)?)?;
+            repo.save_private_keys(&private)?;
+        }
+        ReaderAction::Remove { key } => {
+            let reader = parse_reader(key)?;
+            if reader == secret.public_key() {
+                return Err(Failure::invalid(
+                    "you cannot remove your own key: you would lock yourself out",
+                ));
+            }
+            if !private.remove_reader(&reader)? {
+                return Err(Failure::invalid(format!(
+                    "{key} is not a reader: see `agigit reader list`"
+                )));
+            }
+            repo.save_private_keys(&private)?;
+        }
+        ReaderAction::List => {}
+    }
+    let list: Vec<String> = private
+        .readers()
+        .filter_map(|r| {
+            agigit::event::nostr::prelude::PublicKey::from_slice(&r.to_bytes())
+                .ok()
+                .and_then(|pk| npub(&pk).ok())
+        })
+        .collect();
+    print(json, serde_json::json!({"readers": list}), || {
+        let mut out = list.join("\n");
+        match action {
+                ReaderAction::Add { .. } => out.push_str(
+                    "\n(the change reaches the relays with the next push; the new reader opens everything, earlier pushes included)",
+                ),
+                ReaderAction::Remove { .. } => out.push_str(&format!(
+                    "\n(a new content key, epoch {}, seals everything pushed from now on, which the removed reader cannot open; what was pushed before stays readable to a key that already held it)",
+                    private.epoch()
+                )),
+                ReaderAction::List => {}
+            }
+        out
+    });
+    Ok(())
+}
+
+pub(crate) fn key(ctx: &Ctx, args: &KeyArgs) -> Result<()> {
+    let json = ctx.json;
+    let KeyArgs { action } = args;
+    match action {
+        KeyAction::Generate { force } => {
+            let keys = Keys::generate();
+            let path = write_key(&keys.secret_key().to_secret_hex(), *force)?;
+            let npub = npub(&keys.public_key())?;
+            print(
+                json,
+                serde_json::json!({"npub": npub, "file": path}),
+                || format!("new key {npub}, secret in {} (mode 0600)", path.display()),
+            );
+        }
+        KeyAction::Import { secret, force } => {
+            let keys = Keys::parse(secret.trim())
+                .map_err(|e| Failure::invalid(format!("not a secret key (nsec… or hex): {e}")))?;
+            let path = write_key(&keys.secret_key().to_secret_hex(), *force)?;
+            let npub = npub(&keys.public_key())?;
+            print(
+                json,
+                serde_json::json!({"npub": npub, "file": path}),
+                || format!("imported {npub} into {}", path.display()),
+            );
+        }
+        KeyAction::Show => {
+            let keys = keys()?;
+            let npub = npub(&keys.public_key())?;
+            let hex = keys.public_key().to_hex();
+            print(json, serde_json::json!({"npub": npub, "hex": hex}), || {
+                format!("{npub}\n{hex}")
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Makes `repo` private for the user and `readers`.
+fn make_private(repo: &Repository, readers: &[String]) -> Result<()> {
+    let keys = keys()?;
+    let readers = readers
+        .iter()
+        .map(|r| parse_reader(r))
+        .collect::<Result<Vec<_>>>()?;
+    repo.make_private(&reader_secret(&keys)?, &readers)?;
+    Ok(())
+}
+
+/// Clones `coord` into the new directory `dir` from `relays` (pushing under `id`), then runs
+/// `after`; on any failure the directory is removed, so no half-made clone is left.
+fn clone_into(
+    coord: &RepoCoordinate,
+    dir: &Path,
+    relays: &[String],
+    id: &str,
+    json: bool,
+    parts: Option<&[agigit::Part]>,
+    after: impl FnOnce(&Repository, &agigit::PullReport) -> Result<()>,
+) -> Result<(Repository, agigit::PullReport)> {
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        return Err(Failure::invalid(format!(
+            "{} exists and is not empty",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir)?;
+    let result = (|| -> Result<(Repository, agigit::PullReport)> {
+        let repo = Repository::init(dir)?;
+        let entries: Vec<RelayEntry> = relays
+            .iter()
+            .map(|u| RelayEntry {
+                url: u.clone(),
+                fetch: true,
+                push: true,
+            })
+            .collect();
+        save_config(
+            &repo,
+            &RepoConfig {
+                id: Some(id.to_owned()),
+                remote: Some(coord.to_string()),
+                relays: entries.clone(),
+                ..RepoConfig::default()
+            },
+        )?;
+        let (signer, secret) = fetch_identity()?;
+        let rt = runtime()?;
+        let _entered = rt.enter();
+        let net = network(&signer, &entries)?;
+        let bar = Bar::new(json);
+        let options = agigit::FetchOptions {
+            secret: secret.as_ref(),
+            progress: Some(&bar),
+            parts,
+            ..agigit::FetchOptions::default()
+        };
+        let report = rt.block_on(repo.pull(&net, coord, agigit::DEFAULT_BRANCH, options))?;
+        after(&repo, &report)?;
+        Ok((repo, report))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
