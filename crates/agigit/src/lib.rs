@@ -1,27 +1,24 @@
 #![doc = include_str!("../README.md")]
 
-mod checkout;
 pub mod config;
 pub mod display;
 mod error;
-mod merge;
 pub mod pack;
 pub mod private;
 mod remote;
-mod repo;
-mod tensor;
+mod repository;
 pub mod worktree;
 
-pub use checkout::join_checked;
 pub use error::{Error, ErrorKind};
-pub use merge::{MergeReport, MergeStrategy};
 pub use private::PrivateKeys;
 pub use remote::{
     DEFAULT_PARALLEL, FetchOptions, MAX_FETCH_SEGMENT, MAX_MANIFEST_BYTES, Progress, PullReport,
     PushOptions, PushReport, StageTimes,
 };
-pub use repo::{Change, CheckoutReport, DEFAULT_BRANCH, Recovered, Repository};
-pub use tensor::TensorLimits;
+pub use repository::{
+    Change, CheckoutReport, DEFAULT_BRANCH, MergeReport, MergeStrategy, Recovered, Repository,
+    TensorLimits, join_checked,
+};
 pub use worktree::Part;
 
 /// The crates below the facade, for what it does not wrap.

@@ -20,7 +20,7 @@ use super::*;
 use crate::error::Error;
 use crate::pack;
 use crate::private::{PrivateKeys, Sealed};
-use crate::repo::Repository;
+use crate::repository::Repository;
 use crate::worktree::Part;
 
 /// About how many bytes of segments a fetch keeps in flight at most.

@@ -35,7 +35,7 @@ use agigit_shard::ErasureCode;
 
 use crate::error::Error;
 use crate::private::PrivateKeys;
-use crate::repo::Repository;
+use crate::repository::Repository;
 use crate::worktree::Part;
 
 /// Transfers in flight at once when none is chosen.

@@ -22,7 +22,7 @@ use super::*;
 use crate::error::Error;
 use crate::pack;
 use crate::private::{PrivateKeys, Sealed};
-use crate::repo::Repository;
+use crate::repository::Repository;
 
 impl Repository {
     /// Pushes `branch` to the repository `repo_id` owned by `signer`, through `transport`.

@@ -6,7 +6,7 @@ use agigit_net::Transport;
 
 use super::*;
 use crate::error::Error;
-use crate::repo::Repository;
+use crate::repository::Repository;
 
 impl Repository {
     /// The state of `repo` that counts on the fetch relays (and, with `push`, the push relays

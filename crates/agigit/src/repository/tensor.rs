@@ -21,7 +21,7 @@ use agigit_delta::{DType, Tensor};
 
 use crate::display::Escaped;
 use crate::error::Error;
-use crate::repo::Repository;
+use crate::repository::Repository;
 
 /// Limits on materializing a tensor (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use agigit_dag::{
 use agigit_delta::merge::{Strategy, Ties};
 
 use crate::error::Error;
-use crate::repo::Repository;
+use crate::repository::Repository;
 use crate::worktree;
 
 /// How tensors that both sides changed are merged (and, for [`Ours`](Self::Ours) and
@@ -372,7 +372,7 @@ impl Repository {
             parents: vec![ours, theirs],
             base: ours_commit.base.clone(),
             author,
-            time: crate::repo::now(),
+            time: crate::repository::now(),
             message: format!("Merge {rev}"),
             extra: Vec::new(),
         };
@@ -507,7 +507,7 @@ impl Repository {
                 commit: new_id,
             }),
             author,
-            time: crate::repo::now(),
+            time: crate::repository::now(),
             message: format!("Re-base the fork onto {}", new_id.short()),
             extra: Vec::new(),
         };

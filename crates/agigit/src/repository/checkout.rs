@@ -26,7 +26,7 @@ use agigit_dag::{FindExt, ObjectId};
 
 use crate::display::Escaped;
 use crate::error::Error;
-use crate::repo::{CheckoutReport, Repository};
+use crate::repository::{CheckoutReport, Repository};
 use crate::worktree::{self, FileSource};
 
 fn unsafe_path(rel: &str, reason: impl Into<String>) -> Error {

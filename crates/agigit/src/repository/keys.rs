@@ -1,0 +1,58 @@
+//! A private repository's keys: the envelope in `.agigit/keys`, its readers.
+
+use crate::Repository;
+use crate::error::Error;
+use crate::private::PrivateKeys;
+
+impl Repository {
+    /// Whether this repository is private (it has a key envelope in `.agigit/keys`).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn is_private(&self) -> Result<bool, Error> {
+        Ok(crate::private::read_envelope(&self.root)?.is_some())
+    }
+
+    /// Makes this repository private: a fresh content key wrapped for `owner` and `readers`.
+    /// Everything pushed from now on is encrypted before it is sharded.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when it is private already (add readers with
+    /// [`PrivateKeys::add_reader`] and [`save_private_keys`](Self::save_private_keys)); I/O errors.
+    pub fn make_private(
+        &self,
+        owner: &crate::crypt::ReaderSecret,
+        readers: &[crate::crypt::ReaderKey],
+    ) -> Result<PrivateKeys, Error> {
+        if self.is_private()? {
+            return Err(Error::Invalid(
+                "this repository is private already: add readers instead".to_owned(),
+            ));
+        }
+        let keys = PrivateKeys::generate(owner, readers)?;
+        crate::private::write_envelope(&self.root, &keys.envelope_bytes())?;
+        Ok(keys)
+    }
+
+    /// The private repository's keys, unwrapped with `secret`; `None` for a public repository.
+    ///
+    /// # Errors
+    /// [`Error::NotAReader`] when `secret` is not a reader's; [`Error::Corrupt`] for a malformed
+    /// `.agigit/keys`.
+    pub fn private_keys(
+        &self,
+        secret: &crate::crypt::ReaderSecret,
+    ) -> Result<Option<PrivateKeys>, Error> {
+        crate::private::read_envelope(&self.root)?
+            .map(|bytes| PrivateKeys::open(&bytes, secret))
+            .transpose()
+    }
+
+    /// Records `keys`' envelope (after adding or removing readers) in `.agigit/keys`.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn save_private_keys(&self, keys: &PrivateKeys) -> Result<(), Error> {
+        crate::private::write_envelope(&self.root, &keys.envelope_bytes())
+    }
+}

@@ -1,0 +1,222 @@
+//! [`Repository`]: a model directory with its history in `.agigit/`. One `impl Repository` file
+//! per concern: layout and opening here; refs and `HEAD` (`refs`); what `.agigit/` records of
+//! forks and partial clones (`layout`); commit and status (`commit`); checkout (`checkout`);
+//! merge and rebase (`merge`); a private repository's keys (`keys`); materializing tensors
+//! (`tensor`); configuration (`crate::config`); push and fetch (`crate::remote`).
+
+use std::path::{Path, PathBuf};
+
+use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
+use agigit_dag::{FsRefs, FsStore};
+
+mod checkout;
+mod commit;
+mod keys;
+mod layout;
+mod merge;
+mod refs;
+mod tensor;
+
+pub use checkout::join_checked;
+pub(crate) use checkout::{Found, existing};
+pub use merge::{MergeReport, MergeStrategy};
+pub use tensor::TensorLimits;
+
+use crate::error::Error;
+use crate::worktree::{DOT_DIR, Part};
+
+/// The branch a new repository starts on.
+pub const DEFAULT_BRANCH: &str = "main";
+
+/// A local repository: the working directory, and `.agigit/` with the object store and refs.
+#[derive(Debug)]
+pub struct Repository {
+    root: PathBuf,
+    store: FsStore,
+    refs: FsRefs,
+    tensor_limits: TensorLimits,
+    recovered: Recovered,
+}
+
+/// What opening a repository cleared that crashed processes had left: ref locks, and temporary
+/// files of objects and packs. Only files whose maker certainly no longer runs are removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Ref lock files (and new ref values not renamed into place).
+    pub locks: usize,
+    /// Temporary object and pack files.
+    pub temps: usize,
+}
+
+/// How a working-directory file differs from `HEAD`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// Not in `HEAD`.
+    Added,
+    /// In `HEAD`, with other bytes.
+    Modified,
+    /// In `HEAD`, gone from the directory.
+    Deleted,
+}
+
+/// What [`Repository::checkout`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckoutReport {
+    /// Files written (new or changed).
+    pub written: usize,
+    /// Files already right, left alone.
+    pub unchanged: usize,
+    /// Files removed (tracked before, absent in the target).
+    pub removed: usize,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+/// A file placed in a part that a partial clone does not hold.
+fn absent_part(part: Part, file: Option<&str>) -> Error {
+    Error::Invalid(format!(
+        "this is a partial clone without {}{}: fetch that part (`agigit pull --parts all`) before changing it",
+        part.name(),
+        file.map(|f| format!(" (found {f})")).unwrap_or_default()
+    ))
+}
+
+/// Removes the pack files in `.agigit/tmp` (named `<what>-<pid>-<n>.pack`) whose process no
+/// longer runs; returns how many.
+fn remove_dead_packs(dir: &Path) -> Result<usize, Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(dir)(e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(Error::io(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_suffix(".pack")
+            .and_then(|stem| stem.split('-').rev().nth(1))
+            .and_then(|pid| pid.parse().ok());
+        let Some(pid) = pid else { continue };
+        let owner = agigit_dag::process::Owner { pid, start: None };
+        if owner.is_running() == Some(false) {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(Error::io(&path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Repository {
+    /// Creates a repository in `root` (which may hold files already), on branch `main`.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`], I/O errors.
+    pub fn init(root: impl AsRef<Path>) -> Result<Self, Error> {
+        let root = root.as_ref().to_owned();
+        let dot = root.join(DOT_DIR);
+        if dot.exists() {
+            return Err(Error::AlreadyExists(root));
+        }
+        std::fs::create_dir_all(dot.join("objects")).map_err(Error::io(&dot))?;
+        std::fs::create_dir_all(dot.join("refs")).map_err(Error::io(&dot))?;
+        let repo = Self::open(&root)?;
+        let main = RefName::branch(DEFAULT_BRANCH).map_err(|e| Error::Invalid(e.to_string()))?;
+        repo.refs.commit(Transaction::new().edit(
+            RefKey::Head,
+            Expected::Absent,
+            Some(Target::Symbolic(main)),
+        ))?;
+        Ok(repo)
+    }
+
+    /// Opens the repository in `root`.
+    ///
+    /// # Errors
+    /// [`Error::NotARepository`] without `.agigit/`.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self, Error> {
+        let root = root.as_ref().to_owned();
+        let dot = root.join(DOT_DIR);
+        if !dot.is_dir() {
+            return Err(Error::NotARepository(root));
+        }
+        let store = FsStore::open(dot.join("objects"))?;
+        let refs = FsRefs::new(dot.join("refs"));
+        // What a crash left: locks and temporary files of processes that no longer run.
+        let recovered = Recovered {
+            locks: refs.clear_stale_locks()?,
+            temps: store.remove_dead_temps()?
+                // Where processes cannot be told apart: by age.
+                + store.remove_stale_temps(std::time::Duration::from_secs(24 * 3600))?
+                + remove_dead_packs(&dot.join("tmp"))?,
+        };
+        if recovered != Recovered::default() {
+            tracing::warn!(
+                locks = recovered.locks,
+                temps = recovered.temps,
+                "removed what crashed agigit processes left in {}",
+                dot.display()
+            );
+        }
+        Ok(Repository {
+            root,
+            store,
+            refs,
+            tensor_limits: TensorLimits::default(),
+            recovered,
+        })
+    }
+
+    /// Opens the repository containing `start` (it or a parent directory).
+    ///
+    /// # Errors
+    /// [`Error::NotARepository`] when no parent has `.agigit/`.
+    pub fn discover(start: impl AsRef<Path>) -> Result<Self, Error> {
+        let start = start.as_ref();
+        let mut dir = Some(start);
+        while let Some(d) = dir {
+            if d.join(DOT_DIR).is_dir() {
+                return Self::open(d);
+            }
+            dir = d.parent();
+        }
+        Err(Error::NotARepository(start.to_owned()))
+    }
+
+    /// What opening this repository cleared that crashed processes had left.
+    pub fn recovered(&self) -> Recovered {
+        self.recovered
+    }
+
+    /// The limits on materializing tensors (checkout, merge, fork commits).
+    pub fn tensor_limits(&self) -> TensorLimits {
+        self.tensor_limits
+    }
+
+    /// Sets the limits on materializing tensors.
+    pub fn set_tensor_limits(&mut self, limits: TensorLimits) {
+        self.tensor_limits = limits;
+    }
+
+    /// The working directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &FsStore {
+        &self.store
+    }
+
+    /// The refs.
+    pub fn refs(&self) -> &FsRefs {
+        &self.refs
+    }
+}
