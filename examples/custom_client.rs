@@ -153,7 +153,10 @@ async fn run(root: &Path) -> Result<(), Error> {
     let fm = Repository::init(&fm_dir)?;
     let fm_commit = fm.commit("foundation", owner.public_key().to_bytes())?;
     let fm_id = RepoId::new("foundation")?;
-    let pushed = fm.push(&net, &owner, &fm_id, "main", options).await?;
+    let pushed = fm
+        .remote(&net, &owner)
+        .push(&fm_id, "main", options)
+        .await?;
     println!(
         "foundation pushed with {:?}: {} shards, {} re-routed around the refused server",
         code.spec(),
@@ -166,7 +169,8 @@ async fn run(root: &Path) -> Result<(), Error> {
     let dsm_dir = root.join("fine-tune");
     std::fs::create_dir_all(&dsm_dir)?;
     let dsm = Repository::init(&dsm_dir)?;
-    dsm.pull(&net, &fm_coord, "main", FetchOptions::default())
+    dsm.remote(&net, &tuner)
+        .pull(&fm_coord, "main", FetchOptions::default())
         .await?;
     dsm.set_fork_base(&fm_coord.to_string(), fm_commit)?;
     write_model(&dsm_dir, true)?;
@@ -184,7 +188,9 @@ async fn run(root: &Path) -> Result<(), Error> {
     // What was committed is the low-rank reconstruction: check it out in place of the original.
     dsm.checkout("main", true)?;
     let dsm_id = RepoId::new("low-rank-fork")?;
-    dsm.push(&net, &tuner, &dsm_id, "main", options).await?;
+    dsm.remote(&net, &tuner)
+        .push(&dsm_id, "main", options)
+        .await?;
 
     // A clone with two servers gone (and s5, which took no upload) still rebuilds: any 4 of
     // the 9 shards of a segment do.

@@ -229,7 +229,10 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     let owner_net = network(&owner, &relays)?;
     let fm_id = RepoId::new("foundation-1b")?;
     let t = Instant::now();
-    let pushed = fm.push(&owner_net, &owner, &fm_id, "main", options).await?;
+    let pushed = fm
+        .remote(&owner_net, &owner)
+        .push(&fm_id, "main", options)
+        .await?;
     let push_time = t.elapsed();
     println!(
         "  push: {} objects, {:.1} MB in one pack per part → {} shards on {RELAYS} relays in {:.1?} ({:.0} MB/s)",
@@ -248,7 +251,8 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     let dsm = Repository::init(&dsm_dir)?;
     let tuner_net = network(&tuner, &relays)?;
     let t = Instant::now();
-    dsm.pull(&tuner_net, &fm_coord, "main", FetchOptions::default())
+    dsm.remote(&tuner_net, &tuner)
+        .pull(&fm_coord, "main", FetchOptions::default())
         .await?;
     println!("\nfine-tune: cloned the foundation in {:.1?}", t.elapsed());
     dsm.set_fork_base(&fm_coord.to_string(), fm_commit)?;
@@ -286,7 +290,8 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
         ..options
     };
     let pushed = dsm
-        .push(&tuner_net, &tuner, &dsm_id, "main", private)
+        .remote(&tuner_net, &tuner)
+        .push(&dsm_id, "main", private)
         .await?;
     println!(
         "  push (encrypted: AES-256-GCM, key wrapped for 2 readers): {} objects, {:.1} MB sealed packs (only what the fork adds) in {:.1?}",

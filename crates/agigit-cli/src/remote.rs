@@ -189,7 +189,7 @@ pub(crate) fn push(ctx: &Ctx) -> Result<()> {
     let rt = runtime()?;
     let _entered = rt.enter();
     let net = network(&keys, &relays)?;
-    let report = rt.block_on(repo.push(&net, &keys, &id, &branch, options))?;
+    let report = rt.block_on(repo.remote(&net, &keys).push(&id, &branch, options))?;
     let coordinate = RepoCoordinate::new(keys.public_key(), id).to_string();
     print(
         json,
@@ -262,10 +262,11 @@ fn transfer(ctx: &Ctx, parts: &PartsArg, branch: Option<&str>, force: Option<boo
         force: force.unwrap_or(false),
         ..agigit::FetchOptions::default()
     };
+    let remote = repo.remote(&net, &signer);
     let report = if force.is_some() {
-        rt.block_on(repo.pull(&net, &coordinate, &branch, options))?
+        rt.block_on(remote.pull(&coordinate, &branch, options))?
     } else {
-        rt.block_on(repo.fetch(&net, &coordinate, &branch, options))?
+        rt.block_on(remote.fetch(&coordinate, &branch, options))?
     };
     print(
         json,

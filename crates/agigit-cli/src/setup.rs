@@ -411,7 +411,11 @@ fn clone_into(
             parts,
             ..agigit::FetchOptions::default()
         };
-        let report = rt.block_on(repo.pull(&net, coord, agigit::DEFAULT_BRANCH, options))?;
+        let report = rt.block_on(repo.remote(&net, &signer).pull(
+            coord,
+            agigit::DEFAULT_BRANCH,
+            options,
+        ))?;
         after(&repo, &report)?;
         Ok((repo, report))
     })();

@@ -13,7 +13,7 @@ pub use error::{Error, ErrorKind};
 pub use private::PrivateKeys;
 pub use remote::{
     DEFAULT_PARALLEL, FetchOptions, MAX_FETCH_SEGMENT, MAX_MANIFEST_BYTES, Progress, PullReport,
-    PushOptions, PushReport, StageTimes,
+    PushOptions, PushReport, Remote, StageTimes,
 };
 pub use repository::{
     Change, CheckoutReport, DEFAULT_BRANCH, MergeReport, MergeStrategy, Recovered, Repository,

@@ -62,18 +62,16 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
         ..PushOptions::new(&code)
     };
     let id = RepoId::new("tiny-model")?;
-    let report = repo.push(&net, &keys, &id, "main", options).await?;
+    // Through the remote handle: the transport and the key named once.
+    let remote = repo.remote(&net, &keys);
+    let report = remote.push(&id, "main", options).await?;
     assert!(report.shards > 0 && report.objects >= 5);
     assert_eq!(
         report.bytes_per_server.len(),
         5,
         "every server holds a share"
     );
-    assert!(
-        repo.push(&net, &keys, &id, "main", options)
-            .await?
-            .up_to_date
-    );
+    assert!(remote.push(&id, "main", options).await?.up_to_date);
 
     // Two servers down: the other three rebuild everything.
     net.set_down("s1", true);
@@ -81,7 +79,8 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     let coordinate = RepoCoordinate::new(keys.public_key(), id.clone());
     let reader = Repository::init(&clone.0)?;
     let pulled = reader
-        .pull(&net, &coordinate, "main", FetchOptions::default())
+        .remote(&net, &Keys::generate())
+        .pull(&coordinate, "main", FetchOptions::default())
         .await?;
     // One pack per part pushed (code, data/train) and one for the commits and top trees.
     assert_eq!(pulled.packs, 3);

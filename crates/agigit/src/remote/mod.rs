@@ -18,6 +18,7 @@
 //! A private repository publishes opaque names in place of commit ids (see [`crate::private`]).
 
 mod fetch;
+mod handle;
 mod push;
 mod state;
 mod transfer;
@@ -37,6 +38,8 @@ use crate::error::Error;
 use crate::private::PrivateKeys;
 use crate::repository::Repository;
 use crate::worktree::Part;
+
+pub use handle::Remote;
 
 /// Transfers in flight at once when none is chosen.
 pub const DEFAULT_PARALLEL: usize = crate::config::defaults::PARALLEL;

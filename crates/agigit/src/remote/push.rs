@@ -32,7 +32,7 @@ impl Repository {
     /// after that step is published: push again to resume); [`Error::NeedsKey`] for a private
     /// repository without its keys; [`Error::Invalid`] when the remote branch has commits this
     /// repository lacks, or the remote's privacy differs from the local one; store errors.
-    pub async fn push<S: Signer + Sync>(
+    pub async fn push<S: Signer + Sync + ?Sized>(
         &self,
         transport: &dyn Transport,
         signer: &S,
@@ -417,7 +417,7 @@ fn after(current: Option<&Signed<RepoState>>) -> Timestamp {
 /// Publishes the state that replaces `current`: `branch` at its published commit name (under an
 /// opaque branch name for a private repository, replacing those of earlier key epochs), `HEAD`
 /// on it, and (private) the keyring of `keys`.
-async fn publish_state<S: Signer + Sync>(
+async fn publish_state<S: Signer + Sync + ?Sized>(
     transport: &dyn Transport,
     signer: &S,
     current: Option<&Signed<RepoState>>,

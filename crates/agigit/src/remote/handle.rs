@@ -1,0 +1,102 @@
+//! [`Remote`]: a repository connected to a transport and a signer — the handle push, fetch and
+//! pull run on (like `gix::remote::Connection`), so a caller names the transport and the key
+//! once and an embedder can swap either (its own [`Transport`], a remote [`Signer`]).
+
+use agigit_event::{RepoCoordinate, RepoId, Signer};
+use agigit_net::Transport;
+
+use super::{FetchOptions, PullReport, PushOptions, PushReport};
+use crate::error::Error;
+use crate::repository::Repository;
+
+/// A repository, a transport and a signer: see [`Repository::remote`].
+pub struct Remote<'r, S: ?Sized> {
+    repo: &'r Repository,
+    transport: &'r dyn Transport,
+    signer: &'r S,
+}
+
+impl<S: ?Sized> std::fmt::Debug for Remote<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("repository", &self.repo.root())
+            .field("push_servers", &self.transport.push_servers())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Repository {
+    /// This repository connected to `transport`, pushing as `signer` (fetching needs no key of
+    /// its own: a public repository's events are verified against their authors, a private
+    /// one's opened with [`FetchOptions::secret`]).
+    pub fn remote<'r, S: Signer + Sync + ?Sized>(
+        &'r self,
+        transport: &'r dyn Transport,
+        signer: &'r S,
+    ) -> Remote<'r, S> {
+        Remote {
+            repo: self,
+            transport,
+            signer,
+        }
+    }
+}
+
+impl<S: Signer + Sync + ?Sized> Remote<'_, S> {
+    /// The repository.
+    pub fn repository(&self) -> &Repository {
+        self.repo
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &dyn Transport {
+        self.transport
+    }
+
+    /// The signer pushes are signed by.
+    pub fn signer(&self) -> &S {
+        self.signer
+    }
+
+    /// Pushes `branch` to the repository `repo_id` owned by the signer.
+    ///
+    /// # Errors
+    /// As [`Repository::push`].
+    pub async fn push(
+        &self,
+        repo_id: &RepoId,
+        branch: &str,
+        options: PushOptions<'_>,
+    ) -> Result<PushReport, Error> {
+        self.repo
+            .push(self.transport, self.signer, repo_id, branch, options)
+            .await
+    }
+
+    /// Fetches `branch` of `repo` into `refs/remotes/origin/<branch>`, touching no local branch
+    /// or file.
+    ///
+    /// # Errors
+    /// As [`Repository::fetch`].
+    pub async fn fetch(
+        &self,
+        repo: &RepoCoordinate,
+        branch: &str,
+        options: FetchOptions<'_>,
+    ) -> Result<PullReport, Error> {
+        self.repo.fetch(self.transport, repo, branch, options).await
+    }
+
+    /// Fetches `branch` of `repo`, then fast-forwards the local branch and its files.
+    ///
+    /// # Errors
+    /// As [`Repository::pull`].
+    pub async fn pull(
+        &self,
+        repo: &RepoCoordinate,
+        branch: &str,
+        options: FetchOptions<'_>,
+    ) -> Result<PullReport, Error> {
+        self.repo.pull(self.transport, repo, branch, options).await
+    }
+}
