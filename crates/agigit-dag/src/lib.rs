@@ -4,6 +4,7 @@ pub mod history;
 pub mod merge;
 pub mod model;
 pub mod object;
+pub mod pack;
 pub mod process;
 pub mod rebase;
 pub mod refs;
@@ -12,7 +13,7 @@ pub mod store;
 pub use agigit_hash::ObjectId;
 pub use history::{Order, is_ancestor, log, merge_bases};
 pub use merge::{ConflictKind, MergePlan, Resolution, Side, plan_merge};
-pub use model::ModelParts;
+pub use model::{ModelParts, Part, classify};
 pub use object::{
     Commit, DecodeError, EntryMode, ForkBase, Kind, Limits, Object, ObjectRef, TensorObject, Tree,
     TreeEntry,

@@ -30,6 +30,85 @@ pub struct ModelParts {
     pub validation: Option<ObjectId>,
 }
 
+/// One of a model's four parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Part {
+    /// `code/`: configuration, tokenizer, scripts, everything not otherwise placed.
+    Code,
+    /// `params/`: safetensors files and their index.
+    Params,
+    /// `data/train/`.
+    Train,
+    /// `data/validation/`.
+    Validation,
+}
+
+impl Part {
+    /// All four, in tree order.
+    pub const ALL: [Part; 4] = [Part::Code, Part::Params, Part::Train, Part::Validation];
+
+    /// The part's name as `status` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Code => "code",
+            Part::Params => "params",
+            Part::Train => "data/train",
+            Part::Validation => "data/validation",
+        }
+    }
+
+    /// The part `name` (as [`name`](Self::name) prints it).
+    pub fn from_name(name: &str) -> Option<Part> {
+        Part::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// This part's tree in `parts`.
+    pub fn get(self, parts: &ModelParts) -> Option<ObjectId> {
+        match self {
+            Part::Code => parts.code,
+            Part::Params => parts.params,
+            Part::Train => parts.train,
+            Part::Validation => parts.validation,
+        }
+    }
+
+    /// Sets this part's tree in `parts`.
+    pub fn set(self, parts: &mut ModelParts, id: Option<ObjectId>) {
+        match self {
+            Part::Code => parts.code = id,
+            Part::Params => parts.params = id,
+            Part::Train => parts.train = id,
+            Part::Validation => parts.validation = id,
+        }
+    }
+
+    /// Where a path inside this part (`/`-separated) lives in the working directory, relative to
+    /// its root and `/`-separated.
+    pub fn to_worktree(self, inner: &str) -> String {
+        match self {
+            Part::Code | Part::Params => inner.to_owned(),
+            Part::Train => format!("data/train/{inner}"),
+            Part::Validation => format!("data/validation/{inner}"),
+        }
+    }
+}
+
+/// Which part a working-directory path (`/`-separated, relative) belongs to, and its path there.
+pub fn classify(rel: &str) -> (Part, &str) {
+    if let Some(rest) = rel.strip_prefix("data/train/") {
+        return (Part::Train, rest);
+    }
+    if let Some(rest) = rel.strip_prefix("data/validation/") {
+        return (Part::Validation, rest);
+    }
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    if name.ends_with(".safetensors") || name.ends_with(".safetensors.index.json") {
+        (Part::Params, rel)
+    } else {
+        (Part::Code, rel)
+    }
+}
+
 fn subtree(tree: &Tree, name: &str) -> Option<ObjectId> {
     tree.get(name)
         .filter(|e| e.mode == EntryMode::Tree)

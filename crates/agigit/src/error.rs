@@ -204,6 +204,24 @@ impl std::fmt::Display for ErrorKind {
     }
 }
 
+impl From<agigit_dag::pack::PackError> for Error {
+    fn from(e: agigit_dag::pack::PackError) -> Self {
+        use agigit_dag::pack::PackError;
+        match e {
+            PackError::Decode { what, source } => Error::Decode { what, source },
+            PackError::Io(source) => Error::Io {
+                path: "(pack stream)".into(),
+                source,
+            },
+            PackError::Find(e) => Error::Find(e),
+            PackError::Write(e) => Error::Write(e),
+            PackError::Store(e) => Error::Store(e),
+            PackError::Corrupt(_) => Error::Corrupt(e.to_string()),
+            other => Error::Invalid(other.to_string()),
+        }
+    }
+}
+
 impl Error {
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {

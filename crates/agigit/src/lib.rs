@@ -3,7 +3,8 @@
 pub mod config;
 pub mod display;
 mod error;
-pub mod pack;
+/// The pack format (agigit-dag's), re-exported where it used to live.
+pub use agigit_dag::pack;
 pub mod private;
 mod remote;
 mod repository;

@@ -19,6 +19,7 @@
 
 mod fetch;
 mod handle;
+mod packs;
 mod push;
 mod state;
 mod transfer;

@@ -463,6 +463,6 @@ fn write_pack_file(
             sealer.finish().map_err(Error::io(path))?;
             Ok(())
         }
-        None => pack::write_pack_to(store, objects, out).map(|_| ()),
+        None => Ok(pack::write_pack_to(store, objects, out).map(|_| ())?),
     })
 }

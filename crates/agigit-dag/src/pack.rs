@@ -6,12 +6,48 @@
 
 use std::collections::HashSet;
 
-use agigit_dag::object::{Limits, parse_header};
-use agigit_dag::{EntryMode, FindExt, Kind, ObjectId, Write};
+use agigit_hash::ObjectId;
 
-use crate::worktree::Part;
+use crate::model::Part;
+use crate::object::{DecodeError, EntryMode, Kind, Limits, parse_header};
+use crate::store::{FindError, FindExt, StoreError, Write, WriteError};
 
-use crate::error::Error;
+/// Why a pack could not be written or read. A pack is untrusted input: every way it can be
+/// wrong is a typed error, and nothing from a bad object on is stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackError {
+    /// The pack is malformed: bad magic or version, a truncated or bad object header, bytes
+    /// after the last object.
+    #[error("pack: {0}")]
+    Corrupt(String),
+    /// An object breaks the format's rules (a tree entry name above all).
+    #[error("{what}: {source}")]
+    Decode {
+        /// Which object.
+        what: String,
+        /// Why.
+        #[source]
+        source: DecodeError,
+    },
+    /// The stream failed for a reason that is not about its content.
+    #[error("the pack stream: {0}")]
+    Io(#[source] std::io::Error),
+    /// More objects than one pack can count.
+    #[error("more than 2^32 objects in one pack")]
+    TooManyObjects,
+    /// An object to pack is missing or unreadable.
+    #[error(transparent)]
+    Find(#[from] FindError),
+    /// Storing a read object failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Error = PackError;
 
 /// The pack magic.
 pub const PACK_MAGIC: &[u8; 4] = b"AGPK";
@@ -50,7 +86,7 @@ pub fn objects_by_part<S: FindExt + ?Sized>(
     tips: &[ObjectId],
     have: &[ObjectId],
 ) -> Result<Vec<PartGroup>, Error> {
-    use agigit_dag::model::{DATA, ModelParts};
+    use crate::model::{DATA, ModelParts};
     let mut known = HashSet::new();
     let mut ignore = Vec::new();
     walk(store, commits(have), &mut known, &mut ignore, true)?;
@@ -161,18 +197,14 @@ pub fn write_pack<S: FindExt + ?Sized>(
 /// returns the bytes written.
 ///
 /// # Errors
-/// Store errors; [`Error::Io`] when `out` fails.
+/// Store errors; [`PackError::Io`] when `out` fails.
 pub fn write_pack_to<S: FindExt + ?Sized, W: std::io::Write>(
     store: &S,
     objects: &[(Kind, ObjectId)],
     mut out: W,
 ) -> Result<u64, Error> {
-    let io = |e: std::io::Error| Error::Io {
-        path: PACK_STREAM.into(),
-        source: e,
-    };
-    let count = u32::try_from(objects.len())
-        .map_err(|_| Error::Invalid("more than 2^32 objects in one push".into()))?;
+    let io = PackError::Io;
+    let count = u32::try_from(objects.len()).map_err(|_| PackError::TooManyObjects)?;
     let mut header = PACK_MAGIC.to_vec();
     header.push(PACK_VERSION);
     header.extend_from_slice(&count.to_le_bytes());
@@ -181,7 +213,7 @@ pub fn write_pack_to<S: FindExt + ?Sized, W: std::io::Write>(
     let mut buf = Vec::new();
     for (_, id) in objects {
         let object = store.find(id, &mut buf)?;
-        let header = agigit_dag::object::header(object.kind, object.data.len() as u64);
+        let header = crate::object::header(object.kind, object.data.len() as u64);
         out.write_all(&header).map_err(io)?;
         out.write_all(object.data).map_err(io)?;
         written += (header.len() + object.data.len()) as u64;
@@ -190,14 +222,11 @@ pub fn write_pack_to<S: FindExt + ?Sized, W: std::io::Write>(
     Ok(written)
 }
 
-/// What I/O errors on a pack stream name as their path.
-const PACK_STREAM: &str = "(pack stream)";
-
 /// Reads a pack, verifying every object against its id, and writes the objects to `store`.
 /// Returns the ids read.
 ///
 /// # Errors
-/// [`Error::Corrupt`] for a malformed pack, [`Error::Decode`] for an object that breaks the format's
+/// [`PackError::Corrupt`] for a malformed pack, [`PackError::Decode`] for an object that breaks the format's
 /// rules (nothing from the bad object on is stored; what was stored before it is valid,
 /// content-addressed and harmless).
 pub fn read_pack<S: Write + ?Sized>(store: &S, pack: &[u8]) -> Result<Vec<ObjectId>, Error> {
@@ -208,7 +237,7 @@ pub fn read_pack<S: Write + ?Sized>(store: &S, pack: &[u8]) -> Result<Vec<Object
 /// limit, 1 GiB for a blob), whatever the pack's size.
 ///
 /// # Errors
-/// As [`read_pack`]; an I/O error of `input` that is not about its content is [`Error::Io`].
+/// As [`read_pack`]; an I/O error of `input` that is not about its content is [`PackError::Io`].
 pub fn read_pack_from<S: Write + ?Sized, R: std::io::Read>(
     store: &S,
     input: R,
@@ -218,10 +247,7 @@ pub fn read_pack_from<S: Write + ?Sized, R: std::io::Read>(
     let io = |what: &str, e: std::io::Error| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => corrupt(format!("{what} is truncated")),
         std::io::ErrorKind::InvalidData => corrupt(format!("{what}: {e}")),
-        _ => Error::Io {
-            path: PACK_STREAM.into(),
-            source: e,
-        },
+        _ => PackError::Io(e),
     };
     let mut input = std::io::BufReader::new(input);
     let mut head = [0u8; 9];
@@ -268,7 +294,7 @@ pub fn read_pack_from<S: Write + ?Sized, R: std::io::Read>(
         // Every object but a blob has rules beyond its id (a tree's entry names above all): one
         // that breaks them is refused before it is stored.
         if kind != Kind::Blob {
-            agigit_dag::object::Object::decode(kind, &body).map_err(|source| Error::Decode {
+            crate::object::Object::decode(kind, &body).map_err(|source| Error::Decode {
                 what: format!("pack object {i} ({kind})"),
                 source,
             })?;
@@ -289,7 +315,7 @@ const MAX_HEADER: usize = 36;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agigit_dag::{MemoryStore, Tree, TreeEntry, WriteExt};
+    use crate::{MemoryStore, Tree, TreeEntry, WriteExt};
     use proptest::prelude::*;
 
     fn sample() -> (MemoryStore, ObjectId) {
@@ -297,7 +323,7 @@ mod tests {
         let blob = store.write_buf(Kind::Blob, b"weights").expect("blob");
         let tree = Tree::new([TreeEntry::new("w.bin", EntryMode::File, blob)]).expect("tree");
         let tree = store.write_tree(&tree).expect("tree");
-        let commit = agigit_dag::Commit {
+        let commit = crate::Commit {
             tree,
             parents: Vec::new(),
             base: None,

@@ -1,0 +1,140 @@
+//! The working directory's files: listing them, hashing one, replacing one atomically.
+
+use std::fs::File;
+use std::io::{Read, Write as _};
+use std::path::{Path, PathBuf};
+
+use agigit_dag::{Kind, ObjectId};
+
+use crate::error::Error;
+
+use super::DOT_DIR;
+
+/// Lists the files under `root` (relative, `/`-separated, sorted), skipping [`DOT_DIR`].
+///
+/// # Errors
+/// [`Error::Io`]; [`Error::Invalid`] for a symlink or a name that is not UTF-8.
+pub fn list_files(root: &Path) -> Result<Vec<String>, Error> {
+    list_files_in(root, true)
+}
+
+/// Lists every file under `dir`, a `.agigit` directory in it included (a nested repository a
+/// checkout must not remove silently).
+pub(crate) fn list_all_files(dir: &Path) -> Result<Vec<String>, Error> {
+    list_files_in(dir, false)
+}
+
+fn list_files_in(root: &Path, skip_dot_dir: bool) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        let entries = std::fs::read_dir(&dir).map_err(Error::io(&dir))?;
+        for entry in entries {
+            let entry = entry.map_err(Error::io(&dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                return Err(Error::Invalid(format!(
+                    "{}: file names must be UTF-8",
+                    entry.path().display()
+                )));
+            };
+            if skip_dot_dir && rel.as_os_str().is_empty() && name == DOT_DIR {
+                continue;
+            }
+            let child = rel.join(name);
+            let kind = entry.file_type().map_err(Error::io(entry.path()))?;
+            if kind.is_dir() {
+                stack.push(child);
+            } else if kind.is_file() {
+                out.push(
+                    child
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                );
+            } else {
+                return Err(Error::Invalid(format!(
+                    "{}: symlinks and special files are not supported; copy the file in",
+                    entry.path().display()
+                )));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub(super) fn is_executable(meta: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        meta.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        false
+    }
+}
+
+/// What the temporary files of [`write_atomic`] have in their names (`.<name>.agigit-tmp-…`).
+pub(crate) const TEMP_MARK: &str = "agigit-tmp";
+
+/// Writes `bytes` to `path` through a temporary file in the same directory, then renames it.
+pub(crate) fn write_atomic(
+    path: &Path,
+    executable: bool,
+    fill: impl FnOnce(&mut File) -> Result<(), Error>,
+) -> Result<(), Error> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    // Unique per process and call: two writers never share a temporary file, and `create_new`
+    // never opens one planted there (or a symlink) in its place.
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = dir.join(format!(".{name}.{TEMP_MARK}-{}-{n}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(Error::io(&temp))?;
+        fill(&mut file)?;
+        file.flush().map_err(Error::io(&temp))?;
+        file.sync_all().map_err(Error::io(&temp))?;
+        #[cfg(unix)]
+        if executable {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mut perms = file.metadata().map_err(Error::io(&temp))?.permissions();
+            perms.set_mode(perms.mode() | 0o111);
+            std::fs::set_permissions(&temp, perms).map_err(Error::io(&temp))?;
+        }
+        #[cfg(not(unix))]
+        let _ = executable;
+        std::fs::rename(&temp, path).map_err(Error::io(path))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Hashes a file the way a blob of its bytes would be named.
+pub(crate) fn blob_id_of_file(path: &Path) -> Result<ObjectId, Error> {
+    let mut file = File::open(path).map_err(Error::io(path))?;
+    let len = file.metadata().map_err(Error::io(path))?.len();
+    let mut hasher = agigit_hash::Hasher::new();
+    hasher.update(&agigit_dag::object::header(Kind::Blob, len));
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(Error::io(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(ObjectId::from_hasher(hasher))
+}
