@@ -1,5 +1,6 @@
 //! `Lossless`: XOR against the base in the tensor's own dtype, bytes split into planes, each plane
-//! compressed with zstd.
+//! coded on its own: order-0 rANS at its entropy (zstd too when the plane is so skewed that runs
+//! may beat order 0; the smaller wins), or stored when it is noise.
 //!
 //! Why it works: a fine-tuned weight shares its sign, exponent and top mantissa bits with the base
 //! weight, so the XOR is mostly zero in the high bytes. Even without a base, the exponent byte of
@@ -11,7 +12,7 @@ use rayon::prelude::*;
 
 use super::{
     CodecKind, DecodeError, DeltaCodec, EncodeError, Encoded, PayloadHeader, Reader, check_inputs,
-    header_for,
+    header_for, rans,
 };
 use crate::{DType, TensorView};
 
@@ -37,29 +38,18 @@ const LAYOUT_BYTES: u8 = 0;
 const LAYOUT_ROTL1: u8 = 1;
 const PLANE_STORED: u8 = 0;
 const PLANE_ZSTD: u8 = 1;
+const PLANE_RANS: u8 = 2;
 
-/// Planes whose bytes carry more order-0 entropy than this (bits per byte) are stored as they are:
-/// low mantissa bytes are noise, and zstd would spend time on them to save under 1%.
-const INCOMPRESSIBLE_BITS: f64 = 7.95;
+/// Below this order-0 entropy (bits per byte) a plane is mostly one byte, and zstd's matches
+/// may code its runs below the order-0 bound: both are tried, the smaller kept.
+const TRY_ZSTD_BITS: f64 = 1.0;
 
-/// Order-0 Shannon entropy of `bytes`, in bits per byte.
-fn entropy_bits(bytes: &[u8]) -> f64 {
-    let mut counts = [0u64; 256];
-    for &b in bytes {
-        counts[usize::from(b)] += 1;
-    }
-    #[allow(clippy::cast_precision_loss, reason = "an estimate")]
-    let n = bytes.len().max(1) as f64;
-    counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            #[allow(clippy::cast_precision_loss, reason = "an estimate")]
-            let p = c as f64 / n;
-            -p * p.log2()
-        })
-        .sum()
-}
+/// The share of the order-0 bound a payload may spend to store noise planes as they are rather
+/// than code them: low mantissa bytes are nearly random, and coding one costs as much time as
+/// coding an exponent plane for a saving of a few percent of it. The planes cheapest to store
+/// (closest to 8 bits per byte) are stored while the total overhead stays within this share,
+/// so a payload is never more than 1% over the bound (plus the tables) on that account.
+const STORE_SLACK: f64 = 0.01;
 
 /// The element width used for planes: whole bytes, else one plane of raw bytes.
 fn plane_count(dtype: DType) -> usize {
@@ -122,20 +112,20 @@ fn split<const P: usize, const W: usize>(
     let n = target.len() / P;
     let mut planes: Vec<Vec<u8>> = (0..P).map(|_| vec![0u8; n]).collect();
     let mut chunks: Vec<_> = planes.iter_mut().map(|p| p.chunks_mut(CHUNK)).collect();
-    let tasks: Vec<(usize, Vec<&mut [u8]>)> = (0..n.div_ceil(CHUNK))
-        .map(|c| (c, chunks.iter_mut().filter_map(Iterator::next).collect()))
+    let tasks: Vec<(usize, [&mut [u8]; P])> = (0..n.div_ceil(CHUNK))
+        .map(|c| {
+            let outs: [&mut [u8]; P] =
+                std::array::from_fn(|p| chunks[p].next().unwrap_or_default());
+            (c, outs)
+        })
         .collect();
     tasks.into_par_iter().for_each(|(c, mut outs)| {
         let first = c * CHUNK;
-        let count = outs.first().map_or(0, |o| o.len());
+        let count = outs[0].len();
         let t = &target[first * P..(first + count) * P];
         let b = base.map(|b| &b[first * P..(first + count) * P]);
-        for i in 0..count {
-            let e = forward::<P, W>(
-                &t[i * P..(i + 1) * P],
-                b.map(|b| &b[i * P..(i + 1) * P]),
-                rotate,
-            );
+        for (i, e) in t.chunks_exact(P).enumerate() {
+            let e = forward::<P, W>(e, b.map(|b| &b[i * P..(i + 1) * P]), rotate);
             for (out, byte) in outs.iter_mut().zip(e) {
                 out[i] = byte;
             }
@@ -144,7 +134,26 @@ fn split<const P: usize, const W: usize>(
     planes
 }
 
-/// The inverse of [`split`]: gathers the planes into `out`, un-rotates and XORs the base back.
+/// The inverse of [`forward`]: un-rotates element bytes `e` and XORs the base's back in.
+#[inline(always)]
+fn backward<const P: usize, const W: usize>(
+    mut e: [u8; P],
+    b: Option<&[u8]>,
+    rotate: bool,
+) -> [u8; P] {
+    if rotate {
+        for w in e.chunks_exact_mut(W) {
+            rotate_word::<W>(w, false);
+        }
+    }
+    if let Some(b) = b {
+        e.iter_mut().zip(b).for_each(|(x, y)| *x ^= y);
+    }
+    e
+}
+
+/// The inverse of [`split`]: gathers the planes into `out`, un-rotates and XORs the base back,
+/// chunks of elements in parallel.
 fn join<const P: usize, const W: usize>(
     planes: &[Vec<u8>],
     base: Option<&[u8]>,
@@ -156,20 +165,18 @@ fn join<const P: usize, const W: usize>(
         .for_each(|(chunk, out)| {
             let first = chunk * CHUNK;
             let count = out.len() / P;
-            let src: Vec<&[u8]> = planes.iter().map(|p| &p[first..first + count]).collect();
-            for (i, e) in out.chunks_exact_mut(P).enumerate() {
-                for (b, plane) in e.iter_mut().zip(&src) {
-                    *b = plane[i];
+            let mut src = [&[][..]; P];
+            for (s, plane) in src.iter_mut().zip(planes) {
+                *s = &plane[first..first + count];
+            }
+            let base = base.map(|b| &b[first * P..(first + count) * P]);
+            for (i, dst) in out.chunks_exact_mut(P).enumerate() {
+                let mut e = [0u8; P];
+                for (x, s) in e.iter_mut().zip(&src) {
+                    *x = s[i];
                 }
-                if rotate {
-                    for w in e.chunks_exact_mut(W) {
-                        rotate_word::<W>(w, false);
-                    }
-                }
-                if let Some(base) = base {
-                    let b = &base[(first + i) * P..(first + i + 1) * P];
-                    e.iter_mut().zip(b).for_each(|(x, y)| *x ^= y);
-                }
+                let e = backward::<P, W>(e, base.map(|b| &b[i * P..(i + 1) * P]), rotate);
+                dst.copy_from_slice(&e);
             }
         });
 }
@@ -208,28 +215,73 @@ impl Lossless {
         let rotate = rotates(dtype);
         let split = by_width!(dtype, split(target, base, rotate));
         let level = self.level;
+        let counts: Vec<[u64; 256]> = split.par_iter().map(|p| rans::histogram(p)).collect();
+        let bits: Vec<f64> = counts.iter().map(rans::entropy_bits).collect();
+        // Which planes to store: cheapest first, within the slack.
+        #[allow(clippy::cast_precision_loss, reason = "an estimate")]
+        let overhead = |i: usize| 8.0 * split[i].len() as f64 - bits[i];
+        let mut order: Vec<usize> = (0..split.len()).collect();
+        order.sort_by(|&a, &b| overhead(a).total_cmp(&overhead(b)));
+        let mut slack = STORE_SLACK * bits.iter().sum::<f64>();
+        let mut store = vec![false; split.len()];
+        for i in order {
+            if overhead(i) <= slack {
+                slack -= overhead(i);
+                store[i] = true;
+            }
+        }
         split
             .into_par_iter()
-            .map(|plane| -> Result<(u8, Vec<u8>), EncodeError> {
-                if entropy_bits(&plane) > INCOMPRESSIBLE_BITS {
-                    return Ok((PLANE_STORED, plane));
-                }
-                let z = zstd::bulk::compress(&plane, level).map_err(EncodeError::Zstd)?;
-                Ok(if z.len() < plane.len() {
-                    (PLANE_ZSTD, z)
-                } else {
-                    (PLANE_STORED, plane)
-                })
-            })
+            .zip(counts)
+            .zip(bits)
+            .zip(store)
+            .map(
+                |(((plane, counts), bits), store)| -> Result<(u8, Vec<u8>), EncodeError> {
+                    if store {
+                        return Ok((PLANE_STORED, plane));
+                    }
+                    let mut best = (PLANE_RANS, rans::encode(&plane, &counts));
+                    #[allow(clippy::cast_precision_loss, reason = "an estimate")]
+                    if bits < TRY_ZSTD_BITS * plane.len() as f64 {
+                        let z = zstd::bulk::compress(&plane, level).map_err(EncodeError::Zstd)?;
+                        if z.len() < best.1.len() {
+                            best = (PLANE_ZSTD, z);
+                        }
+                    }
+                    Ok(if best.1.len() < plane.len() {
+                        best
+                    } else {
+                        (PLANE_STORED, plane)
+                    })
+                },
+            )
             .collect()
     }
 
-    /// Whether XOR against `base` compresses `target` better than `target` alone, judged on up to
-    /// 16 evenly spaced runs of 16 Ki elements (the whole tensor when it is smaller).
-    fn base_helps(&self, target: &TensorView<'_>, base: &TensorView<'_>) -> bool {
+    /// The order-0 entropy bound of `target`'s transformed byte planes (XOR `base` when given,
+    /// rotated as this codec does), in bytes: what a coder of each plane on its own, with no
+    /// context, cannot beat. A payload's size over this is the codec's overhead. A `base` of
+    /// another length than `target` is ignored.
+    pub fn order0_bound(target: &TensorView<'_>, base: Option<&TensorView<'_>>) -> f64 {
+        let dtype = target.dtype();
+        let base = base
+            .map(TensorView::data)
+            .filter(|b| b.len() == target.data().len());
+        let planes = by_width!(dtype, split(target.data(), base, rotates(dtype)));
+        planes
+            .par_iter()
+            .map(|p| rans::entropy_bits(&rans::histogram(p)) / 8.0)
+            .sum()
+    }
+
+    /// Whether XOR against `base` codes `target` smaller than `target` alone, judged by the
+    /// order-0 bound (which the planes' coder reaches) on up to 16 evenly spaced runs of 16 Ki
+    /// elements (the whole tensor when it is smaller).
+    fn base_helps(target: &TensorView<'_>, base: &TensorView<'_>) -> bool {
         const RUN: usize = 1 << 14;
         const RUNS: usize = 16;
-        let w = plane_count(target.dtype());
+        let dtype = target.dtype();
+        let w = plane_count(dtype);
         let (t, b) = (target.data(), base.data());
         let n = t.len() / w;
         let (ts, bs): (Vec<u8>, Vec<u8>) = if n <= RUN * RUNS {
@@ -241,12 +293,13 @@ impl Lossless {
                 .map(|j| (t[j], b[j]))
                 .unzip()
         };
-        let size = |base: Option<&[u8]>| {
-            self.planes(&ts, base, target.dtype())
-                .map(|p| p.iter().map(|(_, b)| b.len()).sum::<usize>())
-                .unwrap_or(usize::MAX)
+        let bound = |base: Option<&[u8]>| -> f64 {
+            by_width!(dtype, split(&ts, base, rotates(dtype)))
+                .iter()
+                .map(|p| rans::entropy_bits(&rans::histogram(p)))
+                .sum()
         };
-        size(Some(&bs)) < size(None)
+        bound(Some(&bs)) < bound(None)
     }
 }
 
@@ -273,17 +326,23 @@ impl DeltaCodec for Lossless {
         // XOR against the base helps only when the two are related; an unrelated "base" makes
         // the exponent plane noisier. Decide on a sample and drop the base when it does not help
         // (the payload then does not depend on it).
-        let base = base.filter(|b| self.base_helps(&target, b));
-        let compressed = self.planes(target.data(), base.as_ref().map(TensorView::data), dtype)?;
+        let base = base.filter(|b| Self::base_helps(&target, b));
+        // The two hashes the header records run beside the coding, not after it.
+        let (compressed, header) = rayon::join(
+            || self.planes(target.data(), base.as_ref().map(TensorView::data), dtype),
+            || {
+                header_for(
+                    CodecKind::Lossless,
+                    &target,
+                    base.as_ref(),
+                    super::output_digest(target.dtype(), target.shape(), target.data()),
+                )
+            },
+        );
+        let compressed = compressed?;
         let body: usize = compressed.iter().map(|(_, p)| p.len() + 9).sum();
         let mut payload = Vec::with_capacity(body + 160);
-        header_for(
-            CodecKind::Lossless,
-            &target,
-            base.as_ref(),
-            super::output_digest(target.dtype(), target.shape(), target.data()),
-        )
-        .write(&mut payload);
+        header.write(&mut payload);
         payload.push(if base.is_some() { MODE_XOR } else { MODE_PLAIN });
         payload.push(if rotate { LAYOUT_ROTL1 } else { LAYOUT_BYTES });
         #[allow(clippy::cast_possible_truncation, reason = "at most 8 planes")]
@@ -358,6 +417,9 @@ pub(super) fn decode_body(
                     )));
                 }
                 Ok(out)
+            }
+            PLANE_RANS => {
+                rans::decode(src, plane_len).map_err(|e| corrupt(format!("rANS plane: {}", e.0)))
             }
             other => Err(corrupt(format!("unknown plane method {other}"))),
         })

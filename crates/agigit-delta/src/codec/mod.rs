@@ -16,6 +16,7 @@ mod dense;
 mod lossless;
 mod lossy;
 pub(crate) mod lowrank;
+mod rans;
 mod signscale;
 
 pub use dense::Dense;
@@ -414,19 +415,38 @@ pub fn decode_with_limits(
                     b.shape()
                 )));
             }
-            let actual = b.hash();
-            if actual != expected {
-                return Err(DecodeError::BaseMismatch { expected, actual });
-            }
-            Some(b)
+            Some((b, expected))
         }
     };
-    let data = match h.codec {
-        CodecKind::Dense => dense::decode_body(&mut r, bytes)?,
-        CodecKind::Lossless => lossless::decode_body(&mut r, &h, n, bytes, base)?,
-        CodecKind::LowRank => lowrank::decode_body(&mut r, &h, base)?,
-        CodecKind::SignScale => signscale::decode_body(&mut r, &h, base)?,
-    };
+    // The base's hash is checked beside the decoding (on another core), and the decoded bytes
+    // are used only when it matches.
+    let (base_check, data) = rayon::join(
+        || match &base {
+            Some((b, expected)) => {
+                let actual = b.hash();
+                if actual == *expected {
+                    Ok(())
+                } else {
+                    Err(DecodeError::BaseMismatch {
+                        expected: *expected,
+                        actual,
+                    })
+                }
+            }
+            None => Ok(()),
+        },
+        || {
+            let base = base.as_ref().map(|(b, _)| *b);
+            match h.codec {
+                CodecKind::Dense => dense::decode_body(&mut r, bytes),
+                CodecKind::Lossless => lossless::decode_body(&mut r, &h, n, bytes, base),
+                CodecKind::LowRank => lowrank::decode_body(&mut r, &h, base),
+                CodecKind::SignScale => signscale::decode_body(&mut r, &h, base),
+            }
+        },
+    );
+    base_check?;
+    let data = data?;
     if r.remaining() != 0 {
         return Err(DecodeError::TrailingBytes(r.remaining()));
     }
