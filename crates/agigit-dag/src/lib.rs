@@ -21,5 +21,6 @@ pub use object::{
 pub use rebase::{ForkAction, RebasePlan, TensorRebase, plan_fork_rebase, plan_rebase};
 pub use refs::{Expected, FsRefs, RefError, RefKey, RefName, Target, Transaction};
 pub use store::{
-    Find, FindError, FindExt, FsStore, MemoryStore, StoreError, Write, WriteError, WriteExt,
+    Find, FindError, FindExt, FsStore, MemoryStore, ObjectStore, StoreError, Write, WriteError,
+    WriteExt,
 };

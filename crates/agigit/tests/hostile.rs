@@ -129,7 +129,8 @@ impl Objects {
 /// checks or its fsync (tens of thousands of objects in a second).
 fn put(repo: &Repository, kind: Kind, body: &[u8]) -> Result<ObjectId, Box<dyn std::error::Error>> {
     let id = compute_id(kind, body);
-    let path = repo.store().path_of(&id);
+    let path =
+        agigit::dag::FsStore::open(repo.root().join(".agigit").join("objects"))?.path_of(&id);
     std::fs::create_dir_all(path.parent().ok_or("parent")?)?;
     let mut bytes = agigit::dag::object::header(kind, body.len() as u64);
     bytes.extend_from_slice(body);

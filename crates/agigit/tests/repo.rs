@@ -270,7 +270,8 @@ fn corrupt_stored_data_fails_checkout_and_leaves_the_file() -> TestResult {
         .ok_or("t")?
         .id;
     let blob = repo.store().find_tensor(&tensor)?.blobs[0];
-    let path = repo.store().path_of(&blob);
+    let path =
+        agigit::dag::FsStore::open(repo.root().join(".agigit").join("objects"))?.path_of(&blob);
     let mut bytes = std::fs::read(&path)?;
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;

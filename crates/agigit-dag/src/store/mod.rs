@@ -299,3 +299,10 @@ pub trait WriteExt: Write {
 }
 
 impl<T: Write + ?Sized> WriteExt for T {}
+
+/// A store a repository can run over: it reads and writes, and is shared between threads (a
+/// transfer stores objects from a CPU pool). Every `Find + Write` store that is `Send + Sync`
+/// is one: [`FsStore`] on disk, [`MemoryStore`] for tests and embedders, or the caller's own.
+pub trait ObjectStore: Find + Write + Send + Sync + std::fmt::Debug {}
+
+impl<T: Find + Write + Send + Sync + std::fmt::Debug + ?Sized> ObjectStore for T {}

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use agigit_crypt::ReaderSecret;
 use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
-use agigit_dag::{Find, FindExt, ForkBase, ObjectId, is_ancestor};
+use agigit_dag::{FindExt, ForkBase, ObjectId, is_ancestor};
 use agigit_event::nostr::prelude::{Filter, Kind};
 use agigit_event::{CommitEvent, RepoCoordinate, RepoState, Signed};
 use agigit_hash::BlobHash;

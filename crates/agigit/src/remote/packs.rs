@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use agigit_dag::{Find, ObjectId};
+use agigit_dag::ObjectId;
 use agigit_hash::BlobHash;
 use agigit_net::Transport;
 use agigit_shard::{Placement, ShardManifest, codec_for};
@@ -197,7 +197,7 @@ impl Repository {
             p.end();
         }
         // Every object is checked against its id and stored, on the CPU pool.
-        let (store, keys) = (self.store().clone(), keys.map(|(k, e)| (k.clone(), e)));
+        let (store, keys) = (self.shared_store(), keys.map(|(k, e)| (k.clone(), e)));
         let (ids, took) = cpu(move || {
             timed(|| {
                 if let Some(mut f) = out {

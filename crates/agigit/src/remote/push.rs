@@ -254,10 +254,10 @@ impl Repository {
         // pool: memory holds one object while it is written and a few segments while it is sent.
         let pack_file = TempFile::new(self, "push")?;
         let pack_len = {
-            let (store, keys, objects) = (self.store().clone(), keys.cloned(), objects.to_vec());
+            let (store, keys, objects) = (self.shared_store(), keys.cloned(), objects.to_vec());
             let path = pack_file.path.clone();
             let (written, took) =
-                cpu(move || timed(|| write_pack_file(&path, &store, &objects, keys.as_ref())))
+                cpu(move || timed(|| write_pack_file(&path, &*store, &objects, keys.as_ref())))
                     .await?;
             report.stages.pack += took;
             written?
@@ -452,7 +452,7 @@ async fn publish_state<S: Signer + Sync + ?Sized>(
 /// Writes the pack of `objects` to `path`, sealed when `keys` are given; returns its length.
 fn write_pack_file(
     path: &std::path::Path,
-    store: &agigit_dag::FsStore,
+    store: &dyn agigit_dag::ObjectStore,
     objects: &[(agigit_dag::Kind, ObjectId)],
     keys: Option<&PrivateKeys>,
 ) -> Result<u64, Error> {

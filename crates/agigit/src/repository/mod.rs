@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
-use agigit_dag::{FsRefs, FsStore};
+use std::sync::Arc;
+
+use agigit_dag::{FsRefs, FsStore, ObjectStore};
 
 mod checkout;
 mod commit;
@@ -28,11 +30,13 @@ use crate::worktree::{DOT_DIR, Part};
 /// The branch a new repository starts on.
 pub const DEFAULT_BRANCH: &str = "main";
 
-/// A local repository: the working directory, and `.agigit/` with the object store and refs.
+/// A local repository: the working directory, and `.agigit/` with the refs and (by default) the
+/// object store. Any [`ObjectStore`] can hold the objects ([`Repository::init_with_store`]): a
+/// `MemoryStore` for tests and embedders, or the caller's own.
 #[derive(Debug)]
 pub struct Repository {
     root: PathBuf,
-    store: FsStore,
+    store: Arc<dyn ObjectStore>,
     refs: FsRefs,
     tensor_limits: TensorLimits,
     recovered: Recovered,
@@ -121,13 +125,34 @@ impl Repository {
     /// [`Error::AlreadyExists`], I/O errors.
     pub fn init(root: impl AsRef<Path>) -> Result<Self, Error> {
         let root = root.as_ref().to_owned();
+        Self::init_in(&root, || {
+            let objects = root.join(DOT_DIR).join("objects");
+            std::fs::create_dir_all(&objects).map_err(Error::io(&objects))?;
+            Self::open(&root)
+        })
+    }
+
+    /// Creates a repository in `root` whose objects live in `store` (refs, configuration and the
+    /// working directory stay on disk): an in-memory repository with a `MemoryStore`.
+    ///
+    /// # Errors
+    /// As [`init`](Self::init).
+    pub fn init_with_store(
+        root: impl AsRef<Path>,
+        store: Arc<dyn ObjectStore>,
+    ) -> Result<Self, Error> {
+        let root = root.as_ref().to_owned();
+        Self::init_in(&root, || Self::open_with_store(&root, store))
+    }
+
+    /// Makes `.agigit/` and `HEAD` (on branch `main`) around `open`.
+    fn init_in(root: &Path, open: impl FnOnce() -> Result<Self, Error>) -> Result<Self, Error> {
         let dot = root.join(DOT_DIR);
         if dot.exists() {
-            return Err(Error::AlreadyExists(root));
+            return Err(Error::AlreadyExists(root.to_owned()));
         }
-        std::fs::create_dir_all(dot.join("objects")).map_err(Error::io(&dot))?;
         std::fs::create_dir_all(dot.join("refs")).map_err(Error::io(&dot))?;
-        let repo = Self::open(&root)?;
+        let repo = open()?;
         let main = RefName::branch(DEFAULT_BRANCH).map_err(|e| Error::Invalid(e.to_string()))?;
         repo.refs.commit(Transaction::new().edit(
             RefKey::Head,
@@ -148,14 +173,33 @@ impl Repository {
             return Err(Error::NotARepository(root));
         }
         let store = FsStore::open(dot.join("objects"))?;
+        // Temporary object files of processes that no longer run, and, where processes cannot
+        // be told apart, by age.
+        let temps = store.remove_dead_temps()?
+            + store.remove_stale_temps(std::time::Duration::from_secs(24 * 3600))?;
+        let mut repo = Self::open_with_store(&root, Arc::new(store))?;
+        repo.recovered.temps += temps;
+        Ok(repo)
+    }
+
+    /// Opens the repository in `root` with its objects in `store`.
+    ///
+    /// # Errors
+    /// [`Error::NotARepository`] without `.agigit/`.
+    pub fn open_with_store(
+        root: impl AsRef<Path>,
+        store: Arc<dyn ObjectStore>,
+    ) -> Result<Self, Error> {
+        let root = root.as_ref().to_owned();
+        let dot = root.join(DOT_DIR);
+        if !dot.is_dir() {
+            return Err(Error::NotARepository(root));
+        }
         let refs = FsRefs::new(dot.join("refs"));
-        // What a crash left: locks and temporary files of processes that no longer run.
+        // What a crash left: ref locks and pack files of processes that no longer run.
         let recovered = Recovered {
             locks: refs.clear_stale_locks()?,
-            temps: store.remove_dead_temps()?
-                // Where processes cannot be told apart: by age.
-                + store.remove_stale_temps(std::time::Duration::from_secs(24 * 3600))?
-                + remove_dead_packs(&dot.join("tmp"))?,
+            temps: remove_dead_packs(&dot.join("tmp"))?,
         };
         if recovered != Recovered::default() {
             tracing::warn!(
@@ -211,8 +255,13 @@ impl Repository {
     }
 
     /// The object store.
-    pub fn store(&self) -> &FsStore {
-        &self.store
+    pub fn store(&self) -> &dyn ObjectStore {
+        &*self.store
+    }
+
+    /// The object store, shared (to move into work on another thread).
+    pub fn shared_store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
     }
 
     /// The refs.

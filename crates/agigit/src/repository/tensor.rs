@@ -15,7 +15,7 @@
 //!   size and fail past them).
 //! - The result must hash to the digest the object records.
 
-use agigit_dag::{Find as _, FindExt, Kind, ObjectId, TensorObject};
+use agigit_dag::{FindExt, Kind, ObjectId, TensorObject};
 use agigit_delta::codec::{DecodeLimits, output_digest};
 use agigit_delta::{DType, Tensor};
 
