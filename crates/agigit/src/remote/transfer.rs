@@ -136,8 +136,10 @@ impl Downloaded {
 }
 
 impl SegmentFetch<'_> {
-    /// Shard `index` of `segment` (`len` bytes) from its placement's server, else from the
-    /// others in turn (the transport checks each blob against its hash).
+    /// Shard `index` of `segment` (`len` bytes) from its placement's server, else from all the
+    /// others at once, the first good answer kept (the transport checks each blob against its
+    /// hash): a shard that moved (re-routed at push, or servers listed in another order) costs
+    /// two round trips, not one per server.
     async fn shard(
         &self,
         segment: usize,
@@ -146,16 +148,27 @@ impl SegmentFetch<'_> {
         len: u64,
     ) -> Option<Bytes> {
         let first = self.placement.server_of(segment, index) % self.servers.len().max(1);
-        let order = self
-            .servers
-            .iter()
-            .skip(first)
-            .chain(self.servers.iter().take(first));
-        for server in order {
-            match self.transport.get_blob(server, hash, len).await {
+        let placed = self.servers.get(first)?;
+        match self.transport.get_blob(placed, hash, len).await {
+            Ok(bytes) => return Some(bytes),
+            Err(e) => {
+                tracing::debug!(server = %placed, error = %e, "shard not at its placement; asking the others");
+            }
+        }
+        let mut others: FuturesUnordered<_> =
+            self.servers
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != first)
+                .map(|(_, server)| async move {
+                    (server, self.transport.get_blob(server, hash, len).await)
+                })
+                .collect();
+        while let Some((server, got)) = others.next().await {
+            match got {
                 Ok(bytes) => return Some(bytes),
                 Err(e) => {
-                    tracing::debug!(%server, error = %e, "shard unavailable here; trying another server");
+                    tracing::debug!(%server, error = %e, "shard unavailable here");
                 }
             }
         }
