@@ -356,7 +356,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
             FetchOptions::with_secret(&stranger_secret),
         )
         .await;
-    let stranger_refused = matches!(refused, Err(agigit::Error::NotAReader));
+    let stranger_refused = matches!(refused, Err(agigit::fetch::Error::NotAReader));
     println!(
         "  a stranger's clone is refused: {}",
         match &refused {

@@ -67,6 +67,25 @@ impl From<agigit::Error> for Failure {
     }
 }
 
+/// Each operation's error carries its kind.
+macro_rules! by_kind {
+    ($($t:ty),* $(,)?) => {$(
+        impl From<$t> for Failure {
+            fn from(e: $t) -> Self {
+                Failure::new(e.kind(), e.to_string())
+            }
+        }
+    )*};
+}
+
+by_kind!(
+    agigit::commit::Error,
+    agigit::checkout::Error,
+    agigit::merge::Error,
+    agigit::push::Error,
+    agigit::fetch::Error,
+);
+
 impl From<agigit::config::ConfigError> for Failure {
     fn from(e: agigit::config::ConfigError) -> Self {
         use agigit::config::ConfigError;

@@ -125,7 +125,11 @@ pub enum Error {
     Ref(#[from] agigit_dag::RefError),
 }
 
-fn local_changes_message(command: &str, modified: &[String], untracked: &[String]) -> String {
+pub(crate) fn local_changes_message(
+    command: &str,
+    modified: &[String],
+    untracked: &[String],
+) -> String {
     let mut out = String::new();
     if !modified.is_empty() {
         out.push_str(&format!(

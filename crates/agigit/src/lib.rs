@@ -3,6 +3,7 @@
 pub mod config;
 pub mod display;
 mod error;
+mod op_error;
 /// The pack format (agigit-dag's), re-exported where it used to live.
 pub use agigit_dag::pack;
 pub mod private;
@@ -11,6 +12,7 @@ mod repository;
 pub mod worktree;
 
 pub use error::{Error, ErrorKind};
+pub use op_error::{Conflicts, IoError, LocalChanges, checkout, commit, fetch, merge, push};
 pub use private::PrivateKeys;
 pub use remote::{
     DEFAULT_PARALLEL, FetchOptions, MAX_FETCH_SEGMENT, MAX_MANIFEST_BYTES, Progress, PullReport,

@@ -270,6 +270,22 @@ fn hostile_codes(outside: &Path) -> Vec<(String, Objects, ObjectId)> {
 /// What the hostile files hold.
 const PAYLOAD: &[u8] = b"ESCAPED: relays = [\"ws://attacker\"]\n";
 
+/// The facade error a fetch refused with (data from the network that does not verify).
+fn refused_fetch(err: &agigit::fetch::Error) -> &Error {
+    match err {
+        agigit::fetch::Error::Hostile(e) | agigit::fetch::Error::Other(e) => e,
+        other => panic!("expected hostile data to be refused, got {other:?}"),
+    }
+}
+
+/// The facade error a checkout refused with (a stored object that does not decode, a limit).
+fn refused_checkout(err: &agigit::checkout::Error) -> &Error {
+    match err {
+        agigit::checkout::Error::Other(e) => e,
+        other => panic!("expected a refusal of stored data, got {other:?}"),
+    }
+}
+
 fn assert_names_entry(err: &Error, name: &str) {
     let named = match err {
         Error::Decode {
@@ -322,7 +338,8 @@ async fn hostile_names() -> TestResult {
             .pull(&net, &coordinate, "main", FetchOptions::default())
             .await
             .expect_err("a hostile tree is refused");
-        assert_names_entry(&err, name);
+        assert_eq!(err.kind(), agigit::ErrorKind::Integrity);
+        assert_names_entry(refused_fetch(&err), name);
         assert_eq!(std::fs::read(&config)?, b"id = \"mine\"\n", "{name:?}");
         assert!(!clone.join(".agigit").join("keys").exists(), "{name:?}");
         assert!(!repo.is_private()?, "{name:?}");
@@ -340,7 +357,8 @@ async fn hostile_names() -> TestResult {
         let err = repo
             .checkout("evil", true)
             .expect_err("a hostile tree is refused at checkout");
-        assert_names_entry(&err, name);
+        assert_eq!(err.kind(), agigit::ErrorKind::Integrity);
+        assert_names_entry(refused_checkout(&err), name);
         assert!(!planted.join(".agigit").join("keys").exists(), "{name:?}");
         assert!(
             std::fs::read_dir(&planted)?.count() == 1,
@@ -385,7 +403,7 @@ fn checkout_never_writes_through_a_planted_symlink() -> TestResult {
     std::os::unix::fs::symlink(&outside, work.join("data"))?;
     for force in [false, true] {
         match repo.checkout("b", force) {
-            Err(Error::UnsafePath { path, .. }) => assert_eq!(path, "data"),
+            Err(agigit::checkout::Error::UnsafePath { path, .. }) => assert_eq!(path, "data"),
             other => panic!("force {force}: {other:?}"),
         }
     }
@@ -401,7 +419,10 @@ fn checkout_never_writes_through_a_planted_symlink() -> TestResult {
     std::os::unix::fs::symlink(outside.join("victim.json"), work.join("config.json"))?;
     for force in [false, true] {
         assert!(
-            matches!(repo.checkout("b", force), Err(Error::UnsafePath { .. })),
+            matches!(
+                repo.checkout("b", force),
+                Err(agigit::checkout::Error::UnsafePath { .. })
+            ),
             "force {force}"
         );
     }
@@ -549,7 +570,10 @@ fn absurd_depths_are_refused_without_recursion() -> TestResult {
         Some(Target::Id(tip)),
     ))?;
     let (result, peak) = peak_of(|| repo.checkout("deep", false));
-    assert!(matches!(result, Err(Error::Limit { .. })), "{result:?}");
+    assert!(
+        matches!(&result, Err(e) if matches!(refused_checkout(e), Error::Limit { .. })),
+        "{result:?}"
+    );
     assert!(peak < 16 * MB, "peak {peak}");
     assert!(!d.0.join("d").exists());
     Ok(())
@@ -594,7 +618,10 @@ fn an_oversized_safetensors_header_is_not_read() -> TestResult {
         Some(Target::Id(tip)),
     ))?;
     let (result, peak) = peak_of(|| repo.checkout("big", false));
-    assert!(matches!(result, Err(Error::Limit { .. })), "{result:?}");
+    assert!(
+        matches!(&result, Err(e) if matches!(refused_checkout(e), Error::Limit { .. })),
+        "{result:?}"
+    );
     assert!(peak < 16 * MB, "peak {peak}");
     Ok(())
 }

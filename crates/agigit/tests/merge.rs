@@ -9,7 +9,7 @@ use std::path::Path;
 
 use agigit::dag::FindExt as _;
 use agigit::delta::{DType, SafetensorsFile, save_safetensors, synth};
-use agigit::{Error, MergeStrategy, Repository};
+use agigit::{MergeStrategy, Repository};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -112,8 +112,8 @@ fn tensors_changed_on_both_sides_conflict_or_merge_by_strategy() -> TestResult {
 
     // No strategy: both the tensor and the file conflict, and nothing moves.
     match repo.merge("other", None, AUTHOR, false) {
-        Err(Error::Conflict(list)) => {
-            let text = list.join("\n");
+        Err(agigit::merge::Error::Conflict(list)) => {
+            let text = list.paths.join("\n");
             assert!(
                 text.contains(
                     "CONFLICT (tensor changed on both sides): params/model.safetensors/a.weight"
@@ -133,7 +133,7 @@ fn tensors_changed_on_both_sides_conflict_or_merge_by_strategy() -> TestResult {
     // Average merges the tensor, but cannot settle config.json.
     assert!(matches!(
         repo.merge("other", Some(MergeStrategy::Average), AUTHOR, false),
-        Err(Error::Conflict(_))
+        Err(agigit::merge::Error::Conflict(_))
     ));
     // Theirs settles both: their tensor and their file.
     let report = repo.merge("other", Some(MergeStrategy::Theirs), AUTHOR, false)?;
@@ -216,7 +216,8 @@ fn rebase_replays_commits_on_the_new_base() -> TestResult {
     repo.checkout("other", false)?;
     let before = repo.head()?;
     match repo.rebase("main", None, false) {
-        Err(Error::Conflict(list)) => {
+        Err(agigit::merge::Error::Conflict(list)) => {
+            let list = list.paths;
             assert!(list[0].starts_with("replaying"), "{list:?}");
             assert!(list.iter().any(|l| l.contains("code/train.py")), "{list:?}");
         }
@@ -292,7 +293,7 @@ fn a_fork_rebase_replays_the_fine_tune_on_the_new_foundation_as_deltas() -> Test
     other.commit("x", AUTHOR)?;
     assert!(matches!(
         other.rebase_fork("HEAD", AUTHOR, false),
-        Err(Error::Invalid(_))
+        Err(agigit::merge::Error::Invalid(_))
     ));
     Ok(())
 }
@@ -332,26 +333,25 @@ impl LocalWork {
         }
     }
 
-    fn check(self, err: &Error) {
+    fn check(self, err: &(dyn std::error::Error + 'static)) {
         let (path, _) = self.expected();
-        match (self, err) {
-            (
-                LocalWork::Modified | LocalWork::Deleted,
-                Error::LocalChanges {
-                    modified,
-                    untracked,
-                    ..
-                },
-            ) => assert!(modified == &[path] && untracked.is_empty(), "{err}"),
-            (
-                LocalWork::Untracked,
-                Error::LocalChanges {
-                    modified,
-                    untracked,
-                    ..
-                },
-            ) => assert!(modified.is_empty() && untracked == &[path], "{err}"),
+        let changes = match (
+            err.downcast_ref::<agigit::checkout::Error>(),
+            err.downcast_ref::<agigit::merge::Error>(),
+        ) {
+            (Some(agigit::checkout::Error::LocalChanges(c)), _)
+            | (_, Some(agigit::merge::Error::LocalChanges(c))) => c,
             _ => panic!("{self:?}: {err:?}"),
+        };
+        match self {
+            LocalWork::Modified | LocalWork::Deleted => assert!(
+                changes.modified == [path] && changes.untracked.is_empty(),
+                "{err}"
+            ),
+            LocalWork::Untracked => assert!(
+                changes.modified.is_empty() && changes.untracked == [path],
+                "{err}"
+            ),
         }
         let m = err.to_string();
         assert!(
@@ -382,14 +382,20 @@ fn diverged(dir: &Path) -> Result<Repository, Box<dyn std::error::Error>> {
 
 #[test]
 fn checkout_merge_and_rebase_never_lose_local_work() -> TestResult {
-    type Run = fn(&Repository, bool) -> Result<(), Error>;
+    type Run = fn(&Repository, bool) -> Result<(), Box<dyn std::error::Error>>;
     let commands: [(&str, Run); 3] = [
-        ("checkout", |r, force| r.checkout("theirs", force).map(drop)),
+        ("checkout", |r, force| {
+            r.checkout("theirs", force).map(drop).map_err(Into::into)
+        }),
         ("merge", |r, force| {
-            r.merge("theirs", None, AUTHOR, force).map(drop)
+            r.merge("theirs", None, AUTHOR, force)
+                .map(drop)
+                .map_err(Into::into)
         }),
         ("rebase", |r, force| {
-            r.rebase("theirs", None, force).map(drop)
+            r.rebase("theirs", None, force)
+                .map(drop)
+                .map_err(Into::into)
         }),
     ];
     for (name, run) in commands {
@@ -400,7 +406,7 @@ fn checkout_merge_and_rebase_never_lose_local_work() -> TestResult {
             work.apply(&d.0)?;
             let before = std::fs::read_to_string(d.0.join("keep.txt"))?;
             let err = run(&repo, false).expect_err("refused");
-            work.check(&err);
+            work.check(err.as_ref());
             // Nothing changed: the user's work, the other files, HEAD.
             let (path, content) = work.expected();
             assert_eq!(

@@ -93,7 +93,7 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     net.set_down("s4", true);
     let refused = repo.push(&net, &keys, &id, "main", options).await;
     assert!(
-        matches!(refused, Err(Error::Network(_))),
+        matches!(refused, Err(agigit::push::Error::Network(_))),
         "three of five servers are down and m = 3 must accept: {refused:?}"
     );
     // Nothing pointed at the new commit: a reader still gets the first one.
@@ -134,7 +134,7 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     std::fs::write(origin.0.join("config.json"), b"{\"version\": 4}")?;
     repo.commit("fourth, diverged", keys.public_key().to_bytes())?;
     match repo.push(&net, &keys, &id, "main", options).await {
-        Err(Error::Invalid(m)) => assert!(m.contains("pull"), "{m}"),
+        Err(agigit::push::Error::Rejected(m)) => assert!(m.contains("pull"), "{m}"),
         other => panic!("a diverged push must be refused: {other:?}"),
     }
     Ok(())
@@ -188,7 +188,7 @@ async fn corrupt_shards_are_skipped_and_too_few_servers_is_an_error() -> TestRes
         .pull(&net, &coordinate, "main", FetchOptions::default())
         .await
     {
-        Err(Error::Network(m)) => assert!(!m.is_empty()),
+        Err(agigit::fetch::Error::Network(m)) => assert!(!m.is_empty()),
         other => panic!("{other:?}"),
     }
     assert_eq!(late.head()?, None);
@@ -366,7 +366,7 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
     )?;
     let dsm_id = RepoId::new("private-domain-model")?;
     match dsm.push(&net, &tuner, &dsm_id, "main", public).await {
-        Err(Error::NeedsKey(m)) => assert!(m.contains("private"), "{m}"),
+        Err(agigit::push::Error::NeedsKey(m)) => assert!(m.contains("private"), "{m}"),
         other => panic!("a private repository must not push unencrypted: {other:?}"),
     }
     let keys = dsm
@@ -436,14 +436,14 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
         )
         .await
     {
-        Err(Error::NotAReader) => {}
+        Err(agigit::fetch::Error::NotAReader) => {}
         other => panic!("a stranger must not read a private repository: {other:?}"),
     }
     match theirs
         .pull(&net, &coordinate, "main", FetchOptions::default())
         .await
     {
-        Err(Error::NeedsKey(m)) => assert!(m.contains("private"), "{m}"),
+        Err(agigit::fetch::Error::NeedsKey(m)) => assert!(m.contains("private"), "{m}"),
         other => panic!("{other:?}"),
     }
     assert_eq!(theirs.head()?, None, "nothing moved");
@@ -561,7 +561,7 @@ async fn a_partial_clone_fetches_only_its_parts_commits_and_widens() -> TestResu
     std::fs::write(partial.0.join("config.json"), b"{\"layers\": 3}")?;
     std::fs::write(partial.0.join("extra.safetensors"), b"")?;
     match clone.commit("no", keys.public_key().to_bytes()) {
-        Err(Error::Invalid(m)) => assert!(m.contains("partial clone"), "{m}"),
+        Err(agigit::commit::Error::Invalid(m)) => assert!(m.contains("partial clone"), "{m}"),
         other => panic!("{other:?}"),
     }
     std::fs::remove_file(partial.0.join("extra.safetensors"))?;
@@ -613,7 +613,7 @@ async fn a_partial_clone_fetches_only_its_parts_commits_and_widens() -> TestResu
                 },
             )
             .await,
-        Err(Error::Invalid(_))
+        Err(agigit::fetch::Error::Invalid(_))
     ));
     Ok(())
 }
@@ -706,11 +706,11 @@ async fn pull_never_loses_local_work() -> TestResult {
             .pull(&net, &coordinate, "main", FetchOptions::default())
             .await
         {
-            Err(Error::LocalChanges {
+            Err(agigit::fetch::Error::LocalChanges(agigit::LocalChanges {
                 modified,
                 untracked,
                 command,
-            }) => {
+            })) => {
                 assert_eq!(command, "pull");
                 let listed = if *what == "untracked" {
                     &untracked
@@ -857,7 +857,7 @@ async fn relays_cannot_roll_a_clone_back_or_make_a_push_drop_branches() -> TestR
         .fetch(&old_net, &coordinate, "main", FetchOptions::default())
         .await
     {
-        Err(Error::StaleState { .. }) => {}
+        Err(agigit::fetch::Error::Hostile(e)) if matches!(*e, Error::StaleState { .. }) => {}
         other => panic!("an older state was accepted: {other:?}"),
     }
     assert_eq!(reader.head()?, Some(v2));
@@ -875,7 +875,7 @@ async fn relays_cannot_roll_a_clone_back_or_make_a_push_drop_branches() -> TestR
         .push(&old_net, &keys, &coordinate.id, "main", options)
         .await
     {
-        Err(Error::StaleState { .. }) => {}
+        Err(agigit::push::Error::Hostile(e)) if matches!(*e, Error::StaleState { .. }) => {}
         other => panic!("pushed on top of an old state: {other:?}"),
     }
 
@@ -1035,7 +1035,7 @@ async fn a_removed_reader_opens_nothing_pushed_after_the_removal() -> TestResult
         )
         .await
     {
-        Err(Error::NotAReader) => {}
+        Err(agigit::fetch::Error::NotAReader) => {}
         other => panic!("a removed reader opened the repository: {other:?}"),
     }
     // Nor does anything pushed after the removal open with the key they kept: no commit event,

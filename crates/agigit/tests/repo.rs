@@ -76,7 +76,7 @@ fn commit_splits_into_parts_and_checkout_is_bit_exact() -> TestResult {
     assert!(repo.status()?.is_empty(), "{:?}", repo.status()?);
     assert!(matches!(
         repo.commit("again", AUTHOR),
-        Err(Error::NothingToCommit)
+        Err(agigit::commit::Error::NothingToCommit)
     ));
 
     // Four parts, each its own tree; the safetensors file a tree of header + tensors.
@@ -184,11 +184,11 @@ fn branches_deleted_files_and_dirty_checkouts() -> TestResult {
     std::fs::write(d.0.join("data/validation/part-0.jsonl"), b"my edit")?;
     std::fs::write(d.0.join("notes.md"), b"my notes")?;
     match repo.checkout("experiment", false) {
-        Err(Error::LocalChanges {
+        Err(agigit::checkout::Error::LocalChanges(agigit::LocalChanges {
             modified,
             untracked,
             ..
-        }) => {
+        })) => {
             assert_eq!(modified, ["data/validation/part-0.jsonl"]);
             assert_eq!(untracked, ["notes.md"]);
         }
@@ -232,7 +232,7 @@ fn a_malformed_safetensors_file_is_refused_by_name() -> TestResult {
     bad.extend_from_slice(b"{\"a\":");
     std::fs::write(d.0.join("broken.safetensors"), &bad)?;
     match repo.commit("with a broken file", AUTHOR) {
-        Err(e @ Error::Safetensors { .. }) => {
+        Err(e @ agigit::commit::Error::Safetensors { .. }) => {
             let m = e.to_string();
             assert!(m.contains("broken.safetensors"), "{m}");
         }

@@ -63,7 +63,7 @@ impl Repository {
         repo: &RepoCoordinate,
         branch: &str,
         options: FetchOptions<'_>,
-    ) -> Result<PullReport, Error> {
+    ) -> Result<PullReport, crate::fetch::Error> {
         let before = self.parts()?;
         let report = self.fetch(transport, repo, branch, options).await?;
         let Some(tip) = report.tip else {
@@ -73,7 +73,7 @@ impl Repository {
             // The files of parts the fetch added are not checked out: a later pull must still
             // see them as new.
             self.set_parts(before.as_ref())?;
-            return Err(e);
+            return Err(e.into());
         }
         Ok(report)
     }
@@ -143,12 +143,13 @@ impl Repository {
         repo: &RepoCoordinate,
         branch: &str,
         options: FetchOptions<'_>,
-    ) -> Result<PullReport, Error> {
+    ) -> Result<PullReport, crate::fetch::Error> {
         let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
         let Some(state) = self.remote_state(transport, repo, false).await? else {
             return Err(Error::Network(format!(
                 "no valid state event for {repo} on the fetch relays"
-            )));
+            ))
+            .into());
         };
         // Never back to a state older than one this clone accepted: a relay replaying an old
         // (validly signed) state cannot roll the clone back.
@@ -160,7 +161,8 @@ impl Repository {
                     repo: repo.to_string(),
                     offered: offered.0,
                     accepted: at,
-                });
+                }
+                .into());
             }
             // A newer state that does not build on the one accepted: the history forked.
             if offered.1 != id && state.body().prev != Some(id) {
@@ -177,7 +179,7 @@ impl Repository {
             .iter()
             .find_map(|r| state.body().refs.get(r).copied())
         else {
-            return Err(Error::UnknownRevision(format!("origin/{branch}")));
+            return Err(Error::UnknownRevision(format!("origin/{branch}")).into());
         };
         let mut report = PullReport {
             envelope: state.body().keys.clone(),
@@ -194,7 +196,7 @@ impl Repository {
                     if self.head()?.is_some() && !wanted.is_superset(&held) {
                         return Err(Error::Invalid(
                             "a repository can fetch more parts, not drop some it holds: clone again with the parts you want".to_owned(),
-                        ));
+                        ).into());
                     }
                     wanted
                 }
@@ -237,7 +239,8 @@ impl Repository {
         if !self.store().contains(&tip)? {
             return Err(Error::Network(format!(
                 "the remote's tip {tip} is in no pack the relays list"
-            )));
+            ))
+            .into());
         }
         // A fork's commits name their foundation (and its first commit descends from it): fetch
         // the foundation too, from its own repository, then check the history is complete.
@@ -274,7 +277,8 @@ impl Repository {
             if let Some(m) = still.first() {
                 return Err(Error::Network(format!(
                     "commit {m} of the remote's history is in no pack the relays list"
-                )));
+                ))
+                .into());
             }
         }
         self.set_parts(Some(&want.wanted))?;

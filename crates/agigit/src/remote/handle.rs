@@ -6,7 +6,6 @@ use agigit_event::{RepoCoordinate, RepoId, Signer};
 use agigit_net::Transport;
 
 use super::{FetchOptions, PullReport, PushOptions, PushReport};
-use crate::error::Error;
 use crate::repository::Repository;
 
 /// A repository, a transport and a signer: see [`Repository::remote`].
@@ -67,7 +66,7 @@ impl<S: Signer + Sync + ?Sized> Remote<'_, S> {
         repo_id: &RepoId,
         branch: &str,
         options: PushOptions<'_>,
-    ) -> Result<PushReport, Error> {
+    ) -> Result<PushReport, crate::push::Error> {
         self.repo
             .push(self.transport, self.signer, repo_id, branch, options)
             .await
@@ -83,7 +82,7 @@ impl<S: Signer + Sync + ?Sized> Remote<'_, S> {
         repo: &RepoCoordinate,
         branch: &str,
         options: FetchOptions<'_>,
-    ) -> Result<PullReport, Error> {
+    ) -> Result<PullReport, crate::fetch::Error> {
         self.repo.fetch(self.transport, repo, branch, options).await
     }
 
@@ -96,7 +95,7 @@ impl<S: Signer + Sync + ?Sized> Remote<'_, S> {
         repo: &RepoCoordinate,
         branch: &str,
         options: FetchOptions<'_>,
-    ) -> Result<PullReport, Error> {
+    ) -> Result<PullReport, crate::fetch::Error> {
         self.repo.pull(self.transport, repo, branch, options).await
     }
 }

@@ -39,17 +39,18 @@ impl Repository {
         repo_id: &RepoId,
         branch: &str,
         options: PushOptions<'_>,
-    ) -> Result<PushReport, Error> {
+    ) -> Result<PushReport, crate::push::Error> {
         let keys = options.keys;
         if keys.is_none() && self.is_private()? {
             return Err(Error::NeedsKey(
                 "this repository is private: push with its keys (unwrapped with your secret key), so nothing leaves the machine unencrypted".to_owned(),
-            ));
+            ).into());
         }
         if keys.is_some() && !self.is_private()? {
             return Err(Error::Invalid(
                 "keys given for a public repository: make it private first".to_owned(),
-            ));
+            )
+            .into());
         }
         let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
         let tip = self
@@ -78,7 +79,8 @@ impl Repository {
                     repo: coordinate.to_string(),
                     offered: offered.map_or(0, |o| o.0),
                     accepted: at,
-                });
+                }
+                .into());
             }
         }
         if let Some(state) = &current {
@@ -86,12 +88,12 @@ impl Repository {
                 (true, false) => {
                     return Err(Error::Invalid(format!(
                         "{coordinate} is private on the relays and this repository is public: push it under another repository id"
-                    )));
+                    )).into());
                 }
                 (false, true) if !state.body().refs.is_empty() => {
                     return Err(Error::Invalid(format!(
                         "{coordinate} is public on the relays and this repository is private: push it under another repository id"
-                    )));
+                    )).into());
                 }
                 _ => {}
             }
@@ -146,7 +148,7 @@ impl Repository {
             let Some(remote_commit) = history.into_iter().find(|id| is_published_as(id, &r)) else {
                 return Err(Error::Invalid(format!(
                     "the remote branch {branch} has commits this repository does not: pull, merge, then push"
-                )));
+                )).into());
             };
             have.push(remote_commit);
         }
@@ -166,7 +168,7 @@ impl Repository {
             .collect();
         let servers = transport.push_servers();
         if servers.is_empty() {
-            return Err(net(NetError::NoServers { role: "push" }));
+            return Err(net(NetError::NoServers { role: "push" }).into());
         }
         let mut packs = Vec::new();
         let mut pack_parts = BTreeMap::new();

@@ -378,7 +378,11 @@ impl Repository {
     /// # Errors
     /// [`Error::LocalChanges`]; [`Error::UnsafePath`]; [`Error::Corrupt`] when stored data does
     /// not match its hash; I/O and store errors.
-    pub fn checkout(&self, rev: &str, force: bool) -> Result<CheckoutReport, Error> {
+    pub fn checkout(
+        &self,
+        rev: &str,
+        force: bool,
+    ) -> Result<CheckoutReport, crate::checkout::Error> {
         let target = self.resolve(rev)?;
         let old = self.head_files()?;
         let report = self.update_worktree("checkout", &old, &target, force)?;

@@ -19,7 +19,11 @@ impl Repository {
     /// # Errors
     /// [`Error::NothingToCommit`] when nothing changed; a malformed safetensors file, I/O and
     /// store errors; a ref error when another process moved the branch meanwhile.
-    pub fn commit(&self, message: &str, author: [u8; 32]) -> Result<ObjectId, Error> {
+    pub fn commit(
+        &self,
+        message: &str,
+        author: [u8; 32],
+    ) -> Result<ObjectId, crate::commit::Error> {
         self.commit_with(message, author, &agigit_delta::Lossless::default())
             .map(|(id, _)| id)
     }
@@ -34,12 +38,12 @@ impl Repository {
         message: &str,
         author: [u8; 32],
         codec: &dyn agigit_delta::DeltaCodec,
-    ) -> Result<(ObjectId, worktree::DeltaStats), Error> {
+    ) -> Result<(ObjectId, worktree::DeltaStats), crate::commit::Error> {
         if let Some(held) = self.parts()? {
             for rel in worktree::list_files(&self.root)? {
                 let part = worktree::classify(&rel).0;
                 if !held.contains(&part) {
-                    return Err(absent_part(part, Some(&rel)));
+                    return Err(absent_part(part, Some(&rel)).into());
                 }
             }
         }

@@ -333,7 +333,7 @@ impl Repository {
         strategy: Option<MergeStrategy>,
         author: [u8; 32],
         force: bool,
-    ) -> Result<MergeReport, Error> {
+    ) -> Result<MergeReport, crate::merge::Error> {
         let ours = self
             .head()?
             .ok_or_else(|| Error::UnknownRevision("HEAD".to_owned()))?;
@@ -396,7 +396,7 @@ impl Repository {
         onto: &str,
         strategy: Option<MergeStrategy>,
         force: bool,
-    ) -> Result<MergeReport, Error> {
+    ) -> Result<MergeReport, crate::merge::Error> {
         let head = self
             .head()?
             .ok_or_else(|| Error::UnknownRevision("HEAD".to_owned()))?;
@@ -460,11 +460,12 @@ impl Repository {
         new_base: &str,
         author: [u8; 32],
         force: bool,
-    ) -> Result<MergeReport, Error> {
+    ) -> Result<MergeReport, crate::merge::Error> {
         let Some(old) = self.fork_base()? else {
             return Err(Error::Invalid(
                 "this repository is not a fork: nothing to re-base".to_owned(),
-            ));
+            )
+            .into());
         };
         let new_id = self.resolve(new_base)?;
         let head = self
@@ -496,7 +497,7 @@ impl Repository {
             Ok(tree) => tree,
             Err(e) => {
                 self.set_fork_base(&old.repo, old.commit)?;
-                return Err(e);
+                return Err(e.into());
             }
         };
         let commit = Commit {
@@ -514,7 +515,7 @@ impl Repository {
         let id = self.store().write_commit(&commit)?;
         if let Err(e) = self.advance("rebase --fork", head, id, force) {
             self.set_fork_base(&old.repo, old.commit)?;
-            return Err(e);
+            return Err(e.into());
         }
         report.commit = Some(id);
         report.commits = 1;

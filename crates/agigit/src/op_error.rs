@@ -1,0 +1,410 @@
+//! One error type per operation (as gitoxide has `gix::remote::fetch::Error` and friends): what
+//! can go wrong in a commit, a checkout, a merge or rebase, a push, a fetch or pull, as variants
+//! a caller can match on, with the cause kept as the `source`. Every one has a
+//! [`kind`](crate::ErrorKind) — the same classification as [`crate::Error::kind`] — and converts
+//! from the facade's [`crate::Error`], which the operations' building blocks return.
+
+use std::path::PathBuf;
+
+use agigit_dag::RefError;
+
+use crate::error::{Error as Any, ErrorKind};
+
+/// A file operation on this machine failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct IoError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Uncommitted or untracked work in the way of an operation, which changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", crate::error::local_changes_message(.command, .modified, .untracked))]
+pub struct LocalChanges {
+    /// The operation (`checkout`, `pull`, `merge`, `rebase`).
+    pub command: String,
+    /// Tracked files with uncommitted changes it would overwrite or delete.
+    pub modified: Vec<String>,
+    /// Untracked files at paths the target tracks.
+    pub untracked: Vec<String>,
+}
+
+/// Paths a merge or rebase could not settle (tensors both sides changed, files both sides
+/// changed differently); nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", Any::Conflict(.paths.clone()))]
+pub struct Conflicts {
+    /// The conflicting paths, with what conflicts in each.
+    pub paths: Vec<String>,
+}
+
+/// The parts of an operation's error that every operation shares: `kind` (its own variants'
+/// kinds given, the shared ones' fixed) and the conversion from [`crate::Error`] (its own
+/// variants first, by the given patterns; then the shared ones; anything else as `Other`).
+macro_rules! op_error_impls {
+    (
+        $name:ident {
+            $( $variant:ident => $kind:ident ),* $(,)?
+        }
+        from {
+            $( $from:pat => $build:expr ),* $(,)?
+        }
+    ) => {
+        impl $name {
+            /// What kind of failure this is.
+            pub fn kind(&self) -> ErrorKind {
+                match self {
+                    $( Self::$variant { .. } => ErrorKind::$kind, )*
+                    Self::Io(_) => ErrorKind::Io,
+                    Self::Concurrent(_) => ErrorKind::Concurrent,
+                    Self::Other(e) => e.kind(),
+                }
+            }
+        }
+
+        impl From<Any> for $name {
+            fn from(e: Any) -> Self {
+                match e {
+                    $( $from => $build, )*
+                    Any::Io { path, source } => Self::Io(IoError { path, source }),
+                    Any::Ref(r @ (RefError::Locked { .. } | RefError::Conflict { .. })) => {
+                        Self::Concurrent(r)
+                    }
+                    other => Self::Other(Box::new(other)),
+                }
+            }
+        }
+
+        op_error_impls!(@via $name: agigit_dag::FindError, agigit_dag::StoreError,
+            agigit_dag::WriteError, RefError, agigit_dag::pack::PackError);
+    };
+    (@via $name:ident: $($t:ty),*) => {$(
+        impl From<$t> for $name {
+            fn from(e: $t) -> Self {
+                Any::from(e).into()
+            }
+        }
+    )*};
+}
+
+/// [`Repository::commit`](crate::Repository::commit) and
+/// [`commit_with`](crate::Repository::commit_with).
+pub mod commit {
+    use super::*;
+
+    /// Why a commit failed; nothing was recorded.
+    #[derive(Debug, thiserror::Error)]
+    #[non_exhaustive]
+    pub enum Error {
+        /// The working directory matches `HEAD`.
+        #[error("nothing to commit: the working directory matches HEAD")]
+        NothingToCommit,
+        /// A safetensors file is malformed (the commit names it).
+        #[error("{path} is not a valid safetensors file: {reason}")]
+        Safetensors {
+            /// The path.
+            path: PathBuf,
+            /// What is wrong with it.
+            reason: String,
+        },
+        /// The directory holds something a commit cannot record (a file in a part a partial
+        /// clone lacks, a symlink, a name the format refuses).
+        #[error("{0}")]
+        Invalid(String),
+        /// A file operation on this machine failed.
+        #[error(transparent)]
+        Io(#[from] IoError),
+        /// Another writer moved a ref or holds its lock; nothing was changed.
+        #[error(transparent)]
+        Concurrent(RefError),
+        /// Anything else: the object store, stored data, an input.
+        #[error(transparent)]
+        Other(Box<Any>),
+    }
+
+    op_error_impls! {
+    Error {
+        NothingToCommit => NothingToCommit,
+        Safetensors => Invalid,
+        Invalid => Invalid,
+    }
+    from {
+        Any::NothingToCommit => Error::NothingToCommit,
+        Any::Safetensors { path, reason } => Error::Safetensors { path, reason },
+        Any::Invalid(m) => Error::Invalid(m),
+    }
+    }
+}
+
+/// [`Repository::checkout`](crate::Repository::checkout).
+pub mod checkout {
+    use super::*;
+
+    /// Why a checkout failed; the working directory and `HEAD` are as they were.
+    #[derive(Debug, thiserror::Error)]
+    #[non_exhaustive]
+    pub enum Error {
+        /// The revision names no commit.
+        #[error("unknown revision {0:?}: use a branch name, a full commit id, or HEAD")]
+        UnknownRevision(String),
+        /// Local work is in the way (`force` discards it).
+        #[error(transparent)]
+        LocalChanges(LocalChanges),
+        /// The target tree names a path checkout must not write (outside the work tree,
+        /// into `.agigit/`, through a symlink, or unrepresentable here).
+        #[error("refusing to write {path}: {reason}")]
+        UnsafePath {
+            /// The path.
+            path: String,
+            /// What is wrong with it.
+            reason: String,
+        },
+        /// A file operation on this machine failed.
+        #[error(transparent)]
+        Io(#[from] IoError),
+        /// Another writer moved a ref or holds its lock; nothing was changed.
+        #[error(transparent)]
+        Concurrent(RefError),
+        /// Anything else: the object store, stored data, an input.
+        #[error(transparent)]
+        Other(Box<Any>),
+    }
+
+    op_error_impls! {
+    Error {
+        UnknownRevision => Invalid,
+        LocalChanges => WouldLoseWork,
+        UnsafePath => Integrity,
+    }
+    from {
+        Any::UnknownRevision(r) => Error::UnknownRevision(r),
+        Any::LocalChanges { command, modified, untracked } => Error::LocalChanges(LocalChanges { command, modified, untracked }),
+        Any::UnsafePath { path, reason } => Error::UnsafePath { path, reason },
+    }
+    }
+}
+
+/// [`Repository::merge`](crate::Repository::merge), [`rebase`](crate::Repository::rebase) and
+/// [`rebase_fork`](crate::Repository::rebase_fork).
+pub mod merge {
+    use super::*;
+
+    /// Why a merge or rebase stopped; nothing was changed.
+    #[derive(Debug, thiserror::Error)]
+    #[non_exhaustive]
+    pub enum Error {
+        /// The revision names no commit.
+        #[error("unknown revision {0:?}: use a branch name, a full commit id, or HEAD")]
+        UnknownRevision(String),
+        /// These paths conflict (tensors both sides changed, without a strategy).
+        #[error(transparent)]
+        Conflict(Conflicts),
+        /// Local work is in the way (`force` discards it).
+        #[error(transparent)]
+        LocalChanges(LocalChanges),
+        /// The request cannot be done as asked (a detached `HEAD`, no fork to re-base, a
+        /// strategy that does not apply).
+        #[error("{0}")]
+        Invalid(String),
+        /// A file operation on this machine failed.
+        #[error(transparent)]
+        Io(#[from] IoError),
+        /// Another writer moved a ref or holds its lock; nothing was changed.
+        #[error(transparent)]
+        Concurrent(RefError),
+        /// Anything else: the object store, stored data, an input.
+        #[error(transparent)]
+        Other(Box<Any>),
+    }
+
+    op_error_impls! {
+    Error {
+        UnknownRevision => Invalid,
+        Conflict => WouldLoseWork,
+        LocalChanges => WouldLoseWork,
+        Invalid => Invalid,
+    }
+    from {
+        Any::UnknownRevision(r) => Error::UnknownRevision(r),
+        Any::Conflict(paths) => Error::Conflict(Conflicts { paths }),
+        Any::LocalChanges { command, modified, untracked } => Error::LocalChanges(LocalChanges { command, modified, untracked }),
+        Any::Invalid(m) => Error::Invalid(m),
+    }
+    }
+}
+
+/// [`Repository::push`](crate::Repository::push) and [`Remote::push`](crate::Remote::push).
+pub mod push {
+    use super::*;
+
+    /// Why a push stopped. What was published before the failed step is content-addressed
+    /// and harmless; nothing after it was published: push again to resume.
+    #[derive(Debug, thiserror::Error)]
+    #[non_exhaustive]
+    pub enum Error {
+        /// Too few servers or relays took a step.
+        #[error("network: {0}")]
+        Network(String),
+        /// A private repository needs its keys to push.
+        #[error("{0}")]
+        NeedsKey(String),
+        /// The remote cannot take this push (its branch has commits this repository lacks,
+        /// its privacy differs).
+        #[error("{0}")]
+        Rejected(String),
+        /// The relays offer a state of the repository older than one this clone accepted, or
+        /// other data that does not verify: nothing was published on top of it.
+        #[error(transparent)]
+        Hostile(Box<Any>),
+        /// A file operation on this machine failed.
+        #[error(transparent)]
+        Io(#[from] IoError),
+        /// Another writer moved a ref or holds its lock; nothing was changed.
+        #[error(transparent)]
+        Concurrent(RefError),
+        /// Anything else: the object store, stored data, an input.
+        #[error(transparent)]
+        Other(Box<Any>),
+    }
+
+    op_error_impls! {
+    Error {
+        Network => Network,
+        NeedsKey => Access,
+        Rejected => Invalid,
+        Hostile => Integrity,
+    }
+    from {
+        Any::Network(m) => Error::Network(m),
+        Any::NeedsKey(m) => Error::NeedsKey(m),
+        Any::Invalid(m) => Error::Rejected(m),
+        e @ (Any::Corrupt(_) | Any::Decode { .. } | Any::Limit { .. } | Any::StaleState { .. }) => Error::Hostile(Box::new(e)),
+    }
+    }
+}
+
+/// [`Repository::fetch`](crate::Repository::fetch), [`pull`](crate::Repository::pull) and
+/// their [`Remote`](crate::Remote) forms.
+pub mod fetch {
+    use super::*;
+
+    /// Why a fetch or pull stopped. Nothing unverified was stored, and local branches and
+    /// files are as they were unless the fast-forward itself succeeded.
+    #[derive(Debug, thiserror::Error)]
+    #[non_exhaustive]
+    pub enum Error {
+        /// No valid state, or too few servers answered for a pack to rebuild.
+        #[error("network: {0}")]
+        Network(String),
+        /// The repository is private and the key given opens nothing.
+        #[error("{}", Any::NotAReader)]
+        NotAReader,
+        /// The repository is private and no key was given.
+        #[error("{0}")]
+        NeedsKey(String),
+        /// Data from the network is corrupt, forged, too large, unsafe to write, or an older
+        /// state than one accepted: none of it was used.
+        #[error(transparent)]
+        Hostile(Box<Any>),
+        /// The request cannot be done as asked (the local branch has diverged from the
+        /// remote one, a branch name that is not valid).
+        #[error("{0}")]
+        Invalid(String),
+        /// Local work is in the way of the fast-forward (`force` discards it).
+        #[error(transparent)]
+        LocalChanges(LocalChanges),
+        /// A file operation on this machine failed.
+        #[error(transparent)]
+        Io(#[from] IoError),
+        /// Another writer moved a ref or holds its lock; nothing was changed.
+        #[error(transparent)]
+        Concurrent(RefError),
+        /// Anything else: the object store, stored data, an input.
+        #[error(transparent)]
+        Other(Box<Any>),
+    }
+
+    op_error_impls! {
+    Error {
+        Network => Network,
+        NotAReader => Access,
+        NeedsKey => Access,
+        Hostile => Integrity,
+        Invalid => Invalid,
+        LocalChanges => WouldLoseWork,
+    }
+    from {
+        Any::Network(m) => Error::Network(m),
+        Any::NotAReader => Error::NotAReader,
+        Any::NeedsKey(m) => Error::NeedsKey(m),
+        e @ (Any::Corrupt(_) | Any::Decode { .. } | Any::Limit { .. } | Any::UnsafePath { .. } | Any::StaleState { .. }) => Error::Hostile(Box::new(e)),
+        Any::Invalid(m) => Error::Invalid(m),
+        Any::LocalChanges { command, modified, untracked } => Error::LocalChanges(LocalChanges { command, modified, untracked }),
+    }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn each_operation_keeps_its_own_variants_kinds_and_causes() {
+        let e = commit::Error::from(Any::NothingToCommit);
+        assert!(matches!(e, commit::Error::NothingToCommit));
+        assert_eq!(e.kind(), ErrorKind::NothingToCommit);
+
+        let local = || Any::LocalChanges {
+            command: "checkout".into(),
+            modified: vec!["a".into()],
+            untracked: vec![],
+        };
+        let e = checkout::Error::from(local());
+        assert_eq!(e.kind(), ErrorKind::WouldLoseWork);
+        assert_eq!(
+            e.to_string(),
+            local().to_string(),
+            "the message is the facade's"
+        );
+        assert!(
+            matches!(&e, checkout::Error::LocalChanges(c) if c.modified == ["a"] && c.command == "checkout")
+        );
+
+        let e = merge::Error::from(Any::Conflict(vec!["params/m/a.weight".into()]));
+        assert_eq!(e.kind(), ErrorKind::WouldLoseWork);
+        assert!(e.to_string().contains("--strategy"));
+
+        let stale = Any::StaleState {
+            repo: "r".into(),
+            offered: 1,
+            accepted: 2,
+        };
+        let e = fetch::Error::from(stale);
+        assert_eq!(e.kind(), ErrorKind::Integrity);
+        assert!(matches!(&e, fetch::Error::Hostile(b) if matches!(**b, Any::StaleState { .. })));
+        let e = push::Error::from(Any::Network("two of five".into()));
+        assert!(matches!(e, push::Error::Network(_)));
+        assert_eq!(e.kind(), ErrorKind::Network);
+
+        // An I/O failure keeps the path and the cause as its source.
+        let io = Any::Io {
+            path: "x".into(),
+            source: std::io::Error::other("disk full"),
+        };
+        let e = commit::Error::from(io);
+        assert_eq!(e.kind(), ErrorKind::Io);
+        let cause = e.source().expect("a cause");
+        assert!(cause.to_string().contains("disk full"), "{cause}");
+
+        // What an operation has no variant of stays classified.
+        let e = push::Error::from(Any::NotAReader);
+        assert!(matches!(&e, push::Error::Other(_)));
+        assert_eq!(e.kind(), ErrorKind::Access);
+    }
+}
