@@ -10,6 +10,8 @@ use agigit_hash::ObjectId;
 
 use crate::model::Part;
 use crate::object::{DecodeError, EntryMode, Kind, Limits, parse_header};
+use rayon::prelude::*;
+
 use crate::store::{FindError, FindExt, StoreError, Write, WriteError};
 
 /// Why a pack could not be written or read. A pack is untrusted input: every way it can be
@@ -229,7 +231,7 @@ pub fn write_pack_to<S: FindExt + ?Sized, W: std::io::Write>(
 /// [`PackError::Corrupt`] for a malformed pack, [`PackError::Decode`] for an object that breaks the format's
 /// rules (nothing from the bad object on is stored; what was stored before it is valid,
 /// content-addressed and harmless).
-pub fn read_pack<S: Write + ?Sized>(store: &S, pack: &[u8]) -> Result<Vec<ObjectId>, Error> {
+pub fn read_pack<S: Write + Sync + ?Sized>(store: &S, pack: &[u8]) -> Result<Vec<ObjectId>, Error> {
     read_pack_from(store, pack)
 }
 
@@ -238,7 +240,7 @@ pub fn read_pack<S: Write + ?Sized>(store: &S, pack: &[u8]) -> Result<Vec<Object
 ///
 /// # Errors
 /// As [`read_pack`]; an I/O error of `input` that is not about its content is [`PackError::Io`].
-pub fn read_pack_from<S: Write + ?Sized, R: std::io::Read>(
+pub fn read_pack_from<S: Write + Sync + ?Sized, R: std::io::Read>(
     store: &S,
     input: R,
 ) -> Result<Vec<ObjectId>, Error> {
@@ -267,7 +269,19 @@ pub fn read_pack_from<S: Write + ?Sized, R: std::io::Read>(
     let limits = Limits::default();
     let mut ids = Vec::new();
     let mut header = Vec::with_capacity(MAX_HEADER);
-    let mut body = Vec::new();
+    // Objects are checked as they are read, then stored a batch at a time, the batch's objects
+    // in parallel (hashing and syncing each is most of the work): memory holds one batch.
+    let mut batch: Vec<(Kind, Vec<u8>)> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let flush = |batch: &mut Vec<(Kind, Vec<u8>)>, ids: &mut Vec<ObjectId>| -> Result<(), Error> {
+        let stored: Vec<ObjectId> = batch
+            .par_iter()
+            .map(|(kind, body)| store.write_buf(*kind, body))
+            .collect::<Result<_, _>>()?;
+        ids.extend(stored);
+        batch.clear();
+        Ok(())
+    };
     for i in 0..count {
         header.clear();
         (&mut input)
@@ -283,7 +297,7 @@ pub fn read_pack_from<S: Write + ?Sized, R: std::io::Read>(
             return Err(corrupt(format!("object {i}: bad header")));
         }
         // The header's length passed the store's limit for its kind: it fits in memory.
-        body.clear();
+        let mut body = Vec::new();
         let read = (&mut input)
             .take(len)
             .read_to_end(&mut body)
@@ -299,8 +313,14 @@ pub fn read_pack_from<S: Write + ?Sized, R: std::io::Read>(
                 source,
             })?;
         }
-        ids.push(store.write_buf(kind, &body)?);
+        batch_bytes += body.len();
+        batch.push((kind, body));
+        if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_OBJECTS {
+            flush(&mut batch, &mut ids)?;
+            batch_bytes = 0;
+        }
     }
+    flush(&mut batch, &mut ids)?;
     let extra = std::io::copy(&mut input, &mut std::io::sink())
         .map_err(|e| io("the end of the pack", e))?;
     if extra > 0 {
@@ -311,6 +331,12 @@ pub fn read_pack_from<S: Write + ?Sized, R: std::io::Read>(
 
 /// The longest object header: `agigit tensor <20 digits>\0`.
 const MAX_HEADER: usize = 36;
+
+/// Bytes of checked objects held before they are stored (one object larger than this is a
+/// batch of its own).
+const BATCH_BYTES: usize = 32 << 20;
+/// Objects held before they are stored.
+const BATCH_OBJECTS: usize = 256;
 
 #[cfg(test)]
 mod tests {
