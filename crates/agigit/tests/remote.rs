@@ -4,6 +4,7 @@
 #![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
 
 use std::path::Path;
+use std::sync::Arc;
 
 use agigit::dag::FindExt as _;
 use agigit::event::nostr::prelude::Keys;
@@ -1101,5 +1102,114 @@ async fn a_removed_reader_opens_nothing_pushed_after_the_removal() -> TestResult
         std::fs::read_to_string(kept_dir.0.join("notes.txt"))?,
         "before the removal"
     );
+    Ok(())
+}
+
+/// A key wrap of the embedder's own (a hardware-held key, say): here the default wrap with every
+/// wrapped key's bytes masked, so an envelope it made opens only through it — and it counts
+/// its calls.
+#[derive(Default)]
+struct MaskedWrap {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl MaskedWrap {
+    fn mask(bytes: &[u8]) -> Vec<u8> {
+        bytes.iter().map(|b| b ^ 0x5c).collect()
+    }
+}
+
+impl agigit::crypt::KeyWrap for MaskedWrap {
+    fn scheme(&self) -> u8 {
+        agigit::crypt::KeyWrap::scheme(&agigit::crypt::EcdhWrap)
+    }
+    fn wrapped_len(&self) -> usize {
+        agigit::crypt::KeyWrap::wrapped_len(&agigit::crypt::EcdhWrap)
+    }
+    fn wrap(
+        &self,
+        key: &agigit::crypt::ContentKey,
+        reader: &agigit::crypt::ReaderKey,
+    ) -> Result<Vec<u8>, agigit::crypt::CryptError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Self::mask(&agigit::crypt::EcdhWrap.wrap(key, reader)?))
+    }
+    fn unwrap(
+        &self,
+        wrapped: &[u8],
+        secret: &agigit::crypt::ReaderSecret,
+    ) -> Result<agigit::crypt::ContentKey, agigit::crypt::CryptError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        agigit::crypt::EcdhWrap.unwrap(&Self::mask(wrapped), secret)
+    }
+    fn check(&self, _wrapped: &[u8]) -> Result<(), agigit::crypt::CryptError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_key_wrap_is_the_callers_from_make_private_to_pull() -> TestResult {
+    let (owner_dir, reader_dir, plain_dir) = (
+        Dir::new("wrap-owner"),
+        Dir::new("wrap-reader"),
+        Dir::new("wrap-plain"),
+    );
+    let (owner, reader) = (Keys::generate(), Keys::generate());
+    let wrap = Arc::new(MaskedWrap::default());
+    let dyn_wrap: Arc<dyn agigit::crypt::KeyWrap> = wrap.clone();
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(2, 5)?;
+    let id = RepoId::new("own-wrap")?;
+    std::fs::write(owner_dir.0.join("notes.txt"), "sealed with my own wrap")?;
+    let repo = Repository::init(&owner_dir.0)?;
+    repo.make_private_with(
+        Arc::clone(&dyn_wrap),
+        &secret_of(&owner),
+        &[reader_of(&reader)],
+    )?;
+    repo.commit("v1", owner.public_key().to_bytes())?;
+    // The keys open only through the same wrap.
+    assert!(repo.private_keys(&secret_of(&owner)).is_err());
+    let keys = repo
+        .private_keys_with(Arc::clone(&dyn_wrap), &secret_of(&owner))?
+        .ok_or("private")?;
+    repo.remote(&net, &owner)
+        .push(
+            &id,
+            "main",
+            PushOptions {
+                keys: Some(&keys),
+                ..PushOptions::new(&code)
+            },
+        )
+        .await?;
+    let coordinate = RepoCoordinate::new(owner.public_key(), id);
+    let secret = secret_of(&reader);
+    let used = wrap.calls.load(std::sync::atomic::Ordering::SeqCst);
+    let clone = Repository::init(&reader_dir.0)?;
+    clone
+        .remote(&net, &reader)
+        .pull(
+            &coordinate,
+            "main",
+            FetchOptions {
+                key_wrap: Some(&dyn_wrap),
+                ..FetchOptions::with_secret(&secret)
+            },
+        )
+        .await?;
+    assert!(wrap.calls.load(std::sync::atomic::Ordering::SeqCst) > used);
+    assert_eq!(
+        std::fs::read_to_string(reader_dir.0.join("notes.txt"))?,
+        "sealed with my own wrap"
+    );
+    // Without it, the reader's own key opens nothing (the default wrap reads the masked
+    // envelope as malformed), and nothing is checked out.
+    let refused = Repository::init(&plain_dir.0)?
+        .remote(&net, &reader)
+        .pull(&coordinate, "main", FetchOptions::with_secret(&secret))
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(!plain_dir.0.join("notes.txt").exists());
     Ok(())
 }

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use agigit_crypt::ReaderSecret;
 use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
 use agigit_dag::{FindExt, ForkBase, ObjectId, is_ancestor};
 use agigit_event::nostr::prelude::{Filter, Kind};
@@ -170,7 +169,7 @@ impl Repository {
                 state_forked = true;
             }
         }
-        let keys = open_keys(repo, state.body(), options.secret)?;
+        let keys = open_keys(repo, state.body(), &options)?;
         let published_refs = match &keys {
             Some(k) => k.branch_refs(branch)?,
             None => vec![name.clone()],
@@ -254,7 +253,7 @@ impl Repository {
                     ))
                 })?;
                 let base_keys = match self.remote_state(transport, &coordinate, false).await? {
-                    Some(s) => open_keys(&coordinate, s.body(), options.secret)?,
+                    Some(s) => open_keys(&coordinate, s.body(), &options)?,
                     None => None,
                 };
                 let listed = self
@@ -413,8 +412,9 @@ impl Repository {
 fn open_keys(
     repo: &RepoCoordinate,
     state: &RepoState,
-    secret: Option<&ReaderSecret>,
+    options: &FetchOptions<'_>,
 ) -> Result<Option<PrivateKeys>, Error> {
+    let secret = options.secret;
     let Some(envelope) = &state.keys else {
         return Ok(None);
     };
@@ -423,5 +423,10 @@ fn open_keys(
             "{repo} is private: fetch it with your secret key (set AGIGIT_NSEC or run `agigit key import`)"
         ))
     })?;
-    PrivateKeys::open(envelope, secret).map(Some)
+    match options.key_wrap {
+        Some(wrap) => {
+            PrivateKeys::open_with(std::sync::Arc::clone(wrap), envelope, secret).map(Some)
+        }
+        None => PrivateKeys::open(envelope, secret).map(Some),
+    }
 }

@@ -129,6 +129,9 @@ pub struct FetchOptions<'a> {
     /// Let a pull overwrite or delete uncommitted and untracked files in its way (without it, a
     /// pull that would refuses with [`Error::LocalChanges`] and changes nothing).
     pub force: bool,
+    /// The key wrap a private repository's envelope is opened with; `None` for the default
+    /// `EcdhWrap` (see [`Repository::make_private_with`]).
+    pub key_wrap: Option<&'a std::sync::Arc<dyn agigit_crypt::KeyWrap>>,
 }
 
 impl std::fmt::Debug for FetchOptions<'_> {
@@ -138,6 +141,7 @@ impl std::fmt::Debug for FetchOptions<'_> {
             .field("parallel", &self.parallel)
             .field("parts", &self.parts)
             .field("force", &self.force)
+            .field("key_wrap", &self.key_wrap.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -150,6 +154,7 @@ impl Default for FetchOptions<'_> {
             progress: None,
             parts: None,
             force: false,
+            key_wrap: None,
         }
     }
 }

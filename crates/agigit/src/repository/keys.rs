@@ -1,5 +1,7 @@
 //! A private repository's keys: the envelope in `.agigit/keys`, its readers.
 
+use std::sync::Arc;
+
 use crate::Repository;
 use crate::error::Error;
 use crate::private::PrivateKeys;
@@ -24,13 +26,27 @@ impl Repository {
         owner: &crate::crypt::ReaderSecret,
         readers: &[crate::crypt::ReaderKey],
     ) -> Result<PrivateKeys, Error> {
+        self.make_private_with(Arc::new(crate::crypt::EcdhWrap), owner, readers)
+    }
+
+    /// [`make_private`](Self::make_private) with the key wrap `wrap` (a hardware-held or remote
+    /// wrapper, say) instead of the default `EcdhWrap`.
+    ///
+    /// # Errors
+    /// As [`make_private`](Self::make_private).
+    pub fn make_private_with(
+        &self,
+        wrap: Arc<dyn crate::crypt::KeyWrap>,
+        owner: &crate::crypt::ReaderSecret,
+        readers: &[crate::crypt::ReaderKey],
+    ) -> Result<PrivateKeys, Error> {
         if self.is_private()? {
             return Err(Error::Invalid(
                 "this repository is private already: add readers instead".to_owned(),
             ));
         }
-        let keys = PrivateKeys::generate(owner, readers)?;
-        crate::private::write_envelope(&self.root, &keys.envelope_bytes())?;
+        let keys = PrivateKeys::generate_with(wrap, owner, readers)?;
+        crate::private::write_envelope(self.root(), &keys.envelope_bytes())?;
         Ok(keys)
     }
 
@@ -43,8 +59,21 @@ impl Repository {
         &self,
         secret: &crate::crypt::ReaderSecret,
     ) -> Result<Option<PrivateKeys>, Error> {
-        crate::private::read_envelope(&self.root)?
-            .map(|bytes| PrivateKeys::open(&bytes, secret))
+        self.private_keys_with(Arc::new(crate::crypt::EcdhWrap), secret)
+    }
+
+    /// [`private_keys`](Self::private_keys) unwrapped by `wrap` instead of the default
+    /// `EcdhWrap` (it must be the wrap the keys were made with).
+    ///
+    /// # Errors
+    /// As [`private_keys`](Self::private_keys).
+    pub fn private_keys_with(
+        &self,
+        wrap: Arc<dyn crate::crypt::KeyWrap>,
+        secret: &crate::crypt::ReaderSecret,
+    ) -> Result<Option<PrivateKeys>, Error> {
+        crate::private::read_envelope(self.root())?
+            .map(|bytes| PrivateKeys::open_with(wrap, &bytes, secret))
             .transpose()
     }
 
