@@ -12,9 +12,9 @@
 //! ```
 //!
 //! A block is coded with four interleaved 32-bit states (symbol `i` by state `i mod 4`),
-//! renormalized 16 bits at a time (states in `[2^16, 2^32)`, little-endian words; the reciprocal
+//! renormalized 16 bits at a time (states in `[2^15, 2^31)`, little-endian words; the reciprocal
 //! form of ryg_rans, so no division per symbol). Its bytes start with the four final states
-//! (big-endian), and decoding must end with every state back at 2^16 and every byte read:
+//! (big-endian), and decoding must end with every state back at 2^15 and every byte read:
 //! anything else is corrupt. Blocks are independent, so both ways run
 //! in parallel.
 //!
@@ -26,9 +26,11 @@ use rayon::prelude::*;
 /// Frequencies sum to `1 << SCALE_BITS`.
 const SCALE_BITS: u32 = 14;
 const SCALE: u32 = 1 << SCALE_BITS;
-/// The states' lower bound: states live in `[2^16, 2^32)` and are renormalized 16 bits at a
-/// time, so a step reads at most one word and its renormalization can be branch-free.
-const LOWER: u32 = 1 << 16;
+/// The states' lower bound: states live in `[2^15, 2^31)` and are renormalized 16 bits at a
+/// time, so a step reads at most one word and its renormalization can be branch-free. Below
+/// 2^31 the encoder's reciprocal division is exact (ryg_rans's bound); at 2^31 and above it is
+/// not, and a state would encode what does not decode.
+const LOWER: u32 = 1 << 15;
 /// Symbols per block (blocks are coded in parallel).
 pub(crate) const BLOCK: usize = 1 << 20;
 /// Interleaved states per block.
@@ -137,7 +139,7 @@ struct EncSymbol {
 
 impl EncSymbol {
     fn new(start: u32, freq: u32) -> Self {
-        // 2^32 for a symbol that is the whole plane (its state never moves): saturated.
+        // 2^31 for a symbol that is the whole plane (its state never moves).
         let x_max = u32::try_from(u64::from((LOWER >> SCALE_BITS) << 16) * u64::from(freq))
             .unwrap_or(u32::MAX);
         let cmpl_freq = SCALE - freq;
@@ -359,7 +361,7 @@ fn decode_block(t: &DecTable, src: &[u8], dst: &mut [u8]) -> Result<(), RansErro
     let mut pos = 4 * LANES;
     let mask = SCALE - 1;
     // One symbol: look up, advance the state, renormalize from `src` (at most one word a symbol:
-    // after a step the state is at least 2^(16 − 14)). On the fast path the word is read
+    // after a step the state is at least 2^(15 − 14)). On the fast path the word is read
     // whether it is needed or not, and taken without a branch.
     macro_rules! step {
         ($x:ident, $out:expr, $fast:expr) => {{
@@ -488,7 +490,58 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_reciprocal_step_is_exact_for_every_frequency_and_state() {
+        // What `put` computes, against the definition, at the edges of every state range.
+        let mut r = crate::synth::Rng::new(11);
+        for freq in 1..=SCALE {
+            let start = SCALE - freq;
+            let sym = EncSymbol::new(start, freq);
+            let x_max = sym.x_max.min(1 << 31);
+            let mut states = vec![LOWER, LOWER + 1, x_max - 1, x_max.saturating_sub(freq)];
+            #[allow(clippy::cast_possible_truncation, reason = "below 2^31")]
+            states.extend((0..8).map(|_| LOWER + (r.next_u64() % u64::from(x_max - LOWER)) as u32));
+            for x in states {
+                let mut y = x;
+                let mut out = [0u8; 2];
+                let mut pos = 2;
+                sym.put(&mut y, &mut out, &mut pos);
+                assert_eq!(pos, 2, "no renormalization below x_max");
+                let want = ((x / freq) << SCALE_BITS) + x % freq + start;
+                assert_eq!(y, want, "freq {freq}, x {x}");
+                assert!((LOWER..1 << 31).contains(&y), "freq {freq}, x {x} → {y}");
+            }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn skewed_planes_of_any_shape_round_trip(
+            weights in proptest::collection::vec(0u32..1000, 1..40),
+            len in 0usize..200_000,
+            seed in any::<u64>(),
+        ) {
+            // A plane drawn from an arbitrary, often very skewed, distribution.
+            let total: u64 = weights.iter().map(|&w| u64::from(w) + 1).sum();
+            let mut r = crate::synth::Rng::new(seed);
+            let plane: Vec<u8> = (0..len)
+                .map(|_| {
+                    let mut pick = r.next_u64() % total;
+                    for (s, &w) in weights.iter().enumerate() {
+                        let w = u64::from(w) + 1;
+                        if pick < w {
+                            #[allow(clippy::cast_possible_truncation, reason = "< 40")]
+                            return (s * 6) as u8;
+                        }
+                        pick -= w;
+                    }
+                    0
+                })
+                .collect();
+            let coded = encode(&plane, &histogram(&plane));
+            prop_assert_eq!(decode(&coded, plane.len()).expect("decodes"), plane);
+        }
+
         #[test]
         fn any_plane_round_trips(plane in proptest::collection::vec(any::<u8>(), 0..5000)) {
             let coded = encode(&plane, &histogram(&plane));
