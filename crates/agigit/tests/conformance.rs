@@ -5,13 +5,11 @@
 
 #![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use agigit::config::PushConfig;
 use agigit::dag::MemoryStore;
-use agigit::delta::{DType, SafetensorsFile, save_safetensors, synth};
 use agigit::event::nostr::prelude::Keys;
 use agigit::event::{RepoCoordinate, RepoId};
 use agigit::net::MemoryTransport;
@@ -20,7 +18,7 @@ use agigit::{Change, Error, ErrorKind, FetchOptions, MergeStrategy, PushOptions,
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 mod support;
-use support::Dir;
+use support::{Dir, read_model, write_model};
 
 /// How a repository's objects are kept.
 #[derive(Clone, Copy, Debug)]
@@ -34,33 +32,6 @@ fn init(kind: Kind, dir: &Path) -> Result<Repository, Error> {
         Kind::Disk => Repository::init(dir),
         Kind::Memory => Repository::init_with_store(dir, Arc::new(MemoryStore::new())),
     }
-}
-
-const NAMES: [&str; 2] = ["a.weight", "b.weight"];
-
-/// `model.safetensors` with two f32 tensors, every value of tensor `i` equal to `values[i]`.
-fn write_model(dir: &Path, values: [f32; 2]) -> TestResult {
-    let tensors: Vec<(&str, agigit::delta::Tensor)> = NAMES
-        .iter()
-        .zip(values)
-        .map(|(n, v)| (*n, synth::tensor(DType::F32, &[8, 8], &[v; 64])))
-        .collect();
-    save_safetensors(
-        dir.join("model.safetensors"),
-        tensors.iter().map(|(n, t)| (*n, t.view())),
-        &BTreeMap::new(),
-    )?;
-    Ok(())
-}
-
-fn read_model(dir: &Path) -> Result<[f32; 2], Box<dyn std::error::Error>> {
-    let file = SafetensorsFile::open(dir.join("model.safetensors"))?;
-    let mut out = [0f32; 2];
-    for (o, name) in out.iter_mut().zip(NAMES) {
-        let data = file.tensor(name).ok_or("tensor missing")?.data();
-        *o = f32::from_le_bytes([data[0], data[1], data[2], data[3]]);
-    }
-    Ok(out)
 }
 
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -83,7 +54,7 @@ fn local_history(
     std::fs::create_dir_all(dir.join("data/train"))?;
     std::fs::write(dir.join("config.json"), b"{\"layers\": 2}")?;
     std::fs::write(dir.join("data/train/a.txt"), b"training text")?;
-    write_model(dir, [1.0, 2.0])?;
+    write_model(dir, [1.0, 2.0, 3.0])?;
     let repo = init(kind, dir)?;
     assert_eq!(repo.status()?.len(), 3, "three new files");
     let first = repo.commit("first", me)?;
@@ -106,25 +77,25 @@ fn local_history(
 
     // A three-way merge, tensor by tensor: each side changed another tensor.
     repo.create_branch("side", "HEAD")?;
-    write_model(dir, [5.0, 2.0])?;
+    write_model(dir, [5.0, 2.0, 3.0])?;
     repo.commit("a = 5", me)?;
     repo.checkout("side", false)?;
-    write_model(dir, [1.0, 7.0])?;
+    write_model(dir, [1.0, 7.0, 3.0])?;
     repo.commit("b = 7", me)?;
     repo.checkout("main", false)?;
     let merged = repo.merge("side", None, me, false)?;
     assert!(!merged.fast_forward && merged.commit.is_some());
-    assert_eq!(read_model(dir)?, [5.0, 7.0]);
+    assert_eq!(read_model(dir)?, [5.0, 7.0, 3.0]);
     let log = repo.log("HEAD", 100)?;
     assert_eq!(log[0].1.parents.len(), 2, "a merge commit");
     assert!(log.iter().any(|(id, _)| *id == first));
 
     // Both sides change one tensor: a conflict changes nothing, a strategy settles it.
     repo.create_branch("other", "HEAD")?;
-    write_model(dir, [6.0, 7.0])?;
+    write_model(dir, [6.0, 7.0, 3.0])?;
     repo.commit("a = 6", me)?;
     repo.checkout("other", false)?;
-    write_model(dir, [8.0, 7.0])?;
+    write_model(dir, [8.0, 7.0, 3.0])?;
     repo.commit("a = 8", me)?;
     repo.checkout("main", false)?;
     let head = repo.head()?;
@@ -133,19 +104,19 @@ fn local_history(
         .expect_err("a conflict");
     assert_eq!(conflict.kind(), ErrorKind::WouldLoseWork);
     assert_eq!(repo.head()?, head);
-    assert_eq!(read_model(dir)?, [6.0, 7.0]);
+    assert_eq!(read_model(dir)?, [6.0, 7.0, 3.0]);
     repo.merge("other", Some(MergeStrategy::Average), me, false)?;
-    assert_eq!(read_model(dir)?, [7.0, 7.0]);
+    assert_eq!(read_model(dir)?, [7.0, 7.0, 3.0]);
 
     // Local work is never overwritten without --force (a file both branches have alike keeps
     // its local change, as in git).
     std::fs::write(dir.join("config.json"), b"local edit")?;
-    write_model(dir, [0.5, 0.5])?;
+    write_model(dir, [0.5, 0.5, 3.0])?;
     let refused = repo.checkout("dev", false).expect_err("local changes");
     assert_eq!(refused.kind(), ErrorKind::WouldLoseWork);
-    assert_eq!(read_model(dir)?, [0.5, 0.5]);
+    assert_eq!(read_model(dir)?, [0.5, 0.5, 3.0]);
     repo.checkout("main", true)?;
-    assert_eq!(read_model(dir)?, [7.0, 7.0]);
+    assert_eq!(read_model(dir)?, [7.0, 7.0, 3.0]);
     assert_eq!(std::fs::read(dir.join("config.json"))?, b"{\"layers\": 3}");
     assert!(repo.status()?.is_empty());
     Ok(repo)
@@ -183,7 +154,7 @@ async fn run(origin_kind: Kind, clone_kind: Kind) -> TestResult {
     assert_eq!(reader.log("HEAD", 100)?.len(), repo.log("HEAD", 100)?.len());
 
     // A commit on the clone comes back to the origin by the same road.
-    write_model(&clone.0, [9.0, 7.0])?;
+    write_model(&clone.0, [9.0, 7.0, 3.0])?;
     reader.commit("a = 9", me)?;
     reader
         .remote(&net, &keys)
@@ -192,7 +163,7 @@ async fn run(origin_kind: Kind, clone_kind: Kind) -> TestResult {
     repo.remote(&net, &keys)
         .pull(&coordinate, "main", FetchOptions::default())
         .await?;
-    assert_eq!(read_model(&origin.0)?, [9.0, 7.0]);
+    assert_eq!(read_model(&origin.0)?, [9.0, 7.0, 3.0]);
     assert_eq!(files(&clone.0), files(&origin.0));
     Ok(())
 }

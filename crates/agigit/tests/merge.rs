@@ -4,52 +4,17 @@
 
 #![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use agigit::dag::FindExt as _;
-use agigit::delta::{DType, SafetensorsFile, save_safetensors, synth};
 use agigit::{MergeStrategy, Repository};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 mod support;
-use support::Dir;
+use support::{Dir, read_model, write_model};
 
 const AUTHOR: [u8; 32] = [7; 32];
-const NAMES: [&str; 3] = ["a.weight", "b.weight", "c.weight"];
-
-/// `model.safetensors` with three f32 tensors of 256 values each, every value of tensor `i`
-/// equal to `values[i]` (small integers, so sums and means are exact).
-fn write_model(dir: &Path, values: [f32; 3]) -> TestResult {
-    let tensors: Vec<(&str, agigit::delta::Tensor)> = NAMES
-        .iter()
-        .zip(values)
-        .map(|(n, v)| (*n, synth::tensor(DType::F32, &[16, 16], &[v; 256])))
-        .collect();
-    save_safetensors(
-        dir.join("model.safetensors"),
-        tensors.iter().map(|(n, t)| (*n, t.view())),
-        &BTreeMap::new(),
-    )?;
-    Ok(())
-}
-
-/// The first value of each tensor, after checking every value of a tensor is the same.
-fn read_model(dir: &Path) -> Result<[f32; 3], Box<dyn std::error::Error>> {
-    let file = SafetensorsFile::open(dir.join("model.safetensors"))?;
-    let mut out = [0f32; 3];
-    for (i, name) in NAMES.iter().enumerate() {
-        let data = file.tensor(name).ok_or("tensor missing")?.data().to_vec();
-        let values: Vec<f32> = data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        assert!(values.iter().all(|v| *v == values[0]), "{name}: {values:?}");
-        out[i] = values[0];
-    }
-    Ok(out)
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> TestResult {
     std::fs::write(dir.join(name), text)?;
