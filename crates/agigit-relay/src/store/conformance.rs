@@ -252,6 +252,30 @@ pub fn run<S: EventStore + ?Sized>(store: &S) -> Result<(), Failure> {
         store.save(&r3).map_err(err)?.stored(),
         "newer than the deletion is stored",
     )?;
+    // A replaceable event deleted by its id frees its slot: the next one for it is stored (the
+    // fuzz target found the reference store still naming the deleted event there).
+    let list1 = event(&bob, 10000, now - 5, vec![], "mute list 1")?;
+    check(
+        store.save(&list1).map_err(err)? == SaveOutcome::Stored,
+        "replaceable stored",
+    )?;
+    let del_list = event(&bob, 5, now - 4, vec![Tag::event(list1.id)], "")?;
+    check(
+        store.save(&del_list).map_err(err)?.stored(),
+        "deletion stored",
+    )?;
+    let list2 = event(&bob, 10000, now - 3, vec![], "mute list 2")?;
+    check(
+        store.save(&list2).map_err(err)?.stored(),
+        "a slot whose event was deleted takes a new one",
+    )?;
+    check(
+        ids(&store
+            .query(&[Filter::new().kind(Kind::from(10000u16))])
+            .map_err(err)?)
+            == vec![list2.id],
+        "the new one is the slot's",
+    )?;
 
     // Bad input.
     let mut forged = b1.clone();

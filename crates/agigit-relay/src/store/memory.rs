@@ -69,10 +69,12 @@ impl EventStore for MemoryEventStore {
             }
         };
         let mut outcome = SaveOutcome::Stored;
+        // A slot whose event a deletion (NIP-09, by id) removed is free: the slot map may still
+        // name it.
         if let Some(key) = &key
             && let Some(old_id) = s.slots.get(key).copied()
+            && let Some(old) = s.events.get(&old_id)
         {
-            let old = &s.events[&old_id];
             if !supersedes(event, old) {
                 return Ok(SaveOutcome::Obsolete);
             }
