@@ -398,7 +398,6 @@ fn stages(s: &agigit::StageTimes) -> String {
         ("pack", s.pack),
         ("encode+hash", s.encode),
         ("rebuild", s.rebuild),
-        ("spool", s.spool),
         ("verify+store", s.store),
     ]
     .iter()

@@ -165,11 +165,10 @@ fn mbs(bytes: u64, t: Duration) -> f64 {
 fn stages_line(s: &StageTimes, runs: u32) -> String {
     let per = |d: Duration| d / runs.max(1);
     format!(
-        "pack {:.0?}, encode+hash {:.0?}, rebuild {:.0?}, spool {:.0?}, verify+store {:.0?}; shards moving {:.0?} (wall)",
+        "pack {:.0?}, encode+hash {:.0?}, rebuild {:.0?}, verify+store {:.0?}; shards moving {:.0?} (wall)",
         per(s.pack),
         per(s.encode),
         per(s.rebuild),
-        per(s.spool),
         per(s.store),
         per(s.transfer)
     )
@@ -179,7 +178,6 @@ fn add(total: &mut StageTimes, s: &StageTimes) {
     total.pack += s.pack;
     total.encode += s.encode;
     total.rebuild += s.rebuild;
-    total.spool += s.spool;
     total.store += s.store;
     total.transfer += s.transfer;
 }

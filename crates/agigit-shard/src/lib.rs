@@ -3,6 +3,7 @@
 mod code;
 pub mod conformance;
 mod leopard;
+mod locate;
 mod manifest;
 mod novelpoly;
 mod placement;
@@ -11,6 +12,7 @@ mod transfer;
 
 pub use code::{CodecKind, CodecSpec, ErasureCode, MAX_SHARDS, ShardError, codec_for, slots};
 pub use leopard::{LEOPARD_STRIPE, Leopard};
+pub use locate::{Locator, MAX_PERIOD, Rank};
 pub use manifest::{
     MANIFEST_MAGIC, MANIFEST_VERSION, MAX_SEGMENT_SIZE, ManifestError, ShardManifest,
 };

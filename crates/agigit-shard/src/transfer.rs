@@ -170,17 +170,26 @@ impl SegmentRebuilder {
     /// to reach `k` good ones if every answer is good; lowest indices first (data shards first).
     /// Empty when enough are held or asked for, or none is left untried.
     pub fn wants(&mut self) -> Vec<usize> {
+        self.wants_by(|_| 0u8)
+    }
+
+    /// [`wants`](Self::wants), choosing among the untried shards by `rank` (lowest first; ties
+    /// by index, so data shards still come first among equals): a caller that knows which
+    /// shards sit on servers it can reach (a [`Locator`](crate::Locator)) asks for those before
+    /// the ones it would have to search for.
+    pub fn wants_by<K: Ord>(&mut self, mut rank: impl FnMut(usize) -> K) -> Vec<usize> {
         let needed = self
             .k
             .saturating_sub(self.good() + self.count(|s| *s == Slot::Pending));
-        let wanted: Vec<usize> = self
+        let mut untried: Vec<(K, usize)> = self
             .slots
             .iter()
             .enumerate()
             .filter(|(_, s)| **s == Slot::Untried)
-            .map(|(i, _)| i)
-            .take(needed)
+            .map(|(i, _)| (rank(i), i))
             .collect();
+        untried.sort();
+        let wanted: Vec<usize> = untried.into_iter().map(|(_, i)| i).take(needed).collect();
         for &i in &wanted {
             self.slots[i] = Slot::Pending;
         }

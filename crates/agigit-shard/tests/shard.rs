@@ -616,6 +616,31 @@ fn a_rebuilder_asks_for_data_shards_first_and_replaces_failures() -> TestResult 
 }
 
 #[test]
+fn a_rebuilder_asks_in_the_callers_rank_then_by_index() -> TestResult {
+    let code = Leopard::new(3, 6)?;
+    let data = test_bytes(3000, 8);
+    let (manifest, stored) = encode_all(&code, &data, 3000, 1)?;
+    let mut rb = agigit_shard::SegmentRebuilder::new(&manifest, &code, 0)?;
+    // Shards 1 and 2 sit where the caller cannot reach: asked for last.
+    let rank = |i: usize| u8::from(i == 1 || i == 2);
+    assert_eq!(rb.wants_by(rank), vec![0, 3, 4]);
+    assert!(rb.wants_by(rank).is_empty());
+    rb.failed(3);
+    assert_eq!(
+        rb.wants_by(rank),
+        vec![5],
+        "the reachable before the ranked last"
+    );
+    rb.failed(4);
+    assert_eq!(rb.wants_by(rank), vec![1]);
+    for i in [0, 5, 1] {
+        rb.offer(i, stored[0][i].clone())?;
+    }
+    assert_eq!(rb.finish(&code)?, data, "rebuilt through parity");
+    Ok(())
+}
+
+#[test]
 fn the_encoder_reuses_buffers_and_matches_the_code() -> TestResult {
     let code = NovelPoly::new(2, 4)?;
     let mut encoder = agigit_shard::SegmentEncoder::new(&code);

@@ -1213,3 +1213,103 @@ async fn the_key_wrap_is_the_callers_from_make_private_to_pull() -> TestResult {
     assert!(!plain_dir.0.join("notes.txt").exists());
     Ok(())
 }
+
+/// The same servers as another transport, listed for fetching in another order (a clone made
+/// from other relays), counting the blob downloads asked of them.
+#[derive(Debug)]
+struct Listed {
+    inner: MemoryTransport,
+    fetch: Vec<String>,
+    gets: std::sync::atomic::AtomicUsize,
+}
+
+impl Transport for Listed {
+    fn publish<'a>(
+        &'a self,
+        event: &'a agigit::event::nostr::prelude::Event,
+        min_accepted: usize,
+    ) -> agigit::net::BoxFuture<'a, Result<agigit::net::PublishReport, agigit::net::NetError>> {
+        self.inner.publish(event, min_accepted)
+    }
+    fn query<'a>(
+        &'a self,
+        filters: &'a [agigit::event::nostr::prelude::Filter],
+    ) -> agigit::net::BoxFuture<
+        'a,
+        Result<Vec<agigit::event::nostr::prelude::Event>, agigit::net::NetError>,
+    > {
+        self.inner.query(filters)
+    }
+    fn push_servers(&self) -> Vec<String> {
+        self.inner.push_servers()
+    }
+    fn fetch_servers(&self) -> Vec<String> {
+        self.fetch.clone()
+    }
+    fn put_blob<'a>(
+        &'a self,
+        server: &'a str,
+        data: Bytes,
+    ) -> agigit::net::BoxFuture<'a, Result<agigit::hash::BlobHash, agigit::net::NetError>> {
+        self.inner.put_blob(server, data)
+    }
+    fn get_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a agigit::hash::BlobHash,
+        max_len: u64,
+    ) -> agigit::net::BoxFuture<'a, Result<Bytes, agigit::net::NetError>> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.get_blob(server, hash, max_len)
+    }
+}
+
+#[tokio::test]
+async fn a_clone_listing_other_servers_learns_where_the_shards_are() -> TestResult {
+    let (origin, clone) = (
+        Dir::new("remote-locate-origin"),
+        Dir::new("remote-locate-clone"),
+    );
+    write_files(&origin.0, 1)?;
+    let keys = Keys::generate();
+    let repo = Repository::init(&origin.0)?;
+    repo.commit("first", keys.public_key().to_bytes())?;
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(4, 10)?;
+    // Small segments: the weights make dozens of them.
+    let options = PushOptions {
+        segment_size: 8 << 10,
+        ..PushOptions::new(&code)
+    };
+    let id = RepoId::new("located")?;
+    repo.push(&net, &keys, &id, "main", options).await?;
+    // The reader knows three of the five servers, in another order: s1 and s3 are down for
+    // it, and its own placement is not the pusher's.
+    let view = Listed {
+        inner: net.clone(),
+        fetch: ["s4", "s2", "s0"].map(String::from).to_vec(),
+        gets: std::sync::atomic::AtomicUsize::new(0),
+    };
+    let reader = Repository::init(&clone.0)?;
+    let pulled = reader
+        .pull(
+            &view,
+            &RepoCoordinate::new(keys.public_key(), id),
+            "main",
+            FetchOptions::default(),
+        )
+        .await?;
+    assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
+    let gets = view.gets.load(std::sync::atomic::Ordering::Relaxed);
+    // Every shard received cost one download once the pusher's placement was learned: the
+    // few extra are the first segments', and the manifests'.
+    assert!(pulled.shards >= 4 * 30, "{} shards", pulled.shards);
+    let wasted = gets - pulled.shards - pulled.packs;
+    assert!(
+        wasted * 10 < pulled.shards,
+        "{gets} downloads asked for {} shards of {} packs",
+        pulled.shards,
+        pulled.packs
+    );
+    Ok(())
+}

@@ -233,10 +233,8 @@ pub struct StageTimes {
     /// Pull: rebuilding segments from the shards received (through parity when data shards
     /// were missing).
     pub rebuild: Duration,
-    /// Pull: writing the rebuilt segments to the pack's temporary file.
-    pub spool: Duration,
-    /// Pull: reading the packs back (opening them when private), checking every object against
-    /// its id and storing it.
+    /// Pull: reading the packs as their segments arrive (opening them when private), checking
+    /// every object against its id and storing it.
     pub store: Duration,
     /// Wall time from the first shard to the last: uploads (push) or downloads and rebuilds
     /// (pull), with the CPU work above overlapped.
@@ -246,7 +244,7 @@ pub struct StageTimes {
 impl StageTimes {
     /// The CPU stages' total.
     pub fn cpu(&self) -> Duration {
-        self.pack + self.encode + self.rebuild + self.spool + self.store
+        self.pack + self.encode + self.rebuild + self.store
     }
 }
 

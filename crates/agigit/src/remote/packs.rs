@@ -9,11 +9,11 @@ use std::time::Instant;
 use agigit_dag::ObjectId;
 use agigit_hash::BlobHash;
 use agigit_net::Transport;
-use agigit_shard::{Placement, ShardManifest, codec_for};
+use agigit_shard::{Locator, ShardManifest, codec_for};
 use futures_util::{StreamExt as _, stream};
 
 use super::fetch::{Listed, Want};
-use super::transfer::{SegmentFetch, cpu};
+use super::transfer::SegmentFetch;
 use super::*;
 use crate::error::Error;
 use crate::pack;
@@ -61,9 +61,12 @@ impl Repository {
                 stack.extend(l.parents.iter().filter_map(|p| by_id.get(p).copied()));
             }
         }
+        // Where the pusher put each shard: first guessed to be where this client would have,
+        // then learned from where shards turn up, pack after pack.
+        let locator = std::sync::Mutex::new(Locator::new(transport.fetch_servers().len()));
         for (manifest, epoch) in packs {
             let sealed = keys.map(|k| (k, epoch));
-            self.fetch_pack(transport, &manifest, sealed, options, report)
+            self.fetch_pack(transport, &manifest, sealed, &locator, options, report)
                 .await?;
             report.packs += 1;
         }
@@ -76,6 +79,7 @@ impl Repository {
         transport: &dyn Transport,
         manifest_hash: &BlobHash,
         keys: Option<(&PrivateKeys, u32)>,
+        locator: &std::sync::Mutex<Locator>,
         options: FetchOptions<'_>,
         report: &mut PullReport,
     ) -> Result<(), Error> {
@@ -124,15 +128,12 @@ impl Repository {
         }
         let code: Arc<dyn ErasureCode> =
             Arc::from(codec_for(&manifest.codec()).map_err(|e| Error::Corrupt(e.to_string()))?);
-        // Where the pusher put each shard, if these are its servers in its order; others after.
-        let placement = Placement::new(servers.len().max(1), &manifest.codec())
-            .map_err(|e| Error::Corrupt(e.to_string()))?;
         let context = SegmentFetch {
             transport,
             servers: &servers,
             manifest: &manifest,
             code: Arc::clone(&code),
-            placement: &placement,
+            locator,
         };
         // Two stages: segments downloading, `k` shards each, about `parallel` shards at once;
         // and segments rebuilding on the CPU pool, one per core and one waiting. Memory holds
@@ -158,14 +159,11 @@ impl Repository {
                 }
             })
             .buffered(rebuilding.max(1));
-        // Segments arrive in order and go to a temporary file, written on the CPU pool: memory
-        // holds the segments in flight, not the pack.
-        let pack_file = TempFile::new(self, "fetch")?;
-        let path = pack_file.path.clone();
-        let mut out = Some(std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(&path).map_err(Error::io(&path))?,
-        ));
+        // Segments arrive in order and go to a thread that checks and stores the pack's objects
+        // as they come, while the download goes on: memory holds the segments in flight and a
+        // few waiting for that thread, not the pack.
+        let keys = keys.map(|(k, e)| (k.clone(), e));
+        let mut sink = PackSink::start(self.shared_store(), keys, rebuilding.max(2))?;
         if let Some(p) = options.progress {
             p.begin("download pack", manifest.total_len());
         }
@@ -178,45 +176,145 @@ impl Repository {
             }
             report.shards += shards;
             report.bytes += downloaded;
-            let (mut file, path) = (out.take(), path.clone());
-            let (written, took) = cpu(move || {
-                timed(|| {
-                    if let Some(f) = &mut file {
-                        std::io::Write::write_all(f, &segment).map_err(Error::io(&path))?;
-                    }
-                    Ok::<_, Error>(file)
-                })
-            })
-            .await?;
-            report.stages.spool += took;
-            out = written?;
+            sink.send(segment).await;
         }
         drop(segments);
+        let (ids, took) = sink.finish().await?;
         report.stages.transfer += started.elapsed();
+        report.stages.store += took;
         if let Some(p) = options.progress {
             p.end();
         }
-        // Every object is checked against its id and stored, on the CPU pool.
-        let (store, keys) = (self.shared_store(), keys.map(|(k, e)| (k.clone(), e)));
-        let (ids, took) = cpu(move || {
-            timed(|| {
-                if let Some(mut f) = out {
-                    std::io::Write::flush(&mut f).map_err(Error::io(&path))?;
-                }
-                let input = std::fs::File::open(&path).map_err(Error::io(&path))?;
-                Ok::<_, Error>(match keys {
-                    Some((k, epoch)) => {
-                        pack::read_pack_from(&store, k.opening_reader(Sealed::Pack, epoch, input)?)?
-                    }
-                    None => pack::read_pack_from(&store, input)?,
-                })
-            })
-        })
-        .await?;
-        report.stages.store += took;
-        let ids = ids?;
-        drop(pack_file);
         report.objects += ids.len();
         Ok(())
+    }
+}
+
+/// A pack's objects checked and stored as its segments arrive: a thread of its own reads the
+/// segments, in order, from a channel (opening them when private) and stores every object
+/// whose id checks out ([`pack::read_pack_from`], which stores in parallel on the CPU pool).
+/// At most `limit` segments wait for it; [`send`](Self::send) waits for room, so a slow store
+/// slows the download instead of filling memory. Dropped before [`finish`](Self::finish) (a
+/// failed or cancelled fetch), the thread sees the pack end early and stops.
+struct PackSink {
+    segments: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+    taken: futures_channel::mpsc::UnboundedReceiver<()>,
+    waiting: usize,
+    limit: usize,
+    done: futures_channel::oneshot::Receiver<std::thread::Result<StoreOutcome>>,
+}
+
+/// What the store thread gives back: the objects stored (or why not) and the time it worked,
+/// not counting its waits for segments.
+type StoreOutcome = (Result<Vec<ObjectId>, Error>, Duration);
+
+impl PackSink {
+    fn start(
+        store: Arc<dyn agigit_dag::ObjectStore>,
+        keys: Option<(PrivateKeys, u32)>,
+        limit: usize,
+    ) -> Result<Self, Error> {
+        let (segments, received) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (took, taken) = futures_channel::mpsc::unbounded();
+        let (finished, done) = futures_channel::oneshot::channel();
+        std::thread::Builder::new()
+            .name("agigit-store".into())
+            .spawn(move || {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let started = Instant::now();
+                    let mut input = SegmentReader {
+                        received,
+                        took,
+                        current: Vec::new(),
+                        at: 0,
+                        waited: Duration::ZERO,
+                    };
+                    let ids = match keys {
+                        Some((k, epoch)) => k
+                            .opening_reader(Sealed::Pack, epoch, &mut input)
+                            .and_then(|r| Ok(pack::read_pack_from(&store, r)?)),
+                        None => pack::read_pack_from(&store, &mut input).map_err(Error::from),
+                    };
+                    (ids, started.elapsed().saturating_sub(input.waited))
+                }));
+                // Nobody listens when the fetch was dropped.
+                let _ = finished.send(outcome);
+            })
+            .map_err(|e| Error::Io {
+                path: "agigit-store thread".into(),
+                source: e,
+            })?;
+        Ok(PackSink {
+            segments: Some(segments),
+            taken,
+            waiting: 0,
+            limit: limit.max(1),
+            done,
+        })
+    }
+
+    /// Hands the next segment to the store thread, first waiting until fewer than `limit` wait
+    /// for it. A thread that stopped (a bad pack) takes nothing more: [`finish`](Self::finish)
+    /// says why.
+    async fn send(&mut self, segment: Vec<u8>) {
+        while self.waiting >= self.limit {
+            match self.taken.next().await {
+                Some(()) => self.waiting -= 1,
+                None => break,
+            }
+        }
+        let sent = self
+            .segments
+            .as_ref()
+            .is_some_and(|s| s.send(segment).is_ok());
+        if sent {
+            self.waiting += 1;
+        } else {
+            self.segments = None;
+        }
+    }
+
+    /// Ends the pack and waits for the thread: the ids stored, and how long it worked.
+    async fn finish(mut self) -> Result<(Vec<ObjectId>, Duration), Error> {
+        self.segments = None;
+        match (&mut self.done).await {
+            Ok(Ok((ids, took))) => Ok((ids?, took)),
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(futures_channel::oneshot::Canceled) => Err(Error::Invalid(
+                "the store thread stopped without an answer".into(),
+            )),
+        }
+    }
+}
+
+/// The store thread's view of the pack: the segments from the channel, one after another; the
+/// end of the pack when the sender is gone.
+struct SegmentReader {
+    received: std::sync::mpsc::Receiver<Vec<u8>>,
+    took: futures_channel::mpsc::UnboundedSender<()>,
+    current: Vec<u8>,
+    at: usize,
+    waited: Duration,
+}
+
+impl std::io::Read for SegmentReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.current.len() {
+            let asked = Instant::now();
+            let next = self.received.recv();
+            self.waited += asked.elapsed();
+            match next {
+                Ok(segment) => {
+                    // Room for another: the sender may go on.
+                    let _ = self.took.unbounded_send(());
+                    (self.current, self.at) = (segment, 0);
+                }
+                Err(std::sync::mpsc::RecvError) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }

@@ -3,11 +3,11 @@
 //! hashing shards, rebuilding — runs on rayon's pool through [`cpu`], so the async threads only
 //! move bytes and every core codes while the network is busy.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use agigit_hash::BlobHash;
 use agigit_net::{NetError, Transport};
-use agigit_shard::{ErasureCode, Placement, SegmentRebuilder, ShardManifest};
+use agigit_shard::{ErasureCode, Locator, SegmentRebuilder, ShardManifest};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
@@ -102,7 +102,8 @@ pub(super) struct SegmentFetch<'a> {
     pub(super) servers: &'a [String],
     pub(super) manifest: &'a ShardManifest,
     pub(super) code: Arc<dyn ErasureCode>,
-    pub(super) placement: &'a Placement,
+    /// Where the pusher put the shards, learned from the answers of all segments' downloads.
+    pub(super) locator: &'a Mutex<Locator>,
 }
 
 /// A segment's shards, downloaded: the rebuilder holding them, the shards received and the
@@ -136,10 +137,29 @@ impl Downloaded {
 }
 
 impl SegmentFetch<'_> {
-    /// Shard `index` of `segment` (`len` bytes) from its placement's server, else from all the
-    /// others at once, the first good answer kept (the transport checks each blob against its
-    /// hash): a shard that moved (re-routed at push, or servers listed in another order) costs
-    /// two round trips, not one per server.
+    /// What the locator says, under its lock (never held across an await).
+    fn locate<T>(&self, f: impl FnOnce(&mut Locator) -> T) -> T {
+        f(&mut self
+            .locator
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Tells the locator what server `server` said about shard `index` of `segment`.
+    fn learn(&self, segment: usize, index: usize, server: usize, got: &Result<Bytes, NetError>) {
+        self.locate(|l| match got {
+            Ok(_) => l.found(segment, index, server),
+            Err(NetError::NotFound { .. }) => l.missing(segment, index, server),
+            Err(NetError::Connection { .. }) => l.unreachable(server),
+            // A server that erred otherwise (busy, lying) says nothing about placement.
+            Err(_) => {}
+        });
+    }
+
+    /// Shard `index` of `segment` (`len` bytes) from the server the locator guesses, else from
+    /// all the others at once, the first good answer kept (the transport checks each blob
+    /// against its hash). Once the locator has learned where the pusher put its shards (it
+    /// starts from this client's own placement), a shard costs one round trip.
     async fn shard(
         &self,
         segment: usize,
@@ -147,28 +167,42 @@ impl SegmentFetch<'_> {
         hash: &BlobHash,
         len: u64,
     ) -> Option<Bytes> {
-        let first = self.placement.server_of(segment, index) % self.servers.len().max(1);
-        let placed = self.servers.get(first)?;
-        match self.transport.get_blob(placed, hash, len).await {
-            Ok(bytes) => return Some(bytes),
-            Err(e) => {
-                tracing::debug!(server = %placed, error = %e, "shard not at its placement; asking the others");
-            }
-        }
-        let mut others: FuturesUnordered<_> =
-            self.servers
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != first)
-                .map(|(_, server)| async move {
-                    (server, self.transport.get_blob(server, hash, len).await)
-                })
-                .collect();
-        while let Some((server, got)) = others.next().await {
+        // (The server list may have changed since the locator was made: a guess past it is
+        // dropped.)
+        let first = self
+            .locate(|l| l.guess(segment, index))
+            .filter(|&s| s < self.servers.len());
+        if let Some(server) = first {
+            let got = self
+                .transport
+                .get_blob(&self.servers[server], hash, len)
+                .await;
+            self.learn(segment, index, server, &got);
             match got {
                 Ok(bytes) => return Some(bytes),
                 Err(e) => {
-                    tracing::debug!(%server, error = %e, "shard unavailable here");
+                    tracing::debug!(server = %self.servers[server], error = %e, "shard not where guessed; asking the others");
+                }
+            }
+        }
+        let mut others: FuturesUnordered<_> = self
+            .locate(|l| l.search(first))
+            .into_iter()
+            .filter(|&s| s < self.servers.len())
+            .map(|server| async move {
+                let got = self
+                    .transport
+                    .get_blob(&self.servers[server], hash, len)
+                    .await;
+                (server, got)
+            })
+            .collect();
+        while let Some((server, got)) = others.next().await {
+            self.learn(segment, index, server, &got);
+            match got {
+                Ok(bytes) => return Some(bytes),
+                Err(e) => {
+                    tracing::debug!(server = %self.servers[server], error = %e, "shard unavailable here");
                 }
             }
         }
@@ -186,7 +220,8 @@ impl SegmentFetch<'_> {
         let (mut shards, mut downloaded) = (0, 0u64);
         let mut pending = FuturesUnordered::new();
         while !rebuilder.is_ready() {
-            for index in rebuilder.wants() {
+            let ranked = self.locate(|l| rebuilder.wants_by(|index| l.rank(segment, index)));
+            for index in ranked {
                 let Some(hash) = rebuilder.hash(index).copied() else {
                     continue;
                 };
