@@ -18,7 +18,8 @@ pub(crate) struct CommitArgs {
 /// `agigit log`'s arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct LogArgs {
-    /// The revision to start from.
+    /// The revision to start from (a branch, tag, commit id or its first 4+ digits, HEAD~n;
+    /// see `agigit --help`).
     #[arg(default_value = "HEAD")]
     pub(crate) rev: String,
     /// At most this many commits.
@@ -36,7 +37,8 @@ pub(crate) struct BranchArgs {
 /// `agigit checkout`'s arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckoutArgs {
-    /// Branch or commit id.
+    /// A branch to switch to, or any other revision to detach at (a commit id or its first
+    /// 4+ digits, a tag, origin/main, HEAD~n; see `agigit --help`).
     pub(crate) rev: String,
     /// Overwrite or delete uncommitted and untracked files in the checkout's way.
     #[arg(long)]

@@ -16,9 +16,24 @@ use clap::{Parser, Subcommand};
 use crate::context::Ctx;
 use crate::failure::{EXIT_CODES, Failure, exit_code};
 
+/// What `--help` says after the commands: how to name commits, and the exit codes.
+fn after_help() -> String {
+    format!("{REVISIONS}\n\n{EXIT_CODES}")
+}
+
+/// How commands that take a revision read it.
+const REVISIONS: &str = "\
+Revisions (log, checkout, merge, rebase):
+  HEAD, @         the commit checked out
+  main            a branch; then a tag (v1); then a remote branch (origin/main)
+  3f2a9c1e07bd    a commit by its id or any unique start of it, 4 digits or more
+                  (every id agigit prints is accepted back; an ambiguous start lists
+                  the commits it could be)
+  REV~n, REV^n    the n-th first-parent ancestor; the n-th parent of a merge";
+
 /// git for AI models, decentralized over Nostr.
 #[derive(Debug, Parser)]
-#[command(name = "agigit", version, after_long_help = EXIT_CODES)]
+#[command(name = "agigit", version, after_long_help = after_help())]
 struct Cli {
     /// Run as if started in this directory.
     #[arg(short = 'C', global = true, value_name = "DIR")]

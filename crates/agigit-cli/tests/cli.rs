@@ -769,3 +769,70 @@ async fn a_clone_survives_an_endless_relay_and_never_prints_a_control_character(
     assert!(text.contains("\\u{1b}]0;pwned"), "{text}");
     Ok(())
 }
+
+#[test]
+fn every_id_the_command_line_prints_is_accepted_back() -> TestResult {
+    let env = fresh_env("revisions");
+    let home = env.root.join("home");
+    ok(&agigit(&home, &env.root, &["key", "generate"]));
+    ok(&agigit(
+        &home,
+        &env.root,
+        &["init", "model", "--id", "revs"],
+    ));
+    let model = env.root.join("model");
+    let mut printed = Vec::new();
+    for i in 0..3 {
+        std::fs::write(model.join("notes.txt"), format!("version {i}"))?;
+        // `commit` prints `[<12 digits>] <message>`.
+        let out = ok(&agigit(&home, &model, &["commit", "-m", &format!("v{i}")]));
+        let short = out
+            .trim()
+            .strip_prefix('[')
+            .and_then(|s| s.split(']').next())
+            .expect("[id] message")
+            .to_owned();
+        printed.push(short);
+    }
+    let log = json(&agigit(&home, &model, &["log", "--json"]));
+    let full: Vec<String> = log
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|c| c["commit"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(full.len(), 3);
+    for (short, id) in printed.iter().rev().zip(&full) {
+        assert!(id.starts_with(short.as_str()), "{short} is {id}");
+    }
+    // The printed short id, HEAD~n and a 4-digit prefix name the same commit as the full id.
+    let first = |rev: &str| {
+        let out = json(&agigit(&home, &model, &["log", rev, "-n", "1", "--json"]));
+        out[0]["commit"].as_str().expect("id").to_owned()
+    };
+    assert_eq!(first(&printed[0]), full[2]);
+    assert_eq!(first("HEAD~2"), full[2]);
+    assert_eq!(first("main^"), full[1]);
+    assert_eq!(first(&full[1][..4]), full[1]);
+    // Checkout of a printed id detaches there, bit for bit; back to the branch by name.
+    ok(&agigit(&home, &model, &["checkout", &printed[1]]));
+    assert_eq!(
+        std::fs::read_to_string(model.join("notes.txt"))?,
+        "version 1"
+    );
+    ok(&agigit(&home, &model, &["checkout", "main"]));
+    assert_eq!(
+        std::fs::read_to_string(model.join("notes.txt"))?,
+        "version 2"
+    );
+    // A revision past the root, or one that names nothing: exit code 3 (invalid), said so.
+    for (rev, says) in [("HEAD~3", "parent"), ("nothing-here", "unknown revision")] {
+        let out = agigit(&home, &model, &["log", rev]);
+        assert_eq!(out.status.code(), Some(3), "{rev}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{rev}: {out:?}"
+        );
+    }
+    Ok(())
+}

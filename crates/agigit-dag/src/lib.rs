@@ -8,6 +8,7 @@ pub mod pack;
 pub mod process;
 pub mod rebase;
 pub mod refs;
+pub mod rev;
 pub mod store;
 
 pub use agigit_hash::ObjectId;
@@ -20,6 +21,7 @@ pub use object::{
 };
 pub use rebase::{ForkAction, RebasePlan, TensorRebase, plan_fork_rebase, plan_rebase};
 pub use refs::{Expected, FsRefs, RefError, RefKey, RefName, Target, Transaction};
+pub use rev::{HexPrefix, RevError, RevSpec, Step};
 pub use store::{
     Find, FindError, FindExt, FsStore, MemoryStore, ObjectStore, StoreError, Write, WriteError,
     WriteExt,

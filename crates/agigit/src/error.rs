@@ -33,8 +33,22 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
     /// A revision does not name a commit.
-    #[error("unknown revision {0:?}: use a branch name, a full commit id, or HEAD")]
+    #[error(
+        "unknown revision {0:?}: name a branch, a tag, a remote branch (origin/main), HEAD, or a \
+         commit by 4 or more digits of its id, optionally followed by ~n or ^n"
+    )]
     UnknownRevision(String),
+    /// A commit-id prefix names more than one commit.
+    #[error(
+        "revision {rev:?} is ambiguous: it is the start of {} — type more digits",
+        .candidates.join(", ")
+    )]
+    AmbiguousRevision {
+        /// What was typed.
+        rev: String,
+        /// The commits it could name, each as its id and first line.
+        candidates: Vec<String>,
+    },
     /// Stored data does not match its hash or shape.
     #[error("corrupt: {0}")]
     Corrupt(String),
@@ -238,9 +252,10 @@ impl Error {
         match self {
             Error::Io { .. } => ErrorKind::Io,
             Error::NotARepository(_) | Error::AlreadyExists(_) => ErrorKind::Repository,
-            Error::Invalid(_) | Error::UnknownRevision(_) | Error::Safetensors { .. } => {
-                ErrorKind::Invalid
-            }
+            Error::Invalid(_)
+            | Error::UnknownRevision(_)
+            | Error::AmbiguousRevision { .. }
+            | Error::Safetensors { .. } => ErrorKind::Invalid,
             Error::Corrupt(_)
             | Error::UnsafePath { .. }
             | Error::Limit { .. }

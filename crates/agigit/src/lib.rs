@@ -20,7 +20,7 @@ pub use remote::{
 };
 pub use repository::{
     Change, CheckoutReport, DEFAULT_BRANCH, MergeReport, MergeStrategy, Recovered, Repository,
-    TensorLimits, join_checked,
+    Resolved, TensorLimits, join_checked,
 };
 pub use worktree::Part;
 

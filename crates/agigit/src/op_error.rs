@@ -149,7 +149,7 @@ pub mod checkout {
     #[non_exhaustive]
     pub enum Error {
         /// The revision names no commit.
-        #[error("unknown revision {0:?}: use a branch name, a full commit id, or HEAD")]
+        #[error("{}", Any::UnknownRevision(.0.clone()))]
         UnknownRevision(String),
         /// Local work is in the way (`force` discards it).
         #[error(transparent)]
@@ -198,7 +198,7 @@ pub mod merge {
     #[non_exhaustive]
     pub enum Error {
         /// The revision names no commit.
-        #[error("unknown revision {0:?}: use a branch name, a full commit id, or HEAD")]
+        #[error("{}", Any::UnknownRevision(.0.clone()))]
         UnknownRevision(String),
         /// These paths conflict (tensors both sides changed, without a strategy).
         #[error(transparent)]

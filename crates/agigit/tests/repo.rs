@@ -344,3 +344,105 @@ fn what_a_crash_leaves_is_told_apart_and_cleared_on_open() -> TestResult {
     reopened.commit("after the crash", AUTHOR)?;
     Ok(())
 }
+
+#[test]
+fn revisions_as_git_users_type_them() -> TestResult {
+    use agigit::dag::refs::{Expected, RefKey, RefName, Target, Transaction};
+    use agigit::dag::{Commit, WriteExt as _};
+    let dir = Dir::new("repo-revisions");
+    let repo = Repository::init(&dir.0)?;
+    let note = |text: &str| std::fs::write(dir.0.join("notes.txt"), text);
+    note("one")?;
+    let c1 = repo.commit("one", [1; 32])?;
+    note("two")?;
+    let c2 = repo.commit("two", [1; 32])?;
+    repo.create_branch("side", "HEAD~1")?;
+    repo.checkout("side", false)?;
+    std::fs::write(dir.0.join("side.txt"), "side")?;
+    let s1 = repo.commit("side work", [1; 32])?;
+    repo.checkout("main", false)?;
+    let merged = repo.merge("side", None, [1; 32], false)?;
+    let m = merged.commit.expect("a merge commit");
+    let set = |name: &str, id| {
+        repo.refs().commit(Transaction::new().edit(
+            RefKey::Name(RefName::new(name).expect("name")),
+            Expected::Any,
+            Some(Target::Id(id)),
+        ))
+    };
+    set("refs/tags/v1", c1)?;
+    set("refs/remotes/origin/main", c2)?;
+
+    let r = |rev: &str| repo.resolve(rev);
+    assert_eq!(r("HEAD")?, m);
+    assert_eq!(r("@")?, m);
+    assert_eq!(r("HEAD^")?, c2);
+    assert_eq!(r("HEAD^2")?, s1);
+    assert_eq!(r("HEAD~2")?, c1);
+    assert_eq!(r("main^2~1")?, c1);
+    assert_eq!(r("v1")?, c1, "a tag");
+    assert_eq!(r("origin/main")?, c2, "a remote branch");
+    assert_eq!(r("refs/remotes/origin/main~1")?, c1);
+    // The ids the command line prints (12 digits), and shorter unique prefixes, in any case.
+    assert_eq!(r(&c2.short().to_string())?, c2);
+    assert_eq!(r(&s1.to_hex()[..7].to_ascii_uppercase())?, s1);
+    assert_eq!(r(&format!("{}~1", &m.to_hex()[..10]))?, c2);
+    // A branch is switched to; a commit, a tag or `HEAD~n` detaches.
+    assert!(repo.resolve_revision("side")?.branch.is_some());
+    assert!(repo.resolve_revision("side~0")?.branch.is_none());
+    repo.checkout(&c2.to_hex()[..8], false)?;
+    assert_eq!((repo.head()?, repo.current_branch()?), (Some(c2), None));
+    repo.checkout("main", false)?;
+    assert_eq!(
+        repo.current_branch()?.map(|b| b.to_string()),
+        Some("refs/heads/main".into())
+    );
+
+    // Past the root, no such parent, not a revision, unknown: typed errors that say so.
+    assert!(matches!(r("HEAD~3"), Err(Error::Invalid(m)) if m.contains("0 parent")));
+    assert!(matches!(r("HEAD^3"), Err(Error::Invalid(m)) if m.contains("parent number 3")));
+    assert!(matches!(r("~1"), Err(Error::Invalid(_))));
+    assert!(matches!(r("nothing-here"), Err(Error::UnknownRevision(_))));
+    assert!(
+        matches!(r("abc"), Err(Error::UnknownRevision(_))),
+        "three digits are no prefix"
+    );
+    // A prefix of a tree is not a commit.
+    let tree = repo.store().find_commit(&c1)?.tree;
+    assert!(
+        matches!(r(&tree.to_hex()[..12]), Err(Error::Invalid(m)) if m.contains("not a commit"))
+    );
+
+    // Commits until two share their first four digits: the prefix is ambiguous, and the error
+    // lists both with their first lines.
+    let mut by_prefix = std::collections::HashMap::new();
+    let (a, b) = (0u32..)
+        .find_map(|i| {
+            let id = repo
+                .store()
+                .write_commit(&Commit {
+                    message: format!("filler {i}"),
+                    ..repo.store().find_commit(&c1).expect("c1")
+                })
+                .expect("write");
+            by_prefix
+                .insert(id.to_hex()[..4].to_owned(), id)
+                .map(|other| (other, id))
+        })
+        .expect("a shared prefix");
+    match r(&a.to_hex()[..4]) {
+        Err(Error::AmbiguousRevision { candidates, .. }) => {
+            for id in [a, b] {
+                assert!(
+                    candidates
+                        .iter()
+                        .any(|c| c.starts_with(&id.short().to_string()) && c.contains("filler")),
+                    "{candidates:?}"
+                );
+            }
+        }
+        other => panic!("an ambiguous prefix: {other:?}"),
+    }
+    assert_eq!(r(&a.to_hex()[..20])?, a, "more digits settle it");
+    Ok(())
+}

@@ -167,6 +167,62 @@ pub fn run<S: Find + Write>(store: &S) -> Result<(), Failure> {
         "large blob bytes",
     )?;
     let _: ObjectId = id;
+    prefixes(store)
+}
+
+/// Prefix listing: every object written is listed under each of its prefixes, objects that
+/// share a prefix are all listed (up to the limit, in id order), an unused prefix lists none.
+fn prefixes<S: Find + Write>(store: &S) -> Result<(), Failure> {
+    use crate::rev::HexPrefix;
+    let prefix = |hex: &str| HexPrefix::new(hex).ok_or("a prefix");
+    // Blobs until two share their first four digits (a few hundred at most).
+    let mut seen = std::collections::HashMap::new();
+    let (a, b) = (0u32..)
+        .find_map(|i| {
+            let id = store.write_buf(Kind::Blob, &i.to_le_bytes()).ok()?;
+            let four = id.to_hex()[..4].to_owned();
+            seen.insert(four, id).map(|other| (other, id))
+        })
+        .ok_or("two blobs sharing a prefix")?;
+    let four = &a.to_hex()[..4];
+    let mut both = [a, b];
+    both.sort();
+    let listed = store.ids_with_prefix(&prefix(four)?, 10).map_err(err)?;
+    check(
+        both.iter().all(|id| listed.contains(id)),
+        "objects sharing a prefix are all listed",
+    )?;
+    check(
+        listed.iter().all(|id| id.to_hex().starts_with(four))
+            && listed.windows(2).all(|w| w[0] < w[1]),
+        "only ids with the prefix, in order",
+    )?;
+    check(
+        store.ids_with_prefix(&prefix(four)?, 1).map_err(err)?.len() == 1,
+        "the limit holds",
+    )?;
+    check(
+        store
+            .ids_with_prefix(&prefix(&a.to_hex())?, 10)
+            .map_err(err)?
+            == vec![a],
+        "a full id lists itself",
+    )?;
+    check(
+        store
+            .ids_with_prefix(&prefix(&a.to_hex()[..9].to_ascii_uppercase())?, 10)
+            .map_err(err)?
+            == vec![a],
+        "a longer prefix, in either case, lists one",
+    )?;
+    let absent = compute_id(Kind::Blob, b"never written");
+    check(
+        store
+            .ids_with_prefix(&prefix(&absent.to_hex())?, 10)
+            .map_err(err)?
+            .is_empty(),
+        "an id never written lists nothing",
+    )?;
     Ok(())
 }
 

@@ -174,6 +174,25 @@ impl FsStore {
 }
 
 impl Find for FsStore {
+    fn ids_with_prefix(
+        &self,
+        prefix: &crate::rev::HexPrefix,
+        limit: usize,
+    ) -> Result<Vec<ObjectId>, StoreError> {
+        // A prefix has at least four digits: the first two name the one directory to list.
+        let (dir_name, rest) = prefix.as_str().split_at(2);
+        let dir = self.root.join("objects").join(dir_name);
+        let names = self.io.list_dir(&dir).map_err(io_err(&dir))?;
+        let mut ids: Vec<ObjectId> = names
+            .iter()
+            .filter(|n| n.starts_with(rest))
+            .filter_map(|n| format!("{dir_name}{n}").parse().ok())
+            .collect();
+        ids.sort();
+        ids.truncate(limit);
+        Ok(ids)
+    }
+
     fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
         let path = self.path_of(id);
         self.io.exists(&path).map_err(io_err(&path))

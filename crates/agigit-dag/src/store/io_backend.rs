@@ -42,6 +42,18 @@ pub trait Io: Send + Sync + fmt::Debug {
     }
     /// Creates a directory and its parents.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// The names in directory `path` that are UTF-8 (others are not the store's); empty when
+    /// it does not exist.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        match fs::read_dir(path) {
+            Ok(entries) => entries
+                .map(|e| e.map(|e| e.file_name().into_string().ok()))
+                .filter_map(Result::transpose)
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
     /// Whether `path` exists.
     fn exists(&self, path: &Path) -> io::Result<bool>;
 }

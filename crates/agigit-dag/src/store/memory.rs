@@ -51,6 +51,22 @@ fn poisoned() -> StoreError {
 }
 
 impl Find for MemoryStore {
+    fn ids_with_prefix(
+        &self,
+        prefix: &crate::rev::HexPrefix,
+        limit: usize,
+    ) -> Result<Vec<ObjectId>, StoreError> {
+        let map = self.objects.read().map_err(|_| poisoned())?;
+        let mut ids: Vec<ObjectId> = map
+            .keys()
+            .filter(|id| prefix.matches(id))
+            .copied()
+            .collect();
+        ids.sort();
+        ids.truncate(limit);
+        Ok(ids)
+    }
+
     fn try_find<'a>(
         &self,
         id: &ObjectId,

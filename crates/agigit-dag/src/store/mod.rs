@@ -99,6 +99,14 @@ pub trait Find {
             .try_find(id, &mut Vec::new())?
             .map(|o| (o.kind, o.data.len() as u64)))
     }
+
+    /// The ids of the objects held whose hex starts with `prefix`, at most `limit` of them (a
+    /// caller resolving a prefix needs two to know it is ambiguous, a few more to list them).
+    fn ids_with_prefix(
+        &self,
+        prefix: &crate::rev::HexPrefix,
+        limit: usize,
+    ) -> Result<Vec<ObjectId>, StoreError>;
 }
 
 /// Writes objects.
@@ -134,6 +142,13 @@ macro_rules! forward {
             }
             fn header_of(&self, id: &ObjectId) -> Result<Option<(Kind, u64)>, StoreError> {
                 (**self).header_of(id)
+            }
+            fn ids_with_prefix(
+                &self,
+                prefix: &crate::rev::HexPrefix,
+                limit: usize,
+            ) -> Result<Vec<ObjectId>, StoreError> {
+                (**self).ids_with_prefix(prefix, limit)
             }
         }
         impl<T: Write + ?Sized> Write for $ptr {

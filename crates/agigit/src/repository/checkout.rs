@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
 
-use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
+use agigit_dag::refs::{Expected, RefKey, Target, Transaction};
 use agigit_dag::{FindExt, ObjectId};
 
 use crate::display::Escaped;
@@ -383,17 +383,15 @@ impl Repository {
         rev: &str,
         force: bool,
     ) -> Result<CheckoutReport, crate::checkout::Error> {
-        let target = self.resolve(rev)?;
+        let resolved = self.resolve_revision(rev)?;
+        let target = resolved.id;
         let old = self.head_files()?;
         let report = self.update_worktree("checkout", &old, &target, force)?;
-        let head = if rev != "HEAD" && !rev.starts_with("refs/") && rev.parse::<ObjectId>().is_err()
-        {
-            let name = RefName::branch(rev).map_err(|e| Error::Invalid(e.to_string()))?;
-            Target::Symbolic(name)
-        } else if let Some(name) = rev.strip_prefix("refs/heads/") {
-            Target::Symbolic(RefName::branch(name).map_err(|e| Error::Invalid(e.to_string()))?)
-        } else {
-            Target::Id(target)
+        // A branch is switched to; anything else (a commit, a tag, a remote branch, `HEAD~2`)
+        // detaches HEAD there, as git does.
+        let head = match resolved.branch {
+            Some(name) => Target::Symbolic(name),
+            None => Target::Id(target),
         };
         if rev != "HEAD" {
             self.refs()

@@ -22,6 +22,7 @@ mod tensor;
 pub use checkout::join_checked;
 pub(crate) use checkout::{Found, existing};
 pub use merge::{MergeReport, MergeStrategy};
+pub use refs::Resolved;
 pub use tensor::TensorLimits;
 
 use crate::error::Error;

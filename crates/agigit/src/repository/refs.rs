@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
-use agigit_dag::{Commit, FindExt, ObjectId, Order};
+use agigit_dag::{Commit, Find as _, FindExt, HexPrefix, ObjectId, Order, RevError, RevSpec};
 
 use crate::Repository;
 use crate::error::Error;
@@ -28,26 +28,102 @@ impl Repository {
         Ok(self.refs.resolve(&RefKey::Head)?)
     }
 
-    /// The commit `rev` names: `HEAD`, a branch, `refs/…`, or a full commit id.
+    /// The commit `rev` names (see [`resolve_revision`](Self::resolve_revision)).
     ///
     /// # Errors
-    /// [`Error::UnknownRevision`].
+    /// As [`resolve_revision`](Self::resolve_revision).
     pub fn resolve(&self, rev: &str) -> Result<ObjectId, Error> {
+        Ok(self.resolve_revision(rev)?.id)
+    }
+
+    /// What `rev` names, as git reads it: `HEAD` (or `@`); a local branch, a tag or a remote
+    /// branch (`origin/main`), looked up in that order, or a full ref name (`refs/…`); a
+    /// commit by its full id or by a unique prefix of at least four hex digits (names win over
+    /// prefixes, as in git) — then any number of `~n` (`n`th first-parent ancestor) and `^n`
+    /// (`n`th parent). The branch is set when `rev` is exactly a local branch, so a checkout
+    /// of it switches to it rather than detaching.
+    ///
+    /// # Errors
+    /// [`Error::UnknownRevision`]; [`Error::AmbiguousRevision`] for a prefix of several
+    /// commits, listing them; [`Error::Invalid`] for text that is not a revision, a step past
+    /// the root or a prefix of an object that is not a commit.
+    pub fn resolve_revision(&self, rev: &str) -> Result<Resolved, Error> {
+        let spec = RevSpec::parse(rev).map_err(|e| Error::Invalid(e.to_string()))?;
+        let (start, branch) = self.resolve_base(rev, &spec.base)?;
+        let id = spec.walk(self.store(), start).map_err(|e| match e {
+            RevError::Find { source, .. } => Error::from(*source),
+            e => Error::Invalid(e.to_string()),
+        })?;
+        let branch = branch.filter(|_| spec.steps.is_empty());
+        Ok(Resolved { id, branch })
+    }
+
+    /// The commit a revision's base names, and the local branch when it is one.
+    fn resolve_base(&self, rev: &str, base: &str) -> Result<(ObjectId, Option<RefName>), Error> {
         let unknown = || Error::UnknownRevision(rev.to_owned());
-        if rev == "HEAD" {
-            return self.head()?.ok_or_else(unknown);
+        if base == "HEAD" {
+            return Ok((self.head()?.ok_or_else(unknown)?, None));
         }
-        if let Ok(id) = rev.parse::<ObjectId>() {
+        if let Ok(id) = base.parse::<ObjectId>() {
             self.store.find_commit(&id).map_err(|_| unknown())?;
-            return Ok(id);
+            return Ok((id, None));
         }
-        let name = if rev.starts_with("refs/") {
-            RefName::new(rev)
+        let names: Vec<RefName> = if base.starts_with("refs/") {
+            RefName::new(base).into_iter().collect()
         } else {
-            RefName::branch(rev)
+            [
+                RefName::branch(base),
+                RefName::new(format!("refs/tags/{base}")),
+                RefName::new(format!("refs/remotes/{base}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
+        };
+        for name in names {
+            if let Some(id) = self.refs.resolve(&RefKey::Name(name.clone()))? {
+                let branch = name.as_str().starts_with("refs/heads/").then_some(name);
+                return Ok((id, branch));
+            }
         }
-        .map_err(|_| unknown())?;
-        self.refs.resolve(&RefKey::Name(name))?.ok_or_else(unknown)
+        let Some(prefix) = HexPrefix::new(base) else {
+            return Err(unknown());
+        };
+        // A few past two, to list the candidates of an ambiguous prefix.
+        let ids = self.store.ids_with_prefix(&prefix, 8)?;
+        let mut commits = Vec::new();
+        let mut others = Vec::new();
+        for id in ids {
+            match self.store.header_of(&id)? {
+                Some((agigit_dag::Kind::Commit, _)) => commits.push(id),
+                Some((kind, _)) => others.push((id, kind)),
+                None => {}
+            }
+        }
+        match commits.as_slice() {
+            [id] => Ok((*id, None)),
+            [] => match others.first() {
+                Some((id, kind)) => Err(Error::Invalid(format!(
+                    "{base} is {kind} {}, not a commit",
+                    id.short()
+                ))),
+                None => Err(unknown()),
+            },
+            many => Err(Error::AmbiguousRevision {
+                rev: rev.to_owned(),
+                candidates: many
+                    .iter()
+                    .map(|id| {
+                        let line = self
+                            .store
+                            .find_commit(id)
+                            .map(|c| c.message.lines().next().unwrap_or_default().to_owned())
+                            .unwrap_or_default();
+                        format!("{} {line:?}", id.short())
+                    })
+                    .collect(),
+            }),
+        }
     }
 
     /// Moves the current branch (or detached `HEAD`) from `old` to `new`, atomically.
@@ -104,4 +180,14 @@ impl Repository {
         ))?;
         Ok(at)
     }
+}
+
+/// What a revision names: see [`Repository::resolve_revision`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Resolved {
+    /// The commit.
+    pub id: ObjectId,
+    /// The local branch, when the revision is exactly one.
+    pub branch: Option<RefName>,
 }
