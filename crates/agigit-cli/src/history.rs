@@ -25,13 +25,25 @@ pub(crate) struct LogArgs {
     /// At most this many commits.
     #[arg(short = 'n', long, default_value_t = 20)]
     pub(crate) max: usize,
+    /// One line per commit: its short id and the first line of its message.
+    #[arg(long)]
+    pub(crate) oneline: bool,
 }
 
 /// `agigit branch`'s arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct BranchArgs {
-    /// A branch to create.
+    /// A branch to create (or, with -d/-D, to delete).
     pub(crate) name: Option<String>,
+    /// Where the new branch starts (default: HEAD; any revision, see `agigit --help`).
+    #[arg(conflicts_with_all = ["delete", "force_delete"])]
+    pub(crate) start: Option<String>,
+    /// Delete the branch, if HEAD contains its commits.
+    #[arg(short = 'd', long, requires = "name")]
+    pub(crate) delete: bool,
+    /// Delete the branch whatever it holds (its commit id is printed, to bring it back).
+    #[arg(short = 'D', requires = "name", conflicts_with = "delete")]
+    pub(crate) force_delete: bool,
 }
 
 /// `agigit checkout`'s arguments.
@@ -139,14 +151,28 @@ pub(crate) fn commit(ctx: &Ctx, args: &CommitArgs) -> Result<()> {
 
 pub(crate) fn log(ctx: &Ctx, args: &LogArgs) -> Result<()> {
     let json = ctx.json;
-    let LogArgs { rev, max } = args;
+    let LogArgs { rev, max, oneline } = args;
     let repo = open(ctx)?;
     let log = repo.log(rev, *max)?;
+
     let list: Vec<_> = log
             .iter()
             .map(|(id, c)| serde_json::json!({"commit": id.to_string(), "parents": c.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "author": author_name(&c.author), "time": c.time, "message": c.message, "fork_of": c.base.as_ref().map(|b| serde_json::json!({"repository": b.repo, "commit": b.commit.to_string()}))}))
             .collect();
     print(json, serde_json::Value::Array(list), || {
+        if *oneline {
+            return log
+                .iter()
+                .map(|(id, c)| {
+                    format!(
+                        "{} {}",
+                        id.short(),
+                        c.message.lines().next().unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
         log.iter()
             .map(|(id, c)| {
                 let mut out = format!("commit {id}\n");
@@ -181,10 +207,22 @@ pub(crate) fn log(ctx: &Ctx, args: &LogArgs) -> Result<()> {
 
 pub(crate) fn branch(ctx: &Ctx, args: &BranchArgs) -> Result<()> {
     let json = ctx.json;
-    let BranchArgs { name } = args;
+    let BranchArgs {
+        name,
+        start,
+        delete,
+        force_delete,
+    } = args;
     let repo = open(ctx)?;
-    if let Some(name) = name {
-        let at = repo.create_branch(name, "HEAD")?;
+    if let (Some(name), true) = (name, *delete || *force_delete) {
+        let was = repo.delete_branch(name, *force_delete)?;
+        print(
+            json,
+            serde_json::json!({"deleted": name, "commit": was.to_string()}),
+            || format!("deleted branch {name} (was {})", was.short()),
+        );
+    } else if let Some(name) = name {
+        let at = repo.create_branch(name, start.as_deref().unwrap_or("HEAD"))?;
         print(
             json,
             serde_json::json!({"branch": name, "commit": at.to_string()}),

@@ -67,7 +67,7 @@ enum Command {
     Commit(history::CommitArgs),
     /// Show history.
     Log(history::LogArgs),
-    /// List branches, or create one at HEAD.
+    /// List branches, create one (at HEAD or a revision), or delete one (-d, -D).
     Branch(history::BranchArgs),
     /// Switch to a branch or commit. Local changes to files that are the same in both are kept.
     Checkout(history::CheckoutArgs),

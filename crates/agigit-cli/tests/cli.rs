@@ -825,6 +825,33 @@ fn every_id_the_command_line_prints_is_accepted_back() -> TestResult {
         std::fs::read_to_string(model.join("notes.txt"))?,
         "version 2"
     );
+    // `log --oneline`: the short id and the first line, newest first.
+    let oneline = ok(&agigit(&home, &model, &["log", "--oneline"]));
+    let lines: Vec<&str> = oneline.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0], format!("{} v2", printed[2]));
+    // A branch at a revision; `-d` refuses one HEAD does not contain (and the one checked
+    // out), `-D` deletes it and says where it was.
+    ok(&agigit(&home, &model, &["branch", "old", "HEAD~1"]));
+    assert_eq!(first("old"), full[1]);
+    ok(&agigit(&home, &model, &["checkout", "old"]));
+    std::fs::write(model.join("notes.txt"), "on old")?;
+    ok(&agigit(&home, &model, &["commit", "-m", "old work"]));
+    let current = agigit(&home, &model, &["branch", "-d", "old"]);
+    assert_eq!(current.status.code(), Some(3), "the branch checked out");
+    ok(&agigit(&home, &model, &["checkout", "main"]));
+    let unmerged = agigit(&home, &model, &["branch", "-d", "old"]);
+    assert_eq!(unmerged.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&unmerged.stderr).contains("-D"));
+    let deleted = json(&agigit(&home, &model, &["branch", "-D", "old", "--json"]));
+    assert_eq!(deleted["deleted"], "old");
+    let was = deleted["commit"].as_str().expect("id").to_owned();
+    let branches = json(&agigit(&home, &model, &["branch", "--json"]));
+    assert_eq!(branches.as_array().map(Vec::len), Some(1), "{branches}");
+    // The printed id brings it back.
+    ok(&agigit(&home, &model, &["branch", "old", &was[..12]]));
+    ok(&agigit(&home, &model, &["branch", "merged", "HEAD~2"]));
+    ok(&agigit(&home, &model, &["branch", "-d", "merged"]));
     // A revision past the root, or one that names nothing: exit code 3 (invalid), said so.
     for (rev, says) in [("HEAD~3", "parent"), ("nothing-here", "unknown revision")] {
         let out = agigit(&home, &model, &["log", rev]);

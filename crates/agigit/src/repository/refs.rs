@@ -180,6 +180,47 @@ impl Repository {
         ))?;
         Ok(at)
     }
+
+    /// Deletes branch `name`; returns the commit it pointed to (what `git branch -d` prints,
+    /// so the user can bring it back). Refuses the branch checked out, and — unless `force` —
+    /// one whose commits `HEAD` does not contain, which only it keeps reachable.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for the current branch or an unmerged one (saying how to force);
+    /// [`Error::UnknownRevision`] when there is no such branch; a ref error when another
+    /// writer moved it meanwhile.
+    pub fn delete_branch(&self, name: &str, force: bool) -> Result<ObjectId, Error> {
+        let branch = RefName::branch(name).map_err(|e| Error::Invalid(e.to_string()))?;
+        let at = self
+            .refs
+            .resolve(&RefKey::Name(branch.clone()))?
+            .ok_or_else(|| Error::UnknownRevision(name.to_owned()))?;
+        if self.current_branch()?.as_ref() == Some(&branch) {
+            return Err(Error::Invalid(format!(
+                "cannot delete branch {name}: it is checked out (check out another first)"
+            )));
+        }
+        if !force {
+            let merged = match self.head()? {
+                Some(head) => agigit_dag::is_ancestor(&self.store, &at, &head)
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
+                None => false,
+            };
+            if !merged {
+                return Err(Error::Invalid(format!(
+                    "branch {name} ({}) has commits HEAD does not contain: merge it first, or \
+                     delete it anyway with -D",
+                    at.short()
+                )));
+            }
+        }
+        self.refs.commit(Transaction::new().edit(
+            RefKey::Name(branch),
+            Expected::Value(Target::Id(at)),
+            None,
+        ))?;
+        Ok(at)
+    }
 }
 
 /// What a revision names: see [`Repository::resolve_revision`].
