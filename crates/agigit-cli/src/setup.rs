@@ -34,6 +34,10 @@ pub(crate) struct InitArgs {
     /// The repository id used when pushing (default: the directory's name).
     #[arg(long)]
     pub(crate) id: Option<String>,
+    /// The branch to start on (default: `[init] default_branch` in the user-level
+    /// config.toml, else main).
+    #[arg(short = 'b', long, value_name = "BRANCH")]
+    pub(crate) initial_branch: Option<String>,
     #[command(flatten)]
     pub(crate) privacy: Privacy,
 }
@@ -125,14 +129,22 @@ pub(crate) fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
     let InitArgs {
         dir,
         id,
+        initial_branch,
         privacy: Privacy { private, readers },
     } = args;
     let dir = dir
         .clone()
         .or_else(|| ctx.dir.clone())
         .unwrap_or_else(|| PathBuf::from("."));
+    let branch = match initial_branch {
+        Some(b) => b.clone(),
+        None => crate::context::load_user_config()?
+            .initial_branch()
+            .to_owned(),
+    };
+    agigit::dag::RefName::branch(&branch)
+        .map_err(|e| Failure::invalid(format!("initial branch {branch:?}: {e}")))?;
     std::fs::create_dir_all(&dir)?;
-    let repo = Repository::init(&dir)?;
     let id = match id {
         Some(id) => id.clone(),
         None => std::fs::canonicalize(&dir)?
@@ -140,7 +152,9 @@ pub(crate) fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".into()),
     };
+    // Both names are checked before anything is made.
     RepoId::new(id.clone()).map_err(|e| Failure::invalid(format!("repository id {id:?}: {e}")))?;
+    let repo = Repository::init_on_branch(&dir, &branch)?;
     save_config(
         &repo,
         &RepoConfig {
@@ -153,10 +167,10 @@ pub(crate) fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
     }
     print(
         json,
-        serde_json::json!({"initialized": dir, "id": id, "private": private}),
+        serde_json::json!({"initialized": dir, "id": id, "private": private, "branch": branch}),
         || {
             format!(
-                "initialized an empty {}agigit repository {id:?} in {}",
+                "initialized an empty {}agigit repository {id:?} in {}, on branch {branch}",
                 if *private { "private " } else { "" },
                 dir.display()
             )

@@ -863,3 +863,38 @@ fn every_id_the_command_line_prints_is_accepted_back() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn the_initial_branch_is_the_users_choice() -> TestResult {
+    let env = fresh_env("initial-branch");
+    let home = env.root.join("home");
+    ok(&agigit(&home, &env.root, &["key", "generate"]));
+    // `init -b master`: the seed's `agigit checkout master` works as written.
+    let made = json(&agigit(
+        &home,
+        &env.root,
+        &["init", "seed", "-b", "master", "--json"],
+    ));
+    assert_eq!(made["branch"], "master");
+    let seed = env.root.join("seed");
+    std::fs::write(seed.join("notes.txt"), "one")?;
+    ok(&agigit(&home, &seed, &["commit", "-m", "one"]));
+    ok(&agigit(&home, &seed, &["branch", "side"]));
+    ok(&agigit(&home, &seed, &["checkout", "side"]));
+    ok(&agigit(&home, &seed, &["checkout", "master"]));
+    let status = json(&agigit(&home, &seed, &["status", "--json"]));
+    assert_eq!(status["branch"], "master");
+    // The user-level default, for every `init` without -b.
+    std::fs::create_dir_all(&home)?;
+    std::fs::write(
+        home.join("config.toml"),
+        "[init]\ndefault_branch = \"trunk\"\n",
+    )?;
+    let made = json(&agigit(&home, &env.root, &["init", "other", "--json"]));
+    assert_eq!(made["branch"], "trunk");
+    // A name that is no branch name: refused before anything is made.
+    let bad = agigit(&home, &env.root, &["init", "bad", "-b", "two..dots"]);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(!env.root.join("bad").exists());
+    Ok(())
+}

@@ -170,6 +170,29 @@ pub struct UserConfig {
     /// Push settings for repositories that set none.
     #[serde(default)]
     pub push: Option<PushConfig>,
+    /// Settings for new repositories.
+    #[serde(default)]
+    pub init: Option<InitConfig>,
+}
+
+impl UserConfig {
+    /// The branch `agigit init` starts on: the user's `[init] default_branch`, else
+    /// [`DEFAULT_BRANCH`](crate::DEFAULT_BRANCH).
+    pub fn initial_branch(&self) -> &str {
+        self.init
+            .as_ref()
+            .and_then(|i| i.default_branch.as_deref())
+            .unwrap_or(crate::DEFAULT_BRANCH)
+    }
+}
+
+/// Settings for new repositories (`[init]` in the user-level file).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InitConfig {
+    /// The branch a new repository starts on (git's `init.defaultBranch`).
+    #[serde(default)]
+    pub default_branch: Option<String>,
 }
 
 /// Reads a TOML file of type `T`; a missing file is `T::default()`.
@@ -340,7 +363,9 @@ mod tests {
                 n: 8,
                 ..PushConfig::default()
             }),
+            init: None,
         };
+        assert_eq!(user.initial_branch(), crate::DEFAULT_BRANCH);
         let (relays, push) = effective(&RepoConfig::default(), &user);
         assert_eq!((relays[0].url.as_str(), push.n), ("ws://user", 8));
         let repo = RepoConfig {

@@ -125,8 +125,19 @@ impl Repository {
     /// # Errors
     /// [`Error::AlreadyExists`], I/O errors.
     pub fn init(root: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::init_on_branch(root, DEFAULT_BRANCH)
+    }
+
+    /// [`init`](Self::init) with `HEAD` on branch `branch` (`agigit init --initial-branch`).
+    ///
+    /// # Errors
+    /// As [`init`](Self::init); [`Error::Invalid`] for a name that is not a branch name, before
+    /// anything is made.
+    pub fn init_on_branch(root: impl AsRef<Path>, branch: &str) -> Result<Self, Error> {
         let root = root.as_ref().to_owned();
-        Self::init_in(&root, || {
+        let branch = RefName::branch(branch)
+            .map_err(|e| Error::Invalid(format!("initial branch {branch:?}: {e}")))?;
+        Self::init_in(&root, branch, || {
             let objects = root.join(DOT_DIR).join("objects");
             std::fs::create_dir_all(&objects).map_err(Error::io(&objects))?;
             Self::open(&root)
@@ -143,22 +154,26 @@ impl Repository {
         store: Arc<dyn ObjectStore>,
     ) -> Result<Self, Error> {
         let root = root.as_ref().to_owned();
-        Self::init_in(&root, || Self::open_with_store(&root, store))
+        let branch = RefName::branch(DEFAULT_BRANCH).map_err(|e| Error::Invalid(e.to_string()))?;
+        Self::init_in(&root, branch, || Self::open_with_store(&root, store))
     }
 
-    /// Makes `.agigit/` and `HEAD` (on branch `main`) around `open`.
-    fn init_in(root: &Path, open: impl FnOnce() -> Result<Self, Error>) -> Result<Self, Error> {
+    /// Makes `.agigit/` and `HEAD` (on branch `branch`) around `open`.
+    fn init_in(
+        root: &Path,
+        branch: RefName,
+        open: impl FnOnce() -> Result<Self, Error>,
+    ) -> Result<Self, Error> {
         let dot = root.join(DOT_DIR);
         if dot.exists() {
             return Err(Error::AlreadyExists(root.to_owned()));
         }
         std::fs::create_dir_all(dot.join("refs")).map_err(Error::io(&dot))?;
         let repo = open()?;
-        let main = RefName::branch(DEFAULT_BRANCH).map_err(|e| Error::Invalid(e.to_string()))?;
         repo.refs.commit(Transaction::new().edit(
             RefKey::Head,
             Expected::Absent,
-            Some(Target::Symbolic(main)),
+            Some(Target::Symbolic(branch)),
         ))?;
         Ok(repo)
     }
