@@ -52,6 +52,9 @@ pub(crate) struct CloneArgs {
     /// A relay to fetch from (repeat for several; each also serves blobs).
     #[arg(long = "relay", required = true)]
     pub(crate) relays: Vec<String>,
+    /// The remote branch to clone and check out (default: main).
+    #[arg(short = 'b', long, value_name = "BRANCH")]
+    pub(crate) branch: Option<String>,
     #[command(flatten)]
     pub(crate) parts: PartsArg,
 }
@@ -185,6 +188,7 @@ pub(crate) fn clone(ctx: &Ctx, args: &CloneArgs) -> Result<()> {
         coordinate,
         dir,
         relays,
+        branch,
         parts,
     } = args;
     let coord: RepoCoordinate = coordinate.parse()?;
@@ -192,21 +196,19 @@ pub(crate) fn clone(ctx: &Ctx, args: &CloneArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(coord.id.as_str()));
     let parts = parts.parse()?;
-    let (_, report) = clone_into(
-        &coord,
-        &dir,
+    let from = CloneFrom {
+        coord: &coord,
         relays,
-        coord.id.as_str(),
-        json,
-        parts.as_deref(),
-        |repo, report| {
-            if let Some(envelope) = &report.envelope {
-                // A clone of a private repository stays private, for the same readers.
-                repo.save_envelope(envelope)?;
-            }
-            Ok(())
-        },
-    )?;
+        branch: branch.as_deref().unwrap_or(agigit::DEFAULT_BRANCH),
+        parts: parts.as_deref(),
+    };
+    let (_, report) = clone_into(&from, &dir, coord.id.as_str(), json, |repo, report| {
+        if let Some(envelope) = &report.envelope {
+            // A clone of a private repository stays private, for the same readers.
+            repo.save_envelope(envelope)?;
+        }
+        Ok(())
+    })?;
     print(
         json,
         serde_json::json!({"cloned": coordinate, "dir": dir, "packs": report.packs, "objects": report.objects, "private": report.envelope.is_some()}),
@@ -242,7 +244,13 @@ pub(crate) fn fork(ctx: &Ctx, args: &ForkArgs) -> Result<()> {
         .unwrap_or_else(|| format!("{}-fork", coord.id.as_str()));
     RepoId::new(id.clone()).map_err(|e| Failure::invalid(format!("repository id {id:?}: {e}")))?;
     let dir = dir.clone().unwrap_or_else(|| PathBuf::from(&id));
-    let (_, report) = clone_into(&coord, &dir, relays, &id, json, None, |repo, report| {
+    let from = CloneFrom {
+        coord: &coord,
+        relays,
+        branch: agigit::DEFAULT_BRANCH,
+        parts: None,
+    };
+    let (_, report) = clone_into(&from, &dir, &id, json, |repo, report| {
         let tip = report
             .tip
             .ok_or_else(|| Failure::invalid("the foundation has no commits"))?;
@@ -377,17 +385,31 @@ fn make_private(repo: &Repository, readers: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Clones `coord` into the new directory `dir` from `relays` (pushing under `id`), then runs
+/// What a clone takes: which repository, from which relays, which branch, which parts.
+struct CloneFrom<'a> {
+    coord: &'a RepoCoordinate,
+    relays: &'a [String],
+    branch: &'a str,
+    parts: Option<&'a [agigit::Part]>,
+}
+
+/// Clones `from` into the new directory `dir` (pushing under `id`), on its branch, then runs
 /// `after`; on any failure the directory is removed, so no half-made clone is left.
 fn clone_into(
-    coord: &RepoCoordinate,
+    from: &CloneFrom<'_>,
     dir: &Path,
-    relays: &[String],
     id: &str,
     json: bool,
-    parts: Option<&[agigit::Part]>,
     after: impl FnOnce(&Repository, &agigit::PullReport) -> Result<()>,
 ) -> Result<(Repository, agigit::PullReport)> {
+    let CloneFrom {
+        coord,
+        relays,
+        branch,
+        parts,
+    } = *from;
+    agigit::dag::RefName::branch(branch)
+        .map_err(|e| Failure::invalid(format!("branch {branch:?}: {e}")))?;
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         return Err(Failure::invalid(format!(
             "{} exists and is not empty",
@@ -396,7 +418,7 @@ fn clone_into(
     }
     std::fs::create_dir_all(dir)?;
     let result = (|| -> Result<(Repository, agigit::PullReport)> {
-        let repo = Repository::init(dir)?;
+        let repo = Repository::init_on_branch(dir, branch)?;
         let entries: Vec<RelayEntry> = relays
             .iter()
             .map(|u| RelayEntry {
@@ -425,11 +447,7 @@ fn clone_into(
             parts,
             ..agigit::FetchOptions::default()
         };
-        let report = rt.block_on(repo.remote(&net, &signer).pull(
-            coord,
-            agigit::DEFAULT_BRANCH,
-            options,
-        ))?;
+        let report = rt.block_on(repo.remote(&net, &signer).pull(coord, branch, options))?;
         after(&repo, &report)?;
         Ok((repo, report))
     })();

@@ -898,3 +898,63 @@ fn the_initial_branch_is_the_users_choice() -> TestResult {
     assert!(!env.root.join("bad").exists());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_takes_the_branch_it_is_asked_for() -> TestResult {
+    let env = fresh_env("clone-branch");
+    let home = env.root.join("home");
+    let (url, _stop) = relay(&env.root.join("relay")).await?;
+    ok(&agigit(&home, &env.root, &["key", "generate"]));
+    ok(&agigit(
+        &home,
+        &env.root,
+        &["init", "seed", "-b", "master", "--id", "seed"],
+    ));
+    let seed = env.root.join("seed");
+    std::fs::write(seed.join("notes.txt"), "on master")?;
+    ok(&agigit(&home, &seed, &["relay", "add", &url]));
+    ok(&agigit(&home, &seed, &["commit", "-m", "one"]));
+    let pushed = json(&agigit(&home, &seed, &["push", "--json"]));
+    let coordinate = pushed["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
+    // Without --branch a clone takes main, which this repository lacks: refused, and nothing
+    // is left behind.
+    let plain = env.root.join("plain");
+    let out = agigit(
+        &home,
+        &env.root,
+        &[
+            "clone",
+            &coordinate,
+            plain.to_str().ok_or("path")?,
+            "--relay",
+            &url,
+        ],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!plain.exists());
+    let clone = env.root.join("clone");
+    ok(&agigit(
+        &home,
+        &env.root,
+        &[
+            "clone",
+            &coordinate,
+            clone.to_str().ok_or("path")?,
+            "--relay",
+            &url,
+            "--branch",
+            "master",
+        ],
+    ));
+    assert_eq!(
+        std::fs::read_to_string(clone.join("notes.txt"))?,
+        "on master"
+    );
+    let status = json(&agigit(&home, &clone, &["status", "--json"]));
+    assert_eq!(status["branch"], "master");
+    assert_eq!(status["changes"].as_array().map(Vec::len), Some(0));
+    Ok(())
+}

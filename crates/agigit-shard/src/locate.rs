@@ -60,8 +60,18 @@ pub enum Rank {
     Unreachable,
 }
 
-/// Learns where a writer put its shards from the answers of the reader's servers; see the
-/// [module docs](self).
+/// Learns where a writer put its shards from the answers of the reader's servers.
+///
+/// A writer with `S` servers puts shard `i` of segment `j` on its server `(i + j) mod S`
+/// ([`Placement`](crate::Placement)). A reader listing the same servers in the same order finds
+/// every shard at the first try; one listing a subset, a superset or another order does not,
+/// and a wrong guess costs a round trip. The locator keeps the latest answers (found here, not
+/// here) and the smallest period and server per residue `(i + j) mod period` that explain
+/// them all, and guesses from that; it starts from the reader's own placement. It does no
+/// I/O: the caller asks servers and tells it what they said ([`found`](Self::found),
+/// [`missing`](Self::missing), [`unreachable`](Self::unreachable)). A shard the writer
+/// re-routed breaks the pattern: until it ages out of the window the locator guesses nothing
+/// and the caller searches every server, as it would without one.
 #[derive(Debug, Clone)]
 pub struct Locator {
     servers: usize,
