@@ -68,7 +68,7 @@ impl HexPrefix {
 
     /// Whether `id` starts with this prefix.
     pub fn matches(&self, id: &ObjectId) -> bool {
-        id.to_hex().starts_with(&self.0)
+        id.to_hex_array().starts_with(self.0.as_bytes())
     }
 }
 

@@ -246,29 +246,26 @@ mod tests {
                     break;
                 }
                 let at = placed(order, segment, index);
-                let first = locator.guess(segment, index);
-                if let Some(s) = first {
+                // Asks server `s` for the shard, tells the locator the answer; whether it had it.
+                let mut ask = |locator: &mut Locator, s: usize| {
                     asked += 1;
                     if down.contains(&s) {
                         locator.unreachable(s);
                     } else if at == Some(s) {
                         locator.found(segment, index, s);
                         good += 1;
-                        continue;
+                        return true;
                     } else {
                         locator.missing(segment, index, s);
                     }
+                    false
+                };
+                let first = locator.guess(segment, index);
+                if first.is_some_and(|s| ask(locator, s)) {
+                    continue;
                 }
                 for s in locator.search(first) {
-                    asked += 1;
-                    if down.contains(&s) {
-                        locator.unreachable(s);
-                    } else if at == Some(s) {
-                        locator.found(segment, index, s);
-                        good += 1;
-                    } else {
-                        locator.missing(segment, index, s);
-                    }
+                    ask(locator, s);
                 }
             }
             assert_eq!(good, k, "segment {segment} not rebuilt");
