@@ -155,7 +155,7 @@ async fn run(root: &Path) -> Result<(), Error> {
     let fm_id = RepoId::new("foundation")?;
     let pushed = fm
         .remote(&net, &owner)
-        .push(&fm_id, "main", options)
+        .push(&fm_id, "master", options)
         .await?;
     println!(
         "foundation pushed with {:?}: {} shards, {} re-routed around the refused server",
@@ -170,7 +170,7 @@ async fn run(root: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(&dsm_dir)?;
     let dsm = Repository::init(&dsm_dir)?;
     dsm.remote(&net, &tuner)
-        .pull(&fm_coord, "main", FetchOptions::default())
+        .pull(&fm_coord, "master", FetchOptions::default())
         .await?;
     dsm.set_fork_base(&fm_coord.to_string(), fm_commit)?;
     write_model(&dsm_dir, true)?;
@@ -186,10 +186,10 @@ async fn run(root: &Path) -> Result<(), Error> {
         stats.max_rel_error
     );
     // What was committed is the low-rank reconstruction: check it out in place of the original.
-    dsm.checkout("main", true)?;
+    dsm.checkout("master", true)?;
     let dsm_id = RepoId::new("low-rank-fork")?;
     dsm.remote(&net, &tuner)
-        .push(&dsm_id, "main", options)
+        .push(&dsm_id, "master", options)
         .await?;
 
     // A clone with two servers gone (and s5, which took no upload) still rebuilds: any 4 of
@@ -204,7 +204,7 @@ async fn run(root: &Path) -> Result<(), Error> {
         .pull(
             &net,
             &RepoCoordinate::new(tuner.public_key(), dsm_id),
-            "main",
+            "master",
             FetchOptions::default(),
         )
         .await?;

@@ -231,7 +231,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     let t = Instant::now();
     let pushed = fm
         .remote(&owner_net, &owner)
-        .push(&fm_id, "main", options)
+        .push(&fm_id, "master", options)
         .await?;
     let push_time = t.elapsed();
     println!(
@@ -252,7 +252,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     let tuner_net = network(&tuner, &relays)?;
     let t = Instant::now();
     dsm.remote(&tuner_net, &tuner)
-        .pull(&fm_coord, "main", FetchOptions::default())
+        .pull(&fm_coord, "master", FetchOptions::default())
         .await?;
     println!("\nfine-tune: cloned the foundation in {:.1?}", t.elapsed());
     dsm.set_fork_base(&fm_coord.to_string(), fm_commit)?;
@@ -291,7 +291,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     };
     let pushed = dsm
         .remote(&tuner_net, &tuner)
-        .push(&dsm_id, "main", private)
+        .push(&dsm_id, "master", private)
         .await?;
     println!(
         "  push (encrypted: AES-256-GCM, key wrapped for 2 readers): {} objects, {:.1} MB sealed packs (only what the fork adds) in {:.1?}",
@@ -318,7 +318,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
         .pull(
             &reader_net,
             &dsm_coord,
-            "main",
+            "master",
             FetchOptions::with_secret(&reader_secret_key),
         )
         .await?;
@@ -352,7 +352,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
         .pull(
             &network(&stranger, &relays[2..])?,
             &dsm_coord,
-            "main",
+            "master",
             FetchOptions::with_secret(&stranger_secret),
         )
         .await;

@@ -222,12 +222,12 @@ fn bench_transfer(c: &mut Criterion) {
         let net = DiskTransport::new(&dir.join("servers"), 5);
         let id = RepoId::new(format!("m{n}")).expect("id");
         let (report, push_peak) =
-            peak_of(|| rt.block_on(repo.push(&net, &keys, &id, "main", options)));
+            peak_of(|| rt.block_on(repo.push(&net, &keys, &id, "master", options)));
         let pack = report.expect("push").pack_bytes as f64;
         let clone = Repository::init(dir.join("clone")).expect("init");
         let coordinate = RepoCoordinate::new(keys.public_key(), id);
         let (pulled, pull_peak) =
-            peak_of(|| rt.block_on(clone.pull(&net, &coordinate, "main", FetchOptions::default())));
+            peak_of(|| rt.block_on(clone.pull(&net, &coordinate, "master", FetchOptions::default())));
         pulled.expect("pull");
         let alt_net = DiskTransport::new(&dir.join("alt-servers"), 5);
         let (_, alt_peak) = peak_of(|| in_memory_push(&repo, &alt_net, &rt));
@@ -262,7 +262,7 @@ fn bench_transfer(c: &mut Criterion) {
             round += 1;
             let net = DiskTransport::new(&dir.join(format!("push-{round}")), 5);
             let id = RepoId::new(format!("t{round}")).expect("id");
-            rt.block_on(repo.push(&net, &keys, &id, "main", options))
+            rt.block_on(repo.push(&net, &keys, &id, "master", options))
                 .expect("push");
             let _ = std::fs::remove_dir_all(dir.join(format!("push-{round}")));
         });
@@ -277,7 +277,7 @@ fn bench_transfer(c: &mut Criterion) {
     });
     let net = DiskTransport::new(&dir.join("pull-servers"), 5);
     let id = RepoId::new("pull").expect("id");
-    rt.block_on(repo.push(&net, &keys, &id, "main", options))
+    rt.block_on(repo.push(&net, &keys, &id, "master", options))
         .expect("push");
     let coordinate = RepoCoordinate::new(keys.public_key(), id);
     group.bench_function("pull", |b| {
@@ -285,7 +285,7 @@ fn bench_transfer(c: &mut Criterion) {
             round += 1;
             let target = dir.join(format!("clone-{round}"));
             let clone = Repository::init(&target).expect("init");
-            rt.block_on(clone.pull(&net, &coordinate, "main", FetchOptions::default()))
+            rt.block_on(clone.pull(&net, &coordinate, "master", FetchOptions::default()))
                 .expect("pull");
             let _ = std::fs::remove_dir_all(&target);
         });

@@ -231,13 +231,13 @@ pub(crate) fn bench_relays(c: &mut Criterion, root: &Path) {
     let repo = model(&root.join(format!("model-{first}")), first);
     let id = RepoId::new("pull").expect("id");
     let push = rt
-        .block_on(repo.push(&net, &keys, &id, "main", options))
+        .block_on(repo.push(&net, &keys, &id, "master", options))
         .expect("push");
     let shard_len = agigit::shard::ErasureCode::shard_len(&code, SEGMENT);
     let coordinate = RepoCoordinate::new(keys.public_key(), id);
     let probe = Repository::init(root.join("probe")).expect("init");
     let pull = rt
-        .block_on(probe.pull(&reachable, &coordinate, "main", FetchOptions::default()))
+        .block_on(probe.pull(&reachable, &coordinate, "master", FetchOptions::default()))
         .expect("pull");
     let (push_bytes, pull_bytes) = (pushed_bytes(&push), pull.bytes);
     // Blobs for the download ceiling: as many bytes as the pull downloads, on the relays it
@@ -272,7 +272,7 @@ pub(crate) fn bench_relays(c: &mut Criterion, root: &Path) {
                 let id = RepoId::new(format!("push-{s}")).expect("id");
                 let start = Instant::now();
                 let report = rt
-                    .block_on(repo.push(&net, &keys, &id, "main", options))
+                    .block_on(repo.push(&net, &keys, &id, "master", options))
                     .expect("push");
                 let took = start.elapsed();
                 let mut st = push_stages.borrow_mut();
@@ -316,7 +316,7 @@ pub(crate) fn bench_relays(c: &mut Criterion, root: &Path) {
                 let clone = Repository::init(&dir).expect("init");
                 let start = Instant::now();
                 let report: PullReport = rt
-                    .block_on(clone.pull(&reachable, &coordinate, "main", FetchOptions::default()))
+                    .block_on(clone.pull(&reachable, &coordinate, "master", FetchOptions::default()))
                     .expect("pull");
                 let took = start.elapsed();
                 let mut st = pull_stages.borrow_mut();

@@ -50,7 +50,7 @@ pub(crate) struct BranchArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckoutArgs {
     /// A branch to switch to, or any other revision to detach at (a commit id or its first
-    /// 4+ digits, a tag, origin/main, HEAD~n; see `agigit --help`).
+    /// 4+ digits, a tag, origin/master, HEAD~n; see `agigit --help`).
     pub(crate) rev: String,
     /// Overwrite or delete uncommitted and untracked files in the checkout's way.
     #[arg(long)]
@@ -60,10 +60,10 @@ pub(crate) struct CheckoutArgs {
 /// `agigit merge`'s arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct MergeArgs {
-    /// What to merge (or, with a second argument, the branch to merge into).
-    pub(crate) a: String,
-    /// What to merge into branch `a`.
-    pub(crate) b: Option<String>,
+    /// What to merge into the current branch: branches, tags or commits (several make one
+    /// merge commit; those the branch already holds drop out, as in git).
+    #[arg(required = true, value_name = "REV")]
+    pub(crate) revs: Vec<String>,
     /// How to merge tensors both sides changed: ours, theirs, average, task-arithmetic,
     /// ties (ours and theirs also settle conflicting files).
     #[arg(long)]
@@ -274,27 +274,20 @@ pub(crate) fn checkout(ctx: &Ctx, args: &CheckoutArgs) -> Result<()> {
 pub(crate) fn merge(ctx: &Ctx, args: &MergeArgs) -> Result<()> {
     let json = ctx.json;
     let MergeArgs {
-        a,
-        b,
+        revs,
         strategy: s,
         force,
     } = args;
     let repo = open(ctx)?;
     let keys = keys()?;
-    let theirs = match b {
-        Some(b) => {
-            repo.checkout(a, *force)?;
-            b
-        }
-        None => a,
-    };
-    let report = repo.merge(
-        theirs,
+    let revs: Vec<&str> = revs.iter().map(String::as_str).collect();
+    let report = repo.merge_all(
+        &revs,
         strategy(s.as_ref())?,
         keys.public_key().to_bytes(),
         *force,
     )?;
-    print_merge(json, &format!("merged {theirs}"), &report);
+    print_merge(json, &format!("merged {}", revs.join(", ")), &report);
     Ok(())
 }
 

@@ -25,7 +25,7 @@ fn after_help() -> String {
 const REVISIONS: &str = "\
 Revisions (log, checkout, merge, rebase):
   HEAD, @         the commit checked out
-  main            a branch; then a tag (v1); then a remote branch (origin/main)
+  master          a branch; then a tag (v1); then a remote branch (origin/master)
   3f2a9c1e07bd    a commit by its id or any unique start of it, 4 digits or more
                   (every id agigit prints is accepted back; an ambiguous start lists
                   the commits it could be)
@@ -71,8 +71,8 @@ enum Command {
     Branch(history::BranchArgs),
     /// Switch to a branch or commit. Local changes to files that are the same in both are kept.
     Checkout(history::CheckoutArgs),
-    /// Merge a branch or commit into the current branch (`merge <a> <b>`: check out branch a,
-    /// then merge b into it). Tensors both sides changed conflict unless a strategy is given.
+    /// Merge branches or commits into the current branch (`merge A B`: both, in one merge
+    /// commit, as git does). Tensors both sides changed conflict unless a strategy is given.
     Merge(history::MergeArgs),
     /// Replay the current branch's commits on top of a commit (default: the remote branch).
     /// With --fork, move a fork onto a new foundation commit instead.

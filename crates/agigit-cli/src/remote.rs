@@ -80,8 +80,12 @@ pub(crate) enum RelayAction {
 /// `agigit pull`'s arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct PullArgs {
-    /// The remote branch.
-    pub(crate) branch: Option<String>,
+    /// A remote branch (default: the current branch's), or a commit: its id or 4+ of its
+    /// first digits (every branch is fetched, then the current branch moves forward to that
+    /// commit if it descends from HEAD). Hex digits only are read as a commit unless the
+    /// remote has a branch of that name.
+    #[arg(value_name = "BRANCH|COMMIT")]
+    pub(crate) target: Option<String>,
     #[command(flatten)]
     pub(crate) parts: PartsArg,
     /// Overwrite or delete uncommitted and untracked files in the pull's way.
@@ -221,77 +225,175 @@ pub(crate) fn push(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Whether `text` reads as a commit id or the start of one.
+fn looks_like_commit(text: &str) -> bool {
+    (4..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 pub(crate) fn pull(ctx: &Ctx, args: &PullArgs) -> Result<()> {
-    transfer(ctx, &args.parts, args.branch.as_deref(), Some(args.force))
-}
-
-pub(crate) fn fetch(ctx: &Ctx, args: &FetchArgs) -> Result<()> {
-    transfer(ctx, &args.parts, None, None)
-}
-
-/// A pull (`force` is `Some`) or a fetch of `branch` (default: the current one).
-fn transfer(ctx: &Ctx, parts: &PartsArg, branch: Option<&str>, force: Option<bool>) -> Result<()> {
-    let json = ctx.json;
-    let parts = parts.parse()?;
-    let repo = open(ctx)?;
-    let config = load_config(&repo)?;
-    let coordinate = match &config.remote {
-        Some(c) => c.parse::<RepoCoordinate>()?,
-        None => {
-            let keys = keys()?;
-            let id = config.id.clone().ok_or_else(|| {
-                Failure::invalid("no remote and no repository id in .agigit/config.toml")
-            })?;
-            RepoCoordinate::new(keys.public_key(), RepoId::new(id)?)
-        }
-    };
-    let (signer, secret) = fetch_identity()?;
-    let (relays, _) = effective(&config)?;
-    let rt = runtime()?;
-    let _entered = rt.enter();
-    let net = network(&signer, &relays)?;
-    let branch = match branch {
-        Some(b) => b.to_owned(),
-        None => current_branch(&repo)?,
-    };
-    let bar = Bar::new(json);
-    let options = agigit::FetchOptions {
-        secret: secret.as_ref(),
-        progress: Some(&bar),
-        parts: parts.as_deref(),
-        force: force.unwrap_or(false),
-        ..agigit::FetchOptions::default()
-    };
-    let remote = repo.remote(&net, &signer);
-    let report = if force.is_some() {
-        rt.block_on(remote.pull(&coordinate, &branch, options))?
-    } else {
-        rt.block_on(remote.fetch(&coordinate, &branch, options))?
-    };
-    print(
-        json,
-        serde_json::json!({"tip": report.tip.map(|t| t.to_string()), "packs": report.packs, "objects": report.objects, "forced_from": report.forced_from.map(|t| t.to_string()), "state_forked": report.state_forked}),
-        || {
-            let mut out = format!(
-                "{} packs, {} objects; origin/{branch} at {}",
-                report.packs,
-                report.objects,
-                report
-                    .tip
-                    .map(|t| t.short().to_string())
-                    .unwrap_or_default()
+    let session = Session::open(ctx, &args.parts, args.force)?;
+    let Session {
+        repo,
+        coordinate,
+        rt,
+        net,
+        signer,
+        ..
+    } = &session;
+    let remote = repo.remote(net, signer);
+    let options = session.options();
+    match args.target.as_deref() {
+        Some(commit) if looks_like_commit(commit) => {
+            let fetched = rt.block_on(remote.fetch_all(coordinate, options))?;
+            if fetched.contains_key(commit) {
+                let report = rt.block_on(remote.pull(coordinate, commit, options))?;
+                print_fetch(ctx.json, commit, &report);
+                return Ok(());
+            }
+            let moved = repo.fast_forward_to(commit, args.force)?;
+            let at = moved.commit.map(|c| c.to_string()).unwrap_or_default();
+            print(
+                ctx.json,
+                serde_json::json!({"pulled": commit, "commit": at, "up_to_date": moved.up_to_date, "fast_forward": moved.fast_forward, "branches_fetched": fetched.len()}),
+                || {
+                    let short = &at[..at.len().min(12)];
+                    if moved.up_to_date {
+                        format!("already up to date: HEAD ({short}) contains {commit}")
+                    } else {
+                        format!("fast-forward to {short}")
+                    }
+                },
             );
-            if let Some(old) = report.forced_from {
-                out.push_str(&format!(
-                        "\nwarning: origin/{branch} was rewritten: it was at {}, which the new tip does not descend from",
-                        old.short()
-                    ));
-            }
-            if report.state_forked {
-                out.push_str("\nwarning: the repository's state history forked: its newest state does not build on the one this clone saw last (two writers?)");
-            }
-            out
-        },
-    );
+        }
+        target => {
+            let branch = match target {
+                Some(b) => b.to_owned(),
+                None => current_branch(repo)?,
+            };
+            let report = rt.block_on(remote.pull(coordinate, &branch, options))?;
+            print_fetch(ctx.json, &branch, &report);
+        }
+    }
     Ok(())
+}
+
+/// `agigit fetch`: every branch of the remote, as git fetches them.
+pub(crate) fn fetch(ctx: &Ctx, args: &FetchArgs) -> Result<()> {
+    let session = Session::open(ctx, &args.parts, false)?;
+    let Session {
+        repo,
+        coordinate,
+        rt,
+        net,
+        signer,
+        ..
+    } = &session;
+    let remote = repo.remote(net, signer);
+    let fetched = rt.block_on(remote.fetch_all(coordinate, session.options()))?;
+    let list: serde_json::Map<String, serde_json::Value> = fetched
+        .iter()
+        .map(|(b, r)| (b.clone(), fetch_json(r)))
+        .collect();
+    print(ctx.json, serde_json::json!({"branches": list}), || {
+        if fetched.is_empty() {
+            return "the remote has no branches this clone can read".to_owned();
+        }
+        fetched
+            .iter()
+            .map(|(b, r)| fetch_text(b, r))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+/// What a pull or fetch needs: the repository, the remote's coordinate, the network and who
+/// fetches.
+struct Session {
+    repo: agigit::Repository,
+    coordinate: RepoCoordinate,
+    /// Before the runtime, so the relays' tasks stop while it still runs.
+    net: agigit::net::Network,
+    rt: tokio::runtime::Runtime,
+    signer: agigit::event::nostr::prelude::Keys,
+    secret: Option<agigit::crypt::ReaderSecret>,
+    parts: Option<Vec<agigit::Part>>,
+    force: bool,
+    bar: Bar,
+}
+
+impl Session {
+    fn open(ctx: &Ctx, parts: &PartsArg, force: bool) -> Result<Self> {
+        let parts = parts.parse()?;
+        let repo = open(ctx)?;
+        let config = load_config(&repo)?;
+        let coordinate = match &config.remote {
+            Some(c) => c.parse::<RepoCoordinate>()?,
+            None => {
+                let keys = keys()?;
+                let id = config.id.clone().ok_or_else(|| {
+                    Failure::invalid("no remote and no repository id in .agigit/config.toml")
+                })?;
+                RepoCoordinate::new(keys.public_key(), RepoId::new(id)?)
+            }
+        };
+        let (signer, secret) = fetch_identity()?;
+        let (relays, _) = effective(&config)?;
+        let rt = runtime()?;
+        let net = {
+            let _entered = rt.enter();
+            network(&signer, &relays)?
+        };
+        Ok(Session {
+            repo,
+            coordinate,
+            rt,
+            net,
+            signer,
+            secret,
+            parts,
+            force,
+            bar: Bar::new(ctx.json),
+        })
+    }
+
+    fn options(&self) -> agigit::FetchOptions<'_> {
+        agigit::FetchOptions {
+            secret: self.secret.as_ref(),
+            progress: Some(&self.bar),
+            parts: self.parts.as_deref(),
+            force: self.force,
+            ..agigit::FetchOptions::default()
+        }
+    }
+}
+
+fn fetch_json(report: &agigit::PullReport) -> serde_json::Value {
+    serde_json::json!({"tip": report.tip.map(|t| t.to_string()), "packs": report.packs, "objects": report.objects, "forced_from": report.forced_from.map(|t| t.to_string()), "state_forked": report.state_forked})
+}
+
+fn fetch_text(branch: &str, report: &agigit::PullReport) -> String {
+    let mut out = format!(
+        "{} packs, {} objects; origin/{branch} at {}",
+        report.packs,
+        report.objects,
+        report
+            .tip
+            .map(|t| t.short().to_string())
+            .unwrap_or_default()
+    );
+    if let Some(old) = report.forced_from {
+        out.push_str(&format!(
+            "\nwarning: origin/{branch} was rewritten: it was at {}, which the new tip does not descend from",
+            old.short()
+        ));
+    }
+    if report.state_forked {
+        out.push_str("\nwarning: the repository's state history forked: its newest state does not build on the one this clone saw last (two writers?)");
+    }
+    out
+}
+
+fn print_fetch(json: bool, branch: &str, report: &agigit::PullReport) {
+    print(json, fetch_json(report), || fetch_text(branch, report));
 }

@@ -9,7 +9,7 @@ use agigit::event::{RepoCoordinate, RepoId};
 use clap::Subcommand;
 
 use crate::context::{
-    Bar, Ctx, fetch_identity, keys, load_config, network, npub, open, parse_reader, print,
+    Bar, Ctx, current_branch, fetch_identity, keys, load_config, network, npub, open, parse_reader, print,
     reader_secret, runtime, save_config, write_key,
 };
 use crate::failure::{Failure, Result};
@@ -35,7 +35,7 @@ pub(crate) struct InitArgs {
     #[arg(long)]
     pub(crate) id: Option<String>,
     /// The branch to start on (default: `[init] default_branch` in the user-level
-    /// config.toml, else main).
+    /// config.toml, else master).
     #[arg(short = 'b', long, value_name = "BRANCH")]
     pub(crate) initial_branch: Option<String>,
     #[command(flatten)]
@@ -52,7 +52,8 @@ pub(crate) struct CloneArgs {
     /// A relay to fetch from (repeat for several; each also serves blobs).
     #[arg(long = "relay", required = true)]
     pub(crate) relays: Vec<String>,
-    /// The remote branch to clone and check out (default: main).
+    /// The remote branch to clone and check out (default: the remote's default branch, the
+    /// one its `HEAD` names; master when it names none).
     #[arg(short = 'b', long, value_name = "BRANCH")]
     pub(crate) branch: Option<String>,
     #[command(flatten)]
@@ -199,22 +200,23 @@ pub(crate) fn clone(ctx: &Ctx, args: &CloneArgs) -> Result<()> {
     let from = CloneFrom {
         coord: &coord,
         relays,
-        branch: branch.as_deref().unwrap_or(agigit::DEFAULT_BRANCH),
+        branch: branch.as_deref(),
         parts: parts.as_deref(),
     };
-    let (_, report) = clone_into(&from, &dir, coord.id.as_str(), json, |repo, report| {
+    let (repo, report) = clone_into(&from, &dir, coord.id.as_str(), json, |repo, report| {
         if let Some(envelope) = &report.envelope {
             // A clone of a private repository stays private, for the same readers.
             repo.save_envelope(envelope)?;
         }
         Ok(())
     })?;
+    let on = current_branch(&repo)?;
     print(
         json,
-        serde_json::json!({"cloned": coordinate, "dir": dir, "packs": report.packs, "objects": report.objects, "private": report.envelope.is_some()}),
+        serde_json::json!({"cloned": coordinate, "dir": dir, "branch": on, "packs": report.packs, "objects": report.objects, "private": report.envelope.is_some()}),
         || {
             format!(
-                "cloned {coordinate} into {} ({} packs, {} objects{})",
+                "cloned {coordinate} into {}, on branch {on} ({} packs, {} objects{})",
                 dir.display(),
                 report.packs,
                 report.objects,
@@ -247,7 +249,7 @@ pub(crate) fn fork(ctx: &Ctx, args: &ForkArgs) -> Result<()> {
     let from = CloneFrom {
         coord: &coord,
         relays,
-        branch: agigit::DEFAULT_BRANCH,
+        branch: None,
         parts: None,
     };
     let (_, report) = clone_into(&from, &dir, &id, json, |repo, report| {
@@ -385,11 +387,12 @@ fn make_private(repo: &Repository, readers: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// What a clone takes: which repository, from which relays, which branch, which parts.
+/// What a clone takes: which repository, from which relays, which branch (`None`: the remote's
+/// default branch), which parts.
 struct CloneFrom<'a> {
     coord: &'a RepoCoordinate,
     relays: &'a [String],
-    branch: &'a str,
+    branch: Option<&'a str>,
     parts: Option<&'a [agigit::Part]>,
 }
 
@@ -408,8 +411,10 @@ fn clone_into(
         branch,
         parts,
     } = *from;
-    agigit::dag::RefName::branch(branch)
-        .map_err(|e| Failure::invalid(format!("branch {branch:?}: {e}")))?;
+    if let Some(branch) = branch {
+        agigit::dag::RefName::branch(branch)
+            .map_err(|e| Failure::invalid(format!("branch {branch:?}: {e}")))?;
+    }
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         return Err(Failure::invalid(format!(
             "{} exists and is not empty",
@@ -418,7 +423,7 @@ fn clone_into(
     }
     std::fs::create_dir_all(dir)?;
     let result = (|| -> Result<(Repository, agigit::PullReport)> {
-        let repo = Repository::init_on_branch(dir, branch)?;
+        let repo = Repository::init_on_branch(dir, branch.unwrap_or(agigit::DEFAULT_BRANCH))?;
         let entries: Vec<RelayEntry> = relays
             .iter()
             .map(|u| RelayEntry {
@@ -447,7 +452,19 @@ fn clone_into(
             parts,
             ..agigit::FetchOptions::default()
         };
-        let report = rt.block_on(repo.remote(&net, &signer).pull(coord, branch, options))?;
+        let remote = repo.remote(&net, &signer);
+        let branch = match branch {
+            Some(b) => b.to_owned(),
+            None => {
+                let refs = rt.block_on(remote.refs(coord))?;
+                let head = refs
+                    .head
+                    .unwrap_or_else(|| agigit::DEFAULT_BRANCH.to_owned());
+                repo.set_unborn_branch(&head)?;
+                head
+            }
+        };
+        let report = rt.block_on(remote.pull(coord, &branch, options))?;
         after(&repo, &report)?;
         Ok((repo, report))
     })();

@@ -410,7 +410,7 @@ async fn a_private_fork_merges_rebases_and_opens_for_readers_only() -> TestResul
     ok(&agigit(
         &home("tuner"),
         &tuned,
-        &["commit", "-m", "main: a = 5"],
+        &["commit", "-m", "master: a = 5"],
     ));
     ok(&agigit(&home("tuner"), &tuned, &["checkout", "exp"]));
     write_model(&tuned, [7.0, 1.0, 4.0])?;
@@ -419,7 +419,10 @@ async fn a_private_fork_merges_rebases_and_opens_for_readers_only() -> TestResul
         &tuned,
         &["commit", "-m", "exp: a = 7"],
     ));
-    let out = agigit(&home("tuner"), &tuned, &["merge", "main", "exp"]);
+    // `merge A B`, as git reads it: both into the current branch (master, which already
+    // holds itself), so exp is merged into master.
+    ok(&agigit(&home("tuner"), &tuned, &["checkout", "master"]));
+    let out = agigit(&home("tuner"), &tuned, &["merge", "master", "exp"]);
     assert_eq!(out.status.code(), Some(5), "a conflict: would-lose-work");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -430,12 +433,12 @@ async fn a_private_fork_merges_rebases_and_opens_for_readers_only() -> TestResul
     assert_eq!(
         read_model(&tuned)?,
         [5.0, 1.0, 4.0],
-        "nothing changed, on main"
+        "nothing changed, on master"
     );
     let merged = json(&agigit(
         &home("tuner"),
         &tuned,
-        &["merge", "main", "exp", "--strategy", "average", "--json"],
+        &["merge", "master", "exp", "--strategy", "average", "--json"],
     ));
     assert_eq!(
         merged["merged_tensors"][0],
@@ -443,7 +446,7 @@ async fn a_private_fork_merges_rebases_and_opens_for_readers_only() -> TestResul
     );
     assert_eq!(read_model(&tuned)?, [6.0, 1.0, 4.0]);
 
-    // Rebase: a topic branch replayed on a newer main.
+    // Rebase: a topic branch replayed on a newer master.
     ok(&agigit(&home("tuner"), &tuned, &["branch", "topic"]));
     ok(&agigit(&home("tuner"), &tuned, &["checkout", "topic"]));
     std::fs::write(tuned.join("train.py"), b"print('topic')")?;
@@ -452,18 +455,18 @@ async fn a_private_fork_merges_rebases_and_opens_for_readers_only() -> TestResul
         &tuned,
         &["commit", "-m", "topic: train.py"],
     ));
-    ok(&agigit(&home("tuner"), &tuned, &["checkout", "main"]));
+    ok(&agigit(&home("tuner"), &tuned, &["checkout", "master"]));
     write_model(&tuned, [6.0, 9.0, 4.0])?;
     ok(&agigit(
         &home("tuner"),
         &tuned,
-        &["commit", "-m", "main: b = 9"],
+        &["commit", "-m", "master: b = 9"],
     ));
     ok(&agigit(&home("tuner"), &tuned, &["checkout", "topic"]));
     let rebased = json(&agigit(
         &home("tuner"),
         &tuned,
-        &["rebase", "main", "--json"],
+        &["rebase", "master", "--json"],
     ));
     assert_eq!(rebased["commits"], 1);
     assert_eq!(read_model(&tuned)?, [6.0, 9.0, 4.0]);
@@ -474,8 +477,8 @@ async fn a_private_fork_merges_rebases_and_opens_for_readers_only() -> TestResul
         &["log", "-n", "2", "--json"],
     ));
     assert_eq!(log[0]["message"], "topic: train.py");
-    assert_eq!(log[1]["message"], "main: b = 9");
-    ok(&agigit(&home("tuner"), &tuned, &["checkout", "main"]));
+    assert_eq!(log[1]["message"], "master: b = 9");
+    ok(&agigit(&home("tuner"), &tuned, &["checkout", "master"]));
     ok(&agigit(&home("tuner"), &tuned, &["merge", "topic"]));
     let pushed = json(&agigit(&home("tuner"), &tuned, &["push", "--json"]));
     assert_eq!(pushed["private"], true);
@@ -812,7 +815,7 @@ fn every_id_the_command_line_prints_is_accepted_back() -> TestResult {
     };
     assert_eq!(first(&printed[0]), full[2]);
     assert_eq!(first("HEAD~2"), full[2]);
-    assert_eq!(first("main^"), full[1]);
+    assert_eq!(first("master^"), full[1]);
     assert_eq!(first(&full[1][..4]), full[1]);
     // Checkout of a printed id detaches there, bit for bit; back to the branch by name.
     ok(&agigit(&home, &model, &["checkout", &printed[1]]));
@@ -820,7 +823,7 @@ fn every_id_the_command_line_prints_is_accepted_back() -> TestResult {
         std::fs::read_to_string(model.join("notes.txt"))?,
         "version 1"
     );
-    ok(&agigit(&home, &model, &["checkout", "main"]));
+    ok(&agigit(&home, &model, &["checkout", "master"]));
     assert_eq!(
         std::fs::read_to_string(model.join("notes.txt"))?,
         "version 2"
@@ -839,7 +842,7 @@ fn every_id_the_command_line_prints_is_accepted_back() -> TestResult {
     ok(&agigit(&home, &model, &["commit", "-m", "old work"]));
     let current = agigit(&home, &model, &["branch", "-d", "old"]);
     assert_eq!(current.status.code(), Some(3), "the branch checked out");
-    ok(&agigit(&home, &model, &["checkout", "main"]));
+    ok(&agigit(&home, &model, &["checkout", "master"]));
     let unmerged = agigit(&home, &model, &["branch", "-d", "old"]);
     assert_eq!(unmerged.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&unmerged.stderr).contains("-D"));
@@ -869,12 +872,8 @@ fn the_initial_branch_is_the_users_choice() -> TestResult {
     let env = fresh_env("initial-branch");
     let home = env.root.join("home");
     ok(&agigit(&home, &env.root, &["key", "generate"]));
-    // `init -b master`: the seed's `agigit checkout master` works as written.
-    let made = json(&agigit(
-        &home,
-        &env.root,
-        &["init", "seed", "-b", "master", "--json"],
-    ));
+    // A plain `init` starts on master: the seed's `agigit checkout master` works as written.
+    let made = json(&agigit(&home, &env.root, &["init", "seed", "--json"]));
     assert_eq!(made["branch"], "master");
     let seed = env.root.join("seed");
     std::fs::write(seed.join("notes.txt"), "one")?;
@@ -892,6 +891,13 @@ fn the_initial_branch_is_the_users_choice() -> TestResult {
     )?;
     let made = json(&agigit(&home, &env.root, &["init", "other", "--json"]));
     assert_eq!(made["branch"], "trunk");
+    // -b wins over it.
+    let made = json(&agigit(
+        &home,
+        &env.root,
+        &["init", "third", "-b", "dev", "--json"],
+    ));
+    assert_eq!(made["branch"], "dev");
     // A name that is no branch name: refused before anything is made.
     let bad = agigit(&home, &env.root, &["init", "bad", "-b", "two..dots"]);
     assert_eq!(bad.status.code(), Some(3));
@@ -908,10 +914,10 @@ async fn a_clone_takes_the_branch_it_is_asked_for() -> TestResult {
     ok(&agigit(
         &home,
         &env.root,
-        &["init", "seed", "-b", "master", "--id", "seed"],
+        &["init", "seed", "-b", "trunk", "--id", "seed"],
     ));
     let seed = env.root.join("seed");
-    std::fs::write(seed.join("notes.txt"), "on master")?;
+    std::fs::write(seed.join("notes.txt"), "on trunk")?;
     ok(&agigit(&home, &seed, &["relay", "add", &url]));
     ok(&agigit(&home, &seed, &["commit", "-m", "one"]));
     let pushed = json(&agigit(&home, &seed, &["push", "--json"]));
@@ -919,42 +925,40 @@ async fn a_clone_takes_the_branch_it_is_asked_for() -> TestResult {
         .as_str()
         .ok_or("coordinate")?
         .to_owned();
-    // Without --branch a clone takes main, which this repository lacks: refused, and nothing
-    // is left behind.
+    // A second branch pushed later does not become the remote's default.
+    ok(&agigit(&home, &seed, &["branch", "exp"]));
+    ok(&agigit(&home, &seed, &["checkout", "exp"]));
+    std::fs::write(seed.join("notes.txt"), "on exp")?;
+    ok(&agigit(&home, &seed, &["commit", "-m", "two"]));
+    ok(&agigit(&home, &seed, &["push"]));
+    let clone_of = |dir: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "clone",
+            &coordinate,
+            dir.to_str().expect("utf-8 path"),
+            "--relay",
+            &url,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        agigit(&home, &env.root, &args)
+    };
+    // Without --branch a clone takes the remote's default branch: the first one pushed.
     let plain = env.root.join("plain");
-    let out = agigit(
-        &home,
-        &env.root,
-        &[
-            "clone",
-            &coordinate,
-            plain.to_str().ok_or("path")?,
-            "--relay",
-            &url,
-        ],
-    );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(!plain.exists());
+    let cloned = json(&clone_of(&plain, &[]));
+    assert_eq!(cloned["branch"], "trunk", "{cloned}");
+    assert_eq!(std::fs::read_to_string(plain.join("notes.txt"))?, "on trunk");
+    // --branch takes another.
     let clone = env.root.join("clone");
-    ok(&agigit(
-        &home,
-        &env.root,
-        &[
-            "clone",
-            &coordinate,
-            clone.to_str().ok_or("path")?,
-            "--relay",
-            &url,
-            "--branch",
-            "master",
-        ],
-    ));
-    assert_eq!(
-        std::fs::read_to_string(clone.join("notes.txt"))?,
-        "on master"
-    );
+    ok(&clone_of(&clone, &["--branch", "exp"]));
+    assert_eq!(std::fs::read_to_string(clone.join("notes.txt"))?, "on exp");
     let status = json(&agigit(&home, &clone, &["status", "--json"]));
-    assert_eq!(status["branch"], "master");
+    assert_eq!(status["branch"], "exp");
     assert_eq!(status["changes"].as_array().map(Vec::len), Some(0));
+    // A branch the repository lacks is refused, and nothing is left behind.
+    let missing = env.root.join("missing");
+    let out = clone_of(&missing, &["--branch", "nope"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!missing.exists());
     Ok(())
 }

@@ -35,6 +35,14 @@ pub(crate) struct Cli {
     /// The relay's public ws:// or wss:// URL, checked in NIP-42 AUTH [default: none].
     #[arg(long, value_name = "URL")]
     pub(crate) public_url: Option<String>,
+    /// The relay's secret key file (nsec… or hex) [default: relay.key in the data directory,
+    /// generated on first start].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key_file: Option<PathBuf>,
+    /// Publish this relay's signed self-description (its key and URL) to this relay at start;
+    /// repeat for several.
+    #[arg(long = "announce-to", value_name = "URL")]
+    pub(crate) announce_to: Vec<String>,
     /// Store events in PostgreSQL at this connection string instead of SQLite [default: none].
     #[arg(
         long,
@@ -102,6 +110,10 @@ impl Cli {
         if self.postgres.is_some() {
             c.postgres = self.postgres;
         }
+        if self.key_file.is_some() {
+            c.key_file = self.key_file;
+        }
+        c.announce_to.extend(self.announce_to);
         set(&mut c.auth, self.auth);
         set(&mut c.limits.max_message_bytes, self.max_message_bytes);
         set(&mut c.limits.max_subscriptions, self.max_subscriptions);

@@ -6,6 +6,9 @@
 //! data = "./relay-data"
 //! # public_url = "wss://relay.example.com"   # checked in NIP-42 AUTH and used in blob URLs
 //! # postgres = "host=127.0.0.1 user=relay dbname=relay"   # SQLite in `data` when absent
+//! # key_file = "/etc/agigit-relay/relay.key"   # the relay's Nostr key; default: data/relay.key,
+//! #                                              # generated on first start
+//! # announce_to = ["ws://relay-b:7777"]          # publish the signed self-description there
 //!
 //! [limits]
 //! max_message_bytes = 524288
@@ -231,6 +234,12 @@ pub struct Config {
     pub auth: AuthPolicy,
     /// Blossom.
     pub blossom: BlossomConfig,
+    /// The relay's secret key file (nsec… or hex); unset: `relay.key` in `data`, generated on
+    /// first start. Clients name the relay by this key and pin it.
+    pub key_file: Option<PathBuf>,
+    /// Relays to publish this relay's signed self-description to at start (`ws://…`), so that
+    /// their clients can find this relay by its key.
+    pub announce_to: Vec<String>,
 }
 
 /// The default listening address.
@@ -249,6 +258,27 @@ impl Default for Config {
             connections: ConnectionLimits::default(),
             auth: AuthPolicy::Off,
             blossom: BlossomConfig::default(),
+            key_file: None,
+            announce_to: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The relay's key file: `key_file`, else `relay.key` in `data`.
+    pub fn key_path(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| self.data.join(crate::identity::KEY_FILE))
+    }
+
+    /// The URLs the relay says it serves: `public_url`, else `ws://<listen>` when that is an
+    /// address a client can dial (not 0.0.0.0 or ::).
+    pub fn advertised_urls(&self) -> Vec<String> {
+        match &self.public_url {
+            Some(u) => vec![u.clone()],
+            None if self.listen.ip().is_unspecified() => Vec::new(),
+            None => vec![format!("ws://{}", self.listen)],
         }
     }
 }
@@ -283,6 +313,9 @@ struct FileConfig {
     data: Option<PathBuf>,
     public_url: Option<String>,
     postgres: Option<String>,
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    announce_to: Vec<String>,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -363,6 +396,8 @@ impl Config {
         set(&mut c.data, file.data);
         c.public_url = file.public_url;
         c.postgres = file.postgres;
+        c.key_file = file.key_file;
+        c.announce_to = file.announce_to;
         let (l, fl) = (&mut c.limits, file.limits);
         set(&mut l.max_message_bytes, fl.max_message_bytes);
         set(&mut l.max_subscriptions, fl.max_subscriptions);

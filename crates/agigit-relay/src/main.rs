@@ -1,5 +1,7 @@
 //! `agigit-relay`: runs a relay with embedded defaults, a config file and flags.
 
+use std::time::Duration;
+
 use agigit_relay::server::{Relay, serve};
 use clap::Parser;
 
@@ -17,6 +19,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Cli::parse().into_config()?;
     let relay = Relay::from_config(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    if let Some(description) = relay.self_description() {
+        tracing::info!(key = %description.pubkey, "relay key");
+        for url in &config.announce_to {
+            tokio::spawn(announce(url.clone(), description.clone()));
+        }
+    }
     tracing::info!(
         listen = %listener.local_addr()?,
         data = %config.data.display(),
@@ -31,4 +39,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     Ok(())
+}
+
+/// Publishes the self-description to the relay at `url`, retrying with backoff (the other relay
+/// may be starting too) for about ten minutes.
+async fn announce(url: String, description: nostr::prelude::Event) {
+    let mut wait = Duration::from_millis(250);
+    for _ in 0..24 {
+        match agigit_relay::identity::announce(&url, &description, Duration::from_secs(10)).await {
+            Ok(()) => {
+                tracing::info!(relay = %url, "announced this relay's key and URLs");
+                return;
+            }
+            Err(e @ agigit_relay::identity::AnnounceError::Refused { .. }) => {
+                tracing::warn!(error = %e, "announcing this relay");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "announcing this relay; will retry"),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+    tracing::warn!(relay = %url, "could not announce this relay: gave up");
 }

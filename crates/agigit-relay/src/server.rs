@@ -56,6 +56,9 @@ pub enum ServeError {
         "a PostgreSQL URL is configured, but agigit-relay was built without the `postgres` feature"
     )]
     NoPostgres,
+    /// The relay's key cannot be loaded or made, or its self-description signed.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
 }
 
 /// The host (lowercase, no port) and the HTTP base URL of a `ws://` / `wss://` URL.
@@ -120,6 +123,10 @@ pub struct Relay {
     auth: AuthPolicy,
     public_url: Option<String>,
     blossom: Option<Blossom>,
+    /// The relay's own key (NIP-11 `pubkey` and `self`).
+    identity: Option<PublicKey>,
+    /// Its signed self-description, stored by [`Relay::from_config`].
+    description: Option<Arc<Event>>,
 }
 
 /// The largest event that goes to the ring of small live events.
@@ -183,7 +190,34 @@ impl Relay {
             auth: AuthPolicy::Off,
             public_url: None,
             blossom: None,
+            identity: None,
+            description: None,
         }
+    }
+
+    /// The relay's signed self-description, when [`from_config`](Self::from_config) made one:
+    /// what the binary publishes to the relays of `announce_to`.
+    pub fn self_description(&self) -> Option<&Event> {
+        self.description.as_deref()
+    }
+
+    /// The relay's own key, advertised in NIP-11 (`pubkey` and `self`): clients name the relay
+    /// by it and pin it.
+    #[must_use]
+    pub fn with_identity(mut self, key: PublicKey) -> Self {
+        self.identity = Some(key);
+        self
+    }
+
+    /// Stores `event` (the relay's signed self-description, from
+    /// [`identity::self_description`](crate::identity::self_description)) so that clients
+    /// asking this relay for its key's relay list find it.
+    ///
+    /// # Errors
+    /// [`ServeError::Events`] when the store refuses it.
+    pub fn store_event(&self, event: &Event) -> Result<(), ServeError> {
+        self.store.save(event)?;
+        Ok(())
     }
 
     /// Applies `limits` to connections.
@@ -248,9 +282,18 @@ impl Relay {
             Some(_) => return Err(ServeError::NoPostgres),
             None => Arc::new(SqliteEventStore::open(config.data.join("events.sqlite"))?),
         };
+        let keys = crate::identity::load_or_create(&config.key_path())?;
         let mut relay = Relay::new(store, config.limits.clone(), Info::default())
             .with_auth(config.auth)
-            .with_connection_limits(config.connections.clone());
+            .with_connection_limits(config.connections.clone())
+            .with_identity(keys.public_key());
+        let description = crate::identity::self_description(
+            &keys,
+            &config.advertised_urls(),
+            Timestamp::now(),
+        )?;
+        relay.store_event(&description)?;
+        relay.description = Some(Arc::new(description));
         if let Some(url) = &config.public_url {
             relay = relay.with_public_url(url)?;
         }
@@ -273,9 +316,12 @@ impl Relay {
 
     fn nip11(&self) -> serde_json::Value {
         let l = &self.limits;
+        let key = self.identity.map(|k| k.to_hex());
         serde_json::json!({
             "name": self.info.name,
             "description": self.info.description,
+            "pubkey": key,
+            "self": key,
             "software": "https://github.com/agigit/agigit",
             "version": env!("CARGO_PKG_VERSION"),
             "supported_nips": [1, 9, 11, 40, 42],

@@ -34,7 +34,7 @@ pub enum Error {
     Invalid(String),
     /// A revision does not name a commit.
     #[error(
-        "unknown revision {0:?}: name a branch, a tag, a remote branch (origin/main), HEAD, or a \
+        "unknown revision {0:?}: name a branch, a tag, a remote branch (origin/master), HEAD, or a \
          commit by 4 or more digits of its id, optionally followed by ~n or ^n"
     )]
     UnknownRevision(String),

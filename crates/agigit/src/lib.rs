@@ -16,7 +16,7 @@ pub use op_error::{Conflicts, IoError, LocalChanges, checkout, commit, fetch, me
 pub use private::PrivateKeys;
 pub use remote::{
     DEFAULT_PARALLEL, FetchOptions, MAX_FETCH_SEGMENT, MAX_MANIFEST_BYTES, Progress, PullReport,
-    PushOptions, PushReport, Remote, StageTimes,
+    PushOptions, PushReport, Remote, RemoteRefs, StageTimes,
 };
 pub use repository::{
     Change, CheckoutReport, DEFAULT_BRANCH, MergeReport, MergeStrategy, Recovered, Repository,

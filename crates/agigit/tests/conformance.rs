@@ -67,7 +67,7 @@ fn local_history(
     std::fs::write(dir.join("config.json"), b"{\"layers\": 3}")?;
     assert_eq!(repo.status()?.get("config.json"), Some(&Change::Modified));
     let dev = repo.commit("three layers", me)?;
-    repo.checkout("main", false)?;
+    repo.checkout("master", false)?;
     assert_eq!(std::fs::read(dir.join("config.json"))?, b"{\"layers\": 2}");
     // Fast-forward.
     let ff = repo.merge("dev", None, me, false)?;
@@ -82,7 +82,7 @@ fn local_history(
     repo.checkout("side", false)?;
     write_model(dir, [1.0, 7.0, 3.0])?;
     repo.commit("b = 7", me)?;
-    repo.checkout("main", false)?;
+    repo.checkout("master", false)?;
     let merged = repo.merge("side", None, me, false)?;
     assert!(!merged.fast_forward && merged.commit.is_some());
     assert_eq!(read_model(dir)?, [5.0, 7.0, 3.0]);
@@ -97,7 +97,7 @@ fn local_history(
     repo.checkout("other", false)?;
     write_model(dir, [8.0, 7.0, 3.0])?;
     repo.commit("a = 8", me)?;
-    repo.checkout("main", false)?;
+    repo.checkout("master", false)?;
     let head = repo.head()?;
     let conflict = repo
         .merge("other", None, me, false)
@@ -115,7 +115,7 @@ fn local_history(
     let refused = repo.checkout("dev", false).expect_err("local changes");
     assert_eq!(refused.kind(), ErrorKind::WouldLoseWork);
     assert_eq!(read_model(dir)?, [0.5, 0.5, 3.0]);
-    repo.checkout("main", true)?;
+    repo.checkout("master", true)?;
     assert_eq!(read_model(dir)?, [7.0, 7.0, 3.0]);
     assert_eq!(std::fs::read(dir.join("config.json"))?, b"{\"layers\": 3}");
     assert!(repo.status()?.is_empty());
@@ -140,13 +140,13 @@ async fn run(origin_kind: Kind, clone_kind: Kind) -> TestResult {
         ..PushOptions::new(&code)
     };
     let id = RepoId::new("conformance")?;
-    let pushed = repo.remote(&net, &keys).push(&id, "main", options).await?;
+    let pushed = repo.remote(&net, &keys).push(&id, "master", options).await?;
     assert!(pushed.objects > 0 && !pushed.up_to_date);
     let coordinate = RepoCoordinate::new(keys.public_key(), id.clone());
     let reader = init(clone_kind, &clone.0)?;
     let pulled = reader
         .remote(&net, &keys)
-        .pull(&coordinate, "main", FetchOptions::default())
+        .pull(&coordinate, "master", FetchOptions::default())
         .await?;
     assert_eq!(pulled.tip, repo.head()?);
     assert_eq!(files(&clone.0), files(&origin.0));
@@ -158,10 +158,10 @@ async fn run(origin_kind: Kind, clone_kind: Kind) -> TestResult {
     reader.commit("a = 9", me)?;
     reader
         .remote(&net, &keys)
-        .push(&id, "main", options)
+        .push(&id, "master", options)
         .await?;
     repo.remote(&net, &keys)
-        .pull(&coordinate, "main", FetchOptions::default())
+        .pull(&coordinate, "master", FetchOptions::default())
         .await?;
     assert_eq!(read_model(&origin.0)?, [9.0, 7.0, 3.0]);
     assert_eq!(files(&clone.0), files(&origin.0));

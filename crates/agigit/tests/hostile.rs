@@ -138,7 +138,7 @@ fn put(repo: &Repository, kind: Kind, body: &[u8]) -> Result<ObjectId, Box<dyn s
     Ok(id)
 }
 
-/// Publishes `objects` as one pack, `tip` as `main`, under `owner`'s repository `id`: what a
+/// Publishes `objects` as one pack, `tip` as `master`, under `owner`'s repository `id`: what a
 /// modified client pushes, nothing checked.
 async fn hostile_push(
     net: &MemoryTransport,
@@ -192,9 +192,9 @@ async fn hostile_push(
     net.publish(Signed::sign(event, owner, now)?.event(), 1)
         .await?;
     let mut state = RepoState::new(RepoId::new(id)?);
-    let main = RefName::branch("main")?;
-    state.refs.insert(main.clone(), tip);
-    state.head = Some(main);
+    let master = RefName::branch("master")?;
+    state.refs.insert(master.clone(), tip);
+    state.head = Some(master);
     net.publish(Signed::sign(state, owner, now)?.event(), 1)
         .await?;
     Ok(())
@@ -335,7 +335,7 @@ async fn hostile_names() -> TestResult {
         std::fs::write(&config, b"id = \"mine\"\n")?;
         let coordinate = RepoCoordinate::new(owner.public_key(), RepoId::new(id)?);
         let err = repo
-            .pull(&net, &coordinate, "main", FetchOptions::default())
+            .pull(&net, &coordinate, "master", FetchOptions::default())
             .await
             .expect_err("a hostile tree is refused");
         assert_eq!(err.kind(), agigit::ErrorKind::Integrity);

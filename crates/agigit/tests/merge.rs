@@ -21,7 +21,7 @@ fn write(dir: &Path, name: &str, text: &str) -> TestResult {
     Ok(())
 }
 
-/// main: base (1, 1, 1) + config v1; branch `other` forked from it.
+/// master: base (1, 1, 1) + config v1; branch `other` forked from it.
 fn two_branches(dir: &Path) -> Result<Repository, Box<dyn std::error::Error>> {
     let repo = Repository::init(dir)?;
     write_model(dir, [1.0, 1.0, 1.0])?;
@@ -37,12 +37,12 @@ fn a_clean_merge_takes_each_sides_changes() -> TestResult {
     let dir = Dir::new("merge-clean");
     let repo = two_branches(&dir.0)?;
     write_model(&dir.0, [2.0, 1.0, 1.0])?;
-    repo.commit("main changes a", AUTHOR)?;
+    repo.commit("master changes a", AUTHOR)?;
     repo.checkout("other", false)?;
     write_model(&dir.0, [1.0, 3.0, 1.0])?;
     write(&dir.0, "train.py", "print('v2')")?;
     let theirs = repo.commit("other changes b and train.py", AUTHOR)?;
-    repo.checkout("main", false)?;
+    repo.checkout("master", false)?;
     let ours = repo.head()?.ok_or("head")?;
 
     let report = repo.merge("other", None, AUTHOR, false)?;
@@ -66,14 +66,14 @@ fn tensors_changed_on_both_sides_conflict_or_merge_by_strategy() -> TestResult {
     let dir = Dir::new("merge-numeric");
     let repo = two_branches(&dir.0)?;
     write_model(&dir.0, [2.0, 1.0, 1.0])?;
-    repo.commit("main: a = 2", AUTHOR)?;
+    repo.commit("master: a = 2", AUTHOR)?;
     repo.checkout("other", false)?;
     write_model(&dir.0, [4.0, 1.0, 1.0])?;
     write(&dir.0, "config.json", "{\"v\": 3}")?;
     repo.commit("other: a = 4, config v3", AUTHOR)?;
-    repo.checkout("main", false)?;
+    repo.checkout("master", false)?;
     write(&dir.0, "config.json", "{\"v\": 2}")?;
-    let ours = repo.commit("main: config v2", AUTHOR)?;
+    let ours = repo.commit("master: config v2", AUTHOR)?;
 
     // No strategy: both the tensor and the file conflict, and nothing moves.
     match repo.merge("other", None, AUTHOR, false) {
@@ -126,11 +126,11 @@ fn average_and_task_arithmetic_give_the_expected_tensors() -> TestResult {
         let dir = Dir::new(&format!("merge-{strategy:?}"));
         let repo = two_branches(&dir.0)?;
         write_model(&dir.0, [2.0, 1.0, 1.0])?;
-        repo.commit("main: a = 2", AUTHOR)?;
+        repo.commit("master: a = 2", AUTHOR)?;
         repo.checkout("other", false)?;
         write_model(&dir.0, [4.0, 1.0, 5.0])?;
         repo.commit("other: a = 4, c = 5", AUTHOR)?;
-        repo.checkout("main", false)?;
+        repo.checkout("master", false)?;
         let report = repo.merge("other", Some(strategy), AUTHOR, false)?;
         assert_eq!(report.merged_tensors.len(), 1, "{strategy:?}");
         assert_eq!(read_model(&dir.0)?, [expected, 1.0, 5.0], "{strategy:?}");
@@ -143,9 +143,9 @@ fn average_and_task_arithmetic_give_the_expected_tensors() -> TestResult {
 fn rebase_replays_commits_on_the_new_base() -> TestResult {
     let dir = Dir::new("rebase");
     let repo = two_branches(&dir.0)?;
-    // main moves on: tensor b.
+    // master moves on: tensor b.
     write_model(&dir.0, [1.0, 6.0, 1.0])?;
-    let upstream = repo.commit("main: b = 6", AUTHOR)?;
+    let upstream = repo.commit("master: b = 6", AUTHOR)?;
     // other: two commits, a file then tensor c.
     repo.checkout("other", false)?;
     write(&dir.0, "train.py", "print('tuned')")?;
@@ -153,13 +153,13 @@ fn rebase_replays_commits_on_the_new_base() -> TestResult {
     write_model(&dir.0, [1.0, 1.0, 7.0])?;
     repo.commit("other: c = 7", AUTHOR)?;
 
-    let report = repo.rebase("main", None, false)?;
+    let report = repo.rebase("master", None, false)?;
     assert_eq!(report.commits, 2);
     let log = repo.log("HEAD", 10)?;
     let messages: Vec<&str> = log.iter().map(|(_, c)| c.message.as_str()).collect();
     assert_eq!(
         messages,
-        ["other: c = 7", "other: train.py", "main: b = 6", "base"]
+        ["other: c = 7", "other: train.py", "master: b = 6", "base"]
     );
     assert!(
         log.iter().all(|(_, c)| c.parents.len() <= 1),
@@ -172,15 +172,15 @@ fn rebase_replays_commits_on_the_new_base() -> TestResult {
         "print('tuned')"
     );
     assert!(repo.status()?.is_empty());
-    assert!(repo.rebase("main", None, false)?.up_to_date);
+    assert!(repo.rebase("master", None, false)?.up_to_date);
 
     // A replayed commit that conflicts stops the rebase with nothing changed.
-    repo.checkout("main", false)?;
-    write(&dir.0, "train.py", "print('main')")?;
-    repo.commit("main: train.py", AUTHOR)?;
+    repo.checkout("master", false)?;
+    write(&dir.0, "train.py", "print('master')")?;
+    repo.commit("master: train.py", AUTHOR)?;
     repo.checkout("other", false)?;
     let before = repo.head()?;
-    match repo.rebase("main", None, false) {
+    match repo.rebase("master", None, false) {
         Err(agigit::merge::Error::Conflict(list)) => {
             let list = list.paths;
             assert!(list[0].starts_with("replaying"), "{list:?}");
@@ -196,14 +196,14 @@ fn rebase_replays_commits_on_the_new_base() -> TestResult {
 fn a_fork_rebase_replays_the_fine_tune_on_the_new_foundation_as_deltas() -> TestResult {
     let dir = Dir::new("fork-rebase");
     let repo = Repository::init(&dir.0)?;
-    // Foundation v1 on main, v2 on branch `fm-v2` (a and b changed upstream).
+    // Foundation v1 on master, v2 on branch `fm-v2` (a and b changed upstream).
     write_model(&dir.0, [1.0, 1.0, 1.0])?;
     let v1 = repo.commit("foundation v1", AUTHOR)?;
     repo.create_branch("fm-v2", "HEAD")?;
     repo.checkout("fm-v2", false)?;
     write_model(&dir.0, [10.0, 20.0, 1.0])?;
     let v2 = repo.commit("foundation v2", AUTHOR)?;
-    repo.checkout("main", false)?;
+    repo.checkout("master", false)?;
     // The fork of v1 fine-tunes a (+2) and c (+3).
     repo.set_fork_base("30717:aa:foundation", v1)?;
     write_model(&dir.0, [3.0, 1.0, 4.0])?;
@@ -326,7 +326,7 @@ impl LocalWork {
     }
 }
 
-/// main: `shared.txt` and `keep.txt`; `theirs`: `shared.txt` changed and `new.txt` added; `mine`
+/// master: `shared.txt` and `keep.txt`; `theirs`: `shared.txt` changed and `new.txt` added; `mine`
 /// (checked out): `keep.txt` changed.
 fn diverged(dir: &Path) -> Result<Repository, Box<dyn std::error::Error>> {
     write(dir, "shared.txt", "v1")?;

@@ -65,14 +65,14 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     let id = RepoId::new("tiny-model")?;
     // Through the remote handle: the transport and the key named once.
     let remote = repo.remote(&net, &keys);
-    let report = remote.push(&id, "main", options).await?;
+    let report = remote.push(&id, "master", options).await?;
     assert!(report.shards > 0 && report.objects >= 5);
     assert_eq!(
         report.bytes_per_server.len(),
         5,
         "every server holds a share"
     );
-    assert!(remote.push(&id, "main", options).await?.up_to_date);
+    assert!(remote.push(&id, "master", options).await?.up_to_date);
 
     // Two servers down: the other three rebuild everything.
     net.set_down("s1", true);
@@ -81,7 +81,7 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     let reader = Repository::init(&clone.0)?;
     let pulled = reader
         .remote(&net, &Keys::generate())
-        .pull(&coordinate, "main", FetchOptions::default())
+        .pull(&coordinate, "master", FetchOptions::default())
         .await?;
     // One pack per part pushed (code, data/train) and one for the commits and top trees.
     assert_eq!(pulled.packs, 3);
@@ -92,7 +92,7 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     write_files(&origin.0, 2)?;
     repo.commit("second", keys.public_key().to_bytes())?;
     net.set_down("s4", true);
-    let refused = repo.push(&net, &keys, &id, "main", options).await;
+    let refused = repo.push(&net, &keys, &id, "master", options).await;
     assert!(
         matches!(refused, Err(agigit::push::Error::Network(_))),
         "three of five servers are down and m = 3 must accept: {refused:?}"
@@ -100,7 +100,7 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     // Nothing pointed at the new commit: a reader still gets the first one.
     assert_eq!(
         reader
-            .pull(&net, &coordinate, "main", FetchOptions::default())
+            .pull(&net, &coordinate, "master", FetchOptions::default())
             .await?
             .packs,
         0
@@ -108,10 +108,10 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     for s in ["s1", "s3", "s4"] {
         net.set_down(s, false);
     }
-    let second = repo.push(&net, &keys, &id, "main", options).await?;
+    let second = repo.push(&net, &keys, &id, "master", options).await?;
     assert!(second.objects < report.objects + 5);
     let again = reader
-        .pull(&net, &coordinate, "main", FetchOptions::default())
+        .pull(&net, &coordinate, "master", FetchOptions::default())
         .await?;
     assert_eq!(
         again.packs, 2,
@@ -120,7 +120,7 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
     assert_eq!(
         reader
-            .pull(&net, &coordinate, "main", FetchOptions::default())
+            .pull(&net, &coordinate, "master", FetchOptions::default())
             .await?
             .packs,
         0
@@ -131,10 +131,10 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     // may not push over it without pulling first.
     std::fs::write(clone.0.join("config.json"), b"{\"version\": 3}")?;
     reader.commit("third, elsewhere", keys.public_key().to_bytes())?;
-    reader.push(&net, &keys, &id, "main", options).await?;
+    reader.push(&net, &keys, &id, "master", options).await?;
     std::fs::write(origin.0.join("config.json"), b"{\"version\": 4}")?;
     repo.commit("fourth, diverged", keys.public_key().to_bytes())?;
-    match repo.push(&net, &keys, &id, "main", options).await {
+    match repo.push(&net, &keys, &id, "master", options).await {
         Err(agigit::push::Error::Rejected(m)) => assert!(m.contains("pull"), "{m}"),
         other => panic!("a diverged push must be refused: {other:?}"),
     }
@@ -159,7 +159,7 @@ async fn corrupt_shards_are_skipped_and_too_few_servers_is_an_error() -> TestRes
         ..PushOptions::new(&code)
     };
     let id = RepoId::new("rot")?;
-    let report = repo.push(&net, &keys, &id, "main", options).await?;
+    let report = repo.push(&net, &keys, &id, "master", options).await?;
     let manifest = report.manifest.ok_or("manifest")?;
     // Rot every shard on s0 (its manifest copy too): the others make up for it.
     let s0_blobs = net.blob_count("s0");
@@ -175,7 +175,7 @@ async fn corrupt_shards_are_skipped_and_too_few_servers_is_an_error() -> TestRes
     net.corrupt_blob("s0", &manifest, Bytes::from_static(b"rot"));
     let reader = Repository::init(&clone.0)?;
     reader
-        .pull(&net, &coordinate, "main", FetchOptions::default())
+        .pull(&net, &coordinate, "master", FetchOptions::default())
         .await?;
     assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
 
@@ -186,7 +186,7 @@ async fn corrupt_shards_are_skipped_and_too_few_servers_is_an_error() -> TestRes
         net.set_down(s, true);
     }
     match late
-        .pull(&net, &coordinate, "main", FetchOptions::default())
+        .pull(&net, &coordinate, "master", FetchOptions::default())
         .await
     {
         Err(agigit::fetch::Error::Network(m)) => assert!(!m.is_empty()),
@@ -242,7 +242,7 @@ async fn push_foundation(
     let fm = Repository::init(dir)?;
     let commit = fm.commit("foundation", owner.public_key().to_bytes())?;
     let id = RepoId::new("foundation")?;
-    let report = fm.push(net, &owner, &id, "main", options).await?;
+    let report = fm.push(net, &owner, &id, "master", options).await?;
     Ok((commit, RepoCoordinate::new(owner.public_key(), id), report))
 }
 
@@ -254,7 +254,7 @@ async fn fine_tune(
     commit: agigit::dag::ObjectId,
 ) -> Result<Repository, Box<dyn std::error::Error>> {
     let dsm = Repository::init(dir)?;
-    dsm.pull(net, foundation, "main", FetchOptions::default())
+    dsm.pull(net, foundation, "master", FetchOptions::default())
         .await?;
     dsm.set_fork_base(&foundation.to_string(), commit)?;
     write_checkpoint(dir, true)?;
@@ -303,7 +303,7 @@ async fn a_fork_stores_deltas_and_clones_bit_exact() -> TestResult {
 
     // Pushed under the tuner's own repository: only the delta travels.
     let dsm_id = RepoId::new("domain-model")?;
-    let dsm_push = dsm.push(&net, &tuner, &dsm_id, "main", options).await?;
+    let dsm_push = dsm.push(&net, &tuner, &dsm_id, "master", options).await?;
     assert!(
         dsm_push.pack_bytes < fm_push.pack_bytes / 2,
         "{dsm_push:?} vs {fm_push:?}"
@@ -317,7 +317,7 @@ async fn a_fork_stores_deltas_and_clones_bit_exact() -> TestResult {
         .pull(
             &net,
             &RepoCoordinate::new(tuner.public_key(), dsm_id),
-            "main",
+            "master",
             FetchOptions::default(),
         )
         .await?;
@@ -366,7 +366,7 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
         &agigit::delta::Lossless::default(),
     )?;
     let dsm_id = RepoId::new("private-domain-model")?;
-    match dsm.push(&net, &tuner, &dsm_id, "main", public).await {
+    match dsm.push(&net, &tuner, &dsm_id, "master", public).await {
         Err(agigit::push::Error::NeedsKey(m)) => assert!(m.contains("private"), "{m}"),
         other => panic!("a private repository must not push unencrypted: {other:?}"),
     }
@@ -377,7 +377,7 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
         keys: Some(&keys),
         ..public
     };
-    let report = dsm.push(&net, &tuner, &dsm_id, "main", private).await?;
+    let report = dsm.push(&net, &tuner, &dsm_id, "master", private).await?;
     assert!(report.private && report.shards > 0);
 
     // What the servers hold: no plaintext, no plaintext commit or object id.
@@ -393,7 +393,7 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
             assert!(!json.contains("private fine-tune"), "{json}");
             // Branch names are opaque too.
             assert!(
-                !json.contains("refs/heads/main"),
+                !json.contains("refs/heads/master"),
                 "a branch name on {server}: {json}"
             );
         }
@@ -415,7 +415,7 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
         .pull(
             &net,
             &coordinate,
-            "main",
+            "master",
             FetchOptions::with_secret(&reader_secret),
         )
         .await?;
@@ -432,7 +432,7 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
         .pull(
             &net,
             &coordinate,
-            "main",
+            "master",
             FetchOptions::with_secret(&stranger_secret),
         )
         .await
@@ -441,7 +441,7 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
         other => panic!("a stranger must not read a private repository: {other:?}"),
     }
     match theirs
-        .pull(&net, &coordinate, "main", FetchOptions::default())
+        .pull(&net, &coordinate, "master", FetchOptions::default())
         .await
     {
         Err(agigit::fetch::Error::NeedsKey(m)) => assert!(m.contains("private"), "{m}"),
@@ -460,7 +460,7 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
             &net,
             &tuner,
             &RepoId::new("private-domain-model")?,
-            "main",
+            "master",
             PushOptions {
                 keys: Some(&keys),
                 ..public
@@ -472,7 +472,7 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
         .pull(
             &net,
             &coordinate,
-            "main",
+            "master",
             FetchOptions::with_secret(&stranger_secret),
         )
         .await?;
@@ -494,11 +494,11 @@ async fn pushing_to_a_second_repository_sends_everything_it_lacks() -> TestResul
         ..PushOptions::new(&code)
     };
     let first = repo
-        .push(&net, &keys, &RepoId::new("one")?, "main", options)
+        .push(&net, &keys, &RepoId::new("one")?, "master", options)
         .await?;
-    // The tracking ref now says origin/main is at the tip; a new repository still needs it all.
+    // The tracking ref now says origin/master is at the tip; a new repository still needs it all.
     let second = repo
-        .push(&net, &keys, &RepoId::new("two")?, "main", options)
+        .push(&net, &keys, &RepoId::new("two")?, "master", options)
         .await?;
     assert_eq!(second.objects, first.objects);
     let reader = Repository::init(&clone.0)?;
@@ -506,7 +506,7 @@ async fn pushing_to_a_second_repository_sends_everything_it_lacks() -> TestResul
         .pull(
             &net,
             &RepoCoordinate::new(keys.public_key(), RepoId::new("two")?),
-            "main",
+            "master",
             FetchOptions::default(),
         )
         .await?;
@@ -535,7 +535,7 @@ async fn a_partial_clone_fetches_only_its_parts_commits_and_widens() -> TestResu
         ..PushOptions::new(&code)
     };
     let id = RepoId::new("parts")?;
-    repo.push(&net, &keys, &id, "main", options).await?;
+    repo.push(&net, &keys, &id, "master", options).await?;
     let coordinate = RepoCoordinate::new(keys.public_key(), id.clone());
 
     // Code only: the commits and the code pack, nothing else on disk.
@@ -545,7 +545,7 @@ async fn a_partial_clone_fetches_only_its_parts_commits_and_widens() -> TestResu
         .pull(
             &net,
             &coordinate,
-            "main",
+            "master",
             FetchOptions {
                 parts: Some(&code_only),
                 ..FetchOptions::default()
@@ -567,7 +567,7 @@ async fn a_partial_clone_fetches_only_its_parts_commits_and_widens() -> TestResu
     }
     std::fs::remove_file(partial.0.join("extra.safetensors"))?;
     clone.commit("three layers", keys.public_key().to_bytes())?;
-    let pushed = clone.push(&net, &keys, &id, "main", options).await?;
+    let pushed = clone.push(&net, &keys, &id, "master", options).await?;
     assert!(
         pushed.objects <= 4,
         "only the new commit, trees and file: {pushed:?}"
@@ -576,7 +576,7 @@ async fn a_partial_clone_fetches_only_its_parts_commits_and_widens() -> TestResu
     // A full clone gets the new code and the untouched parameters and data, bit for bit.
     let everything = Repository::init(&full.0)?;
     everything
-        .pull(&net, &coordinate, "main", FetchOptions::default())
+        .pull(&net, &coordinate, "master", FetchOptions::default())
         .await?;
     std::fs::write(origin.0.join("config.json"), b"{\"layers\": 3}")?;
     assert_eq!(tree_bytes(&full.0), tree_bytes(&origin.0));
@@ -587,7 +587,7 @@ async fn a_partial_clone_fetches_only_its_parts_commits_and_widens() -> TestResu
         .pull(
             &net,
             &coordinate,
-            "main",
+            "master",
             FetchOptions {
                 parts: Some(&more),
                 ..FetchOptions::default()
@@ -607,7 +607,7 @@ async fn a_partial_clone_fetches_only_its_parts_commits_and_widens() -> TestResu
             .pull(
                 &net,
                 &coordinate,
-                "main",
+                "master",
                 FetchOptions {
                     parts: Some(&code_only),
                     ..FetchOptions::default()
@@ -619,7 +619,7 @@ async fn a_partial_clone_fetches_only_its_parts_commits_and_widens() -> TestResu
     Ok(())
 }
 
-/// A repository of one file, committed and pushed as `main` of `id` to a fresh network.
+/// A repository of one file, committed and pushed as `master` of `id` to a fresh network.
 struct Pushed {
     keys: Keys,
     net: MemoryTransport,
@@ -640,7 +640,7 @@ impl Pushed {
         std::fs::write(origin.0.join(file), content)?;
         let repo = Repository::init(&origin.0)?;
         let tip = repo.commit(content, keys.public_key().to_bytes())?;
-        repo.push(&net, &keys, &coordinate.id, "main", PushOptions::new(&code))
+        repo.push(&net, &keys, &coordinate.id, "master", PushOptions::new(&code))
             .await?;
         Ok(Pushed {
             keys,
@@ -690,7 +690,7 @@ async fn pull_never_loses_local_work() -> TestResult {
         let dir = Dir::new(&format!("pull-local-{what}"));
         let clone = Repository::init(&dir.0)?;
         clone
-            .pull(&net, &coordinate, "main", FetchOptions::default())
+            .pull(&net, &coordinate, "master", FetchOptions::default())
             .await?;
         work(&dir.0)?;
         clones.push((dir, clone));
@@ -698,13 +698,13 @@ async fn pull_never_loses_local_work() -> TestResult {
     std::fs::write(origin.0.join("shared.txt"), "v2")?;
     std::fs::write(origin.0.join("new.txt"), "theirs")?;
     let v2 = repo.commit("v2", keys.public_key().to_bytes())?;
-    repo.push(&net, &keys, &coordinate.id, "main", options)
+    repo.push(&net, &keys, &coordinate.id, "master", options)
         .await?;
     for ((what, _, path), (dir, clone)) in cases.iter().zip(&clones) {
         let before = std::fs::read(dir.0.join(path)).ok();
         let head = clone.head()?;
         match clone
-            .pull(&net, &coordinate, "main", FetchOptions::default())
+            .pull(&net, &coordinate, "master", FetchOptions::default())
             .await
         {
             Err(agigit::fetch::Error::LocalChanges(agigit::LocalChanges {
@@ -728,7 +728,7 @@ async fn pull_never_loses_local_work() -> TestResult {
             force: true,
             ..FetchOptions::default()
         };
-        clone.pull(&net, &coordinate, "main", forced).await?;
+        clone.pull(&net, &coordinate, "master", forced).await?;
         assert_eq!(clone.head()?, Some(v2));
         assert_eq!(tree_bytes(&dir.0), tree_bytes(&origin.0), "{what}");
     }
@@ -835,7 +835,7 @@ async fn relays_cannot_roll_a_clone_back_or_make_a_push_drop_branches() -> TestR
     let old_net = copy_of(&net, |_| true).await?;
     std::fs::write(origin.0.join("v.txt"), "2")?;
     let v2 = repo.commit("v2", keys.public_key().to_bytes())?;
-    repo.push(&net, &keys, &coordinate.id, "main", options)
+    repo.push(&net, &keys, &coordinate.id, "master", options)
         .await?;
     // The states chain: the second names the first.
     let states: Vec<_> = net.contents("s0").0.into_iter().filter(is_state).collect();
@@ -852,10 +852,10 @@ async fn relays_cannot_roll_a_clone_back_or_make_a_push_drop_branches() -> TestR
     let clone = Dir::new("rollback-clone");
     let reader = Repository::init(&clone.0)?;
     reader
-        .pull(&net, &coordinate, "main", FetchOptions::default())
+        .pull(&net, &coordinate, "master", FetchOptions::default())
         .await?;
     match reader
-        .fetch(&old_net, &coordinate, "main", FetchOptions::default())
+        .fetch(&old_net, &coordinate, "master", FetchOptions::default())
         .await
     {
         Err(agigit::fetch::Error::Hostile(e)) if matches!(*e, Error::StaleState { .. }) => {}
@@ -863,7 +863,7 @@ async fn relays_cannot_roll_a_clone_back_or_make_a_push_drop_branches() -> TestR
     }
     assert_eq!(reader.head()?, Some(v2));
     assert_eq!(
-        reader.resolve("refs/remotes/origin/main")?,
+        reader.resolve("refs/remotes/origin/master")?,
         v2,
         "the tracking ref did not move back"
     );
@@ -873,7 +873,7 @@ async fn relays_cannot_roll_a_clone_back_or_make_a_push_drop_branches() -> TestR
     std::fs::write(origin.0.join("v.txt"), "3")?;
     repo.commit("v3", keys.public_key().to_bytes())?;
     match repo
-        .push(&old_net, &keys, &coordinate.id, "main", options)
+        .push(&old_net, &keys, &coordinate.id, "master", options)
         .await
     {
         Err(agigit::push::Error::Hostile(e)) if matches!(*e, Error::StaleState { .. }) => {}
@@ -892,7 +892,7 @@ async fn relays_cannot_roll_a_clone_back_or_make_a_push_drop_branches() -> TestR
     };
     std::fs::write(origin.0.join("v.txt"), "4")?;
     repo.commit("v4", keys.public_key().to_bytes())?;
-    repo.push(&split, &keys, &coordinate.id, "main", options)
+    repo.push(&split, &keys, &coordinate.id, "master", options)
         .await?;
     let fresh = Dir::new("rollback-fresh");
     let check = Repository::init(&fresh.0)?;
@@ -916,9 +916,9 @@ async fn fetch_takes_only_the_owners_commits_and_only_reachable_packs() -> TestR
         origin,
         repo,
         tip,
-    } = Pushed::new("reach", "a.txt", "main").await?;
+    } = Pushed::new("reach", "a.txt", "master").await?;
     let options = PushOptions::new(&code);
-    // Another branch with its own big file: a clone of main must not download it.
+    // Another branch with its own big file: a clone of master must not download it.
     repo.create_branch("big", "HEAD")?;
     repo.checkout("big", false)?;
     std::fs::write(origin.0.join("big.bin"), vec![7u8; 1 << 20])?;
@@ -955,11 +955,11 @@ async fn fetch_takes_only_the_owners_commits_and_only_reachable_packs() -> TestR
     let clone = Dir::new("reach-clone");
     let reader = Repository::init(&clone.0)?;
     let report = reader
-        .pull(&lying, &coordinate, "main", FetchOptions::default())
+        .pull(&lying, &coordinate, "master", FetchOptions::default())
         .await?;
     assert_eq!(report.tip, Some(tip));
     assert!(!clone.0.join("big.bin").exists());
-    // Only main's packs came: as many as its push made, and far fewer bytes than big.bin.
+    // Only master's packs came: as many as its push made, and far fewer bytes than big.bin.
     let main_packs = {
         let events = net.contents("s0").0;
         events
@@ -969,7 +969,7 @@ async fn fetch_takes_only_the_owners_commits_and_only_reachable_packs() -> TestR
             })
             .find(|c| c.body().commit == tip)
             .map(|c| c.body().packs.len())
-            .ok_or("main's commit event")?
+            .ok_or("master's commit event")?
     };
     assert_eq!(report.packs, main_packs);
     assert!(report.bytes < 1 << 20, "{} bytes fetched", report.bytes);
@@ -1006,7 +1006,7 @@ async fn a_removed_reader_opens_nothing_pushed_after_the_removal() -> TestResult
             ..PushOptions::new(code)
         }
     }
-    repo.push(&net, &owner, &id, "main", options(&code, &keys))
+    repo.push(&net, &owner, &id, "master", options(&code, &keys))
         .await?;
     // What the removed reader holds, and keeps: the epoch-0 keyring, opened.
     let old_ring = agigit::crypt::Keyring::open(
@@ -1022,7 +1022,7 @@ async fn a_removed_reader_opens_nothing_pushed_after_the_removal() -> TestResult
     repo.save_private_keys(&keys)?;
     std::fs::write(owner_dir.0.join("notes.txt"), "after the removal")?;
     let after = repo.commit("v2", owner.public_key().to_bytes())?;
-    repo.push(&net, &owner, &id, "main", options(&code, &keys))
+    repo.push(&net, &owner, &id, "master", options(&code, &keys))
         .await?;
 
     // The removed reader: the repository no longer opens for them.
@@ -1031,7 +1031,7 @@ async fn a_removed_reader_opens_nothing_pushed_after_the_removal() -> TestResult
         .pull(
             &net,
             &coordinate,
-            "main",
+            "master",
             FetchOptions::with_secret(&secret_of(&removed)),
         )
         .await
@@ -1088,7 +1088,7 @@ async fn a_removed_reader_opens_nothing_pushed_after_the_removal() -> TestResult
         .pull(
             &net,
             &coordinate,
-            "main",
+            "master",
             FetchOptions::with_secret(&secret_of(&kept)),
         )
         .await?;
@@ -1176,7 +1176,7 @@ async fn the_key_wrap_is_the_callers_from_make_private_to_pull() -> TestResult {
     repo.remote(&net, &owner)
         .push(
             &id,
-            "main",
+            "master",
             PushOptions {
                 keys: Some(&keys),
                 ..PushOptions::new(&code)
@@ -1191,7 +1191,7 @@ async fn the_key_wrap_is_the_callers_from_make_private_to_pull() -> TestResult {
         .remote(&net, &reader)
         .pull(
             &coordinate,
-            "main",
+            "master",
             FetchOptions {
                 key_wrap: Some(&dyn_wrap),
                 ..FetchOptions::with_secret(&secret)
@@ -1207,7 +1207,7 @@ async fn the_key_wrap_is_the_callers_from_make_private_to_pull() -> TestResult {
     // envelope as malformed), and nothing is checked out.
     let refused = Repository::init(&plain_dir.0)?
         .remote(&net, &reader)
-        .pull(&coordinate, "main", FetchOptions::with_secret(&secret))
+        .pull(&coordinate, "master", FetchOptions::with_secret(&secret))
         .await;
     assert!(refused.is_err(), "{refused:?}");
     assert!(!plain_dir.0.join("notes.txt").exists());
@@ -1282,7 +1282,7 @@ async fn a_clone_listing_other_servers_learns_where_the_shards_are() -> TestResu
         ..PushOptions::new(&code)
     };
     let id = RepoId::new("located")?;
-    repo.push(&net, &keys, &id, "main", options).await?;
+    repo.push(&net, &keys, &id, "master", options).await?;
     // The reader knows three of the five servers, in another order: s1 and s3 are down for
     // it, and its own placement is not the pusher's.
     let view = Listed {
@@ -1295,7 +1295,7 @@ async fn a_clone_listing_other_servers_learns_where_the_shards_are() -> TestResu
         .pull(
             &view,
             &RepoCoordinate::new(keys.public_key(), id),
-            "main",
+            "master",
             FetchOptions::default(),
         )
         .await?;

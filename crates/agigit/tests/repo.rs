@@ -140,10 +140,10 @@ fn commit_splits_into_parts_and_checkout_is_bit_exact() -> TestResult {
     assert_eq!(std::fs::read(d.0.join("model.safetensors"))?, original);
     assert!(repo.status()?.is_empty());
     assert_eq!(repo.current_branch()?, None, "a commit id detaches HEAD");
-    repo.checkout("main", false)?;
+    repo.checkout("master", false)?;
     assert_eq!(
         repo.current_branch()?.map(|b| b.to_string()),
-        Some("refs/heads/main".into())
+        Some("refs/heads/master".into())
     );
     assert_eq!(repo.head()?, Some(second));
     Ok(())
@@ -171,10 +171,10 @@ fn branches_deleted_files_and_dirty_checkouts() -> TestResult {
     let parts = ModelParts::read(repo.store(), &repo.store().find_commit(&exp)?.tree)?;
     assert!(parts.validation.is_none(), "an empty part is absent");
     assert_eq!(repo.branches()?.get("experiment"), Some(&exp));
-    assert_eq!(repo.branches()?.get("main"), Some(&first));
+    assert_eq!(repo.branches()?.get("master"), Some(&first));
 
     // Switching back restores the deleted file and removes the added one.
-    let report = repo.checkout("main", false)?;
+    let report = repo.checkout("master", false)?;
     assert_eq!((report.written, report.removed), (1, 1));
     assert!(d.0.join("data/validation/part-0.jsonl").exists());
     assert!(!d.0.join("notes.md").exists());
@@ -196,7 +196,7 @@ fn branches_deleted_files_and_dirty_checkouts() -> TestResult {
     }
     assert_eq!(
         repo.current_branch()?.map(|b| b.to_string()),
-        Some("refs/heads/main".into())
+        Some("refs/heads/master".into())
     );
     assert_eq!(std::fs::read(d.0.join("notes.md"))?, b"my notes");
     // Out of the way, a change to a file both branches share is carried over, as git does.
@@ -310,7 +310,7 @@ fn what_a_crash_leaves_is_told_apart_and_cleared_on_open() -> TestResult {
     let dead = child.id();
     child.wait()?;
     let dot = d.0.join(".agigit");
-    let lock = dot.join("refs/refs/heads/main.lock");
+    let lock = dot.join("refs/refs/heads/master.lock");
     std::fs::write(&lock, format!("pid {dead} start -\n"))?;
     std::fs::write(
         dot.join("objects/objects/tmp")
@@ -360,7 +360,7 @@ fn revisions_as_git_users_type_them() -> TestResult {
     repo.checkout("side", false)?;
     std::fs::write(dir.0.join("side.txt"), "side")?;
     let s1 = repo.commit("side work", [1; 32])?;
-    repo.checkout("main", false)?;
+    repo.checkout("master", false)?;
     let merged = repo.merge("side", None, [1; 32], false)?;
     let m = merged.commit.expect("a merge commit");
     let set = |name: &str, id| {
@@ -371,7 +371,7 @@ fn revisions_as_git_users_type_them() -> TestResult {
         ))
     };
     set("refs/tags/v1", c1)?;
-    set("refs/remotes/origin/main", c2)?;
+    set("refs/remotes/origin/master", c2)?;
 
     let r = |rev: &str| repo.resolve(rev);
     assert_eq!(r("HEAD")?, m);
@@ -379,10 +379,10 @@ fn revisions_as_git_users_type_them() -> TestResult {
     assert_eq!(r("HEAD^")?, c2);
     assert_eq!(r("HEAD^2")?, s1);
     assert_eq!(r("HEAD~2")?, c1);
-    assert_eq!(r("main^2~1")?, c1);
+    assert_eq!(r("master^2~1")?, c1);
     assert_eq!(r("v1")?, c1, "a tag");
-    assert_eq!(r("origin/main")?, c2, "a remote branch");
-    assert_eq!(r("refs/remotes/origin/main~1")?, c1);
+    assert_eq!(r("origin/master")?, c2, "a remote branch");
+    assert_eq!(r("refs/remotes/origin/master~1")?, c1);
     // The ids the command line prints (12 digits), and shorter unique prefixes, in any case.
     assert_eq!(r(&c2.short().to_string())?, c2);
     assert_eq!(r(&s1.to_hex()[..7].to_ascii_uppercase())?, s1);
@@ -392,10 +392,10 @@ fn revisions_as_git_users_type_them() -> TestResult {
     assert!(repo.resolve_revision("side~0")?.branch.is_none());
     repo.checkout(&c2.to_hex()[..8], false)?;
     assert_eq!((repo.head()?, repo.current_branch()?), (Some(c2), None));
-    repo.checkout("main", false)?;
+    repo.checkout("master", false)?;
     assert_eq!(
         repo.current_branch()?.map(|b| b.to_string()),
-        Some("refs/heads/main".into())
+        Some("refs/heads/master".into())
     );
 
     // Past the root, no such parent, not a revision, unknown: typed errors that say so.

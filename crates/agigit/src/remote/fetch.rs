@@ -131,6 +131,74 @@ impl Repository {
         Ok(())
     }
 
+    /// The remote's branches as its newest valid state lists them, and its default branch (the
+    /// one its `HEAD` names, which a clone checks out when not asked for another). A private
+    /// repository publishes opaque branch names: it lists none.
+    ///
+    /// # Errors
+    /// [`Error::Network`] when no valid state is found.
+    pub async fn remote_refs(
+        &self,
+        transport: &dyn Transport,
+        repo: &RepoCoordinate,
+    ) -> Result<RemoteRefs, crate::fetch::Error> {
+        let Some(state) = self.remote_state(transport, repo, false).await? else {
+            return Err(Error::Network(format!(
+                "no valid state event for {repo} on the fetch relays"
+            ))
+            .into());
+        };
+        let body = state.body();
+        if body.keys.is_some() {
+            return Ok(RemoteRefs::default());
+        }
+        let branches: BTreeMap<String, ObjectId> = body
+            .refs
+            .iter()
+            .filter_map(|(name, id)| Some((name.branch_name()?.to_owned(), *id)))
+            .collect();
+        let head = body
+            .head
+            .as_ref()
+            .and_then(|h| h.branch_name())
+            .filter(|h| branches.contains_key(*h))
+            .map(str::to_owned);
+        Ok(RemoteRefs { head, branches })
+    }
+
+    /// Fetches every branch of `repo` (as `git fetch` does) into `refs/remotes/origin/…`:
+    /// those its state lists, or — a private repository names its branches opaquely — this
+    /// clone's own branches that the remote has. Returns each branch's report.
+    ///
+    /// # Errors
+    /// As [`fetch`](Self::fetch), for the first branch that fails.
+    pub async fn fetch_all(
+        &self,
+        transport: &dyn Transport,
+        repo: &RepoCoordinate,
+        options: FetchOptions<'_>,
+    ) -> Result<BTreeMap<String, PullReport>, crate::fetch::Error> {
+        let listed = self.remote_refs(transport, repo).await?;
+        let (names, guessed): (Vec<String>, bool) = if listed.branches.is_empty() {
+            (self.branches()?.into_keys().collect(), true)
+        } else {
+            (listed.branches.into_keys().collect(), false)
+        };
+        let mut out = BTreeMap::new();
+        for name in names {
+            match self.fetch(transport, repo, &name, options).await {
+                Ok(report) => {
+                    out.insert(name, report);
+                }
+                // A local branch the remote does not have.
+                Err(crate::fetch::Error::Other(e))
+                    if guessed && matches!(*e, Error::UnknownRevision(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     /// Fetches branch `branch` of `repo` into `refs/remotes/origin/<branch>` without touching
     /// local branches or files. Packs whose objects are all local are not fetched again.
     ///

@@ -5,7 +5,7 @@
 use agigit_event::{RepoCoordinate, RepoId, Signer};
 use agigit_net::Transport;
 
-use super::{FetchOptions, PullReport, PushOptions, PushReport};
+use super::{FetchOptions, PullReport, PushOptions, PushReport, RemoteRefs};
 use crate::repository::Repository;
 
 /// A repository, a transport and a signer: see [`Repository::remote`].
@@ -70,6 +70,26 @@ impl<S: Signer + Sync + ?Sized> Remote<'_, S> {
         self.repo
             .push(self.transport, self.signer, repo_id, branch, options)
             .await
+    }
+
+    /// The remote's branches and default branch.
+    ///
+    /// # Errors
+    /// As [`Repository::remote_refs`].
+    pub async fn refs(&self, repo: &RepoCoordinate) -> Result<RemoteRefs, crate::fetch::Error> {
+        self.repo.remote_refs(self.transport, repo).await
+    }
+
+    /// Fetches every branch of `repo`.
+    ///
+    /// # Errors
+    /// As [`Repository::fetch_all`].
+    pub async fn fetch_all(
+        &self,
+        repo: &RepoCoordinate,
+        options: FetchOptions<'_>,
+    ) -> Result<std::collections::BTreeMap<String, PullReport>, crate::fetch::Error> {
+        self.repo.fetch_all(self.transport, repo, options).await
     }
 
     /// Fetches `branch` of `repo` into `refs/remotes/origin/<branch>`, touching no local branch

@@ -196,6 +196,16 @@ pub struct PushReport {
     pub stages: StageTimes,
 }
 
+/// A remote's branches and default branch ([`Repository::remote_refs`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteRefs {
+    /// The default branch: the one the remote's `HEAD` names.
+    pub head: Option<String>,
+    /// Each branch and the commit it is published at.
+    pub branches: BTreeMap<String, ObjectId>,
+}
+
 /// What a pull did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PullReport {

@@ -418,7 +418,7 @@ fn after(current: Option<&Signed<RepoState>>) -> Timestamp {
 
 /// Publishes the state that replaces `current`: `branch` at its published commit name (under an
 /// opaque branch name for a private repository, replacing those of earlier key epochs), `HEAD`
-/// on it, and (private) the keyring of `keys`.
+/// on it when the state had no default branch yet, and (private) the keyring of `keys`.
 async fn publish_state<S: Signer + Sync + ?Sized>(
     transport: &dyn Transport,
     signer: &S,
@@ -439,7 +439,11 @@ async fn publish_state<S: Signer + Sync + ?Sized>(
         None => RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?,
     };
     state.refs.insert(name.clone(), published);
-    state.head = Some(name);
+    // `HEAD` names the repository's default branch: set by the first push, kept after (as a
+    // git remote's `HEAD` is), and moved only when the branch it named is gone.
+    if state.head.as_ref().is_none_or(|h| !state.refs.contains_key(h)) {
+        state.head = Some(name);
+    }
     state.keys = keys.map(PrivateKeys::envelope_bytes);
     state.prev = current.map(Signed::id);
     let signed =

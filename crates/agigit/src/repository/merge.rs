@@ -334,52 +334,136 @@ impl Repository {
         author: [u8; 32],
         force: bool,
     ) -> Result<MergeReport, crate::merge::Error> {
+        self.merge_all(&[rev], strategy, author, force)
+    }
+
+    /// Merges every revision of `revs` into the current branch, as `git merge A B …` does:
+    /// revisions the branch (or another of `revs`) already contains drop out; one left merges
+    /// as [`merge`](Self::merge) does (a fast-forward when it can); several make one merge
+    /// commit whose parents are `HEAD` and each of them in order (an octopus merge), their
+    /// trees merged in turn, each against its merge base with `HEAD`.
+    ///
+    /// # Errors
+    /// As [`merge`](Self::merge); [`Error::Invalid`] for an empty `revs`.
+    pub fn merge_all(
+        &self,
+        revs: &[&str],
+        strategy: Option<MergeStrategy>,
+        author: [u8; 32],
+        force: bool,
+    ) -> Result<MergeReport, crate::merge::Error> {
+        if revs.is_empty() {
+            return Err(Error::Invalid("nothing to merge: name a revision".to_owned()).into());
+        }
         let ours = self
             .head()?
             .ok_or_else(|| Error::UnknownRevision("HEAD".to_owned()))?;
-        let theirs = self.resolve(rev)?;
+        let resolved = revs
+            .iter()
+            .map(|r| Ok((*r, self.resolve(r)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let contains = |a: &ObjectId, b: &ObjectId| {
+            is_ancestor(self.store(), b, a).map_err(|e| Error::Invalid(e.to_string()))
+        };
+        // What is left once HEAD's history and each other's are taken out (git's reduce_heads).
+        let mut heads: Vec<(&str, ObjectId)> = Vec::new();
+        for (i, (name, id)) in resolved.iter().enumerate() {
+            if contains(&ours, id)? || heads.iter().any(|(_, h)| h == id) {
+                continue;
+            }
+            let mut subsumed = false;
+            for (j, (_, other)) in resolved.iter().enumerate() {
+                if j != i && other != id && contains(other, id)? {
+                    subsumed = true;
+                    break;
+                }
+            }
+            if !subsumed {
+                heads.push((name, *id));
+            }
+        }
         let mut report = MergeReport {
             commit: Some(ours),
             ..MergeReport::default()
         };
-        if is_ancestor(self.store(), &theirs, &ours).map_err(|e| Error::Invalid(e.to_string()))? {
-            report.up_to_date = true;
-            return Ok(report);
+        let theirs = match heads.as_slice() {
+            [] => {
+                report.up_to_date = true;
+                return Ok(report);
+            }
+            [(_, only)] if contains(only, &ours)? => {
+                self.advance("merge", ours, *only, force)?;
+                report.fast_forward = true;
+                report.commit = Some(*only);
+                return Ok(report);
+            }
+            _ => heads,
+        };
+        let ours_commit = self.store().find_commit(&ours)?;
+        let mut tree = ours_commit.tree;
+        for (_, id) in &theirs {
+            let base = merge_bases(self.store(), &ours, id)?.first().copied();
+            let base_tree = base
+                .map(|b| self.store().find_commit(&b).map(|c| c.tree))
+                .transpose()?;
+            let their_tree = self.store().find_commit(id)?.tree;
+            tree = self.merge_trees(base_tree, tree, their_tree, strategy, &mut report)?;
         }
-        if is_ancestor(self.store(), &ours, &theirs).map_err(|e| Error::Invalid(e.to_string()))? {
-            self.advance("merge", ours, theirs, force)?;
-            report.fast_forward = true;
-            report.commit = Some(theirs);
-            return Ok(report);
-        }
-        let base = merge_bases(self.store(), &ours, &theirs)?.first().copied();
-        let base_tree = base
-            .map(|b| self.store().find_commit(&b).map(|c| c.tree))
-            .transpose()?;
-        let (ours_commit, theirs_commit) = (
-            self.store().find_commit(&ours)?,
-            self.store().find_commit(&theirs)?,
-        );
-        let tree = self.merge_trees(
-            base_tree,
-            ours_commit.tree,
-            theirs_commit.tree,
-            strategy,
-            &mut report,
-        )?;
+        let names: Vec<&str> = theirs.iter().map(|(n, _)| *n).collect();
+        let mut parents = vec![ours];
+        parents.extend(theirs.iter().map(|(_, id)| *id));
         let commit = Commit {
             tree,
-            parents: vec![ours, theirs],
+            parents,
             base: ours_commit.base.clone(),
             author,
             time: crate::repository::now(),
-            message: format!("Merge {rev}"),
+            message: format!("Merge {}", names.join(", ")),
             extra: Vec::new(),
         };
         let id = self.store().write_commit(&commit)?;
         self.advance("merge", ours, id, force)?;
         report.commit = Some(id);
         report.commits = 1;
+        Ok(report)
+    }
+
+    /// Moves the current branch (or a detached `HEAD`) and the files forward to `rev`, which
+    /// must descend from `HEAD` — what `pull <commit>` does once the commit is fetched. Nothing
+    /// when `HEAD` already contains it.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `rev` does not descend from `HEAD` (merge it instead);
+    /// [`Error::LocalChanges`] and [`Error::UnknownRevision`] as [`merge`](Self::merge).
+    pub fn fast_forward_to(
+        &self,
+        rev: &str,
+        force: bool,
+    ) -> Result<MergeReport, crate::merge::Error> {
+        let target = self.resolve(rev)?;
+        let mut report = MergeReport::default();
+        let Some(head) = self.head()? else {
+            return Err(Error::UnknownRevision("HEAD".to_owned()).into());
+        };
+        report.commit = Some(head);
+        let ancestor = |a: &ObjectId, b: &ObjectId| {
+            is_ancestor(self.store(), a, b).map_err(|e| Error::Invalid(e.to_string()))
+        };
+        if ancestor(&target, &head)? {
+            report.up_to_date = true;
+            return Ok(report);
+        }
+        if !ancestor(&head, &target)? {
+            return Err(Error::Invalid(format!(
+                "{rev} ({}) does not descend from HEAD ({}): not a fast-forward; merge it instead (`agigit merge {rev}`)",
+                target.short(),
+                head.short()
+            ))
+            .into());
+        }
+        self.advance("pull", head, target, force)?;
+        report.fast_forward = true;
+        report.commit = Some(target);
         Ok(report)
     }
 

@@ -29,7 +29,7 @@ use crate::error::Error;
 use crate::worktree::{DOT_DIR, Part};
 
 /// The branch a new repository starts on.
-pub const DEFAULT_BRANCH: &str = "main";
+pub const DEFAULT_BRANCH: &str = "master";
 
 /// A local repository: the working directory, and `.agigit/` with the refs and (by default) the
 /// object store. Any [`ObjectStore`] can hold the objects ([`Repository::init_with_store`]): a
@@ -120,7 +120,7 @@ pub(crate) fn now() -> i64 {
 }
 
 impl Repository {
-    /// Creates a repository in `root` (which may hold files already), on branch `main`.
+    /// Creates a repository in `root` (which may hold files already), on branch `master`.
     ///
     /// # Errors
     /// [`Error::AlreadyExists`], I/O errors.

@@ -20,6 +20,29 @@ impl Repository {
         })
     }
 
+    /// Points `HEAD` at branch `name` in a repository that has no commit yet — what a clone
+    /// does once it has learnt the remote's default branch (like `git symbolic-ref HEAD`).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a name that is not a branch name, or when `HEAD` already
+    /// resolves to a commit (check out a branch instead).
+    pub fn set_unborn_branch(&self, name: &str) -> Result<(), Error> {
+        let branch = RefName::branch(name)
+            .map_err(|e| Error::Invalid(format!("branch {name:?}: {e}")))?;
+        let current = self.refs.read(&RefKey::Head)?;
+        if self.head()?.is_some() {
+            return Err(Error::Invalid(format!(
+                "HEAD already has commits: check out {name} instead"
+            )));
+        }
+        self.refs.commit(Transaction::new().edit(
+            RefKey::Head,
+            current.map_or(Expected::Absent, Expected::Value),
+            Some(Target::Symbolic(branch)),
+        ))?;
+        Ok(())
+    }
+
     /// The commit `HEAD` resolves to (`None` before the first commit).
     ///
     /// # Errors
@@ -37,7 +60,7 @@ impl Repository {
     }
 
     /// What `rev` names, as git reads it: `HEAD` (or `@`); a local branch, a tag or a remote
-    /// branch (`origin/main`), looked up in that order, or a full ref name (`refs/…`); a
+    /// branch (`origin/master`), looked up in that order, or a full ref name (`refs/…`); a
     /// commit by its full id or by a unique prefix of at least four hex digits (names win over
     /// prefixes, as in git) — then any number of `~n` (`n`th first-parent ancestor) and `^n`
     /// (`n`th parent). The branch is set when `rev` is exactly a local branch, so a checkout
