@@ -201,7 +201,16 @@ pub(crate) fn network(keys: &Keys, relays: &[RelayEntry]) -> Result<Network> {
             fetch: r.fetch,
             push: r.push,
         };
-        net.pool.add_relay(&r.url, roles)?;
+        let pin = match &r.key {
+            Some(k) => Some(PublicKey::from_hex(k).map_err(|e| {
+                Failure::new(
+                    ErrorKind::Invalid,
+                    format!("relay {}: its key {k:?} in the configuration is not a key: {e}", r.url),
+                )
+            })?),
+            None => None,
+        };
+        net.pool.add_pinned_relay(&r.url, roles, pin)?;
         // An agigit relay serves Blossom on the same port.
         let http = r.url.replacen("ws://", "http://", 1);
         net.add_blob_server(http.trim_end_matches('/'), roles)?;

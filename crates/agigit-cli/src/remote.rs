@@ -1,13 +1,17 @@
 //! Relays and transfers: `relay`, `push`, `pull`, `fetch`.
 
+use std::sync::Arc;
+
 use agigit::PushOptions;
 use agigit::config::RelayEntry;
+use agigit::event::nostr::prelude::PublicKey;
 use agigit::event::{RepoCoordinate, RepoId};
+use agigit::net::{PoolOptions, RelayPool, Roles};
 use clap::Subcommand;
 
 use crate::context::{
-    Bar, Ctx, current_branch, effective, fetch_identity, keys, load_config, network, open, print,
-    reader_secret, runtime, save_config,
+    Bar, Ctx, current_branch, effective, fetch_identity, keys, load_config, load_user_config,
+    network, npub, open, print, reader_secret, runtime, save_config,
 };
 use crate::failure::{Failure, Result};
 
@@ -51,10 +55,12 @@ pub(crate) struct RelayArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum RelayAction {
-    /// Add a relay (both roles unless one is given).
+    /// Add a relay by its key (npub… or hex: its URL is found through the relays already
+    /// known) or by its ws:// URL (its key is recorded), both roles unless one is given. The
+    /// relay is pinned to its key: a server at that URL with another key is refused.
     Add {
-        /// ws://host:port
-        url: String,
+        /// npub…, 64 hex digits, or ws://host:port
+        relay: String,
         /// Fetch from it only.
         #[arg(long)]
         fetch: bool,
@@ -62,10 +68,10 @@ pub(crate) enum RelayAction {
         #[arg(long)]
         push: bool,
     },
-    /// Remove a relay (or one of its roles).
+    /// Remove a relay (or one of its roles), named by its key or URL.
     Remove {
-        /// ws://host:port
-        url: String,
+        /// npub…, 64 hex digits, or ws://host:port
+        relay: String,
         /// Remove only the fetch role.
         #[arg(long)]
         fetch: bool,
@@ -73,7 +79,7 @@ pub(crate) enum RelayAction {
         #[arg(long)]
         push: bool,
     },
-    /// List relays and their roles.
+    /// List relays: URL, key and roles.
     List,
 }
 
@@ -100,72 +106,182 @@ pub(crate) struct FetchArgs {
     pub(crate) parts: PartsArg,
 }
 
+/// How a relay is named on the command line.
+enum RelayName {
+    Url(String),
+    Key(PublicKey),
+}
+
+impl RelayName {
+    fn parse(text: &str) -> Result<Self> {
+        if text.contains("://") {
+            agigit::net::pool::check_relay_url(text)?;
+            return Ok(RelayName::Url(text.trim_end_matches('/').to_owned()));
+        }
+        PublicKey::parse(text.trim())
+            .map(RelayName::Key)
+            .map_err(|_| {
+                Failure::invalid(format!(
+                    "{text:?} is neither a relay URL (ws://host:port) nor a relay's key (npub… or 64 hex digits)"
+                ))
+            })
+    }
+
+    fn matches(&self, entry: &RelayEntry) -> bool {
+        match self {
+            RelayName::Url(u) => entry.url.trim_end_matches('/') == u,
+            RelayName::Key(k) => entry.key.as_deref() == Some(k.to_hex().as_str()),
+        }
+    }
+}
+
+/// Roles from `--fetch`/`--push`: both when neither is given.
+fn roles(fetch: bool, push: bool) -> (bool, bool) {
+    if fetch || push {
+        (fetch, push)
+    } else {
+        (true, true)
+    }
+}
+
 pub(crate) fn relay(ctx: &Ctx, args: &RelayArgs) -> Result<()> {
     let json = ctx.json;
     let RelayArgs { action } = args;
     let repo = open(ctx)?;
     let mut config = load_config(&repo)?;
     match action {
-        RelayAction::Add { url, fetch, push } => {
-            agigit::net::pool::check_relay_url(url)?;
-            let (fetch, push) = if !fetch && !push {
-                (true, true)
+        RelayAction::Add { relay, fetch, push } => {
+            let name = RelayName::parse(relay)?;
+            let (fetch, push) = roles(*fetch, *push);
+            let added = if let Some(r) = config.relays.iter_mut().find(|r| name.matches(r)) {
+                r.fetch |= fetch;
+                r.push |= push;
+                r.clone()
             } else {
-                (*fetch, *push)
-            };
-            match config.relays.iter_mut().find(|r| r.url == *url) {
-                Some(r) => {
-                    r.fetch |= fetch;
-                    r.push |= push;
-                }
-                None => config.relays.push(RelayEntry {
-                    url: url.clone(),
+                let (url, key) = match name {
+                    RelayName::Url(url) => {
+                        let key = learn_key(&url);
+                        (url, key)
+                    }
+                    RelayName::Key(key) => (locate(&config, &key)?, Some(key.to_hex())),
+                };
+                let entry = RelayEntry {
+                    url,
+                    key,
                     fetch,
                     push,
-                }),
-            }
-            save_config(&repo, &config)?;
-        }
-        RelayAction::Remove { url, fetch, push } => {
-            let (fetch, push) = if !fetch && !push {
-                (true, true)
-            } else {
-                (*fetch, *push)
+                };
+                config.relays.push(entry.clone());
+                entry
             };
-            let Some(r) = config.relays.iter_mut().find(|r| r.url == *url) else {
+            save_config(&repo, &config)?;
+            print(json, relay_json(&added), || {
+                let mut out = format!("added {}", relay_line(&added));
+                if added.key.is_none() {
+                    out.push_str(
+                        "\n(it did not name a key: not pinned; add it again when it answers to pin it)",
+                    );
+                }
+                out
+            });
+        }
+        RelayAction::Remove { relay, fetch, push } => {
+            let name = RelayName::parse(relay)?;
+            let (fetch, push) = roles(*fetch, *push);
+            let Some(r) = config.relays.iter_mut().find(|r| name.matches(r)) else {
                 return Err(Failure::invalid(format!(
-                    "no relay {url}: see `agigit relay list`"
+                    "no relay {relay}: see `agigit relay list`"
                 )));
             };
             r.fetch &= !fetch;
             r.push &= !push;
+            let left = r.clone();
             config.relays.retain(|r| r.fetch || r.push);
             save_config(&repo, &config)?;
+            print(json, relay_json(&left), || {
+                if left.fetch || left.push {
+                    format!("now {}", relay_line(&left))
+                } else {
+                    format!("removed {}", left.url)
+                }
+            });
         }
         RelayAction::List => {
-            let list: Vec<_> = config
-                .relays
-                .iter()
-                .map(|r| serde_json::json!({"url": r.url, "fetch": r.fetch, "push": r.push}))
-                .collect();
+            let list: Vec<_> = config.relays.iter().map(relay_json).collect();
             print(json, serde_json::Value::Array(list), || {
                 config
                     .relays
                     .iter()
-                    .map(|r| {
-                        let roles = match (r.fetch, r.push) {
-                            (true, true) => "fetch, push",
-                            (true, false) => "fetch",
-                            _ => "push",
-                        };
-                        format!("{}  ({roles})", r.url)
-                    })
+                    .map(relay_line)
                     .collect::<Vec<_>>()
                     .join("\n")
             });
         }
     }
     Ok(())
+}
+
+fn relay_json(r: &RelayEntry) -> serde_json::Value {
+    let npub = r
+        .key
+        .as_deref()
+        .and_then(|k| PublicKey::from_hex(k).ok())
+        .and_then(|k| npub(&k).ok());
+    serde_json::json!({"url": r.url, "key": r.key, "npub": npub, "fetch": r.fetch, "push": r.push})
+}
+
+fn relay_line(r: &RelayEntry) -> String {
+    let roles = match (r.fetch, r.push) {
+        (true, true) => "fetch, push",
+        (true, false) => "fetch",
+        (false, true) => "push",
+        (false, false) => "no roles",
+    };
+    let key = r
+        .key
+        .as_deref()
+        .and_then(|k| PublicKey::from_hex(k).ok())
+        .and_then(|k| npub(&k).ok())
+        .unwrap_or_else(|| "(key unknown)".to_owned());
+    format!("{}  {key}  ({roles})", r.url)
+}
+
+/// The key the relay at `url` names in its NIP-11 document, if it answers with one.
+pub(crate) fn learn_key(url: &str) -> Option<String> {
+    let rt = runtime().ok()?;
+    rt.block_on(agigit::net::fetch_relay_info(url, KEY_TIMEOUT))
+        .ok()
+        .and_then(|info| info.key())
+        .map(|k| k.to_hex())
+}
+
+/// How long a relay has to say which key it holds.
+const KEY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The URL of the relay with key `key`, found through the relays this repository (or the
+/// user-level configuration) already knows.
+fn locate(config: &agigit::config::RepoConfig, key: &PublicKey) -> Result<String> {
+    let user = load_user_config()?;
+    let mut known: Vec<RelayEntry> = config.relays.clone();
+    for r in user.relays {
+        if !known.iter().any(|k| k.url == r.url) {
+            known.push(r);
+        }
+    }
+    if known.is_empty() {
+        return Err(Failure::invalid(
+            "no relay is known to look the key up on: add one by its URL first (`agigit relay add ws://host:port`)",
+        ));
+    }
+    let reader = agigit::event::nostr::prelude::Keys::generate();
+    let rt = runtime()?;
+    let _entered = rt.enter();
+    let pool = RelayPool::new(PoolOptions::default(), Some(Arc::new(reader)));
+    for r in &known {
+        let pin = r.key.as_deref().and_then(|k| PublicKey::from_hex(k).ok());
+        pool.add_pinned_relay(&r.url, Roles::FETCH, pin)?;
+    }
+    Ok(rt.block_on(pool.locate_relay(key))?)
 }
 
 pub(crate) fn push(ctx: &Ctx) -> Result<()> {

@@ -424,12 +424,12 @@ fn clone_into(
     std::fs::create_dir_all(dir)?;
     let result = (|| -> Result<(Repository, agigit::PullReport)> {
         let repo = Repository::init_on_branch(dir, branch.unwrap_or(agigit::DEFAULT_BRANCH))?;
+        // Each relay pinned to the key it names now (those that do not answer stay unpinned).
         let entries: Vec<RelayEntry> = relays
             .iter()
             .map(|u| RelayEntry {
-                url: u.clone(),
-                fetch: true,
-                push: true,
+                key: crate::remote::learn_key(u),
+                ..RelayEntry::new(u.trim_end_matches('/'))
             })
             .collect();
         save_config(

@@ -160,6 +160,37 @@ pub enum NetError {
     /// Signing an authorization failed.
     #[error("signing an authorization failed: {0}")]
     Sign(String),
+    /// A server sent a document this client cannot read.
+    #[error("{server} sent a malformed {what}: {reason}")]
+    Malformed {
+        /// The relay or server.
+        server: String,
+        /// What it sent.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No relay with this key could be found.
+    #[error("cannot find the relay with key {key}: {reason}")]
+    UnknownRelay {
+        /// The key (hex).
+        key: String,
+        /// What was tried.
+        reason: String,
+    },
+    /// The relay at a URL no longer holds the key it was added with: it may be another server.
+    #[error(
+        "{relay} now identifies as {}, not as {pinned}, the key it was added with: it may not be the relay you added, so agigit does not use it. If its operator changed its key, remove it and add it again (`agigit relay remove {relay}`, then `agigit relay add`)",
+        .found.as_deref().unwrap_or("no key")
+    )]
+    KeyChanged {
+        /// The relay's URL.
+        relay: String,
+        /// The key it was added with (hex).
+        pinned: String,
+        /// The key it has now (hex), if it names one.
+        found: Option<String>,
+    },
 }
 
 fn summary(report: &PublishReport) -> String {

@@ -4,6 +4,8 @@
 pub mod blob;
 mod error;
 #[cfg(feature = "client")]
+pub mod info;
+#[cfg(feature = "client")]
 mod network;
 #[cfg(feature = "client")]
 pub mod pool;
@@ -12,6 +14,8 @@ mod transport;
 #[cfg(feature = "client")]
 pub use blob::{BlobClient, BlobClientOptions, BlobDescriptor, Health};
 pub use error::{NetError, PublishReport, RelayOutcome};
+#[cfg(feature = "client")]
+pub use info::{RelayInfo, fetch_relay_info};
 #[cfg(feature = "client")]
 pub use network::Network;
 #[cfg(feature = "client")]

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use nostr::prelude::{
-    ClientMessage, Event, EventId, Filter, Kind, MatchEventOptions, RelayMessage, SubscriptionId,
-    Tag, Timestamp, UnsignedEvent,
+    ClientMessage, Event, EventId, Filter, Kind, MatchEventOptions, PublicKey, RelayMessage,
+    SubscriptionId, Tag, Timestamp, UnsignedEvent,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -106,6 +106,9 @@ pub struct RelayStatus {
     pub last_error: Option<String>,
     /// Events dropped because they did not verify or match.
     pub dropped_events: u64,
+    /// The key the relay is pinned to ([`RelayPool::add_pinned_relay`]): before every
+    /// connection its NIP-11 document must name it.
+    pub key: Option<PublicKey>,
 }
 
 enum Command {
@@ -214,6 +217,23 @@ impl RelayPool {
     /// [`NetError::Url`] for a URL the pool cannot use; [`NetError::Connection`] when called
     /// outside a tokio runtime (enter one first: `runtime.enter()` or inside `block_on`).
     pub fn add_relay(&self, url: &str, roles: Roles) -> Result<(), NetError> {
+        self.add_pinned_relay(url, roles, None)
+    }
+
+    /// As [`add_relay`](Self::add_relay), pinned to `key` when given: before every connection
+    /// the pool asks the relay for its NIP-11 document and connects only when it names `key`
+    /// (`self`, else `pubkey`). A relay that names another key is not used: what is published
+    /// to it fails at once with [`NetError::KeyChanged`]'s message, and queries go to the
+    /// others. A known relay keeps its first pin.
+    ///
+    /// # Errors
+    /// As [`add_relay`](Self::add_relay).
+    pub fn add_pinned_relay(
+        &self,
+        url: &str,
+        roles: Roles,
+        key: Option<PublicKey>,
+    ) -> Result<(), NetError> {
         check_relay_url(url)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NetError::Connection {
             server: url.to_owned(),
@@ -241,6 +261,7 @@ impl RelayPool {
             connects: 0,
             last_error: None,
             dropped_events: 0,
+            key,
         }));
         let task = runtime.spawn(relay_task(
             url.clone(),
@@ -469,6 +490,55 @@ impl RelayPool {
         Ok(dedup_newest_first(all))
     }
 
+    /// The URL of the relay whose key is `key`, found through this pool's fetch relays: the
+    /// newest relay list (NIP-65, kind 10002) signed by that key names its URLs — an
+    /// agigit-relay publishes one describing itself — and the first of them whose NIP-11
+    /// document names `key` is the answer (a list alone proves nothing about the server at a
+    /// URL: only the server's own document does).
+    ///
+    /// # Errors
+    /// [`NetError::UnknownRelay`] when no fetch relay has such a list or no URL in it answers
+    /// with that key (each URL's failure is in the message); [`NetError::NoServers`] without
+    /// fetch relays.
+    pub async fn locate_relay(&self, key: &PublicKey) -> Result<String, NetError> {
+        let filter = Filter::new().kind(Kind::RelayList).author(*key).limit(4);
+        let events = self.query(&[filter]).await.map_err(|e| match e {
+            NetError::NoServers { .. } => e,
+            other => NetError::UnknownRelay {
+                key: key.to_hex(),
+                reason: other.to_string(),
+            },
+        })?;
+        // Newest first; the pool has verified every signature.
+        let Some(list) = events.iter().find(|e| e.kind == Kind::RelayList && e.pubkey == *key)
+        else {
+            return Err(NetError::UnknownRelay {
+                key: key.to_hex(),
+                reason: "none of the known relays has a relay list (NIP-65) signed by it".to_owned(),
+            });
+        };
+        let urls = crate::info::listed_relays(list, key);
+        let mut tried = Vec::new();
+        for url in &urls {
+            match crate::info::fetch_relay_info(url, self.inner.options.connect_timeout).await {
+                Ok(info) if info.key() == Some(*key) => return Ok(url.clone()),
+                Ok(info) => tried.push(format!(
+                    "{url} identifies as {}",
+                    info.key().map_or_else(|| "no key".to_owned(), |k| k.to_hex())
+                )),
+                Err(e) => tried.push(e.to_string()),
+            }
+        }
+        Err(NetError::UnknownRelay {
+            key: key.to_hex(),
+            reason: if urls.is_empty() {
+                "its relay list names no ws:// URL".to_owned()
+            } else {
+                tried.join("; ")
+            },
+        })
+    }
+
     /// A live subscription on every fetch relay: stored events first, then new ones, verified and
     /// each delivered once. Dropping the [`Subscription`] closes it everywhere.
     ///
@@ -573,7 +643,38 @@ async fn relay_task(
             }
         }
     };
+    let pinned = status.lock().ok().and_then(|s| s.key);
     loop {
+        if let Some(pin) = pinned {
+            // The relay must still hold the key it was added with, or it is not used.
+            let refusal = match crate::info::fetch_relay_info(&url, options.connect_timeout).await {
+                Ok(info) if info.key() == Some(pin) => None,
+                Ok(info) => Some(
+                    NetError::KeyChanged {
+                        relay: url.clone(),
+                        pinned: pin.to_hex(),
+                        found: info.key().map(|k| k.to_hex()),
+                    }
+                    .to_string(),
+                ),
+                Err(e) => {
+                    set_status(false, Some(e.to_string()));
+                    if !wait_backoff(&mut commands, &mut pending, &mut subs, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(options.backoff_max);
+                    continue;
+                }
+            };
+            if let Some(reason) = refusal {
+                tracing::warn!(relay = %url, "{reason}");
+                set_status(false, Some(reason.clone()));
+                if !refuse_for(&mut commands, &mut pending, &mut subs, &reason, options.backoff_max).await {
+                    return;
+                }
+                continue;
+            }
+        }
         // No Nagle: EVENT and REQ frames are small and must not wait for delayed ACKs. A relay's
         // message or frame past the limit closes the connection before it is buffered whole.
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
@@ -681,6 +782,37 @@ async fn wait_backoff(
             cmd = commands.recv() => match cmd {
                 None => return false,
                 Some(cmd) => { let _ = accept_command(cmd, pending, subs); }
+            }
+        }
+    }
+}
+
+/// For `period`, answers every command with `reason` (a relay that is not the one added): what
+/// waits and what comes fails at once rather than at its timeout. Returns false when the pool
+/// dropped this relay.
+async fn refuse_for(
+    commands: &mut mpsc::Receiver<Command>,
+    pending: &mut HashMap<EventId, Pending>,
+    subs: &mut HashMap<String, ActiveSub>,
+    reason: &str,
+    period: Duration,
+) -> bool {
+    for (_, p) in pending.drain() {
+        let _ = p.reply.send(Err(reason.to_owned()));
+    }
+    for (_, sub) in subs.drain() {
+        let _ = sub.events.try_send(SubMsg::Closed(reason.to_owned()));
+    }
+    let sleep = tokio::time::sleep(period);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            () = &mut sleep => return true,
+            cmd = commands.recv() => match cmd {
+                None => return false,
+                Some(Command::Publish { reply, .. }) => { let _ = reply.send(Err(reason.to_owned())); }
+                Some(Command::Req { events, .. }) => { let _ = events.try_send(SubMsg::Closed(reason.to_owned())); }
+                Some(Command::Close { .. }) => {}
             }
         }
     }

@@ -90,17 +90,33 @@ pub enum ConfigError {
     },
 }
 
-/// One relay: a `ws://` URL (its Blossom server is the same host over `http://`) and what it is
-/// used for.
+/// One relay: a `ws://` URL (its Blossom server is the same host over `http://`), the key it
+/// is pinned to, and what it is used for.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RelayEntry {
     /// The relay's URL.
     pub url: String,
+    /// The relay's own key (64 hex digits) as it named itself when added: the network refuses
+    /// the relay if its NIP-11 document names another. `None`: not pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// Read from on fetch and pull.
     pub fetch: bool,
     /// Written to on push.
     pub push: bool,
+}
+
+impl RelayEntry {
+    /// An unpinned relay with both roles.
+    pub fn new(url: impl Into<String>) -> Self {
+        RelayEntry {
+            url: url.into(),
+            key: None,
+            fetch: true,
+            push: true,
+        }
+    }
 }
 
 /// Erasure coding and acceptance for pushes.
@@ -315,6 +331,7 @@ mod tests {
             id: Some("m".into()),
             remote: None,
             relays: vec![RelayEntry {
+                key: None,
                 url: "ws://127.0.0.1:1".into(),
                 fetch: true,
                 push: false,
@@ -353,6 +370,7 @@ mod tests {
     #[test]
     fn the_repository_wins_over_the_user_and_the_user_over_the_defaults() {
         let relay = |url: &str| RelayEntry {
+            key: None,
             url: url.into(),
             fetch: true,
             push: true,

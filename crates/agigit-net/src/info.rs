@@ -1,0 +1,293 @@
+//! A relay's NIP-11 information document — where a relay says which key it holds, so a client
+//! can name a relay by its key and notice when the server at a URL is no longer the one it added
+//! — and the NIP-65 relay list through which a key is turned into a URL.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use nostr::prelude::{Event, Kind, PublicKey};
+
+use crate::error::NetError;
+
+/// The largest information document read; a longer one is refused.
+pub const MAX_INFO_BYTES: usize = 64 << 10;
+
+/// The most URLs taken from one relay list.
+pub const MAX_LISTED_URLS: usize = 32;
+
+/// What a relay's NIP-11 document says about who it is. Every field is optional: other relays
+/// publish less than agigit-relay does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayInfo {
+    /// `name`.
+    pub name: Option<String>,
+    /// `pubkey`: the operator's contact key (agigit-relay puts its own key there too).
+    pub pubkey: Option<PublicKey>,
+    /// `self`: the relay's own key.
+    pub self_key: Option<PublicKey>,
+    /// `software`.
+    pub software: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Document {
+    name: Option<serde_json::Value>,
+    pubkey: Option<serde_json::Value>,
+    #[serde(rename = "self")]
+    self_key: Option<serde_json::Value>,
+    software: Option<serde_json::Value>,
+}
+
+impl RelayInfo {
+    /// The key that names the relay: `self`, else `pubkey`.
+    pub fn key(&self) -> Option<PublicKey> {
+        self.self_key.or(self.pubkey)
+    }
+
+    /// Reads a NIP-11 document sent by `server`. Unknown fields are ignored; `pubkey` and
+    /// `self`, when present and not null, must be 64 hex digits of a valid key.
+    ///
+    /// # Errors
+    /// [`NetError::TooLarge`] past [`MAX_INFO_BYTES`]; [`NetError::Malformed`] for bytes that
+    /// are not a JSON object or a key field that is not a key.
+    pub fn parse(server: &str, bytes: &[u8]) -> Result<Self, NetError> {
+        if bytes.len() > MAX_INFO_BYTES {
+            return Err(NetError::TooLarge {
+                server: server.to_owned(),
+                what: "its information document (NIP-11)".to_owned(),
+                limit: MAX_INFO_BYTES as u64,
+                unit: "bytes",
+            });
+        }
+        let malformed = |reason: String| NetError::Malformed {
+            server: server.to_owned(),
+            what: "information document (NIP-11)",
+            reason,
+        };
+        let doc: Document = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
+        let key = |field: &str, value: Option<serde_json::Value>| match value {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s))
+                if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                PublicKey::from_hex(&s)
+                    .map(Some)
+                    .map_err(|e| malformed(format!("{field}: {e}")))
+            }
+            Some(_) => Err(malformed(format!("{field} is not a key in 64 hex digits"))),
+        };
+        let text = |value: Option<serde_json::Value>| match value {
+            Some(serde_json::Value::String(s)) => Some(s),
+            _ => None,
+        };
+        Ok(RelayInfo {
+            name: text(doc.name),
+            pubkey: key("pubkey", doc.pubkey)?,
+            self_key: key("self", doc.self_key)?,
+            software: text(doc.software),
+        })
+    }
+
+    /// The document as agigit-relay writes it (the fields this type knows).
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "name": self.name,
+            "pubkey": self.pubkey.map(|k| k.to_hex()),
+            "self": self.self_key.map(|k| k.to_hex()),
+            "software": self.software,
+        })
+        .to_string()
+    }
+}
+
+/// The HTTP URL a NIP-11 document is asked for at: `ws://host[:port][/path]` → `http://…`.
+///
+/// # Errors
+/// [`NetError::Url`] for a URL that is not `ws://…`.
+pub fn info_url(relay: &str) -> Result<String, NetError> {
+    crate::pool::check_relay_url(relay)?;
+    Ok(relay.replacen("ws://", "http://", 1))
+}
+
+/// Asks the relay at `relay` (`ws://…`) for its NIP-11 document, within `timeout` in all.
+///
+/// # Errors
+/// [`NetError::Url`], [`NetError::Connection`], [`NetError::Http`], [`NetError::Timeout`], and
+/// [`RelayInfo::parse`]'s errors.
+pub async fn fetch_relay_info(relay: &str, timeout: Duration) -> Result<RelayInfo, NetError> {
+    let url = info_url(relay)?;
+    let uri: hyper::Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| NetError::Url {
+        url: relay.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(timeout));
+    connector.set_nodelay(true);
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(uri)
+        .header(hyper::header::ACCEPT, "application/nostr+json")
+        .body(Empty::new())
+        .map_err(|e| NetError::Url {
+            url: relay.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| NetError::Connection {
+                server: relay.to_owned(),
+                reason: format!("asking for its information document: {e}"),
+            })?;
+        if response.status() != StatusCode::OK {
+            return Err(NetError::Http {
+                server: relay.to_owned(),
+                status: response.status().as_u16(),
+                reason: "no information document (NIP-11)".to_owned(),
+            });
+        }
+        // One byte past the limit tells "too large" from "exactly the limit".
+        let limited = http_body_util::Limited::new(response.into_body(), MAX_INFO_BYTES + 1);
+        let body = limited.collect().await.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                NetError::TooLarge {
+                    server: relay.to_owned(),
+                    what: "its information document (NIP-11)".to_owned(),
+                    limit: MAX_INFO_BYTES as u64,
+                    unit: "bytes",
+                }
+            } else {
+                NetError::Connection {
+                    server: relay.to_owned(),
+                    reason: format!("reading its information document: {e}"),
+                }
+            }
+        })?;
+        RelayInfo::parse(relay, &body.to_bytes())
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| {
+            Err(NetError::Timeout {
+                what: format!("{relay}: its information document"),
+                secs: timeout.as_secs(),
+            })
+        })
+}
+
+/// The relay URLs `event` lists — a NIP-65 relay list (kind 10002) by `author` — in its order,
+/// without repeats, at most [`MAX_LISTED_URLS`], keeping only `ws://` URLs this client can use.
+/// Empty for an event of another kind or author (the caller has verified its signature).
+pub fn listed_relays(event: &Event, author: &PublicKey) -> Vec<String> {
+    if event.kind != Kind::RelayList || event.pubkey != *author {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::new();
+    for tag in event.tags.iter() {
+        let fields = tag.as_slice();
+        if fields.first().map(String::as_str) != Some("r") {
+            continue;
+        }
+        let Some(url) = fields.get(1) else { continue };
+        let url = url.trim_end_matches('/');
+        if crate::pool::check_relay_url(url).is_ok() && !out.iter().any(|u| u == url) {
+            out.push(url.to_owned());
+            if out.len() == MAX_LISTED_URLS {
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(seed: u8) -> PublicKey {
+        let secret = nostr::prelude::SecretKey::from_slice(&[seed.max(1); 32]).unwrap();
+        nostr::prelude::Keys::new(secret).public_key()
+    }
+
+    proptest! {
+        #[test]
+        fn what_agigit_relay_writes_reads_back(
+            name in proptest::option::of("[ -~]{0,40}"),
+            pubkey in proptest::option::of(1u8..=255),
+            self_key in proptest::option::of(1u8..=255),
+        ) {
+            let info = RelayInfo {
+                name,
+                pubkey: pubkey.map(key),
+                self_key: self_key.map(key),
+                software: Some("agigit".to_owned()),
+            };
+            let back = RelayInfo::parse("ws://r", info.to_json().as_bytes()).unwrap();
+            prop_assert_eq!(back, info);
+        }
+
+        #[test]
+        fn any_bytes_give_a_document_or_a_typed_error(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            match RelayInfo::parse("ws://r", &bytes) {
+                Ok(_) | Err(NetError::Malformed { .. }) => {}
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn corrupt_documents_are_refused_with_the_reason() {
+        let k = key(7).to_hex();
+        let good = format!(r#"{{"name":"r","self":"{k}","supported_nips":[1,11]}}"#);
+        assert_eq!(
+            RelayInfo::parse("ws://r", good.as_bytes()).unwrap().key(),
+            Some(key(7))
+        );
+        // A key one digit short, a key that is no curve point, a number, truncated JSON.
+        for bad in [
+            format!(r#"{{"self":"{}"}}"#, &k[1..]),
+            format!(r#"{{"self":"{}"}}"#, "f".repeat(64)),
+            r#"{"pubkey":42}"#.to_owned(),
+            good[..good.len() - 3].to_owned(),
+            "[]".to_owned(),
+        ] {
+            assert!(
+                matches!(
+                    RelayInfo::parse("ws://r", bad.as_bytes()),
+                    Err(NetError::Malformed { .. })
+                ),
+                "{bad}"
+            );
+        }
+        let huge = format!(r#"{{"name":"{}"}}"#, "x".repeat(MAX_INFO_BYTES));
+        assert!(matches!(
+            RelayInfo::parse("ws://r", huge.as_bytes()),
+            Err(NetError::TooLarge { .. })
+        ));
+        // `self` wins over `pubkey`; null is absent.
+        let both = format!(
+            r#"{{"pubkey":"{}","self":"{}"}}"#,
+            key(1).to_hex(),
+            key(2).to_hex()
+        );
+        assert_eq!(
+            RelayInfo::parse("ws://r", both.as_bytes()).unwrap().key(),
+            Some(key(2))
+        );
+        let null = format!(r#"{{"pubkey":"{}","self":null}}"#, key(1).to_hex());
+        assert_eq!(
+            RelayInfo::parse("ws://r", null.as_bytes()).unwrap().key(),
+            Some(key(1))
+        );
+    }
+}
