@@ -226,8 +226,9 @@ fn bench_transfer(c: &mut Criterion) {
         let pack = report.expect("push").pack_bytes as f64;
         let clone = Repository::init(dir.join("clone")).expect("init");
         let coordinate = RepoCoordinate::new(keys.public_key(), id);
-        let (pulled, pull_peak) =
-            peak_of(|| rt.block_on(clone.pull(&net, &coordinate, "master", FetchOptions::default())));
+        let (pulled, pull_peak) = peak_of(|| {
+            rt.block_on(clone.pull(&net, &coordinate, "master", FetchOptions::default()))
+        });
         pulled.expect("pull");
         let alt_net = DiskTransport::new(&dir.join("alt-servers"), 5);
         let (_, alt_peak) = peak_of(|| in_memory_push(&repo, &alt_net, &rt));

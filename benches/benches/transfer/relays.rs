@@ -316,7 +316,12 @@ pub(crate) fn bench_relays(c: &mut Criterion, root: &Path) {
                 let clone = Repository::init(&dir).expect("init");
                 let start = Instant::now();
                 let report: PullReport = rt
-                    .block_on(clone.pull(&reachable, &coordinate, "master", FetchOptions::default()))
+                    .block_on(clone.pull(
+                        &reachable,
+                        &coordinate,
+                        "master",
+                        FetchOptions::default(),
+                    ))
                     .expect("pull");
                 let took = start.elapsed();
                 let mut st = pull_stages.borrow_mut();

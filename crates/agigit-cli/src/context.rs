@@ -205,7 +205,10 @@ pub(crate) fn network(keys: &Keys, relays: &[RelayEntry]) -> Result<Network> {
             Some(k) => Some(PublicKey::from_hex(k).map_err(|e| {
                 Failure::new(
                     ErrorKind::Invalid,
-                    format!("relay {}: its key {k:?} in the configuration is not a key: {e}", r.url),
+                    format!(
+                        "relay {}: its key {k:?} in the configuration is not a key: {e}",
+                        r.url
+                    ),
                 )
             })?),
             None => None,

@@ -9,8 +9,8 @@ use agigit::event::{RepoCoordinate, RepoId};
 use clap::Subcommand;
 
 use crate::context::{
-    Bar, Ctx, current_branch, fetch_identity, keys, load_config, network, npub, open, parse_reader, print,
-    reader_secret, runtime, save_config, write_key,
+    Bar, Ctx, current_branch, fetch_identity, keys, load_config, network, npub, open, parse_reader,
+    print, reader_secret, runtime, save_config, write_key,
 };
 use crate::failure::{Failure, Result};
 use crate::remote::PartsArg;

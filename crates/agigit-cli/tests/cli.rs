@@ -947,7 +947,10 @@ async fn a_clone_takes_the_branch_it_is_asked_for() -> TestResult {
     let plain = env.root.join("plain");
     let cloned = json(&clone_of(&plain, &[]));
     assert_eq!(cloned["branch"], "trunk", "{cloned}");
-    assert_eq!(std::fs::read_to_string(plain.join("notes.txt"))?, "on trunk");
+    assert_eq!(
+        std::fs::read_to_string(plain.join("notes.txt"))?,
+        "on trunk"
+    );
     // --branch takes another.
     let clone = env.root.join("clone");
     ok(&clone_of(&clone, &["--branch", "exp"]));

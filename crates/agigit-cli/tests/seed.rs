@@ -184,7 +184,10 @@ fn the_seeds_command_list_runs_verbatim() -> TestResult {
     std::fs::write(model.join("data/train/rows.csv"), "x,y\n1,2\n")?;
     let c1 = commit_id(&agigit(&ana, &model, &["commit", "-m", "c1", "--json"]));
     let pushed = json(&agigit(&ana, &model, &["push", "--json"]));
-    let coordinate = pushed["repository"].as_str().ok_or("coordinate")?.to_owned();
+    let coordinate = pushed["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
 
     // Bo clones it from the first relay, and starts a side branch of his own.
     let bo = root.join("bo-home");
@@ -206,7 +209,7 @@ fn the_seeds_command_list_runs_verbatim() -> TestResult {
     std::fs::write(model.join("train.py"), "print('v2')\n")?;
     let c2 = commit_id(&agigit(&ana, &model, &["commit", "-m", "c2", "--json"]));
     ok(&agigit(&ana, &model, &["push"]));
-    let mut branch_commit = |name: &str, file: &str, text: &str| -> String {
+    let branch_commit = |name: &str, file: &str, text: &str| -> String {
         ok(&agigit(&ana, &model, &["checkout", "master"]));
         ok(&agigit(&ana, &model, &["branch", name]));
         ok(&agigit(&ana, &model, &["checkout", name]));
@@ -291,8 +294,17 @@ fn the_seeds_command_list_runs_verbatim() -> TestResult {
 
     // agigit fetch: every branch, no local branch or file moved.
     let fetched = json(&agigit(&bo, &work, &["fetch", "--json"]));
-    for (branch, tip) in [("master", &c2), ("exp", &c3), ("feature", &c6), ("next", &c7)] {
-        assert_eq!(fetched["branches"][branch]["tip"], tip.as_str(), "{fetched}");
+    for (branch, tip) in [
+        ("master", &c2),
+        ("exp", &c3),
+        ("feature", &c6),
+        ("next", &c7),
+    ] {
+        assert_eq!(
+            fetched["branches"][branch]["tip"],
+            tip.as_str(),
+            "{fetched}"
+        );
     }
     assert_eq!(read(&work, "train.py"), "print('v1')\n");
 
@@ -339,7 +351,10 @@ fn the_seeds_command_list_runs_verbatim() -> TestResult {
     // agigit push: Bo's own copy, under his key, on the relay he kept.
     let pushed = json(&agigit(&bo, &work, &["push", "--json"]));
     assert_eq!(pushed["pushed"], "master");
-    let bo_coordinate = pushed["repository"].as_str().ok_or("coordinate")?.to_owned();
+    let bo_coordinate = pushed["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
     assert_ne!(bo_coordinate, coordinate);
 
     // agigit merge $commitHashA $commitHashB: both into master, one merge commit.
@@ -365,7 +380,10 @@ fn the_seeds_command_list_runs_verbatim() -> TestResult {
     // agigit rebase $nonHeadCommitHash: master's own commits replayed on next's commit, the
     // merge flattened away, every change kept.
     let rebased = json(&agigit(&bo, &work, &["rebase", &c7[..8], "--json"]));
-    assert_eq!(rebased["commits"], 4, "c3, c5, c6 and s1 replayed: {rebased}");
+    assert_eq!(
+        rebased["commits"], 4,
+        "c3, c5, c6 and s1 replayed: {rebased}"
+    );
     let history = json(&agigit(&bo, &work, &["log", "-n", "10", "--json"]));
     let history = history.as_array().ok_or("log")?;
     assert!(

@@ -122,10 +122,12 @@ pub fn info_url(relay: &str) -> Result<String, NetError> {
 /// [`RelayInfo::parse`]'s errors.
 pub async fn fetch_relay_info(relay: &str, timeout: Duration) -> Result<RelayInfo, NetError> {
     let url = info_url(relay)?;
-    let uri: hyper::Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| NetError::Url {
-        url: relay.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e: hyper::http::uri::InvalidUri| NetError::Url {
+            url: relay.to_owned(),
+            reason: e.to_string(),
+        })?;
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(timeout));
     connector.set_nodelay(true);

@@ -510,11 +510,14 @@ impl RelayPool {
             },
         })?;
         // Newest first; the pool has verified every signature.
-        let Some(list) = events.iter().find(|e| e.kind == Kind::RelayList && e.pubkey == *key)
+        let Some(list) = events
+            .iter()
+            .find(|e| e.kind == Kind::RelayList && e.pubkey == *key)
         else {
             return Err(NetError::UnknownRelay {
                 key: key.to_hex(),
-                reason: "none of the known relays has a relay list (NIP-65) signed by it".to_owned(),
+                reason: "none of the known relays has a relay list (NIP-65) signed by it"
+                    .to_owned(),
             });
         };
         let urls = crate::info::listed_relays(list, key);
@@ -524,7 +527,8 @@ impl RelayPool {
                 Ok(info) if info.key() == Some(*key) => return Ok(url.clone()),
                 Ok(info) => tried.push(format!(
                     "{url} identifies as {}",
-                    info.key().map_or_else(|| "no key".to_owned(), |k| k.to_hex())
+                    info.key()
+                        .map_or_else(|| "no key".to_owned(), |k| k.to_hex())
                 )),
                 Err(e) => tried.push(e.to_string()),
             }
@@ -669,7 +673,15 @@ async fn relay_task(
             if let Some(reason) = refusal {
                 tracing::warn!(relay = %url, "{reason}");
                 set_status(false, Some(reason.clone()));
-                if !refuse_for(&mut commands, &mut pending, &mut subs, &reason, options.backoff_max).await {
+                if !refuse_for(
+                    &mut commands,
+                    &mut pending,
+                    &mut subs,
+                    &reason,
+                    options.backoff_max,
+                )
+                .await
+                {
                     return;
                 }
                 continue;

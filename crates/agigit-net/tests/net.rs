@@ -751,3 +751,122 @@ async fn a_relay_that_floods_a_query_or_sends_a_huge_message_is_cut_off() -> Tes
     );
     Ok(())
 }
+
+/// An agigit-relay with its own key `keys`, storing its self-description and `also` (other
+/// relays' self-descriptions, as their announcements would have brought them).
+async fn start_identified(
+    name: &str,
+    keys: &Keys,
+    also: &[Event],
+) -> Result<(Server, Event), Error> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let dir = std::env::temp_dir().join(format!("agigit-net-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let relay = Relay::new(
+        Arc::new(SqliteEventStore::open(dir.join("events.sqlite"))?),
+        Limits::default(),
+        Info::default(),
+    )
+    .with_identity(keys.public_key());
+    let description = agigit_relay::identity::self_description(
+        keys,
+        &[format!("ws://{addr}")],
+        Timestamp::now(),
+    )?;
+    relay.store_event(&description)?;
+    for e in also {
+        relay.store_event(e)?;
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, relay, async {
+        let _ = stopped.await;
+    }));
+    Ok((
+        Server {
+            addr,
+            dir,
+            stop: Some(stop),
+            task,
+        },
+        description,
+    ))
+}
+
+#[tokio::test]
+async fn a_relay_is_found_by_its_key_and_pinned_to_it() -> TestResult {
+    let (b_keys, liar) = (Keys::generate(), Keys::generate());
+    let (b, b_description) = start_identified("locate-b", &b_keys, &[]).await?;
+    // A liar's relay list that names b's URL: only b's own NIP-11 answer may confirm a key.
+    let lie = agigit_relay::identity::self_description(&liar, &[b.ws()], Timestamp::now())?;
+    let (a, _) = start_identified("locate-a", &Keys::generate(), &[b_description, lie]).await?;
+
+    let pool = RelayPool::new(quick(), None);
+    pool.add_relay(&a.ws(), Roles::FETCH)?;
+    assert_eq!(pool.locate_relay(&b_keys.public_key()).await?, b.ws());
+    match pool.locate_relay(&liar.public_key()).await {
+        Err(NetError::UnknownRelay { reason, .. }) => {
+            assert!(reason.contains("identifies as"), "{reason}");
+        }
+        other => panic!("the liar's list was believed: {other:?}"),
+    }
+    match pool.locate_relay(&Keys::generate().public_key()).await {
+        Err(NetError::UnknownRelay { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+
+    // Pinned to the right key: used. Pinned to another: refused at once, with the reason.
+    let keys = Keys::generate();
+    let right = RelayPool::new(quick(), None);
+    right.add_pinned_relay(&b.ws(), Roles::BOTH, Some(b_keys.public_key()))?;
+    tokio::time::timeout(WAIT, right.publish(&note(&keys, "pinned")?, 1)).await??;
+    let wrong = RelayPool::new(quick(), None);
+    wrong.add_pinned_relay(&b.ws(), Roles::BOTH, Some(liar.public_key()))?;
+    let started = std::time::Instant::now();
+    match wrong.publish(&note(&keys, "impostor")?, 1).await {
+        Err(NetError::NotEnoughAccepted { report, .. }) => {
+            let (_, why) = report.failures().next().ok_or("a failure")?;
+            assert!(why.contains("now identifies as"), "{why}");
+        }
+        other => panic!("published to a relay whose key changed: {other:?}"),
+    }
+    assert!(
+        started.elapsed() < quick().publish_timeout,
+        "refused at once, not at the timeout"
+    );
+    match wrong.query(&[Filter::new().kind(Kind::TextNote)]).await {
+        Err(NetError::Connection { reason, .. }) => assert!(reason.contains("identifies as")),
+        other => panic!("queried a relay whose key changed: {other:?}"),
+    }
+    a.stop().await;
+    b.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_endless_or_broken_information_document_is_cut_off() -> TestResult {
+    let endless = hostile_blob_server(
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+        true,
+    )
+    .await?;
+    let started = std::time::Instant::now();
+    match agigit_net::fetch_relay_info(&format!("ws://{endless}"), Duration::from_secs(5)).await {
+        Err(NetError::TooLarge { limit, .. }) => {
+            assert_eq!(limit, agigit_net::info::MAX_INFO_BYTES as u64);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let garbage = hostile_blob_server(
+        "HTTP/1.1 200 OK\r\ncontent-length: 17\r\n\r\n{\"self\":\"nope\"}\n\n",
+        false,
+    )
+    .await?;
+    match agigit_net::fetch_relay_info(&format!("ws://{garbage}"), Duration::from_secs(5)).await {
+        Err(NetError::Malformed { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    Ok(())
+}

@@ -10,9 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures_util::{SinkExt as _, StreamExt as _};
 use agigit_event::Signer as _;
-use nostr::prelude::{ClientMessage, Event, Keys, Kind, RelayMessage, Tag, Timestamp, UnsignedEvent};
+use futures_util::{SinkExt as _, StreamExt as _};
+use nostr::prelude::{
+    ClientMessage, Event, Keys, Kind, RelayMessage, Tag, Timestamp, UnsignedEvent,
+};
 
 /// The file a relay keeps its generated key in, inside its data directory.
 pub const KEY_FILE: &str = "relay.key";
@@ -222,7 +224,10 @@ mod tests {
     #[test]
     fn the_self_description_lists_the_urls_under_the_relays_key() {
         let keys = Keys::generate();
-        let urls = vec!["ws://127.0.0.1:7777".to_owned(), "wss://r.example".to_owned()];
+        let urls = vec![
+            "ws://127.0.0.1:7777".to_owned(),
+            "wss://r.example".to_owned(),
+        ];
         let event = self_description(&keys, &urls, Timestamp::from_secs(1_700_000_000)).unwrap();
         event.verify().unwrap();
         assert_eq!(event.kind, Kind::RelayList);

@@ -287,11 +287,8 @@ impl Relay {
             .with_auth(config.auth)
             .with_connection_limits(config.connections.clone())
             .with_identity(keys.public_key());
-        let description = crate::identity::self_description(
-            &keys,
-            &config.advertised_urls(),
-            Timestamp::now(),
-        )?;
+        let description =
+            crate::identity::self_description(&keys, &config.advertised_urls(), Timestamp::now())?;
         relay.store_event(&description)?;
         relay.description = Some(Arc::new(description));
         if let Some(url) = &config.public_url {

@@ -140,7 +140,10 @@ async fn run(origin_kind: Kind, clone_kind: Kind) -> TestResult {
         ..PushOptions::new(&code)
     };
     let id = RepoId::new("conformance")?;
-    let pushed = repo.remote(&net, &keys).push(&id, "master", options).await?;
+    let pushed = repo
+        .remote(&net, &keys)
+        .push(&id, "master", options)
+        .await?;
     assert!(pushed.objects > 0 && !pushed.up_to_date);
     let coordinate = RepoCoordinate::new(keys.public_key(), id.clone());
     let reader = init(clone_kind, &clone.0)?;

@@ -640,8 +640,14 @@ impl Pushed {
         std::fs::write(origin.0.join(file), content)?;
         let repo = Repository::init(&origin.0)?;
         let tip = repo.commit(content, keys.public_key().to_bytes())?;
-        repo.push(&net, &keys, &coordinate.id, "master", PushOptions::new(&code))
-            .await?;
+        repo.push(
+            &net,
+            &keys,
+            &coordinate.id,
+            "master",
+            PushOptions::new(&code),
+        )
+        .await?;
         Ok(Pushed {
             keys,
             net,

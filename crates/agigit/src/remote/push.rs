@@ -441,7 +441,11 @@ async fn publish_state<S: Signer + Sync + ?Sized>(
     state.refs.insert(name.clone(), published);
     // `HEAD` names the repository's default branch: set by the first push, kept after (as a
     // git remote's `HEAD` is), and moved only when the branch it named is gone.
-    if state.head.as_ref().is_none_or(|h| !state.refs.contains_key(h)) {
+    if state
+        .head
+        .as_ref()
+        .is_none_or(|h| !state.refs.contains_key(h))
+    {
         state.head = Some(name);
     }
     state.keys = keys.map(PrivateKeys::envelope_bytes);

@@ -27,8 +27,8 @@ impl Repository {
     /// [`Error::Invalid`] for a name that is not a branch name, or when `HEAD` already
     /// resolves to a commit (check out a branch instead).
     pub fn set_unborn_branch(&self, name: &str) -> Result<(), Error> {
-        let branch = RefName::branch(name)
-            .map_err(|e| Error::Invalid(format!("branch {name:?}: {e}")))?;
+        let branch =
+            RefName::branch(name).map_err(|e| Error::Invalid(format!("branch {name:?}: {e}")))?;
         let current = self.refs.read(&RefKey::Head)?;
         if self.head()?.is_some() {
             return Err(Error::Invalid(format!(
