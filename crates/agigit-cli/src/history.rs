@@ -354,7 +354,7 @@ fn print_merge(json: bool, what: &str, report: &agigit::MergeReport) {
 }
 
 /// A commit author's key as `npub…` (hex when it is not a valid key).
-fn author_name(author: &[u8; 32]) -> String {
+pub(crate) fn author_name(author: &[u8; 32]) -> String {
     agigit::event::nostr::prelude::PublicKey::from_slice(author)
         .ok()
         .and_then(|pk| pk.to_bech32().ok())
@@ -363,7 +363,7 @@ fn author_name(author: &[u8; 32]) -> String {
 
 /// `secs` since the Unix epoch as `YYYY-MM-DD hh:mm:ss UTC` (civil-from-days, proleptic
 /// Gregorian).
-fn utc_date(secs: i64) -> String {
+pub(crate) fn utc_date(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -382,7 +382,7 @@ fn utc_date(secs: i64) -> String {
     )
 }
 
-fn change_name(c: Change) -> &'static str {
+pub(crate) fn change_name(c: Change) -> &'static str {
     match c {
         Change::Added => "added",
         Change::Modified => "modified",

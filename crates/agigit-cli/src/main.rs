@@ -6,6 +6,7 @@ mod failure;
 mod history;
 mod remote;
 mod setup;
+mod view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +68,12 @@ enum Command {
     Commit(history::CommitArgs),
     /// Show history.
     Log(history::LogArgs),
+    /// Show a commit and what it changed: per part, per file, and for safetensors per tensor
+    /// (dtype and shape, share of elements changed, ‖Δ‖/‖W‖, how each version is stored).
+    Show(view::ShowArgs),
+    /// Show what changed between two revisions, or a revision (default HEAD) and the working
+    /// directory, as `show` does; `-- <part|path>` narrows it.
+    Diff(view::DiffArgs),
     /// List branches, create one (at HEAD or a revision), or delete one (-d, -D).
     Branch(history::BranchArgs),
     /// Switch to a branch or commit. Local changes to files that are the same in both are kept.
@@ -102,6 +109,8 @@ fn run(cli: &Cli) -> failure::Result<()> {
         Command::Status | Command::Add => history::status(&ctx),
         Command::Commit(args) => history::commit(&ctx, args),
         Command::Log(args) => history::log(&ctx, args),
+        Command::Show(args) => view::show(&ctx, args),
+        Command::Diff(args) => view::diff(&ctx, args),
         Command::Branch(args) => history::branch(&ctx, args),
         Command::Checkout(args) => history::checkout(&ctx, args),
         Command::Merge(args) => history::merge(&ctx, args),

@@ -965,3 +965,99 @@ async fn a_clone_takes_the_branch_it_is_asked_for() -> TestResult {
     assert!(!missing.exists());
     Ok(())
 }
+
+#[test]
+fn show_and_diff_speak_tensors() -> TestResult {
+    let env = fresh_env("show-diff");
+    let home = env.root.join("home");
+    ok(&agigit(&home, &env.root, &["key", "generate"]));
+    ok(&agigit(&home, &env.root, &["init", "model"]));
+    let model = env.root.join("model");
+    write_model(&model, [1.0, 1.0, 1.0])?;
+    std::fs::write(model.join("train.py"), "print(1)\n")?;
+    ok(&agigit(&home, &model, &["commit", "-m", "base"]));
+
+    // The working directory against HEAD: tensor b changed everywhere, by half its norm; c by
+    // a quarter of its elements.
+    write_model(&model, [1.0, 1.5, 1.0])?;
+    std::fs::write(model.join("train.py"), "print(2)\nprint(3)\n")?;
+    std::fs::write(model.join("README.md"), "new\n")?;
+    let diff = json(&agigit(&home, &model, &["diff", "--json"]));
+    let files = diff["files"].as_array().ok_or("files")?;
+    let paths: Vec<&str> = files.iter().filter_map(|f| f["path"].as_str()).collect();
+    assert_eq!(paths, ["README.md", "model.safetensors", "train.py"]);
+    let st = &files[1];
+    assert_eq!(st["part"], "params");
+    let tensors = st["tensors"].as_array().ok_or("tensors")?;
+    assert_eq!(tensors.len(), 1, "only b changed: {st}");
+    assert_eq!(tensors[0]["name"], "b.weight");
+    assert_eq!(tensors[0]["changed_share"], 1.0);
+    assert!((tensors[0]["relative_change"].as_f64().ok_or("rel")? - 0.5).abs() < 1e-9);
+    assert_eq!(tensors[0]["old"]["stored"]["encoding"], "dense");
+    assert!(tensors[0]["new"]["stored"].is_null(), "not committed yet");
+    assert_eq!(files[2]["bytes"]["old"], 9);
+    assert_eq!(files[2]["bytes"]["new"], 18);
+
+    // `-- <part>` and `-- <path>` narrow it; --stat is one line per file.
+    let code = json(&agigit(&home, &model, &["diff", "--json", "--", "code"]));
+    let paths: Vec<&str> = code["files"]
+        .as_array()
+        .ok_or("files")?
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert_eq!(paths, ["README.md", "train.py"]);
+    let one = json(&agigit(
+        &home,
+        &model,
+        &["diff", "--json", "--", "train.py"],
+    ));
+    assert_eq!(one["files"].as_array().map(Vec::len), Some(1));
+    let stat = ok(&agigit(&home, &model, &["diff", "--stat"]));
+    assert!(
+        stat.contains("model.safetensors | modified 1 tensors"),
+        "{stat}"
+    );
+    assert!(stat.contains("3 files changed"), "{stat}");
+
+    // Committed: `show` prints the commit and the tensor table, aligned.
+    ok(&agigit(&home, &model, &["commit", "-m", "tune b"]));
+    let shown = ok(&agigit(&home, &model, &["show"]));
+    assert!(shown.contains("    tune b"), "{shown}");
+    let lines: Vec<&str> = shown.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("tensor"))
+        .ok_or("a tensor table")?;
+    let table = &lines[at..];
+    assert!(table[0].contains("‖Δ‖/‖W‖"), "{shown}");
+    assert!(
+        table[1].contains("b.weight") && table[1].contains("100.0%") && table[1].contains("0.5000"),
+        "{shown}"
+    );
+    let shown = json(&agigit(&home, &model, &["show", "HEAD", "--json"]));
+    assert_eq!(shown["message"], "tune b");
+    assert_eq!(shown["files"].as_array().map(Vec::len), Some(3));
+    // Two revisions, either way round; none between a commit and itself.
+    let back = json(&agigit(
+        &home,
+        &model,
+        &["diff", "HEAD", "HEAD~1", "--json"],
+    ));
+    assert_eq!(back["files"][1]["tensors"][0]["name"], "b.weight");
+    let none = ok(&agigit(&home, &model, &["diff", "HEAD", "HEAD"]));
+    assert_eq!(none.trim(), "no changes");
+    // The root commit shows everything as added.
+    let root = json(&agigit(&home, &model, &["show", "HEAD~1", "--json"]));
+    assert!(
+        root["files"]
+            .as_array()
+            .ok_or("files")?
+            .iter()
+            .all(|f| f["change"] == "added")
+    );
+    // A path that is not one is refused.
+    let bad = agigit(&home, &model, &["diff", "--", "../etc"]);
+    assert_eq!(bad.status.code(), Some(3));
+    Ok(())
+}

@@ -2,6 +2,7 @@
 
 mod checkpoint;
 pub mod codec;
+pub mod compare;
 mod dtype;
 pub mod merge;
 #[cfg(feature = "lowrank")]

@@ -446,3 +446,68 @@ fn revisions_as_git_users_type_them() -> TestResult {
     assert_eq!(r(&a.to_hex()[..20])?, a, "more digits settle it");
     Ok(())
 }
+
+#[test]
+fn a_model_diff_names_the_tensors_that_changed_and_how_they_are_stored() -> TestResult {
+    let dir = Dir::new("model-diff");
+    let repo = Repository::init(&dir.0)?;
+    write_model(&dir.0, false)?;
+    let base = repo.commit("base", AUTHOR)?;
+    // A fork of its own first commit: the tuned layer is stored as a lossless delta.
+    repo.set_fork_base("30717:aa:foundation", base)?;
+    write_model(&dir.0, true)?;
+    std::fs::write(&dir.0.join("data/train/part-1.jsonl"), b"{}\n")?;
+
+    let all = agigit::PathFilter::all();
+    let pending = repo.diff("HEAD", None, &all)?;
+    let paths: Vec<&str> = pending.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["data/train/part-1.jsonl", "model.safetensors"]);
+    let tensors = &pending.files[1].tensors;
+    assert_eq!(tensors.len(), 1);
+    assert_eq!(tensors[0].name, "layers.0.mlp.weight");
+    assert_eq!(tensors[0].change, Change::Modified);
+    let c = tensors[0].comparison.ok_or("compared")?;
+    assert!(c.changed_share() > 0.5, "{c:?}");
+    // perturb(…, 0.01): a change of about 1% of the weights' norm.
+    let rel = c.relative_change().ok_or("a norm")?;
+    assert!((0.005..0.02).contains(&rel), "{rel}");
+    assert!(tensors[0].new.as_ref().ok_or("new")?.storage.is_none());
+
+    let tuned = repo.commit("tune", AUTHOR)?;
+    let (id, commit, shown) = repo.show("HEAD", &all)?;
+    assert_eq!((id, commit.message.as_str()), (tuned, "tune"));
+    let t = &shown.files[1].tensors[0];
+    let stored = t
+        .new
+        .as_ref()
+        .and_then(|i| i.storage.as_ref())
+        .ok_or("stored")?;
+    assert_eq!((stored.encoding.as_str(), stored.delta), ("lossless", true));
+    assert_eq!(stored.describe(), "lossless delta");
+    assert!(stored.stored_bytes < stored.dense_bytes);
+    assert_eq!(t.comparison, Some(c), "the same change, committed");
+
+    // Filters: a part, a path, a directory.
+    let only = |specs: &[&str]| -> Result<Vec<String>, Box<dyn std::error::Error>> {
+        let f = agigit::PathFilter::parse(specs)?;
+        Ok(repo
+            .diff(&base.to_string(), Some("HEAD"), &f)?
+            .files
+            .into_iter()
+            .map(|f| f.path)
+            .collect())
+    };
+    assert_eq!(only(&["params"])?, ["model.safetensors"]);
+    assert_eq!(only(&["train"])?, ["data/train/part-1.jsonl"]);
+    assert_eq!(only(&["data/train/"])?, ["data/train/part-1.jsonl"]);
+    assert!(
+        only(&["data/train/part"])?.is_empty(),
+        "a prefix is not a path"
+    );
+    assert!(only(&["code"])?.is_empty());
+    assert!(matches!(
+        agigit::PathFilter::parse(&["a/../b"]),
+        Err(Error::Invalid(_))
+    ));
+    Ok(())
+}

@@ -13,6 +13,7 @@ use agigit_dag::{FsRefs, FsStore, ObjectStore};
 
 mod checkout;
 mod commit;
+mod diff;
 mod keys;
 mod layout;
 mod merge;
@@ -21,6 +22,7 @@ mod tensor;
 
 pub use checkout::join_checked;
 pub(crate) use checkout::{Found, existing};
+pub use diff::{FileDiff, ModelDiff, PathFilter, Storage, TensorDiff, TensorInfo};
 pub use merge::{MergeReport, MergeStrategy};
 pub use refs::Resolved;
 pub use tensor::TensorLimits;
