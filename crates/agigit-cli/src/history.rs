@@ -28,6 +28,10 @@ pub(crate) struct LogArgs {
     /// One line per commit: its short id and the first line of its message.
     #[arg(long)]
     pub(crate) oneline: bool,
+    /// Only the commits that changed these parts or paths (after `--`): one part's own
+    /// history (`-- params`, `-- data/train`, `-- train.py`).
+    #[arg(last = true, value_name = "PART|PATH")]
+    pub(crate) paths: Vec<String>,
 }
 
 /// `agigit branch`'s arguments.
@@ -55,6 +59,11 @@ pub(crate) struct CheckoutArgs {
     /// Overwrite or delete uncommitted and untracked files in the checkout's way.
     #[arg(long)]
     pub(crate) force: bool,
+    /// Take only these parts or paths from the revision into the working directory (after
+    /// `--`), without moving HEAD: e.g. `checkout v1 -- params` keeps today's data with v1's
+    /// weights, ready to commit.
+    #[arg(last = true, value_name = "PART|PATH")]
+    pub(crate) paths: Vec<String>,
 }
 
 /// `agigit merge`'s arguments.
@@ -151,9 +160,14 @@ pub(crate) fn commit(ctx: &Ctx, args: &CommitArgs) -> Result<()> {
 
 pub(crate) fn log(ctx: &Ctx, args: &LogArgs) -> Result<()> {
     let json = ctx.json;
-    let LogArgs { rev, max, oneline } = args;
+    let LogArgs {
+        rev,
+        max,
+        oneline,
+        paths,
+    } = args;
     let repo = open(ctx)?;
-    let log = repo.log(rev, *max)?;
+    let log = repo.log_filtered(rev, *max, &agigit::PathFilter::parse(paths)?)?;
 
     let list: Vec<_> = log
             .iter()
@@ -255,15 +269,24 @@ pub(crate) fn branch(ctx: &Ctx, args: &BranchArgs) -> Result<()> {
 
 pub(crate) fn checkout(ctx: &Ctx, args: &CheckoutArgs) -> Result<()> {
     let json = ctx.json;
-    let CheckoutArgs { rev, force } = args;
+    let CheckoutArgs { rev, force, paths } = args;
     let repo = open(ctx)?;
-    let report = repo.checkout(rev, *force)?;
+    let report = if paths.is_empty() {
+        repo.checkout(rev, *force)?
+    } else {
+        repo.checkout_paths(rev, &agigit::PathFilter::parse(paths)?, *force)?
+    };
+    let what = if paths.is_empty() {
+        rev.clone()
+    } else {
+        format!("{} from {rev}", paths.join(", "))
+    };
     print(
         json,
-        serde_json::json!({"checkout": rev, "written": report.written, "removed": report.removed, "unchanged": report.unchanged}),
+        serde_json::json!({"checkout": rev, "paths": paths, "written": report.written, "removed": report.removed, "unchanged": report.unchanged}),
         || {
             format!(
-                "checked out {rev}: {} files written, {} removed, {} unchanged",
+                "checked out {what}: {} files written, {} removed, {} unchanged",
                 report.written, report.removed, report.unchanged
             )
         },

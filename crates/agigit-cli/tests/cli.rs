@@ -1061,3 +1061,82 @@ fn show_and_diff_speak_tensors() -> TestResult {
     assert_eq!(bad.status.code(), Some(3));
     Ok(())
 }
+
+#[test]
+fn each_part_has_its_history_and_can_be_taken_from_another_version() -> TestResult {
+    let env = fresh_env("parts-history");
+    let home = env.root.join("home");
+    ok(&agigit(&home, &env.root, &["key", "generate"]));
+    ok(&agigit(&home, &env.root, &["init", "model"]));
+    let model = env.root.join("model");
+    let train = model.join("data/train");
+    std::fs::create_dir_all(&train)?;
+    write_model(&model, [1.0, 1.0, 1.0])?;
+    std::fs::write(train.join("a.csv"), "a,1\n")?;
+    std::fs::write(model.join("train.py"), "print(1)\n")?;
+    ok(&agigit(&home, &model, &["commit", "-m", "v1"]));
+    std::fs::write(train.join("a.csv"), "a,2\n")?;
+    std::fs::write(train.join("b.csv"), "b,2\n")?;
+    ok(&agigit(&home, &model, &["commit", "-m", "data v2"]));
+    write_model(&model, [3.0, 1.0, 1.0])?;
+    ok(&agigit(&home, &model, &["commit", "-m", "params v3"]));
+
+    let messages = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["log", "--json"];
+        all.extend_from_slice(args);
+        json(&agigit(&home, &model, &all))
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(|c| c["message"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(messages(&["--", "params"]), ["params v3", "v1"]);
+    assert_eq!(messages(&["--", "data/train"]), ["data v2", "v1"]);
+    assert_eq!(messages(&["--", "train.py"]), ["v1"]);
+    assert_eq!(messages(&["--", "code", "train"]), ["data v2", "v1"]);
+    assert_eq!(messages(&[]).len(), 3);
+
+    // Today's data with v1's weights: HEAD stays, the mix is committed.
+    ok(&agigit(
+        &home,
+        &model,
+        &["checkout", "HEAD~2", "--", "params"],
+    ));
+    assert_eq!(read_model(&model)?, [1.0, 1.0, 1.0]);
+    assert_eq!(std::fs::read_to_string(train.join("a.csv"))?, "a,2\n");
+    let status = json(&agigit(&home, &model, &["status", "--json"]));
+    assert_eq!(status["branch"], "master");
+    assert_eq!(status["changes"][0]["path"], "model.safetensors");
+    ok(&agigit(
+        &home,
+        &model,
+        &["commit", "-m", "v1 weights on v2 data"],
+    ));
+    assert_eq!(
+        messages(&["--", "params"]),
+        ["v1 weights on v2 data", "params v3", "v1"]
+    );
+
+    // Local work in the way is refused; --force takes v1's data exactly (b.csv goes).
+    std::fs::write(train.join("a.csv"), "a,local\n")?;
+    let out = agigit(&home, &model, &["checkout", "HEAD~3", "--", "data/train"]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert_eq!(std::fs::read_to_string(train.join("a.csv"))?, "a,local\n");
+    ok(&agigit(
+        &home,
+        &model,
+        &["checkout", "HEAD~3", "--force", "--", "data/train"],
+    ));
+    assert_eq!(std::fs::read_to_string(train.join("a.csv"))?, "a,1\n");
+    assert!(!train.join("b.csv").exists());
+    assert_eq!(
+        read_model(&model)?,
+        [1.0, 1.0, 1.0],
+        "other parts untouched"
+    );
+    // A path nothing has is refused.
+    let out = agigit(&home, &model, &["checkout", "HEAD", "--", "nope.txt"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    Ok(())
+}

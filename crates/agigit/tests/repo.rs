@@ -511,3 +511,57 @@ fn a_model_diff_names_the_tensors_that_changed_and_how_they_are_stored() -> Test
     ));
     Ok(())
 }
+
+#[test]
+fn a_part_has_its_own_history_and_comes_from_any_version() -> TestResult {
+    let dir = Dir::new("part-history");
+    let repo = Repository::init(&dir.0)?;
+    write_model(&dir.0, false)?;
+    let v1 = repo.commit("v1", AUTHOR)?;
+    std::fs::write(
+        dir.0.join("data/train/part-0.jsonl"),
+        b"{\"text\": \"v2\"}\n",
+    )?;
+    let v2 = repo.commit("data v2", AUTHOR)?;
+    write_model(&dir.0, true)?;
+    std::fs::write(
+        dir.0.join("data/train/part-0.jsonl"),
+        b"{\"text\": \"v2\"}\n",
+    )?;
+    let v3 = repo.commit("params v3", AUTHOR)?;
+    let ids = |filter: &[&str]| -> Result<Vec<agigit::dag::ObjectId>, Box<dyn std::error::Error>> {
+        let f = agigit::PathFilter::parse(filter)?;
+        Ok(repo
+            .log_filtered("HEAD", 10, &f)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    };
+    assert_eq!(ids(&["params"])?, [v3, v1]);
+    assert_eq!(ids(&["data/train"])?, [v2, v1]);
+    assert_eq!(ids(&["data/validation"])?, [v1]);
+    assert_eq!(ids(&[])?, [v3, v2, v1]);
+
+    // v1's training data into today's tree; HEAD does not move.
+    let report = repo.checkout_paths(
+        &v1.to_string(),
+        &agigit::PathFilter::parse(&["train"])?,
+        false,
+    )?;
+    assert_eq!(report.written, 1);
+    assert_eq!(repo.head()?, Some(v3));
+    assert_eq!(
+        std::fs::read(dir.0.join("data/train/part-0.jsonl"))?,
+        b"{\"text\": \"hello\"}\n"
+    );
+    let status = repo.status()?;
+    assert_eq!(
+        status.into_iter().collect::<Vec<_>>(),
+        [("data/train/part-0.jsonl".to_owned(), Change::Modified)]
+    );
+    assert!(matches!(
+        repo.checkout_paths("HEAD", &agigit::PathFilter::all(), false),
+        Err(agigit::checkout::Error::Other(_))
+    ));
+    Ok(())
+}

@@ -400,6 +400,59 @@ impl Repository {
         Ok(report)
     }
 
+    /// Takes the files `filter` selects from `rev` into the working directory, as they are there
+    /// — files it selects that `rev` lacks are removed — without moving `HEAD` or touching other
+    /// files: one part from another version (new training data with the old parameters), ready
+    /// to commit as a mix. Unlike git, it refuses (changing nothing) when a selected file has
+    /// uncommitted changes or an untracked file is in the way, unless `force`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `filter` selects everything or nothing in `rev` and `HEAD`;
+    /// as [`checkout`](Self::checkout).
+    pub fn checkout_paths(
+        &self,
+        rev: &str,
+        filter: &crate::PathFilter,
+        force: bool,
+    ) -> Result<CheckoutReport, crate::checkout::Error> {
+        if filter.is_all() {
+            return Err(Error::Invalid(
+                "name the parts or paths to take (`checkout <rev> -- <part|path>`), or check out the whole revision".to_owned(),
+            )
+            .into());
+        }
+        let target = self.resolve(rev)?;
+        let mut from = self.head_files()?;
+        from.retain(|rel, _| filter.matches(rel));
+        let mut to = self.tree_files(&self.store().find_commit(&target)?.tree)?;
+        to.retain(|rel, _| filter.matches(rel));
+        if from.is_empty() && to.is_empty() {
+            return Err(Error::Invalid(format!(
+                "nothing in {rev} or HEAD matches the parts or paths given"
+            ))
+            .into());
+        }
+        // A file the same in HEAD and `rev` but changed here would be silently kept: say so.
+        if !force {
+            let mut modified = Vec::new();
+            for (rel, source) in &to {
+                if from.get(rel) == Some(source) && !self.matches(rel, source)? {
+                    modified.push(Escaped(rel).to_string());
+                }
+            }
+            if !modified.is_empty() {
+                return Err(Error::LocalChanges {
+                    command: "checkout".to_owned(),
+                    modified,
+                    untracked: Vec::new(),
+                }
+                .into());
+            }
+        }
+        let plan = self.plan_update("checkout", &from, &to, force)?;
+        Ok(self.apply(plan)?)
+    }
+
     /// Writes one file from its source, verified; returns the bytes written.
     fn write_source(&self, path: &Path, source: &FileSource) -> Result<u64, Error> {
         let mut written = 0u64;

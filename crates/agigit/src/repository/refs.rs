@@ -175,6 +175,48 @@ impl Repository {
             .collect()
     }
 
+    /// History from `rev` of the files `filter` selects, newest first: the commits whose
+    /// selected files differ from their first parent's (a root commit when it has any) — what
+    /// `agigit log -- <part|path>` shows, each part's own history. At most `limit` commits.
+    ///
+    /// # Errors
+    /// As [`log`](Self::log).
+    pub fn log_filtered(
+        &self,
+        rev: &str,
+        limit: usize,
+        filter: &crate::PathFilter,
+    ) -> Result<Vec<(ObjectId, Commit)>, Error> {
+        if filter.is_all() {
+            return self.log(rev, limit);
+        }
+        let tip = self.resolve(rev)?;
+        let ids = agigit_dag::log(&self.store, &[tip], Order::Topological, false)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let selected =
+            |tree: &ObjectId| -> Result<BTreeMap<String, crate::worktree::FileSource>, Error> {
+                let mut files = self.tree_files(tree)?;
+                files.retain(|rel, _| filter.matches(rel));
+                Ok(files)
+            };
+        let mut out = Vec::new();
+        for id in ids {
+            if out.len() == limit {
+                break;
+            }
+            let commit = self.store.find_commit(&id)?;
+            let mine = selected(&commit.tree)?;
+            let parent = match commit.parents.first() {
+                Some(p) => selected(&self.store.find_commit(p)?.tree)?,
+                None => BTreeMap::new(),
+            };
+            if mine != parent {
+                out.push((id, commit));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every branch and the commit it points to.
     ///
     /// # Errors
