@@ -24,13 +24,17 @@ fn after_help() -> String {
 
 /// How commands that take a revision read it.
 const REVISIONS: &str = "\
-Revisions (log, checkout, merge, rebase):
+Revisions (log, show, diff, checkout, merge, rebase, pull, branch):
   HEAD, @         the commit checked out
   master          a branch; then a tag (v1); then a remote branch (origin/master)
   3f2a9c1e07bd    a commit by its id or any unique start of it, 4 digits or more
                   (every id agigit prints is accepted back; an ambiguous start lists
                   the commits it could be)
-  REV~n, REV^n    the n-th first-parent ancestor; the n-th parent of a merge";
+  REV~n, REV^n    the n-th first-parent ancestor; the n-th parent of a merge
+
+Parts and paths (after `--` in log, show, diff, checkout):
+  code, params, data/train (train), data/validation (validation)   a whole part
+  train.py, data/train/rows.csv, configs/                         a file or a directory";
 
 /// git for AI models, decentralized over Nostr.
 #[derive(Debug, Parser)]
