@@ -2,9 +2,10 @@
 //! `merge`, `rebase`.
 
 use agigit::Change;
+use agigit::dag::FindExt as _;
 use agigit::event::nostr::prelude::ToBech32;
 
-use crate::context::{Ctx, current_branch, keys, open, print};
+use crate::context::{Ctx, current_branch, keys, load_config, open, print};
 use crate::failure::Result;
 
 /// `agigit commit`'s arguments.
@@ -13,6 +14,27 @@ pub(crate) struct CommitArgs {
     /// The message.
     #[arg(short, long)]
     pub(crate) message: String,
+    /// How a fork stores its tensors' change against the foundation: lossless (bit-exact),
+    /// lowrank or signscale (lossy; the commit records the error it measured). Default:
+    /// `[commit] codec` in .agigit/config.toml, else lossless.
+    #[arg(long, value_name = "CODEC")]
+    pub(crate) codec: Option<String>,
+    /// lowrank: keep exactly this rank (the default when no other choice is given: 32).
+    #[arg(long, value_name = "R")]
+    pub(crate) rank: Option<usize>,
+    /// lowrank: the smallest rank within this relative error, ‖decoded − target‖ / ‖Δ‖.
+    #[arg(long, value_name = "E")]
+    pub(crate) max_error: Option<f64>,
+    /// lowrank: the smallest rank keeping this share (0–1) of ‖Δ‖².
+    #[arg(long, value_name = "S")]
+    pub(crate) energy: Option<f64>,
+    /// lowrank: how singular vectors are stored: f16, bf16, f32 or banded (8/3/2 bits, the
+    /// default).
+    #[arg(long, value_name = "STORAGE")]
+    pub(crate) factor_storage: Option<String>,
+    /// Where lowrank's products run: cpu, or cuda (in a build with the `cuda` feature).
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    pub(crate) device: String,
 }
 
 /// `agigit log`'s arguments.
@@ -130,27 +152,67 @@ pub(crate) fn status(ctx: &Ctx) -> Result<()> {
 
 pub(crate) fn commit(ctx: &Ctx, args: &CommitArgs) -> Result<()> {
     let json = ctx.json;
-    let CommitArgs { message } = args;
+    let CommitArgs {
+        message,
+        codec,
+        rank,
+        max_error,
+        energy,
+        factor_storage,
+        device,
+    } = args;
     let repo = open(ctx)?;
     let keys = keys()?;
-    let (id, stats) = repo.commit_with(
-        message,
-        keys.public_key().to_bytes(),
-        &agigit::delta::Lossless::default(),
-    )?;
+    let flags = agigit::config::CodecConfig {
+        codec: codec.clone(),
+        rank: *rank,
+        max_error: *max_error,
+        energy: *energy,
+        factor_storage: factor_storage.clone(),
+    };
+    let settings = load_config(&repo)?
+        .commit
+        .unwrap_or_default()
+        .overlay(&flags);
+    let cuda = match device.as_str() {
+        "cpu" => false,
+        "cuda" => true,
+        other => {
+            return Err(crate::failure::Failure::invalid(format!(
+                "unknown device {other:?}: use cpu or cuda"
+            )));
+        }
+    };
+    let codec = settings.build(cuda)?;
+    let (id, stats) = repo.commit_with(message, keys.public_key().to_bytes(), codec.as_ref())?;
+    let statement = agigit::dag::fidelity::Fidelity::new(stats.fidelity.clone()).ok();
+    let (worst, mean) = statement
+        .as_ref()
+        .map_or((0.0, 0.0), |f| (f.worst(), f.weighted_mean()));
     print(
         json,
-        serde_json::json!({"commit": id.to_string(), "delta_tensors": stats.delta_tensors, "stored_bytes": stats.stored_bytes, "dense_bytes": stats.dense_bytes}),
+        serde_json::json!({"commit": id.to_string(), "codec": settings.name(), "delta_tensors": stats.delta_tensors, "dense_tensors": stats.dense_tensors, "unchanged_tensors": stats.unchanged_tensors, "stored_bytes": stats.stored_bytes, "dense_bytes": stats.dense_bytes, "fidelity": statement.as_ref().map(|_| serde_json::json!({"exact": worst == 0.0, "worst": worst, "weighted_mean": mean}))}),
         || {
             let mut out = format!("[{}] {message}", id.short());
-            if stats.delta_tensors > 0 {
+            if stats.delta_tensors + stats.dense_tensors + stats.unchanged_tensors > 0 {
+                #[allow(clippy::cast_precision_loss, reason = "a ratio for people")]
+                let ratio = stats.dense_bytes as f64 / stats.stored_bytes.max(1) as f64;
                 out.push_str(&format!(
-                    "\n  fork: {} tensors as deltas, {} unchanged; {} bytes stored for {} dense",
+                    "\n  fork ({}): {} tensors as deltas, {} dense, {} unchanged; {} stored for {} dense ({ratio:.1}× smaller)",
+                    settings.name(),
                     stats.delta_tensors,
+                    stats.dense_tensors,
                     stats.unchanged_tensors,
-                    stats.stored_bytes,
-                    stats.dense_bytes
+                    crate::view::human_bytes(stats.stored_bytes),
+                    crate::view::human_bytes(stats.dense_bytes),
                 ));
+                if worst > 0.0 {
+                    out.push_str(&format!(
+                        "\n  lossy: relative error worst {worst:.4}, weighted mean {mean:.4} (recorded in the commit)\n  the exact weights stay in the working directory, shown as changed: `checkout --force` replaces them with what was stored"
+                    ));
+                } else if statement.is_some() {
+                    out.push_str("\n  bit-exact");
+                }
             }
             out
         },
@@ -168,18 +230,28 @@ pub(crate) fn log(ctx: &Ctx, args: &LogArgs) -> Result<()> {
     } = args;
     let repo = open(ctx)?;
     let log = repo.log_filtered(rev, *max, &agigit::PathFilter::parse(paths)?)?;
+    let statements = log
+        .iter()
+        .map(|(_, c)| crate::view::statement(c))
+        .collect::<Result<Vec<_>>>()?;
 
     let list: Vec<_> = log
             .iter()
-            .map(|(id, c)| serde_json::json!({"commit": id.to_string(), "parents": c.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "author": author_name(&c.author), "time": c.time, "message": c.message, "fork_of": c.base.as_ref().map(|b| serde_json::json!({"repository": b.repo, "commit": b.commit.to_string()}))}))
+            .zip(&statements)
+            .map(|((id, c), f)| serde_json::json!({"commit": id.to_string(), "parents": c.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "author": author_name(&c.author), "time": c.time, "message": c.message, "fork_of": c.base.as_ref().map(|b| serde_json::json!({"repository": b.repo, "commit": b.commit.to_string()})), "fidelity": crate::view::fidelity_json(f.as_ref())}))
             .collect();
     print(json, serde_json::Value::Array(list), || {
         if *oneline {
             return log
                 .iter()
-                .map(|(id, c)| {
+                .zip(&statements)
+                .map(|((id, c), f)| {
+                    let mark = match f {
+                        Some(f) if !f.is_exact() => format!(" [lossy ≤{:.3}]", f.worst()),
+                        _ => String::new(),
+                    };
                     format!(
-                        "{} {}",
+                        "{}{mark} {}",
                         id.short(),
                         c.message.lines().next().unwrap_or_default()
                     )
@@ -188,7 +260,8 @@ pub(crate) fn log(ctx: &Ctx, args: &LogArgs) -> Result<()> {
                 .join("\n");
         }
         log.iter()
-            .map(|(id, c)| {
+            .zip(&statements)
+            .map(|((id, c), f)| {
                 let mut out = format!("commit {id}\n");
                 if c.parents.len() > 1 {
                     let short: Vec<String> =
@@ -206,6 +279,9 @@ pub(crate) fn log(ctx: &Ctx, args: &LogArgs) -> Result<()> {
                         base.repo,
                         base.commit.short()
                     ));
+                }
+                if let Some(f) = f.as_ref().filter(|f| !f.is_exact()) {
+                    out.push_str(&format!("Lossy:  {}\n", crate::view::fidelity_summary(f)));
                 }
                 for line in c.message.lines() {
                     out.push_str(&format!("\n    {line}"));
@@ -271,6 +347,12 @@ pub(crate) fn checkout(ctx: &Ctx, args: &CheckoutArgs) -> Result<()> {
     let json = ctx.json;
     let CheckoutArgs { rev, force, paths } = args;
     let repo = open(ctx)?;
+    // Read before the checkout moves HEAD (a relative revision would move with it).
+    let commit = repo
+        .store()
+        .find_commit(&repo.resolve(rev)?)
+        .map_err(agigit::Error::from)?;
+    let lossy = crate::view::statement(&commit)?.filter(|f| !f.is_exact());
     let report = if paths.is_empty() {
         repo.checkout(rev, *force)?
     } else {
@@ -283,12 +365,19 @@ pub(crate) fn checkout(ctx: &Ctx, args: &CheckoutArgs) -> Result<()> {
     };
     print(
         json,
-        serde_json::json!({"checkout": rev, "paths": paths, "written": report.written, "removed": report.removed, "unchanged": report.unchanged}),
+        serde_json::json!({"checkout": rev, "paths": paths, "written": report.written, "removed": report.removed, "unchanged": report.unchanged, "fidelity": crate::view::fidelity_json(lossy.as_ref())}),
         || {
-            format!(
+            let mut out = format!(
                 "checked out {what}: {} files written, {} removed, {} unchanged",
                 report.written, report.removed, report.unchanged
-            )
+            );
+            if let Some(f) = &lossy {
+                out.push_str(&format!(
+                    "\nnote: this commit is lossy ({}): its weights approximate the fine-tune; every file was checked against what decoding gives (the digests the commit records), not against the original",
+                    crate::view::fidelity_summary(f)
+                ));
+            }
+            out
         },
     );
     Ok(())

@@ -1,5 +1,6 @@
 //! Model-aware views: `show` and `diff`, per part, per file and per tensor.
 
+use agigit::dag::fidelity::Fidelity;
 use agigit::{Change, FileDiff, ModelDiff, PathFilter, TensorDiff, TensorInfo};
 
 use crate::context::{Ctx, open, print};
@@ -35,11 +36,45 @@ pub(crate) struct DiffArgs {
     pub(crate) paths: Vec<String>,
 }
 
+/// A commit's fidelity statement, if it has one.
+pub(crate) fn statement(commit: &agigit::dag::Commit) -> Result<Option<Fidelity>> {
+    Ok(agigit::Repository::fidelity(commit)?)
+}
+
+/// The statement's summary as JSON (`null` without one).
+pub(crate) fn fidelity_json(statement: Option<&Fidelity>) -> serde_json::Value {
+    statement.map_or(serde_json::Value::Null, |f| {
+        serde_json::json!({"exact": f.is_exact(), "worst": f.worst(), "weighted_mean": f.weighted_mean()})
+    })
+}
+
+/// `lossy: worst relative error 0.0312, weighted mean 0.0104` or `bit-exact`.
+pub(crate) fn fidelity_summary(f: &Fidelity) -> String {
+    if f.is_exact() {
+        "bit-exact".to_owned()
+    } else {
+        format!(
+            "lossy: worst relative error {:.4}, weighted mean {:.4}",
+            f.worst(),
+            f.weighted_mean()
+        )
+    }
+}
+
 pub(crate) fn show(ctx: &Ctx, args: &ShowArgs) -> Result<()> {
     let repo = open(ctx)?;
     let filter = PathFilter::parse(&args.paths)?;
     let (id, commit, diff) = repo.show(&args.rev, &filter)?;
+    let fidelity = statement(&commit)?;
     let value = serde_json::json!({
+        "fidelity": fidelity.as_ref().map(|f| {
+            let mut v = fidelity_json(Some(f));
+            v["tensors"] = f.records().iter().map(|r| serde_json::json!({
+                "path": r.path, "tensor": r.tensor, "codec": r.codec, "rank": r.rank,
+                "rel_error": r.rel_error, "elements": r.elements,
+            })).collect();
+            v
+        }),
         "commit": id.to_string(),
         "parents": commit.parents.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "author": author_name(&commit.author),
@@ -74,6 +109,39 @@ pub(crate) fn show(ctx: &Ctx, args: &ShowArgs) -> Result<()> {
             out.push_str(&format!("\n    {line}"));
         }
         out.push_str("\n\n");
+        if let Some(f) = &fidelity {
+            out.push_str(&format!(
+                "Fidelity: {} (signed with the commit)\n",
+                fidelity_summary(f)
+            ));
+            let rows: Vec<[String; 3]> = f
+                .records()
+                .iter()
+                .filter(|r| r.rel_error > 0.0)
+                .map(|r| {
+                    let codec = match r.rank {
+                        Some(k) => format!("{} r={k}", r.codec),
+                        None => r.codec.clone(),
+                    };
+                    [
+                        format!("{}:{}", r.path, r.tensor),
+                        codec,
+                        format!("{:.4}", r.rel_error),
+                    ]
+                })
+                .collect();
+            let w0 = rows.iter().map(|r| r[0].chars().count()).max().unwrap_or(0);
+            let w1 = rows.iter().map(|r| r[1].chars().count()).max().unwrap_or(0);
+            for [t, c, e] in &rows {
+                let (p0, p1) = (w0 - t.chars().count(), w1 - c.chars().count());
+                out.push_str(&format!(
+                    "   {t}{}  {c}{}  {e}\n",
+                    " ".repeat(p0),
+                    " ".repeat(p1)
+                ));
+            }
+            out.push('\n');
+        }
         out.push_str(&diff_text(&diff, args.stat));
         out.trim_end().to_owned()
     });

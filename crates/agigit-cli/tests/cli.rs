@@ -1140,3 +1140,158 @@ fn each_part_has_its_history_and_can_be_taken_from_another_version() -> TestResu
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     Ok(())
 }
+
+/// `model.safetensors` with four f32 matrices: `base` seeds the weights, and `update`, when
+/// given, adds a planted rank-`update` change to every matrix (a merged LoRA).
+fn write_lora_model(dir: &Path, update: Option<usize>) -> TestResult {
+    use agigit::delta::{DType, save_safetensors, synth};
+    let shapes = [
+        ("q", [256, 128]),
+        ("k", [256, 128]),
+        ("v", [128, 256]),
+        ("o", [192, 192]),
+    ];
+    let tensors: Vec<(&str, agigit::delta::Tensor)> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, (name, [r, c]))| {
+            let mut w = synth::gaussian(i as u64, r * c, 0.02);
+            if let Some(rank) = update {
+                w = synth::add(&w, &synth::low_rank(100 + i as u64, *r, *c, rank, 0.002));
+            }
+            (*name, synth::tensor(DType::F32, &[*r, *c], &w))
+        })
+        .collect();
+    save_safetensors(
+        dir.join("model.safetensors"),
+        tensors.iter().map(|(n, t)| (*n, t.view())),
+        &std::collections::BTreeMap::new(),
+    )?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lora_fork_is_stored_at_its_rank_with_a_signed_fidelity_statement() -> TestResult {
+    let env = fresh_env("lora-fork");
+    let home = env.root.join("home");
+    let (url, _stop) = relay(&env.root.join("relay")).await?;
+    ok(&agigit(&home, &env.root, &["key", "generate"]));
+    ok(&agigit(&home, &env.root, &["init", "fm", "--id", "fm"]));
+    let fm = env.root.join("fm");
+    write_lora_model(&fm, None)?;
+    ok(&agigit(&home, &fm, &["relay", "add", &url]));
+    // Outside a fork there is no base to store a change against: a lossy codec is refused.
+    let out = agigit(&home, &fm, &["commit", "-m", "fm", "--codec", "lowrank"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a fork"));
+    ok(&agigit(&home, &fm, &["commit", "-m", "foundation"]));
+    let coord = json(&agigit(&home, &fm, &["push", "--json"]))["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
+
+    // Two forks with the same rank-4 fine-tune: one stored lossless, one low-rank.
+    let fork = |dir: &str| {
+        ok(&agigit(
+            &home,
+            &env.root,
+            &["fork", &coord, dir, "--id", dir, "--relay", &url],
+        ));
+        let path = env.root.join(dir);
+        write_lora_model(&path, Some(4)).expect("write the fine-tune");
+        path
+    };
+    let exact = fork("exact");
+    let lossless = json(&agigit(&home, &exact, &["commit", "-m", "lora", "--json"]));
+    assert_eq!(lossless["fidelity"]["exact"], true, "{lossless}");
+    let low = fork("low");
+    let lowrank = json(&agigit(
+        &home,
+        &low,
+        &[
+            "commit",
+            "-m",
+            "lora",
+            "--json",
+            "--codec",
+            "lowrank",
+            "--max-error",
+            "0.001",
+            "--factor-storage",
+            "f32",
+        ],
+    ));
+    assert_eq!(lowrank["delta_tensors"], 4, "{lowrank}");
+    // The error is at the storage's precision: f32 factors, a result rounded to f32.
+    let worst = lowrank["fidelity"]["worst"].as_f64().ok_or("worst")?;
+    assert!(worst > 0.0 && worst < 1e-3, "{lowrank}");
+    let (small, big) = (
+        lowrank["stored_bytes"].as_u64().ok_or("bytes")?,
+        lossless["stored_bytes"].as_u64().ok_or("bytes")?,
+    );
+    assert!(big > 10 * small, "low rank {small} B vs lossless {big} B");
+
+    // The statement is part of the commit: show lists every tensor at the rank it found.
+    let shown = json(&agigit(&home, &low, &["show", "--json"]));
+    let tensors = shown["fidelity"]["tensors"].as_array().ok_or("tensors")?;
+    assert_eq!(tensors.len(), 4);
+    for t in tensors {
+        assert_eq!(
+            (t["codec"].as_str(), t["rank"].as_u64()),
+            (Some("lowrank"), Some(4)),
+            "{t}"
+        );
+    }
+    let st = &shown["files"][0]["tensors"][0]["new"]["stored"];
+    assert_eq!(
+        (st["encoding"].as_str(), st["delta"].as_bool()),
+        (Some("lowrank"), Some(true))
+    );
+    assert_eq!(st["params"]["rank"], 4);
+    let text = ok(&agigit(&home, &low, &["show"]));
+    assert!(text.contains("Fidelity: lossy"), "{text}");
+    let oneline = ok(&agigit(&home, &low, &["log", "--oneline"]));
+    assert!(
+        oneline
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("[lossy ≤")),
+        "{oneline}"
+    );
+    assert!(
+        !oneline.lines().nth(1).unwrap_or_default().contains("lossy"),
+        "{oneline}"
+    );
+
+    // Defaults from the repository's config; a clone reads the commit as lossy too, and its
+    // checkout says what the files were checked against.
+    std::fs::write(
+        low.join(".agigit/config.toml"),
+        format!(
+            "{}\n[commit]\ncodec = \"signscale\"\n",
+            std::fs::read_to_string(low.join(".agigit/config.toml"))?
+        ),
+    )?;
+    write_lora_model(&low, Some(8))?;
+    let signed = json(&agigit(&home, &low, &["commit", "-m", "sign", "--json"]));
+    assert_eq!(signed["codec"], "signscale", "{signed}");
+    // The exact fine-tune is not what was stored: it stays in the working directory, shown as
+    // changed, and a checkout does not overwrite it unless told to.
+    let status = json(&agigit(&home, &low, &["status", "--json"]));
+    assert_eq!(
+        status["changes"][0]["path"], "model.safetensors",
+        "{status}"
+    );
+    let refused = agigit(&home, &low, &["checkout", "HEAD~1"]);
+    assert_eq!(refused.status.code(), Some(5), "{refused:?}");
+    let back = ok(&agigit(&home, &low, &["checkout", "HEAD~1", "--force"]));
+    assert!(back.contains("note: this commit is lossy"), "{back}");
+    // Knobs that do not fit the codec are refused with what to do.
+    let out = agigit(
+        &home,
+        &low,
+        &["commit", "-m", "x", "--codec", "lossless", "--rank", "4"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    Ok(())
+}

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod fidelity;
 pub mod history;
 pub mod merge;
 pub mod model;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use agigit_dag::fidelity::{self, Fidelity};
 use agigit_dag::model::ModelParts;
 use agigit_dag::{Commit, FindExt, ForkBase, ObjectId, WriteExt};
 use agigit_delta::codec::output_digest;
@@ -29,10 +30,12 @@ impl Repository {
     }
 
     /// Commits the working directory; in a fork, tensors are stored with `codec` as deltas
-    /// against the foundation's (when that pays), and the statistics say what it did.
+    /// against the foundation's (when that pays), the statistics say what it did, and the
+    /// commit carries its fidelity statement (every tensor written: its codec and the relative
+    /// error measured on what decoding gives; see [`fidelity`](Self::fidelity)).
     ///
     /// # Errors
-    /// As [`commit`](Self::commit).
+    /// As [`commit`](Self::commit); [`Error::Invalid`] for a lossy codec outside a fork.
     pub fn commit_with(
         &self,
         message: &str,
@@ -48,6 +51,13 @@ impl Repository {
             }
         }
         let fork = self.fork_base()?;
+        if fork.is_none() && !codec.kind().is_exact() {
+            return Err(Error::Invalid(format!(
+                "{} stores a fork's change against its foundation, and this repository is not a fork: its tensors are stored whole (start a fine-tune with `agigit fork`)",
+                codec.kind()
+            ))
+            .into());
+        }
         let tree = match &fork {
             None => worktree::snapshot(&self.store, &self.root)?,
             Some(base) => {
@@ -60,14 +70,36 @@ impl Repository {
                 };
                 let tree = worktree::snapshot_with(&self.store, &self.root, Some(&plan))?;
                 let stats = plan.stats.lock().map(|s| s.clone()).unwrap_or_default();
-                let id = self.commit_tree(tree, message, author, fork.clone())?;
+                // The fidelity statement: what each tensor written is, exactly or not, signed
+                // with the commit.
+                let mut extra = Vec::new();
+                if !stats.fidelity.is_empty() {
+                    let statement = Fidelity::new(stats.fidelity.clone())
+                        .map_err(|e| Error::Invalid(format!("the commit's {e}")))?;
+                    extra.push((fidelity::HEADER.to_owned(), statement.encode()));
+                }
+                let id = self.commit_tree(tree, message, author, fork.clone(), extra)?;
                 return Ok((id, stats));
             }
         };
         Ok((
-            self.commit_tree(tree, message, author, None)?,
+            self.commit_tree(tree, message, author, None, Vec::new())?,
             worktree::DeltaStats::default(),
         ))
+    }
+
+    /// Commit `commit`'s fidelity statement: `None` when it has none (a commit outside a fork,
+    /// whose tensors are all stored dense, is exact).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a statement that does not decode.
+    pub fn fidelity(commit: &Commit) -> Result<Option<Fidelity>, Error> {
+        commit
+            .extra
+            .iter()
+            .find(|(k, _)| k == fidelity::HEADER)
+            .map(|(_, v)| Fidelity::decode(v).map_err(|e| Error::Corrupt(e.to_string())))
+            .transpose()
     }
 
     fn commit_tree(
@@ -76,6 +108,7 @@ impl Repository {
         message: &str,
         author: [u8; 32],
         base: Option<ForkBase>,
+        extra: Vec<(String, Vec<u8>)>,
     ) -> Result<ObjectId, Error> {
         let parent = self.head()?;
         let tree = self.keep_absent_parts(tree, parent)?;
@@ -91,7 +124,7 @@ impl Repository {
             author,
             time: now(),
             message: message.to_owned(),
-            extra: Vec::new(),
+            extra,
         };
         let id = self.store.write_commit(&commit)?;
         self.move_head(parent, id)?;

@@ -89,6 +89,9 @@ pub struct DeltaStats {
     pub stored_bytes: u64,
     /// The largest relative error of a lossy codec (0 for exact ones).
     pub max_rel_error: f64,
+    /// Every tensor written (not the unchanged ones): its codec and the relative error measured
+    /// on what decoding gives — the commit's fidelity statement.
+    pub fidelity: Vec<agigit_dag::fidelity::TensorFidelity>,
 }
 
 /// The directory agigit keeps its own state in, never part of a snapshot.
@@ -218,10 +221,20 @@ pub(crate) fn write_fork_tensor<S: Write + ?Sized>(
     name: &str,
     view: agigit_delta::TensorView<'_>,
 ) -> Result<ObjectId, Error> {
+    let record =
+        |codec: &str, rank: Option<usize>, rel_error: f64| agigit_dag::fidelity::TensorFidelity {
+            path: rel.to_owned(),
+            tensor: name.to_owned(),
+            codec: codec.to_owned(),
+            rank: rank.map(|r| r as u64),
+            rel_error,
+            elements: view.numel() as u64,
+        };
     let dense = |stats: &mut DeltaStats| {
         stats.dense_tensors += 1;
         stats.dense_bytes += view.data().len() as u64;
         stats.stored_bytes += view.data().len() as u64;
+        stats.fidelity.push(record("dense", None, 0.0));
     };
     let base = (plan.base)(rel, name)?
         .filter(|(_, b)| b.dtype() == view.dtype() && b.shape() == view.shape());
@@ -256,7 +269,11 @@ pub(crate) fn write_fork_tensor<S: Write + ?Sized>(
         dtype: view.dtype().as_str().to_owned(),
         shape: view.shape().iter().map(|&d| d as u64).collect(),
         encoding: encoded.report.codec.name().to_owned(),
-        params: Vec::new(),
+        params: encoded
+            .report
+            .rank
+            .map(|r| vec![("rank".to_owned(), r as u64)])
+            .unwrap_or_default(),
         base: Some(base_id),
         byte_len: decoded.data().len() as u64,
         digest: output_digest(decoded.dtype(), decoded.shape(), decoded.data()),
@@ -268,6 +285,11 @@ pub(crate) fn write_fork_tensor<S: Write + ?Sized>(
         stats.dense_bytes += view.data().len() as u64;
         stats.stored_bytes += encoded.payload.len() as u64;
         stats.max_rel_error = stats.max_rel_error.max(encoded.report.rel_error);
+        stats.fidelity.push(record(
+            encoded.report.codec.name(),
+            encoded.report.rank,
+            encoded.report.rel_error,
+        ));
     })?;
     Ok(store.write_tensor(&tensor)?)
 }
