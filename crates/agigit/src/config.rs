@@ -483,6 +483,65 @@ mod tests {
     }
 
     #[test]
+    fn codec_settings_make_a_codec_or_say_what_is_wrong() {
+        let c = |codec: &str| CodecConfig {
+            codec: Some(codec.into()),
+            ..CodecConfig::default()
+        };
+        assert_eq!(
+            CodecConfig::default().build(false).unwrap().kind(),
+            agigit_delta::CodecKind::Lossless
+        );
+        assert_eq!(
+            c("signscale").build(false).unwrap().kind(),
+            agigit_delta::CodecKind::SignScale
+        );
+        #[cfg(feature = "lowrank")]
+        assert_eq!(
+            c("lowrank").build(false).unwrap().kind(),
+            agigit_delta::CodecKind::LowRank
+        );
+        let refused = [
+            c("zip"),
+            CodecConfig {
+                rank: Some(4),
+                ..c("lossless")
+            },
+            CodecConfig {
+                rank: Some(4),
+                energy: Some(0.9),
+                ..c("lowrank")
+            },
+            CodecConfig {
+                energy: Some(1.5),
+                ..c("lowrank")
+            },
+            CodecConfig {
+                max_error: Some(-1.0),
+                ..c("lowrank")
+            },
+            CodecConfig {
+                factor_storage: Some("f8".into()),
+                ..c("lowrank")
+            },
+        ];
+        for config in refused {
+            assert!(
+                matches!(config.build(false), Err(ConfigError::Codec { .. })),
+                "{config:?}"
+            );
+        }
+        #[cfg(not(feature = "cuda"))]
+        assert!(c("lowrank").build(true).is_err(), "no CUDA in this build");
+        // Flags win field by field.
+        let merged = c("lowrank").overlay(&CodecConfig {
+            rank: Some(8),
+            ..CodecConfig::default()
+        });
+        assert_eq!((merged.name(), merged.rank), ("lowrank", Some(8)));
+    }
+
+    #[test]
     fn round_trips_and_missing_is_default() {
         let path = temp("rt");
         assert_eq!(RepoConfig::load(&path).unwrap(), RepoConfig::default());
@@ -498,6 +557,11 @@ mod tests {
             push: Some(PushConfig {
                 k: 2,
                 ..PushConfig::default()
+            }),
+            commit: Some(CodecConfig {
+                codec: Some("lowrank".into()),
+                max_error: Some(0.05),
+                ..CodecConfig::default()
             }),
         };
         config.save(&path).unwrap();

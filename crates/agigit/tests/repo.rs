@@ -456,7 +456,7 @@ fn a_model_diff_names_the_tensors_that_changed_and_how_they_are_stored() -> Test
     // A fork of its own first commit: the tuned layer is stored as a lossless delta.
     repo.set_fork_base("30717:aa:foundation", base)?;
     write_model(&dir.0, true)?;
-    std::fs::write(&dir.0.join("data/train/part-1.jsonl"), b"{}\n")?;
+    std::fs::write(dir.0.join("data/train/part-1.jsonl"), b"{}\n")?;
 
     let all = agigit::PathFilter::all();
     let pending = repo.diff("HEAD", None, &all)?;
