@@ -95,8 +95,9 @@ pub(crate) struct MergeArgs {
     /// merge commit; those the branch already holds drop out, as in git).
     #[arg(required = true, value_name = "REV")]
     pub(crate) revs: Vec<String>,
-    /// How to merge tensors both sides changed: ours, theirs, average, task-arithmetic,
-    /// ties (ours and theirs also settle conflicting files).
+    /// How to merge tensors both sides changed: ours, theirs, average[:w] (our weight, 0.5),
+    /// task-arithmetic[:λ] (1), ties[:density] (0.2); ours and theirs also settle conflicting
+    /// files. The merge commit records it.
     #[arg(long)]
     pub(crate) strategy: Option<String>,
     /// Overwrite or delete uncommitted and untracked files in the merge's way.

@@ -66,7 +66,13 @@ pub(crate) fn show(ctx: &Ctx, args: &ShowArgs) -> Result<()> {
     let filter = PathFilter::parse(&args.paths)?;
     let (id, commit, diff) = repo.show(&args.rev, &filter)?;
     let fidelity = statement(&commit)?;
+    let strategy = commit
+        .extra
+        .iter()
+        .find(|(k, _)| k == agigit::MERGE_STRATEGY_HEADER)
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
     let value = serde_json::json!({
+        "merge_strategy": strategy,
         "fidelity": fidelity.as_ref().map(|f| {
             let mut v = fidelity_json(Some(f));
             v["tensors"] = f.records().iter().map(|r| serde_json::json!({
@@ -92,6 +98,9 @@ pub(crate) fn show(ctx: &Ctx, args: &ShowArgs) -> Result<()> {
                 .map(|p| p.short().to_string())
                 .collect();
             out.push_str(&format!("Merge:  {}\n", short.join(" ")));
+        }
+        if let Some(s) = &strategy {
+            out.push_str(&format!("Merged: tensors by {s}\n"));
         }
         out.push_str(&format!(
             "Author: {}\nDate:   {}\n",

@@ -445,6 +445,11 @@ async fn a_private_fork_merges_rebases_and_opens_for_readers_only() -> TestResul
         "params/model.safetensors/a.weight"
     );
     assert_eq!(read_model(&tuned)?, [6.0, 1.0, 4.0]);
+    let shown = json(&agigit(&home("tuner"), &tuned, &["show", "--json"]));
+    assert_eq!(
+        shown["merge_strategy"], "average:0.5",
+        "recorded in the merge commit"
+    );
 
     // Rebase: a topic branch replayed on a newer master.
     ok(&agigit(&home("tuner"), &tuned, &["branch", "topic"]));

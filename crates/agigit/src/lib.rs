@@ -19,9 +19,9 @@ pub use remote::{
     PushOptions, PushReport, Remote, RemoteRefs, StageTimes,
 };
 pub use repository::{
-    Change, CheckoutReport, DEFAULT_BRANCH, FileDiff, MergeReport, MergeStrategy, ModelDiff,
-    PathFilter, Recovered, Repository, Resolved, Storage, TensorDiff, TensorInfo, TensorLimits,
-    join_checked,
+    Change, CheckoutReport, DEFAULT_BRANCH, FileDiff, MERGE_STRATEGY_HEADER, MergeReport,
+    MergeStrategy, ModelDiff, PathFilter, Recovered, Repository, Resolved, Storage, TensorDiff,
+    TensorInfo, TensorLimits, join_checked,
 };
 pub use worktree::Part;
 

@@ -105,7 +105,7 @@ fn local_history(
     assert_eq!(conflict.kind(), ErrorKind::WouldLoseWork);
     assert_eq!(repo.head()?, head);
     assert_eq!(read_model(dir)?, [6.0, 7.0, 3.0]);
-    repo.merge("other", Some(MergeStrategy::Average), me, false)?;
+    repo.merge("other", Some(MergeStrategy::average()), me, false)?;
     assert_eq!(read_model(dir)?, [7.0, 7.0, 3.0]);
 
     // Local work is never overwritten without --force (a file both branches have alike keeps

@@ -97,7 +97,7 @@ fn tensors_changed_on_both_sides_conflict_or_merge_by_strategy() -> TestResult {
 
     // Average merges the tensor, but cannot settle config.json.
     assert!(matches!(
-        repo.merge("other", Some(MergeStrategy::Average), AUTHOR, false),
+        repo.merge("other", Some(MergeStrategy::average()), AUTHOR, false),
         Err(agigit::merge::Error::Conflict(_))
     ));
     // Theirs settles both: their tensor and their file.
@@ -118,12 +118,15 @@ fn tensors_changed_on_both_sides_conflict_or_merge_by_strategy() -> TestResult {
 #[test]
 fn average_and_task_arithmetic_give_the_expected_tensors() -> TestResult {
     for (strategy, expected) in [
-        (MergeStrategy::Average, 3.0f32),
+        (MergeStrategy::average(), 3.0f32),
         // base 1, ours 2, theirs 4: 1 + (2 - 1) + (4 - 1) = 5.
-        (MergeStrategy::TaskArithmetic, 5.0),
+        (MergeStrategy::task_arithmetic(), 5.0),
         (MergeStrategy::Ours, 2.0),
+        // Weighted: 0.75 · 2 + 0.25 · 4; 1 + 0.5 · ((2 − 1) + (4 − 1)).
+        ("average:0.75".parse()?, 2.5),
+        ("task-arithmetic:0.5".parse()?, 3.0),
     ] {
-        let dir = Dir::new(&format!("merge-{strategy:?}"));
+        let dir = Dir::new(&format!("merge-{}", strategy.to_string().replace(':', "-")));
         let repo = two_branches(&dir.0)?;
         write_model(&dir.0, [2.0, 1.0, 1.0])?;
         repo.commit("master: a = 2", AUTHOR)?;
@@ -135,6 +138,28 @@ fn average_and_task_arithmetic_give_the_expected_tensors() -> TestResult {
         assert_eq!(report.merged_tensors.len(), 1, "{strategy:?}");
         assert_eq!(read_model(&dir.0)?, [expected, 1.0, 5.0], "{strategy:?}");
         assert!(repo.status()?.is_empty());
+        // The merge commit records the strategy and its number.
+        let commit = repo.store().find_commit(&repo.head()?.ok_or("head")?)?;
+        let recorded = commit
+            .extra
+            .iter()
+            .find(|(k, _)| k == agigit::MERGE_STRATEGY_HEADER)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+        assert_eq!(recorded, Some(strategy.to_string()));
+        assert_eq!(
+            recorded.ok_or("recorded")?.parse::<MergeStrategy>()?,
+            strategy
+        );
+    }
+    for bad in [
+        "average:1.5",
+        "ties:0",
+        "task-arithmetic:-1",
+        "ours:0.5",
+        "average:x",
+        "mean",
+    ] {
+        assert!(bad.parse::<MergeStrategy>().is_err(), "{bad}");
     }
     Ok(())
 }

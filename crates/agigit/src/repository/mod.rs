@@ -23,7 +23,7 @@ mod tensor;
 pub use checkout::join_checked;
 pub(crate) use checkout::{Found, existing};
 pub use diff::{FileDiff, ModelDiff, PathFilter, Storage, TensorDiff, TensorInfo};
-pub use merge::{MergeReport, MergeStrategy};
+pub use merge::{MERGE_STRATEGY_HEADER, MergeReport, MergeStrategy};
 pub use refs::Resolved;
 pub use tensor::TensorLimits;
 
