@@ -104,6 +104,10 @@ pub(crate) struct PullArgs {
 pub(crate) struct FetchArgs {
     #[command(flatten)]
     pub(crate) parts: PartsArg,
+    /// In a fork: fetch the foundation's branches instead, as foundation/<branch> (then
+    /// `agigit rebase --fork foundation/master` moves the fine-tune onto its newest commit).
+    #[arg(long)]
+    pub(crate) foundation: bool,
 }
 
 /// How a relay is named on the command line.
@@ -393,15 +397,23 @@ pub(crate) fn pull(ctx: &Ctx, args: &PullArgs) -> Result<()> {
     Ok(())
 }
 
-/// `agigit fetch`: every branch of the remote, as git fetches them.
+/// `agigit fetch`: every branch of the remote, as git fetches them (or of a fork's foundation).
 pub(crate) fn fetch(ctx: &Ctx, args: &FetchArgs) -> Result<()> {
-    let session = Session::open(ctx, &args.parts, false)?;
+    let mut session = Session::open(ctx, &args.parts, false)?;
+    if args.foundation {
+        let base = session.repo.fork_base()?.ok_or_else(|| {
+            Failure::invalid("this repository is not a fork: it has no foundation to fetch")
+        })?;
+        session.coordinate = base.repo.parse::<RepoCoordinate>()?;
+        session.remote_name = "foundation";
+    }
     let Session {
         repo,
         coordinate,
         rt,
         net,
         signer,
+        remote_name,
         ..
     } = &session;
     let remote = repo.remote(net, signer);
@@ -416,7 +428,7 @@ pub(crate) fn fetch(ctx: &Ctx, args: &FetchArgs) -> Result<()> {
         }
         fetched
             .iter()
-            .map(|(b, r)| fetch_text(b, r))
+            .map(|(b, r)| fetch_text(&format!("{remote_name}/{b}"), r))
             .collect::<Vec<_>>()
             .join("\n")
     });
@@ -436,6 +448,8 @@ struct Session {
     parts: Option<Vec<agigit::Part>>,
     force: bool,
     bar: Bar,
+    /// Remote branches go under refs/remotes/<remote_name>/.
+    remote_name: &'static str,
 }
 
 impl Session {
@@ -470,6 +484,7 @@ impl Session {
             parts,
             force,
             bar: Bar::new(ctx.json),
+            remote_name: "origin",
         })
     }
 
@@ -479,6 +494,7 @@ impl Session {
             progress: Some(&self.bar),
             parts: self.parts.as_deref(),
             force: self.force,
+            remote_name: self.remote_name,
             ..agigit::FetchOptions::default()
         }
     }
@@ -488,9 +504,10 @@ fn fetch_json(report: &agigit::PullReport) -> serde_json::Value {
     serde_json::json!({"tip": report.tip.map(|t| t.to_string()), "packs": report.packs, "objects": report.objects, "forced_from": report.forced_from.map(|t| t.to_string()), "state_forked": report.state_forked})
 }
 
-fn fetch_text(branch: &str, report: &agigit::PullReport) -> String {
+/// `tracking` is the remote branch's short name (`origin/master`).
+fn fetch_text(tracking: &str, report: &agigit::PullReport) -> String {
     let mut out = format!(
-        "{} packs, {} objects; origin/{branch} at {}",
+        "{} packs, {} objects; {tracking} at {}",
         report.packs,
         report.objects,
         report
@@ -500,7 +517,7 @@ fn fetch_text(branch: &str, report: &agigit::PullReport) -> String {
     );
     if let Some(old) = report.forced_from {
         out.push_str(&format!(
-            "\nwarning: origin/{branch} was rewritten: it was at {}, which the new tip does not descend from",
+            "\nwarning: {tracking} was rewritten: it was at {}, which the new tip does not descend from",
             old.short()
         ));
     }
@@ -511,5 +528,7 @@ fn fetch_text(branch: &str, report: &agigit::PullReport) -> String {
 }
 
 fn print_fetch(json: bool, branch: &str, report: &agigit::PullReport) {
-    print(json, fetch_json(report), || fetch_text(branch, report));
+    print(json, fetch_json(report), || {
+        fetch_text(&format!("origin/{branch}"), report)
+    });
 }

@@ -1300,3 +1300,101 @@ async fn a_lora_fork_is_stored_at_its_rank_with_a_signed_fidelity_statement() ->
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_follows_its_foundation_through_the_command_line() -> TestResult {
+    let env = fresh_env("fork-follows");
+    let (url, _stop) = relay(&env.root.join("relay")).await?;
+    let home = |who: &str| env.root.join(format!("{who}-home"));
+    for who in ["owner", "tuner", "reader"] {
+        ok(&agigit(&home(who), &env.root, &["key", "generate"]));
+    }
+    // Foundation v1, and a fine-tune of it (a +2, c +3).
+    let fm = env.root.join("fm");
+    ok(&agigit(
+        &home("owner"),
+        &env.root,
+        &["init", "fm", "--id", "fm"],
+    ));
+    write_model(&fm, [1.0, 1.0, 1.0])?;
+    ok(&agigit(&home("owner"), &fm, &["relay", "add", &url]));
+    ok(&agigit(&home("owner"), &fm, &["commit", "-m", "v1"]));
+    let fm_coord = json(&agigit(&home("owner"), &fm, &["push", "--json"]))["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
+    ok(&agigit(
+        &home("tuner"),
+        &env.root,
+        &["fork", &fm_coord, "tuned", "--id", "tuned", "--relay", &url],
+    ));
+    let tuned = env.root.join("tuned");
+    write_model(&tuned, [3.0, 1.0, 4.0])?;
+    ok(&agigit(&home("tuner"), &tuned, &["commit", "-m", "tune"]));
+    ok(&agigit(&home("tuner"), &tuned, &["push"]));
+
+    // The foundation moves on: v2 changes a and b.
+    write_model(&fm, [2.0, 5.0, 1.0])?;
+    let v2 = json(&agigit(
+        &home("owner"),
+        &fm,
+        &["commit", "-m", "v2", "--json"],
+    ))["commit"]
+        .as_str()
+        .ok_or("id")?
+        .to_owned();
+    ok(&agigit(&home("owner"), &fm, &["push"]));
+
+    // The fork brings the foundation's new commits in, under foundation/…, and nothing else
+    // moves; then re-bases onto it: each tensor is new + (fork − old).
+    let fetched = json(&agigit(
+        &home("tuner"),
+        &tuned,
+        &["fetch", "--foundation", "--json"],
+    ));
+    assert_eq!(
+        fetched["branches"]["master"]["tip"],
+        v2.as_str(),
+        "{fetched}"
+    );
+    assert_eq!(read_model(&tuned)?, [3.0, 1.0, 4.0]);
+    let rebased = json(&agigit(
+        &home("tuner"),
+        &tuned,
+        &["rebase", "--fork", "foundation/master", "--json"],
+    ));
+    assert_eq!(rebased["commits"], 1, "{rebased}");
+    assert_eq!(read_model(&tuned)?, [4.0, 5.0, 4.0]);
+    let head = json(&agigit(
+        &home("tuner"),
+        &tuned,
+        &["log", "-n", "1", "--json"],
+    ));
+    assert_eq!(head[0]["fork_of"]["commit"], v2.as_str());
+    let pushed = json(&agigit(&home("tuner"), &tuned, &["push", "--json"]));
+    let tuned_coord = pushed["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
+
+    // Anyone's clone of the fork is bit-exact against the expected tensors.
+    let copy = env.root.join("copy");
+    ok(&agigit(
+        &home("reader"),
+        &env.root,
+        &[
+            "clone",
+            &tuned_coord,
+            copy.to_str().ok_or("path")?,
+            "--relay",
+            &url,
+        ],
+    ));
+    assert_eq!(read_model(&copy)?, [4.0, 5.0, 4.0]);
+    let status = json(&agigit(&home("reader"), &copy, &["status", "--json"]));
+    assert_eq!(status["changes"].as_array().map(Vec::len), Some(0));
+    // Outside a fork there is no foundation to fetch.
+    let out = agigit(&home("owner"), &fm, &["fetch", "--foundation"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    Ok(())
+}

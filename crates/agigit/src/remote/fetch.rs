@@ -349,15 +349,15 @@ impl Repository {
             }
         }
         self.set_parts(Some(&want.wanted))?;
-        let tracking =
-            RefName::remote("origin", branch).map_err(|e| Error::Invalid(e.to_string()))?;
+        let tracking = RefName::remote(options.remote_name, branch)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         // A remote branch that moves to a commit not descending from where it was is reported,
         // never followed silently.
         if let Some(old) = self.refs().resolve(&RefKey::Name(tracking.clone()))?
             && old != tip
             && !is_ancestor(self.store(), &old, &tip).unwrap_or(false)
         {
-            tracing::warn!(%old, new = %tip, "origin/{branch} was rewritten: it no longer descends from where it was");
+            tracing::warn!(%old, new = %tip, "{}/{branch} was rewritten: it no longer descends from where it was", options.remote_name);
             report.forced_from = Some(old);
         }
         self.set_ref(tracking, tip)?;

@@ -132,6 +132,9 @@ pub struct FetchOptions<'a> {
     /// The key wrap a private repository's envelope is opened with; `None` for the default
     /// `EcdhWrap` (see [`Repository::make_private_with`]).
     pub key_wrap: Option<&'a std::sync::Arc<dyn agigit_crypt::KeyWrap>>,
+    /// The name remote branches are kept under: `refs/remotes/<remote_name>/<branch>`
+    /// (`origin` by default; a fork fetches its foundation as `foundation`).
+    pub remote_name: &'a str,
 }
 
 impl std::fmt::Debug for FetchOptions<'_> {
@@ -142,6 +145,7 @@ impl std::fmt::Debug for FetchOptions<'_> {
             .field("parts", &self.parts)
             .field("force", &self.force)
             .field("key_wrap", &self.key_wrap.is_some())
+            .field("remote_name", &self.remote_name)
             .finish_non_exhaustive()
     }
 }
@@ -155,6 +159,7 @@ impl Default for FetchOptions<'_> {
             parts: None,
             force: false,
             key_wrap: None,
+            remote_name: "origin",
         }
     }
 }
