@@ -35,6 +35,11 @@ pub(crate) struct CommitArgs {
     /// Where lowrank's products run: cpu, or cuda (in a build with the `cuda` feature).
     #[arg(long, value_name = "DEVICE", default_value = "cpu")]
     pub(crate) device: String,
+    /// A training record to sign with the commit: a JSON file of hyperparameters, seed,
+    /// metrics and notes (schema in docs/format.md); what the weights were trained from is the
+    /// commit's own parent, foundation and parts.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) record: Option<std::path::PathBuf>,
 }
 
 /// `agigit log`'s arguments.
@@ -50,6 +55,10 @@ pub(crate) struct LogArgs {
     /// One line per commit: its short id and the first line of its message.
     #[arg(long)]
     pub(crate) oneline: bool,
+    /// Where the weights came from: the first-parent line across the fork bases, each commit
+    /// with its repository and training record.
+    #[arg(long, conflicts_with = "paths")]
+    pub(crate) lineage: bool,
     /// Only the commits that changed these parts or paths (after `--`): one part's own
     /// history (`-- params`, `-- data/train`, `-- train.py`).
     #[arg(last = true, value_name = "PART|PATH")]
@@ -161,9 +170,21 @@ pub(crate) fn commit(ctx: &Ctx, args: &CommitArgs) -> Result<()> {
         energy,
         factor_storage,
         device,
+        record,
     } = args;
     let repo = open(ctx)?;
     let keys = keys()?;
+    let record = match record {
+        Some(path) => {
+            let bytes = read_small_file(path, agigit::record::MAX_RECORD_BYTES)?;
+            Some(
+                agigit::record::TrainingRecord::from_json(&bytes).map_err(|e| {
+                    crate::failure::Failure::invalid(format!("{}: {e}", path.display()))
+                })?,
+            )
+        }
+        None => None,
+    };
     let flags = agigit::config::CodecConfig {
         codec: codec.clone(),
         rank: *rank,
@@ -185,14 +206,19 @@ pub(crate) fn commit(ctx: &Ctx, args: &CommitArgs) -> Result<()> {
         }
     };
     let codec = settings.build(cuda)?;
-    let (id, stats) = repo.commit_with(message, keys.public_key().to_bytes(), codec.as_ref())?;
+    let (id, stats) = repo.commit_with_record(
+        message,
+        keys.public_key().to_bytes(),
+        codec.as_ref(),
+        record.as_ref(),
+    )?;
     let statement = agigit::dag::fidelity::Fidelity::new(stats.fidelity.clone()).ok();
     let (worst, mean) = statement
         .as_ref()
         .map_or((0.0, 0.0), |f| (f.worst(), f.weighted_mean()));
     print(
         json,
-        serde_json::json!({"commit": id.to_string(), "codec": settings.name(), "delta_tensors": stats.delta_tensors, "dense_tensors": stats.dense_tensors, "unchanged_tensors": stats.unchanged_tensors, "stored_bytes": stats.stored_bytes, "dense_bytes": stats.dense_bytes, "fidelity": statement.as_ref().map(|_| serde_json::json!({"exact": worst == 0.0, "worst": worst, "weighted_mean": mean}))}),
+        serde_json::json!({"commit": id.to_string(), "codec": settings.name(), "record": record.as_ref().map(|r| r.summary()), "delta_tensors": stats.delta_tensors, "dense_tensors": stats.dense_tensors, "unchanged_tensors": stats.unchanged_tensors, "stored_bytes": stats.stored_bytes, "dense_bytes": stats.dense_bytes, "fidelity": statement.as_ref().map(|_| serde_json::json!({"exact": worst == 0.0, "worst": worst, "weighted_mean": mean}))}),
         || {
             let mut out = format!("[{}] {message}", id.short());
             if stats.delta_tensors + stats.dense_tensors + stats.unchanged_tensors > 0 {
@@ -227,9 +253,13 @@ pub(crate) fn log(ctx: &Ctx, args: &LogArgs) -> Result<()> {
         rev,
         max,
         oneline,
+        lineage,
         paths,
     } = args;
     let repo = open(ctx)?;
+    if *lineage {
+        return crate::view::lineage(ctx, &repo, rev, *max);
+    }
     let log = repo.log_filtered(rev, *max, &agigit::PathFilter::parse(paths)?)?;
     let statements = log
         .iter()
@@ -515,4 +545,20 @@ mod tests {
         assert_eq!(utc_date(1_795_356_360), "2026-11-22 14:06:00 UTC");
         assert_eq!(utc_date(-1), "1969-12-31 23:59:59 UTC");
     }
+}
+
+/// A small file a user names (a record), read whole up to `limit` bytes.
+fn read_small_file(path: &std::path::Path, limit: usize) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)
+        .map_err(|e| crate::failure::Failure::invalid(format!("{}: {e}", path.display())))?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > limit {
+        return Err(crate::failure::Failure::invalid(format!(
+            "{}: larger than {limit} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
 }

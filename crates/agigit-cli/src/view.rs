@@ -71,8 +71,16 @@ pub(crate) fn show(ctx: &Ctx, args: &ShowArgs) -> Result<()> {
         .iter()
         .find(|(k, _)| k == agigit::MERGE_STRATEGY_HEADER)
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    let record = agigit::record::TrainingRecord::of(&commit)?;
+    let parts = repo.parts_of(&id)?;
     let value = serde_json::json!({
         "merge_strategy": strategy,
+        "training": record.as_ref().map(|r| serde_json::json!({
+            "record": serde_json::from_slice::<serde_json::Value>(&r.encode()).unwrap_or_default(),
+            "base": commit.parents.first().map(ToString::to_string),
+            "foundation": commit.base.as_ref().map(|b| serde_json::json!({"repository": b.repo, "commit": b.commit.to_string()})),
+            "trained_from": parts.iter().map(|(p, id)| (p.name().to_owned(), serde_json::json!(id.to_string()))).collect::<serde_json::Map<_, _>>(),
+        })),
         "fidelity": fidelity.as_ref().map(|f| {
             let mut v = fidelity_json(Some(f));
             v["tensors"] = f.records().iter().map(|r| serde_json::json!({
@@ -426,4 +434,63 @@ mod tests {
         let end = |l: &str, s: &str| at(l, s).map(|c| c + s.chars().count());
         assert_eq!(end(lines[1], "0.2500"), end(lines[2], "0.0010"));
     }
+}
+
+/// `agigit log --lineage`: the first-parent line from `rev`, across fork bases, each commit
+/// with the repository it belongs to and its training record.
+pub(crate) fn lineage(ctx: &Ctx, repo: &agigit::Repository, rev: &str, max: usize) -> Result<()> {
+    let line = repo.lineage(rev, max)?;
+    let list: Vec<_> = line
+        .iter()
+        .map(|step| {
+            serde_json::json!({
+                "commit": step.id.to_string(),
+                "repository": step.repository,
+                "message": step.commit.message,
+                "fork_of": step.commit.base.as_ref().map(|b| serde_json::json!({"repository": b.repo, "commit": b.commit.to_string()})),
+                "record": step.record.as_ref().map(|r| serde_json::from_slice::<serde_json::Value>(&r.encode()).unwrap_or_default()),
+                "trained_from": step.parts.iter().map(|(p, id)| (p.name().to_owned(), serde_json::json!(id.to_string()))).collect::<serde_json::Map<_, _>>(),
+            })
+        })
+        .collect();
+    print(ctx.json, serde_json::Value::Array(list), || {
+        let mut out = Vec::new();
+        let mut last_repo: Option<&str> = None;
+        for step in &line {
+            let here = step.repository.as_deref().unwrap_or("this repository");
+            if last_repo != Some(here) {
+                out.push(format!("── {here}"));
+                last_repo = Some(here);
+            }
+            let mut l = format!(
+                "{} {}",
+                step.id.short(),
+                step.commit.message.lines().next().unwrap_or_default()
+            );
+            if let Some(r) = &step.record {
+                l.push_str(&format!("\n      trained: {}", r.summary()));
+                let from: Vec<String> = step
+                    .parts
+                    .iter()
+                    .filter(|(p, _)| *p != agigit::Part::Params)
+                    .map(|(p, id)| format!("{} {}", p.name(), id.short()))
+                    .collect();
+                if !from.is_empty() {
+                    l.push_str(&format!(" (from {})", from.join(", ")));
+                }
+            }
+            if let Some(b) = &step.commit.base
+                && step.commit.parents.first() == Some(&b.commit)
+            {
+                l.push_str(&format!(
+                    "\n      forked from {} at {}",
+                    b.repo,
+                    b.commit.short()
+                ));
+            }
+            out.push(l);
+        }
+        out.join("\n")
+    });
+    Ok(())
 }

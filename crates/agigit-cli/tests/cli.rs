@@ -1330,7 +1330,44 @@ async fn a_fork_follows_its_foundation_through_the_command_line() -> TestResult 
     ));
     let tuned = env.root.join("tuned");
     write_model(&tuned, [3.0, 1.0, 4.0])?;
-    ok(&agigit(&home("tuner"), &tuned, &["commit", "-m", "tune"]));
+    // How it was trained, signed with the commit; a record that is not one is refused.
+    let record = env.root.join("train.json");
+    std::fs::write(&record, br#"{"seed": 7, "hyperparameters": {"lr": 0.0002, "epochs": 2}, "metrics": {"validation_loss": 1.25}}"#)?;
+    let bad = env.root.join("bad.json");
+    std::fs::write(&bad, br#"{"seed": "seven"}"#)?;
+    let out = agigit(
+        &home("tuner"),
+        &tuned,
+        &[
+            "commit",
+            "-m",
+            "tune",
+            "--record",
+            bad.to_str().ok_or("path")?,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("seed"),
+        "{out:?}"
+    );
+    ok(&agigit(
+        &home("tuner"),
+        &tuned,
+        &[
+            "commit",
+            "-m",
+            "tune",
+            "--record",
+            record.to_str().ok_or("path")?,
+        ],
+    ));
+    let shown = json(&agigit(&home("tuner"), &tuned, &["show", "--json"]));
+    let training = &shown["training"];
+    assert_eq!(training["record"]["seed"], 7, "{shown}");
+    assert_eq!(training["record"]["metrics"]["validation_loss"], 1.25);
+    assert_eq!(training["foundation"]["repository"], fm_coord.as_str());
+    assert!(training["trained_from"]["params"].is_string());
     ok(&agigit(&home("tuner"), &tuned, &["push"]));
 
     // The foundation moves on: v2 changes a and b.

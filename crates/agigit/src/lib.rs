@@ -7,6 +7,7 @@ mod op_error;
 /// The pack format (agigit-dag's), re-exported where it used to live.
 pub use agigit_dag::pack;
 pub mod private;
+pub mod record;
 mod remote;
 mod repository;
 pub mod worktree;
@@ -19,9 +20,9 @@ pub use remote::{
     PushOptions, PushReport, Remote, RemoteRefs, StageTimes,
 };
 pub use repository::{
-    Change, CheckoutReport, DEFAULT_BRANCH, FileDiff, MERGE_STRATEGY_HEADER, MergeReport,
-    MergeStrategy, ModelDiff, PathFilter, Recovered, Repository, Resolved, Storage, TensorDiff,
-    TensorInfo, TensorLimits, join_checked,
+    Change, CheckoutReport, DEFAULT_BRANCH, FileDiff, LineageStep, MERGE_STRATEGY_HEADER,
+    MergeReport, MergeStrategy, ModelDiff, PathFilter, Recovered, Repository, Resolved, Storage,
+    TensorDiff, TensorInfo, TensorLimits, join_checked,
 };
 pub use worktree::Part;
 

@@ -42,6 +42,25 @@ impl Repository {
         author: [u8; 32],
         codec: &dyn agigit_delta::DeltaCodec,
     ) -> Result<(ObjectId, worktree::DeltaStats), crate::commit::Error> {
+        self.commit_with_record(message, author, codec, None)
+    }
+
+    /// As [`commit_with`](Self::commit_with), the commit also carrying `record` — how its
+    /// weights were trained (see [`crate::record`]), signed with it.
+    ///
+    /// # Errors
+    /// As [`commit_with`](Self::commit_with).
+    pub fn commit_with_record(
+        &self,
+        message: &str,
+        author: [u8; 32],
+        codec: &dyn agigit_delta::DeltaCodec,
+        record: Option<&crate::record::TrainingRecord>,
+    ) -> Result<(ObjectId, worktree::DeltaStats), crate::commit::Error> {
+        let mut extra = Vec::new();
+        if let Some(r) = record {
+            extra.push((crate::record::HEADER.to_owned(), r.encode()));
+        }
         if let Some(held) = self.parts()? {
             for rel in worktree::list_files(&self.root)? {
                 let part = worktree::classify(&rel).0;
@@ -72,7 +91,6 @@ impl Repository {
                 let stats = plan.stats.lock().map(|s| s.clone()).unwrap_or_default();
                 // The fidelity statement: what each tensor written is, exactly or not, signed
                 // with the commit.
-                let mut extra = Vec::new();
                 if !stats.fidelity.is_empty() {
                     let statement = Fidelity::new(stats.fidelity.clone())
                         .map_err(|e| Error::Invalid(format!("the commit's {e}")))?;
@@ -83,7 +101,7 @@ impl Repository {
             }
         };
         Ok((
-            self.commit_tree(tree, message, author, None, Vec::new())?,
+            self.commit_tree(tree, message, author, None, extra)?,
             worktree::DeltaStats::default(),
         ))
     }
@@ -108,8 +126,10 @@ impl Repository {
         message: &str,
         author: [u8; 32],
         base: Option<ForkBase>,
-        extra: Vec<(String, Vec<u8>)>,
+        mut extra: Vec<(String, Vec<u8>)>,
     ) -> Result<ObjectId, Error> {
+        // Extra headers are sorted by name.
+        extra.sort_by(|a, b| a.0.cmp(&b.0));
         let parent = self.head()?;
         let tree = self.keep_absent_parts(tree, parent)?;
         if let Some(p) = parent

@@ -24,7 +24,7 @@ pub use checkout::join_checked;
 pub(crate) use checkout::{Found, existing};
 pub use diff::{FileDiff, ModelDiff, PathFilter, Storage, TensorDiff, TensorInfo};
 pub use merge::{MERGE_STRATEGY_HEADER, MergeReport, MergeStrategy};
-pub use refs::Resolved;
+pub use refs::{LineageStep, Resolved};
 pub use tensor::TensorLimits;
 
 use crate::error::Error;

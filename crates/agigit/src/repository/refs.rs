@@ -217,6 +217,58 @@ impl Repository {
         Ok(out)
     }
 
+    /// The part trees of commit `id`: each part it has, and its tree's id (what a training
+    /// record's weights were trained from).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn parts_of(&self, id: &ObjectId) -> Result<Vec<(crate::Part, ObjectId)>, Error> {
+        let tree = self.store.find_commit(id)?.tree;
+        let parts = agigit_dag::model::ModelParts::read(&self.store, &tree)?;
+        Ok(crate::Part::ALL
+            .into_iter()
+            .filter_map(|p| p.get(&parts).map(|t| (p, t)))
+            .collect())
+    }
+
+    /// Where `rev`'s weights came from: its first-parent line, across fork bases into the
+    /// foundations' histories (a fork holds them), each commit with the repository it belongs
+    /// to (`None`: this one; a foundation's coordinate past the commit a fork started from),
+    /// its training record and its part trees. At most `limit` commits.
+    ///
+    /// # Errors
+    /// [`Error::UnknownRevision`]; [`Error::Corrupt`] for a record that does not decode; store
+    /// errors.
+    pub fn lineage(&self, rev: &str, limit: usize) -> Result<Vec<LineageStep>, Error> {
+        let mut next = Some(self.resolve(rev)?);
+        let mut repository: Option<String> = None;
+        let mut out = Vec::new();
+        while let Some(id) = next {
+            if out.len() == limit {
+                break;
+            }
+            let commit = self.store.find_commit(&id)?;
+            let record = crate::record::TrainingRecord::of(&commit)?;
+            let parts = self.parts_of(&id)?;
+            next = commit.parents.first().copied();
+            let here = repository.clone();
+            // The commit a fork started from belongs to its foundation, and so does what follows.
+            if let Some(base) = &commit.base
+                && next == Some(base.commit)
+            {
+                repository = Some(base.repo.clone());
+            }
+            out.push(LineageStep {
+                id,
+                commit,
+                repository: here,
+                record,
+                parts,
+            });
+        }
+        Ok(out)
+    }
+
     /// Every branch and the commit it points to.
     ///
     /// # Errors
@@ -296,4 +348,20 @@ pub struct Resolved {
     pub id: ObjectId,
     /// The local branch, when the revision is exactly one.
     pub branch: Option<RefName>,
+}
+
+/// One commit of a [`Repository::lineage`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct LineageStep {
+    /// The commit's id.
+    pub id: ObjectId,
+    /// The commit.
+    pub commit: Commit,
+    /// The repository it belongs to: `None` for this one, else a foundation's coordinate.
+    pub repository: Option<String>,
+    /// Its training record, if it has one.
+    pub record: Option<crate::record::TrainingRecord>,
+    /// Its part trees.
+    pub parts: Vec<(crate::Part, ObjectId)>,
 }
