@@ -196,6 +196,7 @@ fn info_json(info: Option<&TensorInfo>) -> serde_json::Value {
                 "delta": s.delta,
                 "bytes": s.stored_bytes,
                 "dense_bytes": s.dense_bytes,
+                "rel_error": s.rel_error,
             })),
         })
     })

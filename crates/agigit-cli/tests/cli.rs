@@ -1253,6 +1253,10 @@ async fn a_lora_fork_is_stored_at_its_rank_with_a_signed_fidelity_statement() ->
         (Some("lowrank"), Some(true))
     );
     assert_eq!(st["params"]["rank"], 4);
+    let err = st["rel_error"]
+        .as_f64()
+        .ok_or("the tensor's error, from the statement")?;
+    assert!(err > 0.0 && err <= worst, "{st}");
     let text = ok(&agigit(&home, &low, &["show"]));
     assert!(text.contains("Fidelity: lossy"), "{text}");
     let oneline = ok(&agigit(&home, &low, &["log", "--oneline"]));

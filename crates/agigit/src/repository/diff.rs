@@ -78,7 +78,7 @@ impl PathFilter {
 }
 
 /// How one version of a tensor is stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct TensorInfo {
     /// The safetensors dtype name.
@@ -91,7 +91,7 @@ pub struct TensorInfo {
 }
 
 /// How a committed tensor is stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Storage {
     /// The encoding's name.
@@ -104,10 +104,13 @@ pub struct Storage {
     pub stored_bytes: u64,
     /// Bytes of the tensor itself.
     pub dense_bytes: u64,
+    /// The relative error the commit's fidelity statement records for it, when the commit
+    /// that wrote it is the one looked at (0 for an exact codec).
+    pub rel_error: Option<f64>,
 }
 
 impl Storage {
-    /// `dense`, `lossless delta`, `lowrank r=32 delta`, …
+    /// `dense`, `lossless delta`, `lowrank r=32 delta (err 0.0123)`, …
     pub fn describe(&self) -> String {
         let mut out = self.encoding.clone();
         for (k, v) in &self.params {
@@ -116,6 +119,9 @@ impl Storage {
         }
         if self.delta {
             out.push_str(" delta");
+        }
+        if let Some(e) = self.rel_error.filter(|e| *e > 0.0) {
+            out.push_str(&format!(" (err {e:.4})"));
         }
         out
     }
@@ -180,13 +186,17 @@ impl Repository {
         to: Option<&str>,
         filter: &PathFilter,
     ) -> Result<ModelDiff, Error> {
-        let old = self.files_of(Some(self.resolve(from)?))?;
+        let from = self.resolve(from)?;
+        let old = self.files_of(Some(from))?;
+        let errors = [self.errors_of(Some(from))?, ErrorMap::new()];
         match to {
             Some(rev) => {
-                let new = self.files_of(Some(self.resolve(rev)?))?;
-                self.diff_files(&old, &new, filter)
+                let to = self.resolve(rev)?;
+                let new = self.files_of(Some(to))?;
+                let errors = [errors[0].clone(), self.errors_of(Some(to))?];
+                self.diff_files(&old, &new, filter, &errors)
             }
-            None => self.diff_worktree(&old, filter),
+            None => self.diff_worktree(&old, filter, &errors),
         }
     }
 
@@ -202,10 +212,28 @@ impl Repository {
     ) -> Result<(ObjectId, Commit, ModelDiff), Error> {
         let id = self.resolve(rev)?;
         let commit = self.store().find_commit(&id)?;
-        let old = self.files_of(commit.parents.first().copied())?;
+        let parent = commit.parents.first().copied();
+        let old = self.files_of(parent)?;
         let new = self.files_of(Some(id))?;
-        let diff = self.diff_files(&old, &new, filter)?;
+        let errors = [self.errors_of(parent)?, self.errors_of(Some(id))?];
+        let diff = self.diff_files(&old, &new, filter, &errors)?;
         Ok((id, commit, diff))
+    }
+
+    /// The relative errors commit `id`'s fidelity statement records, by (path, tensor).
+    fn errors_of(&self, id: Option<ObjectId>) -> Result<ErrorMap, Error> {
+        let Some(id) = id else {
+            return Ok(ErrorMap::new());
+        };
+        let commit = self.store().find_commit(&id)?;
+        Ok(Repository::fidelity(&commit)?
+            .map(|f| {
+                f.records()
+                    .iter()
+                    .map(|r| ((r.path.clone(), r.tensor.clone()), r.rel_error))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// The files of commit `id` (none for `None`).
@@ -221,6 +249,7 @@ impl Repository {
         old: &BTreeMap<String, FileSource>,
         new: &BTreeMap<String, FileSource>,
         filter: &PathFilter,
+        errors: &[ErrorMap; 2],
     ) -> Result<ModelDiff, Error> {
         let paths: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
         let mut files = Vec::new();
@@ -229,7 +258,9 @@ impl Repository {
             if o == n {
                 continue;
             }
-            if let Some(f) = self.file_diff(path, o.map(Side::Stored), n.map(Side::Stored))? {
+            if let Some(f) =
+                self.file_diff(path, o.map(Side::Stored), n.map(Side::Stored), errors)?
+            {
                 files.push(f);
             }
         }
@@ -240,6 +271,7 @@ impl Repository {
         &self,
         old: &BTreeMap<String, FileSource>,
         filter: &PathFilter,
+        errors: &[ErrorMap; 2],
     ) -> Result<ModelDiff, Error> {
         let status = self.status()?;
         let mut files = Vec::new();
@@ -255,7 +287,7 @@ impl Repository {
                 Change::Deleted => (old.get(path).map(Side::Stored), None),
                 Change::Modified => (old.get(path).map(Side::Stored), Some(disk()?)),
             };
-            if let Some(f) = self.file_diff(path, o, n)? {
+            if let Some(f) = self.file_diff(path, o, n, errors)? {
                 files.push(f);
             }
         }
@@ -268,6 +300,7 @@ impl Repository {
         path: &str,
         old: Option<Side<'_>>,
         new: Option<Side<'_>>,
+        errors: &[ErrorMap; 2],
     ) -> Result<Option<FileDiff>, Error> {
         let change = match (&old, &new) {
             (None, None) => return Ok(None),
@@ -291,7 +324,7 @@ impl Repository {
             tensors: Vec::new(),
         };
         if safetensors(&old) || safetensors(&new) {
-            out.tensors = self.tensor_diffs(path, old.as_ref(), new.as_ref())?;
+            out.tensors = self.tensor_diffs(path, old.as_ref(), new.as_ref(), errors)?;
         }
         if out.tensors.is_empty() {
             out.bytes = (self.file_size(old.as_ref())?, self.file_size(new.as_ref())?);
@@ -316,7 +349,13 @@ impl Repository {
         path: &str,
         old: Option<&Side<'_>>,
         new: Option<&Side<'_>>,
+        errors: &[ErrorMap; 2],
     ) -> Result<Vec<TensorDiff>, Error> {
+        let error = |side: usize, name: &str| {
+            errors[side]
+                .get(&(path.to_owned(), name.to_owned()))
+                .copied()
+        };
         let stored = |side: Option<&Side<'_>>| -> Result<BTreeMap<String, ObjectId>, Error> {
             Ok(match side {
                 Some(Side::Stored(FileSource::Safetensors(tree))) => {
@@ -376,12 +415,13 @@ impl Repository {
                 }
                 _ => None,
             };
+            let (old_error, new_error) = (error(0, &name), error(1, &name));
             out.push(TensorDiff {
                 name,
                 change,
-                old: old_obj.as_ref().map(|(_, o)| stored_info(o)),
+                old: old_obj.as_ref().map(|(_, o)| stored_info(o, old_error)),
                 new: match (&new_obj, &new_view) {
-                    (Some((_, n)), _) => Some(stored_info(n)),
+                    (Some((_, n)), _) => Some(stored_info(n, new_error)),
                     (None, Some(v)) => Some(TensorInfo {
                         dtype: v.dtype().as_str().to_owned(),
                         shape: v.shape().iter().map(|&d| d as u64).collect(),
@@ -408,7 +448,10 @@ impl Repository {
     }
 }
 
-fn stored_info(o: &TensorObject) -> TensorInfo {
+/// Relative errors by (path, tensor), from a fidelity statement.
+type ErrorMap = BTreeMap<(String, String), f64>;
+
+fn stored_info(o: &TensorObject, rel_error: Option<f64>) -> TensorInfo {
     TensorInfo {
         dtype: o.dtype.clone(),
         shape: o.shape.clone(),
@@ -418,6 +461,7 @@ fn stored_info(o: &TensorObject) -> TensorInfo {
             delta: o.base.is_some(),
             stored_bytes: o.payload_len,
             dense_bytes: o.byte_len,
+            rel_error,
         }),
     }
 }
