@@ -81,6 +81,25 @@ pub(crate) struct BranchArgs {
     pub(crate) force_delete: bool,
 }
 
+/// `agigit tag`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TagArgs {
+    /// The tag to create (or, with -d, delete); none lists the tags.
+    pub(crate) name: Option<String>,
+    /// The commit it names (default: HEAD; any revision).
+    #[arg(conflicts_with = "delete")]
+    pub(crate) rev: Option<String>,
+    /// An annotated tag's message (published, signed, with the state).
+    #[arg(short, long, requires = "name")]
+    pub(crate) message: Option<String>,
+    /// Move an existing tag.
+    #[arg(short, long, requires = "name")]
+    pub(crate) force: bool,
+    /// Delete the tag (here; a published tag stays on the relays).
+    #[arg(short, long, requires = "name", conflicts_with_all = ["message", "force"])]
+    pub(crate) delete: bool,
+}
+
 /// `agigit checkout`'s arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckoutArgs {
@@ -561,4 +580,60 @@ fn read_small_file(path: &std::path::Path, limit: usize) -> Result<Vec<u8>> {
         )));
     }
     Ok(bytes)
+}
+
+pub(crate) fn tag(ctx: &Ctx, args: &TagArgs) -> Result<()> {
+    let json = ctx.json;
+    let TagArgs {
+        name,
+        rev,
+        message,
+        force,
+        delete,
+    } = args;
+    let repo = open(ctx)?;
+    match name {
+        Some(name) if *delete => {
+            let was = repo.delete_tag(name)?;
+            print(
+                json,
+                serde_json::json!({"deleted": name, "commit": was.to_string()}),
+                || format!("deleted tag {name} (was {})", was.short()),
+            );
+        }
+        Some(name) => {
+            let at = repo.create_tag(
+                name,
+                rev.as_deref().unwrap_or("HEAD"),
+                message.as_deref(),
+                *force,
+            )?;
+            print(
+                json,
+                serde_json::json!({"tag": name, "commit": at.to_string(), "message": message}),
+                || format!("tagged {} as {name}", at.short()),
+            );
+        }
+        None => {
+            let tags = repo.tags()?;
+            let list: Vec<_> = tags
+                .iter()
+                .map(|(n, t)| serde_json::json!({"tag": n, "commit": t.commit.to_string(), "message": t.message}))
+                .collect();
+            print(json, serde_json::Value::Array(list), || {
+                tags.iter()
+                    .map(|(n, t)| match &t.message {
+                        Some(m) => format!(
+                            "{n}  {}  {}",
+                            t.commit.short(),
+                            m.lines().next().unwrap_or_default()
+                        ),
+                        None => format!("{n}  {}", t.commit.short()),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(())
 }

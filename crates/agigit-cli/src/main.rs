@@ -80,6 +80,9 @@ enum Command {
     Diff(view::DiffArgs),
     /// List branches, create one (at HEAD or a revision), or delete one (-d, -D).
     Branch(history::BranchArgs),
+    /// List tags, name a commit (-m for an annotated tag), or delete one (-d). A push
+    /// publishes the tags on the pushed history; a fetch brings the remote's in.
+    Tag(history::TagArgs),
     /// Switch to a branch or commit. Local changes to files that are the same in both are kept.
     Checkout(history::CheckoutArgs),
     /// Merge branches or commits into the current branch (`merge A B`: both, in one merge
@@ -116,6 +119,7 @@ fn run(cli: &Cli) -> failure::Result<()> {
         Command::Show(args) => view::show(&ctx, args),
         Command::Diff(args) => view::diff(&ctx, args),
         Command::Branch(args) => history::branch(&ctx, args),
+        Command::Tag(args) => history::tag(&ctx, args),
         Command::Checkout(args) => history::checkout(&ctx, args),
         Command::Merge(args) => history::merge(&ctx, args),
         Command::Rebase(args) => history::rebase(&ctx, args),

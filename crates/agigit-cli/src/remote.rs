@@ -317,10 +317,20 @@ pub(crate) fn push(ctx: &Ctx) -> Result<()> {
     let coordinate = RepoCoordinate::new(keys.public_key(), id).to_string();
     print(
         json,
-        serde_json::json!({"pushed": branch, "repository": coordinate, "objects": report.objects, "shards": report.shards, "rerouted": report.rerouted, "pack_bytes": report.pack_bytes, "private": report.private, "up_to_date": report.up_to_date, "bytes_per_server": report.bytes_per_server}),
+        serde_json::json!({"pushed": branch, "repository": coordinate, "objects": report.objects, "shards": report.shards, "rerouted": report.rerouted, "pack_bytes": report.pack_bytes, "private": report.private, "up_to_date": report.up_to_date, "bytes_per_server": report.bytes_per_server, "tags": report.tags, "tags_rejected": report.tags_rejected}),
         || {
+            let mut tags = String::new();
+            if !report.tags.is_empty() {
+                tags.push_str(&format!("\n  tags published: {}", report.tags.join(", ")));
+            }
+            if !report.tags_rejected.is_empty() {
+                tags.push_str(&format!(
+                    "\n  tags the relays have elsewhere, left as they are: {}",
+                    report.tags_rejected.join(", ")
+                ));
+            }
             if report.up_to_date {
-                format!("everything up to date ({coordinate})")
+                format!("everything up to date ({coordinate}){tags}")
             } else {
                 let mut out = format!(
                     "pushed {branch} to {coordinate}: {} objects, {} bytes in {} shards{}",
@@ -338,6 +348,7 @@ pub(crate) fn push(ctx: &Ctx) -> Result<()> {
                 for (s, b) in &report.bytes_per_server {
                     out.push_str(&format!("\n  {s}: {b} bytes"));
                 }
+                out.push_str(&tags);
                 out
             }
         },
@@ -501,7 +512,7 @@ impl Session {
 }
 
 fn fetch_json(report: &agigit::PullReport) -> serde_json::Value {
-    serde_json::json!({"tip": report.tip.map(|t| t.to_string()), "packs": report.packs, "objects": report.objects, "forced_from": report.forced_from.map(|t| t.to_string()), "state_forked": report.state_forked})
+    serde_json::json!({"tip": report.tip.map(|t| t.to_string()), "packs": report.packs, "objects": report.objects, "forced_from": report.forced_from.map(|t| t.to_string()), "state_forked": report.state_forked, "tags": report.tags})
 }
 
 /// `tracking` is the remote branch's short name (`origin/master`).
@@ -523,6 +534,9 @@ fn fetch_text(tracking: &str, report: &agigit::PullReport) -> String {
     }
     if report.state_forked {
         out.push_str("\nwarning: the repository's state history forked: its newest state does not build on the one this clone saw last (two writers?)");
+    }
+    if !report.tags.is_empty() {
+        out.push_str(&format!("\n  new tags: {}", report.tags.join(", ")));
     }
     out
 }

@@ -1439,3 +1439,99 @@ async fn a_fork_follows_its_foundation_through_the_command_line() -> TestResult 
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_travel_with_the_state() -> TestResult {
+    let env = fresh_env("tags");
+    let (url, _stop) = relay(&env.root.join("relay")).await?;
+    let home = |who: &str| env.root.join(format!("{who}-home"));
+    for who in ["owner", "reader"] {
+        ok(&agigit(&home(who), &env.root, &["key", "generate"]));
+    }
+    let model = env.root.join("model");
+    ok(&agigit(&home("owner"), &env.root, &["init", "model"]));
+    ok(&agigit(&home("owner"), &model, &["relay", "add", &url]));
+    write_model(&model, [1.0, 1.0, 1.0])?;
+    ok(&agigit(&home("owner"), &model, &["commit", "-m", "one"]));
+    ok(&agigit(
+        &home("owner"),
+        &model,
+        &["tag", "v1", "-m", "first release\nbf16 weights"],
+    ));
+    write_model(&model, [2.0, 1.0, 1.0])?;
+    ok(&agigit(&home("owner"), &model, &["commit", "-m", "two"]));
+    ok(&agigit(&home("owner"), &model, &["tag", "v2"]));
+    // A tag on a commit no pushed branch holds stays here.
+    ok(&agigit(&home("owner"), &model, &["branch", "side"]));
+    ok(&agigit(&home("owner"), &model, &["checkout", "side"]));
+    std::fs::write(model.join("notes.txt"), "side")?;
+    ok(&agigit(&home("owner"), &model, &["commit", "-m", "side"]));
+    ok(&agigit(&home("owner"), &model, &["tag", "wip"]));
+    ok(&agigit(&home("owner"), &model, &["checkout", "master"]));
+    // An existing tag is not moved without --force.
+    let out = agigit(&home("owner"), &model, &["tag", "v1", "HEAD"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+
+    let pushed = json(&agigit(&home("owner"), &model, &["push", "--json"]));
+    assert_eq!(pushed["tags"], serde_json::json!(["v1", "v2"]), "{pushed}");
+    let coordinate = pushed["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
+    // Nothing new but a tag: the push publishes a state for it.
+    ok(&agigit(
+        &home("owner"),
+        &model,
+        &["tag", "v2.1", "-m", "same weights, new name"],
+    ));
+    let again = json(&agigit(&home("owner"), &model, &["push", "--json"]));
+    assert_eq!(again["tags"], serde_json::json!(["v2.1"]), "{again}");
+
+    // A clone has them, messages and all, and takes revisions by them.
+    let copy = env.root.join("copy");
+    ok(&agigit(
+        &home("reader"),
+        &env.root,
+        &[
+            "clone",
+            &coordinate,
+            copy.to_str().ok_or("path")?,
+            "--relay",
+            &url,
+        ],
+    ));
+    let tags = json(&agigit(&home("reader"), &copy, &["tag", "--json"]));
+    let names: Vec<&str> = tags
+        .as_array()
+        .ok_or("tags")?
+        .iter()
+        .filter_map(|t| t["tag"].as_str())
+        .collect();
+    assert_eq!(names, ["v1", "v2", "v2.1"]);
+    assert_eq!(tags[0]["message"], "first release\nbf16 weights");
+    assert!(tags[1]["message"].is_null());
+    ok(&agigit(&home("reader"), &copy, &["checkout", "v1"]));
+    assert_eq!(read_model(&copy)?, [1.0, 1.0, 1.0]);
+
+    // Moved here with --force, the remote's v1 stays where it is, and the push says so.
+    ok(&agigit(
+        &home("owner"),
+        &model,
+        &["tag", "v1", "HEAD", "--force"],
+    ));
+    let moved = json(&agigit(&home("owner"), &model, &["push", "--json"]));
+    assert_eq!(moved["tags_rejected"], serde_json::json!(["v1"]), "{moved}");
+    let deleted = json(&agigit(
+        &home("owner"),
+        &model,
+        &["tag", "-d", "wip", "--json"],
+    ));
+    assert!(deleted["commit"].is_string());
+    assert!(
+        agigit(&home("owner"), &model, &["checkout", "wip"])
+            .status
+            .code()
+            == Some(3)
+    );
+    Ok(())
+}

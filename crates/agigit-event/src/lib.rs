@@ -22,7 +22,9 @@ pub use error::ParseError;
 pub use names::{CoordinateError, MAX_REPO_ID_LEN, RepoCoordinate, RepoId, RepoIdError};
 pub use signed::{ProtocolEvent, Signed};
 pub use signer::{SignError, Signer};
-pub use state::{IgnoreReason, Ignored, RepoState, StateResolution, resolve_state};
+pub use state::{
+    IgnoreReason, Ignored, MAX_NOTE_BYTES, RepoState, StateResolution, is_valid_note, resolve_state,
+};
 pub use verify::{K256Verifier, NostrVerifier, Verifier, VerifyError, bip340_verify};
 
 /// The `nostr` crate this crate is built on, so callers use the same version of its types.

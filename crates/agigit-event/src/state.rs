@@ -17,8 +17,10 @@ use agigit_validate::RefName;
 
 /// A repository's branch pointers (kind 30718, addressable by its `d` tag).
 ///
-/// Tags: `["d", <repository id>]`, one `["refs/…", <commit id hex>]` per ref, and optionally
-/// `["HEAD", "ref: refs/heads/<branch>"]`. Unknown tags are ignored. The content is empty for a
+/// Tags: `["d", <repository id>]`, one `["refs/…", <commit id hex>]` per ref, optionally
+/// `["HEAD", "ref: refs/heads/<branch>"]`, and one `["note", "refs/tags/<name>", <message>]` per
+/// annotated tag (a tag ref of this state; the message at most 4096 bytes, no control
+/// characters but newline and tab). Unknown tags are ignored. The content is empty for a
 /// public repository; for a private one it is the padded base64 of the wrapped-key envelope
 /// (`agigit-crypt`'s `Envelope` bytes, opaque here), and the ref ids are the opaque ids the
 /// client publishes in place of commit ids.
@@ -35,6 +37,22 @@ pub struct RepoState {
     /// The id of the state event this one replaces (`["prev", <event id>]`): states chain, so a
     /// reader can tell a newer state from a fork in the state history.
     pub prev: Option<EventId>,
+    /// Annotated tags' messages, by tag ref (each one of `refs`' `refs/tags/…`), signed with the
+    /// state by the owner.
+    pub notes: BTreeMap<RefName, String>,
+}
+
+/// The longest annotated tag message a state carries.
+pub const MAX_NOTE_BYTES: usize = 4096;
+
+/// Whether `message` can be an annotated tag's message: 1–[`MAX_NOTE_BYTES`] bytes, no control
+/// characters but newline and tab.
+pub fn is_valid_note(message: &str) -> bool {
+    !message.is_empty()
+        && message.len() <= MAX_NOTE_BYTES
+        && !message
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
 }
 
 impl RepoState {
@@ -46,6 +64,7 @@ impl RepoState {
             head: None,
             keys: None,
             prev: None,
+            notes: BTreeMap::new(),
         }
     }
 
@@ -61,6 +80,7 @@ impl RepoState {
 const D: &str = "d";
 const HEAD: &str = "HEAD";
 const PREV: &str = "prev";
+const NOTE: &str = "note";
 const SYMREF_PREFIX: &str = "ref: ";
 
 impl ProtocolEvent for RepoState {
@@ -79,6 +99,11 @@ impl ProtocolEvent for RepoState {
         if let Some(prev) = &self.prev {
             tags.push(tag(PREV, [prev.to_hex()]));
         }
+        tags.extend(
+            self.notes
+                .iter()
+                .map(|(name, message)| tag(NOTE, [name.as_str(), message.as_str()])),
+        );
         let content = self
             .keys
             .as_ref()
@@ -122,6 +147,38 @@ impl ProtocolEvent for RepoState {
                 return Err(ParseError::RepeatedTag { tag: quote(name) });
             }
         }
+        let mut notes = BTreeMap::new();
+        for t in tags {
+            let fields = t.as_slice();
+            if fields.first().map(String::as_str) != Some(NOTE) {
+                continue;
+            }
+            let [_, name, message] = fields else {
+                return Err(ParseError::invalid_value(
+                    NOTE,
+                    &fields[1..].join(" "),
+                    "a tag ref and its message",
+                ));
+            };
+            let ref_name = RefName::new(name.as_str())?;
+            if !name.starts_with("refs/tags/") || !refs.contains_key(&ref_name) {
+                return Err(ParseError::invalid_value(
+                    NOTE,
+                    name,
+                    "a tag ref (refs/tags/…) of this state",
+                ));
+            }
+            if !is_valid_note(message) {
+                return Err(ParseError::invalid_value(
+                    NOTE,
+                    message,
+                    "1–4096 bytes, no control characters but newline and tab",
+                ));
+            }
+            if notes.insert(ref_name, message.clone()).is_some() {
+                return Err(ParseError::RepeatedTag { tag: quote(name) });
+            }
+        }
         let keys = if content.is_empty() {
             None
         } else {
@@ -143,6 +200,7 @@ impl ProtocolEvent for RepoState {
             head,
             keys,
             prev,
+            notes,
         })
     }
 }

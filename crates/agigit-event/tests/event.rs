@@ -410,8 +410,9 @@ fn arb_state() -> impl Strategy<Value = RepoState> {
         ),
         prop::option::of(prop::collection::vec(any::<u8>(), 1..300)),
         prop::option::of(any::<[u8; 32]>()),
+        prop::collection::vec("[ -~\n\t]{1,40}", 0..3),
     )
-        .prop_map(|((repo, refs, pick, with_head), keys, prev)| {
+        .prop_map(|((repo, refs, pick, with_head), keys, prev, messages)| {
             let refs: BTreeMap<RefName, ObjectId> = refs
                 .into_iter()
                 .filter_map(|(name, id)| {
@@ -427,13 +428,20 @@ fn arb_state() -> impl Strategy<Value = RepoState> {
             } else {
                 None
             };
-            RepoState {
-                repo,
-                refs,
-                head,
-                keys,
-                prev: prev.map(EventId::from_byte_array),
-            }
+            // Annotated tags: messages on some of the tag refs.
+            let notes: BTreeMap<RefName, String> = refs
+                .keys()
+                .filter(|r| r.as_str().starts_with("refs/tags/"))
+                .cloned()
+                .zip(messages)
+                .collect();
+            let mut state = RepoState::new(repo);
+            state.refs = refs;
+            state.head = head;
+            state.keys = keys;
+            state.prev = prev.map(EventId::from_byte_array);
+            state.notes = notes;
+            state
         })
 }
 
@@ -566,6 +574,58 @@ fn state_parser_rejects_malformed_events() {
                     }
                 )
             },
+        ),
+        (
+            "a note on a ref the state lacks",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[&["d", "a"], &["note", "refs/tags/v1", "release"]],
+                "",
+            ),
+            |e| matches!(e, ParseError::InvalidValue { .. }),
+        ),
+        (
+            "a note on a branch",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[
+                    &["d", "a"],
+                    &["refs/heads/main", &id],
+                    &["note", "refs/heads/main", "x"],
+                ],
+                "",
+            ),
+            |e| matches!(e, ParseError::InvalidValue { .. }),
+        ),
+        (
+            "a note that drives the terminal",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[
+                    &["d", "a"],
+                    &["refs/tags/v1", &id],
+                    &["note", "refs/tags/v1", "\u{1b}[2Jhi"],
+                ],
+                "",
+            ),
+            |e| matches!(e, ParseError::InvalidValue { .. }),
+        ),
+        (
+            "a note without its message",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[
+                    &["d", "a"],
+                    &["refs/tags/v1", &id],
+                    &["note", "refs/tags/v1"],
+                ],
+                "",
+            ),
+            |e| matches!(e, ParseError::InvalidValue { .. }),
         ),
         (
             "key envelope not base64",

@@ -22,7 +22,7 @@ pub use remote::{
 pub use repository::{
     Change, CheckoutReport, DEFAULT_BRANCH, FileDiff, LineageStep, MERGE_STRATEGY_HEADER,
     MergeReport, MergeStrategy, ModelDiff, PathFilter, Recovered, Repository, Resolved, Storage,
-    TensorDiff, TensorInfo, TensorLimits, join_checked,
+    Tag, TensorDiff, TensorInfo, TensorLimits, join_checked,
 };
 pub use worktree::Part;
 

@@ -565,3 +565,44 @@ fn a_part_has_its_own_history_and_comes_from_any_version() -> TestResult {
     ));
     Ok(())
 }
+
+#[test]
+fn tags_name_commits_and_keep_their_messages() -> TestResult {
+    let dir = Dir::new("tags");
+    let repo = Repository::init(&dir.0)?;
+    write_model(&dir.0, false)?;
+    let one = repo.commit("one", AUTHOR)?;
+    write_model(&dir.0, true)?;
+    let two = repo.commit("two", AUTHOR)?;
+    assert_eq!(repo.create_tag("v1", "HEAD~1", Some("first"), false)?, one);
+    assert_eq!(repo.create_tag("v2", "HEAD", None, false)?, two);
+    assert_eq!(repo.resolve("v1")?, one);
+    let tags = repo.tags()?;
+    assert_eq!(tags["v1"].message.as_deref(), Some("first"));
+    assert_eq!(tags["v2"].message, None);
+    // Not moved without force; moved with it, and a lightweight tag drops the old message.
+    assert!(matches!(
+        repo.create_tag("v1", "HEAD", None, false),
+        Err(Error::Invalid(_))
+    ));
+    repo.create_tag("v1", "HEAD", None, true)?;
+    let moved = &repo.tags()?["v1"];
+    assert_eq!((moved.commit, moved.message.as_deref()), (two, None));
+    // Names and messages a state could not carry are refused.
+    assert!(repo.create_tag("a..b", "HEAD", None, false).is_err());
+    assert!(
+        repo.create_tag("v3", "HEAD", Some("\u{1b}[31m"), false)
+            .is_err()
+    );
+    assert!(
+        repo.create_tag("v3", "HEAD", Some(&"x".repeat(5000)), false)
+            .is_err()
+    );
+    assert_eq!(repo.delete_tag("v2")?, two);
+    assert!(repo.tags()?.get("v2").is_none());
+    assert!(matches!(
+        repo.delete_tag("v2"),
+        Err(Error::UnknownRevision(_))
+    ));
+    Ok(())
+}

@@ -197,6 +197,11 @@ pub struct PushReport {
     pub private: bool,
     /// Nothing to send: the remote already has the tip.
     pub up_to_date: bool,
+    /// Tags published with the state (those on the pushed history the remote lacked).
+    pub tags: Vec<String>,
+    /// Local tags the remote has at another commit or with another message: left as they are
+    /// there.
+    pub tags_rejected: Vec<String>,
     /// Where the time went.
     pub stages: StageTimes,
 }
@@ -232,6 +237,8 @@ pub struct PullReport {
     /// The newest state does not build on the one this clone accepted before (its `prev` is
     /// another state): the repository's state history forked.
     pub state_forked: bool,
+    /// Remote tags taken in (those whose commits are now local and that no local tag names).
+    pub tags: Vec<String>,
     /// Where the time went.
     pub stages: StageTimes,
 }

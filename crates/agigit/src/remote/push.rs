@@ -113,6 +113,34 @@ impl Repository {
             Some(k) => k.is_name_of(id, r),
             None => id == r,
         };
+        // Tags on the pushed history go with the state (a public repository's: a private one's
+        // tag names and ids would be in the clear); a tag the remote has elsewhere is kept
+        // there, and said so.
+        let mut tags: Vec<(RefName, ObjectId, Option<String>)> = Vec::new();
+        if keys.is_none() {
+            for (short, tag) in self.tags()? {
+                let name = RefName::new(format!("refs/tags/{short}"))
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                let remote = current.as_ref().and_then(|s| {
+                    Some((
+                        s.body().refs.get(&name).copied()?,
+                        s.body().notes.get(&name).cloned(),
+                    ))
+                });
+                match remote {
+                    Some((id, note)) if id == tag.commit && note == tag.message => {}
+                    Some(_) => report.tags_rejected.push(short),
+                    None if tag.commit == tip
+                        || agigit_dag::is_ancestor(self.store(), &tag.commit, &tip)
+                            .map_err(|e| Error::Invalid(e.to_string()))? =>
+                    {
+                        report.tags.push(short);
+                        tags.push((name, tag.commit, tag.message));
+                    }
+                    None => {}
+                }
+            }
+        }
         // What the remote has: the history of its tip, which must be part of the local one
         // (found by its published name), and, for a fork, the foundation's objects (fetched from
         // the foundation's own repository). Not the tracking ref: it may come from another
@@ -124,13 +152,14 @@ impl Repository {
                 // new state event to carry the new envelope.
                 let envelope = keys.map(PrivateKeys::envelope_bytes);
                 let stale = current.as_ref().is_some_and(|s| s.body().keys != envelope);
-                if stale {
+                if stale || !tags.is_empty() {
                     let published = publish_state(
                         transport,
                         signer,
                         current.as_ref(),
                         repo_id,
                         (branch, r),
+                        &tags,
                         keys,
                         options.min_accepted,
                     )
@@ -217,6 +246,7 @@ impl Repository {
             current.as_ref(),
             repo_id,
             (branch, publish_name(&tip)),
+            &tags,
             keys,
             options.min_accepted,
         )
@@ -418,13 +448,15 @@ fn after(current: Option<&Signed<RepoState>>) -> Timestamp {
 
 /// Publishes the state that replaces `current`: `branch` at its published commit name (under an
 /// opaque branch name for a private repository, replacing those of earlier key epochs), `HEAD`
-/// on it when the state had no default branch yet, and (private) the keyring of `keys`.
+/// on it when the state had no default branch yet, `tags` with their notes, and (private) the
+/// keyring of `keys`.
 async fn publish_state<S: Signer + Sync + ?Sized>(
     transport: &dyn Transport,
     signer: &S,
     current: Option<&Signed<RepoState>>,
     repo_id: &RepoId,
     (branch, published): (&str, ObjectId),
+    tags: &[(RefName, ObjectId, Option<String>)],
     keys: Option<&PrivateKeys>,
     min_accepted: usize,
 ) -> Result<Signed<RepoState>, Error> {
@@ -439,6 +471,13 @@ async fn publish_state<S: Signer + Sync + ?Sized>(
         None => RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?,
     };
     state.refs.insert(name.clone(), published);
+    for (tag, id, note) in tags {
+        state.refs.insert(tag.clone(), *id);
+        match note {
+            Some(n) => state.notes.insert(tag.clone(), n.clone()),
+            None => state.notes.remove(tag),
+        };
+    }
     // `HEAD` names the repository's default branch: set by the first push, kept after (as a
     // git remote's `HEAD` is), and moved only when the branch it named is gone.
     if state

@@ -18,6 +18,7 @@ mod keys;
 mod layout;
 mod merge;
 mod refs;
+mod tags;
 mod tensor;
 
 pub use checkout::join_checked;
@@ -25,6 +26,7 @@ pub(crate) use checkout::{Found, existing};
 pub use diff::{FileDiff, ModelDiff, PathFilter, Storage, TensorDiff, TensorInfo};
 pub use merge::{MERGE_STRATEGY_HEADER, MergeReport, MergeStrategy};
 pub use refs::{LineageStep, Resolved};
+pub use tags::Tag;
 pub use tensor::TensorLimits;
 
 use crate::error::Error;
