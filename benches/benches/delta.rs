@@ -4,6 +4,11 @@
 //! compression ratio against relative error for every codec on the same delta, and `Lossless`
 //! on the three kinds of delta (fine-tune noise, low-rank update, unrelated tensor).
 //!
+//! Then the ratio–error curve of each rank policy on bf16 fine-tunes (a rank-16 update of a
+//! fraction of a unit in the last place to a few, rounded to bf16), the error measured both
+//! against the stored bf16 delta (what the fidelity statement records) and against the fine-tune
+//! before rounding (what a reader's weights lose).
+//!
 //! `AGIGIT_BENCH_SKIP_FULL_SVD=1` skips the full SVD (about 50 s at 4096 here);
 //! `AGIGIT_REAL_WEIGHTS=path/to/model.safetensors` adds `Lossless` on real weights.
 
@@ -212,7 +217,10 @@ fn print_tables() {
         }
     }
 
-    // 4. Real weights, when given.
+    // 4. Rank policies on bf16 fine-tunes: ratio against error, per policy.
+    policy_curves(n.min(2048));
+
+    // 5. Real weights, when given.
     if let Some(path) = std::env::var_os("AGIGIT_REAL_WEIGHTS") {
         let file = SafetensorsFile::open(&path).expect("open real weights");
         let (mut dense, mut ours_f32, mut ours_bf16, mut raw_bf16, mut zstd_bf16) = (0, 0, 0, 0, 0);
@@ -240,6 +248,102 @@ fn print_tables() {
             raw_bf16 as f64 / ours_bf16 as f64,
             raw_bf16 as f64 / zstd_bf16 as f64
         );
+    }
+}
+
+/// Ratio and error of every rank policy on bf16 fine-tunes whose true update is rank 16 and
+/// `rms` in size (the weights are N(0, 0.02), so one unit in the last place is about 1.2e-4 at
+/// one σ): "stored" is ‖decoded − target‖ / ‖target − base‖ (what a commit records), "fine-tune"
+/// ‖decoded − (base + update)‖ / ‖update‖ (what a reader's weights lose against the fine-tune
+/// before it was rounded to bf16; the bf16 weights themselves are not at 0 on it).
+fn policy_curves(n: usize) {
+    println!(
+        "\n  rank policies on bf16 fine-tunes, {n} × {n}, true update rank 16 (ratio; error vs stored, vs fine-tune):"
+    );
+    let w = synth::gaussian(11, n * n, 0.02);
+    let base = synth::tensor(DType::BF16, &[n, n], &w);
+    let banded = |policy| {
+        let mut c = LowRank::new(Device::Cpu, policy);
+        c.storage = FactorStorage::delta_come();
+        c
+    };
+    let policies: Vec<(String, Box<dyn DeltaCodec>)> = vec![
+        ("lossless".into(), Box::new(Lossless::default())),
+        ("signscale".into(), Box::new(SignScale)),
+        (
+            "fixed r=16 banded".into(),
+            Box::new(banded(RankPolicy::Fixed(16))),
+        ),
+        (
+            "fixed r=32 banded (default)".into(),
+            Box::new(banded(RankPolicy::Fixed(32))),
+        ),
+        (
+            "fixed r=64 banded".into(),
+            Box::new(banded(RankPolicy::Fixed(64))),
+        ),
+        (
+            "max error 0.3 banded".into(),
+            Box::new(banded(RankPolicy::RelError(0.3))),
+        ),
+        (
+            "max error 0.5 banded".into(),
+            Box::new(banded(RankPolicy::RelError(0.5))),
+        ),
+        (
+            "energy 0.9 banded".into(),
+            Box::new(banded(RankPolicy::Energy(0.9))),
+        ),
+        (
+            "energy 0.99 banded".into(),
+            Box::new(banded(RankPolicy::Energy(0.99))),
+        ),
+    ];
+    for rms in [6e-5, 1.5e-4, 5e-4] {
+        let update = synth::low_rank(12, n, n, 16, rms);
+        let target = synth::tensor(DType::BF16, &[n, n], &synth::add(&w, &update));
+        let truth: Vec<f64> = w
+            .iter()
+            .zip(&update)
+            .map(|(a, u)| f64::from(*a) + f64::from(*u))
+            .collect();
+        let unorm: f64 = update
+            .iter()
+            .map(|u| f64::from(*u).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let from_truth = |t: &Tensor| {
+            let v = t.view().to_f64().expect("bf16");
+            v.iter()
+                .zip(&truth)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+                .sqrt()
+                / unorm
+        };
+        println!(
+            "  update rms {rms:.0e} (bf16 weights themselves: {:.3} from the fine-tune)",
+            from_truth(&target)
+        );
+        for (name, codec) in &policies {
+            let e = codec
+                .encode(target.view(), Some(base.view()))
+                .expect("encode");
+            let decoded = decode(&e.payload, Some(base.view())).expect("decode");
+            let rank = e.report.rank.map(|r| format!(" r={r}")).unwrap_or_default();
+            let note = e
+                .report
+                .fallback
+                .as_ref()
+                .map(|r| format!("  (fell back: {r})"))
+                .unwrap_or_default();
+            println!(
+                "    {name:<28} {:>7.2}×  stored {:>6.3}  fine-tune {:>6.3}{rank}{note}",
+                e.report.ratio(),
+                e.report.rel_error,
+                from_truth(&decoded)
+            );
+        }
     }
 }
 

@@ -552,20 +552,6 @@ pub(crate) fn change_name(c: Change) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::utc_date;
-
-    #[test]
-    fn utc_dates_match_known_instants() {
-        assert_eq!(utc_date(0), "1970-01-01 00:00:00 UTC");
-        // `date -u -d @951782400`: the leap day of 2000.
-        assert_eq!(utc_date(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc_date(1_795_356_360), "2026-11-22 14:06:00 UTC");
-        assert_eq!(utc_date(-1), "1969-12-31 23:59:59 UTC");
-    }
-}
-
 /// A small file a user names (a record), read whole up to `limit` bytes.
 fn read_small_file(path: &std::path::Path, limit: usize) -> Result<Vec<u8>> {
     use std::io::Read as _;
@@ -636,4 +622,18 @@ pub(crate) fn tag(ctx: &Ctx, args: &TagArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_date;
+
+    #[test]
+    fn utc_dates_match_known_instants() {
+        assert_eq!(utc_date(0), "1970-01-01 00:00:00 UTC");
+        // `date -u -d @951782400`: the leap day of 2000.
+        assert_eq!(utc_date(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_date(1_795_356_360), "2026-11-22 14:06:00 UTC");
+        assert_eq!(utc_date(-1), "1969-12-31 23:59:59 UTC");
+    }
 }

@@ -390,53 +390,6 @@ fn diff_text(diff: &ModelDiff, stat: bool) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_at_a_glance() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
-    }
-
-    #[test]
-    fn table_columns_line_up() {
-        let rows = [
-            [
-                "a.weight".to_owned(),
-                "F32".to_owned(),
-                "64×64".to_owned(),
-                "100.0%".to_owned(),
-                "0.2500".to_owned(),
-                "16.0 KiB dense".to_owned(),
-            ],
-            [
-                "model.embed_tokens.weight".to_owned(),
-                "BF16".to_owned(),
-                "32000×4096".to_owned(),
-                "3.1%".to_owned(),
-                "0.0010".to_owned(),
-                "1.2 MiB lossless delta".to_owned(),
-            ],
-        ];
-        let text = table(
-            ["tensor", "dtype", "shape", "changed", "‖Δ‖/‖W‖", "stored"],
-            &rows,
-        );
-        let lines: Vec<&str> = text.lines().collect();
-        // Every row's "stored" column starts at the same character.
-        let at = |l: &str, s: &str| l.find(s).map(|b| l[..b].chars().count());
-        assert_eq!(at(lines[1], "16.0"), at(lines[2], "1.2 MiB"));
-        assert_eq!(at(lines[0], "stored"), at(lines[1], "16.0"));
-        // Numbers right-aligned: the relative changes end in the same column.
-        let end = |l: &str, s: &str| at(l, s).map(|c| c + s.chars().count());
-        assert_eq!(end(lines[1], "0.2500"), end(lines[2], "0.0010"));
-    }
-}
-
 /// `agigit log --lineage`: the first-parent line from `rev`, across fork bases, each commit
 /// with the repository it belongs to and its training record.
 pub(crate) fn lineage(ctx: &Ctx, repo: &agigit::Repository, rev: &str, max: usize) -> Result<()> {
@@ -494,4 +447,51 @@ pub(crate) fn lineage(ctx: &Ctx, repo: &agigit::Repository, rev: &str, max: usiz
         out.join("\n")
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_at_a_glance() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn table_columns_line_up() {
+        let rows = [
+            [
+                "a.weight".to_owned(),
+                "F32".to_owned(),
+                "64×64".to_owned(),
+                "100.0%".to_owned(),
+                "0.2500".to_owned(),
+                "16.0 KiB dense".to_owned(),
+            ],
+            [
+                "model.embed_tokens.weight".to_owned(),
+                "BF16".to_owned(),
+                "32000×4096".to_owned(),
+                "3.1%".to_owned(),
+                "0.0010".to_owned(),
+                "1.2 MiB lossless delta".to_owned(),
+            ],
+        ];
+        let text = table(
+            ["tensor", "dtype", "shape", "changed", "‖Δ‖/‖W‖", "stored"],
+            &rows,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        // Every row's "stored" column starts at the same character.
+        let at = |l: &str, s: &str| l.find(s).map(|b| l[..b].chars().count());
+        assert_eq!(at(lines[1], "16.0"), at(lines[2], "1.2 MiB"));
+        assert_eq!(at(lines[0], "stored"), at(lines[1], "16.0"));
+        // Numbers right-aligned: the relative changes end in the same column.
+        let end = |l: &str, s: &str| at(l, s).map(|c| c + s.chars().count());
+        assert_eq!(end(lines[1], "0.2500"), end(lines[2], "0.0010"));
+    }
 }

@@ -37,6 +37,62 @@ pub(crate) fn delta(
     Ok(values)
 }
 
+/// The delta's own rounding floor, squared: `Σ ulp(targetᵢ)² / 12` over the elements the
+/// fine-tune changed (`changed`: `Δᵢ ≠ 0`), the expected energy of the noise that rounding the
+/// fine-tuned weights to `target`'s dtype put into the delta. No rank captures it (it is as
+/// full-rank as noise gets), and a reader never sees it (rounding `base + Δ̂` into the same dtype
+/// absorbs errors under half a unit in the last place), so an error bound that counts it against
+/// the approximation drives a bf16 or f16 fine-tune whose update is a few units in the last place
+/// to a rank that fits the noise, or to no low rank at all. `f32` and `f64`: about 0.
+pub(crate) fn rounding_floor2(target: &TensorView<'_>, delta: &[f32]) -> f64 {
+    // ulp = 2^(max(e, 1) − bias − mantissa bits); subnormals share the smallest exponent.
+    let ulp2 = |exp: u32, bias: i32, mantissa: i32| -> f64 {
+        let e = i32::try_from(exp.max(1)).unwrap_or(1) - bias - mantissa;
+        2f64.powi(2 * e)
+    };
+    let d = target.data();
+    let sum: f64 = match target.dtype() {
+        DType::BF16 => d
+            .par_chunks_exact(2)
+            .zip(delta)
+            .filter(|(_, v)| **v != 0.0)
+            .map(|(c, _)| {
+                ulp2(
+                    u32::from(u16::from_le_bytes([c[0], c[1]]) >> 7) & 0xFF,
+                    127,
+                    7,
+                )
+            })
+            .sum(),
+        DType::F16 => d
+            .par_chunks_exact(2)
+            .zip(delta)
+            .filter(|(_, v)| **v != 0.0)
+            .map(|(c, _)| {
+                ulp2(
+                    u32::from(u16::from_le_bytes([c[0], c[1]]) >> 10) & 0x1F,
+                    15,
+                    10,
+                )
+            })
+            .sum(),
+        DType::F32 => d
+            .par_chunks_exact(4)
+            .zip(delta)
+            .filter(|(_, v)| **v != 0.0)
+            .map(|(c, _)| {
+                ulp2(
+                    (u32::from_le_bytes([c[0], c[1], c[2], c[3]]) >> 23) & 0xFF,
+                    127,
+                    23,
+                )
+            })
+            .sum(),
+        _ => 0.0,
+    };
+    sum / 12.0
+}
+
 /// Stores `target` losslessly, recording why.
 pub(crate) fn fall_back(
     target: TensorView<'_>,

@@ -158,8 +158,11 @@ impl Repository {
                         signer,
                         current.as_ref(),
                         repo_id,
-                        (branch, r),
-                        &tags,
+                        StateUpdate {
+                            branch,
+                            published: r,
+                            tags: &tags,
+                        },
                         keys,
                         options.min_accepted,
                     )
@@ -245,8 +248,11 @@ impl Repository {
             signer,
             current.as_ref(),
             repo_id,
-            (branch, publish_name(&tip)),
-            &tags,
+            StateUpdate {
+                branch,
+                published: publish_name(&tip),
+                tags: &tags,
+            },
             keys,
             options.min_accepted,
         )
@@ -446,6 +452,13 @@ fn after(current: Option<&Signed<RepoState>>) -> Timestamp {
     )
 }
 
+/// What a push changes in the state: a branch at its published commit name, and tags.
+struct StateUpdate<'a> {
+    branch: &'a str,
+    published: ObjectId,
+    tags: &'a [(RefName, ObjectId, Option<String>)],
+}
+
 /// Publishes the state that replaces `current`: `branch` at its published commit name (under an
 /// opaque branch name for a private repository, replacing those of earlier key epochs), `HEAD`
 /// on it when the state had no default branch yet, `tags` with their notes, and (private) the
@@ -455,11 +468,15 @@ async fn publish_state<S: Signer + Sync + ?Sized>(
     signer: &S,
     current: Option<&Signed<RepoState>>,
     repo_id: &RepoId,
-    (branch, published): (&str, ObjectId),
-    tags: &[(RefName, ObjectId, Option<String>)],
+    update: StateUpdate<'_>,
     keys: Option<&PrivateKeys>,
     min_accepted: usize,
 ) -> Result<Signed<RepoState>, Error> {
+    let StateUpdate {
+        branch,
+        published,
+        tags,
+    } = update;
     let mut state = current.map_or_else(|| RepoState::new(repo_id.clone()), |s| s.body().clone());
     let name = match keys {
         Some(k) => {
