@@ -267,38 +267,21 @@ fn policy_curves(n: usize) {
         c.storage = FactorStorage::delta_come();
         c
     };
-    let policies: Vec<(String, Box<dyn DeltaCodec>)> = vec![
+    let mut policies: Vec<(String, Box<dyn DeltaCodec>)> = vec![
         ("lossless".into(), Box::new(Lossless::default())),
         ("signscale".into(), Box::new(SignScale)),
-        (
-            "fixed r=16 banded".into(),
-            Box::new(banded(RankPolicy::Fixed(16))),
-        ),
-        (
-            "fixed r=32 banded (default)".into(),
-            Box::new(banded(RankPolicy::Fixed(32))),
-        ),
-        (
-            "fixed r=64 banded".into(),
-            Box::new(banded(RankPolicy::Fixed(64))),
-        ),
-        (
-            "max error 0.3 banded".into(),
-            Box::new(banded(RankPolicy::RelError(0.3))),
-        ),
-        (
-            "max error 0.5 banded".into(),
-            Box::new(banded(RankPolicy::RelError(0.5))),
-        ),
-        (
-            "energy 0.9 banded".into(),
-            Box::new(banded(RankPolicy::Energy(0.9))),
-        ),
-        (
-            "energy 0.99 banded".into(),
-            Box::new(banded(RankPolicy::Energy(0.99))),
-        ),
     ];
+    for (name, policy) in [
+        ("fixed r=16", RankPolicy::Fixed(16)),
+        ("fixed r=32 (default)", RankPolicy::Fixed(32)),
+        ("fixed r=64", RankPolicy::Fixed(64)),
+        ("max error 0.3", RankPolicy::RelError(0.3)),
+        ("max error 0.5", RankPolicy::RelError(0.5)),
+        ("energy 0.9", RankPolicy::Energy(0.9)),
+        ("energy 0.99", RankPolicy::Energy(0.99)),
+    ] {
+        policies.push((format!("{name} banded"), Box::new(banded(policy))));
+    }
     for rms in [6e-5, 1.5e-4, 5e-4] {
         let update = synth::low_rank(12, n, n, 16, rms);
         let target = synth::tensor(DType::BF16, &[n, n], &synth::add(&w, &update));

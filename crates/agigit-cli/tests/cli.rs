@@ -11,6 +11,9 @@ use agigit_relay::{BlossomConfig, FsBlobStore, SqliteEventStore};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+mod support;
+use support::{agigit, json, ok};
+
 struct Env {
     root: PathBuf,
 }
@@ -19,26 +22,6 @@ impl Drop for Env {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);
     }
-}
-
-fn agigit(home: &Path, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agigit"))
-        .args(args)
-        .current_dir(cwd)
-        .env("AGIGIT_HOME", home)
-        .env_remove("AGIGIT_NSEC")
-        .output()
-        .expect("run agigit")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "agigit failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A relay on loopback (at `addr`, or a free port), storing under `dir`. Sending on the returned
@@ -262,10 +245,6 @@ async fn two_users_push_and_clone_with_a_relay_down() -> TestResult {
         "{help}"
     );
     Ok(())
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_str(&ok(out)).expect("JSON output")
 }
 
 fn fresh_env(name: &str) -> Env {

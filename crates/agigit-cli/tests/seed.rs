@@ -14,6 +14,9 @@ use agigit::event::nostr::prelude::{Keys, ToBech32};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+mod support;
+use support::{agigit, json, ok};
+
 struct Env {
     root: PathBuf,
     relays: Vec<Child>,
@@ -27,30 +30,6 @@ impl Drop for Env {
         }
         let _ = std::fs::remove_dir_all(&self.root);
     }
-}
-
-fn agigit(home: &Path, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agigit"))
-        .args(args)
-        .current_dir(cwd)
-        .env("AGIGIT_HOME", home)
-        .env_remove("AGIGIT_NSEC")
-        .output()
-        .expect("run agigit")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "agigit failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_str(&ok(out)).expect("JSON output")
 }
 
 fn free_port() -> u16 {

@@ -786,14 +786,27 @@ async fn wait_backoff(
     subs: &mut HashMap<String, ActiveSub>,
     backoff: Duration,
 ) -> bool {
-    let sleep = tokio::time::sleep(backoff);
+    sleep_serving(commands, backoff, |cmd| {
+        let _ = accept_command(cmd, pending, subs);
+    })
+    .await
+}
+
+/// Sleeps `period`, handing each command that comes meanwhile to `serve`. Returns false when
+/// the pool dropped this relay.
+async fn sleep_serving(
+    commands: &mut mpsc::Receiver<Command>,
+    period: Duration,
+    mut serve: impl FnMut(Command),
+) -> bool {
+    let sleep = tokio::time::sleep(period);
     tokio::pin!(sleep);
     loop {
         tokio::select! {
             () = &mut sleep => return true,
             cmd = commands.recv() => match cmd {
                 None => return false,
-                Some(cmd) => { let _ = accept_command(cmd, pending, subs); }
+                Some(cmd) => serve(cmd),
             }
         }
     }
@@ -815,19 +828,16 @@ async fn refuse_for(
     for (_, sub) in subs.drain() {
         let _ = sub.events.try_send(SubMsg::Closed(reason.to_owned()));
     }
-    let sleep = tokio::time::sleep(period);
-    tokio::pin!(sleep);
-    loop {
-        tokio::select! {
-            () = &mut sleep => return true,
-            cmd = commands.recv() => match cmd {
-                None => return false,
-                Some(Command::Publish { reply, .. }) => { let _ = reply.send(Err(reason.to_owned())); }
-                Some(Command::Req { events, .. }) => { let _ = events.try_send(SubMsg::Closed(reason.to_owned())); }
-                Some(Command::Close { .. }) => {}
-            }
+    sleep_serving(commands, period, |cmd| match cmd {
+        Command::Publish { reply, .. } => {
+            let _ = reply.send(Err(reason.to_owned()));
         }
-    }
+        Command::Req { events, .. } => {
+            let _ = events.try_send(SubMsg::Closed(reason.to_owned()));
+        }
+        Command::Close { .. } => {}
+    })
+    .await
 }
 
 /// Records a command; returns the message to send if connected.

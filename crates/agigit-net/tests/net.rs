@@ -63,20 +63,34 @@ impl Drop for Server {
 }
 
 async fn start_on(listener: TcpListener, name: &str, auth: AuthPolicy) -> Result<Server, Error> {
+    start_with(listener, name, |relay, dir| {
+        Ok(relay.with_auth(auth).with_blobs(
+            Arc::new(FsBlobStore::open(dir.join("blobs"))?),
+            BlossomConfig::default(),
+        ))
+    })
+    .await
+}
+
+/// An agigit-relay on `listener`, its SQLite store under a directory of its own, set up by
+/// `configure` (given the relay and that directory).
+async fn start_with(
+    listener: TcpListener,
+    name: &str,
+    configure: impl FnOnce(Relay, &std::path::Path) -> Result<Relay, Error>,
+) -> Result<Server, Error> {
     let addr = listener.local_addr()?;
     let dir = std::env::temp_dir().join(format!("agigit-net-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let relay = Relay::new(
-        Arc::new(SqliteEventStore::open(dir.join("events.sqlite"))?),
-        Limits::default(),
-        Info::default(),
-    )
-    .with_auth(auth)
-    .with_blobs(
-        Arc::new(FsBlobStore::open(dir.join("blobs"))?),
-        BlossomConfig::default(),
-    );
+    let relay = configure(
+        Relay::new(
+            Arc::new(SqliteEventStore::open(dir.join("events.sqlite"))?),
+            Limits::default(),
+            Info::default(),
+        ),
+        &dir,
+    )?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, relay, async {
         let _ = stopped.await;
@@ -760,38 +774,22 @@ async fn start_identified(
     also: &[Event],
 ) -> Result<(Server, Event), Error> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let dir = std::env::temp_dir().join(format!("agigit-net-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let relay = Relay::new(
-        Arc::new(SqliteEventStore::open(dir.join("events.sqlite"))?),
-        Limits::default(),
-        Info::default(),
-    )
-    .with_identity(keys.public_key());
     let description = agigit_relay::identity::self_description(
         keys,
-        &[format!("ws://{addr}")],
+        &[format!("ws://{}", listener.local_addr()?)],
         Timestamp::now(),
     )?;
-    relay.store_event(&description)?;
-    for e in also {
-        relay.store_event(e)?;
-    }
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, relay, async {
-        let _ = stopped.await;
-    }));
-    Ok((
-        Server {
-            addr,
-            dir,
-            stop: Some(stop),
-            task,
-        },
-        description,
-    ))
+    let stored = description.clone();
+    let server = start_with(listener, name, move |relay, _| {
+        let relay = relay.with_identity(keys.public_key());
+        relay.store_event(&stored)?;
+        for e in also {
+            relay.store_event(e)?;
+        }
+        Ok(relay)
+    })
+    .await?;
+    Ok((server, description))
 }
 
 #[tokio::test]
