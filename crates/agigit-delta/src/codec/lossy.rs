@@ -44,6 +44,7 @@ pub(crate) fn delta(
 /// absorbs errors under half a unit in the last place), so an error bound that counts it against
 /// the approximation drives a bf16 or f16 fine-tune whose update is a few units in the last place
 /// to a rank that fits the noise, or to no low rank at all. `f32` and `f64`: about 0.
+#[cfg(feature = "lowrank")]
 pub(crate) fn rounding_floor2(target: &TensorView<'_>, delta: &[f32]) -> f64 {
     // ulp = 2^(max(e, 1) − bias − mantissa bits); subnormals share the smallest exponent.
     let ulp2 = |exp: u32, bias: i32, mantissa: i32| -> f64 {
