@@ -144,12 +144,7 @@ fn print_tables() {
         let start = Instant::now();
         black_box(decode(&e.payload, Some(f.base.view())).expect("decode"));
         let dec = start.elapsed().as_secs_f64();
-        let note = e
-            .report
-            .fallback
-            .as_ref()
-            .map(|r| format!("  (fell back: {r})"))
-            .unwrap_or_default();
+        let note = fallback_note(&e.report);
         println!(
             "  {name:<26} {:>6.2}× {:>11.2e} {enc:>10.2} {dec:>10.2}{note}",
             e.report.ratio(),
@@ -314,12 +309,7 @@ fn policy_curves(n: usize) {
                 .expect("encode");
             let decoded = decode(&e.payload, Some(base.view())).expect("decode");
             let rank = e.report.rank.map(|r| format!(" r={r}")).unwrap_or_default();
-            let note = e
-                .report
-                .fallback
-                .as_ref()
-                .map(|r| format!("  (fell back: {r})"))
-                .unwrap_or_default();
+            let note = fallback_note(&e.report);
             println!(
                 "    {name:<28} {:>7.2}×  stored {:>6.3}  fine-tune {:>6.3}{rank}{note}",
                 e.report.ratio(),
@@ -328,6 +318,15 @@ fn policy_curves(n: usize) {
             );
         }
     }
+}
+
+/// `  (fell back: …)` when the codec stored the tensor losslessly instead.
+fn fallback_note(report: &agigit_delta::Report) -> String {
+    report
+        .fallback
+        .as_ref()
+        .map(|r| format!("  (fell back: {r})"))
+        .unwrap_or_default()
 }
 
 criterion_group!(benches, bench_delta);

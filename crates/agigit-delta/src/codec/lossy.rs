@@ -46,51 +46,28 @@ pub(crate) fn delta(
 /// to a rank that fits the noise, or to no low rank at all. `f32` and `f64`: about 0.
 #[cfg(feature = "lowrank")]
 pub(crate) fn rounding_floor2(target: &TensorView<'_>, delta: &[f32]) -> f64 {
+    // (bytes, exponent shift, exponent mask, bias, mantissa bits) of each format that rounds.
+    let (size, shift, mask, bias, mantissa) = match target.dtype() {
+        DType::BF16 => (2, 7, 0xFF, 127, 7),
+        DType::F16 => (2, 10, 0x1F, 15, 10),
+        DType::F32 => (4, 23, 0xFF, 127, 23),
+        _ => return 0.0,
+    };
     // ulp = 2^(max(e, 1) − bias − mantissa bits); subnormals share the smallest exponent.
-    let ulp2 = |exp: u32, bias: i32, mantissa: i32| -> f64 {
-        let e = i32::try_from(exp.max(1)).unwrap_or(1) - bias - mantissa;
-        2f64.powi(2 * e)
-    };
-    let d = target.data();
-    let sum: f64 = match target.dtype() {
-        DType::BF16 => d
-            .par_chunks_exact(2)
-            .zip(delta)
-            .filter(|(_, v)| **v != 0.0)
-            .map(|(c, _)| {
-                ulp2(
-                    u32::from(u16::from_le_bytes([c[0], c[1]]) >> 7) & 0xFF,
-                    127,
-                    7,
-                )
-            })
-            .sum(),
-        DType::F16 => d
-            .par_chunks_exact(2)
-            .zip(delta)
-            .filter(|(_, v)| **v != 0.0)
-            .map(|(c, _)| {
-                ulp2(
-                    u32::from(u16::from_le_bytes([c[0], c[1]]) >> 10) & 0x1F,
-                    15,
-                    10,
-                )
-            })
-            .sum(),
-        DType::F32 => d
-            .par_chunks_exact(4)
-            .zip(delta)
-            .filter(|(_, v)| **v != 0.0)
-            .map(|(c, _)| {
-                ulp2(
-                    (u32::from_le_bytes([c[0], c[1], c[2], c[3]]) >> 23) & 0xFF,
-                    127,
-                    23,
-                )
-            })
-            .sum(),
-        _ => 0.0,
-    };
+    let sum: f64 = target
+        .data()
+        .par_chunks_exact(size)
+        .zip(delta)
+        .filter(|(_, v)| **v != 0.0)
+        .map(|(c, _)| {
+            let bits = c
+                .iter()
+                .rev()
+                .fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+            let exp = i32::try_from(((bits >> shift) & mask).max(1)).unwrap_or(1);
+            2f64.powi(2 * (exp - bias - mantissa))
+        })
+        .sum();
     sum / 12.0
 }
 
