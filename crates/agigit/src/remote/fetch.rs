@@ -365,14 +365,7 @@ impl Repository {
         // the same name is never moved).
         if keys.is_none() && options.remote_name == "origin" {
             for (name, id) in &state.body().refs {
-                if name.as_str().starts_with("refs/tags/")
-                    && self.store().find_commit(id).is_ok()
-                    && self.adopt_tag(
-                        name,
-                        *id,
-                        state.body().notes.get(name).map(String::as_str),
-                    )?
-                {
+                if self.adopt_tag(name, *id, state.body().notes.get(name).map(String::as_str))? {
                     report
                         .tags
                         .push(name.as_str()["refs/tags/".len()..].to_owned());

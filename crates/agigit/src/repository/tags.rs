@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use agigit_dag::ObjectId;
 use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
+use agigit_dag::{FindExt as _, ObjectId};
 
 use crate::Repository;
 use crate::error::Error;
@@ -145,8 +145,8 @@ impl Repository {
         Ok(at)
     }
 
-    /// Takes a remote tag in, unless a local tag of that name exists: returns whether it did
-    /// (a local tag is never moved by a fetch, as in git).
+    /// Takes a remote tag in, unless a local tag of that name exists or its commit is not here:
+    /// returns whether it did (a local tag is never moved by a fetch, as in git).
     pub(crate) fn adopt_tag(
         &self,
         name: &RefName,
@@ -156,7 +156,10 @@ impl Repository {
         let Some(short) = name.as_str().strip_prefix("refs/tags/") else {
             return Ok(false);
         };
-        if self.refs().resolve(&RefKey::Name(name.clone()))?.is_some() {
+        // The cheap check first: after the first branch of a fetch, most tags are here.
+        if self.refs().resolve(&RefKey::Name(name.clone()))?.is_some()
+            || self.store().find_commit(&id).is_err()
+        {
             return Ok(false);
         }
         self.refs().commit(Transaction::new().edit(
