@@ -85,6 +85,14 @@ impl<T: Transport> Transport for Metered<T> {
         })
     }
 
+    fn has_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<bool, NetError>> {
+        self.inner.has_blob(server, hash)
+    }
+
     fn get_blob<'a>(
         &'a self,
         server: &'a str,
@@ -157,11 +165,15 @@ async fn run(root: &Path) -> Result<(), Error> {
         .remote(&net, &owner)
         .push(&fm_id, "master", options)
         .await?;
+    // The refused server's shards went to the least loaded of the others: the push still
+    // meets the most 4-of-9 gives on six servers (any two may be lost), and says so per pack.
+    let survives = pushed.packs.iter().map(|p| p.survives).min().unwrap_or(0);
     println!(
-        "foundation pushed with {:?}: {} shards, {} re-routed around the refused server",
+        "foundation pushed with {:?}: {} shards, {} re-routed around the refused server; any {survives} of {} servers may be lost",
         code.spec(),
         pushed.shards,
-        pushed.rerouted
+        pushed.rerouted,
+        servers.len()
     );
     let fm_coord = RepoCoordinate::new(owner.public_key(), fm_id);
 

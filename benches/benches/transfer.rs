@@ -112,6 +112,14 @@ impl Transport for DiskTransport {
         })
     }
 
+    fn has_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<bool, NetError>> {
+        Box::pin(async move { Ok(self.root.join(server).join(hash.to_string()).is_file()) })
+    }
+
     fn get_blob<'a>(
         &'a self,
         server: &'a str,

@@ -91,8 +91,9 @@ enum Command {
     /// Replay the current branch's commits on top of a commit (default: the remote branch).
     /// With --fork, move a fork onto a new foundation commit instead.
     Rebase(history::RebaseArgs),
-    /// Push the current branch to the push relays.
-    Push,
+    /// Push the current branch to the push relays, holding every pack to a durability target
+    /// (default: the most the erasure code gives on these servers) and saying what it got.
+    Push(remote::PushArgs),
     /// Fetch and fast-forward a branch (default: the current one) from the fetch relays.
     Pull(remote::PullArgs),
     /// Fetch the remote branch without touching local branches or files.
@@ -123,7 +124,7 @@ fn run(cli: &Cli) -> failure::Result<()> {
         Command::Checkout(args) => history::checkout(&ctx, args),
         Command::Merge(args) => history::merge(&ctx, args),
         Command::Rebase(args) => history::rebase(&ctx, args),
-        Command::Push => remote::push(&ctx),
+        Command::Push(args) => remote::push(&ctx, args),
         Command::Pull(args) => remote::pull(&ctx, args),
         Command::Fetch(args) => remote::fetch(&ctx, args),
     }

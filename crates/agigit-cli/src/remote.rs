@@ -7,6 +7,7 @@ use agigit::config::RelayEntry;
 use agigit::event::nostr::prelude::PublicKey;
 use agigit::event::{RepoCoordinate, RepoId};
 use agigit::net::{PoolOptions, RelayPool, Roles};
+use agigit::shard::Durability;
 use clap::Subcommand;
 
 use crate::context::{
@@ -97,6 +98,26 @@ pub(crate) struct PullArgs {
     /// Overwrite or delete uncommitted and untracked files in the pull's way.
     #[arg(long)]
     pub(crate) force: bool,
+}
+
+/// `agigit push`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PushArgs {
+    /// Push servers that may be lost, whichever they are, with every pack still rebuildable
+    /// from the others (default: `[push] survive`, else the most the code gives).
+    #[arg(long, value_name = "F", conflicts_with = "any")]
+    pub(crate) survive: Option<usize>,
+    /// Any M of the push servers rebuild every pack (the same target as --survive S−M).
+    #[arg(long, value_name = "M")]
+    pub(crate) any: Option<usize>,
+    /// Publish even when the shards stored fall short of the target (servers down or
+    /// refusing): the report says what the push got.
+    #[arg(long)]
+    pub(crate) accept_weaker: bool,
+    /// The probability that each server is up, for the report's rebuild odds (default:
+    /// `[push] availability`, else 0.9).
+    #[arg(long, value_name = "P")]
+    pub(crate) availability: Option<f64>,
 }
 
 /// `agigit fetch`'s arguments.
@@ -288,7 +309,7 @@ fn locate(config: &agigit::config::RepoConfig, key: &PublicKey) -> Result<String
     Ok(rt.block_on(pool.locate_relay(key))?)
 }
 
-pub(crate) fn push(ctx: &Ctx) -> Result<()> {
+pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
     let json = ctx.json;
     let repo = open(ctx)?;
     let config = load_config(&repo)?;
@@ -301,11 +322,33 @@ pub(crate) fn push(ctx: &Ctx) -> Result<()> {
     let branch = current_branch(&repo)?;
     let (relays, push) = effective(&config)?;
     let code = push.code()?;
+    let servers = relays.iter().filter(|r| r.push).count();
+    let durability = match (args.survive.or(push.survive), args.any) {
+        (_, Some(m)) => Some(Durability::any_of(m, servers).map_err(|_| {
+            Failure::invalid(format!(
+                "--any {m}: there are {servers} push servers; give 1 to {servers}"
+            ))
+        })?),
+        (Some(f), None) => Some(Durability::survive(f)),
+        (None, None) => None,
+    };
+    let availability = args
+        .availability
+        .or(push.availability)
+        .unwrap_or(agigit::config::defaults::AVAILABILITY);
+    if !(0.0..=1.0).contains(&availability) {
+        return Err(Failure::invalid(format!(
+            "availability {availability}: give a probability from 0 to 1"
+        )));
+    }
     let private = repo.private_keys(&reader_secret(&keys)?)?;
     let bar = Bar::new(json);
     let options = PushOptions {
         segment_size: push.segment_size,
         min_accepted: push.min_accepted,
+        durability,
+        accept_weaker: args.accept_weaker,
+        availability,
         keys: private.as_ref(),
         progress: Some(&bar),
         ..PushOptions::new(&code)
@@ -315,9 +358,10 @@ pub(crate) fn push(ctx: &Ctx) -> Result<()> {
     let net = network(&keys, &relays)?;
     let report = rt.block_on(repo.remote(&net, &keys).push(&id, &branch, options))?;
     let coordinate = RepoCoordinate::new(keys.public_key(), id).to_string();
+    let packs: Vec<_> = report.packs.iter().map(pack_json).collect();
     print(
         json,
-        serde_json::json!({"pushed": branch, "repository": coordinate, "objects": report.objects, "shards": report.shards, "rerouted": report.rerouted, "pack_bytes": report.pack_bytes, "private": report.private, "up_to_date": report.up_to_date, "bytes_per_server": report.bytes_per_server, "tags": report.tags, "tags_rejected": report.tags_rejected}),
+        serde_json::json!({"pushed": branch, "repository": coordinate, "objects": report.objects, "shards": report.shards, "rerouted": report.rerouted, "resumed": report.resumed, "pack_bytes": report.pack_bytes, "private": report.private, "up_to_date": report.up_to_date, "bytes_per_server": report.bytes_per_server, "survive_target": report.durability.map(|d| d.servers_lost()), "packs": packs, "tags": report.tags, "tags_rejected": report.tags_rejected}),
         || {
             let mut tags = String::new();
             if !report.tags.is_empty() {
@@ -339,14 +383,21 @@ pub(crate) fn push(ctx: &Ctx) -> Result<()> {
                     report.shards,
                     if report.private { ", encrypted" } else { "" }
                 );
+                if report.resumed > 0 {
+                    out.push_str(&format!(
+                        "\n  resumed: {} shards were on their servers already and were not sent again",
+                        report.resumed
+                    ));
+                }
                 if report.rerouted > 0 {
                     out.push_str(&format!(
-                        "\n  {} shards went to another server because theirs failed",
+                        "\n  {} shards went to other servers because theirs failed",
                         report.rerouted
                     ));
                 }
+                out.push_str(&durability_text(&report));
                 for (s, b) in &report.bytes_per_server {
-                    out.push_str(&format!("\n  {s}: {b} bytes"));
+                    out.push_str(&format!("\n  {s}: {b} bytes sent"));
                 }
                 out.push_str(&tags);
                 out
@@ -354,6 +405,89 @@ pub(crate) fn push(ctx: &Ctx) -> Result<()> {
         },
     );
     Ok(())
+}
+
+/// One pack's durability, for `--json`.
+fn pack_json(p: &agigit::PackDurability) -> serde_json::Value {
+    let servers: Vec<_> = p
+        .servers
+        .iter()
+        .map(
+            |s| serde_json::json!({"server": s.server, "shards": s.shards, "manifest": s.manifest}),
+        )
+        .collect();
+    serde_json::json!({
+        "manifest": p.manifest.to_string(), "part": p.part.as_deref().unwrap_or("commits"),
+        "k": p.code.0, "n": p.code.1, "segments": p.segments, "servers": servers,
+        "survives": p.survives, "servers_needed": p.servers_needed,
+        "rebuild_probability": p.rebuild.probability, "rebuild_failure": p.rebuild.failure,
+        "odds_exact": p.rebuild.exact, "availability": p.availability,
+    })
+}
+
+/// What the packs of a push guarantee, one line each, then the shards per server.
+fn durability_text(report: &agigit::PushReport) -> String {
+    let mut out = String::new();
+    let Some(first) = report.packs.first() else {
+        return out;
+    };
+    let servers = first.servers.len();
+    if let Some(target) = report.durability {
+        let weakest = report.packs.iter().map(|p| p.survives).min().unwrap_or(0);
+        out.push_str(&format!(
+            "\n  durability: any {} of {servers} servers rebuild every pack ({weakest} may be lost; target {}{})",
+            servers.saturating_sub(weakest).max(1),
+            target.servers_lost(),
+            if weakest < target.servers_lost() {
+                ", NOT MET: accepted with --accept-weaker"
+            } else {
+                ""
+            }
+        ));
+    }
+    out.push_str("\n  pack       segments  k/n    any m   P(rebuild)");
+    for p in &report.packs {
+        out.push_str(&format!(
+            "\n  {:<10} {:>8}  {:<5}  {:>2}/{:<3}  {}{} at p = {}",
+            p.part.as_deref().unwrap_or("commits"),
+            p.segments,
+            format!("{}/{}", p.code.0, p.code.1),
+            p.servers_needed,
+            servers,
+            odds(p.rebuild.probability, p.rebuild.failure),
+            if p.rebuild.exact { "" } else { " (bound)" },
+            p.availability
+        ));
+    }
+    for (i, s) in first.servers.iter().enumerate() {
+        let shards: Vec<String> = report
+            .packs
+            .iter()
+            .map(|p| {
+                let h = &p.servers[i];
+                format!(
+                    "{}{}",
+                    h.shards,
+                    if h.manifest { "" } else { " (no manifest)" }
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "\n  {}: shards per pack {}",
+            s.server,
+            shards.join(", ")
+        ));
+    }
+    out
+}
+
+/// A probability near 1 as `1 − 2.3e-7`, others as decimals.
+fn odds(probability: f64, failure: f64) -> String {
+    if failure > 0.0 && failure < 1e-3 {
+        format!("1 - {failure:.1e}")
+    } else {
+        format!("{probability:.4}")
+    }
 }
 
 /// Whether `text` reads as a commit id or the start of one.

@@ -109,6 +109,14 @@ impl Transport for Network {
         Box::pin(async move { Ok(self.blobs.upload_hashed(server, *hash, data).await?.hash) })
     }
 
+    fn has_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<bool, NetError>> {
+        Box::pin(self.blobs.exists(server, hash))
+    }
+
     fn get_blob<'a>(
         &'a self,
         server: &'a str,

@@ -89,6 +89,18 @@ pub trait Transport: Send + Sync {
         })
     }
 
+    /// Whether `server` holds blob `hash` (BUD-01 `HEAD`): what an audit asks, and what a
+    /// resumed push asks before sending a shard again. The server's word, not a proof: only a
+    /// download verifies.
+    ///
+    /// # Errors
+    /// [`NetError`] when the server cannot be reached or answers neither yes nor no.
+    fn has_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<bool, NetError>>;
+
     /// Downloads blob `hash` from `server`, verified against its hash, taking at most `max_len`
     /// bytes: what the caller knows the blob's length to be (a shard's length from its manifest),
     /// or a cap when it does not. Past it the download is cut off and nothing of it kept, so a
@@ -142,6 +154,13 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
         data: Bytes,
     ) -> BoxFuture<'a, Result<BlobHash, NetError>> {
         (**self).put_blob_hashed(server, hash, data)
+    }
+    fn has_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<bool, NetError>> {
+        (**self).has_blob(server, hash)
     }
     fn get_blob<'a>(
         &'a self,
@@ -225,6 +244,15 @@ impl MemoryTransport {
             .and_then(|(_, srv)| srv.blobs.get_mut(hash))
             .map(|b| *b = bytes)
             .is_some()
+    }
+
+    /// Deletes blob `hash` from `server` (a test's lost disk). Returns whether it was there.
+    pub fn remove_blob(&self, server: &str, hash: &BlobHash) -> bool {
+        self.lock()
+            .servers
+            .iter_mut()
+            .find(|(n, _)| n == server)
+            .is_some_and(|(_, srv)| srv.blobs.remove(hash).is_some())
     }
 
     /// Bytes of blobs `server` stores.
@@ -360,6 +388,23 @@ impl Transport for MemoryTransport {
                 })?;
             srv.blobs.insert(hash, data);
             Ok(hash)
+        })
+    }
+
+    fn has_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<bool, NetError>> {
+        Box::pin(async move {
+            let s = self.lock();
+            if s.down.contains(server) {
+                return Err(down(server));
+            }
+            Ok(s.servers
+                .iter()
+                .find(|(n, _)| n == server)
+                .is_some_and(|(_, srv)| srv.blobs.contains_key(hash)))
         })
     }
 

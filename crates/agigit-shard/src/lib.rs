@@ -2,6 +2,7 @@
 
 mod code;
 pub mod conformance;
+mod durability;
 mod leopard;
 mod locate;
 mod manifest;
@@ -11,6 +12,7 @@ mod stream;
 mod transfer;
 
 pub use code::{CodecKind, CodecSpec, ErasureCode, MAX_SHARDS, ShardError, codec_for, slots};
+pub use durability::{Durability, EXACT_ODDS_SERVERS, Holdings, RebuildOdds};
 pub use leopard::{LEOPARD_STRIPE, Leopard};
 pub use locate::{Locator, MAX_PERIOD, Rank};
 pub use manifest::{

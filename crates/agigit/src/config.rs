@@ -17,7 +17,10 @@
 //! k = 4                   # data shards per segment
 //! n = 10                  # shards per segment; any k of them rebuild it
 //! segment_size = 4194304  # bytes
-//! min_accepted = 1        # relays and servers that must accept each step
+//! min_accepted = 1        # relays that must accept each event (at least survive + 1)
+//! survive = 1             # push servers that may be lost with everything still rebuildable
+//!                         # (default: the most k-of-n gives on the push servers)
+//! availability = 0.9      # P(a server is up), for the push report's rebuild odds
 //!
 //! [commit]                # how a fork's commits store tensors (flags of `commit` win)
 //! codec = "lowrank"       # lossless (default), lowrank or signscale
@@ -44,6 +47,8 @@ pub mod defaults {
     pub const TOTAL_SHARDS: usize = 10;
     /// Relays and servers that must accept each event and shard.
     pub const MIN_ACCEPTED: usize = 1;
+    /// The probability that a server is up, for a push report's rebuild odds.
+    pub const AVAILABILITY: f64 = 0.9;
     /// Transfers in flight at once.
     pub const PARALLEL: usize = 16;
     /// The rank `lowrank` keeps when no rank, error bound or energy is given: on a bf16 full
@@ -134,9 +139,9 @@ impl RelayEntry {
     }
 }
 
-/// Erasure coding and acceptance for pushes.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+/// Erasure coding, durability and acceptance for pushes (a field left out keeps its default).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct PushConfig {
     /// Data shards per segment.
     pub k: usize,
@@ -144,8 +149,15 @@ pub struct PushConfig {
     pub n: usize,
     /// Bytes per segment.
     pub segment_size: usize,
-    /// Relays and servers that must accept each step.
+    /// Relays that must accept each event, servers each pack manifest must be on (at least).
     pub min_accepted: usize,
+    /// Push servers that may be lost, whichever they are, with everything still rebuildable
+    /// from the others; `None`: the most the code gives on the push servers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub survive: Option<usize>,
+    /// The probability that a server is up, for the push report's rebuild odds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability: Option<f64>,
 }
 
 impl Default for PushConfig {
@@ -155,6 +167,8 @@ impl Default for PushConfig {
             n: defaults::TOTAL_SHARDS,
             segment_size: defaults::SEGMENT_SIZE,
             min_accepted: defaults::MIN_ACCEPTED,
+            survive: None,
+            availability: None,
         }
     }
 }
@@ -336,7 +350,7 @@ pub struct RepoConfig {
 }
 
 /// The user-level configuration: defaults for every repository of this user.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// Relays used by repositories that list none.

@@ -55,6 +55,25 @@ pub enum Error {
     /// The network did not take or give what was needed (with each server's reason).
     #[error("network: {0}")]
     Network(String),
+    /// The shards a push stored do not meet its durability target; nothing was published.
+    #[error(
+        "{pack}: the shards stored survive any {achieved} of {servers} servers lost, the target is \
+         {wanted}{}; push again when the servers are back, add servers (`agigit relay add`), or \
+         accept what was stored (--accept-weaker)",
+        if .reasons.is_empty() { String::new() } else { format!(" ({})", .reasons) }
+    )]
+    Weaker {
+        /// Which pack (its part, or "commits").
+        pack: String,
+        /// Push servers.
+        servers: usize,
+        /// Servers that may be lost, wanted.
+        wanted: usize,
+        /// Servers that may be lost with what was stored.
+        achieved: usize,
+        /// What the servers that failed said.
+        reasons: String,
+    },
     /// The repository is private and the key given is not one of its readers.
     #[error(
         "this repository is private and your key is not one of its readers: ask its owner to run `agigit reader add <your npub>` and push"
@@ -261,7 +280,7 @@ impl Error {
             | Error::Limit { .. }
             | Error::Decode { .. }
             | Error::StaleState { .. } => ErrorKind::Integrity,
-            Error::Network(_) => ErrorKind::Network,
+            Error::Network(_) | Error::Weaker { .. } => ErrorKind::Network,
             Error::NotAReader | Error::NeedsKey(_) => ErrorKind::Access,
             Error::Conflict(_) | Error::LocalChanges { .. } => ErrorKind::WouldLoseWork,
             Error::NothingToCommit => ErrorKind::NothingToCommit,

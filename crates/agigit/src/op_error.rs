@@ -249,6 +249,11 @@ pub mod push {
         /// Too few servers or relays took a step.
         #[error("network: {0}")]
         Network(String),
+        /// The shards stored do not meet the durability target (servers failed or refused);
+        /// nothing was published. [`PushOptions::accept_weaker`](crate::PushOptions) takes
+        /// what was stored instead.
+        #[error(transparent)]
+        Weaker(Box<Any>),
         /// A private repository needs its keys to push.
         #[error("{0}")]
         NeedsKey(String),
@@ -274,12 +279,14 @@ pub mod push {
     op_error_impls! {
     Error {
         Network => Network,
+        Weaker => Network,
         NeedsKey => Access,
         Rejected => Invalid,
         Hostile => Integrity,
     }
     from {
         Any::Network(m) => Error::Network(m),
+        e @ Any::Weaker { .. } => Error::Weaker(Box::new(e)),
         Any::NeedsKey(m) => Error::NeedsKey(m),
         Any::Invalid(m) => Error::Rejected(m),
         e @ (Any::Corrupt(_) | Any::Decode { .. } | Any::Limit { .. } | Any::StaleState { .. }) => Error::Hostile(Box::new(e)),

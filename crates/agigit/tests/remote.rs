@@ -93,10 +93,18 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     repo.commit("second", keys.public_key().to_bytes())?;
     net.set_down("s4", true);
     let refused = repo.push(&net, &keys, &id, "master", options).await;
-    assert!(
-        matches!(refused, Err(agigit::push::Error::Network(_))),
-        "three of five servers are down and m = 3 must accept: {refused:?}"
-    );
+    // Two servers left hold five shards of each segment: one may be lost, not the three the
+    // code gives on five servers.
+    match &refused {
+        Err(e @ agigit::push::Error::Weaker(_)) => {
+            let m = e.to_string();
+            assert!(
+                m.contains("survive any 1 of 5") && m.contains("--accept-weaker"),
+                "{m}"
+            );
+        }
+        other => panic!("three of five servers are down: {other:?}"),
+    }
     // Nothing pointed at the new commit: a reader still gets the first one.
     assert_eq!(
         reader
@@ -452,6 +460,8 @@ async fn a_private_fork_is_ciphertext_on_every_server_and_opens_for_readers_only
 
     // The tuner adds the stranger as a reader: the next push, with no new commit, publishes the
     // new envelope, and the same pull now succeeds.
+    net.set_down("s1", false);
+    net.set_down("s4", false);
     let mut keys = dsm.private_keys(&secret_of(&tuner))?.ok_or("private")?;
     keys.add_reader(&reader_of(&stranger))?;
     dsm.save_private_keys(&keys)?;
@@ -792,6 +802,13 @@ impl Transport for Split {
         data: Bytes,
     ) -> agigit::net::BoxFuture<'a, Result<agigit::hash::BlobHash, agigit::net::NetError>> {
         self.push.put_blob(server, data)
+    }
+    fn has_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a agigit::hash::BlobHash,
+    ) -> agigit::net::BoxFuture<'a, Result<bool, agigit::net::NetError>> {
+        self.push.has_blob(server, hash)
     }
     fn get_blob<'a>(
         &'a self,
@@ -1258,6 +1275,13 @@ impl Transport for Listed {
         data: Bytes,
     ) -> agigit::net::BoxFuture<'a, Result<agigit::hash::BlobHash, agigit::net::NetError>> {
         self.inner.put_blob(server, data)
+    }
+    fn has_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a agigit::hash::BlobHash,
+    ) -> agigit::net::BoxFuture<'a, Result<bool, agigit::net::NetError>> {
+        self.inner.has_blob(server, hash)
     }
     fn get_blob<'a>(
         &'a self,

@@ -20,6 +20,7 @@
 mod fetch;
 mod handle;
 mod packs;
+mod pending;
 mod push;
 mod state;
 mod transfer;
@@ -33,7 +34,7 @@ use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
 use agigit_event::nostr::prelude::SingleLetterTag;
 use agigit_hash::BlobHash;
 use agigit_net::NetError;
-use agigit_shard::ErasureCode;
+use agigit_shard::{Durability, ErasureCode, RebuildOdds};
 
 use crate::error::Error;
 use crate::private::PrivateKeys;
@@ -74,8 +75,18 @@ pub struct PushOptions<'a> {
     pub code: &'a dyn ErasureCode,
     /// Bytes per segment.
     pub segment_size: usize,
-    /// Acceptances each event and each shard needs (relays, servers).
+    /// Relays that must accept each event (at least `durability`'s servers lost + 1 are
+    /// asked for unless `accept_weaker`), and servers each pack manifest must be on.
     pub min_accepted: usize,
+    /// How many push servers may be lost, whichever they are, with every pack still
+    /// rebuildable from the others; `None` for the most the code gives on the push servers
+    /// ([`Durability::best`]). A push whose stored shards fall short fails with
+    /// [`push::Error::Weaker`](crate::push::Error::Weaker) and publishes nothing.
+    pub durability: Option<Durability>,
+    /// Take what was stored when it falls short of `durability` (the report says what it is).
+    pub accept_weaker: bool,
+    /// The probability that each server is up, for the report's rebuild odds.
+    pub availability: f64,
     /// A private repository's keys (see [`Repository::private_keys`]): required when the
     /// repository is private, refused when it is not.
     pub keys: Option<&'a PrivateKeys>,
@@ -93,6 +104,9 @@ impl<'a> PushOptions<'a> {
             code,
             segment_size: crate::config::defaults::SEGMENT_SIZE,
             min_accepted: crate::config::defaults::MIN_ACCEPTED,
+            durability: None,
+            accept_weaker: false,
+            availability: crate::config::defaults::AVAILABILITY,
             keys: None,
             parallel: DEFAULT_PARALLEL,
             progress: None,
@@ -106,6 +120,9 @@ impl std::fmt::Debug for PushOptions<'_> {
             .field("code", &self.code.spec())
             .field("segment_size", &self.segment_size)
             .field("min_accepted", &self.min_accepted)
+            .field("durability", &self.durability)
+            .field("accept_weaker", &self.accept_weaker)
+            .field("availability", &self.availability)
             .field("private", &self.keys.is_some())
             .field("parallel", &self.parallel)
             .finish_non_exhaustive()
@@ -175,7 +192,7 @@ impl<'a> FetchOptions<'a> {
 }
 
 /// What a push did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PushReport {
     /// The commit pushed.
     pub tip: Option<ObjectId>,
@@ -187,8 +204,14 @@ pub struct PushReport {
     pub shards: usize,
     /// Shards stored on another server than the placement's, because that one failed.
     pub rerouted: usize,
-    /// Shards no server took (the push still succeeds while every segment keeps `k`).
+    /// Shards no server took (the push still succeeds when the durability target holds).
     pub lost: usize,
+    /// Shards a resumed push found on their server already, and did not send again.
+    pub resumed: usize,
+    /// The durability target the packs were held to.
+    pub durability: Option<Durability>,
+    /// Each pack sent: where its shards are and what that guarantees.
+    pub packs: Vec<PackDurability>,
     /// Bytes uploaded per server (shards and manifests).
     pub bytes_per_server: BTreeMap<String, u64>,
     /// The pack manifest's blob hash.
@@ -204,6 +227,42 @@ pub struct PushReport {
     pub tags_rejected: Vec<String>,
     /// Where the time went.
     pub stages: StageTimes,
+}
+
+/// Where one pack's shards are, and what that guarantees.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct PackDurability {
+    /// The pack manifest's blob hash.
+    pub manifest: BlobHash,
+    /// The part it holds, or `None` for the commits and the trees above the parts.
+    pub part: Option<String>,
+    /// `k` and `n` of its code.
+    pub code: (usize, usize),
+    /// Segments.
+    pub segments: usize,
+    /// Shards (of all segments) and whether the manifest is there, per push server.
+    pub servers: Vec<ServerHolding>,
+    /// Servers that may be lost, whichever they are, with the pack still rebuildable.
+    pub survives: usize,
+    /// `m`: any this many servers rebuild it.
+    pub servers_needed: usize,
+    /// The odds of a rebuild when each server is up with probability `availability`.
+    pub rebuild: RebuildOdds,
+    /// The availability the odds assume.
+    pub availability: f64,
+}
+
+/// One server's share of a pack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerHolding {
+    /// The server.
+    pub server: String,
+    /// Shards of the pack it holds.
+    pub shards: usize,
+    /// Whether it holds the pack manifest.
+    pub manifest: bool,
 }
 
 /// A remote's branches and default branch ([`Repository::remote_refs`]).
@@ -283,44 +342,6 @@ fn net(e: NetError) -> Error {
 
 fn tag(letter: char) -> Result<SingleLetterTag, Error> {
     SingleLetterTag::from_char(letter).map_err(|e| Error::Invalid(e.to_string()))
-}
-
-/// A file under `.agigit/tmp`, removed when dropped.
-struct TempFile {
-    path: std::path::PathBuf,
-}
-
-impl TempFile {
-    fn new(repo: &Repository, what: &str) -> Result<Self, Error> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let dir = repo.root().join(crate::worktree::DOT_DIR).join("tmp");
-        std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(TempFile {
-            path: dir.join(format!("{what}-{}-{n}.pack", std::process::id())),
-        })
-    }
-
-    /// Fills the file at `path` through `fill` (buffered); returns its length. (A function of
-    /// the path, not of the `TempFile`, so that it runs on the CPU pool while the `TempFile`
-    /// stays with the transfer that removes it.)
-    fn write_at(
-        path: &std::path::Path,
-        fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<(), Error>,
-    ) -> Result<u64, Error> {
-        let file = std::fs::File::create(path).map_err(Error::io(path))?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        fill(&mut out)?;
-        std::io::Write::flush(&mut out).map_err(Error::io(path))?;
-        drop(out);
-        Ok(std::fs::metadata(path).map_err(Error::io(path))?.len())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 impl Repository {

@@ -12,12 +12,13 @@ use agigit_event::{CommitEvent, RepoCoordinate, RepoId, RepoState, Signed, Signe
 use agigit_hash::BlobHash;
 use agigit_net::{NetError, Transport};
 use agigit_shard::{
-    EncodedSegment, ErasureCode, Placement, SegmentEncoder, ShardManifest, codec_for,
+    Durability, EncodedSegment, ErasureCode, Placement, SegmentEncoder, ShardManifest, codec_for,
 };
 use bytes::Bytes;
 use futures_util::{StreamExt as _, stream};
 
-use super::transfer::{ShardUpload, cpu, read_at, tracing_failure};
+use super::pending::PendingPack;
+use super::transfer::{Book, ShardUpload, cpu, read_at, tracing_failure};
 use super::*;
 use crate::error::Error;
 use crate::pack;
@@ -65,6 +66,33 @@ impl Repository {
             ..PushReport::default()
         };
         let publish_name = |id: &ObjectId| keys.map_or(*id, |k| k.commit_name(id));
+        // The durability every pack must have, and the relays each event must reach so that
+        // the servers left after losing that many still hold it.
+        let servers = transport.push_servers();
+        if servers.is_empty() {
+            return Err(net(NetError::NoServers { role: "push" }).into());
+        }
+        let target = match options.durability {
+            Some(d) => d,
+            None => Durability::best(
+                &Placement::new(servers.len(), &options.code.spec())
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
+            ),
+        };
+        if target.servers_lost() >= servers.len() {
+            return Err(Error::Invalid(format!(
+                "a push to {} servers cannot survive {} of them lost: at least one must be left",
+                servers.len(),
+                target.servers_lost()
+            ))
+            .into());
+        }
+        report.durability = Some(target);
+        let min_accepted = if options.accept_weaker {
+            options.min_accepted
+        } else {
+            options.min_accepted.max(target.servers_lost() + 1)
+        };
         // What the relays say the branch is now: never move it backwards or sideways.
         let coordinate = RepoCoordinate::new(signer.public_key(), repo_id.clone());
         let current = self.remote_state(transport, &coordinate, true).await?;
@@ -164,7 +192,7 @@ impl Repository {
                             tags: &tags,
                         },
                         keys,
-                        options.min_accepted,
+                        min_accepted,
                     )
                     .await?;
                     self.record_state(&coordinate, &published)?;
@@ -198,15 +226,23 @@ impl Repository {
             .filter(|(k, _)| *k == agigit_dag::Kind::Commit)
             .map(|(_, id)| *id)
             .collect();
-        let servers = transport.push_servers();
-        if servers.is_empty() {
-            return Err(net(NetError::NoServers { role: "push" }).into());
-        }
         let mut packs = Vec::new();
         let mut pack_parts = BTreeMap::new();
+        let mut pending = Vec::new();
+        let to = Destination {
+            transport,
+            servers: &servers,
+            options,
+            target,
+        };
         for (part, objects) in &groups {
             let manifest = self
-                .send_pack(transport, &servers, objects, options, &mut report)
+                .send_pack(
+                    &to,
+                    (part.map(|p| p.name()), objects),
+                    &mut report,
+                    &mut pending,
+                )
                 .await?;
             packs.push(manifest);
             if let Some(part) = part {
@@ -239,7 +275,7 @@ impl Repository {
             let signed =
                 Signed::sign(event, signer, now).map_err(|e| Error::Invalid(e.to_string()))?;
             transport
-                .publish(signed.event(), options.min_accepted)
+                .publish(signed.event(), min_accepted)
                 .await
                 .map_err(net)?;
         }
@@ -254,25 +290,32 @@ impl Repository {
                 tags: &tags,
             },
             keys,
-            options.min_accepted,
+            min_accepted,
         )
         .await?;
         self.record_state(&coordinate, &published)?;
         self.set_ref(tracking, tip)?;
+        self.finish_pending(&pending);
         Ok(report)
     }
 
-    /// Sends one pack of `objects`: written to a temporary file (sealed when private), cut into
-    /// segments, each erasure-coded and its shards uploaded by placement; then the manifest (sealed
-    /// when private) on every server. Returns the manifest's blob hash.
+    /// Sends one pack of `objects`: written to a pending file (sealed when private), cut into
+    /// segments, each erasure-coded and its shards uploaded by placement; then the manifest
+    /// (sealed when private) on every server. Checks what was stored against `target` and says
+    /// in `report` what it guarantees. Returns the manifest's blob hash.
     async fn send_pack(
         &self,
-        transport: &dyn Transport,
-        servers: &[String],
-        objects: &[(agigit_dag::Kind, ObjectId)],
-        options: PushOptions<'_>,
+        to: &Destination<'_>,
+        (part, objects): (Option<&str>, &[(agigit_dag::Kind, ObjectId)]),
         report: &mut PushReport,
+        pending: &mut Vec<PendingPack>,
     ) -> Result<BlobHash, Error> {
+        let Destination {
+            transport,
+            servers,
+            options,
+            target,
+        } = *to;
         let keys = options.keys;
         let segment_size = options.segment_size;
         if segment_size == 0 || segment_size as u64 > agigit_shard::MAX_SEGMENT_SIZE {
@@ -288,24 +331,28 @@ impl Repository {
         let placement =
             Placement::new(servers.len(), &spec).map_err(|e| Error::Invalid(e.to_string()))?;
 
-        // The pack goes to a temporary file (sealed on the way when private), written on the CPU
-        // pool: memory holds one object while it is written and a few segments while it is sent.
-        let pack_file = TempFile::new(self, "push")?;
-        let pack_len = {
-            let (store, keys, objects) = (self.shared_store(), keys.cloned(), objects.to_vec());
-            let path = pack_file.path.clone();
-            let (written, took) =
-                cpu(move || timed(|| write_pack_file(&path, &*store, &objects, keys.as_ref())))
-                    .await?;
-            report.stages.pack += took;
-            written?
+        // The pack goes to a pending file (sealed on the way when private), written on the CPU
+        // pool: memory holds one object while it is written and a few segments while it is
+        // sent. An interrupted push left it whole when it is there already.
+        let started = Instant::now();
+        let pack = {
+            let (store, sealing, list) = (self.shared_store(), keys.cloned(), objects.to_vec());
+            self.pending_pack(
+                objects,
+                keys,
+                Box::new(move |out, path| write_pack(out, path, &*store, &list, sealing.as_ref())),
+            )
+            .await?
         };
+        report.stages.pack += started.elapsed();
+        let pack_len = pack.len;
         report.objects += objects.len();
         report.pack_bytes += pack_len;
 
         // 1. Shards. Segments are read, coded and hashed on the CPU pool, a few ahead of the
-        //    uploads; each shard goes to the server the placement names, to the next one that
-        //    works when that one fails, with `parallel` uploads in flight.
+        //    uploads; each shard goes to the server the placement names, or to the working
+        //    server holding the fewest of its segment when that one fails, with `parallel`
+        //    uploads in flight.
         let count = usize::try_from(pack_len.div_ceil(segment_size as u64))
             .map_err(|_| Error::Invalid("the pack has too many segments".into()))?;
         let progress = options.progress;
@@ -317,11 +364,14 @@ impl Repository {
             transport,
             servers,
             progress,
+            resume: pack.resumed,
+            book: std::sync::Mutex::new(Book::new(&placement, count, &spec)),
         };
         let ahead = rayon::current_num_threads().max(1) + 1;
+        let path = pack.path.clone();
         let encoded = stream::iter(0..count)
             .map(|index| {
-                let (code, path) = (Arc::clone(&code), pack_file.path.clone());
+                let (code, path) = (Arc::clone(&code), path.clone());
                 let offset = index as u64 * segment_size as u64;
                 let len = usize::try_from((pack_len - offset).min(segment_size as u64))
                     .unwrap_or(segment_size);
@@ -360,28 +410,30 @@ impl Repository {
                 async move {
                     let (index, i, hash, shard) = shard?;
                     let first = placement.server_of(index, i);
-                    Ok::<_, Error>((
-                        index,
-                        uploader.upload(first, &hash, Bytes::from(shard)).await,
-                    ))
+                    Ok::<_, Error>(
+                        uploader
+                            .upload(index, first, &hash, Bytes::from(shard))
+                            .await,
+                    )
                 }
             })
             .buffer_unordered(options.parallel.max(1));
         let started = Instant::now();
-        let mut stored = vec![0usize; count];
         let mut failures = BTreeSet::new();
         while let Some(result) = shards.next().await {
-            let (index, upload) = result?;
+            let upload = result?;
             failures.extend(upload.errors);
             match upload.stored {
-                Some((server, len)) => {
-                    stored[index] += 1;
+                Some((server, sent)) => {
                     report.shards += 1;
                     report.rerouted += usize::from(server != upload.first);
+                    if sent == 0 {
+                        report.resumed += 1;
+                    }
                     *report
                         .bytes_per_server
                         .entry(servers[server].clone())
-                        .or_default() += len;
+                        .or_default() += sent;
                 }
                 None => report.lost += 1,
             }
@@ -391,15 +443,25 @@ impl Repository {
         if let Some(p) = progress {
             p.end();
         }
-        drop(pack_file);
+        let book = uploader
+            .book
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+
         // Every segment must still be rebuildable from what was stored.
-        if let Some((index, stored)) = stored.iter().enumerate().find(|(_, s)| **s < spec.k) {
+        if let Some(&index) = book.holdings.lost_segments().first() {
             return Err(Error::Network(format!(
-                "segment {index} has only {stored} of the {} shards it needs stored: {}; push again when the servers are back",
+                "segment {index} has only {} of the {} shards it needs stored: {}; push again when the servers are back",
+                book.holdings.held(index),
                 spec.k,
-                failures.into_iter().collect::<Vec<_>>().join("; ")
+                failures
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join("; "),
             )));
         }
+        pending.push(pack);
         let manifest = ShardManifest::new(spec, segment_size as u64, pack_len, hashes)
             .map_err(|e| Error::Invalid(e.to_string()))?;
 
@@ -416,28 +478,72 @@ impl Repository {
                 .map(|s| transport.put_blob(s, manifest_bytes.clone())),
         )
         .await;
-        let mut stored = 0;
+        let mut holds_manifest = vec![false; servers.len()];
         let mut errors = Vec::new();
-        for (server, result) in servers.iter().zip(results) {
+        for ((server, result), holds) in servers.iter().zip(results).zip(&mut holds_manifest) {
             match result {
                 Ok(_) => {
-                    stored += 1;
+                    *holds = true;
                     *report.bytes_per_server.entry(server.clone()).or_default() +=
                         manifest_bytes.len() as u64;
                 }
                 Err(e) => {
                     tracing_failure(server, &e);
                     errors.push(e.to_string());
+                    failures.insert(e.to_string());
                 }
             }
         }
-        if stored < options.min_accepted.min(servers.len()) {
+        let stored = holds_manifest.iter().filter(|h| **h).count();
+        // 3. What it guarantees: the shards' margin, and no more than the manifest's (any
+        //    servers left must include one holding it).
+        let survives = book
+            .holdings
+            .margin()
+            .unwrap_or(0)
+            .min(stored.saturating_sub(1));
+        let name = part.unwrap_or("commits");
+        if survives < target.servers_lost() && !options.accept_weaker {
+            let reasons = failures.into_iter().collect::<Vec<_>>().join("; ");
+            return Err(Error::Weaker {
+                pack: format!("pack {name}"),
+                servers: servers.len(),
+                wanted: target.servers_lost(),
+                achieved: survives,
+                reasons,
+            });
+        }
+        if stored < options.min_accepted.min(servers.len()).max(1) {
             return Err(Error::Network(format!(
                 "the pack manifest is stored on {stored} servers, {} required: {}; push again when the servers are back",
-                options.min_accepted,
+                options.min_accepted.max(1),
                 errors.join("; ")
             )));
         }
+
+        let rebuild = book
+            .holdings
+            .rebuild_odds(options.availability)
+            .map_err(|e| Error::Invalid(format!("availability: {e}")))?;
+        report.packs.push(PackDurability {
+            manifest: manifest_hash,
+            part: part.map(str::to_owned),
+            code: (spec.k, spec.n),
+            segments: count,
+            servers: servers
+                .iter()
+                .enumerate()
+                .map(|(i, server)| ServerHolding {
+                    server: server.clone(),
+                    shards: book.holdings.on_server(i),
+                    manifest: holds_manifest[i],
+                })
+                .collect(),
+            survives,
+            servers_needed: servers.len().saturating_sub(survives).max(1),
+            rebuild,
+            availability: options.availability,
+        });
         Ok(manifest_hash)
     }
 }
@@ -450,6 +556,15 @@ fn after(current: Option<&Signed<RepoState>>) -> Timestamp {
             .map_or(0, |s| s.created_at().as_secs().saturating_add(1))
             .max(Timestamp::now().as_secs()),
     )
+}
+
+/// Where and how a push sends its packs.
+struct Destination<'a> {
+    transport: &'a dyn Transport,
+    servers: &'a [String],
+    options: PushOptions<'a>,
+    /// The durability every pack must have.
+    target: Durability,
 }
 
 /// What a push changes in the state: a branch at its published commit name, and tags.
@@ -515,14 +630,16 @@ async fn publish_state<S: Signer + Sync + ?Sized>(
     Ok(signed)
 }
 
-/// Writes the pack of `objects` to `path`, sealed when `keys` are given; returns its length.
-fn write_pack_file(
+/// Writes the pack of `objects` into `out` (on the file at `path`), sealed when `keys` are
+/// given.
+fn write_pack(
+    out: &mut dyn std::io::Write,
     path: &std::path::Path,
     store: &dyn agigit_dag::ObjectStore,
     objects: &[(agigit_dag::Kind, ObjectId)],
     keys: Option<&PrivateKeys>,
-) -> Result<u64, Error> {
-    TempFile::write_at(path, |out| match keys {
+) -> Result<(), Error> {
+    match keys {
         Some(k) => {
             let mut sealer = k.sealing_writer(Sealed::Pack, out)?;
             pack::write_pack_to(store, objects, &mut sealer)?;
@@ -530,5 +647,5 @@ fn write_pack_file(
             Ok(())
         }
         None => Ok(pack::write_pack_to(store, objects, out).map(|_| ())?),
-    })
+    }
 }

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use agigit_hash::BlobHash;
 use agigit_net::{NetError, Transport};
-use agigit_shard::{ErasureCode, Locator, SegmentRebuilder, ShardManifest};
+use agigit_shard::{
+    CodecSpec, ErasureCode, Holdings, Locator, Placement, SegmentRebuilder, ShardManifest,
+};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
@@ -39,49 +41,124 @@ pub(super) async fn cpu<T: Send + 'static>(
 }
 
 /// One shard's upload: the server the placement names, where it was stored (server index,
-/// bytes), and the errors on the way.
+/// bytes sent: 0 when the server had it already), and the errors on the way.
 pub(super) struct Upload {
     pub(super) first: usize,
     pub(super) stored: Option<(usize, u64)>,
     pub(super) errors: Vec<String>,
 }
 
-/// Uploads shards, each to its placement's server or, when that fails, the next that works.
+/// Where a pack's shards are going, and which servers failed during its push. It starts as the
+/// placement's plan for every segment, so that a shard moved off a failed server goes where the
+/// whole segment's plan leaves the most room, not only the shards booked so far.
+pub(super) struct Book {
+    pub(super) holdings: Holdings,
+    down: Vec<bool>,
+}
+
+impl Book {
+    pub(super) fn new(placement: &Placement, segments: usize, spec: &CodecSpec) -> Self {
+        let mut holdings = Holdings::new(placement.servers(), segments, spec.k);
+        for segment in 0..segments {
+            for shard in 0..spec.n {
+                holdings.add(segment, placement.server_of(segment, shard));
+            }
+        }
+        Self {
+            holdings,
+            down: vec![false; placement.servers()],
+        }
+    }
+
+    /// Where a shard of `segment` planned on `first` goes: `first` unless it failed during
+    /// this push, else the working server holding the fewest shards of the segment's plan (ties
+    /// in the order after `first`). `failed` (a server that just refused this shard) is marked
+    /// down and the shard moved off it. `None` when no server is left.
+    fn book(&mut self, segment: usize, first: usize, failed: Option<usize>) -> Option<usize> {
+        let from = match failed {
+            Some(f) => {
+                self.down[f] = true;
+                f
+            }
+            None if self.down[first] => first,
+            None => return Some(first),
+        };
+        self.holdings.remove(segment, from);
+        let down = &self.down;
+        let next = self.holdings.least_loaded(segment, first, |s| !down[s])?;
+        self.holdings.add(segment, next);
+        Some(next)
+    }
+}
+
+/// Uploads shards, each to its placement's server or, when that one fails, to the working
+/// server that holds the fewest shards of its segment.
 pub(super) struct ShardUpload<'a> {
     pub(super) transport: &'a dyn Transport,
     pub(super) servers: &'a [String],
     pub(super) progress: Option<&'a dyn Progress>,
+    /// A resumed push: ask the server whether it has the shard before sending it.
+    pub(super) resume: bool,
+    pub(super) book: Mutex<Book>,
 }
 
 impl ShardUpload<'_> {
-    /// Uploads shard `data` (whose hash is `hash`) to server `first`, or the next that takes it.
-    pub(super) async fn upload(&self, first: usize, hash: &BlobHash, data: Bytes) -> Upload {
+    fn booked(&self, segment: usize, first: usize, failed: Option<usize>) -> Option<usize> {
+        self.book
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .book(segment, first, failed)
+    }
+
+    /// Uploads shard `data` (whose hash is `hash`) of `segment`, to server `first` or where the
+    /// book says when that one fails.
+    pub(super) async fn upload(
+        &self,
+        segment: usize,
+        first: usize,
+        hash: &BlobHash,
+        data: Bytes,
+    ) -> Upload {
         let mut upload = Upload {
             first,
             stored: None,
             errors: Vec::new(),
         };
-        let n = self.servers.len();
-        for server in (0..n).map(|j| (first + j) % n) {
-            match self
-                .transport
-                .put_blob_hashed(&self.servers[server], hash, data.clone())
-                .await
-            {
-                Ok(_) => {
-                    upload.stored = Some((server, data.len() as u64));
+        let mut target = self.booked(segment, first, None);
+        while let Some(server) = target {
+            let url = &self.servers[server];
+            let sent = if self.resume {
+                match self.transport.has_blob(url, hash).await {
+                    Ok(true) => Ok(0),
+                    Ok(false) => self.send(url, hash, &data).await,
+                    Err(e) => Err(e),
+                }
+            } else {
+                self.send(url, hash, &data).await
+            };
+            match sent {
+                Ok(sent) => {
+                    upload.stored = Some((server, sent));
                     if let Some(p) = self.progress {
                         p.advance(data.len() as u64);
                     }
                     break;
                 }
                 Err(e) => {
-                    tracing_failure(&self.servers[server], &e);
+                    tracing_failure(url, &e);
                     upload.errors.push(e.to_string());
+                    target = self.booked(segment, first, Some(server));
                 }
             }
         }
         upload
+    }
+
+    async fn send(&self, server: &str, hash: &BlobHash, data: &Bytes) -> Result<u64, NetError> {
+        self.transport
+            .put_blob_hashed(server, hash, data.clone())
+            .await
+            .map(|_| data.len() as u64)
     }
 }
 
@@ -251,4 +328,52 @@ impl SegmentFetch<'_> {
 
 pub(super) fn tracing_failure(server: &str, e: &NetError) {
     tracing::warn!(%server, error = %e, "upload failed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agigit_shard::CodecKind;
+
+    #[test]
+    fn shards_moved_off_a_failed_server_keep_the_margin_the_code_gives() {
+        // 4 of 9 over 6 servers: 2, 2, 2, 1, 1, 1 per segment, two servers may be lost. With
+        // one server refusing every shard, the other five hold 2, 2, 2, 2, 1 and any two may
+        // still be lost, for every rotation of the placement. (Moving a shard to the server
+        // least loaded among those booked *so far* piled 3 and 3 on two servers for one
+        // rotation, and lost one server of margin.)
+        let spec = CodecSpec {
+            kind: CodecKind::Leopard,
+            k: 4,
+            n: 9,
+        };
+        let placement = Placement::new(6, &spec).expect("placement");
+        let mut book = Book::new(&placement, 6, &spec);
+        assert_eq!(book.holdings.margin(), Some(2));
+        for segment in 0..6 {
+            for shard in 0..spec.n {
+                let first = placement.server_of(segment, shard);
+                let mut at = book.book(segment, first, None);
+                if at == Some(5) {
+                    at = book.book(segment, first, Some(5));
+                }
+                assert_ne!(at, Some(5));
+                assert!(at.is_some());
+            }
+            assert_eq!(book.holdings.held(segment), 9);
+            assert_eq!(book.holdings.count(segment, 5), 0);
+            assert_eq!(
+                book.holdings.segment_margin(segment),
+                Some(2),
+                "segment {segment}"
+            );
+        }
+        // Every server failing: nowhere to go, and the shard is off the books.
+        let mut book = Book::new(&placement, 1, &spec);
+        for s in 0..6 {
+            book.down[s] = true;
+        }
+        assert_eq!(book.book(0, 0, None), None);
+        assert_eq!(book.holdings.held(0), 8);
+    }
 }

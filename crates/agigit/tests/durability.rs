@@ -1,0 +1,367 @@
+//! Durability a push states and enforces: every pack held to "any m of these n servers rebuild
+//! it", shards of a failed server spread so that the guarantee holds, a push that falls short
+//! publishing nothing, and a push cut off half way resuming without sending again what landed.
+
+#![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use agigit::event::nostr::prelude::{Event, Filter, Keys};
+use agigit::event::{RepoCoordinate, RepoId};
+use agigit::hash::BlobHash;
+use agigit::net::{BoxFuture, MemoryTransport, NetError, PublishReport, Transport};
+use agigit::shard::{Durability, Leopard};
+use agigit::{FetchOptions, PushOptions, Repository};
+use bytes::Bytes;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+mod support;
+use support::Dir;
+
+const SERVERS: [&str; 5] = ["s0", "s1", "s2", "s3", "s4"];
+
+fn write_files(dir: &Path, version: u8) -> TestResult {
+    std::fs::write(dir.join("config.json"), format!("{{\"v\": {version}}}"))?;
+    let weights: Vec<u8> = (0..400_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11).to_le_bytes()[0] ^ version)
+        .collect();
+    std::fs::write(dir.join("weights.bin"), weights)?;
+    std::fs::create_dir_all(dir.join("data/train"))?;
+    std::fs::write(dir.join("data/train/a.txt"), format!("rows {version}"))?;
+    Ok(())
+}
+
+fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = agigit::worktree::list_files(dir).expect("list");
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let b = std::fs::read(dir.join(&f)).expect("read");
+            (f, b)
+        })
+        .collect()
+}
+
+fn options(code: &Leopard) -> PushOptions<'_> {
+    PushOptions {
+        segment_size: 64 << 10,
+        ..PushOptions::new(code)
+    }
+}
+
+#[tokio::test]
+async fn a_push_holds_every_pack_to_its_durability_target() -> TestResult {
+    let origin = Dir::new("durable-origin");
+    write_files(&origin.0, 1)?;
+    let keys = Keys::generate();
+    let repo = Repository::init(&origin.0)?;
+    repo.commit("first", keys.public_key().to_bytes())?;
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(4, 10)?;
+    let id = RepoId::new("durable")?;
+    let coordinate = RepoCoordinate::new(keys.public_key(), id.clone());
+
+    // 4 of 10 over 5 servers: two shards of each segment on each, so any two servers rebuild
+    // and three may be lost — the default target, stated per pack.
+    let report = repo
+        .push(&net, &keys, &id, "master", options(&code))
+        .await?;
+    assert_eq!(report.durability, Some(Durability::survive(3)));
+    assert_eq!(report.packs.len(), 3, "commits, code, data/train");
+    // P(at least 2 of 5 servers up), each up with p = 0.9.
+    let expected = 1.0 - 0.1f64.powi(5) - 5.0 * 0.9 * 0.1f64.powi(4);
+    for pack in &report.packs {
+        assert_eq!((pack.survives, pack.servers_needed), (3, 2), "{pack:?}");
+        assert!(pack.rebuild.exact);
+        assert!(
+            (pack.rebuild.probability - expected).abs() < 1e-12,
+            "{pack:?}"
+        );
+        assert!(pack.servers.iter().all(|s| s.manifest));
+        assert!(
+            pack.servers.iter().all(|s| s.shards == 2 * pack.segments),
+            "{pack:?}"
+        );
+    }
+
+    // A second commit with s4 down: its shards can go elsewhere, but then three lost servers
+    // could take a segment with them. The push says so and publishes nothing.
+    write_files(&origin.0, 2)?;
+    let second = repo.commit("second", keys.public_key().to_bytes())?;
+    net.set_down("s4", true);
+    match repo.push(&net, &keys, &id, "master", options(&code)).await {
+        Err(e @ agigit::push::Error::Weaker(_)) => {
+            assert_eq!(e.kind(), agigit::ErrorKind::Network);
+            let m = e.to_string();
+            assert!(
+                m.contains("survive any 2 of 5") && m.contains("the target is 3"),
+                "{m}"
+            );
+        }
+        other => panic!("a push short of its target must fail: {other:?}"),
+    }
+    let published = repo.remote_refs(&net, &coordinate).await?;
+    assert_ne!(
+        published.branches.get("master"),
+        Some(&second),
+        "nothing moved"
+    );
+
+    // Asking for two lost servers is met: s4's shards went to the least loaded of the others.
+    let weaker = PushOptions {
+        durability: Some(Durability::survive(2)),
+        ..options(&code)
+    };
+    let report = repo.push(&net, &keys, &id, "master", weaker).await?;
+    assert!(report.rerouted > 0, "{report:?}");
+    for pack in &report.packs {
+        assert!(pack.survives >= 2, "{pack:?}");
+        let s4 = pack.servers.iter().find(|s| s.server == "s4").expect("s4");
+        assert_eq!(s4.shards, 0);
+        assert!(!s4.manifest);
+    }
+    net.set_down("s4", false);
+
+    // The guarantee, checked: every 3 of the 5 servers rebuild the whole repository.
+    for lost in 0..SERVERS.len() {
+        for also in lost + 1..SERVERS.len() {
+            for (i, s) in SERVERS.iter().enumerate() {
+                net.set_down(s, i == lost || i == also);
+            }
+            let dir = Dir::new(&format!("durable-clone-{lost}-{also}"));
+            let clone = Repository::init(&dir.0)?;
+            let pulled = clone
+                .pull(&net, &coordinate, "master", FetchOptions::default())
+                .await?;
+            assert_eq!(pulled.tip, Some(second));
+            assert_eq!(
+                tree_bytes(&dir.0),
+                tree_bytes(&origin.0),
+                "without s{lost}, s{also}"
+            );
+        }
+    }
+
+    // Accepting less than the target: published, and the report says what it got.
+    for s in SERVERS {
+        net.set_down(s, false);
+    }
+    write_files(&origin.0, 3)?;
+    repo.commit("third", keys.public_key().to_bytes())?;
+    for s in ["s0", "s1", "s2"] {
+        net.set_down(s, true);
+    }
+    let accepted = PushOptions {
+        accept_weaker: true,
+        ..options(&code)
+    };
+    let report = repo.push(&net, &keys, &id, "master", accepted).await?;
+    assert_eq!(report.durability, Some(Durability::survive(3)));
+    assert!(report.packs.iter().all(|p| p.survives == 1), "{report:?}");
+    // A target no set of servers can meet is refused before anything is sent.
+    let impossible = PushOptions {
+        durability: Some(Durability::survive(5)),
+        ..options(&code)
+    };
+    match repo.push(&net, &keys, &id, "master", impossible).await {
+        Err(agigit::push::Error::Rejected(m)) => assert!(m.contains("cannot survive"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    Ok(())
+}
+
+/// A network that goes away after `budget` shard uploads (the pushing machine losing its
+/// link half way), counting the bytes uploaded.
+struct Cutoff {
+    inner: MemoryTransport,
+    budget: AtomicUsize,
+    cut: AtomicBool,
+    sent: AtomicU64,
+}
+
+impl Cutoff {
+    fn new(inner: MemoryTransport, budget: usize) -> Self {
+        Self {
+            inner,
+            budget: AtomicUsize::new(budget),
+            cut: AtomicBool::new(false),
+            sent: AtomicU64::new(0),
+        }
+    }
+
+    fn check(&self, server: &str) -> Result<(), NetError> {
+        if self.cut.load(Ordering::SeqCst) {
+            return Err(NetError::Connection {
+                server: server.to_owned(),
+                reason: "the link is gone".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn spend(&self, server: &str) -> Result<(), NetError> {
+        self.check(server)?;
+        if self
+            .budget
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
+            .is_err()
+        {
+            self.cut.store(true, Ordering::SeqCst);
+            return self.check(server);
+        }
+        Ok(())
+    }
+}
+
+impl Transport for Cutoff {
+    fn publish<'a>(
+        &'a self,
+        event: &'a Event,
+        min_accepted: usize,
+    ) -> BoxFuture<'a, Result<PublishReport, NetError>> {
+        Box::pin(async move {
+            self.check("relays")?;
+            self.inner.publish(event, min_accepted).await
+        })
+    }
+    fn query<'a>(&'a self, filters: &'a [Filter]) -> BoxFuture<'a, Result<Vec<Event>, NetError>> {
+        self.inner.query(filters)
+    }
+    fn push_servers(&self) -> Vec<String> {
+        self.inner.push_servers()
+    }
+    fn fetch_servers(&self) -> Vec<String> {
+        self.inner.fetch_servers()
+    }
+    fn put_blob<'a>(
+        &'a self,
+        server: &'a str,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<BlobHash, NetError>> {
+        Box::pin(async move {
+            self.spend(server)?;
+            self.sent.fetch_add(data.len() as u64, Ordering::SeqCst);
+            self.inner.put_blob(server, data).await
+        })
+    }
+    fn has_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<bool, NetError>> {
+        Box::pin(async move {
+            self.check(server)?;
+            self.inner.has_blob(server, hash).await
+        })
+    }
+    fn get_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+        max_len: u64,
+    ) -> BoxFuture<'a, Result<Bytes, NetError>> {
+        self.inner.get_blob(server, hash, max_len)
+    }
+}
+
+/// Pushes `repo` through a link that breaks after half its shard uploads, then again through
+/// a whole one: the second push sends only what the first did not land.
+async fn cut_and_resume(repo: &Repository, dir: &Path, private: bool) -> TestResult {
+    let keys = Keys::generate();
+    let code = Leopard::new(4, 10)?;
+    let id = RepoId::new("resumed")?;
+    let secret = agigit::private::reader_secret(&keys)?;
+    let sealing = if private {
+        repo.make_private(&secret, &[])?;
+        repo.private_keys(&secret)?
+    } else {
+        None
+    };
+    let opts = PushOptions {
+        keys: sealing.as_ref(),
+        parallel: 1,
+        ..options(&code)
+    };
+    // How many uploads a whole push makes (to servers nobody reads).
+    let elsewhere = RepoId::new("reference")?;
+    let whole = repo
+        .push(
+            &MemoryTransport::new(SERVERS),
+            &keys,
+            &elsewhere,
+            "master",
+            opts,
+        )
+        .await?;
+    let uploads = whole.shards + whole.packs.len() * SERVERS.len();
+    let total: u64 = whole.bytes_per_server.values().sum();
+    assert!(
+        std::fs::read_dir(dir.join(".agigit/push"))?
+            .next()
+            .is_none(),
+        "a completed push leaves nothing pending"
+    );
+
+    let servers = MemoryTransport::new(SERVERS);
+    let cut = Cutoff::new(servers.clone(), uploads / 2);
+    let failed = repo.push(&cut, &keys, &id, "master", opts).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let first = cut.sent.load(Ordering::SeqCst);
+    assert!(first > total / 4, "{first} of {total}");
+    let coordinate = RepoCoordinate::new(keys.public_key(), id.clone());
+    assert!(
+        repo.remote_refs(&servers, &coordinate).await.is_err(),
+        "no state was published"
+    );
+
+    let whole_link = Cutoff::new(servers.clone(), usize::MAX);
+    let resumed = repo.push(&whole_link, &keys, &id, "master", opts).await?;
+    let second = whole_link.sent.load(Ordering::SeqCst);
+    assert!(resumed.resumed > 0, "{resumed:?}");
+    // What the first push landed is not sent again: together they send the whole push once,
+    // and the manifests (a private one is sealed afresh) once more at most.
+    let manifests: u64 = whole.packs.len() as u64 * SERVERS.len() as u64 * 2048;
+    assert!(
+        first + second <= total + manifests,
+        "first {first} + second {second} vs whole {total}"
+    );
+    assert!(
+        std::fs::read_dir(dir.join(".agigit/push"))?
+            .next()
+            .is_none(),
+        "a completed push leaves nothing pending"
+    );
+
+    // And it is all there, bit for bit.
+    let reader_dir = Dir::new(&format!("resume-reader-{private}"));
+    let reader = Repository::init(&reader_dir.0)?;
+    let pull = FetchOptions::with_secret(&secret);
+    reader.pull(&servers, &coordinate, "master", pull).await?;
+    assert_eq!(tree_bytes(&reader_dir.0), tree_bytes(dir));
+    eprintln!(
+        "private={private}: whole push {total} bytes; cut after {first}, resumed with {second} ({} shards found in place)",
+        resumed.resumed
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_interrupted_push_resumes_without_sending_again_what_landed() -> TestResult {
+    let dir = Dir::new("resume-public");
+    write_files(&dir.0, 1)?;
+    let repo = Repository::init(&dir.0)?;
+    repo.commit("first", [7; 32])?;
+    cut_and_resume(&repo, &dir.0, false).await
+}
+
+#[tokio::test]
+async fn an_interrupted_private_push_resumes_with_the_same_sealed_pack() -> TestResult {
+    let dir = Dir::new("resume-private");
+    write_files(&dir.0, 1)?;
+    let repo = Repository::init(&dir.0)?;
+    repo.commit("first", [7; 32])?;
+    cut_and_resume(&repo, &dir.0, true).await
+}
