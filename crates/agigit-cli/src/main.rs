@@ -94,6 +94,14 @@ enum Command {
     /// Push the current branch to the push relays, holding every pack to a durability target
     /// (default: the most the erasure code gives on these servers) and saying what it got.
     Push(remote::PushArgs),
+    /// Audit the remote (--remote): which shards each server still holds of every pack the
+    /// remote's refs reach, and how many servers may still be lost. Fails (exit 7) when a pack
+    /// is below its target.
+    Fsck(remote::FsckArgs),
+    /// Rebuild the shards missing from every segment below its durability target (from any k
+    /// of them) and upload them to the push servers that answer, least loaded first; the pack
+    /// manifests too. Idempotent: run it again after a failure, or after `relay add`.
+    Repair(remote::RepairArgs),
     /// Fetch and fast-forward a branch (default: the current one) from the fetch relays.
     Pull(remote::PullArgs),
     /// Fetch the remote branch without touching local branches or files.
@@ -125,6 +133,8 @@ fn run(cli: &Cli) -> failure::Result<()> {
         Command::Merge(args) => history::merge(&ctx, args),
         Command::Rebase(args) => history::rebase(&ctx, args),
         Command::Push(args) => remote::push(&ctx, args),
+        Command::Fsck(args) => remote::fsck(&ctx, args),
+        Command::Repair(args) => remote::repair(&ctx, args),
         Command::Pull(args) => remote::pull(&ctx, args),
         Command::Fetch(args) => remote::fetch(&ctx, args),
     }

@@ -100,9 +100,9 @@ pub(crate) struct PullArgs {
     pub(crate) force: bool,
 }
 
-/// `agigit push`'s arguments.
+/// A durability target and the availability odds are computed for (push, fsck, repair).
 #[derive(Debug, clap::Args)]
-pub(crate) struct PushArgs {
+pub(crate) struct DurabilityArgs {
     /// Push servers that may be lost, whichever they are, with every pack still rebuildable
     /// from the others (default: `[push] survive`, else the most the code gives).
     #[arg(long, value_name = "F", conflicts_with = "any")]
@@ -110,14 +110,70 @@ pub(crate) struct PushArgs {
     /// Any M of the push servers rebuild every pack (the same target as --survive S−M).
     #[arg(long, value_name = "M")]
     pub(crate) any: Option<usize>,
+    /// The probability that each server is up, for the rebuild odds reported (default:
+    /// `[push] availability`, else 0.9).
+    #[arg(long, value_name = "P")]
+    pub(crate) availability: Option<f64>,
+}
+
+impl DurabilityArgs {
+    /// The target (`None`: the code's most) and the availability, from the flags, else the
+    /// configuration, over `servers` push servers.
+    fn resolve(
+        &self,
+        push: &agigit::config::PushConfig,
+        servers: usize,
+    ) -> Result<(Option<Durability>, f64)> {
+        let durability = match (self.survive.or(push.survive), self.any) {
+            (_, Some(m)) => Some(Durability::any_of(m, servers).map_err(|_| {
+                Failure::invalid(format!(
+                    "--any {m}: there are {servers} push servers; give 1 to {servers}"
+                ))
+            })?),
+            (Some(f), None) => Some(Durability::survive(f)),
+            (None, None) => None,
+        };
+        let availability = self
+            .availability
+            .or(push.availability)
+            .unwrap_or(agigit::config::defaults::AVAILABILITY);
+        if !(0.0..=1.0).contains(&availability) {
+            return Err(Failure::invalid(format!(
+                "availability {availability}: give a probability from 0 to 1"
+            )));
+        }
+        Ok((durability, availability))
+    }
+}
+
+/// `agigit push`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PushArgs {
+    #[command(flatten)]
+    pub(crate) durability: DurabilityArgs,
     /// Publish even when the shards stored fall short of the target (servers down or
     /// refusing): the report says what the push got.
     #[arg(long)]
     pub(crate) accept_weaker: bool,
-    /// The probability that each server is up, for the report's rebuild odds (default:
-    /// `[push] availability`, else 0.9).
-    #[arg(long, value_name = "P")]
-    pub(crate) availability: Option<f64>,
+}
+
+/// `agigit fsck`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct FsckArgs {
+    /// Audit the remote: which shards each server still holds of every pack reachable from
+    /// the remote's refs, and the margin left (objects in the local store are verified on
+    /// every read).
+    #[arg(long, required = true)]
+    pub(crate) remote: bool,
+    #[command(flatten)]
+    pub(crate) durability: DurabilityArgs,
+}
+
+/// `agigit repair`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RepairArgs {
+    #[command(flatten)]
+    pub(crate) durability: DurabilityArgs,
 }
 
 /// `agigit fetch`'s arguments.
@@ -323,24 +379,7 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
     let (relays, push) = effective(&config)?;
     let code = push.code()?;
     let servers = relays.iter().filter(|r| r.push).count();
-    let durability = match (args.survive.or(push.survive), args.any) {
-        (_, Some(m)) => Some(Durability::any_of(m, servers).map_err(|_| {
-            Failure::invalid(format!(
-                "--any {m}: there are {servers} push servers; give 1 to {servers}"
-            ))
-        })?),
-        (Some(f), None) => Some(Durability::survive(f)),
-        (None, None) => None,
-    };
-    let availability = args
-        .availability
-        .or(push.availability)
-        .unwrap_or(agigit::config::defaults::AVAILABILITY);
-    if !(0.0..=1.0).contains(&availability) {
-        return Err(Failure::invalid(format!(
-            "availability {availability}: give a probability from 0 to 1"
-        )));
-    }
+    let (durability, availability) = args.durability.resolve(&push, servers)?;
     let private = repo.private_keys(&reader_secret(&keys)?)?;
     let bar = Bar::new(json);
     let options = PushOptions {
@@ -679,4 +718,170 @@ fn print_fetch(json: bool, branch: &str, report: &agigit::PullReport) {
     print(json, fetch_json(report), || {
         fetch_text(&format!("origin/{branch}"), report)
     });
+}
+
+/// `agigit fsck --remote`: what each server still holds, per pack, and the margin left.
+pub(crate) fn fsck(ctx: &Ctx, args: &FsckArgs) -> Result<()> {
+    let session = Session::open(ctx, &PartsArg { parts: Vec::new() }, false)?;
+    let options = session.audit_options(&args.durability)?;
+    let report = session.rt.block_on(session.repo.audit(
+        &session.net,
+        &session.coordinate,
+        options,
+    ))?;
+    print(ctx.json, audit_json(&report), || {
+        format!("{}\n{}", session.coordinate, audit_text(&report))
+    });
+    unhealthy(&report, "run `agigit repair` to restore it")
+}
+
+/// `agigit repair`: rebuilds the shards missing from every segment below its target.
+pub(crate) fn repair(ctx: &Ctx, args: &RepairArgs) -> Result<()> {
+    let session = Session::open(ctx, &PartsArg { parts: Vec::new() }, false)?;
+    let options = session.audit_options(&args.durability)?;
+    let report = session.rt.block_on(session.repo.repair(
+        &session.net,
+        &session.coordinate,
+        options,
+    ))?;
+    let mut value = audit_json(&report.after);
+    value["repaired"] = serde_json::json!({
+        "segments": report.segments_repaired, "shards_uploaded": report.shards_uploaded,
+        "manifests_uploaded": report.manifests_uploaded, "bytes_up": report.bytes_up,
+        "bytes_down": report.bytes_down, "errors": report.errors,
+        "before": audit_json(&report.before),
+    });
+    print(ctx.json, value, || {
+        let mut out = if report.shards_uploaded + report.manifests_uploaded == 0 {
+            "nothing to repair".to_owned()
+        } else {
+            format!(
+                "repaired {} segments: {} shards and {} manifests uploaded ({} bytes), {} bytes downloaded to rebuild them",
+                report.segments_repaired,
+                report.shards_uploaded,
+                report.manifests_uploaded,
+                report.bytes_up,
+                report.bytes_down
+            )
+        };
+        for e in &report.errors {
+            out.push_str(&format!("\n  failed: {e}"));
+        }
+        out.push('\n');
+        out.push_str(&audit_text(&report.after));
+        out
+    });
+    unhealthy(
+        &report.after,
+        "add servers (`agigit relay add`), bring the missing ones back, and repair again",
+    )
+}
+
+impl Session {
+    fn audit_options(&self, args: &DurabilityArgs) -> Result<agigit::AuditOptions<'_>> {
+        let config = load_config(&self.repo)?;
+        let (relays, push) = effective(&config)?;
+        let servers = relays.iter().filter(|r| r.push).count();
+        let (durability, availability) = args.resolve(&push, servers)?;
+        Ok(agigit::AuditOptions {
+            fetch: agigit::FetchOptions {
+                secret: self.secret.as_ref(),
+                ..agigit::FetchOptions::default()
+            },
+            durability,
+            availability,
+        })
+    }
+}
+
+/// A failure naming the packs below their target (after the report was printed), or `Ok`.
+fn unhealthy(report: &agigit::AuditReport, what_to_do: &str) -> Result<()> {
+    let short: Vec<String> = report
+        .packs
+        .iter()
+        .filter(|p| !p.meets_target())
+        .map(|p| p.part.clone().unwrap_or_else(|| "commits".to_owned()))
+        .collect();
+    if short.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        agigit::ErrorKind::Network,
+        format!(
+            "{} of {} packs are below their target ({}): {what_to_do}",
+            short.len(),
+            report.packs.len(),
+            short.join(", ")
+        ),
+    ))
+}
+
+fn audit_json(report: &agigit::AuditReport) -> serde_json::Value {
+    let packs: Vec<_> = report
+        .packs
+        .iter()
+        .map(|p| {
+            let servers: Vec<_> = p
+                .servers
+                .iter()
+                .map(|s| serde_json::json!({"server": s.server, "shards": s.shards, "manifest": s.manifest}))
+                .collect();
+            serde_json::json!({
+                "manifest": p.manifest.to_string(), "part": p.part.as_deref().unwrap_or("commits"),
+                "k": p.code.0, "n": p.code.1, "segments": p.segments, "servers": servers,
+                "survives": p.survives, "target": p.target.servers_lost(),
+                "meets_target": p.meets_target(), "lost_segments": p.lost_segments,
+                "below_target": p.below_target, "rebuild_probability": p.rebuild.probability,
+                "rebuild_failure": p.rebuild.failure, "odds_exact": p.rebuild.exact,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "servers": report.servers, "unreachable": report.unreachable,
+        "healthy": report.is_healthy(), "packs": packs,
+    })
+}
+
+fn audit_text(report: &agigit::AuditReport) -> String {
+    let mut out = String::new();
+    for (i, s) in report.servers.iter().enumerate() {
+        let down = if report.unreachable.contains(s) {
+            "  (did not answer: counted as holding nothing)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("  [{i}] {s}{down}\n"));
+    }
+    let columns: Vec<String> = (0..report.servers.len())
+        .map(|i| format!("[{i}]"))
+        .collect();
+    out.push_str(&format!(
+        "  pack        segments  k/n    survives  target  lost  P(rebuild)        shards on {}",
+        columns.join(" ")
+    ));
+    for p in &report.packs {
+        let shards: Vec<String> = p
+            .servers
+            .iter()
+            .map(|s| format!("{}{}", s.shards, if s.manifest { "" } else { "*" }))
+            .collect();
+        out.push_str(&format!(
+            "\n  {:<10} {:>9}  {:<5}  {:>8}  {:>6}  {:>4}  {:<16}  {}{}",
+            p.part.as_deref().unwrap_or("commits"),
+            p.segments,
+            format!("{}/{}", p.code.0, p.code.1),
+            p.survives.map_or("LOST".to_owned(), |s| s.to_string()),
+            p.target.servers_lost(),
+            p.lost_segments.len(),
+            odds(p.rebuild.probability, p.rebuild.failure),
+            shards.join(" "),
+            if p.meets_target() {
+                ""
+            } else {
+                "  BELOW TARGET"
+            }
+        ));
+    }
+    out.push_str("\n  (* no copy of the pack manifest on that server)");
+    out
 }

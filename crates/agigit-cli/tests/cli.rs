@@ -12,7 +12,7 @@ use agigit_relay::{BlossomConfig, FsBlobStore, SqliteEventStore};
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 mod support;
-use support::{agigit, json, ok};
+use support::{agigit, blob_files, json, ok};
 
 struct Env {
     root: PathBuf,
@@ -287,23 +287,6 @@ fn read_model(dir: &Path) -> Result<[f32; 3], Box<dyn std::error::Error>> {
         out[i] = first;
     }
     Ok(out)
-}
-
-/// Every blob file a relay stores (`blobs/<2 hex>/<64 hex>`).
-fn blob_files(relay_dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(shards) = std::fs::read_dir(relay_dir.join("blobs")) else {
-        return out;
-    };
-    for d in shards.flatten().filter(|d| d.path().is_dir()) {
-        for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
-            let name = f.file_name().to_string_lossy().into_owned();
-            if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                out.push(f.path());
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

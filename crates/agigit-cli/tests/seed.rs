@@ -15,7 +15,7 @@ use agigit::event::nostr::prelude::{Keys, ToBech32};
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 mod support;
-use support::{agigit, json, ok};
+use support::{agigit, free_port, json, ok, relay_binary, start_relay, url};
 
 struct Env {
     root: PathBuf,
@@ -30,29 +30,6 @@ impl Drop for Env {
         }
         let _ = std::fs::remove_dir_all(&self.root);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// The relay binary `cargo test --workspace` builds next to this package's.
-fn relay_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_agigit")).with_file_name("agigit-relay");
-    assert!(
-        path.exists(),
-        "{} is not built: run the workspace's tests (`cargo test --workspace`) or `cargo build -p agigit-relay` first",
-        path.display()
-    );
-    path
-}
-
-/// `ws://…` of a relay's port.
-fn url(port: u16) -> String {
-    format!("ws://127.0.0.1:{port}")
 }
 
 /// The key a relay made in its data directory on first start (or, given a file, that key).
@@ -400,26 +377,6 @@ fn the_seeds_command_list_runs_verbatim() -> TestResult {
 }
 
 /// A relay started as a process on `port`, keeping its data in `dir` and its key in `key`.
-fn start_relay(port: u16, dir: &Path, key: &Path) -> Result<Child, Box<dyn std::error::Error>> {
-    let child = Command::new(relay_binary())
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(dir)
-        .arg("--key-file")
-        .arg(key)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if started.elapsed() > Duration::from_secs(20) {
-            return Err("the relay did not start".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(child)
-}
-
 /// The attacker's move: another server takes over a relay's address (a hijacked DNS name, a
 /// reused port). The clone added the relay by URL and pinned the key it found, so it refuses
 /// the impostor — with a message that says what happened — and keeps it out of every operation.

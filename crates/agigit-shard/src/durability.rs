@@ -270,6 +270,261 @@ impl Holdings {
     }
 }
 
+/// Which servers hold each shard of each segment, as an audit finds them: a shard may be on
+/// several servers (a re-sent or repaired copy) or on none. The margin and the odds count
+/// distinct shards: exact up to [`EXACT_ODDS_SERVERS`] servers (every subset enumerated), a
+/// lower bound above (each shard counted on one of its holders only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardMap {
+    servers: usize,
+    n: usize,
+    k: usize,
+    /// `segments × n` bitmasks of the servers holding each shard.
+    holders: Vec<u64>,
+}
+
+impl ShardMap {
+    /// The most servers a map can name.
+    pub const MAX_SERVERS: usize = 64;
+
+    /// No shards held yet, for `segments` segments of a `k`-of-`n` code over `servers` servers.
+    ///
+    /// # Errors
+    /// [`PlacementError::NoServers`] for none, [`PlacementError::Reached`] for more than
+    /// [`MAX_SERVERS`](Self::MAX_SERVERS).
+    pub fn new(
+        servers: usize,
+        segments: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<Self, PlacementError> {
+        if servers == 0 {
+            return Err(PlacementError::NoServers);
+        }
+        if servers > Self::MAX_SERVERS {
+            return Err(PlacementError::Reached {
+                reached: servers,
+                servers: Self::MAX_SERVERS,
+            });
+        }
+        Ok(Self {
+            servers,
+            n,
+            k,
+            holders: vec![0; segments.saturating_mul(n)],
+        })
+    }
+
+    /// Number of servers.
+    pub fn servers(&self) -> usize {
+        self.servers
+    }
+
+    /// Number of segments.
+    pub fn segments(&self) -> usize {
+        self.holders.len().checked_div(self.n).unwrap_or(0)
+    }
+
+    fn row(&self, segment: usize) -> &[u64] {
+        &self.holders[segment * self.n..(segment + 1) * self.n]
+    }
+
+    /// Records that `server` holds shard `shard` of `segment`.
+    ///
+    /// # Panics
+    /// When an index is out of range.
+    pub fn set(&mut self, segment: usize, shard: usize, server: usize) {
+        assert!(server < self.servers && shard < self.n, "out of range");
+        self.holders[segment * self.n + shard] |= 1 << server;
+    }
+
+    /// Whether `server` holds shard `shard` of `segment`.
+    pub fn holds(&self, segment: usize, shard: usize, server: usize) -> bool {
+        self.row(segment)[shard] & (1 << server) != 0
+    }
+
+    /// Distinct shards of `segment` held anywhere.
+    pub fn distinct(&self, segment: usize) -> usize {
+        self.row(segment).iter().filter(|&&h| h != 0).count()
+    }
+
+    /// Shards of `segment` on `server`.
+    pub fn count(&self, segment: usize, server: usize) -> usize {
+        self.row(segment)
+            .iter()
+            .filter(|&&h| h & (1 << server) != 0)
+            .count()
+    }
+
+    /// Shards of every segment on `server`.
+    pub fn on_server(&self, server: usize) -> usize {
+        self.holders
+            .iter()
+            .filter(|&&h| h & (1 << server) != 0)
+            .count()
+    }
+
+    /// Segments fewer than `k` of whose shards are held anywhere: lost until more turn up.
+    pub fn lost_segments(&self) -> Vec<usize> {
+        (0..self.segments())
+            .filter(|&s| self.distinct(s) < self.k)
+            .collect()
+    }
+
+    /// Whether margins and odds are exact (every subset of servers enumerated).
+    pub fn is_exact(&self) -> bool {
+        self.servers <= EXACT_ODDS_SERVERS
+    }
+
+    /// Whether the servers in `up` hold `k` distinct shards of `row`.
+    fn rebuilds(row: &[u64], up: u64, k: usize) -> bool {
+        row.iter().filter(|&&h| h & up != 0).count() >= k
+    }
+
+    /// How many servers may be lost, whichever they are, with `segment` still rebuildable;
+    /// `None` when all of them together cannot rebuild it.
+    pub fn segment_margin(&self, segment: usize) -> Option<usize> {
+        let row = self.row(segment);
+        if !self.is_exact() {
+            return self.lower_bound(&[segment]).segment_margin(0);
+        }
+        let all = (1u64 << self.servers) - 1;
+        if !Self::rebuilds(row, all, self.k) {
+            return None;
+        }
+        // The most servers up in a subset that cannot rebuild: any one more can.
+        let worst = (0..all)
+            .filter(|&up| !Self::rebuilds(row, up, self.k))
+            .map(|up| up.count_ones() as usize)
+            .max();
+        Some(match worst {
+            Some(up) => self.servers - (up + 1),
+            None => self.servers,
+        })
+    }
+
+    /// The least [`segment_margin`](Self::segment_margin) over all segments.
+    pub fn margin(&self) -> Option<usize> {
+        self.distinct_rows()
+            .into_iter()
+            .try_fold(self.servers, |least, s| {
+                Some(least.min(self.segment_margin(s)?))
+            })
+    }
+
+    /// One segment of each distinct row of holders.
+    fn distinct_rows(&self) -> Vec<usize> {
+        let mut seen = BTreeSet::new();
+        (0..self.segments())
+            .filter(|&s| seen.insert(self.row(s)))
+            .collect()
+    }
+
+    /// [`Holdings`] of `segments` with each shard on its lowest-numbered holder only: a lower
+    /// bound on what the map guarantees.
+    fn lower_bound(&self, segments: &[usize]) -> Holdings {
+        let mut h = Holdings::new(self.servers, segments.len(), self.k);
+        for (i, &s) in segments.iter().enumerate() {
+            for &holders in self.row(s) {
+                if holders != 0 {
+                    h.add(i, holders.trailing_zeros() as usize);
+                }
+            }
+        }
+        h
+    }
+
+    /// The probability that a client reaching every server, each up independently with
+    /// probability `p`, rebuilds every segment.
+    ///
+    /// # Errors
+    /// [`PlacementError::Probability`] for `p` outside `[0, 1]`.
+    pub fn rebuild_odds(&self, p: f64) -> Result<RebuildOdds, PlacementError> {
+        let rows = self.distinct_rows();
+        if !self.is_exact() {
+            return self.lower_bound(&rows).rebuild_odds(p);
+        }
+        if !(0.0..=1.0).contains(&p) {
+            return Err(PlacementError::Probability {
+                name: "p",
+                value: p,
+            });
+        }
+        let (mut success, mut failure) = (0.0, 0.0);
+        for up in 0u64..(1 << self.servers) {
+            let ups = up.count_ones() as usize;
+            let mass = p.powi(exponent(ups)) * (1.0 - p).powi(exponent(self.servers - ups));
+            if rows
+                .iter()
+                .all(|&s| Self::rebuilds(self.row(s), up, self.k))
+            {
+                success += mass;
+            } else {
+                failure += mass;
+            }
+        }
+        Ok(RebuildOdds {
+            probability: success,
+            failure,
+            exact: true,
+        })
+    }
+
+    /// The copies to make so that `segment` survives `target` servers lost, using only the
+    /// servers in `usable` (a bitmask), as (shard, server) pairs: first each shard held nowhere,
+    /// on the usable server holding the fewest shards of the segment; then, while the margin is
+    /// short, a shard of the busiest server (one on the fewest servers) copied to the least
+    /// loaded usable server without it. Stops when the target holds or every usable server
+    /// holds every shard (none for a segment that cannot be rebuilt); what it reaches is
+    /// [`segment_margin`](Self::segment_margin) after [`set`](Self::set)ting the copies.
+    pub fn plan_repair(&self, segment: usize, target: usize, usable: u64) -> Vec<(usize, usize)> {
+        let mut map = Self {
+            servers: self.servers,
+            n: self.n,
+            k: self.k,
+            holders: self.row(segment).to_vec(),
+        };
+        let usable = usable & ((1u64 << self.servers) - 1);
+        let mut copies = Vec::new();
+        if map.distinct(0) < self.k {
+            // Lost: nothing to rebuild the missing shards from.
+            return copies;
+        }
+        let least_loaded = |map: &Self, shard: usize| {
+            (0..map.servers)
+                .filter(|&s| usable & (1 << s) != 0 && !map.holds(0, shard, s))
+                .min_by_key(|&s| (map.count(0, s), s))
+        };
+        for shard in 0..self.n {
+            if map.holders[shard] == 0
+                && let Some(s) = least_loaded(&map, shard)
+            {
+                map.set(0, shard, s);
+                copies.push((shard, s));
+            }
+        }
+        for _ in 0..self.n * self.servers {
+            if map.segment_margin(0).is_some_and(|m| m >= target) {
+                break;
+            }
+            // A shard of the busiest server, the one on fewest servers first: the copy that
+            // takes the most from the worst loss.
+            let mut busiest: Vec<usize> = (0..map.servers).collect();
+            busiest.sort_by_key(|&s| std::cmp::Reverse(map.count(0, s)));
+            let step = busiest.iter().find_map(|&from| {
+                let mut held: Vec<usize> = (0..map.n).filter(|&i| map.holds(0, i, from)).collect();
+                held.sort_by_key(|&i| map.holders[i].count_ones());
+                held.into_iter()
+                    .find_map(|shard| least_loaded(&map, shard).map(|to| (shard, to)))
+            });
+            let Some((shard, to)) = step else { break };
+            map.set(0, shard, to);
+            copies.push((shard, to));
+        }
+        copies
+    }
+}
+
 /// Servers that may be lost from `row` with `k` shards left: the busiest go first.
 fn margin_of(row: &[u32], k: usize) -> Option<usize> {
     let mut sorted: Vec<usize> = row.iter().map(|&c| c as usize).collect();
@@ -489,7 +744,116 @@ mod tests {
         assert!(Holdings::new(3, 1, 2).rebuild_odds(1.5).is_err());
     }
 
+    #[test]
+    fn a_shard_map_counts_copies_once_and_matches_holdings_without_them() {
+        // Without copies a map is its holdings.
+        let h = placed(5, 4, 10, 3);
+        let mut map = ShardMap::new(5, 3, 4, 10).unwrap();
+        let placement = Placement::new(
+            5,
+            &CodecSpec {
+                kind: CodecKind::Leopard,
+                k: 4,
+                n: 10,
+            },
+        )
+        .unwrap();
+        for seg in 0..3 {
+            for i in 0..10 {
+                map.set(seg, i, placement.server_of(seg, i));
+            }
+        }
+        assert_eq!(map.margin(), h.margin());
+        assert_eq!(
+            map.rebuild_odds(0.9).unwrap().probability,
+            h.rebuild_odds(0.9).unwrap().probability
+        );
+        // The same shard on every server is one shard: nothing rebuilds a 4-of-10 segment.
+        let mut same = ShardMap::new(3, 1, 4, 10).unwrap();
+        for s in 0..3 {
+            same.set(0, 0, s);
+        }
+        assert_eq!(same.distinct(0), 1);
+        assert_eq!(same.margin(), None);
+        assert_eq!(same.lost_segments(), vec![0]);
+        assert!(ShardMap::new(65, 1, 1, 2).is_err());
+    }
+
+    #[test]
+    fn a_repair_plan_restores_the_target_on_the_servers_left() {
+        // 4 of 10 over 5 servers, two shards each; s1 and s3 lost theirs, s4 is down.
+        let mut map = ShardMap::new(5, 1, 4, 10).unwrap();
+        for i in 0..10 {
+            let server = i % 5;
+            if server == 0 || server == 2 {
+                map.set(0, i, server);
+            }
+        }
+        assert_eq!(map.distinct(0), 4);
+        assert_eq!(map.segment_margin(0), Some(0));
+        // Any 3 of the 5 must rebuild (2 lost), with s4 unusable.
+        let usable = 0b01111;
+        let plan = map.plan_repair(0, 2, usable);
+        assert!(plan.iter().all(|&(_, s)| s != 4), "{plan:?}");
+        for &(shard, server) in &plan {
+            assert!(!map.holds(0, shard, server));
+            map.set(0, shard, server);
+        }
+        assert!(map.segment_margin(0).unwrap() >= 2, "{plan:?} → {map:?}");
+        // Nothing to do when the target holds.
+        assert!(map.plan_repair(0, 2, usable).is_empty());
+    }
+
     proptest! {
+        #[test]
+        fn a_map_margin_is_the_brute_force_margin(
+            servers in 1usize..6,
+            k in 1usize..5,
+            rows in proptest::collection::vec(proptest::collection::vec(0u64..64, 6), 1..3),
+        ) {
+            let n = 6;
+            let mut map = ShardMap::new(servers, rows.len(), k, n).unwrap();
+            for (seg, row) in rows.iter().enumerate() {
+                for (shard, &mask) in row.iter().enumerate() {
+                    for s in 0..servers {
+                        if mask & (1 << s) != 0 {
+                            map.set(seg, shard, s);
+                        }
+                    }
+                }
+            }
+            // Brute force: the largest f such that every f servers lost leave k distinct shards.
+            let all = (1u64 << servers) - 1;
+            let ok = |up: u64| (0..rows.len()).all(|seg| {
+                (0..n).filter(|&i| (0..servers).any(|s| up & (1 << s) != 0 && map.holds(seg, i, s))).count() >= k
+            });
+            let expected = if ok(all) {
+                Some((0..=servers).take_while(|&f| {
+                    (0..=all).filter(|m| (all & !m).count_ones() as usize == f).all(ok)
+                }).last().unwrap_or(0))
+            } else {
+                None
+            };
+            prop_assert_eq!(map.margin(), expected);
+            // With every server usable, a plan reaches any target up to S − 1 (at worst every
+            // server holds every shard), for each segment with k shards somewhere; copies only
+            // go where the shard is not.
+            for seg in 0..rows.len() {
+                let target = servers - 1;
+                let plan = map.plan_repair(seg, target, all);
+                let mut repaired = map.clone();
+                for &(shard, s) in &plan {
+                    prop_assert!(!repaired.holds(seg, shard, s));
+                    repaired.set(seg, shard, s);
+                }
+                if map.distinct(seg) >= k {
+                    prop_assert!(repaired.segment_margin(seg).is_some_and(|m| m >= target));
+                } else {
+                    prop_assert!(plan.is_empty());
+                }
+            }
+        }
+
         #[test]
         fn the_margin_is_the_brute_force_margin(
             servers in 1usize..7,

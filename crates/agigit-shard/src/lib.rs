@@ -12,7 +12,7 @@ mod stream;
 mod transfer;
 
 pub use code::{CodecKind, CodecSpec, ErasureCode, MAX_SHARDS, ShardError, codec_for, slots};
-pub use durability::{Durability, EXACT_ODDS_SERVERS, Holdings, RebuildOdds};
+pub use durability::{Durability, EXACT_ODDS_SERVERS, Holdings, RebuildOdds, ShardMap};
 pub use leopard::{LEOPARD_STRIPE, Leopard};
 pub use locate::{Locator, MAX_PERIOD, Rank};
 pub use manifest::{

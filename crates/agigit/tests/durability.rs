@@ -365,3 +365,113 @@ async fn an_interrupted_private_push_resumes_with_the_same_sealed_pack() -> Test
     repo.commit("first", [7; 32])?;
     cut_and_resume(&repo, &dir.0, true).await
 }
+
+#[tokio::test]
+async fn an_audit_finds_lost_shards_and_a_repair_restores_the_target() -> TestResult {
+    let origin = Dir::new("audit-origin");
+    write_files(&origin.0, 1)?;
+    let keys = Keys::generate();
+    let repo = Repository::init(&origin.0)?;
+    repo.commit("first", keys.public_key().to_bytes())?;
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(4, 10)?;
+    let id = RepoId::new("audited")?;
+    let coordinate = RepoCoordinate::new(keys.public_key(), id.clone());
+    repo.push(&net, &keys, &id, "master", options(&code))
+        .await?;
+
+    // Healthy: every pack survives the three lost servers the code gives.
+    let audit = repo
+        .audit(&net, &coordinate, agigit::AuditOptions::default())
+        .await?;
+    assert!(audit.is_healthy(), "{audit:?}");
+    assert_eq!(audit.packs.len(), 3);
+    assert!(audit.packs.iter().all(|p| p.survives == Some(3)));
+
+    // s1 and s3 lose every blob (disks replaced), s4 is stopped.
+    for server in ["s1", "s3"] {
+        let (_, blobs) = net.contents(server);
+        for (hash, _) in blobs {
+            net.remove_blob(server, &hash);
+        }
+    }
+    net.set_down("s4", true);
+    let target = agigit::AuditOptions {
+        durability: Some(Durability::survive(2)),
+        ..agigit::AuditOptions::default()
+    };
+    let audit = repo.audit(&net, &coordinate, target).await?;
+    assert_eq!(audit.unreachable, vec!["s4".to_owned()]);
+    assert!(!audit.is_healthy());
+    for pack in &audit.packs {
+        // s0 and s2 hold two shards of each segment: four, exactly k — no server may be lost.
+        assert_eq!(pack.survives, Some(0), "{pack:?}");
+        assert!(pack.lost_segments.is_empty());
+        assert_eq!(pack.below_target.len(), pack.segments);
+        let held: Vec<usize> = pack.servers.iter().map(|s| s.shards).collect();
+        assert_eq!(held, vec![2 * pack.segments, 0, 2 * pack.segments, 0, 0]);
+        assert!(!pack.servers[1].manifest && pack.servers[0].manifest);
+    }
+
+    // The repair rebuilds what is missing onto the servers that answer.
+    let repaired = repo.repair(&net, &coordinate, target).await?;
+    assert!(repaired.errors.is_empty(), "{:?}", repaired.errors);
+    assert!(repaired.after.is_healthy(), "{:?}", repaired.after);
+    assert!(repaired.shards_uploaded > 0 && repaired.manifests_uploaded == 2 * 3);
+    assert!(repaired.bytes_down > 0);
+    eprintln!(
+        "repair: {} segments, {} shards ({} bytes) up, {} bytes down",
+        repaired.segments_repaired,
+        repaired.shards_uploaded,
+        repaired.bytes_up,
+        repaired.bytes_down
+    );
+    // What the servers say now agrees, and a second repair has nothing to do.
+    let audit = repo.audit(&net, &coordinate, target).await?;
+    assert!(audit.is_healthy(), "{audit:?}");
+    let again = repo.repair(&net, &coordinate, target).await?;
+    assert_eq!((again.shards_uploaded, again.manifests_uploaded), (0, 0));
+
+    // s4 comes back: any 3 of the 5 servers rebuild the repository bit for bit.
+    for lost in 0..SERVERS.len() {
+        for also in lost + 1..SERVERS.len() {
+            for (i, s) in SERVERS.iter().enumerate() {
+                net.set_down(s, i == lost || i == also);
+            }
+            let dir = Dir::new(&format!("audit-clone-{lost}-{also}"));
+            let clone = Repository::init(&dir.0)?;
+            clone
+                .pull(&net, &coordinate, "master", FetchOptions::default())
+                .await?;
+            assert_eq!(
+                tree_bytes(&dir.0),
+                tree_bytes(&origin.0),
+                "without s{lost}, s{also}"
+            );
+        }
+    }
+
+    // Four servers wiped: segments are lost, the audit says which, and a repair cannot help.
+    for s in SERVERS {
+        net.set_down(s, false);
+    }
+    for server in ["s0", "s1", "s2", "s3"] {
+        let (_, blobs) = net.contents(server);
+        for (hash, _) in blobs {
+            net.remove_blob(server, &hash);
+        }
+    }
+    let audit = repo.audit(&net, &coordinate, target).await?;
+    assert!(
+        audit
+            .packs
+            .iter()
+            .all(|p| p.survives.is_none() && p.rebuild.probability == 0.0),
+        "{audit:?}"
+    );
+    assert!(audit.packs.iter().all(|p| !p.lost_segments.is_empty()));
+    let hopeless = repo.repair(&net, &coordinate, target).await?;
+    assert_eq!(hopeless.shards_uploaded, 0);
+    assert!(!hopeless.after.is_healthy());
+    Ok(())
+}

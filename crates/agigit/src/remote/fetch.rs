@@ -403,7 +403,7 @@ impl Repository {
     /// The commit events of `repo`, each verified (signature, then its payload against the id
     /// it claims; for a private repository, opened with `keys` and its opaque name checked).
     /// Events that fail are left out.
-    async fn list_commits(
+    pub(super) async fn list_commits(
         &self,
         transport: &dyn Transport,
         repo: &RepoCoordinate,
@@ -488,7 +488,7 @@ impl Repository {
 }
 /// The content key of a private repository `repo` (from its state's envelope), `None` for a
 /// public one.
-fn open_keys(
+pub(super) fn open_keys(
     repo: &RepoCoordinate,
     state: &RepoState,
     options: &FetchOptions<'_>,

@@ -17,6 +17,7 @@
 //!
 //! A private repository publishes opaque names in place of commit ids (see [`crate::private`]).
 
+mod audit;
 mod fetch;
 mod handle;
 mod packs;
@@ -41,6 +42,7 @@ use crate::private::PrivateKeys;
 use crate::repository::Repository;
 use crate::worktree::Part;
 
+pub use audit::{AuditOptions, AuditReport, PackAudit, RepairReport};
 pub use handle::Remote;
 
 /// Transfers in flight at once when none is chosen.

@@ -23,6 +23,19 @@ use crate::repository::Repository;
 /// About how many bytes of segments a fetch keeps in flight at most.
 const FETCH_MEMORY: u64 = 256 << 20;
 
+/// A pack manifest as a server stored it: opened with `keys` (and the epoch it was sealed in)
+/// when private, then decoded.
+pub(super) fn open_manifest(
+    bytes: &[u8],
+    keys: Option<(&PrivateKeys, u32)>,
+) -> Result<ShardManifest, Error> {
+    let plain = match keys {
+        Some((k, epoch)) => k.open_sealed(Sealed::Manifest, epoch, bytes)?,
+        None => bytes.to_vec(),
+    };
+    ShardManifest::decode(&plain).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
 impl Repository {
     /// Fetches the packs that `want` asks for of the commits of `listed` reachable from `tips`
     /// (commit ids): a commit already local ends the walk there unless parts are being added.
@@ -93,13 +106,7 @@ impl Repository {
             {
                 Ok(bytes) => {
                     report.bytes += bytes.len() as u64;
-                    let plain = match keys {
-                        Some((k, epoch)) => k.open_sealed(Sealed::Manifest, epoch, &bytes),
-                        None => Ok(bytes.to_vec()),
-                    };
-                    plain.and_then(|p| {
-                        ShardManifest::decode(&p).map_err(|e| Error::Corrupt(e.to_string()))
-                    })
+                    open_manifest(&bytes, keys)
                 }
                 Err(e) => Err(net(e)),
             };

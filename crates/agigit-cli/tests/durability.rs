@@ -1,0 +1,183 @@
+//! Durability through the binary, against five agigit-relay processes on loopback: a push states
+//! what it guarantees, `fsck --remote` finds what two wiped relays and a stopped one lost,
+//! `repair` restores the target, and then any three of the five relays rebuild the repository.
+
+#![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+mod support;
+use support::{agigit, blob_files, free_port, json, ok, start_relay, url};
+
+struct Env {
+    root: PathBuf,
+    relays: Vec<Option<Child>>,
+}
+
+impl Env {
+    fn stop(&mut self, i: usize) {
+        if let Some(mut r) = self.relays[i].take() {
+            let _ = r.kill();
+            let _ = r.wait();
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for i in 0..self.relays.len() {
+            self.stop(i);
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    ["train.py", "weights.bin", "data/train/rows.csv"]
+        .iter()
+        .map(|f| {
+            (
+                f.to_string(),
+                std::fs::read(dir.join(f)).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// The first line of `--json` output (a failing command prints its report, then the error).
+fn first_json(out: &std::process::Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().next().expect("a line")).expect("JSON")
+}
+
+#[test]
+fn fsck_finds_the_loss_and_repair_restores_any_three_of_five() -> TestResult {
+    let root = std::env::temp_dir().join(format!("agigit-cli-durability-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root)?;
+    let mut env = Env {
+        root: root.clone(),
+        relays: Vec::new(),
+    };
+    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let data = |i: usize| root.join(format!("relay-{i}"));
+    for (i, port) in ports.iter().enumerate() {
+        env.relays.push(Some(start_relay(
+            *port,
+            &data(i),
+            &data(i).join("relay.key"),
+        )?));
+    }
+    let urls: Vec<String> = ports.iter().map(|p| url(*p)).collect();
+
+    let home = root.join("home");
+    let model = root.join("model");
+    ok(&agigit(&home, &root, &["key", "generate"]));
+    ok(&agigit(&home, &root, &["init", "model"]));
+    for u in &urls {
+        ok(&agigit(&home, &model, &["relay", "add", u]));
+    }
+    std::fs::write(model.join("train.py"), "print('v1')\n")?;
+    let weights: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
+        .collect();
+    std::fs::write(model.join("weights.bin"), weights)?;
+    std::fs::create_dir_all(model.join("data/train"))?;
+    std::fs::write(model.join("data/train/rows.csv"), "x,y\n1,2\n")?;
+    ok(&agigit(&home, &model, &["commit", "-m", "one"]));
+
+    // 4 of 10 over five relays: two shards of each segment on each, any two rebuild.
+    let pushed = json(&agigit(&home, &model, &["push", "--json"]));
+    assert_eq!(pushed["survive_target"], 3);
+    let packs = pushed["packs"].as_array().ok_or("packs")?;
+    assert_eq!(packs.len(), 3);
+    for p in packs {
+        assert_eq!(p["survives"], 3, "{p}");
+        assert_eq!(p["servers_needed"], 2, "{p}");
+        assert!(p["rebuild_probability"].as_f64().ok_or("odds")? > 0.999);
+    }
+    let text = ok(&agigit(&home, &model, &["fsck", "--remote"]));
+    assert!(
+        text.contains("survives") && !text.contains("BELOW"),
+        "{text}"
+    );
+
+    // Relays 1 and 3 lose their disks; relay 4 stops.
+    for i in [1, 3] {
+        let wiped = blob_files(&data(i));
+        assert!(!wiped.is_empty());
+        for f in wiped {
+            std::fs::remove_file(f)?;
+        }
+    }
+    env.stop(4);
+    let out = agigit(&home, &model, &["fsck", "--remote", "--any", "3", "--json"]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let audit = first_json(&out);
+    assert_eq!(audit["healthy"], false);
+    // Blob servers are named by their http:// URL (the relay's port).
+    let blob_server = urls[4].replacen("ws://", "http://", 1);
+    assert_eq!(audit["unreachable"], serde_json::json!([blob_server]));
+    for p in audit["packs"].as_array().ok_or("packs")? {
+        assert_eq!(p["survives"], 0, "{p}");
+        assert_eq!(p["target"], 2, "{p}");
+        let shards: Vec<u64> = p["servers"]
+            .as_array()
+            .ok_or("servers")?
+            .iter()
+            .map(|s| s["shards"].as_u64().unwrap_or(99))
+            .collect();
+        assert_eq!((shards[1], shards[3], shards[4]), (0, 0, 0), "{p}");
+    }
+    let text =
+        String::from_utf8_lossy(&agigit(&home, &model, &["fsck", "--remote", "--any", "3"]).stdout)
+            .into_owned();
+    assert!(
+        text.contains("BELOW TARGET") && text.contains("did not answer"),
+        "{text}"
+    );
+
+    // Repair onto the four that answer; a second repair has nothing to do.
+    let repaired = json(&agigit(&home, &model, &["repair", "--any", "3", "--json"]));
+    assert_eq!(repaired["healthy"], true, "{repaired}");
+    assert!(
+        repaired["repaired"]["shards_uploaded"]
+            .as_u64()
+            .ok_or("shards")?
+            > 0
+    );
+    let again = ok(&agigit(&home, &model, &["repair", "--any", "3"]));
+    assert!(again.starts_with("nothing to repair"), "{again}");
+
+    // Relay 4 is back; any three rebuild: here the two repaired ones and relay 4, then three
+    // others.
+    env.relays[4] = Some(start_relay(ports[4], &data(4), &data(4).join("relay.key"))?);
+    let coordinate = pushed["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
+    for (n, (down, up)) in [([0, 2], [1, 3, 4]), ([1, 4], [0, 2, 3])]
+        .iter()
+        .enumerate()
+    {
+        for &i in down {
+            env.stop(i);
+        }
+        let reader = root.join(format!("reader-{n}"));
+        ok(&agigit(&reader, &root, &["key", "generate"]));
+        let dir = format!("clone-{n}");
+        let mut args = vec!["clone", coordinate.as_str(), dir.as_str()];
+        for &i in up {
+            args.extend(["--relay", urls[i].as_str()]);
+        }
+        ok(&agigit(&reader, &root, &args));
+        assert_eq!(files(&root.join(&dir)), files(&model), "from relays {up:?}");
+        for &i in down {
+            env.relays[i] = Some(start_relay(ports[i], &data(i), &data(i).join("relay.key"))?);
+        }
+    }
+    Ok(())
+}
