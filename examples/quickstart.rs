@@ -243,6 +243,12 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
         mbs(pushed.pack_bytes, push_time)
     );
     println!("    {}", stages(&pushed.stages));
+    if let Some(weakest) = pushed.packs.iter().min_by_key(|p| p.survives) {
+        println!(
+            "    durability: any {} of {RELAYS} relays rebuild every pack ({} may be lost); P(rebuild) = 1 − {:.1e} with each relay up at p = {}",
+            weakest.servers_needed, weakest.survives, weakest.rebuild.failure, weakest.availability
+        );
+    }
     let fm_coord = RepoCoordinate::new(owner.public_key(), fm_id);
 
     // 2. A fine-tune, forked from it and stored as a lossless delta.
