@@ -685,7 +685,7 @@ impl Session {
 }
 
 fn fetch_json(report: &agigit::PullReport) -> serde_json::Value {
-    serde_json::json!({"tip": report.tip.map(|t| t.to_string()), "packs": report.packs, "objects": report.objects, "forced_from": report.forced_from.map(|t| t.to_string()), "state_forked": report.state_forked, "tags": report.tags})
+    serde_json::json!({"tip": report.tip.map(|t| t.to_string()), "packs": report.packs, "objects": report.objects, "forced_from": report.forced_from.map(|t| t.to_string()), "state_forked": report.state_forked, "tags": report.tags, "bytes": report.bytes, "resumed_segments": report.resumed_segments})
 }
 
 /// `tracking` is the remote branch's short name (`origin/master`).
@@ -710,6 +710,12 @@ fn fetch_text(tracking: &str, report: &agigit::PullReport) -> String {
     }
     if !report.tags.is_empty() {
         out.push_str(&format!("\n  new tags: {}", report.tags.join(", ")));
+    }
+    if report.resumed_segments > 0 {
+        out.push_str(&format!(
+            "\n  resumed: {} segments an interrupted fetch had kept were not downloaded again",
+            report.resumed_segments
+        ));
     }
     out
 }

@@ -49,6 +49,9 @@ pub mod defaults {
     pub const MIN_ACCEPTED: usize = 1;
     /// The probability that a server is up, for a push report's rebuild odds.
     pub const AVAILABILITY: f64 = 0.9;
+    /// Packs at least this large keep their rebuilt segments on disk while they are fetched, so
+    /// that an interrupted fetch resumes (smaller ones are fetched again whole).
+    pub const RESUME_PACK_BYTES: u64 = 64 << 20;
     /// Transfers in flight at once.
     pub const PARALLEL: usize = 16;
     /// The rank `lowrank` keeps when no rank, error bound or energy is given: on a bf16 full

@@ -173,22 +173,30 @@ async fn a_push_holds_every_pack_to_its_durability_target() -> TestResult {
     Ok(())
 }
 
-/// A network that goes away after `budget` shard uploads (the pushing machine losing its
-/// link half way), counting the bytes uploaded.
+/// A network that goes away after `budget` blob uploads, or `gets` blob downloads (the machine
+/// losing its link half way), counting the bytes moved.
 struct Cutoff {
     inner: MemoryTransport,
     budget: AtomicUsize,
+    gets: AtomicUsize,
     cut: AtomicBool,
     sent: AtomicU64,
+    received: AtomicU64,
 }
 
 impl Cutoff {
     fn new(inner: MemoryTransport, budget: usize) -> Self {
+        Self::reading(inner, budget, usize::MAX)
+    }
+
+    fn reading(inner: MemoryTransport, budget: usize, gets: usize) -> Self {
         Self {
             inner,
             budget: AtomicUsize::new(budget),
+            gets: AtomicUsize::new(gets),
             cut: AtomicBool::new(false),
             sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
         }
     }
 
@@ -203,9 +211,12 @@ impl Cutoff {
     }
 
     fn spend(&self, server: &str) -> Result<(), NetError> {
+        self.spend_from(&self.budget, server)
+    }
+
+    fn spend_from(&self, budget: &AtomicUsize, server: &str) -> Result<(), NetError> {
         self.check(server)?;
-        if self
-            .budget
+        if budget
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
             .is_err()
         {
@@ -263,7 +274,13 @@ impl Transport for Cutoff {
         hash: &'a BlobHash,
         max_len: u64,
     ) -> BoxFuture<'a, Result<Bytes, NetError>> {
-        self.inner.get_blob(server, hash, max_len)
+        Box::pin(async move {
+            self.spend_from(&self.gets, server)?;
+            let bytes = self.inner.get_blob(server, hash, max_len).await?;
+            self.received
+                .fetch_add(bytes.len() as u64, Ordering::SeqCst);
+            Ok(bytes)
+        })
     }
 }
 
@@ -473,5 +490,89 @@ async fn an_audit_finds_lost_shards_and_a_repair_restores_the_target() -> TestRe
     let hopeless = repo.repair(&net, &coordinate, target).await?;
     assert_eq!(hopeless.shards_uploaded, 0);
     assert!(!hopeless.after.is_healthy());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_interrupted_pull_resumes_from_the_segments_it_kept() -> TestResult {
+    let (origin, clone_dir) = (
+        Dir::new("pull-resume-origin"),
+        Dir::new("pull-resume-clone"),
+    );
+    write_files(&origin.0, 1)?;
+    let keys = Keys::generate();
+    let repo = Repository::init(&origin.0)?;
+    repo.commit("first", keys.public_key().to_bytes())?;
+    let servers = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(4, 10)?;
+    let id = RepoId::new("pulled")?;
+    repo.push(&servers, &keys, &id, "master", options(&code))
+        .await?;
+    let coordinate = RepoCoordinate::new(keys.public_key(), id);
+    // Every pack keeps its segments (the default keeps those of packs over 64 MiB).
+    let keep = FetchOptions {
+        resume_over: 0,
+        parallel: 1,
+        ..FetchOptions::default()
+    };
+
+    // How much a whole pull downloads.
+    let whole_dir = Dir::new("pull-resume-whole");
+    let link = Cutoff::new(servers.clone(), usize::MAX);
+    let whole = Repository::init(&whole_dir.0)?
+        .pull(&link, &coordinate, "master", keep)
+        .await?;
+    let total = link.received.load(Ordering::SeqCst);
+    assert!(
+        !whole_dir.0.join(".agigit/fetch").exists()
+            || std::fs::read_dir(whole_dir.0.join(".agigit/fetch"))?
+                .next()
+                .is_none(),
+        "a completed fetch keeps no segments"
+    );
+
+    // The link breaks half way through the shards.
+    let clone = Repository::init(&clone_dir.0)?;
+    let cut = Cutoff::reading(servers.clone(), usize::MAX, whole.shards / 2);
+    let failed = clone.pull(&cut, &coordinate, "master", keep).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(clone.head()?, None, "nothing moved");
+    let first = cut.received.load(Ordering::SeqCst);
+    // What it kept; one of them rots on disk before the next pull.
+    let mut kept: Vec<std::path::PathBuf> = Vec::new();
+    for pack in std::fs::read_dir(clone_dir.0.join(".agigit/fetch"))? {
+        for f in std::fs::read_dir(pack?.path())? {
+            let f = f?.path();
+            if f.extension().is_some_and(|e| e == "segment") {
+                kept.push(f);
+            }
+        }
+    }
+    assert!(kept.len() >= 2, "{kept:?}");
+    let mut rotten = std::fs::read(&kept[0])?;
+    rotten[100] ^= 1;
+    std::fs::write(&kept[0], rotten)?;
+
+    let link = Cutoff::new(servers.clone(), usize::MAX);
+    let resumed = clone.pull(&link, &coordinate, "master", keep).await?;
+    let second = link.received.load(Ordering::SeqCst);
+    // Every kept segment but the rotten one was used; that one was downloaded again.
+    assert_eq!(resumed.resumed_segments, kept.len() - 1, "{resumed:?}");
+    assert_eq!(tree_bytes(&clone_dir.0), tree_bytes(&origin.0));
+    // What the first pull rebuilt is not downloaded again: the second takes what is left,
+    // plus the manifests and the shards of the segments the cut caught half way.
+    let shard = 64u64 << 10;
+    assert!(
+        second + first <= total + 4 * 4 * shard + 3 * 2048,
+        "first {first} + second {second} vs whole {total}"
+    );
+    assert!(
+        second < total,
+        "first {first} + second {second} vs whole {total}"
+    );
+    eprintln!(
+        "pull: whole {total} bytes; cut after {first}, resumed with {second} ({} segments kept)",
+        resumed.resumed_segments
+    );
     Ok(())
 }

@@ -34,6 +34,10 @@ pub(super) struct Listed {
 pub(super) struct Want {
     pub(super) wanted: BTreeSet<Part>,
     pub(super) held: BTreeSet<Part>,
+    /// The commits whose objects are all here: those the local refs reach (through parents and
+    /// fork bases). A commit that is only *present* may be what a fetch cut short left: its
+    /// packs are fetched again.
+    pub(super) complete: std::collections::HashSet<ObjectId>,
 }
 
 impl Want {
@@ -270,11 +274,12 @@ impl Repository {
                 None => held.clone(),
             },
             held,
+            complete: self.complete_commits()?,
         };
         let widening = !want.held.is_superset(&want.wanted);
         let tip = match &keys {
             // Public: the state names the commit, and nothing is fetched when it is local.
-            None if !widening && self.store().contains(&published_tip)? => published_tip,
+            None if !widening && want.complete.contains(&published_tip) => published_tip,
             _ => {
                 let listed = self.list_commits(transport, repo, keys.as_ref()).await?;
                 let tip = match &keys {
@@ -313,7 +318,7 @@ impl Repository {
         // the foundation too, from its own repository, then check the history is complete.
         let (foundations, missing) = self.walk_history(&tip)?;
         for base in foundations {
-            if !self.store().contains(&base.commit)? {
+            if !want.complete.contains(&base.commit) {
                 let coordinate: RepoCoordinate = base.repo.parse().map_err(|e| {
                     Error::Corrupt(format!(
                         "a fork names a bad foundation {:?}: {e}",
@@ -374,6 +379,35 @@ impl Repository {
         }
         self.record_state(repo, &state)?;
         Ok(report)
+    }
+
+    /// The commits the local refs reach, through parents and fork bases: their objects are all
+    /// here (a ref moves only after a fetch has stored everything it names).
+    fn complete_commits(&self) -> Result<std::collections::HashSet<ObjectId>, Error> {
+        let mut stack: Vec<ObjectId> = self
+            .refs()
+            .list("refs/")?
+            .into_values()
+            .filter_map(|t| match t {
+                agigit_dag::refs::Target::Id(id) => Some(id),
+                agigit_dag::refs::Target::Symbolic(_) => None,
+            })
+            .collect();
+        stack.extend(self.head()?);
+        let mut seen = std::collections::HashSet::new();
+        while let Some(id) = stack.pop() {
+            if seen.contains(&id) || !self.store().contains(&id)? {
+                continue;
+            }
+            let Ok(commit) = self.store().find_commit(&id) else {
+                // A tag or another object kind: not a commit to walk.
+                continue;
+            };
+            seen.insert(id);
+            stack.extend(commit.parents);
+            stack.extend(commit.base.map(|b| b.commit));
+        }
+        Ok(seen)
     }
 
     /// The fork bases named by the local part of `tip`'s history, and the commits it lacks.

@@ -154,6 +154,10 @@ pub struct FetchOptions<'a> {
     /// The name remote branches are kept under: `refs/remotes/<remote_name>/<branch>`
     /// (`origin` by default; a fork fetches its foundation as `foundation`).
     pub remote_name: &'a str,
+    /// Packs of at least this many bytes keep their rebuilt segments under `.agigit/fetch/`
+    /// until all of the pack is stored, so that a fetch cut short resumes without downloading
+    /// them again (each is checked again before it is used).
+    pub resume_over: u64,
 }
 
 impl std::fmt::Debug for FetchOptions<'_> {
@@ -165,6 +169,7 @@ impl std::fmt::Debug for FetchOptions<'_> {
             .field("force", &self.force)
             .field("key_wrap", &self.key_wrap.is_some())
             .field("remote_name", &self.remote_name)
+            .field("resume_over", &self.resume_over)
             .finish_non_exhaustive()
     }
 }
@@ -179,6 +184,7 @@ impl Default for FetchOptions<'_> {
             force: false,
             key_wrap: None,
             remote_name: "origin",
+            resume_over: crate::config::defaults::RESUME_PACK_BYTES,
         }
     }
 }
@@ -290,6 +296,8 @@ pub struct PullReport {
     pub shards: usize,
     /// Bytes downloaded (shards and manifests).
     pub bytes: u64,
+    /// Segments an earlier, interrupted fetch had kept, used instead of downloaded.
+    pub resumed_segments: usize,
     /// For a private repository, its key envelope (see [`Repository::save_envelope`]).
     pub envelope: Option<Vec<u8>>,
     /// The remote branch no longer descends from where it was before this fetch (the owner

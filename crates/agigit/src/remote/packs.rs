@@ -13,7 +13,7 @@ use agigit_shard::{Locator, ShardManifest, codec_for};
 use futures_util::{StreamExt as _, stream};
 
 use super::fetch::{Listed, Want};
-use super::transfer::SegmentFetch;
+use super::transfer::{SegmentFetch, cpu};
 use super::*;
 use crate::error::Error;
 use crate::pack;
@@ -64,7 +64,7 @@ impl Repository {
             if !seen.insert(l.id) {
                 continue;
             }
-            let local = self.store().contains(&l.id)?;
+            let local = want.complete.contains(&l.id);
             for p in &l.packs {
                 if want.wants(local, l.parts.get(p)) && !packs.iter().any(|(q, _)| q == p) {
                     packs.push((*p, l.epoch));
@@ -153,16 +153,51 @@ impl Repository {
             .parallel
             .div_ceil(manifest.codec().k)
             .clamp(1, by_memory - rebuilding);
+        // A large pack keeps its rebuilt segments on disk until all of it is stored, so that a
+        // fetch cut short resumes from them: each is checked again (coded anew, every shard
+        // against the manifest's hash) before it is used.
+        let kept = (manifest.total_len() >= options.resume_over)
+            .then(|| Arc::new(self.partial_dir(manifest_hash)));
         let mut segments = stream::iter(0..manifest.segment_count())
-            .map(|segment| context.fetch(segment))
-            .buffered(downloading)
-            .map(|downloaded| {
-                let code = Arc::clone(&code);
+            .map(|segment| {
+                let (context, kept, code) = (&context, kept.clone(), Arc::clone(&code));
                 async move {
-                    let downloaded = downloaded?;
-                    let (shards, bytes) = (downloaded.shards, downloaded.downloaded);
-                    let (segment, took) = downloaded.rebuild(code).await?;
-                    Ok::<_, Error>((segment, shards, bytes, took))
+                    if let Some(dir) = kept {
+                        let expected = context
+                            .manifest
+                            .shard_hashes(segment)
+                            .unwrap_or_default()
+                            .to_vec();
+                        let len = context.manifest.segment_len(segment);
+                        let saved =
+                            cpu(move || load_segment(&dir, segment, len, &expected, code.as_ref()))
+                                .await?;
+                        if let Some(bytes) = saved {
+                            return Ok(Segment::Kept(bytes));
+                        }
+                    }
+                    context.fetch(segment).await.map(Segment::Downloaded)
+                }
+            })
+            .buffered(downloading)
+            .enumerate()
+            .map(|(index, got)| {
+                let (code, kept) = (Arc::clone(&code), kept.clone());
+                async move {
+                    match got? {
+                        Segment::Kept(bytes) => Ok((bytes, 0, 0, Duration::ZERO, true)),
+                        Segment::Downloaded(downloaded) => {
+                            let (shards, bytes) = (downloaded.shards, downloaded.downloaded);
+                            let (segment, took) = downloaded.rebuild(code).await?;
+                            let segment = match kept {
+                                Some(dir) => {
+                                    cpu(move || save_segment(&dir, index, segment)).await?
+                                }
+                                None => segment,
+                            };
+                            Ok::<_, Error>((segment, shards, bytes, took, false))
+                        }
+                    }
                 }
             })
             .buffered(rebuilding.max(1));
@@ -176,8 +211,9 @@ impl Repository {
         }
         let started = Instant::now();
         while let Some(result) = segments.next().await {
-            let (segment, shards, downloaded, took) = result?;
+            let (segment, shards, downloaded, took, resumed) = result?;
             report.stages.rebuild += took;
+            report.resumed_segments += usize::from(resumed);
             if let Some(p) = options.progress {
                 p.advance(segment.len() as u64);
             }
@@ -193,8 +229,64 @@ impl Repository {
             p.end();
         }
         report.objects += ids.len();
+        if let Some(dir) = kept {
+            let _ = std::fs::remove_dir_all(&*dir);
+        }
         Ok(())
     }
+
+    /// Where a fetch keeps the rebuilt segments of pack `manifest` until all of it is stored.
+    fn partial_dir(&self, manifest: &BlobHash) -> std::path::PathBuf {
+        self.root()
+            .join(crate::worktree::DOT_DIR)
+            .join("fetch")
+            .join(manifest.to_string())
+    }
+}
+
+/// A segment of a pack being fetched: kept on disk by an earlier fetch, or its shards just
+/// downloaded.
+enum Segment {
+    Kept(Vec<u8>),
+    Downloaded(transfer::Downloaded),
+}
+
+/// Segment `index` as an earlier fetch kept it in `dir`, when it is there and is what the
+/// manifest says: `len` bytes that code into shards with the `expected` hashes. A file that is
+/// not is removed.
+fn load_segment(
+    dir: &std::path::Path,
+    index: usize,
+    len: u64,
+    expected: &[BlobHash],
+    code: &dyn ErasureCode,
+) -> Option<Vec<u8>> {
+    let path = dir.join(format!("{index}.segment"));
+    let bytes = std::fs::read(&path).ok()?;
+    let good = bytes.len() as u64 == len
+        && agigit_shard::SegmentEncoder::new(code)
+            .encode(index, &bytes)
+            .is_ok_and(|e| e.hashes.as_slice() == expected);
+    if good {
+        Some(bytes)
+    } else {
+        let _ = std::fs::remove_file(&path);
+        None
+    }
+}
+
+/// Keeps segment `index` in `dir` (written whole, then renamed into place); gives it back.
+/// A segment that cannot be kept is only not resumable: the fetch goes on.
+fn save_segment(dir: &std::path::Path, index: usize, segment: Vec<u8>) -> Vec<u8> {
+    let path = dir.join(format!("{index}.segment"));
+    let tmp = dir.join(format!("{index}.partial"));
+    let saved = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&tmp, &segment))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = saved {
+        tracing::debug!(path = %path.display(), error = %e, "a segment could not be kept for resuming");
+    }
+    segment
 }
 
 /// A pack's objects checked and stored as its segments arrive: a thread of its own reads the
