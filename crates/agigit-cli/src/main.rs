@@ -102,6 +102,9 @@ enum Command {
     /// of them) and upload them to the push servers that answer, least loaded first; the pack
     /// manifests too. Idempotent: run it again after a failure, or after `relay add`.
     Repair(remote::RepairArgs),
+    /// Delete your blobs on the push servers that none of your repositories references any
+    /// more (--remote), after a grace period; --dry-run says what would go.
+    Gc(remote::GcArgs),
     /// Fetch and fast-forward a branch (default: the current one) from the fetch relays.
     Pull(remote::PullArgs),
     /// Fetch the remote branch without touching local branches or files.
@@ -135,6 +138,7 @@ fn run(cli: &Cli) -> failure::Result<()> {
         Command::Push(args) => remote::push(&ctx, args),
         Command::Fsck(args) => remote::fsck(&ctx, args),
         Command::Repair(args) => remote::repair(&ctx, args),
+        Command::Gc(args) => remote::gc(&ctx, args),
         Command::Pull(args) => remote::pull(&ctx, args),
         Command::Fetch(args) => remote::fetch(&ctx, args),
     }

@@ -169,6 +169,43 @@ pub(crate) struct FsckArgs {
     pub(crate) durability: DurabilityArgs,
 }
 
+/// `agigit gc`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GcArgs {
+    /// Collect on the push servers: delete your blobs there that no repository of yours
+    /// references any more (local objects are kept).
+    #[arg(long, required = true)]
+    pub(crate) remote: bool,
+    /// Say what would be deleted, and delete nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Keep blobs uploaded more recently than this (a push in flight uploads its shards before
+    /// naming them): seconds, or with a unit: 30m, 12h, 7d (default 7d).
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub(crate) grace: Option<std::time::Duration>,
+}
+
+/// `90`, `30m`, `12h`, `7d`.
+fn parse_age(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: give a number, optionally followed by s, m, h or d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
+    };
+    n.checked_mul(scale)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
 /// `agigit repair`'s arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RepairArgs {
@@ -890,4 +927,58 @@ fn audit_text(report: &agigit::AuditReport) -> String {
     }
     out.push_str("\n  (* no copy of the pack manifest on that server)");
     out
+}
+
+/// `agigit gc --remote`: deletes the user's blobs on the push servers that none of their
+/// repositories references.
+pub(crate) fn gc(ctx: &Ctx, args: &GcArgs) -> Result<()> {
+    let repo = open(ctx)?;
+    let config = load_config(&repo)?;
+    let keys = keys()?;
+    let secret = reader_secret(&keys)?;
+    let (relays, _) = effective(&config)?;
+    let rt = runtime()?;
+    let _entered = rt.enter();
+    let net = network(&keys, &relays)?;
+    let options = agigit::GcOptions {
+        fetch: agigit::FetchOptions {
+            secret: Some(&secret),
+            ..agigit::FetchOptions::default()
+        },
+        grace: args.grace.unwrap_or(agigit::config::defaults::GC_GRACE),
+        dry_run: args.dry_run,
+    };
+    let report = rt.block_on(repo.gc_remote(&net, &keys.public_key(), options))?;
+    let servers: Vec<_> = report
+        .servers
+        .iter()
+        .map(|s| serde_json::json!({"server": s.server, "listed": s.listed, "referenced": s.referenced, "young": s.young, "deleted": s.deleted, "bytes": s.bytes, "errors": s.errors}))
+        .collect();
+    print(
+        ctx.json,
+        serde_json::json!({"dry_run": args.dry_run, "repositories": report.repositories, "referenced": report.referenced, "servers": servers}),
+        || {
+            let verb = if args.dry_run {
+                "would delete"
+            } else {
+                "deleted"
+            };
+            let mut out = format!(
+                "{} repositories of yours reference {} blobs",
+                report.repositories.len(),
+                report.referenced
+            );
+            for s in &report.servers {
+                out.push_str(&format!(
+                    "\n  {}: {verb} {} blobs ({} bytes); kept {} referenced, {} within the grace period",
+                    s.server, s.deleted, s.bytes, s.referenced, s.young
+                ));
+                for e in &s.errors {
+                    out.push_str(&format!("\n    failed: {e}"));
+                }
+            }
+            out
+        },
+    );
+    Ok(())
 }

@@ -181,3 +181,96 @@ fn fsck_finds_the_loss_and_repair_restores_any_three_of_five() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_remote_keeps_what_is_referenced_and_young_and_deletes_the_rest() -> TestResult {
+    use agigit::event::nostr::prelude::{Keys, ToBech32};
+    let root = std::env::temp_dir().join(format!("agigit-cli-gc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root)?;
+    let mut env = Env {
+        root: root.clone(),
+        relays: Vec::new(),
+    };
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    for (i, port) in ports.iter().enumerate() {
+        let dir = root.join(format!("relay-{i}"));
+        env.relays
+            .push(Some(start_relay(*port, &dir, &dir.join("relay.key"))?));
+    }
+    let home = root.join("home");
+    let model = root.join("model");
+    let user = Keys::generate();
+    ok(&agigit(
+        &home,
+        &root,
+        &["key", "import", &user.secret_key().to_bech32()?],
+    ));
+    ok(&agigit(&home, &root, &["init", "model"]));
+    for p in &ports {
+        ok(&agigit(&home, &model, &["relay", "add", &url(*p)]));
+    }
+    std::fs::write(model.join("train.py"), "print('kept')\n")?;
+    ok(&agigit(&home, &model, &["commit", "-m", "kept"]));
+    ok(&agigit(&home, &model, &["push"]));
+
+    // A blob of the user's that nothing references (what an abandoned push leaves).
+    let client = agigit::net::BlobClient::new(
+        Some(std::sync::Arc::new(user.clone())),
+        agigit::net::BlobClientOptions::default(),
+    );
+    let servers: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let stray = b"an abandoned shard";
+    for s in &servers {
+        client.upload(s, stray.to_vec().into()).await?;
+    }
+
+    // Within the grace period it is kept; a dry run says so and deletes nothing.
+    let dry = json(&agigit(
+        &home,
+        &model,
+        &["gc", "--remote", "--dry-run", "--json"],
+    ));
+    for s in dry["servers"].as_array().ok_or("servers")? {
+        assert_eq!(
+            (s["young"].as_u64(), s["deleted"].as_u64()),
+            (Some(1), Some(0)),
+            "{s}"
+        );
+        assert!(s["referenced"].as_u64().ok_or("referenced")? > 0);
+    }
+    let would = json(&agigit(
+        &home,
+        &model,
+        &["gc", "--remote", "--dry-run", "--grace", "0", "--json"],
+    ));
+    for s in would["servers"].as_array().ok_or("servers")? {
+        assert_eq!(s["deleted"].as_u64(), Some(1), "{s}");
+    }
+    let stray_hash = agigit::hash::BlobHash::digest(stray);
+    for s in &servers {
+        assert!(
+            client.exists(s, &stray_hash).await?,
+            "a dry run deletes nothing"
+        );
+    }
+
+    // Collected: the stray goes, the repository is whole.
+    let done = json(&agigit(
+        &home,
+        &model,
+        &["gc", "--remote", "--grace", "0", "--json"],
+    ));
+    for s in done["servers"].as_array().ok_or("servers")? {
+        assert_eq!(s["deleted"].as_u64(), Some(1), "{s}");
+        assert_eq!(s["errors"], serde_json::json!([]), "{s}");
+    }
+    for s in &servers {
+        assert!(!client.exists(s, &stray_hash).await?);
+    }
+    ok(&agigit(&home, &model, &["fsck", "--remote"]));
+    Ok(())
+}

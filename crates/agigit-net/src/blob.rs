@@ -446,6 +446,68 @@ impl BlobClient {
         .await
     }
 
+    /// The blobs this client's key owns on `server` (BUD-12 `GET /list/<pubkey>`), at most
+    /// [`MAX_LIST_BYTES`](crate::MAX_LIST_BYTES) of listing; entries that do not parse make
+    /// the whole listing [`NetError::Malformed`].
+    ///
+    /// # Errors
+    /// [`NetError::Sign`] without a key; [`NetError::Http`] when refused; connection errors
+    /// after retries; [`NetError::TooLarge`], [`NetError::Malformed`].
+    pub async fn list(&self, server: &str) -> Result<Vec<crate::ListedBlob>, NetError> {
+        let signer = self
+            .signer
+            .as_ref()
+            .ok_or_else(|| NetError::Sign("listing a key's blobs needs the key".to_owned()))?;
+        let owner = signer.public_key().to_hex();
+        let uri = Self::uri(server, &format!("/list/{owner}"))?;
+        self.with_retries(server, |_| {
+            let uri = uri.clone();
+            async move {
+                let req = request(Method::GET, uri, server)?;
+                let resp = self.send(server, req).await?;
+                if !resp.status().is_success() {
+                    return Err(http_error(server, &resp).into());
+                }
+                let limited = http_body_util::Limited::new(resp.into_body(), crate::MAX_LIST_BYTES);
+                let body =
+                    match tokio::time::timeout(self.options.response_timeout, limited.collect())
+                        .await
+                    {
+                        Ok(Ok(c)) => c.to_bytes(),
+                        Ok(Err(e))
+                            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                                .is_some() =>
+                        {
+                            return Err(NetError::TooLarge {
+                                server: server.to_owned(),
+                                what: "a blob listing".to_owned(),
+                                limit: crate::MAX_LIST_BYTES as u64,
+                                unit: "bytes",
+                            }
+                            .into());
+                        }
+                        Ok(Err(e)) => {
+                            return Err(NetError::Connection {
+                                server: server.to_owned(),
+                                reason: format!("reading the listing: {e}"),
+                            }
+                            .into());
+                        }
+                        Err(_) => {
+                            return Err(NetError::Timeout {
+                                what: format!("{server}: reading the listing"),
+                                secs: self.options.response_timeout.as_secs(),
+                            }
+                            .into());
+                        }
+                    };
+                let n = body.len() as u64;
+                Ok((parse_listing(server, &body)?, n))
+            }
+        })
+        .await
+    }
+
     /// Deletes this key's claim on blob `hash` at `server` (BUD-12).
     ///
     /// # Errors
@@ -775,6 +837,51 @@ fn http_error<B>(server: &str, resp: &hyper::Response<B>) -> NetError {
     }
 }
 
+/// A BUD-12 listing as `server` sent it: a JSON array of blob descriptors (`sha256`, `size`,
+/// `uploaded`; other fields ignored).
+///
+/// # Errors
+/// [`NetError::Malformed`] for anything else, naming what is wrong.
+pub fn parse_listing(server: &str, body: &[u8]) -> Result<Vec<crate::ListedBlob>, NetError> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        sha256: String,
+        size: u64,
+        #[serde(default)]
+        uploaded: u64,
+    }
+    let malformed = |reason: String| NetError::Malformed {
+        server: server.to_owned(),
+        what: "blob listing",
+        reason,
+    };
+    let entries: Vec<Entry> = serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
+    entries
+        .into_iter()
+        .map(|e| {
+            Ok(crate::ListedBlob {
+                hash: e
+                    .sha256
+                    .parse()
+                    .map_err(|_| malformed(format!("{:?} is not a SHA-256", e.sha256)))?,
+                size: e.size,
+                uploaded: e.uploaded,
+            })
+        })
+        .collect()
+}
+
+/// A BUD-12 listing of `blobs` (what [`parse_listing`] reads).
+pub fn listing_json(blobs: &[crate::ListedBlob]) -> String {
+    serde_json::Value::Array(
+        blobs
+            .iter()
+            .map(|b| serde_json::json!({"sha256": b.hash.to_string(), "size": b.size, "uploaded": b.uploaded}))
+            .collect(),
+    )
+    .to_string()
+}
+
 /// Reads a small response body (a descriptor), bounded in size and time.
 async fn read_small(
     server: &str,
@@ -793,5 +900,55 @@ async fn read_small(
             what: format!("{server}: reading the response"),
             secs: options.idle_timeout.as_secs(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ListedBlob;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_listing_reads_back_what_was_written(
+            blobs in proptest::collection::vec((any::<[u8; 32]>(), any::<u64>(), any::<u64>()), 0..20)
+        ) {
+            let blobs: Vec<ListedBlob> = blobs
+                .into_iter()
+                .map(|(h, size, uploaded)| ListedBlob { hash: BlobHash::from_bytes(h), size, uploaded })
+                .collect();
+            let text = listing_json(&blobs);
+            prop_assert_eq!(parse_listing("s", text.as_bytes()).unwrap(), blobs);
+        }
+    }
+
+    #[test]
+    fn a_bad_listing_is_malformed_and_says_why() {
+        let good = format!(
+            r#"[{{"sha256":"{}","size":3,"uploaded":9,"type":"x"}}]"#,
+            "ab".repeat(32)
+        );
+        assert_eq!(parse_listing("s", good.as_bytes()).unwrap().len(), 1);
+        for (bad, why) in [
+            (b"not json".as_slice(), "expected"),
+            (br#"{"sha256":"00"}"#.as_slice(), "invalid type"),
+            (
+                br#"[{"sha256":"zz","size":1}]"#.as_slice(),
+                "is not a SHA-256",
+            ),
+            (br#"[{"size":1}]"#.as_slice(), "missing field"),
+            (
+                br#"[{"sha256":"00","size":-1}]"#.as_slice(),
+                "invalid value",
+            ),
+        ] {
+            match parse_listing("s", bad) {
+                Err(NetError::Malformed { reason, .. }) => {
+                    assert!(reason.contains(why), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -160,6 +160,12 @@ pub enum NetError {
     /// Signing an authorization failed.
     #[error("signing an authorization failed: {0}")]
     Sign(String),
+    /// The transport has no way to do this (a test double, an embedder's transport).
+    #[error("this transport cannot {what}")]
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
+    },
     /// A server sent a document this client cannot read.
     #[error("{server} sent a malformed {what}: {reason}")]
     Malformed {

@@ -12,7 +12,9 @@ pub mod pool;
 mod transport;
 
 #[cfg(feature = "client")]
-pub use blob::{BlobClient, BlobClientOptions, BlobDescriptor, Health};
+pub use blob::{
+    BlobClient, BlobClientOptions, BlobDescriptor, Health, listing_json, parse_listing,
+};
 pub use error::{NetError, PublishReport, RelayOutcome};
 #[cfg(feature = "client")]
 pub use info::{RelayInfo, fetch_relay_info};
@@ -20,7 +22,7 @@ pub use info::{RelayInfo, fetch_relay_info};
 pub use network::Network;
 #[cfg(feature = "client")]
 pub use pool::{PoolOptions, RelayPool, RelayStatus, Roles, Subscription};
-pub use transport::{BoxFuture, MemoryTransport, Transport};
+pub use transport::{BoxFuture, ListedBlob, MAX_LIST_BYTES, MemoryTransport, Transport};
 
 /// Who signs the client's NIP-42 answers and BUD-11 tokens: a local key (`nostr::Keys`) or any
 /// [`Signer`](agigit_event::Signer) — a NIP-46 bunker, a hardware device — shared between

@@ -117,6 +117,21 @@ impl Transport for Network {
         Box::pin(self.blobs.exists(server, hash))
     }
 
+    fn list_blobs<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<crate::ListedBlob>, NetError>> {
+        Box::pin(self.blobs.list(server))
+    }
+
+    fn delete_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<(), NetError>> {
+        Box::pin(self.blobs.delete(server, hash))
+    }
+
     fn get_blob<'a>(
         &'a self,
         server: &'a str,

@@ -15,6 +15,20 @@ use crate::error::{NetError, PublishReport, RelayOutcome};
 /// A boxed, sendable future (keeps [`Transport`] usable as `dyn Transport`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The most bytes of a server's blob listing read (about 300,000 blobs).
+pub const MAX_LIST_BYTES: usize = 64 << 20;
+
+/// A blob as a server lists it (BUD-12).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedBlob {
+    /// Its hash.
+    pub hash: BlobHash,
+    /// Its size in bytes, as the server says.
+    pub size: u64,
+    /// When this key uploaded it (Unix seconds), as the server says.
+    pub uploaded: u64,
+}
+
 /// How agigit talks to the network: events to and from relays, blobs to and from servers.
 ///
 /// Every implementation verifies what it returns: events by id and signature, blobs by SHA-256.
@@ -101,6 +115,40 @@ pub trait Transport: Send + Sync {
         hash: &'a BlobHash,
     ) -> BoxFuture<'a, Result<bool, NetError>>;
 
+    /// The blobs this transport's key owns on `server` (BUD-12 `GET /list/<pubkey>`). What a
+    /// server lists is its word: a garbage collector deletes only what nothing references.
+    ///
+    /// # Errors
+    /// [`NetError::Unsupported`] for a transport without it (the default); connection and
+    /// HTTP errors; [`NetError::TooLarge`] or [`NetError::Malformed`] for a listing past
+    /// [`MAX_LIST_BYTES`] or one that does not parse.
+    fn list_blobs<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ListedBlob>, NetError>> {
+        let _ = server;
+        Box::pin(std::future::ready(Err(NetError::Unsupported {
+            what: "list a server's blobs (BUD-12)",
+        })))
+    }
+
+    /// Drops this transport's key's claim on blob `hash` at `server` (BUD-12 `DELETE`); the
+    /// server deletes the blob when no claim is left.
+    ///
+    /// # Errors
+    /// [`NetError::Unsupported`] for a transport without it (the default); connection and
+    /// HTTP errors (a blob this key does not own is refused).
+    fn delete_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<(), NetError>> {
+        let _ = (server, hash);
+        Box::pin(std::future::ready(Err(NetError::Unsupported {
+            what: "delete blobs (BUD-12)",
+        })))
+    }
+
     /// Downloads blob `hash` from `server`, verified against its hash, taking at most `max_len`
     /// bytes: what the caller knows the blob's length to be (a shard's length from its manifest),
     /// or a cap when it does not. Past it the download is cut off and nothing of it kept, so a
@@ -161,6 +209,19 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
         hash: &'a BlobHash,
     ) -> BoxFuture<'a, Result<bool, NetError>> {
         (**self).has_blob(server, hash)
+    }
+    fn list_blobs<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ListedBlob>, NetError>> {
+        (**self).list_blobs(server)
+    }
+    fn delete_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<(), NetError>> {
+        (**self).delete_blob(server, hash)
     }
     fn get_blob<'a>(
         &'a self,
@@ -388,6 +449,54 @@ impl Transport for MemoryTransport {
                 })?;
             srv.blobs.insert(hash, data);
             Ok(hash)
+        })
+    }
+
+    /// Every blob the server holds (this in-process network keeps no owners and no upload
+    /// times: each reads as this key's, uploaded at time 0).
+    fn list_blobs<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ListedBlob>, NetError>> {
+        Box::pin(async move {
+            let s = self.lock();
+            if s.down.contains(server) {
+                return Err(down(server));
+            }
+            Ok(s.servers
+                .iter()
+                .find(|(n, _)| n == server)
+                .map(|(_, srv)| {
+                    srv.blobs
+                        .iter()
+                        .map(|(hash, bytes)| ListedBlob {
+                            hash: *hash,
+                            size: bytes.len() as u64,
+                            uploaded: 0,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default())
+        })
+    }
+
+    fn delete_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<(), NetError>> {
+        Box::pin(async move {
+            if self.lock().down.contains(server) {
+                return Err(down(server));
+            }
+            if self.remove_blob(server, hash) {
+                Ok(())
+            } else {
+                Err(NetError::NotFound {
+                    server: server.to_owned(),
+                    hash: *hash,
+                })
+            }
         })
     }
 

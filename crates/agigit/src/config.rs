@@ -52,6 +52,9 @@ pub mod defaults {
     /// Packs at least this large keep their rebuilt segments on disk while they are fetched, so
     /// that an interrupted fetch resumes (smaller ones are fetched again whole).
     pub const RESUME_PACK_BYTES: u64 = 64 << 20;
+    /// `gc --remote` keeps unreferenced blobs uploaded more recently than this (a push in
+    /// flight uploads its shards before its state names them).
+    pub const GC_GRACE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
     /// Transfers in flight at once.
     pub const PARALLEL: usize = 16;
     /// The rank `lowrank` keeps when no rank, error bound or energy is given: on a bf16 full

@@ -576,3 +576,160 @@ async fn an_interrupted_pull_resumes_from_the_segments_it_kept() -> TestResult {
     );
     Ok(())
 }
+
+/// Relays that hide the state events of one repository (to get its blobs collected).
+struct Hiding {
+    inner: MemoryTransport,
+    hide: String,
+}
+
+impl Transport for Hiding {
+    fn publish<'a>(
+        &'a self,
+        event: &'a Event,
+        min_accepted: usize,
+    ) -> BoxFuture<'a, Result<PublishReport, NetError>> {
+        self.inner.publish(event, min_accepted)
+    }
+    fn query<'a>(&'a self, filters: &'a [Filter]) -> BoxFuture<'a, Result<Vec<Event>, NetError>> {
+        Box::pin(async move {
+            let mut events = self.inner.query(filters).await?;
+            events.retain(|e| {
+                e.tags.identifier().map(|d| d.to_string()).as_deref() != Some(self.hide.as_str())
+            });
+            Ok(events)
+        })
+    }
+    fn push_servers(&self) -> Vec<String> {
+        self.inner.push_servers()
+    }
+    fn fetch_servers(&self) -> Vec<String> {
+        self.inner.fetch_servers()
+    }
+    fn put_blob<'a>(
+        &'a self,
+        server: &'a str,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<BlobHash, NetError>> {
+        self.inner.put_blob(server, data)
+    }
+    fn has_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<bool, NetError>> {
+        self.inner.has_blob(server, hash)
+    }
+    fn get_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+        max_len: u64,
+    ) -> BoxFuture<'a, Result<Bytes, NetError>> {
+        self.inner.get_blob(server, hash, max_len)
+    }
+    fn list_blobs<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<agigit::net::ListedBlob>, NetError>> {
+        self.inner.list_blobs(server)
+    }
+    fn delete_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<(), NetError>> {
+        self.inner.delete_blob(server, hash)
+    }
+}
+
+#[tokio::test]
+async fn gc_deletes_what_no_repository_references_and_nothing_when_in_doubt() -> TestResult {
+    let (kept_dir, dropped_dir) = (Dir::new("gc-kept"), Dir::new("gc-dropped"));
+    let keys = Keys::generate();
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(4, 10)?;
+    write_files(&kept_dir.0, 1)?;
+    let kept = Repository::init(&kept_dir.0)?;
+    kept.commit("kept", keys.public_key().to_bytes())?;
+    let kept_id = RepoId::new("kept")?;
+    kept.push(&net, &keys, &kept_id, "master", options(&code))
+        .await?;
+    let stored: usize = SERVERS.iter().map(|s| net.blob_count(s)).sum();
+
+    // Another repository's push, cut off half way and never finished: its shards are on the
+    // servers, and nothing references them.
+    write_files(&dropped_dir.0, 9)?;
+    let dropped = Repository::init(&dropped_dir.0)?;
+    dropped.commit("dropped", keys.public_key().to_bytes())?;
+    let cut = Cutoff::new(net.clone(), 40);
+    let failed = dropped
+        .push(
+            &cut,
+            &keys,
+            &RepoId::new("dropped")?,
+            "master",
+            options(&code),
+        )
+        .await;
+    assert!(failed.is_err());
+    let garbage: usize = SERVERS.iter().map(|s| net.blob_count(s)).sum::<usize>() - stored;
+    assert!(garbage >= 30, "{garbage}");
+
+    // Relays that hide `kept`'s state from its own clone: nothing is deleted.
+    let hiding = Hiding {
+        inner: net.clone(),
+        hide: "kept".to_owned(),
+    };
+    let now = agigit::GcOptions {
+        grace: std::time::Duration::ZERO,
+        ..agigit::GcOptions::default()
+    };
+    match kept.gc_remote(&hiding, &keys.public_key(), now).await {
+        Err(agigit::Error::StaleState { repo, .. }) => assert!(repo.ends_with(":kept"), "{repo}"),
+        other => panic!("a hidden repository must stop the collection: {other:?}"),
+    }
+    assert_eq!(
+        SERVERS.iter().map(|s| net.blob_count(s)).sum::<usize>(),
+        stored + garbage
+    );
+
+    // A dry run says what would go, and deletes nothing.
+    let dry = agigit::GcOptions {
+        dry_run: true,
+        ..now
+    };
+    let report = kept.gc_remote(&net, &keys.public_key(), dry).await?;
+    assert_eq!(report.repositories.len(), 1, "{report:?}");
+    assert_eq!(
+        report.servers.iter().map(|s| s.deleted).sum::<usize>(),
+        garbage
+    );
+    assert_eq!(
+        SERVERS.iter().map(|s| net.blob_count(s)).sum::<usize>(),
+        stored + garbage
+    );
+
+    // Collected: the garbage goes, what `kept` references stays, and it still pulls.
+    let report = kept.gc_remote(&net, &keys.public_key(), now).await?;
+    assert_eq!(
+        report.servers.iter().map(|s| s.deleted).sum::<usize>(),
+        garbage
+    );
+    assert!(report.servers.iter().all(|s| s.errors.is_empty()));
+    assert_eq!(
+        SERVERS.iter().map(|s| net.blob_count(s)).sum::<usize>(),
+        stored
+    );
+    let audit = kept
+        .audit(
+            &net,
+            &RepoCoordinate::new(keys.public_key(), kept_id.clone()),
+            agigit::AuditOptions::default(),
+        )
+        .await?;
+    assert!(audit.is_healthy(), "{audit:?}");
+    let again = kept.gc_remote(&net, &keys.public_key(), now).await?;
+    assert_eq!(again.servers.iter().map(|s| s.deleted).sum::<usize>(), 0);
+    Ok(())
+}

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt as _, stream};
 
 use super::fetch::{Listed, open_keys};
-use super::packs::open_manifest;
+use super::packs::fetch_manifest;
 use super::transfer::SegmentFetch;
 use super::*;
 use crate::error::Error;
@@ -338,27 +338,19 @@ impl Repository {
                 }
             }
             let sealed = keys.as_ref().map(|k| (k, epoch));
-            let mut manifest = None;
-            for (i, server) in servers.iter().enumerate() {
-                if !holds_manifest[i] {
-                    continue;
+            let holders: Vec<String> = servers
+                .iter()
+                .zip(&holds_manifest)
+                .filter(|(_, held)| **held)
+                .map(|(s, _)| s.clone())
+                .collect();
+            let manifest = match fetch_manifest(transport, &holders, &manifest_hash, sealed).await {
+                Ok(found) => Some(found),
+                Err(e) => {
+                    tracing::warn!(pack = %manifest_hash, error = %e, "no good copy of a pack manifest");
+                    None
                 }
-                let Ok(bytes) = transport
-                    .get_blob(server, &manifest_hash, MAX_MANIFEST_BYTES)
-                    .await
-                else {
-                    continue;
-                };
-                match open_manifest(&bytes, sealed) {
-                    Ok(m) => {
-                        manifest = Some((bytes, m));
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(%server, error = %e, "a pack manifest that does not open");
-                    }
-                }
-            }
+            };
             let map = match &manifest {
                 Some((_, m)) => {
                     Some(shard_map(transport, servers, &mut unreachable, m, parallel).await?)
@@ -390,7 +382,7 @@ fn audit_servers(transport: &dyn Transport) -> Vec<String> {
 
 /// The packs of the commits reachable from `tips` (published commit names), each once, with
 /// the key epoch it is sealed in and its part.
-fn reachable_packs<'a>(
+pub(super) fn reachable_packs<'a>(
     listed: &[Listed],
     tips: impl Iterator<Item = &'a ObjectId>,
 ) -> Vec<(BlobHash, u32, Option<String>)> {

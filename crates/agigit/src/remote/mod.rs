@@ -19,6 +19,7 @@
 
 mod audit;
 mod fetch;
+mod gc;
 mod handle;
 mod packs;
 mod pending;
@@ -43,6 +44,7 @@ use crate::repository::Repository;
 use crate::worktree::Part;
 
 pub use audit::{AuditOptions, AuditReport, PackAudit, RepairReport};
+pub use gc::{GcOptions, GcReport, ServerGc};
 pub use handle::Remote;
 
 /// Transfers in flight at once when none is chosen.

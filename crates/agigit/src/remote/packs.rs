@@ -23,6 +23,34 @@ use crate::repository::Repository;
 /// About how many bytes of segments a fetch keeps in flight at most.
 const FETCH_MEMORY: u64 = 256 << 20;
 
+/// Pack manifest `hash` from the first of `servers` that has it and whose copy opens (with
+/// `keys` and its epoch, when private) and decodes: as stored, and as read.
+///
+/// # Errors
+/// [`Error::Network`] naming what each server said when none has a good copy.
+pub(super) async fn fetch_manifest(
+    transport: &dyn Transport,
+    servers: &[String],
+    hash: &BlobHash,
+    keys: Option<(&PrivateKeys, u32)>,
+) -> Result<(bytes::Bytes, ShardManifest), Error> {
+    let mut errors = Vec::new();
+    for s in servers {
+        let got = match transport.get_blob(s, hash, MAX_MANIFEST_BYTES).await {
+            Ok(bytes) => open_manifest(&bytes, keys).map(|m| (bytes, m)),
+            Err(e) => Err(net(e)),
+        };
+        match got {
+            Ok(found) => return Ok(found),
+            Err(e) => errors.push(format!("{s}: {e}")),
+        }
+    }
+    Err(Error::Network(format!(
+        "no server has pack manifest {hash}: {}",
+        errors.join("; ")
+    )))
+}
+
 /// A pack manifest as a server stored it: opened with `keys` (and the epoch it was sealed in)
 /// when private, then decoded.
 pub(super) fn open_manifest(
@@ -97,33 +125,8 @@ impl Repository {
         report: &mut PullReport,
     ) -> Result<(), Error> {
         let servers = transport.fetch_servers();
-        let mut errors = Vec::new();
-        let mut manifest = None;
-        for s in &servers {
-            let decoded = match transport
-                .get_blob(s, manifest_hash, MAX_MANIFEST_BYTES)
-                .await
-            {
-                Ok(bytes) => {
-                    report.bytes += bytes.len() as u64;
-                    open_manifest(&bytes, keys)
-                }
-                Err(e) => Err(net(e)),
-            };
-            match decoded {
-                Ok(m) => {
-                    manifest = Some(m);
-                    break;
-                }
-                Err(e) => errors.push(format!("{s}: {e}")),
-            }
-        }
-        let manifest = manifest.ok_or_else(|| {
-            Error::Network(format!(
-                "no server has pack manifest {manifest_hash}: {}",
-                errors.join("; ")
-            ))
-        })?;
+        let (stored, manifest) = fetch_manifest(transport, &servers, manifest_hash, keys).await?;
+        report.bytes += stored.len() as u64;
         // Memory holds the segments in flight: the manifest's segment size, which its author
         // chose, is bounded here, and fewer segments fly at once when they are large.
         if manifest.segment_size() > MAX_FETCH_SEGMENT {

@@ -57,6 +57,23 @@ impl Repository {
         Ok(None)
     }
 
+    /// Every repository this clone has accepted a state of.
+    pub(super) fn accepted_coordinates(&self) -> Result<Vec<RepoCoordinate>, Error> {
+        let path = self.root().join(crate::worktree::DOT_DIR).join("states");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&path)(e)),
+        };
+        text.lines()
+            .filter_map(|l| l.split(' ').next())
+            .map(|c| {
+                c.parse()
+                    .map_err(|e| Error::Corrupt(format!("{}: {c:?}: {e}", path.display())))
+            })
+            .collect()
+    }
+
     /// Records `state` as the newest state of `repo` this clone has accepted.
     pub(super) fn record_state(
         &self,
