@@ -37,7 +37,8 @@ pub enum DeleteOutcome {
     NotOwner,
     /// This pubkey no longer owns it; other uploaders keep it stored.
     Released,
-    /// Its last owner deleted it: the bytes are gone.
+    /// Its last owner deleted it: the bytes are gone, or go when the store's retention for
+    /// unclaimed blobs is over.
     Removed,
 }
 
@@ -163,6 +164,15 @@ pub trait BlobStore: Send + Sync {
     /// # Errors
     /// Index errors.
     fn usage(&self, owner: &PublicKey) -> Result<u64, BlobStoreError>;
+
+    /// Whether some uploader still claims the blob (one kept past its last claim for the
+    /// retention period is stored, and not claimed).
+    ///
+    /// # Errors
+    /// Index errors.
+    fn is_claimed(&self, hash: &BlobHash) -> Result<bool, BlobStoreError> {
+        Ok(self.info(hash)?.is_some())
+    }
 }
 
 /// Blobs as files under `root/ab/<hash>`, with an SQLite index of owners in `root/index.sqlite`.
@@ -176,6 +186,8 @@ struct FsInner {
     root: PathBuf,
     index: Mutex<Connection>,
     counter: AtomicU64,
+    /// Seconds a blob stays after its last claim goes (0: it goes at once).
+    retention: AtomicU64,
 }
 
 const OCTET_STREAM: &str = "application/octet-stream";
@@ -220,15 +232,65 @@ impl FsBlobStore {
                  uploaded INTEGER NOT NULL,
                  PRIMARY KEY (pubkey, hash)
              );
-             CREATE INDEX IF NOT EXISTS owners_by_hash ON owners(hash);",
+             CREATE INDEX IF NOT EXISTS owners_by_hash ON owners(hash);
+             CREATE TABLE IF NOT EXISTS unclaimed (
+                 hash TEXT PRIMARY KEY REFERENCES blobs(hash),
+                 since INTEGER NOT NULL
+             );",
         )?;
         Ok(FsBlobStore {
             inner: Arc::new(FsInner {
                 root,
                 index: Mutex::new(index),
                 counter: AtomicU64::new(0),
+                retention: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// Keeps a blob whose last claim was deleted for `secs` seconds more (served to readers,
+    /// but answered 404 to `HEAD`, so that a writer uploads it again and claims it), then
+    /// deletes it; removes the blobs already past it.
+    ///
+    /// # Errors
+    /// I/O and index errors of the sweep.
+    pub fn with_retention(self, secs: u64) -> Result<Self, BlobStoreError> {
+        self.inner.retention.store(secs, Ordering::Relaxed);
+        self.sweep(now_secs())?;
+        Ok(self)
+    }
+
+    /// Deletes the blobs unclaimed for longer than the retention at time `now` (Unix seconds);
+    /// returns how many. Runs at start and with every delete.
+    ///
+    /// # Errors
+    /// I/O and index errors.
+    pub fn sweep(&self, now: u64) -> Result<usize, BlobStoreError> {
+        let retention = self.inner.retention.load(Ordering::Relaxed);
+        let mut index = self.index()?;
+        let tx = index.transaction()?;
+        let expired: Vec<String> = {
+            let mut stmt = tx.prepare(
+                "SELECT u.hash FROM unclaimed u
+                 WHERE u.since <= ?1 AND NOT EXISTS (SELECT 1 FROM owners o WHERE o.hash = u.hash)",
+            )?;
+            let rows =
+                stmt.query_map(params![to_i64(now.saturating_sub(retention))], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for hex in &expired {
+            tx.execute("DELETE FROM unclaimed WHERE hash = ?1", params![hex])?;
+            tx.execute("DELETE FROM blobs WHERE hash = ?1", params![hex])?;
+            if let Ok(hash) = hex.parse::<BlobHash>() {
+                match std::fs::remove_file(self.path(&hash)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(expired.len())
     }
 
     fn path(&self, hash: &BlobHash) -> PathBuf {
@@ -368,6 +430,8 @@ impl BlobUpload for FsUpload {
                 params![hex, owner_hex, to_i64(now)],
             )?;
         }
+        // Claimed again: no longer on its way out.
+        tx.execute("DELETE FROM unclaimed WHERE hash = ?1", params![hex])?;
         if is_new || !final_path.exists() {
             if let Some(dir) = final_path.parent() {
                 std::fs::create_dir_all(dir)?;
@@ -493,7 +557,14 @@ impl BlobStore for FsBlobStore {
             params![hex],
             |r| r.get(0),
         )?;
-        let outcome = if left == 0 {
+        let retention = self.inner.retention.load(Ordering::Relaxed);
+        let outcome = if left == 0 && retention > 0 {
+            tx.execute(
+                "INSERT OR REPLACE INTO unclaimed (hash, since) VALUES (?1, ?2)",
+                params![hex, to_i64(now_secs())],
+            )?;
+            DeleteOutcome::Removed
+        } else if left == 0 {
             tx.execute("DELETE FROM blobs WHERE hash = ?1", params![hex])?;
             match std::fs::remove_file(self.path(hash)) {
                 Ok(()) => {}
@@ -505,7 +576,23 @@ impl BlobStore for FsBlobStore {
             DeleteOutcome::Released
         };
         tx.commit()?;
+        drop(index);
+        if retention > 0 {
+            self.sweep(now_secs())?;
+        }
         Ok(outcome)
+    }
+
+    fn is_claimed(&self, hash: &BlobHash) -> Result<bool, BlobStoreError> {
+        let index = self.index()?;
+        Ok(index
+            .query_row(
+                "SELECT 1 FROM owners WHERE hash = ?1 LIMIT 1",
+                params![hash.to_hex()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
     }
 
     fn usage(&self, owner: &PublicKey) -> Result<u64, BlobStoreError> {

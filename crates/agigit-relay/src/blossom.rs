@@ -712,6 +712,16 @@ async fn download(
             return r;
         }
     }
+    if method == Method::HEAD {
+        // A blob kept past its last claim is served to readers, but a writer asking whether
+        // it is here is told no, so that it uploads and claims it again.
+        let store = b.store.clone();
+        match blocking(move || store.is_claimed(&hash)).await {
+            Ok(true) => {}
+            Ok(false) => return refuse(StatusCode::NOT_FOUND, format!("no blob {hash} here")),
+            Err(e) => return internal(e),
+        }
+    }
     let store = b.store.clone();
     let opened = match blocking(move || store.open(&hash)).await {
         Ok(Some(o)) => o,

@@ -37,6 +37,7 @@
 //! enabled = true
 //! max_blob_bytes = 1073741824
 //! quota_bytes_per_pubkey = 0    # 0: no quota
+//! unclaimed_retention_secs = 3600  # keep a blob this long after its last claim is deleted
 //! require_auth_for_get = false
 //! max_concurrent_uploads = 64
 //! max_upload_bytes_in_flight = 4294967296
@@ -193,6 +194,10 @@ pub struct BlossomConfig {
     pub max_token_lifetime_secs: u64,
     /// The slowest an upload's body may arrive, in bytes per second (after the body timeout).
     pub min_upload_rate: u64,
+    /// Seconds a blob is kept after its last claim is deleted (still served, no longer listed
+    /// or answered to `HEAD`), so that a reader in the middle of a clone is not cut off; 0
+    /// deletes it at once.
+    pub unclaimed_retention_secs: u64,
 }
 
 /// The default largest blob: 1 GiB.
@@ -209,6 +214,7 @@ impl Default for BlossomConfig {
             max_upload_bytes_in_flight: 4 << 30,
             max_token_lifetime_secs: 3600,
             min_upload_rate: 16 << 10,
+            unclaimed_retention_secs: 3600,
         }
     }
 }
@@ -369,6 +375,7 @@ struct FileBlossom {
     max_upload_bytes_in_flight: Option<u64>,
     max_token_lifetime_secs: Option<u64>,
     min_upload_rate: Option<u64>,
+    unclaimed_retention_secs: Option<u64>,
 }
 
 fn secs(n: u64) -> Duration {
@@ -429,6 +436,7 @@ impl Config {
         );
         set(&mut b.max_token_lifetime_secs, fb.max_token_lifetime_secs);
         set(&mut b.min_upload_rate, fb.min_upload_rate);
+        set(&mut b.unclaimed_retention_secs, fb.unclaimed_retention_secs);
         Ok(c)
     }
 

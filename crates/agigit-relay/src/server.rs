@@ -295,7 +295,8 @@ impl Relay {
             relay = relay.with_public_url(url)?;
         }
         if config.blossom.enabled {
-            let blobs = FsBlobStore::open(config.data.join("blobs"))?;
+            let blobs = FsBlobStore::open(config.data.join("blobs"))?
+                .with_retention(config.blossom.unclaimed_retention_secs)?;
             relay = relay.with_blobs(Arc::new(blobs), config.blossom.clone());
         }
         Ok(relay)

@@ -40,9 +40,19 @@ impl Drop for Server {
 }
 
 async fn start(name: &str, config: BlossomConfig) -> Result<Server, Box<dyn std::error::Error>> {
+    Ok(start_with(name, config, 0).await?.0)
+}
+
+/// A server whose store keeps unclaimed blobs `retention` seconds, and a handle on the store.
+async fn start_with(
+    name: &str,
+    config: BlossomConfig,
+    retention: u64,
+) -> Result<(Server, FsBlobStore), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("agigit-blossom-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let blobs = FsBlobStore::open(&dir)?;
+    let blobs = FsBlobStore::open(&dir)?.with_retention(retention)?;
+    let handle = blobs.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let relay = Relay::new(
@@ -55,11 +65,14 @@ async fn start(name: &str, config: BlossomConfig) -> Result<Server, Box<dyn std:
     tokio::spawn(serve(listener, relay, async {
         let _ = stopped.await;
     }));
-    Ok(Server {
-        addr,
-        dir,
-        _stop: stop,
-    })
+    Ok((
+        Server {
+            addr,
+            dir,
+            _stop: stop,
+        },
+        handle,
+    ))
 }
 
 struct Reply {
@@ -705,5 +718,68 @@ async fn hostile_uploads_are_refused_before_their_body_and_hold_nothing() -> Tes
         "{:?}",
         r.headers
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_blob_whose_last_claim_goes_is_kept_for_the_retention_then_swept() -> TestResult {
+    let (server, store) = start_with("retention", BlossomConfig::default(), 3600).await?;
+    let (alice, bob) = (Keys::generate(), Keys::generate());
+    let data = bytes(10_000, 3);
+    let hash = BlobHash::digest(&data);
+    let path = format!("/{hash}");
+    let del = |k: &Keys| token(k, Verb::Delete, Some(hash), 600);
+    let status = |method: &'static str| {
+        let path = path.clone();
+        let addr = server.addr;
+        async move {
+            Ok::<_, Box<dyn std::error::Error>>(http(addr, method, &path, &[], &[]).await?.status)
+        }
+    };
+    assert_eq!(put(server.addr, &alice, &data).await?.status, 201);
+    let r = http(
+        server.addr,
+        "DELETE",
+        &path,
+        &[("Authorization", del(&alice))],
+        &[],
+    )
+    .await?;
+    assert_eq!(r.status, 200);
+    // Unclaimed: still served to a reader, but not claimed, listed or counted.
+    assert_eq!(status("GET").await?, 200);
+    assert_eq!(status("HEAD").await?, 404);
+    let list = http(
+        server.addr,
+        "GET",
+        &format!("/list/{}", alice.public_key().to_hex()),
+        &[],
+        &[],
+    )
+    .await?;
+    assert_eq!(list.body, b"[]");
+    // Claimed again by an upload: kept.
+    assert_eq!(put(server.addr, &bob, &data).await?.status, 200);
+    assert_eq!(status("HEAD").await?, 200);
+    assert_eq!(store.sweep(u64::MAX)?, 0, "a claimed blob is never swept");
+    let r = http(
+        server.addr,
+        "DELETE",
+        &path,
+        &[("Authorization", del(&bob))],
+        &[],
+    )
+    .await?;
+    assert_eq!(r.status, 200);
+    // Within the retention nothing goes; past it, the bytes do.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    assert_eq!(store.sweep(now)?, 0);
+    assert_eq!(status("GET").await?, 200);
+    assert_eq!(store.sweep(now + 3601)?, 1);
+    assert_eq!(status("GET").await?, 404);
+    let file = server.dir.join(&hash.to_hex()[..2]).join(hash.to_hex());
+    assert!(!file.exists());
     Ok(())
 }
