@@ -733,3 +733,97 @@ async fn gc_deletes_what_no_repository_references_and_nothing_when_in_doubt() ->
     assert_eq!(again.servers.iter().map(|s| s.deleted).sum::<usize>(), 0);
     Ok(())
 }
+
+/// The same servers, of which only the first `count` are in use (a relay added later).
+struct FirstOf {
+    inner: MemoryTransport,
+    count: AtomicUsize,
+}
+
+impl Transport for FirstOf {
+    fn publish<'a>(
+        &'a self,
+        event: &'a Event,
+        min_accepted: usize,
+    ) -> BoxFuture<'a, Result<PublishReport, NetError>> {
+        self.inner.publish(event, min_accepted)
+    }
+    fn query<'a>(&'a self, filters: &'a [Filter]) -> BoxFuture<'a, Result<Vec<Event>, NetError>> {
+        self.inner.query(filters)
+    }
+    fn push_servers(&self) -> Vec<String> {
+        let mut all = self.inner.push_servers();
+        all.truncate(self.count.load(Ordering::SeqCst));
+        all
+    }
+    fn fetch_servers(&self) -> Vec<String> {
+        self.push_servers()
+    }
+    fn put_blob<'a>(
+        &'a self,
+        server: &'a str,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<BlobHash, NetError>> {
+        self.inner.put_blob(server, data)
+    }
+    fn has_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<bool, NetError>> {
+        self.inner.has_blob(server, hash)
+    }
+    fn get_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+        max_len: u64,
+    ) -> BoxFuture<'a, Result<Bytes, NetError>> {
+        self.inner.get_blob(server, hash, max_len)
+    }
+}
+
+#[tokio::test]
+async fn a_repair_after_a_relay_is_added_spreads_onto_it() -> TestResult {
+    let origin = Dir::new("rebalance-origin");
+    write_files(&origin.0, 1)?;
+    let keys = Keys::generate();
+    let repo = Repository::init(&origin.0)?;
+    repo.commit("first", keys.public_key().to_bytes())?;
+    let all = MemoryTransport::new(["s0", "s1", "s2", "s3"]);
+    let net = FirstOf {
+        inner: all.clone(),
+        count: AtomicUsize::new(3),
+    };
+    let code = Leopard::new(4, 10)?;
+    let id = RepoId::new("rebalanced")?;
+    let coordinate = RepoCoordinate::new(keys.public_key(), id.clone());
+    // On three servers (4, 3, 3 shards) one may be lost.
+    let pushed = repo.push(&net, &keys, &id, "master", options(&code)).await?;
+    assert!(pushed.packs.iter().all(|p| p.survives == 1), "{pushed:?}");
+
+    // A fourth server: the code gives two on four, and the audit says the packs fall short.
+    net.count.store(4, Ordering::SeqCst);
+    let audit = repo
+        .audit(&net, &coordinate, agigit::AuditOptions::default())
+        .await?;
+    assert!(!audit.is_healthy());
+    assert!(audit.packs.iter().all(|p| p.target == Durability::survive(2)));
+    let repaired = repo
+        .repair(&net, &coordinate, agigit::AuditOptions::default())
+        .await?;
+    assert!(repaired.after.is_healthy(), "{:?}", repaired.after);
+    assert!(all.blob_count("s3") > 0, "the new server took shards");
+    // Checked: any two of the four rebuild.
+    for (a, b) in [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)] {
+        for (i, s) in ["s0", "s1", "s2", "s3"].iter().enumerate() {
+            all.set_down(s, i == a || i == b);
+        }
+        let dir = Dir::new(&format!("rebalance-clone-{a}{b}"));
+        Repository::init(&dir.0)?
+            .pull(&net, &coordinate, "master", FetchOptions::default())
+            .await?;
+        assert_eq!(tree_bytes(&dir.0), tree_bytes(&origin.0), "without s{a}, s{b}");
+    }
+    Ok(())
+}
