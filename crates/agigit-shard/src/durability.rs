@@ -233,11 +233,8 @@ impl Holdings {
             });
         }
         if self.servers <= EXACT_ODDS_SERVERS {
-            let (mut success, mut failure) = (0.0, 0.0);
-            for up in 0u32..(1 << self.servers) {
-                let ups = up.count_ones() as usize;
-                let mass = p.powi(exponent(ups)) * (1.0 - p).powi(exponent(self.servers - ups));
-                let rebuilds = rows.iter().all(|row| {
+            return Ok(enumerate_odds(self.servers, p, |up| {
+                rows.iter().all(|row| {
                     let held: usize = row
                         .iter()
                         .enumerate()
@@ -245,18 +242,8 @@ impl Holdings {
                         .map(|(_, &c)| c as usize)
                         .sum();
                     held >= self.k
-                });
-                if rebuilds {
-                    success += mass;
-                } else {
-                    failure += mass;
-                }
-            }
-            return Ok(RebuildOdds {
-                probability: success,
-                failure,
-                exact: true,
-            });
+                })
+            }));
         }
         // Union bound: P(some segment fails) ≤ Σ P(this row fails), each exact by a
         // distribution over the shards the up servers hold.
@@ -450,24 +437,10 @@ impl ShardMap {
                 value: p,
             });
         }
-        let (mut success, mut failure) = (0.0, 0.0);
-        for up in 0u64..(1 << self.servers) {
-            let ups = up.count_ones() as usize;
-            let mass = p.powi(exponent(ups)) * (1.0 - p).powi(exponent(self.servers - ups));
-            if rows
-                .iter()
+        Ok(enumerate_odds(self.servers, p, |up| {
+            rows.iter()
                 .all(|&s| Self::rebuilds(self.row(s), up, self.k))
-            {
-                success += mass;
-            } else {
-                failure += mass;
-            }
-        }
-        Ok(RebuildOdds {
-            probability: success,
-            failure,
-            exact: true,
-        })
+        }))
     }
 
     /// The copies to make so that `segment` survives `target` servers lost, using only the
@@ -522,6 +495,27 @@ impl ShardMap {
             copies.push((shard, to));
         }
         copies
+    }
+}
+
+/// The odds over every subset of `servers` servers being up (each with probability `p`, the
+/// subset as a bitmask), `rebuilds` saying whether that subset rebuilds everything. `servers` is
+/// at most [`EXACT_ODDS_SERVERS`] here (2^S subsets).
+fn enumerate_odds(servers: usize, p: f64, rebuilds: impl Fn(u64) -> bool) -> RebuildOdds {
+    let (mut success, mut failure) = (0.0, 0.0);
+    for up in 0u64..(1 << servers) {
+        let ups = up.count_ones() as usize;
+        let mass = p.powi(exponent(ups)) * (1.0 - p).powi(exponent(servers - ups));
+        if rebuilds(up) {
+            success += mass;
+        } else {
+            failure += mass;
+        }
+    }
+    RebuildOdds {
+        probability: success,
+        failure,
+        exact: true,
     }
 }
 

@@ -173,31 +173,47 @@ async fn a_push_holds_every_pack_to_its_durability_target() -> TestResult {
     Ok(())
 }
 
-/// A network that goes away after `budget` blob uploads, or `gets` blob downloads (the machine
-/// losing its link half way), counting the bytes moved.
-struct Cutoff {
+/// A network with things wrong with it, over a [`MemoryTransport`]: it goes away after `budget`
+/// blob uploads or `gets` blob downloads (the machine losing its link half way), its relays
+/// hide the states of repository `hide`, and only its first `servers` servers are in use (a
+/// relay added later); it counts the blob bytes moved.
+struct Rigged {
     inner: MemoryTransport,
     budget: AtomicUsize,
     gets: AtomicUsize,
     cut: AtomicBool,
     sent: AtomicU64,
     received: AtomicU64,
+    hide: Option<String>,
+    servers: AtomicUsize,
 }
 
-impl Cutoff {
-    fn new(inner: MemoryTransport, budget: usize) -> Self {
-        Self::reading(inner, budget, usize::MAX)
-    }
-
-    fn reading(inner: MemoryTransport, budget: usize, gets: usize) -> Self {
+impl Rigged {
+    fn new(inner: MemoryTransport) -> Self {
         Self {
             inner,
-            budget: AtomicUsize::new(budget),
-            gets: AtomicUsize::new(gets),
+            budget: AtomicUsize::new(usize::MAX),
+            gets: AtomicUsize::new(usize::MAX),
             cut: AtomicBool::new(false),
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
+            hide: None,
+            servers: AtomicUsize::new(usize::MAX),
         }
+    }
+
+    /// Cut after `budget` uploads.
+    fn uploads(inner: MemoryTransport, budget: usize) -> Self {
+        let rigged = Self::new(inner);
+        rigged.budget.store(budget, Ordering::SeqCst);
+        rigged
+    }
+
+    /// Cut after `gets` downloads.
+    fn downloads(inner: MemoryTransport, gets: usize) -> Self {
+        let rigged = Self::new(inner);
+        rigged.gets.store(gets, Ordering::SeqCst);
+        rigged
     }
 
     fn check(&self, server: &str) -> Result<(), NetError> {
@@ -210,11 +226,7 @@ impl Cutoff {
         Ok(())
     }
 
-    fn spend(&self, server: &str) -> Result<(), NetError> {
-        self.spend_from(&self.budget, server)
-    }
-
-    fn spend_from(&self, budget: &AtomicUsize, server: &str) -> Result<(), NetError> {
+    fn spend(&self, budget: &AtomicUsize, server: &str) -> Result<(), NetError> {
         self.check(server)?;
         if budget
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
@@ -227,7 +239,7 @@ impl Cutoff {
     }
 }
 
-impl Transport for Cutoff {
+impl Transport for Rigged {
     fn publish<'a>(
         &'a self,
         event: &'a Event,
@@ -239,13 +251,23 @@ impl Transport for Cutoff {
         })
     }
     fn query<'a>(&'a self, filters: &'a [Filter]) -> BoxFuture<'a, Result<Vec<Event>, NetError>> {
-        self.inner.query(filters)
+        Box::pin(async move {
+            let mut events = self.inner.query(filters).await?;
+            if let Some(hide) = &self.hide {
+                events.retain(|e| {
+                    e.tags.identifier().map(|d| d.to_string()).as_deref() != Some(hide.as_str())
+                });
+            }
+            Ok(events)
+        })
     }
     fn push_servers(&self) -> Vec<String> {
-        self.inner.push_servers()
+        let mut all = self.inner.push_servers();
+        all.truncate(self.servers.load(Ordering::SeqCst));
+        all
     }
     fn fetch_servers(&self) -> Vec<String> {
-        self.inner.fetch_servers()
+        self.push_servers()
     }
     fn put_blob<'a>(
         &'a self,
@@ -253,7 +275,7 @@ impl Transport for Cutoff {
         data: Bytes,
     ) -> BoxFuture<'a, Result<BlobHash, NetError>> {
         Box::pin(async move {
-            self.spend(server)?;
+            self.spend(&self.budget, server)?;
             self.sent.fetch_add(data.len() as u64, Ordering::SeqCst);
             self.inner.put_blob(server, data).await
         })
@@ -275,12 +297,25 @@ impl Transport for Cutoff {
         max_len: u64,
     ) -> BoxFuture<'a, Result<Bytes, NetError>> {
         Box::pin(async move {
-            self.spend_from(&self.gets, server)?;
+            self.spend(&self.gets, server)?;
             let bytes = self.inner.get_blob(server, hash, max_len).await?;
             self.received
                 .fetch_add(bytes.len() as u64, Ordering::SeqCst);
             Ok(bytes)
         })
+    }
+    fn list_blobs<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<agigit::net::ListedBlob>, NetError>> {
+        self.inner.list_blobs(server)
+    }
+    fn delete_blob<'a>(
+        &'a self,
+        server: &'a str,
+        hash: &'a BlobHash,
+    ) -> BoxFuture<'a, Result<(), NetError>> {
+        self.inner.delete_blob(server, hash)
     }
 }
 
@@ -323,7 +358,7 @@ async fn cut_and_resume(repo: &Repository, dir: &Path, private: bool) -> TestRes
     );
 
     let servers = MemoryTransport::new(SERVERS);
-    let cut = Cutoff::new(servers.clone(), uploads / 2);
+    let cut = Rigged::uploads(servers.clone(), uploads / 2);
     let failed = repo.push(&cut, &keys, &id, "master", opts).await;
     assert!(failed.is_err(), "{failed:?}");
     let first = cut.sent.load(Ordering::SeqCst);
@@ -334,7 +369,7 @@ async fn cut_and_resume(repo: &Repository, dir: &Path, private: bool) -> TestRes
         "no state was published"
     );
 
-    let whole_link = Cutoff::new(servers.clone(), usize::MAX);
+    let whole_link = Rigged::new(servers.clone());
     let resumed = repo.push(&whole_link, &keys, &id, "master", opts).await?;
     let second = whole_link.sent.load(Ordering::SeqCst);
     assert!(resumed.resumed > 0, "{resumed:?}");
@@ -518,7 +553,7 @@ async fn an_interrupted_pull_resumes_from_the_segments_it_kept() -> TestResult {
 
     // How much a whole pull downloads.
     let whole_dir = Dir::new("pull-resume-whole");
-    let link = Cutoff::new(servers.clone(), usize::MAX);
+    let link = Rigged::new(servers.clone());
     let whole = Repository::init(&whole_dir.0)?
         .pull(&link, &coordinate, "master", keep)
         .await?;
@@ -533,7 +568,7 @@ async fn an_interrupted_pull_resumes_from_the_segments_it_kept() -> TestResult {
 
     // The link breaks half way through the shards.
     let clone = Repository::init(&clone_dir.0)?;
-    let cut = Cutoff::reading(servers.clone(), usize::MAX, whole.shards / 2);
+    let cut = Rigged::downloads(servers.clone(), whole.shards / 2);
     let failed = clone.pull(&cut, &coordinate, "master", keep).await;
     assert!(failed.is_err(), "{failed:?}");
     assert_eq!(clone.head()?, None, "nothing moved");
@@ -553,7 +588,7 @@ async fn an_interrupted_pull_resumes_from_the_segments_it_kept() -> TestResult {
     rotten[100] ^= 1;
     std::fs::write(&kept[0], rotten)?;
 
-    let link = Cutoff::new(servers.clone(), usize::MAX);
+    let link = Rigged::new(servers.clone());
     let resumed = clone.pull(&link, &coordinate, "master", keep).await?;
     let second = link.received.load(Ordering::SeqCst);
     // Every kept segment but the rotten one was used; that one was downloaded again.
@@ -577,72 +612,6 @@ async fn an_interrupted_pull_resumes_from_the_segments_it_kept() -> TestResult {
     Ok(())
 }
 
-/// Relays that hide the state events of one repository (to get its blobs collected).
-struct Hiding {
-    inner: MemoryTransport,
-    hide: String,
-}
-
-impl Transport for Hiding {
-    fn publish<'a>(
-        &'a self,
-        event: &'a Event,
-        min_accepted: usize,
-    ) -> BoxFuture<'a, Result<PublishReport, NetError>> {
-        self.inner.publish(event, min_accepted)
-    }
-    fn query<'a>(&'a self, filters: &'a [Filter]) -> BoxFuture<'a, Result<Vec<Event>, NetError>> {
-        Box::pin(async move {
-            let mut events = self.inner.query(filters).await?;
-            events.retain(|e| {
-                e.tags.identifier().map(|d| d.to_string()).as_deref() != Some(self.hide.as_str())
-            });
-            Ok(events)
-        })
-    }
-    fn push_servers(&self) -> Vec<String> {
-        self.inner.push_servers()
-    }
-    fn fetch_servers(&self) -> Vec<String> {
-        self.inner.fetch_servers()
-    }
-    fn put_blob<'a>(
-        &'a self,
-        server: &'a str,
-        data: Bytes,
-    ) -> BoxFuture<'a, Result<BlobHash, NetError>> {
-        self.inner.put_blob(server, data)
-    }
-    fn has_blob<'a>(
-        &'a self,
-        server: &'a str,
-        hash: &'a BlobHash,
-    ) -> BoxFuture<'a, Result<bool, NetError>> {
-        self.inner.has_blob(server, hash)
-    }
-    fn get_blob<'a>(
-        &'a self,
-        server: &'a str,
-        hash: &'a BlobHash,
-        max_len: u64,
-    ) -> BoxFuture<'a, Result<Bytes, NetError>> {
-        self.inner.get_blob(server, hash, max_len)
-    }
-    fn list_blobs<'a>(
-        &'a self,
-        server: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<agigit::net::ListedBlob>, NetError>> {
-        self.inner.list_blobs(server)
-    }
-    fn delete_blob<'a>(
-        &'a self,
-        server: &'a str,
-        hash: &'a BlobHash,
-    ) -> BoxFuture<'a, Result<(), NetError>> {
-        self.inner.delete_blob(server, hash)
-    }
-}
-
 #[tokio::test]
 async fn gc_deletes_what_no_repository_references_and_nothing_when_in_doubt() -> TestResult {
     let (kept_dir, dropped_dir) = (Dir::new("gc-kept"), Dir::new("gc-dropped"));
@@ -662,7 +631,7 @@ async fn gc_deletes_what_no_repository_references_and_nothing_when_in_doubt() ->
     write_files(&dropped_dir.0, 9)?;
     let dropped = Repository::init(&dropped_dir.0)?;
     dropped.commit("dropped", keys.public_key().to_bytes())?;
-    let cut = Cutoff::new(net.clone(), 40);
+    let cut = Rigged::uploads(net.clone(), 40);
     let failed = dropped
         .push(
             &cut,
@@ -677,9 +646,9 @@ async fn gc_deletes_what_no_repository_references_and_nothing_when_in_doubt() ->
     assert!(garbage >= 30, "{garbage}");
 
     // Relays that hide `kept`'s state from its own clone: nothing is deleted.
-    let hiding = Hiding {
-        inner: net.clone(),
-        hide: "kept".to_owned(),
+    let hiding = Rigged {
+        hide: Some("kept".to_owned()),
+        ..Rigged::new(net.clone())
     };
     let now = agigit::GcOptions {
         grace: std::time::Duration::ZERO,
@@ -734,55 +703,6 @@ async fn gc_deletes_what_no_repository_references_and_nothing_when_in_doubt() ->
     Ok(())
 }
 
-/// The same servers, of which only the first `count` are in use (a relay added later).
-struct FirstOf {
-    inner: MemoryTransport,
-    count: AtomicUsize,
-}
-
-impl Transport for FirstOf {
-    fn publish<'a>(
-        &'a self,
-        event: &'a Event,
-        min_accepted: usize,
-    ) -> BoxFuture<'a, Result<PublishReport, NetError>> {
-        self.inner.publish(event, min_accepted)
-    }
-    fn query<'a>(&'a self, filters: &'a [Filter]) -> BoxFuture<'a, Result<Vec<Event>, NetError>> {
-        self.inner.query(filters)
-    }
-    fn push_servers(&self) -> Vec<String> {
-        let mut all = self.inner.push_servers();
-        all.truncate(self.count.load(Ordering::SeqCst));
-        all
-    }
-    fn fetch_servers(&self) -> Vec<String> {
-        self.push_servers()
-    }
-    fn put_blob<'a>(
-        &'a self,
-        server: &'a str,
-        data: Bytes,
-    ) -> BoxFuture<'a, Result<BlobHash, NetError>> {
-        self.inner.put_blob(server, data)
-    }
-    fn has_blob<'a>(
-        &'a self,
-        server: &'a str,
-        hash: &'a BlobHash,
-    ) -> BoxFuture<'a, Result<bool, NetError>> {
-        self.inner.has_blob(server, hash)
-    }
-    fn get_blob<'a>(
-        &'a self,
-        server: &'a str,
-        hash: &'a BlobHash,
-        max_len: u64,
-    ) -> BoxFuture<'a, Result<Bytes, NetError>> {
-        self.inner.get_blob(server, hash, max_len)
-    }
-}
-
 #[tokio::test]
 async fn a_repair_after_a_relay_is_added_spreads_onto_it() -> TestResult {
     let origin = Dir::new("rebalance-origin");
@@ -791,24 +711,29 @@ async fn a_repair_after_a_relay_is_added_spreads_onto_it() -> TestResult {
     let repo = Repository::init(&origin.0)?;
     repo.commit("first", keys.public_key().to_bytes())?;
     let all = MemoryTransport::new(["s0", "s1", "s2", "s3"]);
-    let net = FirstOf {
-        inner: all.clone(),
-        count: AtomicUsize::new(3),
-    };
+    let net = Rigged::new(all.clone());
+    net.servers.store(3, Ordering::SeqCst);
     let code = Leopard::new(4, 10)?;
     let id = RepoId::new("rebalanced")?;
     let coordinate = RepoCoordinate::new(keys.public_key(), id.clone());
     // On three servers (4, 3, 3 shards) one may be lost.
-    let pushed = repo.push(&net, &keys, &id, "master", options(&code)).await?;
+    let pushed = repo
+        .push(&net, &keys, &id, "master", options(&code))
+        .await?;
     assert!(pushed.packs.iter().all(|p| p.survives == 1), "{pushed:?}");
 
     // A fourth server: the code gives two on four, and the audit says the packs fall short.
-    net.count.store(4, Ordering::SeqCst);
+    net.servers.store(4, Ordering::SeqCst);
     let audit = repo
         .audit(&net, &coordinate, agigit::AuditOptions::default())
         .await?;
     assert!(!audit.is_healthy());
-    assert!(audit.packs.iter().all(|p| p.target == Durability::survive(2)));
+    assert!(
+        audit
+            .packs
+            .iter()
+            .all(|p| p.target == Durability::survive(2))
+    );
     let repaired = repo
         .repair(&net, &coordinate, agigit::AuditOptions::default())
         .await?;
@@ -823,7 +748,11 @@ async fn a_repair_after_a_relay_is_added_spreads_onto_it() -> TestResult {
         Repository::init(&dir.0)?
             .pull(&net, &coordinate, "master", FetchOptions::default())
             .await?;
-        assert_eq!(tree_bytes(&dir.0), tree_bytes(&origin.0), "without s{a}, s{b}");
+        assert_eq!(
+            tree_bytes(&dir.0),
+            tree_bytes(&origin.0),
+            "without s{a}, s{b}"
+        );
     }
     Ok(())
 }
