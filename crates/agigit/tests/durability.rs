@@ -161,7 +161,8 @@ async fn a_push_holds_every_pack_to_its_durability_target() -> TestResult {
     let report = repo.push(&net, &keys, &id, "master", accepted).await?;
     assert_eq!(report.durability, Some(Durability::survive(3)));
     assert!(report.packs.iter().all(|p| p.survives == 1), "{report:?}");
-    // A target no set of servers can meet is refused before anything is sent.
+    // A target no set of servers can meet is refused before anything is sent; so is one the
+    // code cannot give, naming the code that would.
     let impossible = PushOptions {
         durability: Some(Durability::survive(5)),
         ..options(&code)
@@ -170,6 +171,39 @@ async fn a_push_holds_every_pack_to_its_durability_target() -> TestResult {
         Err(agigit::push::Error::Rejected(m)) => assert!(m.contains("cannot survive"), "{m}"),
         other => panic!("{other:?}"),
     }
+    for s in SERVERS {
+        net.set_down(s, false);
+    }
+    write_files(&origin.0, 4)?;
+    repo.commit("fourth", keys.public_key().to_bytes())?;
+    let blobs: usize = SERVERS.iter().map(|s| net.blob_count(s)).sum();
+    let too_much = PushOptions {
+        durability: Some(Durability::survive(4)),
+        ..options(&code)
+    };
+    match repo.push(&net, &keys, &id, "master", too_much).await {
+        Err(agigit::push::Error::Rejected(m)) => assert!(
+            m.contains("4 of 10 over 5 servers survives at most 3") && m.contains("4 of 20 would"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        blobs,
+        SERVERS.iter().map(|s| net.blob_count(s)).sum::<usize>()
+    );
+    let code20 = Leopard::new(4, 20)?;
+    let four_lost = PushOptions {
+        durability: Some(Durability::survive(4)),
+        ..options(&code20)
+    };
+    let report = repo.push(&net, &keys, &id, "master", four_lost).await?;
+    assert!(
+        report
+            .packs
+            .iter()
+            .all(|p| p.survives == 4 && p.servers_needed == 1)
+    );
     Ok(())
 }
 

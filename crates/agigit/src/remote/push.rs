@@ -87,6 +87,29 @@ impl Repository {
             ))
             .into());
         }
+        // A target the code cannot give on these servers fails before anything is sent, naming
+        // the code that would.
+        let spec = options.code.spec();
+        let gives = |n: usize| {
+            let spec = agigit_shard::CodecSpec { n, ..spec };
+            Placement::new(servers.len(), &spec).map_or(0, |p| Durability::best(&p).servers_lost())
+        };
+        if gives(spec.n) < target.servers_lost() {
+            let enough = (spec.n + 1..=agigit_shard::MAX_SHARDS)
+                .find(|&n| gives(n) >= target.servers_lost())
+                .map_or_else(String::new, |n| {
+                    format!("; {} of {n} would (`[push] n = {n}`)", spec.k)
+                });
+            return Err(Error::Invalid(format!(
+                "{} of {} over {} servers survives at most {} of them lost, not {}{enough}",
+                spec.k,
+                spec.n,
+                servers.len(),
+                gives(spec.n),
+                target.servers_lost()
+            ))
+            .into());
+        }
         report.durability = Some(target);
         let min_accepted = if options.accept_weaker {
             options.min_accepted
