@@ -3,6 +3,7 @@
 pub mod blobs;
 mod blossom;
 pub mod config;
+pub mod conformance;
 pub mod identity;
 pub mod range;
 pub mod server;
