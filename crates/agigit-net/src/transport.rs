@@ -355,6 +355,27 @@ impl MemoryTransport {
     }
 }
 
+impl MemoryTransport {
+    /// `look` at `server`'s blobs (`None` when the network has no such server), or the
+    /// connection error of a server that is down.
+    fn blobs_of<T>(
+        &self,
+        server: &str,
+        look: impl FnOnce(Option<&mut HashMap<BlobHash, Bytes>>) -> T,
+    ) -> Result<T, NetError> {
+        let mut s = self.lock();
+        if s.down.contains(server) {
+            return Err(down(server));
+        }
+        Ok(look(
+            s.servers
+                .iter_mut()
+                .find(|(n, _)| n == server)
+                .map(|(_, srv)| &mut srv.blobs),
+        ))
+    }
+}
+
 fn down(server: &str) -> NetError {
     NetError::Connection {
         server: server.to_owned(),
@@ -459,15 +480,9 @@ impl Transport for MemoryTransport {
         server: &'a str,
     ) -> BoxFuture<'a, Result<Vec<ListedBlob>, NetError>> {
         Box::pin(async move {
-            let s = self.lock();
-            if s.down.contains(server) {
-                return Err(down(server));
-            }
-            Ok(s.servers
-                .iter()
-                .find(|(n, _)| n == server)
-                .map(|(_, srv)| {
-                    srv.blobs
+            self.blobs_of(server, |blobs| {
+                blobs.map_or_else(Vec::new, |blobs| {
+                    blobs
                         .iter()
                         .map(|(hash, bytes)| ListedBlob {
                             hash: *hash,
@@ -476,7 +491,7 @@ impl Transport for MemoryTransport {
                         })
                         .collect()
                 })
-                .unwrap_or_default())
+            })
         })
     }
 
@@ -486,10 +501,7 @@ impl Transport for MemoryTransport {
         hash: &'a BlobHash,
     ) -> BoxFuture<'a, Result<(), NetError>> {
         Box::pin(async move {
-            if self.lock().down.contains(server) {
-                return Err(down(server));
-            }
-            if self.remove_blob(server, hash) {
+            if self.blobs_of(server, |blobs| blobs.and_then(|b| b.remove(hash)).is_some())? {
                 Ok(())
             } else {
                 Err(NetError::NotFound {
@@ -506,14 +518,7 @@ impl Transport for MemoryTransport {
         hash: &'a BlobHash,
     ) -> BoxFuture<'a, Result<bool, NetError>> {
         Box::pin(async move {
-            let s = self.lock();
-            if s.down.contains(server) {
-                return Err(down(server));
-            }
-            Ok(s.servers
-                .iter()
-                .find(|(n, _)| n == server)
-                .is_some_and(|(_, srv)| srv.blobs.contains_key(hash)))
+            self.blobs_of(server, |blobs| blobs.is_some_and(|b| b.contains_key(hash)))
         })
     }
 

@@ -45,6 +45,41 @@ fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// With every pair of `servers` down in turn (through `switch`), a fresh clone of
+/// `coordinate` through `transport` is `origin` bit for bit (and at `tip`, when given).
+async fn every_pair_down_rebuilds(
+    switch: &MemoryTransport,
+    servers: &[&str],
+    transport: &dyn Transport,
+    coordinate: &RepoCoordinate,
+    origin: &Path,
+    tip: Option<agigit::dag::ObjectId>,
+    name: &str,
+) -> TestResult {
+    for lost in 0..servers.len() {
+        for also in lost + 1..servers.len() {
+            for (i, s) in servers.iter().enumerate() {
+                switch.set_down(s, i == lost || i == also);
+            }
+            let dir = Dir::new(&format!("{name}-clone-{lost}-{also}"));
+            let pulled = Repository::init(&dir.0)?
+                .pull(transport, coordinate, "master", FetchOptions::default())
+                .await?;
+            if let Some(tip) = tip {
+                assert_eq!(pulled.tip, Some(tip));
+            }
+            assert_eq!(
+                tree_bytes(&dir.0),
+                tree_bytes(origin),
+                "without {}, {}",
+                servers[lost],
+                servers[also]
+            );
+        }
+    }
+    Ok(())
+}
+
 fn options(code: &Leopard) -> PushOptions<'_> {
     PushOptions {
         segment_size: 64 << 10,
@@ -126,24 +161,16 @@ async fn a_push_holds_every_pack_to_its_durability_target() -> TestResult {
     net.set_down("s4", false);
 
     // The guarantee, checked: every 3 of the 5 servers rebuild the whole repository.
-    for lost in 0..SERVERS.len() {
-        for also in lost + 1..SERVERS.len() {
-            for (i, s) in SERVERS.iter().enumerate() {
-                net.set_down(s, i == lost || i == also);
-            }
-            let dir = Dir::new(&format!("durable-clone-{lost}-{also}"));
-            let clone = Repository::init(&dir.0)?;
-            let pulled = clone
-                .pull(&net, &coordinate, "master", FetchOptions::default())
-                .await?;
-            assert_eq!(pulled.tip, Some(second));
-            assert_eq!(
-                tree_bytes(&dir.0),
-                tree_bytes(&origin.0),
-                "without s{lost}, s{also}"
-            );
-        }
-    }
+    every_pair_down_rebuilds(
+        &net,
+        &SERVERS,
+        &net,
+        &coordinate,
+        &origin.0,
+        Some(second),
+        "durable",
+    )
+    .await?;
 
     // Accepting less than the target: published, and the report says what it got.
     for s in SERVERS {
@@ -519,23 +546,7 @@ async fn an_audit_finds_lost_shards_and_a_repair_restores_the_target() -> TestRe
     assert_eq!((again.shards_uploaded, again.manifests_uploaded), (0, 0));
 
     // s4 comes back: any 3 of the 5 servers rebuild the repository bit for bit.
-    for lost in 0..SERVERS.len() {
-        for also in lost + 1..SERVERS.len() {
-            for (i, s) in SERVERS.iter().enumerate() {
-                net.set_down(s, i == lost || i == also);
-            }
-            let dir = Dir::new(&format!("audit-clone-{lost}-{also}"));
-            let clone = Repository::init(&dir.0)?;
-            clone
-                .pull(&net, &coordinate, "master", FetchOptions::default())
-                .await?;
-            assert_eq!(
-                tree_bytes(&dir.0),
-                tree_bytes(&origin.0),
-                "without s{lost}, s{also}"
-            );
-        }
-    }
+    every_pair_down_rebuilds(&net, &SERVERS, &net, &coordinate, &origin.0, None, "audit").await?;
 
     // Four servers wiped: segments are lost, the audit says which, and a repair cannot help.
     for s in SERVERS {
@@ -774,19 +785,16 @@ async fn a_repair_after_a_relay_is_added_spreads_onto_it() -> TestResult {
     assert!(repaired.after.is_healthy(), "{:?}", repaired.after);
     assert!(all.blob_count("s3") > 0, "the new server took shards");
     // Checked: any two of the four rebuild.
-    for (a, b) in [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)] {
-        for (i, s) in ["s0", "s1", "s2", "s3"].iter().enumerate() {
-            all.set_down(s, i == a || i == b);
-        }
-        let dir = Dir::new(&format!("rebalance-clone-{a}{b}"));
-        Repository::init(&dir.0)?
-            .pull(&net, &coordinate, "master", FetchOptions::default())
-            .await?;
-        assert_eq!(
-            tree_bytes(&dir.0),
-            tree_bytes(&origin.0),
-            "without s{a}, s{b}"
-        );
-    }
+    let servers = ["s0", "s1", "s2", "s3"];
+    every_pair_down_rebuilds(
+        &all,
+        &servers,
+        &net,
+        &coordinate,
+        &origin.0,
+        None,
+        "rebalance",
+    )
+    .await?;
     Ok(())
 }

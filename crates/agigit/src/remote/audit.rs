@@ -215,12 +215,13 @@ impl Repository {
             let target = audit.target.servers_lost();
             let code: Arc<dyn ErasureCode> =
                 Arc::from(codec_for(&manifest.codec()).map_err(|e| Error::Corrupt(e.to_string()))?);
-            let locator = std::sync::Mutex::new(Locator::new(servers.len()));
             let reachable: Vec<String> = servers
                 .iter()
                 .filter(|s| !unreachable.contains(s))
                 .cloned()
                 .collect();
+            // Indexes into `reachable`, the list the fetches below name servers by.
+            let locator = std::sync::Mutex::new(Locator::new(reachable.len()));
             for segment in audit.below_target.iter().copied() {
                 let plan = map.plan_repair(segment, target, usable);
                 if plan.is_empty() {
