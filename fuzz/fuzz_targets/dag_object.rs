@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Object::Commit(c)) = Object::decode(Kind::Commit, data) {
         assert_eq!(links.ok(), Some((c.parents, c.time)));
     }
-    for kind in [Kind::Tensor, Kind::Tree, Kind::Commit] {
+    for kind in [Kind::Chunks, Kind::Tensor, Kind::Tree, Kind::Commit] {
         if let Ok(o) = Object::decode(kind, data) {
             assert_eq!(o.kind(), kind);
             assert_eq!(o.encode(), data, "decoding accepts only canonical bodies");

@@ -17,8 +17,8 @@ pub use history::{Order, is_ancestor, log, merge_bases};
 pub use merge::{ConflictKind, MergePlan, Resolution, Side, plan_merge};
 pub use model::{ModelParts, Part, classify};
 pub use object::{
-    Commit, DecodeError, EntryMode, ForkBase, Kind, Limits, Object, ObjectRef, TensorObject, Tree,
-    TreeEntry,
+    ChunkEntry, ChunkList, Commit, DecodeError, EntryMode, ForkBase, Kind, Limits, Object,
+    ObjectRef, TensorObject, Tree, TreeEntry,
 };
 pub use rebase::{ForkAction, RebasePlan, TensorRebase, plan_fork_rebase, plan_rebase};
 pub use refs::{Expected, FsRefs, RefError, RefKey, RefName, Target, Transaction};

@@ -161,12 +161,7 @@ fn walk<S: FindExt + ?Sized>(
             }
             Kind::Tree => {
                 for e in store.find_tree(&id)?.entries() {
-                    let kind = match e.mode {
-                        EntryMode::Tree => Kind::Tree,
-                        EntryMode::File | EntryMode::Executable => Kind::Blob,
-                        EntryMode::Tensor => Kind::Tensor,
-                    };
-                    stack.push((kind, e.id));
+                    stack.push((e.mode.object_kind(), e.id));
                 }
             }
             Kind::Tensor => {
@@ -175,6 +170,11 @@ fn walk<S: FindExt + ?Sized>(
                 if let Some(base) = t.base {
                     stack.push((Kind::Tensor, base));
                 }
+            }
+            Kind::Chunks => {
+                let list = store.find_chunks(&id)?;
+                let kind = list.entry_kind();
+                stack.extend(list.entries().iter().map(|e| (kind, e.id)));
             }
             Kind::Blob => {}
         }

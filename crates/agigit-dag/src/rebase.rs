@@ -161,7 +161,7 @@ fn fork_walk<S: Find + ?Sized>(
                     action,
                 });
             }
-            EntryMode::File | EntryMode::Executable => {}
+            EntryMode::File | EntryMode::Executable | EntryMode::Chunked => {}
         }
     }
     Ok(())

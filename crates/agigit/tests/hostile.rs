@@ -19,7 +19,8 @@ use std::sync::Mutex;
 use agigit::dag::object::{NameError, compute_id};
 use agigit::dag::refs::{Expected, RefKey, RefName, Target, Transaction};
 use agigit::dag::{
-    Commit, DecodeError, EntryMode, FindError, Kind, ModelParts, ObjectId, TensorObject, WriteExt,
+    ChunkEntry, ChunkList, Commit, DecodeError, EntryMode, FindError, Kind, ModelParts, ObjectId,
+    TensorObject, WriteExt,
 };
 use agigit::delta::{DType, DeltaCodec as _, Lossless, synth};
 use agigit::event::nostr::prelude::{Keys, Timestamp};
@@ -69,6 +70,7 @@ fn raw_tree(entries: &[(EntryMode, &str, ObjectId)]) -> Vec<u8> {
             EntryMode::File => 2,
             EntryMode::Executable => 3,
             EntryMode::Tensor => 4,
+            EntryMode::Chunked => 5,
         });
         out.extend_from_slice(&(name.len() as u16).to_le_bytes());
         out.extend_from_slice(name.as_bytes());
@@ -623,5 +625,74 @@ fn an_oversized_safetensors_header_is_not_read() -> TestResult {
         "{result:?}"
     );
     assert!(peak < 16 * MB, "peak {peak}");
+    Ok(())
+}
+
+/// A chunked file whose list lies about its chunks: a chunk shorter than its entry says, and a
+/// list of lists whose inner list is not the size its parent says. The clone refuses it at
+/// checkout with an integrity error and leaves no file (not a half-written one) behind.
+#[tokio::test]
+async fn a_lying_chunk_list_writes_nothing() -> TestResult {
+    let root = Dir::new("hostile-chunks");
+    let owner = Keys::generate();
+    let net = MemoryTransport::new(["s0", "s1", "s2"]);
+    /// Adds a lying chunk list over the 12-byte chunk given; returns the list.
+    type Lie = fn(&mut Objects, ObjectId) -> ObjectId;
+    let lies: [(&str, Lie); 2] = [
+        ("a chunk shorter than its entry", |objects, chunk| {
+            let list = ChunkList::new(
+                0,
+                vec![
+                    ChunkEntry { len: 12, id: chunk },
+                    ChunkEntry {
+                        len: 4096,
+                        id: chunk,
+                    },
+                ],
+            )
+            .expect("list");
+            objects.add(Kind::Chunks, list.encode())
+        }),
+        (
+            "an inner list larger than its parent says",
+            |objects, chunk| {
+                let inner =
+                    ChunkList::new(0, vec![ChunkEntry { len: 12, id: chunk }; 3]).expect("inner");
+                let inner = objects.add(Kind::Chunks, inner.encode());
+                let outer =
+                    ChunkList::new(1, vec![ChunkEntry { len: 12, id: inner }]).expect("outer");
+                objects.add(Kind::Chunks, outer.encode())
+            },
+        ),
+    ];
+    for (i, (lie, make)) in lies.into_iter().enumerate() {
+        let mut objects = Objects::default();
+        let chunk = objects.add(Kind::Blob, b"twelve bytes".to_vec());
+        let list = make(&mut objects, chunk);
+        let code = objects.add(
+            Kind::Tree,
+            raw_tree(&[(EntryMode::Chunked, "big.txt", list)]),
+        );
+        let tip = objects.commit_code(code, &owner);
+        let id = format!("chunks-{i}");
+        hostile_push(&net, &owner, &id, &objects, tip).await?;
+        let clone = root.0.join(format!("c{i}"));
+        std::fs::create_dir_all(&clone)?;
+        let repo = Repository::init(&clone)?;
+        let coordinate = RepoCoordinate::new(owner.public_key(), RepoId::new(id)?);
+        let err = repo
+            .pull(&net, &coordinate, "master", FetchOptions::default())
+            .await
+            .expect_err(lie);
+        assert_eq!(err.kind(), agigit::ErrorKind::Integrity, "{lie}: {err}");
+        assert!(
+            err.to_string().contains("chunked file"),
+            "{lie}: the message names what lied: {err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&clone)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(left, vec![std::ffi::OsString::from(".agigit")], "{lie}");
+    }
     Ok(())
 }

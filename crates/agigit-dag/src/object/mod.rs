@@ -8,12 +8,14 @@ use core::str::FromStr;
 
 use agigit_hash::{Hasher, ObjectId};
 
+mod chunks;
 mod codec;
 mod commit;
 pub mod name;
 mod tensor;
 mod tree;
 
+pub use chunks::{ChunkEntry, ChunkList, MAX_CHUNK_ENTRIES, MAX_CHUNK_LEVEL};
 pub use commit::{Commit, ForkBase, MAX_EXTRA, MAX_PARENTS};
 pub use name::{
     MAX_NAME_LEN, NameError, check_entry_name, check_name, check_tensor_name, windows_hazard,
@@ -21,16 +23,18 @@ pub use name::{
 pub use tensor::{MAX_NDIM, MAX_PARAMS, TensorObject};
 pub use tree::{EntryMode, Tree, TreeEntry};
 
-/// The format version of tree, tensor and commit bodies (their first byte).
+/// The format version of chunk list, tree, tensor and commit bodies (their first byte).
 pub const BODY_VERSION: u8 = 1;
 /// The largest header: `agigit commit 18446744073709551615\0`.
 pub const MAX_HEADER_LEN: usize = 36;
 
-/// The four kinds of object.
+/// The kinds of object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
-    /// Raw bytes: one segment of a file or of a tensor's payload.
+    /// Raw bytes: a small file, one chunk of a large one, or one segment of a tensor's payload.
     Blob,
+    /// A large file as its content-defined chunks in order (or a list of such lists).
+    Chunks,
     /// A tensor's description: dtype, shape, encoding, base, data blobs, digest.
     Tensor,
     /// A directory: sorted named entries.
@@ -44,6 +48,7 @@ impl Kind {
     pub const fn as_str(self) -> &'static str {
         match self {
             Kind::Blob => "blob",
+            Kind::Chunks => "chunks",
             Kind::Tensor => "tensor",
             Kind::Tree => "tree",
             Kind::Commit => "commit",
@@ -63,6 +68,7 @@ impl FromStr for Kind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
             "blob" => Kind::Blob,
+            "chunks" => Kind::Chunks,
             "tensor" => Kind::Tensor,
             "tree" => Kind::Tree,
             "commit" => Kind::Commit,
@@ -259,6 +265,8 @@ impl<'a> ObjectRef<'a> {
 pub enum Object {
     /// Raw bytes.
     Blob(Vec<u8>),
+    /// A large file's chunks.
+    Chunks(ChunkList),
     /// A tensor description.
     Tensor(TensorObject),
     /// A directory.
@@ -272,6 +280,7 @@ impl Object {
     pub fn kind(&self) -> Kind {
         match self {
             Object::Blob(_) => Kind::Blob,
+            Object::Chunks(_) => Kind::Chunks,
             Object::Tensor(_) => Kind::Tensor,
             Object::Tree(_) => Kind::Tree,
             Object::Commit(_) => Kind::Commit,
@@ -282,6 +291,7 @@ impl Object {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Object::Blob(b) => b.clone(),
+            Object::Chunks(c) => c.encode(),
             Object::Tensor(t) => t.encode(),
             Object::Tree(t) => t.encode(),
             Object::Commit(c) => c.encode(),
@@ -298,6 +308,7 @@ impl Object {
     pub fn decode(kind: Kind, body: &[u8]) -> Result<Object, DecodeError> {
         Ok(match kind {
             Kind::Blob => Object::Blob(body.to_vec()),
+            Kind::Chunks => Object::Chunks(ChunkList::decode(body)?),
             Kind::Tensor => Object::Tensor(TensorObject::decode(body)?),
             Kind::Tree => Object::Tree(Tree::decode(body)?),
             Kind::Commit => Object::Commit(Commit::decode(body)?),

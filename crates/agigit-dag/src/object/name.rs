@@ -149,7 +149,9 @@ pub fn check_tensor_name(name: &str) -> Result<(), NameError> {
 pub fn check_entry_name(name: &str, mode: EntryMode) -> Result<(), NameError> {
     match mode {
         EntryMode::Tensor => check_tensor_name(name),
-        EntryMode::Tree | EntryMode::File | EntryMode::Executable => check_name(name),
+        EntryMode::Tree | EntryMode::File | EntryMode::Executable | EntryMode::Chunked => {
+            check_name(name)
+        }
     }
 }
 

@@ -17,6 +17,8 @@ pub enum EntryMode {
     Executable,
     /// A tensor (a tensor object).
     Tensor,
+    /// A regular file stored as its content-defined chunks (a chunk list).
+    Chunked,
 }
 
 impl EntryMode {
@@ -26,6 +28,7 @@ impl EntryMode {
             EntryMode::File => 2,
             EntryMode::Executable => 3,
             EntryMode::Tensor => 4,
+            EntryMode::Chunked => 5,
         }
     }
 
@@ -35,6 +38,7 @@ impl EntryMode {
             2 => EntryMode::File,
             3 => EntryMode::Executable,
             4 => EntryMode::Tensor,
+            5 => EntryMode::Chunked,
             _ => return None,
         })
     }
@@ -45,6 +49,7 @@ impl EntryMode {
             EntryMode::Tree => Kind::Tree,
             EntryMode::File | EntryMode::Executable => Kind::Blob,
             EntryMode::Tensor => Kind::Tensor,
+            EntryMode::Chunked => Kind::Chunks,
         }
     }
 }

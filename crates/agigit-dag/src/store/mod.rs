@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 use agigit_hash::ObjectId;
 
-use crate::object::{Commit, DecodeError, Kind, Limits, Object, ObjectRef, TensorObject, Tree};
+use crate::object::{
+    ChunkList, Commit, DecodeError, Kind, Limits, Object, ObjectRef, TensorObject, Tree,
+};
 
 pub mod conformance;
 mod fs;
@@ -246,6 +248,13 @@ pub trait FindExt: Find {
         Commit::decode(data).map_err(|source| FindError::Decode { id: *id, source })
     }
 
+    /// The chunk list `id`.
+    fn find_chunks(&self, id: &ObjectId) -> Result<ChunkList, FindError> {
+        let mut buf = Vec::new();
+        let data = self.find_kind(id, Kind::Chunks, &mut buf)?;
+        ChunkList::decode(data).map_err(|source| FindError::Decode { id: *id, source })
+    }
+
     /// The tensor object `id`.
     fn find_tensor(&self, id: &ObjectId) -> Result<TensorObject, FindError> {
         let mut buf = Vec::new();
@@ -284,7 +293,7 @@ pub trait WriteExt: Write {
         match object {
             Object::Tensor(t) => t.validate().map_err(invalid)?,
             Object::Commit(c) => c.validate().map_err(invalid)?,
-            Object::Blob(_) | Object::Tree(_) => {}
+            Object::Blob(_) | Object::Tree(_) | Object::Chunks(_) => {}
         }
         Ok(self.write_buf(object.kind(), &object.encode())?)
     }

@@ -466,6 +466,15 @@ impl Repository {
                 })?;
                 written += bytes.len() as u64;
             }
+            FileSource::Chunked(id) => {
+                // One chunk in memory at a time, each checked against its id and the list.
+                worktree::write_atomic(path, false, |f| {
+                    written += worktree::read_chunked(self.store(), id, |chunk| {
+                        f.write_all(chunk).map_err(Error::io(path))
+                    })?;
+                    Ok(())
+                })?;
+            }
             FileSource::Safetensors(tree) => {
                 let worktree::SafetensorsLayout { header, tensors } =
                     worktree::safetensors_layout(self.store(), tree)?;

@@ -224,6 +224,13 @@ impl Repository {
         };
         Ok(match source {
             FileSource::Blob { id, .. } => worktree::blob_id_of_file(&path)? == *id,
+            // A chunked file is stored as one only above the threshold: a file that shrank
+            // below it is a blob now, and modified either way.
+            FileSource::Chunked(id) => {
+                std::fs::metadata(&path).map_err(Error::io(&path))?.len()
+                    == worktree::chunked_len(&self.store, id)?
+                    && worktree::chunked_id_of_file(&path)? == *id
+            }
             FileSource::Safetensors(id) => self.safetensors_matches(&path, id)?,
         })
     }

@@ -338,6 +338,9 @@ impl Repository {
                 Some((Kind::Blob, size)) => Some(size),
                 _ => None,
             },
+            Some(Side::Stored(FileSource::Chunked(id))) => {
+                Some(worktree::chunked_len(self.store(), id)?)
+            }
             Some(Side::Disk(p)) => Some(std::fs::metadata(p).map_err(Error::io(p))?.len()),
             _ => None,
         })

@@ -22,6 +22,8 @@ pub enum FileSource {
     },
     /// A safetensors file's tree (header and tensors).
     Safetensors(ObjectId),
+    /// A large plain file's chunk list.
+    Chunked(ObjectId),
 }
 
 /// Every file of the model tree `model`, by working-directory path.
@@ -127,6 +129,10 @@ fn walk<S: FindExt + ?Sized>(
                         id: entry.id,
                         executable: entry.mode == EntryMode::Executable,
                     })?;
+                    out.insert(rel, source);
+                }
+                EntryMode::Chunked => {
+                    let (rel, source) = file(FileSource::Chunked(entry.id))?;
                     out.insert(rel, source);
                 }
                 EntryMode::Tree if part == Part::Params && entry.name.ends_with(".safetensors") => {

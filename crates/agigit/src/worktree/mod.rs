@@ -23,8 +23,12 @@ use agigit_delta::codec::output_digest;
 
 use crate::error::Error;
 
+mod chunked;
 mod files;
 mod fs;
+
+pub use chunked::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, CHUNKED_ABOVE, cut_chunks};
+pub(crate) use chunked::{IdOnly, Store as StoreSink, chunked_len, read_chunked, write_chunked};
 
 pub use files::{
     FileSource, MAX_PATH_LEN, MAX_TREE_DEPTH, SafetensorsLayout, files, files_in,
@@ -135,17 +139,34 @@ fn write_dir<S: Write + ?Sized>(
     Ok(store.write_tree(&tree)?)
 }
 
-/// Stores one file as a blob (streamed: bounded memory).
-fn write_file<S: Write + ?Sized>(store: &S, path: &Path) -> Result<(EntryMode, ObjectId), Error> {
+/// Stores one file (streamed: bounded memory): as one blob, or — a plain file above
+/// [`CHUNKED_ABOVE`] bytes — as its content-defined chunks.
+fn write_file<S: Write + Sync + ?Sized>(
+    store: &S,
+    path: &Path,
+) -> Result<(EntryMode, ObjectId), Error> {
     let mut file = File::open(path).map_err(Error::io(path))?;
     let meta = file.metadata().map_err(Error::io(path))?;
+    if is_executable(&meta) {
+        let id = store.write_stream(Kind::Blob, meta.len(), &mut file)?;
+        return Ok((EntryMode::Executable, id));
+    }
+    if meta.len() > CHUNKED_ABOVE {
+        let (id, _) = write_chunked(path, file, &StoreSink(store))?;
+        return Ok((EntryMode::Chunked, id));
+    }
     let id = store.write_stream(Kind::Blob, meta.len(), &mut file)?;
-    let mode = if is_executable(&meta) {
-        EntryMode::Executable
-    } else {
-        EntryMode::File
-    };
-    Ok((mode, id))
+    Ok((EntryMode::File, id))
+}
+
+/// The chunk list id the file at `path` would be stored as, reading it a buffer at a time
+/// without storing anything.
+///
+/// # Errors
+/// Reading the file; an empty file has no chunk list.
+pub fn chunked_id_of_file(path: &Path) -> Result<ObjectId, Error> {
+    let file = File::open(path).map_err(Error::io(path))?;
+    Ok(write_chunked(path, file, &IdOnly)?.0)
 }
 
 /// Stores a tensor's payload as blobs of at most [`SEGMENT`] bytes, no blob twice: readers refuse a
@@ -350,7 +371,7 @@ fn write_safetensors<S: Write + ?Sized>(
 ///
 /// # Errors
 /// [`Error::Safetensors`] for a malformed safetensors file (naming it), I/O and store errors.
-pub fn snapshot<S: Write + ?Sized>(store: &S, root: &Path) -> Result<ObjectId, Error> {
+pub fn snapshot<S: Write + Sync + ?Sized>(store: &S, root: &Path) -> Result<ObjectId, Error> {
     snapshot_with(store, root, None)
 }
 
@@ -358,7 +379,7 @@ pub fn snapshot<S: Write + ?Sized>(store: &S, root: &Path) -> Result<ObjectId, E
 ///
 /// # Errors
 /// As [`snapshot`]; a codec failure names the file and tensor.
-pub fn snapshot_with<S: Write + ?Sized>(
+pub fn snapshot_with<S: Write + Sync + ?Sized>(
     store: &S,
     root: &Path,
     plan: Option<&DeltaPlan<'_>>,
