@@ -1002,6 +1002,6 @@ fn committed_objects_still_decode() -> TestResult {
         assert_eq!(o.encode(), body);
         kinds.insert(kind);
     }
-    assert_eq!(kinds.len(), 4, "a seed of every kind: {kinds:?}");
+    assert_eq!(kinds.len(), 5, "a seed of every kind: {kinds:?}");
     Ok(())
 }

@@ -6,7 +6,10 @@ use std::io::Read;
 use agigit_hash::ObjectId;
 
 use super::{Find, FindError, FindExt, StoreError, Write, WriteExt};
-use crate::object::{Commit, EntryMode, Kind, Object, TensorObject, Tree, TreeEntry, compute_id};
+use crate::object::{
+    ChunkEntry, ChunkList, Commit, EntryMode, Kind, Object, TensorObject, Tree, TreeEntry,
+    compute_id,
+};
 
 /// A failed conformance check.
 pub type Failure = String;
@@ -52,14 +55,30 @@ pub fn samples() -> Vec<Object> {
         message: "first".into(),
         extra: vec![("run".into(), b"42".to_vec())],
     };
-    vec![
+    // A chunked file of the blob twice, and a list of that list.
+    let chunk = ChunkEntry {
+        len: 12,
+        id: blob_id,
+    };
+    let chunks = ChunkList::new(0, vec![chunk; 2]).ok().map(Object::Chunks);
+    let lists = chunks.as_ref().and_then(|c| {
+        let entry = ChunkEntry {
+            len: 24,
+            id: c.id(),
+        };
+        ChunkList::new(1, vec![entry]).ok().map(Object::Chunks)
+    });
+    let mut out = vec![
         blob,
         Object::Blob(Vec::new()),
         Object::Tensor(tensor),
         Object::Tree(tree),
         Object::Tree(Tree::default()),
         Object::Commit(commit),
-    ]
+    ];
+    out.extend(chunks);
+    out.extend(lists);
+    out
 }
 
 /// A reader that yields `data` and then fails or ends early, to test partial sources.
