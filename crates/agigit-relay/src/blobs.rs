@@ -7,13 +7,13 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use agigit_hash::{BlobHash, Hasher};
 use nostr::prelude::PublicKey;
-use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::blob_index::{BlobIndex, now_secs};
 
 /// A stored blob's description (the BUD-02 blob descriptor, less its URL).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +76,10 @@ pub enum BlobStoreError {
     /// The index failed.
     #[error("blob index: {0}")]
     Index(#[from] rusqlite::Error),
+    /// The object storage behind the store failed or refused (an S3 request, its
+    /// configuration).
+    #[error("object storage: {0}")]
+    Backend(String),
     /// A lock was poisoned by a panicking thread.
     #[error("the blob store's lock is poisoned")]
     Poisoned,
@@ -175,6 +179,99 @@ pub trait BlobStore: Send + Sync {
     }
 }
 
+/// An upload streaming into a temporary file while it is hashed: what every store that keeps
+/// its bytes elsewhere (a filesystem, object storage) writes first. Dropped unfinished, the
+/// file goes.
+#[derive(Debug)]
+pub(crate) struct Spool {
+    pub(crate) temp: PathBuf,
+    file: Option<File>,
+    hasher: Hasher,
+    max: u64,
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+impl Spool {
+    /// A new spool file at `temp` (which must not exist) for at most `max` bytes.
+    pub(crate) fn create(temp: PathBuf, max: u64) -> Result<Self, BlobStoreError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .open(&temp)?;
+        Ok(Spool {
+            temp,
+            file: Some(file),
+            hasher: Hasher::new(),
+            max,
+        })
+    }
+
+    pub(crate) fn write(&mut self, chunk: &[u8]) -> Result<(), BlobStoreError> {
+        let len = self.hasher.len().saturating_add(chunk.len() as u64);
+        if len > self.max {
+            return Err(BlobStoreError::TooLarge { limit: self.max });
+        }
+        self.file_mut()?.write_all(chunk)?;
+        self.hasher.update(chunk);
+        Ok(())
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.hasher.len()
+    }
+
+    pub(crate) fn hash(&self) -> BlobHash {
+        BlobHash::from_hasher(self.hasher.clone())
+    }
+
+    fn file_mut(&mut self) -> Result<&mut File, BlobStoreError> {
+        Ok(self
+            .file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("upload already finished"))?)
+    }
+
+    /// The bytes' hash and length, checked against `expected`; the file synced and rewound.
+    pub(crate) fn finish(
+        &mut self,
+        expected: Option<&BlobHash>,
+    ) -> Result<(BlobHash, u64), BlobStoreError> {
+        let size = self.hasher.len();
+        let actual = BlobHash::from_hasher(self.hasher.clone());
+        if let Some(expected) = expected
+            && *expected != actual
+        {
+            return Err(BlobStoreError::HashMismatch {
+                expected: *expected,
+                actual,
+            });
+        }
+        let file = self.file_mut()?;
+        file.sync_all()?;
+        file.rewind()?;
+        Ok((actual, size))
+    }
+
+    /// The spooled file, to read back.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code, reason = "the S3 store's"))]
+    pub(crate) fn file(&mut self) -> Result<&mut File, BlobStoreError> {
+        self.file_mut()
+    }
+
+    /// The temporary file is no longer the spool's to remove (renamed into place).
+    fn release(&mut self) {
+        self.file = None;
+    }
+}
+
 /// Blobs as files under `root/ab/<hash>`, with an SQLite index of owners in `root/index.sqlite`.
 #[derive(Clone, Debug)]
 pub struct FsBlobStore {
@@ -184,26 +281,8 @@ pub struct FsBlobStore {
 #[derive(Debug)]
 struct FsInner {
     root: PathBuf,
-    index: Mutex<Connection>,
+    index: BlobIndex,
     counter: AtomicU64,
-    /// Seconds a blob stays after its last claim goes (0: it goes at once).
-    retention: AtomicU64,
-}
-
-const OCTET_STREAM: &str = "application/octet-stream";
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 impl FsBlobStore {
@@ -217,33 +296,12 @@ impl FsBlobStore {
         for entry in std::fs::read_dir(root.join("tmp"))? {
             let _ = std::fs::remove_file(entry?.path());
         }
-        let index = Connection::open(root.join("index.sqlite"))?;
-        index.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             CREATE TABLE IF NOT EXISTS blobs (
-                 hash TEXT PRIMARY KEY,
-                 size INTEGER NOT NULL,
-                 type TEXT NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS owners (
-                 hash TEXT NOT NULL REFERENCES blobs(hash),
-                 pubkey TEXT NOT NULL,
-                 uploaded INTEGER NOT NULL,
-                 PRIMARY KEY (pubkey, hash)
-             );
-             CREATE INDEX IF NOT EXISTS owners_by_hash ON owners(hash);
-             CREATE TABLE IF NOT EXISTS unclaimed (
-                 hash TEXT PRIMARY KEY REFERENCES blobs(hash),
-                 since INTEGER NOT NULL
-             );",
-        )?;
+        let index = BlobIndex::open(&root.join("index.sqlite"))?;
         Ok(FsBlobStore {
             inner: Arc::new(FsInner {
                 root,
-                index: Mutex::new(index),
+                index,
                 counter: AtomicU64::new(0),
-                retention: AtomicU64::new(0),
             }),
         })
     }
@@ -255,7 +313,7 @@ impl FsBlobStore {
     /// # Errors
     /// I/O and index errors of the sweep.
     pub fn with_retention(self, secs: u64) -> Result<Self, BlobStoreError> {
-        self.inner.retention.store(secs, Ordering::Relaxed);
+        self.inner.index.set_retention(secs);
         self.sweep(now_secs())?;
         Ok(self)
     }
@@ -266,31 +324,7 @@ impl FsBlobStore {
     /// # Errors
     /// I/O and index errors.
     pub fn sweep(&self, now: u64) -> Result<usize, BlobStoreError> {
-        let retention = self.inner.retention.load(Ordering::Relaxed);
-        let mut index = self.index()?;
-        let tx = index.transaction()?;
-        let expired: Vec<String> = {
-            let mut stmt = tx.prepare(
-                "SELECT u.hash FROM unclaimed u
-                 WHERE u.since <= ?1 AND NOT EXISTS (SELECT 1 FROM owners o WHERE o.hash = u.hash)",
-            )?;
-            let rows =
-                stmt.query_map(params![to_i64(now.saturating_sub(retention))], |r| r.get(0))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        for hex in &expired {
-            tx.execute("DELETE FROM unclaimed WHERE hash = ?1", params![hex])?;
-            tx.execute("DELETE FROM blobs WHERE hash = ?1", params![hex])?;
-            if let Ok(hash) = hex.parse::<BlobHash>() {
-                match std::fs::remove_file(self.path(&hash)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(expired.len())
+        self.inner.index.sweep(now, &|hash| self.remove(hash))
     }
 
     fn path(&self, hash: &BlobHash) -> PathBuf {
@@ -298,60 +332,31 @@ impl FsBlobStore {
         self.inner.root.join(&hex[..2]).join(hex)
     }
 
-    fn index(&self) -> Result<std::sync::MutexGuard<'_, Connection>, BlobStoreError> {
-        self.inner
-            .index
-            .lock()
-            .map_err(|_| BlobStoreError::Poisoned)
-    }
-}
-
-fn row_info(hash: &BlobHash, size: i64, content_type: String, uploaded: i64) -> BlobInfo {
-    BlobInfo {
-        hash: *hash,
-        size: to_u64(size),
-        content_type,
-        uploaded: to_u64(uploaded),
+    fn remove(&self, hash: &BlobHash) -> Result<(), BlobStoreError> {
+        match std::fs::remove_file(self.path(hash)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
 struct FsUpload {
     store: FsBlobStore,
-    temp: PathBuf,
-    file: Option<File>,
-    hasher: Hasher,
-    max: u64,
-}
-
-impl Drop for FsUpload {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.temp);
-        }
-    }
+    spool: Spool,
 }
 
 impl BlobUpload for FsUpload {
     fn write(&mut self, chunk: &[u8]) -> Result<(), BlobStoreError> {
-        let len = self.hasher.len().saturating_add(chunk.len() as u64);
-        if len > self.max {
-            return Err(BlobStoreError::TooLarge { limit: self.max });
-        }
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("upload already finished"))?;
-        file.write_all(chunk)?;
-        self.hasher.update(chunk);
-        Ok(())
+        self.spool.write(chunk)
     }
 
     fn len(&self) -> u64 {
-        self.hasher.len()
+        self.spool.len()
     }
 
     fn hash(&self) -> BlobHash {
-        BlobHash::from_hasher(self.hasher.clone())
+        self.spool.hash()
     }
 
     fn commit(
@@ -361,92 +366,27 @@ impl BlobUpload for FsUpload {
         expected: Option<&BlobHash>,
         quota: Option<u64>,
     ) -> Result<(BlobInfo, bool), BlobStoreError> {
-        let size = self.hasher.len();
-        let actual = BlobHash::from_hasher(std::mem::take(&mut self.hasher));
-        if let Some(expected) = expected
-            && *expected != actual
-        {
-            return Err(BlobStoreError::HashMismatch {
-                expected: *expected,
-                actual,
-            });
+        let (actual, size) = self.spool.finish(expected)?;
+        let final_path = self.store.path(&actual);
+        let mut renamed = false;
+        let claimed =
+            self.store
+                .inner
+                .index
+                .claim(&actual, size, content_type, owner, quota, |is_new| {
+                    if is_new || !final_path.exists() {
+                        if let Some(dir) = final_path.parent() {
+                            std::fs::create_dir_all(dir)?;
+                        }
+                        std::fs::rename(&self.spool.temp, &final_path)?;
+                        renamed = true;
+                    }
+                    Ok(())
+                });
+        if renamed {
+            self.spool.release();
         }
-        let file = self
-            .file
-            .as_ref()
-            .ok_or_else(|| std::io::Error::other("upload already finished"))?;
-        file.sync_all()?;
-        let content_type = if content_type.is_empty() {
-            OCTET_STREAM
-        } else {
-            content_type
-        };
-        let hex = actual.to_hex();
-        let owner_hex = owner.to_hex();
-        let now = now_secs();
-        let store = self.store.clone();
-        let mut index = store.index()?;
-        let tx = index.transaction()?;
-        let owned: bool = tx
-            .query_row(
-                "SELECT 1 FROM owners WHERE pubkey = ?1 AND hash = ?2",
-                params![owner_hex, hex],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some();
-        if let Some(quota) = quota
-            && !owned
-        {
-            let used: i64 = tx.query_row(
-                "SELECT COALESCE(SUM(b.size), 0) FROM owners o JOIN blobs b ON b.hash = o.hash
-                 WHERE o.pubkey = ?1",
-                params![owner_hex],
-                |r| r.get(0),
-            )?;
-            let used = to_u64(used);
-            if used.saturating_add(size) > quota {
-                return Err(BlobStoreError::Quota { size, used, quota });
-            }
-        }
-        let existing: Option<String> = tx
-            .query_row(
-                "SELECT type FROM blobs WHERE hash = ?1",
-                params![hex],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let is_new = existing.is_none();
-        let final_path = store.path(&actual);
-        if is_new {
-            tx.execute(
-                "INSERT INTO blobs (hash, size, type) VALUES (?1, ?2, ?3)",
-                params![hex, to_i64(size), content_type],
-            )?;
-        }
-        if !owned {
-            tx.execute(
-                "INSERT INTO owners (hash, pubkey, uploaded) VALUES (?1, ?2, ?3)",
-                params![hex, owner_hex, to_i64(now)],
-            )?;
-        }
-        // Claimed again: no longer on its way out.
-        tx.execute("DELETE FROM unclaimed WHERE hash = ?1", params![hex])?;
-        if is_new || !final_path.exists() {
-            if let Some(dir) = final_path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::rename(&self.temp, &final_path)?;
-            self.file = None;
-        }
-        tx.commit()?;
-        let info = BlobInfo {
-            hash: actual,
-            size,
-            content_type: existing.unwrap_or_else(|| content_type.to_owned()),
-            uploaded: now,
-        };
-        Ok((info, is_new))
+        claimed
     }
 }
 
@@ -458,29 +398,14 @@ impl BlobStore for FsBlobStore {
             .root
             .join("tmp")
             .join(format!("{}-{n}", std::process::id()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
         Ok(Box::new(FsUpload {
             store: self.clone(),
-            temp,
-            file: Some(file),
-            hasher: Hasher::new(),
-            max: max_bytes,
+            spool: Spool::create(temp, max_bytes)?,
         }))
     }
 
     fn info(&self, hash: &BlobHash) -> Result<Option<BlobInfo>, BlobStoreError> {
-        let index = self.index()?;
-        Ok(index
-            .query_row(
-                "SELECT b.size, b.type, COALESCE(MIN(o.uploaded), 0) FROM blobs b
-                 LEFT JOIN owners o ON o.hash = b.hash WHERE b.hash = ?1 GROUP BY b.hash",
-                params![hash.to_hex()],
-                |r| Ok(row_info(hash, r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?)
+        self.inner.index.info(hash)
     }
 
     fn open(&self, hash: &BlobHash) -> Result<Option<OpenedBlob>, BlobStoreError> {
@@ -500,109 +425,20 @@ impl BlobStore for FsBlobStore {
         since: Option<u64>,
         until: Option<u64>,
     ) -> Result<Vec<BlobInfo>, BlobStoreError> {
-        let index = self.index()?;
-        let mut stmt = index.prepare(
-            "SELECT o.hash, b.size, b.type, o.uploaded FROM owners o JOIN blobs b ON b.hash = o.hash
-             WHERE o.pubkey = ?1 AND o.uploaded >= ?2 AND o.uploaded <= ?3
-             ORDER BY o.uploaded DESC, o.hash",
-        )?;
-        let rows = stmt.query_map(
-            params![
-                owner.to_hex(),
-                to_i64(since.unwrap_or(0)),
-                to_i64(until.unwrap_or(u64::MAX))
-            ],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            },
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (hex, size, ty, uploaded) = row?;
-            // The index only holds hashes it wrote; skip anything else rather than fail a list.
-            if let Ok(hash) = hex.parse::<BlobHash>() {
-                out.push(row_info(&hash, size, ty, uploaded));
-            }
-        }
-        Ok(out)
+        self.inner.index.list(owner, since, until)
     }
 
     fn delete(&self, hash: &BlobHash, owner: &PublicKey) -> Result<DeleteOutcome, BlobStoreError> {
-        let hex = hash.to_hex();
-        let mut index = self.index()?;
-        let tx = index.transaction()?;
-        let exists = tx
-            .query_row("SELECT 1 FROM blobs WHERE hash = ?1", params![hex], |_| {
-                Ok(())
-            })
-            .optional()?
-            .is_some();
-        if !exists {
-            return Ok(DeleteOutcome::NotFound);
-        }
-        let removed = tx.execute(
-            "DELETE FROM owners WHERE hash = ?1 AND pubkey = ?2",
-            params![hex, owner.to_hex()],
-        )?;
-        if removed == 0 {
-            return Ok(DeleteOutcome::NotOwner);
-        }
-        let left: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM owners WHERE hash = ?1",
-            params![hex],
-            |r| r.get(0),
-        )?;
-        let retention = self.inner.retention.load(Ordering::Relaxed);
-        let outcome = if left == 0 && retention > 0 {
-            tx.execute(
-                "INSERT OR REPLACE INTO unclaimed (hash, since) VALUES (?1, ?2)",
-                params![hex, to_i64(now_secs())],
-            )?;
-            DeleteOutcome::Removed
-        } else if left == 0 {
-            tx.execute("DELETE FROM blobs WHERE hash = ?1", params![hex])?;
-            match std::fs::remove_file(self.path(hash)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-            DeleteOutcome::Removed
-        } else {
-            DeleteOutcome::Released
-        };
-        tx.commit()?;
-        drop(index);
-        if retention > 0 {
-            self.sweep(now_secs())?;
-        }
-        Ok(outcome)
+        self.inner
+            .index
+            .delete(hash, owner, &|hash| self.remove(hash))
     }
 
     fn is_claimed(&self, hash: &BlobHash) -> Result<bool, BlobStoreError> {
-        let index = self.index()?;
-        Ok(index
-            .query_row(
-                "SELECT 1 FROM owners WHERE hash = ?1 LIMIT 1",
-                params![hash.to_hex()],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+        self.inner.index.is_claimed(hash)
     }
 
     fn usage(&self, owner: &PublicKey) -> Result<u64, BlobStoreError> {
-        let index = self.index()?;
-        let used: i64 = index.query_row(
-            "SELECT COALESCE(SUM(b.size), 0) FROM owners o JOIN blobs b ON b.hash = o.hash
-             WHERE o.pubkey = ?1",
-            params![owner.to_hex()],
-            |r| r.get(0),
-        )?;
-        Ok(to_u64(used))
+        self.inner.index.usage(owner)
     }
 }

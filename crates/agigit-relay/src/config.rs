@@ -43,6 +43,17 @@
 //! max_upload_bytes_in_flight = 4294967296
 //! max_token_lifetime_secs = 3600
 //! min_upload_rate = 16384          # bytes per second
+//!
+//! # Blobs in S3-compatible object storage instead of `data/blobs` (the owner index stays in
+//! # `data/blobs`). Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY unless set
+//! # here (then keep the file private).
+//! # [blossom.s3]
+//! # bucket = "agigit-blobs"
+//! # endpoint = "https://s3.eu-central-1.amazonaws.com"   # or R2's, MinIO's, a Garage node's
+//! # region = "us-east-1"
+//! # prefix = "relay-a/"
+//! # allow_http = false             # true only for a bucket on the same host or a trusted link
+//! # virtual_hosted_style = false   # path-style requests (MinIO, Garage) unless true
 //! ```
 
 use std::net::SocketAddr;
@@ -198,6 +209,60 @@ pub struct BlossomConfig {
     /// or answered to `HEAD`), so that a reader in the middle of a clone is not cut off; 0
     /// deletes it at once.
     pub unclaimed_retention_secs: u64,
+    /// Blobs in an S3-compatible bucket instead of the data directory.
+    pub s3: Option<S3Config>,
+}
+
+/// Where an S3-compatible blob store keeps its blobs.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// The bucket (it must exist).
+    pub bucket: String,
+    /// The service's URL (`https://…`); AWS S3 of `region` when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The region (`us-east-1` when absent; S3-compatible services mostly accept any).
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Prepended to every blob's key (`relay-a/`), so relays can share a bucket.
+    #[serde(default)]
+    pub prefix: String,
+    /// Whether a plain `http://` endpoint is allowed.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Bucket-in-the-host-name requests (AWS's default) instead of path-style ones.
+    #[serde(default)]
+    pub virtual_hosted_style: bool,
+    /// The access key id; from `AWS_ACCESS_KEY_ID` when absent.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// The secret access key; from `AWS_SECRET_ACCESS_KEY` when absent.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+
+impl std::fmt::Debug for S3Config {
+    /// Everything but the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("allow_http", &self.allow_http)
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "(set)"),
+            )
+            .finish()
+    }
 }
 
 /// The default largest blob: 1 GiB.
@@ -215,6 +280,7 @@ impl Default for BlossomConfig {
             max_token_lifetime_secs: 3600,
             min_upload_rate: 16 << 10,
             unclaimed_retention_secs: 3600,
+            s3: None,
         }
     }
 }
@@ -376,6 +442,7 @@ struct FileBlossom {
     max_token_lifetime_secs: Option<u64>,
     min_upload_rate: Option<u64>,
     unclaimed_retention_secs: Option<u64>,
+    s3: Option<S3Config>,
 }
 
 fn secs(n: u64) -> Duration {
@@ -437,6 +504,7 @@ impl Config {
         set(&mut b.max_token_lifetime_secs, fb.max_token_lifetime_secs);
         set(&mut b.min_upload_rate, fb.min_upload_rate);
         set(&mut b.unclaimed_retention_secs, fb.unclaimed_retention_secs);
+        b.s3 = fb.s3;
         Ok(c)
     }
 
@@ -473,6 +541,29 @@ mod tests {
         let parsed = Config::from_toml(&example, Path::new("doc")).unwrap();
         assert_eq!(parsed, Config::default());
         assert_eq!(parsed.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn an_s3_bucket_is_configured_and_its_secret_never_printed() {
+        let c = Config::from_toml(
+            "[blossom.s3]\nbucket = \"blobs\"\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true\nsecret_access_key = \"hunter2\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let s3 = c.blossom.s3.as_ref().expect("s3");
+        assert_eq!(s3.bucket, "blobs");
+        assert_eq!(s3.region, "us-east-1");
+        assert_eq!(s3.prefix, "");
+        assert!(s3.allow_http && !s3.virtual_hosted_style);
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("(set)"),
+            "{shown}"
+        );
+        let err = Config::from_toml("[blossom.s3]\nbuckett = \"b\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("buckett"), "{err}");
     }
 
     #[test]

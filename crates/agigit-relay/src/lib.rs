@@ -1,16 +1,21 @@
 #![doc = include_str!("../README.md")]
 
+mod blob_index;
 pub mod blobs;
 mod blossom;
 pub mod config;
 pub mod conformance;
 pub mod identity;
 pub mod range;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod server;
 pub mod store;
 
 pub use blobs::{BlobInfo, BlobStore, BlobStoreError, FsBlobStore};
 pub use config::{AuthPolicy, BlossomConfig, Config};
+#[cfg(feature = "s3")]
+pub use s3::S3BlobStore;
 pub use server::{Relay, ServeError};
 #[cfg(feature = "postgres")]
 pub use store::PostgresEventStore;

@@ -295,9 +295,23 @@ impl Relay {
             relay = relay.with_public_url(url)?;
         }
         if config.blossom.enabled {
-            let blobs = FsBlobStore::open(config.data.join("blobs"))?
-                .with_retention(config.blossom.unclaimed_retention_secs)?;
-            relay = relay.with_blobs(Arc::new(blobs), config.blossom.clone());
+            let retention = config.blossom.unclaimed_retention_secs;
+            let local = config.data.join("blobs");
+            let blobs: Arc<dyn BlobStore> = match &config.blossom.s3 {
+                None => Arc::new(FsBlobStore::open(&local)?.with_retention(retention)?),
+                #[cfg(feature = "s3")]
+                Some(s3) => {
+                    Arc::new(crate::s3::S3BlobStore::open(s3, &local)?.with_retention(retention)?)
+                }
+                #[cfg(not(feature = "s3"))]
+                Some(_) => {
+                    return Err(BlobStoreError::Backend(
+                        "[blossom.s3] is set, but this build has no S3 support: build agigit-relay with the `s3` feature".into(),
+                    )
+                    .into());
+                }
+            };
+            relay = relay.with_blobs(blobs, config.blossom.clone());
         }
         Ok(relay)
     }

@@ -64,17 +64,35 @@ pub(crate) fn start_relay(
     dir: &Path,
     key: &Path,
 ) -> Result<Child, Box<dyn std::error::Error>> {
-    let child = Command::new(relay_binary())
+    start_relay_with(port, dir, key, None)
+}
+
+/// [`start_relay`] with the TOML configuration file `config`, when given.
+pub(crate) fn start_relay_with(
+    port: u16,
+    dir: &Path,
+    key: &Path,
+    config: Option<&Path>,
+) -> Result<Child, Box<dyn std::error::Error>> {
+    let mut command = Command::new(relay_binary());
+    command
         .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(dir)
         .arg("--key-file")
-        .arg(key)
+        .arg(key);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let mut child = command
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait()? {
+            return Err(format!("the relay exited at start: {status}").into());
+        }
         if started.elapsed() > Duration::from_secs(20) {
             return Err("the relay did not start".into());
         }

@@ -3,6 +3,7 @@
 #![allow(dead_code, reason = "each test binary uses a part")]
 
 pub(crate) mod postgres;
+pub(crate) mod s3;
 
 /// The bytes of the files directly in `dir` (0 when it does not exist).
 pub(crate) fn dir_bytes(dir: &std::path::Path) -> u64 {
