@@ -224,6 +224,177 @@ pub fn write_pack_to<S: FindExt + ?Sized, W: std::io::Write>(
     Ok(written)
 }
 
+/// The magic of a pack index (a pack manifest's annex).
+pub const PACK_INDEX_MAGIC: &[u8; 4] = b"AGPI";
+/// The pack index version this crate writes and reads.
+pub const PACK_INDEX_VERSION: u8 = 1;
+/// Bytes of one index entry: kind, id, body length.
+const INDEX_ENTRY: usize = 1 + 32 + 8;
+
+/// One object of a pack: its kind, id and body length (`docs/format.md` §6.7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PackEntry {
+    /// The object's kind.
+    pub kind: Kind,
+    /// Its id.
+    pub id: ObjectId,
+    /// Its body's length (the header's `<len>`).
+    pub len: u64,
+}
+
+impl PackEntry {
+    /// Bytes it takes in the pack: its header and body.
+    pub fn packed_len(&self) -> u64 {
+        crate::object::header(self.kind, self.len).len() as u64 + self.len
+    }
+}
+
+/// Where each object of a pack is: its entries in pack order, from which every object's byte
+/// range in the pack follows (the pack is its 9-byte header, then each object's header and body
+/// end to end). Published as the pack manifest's annex, so that a reader fetches only the
+/// segments holding the objects it wants.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PackIndex {
+    entries: Vec<PackEntry>,
+}
+
+fn kind_tag(kind: Kind) -> u8 {
+    match kind {
+        Kind::Blob => 1,
+        Kind::Chunks => 2,
+        Kind::Tensor => 3,
+        Kind::Tree => 4,
+        Kind::Commit => 5,
+    }
+}
+
+fn tag_kind(tag: u8) -> Option<Kind> {
+    Some(match tag {
+        1 => Kind::Blob,
+        2 => Kind::Chunks,
+        3 => Kind::Tensor,
+        4 => Kind::Tree,
+        5 => Kind::Commit,
+        _ => return None,
+    })
+}
+
+impl PackIndex {
+    /// The index of a pack of `entries`, in pack order.
+    pub fn new(entries: Vec<PackEntry>) -> Self {
+        PackIndex { entries }
+    }
+
+    /// The entries, in pack order.
+    pub fn entries(&self) -> &[PackEntry] {
+        &self.entries
+    }
+
+    /// The pack's length: its header and every object.
+    pub fn pack_len(&self) -> u64 {
+        let objects: u64 = self.entries.iter().map(PackEntry::packed_len).sum();
+        9 + objects
+    }
+
+    /// Every entry with the byte range (header and body) it takes in the pack.
+    pub fn ranges(&self) -> impl Iterator<Item = (&PackEntry, std::ops::Range<u64>)> {
+        let mut at = 9u64;
+        self.entries.iter().map(move |e| {
+            let start = at;
+            at += e.packed_len();
+            (e, start..at)
+        })
+    }
+
+    /// The canonical bytes: magic, version, entry count, then each entry's kind, id and body
+    /// length.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + INDEX_ENTRY * self.entries.len());
+        out.extend_from_slice(PACK_INDEX_MAGIC);
+        out.push(PACK_INDEX_VERSION);
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "a pack counts its objects in a u32: its index has as many"
+        )]
+        out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        for e in &self.entries {
+            out.push(kind_tag(e.kind));
+            out.extend_from_slice(e.id.as_bytes());
+            out.extend_from_slice(&e.len.to_le_bytes());
+        }
+        out
+    }
+
+    /// Reads an index, checking each entry's kind and its length against `limits`.
+    ///
+    /// # Errors
+    /// [`PackError::Corrupt`] naming the first problem.
+    pub fn decode(bytes: &[u8], limits: Limits) -> Result<Self, Error> {
+        let corrupt = |why: String| Error::Corrupt(format!("pack index: {why}"));
+        let (head, body) = bytes
+            .split_first_chunk::<9>()
+            .ok_or_else(|| corrupt(format!("{} bytes, shorter than its header", bytes.len())))?;
+        if &head[..4] != PACK_INDEX_MAGIC {
+            return Err(corrupt("not a pack index (bad magic)".into()));
+        }
+        if head[4] != PACK_INDEX_VERSION {
+            return Err(corrupt(format!(
+                "version {}; this build reads version {PACK_INDEX_VERSION}: upgrade agigit",
+                head[4]
+            )));
+        }
+        let count = u32::from_le_bytes([head[5], head[6], head[7], head[8]]) as usize;
+        // The count must be what the bytes hold, before anything is allocated for it.
+        if body.len() % INDEX_ENTRY != 0 || body.len() / INDEX_ENTRY != count {
+            return Err(corrupt(format!(
+                "{count} entries announced, {} bytes of entries",
+                body.len()
+            )));
+        }
+        let mut entries = Vec::with_capacity(count);
+        for (i, e) in body.chunks_exact(INDEX_ENTRY).enumerate() {
+            let kind =
+                tag_kind(e[0]).ok_or_else(|| corrupt(format!("entry {i}: kind {}", e[0])))?;
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&e[1..33]);
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&e[33..41]);
+            let len = u64::from_le_bytes(len);
+            if len > limits.for_kind(kind) {
+                return Err(corrupt(format!(
+                    "entry {i}: a {kind} of {len} bytes, over the limit of {}",
+                    limits.for_kind(kind)
+                )));
+            }
+            entries.push(PackEntry {
+                kind,
+                id: ObjectId::from_bytes(id),
+                len,
+            });
+        }
+        Ok(PackIndex { entries })
+    }
+}
+
+/// The index of the pack [`write_pack_to`] writes of `objects`: each object's kind and length
+/// from the store's headers (nothing else is read).
+///
+/// # Errors
+/// [`PackError::Find`] for an object the store lacks; store errors.
+pub fn index_of<S: FindExt + ?Sized>(
+    store: &S,
+    objects: &[(Kind, ObjectId)],
+) -> Result<PackIndex, Error> {
+    let entries = objects
+        .iter()
+        .map(|(_, id)| match store.header_of(id)? {
+            Some((kind, len)) => Ok(PackEntry { kind, id: *id, len }),
+            None => Err(Error::Find(FindError::NotFound { id: *id })),
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(PackIndex { entries })
+}
+
 /// Reads a pack, verifying every object against its id, and writes the objects to `store`.
 /// Returns the ids read.
 ///
@@ -399,7 +570,76 @@ mod tests {
         assert!(err.to_string().contains("upgrade"), "{err}");
     }
 
+    #[test]
+    fn the_index_gives_every_objects_place_in_the_pack() {
+        let (store, tip) = sample();
+        let objects = objects_between(&store, &[tip], &[]).expect("walk");
+        let pack = write_pack(&store, &objects).expect("pack");
+        let index = index_of(&store, &objects).expect("index");
+        assert_eq!(index.pack_len(), pack.len() as u64);
+        for (entry, range) in index.ranges() {
+            let bytes = &pack[usize::try_from(range.start).expect("fits")
+                ..usize::try_from(range.end).expect("fits")];
+            let (kind, body) =
+                crate::object::parse_loose(bytes, Limits::default()).expect("one object");
+            assert_eq!((kind, body.len() as u64), (entry.kind, entry.len));
+            assert_eq!(crate::object::compute_id(kind, body), entry.id);
+        }
+        let bytes = index.encode();
+        assert_eq!(
+            PackIndex::decode(&bytes, Limits::default()).ok(),
+            Some(index.clone())
+        );
+        // Refusals: a count the bytes do not hold, an unknown kind, a length over the limit.
+        let mut count = bytes.clone();
+        count[5] = 200;
+        assert!(PackIndex::decode(&count, Limits::default()).is_err());
+        let mut kind = bytes.clone();
+        kind[9] = 0;
+        assert!(PackIndex::decode(&kind, Limits::default()).is_err());
+        let small = Limits {
+            max_blob: 3,
+            max_meta: 1 << 20,
+        };
+        let err = PackIndex::decode(&bytes, small).expect_err("a blob over the limit");
+        assert!(err.to_string().contains("over the limit"), "{err}");
+        assert!(index_of(&store, &[(Kind::Blob, ObjectId::from_bytes([9; 32]))]).is_err());
+    }
+
+    fn arb_entry() -> impl Strategy<Value = PackEntry> {
+        (1u8..=5, any::<[u8; 32]>(), 0u64..1 << 20).prop_map(|(tag, id, len)| PackEntry {
+            kind: tag_kind(tag).expect("known tag"),
+            id: ObjectId::from_bytes(id),
+            len,
+        })
+    }
+
     proptest! {
+        #[test]
+        fn index_round_trips(entries in proptest::collection::vec(arb_entry(), 0..40)) {
+            let index = PackIndex::new(entries);
+            prop_assert_eq!(PackIndex::decode(&index.encode(), Limits::default()).ok(), Some(index));
+        }
+
+        /// A changed or cut index is refused or decodes to an index that encodes to exactly the
+        /// bytes given.
+        #[test]
+        fn index_corruption_is_refused_or_canonical(
+            entries in proptest::collection::vec(arb_entry(), 1..20),
+            at in any::<prop::sample::Index>(),
+            flip in 1u8..,
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let bytes = PackIndex::new(entries).encode();
+            let mut bad = bytes.clone();
+            let i = at.index(bad.len());
+            bad[i] ^= flip;
+            if let Ok(index) = PackIndex::decode(&bad, Limits::default()) {
+                prop_assert_eq!(index.encode(), bad);
+            }
+            prop_assert!(PackIndex::decode(&bytes[..cut.index(bytes.len())], Limits::default()).is_err());
+        }
+
         /// Arbitrary bytes never panic the reader, and whatever it accepts re-packs identically.
         #[test]
         fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {

@@ -16,7 +16,8 @@ pub use durability::{Durability, EXACT_ODDS_SERVERS, Holdings, RebuildOdds, Shar
 pub use leopard::{LEOPARD_STRIPE, Leopard};
 pub use locate::{Locator, MAX_PERIOD, Rank};
 pub use manifest::{
-    MANIFEST_MAGIC, MANIFEST_VERSION, MAX_SEGMENT_SIZE, ManifestError, ShardManifest,
+    MANIFEST_MAGIC, MANIFEST_VERSION, MANIFEST_VERSION_ANNEX, MAX_ANNEX_LEN, MAX_SEGMENT_SIZE,
+    ManifestError, ShardManifest,
 };
 pub use novelpoly::NovelPoly;
 pub use placement::{Placement, PlacementError, plan_shards};

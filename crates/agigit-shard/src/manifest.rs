@@ -6,8 +6,14 @@ use crate::code::{CodecKind, CodecSpec, ErasureCode, ShardError, codec_for};
 
 /// Magic bytes at the start of an encoded manifest.
 pub const MANIFEST_MAGIC: [u8; 4] = *b"AGSM";
-/// The manifest encoding version this crate writes and reads.
+/// The manifest encoding version of a manifest without an annex.
 pub const MANIFEST_VERSION: u8 = 1;
+/// The manifest encoding version of a manifest with an annex (version 1's fields, then the
+/// annex): what the application knows about the object, such as agigit's index of a pack's
+/// objects. This crate reads and writes both versions.
+pub const MANIFEST_VERSION_ANNEX: u8 = 2;
+/// The largest annex (64 MiB, the most a reader fetches for a whole manifest).
+pub const MAX_ANNEX_LEN: usize = 64 << 20;
 /// Largest segment size a manifest may name (1 GiB): a reader allocates one segment at a time
 /// per worker, so this bounds what a hostile manifest can make it allocate.
 pub const MAX_SEGMENT_SIZE: u64 = 1 << 30;
@@ -29,7 +35,7 @@ pub enum ManifestError {
     BadMagic,
     /// A version this crate does not read.
     #[error(
-        "shard manifest version {version} is not supported (this build reads version 1); upgrade agigit"
+        "shard manifest version {version} is not supported (this build reads versions 1 and 2); upgrade agigit"
     )]
     UnsupportedVersion {
         /// The version byte.
@@ -61,6 +67,15 @@ pub enum ManifestError {
         /// Bytes present.
         found: usize,
     },
+    /// The annex is empty (a manifest without one is version 1), longer than
+    /// [`MAX_ANNEX_LEN`], or not the length its prefix says.
+    #[error(
+        "a manifest annex must be 1 to {MAX_ANNEX_LEN} bytes and as long as its prefix says; got {len}"
+    )]
+    Annex {
+        /// Its length, or the bytes left for it.
+        len: u64,
+    },
     /// A segment list does not match the recorded length or codec.
     #[error("expected {expected} segment(s) of {n} shard hashes each")]
     Segments {
@@ -83,6 +98,8 @@ pub struct ShardManifest {
     total_len: u64,
     /// `segments[j][i]` is the hash of shard `i` of segment `j`.
     segments: Vec<Vec<BlobHash>>,
+    /// The application's bytes about the object (version 2), never empty.
+    annex: Option<Vec<u8>>,
 }
 
 impl ShardManifest {
@@ -113,7 +130,28 @@ impl ShardManifest {
             segment_size,
             total_len,
             segments,
+            annex: None,
         })
+    }
+
+    /// The manifest with `annex`, the application's bytes about the object (agigit puts its
+    /// index of a pack's objects there), encoded as version 2; an empty annex removes it.
+    ///
+    /// # Errors
+    /// [`ManifestError::Annex`] for an annex longer than [`MAX_ANNEX_LEN`].
+    pub fn with_annex(mut self, annex: Vec<u8>) -> Result<Self, ManifestError> {
+        if annex.len() > MAX_ANNEX_LEN {
+            return Err(ManifestError::Annex {
+                len: annex.len() as u64,
+            });
+        }
+        self.annex = (!annex.is_empty()).then_some(annex);
+        Ok(self)
+    }
+
+    /// The annex, when the manifest has one (version 2).
+    pub fn annex(&self) -> Option<&[u8]> {
+        self.annex.as_deref()
     }
 
     /// The codec and its parameters.
@@ -227,9 +265,16 @@ impl ShardManifest {
 
     /// The canonical bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + self.segments.len() * self.codec.n * 32);
+        let annex = self.annex.as_deref().unwrap_or_default();
+        let mut out = Vec::with_capacity(
+            HEADER_LEN + self.segments.len() * self.codec.n * 32 + 4 + annex.len(),
+        );
         out.extend_from_slice(&MANIFEST_MAGIC);
-        out.push(MANIFEST_VERSION);
+        out.push(if self.annex.is_some() {
+            MANIFEST_VERSION_ANNEX
+        } else {
+            MANIFEST_VERSION
+        });
         out.push(self.codec.kind.tag());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&u32_le(self.codec.k));
@@ -238,6 +283,10 @@ impl ShardManifest {
         out.extend_from_slice(&self.total_len.to_le_bytes());
         for hash in self.segments.iter().flatten() {
             out.extend_from_slice(hash.as_bytes());
+        }
+        if self.annex.is_some() {
+            out.extend_from_slice(&u32_le(annex.len()));
+            out.extend_from_slice(annex);
         }
         out
     }
@@ -254,9 +303,11 @@ impl ShardManifest {
         if header[..4] != MANIFEST_MAGIC {
             return Err(ManifestError::BadMagic);
         }
-        if header[4] != MANIFEST_VERSION {
-            return Err(ManifestError::UnsupportedVersion { version: header[4] });
-        }
+        let has_annex = match header[4] {
+            MANIFEST_VERSION => false,
+            MANIFEST_VERSION_ANNEX => true,
+            version => return Err(ManifestError::UnsupportedVersion { version }),
+        };
         let kind =
             CodecKind::from_tag(header[5]).ok_or(ManifestError::UnknownCodec { tag: header[5] })?;
         if header[6..8] != [0, 0] {
@@ -282,8 +333,37 @@ impl ShardManifest {
             return Err(ManifestError::SegmentSize { size: segment_size });
         }
         let count = total_len.div_ceil(segment_size);
-        let table = &bytes[HEADER_LEN..];
+        let rest = &bytes[HEADER_LEN..];
         let expected = u128::from(count) * codec.n as u128 * 32;
+        let (table, annex) = if has_annex {
+            // The table's length comes from the header; the annex's prefix must then account
+            // for every byte left.
+            let table_len = usize::try_from(expected)
+                .ok()
+                .filter(|&t| t <= rest.len())
+                .ok_or(ManifestError::HashTable {
+                    expected,
+                    found: rest.len(),
+                })?;
+            let (table, tail) = rest.split_at(table_len);
+            let annex = match tail.split_first_chunk::<4>() {
+                Some((len, annex))
+                    if u32::from_le_bytes(*len) as usize == annex.len()
+                        && !annex.is_empty()
+                        && annex.len() <= MAX_ANNEX_LEN =>
+                {
+                    annex.to_vec()
+                }
+                _ => {
+                    return Err(ManifestError::Annex {
+                        len: tail.len() as u64,
+                    });
+                }
+            };
+            (table, Some(annex))
+        } else {
+            (rest, None)
+        };
         if expected != table.len() as u128 {
             return Err(ManifestError::HashTable {
                 expected,
@@ -298,7 +378,8 @@ impl ShardManifest {
                     .collect()
             })
             .collect();
-        Self::new(codec, segment_size, total_len, segments)
+        let manifest = Self::new(codec, segment_size, total_len, segments)?;
+        Ok(Self { annex, ..manifest })
     }
 }
 

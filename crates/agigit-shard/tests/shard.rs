@@ -143,6 +143,7 @@ proptest! {
         segment_size in 1u64..5000,
         total_len in 0u64..20_000,
         seed in any::<u64>(),
+        annex in proptest::option::of(proptest::collection::vec(any::<u8>(), 1..64)),
     ) {
         let code = codec(kind, k, n);
         let spec = code.spec();
@@ -151,8 +152,11 @@ proptest! {
             .map(|j| (0..spec.n).map(|i| BlobHash::digest(test_bytes(8, seed ^ (j << 16) ^ i as u64))).collect())
             .collect();
         let manifest = ShardManifest::new(spec, segment_size, total_len, segments)
+            .and_then(|m| m.with_annex(annex.clone().unwrap_or_default()))
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(manifest.annex(), annex.as_deref());
         let bytes = manifest.encode();
+        prop_assert_eq!(bytes[4], if annex.is_some() { 2 } else { 1 });
         prop_assert_eq!(ShardManifest::decode(&bytes), Ok(manifest.clone()));
         // Every truncation and any extra byte is rejected.
         for cut in 0..bytes.len() {
@@ -195,9 +199,11 @@ fn manifest_rejects_malformed_headers() {
     );
     assert_eq!(patch(0, b"XGSM"), Err(ManifestError::BadMagic));
     assert_eq!(
-        patch(4, &[2]),
-        Err(ManifestError::UnsupportedVersion { version: 2 })
+        patch(4, &[3]),
+        Err(ManifestError::UnsupportedVersion { version: 3 })
     );
+    // Version 2 promises an annex after the table: none there is refused.
+    assert_eq!(patch(4, &[2]), Err(ManifestError::Annex { len: 0 }));
     assert_eq!(patch(5, &[9]), Err(ManifestError::UnknownCodec { tag: 9 }));
     assert_eq!(patch(6, &[1]), Err(ManifestError::Reserved));
     assert!(
@@ -226,6 +232,44 @@ fn manifest_rejects_malformed_headers() {
     assert!(matches!(
         patch(24, &u64::MAX.to_le_bytes()),
         Err(ManifestError::HashTable { .. })
+    ));
+    // An annex: round trip; an empty one is version 1; a prefix that disagrees with the bytes
+    // left, or an annex of no bytes in version 2, is refused.
+    let manifest = ShardManifest::decode(&good).expect("good");
+    let with = manifest
+        .clone()
+        .with_annex(b"index".to_vec())
+        .expect("annex");
+    let bytes = with.encode();
+    assert_eq!(
+        ShardManifest::decode(&bytes).expect("v2").annex(),
+        Some(&b"index"[..])
+    );
+    assert_eq!(
+        manifest
+            .clone()
+            .with_annex(Vec::new())
+            .expect("none")
+            .encode(),
+        good
+    );
+    let table_end = good.len();
+    let mut lying = bytes.clone();
+    lying[table_end..table_end + 4].copy_from_slice(&6u32.to_le_bytes());
+    assert_eq!(
+        ShardManifest::decode(&lying),
+        Err(ManifestError::Annex { len: 9 })
+    );
+    let mut empty = good.clone();
+    empty[4] = 2;
+    empty.extend_from_slice(&0u32.to_le_bytes());
+    assert_eq!(
+        ShardManifest::decode(&empty),
+        Err(ManifestError::Annex { len: 4 })
+    );
+    assert!(matches!(
+        manifest.with_annex(vec![0; agigit_shard::MAX_ANNEX_LEN + 1]),
+        Err(ManifestError::Annex { .. })
     ));
     // NovelPoly's k must be a power of two: 3 is not a k it produces.
     let mut b = good.clone();

@@ -9,7 +9,7 @@ use std::path::Path;
 use agigit::dag::{EntryMode, FindExt as _, Kind};
 use agigit::event::RepoId;
 use agigit::event::nostr::prelude::Keys;
-use agigit::net::MemoryTransport;
+use agigit::net::{MemoryTransport, Transport as _};
 use agigit::shard::Leopard;
 use agigit::{Change, FetchOptions, PushOptions, Repository};
 
@@ -78,6 +78,22 @@ async fn a_new_dataset_version_stores_and_sends_only_the_chunks_it_changed() -> 
     let id = RepoId::new("chunked")?;
     let opts = PushOptions::new(&code);
     let pushed = repo.push(&net, &keys, &id, "master", opts).await?;
+    // Every pack's manifest carries the pack's index: where each of its objects is.
+    for pack in &pushed.packs {
+        let stored = net.get_blob("s0", &pack.manifest, 64 << 20).await?;
+        let manifest = agigit::shard::ShardManifest::decode(&stored)?;
+        let index = agigit::dag::pack::PackIndex::decode(
+            manifest.annex().ok_or("a manifest without an index")?,
+            agigit::dag::Limits::default(),
+        )?;
+        assert_eq!(index.pack_len(), manifest.total_len());
+        for entry in index.entries() {
+            assert_eq!(
+                repo.store().header_of(&entry.id)?,
+                Some((entry.kind, entry.len))
+            );
+        }
+    }
 
     // A byte changed in place (same length): modified.
     let mut flipped = first.clone();

@@ -487,6 +487,21 @@ impl Repository {
         pending.push(pack);
         let manifest = ShardManifest::new(spec, segment_size as u64, pack_len, hashes)
             .map_err(|e| Error::Invalid(e.to_string()))?;
+        // The pack's index as the manifest's annex: where each object is, for a reader that
+        // wants a few of them. Left out when the manifest would grow past what readers fetch.
+        let index = {
+            let (store, list) = (self.shared_store(), objects.to_vec());
+            cpu(move || pack::index_of(&*store, &list)).await??.encode()
+        };
+        let table = manifest.encode().len() as u64;
+        let manifest = if table + 4 + index.len() as u64 <= MAX_MANIFEST_BYTES {
+            manifest
+                .with_annex(index)
+                .map_err(|e| Error::Invalid(e.to_string()))?
+        } else {
+            tracing::debug!(objects = objects.len(), "pack index left out of an oversized manifest");
+            manifest
+        };
 
         // 2. The manifest (sealed when private), on every push server.
         let mut manifest_bytes = manifest.encode();
