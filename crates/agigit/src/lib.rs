@@ -17,8 +17,9 @@ pub use op_error::{Conflicts, IoError, LocalChanges, checkout, commit, fetch, me
 pub use private::PrivateKeys;
 pub use remote::{
     AuditOptions, AuditReport, DEFAULT_PARALLEL, FetchOptions, GcOptions, GcReport,
-    MAX_FETCH_SEGMENT, MAX_MANIFEST_BYTES, PackAudit, PackDurability, Progress, PullReport,
-    PushOptions, PushReport, Remote, RemoteRefs, RepairReport, ServerGc, ServerHolding, StageTimes,
+    MAX_FETCH_SEGMENT, MAX_MANIFEST_BYTES, PackAudit, PackDurability, PartialReport, PartialWant,
+    Progress, PullReport, PushOptions, PushReport, Remote, RemoteRefs, RepairReport, ServerGc,
+    ServerHolding, StageTimes,
 };
 pub use repository::{
     Change, CheckoutReport, DEFAULT_BRANCH, FileDiff, LineageStep, MERGE_STRATEGY_HEADER,

@@ -22,6 +22,7 @@ mod fetch;
 mod gc;
 mod handle;
 mod packs;
+mod partial;
 mod pending;
 mod push;
 mod state;
@@ -46,6 +47,7 @@ use crate::worktree::Part;
 pub use audit::{AuditOptions, AuditReport, PackAudit, RepairReport};
 pub use gc::{GcOptions, GcReport, ServerGc};
 pub use handle::Remote;
+pub use partial::{PartialReport, PartialWant};
 
 /// Transfers in flight at once when none is chosen.
 pub const DEFAULT_PARALLEL: usize = crate::config::defaults::PARALLEL;

@@ -499,7 +499,10 @@ impl Repository {
                 .with_annex(index)
                 .map_err(|e| Error::Invalid(e.to_string()))?
         } else {
-            tracing::debug!(objects = objects.len(), "pack index left out of an oversized manifest");
+            tracing::debug!(
+                objects = objects.len(),
+                "pack index left out of an oversized manifest"
+            );
             manifest
         };
 

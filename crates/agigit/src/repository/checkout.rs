@@ -453,6 +453,24 @@ impl Repository {
         Ok(self.apply(plan)?)
     }
 
+    /// Writes working-directory file `rel` from `source` (parents made, never through a
+    /// symlink); returns the bytes written.
+    pub(crate) fn write_file_at(&self, rel: &str, source: &FileSource) -> Result<u64, Error> {
+        let path = ensure_parents(self.root(), rel)?;
+        self.write_source(&path, source)
+    }
+
+    /// Writes working-directory file `rel` by `fill`, atomically (parents made, never through
+    /// a symlink).
+    pub(crate) fn write_new(
+        &self,
+        rel: &str,
+        fill: impl FnOnce(&mut std::fs::File) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let path = ensure_parents(self.root(), rel)?;
+        worktree::write_atomic(&path, false, fill)
+    }
+
     /// Writes one file from its source, verified; returns the bytes written.
     fn write_source(&self, path: &Path, source: &FileSource) -> Result<u64, Error> {
         let mut written = 0u64;

@@ -1,0 +1,541 @@
+//! Partial pull: one file, or one tensor of a safetensors file, of a remote branch — fetched by
+//! the pack indexes the manifests carry (`docs/format.md` §6.7), so that only the segments holding
+//! its objects (and the trees above it) are downloaded, from any `k` of `n` shards each, instead
+//! of whole packs.
+//!
+//! Every object is checked against its id (and, but a blob, against the format's rules) before
+//! it is stored, as in a full fetch: an index that lies costs a failed pull, never a wrong byte.
+//! Nothing moves a branch or `HEAD`; the file is written as `checkout <tip> -- <file>` would, and
+//! never over local changes or an untracked file unless forced.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use agigit_dag::pack::PackIndex;
+use agigit_dag::{EntryMode, FindExt, Kind, Limits, ObjectId};
+use agigit_event::RepoCoordinate;
+use agigit_hash::BlobHash;
+use agigit_net::Transport;
+use agigit_shard::{ErasureCode, Locator, ShardManifest, codec_for};
+use futures_util::{StreamExt as _, stream};
+
+use super::packs::fetch_manifest;
+use super::transfer::SegmentFetch;
+use super::*;
+use crate::error::Error;
+use crate::repository::Repository;
+use crate::worktree::{self, FileSource, Part};
+
+/// What a partial pull fetches and writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PartialWant {
+    /// One file (a safetensors file whole), by working-directory path.
+    File(String),
+    /// One tensor of a safetensors file: written into the file when it is here with the same
+    /// layout, else as a safetensors file of that tensor alone at the file's path.
+    Tensor {
+        /// The safetensors file's working-directory path.
+        file: String,
+        /// The tensor's name.
+        name: String,
+    },
+}
+
+/// What a partial pull did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartialReport {
+    /// The remote branch's tip the file was taken from.
+    pub tip: Option<ObjectId>,
+    /// The working-directory path written.
+    pub written: String,
+    /// Bytes written to it.
+    pub file_bytes: u64,
+    /// Objects fetched (trees on the way included).
+    pub objects: usize,
+    /// Segments rebuilt.
+    pub segments: usize,
+    /// Bytes downloaded: shards and pack manifests.
+    pub bytes: u64,
+    /// The length of the packs those segments are in: what fetching them whole would rebuild.
+    pub packs_bytes: u64,
+}
+
+/// Where an object is: its pack's manifest and code, and its byte range in the pack.
+struct Place {
+    pack: usize,
+    kind: Kind,
+    range: Range<u64>,
+}
+
+/// A segment rebuilt: (pack, segment), its bytes, and the shard bytes downloaded for it.
+type FetchedSegment = ((usize, usize), Vec<u8>, u64);
+
+/// A pack the partial pull may read from: its manifest and code.
+struct IndexedPack {
+    manifest: ShardManifest,
+    code: Arc<dyn ErasureCode>,
+}
+
+/// The objects of the remote's packs, by id, and the segments fetched so far.
+struct Partial<'a> {
+    repo: &'a Repository,
+    transport: &'a dyn Transport,
+    servers: Vec<String>,
+    packs: Vec<IndexedPack>,
+    places: HashMap<ObjectId, Place>,
+    segments: HashMap<(usize, usize), Arc<Vec<u8>>>,
+    locator: Mutex<Locator>,
+    parallel: usize,
+    report: PartialReport,
+}
+
+impl Partial<'_> {
+    /// Fetches the objects of `ids` the store lacks, by their packs' indexes.
+    async fn ensure(&mut self, ids: &[ObjectId]) -> Result<(), Error> {
+        let mut wanted = Vec::new();
+        for id in ids {
+            if !self.repo.store().contains(id)? && !wanted.contains(id) {
+                wanted.push(*id);
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        // The segments holding them, fetched a few at once.
+        let mut needed: Vec<(usize, usize)> = Vec::new();
+        for id in &wanted {
+            let place = self.places.get(id).ok_or_else(|| {
+                Error::Network(format!(
+                    "object {id} is in no pack index the relays list (packs pushed before pack indexes cannot be read in part: pull the part)"
+                ))
+            })?;
+            let size = self.packs[place.pack].manifest.segment_size();
+            let (first, last) = (place.range.start / size, (place.range.end - 1) / size);
+            for s in first..=last {
+                let s = usize::try_from(s).map_err(|_| Error::Corrupt("segment index".into()))?;
+                if !self.segments.contains_key(&(place.pack, s))
+                    && !needed.contains(&(place.pack, s))
+                {
+                    needed.push((place.pack, s));
+                }
+            }
+        }
+        let fetched: Vec<Result<FetchedSegment, Error>> = {
+            let this = &*self;
+            stream::iter(needed)
+                .map(|(pack, segment)| async move {
+                    let p = &this.packs[pack];
+                    let context = SegmentFetch {
+                        transport: this.transport,
+                        servers: &this.servers,
+                        manifest: &p.manifest,
+                        code: Arc::clone(&p.code),
+                        locator: &this.locator,
+                    };
+                    let downloaded = context.fetch(segment).await?;
+                    let bytes = downloaded.downloaded;
+                    let (data, _) = downloaded.rebuild(Arc::clone(&p.code)).await?;
+                    Ok(((pack, segment), data, bytes))
+                })
+                .buffer_unordered(self.parallel.clamp(1, 8))
+                .collect()
+                .await
+        };
+        for got in fetched {
+            let (key, data, bytes) = got?;
+            self.report.segments += 1;
+            self.report.bytes += bytes;
+            self.segments.insert(key, Arc::new(data));
+        }
+        for id in wanted {
+            let bytes = self.object_bytes(&id)?;
+            let kind = self.places[&id].kind;
+            let (parsed, body) = agigit_dag::object::parse_loose(&bytes, Limits::default())
+                .map_err(|e| Error::Corrupt(format!("object {id} in its pack: {e}")))?;
+            if parsed != kind || agigit_dag::object::compute_id(kind, body) != id {
+                return Err(Error::Corrupt(format!(
+                    "the pack index places object {id} where other bytes are"
+                )));
+            }
+            if kind != Kind::Blob {
+                agigit_dag::Object::decode(kind, body).map_err(|source| Error::Decode {
+                    what: format!("object {id}"),
+                    source,
+                })?;
+            }
+            self.repo.store().write_buf(kind, body)?;
+            self.report.objects += 1;
+        }
+        Ok(())
+    }
+
+    /// Object `id`'s header and body, cut from the segments fetched.
+    fn object_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, Error> {
+        let place = &self.places[id];
+        let size = self.packs[place.pack].manifest.segment_size();
+        let mut out = Vec::with_capacity(
+            usize::try_from(place.range.end - place.range.start).unwrap_or_default(),
+        );
+        let mut at = place.range.start;
+        while at < place.range.end {
+            let segment = usize::try_from(at / size).unwrap_or(usize::MAX);
+            let data = self
+                .segments
+                .get(&(place.pack, segment))
+                .ok_or_else(|| Error::Corrupt(format!("segment {segment} was not fetched")))?;
+            let from = usize::try_from(at % size).unwrap_or(usize::MAX);
+            let to = usize::try_from((place.range.end - segment as u64 * size).min(size))
+                .unwrap_or(usize::MAX);
+            let slice = data.get(from..to).ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "the pack index places object {id} past the end of its pack"
+                ))
+            })?;
+            out.extend_from_slice(slice);
+            at += slice.len() as u64;
+        }
+        Ok(out)
+    }
+
+    /// Fetches everything `root` (of `kind`) refers to, level by level: a tree's entries, a
+    /// chunk list's chunks, a tensor's blobs and base.
+    async fn ensure_all(&mut self, root: ObjectId) -> Result<(), Error> {
+        let mut frontier = vec![root];
+        while !frontier.is_empty() {
+            self.ensure(&frontier).await?;
+            let mut next = Vec::new();
+            for id in frontier {
+                let store = self.repo.store();
+                match store.header_of(&id)? {
+                    Some((Kind::Tree, _)) => {
+                        next.extend(store.find_tree(&id)?.entries().iter().map(|e| e.id));
+                    }
+                    Some((Kind::Chunks, _)) => {
+                        next.extend(store.find_chunks(&id)?.entries().iter().map(|e| e.id));
+                    }
+                    Some((Kind::Tensor, _)) => {
+                        let t = store.find_tensor(&id)?;
+                        next.extend(t.blobs);
+                        next.extend(t.base);
+                    }
+                    _ => {}
+                }
+            }
+            next.sort_unstable();
+            next.dedup();
+            frontier = next;
+        }
+        Ok(())
+    }
+}
+
+impl Repository {
+    /// Fetches one file, or one tensor, of branch `branch` of `repo` and writes it into the
+    /// working directory, downloading only the segments that hold it (and the trees above it).
+    /// No branch, ref or `HEAD` moves.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a private repository (not supported yet) or a path the branch does
+    /// not have; [`Error::LocalChanges`] when the file has uncommitted changes or is untracked
+    /// (unless `options.force`); [`Error::Network`] for objects of packs pushed without an
+    /// index; as [`pull`](Self::pull) otherwise.
+    pub async fn pull_path(
+        &self,
+        transport: &dyn Transport,
+        repo: &RepoCoordinate,
+        branch: &str,
+        want: &PartialWant,
+        options: FetchOptions<'_>,
+    ) -> Result<PartialReport, crate::fetch::Error> {
+        let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
+        let Some(state) = self.remote_state(transport, repo, false).await? else {
+            return Err(Error::Network(format!(
+                "no valid state event for {repo} on the fetch relays"
+            ))
+            .into());
+        };
+        if state.body().keys.is_some() {
+            return Err(Error::Invalid(
+                "pulling one file of a private repository is not supported yet: pull its part (--parts)".into(),
+            )
+            .into());
+        }
+        let tip = *state
+            .body()
+            .refs
+            .get(&name)
+            .ok_or_else(|| Error::UnknownRevision(format!("origin/{branch}")))?;
+        let listed = self.list_commits(transport, repo, None).await?;
+        let servers = transport.fetch_servers();
+        let mut partial = Partial {
+            repo: self,
+            transport,
+            locator: Mutex::new(Locator::new(servers.len())),
+            servers,
+            packs: Vec::new(),
+            places: HashMap::new(),
+            segments: HashMap::new(),
+            parallel: options.parallel,
+            report: PartialReport {
+                tip: Some(tip),
+                ..PartialReport::default()
+            },
+        };
+        partial.index(&listed, tip).await?;
+        let file = match want {
+            PartialWant::File(f) | PartialWant::Tensor { file: f, .. } => f.clone(),
+        };
+        let entry = partial.resolve(tip, &file).await?;
+        let rel = file.as_str();
+        match want {
+            PartialWant::File(_) => {
+                partial.ensure_all(entry.1).await?;
+                let source = match entry.0 {
+                    EntryMode::File => FileSource::Blob {
+                        id: entry.1,
+                        executable: false,
+                    },
+                    EntryMode::Executable => FileSource::Blob {
+                        id: entry.1,
+                        executable: true,
+                    },
+                    EntryMode::Chunked => FileSource::Chunked(entry.1),
+                    EntryMode::Tree => FileSource::Safetensors(entry.1),
+                    EntryMode::Tensor => {
+                        return Err(
+                            Error::Corrupt(format!("{rel}: a tensor outside a file")).into()
+                        );
+                    }
+                };
+                self.guard_local(rel, options.force)?;
+                partial.report.file_bytes = self.write_file_at(rel, &source)?;
+            }
+            PartialWant::Tensor { name, .. } => {
+                if entry.0 != EntryMode::Tree {
+                    return Err(Error::Invalid(format!("{rel} is not a safetensors file")).into());
+                }
+                partial.ensure(&[entry.1]).await?;
+                let tree = self.store().find_tree(&entry.1)?;
+                let header = tree
+                    .get(worktree::HEADER_ENTRY)
+                    .ok_or_else(|| Error::Corrupt(format!("{rel}: no safetensors header")))?
+                    .id;
+                let tensor = tree
+                    .get(name)
+                    .filter(|e| e.mode == EntryMode::Tensor)
+                    .ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "{rel} has no tensor {}",
+                            crate::display::Escaped(name)
+                        ))
+                    })?
+                    .id;
+                partial.ensure(&[header]).await?;
+                partial.ensure_all(tensor).await?;
+                partial.report.file_bytes =
+                    self.write_tensor_at(rel, name, &tensor, &header, options.force)?;
+            }
+        }
+        partial.report.written = file;
+        // What fetching whole packs would have rebuilt: the packs any segment came from.
+        let used: std::collections::BTreeSet<usize> =
+            partial.segments.keys().map(|(pack, _)| *pack).collect();
+        partial.report.packs_bytes = used
+            .iter()
+            .map(|&p| partial.packs[p].manifest.total_len())
+            .sum();
+        Ok(partial.report)
+    }
+
+    /// Refuses to overwrite `rel` when it holds uncommitted changes or is untracked.
+    fn guard_local(&self, rel: &str, force: bool) -> Result<(), Error> {
+        if force {
+            return Ok(());
+        }
+        match crate::repository::existing(self.root(), rel)? {
+            crate::repository::Found::Absent => Ok(()),
+            _ => {
+                let tracked = self.head_files()?.remove(rel);
+                match tracked {
+                    Some(source) if self.matches(rel, &source)? => Ok(()),
+                    Some(_) => Err(Error::LocalChanges {
+                        command: "pull --path".into(),
+                        modified: vec![rel.to_owned()],
+                        untracked: Vec::new(),
+                    }),
+                    None => Err(Error::LocalChanges {
+                        command: "pull --path".into(),
+                        modified: Vec::new(),
+                        untracked: vec![rel.to_owned()],
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Writes tensor `name` (object `id`) of the safetensors file `rel`: into the file when it
+    /// is here with the header `header` names (its other tensors kept), else — the file absent —
+    /// as a safetensors file of that tensor alone. Returns the bytes written.
+    fn write_tensor_at(
+        &self,
+        rel: &str,
+        name: &str,
+        id: &ObjectId,
+        header: &ObjectId,
+        force: bool,
+    ) -> Result<u64, Error> {
+        let tensor = self.tensor(name, id)?;
+        let mut buf = Vec::new();
+        let remote_header = self.store().find_blob(header, &mut buf)?.to_vec();
+        match crate::repository::existing(self.root(), rel)? {
+            crate::repository::Found::Absent => {
+                let one = [(name, tensor.view())];
+                let mut written = 0;
+                self.write_new(rel, |f| {
+                    written = agigit_delta::write_safetensors(f, one, &BTreeMap::new())
+                        .map_err(|e| Error::Invalid(e.to_string()))?;
+                    Ok(())
+                })?;
+                Ok(written)
+            }
+            crate::repository::Found::File(path) => {
+                let local =
+                    agigit_delta::SafetensorsFile::open(&path).map_err(|e| Error::Safetensors {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                if local.header_bytes() != remote_header.as_slice() {
+                    return Err(Error::Invalid(format!(
+                        "{rel} is here with another layout than the remote's: pull the whole file (--path {rel}){}",
+                        if force { "" } else { ", or move yours away" }
+                    )));
+                }
+                let range = local
+                    .data_range(name)
+                    .ok_or_else(|| Error::Invalid(format!("{rel} has no tensor {name}")))?;
+                let mut bytes = local.as_bytes().to_vec();
+                let data = tensor.data();
+                let slot = bytes
+                    .get_mut(range.clone())
+                    .filter(|s| s.len() == data.len())
+                    .ok_or_else(|| {
+                        Error::Corrupt(format!("{rel}: tensor {name} does not fit its slot"))
+                    })?;
+                slot.copy_from_slice(data);
+                drop(local);
+                worktree::write_atomic(&path, false, |f| {
+                    use std::io::Write as _;
+                    f.write_all(&bytes).map_err(Error::io(&path))
+                })?;
+                Ok(data.len() as u64)
+            }
+            _ => Err(Error::Invalid(format!(
+                "{rel} is not a regular file here: move it away"
+            ))),
+        }
+    }
+}
+
+impl Partial<'_> {
+    /// The manifests (and indexes) of every pack of the commits `listed` reachable from `tip`.
+    async fn index(&mut self, listed: &[fetch::Listed], tip: ObjectId) -> Result<(), Error> {
+        let by_id: HashMap<ObjectId, &fetch::Listed> = listed.iter().map(|l| (l.id, l)).collect();
+        let mut stack = vec![tip];
+        let mut seen = std::collections::HashSet::new();
+        let mut hashes: Vec<BlobHash> = Vec::new();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(l) = by_id.get(&id) else { continue };
+            hashes.extend(
+                l.packs
+                    .iter()
+                    .filter(|p| !hashes.contains(p))
+                    .copied()
+                    .collect::<Vec<_>>(),
+            );
+            stack.extend(l.parents.iter().copied());
+        }
+        for hash in hashes {
+            let (stored, manifest) =
+                fetch_manifest(self.transport, &self.servers, &hash, None).await?;
+            self.report.bytes += stored.len() as u64;
+            let Some(annex) = manifest.annex() else {
+                continue;
+            };
+            let index = PackIndex::decode(annex, Limits::default())?;
+            if index.pack_len() != manifest.total_len() {
+                return Err(Error::Corrupt(format!(
+                    "pack {hash}: its index describes {} bytes, its manifest {}",
+                    index.pack_len(),
+                    manifest.total_len()
+                )));
+            }
+            if manifest.segment_size() > MAX_FETCH_SEGMENT {
+                return Err(Error::Limit {
+                    what: format!("the segment size of pack {hash}"),
+                    size: manifest.segment_size(),
+                    limit: MAX_FETCH_SEGMENT,
+                });
+            }
+            let code: Arc<dyn ErasureCode> =
+                Arc::from(codec_for(&manifest.codec()).map_err(|e| Error::Corrupt(e.to_string()))?);
+            let pack = self.packs.len();
+            for (entry, range) in index.ranges() {
+                self.places.entry(entry.id).or_insert(Place {
+                    pack,
+                    kind: entry.kind,
+                    range,
+                });
+            }
+            self.packs.push(IndexedPack { manifest, code });
+        }
+        Ok(())
+    }
+
+    /// The tree entry (mode and id) at working-directory path `rel` in commit `tip`, fetching
+    /// the commit and the trees on the way.
+    async fn resolve(&mut self, tip: ObjectId, rel: &str) -> Result<(EntryMode, ObjectId), Error> {
+        self.ensure(&[tip]).await?;
+        let model = self.repo.store().find_commit(&tip)?.tree;
+        self.ensure(&[model]).await?;
+        if let Some(data) = self
+            .repo
+            .store()
+            .find_tree(&model)?
+            .get(agigit_dag::model::DATA)
+        {
+            let data = data.id;
+            self.ensure(&[data]).await?;
+        }
+        let (part, inner) = worktree::classify(rel);
+        let parts = agigit_dag::ModelParts::read(self.repo.store(), &model)?;
+        let missing = || Error::Invalid(format!("{rel} is not in the remote's tip {tip}"));
+        let mut tree = part_tree(part, &parts).ok_or_else(missing)?;
+        let names: Vec<&str> = inner.split('/').collect();
+        for (i, name) in names.iter().enumerate() {
+            self.ensure(&[tree]).await?;
+            let entry = self
+                .repo
+                .store()
+                .find_tree(&tree)?
+                .get(name)
+                .cloned()
+                .ok_or_else(missing)?;
+            if i + 1 == names.len() {
+                return Ok((entry.mode, entry.id));
+            }
+            if entry.mode != EntryMode::Tree {
+                return Err(missing());
+            }
+            tree = entry.id;
+        }
+        Err(missing())
+    }
+}
+
+fn part_tree(part: Part, parts: &agigit_dag::ModelParts) -> Option<ObjectId> {
+    part.get(parts)
+}
