@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use agigit::PushOptions;
 use agigit::config::RelayEntry;
 use agigit::event::nostr::prelude::PublicKey;
 use agigit::event::{RepoCoordinate, RepoId};
 use agigit::net::{PoolOptions, RelayPool, Roles};
 use agigit::shard::Durability;
+use agigit::{PartialReport, PartialWant, PushOptions};
 use clap::Subcommand;
 
 use crate::context::{
@@ -98,6 +98,14 @@ pub(crate) struct PullArgs {
     /// Overwrite or delete uncommitted and untracked files in the pull's way.
     #[arg(long)]
     pub(crate) force: bool,
+    /// Only this file of the remote branch: fetch the segments that hold it (and the trees
+    /// above it) and write it; no branch moves.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["tensor", "parts"])]
+    pub(crate) path: Option<String>,
+    /// Only this tensor (FILE:NAME) of a safetensors file of the remote branch: written into
+    /// the file when it is here with the same layout, else as a file of that tensor alone.
+    #[arg(long, value_name = "FILE:NAME", conflicts_with = "parts")]
+    pub(crate) tensor: Option<String>,
 }
 
 /// A durability target and the availability odds are computed for (push, fsck, repair).
@@ -583,6 +591,15 @@ pub(crate) fn pull(ctx: &Ctx, args: &PullArgs) -> Result<()> {
     } = &session;
     let remote = repo.remote(net, signer);
     let options = session.options();
+    if let Some(want) = partial_want(args.path.as_deref(), args.tensor.as_deref())? {
+        let branch = match args.target.as_deref() {
+            Some(b) => b.to_owned(),
+            None => current_branch(repo)?,
+        };
+        let report = rt.block_on(remote.pull_path(coordinate, &branch, &want, options))?;
+        print_partial(ctx.json, &branch, &report);
+        return Ok(());
+    }
     match args.target.as_deref() {
         Some(commit) if looks_like_commit(commit) => {
             let fetched = rt.block_on(remote.fetch_all(coordinate, options))?;
@@ -616,6 +633,58 @@ pub(crate) fn pull(ctx: &Ctx, args: &PullArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `--path FILE` or `--tensor FILE:NAME` (of `pull`, `clone`) asks for.
+pub(crate) fn partial_want(
+    path: Option<&str>,
+    tensor: Option<&str>,
+) -> Result<Option<PartialWant>> {
+    Ok(match (path, tensor) {
+        (Some(path), _) => Some(PartialWant::File(path.trim_start_matches("./").to_owned())),
+        (None, Some(spec)) => {
+            let (file, name) = spec.rsplit_once(':').ok_or_else(|| {
+                Failure::invalid(format!(
+                    "--tensor {spec:?}: give the safetensors file and the tensor as FILE:NAME"
+                ))
+            })?;
+            Some(PartialWant::Tensor {
+                file: file.trim_start_matches("./").to_owned(),
+                name: name.to_owned(),
+            })
+        }
+        (None, None) => None,
+    })
+}
+
+/// Prints what a partial pull did.
+pub(crate) fn print_partial(json: bool, branch: &str, report: &PartialReport) {
+    let tip = report.tip.map(|t| t.to_string()).unwrap_or_default();
+    print(
+        json,
+        serde_json::json!({
+            "branch": branch,
+            "commit": tip,
+            "written": report.written,
+            "file_bytes": report.file_bytes,
+            "objects": report.objects,
+            "segments": report.segments,
+            "bytes_downloaded": report.bytes,
+            "packs_bytes": report.packs_bytes,
+        }),
+        || {
+            format!(
+                "{} from origin/{branch} ({}): {} bytes written; downloaded {} bytes ({} segments, {} objects) of packs of {} bytes",
+                report.written,
+                &tip[..tip.len().min(12)],
+                report.file_bytes,
+                report.bytes,
+                report.segments,
+                report.objects,
+                report.packs_bytes
+            )
+        },
+    );
 }
 
 /// `agigit fetch`: every branch of the remote, as git fetches them (or of a fork's foundation).

@@ -58,6 +58,13 @@ pub(crate) struct CloneArgs {
     pub(crate) branch: Option<String>,
     #[command(flatten)]
     pub(crate) parts: PartsArg,
+    /// Only this file: fetch the segments that hold it (and the trees above it) and write it
+    /// into the new directory, tracking nothing yet (a later `pull` fetches the rest).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["tensor", "parts"])]
+    pub(crate) path: Option<String>,
+    /// Only this tensor (FILE:NAME) of a safetensors file, written as a file of that tensor.
+    #[arg(long, value_name = "FILE:NAME", conflicts_with = "parts")]
+    pub(crate) tensor: Option<String>,
 }
 
 /// `agigit fork`'s arguments.
@@ -191,7 +198,10 @@ pub(crate) fn clone(ctx: &Ctx, args: &CloneArgs) -> Result<()> {
         relays,
         branch,
         parts,
+        path,
+        tensor,
     } = args;
+    let partial = crate::remote::partial_want(path.as_deref(), tensor.as_deref())?;
     let coord: RepoCoordinate = coordinate.parse()?;
     let dir = dir
         .clone()
@@ -202,15 +212,28 @@ pub(crate) fn clone(ctx: &Ctx, args: &CloneArgs) -> Result<()> {
         relays,
         branch: branch.as_deref(),
         parts: parts.as_deref(),
+        partial: partial.as_ref(),
     };
-    let (repo, report) = clone_into(&from, &dir, coord.id.as_str(), json, |repo, report| {
-        if let Some(envelope) = &report.envelope {
-            // A clone of a private repository stays private, for the same readers.
-            repo.save_envelope(envelope)?;
-        }
-        Ok(())
-    })?;
+    let mut partial_report = None;
+    let (repo, report) = clone_into(
+        &from,
+        &dir,
+        coord.id.as_str(),
+        json,
+        |repo, report| {
+            if let Some(envelope) = &report.envelope {
+                // A clone of a private repository stays private, for the same readers.
+                repo.save_envelope(envelope)?;
+            }
+            Ok(())
+        },
+        &mut partial_report,
+    )?;
     let on = current_branch(&repo)?;
+    if let Some(p) = &partial_report {
+        crate::remote::print_partial(json, &on, p);
+        return Ok(());
+    }
     print(
         json,
         serde_json::json!({"cloned": coordinate, "dir": dir, "branch": on, "packs": report.packs, "objects": report.objects, "private": report.envelope.is_some()}),
@@ -251,21 +274,30 @@ pub(crate) fn fork(ctx: &Ctx, args: &ForkArgs) -> Result<()> {
         relays,
         branch: None,
         parts: None,
+        partial: None,
     };
-    let (_, report) = clone_into(&from, &dir, &id, json, |repo, report| {
-        let tip = report
-            .tip
-            .ok_or_else(|| Failure::invalid("the foundation has no commits"))?;
-        repo.set_fork_base(coordinate, tip)?;
-        let mut config = load_config(repo)?;
-        // The fork pushes under its own id; the foundation is fetched by its base.
-        config.remote = None;
-        save_config(repo, &config)?;
-        if *private {
-            make_private(repo, readers)?;
-        }
-        Ok(())
-    })?;
+    let mut unused = None;
+    let (_, report) = clone_into(
+        &from,
+        &dir,
+        &id,
+        json,
+        |repo, report| {
+            let tip = report
+                .tip
+                .ok_or_else(|| Failure::invalid("the foundation has no commits"))?;
+            repo.set_fork_base(coordinate, tip)?;
+            let mut config = load_config(repo)?;
+            // The fork pushes under its own id; the foundation is fetched by its base.
+            config.remote = None;
+            save_config(repo, &config)?;
+            if *private {
+                make_private(repo, readers)?;
+            }
+            Ok(())
+        },
+        &mut unused,
+    )?;
     print(
         json,
         serde_json::json!({"forked": coordinate, "dir": dir, "id": id, "base": report.tip.map(|t| t.to_string()), "private": private}),
@@ -394,6 +426,8 @@ struct CloneFrom<'a> {
     relays: &'a [String],
     branch: Option<&'a str>,
     parts: Option<&'a [agigit::Part]>,
+    /// Only one file or tensor (`clone --path`, `--tensor`).
+    partial: Option<&'a agigit::PartialWant>,
 }
 
 /// Clones `from` into the new directory `dir` (pushing under `id`), on its branch, then runs
@@ -404,12 +438,14 @@ fn clone_into(
     id: &str,
     json: bool,
     after: impl FnOnce(&Repository, &agigit::PullReport) -> Result<()>,
+    partial_report: &mut Option<agigit::PartialReport>,
 ) -> Result<(Repository, agigit::PullReport)> {
     let CloneFrom {
         coord,
         relays,
         branch,
         parts,
+        partial,
     } = *from;
     if let Some(branch) = branch {
         agigit::dag::RefName::branch(branch)
@@ -464,6 +500,17 @@ fn clone_into(
                 head
             }
         };
+        if let Some(want) = partial {
+            let got = rt.block_on(remote.pull_path(coord, &branch, want, options))?;
+            let report = agigit::PullReport {
+                tip: got.tip,
+                objects: got.objects,
+                bytes: got.bytes,
+                ..agigit::PullReport::default()
+            };
+            *partial_report = Some(got);
+            return Ok((repo, report));
+        }
         let report = rt.block_on(remote.pull(coord, &branch, options))?;
         after(&repo, &report)?;
         Ok((repo, report))

@@ -118,4 +118,21 @@ impl<S: Signer + Sync + ?Sized> Remote<'_, S> {
     ) -> Result<PullReport, crate::fetch::Error> {
         self.repo.pull(self.transport, repo, branch, options).await
     }
+
+    /// Fetches one file or one tensor of `branch` of `repo` into the working directory,
+    /// downloading only the segments that hold it.
+    ///
+    /// # Errors
+    /// As [`Repository::pull_path`].
+    pub async fn pull_path(
+        &self,
+        repo: &RepoCoordinate,
+        branch: &str,
+        want: &super::PartialWant,
+        options: FetchOptions<'_>,
+    ) -> Result<super::PartialReport, crate::fetch::Error> {
+        self.repo
+            .pull_path(self.transport, repo, branch, want, options)
+            .await
+    }
 }
