@@ -149,6 +149,18 @@ async fn hostile_push(
     objects: &Objects,
     tip: ObjectId,
 ) -> TestResult {
+    hostile_push_annexed(net, owner, id, objects, tip, Vec::new()).await
+}
+
+/// [`hostile_push`] with `annex` (a pack index, true or not) in the pack's manifest.
+async fn hostile_push_annexed(
+    net: &MemoryTransport,
+    owner: &Keys,
+    id: &str,
+    objects: &Objects,
+    tip: ObjectId,
+    annex: Vec<u8>,
+) -> TestResult {
     let mut pack = b"AGPK\x01".to_vec();
     pack.extend_from_slice(&(objects.0.len() as u32).to_le_bytes());
     for (kind, body) in &objects.0 {
@@ -169,7 +181,8 @@ async fn hostile_push(
         pack.len() as u64,
         pack.len() as u64,
         vec![hashes],
-    )?;
+    )?
+    .with_annex(annex)?;
     let manifest = Bytes::from(manifest.encode());
     for s in &servers {
         net.put_blob(s, manifest.clone()).await?;
@@ -694,5 +707,61 @@ async fn a_lying_chunk_list_writes_nothing() -> TestResult {
             .collect::<Result<_, _>>()?;
         assert_eq!(left, vec![std::ffi::OsString::from(".agigit")], "{lie}");
     }
+    Ok(())
+}
+
+/// A pack index that lies: it swaps the places of two objects of the same length, so that each
+/// id points at the other's bytes. A partial pull fetches those bytes, finds they are not the
+/// object asked for, and fails with an integrity error, writing nothing.
+#[tokio::test]
+async fn a_lying_pack_index_fails_a_partial_pull_and_writes_nothing() -> TestResult {
+    let root = Dir::new("hostile-index");
+    let owner = Keys::generate();
+    let net = MemoryTransport::new(["s0", "s1", "s2"]);
+    let mut objects = Objects::default();
+    let wanted = objects.add(Kind::Blob, b"the file asked for".to_vec());
+    let other = objects.add(Kind::Blob, b"another of length!".to_vec());
+    let code = objects.add(
+        Kind::Tree,
+        raw_tree(&[
+            (EntryMode::File, "a.txt", wanted),
+            (EntryMode::File, "b.txt", other),
+        ]),
+    );
+    let tip = objects.commit_code(code, &owner);
+    let mut entries: Vec<agigit::dag::pack::PackEntry> = objects
+        .0
+        .iter()
+        .map(|(kind, body)| agigit::dag::pack::PackEntry {
+            kind: *kind,
+            id: compute_id(*kind, body),
+            len: body.len() as u64,
+        })
+        .collect();
+    let (a, b) = (
+        entries.iter().position(|e| e.id == wanted).ok_or("a")?,
+        entries.iter().position(|e| e.id == other).ok_or("b")?,
+    );
+    let (ida, idb) = (entries[a].id, entries[b].id);
+    entries[a].id = idb;
+    entries[b].id = ida;
+    let lie = agigit::dag::pack::PackIndex::new(entries).encode();
+    hostile_push_annexed(&net, &owner, "lying-index", &objects, tip, lie).await?;
+    let clone = Repository::init(&root.0)?;
+    let coordinate = RepoCoordinate::new(owner.public_key(), RepoId::new("lying-index")?);
+    let err = clone
+        .pull_path(
+            &net,
+            &coordinate,
+            "master",
+            &agigit::PartialWant::File("a.txt".into()),
+            FetchOptions::default(),
+        )
+        .await
+        .expect_err("a lying index");
+    assert_eq!(err.kind(), agigit::ErrorKind::Integrity, "{err}");
+    assert!(err.to_string().contains("where other bytes are"), "{err}");
+    assert!(!root.0.join("a.txt").exists());
+    assert!(!clone.store().contains(&wanted)?, "nothing unverified stored");
     Ok(())
 }
