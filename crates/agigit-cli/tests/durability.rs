@@ -4,36 +4,12 @@
 
 #![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
 
-use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::path::Path;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 mod support;
-use support::{agigit, blob_files, free_port, json, ok, start_relay, url};
-
-struct Env {
-    root: PathBuf,
-    relays: Vec<Option<Child>>,
-}
-
-impl Env {
-    fn stop(&mut self, i: usize) {
-        if let Some(mut r) = self.relays[i].take() {
-            let _ = r.kill();
-            let _ = r.wait();
-        }
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        for i in 0..self.relays.len() {
-            self.stop(i);
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
+use support::{Relays, agigit, blob_files, json, model_on, ok};
 
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     ["train.py", "weights.bin", "data/train/rows.csv"]
@@ -56,30 +32,9 @@ fn first_json(out: &std::process::Output) -> serde_json::Value {
 #[test]
 fn fsck_finds_the_loss_and_repair_restores_any_three_of_five() -> TestResult {
     let root = std::env::temp_dir().join(format!("agigit-cli-durability-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root)?;
-    let mut env = Env {
-        root: root.clone(),
-        relays: Vec::new(),
-    };
-    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
-    let data = |i: usize| root.join(format!("relay-{i}"));
-    for (i, port) in ports.iter().enumerate() {
-        env.relays.push(Some(start_relay(
-            *port,
-            &data(i),
-            &data(i).join("relay.key"),
-        )?));
-    }
-    let urls: Vec<String> = ports.iter().map(|p| url(*p)).collect();
-
-    let home = root.join("home");
-    let model = root.join("model");
-    ok(&agigit(&home, &root, &["key", "generate"]));
-    ok(&agigit(&home, &root, &["init", "model"]));
-    for u in &urls {
-        ok(&agigit(&home, &model, &["relay", "add", u]));
-    }
+    let mut env = Relays::start(&root, 5, |_| None)?;
+    let urls = env.urls();
+    let (home, model) = model_on(&root, &urls);
     std::fs::write(model.join("train.py"), "print('v1')\n")?;
     let weights: Vec<u8> = (0..3_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
@@ -107,7 +62,7 @@ fn fsck_finds_the_loss_and_repair_restores_any_three_of_five() -> TestResult {
 
     // Relays 1 and 3 lose their disks; relay 4 stops.
     for i in [1, 3] {
-        let wiped = blob_files(&data(i));
+        let wiped = blob_files(&env.data(i));
         assert!(!wiped.is_empty());
         for f in wiped {
             std::fs::remove_file(f)?;
@@ -154,7 +109,7 @@ fn fsck_finds_the_loss_and_repair_restores_any_three_of_five() -> TestResult {
 
     // Relay 4 is back; any three rebuild: here the two repaired ones and relay 4, then three
     // others.
-    env.relays[4] = Some(start_relay(ports[4], &data(4), &data(4).join("relay.key"))?);
+    env.restart(4)?;
     let coordinate = pushed["repository"]
         .as_str()
         .ok_or("coordinate")?
@@ -176,7 +131,7 @@ fn fsck_finds_the_loss_and_repair_restores_any_three_of_five() -> TestResult {
         ok(&agigit(&reader, &root, &args));
         assert_eq!(files(&root.join(&dir)), files(&model), "from relays {up:?}");
         for &i in down {
-            env.relays[i] = Some(start_relay(ports[i], &data(i), &data(i).join("relay.key"))?);
+            env.restart(i)?;
         }
     }
     Ok(())
@@ -186,18 +141,8 @@ fn fsck_finds_the_loss_and_repair_restores_any_three_of_five() -> TestResult {
 async fn gc_remote_keeps_what_is_referenced_and_young_and_deletes_the_rest() -> TestResult {
     use agigit::event::nostr::prelude::{Keys, ToBech32};
     let root = std::env::temp_dir().join(format!("agigit-cli-gc-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root)?;
-    let mut env = Env {
-        root: root.clone(),
-        relays: Vec::new(),
-    };
-    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
-    for (i, port) in ports.iter().enumerate() {
-        let dir = root.join(format!("relay-{i}"));
-        env.relays
-            .push(Some(start_relay(*port, &dir, &dir.join("relay.key"))?));
-    }
+    let env = Relays::start(&root, 2, |_| None)?;
+    let ports = env.ports().to_vec();
     let home = root.join("home");
     let model = root.join("model");
     let user = Keys::generate();
@@ -207,8 +152,8 @@ async fn gc_remote_keeps_what_is_referenced_and_young_and_deletes_the_rest() -> 
         &["key", "import", &user.secret_key().to_bech32()?],
     ));
     ok(&agigit(&home, &root, &["init", "model"]));
-    for p in &ports {
-        ok(&agigit(&home, &model, &["relay", "add", &url(*p)]));
+    for u in env.urls() {
+        ok(&agigit(&home, &model, &["relay", "add", &u]));
     }
     std::fs::write(model.join("train.py"), "print('kept')\n")?;
     ok(&agigit(&home, &model, &["commit", "-m", "kept"]));

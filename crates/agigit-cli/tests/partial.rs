@@ -4,24 +4,10 @@
 
 #![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
 
-use std::process::Child;
-
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 mod support;
-use support::{agigit, free_port, json, ok, start_relay, url};
-
-struct Relays(Vec<Child>, std::path::PathBuf);
-
-impl Drop for Relays {
-    fn drop(&mut self) {
-        for r in &mut self.0 {
-            let _ = r.kill();
-            let _ = r.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.1);
-    }
-}
+use support::{Relays, agigit, json, model_on, ok};
 
 /// A safetensors file of a 16 MiB F32 tensor `big` and a 256 KiB one `small` (header of JSON,
 /// little-endian data), built by hand.
@@ -49,24 +35,9 @@ fn safetensors(seed: u32) -> Vec<u8> {
 #[test]
 fn clone_one_tensor_then_pull_one_file() -> TestResult {
     let root = std::env::temp_dir().join(format!("agigit-cli-partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root)?;
-    let mut relays = Relays(Vec::new(), root.clone());
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    for (i, port) in ports.iter().enumerate() {
-        let data = root.join(format!("relay-{i}"));
-        relays
-            .0
-            .push(start_relay(*port, &data, &data.join("relay.key"))?);
-    }
-    let urls: Vec<String> = ports.iter().map(|p| url(*p)).collect();
-    let home = root.join("home");
-    let model = root.join("model");
-    ok(&agigit(&home, &root, &["key", "generate"]));
-    ok(&agigit(&home, &root, &["init", "model"]));
-    for u in &urls {
-        ok(&agigit(&home, &model, &["relay", "add", u]));
-    }
+    let relays = Relays::start(&root, 3, |_| None)?;
+    let urls = relays.urls();
+    let (home, model) = model_on(&root, &urls);
     let weights = safetensors(7);
     std::fs::write(model.join("model.safetensors"), &weights)?;
     std::fs::write(model.join("train.py"), "print('train')\n")?;

@@ -762,6 +762,9 @@ async fn a_lying_pack_index_fails_a_partial_pull_and_writes_nothing() -> TestRes
     assert_eq!(err.kind(), agigit::ErrorKind::Integrity, "{err}");
     assert!(err.to_string().contains("where other bytes are"), "{err}");
     assert!(!root.0.join("a.txt").exists());
-    assert!(!clone.store().contains(&wanted)?, "nothing unverified stored");
+    assert!(
+        !clone.store().contains(&wanted)?,
+        "nothing unverified stored"
+    );
     Ok(())
 }

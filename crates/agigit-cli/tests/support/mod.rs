@@ -117,3 +117,92 @@ pub(crate) fn blob_files(relay_dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// agigit-relay processes on loopback, each with its data in `root/relay-<i>`; stopped, and
+/// `root` removed, on drop.
+pub(crate) struct Relays {
+    root: PathBuf,
+    ports: Vec<u16>,
+    configs: Vec<Option<PathBuf>>,
+    children: Vec<Option<Child>>,
+}
+
+impl Relays {
+    /// A fresh `root` and `n` relays in it, relay `i` with the TOML file `config(i)` if any.
+    pub(crate) fn start(
+        root: &Path,
+        n: usize,
+        config: impl Fn(usize) -> Option<PathBuf>,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let _ = std::fs::remove_dir_all(root);
+        std::fs::create_dir_all(root)?;
+        let mut relays = Relays {
+            root: root.to_owned(),
+            ports: (0..n).map(|_| free_port()).collect(),
+            configs: (0..n).map(config).collect(),
+            children: (0..n).map(|_| None).collect(),
+        };
+        for i in 0..n {
+            relays.restart(i)?;
+        }
+        Ok(relays)
+    }
+
+    /// Relay `i`'s data directory.
+    pub(crate) fn data(&self, i: usize) -> PathBuf {
+        self.root.join(format!("relay-{i}"))
+    }
+
+    /// Every relay's `ws://` URL.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.ports.iter().map(|p| url(*p)).collect()
+    }
+
+    /// Every relay's port.
+    pub(crate) fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// Stops relay `i`.
+    pub(crate) fn stop(&mut self, i: usize) {
+        if let Some(mut r) = self.children[i].take() {
+            let _ = r.kill();
+            let _ = r.wait();
+        }
+    }
+
+    /// Starts relay `i` again, on its port, with its data and key.
+    pub(crate) fn restart(&mut self, i: usize) -> Result<(), Box<dyn std::error::Error>> {
+        self.stop(i);
+        let data = self.data(i);
+        self.children[i] = Some(start_relay_with(
+            self.ports[i],
+            &data,
+            &data.join("relay.key"),
+            self.configs[i].as_deref(),
+        )?);
+        Ok(())
+    }
+}
+
+impl Drop for Relays {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.stop(i);
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// A new key in `root/home`, and a repository `root/model` pushing to every relay of `urls`;
+/// returns the home and the model's directory.
+pub(crate) fn model_on(root: &Path, urls: &[String]) -> (PathBuf, PathBuf) {
+    let home = root.join("home");
+    let model = root.join("model");
+    ok(&agigit(&home, root, &["key", "generate"]));
+    ok(&agigit(&home, root, &["init", "model"]));
+    for u in urls {
+        ok(&agigit(&home, &model, &["relay", "add", u]));
+    }
+    (home, model)
+}

@@ -312,14 +312,7 @@ impl Repository {
                 servers.len()
             )));
         }
-        let state = self
-            .remote_state(transport, repo, false)
-            .await?
-            .ok_or_else(|| {
-                Error::Network(format!(
-                    "no valid state event for {repo} on the fetch relays"
-                ))
-            })?;
+        let state = self.fetched_state(transport, repo).await?;
         let keys = open_keys(repo, state.body(), &options.fetch)?;
         let listed = self.list_commits(transport, repo, keys.as_ref()).await?;
         let packs = reachable_packs(&listed, state.body().refs.values());

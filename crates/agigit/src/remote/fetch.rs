@@ -146,12 +146,7 @@ impl Repository {
         transport: &dyn Transport,
         repo: &RepoCoordinate,
     ) -> Result<RemoteRefs, crate::fetch::Error> {
-        let Some(state) = self.remote_state(transport, repo, false).await? else {
-            return Err(Error::Network(format!(
-                "no valid state event for {repo} on the fetch relays"
-            ))
-            .into());
-        };
+        let state = self.fetched_state(transport, repo).await?;
         let body = state.body();
         if body.keys.is_some() {
             return Ok(RemoteRefs::default());
@@ -216,12 +211,7 @@ impl Repository {
         options: FetchOptions<'_>,
     ) -> Result<PullReport, crate::fetch::Error> {
         let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
-        let Some(state) = self.remote_state(transport, repo, false).await? else {
-            return Err(Error::Network(format!(
-                "no valid state event for {repo} on the fetch relays"
-            ))
-            .into());
-        };
+        let state = self.fetched_state(transport, repo).await?;
         // Never back to a state older than one this clone accepted: a relay replaying an old
         // (validly signed) state cannot roll the clone back.
         let mut state_forked = false;

@@ -51,6 +51,29 @@ pub(super) async fn fetch_manifest(
     )))
 }
 
+/// The erasure code of pack `hash`'s `manifest`, after checking its segment size: memory holds
+/// the segments in flight, and the size its author chose is bounded here (fewer segments fly at
+/// once when they are large).
+///
+/// # Errors
+/// [`Error::Limit`] for segments over [`MAX_FETCH_SEGMENT`]; [`Error::Corrupt`] for a codec
+/// this build does not have.
+pub(super) fn pack_code(
+    manifest: &ShardManifest,
+    hash: &BlobHash,
+) -> Result<Arc<dyn ErasureCode>, Error> {
+    if manifest.segment_size() > MAX_FETCH_SEGMENT {
+        return Err(Error::Limit {
+            what: format!("the segment size of pack {hash}"),
+            size: manifest.segment_size(),
+            limit: MAX_FETCH_SEGMENT,
+        });
+    }
+    Ok(Arc::from(
+        codec_for(&manifest.codec()).map_err(|e| Error::Corrupt(e.to_string()))?,
+    ))
+}
+
 /// A pack manifest as a server stored it: opened with `keys` (and the epoch it was sealed in)
 /// when private, then decoded.
 pub(super) fn open_manifest(
@@ -127,17 +150,7 @@ impl Repository {
         let servers = transport.fetch_servers();
         let (stored, manifest) = fetch_manifest(transport, &servers, manifest_hash, keys).await?;
         report.bytes += stored.len() as u64;
-        // Memory holds the segments in flight: the manifest's segment size, which its author
-        // chose, is bounded here, and fewer segments fly at once when they are large.
-        if manifest.segment_size() > MAX_FETCH_SEGMENT {
-            return Err(Error::Limit {
-                what: format!("the segment size of pack {manifest_hash}"),
-                size: manifest.segment_size(),
-                limit: MAX_FETCH_SEGMENT,
-            });
-        }
-        let code: Arc<dyn ErasureCode> =
-            Arc::from(codec_for(&manifest.codec()).map_err(|e| Error::Corrupt(e.to_string()))?);
+        let code = pack_code(&manifest, manifest_hash)?;
         let context = SegmentFetch {
             transport,
             servers: &servers,

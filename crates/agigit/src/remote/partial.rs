@@ -17,10 +17,10 @@ use agigit_dag::{EntryMode, FindExt, Kind, Limits, ObjectId};
 use agigit_event::RepoCoordinate;
 use agigit_hash::BlobHash;
 use agigit_net::Transport;
-use agigit_shard::{ErasureCode, Locator, ShardManifest, codec_for};
+use agigit_shard::{ErasureCode, Locator, ShardManifest};
 use futures_util::{StreamExt as _, stream};
 
-use super::packs::fetch_manifest;
+use super::packs::{fetch_manifest, pack_code};
 use super::transfer::SegmentFetch;
 use super::*;
 use crate::error::Error;
@@ -249,12 +249,7 @@ impl Repository {
         options: FetchOptions<'_>,
     ) -> Result<PartialReport, crate::fetch::Error> {
         let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
-        let Some(state) = self.remote_state(transport, repo, false).await? else {
-            return Err(Error::Network(format!(
-                "no valid state event for {repo} on the fetch relays"
-            ))
-            .into());
-        };
+        let state = self.fetched_state(transport, repo).await?;
         if state.body().keys.is_some() {
             return Err(Error::Invalid(
                 "pulling one file of a private repository is not supported yet: pull its part (--parts)".into(),
@@ -473,15 +468,7 @@ impl Partial<'_> {
                     manifest.total_len()
                 )));
             }
-            if manifest.segment_size() > MAX_FETCH_SEGMENT {
-                return Err(Error::Limit {
-                    what: format!("the segment size of pack {hash}"),
-                    size: manifest.segment_size(),
-                    limit: MAX_FETCH_SEGMENT,
-                });
-            }
-            let code: Arc<dyn ErasureCode> =
-                Arc::from(codec_for(&manifest.codec()).map_err(|e| Error::Corrupt(e.to_string()))?);
+            let code = pack_code(&manifest, &hash)?;
             let pack = self.packs.len();
             for (entry, range) in index.ranges() {
                 self.places.entry(entry.id).or_insert(Place {

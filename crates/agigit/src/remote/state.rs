@@ -28,6 +28,24 @@ impl Repository {
         Ok(resolve_state(repo, &[], states).current)
     }
 
+    /// The state of `repo` that counts on the fetch relays.
+    ///
+    /// # Errors
+    /// [`Error::Network`] when they hold no valid one.
+    pub(super) async fn fetched_state(
+        &self,
+        transport: &dyn Transport,
+        repo: &RepoCoordinate,
+    ) -> Result<Signed<RepoState>, Error> {
+        self.remote_state(transport, repo, false)
+            .await?
+            .ok_or_else(|| {
+                Error::Network(format!(
+                    "no valid state event for {repo} on the fetch relays"
+                ))
+            })
+    }
+
     /// The newest state of `repo` this clone has accepted: its time and event id.
     pub(super) fn accepted_state(
         &self,
