@@ -153,33 +153,48 @@ fn walk<S: FindExt + ?Sized>(
             continue;
         }
         out.push((kind, id));
-        match kind {
-            Kind::Commit => {
-                let c = store.find_commit(&id)?;
-                stack.push((Kind::Tree, c.tree));
-                stack.extend(c.parents.iter().map(|p| (Kind::Commit, *p)));
-            }
-            Kind::Tree => {
-                for e in store.find_tree(&id)?.entries() {
-                    stack.push((e.mode.object_kind(), e.id));
-                }
-            }
-            Kind::Tensor => {
-                let t = store.find_tensor(&id)?;
-                stack.extend(t.blobs.iter().map(|b| (Kind::Blob, *b)));
-                if let Some(base) = t.base {
-                    stack.push((Kind::Tensor, base));
-                }
-            }
-            Kind::Chunks => {
-                let list = store.find_chunks(&id)?;
-                let kind = list.entry_kind();
-                stack.extend(list.entries().iter().map(|e| (kind, e.id)));
-            }
-            Kind::Blob => {}
-        }
+        stack.extend(links(store, kind, &id)?);
     }
     Ok(())
+}
+
+/// The objects object `id` (of `kind`) names: a commit's tree and parents, a tree's entries, a
+/// tensor's blobs and base, a chunk list's entries; a blob names none. Every walk of the object
+/// graph (a pack's, a partial fetch's) follows these.
+///
+/// # Errors
+/// Store errors: the object missing or not of `kind`.
+pub fn links<S: FindExt + ?Sized>(
+    store: &S,
+    kind: Kind,
+    id: &ObjectId,
+) -> Result<Vec<(Kind, ObjectId)>, FindError> {
+    Ok(match kind {
+        Kind::Commit => {
+            let c = store.find_commit(id)?;
+            let mut out = vec![(Kind::Tree, c.tree)];
+            out.extend(c.parents.iter().map(|p| (Kind::Commit, *p)));
+            out
+        }
+        Kind::Tree => store
+            .find_tree(id)?
+            .entries()
+            .iter()
+            .map(|e| (e.mode.object_kind(), e.id))
+            .collect(),
+        Kind::Tensor => {
+            let t = store.find_tensor(id)?;
+            let mut out: Vec<_> = t.blobs.iter().map(|b| (Kind::Blob, *b)).collect();
+            out.extend(t.base.map(|b| (Kind::Tensor, b)));
+            out
+        }
+        Kind::Chunks => {
+            let list = store.find_chunks(id)?;
+            let kind = list.entry_kind();
+            list.entries().iter().map(|e| (kind, e.id)).collect()
+        }
+        Kind::Blob => Vec::new(),
+    })
 }
 
 /// Writes the pack of `objects` (read from `store`) into memory.

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use agigit_dag::pack::PackIndex;
 use agigit_dag::{EntryMode, FindExt, Kind, Limits, ObjectId};
 use agigit_event::RepoCoordinate;
-use agigit_hash::BlobHash;
 use agigit_net::Transport;
 use agigit_shard::{ErasureCode, Locator, ShardManifest};
 use futures_util::{StreamExt as _, stream};
@@ -25,7 +24,7 @@ use super::transfer::SegmentFetch;
 use super::*;
 use crate::error::Error;
 use crate::repository::Repository;
-use crate::worktree::{self, FileSource, Part};
+use crate::worktree::{self, FileSource};
 
 /// What a partial pull fetches and writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,7 +197,7 @@ impl Partial<'_> {
         Ok(out)
     }
 
-    /// Fetches everything `root` (of `kind`) refers to, level by level: a tree's entries, a
+    /// Fetches everything `root` refers to, level by level (`pack::links`): a tree's entries, a
     /// chunk list's chunks, a tensor's blobs and base.
     async fn ensure_all(&mut self, root: ObjectId) -> Result<(), Error> {
         let mut frontier = vec![root];
@@ -206,20 +205,12 @@ impl Partial<'_> {
             self.ensure(&frontier).await?;
             let mut next = Vec::new();
             for id in frontier {
-                let store = self.repo.store();
-                match store.header_of(&id)? {
-                    Some((Kind::Tree, _)) => {
-                        next.extend(store.find_tree(&id)?.entries().iter().map(|e| e.id));
-                    }
-                    Some((Kind::Chunks, _)) => {
-                        next.extend(store.find_chunks(&id)?.entries().iter().map(|e| e.id));
-                    }
-                    Some((Kind::Tensor, _)) => {
-                        let t = store.find_tensor(&id)?;
-                        next.extend(t.blobs);
-                        next.extend(t.base);
-                    }
-                    _ => {}
+                if let Some((kind, _)) = self.repo.store().header_of(&id)? {
+                    next.extend(
+                        agigit_dag::pack::links(self.repo.store(), kind, &id)?
+                            .into_iter()
+                            .map(|(_, id)| id),
+                    );
                 }
             }
             next.sort_unstable();
@@ -326,7 +317,8 @@ impl Repository {
                         ))
                     })?
                     .id;
-                partial.ensure(&[header]).await?;
+                // The header and the tensor object in one round, then what the tensor names.
+                partial.ensure(&[header, tensor]).await?;
                 partial.ensure_all(tensor).await?;
                 partial.report.file_bytes =
                     self.write_tensor_at(rel, name, &tensor, &header, options.force)?;
@@ -409,20 +401,23 @@ impl Repository {
                 let range = local
                     .data_range(name)
                     .ok_or_else(|| Error::Invalid(format!("{rel} has no tensor {name}")))?;
-                let mut bytes = local.as_bytes().to_vec();
+                // The file streamed from its mapping around the new bytes: memory holds the
+                // tensor, not the file.
                 let data = tensor.data();
-                let slot = bytes
-                    .get_mut(range.clone())
-                    .filter(|s| s.len() == data.len())
-                    .ok_or_else(|| {
-                        Error::Corrupt(format!("{rel}: tensor {name} does not fit its slot"))
-                    })?;
-                slot.copy_from_slice(data);
-                drop(local);
+                let bytes = local.as_bytes();
+                if bytes.get(range.clone()).map(<[u8]>::len) != Some(data.len()) {
+                    return Err(Error::Corrupt(format!(
+                        "{rel}: tensor {name} does not fit its slot"
+                    )));
+                }
                 worktree::write_atomic(&path, false, |f| {
                     use std::io::Write as _;
-                    f.write_all(&bytes).map_err(Error::io(&path))
+                    f.write_all(&bytes[..range.start])
+                        .and_then(|()| f.write_all(data))
+                        .and_then(|()| f.write_all(&bytes[range.end..]))
+                        .map_err(Error::io(&path))
                 })?;
+                drop(local);
                 Ok(data.len() as u64)
             }
             _ => Err(Error::Invalid(format!(
@@ -435,25 +430,8 @@ impl Repository {
 impl Partial<'_> {
     /// The manifests (and indexes) of every pack of the commits `listed` reachable from `tip`.
     async fn index(&mut self, listed: &[fetch::Listed], tip: ObjectId) -> Result<(), Error> {
-        let by_id: HashMap<ObjectId, &fetch::Listed> = listed.iter().map(|l| (l.id, l)).collect();
-        let mut stack = vec![tip];
-        let mut seen = std::collections::HashSet::new();
-        let mut hashes: Vec<BlobHash> = Vec::new();
-        while let Some(id) = stack.pop() {
-            if !seen.insert(id) {
-                continue;
-            }
-            let Some(l) = by_id.get(&id) else { continue };
-            hashes.extend(
-                l.packs
-                    .iter()
-                    .filter(|p| !hashes.contains(p))
-                    .copied()
-                    .collect::<Vec<_>>(),
-            );
-            stack.extend(l.parents.iter().copied());
-        }
-        for hash in hashes {
+        let hashes = audit::reachable_packs(listed, std::iter::once(&tip));
+        for (hash, _, _) in hashes {
             let (stored, manifest) =
                 fetch_manifest(self.transport, &self.servers, &hash, None).await?;
             self.report.bytes += stored.len() as u64;
@@ -500,7 +478,7 @@ impl Partial<'_> {
         let (part, inner) = worktree::classify(rel);
         let parts = agigit_dag::ModelParts::read(self.repo.store(), &model)?;
         let missing = || Error::Invalid(format!("{rel} is not in the remote's tip {tip}"));
-        let mut tree = part_tree(part, &parts).ok_or_else(missing)?;
+        let mut tree = part.get(&parts).ok_or_else(missing)?;
         let names: Vec<&str> = inner.split('/').collect();
         for (i, name) in names.iter().enumerate() {
             self.ensure(&[tree]).await?;
@@ -521,8 +499,4 @@ impl Partial<'_> {
         }
         Err(missing())
     }
-}
-
-fn part_tree(part: Part, parts: &agigit_dag::ModelParts) -> Option<ObjectId> {
-    part.get(parts)
 }
