@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use agigit_hash::{BlobHash, Hasher};
 use nostr::prelude::PublicKey;
 
+pub use crate::blob_index::IndexDb;
 use crate::blob_index::{BlobIndex, now_secs};
 
 /// A stored blob's description (the BUD-02 blob descriptor, less its URL).
@@ -80,6 +81,9 @@ pub enum BlobStoreError {
     /// configuration).
     #[error("object storage: {0}")]
     Backend(String),
+    /// The index in PostgreSQL failed, or read something it did not write.
+    #[error("blob index database: {0}")]
+    IndexDb(String),
     /// A lock was poisoned by a panicking thread.
     #[error("the blob store's lock is poisoned")]
     Poisoned,
@@ -272,7 +276,8 @@ impl Spool {
     }
 }
 
-/// Blobs as files under `root/ab/<hash>`, with an SQLite index of owners in `root/index.sqlite`.
+/// Blobs as files under `root/ab/<hash>`, with an index of owners in `root/index.sqlite` (or in
+/// PostgreSQL, see [`IndexDb`]).
 #[derive(Clone, Debug)]
 pub struct FsBlobStore {
     inner: Arc<FsInner>,
@@ -291,12 +296,20 @@ impl FsBlobStore {
     /// # Errors
     /// I/O and index errors.
     pub fn open(root: impl AsRef<Path>) -> Result<Self, BlobStoreError> {
+        Self::open_with(root, &IndexDb::Local)
+    }
+
+    /// As [`open`](Self::open), with the owner index where `index` says.
+    ///
+    /// # Errors
+    /// I/O errors; [`BlobStoreError::IndexDb`] when the index database cannot be reached.
+    pub fn open_with(root: impl AsRef<Path>, index: &IndexDb) -> Result<Self, BlobStoreError> {
         let root = root.as_ref().to_owned();
         std::fs::create_dir_all(root.join("tmp"))?;
         for entry in std::fs::read_dir(root.join("tmp"))? {
             let _ = std::fs::remove_file(entry?.path());
         }
-        let index = BlobIndex::open(&root.join("index.sqlite"))?;
+        let index = BlobIndex::open(index, &root.join("index.sqlite"))?;
         Ok(FsBlobStore {
             inner: Arc::new(FsInner {
                 root,

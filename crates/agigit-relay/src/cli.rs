@@ -51,6 +51,10 @@ pub(crate) struct Cli {
         hide_env_values = true
     )]
     pub(crate) postgres: Option<String>,
+    /// The PostgreSQL schema for the relay's tables, created if missing [default: the
+    /// connection's].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) postgres_schema: Option<String>,
     /// NIP-42 authentication: off, writes, reads or all [default: off].
     #[arg(long, value_name = "POLICY")]
     pub(crate) auth: Option<AuthPolicy>,
@@ -109,6 +113,9 @@ impl Cli {
         }
         if self.postgres.is_some() {
             c.postgres = self.postgres;
+        }
+        if self.postgres_schema.is_some() {
+            c.postgres_schema = self.postgres_schema;
         }
         if self.key_file.is_some() {
             c.key_file = self.key_file;

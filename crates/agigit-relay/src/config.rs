@@ -5,7 +5,9 @@
 //! listen = "127.0.0.1:7777"
 //! data = "./relay-data"
 //! # public_url = "wss://relay.example.com"   # checked in NIP-42 AUTH and used in blob URLs
-//! # postgres = "host=127.0.0.1 user=relay dbname=relay"   # SQLite in `data` when absent
+//! # postgres = "host=127.0.0.1 user=relay dbname=relay"   # SQLite in `data` when absent; the
+//! #                                      # blob owner index goes there too
+//! # postgres_schema = "relay_a"          # tables in this schema (created if missing)
 //! # key_file = "/etc/agigit-relay/relay.key"   # the relay's Nostr key; default: data/relay.key,
 //! #                                              # generated on first start
 //! # announce_to = ["ws://relay-b:7777"]          # publish the signed self-description there
@@ -296,8 +298,12 @@ pub struct Config {
     /// host, and blob descriptors use it. Unset: any `relay` tag is accepted and blob URLs use the
     /// request's `Host`.
     pub public_url: Option<String>,
-    /// A PostgreSQL connection string; SQLite in `data` when unset.
+    /// A PostgreSQL connection string for events and the blob owner index; SQLite in `data`
+    /// when unset.
     pub postgres: Option<String>,
+    /// The PostgreSQL schema for the relay's tables (created if missing); the connection's
+    /// default when unset.
+    pub postgres_schema: Option<String>,
     /// Message and subscription limits.
     pub limits: Limits,
     /// Connection limits and timeouts.
@@ -326,6 +332,7 @@ impl Default for Config {
             data: PathBuf::from(DEFAULT_DATA),
             public_url: None,
             postgres: None,
+            postgres_schema: None,
             limits: Limits::default(),
             connections: ConnectionLimits::default(),
             auth: AuthPolicy::Off,
@@ -385,6 +392,7 @@ struct FileConfig {
     data: Option<PathBuf>,
     public_url: Option<String>,
     postgres: Option<String>,
+    postgres_schema: Option<String>,
     key_file: Option<PathBuf>,
     #[serde(default)]
     announce_to: Vec<String>,
@@ -470,6 +478,7 @@ impl Config {
         set(&mut c.data, file.data);
         c.public_url = file.public_url;
         c.postgres = file.postgres;
+        c.postgres_schema = file.postgres_schema;
         c.key_file = file.key_file;
         c.announce_to = file.announce_to;
         let (l, fl) = (&mut c.limits, file.limits);
@@ -569,13 +578,14 @@ mod tests {
     #[test]
     fn a_file_overrides_defaults_and_refuses_typos() {
         let c = Config::from_toml(
-            "postgres = \"host=/tmp\"\n[auth]\nrequired = \"writes\"\n[limits]\nmax_filters = 2\n",
+            "postgres = \"host=/tmp\"\npostgres_schema = \"relay_a\"\n[auth]\nrequired = \"writes\"\n[limits]\nmax_filters = 2\n",
             Path::new("x.toml"),
         )
         .unwrap();
         assert_eq!(c.auth, AuthPolicy::Writes);
         assert_eq!(c.limits.max_filters, 2);
         assert_eq!(c.postgres.as_deref(), Some("host=/tmp"));
+        assert_eq!(c.postgres_schema.as_deref(), Some("relay_a"));
         assert_eq!(c.limits.max_limit, Limits::default().max_limit);
         let err = Config::from_toml("[limits]\nmax_filtres = 2\n", Path::new("x.toml"))
             .unwrap_err()

@@ -12,7 +12,7 @@ pub mod s3;
 pub mod server;
 pub mod store;
 
-pub use blobs::{BlobInfo, BlobStore, BlobStoreError, FsBlobStore};
+pub use blobs::{BlobInfo, BlobStore, BlobStoreError, FsBlobStore, IndexDb};
 pub use config::{AuthPolicy, BlossomConfig, Config};
 #[cfg(feature = "s3")]
 pub use s3::S3BlobStore;

@@ -17,7 +17,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let config = Cli::parse().into_config()?;
-    let relay = Relay::from_config(&config)?;
+    // Opening PostgreSQL blocks (its client runs a runtime of its own): not on an async thread.
+    let relay = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || Relay::from_config(&config)).await??
+    };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     if let Some(description) = relay.self_description() {
         tracing::info!(key = %description.pubkey, "relay key");

@@ -23,7 +23,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt as _, PutPayload};
 
-use crate::blob_index::{BlobIndex, now_secs};
+use crate::blob_index::{BlobIndex, IndexDb, now_secs};
 use crate::blobs::{
     BlobInfo, BlobStore, BlobStoreError, BlobUpload, DeleteOutcome, OpenedBlob, Spool,
 };
@@ -76,6 +76,20 @@ impl S3BlobStore {
         config: &S3Config,
         local: impl AsRef<std::path::Path>,
     ) -> Result<Self, BlobStoreError> {
+        Self::open_with(config, local, &IndexDb::Local)
+    }
+
+    /// As [`open`](Self::open), with the owner index where `index` says: relay processes that
+    /// share one bucket (and prefix) share one index in PostgreSQL.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); [`BlobStoreError::IndexDb`] when the index database cannot be
+    /// reached.
+    pub fn open_with(
+        config: &S3Config,
+        local: impl AsRef<std::path::Path>,
+        index: &IndexDb,
+    ) -> Result<Self, BlobStoreError> {
         // The HTTPS client's TLS: rustls with ring (another provider already installed is fine).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let local = local.as_ref().to_owned();
@@ -84,7 +98,7 @@ impl S3BlobStore {
         for entry in std::fs::read_dir(&spool)? {
             let _ = std::fs::remove_file(entry?.path());
         }
-        let index = BlobIndex::open(&local.join("index.sqlite"))?;
+        let index = BlobIndex::open(index, &local.join("index.sqlite"))?;
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)

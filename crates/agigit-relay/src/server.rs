@@ -266,7 +266,8 @@ impl Relay {
     }
 
     /// A relay as `config` says: SQLite in `config.data` (or PostgreSQL when a URL is set) and
-    /// blobs in `config.data/blobs`.
+    /// blobs in `config.data/blobs` (or the S3 bucket of `[blossom.s3]`), their owner index
+    /// beside the events.
     ///
     /// # Errors
     /// [`ServeError`] when a store cannot be opened or the public URL is malformed.
@@ -277,7 +278,10 @@ impl Relay {
         })?;
         let store: Arc<dyn EventStore> = match &config.postgres {
             #[cfg(feature = "postgres")]
-            Some(url) => Arc::new(crate::store::PostgresEventStore::connect(url)?),
+            Some(url) => Arc::new(crate::store::PostgresEventStore::connect_in_schema(
+                url,
+                config.postgres_schema.as_deref(),
+            )?),
             #[cfg(not(feature = "postgres"))]
             Some(_) => return Err(ServeError::NoPostgres),
             None => Arc::new(SqliteEventStore::open(config.data.join("events.sqlite"))?),
@@ -297,12 +301,23 @@ impl Relay {
         if config.blossom.enabled {
             let retention = config.blossom.unclaimed_retention_secs;
             let local = config.data.join("blobs");
+            // The owner index goes where the events are.
+            let index = match &config.postgres {
+                Some(url) => crate::blobs::IndexDb::Postgres {
+                    url: url.clone(),
+                    schema: config.postgres_schema.clone(),
+                },
+                None => crate::blobs::IndexDb::Local,
+            };
             let blobs: Arc<dyn BlobStore> = match &config.blossom.s3 {
-                None => Arc::new(FsBlobStore::open(&local)?.with_retention(retention)?),
-                #[cfg(feature = "s3")]
-                Some(s3) => {
-                    Arc::new(crate::s3::S3BlobStore::open(s3, &local)?.with_retention(retention)?)
+                None => {
+                    Arc::new(FsBlobStore::open_with(&local, &index)?.with_retention(retention)?)
                 }
+                #[cfg(feature = "s3")]
+                Some(s3) => Arc::new(
+                    crate::s3::S3BlobStore::open_with(s3, &local, &index)?
+                        .with_retention(retention)?,
+                ),
                 #[cfg(not(feature = "s3"))]
                 Some(_) => {
                     return Err(BlobStoreError::Backend(

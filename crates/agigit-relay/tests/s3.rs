@@ -148,3 +148,60 @@ fn a_wrong_secret_is_an_error_not_a_lost_blob() -> TestResult {
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// Two relay processes' stores on one bucket, their owner index shared in PostgreSQL: what one
+/// takes, the other lists, counts and serves; what one deletes is gone for both.
+#[cfg(feature = "postgres")]
+#[test]
+fn two_stores_on_one_bucket_share_their_index_in_postgres() -> TestResult {
+    use agigit_relay::IndexDb;
+    use agigit_relay::blobs::DeleteOutcome;
+    let Some(server) = TempS3::start("shared")? else {
+        return Ok(());
+    };
+    let Some(pg) = support::postgres::TempPostgres::start("s3-shared")? else {
+        return Ok(());
+    };
+    let bucket = server.bucket("shared")?;
+    let index = IndexDb::Postgres {
+        url: pg.url.clone(),
+        schema: Some("shared_blobs".into()),
+    };
+    let (dir_a, dir_b) = (local("shared-a"), local("shared-b"));
+    let a = S3BlobStore::open_with(&config(&server, &bucket, "b/"), &dir_a, &index)?;
+    let b = S3BlobStore::open_with(&config(&server, &bucket, "b/"), &dir_b, &index)?;
+    let (alice, bob) = (Keys::generate().public_key(), Keys::generate().public_key());
+    let data = test_bytes(200_000, 5);
+    let hash = BlobHash::digest(&data);
+    let mut upload = a.begin(1 << 20)?;
+    upload.write(&data)?;
+    let (_, new) = upload.commit(&alice, "", Some(&hash), None)?;
+    assert!(new);
+    // B sees A's claim, counts it and serves the bytes.
+    assert!(b.is_claimed(&hash)?);
+    assert_eq!(b.usage(&alice)?, data.len() as u64);
+    assert_eq!(b.list(&alice, None, None)?.len(), 1);
+    let (mut reader, _) = b.open(&hash)?.ok_or("B serves it")?;
+    let mut got = Vec::new();
+    reader.read_to_end(&mut got)?;
+    assert_eq!(got, data);
+    // Bob's upload through B is a second claim on the same blob, not a new one.
+    let mut upload = b.begin(1 << 20)?;
+    upload.write(&data)?;
+    let (_, new) = upload.commit(&bob, "", Some(&hash), None)?;
+    assert!(!new, "A's blob, claimed again through B");
+    assert_eq!(server.objects(&bucket).len(), 1);
+    // Deleting through either store: the blob stays until its last claim goes, for both.
+    assert!(matches!(a.delete(&hash, &bob)?, DeleteOutcome::Released));
+    assert!(b.open(&hash)?.is_some());
+    assert!(matches!(b.delete(&hash, &alice)?, DeleteOutcome::Removed));
+    assert!(a.info(&hash)?.is_none());
+    assert!(a.open(&hash)?.is_none());
+    assert!(server.objects(&bucket).is_empty());
+    // Neither kept a local index.
+    assert!(!dir_a.join("index.sqlite").exists() && !dir_b.join("index.sqlite").exists());
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir_a);
+    let _ = std::fs::remove_dir_all(&dir_b);
+    Ok(())
+}

@@ -16,6 +16,8 @@ mod sqlite;
 pub use memory::MemoryEventStore;
 #[cfg(feature = "postgres")]
 pub use pg::PostgresEventStore;
+#[cfg(feature = "postgres")]
+pub(crate) use pg::open_in_schema;
 pub use sqlite::SqliteEventStore;
 
 /// The most ids, authors, kinds or tag values one filter may name (SQLite binds at most 32 766

@@ -67,6 +67,30 @@ impl std::fmt::Debug for PostgresEventStore {
     }
 }
 
+/// A connection to `url` with `schema` (created if missing) as its search path; the message
+/// says what failed.
+pub(crate) fn open_in_schema(url: &str, schema: Option<&str>) -> Result<Client, String> {
+    if let Some(s) = schema
+        && (s.is_empty()
+            || s.len() > 63
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    {
+        return Err(format!(
+            "schema {s:?}: use 1 to 63 lowercase letters, digits and underscores"
+        ));
+    }
+    let mut c = Client::connect(url, NoTls).map_err(|e| e.to_string())?;
+    if let Some(s) = schema {
+        c.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}"
+        ))
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(c)
+}
+
 fn pg(e: postgres::Error) -> EventStoreError {
     EventStoreError::Postgres(e.to_string())
 }
@@ -88,27 +112,7 @@ impl PostgresEventStore {
     /// [`EventStoreError::Postgres`] when the server cannot be reached or refuses, or the schema
     /// name is not a plain identifier.
     pub fn connect_in_schema(url: &str, schema: Option<&str>) -> Result<Self, EventStoreError> {
-        if let Some(s) = schema
-            && (s.is_empty()
-                || s.len() > 63
-                || !s
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
-        {
-            return Err(EventStoreError::Postgres(format!(
-                "schema {s:?}: use 1 to 63 lowercase letters, digits and underscores"
-            )));
-        }
-        let open = || -> Result<Client, EventStoreError> {
-            let mut c = Client::connect(url, NoTls).map_err(pg)?;
-            if let Some(s) = schema {
-                c.batch_execute(&format!(
-                    "CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}"
-                ))
-                .map_err(pg)?;
-            }
-            Ok(c)
-        };
+        let open = || open_in_schema(url, schema).map_err(EventStoreError::Postgres);
         let mut writer = open()?;
         writer.batch_execute(SCHEMA).map_err(pg)?;
         let readers = (0..READERS)
