@@ -219,3 +219,162 @@ async fn gc_remote_keeps_what_is_referenced_and_young_and_deletes_the_rest() -> 
     ok(&agigit(&home, &model, &["fsck", "--remote"]));
     Ok(())
 }
+
+/// `n` bytes no compressor shrinks (xorshift), deterministic.
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// The bytes of every blob the relays store.
+fn stored(env: &Relays, relays: usize) -> u64 {
+    (0..relays)
+        .flat_map(|i| blob_files(&env.data(i)))
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Runs `agigit args` in `cwd` and kills it (SIGKILL) once `reached()` says so; fails if it
+/// ends first or nothing happens within a minute.
+fn kill_when(home: &Path, cwd: &Path, args: &[&str], reached: impl Fn() -> bool) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_agigit"))
+        .args(args)
+        .current_dir(cwd)
+        .env("AGIGIT_HOME", home)
+        .env_remove("AGIGIT_NSEC")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run agigit");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !reached() {
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!(
+                "`agigit {}` ended ({status}) before it could be killed",
+                args.join(" ")
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`agigit {}` made no progress",
+            args.join(" ")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+}
+
+/// The segments a fetch keeps under `.agigit/fetch/<pack>/`.
+fn kept_segments(repo: &Path) -> usize {
+    std::fs::read_dir(repo.join(".agigit/fetch"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|pack| {
+            std::fs::read_dir(pack.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter(|f| f.path().extension().is_some_and(|e| e == "segment"))
+        .count()
+}
+
+/// A push and a pull of a 72 MiB commit, each killed (SIGKILL) half way and run again: the
+/// second run sends only what the first did not land, and downloads only the segments the first
+/// did not keep.
+#[test]
+fn a_push_and_a_pull_killed_half_way_resume_where_they_stopped() -> TestResult {
+    const RELAYS: usize = 3;
+    const SIZE: usize = 72 << 20;
+    let root = std::env::temp_dir().join(format!("agigit-cli-killed-{}", std::process::id()));
+    let env = Relays::start(&root, RELAYS, |_| None)?;
+    let urls = env.urls();
+    let (home, model) = model_on(&root, &urls);
+    std::fs::write(model.join("train.py"), "print('v1')\n")?;
+    ok(&agigit(&home, &model, &["commit", "-m", "first"]));
+    let first = json(&agigit(&home, &model, &["push", "--json"]));
+    let coordinate = first["repository"].as_str().ok_or("coordinate")?.to_owned();
+    let reader_home = root.join("reader-home");
+    let clone = root.join("clone");
+    let mut args = vec!["clone".to_owned(), coordinate, clone.display().to_string()];
+    for u in &urls {
+        args.extend(["--relay".to_owned(), u.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&agigit(&reader_home, &root, &args));
+
+    // The push: 72 MiB of weights, 10 shards of 4 per segment, killed once half the bytes it
+    // will store have landed.
+    let weights = noise(SIZE, 0x5eed);
+    std::fs::write(model.join("weights.bin"), &weights)?;
+    ok(&agigit(&home, &model, &["commit", "-m", "weights"]));
+    let before = stored(&env, RELAYS);
+    let expected = SIZE as u64 * 10 / 4;
+    kill_when(&home, &model, &["push"], || {
+        stored(&env, RELAYS) - before >= expected / 2
+    });
+    let landed = stored(&env, RELAYS) - before;
+    let second = json(&agigit(&home, &model, &["push", "--json"]));
+    let sent: u64 = second["bytes_per_server"]
+        .as_object()
+        .ok_or("bytes per server")?
+        .values()
+        .filter_map(serde_json::Value::as_u64)
+        .sum();
+    let total = stored(&env, RELAYS) - before;
+    let resumed = second["resumed"].as_u64().ok_or("resumed")?;
+    eprintln!(
+        "push killed after {landed} of {total} bytes landed; the second push sent {sent} bytes, found {resumed} shards in place"
+    );
+    assert!(landed >= total / 3 && landed < total, "{landed} of {total}");
+    assert!(resumed > 0, "{second}");
+    // Everything missing is sent once; nothing that landed is sent again. The slack is what
+    // the first push had in flight when killed (shards it wrote but never placed): one per
+    // upload in parallel at most.
+    let slack = 16 * (4 << 20) / 4;
+    assert!(
+        sent >= total - landed && sent <= total - landed + slack,
+        "sent {sent}, missing {}",
+        total - landed
+    );
+
+    // The pull: killed once it keeps half the segments.
+    let segments = SIZE.div_ceil(4 << 20);
+    kill_when(&reader_home, &clone, &["pull"], || {
+        kept_segments(&clone) >= segments / 2
+    });
+    let kept = kept_segments(&clone);
+    assert!(
+        !clone.join("weights.bin").exists(),
+        "a killed pull changed nothing in the work tree"
+    );
+    let pulled = json(&agigit(&reader_home, &clone, &["pull", "--json"]));
+    let resumed = pulled["resumed_segments"]
+        .as_u64()
+        .ok_or("resumed_segments")? as usize;
+    let bytes = pulled["bytes"].as_u64().ok_or("bytes")?;
+    let pack = second["pack_bytes"].as_u64().ok_or("pack_bytes")?;
+    eprintln!(
+        "pull killed with {kept} of {segments} segments kept; the second pull used {resumed} of them and downloaded {bytes} of the pack's {pack} bytes"
+    );
+    // A segment file cut by the kill is checked, refused and downloaded again.
+    assert!(resumed + 1 >= kept && resumed <= kept, "{pulled}");
+    assert!(
+        bytes <= pack - (resumed as u64) * (4 << 20) + (4 << 20),
+        "downloaded {bytes}"
+    );
+    assert!(std::fs::read(clone.join("weights.bin"))? == weights);
+    assert_eq!(kept_segments(&clone), 0, "a completed pull keeps nothing");
+    Ok(())
+}
