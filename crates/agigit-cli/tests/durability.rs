@@ -360,9 +360,11 @@ fn a_push_and_a_pull_killed_half_way_resume_where_they_stopped() -> TestResult {
         "a killed pull changed nothing in the work tree"
     );
     let pulled = json(&agigit(&reader_home, &clone, &["pull", "--json"]));
-    let resumed = pulled["resumed_segments"]
-        .as_u64()
-        .ok_or("resumed_segments")? as usize;
+    let resumed = usize::try_from(
+        pulled["resumed_segments"]
+            .as_u64()
+            .ok_or("resumed_segments")?,
+    )?;
     let bytes = pulled["bytes"].as_u64().ok_or("bytes")?;
     let pack = second["pack_bytes"].as_u64().ok_or("pack_bytes")?;
     eprintln!(
