@@ -506,8 +506,10 @@ fn clone_into(
                 tip: got.tip,
                 objects: got.objects,
                 bytes: got.bytes,
+                envelope: got.envelope.clone(),
                 ..agigit::PullReport::default()
             };
+            after(&repo, &report)?;
             *partial_report = Some(got);
             return Ok((repo, report));
         }

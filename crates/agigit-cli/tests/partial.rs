@@ -83,3 +83,72 @@ fn clone_one_tensor_then_pull_one_file() -> TestResult {
     assert_eq!(std::fs::read(clone.join("train.py"))?, b"print('train')\n");
     Ok(())
 }
+
+/// A private repository: a reader clones one tensor (the clone keeps the key envelope, so it
+/// stays private); a stranger's clone is refused and leaves nothing.
+#[test]
+fn a_reader_clones_one_tensor_of_a_private_model() -> TestResult {
+    let root =
+        std::env::temp_dir().join(format!("agigit-cli-partial-private-{}", std::process::id()));
+    let relays = Relays::start(&root, 3, |_| None)?;
+    let urls = relays.urls();
+    let (home, reader, stranger) = (
+        root.join("home"),
+        root.join("reader"),
+        root.join("stranger"),
+    );
+    ok(&agigit(&home, &root, &["key", "generate"]));
+    ok(&agigit(&stranger, &root, &["key", "generate"]));
+    let key = json(&agigit(&reader, &root, &["key", "generate", "--json"]));
+    let npub = key["npub"].as_str().ok_or("npub")?;
+    ok(&agigit(
+        &home,
+        &root,
+        &["init", "secret", "--private", "--reader", npub],
+    ));
+    let model = root.join("secret");
+    for u in &urls {
+        ok(&agigit(&home, &model, &["relay", "add", u]));
+    }
+    let weights = safetensors(9);
+    std::fs::write(model.join("model.safetensors"), &weights)?;
+    ok(&agigit(&home, &model, &["commit", "-m", "one"]));
+    let pushed = json(&agigit(&home, &model, &["push", "--json"]));
+    assert_eq!(pushed["private"], true);
+    let coordinate = pushed["repository"].as_str().ok_or("coordinate")?;
+
+    let clone_args = |dir: &'static str| {
+        let mut args = vec![
+            "clone".to_owned(),
+            coordinate.to_owned(),
+            dir.to_owned(),
+            "--tensor".to_owned(),
+            "model.safetensors:small".to_owned(),
+            "--json".to_owned(),
+        ];
+        for u in &urls {
+            args.extend(["--relay".to_owned(), u.clone()]);
+        }
+        args
+    };
+    let args = clone_args("theirs");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = agigit(&stranger, &root, &args);
+    assert_eq!(out.status.code(), Some(9), "not a reader: access");
+    assert!(!root.join("theirs").exists());
+
+    let args = clone_args("mine");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let got = json(&agigit(&reader, &root, &args));
+    let downloaded = got["bytes_downloaded"].as_u64().ok_or("bytes")?;
+    let packs = got["packs_bytes"].as_u64().ok_or("packs")?;
+    assert!(downloaded < packs / 2, "{got}");
+    let one = std::fs::read(root.join("mine/model.safetensors"))?;
+    let tail = &weights[weights.len() - (256 << 10)..];
+    assert!(one.ends_with(tail) && one.len() < (256 << 10) + 256);
+    assert!(
+        root.join("mine/.agigit/keys").exists(),
+        "the clone keeps the key envelope: it stays private"
+    );
+    Ok(())
+}

@@ -274,28 +274,12 @@ impl SegmentCipher for AesGcmStream {
         let header = Header::read(sealed)?;
         let body = &sealed[HEADER_LEN..];
         let chunk = header.segment_size + TAG_LEN;
-        let last_len = match body.len() % chunk {
-            0 if !body.is_empty() => chunk,
-            rest => rest,
-        };
-        if last_len < TAG_LEN {
-            return Err(CryptError::Format {
-                reason: "the last segment is shorter than its tag",
-            });
-        }
-        let count = body.len().div_ceil(chunk);
-        if count > 1 && last_len == TAG_LEN {
-            // Only the empty object has an empty segment: a longer one ends with a non-empty
-            // segment (a full one when the length is a multiple of the segment size).
-            return Err(CryptError::Format {
-                reason: "an empty segment after the first",
-            });
-        }
-        if count as u64 > MAX_SEGMENTS {
-            return Err(CryptError::Format {
-                reason: "more than 2^32 segments",
-            });
-        }
+        let count =
+            usize::try_from(layout(body.len() as u64, header.segment_size)?.0).map_err(|_| {
+                CryptError::Format {
+                    reason: "more than 2^32 segments",
+                }
+            })?;
         let cipher = header.cipher(key, associated_data);
         let len = body.len() - count * TAG_LEN;
         if len == 0 {
@@ -333,6 +317,158 @@ impl SegmentCipher for AesGcmStream {
 /// Segments of a plaintext: at least one (the empty object has one empty segment).
 fn segment_count(len: usize, segment_size: usize) -> usize {
     len.div_ceil(segment_size).max(1)
+}
+
+/// How a sealed body of `body_len` bytes is cut into segments of `segment_size`: the count and
+/// the last one's sealed length. Fails for a body no sealer writes.
+fn layout(body_len: u64, segment_size: usize) -> Result<(u64, u64), CryptError> {
+    let chunk = segment_size as u64 + TAG_LEN as u64;
+    let last_len = match body_len % chunk {
+        0 if body_len != 0 => chunk,
+        rest => rest,
+    };
+    if last_len < TAG_LEN as u64 {
+        return Err(CryptError::Format {
+            reason: "the last segment is shorter than its tag",
+        });
+    }
+    let count = body_len.div_ceil(chunk);
+    if count > 1 && last_len == TAG_LEN as u64 {
+        // Only the empty object has an empty segment: a longer one ends with a non-empty
+        // segment (a full one when the length is a multiple of the segment size).
+        return Err(CryptError::Format {
+            reason: "an empty segment after the first",
+        });
+    }
+    if count > MAX_SEGMENTS {
+        return Err(CryptError::Format {
+            reason: "more than 2^32 segments",
+        });
+    }
+    Ok((count, last_len))
+}
+
+/// Opens the segments of a sealed object one at a time, in any order, knowing only its header
+/// and its sealed length: a reader that wants a few bytes of a large object fetches and opens
+/// just the segments holding them ([`segments_of`](Self::segments_of),
+/// [`sealed_range`](Self::sealed_range)). Every segment is authenticated on its own, under its
+/// index and whether it is the last, so a segment moved, swapped or taken from another object,
+/// and a length that lies about where the object ends, fail to open.
+pub struct SegmentOpener {
+    cipher: Aes256Gcm,
+    prefix: [u8; PREFIX_LEN],
+    segment_size: usize,
+    count: u64,
+    sealed_len: u64,
+}
+
+impl std::fmt::Debug for SegmentOpener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentOpener")
+            .field("segment_size", &self.segment_size)
+            .field("count", &self.count)
+            .field("sealed_len", &self.sealed_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SegmentOpener {
+    /// An opener for the object whose first bytes (at least [`HEADER_LEN`]) are `header` and
+    /// whose sealed length is `sealed_len`.
+    ///
+    /// # Errors
+    /// [`CryptError::Format`] for a bad header or a length no sealer writes with it.
+    pub fn new(
+        key: &ContentKey,
+        associated_data: &[u8],
+        header: &[u8],
+        sealed_len: u64,
+    ) -> Result<Self, CryptError> {
+        let parsed = Header::read(header)?;
+        let body = sealed_len
+            .checked_sub(HEADER_LEN as u64)
+            .ok_or(CryptError::Format {
+                reason: "shorter than the 48-byte header",
+            })?;
+        let (count, _) = layout(body, parsed.segment_size)?;
+        Ok(Self {
+            cipher: parsed.cipher(key, associated_data),
+            prefix: parsed.material.prefix,
+            segment_size: parsed.segment_size,
+            count,
+            sealed_len,
+        })
+    }
+
+    /// Plaintext bytes per segment (the last may hold fewer).
+    pub fn segment_size(&self) -> usize {
+        self.segment_size
+    }
+
+    /// Segments in the object (at least one).
+    pub fn segments(&self) -> u64 {
+        self.count
+    }
+
+    /// The object's plaintext length.
+    pub fn plaintext_len(&self) -> u64 {
+        self.sealed_len - HEADER_LEN as u64 - self.count * TAG_LEN as u64
+    }
+
+    /// The segments holding plaintext bytes `range` (empty for an empty range); the range is
+    /// clamped to the object.
+    pub fn segments_of(&self, range: std::ops::Range<u64>) -> std::ops::Range<u64> {
+        let end = range.end.min(self.plaintext_len());
+        if range.start >= end {
+            return 0..0;
+        }
+        let size = self.segment_size as u64;
+        range.start / size..(end - 1) / size + 1
+    }
+
+    /// Where segment `index` (below [`segments`](Self::segments)) is in the sealed object.
+    pub fn sealed_range(&self, index: u64) -> std::ops::Range<u64> {
+        let chunk = self.segment_size as u64 + TAG_LEN as u64;
+        let start = (HEADER_LEN as u64).saturating_add(index.saturating_mul(chunk));
+        start.min(self.sealed_len)..start.saturating_add(chunk).min(self.sealed_len)
+    }
+
+    /// Where segment `index`'s plaintext is in the object.
+    pub fn plaintext_range(&self, index: u64) -> std::ops::Range<u64> {
+        let size = self.segment_size as u64;
+        let start = index.saturating_mul(size).min(self.plaintext_len());
+        start..start.saturating_add(size).min(self.plaintext_len())
+    }
+
+    /// Opens segment `index` from its sealed bytes (exactly [`sealed_range`](Self::sealed_range)
+    /// of them).
+    ///
+    /// # Errors
+    /// [`CryptError::Format`] for an index past the end or bytes of the wrong length; the opaque
+    /// [`CryptError::Open`] when authentication fails.
+    pub fn open(&self, index: u64, sealed: &[u8]) -> Result<Vec<u8>, CryptError> {
+        if index >= self.count {
+            return Err(CryptError::Format {
+                reason: "a segment past the object's end",
+            });
+        }
+        let range = self.sealed_range(index);
+        if sealed.len() as u64 != range.end - range.start {
+            return Err(CryptError::Format {
+                reason: "a sealed segment of the wrong length",
+            });
+        }
+        let mut plain = vec![0u8; sealed.len() - TAG_LEN];
+        let at = usize::try_from(index).map_err(|_| CryptError::Format {
+            reason: "more than 2^32 segments",
+        })?;
+        let last = index + 1 == self.count;
+        if let Err(e) = open_segment(&self.cipher, &self.prefix, at, last, sealed, &mut plain) {
+            plain.fill(0);
+            return Err(e);
+        }
+        Ok(plain)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -1,14 +1,19 @@
 //! Integration tests for agigit-crypt: known answers from an independent implementation, tamper
 //! and splice tests, streaming, key wrap and envelopes.
 
-#![allow(clippy::expect_used, reason = "test fixtures")]
+#![allow(
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test fixtures; sealed test objects are small"
+)]
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use agigit_crypt::{
     AesGcmStream, ContentKey, CryptError, EcdhWrap, Envelope, HEADER_LEN, KeyWrap, Keyring,
-    NonceMaterial, OpeningReader, ReaderKey, ReaderSecret, SealingWriter, SegmentCipher, TAG_LEN,
+    NonceMaterial, OpeningReader, ReaderKey, ReaderSecret, SealingWriter, SegmentCipher,
+    SegmentOpener, TAG_LEN,
 };
 use proptest::prelude::*;
 
@@ -631,4 +636,111 @@ proptest! {
             }
         }
     }
+}
+
+/// Every segment of `sealed`, opened alone through a [`SegmentOpener`], in reverse order.
+fn open_each(opener: &SegmentOpener, sealed: &[u8]) -> Result<Vec<u8>, CryptError> {
+    let mut parts = Vec::new();
+    for i in (0..opener.segments()).rev() {
+        let r = opener.sealed_range(i);
+        let plain = opener.open(i, &sealed[r.start as usize..r.end as usize])?;
+        let p = opener.plaintext_range(i);
+        assert_eq!(plain.len() as u64, p.end - p.start);
+        parts.push(plain);
+    }
+    parts.reverse();
+    Ok(parts.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random access: each segment opened alone gives the object back; the segments holding
+    /// any plaintext range cover it and nothing more than needed.
+    #[test]
+    fn segments_open_one_at_a_time(
+        segment_size in prop_oneof![Just(1usize), Just(7), Just(16), Just(64), Just(1000)],
+        len in 0usize..5000,
+        from in 0u64..6000,
+        span in 0u64..3000,
+        key in any::<[u8; 32]>(),
+    ) {
+        let plaintext: Vec<u8> = (0..len).map(|i| (i * 13 + 1).to_le_bytes()[0]).collect();
+        let key = ContentKey::from_bytes(key);
+        let cipher = AesGcmStream::new(segment_size).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let sealed = cipher.seal(&key, b"ad", &plaintext).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let opener = SegmentOpener::new(&key, b"ad", &sealed[..HEADER_LEN], sealed.len() as u64)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(opener.plaintext_len(), len as u64);
+        prop_assert_eq!(open_each(&opener, &sealed), Ok(plaintext.clone()));
+        let want = from..from + span;
+        let segments = opener.segments_of(want.clone());
+        let end = want.end.min(len as u64);
+        if want.start < end {
+            let covered = opener.plaintext_range(segments.start).start
+                ..opener.plaintext_range(segments.end - 1).end;
+            prop_assert!(covered.start <= want.start && covered.end >= end);
+            prop_assert!(want.start - covered.start < segment_size as u64);
+            prop_assert!(covered.end - end < segment_size as u64);
+        } else {
+            prop_assert!(segments.is_empty());
+        }
+    }
+}
+
+#[test]
+fn a_segment_out_of_place_or_a_lying_length_does_not_open() -> TestResult {
+    let key = ContentKey::from_bytes([9; 32]);
+    let cipher = AesGcmStream::new(64)?;
+    let plaintext: Vec<u8> = (0..300u32).map(|i| i.to_le_bytes()[0]).collect();
+    let sealed = cipher.seal(&key, b"ad", &plaintext)?;
+    let len = sealed.len() as u64;
+    let opener = SegmentOpener::new(&key, b"ad", &sealed[..HEADER_LEN], len)?;
+    assert_eq!(opener.segments(), 5);
+    let seg = |i: u64| {
+        let r = opener.sealed_range(i);
+        sealed[r.start as usize..r.end as usize].to_vec()
+    };
+    // Swapped: segment 1's bytes as segment 2.
+    assert_eq!(opener.open(2, &seg(1)), Err(CryptError::Open));
+    // One flipped bit anywhere in a segment.
+    for at in [0, 40, 79] {
+        let mut bad = seg(3);
+        bad[at] ^= 0x10;
+        assert_eq!(opener.open(3, &bad), Err(CryptError::Open), "bit at {at}");
+    }
+    // Another object's key or associated data.
+    let other = SegmentOpener::new(&key, b"other", &sealed[..HEADER_LEN], len)?;
+    assert_eq!(other.open(0, &seg(0)), Err(CryptError::Open));
+    // A length that ends the object a segment early (the last one dropped): segment 3, whole,
+    // is taken for the last and does not open; one that adds bytes makes segment 4 not fit.
+    let early = SegmentOpener::new(&key, b"ad", &sealed[..HEADER_LEN], len - 60)?;
+    assert_eq!(early.segments(), 4);
+    assert_eq!(early.open(3, &seg(3)), Err(CryptError::Open));
+    let late = SegmentOpener::new(&key, b"ad", &sealed[..HEADER_LEN], len + 40)?;
+    assert_eq!(
+        late.open(4, &seg(4)),
+        Err(CryptError::Format {
+            reason: "a sealed segment of the wrong length"
+        })
+    );
+    // Lengths no sealer writes, a bad header, an index past the end.
+    for bad in [0, 47, 48, 48 + 15, len - 60 + 16] {
+        assert!(
+            matches!(
+                SegmentOpener::new(&key, b"ad", &sealed[..HEADER_LEN], bad),
+                Err(CryptError::Format { .. })
+            ),
+            "length {bad}"
+        );
+    }
+    let mut header = sealed[..HEADER_LEN].to_vec();
+    header[0] = b'X';
+    assert!(SegmentOpener::new(&key, b"ad", &header, len).is_err());
+    assert!(SegmentOpener::new(&key, b"ad", &sealed[..20], len).is_err());
+    assert!(matches!(
+        opener.open(5, &seg(4)),
+        Err(CryptError::Format { .. })
+    ));
+    Ok(())
 }

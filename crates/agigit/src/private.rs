@@ -28,7 +28,7 @@ use std::path::Path;
 
 use agigit_crypt::{
     AesGcmStream, ContentKey, DEFAULT_SEGMENT_SIZE, EcdhWrap, KeyWrap, Keyring, OpeningReader,
-    ReaderKey, ReaderSecret, SealingWriter,
+    ReaderKey, ReaderSecret, SealingWriter, SegmentOpener,
 };
 use agigit_dag::refs::RefName;
 use agigit_event::nostr::prelude::{Keys, PublicKey};
@@ -289,6 +289,30 @@ impl PrivateKeys {
     ) -> Result<OpeningReader<R>, Error> {
         OpeningReader::new(inner, self.key(epoch)?, &what.associated_data())
             .map_err(|e| open_failed(what, &e))
+    }
+
+    /// An opener of the segments of an object sealed as `what` in `epoch`, one at a time, from
+    /// its first bytes (`header`, at least 48) and its sealed length: for reading a few bytes
+    /// of a large sealed pack.
+    pub(crate) fn segment_opener(
+        &self,
+        what: Sealed<'_>,
+        epoch: u32,
+        header: &[u8],
+        sealed_len: u64,
+    ) -> Result<SegmentOpener, Error> {
+        SegmentOpener::new(
+            self.key(epoch)?,
+            &what.associated_data(),
+            header,
+            sealed_len,
+        )
+        .map_err(|e| {
+            open_failed(
+                what,
+                &std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        })
     }
 
     /// Seals `plain` as `what` under the current key.

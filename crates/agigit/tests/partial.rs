@@ -188,11 +188,12 @@ async fn a_tensor_pulled_into_a_clone_replaces_only_its_bytes() -> TestResult {
     Ok(())
 }
 
+/// A private repository: the tensor comes out of the sealed pack by its sealed segments (and the
+/// pack's header), each authenticated on its own; a key that is not a reader's gets nothing.
 #[tokio::test]
-async fn a_private_repository_says_partial_pulls_are_not_there_yet() -> TestResult {
+async fn one_tensor_of_a_private_pack_opens_by_its_sealed_segments() -> TestResult {
     let origin = Dir::new("partial-private");
-    std::fs::create_dir_all(&origin.0)?;
-    std::fs::write(origin.0.join("train.py"), "x\n")?;
+    write_model(&origin.0, 0)?;
     let keys = Keys::generate();
     let repo = Repository::init(&origin.0)?;
     let secret = agigit::private::reader_secret(&keys)?;
@@ -206,20 +207,79 @@ async fn a_private_repository_says_partial_pulls_are_not_there_yet() -> TestResu
         keys: sealing.as_ref(),
         ..PushOptions::new(&code)
     };
-    repo.push(&net, &keys, &id, "master", opts).await?;
-    let reader_dir = Dir::new("partial-private-reader");
-    let reader = Repository::init(&reader_dir.0)?;
-    let err = reader
+    let pushed = repo.push(&net, &keys, &id, "master", opts).await?;
+    assert!(pushed.private);
+    let coordinate = RepoCoordinate::new(keys.public_key(), id);
+    let want = PartialWant::Tensor {
+        file: "model.safetensors".into(),
+        name: "small".into(),
+    };
+
+    // A stranger's key opens nothing, and nothing is written.
+    let stranger_dir = Dir::new("partial-private-stranger");
+    let stranger = Repository::init(&stranger_dir.0)?;
+    let other = agigit::private::reader_secret(&Keys::generate())?;
+    let err = stranger
         .pull_path(
             &net,
-            &RepoCoordinate::new(keys.public_key(), id),
+            &coordinate,
             "master",
-            &PartialWant::File("train.py".into()),
-            FetchOptions::with_secret(&secret),
+            &want,
+            FetchOptions::with_secret(&other),
         )
         .await
-        .expect_err("not supported");
-    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
-    assert!(err.to_string().contains("private"), "{err}");
+        .expect_err("not a reader");
+    assert_eq!(err.kind(), ErrorKind::Access, "{err}");
+    assert!(!stranger_dir.0.join("model.safetensors").exists());
+
+    let reader_dir = Dir::new("partial-private-reader");
+    let reader = Repository::init(&reader_dir.0)?;
+    let report = reader
+        .pull_path(
+            &net,
+            &coordinate,
+            "master",
+            &want,
+            FetchOptions::with_secret(&secret),
+        )
+        .await?;
+    eprintln!(
+        "private: one 1 MiB tensor: {} bytes downloaded ({} segments, {} objects) of packs of {} bytes",
+        report.bytes, report.segments, report.objects, report.packs_bytes
+    );
+    let one = SafetensorsFile::open(reader_dir.0.join("model.safetensors"))?;
+    let original = SafetensorsFile::open(origin.0.join("model.safetensors"))?;
+    assert_eq!(one.len(), 1);
+    assert_eq!(
+        one.tensor("small").expect("small").data(),
+        original.tensor("small").expect("small").data()
+    );
+    assert!(
+        report.envelope.is_some(),
+        "the key envelope, to keep the clone private"
+    );
+    assert!(report.packs_bytes > 48 * MB as u64, "{report:?}");
+    // The pack's first segment (its sealed header) on top of what a public pull takes.
+    assert!(
+        report.bytes < 10 * MB as u64,
+        "downloaded {} for a 1 MiB tensor",
+        report.bytes
+    );
+
+    // A whole file of another part.
+    let csv = PartialWant::File("data/validation/eval.csv".into());
+    reader
+        .pull_path(
+            &net,
+            &coordinate,
+            "master",
+            &csv,
+            FetchOptions::with_secret(&secret),
+        )
+        .await?;
+    assert_eq!(
+        std::fs::read(reader_dir.0.join("data/validation/eval.csv"))?,
+        b"x,y\n0,1\n"
+    );
     Ok(())
 }

@@ -3,6 +3,11 @@
 //! its objects (and the trees above it) are downloaded, from any `k` of `n` shards each, instead
 //! of whole packs.
 //!
+//! A private repository's packs are sealed whole (`agigit-crypt`'s STREAM, 64 KiB segments): the
+//! index (inside the sealed manifest) gives plaintext ranges, which map to the sealed segments
+//! holding them; those are fetched with the pack's first bytes (its header: salt and nonce
+//! prefix) and opened one at a time, each authenticated under its position.
+//!
 //! Every object is checked against its id (and, but a blob, against the format's rules) before
 //! it is stored, as in a full fetch: an index that lies costs a failed pull, never a wrong byte.
 //! Nothing moves a branch or `HEAD`; the file is written as `checkout <tip> -- <file>` would, and
@@ -12,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
+use agigit_crypt::SegmentOpener;
 use agigit_dag::pack::PackIndex;
 use agigit_dag::{EntryMode, FindExt, Kind, Limits, ObjectId};
 use agigit_event::RepoCoordinate;
@@ -23,6 +29,7 @@ use super::packs::{fetch_manifest, pack_code};
 use super::transfer::SegmentFetch;
 use super::*;
 use crate::error::Error;
+use crate::private::{PrivateKeys, Sealed};
 use crate::repository::Repository;
 use crate::worktree::{self, FileSource};
 
@@ -58,6 +65,8 @@ pub struct PartialReport {
     pub bytes: u64,
     /// The length of the packs those segments are in: what fetching them whole would rebuild.
     pub packs_bytes: u64,
+    /// For a private repository, its key envelope (see [`Repository::save_envelope`]).
+    pub envelope: Option<Vec<u8>>,
 }
 
 /// Where an object is: its pack's manifest and code, and its byte range in the pack.
@@ -70,15 +79,26 @@ struct Place {
 /// A segment rebuilt: (pack, segment), its bytes, and the shard bytes downloaded for it.
 type FetchedSegment = ((usize, usize), Vec<u8>, u64);
 
-/// A pack the partial pull may read from: its manifest and code.
+/// A pack the partial pull may read from: its manifest and code, and how it is sealed.
 struct IndexedPack {
+    hash: BlobHash,
     manifest: ShardManifest,
     code: Arc<dyn ErasureCode>,
+    sealed: Option<SealedPack>,
+}
+
+/// A private pack: the key epoch it is sealed in, the plaintext length its index describes, and
+/// — once its header is fetched — the opener of its sealed segments.
+struct SealedPack {
+    epoch: u32,
+    plain_len: u64,
+    opener: Option<SegmentOpener>,
 }
 
 /// The objects of the remote's packs, by id, and the segments fetched so far.
 struct Partial<'a> {
     repo: &'a Repository,
+    keys: Option<&'a PrivateKeys>,
     transport: &'a dyn Transport,
     servers: Vec<String>,
     packs: Vec<IndexedPack>,
@@ -101,28 +121,76 @@ impl Partial<'_> {
         if wanted.is_empty() {
             return Ok(());
         }
+        let places: Vec<(usize, Range<u64>)> = wanted
+            .iter()
+            .map(|id| {
+                self.places
+                    .get(id)
+                    .map(|p| (p.pack, p.range.clone()))
+                    .ok_or_else(|| {
+                        Error::Network(format!(
+                            "object {id} is in no pack index the relays list (packs pushed before pack indexes cannot be read in part: pull the part)"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        // A sealed pack's header first (its first segment), to know where its sealed segments
+        // are.
+        let unopened: Vec<(usize, usize)> = places
+            .iter()
+            .map(|(pack, _)| *pack)
+            .filter(|&p| {
+                self.packs[p]
+                    .sealed
+                    .as_ref()
+                    .is_some_and(|s| s.opener.is_none())
+            })
+            .map(|p| (p, 0))
+            .collect();
+        self.fetch_segments(unopened).await?;
+        self.open_headers()?;
         // The segments holding them, fetched a few at once.
         let mut needed: Vec<(usize, usize)> = Vec::new();
-        for id in &wanted {
-            let place = self.places.get(id).ok_or_else(|| {
-                Error::Network(format!(
-                    "object {id} is in no pack index the relays list (packs pushed before pack indexes cannot be read in part: pull the part)"
-                ))
-            })?;
-            let size = self.packs[place.pack].manifest.segment_size();
-            let (first, last) = (place.range.start / size, (place.range.end - 1) / size);
+        for (pack, range) in places {
+            let stored = self.stored_range(pack, range)?;
+            let size = self.packs[pack].manifest.segment_size();
+            let (first, last) = (stored.start / size, (stored.end - 1) / size);
             for s in first..=last {
                 let s = usize::try_from(s).map_err(|_| Error::Corrupt("segment index".into()))?;
-                if !self.segments.contains_key(&(place.pack, s))
-                    && !needed.contains(&(place.pack, s))
-                {
-                    needed.push((place.pack, s));
-                }
+                needed.push((pack, s));
             }
         }
+        self.fetch_segments(needed).await?;
+        for id in wanted {
+            let bytes = self.object_bytes(&id)?;
+            let kind = self.places[&id].kind;
+            let (parsed, body) = agigit_dag::object::parse_loose(&bytes, Limits::default())
+                .map_err(|e| Error::Corrupt(format!("object {id} in its pack: {e}")))?;
+            if parsed != kind || agigit_dag::object::compute_id(kind, body) != id {
+                return Err(Error::Corrupt(format!(
+                    "the pack index places object {id} where other bytes are"
+                )));
+            }
+            if kind != Kind::Blob {
+                agigit_dag::Object::decode(kind, body).map_err(|source| Error::Decode {
+                    what: format!("object {id}"),
+                    source,
+                })?;
+            }
+            self.repo.store().write_buf(kind, body)?;
+            self.report.objects += 1;
+        }
+        Ok(())
+    }
+
+    /// Fetches the segments of `keys` not fetched yet, a few at once.
+    async fn fetch_segments(&mut self, mut keys: Vec<(usize, usize)>) -> Result<(), Error> {
+        keys.sort_unstable();
+        keys.dedup();
+        keys.retain(|k| !self.segments.contains_key(k));
         let fetched: Vec<Result<FetchedSegment, Error>> = {
             let this = &*self;
-            stream::iter(needed)
+            stream::iter(keys)
                 .map(|(pack, segment)| async move {
                     let p = &this.packs[pack];
                     let context = SegmentFetch {
@@ -147,54 +215,140 @@ impl Partial<'_> {
             self.report.bytes += bytes;
             self.segments.insert(key, Arc::new(data));
         }
-        for id in wanted {
-            let bytes = self.object_bytes(&id)?;
-            let kind = self.places[&id].kind;
-            let (parsed, body) = agigit_dag::object::parse_loose(&bytes, Limits::default())
-                .map_err(|e| Error::Corrupt(format!("object {id} in its pack: {e}")))?;
-            if parsed != kind || agigit_dag::object::compute_id(kind, body) != id {
+        Ok(())
+    }
+
+    /// Makes the opener of every sealed pack whose first segment is here, and checks that the
+    /// pack's index describes the plaintext its sealed length holds.
+    fn open_headers(&mut self) -> Result<(), Error> {
+        let Some(keys) = self.keys else {
+            return Ok(());
+        };
+        for (i, pack) in self.packs.iter_mut().enumerate() {
+            let Some(sealed) = pack.sealed.as_mut() else {
+                continue;
+            };
+            let Some(first) = self.segments.get(&(i, 0)) else {
+                continue;
+            };
+            if sealed.opener.is_some() {
+                continue;
+            }
+            let header = first.get(..agigit_crypt::HEADER_LEN).ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "pack {}: shorter than its sealed header",
+                    pack.hash
+                ))
+            })?;
+            let opener = keys.segment_opener(
+                Sealed::Pack,
+                sealed.epoch,
+                header,
+                pack.manifest.total_len(),
+            )?;
+            if opener.plaintext_len() != sealed.plain_len {
                 return Err(Error::Corrupt(format!(
-                    "the pack index places object {id} where other bytes are"
+                    "pack {}: its index describes {} bytes, its sealed length holds {}",
+                    pack.hash,
+                    sealed.plain_len,
+                    opener.plaintext_len()
                 )));
             }
-            if kind != Kind::Blob {
-                agigit_dag::Object::decode(kind, body).map_err(|source| Error::Decode {
-                    what: format!("object {id}"),
-                    source,
-                })?;
-            }
-            self.repo.store().write_buf(kind, body)?;
-            self.report.objects += 1;
+            sealed.opener = Some(opener);
         }
         Ok(())
     }
 
-    /// Object `id`'s header and body, cut from the segments fetched.
-    fn object_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, Error> {
-        let place = &self.places[id];
-        let size = self.packs[place.pack].manifest.segment_size();
-        let mut out = Vec::with_capacity(
-            usize::try_from(place.range.end - place.range.start).unwrap_or_default(),
-        );
-        let mut at = place.range.start;
-        while at < place.range.end {
+    /// Where plaintext bytes `range` of pack `pack` are in the pack as stored: the same bytes
+    /// for a public pack, the sealed segments holding them for a private one.
+    fn stored_range(&self, pack: usize, range: Range<u64>) -> Result<Range<u64>, Error> {
+        let p = &self.packs[pack];
+        if range.is_empty() || (p.sealed.is_none() && range.end > p.manifest.total_len()) {
+            return Err(Error::Corrupt(format!(
+                "pack {}: its index places an object at {range:?}, outside the pack",
+                p.hash
+            )));
+        }
+        let Some(sealed) = &p.sealed else {
+            return Ok(range);
+        };
+        let opener = sealed.opener.as_ref().ok_or_else(|| {
+            Error::Corrupt(format!("pack {}: its sealed header was not read", p.hash))
+        })?;
+        if range.end > opener.plaintext_len() {
+            return Err(Error::Corrupt(format!(
+                "pack {}: its index places an object at {range:?}, outside the pack",
+                p.hash
+            )));
+        }
+        let segments = opener.segments_of(range);
+        Ok(opener.sealed_range(segments.start).start..opener.sealed_range(segments.end - 1).end)
+    }
+
+    /// Bytes `range` of pack `pack` as stored, cut from the segments fetched.
+    fn read_stored(&self, pack: usize, range: Range<u64>) -> Result<Vec<u8>, Error> {
+        let size = self.packs[pack].manifest.segment_size();
+        let mut out =
+            Vec::with_capacity(usize::try_from(range.end - range.start).unwrap_or_default());
+        let mut at = range.start;
+        while at < range.end {
             let segment = usize::try_from(at / size).unwrap_or(usize::MAX);
             let data = self
                 .segments
-                .get(&(place.pack, segment))
+                .get(&(pack, segment))
                 .ok_or_else(|| Error::Corrupt(format!("segment {segment} was not fetched")))?;
             let from = usize::try_from(at % size).unwrap_or(usize::MAX);
-            let to = usize::try_from((place.range.end - segment as u64 * size).min(size))
+            let to = usize::try_from((range.end - segment as u64 * size).min(size))
                 .unwrap_or(usize::MAX);
             let slice = data.get(from..to).ok_or_else(|| {
                 Error::Corrupt(format!(
-                    "the pack index places object {id} past the end of its pack"
+                    "pack {}: bytes {range:?} are past its end",
+                    self.packs[pack].hash
                 ))
             })?;
             out.extend_from_slice(slice);
             at += slice.len() as u64;
         }
         Ok(out)
+    }
+
+    /// Object `id`'s header and body, cut from the segments fetched (opened, for a sealed
+    /// pack: each sealed segment authenticated on its own).
+    fn object_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, Error> {
+        let place = &self.places[id];
+        let pack = &self.packs[place.pack];
+        let Some(opener) = pack.sealed.as_ref().and_then(|s| s.opener.as_ref()) else {
+            return self.read_stored(place.pack, place.range.clone());
+        };
+        let segments = opener.segments_of(place.range.clone());
+        let first = opener.sealed_range(segments.start).start;
+        let sealed = self.read_stored(
+            place.pack,
+            self.stored_range(place.pack, place.range.clone())?,
+        )?;
+        let mut plain = Vec::new();
+        for i in segments.clone() {
+            let r = opener.sealed_range(i);
+            let bytes = sealed
+                .get(
+                    usize::try_from(r.start - first).unwrap_or(usize::MAX)
+                        ..usize::try_from(r.end - first).unwrap_or(usize::MAX),
+                )
+                .ok_or_else(|| Error::Corrupt(format!("pack {}: a short segment", pack.hash)))?;
+            plain.extend_from_slice(&opener.open(i, bytes).map_err(|_| {
+                Error::Corrupt(format!(
+                    "pack {}: sealed segment {i} does not open with this repository's key (altered, or sealed under another key)",
+                    pack.hash
+                ))
+            })?);
+        }
+        let skip = place.range.start - opener.plaintext_range(segments.start).start;
+        let len = place.range.end - place.range.start;
+        plain
+            .get(usize::try_from(skip).unwrap_or(usize::MAX)..)
+            .and_then(|p| p.get(..usize::try_from(len).unwrap_or(usize::MAX)))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| Error::Corrupt(format!("pack {}: object {id} past its end", pack.hash)))
     }
 
     /// Fetches everything `root` refers to, level by level (`pack::links`): a tree's entries, a
@@ -227,8 +381,8 @@ impl Repository {
     /// No branch, ref or `HEAD` moves.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a private repository (not supported yet) or a path the branch does
-    /// not have; [`Error::LocalChanges`] when the file has uncommitted changes or is untracked
+    /// [`Error::NotAReader`] for a private repository the secret in `options` cannot open;
+    /// [`Error::Invalid`] for a path the branch does not have; [`Error::LocalChanges`] when the file has uncommitted changes or is untracked
     /// (unless `options.force`); [`Error::Network`] for objects of packs pushed without an
     /// index; as [`pull`](Self::pull) otherwise.
     pub async fn pull_path(
@@ -241,21 +395,32 @@ impl Repository {
     ) -> Result<PartialReport, crate::fetch::Error> {
         let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
         let state = self.fetched_state(transport, repo).await?;
-        if state.body().keys.is_some() {
-            return Err(Error::Invalid(
-                "pulling one file of a private repository is not supported yet: pull its part (--parts)".into(),
-            )
-            .into());
-        }
-        let tip = *state
-            .body()
-            .refs
-            .get(&name)
+        let keys = fetch::open_keys(repo, state.body(), &options)?;
+        let published_refs = match &keys {
+            Some(k) => k.branch_refs(branch)?,
+            None => vec![name],
+        };
+        let published = published_refs
+            .iter()
+            .find_map(|r| state.body().refs.get(r).copied())
             .ok_or_else(|| Error::UnknownRevision(format!("origin/{branch}")))?;
-        let listed = self.list_commits(transport, repo, None).await?;
+        let listed = self.list_commits(transport, repo, keys.as_ref()).await?;
+        let tip = match &keys {
+            None => published,
+            Some(_) => listed
+                .iter()
+                .find(|l| l.published == published)
+                .map(|l| l.id)
+                .ok_or_else(|| {
+                    Error::Network(format!(
+                        "the remote's tip is in no commit event the relays list for {repo}"
+                    ))
+                })?,
+        };
         let servers = transport.fetch_servers();
         let mut partial = Partial {
             repo: self,
+            keys: keys.as_ref(),
             transport,
             locator: Mutex::new(Locator::new(servers.len())),
             servers,
@@ -265,10 +430,11 @@ impl Repository {
             parallel: options.parallel,
             report: PartialReport {
                 tip: Some(tip),
+                envelope: keys.as_ref().and(state.body().keys.clone()),
                 ..PartialReport::default()
             },
         };
-        partial.index(&listed, tip).await?;
+        partial.index(&listed, published).await?;
         let file = match want {
             PartialWant::File(f) | PartialWant::Tensor { file: f, .. } => f.clone(),
         };
@@ -428,18 +594,26 @@ impl Repository {
 }
 
 impl Partial<'_> {
-    /// The manifests (and indexes) of every pack of the commits `listed` reachable from `tip`.
-    async fn index(&mut self, listed: &[fetch::Listed], tip: ObjectId) -> Result<(), Error> {
-        let hashes = audit::reachable_packs(listed, std::iter::once(&tip));
-        for (hash, _, _) in hashes {
+    /// The manifests (and indexes) of every pack of the commits `listed` reachable from
+    /// `published` (the tip as its event names it: opaque, for a private repository).
+    async fn index(&mut self, listed: &[fetch::Listed], published: ObjectId) -> Result<(), Error> {
+        let hashes = audit::reachable_packs(listed, std::iter::once(&published));
+        for (hash, epoch, _) in hashes {
+            let keys = self.keys.map(|k| (k, epoch));
             let (stored, manifest) =
-                fetch_manifest(self.transport, &self.servers, &hash, None).await?;
+                fetch_manifest(self.transport, &self.servers, &hash, keys).await?;
             self.report.bytes += stored.len() as u64;
             let Some(annex) = manifest.annex() else {
                 continue;
             };
             let index = PackIndex::decode(annex, Limits::default())?;
-            if index.pack_len() != manifest.total_len() {
+            // A sealed pack's plaintext length is checked once its header is read.
+            let sealed = self.keys.map(|_| SealedPack {
+                epoch,
+                plain_len: index.pack_len(),
+                opener: None,
+            });
+            if sealed.is_none() && index.pack_len() != manifest.total_len() {
                 return Err(Error::Corrupt(format!(
                     "pack {hash}: its index describes {} bytes, its manifest {}",
                     index.pack_len(),
@@ -455,7 +629,12 @@ impl Partial<'_> {
                     range,
                 });
             }
-            self.packs.push(IndexedPack { manifest, code });
+            self.packs.push(IndexedPack {
+                hash,
+                manifest,
+                code,
+                sealed,
+            });
         }
         Ok(())
     }
