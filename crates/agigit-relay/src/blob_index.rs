@@ -20,28 +20,8 @@ use crate::blobs::{BlobInfo, BlobStoreError, DeleteOutcome};
 
 const OCTET_STREAM: &str = "application/octet-stream";
 
-const SQLITE_SCHEMA: &str = "PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
-CREATE TABLE IF NOT EXISTS blobs (
-    hash TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    type TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS owners (
-    hash TEXT NOT NULL REFERENCES blobs(hash),
-    pubkey TEXT NOT NULL,
-    uploaded INTEGER NOT NULL,
-    PRIMARY KEY (pubkey, hash)
-);
-CREATE INDEX IF NOT EXISTS owners_by_hash ON owners(hash);
-CREATE TABLE IF NOT EXISTS unclaimed (
-    hash TEXT PRIMARY KEY REFERENCES blobs(hash),
-    since INTEGER NOT NULL
-);";
-
-/// The same tables in PostgreSQL, beside the relay's events (no name in common).
-#[cfg(feature = "postgres")]
-const POSTGRES_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS blobs (
+/// The tables, in both databases (SQLite reads `BIGINT` as an integer column).
+const TABLES: &str = "CREATE TABLE IF NOT EXISTS blobs (
     hash TEXT PRIMARY KEY,
     size BIGINT NOT NULL,
     type TEXT NOT NULL
@@ -286,14 +266,15 @@ impl BlobIndex {
         let db = match at {
             IndexDb::Local => {
                 let conn = rusqlite::Connection::open(local)?;
-                conn.execute_batch(SQLITE_SCHEMA)?;
+                conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+                conn.execute_batch(TABLES)?;
                 Db::Sqlite(Mutex::new(conn))
             }
             #[cfg(feature = "postgres")]
             IndexDb::Postgres { url, schema } => {
                 let mut client = crate::store::open_in_schema(url, schema.as_deref())
                     .map_err(BlobStoreError::IndexDb)?;
-                client.batch_execute(POSTGRES_SCHEMA).map_err(pg_err)?;
+                client.batch_execute(TABLES).map_err(pg_err)?;
                 Db::Postgres(Box::new(Mutex::new(client)))
             }
             #[cfg(not(feature = "postgres"))]

@@ -210,7 +210,8 @@ impl Repository {
         branch: &str,
         options: FetchOptions<'_>,
     ) -> Result<PullReport, crate::fetch::Error> {
-        let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
+        // A bad branch name is refused before anything is asked of the network.
+        RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
         let state = self.fetched_state(transport, repo).await?;
         // Never back to a state older than one this clone accepted: a relay replaying an old
         // (validly signed) state cannot roll the clone back.
@@ -232,16 +233,7 @@ impl Repository {
             }
         }
         let keys = open_keys(repo, state.body(), &options)?;
-        let published_refs = match &keys {
-            Some(k) => k.branch_refs(branch)?,
-            None => vec![name.clone()],
-        };
-        let Some(published_tip) = published_refs
-            .iter()
-            .find_map(|r| state.body().refs.get(r).copied())
-        else {
-            return Err(Error::UnknownRevision(format!("origin/{branch}")).into());
-        };
+        let published_tip = published_tip(state.body(), keys.as_ref(), branch)?;
         let mut report = PullReport {
             envelope: state.body().keys.clone(),
             state_forked,
@@ -272,18 +264,7 @@ impl Repository {
             None if !widening && want.complete.contains(&published_tip) => published_tip,
             _ => {
                 let listed = self.list_commits(transport, repo, keys.as_ref()).await?;
-                let tip = match &keys {
-                    None => published_tip,
-                    Some(_) => listed
-                        .iter()
-                        .find(|l| l.published == published_tip)
-                        .map(|l| l.id)
-                        .ok_or_else(|| {
-                            Error::Network(format!(
-                                "the remote's tip is in no commit event the relays list for {repo}"
-                            ))
-                        })?,
-                };
+                let tip = tip_of(&listed, published_tip, keys.is_some(), repo)?;
                 self.fetch_packs(
                     transport,
                     &listed,
@@ -512,6 +493,45 @@ impl Repository {
 }
 /// The content key of a private repository `repo` (from its state's envelope), `None` for a
 /// public one.
+/// The tip of `branch` as the state names it: the commit, or its opaque name in a private
+/// repository (whose branches are published under opaque names too).
+pub(super) fn published_tip(
+    state: &RepoState,
+    keys: Option<&PrivateKeys>,
+    branch: &str,
+) -> Result<ObjectId, Error> {
+    let published_refs = match keys {
+        Some(k) => k.branch_refs(branch)?,
+        None => vec![RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?],
+    };
+    published_refs
+        .iter()
+        .find_map(|r| state.refs.get(r).copied())
+        .ok_or_else(|| Error::UnknownRevision(format!("origin/{branch}")))
+}
+
+/// The commit a published tip names: itself when public, the listed commit whose event carries
+/// that opaque name when private.
+pub(super) fn tip_of(
+    listed: &[Listed],
+    published: ObjectId,
+    private: bool,
+    repo: &RepoCoordinate,
+) -> Result<ObjectId, Error> {
+    if !private {
+        return Ok(published);
+    }
+    listed
+        .iter()
+        .find(|l| l.published == published)
+        .map(|l| l.id)
+        .ok_or_else(|| {
+            Error::Network(format!(
+                "the remote's tip is in no commit event the relays list for {repo}"
+            ))
+        })
+}
+
 pub(super) fn open_keys(
     repo: &RepoCoordinate,
     state: &RepoState,

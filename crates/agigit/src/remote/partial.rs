@@ -393,30 +393,11 @@ impl Repository {
         want: &PartialWant,
         options: FetchOptions<'_>,
     ) -> Result<PartialReport, crate::fetch::Error> {
-        let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
         let state = self.fetched_state(transport, repo).await?;
         let keys = fetch::open_keys(repo, state.body(), &options)?;
-        let published_refs = match &keys {
-            Some(k) => k.branch_refs(branch)?,
-            None => vec![name],
-        };
-        let published = published_refs
-            .iter()
-            .find_map(|r| state.body().refs.get(r).copied())
-            .ok_or_else(|| Error::UnknownRevision(format!("origin/{branch}")))?;
+        let published = fetch::published_tip(state.body(), keys.as_ref(), branch)?;
         let listed = self.list_commits(transport, repo, keys.as_ref()).await?;
-        let tip = match &keys {
-            None => published,
-            Some(_) => listed
-                .iter()
-                .find(|l| l.published == published)
-                .map(|l| l.id)
-                .ok_or_else(|| {
-                    Error::Network(format!(
-                        "the remote's tip is in no commit event the relays list for {repo}"
-                    ))
-                })?,
-        };
+        let tip = fetch::tip_of(&listed, published, keys.is_some(), repo)?;
         let servers = transport.fetch_servers();
         let mut partial = Partial {
             repo: self,
