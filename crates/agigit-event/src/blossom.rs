@@ -2,7 +2,9 @@
 
 use agigit_hash::BlobHash;
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use nostr::prelude::{Tag, Timestamp};
 
 use crate::error::ParseError;
@@ -222,25 +224,39 @@ fn parse_unix_seconds(value: &str) -> Option<Timestamp> {
         .flatten()
 }
 
+/// Decoding accepts padding or none.
+const LENIENT: GeneralPurposeConfig =
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+/// Base64 (RFC 4648 §4), padded or not.
+const STANDARD_ANY: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+/// Base64url (RFC 4648 §5), padded or not.
+const URL_SAFE_ANY: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
+
 impl Signed<BlossomAuth> {
-    /// The `Authorization` header value: `Nostr <base64 of the event JSON>`.
+    /// The `Authorization` header value: `Nostr <base64url of the event JSON, unpadded>`, as
+    /// BUD-11 writes it.
     pub fn to_authorization_header(&self) -> String {
-        format!("Nostr {}", STANDARD.encode(self.to_json()))
+        format!("Nostr {}", URL_SAFE_NO_PAD.encode(self.to_json()))
     }
 
     /// Reads and verifies an `Authorization` header value (without checking it against a
-    /// request; see [`authorize`](Self::authorize)).
+    /// request; see [`authorize`](Self::authorize)). The event may be in base64url (as BUD-11
+    /// says) or in base64, padded or not: clients send all four.
     ///
     /// # Errors
     /// [`AuthError::Scheme`] for another scheme, [`AuthError::Invalid`] for bad base64, bad JSON
     /// or an invalid event.
     pub fn from_authorization_header(value: &str) -> Result<Self, AuthError> {
         let encoded = value.strip_prefix("Nostr ").ok_or(AuthError::Scheme)?;
-        let json = STANDARD
-            .decode(encoded.trim())
-            .map_err(|e| ParseError::Json {
-                reason: format!("the authorization is not base64: {e}"),
-            })?;
+        let encoded = encoded.trim();
+        let engine = if encoded.contains(['-', '_']) {
+            &URL_SAFE_ANY
+        } else {
+            &STANDARD_ANY
+        };
+        let json = engine.decode(encoded).map_err(|e| ParseError::Json {
+            reason: format!("the authorization is not base64: {e}"),
+        })?;
         Ok(Self::from_json(json)?)
     }
 

@@ -1147,6 +1147,31 @@ fn blossom_authorization_checks() -> TestResult {
         Signed::<BlossomAuth>::from_authorization_header("Nostr !!!"),
         Err(AuthError::Invalid(_))
     ));
+    // BUD-11 writes base64url without padding; clients also send base64, padded or not: all
+    // four read as the same token.
+    {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
+        let json = signed.to_json();
+        assert_eq!(header, format!("Nostr {}", URL_SAFE_NO_PAD.encode(&json)));
+        for encoded in [
+            URL_SAFE_NO_PAD.encode(&json),
+            URL_SAFE.encode(&json),
+            STANDARD.encode(&json),
+            STANDARD_NO_PAD.encode(&json),
+        ] {
+            let back =
+                Signed::<BlossomAuth>::from_authorization_header(&format!("Nostr {encoded}"))?;
+            assert_eq!(back.event().id, signed.event().id, "{encoded}");
+        }
+        // Both alphabets in one value: not base64 of either kind.
+        assert!(matches!(
+            Signed::<BlossomAuth>::from_authorization_header("Nostr ab+c-def"),
+            Err(AuthError::Invalid(_))
+        ));
+    }
     let bad_expiration = sign_raw(
         &uploader,
         kinds::BLOSSOM_AUTH,

@@ -167,8 +167,8 @@ impl Blossom {
         }
     }
 
-    /// The names tokens may give this server in BUD-11 `server` tags: `host:port`, and the bare
-    /// host when the port is the scheme's default. From the public URL, or the request's `Host`.
+    /// The names tokens may give this server in BUD-11 `server` tags: its domain (BUD-11 names a
+    /// server by domain alone), and `host:port`. From the public URL, or the request's `Host`.
     fn server_names(&self, headers: &HeaderMap) -> Vec<String> {
         let url = match &self.public {
             Some((_, base)) => base.clone(),
@@ -180,15 +180,10 @@ impl Blossom {
                     .unwrap_or_default()
             ),
         };
-        let Some((scheme, host, port)) = crate::server::endpoint(&url) else {
+        let Some((_, host, port)) = crate::server::endpoint(&url) else {
             return Vec::new();
         };
-        let default = if scheme == "wss" { 443 } else { 80 };
-        let mut names = vec![format!("{host}:{port}")];
-        if port == default {
-            names.push(host);
-        }
-        names
+        vec![format!("{host}:{port}"), host]
     }
 
     fn base_url(&self, headers: &HeaderMap) -> String {

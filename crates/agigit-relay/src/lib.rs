@@ -6,6 +6,7 @@ mod blossom;
 pub mod config;
 pub mod conformance;
 pub mod identity;
+mod linger;
 pub mod range;
 #[cfg(feature = "s3")]
 pub mod s3;

@@ -331,14 +331,17 @@ impl Relay {
         Ok(relay)
     }
 
-    /// The HTTP and WebSocket routes, to mount in a larger server.
+    /// The HTTP and WebSocket routes, to mount in a larger server. Every answer may be read by
+    /// any origin, and CORS preflights are answered (BUD-01, NIP-11), so that Blossom and Nostr
+    /// clients in a browser can use the relay.
     pub fn router(self) -> Router {
         let blossom = self.blossom.clone();
         let nostr = Router::new().route("/", get(root)).with_state(self);
-        match blossom {
+        let routes = match blossom {
             Some(b) => nostr.merge(crate::blossom::routes(b)),
             None => nostr,
-        }
+        };
+        routes.layer(axum::middleware::from_fn(cors))
     }
 
     fn nip11(&self) -> serde_json::Value {
@@ -364,6 +367,38 @@ impl Relay {
             }
         })
     }
+}
+
+/// CORS: a preflight (`OPTIONS`) is answered for the methods and headers Blossom and NIP-11
+/// use; every other answer is readable by any origin, with the headers a client needs exposed.
+async fn cors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::{HeaderValue, Method};
+    if request.method() == Method::OPTIONS {
+        return (
+            StatusCode::NO_CONTENT,
+            [
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                (header::ACCESS_CONTROL_ALLOW_HEADERS, "Authorization, *"),
+                (
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    "GET, HEAD, PUT, DELETE, OPTIONS",
+                ),
+                (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+            ],
+        )
+            .into_response();
+    }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("X-Reason, Content-Range, Content-Length, ETag, Accept-Ranges"),
+    );
+    response
 }
 
 /// Per-IP connection counts; a slot is given back when its guard drops.
@@ -452,6 +487,13 @@ pub async fn serve(
         };
         // Small frames (OK, EVENT, EOSE) must not wait for Nagle's algorithm and delayed ACKs.
         let _ = tcp.set_nodelay(true);
+        let (tcp, linger) = match crate::linger::watch(tcp) {
+            Ok(split) => split,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "could not prepare the connection");
+                continue;
+            }
+        };
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
@@ -460,19 +502,27 @@ pub async fn serve(
         let mut stop = closing.subscribe();
         tasks.spawn(async move {
             let _held = (slot, permit);
-            let conn = builder
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            tokio::pin!(conn);
+            let mut conn = Box::pin(
+                builder
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .with_upgrades(),
+            );
             let stopped = async move {
                 let _ = stop.wait_for(|closing| *closing).await;
             };
-            tokio::select! {
-                _ = conn.as_mut() => {}
+            let ended = tokio::select! {
+                _ = conn.as_mut() => true,
                 () = stopped => {
                     conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn.as_mut()).await;
+                    false
                 }
+            };
+            // The connection (and its socket) dropped; one refused before its body was read
+            // closes gently, so that the client reads why.
+            drop(conn);
+            if ended {
+                linger.close().await;
             }
         });
     }

@@ -783,3 +783,109 @@ async fn a_blob_whose_last_claim_goes_is_kept_for_the_retention_then_swept() -> 
     assert!(!file.exists());
     Ok(())
 }
+
+/// An upload refused from its headers while the client is still sending the body: the client
+/// reads the 401 (the relay closes gently, reading and dropping what is still in flight, so no
+/// reset destroys the answer), and a client that never stops sending is cut off soon after.
+#[tokio::test]
+async fn a_refused_upload_still_sending_its_body_reads_the_refusal() -> TestResult {
+    let server = start("linger", BlossomConfig::default()).await?;
+    for _ in 0..3 {
+        // More than the socket buffers hold: without the gentle close, the body's write fails
+        // with a reset, and a client such as Node's fetch reports a network error, never the
+        // answer.
+        let body = vec![7u8; 6 << 20];
+        let mut tcp = TcpStream::connect(server.addr).await?;
+        let head = format!(
+            "PUT /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        tcp.write_all(head.as_bytes()).await?;
+        tokio::time::timeout(WAIT, tcp.write_all(&body))
+            .await?
+            .map_err(|e| format!("the body's write failed: {e}"))?;
+        let mut answer = Vec::new();
+        tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer)).await??;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    }
+    // A client that sends without end: cut off within the linger's bounds.
+    let mut tcp = TcpStream::connect(server.addr).await?;
+    tcp.write_all(b"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n")
+        .await?;
+    let started = std::time::Instant::now();
+    let chunk = vec![0u8; 64 << 10];
+    let cut = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if tcp.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(cut.is_ok(), "the relay kept reading an endless body");
+    eprintln!("an endless body was cut off after {:?}", started.elapsed());
+    Ok(())
+}
+
+/// CORS for browser clients (BUD-01): a preflight is answered with the methods and headers
+/// Blossom uses, and every answer — refusals included — is readable by any origin.
+#[tokio::test]
+async fn browsers_get_their_preflight_and_every_answer() -> TestResult {
+    let server = start("cors", BlossomConfig::default()).await?;
+    let hash = BlobHash::digest(b"x");
+    for path in ["/upload".to_owned(), format!("/{hash}"), "/".to_owned()] {
+        let r = http(
+            server.addr,
+            "OPTIONS",
+            &path,
+            &[
+                ("Origin", "https://app.example".into()),
+                ("Access-Control-Request-Method", "PUT".into()),
+                (
+                    "Access-Control-Request-Headers",
+                    "authorization,content-type".into(),
+                ),
+            ],
+            &[],
+        )
+        .await?;
+        assert!(r.status == 204 || r.status == 200, "{path}: {}", r.status);
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+        let methods = r.header("access-control-allow-methods").unwrap_or_default();
+        for m in ["GET", "HEAD", "PUT", "DELETE"] {
+            assert!(methods.contains(m), "{path}: {methods}");
+        }
+        let allowed = r.header("access-control-allow-headers").unwrap_or_default();
+        assert!(
+            allowed.contains("Authorization") && allowed.contains('*'),
+            "{allowed}"
+        );
+    }
+    for (method, path) in [
+        ("GET", format!("/{hash}")),
+        ("PUT", "/upload".to_owned()),
+        ("GET", "/list/zz".to_owned()),
+    ] {
+        let r = http(
+            server.addr,
+            method,
+            &path,
+            &[("Origin", "https://app.example".into())],
+            &[],
+        )
+        .await?;
+        assert!(r.status >= 400, "{method} {path}");
+        assert_eq!(
+            r.header("access-control-allow-origin"),
+            Some("*"),
+            "{method} {path}"
+        );
+        assert!(
+            r.header("access-control-expose-headers")
+                .is_some_and(|h| h.contains("X-Reason")),
+            "{method} {path}"
+        );
+    }
+    Ok(())
+}
