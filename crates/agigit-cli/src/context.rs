@@ -36,6 +36,17 @@ pub(crate) fn load_user_config() -> Result<UserConfig> {
     Ok(UserConfig::load(&home()?.join("config.toml"))?)
 }
 
+/// What TLS servers must prove: Mozilla's roots, `SSL_CERT_FILE` / `SSL_CERT_DIR`, and the
+/// user's `[tls] ca_file`.
+pub(crate) fn tls_config() -> Result<agigit::net::TlsConfig> {
+    let extra: Vec<PathBuf> = load_user_config()?
+        .tls
+        .and_then(|t| t.ca_file)
+        .into_iter()
+        .collect();
+    Ok(agigit::net::TlsConfig::new(&extra)?)
+}
+
 /// The relays and push settings in effect: the repository's, else the user's, else defaults.
 pub(crate) fn effective(config: &RepoConfig) -> Result<(Vec<RelayEntry>, PushConfig)> {
     let (relays, push) = agigit::config::effective(config, &load_user_config()?);
@@ -192,9 +203,22 @@ pub(crate) fn write_key(secret_hex: &str, force: bool) -> Result<PathBuf> {
 }
 
 pub(crate) fn network(keys: &Keys, relays: &[RelayEntry]) -> Result<Network> {
+    let tls = tls_config()?;
     let net = Network::new(
-        RelayPool::new(PoolOptions::default(), Some(Arc::new(keys.clone()))),
-        BlobClient::new(Some(Arc::new(keys.clone())), BlobClientOptions::default()),
+        RelayPool::new(
+            PoolOptions {
+                tls: tls.clone(),
+                ..PoolOptions::default()
+            },
+            Some(Arc::new(keys.clone())),
+        ),
+        BlobClient::new(
+            Some(Arc::new(keys.clone())),
+            BlobClientOptions {
+                tls,
+                ..BlobClientOptions::default()
+            },
+        ),
     );
     for r in relays {
         let roles = Roles {
@@ -214,8 +238,11 @@ pub(crate) fn network(keys: &Keys, relays: &[RelayEntry]) -> Result<Network> {
             None => None,
         };
         net.pool.add_pinned_relay(&r.url, roles, pin)?;
-        // An agigit relay serves Blossom on the same port.
-        let http = r.url.replacen("ws://", "http://", 1);
+        // An agigit relay serves Blossom on the same port (over TLS when it speaks wss://).
+        let http = match r.url.strip_prefix("wss://") {
+            Some(rest) => format!("https://{rest}"),
+            None => r.url.replacen("ws://", "http://", 1),
+        };
         net.add_blob_server(http.trim_end_matches('/'), roles)?;
     }
     Ok(net)

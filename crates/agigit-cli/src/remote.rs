@@ -57,10 +57,10 @@ pub(crate) struct RelayArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum RelayAction {
     /// Add a relay by its key (npub… or hex: its URL is found through the relays already
-    /// known) or by its ws:// URL (its key is recorded), both roles unless one is given. The
-    /// relay is pinned to its key: a server at that URL with another key is refused.
+    /// known) or by its wss:// (or ws://) URL (its key is recorded), both roles unless one is
+    /// given. The relay is pinned to its key: a server at that URL with another key is refused.
     Add {
-        /// npub…, 64 hex digits, or ws://host:port
+        /// npub…, 64 hex digits, or wss://host[:port] (ws:// on this machine)
         relay: String,
         /// Fetch from it only.
         #[arg(long)]
@@ -71,7 +71,7 @@ pub(crate) enum RelayAction {
     },
     /// Remove a relay (or one of its roles), named by its key or URL.
     Remove {
-        /// npub…, 64 hex digits, or ws://host:port
+        /// npub…, 64 hex digits, or wss://host[:port] (ws:// on this machine)
         relay: String,
         /// Remove only the fetch role.
         #[arg(long)]
@@ -242,13 +242,18 @@ impl RelayName {
     fn parse(text: &str) -> Result<Self> {
         if text.contains("://") {
             agigit::net::pool::check_relay_url(text)?;
+            if agigit::net::tls::plaintext_off_machine(text) {
+                eprintln!(
+                    "warning: {text} has no TLS: what goes to it can be read and changed on the way (events stay signed and blobs hashed); use wss:// where the relay offers it"
+                );
+            }
             return Ok(RelayName::Url(text.trim_end_matches('/').to_owned()));
         }
         PublicKey::parse(text.trim())
             .map(RelayName::Key)
             .map_err(|_| {
                 Failure::invalid(format!(
-                    "{text:?} is neither a relay URL (ws://host:port) nor a relay's key (npub… or 64 hex digits)"
+                    "{text:?} is neither a relay URL (wss://host[:port], or ws:// on this machine) nor a relay's key (npub… or 64 hex digits)"
                 ))
             })
     }
@@ -286,7 +291,7 @@ pub(crate) fn relay(ctx: &Ctx, args: &RelayArgs) -> Result<()> {
             } else {
                 let (url, key) = match name {
                     RelayName::Url(url) => {
-                        let key = learn_key(&url);
+                        let key = learn_key(&url)?;
                         (url, key)
                     }
                     RelayName::Key(key) => (locate(&config, &key)?, Some(key.to_hex())),
@@ -373,12 +378,20 @@ fn relay_line(r: &RelayEntry) -> String {
 }
 
 /// The key the relay at `url` names in its NIP-11 document, if it answers with one.
-pub(crate) fn learn_key(url: &str) -> Option<String> {
-    let rt = runtime().ok()?;
-    rt.block_on(agigit::net::fetch_relay_info(url, KEY_TIMEOUT))
-        .ok()
-        .and_then(|info| info.key())
-        .map(|k| k.to_hex())
+/// The key relay `url` names in its NIP-11 document: `None` when it does not answer (it is
+/// added unpinned); an error when it answers with a TLS certificate that does not check out.
+pub(crate) fn learn_key(url: &str) -> Result<Option<String>> {
+    let rt = runtime()?;
+    let tls = crate::context::tls_config()?;
+    match rt.block_on(agigit::net::info::fetch_relay_info_with(
+        url,
+        KEY_TIMEOUT,
+        &tls,
+    )) {
+        Ok(info) => Ok(info.key().map(|k| k.to_hex())),
+        Err(e @ agigit::net::NetError::Tls { .. }) => Err(e.into()),
+        Err(_) => Ok(None),
+    }
 }
 
 /// How long a relay has to say which key it holds.
@@ -402,7 +415,13 @@ fn locate(config: &agigit::config::RepoConfig, key: &PublicKey) -> Result<String
     let reader = agigit::event::nostr::prelude::Keys::generate();
     let rt = runtime()?;
     let _entered = rt.enter();
-    let pool = RelayPool::new(PoolOptions::default(), Some(Arc::new(reader)));
+    let pool = RelayPool::new(
+        PoolOptions {
+            tls: crate::context::tls_config()?,
+            ..PoolOptions::default()
+        },
+        Some(Arc::new(reader)),
+    );
     for r in &known {
         let pin = r.key.as_deref().and_then(|k| PublicKey::from_hex(k).ok());
         pool.add_pinned_relay(&r.url, Roles::FETCH, pin)?;

@@ -463,11 +463,13 @@ fn clone_into(
         // Each relay pinned to the key it names now (those that do not answer stay unpinned).
         let entries: Vec<RelayEntry> = relays
             .iter()
-            .map(|u| RelayEntry {
-                key: crate::remote::learn_key(u),
-                ..RelayEntry::new(u.trim_end_matches('/'))
+            .map(|u| {
+                Ok(RelayEntry {
+                    key: crate::remote::learn_key(u)?,
+                    ..RelayEntry::new(u.trim_end_matches('/'))
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         save_config(
             &repo,
             &RepoConfig {

@@ -15,6 +15,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -44,6 +45,8 @@ pub struct BlobClientOptions {
     /// The slowest a download may be, in bytes per second, once its length is known: a server
     /// that drips bytes is cut off after `response_timeout` plus the length at this rate.
     pub min_rate: u64,
+    /// What `https://` servers must prove (Mozilla's roots and any extra CA).
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl Default for BlobClientOptions {
@@ -57,6 +60,7 @@ impl Default for BlobClientOptions {
             idle_timeout: Duration::from_secs(30),
             token_ttl: Duration::from_secs(300),
             min_rate: 16 << 10,
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }
@@ -109,7 +113,7 @@ type Body = BoxBody<Bytes, std::convert::Infallible>;
 /// A Blossom client for any number of servers. Cheap to clone.
 #[derive(Clone)]
 pub struct BlobClient {
-    http: Client<HttpConnector, Body>,
+    http: Client<HttpsConnector<HttpConnector>, Body>,
     signer: Option<SharedSigner>,
     options: BlobClientOptions,
     total: Arc<Semaphore>,
@@ -125,27 +129,30 @@ impl std::fmt::Debug for BlobClient {
     }
 }
 
-/// Checks a blob server URL: `http://host[:port]`, no path.
+/// Checks a blob server URL: `https://host[:port]` (or `http://…` on this machine), no path. A
+/// plain `http://` server off this machine is used with a warning.
 ///
 /// # Errors
-/// [`NetError::Url`] for another scheme, a path, or `https://` (this build has no TLS).
+/// [`NetError::Url`] for another scheme or a path.
 pub fn check_server_url(url: &str) -> Result<(), NetError> {
     let bad = |reason: &str| NetError::Url {
         url: url.to_owned(),
         reason: reason.to_owned(),
     };
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(if url.starts_with("https://") {
-            bad(
-                "https:// needs TLS, which this build does not include: use http:// (loopback, a VPN) or a TLS-terminating proxy",
-            )
-        } else {
-            bad("a blob server URL starts with http://")
-        });
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return Err(bad(
+            "a blob server URL starts with https:// (or http:// on this machine)",
+        ));
     };
     let authority = rest.trim_end_matches('/');
     if authority.is_empty() || authority.contains('/') {
-        return Err(bad("give the server's root: http://host[:port]"));
+        return Err(bad("give the server's root: https://host[:port]"));
+    }
+    if crate::tls::plaintext_off_machine(url) {
+        tracing::warn!(server = %url, "a blob server without TLS (http://) off this machine: use https://");
     }
     Ok(())
 }
@@ -155,6 +162,7 @@ pub fn check_server_url(url: &str) -> Result<(), NetError> {
 /// gives no port (a server on the scheme's default port accepts that).
 fn host_of(server: &str) -> String {
     server
+        .trim_start_matches("https://")
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .split('/')
@@ -182,9 +190,7 @@ impl From<NetError> for Attempt {
 impl BlobClient {
     /// A client; `signer` signs upload and delete authorizations (downloads need none).
     pub fn new(signer: Option<SharedSigner>, options: BlobClientOptions) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        connector.set_nodelay(true);
+        let connector = crate::tls::https_connector(&options.tls, Duration::from_secs(10));
         let http = Client::builder(TokioExecutor::new()).build(connector);
         BlobClient {
             http,
@@ -302,9 +308,14 @@ impl BlobClient {
     ) -> Result<hyper::Response<hyper::body::Incoming>, NetError> {
         match tokio::time::timeout(self.options.response_timeout, self.http.request(req)).await {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(NetError::Connection {
-                server: server.to_owned(),
-                reason: e.to_string(),
+            Ok(Err(e)) => Err(match crate::tls::explain(&e) {
+                Some(why) => NetError::Tls {
+                    reason: format!("{server}: {why}"),
+                },
+                None => NetError::Connection {
+                    server: server.to_owned(),
+                    reason: e.to_string(),
+                },
             }),
             Err(_) => Err(NetError::Timeout {
                 what: format!("{server}: waiting for a response"),

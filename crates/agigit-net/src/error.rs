@@ -92,6 +92,13 @@ pub enum NetError {
         /// The limit.
         secs: u64,
     },
+    /// A TLS configuration (a CA file) cannot be used, or a server's certificate does not
+    /// check out (the reason names the server and what to do).
+    #[error("TLS: {reason}")]
+    Tls {
+        /// What is wrong.
+        reason: String,
+    },
     /// A connection or protocol failure.
     #[error("{server}: {reason}")]
     Connection {

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use nostr::prelude::{Event, Kind, PublicKey};
 
@@ -108,13 +107,17 @@ impl RelayInfo {
     }
 }
 
-/// The HTTP URL a NIP-11 document is asked for at: `ws://host[:port][/path]` → `http://…`.
+/// The HTTP URL a NIP-11 document is asked for at: `ws://host[:port][/path]` → `http://…`,
+/// `wss://…` → `https://…`.
 ///
 /// # Errors
-/// [`NetError::Url`] for a URL that is not `ws://…`.
+/// [`NetError::Url`] for a URL that is not `ws://…` or `wss://…`.
 pub fn info_url(relay: &str) -> Result<String, NetError> {
     crate::pool::check_relay_url(relay)?;
-    Ok(relay.replacen("ws://", "http://", 1))
+    Ok(match relay.strip_prefix("wss://") {
+        Some(rest) => format!("https://{rest}"),
+        None => relay.replacen("ws://", "http://", 1),
+    })
 }
 
 /// Asks the relay at `relay` (`ws://…`) for its NIP-11 document, within `timeout` in all.
@@ -123,6 +126,18 @@ pub fn info_url(relay: &str) -> Result<String, NetError> {
 /// [`NetError::Url`], [`NetError::Connection`], [`NetError::Http`], [`NetError::Timeout`], and
 /// [`RelayInfo::parse`]'s errors.
 pub async fn fetch_relay_info(relay: &str, timeout: Duration) -> Result<RelayInfo, NetError> {
+    fetch_relay_info_with(relay, timeout, &crate::tls::TlsConfig::default()).await
+}
+
+/// As [`fetch_relay_info`], trusting what `tls` says for a `wss://` relay.
+///
+/// # Errors
+/// As [`fetch_relay_info`].
+pub async fn fetch_relay_info_with(
+    relay: &str,
+    timeout: Duration,
+    tls: &crate::tls::TlsConfig,
+) -> Result<RelayInfo, NetError> {
     let url = info_url(relay)?;
     let uri: hyper::Uri = url
         .parse()
@@ -130,9 +145,7 @@ pub async fn fetch_relay_info(relay: &str, timeout: Duration) -> Result<RelayInf
             url: relay.to_owned(),
             reason: e.to_string(),
         })?;
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(timeout));
-    connector.set_nodelay(true);
+    let connector = crate::tls::https_connector(tls, timeout);
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let request = Request::builder()
         .method(Method::GET)
@@ -144,13 +157,19 @@ pub async fn fetch_relay_info(relay: &str, timeout: Duration) -> Result<RelayInf
             reason: e.to_string(),
         })?;
     let exchange = async {
-        let response = client
-            .request(request)
-            .await
-            .map_err(|e| NetError::Connection {
-                server: relay.to_owned(),
-                reason: format!("asking for its information document: {e}"),
-            })?;
+        let response =
+            client
+                .request(request)
+                .await
+                .map_err(|e| match crate::tls::explain(&e) {
+                    Some(why) => NetError::Tls {
+                        reason: format!("{relay}: {why}"),
+                    },
+                    None => NetError::Connection {
+                        server: relay.to_owned(),
+                        reason: format!("asking for its information document: {e}"),
+                    },
+                })?;
         if response.status() != StatusCode::OK {
             return Err(NetError::Http {
                 server: relay.to_owned(),

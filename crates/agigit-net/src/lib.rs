@@ -9,6 +9,8 @@ pub mod info;
 mod network;
 #[cfg(feature = "client")]
 pub mod pool;
+#[cfg(feature = "client")]
+pub mod tls;
 mod transport;
 
 #[cfg(feature = "client")]
@@ -22,6 +24,8 @@ pub use info::{RelayInfo, fetch_relay_info};
 pub use network::Network;
 #[cfg(feature = "client")]
 pub use pool::{PoolOptions, RelayPool, RelayStatus, Roles, Subscription};
+#[cfg(feature = "client")]
+pub use tls::TlsConfig;
 pub use transport::{BoxFuture, ListedBlob, MAX_LIST_BYTES, MemoryTransport, Transport};
 
 /// Who signs the client's NIP-42 answers and BUD-11 tokens: a local key (`nostr::Keys`) or any

@@ -71,6 +71,8 @@ pub struct PoolOptions {
     pub max_query_events: usize,
     /// The most bytes (of event JSON) one relay may return for one query.
     pub max_query_bytes: usize,
+    /// What `wss://` relays must prove (Mozilla's roots and any extra CA).
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl Default for PoolOptions {
@@ -87,6 +89,7 @@ impl Default for PoolOptions {
             max_message_bytes: 2 << 20,
             max_query_events: 100_000,
             max_query_bytes: 128 << 20,
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }
@@ -171,26 +174,28 @@ impl std::fmt::Debug for RelayPool {
     }
 }
 
-/// Checks a relay URL: `ws://host[:port][/path]`.
+/// Checks a relay URL: `ws://host[:port][/path]` or `wss://…`. A `ws://` relay that is not on
+/// this machine is used with a warning: what goes to it can be read and changed on the way
+/// (events stay signed, blobs stay hashed, but a private repository's envelope and timing do
+/// not hide).
 ///
 /// # Errors
-/// [`NetError::Url`] for another scheme, no host, or `wss://` (this build has no TLS).
+/// [`NetError::Url`] for another scheme or no host.
 pub fn check_relay_url(url: &str) -> Result<(), NetError> {
     let bad = |reason: &str| NetError::Url {
         url: url.to_owned(),
         reason: reason.to_owned(),
     };
-    let rest = if let Some(r) = url.strip_prefix("ws://") {
-        r
-    } else if url.starts_with("wss://") {
+    if !url.starts_with("ws://") && !url.starts_with("wss://") {
         return Err(bad(
-            "wss:// needs TLS, which this build does not include: use ws:// (loopback, a VPN) or a TLS-terminating proxy",
+            "a relay URL starts with wss:// (or ws:// on this machine)",
         ));
-    } else {
-        return Err(bad("a relay URL starts with ws://"));
-    };
-    if rest.split('/').next().is_none_or(str::is_empty) {
-        return Err(bad("no host"));
+    }
+    if crate::tls::endpoint(url).is_none() {
+        return Err(bad("no host, or a port that is not a number"));
+    }
+    if crate::tls::plaintext_off_machine(url) {
+        tracing::warn!(relay = %url, "a relay without TLS (ws://) off this machine: use wss://");
     }
     Ok(())
 }
@@ -523,7 +528,13 @@ impl RelayPool {
         let urls = crate::info::listed_relays(list, key);
         let mut tried = Vec::new();
         for url in &urls {
-            match crate::info::fetch_relay_info(url, self.inner.options.connect_timeout).await {
+            match crate::info::fetch_relay_info_with(
+                url,
+                self.inner.options.connect_timeout,
+                &self.inner.options.tls,
+            )
+            .await
+            {
                 Ok(info) if info.key() == Some(*key) => return Ok(url.clone()),
                 Ok(info) => tried.push(format!(
                     "{url} identifies as {}",
@@ -536,7 +547,7 @@ impl RelayPool {
         Err(NetError::UnknownRelay {
             key: key.to_hex(),
             reason: if urls.is_empty() {
-                "its relay list names no ws:// URL".to_owned()
+                "its relay list names no ws:// or wss:// URL".to_owned()
             } else {
                 tried.join("; ")
             },
@@ -651,7 +662,13 @@ async fn relay_task(
     loop {
         if let Some(pin) = pinned {
             // The relay must still hold the key it was added with, or it is not used.
-            let refusal = match crate::info::fetch_relay_info(&url, options.connect_timeout).await {
+            let refusal = match crate::info::fetch_relay_info_with(
+                &url,
+                options.connect_timeout,
+                &options.tls,
+            )
+            .await
+            {
                 Ok(info) if info.key() == Some(pin) => None,
                 Ok(info) => Some(
                     NetError::KeyChanged {
@@ -692,12 +709,17 @@ async fn relay_task(
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(options.max_message_bytes))
             .max_frame_size(Some(options.max_message_bytes));
-        let connect = tokio_tungstenite::connect_async_with_config(&url, Some(config), true);
+        let connect = async {
+            let stream = crate::tls::Stream::connect(&url, &options.tls).await?;
+            tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(config))
+                .await
+                .map_err(|e| e.to_string())
+        };
         let connected = tokio::time::timeout(options.connect_timeout, connect).await;
         let ws = match connected {
             Ok(Ok((ws, _))) => ws,
             Ok(Err(e)) => {
-                set_status(false, Some(e.to_string()));
+                set_status(false, Some(e));
                 if !wait_backoff(&mut commands, &mut pending, &mut subs, backoff).await {
                     return;
                 }
@@ -882,7 +904,7 @@ fn accept_command(
 }
 
 type Sink = futures_util::stream::SplitSink<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::WebSocketStream<crate::tls::Stream>,
     Message,
 >;
 

@@ -566,15 +566,19 @@ async fn network_is_a_transport() -> TestResult {
         net.pool.add_relay(&s.ws(), Roles::BOTH)?;
         net.add_blob_server(&s.http(), Roles::BOTH)?;
     }
-    assert!(
-        net.add_blob_server("https://example.com", Roles::BOTH)
-            .is_err()
-    );
-    assert!(
-        net.pool
-            .add_relay("wss://example.com", Roles::BOTH)
-            .is_err()
-    );
+    // TLS URLs are taken (nothing connects until used); other schemes are not.
+    for bad in [
+        "ftp://example.com",
+        "example.com",
+        "https://example.com/path",
+    ] {
+        assert!(net.add_blob_server(bad, Roles::BOTH).is_err(), "{bad}");
+    }
+    for bad in ["http://example.com", "wss://", "wss://h:port"] {
+        assert!(net.pool.add_relay(bad, Roles::BOTH).is_err(), "{bad}");
+    }
+    assert!(agigit_net::blob::check_server_url("https://blobs.example:8443").is_ok());
+    assert!(agigit_net::pool::check_relay_url("wss://relay.example").is_ok());
     exercise(&net, &keys).await?;
     exercise(&MemoryTransport::new(["x", "y"]), &keys).await
 }

@@ -38,6 +38,8 @@ pub(crate) struct Blossom {
     /// The public URL's host and HTTP base, when configured.
     pub(crate) public: Option<(String, String)>,
     pub(crate) connections: ConnectionLimits,
+    /// Whether the relay serves TLS itself (blob URLs are then `https://`).
+    pub(crate) secure: bool,
     uploads: Arc<Uploads>,
 }
 
@@ -163,6 +165,7 @@ impl Blossom {
             config,
             public,
             connections,
+            secure: false,
             uploads,
         }
     }
@@ -173,7 +176,8 @@ impl Blossom {
         let url = match &self.public {
             Some((_, base)) => base.clone(),
             None => format!(
-                "http://{}",
+                "{}://{}",
+                if self.secure { "https" } else { "http" },
                 headers
                     .get(header::HOST)
                     .and_then(|h| h.to_str().ok())
@@ -194,7 +198,7 @@ impl Blossom {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
-        format!("http://{host}")
+        format!("{}://{host}", if self.secure { "https" } else { "http" })
     }
 
     fn descriptor(&self, headers: &HeaderMap, info: &BlobInfo) -> serde_json::Value {

@@ -39,6 +39,12 @@ pub(crate) struct Cli {
     /// generated on first start].
     #[arg(long, value_name = "FILE")]
     pub(crate) key_file: Option<PathBuf>,
+    /// Serve TLS (wss://, https://) with this certificate chain, a PEM file; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert, a PEM file.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
     /// Publish this relay's signed self-description (its key and URL) to this relay at start;
     /// repeat for several.
     #[arg(long = "announce-to", value_name = "URL")]
@@ -119,6 +125,12 @@ impl Cli {
         }
         if self.key_file.is_some() {
             c.key_file = self.key_file;
+        }
+        if let (Some(cert_file), Some(key_file)) = (self.tls_cert, self.tls_key) {
+            c.tls = Some(agigit_relay::config::TlsFiles {
+                cert_file,
+                key_file,
+            });
         }
         c.announce_to.extend(self.announce_to);
         set(&mut c.auth, self.auth);

@@ -12,6 +12,10 @@
 //! #                                              # generated on first start
 //! # announce_to = ["ws://relay-b:7777"]          # publish the signed self-description there
 //!
+//! # [tls]                          # serve wss:// and https:// on `listen` (or leave TLS to a
+//! # cert_file = "/etc/agigit-relay/fullchain.pem"   # reverse proxy, and set public_url to
+//! # key_file = "/etc/agigit-relay/privkey.pem"      # the wss:// URL clients use)
+//!
 //! [limits]
 //! max_message_bytes = 524288
 //! max_subscriptions = 32
@@ -318,6 +322,18 @@ pub struct Config {
     /// Relays to publish this relay's signed self-description to at start (`ws://…`), so that
     /// their clients can find this relay by its key.
     pub announce_to: Vec<String>,
+    /// TLS on the listener: the certificate chain and its key, PEM files.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, in PEM files, for the relay to serve TLS with.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate chain (the server's certificate first).
+    pub cert_file: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// The default listening address.
@@ -339,6 +355,7 @@ impl Default for Config {
             blossom: BlossomConfig::default(),
             key_file: None,
             announce_to: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -357,6 +374,7 @@ impl Config {
         match &self.public_url {
             Some(u) => vec![u.clone()],
             None if self.listen.ip().is_unspecified() => Vec::new(),
+            None if self.tls.is_some() => vec![format!("wss://{}", self.listen)],
             None => vec![format!("ws://{}", self.listen)],
         }
     }
@@ -404,6 +422,7 @@ struct FileConfig {
     auth: FileAuth,
     #[serde(default)]
     blossom: FileBlossom,
+    tls: Option<TlsFiles>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -481,6 +500,7 @@ impl Config {
         c.postgres_schema = file.postgres_schema;
         c.key_file = file.key_file;
         c.announce_to = file.announce_to;
+        c.tls = file.tls;
         let (l, fl) = (&mut c.limits, file.limits);
         set(&mut l.max_message_bytes, fl.max_message_bytes);
         set(&mut l.max_subscriptions, fl.max_subscriptions);

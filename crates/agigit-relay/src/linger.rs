@@ -20,6 +20,11 @@ const LINGER_FOR: Duration = Duration::from_secs(2);
 /// How many bytes a closed connection is read at most.
 const LINGER_BYTES: u64 = 8 << 20;
 
+/// What the HTTP server reads and writes: the socket, or TLS over it.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
 /// The socket as the HTTP server uses it; `released` turns true when the server lets go of it
 /// (dropped: the connection ended), and stays false while an upgrade (a WebSocket) holds it.
 pub(crate) struct Watched {

@@ -40,6 +40,9 @@ pub enum ServeError {
     /// The event store cannot be opened.
     #[error("event store: {0}")]
     Events(#[from] EventStoreError),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The blob store cannot be opened.
     #[error("blob store: {0}")]
     Blobs(#[from] BlobStoreError),
@@ -127,6 +130,8 @@ pub struct Relay {
     identity: Option<PublicKey>,
     /// Its signed self-description, stored by [`Relay::from_config`].
     description: Option<Arc<Event>>,
+    /// TLS on the listener, when configured.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// The largest event that goes to the ring of small live events.
@@ -189,6 +194,7 @@ impl Relay {
             info,
             auth: AuthPolicy::Off,
             public_url: None,
+            tls: None,
             blossom: None,
             identity: None,
             description: None,
@@ -237,6 +243,44 @@ impl Relay {
         self
     }
 
+    /// Serves TLS (`wss://`, `https://`) with the certificate chain in PEM file `cert_file` and
+    /// its private key in `key_file`.
+    ///
+    /// # Errors
+    /// [`ServeError::Tls`] for a file that cannot be read, holds no certificate or key, or a key
+    /// that does not match the certificate.
+    pub fn with_tls(
+        mut self,
+        cert_file: &std::path::Path,
+        key_file: &std::path::Path,
+    ) -> Result<Self, ServeError> {
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let fail = |path: &std::path::Path, e: &dyn std::fmt::Display| {
+            ServeError::Tls(format!("{}: {e}", path.display()))
+        };
+        let chain = CertificateDer::pem_file_iter(cert_file)
+            .map_err(|e| fail(cert_file, &e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(cert_file, &e))?;
+        if chain.is_empty() {
+            return Err(fail(cert_file, &"no PEM certificate in it"));
+        }
+        let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| fail(key_file, &e))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ServeError::Tls(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| fail(key_file, &e))?;
+        self.tls = Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)));
+        if let Some(b) = self.blossom.as_mut() {
+            b.secure = true;
+        }
+        Ok(self)
+    }
+
     /// The relay's public URL (`ws://host[:port]` or `wss://…`): NIP-42 `relay` tags must name
     /// its host, Blossom tokens' `server` tags too, and blob descriptors use it.
     ///
@@ -259,9 +303,11 @@ impl Relay {
             .as_deref()
             .and_then(|u| public_parts(u).ok());
         let connections = self.connections.clone();
-        self.blossom = config
-            .enabled
-            .then(|| Blossom::new(blobs, config, public, connections));
+        self.blossom = config.enabled.then(|| {
+            let mut b = Blossom::new(blobs, config, public, connections);
+            b.secure = self.tls.is_some();
+            b
+        });
         self
     }
 
@@ -297,6 +343,9 @@ impl Relay {
         relay.description = Some(Arc::new(description));
         if let Some(url) = &config.public_url {
             relay = relay.with_public_url(url)?;
+        }
+        if let Some(tls) = &config.tls {
+            relay = relay.with_tls(&tls.cert_file, &tls.key_file)?;
         }
         if config.blossom.enabled {
             let retention = config.blossom.unclaimed_retention_secs;
@@ -458,6 +507,7 @@ pub async fn serve(
     use hyper_util::rt::{TokioIo, TokioTimer};
     let limits = relay.connections.clone();
     let closing = relay.closing.clone();
+    let tls = relay.tls.clone();
     let app = relay.router();
     let per_ip = PerIp::default();
     let total = Arc::new(tokio::sync::Semaphore::new(limits.max_total.max(1)));
@@ -500,11 +550,30 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(Some(limits.header_timeout));
         let mut stop = closing.subscribe();
+        let tls = tls.clone();
+        let handshake_timeout = limits.header_timeout;
         tasks.spawn(async move {
             let _held = (slot, permit);
+            let io: Box<dyn crate::linger::Io> = match tls {
+                None => Box::new(tcp),
+                // The handshake, like request headers, must come within the header timeout.
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => Box::new(stream),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
             let mut conn = Box::pin(
                 builder
-                    .serve_connection(TokioIo::new(tcp), service)
+                    .serve_connection(TokioIo::new(io), service)
                     .with_upgrades(),
             );
             let stopped = async move {
@@ -1035,6 +1104,7 @@ fn check_auth(
     };
     let ours = match (&relay.public_url, host) {
         (Some(public), _) => public.clone(),
+        (None, Some(host)) if relay.tls.is_some() => format!("wss://{host}"),
         (None, Some(host)) => format!("ws://{host}"),
         (None, None) => {
             return Err("invalid: the request named no Host to check the relay tag against".into());

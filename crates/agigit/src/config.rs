@@ -368,6 +368,19 @@ pub struct UserConfig {
     /// Settings for new repositories.
     #[serde(default)]
     pub init: Option<InitConfig>,
+    /// What `wss://` relays and `https://` servers must prove.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+}
+
+/// TLS trust (`[tls]` in the user-level file): Mozilla's roots are always trusted, and
+/// `SSL_CERT_FILE` / `SSL_CERT_DIR` when set; this adds a CA, for a self-hosted relay.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// A PEM file of CA certificates to trust as well.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl UserConfig {
@@ -625,6 +638,7 @@ mod tests {
                 ..PushConfig::default()
             }),
             init: None,
+            tls: None,
         };
         assert_eq!(user.initial_branch(), crate::DEFAULT_BRANCH);
         let (relays, push) = effective(&RepoConfig::default(), &user);

@@ -17,6 +17,22 @@ pub(crate) fn agigit(home: &Path, cwd: &Path, args: &[&str]) -> Output {
         .expect("run agigit")
 }
 
+/// [`agigit`] with extra environment variables (`SSL_CERT_FILE`, say).
+pub(crate) fn agigit_env(home: &Path, cwd: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_agigit"));
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env("AGIGIT_HOME", home)
+        .env_remove("AGIGIT_NSEC")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("run agigit")
+}
+
 /// Its standard output, after checking that it succeeded.
 pub(crate) fn ok(out: &Output) -> String {
     assert!(
