@@ -94,6 +94,10 @@ enum Command {
     /// Push the current branch to the push relays, holding every pack to a durability target
     /// (default: the most the erasure code gives on these servers) and saying what it got.
     Push(remote::PushArgs),
+    /// Publish the repository's announcement (kind 30717: name, description, licence,
+    /// visibility, maintainers, topics, relays, blob servers, foundation), after setting any
+    /// field given; a push publishes it too.
+    Announce(remote::AnnounceArgs),
     /// Audit the remote (--remote): which shards each server still holds of every pack the
     /// remote's refs reach, and how many servers may still be lost. Fails (exit 7) when a pack
     /// is below its target.
@@ -136,6 +140,7 @@ fn run(cli: &Cli) -> failure::Result<()> {
         Command::Merge(args) => history::merge(&ctx, args),
         Command::Rebase(args) => history::rebase(&ctx, args),
         Command::Push(args) => remote::push(&ctx, args),
+        Command::Announce(args) => remote::announce(&ctx, args),
         Command::Fsck(args) => remote::fsck(&ctx, args),
         Command::Repair(args) => remote::repair(&ctx, args),
         Command::Gc(args) => remote::gc(&ctx, args),

@@ -460,11 +460,14 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
     let _entered = rt.enter();
     let net = network(&keys, &relays)?;
     let report = rt.block_on(repo.remote(&net, &keys).push(&id, &branch, options))?;
+    // The announcement goes with every push (it is replaceable: the newest stands), so that
+    // the repository can be found and read without being told its relays.
+    let announced = publish_announcement(&repo, &config, &id, &relays, &net, &keys, &rt, &push);
     let coordinate = RepoCoordinate::new(keys.public_key(), id).to_string();
     let packs: Vec<_> = report.packs.iter().map(pack_json).collect();
     print(
         json,
-        serde_json::json!({"pushed": branch, "repository": coordinate, "objects": report.objects, "shards": report.shards, "rerouted": report.rerouted, "resumed": report.resumed, "pack_bytes": report.pack_bytes, "private": report.private, "up_to_date": report.up_to_date, "bytes_per_server": report.bytes_per_server, "survive_target": report.durability.map(|d| d.servers_lost()), "packs": packs, "tags": report.tags, "tags_rejected": report.tags_rejected}),
+        serde_json::json!({"pushed": branch, "repository": coordinate, "announced": announced.as_ref().err().map_or(serde_json::Value::Bool(true), |e| serde_json::Value::String(e.message.clone())), "objects": report.objects, "shards": report.shards, "rerouted": report.rerouted, "resumed": report.resumed, "pack_bytes": report.pack_bytes, "private": report.private, "up_to_date": report.up_to_date, "bytes_per_server": report.bytes_per_server, "survive_target": report.durability.map(|d| d.servers_lost()), "packs": packs, "tags": report.tags, "tags_rejected": report.tags_rejected}),
         || {
             let mut tags = String::new();
             if !report.tags.is_empty() {
@@ -474,6 +477,12 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
                 tags.push_str(&format!(
                     "\n  tags the relays have elsewhere, left as they are: {}",
                     report.tags_rejected.join(", ")
+                ));
+            }
+            if let Err(e) = &announced {
+                tags.push_str(&format!(
+                    "\n  the announcement was not published ({}): run `agigit announce`",
+                    e.message
                 ));
             }
             if report.up_to_date {
@@ -508,6 +517,120 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
         },
     );
     Ok(())
+}
+
+/// The relays (`ws://`/`wss://`) readers find the repository on, and the Blossom servers
+/// on the same ports.
+fn announced_places(relays: &[RelayEntry]) -> (Vec<String>, Vec<String>) {
+    let urls: Vec<String> = relays
+        .iter()
+        .filter(|r| r.fetch)
+        .map(|r| r.url.trim_end_matches('/').to_owned())
+        .collect();
+    let servers = urls
+        .iter()
+        .map(|u| match u.strip_prefix("wss://") {
+            Some(rest) => format!("https://{rest}"),
+            None => u.replacen("ws://", "http://", 1),
+        })
+        .collect();
+    (urls, servers)
+}
+
+/// Builds this repository's announcement from its configuration and publishes it.
+#[allow(clippy::too_many_arguments, reason = "the pieces push already holds")]
+fn publish_announcement(
+    repo: &agigit::Repository,
+    config: &agigit::config::RepoConfig,
+    id: &RepoId,
+    relays: &[RelayEntry],
+    net: &agigit::net::Network,
+    keys: &agigit::event::nostr::prelude::Keys,
+    rt: &tokio::runtime::Runtime,
+    push: &agigit::config::PushConfig,
+) -> Result<agigit::net::PublishReport> {
+    let (urls, servers) = announced_places(relays);
+    let settings = config.announce.clone().unwrap_or_default();
+    let announcement = repo.announcement(id, &settings, &urls, &servers)?;
+    Ok(rt.block_on(
+        repo.remote(net, keys)
+            .announce(&announcement, push.min_accepted),
+    )?)
+}
+
+/// `agigit announce`: sets what the announcement says, then publishes it.
+pub(crate) fn announce(ctx: &Ctx, args: &AnnounceArgs) -> Result<()> {
+    let json = ctx.json;
+    let repo = open(ctx)?;
+    let mut config = load_config(&repo)?;
+    let keys = keys()?;
+    let id = config
+        .id
+        .clone()
+        .ok_or_else(|| Failure::invalid("no repository id: set `id` in .agigit/config.toml"))?;
+    let id = RepoId::new(id)?;
+    let mut settings = config.announce.clone().unwrap_or_default();
+    let set = |slot: &mut Option<String>, value: &Option<String>| {
+        if let Some(v) = value {
+            *slot = (!v.is_empty()).then(|| v.clone());
+        }
+    };
+    set(&mut settings.name, &args.name);
+    set(&mut settings.description, &args.description);
+    set(&mut settings.license, &args.license);
+    if !args.maintainers.is_empty() {
+        settings.maintainers.clone_from(&args.maintainers);
+    }
+    if !args.topics.is_empty() {
+        settings.topics.clone_from(&args.topics);
+    }
+    // Checked (keys, topics) before anything is saved.
+    let (relays, push) = effective(&config)?;
+    let (urls, servers) = announced_places(&relays);
+    let announcement = repo.announcement(&id, &settings, &urls, &servers)?;
+    config.announce = Some(settings);
+    save_config(&repo, &config)?;
+    let rt = runtime()?;
+    let _entered = rt.enter();
+    let net = network(&keys, &relays)?;
+    let published = rt.block_on(
+        repo.remote(&net, &keys)
+            .announce(&announcement, push.min_accepted),
+    )?;
+    let coordinate = RepoCoordinate::new(keys.public_key(), id).to_string();
+    print(
+        json,
+        serde_json::json!({"announced": coordinate, "accepted": published.accepted(), "name": announcement.name, "description": announcement.description, "license": announcement.license, "visibility": announcement.visibility.as_str(), "maintainers": announcement.maintainers.iter().map(|k| k.to_hex()).collect::<Vec<_>>(), "topics": announcement.topics, "relays": urls, "blob_servers": servers}),
+        || {
+            format!(
+                "announced {coordinate} ({}) on {} relays",
+                announcement.visibility.as_str(),
+                published.accepted()
+            )
+        },
+    );
+    Ok(())
+}
+
+/// `agigit announce`'s arguments: each given field replaces the configured one (an empty
+/// value clears it); the lists replace theirs when given.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AnnounceArgs {
+    /// A human-readable name.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// A description.
+    #[arg(long)]
+    pub(crate) description: Option<String>,
+    /// An SPDX licence expression (MIT, Apache-2.0, …).
+    #[arg(long)]
+    pub(crate) license: Option<String>,
+    /// A key besides yours that may push to its branches (npub… or hex; repeat for several).
+    #[arg(long = "maintainer", value_name = "KEY")]
+    pub(crate) maintainers: Vec<String>,
+    /// A topic (lowercase: llm, vision, …; repeat for several).
+    #[arg(long = "topic", value_name = "TOPIC")]
+    pub(crate) topics: Vec<String>,
 }
 
 /// One pack's durability, for `--json`.

@@ -44,7 +44,8 @@ pub struct ForkOf {
 ///
 /// Tags (see `docs/format.md`): `d`, `visibility` (required); `name`, `description`, `license`,
 /// `fork` (+ an `a` tag of the same coordinate, so relays can index forks), `maintainers`,
-/// `relays`, `blossom` (each at most once). Unknown tags are ignored.
+/// `relays`, `blossom` (each at most once); `t`, one per topic (NIP-24 hashtags, so that
+/// relays index them). Unknown tags are ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoAnnouncement {
     /// The repository id (`d` tag).
@@ -65,6 +66,24 @@ pub struct RepoAnnouncement {
     pub relays: Vec<RelayUrl>,
     /// Blossom servers that hold its blobs.
     pub blob_servers: Vec<Url>,
+    /// Topics (`t` tags): at most [`MAX_TOPICS`], each 1–64 bytes of lowercase letters,
+    /// digits, `-`, `_` and `.` (or other non-ASCII letters), no repeats.
+    pub topics: Vec<String>,
+}
+
+/// The most topics an announcement carries.
+pub const MAX_TOPICS: usize = 32;
+
+/// Whether `topic` may be a topic: 1–64 bytes, no upper-case ASCII, whitespace, control
+/// character or punctuation but `-`, `_` and `.`.
+pub fn is_topic(topic: &str) -> bool {
+    (1..=64).contains(&topic.len())
+        && topic.chars().all(|c| {
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || matches!(c, '-' | '_' | '.')
+                || (!c.is_ascii() && c.is_alphanumeric() && !c.is_uppercase())
+        })
 }
 
 impl RepoAnnouncement {
@@ -80,6 +99,7 @@ impl RepoAnnouncement {
             maintainers: Vec::new(),
             relays: Vec::new(),
             blob_servers: Vec::new(),
+            topics: Vec::new(),
         }
     }
 
@@ -98,6 +118,7 @@ const FORK: &str = "fork";
 const MAINTAINERS: &str = "maintainers";
 const RELAYS: &str = "relays";
 const BLOSSOM: &str = "blossom";
+const TOPIC: &str = "t";
 
 impl ProtocolEvent for RepoAnnouncement {
     const KIND: u16 = kinds::REPO_ANNOUNCEMENT;
@@ -132,6 +153,7 @@ impl ProtocolEvent for RepoAnnouncement {
         if !self.blob_servers.is_empty() {
             tags.push(tag(BLOSSOM, self.blob_servers.iter().map(Url::to_string)));
         }
+        tags.extend(self.topics.iter().map(|t| tag(TOPIC, [t.as_str()])));
         (tags, String::new())
     }
 
@@ -184,6 +206,33 @@ impl ProtocolEvent for RepoAnnouncement {
                 ParseError::invalid_value(BLOSSOM, value, "an http:// or https:// URL")
             })
         })?;
+        let mut topics: Vec<String> = Vec::new();
+        for values in tags.all(TOPIC) {
+            let [topic] = values else {
+                return Err(ParseError::TagArity {
+                    tag: TOPIC.into(),
+                    expected: 1,
+                    found: values.len(),
+                });
+            };
+            if !is_topic(topic) {
+                return Err(ParseError::invalid_value(
+                    TOPIC,
+                    topic,
+                    "1 to 64 bytes of lowercase letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if topics.contains(topic) {
+                return Err(ParseError::DuplicateValue {
+                    tag: TOPIC.into(),
+                    value: quote(topic),
+                });
+            }
+            if topics.len() == MAX_TOPICS {
+                return Err(ParseError::invalid_value(TOPIC, topic, "at most 32 topics"));
+            }
+            topics.push(topic.clone());
+        }
         Ok(Self {
             repo,
             name: tags.optional_value(NAME)?.map(str::to_owned),
@@ -194,6 +243,7 @@ impl ProtocolEvent for RepoAnnouncement {
             maintainers,
             relays,
             blob_servers,
+            topics,
         })
     }
 }

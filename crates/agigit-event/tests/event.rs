@@ -360,9 +360,21 @@ fn arb_announcement() -> impl Strategy<Value = RepoAnnouncement> {
         prop::collection::btree_set(1u8..=254, 0..4),
         prop::collection::btree_set(0u16..1000, 0..3),
         prop::collection::btree_set(0u16..1000, 0..3),
+        prop::collection::btree_set("[a-z0-9][a-z0-9._-]{0,20}", 0..5),
     )
         .prop_map(
-            |(repo, name, description, license, private, fork, maintainers, relays, servers)| {
+            |(
+                repo,
+                name,
+                description,
+                license,
+                private,
+                fork,
+                maintainers,
+                relays,
+                servers,
+                topics,
+            )| {
                 RepoAnnouncement {
                     repo,
                     name,
@@ -391,6 +403,7 @@ fn arb_announcement() -> impl Strategy<Value = RepoAnnouncement> {
                         .into_iter()
                         .filter_map(|n| Url::parse(&format!("https://blobs{n}.example.org/")).ok())
                         .collect(),
+                    topics: topics.into_iter().collect(),
                 }
             },
         )
@@ -837,6 +850,47 @@ fn announcement_parser_rejects_malformed_events() {
                 vec!["fork".into(), coord, "00".into()],
             ],
         ),
+        (
+            "an upper-case topic",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["t".into(), "LLM".into()],
+            ],
+        ),
+        (
+            "a topic with a space",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["t".into(), "large model".into()],
+            ],
+        ),
+        (
+            "a repeated topic",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["t".into(), "llm".into()],
+                vec!["t".into(), "llm".into()],
+            ],
+        ),
+        (
+            "a topic tag with two values",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["t".into(), "llm".into(), "nlp".into()],
+            ],
+        ),
+        ("33 topics", {
+            let mut tags = vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+            ];
+            tags.extend((0..33).map(|i| vec!["t".into(), format!("topic{i}")]));
+            tags
+        }),
     ];
     for (what, tags) in cases {
         let tags: Vec<Vec<&str>> = tags

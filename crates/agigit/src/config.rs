@@ -353,6 +353,31 @@ pub struct RepoConfig {
     /// How a fork's commits store tensors (`[commit]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<CodecConfig>,
+    /// What the repository's announcement says of it (`[announce]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce: Option<AnnounceConfig>,
+}
+
+/// What a repository's announcement (kind 30717) says of it, besides what the repository
+/// knows itself (visibility, foundation, relays, blob servers).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceConfig {
+    /// A human-readable name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// An SPDX licence expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// Keys besides the owner's that may move its branches (npub… or hex).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maintainers: Vec<String>,
+    /// Topics (lowercase words: `llm`, `vision`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
 }
 
 /// The user-level configuration: defaults for every repository of this user.
@@ -595,6 +620,11 @@ mod tests {
                 codec: Some("lowrank".into()),
                 max_error: Some(0.05),
                 ..CodecConfig::default()
+            }),
+            announce: Some(AnnounceConfig {
+                name: Some("M".into()),
+                topics: vec!["llm".into()],
+                ..AnnounceConfig::default()
             }),
         };
         config.save(&path).unwrap();

@@ -17,6 +17,7 @@
 //!
 //! A private repository publishes opaque names in place of commit ids (see [`crate::private`]).
 
+mod announce;
 mod audit;
 mod fetch;
 mod gc;

@@ -1,0 +1,147 @@
+//! The repository announcement through the binary, read by software no one here wrote:
+//! `agigit announce` sets and publishes it, `push` publishes it again; nostr-sdk 0.44.1 (its own
+//! `nostr`) reads the announcement, the state and the commit events from agigit-relay and finds
+//! every field in their tags; and agigit reads an announcement nostr-sdk publishes.
+
+#![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
+
+use std::time::Duration;
+
+use nostr_sdk::prelude as sdk;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+mod support;
+use support::{Relays, agigit, json, model_on, ok};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The values of the first tag called `name`.
+fn tag<'a>(event: &'a sdk::Event, name: &str) -> Option<&'a [String]> {
+    event
+        .tags
+        .iter()
+        .map(sdk::Tag::as_slice)
+        .find(|t| t.first().map(String::as_str) == Some(name))
+        .map(|t| &t[1..])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nostr_sdk_reads_what_agigit_announces_and_agigit_reads_what_it_publishes() -> TestResult {
+    let root = std::env::temp_dir().join(format!("agigit-cli-announce-{}", std::process::id()));
+    let relays = Relays::start(&root, 2, |_| None)?;
+    let urls = relays.urls();
+    let (home, model) = model_on(&root, &urls);
+    let maintainer = sdk::Keys::generate();
+    let set = json(&agigit(
+        &home,
+        &model,
+        &[
+            "announce",
+            "--json",
+            "--name",
+            "Tiny LM",
+            "--description",
+            "a model for the test",
+            "--license",
+            "MIT OR Apache-2.0",
+            "--topic",
+            "llm",
+            "--topic",
+            "Tiny",
+            "--maintainer",
+            &maintainer.public_key().to_hex(),
+        ],
+    ));
+    assert_eq!(set["topics"], serde_json::json!(["llm", "tiny"]));
+    assert!(
+        std::fs::read_to_string(model.join(".agigit/config.toml"))?.contains("[announce]"),
+        "the settings are kept"
+    );
+    // A topic that is not one is refused, and nothing is changed.
+    let out = agigit(&home, &model, &["announce", "--topic", "two words"]);
+    assert!(!out.status.success());
+
+    std::fs::write(model.join("train.py"), "print('hi')\n")?;
+    ok(&agigit(&home, &model, &["commit", "-m", "first"]));
+    let pushed = json(&agigit(&home, &model, &["push", "--json"]));
+    assert_eq!(pushed["announced"], true, "{pushed}");
+    let coordinate = pushed["repository"].as_str().ok_or("coordinate")?;
+    let owner_hex = coordinate.split(':').nth(1).ok_or("owner")?;
+    let owner = sdk::PublicKey::from_hex(owner_hex)?;
+
+    // nostr-sdk reads the three kinds back from agigit-relay.
+    let client = sdk::Client::default();
+    client.add_relay(urls[0].as_str()).await?;
+    tokio::time::timeout(WAIT, client.connect()).await?;
+    let fetch = |kind: u16| {
+        let client = client.clone();
+        async move {
+            let filter = sdk::Filter::new().author(owner).kind(sdk::Kind::from(kind));
+            client.fetch_events(filter, WAIT).await
+        }
+    };
+    let announcements = fetch(30717).await?;
+    let a = announcements.first().ok_or("an announcement")?;
+    assert_eq!(tag(a, "d"), Some(&["model".to_owned()][..]));
+    assert_eq!(tag(a, "name"), Some(&["Tiny LM".to_owned()][..]));
+    assert_eq!(
+        tag(a, "license"),
+        Some(&["MIT OR Apache-2.0".to_owned()][..])
+    );
+    assert_eq!(tag(a, "visibility"), Some(&["public".to_owned()][..]));
+    assert_eq!(
+        tag(a, "maintainers"),
+        Some(&[maintainer.public_key().to_hex()][..])
+    );
+    let topics: Vec<String> = a.tags.hashtags().map(str::to_owned).collect();
+    assert_eq!(topics, ["llm", "tiny"]);
+    assert_eq!(tag(a, "relays").map(<[String]>::len), Some(2));
+    let blossom = tag(a, "blossom").ok_or("blossom servers")?;
+    assert!(blossom.iter().all(|u| u.starts_with("http://127.0.0.1:")));
+    assert_eq!(a.tags.identifier(), Some("model"));
+
+    let states = fetch(30718).await?;
+    let state = states.first().ok_or("a state")?;
+    assert_eq!(state.tags.identifier(), Some("model"));
+    let master = tag(state, "refs/heads/master").ok_or("the branch")?;
+    let commits = fetch(1717).await?;
+    assert_eq!(commits.len(), 1);
+    let commit = commits.first().ok_or("a commit event")?;
+    assert!(
+        commit
+            .tags
+            .iter()
+            .any(|t| t.as_slice().iter().any(|v| v == &master[0])),
+        "the commit event names the commit the state points at"
+    );
+
+    // agigit reads an announcement nostr-sdk publishes (for a repository of its own).
+    let theirs = sdk::Keys::generate();
+    let publisher = sdk::Client::new(theirs.clone());
+    publisher.add_relay(urls[0].as_str()).await?;
+    tokio::time::timeout(WAIT, publisher.connect()).await?;
+    let builder = sdk::EventBuilder::new(sdk::Kind::from(30717), "").tags([
+        sdk::Tag::identifier("their-model"),
+        sdk::Tag::custom(sdk::TagKind::custom("visibility"), ["public"]),
+        sdk::Tag::custom(sdk::TagKind::custom("name"), ["Theirs"]),
+        sdk::Tag::hashtag("vision"),
+    ]);
+    let sent = tokio::time::timeout(WAIT, publisher.send_event_builder(builder)).await??;
+    assert_eq!(sent.success.len(), 1, "{:?}", sent.failed);
+    let event = publisher
+        .fetch_events(sdk::Filter::new().id(sent.val), WAIT)
+        .await?
+        .first()
+        .cloned()
+        .ok_or("it came back")?;
+    let parsed = agigit::event::Signed::<agigit::event::RepoAnnouncement>::from_json(
+        sdk::JsonUtil::as_json(&event),
+    )?;
+    assert_eq!(parsed.body().repo.as_str(), "their-model");
+    assert_eq!(parsed.body().name.as_deref(), Some("Theirs"));
+    assert_eq!(parsed.body().topics, ["vision"]);
+    client.disconnect().await;
+    publisher.disconnect().await;
+    Ok(())
+}
