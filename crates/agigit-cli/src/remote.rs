@@ -412,9 +412,16 @@ fn locate(config: &agigit::config::RepoConfig, key: &PublicKey) -> Result<String
             "no relay is known to look the key up on: add one by its URL first (`agigit relay add ws://host:port`)",
         ));
     }
-    let reader = agigit::event::nostr::prelude::Keys::generate();
     let rt = runtime()?;
     let _entered = rt.enter();
+    let pool = lookup_pool(&known)?;
+    Ok(rt.block_on(pool.locate_relay(key))?)
+}
+
+/// A pool for looking things up on `known` relays (each pinned to its recorded key), which
+/// answers NIP-42 challenges with a throw-away key.
+fn lookup_pool(known: &[RelayEntry]) -> Result<RelayPool> {
+    let reader = agigit::event::nostr::prelude::Keys::generate();
     let pool = RelayPool::new(
         PoolOptions {
             tls: crate::context::tls_config()?,
@@ -422,11 +429,73 @@ fn locate(config: &agigit::config::RepoConfig, key: &PublicKey) -> Result<String
         },
         Some(Arc::new(reader)),
     );
-    for r in &known {
+    for r in known {
         let pin = r.key.as_deref().and_then(|k| PublicKey::from_hex(k).ok());
         pool.add_pinned_relay(&r.url, Roles::FETCH, pin)?;
     }
-    Ok(rt.block_on(pool.locate_relay(key))?)
+    Ok(pool)
+}
+
+/// The relays repository `coord` lives on, found without being told: asked of the user's
+/// bootstrap relays (the user-level `[[relay]]` list), in this order — the relays its newest
+/// announcement (kind 30717) lists, the owner's NIP-65 relay list (kind 10002), then the
+/// bootstrap relays themselves. Every event is verified and must be the owner's.
+pub(crate) fn discover_relays(coord: &RepoCoordinate) -> Result<Vec<String>> {
+    use agigit::event::nostr::prelude::{Filter, Kind};
+    let bootstrap = load_user_config()?.relays;
+    if bootstrap.is_empty() {
+        return Err(Failure::invalid(
+            "no relay to look the repository up on: give --relay, or list bootstrap relays in ~/.config/agigit/config.toml ([[relay]] url = \"wss://…\")",
+        ));
+    }
+    let rt = runtime()?;
+    let _entered = rt.enter();
+    let pool = lookup_pool(&bootstrap)?;
+    let owner = coord.owner;
+    let filters = [
+        Filter::new()
+            .kind(agigit::event::kinds::kind(
+                agigit::event::kinds::REPO_ANNOUNCEMENT,
+            ))
+            .author(owner)
+            .identifier(coord.id.as_str()),
+        Filter::new().kind(Kind::RelayList).author(owner).limit(4),
+    ];
+    let events = rt.block_on(pool.query(&filters))?;
+    let mut found: Vec<String> = Vec::new();
+    let mut add = |url: &str| {
+        let url = url.trim_end_matches('/').to_owned();
+        if agigit::net::pool::check_relay_url(&url).is_ok() && !found.contains(&url) {
+            found.push(url);
+        }
+    };
+    // The newest announcement that parses, and the newest relay list.
+    if let Some(announcement) = events
+        .iter()
+        .filter_map(|e| {
+            agigit::event::Signed::<agigit::event::RepoAnnouncement>::from_event(e.clone())
+                .ok()
+                .filter(|a| a.author() == owner && a.body().repo == coord.id)
+        })
+        .max_by_key(|a| a.created_at())
+    {
+        for r in &announcement.body().relays {
+            add(r.as_str());
+        }
+    }
+    if let Some(list) = events
+        .iter()
+        .filter(|e| e.kind == Kind::RelayList && e.pubkey == owner)
+        .max_by_key(|e| e.created_at)
+    {
+        for url in agigit::net::info::listed_relays(list, &owner) {
+            add(&url);
+        }
+    }
+    for r in &bootstrap {
+        add(&r.url);
+    }
+    Ok(found)
 }
 
 pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {

@@ -49,8 +49,10 @@ pub(crate) struct CloneArgs {
     pub(crate) coordinate: String,
     /// The directory (default: the repository id).
     pub(crate) dir: Option<PathBuf>,
-    /// A relay to fetch from (repeat for several; each also serves blobs).
-    #[arg(long = "relay", required = true)]
+    /// A relay to fetch from (repeat for several; each also serves blobs). Without one, the
+    /// repository's relays are looked up on your bootstrap relays (the `[[relay]]` list of
+    /// ~/.config/agigit/config.toml): its announcement's, then its owner's NIP-65 list.
+    #[arg(long = "relay")]
     pub(crate) relays: Vec<String>,
     /// The remote branch to clone and check out (default: the remote's default branch, the
     /// one its `HEAD` names; master when it names none).
@@ -202,7 +204,17 @@ pub(crate) fn clone(ctx: &Ctx, args: &CloneArgs) -> Result<()> {
         tensor,
     } = args;
     let partial = crate::remote::partial_want(path.as_deref(), tensor.as_deref())?;
-    let coord: RepoCoordinate = coordinate.parse()?;
+    let coord = parse_coordinate(coordinate)?;
+    let relays = if relays.is_empty() {
+        let found = crate::remote::discover_relays(&coord)?;
+        if !json {
+            eprintln!("relays of {coord}: {}", found.join(", "));
+        }
+        found
+    } else {
+        relays.clone()
+    };
+    let relays = &relays;
     let dir = dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(coord.id.as_str()));
@@ -417,6 +429,19 @@ fn make_private(repo: &Repository, readers: &[String]) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     repo.make_private(&reader_secret(&keys)?, &readers)?;
     Ok(())
+}
+
+/// A coordinate as a user may write it: `30717:<hex or npub>:<id>`.
+pub(crate) fn parse_coordinate(text: &str) -> Result<RepoCoordinate> {
+    let mut parts = text.splitn(3, ':');
+    if let (Some(kind), Some(owner), Some(id)) = (parts.next(), parts.next(), parts.next())
+        && owner.starts_with("npub1")
+    {
+        let key = agigit::event::nostr::prelude::PublicKey::parse(owner)
+            .map_err(|e| Failure::invalid(format!("{owner:?}: {e}")))?;
+        return Ok(format!("{kind}:{}:{id}", key.to_hex()).parse()?);
+    }
+    Ok(text.parse()?)
 }
 
 /// What a clone takes: which repository, from which relays, which branch (`None`: the remote's

@@ -1,7 +1,8 @@
 //! The repository announcement through the binary, read by software no one here wrote:
 //! `agigit announce` sets and publishes it, `push` publishes it again; nostr-sdk 0.44.1 (its own
 //! `nostr`) reads the announcement, the state and the commit events from agigit-relay and finds
-//! every field in their tags; and agigit reads an announcement nostr-sdk publishes.
+//! every field in their tags; a clone without `--relay` finds the relays through the
+//! announcement on a bootstrap relay; and agigit reads an announcement nostr-sdk publishes.
 
 #![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
 
@@ -115,6 +116,31 @@ async fn nostr_sdk_reads_what_agigit_announces_and_agigit_reads_what_it_publishe
             .any(|t| t.as_slice().iter().any(|v| v == &master[0])),
         "the commit event names the commit the state points at"
     );
+
+    // A clone without --relay: the reader's one bootstrap relay (relay 1) has the
+    // announcement, which lists both relays; the owner written as an npub.
+    let reader = root.join("reader");
+    std::fs::create_dir_all(&reader)?;
+    std::fs::write(
+        reader.join("config.toml"),
+        format!("[[relay]]\nurl = {:?}\n", urls[1]),
+    )?;
+    let npub = sdk::ToBech32::to_bech32(&owner)?;
+    let by_npub = format!("30717:{npub}:model");
+    ok(&agigit(&reader, &root, &["clone", &by_npub, "found"]));
+    assert_eq!(
+        std::fs::read(root.join("found/train.py"))?,
+        b"print('hi')\n"
+    );
+    let config = std::fs::read_to_string(root.join("found/.agigit/config.toml"))?;
+    assert!(
+        config.contains(&urls[0]) && config.contains(&urls[1]),
+        "the clone keeps the relays the announcement lists: {config}"
+    );
+    // With neither --relay nor bootstrap relays, the message says what to do.
+    let out = agigit(&root.join("nobody"), &root, &["clone", &by_npub, "lost"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bootstrap relays"));
 
     // agigit reads an announcement nostr-sdk publishes (for a repository of its own).
     let theirs = sdk::Keys::generate();

@@ -116,8 +116,9 @@ pub enum ConfigError {
     },
 }
 
-/// One relay: a `ws://` URL (its Blossom server is the same host over `http://`), the key it
-/// is pinned to, and what it is used for.
+/// One relay: a `wss://` (or `ws://`) URL (its Blossom server is the same host over `https://`
+/// or `http://`), the key it is pinned to, and what it is used for (both roles when the file
+/// does not say).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RelayEntry {
@@ -128,9 +129,15 @@ pub struct RelayEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// Read from on fetch and pull.
+    #[serde(default = "yes")]
     pub fetch: bool,
     /// Written to on push.
+    #[serde(default = "yes")]
     pub push: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl RelayEntry {
