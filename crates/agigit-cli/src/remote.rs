@@ -590,7 +590,7 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
 
 /// The relays (`ws://`/`wss://`) readers find the repository on, and the Blossom servers
 /// on the same ports.
-fn announced_places(relays: &[RelayEntry]) -> (Vec<String>, Vec<String>) {
+pub(crate) fn announced_places(relays: &[RelayEntry]) -> (Vec<String>, Vec<String>) {
     let urls: Vec<String> = relays
         .iter()
         .filter(|r| r.fetch)

@@ -135,6 +135,11 @@ pub(crate) enum KeyAction {
     },
     /// Show the public key (npub and hex).
     Show,
+    /// Publish, signed by your key, your relay list (NIP-65, kind 10002: your user-level
+    /// relays, `write` for those you push to, `read` for those you fetch from) and your Blossom
+    /// server list (BUD-03, kind 10063: the same hosts' blob servers), so that others find your
+    /// repositories by your key alone.
+    PublishLists,
 }
 
 pub(crate) fn init(ctx: &Ctx, args: &InitArgs) -> Result<()> {
@@ -408,6 +413,44 @@ pub(crate) fn key(ctx: &Ctx, args: &KeyArgs) -> Result<()> {
                 || format!("imported {npub} into {}", path.display()),
             );
         }
+        KeyAction::PublishLists => {
+            let keys = keys()?;
+            let relays = crate::context::load_user_config()?.relays;
+            if relays.is_empty() {
+                return Err(Failure::invalid(
+                    "no relays in ~/.config/agigit/config.toml to list: add [[relay]] url = \"wss://…\" entries",
+                ));
+            }
+            let (relay_list, server_list) = user_lists(&keys, &relays)?;
+            let rt = runtime()?;
+            let _entered = rt.enter();
+            // Every relay of the list gets it, whatever its role: that is where others look.
+            let everywhere: Vec<RelayEntry> = relays
+                .iter()
+                .map(|r| RelayEntry {
+                    fetch: true,
+                    push: true,
+                    ..r.clone()
+                })
+                .collect();
+            let net = network(&keys, &everywhere)?;
+            let mut accepted = Vec::new();
+            for event in [&relay_list, &server_list] {
+                let report = rt.block_on(agigit::net::Transport::publish(&net, event, 1))?;
+                accepted.push(report.accepted());
+            }
+            print(
+                json,
+                serde_json::json!({"relay_list": relay_list.id.to_hex(), "server_list": server_list.id.to_hex(), "accepted": accepted}),
+                || {
+                    format!(
+                        "published your relay list ({} relays) and Blossom server list to {} relays",
+                        relays.len(),
+                        accepted[0]
+                    )
+                },
+            );
+        }
         KeyAction::Show => {
             let keys = keys()?;
             let npub = npub(&keys.public_key())?;
@@ -418,6 +461,46 @@ pub(crate) fn key(ctx: &Ctx, args: &KeyArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The user's NIP-65 relay list and BUD-03 server list for `relays`, signed by `keys`.
+fn user_lists(
+    keys: &Keys,
+    relays: &[RelayEntry],
+) -> Result<(
+    agigit::event::nostr::prelude::Event,
+    agigit::event::nostr::prelude::Event,
+)> {
+    use agigit::event::Signer as _;
+    use agigit::event::nostr::prelude::{Kind, Tag, Timestamp, UnsignedEvent};
+    let bad = |e: &dyn std::fmt::Display| Failure::invalid(format!("a list tag: {e}"));
+    let mut r_tags = Vec::new();
+    for r in relays {
+        let url = r.url.trim_end_matches('/');
+        let tag = match (r.fetch, r.push) {
+            (true, false) => Tag::parse(["r", url, "read"]),
+            (false, true) => Tag::parse(["r", url, "write"]),
+            _ => Tag::parse(["r", url]),
+        };
+        r_tags.push(tag.map_err(|e| bad(&e))?);
+    }
+    let (_, servers) = crate::remote::announced_places(relays);
+    let server_tags = servers
+        .iter()
+        .map(|s| Tag::parse(["server", s.as_str()]).map_err(|e| bad(&e)))
+        .collect::<Result<Vec<_>>>()?;
+    let now = Timestamp::now();
+    let sign = |kind: Kind, tags: Vec<Tag>| {
+        keys.sign_event(UnsignedEvent::new(keys.public_key(), now, kind, tags, ""))
+            .map_err(|e| Failure::invalid(format!("signing: {e}")))
+    };
+    Ok((
+        sign(Kind::RelayList, r_tags)?,
+        sign(
+            agigit::event::kinds::kind(agigit::event::kinds::BLOB_SERVER_LIST),
+            server_tags,
+        )?,
+    ))
 }
 
 /// Makes `repo` private for the user and `readers`.

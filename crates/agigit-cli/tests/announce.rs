@@ -117,6 +117,44 @@ async fn nostr_sdk_reads_what_agigit_announces_and_agigit_reads_what_it_publishe
         "the commit event names the commit the state points at"
     );
 
+    // The owner's relay list (NIP-65) and Blossom server list (BUD-03), from its user-level
+    // relays: relay 0 for both roles, relay 1 to fetch from.
+    std::fs::write(
+        home.join("config.toml"),
+        format!(
+            "[[relay]]\nurl = {:?}\n\n[[relay]]\nurl = {:?}\nfetch = true\npush = false\n",
+            urls[0], urls[1]
+        ),
+    )?;
+    let lists = json(&agigit(&home, &root, &["key", "publish-lists", "--json"]));
+    assert_eq!(lists["accepted"], serde_json::json!([2, 2]), "{lists}");
+    let relay_lists = fetch(10002).await?;
+    let list = relay_lists.first().ok_or("a relay list")?;
+    let r: Vec<&[String]> = list
+        .tags
+        .iter()
+        .map(sdk::Tag::as_slice)
+        .filter(|t| t[0] == "r")
+        .map(|t| &t[1..])
+        .collect();
+    assert_eq!(
+        r,
+        [
+            &[urls[0].clone()][..],
+            &[urls[1].clone(), "read".to_owned()][..]
+        ]
+    );
+    let server_lists = fetch(10063).await?;
+    let servers = server_lists.first().ok_or("a server list")?;
+    assert_eq!(
+        servers
+            .tags
+            .iter()
+            .filter(|t| t.as_slice()[0] == "server")
+            .count(),
+        2
+    );
+
     // A clone without --relay: the reader's one bootstrap relay (relay 1) has the
     // announcement, which lists both relays; the owner written as an npub.
     let reader = root.join("reader");
