@@ -98,6 +98,9 @@ enum Command {
     /// visibility, maintainers, topics, relays, blob servers, foundation), after setting any
     /// field given; a push publishes it too.
     Announce(remote::AnnounceArgs),
+    /// Find repositories: the announcements on the relays, filtered by words in their id,
+    /// name, description and topics, newest update first.
+    Search(remote::SearchArgs),
     /// Audit the remote (--remote): which shards each server still holds of every pack the
     /// remote's refs reach, and how many servers may still be lost. Fails (exit 7) when a pack
     /// is below its target.
@@ -141,6 +144,7 @@ fn run(cli: &Cli) -> failure::Result<()> {
         Command::Rebase(args) => history::rebase(&ctx, args),
         Command::Push(args) => remote::push(&ctx, args),
         Command::Announce(args) => remote::announce(&ctx, args),
+        Command::Search(args) => remote::search(&ctx, args),
         Command::Fsck(args) => remote::fsck(&ctx, args),
         Command::Repair(args) => remote::repair(&ctx, args),
         Command::Gc(args) => remote::gc(&ctx, args),

@@ -681,6 +681,153 @@ pub(crate) fn announce(ctx: &Ctx, args: &AnnounceArgs) -> Result<()> {
     Ok(())
 }
 
+/// `agigit search`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SearchArgs {
+    /// Words that must all appear in a repository's id, name, description or topics
+    /// (case-insensitive); none lists every repository found.
+    pub(crate) words: Vec<String>,
+    /// A relay to search (repeat for several; default: your user-level relays).
+    #[arg(long = "relay")]
+    pub(crate) relays: Vec<String>,
+    /// The most repositories shown.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: usize,
+}
+
+/// The most announcements one search reads from the relays.
+const SEARCH_EVENTS: usize = 2000;
+
+/// `agigit search`: the repositories the relays announce, filtered by words, newest update
+/// first — owner, id, name, description, topics, foundation and last update.
+pub(crate) fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
+    use agigit::event::kinds::{REPO_ANNOUNCEMENT, REPO_STATE, kind};
+    use agigit::event::nostr::prelude::Filter;
+    use agigit::event::{RepoAnnouncement, Signed};
+    let relays: Vec<RelayEntry> = if args.relays.is_empty() {
+        load_user_config()?.relays
+    } else {
+        args.relays
+            .iter()
+            .map(|u| RelayEntry::new(u.trim_end_matches('/')))
+            .collect()
+    };
+    if relays.is_empty() {
+        return Err(Failure::invalid(
+            "no relay to search: give --relay, or list relays in ~/.config/agigit/config.toml ([[relay]] url = \"wss://…\")",
+        ));
+    }
+    let rt = runtime()?;
+    let _entered = rt.enter();
+    let pool = lookup_pool(&relays)?;
+    let filter = Filter::new()
+        .kind(kind(REPO_ANNOUNCEMENT))
+        .limit(SEARCH_EVENTS);
+    let events = rt.block_on(pool.query(&[filter]))?;
+    // The newest valid announcement of each repository.
+    let mut newest: std::collections::BTreeMap<String, Signed<RepoAnnouncement>> =
+        std::collections::BTreeMap::new();
+    for e in events {
+        let Ok(a) = Signed::<RepoAnnouncement>::from_event(e) else {
+            continue;
+        };
+        let key = a.body().coordinate(a.author()).to_string();
+        if newest
+            .get(&key)
+            .is_none_or(|b| b.created_at() < a.created_at())
+        {
+            newest.insert(key, a);
+        }
+    }
+    let words: Vec<String> = args.words.iter().map(|w| w.to_lowercase()).collect();
+    let matches = |a: &RepoAnnouncement| {
+        let mut text = vec![a.repo.as_str().to_lowercase()];
+        text.extend(a.name.iter().map(|n| n.to_lowercase()));
+        text.extend(a.description.iter().map(|d| d.to_lowercase()));
+        text.extend(a.topics.iter().cloned());
+        words
+            .iter()
+            .all(|w| text.iter().any(|t| t.contains(w.as_str())))
+    };
+    let found: Vec<&Signed<RepoAnnouncement>> =
+        newest.values().filter(|a| matches(a.body())).collect();
+    // Their last updates: the newest state of each.
+    let mut updated: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    if !found.is_empty() {
+        let filters: Vec<Filter> = found
+            .iter()
+            .take(args.limit.max(1))
+            .map(|a| {
+                Filter::new()
+                    .kind(kind(REPO_STATE))
+                    .author(a.author())
+                    .identifier(a.body().repo.as_str())
+                    .limit(1)
+            })
+            .collect();
+        let states = rt.block_on(pool.query(&filters)).unwrap_or_default();
+        for s in states {
+            if let Ok(state) = Signed::<agigit::event::RepoState>::from_event(s) {
+                let key =
+                    RepoCoordinate::new(state.author(), state.body().repo.clone()).to_string();
+                let at = state.created_at().as_secs();
+                let slot = updated.entry(key).or_default();
+                *slot = (*slot).max(at);
+            }
+        }
+    }
+    let mut rows: Vec<(u64, &Signed<RepoAnnouncement>, String)> = found
+        .into_iter()
+        .map(|a| {
+            let key = a.body().coordinate(a.author()).to_string();
+            let at = updated
+                .get(&key)
+                .copied()
+                .unwrap_or(a.created_at().as_secs());
+            (at, a, key)
+        })
+        .collect();
+    rows.sort_by(|x, y| y.0.cmp(&x.0).then_with(|| x.2.cmp(&y.2)));
+    rows.truncate(args.limit.max(1));
+    let json_rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(at, a, key)| {
+            let b = a.body();
+            serde_json::json!({"repository": key, "owner": a.author().to_hex(), "id": b.repo.as_str(), "name": b.name, "description": b.description, "license": b.license, "visibility": b.visibility.as_str(), "topics": b.topics, "fork_of": b.fork_of.as_ref().map(|f| f.repo.to_string()), "updated": at})
+        })
+        .collect();
+    print(ctx.json, serde_json::json!(json_rows), || {
+        if rows.is_empty() {
+            return "no repository found".to_owned();
+        }
+        rows.iter()
+            .map(|(at, a, key)| {
+                let b = a.body();
+                let mut line = key.clone();
+                if let Some(n) = &b.name {
+                    line.push_str(&format!("  {n}"));
+                }
+                if let Some(d) = &b.description {
+                    line.push_str(&format!(" — {d}"));
+                }
+                if !b.topics.is_empty() {
+                    line.push_str(&format!(" [{}]", b.topics.join(", ")));
+                }
+                if let Some(f) = &b.fork_of {
+                    line.push_str(&format!(" (fork of {})", f.repo));
+                }
+                line.push_str(&format!(
+                    ", updated {}",
+                    crate::history::utc_date(i64::try_from(*at).unwrap_or(i64::MAX))
+                ));
+                line
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
 /// `agigit announce`'s arguments: each given field replaces the configured one (an empty
 /// value clears it); the lists replace theirs when given.
 #[derive(Debug, clap::Args)]

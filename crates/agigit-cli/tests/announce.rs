@@ -180,6 +180,31 @@ async fn nostr_sdk_reads_what_agigit_announces_and_agigit_reads_what_it_publishe
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bootstrap relays"));
 
+    // Search: by a topic and a word of the description, across both relays; nothing for a
+    // word no repository has.
+    let mut args = vec!["search", "--json", "tiny", "MODEL"];
+    for u in &urls {
+        args.extend(["--relay", u.as_str()]);
+    }
+    let found = json(&agigit(&reader, &root, &args));
+    let found = found.as_array().ok_or("a list")?;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["repository"], coordinate);
+    assert_eq!(found[0]["name"], "Tiny LM");
+    assert!(found[0]["updated"].as_u64().is_some_and(|t| t > 0));
+    let none = json(&agigit(
+        &reader,
+        &root,
+        &["search", "--json", "nothing-has-this", "--relay", &urls[0]],
+    ));
+    assert_eq!(none, serde_json::json!([]));
+    // Without --relay: the user-level relays.
+    let text = ok(&agigit(&reader, &root, &["search", "llm"]));
+    assert!(
+        text.contains("Tiny LM") && text.contains("[llm, tiny]"),
+        "{text}"
+    );
+
     // agigit reads an announcement nostr-sdk publishes (for a repository of its own).
     let theirs = sdk::Keys::generate();
     let publisher = sdk::Client::new(theirs.clone());
