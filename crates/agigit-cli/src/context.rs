@@ -239,10 +239,7 @@ pub(crate) fn network(keys: &Keys, relays: &[RelayEntry]) -> Result<Network> {
         };
         net.pool.add_pinned_relay(&r.url, roles, pin)?;
         // An agigit relay serves Blossom on the same port (over TLS when it speaks wss://).
-        let http = match r.url.strip_prefix("wss://") {
-            Some(rest) => format!("https://{rest}"),
-            None => r.url.replacen("ws://", "http://", 1),
-        };
+        let http = agigit::net::info::http_url(&r.url);
         net.add_blob_server(http.trim_end_matches('/'), roles)?;
     }
     Ok(net)

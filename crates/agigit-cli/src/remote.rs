@@ -598,10 +598,7 @@ pub(crate) fn announced_places(relays: &[RelayEntry]) -> (Vec<String>, Vec<Strin
         .collect();
     let servers = urls
         .iter()
-        .map(|u| match u.strip_prefix("wss://") {
-            Some(rest) => format!("https://{rest}"),
-            None => u.replacen("ws://", "http://", 1),
-        })
+        .map(|u| agigit::net::info::http_url(u))
         .collect();
     (urls, servers)
 }

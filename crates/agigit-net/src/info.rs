@@ -114,10 +114,16 @@ impl RelayInfo {
 /// [`NetError::Url`] for a URL that is not `ws://…` or `wss://…`.
 pub fn info_url(relay: &str) -> Result<String, NetError> {
     crate::pool::check_relay_url(relay)?;
-    Ok(match relay.strip_prefix("wss://") {
+    Ok(http_url(relay))
+}
+
+/// The same host and port over HTTP: `ws://…` → `http://…`, `wss://…` → `https://…` (where an
+/// agigit relay serves NIP-11 and Blossom). Unchecked: see [`info_url`].
+pub fn http_url(relay: &str) -> String {
+    match relay.strip_prefix("wss://") {
         Some(rest) => format!("https://{rest}"),
         None => relay.replacen("ws://", "http://", 1),
-    })
+    }
 }
 
 /// Asks the relay at `relay` (`ws://…`) for its NIP-11 document, within `timeout` in all.
