@@ -230,6 +230,10 @@ pub(crate) struct FetchArgs {
     /// `agigit rebase --fork foundation/master` moves the fine-tune onto its newest commit).
     #[arg(long)]
     pub(crate) foundation: bool,
+    /// Also list the state events the relays hold for the repository that did not count: a
+    /// stranger's (neither the owner nor a maintainer), another repository's, a forged one.
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
 }
 
 /// How a relay is named on the command line.
@@ -528,15 +532,29 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
     let rt = runtime()?;
     let _entered = rt.enter();
     let net = network(&keys, &relays)?;
-    let report = rt.block_on(repo.remote(&net, &keys).push(&id, &branch, options))?;
-    // The announcement goes with every push (it is replaceable: the newest stands), so that
-    // the repository can be found and read without being told its relays.
-    let announced = publish_announcement(&repo, &config, &id, &relays, &net, &keys, &rt, &push);
-    let coordinate = RepoCoordinate::new(keys.public_key(), id).to_string();
+    // A clone pushes to the repository it was cloned from: its owner's, or — for a maintainer
+    // the owner's announcement lists — the owner's too (the relays refuse no one; readers count
+    // only the owner's and maintainers' events). Otherwise the repository is the key's own.
+    let coordinate = match &config.remote {
+        Some(c) => c.parse::<RepoCoordinate>()?,
+        None => RepoCoordinate::new(keys.public_key(), id.clone()),
+    };
+    let owner = coordinate.owner == keys.public_key();
+    let report = rt.block_on(
+        repo.remote(&net, &keys)
+            .push_to(&coordinate, &branch, options),
+    )?;
+    // The announcement goes with every push by the owner (it is replaceable: the newest
+    // stands), so that the repository can be found and read without being told its relays. A
+    // maintainer's key cannot sign the owner's announcement.
+    let announced = owner.then(|| {
+        publish_announcement(&repo, &config, &coordinate.id, &relays, &net, &keys, &rt, &push)
+    });
+    let coordinate = coordinate.to_string();
     let packs: Vec<_> = report.packs.iter().map(pack_json).collect();
     print(
         json,
-        serde_json::json!({"pushed": branch, "repository": coordinate, "announced": announced.as_ref().err().map_or(serde_json::Value::Bool(true), |e| serde_json::Value::String(e.message.clone())), "objects": report.objects, "shards": report.shards, "rerouted": report.rerouted, "resumed": report.resumed, "pack_bytes": report.pack_bytes, "private": report.private, "up_to_date": report.up_to_date, "bytes_per_server": report.bytes_per_server, "survive_target": report.durability.map(|d| d.servers_lost()), "packs": packs, "tags": report.tags, "tags_rejected": report.tags_rejected}),
+        serde_json::json!({"pushed": branch, "repository": coordinate, "announced": match &announced { None => serde_json::Value::Null, Some(Ok(_)) => serde_json::Value::Bool(true), Some(Err(e)) => serde_json::Value::String(e.message.clone()) }, "maintainer": !owner, "objects": report.objects, "shards": report.shards, "rerouted": report.rerouted, "resumed": report.resumed, "pack_bytes": report.pack_bytes, "private": report.private, "up_to_date": report.up_to_date, "bytes_per_server": report.bytes_per_server, "survive_target": report.durability.map(|d| d.servers_lost()), "packs": packs, "tags": report.tags, "tags_rejected": report.tags_rejected}),
         || {
             let mut tags = String::new();
             if !report.tags.is_empty() {
@@ -548,7 +566,7 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
                     report.tags_rejected.join(", ")
                 ));
             }
-            if let Err(e) = &announced {
+            if let Some(Err(e)) = &announced {
                 tags.push_str(&format!(
                     "\n  the announcement was not published ({}): run `agigit announce`",
                     e.message
@@ -558,7 +576,8 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
                 format!("everything up to date ({coordinate}){tags}")
             } else {
                 let mut out = format!(
-                    "pushed {branch} to {coordinate}: {} objects, {} bytes in {} shards{}",
+                    "pushed {branch} to {coordinate}{}: {} objects, {} bytes in {} shards{}",
+                    if owner { "" } else { " as a maintainer" },
                     report.objects,
                     report.pack_bytes,
                     report.shards,
@@ -644,12 +663,14 @@ pub(crate) fn announce(ctx: &Ctx, args: &AnnounceArgs) -> Result<()> {
     set(&mut settings.name, &args.name);
     set(&mut settings.description, &args.description);
     set(&mut settings.license, &args.license);
-    if !args.maintainers.is_empty() {
-        settings.maintainers.clone_from(&args.maintainers);
-    }
-    if !args.topics.is_empty() {
-        settings.topics.clone_from(&args.topics);
-    }
+    // A list given replaces the old one; `--maintainer ''` (or `--topic ''`) empties it.
+    let replace = |slot: &mut Vec<String>, given: &[String]| {
+        if !given.is_empty() {
+            *slot = given.iter().filter(|v| !v.is_empty()).cloned().collect();
+        }
+    };
+    replace(&mut settings.maintainers, &args.maintainers);
+    replace(&mut settings.topics, &args.topics);
     // Checked (keys, topics) before anything is saved.
     let (relays, push) = effective(&config)?;
     let (urls, servers) = announced_places(&relays);
@@ -838,10 +859,12 @@ pub(crate) struct AnnounceArgs {
     /// An SPDX licence expression (MIT, Apache-2.0, …).
     #[arg(long)]
     pub(crate) license: Option<String>,
-    /// A key besides yours that may push to its branches (npub… or hex; repeat for several).
+    /// A key besides yours that may push to its branches (npub… or hex; repeat for several;
+    /// the list replaces the old one, and `--maintainer ''` removes them all).
     #[arg(long = "maintainer", value_name = "KEY")]
     pub(crate) maintainers: Vec<String>,
-    /// A topic (lowercase: llm, vision, …; repeat for several).
+    /// A topic (lowercase: llm, vision, …; repeat for several; the list replaces the old one,
+    /// and `--topic ''` removes them all).
     #[arg(long = "topic", value_name = "TOPIC")]
     pub(crate) topics: Vec<String>,
 }
@@ -1067,16 +1090,35 @@ pub(crate) fn fetch(ctx: &Ctx, args: &FetchArgs) -> Result<()> {
         .iter()
         .map(|(b, r)| (b.clone(), fetch_json(r)))
         .collect();
-    print(ctx.json, serde_json::json!({"branches": list}), || {
-        if fetched.is_empty() {
-            return "the remote has no branches this clone can read".to_owned();
-        }
-        fetched
-            .iter()
-            .map(|(b, r)| fetch_text(&format!("{remote_name}/{b}"), r))
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
+    // Every branch's fetch resolves the same state: its left-out events are the same too.
+    let ignored = fetched
+        .values()
+        .next()
+        .map_or(&[][..], |r| &r.ignored_states[..]);
+    print(
+        ctx.json,
+        serde_json::json!({"branches": list, "ignored_states": ignored_json(ignored)}),
+        || {
+            let mut out = if fetched.is_empty() {
+                "the remote has no branches this clone can read".to_owned()
+            } else {
+                fetched
+                    .iter()
+                    .map(|(b, r)| fetch_text(&format!("{remote_name}/{b}"), r))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            if args.verbose {
+                out.push_str(&ignored_text(ignored));
+            } else if !ignored.is_empty() {
+                out.push_str(&format!(
+                    "\n  {} state events by others were ignored (fetch -v lists them)",
+                    ignored.len()
+                ));
+            }
+            out
+        },
+    );
     Ok(())
 }
 
@@ -1149,6 +1191,43 @@ fn fetch_json(report: &agigit::PullReport) -> serde_json::Value {
     serde_json::json!({"tip": report.tip.map(|t| t.to_string()), "packs": report.packs, "objects": report.objects, "forced_from": report.forced_from.map(|t| t.to_string()), "state_forked": report.state_forked, "tags": report.tags, "bytes": report.bytes, "resumed_segments": report.resumed_segments})
 }
 
+/// The state events a fetch left out, for `--json`.
+fn ignored_json(ignored: &[agigit::event::Ignored]) -> serde_json::Value {
+    ignored
+        .iter()
+        .map(|i| {
+            let author = match &i.reason {
+                agigit::event::IgnoreReason::NotAuthorized { author } => Some(author.to_hex()),
+                _ => None,
+            };
+            serde_json::json!({"event": i.event.to_hex(), "author": author, "reason": i.reason.to_string()})
+        })
+        .collect()
+}
+
+/// The state events a fetch left out, one line each, for `fetch -v`.
+fn ignored_text(ignored: &[agigit::event::Ignored]) -> String {
+    if ignored.is_empty() {
+        return "\n  no state event was ignored".to_owned();
+    }
+    let mut out = String::new();
+    for i in ignored {
+        let why = match &i.reason {
+            agigit::event::IgnoreReason::NotAuthorized { author } => format!(
+                "signed by {}, neither the owner nor a maintainer",
+                npub(author).unwrap_or_else(|_| author.to_hex())
+            ),
+            other => other.to_string(),
+        };
+        out.push_str(&format!(
+            "\n  ignored state {}: {}",
+            i.event.to_hex(),
+            agigit::display::escape(&why)
+        ));
+    }
+    out
+}
+
 /// `tracking` is the remote branch's short name (`origin/master`).
 fn fetch_text(tracking: &str, report: &agigit::PullReport) -> String {
     let mut out = format!(
@@ -1182,7 +1261,9 @@ fn fetch_text(tracking: &str, report: &agigit::PullReport) -> String {
 }
 
 fn print_fetch(json: bool, branch: &str, report: &agigit::PullReport) {
-    print(json, fetch_json(report), || {
+    let mut value = fetch_json(report);
+    value["ignored_states"] = ignored_json(&report.ignored_states);
+    print(json, value, || {
         fetch_text(&format!("origin/{branch}"), report)
     });
 }

@@ -109,6 +109,22 @@ impl RepoAnnouncement {
     }
 }
 
+/// The announcement of `repo` that counts among `events`: the newest (`created_at`, ties to the
+/// lowest event id, as for states) valid announcement its owner signed with its `d` tag. Events
+/// of other kinds, other authors or other repositories, and events that do not verify, are
+/// skipped — a relay cannot make anyone but the owner name the maintainers.
+pub fn newest_announcement(
+    repo: &RepoCoordinate,
+    events: impl IntoIterator<Item = nostr::prelude::Event>,
+) -> Option<crate::Signed<RepoAnnouncement>> {
+    events
+        .into_iter()
+        .filter(|e| e.pubkey == repo.owner)
+        .filter_map(|e| crate::Signed::<RepoAnnouncement>::from_event(e).ok())
+        .filter(|a| a.body().repo == repo.id)
+        .max_by_key(|a| (a.created_at(), std::cmp::Reverse(a.id())))
+}
+
 const D: &str = "d";
 const NAME: &str = "name";
 const DESCRIPTION: &str = "description";

@@ -15,7 +15,9 @@ mod verify;
 
 /// Ref names are the commit DAG's; re-exported because state events carry them.
 pub use agigit_validate::{MAX_REF_NAME_LEN, RefName, RefNameError};
-pub use announcement::{ForkOf, MAX_TOPICS, RepoAnnouncement, Visibility, is_topic};
+pub use announcement::{
+    ForkOf, MAX_TOPICS, RepoAnnouncement, Visibility, is_topic, newest_announcement,
+};
 pub use blossom::{AuthError, AuthRequest, BlossomAuth, MAX_CLOCK_SKEW_SECS, Verb};
 pub use commit::CommitEvent;
 pub use error::ParseError;

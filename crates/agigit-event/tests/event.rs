@@ -14,7 +14,7 @@ use agigit_event::{
     AuthError, AuthRequest, BlossomAuth, CommitEvent, ForkOf, IgnoreReason, K256Verifier,
     NostrVerifier, ParseError, ProtocolEvent, RefName, RepoAnnouncement, RepoCoordinate, RepoId,
     RepoState, SignError, Signed, Signer, Verb, Verifier, VerifyError, Visibility, bip340_verify,
-    kinds, resolve_state,
+    kinds, newest_announcement, resolve_state,
 };
 use agigit_hash::{BlobHash, ObjectId};
 use proptest::prelude::*;
@@ -1103,6 +1103,63 @@ fn equal_times_resolve_to_the_lowest_id_in_any_order() -> TestResult {
     let resolution = resolve_state(&repo, &[], [sign_raw(&owner, kinds::REPO_STATE, &[], "")]);
     assert!(resolution.current.is_none());
     assert_eq!(resolution.ignored.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn the_owners_newest_announcement_names_the_maintainers() -> TestResult {
+    let owner = keys(1);
+    let (m1, m2, stranger) = (keys(2), keys(3), keys(4));
+    let repo = RepoCoordinate::new(owner.public_key(), repo_id("model"));
+    let announce = |signer: &Keys, id: &str, at: u64, maintainer: &Keys| {
+        let mut a = RepoAnnouncement::new(repo_id(id), Visibility::Public);
+        a.maintainers.push(maintainer.public_key());
+        Signed::sign(a, signer, t(at)).map(Signed::into_event)
+    };
+    let old = announce(&owner, "model", 100, &m1)?;
+    let new = announce(&owner, "model", 200, &m2)?;
+    // Newer, but not the owner's, or not this repository's, or not valid: none counts.
+    let by_stranger = announce(&stranger, "model", 300, &stranger)?;
+    let other_repo = announce(&owner, "other", 400, &stranger)?;
+    let mut forged = announce(&owner, "model", 500, &stranger)?;
+    forged.sig = Signature::from_byte_array([7; 64]);
+    let not_an_announcement = state_event(&owner, "model", 600, b"x")?;
+    let events = [
+        old.clone(),
+        by_stranger,
+        new.clone(),
+        other_repo,
+        forged,
+        not_an_announcement,
+    ];
+    let chosen = newest_announcement(&repo, events.clone()).ok_or("an announcement")?;
+    assert_eq!(chosen.id(), new.id);
+    assert_eq!(chosen.body().maintainers, vec![m2.public_key()]);
+    // The order the relays answer in does not matter.
+    let mut reversed = events.to_vec();
+    reversed.reverse();
+    assert_eq!(
+        newest_announcement(&repo, reversed).map(|a| a.id()),
+        Some(new.id)
+    );
+    // Equal times: the lowest id, as for states.
+    let twins = [
+        announce(&owner, "model", 700, &m1)?,
+        announce(&owner, "model", 700, &m2)?,
+    ];
+    let lowest = twins.iter().map(|e| e.id).min().ok_or("twins")?;
+    assert_eq!(
+        newest_announcement(&repo, twins).map(|a| a.id()),
+        Some(lowest)
+    );
+    assert!(newest_announcement(&repo, [old.clone()]).is_some());
+    assert!(
+        newest_announcement(
+            &RepoCoordinate::new(m1.public_key(), repo_id("model")),
+            [old]
+        )
+        .is_none()
+    );
     Ok(())
 }
 

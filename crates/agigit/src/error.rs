@@ -82,6 +82,15 @@ pub enum Error {
     /// The repository is private and no key was given to open or seal it.
     #[error("{0}")]
     NeedsKey(String),
+    /// A push to another key's repository by a key its owner's newest announcement does not
+    /// list as a maintainer.
+    #[error(
+        "your key is neither the owner of {repo} nor a maintainer its owner's announcement lists: ask the owner to add your npub to `[announce] maintainers` in .agigit/config.toml and push, or push to a repository of your own (`agigit fork`)"
+    )]
+    NotAWriter {
+        /// The repository's coordinate.
+        repo: String,
+    },
     /// A merge or rebase stopped: these paths conflict (nothing was changed).
     #[error(
         "{}\nnothing was changed: resolve by committing on one side, or merge tensors with --strategy (ours, theirs, average, task-arithmetic, ties; ours/theirs also settle files)",
@@ -140,6 +149,17 @@ pub enum Error {
         offered: u64,
         /// The accepted state's `created_at`.
         accepted: u64,
+    },
+    /// The newest state this clone accepted was signed by a maintainer the owner has since
+    /// removed, and the owner has published no newer state yet.
+    #[error(
+        "the newest state of {repo} this clone accepted was signed by {author}, whom the owner's announcement no longer lists as a maintainer, and the owner has published no newer state: nothing was changed; fetch again after the owner pushes"
+    )]
+    RevokedWriter {
+        /// The repository's coordinate.
+        repo: String,
+        /// The removed maintainer's key (hex).
+        author: String,
     },
     /// Nothing to commit.
     #[error("nothing to commit: the working directory matches HEAD")]
@@ -280,8 +300,10 @@ impl Error {
             | Error::Limit { .. }
             | Error::Decode { .. }
             | Error::StaleState { .. } => ErrorKind::Integrity,
-            Error::Network(_) | Error::Weaker { .. } => ErrorKind::Network,
-            Error::NotAReader | Error::NeedsKey(_) => ErrorKind::Access,
+            Error::Network(_) | Error::Weaker { .. } | Error::RevokedWriter { .. } => {
+                ErrorKind::Network
+            }
+            Error::NotAReader | Error::NeedsKey(_) | Error::NotAWriter { .. } => ErrorKind::Access,
             Error::Conflict(_) | Error::LocalChanges { .. } => ErrorKind::WouldLoseWork,
             Error::NothingToCommit => ErrorKind::NothingToCommit,
             Error::Store(e) => store(e),

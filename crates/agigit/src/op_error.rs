@@ -257,6 +257,10 @@ pub mod push {
         /// A private repository needs its keys to push.
         #[error("{0}")]
         NeedsKey(String),
+        /// The signer is neither the repository's owner nor one of its maintainers; nothing
+        /// was published.
+        #[error("{}", not_a_writer(.0))]
+        NotAWriter(String),
         /// The remote cannot take this push (its branch has commits this repository lacks,
         /// its privacy differs).
         #[error("{0}")]
@@ -276,18 +280,28 @@ pub mod push {
         Other(Box<Any>),
     }
 
+    fn not_a_writer(repo: &str) -> String {
+        Any::NotAWriter {
+            repo: repo.to_owned(),
+        }
+        .to_string()
+    }
+
     op_error_impls! {
     Error {
         Network => Network,
         Weaker => Network,
         NeedsKey => Access,
+        NotAWriter => Access,
         Rejected => Invalid,
         Hostile => Integrity,
     }
     from {
         Any::Network(m) => Error::Network(m),
+        e @ Any::RevokedWriter { .. } => Error::Network(e.to_string()),
         e @ Any::Weaker { .. } => Error::Weaker(Box::new(e)),
         Any::NeedsKey(m) => Error::NeedsKey(m),
+        Any::NotAWriter { repo } => Error::NotAWriter(repo),
         Any::Invalid(m) => Error::Rejected(m),
         e @ (Any::Corrupt(_) | Any::Decode { .. } | Any::Limit { .. } | Any::StaleState { .. }) => Error::Hostile(Box::new(e)),
     }
@@ -346,6 +360,7 @@ pub mod fetch {
     }
     from {
         Any::Network(m) => Error::Network(m),
+        e @ Any::RevokedWriter { .. } => Error::Network(e.to_string()),
         Any::NotAReader => Error::NotAReader,
         Any::NeedsKey(m) => Error::NeedsKey(m),
         e @ (Any::Corrupt(_) | Any::Decode { .. } | Any::Limit { .. } | Any::UnsafePath { .. } | Any::StaleState { .. }) => Error::Hostile(Box::new(e)),

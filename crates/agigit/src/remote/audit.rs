@@ -312,9 +312,12 @@ impl Repository {
                 servers.len()
             )));
         }
-        let state = self.fetched_state(transport, repo).await?;
+        let state::Fetched { state, writers, .. } =
+            self.fetched_state(transport, repo).await?;
         let keys = open_keys(repo, state.body(), &options.fetch)?;
-        let listed = self.list_commits(transport, repo, keys.as_ref()).await?;
+        let listed = self
+            .list_commits(transport, repo, keys.as_ref(), &writers)
+            .await?;
         let packs = reachable_packs(&listed, state.body().refs.values());
         let parallel = options.fetch.parallel.max(1);
         let mut unreachable: BTreeSet<String> = BTreeSet::new();

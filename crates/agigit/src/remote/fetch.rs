@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
 use agigit_dag::{FindExt, ForkBase, ObjectId, is_ancestor};
-use agigit_event::nostr::prelude::{Filter, Kind};
+use agigit_event::nostr::prelude::{Filter, Kind, PublicKey};
 use agigit_event::{CommitEvent, RepoCoordinate, RepoState, Signed};
 use agigit_hash::BlobHash;
 use agigit_net::Transport;
 
+use super::state::Fetched;
 use super::*;
 use crate::error::Error;
 use crate::private::{PrivateKeys, Sealed};
@@ -146,7 +147,7 @@ impl Repository {
         transport: &dyn Transport,
         repo: &RepoCoordinate,
     ) -> Result<RemoteRefs, crate::fetch::Error> {
-        let state = self.fetched_state(transport, repo).await?;
+        let state = self.fetched_state(transport, repo).await?.state;
         let body = state.body();
         if body.keys.is_some() {
             return Ok(RemoteRefs::default());
@@ -212,22 +213,17 @@ impl Repository {
     ) -> Result<PullReport, crate::fetch::Error> {
         // A bad branch name is refused before anything is asked of the network.
         RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
-        let state = self.fetched_state(transport, repo).await?;
+        let Fetched {
+            state,
+            writers,
+            ignored,
+        } = self.fetched_state(transport, repo).await?;
         // Never back to a state older than one this clone accepted: a relay replaying an old
         // (validly signed) state cannot roll the clone back.
         let mut state_forked = false;
-        if let Some((at, id)) = self.accepted_state(repo)? {
-            let offered = (state.created_at().as_secs(), state.id());
-            if (offered.0, std::cmp::Reverse(offered.1)) < (at, std::cmp::Reverse(id)) {
-                return Err(Error::StaleState {
-                    repo: repo.to_string(),
-                    offered: offered.0,
-                    accepted: at,
-                }
-                .into());
-            }
+        if let Some(accepted) = self.check_not_older(repo, Some(&state), &writers, false)? {
             // A newer state that does not build on the one accepted: the history forked.
-            if offered.1 != id && state.body().prev != Some(id) {
+            if state.id() != accepted.id && state.body().prev != Some(accepted.id) {
                 tracing::warn!(%repo, "the repository's state history forked: the newest state does not build on the one this clone accepted");
                 state_forked = true;
             }
@@ -237,6 +233,7 @@ impl Repository {
         let mut report = PullReport {
             envelope: state.body().keys.clone(),
             state_forked,
+            ignored_states: ignored,
             ..PullReport::default()
         };
         let held: BTreeSet<Part> = self
@@ -263,7 +260,9 @@ impl Repository {
             // Public: the state names the commit, and nothing is fetched when it is local.
             None if !widening && want.complete.contains(&published_tip) => published_tip,
             _ => {
-                let listed = self.list_commits(transport, repo, keys.as_ref()).await?;
+                let listed = self
+                    .list_commits(transport, repo, keys.as_ref(), &writers)
+                    .await?;
                 let tip = tip_of(&listed, published_tip, keys.is_some(), repo)?;
                 self.fetch_packs(
                     transport,
@@ -296,12 +295,18 @@ impl Repository {
                         base.repo
                     ))
                 })?;
-                let base_keys = match self.remote_state(transport, &coordinate, false).await? {
+                let foundation = self.remote_state(transport, &coordinate, false).await?;
+                let base_keys = match &foundation.current {
                     Some(s) => open_keys(&coordinate, s.body(), &options)?,
                     None => None,
                 };
                 let listed = self
-                    .list_commits(transport, &coordinate, base_keys.as_ref())
+                    .list_commits(
+                        transport,
+                        &coordinate,
+                        base_keys.as_ref(),
+                        &foundation.writers,
+                    )
                     .await?;
                 self.fetch_packs(
                     transport,
@@ -413,11 +418,12 @@ impl Repository {
         transport: &dyn Transport,
         repo: &RepoCoordinate,
         keys: Option<&PrivateKeys>,
+        writers: &[PublicKey],
     ) -> Result<Vec<Listed>, Error> {
         let events = transport
             .query(&[Filter::new()
                 .kind(Kind::Custom(agigit_event::kinds::COMMIT))
-                .author(repo.owner)
+                .authors(writers.iter().copied())
                 .custom_tag(tag('a')?, repo.to_string())])
             .await
             .map_err(net)?;
@@ -428,10 +434,10 @@ impl Repository {
                 continue;
             };
             let body = commit.body();
-            // Only the owner writes a repository's history, whatever a transport's filter let
-            // through.
-            if body.repo != *repo || commit.author() != repo.owner {
-                tracing::warn!(commit = %body.commit, author = %commit.author(), "ignoring a commit event not signed by the repository's owner");
+            // Only the owner and the maintainers write a repository's history, whatever a
+            // transport's filter let through.
+            if body.repo != *repo || !writers.contains(&commit.author()) {
+                tracing::warn!(commit = %body.commit, author = %commit.author(), "ignoring a commit event signed by neither the repository's owner nor a maintainer");
                 continue;
             }
             let (id, epoch, plain) = match (keys, &body.encryption) {

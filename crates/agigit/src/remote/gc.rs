@@ -120,25 +120,17 @@ impl Repository {
                 continue;
             };
             let coordinate = RepoCoordinate::new(*owner, repo_id);
-            let state = self.remote_state(transport, &coordinate, false).await?;
+            let remote = self.remote_state(transport, &coordinate, false).await?;
+            let state = remote.current.clone();
             // Never collect against a state older than one this clone accepted (a relay
             // replaying an old state names fewer packs), nor without one it has seen.
-            if let Some((at, _)) = self.accepted_state(&coordinate)? {
-                let offered = state.as_ref().map_or(0, |s| s.created_at().as_secs());
-                if offered < at {
-                    return Err(Error::StaleState {
-                        repo: coordinate.to_string(),
-                        offered,
-                        accepted: at,
-                    });
-                }
-            }
+            self.check_not_older(&coordinate, state.as_ref(), &remote.writers, false)?;
             let Some(state) = state else {
                 continue;
             };
             let keys = open_keys(&coordinate, state.body(), &options.fetch)?;
             let listed = self
-                .list_commits(transport, &coordinate, keys.as_ref())
+                .list_commits(transport, &coordinate, keys.as_ref(), &remote.writers)
                 .await?;
             for (manifest, epoch, _) in reachable_packs(&listed, state.body().refs.values()) {
                 let sealed = keys.as_ref().map(|k| (k, epoch));

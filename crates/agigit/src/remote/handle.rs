@@ -72,6 +72,21 @@ impl<S: Signer + Sync + ?Sized> Remote<'_, S> {
             .await
     }
 
+    /// Pushes `branch` to `repo`, which the signer owns or maintains.
+    ///
+    /// # Errors
+    /// As [`Repository::push_to`].
+    pub async fn push_to(
+        &self,
+        repo: &RepoCoordinate,
+        branch: &str,
+        options: PushOptions<'_>,
+    ) -> Result<PushReport, crate::push::Error> {
+        self.repo
+            .push_to(self.transport, self.signer, repo, branch, options)
+            .await
+    }
+
     /// The remote's branches and default branch.
     ///
     /// # Errors

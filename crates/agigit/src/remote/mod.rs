@@ -313,6 +313,10 @@ pub struct PullReport {
     pub state_forked: bool,
     /// Remote tags taken in (those whose commits are now local and that no local tag names).
     pub tags: Vec<String>,
+    /// State events for the repository the relays hold that did not count for something other
+    /// than being older: a stranger's (neither the owner nor a maintainer), another
+    /// repository's, or one that does not verify.
+    pub ignored_states: Vec<agigit_event::Ignored>,
     /// Where the time went.
     pub stages: StageTimes,
 }

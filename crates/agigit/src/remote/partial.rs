@@ -393,10 +393,12 @@ impl Repository {
         want: &PartialWant,
         options: FetchOptions<'_>,
     ) -> Result<PartialReport, crate::fetch::Error> {
-        let state = self.fetched_state(transport, repo).await?;
+        let state::Fetched { state, writers, .. } = self.fetched_state(transport, repo).await?;
         let keys = fetch::open_keys(repo, state.body(), &options)?;
         let published = fetch::published_tip(state.body(), keys.as_ref(), branch)?;
-        let listed = self.list_commits(transport, repo, keys.as_ref()).await?;
+        let listed = self
+            .list_commits(transport, repo, keys.as_ref(), &writers)
+            .await?;
         let tip = fetch::tip_of(&listed, published, keys.is_some(), repo)?;
         let servers = transport.fetch_servers();
         let mut partial = Partial {

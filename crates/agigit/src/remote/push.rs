@@ -29,10 +29,7 @@ impl Repository {
     /// Pushes `branch` to the repository `repo_id` owned by `signer`, through `transport`.
     ///
     /// # Errors
-    /// [`Error::Network`] when fewer than `min_accepted` servers or relays take a step (nothing
-    /// after that step is published: push again to resume); [`Error::NeedsKey`] for a private
-    /// repository without its keys; [`Error::Invalid`] when the remote branch has commits this
-    /// repository lacks, or the remote's privacy differs from the local one; store errors.
+    /// As [`push_to`](Self::push_to).
     pub async fn push<S: Signer + Sync + ?Sized>(
         &self,
         transport: &dyn Transport,
@@ -41,6 +38,30 @@ impl Repository {
         branch: &str,
         options: PushOptions<'_>,
     ) -> Result<PushReport, crate::push::Error> {
+        let coordinate = RepoCoordinate::new(signer.public_key(), repo_id.clone());
+        self.push_to(transport, signer, &coordinate, branch, options)
+            .await
+    }
+
+    /// Pushes `branch` to `repo`, through `transport`, as `signer`: the repository's owner, or
+    /// a maintainer its owner's newest announcement lists (whose commit and state events then
+    /// move the owner's repository; `docs/format.md` §2.2).
+    ///
+    /// # Errors
+    /// [`Error::NotAWriter`] when `signer` is neither;
+    /// [`Error::Network`] when fewer than `min_accepted` servers or relays take a step (nothing
+    /// after that step is published: push again to resume); [`Error::NeedsKey`] for a private
+    /// repository without its keys; [`Error::Invalid`] when the remote branch has commits this
+    /// repository lacks, or the remote's privacy differs from the local one; store errors.
+    pub async fn push_to<S: Signer + Sync + ?Sized>(
+        &self,
+        transport: &dyn Transport,
+        signer: &S,
+        coordinate: &RepoCoordinate,
+        branch: &str,
+        options: PushOptions<'_>,
+    ) -> Result<PushReport, crate::push::Error> {
+        let repo_id = &coordinate.id;
         let keys = options.keys;
         if keys.is_none() && self.is_private()? {
             return Err(Error::NeedsKey(
@@ -117,23 +138,22 @@ impl Repository {
             options.min_accepted.max(target.servers_lost() + 1)
         };
         // What the relays say the branch is now: never move it backwards or sideways.
-        let coordinate = RepoCoordinate::new(signer.public_key(), repo_id.clone());
-        let current = self.remote_state(transport, &coordinate, true).await?;
+        let remote = self.remote_state(transport, coordinate, true).await?;
+        if !remote.writers.contains(&signer.public_key()) {
+            return Err(Error::NotAWriter {
+                repo: coordinate.to_string(),
+            }
+            .into());
+        }
+        let current = remote.current.clone();
         // Build on nothing older than what this clone accepted: a relay replaying an old state
         // (or having lost it) must not make this push drop the branches added since.
-        if let Some((at, id)) = self.accepted_state(&coordinate)? {
-            let offered = current
-                .as_ref()
-                .map(|s| (s.created_at().as_secs(), std::cmp::Reverse(s.id())));
-            if offered.is_none_or(|o| o < (at, std::cmp::Reverse(id))) {
-                return Err(Error::StaleState {
-                    repo: coordinate.to_string(),
-                    offered: offered.map_or(0, |o| o.0),
-                    accepted: at,
-                }
-                .into());
-            }
-        }
+        self.check_not_older(
+            coordinate,
+            current.as_ref(),
+            &remote.writers,
+            signer.public_key() == coordinate.owner,
+        )?;
         if let Some(state) = &current {
             match (state.body().keys.is_some(), keys.is_some()) {
                 (true, false) => {
@@ -218,7 +238,7 @@ impl Repository {
                         min_accepted,
                     )
                     .await?;
-                    self.record_state(&coordinate, &published)?;
+                    self.record_state(coordinate, &published)?;
                 } else {
                     report.up_to_date = true;
                 }
@@ -316,7 +336,7 @@ impl Repository {
             min_accepted,
         )
         .await?;
-        self.record_state(&coordinate, &published)?;
+        self.record_state(coordinate, &published)?;
         self.set_ref(tracking, tip)?;
         self.finish_pending(&pending);
         Ok(report)

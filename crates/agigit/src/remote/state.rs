@@ -1,34 +1,123 @@
 //! What the relays say a repository's state is, and the newest state this clone has accepted.
 
-use agigit_event::nostr::prelude::{Filter, Kind};
-use agigit_event::{RepoCoordinate, RepoState, Signed, resolve_state};
+use agigit_event::nostr::prelude::{Event, Filter, Kind, PublicKey};
+use agigit_event::{
+    IgnoreReason, Ignored, RepoCoordinate, RepoState, Signed, newest_announcement, resolve_state,
+};
 use agigit_net::Transport;
 
 use super::*;
 use crate::error::Error;
 use crate::repository::Repository;
 
+/// The most state events of strangers (keys neither the owner nor a maintainer) a fetch asks
+/// for, only to report them.
+const STRANGER_STATES: usize = 16;
+
+/// What the relays hold for a repository's state, resolved.
+#[derive(Debug)]
+pub(super) struct RemoteState {
+    /// The state that counts.
+    pub(super) current: Option<Signed<RepoState>>,
+    /// Who may write the repository: its owner, then the maintainers its owner's newest
+    /// announcement lists.
+    pub(super) writers: Vec<PublicKey>,
+    /// States left out for something other than being older: a stranger's, another
+    /// repository's, one that does not verify.
+    pub(super) ignored: Vec<Ignored>,
+}
+
+impl RemoteState {
+    /// The state that counts, or [`Error::Network`] when no relay holds a valid one.
+    pub(super) fn require(self, repo: &RepoCoordinate) -> Result<Fetched, Error> {
+        let state = self.current.ok_or_else(|| {
+            Error::Network(format!(
+                "no valid state event for {repo} on the fetch relays"
+            ))
+        })?;
+        Ok(Fetched {
+            state,
+            writers: self.writers,
+            ignored: self.ignored,
+        })
+    }
+}
+
+/// The newest state of a repository this clone has accepted.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Accepted {
+    pub(super) at: u64,
+    pub(super) id: agigit_event::nostr::prelude::EventId,
+    /// Who signed it; `None` in a record written before authors were kept.
+    pub(super) author: Option<PublicKey>,
+}
+
+/// A repository's state that counts, who may write the repository, and the states left out.
+#[derive(Debug)]
+pub(super) struct Fetched {
+    pub(super) state: Signed<RepoState>,
+    pub(super) writers: Vec<PublicKey>,
+    pub(super) ignored: Vec<Ignored>,
+}
+
 impl Repository {
     /// The state of `repo` that counts on the fetch relays (and, with `push`, the push relays
     /// too: a push builds on the newest state any relay it writes to holds), if any.
+    ///
+    /// A state counts when its owner signed it or a maintainer the owner's newest
+    /// announcement lists did (`docs/format.md` §2.2). A few states of other keys are asked
+    /// for, only to report them.
     pub(super) async fn remote_state(
         &self,
         transport: &dyn Transport,
         repo: &RepoCoordinate,
         push: bool,
-    ) -> Result<Option<Signed<RepoState>>, Error> {
-        let filter = [Filter::new()
+    ) -> Result<RemoteState, Error> {
+        let query = |filters: Vec<Filter>| async move {
+            let mut events = transport.query(&filters).await.map_err(net)?;
+            if push {
+                events.extend(transport.query_push(&filters).await.map_err(net)?);
+            }
+            Ok::<_, Error>(events)
+        };
+        let state_filter = Filter::new()
             .kind(Kind::Custom(agigit_event::kinds::REPO_STATE))
-            .author(repo.owner)
-            .custom_tag(tag('d')?, repo.id.as_str())];
-        let mut states = transport.query(&filter).await.map_err(net)?;
-        if push {
-            states.extend(transport.query_push(&filter).await.map_err(net)?);
+            .identifier(repo.id.as_str());
+        // One round trip for the announcement, the owner's states and a few of anyone's; a
+        // second only when the announcement names maintainers.
+        let events = query(vec![
+            Filter::new()
+                .kind(Kind::Custom(agigit_event::kinds::REPO_ANNOUNCEMENT))
+                .author(repo.owner)
+                .identifier(repo.id.as_str()),
+            state_filter.clone().author(repo.owner),
+            state_filter.clone().limit(STRANGER_STATES),
+        ])
+        .await?;
+        let (announcements, mut states): (Vec<Event>, Vec<Event>) = events
+            .into_iter()
+            .partition(|e| e.kind == Kind::Custom(agigit_event::kinds::REPO_ANNOUNCEMENT));
+        let maintainers = newest_announcement(repo, announcements)
+            .map(|a| a.body().maintainers.clone())
+            .unwrap_or_default();
+        if !maintainers.is_empty() {
+            states.extend(query(vec![state_filter.authors(maintainers.clone())]).await?);
         }
-        Ok(resolve_state(repo, &[], states).current)
+        let resolution = resolve_state(repo, &maintainers, states);
+        let mut writers = vec![repo.owner];
+        writers.extend(maintainers.iter().filter(|m| **m != repo.owner));
+        Ok(RemoteState {
+            current: resolution.current,
+            writers,
+            ignored: resolution
+                .ignored
+                .into_iter()
+                .filter(|i| !matches!(i.reason, IgnoreReason::Superseded { .. }))
+                .collect(),
+        })
     }
 
-    /// The state of `repo` that counts on the fetch relays.
+    /// The state of `repo` that counts on the fetch relays, and who may write the repository.
     ///
     /// # Errors
     /// [`Error::Network`] when they hold no valid one.
@@ -36,21 +125,15 @@ impl Repository {
         &self,
         transport: &dyn Transport,
         repo: &RepoCoordinate,
-    ) -> Result<Signed<RepoState>, Error> {
+    ) -> Result<Fetched, Error> {
         self.remote_state(transport, repo, false)
             .await?
-            .ok_or_else(|| {
-                Error::Network(format!(
-                    "no valid state event for {repo} on the fetch relays"
-                ))
-            })
+            .require(repo)
     }
 
-    /// The newest state of `repo` this clone has accepted: its time and event id.
-    pub(super) fn accepted_state(
-        &self,
-        repo: &RepoCoordinate,
-    ) -> Result<Option<(u64, agigit_event::nostr::prelude::EventId)>, Error> {
+    /// The newest state of `repo` this clone has accepted: its time, event id and author
+    /// (unknown for a state recorded by an older version).
+    pub(super) fn accepted_state(&self, repo: &RepoCoordinate) -> Result<Option<Accepted>, Error> {
         let path = self.root().join(crate::worktree::DOT_DIR).join("states");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -66,13 +149,56 @@ impl Repository {
             let parsed = (|| {
                 let at = fields.next()?.parse().ok()?;
                 let id = agigit_event::nostr::prelude::EventId::from_hex(fields.next()?).ok()?;
-                Some((at, id))
+                let author = match fields.next() {
+                    Some(a) => Some(PublicKey::from_hex(a).ok()?),
+                    None => None,
+                };
+                Some(Accepted { at, id, author })
             })();
             return parsed
                 .map(Some)
                 .ok_or_else(|| Error::Corrupt(format!("{}: bad line {line:?}", path.display())));
         }
         Ok(None)
+    }
+
+    /// Refuses `offered` (the state that counts now) when it is older than the one this clone
+    /// accepted: a relay replaying an old, validly signed state cannot roll the clone back.
+    ///
+    /// One exception, for the owner alone (`owner_pushing`): the state accepted was signed by
+    /// a maintainer the owner has since removed (it is not among `writers`). The owner then
+    /// builds on its own newest state; the removed maintainer's commits that the owner's
+    /// clone holds stay in its history.
+    pub(super) fn check_not_older(
+        &self,
+        repo: &RepoCoordinate,
+        offered: Option<&Signed<RepoState>>,
+        writers: &[PublicKey],
+        owner_pushing: bool,
+    ) -> Result<Option<Accepted>, Error> {
+        let Some(accepted) = self.accepted_state(repo)? else {
+            return Ok(None);
+        };
+        let order = |at: u64, id: agigit_event::nostr::prelude::EventId| (at, std::cmp::Reverse(id));
+        let offered_at = offered.map(|s| order(s.created_at().as_secs(), s.id()));
+        if offered_at.is_some_and(|o| o >= order(accepted.at, accepted.id)) {
+            return Ok(Some(accepted));
+        }
+        if let Some(author) = accepted.author.filter(|a| !writers.contains(a)) {
+            if owner_pushing {
+                tracing::warn!(%repo, %author, "the state this clone accepted was signed by a maintainer the owner has removed: building on the owner's newest state");
+                return Ok(None);
+            }
+            return Err(Error::RevokedWriter {
+                repo: repo.to_string(),
+                author: author.to_hex(),
+            });
+        }
+        Err(Error::StaleState {
+            repo: repo.to_string(),
+            offered: offered_at.map_or(0, |o| o.0),
+            accepted: accepted.at,
+        })
     }
 
     /// Every repository this clone has accepted a state of.
@@ -111,9 +237,10 @@ impl Repository {
             .map(|l| format!("{l}\n"))
             .collect();
         text.push_str(&format!(
-            "{key} {} {}\n",
+            "{key} {} {} {}\n",
             state.created_at().as_secs(),
-            state.id().to_hex()
+            state.id().to_hex(),
+            state.author().to_hex()
         ));
         crate::worktree::write_atomic(&path, false, |f| {
             std::io::Write::write_all(f, text.as_bytes()).map_err(Error::io(&path))
