@@ -539,22 +539,40 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
         Some(c) => c.parse::<RepoCoordinate>()?,
         None => RepoCoordinate::new(keys.public_key(), id.clone()),
     };
+    let mine = RepoCoordinate::new(keys.public_key(), id.clone());
+    let remote = repo.remote(&net, &keys);
+    let (coordinate, report, declined) =
+        match rt.block_on(remote.push_to(&coordinate, &branch, options)) {
+            // Not a maintainer of the repository it was cloned from (refused before anything was
+            // published): the key's own copy, as a clone of someone else's repository always
+            // pushed — said in the output.
+            Err(agigit::push::Error::NotAWriter(_)) if coordinate != mine => {
+                let report = rt.block_on(remote.push_to(&mine, &branch, options))?;
+                (mine, report, Some(coordinate))
+            }
+            other => (coordinate, other?, None),
+        };
     let owner = coordinate.owner == keys.public_key();
-    let report = rt.block_on(
-        repo.remote(&net, &keys)
-            .push_to(&coordinate, &branch, options),
-    )?;
     // The announcement goes with every push by the owner (it is replaceable: the newest
     // stands), so that the repository can be found and read without being told its relays. A
     // maintainer's key cannot sign the owner's announcement.
     let announced = owner.then(|| {
-        publish_announcement(&repo, &config, &coordinate.id, &relays, &net, &keys, &rt, &push)
+        publish_announcement(
+            &repo,
+            &config,
+            &coordinate.id,
+            &relays,
+            &net,
+            &keys,
+            &rt,
+            &push,
+        )
     });
     let coordinate = coordinate.to_string();
     let packs: Vec<_> = report.packs.iter().map(pack_json).collect();
     print(
         json,
-        serde_json::json!({"pushed": branch, "repository": coordinate, "announced": match &announced { None => serde_json::Value::Null, Some(Ok(_)) => serde_json::Value::Bool(true), Some(Err(e)) => serde_json::Value::String(e.message.clone()) }, "maintainer": !owner, "objects": report.objects, "shards": report.shards, "rerouted": report.rerouted, "resumed": report.resumed, "pack_bytes": report.pack_bytes, "private": report.private, "up_to_date": report.up_to_date, "bytes_per_server": report.bytes_per_server, "survive_target": report.durability.map(|d| d.servers_lost()), "packs": packs, "tags": report.tags, "tags_rejected": report.tags_rejected}),
+        serde_json::json!({"pushed": branch, "repository": coordinate, "announced": match &announced { None => serde_json::Value::Null, Some(Ok(_)) => serde_json::Value::Bool(true), Some(Err(e)) => serde_json::Value::String(e.message.clone()) }, "maintainer": !owner, "not_a_maintainer_of": declined.as_ref().map(ToString::to_string), "objects": report.objects, "shards": report.shards, "rerouted": report.rerouted, "resumed": report.resumed, "pack_bytes": report.pack_bytes, "private": report.private, "up_to_date": report.up_to_date, "bytes_per_server": report.bytes_per_server, "survive_target": report.durability.map(|d| d.servers_lost()), "packs": packs, "tags": report.tags, "tags_rejected": report.tags_rejected}),
         || {
             let mut tags = String::new();
             if !report.tags.is_empty() {
@@ -564,6 +582,11 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
                 tags.push_str(&format!(
                     "\n  tags the relays have elsewhere, left as they are: {}",
                     report.tags_rejected.join(", ")
+                ));
+            }
+            if let Some(other) = &declined {
+                tags.push_str(&format!(
+                    "\n  your key is not a maintainer of {other}, which this clone comes from: this is your own copy (ask its owner to list your npub with `agigit announce --maintainer`)"
                 ));
             }
             if let Some(Err(e)) = &announced {
@@ -713,6 +736,38 @@ pub(crate) struct SearchArgs {
     pub(crate) limit: usize,
 }
 
+/// How long a search waits for a relay's NIP-11 document.
+const INFO_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `relays` split into those whose NIP-11 document lists NIP-50 (search) and the others (a
+/// relay that does not answer in [`INFO_WAIT`] is among the others).
+fn split_by_nip50(
+    rt: &tokio::runtime::Runtime,
+    relays: &[RelayEntry],
+) -> Result<(Vec<RelayEntry>, Vec<RelayEntry>)> {
+    let tls = crate::context::tls_config()?;
+    let supports = rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, r) in relays.iter().enumerate() {
+            let (url, tls) = (r.url.clone(), tls.clone());
+            set.spawn(async move {
+                let info = agigit::net::info::fetch_relay_info_with(&url, INFO_WAIT, &tls).await;
+                (i, info.is_ok_and(|i| i.supports(50)))
+            });
+        }
+        let mut supports = vec![false; relays.len()];
+        while let Some(Ok((i, yes))) = set.join_next().await {
+            supports[i] = yes;
+        }
+        supports
+    });
+    let (mut searching, mut listing) = (Vec::new(), Vec::new());
+    for (r, yes) in relays.iter().zip(supports) {
+        if yes { &mut searching } else { &mut listing }.push(r.clone());
+    }
+    Ok((searching, listing))
+}
+
 /// The most announcements one search reads from the relays.
 const SEARCH_EVENTS: usize = 2000;
 
@@ -737,11 +792,28 @@ pub(crate) fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
     }
     let rt = runtime()?;
     let _entered = rt.enter();
-    let pool = lookup_pool(&relays)?;
+    // Relays that say they implement NIP-50 are asked to search; the others send their newest
+    // announcements. The words are checked here on what comes back either way: a relay's
+    // search narrows what travels, it decides nothing.
+    let words: Vec<String> = args.words.iter().map(|w| w.to_lowercase()).collect();
+    let (searching, listing) = if words.is_empty() {
+        (Vec::new(), relays.clone())
+    } else {
+        split_by_nip50(&rt, &relays)?
+    };
     let filter = Filter::new()
         .kind(kind(REPO_ANNOUNCEMENT))
         .limit(SEARCH_EVENTS);
-    let events = rt.block_on(pool.query(&[filter]))?;
+    let mut events = Vec::new();
+    for (group, filter) in [
+        (&searching, filter.clone().search(words.join(" "))),
+        (&listing, filter),
+    ] {
+        if !group.is_empty() {
+            events.extend(rt.block_on(lookup_pool(group)?.query(&[filter]))?);
+        }
+    }
+    let pool = lookup_pool(&relays)?;
     // The newest valid announcement of each repository.
     let mut newest: std::collections::BTreeMap<String, Signed<RepoAnnouncement>> =
         std::collections::BTreeMap::new();
@@ -757,7 +829,6 @@ pub(crate) fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
             newest.insert(key, a);
         }
     }
-    let words: Vec<String> = args.words.iter().map(|w| w.to_lowercase()).collect();
     let matches = |a: &RepoAnnouncement| {
         let mut text = vec![a.repo.as_str().to_lowercase()];
         text.extend(a.name.iter().map(|n| n.to_lowercase()));
@@ -811,7 +882,7 @@ pub(crate) fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
         .iter()
         .map(|(at, a, key)| {
             let b = a.body();
-            serde_json::json!({"repository": key, "owner": a.author().to_hex(), "id": b.repo.as_str(), "name": b.name, "description": b.description, "license": b.license, "visibility": b.visibility.as_str(), "topics": b.topics, "fork_of": b.fork_of.as_ref().map(|f| f.repo.to_string()), "updated": at})
+            serde_json::json!({"repository": key, "owner": a.author().to_hex(), "id": b.repo.as_str(), "name": b.name, "description": b.description, "license": b.license, "visibility": b.visibility.as_str(), "topics": b.topics, "fork_of": b.fork_of.as_ref().map(|f| f.repo.to_string()), "size": b.size, "updated": at})
         })
         .collect();
     print(ctx.json, serde_json::json!(json_rows), || {
@@ -833,6 +904,9 @@ pub(crate) fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
                 }
                 if let Some(f) = &b.fork_of {
                     line.push_str(&format!(" (fork of {})", f.repo));
+                }
+                if let Some(size) = b.size {
+                    line.push_str(&format!(", {}", crate::view::human_bytes(size)));
                 }
                 line.push_str(&format!(
                     ", updated {}",
@@ -1110,11 +1184,6 @@ pub(crate) fn fetch(ctx: &Ctx, args: &FetchArgs) -> Result<()> {
             };
             if args.verbose {
                 out.push_str(&ignored_text(ignored));
-            } else if !ignored.is_empty() {
-                out.push_str(&format!(
-                    "\n  {} state events by others were ignored (fetch -v lists them)",
-                    ignored.len()
-                ));
             }
             out
         },
@@ -1214,7 +1283,7 @@ fn ignored_text(ignored: &[agigit::event::Ignored]) -> String {
     for i in ignored {
         let why = match &i.reason {
             agigit::event::IgnoreReason::NotAuthorized { author } => format!(
-                "signed by {}, neither the owner nor a maintainer",
+                "signed by {}, neither the owner nor a maintainer (that key's own repository of this id, or a forgery)",
                 npub(author).unwrap_or_else(|_| author.to_hex())
             ),
             other => other.to_string(),

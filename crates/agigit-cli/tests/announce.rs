@@ -191,6 +191,7 @@ async fn nostr_sdk_reads_what_agigit_announces_and_agigit_reads_what_it_publishe
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["repository"], coordinate);
     assert_eq!(found[0]["name"], "Tiny LM");
+    assert_eq!(found[0]["size"], 12, "the size of train.py at the push");
     assert!(found[0]["updated"].as_u64().is_some_and(|t| t > 0));
     let none = json(&agigit(
         &reader,
@@ -198,10 +199,17 @@ async fn nostr_sdk_reads_what_agigit_announces_and_agigit_reads_what_it_publishe
         &["search", "--json", "nothing-has-this", "--relay", &urls[0]],
     ));
     assert_eq!(none, serde_json::json!([]));
+    // No words: every repository the relays announce (no NIP-50 search asked).
+    let all = json(&agigit(
+        &reader,
+        &root,
+        &["search", "--json", "--relay", &urls[1]],
+    ));
+    assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
     // Without --relay: the user-level relays.
     let text = ok(&agigit(&reader, &root, &["search", "llm"]));
     assert!(
-        text.contains("Tiny LM") && text.contains("[llm, tiny]"),
+        text.contains("Tiny LM") && text.contains("[llm, tiny]") && text.contains(", 12 B,"),
         "{text}"
     );
 

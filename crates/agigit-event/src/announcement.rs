@@ -45,7 +45,7 @@ pub struct ForkOf {
 /// Tags (see `docs/format.md`): `d`, `visibility` (required); `name`, `description`, `license`,
 /// `fork` (+ an `a` tag of the same coordinate, so relays can index forks), `maintainers`,
 /// `relays`, `blossom` (each at most once); `t`, one per topic (NIP-24 hashtags, so that
-/// relays index them). Unknown tags are ignored.
+/// relays index them); `size` (at most once). Unknown tags are ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoAnnouncement {
     /// The repository id (`d` tag).
@@ -69,6 +69,10 @@ pub struct RepoAnnouncement {
     /// Topics (`t` tags): at most [`MAX_TOPICS`], each 1–64 bytes of lowercase letters,
     /// digits, `-`, `_` and `.` (or other non-ASCII letters), no repeats.
     pub topics: Vec<String>,
+    /// The size in bytes of the files of the default branch when the owner last pushed it
+    /// (`size` tag): what a search shows, as a catalogue shows a model's size. The owner's
+    /// word, not checked against the data.
+    pub size: Option<u64>,
 }
 
 /// The most topics an announcement carries.
@@ -100,6 +104,7 @@ impl RepoAnnouncement {
             relays: Vec::new(),
             blob_servers: Vec::new(),
             topics: Vec::new(),
+            size: None,
         }
     }
 
@@ -135,6 +140,7 @@ const MAINTAINERS: &str = "maintainers";
 const RELAYS: &str = "relays";
 const BLOSSOM: &str = "blossom";
 const TOPIC: &str = "t";
+const SIZE: &str = "size";
 
 impl ProtocolEvent for RepoAnnouncement {
     const KIND: u16 = kinds::REPO_ANNOUNCEMENT;
@@ -170,6 +176,9 @@ impl ProtocolEvent for RepoAnnouncement {
             tags.push(tag(BLOSSOM, self.blob_servers.iter().map(Url::to_string)));
         }
         tags.extend(self.topics.iter().map(|t| tag(TOPIC, [t.as_str()])));
+        if let Some(size) = self.size {
+            tags.push(tag(SIZE, [size.to_string()]));
+        }
         (tags, String::new())
     }
 
@@ -249,6 +258,16 @@ impl ProtocolEvent for RepoAnnouncement {
             }
             topics.push(topic.clone());
         }
+        let size = match tags.optional_value(SIZE)? {
+            None => None,
+            Some(v) => Some(crate::text::parse_decimal(v).ok_or_else(|| {
+                ParseError::invalid_value(
+                    SIZE,
+                    v,
+                    "a byte count in decimal, no sign or leading zero",
+                )
+            })?),
+        };
         Ok(Self {
             repo,
             name: tags.optional_value(NAME)?.map(str::to_owned),
@@ -260,6 +279,7 @@ impl ProtocolEvent for RepoAnnouncement {
             relays,
             blob_servers,
             topics,
+            size,
         })
     }
 }

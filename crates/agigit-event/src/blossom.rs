@@ -216,12 +216,7 @@ impl ProtocolEvent for BlossomAuth {
 
 /// Decimal seconds without sign, leading zeros or surrounding space.
 fn parse_unix_seconds(value: &str) -> Option<Timestamp> {
-    let canonical = !value.is_empty()
-        && value.bytes().all(|b| b.is_ascii_digit())
-        && (value == "0" || !value.starts_with('0'));
-    canonical
-        .then(|| value.parse().ok().map(Timestamp::from_secs))
-        .flatten()
+    crate::text::parse_decimal(value).map(Timestamp::from_secs)
 }
 
 /// Decoding accepts padding or none.

@@ -10,3 +10,11 @@ pub(crate) fn quote(value: &str) -> String {
         None => value.to_owned(),
     }
 }
+
+/// A canonical unsigned decimal: ASCII digits only, no sign, leading zero or space.
+pub(crate) fn parse_decimal(value: &str) -> Option<u64> {
+    let canonical = !value.is_empty()
+        && value.bytes().all(|b| b.is_ascii_digit())
+        && (value == "0" || !value.starts_with('0'));
+    canonical.then(|| value.parse().ok()).flatten()
+}

@@ -360,7 +360,10 @@ fn arb_announcement() -> impl Strategy<Value = RepoAnnouncement> {
         prop::collection::btree_set(1u8..=254, 0..4),
         prop::collection::btree_set(0u16..1000, 0..3),
         prop::collection::btree_set(0u16..1000, 0..3),
-        prop::collection::btree_set("[a-z0-9][a-z0-9._-]{0,20}", 0..5),
+        (
+            prop::collection::btree_set("[a-z0-9][a-z0-9._-]{0,20}", 0..5),
+            prop::option::of(any::<u64>()),
+        ),
     )
         .prop_map(
             |(
@@ -373,7 +376,7 @@ fn arb_announcement() -> impl Strategy<Value = RepoAnnouncement> {
                 maintainers,
                 relays,
                 servers,
-                topics,
+                (topics, size),
             )| {
                 RepoAnnouncement {
                     repo,
@@ -404,6 +407,7 @@ fn arb_announcement() -> impl Strategy<Value = RepoAnnouncement> {
                         .filter_map(|n| Url::parse(&format!("https://blobs{n}.example.org/")).ok())
                         .collect(),
                     topics: topics.into_iter().collect(),
+                    size,
                 }
             },
         )
@@ -792,6 +796,39 @@ fn announcement_parser_rejects_malformed_events() {
                 vec!["visibility".into(), "public".into()],
                 vec!["name".into(), "x".into()],
                 vec!["name".into(), "y".into()],
+            ],
+        ),
+        (
+            "size with a leading zero",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["size".into(), "0123".into()],
+            ],
+        ),
+        (
+            "negative size",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["size".into(), "-1".into()],
+            ],
+        ),
+        (
+            "size past u64",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["size".into(), "18446744073709551616".into()],
+            ],
+        ),
+        (
+            "repeated size",
+            vec![
+                vec!["d".into(), "a".into()],
+                vec!["visibility".into(), "public".into()],
+                vec!["size".into(), "1".into()],
+                vec!["size".into(), "2".into()],
             ],
         ),
         (

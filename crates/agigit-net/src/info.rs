@@ -32,7 +32,13 @@ pub struct RelayInfo {
     pub self_key: Option<PublicKey>,
     /// `software`.
     pub software: Option<String>,
+    /// `supported_nips`: the NIP numbers the relay says it implements (entries that are not
+    /// numbers are skipped; at most [`MAX_NIPS`] kept).
+    pub supported_nips: Vec<u16>,
 }
+
+/// The most `supported_nips` entries a document is read for.
+pub const MAX_NIPS: usize = 256;
 
 #[derive(serde::Deserialize)]
 struct Document {
@@ -41,6 +47,7 @@ struct Document {
     #[serde(rename = "self")]
     self_key: Option<serde_json::Value>,
     software: Option<serde_json::Value>,
+    supported_nips: Option<serde_json::Value>,
 }
 
 impl RelayInfo {
@@ -92,7 +99,20 @@ impl RelayInfo {
             pubkey: key("pubkey", doc.pubkey)?,
             self_key: key("self", doc.self_key)?,
             software: text(doc.software),
+            supported_nips: match doc.supported_nips {
+                Some(serde_json::Value::Array(nips)) => nips
+                    .iter()
+                    .filter_map(|n| u16::try_from(n.as_u64()?).ok())
+                    .take(MAX_NIPS)
+                    .collect(),
+                _ => Vec::new(),
+            },
         })
+    }
+
+    /// Whether the relay says it implements NIP `nip`.
+    pub fn supports(&self, nip: u16) -> bool {
+        self.supported_nips.contains(&nip)
     }
 
     /// The document as agigit-relay writes it (the fields this type knows).
@@ -102,6 +122,7 @@ impl RelayInfo {
             "pubkey": self.pubkey.map(|k| k.to_hex()),
             "self": self.self_key.map(|k| k.to_hex()),
             "software": self.software,
+            "supported_nips": self.supported_nips,
         })
         .to_string()
     }
@@ -256,12 +277,14 @@ mod tests {
             name in proptest::option::of("[ -~]{0,40}"),
             pubkey in proptest::option::of(1u8..=255),
             self_key in proptest::option::of(1u8..=255),
+            supported_nips in proptest::collection::vec(any::<u16>(), 0..8),
         ) {
             let info = RelayInfo {
                 name,
                 pubkey: pubkey.map(key),
                 self_key: self_key.map(key),
                 software: Some("agigit".to_owned()),
+                supported_nips,
             };
             let back = RelayInfo::parse("ws://r", info.to_json().as_bytes()).unwrap();
             prop_assert_eq!(back, info);
@@ -280,9 +303,16 @@ mod tests {
     fn corrupt_documents_are_refused_with_the_reason() {
         let k = key(7).to_hex();
         let good = format!(r#"{{"name":"r","self":"{k}","supported_nips":[1,11]}}"#);
+        let info = RelayInfo::parse("ws://r", good.as_bytes()).unwrap();
+        assert_eq!(info.key(), Some(key(7)));
+        assert!(info.supports(11) && !info.supports(50));
+        // Entries that are not NIP numbers are skipped, not trusted.
+        let odd = r#"{"supported_nips":[50,"x",-1,70000,1.5,null]}"#;
         assert_eq!(
-            RelayInfo::parse("ws://r", good.as_bytes()).unwrap().key(),
-            Some(key(7))
+            RelayInfo::parse("ws://r", odd.as_bytes())
+                .unwrap()
+                .supported_nips,
+            [50]
         );
         // A key one digit short, a key that is no curve point, a number, truncated JSON.
         for bad in [

@@ -1055,7 +1055,9 @@ async fn on_message(
             } else if !sub
                 .filters
                 .iter()
-                .any(|f| f.match_event(&event, MatchEventOptions::new()))
+                // A NIP-50 `search` is the relay's to interpret (words in tags, stemming):
+                // the other fields are checked here, the words by the caller.
+                .any(|f| f.match_event(&event, MatchEventOptions::new().nip50(false)))
             {
                 Some("does not match the subscription's filters")
             } else {

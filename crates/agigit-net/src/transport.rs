@@ -434,7 +434,7 @@ impl Transport for MemoryTransport {
             let hits = up.iter().flat_map(|srv| srv.events.iter()).filter(|e| {
                 filters
                     .iter()
-                    .any(|f| f.match_event(e, MatchEventOptions::new()))
+                    .any(|f| f.match_event(e, MatchEventOptions::new().nip50(false)))
             });
             Ok(dedup_newest_first(hits.cloned()))
         })

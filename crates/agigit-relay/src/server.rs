@@ -403,7 +403,7 @@ impl Relay {
             "self": key,
             "software": "https://github.com/agigit/agigit",
             "version": env!("CARGO_PKG_VERSION"),
-            "supported_nips": [1, 9, 11, 40, 42],
+            "supported_nips": [1, 9, 11, 40, 42, 50],
             "limitation": {
                 "max_message_length": l.max_message_bytes,
                 "max_subscriptions": l.max_subscriptions,

@@ -406,7 +406,62 @@ pub fn run_shared(store: std::sync::Arc<dyn EventStore>) -> Result<(), Failure> 
             )?;
         }
     }
-    Ok(())
+    search(&store)
+}
+
+/// NIP-50: a REQ's `search` keeps the stored matches whose content or tag values hold every
+/// word, case-insensitively, its `limit` counting those; extensions (`key:value`) are ignored.
+fn search(store: &std::sync::Arc<dyn EventStore>) -> Result<(), Failure> {
+    let s = keys(21)?;
+    let named = |name: &str| Tag::parse(["name", name]).map_err(err);
+    let in_tag = event(
+        &s,
+        30717,
+        9500,
+        vec![Tag::identifier("m1"), named("Tiny LLaMA")?],
+        "",
+    )?;
+    let in_content = event(&s, 1, 9400, vec![], "a llama in a field")?;
+    let older = event(&s, 1, 9300, vec![], "another tiny llama")?;
+    store.save(&in_tag).map_err(err)?;
+    store.save(&in_content).map_err(err)?;
+    store.save(&older).map_err(err)?;
+    // Newer events that do not match, more than a page.
+    for i in 0..5u64 {
+        store
+            .save(&event(&s, 1, 9600 + i, vec![], &format!("noise {i}"))?)
+            .map_err(err)?;
+    }
+    let run = |filter: Filter, page_events: usize| {
+        super::stored_for_req(store, &[filter], 5000, page_events, 1 << 20)
+            .map(|e| ids(&e))
+            .map_err(err)
+    };
+    let by = Filter::new().author(s.public_key());
+    for page_events in [1, 2, 100] {
+        check(
+            run(by.clone().search("LLAMA"), page_events)?
+                == vec![in_tag.id, in_content.id, older.id],
+            "a search matches content and tag values, any case, newest first",
+        )?;
+        check(
+            run(by.clone().search("tiny llama").limit(1), page_events)? == vec![in_tag.id],
+            "every word must match; the limit counts matches",
+        )?;
+        check(
+            run(by.clone().search("lang:en field llama"), page_events)? == vec![in_content.id],
+            "extensions are ignored",
+        )?;
+        check(
+            run(by.clone().search("absent"), page_events)?.is_empty(),
+            "a word no event has matches nothing",
+        )?;
+    }
+    check(
+        super::matches(&by.clone().search("llama tiny"), &older)
+            && !super::matches(&by.search("llama field"), &older),
+        "a live subscription's search matches the same way",
+    )
 }
 
 /// Generates a `#[test]` running the suite on a fresh store from `$make`.

@@ -158,11 +158,53 @@ impl Cursor {
 /// the async threads (move it into `spawn_blocking` and back).
 pub struct Pages {
     store: std::sync::Arc<dyn EventStore>,
+    /// The filter the store is asked (without `search`, which no store reads).
     filter: Filter,
+    /// A NIP-50 search's words, matched here on each stored match ([`search_matches`]).
+    search: Option<Vec<String>>,
     left: usize,
+    /// Stored matches a search may still read before it stops: it scans, it has no index.
+    scan_left: usize,
     after: Option<Cursor>,
     page_events: usize,
     page_bytes: usize,
+}
+
+/// How many stored matches of its other fields one NIP-50 search filter reads at most, newest
+/// first, to find its results: a search is a bounded scan, not an index.
+pub const SEARCH_SCAN: usize = 20_000;
+
+/// The words of a NIP-50 search query, lowercase; `key:value` extensions (which this relay
+/// does not implement) are left out, as NIP-50 asks of a relay that does not know them.
+fn search_words(query: &str) -> Vec<String> {
+    query
+        .split_whitespace()
+        .filter(|w| !w.contains(':'))
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Whether `event` matches a NIP-50 search for `query`: every word (case-insensitively) is in
+/// its content or in one of its tag values (where kinds such as 30717 keep their text: name,
+/// description, topics). A query of no words matches everything.
+pub fn search_matches(query: &str, event: &Event) -> bool {
+    words_match(&search_words(query), event)
+}
+
+fn words_match(words: &[String], event: &Event) -> bool {
+    if words.is_empty() {
+        return true;
+    }
+    let content = event.content.to_lowercase();
+    let values: Vec<String> = event
+        .tags
+        .iter()
+        .flat_map(|t| t.as_slice().iter().skip(1))
+        .map(|v| v.to_lowercase())
+        .collect();
+    words
+        .iter()
+        .all(|w| content.contains(w.as_str()) || values.iter().any(|v| v.contains(w.as_str())))
 }
 
 impl Pages {
@@ -176,10 +218,14 @@ impl Pages {
         page_bytes: usize,
     ) -> Self {
         let left = filter.limit.unwrap_or(max_limit).min(max_limit);
+        let search = filter.search.as_deref().map(search_words);
+        let filter = filter.remove_search();
         Pages {
             store,
             filter,
+            search,
             left,
+            scan_left: SEARCH_SCAN,
             after: None,
             page_events: page_events.max(1),
             page_bytes,
@@ -194,7 +240,15 @@ impl Pages {
         if self.left == 0 {
             return Ok(None);
         }
-        let want = self.left.min(self.page_events);
+        let want = match &self.search {
+            // A search reads whole pages (most stored matches may not hold its words), up to
+            // its scan budget.
+            Some(_) => self.page_events.min(self.scan_left),
+            None => self.left.min(self.page_events),
+        };
+        if want == 0 {
+            return Ok(None);
+        }
         let page =
             self.store
                 .query_page(&self.filter, self.after.as_ref(), want, self.page_bytes)?;
@@ -203,6 +257,16 @@ impl Pages {
             return Ok(None);
         };
         self.after = Some(Cursor::after(last));
+        let page = match &self.search {
+            Some(words) => {
+                self.scan_left -= page.len().min(self.scan_left);
+                let mut found: Vec<Event> =
+                    page.into_iter().filter(|e| words_match(words, e)).collect();
+                found.truncate(self.left);
+                found
+            }
+            None => page,
+        };
         // A short page may be short for its bytes: only an empty one ends the matches.
         self.left -= page.len().min(self.left);
         Ok(Some(page))
@@ -395,7 +459,12 @@ pub(crate) fn merge_results(per_filter: Vec<Vec<Event>>) -> Vec<Event> {
     out
 }
 
-/// Whether `event` matches `filter` on every NIP-01 field (`limit` aside).
+/// Whether `event` matches `filter` on every NIP-01 field (`limit` aside) and its NIP-50
+/// `search` ([`search_matches`]).
 pub fn matches(filter: &Filter, event: &Event) -> bool {
-    filter.match_event(event, MatchEventOptions::new())
+    filter.match_event(event, MatchEventOptions::new().nip50(false))
+        && filter
+            .search
+            .as_deref()
+            .is_none_or(|q| search_matches(q, event))
 }

@@ -2,7 +2,7 @@
 //! may move its branches and where its events and blobs live — published with a push and by
 //! `announce`, so that others can find it and read it without being told its relays.
 
-use agigit_event::nostr::prelude::{PublicKey, RelayUrl, Timestamp, Url};
+use agigit_event::nostr::prelude::{Filter, Kind, PublicKey, RelayUrl, Timestamp, Url};
 use agigit_event::{ForkOf, RepoAnnouncement, RepoId, Signed, Signer, Visibility};
 use agigit_net::PublishReport;
 
@@ -70,6 +70,7 @@ impl Repository {
                 agigit_event::MAX_TOPICS
             )));
         }
+        a.size = self.checked_out_size()?;
         for r in relays {
             let url =
                 RelayUrl::parse(r).map_err(|e| Error::Invalid(format!("relay {r:?}: {e}")))?;
@@ -90,6 +91,54 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// The size in bytes of the files of `HEAD`'s commit, as a checkout writes them; `None`
+    /// before the first commit, or in a partial clone (which lacks some parts' files).
+    fn checked_out_size(&self) -> Result<Option<u64>, Error> {
+        use crate::worktree::FileSource;
+        use agigit_dag::{FindExt as _, Kind};
+        let Some(head) = self.head()? else {
+            return Ok(None);
+        };
+        if self
+            .parts()?
+            .is_some_and(|p| p.len() < crate::Part::ALL.len())
+        {
+            return Ok(None);
+        }
+        let tree = self.store().find_commit(&head)?.tree;
+        let mut total = 0u64;
+        for source in crate::worktree::files(self.store(), &tree)?.values() {
+            total = total.saturating_add(match source {
+                FileSource::Blob { id, .. } => match self.store().header_of(id)? {
+                    Some((Kind::Blob, size)) => size,
+                    _ => return Err(Error::Corrupt(format!("file object {id} is not a blob"))),
+                },
+                FileSource::Chunked(id) => crate::worktree::chunked_len(self.store(), id)?,
+                FileSource::Safetensors(tree) => {
+                    let layout = crate::worktree::safetensors_layout(self.store(), tree)?;
+                    layout.header.len() as u64
+                        + safetensors_data_len(layout.header.get(8..).unwrap_or_default())?
+                }
+            });
+        }
+        Ok(Some(total))
+    }
+}
+
+/// The length of a safetensors file's data: the greatest end of its tensors' `data_offsets`
+/// (the header JSON, without its length prefix, is `header`).
+fn safetensors_data_len(header: &[u8]) -> Result<u64, Error> {
+    let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header)
+        .map_err(|e| Error::Corrupt(format!("a stored safetensors header: {e}")))?;
+    Ok(json
+        .iter()
+        .filter(|(name, _)| *name != "__metadata__")
+        .filter_map(|(_, t)| t.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0))
+}
+
 impl<S: Signer + Sync + ?Sized> super::Remote<'_, S> {
     /// Publishes `announcement`, signed by this remote's signer, to the push relays; at least
     /// `min_accepted` of them must take it.
@@ -102,8 +151,24 @@ impl<S: Signer + Sync + ?Sized> super::Remote<'_, S> {
         announcement: &RepoAnnouncement,
         min_accepted: usize,
     ) -> Result<PublishReport, Error> {
-        let signed = Signed::sign(announcement.clone(), self.signer(), Timestamp::now())
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        // Dated after the newest announcement the relays hold (two in one second would leave
+        // the relays keeping whichever has the lower id).
+        let repo = announcement.coordinate(self.signer().public_key());
+        let filter = [Filter::new()
+            .kind(Kind::Custom(agigit_event::kinds::REPO_ANNOUNCEMENT))
+            .author(repo.owner)
+            .identifier(repo.id.as_str())];
+        let mut held = self.transport().query(&filter).await.map_err(net)?;
+        held.extend(self.transport().query_push(&filter).await.map_err(net)?);
+        let at = agigit_event::newest_announcement(&repo, held)
+            .map_or(0, |a| a.created_at().as_secs().saturating_add(1))
+            .max(Timestamp::now().as_secs());
+        let signed = Signed::sign(
+            announcement.clone(),
+            self.signer(),
+            Timestamp::from_secs(at),
+        )
+        .map_err(|e| Error::Invalid(e.to_string()))?;
         self.transport()
             .publish(signed.event(), min_accepted.max(1))
             .await

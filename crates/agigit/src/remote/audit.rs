@@ -312,8 +312,7 @@ impl Repository {
                 servers.len()
             )));
         }
-        let state::Fetched { state, writers, .. } =
-            self.fetched_state(transport, repo).await?;
+        let state::Fetched { state, writers, .. } = self.fetched_state(transport, repo).await?;
         let keys = open_keys(repo, state.body(), &options.fetch)?;
         let listed = self
             .list_commits(transport, repo, keys.as_ref(), &writers)

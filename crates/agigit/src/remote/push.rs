@@ -148,12 +148,13 @@ impl Repository {
         let current = remote.current.clone();
         // Build on nothing older than what this clone accepted: a relay replaying an old state
         // (or having lost it) must not make this push drop the branches added since.
-        self.check_not_older(
+        let accepted = self.check_not_older(
             coordinate,
             current.as_ref(),
             &remote.writers,
             signer.public_key() == coordinate.owner,
         )?;
+        let after_secs = accepted.map_or(0, |a| a.at);
         if let Some(state) = &current {
             match (state.body().keys.is_some(), keys.is_some()) {
                 (true, false) => {
@@ -233,6 +234,7 @@ impl Repository {
                             branch,
                             published: r,
                             tags: &tags,
+                            after_secs,
                         },
                         keys,
                         min_accepted,
@@ -296,7 +298,7 @@ impl Repository {
 
         // 3. Commit events, oldest first; 4. the state event.
         // Newer than the state it replaces, even within the same second.
-        let now = after(current.as_ref());
+        let now = after(current.as_ref(), after_secs);
         for id in new_commits.iter().rev() {
             let commit = store.find_commit(id)?;
             let mut buf = Vec::new();
@@ -331,6 +333,7 @@ impl Repository {
                 branch,
                 published: publish_name(&tip),
                 tags: &tags,
+                after_secs,
             },
             keys,
             min_accepted,
@@ -609,12 +612,13 @@ impl Repository {
     }
 }
 
-/// A time strictly after `current`'s (and not before now): a state event must be newer than the
-/// one it replaces, even within the same second.
-fn after(current: Option<&Signed<RepoState>>) -> Timestamp {
+/// A time strictly after `current`'s and `after_secs` (and not before now): a state event must
+/// be newer than the one it replaces, even within the same second.
+fn after(current: Option<&Signed<RepoState>>, after_secs: u64) -> Timestamp {
     Timestamp::from_secs(
         current
             .map_or(0, |s| s.created_at().as_secs().saturating_add(1))
+            .max(after_secs.saturating_add(1))
             .max(Timestamp::now().as_secs()),
     )
 }
@@ -633,6 +637,9 @@ struct StateUpdate<'a> {
     branch: &'a str,
     published: ObjectId,
     tags: &'a [(RefName, ObjectId, Option<String>)],
+    /// The state is dated after this (the state this clone accepted, which may be a removed
+    /// maintainer's newer than `current`).
+    after_secs: u64,
 }
 
 /// Publishes the state that replaces `current`: `branch` at its published commit name (under an
@@ -652,6 +659,7 @@ async fn publish_state<S: Signer + Sync + ?Sized>(
         branch,
         published,
         tags,
+        after_secs,
     } = update;
     let mut state = current.map_or_else(|| RepoState::new(repo_id.clone()), |s| s.body().clone());
     let name = match keys {
@@ -682,8 +690,8 @@ async fn publish_state<S: Signer + Sync + ?Sized>(
     }
     state.keys = keys.map(PrivateKeys::envelope_bytes);
     state.prev = current.map(Signed::id);
-    let signed =
-        Signed::sign(state, signer, after(current)).map_err(|e| Error::Invalid(e.to_string()))?;
+    let signed = Signed::sign(state, signer, after(current, after_secs))
+        .map_err(|e| Error::Invalid(e.to_string()))?;
     transport
         .publish(signed.event(), min_accepted)
         .await

@@ -168,7 +168,8 @@ impl Repository {
     /// One exception, for the owner alone (`owner_pushing`): the state accepted was signed by
     /// a maintainer the owner has since removed (it is not among `writers`). The owner then
     /// builds on its own newest state; the removed maintainer's commits that the owner's
-    /// clone holds stay in its history.
+    /// clone holds stay in its history. (The state it publishes must still be dated after the
+    /// one accepted, which is returned, so that readers who followed the maintainer move on.)
     pub(super) fn check_not_older(
         &self,
         repo: &RepoCoordinate,
@@ -179,7 +180,8 @@ impl Repository {
         let Some(accepted) = self.accepted_state(repo)? else {
             return Ok(None);
         };
-        let order = |at: u64, id: agigit_event::nostr::prelude::EventId| (at, std::cmp::Reverse(id));
+        let order =
+            |at: u64, id: agigit_event::nostr::prelude::EventId| (at, std::cmp::Reverse(id));
         let offered_at = offered.map(|s| order(s.created_at().as_secs(), s.id()));
         if offered_at.is_some_and(|o| o >= order(accepted.at, accepted.id)) {
             return Ok(Some(accepted));
@@ -187,7 +189,7 @@ impl Repository {
         if let Some(author) = accepted.author.filter(|a| !writers.contains(a)) {
             if owner_pushing {
                 tracing::warn!(%repo, %author, "the state this clone accepted was signed by a maintainer the owner has removed: building on the owner's newest state");
-                return Ok(None);
+                return Ok(Some(accepted));
             }
             return Err(Error::RevokedWriter {
                 repo: repo.to_string(),
