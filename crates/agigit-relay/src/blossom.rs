@@ -27,6 +27,7 @@ use serde::Deserialize;
 
 use crate::blobs::{BlobInfo, BlobStore, BlobStoreError, BlobUpload, DeleteOutcome};
 use crate::config::BlossomConfig;
+use crate::payment::{PaidAction, PaidRequest, PaymentGate, payment_required};
 use crate::range::ByteRange;
 use crate::server::ConnectionLimits;
 
@@ -40,6 +41,8 @@ pub(crate) struct Blossom {
     pub(crate) connections: ConnectionLimits,
     /// Whether the relay serves TLS itself (blob URLs are then `https://`).
     pub(crate) secure: bool,
+    /// Asked before a blob is stored or served (BUD-07), when set.
+    pub(crate) payment: Option<Arc<dyn PaymentGate>>,
     uploads: Arc<Uploads>,
 }
 
@@ -109,6 +112,25 @@ pub(crate) fn safe_content_type(given: &str) -> &'static str {
         .unwrap_or("application/octet-stream")
 }
 
+/// The file extension a blob's URL carries for its (allow-listed) content type: BUD-02 wants
+/// one in every descriptor's `url`, and BUD-01 serves a blob under any.
+fn extension(content_type: &str) -> &'static str {
+    match content_type {
+        "application/json" => "json",
+        "application/gzip" => "gz",
+        "application/zstd" => "zst",
+        "application/x-tar" => "tar",
+        "text/plain" => "txt",
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        "audio/mpeg" => "mp3",
+        "video/mp4" => "mp4",
+        _ => "bin",
+    }
+}
+
 /// How many bytes a download reads per step, and an upload buffers before writing.
 const CHUNK: usize = 256 << 10;
 
@@ -166,8 +188,31 @@ impl Blossom {
             public,
             connections,
             secure: false,
+            payment: None,
             uploads,
         }
+    }
+
+    /// Asks the payment gate, if any, whether this request must be paid for first: `Err` is
+    /// the `402 Payment Required` to send.
+    async fn charge(
+        &self,
+        action: PaidAction,
+        blob: Option<BlobHash>,
+        size: Option<u64>,
+        payer: Option<PublicKey>,
+        headers: &HeaderMap,
+    ) -> Result<(), Response> {
+        let Some(gate) = &self.payment else {
+            return Ok(());
+        };
+        let mut request = PaidRequest::new(action, headers.clone());
+        request.blob = blob;
+        request.size = size;
+        request.payer = payer;
+        gate.check(&request)
+            .await
+            .map_err(|required| payment_required(&required))
     }
 
     /// The names tokens may give this server in BUD-11 `server` tags: its domain (BUD-11 names a
@@ -202,11 +247,12 @@ impl Blossom {
     }
 
     fn descriptor(&self, headers: &HeaderMap, info: &BlobInfo) -> serde_json::Value {
+        let content_type = safe_content_type(&info.content_type);
         serde_json::json!({
-            "url": format!("{}/{}", self.base_url(headers), info.hash),
+            "url": format!("{}/{}.{}", self.base_url(headers), info.hash, extension(content_type)),
             "sha256": info.hash.to_string(),
             "size": info.size,
-            "type": safe_content_type(&info.content_type),
+            "type": content_type,
             "uploaded": info.uploaded,
         })
     }
@@ -413,6 +459,18 @@ async fn receive_upload(State(b): State<Blossom>, headers: HeaderMap, body: Body
         Err(e) => return refuse(StatusCode::UNAUTHORIZED, e.to_string()),
     }
     let owner = token.author();
+    if let Err(r) = b
+        .charge(
+            PaidAction::Upload,
+            declared,
+            Some(length),
+            Some(owner),
+            &headers,
+        )
+        .await
+    {
+        return r;
+    }
     let Ok(_slot) = b.uploads.slots.try_acquire() else {
         return unavailable("too many uploads in progress: try again shortly");
     };
@@ -673,6 +731,18 @@ async fn upload_check(State(b): State<Blossom>, headers: HeaderMap) -> Response 
         Ok(o) => o,
         Err(r) => return r,
     };
+    if let Err(r) = b
+        .charge(
+            PaidAction::Upload,
+            Some(declared),
+            Some(size),
+            Some(owner),
+            &headers,
+        )
+        .await
+    {
+        return r;
+    }
     let quota = b.config.quota_bytes_per_pubkey;
     if quota > 0 {
         let store = b.store.clone();
@@ -702,13 +772,15 @@ async fn download(
     let Some(hash) = parse_name(&name) else {
         return refuse(StatusCode::NOT_FOUND, "not a blob address: /<sha256>");
     };
+    let mut reader_key = None;
     if b.config.require_auth_for_get {
         let token = match Blossom::token(&headers) {
             Ok(t) => t,
             Err(r) => return r,
         };
-        if let Err(r) = b.authorize(&headers, token.as_ref(), Verb::Get, Some(&hash)) {
-            return r;
+        match b.authorize(&headers, token.as_ref(), Verb::Get, Some(&hash)) {
+            Ok(k) => reader_key = Some(k),
+            Err(r) => return r,
         }
     }
     if method == Method::HEAD {
@@ -746,6 +818,18 @@ async fn download(
             return r;
         }
     };
+    if let Err(r) = b
+        .charge(
+            PaidAction::Download,
+            Some(hash),
+            Some(end - start),
+            reader_key,
+            &headers,
+        )
+        .await
+    {
+        return r;
+    }
     let mut out = HeaderMap::new();
     // An uploaded page must never run as a page of this origin: a type from the allow-list,
     // no sniffing, and a sandbox should a browser render it anyway.
@@ -823,6 +907,12 @@ async fn delete(
         Ok(o) => o,
         Err(r) => return r,
     };
+    if let Err(r) = b
+        .charge(PaidAction::Delete, Some(hash), None, Some(owner), &headers)
+        .await
+    {
+        return r;
+    }
     let store = b.store.clone();
     match blocking(move || store.delete(&hash, &owner)).await {
         Ok(DeleteOutcome::NotFound) => {
@@ -844,7 +934,13 @@ async fn delete(
 struct ListQuery {
     since: Option<u64>,
     until: Option<u64>,
+    /// The last blob of the previous page (BUD-12): the page starts after it.
+    cursor: Option<String>,
+    limit: Option<usize>,
 }
+
+/// The most descriptors one `GET /list` answers with (a `limit` above it is lowered to it).
+pub(crate) const MAX_LIST: usize = 10_000;
 
 /// BUD-12 `GET /list/<pubkey>`.
 async fn list(
@@ -859,10 +955,42 @@ async fn list(
             "the list path takes a hex public key: /list/<64 hex>",
         );
     };
+    let cursor = match q.cursor.as_deref().map(parse_name) {
+        None => None,
+        Some(Some(c)) => Some(c),
+        Some(None) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "cursor takes the sha256 of the last blob of the previous page",
+            );
+        }
+    };
+    let limit = q.limit.unwrap_or(MAX_LIST).min(MAX_LIST);
+    if let Err(r) = b.charge(PaidAction::List, None, None, None, &headers).await {
+        return r;
+    }
     let store = b.store.clone();
     match blocking(move || store.list(&owner, q.since, q.until)).await {
-        Ok(blobs) => {
-            let list: Vec<_> = blobs.iter().map(|i| b.descriptor(&headers, i)).collect();
+        Ok(mut blobs) => {
+            // Newest upload first (ties by hash, so that pages never overlap or skip), from
+            // after the cursor.
+            blobs.sort_by(|x, y| {
+                y.uploaded
+                    .cmp(&x.uploaded)
+                    .then_with(|| x.hash.cmp(&y.hash))
+            });
+            let start = cursor.map_or(0, |c| {
+                blobs
+                    .iter()
+                    .position(|i| i.hash == c)
+                    .map_or(blobs.len(), |at| at + 1)
+            });
+            let list: Vec<_> = blobs
+                .iter()
+                .skip(start)
+                .take(limit)
+                .map(|i| b.descriptor(&headers, i))
+                .collect();
             (
                 StatusCode::OK,
                 [

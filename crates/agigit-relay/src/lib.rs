@@ -7,6 +7,7 @@ pub mod config;
 pub mod conformance;
 pub mod identity;
 mod linger;
+pub mod payment;
 pub mod range;
 #[cfg(feature = "s3")]
 pub mod s3;

@@ -132,6 +132,8 @@ pub struct Relay {
     description: Option<Arc<Event>>,
     /// TLS on the listener, when configured.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Asked before blobs are stored or served (BUD-07).
+    payment: Option<Arc<dyn crate::payment::PaymentGate>>,
 }
 
 /// The largest event that goes to the ring of small live events.
@@ -198,7 +200,17 @@ impl Relay {
             blossom: None,
             identity: None,
             description: None,
+            payment: None,
         }
+    }
+
+    /// Asks `gate` before a blob is stored, served, listed or deleted: what it refuses is
+    /// answered with `402 Payment Required` and the payment methods it names (BUD-07). See
+    /// [`crate::payment`].
+    #[must_use]
+    pub fn with_payment_gate(mut self, gate: Arc<dyn crate::payment::PaymentGate>) -> Self {
+        self.payment = Some(gate);
+        self
     }
 
     /// The relay's signed self-description, when [`from_config`](Self::from_config) made one:
@@ -384,7 +396,10 @@ impl Relay {
     /// any origin, and CORS preflights are answered (BUD-01, NIP-11), so that Blossom and Nostr
     /// clients in a browser can use the relay.
     pub fn router(self) -> Router {
-        let blossom = self.blossom.clone();
+        let blossom = self.blossom.clone().map(|mut b| {
+            b.payment.clone_from(&self.payment);
+            b
+        });
         let nostr = Router::new().route("/", get(root)).with_state(self);
         let routes = match blossom {
             Some(b) => nostr.merge(crate::blossom::routes(b)),
@@ -445,7 +460,9 @@ async fn cors(request: axum::extract::Request, next: axum::middleware::Next) -> 
     );
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("X-Reason, Content-Range, Content-Length, ETag, Accept-Ranges"),
+        HeaderValue::from_static(
+            "X-Reason, Content-Range, Content-Length, ETag, Accept-Ranges, X-Cashu, X-Lightning",
+        ),
     );
     response
 }

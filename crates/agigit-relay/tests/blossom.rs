@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use agigit_event::{BlossomAuth, Signed, Verb};
 use agigit_hash::BlobHash;
+use agigit_relay::payment::{PaidAction, PaidRequest, PaymentCheck, PaymentGate, PaymentRequired};
 use agigit_relay::server::{Info, Limits, Relay, serve};
 use agigit_relay::{BlossomConfig, FsBlobStore, SqliteEventStore};
 use nostr::prelude::{Keys, Timestamp};
@@ -49,6 +50,16 @@ async fn start_with(
     config: BlossomConfig,
     retention: u64,
 ) -> Result<(Server, FsBlobStore), Box<dyn std::error::Error>> {
+    launch(name, config, retention, None).await
+}
+
+/// [`start_with`], asking `gate` before blobs are stored or served (BUD-07).
+async fn launch(
+    name: &str,
+    config: BlossomConfig,
+    retention: u64,
+    gate: Option<Arc<dyn PaymentGate>>,
+) -> Result<(Server, FsBlobStore), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("agigit-blossom-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let blobs = FsBlobStore::open(&dir)?.with_retention(retention)?;
@@ -61,6 +72,10 @@ async fn start_with(
         Info::default(),
     )
     .with_blobs(Arc::new(blobs), config);
+    let relay = match gate {
+        Some(g) => relay.with_payment_gate(g),
+        None => relay,
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(listener, relay, async {
         let _ = stopped.await;
@@ -210,7 +225,7 @@ async fn upload_download_range_list_delete() -> TestResult {
     assert!(
         desc["url"]
             .as_str()
-            .is_some_and(|u| u.ends_with(&hash.to_string()))
+            .is_some_and(|u| u.ends_with(&format!("{hash}.bin")))
     );
     // The same bytes again: 200, present.
     assert_eq!(put(server.addr, &alice, &data).await?.status, 200);
@@ -831,7 +846,7 @@ async fn a_refused_upload_still_sending_its_body_reads_the_refusal() -> TestResu
 /// CORS for browser clients (BUD-01): a preflight is answered with the methods and headers
 /// Blossom uses, and every answer — refusals included — is readable by any origin.
 #[tokio::test]
-async fn browsers_get_their_preflight_and_every_answer() -> TestResult {
+async fn bud01_cors_every_answer_allows_any_origin_and_preflights_name_the_methods() -> TestResult {
     let server = start("cors", BlossomConfig::default()).await?;
     let hash = BlobHash::digest(b"x");
     for path in ["/upload".to_owned(), format!("/{hash}"), "/".to_owned()] {
@@ -887,5 +902,615 @@ async fn browsers_get_their_preflight_and_every_answer() -> TestResult {
             "{method} {path}"
         );
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The specification clause by clause (hzrd149/blossom, April 2026: BUD-01, 02, 06, 07, 11 and
+// 12): a test per MUST the relay is bound by, named after the clause. (BUD-01's CORS clause is
+// `bud01_cors_every_answer_allows_any_origin_and_preflights_name_the_methods` above.)
+// ---------------------------------------------------------------------------------------------
+
+/// A signed event of `kind` with `tags`, as an `Authorization` header: base64url without
+/// padding, as BUD-11 says clients send it.
+fn raw_token(keys: &Keys, kind: u16, created_at: u64, tags: &[&[&str]]) -> String {
+    use base64::Engine as _;
+    use nostr::prelude::{Kind, SignEvent, Tag, UnsignedEvent};
+    let tags: Vec<Tag> = tags
+        .iter()
+        .map(|t| Tag::parse(t.iter().copied()).expect("tag"))
+        .collect();
+    let unsigned = UnsignedEvent::new(
+        keys.public_key(),
+        Timestamp::from_secs(created_at),
+        Kind::from(kind),
+        tags,
+        "Upload Blob",
+    );
+    let event = SignEvent::sign_event(keys, unsigned).expect("sign");
+    format!(
+        "Nostr {}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(event.as_json())
+    )
+}
+
+/// An upload of `data` with `authorization` (and its `X-SHA-256`).
+async fn put_with(
+    addr: SocketAddr,
+    authorization: String,
+    data: &[u8],
+    content_type: &str,
+) -> Result<Reply, Box<dyn std::error::Error>> {
+    let hash = BlobHash::digest(data);
+    http(
+        addr,
+        "PUT",
+        "/upload",
+        &[
+            ("Authorization", authorization),
+            ("X-SHA-256", hash.to_string()),
+            ("Content-Type", content_type.to_owned()),
+        ],
+        data,
+    )
+    .await
+}
+
+fn now() -> u64 {
+    Timestamp::now().as_secs()
+}
+
+#[tokio::test]
+async fn bud01_get_returns_the_blob_under_any_extension_with_its_type_or_octet_stream() -> TestResult
+{
+    let server = start("bud01-get", BlossomConfig::default()).await?;
+    let alice = Keys::generate();
+    let (raw, text) = (bytes(5000, 1), b"hello\n".to_vec());
+    assert_eq!(put(server.addr, &alice, &raw).await?.status, 201);
+    let t = put_with(
+        server.addr,
+        token(&alice, Verb::Upload, Some(BlobHash::digest(&text)), 600),
+        &text,
+        "text/plain",
+    )
+    .await?;
+    assert_eq!(t.status, 201);
+    for (data, ty) in [(&raw, "application/octet-stream"), (&text, "text/plain")] {
+        let hash = BlobHash::digest(data);
+        // Served from the root, with or without an extension (which does not change the type).
+        for path in [
+            format!("/{hash}"),
+            format!("/{hash}.pdf"),
+            format!("/{hash}.png"),
+        ] {
+            let r = http(server.addr, "GET", &path, &[], &[]).await?;
+            assert_eq!(r.status, 200, "{path}");
+            assert_eq!(&r.body, data, "{path}");
+            assert_eq!(r.header("content-type"), Some(ty), "{path}");
+        }
+    }
+    let missing = http(
+        server.addr,
+        "GET",
+        &format!("/{}", BlobHash::digest(b"no")),
+        &[],
+        &[],
+    )
+    .await?;
+    assert_eq!(missing.status, 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bud01_head_answers_as_get_without_the_body_under_any_extension() -> TestResult {
+    let server = start("bud01-head", BlossomConfig::default()).await?;
+    let alice = Keys::generate();
+    let data = bytes(3000, 2);
+    let hash = BlobHash::digest(&data);
+    assert_eq!(put(server.addr, &alice, &data).await?.status, 201);
+    let get = http(server.addr, "GET", &format!("/{hash}"), &[], &[]).await?;
+    for path in [format!("/{hash}"), format!("/{hash}.safetensors")] {
+        let head = http(server.addr, "HEAD", &path, &[], &[]).await?;
+        assert_eq!(head.status, 200, "{path}");
+        assert!(head.body.is_empty(), "{path}: no body");
+        assert_eq!(head.header("content-type"), get.header("content-type"));
+        assert_eq!(head.header("content-length"), Some("3000"));
+        assert_eq!(head.header("accept-ranges"), Some("bytes"));
+    }
+    let missing = http(
+        server.addr,
+        "HEAD",
+        &format!("/{}", BlobHash::digest(b"no")),
+        &[],
+        &[],
+    )
+    .await?;
+    assert_eq!(missing.status, 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bud02_upload_keeps_the_exact_bytes_201_when_new_200_when_present_no_preflight_needed()
+-> TestResult {
+    let server = start("bud02-upload", BlossomConfig::default()).await?;
+    let alice = Keys::generate();
+    // Bytes a careless server might change: line endings, NULs, a BOM, a trailing newline.
+    let mut data = b"\xEF\xBB\xBFa\r\nb\n\0\0c\r".to_vec();
+    data.extend(bytes(1000, 3));
+    let hash = BlobHash::digest(&data);
+    let first = put(server.addr, &alice, &data).await?;
+    assert_eq!(first.status, 201);
+    let d: serde_json::Value = serde_json::from_slice(&first.body)?;
+    assert_eq!(d["sha256"], hash.to_string());
+    let again = put(server.addr, &alice, &data).await?;
+    assert_eq!(again.status, 200);
+    let d2: serde_json::Value = serde_json::from_slice(&again.body)?;
+    assert_eq!(d2["sha256"], hash.to_string());
+    let got = http(server.addr, "GET", &format!("/{hash}"), &[], &[]).await?;
+    assert_eq!(got.body, data);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bud02_descriptor_has_url_with_an_extension_sha256_size_type_and_uploaded() -> TestResult {
+    let server = start("bud02-descriptor", BlossomConfig::default()).await?;
+    let alice = Keys::generate();
+    let before = now();
+    for (data, ty, ext) in [
+        (bytes(700, 4), "application/octet-stream", ".bin"),
+        (b"text\n".to_vec(), "text/plain; charset=utf-8", ".txt"),
+        (b"<script>".to_vec(), "text/html", ".bin"),
+    ] {
+        let hash = BlobHash::digest(&data);
+        let r = put_with(
+            server.addr,
+            token(&alice, Verb::Upload, Some(hash), 600),
+            &data,
+            ty,
+        )
+        .await?;
+        assert_eq!(r.status, 201);
+        let d: serde_json::Value = serde_json::from_slice(&r.body)?;
+        let url = d["url"].as_str().ok_or("url")?;
+        assert!(url.ends_with(&format!("/{hash}{ext}")), "{url}");
+        assert_eq!(d["sha256"], hash.to_string());
+        assert_eq!(d["size"], data.len());
+        // A type the relay will not serve as given (it could run in a browser) falls back.
+        let served = if ty.starts_with("text/plain") {
+            "text/plain"
+        } else {
+            "application/octet-stream"
+        };
+        assert_eq!(d["type"], served);
+        let uploaded = d["uploaded"].as_u64().ok_or("uploaded")?;
+        assert!((before..=now()).contains(&uploaded));
+        // The URL is the blob's.
+        let path = &url[url.find(&hash.to_string()).ok_or("hash in url")? - 1..];
+        let got = http(server.addr, "GET", path, &[], &[]).await?;
+        assert_eq!(got.body, data);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn bud06_head_upload_decides_from_x_sha256_x_content_length_and_x_content_type() -> TestResult
+{
+    let config = BlossomConfig {
+        max_blob_bytes: 1 << 20,
+        ..BlossomConfig::default()
+    };
+    let server = start("bud06", config).await?;
+    let alice = Keys::generate();
+    let hash = BlobHash::digest(b"planned");
+    let check = |length: Option<u64>, sha: Option<String>, auth: Option<String>| {
+        let mut headers = vec![("X-Content-Type", "application/octet-stream".to_owned())];
+        if let Some(l) = length {
+            headers.push(("X-Content-Length", l.to_string()));
+        }
+        if let Some(s) = sha {
+            headers.push(("X-SHA-256", s));
+        }
+        if let Some(a) = auth {
+            headers.push(("Authorization", a));
+        }
+        let addr = server.addr;
+        async move { http(addr, "HEAD", "/upload", &headers, &[]).await }
+    };
+    let good = || Some(token(&alice, Verb::Upload, Some(hash), 600));
+    let ok = check(Some(7), Some(hash.to_string()), good()).await?;
+    assert_eq!(ok.status, 200);
+    assert!(ok.body.is_empty());
+    for (length, sha, auth, status) in [
+        (Some(2 << 20), Some(hash.to_string()), good(), 413),
+        (None, Some(hash.to_string()), good(), 411),
+        (Some(7), Some("not-a-hash".to_owned()), good(), 400),
+        (Some(7), Some(hash.to_string()), None, 401),
+        (
+            Some(7),
+            Some(BlobHash::digest(b"other").to_string()),
+            good(),
+            403,
+        ),
+    ] {
+        let r = check(length, sha, auth).await?;
+        assert_eq!(r.status, status);
+        assert!(r.header("x-reason").is_some(), "{status}: a reason");
+        assert!(r.body.is_empty());
+    }
+    Ok(())
+}
+
+/// A gate that wants a Cashu token (`cashuBpaid`) for every upload, and records what it saw.
+#[derive(Default)]
+struct UploadsPaid {
+    seen: std::sync::Mutex<Vec<PaidRequest>>,
+}
+
+impl PaymentGate for UploadsPaid {
+    fn check<'a>(&'a self, request: &'a PaidRequest) -> PaymentCheck<'a> {
+        Box::pin(async move {
+            self.seen.lock().expect("lock").push(request.clone());
+            let paid = request
+                .headers
+                .get("x-cashu")
+                .is_some_and(|v| v == "cashuBpaid");
+            if request.action != PaidAction::Upload || paid {
+                return Ok(());
+            }
+            Err(PaymentRequired {
+                methods: vec![
+                    ("Cashu".to_owned(), "creqAtest".to_owned()),
+                    ("Lightning".to_owned(), "lnbc1test".to_owned()),
+                    ("not a name".to_owned(), "dropped".to_owned()),
+                ],
+                reason: "uploads cost 1 sat per MiB".to_owned(),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn bud07_a_payment_gate_answers_402_with_its_methods_until_the_proof_comes() -> TestResult {
+    let gate = Arc::new(UploadsPaid::default());
+    let (server, _) = launch("bud07", BlossomConfig::default(), 0, Some(gate.clone())).await?;
+    let alice = Keys::generate();
+    let data = bytes(2048, 5);
+    let hash = BlobHash::digest(&data);
+    let auth = || token(&alice, Verb::Upload, Some(hash), 600);
+    let preflight = http(
+        server.addr,
+        "HEAD",
+        "/upload",
+        &[
+            ("Authorization", auth()),
+            ("X-SHA-256", hash.to_string()),
+            ("X-Content-Length", data.len().to_string()),
+        ],
+        &[],
+    )
+    .await?;
+    let upload = put_with(server.addr, auth(), &data, "application/octet-stream").await?;
+    for r in [&preflight, &upload] {
+        assert_eq!(r.status, 402);
+        assert_eq!(r.header("x-cashu"), Some("creqAtest"));
+        assert_eq!(r.header("x-lightning"), Some("lnbc1test"));
+        assert_eq!(r.header("x-reason"), Some("uploads cost 1 sat per MiB"));
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    }
+    // Nothing was stored.
+    let head = http(server.addr, "HEAD", &format!("/{hash}"), &[], &[]).await?;
+    assert_eq!(head.status, 404);
+    // With the proof, the same upload goes through; downloads are free here.
+    let hash_hex = hash.to_string();
+    let paid = http(
+        server.addr,
+        "PUT",
+        "/upload",
+        &[
+            ("Authorization", auth()),
+            ("X-SHA-256", hash_hex.clone()),
+            ("X-Cashu", "cashuBpaid".to_owned()),
+        ],
+        &data,
+    )
+    .await?;
+    assert_eq!(paid.status, 201);
+    let got = http(server.addr, "GET", &format!("/{hash}"), &[], &[]).await?;
+    assert_eq!(got.body, data);
+    // The gate was told who pays, for what and how much.
+    let seen = gate.seen.lock().expect("lock").clone();
+    let uploads: Vec<&PaidRequest> = seen
+        .iter()
+        .filter(|r| r.action == PaidAction::Upload)
+        .collect();
+    assert_eq!(uploads.len(), 3);
+    assert!(uploads.iter().all(|r| r.payer == Some(alice.public_key())
+        && r.blob == Some(hash)
+        && r.size == Some(data.len() as u64)));
+    assert!(
+        seen.iter()
+            .any(|r| r.action == PaidAction::Download && r.size == Some(2048))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bud11_a_token_must_be_kind_24242_dated_in_the_past_and_expire_in_the_future() -> TestResult
+{
+    let server = start("bud11-dates", BlossomConfig::default()).await?;
+    let alice = Keys::generate();
+    let data = bytes(100, 6);
+    let x = BlobHash::digest(&data).to_string();
+    let later = (now() + 600).to_string();
+    let earlier = (now() - 10).to_string();
+    for (what, kind, created, expiration) in [
+        ("another kind", 24241, now() - 1, Some(later.as_str())),
+        (
+            "created an hour from now",
+            24242,
+            now() + 3600,
+            Some(later.as_str()),
+        ),
+        ("no expiration", 24242, now() - 1, None),
+        ("expired", 24242, now() - 60, Some(earlier.as_str())),
+    ] {
+        let (t, xt) = (["t", "upload"], ["x", x.as_str()]);
+        let exp = expiration.map(|e| ["expiration", e]);
+        let mut tags: Vec<&[&str]> = vec![&t, &xt];
+        if let Some(e) = &exp {
+            tags.push(e);
+        }
+        let r = put_with(
+            server.addr,
+            raw_token(&alice, kind, created, &tags),
+            &data,
+            "application/octet-stream",
+        )
+        .await?;
+        assert_eq!(r.status, 401, "{what}");
+        assert!(r.header("x-reason").is_some(), "{what}");
+    }
+    // The same token, valid, sent as BUD-11 says (base64url, no padding), is taken.
+    let good = raw_token(
+        &alice,
+        24242,
+        now() - 1,
+        &[
+            &["t", "upload"],
+            &["x", x.as_str()],
+            &["expiration", later.as_str()],
+        ],
+    );
+    assert_eq!(
+        put_with(server.addr, good, &data, "application/octet-stream")
+            .await?
+            .status,
+        201
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bud11_the_t_verb_must_match_the_endpoint() -> TestResult {
+    let server = start("bud11-verb", BlossomConfig::default()).await?;
+    let alice = Keys::generate();
+    let data = bytes(100, 7);
+    let hash = BlobHash::digest(&data);
+    let wrong = put_with(
+        server.addr,
+        token(&alice, Verb::Delete, Some(hash), 600),
+        &data,
+        "application/octet-stream",
+    )
+    .await?;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(put(server.addr, &alice, &data).await?.status, 201);
+    let delete_with_upload = http(
+        server.addr,
+        "DELETE",
+        &format!("/{hash}"),
+        &[(
+            "Authorization",
+            token(&alice, Verb::Upload, Some(hash), 600),
+        )],
+        &[],
+    )
+    .await?;
+    assert_eq!(delete_with_upload.status, 401);
+    let still = http(server.addr, "HEAD", &format!("/{hash}"), &[], &[]).await?;
+    assert_eq!(still.status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bud11_server_tags_must_name_this_servers_domain() -> TestResult {
+    let server = start("bud11-server", BlossomConfig::default()).await?;
+    let alice = Keys::generate();
+    for (n, server_tag, status) in [
+        (1u8, Some("cdn.example.com"), 401),
+        (2, Some("127.0.0.1"), 201),
+        (3, None, 201),
+    ] {
+        let data = bytes(64, 10 + n);
+        let hash = BlobHash::digest(&data);
+        let auth = token_with(
+            &alice,
+            Verb::Upload,
+            Some(hash),
+            1,
+            600,
+            server_tag.map(str::to_owned),
+        );
+        let r = put_with(server.addr, auth, &data, "application/octet-stream").await?;
+        assert_eq!(r.status, status, "{server_tag:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn bud11_x_tags_are_required_for_upload_and_delete_and_optional_for_get() -> TestResult {
+    let config = BlossomConfig {
+        require_auth_for_get: true,
+        ..BlossomConfig::default()
+    };
+    let server = start("bud11-x", config).await?;
+    let alice = Keys::generate();
+    let data = bytes(128, 8);
+    let hash = BlobHash::digest(&data);
+    let other = BlobHash::digest(b"other");
+    // Upload: a token for another blob, or for none, does not do.
+    for blob in [Some(other), None] {
+        let r = put_with(
+            server.addr,
+            token(&alice, Verb::Upload, blob, 600),
+            &data,
+            "application/octet-stream",
+        )
+        .await?;
+        assert!(r.status == 401 || r.status == 403, "{blob:?}: {}", r.status);
+    }
+    assert_eq!(put(server.addr, &alice, &data).await?.status, 201);
+    // Get: no x tag needed.
+    let got = http(
+        server.addr,
+        "GET",
+        &format!("/{hash}"),
+        &[("Authorization", token(&alice, Verb::Get, None, 600))],
+        &[],
+    )
+    .await?;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, data);
+    // Delete: only with the blob's x tag.
+    for blob in [Some(other), None] {
+        let r = http(
+            server.addr,
+            "DELETE",
+            &format!("/{hash}"),
+            &[("Authorization", token(&alice, Verb::Delete, blob, 600))],
+            &[],
+        )
+        .await?;
+        assert!(r.status == 401 || r.status == 403, "{blob:?}: {}", r.status);
+    }
+    let deleted = http(
+        server.addr,
+        "DELETE",
+        &format!("/{hash}"),
+        &[(
+            "Authorization",
+            token(&alice, Verb::Delete, Some(hash), 600),
+        )],
+        &[],
+    )
+    .await?;
+    assert_eq!(deleted.status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bud12_list_gives_the_keys_descriptors_newest_first_paged_by_cursor_and_limit() -> TestResult
+{
+    let server = start("bud12-list", BlossomConfig::default()).await?;
+    let (alice, bob) = (Keys::generate(), Keys::generate());
+    let mut hashes = Vec::new();
+    for n in 0..5u8 {
+        let data = bytes(50 + usize::from(n), 20 + n);
+        hashes.push(BlobHash::digest(&data).to_string());
+        assert_eq!(put(server.addr, &alice, &data).await?.status, 201);
+    }
+    assert_eq!(put(server.addr, &bob, b"bob's").await?.status, 201);
+    let page = |query: String| {
+        let addr = server.addr;
+        let path = format!("/list/{}{query}", alice.public_key().to_hex());
+        async move {
+            let r = http(addr, "GET", &path, &[], &[]).await?;
+            assert_eq!(r.status, 200);
+            let v: Vec<serde_json::Value> = serde_json::from_slice(&r.body)?;
+            Ok::<_, Box<dyn std::error::Error>>(v)
+        }
+    };
+    let all = page(String::new()).await?;
+    assert_eq!(all.len(), 5, "only alice's");
+    let uploaded: Vec<u64> = all.iter().filter_map(|d| d["uploaded"].as_u64()).collect();
+    assert!(uploaded.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    // Pages of two: each starts after the cursor, none repeats or skips one.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("?limit=2&cursor={c}"),
+            None => "?limit=2".to_owned(),
+        };
+        let got = page(query).await?;
+        assert!(got.len() <= 2);
+        if got.is_empty() {
+            break;
+        }
+        cursor = got
+            .last()
+            .and_then(|d| d["sha256"].as_str())
+            .map(str::to_owned);
+        paged.extend(got);
+    }
+    assert_eq!(paged, all);
+    let mut listed: Vec<String> = all
+        .iter()
+        .filter_map(|d| d["sha256"].as_str().map(str::to_owned))
+        .collect();
+    listed.sort();
+    hashes.sort();
+    assert_eq!(listed, hashes);
+    let bad = http(
+        server.addr,
+        "GET",
+        &format!("/list/{}?cursor=zz", alice.public_key().to_hex()),
+        &[],
+        &[],
+    )
+    .await?;
+    assert_eq!(bad.status, 400);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bud12_delete_removes_only_the_blob_in_the_url_whatever_x_tags_the_token_has() -> TestResult
+{
+    let server = start("bud12-delete", BlossomConfig::default()).await?;
+    let alice = Keys::generate();
+    let (a, b) = (bytes(90, 30), bytes(91, 31));
+    let (ha, hb) = (BlobHash::digest(&a), BlobHash::digest(&b));
+    assert_eq!(put(server.addr, &alice, &a).await?.status, 201);
+    assert_eq!(put(server.addr, &alice, &b).await?.status, 201);
+    let now = now();
+    let both = Signed::sign(
+        BlossomAuth::new(Verb::Delete, Timestamp::from_secs(now + 600))
+            .with_blob(ha)
+            .with_blob(hb),
+        &alice,
+        Timestamp::from_secs(now - 1),
+    )?
+    .to_authorization_header();
+    let r = http(
+        server.addr,
+        "DELETE",
+        &format!("/{ha}"),
+        &[("Authorization", both)],
+        &[],
+    )
+    .await?;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        http(server.addr, "HEAD", &format!("/{ha}"), &[], &[])
+            .await?
+            .status,
+        404
+    );
+    assert_eq!(
+        http(server.addr, "HEAD", &format!("/{hb}"), &[], &[])
+            .await?
+            .status,
+        200
+    );
     Ok(())
 }
