@@ -245,6 +245,30 @@ pub(crate) fn network(keys: &Keys, relays: &[RelayEntry]) -> Result<Network> {
     Ok(net)
 }
 
+/// Adds `servers` (blob servers besides the relays' ports) to `net`, each for the roles its
+/// entry gives; a URL that cannot name a blob server is refused.
+pub(crate) fn add_blob_servers(
+    net: &Network,
+    servers: &[agigit::config::BlobServerEntry],
+) -> Result<()> {
+    for s in servers {
+        if !agigit::net::info::is_blob_server_url(&s.url) {
+            return Err(Failure::invalid(format!(
+                "blob server {:?} in the configuration is not an http:// or https:// URL",
+                s.url
+            )));
+        }
+        net.add_blob_server(
+            s.url.trim_end_matches('/'),
+            Roles {
+                fetch: s.fetch,
+                push: s.push,
+            },
+        )?;
+    }
+    Ok(())
+}
+
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()

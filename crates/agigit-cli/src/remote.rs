@@ -11,8 +11,8 @@ use agigit::{PartialReport, PartialWant, PushOptions};
 use clap::Subcommand;
 
 use crate::context::{
-    Bar, Ctx, current_branch, effective, fetch_identity, keys, load_config, load_user_config,
-    network, npub, open, print, reader_secret, runtime, save_config,
+    Bar, Ctx, add_blob_servers, current_branch, effective, fetch_identity, keys, load_config,
+    load_user_config, network, npub, open, print, reader_secret, runtime, save_config,
 };
 use crate::failure::{Failure, Result};
 
@@ -440,11 +440,19 @@ fn lookup_pool(known: &[RelayEntry]) -> Result<RelayPool> {
     Ok(pool)
 }
 
-/// The relays repository `coord` lives on, found without being told: asked of the user's
-/// bootstrap relays (the user-level `[[relay]]` list), in this order — the relays its newest
-/// announcement (kind 30717) lists, the owner's NIP-65 relay list (kind 10002), then the
-/// bootstrap relays themselves. Every event is verified and must be the owner's.
-pub(crate) fn discover_relays(coord: &RepoCoordinate) -> Result<Vec<String>> {
+/// Where a repository lives, found without being told: its relays, and the blob servers
+/// besides the relays' own ports.
+pub(crate) struct Discovered {
+    pub(crate) relays: Vec<String>,
+    pub(crate) blob_servers: Vec<String>,
+}
+
+/// Where repository `coord` lives, asked of the user's bootstrap relays (the user-level
+/// `[[relay]]` list): relays in this order — those its newest announcement (kind 30717) lists,
+/// the owner's NIP-65 relay list (kind 10002), then the bootstrap relays themselves — and blob
+/// servers from the announcement's `blossom` list and the owner's BUD-03 list (kind 10063),
+/// less the relays' own ports. Every event is verified and must be the owner's.
+pub(crate) fn discover_relays(coord: &RepoCoordinate) -> Result<Discovered> {
     use agigit::event::nostr::prelude::{Filter, Kind};
     let bootstrap = load_user_config()?.relays;
     if bootstrap.is_empty() {
@@ -456,6 +464,7 @@ pub(crate) fn discover_relays(coord: &RepoCoordinate) -> Result<Vec<String>> {
     let _entered = rt.enter();
     let pool = lookup_pool(&bootstrap)?;
     let owner = coord.owner;
+    let server_list = Kind::from(10063u16);
     let filters = [
         Filter::new()
             .kind(agigit::event::kinds::kind(
@@ -464,34 +473,38 @@ pub(crate) fn discover_relays(coord: &RepoCoordinate) -> Result<Vec<String>> {
             .author(owner)
             .identifier(coord.id.as_str()),
         Filter::new().kind(Kind::RelayList).author(owner).limit(4),
+        Filter::new().kind(server_list).author(owner).limit(4),
     ];
     let events = rt.block_on(pool.query(&filters))?;
     let mut found: Vec<String> = Vec::new();
+    let mut servers: Vec<String> = Vec::new();
     let mut add = |url: &str| {
         let url = url.trim_end_matches('/').to_owned();
         if agigit::net::pool::check_relay_url(&url).is_ok() && !found.contains(&url) {
             found.push(url);
         }
     };
-    // The newest announcement that parses, and the newest relay list.
-    if let Some(announcement) = events
-        .iter()
-        .filter_map(|e| {
-            agigit::event::Signed::<agigit::event::RepoAnnouncement>::from_event(e.clone())
-                .ok()
-                .filter(|a| a.author() == owner && a.body().repo == coord.id)
-        })
-        .max_by_key(|a| a.created_at())
-    {
+    // The newest announcement its owner signed, and the newest lists.
+    if let Some(announcement) = agigit::event::newest_announcement(coord, events.clone()) {
         for r in &announcement.body().relays {
             add(r.as_str());
         }
+        servers.extend(
+            announcement
+                .body()
+                .blob_servers
+                .iter()
+                .map(|u| u.as_str().trim_end_matches('/').to_owned())
+                .filter(|u| agigit::net::info::is_blob_server_url(u)),
+        );
     }
-    if let Some(list) = events
-        .iter()
-        .filter(|e| e.kind == Kind::RelayList && e.pubkey == owner)
-        .max_by_key(|e| e.created_at)
-    {
+    let newest = |kind: Kind| {
+        events
+            .iter()
+            .filter(|e| e.kind == kind && e.pubkey == owner)
+            .max_by_key(|e| e.created_at)
+    };
+    if let Some(list) = newest(Kind::RelayList) {
         for url in agigit::net::info::listed_relays(list, &owner) {
             add(&url);
         }
@@ -499,7 +512,29 @@ pub(crate) fn discover_relays(coord: &RepoCoordinate) -> Result<Vec<String>> {
     for r in &bootstrap {
         add(&r.url);
     }
-    Ok(found)
+    if let Some(list) = newest(server_list) {
+        servers.extend(agigit::net::info::listed_blob_servers(list, &owner));
+    }
+    // A relay's own port serves its blobs already.
+    let ports: Vec<String> = found
+        .iter()
+        .map(|r| {
+            agigit::net::info::http_url(r)
+                .trim_end_matches('/')
+                .to_owned()
+        })
+        .collect();
+    let mut blob_servers: Vec<String> = Vec::new();
+    for s in servers {
+        if !ports.contains(&s) && !blob_servers.contains(&s) {
+            blob_servers.push(s);
+        }
+    }
+    blob_servers.truncate(agigit::net::info::MAX_LISTED_URLS);
+    Ok(Discovered {
+        relays: found,
+        blob_servers,
+    })
 }
 
 pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
@@ -532,6 +567,7 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
     let rt = runtime()?;
     let _entered = rt.enter();
     let net = network(&keys, &relays)?;
+    add_blob_servers(&net, &config.blob_servers)?;
     // A clone pushes to the repository it was cloned from: its owner's, or — for a maintainer
     // the owner's announcement lists — the owner's too (the relays refuse no one; readers count
     // only the owner's and maintainers' events). Otherwise the repository is the key's own.
@@ -630,9 +666,12 @@ pub(crate) fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
     Ok(())
 }
 
-/// The relays (`ws://`/`wss://`) readers find the repository on, and the Blossom servers
-/// on the same ports.
-pub(crate) fn announced_places(relays: &[RelayEntry]) -> (Vec<String>, Vec<String>) {
+/// The relays (`ws://`/`wss://`) readers find the repository on, and the Blossom servers:
+/// those on the relays' ports, then the configured others (`[[blob_server]]`) read from.
+pub(crate) fn announced_places(
+    relays: &[RelayEntry],
+    others: &[agigit::config::BlobServerEntry],
+) -> (Vec<String>, Vec<String>) {
     let urls: Vec<String> = relays
         .iter()
         .filter(|r| r.fetch)
@@ -641,6 +680,12 @@ pub(crate) fn announced_places(relays: &[RelayEntry]) -> (Vec<String>, Vec<Strin
     let servers = urls
         .iter()
         .map(|u| agigit::net::info::http_url(u))
+        .chain(
+            others
+                .iter()
+                .filter(|s| s.fetch)
+                .map(|s| s.url.trim_end_matches('/').to_owned()),
+        )
         .collect();
     (urls, servers)
 }
@@ -657,7 +702,7 @@ fn publish_announcement(
     rt: &tokio::runtime::Runtime,
     push: &agigit::config::PushConfig,
 ) -> Result<agigit::net::PublishReport> {
-    let (urls, servers) = announced_places(relays);
+    let (urls, servers) = announced_places(relays, &config.blob_servers);
     let settings = config.announce.clone().unwrap_or_default();
     let announcement = repo.announcement(id, &settings, &urls, &servers)?;
     Ok(rt.block_on(
@@ -696,7 +741,7 @@ pub(crate) fn announce(ctx: &Ctx, args: &AnnounceArgs) -> Result<()> {
     replace(&mut settings.topics, &args.topics);
     // Checked (keys, topics) before anything is saved.
     let (relays, push) = effective(&config)?;
-    let (urls, servers) = announced_places(&relays);
+    let (urls, servers) = announced_places(&relays, &config.blob_servers);
     let announcement = repo.announcement(&id, &settings, &urls, &servers)?;
     config.announce = Some(settings);
     save_config(&repo, &config)?;
@@ -1230,6 +1275,7 @@ impl Session {
             let _entered = rt.enter();
             network(&signer, &relays)?
         };
+        add_blob_servers(&net, &config.blob_servers)?;
         Ok(Session {
             repo,
             coordinate,

@@ -9,8 +9,8 @@ use agigit::event::{RepoCoordinate, RepoId};
 use clap::Subcommand;
 
 use crate::context::{
-    Bar, Ctx, current_branch, fetch_identity, keys, load_config, network, npub, open, parse_reader,
-    print, reader_secret, runtime, save_config, write_key,
+    Bar, Ctx, add_blob_servers, current_branch, fetch_identity, keys, load_config, network, npub,
+    open, parse_reader, print, reader_secret, runtime, save_config, write_key,
 };
 use crate::failure::{Failure, Result};
 use crate::remote::PartsArg;
@@ -210,14 +210,17 @@ pub(crate) fn clone(ctx: &Ctx, args: &CloneArgs) -> Result<()> {
     } = args;
     let partial = crate::remote::partial_want(path.as_deref(), tensor.as_deref())?;
     let coord = parse_coordinate(coordinate)?;
-    let relays = if relays.is_empty() {
+    let (relays, blob_servers) = if relays.is_empty() {
         let found = crate::remote::discover_relays(&coord)?;
         if !json {
-            eprintln!("relays of {coord}: {}", found.join(", "));
+            eprintln!("relays of {coord}: {}", found.relays.join(", "));
+            if !found.blob_servers.is_empty() {
+                eprintln!("its blob servers: {}", found.blob_servers.join(", "));
+            }
         }
-        found
+        (found.relays, found.blob_servers)
     } else {
-        relays.clone()
+        (relays.clone(), Vec::new())
     };
     let relays = &relays;
     let dir = dir
@@ -227,6 +230,7 @@ pub(crate) fn clone(ctx: &Ctx, args: &CloneArgs) -> Result<()> {
     let from = CloneFrom {
         coord: &coord,
         relays,
+        blob_servers: &blob_servers,
         branch: branch.as_deref(),
         parts: parts.as_deref(),
         partial: partial.as_ref(),
@@ -289,6 +293,7 @@ pub(crate) fn fork(ctx: &Ctx, args: &ForkArgs) -> Result<()> {
     let from = CloneFrom {
         coord: &coord,
         relays,
+        blob_servers: &[],
         branch: None,
         parts: None,
         partial: None,
@@ -484,7 +489,7 @@ fn user_lists(
         };
         r_tags.push(tag.map_err(|e| bad(&e))?);
     }
-    let (_, servers) = crate::remote::announced_places(relays);
+    let (_, servers) = crate::remote::announced_places(relays, &[]);
     let server_tags = servers
         .iter()
         .map(|s| Tag::parse(["server", s.as_str()]).map_err(|e| bad(&e)))
@@ -532,6 +537,9 @@ pub(crate) fn parse_coordinate(text: &str) -> Result<RepoCoordinate> {
 struct CloneFrom<'a> {
     coord: &'a RepoCoordinate,
     relays: &'a [String],
+    /// Blob servers besides the relays' ports (from the announcement and the owner's BUD-03
+    /// list), fetched from only.
+    blob_servers: &'a [String],
     branch: Option<&'a str>,
     parts: Option<&'a [agigit::Part]>,
     /// Only one file or tensor (`clone --path`, `--tensor`).
@@ -551,6 +559,7 @@ fn clone_into(
     let CloneFrom {
         coord,
         relays,
+        blob_servers,
         branch,
         parts,
         partial,
@@ -578,19 +587,26 @@ fn clone_into(
                 })
             })
             .collect::<Result<_>>()?;
-        save_config(
-            &repo,
-            &RepoConfig {
-                id: Some(id.to_owned()),
-                remote: Some(coord.to_string()),
-                relays: entries.clone(),
-                ..RepoConfig::default()
-            },
-        )?;
+        let config = RepoConfig {
+            id: Some(id.to_owned()),
+            remote: Some(coord.to_string()),
+            relays: entries.clone(),
+            blob_servers: blob_servers
+                .iter()
+                .map(|u| agigit::config::BlobServerEntry {
+                    url: u.clone(),
+                    fetch: true,
+                    push: false,
+                })
+                .collect(),
+            ..RepoConfig::default()
+        };
+        save_config(&repo, &config)?;
         let (signer, secret) = fetch_identity()?;
         let rt = runtime()?;
         let _entered = rt.enter();
         let net = network(&signer, &entries)?;
+        add_blob_servers(&net, &config.blob_servers)?;
         let bar = Bar::new(json);
         let options = agigit::FetchOptions {
             secret: secret.as_ref(),

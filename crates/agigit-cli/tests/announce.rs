@@ -242,3 +242,61 @@ async fn nostr_sdk_reads_what_agigit_announces_and_agigit_reads_what_it_publishe
     publisher.disconnect().await;
     Ok(())
 }
+
+/// The announcement's blob servers are used: the owner pushes to relays 0 and 1 (which it
+/// announces) and to relay 2 for storage only, naming relay 2's port as a blob server readers
+/// may use. With relay 1 down, a clone told only the coordinate finds relay 2's port through
+/// the announcement and rebuilds from it and relay 0 (4 of 6 shards over three servers: no
+/// one server rebuilds alone); a clone told only relay 0 cannot.
+#[test]
+fn a_clone_found_by_discovery_also_reads_the_blob_servers_the_owner_names() -> TestResult {
+    let root = std::env::temp_dir().join(format!("agigit-cli-blob-servers-{}", std::process::id()));
+    let mut relays = Relays::start(&root, 3, |_| None)?;
+    let urls = relays.urls();
+    let (home, model) = model_on(&root, &urls[..2]);
+    ok(&agigit(
+        &home,
+        &model,
+        &["relay", "add", "--push", &urls[2]],
+    ));
+    let storage = format!("http://127.0.0.1:{}", relays.ports()[2]);
+    let config = model.join(".agigit/config.toml");
+    let mut text = std::fs::read_to_string(&config)?;
+    text.push_str(&format!(
+        "\n[push]\nk = 4\nn = 6\n\n[[blob_server]]\nurl = {storage:?}\n"
+    ));
+    std::fs::write(&config, text)?;
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(model.join("data.bin"), &data)?;
+    ok(&agigit(&home, &model, &["commit", "-m", "data"]));
+    let pushed = json(&agigit(&home, &model, &["push", "--json"]));
+    assert_eq!(pushed["announced"], true, "{pushed}");
+    let coordinate = pushed["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
+
+    let reader = root.join("reader");
+    std::fs::create_dir_all(&reader)?;
+    std::fs::write(
+        reader.join("config.toml"),
+        format!("[[relay]]\nurl = {:?}\n", urls[0]),
+    )?;
+    relays.stop(1);
+    // Told only relay 0, the clone has too few shards.
+    let out = agigit(
+        &reader,
+        &root,
+        &["clone", &coordinate, "short", "--relay", &urls[0]],
+    );
+    assert!(!out.status.success(), "two of six shards cannot rebuild");
+    // Found through the announcement, it reads relay 2's port too.
+    ok(&agigit(&reader, &root, &["clone", &coordinate, "found"]));
+    assert_eq!(std::fs::read(root.join("found/data.bin"))?, data);
+    let kept = std::fs::read_to_string(root.join("found/.agigit/config.toml"))?;
+    assert!(
+        kept.contains("[[blob_server]]") && kept.contains(&storage),
+        "the clone keeps the blob server: {kept}"
+    );
+    Ok(())
+}

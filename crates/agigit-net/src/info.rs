@@ -237,18 +237,55 @@ pub async fn fetch_relay_info_with(
 /// without repeats, at most [`MAX_LISTED_URLS`], keeping only `ws://` URLs this client can use.
 /// Empty for an event of another kind or author (the caller has verified its signature).
 pub fn listed_relays(event: &Event, author: &PublicKey) -> Vec<String> {
-    if event.kind != Kind::RelayList || event.pubkey != *author {
+    listed(event, author, Kind::RelayList, "r", |url| {
+        crate::pool::check_relay_url(url).is_ok()
+    })
+}
+
+/// The Blossom servers `event` lists — a BUD-03 server list (kind 10063) by `author` — in its
+/// order, without repeats, at most [`MAX_LISTED_URLS`], keeping only `http://` and `https://`
+/// URLs with a host (and no user name, password, query or fragment). Empty for an event of
+/// another kind or author (the caller has verified its signature).
+pub fn listed_blob_servers(event: &Event, author: &PublicKey) -> Vec<String> {
+    listed(event, author, Kind::from(10063u16), "server", |url| {
+        is_blob_server_url(url)
+    })
+}
+
+/// Whether `url` can name a Blossom server: `http://` or `https://`, a host, nothing that
+/// would be sent elsewhere than the server itself (credentials, a query, a fragment).
+pub fn is_blob_server_url(url: &str) -> bool {
+    nostr::prelude::Url::parse(url).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.has_host()
+            && u.username().is_empty()
+            && u.password().is_none()
+            && u.query().is_none()
+            && u.fragment().is_none()
+    })
+}
+
+/// The first values of `tag` tags in `event` (of `kind`, by `author`) that pass `keep`, as
+/// [`listed_relays`] describes.
+fn listed(
+    event: &Event,
+    author: &PublicKey,
+    kind: Kind,
+    tag: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    if event.kind != kind || event.pubkey != *author {
         return Vec::new();
     }
     let mut out: Vec<String> = Vec::new();
-    for tag in event.tags.iter() {
-        let fields = tag.as_slice();
-        if fields.first().map(String::as_str) != Some("r") {
+    for t in event.tags.iter() {
+        let fields = t.as_slice();
+        if fields.first().map(String::as_str) != Some(tag) {
             continue;
         }
         let Some(url) = fields.get(1) else { continue };
         let url = url.trim_end_matches('/');
-        if crate::pool::check_relay_url(url).is_ok() && !out.iter().any(|u| u == url) {
+        if keep(url) && !out.iter().any(|u| u == url) {
             out.push(url.to_owned());
             if out.len() == MAX_LISTED_URLS {
                 break;
@@ -350,5 +387,35 @@ mod tests {
             RelayInfo::parse("ws://r", null.as_bytes()).unwrap().key(),
             Some(key(1))
         );
+    }
+
+    #[test]
+    fn server_lists_keep_only_usable_blob_server_urls_of_their_author() {
+        use nostr::prelude::{EventBuilder, FinalizeEvent as _, Keys, Tag};
+        let owner = Keys::generate();
+        let tags = [
+            "https://blobs.example/",
+            "https://blobs.example",
+            "http://127.0.0.1:7701",
+            "ftp://blobs.example",
+            "https://user:pw@blobs.example",
+            "https://blobs.example/?track=1",
+            "javascript:alert(1)",
+            "not a url",
+        ]
+        .into_iter()
+        .map(|u| Tag::parse(["server", u]).unwrap())
+        .chain([Tag::parse(["r", "https://other.example"]).unwrap()]);
+        let list = EventBuilder::new(Kind::from(10063u16), "")
+            .tags(tags)
+            .finalize(&owner)
+            .unwrap();
+        assert_eq!(
+            listed_blob_servers(&list, &owner.public_key()),
+            ["https://blobs.example", "http://127.0.0.1:7701"]
+        );
+        // Another author's list, or a list of another kind, names nothing.
+        assert!(listed_blob_servers(&list, &Keys::generate().public_key()).is_empty());
+        assert!(listed_relays(&list, &owner.public_key()).is_empty());
     }
 }

@@ -251,6 +251,9 @@ struct Server {
 struct MemoryState {
     servers: Vec<(String, Server)>,
     down: HashSet<String>,
+    /// Downloads a down server failed, per server, when [`MemoryTransport::rank_by_failures`]
+    /// is on (`None` when off).
+    failures: Option<HashMap<String, u32>>,
 }
 
 /// An in-process network of named servers, each both a relay and a blob server.
@@ -274,6 +277,7 @@ impl MemoryTransport {
             state: Arc::new(Mutex::new(MemoryState {
                 servers,
                 down: HashSet::new(),
+                failures: None,
             })),
         }
     }
@@ -293,6 +297,13 @@ impl MemoryTransport {
         } else {
             s.down.remove(server);
         }
+    }
+
+    /// Lists fetch servers as [`Network`](crate::Network) does, best first: here, those with
+    /// fewer failed downloads (a down server sinks as it fails), so that the order changes
+    /// while a fetch runs, as over real servers.
+    pub fn rank_by_failures(&self) {
+        self.lock().failures.get_or_insert_with(HashMap::new);
     }
 
     /// Replaces the stored bytes of `hash` on `server` with `bytes` (a test's bit rot). Returns
@@ -392,7 +403,9 @@ impl Transport for MemoryTransport {
         Box::pin(async move {
             let valid = event.verify().is_ok();
             let mut s = self.lock();
-            let MemoryState { servers, down: d } = &mut *s;
+            let MemoryState {
+                servers, down: d, ..
+            } = &mut *s;
             if servers.is_empty() {
                 return Err(NetError::NoServers { role: "push" });
             }
@@ -445,7 +458,11 @@ impl Transport for MemoryTransport {
     }
 
     fn fetch_servers(&self) -> Vec<String> {
-        self.names()
+        let mut names = self.names();
+        if let Some(failures) = &self.lock().failures {
+            names.sort_by_key(|n| failures.get(n).copied().unwrap_or(0));
+        }
+        names
     }
 
     fn put_blob<'a>(
@@ -529,8 +546,11 @@ impl Transport for MemoryTransport {
         max_len: u64,
     ) -> BoxFuture<'a, Result<Bytes, NetError>> {
         Box::pin(async move {
-            let s = self.lock();
+            let mut s = self.lock();
             if s.down.contains(server) {
+                if let Some(f) = &mut s.failures {
+                    *f.entry(server.to_owned()).or_default() += 1;
+                }
                 return Err(down(server));
             }
             let bytes = s

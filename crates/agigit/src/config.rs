@@ -140,6 +140,21 @@ fn yes() -> bool {
     true
 }
 
+/// A Blossom server that is not a relay's own port (`[[blob_server]]`): one the repository's
+/// announcement or its owner's BUD-03 list names, which a clone fetches blobs from too.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BlobServerEntry {
+    /// The server's `http://` or `https://` URL.
+    pub url: String,
+    /// Read from on fetch and pull.
+    #[serde(default = "yes")]
+    pub fetch: bool,
+    /// Written to on push (off unless set: a server someone else named is theirs).
+    #[serde(default)]
+    pub push: bool,
+}
+
 impl RelayEntry {
     /// An unpinned relay with both roles.
     pub fn new(url: impl Into<String>) -> Self {
@@ -354,6 +369,9 @@ pub struct RepoConfig {
     /// The repository's relays; the user's when empty.
     #[serde(default, rename = "relay")]
     pub relays: Vec<RelayEntry>,
+    /// Blob servers besides the relays' own ports.
+    #[serde(default, rename = "blob_server", skip_serializing_if = "Vec::is_empty")]
+    pub blob_servers: Vec<BlobServerEntry>,
     /// Erasure coding and acceptance; the user-level file's, else the defaults, when absent.
     #[serde(default)]
     pub push: Option<PushConfig>,
@@ -616,6 +634,11 @@ mod tests {
             relays: vec![RelayEntry {
                 key: None,
                 url: "ws://127.0.0.1:1".into(),
+                fetch: true,
+                push: false,
+            }],
+            blob_servers: vec![BlobServerEntry {
+                url: "https://blobs.example".into(),
                 fetch: true,
                 push: false,
             }],

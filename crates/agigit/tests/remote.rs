@@ -149,6 +149,48 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     Ok(())
 }
 
+/// A transport that ranks its fetch servers by health (as `agigit_net::Network` does) changes
+/// their order while a fetch runs: a server found down sinks to the end. The shards' locator
+/// must keep naming servers by one list: with the list taken anew per pack, the second pack's
+/// locator took a working server for the one found down, never asked it, and a fetch the
+/// durability report promised (4 of 6 over three servers: any two rebuild) failed.
+#[tokio::test]
+async fn a_fetch_whose_servers_rerank_mid_way_still_finds_every_shard() -> TestResult {
+    let (origin, clone) = (
+        Dir::new("remote-rerank-origin"),
+        Dir::new("remote-rerank-clone"),
+    );
+    write_files(&origin.0, 1)?;
+    let keys = Keys::generate();
+    let repo = Repository::init(&origin.0)?;
+    repo.commit("first", keys.public_key().to_bytes())?;
+    let servers = ["s0", "s1", "s2"];
+    let net = MemoryTransport::new(servers);
+    let code = Leopard::new(4, 6)?;
+    let options = PushOptions {
+        segment_size: 64 << 10,
+        min_accepted: 2,
+        ..PushOptions::new(&code)
+    };
+    let id = RepoId::new("reranked")?;
+    let report = repo.push(&net, &keys, &id, "master", options).await?;
+    assert_eq!(report.durability.map(|d| d.servers_lost()), Some(1));
+    net.set_down("s1", true);
+    net.rank_by_failures();
+    let reader = Repository::init(&clone.0)?;
+    let pulled = reader
+        .remote(&net, &Keys::generate())
+        .pull(
+            &RepoCoordinate::new(keys.public_key(), id),
+            "master",
+            FetchOptions::default(),
+        )
+        .await?;
+    assert!(pulled.packs >= 2, "the order changes between packs");
+    assert_eq!(tree_bytes(&clone.0), tree_bytes(&origin.0));
+    Ok(())
+}
+
 #[tokio::test]
 async fn corrupt_shards_are_skipped_and_too_few_servers_is_an_error() -> TestResult {
     let (origin, clone) = (

@@ -23,6 +23,14 @@ use crate::repository::Repository;
 /// About how many bytes of segments a fetch keeps in flight at most.
 const FETCH_MEMORY: u64 = 256 << 20;
 
+/// Where a fetch's packs come from: its servers, in the one order the locator's answers
+/// refer to.
+#[derive(Clone, Copy)]
+struct Sources<'a> {
+    servers: &'a [String],
+    locator: &'a std::sync::Mutex<Locator>,
+}
+
 /// Pack manifest `hash` from the first of `servers` that has it and whose copy opens (with
 /// `keys` and its epoch, when private) and decodes: as stored, and as read.
 ///
@@ -127,10 +135,19 @@ impl Repository {
         }
         // Where the pusher put each shard: first guessed to be where this client would have,
         // then learned from where shards turn up, pack after pack.
-        let locator = std::sync::Mutex::new(Locator::new(transport.fetch_servers().len()));
+        // One list of servers for the whole fetch: the locator's answers name servers by their
+        // place in it, and the transport ranks its servers anew (by health) each time it is
+        // asked — a list taken per pack would give a server another's verdict (one found down
+        // would make another never asked).
+        let servers = transport.fetch_servers();
+        let locator = std::sync::Mutex::new(Locator::new(servers.len()));
         for (manifest, epoch) in packs {
             let sealed = keys.map(|k| (k, epoch));
-            self.fetch_pack(transport, &manifest, sealed, &locator, options, report)
+            let at = Sources {
+                servers: &servers,
+                locator: &locator,
+            };
+            self.fetch_pack(transport, &manifest, sealed, at, options, report)
                 .await?;
             report.packs += 1;
         }
@@ -143,17 +160,16 @@ impl Repository {
         transport: &dyn Transport,
         manifest_hash: &BlobHash,
         keys: Option<(&PrivateKeys, u32)>,
-        locator: &std::sync::Mutex<Locator>,
+        Sources { servers, locator }: Sources<'_>,
         options: FetchOptions<'_>,
         report: &mut PullReport,
     ) -> Result<(), Error> {
-        let servers = transport.fetch_servers();
-        let (stored, manifest) = fetch_manifest(transport, &servers, manifest_hash, keys).await?;
+        let (stored, manifest) = fetch_manifest(transport, servers, manifest_hash, keys).await?;
         report.bytes += stored.len() as u64;
         let code = pack_code(&manifest, manifest_hash)?;
         let context = SegmentFetch {
             transport,
-            servers: &servers,
+            servers,
             manifest: &manifest,
             code: Arc::clone(&code),
             locator,
