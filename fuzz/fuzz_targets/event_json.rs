@@ -4,7 +4,7 @@
 //! libsecp256k1 and the k256 verifier; tags and content that parse as a typed event convert back
 //! to tags and content that parse to the same value. The tag parsers are also fed directly
 //! (`ProtocolEvent::from_parts`), because a fuzzer cannot forge the signatures that guard them in
-//! `Signed::from_json`.
+//! `Signed::from_json`. The NIP-65 and BUD-03 list readers get the same tags.
 #![no_main]
 
 use agigit_event::nostr::prelude::Event;
@@ -40,4 +40,29 @@ fuzz_target!(|data: &[u8]| {
     check::<RepoState>(data, event.as_ref());
     check::<CommitEvent>(data, event.as_ref());
     check::<BlossomAuth>(data, event.as_ref());
+    // The relay and server lists (NIP-65, BUD-03) a clone reads to find a repository: only
+    // usable URLs, each once, boundedly many, whatever the tags say.
+    if let Some(event) = &event {
+        for kind in [10002u16, 10063] {
+            let mut event = event.clone();
+            event.kind = kind.into();
+            let relays = agigit_net::info::listed_relays(&event, &event.pubkey);
+            let servers = agigit_net::info::listed_blob_servers(&event, &event.pubkey);
+            for list in [&relays, &servers] {
+                assert!(list.len() <= agigit_net::info::MAX_LISTED_URLS);
+                let unique: std::collections::BTreeSet<&String> = list.iter().collect();
+                assert_eq!(unique.len(), list.len());
+            }
+            assert!(
+                relays
+                    .iter()
+                    .all(|u| agigit_net::pool::check_relay_url(u).is_ok())
+            );
+            assert!(
+                servers
+                    .iter()
+                    .all(|u| agigit_net::info::is_blob_server_url(u))
+            );
+        }
+    }
 });

@@ -960,6 +960,15 @@ fn now() -> u64 {
     Timestamp::now().as_secs()
 }
 
+/// The status `method path` gets, with no headers or body.
+async fn status(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+) -> Result<u16, Box<dyn std::error::Error>> {
+    Ok(http(addr, method, path, &[], &[]).await?.status)
+}
+
 #[tokio::test]
 async fn bud01_get_returns_the_blob_under_any_extension_with_its_type_or_octet_stream() -> TestResult
 {
@@ -989,15 +998,8 @@ async fn bud01_get_returns_the_blob_under_any_extension_with_its_type_or_octet_s
             assert_eq!(r.header("content-type"), Some(ty), "{path}");
         }
     }
-    let missing = http(
-        server.addr,
-        "GET",
-        &format!("/{}", BlobHash::digest(b"no")),
-        &[],
-        &[],
-    )
-    .await?;
-    assert_eq!(missing.status, 404);
+    let missing = format!("/{}", BlobHash::digest(b"no"));
+    assert_eq!(status(server.addr, "GET", &missing).await?, 404);
     Ok(())
 }
 
@@ -1017,15 +1019,8 @@ async fn bud01_head_answers_as_get_without_the_body_under_any_extension() -> Tes
         assert_eq!(head.header("content-length"), Some("3000"));
         assert_eq!(head.header("accept-ranges"), Some("bytes"));
     }
-    let missing = http(
-        server.addr,
-        "HEAD",
-        &format!("/{}", BlobHash::digest(b"no")),
-        &[],
-        &[],
-    )
-    .await?;
-    assert_eq!(missing.status, 404);
+    let missing = format!("/{}", BlobHash::digest(b"no"));
+    assert_eq!(status(server.addr, "HEAD", &missing).await?, 404);
     Ok(())
 }
 
@@ -1198,8 +1193,7 @@ async fn bud07_a_payment_gate_answers_402_with_its_methods_until_the_proof_comes
         assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     }
     // Nothing was stored.
-    let head = http(server.addr, "HEAD", &format!("/{hash}"), &[], &[]).await?;
-    assert_eq!(head.status, 404);
+    assert_eq!(status(server.addr, "HEAD", &format!("/{hash}")).await?, 404);
     // With the proof, the same upload goes through; downloads are free here.
     let hash_hex = hash.to_string();
     let paid = http(
@@ -1317,8 +1311,7 @@ async fn bud11_the_t_verb_must_match_the_endpoint() -> TestResult {
     )
     .await?;
     assert_eq!(delete_with_upload.status, 401);
-    let still = http(server.addr, "HEAD", &format!("/{hash}"), &[], &[]).await?;
-    assert_eq!(still.status, 200);
+    assert_eq!(status(server.addr, "HEAD", &format!("/{hash}")).await?, 200);
     Ok(())
 }
 
@@ -1500,17 +1493,7 @@ async fn bud12_delete_removes_only_the_blob_in_the_url_whatever_x_tags_the_token
     )
     .await?;
     assert_eq!(r.status, 200);
-    assert_eq!(
-        http(server.addr, "HEAD", &format!("/{ha}"), &[], &[])
-            .await?
-            .status,
-        404
-    );
-    assert_eq!(
-        http(server.addr, "HEAD", &format!("/{hb}"), &[], &[])
-            .await?
-            .status,
-        200
-    );
+    assert_eq!(status(server.addr, "HEAD", &format!("/{ha}")).await?, 404);
+    assert_eq!(status(server.addr, "HEAD", &format!("/{hb}")).await?, 200);
     Ok(())
 }

@@ -38,7 +38,13 @@ await step("upload", async () => {
     onAuth: (_server, hash) => createUploadAuth(signer, hash),
   });
   check("upload", descriptor.sha256 === sha256 && descriptor.size === data.length, JSON.stringify(descriptor));
-  check("upload: the descriptor's url serves the blob", descriptor.url.endsWith("/" + sha256), descriptor.url);
+  // BUD-02: the URL carries a file extension, and serves the blob.
+  const served = new Uint8Array(await (await fetch(descriptor.url)).arrayBuffer());
+  check(
+    "upload: the descriptor's url serves the blob",
+    descriptor.url.includes("/" + sha256 + ".") && Buffer.from(served).equals(Buffer.from(data)),
+    descriptor.url,
+  );
 });
 
 await step("upload with the server named in the token", async () => {
