@@ -150,6 +150,20 @@ pub enum Error {
         /// The accepted state's `created_at`.
         accepted: u64,
     },
+    /// The relays offer an announcement of the repository older than one this clone accepted,
+    /// or none: who may write it cannot be told.
+    #[error(
+        "the relays offer {}, older than the one this clone accepted (dated {accepted}): a relay may be hiding the newest; fetch from other relays",
+        offered.map_or_else(|| format!("no announcement of {repo}"), |o| format!("an announcement of {repo} dated {o}"))
+    )]
+    StaleAnnouncement {
+        /// The repository's coordinate.
+        repo: String,
+        /// The offered announcement's `created_at`, if any.
+        offered: Option<u64>,
+        /// The accepted announcement's `created_at`.
+        accepted: u64,
+    },
     /// The newest state this clone accepted was signed by a maintainer the owner has since
     /// removed, and the owner has published no newer state yet.
     #[error(
@@ -299,7 +313,8 @@ impl Error {
             | Error::UnsafePath { .. }
             | Error::Limit { .. }
             | Error::Decode { .. }
-            | Error::StaleState { .. } => ErrorKind::Integrity,
+            | Error::StaleState { .. }
+            | Error::StaleAnnouncement { .. } => ErrorKind::Integrity,
             Error::Network(_) | Error::Weaker { .. } | Error::RevokedWriter { .. } => {
                 ErrorKind::Network
             }

@@ -885,6 +885,62 @@ fn is_state(e: &agigit::event::nostr::prelude::Event) -> bool {
     e.kind.as_u16() == agigit::event::kinds::REPO_STATE
 }
 
+/// The announcement names who may write, so a clone never goes back to an older one: relays
+/// that hold none, or only an older one (which still listed a maintainer the owner removed),
+/// are refused with `StaleAnnouncement` and nothing moves.
+#[tokio::test]
+async fn relays_cannot_hide_the_newest_announcement_from_a_clone() -> TestResult {
+    use agigit::event::{RepoAnnouncement, Visibility};
+    let Pushed {
+        keys,
+        net,
+        coordinate,
+        repo,
+        tip,
+        ..
+    } = Pushed::new("announced", "a.txt", "1").await?;
+    let remote = repo.remote(&net, &keys);
+    let mut first = RepoAnnouncement::new(coordinate.id.clone(), Visibility::Public);
+    first.maintainers.push(Keys::generate().public_key());
+    remote.announce(&first, 1).await?;
+    let with_maintainer = copy_of(&net, |_| true).await?;
+    let without_any = copy_of(&net, |e| {
+        e.kind.as_u16() != agigit::event::kinds::REPO_ANNOUNCEMENT
+    })
+    .await?;
+    // The owner removes the maintainer: the new announcement is dated after the first.
+    remote
+        .announce(
+            &RepoAnnouncement::new(coordinate.id.clone(), Visibility::Public),
+            1,
+        )
+        .await?;
+    let clone = Dir::new("announced-clone");
+    let reader = Repository::init(&clone.0)?;
+    reader
+        .pull(&net, &coordinate, "master", FetchOptions::default())
+        .await?;
+    for (what, relays) in [
+        ("an older announcement", &with_maintainer),
+        ("no announcement", &without_any),
+    ] {
+        match reader
+            .fetch(relays, &coordinate, "master", FetchOptions::default())
+            .await
+        {
+            Err(agigit::fetch::Error::Hostile(e))
+                if matches!(*e, Error::StaleAnnouncement { .. }) => {}
+            other => panic!("{what} was accepted: {other:?}"),
+        }
+    }
+    assert_eq!(reader.head()?, Some(tip));
+    // The relays that hold the newest still serve.
+    reader
+        .fetch(&net, &coordinate, "master", FetchOptions::default())
+        .await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn relays_cannot_roll_a_clone_back_or_make_a_push_drop_branches() -> TestResult {
     let Pushed {

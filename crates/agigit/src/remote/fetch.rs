@@ -217,6 +217,7 @@ impl Repository {
             state,
             writers,
             ignored,
+            announcement,
         } = self.fetched_state(transport, repo).await?;
         // Never back to a state older than one this clone accepted: a relay replaying an old
         // (validly signed) state cannot roll the clone back.
@@ -354,6 +355,9 @@ impl Repository {
             }
         }
         self.record_state(repo, &state)?;
+        if let Some(a) = announcement {
+            self.record_announcement(repo, a)?;
+        }
         Ok(report)
     }
 

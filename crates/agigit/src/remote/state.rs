@@ -1,6 +1,6 @@
 //! What the relays say a repository's state is, and the newest state this clone has accepted.
 
-use agigit_event::nostr::prelude::{Event, Filter, Kind, PublicKey};
+use agigit_event::nostr::prelude::{Event, EventId, Filter, Kind, PublicKey};
 use agigit_event::{
     IgnoreReason, Ignored, RepoCoordinate, RepoState, Signed, newest_announcement, resolve_state,
 };
@@ -25,6 +25,8 @@ pub(super) struct RemoteState {
     /// States left out for something other than being older: a stranger's, another
     /// repository's, one that does not verify.
     pub(super) ignored: Vec<Ignored>,
+    /// The owner's newest announcement the relays hold: its time and id.
+    pub(super) announcement: Option<(u64, EventId)>,
 }
 
 impl RemoteState {
@@ -39,6 +41,7 @@ impl RemoteState {
             state,
             writers: self.writers,
             ignored: self.ignored,
+            announcement: self.announcement,
         })
     }
 }
@@ -47,7 +50,7 @@ impl RemoteState {
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Accepted {
     pub(super) at: u64,
-    pub(super) id: agigit_event::nostr::prelude::EventId,
+    pub(super) id: EventId,
     /// Who signed it; `None` in a record written before authors were kept.
     pub(super) author: Option<PublicKey>,
 }
@@ -58,6 +61,7 @@ pub(super) struct Fetched {
     pub(super) state: Signed<RepoState>,
     pub(super) writers: Vec<PublicKey>,
     pub(super) ignored: Vec<Ignored>,
+    pub(super) announcement: Option<(u64, EventId)>,
 }
 
 impl Repository {
@@ -97,7 +101,9 @@ impl Repository {
         let (announcements, mut states): (Vec<Event>, Vec<Event>) = events
             .into_iter()
             .partition(|e| e.kind == Kind::Custom(agigit_event::kinds::REPO_ANNOUNCEMENT));
-        let maintainers = newest_announcement(repo, announcements)
+        let newest = newest_announcement(repo, announcements);
+        let announcement = newest.as_ref().map(|a| (a.created_at().as_secs(), a.id()));
+        let maintainers = newest
             .map(|a| a.body().maintainers.clone())
             .unwrap_or_default();
         if !maintainers.is_empty() {
@@ -108,6 +114,7 @@ impl Repository {
         writers.extend(maintainers.iter().filter(|m| **m != repo.owner));
         Ok(RemoteState {
             current: resolution.current,
+            announcement,
             writers,
             ignored: resolution
                 .ignored
@@ -126,40 +133,117 @@ impl Repository {
         transport: &dyn Transport,
         repo: &RepoCoordinate,
     ) -> Result<Fetched, Error> {
-        self.remote_state(transport, repo, false)
+        let fetched = self
+            .remote_state(transport, repo, false)
             .await?
-            .require(repo)
+            .require(repo)?;
+        // The announcement names who may write: a relay that serves an older one (or none)
+        // than this clone accepted could hide a maintainer's state, or bring back a removed one.
+        if let Some(accepted) = self.accepted_announcement(repo)? {
+            let order = |(at, id): (u64, EventId)| (at, std::cmp::Reverse(id));
+            if fetched
+                .announcement
+                .is_none_or(|a| order(a) < order(accepted))
+            {
+                return Err(Error::StaleAnnouncement {
+                    repo: repo.to_string(),
+                    offered: fetched.announcement.map(|a| a.0),
+                    accepted: accepted.0,
+                });
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// The text of `.agigit/<file>` (empty when there is none): one line per repository, its
+    /// coordinate first, then space-separated fields.
+    fn records(&self, file: &str) -> Result<String, Error> {
+        let path = self.root().join(crate::worktree::DOT_DIR).join(file);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(Error::io(&path)(e)),
+        }
+    }
+
+    /// The fields after `repo` on its line of `.agigit/<file>`, parsed by `parse` (a line that
+    /// does not parse is [`Error::Corrupt`]).
+    fn record<T>(
+        &self,
+        file: &str,
+        repo: &RepoCoordinate,
+        parse: impl Fn(&mut std::str::Split<'_, char>) -> Option<T>,
+    ) -> Result<Option<T>, Error> {
+        let key = repo.to_string();
+        for line in self.records(file)?.lines() {
+            let mut fields = line.split(' ');
+            if fields.next() != Some(key.as_str()) {
+                continue;
+            }
+            return parse(&mut fields)
+                .map(Some)
+                .ok_or_else(|| Error::Corrupt(format!(".agigit/{file}: bad line {line:?}")));
+        }
+        Ok(None)
+    }
+
+    /// Sets `repo`'s line of `.agigit/<file>` to `fields` (atomically: the old file or the new).
+    fn put_record(&self, file: &str, repo: &RepoCoordinate, fields: &str) -> Result<(), Error> {
+        let path = self.root().join(crate::worktree::DOT_DIR).join(file);
+        let key = repo.to_string();
+        let mut text: String = self
+            .records(file)?
+            .lines()
+            .filter(|l| l.split(' ').next() != Some(key.as_str()))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text.push_str(&format!("{key} {fields}\n"));
+        crate::worktree::write_atomic(&path, false, |f| {
+            std::io::Write::write_all(f, text.as_bytes()).map_err(Error::io(&path))
+        })
     }
 
     /// The newest state of `repo` this clone has accepted: its time, event id and author
     /// (unknown for a state recorded by an older version).
     pub(super) fn accepted_state(&self, repo: &RepoCoordinate) -> Result<Option<Accepted>, Error> {
-        let path = self.root().join(crate::worktree::DOT_DIR).join("states");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(&path)(e)),
-        };
-        let key = repo.to_string();
-        for line in text.lines() {
-            let mut fields = line.split(' ');
-            if fields.next() != Some(key.as_str()) {
-                continue;
-            }
-            let parsed = (|| {
-                let at = fields.next()?.parse().ok()?;
-                let id = agigit_event::nostr::prelude::EventId::from_hex(fields.next()?).ok()?;
-                let author = match fields.next() {
-                    Some(a) => Some(PublicKey::from_hex(a).ok()?),
-                    None => None,
-                };
-                Some(Accepted { at, id, author })
-            })();
-            return parsed
-                .map(Some)
-                .ok_or_else(|| Error::Corrupt(format!("{}: bad line {line:?}", path.display())));
+        self.record("states", repo, |fields| {
+            let at = fields.next()?.parse().ok()?;
+            let id = EventId::from_hex(fields.next()?).ok()?;
+            let author = match fields.next() {
+                Some(a) => Some(PublicKey::from_hex(a).ok()?),
+                None => None,
+            };
+            Some(Accepted { at, id, author })
+        })
+    }
+
+    /// The newest announcement of `repo` this clone has accepted: its time and event id.
+    fn accepted_announcement(
+        &self,
+        repo: &RepoCoordinate,
+    ) -> Result<Option<(u64, EventId)>, Error> {
+        self.record("announcements", repo, |fields| {
+            Some((
+                fields.next()?.parse().ok()?,
+                EventId::from_hex(fields.next()?).ok()?,
+            ))
+        })
+    }
+
+    /// Records `announcement` as the newest of `repo` this clone has accepted.
+    pub(super) fn record_announcement(
+        &self,
+        repo: &RepoCoordinate,
+        announcement: (u64, EventId),
+    ) -> Result<(), Error> {
+        if self.accepted_announcement(repo)? == Some(announcement) {
+            return Ok(());
         }
-        Ok(None)
+        self.put_record(
+            "announcements",
+            repo,
+            &format!("{} {}", announcement.0, announcement.1.to_hex()),
+        )
     }
 
     /// Refuses `offered` (the state that counts now) when it is older than the one this clone
@@ -180,8 +264,7 @@ impl Repository {
         let Some(accepted) = self.accepted_state(repo)? else {
             return Ok(None);
         };
-        let order =
-            |at: u64, id: agigit_event::nostr::prelude::EventId| (at, std::cmp::Reverse(id));
+        let order = |at: u64, id: EventId| (at, std::cmp::Reverse(id));
         let offered_at = offered.map(|s| order(s.created_at().as_secs(), s.id()));
         if offered_at.is_some_and(|o| o >= order(accepted.at, accepted.id)) {
             return Ok(Some(accepted));
@@ -205,17 +288,12 @@ impl Repository {
 
     /// Every repository this clone has accepted a state of.
     pub(super) fn accepted_coordinates(&self) -> Result<Vec<RepoCoordinate>, Error> {
-        let path = self.root().join(crate::worktree::DOT_DIR).join("states");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(&path)(e)),
-        };
-        text.lines()
+        self.records("states")?
+            .lines()
             .filter_map(|l| l.split(' ').next())
             .map(|c| {
                 c.parse()
-                    .map_err(|e| Error::Corrupt(format!("{}: {c:?}: {e}", path.display())))
+                    .map_err(|e| Error::Corrupt(format!(".agigit/states: {c:?}: {e}")))
             })
             .collect()
     }
@@ -226,26 +304,15 @@ impl Repository {
         repo: &RepoCoordinate,
         state: &Signed<RepoState>,
     ) -> Result<(), Error> {
-        let path = self.root().join(crate::worktree::DOT_DIR).join("states");
-        let key = repo.to_string();
-        let old = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(Error::io(&path)(e)),
-        };
-        let mut text: String = old
-            .lines()
-            .filter(|l| l.split(' ').next() != Some(key.as_str()))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        text.push_str(&format!(
-            "{key} {} {} {}\n",
-            state.created_at().as_secs(),
-            state.id().to_hex(),
-            state.author().to_hex()
-        ));
-        crate::worktree::write_atomic(&path, false, |f| {
-            std::io::Write::write_all(f, text.as_bytes()).map_err(Error::io(&path))
-        })
+        self.put_record(
+            "states",
+            repo,
+            &format!(
+                "{} {} {}",
+                state.created_at().as_secs(),
+                state.id().to_hex(),
+                state.author().to_hex()
+            ),
+        )
     }
 }
