@@ -1,0 +1,115 @@
+#![doc = include_str!("../README.md")]
+
+pub mod pull;
+
+use nostr::prelude::PublicKey;
+
+pub use pull::{Action, Outcome, Phase, PullOrder, PullTerms, Ruling};
+
+/// An amount in the ledger's unit (sats for a Cashu mint in sat).
+pub type Amount = u64;
+
+/// Unix seconds.
+pub type Time = u64;
+
+/// What a transition asks the ledger to do. Every amount a [`Lock`](Effect::Lock) puts into
+/// escrow for an order leaves it by exactly one [`Release`](Effect::Release) when the order
+/// closes: funds in = funds out + funds held, at every step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// `from` puts `amount` into the order's escrow.
+    Lock {
+        /// Who pays in.
+        from: PublicKey,
+        /// How much.
+        amount: Amount,
+    },
+    /// Escrow pays `amount` out to `to`.
+    Release {
+        /// Who receives it.
+        to: PublicKey,
+        /// How much.
+        amount: Amount,
+        /// Why.
+        why: Why,
+    },
+}
+
+/// Why escrow releases funds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Why {
+    /// The relay's pay for a delivery confirmed or ruled.
+    Payment,
+    /// The buyer's funds back: cancelled, expired, abandoned or ruled so.
+    Refund,
+    /// The relay's bond back.
+    BondReturned,
+    /// The relay's bond to the buyer: it abandoned the order.
+    BondForfeited,
+}
+
+/// Why posted terms are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TermsError {
+    /// No relay, or more than [`pull::MAX_RELAYS`].
+    #[error("an order lists 1 to {} relays, not {count}", pull::MAX_RELAYS)]
+    Relays {
+        /// How many it lists.
+        count: usize,
+    },
+    /// A key listed twice.
+    #[error("relay {key} is listed twice")]
+    Repeated {
+        /// The key.
+        key: PublicKey,
+    },
+    /// One key in two roles.
+    #[error("{what}")]
+    Conflict {
+        /// Which roles.
+        what: &'static str,
+    },
+    /// An amount that must not be zero.
+    #[error("the {what} must be more than 0")]
+    Zero {
+        /// Which amount.
+        what: &'static str,
+    },
+    /// Amounts whose sum does not fit.
+    #[error("the amounts overflow")]
+    Overflow,
+    /// A deadline that could not run.
+    #[error("{what}: {reason}")]
+    Deadline {
+        /// Which deadline.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// Why an action is refused; the order is as it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refused {
+    /// The order is over (perhaps by a deadline that passed before the action).
+    #[error("the order is closed")]
+    Closed,
+    /// This key may not take this action in this phase.
+    #[error("{by} may not {action:?} an order that is {phase}")]
+    NotYours {
+        /// The action.
+        action: Action,
+        /// Who asked.
+        by: PublicKey,
+        /// The phase the order is in.
+        phase: &'static str,
+    },
+    /// A raise of nothing.
+    #[error("a raise must add more than 0")]
+    Zero,
+    /// Escrow would overflow.
+    #[error("escrow would overflow")]
+    Overflow,
+}

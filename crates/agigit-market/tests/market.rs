@@ -1,0 +1,380 @@
+//! The pull order state machine against its invariants (DESIGN invariant 12): over random
+//! sequences of actions by random keys at random times, funds in = funds out + funds held,
+//! nothing is paid twice, a payment follows only the buyer's confirmation or a ruling, and from
+//! every state reached the deadlines alone close the order. Then one test per defect of the
+//! seed documents' contract, showing it cannot happen here.
+
+#![allow(clippy::expect_used, reason = "test fixtures")]
+
+use agigit_hash::ObjectId;
+use agigit_market::pull::MAX_WINDOW;
+use agigit_market::{
+    Action, Amount, Effect, Outcome, Phase, PullOrder, PullTerms, Refused, Ruling, TermsError,
+    Time, Why,
+};
+use nostr::prelude::{Keys, PublicKey, SecretKey};
+use proptest::prelude::*;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Deterministic keys: 0 the buyer, 1–3 relays, 4 the arbiter, 5 a stranger.
+fn key(n: u8) -> PublicKey {
+    let secret = SecretKey::from_slice(&[n + 1; 32]).expect("a valid secret");
+    Keys::new(secret).public_key()
+}
+
+const BUYER: u8 = 0;
+const RELAY: u8 = 1;
+const ARBITER: u8 = 4;
+const STRANGER: u8 = 5;
+
+fn terms(bond: Amount, arbiter: bool, rule: Ruling) -> PullTerms {
+    PullTerms {
+        buyer: key(BUYER),
+        model: ObjectId::digest(b"the model's commit"),
+        relays: vec![key(1), key(2), key(3)],
+        price: 1_000,
+        tip: 50,
+        bond,
+        arbiter: arbiter.then(|| key(ARBITER)),
+        take_by: 1_000,
+        deliver_within: 500,
+        confirm_within: 300,
+        arbitrate_within: 200,
+        default_rule: rule,
+    }
+}
+
+/// The ledger's side: what each key put in and took out, per the effects.
+#[derive(Default, Debug)]
+struct Books {
+    locked: Amount,
+    released: Amount,
+    payments: usize,
+}
+
+impl Books {
+    fn apply(&mut self, effects: &[Effect]) {
+        for e in effects {
+            match e {
+                Effect::Lock { amount, .. } => self.locked += amount,
+                Effect::Release { amount, why, .. } => {
+                    self.released += amount;
+                    if *why == Why::Payment {
+                        self.payments += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn arb_action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        (0u64..500).prop_map(Action::Raise),
+        Just(Action::Cancel),
+        Just(Action::Take),
+        Just(Action::Deliver),
+        Just(Action::Confirm),
+        Just(Action::Dispute),
+        Just(Action::Rule(Ruling::Pay)),
+        Just(Action::Rule(Ruling::Refund)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn conservation_no_double_payment_and_a_timeout_exit_from_everywhere(
+        bond in prop_oneof![Just(0u64), 1u64..10_000],
+        arbiter in any::<bool>(),
+        rule in prop_oneof![Just(Ruling::Pay), Just(Ruling::Refund)],
+        steps in prop::collection::vec((0u8..6, arb_action(), 0u64..400), 0..24),
+    ) {
+        let (mut order, posted) = PullOrder::post(terms(bond, arbiter, rule), 0).expect("valid terms");
+        let mut books = Books::default();
+        books.apply(&posted);
+        let mut now: Time = 0;
+        for (who, action, dt) in steps {
+            now += dt;
+            let by = key(who);
+            let before = order.clone();
+            match order.apply(by, action, now) {
+                Ok((next, effects)) => {
+                    books.apply(&effects);
+                    let paid = effects.iter().any(|e| matches!(e, Effect::Release { why: Why::Payment, .. }));
+                    if paid {
+                        // A payment comes from the buyer's confirmation, an arbiter's ruling or
+                        // the default rule at a dispute's timeout — never from a relay's word.
+                        let by_rule = matches!(before.tick(now).0.phase(), Phase::Closed(Outcome::Paid { .. }));
+                        prop_assert!(
+                            by_rule
+                                || (action == Action::Confirm && who == BUYER)
+                                || (action == Action::Rule(Ruling::Pay) && arbiter && who == ARBITER),
+                            "paid on {action:?} by key {who}"
+                        );
+                    }
+                    order = next;
+                }
+                Err(_) => {
+                    // Refused: nothing moved.
+                    prop_assert_eq!(&order, &before);
+                }
+            }
+            prop_assert_eq!(books.locked, books.released + order.held(), "funds in = out + held");
+            prop_assert!(books.payments <= 1, "paid twice");
+        }
+        // From wherever it is, the deadlines alone close it, and release everything.
+        let (end, effects) = order.tick(Time::MAX / 2);
+        books.apply(&effects);
+        prop_assert!(end.is_closed());
+        prop_assert_eq!(end.held(), 0);
+        prop_assert_eq!(books.locked, books.released);
+        prop_assert!(books.payments <= 1);
+        // A closed order takes no action from anyone.
+        for who in 0..6 {
+            for action in [Action::Raise(1), Action::Cancel, Action::Take, Action::Deliver, Action::Confirm, Action::Dispute, Action::Rule(Ruling::Pay)] {
+                prop_assert_eq!(end.apply(key(who), action, Time::MAX / 2).map(|_| ()), Err(Refused::Closed));
+            }
+        }
+    }
+
+    #[test]
+    fn deadlines_are_at_most_a_year_and_every_terms_check_is_an_error_not_a_panic(
+        take_by in any::<u64>(), deliver in any::<u64>(), now in any::<u64>(), price in any::<u64>(), tip in any::<u64>(),
+    ) {
+        let mut t = terms(0, false, Ruling::Refund);
+        t.take_by = take_by;
+        t.deliver_within = deliver;
+        t.price = price;
+        t.tip = tip;
+        if let Ok((order, _)) = PullOrder::post(t, now) {
+            let (deadline, _) = order.next_deadline().expect("open");
+            prop_assert!(deadline > now && deadline - now <= MAX_WINDOW);
+        }
+    }
+}
+
+fn posted(bond: Amount) -> Result<PullOrder, TermsError> {
+    Ok(PullOrder::post(terms(bond, true, Ruling::Refund), 0)?.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The seed's contract, defect by defect
+// ---------------------------------------------------------------------------------------------
+
+/// Seed defect: "completion checks no caller, so anyone can move an order into a state nobody
+/// can leave". Here only the buyer confirms, and every other key's confirmation (or ruling, or
+/// cancel) is refused.
+#[test]
+fn seed_defect_completion_by_anyone_is_refused() -> TestResult {
+    let (order, _) = posted(0)?.apply(key(RELAY), Action::Take, 10)?;
+    let (order, _) = order.apply(key(RELAY), Action::Deliver, 20)?;
+    for who in [RELAY, 2, ARBITER, STRANGER] {
+        assert!(matches!(
+            order.apply(key(who), Action::Confirm, 30),
+            Err(Refused::NotYours { .. })
+        ));
+    }
+    assert!(matches!(
+        order.apply(key(STRANGER), Action::Rule(Ruling::Pay), 30),
+        Err(Refused::NotYours { .. })
+    ));
+    Ok(())
+}
+
+/// Seed defect: "the relay supplies its own proof". A relay's delivery pays nothing: the price
+/// stays in escrow until the buyer confirms or the arbiter rules.
+#[test]
+fn seed_defect_a_relays_own_proof_pays_nothing() -> TestResult {
+    let (order, _) = posted(100)?.apply(key(RELAY), Action::Take, 10)?;
+    let (order, effects) = order.apply(key(RELAY), Action::Deliver, 20)?;
+    assert!(effects.is_empty());
+    assert_eq!(order.held(), 1_050 + 100);
+    // Delivering again is not the relay's to do either.
+    assert!(order.apply(key(RELAY), Action::Deliver, 21).is_err());
+    // Silence after delivery goes to dispute, and with this order's default rule (refund) the
+    // relay is not paid on its own word.
+    let (end, effects) = order.tick(20 + 300 + 200);
+    assert_eq!(
+        end.phase(),
+        Phase::Closed(Outcome::Refunded { relay: key(RELAY) })
+    );
+    assert!(effects.contains(&Effect::Release {
+        to: key(BUYER),
+        amount: 1_050,
+        why: Why::Refund
+    }));
+    Ok(())
+}
+
+/// Seed defect: "the down payment leaves escrow at take_order, before anything is delivered".
+/// Taking moves nothing out of escrow (it locks the relay's bond in).
+#[test]
+fn seed_defect_nothing_leaves_escrow_at_take() -> TestResult {
+    let (order, effects) = posted(100)?.apply(key(RELAY), Action::Take, 10)?;
+    assert_eq!(
+        effects,
+        [Effect::Lock {
+            from: key(RELAY),
+            amount: 100
+        }]
+    );
+    assert_eq!(order.held(), 1_050 + 100);
+    Ok(())
+}
+
+/// Seed defect: "no state has a cancel, expiry or refund; an order nobody takes, or a relay that
+/// takes and vanishes, keeps the user's coins for good". Here: cancel before take; expiry at
+/// `take_by`; abandonment at the delivery deadline, with the bond to the buyer.
+#[test]
+fn seed_defect_an_untaken_or_abandoned_order_gives_the_funds_back() -> TestResult {
+    let order = posted(100)?;
+    let (cancelled, effects) = order.apply(key(BUYER), Action::Cancel, 5)?;
+    assert_eq!(cancelled.phase(), Phase::Closed(Outcome::Cancelled));
+    assert_eq!(
+        effects,
+        [Effect::Release {
+            to: key(BUYER),
+            amount: 1_050,
+            why: Why::Refund
+        }]
+    );
+    let (expired, effects) = order.tick(999);
+    assert_eq!(expired.phase(), Phase::Open, "not before the deadline");
+    assert!(effects.is_empty());
+    let (expired, effects) = order.tick(1_000);
+    assert_eq!(expired.phase(), Phase::Closed(Outcome::Expired));
+    assert_eq!(effects.len(), 1);
+    // A take after the deadline finds the order expired.
+    assert_eq!(
+        order.apply(key(RELAY), Action::Take, 1_000).map(|_| ()),
+        Err(Refused::Closed)
+    );
+    let (taken, _) = order.apply(key(RELAY), Action::Take, 100)?;
+    let (abandoned, effects) = taken.tick(100 + 500);
+    assert_eq!(
+        abandoned.phase(),
+        Phase::Closed(Outcome::Abandoned { relay: key(RELAY) })
+    );
+    assert_eq!(
+        effects,
+        [
+            Effect::Release {
+                to: key(BUYER),
+                amount: 1_050,
+                why: Why::Refund
+            },
+            Effect::Release {
+                to: key(BUYER),
+                amount: 100,
+                why: Why::BondForfeited
+            }
+        ]
+    );
+    // Once taken, the buyer cannot cancel (the relay may be serving already): it waits for the
+    // delivery deadline instead.
+    assert!(taken.apply(key(BUYER), Action::Cancel, 200).is_err());
+    Ok(())
+}
+
+/// Seed defect: "take_order checks a relay_pubkey argument against the order's list, not the
+/// caller's identity". Here the taker is the signer: a stranger's take is refused, and the
+/// order, once taken, is the signer's alone.
+#[test]
+fn seed_defect_only_a_listed_relay_can_take_and_then_only_it_delivers() -> TestResult {
+    let order = posted(0)?;
+    for who in [STRANGER, BUYER, ARBITER] {
+        assert!(matches!(
+            order.apply(key(who), Action::Take, 10),
+            Err(Refused::NotYours { .. })
+        ));
+    }
+    let (taken, _) = order.apply(key(2), Action::Take, 10)?;
+    assert_eq!(
+        taken.phase(),
+        Phase::Taken {
+            relay: key(2),
+            at: 10
+        }
+    );
+    // Another listed relay cannot take it again, nor deliver for the taker.
+    assert!(taken.apply(key(RELAY), Action::Take, 11).is_err());
+    assert!(taken.apply(key(RELAY), Action::Deliver, 11).is_err());
+    Ok(())
+}
+
+#[test]
+fn a_dispute_is_the_arbiters_and_its_ruling_is_final() -> TestResult {
+    let (order, _) = posted(100)?.apply(key(RELAY), Action::Take, 10)?;
+    let (order, _) = order.apply(key(RELAY), Action::Deliver, 20)?;
+    let (disputed, _) = order.apply(key(BUYER), Action::Dispute, 30)?;
+    assert!(matches!(disputed.phase(), Phase::Disputed { at: 30, .. }));
+    let (paid, effects) = disputed.apply(key(ARBITER), Action::Rule(Ruling::Pay), 40)?;
+    assert_eq!(
+        paid.phase(),
+        Phase::Closed(Outcome::Paid { relay: key(RELAY) })
+    );
+    assert_eq!(
+        effects,
+        [
+            Effect::Release {
+                to: key(RELAY),
+                amount: 1_050,
+                why: Why::Payment
+            },
+            Effect::Release {
+                to: key(RELAY),
+                amount: 100,
+                why: Why::BondReturned
+            }
+        ]
+    );
+    assert_eq!(
+        paid.apply(key(ARBITER), Action::Rule(Ruling::Refund), 41)
+            .map(|_| ()),
+        Err(Refused::Closed)
+    );
+    Ok(())
+}
+
+#[test]
+fn raises_go_to_whoever_escrow_pays_and_terms_that_cannot_run_are_refused() -> TestResult {
+    let (order, effects) = posted(0)?.apply(key(BUYER), Action::Raise(200), 5)?;
+    assert_eq!(order.held(), 1_250);
+    assert_eq!(effects.len(), 1);
+    assert!(order.apply(key(STRANGER), Action::Raise(1), 6).is_err());
+    assert_eq!(
+        order.apply(key(BUYER), Action::Raise(0), 6).map(|_| ()),
+        Err(Refused::Zero)
+    );
+    let mut t = terms(0, false, Ruling::Pay);
+    t.relays.push(key(1));
+    assert!(matches!(
+        PullOrder::post(t, 0),
+        Err(TermsError::Repeated { .. })
+    ));
+    let mut t = terms(0, false, Ruling::Pay);
+    t.relays.clear();
+    assert!(matches!(
+        PullOrder::post(t, 0),
+        Err(TermsError::Relays { count: 0 })
+    ));
+    let mut t = terms(0, true, Ruling::Pay);
+    t.arbiter = Some(key(RELAY));
+    assert!(matches!(
+        PullOrder::post(t, 0),
+        Err(TermsError::Conflict { .. })
+    ));
+    let mut t = terms(0, false, Ruling::Pay);
+    t.take_by = 0;
+    assert!(matches!(
+        PullOrder::post(t, 0),
+        Err(TermsError::Deadline { .. })
+    ));
+    let mut t = terms(0, false, Ruling::Pay);
+    t.price = u64::MAX;
+    assert!(matches!(PullOrder::post(t, 0), Err(TermsError::Overflow)));
+    Ok(())
+}
