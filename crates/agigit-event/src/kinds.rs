@@ -18,6 +18,11 @@ pub const RELAY_LIST: u16 = 10002;
 /// A user's Blossom server list (BUD-03); readers honour it when looking for blobs.
 pub const BLOB_SERVER_LIST: u16 = 10063;
 
+/// A market pull order (regular; `docs/market.md`).
+pub const PULL_ORDER: u16 = 1721;
+/// An action on a market order: raise, cancel, take, deliver, confirm, dispute, rule (regular).
+pub const ORDER_ACTION: u16 = 1722;
+
 /// The `nostr` [`Kind`] for one of the numbers above.
 pub const fn kind(number: u16) -> Kind {
     Kind::Custom(number)
@@ -32,6 +37,8 @@ mod tests {
         assert!(kind(REPO_ANNOUNCEMENT).is_addressable());
         assert!(kind(REPO_STATE).is_addressable());
         assert!(kind(COMMIT).is_regular());
+        assert!(kind(PULL_ORDER).is_regular());
+        assert!(kind(ORDER_ACTION).is_regular());
         assert!(kind(RELAY_LIST).is_replaceable());
         assert!(kind(BLOB_SERVER_LIST).is_replaceable());
         // `Kind::Custom` of a known number still compares equal to the named variant.

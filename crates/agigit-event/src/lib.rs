@@ -5,6 +5,7 @@ mod blossom;
 mod commit;
 mod error;
 pub mod kinds;
+pub mod market;
 mod names;
 pub mod nip01;
 mod signed;

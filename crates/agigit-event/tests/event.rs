@@ -1412,3 +1412,230 @@ fn urls_that_do_not_read_back_are_rejected() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Market events (kinds 1721, 1722)
+// ---------------------------------------------------------------------------------------------
+
+fn arb_pull_order() -> impl Strategy<Value = agigit_event::market::PullOrderEvent> {
+    use agigit_event::market::{DefaultRule, PullOrderEvent};
+    (
+        (arb_coordinate(), any::<[u8; 32]>()),
+        prop::collection::btree_set(1u8..=254, 1..6),
+        (any::<u64>(), any::<u64>(), any::<u64>()),
+        prop::option::of(1u8..=254),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
+        any::<bool>(),
+        "\\PC{0,40}",
+    )
+        .prop_map(
+            |(
+                (repo, model),
+                relays,
+                (price, tip, bond),
+                arbiter,
+                (take_by, d, c, a),
+                pay,
+                note,
+            )| {
+                PullOrderEvent {
+                    repo,
+                    model: model.into(),
+                    relays: relays.into_iter().map(|k| keys(k).public_key()).collect(),
+                    price,
+                    tip,
+                    bond,
+                    arbiter: arbiter.map(|k| keys(k).public_key()),
+                    take_by,
+                    deliver_within: d,
+                    confirm_within: c,
+                    arbitrate_within: a,
+                    default_rule: if pay {
+                        DefaultRule::Pay
+                    } else {
+                        DefaultRule::Refund
+                    },
+                    note,
+                }
+            },
+        )
+}
+
+fn arb_order_action() -> impl Strategy<Value = agigit_event::market::OrderAction> {
+    use agigit_event::market::{DefaultRule, OrderAction, OrderVerb};
+    let verb = prop_oneof![
+        (1u64..).prop_map(OrderVerb::Raise),
+        Just(OrderVerb::Cancel),
+        Just(OrderVerb::Take),
+        Just(OrderVerb::Deliver),
+        Just(OrderVerb::Confirm),
+        Just(OrderVerb::Dispute),
+        Just(OrderVerb::Rule(DefaultRule::Pay)),
+        Just(OrderVerb::Rule(DefaultRule::Refund)),
+    ];
+    (any::<[u8; 32]>(), verb, "\\PC{0,40}").prop_map(|(id, verb, note)| OrderAction {
+        order: EventId::from_byte_array(id),
+        verb,
+        note,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn pull_order_round_trip(body in arb_pull_order(), signer in 1u8..=254) {
+        round_trip(body, &keys(signer))?;
+    }
+
+    #[test]
+    fn order_action_round_trip(body in arb_order_action(), signer in 1u8..=254) {
+        round_trip(body, &keys(signer))?;
+    }
+}
+
+#[test]
+fn market_parsers_reject_malformed_events() {
+    use agigit_event::market::{OrderAction, PullOrderEvent};
+    let k = keys(1);
+    let relay = keys(2).public_key().to_hex();
+    let coord = format!("30717:{}:model", keys(3).public_key().to_hex());
+    let model = hex32(7);
+    let order_tags = |drop: &str, extra: &[&[&str]]| -> Vec<Vec<String>> {
+        let mut tags: Vec<Vec<String>> = [
+            vec!["a", coord.as_str()],
+            vec!["model", model.as_str()],
+            vec!["p", relay.as_str()],
+            vec!["price", "1000"],
+            vec!["take_by", "2000000000"],
+            vec!["deliver_within", "600"],
+            vec!["confirm_within", "600"],
+            vec!["arbitrate_within", "600"],
+            vec!["default", "refund"],
+        ]
+        .into_iter()
+        .filter(|t| t[0] != drop)
+        .map(|t| t.into_iter().map(str::to_owned).collect())
+        .collect();
+        tags.extend(
+            extra
+                .iter()
+                .map(|t| t.iter().map(|s| (*s).to_owned()).collect()),
+        );
+        tags
+    };
+    let parse_order = |tags: Vec<Vec<String>>, content: &str| {
+        let refs: Vec<Vec<&str>> = tags
+            .iter()
+            .map(|t| t.iter().map(String::as_str).collect())
+            .collect();
+        let slices: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
+        Signed::<PullOrderEvent>::from_event(sign_raw(&k, kinds::PULL_ORDER, &slices, content))
+    };
+    assert!(parse_order(order_tags("", &[]), "").is_ok());
+    let long = "x".repeat(agigit_event::market::MAX_NOTE + 1);
+    for (what, tags, content) in [
+        ("no relay", order_tags("p", &[]), ""),
+        ("no price", order_tags("price", &[]), ""),
+        ("no default", order_tags("default", &[]), ""),
+        (
+            "a relay twice",
+            order_tags("", &[&["p", relay.as_str()]]),
+            "",
+        ),
+        (
+            "a price with a sign",
+            order_tags("price", &[&["price", "+5"]]),
+            "",
+        ),
+        (
+            "a price with a leading zero",
+            order_tags("price", &[&["price", "05"]]),
+            "",
+        ),
+        (
+            "a price past u64",
+            order_tags("price", &[&["price", "18446744073709551616"]]),
+            "",
+        ),
+        ("two prices", order_tags("", &[&["price", "5"]]), ""),
+        (
+            "an unknown default",
+            order_tags("default", &[&["default", "coinflip"]]),
+            "",
+        ),
+        (
+            "an arbiter that is no key",
+            order_tags("", &[&["arbiter", "zz"]]),
+            "",
+        ),
+        (
+            "a model that is no id",
+            order_tags("model", &[&["model", "ABC"]]),
+            "",
+        ),
+        ("a note too long", order_tags("", &[]), long.as_str()),
+    ] {
+        assert!(parse_order(tags, content).is_err(), "{what}");
+    }
+    let order_id = hex32(9);
+    let parse_action = |tags: &[&[&str]], content: &str| {
+        Signed::<OrderAction>::from_event(sign_raw(&k, kinds::ORDER_ACTION, tags, content))
+    };
+    assert!(parse_action(&[&["e", &order_id], &["action", "take"]], "").is_ok());
+    assert!(
+        parse_action(
+            &[&["e", &order_id], &["action", "raise"], &["amount", "5"]],
+            ""
+        )
+        .is_ok()
+    );
+    for (what, tags) in [
+        ("no order", vec![&["action", "take"][..]]),
+        (
+            "an upper-case id",
+            vec![&["e", "AB"][..], &["action", "take"][..]],
+        ),
+        (
+            "an unknown action",
+            vec![&["e", order_id.as_str()][..], &["action", "steal"][..]],
+        ),
+        (
+            "a raise of nothing",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "raise"][..],
+                &["amount", "0"][..],
+            ],
+        ),
+        (
+            "a raise without amount",
+            vec![&["e", order_id.as_str()][..], &["action", "raise"][..]],
+        ),
+        (
+            "a take with an amount",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "take"][..],
+                &["amount", "5"][..],
+            ],
+        ),
+        (
+            "a rule without ruling",
+            vec![&["e", order_id.as_str()][..], &["action", "rule"][..]],
+        ),
+        (
+            "two actions",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "take"][..],
+                &["action", "cancel"][..],
+            ],
+        ),
+    ] {
+        assert!(parse_action(&tags, "").is_err(), "{what}");
+    }
+    // An order event is not an action, nor the other way round.
+    let order = sign_raw(&k, kinds::PULL_ORDER, &[], "");
+    assert!(Signed::<OrderAction>::from_event(order).is_err());
+}

@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+pub mod fold;
 pub mod pull;
 
 use nostr::prelude::PublicKey;
 
+pub use fold::{FoldError, Folded, fold};
 pub use pull::{Action, Outcome, Phase, PullOrder, PullTerms, Ruling};
 
 /// An amount in the ledger's unit (sats for a Cashu mint in sat).

@@ -378,3 +378,128 @@ fn raises_go_to_whoever_escrow_pays_and_terms_that_cannot_run_are_refused() -> T
     assert!(matches!(PullOrder::post(t, 0), Err(TermsError::Overflow)));
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// The fold over signed events
+// ---------------------------------------------------------------------------------------------
+
+fn signer(n: u8) -> Keys {
+    Keys::new(SecretKey::from_slice(&[n + 1; 32]).expect("a valid secret"))
+}
+
+fn action_event(
+    by: u8,
+    order: nostr::prelude::EventId,
+    verb: agigit_event::market::OrderVerb,
+    at: u64,
+) -> Result<nostr::prelude::Event, Box<dyn std::error::Error>> {
+    use agigit_event::market::OrderAction;
+    Ok(agigit_event::Signed::sign(
+        OrderAction {
+            order,
+            verb,
+            note: String::new(),
+        },
+        &signer(by),
+        nostr::prelude::Timestamp::from_secs(at),
+    )?
+    .into_event())
+}
+
+#[test]
+fn the_fold_gives_one_state_whatever_order_the_events_arrive_in() -> TestResult {
+    use agigit_event::market::{DefaultRule, OrderVerb, PullOrderEvent};
+    use nostr::prelude::Timestamp;
+    let body = PullOrderEvent {
+        repo: format!("30717:{}:model", key(3).to_hex()).parse()?,
+        model: ObjectId::digest(b"commit"),
+        relays: vec![key(1), key(2)],
+        price: 1_000,
+        tip: 0,
+        bond: 100,
+        arbiter: None,
+        take_by: 2_000,
+        deliver_within: 600,
+        confirm_within: 600,
+        arbitrate_within: 600,
+        default_rule: DefaultRule::Refund,
+        note: "a model, please".to_owned(),
+    };
+    let order =
+        agigit_event::Signed::sign(body, &signer(BUYER), Timestamp::from_secs(1_000))?.into_event();
+    let other_order = nostr::prelude::EventId::from_byte_array([9; 32]);
+    let events = vec![
+        action_event(STRANGER, order.id, OrderVerb::Take, 1_005)?,
+        action_event(RELAY, order.id, OrderVerb::Take, 1_010)?,
+        action_event(RELAY, order.id, OrderVerb::Deliver, 1_020)?,
+        action_event(BUYER, order.id, OrderVerb::Confirm, 1_030)?,
+        action_event(BUYER, other_order, OrderVerb::Cancel, 1_040)?,
+        action_event(RELAY, order.id, OrderVerb::Take, 900)?,
+    ];
+    let mut shuffled = events.clone();
+    shuffled.reverse();
+    shuffled.push(events[2].clone()); // the same event from a second relay
+    let folded = agigit_market::fold(&order, events, None)?;
+    assert_eq!(folded, agigit_market::fold(&order, shuffled, None)?);
+    assert_eq!(
+        folded.order.phase(),
+        Phase::Closed(Outcome::Paid { relay: key(RELAY) })
+    );
+    assert_eq!(
+        folded.effects,
+        [
+            Effect::Lock {
+                from: key(BUYER),
+                amount: 1_000
+            },
+            Effect::Lock {
+                from: key(RELAY),
+                amount: 100
+            },
+            Effect::Release {
+                to: key(RELAY),
+                amount: 1_000,
+                why: Why::Payment
+            },
+            Effect::Release {
+                to: key(RELAY),
+                amount: 100,
+                why: Why::BondReturned
+            },
+        ]
+    );
+    assert_eq!(folded.refused.len(), 1, "the stranger's take");
+    assert_eq!(
+        folded.ignored.len(),
+        2,
+        "another order's action, one dated before the order"
+    );
+
+    // Taken and never delivered: at the deadline, the buyer has its funds and the bond.
+    let abandoned = agigit_market::fold(
+        &order,
+        [action_event(2, order.id, OrderVerb::Take, 1_100)?],
+        Some(1_100 + 600),
+    )?;
+    assert_eq!(
+        abandoned.order.phase(),
+        Phase::Closed(Outcome::Abandoned { relay: key(2) })
+    );
+    // An order event that is not one is an error, not a panic.
+    assert!(agigit_market::fold(&events_first(&abandoned, &order), [], None).is_err());
+    Ok(())
+}
+
+/// An action event standing where the order should (anything not kind 1721).
+fn events_first(
+    _folded: &agigit_market::Folded,
+    order: &nostr::prelude::Event,
+) -> nostr::prelude::Event {
+    action_event(
+        BUYER,
+        order.id,
+        agigit_event::market::OrderVerb::Cancel,
+        1_000,
+    )
+    .expect("signs")
+}
