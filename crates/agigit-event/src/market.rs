@@ -277,16 +277,9 @@ impl ProtocolEvent for OrderAction {
     fn from_parts(tags: &[Tag], content: &str) -> Result<Self, ParseError> {
         let tags = TagReader::new(tags);
         let e = tags.required_value(E)?;
-        let order = EventId::from_hex(e)
-            .ok()
-            .filter(|_| {
-                e.len() == 64
-                    && e.bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            })
-            .ok_or_else(|| {
-                ParseError::invalid_value(E, e, "an event id: 64 lowercase hex digits")
-            })?;
+        // The strict id form (64 lowercase hex digits), as a state's `prev` is read.
+        let id: ObjectId = parse_id(E, e)?;
+        let order = EventId::from_byte_array(*id.as_bytes());
         let amount = number(&tags, AMOUNT)?;
         let ruling = tags
             .optional_value(RULING)?

@@ -1,7 +1,6 @@
 //! An order's state as a deterministic fold over its signed events: any party that holds the
 //! same events computes the same state, whatever order they arrived in.
 
-use agigit_event::ProtocolEvent as _;
 use agigit_event::market::{DefaultRule, OrderAction, OrderVerb, PullOrderEvent};
 use agigit_event::nostr::prelude::{Event, EventId};
 use agigit_event::{ParseError, RepoCoordinate, Signed};
@@ -104,10 +103,6 @@ pub fn fold(
     for event in actions {
         let event_id = event.id;
         if !seen.insert(event_id) {
-            continue;
-        }
-        if event.kind != OrderAction::KIND.into() {
-            ignored.push((event_id, "not an order action".to_owned()));
             continue;
         }
         match Signed::<OrderAction>::from_event(event) {

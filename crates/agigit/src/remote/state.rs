@@ -46,6 +46,12 @@ impl RemoteState {
     }
 }
 
+/// How new an event is, as replaceable events are ordered (NIP-01): later first, then the
+/// lowest id.
+fn newness(at: u64, id: EventId) -> (u64, std::cmp::Reverse<EventId>) {
+    (at, std::cmp::Reverse(id))
+}
+
 /// The newest state of a repository this clone has accepted.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Accepted {
@@ -139,18 +145,16 @@ impl Repository {
             .require(repo)?;
         // The announcement names who may write: a relay that serves an older one (or none)
         // than this clone accepted could hide a maintainer's state, or bring back a removed one.
-        if let Some(accepted) = self.accepted_announcement(repo)? {
-            let order = |(at, id): (u64, EventId)| (at, std::cmp::Reverse(id));
-            if fetched
+        if let Some(accepted) = self.accepted_announcement(repo)?
+            && fetched
                 .announcement
-                .is_none_or(|a| order(a) < order(accepted))
-            {
-                return Err(Error::StaleAnnouncement {
-                    repo: repo.to_string(),
-                    offered: fetched.announcement.map(|a| a.0),
-                    accepted: accepted.0,
-                });
-            }
+                .is_none_or(|(at, id)| newness(at, id) < newness(accepted.0, accepted.1))
+        {
+            return Err(Error::StaleAnnouncement {
+                repo: repo.to_string(),
+                offered: fetched.announcement.map(|a| a.0),
+                accepted: accepted.0,
+            });
         }
         Ok(fetched)
     }
@@ -264,9 +268,8 @@ impl Repository {
         let Some(accepted) = self.accepted_state(repo)? else {
             return Ok(None);
         };
-        let order = |at: u64, id: EventId| (at, std::cmp::Reverse(id));
-        let offered_at = offered.map(|s| order(s.created_at().as_secs(), s.id()));
-        if offered_at.is_some_and(|o| o >= order(accepted.at, accepted.id)) {
+        let offered_at = offered.map(|s| newness(s.created_at().as_secs(), s.id()));
+        if offered_at.is_some_and(|o| o >= newness(accepted.at, accepted.id)) {
             return Ok(Some(accepted));
         }
         if let Some(author) = accepted.author.filter(|a| !writers.contains(a)) {
