@@ -7,7 +7,7 @@
 //! `Signed::from_json`. The NIP-65 and BUD-03 list readers get the same tags.
 #![no_main]
 
-use agigit_event::market::{OrderAction, PullOrderEvent};
+use agigit_event::market::{OrderAction, PullOrderEvent, StorageOrderEvent};
 use agigit_event::nostr::prelude::Event;
 use agigit_event::{
     BlossomAuth, CommitEvent, K256Verifier, NostrVerifier, ProtocolEvent, RepoAnnouncement,
@@ -43,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
     check::<BlossomAuth>(data, event.as_ref());
     check::<PullOrderEvent>(data, event.as_ref());
     check::<OrderAction>(data, event.as_ref());
+    check::<StorageOrderEvent>(data, event.as_ref());
     // The relay and server lists (NIP-65, BUD-03) a clone reads to find a repository: only
     // usable URLs, each once, boundedly many, whatever the tags say.
     if let Some(event) = &event {

@@ -20,8 +20,11 @@ pub const BLOB_SERVER_LIST: u16 = 10063;
 
 /// A market pull order (regular; `docs/market.md`).
 pub const PULL_ORDER: u16 = 1721;
-/// An action on a market order: raise, cancel, take, deliver, confirm, dispute, rule (regular).
+/// An action on a market order: raise, cancel, take, deliver, confirm, dispute, rule,
+/// challenge, answer (regular).
 pub const ORDER_ACTION: u16 = 1722;
+/// A market storage order (regular; `docs/market.md`).
+pub const STORAGE_ORDER: u16 = 1723;
 
 /// The `nostr` [`Kind`] for one of the numbers above.
 pub const fn kind(number: u16) -> Kind {
@@ -39,6 +42,7 @@ mod tests {
         assert!(kind(COMMIT).is_regular());
         assert!(kind(PULL_ORDER).is_regular());
         assert!(kind(ORDER_ACTION).is_regular());
+        assert!(kind(STORAGE_ORDER).is_regular());
         assert!(kind(RELAY_LIST).is_replaceable());
         assert!(kind(BLOB_SERVER_LIST).is_replaceable());
         // `Kind::Custom` of a known number still compares equal to the named variant.

@@ -1472,6 +1472,16 @@ fn arb_order_action() -> impl Strategy<Value = agigit_event::market::OrderAction
         Just(OrderVerb::Dispute),
         Just(OrderVerb::Rule(DefaultRule::Pay)),
         Just(OrderVerb::Rule(DefaultRule::Refund)),
+        any::<[u8; 32]>().prop_map(OrderVerb::Challenge),
+        prop::collection::vec(
+            (
+                prop::collection::vec(any::<u8>(), 1..=agigit_event::market::LEAF_BYTES),
+                prop::collection::vec(any::<[u8; 32]>(), 0..=agigit_event::market::MAX_PATH),
+            )
+                .prop_map(|(bytes, path)| agigit_event::market::Opening { bytes, path }),
+            1..=agigit_event::market::MAX_CHALLENGES,
+        )
+        .prop_map(OrderVerb::Answer),
     ];
     (any::<[u8; 32]>(), verb, "\\PC{0,40}").prop_map(|(id, verb, note)| OrderAction {
         order: EventId::from_byte_array(id),
@@ -1480,8 +1490,65 @@ fn arb_order_action() -> impl Strategy<Value = agigit_event::market::OrderAction
     })
 }
 
+fn arb_storage_order() -> impl Strategy<Value = agigit_event::market::StorageOrderEvent> {
+    use agigit_event::market::{DefaultRule, MAX_SHARD_BYTES, StorageOrderEvent, StoredShard};
+    (
+        arb_coordinate(),
+        prop::collection::btree_map(
+            any::<[u8; 32]>(),
+            (1..=MAX_SHARD_BYTES, any::<[u8; 32]>()),
+            1..8,
+        ),
+        prop::collection::btree_set(1u8..=254, 1..6),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
+        (any::<u64>(), any::<u64>(), any::<u64>()),
+        any::<bool>(),
+        "\\PC{0,40}",
+    )
+        .prop_map(
+            |(
+                repo,
+                shards,
+                servers,
+                (price, periods, period, bond),
+                (take_by, answer_within, challenges),
+                pay,
+                note,
+            )| StorageOrderEvent {
+                repo,
+                shards: shards
+                    .into_iter()
+                    .map(|(blob, (size, root))| StoredShard {
+                        blob: blob.into(),
+                        size,
+                        root,
+                    })
+                    .collect(),
+                servers: servers.into_iter().map(|k| keys(k).public_key()).collect(),
+                price,
+                periods,
+                period,
+                bond,
+                take_by,
+                answer_within,
+                challenges,
+                unaudited: if pay {
+                    DefaultRule::Pay
+                } else {
+                    DefaultRule::Refund
+                },
+                note,
+            },
+        )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn storage_order_round_trip(body in arb_storage_order(), signer in 1u8..=254) {
+        round_trip(body, &keys(signer))?;
+    }
 
     #[test]
     fn pull_order_round_trip(body in arb_pull_order(), signer in 1u8..=254) {
@@ -1638,4 +1705,204 @@ fn market_parsers_reject_malformed_events() {
     // An order event is not an action, nor the other way round.
     let order = sign_raw(&k, kinds::PULL_ORDER, &[], "");
     assert!(Signed::<OrderAction>::from_event(order).is_err());
+
+    // Challenges and answers.
+    let nonce = hex32(4);
+    let leaf = "AAEC"; // three bytes, base64
+    let path = hex32(5);
+    assert!(
+        parse_action(
+            &[
+                &["e", &order_id],
+                &["action", "challenge"],
+                &["nonce", &nonce]
+            ],
+            ""
+        )
+        .is_ok()
+    );
+    assert!(
+        parse_action(
+            &[
+                &["e", &order_id],
+                &["action", "answer"],
+                &["leaf", leaf, &path],
+                &["leaf", leaf]
+            ],
+            ""
+        )
+        .is_ok()
+    );
+    let big = "A".repeat(1368 + 4); // more than 1024 bytes of base64
+    let nine: Vec<[&str; 2]> = (0..9).map(|_| ["leaf", leaf]).collect();
+    let head = [["e", order_id.as_str()], ["action", "answer"]];
+    let mut nine_leaves: Vec<&[&str]> = head.iter().map(|t| &t[..]).collect();
+    nine_leaves.extend(nine.iter().map(|t| &t[..]));
+    let long_path: Vec<&str> = std::iter::once("leaf")
+        .chain(std::iter::once(leaf))
+        .chain(std::iter::repeat_n(path.as_str(), 23))
+        .collect();
+    for (what, tags) in [
+        (
+            "a challenge without nonce",
+            vec![&["e", order_id.as_str()][..], &["action", "challenge"][..]],
+        ),
+        (
+            "a nonce that is no hash",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "challenge"][..],
+                &["nonce", "00ff"][..],
+            ],
+        ),
+        (
+            "a take with a nonce",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "take"][..],
+                &["nonce", nonce.as_str()][..],
+            ],
+        ),
+        (
+            "an answer without leaves",
+            vec![&["e", order_id.as_str()][..], &["action", "answer"][..]],
+        ),
+        (
+            "a leaf that is no base64",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "answer"][..],
+                &["leaf", "!!!!"][..],
+            ],
+        ),
+        (
+            "an empty leaf",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "answer"][..],
+                &["leaf", ""][..],
+            ],
+        ),
+        (
+            "a leaf longer than 1024 bytes",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "answer"][..],
+                &["leaf", big.as_str()][..],
+            ],
+        ),
+        (
+            "a path hash that is no hash",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "answer"][..],
+                &["leaf", leaf, "12"][..],
+            ],
+        ),
+        (
+            "a path of 23 hashes",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "answer"][..],
+                long_path.as_slice(),
+            ],
+        ),
+        ("nine leaves", nine_leaves.clone()),
+        (
+            "a challenge with a leaf",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "challenge"][..],
+                &["nonce", nonce.as_str()][..],
+                &["leaf", leaf][..],
+            ],
+        ),
+    ] {
+        assert!(parse_action(&tags, "").is_err(), "{what}");
+    }
+}
+
+#[test]
+fn storage_order_parser_rejects_malformed_events() {
+    use agigit_event::market::StorageOrderEvent;
+    let k = keys(1);
+    let server = keys(2).public_key().to_hex();
+    let coord = format!("30717:{}:model", keys(3).public_key().to_hex());
+    let (blob, root, blob2) = (hex32(7), hex32(8), hex32(6));
+    let base: Vec<Vec<String>> = [
+        vec!["a", coord.as_str()],
+        vec!["shard", blob.as_str(), "3000", root.as_str()],
+        vec!["p", server.as_str()],
+        vec!["price", "100"],
+        vec!["periods", "3"],
+        vec!["period", "600"],
+        vec!["take_by", "2000000000"],
+        vec!["answer_within", "60"],
+        vec!["challenges", "4"],
+        vec!["unaudited", "refund"],
+    ]
+    .into_iter()
+    .map(|t| t.into_iter().map(str::to_owned).collect())
+    .collect();
+    let with = |drop: &str, extra: &[&[&str]]| -> Vec<Vec<String>> {
+        let mut tags: Vec<Vec<String>> = base.iter().filter(|t| t[0] != drop).cloned().collect();
+        tags.extend(
+            extra
+                .iter()
+                .map(|t| t.iter().map(|s| (*s).to_owned()).collect()),
+        );
+        tags
+    };
+    let parse = |tags: Vec<Vec<String>>| {
+        let refs: Vec<Vec<&str>> = tags
+            .iter()
+            .map(|t| t.iter().map(String::as_str).collect())
+            .collect();
+        let slices: Vec<&[&str]> = refs.iter().map(Vec::as_slice).collect();
+        Signed::<StorageOrderEvent>::from_event(sign_raw(&k, kinds::STORAGE_ORDER, &slices, ""))
+    };
+    assert!(parse(with("", &[])).is_ok());
+    assert!(parse(with("", &[&["shard", &blob2, "1", &root]])).is_ok());
+    let too_big = (agigit_event::market::MAX_SHARD_BYTES + 1).to_string();
+    for (what, tags) in [
+        ("no shard", with("shard", &[])),
+        ("no server", with("p", &[])),
+        ("no periods", with("periods", &[])),
+        ("no unaudited rule", with("unaudited", &[])),
+        ("a shard twice", with("", &[&["shard", &blob, "10", &root]])),
+        (
+            "a shard of 0 bytes",
+            with("shard", &[&["shard", &blob, "0", &root]]),
+        ),
+        (
+            "a shard past 4 GiB",
+            with("shard", &[&["shard", &blob, &too_big, &root]]),
+        ),
+        (
+            "a shard without root",
+            with("shard", &[&["shard", &blob, "10"]]),
+        ),
+        (
+            "a root that is no hash",
+            with("shard", &[&["shard", &blob, "10", "xyz"]]),
+        ),
+        (
+            "an unknown rule",
+            with("unaudited", &[&["unaudited", "maybe"]]),
+        ),
+    ] {
+        assert!(parse(tags).is_err(), "{what}");
+    }
+    // 1025 shards: refused before the rest is read.
+    let many: Vec<Vec<String>> = (0..=1024u32)
+        .map(|i| {
+            let mut b = [0u8; 32];
+            b[..4].copy_from_slice(&i.to_le_bytes());
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            vec!["shard".into(), hex, "1".into(), root.clone()]
+        })
+        .collect();
+    let mut tags = with("shard", &[]);
+    tags.extend(many);
+    assert!(parse(tags).is_err(), "1025 shards");
 }

@@ -1,25 +1,62 @@
 //! An order's state as a deterministic fold over its signed events: any party that holds the
 //! same events computes the same state, whatever order they arrived in.
 
-use agigit_event::market::{DefaultRule, OrderAction, OrderVerb, PullOrderEvent};
-use agigit_event::nostr::prelude::{Event, EventId};
-use agigit_event::{ParseError, RepoCoordinate, Signed};
+use agigit_event::market::{
+    DefaultRule, OrderAction, OrderVerb, PullOrderEvent, StorageOrderEvent,
+};
+use agigit_event::nostr::prelude::{Event, EventId, PublicKey};
+use agigit_event::{ParseError, ProtocolEvent, RepoCoordinate, Signed};
 
+use crate::storage::{StorageAction, StorageOrder, StorageTerms};
 use crate::{Action, Effect, PullOrder, PullTerms, Refused, Ruling, TermsError, Time};
 
 /// The most action events one fold reads (an order needs a handful; the rest would only be a
 /// stranger's noise). Beyond it, the newest are left out.
 pub const MAX_ACTIONS: usize = 4096;
 
+/// An order kind the fold can run: its event, its actions, and its state machine.
+pub trait Order: Clone + Sized {
+    /// The order's event (kind 1721 or 1723).
+    type Event: ProtocolEvent;
+    /// The actions it knows.
+    type Action;
+
+    /// The order as its verified event posts it.
+    ///
+    /// # Errors
+    /// [`TermsError`] for terms that could not run to an end.
+    fn post(order: &Signed<Self::Event>) -> Result<(Self, Vec<Effect>), TermsError>;
+
+    /// The repository the event names.
+    fn repo(order: &Self::Event) -> &RepoCoordinate;
+
+    /// The action a verb asks of this kind of order; `None` for one it does not know.
+    fn action(verb: &OrderVerb) -> Option<Self::Action>;
+
+    /// The action by `by` at `now`, deadlines passed by then first.
+    ///
+    /// # Errors
+    /// [`Refused`]: the order is unchanged.
+    fn apply(
+        &self,
+        by: PublicKey,
+        action: &Self::Action,
+        now: Time,
+    ) -> Result<(Self, Vec<Effect>), Refused>;
+
+    /// The order at `now`, every deadline passed by then applied.
+    fn tick(&self, now: Time) -> (Self, Vec<Effect>);
+}
+
 /// An order folded from its events.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Folded {
+pub struct Folded<O = PullOrder> {
     /// The order event's id.
     pub id: EventId,
     /// The repository it is for.
     pub repo: RepoCoordinate,
     /// The order as the events (and the time given) leave it.
-    pub order: PullOrder,
+    pub order: O,
     /// Everything the order's escrow did, in order: what a ledger must have done.
     pub effects: Vec<Effect>,
     /// Actions that were valid events but not allowed when they came, and why.
@@ -32,8 +69,8 @@ pub struct Folded {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FoldError {
-    /// The order event is not a valid, signed kind-1721 event.
-    #[error("not a pull order: {0}")]
+    /// The order event is not a valid, signed order event of the kind asked for.
+    #[error("not a valid order event: {0}")]
     Order(#[from] ParseError),
     /// Its terms could not run to an end.
     #[error("the order's terms: {0}")]
@@ -47,15 +84,96 @@ fn ruling(r: DefaultRule) -> Ruling {
     }
 }
 
-fn action(verb: OrderVerb) -> Action {
-    match verb {
-        OrderVerb::Raise(a) => Action::Raise(a),
-        OrderVerb::Cancel => Action::Cancel,
-        OrderVerb::Take => Action::Take,
-        OrderVerb::Deliver => Action::Deliver,
-        OrderVerb::Confirm => Action::Confirm,
-        OrderVerb::Dispute => Action::Dispute,
-        OrderVerb::Rule(r) => Action::Rule(ruling(r)),
+impl Order for PullOrder {
+    type Event = PullOrderEvent;
+    type Action = Action;
+
+    fn post(order: &Signed<PullOrderEvent>) -> Result<(Self, Vec<Effect>), TermsError> {
+        PullOrder::post(terms_of(order), order.created_at().as_secs())
+    }
+
+    fn repo(order: &PullOrderEvent) -> &RepoCoordinate {
+        &order.repo
+    }
+
+    fn action(verb: &OrderVerb) -> Option<Action> {
+        Some(match verb {
+            OrderVerb::Raise(a) => Action::Raise(*a),
+            OrderVerb::Cancel => Action::Cancel,
+            OrderVerb::Take => Action::Take,
+            OrderVerb::Deliver => Action::Deliver,
+            OrderVerb::Confirm => Action::Confirm,
+            OrderVerb::Dispute => Action::Dispute,
+            OrderVerb::Rule(r) => Action::Rule(ruling(*r)),
+            OrderVerb::Challenge(_) | OrderVerb::Answer(_) => return None,
+        })
+    }
+
+    fn apply(
+        &self,
+        by: PublicKey,
+        action: &Action,
+        now: Time,
+    ) -> Result<(Self, Vec<Effect>), Refused> {
+        PullOrder::apply(self, by, *action, now)
+    }
+
+    fn tick(&self, now: Time) -> (Self, Vec<Effect>) {
+        PullOrder::tick(self, now)
+    }
+}
+
+impl Order for StorageOrder {
+    type Event = StorageOrderEvent;
+    type Action = StorageAction;
+
+    fn post(order: &Signed<StorageOrderEvent>) -> Result<(Self, Vec<Effect>), TermsError> {
+        StorageOrder::post(storage_terms_of(order), order.created_at().as_secs())
+    }
+
+    fn repo(order: &StorageOrderEvent) -> &RepoCoordinate {
+        &order.repo
+    }
+
+    fn action(verb: &OrderVerb) -> Option<StorageAction> {
+        Some(match verb {
+            OrderVerb::Cancel => StorageAction::Cancel,
+            OrderVerb::Take => StorageAction::Take,
+            OrderVerb::Challenge(nonce) => StorageAction::Challenge(*nonce),
+            OrderVerb::Answer(openings) => StorageAction::Answer(openings.clone()),
+            _ => return None,
+        })
+    }
+
+    fn apply(
+        &self,
+        by: PublicKey,
+        action: &StorageAction,
+        now: Time,
+    ) -> Result<(Self, Vec<Effect>), Refused> {
+        StorageOrder::apply(self, by, action, now)
+    }
+
+    fn tick(&self, now: Time) -> (Self, Vec<Effect>) {
+        StorageOrder::tick(self, now)
+    }
+}
+
+/// The terms a verified storage order event states: its author is the buyer.
+pub fn storage_terms_of(order: &Signed<StorageOrderEvent>) -> StorageTerms {
+    let o = order.body();
+    StorageTerms {
+        buyer: order.author(),
+        shards: o.shards.clone(),
+        servers: o.servers.clone(),
+        price: o.price,
+        periods: o.periods,
+        period: o.period,
+        bond: o.bond,
+        take_by: o.take_by,
+        answer_within: o.answer_within,
+        challenges: o.challenges,
+        unaudited: ruling(o.unaudited),
     }
 }
 
@@ -78,7 +196,31 @@ pub fn terms_of(order: &Signed<PullOrderEvent>) -> PullTerms {
     }
 }
 
-/// Folds `order` (a kind-1721 event) and `actions` (kind-1722 events, any order, repeats and
+/// Folds a pull order: [`fold_order`] for kind 1721.
+///
+/// # Errors
+/// [`FoldError`] when `order` is not a valid pull order.
+pub fn fold(
+    order: &Event,
+    actions: impl IntoIterator<Item = Event>,
+    now: Option<Time>,
+) -> Result<Folded<PullOrder>, FoldError> {
+    fold_order(order, actions, now)
+}
+
+/// Folds a storage order: [`fold_order`] for kind 1723.
+///
+/// # Errors
+/// [`FoldError`] when `order` is not a valid storage order.
+pub fn fold_storage(
+    order: &Event,
+    actions: impl IntoIterator<Item = Event>,
+    now: Option<Time>,
+) -> Result<Folded<StorageOrder>, FoldError> {
+    fold_order(order, actions, now)
+}
+
+/// Folds `order` (an order event of `O`'s kind) and `actions` (kind-1722 events, any order, repeats and
 /// strangers' events allowed): each action verified, applied by its author at its `created_at`,
 /// earliest first (ties by id); then, with `now`, every deadline passed by then.
 ///
@@ -87,15 +229,15 @@ pub fn terms_of(order: &Signed<PullOrderEvent>) -> PullTerms {
 /// deadline whatever anyone signs); this fold is the parties' shared view of the order.
 ///
 /// # Errors
-/// [`FoldError`] when `order` is not a valid pull order.
-pub fn fold(
+/// [`FoldError`] when `order` is not a valid order event of `O`'s kind.
+pub fn fold_order<O: Order>(
     order: &Event,
     actions: impl IntoIterator<Item = Event>,
     now: Option<Time>,
-) -> Result<Folded, FoldError> {
-    let signed = Signed::<PullOrderEvent>::from_event(order.clone())?;
+) -> Result<Folded<O>, FoldError> {
+    let signed = Signed::<O::Event>::from_event(order.clone())?;
     let posted = signed.created_at().as_secs();
-    let (mut state, mut effects) = PullOrder::post(terms_of(&signed), posted)?;
+    let (mut state, mut effects) = O::post(&signed)?;
     let id = signed.id();
     let mut ignored = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -122,7 +264,16 @@ pub fn fold(
     }
     let mut refused = Vec::new();
     for a in valid {
-        match state.apply(a.author(), action(a.body().verb), a.created_at().as_secs()) {
+        let Some(action) = O::action(&a.body().verb) else {
+            refused.push((
+                a.id(),
+                Refused::NotThisKind {
+                    action: a.body().verb.as_str(),
+                },
+            ));
+            continue;
+        };
+        match state.apply(a.author(), &action, a.created_at().as_secs()) {
             Ok((next, done)) => {
                 state = next;
                 effects.extend(done);
@@ -139,7 +290,7 @@ pub fn fold(
     }
     Ok(Folded {
         id,
-        repo: signed.body().repo.clone(),
+        repo: O::repo(signed.body()).clone(),
         order: state,
         effects,
         refused,

@@ -1,12 +1,18 @@
 #![doc = include_str!("../README.md")]
 
+pub mod audit;
 pub mod fold;
+pub mod ledger;
 pub mod pull;
+pub mod storage;
 
 use nostr::prelude::PublicKey;
 
-pub use fold::{FoldError, Folded, fold};
+pub use fold::{FoldError, Folded, Order, fold, fold_order, fold_storage};
 pub use pull::{Action, Outcome, Phase, PullOrder, PullTerms, Ruling};
+pub use storage::{
+    Audit, Settled, StorageAction, StorageOrder, StorageOutcome, StoragePhase, StorageTerms,
+};
 
 /// An amount in the ledger's unit (sats for a Cashu mint in sat).
 pub type Amount = u64;
@@ -99,14 +105,20 @@ pub enum Refused {
     #[error("the order is closed")]
     Closed,
     /// This key may not take this action in this phase.
-    #[error("{by} may not {action:?} an order that is {phase}")]
+    #[error("{by} may not {action} an order that is {phase}")]
     NotYours {
-        /// The action.
-        action: Action,
+        /// The action's name.
+        action: &'static str,
         /// Who asked.
         by: PublicKey,
         /// The phase the order is in.
         phase: &'static str,
+    },
+    /// An action this kind of order does not have (a challenge of a pull order, say).
+    #[error("this kind of order has no {action} action")]
+    NotThisKind {
+        /// The action's name.
+        action: &'static str,
     },
     /// A raise of nothing.
     #[error("a raise must add more than 0")]
@@ -114,4 +126,28 @@ pub enum Refused {
     /// Escrow would overflow.
     #[error("escrow would overflow")]
     Overflow,
+    /// A challenge too close to its period's end for the server to answer within it.
+    #[error(
+        "too late to challenge this period: the answer window would pass its end at {period_end}"
+    )]
+    TooLate {
+        /// When the period ends.
+        period_end: Time,
+    },
+    /// An answer with another number of openings than the challenge's positions.
+    #[error("an answer of {found} leaves to a challenge of {expected}")]
+    Openings {
+        /// Positions challenged.
+        expected: usize,
+        /// Openings sent.
+        found: usize,
+    },
+    /// An opening that does not prove its challenged leaf.
+    #[error("opening {index}: {reason}")]
+    Unproven {
+        /// Which opening.
+        index: usize,
+        /// What does not hold.
+        reason: audit::ProofError,
+    },
 }

@@ -127,6 +127,21 @@ pub enum Action {
     Rule(Ruling),
 }
 
+impl Action {
+    /// The action's name on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Raise(_) => "raise",
+            Self::Cancel => "cancel",
+            Self::Take => "take",
+            Self::Deliver => "deliver",
+            Self::Confirm => "confirm",
+            Self::Dispute => "dispute",
+            Self::Rule(_) => "rule",
+        }
+    }
+}
+
 /// A pull order: its terms, what escrow holds, and its phase.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PullOrder {
@@ -364,7 +379,7 @@ impl PullOrder {
             }
             (action, phase) => {
                 return Err(Refused::NotYours {
-                    action,
+                    action: action.name(),
                     by,
                     phase: phase_name(phase),
                 });

@@ -1,0 +1,572 @@
+//! Storage orders: a buyer pays one of the servers it lists to keep the shards of its packs for
+//! a number of periods, each period paid only after an audit of it passes — so at most one
+//! period's price is ever at stake for either side.
+//!
+//! In each period the buyer may challenge the server once ([`StorageAction::Challenge`], with a
+//! fresh nonce); the server answers with the challenged leaves and their inclusion paths
+//! ([`StorageAction::Answer`]), which the state machine checks against the audit roots the
+//! order states ([`crate::audit`]). At the period's end escrow pays the period's price to the
+//! server if the audit passed; a challenge not answered in time fails the order (this period
+//! and every later one refunded, the server's bond to the buyer); a period nobody audited is
+//! settled by the order's `unaudited` rule, agreed by both when the server took it.
+
+use agigit_event::market::{
+    MAX_CHALLENGES, MAX_ORDER_SHARDS, MAX_SHARD_BYTES, Opening, StoredShard,
+};
+use nostr::prelude::PublicKey;
+
+use crate::audit::{self, Digest, Position};
+use crate::pull::{MAX_RELAYS, MAX_WINDOW};
+use crate::{Amount, Effect, Refused, Ruling, TermsError, Time, Why};
+
+/// The most periods one order runs.
+pub const MAX_PERIODS: u64 = 1000;
+
+/// The longest an order may run from its take, all periods together: ten years.
+pub const MAX_TERM: Time = 10 * MAX_WINDOW;
+
+/// What a buyer posts: signed by it, fixed for the order's life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageTerms {
+    /// Who pays, and the only key that may cancel or challenge.
+    pub buyer: PublicKey,
+    /// What is to be kept, each with its audit root.
+    pub shards: Vec<StoredShard>,
+    /// The servers that may take the order (the taker is the key that signs the take).
+    pub servers: Vec<PublicKey>,
+    /// Paid per period.
+    pub price: Amount,
+    /// How many periods the order runs once taken.
+    pub periods: u64,
+    /// A period's length, seconds.
+    pub period: Time,
+    /// What the server locks when it takes the order; the buyer's if it fails an audit.
+    pub bond: Amount,
+    /// An order nobody takes by then expires, and the buyer gets everything back.
+    pub take_by: Time,
+    /// How long the server has to answer a challenge (shorter than a period: a challenge must
+    /// leave this long before its period ends).
+    pub answer_within: Time,
+    /// How many positions one audit challenges, 1 to 8.
+    pub challenges: u64,
+    /// What a period nobody audited does.
+    pub unaudited: Ruling,
+}
+
+/// Where an audit of the current period stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audit {
+    /// Not challenged yet.
+    Waiting,
+    /// Challenged with `nonce` at `at`; the server must answer by `at + answer_within`.
+    Challenged {
+        /// The buyer's nonce.
+        nonce: Digest,
+        /// When.
+        at: Time,
+    },
+    /// Answered and verified at `at`: the period is the server's at its end.
+    Passed {
+        /// When.
+        at: Time,
+    },
+}
+
+/// Where a storage order is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoragePhase {
+    /// Posted; any listed server may take it until `take_by`.
+    Open,
+    /// Taken by `server` at `since`; period `period` (from 0) runs from
+    /// `since + period × length`.
+    Running {
+        /// The server that signed the take.
+        server: PublicKey,
+        /// When it took the order: period 0 starts then.
+        since: Time,
+        /// The current period.
+        period: u64,
+        /// Its audit.
+        audit: Audit,
+    },
+    /// Over; no action changes it.
+    Closed(StorageOutcome),
+}
+
+/// How a storage order ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageOutcome {
+    /// The buyer cancelled before anyone took it: refunded.
+    Cancelled,
+    /// Nobody took it by `take_by`: refunded.
+    Expired,
+    /// Every period ran; each was settled, and the bond went back.
+    Completed {
+        /// The server.
+        server: PublicKey,
+    },
+    /// The server did not answer period `period`'s challenge: that period and every later
+    /// one refunded, the bond to the buyer.
+    Failed {
+        /// The server.
+        server: PublicKey,
+        /// The period whose audit failed.
+        period: u64,
+    },
+}
+
+/// How one period was settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Settled {
+    /// Its audit passed: the server was paid.
+    Passed,
+    /// Nobody audited it: the `unaudited` rule decided.
+    Unaudited(Ruling),
+    /// Its challenge went unanswered: refunded, and the order failed.
+    Failed,
+}
+
+/// Something a party asks of a storage order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageAction {
+    /// The buyer withdraws an order nobody took.
+    Cancel,
+    /// A listed server takes the order: it holds every shard and has checked their roots.
+    Take,
+    /// The buyer audits the current period.
+    Challenge(Digest),
+    /// The server answers the current challenge: one opening per position, in order.
+    Answer(Vec<Opening>),
+}
+
+impl StorageAction {
+    /// The action's name on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Cancel => "cancel",
+            Self::Take => "take",
+            Self::Challenge(_) => "challenge",
+            Self::Answer(_) => "answer",
+        }
+    }
+}
+
+/// A storage order: its terms, what escrow holds, its phase and how each period went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageOrder {
+    terms: StorageTerms,
+    /// The buyer's funds in escrow: the price of every period not yet settled.
+    escrow: Amount,
+    /// The taking server's bond in escrow.
+    bond: Amount,
+    phase: StoragePhase,
+    settled: Vec<Settled>,
+}
+
+impl StorageTerms {
+    /// Checks the terms as posted at `now`.
+    ///
+    /// # Errors
+    /// [`TermsError`] naming what is wrong.
+    pub fn check(&self, now: Time) -> Result<(), TermsError> {
+        if self.servers.is_empty() || self.servers.len() > MAX_RELAYS {
+            return Err(TermsError::Relays {
+                count: self.servers.len(),
+            });
+        }
+        for (i, r) in self.servers.iter().enumerate() {
+            if self.servers[..i].contains(r) {
+                return Err(TermsError::Repeated { key: *r });
+            }
+            if *r == self.buyer {
+                return Err(TermsError::Conflict {
+                    what: "the buyer cannot be one of the servers",
+                });
+            }
+        }
+        if self.shards.is_empty() || self.shards.len() > MAX_ORDER_SHARDS {
+            return Err(TermsError::Conflict {
+                what: "a storage order names 1 to 1024 shards",
+            });
+        }
+        for (i, s) in self.shards.iter().enumerate() {
+            if !(1..=MAX_SHARD_BYTES).contains(&s.size) {
+                return Err(TermsError::Conflict {
+                    what: "a shard is 1 byte to 4 GiB",
+                });
+            }
+            if self.shards[..i].iter().any(|o| o.blob == s.blob) {
+                return Err(TermsError::Conflict {
+                    what: "a shard is named twice",
+                });
+            }
+        }
+        if self.price == 0 {
+            return Err(TermsError::Zero { what: "price" });
+        }
+        if !(1..=MAX_PERIODS).contains(&self.periods) {
+            return Err(TermsError::Zero {
+                what: "number of periods (at most 1000)",
+            });
+        }
+        if !(1..=MAX_CHALLENGES as u64).contains(&self.challenges) {
+            return Err(TermsError::Zero {
+                what: "number of challenges (at most 8)",
+            });
+        }
+        if self
+            .price
+            .checked_mul(self.periods)
+            .and_then(|p| p.checked_add(self.bond))
+            .is_none()
+        {
+            return Err(TermsError::Overflow);
+        }
+        if self.take_by <= now {
+            return Err(TermsError::Deadline {
+                what: "take_by",
+                reason: "already past",
+            });
+        }
+        for (what, window) in [
+            ("take_by", self.take_by - now),
+            ("period", self.period),
+            ("answer_within", self.answer_within),
+        ] {
+            if window == 0 || window > MAX_WINDOW {
+                return Err(TermsError::Deadline {
+                    what,
+                    reason: "must be more than 0 s and at most a year away",
+                });
+            }
+        }
+        if self.answer_within >= self.period {
+            return Err(TermsError::Deadline {
+                what: "answer_within",
+                reason: "must be shorter than a period, so that a challenge fits in one",
+            });
+        }
+        if self.period.saturating_mul(self.periods) > MAX_TERM {
+            return Err(TermsError::Deadline {
+                what: "periods",
+                reason: "all periods together must end within ten years",
+            });
+        }
+        Ok(())
+    }
+
+    /// The shards' sizes, in the order's order (what [`audit::positions`] draws over).
+    pub fn sizes(&self) -> Vec<u64> {
+        self.shards.iter().map(|s| s.size).collect()
+    }
+
+    /// The positions a challenge with `nonce` asks for in period `period`.
+    pub fn positions(&self, nonce: &Digest, period: u64) -> Vec<Position> {
+        let count =
+            usize::try_from(self.challenges).map_or(MAX_CHALLENGES, |c| c.min(MAX_CHALLENGES));
+        audit::positions(nonce, period, &self.sizes(), count)
+    }
+}
+
+impl StorageOrder {
+    /// The order `terms` posted at `now`, and what posting does: the price of every period goes
+    /// into escrow.
+    ///
+    /// # Errors
+    /// [`TermsError`] for terms that could not run to an end.
+    pub fn post(terms: StorageTerms, now: Time) -> Result<(Self, Vec<Effect>), TermsError> {
+        terms.check(now)?;
+        let escrow = terms.price * terms.periods;
+        let lock = Effect::Lock {
+            from: terms.buyer,
+            amount: escrow,
+        };
+        Ok((
+            StorageOrder {
+                terms,
+                escrow,
+                bond: 0,
+                phase: StoragePhase::Open,
+                settled: Vec::new(),
+            },
+            vec![lock],
+        ))
+    }
+
+    /// The terms.
+    pub fn terms(&self) -> &StorageTerms {
+        &self.terms
+    }
+
+    /// Where the order is.
+    pub fn phase(&self) -> StoragePhase {
+        self.phase
+    }
+
+    /// How each period so far was settled, period 0 first.
+    pub fn settled(&self) -> &[Settled] {
+        &self.settled
+    }
+
+    /// What escrow holds for it now (0 once closed).
+    pub fn held(&self) -> Amount {
+        self.escrow + self.bond
+    }
+
+    /// Whether the order is over.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, StoragePhase::Closed(_))
+    }
+
+    /// When period `period` of an order taken at `since` ends.
+    fn period_end(&self, since: Time, period: u64) -> Time {
+        since.saturating_add(self.terms.period.saturating_mul(period + 1))
+    }
+
+    /// The next deadline, if any, and what happens then if nobody acts.
+    pub fn next_deadline(&self) -> Option<(Time, &'static str)> {
+        let t = &self.terms;
+        match self.phase {
+            StoragePhase::Open => Some((t.take_by, "expires: the buyer is refunded")),
+            StoragePhase::Running {
+                audit: Audit::Challenged { at, .. },
+                ..
+            } => Some((
+                at.saturating_add(t.answer_within),
+                "the audit fails: the rest is refunded and the bond goes to the buyer",
+            )),
+            StoragePhase::Running {
+                since,
+                period,
+                audit,
+                ..
+            } => Some((
+                self.period_end(since, period),
+                match (audit, t.unaudited) {
+                    (Audit::Passed { .. }, _) => "the period ends: the server is paid",
+                    (_, Ruling::Pay) => "the period ends unaudited: the server is paid",
+                    (_, Ruling::Refund) => "the period ends unaudited: the buyer is refunded",
+                },
+            )),
+            StoragePhase::Closed(_) => None,
+        }
+    }
+
+    /// The order at `now`: every deadline passed before then taken, in order. What the
+    /// timeouts release is returned.
+    pub fn tick(&self, now: Time) -> (Self, Vec<Effect>) {
+        let mut order = self.clone();
+        let mut effects = Vec::new();
+        while let Some((deadline, _)) = order.next_deadline() {
+            if now < deadline {
+                break;
+            }
+            match order.phase {
+                StoragePhase::Open => {
+                    effects.extend(order.close(StorageOutcome::Expired));
+                }
+                StoragePhase::Running {
+                    server,
+                    period,
+                    audit: Audit::Challenged { .. },
+                    ..
+                } => {
+                    order.settled.push(Settled::Failed);
+                    effects.extend(order.close(StorageOutcome::Failed { server, period }));
+                }
+                StoragePhase::Running {
+                    server,
+                    since,
+                    period,
+                    audit,
+                } => {
+                    let (settled, to, why) = match (audit, order.terms.unaudited) {
+                        (Audit::Passed { .. }, _) => (Settled::Passed, server, Why::Payment),
+                        (_, Ruling::Pay) => (Settled::Unaudited(Ruling::Pay), server, Why::Payment),
+                        (_, Ruling::Refund) => (
+                            Settled::Unaudited(Ruling::Refund),
+                            order.terms.buyer,
+                            Why::Refund,
+                        ),
+                    };
+                    let amount = order.terms.price;
+                    order.escrow -= amount;
+                    order.settled.push(settled);
+                    effects.push(Effect::Release { to, amount, why });
+                    if period + 1 == order.terms.periods {
+                        effects.extend(order.close(StorageOutcome::Completed { server }));
+                    } else {
+                        order.phase = StoragePhase::Running {
+                            server,
+                            since,
+                            period: period + 1,
+                            audit: Audit::Waiting,
+                        };
+                    }
+                }
+                StoragePhase::Closed(_) => break,
+            }
+        }
+        (order, effects)
+    }
+
+    /// `action` by `by` at `now`: first every deadline passed by then
+    /// ([`tick`](Self::tick)), then the action, which must be `by`'s to take in the phase the
+    /// order is in.
+    ///
+    /// # Errors
+    /// [`Refused`] — the order is unchanged.
+    pub fn apply(
+        &self,
+        by: PublicKey,
+        action: &StorageAction,
+        now: Time,
+    ) -> Result<(Self, Vec<Effect>), Refused> {
+        let (mut order, mut effects) = self.tick(now);
+        let buyer = by == order.terms.buyer;
+        match (action, order.phase) {
+            (_, StoragePhase::Closed(_)) => return Err(Refused::Closed),
+            (StorageAction::Cancel, StoragePhase::Open) if buyer => {
+                effects.extend(order.close(StorageOutcome::Cancelled));
+            }
+            (StorageAction::Take, StoragePhase::Open) if order.terms.servers.contains(&by) => {
+                order.bond = order.terms.bond;
+                order.phase = StoragePhase::Running {
+                    server: by,
+                    since: now,
+                    period: 0,
+                    audit: Audit::Waiting,
+                };
+                if order.bond > 0 {
+                    effects.push(Effect::Lock {
+                        from: by,
+                        amount: order.bond,
+                    });
+                }
+            }
+            (
+                StorageAction::Challenge(nonce),
+                StoragePhase::Running {
+                    server,
+                    since,
+                    period,
+                    audit: Audit::Waiting,
+                },
+            ) if buyer => {
+                let end = order.period_end(since, period);
+                if now.saturating_add(order.terms.answer_within) > end {
+                    return Err(Refused::TooLate { period_end: end });
+                }
+                order.phase = StoragePhase::Running {
+                    server,
+                    since,
+                    period,
+                    audit: Audit::Challenged {
+                        nonce: *nonce,
+                        at: now,
+                    },
+                };
+            }
+            (
+                StorageAction::Answer(openings),
+                StoragePhase::Running {
+                    server,
+                    since,
+                    period,
+                    audit: Audit::Challenged { nonce, .. },
+                },
+            ) if by == server => {
+                order.check_answer(&nonce, period, openings)?;
+                order.phase = StoragePhase::Running {
+                    server,
+                    since,
+                    period,
+                    audit: Audit::Passed { at: now },
+                };
+            }
+            (action, phase) => {
+                return Err(Refused::NotYours {
+                    action: action.name(),
+                    by,
+                    phase: phase_name(phase),
+                });
+            }
+        }
+        Ok((order, effects))
+    }
+
+    /// Checks an answer to the challenge `nonce` of period `period`.
+    fn check_answer(
+        &self,
+        nonce: &Digest,
+        period: u64,
+        openings: &[Opening],
+    ) -> Result<(), Refused> {
+        let positions = self.terms.positions(nonce, period);
+        if openings.len() != positions.len() {
+            return Err(Refused::Openings {
+                expected: positions.len(),
+                found: openings.len(),
+            });
+        }
+        for (index, (p, o)) in positions.iter().zip(openings).enumerate() {
+            let shard = &self.terms.shards[p.shard];
+            audit::verify(&shard.root, shard.size, p.leaf, &o.bytes, &o.path)
+                .map_err(|reason| Refused::Unproven { index, reason })?;
+        }
+        Ok(())
+    }
+
+    /// Closes the order with `outcome`, releasing everything escrow holds: the unsettled
+    /// periods back to the buyer; the bond back to the server, or to the buyer when it failed.
+    fn close(&mut self, outcome: StorageOutcome) -> Vec<Effect> {
+        let buyer = self.terms.buyer;
+        let mut effects = Vec::new();
+        if self.escrow > 0 {
+            effects.push(Effect::Release {
+                to: buyer,
+                amount: self.escrow,
+                why: Why::Refund,
+            });
+        }
+        if self.bond > 0 {
+            match outcome {
+                StorageOutcome::Failed { .. } => effects.push(Effect::Release {
+                    to: buyer,
+                    amount: self.bond,
+                    why: Why::BondForfeited,
+                }),
+                StorageOutcome::Completed { server } => effects.push(Effect::Release {
+                    to: server,
+                    amount: self.bond,
+                    why: Why::BondReturned,
+                }),
+                // No server took a cancelled or expired order: it locked no bond.
+                StorageOutcome::Cancelled | StorageOutcome::Expired => {}
+            }
+        }
+        self.escrow = 0;
+        self.bond = 0;
+        self.phase = StoragePhase::Closed(outcome);
+        effects
+    }
+}
+
+fn phase_name(phase: StoragePhase) -> &'static str {
+    match phase {
+        StoragePhase::Open => "open",
+        StoragePhase::Running {
+            audit: Audit::Waiting,
+            ..
+        } => "running, not yet audited this period",
+        StoragePhase::Running {
+            audit: Audit::Challenged { .. },
+            ..
+        } => "running, challenged",
+        StoragePhase::Running {
+            audit: Audit::Passed { .. },
+            ..
+        } => "running, audited this period",
+        StoragePhase::Closed(_) => "closed",
+    }
+}
