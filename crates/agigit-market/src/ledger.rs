@@ -80,7 +80,10 @@ pub trait Ledger {
     ///
     /// # Errors
     /// When the owner is not a party to the escrow.
-    fn consent(&self, locked: &Self::Locked) -> Result<Self::Consent, Self::Error>;
+    fn consent(
+        &self,
+        locked: &Self::Locked,
+    ) -> impl Future<Output = Result<Self::Consent, Self::Error>> + Send;
 
     /// Takes `locked` into this wallet with `consents`: the owner (a party) and the consents
     /// together must be two distinct parties. Returns the amount received.
@@ -350,13 +353,17 @@ impl Ledger for MemoryWallet {
         ready(self.verify_now(locked, escrow))
     }
 
-    fn consent(&self, locked: &MemoryLock) -> Result<MemoryConsent, MemoryError> {
-        if !locked.escrow.is_party(&self.owner) {
-            return Err(MemoryError::NotAParty { key: self.owner });
-        }
-        Ok(MemoryConsent {
-            index: locked.index,
-            by: self.owner,
+    fn consent(
+        &self,
+        locked: &MemoryLock,
+    ) -> impl Future<Output = Result<MemoryConsent, MemoryError>> + Send {
+        ready(if locked.escrow.is_party(&self.owner) {
+            Ok(MemoryConsent {
+                index: locked.index,
+                by: self.owner,
+            })
+        } else {
+            Err(MemoryError::NotAParty { key: self.owner })
         })
     }
 

@@ -76,12 +76,12 @@ fn a_payee_verifies_what_it_is_promised_and_is_paid_with_the_payers_consent() {
         );
     }
     // The payee alone, or with its own consent, takes nothing.
-    let own = payee.consent(&locked).expect("a party");
+    let own = run(payee.consent(&locked)).expect("a party");
     assert_eq!(
         run(payee.claim(&locked, &[own])),
         Err(MemoryError::Consents)
     );
-    let release = payer.consent(&locked).expect("a party");
+    let release = run(payer.consent(&locked)).expect("a party");
     assert_eq!(run(payee.claim(&locked, &[release])), Ok(700));
     assert_eq!(run(payee.balance()), Ok(700));
     // Nothing twice: not claimed again, not refunded after.
@@ -128,15 +128,15 @@ fn the_arbiter_is_one_of_the_two_either_way_and_a_stranger_is_none() {
     // The arbiter rules for the payee.
     let a = run(payer.lock(&Escrow { amount: 400, ..e })).expect("locked");
     assert!(matches!(
-        stranger.consent(&a),
+        run(stranger.consent(&a)),
         Err(MemoryError::NotAParty { .. })
     ));
-    let ruling = arbiter.consent(&a).expect("a party");
+    let ruling = run(arbiter.consent(&a)).expect("a party");
     assert!(run(stranger.claim(&a, &[ruling])).is_err());
     assert_eq!(run(payee.claim(&a, &[ruling])), Ok(400));
     // The arbiter rules for the payer, before the refund time.
     let b = run(payer.lock(&Escrow { amount: 600, ..e })).expect("locked");
-    let ruling = arbiter.consent(&b).expect("a party");
+    let ruling = run(arbiter.consent(&b)).expect("a party");
     assert_eq!(run(payer.claim(&b, &[ruling])), Ok(600));
     assert_eq!(run(payer.balance()), Ok(600));
     assert_eq!(mint.total(), 1_000);
