@@ -7,6 +7,7 @@ mod history;
 mod remote;
 mod setup;
 mod view;
+mod wallet;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -118,6 +119,9 @@ enum Command {
     Fetch(remote::FetchArgs),
     /// Manage your Nostr key.
     Key(setup::KeyArgs),
+    /// The market's wallet: Cashu ecash at a mint, for your key (balance, top-up, receive,
+    /// send).
+    Wallet(wallet::WalletArgs),
 }
 
 fn run(cli: &Cli) -> failure::Result<()> {
@@ -150,6 +154,7 @@ fn run(cli: &Cli) -> failure::Result<()> {
         Command::Gc(args) => remote::gc(&ctx, args),
         Command::Pull(args) => remote::pull(&ctx, args),
         Command::Fetch(args) => remote::fetch(&ctx, args),
+        Command::Wallet(args) => wallet::wallet(&ctx, args),
     }
 }
 

@@ -421,6 +421,18 @@ pub struct UserConfig {
     /// What `wss://` relays and `https://` servers must prove.
     #[serde(default)]
     pub tls: Option<TlsSettings>,
+    /// The market's wallet.
+    #[serde(default)]
+    pub wallet: Option<WalletSettings>,
+}
+
+/// The market's wallet (`[wallet]` in the user-level file).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WalletSettings {
+    /// The Cashu mint the wallet holds ecash at (`http://` or `https://`).
+    #[serde(default)]
+    pub mint: Option<String>,
 }
 
 /// TLS trust (`[tls]` in the user-level file): Mozilla's roots are always trusted, and
@@ -699,6 +711,7 @@ mod tests {
             }),
             init: None,
             tls: None,
+            wallet: None,
         };
         assert_eq!(user.initial_branch(), crate::DEFAULT_BRANCH);
         let (relays, push) = effective(&RepoConfig::default(), &user);
