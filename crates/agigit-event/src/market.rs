@@ -74,8 +74,8 @@ impl DefaultRule {
 ///
 /// Tags: `a` (the repository), `model` (commit id), one `p` per relay (1–64, no repeats), `price`,
 /// `tip`, `bond` (decimal; `tip` and `bond` may be left out for 0), `arbiter` (a key, at most
-/// once), `take_by` (unix seconds), `deliver_within`, `confirm_within`, `arbitrate_within`
-/// (seconds), `default` (`pay` or `refund`). Content: a note for people, at most 4096 bytes.
+/// once), `take_by` (unix seconds), `fund_within`, `deliver_within`, `confirm_within`,
+/// `arbitrate_within` (seconds), `default` (`pay` or `refund`). Content: a note for people, at most 4096 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullOrderEvent {
     /// The repository.
@@ -94,7 +94,9 @@ pub struct PullOrderEvent {
     pub arbiter: Option<PublicKey>,
     /// Untaken by then: expired.
     pub take_by: u64,
-    /// Seconds the taker has to deliver.
+    /// Seconds the buyer has to fund a taken order.
+    pub fund_within: u64,
+    /// Seconds the taker has to deliver once funded.
     pub deliver_within: u64,
     /// Seconds the buyer has to confirm or dispute a delivery.
     pub confirm_within: u64,
@@ -173,6 +175,8 @@ pub enum OrderVerb {
     Cancel,
     /// `take`.
     Take,
+    /// `fund`: the buyer has locked the escrow for the taker.
+    Fund,
     /// `deliver`.
     Deliver,
     /// `confirm`.
@@ -195,6 +199,7 @@ impl OrderVerb {
             Self::Raise(_) => "raise",
             Self::Cancel => "cancel",
             Self::Take => "take",
+            Self::Fund => "fund",
             Self::Deliver => "deliver",
             Self::Confirm => "confirm",
             Self::Dispute => "dispute",
@@ -207,7 +212,7 @@ impl OrderVerb {
 
 /// An action on an order (kind 1722, regular), by its author.
 ///
-/// Tags: `e` (the order's event id, exactly once), `action` (`raise`, `cancel`, `take`,
+/// Tags: `e` (the order's event id, exactly once), `action` (`raise`, `cancel`, `take`, `fund`,
 /// `deliver`, `confirm`, `dispute`, `rule`, `challenge` or `answer`), `amount` (decimal, more
 /// than 0; with `raise` only), `ruling` (`pay` or `refund`; with `rule` only), `nonce` (with
 /// `challenge` only), `leaf` (1 to 8; with `answer` only). Content: a note, at most 4096 bytes.
@@ -229,6 +234,7 @@ const TIP: &str = "tip";
 const BOND: &str = "bond";
 const ARBITER: &str = "arbiter";
 const TAKE_BY: &str = "take_by";
+const FUND_WITHIN: &str = "fund_within";
 const DELIVER_WITHIN: &str = "deliver_within";
 const CONFIRM_WITHIN: &str = "confirm_within";
 const ARBITRATE_WITHIN: &str = "arbitrate_within";
@@ -373,6 +379,7 @@ impl ProtocolEvent for PullOrderEvent {
         }
         for (name, value) in [
             (TAKE_BY, self.take_by),
+            (FUND_WITHIN, self.fund_within),
             (DELIVER_WITHIN, self.deliver_within),
             (CONFIRM_WITHIN, self.confirm_within),
             (ARBITRATE_WITHIN, self.arbitrate_within),
@@ -401,6 +408,7 @@ impl ProtocolEvent for PullOrderEvent {
             bond: number(&tags, BOND)?.unwrap_or(0),
             arbiter,
             take_by: required_number(&tags, TAKE_BY)?,
+            fund_within: required_number(&tags, FUND_WITHIN)?,
             deliver_within: required_number(&tags, DELIVER_WITHIN)?,
             confirm_within: required_number(&tags, CONFIRM_WITHIN)?,
             arbitrate_within: required_number(&tags, ARBITRATE_WITHIN)?,
@@ -493,6 +501,7 @@ impl ProtocolEvent for OrderAction {
             "answer" => OrderVerb::Answer(openings(&tags)?),
             "cancel" => OrderVerb::Cancel,
             "take" => OrderVerb::Take,
+            "fund" => OrderVerb::Fund,
             "deliver" => OrderVerb::Deliver,
             "confirm" => OrderVerb::Confirm,
             "dispute" => OrderVerb::Dispute,
@@ -500,7 +509,7 @@ impl ProtocolEvent for OrderAction {
                 return Err(ParseError::invalid_value(
                     ACTION,
                     other,
-                    "raise, cancel, take, deliver, confirm, dispute, rule, challenge or answer",
+                    "raise, cancel, take, fund, deliver, confirm, dispute, rule, challenge or answer",
                 ));
             }
         };

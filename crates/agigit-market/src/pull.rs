@@ -1,5 +1,8 @@
 //! Pull orders: a buyer pays one of the relays it lists to serve a model, and the price leaves
 //! escrow only after delivery is confirmed by the buyer or ruled by the order's arbiter.
+//!
+//! The buyer's funds are locked when it funds a taken order — escrow on a real ledger names its
+//! payee, which is known only once a relay takes — and the relay serves only a funded order.
 
 use agigit_hash::ObjectId;
 use nostr::prelude::PublicKey;
@@ -40,16 +43,20 @@ pub struct PullTerms {
     pub bond: Amount,
     /// Who decides a dispute; `None`: the default rule decides at the dispute's timeout.
     pub arbiter: Option<PublicKey>,
-    /// An order nobody takes by then expires, and the buyer gets everything back.
+    /// An order nobody takes by then expires (nothing was locked).
     pub take_by: Time,
-    /// A relay that took the order and has not delivered within this long abandons it.
+    /// A taken order the buyer has not funded within this long closes unfunded: the relay's
+    /// bond goes back.
+    pub fund_within: Time,
+    /// A relay that has not delivered within this long of the funding abandons the order.
     pub deliver_within: Time,
     /// A buyer that neither confirms nor disputes within this long of the delivery: the order
     /// goes to dispute (a buyer's silence pays no one by itself).
     pub confirm_within: Time,
     /// A dispute the arbiter has not ruled within this long is settled by `default_rule`.
     pub arbitrate_within: Time,
-    /// What a dispute's timeout does.
+    /// What a dispute's timeout does; `Pay` needs an arbiter (on a ledger, someone must sign
+    /// the payment the rule decides).
     pub default_rule: Ruling,
 }
 
@@ -58,11 +65,19 @@ pub struct PullTerms {
 pub enum Phase {
     /// Posted; any listed relay may take it until `take_by`.
     Open,
-    /// Taken by `relay` at `at`; it must deliver within `deliver_within`.
+    /// Taken by `relay` at `at`; the buyer funds it within `fund_within`.
     Taken {
         /// The relay that signed the take.
         relay: PublicKey,
         /// When.
+        at: Time,
+    },
+    /// Funded by the buyer at `at`: the price is in escrow for `relay`, which must deliver
+    /// within `deliver_within`.
+    Funded {
+        /// The relay.
+        relay: PublicKey,
+        /// When the buyer funded it.
         at: Time,
     },
     /// The relay says it delivered at `at`; the buyer confirms or disputes.
@@ -91,10 +106,15 @@ pub enum Outcome {
         /// The relay paid.
         relay: PublicKey,
     },
-    /// The buyer cancelled before anyone took it: refunded.
+    /// The buyer cancelled before anyone took it (nothing was locked).
     Cancelled,
-    /// Nobody took it by `take_by`: refunded.
+    /// Nobody took it by `take_by` (nothing was locked).
     Expired,
+    /// The buyer did not fund the taken order in time: the relay's bond went back.
+    Unfunded {
+        /// The relay that took it.
+        relay: PublicKey,
+    },
     /// The relay did not deliver in time: refunded, and the relay's bond went to the buyer.
     Abandoned {
         /// The relay that took it.
@@ -110,12 +130,14 @@ pub enum Outcome {
 /// Something a party asks of an order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// The buyer adds to the escrow (the seed's `raise_payment`).
+    /// The buyer adds to what it will pay (the seed's `raise_payment`), before it funds.
     Raise(Amount),
     /// The buyer withdraws an order nobody took.
     Cancel,
     /// A listed relay takes the order (the seed's `take_order`).
     Take,
+    /// The buyer locks price, tip and raises into escrow for the taking relay.
+    Fund,
     /// The taking relay says it has served the model.
     Deliver,
     /// The buyer confirms it received the model, every shard checked by its hash (the seed's
@@ -134,6 +156,7 @@ impl Action {
             Self::Raise(_) => "raise",
             Self::Cancel => "cancel",
             Self::Take => "take",
+            Self::Fund => "fund",
             Self::Deliver => "deliver",
             Self::Confirm => "confirm",
             Self::Dispute => "dispute",
@@ -146,7 +169,9 @@ impl Action {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PullOrder {
     terms: PullTerms,
-    /// The buyer's funds in escrow: price, tip and raises.
+    /// What the buyer will pay: price, tip and raises.
+    owed: Amount,
+    /// The buyer's funds in escrow: `owed` once funded, 0 before.
     escrow: Amount,
     /// The taking relay's bond in escrow.
     bond: Amount,
@@ -181,6 +206,11 @@ impl PullTerms {
                 what: "the arbiter must be neither the buyer nor a relay",
             });
         }
+        if self.default_rule == Ruling::Pay && self.arbiter.is_none() {
+            return Err(TermsError::Conflict {
+                what: "a default rule that pays needs an arbiter to sign the payment",
+            });
+        }
         if self.price == 0 {
             return Err(TermsError::Zero { what: "price" });
         }
@@ -195,6 +225,7 @@ impl PullTerms {
         }
         for (what, window) in [
             ("take_by", self.take_by - now),
+            ("fund_within", self.fund_within),
             ("deliver_within", self.deliver_within),
             ("confirm_within", self.confirm_within),
             ("arbitrate_within", self.arbitrate_within),
@@ -211,27 +242,29 @@ impl PullTerms {
 }
 
 impl PullOrder {
-    /// The order `terms` posted at `now`, and what posting does: the buyer's price and tip go
-    /// into escrow.
+    /// The order `terms` posted at `now`. Posting locks nothing: the buyer funds the order
+    /// once a relay has taken it ([`Action::Fund`]).
     ///
     /// # Errors
     /// [`TermsError`] for terms that could not run to an end.
     pub fn post(terms: PullTerms, now: Time) -> Result<(Self, Vec<Effect>), TermsError> {
         terms.check(now)?;
-        let escrow = terms.price + terms.tip;
-        let lock = Effect::Lock {
-            from: terms.buyer,
-            amount: escrow,
-        };
+        let owed = terms.price + terms.tip;
         Ok((
             PullOrder {
                 terms,
-                escrow,
+                owed,
+                escrow: 0,
                 bond: 0,
                 phase: Phase::Open,
             },
-            vec![lock],
+            Vec::new(),
         ))
+    }
+
+    /// What the buyer will pay (price, tip and raises); in escrow once funded.
+    pub fn owed(&self) -> Amount {
+        self.owed
     }
 
     /// The terms.
@@ -259,8 +292,12 @@ impl PullOrder {
     pub fn next_deadline(&self) -> Option<(Time, &'static str)> {
         let t = &self.terms;
         match self.phase {
-            Phase::Open => Some((t.take_by, "expires: the buyer is refunded")),
+            Phase::Open => Some((t.take_by, "expires: nothing was locked")),
             Phase::Taken { at, .. } => Some((
+                at.saturating_add(t.fund_within),
+                "closes unfunded: the relay's bond goes back",
+            )),
+            Phase::Funded { at, .. } => Some((
                 at.saturating_add(t.deliver_within),
                 "abandoned: the buyer is refunded and gets the relay's bond",
             )),
@@ -294,6 +331,9 @@ impl PullOrder {
                     effects.extend(order.close(Outcome::Expired, None));
                 }
                 Phase::Taken { relay, .. } => {
+                    effects.extend(order.close(Outcome::Unfunded { relay }, Some(relay)));
+                }
+                Phase::Funded { relay, .. } => {
                     effects.extend(order.close(Outcome::Abandoned { relay }, Some(relay)));
                 }
                 Phase::Delivered { relay, .. } => {
@@ -336,18 +376,17 @@ impl PullOrder {
                 if amount == 0 {
                     return Err(Refused::Zero);
                 }
-                order.escrow = order
-                    .escrow
+                order.owed = order
+                    .owed
                     .checked_add(amount)
-                    .filter(|e| e.checked_add(order.bond).is_some())
+                    .filter(|e| e.checked_add(t.bond).is_some())
                     .ok_or(Refused::Overflow)?;
-                effects.push(Effect::Lock { from: by, amount });
             }
             (Action::Cancel, Phase::Open) if buyer => {
                 effects.extend(order.close(Outcome::Cancelled, None));
             }
             (Action::Take, Phase::Open) if t.relays.contains(&by) => {
-                if order.escrow.checked_add(t.bond).is_none() {
+                if order.owed.checked_add(t.bond).is_none() {
                     return Err(Refused::Overflow);
                 }
                 order.bond = t.bond;
@@ -359,10 +398,18 @@ impl PullOrder {
                     });
                 }
             }
-            (Action::Deliver, Phase::Taken { relay, .. }) if by == relay => {
+            (Action::Fund, Phase::Taken { relay, .. }) if buyer => {
+                order.escrow = order.owed;
+                order.phase = Phase::Funded { relay, at: now };
+                effects.push(Effect::Lock {
+                    from: by,
+                    amount: order.escrow,
+                });
+            }
+            (Action::Deliver, Phase::Funded { relay, .. }) if by == relay => {
                 order.phase = Phase::Delivered { relay, at: now };
             }
-            (Action::Confirm, Phase::Taken { relay, .. } | Phase::Delivered { relay, .. })
+            (Action::Confirm, Phase::Funded { relay, .. } | Phase::Delivered { relay, .. })
                 if buyer =>
             {
                 effects.extend(order.close(Outcome::Paid { relay }, Some(relay)));
@@ -428,7 +475,8 @@ impl PullOrder {
 fn phase_name(phase: Phase) -> &'static str {
     match phase {
         Phase::Open => "open",
-        Phase::Taken { .. } => "taken",
+        Phase::Taken { .. } => "taken, not yet funded",
+        Phase::Funded { .. } => "funded",
         Phase::Delivered { .. } => "delivered",
         Phase::Disputed { .. } => "disputed",
         Phase::Closed(_) => "closed",

@@ -15,7 +15,7 @@ use agigit_market::{
 use nostr::prelude::{Keys, PublicKey, SecretKey};
 use proptest::prelude::*;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 /// Deterministic keys: 0 the buyer, 1–3 relays, 4 the arbiter, 5 a stranger.
 fn key(n: u8) -> PublicKey {
@@ -38,6 +38,7 @@ fn terms(bond: Amount, arbiter: bool, rule: Ruling) -> PullTerms {
         bond,
         arbiter: arbiter.then(|| key(ARBITER)),
         take_by: 1_000,
+        fund_within: 400,
         deliver_within: 500,
         confirm_within: 300,
         arbitrate_within: 200,
@@ -74,6 +75,8 @@ fn arb_action() -> impl Strategy<Value = Action> {
         (0u64..500).prop_map(Action::Raise),
         Just(Action::Cancel),
         Just(Action::Take),
+        Just(Action::Fund),
+        Just(Action::Fund),
         Just(Action::Deliver),
         Just(Action::Confirm),
         Just(Action::Dispute),
@@ -92,7 +95,10 @@ proptest! {
         rule in prop_oneof![Just(Ruling::Pay), Just(Ruling::Refund)],
         steps in prop::collection::vec((0u8..6, arb_action(), 0u64..400), 0..24),
     ) {
+        // A default rule that pays needs an arbiter to sign it.
+        let rule = if arbiter { rule } else { Ruling::Refund };
         let (mut order, posted) = PullOrder::post(terms(bond, arbiter, rule), 0).expect("valid terms");
+        prop_assert!(posted.is_empty(), "posting locks nothing");
         let mut books = Books::default();
         books.apply(&posted);
         let mut now: Time = 0;
@@ -134,7 +140,7 @@ proptest! {
         prop_assert!(books.payments <= 1);
         // A closed order takes no action from anyone.
         for who in 0..6 {
-            for action in [Action::Raise(1), Action::Cancel, Action::Take, Action::Deliver, Action::Confirm, Action::Dispute, Action::Rule(Ruling::Pay)] {
+            for action in [Action::Raise(1), Action::Cancel, Action::Take, Action::Fund, Action::Deliver, Action::Confirm, Action::Dispute, Action::Rule(Ruling::Pay)] {
                 prop_assert_eq!(end.apply(key(who), action, Time::MAX / 2).map(|_| ()), Err(Refused::Closed));
             }
         }
@@ -160,6 +166,20 @@ fn posted(bond: Amount) -> Result<PullOrder, TermsError> {
     Ok(PullOrder::post(terms(bond, true, Ruling::Refund), 0)?.0)
 }
 
+/// Posted, taken by [`RELAY`] at 10 and funded by the buyer at 15.
+fn funded(bond: Amount) -> TestResult<PullOrder> {
+    let (order, _) = posted(bond)?.apply(key(RELAY), Action::Take, 10)?;
+    let (order, effects) = order.apply(key(BUYER), Action::Fund, 15)?;
+    assert_eq!(
+        effects,
+        [Effect::Lock {
+            from: key(BUYER),
+            amount: 1_050
+        }]
+    );
+    Ok(order)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The seed's contract, defect by defect
 // ---------------------------------------------------------------------------------------------
@@ -169,8 +189,7 @@ fn posted(bond: Amount) -> Result<PullOrder, TermsError> {
 /// cancel) is refused.
 #[test]
 fn seed_defect_completion_by_anyone_is_refused() -> TestResult {
-    let (order, _) = posted(0)?.apply(key(RELAY), Action::Take, 10)?;
-    let (order, _) = order.apply(key(RELAY), Action::Deliver, 20)?;
+    let (order, _) = funded(0)?.apply(key(RELAY), Action::Deliver, 20)?;
     for who in [RELAY, 2, ARBITER, STRANGER] {
         assert!(matches!(
             order.apply(key(who), Action::Confirm, 30),
@@ -188,8 +207,7 @@ fn seed_defect_completion_by_anyone_is_refused() -> TestResult {
 /// stays in escrow until the buyer confirms or the arbiter rules.
 #[test]
 fn seed_defect_a_relays_own_proof_pays_nothing() -> TestResult {
-    let (order, _) = posted(100)?.apply(key(RELAY), Action::Take, 10)?;
-    let (order, effects) = order.apply(key(RELAY), Action::Deliver, 20)?;
+    let (order, effects) = funded(100)?.apply(key(RELAY), Action::Deliver, 20)?;
     assert!(effects.is_empty());
     assert_eq!(order.held(), 1_050 + 100);
     // Delivering again is not the relay's to do either.
@@ -210,7 +228,8 @@ fn seed_defect_a_relays_own_proof_pays_nothing() -> TestResult {
 }
 
 /// Seed defect: "the down payment leaves escrow at take_order, before anything is delivered".
-/// Taking moves nothing out of escrow (it locks the relay's bond in).
+/// Taking moves nothing out of escrow (it locks the relay's bond in); funding locks the
+/// buyer's price for the taker, and a relay cannot deliver an order that is not funded.
 #[test]
 fn seed_defect_nothing_leaves_escrow_at_take() -> TestResult {
     let (order, effects) = posted(100)?.apply(key(RELAY), Action::Take, 10)?;
@@ -221,6 +240,13 @@ fn seed_defect_nothing_leaves_escrow_at_take() -> TestResult {
             amount: 100
         }]
     );
+    assert_eq!((order.held(), order.owed()), (100, 1_050));
+    assert!(order.apply(key(RELAY), Action::Deliver, 11).is_err());
+    assert!(
+        order.apply(key(RELAY), Action::Fund, 11).is_err(),
+        "the buyer funds"
+    );
+    let order = funded(100)?;
     assert_eq!(order.held(), 1_050 + 100);
     Ok(())
 }
@@ -231,29 +257,39 @@ fn seed_defect_nothing_leaves_escrow_at_take() -> TestResult {
 #[test]
 fn seed_defect_an_untaken_or_abandoned_order_gives_the_funds_back() -> TestResult {
     let order = posted(100)?;
+    // Nothing is locked before a relay takes the order and the buyer funds it: a cancel or an
+    // expiry has nothing to give back.
     let (cancelled, effects) = order.apply(key(BUYER), Action::Cancel, 5)?;
     assert_eq!(cancelled.phase(), Phase::Closed(Outcome::Cancelled));
-    assert_eq!(
-        effects,
-        [Effect::Release {
-            to: key(BUYER),
-            amount: 1_050,
-            why: Why::Refund
-        }]
-    );
+    assert!(effects.is_empty());
     let (expired, effects) = order.tick(999);
     assert_eq!(expired.phase(), Phase::Open, "not before the deadline");
     assert!(effects.is_empty());
     let (expired, effects) = order.tick(1_000);
     assert_eq!(expired.phase(), Phase::Closed(Outcome::Expired));
-    assert_eq!(effects.len(), 1);
+    assert!(effects.is_empty());
     // A take after the deadline finds the order expired.
     assert_eq!(
         order.apply(key(RELAY), Action::Take, 1_000).map(|_| ()),
         Err(Refused::Closed)
     );
     let (taken, _) = order.apply(key(RELAY), Action::Take, 100)?;
-    let (abandoned, effects) = taken.tick(100 + 500);
+    // Taken and never funded: the relay's bond goes back at the funding deadline.
+    let (unfunded, effects) = taken.tick(100 + 400);
+    assert_eq!(
+        unfunded.phase(),
+        Phase::Closed(Outcome::Unfunded { relay: key(RELAY) })
+    );
+    assert_eq!(
+        effects,
+        [Effect::Release {
+            to: key(RELAY),
+            amount: 100,
+            why: Why::BondReturned
+        }]
+    );
+    let (taken, _) = taken.apply(key(BUYER), Action::Fund, 150)?;
+    let (abandoned, effects) = taken.tick(150 + 500);
     assert_eq!(
         abandoned.phase(),
         Phase::Closed(Outcome::Abandoned { relay: key(RELAY) })
@@ -307,8 +343,7 @@ fn seed_defect_only_a_listed_relay_can_take_and_then_only_it_delivers() -> TestR
 
 #[test]
 fn a_dispute_is_the_arbiters_and_its_ruling_is_final() -> TestResult {
-    let (order, _) = posted(100)?.apply(key(RELAY), Action::Take, 10)?;
-    let (order, _) = order.apply(key(RELAY), Action::Deliver, 20)?;
+    let (order, _) = funded(100)?.apply(key(RELAY), Action::Deliver, 20)?;
     let (disputed, _) = order.apply(key(BUYER), Action::Dispute, 30)?;
     assert!(matches!(disputed.phase(), Phase::Disputed { at: 30, .. }));
     let (paid, effects) = disputed.apply(key(ARBITER), Action::Rule(Ruling::Pay), 40)?;
@@ -342,8 +377,21 @@ fn a_dispute_is_the_arbiters_and_its_ruling_is_final() -> TestResult {
 #[test]
 fn raises_go_to_whoever_escrow_pays_and_terms_that_cannot_run_are_refused() -> TestResult {
     let (order, effects) = posted(0)?.apply(key(BUYER), Action::Raise(200), 5)?;
-    assert_eq!(order.held(), 1_250);
-    assert_eq!(effects.len(), 1);
+    assert_eq!((order.owed(), order.held()), (1_250, 0));
+    assert!(
+        effects.is_empty(),
+        "a raise is locked when the order is funded"
+    );
+    let (order, _) = order.apply(key(RELAY), Action::Take, 6)?;
+    let (funded, effects) = order.apply(key(BUYER), Action::Fund, 7)?;
+    assert_eq!(
+        effects,
+        [Effect::Lock {
+            from: key(BUYER),
+            amount: 1_250
+        }]
+    );
+    assert!(funded.apply(key(BUYER), Action::Raise(1), 8).is_err());
     assert!(order.apply(key(STRANGER), Action::Raise(1), 6).is_err());
     assert_eq!(
         order.apply(key(BUYER), Action::Raise(0), 6).map(|_| ()),
@@ -367,13 +415,18 @@ fn raises_go_to_whoever_escrow_pays_and_terms_that_cannot_run_are_refused() -> T
         PullOrder::post(t, 0),
         Err(TermsError::Conflict { .. })
     ));
-    let mut t = terms(0, false, Ruling::Pay);
+    let t = terms(0, false, Ruling::Pay);
+    assert!(matches!(
+        PullOrder::post(t, 0),
+        Err(TermsError::Conflict { .. })
+    ));
+    let mut t = terms(0, true, Ruling::Pay);
     t.take_by = 0;
     assert!(matches!(
         PullOrder::post(t, 0),
         Err(TermsError::Deadline { .. })
     ));
-    let mut t = terms(0, false, Ruling::Pay);
+    let mut t = terms(0, true, Ruling::Pay);
     t.price = u64::MAX;
     assert!(matches!(PullOrder::post(t, 0), Err(TermsError::Overflow)));
     Ok(())
@@ -419,6 +472,7 @@ fn the_fold_gives_one_state_whatever_order_the_events_arrive_in() -> TestResult 
         bond: 100,
         arbiter: None,
         take_by: 2_000,
+        fund_within: 600,
         deliver_within: 600,
         confirm_within: 600,
         arbitrate_within: 600,
@@ -431,6 +485,7 @@ fn the_fold_gives_one_state_whatever_order_the_events_arrive_in() -> TestResult 
     let events = vec![
         action_event(STRANGER, order.id, OrderVerb::Take, 1_005)?,
         action_event(RELAY, order.id, OrderVerb::Take, 1_010)?,
+        action_event(BUYER, order.id, OrderVerb::Fund, 1_015)?,
         action_event(RELAY, order.id, OrderVerb::Deliver, 1_020)?,
         action_event(BUYER, order.id, OrderVerb::Confirm, 1_030)?,
         action_event(BUYER, other_order, OrderVerb::Cancel, 1_040)?,
@@ -449,12 +504,12 @@ fn the_fold_gives_one_state_whatever_order_the_events_arrive_in() -> TestResult 
         folded.effects,
         [
             Effect::Lock {
-                from: key(BUYER),
-                amount: 1_000
-            },
-            Effect::Lock {
                 from: key(RELAY),
                 amount: 100
+            },
+            Effect::Lock {
+                from: key(BUYER),
+                amount: 1_000
             },
             Effect::Release {
                 to: key(RELAY),
@@ -475,11 +530,14 @@ fn the_fold_gives_one_state_whatever_order_the_events_arrive_in() -> TestResult 
         "another order's action, one dated before the order"
     );
 
-    // Taken and never delivered: at the deadline, the buyer has its funds and the bond.
+    // Taken, funded and never delivered: at the deadline, the buyer has its funds and the bond.
     let abandoned = agigit_market::fold(
         &order,
-        [action_event(2, order.id, OrderVerb::Take, 1_100)?],
-        Some(1_100 + 600),
+        [
+            action_event(2, order.id, OrderVerb::Take, 1_100)?,
+            action_event(BUYER, order.id, OrderVerb::Fund, 1_110)?,
+        ],
+        Some(1_110 + 600),
     )?;
     assert_eq!(
         abandoned.order.phase(),
