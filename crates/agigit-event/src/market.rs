@@ -126,7 +126,7 @@ pub struct StoredShard {
 /// Tags: `a` (the repository), one `shard` per shard (`<sha256> <size> <root>`, 1–1024, no
 /// blob twice), one `p` per server (1–64, no repeats), `price` (per period), `periods`,
 /// `period` (seconds), `bond` (may be left out for 0), `take_by` (unix seconds),
-/// `answer_within` (seconds), `challenges` (positions per audit, 1–8), `unaudited` (`pay` or
+/// `fund_within` and `answer_within` (seconds), `challenges` (positions per audit, 1–8), `unaudited` (`pay` or
 /// `refund`). Content: a note, at most 4096 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageOrderEvent {
@@ -146,6 +146,8 @@ pub struct StorageOrderEvent {
     pub bond: u64,
     /// Untaken by then: expired.
     pub take_by: u64,
+    /// Seconds the buyer has to fund a taken order.
+    pub fund_within: u64,
     /// Seconds a server has to answer a challenge.
     pub answer_within: u64,
     /// Positions one audit challenges.
@@ -543,6 +545,7 @@ impl ProtocolEvent for StorageOrderEvent {
             (PERIOD, self.period),
             (BOND, self.bond),
             (TAKE_BY, self.take_by),
+            (FUND_WITHIN, self.fund_within),
             (ANSWER_WITHIN, self.answer_within),
             (CHALLENGES, self.challenges),
         ] {
@@ -600,6 +603,7 @@ impl ProtocolEvent for StorageOrderEvent {
             period: required_number(&tags, PERIOD)?,
             bond: number(&tags, BOND)?.unwrap_or(0),
             take_by: required_number(&tags, TAKE_BY)?,
+            fund_within: required_number(&tags, FUND_WITHIN)?,
             answer_within: required_number(&tags, ANSWER_WITHIN)?,
             challenges: required_number(&tags, CHALLENGES)?,
             unaudited: DefaultRule::parse(UNAUDITED, tags.required_value(UNAUDITED)?)?,

@@ -1509,7 +1509,7 @@ fn arb_storage_order() -> impl Strategy<Value = agigit_event::market::StorageOrd
         ),
         prop::collection::btree_set(1u8..=254, 1..6),
         (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
-        (any::<u64>(), any::<u64>(), any::<u64>()),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
         any::<bool>(),
         "\\PC{0,40}",
     )
@@ -1519,7 +1519,7 @@ fn arb_storage_order() -> impl Strategy<Value = agigit_event::market::StorageOrd
                 shards,
                 servers,
                 (price, periods, period, bond),
-                (take_by, answer_within, challenges),
+                (take_by, fund_within, answer_within, challenges),
                 pay,
                 note,
             )| StorageOrderEvent {
@@ -1538,6 +1538,7 @@ fn arb_storage_order() -> impl Strategy<Value = agigit_event::market::StorageOrd
                 period,
                 bond,
                 take_by,
+                fund_within,
                 answer_within,
                 challenges,
                 unaudited: if pay {
@@ -1847,6 +1848,7 @@ fn storage_order_parser_rejects_malformed_events() {
         vec!["periods", "3"],
         vec!["period", "600"],
         vec!["take_by", "2000000000"],
+        vec!["fund_within", "60"],
         vec!["answer_within", "60"],
         vec!["challenges", "4"],
         vec!["unaudited", "refund"],

@@ -140,6 +140,7 @@ impl Order for StorageOrder {
         Some(match verb {
             OrderVerb::Cancel => StorageAction::Cancel,
             OrderVerb::Take => StorageAction::Take,
+            OrderVerb::Fund => StorageAction::Fund,
             OrderVerb::Challenge(nonce) => StorageAction::Challenge(*nonce),
             OrderVerb::Answer(openings) => StorageAction::Answer(openings.clone()),
             _ => return None,
@@ -172,6 +173,7 @@ pub fn storage_terms_of(order: &Signed<StorageOrderEvent>) -> StorageTerms {
         period: o.period,
         bond: o.bond,
         take_by: o.take_by,
+        fund_within: o.fund_within,
         answer_within: o.answer_within,
         challenges: o.challenges,
         unaudited: ruling(o.unaudited),

@@ -2,7 +2,8 @@
 //! a number of periods, each period paid only after an audit of it passes — so at most one
 //! period's price is ever at stake for either side.
 //!
-//! In each period the buyer may challenge the server once ([`StorageAction::Challenge`], with a
+//! A listed server takes the order; the buyer then funds it (every period's price locked for
+//! that server), and period 0 starts. In each period the buyer may challenge the server once ([`StorageAction::Challenge`], with a
 //! fresh nonce); the server answers with the challenged leaves and their inclusion paths
 //! ([`StorageAction::Answer`]), which the state machine checks against the audit roots the
 //! order states ([`crate::audit`]). At the period's end escrow pays the period's price to the
@@ -42,8 +43,11 @@ pub struct StorageTerms {
     pub period: Time,
     /// What the server locks when it takes the order; the buyer's if it fails an audit.
     pub bond: Amount,
-    /// An order nobody takes by then expires, and the buyer gets everything back.
+    /// An order nobody takes by then expires (nothing was locked).
     pub take_by: Time,
+    /// A taken order the buyer has not funded within this long closes unfunded: the server's
+    /// bond goes back.
+    pub fund_within: Time,
     /// How long the server has to answer a challenge (shorter than a period: a challenge must
     /// leave this long before its period ends).
     pub answer_within: Time,
@@ -77,12 +81,18 @@ pub enum Audit {
 pub enum StoragePhase {
     /// Posted; any listed server may take it until `take_by`.
     Open,
-    /// Taken by `server` at `since`; period `period` (from 0) runs from
-    /// `since + period × length`.
+    /// Taken by `server` at `at`; the buyer funds it within `fund_within`.
+    Taken {
+        /// The server that signed the take.
+        server: PublicKey,
+        /// When.
+        at: Time,
+    },
+    /// Funded at `since`; period `period` (from 0) runs from `since + period × length`.
     Running {
         /// The server that signed the take.
         server: PublicKey,
-        /// When it took the order: period 0 starts then.
+        /// When the buyer funded the order: period 0 starts then.
         since: Time,
         /// The current period.
         period: u64,
@@ -96,10 +106,15 @@ pub enum StoragePhase {
 /// How a storage order ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StorageOutcome {
-    /// The buyer cancelled before anyone took it: refunded.
+    /// The buyer cancelled before anyone took it (nothing was locked).
     Cancelled,
-    /// Nobody took it by `take_by`: refunded.
+    /// Nobody took it by `take_by` (nothing was locked).
     Expired,
+    /// The buyer did not fund the taken order in time: the server's bond went back.
+    Unfunded {
+        /// The server.
+        server: PublicKey,
+    },
     /// Every period ran; each was settled, and the bond went back.
     Completed {
         /// The server.
@@ -133,6 +148,8 @@ pub enum StorageAction {
     Cancel,
     /// A listed server takes the order: it holds every shard and has checked their roots.
     Take,
+    /// The buyer locks every period's price for the taking server; period 0 starts.
+    Fund,
     /// The buyer audits the current period.
     Challenge(Digest),
     /// The server answers the current challenge: one opening per position, in order.
@@ -145,6 +162,7 @@ impl StorageAction {
         match self {
             Self::Cancel => "cancel",
             Self::Take => "take",
+            Self::Fund => "fund",
             Self::Challenge(_) => "challenge",
             Self::Answer(_) => "answer",
         }
@@ -155,7 +173,8 @@ impl StorageAction {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StorageOrder {
     terms: StorageTerms,
-    /// The buyer's funds in escrow: the price of every period not yet settled.
+    /// The buyer's funds in escrow: the price of every period not yet settled (0 before the
+    /// order is funded).
     escrow: Amount,
     /// The taking server's bond in escrow.
     bond: Amount,
@@ -230,6 +249,7 @@ impl StorageTerms {
         }
         for (what, window) in [
             ("take_by", self.take_by - now),
+            ("fund_within", self.fund_within),
             ("period", self.period),
             ("answer_within", self.answer_within),
         ] {
@@ -269,27 +289,22 @@ impl StorageTerms {
 }
 
 impl StorageOrder {
-    /// The order `terms` posted at `now`, and what posting does: the price of every period goes
-    /// into escrow.
+    /// The order `terms` posted at `now`. Posting locks nothing: the buyer funds the order
+    /// once a server has taken it ([`StorageAction::Fund`]).
     ///
     /// # Errors
     /// [`TermsError`] for terms that could not run to an end.
     pub fn post(terms: StorageTerms, now: Time) -> Result<(Self, Vec<Effect>), TermsError> {
         terms.check(now)?;
-        let escrow = terms.price * terms.periods;
-        let lock = Effect::Lock {
-            from: terms.buyer,
-            amount: escrow,
-        };
         Ok((
             StorageOrder {
                 terms,
-                escrow,
+                escrow: 0,
                 bond: 0,
                 phase: StoragePhase::Open,
                 settled: Vec::new(),
             },
-            vec![lock],
+            Vec::new(),
         ))
     }
 
@@ -327,7 +342,11 @@ impl StorageOrder {
     pub fn next_deadline(&self) -> Option<(Time, &'static str)> {
         let t = &self.terms;
         match self.phase {
-            StoragePhase::Open => Some((t.take_by, "expires: the buyer is refunded")),
+            StoragePhase::Open => Some((t.take_by, "expires: nothing was locked")),
+            StoragePhase::Taken { at, .. } => Some((
+                at.saturating_add(t.fund_within),
+                "closes unfunded: the server's bond goes back",
+            )),
             StoragePhase::Running {
                 audit: Audit::Challenged { at, .. },
                 ..
@@ -364,6 +383,9 @@ impl StorageOrder {
             match order.phase {
                 StoragePhase::Open => {
                     effects.extend(order.close(StorageOutcome::Expired));
+                }
+                StoragePhase::Taken { server, .. } => {
+                    effects.extend(order.close(StorageOutcome::Unfunded { server }));
                 }
                 StoragePhase::Running {
                     server,
@@ -431,11 +453,9 @@ impl StorageOrder {
             }
             (StorageAction::Take, StoragePhase::Open) if order.terms.servers.contains(&by) => {
                 order.bond = order.terms.bond;
-                order.phase = StoragePhase::Running {
+                order.phase = StoragePhase::Taken {
                     server: by,
-                    since: now,
-                    period: 0,
-                    audit: Audit::Waiting,
+                    at: now,
                 };
                 if order.bond > 0 {
                     effects.push(Effect::Lock {
@@ -443,6 +463,20 @@ impl StorageOrder {
                         amount: order.bond,
                     });
                 }
+            }
+            (StorageAction::Fund, StoragePhase::Taken { server, .. }) if buyer => {
+                // `check` made sure that price × periods fits.
+                order.escrow = order.terms.price * order.terms.periods;
+                order.phase = StoragePhase::Running {
+                    server,
+                    since: now,
+                    period: 0,
+                    audit: Audit::Waiting,
+                };
+                effects.push(Effect::Lock {
+                    from: by,
+                    amount: order.escrow,
+                });
             }
             (
                 StorageAction::Challenge(nonce),
@@ -536,11 +570,13 @@ impl StorageOrder {
                     amount: self.bond,
                     why: Why::BondForfeited,
                 }),
-                StorageOutcome::Completed { server } => effects.push(Effect::Release {
-                    to: server,
-                    amount: self.bond,
-                    why: Why::BondReturned,
-                }),
+                StorageOutcome::Completed { server } | StorageOutcome::Unfunded { server } => {
+                    effects.push(Effect::Release {
+                        to: server,
+                        amount: self.bond,
+                        why: Why::BondReturned,
+                    });
+                }
                 // No server took a cancelled or expired order: it locked no bond.
                 StorageOutcome::Cancelled | StorageOutcome::Expired => {}
             }
@@ -555,6 +591,7 @@ impl StorageOrder {
 fn phase_name(phase: StoragePhase) -> &'static str {
     match phase {
         StoragePhase::Open => "open",
+        StoragePhase::Taken { .. } => "taken, not yet funded",
         StoragePhase::Running {
             audit: Audit::Waiting,
             ..

@@ -71,6 +71,7 @@ fn terms(unaudited: Ruling) -> StorageTerms {
         period: PERIOD,
         bond: BOND,
         take_by: 500,
+        fund_within: 300,
         answer_within: ANSWER,
         challenges: 4,
         unaudited,
@@ -129,6 +130,7 @@ fn period_of(order: &StorageOrder) -> Option<u64> {
 enum Step {
     Cancel,
     Take,
+    Fund,
     Challenge(u8),
     /// An honest answer from what the server holds.
     Answer,
@@ -142,6 +144,8 @@ fn arb_step() -> impl Strategy<Value = Step> {
     prop_oneof![
         Just(Step::Cancel),
         Just(Step::Take),
+        Just(Step::Fund),
+        Just(Step::Fund),
         any::<u8>().prop_map(Step::Challenge),
         Just(Step::Answer),
         Just(Step::Answer),
@@ -160,6 +164,7 @@ proptest! {
     ) {
         let t = terms(rule);
         let (mut order, posted) = StorageOrder::post(t.clone(), 0).expect("valid terms");
+        prop_assert!(posted.is_empty(), "posting locks nothing");
         let mut books = Books::default();
         books.apply(&posted);
         let mut held: Vec<Option<Vec<u8>>> = shards().into_iter().map(Some).collect();
@@ -174,6 +179,7 @@ proptest! {
                 }
                 Step::Cancel => StorageAction::Cancel,
                 Step::Take => StorageAction::Take,
+                Step::Fund => StorageAction::Fund,
                 Step::Challenge(n) => StorageAction::Challenge([n; 32]),
                 Step::Answer | Step::Forged => {
                     let ticked = order.tick(now).0;
@@ -242,19 +248,22 @@ fn three_periods_and_a_shard_deleted_before_the_third_audit() -> TestResult {
     let t = terms(Ruling::Refund);
     let mut held: Vec<Option<Vec<u8>>> = shards().into_iter().map(Some).collect();
     let (order, locked) = StorageOrder::post(t.clone(), 0)?;
-    assert_eq!(
-        locked,
-        [Effect::Lock {
-            from: key(BUYER),
-            amount: 300
-        }]
-    );
-    let (mut order, bond) = order.apply(key(SERVER), &StorageAction::Take, 100)?;
+    assert!(locked.is_empty(), "posting locks nothing");
+    let (order, bond) = order.apply(key(SERVER), &StorageAction::Take, 90)?;
     assert_eq!(
         bond,
         [Effect::Lock {
             from: key(SERVER),
             amount: BOND
+        }]
+    );
+    // Funded at 100: every period's price locked for the server; period 0 starts.
+    let (mut order, locked) = order.apply(key(BUYER), &StorageAction::Fund, 100)?;
+    assert_eq!(
+        locked,
+        [Effect::Lock {
+            from: key(BUYER),
+            amount: 300
         }]
     );
     let mut paid = Vec::new();
@@ -314,7 +323,8 @@ fn an_order_run_to_its_end_pays_each_period_and_returns_the_bond() -> TestResult
     let t = terms(Ruling::Refund);
     let held: Vec<Option<Vec<u8>>> = shards().into_iter().map(Some).collect();
     let (order, _) = StorageOrder::post(t.clone(), 0)?;
-    let (mut order, _) = order.apply(key(2), &StorageAction::Take, 0)?;
+    let (order, _) = order.apply(key(2), &StorageAction::Take, 0)?;
+    let (mut order, _) = order.apply(key(BUYER), &StorageAction::Fund, 0)?;
     let mut effects = Vec::new();
     for period in 0..3u64 {
         let nonce = [period as u8; 32];
@@ -370,6 +380,7 @@ fn an_unaudited_period_follows_the_agreed_rule() -> TestResult {
     ] {
         let (order, _) = StorageOrder::post(terms(rule), 0)?;
         let (order, _) = order.apply(key(SERVER), &StorageAction::Take, 0)?;
+        let (order, _) = order.apply(key(BUYER), &StorageAction::Fund, 0)?;
         let (order, effects) = order.tick(PERIOD);
         assert_eq!(
             effects,
@@ -392,6 +403,7 @@ fn only_the_taker_answers_and_only_with_the_challenged_leaves() -> TestResult {
     let held: Vec<Option<Vec<u8>>> = shards().into_iter().map(Some).collect();
     let (order, _) = StorageOrder::post(t.clone(), 0)?;
     let (order, _) = order.apply(key(SERVER), &StorageAction::Take, 0)?;
+    let (order, _) = order.apply(key(BUYER), &StorageAction::Fund, 0)?;
     let nonce = [9; 32];
     let (order, _) = order.apply(key(BUYER), &StorageAction::Challenge(nonce), 10)?;
     let honest = answer(&t, &held, &nonce, 0).expect("held");
@@ -446,6 +458,16 @@ fn a_challenge_must_leave_the_server_its_answer_window_and_comes_once_a_period()
         Err(Refused::NotYours { .. })
     ));
     let (order, _) = order.apply(key(SERVER), &StorageAction::Take, 0)?;
+    // Not funded yet: nothing to audit, and the server's time has not started.
+    assert!(matches!(
+        order.apply(key(BUYER), &StorageAction::Challenge([1; 32]), 1),
+        Err(Refused::NotYours { .. })
+    ));
+    assert!(
+        order.apply(key(SERVER), &StorageAction::Fund, 0).is_err(),
+        "the buyer funds"
+    );
+    let (order, _) = order.apply(key(BUYER), &StorageAction::Fund, 0)?;
     assert_eq!(
         order.apply(
             key(BUYER),
@@ -488,18 +510,25 @@ fn only_a_listed_server_takes_and_only_the_buyer_cancels_an_open_order() -> Test
     }
     assert!(order.apply(key(SERVER), &StorageAction::Cancel, 1).is_err());
     let (cancelled, effects) = order.apply(key(BUYER), &StorageAction::Cancel, 1)?;
-    assert_eq!(
-        effects,
-        [Effect::Release {
-            to: key(BUYER),
-            amount: 300,
-            why: Why::Refund
-        }]
-    );
+    assert!(effects.is_empty(), "nothing was locked");
     assert!(cancelled.is_closed());
     // Taken, it can no longer be cancelled; untaken, it expires at take_by.
     let (taken, _) = order.apply(key(3), &StorageAction::Take, 1)?;
     assert!(taken.apply(key(BUYER), &StorageAction::Cancel, 2).is_err());
+    // Taken and never funded: the bond goes back at the funding deadline.
+    let (unfunded, effects) = taken.tick(1 + 300);
+    assert_eq!(
+        unfunded.phase(),
+        StoragePhase::Closed(StorageOutcome::Unfunded { server: key(3) })
+    );
+    assert_eq!(
+        effects,
+        [Effect::Release {
+            to: key(3),
+            amount: BOND,
+            why: Why::BondReturned
+        }]
+    );
     let (expired, _) = order.tick(500);
     assert_eq!(
         expired.phase(),
@@ -585,6 +614,7 @@ fn the_fold_over_signed_events_audits_and_pays_whatever_order_they_arrive_in() -
         period: PERIOD,
         bond: BOND,
         take_by: 10_000 + 500,
+        fund_within: 300,
         answer_within: ANSWER,
         challenges: 4,
         unaudited: DefaultRule::Refund,
@@ -600,6 +630,7 @@ fn the_fold_over_signed_events_audits_and_pays_whatever_order_they_arrive_in() -
     forged[0].bytes[0] ^= 1;
     let events = vec![
         signed_action(SERVER, id, OrderVerb::Take, 10_010)?,
+        signed_action(BUYER, id, OrderVerb::Fund, 10_015)?,
         signed_action(BUYER, id, OrderVerb::Challenge(nonce), 10_020)?,
         // A stranger's answer, a forged one, and a pull order's verb: refused, nothing moves.
         signed_action(STRANGER, id, OrderVerb::Answer(honest.clone()), 10_030)?,
@@ -609,8 +640,8 @@ fn the_fold_over_signed_events_audits_and_pays_whatever_order_they_arrive_in() -
     ];
     let mut shuffled = events.clone();
     shuffled.reverse();
-    shuffled.push(events[1].clone());
-    let now = Some(10_010 + PERIOD);
+    shuffled.push(events[2].clone());
+    let now = Some(10_015 + PERIOD);
     let folded = agigit_market::fold_storage(&order, events, now)?;
     assert_eq!(folded, agigit_market::fold_storage(&order, shuffled, now)?);
     assert_eq!(folded.order.settled(), [Settled::Passed]);
