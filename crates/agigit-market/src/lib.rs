@@ -97,6 +97,51 @@ pub enum TermsError {
     },
 }
 
+/// Checks an order's listed takers: 1 to [`pull::MAX_RELAYS`] keys, none twice, the buyer not
+/// among them (`role` names them in the message).
+fn check_listed(
+    keys: &[PublicKey],
+    buyer: &PublicKey,
+    buyer_listed: &'static str,
+) -> Result<(), TermsError> {
+    if keys.is_empty() || keys.len() > pull::MAX_RELAYS {
+        return Err(TermsError::Relays { count: keys.len() });
+    }
+    for (i, k) in keys.iter().enumerate() {
+        if keys[..i].contains(k) {
+            return Err(TermsError::Repeated { key: *k });
+        }
+        if k == buyer {
+            return Err(TermsError::Conflict { what: buyer_listed });
+        }
+    }
+    Ok(())
+}
+
+/// Checks an order's windows as posted at `now`: `take_by` after `now`, and every window
+/// (the first being `take_by − now`) more than 0 s and at most [`pull::MAX_WINDOW`].
+fn check_windows(
+    take_by: Time,
+    now: Time,
+    windows: &[(&'static str, Time)],
+) -> Result<(), TermsError> {
+    if take_by <= now {
+        return Err(TermsError::Deadline {
+            what: "take_by",
+            reason: "already past",
+        });
+    }
+    for &(what, window) in std::iter::once(&("take_by", take_by - now)).chain(windows) {
+        if window == 0 || window > pull::MAX_WINDOW {
+            return Err(TermsError::Deadline {
+                what,
+                reason: "must be more than 0 s and at most a year away",
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Why an action is refused; the order is as it was.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

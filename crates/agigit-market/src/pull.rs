@@ -184,21 +184,11 @@ impl PullTerms {
     /// # Errors
     /// [`TermsError`] naming what is wrong.
     pub fn check(&self, now: Time) -> Result<(), TermsError> {
-        if self.relays.is_empty() || self.relays.len() > MAX_RELAYS {
-            return Err(TermsError::Relays {
-                count: self.relays.len(),
-            });
-        }
-        for (i, r) in self.relays.iter().enumerate() {
-            if self.relays[..i].contains(r) {
-                return Err(TermsError::Repeated { key: *r });
-            }
-            if *r == self.buyer {
-                return Err(TermsError::Conflict {
-                    what: "the buyer cannot be one of the relays",
-                });
-            }
-        }
+        crate::check_listed(
+            &self.relays,
+            &self.buyer,
+            "the buyer cannot be one of the relays",
+        )?;
         if let Some(a) = self.arbiter
             && (a == self.buyer || self.relays.contains(&a))
         {
@@ -217,26 +207,16 @@ impl PullTerms {
         if self.price.checked_add(self.tip).is_none() {
             return Err(TermsError::Overflow);
         }
-        if self.take_by <= now {
-            return Err(TermsError::Deadline {
-                what: "take_by",
-                reason: "already past",
-            });
-        }
-        for (what, window) in [
-            ("take_by", self.take_by - now),
-            ("fund_within", self.fund_within),
-            ("deliver_within", self.deliver_within),
-            ("confirm_within", self.confirm_within),
-            ("arbitrate_within", self.arbitrate_within),
-        ] {
-            if window == 0 || window > MAX_WINDOW {
-                return Err(TermsError::Deadline {
-                    what,
-                    reason: "must be more than 0 s and at most a year away",
-                });
-            }
-        }
+        crate::check_windows(
+            self.take_by,
+            now,
+            &[
+                ("fund_within", self.fund_within),
+                ("deliver_within", self.deliver_within),
+                ("confirm_within", self.confirm_within),
+                ("arbitrate_within", self.arbitrate_within),
+            ],
+        )?;
         Ok(())
     }
 }

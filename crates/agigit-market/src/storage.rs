@@ -17,7 +17,7 @@ use agigit_event::market::{
 use nostr::prelude::PublicKey;
 
 use crate::audit::{self, Digest, Position};
-use crate::pull::{MAX_RELAYS, MAX_WINDOW};
+use crate::pull::MAX_WINDOW;
 use crate::{Amount, Effect, Refused, Ruling, TermsError, Time, Why};
 
 /// The most periods one order runs.
@@ -188,21 +188,11 @@ impl StorageTerms {
     /// # Errors
     /// [`TermsError`] naming what is wrong.
     pub fn check(&self, now: Time) -> Result<(), TermsError> {
-        if self.servers.is_empty() || self.servers.len() > MAX_RELAYS {
-            return Err(TermsError::Relays {
-                count: self.servers.len(),
-            });
-        }
-        for (i, r) in self.servers.iter().enumerate() {
-            if self.servers[..i].contains(r) {
-                return Err(TermsError::Repeated { key: *r });
-            }
-            if *r == self.buyer {
-                return Err(TermsError::Conflict {
-                    what: "the buyer cannot be one of the servers",
-                });
-            }
-        }
+        crate::check_listed(
+            &self.servers,
+            &self.buyer,
+            "the buyer cannot be one of the servers",
+        )?;
         if self.shards.is_empty() || self.shards.len() > MAX_ORDER_SHARDS {
             return Err(TermsError::Conflict {
                 what: "a storage order names 1 to 1024 shards",
@@ -241,25 +231,15 @@ impl StorageTerms {
         {
             return Err(TermsError::Overflow);
         }
-        if self.take_by <= now {
-            return Err(TermsError::Deadline {
-                what: "take_by",
-                reason: "already past",
-            });
-        }
-        for (what, window) in [
-            ("take_by", self.take_by - now),
-            ("fund_within", self.fund_within),
-            ("period", self.period),
-            ("answer_within", self.answer_within),
-        ] {
-            if window == 0 || window > MAX_WINDOW {
-                return Err(TermsError::Deadline {
-                    what,
-                    reason: "must be more than 0 s and at most a year away",
-                });
-            }
-        }
+        crate::check_windows(
+            self.take_by,
+            now,
+            &[
+                ("fund_within", self.fund_within),
+                ("period", self.period),
+                ("answer_within", self.answer_within),
+            ],
+        )?;
         if self.answer_within >= self.period {
             return Err(TermsError::Deadline {
                 what: "answer_within",

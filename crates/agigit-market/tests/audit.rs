@@ -14,17 +14,11 @@ use agigit_market::audit::{
 };
 use proptest::prelude::*;
 
-/// Bytes that differ from leaf to leaf (a xorshift stream), so no two leaves hash alike.
+mod common;
+
+/// Bytes that differ from leaf to leaf, so no two leaves hash alike.
 fn shard(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15_u64 ^ u64::from(seed);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
+    common::bytes(len, u64::from(seed))
 }
 
 #[test]

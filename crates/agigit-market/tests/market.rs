@@ -12,16 +12,13 @@ use agigit_market::{
     Action, Amount, Effect, Outcome, Phase, PullOrder, PullTerms, Refused, Ruling, TermsError,
     Time, Why,
 };
-use nostr::prelude::{Keys, PublicKey, SecretKey};
 use proptest::prelude::*;
 
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
-/// Deterministic keys: 0 the buyer, 1–3 relays, 4 the arbiter, 5 a stranger.
-fn key(n: u8) -> PublicKey {
-    let secret = SecretKey::from_slice(&[n + 1; 32]).expect("a valid secret");
-    Keys::new(secret).public_key()
-}
+// Deterministic keys: 0 the buyer, 1–3 relays, 4 the arbiter, 5 a stranger.
+mod common;
+use common::{Books, key, signer};
 
 const BUYER: u8 = 0;
 const RELAY: u8 = 1;
@@ -43,30 +40,6 @@ fn terms(bond: Amount, arbiter: bool, rule: Ruling) -> PullTerms {
         confirm_within: 300,
         arbitrate_within: 200,
         default_rule: rule,
-    }
-}
-
-/// The ledger's side: what each key put in and took out, per the effects.
-#[derive(Default, Debug)]
-struct Books {
-    locked: Amount,
-    released: Amount,
-    payments: usize,
-}
-
-impl Books {
-    fn apply(&mut self, effects: &[Effect]) {
-        for e in effects {
-            match e {
-                Effect::Lock { amount, .. } => self.locked += amount,
-                Effect::Release { amount, why, .. } => {
-                    self.released += amount;
-                    if *why == Why::Payment {
-                        self.payments += 1;
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -129,7 +102,7 @@ proptest! {
                 }
             }
             prop_assert_eq!(books.locked, books.released + order.held(), "funds in = out + held");
-            prop_assert!(books.payments <= 1, "paid twice");
+            prop_assert!(books.payments.len() <= 1, "paid twice");
         }
         // From wherever it is, the deadlines alone close it, and release everything.
         let (end, effects) = order.tick(Time::MAX / 2);
@@ -137,7 +110,7 @@ proptest! {
         prop_assert!(end.is_closed());
         prop_assert_eq!(end.held(), 0);
         prop_assert_eq!(books.locked, books.released);
-        prop_assert!(books.payments <= 1);
+        prop_assert!(books.payments.len() <= 1);
         // A closed order takes no action from anyone.
         for who in 0..6 {
             for action in [Action::Raise(1), Action::Cancel, Action::Take, Action::Fund, Action::Deliver, Action::Confirm, Action::Dispute, Action::Rule(Ruling::Pay)] {
@@ -435,10 +408,6 @@ fn raises_go_to_whoever_escrow_pays_and_terms_that_cannot_run_are_refused() -> T
 // ---------------------------------------------------------------------------------------------
 // The fold over signed events
 // ---------------------------------------------------------------------------------------------
-
-fn signer(n: u8) -> Keys {
-    Keys::new(SecretKey::from_slice(&[n + 1; 32]).expect("a valid secret"))
-}
 
 fn action_event(
     by: u8,

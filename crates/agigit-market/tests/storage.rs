@@ -17,16 +17,13 @@ use agigit_market::{
     Amount, Audit, Effect, Refused, Ruling, Settled, StorageAction, StorageOrder, StorageOutcome,
     StoragePhase, StorageTerms, Time, Why,
 };
-use nostr::prelude::{Keys, PublicKey, SecretKey};
 use proptest::prelude::*;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// Deterministic keys: 0 the buyer, 1–3 servers, 4 a stranger.
-fn key(n: u8) -> PublicKey {
-    let secret = SecretKey::from_slice(&[n + 1; 32]).expect("a valid secret");
-    Keys::new(secret).public_key()
-}
+// Deterministic keys: 0 the buyer, 1–3 servers, 4 a stranger.
+mod common;
+use common::{Books, bytes, key, signer};
 
 const BUYER: u8 = 0;
 const SERVER: u8 = 1;
@@ -38,19 +35,10 @@ const ANSWER: Time = 200;
 
 /// Three shards' bytes: what the buyer pushed and the server keeps.
 fn shards() -> Vec<Vec<u8>> {
-    let mut x = 0x2545_F491_4F6C_DD1D_u64;
     [3000usize, 1024, 5000]
         .iter()
-        .map(|&len| {
-            (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x.to_le_bytes()[0]
-                })
-                .collect()
-        })
+        .enumerate()
+        .map(|(i, &len)| bytes(len, i as u64))
         .collect()
 }
 
@@ -93,30 +81,6 @@ fn answer(
             Some(Opening { bytes, path })
         })
         .collect()
-}
-
-#[derive(Default, Debug)]
-struct Books {
-    locked: Amount,
-    released: Amount,
-    payments: usize,
-}
-
-impl Books {
-    fn apply(&mut self, effects: &[Effect]) {
-        for e in effects {
-            match e {
-                Effect::Lock { amount, .. } => self.locked += amount,
-                Effect::Release { amount, why, .. } => {
-                    self.released += amount;
-                    if *why == Why::Payment {
-                        assert_eq!(*amount, PRICE, "a payment is one period's price");
-                        self.payments += 1;
-                    }
-                }
-            }
-        }
-    }
 }
 
 fn period_of(order: &StorageOrder) -> Option<u64> {
@@ -211,7 +175,8 @@ proptest! {
                 .iter()
                 .filter(|s| matches!(s, Settled::Passed | Settled::Unaudited(Ruling::Pay)))
                 .count();
-            prop_assert_eq!(books.payments, earned);
+            prop_assert_eq!(books.payments.len(), earned);
+            prop_assert!(books.payments.iter().all(|p| *p == PRICE), "a payment is one period's price");
             // Escrow never holds less than the periods still to run.
             if let Some(p) = period_of(&order) {
                 prop_assert_eq!(order.held(), PRICE * (3 - p) + BOND);
@@ -222,7 +187,7 @@ proptest! {
         prop_assert!(end.is_closed());
         prop_assert_eq!(end.held(), 0);
         prop_assert_eq!(books.locked, books.released);
-        prop_assert!(books.payments <= 3);
+        prop_assert!(books.payments.len() <= 3);
         for who in 0..5 {
             for action in [StorageAction::Cancel, StorageAction::Take, StorageAction::Challenge([1; 32])] {
                 prop_assert_eq!(end.apply(key(who), &action, Time::MAX / 2).map(|_| ()), Err(Refused::Closed));
@@ -589,7 +554,7 @@ fn signed_action(
     verb: agigit_event::market::OrderVerb,
     at: u64,
 ) -> Result<nostr::prelude::Event, Box<dyn std::error::Error>> {
-    let keys = Keys::new(SecretKey::from_slice(&[by + 1; 32])?);
+    let keys = signer(by);
     let action = agigit_event::market::OrderAction {
         order,
         verb,
@@ -620,7 +585,7 @@ fn the_fold_over_signed_events_audits_and_pays_whatever_order_they_arrive_in() -
         unaudited: DefaultRule::Refund,
         note: String::new(),
     };
-    let buyer = Keys::new(SecretKey::from_slice(&[BUYER + 1; 32])?);
+    let buyer = signer(BUYER);
     let order = agigit_event::Signed::sign(body, &buyer, Timestamp::from_secs(10_000))?;
     let order = order.into_event();
     let id = order.id;
