@@ -38,6 +38,12 @@ pub const MAX_PATH: usize = 22;
 /// The most positions one audit challenges, and so the most openings an answer carries.
 pub const MAX_CHALLENGES: usize = 8;
 
+/// The longest escrow token a `fund` action carries, in bytes.
+pub const MAX_TOKEN: usize = 64 << 10;
+
+/// The most signatures a `release` carries (one per proof of the escrow).
+pub const MAX_RELEASE: usize = 64;
+
 /// What a dispute's timeout does when no ruling came (the `default` tag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DefaultRule {
@@ -217,13 +223,21 @@ impl OrderVerb {
 /// Tags: `e` (the order's event id, exactly once), `action` (`raise`, `cancel`, `take`, `fund`,
 /// `deliver`, `confirm`, `dispute`, `rule`, `challenge` or `answer`), `amount` (decimal, more
 /// than 0; with `raise` only), `ruling` (`pay` or `refund`; with `rule` only), `nonce` (with
-/// `challenge` only), `leaf` (1 to 8; with `answer` only). Content: a note, at most 4096 bytes.
+/// `challenge` only), `leaf` (1 to 8; with `answer` only), `token` (the escrow a `fund` locks:
+/// printable ASCII, at most 64 KiB; with `fund` only), `release` (1 to 64 BIP-340 signatures, 128
+/// hex each: the author's consent to the escrow's release; with `confirm` or `rule` only).
+/// Content: a note, at most 4096 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderAction {
     /// The order acted on.
     pub order: EventId,
     /// What is asked.
     pub verb: OrderVerb,
+    /// The escrow a `fund` locks, as the ledger writes it (a Cashu token).
+    pub token: Option<String>,
+    /// The author's consent to the escrow's release, with `confirm` or `rule`: one signature
+    /// per proof, hex.
+    pub release: Vec<String>,
     /// A note for people.
     pub note: String,
 }
@@ -253,6 +267,8 @@ const CHALLENGES: &str = "challenges";
 const UNAUDITED: &str = "unaudited";
 const NONCE: &str = "nonce";
 const LEAF: &str = "leaf";
+const TOKEN: &str = "token";
+const RELEASE: &str = "release";
 
 fn number(tags: &TagReader<'_>, name: &'static str) -> Result<Option<u64>, ParseError> {
     tags.optional_value(name)?
@@ -443,6 +459,12 @@ impl ProtocolEvent for OrderAction {
             }
             _ => {}
         }
+        if let Some(token) = &self.token {
+            tags.push(tag(TOKEN, [token.as_str()]));
+        }
+        if !self.release.is_empty() {
+            tags.push(tag(RELEASE, self.release.iter().map(String::as_str)));
+        }
         (tags, self.note.clone())
     }
 
@@ -515,9 +537,60 @@ impl ProtocolEvent for OrderAction {
                 ));
             }
         };
+        let token = tags
+            .optional_value(TOKEN)?
+            .map(|t| {
+                let printable = t.bytes().all(|b| b.is_ascii_graphic());
+                if t.is_empty() || t.len() > MAX_TOKEN || !printable {
+                    return Err(ParseError::invalid_value(
+                        TOKEN,
+                        t,
+                        "1 to 64 KiB of printable ASCII",
+                    ));
+                }
+                Ok(t.to_owned())
+            })
+            .transpose()?;
+        let release = match tags.at_most_one(RELEASE)? {
+            None => Vec::new(),
+            Some(values) => {
+                if values.is_empty() || values.len() > MAX_RELEASE {
+                    return Err(ParseError::invalid_value(RELEASE, "", "1 to 64 signatures"));
+                }
+                for v in values {
+                    let hex = v.len() == 128
+                        && v.bytes()
+                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                    if !hex {
+                        return Err(ParseError::invalid_value(
+                            RELEASE,
+                            v,
+                            "signatures of 128 lowercase hex digits",
+                        ));
+                    }
+                }
+                values.to_vec()
+            }
+        };
+        if token.is_some() && !matches!(verb, OrderVerb::Fund) {
+            return Err(ParseError::invalid_value(
+                ACTION,
+                action,
+                "a token belongs with fund only",
+            ));
+        }
+        if !release.is_empty() && !matches!(verb, OrderVerb::Confirm | OrderVerb::Rule(_)) {
+            return Err(ParseError::invalid_value(
+                ACTION,
+                action,
+                "a release belongs with confirm or rule only",
+            ));
+        }
         Ok(Self {
             order,
             verb,
+            token,
+            release,
             note: note(content)?,
         })
     }

@@ -1491,11 +1491,30 @@ fn arb_order_action() -> impl Strategy<Value = agigit_event::market::OrderAction
         )
         .prop_map(OrderVerb::Answer),
     ];
-    (any::<[u8; 32]>(), verb, "\\PC{0,40}").prop_map(|(id, verb, note)| OrderAction {
-        order: EventId::from_byte_array(id),
+    (
+        any::<[u8; 32]>(),
         verb,
-        note,
-    })
+        "[!-~]{1,80}",
+        prop::collection::vec(any::<[u8; 64]>(), 0..4),
+        "\\PC{0,40}",
+    )
+        .prop_map(|(id, verb, token, sigs, note)| {
+            let token = matches!(verb, OrderVerb::Fund).then_some(token);
+            let release = if matches!(verb, OrderVerb::Confirm | OrderVerb::Rule(_)) {
+                sigs.iter()
+                    .map(|s| s.iter().map(|b| format!("{b:02x}")).collect())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            OrderAction {
+                order: EventId::from_byte_array(id),
+                verb,
+                token,
+                release,
+                note,
+            }
+        })
 }
 
 fn arb_storage_order() -> impl Strategy<Value = agigit_event::market::StorageOrderEvent> {
@@ -1745,6 +1764,30 @@ fn market_parsers_reject_malformed_events() {
         .is_ok()
     );
     let big = "A".repeat(1368 + 4); // more than 1024 bytes of base64
+    let sig = "ab".repeat(64);
+    let huge_token = "x".repeat(agigit_event::market::MAX_TOKEN + 1);
+    assert!(
+        parse_action(
+            &[
+                &["e", &order_id],
+                &["action", "fund"],
+                &["token", "cashuBo2FteBtodHRwOi8v"]
+            ],
+            ""
+        )
+        .is_ok()
+    );
+    assert!(
+        parse_action(
+            &[
+                &["e", &order_id],
+                &["action", "confirm"],
+                &["release", &sig, &sig]
+            ],
+            ""
+        )
+        .is_ok()
+    );
     let nine: Vec<[&str; 2]> = (0..9).map(|_| ["leaf", leaf]).collect();
     let head = [["e", order_id.as_str()], ["action", "answer"]];
     let mut nine_leaves: Vec<&[&str]> = head.iter().map(|t| &t[..]).collect();
@@ -1819,6 +1862,54 @@ fn market_parsers_reject_malformed_events() {
             ],
         ),
         ("nine leaves", nine_leaves.clone()),
+        (
+            "a token on a take",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "take"][..],
+                &["token", "cashuBabc"][..],
+            ],
+        ),
+        (
+            "a token with a space",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "fund"][..],
+                &["token", "cashuB abc"][..],
+            ],
+        ),
+        (
+            "a release on a deliver",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "deliver"][..],
+                &["release", sig.as_str()][..],
+            ],
+        ),
+        (
+            "a release that is no signature",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "confirm"][..],
+                &["release", "abcd"][..],
+            ],
+        ),
+        (
+            "an empty release",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "confirm"][..],
+                &["release"][..],
+            ],
+        ),
+        (
+            "a token too long",
+            vec![
+                &["e", order_id.as_str()][..],
+                &["action", "fund"][..],
+                &["token", huge_token.as_str()][..],
+            ],
+        ),
         (
             "a challenge with a leaf",
             vec![

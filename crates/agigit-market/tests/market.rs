@@ -420,6 +420,8 @@ fn action_event(
         OrderAction {
             order,
             verb,
+            token: None,
+            release: Vec::new(),
             note: String::new(),
         },
         &signer(by),

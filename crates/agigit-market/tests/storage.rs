@@ -558,6 +558,8 @@ fn signed_action(
     let action = agigit_event::market::OrderAction {
         order,
         verb,
+        token: None,
+        release: Vec::new(),
         note: String::new(),
     };
     let at = nostr::prelude::Timestamp::from_secs(at);
