@@ -4,6 +4,7 @@
 mod context;
 mod failure;
 mod history;
+mod order;
 mod remote;
 mod setup;
 mod view;
@@ -122,6 +123,9 @@ enum Command {
     /// The market's wallet: Cashu ecash at a mint, for your key (balance, top-up, receive,
     /// send).
     Wallet(wallet::WalletArgs),
+    /// The market's pull orders: post one, take, fund, deliver, confirm, dispute, rule, claim,
+    /// refund; list yours and show one, with what happens next if nobody acts.
+    Order(order::OrderArgs),
 }
 
 fn run(cli: &Cli) -> failure::Result<()> {
@@ -155,6 +159,7 @@ fn run(cli: &Cli) -> failure::Result<()> {
         Command::Pull(args) => remote::pull(&ctx, args),
         Command::Fetch(args) => remote::fetch(&ctx, args),
         Command::Wallet(args) => wallet::wallet(&ctx, args),
+        Command::Order(args) => order::order(&ctx, args),
     }
 }
 
