@@ -575,15 +575,43 @@ pub(crate) fn order(ctx: &Ctx, args: &OrderArgs) -> Result<()> {
                 arbiter: t.arbiter,
                 refund_at: refund_time(at, t),
             };
+            // The locked token is the buyer's money until the relay claims it: kept on disk
+            // before it is published, so that a failed publish loses nothing.
+            let kept = kept_token(l.id())?;
+            if kept.exists() {
+                return Err(Failure::new(
+                    ErrorKind::WouldLoseWork,
+                    format!(
+                        "an earlier `order fund` locked escrow for this order ({}) that may not have reached the relays: see `agigit order show {}`; `agigit order refund {}` takes it back from its refund time",
+                        kept.display(),
+                        l.id(),
+                        l.id()
+                    ),
+                ));
+            }
             let w = wallet(args)?;
             let lock = s.rt.block_on(w.lock(&escrow))?;
-            let action = s.act(
-                l.id(),
-                OrderVerb::Fund,
-                Some(lock.token().to_owned()),
-                Vec::new(),
-                at,
-            )?;
+            keep_token(&kept, lock.token())?;
+            let action = s
+                .act(
+                    l.id(),
+                    OrderVerb::Fund,
+                    Some(lock.token().to_owned()),
+                    Vec::new(),
+                    at,
+                )
+                .map_err(|e| {
+                    Failure::new(
+                        e.kind,
+                        format!(
+                            "{}; the escrow is locked in {} and comes back with `agigit order refund {}` from {}",
+                            e.message,
+                            kept.display(),
+                            l.id(),
+                            escrow.refund_at
+                        ),
+                    )
+                })?;
             let l = s.load(l.id())?;
             print(
                 json,
@@ -737,7 +765,15 @@ pub(crate) fn order(ctx: &Ctx, args: &OrderArgs) -> Result<()> {
             if matches!(l.folded.order.phase(), Phase::Closed(Outcome::Paid { .. })) {
                 return Err(not_yours("this order paid the relay: nothing comes back"));
             }
-            let (lock, escrow) = l.funding()?;
+            // The token from the relays' fund action, else the one kept when funding.
+            let (lock, refund_at) = match l.funding() {
+                Ok((lock, escrow)) => (lock, Some(escrow.refund_at)),
+                Err(e) => {
+                    let kept = kept_token(l.id())?;
+                    let token = std::fs::read_to_string(&kept).map_err(|_| e)?;
+                    (CashuLock::from_token(token.trim()), None)
+                }
+            };
             let w = wallet(args)?;
             let ruled = release_consents(&l, Ruling::Refund);
             let got = if ruled.is_empty() {
@@ -748,11 +784,46 @@ pub(crate) fn order(ctx: &Ctx, args: &OrderArgs) -> Result<()> {
             let balance = s.rt.block_on(w.balance())?;
             print(
                 json,
-                serde_json::json!({"id": l.id().to_hex(), "refunded": got, "balance": balance, "refund_at": escrow.refund_at}),
+                serde_json::json!({"id": l.id().to_hex(), "refunded": got, "balance": balance, "refund_at": refund_at}),
                 || format!("took back {got} sats; the wallet holds {balance}"),
             );
         }
     }
+    Ok(())
+}
+
+/// Where the buyer keeps the token it locked for order `id`: `<agigit home>/wallet/orders`.
+fn kept_token(id: EventId) -> Result<std::path::PathBuf> {
+    Ok(crate::context::home()?
+        .join("wallet")
+        .join("orders")
+        .join(format!("{}.token", id.to_hex())))
+}
+
+/// Writes `token` to `path`, owner-only, synced before the fund action is published.
+fn keep_token(path: &std::path::Path, token: &str) -> Result<()> {
+    let io = |e: std::io::Error| {
+        Failure::new(
+            ErrorKind::Io,
+            format!(
+                "{}: {e}; the escrow was locked: its token is {token}",
+                path.display()
+            ),
+        )
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
     Ok(())
 }
 

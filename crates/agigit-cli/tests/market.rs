@@ -121,6 +121,11 @@ fn a_paid_pull_and_an_abandoned_order_on_a_real_mint() -> TestResult {
     let funded = run(&buyer, &buyer, &["order", "fund", &id]);
     assert_eq!(funded["locked"], 320);
     assert_eq!(balance(&buyer), 1680);
+    // The locked token is kept before it is published; funding twice is refused, not paid twice.
+    assert!(buyer.join(format!("wallet/orders/{id}.token")).is_file());
+    let twice = agigit(&buyer, &buyer, &["order", "fund", &id]);
+    assert!(!twice.status.success());
+    assert_eq!(balance(&buyer), 1680);
     let delivered = run(&operators[0], &operators[0], &["order", "deliver", &id]);
     assert_eq!(delivered["verified"], 320);
 
