@@ -507,6 +507,22 @@ pub(crate) fn order(ctx: &Ctx, args: &OrderArgs) -> Result<()> {
             .map(|_| at)
             .map_err(|e| not_yours(&format!("the order refuses: {e}")))
     };
+    // An action that carries nothing for the ledger: checked, published, the order shown.
+    let plain = |id: &str,
+                 action: agigit_market::Action,
+                 verb: OrderVerb,
+                 text: &dyn Fn(&Loaded) -> String|
+     -> Result<()> {
+        let l = s.load(id_arg(id)?)?;
+        let at = allowed(&l, action)?;
+        let name = verb.as_str();
+        let event = s.act(l.id(), verb, None, Vec::new(), at)?;
+        let l = s.load(l.id())?;
+        print(json, reply(name, event, &l, serde_json::json!({})), || {
+            text(&l)
+        });
+        Ok(())
+    };
     match &args.action {
         OrderCommand::Pull(_) => unreachable!("handled above"),
         OrderCommand::Show { id } => {
@@ -683,39 +699,24 @@ pub(crate) fn order(ctx: &Ctx, args: &OrderArgs) -> Result<()> {
                 },
             );
         }
-        OrderCommand::Dispute { id } => {
-            let l = s.load(id_arg(id)?)?;
-            let at = allowed(&l, agigit_market::Action::Dispute)?;
-            let action = s.act(l.id(), OrderVerb::Dispute, None, Vec::new(), at)?;
-            let l = s.load(l.id())?;
-            print(
-                json,
-                reply("dispute", action, &l, serde_json::json!({})),
-                || "disputed: the arbiter decides".to_owned(),
-            );
-        }
-        OrderCommand::Cancel { id } => {
-            let l = s.load(id_arg(id)?)?;
-            let at = allowed(&l, agigit_market::Action::Cancel)?;
-            let action = s.act(l.id(), OrderVerb::Cancel, None, Vec::new(), at)?;
-            let l = s.load(l.id())?;
-            print(
-                json,
-                reply("cancel", action, &l, serde_json::json!({})),
-                || "cancelled".to_owned(),
-            );
-        }
-        OrderCommand::Raise { id, amount } => {
-            let l = s.load(id_arg(id)?)?;
-            let at = allowed(&l, agigit_market::Action::Raise(*amount))?;
-            let action = s.act(l.id(), OrderVerb::Raise(*amount), None, Vec::new(), at)?;
-            let l = s.load(l.id())?;
-            print(
-                json,
-                reply("raise", action, &l, serde_json::json!({})),
-                || format!("raised: the order now pays {}", l.folded.order.owed()),
-            );
-        }
+        OrderCommand::Dispute { id } => plain(
+            id,
+            agigit_market::Action::Dispute,
+            OrderVerb::Dispute,
+            &|_| "disputed: the arbiter decides".to_owned(),
+        )?,
+        OrderCommand::Cancel { id } => plain(
+            id,
+            agigit_market::Action::Cancel,
+            OrderVerb::Cancel,
+            &|_| "cancelled".to_owned(),
+        )?,
+        OrderCommand::Raise { id, amount } => plain(
+            id,
+            agigit_market::Action::Raise(*amount),
+            OrderVerb::Raise(*amount),
+            &|l| format!("raised: the order now pays {}", l.folded.order.owed()),
+        )?,
         OrderCommand::Rule { id, ruling } => {
             let l = s.load(id_arg(id)?)?;
             let ruling = match ruling {
