@@ -1602,3 +1602,49 @@ pub(crate) fn gc(ctx: &Ctx, args: &GcArgs) -> Result<()> {
     );
     Ok(())
 }
+
+/// A blob a server holds of this repository, with its audit root (`docs/market.md`).
+pub(crate) struct StoredBlob {
+    pub(crate) hash: agigit::hash::BlobHash,
+    pub(crate) len: u64,
+    pub(crate) root: [u8; 32],
+}
+
+/// What `store` (a blob server: `http(s)://…`, or a relay's `ws(s)://…`) holds of the packs
+/// reachable from this repository's published refs — each pack's manifest and its shards —
+/// every one downloaded from `store`, checked against its hash, and its audit root computed:
+/// what a storage order asks the server to keep. One blob in memory at a time.
+pub(crate) fn stored_blobs(ctx: &Ctx, store: &str) -> Result<(RepoCoordinate, Vec<StoredBlob>)> {
+    let session = Session::open(ctx, &PartsArg { parts: Vec::new() }, false)?;
+    let options = agigit::AuditOptions {
+        fetch: agigit::FetchOptions {
+            secret: session.secret.as_ref(),
+            ..agigit::FetchOptions::default()
+        },
+        ..agigit::AuditOptions::default()
+    };
+    let held = session.rt.block_on(session.repo.held_by(
+        &session.net,
+        &session.coordinate,
+        store,
+        options,
+    ))?;
+    let mut out = Vec::with_capacity(held.len());
+    for blob in held {
+        let bytes = session
+            .rt
+            .block_on(session.net.blobs.download(store, &blob.hash, blob.len))
+            .map_err(|e| {
+                Failure::new(
+                    agigit::ErrorKind::Network,
+                    format!("{store} says it holds {} but gave: {e}", blob.hash),
+                )
+            })?;
+        out.push(StoredBlob {
+            hash: blob.hash,
+            len: bytes.len() as u64,
+            root: agigit_market::audit::root(&bytes),
+        });
+    }
+    Ok((session.coordinate.clone(), out))
+}

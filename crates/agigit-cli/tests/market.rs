@@ -227,3 +227,189 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+/// Sleeps until unix time `at`.
+fn sleep_until(at: u64) {
+    let now = unix_now();
+    if at > now {
+        std::thread::sleep(Duration::from_secs(at - now));
+    }
+}
+
+/// A storage order through the binary, on a relay and a real mint: the buyer orders what the
+/// relay holds of its pushed model kept for three audit periods; the relay's operator checks
+/// its copies and takes it; the buyer funds it (one escrow per period) and audits each period,
+/// releasing the payment of each audit that passed; the relay answers from its copies and
+/// claims what was released. Before the third audit the relay loses a shard: it cannot
+/// answer, the period fails, and that period's price goes back to the buyer, not the relay.
+#[test]
+fn a_storage_order_pays_each_audited_period_and_not_the_one_a_lost_shard_fails() -> TestResult {
+    const PRICE: u64 = 7;
+    const PERIOD: u64 = 10;
+    const ANSWER: u64 = 4;
+    let Some(mint) = mint::start_mint("cli-storage") else {
+        return Ok(());
+    };
+    let root = mint.dir.join("storage");
+    let relays = Relays::start(&root, 1, |_| None)?;
+    let urls = relays.urls();
+
+    // The buyer owns the model and pushed it to the relay.
+    let (buyer, model) = model_on(&root, &urls);
+    std::fs::write(model.join("train.py"), "print('kept')\n")?;
+    let weights: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9).to_le_bytes()[0])
+        .collect();
+    std::fs::write(model.join("weights.bin"), &weights)?;
+    ok(&agigit(&buyer, &model, &["commit", "-m", "v1"]));
+    ok(&agigit(&buyer, &model, &["push"]));
+    let config = format!(
+        "[wallet]\nmint = \"{}\"\n\n[[relay]]\nurl = \"{}\"\n",
+        mint.url, urls[0]
+    );
+    std::fs::write(buyer.join("config.toml"), &config)?;
+    let operator = root.join("operator");
+    std::fs::create_dir_all(&operator)?;
+    let secret = std::fs::read_to_string(relays.data(0).join("relay.key"))?;
+    ok(&agigit(
+        &operator,
+        &operator,
+        &["key", "import", secret.trim()],
+    ));
+    std::fs::write(operator.join("config.toml"), &config)?;
+    let server = run(&operator, &operator, &["key", "show"])["hex"]
+        .as_str()
+        .ok_or("hex")?
+        .to_owned();
+    assert_eq!(
+        run(&buyer, &buyer, &["wallet", "top-up", "100"])["balance"],
+        100
+    );
+
+    // The order names every blob the relay holds of the model (each pack's manifest and
+    // shards), with its audit root.
+    let posted = run(
+        &buyer,
+        &model,
+        &[
+            "order",
+            "storage",
+            "--server",
+            &server,
+            "--store",
+            &urls[0],
+            "--price",
+            &PRICE.to_string(),
+            "--periods",
+            "3",
+            "--period",
+            &PERIOD.to_string(),
+            "--answer-within",
+            &ANSWER.to_string(),
+            "--challenges",
+            "8",
+        ],
+    );
+    let id = posted["id"].as_str().ok_or("order id")?.to_owned();
+    let blobs = posted["blobs"].as_u64().ok_or("blobs")?;
+    assert!(blobs >= 8, "{blobs} blobs: manifests and their shards");
+    assert_eq!(posted["state"], "open");
+
+    // The operator takes it only with its copies checked.
+    let unchecked = agigit(&operator, &operator, &["order", "take", &id]);
+    assert!(!unchecked.status.success(), "taken without --store");
+    let took = run(
+        &operator,
+        &operator,
+        &["order", "take", &id, "--store", &urls[0]],
+    );
+    assert_eq!(took["state"], "taken, waiting for the buyer to fund it");
+    assert!(took["checked_bytes"].as_u64() > Some(0));
+
+    let funded = run(&buyer, &buyer, &["order", "fund", &id]);
+    assert_eq!(funded["locked"], 3 * PRICE);
+    assert_eq!(balance(&buyer), 100 - 3 * PRICE);
+    let since = funded["funded_at"].as_u64().ok_or("funded_at")?;
+
+    // Periods 1 and 2: challenged, answered from the relay's copies, released, claimed.
+    for period in 0..2u64 {
+        sleep_until(since + period * PERIOD + 1);
+        let challenged = run(&buyer, &buyer, &["order", "challenge", &id]);
+        assert_eq!(challenged["current_period"], period + 1);
+        assert_eq!(
+            challenged["challenged"].as_array().map(Vec::len),
+            Some(8),
+            "an audit of 8 positions reaches 8 distinct blobs"
+        );
+        // Only the buyer audits, only the taker answers.
+        assert!(
+            !agigit(&operator, &operator, &["order", "challenge", &id])
+                .status
+                .success()
+        );
+        let answered = run(
+            &operator,
+            &operator,
+            &["order", "answer", &id, "--store", &urls[0]],
+        );
+        assert_eq!(
+            answered["state"],
+            format!("running, period {}: audit passed", period + 1)
+        );
+        let released = run(&buyer, &buyer, &["order", "confirm", &id]);
+        assert_eq!(released["released"], PRICE);
+        let claimed = run(&operator, &operator, &["order", "claim", &id]);
+        assert_eq!(claimed["claimed"], PRICE);
+        assert_eq!(balance(&operator), (period + 1) * PRICE);
+    }
+
+    // The third audit: the relay has lost a blob it reaches. (A lost blob is reached by an
+    // audit of 8 among these with probability 8 / blobs; the test deletes one this challenge
+    // names, before the relay answers, so that the run is the same every time.)
+    sleep_until(since + 2 * PERIOD + 1);
+    let challenged = run(&buyer, &buyer, &["order", "challenge", &id]);
+    assert_eq!(challenged["current_period"], 3);
+    let hex = challenged["challenged"][0]
+        .as_str()
+        .ok_or("a challenged blob")?
+        .to_owned();
+    std::fs::remove_file(relays.data(0).join("blobs").join(&hex[..2]).join(&hex))?;
+    let failed = agigit(
+        &operator,
+        &operator,
+        &["order", "answer", &id, "--store", &urls[0]],
+    );
+    assert!(!failed.status.success(), "answered without the shard");
+    // Nothing to release: the buyer's confirm is refused, the relay's claim gets nothing new.
+    assert!(
+        !agigit(&buyer, &buyer, &["order", "confirm", &id])
+            .status
+            .success()
+    );
+    let at = challenged["next_deadline"]["at"]
+        .as_u64()
+        .ok_or("answer deadline")?;
+    sleep_until(at + 1);
+    let shown = run(&buyer, &buyer, &["order", "show", &id]);
+    assert_eq!(
+        shown["state"],
+        "closed: the server failed period 3's audit; it and every later period go back to the buyer"
+    );
+    let settled = shown["settled"].as_array().ok_or("settled")?;
+    assert_eq!(settled.len(), 3, "{shown}");
+    assert_eq!(settled[2], "failed: back to the buyer");
+    let claimed = run(&operator, &operator, &["order", "claim", &id]);
+    assert_eq!(claimed["claimed"], 0);
+    assert_eq!(balance(&operator), 2 * PRICE);
+
+    // The third period's escrow is the buyer's from the period's end (the mint's clock).
+    sleep_until(since + 3 * PERIOD + 1);
+    let refunded = run(&buyer, &buyer, &["order", "refund", &id]);
+    assert_eq!(refunded["refunded"], PRICE, "{refunded}");
+    assert_eq!(balance(&buyer), 100 - 2 * PRICE);
+    // Once.
+    let again = run(&buyer, &buyer, &["order", "refund", &id]);
+    assert_eq!(again["refunded"], 0);
+    assert_eq!(balance(&buyer), 100 - 2 * PRICE);
+    Ok(())
+}

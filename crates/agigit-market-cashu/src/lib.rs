@@ -21,6 +21,9 @@ use sha2::Digest as _;
 /// into at most 64 powers of two.
 pub const MAX_PROOFS: usize = 64;
 
+/// The most proofs a token of several escrows ([`CashuWallet::lock_schedule`]) may carry.
+pub const MAX_SCHEDULE_PROOFS: usize = 256;
+
 /// How long [`CashuWallet::top_up`] waits for a quote to be paid.
 pub const TOP_UP_WAIT: Duration = Duration::from_secs(60);
 
@@ -76,6 +79,15 @@ pub enum CashuError {
         have: Amount,
         /// What was asked.
         need: Amount,
+    },
+    /// A schedule locked only in part: the escrows before the one that failed are locked in
+    /// `token` (each comes back to the payer from its refund time).
+    #[error("{message}; what was locked before it is in the token {token}")]
+    Partly {
+        /// What is locked.
+        token: String,
+        /// Why the rest is not.
+        message: String,
     },
     /// A quote still unpaid after [`TOP_UP_WAIT`].
     #[error("the mint quote {quote} was not paid within {TOP_UP_WAIT:?}: pay {request}")]
@@ -346,6 +358,10 @@ impl CashuWallet {
     }
 
     async fn proofs_of(&self, token: &Token) -> Result<Proofs, CashuError> {
+        self.proofs_at_most(token, MAX_PROOFS).await
+    }
+
+    async fn proofs_at_most(&self, token: &Token, most: usize) -> Result<Proofs, CashuError> {
         let keysets: Vec<KeySetInfo> = self
             .wallet
             .keysets(cdk::wallet::types::KeysetLoadPolicy::CacheThenNetwork)
@@ -363,13 +379,118 @@ impl CashuWallet {
         let proofs = token
             .proofs(&keysets)
             .map_err(|e| CashuError::Token(e.to_string()))?;
-        if proofs.is_empty() || proofs.len() > MAX_PROOFS {
+        if proofs.is_empty() || proofs.len() > most {
             return Err(CashuError::Token(format!(
-                "{} proofs; a token here holds 1 to {MAX_PROOFS}",
+                "{} proofs; a token here holds 1 to {most}",
                 proofs.len()
             )));
         }
         Ok(proofs)
+    }
+
+    /// Locks one escrow per entry of `escrows` — the periods of a storage order, say: each its
+    /// own amount and refund time, all from this wallet's owner to one payee — as one token.
+    /// [`part`](Self::part) takes one escrow's proofs back out of it, to verify, consent to,
+    /// claim or refund on its own.
+    ///
+    /// # Errors
+    /// [`CashuError::NotAParty`] unless the owner pays every escrow;
+    /// [`CashuError::NotAsAgreed`] for none, two with one refund time (their proofs could not
+    /// be told apart), or more proofs than [`MAX_SCHEDULE_PROOFS`]; [`CashuError::Partly`]
+    /// when the mint failed after some escrows were locked; as [`Ledger::lock`].
+    pub async fn lock_schedule(&self, escrows: &[Escrow]) -> Result<CashuLock, CashuError> {
+        let owner = self.keys.public_key();
+        if escrows.iter().any(|e| e.payer != owner) {
+            return Err(CashuError::NotAParty { key: owner });
+        }
+        let times: std::collections::BTreeSet<Time> = escrows.iter().map(|e| e.refund_at).collect();
+        if escrows.is_empty() || times.len() != escrows.len() {
+            return Err(CashuError::NotAsAgreed(
+                "a schedule of escrows, each with its own refund time",
+            ));
+        }
+        let mut all = Proofs::new();
+        for escrow in escrows {
+            let locked = async {
+                let token = self
+                    .send_with(escrow.amount, Some(conditions(escrow)?))
+                    .await?;
+                self.proofs_of(&self.parse(&token)?).await
+            }
+            .await;
+            match locked {
+                Ok(proofs) => all.extend(proofs),
+                Err(e) if all.is_empty() => return Err(e),
+                Err(e) => {
+                    return Err(CashuError::Partly {
+                        token: self.token_of(all)?.token,
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        if all.len() > MAX_SCHEDULE_PROOFS {
+            return Err(CashuError::Partly {
+                token: self.token_of(all)?.token,
+                message: format!("more than {MAX_SCHEDULE_PROOFS} proofs in one token"),
+            });
+        }
+        self.token_of(all)
+    }
+
+    /// The escrows of `locked` (a [`lock_schedule`](Self::lock_schedule) token, or a plain
+    /// lock), each as a token of its own: its proofs grouped by refund time, earliest first,
+    /// in their order within the token.
+    ///
+    /// # Errors
+    /// [`CashuError::NotAsAgreed`] for a proof without P2PK conditions and a locktime; as
+    /// [`Ledger::verify`]'s parsing.
+    pub async fn parts(&self, locked: &CashuLock) -> Result<Vec<(Time, CashuLock)>, CashuError> {
+        let token = self.parse(&locked.token)?;
+        let mut groups: std::collections::BTreeMap<Time, Proofs> =
+            std::collections::BTreeMap::new();
+        for p in self.proofs_at_most(&token, MAX_SCHEDULE_PROOFS).await? {
+            let Ok(SpendingConditions::P2PKConditions {
+                conditions:
+                    Some(Conditions {
+                        locktime: Some(at), ..
+                    }),
+                ..
+            }) = SpendingConditions::try_from(&p.secret)
+            else {
+                return Err(CashuError::NotAsAgreed(
+                    "a proof without P2PK conditions and a locktime",
+                ));
+            };
+            groups.entry(at).or_default().push(p);
+        }
+        groups
+            .into_iter()
+            .map(|(at, proofs)| Ok((at, self.token_of(proofs)?)))
+            .collect()
+    }
+
+    /// The escrow of `locked` that refunds at `refund_at` (see [`parts`](Self::parts)).
+    ///
+    /// # Errors
+    /// [`CashuError::NotAsAgreed`] when no proof has that refund time; as
+    /// [`parts`](Self::parts).
+    pub async fn part(&self, locked: &CashuLock, refund_at: Time) -> Result<CashuLock, CashuError> {
+        self.parts(locked)
+            .await?
+            .into_iter()
+            .find(|(at, _)| *at == refund_at)
+            .map(|(_, part)| part)
+            .ok_or(CashuError::NotAsAgreed("no escrow with that refund time"))
+    }
+
+    /// `proofs` as one token of this wallet's mint.
+    fn token_of(&self, proofs: Proofs) -> Result<CashuLock, CashuError> {
+        let mint = cdk::mint_url::MintUrl::from_str(&self.mint)
+            .map_err(|e| CashuError::Token(e.to_string()))?;
+        Ok(CashuLock {
+            token: Token::new(mint, proofs, None, CurrencyUnit::Sat).to_string(),
+        })
     }
 
     async fn redeem(&self, proofs: Proofs) -> Result<Amount, CashuError> {

@@ -203,3 +203,75 @@ async fn plain_tokens_move_between_wallets_once() {
     };
     assert_eq!(reopened.balance().await, Ok(40));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_is_one_token_whose_parts_pay_or_refund_each_on_its_own() {
+    let Some(mint) = start_mint("schedule") else {
+        return;
+    };
+    let payer = wallet(&mint, PAYER);
+    let payee = wallet(&mint, PAYEE);
+    assert_eq!(payer.top_up(100).await, Ok(100));
+    let now = unix_now();
+    let period = |i: u64, refund_at: u64| Escrow {
+        amount: 10 + i,
+        payer: keys(PAYER).public_key(),
+        payee: keys(PAYEE).public_key(),
+        arbiter: None,
+        refund_at,
+    };
+    let schedule = [
+        period(0, now + 3_600),
+        period(1, now + 1),
+        period(2, now + 7_200),
+    ];
+    // Two escrows with one refund time could not be told apart.
+    assert!(matches!(
+        payer.lock_schedule(&[schedule[0], schedule[0]]).await,
+        Err(CashuError::NotAsAgreed(_))
+    ));
+    let locked = payer.lock_schedule(&schedule).await.expect("locked");
+    assert_eq!(payer.balance().await, Ok(100 - 33));
+    // Each part is the escrow it was locked as, and no other.
+    for e in &schedule {
+        let part = payee.part(&locked, e.refund_at).await.expect("a part");
+        payee.verify(&part, e).await.expect("as agreed");
+    }
+    let first = payee
+        .part(&locked, schedule[0].refund_at)
+        .await
+        .expect("a part");
+    assert!(matches!(
+        payee.verify(&first, &schedule[2]).await,
+        Err(CashuError::NotAsAgreed(_))
+    ));
+    assert!(matches!(
+        payee.part(&locked, now + 5).await,
+        Err(CashuError::NotAsAgreed(_))
+    ));
+    // The payer's consent to the first part pays that part only; the same signatures do not
+    // open the third.
+    let release = payer.consent(&first).await.expect("a party");
+    let third = payee
+        .part(&locked, schedule[2].refund_at)
+        .await
+        .expect("a part");
+    assert_eq!(
+        payee.claim(&third, std::slice::from_ref(&release)).await,
+        Err(CashuError::Consents)
+    );
+    assert_eq!(payee.claim(&first, &[release]).await, Ok(10));
+    // The second part lapses and comes back to the payer alone; the third stays locked.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let second = payer
+        .part(&locked, schedule[1].refund_at)
+        .await
+        .expect("a part");
+    assert_eq!(payer.refund(&second).await, Ok(11));
+    assert!(matches!(
+        payer.refund(&third).await,
+        Err(CashuError::NotYetRefundable { .. })
+    ));
+    assert_eq!(payee.balance().await, Ok(10));
+    assert_eq!(payer.balance().await, Ok(100 - 33 + 11));
+}

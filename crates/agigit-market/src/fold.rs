@@ -143,6 +143,7 @@ impl Order for StorageOrder {
             OrderVerb::Fund => StorageAction::Fund,
             OrderVerb::Challenge(nonce) => StorageAction::Challenge(*nonce),
             OrderVerb::Answer(openings) => StorageAction::Answer(openings.clone()),
+            OrderVerb::Confirm => StorageAction::Release,
             _ => return None,
         })
     }

@@ -154,6 +154,11 @@ pub enum StorageAction {
     Challenge(Digest),
     /// The server answers the current challenge: one opening per position, in order.
     Answer(Vec<Opening>),
+    /// The buyer consents, on the ledger, to paying a period the server earned (a `confirm`
+    /// carrying the buyer's release signatures). It changes no state: who is owed what is the
+    /// fold's to decide; the consent is what a ledger needs to move the money (a Cashu token
+    /// locked to the server with the buyer's key beside its own).
+    Release,
 }
 
 impl StorageAction {
@@ -165,6 +170,7 @@ impl StorageAction {
             Self::Fund => "fund",
             Self::Challenge(_) => "challenge",
             Self::Answer(_) => "answer",
+            Self::Release => "confirm",
         }
     }
 }
@@ -427,6 +433,15 @@ impl StorageOrder {
         let (mut order, mut effects) = self.tick(now);
         let buyer = by == order.terms.buyer;
         match (action, order.phase) {
+            // A release is the buyer's consent to a payment the fold already owes; it may
+            // come after the period, or the order, ended.
+            (
+                StorageAction::Release,
+                StoragePhase::Running { .. }
+                | StoragePhase::Closed(
+                    StorageOutcome::Completed { .. } | StorageOutcome::Failed { .. },
+                ),
+            ) if buyer => {}
             (_, StoragePhase::Closed(_)) => return Err(Refused::Closed),
             (StorageAction::Cancel, StoragePhase::Open) if buyer => {
                 effects.extend(order.close(StorageOutcome::Cancelled));

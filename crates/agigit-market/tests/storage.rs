@@ -625,3 +625,36 @@ fn the_fold_over_signed_events_audits_and_pays_whatever_order_they_arrive_in() -
     assert!(agigit_market::fold(&order, [], None).is_err());
     Ok(())
 }
+
+#[test]
+fn a_release_is_the_buyers_consent_and_moves_nothing_the_fold_does_not_owe() -> TestResult {
+    let t = terms(Ruling::Refund);
+    let (order, _) = StorageOrder::post(t, 0)?;
+    // Nothing is locked before the order is funded: nothing to release.
+    assert!(order.apply(key(BUYER), &StorageAction::Release, 1).is_err());
+    let (order, _) = order.apply(key(2), &StorageAction::Take, 1)?;
+    assert!(order.apply(key(BUYER), &StorageAction::Release, 2).is_err());
+    let (order, _) = order.apply(key(BUYER), &StorageAction::Fund, 2)?;
+    // The buyer's release changes neither the phase nor what escrow holds.
+    let (same, effects) = order.apply(key(BUYER), &StorageAction::Release, 3)?;
+    assert_eq!(same, order);
+    assert!(effects.is_empty());
+    // Nobody else's.
+    for who in [key(2), key(STRANGER)] {
+        assert!(matches!(
+            order.apply(who, &StorageAction::Release, 3),
+            Err(Refused::NotYours { .. })
+        ));
+    }
+    // After the last period (all unaudited, refunded) the order has completed; a release
+    // still applies and changes nothing.
+    let (end, _) = order.tick(2 + 3 * PERIOD);
+    assert!(matches!(
+        end.phase(),
+        StoragePhase::Closed(StorageOutcome::Completed { .. })
+    ));
+    let (after, effects) = end.apply(key(BUYER), &StorageAction::Release, 3 + 3 * PERIOD)?;
+    assert_eq!(after, end);
+    assert!(effects.is_empty());
+    Ok(())
+}

@@ -16,7 +16,7 @@ pub use error::{Error, ErrorKind};
 pub use op_error::{Conflicts, IoError, LocalChanges, checkout, commit, fetch, merge, push};
 pub use private::PrivateKeys;
 pub use remote::{
-    AuditOptions, AuditReport, DEFAULT_PARALLEL, FetchOptions, GcOptions, GcReport,
+    AuditOptions, AuditReport, DEFAULT_PARALLEL, FetchOptions, GcOptions, GcReport, HeldBlob,
     MAX_FETCH_SEGMENT, MAX_MANIFEST_BYTES, PackAudit, PackDurability, PartialReport, PartialWant,
     Progress, PullReport, PushOptions, PushReport, Remote, RemoteRefs, RepairReport, ServerGc,
     ServerHolding, StageTimes,

@@ -129,6 +129,19 @@ pub struct RepairReport {
     pub errors: Vec<String>,
 }
 
+/// A blob a server holds of a repository: a pack's manifest, or one of its shards — what a
+/// storage order asks the server to keep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeldBlob {
+    /// Its hash.
+    pub hash: BlobHash,
+    /// Its length in bytes, as the manifest gives it (a shard) or as fetched (a manifest).
+    pub len: u64,
+    /// The pack it belongs to: its manifest's hash.
+    pub pack: BlobHash,
+}
+
 /// One pack's state during an audit.
 struct Audited {
     manifest_hash: BlobHash,
@@ -155,6 +168,52 @@ impl Repository {
         let servers = audit_servers(transport);
         let (audited, unreachable) = self.survey(transport, repo, &servers, options).await?;
         report(&servers, &unreachable, &audited, options)
+    }
+
+    /// The blobs `server` holds of the packs reachable from `repo`'s newest state: each pack's
+    /// manifest and the shards of it the server answers it has (HEAD requests, as an audit
+    /// asks), manifests first within each pack. Nothing is downloaded but the manifests.
+    ///
+    /// # Errors
+    /// As [`audit`](Self::audit); [`Error::Network`] when `server` does not answer.
+    pub async fn held_by(
+        &self,
+        transport: &dyn Transport,
+        repo: &RepoCoordinate,
+        server: &str,
+        options: AuditOptions<'_>,
+    ) -> Result<Vec<HeldBlob>, Error> {
+        let servers = [server.to_owned()];
+        let (audited, unreachable) = self.survey(transport, repo, &servers, options).await?;
+        if !unreachable.is_empty() {
+            return Err(Error::Network(format!("{server} did not answer")));
+        }
+        let mut held = Vec::new();
+        for pack in &audited {
+            let (Some((stored, manifest)), Some(map)) = (&pack.manifest, &pack.map) else {
+                continue;
+            };
+            if pack.holds_manifest[0] {
+                held.push(HeldBlob {
+                    hash: pack.manifest_hash,
+                    len: stored.len() as u64,
+                    pack: pack.manifest_hash,
+                });
+            }
+            let code = codec_for(&manifest.codec()).map_err(|e| Error::Corrupt(e.to_string()))?;
+            for (segment, shard, hash) in manifest.all_shard_hashes() {
+                if map.holds(segment, shard, 0) {
+                    let segment_len = usize::try_from(manifest.segment_len(segment))
+                        .map_err(|_| Error::Corrupt("a segment longer than memory".to_owned()))?;
+                    held.push(HeldBlob {
+                        hash: *hash,
+                        len: code.shard_len(segment_len) as u64,
+                        pack: pack.manifest_hash,
+                    });
+                }
+            }
+        }
+        Ok(held)
     }
 
     /// Audits `repo` (see [`audit`](Self::audit)), then, for every segment below its target,

@@ -45,7 +45,7 @@ use crate::private::PrivateKeys;
 use crate::repository::Repository;
 use crate::worktree::Part;
 
-pub use audit::{AuditOptions, AuditReport, PackAudit, RepairReport};
+pub use audit::{AuditOptions, AuditReport, HeldBlob, PackAudit, RepairReport};
 pub use gc::{GcOptions, GcReport, ServerGc};
 pub use handle::Remote;
 pub use partial::{PartialReport, PartialWant};
