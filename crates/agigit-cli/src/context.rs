@@ -204,6 +204,17 @@ pub(crate) fn write_key(secret_hex: &str, force: bool) -> Result<PathBuf> {
 
 pub(crate) fn network(keys: &Keys, relays: &[RelayEntry]) -> Result<Network> {
     let tls = tls_config()?;
+    let mut blobs = BlobClient::new(
+        Some(Arc::new(keys.clone())),
+        BlobClientOptions {
+            tls: tls.clone(),
+            ..BlobClientOptions::default()
+        },
+    );
+    // Servers that charge for serving (BUD-07) are paid from the wallet, within its budget.
+    if let Some(payer) = crate::wallet::BudgetPayer::configured()? {
+        blobs = blobs.with_payer(Arc::new(payer));
+    }
     let net = Network::new(
         RelayPool::new(
             PoolOptions {
@@ -212,13 +223,7 @@ pub(crate) fn network(keys: &Keys, relays: &[RelayEntry]) -> Result<Network> {
             },
             Some(Arc::new(keys.clone())),
         ),
-        BlobClient::new(
-            Some(Arc::new(keys.clone())),
-            BlobClientOptions {
-                tls,
-                ..BlobClientOptions::default()
-            },
-        ),
+        blobs,
     );
     for r in relays {
         let roles = Roles {

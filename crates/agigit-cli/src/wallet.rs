@@ -71,6 +71,54 @@ pub(crate) fn open(mint: Option<&str>) -> Result<CashuWallet> {
     Ok(CashuWallet::open(&mint, &home()?.join("wallet"), keys()?)?)
 }
 
+/// Pays blob servers' `402 Payment Required` from the user's wallet, request by request,
+/// within `[wallet] budget` sats for the whole command. The wallet is opened at the first
+/// payment; payments are made one at a time, so the budget is never overrun.
+#[derive(Debug)]
+pub(crate) struct BudgetPayer {
+    mint: String,
+    state: tokio::sync::Mutex<(Option<CashuWallet>, u64)>,
+}
+
+impl BudgetPayer {
+    /// The payer `[wallet]` in the user's config asks for: `None` without a mint or budget.
+    pub(crate) fn configured() -> Result<Option<Self>> {
+        let Some(w) = load_user_config()?.wallet else {
+            return Ok(None);
+        };
+        Ok(match (w.mint, w.budget) {
+            (Some(mint), Some(budget)) if budget > 0 => Some(Self {
+                mint,
+                state: tokio::sync::Mutex::new((None, budget)),
+            }),
+            _ => None,
+        })
+    }
+}
+
+impl agigit::net::BlobPayer for BudgetPayer {
+    fn pay<'a>(
+        &'a self,
+        server: &'a str,
+        request: &'a str,
+    ) -> agigit::net::BoxFuture<'a, std::result::Result<String, String>> {
+        Box::pin(async move {
+            let mut state = self.state.lock().await;
+            if state.0.is_none() {
+                state.0 = Some(open(Some(&self.mint)).map_err(|e| e.message)?);
+            }
+            let left = state.1;
+            let wallet = state.0.as_ref().ok_or("no wallet")?;
+            let (paid, token) = wallet.pay_request(request, left).await.map_err(|e| {
+                format!("{e} ({left} sats of this command's budget left: `[wallet] budget` in config.toml)")
+            })?;
+            state.1 = left - paid;
+            eprintln!("paid {server} {paid} sats ({} left of the budget)", state.1);
+            Ok(token)
+        })
+    }
+}
+
 pub(crate) fn wallet(ctx: &Ctx, args: &WalletArgs) -> Result<()> {
     let rt = runtime()?;
     let w = open(args.mint.as_deref())?;

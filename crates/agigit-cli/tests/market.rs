@@ -413,3 +413,99 @@ fn a_storage_order_pays_each_audited_period_and_not_the_one_a_lost_shard_fails()
     assert_eq!(balance(&buyer), 100 - 2 * PRICE);
     Ok(())
 }
+
+/// Paid serving through the binary: a relay that charges for downloads (`[payment]`, BUD-07
+/// with Cashu) answers `402` with a payment request; a reader without a budget is refused, one
+/// with too small a budget pays no more than it and fails, and one with enough clones the
+/// model, paying shard by shard from its wallet; the relay's wallet holds exactly what was
+/// paid.
+#[test]
+fn a_relay_that_charges_for_downloads_is_paid_shard_by_shard_within_the_budget() -> TestResult {
+    use agigit_market::ledger::Ledger as _;
+    let Some(mint) = mint::start_mint("cli-paid") else {
+        return Ok(());
+    };
+    let relay_config = mint.dir.join("paid-relay.toml");
+    std::fs::write(
+        &relay_config,
+        format!(
+            "[payment]\nmint = \"{}\"\ndownload_sats_per_mib = 16\n",
+            mint.url
+        ),
+    )?;
+    let root = mint.dir.join("paid");
+    let mut relays = Relays::start(&root, 1, |_| Some(relay_config.clone()))?;
+    let urls = relays.urls();
+    let (owner, model) = model_on(&root, &urls);
+    let weights: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7).to_le_bytes()[0])
+        .collect();
+    std::fs::write(model.join("weights.bin"), &weights)?;
+    ok(&agigit(&owner, &model, &["commit", "-m", "v1"]));
+    let pushed = json(&agigit(&owner, &model, &["push", "--json"]));
+    let coordinate = pushed["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
+
+    let reader = root.join("reader");
+    std::fs::create_dir_all(&reader)?;
+    ok(&agigit(&reader, &reader, &["key", "generate"]));
+    let with_budget = |budget: u64| -> std::io::Result<()> {
+        std::fs::write(
+            reader.join("config.toml"),
+            format!("[wallet]\nmint = \"{}\"\nbudget = {budget}\n", mint.url),
+        )
+    };
+    with_budget(0)?;
+    assert_eq!(
+        run(&reader, &reader, &["wallet", "top-up", "500"])["balance"],
+        500
+    );
+    let clone = |name: &str| {
+        agigit(
+            &reader,
+            &reader,
+            &["clone", &coordinate, name, "--relay", &urls[0]],
+        )
+    };
+
+    // No budget: nothing is paid, and the relay serves nothing.
+    let refused = clone("free");
+    assert!(
+        !refused.status.success(),
+        "cloned from a paid relay without paying"
+    );
+    assert_eq!(balance(&reader), 500);
+    // A budget of 1 sat: at most that is paid, and the clone fails.
+    with_budget(1)?;
+    let short = clone("short");
+    assert!(!short.status.success(), "cloned within 1 sat");
+    let after_short = balance(&reader);
+    assert!((499..=500).contains(&after_short), "{after_short}");
+    // Enough: the model arrives, every shard paid for on its own.
+    with_budget(200)?;
+    let paid = clone("paid");
+    ok(&paid);
+    assert_eq!(
+        std::fs::read(reader.join("paid").join("weights.bin"))?,
+        weights
+    );
+    let spent = after_short - balance(&reader);
+    assert!(spent > 1 && spent <= 200, "spent {spent}");
+    let receipts = String::from_utf8_lossy(&paid.stderr)
+        .lines()
+        .filter(|l| l.starts_with("paid "))
+        .count();
+    assert!(receipts >= 2, "one payment per shard, not one for all");
+
+    // The relay's wallet holds what the reader paid (its 1-sat try included).
+    relays.stop(0);
+    let secret = std::fs::read_to_string(relays.data(0).join("relay.key"))?;
+    let keys = agigit::event::nostr::prelude::Keys::parse(secret.trim())?;
+    let wallet =
+        agigit_market_cashu::CashuWallet::open(&mint.url, &relays.data(0).join("wallet"), keys)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    assert_eq!(rt.block_on(wallet.balance())?, 500 - balance(&reader));
+    Ok(())
+}

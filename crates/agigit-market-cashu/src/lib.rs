@@ -484,6 +484,90 @@ impl CashuWallet {
             .ok_or(CashuError::NotAsAgreed("no escrow with that refund time"))
     }
 
+    /// A NUT-18 payment request (`creqA…`) for `amount` sats at this wallet's mint, single
+    /// use: what a server answering `402 Payment Required` sends in `X-Cashu` (NUT-24).
+    ///
+    /// # Errors
+    /// [`CashuError::Token`] when the wallet's mint URL is not one.
+    pub fn payment_request(&self, amount: Amount, description: &str) -> Result<String, CashuError> {
+        let mint = cdk::mint_url::MintUrl::from_str(&self.mint)
+            .map_err(|e| CashuError::Token(e.to_string()))?;
+        Ok(cdk::nuts::PaymentRequest::builder()
+            .amount(amount)
+            .unit(CurrencyUnit::Sat)
+            .single_use(true)
+            .add_mint(mint)
+            .description(description)
+            .build()
+            .to_string())
+    }
+
+    /// Takes a payment: a plain token of this wallet's mint worth at least `at_least` sats,
+    /// swapped into this wallet at the mint (so that it cannot be spent again). The token is
+    /// checked before the swap: a short payment, or locked proofs, are refused and not taken.
+    /// Returns what was received.
+    ///
+    /// # Errors
+    /// [`CashuError::NotAsAgreed`] for less than asked or locked proofs; as
+    /// [`receive`](Self::receive).
+    pub async fn accept(&self, token: &str, at_least: Amount) -> Result<Amount, CashuError> {
+        let parsed = self.parse(token)?;
+        let proofs = self.proofs_of(&parsed).await?;
+        if proofs
+            .iter()
+            .any(|p| SpendingConditions::try_from(&p.secret).is_ok())
+        {
+            return Err(CashuError::NotAsAgreed("locked proofs, not a payment"));
+        }
+        if amount_of(&proofs)? < at_least {
+            return Err(CashuError::NotAsAgreed("less than the price asked"));
+        }
+        self.redeem(proofs).await
+    }
+
+    /// Pays a NUT-18 payment request (`creqA…`) from this wallet: a plain token for its
+    /// amount, when the request is in sats, accepts this wallet's mint (or names none) and
+    /// asks at most `most`. Returns what was paid and the token (`cashuB…`).
+    ///
+    /// # Errors
+    /// [`CashuError::Token`] for a request that does not parse, is in another unit or names
+    /// no amount; [`CashuError::NotAsAgreed`] for one above `most` or at other mints only; as
+    /// [`send`](Self::send).
+    pub async fn pay_request(
+        &self,
+        request: &str,
+        most: Amount,
+    ) -> Result<(Amount, String), CashuError> {
+        let parsed = cdk::nuts::PaymentRequest::from_str(request.trim())
+            .map_err(|e| CashuError::Token(format!("a payment request: {e}")))?;
+        if parsed
+            .unit
+            .as_ref()
+            .is_some_and(|u| *u != CurrencyUnit::Sat)
+        {
+            return Err(CashuError::Token("a payment request not in sat".to_owned()));
+        }
+        let amount = u64::from(
+            parsed
+                .amount
+                .ok_or_else(|| CashuError::Token("a payment request for no amount".to_owned()))?,
+        );
+        let ours = parsed.mints.is_empty()
+            || parsed.mint_preferred == Some(true)
+            || parsed
+                .mints
+                .iter()
+                .any(|m| m.to_string().trim_end_matches('/') == self.mint.trim_end_matches('/'));
+        if !ours {
+            return Err(CashuError::NotAsAgreed("a payment at another mint"));
+        }
+        if amount > most {
+            return Err(CashuError::NotAsAgreed("a price above what may be paid"));
+        }
+        let token = self.send_with(amount, None).await?;
+        Ok((amount, token))
+    }
+
     /// `proofs` as one token of this wallet's mint.
     fn token_of(&self, proofs: Proofs) -> Result<CashuLock, CashuError> {
         let mint = cdk::mint_url::MintUrl::from_str(&self.mint)

@@ -110,11 +110,25 @@ struct ServerState {
 
 type Body = BoxBody<Bytes, std::convert::Infallible>;
 
+/// Pays blob servers that answer a download `402 Payment Required` (BUD-07, NUT-24): given
+/// the server and the payment request it sent in `X-Cashu` (NUT-18, `creqA…`), the proof to
+/// retry with (a Cashu token, `cashuB…`), or why not (over budget, no wallet). Each request
+/// is paid on its own, when asked: a server is trusted with one request's price at a time.
+pub trait BlobPayer: Send + Sync + std::fmt::Debug {
+    /// The `X-Cashu` value that pays `request` at `server`.
+    fn pay<'a>(
+        &'a self,
+        server: &'a str,
+        request: &'a str,
+    ) -> crate::BoxFuture<'a, Result<String, String>>;
+}
+
 /// A Blossom client for any number of servers. Cheap to clone.
 #[derive(Clone)]
 pub struct BlobClient {
     http: Client<HttpsConnector<HttpConnector>, Body>,
     signer: Option<SharedSigner>,
+    payer: Option<Arc<dyn BlobPayer>>,
     options: BlobClientOptions,
     total: Arc<Semaphore>,
     servers: Arc<Mutex<HashMap<String, Arc<ServerState>>>>,
@@ -195,10 +209,18 @@ impl BlobClient {
         BlobClient {
             http,
             signer,
+            payer: None,
             total: Arc::new(Semaphore::new(options.total.max(1))),
             options,
             servers: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// This client, paying downloads that servers answer `402 Payment Required` with `payer`.
+    #[must_use]
+    pub fn with_payer(mut self, payer: Arc<dyn BlobPayer>) -> Self {
+        self.payer = Some(payer);
+        self
     }
 
     fn state(&self, server: &str) -> Arc<ServerState> {
@@ -668,16 +690,53 @@ impl BlobClient {
         if offset > max_len {
             return Err(too_large().into());
         }
-        let mut req = request(Method::GET, uri, server)?;
-        if offset > 0 {
-            let range = HeaderValue::from_str(&format!("bytes={offset}-"))
-                .map_err(|e| NetError::Sign(e.to_string()))?;
-            req.headers_mut().insert(header::RANGE, range);
+        let get = |paid: Option<HeaderValue>| -> Result<Request<Body>, NetError> {
+            let mut req = request(Method::GET, uri.clone(), server)?;
+            if offset > 0 {
+                let range = HeaderValue::from_str(&format!("bytes={offset}-"))
+                    .map_err(|e| NetError::Sign(e.to_string()))?;
+                req.headers_mut().insert(header::RANGE, range);
+            }
+            if let Some(proof) = paid {
+                req.headers_mut().insert("x-cashu", proof);
+            }
+            Ok(req)
+        };
+        let mut resp = self
+            .send(server, get(None)?)
+            .await
+            .map_err(|error| Attempt {
+                error,
+                received: state.carry(&hasher),
+            })?;
+        // BUD-07: a price, paid (when this client has a payer) and the request sent again once.
+        let asked = resp
+            .headers()
+            .get("x-cashu")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let (StatusCode::PAYMENT_REQUIRED, Some(payer), Some(asked)) =
+            (resp.status(), &self.payer, asked)
+        {
+            let refused = |reason: String| NetError::Http {
+                server: server.to_owned(),
+                status: 402,
+                reason,
+            };
+            let proof = payer
+                .pay(server, &asked)
+                .await
+                .map_err(|why| refused(format!("payment required, not paid: {why}")))?;
+            let proof = HeaderValue::from_str(&proof)
+                .map_err(|_| refused("the payment is no header value".to_owned()))?;
+            resp = self
+                .send(server, get(Some(proof))?)
+                .await
+                .map_err(|error| Attempt {
+                    error,
+                    received: state.carry(&hasher),
+                })?;
         }
-        let resp = self.send(server, req).await.map_err(|error| Attempt {
-            error,
-            received: state.carry(&hasher),
-        })?;
         match resp.status() {
             StatusCode::OK if offset > 0 => {
                 // The server ignored Range: start over.

@@ -15,7 +15,7 @@ mod transport;
 
 #[cfg(feature = "client")]
 pub use blob::{
-    BlobClient, BlobClientOptions, BlobDescriptor, Health, listing_json, parse_listing,
+    BlobClient, BlobClientOptions, BlobDescriptor, BlobPayer, Health, listing_json, parse_listing,
 };
 pub use error::{NetError, PublishReport, RelayOutcome};
 #[cfg(feature = "client")]

@@ -818,14 +818,13 @@ async fn download(
             return r;
         }
     };
+    let action = if method == Method::HEAD {
+        PaidAction::Head
+    } else {
+        PaidAction::Download
+    };
     if let Err(r) = b
-        .charge(
-            PaidAction::Download,
-            Some(hash),
-            Some(end - start),
-            reader_key,
-            &headers,
-        )
+        .charge(action, Some(hash), Some(end - start), reader_key, &headers)
         .await
     {
         return r;

@@ -12,6 +12,11 @@
 //! #                                              # generated on first start
 //! # announce_to = ["ws://relay-b:7777"]          # publish the signed self-description there
 //!
+//! # [payment]                      # BUD-07 paid serving, in Cashu (a build with the `cashu`
+//! # mint = "https://mint.example"  # feature): 402 with a NUT-18 request, the token in X-Cashu
+//! # download_sats_per_mib = 1      # 0: free; a part of a MiB costs its share, rounded up
+//! # upload_sats_per_mib = 0
+//!
 //! # [tls]                          # serve wss:// and https:// on `listen` (or leave TLS to a
 //! # cert_file = "/etc/agigit-relay/fullchain.pem"   # reverse proxy, and set public_url to
 //! # key_file = "/etc/agigit-relay/privkey.pem"      # the wss:// URL clients use)
@@ -324,6 +329,35 @@ pub struct Config {
     pub announce_to: Vec<String>,
     /// TLS on the listener: the certificate chain and its key, PEM files.
     pub tls: Option<TlsFiles>,
+    /// Paid serving (BUD-07, in Cashu): unset, everything is free.
+    pub payment: Option<PaymentConfig>,
+}
+
+/// Prices for serving blobs, paid in Cashu ecash at one mint (BUD-07 / NUT-24): a request that
+/// costs something is answered `402 Payment Required` with a NUT-18 payment request in
+/// `X-Cashu`, and served when retried with a token worth the price in `X-Cashu`. The relay's
+/// wallet (its key's, in `data/wallet`) takes each payment at the mint before serving.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentConfig {
+    /// The mint the relay takes tokens of.
+    pub mint: String,
+    /// Sats per MiB sent (`GET /<sha256>`; a range pays for its bytes); a part of a MiB costs
+    /// its share, rounded up to a whole sat.
+    #[serde(default)]
+    pub download_sats_per_mib: u64,
+    /// Sats per MiB stored (`PUT /upload`).
+    #[serde(default)]
+    pub upload_sats_per_mib: u64,
+}
+
+impl PaymentConfig {
+    /// What `bytes` cost at `per_mib` sats a MiB: 0 for nothing or a free price, else at
+    /// least 1.
+    pub fn price(bytes: u64, per_mib: u64) -> u64 {
+        let sats = (u128::from(bytes) * u128::from(per_mib)).div_ceil(1 << 20);
+        u64::try_from(sats).unwrap_or(u64::MAX)
+    }
 }
 
 /// A certificate chain and its private key, in PEM files, for the relay to serve TLS with.
@@ -356,6 +390,7 @@ impl Default for Config {
             key_file: None,
             announce_to: Vec::new(),
             tls: None,
+            payment: None,
         }
     }
 }
@@ -423,6 +458,7 @@ struct FileConfig {
     #[serde(default)]
     blossom: FileBlossom,
     tls: Option<TlsFiles>,
+    payment: Option<PaymentConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -501,6 +537,7 @@ impl Config {
         c.key_file = file.key_file;
         c.announce_to = file.announce_to;
         c.tls = file.tls;
+        c.payment = file.payment;
         let (l, fl) = (&mut c.limits, file.limits);
         set(&mut l.max_message_bytes, fl.max_message_bytes);
         set(&mut l.max_subscriptions, fl.max_subscriptions);
@@ -570,6 +607,51 @@ mod tests {
         let parsed = Config::from_toml(&example, Path::new("doc")).unwrap();
         assert_eq!(parsed, Config::default());
         assert_eq!(parsed.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn payment_prices_per_mib_round_up_and_typos_are_refused() {
+        let c = Config::from_toml(
+            "[payment]\nmint = \"http://127.0.0.1:3338\"\ndownload_sats_per_mib = 3\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let p = c.payment.unwrap();
+        assert_eq!(p.mint, "http://127.0.0.1:3338");
+        assert_eq!((p.download_sats_per_mib, p.upload_sats_per_mib), (3, 0));
+        assert_eq!(PaymentConfig::price(0, 3), 0);
+        assert_eq!(PaymentConfig::price(1 << 20, 0), 0);
+        assert_eq!(PaymentConfig::price(1, 3), 1);
+        assert_eq!(PaymentConfig::price(1 << 20, 3), 3);
+        assert_eq!(PaymentConfig::price((1 << 20) + 1, 3), 4);
+        assert_eq!(PaymentConfig::price(u64::MAX, u64::MAX), u64::MAX);
+        assert!(
+            Config::from_toml("[payment]\nmint = \"x\"\nprice = 1\n", Path::new("x.toml")).is_err()
+        );
+        assert!(Config::from_toml("[payment]\n", Path::new("x.toml")).is_err());
+    }
+
+    #[cfg(not(feature = "cashu"))]
+    #[test]
+    fn a_build_without_cashu_refuses_to_start_with_prices() {
+        let dir = std::env::temp_dir().join(format!("agigit-relay-nocashu-{}", std::process::id()));
+        let mut c = Config {
+            data: dir.clone(),
+            ..Config::default()
+        };
+        c.payment = Some(PaymentConfig {
+            mint: "http://127.0.0.1:1".into(),
+            download_sats_per_mib: 1,
+            upload_sats_per_mib: 0,
+        });
+        let e = crate::server::Relay::from_config(&c)
+            .err()
+            .map(|e| e.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            e.is_some_and(|e| e.contains("cashu")),
+            "a paid relay started free"
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 mod blob_index;
 pub mod blobs;
 mod blossom;
+#[cfg(feature = "cashu")]
+pub mod cashu;
 pub mod config;
 pub mod conformance;
 pub mod identity;

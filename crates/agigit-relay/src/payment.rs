@@ -23,8 +23,10 @@ use nostr::prelude::PublicKey;
 pub enum PaidAction {
     /// `PUT /upload`, or its `HEAD /upload` preflight (BUD-06).
     Upload,
-    /// `GET` or `HEAD /<sha256>`.
+    /// `GET /<sha256>`.
     Download,
+    /// `HEAD /<sha256>`: whether a blob is here, and its size; nothing of it is sent.
+    Head,
     /// `GET /list/<pubkey>`.
     List,
     /// `DELETE /<sha256>`.

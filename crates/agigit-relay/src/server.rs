@@ -59,6 +59,10 @@ pub enum ServeError {
         "a PostgreSQL URL is configured, but agigit-relay was built without the `postgres` feature"
     )]
     NoPostgres,
+    /// `[payment]` is configured, but this build cannot take payments, or the wallet cannot
+    /// be opened.
+    #[error("[payment]: {0}")]
+    Payment(String),
     /// The relay's key cannot be loaded or made, or its self-description signed.
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
@@ -388,6 +392,25 @@ impl Relay {
                 }
             };
             relay = relay.with_blobs(blobs, config.blossom.clone());
+        }
+        if let Some(payment) = &config.payment {
+            #[cfg(feature = "cashu")]
+            {
+                let gate = crate::cashu::CashuGate::open(
+                    payment,
+                    &config.data.join("wallet"),
+                    keys.clone(),
+                )?;
+                relay = relay.with_payment_gate(Arc::new(gate));
+            }
+            #[cfg(not(feature = "cashu"))]
+            {
+                let _ = payment;
+                return Err(ServeError::Payment(
+                    "this build takes no payments: build agigit-relay with the `cashu` feature"
+                        .into(),
+                ));
+            }
         }
         Ok(relay)
     }

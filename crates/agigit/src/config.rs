@@ -433,6 +433,10 @@ pub struct WalletSettings {
     /// The Cashu mint the wallet holds ecash at (`http://` or `https://`).
     #[serde(default)]
     pub mint: Option<String>,
+    /// The most sats one command pays blob servers that charge for serving (BUD-07 `402`,
+    /// paid per request from the wallet); unset or 0: nothing is paid.
+    #[serde(default)]
+    pub budget: Option<u64>,
 }
 
 /// TLS trust (`[tls]` in the user-level file): Mozilla's roots are always trusted, and
