@@ -1235,24 +1235,35 @@ fn period_escrow(escrows: &[Escrow], p: u64) -> Result<Escrow> {
         })
 }
 
+/// The copy of `shard` at `store`, checked against its hash as it downloads (at most its
+/// size); a failure says `why` it mattered.
+fn copy(
+    s: &Session,
+    store: &str,
+    shard: &StoredShard,
+    why: &str,
+) -> Result<impl std::ops::Deref<Target = [u8]>> {
+    s.rt.block_on(s.net.blobs.download(store, &shard.blob, shard.size))
+        .map_err(|e| {
+            Failure::new(
+                ErrorKind::Network,
+                format!("{store} cannot give {} ({e}), {why}", shard.blob),
+            )
+        })
+}
+
 /// Downloads every blob `shards` names from `store` (each checked against its hash by the
 /// download, one in memory at a time) and checks its length and audit root. Returns the bytes
 /// checked.
 fn check_copies(s: &Session, store: &str, shards: &[StoredShard]) -> Result<u64> {
     let mut bytes = 0u64;
     for shard in shards {
-        let got = s
-            .rt
-            .block_on(s.net.blobs.download(store, &shard.blob, shard.size))
-            .map_err(|e| {
-                Failure::new(
-                    ErrorKind::Network,
-                    format!(
-                        "{store} cannot give {} as the order names it: {e}; take only what you hold",
-                        shard.blob
-                    ),
-                )
-            })?;
+        let got = copy(
+            s,
+            store,
+            shard,
+            "as the order names it; take only what you hold",
+        )?;
         if got.len() as u64 != shard.size || agigit_market::audit::root(&got) != shard.root {
             return Err(Failure::new(
                 ErrorKind::Integrity,
@@ -1284,21 +1295,12 @@ fn open_leaves(
         let shard = &t.shards[p.shard];
         let held = match shards.entry(p.shard) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                let got = s
-                    .rt
-                    .block_on(s.net.blobs.download(store, &shard.blob, shard.size))
-                    .map_err(|e| {
-                        Failure::new(
-                            ErrorKind::Network,
-                            format!(
-                                "cannot answer: {store} cannot give {}, which the audit challenges: {e}",
-                                shard.blob
-                            ),
-                        )
-                    })?;
-                e.insert(got)
-            }
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(copy(
+                s,
+                store,
+                shard,
+                "which the audit challenges: cannot answer",
+            )?),
         };
         let (bytes, path) = agigit_market::audit::prove(held, p.leaf).ok_or_else(|| {
             Failure::new(
@@ -1651,6 +1653,25 @@ fn release_consents(l: &Loaded<PullOrder>, ruling: Ruling) -> Vec<CashuConsent> 
     out
 }
 
+/// Signs the order `body` at `now` and publishes it — once the fold accepts its terms (ones
+/// the order can run to an end with): nothing the fold refuses is sent.
+fn post_order<O: Order>(s: &Session, body: O::Event, now: u64) -> Result<(Loaded<O>, usize)> {
+    let event = Signed::sign(body, &s.keys, Timestamp::from_secs(now))
+        .map_err(|e| Failure::invalid(e.to_string()))?
+        .into_event();
+    let folded = agigit_market::fold_order::<O>(&event, [], Some(now))
+        .map_err(|e| Failure::invalid(e.to_string()))?;
+    let accepted = s.publish(&event)?;
+    Ok((
+        Loaded {
+            order: event,
+            actions: Vec::new(),
+            folded,
+        },
+        accepted,
+    ))
+}
+
 fn post(json: bool, args: &OrderArgs, p: &PullArgs) -> Result<()> {
     let s = Session::new(args)?;
     let now = unix_now();
@@ -1685,18 +1706,8 @@ fn post(json: bool, args: &OrderArgs, p: &PullArgs) -> Result<()> {
         },
         note: p.note.clone(),
     };
-    let event = Signed::sign(body, &s.keys, Timestamp::from_secs(now))
-        .map_err(|e| Failure::invalid(e.to_string()))?
-        .into_event();
-    // The terms must be ones the order can run to an end with: folded before anything is sent.
-    let folded =
-        agigit_market::fold(&event, [], Some(now)).map_err(|e| Failure::invalid(e.to_string()))?;
-    let accepted = s.publish(&event)?;
-    let l = Loaded {
-        order: event.clone(),
-        actions: Vec::new(),
-        folded,
-    };
+    let (l, accepted) = post_order::<PullOrder>(&s, body, now)?;
+    let event = &l.order;
     let mut value = summary(&l);
     value["accepted"] = serde_json::json!(accepted);
     print(json, value, || {
@@ -1753,17 +1764,8 @@ fn post_storage(ctx: &Ctx, args: &OrderArgs, p: &StorageArgs) -> Result<()> {
         unaudited: DefaultRule::Refund,
         note: p.note.clone(),
     };
-    let event = Signed::sign(body, &s.keys, Timestamp::from_secs(now))
-        .map_err(|e| Failure::invalid(e.to_string()))?
-        .into_event();
-    let folded = agigit_market::fold_storage(&event, [], Some(now))
-        .map_err(|e| Failure::invalid(e.to_string()))?;
-    let accepted = s.publish(&event)?;
-    let l = Loaded {
-        order: event.clone(),
-        actions: Vec::new(),
-        folded,
-    };
+    let (l, accepted) = post_order::<StorageOrder>(&s, body, now)?;
+    let event = &l.order;
     let mut value = storage_summary(&l);
     value["accepted"] = serde_json::json!(accepted);
     print(ctx.json, value, || {
