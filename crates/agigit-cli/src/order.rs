@@ -1473,18 +1473,19 @@ fn claim_storage(
     let mut claimed = Vec::new();
     let mut waiting = Vec::new();
     let mut got = 0u64;
+    let parts = split(s, &w, &lock)?;
     for (p, escrow) in (0u64..).zip(&escrows) {
         if !l.earned(p) {
             continue;
         }
-        let part = s.rt.block_on(w.part(&lock, escrow.refund_at))?;
-        match s.rt.block_on(w.claim(&part, &releases)) {
+        let part = part_of(&parts, escrow)?;
+        match s.rt.block_on(w.claim(part, &releases)) {
             Ok(amount) => {
                 got += amount;
                 claimed.push(p + 1);
             }
             // Claimed before: nothing twice.
-            Err(e) if spent(&e) => {}
+            Err(agigit_market_cashu::CashuError::Spent) => {}
             Err(agigit_market_cashu::CashuError::Consents) => waiting.push(p + 1),
             Err(e) => return Err(e.into()),
         }
@@ -1507,15 +1508,26 @@ fn claim_storage(
     Ok(())
 }
 
-/// Whether the ledger says these funds were spent already (claimed or refunded before).
-fn spent(e: &agigit_market_cashu::CashuError) -> bool {
-    match e {
-        agigit_market_cashu::CashuError::Spent => true,
-        agigit_market_cashu::CashuError::Mint { message, .. } => {
-            message.to_ascii_lowercase().contains("spent")
-        }
-        _ => false,
-    }
+/// A schedule token split into its escrows, once per command.
+fn split(s: &Session, w: &CashuWallet, lock: &CashuLock) -> Result<Vec<(u64, CashuLock)>> {
+    Ok(s.rt.block_on(w.parts(lock))?)
+}
+
+/// The part of `parts` that is `escrow`'s (by its refund time).
+fn part_of<'p>(parts: &'p [(u64, CashuLock)], escrow: &Escrow) -> Result<&'p CashuLock> {
+    parts
+        .iter()
+        .find(|(at, _)| *at == escrow.refund_at)
+        .map(|(_, part)| part)
+        .ok_or_else(|| {
+            Failure::new(
+                ErrorKind::Integrity,
+                format!(
+                    "the funding token holds no escrow refundable at {}: it is not the order's",
+                    escrow.refund_at
+                ),
+            )
+        })
 }
 
 /// `order refund` of a storage order: every period not the server's, each from its end.
@@ -1543,7 +1555,7 @@ fn refund_storage(
                     Err(agigit_market_cashu::CashuError::NotYetRefundable { refund_at }) => {
                         later.push(refund_at);
                     }
-                    Err(e) if spent(&e) => {}
+                    Err(agigit_market_cashu::CashuError::Spent) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -1563,14 +1575,15 @@ fn refund_storage(
     };
     let settled = l.folded.order.settled().len() as u64;
     let (mut got, mut refunded, mut later) = (0u64, Vec::new(), Vec::new());
+    let parts = split(s, &w, &lock)?;
     for (p, escrow) in (0u64..).zip(&escrows) {
         // The buyer's: settled against the server, or left when the order closed.
         let buyers = !l.earned(p) && (p < settled || closed) && current != Some(p);
         if !buyers {
             continue;
         }
-        let part = s.rt.block_on(w.part(&lock, escrow.refund_at))?;
-        match s.rt.block_on(w.refund(&part)) {
+        let part = part_of(&parts, escrow)?;
+        match s.rt.block_on(w.refund(part)) {
             Ok(amount) => {
                 got += amount;
                 refunded.push(p + 1);
@@ -1578,7 +1591,7 @@ fn refund_storage(
             Err(agigit_market_cashu::CashuError::NotYetRefundable { refund_at }) => {
                 later.push((p + 1, refund_at));
             }
-            Err(e) if spent(&e) => {}
+            Err(agigit_market_cashu::CashuError::Spent) => {}
             Err(e) => return Err(e.into()),
         }
     }

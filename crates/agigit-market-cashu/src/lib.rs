@@ -54,7 +54,8 @@ pub enum CashuError {
     /// The locked funds are not what the escrow says.
     #[error("these funds are not locked as agreed: {0}")]
     NotAsAgreed(&'static str),
-    /// The funds were already spent (claimed, refunded, or being spent).
+    /// The funds were already spent (claimed, refunded, or being spent): when verified, or
+    /// when the mint refuses a claim, refund or receipt of them.
     #[error("these funds were already spent")]
     Spent,
     /// The wallet's key is not a party to the escrow.
@@ -582,7 +583,10 @@ impl CashuWallet {
             .wallet
             .receive_proofs(proofs, ReceiveOptions::default(), None, None)
             .await
-            .map_err(|e| self.mint_err(e))?;
+            .map_err(|e| match e {
+                cdk::Error::TokenAlreadySpent => CashuError::Spent,
+                e => self.mint_err(e),
+            })?;
         Ok(u64::from(received))
     }
 
