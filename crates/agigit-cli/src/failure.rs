@@ -61,6 +61,12 @@ impl Failure {
 
 pub(crate) type Result<T> = std::result::Result<T, Failure>;
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 impl From<agigit::Error> for Failure {
     fn from(e: agigit::Error) -> Self {
         Failure::new(e.kind(), e.to_string())

@@ -441,26 +441,10 @@ impl<O: Order> Loaded<O> {
         found
     }
 
-    /// When an action on the order is to be dated: now, or a second after the latest action
-    /// the order applied when that is later. The fold orders actions by their time (ties by
-    /// id), so an action dated in the same second as the one it answers could sort before it.
-    /// Refused and ignored events do not count: a stranger's event dated far ahead moves
-    /// nothing.
-    fn next_time(&self, now: u64) -> u64 {
-        let skipped = self.skipped();
-        self.actions
-            .iter()
-            .filter(|e| !skipped.contains(&e.id))
-            .map(|e| e.created_at.as_secs())
-            .chain(std::iter::once(self.order.created_at.as_secs()))
-            .max()
-            .map_or(now, |latest| now.max(latest.saturating_add(1)))
-    }
-
-    /// The time `me` may do `action` at (see [`next_time`](Self::next_time)), once the fold
-    /// accepts it there: the relays are told nothing the order refuses.
+    /// The time `me` may do `action` at ([`Folded::next_time`]), once the fold accepts it
+    /// there: the relays are told nothing the order refuses.
     fn allowed(&self, me: PublicKey, action: &O::Action, now: u64) -> Result<u64> {
-        let at = self.next_time(now);
+        let at = self.folded.next_time(now);
         self.folded
             .order
             .apply(me, action, at)
@@ -697,6 +681,18 @@ fn settled_text(s: Settled) -> &'static str {
     }
 }
 
+/// The blobs a challenge with `nonce` in period `period` reaches, sorted, each once.
+fn reached(t: &agigit_market::StorageTerms, nonce: &[u8; 32], period: u64) -> Vec<String> {
+    let mut blobs: Vec<String> = t
+        .positions(nonce, period)
+        .iter()
+        .map(|p| t.shards[p.shard].blob.to_string())
+        .collect();
+    blobs.sort();
+    blobs.dedup();
+    blobs
+}
+
 fn storage_summary(l: &Loaded<StorageOrder>) -> serde_json::Value {
     let o = &l.folded.order;
     let t = o.terms();
@@ -708,17 +704,8 @@ fn storage_summary(l: &Loaded<StorageOrder>) -> serde_json::Value {
             ..
         } => {
             // What the server must prove now: the blobs the pending challenge reaches.
-            let challenged: Vec<String> = match audit {
-                Audit::Challenged { nonce, .. } => {
-                    let mut blobs: Vec<String> = t
-                        .positions(&nonce, period)
-                        .iter()
-                        .map(|p| t.shards[p.shard].blob.to_string())
-                        .collect();
-                    blobs.sort();
-                    blobs.dedup();
-                    blobs
-                }
+            let challenged = match audit {
+                Audit::Challenged { nonce, .. } => reached(t, &nonce, period),
                 _ => Vec::new(),
             };
             (Some(since), Some(period + 1), challenged)
@@ -1031,6 +1018,11 @@ pub(crate) fn order(ctx: &Ctx, args: &OrderArgs) -> Result<()> {
             })?;
             let at = l.allowed(me, &StorageAction::Challenge(nonce), now)?;
             let action = s.act(l.id(), OrderVerb::Challenge(nonce), None, Vec::new(), at)?;
+            // The blobs this challenge reaches, whether or not the server answered already.
+            let period = match l.folded.order.tick(at).0.phase() {
+                StoragePhase::Running { period, .. } => period,
+                _ => 0,
+            };
             let l = s.load_storage(l.id())?;
             let t = l.folded.order.terms();
             print(
@@ -1039,7 +1031,7 @@ pub(crate) fn order(ctx: &Ctx, args: &OrderArgs) -> Result<()> {
                     "challenge",
                     action,
                     storage_summary(&l),
-                    serde_json::json!({}),
+                    serde_json::json!({"challenged": reached(t, &nonce, period)}),
                 ),
                 || {
                     format!(
@@ -1242,7 +1234,7 @@ fn copy(
     store: &str,
     shard: &StoredShard,
     why: &str,
-) -> Result<impl std::ops::Deref<Target = [u8]>> {
+) -> Result<impl std::ops::Deref<Target = [u8]> + use<>> {
     s.rt.block_on(s.net.blobs.download(store, &shard.blob, shard.size))
         .map_err(|e| {
             Failure::new(
@@ -1279,7 +1271,8 @@ fn check_copies(s: &Session, store: &str, shards: &[StoredShard]) -> Result<u64>
 }
 
 /// The openings of period `period`'s challenge `nonce`, from the copies at `store`: each
-/// challenged shard downloaded once (checked against its hash), its leaves proved.
+/// challenged shard downloaded once (checked against its hash and audit root), its leaves
+/// proved.
 fn open_leaves(
     s: &Session,
     store: &str,
@@ -1287,30 +1280,15 @@ fn open_leaves(
     nonce: &[u8; 32],
     period: u64,
 ) -> Result<Vec<Opening>> {
-    let t = order.terms();
-    let positions = t.positions(nonce, period);
-    let mut shards = std::collections::BTreeMap::new();
-    let mut openings = Vec::with_capacity(positions.len());
-    for p in positions {
-        let shard = &t.shards[p.shard];
-        let held = match shards.entry(p.shard) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => e.insert(copy(
-                s,
-                store,
-                shard,
-                "which the audit challenges: cannot answer",
-            )?),
-        };
-        let (bytes, path) = agigit_market::audit::prove(held, p.leaf).ok_or_else(|| {
-            Failure::new(
-                ErrorKind::Integrity,
-                format!("{} has no leaf {}", shard.blob, p.leaf),
-            )
-        })?;
-        openings.push(Opening { bytes, path });
-    }
-    Ok(openings)
+    order
+        .terms()
+        .answer(nonce, period, |shard| {
+            copy(s, store, shard, "which the audit challenges: cannot answer")
+        })
+        .map_err(|e| match e {
+            agigit_market::AnswerError::Read(failure) => failure,
+            other => Failure::new(ErrorKind::Integrity, other.to_string()),
+        })
 }
 
 /// `order fund` of a pull order: `owed` locked for the taker.

@@ -236,12 +236,33 @@ fn sleep_until(at: u64) {
     }
 }
 
+/// `order show` of `id` as `home` sees it, once its state is `state` (within 20 s).
+fn wait_for_state(
+    home: &Path,
+    id: &str,
+    state: &str,
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let shown = run(home, home, &["order", "show", id]);
+        if shown["state"] == state {
+            return Ok(shown);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("order {id} never became \"{state}\": {shown}").into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A storage order through the binary, on a relay and a real mint: the buyer orders what the
 /// relay holds of its pushed model kept for three audit periods; the relay's operator checks
 /// its copies and takes it; the buyer funds it (one escrow per period) and audits each period,
-/// releasing the payment of each audit that passed; the relay answers from its copies and
-/// claims what was released. Before the third audit the relay loses a shard: it cannot
-/// answer, the period fails, and that period's price goes back to the buyer, not the relay.
+/// releasing the payment of each audit that passed; the relay process answers each challenge
+/// itself from its blob store, and its operator claims what was released. For the third audit
+/// the operator turns the relay's answering off (`[audits] answer = false`) to answer by hand,
+/// and the relay loses a shard the challenge reaches: it cannot answer, the period fails, and
+/// that period's price goes back to the buyer, not the relay.
 #[test]
 fn a_storage_order_pays_each_audited_period_and_not_the_one_a_lost_shard_fails() -> TestResult {
     const PRICE: u64 = 7;
@@ -251,7 +272,10 @@ fn a_storage_order_pays_each_audited_period_and_not_the_one_a_lost_shard_fails()
         return Ok(());
     };
     let root = mint.dir.join("storage");
-    let relays = Relays::start(&root, 1, |_| None)?;
+    // Embedded defaults: the relay answers its storage audits itself.
+    let relay_config = mint.dir.join("storage-relay.toml");
+    std::fs::write(&relay_config, "")?;
+    let mut relays = Relays::start(&root, 1, |_| Some(relay_config.clone()))?;
     let urls = relays.urls();
 
     // The buyer owns the model and pushed it to the relay.
@@ -331,7 +355,8 @@ fn a_storage_order_pays_each_audited_period_and_not_the_one_a_lost_shard_fails()
     assert_eq!(balance(&buyer), 100 - 3 * PRICE);
     let since = funded["funded_at"].as_u64().ok_or("funded_at")?;
 
-    // Periods 1 and 2: challenged, answered from the relay's copies, released, claimed.
+    // Periods 1 and 2: challenged, answered by the relay process from its blobs, released,
+    // claimed.
     for period in 0..2u64 {
         sleep_until(since + period * PERIOD + 1);
         let challenged = run(&buyer, &buyer, &["order", "challenge", &id]);
@@ -347,14 +372,18 @@ fn a_storage_order_pays_each_audited_period_and_not_the_one_a_lost_shard_fails()
                 .status
                 .success()
         );
-        let answered = run(
-            &operator,
-            &operator,
-            &["order", "answer", &id, "--store", &urls[0]],
-        );
-        assert_eq!(
-            answered["state"],
-            format!("running, period {}: audit passed", period + 1)
+        let passed = format!("running, period {}: audit passed", period + 1);
+        let shown = wait_for_state(&buyer, &id, &passed)?;
+        assert_eq!(shown["state"], passed);
+        // Answered already: the operator has nothing left to answer.
+        assert!(
+            !agigit(
+                &operator,
+                &operator,
+                &["order", "answer", &id, "--store", &urls[0]]
+            )
+            .status
+            .success()
         );
         let released = run(&buyer, &buyer, &["order", "confirm", &id]);
         assert_eq!(released["released"], PRICE);
@@ -366,6 +395,8 @@ fn a_storage_order_pays_each_audited_period_and_not_the_one_a_lost_shard_fails()
     // The third audit: the relay has lost a blob it reaches. (A lost blob is reached by an
     // audit of 8 among these with probability 8 / blobs; the test deletes one this challenge
     // names, before the relay answers, so that the run is the same every time.)
+    std::fs::write(&relay_config, "[audits]\nanswer = false\n")?;
+    relays.restart(0)?;
     sleep_until(since + 2 * PERIOD + 1);
     let challenged = run(&buyer, &buyer, &["order", "challenge", &id]);
     assert_eq!(challenged["current_period"], 3);

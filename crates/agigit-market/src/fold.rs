@@ -63,6 +63,20 @@ pub struct Folded<O = PullOrder> {
     pub refused: Vec<(EventId, Refused)>,
     /// Events left out before the state machine saw them, and why (by event id).
     pub ignored: Vec<(EventId, String)>,
+    /// The time of the latest event the state machine applied (the order's own when no
+    /// action was): see [`next_time`](Self::next_time).
+    pub latest: Time,
+}
+
+impl<O> Folded<O> {
+    /// When a new action on the order is to be dated: `now`, or a second after the latest
+    /// event the fold applied when that is later. The fold orders actions by their time (ties
+    /// by id), so an action dated in the same second as the one it answers could sort before
+    /// it. Refused and ignored events do not count: a stranger's event dated far ahead moves
+    /// nothing.
+    pub fn next_time(&self, now: Time) -> Time {
+        now.max(self.latest.saturating_add(1))
+    }
 }
 
 /// Why an order cannot be folded at all.
@@ -268,6 +282,7 @@ pub fn fold_order<O: Order>(
         ignored.push((extra.id(), format!("past the first {MAX_ACTIONS} actions")));
     }
     let mut refused = Vec::new();
+    let mut latest = posted;
     for a in valid {
         let Some(action) = O::action(&a.body().verb) else {
             refused.push((
@@ -282,6 +297,7 @@ pub fn fold_order<O: Order>(
             Ok((next, done)) => {
                 state = next;
                 effects.extend(done);
+                latest = latest.max(a.created_at().as_secs());
             }
             Err(why) => refused.push((a.id(), why)),
         }
@@ -300,5 +316,6 @@ pub fn fold_order<O: Order>(
         effects,
         refused,
         ignored,
+        latest,
     })
 }

@@ -11,7 +11,8 @@ use nostr::prelude::PublicKey;
 pub use fold::{FoldError, Folded, Order, fold, fold_order, fold_storage};
 pub use pull::{Action, Outcome, Phase, PullOrder, PullTerms, Ruling};
 pub use storage::{
-    Audit, Settled, StorageAction, StorageOrder, StorageOutcome, StoragePhase, StorageTerms,
+    AnswerError, Audit, Settled, StorageAction, StorageOrder, StorageOutcome, StoragePhase,
+    StorageTerms,
 };
 
 /// An amount in the ledger's unit (sats for a Cashu mint in sat).

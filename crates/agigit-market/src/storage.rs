@@ -175,6 +175,21 @@ impl StorageAction {
     }
 }
 
+/// Why a challenge cannot be answered ([`StorageTerms::answer`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError<E> {
+    /// A challenged shard could not be read.
+    #[error("a challenged shard cannot be read: {0}")]
+    Read(E),
+    /// The bytes read are not the shard the order names (size or audit root differ).
+    #[error("the copy of {} is not the shard the order names (its size or audit root differ): it cannot pass the audit", shard.blob)]
+    Mismatch {
+        /// The shard as the order names it.
+        shard: StoredShard,
+    },
+}
+
 /// A storage order: its terms, what escrow holds, its phase and how each period went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StorageOrder {
@@ -271,6 +286,46 @@ impl StorageTerms {
         let count =
             usize::try_from(self.challenges).map_or(MAX_CHALLENGES, |c| c.min(MAX_CHALLENGES));
         audit::positions(nonce, period, &self.sizes(), count)
+    }
+
+    /// The openings that answer period `period`'s challenge `nonce`, one per position in
+    /// order, proved from the shards `read` gives: each challenged shard is read once, and
+    /// only one is held at a time (a server answers from its own copies; the buyer, holding
+    /// only roots, checks the answer with [`audit::verify`]).
+    ///
+    /// `read` is asked for a shard's bytes; what it returns is checked against the shard's
+    /// size and audit root before a leaf is proved, so a copy that rotted fails here, not in
+    /// the buyer's fold.
+    ///
+    /// # Errors
+    /// [`AnswerError::Read`] with `read`'s error; [`AnswerError::Mismatch`] for bytes that are
+    /// not the shard the order names.
+    pub fn answer<B: std::ops::Deref<Target = [u8]>, E>(
+        &self,
+        nonce: &Digest,
+        period: u64,
+        mut read: impl FnMut(&StoredShard) -> Result<B, E>,
+    ) -> Result<Vec<Opening>, AnswerError<E>> {
+        let positions = self.positions(nonce, period);
+        let mut openings: Vec<Option<Opening>> = vec![None; positions.len()];
+        let mut wanted: Vec<usize> = positions.iter().map(|p| p.shard).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        for index in wanted {
+            let shard = &self.shards[index];
+            let bytes = read(shard).map_err(AnswerError::Read)?;
+            if bytes.len() as u64 != shard.size || audit::root(&bytes) != shard.root {
+                return Err(AnswerError::Mismatch { shard: *shard });
+            }
+            for (slot, p) in openings.iter_mut().zip(&positions) {
+                if p.shard == index {
+                    let (bytes, path) = audit::prove(&bytes, p.leaf)
+                        .ok_or(AnswerError::Mismatch { shard: *shard })?;
+                    *slot = Some(Opening { bytes, path });
+                }
+            }
+        }
+        Ok(openings.into_iter().flatten().collect())
     }
 }
 

@@ -12,7 +12,7 @@
 
 use agigit_event::market::{Opening, StoredShard};
 use agigit_hash::BlobHash;
-use agigit_market::audit::{Digest, prove, root};
+use agigit_market::audit::{Digest, root};
 use agigit_market::{
     Amount, Audit, Effect, Refused, Ruling, Settled, StorageAction, StorageOrder, StorageOutcome,
     StoragePhase, StorageTerms, Time, Why,
@@ -74,13 +74,11 @@ fn answer(
     nonce: &Digest,
     period: u64,
 ) -> Option<Vec<Opening>> {
-    t.positions(nonce, period)
-        .iter()
-        .map(|p| {
-            let (bytes, path) = prove(held[p.shard].as_ref()?, p.leaf)?;
-            Some(Opening { bytes, path })
-        })
-        .collect()
+    t.answer(nonce, period, |shard| {
+        let index = t.shards.iter().position(|s| s == shard).ok_or(())?;
+        held[index].clone().ok_or(())
+    })
+    .ok()
 }
 
 fn period_of(order: &StorageOrder) -> Option<u64> {
@@ -656,5 +654,70 @@ fn a_release_is_the_buyers_consent_and_moves_nothing_the_fold_does_not_owe() -> 
     let (after, effects) = end.apply(key(BUYER), &StorageAction::Release, 3 + 3 * PERIOD)?;
     assert_eq!(after, end);
     assert!(effects.is_empty());
+    Ok(())
+}
+
+/// A server answers from its own copies through `StorageTerms::answer`: each challenged shard
+/// read once, its openings in the challenge's order and accepted by the state machine; a copy
+/// that rotted is caught before anything is signed.
+#[test]
+fn an_answer_reads_each_challenged_shard_once_and_refuses_a_rotted_copy() -> TestResult {
+    let t = terms(Ruling::Refund);
+    let held = shards();
+    let (order, _) = StorageOrder::post(t.clone(), 0)?;
+    let (order, _) = order.apply(key(SERVER), &StorageAction::Take, 10)?;
+    let (order, _) = order.apply(key(BUYER), &StorageAction::Fund, 20)?;
+    let nonce = [7u8; 32];
+    let (order, _) = order.apply(key(BUYER), &StorageAction::Challenge(nonce), 30)?;
+    let mut reads = Vec::new();
+    let openings = t.answer(&nonce, 0, |shard| {
+        reads.push(shard.blob);
+        let index = t.shards.iter().position(|s| s == shard).ok_or("unknown")?;
+        Ok::<_, &str>(held[index].clone())
+    })?;
+    let mut distinct = reads.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        reads.len(),
+        distinct.len(),
+        "each shard read once: {reads:?}"
+    );
+    assert_eq!(openings.len() as u64, t.challenges);
+    let (order, paid) = order.apply(key(SERVER), &StorageAction::Answer(openings), 40)?;
+    assert!(
+        paid.is_empty(),
+        "a period is paid at its end, not at the answer"
+    );
+    assert!(matches!(
+        order.phase(),
+        StoragePhase::Running {
+            audit: Audit::Passed { .. },
+            ..
+        }
+    ));
+
+    // One flipped byte in a challenged shard: no answer, and the error names the shard.
+    let first = t.positions(&nonce, 0)[0].shard;
+    let rotted = t.answer(&nonce, 0, |shard| {
+        let index = t.shards.iter().position(|s| s == shard).ok_or("unknown")?;
+        let mut copy = held[index].clone();
+        if index == first {
+            copy[0] ^= 1;
+        }
+        Ok::<_, &str>(copy)
+    });
+    match rotted {
+        Err(agigit_market::AnswerError::Mismatch { shard }) => {
+            assert_eq!(shard, t.shards[first]);
+        }
+        other => panic!("a rotted copy must not be answered from: {other:?}"),
+    }
+    // A shard the server cannot read: its error, as it gave it.
+    let lost = t.answer(&nonce, 0, |_| Err::<Vec<u8>, _>("deleted"));
+    assert!(matches!(
+        lost,
+        Err(agigit_market::AnswerError::Read("deleted"))
+    ));
     Ok(())
 }

@@ -17,6 +17,10 @@
 //! # download_sats_per_mib = 1      # 0: free; a part of a MiB costs its share, rounded up
 //! # upload_sats_per_mib = 0
 //!
+//! [audits]                        # storage orders this relay's key took: it answers their
+//! answer = true                    # audits itself, from its blob store (Blossom on)
+//! sweep_secs = 60                  # and looks for challenges it missed this often
+//!
 //! # [tls]                          # serve wss:// and https:// on `listen` (or leave TLS to a
 //! # cert_file = "/etc/agigit-relay/fullchain.pem"   # reverse proxy, and set public_url to
 //! # key_file = "/etc/agigit-relay/privkey.pem"      # the wss:// URL clients use)
@@ -331,6 +335,28 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Paid serving (BUD-07, in Cashu): unset, everything is free.
     pub payment: Option<PaymentConfig>,
+    /// Storage audits the relay answers itself.
+    pub audits: AuditConfig,
+}
+
+/// Whether the relay answers the audits of the storage orders its key took, from its blob
+/// store (see [`crate::audits`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Answer them (default). Off, the operator answers with `agigit order answer`.
+    pub answer: bool,
+    /// How often challenges missed live (while the relay was down, or published elsewhere)
+    /// are looked for.
+    pub sweep: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            answer: true,
+            sweep: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Prices for serving blobs, paid in Cashu ecash at one mint (BUD-07 / NUT-24): a request that
@@ -391,6 +417,7 @@ impl Default for Config {
             announce_to: Vec::new(),
             tls: None,
             payment: None,
+            audits: AuditConfig::default(),
         }
     }
 }
@@ -459,6 +486,15 @@ struct FileConfig {
     blossom: FileBlossom,
     tls: Option<TlsFiles>,
     payment: Option<PaymentConfig>,
+    #[serde(default)]
+    audits: FileAudits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAudits {
+    answer: Option<bool>,
+    sweep_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -538,6 +574,8 @@ impl Config {
         c.announce_to = file.announce_to;
         c.tls = file.tls;
         c.payment = file.payment;
+        set(&mut c.audits.answer, file.audits.answer);
+        set(&mut c.audits.sweep, file.audits.sweep_secs.map(secs));
         let (l, fl) = (&mut c.limits, file.limits);
         set(&mut l.max_message_bytes, fl.max_message_bytes);
         set(&mut l.max_subscriptions, fl.max_subscriptions);
@@ -607,6 +645,24 @@ mod tests {
         let parsed = Config::from_toml(&example, Path::new("doc")).unwrap();
         assert_eq!(parsed, Config::default());
         assert_eq!(parsed.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn audits_are_answered_by_default_and_can_be_left_to_the_operator() {
+        assert!(Config::default().audits.answer);
+        let c = Config::from_toml(
+            "[audits]\nanswer = false\nsweep_secs = 5\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.audits,
+            AuditConfig {
+                answer: false,
+                sweep: Duration::from_secs(5)
+            }
+        );
+        assert!(Config::from_toml("[audits]\nanswers = false\n", Path::new("x.toml")).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod audits;
 mod blob_index;
 pub mod blobs;
 mod blossom;

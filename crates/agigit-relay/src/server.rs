@@ -138,6 +138,8 @@ pub struct Relay {
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// Asked before blobs are stored or served (BUD-07).
     payment: Option<Arc<dyn crate::payment::PaymentGate>>,
+    /// Answers the storage audits of the orders the relay's key took ([`crate::audits`]).
+    audits: Option<crate::audits::AuditSettings>,
 }
 
 /// The largest event that goes to the ring of small live events.
@@ -205,7 +207,31 @@ impl Relay {
             identity: None,
             description: None,
             payment: None,
+            audits: None,
         }
+    }
+
+    /// Answers the storage audits of every order `settings.keys` took, from this relay's blob
+    /// store, while [`serve`] runs (see [`crate::audits`]). Without Blossom there are no
+    /// shards to answer from, and nothing runs.
+    #[must_use]
+    pub fn with_audits(mut self, settings: crate::audits::AuditSettings) -> Self {
+        self.audits = Some(settings);
+        self
+    }
+
+    /// The auditor [`with_audits`](Self::with_audits) asked for, over this relay's stores,
+    /// with its sweep interval; `None` without it or without Blossom. [`serve`] runs it; an
+    /// embedder mounting [`router`](Self::router) in a server of its own can call
+    /// [`Auditor::answer`](crate::audits::Auditor::answer) and
+    /// [`Auditor::sweep`](crate::audits::Auditor::sweep) itself.
+    pub fn auditor(&self) -> Option<(crate::audits::Auditor, Duration)> {
+        let settings = self.audits.as_ref()?;
+        let blobs = self.blossom.as_ref()?.store.clone();
+        Some((
+            crate::audits::Auditor::new(settings.keys.clone(), self.store.clone(), blobs),
+            settings.sweep,
+        ))
     }
 
     /// Asks `gate` before a blob is stored, served, listed or deleted: what it refuses is
@@ -393,6 +419,12 @@ impl Relay {
             };
             relay = relay.with_blobs(blobs, config.blossom.clone());
         }
+        if config.audits.answer {
+            relay = relay.with_audits(crate::audits::AuditSettings {
+                keys: keys.clone(),
+                sweep: config.audits.sweep,
+            });
+        }
         if let Some(payment) = &config.payment {
             #[cfg(feature = "cashu")]
             {
@@ -548,6 +580,16 @@ pub async fn serve(
     let limits = relay.connections.clone();
     let closing = relay.closing.clone();
     let tls = relay.tls.clone();
+    if let Some((auditor, sweep)) = relay.auditor() {
+        let live = relay.live.clone();
+        tokio::spawn(crate::audits::run(
+            Arc::new(auditor),
+            sweep,
+            relay.live.small.subscribe(),
+            move |answer| live.send(answer),
+            closing.subscribe(),
+        ));
+    }
     let app = relay.router();
     let per_ip = PerIp::default();
     let total = Arc::new(tokio::sync::Semaphore::new(limits.max_total.max(1)));
