@@ -298,8 +298,13 @@ impl Session {
     }
 
     fn query(&self, filter: Filter) -> Result<Vec<Event>> {
+        self.query_many(std::slice::from_ref(&filter))
+    }
+
+    /// The events matching any of `filters`, in one query.
+    fn query_many(&self, filters: &[Filter]) -> Result<Vec<Event>> {
         let _entered = self.rt.enter();
-        Ok(self.rt.block_on(self.net.pool.query(&[filter]))?)
+        Ok(self.rt.block_on(self.net.pool.query(filters))?)
     }
 
     /// The order event `id`, of either kind, and every action on it the relays hold, folded
@@ -319,29 +324,30 @@ impl Session {
                     format!("no relay has the order {id}: check the id and --relay-url"),
                 )
             })?;
-        let actions = self.query(
-            Filter::new()
-                .kind(kind(ORDER_ACTION))
-                .event(id)
-                .limit(MAX_ACTIONS),
-        )?;
-        let integrity =
-            |e: agigit_market::FoldError| Failure::new(ErrorKind::Integrity, e.to_string());
-        let now = Some(unix_now());
-        Ok(if order.kind == kind(STORAGE_ORDER) {
-            AnyOrder::Storage(Loaded {
-                folded: agigit_market::fold_storage(&order, actions.clone(), now)
-                    .map_err(integrity)?,
-                order,
-                actions,
-            })
-        } else {
-            AnyOrder::Pull(Loaded {
-                folded: agigit_market::fold(&order, actions.clone(), now).map_err(integrity)?,
-                order,
-                actions,
-            })
-        })
+        let actions = self.query(actions_on(id))?;
+        assemble(order, actions)
+    }
+
+    /// Every order of `orders` (order events of either kind) folded with its actions at now:
+    /// the actions of [`ORDERS_PER_QUERY`] orders asked in one query. Orders whose events do
+    /// not fold are left out.
+    fn load_many(&self, orders: Vec<Event>) -> Result<Vec<AnyOrder>> {
+        let mut loaded = Vec::with_capacity(orders.len());
+        for group in orders.chunks(ORDERS_PER_QUERY) {
+            let filters: Vec<Filter> = group.iter().map(|o| actions_on(o.id)).collect();
+            let mut actions = self.query_many(&filters)?;
+            for order in group {
+                // An action names one order (its one `e` tag): each goes to its own.
+                let (mine, rest): (Vec<Event>, Vec<Event>) = actions
+                    .into_iter()
+                    .partition(|a| a.tags.event_ids().any(|e| e == order.id));
+                actions = rest;
+                if let Ok(l) = assemble(order.clone(), mine) {
+                    loaded.push(l);
+                }
+            }
+        }
+        Ok(loaded)
     }
 
     /// The pull order `id`, folded at now.
@@ -386,6 +392,37 @@ impl Session {
         self.publish(&event)?;
         Ok(event.id)
     }
+}
+
+/// How many orders' actions `order list` asks in one query (one filter each: well under the
+/// filters a relay takes in one subscription).
+const ORDERS_PER_QUERY: usize = 8;
+
+/// The filter for the actions on order `id`.
+fn actions_on(id: EventId) -> Filter {
+    Filter::new()
+        .kind(kind(ORDER_ACTION))
+        .event(id)
+        .limit(MAX_ACTIONS)
+}
+
+/// `order` (of either kind) folded with `actions` at now.
+fn assemble(order: Event, actions: Vec<Event>) -> Result<AnyOrder> {
+    let integrity = |e: agigit_market::FoldError| Failure::new(ErrorKind::Integrity, e.to_string());
+    let now = Some(unix_now());
+    Ok(if order.kind == kind(STORAGE_ORDER) {
+        AnyOrder::Storage(Loaded {
+            folded: agigit_market::fold_storage(&order, actions.clone(), now).map_err(integrity)?,
+            order,
+            actions,
+        })
+    } else {
+        AnyOrder::Pull(Loaded {
+            folded: agigit_market::fold(&order, actions.clone(), now).map_err(integrity)?,
+            order,
+            actions,
+        })
+    })
 }
 
 /// An order as the relays hold it: its event, the actions on it, and their fold.
@@ -835,20 +872,14 @@ pub(crate) fn order(ctx: &Ctx, args: &OrderArgs) -> Result<()> {
         }
         OrderCommand::List => {
             let kinds = [kind(PULL_ORDER), kind(STORAGE_ORDER)];
-            let mut ids: Vec<EventId> = s
-                .query(Filter::new().kinds(kinds).author(me).limit(500))?
-                .into_iter()
-                .chain(s.query(Filter::new().kinds(kinds).pubkey(me).limit(500))?)
-                .map(|e| e.id)
-                .collect();
-            ids.sort();
-            ids.dedup();
-            let mut loaded = Vec::new();
-            for id in ids {
-                if let Ok(l) = s.load_any(id) {
-                    loaded.push(l);
-                }
-            }
+            // Orders this key posted, and those naming it (as a relay or server), in one query.
+            let mut orders = s.query_many(&[
+                Filter::new().kinds(kinds).author(me).limit(500),
+                Filter::new().kinds(kinds).pubkey(me).limit(500),
+            ])?;
+            orders.sort_by_key(|e| e.id);
+            orders.dedup_by_key(|e| e.id);
+            let loaded = s.load_many(orders)?;
             print(
                 json,
                 serde_json::json!({"orders": loaded.iter().map(any_summary).collect::<Vec<_>>()}),
