@@ -130,10 +130,10 @@ pub fn challenged_order(event: &Event) -> Option<EventId> {
     if event.kind != kind(ORDER_ACTION) || tag_value(event, "action") != Some("challenge") {
         return None;
     }
-    EventId::from_hex(tag_value(event, "e")?).ok()
+    event.tags.event_ids().next()
 }
 
-/// The first value of `event`'s first tag named `name`.
+/// The first value of `event`'s first tag named `name` (for tags nostr has no accessor of).
 fn tag_value<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
     event.tags.iter().find_map(|t| match t.as_slice() {
         [n, value, ..] if n == name => Some(value.as_str()),
@@ -289,7 +289,7 @@ impl Auditor {
                 .author(me)
                 .limit(MAX_SWEPT_ORDERS)])?
             .iter()
-            .filter_map(|e| EventId::from_hex(tag_value(e, "e")?).ok())
+            .flat_map(|e| e.tags.event_ids())
             .collect();
         let mut filters = vec![
             Filter::new()
@@ -380,7 +380,7 @@ pub(crate) async fn run(
             tracing::warn!(%order, error = %e, "storage audit not answered");
         }
         for answer in swept.answered {
-            tracing::info!(order = tag_value(&answer, "e"), "storage audit answered");
+            tracing::info!(order = ?answer.tags.event_ids().next(), "storage audit answered");
             publish(answer);
         }
     }
