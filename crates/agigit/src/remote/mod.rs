@@ -26,6 +26,7 @@ mod packs;
 mod partial;
 mod pending;
 mod push;
+mod repair;
 mod state;
 mod transfer;
 

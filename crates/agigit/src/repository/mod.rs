@@ -18,14 +18,16 @@ mod keys;
 mod layout;
 mod merge;
 mod refs;
+mod strategy;
 mod tags;
 mod tensor;
 
 pub use checkout::join_checked;
 pub(crate) use checkout::{Found, existing};
 pub use diff::{FileDiff, ModelDiff, PathFilter, Storage, TensorDiff, TensorInfo};
-pub use merge::{MERGE_STRATEGY_HEADER, MergeReport, MergeStrategy};
+pub use merge::{MERGE_STRATEGY_HEADER, MergeReport};
 pub use refs::{LineageStep, Resolved};
+pub use strategy::MergeStrategy;
 pub use tags::Tag;
 pub use tensor::TensorLimits;
 
