@@ -15,7 +15,7 @@ pub mod store;
 pub use agigit_hash::ObjectId;
 pub use history::{Order, is_ancestor, log, merge_bases};
 pub use merge::{ConflictKind, MergePlan, Resolution, Side, plan_merge};
-pub use model::{ModelParts, Part, classify};
+pub use model::{BuildError, ModelBuilder, ModelParts, Part, classify};
 pub use object::{
     ChunkEntry, ChunkList, Commit, DecodeError, EntryMode, ForkBase, Kind, Limits, Object,
     ObjectRef, TensorObject, Tree, TreeEntry,

@@ -190,6 +190,19 @@ pub enum Error {
     /// A ref update failed (another process moved it, or a lock is held).
     #[error(transparent)]
     Ref(#[from] agigit_dag::RefError),
+    /// A working-directory path cannot go into a tree (a name the format refuses, or a path
+    /// given as both a file and a directory).
+    #[error(transparent)]
+    Tree(agigit_dag::BuildError),
+}
+
+impl From<agigit_dag::BuildError> for Error {
+    fn from(e: agigit_dag::BuildError) -> Self {
+        match e {
+            agigit_dag::BuildError::Write(e) => Error::Write(e),
+            other => Error::Tree(other),
+        }
+    }
 }
 
 pub(crate) fn local_changes_message(
@@ -308,7 +321,8 @@ impl Error {
             Error::Invalid(_)
             | Error::UnknownRevision(_)
             | Error::AmbiguousRevision { .. }
-            | Error::Safetensors { .. } => ErrorKind::Invalid,
+            | Error::Safetensors { .. }
+            | Error::Tree(_) => ErrorKind::Invalid,
             Error::Corrupt(_)
             | Error::UnsafePath { .. }
             | Error::Limit { .. }

@@ -11,11 +11,11 @@
 //! offsets' order, so the file comes back bit for bit while each tensor is versioned (and can be
 //! stored as a delta) on its own. Memory stays bounded by one segment, whatever the file's size.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::Path;
 
-use agigit_dag::model::ModelParts;
+use agigit_dag::ModelBuilder;
 pub use agigit_dag::model::{Part, classify};
 use agigit_dag::{EntryMode, Kind, ObjectId, TensorObject, Tree, TreeEntry, Write, WriteExt};
 use agigit_delta::SafetensorsFile;
@@ -100,44 +100,6 @@ pub struct DeltaStats {
 
 /// The directory agigit keeps its own state in, never part of a snapshot.
 pub const DOT_DIR: &str = ".agigit";
-
-/// A node of a part's directory tree while it is built.
-enum Node {
-    Leaf(EntryMode, ObjectId),
-    Dir(BTreeMap<String, Node>),
-}
-
-fn insert(dir: &mut BTreeMap<String, Node>, path: &str, mode: EntryMode, id: ObjectId) {
-    match path.split_once('/') {
-        None => {
-            dir.insert(path.to_owned(), Node::Leaf(mode, id));
-        }
-        Some((head, rest)) => {
-            let sub = dir
-                .entry(head.to_owned())
-                .or_insert_with(|| Node::Dir(BTreeMap::new()));
-            if let Node::Dir(sub) = sub {
-                insert(sub, rest, mode, id);
-            }
-        }
-    }
-}
-
-fn write_dir<S: Write + ?Sized>(
-    store: &S,
-    dir: &BTreeMap<String, Node>,
-) -> Result<ObjectId, Error> {
-    let mut entries = Vec::with_capacity(dir.len());
-    for (name, node) in dir {
-        let (mode, id) = match node {
-            Node::Leaf(mode, id) => (*mode, *id),
-            Node::Dir(sub) => (EntryMode::Tree, write_dir(store, sub)?),
-        };
-        entries.push(TreeEntry::new(name.clone(), mode, id));
-    }
-    let tree = Tree::new(entries).map_err(|e| Error::Invalid(e.to_string()))?;
-    Ok(store.write_tree(&tree)?)
-}
 
 /// Stores one file (streamed: bounded memory): as one blob, or — a plain file above
 /// [`CHUNKED_ABOVE`] bytes — as its content-defined chunks.
@@ -384,10 +346,10 @@ pub fn snapshot_with<S: Write + Sync + ?Sized>(
     root: &Path,
     plan: Option<&DeltaPlan<'_>>,
 ) -> Result<ObjectId, Error> {
-    let mut parts: BTreeMap<Part, BTreeMap<String, Node>> = BTreeMap::new();
+    let mut model = ModelBuilder::new();
     for rel in list_files(root)? {
         let path = root.join(&rel);
-        let (part, inner) = classify(&rel);
+        let (part, _) = classify(&rel);
         let (mode, id) = if part == Part::Params && rel.ends_with(".safetensors") {
             match write_safetensors(store, &path, &rel, plan)? {
                 Some(id) => (EntryMode::Tree, id),
@@ -396,11 +358,7 @@ pub fn snapshot_with<S: Write + Sync + ?Sized>(
         } else {
             write_file(store, &path)?
         };
-        insert(parts.entry(part).or_default(), inner, mode, id);
-    }
-    let mut model = ModelParts::default();
-    for (part, dir) in &parts {
-        part.set(&mut model, Some(write_dir(store, dir)?));
+        model.add(&rel, mode, id)?;
     }
     Ok(model.write(store)?)
 }
