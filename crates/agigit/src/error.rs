@@ -194,6 +194,27 @@ pub enum Error {
     /// given as both a file and a directory).
     #[error(transparent)]
     Tree(agigit_dag::BuildError),
+    /// A branch or ref name breaks the rules (git's `check-ref-format`).
+    #[error(transparent)]
+    RefName(#[from] agigit_dag::refs::RefNameError),
+    /// A revision is not written as revisions are (`HEAD~2`, `main^2`, an id or a prefix).
+    #[error(transparent)]
+    Revision(#[from] agigit_dag::RevError),
+    /// A tree entry's name breaks the format's rules.
+    #[error(transparent)]
+    Name(#[from] agigit_dag::object::NameError),
+    /// The signer did not sign (a remote signer refused, or could not be reached).
+    #[error("the signer did not sign: {0}")]
+    Sign(#[from] agigit_event::SignError),
+    /// The servers cannot hold the shards as the erasure code and durability ask.
+    #[error(transparent)]
+    Placement(#[from] agigit_shard::PlacementError),
+    /// Erasure coding failed (a code the shard crate cannot build, or a segment it refuses).
+    #[error("erasure coding: {0}")]
+    Shard(#[from] agigit_shard::ShardError),
+    /// A pack's manifest cannot be written (too many segments or servers for the format).
+    #[error(transparent)]
+    Manifest(#[from] agigit_shard::ManifestError),
 }
 
 impl From<agigit_dag::BuildError> for Error {
@@ -322,7 +343,14 @@ impl Error {
             | Error::UnknownRevision(_)
             | Error::AmbiguousRevision { .. }
             | Error::Safetensors { .. }
-            | Error::Tree(_) => ErrorKind::Invalid,
+            | Error::Tree(_)
+            | Error::RefName(_)
+            | Error::Revision(_)
+            | Error::Name(_)
+            | Error::Placement(_)
+            | Error::Manifest(_)
+            | Error::Shard(_) => ErrorKind::Invalid,
+            Error::Sign(_) => ErrorKind::Access,
             Error::Corrupt(_)
             | Error::UnsafePath { .. }
             | Error::Limit { .. }

@@ -350,7 +350,7 @@ fn commit_name(key: &ContentKey, id: &ObjectId) -> ObjectId {
 fn branch_ref(key: &ContentKey, branch: &str) -> Result<RefName, Error> {
     let name = key.opaque_name(b"branch", branch.as_bytes());
     let hex: String = name[..16].iter().map(|b| format!("{b:02x}")).collect();
-    RefName::branch(&format!("x{hex}")).map_err(|e| Error::Invalid(e.to_string()))
+    RefName::branch(&format!("x{hex}")).map_err(Error::from)
 }
 
 fn open_failed(what: Sealed<'_>, e: &std::io::Error) -> Error {

@@ -399,9 +399,18 @@ fn revisions_as_git_users_type_them() -> TestResult {
     );
 
     // Past the root, no such parent, not a revision, unknown: typed errors that say so.
-    assert!(matches!(r("HEAD~3"), Err(Error::Invalid(m)) if m.contains("0 parent")));
-    assert!(matches!(r("HEAD^3"), Err(Error::Invalid(m)) if m.contains("parent number 3")));
-    assert!(matches!(r("~1"), Err(Error::Invalid(_))));
+    assert!(matches!(
+        r("HEAD~3"),
+        Err(Error::Revision(e @ agigit::dag::RevError::NoParent { .. })) if e.to_string().contains("0 parent")
+    ));
+    assert!(matches!(
+        r("HEAD^3"),
+        Err(Error::Revision(e @ agigit::dag::RevError::NoParent { .. })) if e.to_string().contains("parent number 3")
+    ));
+    assert!(matches!(
+        r("~1"),
+        Err(Error::Revision(agigit::dag::RevError::Syntax { .. }))
+    ));
     assert!(matches!(r("nothing-here"), Err(Error::UnknownRevision(_))));
     assert!(
         matches!(r("abc"), Err(Error::UnknownRevision(_))),

@@ -167,8 +167,7 @@ impl<S: Signer + Sync + ?Sized> super::Remote<'_, S> {
             announcement.clone(),
             self.signer(),
             Timestamp::from_secs(at),
-        )
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+        )?;
         self.transport()
             .publish(signed.event(), min_accepted.max(1))
             .await

@@ -355,8 +355,7 @@ async fn shard_map(
     parallel: usize,
 ) -> Result<ShardMap, Error> {
     let spec = manifest.codec();
-    let mut map = ShardMap::new(servers.len(), manifest.segment_count(), spec.k, spec.n)
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let mut map = ShardMap::new(servers.len(), manifest.segment_count(), spec.k, spec.n)?;
     let asks: Vec<(usize, usize, usize, BlobHash)> = manifest
         .all_shard_hashes()
         .flat_map(|(segment, shard, hash)| {
@@ -418,10 +417,7 @@ pub(super) fn report(
         };
         let target = match (options.durability, &pack.manifest) {
             (Some(d), _) => d,
-            (None, Some((_, m))) => Durability::best(
-                &Placement::new(servers.len(), &m.codec())
-                    .map_err(|e| Error::Invalid(e.to_string()))?,
-            ),
+            (None, Some((_, m))) => Durability::best(&Placement::new(servers.len(), &m.codec())?),
             (None, None) => Durability::survive(0),
         };
         let stored = pack.holds_manifest.iter().filter(|h| **h).count();
@@ -434,9 +430,7 @@ pub(super) fn report(
                             .is_none_or(|m| m < target.servers_lost())
                     })
                     .collect();
-                let rebuild = map
-                    .rebuild_odds(options.availability)
-                    .map_err(|e| Error::Invalid(format!("availability: {e}")))?;
+                let rebuild = map.rebuild_odds(options.availability)?;
                 let holdings: Vec<usize> = (0..servers.len()).map(|i| map.on_server(i)).collect();
                 (survives, map.lost_segments(), below, rebuild, holdings)
             }

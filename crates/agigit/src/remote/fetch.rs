@@ -91,7 +91,7 @@ impl Repository {
         before: Option<&BTreeSet<Part>>,
         force: bool,
     ) -> Result<(), Error> {
-        let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
+        let name = RefName::branch(branch)?;
         let local = self.refs().resolve(&RefKey::Name(name.clone()))?;
         let checked_out = self.current_branch()? == Some(name.clone());
         if let Some(l) = local {
@@ -104,7 +104,7 @@ impl Repository {
                 }
                 return Ok(());
             }
-            if !is_ancestor(self.store(), &l, &tip).map_err(|e| Error::Invalid(e.to_string()))? {
+            if !is_ancestor(self.store(), &l, &tip)? {
                 return Err(Error::Invalid(format!(
                     "branch {branch} has diverged from the remote: merge origin/{branch} into it"
                 )));
@@ -212,7 +212,7 @@ impl Repository {
         options: FetchOptions<'_>,
     ) -> Result<PullReport, crate::fetch::Error> {
         // A bad branch name is refused before anything is asked of the network.
-        RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
+        RefName::branch(branch).map_err(Error::from)?;
         let Fetched {
             state,
             writers,
@@ -331,8 +331,7 @@ impl Repository {
             }
         }
         self.set_parts(Some(&want.wanted))?;
-        let tracking = RefName::remote(options.remote_name, branch)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let tracking = RefName::remote(options.remote_name, branch).map_err(Error::from)?;
         // A remote branch that moves to a commit not descending from where it was is reported,
         // never followed silently.
         if let Some(old) = self.refs().resolve(&RefKey::Name(tracking.clone()))?
@@ -512,7 +511,7 @@ pub(super) fn published_tip(
 ) -> Result<ObjectId, Error> {
     let published_refs = match keys {
         Some(k) => k.branch_refs(branch)?,
-        None => vec![RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?],
+        None => vec![RefName::branch(branch)?],
     };
     published_refs
         .iter()

@@ -115,8 +115,7 @@ impl Repository {
                 let encoded = transfer::cpu(move || {
                     SegmentEncoder::new(code_for_cpu.as_ref()).encode(segment, &data)
                 })
-                .await?
-                .map_err(|e| Error::Invalid(format!("erasure coding: {e}")))?;
+                .await??;
                 let expected = manifest.shard_hashes(segment).unwrap_or_default();
                 if encoded.hashes.as_slice() != expected {
                     return Err(Error::Corrupt(format!(

@@ -73,9 +73,7 @@ fn apply_edits(
                 Some(e) => {
                     let mut e = e.clone();
                     path.clone_into(&mut e.name);
-                    current
-                        .insert(e)
-                        .map_err(|err| Error::Invalid(err.to_string()))?;
+                    current.insert(e)?;
                 }
                 None => {
                     current.remove(path);
@@ -96,9 +94,7 @@ fn apply_edits(
             .map(|e| e.id);
         match apply_edits(repo, existing, &sub)? {
             Some(id) => {
-                current
-                    .insert(TreeEntry::new(name, EntryMode::Tree, id))
-                    .map_err(|err| Error::Invalid(err.to_string()))?;
+                current.insert(TreeEntry::new(name, EntryMode::Tree, id))?;
             }
             None => {
                 current.remove(name);
@@ -304,9 +300,8 @@ impl Repository {
             .iter()
             .map(|r| Ok((*r, self.resolve(r)?)))
             .collect::<Result<Vec<_>, Error>>()?;
-        let contains = |a: &ObjectId, b: &ObjectId| {
-            is_ancestor(self.store(), b, a).map_err(|e| Error::Invalid(e.to_string()))
-        };
+        let contains =
+            |a: &ObjectId, b: &ObjectId| is_ancestor(self.store(), b, a).map_err(Error::from);
         // What is left once HEAD's history and each other's are taken out (git's reduce_heads).
         let mut heads: Vec<(&str, ObjectId)> = Vec::new();
         for (i, (name, id)) in resolved.iter().enumerate() {
@@ -395,9 +390,8 @@ impl Repository {
             return Err(Error::UnknownRevision("HEAD".to_owned()).into());
         };
         report.commit = Some(head);
-        let ancestor = |a: &ObjectId, b: &ObjectId| {
-            is_ancestor(self.store(), a, b).map_err(|e| Error::Invalid(e.to_string()))
-        };
+        let ancestor =
+            |a: &ObjectId, b: &ObjectId| is_ancestor(self.store(), a, b).map_err(Error::from);
         if ancestor(&target, &head)? {
             report.up_to_date = true;
             return Ok(report);
@@ -438,7 +432,7 @@ impl Repository {
             commit: Some(head),
             ..MergeReport::default()
         };
-        if is_ancestor(self.store(), &onto_id, &head).map_err(|e| Error::Invalid(e.to_string()))? {
+        if is_ancestor(self.store(), &onto_id, &head)? {
             report.up_to_date = true;
             return Ok(report);
         }

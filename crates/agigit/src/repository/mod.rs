@@ -141,8 +141,7 @@ impl Repository {
     /// anything is made.
     pub fn init_on_branch(root: impl AsRef<Path>, branch: &str) -> Result<Self, Error> {
         let root = root.as_ref().to_owned();
-        let branch = RefName::branch(branch)
-            .map_err(|e| Error::Invalid(format!("initial branch {branch:?}: {e}")))?;
+        let branch = RefName::branch(branch)?;
         Self::init_in(&root, branch, || {
             let objects = root.join(DOT_DIR).join("objects");
             std::fs::create_dir_all(&objects).map_err(Error::io(&objects))?;
@@ -160,7 +159,7 @@ impl Repository {
         store: Arc<dyn ObjectStore>,
     ) -> Result<Self, Error> {
         let root = root.as_ref().to_owned();
-        let branch = RefName::branch(DEFAULT_BRANCH).map_err(|e| Error::Invalid(e.to_string()))?;
+        let branch = RefName::branch(DEFAULT_BRANCH)?;
         Self::init_in(&root, branch, || Self::open_with_store(&root, store))
     }
 

@@ -27,8 +27,7 @@ impl Repository {
     /// [`Error::Invalid`] for a name that is not a branch name, or when `HEAD` already
     /// resolves to a commit (check out a branch instead).
     pub fn set_unborn_branch(&self, name: &str) -> Result<(), Error> {
-        let branch =
-            RefName::branch(name).map_err(|e| Error::Invalid(format!("branch {name:?}: {e}")))?;
+        let branch = RefName::branch(name)?;
         let current = self.refs.read(&RefKey::Head)?;
         if self.head()?.is_some() {
             return Err(Error::Invalid(format!(
@@ -68,14 +67,15 @@ impl Repository {
     ///
     /// # Errors
     /// [`Error::UnknownRevision`]; [`Error::AmbiguousRevision`] for a prefix of several
-    /// commits, listing them; [`Error::Invalid`] for text that is not a revision, a step past
-    /// the root or a prefix of an object that is not a commit.
+    /// commits, listing them; [`Error::Revision`] for text that is not a revision or a step
+    /// past the root (the [`RevError`] says which); [`Error::Invalid`] for a prefix of an
+    /// object that is not a commit.
     pub fn resolve_revision(&self, rev: &str) -> Result<Resolved, Error> {
-        let spec = RevSpec::parse(rev).map_err(|e| Error::Invalid(e.to_string()))?;
+        let spec = RevSpec::parse(rev)?;
         let (start, branch) = self.resolve_base(rev, &spec.base)?;
         let id = spec.walk(self.store(), start).map_err(|e| match e {
             RevError::Find { source, .. } => Error::from(*source),
-            e => Error::Invalid(e.to_string()),
+            e => Error::Revision(e),
         })?;
         let branch = branch.filter(|_| spec.steps.is_empty());
         Ok(Resolved { id, branch })
@@ -167,8 +167,7 @@ impl Repository {
     /// [`Error::UnknownRevision`], store errors.
     pub fn log(&self, rev: &str, limit: usize) -> Result<Vec<(ObjectId, Commit)>, Error> {
         let tip = self.resolve(rev)?;
-        let ids = agigit_dag::log(&self.store, &[tip], Order::Topological, false)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let ids = agigit_dag::log(&self.store, &[tip], Order::Topological, false)?;
         ids.into_iter()
             .take(limit)
             .map(|id| Ok((id, self.store.find_commit(&id)?)))
@@ -191,8 +190,7 @@ impl Repository {
             return self.log(rev, limit);
         }
         let tip = self.resolve(rev)?;
-        let ids = agigit_dag::log(&self.store, &[tip], Order::Topological, false)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let ids = agigit_dag::log(&self.store, &[tip], Order::Topological, false)?;
         let selected =
             |tree: &ObjectId| -> Result<BTreeMap<String, crate::worktree::FileSource>, Error> {
                 let mut files = self.tree_files(tree)?;
@@ -289,7 +287,7 @@ impl Repository {
     /// [`Error::Invalid`] for a bad name; a ref error when it exists.
     pub fn create_branch(&self, name: &str, rev: &str) -> Result<ObjectId, Error> {
         let at = self.resolve(rev)?;
-        let name = RefName::branch(name).map_err(|e| Error::Invalid(e.to_string()))?;
+        let name = RefName::branch(name)?;
         self.refs.commit(Transaction::new().edit(
             RefKey::Name(name),
             Expected::Absent,
@@ -307,7 +305,7 @@ impl Repository {
     /// [`Error::UnknownRevision`] when there is no such branch; a ref error when another
     /// writer moved it meanwhile.
     pub fn delete_branch(&self, name: &str, force: bool) -> Result<ObjectId, Error> {
-        let branch = RefName::branch(name).map_err(|e| Error::Invalid(e.to_string()))?;
+        let branch = RefName::branch(name)?;
         let at = self
             .refs
             .resolve(&RefKey::Name(branch.clone()))?
@@ -319,8 +317,7 @@ impl Repository {
         }
         if !force {
             let merged = match self.head()? {
-                Some(head) => agigit_dag::is_ancestor(&self.store, &at, &head)
-                    .map_err(|e| Error::Invalid(e.to_string()))?,
+                Some(head) => agigit_dag::is_ancestor(&self.store, &at, &head)?,
                 None => false,
             };
             if !merged {

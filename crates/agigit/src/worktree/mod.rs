@@ -325,7 +325,7 @@ fn write_safetensors<S: Write + ?Sized>(
         };
         entries.push(TreeEntry::new(name, EntryMode::Tensor, id));
     }
-    let tree = Tree::new(entries).map_err(|e| Error::Invalid(e.to_string()))?;
+    let tree = Tree::new(entries)?;
     Ok(Some(store.write_tree(&tree)?))
 }
 

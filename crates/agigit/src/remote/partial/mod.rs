@@ -231,7 +231,7 @@ impl Repository {
                 let mut written = 0;
                 self.write_new(rel, |f| {
                     written = agigit_delta::write_safetensors(f, one, &BTreeMap::new())
-                        .map_err(|e| Error::Invalid(e.to_string()))?;
+                        .map_err(|e| Error::Invalid(format!("writing {rel}: {e}")))?;
                     Ok(())
                 })?;
                 Ok(written)

@@ -76,13 +76,12 @@ impl Repository {
             )
             .into());
         }
-        let name = RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?;
+        let name = RefName::branch(branch).map_err(Error::from)?;
         let tip = self
             .refs()
             .resolve(&RefKey::Name(name.clone()))?
             .ok_or_else(|| Error::UnknownRevision(branch.to_owned()))?;
-        let tracking =
-            RefName::remote("origin", branch).map_err(|e| Error::Invalid(e.to_string()))?;
+        let tracking = RefName::remote("origin", branch).map_err(Error::from)?;
         let mut report = PushReport {
             tip: Some(tip),
             private: keys.is_some(),
@@ -98,8 +97,7 @@ impl Repository {
         let target = match options.durability {
             Some(d) => d,
             None => Durability::best(
-                &Placement::new(servers.len(), &options.code.spec())
-                    .map_err(|e| Error::Invalid(e.to_string()))?,
+                &Placement::new(servers.len(), &options.code.spec()).map_err(Error::from)?,
             ),
         };
         if target.servers_lost() >= servers.len() {
@@ -193,8 +191,7 @@ impl Repository {
         let mut tags: Vec<(RefName, ObjectId, Option<String>)> = Vec::new();
         if keys.is_none() {
             for (short, tag) in self.tags()? {
-                let name = RefName::new(format!("refs/tags/{short}"))
-                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                let name = RefName::new(format!("refs/tags/{short}")).map_err(Error::from)?;
                 let remote = current.as_ref().and_then(|s| {
                     Some((
                         s.body().refs.get(&name).copied()?,
@@ -205,8 +202,7 @@ impl Repository {
                     Some((id, note)) if id == tag.commit && note == tag.message => {}
                     Some(_) => report.tags_rejected.push(short),
                     None if tag.commit == tip
-                        || agigit_dag::is_ancestor(self.store(), &tag.commit, &tip)
-                            .map_err(|e| Error::Invalid(e.to_string()))? =>
+                        || agigit_dag::is_ancestor(self.store(), &tag.commit, &tip)? =>
                     {
                         report.tags.push(short);
                         tags.push((name, tag.commit, tag.message));
@@ -250,8 +246,7 @@ impl Repository {
                 return Ok(report);
             }
             let history =
-                agigit_dag::log(self.store(), &[tip], agigit_dag::Order::Topological, false)
-                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                agigit_dag::log(self.store(), &[tip], agigit_dag::Order::Topological, false)?;
             let Some(remote_commit) = history.into_iter().find(|id| is_published_as(id, &r)) else {
                 return Err(Error::Invalid(format!(
                     "the remote branch {branch} has commits this repository does not: pull, merge, then push"
@@ -319,8 +314,7 @@ impl Repository {
                 encryption: keys.map(PrivateKeys::scheme),
                 payload,
             };
-            let signed =
-                Signed::sign(event, signer, now).map_err(|e| Error::Invalid(e.to_string()))?;
+            let signed = Signed::sign(event, signer, now).map_err(Error::from)?;
             transport
                 .publish(signed.event(), min_accepted)
                 .await
@@ -405,7 +399,7 @@ async fn publish_state<S: Signer + Sync + ?Sized>(
             }
             k.branch_ref(branch)?
         }
-        None => RefName::branch(branch).map_err(|e| Error::Invalid(e.to_string()))?,
+        None => RefName::branch(branch)?,
     };
     state.refs.insert(name.clone(), published);
     for (tag, id, note) in tags {
@@ -426,8 +420,7 @@ async fn publish_state<S: Signer + Sync + ?Sized>(
     }
     state.keys = keys.map(PrivateKeys::envelope_bytes);
     state.prev = current.map(Signed::id);
-    let signed = Signed::sign(state, signer, after(current, after_secs))
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let signed = Signed::sign(state, signer, after(current, after_secs))?;
     transport
         .publish(signed.event(), min_accepted)
         .await

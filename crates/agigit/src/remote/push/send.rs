@@ -30,11 +30,8 @@ impl Repository {
         }
         let spec = options.code.spec();
         // The same algorithm as `options.code`, owned, for the CPU pool.
-        let code: Arc<dyn ErasureCode> = Arc::from(
-            codec_for(&spec).map_err(|e| Error::Invalid(format!("erasure coding: {e}")))?,
-        );
-        let placement =
-            Placement::new(servers.len(), &spec).map_err(|e| Error::Invalid(e.to_string()))?;
+        let code: Arc<dyn ErasureCode> = Arc::from(codec_for(&spec)?);
+        let placement = Placement::new(servers.len(), &spec)?;
 
         // The pack goes to a pending file (sealed on the way when private), written on the CPU
         // pool: memory holds one object while it is written and a few segments while it is
@@ -103,10 +100,7 @@ impl Repository {
                     stream::iter(each.map(move |(i, (shard, hash))| Ok((index, i, hash, shard))))
                         .left_stream()
                 }
-                Ok((Err(e), _)) => {
-                    stream::iter([Err(Error::Invalid(format!("erasure coding: {e}")))])
-                        .right_stream()
-                }
+                Ok((Err(e), _)) => stream::iter([Err(Error::from(e))]).right_stream(),
                 Err(e) => stream::iter([Err(e)]).right_stream(),
             })
             .flatten()
@@ -167,8 +161,7 @@ impl Repository {
             )));
         }
         pending.push(pack);
-        let manifest = ShardManifest::new(spec, segment_size as u64, pack_len, hashes)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let manifest = ShardManifest::new(spec, segment_size as u64, pack_len, hashes)?;
         // The pack's index as the manifest's annex: where each object is, for a reader that
         // wants a few of them. Left out when the manifest would grow past what readers fetch.
         let index = {
@@ -177,9 +170,7 @@ impl Repository {
         };
         let table = manifest.encode().len() as u64;
         let manifest = if table + 4 + index.len() as u64 <= MAX_MANIFEST_BYTES {
-            manifest
-                .with_annex(index)
-                .map_err(|e| Error::Invalid(e.to_string()))?
+            manifest.with_annex(index)?
         } else {
             tracing::debug!(
                 objects = objects.len(),
@@ -244,10 +235,7 @@ impl Repository {
             )));
         }
 
-        let rebuild = book
-            .holdings
-            .rebuild_odds(options.availability)
-            .map_err(|e| Error::Invalid(format!("availability: {e}")))?;
+        let rebuild = book.holdings.rebuild_odds(options.availability)?;
         report.packs.push(PackDurability {
             manifest: manifest_hash,
             part: part.map(str::to_owned),
