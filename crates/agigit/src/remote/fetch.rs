@@ -73,7 +73,18 @@ impl Repository {
         let Some(tip) = report.tip else {
             return Ok(report);
         };
-        if let Err(e) = self.fast_forward(branch, tip, before.as_ref(), options.force) {
+        // The files are written on the CPU pool, not on this async thread: a checkout reads,
+        // checks and decodes every object it writes.
+        let moved = {
+            let (repo, branch, before, force) = (
+                self.clone(),
+                branch.to_owned(),
+                before.clone(),
+                options.force,
+            );
+            transfer::cpu(move || repo.fast_forward(&branch, tip, before.as_ref(), force)).await?
+        };
+        if let Err(e) = moved {
             // The files of parts the fetch added are not checked out: a later pull must still
             // see them as new.
             self.set_parts(before.as_ref())?;

@@ -40,7 +40,11 @@ pub const DEFAULT_BRANCH: &str = "master";
 /// A local repository: the working directory, and `.agigit/` with the refs and (by default) the
 /// object store. Any [`ObjectStore`] can hold the objects ([`Repository::init_with_store`]): a
 /// `MemoryStore` for tests and embedders, or the caller's own.
-#[derive(Debug)]
+///
+/// A clone is another handle on the same repository (the same directory, store and refs), as
+/// cheap as an `Arc`: it lets work move to another thread, as a pull's checkout moves to the CPU
+/// pool. Ref updates stay compare-and-swap between handles as between processes.
+#[derive(Clone, Debug)]
 pub struct Repository {
     root: PathBuf,
     store: Arc<dyn ObjectStore>,
