@@ -209,6 +209,14 @@ pub enum Error {
     /// The servers cannot hold the shards as the erasure code and durability ask.
     #[error(transparent)]
     Placement(#[from] agigit_shard::PlacementError),
+    /// A pack manifest from the servers does not decode. Nothing of its pack was stored.
+    #[error("a pack manifest from the servers: {0}")]
+    BadManifest(#[source] agigit_shard::ManifestError),
+    /// A pack's shards from the servers break the shard format's rules: its manifest names a
+    /// code this client cannot build, or the shards do not rebuild to what it lists. Nothing of
+    /// its pack was stored.
+    #[error("a pack's shards from the servers: {0}")]
+    BadShards(#[source] agigit_shard::ShardError),
     /// Erasure coding failed (a code the shard crate cannot build, or a segment it refuses).
     #[error("erasure coding: {0}")]
     Shard(#[from] agigit_shard::ShardError),
@@ -355,6 +363,8 @@ impl Error {
             | Error::UnsafePath { .. }
             | Error::Limit { .. }
             | Error::Decode { .. }
+            | Error::BadManifest(_)
+            | Error::BadShards(_)
             | Error::StaleState { .. }
             | Error::StaleAnnouncement { .. } => ErrorKind::Integrity,
             Error::Network(_) | Error::Weaker { .. } | Error::RevokedWriter { .. } => {

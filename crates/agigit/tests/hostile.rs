@@ -161,6 +161,20 @@ async fn hostile_push_annexed(
     tip: ObjectId,
     annex: Vec<u8>,
 ) -> TestResult {
+    hostile_push_raw(net, owner, id, objects, tip, annex, |m| m).await
+}
+
+/// [`hostile_push_annexed`], its manifest's bytes passed through `mangle` before they are
+/// stored and named by the commit event.
+async fn hostile_push_raw(
+    net: &MemoryTransport,
+    owner: &Keys,
+    id: &str,
+    objects: &Objects,
+    tip: ObjectId,
+    annex: Vec<u8>,
+    mangle: fn(Vec<u8>) -> Vec<u8>,
+) -> TestResult {
     let mut pack = b"AGPK\x01".to_vec();
     pack.extend_from_slice(&(objects.0.len() as u32).to_le_bytes());
     for (kind, body) in &objects.0 {
@@ -183,7 +197,7 @@ async fn hostile_push_annexed(
         vec![hashes],
     )?
     .with_annex(annex)?;
-    let manifest = Bytes::from(manifest.encode());
+    let manifest = Bytes::from(mangle(manifest.encode()));
     for s in &servers {
         net.put_blob(s, manifest.clone()).await?;
     }
@@ -706,6 +720,53 @@ async fn a_lying_chunk_list_writes_nothing() -> TestResult {
             .map(|e| e.map(|e| e.file_name()))
             .collect::<Result<_, _>>()?;
         assert_eq!(left, vec![std::ffi::OsString::from(".agigit")], "{lie}");
+    }
+    Ok(())
+}
+
+/// A pack manifest that does not decode, and one whose code no client can build: the pull
+/// fails with the typed error naming the manifest or the shards (kind `integrity`), and nothing
+/// is stored or written.
+#[tokio::test]
+async fn a_manifest_that_lies_is_a_typed_integrity_error() -> TestResult {
+    let root = Dir::new("hostile-manifests");
+    let owner = Keys::generate();
+    let net = MemoryTransport::new(["s0", "s1", "s2"]);
+    type Mangle = fn(Vec<u8>) -> Vec<u8>;
+    let lies: [(&str, Mangle); 2] = [
+        ("cut short", |mut m| {
+            m.truncate(m.len() / 2);
+            m
+        }),
+        ("garbage", |m| m.iter().map(|b| b ^ 0x5a).collect()),
+    ];
+    for (i, (lie, mangle)) in lies.into_iter().enumerate() {
+        let mut objects = Objects::default();
+        let file = objects.add(Kind::Blob, b"innocent".to_vec());
+        let code = objects.add(Kind::Tree, raw_tree(&[(EntryMode::File, "a.txt", file)]));
+        let tip = objects.commit_code(code, &owner);
+        let id = format!("manifest-{i}");
+        hostile_push_raw(&net, &owner, &id, &objects, tip, Vec::new(), mangle).await?;
+        let clone = root.0.join(format!("c{i}"));
+        std::fs::create_dir_all(&clone)?;
+        let repo = Repository::init(&clone)?;
+        let coordinate = RepoCoordinate::new(owner.public_key(), RepoId::new(id)?);
+        let err = repo
+            .pull(&net, &coordinate, "master", FetchOptions::default())
+            .await
+            .expect_err(lie);
+        assert_eq!(err.kind(), agigit::ErrorKind::Integrity, "{lie}: {err}");
+        match &err {
+            agigit::fetch::Error::Hostile(e) => {
+                assert!(matches!(**e, Error::BadManifest(_)), "{lie}: {e:?}");
+            }
+            other => panic!("{lie}: {other:?}"),
+        }
+        assert!(!clone.join("a.txt").exists(), "{lie}");
+        assert!(
+            !repo.store().contains(&tip)?,
+            "{lie}: the commit was not stored"
+        );
     }
     Ok(())
 }

@@ -197,7 +197,7 @@ impl Repository {
                     pack: pack.manifest_hash,
                 });
             }
-            let code = codec_for(&manifest.codec()).map_err(|e| Error::Corrupt(e.to_string()))?;
+            let code = codec_for(&manifest.codec()).map_err(Error::BadShards)?;
             for (segment, shard, hash) in manifest.all_shard_hashes() {
                 if map.holds(segment, shard, 0) {
                     let segment_len = usize::try_from(manifest.segment_len(segment))

@@ -31,11 +31,16 @@ struct Sources<'a> {
     locator: &'a std::sync::Mutex<Locator>,
 }
 
-/// Pack manifest `hash` from the first of `servers` that has it and whose copy opens (with
-/// `keys` and its epoch, when private) and decodes: as stored, and as read.
+/// Pack manifest `hash` from the first of `servers` that has it, opened (with `keys` and its
+/// epoch, when private) and decoded: as stored, and as read.
+///
+/// The transport checks what a server sends against `hash`, so every server that has the
+/// manifest has the same bytes: one that does not open or decode was written so by whoever
+/// published it, and no other server is asked.
 ///
 /// # Errors
-/// [`Error::Network`] naming what each server said when none has a good copy.
+/// [`Error::Network`] naming what each server said when none has it; [`Error::BadManifest`]
+/// when it does not decode; a key error when it does not open.
 pub(super) async fn fetch_manifest(
     transport: &dyn Transport,
     servers: &[String],
@@ -44,13 +49,9 @@ pub(super) async fn fetch_manifest(
 ) -> Result<(bytes::Bytes, ShardManifest), Error> {
     let mut errors = Vec::new();
     for s in servers {
-        let got = match transport.get_blob(s, hash, MAX_MANIFEST_BYTES).await {
-            Ok(bytes) => open_manifest(&bytes, keys).map(|m| (bytes, m)),
-            Err(e) => Err(net(e)),
-        };
-        match got {
-            Ok(found) => return Ok(found),
-            Err(e) => errors.push(format!("{s}: {e}")),
+        match transport.get_blob(s, hash, MAX_MANIFEST_BYTES).await {
+            Ok(bytes) => return open_manifest(&bytes, keys).map(|m| (bytes, m)),
+            Err(e) => errors.push(format!("{s}: {}", net(e))),
         }
     }
     Err(Error::Network(format!(
@@ -64,7 +65,7 @@ pub(super) async fn fetch_manifest(
 /// once when they are large).
 ///
 /// # Errors
-/// [`Error::Limit`] for segments over [`MAX_FETCH_SEGMENT`]; [`Error::Corrupt`] for a codec
+/// [`Error::Limit`] for segments over [`MAX_FETCH_SEGMENT`]; [`Error::BadShards`] for a codec
 /// this build does not have.
 pub(super) fn pack_code(
     manifest: &ShardManifest,
@@ -78,7 +79,7 @@ pub(super) fn pack_code(
         });
     }
     Ok(Arc::from(
-        codec_for(&manifest.codec()).map_err(|e| Error::Corrupt(e.to_string()))?,
+        codec_for(&manifest.codec()).map_err(Error::BadShards)?,
     ))
 }
 
@@ -92,7 +93,7 @@ pub(super) fn open_manifest(
         Some((k, epoch)) => k.open_sealed(Sealed::Manifest, epoch, bytes)?,
         None => bytes.to_vec(),
     };
-    ShardManifest::decode(&plain).map_err(|e| Error::Corrupt(e.to_string()))
+    ShardManifest::decode(&plain).map_err(Error::BadManifest)
 }
 
 impl Repository {

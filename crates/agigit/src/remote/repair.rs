@@ -75,7 +75,7 @@ impl Repository {
             }
             let target = audit.target.servers_lost();
             let code: Arc<dyn ErasureCode> =
-                Arc::from(codec_for(&manifest.codec()).map_err(|e| Error::Corrupt(e.to_string()))?);
+                Arc::from(codec_for(&manifest.codec()).map_err(Error::BadShards)?);
             let reachable: Vec<String> = servers
                 .iter()
                 .filter(|s| !unreachable.contains(s))

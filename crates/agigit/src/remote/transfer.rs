@@ -207,7 +207,7 @@ impl Downloaded {
             } => Error::Network(format!(
                 "segment {segment}: {good} good shards found, {needed} needed; bring more servers back"
             )),
-            e => Error::Corrupt(e.to_string()),
+            e => Error::BadShards(e),
         })?;
         Ok((bytes, took))
     }
@@ -291,7 +291,7 @@ impl SegmentFetch<'_> {
     /// fails, until `k` good ones are in or none is left to try.
     pub(super) async fn fetch(&self, segment: usize) -> Result<Downloaded, Error> {
         let mut rebuilder = SegmentRebuilder::new(self.manifest, self.code.as_ref(), segment)
-            .map_err(|e| Error::Corrupt(e.to_string()))?;
+            .map_err(Error::BadShards)?;
         // The manifest says how long every shard of this segment is: nothing longer is taken.
         let len = rebuilder.shard_len() as u64;
         let (mut shards, mut downloaded) = (0, 0u64);
@@ -313,7 +313,7 @@ impl SegmentFetch<'_> {
                     shards += 1;
                     rebuilder
                         .offer_verified(index, Vec::from(bytes))
-                        .map_err(|e| Error::Corrupt(e.to_string()))?;
+                        .map_err(Error::BadShards)?;
                 }
                 None => rebuilder.failed(index),
             }
