@@ -144,8 +144,14 @@ impl Repository {
                         );
                     }
                 };
-                self.guard_local(rel, options.force)?;
-                partial.report.file_bytes = self.write_file_at(rel, &source)?;
+                // Checking local work and writing the file (every object read and checked)
+                // run on the CPU pool, not on the async thread.
+                let (repo, rel, force) = (self.clone(), rel.to_owned(), options.force);
+                partial.report.file_bytes = transfer::cpu(move || {
+                    repo.guard_local(&rel, force)?;
+                    repo.write_file_at(&rel, &source)
+                })
+                .await??;
             }
             PartialWant::Tensor { name, .. } => {
                 if entry.0 != EntryMode::Tree {
@@ -170,8 +176,12 @@ impl Repository {
                 // The header and the tensor object in one round, then what the tensor names.
                 partial.ensure(&[header, tensor]).await?;
                 partial.ensure_all(tensor).await?;
-                partial.report.file_bytes =
-                    self.write_tensor_at(rel, name, &tensor, &header, options.force)?;
+                let (repo, rel, name, force) =
+                    (self.clone(), rel.to_owned(), name.clone(), options.force);
+                partial.report.file_bytes = transfer::cpu(move || {
+                    repo.write_tensor_at(&rel, &name, &tensor, &header, force)
+                })
+                .await??;
             }
         }
         partial.report.written = file;
