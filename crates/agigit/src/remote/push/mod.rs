@@ -260,7 +260,11 @@ impl Repository {
         }
         // One pack per part (and one for the commits and the trees above the parts), so that a
         // reader can fetch only the parts it wants.
-        let groups = pack::objects_by_part(store, &[tip], &have)?;
+        // The walk reads (and checks) every new object: on the CPU pool, not this async thread.
+        let groups = {
+            let store = self.shared_store();
+            cpu(move || pack::objects_by_part(store.as_ref(), &[tip], &have)).await??
+        };
         let new_commits: Vec<ObjectId> = groups
             .iter()
             .filter(|(part, _)| part.is_none())
