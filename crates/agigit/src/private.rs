@@ -254,7 +254,7 @@ impl PrivateKeys {
     /// name under the current epoch's key.
     ///
     /// # Errors
-    /// [`Error::Invalid`] (never for a name made here).
+    /// [`Error::RefName`] (never for a name made here).
     pub fn branch_ref(&self, branch: &str) -> Result<RefName, Error> {
         branch_ref(self.ring.current(), branch)
     }

@@ -655,6 +655,26 @@ fn an_oversized_safetensors_header_is_not_read() -> TestResult {
     Ok(())
 }
 
+/// Pulls `owner`'s repository `id` into a new clone at `clone`, which must fail with an
+/// integrity error (`lie` names the case); returns the clone's path, the clone and the error.
+async fn refused_pull(
+    net: &MemoryTransport,
+    clone: &std::path::Path,
+    owner: &Keys,
+    id: &str,
+    lie: &str,
+) -> Result<(std::path::PathBuf, Repository, agigit::fetch::Error), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(clone)?;
+    let repo = Repository::init(clone)?;
+    let coordinate = RepoCoordinate::new(owner.public_key(), RepoId::new(id)?);
+    let err = repo
+        .pull(net, &coordinate, "master", FetchOptions::default())
+        .await
+        .expect_err(lie);
+    assert_eq!(err.kind(), agigit::ErrorKind::Integrity, "{lie}: {err}");
+    Ok((clone.to_owned(), repo, err))
+}
+
 /// A chunked file whose list lies about its chunks: a chunk shorter than its entry says, and a
 /// list of lists whose inner list is not the size its parent says. The clone refuses it at
 /// checkout with an integrity error and leaves no file (not a half-written one) behind.
@@ -703,15 +723,8 @@ async fn a_lying_chunk_list_writes_nothing() -> TestResult {
         let tip = objects.commit_code(code, &owner);
         let id = format!("chunks-{i}");
         hostile_push(&net, &owner, &id, &objects, tip).await?;
-        let clone = root.0.join(format!("c{i}"));
-        std::fs::create_dir_all(&clone)?;
-        let repo = Repository::init(&clone)?;
-        let coordinate = RepoCoordinate::new(owner.public_key(), RepoId::new(id)?);
-        let err = repo
-            .pull(&net, &coordinate, "master", FetchOptions::default())
-            .await
-            .expect_err(lie);
-        assert_eq!(err.kind(), agigit::ErrorKind::Integrity, "{lie}: {err}");
+        let (clone, _, err) =
+            refused_pull(&net, &root.0.join(format!("c{i}")), &owner, &id, lie).await?;
         assert!(
             err.to_string().contains("chunked file"),
             "{lie}: the message names what lied: {err}"
@@ -724,9 +737,9 @@ async fn a_lying_chunk_list_writes_nothing() -> TestResult {
     Ok(())
 }
 
-/// A pack manifest that does not decode, and one whose code no client can build: the pull
-/// fails with the typed error naming the manifest or the shards (kind `integrity`), and nothing
-/// is stored or written.
+/// A pack manifest that does not decode (cut short, or scrambled): the pull fails at once with
+/// the typed error naming the manifest (kind `integrity`, not a network failure: every server
+/// has the same bytes, checked against the hash), and nothing is stored or written.
 #[tokio::test]
 async fn a_manifest_that_lies_is_a_typed_integrity_error() -> TestResult {
     let root = Dir::new("hostile-manifests");
@@ -747,15 +760,8 @@ async fn a_manifest_that_lies_is_a_typed_integrity_error() -> TestResult {
         let tip = objects.commit_code(code, &owner);
         let id = format!("manifest-{i}");
         hostile_push_raw(&net, &owner, &id, &objects, tip, Vec::new(), mangle).await?;
-        let clone = root.0.join(format!("c{i}"));
-        std::fs::create_dir_all(&clone)?;
-        let repo = Repository::init(&clone)?;
-        let coordinate = RepoCoordinate::new(owner.public_key(), RepoId::new(id)?);
-        let err = repo
-            .pull(&net, &coordinate, "master", FetchOptions::default())
-            .await
-            .expect_err(lie);
-        assert_eq!(err.kind(), agigit::ErrorKind::Integrity, "{lie}: {err}");
+        let (clone, repo, err) =
+            refused_pull(&net, &root.0.join(format!("c{i}")), &owner, &id, lie).await?;
         match &err {
             agigit::fetch::Error::Hostile(e) => {
                 assert!(matches!(**e, Error::BadManifest(_)), "{lie}: {e:?}");

@@ -141,7 +141,7 @@ impl Repository {
     /// [`init`](Self::init) with `HEAD` on branch `branch` (`agigit init --initial-branch`).
     ///
     /// # Errors
-    /// As [`init`](Self::init); [`Error::Invalid`] for a name that is not a branch name, before
+    /// As [`init`](Self::init); [`Error::RefName`] for a name that is not a branch name, before
     /// anything is made.
     pub fn init_on_branch(root: impl AsRef<Path>, branch: &str) -> Result<Self, Error> {
         let root = root.as_ref().to_owned();

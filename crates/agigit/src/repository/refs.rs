@@ -24,8 +24,8 @@ impl Repository {
     /// does once it has learnt the remote's default branch (like `git symbolic-ref HEAD`).
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a name that is not a branch name, or when `HEAD` already
-    /// resolves to a commit (check out a branch instead).
+    /// [`Error::RefName`] for a name that is not a branch name; [`Error::Invalid`] when `HEAD`
+    /// already resolves to a commit (check out a branch instead).
     pub fn set_unborn_branch(&self, name: &str) -> Result<(), Error> {
         let branch = RefName::branch(name)?;
         let current = self.refs.read(&RefKey::Head)?;
@@ -284,7 +284,7 @@ impl Repository {
     /// Creates branch `name` at `rev`.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a bad name; a ref error when it exists.
+    /// [`Error::RefName`] for a bad name; a ref error when it exists.
     pub fn create_branch(&self, name: &str, rev: &str) -> Result<ObjectId, Error> {
         let at = self.resolve(rev)?;
         let name = RefName::branch(name)?;
