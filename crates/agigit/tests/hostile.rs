@@ -659,11 +659,11 @@ fn an_oversized_safetensors_header_is_not_read() -> TestResult {
 /// integrity error (`lie` names the case); returns the clone's path, the clone and the error.
 async fn refused_pull(
     net: &MemoryTransport,
-    clone: &std::path::Path,
+    clone: &Path,
     owner: &Keys,
     id: &str,
     lie: &str,
-) -> Result<(std::path::PathBuf, Repository, agigit::fetch::Error), Box<dyn std::error::Error>> {
+) -> Result<(PathBuf, Repository, agigit::fetch::Error), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(clone)?;
     let repo = Repository::init(clone)?;
     let coordinate = RepoCoordinate::new(owner.public_key(), RepoId::new(id)?);
