@@ -36,6 +36,18 @@ pub(crate) fn load_user_config() -> Result<UserConfig> {
     Ok(UserConfig::load(&home()?.join("config.toml"))?)
 }
 
+/// The relays given by URL on the command line, else the user's `[[relay]]` list (maybe empty:
+/// the caller says what it needs them for).
+pub(crate) fn given_or_user_relays(urls: &[String]) -> Result<Vec<RelayEntry>> {
+    if urls.is_empty() {
+        return Ok(load_user_config()?.relays);
+    }
+    Ok(urls
+        .iter()
+        .map(|u| RelayEntry::new(u.trim_end_matches('/')))
+        .collect())
+}
+
 /// What TLS servers must prove: Mozilla's roots, `SSL_CERT_FILE` / `SSL_CERT_DIR`, and the
 /// user's `[tls] ca_file`.
 pub(crate) fn tls_config() -> Result<agigit::net::TlsConfig> {

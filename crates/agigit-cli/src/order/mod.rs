@@ -32,7 +32,7 @@ use self::post::*;
 use self::session::*;
 use self::view::*;
 
-use crate::context::{Ctx, keys, load_user_config, network, npub, open, print, runtime};
+use crate::context::{Ctx, given_or_user_relays, keys, network, npub, open, print, runtime};
 use crate::failure::{Failure, Result};
 
 mod commands;
@@ -257,14 +257,7 @@ fn id_arg(text: &str) -> Result<EventId> {
 
 /// The order's relays: `--relay-url`, else the user's list; each read from and written to.
 fn relays(args: &OrderArgs) -> Result<Vec<RelayEntry>> {
-    let list: Vec<RelayEntry> = if args.relays.is_empty() {
-        load_user_config()?.relays
-    } else {
-        args.relays
-            .iter()
-            .map(|u| RelayEntry::new(u.trim_end_matches('/')))
-            .collect()
-    };
+    let list = given_or_user_relays(&args.relays)?;
     if list.is_empty() {
         return Err(Failure::invalid(
             "no relay for orders: give --relay-url, or list relays in ~/.config/agigit/config.toml",

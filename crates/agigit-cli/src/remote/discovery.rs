@@ -159,14 +159,7 @@ pub(crate) fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
     use agigit::event::kinds::{REPO_ANNOUNCEMENT, REPO_STATE, kind};
     use agigit::event::nostr::prelude::Filter;
     use agigit::event::{RepoAnnouncement, Signed};
-    let relays: Vec<RelayEntry> = if args.relays.is_empty() {
-        load_user_config()?.relays
-    } else {
-        args.relays
-            .iter()
-            .map(|u| RelayEntry::new(u.trim_end_matches('/')))
-            .collect()
-    };
+    let relays = crate::context::given_or_user_relays(&args.relays)?;
     if relays.is_empty() {
         return Err(Failure::invalid(
             "no relay to search: give --relay, or list relays in ~/.config/agigit/config.toml ([[relay]] url = \"wss://…\")",
