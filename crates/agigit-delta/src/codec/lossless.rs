@@ -10,6 +10,8 @@
 
 use rayon::prelude::*;
 
+use agigit_hash::Hasher;
+
 use super::{
     CodecKind, DecodeError, DeltaCodec, EncodeError, Encoded, PayloadHeader, Reader, check_inputs,
     header_for, rans,
@@ -134,28 +136,10 @@ fn split<const P: usize, const W: usize>(
     planes
 }
 
-/// The inverse of [`forward`]: un-rotates element bytes `e` and XORs the base's back in.
-#[inline(always)]
-fn backward<const P: usize, const W: usize>(
-    mut e: [u8; P],
-    b: Option<&[u8]>,
-    rotate: bool,
-) -> [u8; P] {
-    if rotate {
-        for w in e.chunks_exact_mut(W) {
-            rotate_word::<W>(w, false);
-        }
-    }
-    if let Some(b) = b {
-        e.iter_mut().zip(b).for_each(|(x, y)| *x ^= y);
-    }
-    e
-}
-
 /// The inverse of [`split`]: gathers the planes into `out`, un-rotates and XORs the base back,
 /// chunks of elements in parallel.
 fn join<const P: usize, const W: usize>(
-    planes: &[Vec<u8>],
+    planes: &[&[u8]],
     base: Option<&[u8]>,
     rotate: bool,
     out: &mut [u8],
@@ -170,15 +154,61 @@ fn join<const P: usize, const W: usize>(
                 *s = &plane[first..first + count];
             }
             let base = base.map(|b| &b[first * P..(first + count) * P]);
-            for (i, dst) in out.chunks_exact_mut(P).enumerate() {
-                let mut e = [0u8; P];
-                for (x, s) in e.iter_mut().zip(&src) {
-                    *x = s[i];
-                }
-                let e = backward::<P, W>(e, base.map(|b| &b[i * P..(i + 1) * P]), rotate);
-                dst.copy_from_slice(&e);
+            // The two flags become constants, so the loop has no branch but its own.
+            match (rotate, base) {
+                (true, Some(b)) => gather::<P, W, true>(&src, b, out),
+                (false, Some(b)) => gather::<P, W, false>(&src, b, out),
+                (true, None) => gather::<P, W, true>(&src, &[], out),
+                (false, None) => gather::<P, W, false>(&src, &[], out),
             }
         });
+}
+
+/// One run of [`join`]: element `i` is byte `i` of each plane (plane `p` the element's byte
+/// `p`), rotated right by one bit within each `W`-byte word when `ROTATE`, XOR the base's
+/// element when `base` is not empty. Elements are handled as `u64`s, so the rotation is two
+/// shifts and two masks whatever the width.
+#[inline(always)]
+fn gather<const P: usize, const W: usize, const ROTATE: bool>(
+    src: &[&[u8]; P],
+    base: &[u8],
+    out: &mut [u8],
+) {
+    let count = out.len() / P;
+    // Bit 0 and the top bit of each W-byte word of a P-byte element.
+    let (low, top) = (0..P / W).fold((0u64, 0u64), |(low, top), w| {
+        (low | 1 << (8 * W * w), top | 1 << (8 * W * w + 8 * W - 1))
+    });
+    for s in src {
+        assert_eq!(s.len(), count, "a plane per element byte");
+    }
+    let element = |i: usize| {
+        let mut v = 0u64;
+        for (p, s) in src.iter().enumerate() {
+            v |= u64::from(s[i]) << (8 * p);
+        }
+        if ROTATE {
+            v = ((v >> 1) & !top) | ((v & low) << (8 * W - 1));
+        }
+        v
+    };
+    if base.is_empty() {
+        for (i, dst) in out.chunks_exact_mut(P).enumerate() {
+            dst.copy_from_slice(&element(i).to_le_bytes()[..P]);
+        }
+    } else {
+        assert_eq!(base.len(), out.len(), "a base element per element");
+        for (i, (dst, b)) in out
+            .chunks_exact_mut(P)
+            .zip(base.chunks_exact(P))
+            .enumerate()
+        {
+            let mut word = [0u8; 8];
+            word[..P].copy_from_slice(b);
+            let v = element(i) ^ u64::from_le_bytes(word);
+            dst.copy_from_slice(&v.to_le_bytes()[..P]);
+        }
+    }
 }
 
 /// Dispatches on plane count and rotation word width.
@@ -356,12 +386,27 @@ impl DeltaCodec for Lossless {
     }
 }
 
+/// A plane's bytes as the payload gives them: stored (borrowed, never copied), zstd (inflated
+/// up front: rare, and not block by block) or rANS (decoded a block at a time).
+enum Plane<'a> {
+    Bytes(&'a [u8]),
+    Inflated(Vec<u8>),
+    Rans(rans::Coded<'a>),
+}
+
+/// Decodes a `Lossless` body into the tensor's bytes, feeding `digest` with them in order.
+///
+/// The work goes by waves of one rANS block of elements: the coded planes' blocks are decoded
+/// (in parallel) into buffers that stay in cache, gathered into the output, and the previous
+/// wave is hashed meanwhile on another core — so the digest, which is sequential, costs little
+/// more than the decoding it runs beside.
 pub(super) fn decode_body(
     r: &mut Reader<'_>,
     h: &PayloadHeader,
     numel: usize,
     bytes: usize,
     base: Option<TensorView<'_>>,
+    digest: &mut Hasher,
 ) -> Result<Vec<u8>, DecodeError> {
     let corrupt = |reason: String| DecodeError::Corrupt {
         codec: CodecKind::Lossless,
@@ -396,10 +441,10 @@ pub(super) fn decode_body(
         let src = r.bytes(len, "plane bytes")?;
         split.push((method, src));
     }
-    let planes_out: Vec<Vec<u8>> = split
+    let sources: Vec<Plane<'_>> = split
         .into_par_iter()
         .map(|(method, src)| match method {
-            PLANE_STORED if src.len() == plane_len => Ok(src.to_vec()),
+            PLANE_STORED if src.len() == plane_len => Ok(Plane::Bytes(src)),
             PLANE_STORED => Err(corrupt(format!(
                 "stored plane of {} bytes, expected {plane_len}",
                 src.len()
@@ -416,26 +461,65 @@ pub(super) fn decode_body(
                         "zstd plane of {n} bytes, expected {plane_len}"
                     )));
                 }
-                Ok(out)
+                Ok(Plane::Inflated(out))
             }
-            PLANE_RANS => {
-                rans::decode(src, plane_len).map_err(|e| corrupt(format!("rANS plane: {}", e.0)))
-            }
+            PLANE_RANS => rans::Coded::parse(src, plane_len)
+                .map(Plane::Rans)
+                .map_err(|e| corrupt(format!("rANS plane: {}", e.0))),
             other => Err(corrupt(format!("unknown plane method {other}"))),
         })
         .collect::<Result<_, _>>()?;
 
-    let mut x = vec![0u8; bytes];
     let rotate = layout == LAYOUT_ROTL1;
-    by_width!(
-        h.dtype,
-        join(
-            &planes_out,
-            base.as_ref().map(TensorView::data),
-            rotate,
-            &mut x
-        )
-    );
+    let base = base.as_ref().map(TensorView::data);
+    // One buffer a coded plane, reused by every wave.
+    let mut scratch: Vec<Vec<u8>> = sources
+        .iter()
+        .map(|p| match p {
+            Plane::Rans(_) => vec![0u8; plane_len.min(rans::BLOCK)],
+            Plane::Bytes(_) | Plane::Inflated(_) => Vec::new(),
+        })
+        .collect();
+    let mut x = vec![0u8; bytes];
+    let mut hashed: Option<&[u8]> = None;
+    for (wave, out) in x.chunks_mut(rans::BLOCK * planes).enumerate() {
+        let first = wave * rans::BLOCK;
+        let count = out.len() / planes;
+        let ((), done) = rayon::join(
+            || {
+                if let Some(previous) = hashed {
+                    digest.update(previous);
+                }
+            },
+            || -> Result<(), DecodeError> {
+                scratch.par_iter_mut().zip(&sources).try_for_each(
+                    |(buf, source)| match source {
+                        Plane::Rans(coded) => coded
+                            .block(wave, &mut buf[..count])
+                            .map_err(|e| corrupt(format!("rANS plane: {}", e.0))),
+                        Plane::Bytes(_) | Plane::Inflated(_) => Ok(()),
+                    },
+                )?;
+                let from: Vec<&[u8]> = sources
+                    .iter()
+                    .zip(&scratch)
+                    .map(|(source, buf)| match source {
+                        Plane::Bytes(b) => &b[first..first + count],
+                        Plane::Inflated(b) => &b[first..first + count],
+                        Plane::Rans(_) => &buf[..count],
+                    })
+                    .collect();
+                let base = base.map(|b| &b[first * planes..(first + count) * planes]);
+                by_width!(h.dtype, join(&from, base, rotate, &mut *out));
+                Ok(())
+            },
+        );
+        done?;
+        hashed = Some(out);
+    }
+    if let Some(last) = hashed {
+        digest.update(last);
+    }
     Ok(x)
 }
 
@@ -484,6 +568,7 @@ mod tests {
                 assert_eq!(planes.len(), 8);
                 assert_eq!(planes[0].len(), 8);
                 let mut out = vec![0; 64];
+                let planes: Vec<&[u8]> = planes.iter().map(Vec::as_slice).collect();
                 join::<8, 4>(&planes, base, rotate, &mut out);
                 assert_eq!(out, t);
             }

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use agigit_hash::BlobHash;
+use agigit_hash::{BlobHash, Hasher};
 
 use crate::tensor::{LayoutError, numel};
 use crate::{DType, Tensor, TensorView};
@@ -378,9 +378,10 @@ pub fn inspect(payload: &[u8]) -> Result<PayloadHeader, DecodeError> {
 
 /// Decodes any payload, refusing to produce a tensor larger than `limits` allows.
 ///
-/// Checks that `base` is the tensor the payload was computed against (by hash), and that the
-/// result hashes to the value the payload records — so a decoded tensor is always exactly what
-/// the encoder produced.
+/// Checks that the result hashes to the value the payload records — so a decoded tensor is
+/// always exactly what the encoder produced, whichever base it was given — and, when decoding
+/// fails, whether `base` is the tensor the payload was computed against (by hash), to say so:
+/// [`DecodeError::BaseMismatch`].
 pub fn decode_with_limits(
     payload: &[u8],
     base: Option<TensorView<'_>>,
@@ -418,46 +419,54 @@ pub fn decode_with_limits(
             Some((b, expected))
         }
     };
-    // The base's hash is checked beside the decoding (on another core), and the decoded bytes
-    // are used only when it matches.
-    let (base_check, data) = rayon::join(
-        || match &base {
-            Some((b, expected)) => {
-                let actual = b.hash();
-                if actual == *expected {
-                    Ok(())
-                } else {
-                    Err(DecodeError::BaseMismatch {
-                        expected: *expected,
-                        actual,
-                    })
-                }
-            }
-            None => Ok(()),
-        },
-        || {
-            let base = base.as_ref().map(|(b, _)| *b);
-            match h.codec {
-                CodecKind::Dense => dense::decode_body(&mut r, bytes),
-                CodecKind::Lossless => lossless::decode_body(&mut r, &h, n, bytes, base),
-                CodecKind::LowRank => lowrank::decode_body(&mut r, &h, base),
-                CodecKind::SignScale => signscale::decode_body(&mut r, &h, base),
-            }
-        },
-    );
-    base_check?;
-    let data = data?;
+    // The output's digest is what binds the result to the encoder's: a wrong base decodes to
+    // other bytes, so it is caught there too. The base's own hash is computed only when
+    // something failed, to say which of the two was wrong — a whole pass over the base saved
+    // on every good decode.
+    let decoded = decode_checked(&mut r, &h, n, bytes, base.map(|(b, _)| b));
+    if decoded.is_err()
+        && let Some((b, expected)) = base
+    {
+        let actual = b.hash();
+        if actual != expected {
+            return Err(DecodeError::BaseMismatch { expected, actual });
+        }
+    }
+    decoded
+}
+
+/// Decodes the body after the header and checks the result against the digest the header
+/// records.
+fn decode_checked(
+    r: &mut Reader<'_>,
+    h: &PayloadHeader,
+    numel: usize,
+    bytes: usize,
+    base: Option<TensorView<'_>>,
+) -> Result<Tensor, DecodeError> {
+    let mut digest = output_hasher(h.dtype, &h.shape);
+    let hashed = |data: Vec<u8>, digest: &mut Hasher| {
+        digest.update(&data);
+        data
+    };
+    let data = match h.codec {
+        // `Lossless` feeds the digest as it goes, beside its own work.
+        CodecKind::Lossless => lossless::decode_body(r, h, numel, bytes, base, &mut digest)?,
+        CodecKind::Dense => hashed(dense::decode_body(r, bytes)?, &mut digest),
+        CodecKind::LowRank => hashed(lowrank::decode_body(r, h, base)?, &mut digest),
+        CodecKind::SignScale => hashed(signscale::decode_body(r, h, base)?, &mut digest),
+    };
     if r.remaining() != 0 {
         return Err(DecodeError::TrailingBytes(r.remaining()));
     }
-    let actual = output_digest(h.dtype, &h.shape, &data);
+    let actual = BlobHash::from_hasher(digest);
     if actual != h.output {
         return Err(DecodeError::OutputMismatch {
             expected: h.output,
             actual,
         });
     }
-    Ok(Tensor::new(h.dtype, h.shape, data)?)
+    Ok(Tensor::new(h.dtype, h.shape.clone(), data)?)
 }
 
 /// A payload's header.
@@ -479,7 +488,14 @@ pub struct PayloadHeader {
 /// SHA-256 of `"agigit-delta-output\0"`, the dtype code, the dimension count (one byte), each
 /// dimension (`u64` LE), then the bytes.
 pub fn output_digest(dtype: DType, shape: &[usize], data: &[u8]) -> BlobHash {
-    let mut h = agigit_hash::Hasher::new();
+    let mut h = output_hasher(dtype, shape);
+    h.update(data);
+    BlobHash::from_hasher(h)
+}
+
+/// A hasher that has taken [`output_digest`]'s prefix: the bytes come next.
+fn output_hasher(dtype: DType, shape: &[usize]) -> Hasher {
+    let mut h = Hasher::new();
     h.update(b"agigit-delta-output\0");
     #[allow(
         clippy::cast_possible_truncation,
@@ -489,8 +505,7 @@ pub fn output_digest(dtype: DType, shape: &[usize], data: &[u8]) -> BlobHash {
     for &d in shape {
         h.update(&(d as u64).to_le_bytes());
     }
-    h.update(data);
-    BlobHash::from_hasher(h)
+    h
 }
 
 impl PayloadHeader {

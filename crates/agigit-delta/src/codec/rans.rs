@@ -266,42 +266,79 @@ struct DecTable {
     entry: Vec<u32>,
 }
 
-/// Decodes a plane of `len` symbols from `src`.
-///
-/// # Errors
-/// [`RansError`] for a bad table, a block of the wrong length, bytes missing or left over, or
-/// states that do not end where encoding began.
-pub(crate) fn decode(src: &[u8], len: usize) -> Result<Vec<u8>, RansError> {
-    let (table, mut rest) = read_table(src, len)?;
-    let mut blocks = Vec::with_capacity(len.div_ceil(BLOCK));
-    for i in 0..len.div_ceil(BLOCK) {
-        if rest.len() < 4 {
-            return Err(corrupt(format!("block {i}'s length is missing")));
-        }
-        let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        rest = &rest[4..];
-        if rest.len() < n {
+/// A plane's coded bytes, its table read and its blocks found (every length checked), ready to
+/// decode block by block: block `i` holds symbols `i × BLOCK ..`, so a caller can decode the
+/// planes of a tensor in step, a block of each at a time, while the result is still in cache.
+pub(crate) struct Coded<'a> {
+    table: DecTable,
+    blocks: Vec<&'a [u8]>,
+}
+
+impl<'a> Coded<'a> {
+    /// Reads the table and the block lengths of a plane of `len` symbols.
+    ///
+    /// # Errors
+    /// [`RansError`] for a bad table, a block of the wrong length, or bytes missing or left over.
+    pub(crate) fn parse(src: &'a [u8], len: usize) -> Result<Self, RansError> {
+        let (table, mut rest) = read_table(src, len)?;
+        let count = len.div_ceil(BLOCK);
+        // At least four bytes a block: `count` is bounded by what `src` holds, not only by `len`.
+        if rest.len() / 4 < count {
             return Err(corrupt(format!(
-                "block {i} says {n} bytes, {} are left",
+                "{count} blocks cannot fit in {} bytes",
                 rest.len()
             )));
         }
-        blocks.push(&rest[..n]);
-        rest = &rest[n..];
+        let mut blocks = Vec::with_capacity(count);
+        for i in 0..count {
+            if rest.len() < 4 {
+                return Err(corrupt(format!("block {i}'s length is missing")));
+            }
+            let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            rest = &rest[4..];
+            if rest.len() < n {
+                return Err(corrupt(format!(
+                    "block {i} says {n} bytes, {} are left",
+                    rest.len()
+                )));
+            }
+            blocks.push(&rest[..n]);
+            rest = &rest[n..];
+        }
+        if !rest.is_empty() {
+            return Err(corrupt(format!(
+                "{} bytes after the last block",
+                rest.len()
+            )));
+        }
+        Ok(Coded { table, blocks })
     }
-    if !rest.is_empty() {
-        return Err(corrupt(format!(
-            "{} bytes after the last block",
-            rest.len()
-        )));
+
+    /// Decodes block `i` into `dst`, which holds exactly that block's symbols.
+    ///
+    /// # Errors
+    /// [`RansError`] for bytes missing or left over, or states that do not end where encoding
+    /// began.
+    pub(crate) fn block(&self, i: usize, dst: &mut [u8]) -> Result<(), RansError> {
+        let bytes = self
+            .blocks
+            .get(i)
+            .ok_or_else(|| corrupt(format!("no block {i}")))?;
+        decode_block(&self.table, bytes, dst).map_err(|e| corrupt(format!("block {i}: {}", e.0)))
     }
+}
+
+/// Decodes a plane of `len` symbols from `src`, its blocks in parallel.
+///
+/// # Errors
+/// [`RansError`] as [`Coded::parse`] and [`Coded::block`] say.
+#[cfg(test)]
+pub(crate) fn decode(src: &[u8], len: usize) -> Result<Vec<u8>, RansError> {
+    let coded = Coded::parse(src, len)?;
     let mut out = vec![0u8; len];
     out.par_chunks_mut(BLOCK)
-        .zip(blocks)
         .enumerate()
-        .try_for_each(|(i, (dst, bytes))| {
-            decode_block(&table, bytes, dst).map_err(|e| corrupt(format!("block {i}: {}", e.0)))
-        })?;
+        .try_for_each(|(i, dst)| coded.block(i, dst))?;
     Ok(out)
 }
 

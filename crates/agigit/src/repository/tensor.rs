@@ -52,6 +52,8 @@ struct Checked {
     payload_len: usize,
 }
 
+const DIGEST_MISMATCH: &str = "the bytes do not match the digest its object records";
+
 fn corrupt(name: &str, what: impl std::fmt::Display) -> Error {
     Error::Corrupt(format!("tensor {}: {what}", Escaped(name)))
 }
@@ -213,8 +215,15 @@ impl Repository {
         while let Some(checked) = chain.pop() {
             let payload = self.payload(&checked)?;
             let decoded = match tensor.take() {
-                None => Tensor::new(checked.dtype, checked.shape.clone(), payload)
-                    .map_err(|e| corrupt(name, e))?,
+                None => {
+                    if output_digest(checked.dtype, &checked.shape, &payload)
+                        != checked.object.digest
+                    {
+                        return Err(corrupt(name, DIGEST_MISMATCH));
+                    }
+                    Tensor::new(checked.dtype, checked.shape.clone(), payload)
+                        .map_err(|e| corrupt(name, e))?
+                }
                 Some(base) => {
                     let header =
                         agigit_delta::codec::inspect(&payload).map_err(|e| corrupt(name, e))?;
@@ -235,6 +244,11 @@ impl Repository {
                             ),
                         ));
                     }
+                    // Decoding checks its result against the payload's digest, so the object's
+                    // must be that one: then the tensor is not hashed a second time.
+                    if header.output != checked.object.digest {
+                        return Err(corrupt(name, DIGEST_MISMATCH));
+                    }
                     let limits = DecodeLimits {
                         max_tensor_bytes: checked.byte_len,
                     };
@@ -242,14 +256,6 @@ impl Repository {
                         .map_err(|e| corrupt(name, e))?
                 }
             };
-            if output_digest(decoded.dtype(), decoded.shape(), decoded.data())
-                != checked.object.digest
-            {
-                return Err(corrupt(
-                    name,
-                    "the bytes do not match the digest its object records",
-                ));
-            }
             tensor = Some(decoded);
         }
         tensor.ok_or_else(|| corrupt(name, "no tensor"))
