@@ -258,12 +258,11 @@ fn encode_block(block: &[u8], syms: &[EncSymbol; 256]) -> Vec<u8> {
     out
 }
 
-/// The decoding tables, both by slot (`x mod 2^14`): the symbol, and its frequency (low 16
-/// bits) with the slot's offset in the symbol's range (high 16 bits) — two independent loads
-/// a step rather than a chain of two.
+/// The decoding tables: each slot's symbol (`x mod 2^14`), and each symbol's frequency (low 16
+/// bits) and start (high 16 bits) — 17 KiB in all, so both stay in the L1 cache.
 struct DecTable {
     slot: Vec<u8>,
-    entry: Vec<u32>,
+    symbol: [u32; 256],
 }
 
 /// A plane's coded bytes, its table read and its blocks found (every length checked), ready to
@@ -371,19 +370,15 @@ fn read_table(src: &[u8], len: usize) -> Result<(DecTable, &[u8]), RansError> {
         return Err(corrupt("the frequencies do not sum to 2^14"));
     }
     let mut slot = vec![0u8; SCALE as usize];
-    let mut entry = vec![0u32; SCALE as usize];
+    let mut symbol = [0u32; 256];
     for &s in &present {
         let range = start[s] as usize..(start[s] + freq[s]) as usize;
         #[allow(clippy::cast_possible_truncation, reason = "s < 256")]
-        slot[range.clone()].fill(s as u8);
-        for (offset, e) in entry[range].iter_mut().enumerate() {
-            // freq ≤ 2^14 and offset < 2^14: both fit in 16 bits.
-            #[allow(clippy::cast_possible_truncation, reason = "offset < 2^14")]
-            let offset = offset as u32;
-            *e = freq[s] | (offset << 16);
-        }
+        slot[range].fill(s as u8);
+        // freq ≤ 2^14 and start < 2^14: both fit in 16 bits.
+        symbol[s] = freq[s] | (start[s] << 16);
     }
-    Ok((DecTable { slot, entry }, &src[at..]))
+    Ok((DecTable { slot, symbol }, &src[at..]))
 }
 
 fn decode_block(t: &DecTable, src: &[u8], dst: &mut [u8]) -> Result<(), RansError> {
@@ -397,21 +392,21 @@ fn decode_block(t: &DecTable, src: &[u8], dst: &mut [u8]) -> Result<(), RansErro
     }
     let mut pos = 4 * LANES;
     let mask = SCALE - 1;
-    // One symbol: look up, advance the state, renormalize from `src` (at most one word a symbol:
-    // after a step the state is at least 2^(15 − 14)). On the fast path the word is read
-    // whether it is needed or not, and taken without a branch.
+    // One symbol: look up, advance the state (the renormalization follows: at most one word a
+    // symbol, since after a step the state is at least 2^(15 − 14)).
+    macro_rules! advance {
+        ($x:ident, $out:expr) => {{
+            let at = $x & mask;
+            let s = t.slot[at as usize];
+            let e = t.symbol[usize::from(s)];
+            *$out = s;
+            $x = (e & 0xffff) * ($x >> SCALE_BITS) + at - (e >> 16);
+        }};
+    }
     macro_rules! step {
-        ($x:ident, $out:expr, $fast:expr) => {{
-            let at = ($x & mask) as usize;
-            let e = t.entry[at];
-            *$out = t.slot[at];
-            $x = (e & 0xffff) * ($x >> SCALE_BITS) + (e >> 16);
-            if $fast {
-                let w = u32::from(u16::from_le_bytes([src[pos], src[pos + 1]]));
-                let need = $x < LOWER;
-                $x = if need { ($x << 16) | w } else { $x };
-                pos += usize::from(need) << 1;
-            } else if $x < LOWER {
+        ($x:ident, $out:expr) => {{
+            advance!($x, $out);
+            if $x < LOWER {
                 let w = src
                     .get(pos..pos + 2)
                     .ok_or_else(|| corrupt("bytes missing"))?;
@@ -420,31 +415,51 @@ fn decode_block(t: &DecTable, src: &[u8], dst: &mut [u8]) -> Result<(), RansErro
             }
         }};
     }
+    // On the fast path the four states advance first, independently; then the next eight bytes
+    // are read as one word, and each state that needs it takes the next 16 bits, without a
+    // branch.
+    macro_rules! renormalize {
+        ($x:ident, $words:ident, $taken:ident) => {{
+            let need = $x < LOWER;
+            #[allow(clippy::cast_possible_truncation, reason = "16 bits")]
+            let w = ($words >> (16 * $taken)) as u32 & 0xffff;
+            $x = if need { ($x << 16) | w } else { $x };
+            $taken += u32::from(need);
+        }};
+    }
     let whole = dst.len() / LANES * LANES;
     let (groups, tail) = dst.split_at_mut(whole);
     for g in groups.chunks_exact_mut(LANES) {
-        // Four symbols read at most four words: with eight bytes left, no read can run out.
-        let fast = src.len() - pos >= 2 * LANES;
         let [o0, o1, o2, o3] = g else {
             unreachable!("chunks of four")
         };
-        if fast {
-            step!(x0, o0, true);
-            step!(x1, o1, true);
-            step!(x2, o2, true);
-            step!(x3, o3, true);
+        // Four symbols read at most four words: with eight bytes left, no read can run out.
+        if let Some(ahead) = src.get(pos..pos + 2 * LANES) {
+            advance!(x0, o0);
+            advance!(x1, o1);
+            advance!(x2, o2);
+            advance!(x3, o3);
+            let mut word = [0u8; 8];
+            word.copy_from_slice(ahead);
+            let words = u64::from_le_bytes(word);
+            let mut taken = 0u32;
+            renormalize!(x0, words, taken);
+            renormalize!(x1, words, taken);
+            renormalize!(x2, words, taken);
+            renormalize!(x3, words, taken);
+            pos += 2 * taken as usize;
         } else {
-            step!(x0, o0, false);
-            step!(x1, o1, false);
-            step!(x2, o2, false);
-            step!(x3, o3, false);
+            step!(x0, o0);
+            step!(x1, o1);
+            step!(x2, o2);
+            step!(x3, o3);
         }
     }
     for (i, o) in tail.iter_mut().enumerate() {
         match i {
-            0 => step!(x0, o, false),
-            1 => step!(x1, o, false),
-            _ => step!(x2, o, false),
+            0 => step!(x0, o),
+            1 => step!(x1, o),
+            _ => step!(x2, o),
         }
     }
     if pos != src.len() {
