@@ -14,7 +14,7 @@ use agigit_hash::Hasher;
 
 use super::{
     CodecKind, DecodeError, DeltaCodec, EncodeError, Encoded, PayloadHeader, Reader, check_inputs,
-    header_for, rans,
+    rans,
 };
 use crate::{DType, TensorView};
 
@@ -63,41 +63,35 @@ fn rotates(dtype: DType) -> bool {
     matches!(dtype, DType::BF16 | DType::F32 | DType::F64 | DType::C64)
 }
 
-/// Element `i` of `target` XOR `base` (when given), rotated left by one bit within each
-/// `W`-byte word when `rotate` is set, as a `u64` holding `P` bytes.
+/// Bit 0 and the top bit of each `W`-byte word of a `P`-byte element held in a `u64`.
 #[inline(always)]
-fn forward<const P: usize, const W: usize>(t: &[u8], b: Option<&[u8]>, rotate: bool) -> [u8; P] {
-    let mut e = [0u8; P];
-    e.copy_from_slice(t);
-    if let Some(b) = b {
-        e.iter_mut().zip(b).for_each(|(x, y)| *x ^= y);
-    }
-    if rotate {
-        for w in e.chunks_exact_mut(W) {
-            rotate_word::<W>(w, true);
-        }
-    }
-    e
+fn word_ends<const P: usize, const W: usize>() -> (u64, u64) {
+    (0..P / W).fold((0u64, 0u64), |(low, top), w| {
+        (low | 1 << (8 * W * w), top | 1 << (8 * W * w + 8 * W - 1))
+    })
 }
 
-/// Rotates a little-endian word of `W` bytes by one bit, left or right.
+/// Rotates each `W`-byte word of a `P`-byte element left by one bit: two shifts, two masks.
 #[inline(always)]
-fn rotate_word<const W: usize>(w: &mut [u8], left: bool) {
-    let mut a = [0u8; 8];
-    a[..W].copy_from_slice(w);
-    let v = u64::from_le_bytes(a);
-    let bits = 8 * W;
-    let mask = if bits == 64 {
-        u64::MAX
-    } else {
-        (1u64 << bits) - 1
-    };
-    let r = if left {
-        ((v << 1) | (v >> (bits - 1))) & mask
-    } else {
-        ((v >> 1) | (v << (bits - 1))) & mask
-    };
-    w.copy_from_slice(&r.to_le_bytes()[..W]);
+fn rotl1<const P: usize, const W: usize>(v: u64) -> u64 {
+    let (low, top) = word_ends::<P, W>();
+    let width = if P == 8 { u64::MAX } else { (1 << (8 * P)) - 1 };
+    ((v << 1) & width & !low) | ((v & top) >> (8 * W - 1))
+}
+
+/// The inverse of [`rotl1`].
+#[inline(always)]
+fn rotr1<const P: usize, const W: usize>(v: u64) -> u64 {
+    let (low, top) = word_ends::<P, W>();
+    ((v >> 1) & !top) | ((v & low) << (8 * W - 1))
+}
+
+/// A little-endian element of `P` ≤ 8 bytes as a `u64`.
+#[inline(always)]
+fn load<const P: usize>(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word[..P].copy_from_slice(bytes);
+    u64::from_le_bytes(word)
 }
 
 /// Elements per parallel task in [`split`] and [`join`].
@@ -126,14 +120,49 @@ fn split<const P: usize, const W: usize>(
         let count = outs[0].len();
         let t = &target[first * P..(first + count) * P];
         let b = base.map(|b| &b[first * P..(first + count) * P]);
-        for (i, e) in t.chunks_exact(P).enumerate() {
-            let e = forward::<P, W>(e, b.map(|b| &b[i * P..(i + 1) * P]), rotate);
-            for (out, byte) in outs.iter_mut().zip(e) {
-                out[i] = byte;
-            }
+        // The two flags become constants, so the loop has no branch but its own.
+        match (rotate, b) {
+            (true, Some(b)) => scatter::<P, W, true>(t, b, &mut outs),
+            (false, Some(b)) => scatter::<P, W, false>(t, b, &mut outs),
+            (true, None) => scatter::<P, W, true>(t, &[], &mut outs),
+            (false, None) => scatter::<P, W, false>(t, &[], &mut outs),
         }
     });
     planes
+}
+
+/// One run of [`split`]: element `i` of `t` (XOR the base's when `base` is not empty, rotated
+/// left by one bit within each `W`-byte word when `ROTATE`) goes byte by byte to `outs`.
+#[inline(always)]
+fn scatter<const P: usize, const W: usize, const ROTATE: bool>(
+    t: &[u8],
+    base: &[u8],
+    outs: &mut [&mut [u8]; P],
+) {
+    let count = t.len() / P;
+    for out in outs.iter() {
+        assert_eq!(out.len(), count, "a plane per element byte");
+    }
+    let mut put = |i: usize, mut v: u64| {
+        if ROTATE {
+            v = rotl1::<P, W>(v);
+        }
+        for (p, out) in outs.iter_mut().enumerate() {
+            #[allow(clippy::cast_possible_truncation, reason = "one byte")]
+            let byte = (v >> (8 * p)) as u8;
+            out[i] = byte;
+        }
+    };
+    if base.is_empty() {
+        for (i, e) in t.chunks_exact(P).enumerate() {
+            put(i, load::<P>(e));
+        }
+    } else {
+        assert_eq!(base.len(), t.len(), "a base element per element");
+        for (i, (e, b)) in t.chunks_exact(P).zip(base.chunks_exact(P)).enumerate() {
+            put(i, load::<P>(e) ^ load::<P>(b));
+        }
+    }
 }
 
 /// The inverse of [`split`]: gathers the planes into `out`, un-rotates and XORs the base back,
@@ -175,10 +204,6 @@ fn gather<const P: usize, const W: usize, const ROTATE: bool>(
     out: &mut [u8],
 ) {
     let count = out.len() / P;
-    // Bit 0 and the top bit of each W-byte word of a P-byte element.
-    let (low, top) = (0..P / W).fold((0u64, 0u64), |(low, top), w| {
-        (low | 1 << (8 * W * w), top | 1 << (8 * W * w + 8 * W - 1))
-    });
     for s in src {
         assert_eq!(s.len(), count, "a plane per element byte");
     }
@@ -187,10 +212,7 @@ fn gather<const P: usize, const W: usize, const ROTATE: bool>(
         for (p, s) in src.iter().enumerate() {
             v |= u64::from(s[i]) << (8 * p);
         }
-        if ROTATE {
-            v = ((v >> 1) & !top) | ((v & low) << (8 * W - 1));
-        }
-        v
+        if ROTATE { rotr1::<P, W>(v) } else { v }
     };
     if base.is_empty() {
         for (i, dst) in out.chunks_exact_mut(P).enumerate() {
@@ -203,9 +225,7 @@ fn gather<const P: usize, const W: usize, const ROTATE: bool>(
             .zip(base.chunks_exact(P))
             .enumerate()
         {
-            let mut word = [0u8; 8];
-            word[..P].copy_from_slice(b);
-            let v = element(i) ^ u64::from_le_bytes(word);
+            let v = element(i) ^ load::<P>(b);
             dst.copy_from_slice(&v.to_le_bytes()[..P]);
         }
     }
@@ -358,30 +378,46 @@ impl DeltaCodec for Lossless {
         // (the payload then does not depend on it).
         let base = base.filter(|b| Self::base_helps(&target, b));
         // The two hashes the header records run beside the coding, not after it.
-        let (compressed, header) = rayon::join(
+        // The two hashes the header records run beside the coding, and beside each other.
+        let (compressed, (output, base_hash)) = rayon::join(
             || self.planes(target.data(), base.as_ref().map(TensorView::data), dtype),
             || {
-                header_for(
-                    CodecKind::Lossless,
-                    &target,
-                    base.as_ref(),
-                    super::output_digest(target.dtype(), target.shape(), target.data()),
+                rayon::join(
+                    || super::output_digest(target.dtype(), target.shape(), target.data()),
+                    || base.as_ref().map(TensorView::hash),
                 )
             },
         );
         let compressed = compressed?;
-        let body: usize = compressed.iter().map(|(_, p)| p.len() + 9).sum();
-        let mut payload = Vec::with_capacity(body + 160);
-        header.write(&mut payload);
-        payload.push(if base.is_some() { MODE_XOR } else { MODE_PLAIN });
-        payload.push(if rotate { LAYOUT_ROTL1 } else { LAYOUT_BYTES });
+        let header = PayloadHeader {
+            codec: CodecKind::Lossless,
+            dtype,
+            shape: target.shape().to_vec(),
+            base: base_hash,
+            output,
+        };
+        let mut head = Vec::with_capacity(160);
+        header.write(&mut head);
+        head.push(if base.is_some() { MODE_XOR } else { MODE_PLAIN });
+        head.push(if rotate { LAYOUT_ROTL1 } else { LAYOUT_BYTES });
         #[allow(clippy::cast_possible_truncation, reason = "at most 8 planes")]
-        payload.push(planes as u8);
+        head.push(planes as u8);
+        // The planes are copied into place in parallel: most of a payload is stored planes.
+        let body: usize = compressed.iter().map(|(_, p)| p.len() + 9).sum();
+        let mut payload = vec![0u8; head.len() + body];
+        let (first, mut rest) = payload.split_at_mut(head.len());
+        first.copy_from_slice(&head);
+        let mut places = Vec::with_capacity(compressed.len());
         for (method, bytes) in &compressed {
-            payload.push(*method);
-            payload.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-            payload.extend_from_slice(bytes);
+            let (place, after) = rest.split_at_mut(9 + bytes.len());
+            place[0] = *method;
+            place[1..9].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+            places.push((&mut place[9..], bytes));
+            rest = after;
         }
+        places
+            .into_par_iter()
+            .for_each(|(place, bytes)| place.copy_from_slice(bytes));
         Ok(Encoded::exact(CodecKind::Lossless, &target, payload))
     }
 }
@@ -550,12 +586,22 @@ mod tests {
     #[test]
     fn rotation_puts_the_exponent_in_one_byte() {
         // bf16 1.0 = 0x3F80: sign 0, exponent 0x7F, mantissa 0.
-        let e = forward::<2, 2>(&0x3F80u16.to_le_bytes(), None, true);
-        assert_eq!(e[1], 0x7F);
+        assert_eq!(rotl1::<2, 2>(0x3F80) >> 8, 0x7F);
         // f32 -2.0 = 0xC0000000: sign 1, exponent 0x80; the sign lands in bit 0.
-        let e = forward::<4, 4>(&0xC000_0000u32.to_le_bytes(), None, true);
-        assert_eq!(e[3], 0x80);
-        assert_eq!(e[0] & 1, 1);
+        let e = rotl1::<4, 4>(0xC000_0000);
+        assert_eq!(e >> 24, 0x80);
+        assert_eq!(e & 1, 1);
+        // Each f32 half of a c64 on its own: the sign of the high half does not reach the low.
+        assert_eq!(rotl1::<8, 4>(0x8000_0000_0000_0001), 0x0000_0001_0000_0002);
+        for v in [0u64, 1, 0x8000_0000, 0xDEAD_BEEF, u64::MAX >> 16] {
+            assert_eq!(rotr1::<2, 2>(rotl1::<2, 2>(v & 0xFFFF)), v & 0xFFFF);
+            assert_eq!(
+                rotr1::<4, 4>(rotl1::<4, 4>(v & 0xFFFF_FFFF)),
+                v & 0xFFFF_FFFF
+            );
+            assert_eq!(rotr1::<8, 4>(rotl1::<8, 4>(v)), v);
+            assert_eq!(rotr1::<8, 8>(rotl1::<8, 8>(v)), v);
+        }
     }
 
     #[test]

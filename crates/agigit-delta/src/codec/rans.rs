@@ -193,7 +193,7 @@ impl EncSymbol {
 /// Encodes `plane` (whose byte counts are `counts`) with its own table.
 pub(crate) fn encode(plane: &[u8], counts: &[u64; 256]) -> Vec<u8> {
     let freq = normalize(counts);
-    let mut out = Vec::with_capacity(32 + 512 + plane.len() / 2);
+    let mut out = Vec::with_capacity(32 + 512);
     let mut bitmap = [0u8; 32];
     for (s, &f) in freq.iter().enumerate() {
         if f > 0 {
@@ -211,10 +211,14 @@ pub(crate) fn encode(plane: &[u8], counts: &[u64; 256]) -> Vec<u8> {
             start += f;
         }
     }
+    // Each worker codes into one scratch buffer it keeps, and copies out only what was written.
     let blocks: Vec<Vec<u8>> = plane
         .par_chunks(BLOCK)
-        .map(|block| encode_block(block, &syms))
+        .map_init(Vec::new, |scratch, block| {
+            encode_block(block, &syms, scratch).to_vec()
+        })
         .collect();
+    out.reserve_exact(blocks.iter().map(|b| 4 + b.len()).sum());
     for b in blocks {
         #[allow(
             clippy::cast_possible_truncation,
@@ -226,10 +230,11 @@ pub(crate) fn encode(plane: &[u8], counts: &[u64; 256]) -> Vec<u8> {
     out
 }
 
-fn encode_block(block: &[u8], syms: &[EncSymbol; 256]) -> Vec<u8> {
+/// Codes `block` into the end of `out` (resized to the worst case) and returns the bytes written.
+fn encode_block<'a>(block: &[u8], syms: &[EncSymbol; 256], out: &'a mut Vec<u8>) -> &'a [u8] {
     // Written backwards from the end, so that decoding reads forwards: at most one word a
     // symbol, then the four states.
-    let mut out = vec![0u8; 2 * block.len() + 4 * LANES];
+    out.resize(2 * block.len() + 4 * LANES, 0);
     let mut pos = out.len();
     let [mut x0, mut x1, mut x2, mut x3] = [LOWER; LANES];
     // First the tail that does not fill a group of four, then whole groups, symbol `i` by state
@@ -242,20 +247,19 @@ fn encode_block(block: &[u8], syms: &[EncSymbol; 256]) -> Vec<u8> {
             2 => &mut x2,
             _ => &mut x3,
         };
-        syms[usize::from(block[i])].put(x, &mut out, &mut pos);
+        syms[usize::from(block[i])].put(x, out, &mut pos);
     }
     for group in block[..whole].chunks_exact(LANES).rev() {
-        syms[usize::from(group[3])].put(&mut x3, &mut out, &mut pos);
-        syms[usize::from(group[2])].put(&mut x2, &mut out, &mut pos);
-        syms[usize::from(group[1])].put(&mut x1, &mut out, &mut pos);
-        syms[usize::from(group[0])].put(&mut x0, &mut out, &mut pos);
+        syms[usize::from(group[3])].put(&mut x3, out, &mut pos);
+        syms[usize::from(group[2])].put(&mut x2, out, &mut pos);
+        syms[usize::from(group[1])].put(&mut x1, out, &mut pos);
+        syms[usize::from(group[0])].put(&mut x0, out, &mut pos);
     }
     for x in [x3, x2, x1, x0] {
         pos -= 4;
         out[pos..pos + 4].copy_from_slice(&x.to_be_bytes());
     }
-    out.drain(..pos);
-    out
+    &out[pos..]
 }
 
 /// The decoding tables: each slot's symbol (`x mod 2^14`), and each symbol's frequency (low 16
