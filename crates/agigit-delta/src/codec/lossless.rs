@@ -427,7 +427,7 @@ impl DeltaCodec for Lossless {
 enum Plane<'a> {
     Bytes(&'a [u8]),
     Inflated(Vec<u8>),
-    Rans(rans::Coded<'a>),
+    Rans(Box<rans::Coded<'a>>),
 }
 
 /// Decodes a `Lossless` body into the tensor's bytes, feeding `digest` with them in order.
@@ -500,7 +500,7 @@ pub(super) fn decode_body(
                 Ok(Plane::Inflated(out))
             }
             PLANE_RANS => rans::Coded::parse(src, plane_len)
-                .map(Plane::Rans)
+                .map(|coded| Plane::Rans(Box::new(coded)))
                 .map_err(|e| corrupt(format!("rANS plane: {}", e.0))),
             other => Err(corrupt(format!("unknown plane method {other}"))),
         })

@@ -259,7 +259,10 @@ pub(crate) fn write_fork_tensor<S: Write + ?Sized>(
             .unwrap_or_default(),
         base: Some(base_id),
         byte_len: decoded.data().len() as u64,
-        digest: output_digest(decoded.dtype(), decoded.shape(), decoded.data()),
+        // What decoding checked the result against: the digest of what a reader materializes.
+        digest: agigit_delta::inspect(&encoded.payload)
+            .map_err(|e| Error::Corrupt(format!("{rel}: tensor {name}: {e}")))?
+            .output,
         payload_len: encoded.payload.len() as u64,
         blobs,
     };
