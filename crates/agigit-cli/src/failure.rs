@@ -18,6 +18,8 @@ Exit codes:
   8   integrity: data corrupt, forged, too large or unsafe to write; none of it was used
   9   access: a private repository needs your key, or your key is not a reader's
   10  concurrent: another writer moved a ref or holds its lock
+  11  diverged: the other side has commits this one does not (a push the remote is
+      ahead of, a pull of a commit that is not a fast-forward); pull or merge first
 
 With --json a failure prints {\"error\": <message>, \"kind\": <name>} on stdout, the name
 being the word after the code.";
@@ -33,6 +35,7 @@ pub(crate) fn exit_code(kind: ErrorKind) -> u8 {
         ErrorKind::Integrity => 8,
         ErrorKind::Access => 9,
         ErrorKind::Concurrent => 10,
+        ErrorKind::Diverged => 11,
         // `Io`, and kinds a newer library adds before this table learns them.
         _ => 1,
     }
@@ -153,6 +156,7 @@ mod tests {
             ErrorKind::Integrity,
             ErrorKind::Access,
             ErrorKind::Concurrent,
+            ErrorKind::Diverged,
         ];
         let mut codes: Vec<u8> = kinds.iter().map(|&k| exit_code(k)).collect();
         for (&kind, &code) in kinds.iter().zip(&codes) {

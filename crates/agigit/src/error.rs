@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use agigit_dag::ObjectId;
+
 /// A repository operation failed. Nothing is left half-written: objects are content-addressed
 /// and written atomically, refs move by compare-and-swap, files are replaced by rename.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +180,50 @@ pub enum Error {
     /// Nothing to commit.
     #[error("nothing to commit: the working directory matches HEAD")]
     NothingToCommit,
+    /// A push the remote is ahead of: its branch has commits this repository does not, which
+    /// the push would drop. Nothing was published.
+    #[error(
+        "the remote branch {branch} has commits this repository does not: pull, merge, then push"
+    )]
+    RemoteAhead {
+        /// The branch.
+        branch: String,
+    },
+    /// A move that must be a fast-forward (`pull <commit>`) is not: the target does not
+    /// descend from `HEAD`. Nothing was changed.
+    #[error(
+        "{rev} ({}) does not descend from HEAD ({}): not a fast-forward; merge it instead (`agigit merge {rev}`)",
+        .target.short(),
+        .head.short()
+    )]
+    NotFastForward {
+        /// The revision as given.
+        rev: String,
+        /// The commit it names.
+        target: ObjectId,
+        /// `HEAD`'s commit.
+        head: ObjectId,
+    },
+    /// A branch to delete has commits `HEAD` does not contain, which deleting it would lose.
+    /// Nothing was changed.
+    #[error(
+        "branch {name} ({}) has commits HEAD does not contain: merge it first, or delete it anyway with -D",
+        .at.short()
+    )]
+    BranchNotMerged {
+        /// The branch.
+        name: String,
+        /// Its commit.
+        at: ObjectId,
+    },
+    /// A tag of that name exists; moving it needs `force`. Nothing was changed.
+    #[error("tag {name} already exists (at {}): pass --force to move it", .at.short())]
+    TagExists {
+        /// The tag.
+        name: String,
+        /// The commit it names.
+        at: ObjectId,
+    },
     /// The object store failed.
     #[error(transparent)]
     Store(#[from] agigit_dag::StoreError),
@@ -291,11 +337,14 @@ pub enum ErrorKind {
     Access,
     /// Another writer moved a ref or holds its lock.
     Concurrent,
+    /// The other side has commits this one does not — a push the remote is ahead of, a
+    /// `pull <commit>` that is not a fast-forward: pull or merge first. Nothing was changed.
+    Diverged,
 }
 
 impl ErrorKind {
     /// The stable name: `io`, `repository`, `invalid`, `would-lose-work`, `nothing-to-commit`,
-    /// `network`, `integrity`, `access`, `concurrent`.
+    /// `network`, `integrity`, `access`, `concurrent`, `diverged`.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Io => "io",
@@ -307,6 +356,7 @@ impl ErrorKind {
             ErrorKind::Integrity => "integrity",
             ErrorKind::Access => "access",
             ErrorKind::Concurrent => "concurrent",
+            ErrorKind::Diverged => "diverged",
         }
     }
 }
@@ -357,7 +407,8 @@ impl Error {
             | Error::Name(_)
             | Error::Placement(_)
             | Error::Manifest(_)
-            | Error::Shard(_) => ErrorKind::Invalid,
+            | Error::Shard(_)
+            | Error::TagExists { .. } => ErrorKind::Invalid,
             Error::Sign(_) => ErrorKind::Access,
             Error::Corrupt(_)
             | Error::UnsafePath { .. }
@@ -371,7 +422,10 @@ impl Error {
                 ErrorKind::Network
             }
             Error::NotAReader | Error::NeedsKey(_) | Error::NotAWriter { .. } => ErrorKind::Access,
-            Error::Conflict(_) | Error::LocalChanges { .. } => ErrorKind::WouldLoseWork,
+            Error::Conflict(_) | Error::LocalChanges { .. } | Error::BranchNotMerged { .. } => {
+                ErrorKind::WouldLoseWork
+            }
+            Error::RemoteAhead { .. } | Error::NotFastForward { .. } => ErrorKind::Diverged,
             Error::NothingToCommit => ErrorKind::NothingToCommit,
             Error::Store(e) => store(e),
             Error::Find(FindError::Store(e)) | Error::Write(WriteError::Store(e)) => store(e),

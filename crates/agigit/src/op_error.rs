@@ -210,6 +210,17 @@ pub mod merge {
         /// strategy that does not apply).
         #[error("{0}")]
         Invalid(String),
+        /// A fast-forward was asked for (`pull <commit>`) and `target` does not descend from
+        /// `HEAD`: merge it instead.
+        #[error("{}", not_fast_forward(.rev, .target, .head))]
+        NotFastForward {
+            /// The revision as given.
+            rev: String,
+            /// The commit it names.
+            target: agigit_dag::ObjectId,
+            /// `HEAD`'s commit.
+            head: agigit_dag::ObjectId,
+        },
         /// A file operation on this machine failed.
         #[error(transparent)]
         Io(#[from] IoError),
@@ -221,18 +232,33 @@ pub mod merge {
         Other(Box<Any>),
     }
 
+    fn not_fast_forward(
+        rev: &str,
+        target: &agigit_dag::ObjectId,
+        head: &agigit_dag::ObjectId,
+    ) -> String {
+        Any::NotFastForward {
+            rev: rev.to_owned(),
+            target: *target,
+            head: *head,
+        }
+        .to_string()
+    }
+
     op_error_impls! {
     Error {
         UnknownRevision => Invalid,
         Conflict => WouldLoseWork,
         LocalChanges => WouldLoseWork,
         Invalid => Invalid,
+        NotFastForward => Diverged,
     }
     from {
         Any::UnknownRevision(r) => Error::UnknownRevision(r),
         Any::Conflict(paths) => Error::Conflict(Conflicts { paths }),
         Any::LocalChanges { command, modified, untracked } => Error::LocalChanges(LocalChanges { command, modified, untracked }),
         Any::Invalid(m) => Error::Invalid(m),
+        Any::NotFastForward { rev, target, head } => Error::NotFastForward { rev, target, head },
     }
     }
 }
@@ -261,8 +287,15 @@ pub mod push {
         /// was published.
         #[error("{}", not_a_writer(.0))]
         NotAWriter(String),
-        /// The remote cannot take this push (its branch has commits this repository lacks,
-        /// its privacy differs).
+        /// The remote branch has commits this repository lacks, which the push would drop:
+        /// pull, merge, then push.
+        #[error("{}", remote_ahead(.branch))]
+        RemoteAhead {
+            /// The branch.
+            branch: String,
+        },
+        /// The remote cannot take this push as asked (its privacy differs, the servers cannot
+        /// hold the code asked for).
         #[error("{0}")]
         Rejected(String),
         /// The relays offer a state of the repository older than one this clone accepted, or
@@ -280,6 +313,13 @@ pub mod push {
         Other(Box<Any>),
     }
 
+    fn remote_ahead(branch: &str) -> String {
+        Any::RemoteAhead {
+            branch: branch.to_owned(),
+        }
+        .to_string()
+    }
+
     fn not_a_writer(repo: &str) -> String {
         Any::NotAWriter {
             repo: repo.to_owned(),
@@ -293,6 +333,7 @@ pub mod push {
         Weaker => Network,
         NeedsKey => Access,
         NotAWriter => Access,
+        RemoteAhead => Diverged,
         Rejected => Invalid,
         Hostile => Integrity,
     }
@@ -302,6 +343,7 @@ pub mod push {
         e @ Any::Weaker { .. } => Error::Weaker(Box::new(e)),
         Any::NeedsKey(m) => Error::NeedsKey(m),
         Any::NotAWriter { repo } => Error::NotAWriter(repo),
+        Any::RemoteAhead { branch } => Error::RemoteAhead { branch },
         Any::Invalid(m) => Error::Rejected(m),
         e @ (Any::Corrupt(_) | Any::Decode { .. } | Any::BadManifest(_) | Any::BadShards(_) | Any::Limit { .. } | Any::StaleState { .. } | Any::StaleAnnouncement { .. }) => Error::Hostile(Box::new(e)),
     }

@@ -143,7 +143,10 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
     std::fs::write(origin.0.join("config.json"), b"{\"version\": 4}")?;
     repo.commit("fourth, diverged", keys.public_key().to_bytes())?;
     match repo.push(&net, &keys, &id, "master", options).await {
-        Err(agigit::push::Error::Rejected(m)) => assert!(m.contains("pull"), "{m}"),
+        Err(e @ agigit::push::Error::RemoteAhead { .. }) => {
+            assert_eq!(e.kind(), agigit::ErrorKind::Diverged);
+            assert!(e.to_string().contains("pull, merge, then push"), "{e}");
+        }
         other => panic!("a diverged push must be refused: {other:?}"),
     }
     Ok(())

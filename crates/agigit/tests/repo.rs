@@ -576,6 +576,48 @@ fn a_part_has_its_own_history_and_comes_from_any_version() -> TestResult {
 }
 
 #[test]
+fn refusals_of_diverged_history_are_typed() -> TestResult {
+    let dir = Dir::new("diverged");
+    let repo = Repository::init(&dir.0)?;
+    write_model(&dir.0, false)?;
+    let one = repo.commit("one", AUTHOR)?;
+    repo.create_branch("side", "HEAD")?;
+    repo.checkout("side", false)?;
+    std::fs::write(dir.0.join("notes.md"), b"on the side")?;
+    let side = repo.commit("side work", AUTHOR)?;
+    repo.checkout("master", false)?;
+    write_model(&dir.0, true)?;
+    let two = repo.commit("two", AUTHOR)?;
+    // `pull <commit>` of a commit that does not descend from HEAD: merge it instead.
+    match repo.fast_forward_to("side", false) {
+        Err(e @ agigit::merge::Error::NotFastForward { .. }) => {
+            assert_eq!(e.kind(), agigit::ErrorKind::Diverged);
+            let agigit::merge::Error::NotFastForward { rev, target, head } = &e else {
+                unreachable!()
+            };
+            assert_eq!((rev.as_str(), *target, *head), ("side", side, two));
+            assert!(e.to_string().contains("agigit merge side"), "{e}");
+        }
+        other => panic!("not a fast-forward: {other:?}"),
+    }
+    assert_eq!(repo.head()?, Some(two), "nothing moved");
+    // A fast-forward to an ancestor is nothing to do.
+    assert!(repo.fast_forward_to(&one.to_hex(), false)?.up_to_date);
+    // Deleting a branch whose commits HEAD lacks would lose them.
+    let unmerged = repo.delete_branch("side", false);
+    assert!(
+        matches!(&unmerged, Err(Error::BranchNotMerged { name, at }) if name == "side" && *at == side),
+        "{unmerged:?}"
+    );
+    assert_eq!(
+        unmerged.unwrap_err().kind(),
+        agigit::ErrorKind::WouldLoseWork
+    );
+    assert_eq!(repo.delete_branch("side", true)?, side);
+    Ok(())
+}
+
+#[test]
 fn tags_name_commits_and_keep_their_messages() -> TestResult {
     let dir = Dir::new("tags");
     let repo = Repository::init(&dir.0)?;
@@ -590,10 +632,12 @@ fn tags_name_commits_and_keep_their_messages() -> TestResult {
     assert_eq!(tags["v1"].message.as_deref(), Some("first"));
     assert_eq!(tags["v2"].message, None);
     // Not moved without force; moved with it, and a lightweight tag drops the old message.
-    assert!(matches!(
-        repo.create_tag("v1", "HEAD", None, false),
-        Err(Error::Invalid(_))
-    ));
+    let exists = repo.create_tag("v1", "HEAD", None, false);
+    assert!(
+        matches!(&exists, Err(Error::TagExists { name, at }) if name == "v1" && *at == one),
+        "{exists:?}"
+    );
+    assert_eq!(exists.unwrap_err().kind(), agigit::ErrorKind::Invalid);
     repo.create_tag("v1", "HEAD", None, true)?;
     let moved = &repo.tags()?["v1"];
     assert_eq!((moved.commit, moved.message.as_deref()), (two, None));

@@ -377,7 +377,8 @@ impl Repository {
     /// when `HEAD` already contains it.
     ///
     /// # Errors
-    /// [`Error::Invalid`] when `rev` does not descend from `HEAD` (merge it instead);
+    /// [`merge::Error::NotFastForward`](crate::merge::Error::NotFastForward) when `rev` does
+    /// not descend from `HEAD` (merge it instead);
     /// [`Error::LocalChanges`] and [`Error::UnknownRevision`] as [`merge`](Self::merge).
     pub fn fast_forward_to(
         &self,
@@ -397,11 +398,11 @@ impl Repository {
             return Ok(report);
         }
         if !ancestor(&head, &target)? {
-            return Err(Error::Invalid(format!(
-                "{rev} ({}) does not descend from HEAD ({}): not a fast-forward; merge it instead (`agigit merge {rev}`)",
-                target.short(),
-                head.short()
-            ))
+            return Err(Error::NotFastForward {
+                rev: rev.to_owned(),
+                target,
+                head,
+            }
             .into());
         }
         self.advance("pull", head, target, force)?;

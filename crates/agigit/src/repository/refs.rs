@@ -301,7 +301,8 @@ impl Repository {
     /// one whose commits `HEAD` does not contain, which only it keeps reachable.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for the current branch or an unmerged one (saying how to force);
+    /// [`Error::Invalid`] for the current branch; [`Error::BranchNotMerged`] for an unmerged
+    /// one unless `force`;
     /// [`Error::UnknownRevision`] when there is no such branch; a ref error when another
     /// writer moved it meanwhile.
     pub fn delete_branch(&self, name: &str, force: bool) -> Result<ObjectId, Error> {
@@ -321,11 +322,10 @@ impl Repository {
                 None => false,
             };
             if !merged {
-                return Err(Error::Invalid(format!(
-                    "branch {name} ({}) has commits HEAD does not contain: merge it first, or \
-                     delete it anyway with -D",
-                    at.short()
-                )));
+                return Err(Error::BranchNotMerged {
+                    name: name.to_owned(),
+                    at,
+                });
             }
         }
         self.refs.commit(Transaction::new().edit(

@@ -55,8 +55,9 @@ impl Repository {
     /// An existing tag is kept unless `force`.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a name that is not a ref name, a message a state cannot carry (over
-    /// 4096 bytes, or a control character), or a tag that exists; [`Error::UnknownRevision`].
+    /// [`Error::RefName`] for a name that is not a ref name; [`Error::Invalid`] for a message a
+    /// state cannot carry (over 4096 bytes, or a control character); [`Error::TagExists`] for a
+    /// tag that exists unless `force`; [`Error::UnknownRevision`].
     pub fn create_tag(
         &self,
         name: &str,
@@ -78,10 +79,10 @@ impl Repository {
         if let Some(old) = existing
             && !force
         {
-            return Err(Error::Invalid(format!(
-                "tag {name} already exists (at {}): pass --force to move it",
-                old.short()
-            )));
+            return Err(Error::TagExists {
+                name: name.to_owned(),
+                at: old,
+            });
         }
         let expected = existing.map_or(Expected::Absent, |o| Expected::Value(Target::Id(o)));
         self.refs().commit(Transaction::new().edit(

@@ -53,8 +53,9 @@ impl Repository {
     /// [`Error::NotAWriter`] when `signer` is neither;
     /// [`Error::Network`] when fewer than `min_accepted` servers or relays take a step (nothing
     /// after that step is published: push again to resume); [`Error::NeedsKey`] for a private
-    /// repository without its keys; [`Error::Invalid`] when the remote branch has commits this
-    /// repository lacks, or the remote's privacy differs from the local one; store errors.
+    /// repository without its keys; [`Error::RemoteAhead`] when the remote branch has commits
+    /// this repository lacks; [`Error::Invalid`] when the remote's privacy differs from the
+    /// local one; store errors.
     pub async fn push_to<S: Signer + Sync + ?Sized>(
         &self,
         transport: &dyn Transport,
@@ -248,9 +249,10 @@ impl Repository {
             let history =
                 agigit_dag::log(self.store(), &[tip], agigit_dag::Order::Topological, false)?;
             let Some(remote_commit) = history.into_iter().find(|id| is_published_as(id, &r)) else {
-                return Err(Error::Invalid(format!(
-                    "the remote branch {branch} has commits this repository does not: pull, merge, then push"
-                )).into());
+                return Err(Error::RemoteAhead {
+                    branch: branch.to_owned(),
+                }
+                .into());
             };
             have.push(remote_commit);
         }
