@@ -94,6 +94,19 @@ fn load<const P: usize>(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(word)
 }
 
+/// Calls `$f::<P, W, ROTATE>(first, base, last)` with the rotation flag as a constant and no
+/// base as an empty one, so the element loop has no branch but its own.
+macro_rules! with_flags {
+    ($f:ident::<$p:ident, $w:ident>($first:expr, $rotate:expr, $base:expr, $last:expr)) => {
+        match ($rotate, $base) {
+            (true, Some(b)) => $f::<$p, $w, true>($first, b, $last),
+            (false, Some(b)) => $f::<$p, $w, false>($first, b, $last),
+            (true, None) => $f::<$p, $w, true>($first, &[], $last),
+            (false, None) => $f::<$p, $w, false>($first, &[], $last),
+        }
+    };
+}
+
 /// Elements per parallel task in [`split`] and [`join`].
 const CHUNK: usize = 1 << 14;
 
@@ -120,13 +133,7 @@ fn split<const P: usize, const W: usize>(
         let count = outs[0].len();
         let t = &target[first * P..(first + count) * P];
         let b = base.map(|b| &b[first * P..(first + count) * P]);
-        // The two flags become constants, so the loop has no branch but its own.
-        match (rotate, b) {
-            (true, Some(b)) => scatter::<P, W, true>(t, b, &mut outs),
-            (false, Some(b)) => scatter::<P, W, false>(t, b, &mut outs),
-            (true, None) => scatter::<P, W, true>(t, &[], &mut outs),
-            (false, None) => scatter::<P, W, false>(t, &[], &mut outs),
-        }
+        with_flags!(scatter::<P, W>(t, rotate, b, &mut outs));
     });
     planes
 }
@@ -183,13 +190,7 @@ fn join<const P: usize, const W: usize>(
                 *s = &plane[first..first + count];
             }
             let base = base.map(|b| &b[first * P..(first + count) * P]);
-            // The two flags become constants, so the loop has no branch but its own.
-            match (rotate, base) {
-                (true, Some(b)) => gather::<P, W, true>(&src, b, out),
-                (false, Some(b)) => gather::<P, W, false>(&src, b, out),
-                (true, None) => gather::<P, W, true>(&src, &[], out),
-                (false, None) => gather::<P, W, false>(&src, &[], out),
-            }
+            with_flags!(gather::<P, W>(&src, rotate, base, out));
         });
 }
 
