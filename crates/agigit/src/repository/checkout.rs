@@ -499,15 +499,94 @@ impl Repository {
                 worktree::write_atomic(path, false, |f| {
                     f.write_all(&header).map_err(Error::io(path))?;
                     written += header.len() as u64;
-                    for (name, id) in &tensors {
-                        let data = self.tensor(name, id)?.into_parts().2;
-                        f.write_all(&data).map_err(Error::io(path))?;
-                        written += data.len() as u64;
-                    }
+                    written += self.write_tensors(&tensors, |data| {
+                        f.write_all(data).map_err(Error::io(path))
+                    })?;
                     Ok(())
                 })?;
             }
         }
         Ok(written)
+    }
+
+    /// Materializes `tensors` (names and objects, in file order) and hands each one's bytes to
+    /// `write`, in order; returns the bytes written. Reading, checking and decoding (at least
+    /// one hash over every byte, often two) is the work: it runs on the CPU pool, a batch of
+    /// tensors at once, while the batch before is written. Memory holds two batches: each at
+    /// most [`CHECKOUT_BATCH`] bytes, or one tensor larger than that.
+    fn write_tensors(
+        &self,
+        tensors: &[(String, ObjectId)],
+        mut write: impl FnMut(&[u8]) -> Result<(), Error> + Send,
+    ) -> Result<u64, Error> {
+        use rayon::prelude::*;
+        let mut sizes = Vec::with_capacity(tensors.len());
+        for (_, id) in tensors {
+            sizes.push(self.store().find_tensor(id)?.byte_len);
+        }
+        let batches = batches(&sizes, CHECKOUT_BATCH, rayon::current_num_threads().max(2));
+        let decode = |range: std::ops::Range<usize>| -> Result<Vec<Vec<u8>>, Error> {
+            tensors[range]
+                .par_iter()
+                .map(|(name, id)| Ok(self.tensor(name, id)?.into_parts().2))
+                .collect()
+        };
+        let mut write_all = |decoded: Vec<Vec<u8>>| -> Result<u64, Error> {
+            let mut n = 0u64;
+            for data in decoded {
+                write(&data)?;
+                n += data.len() as u64;
+            }
+            Ok(n)
+        };
+        let (mut written, mut ready) = (0u64, Vec::new());
+        for range in batches {
+            let (next, wrote) = rayon::join(|| decode(range), || write_all(ready));
+            written += wrote?;
+            ready = next?;
+        }
+        Ok(written + write_all(ready)?)
+    }
+}
+
+/// The bytes of tensors a checkout decodes at once (a larger tensor goes alone).
+const CHECKOUT_BATCH: u64 = 128 << 20;
+
+/// Consecutive ranges of `sizes`, each at most `budget` bytes in all (a larger item alone) and
+/// at most `count` items.
+fn batches(sizes: &[u64], budget: u64, count: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut total) = (0, 0u64);
+    for (i, &size) in sizes.iter().enumerate() {
+        if i > start && (total.saturating_add(size) > budget || i - start >= count) {
+            out.push(start..i);
+            (start, total) = (i, 0);
+        }
+        total = total.saturating_add(size);
+    }
+    if start < sizes.len() {
+        out.push(start..sizes.len());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batches;
+
+    #[test]
+    fn batches_keep_order_and_bounds() {
+        // Budget 10 bytes, at most 3 items: a larger item goes alone, nothing is dropped.
+        let sizes = [4, 4, 4, 20, 1, 1, 1, 1, 0, 9];
+        let got = batches(&sizes, 10, 3);
+        assert_eq!(got, vec![0..2, 2..3, 3..4, 4..7, 7..10]);
+        let covered: Vec<usize> = got.iter().flat_map(Clone::clone).collect();
+        assert_eq!(covered, (0..sizes.len()).collect::<Vec<_>>());
+        for r in &got {
+            let total: u64 = sizes[r.clone()].iter().sum();
+            assert!(r.len() <= 3 && (total <= 10 || r.len() == 1), "{r:?}");
+        }
+        assert!(batches(&[], 10, 3).is_empty());
+        assert_eq!(batches(&[u64::MAX, u64::MAX], 10, 3), vec![0..1, 1..2]);
     }
 }
