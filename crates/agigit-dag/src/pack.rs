@@ -453,60 +453,58 @@ pub fn read_pack_from<S: Write + Sync + ?Sized, R: std::io::Read>(
     }
     let count = u32::from_le_bytes([head[5], head[6], head[7], head[8]]);
     let limits = Limits::default();
-    let mut ids = Vec::new();
     let mut header = Vec::with_capacity(MAX_HEADER);
     // Objects are checked as they are read, then stored a batch at a time, the batch's objects
-    // in parallel (hashing and syncing each is most of the work): memory holds one batch.
-    let mut batch: Vec<(Kind, Vec<u8>)> = Vec::new();
-    let mut batch_bytes = 0usize;
-    let flush = |batch: &mut Vec<(Kind, Vec<u8>)>, ids: &mut Vec<ObjectId>| -> Result<(), Error> {
-        let stored: Vec<ObjectId> = batch
-            .par_iter()
-            .map(|(kind, body)| store.write_buf(*kind, body))
-            .collect::<Result<_, _>>()?;
-        ids.extend(stored);
-        batch.clear();
-        Ok(())
-    };
-    for i in 0..count {
-        header.clear();
-        (&mut input)
-            .take(MAX_HEADER as u64)
-            .read_until(0, &mut header)
-            .map_err(|e| io(&format!("object {i}"), e))?;
-        if header.is_empty() {
-            return Err(corrupt(format!("object {i} is truncated")));
+    // in parallel on the CPU pool (hashing and syncing each is most of the work), while the
+    // next batch is read: memory holds the batch being read and at most STORING being stored.
+    let mut stored = Storing::default();
+    let ids = rayon::in_place_scope(|scope| -> Result<Vec<ObjectId>, Error> {
+        let mut batch: Vec<(Kind, Vec<u8>)> = Vec::new();
+        let mut batch_bytes = 0usize;
+        for i in 0..count {
+            header.clear();
+            (&mut input)
+                .take(MAX_HEADER as u64)
+                .read_until(0, &mut header)
+                .map_err(|e| io(&format!("object {i}"), e))?;
+            if header.is_empty() {
+                return Err(corrupt(format!("object {i} is truncated")));
+            }
+            let (kind, len, at) =
+                parse_header(&header, limits).map_err(|e| corrupt(format!("object {i}: {e}")))?;
+            if at != header.len() {
+                return Err(corrupt(format!("object {i}: bad header")));
+            }
+            // The header's length passed the store's limit for its kind; the buffer grows as
+            // bytes arrive, from at most a batch's worth (never from the peer's number alone).
+            let mut body = Vec::with_capacity(
+                usize::try_from(len).map_or(BATCH_BYTES, |l| l.min(BATCH_BYTES)),
+            );
+            let read = (&mut input)
+                .take(len)
+                .read_to_end(&mut body)
+                .map_err(|e| io(&format!("object {i}"), e))?;
+            if read as u64 != len {
+                return Err(corrupt(format!("object {i} is truncated")));
+            }
+            // Every object but a blob has rules beyond its id (a tree's entry names above all):
+            // one that breaks them is refused before it is stored.
+            if kind != Kind::Blob {
+                crate::object::Object::decode(kind, &body).map_err(|source| Error::Decode {
+                    what: format!("pack object {i} ({kind})"),
+                    source,
+                })?;
+            }
+            batch_bytes += body.len();
+            batch.push((kind, body));
+            if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_OBJECTS {
+                stored.start(scope, store, std::mem::take(&mut batch))?;
+                batch_bytes = 0;
+            }
         }
-        let (kind, len, at) =
-            parse_header(&header, limits).map_err(|e| corrupt(format!("object {i}: {e}")))?;
-        if at != header.len() {
-            return Err(corrupt(format!("object {i}: bad header")));
-        }
-        // The header's length passed the store's limit for its kind: it fits in memory.
-        let mut body = Vec::new();
-        let read = (&mut input)
-            .take(len)
-            .read_to_end(&mut body)
-            .map_err(|e| io(&format!("object {i}"), e))?;
-        if read as u64 != len {
-            return Err(corrupt(format!("object {i} is truncated")));
-        }
-        // Every object but a blob has rules beyond its id (a tree's entry names above all): one
-        // that breaks them is refused before it is stored.
-        if kind != Kind::Blob {
-            crate::object::Object::decode(kind, &body).map_err(|source| Error::Decode {
-                what: format!("pack object {i} ({kind})"),
-                source,
-            })?;
-        }
-        batch_bytes += body.len();
-        batch.push((kind, body));
-        if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_OBJECTS {
-            flush(&mut batch, &mut ids)?;
-            batch_bytes = 0;
-        }
-    }
-    flush(&mut batch, &mut ids)?;
+        stored.start(scope, store, batch)?;
+        stored.finish()
+    })?;
     let extra = std::io::copy(&mut input, &mut std::io::sink())
         .map_err(|e| io("the end of the pack", e))?;
     if extra > 0 {
@@ -520,13 +518,71 @@ const MAX_HEADER: usize = 36;
 
 /// Bytes of checked objects held before they are stored (one object larger than this is a
 /// batch of its own).
-const BATCH_BYTES: usize = 32 << 20;
+const BATCH_BYTES: usize = 8 << 20;
+/// Batches being stored while the next one is read.
+const STORING: usize = 2;
+
+/// The batches of a pack being stored on the CPU pool, oldest first, and the ids of those done.
+#[derive(Default)]
+struct Storing {
+    pending: std::collections::VecDeque<std::sync::mpsc::Receiver<Result<Vec<ObjectId>, Error>>>,
+    ids: Vec<ObjectId>,
+}
+
+impl Storing {
+    /// Starts storing `batch` on the pool, first waiting for the oldest batch when
+    /// [`STORING`] are under way (and failing with its error, if it failed).
+    fn start<'s, S: Write + Sync + ?Sized>(
+        &mut self,
+        scope: &rayon::Scope<'s>,
+        store: &'s S,
+        batch: Vec<(Kind, Vec<u8>)>,
+    ) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        while self.pending.len() >= STORING {
+            self.wait_oldest()?;
+        }
+        let (done, result) = std::sync::mpsc::channel();
+        scope.spawn(move |_| {
+            let ids = batch
+                .par_iter()
+                .map(|(kind, body)| store.write_buf(*kind, body))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Error::from);
+            // The receiver is gone only when reading failed: nobody wants this result.
+            let _ = done.send(ids);
+        });
+        self.pending.push_back(result);
+        Ok(())
+    }
+
+    fn wait_oldest(&mut self) -> Result<(), Error> {
+        if let Some(result) = self.pending.pop_front() {
+            // A job that panicked drops its sender; the scope resumes the panic on return.
+            if let Ok(ids) = result.recv() {
+                self.ids.extend(ids?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every batch; the ids stored, in pack order.
+    fn finish(mut self) -> Result<Vec<ObjectId>, Error> {
+        while !self.pending.is_empty() {
+            self.wait_oldest()?;
+        }
+        Ok(self.ids)
+    }
+}
 /// Objects held before they are stored.
 const BATCH_OBJECTS: usize = 256;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Find as _;
     use crate::{MemoryStore, Tree, TreeEntry, WriteExt};
     use proptest::prelude::*;
 
@@ -563,6 +619,38 @@ mod tests {
         let ids = read_pack(&other, &pack).expect("read");
         assert_eq!(ids.len(), 3);
         assert!(other.find_commit(&tip).is_ok());
+    }
+
+    #[test]
+    fn a_pack_of_many_batches_is_stored_in_order_and_a_late_bad_object_stops_it() {
+        // More objects than STORING + 1 batches hold, and blobs larger than a batch: batches
+        // are stored while the next is read, and the ids come back in pack order.
+        let store = MemoryStore::new();
+        let mut objects = Vec::new();
+        for i in 0..(BATCH_OBJECTS * (STORING + 2) + 7) {
+            let id = store
+                .write_buf(Kind::Blob, format!("blob {i}").as_bytes())
+                .expect("blob");
+            objects.push((Kind::Blob, id));
+        }
+        for fill in [1u8, 2] {
+            let big = vec![fill; BATCH_BYTES + 1];
+            objects.push((Kind::Blob, store.write_buf(Kind::Blob, &big).expect("big")));
+        }
+        let pack = write_pack(&store, &objects).expect("pack");
+        let other = MemoryStore::new();
+        let ids = read_pack(&other, &pack).expect("read");
+        let expected: Vec<ObjectId> = objects.iter().map(|(_, id)| *id).collect();
+        assert_eq!(ids, expected);
+        for id in &expected {
+            assert!(other.contains(id).expect("contains"), "{id}");
+        }
+        // The pack cut one byte short: the last object is truncated, the read fails with
+        // batches still being stored, and the last object is not stored.
+        let other = MemoryStore::new();
+        let err = read_pack(&other, &pack[..pack.len() - 1]).expect_err("truncated");
+        assert!(err.to_string().contains("truncated"), "{err}");
+        assert!(!other.contains(&expected[expected.len() - 1]).expect("contains"));
     }
 
     #[test]
