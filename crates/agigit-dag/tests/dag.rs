@@ -67,6 +67,9 @@ fn fs_store_verifies_what_it_reads() -> TestResult {
             ..
         })
     ));
+    // An unverified read returns them as stored: its caller checks them by another hash.
+    let unverified = store.try_find_unverified(&id, &mut buf)?.ok_or("stored")?;
+    assert_eq!(unverified.data, &bytes[bytes.len() - 16..]);
     // A file that is not an object at all.
     std::fs::write(&path, b"garbage")?;
     assert!(matches!(

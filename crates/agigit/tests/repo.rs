@@ -251,8 +251,8 @@ fn corrupt_stored_data_fails_checkout_and_leaves_the_file() -> TestResult {
     write_model(&d.0, true)?;
     repo.commit("second", AUTHOR)?;
     let current = std::fs::read(d.0.join("model.safetensors"))?;
-    // Rot one stored object of the first commit's changed tensor: every loose object is checked
-    // against its id on read.
+    // Rot one stored object of the first commit's changed tensor, a payload blob: its bytes are
+    // checked against the digest the tensor object records (every other object against its id).
     let tree = repo.store().find_commit(&first)?.tree;
     let params = ModelParts::read(repo.store(), &tree)?
         .params
@@ -276,7 +276,14 @@ fn corrupt_stored_data_fails_checkout_and_leaves_the_file() -> TestResult {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&path, bytes)?;
-    assert!(repo.checkout(&first.to_string(), false).is_err());
+    let err = repo
+        .checkout(&first.to_string(), false)
+        .expect_err("rotten data");
+    assert!(
+        err.to_string()
+            .contains("tensor layers.0.mlp.weight: the bytes do not match the digest"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read(d.0.join("model.safetensors"))?,
         current,

@@ -105,6 +105,11 @@ pub fn run<S: Find + Write>(store: &S) -> Result<(), Failure> {
             "bytes read back",
         )?;
         check(found.decode().map_err(err)? == o, "object decodes back")?;
+        let unverified = store.try_find_unverified(&id, &mut buf).map_err(err)?;
+        check(
+            unverified.is_some_and(|u| u.kind == o.kind() && u.data == body.as_slice()),
+            "an unverified read gives the same bytes",
+        )?;
         check(
             store.header_of(&id).map_err(err)? == Some((o.kind(), body.len() as u64)),
             "header_of gives the kind and body length",
@@ -120,6 +125,13 @@ pub fn run<S: Find + Write>(store: &S) -> Result<(), Failure> {
     check(
         store.try_find(&absent, &mut buf).map_err(err)?.is_none(),
         "absent is None",
+    )?;
+    check(
+        store
+            .try_find_unverified(&absent, &mut buf)
+            .map_err(err)?
+            .is_none(),
+        "absent is None unverified too",
     )?;
     check(
         !store.contains(&absent).map_err(err)?,

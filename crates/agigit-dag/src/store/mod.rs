@@ -87,6 +87,18 @@ pub trait Find {
         buf: &'a mut Vec<u8>,
     ) -> Result<Option<ObjectRef<'a>>, StoreError>;
 
+    /// As [`try_find`](Self::try_find), but the store may skip hashing the bytes against `id`:
+    /// only for a caller that checks them by a hash it already trusts that covers them — a
+    /// tensor's payload blobs, whose bytes the tensor object's digest binds (the tensor object
+    /// itself read with [`try_find`](Self::try_find)). Stores that cannot skip the check verify.
+    fn try_find_unverified<'a>(
+        &self,
+        id: &ObjectId,
+        buf: &'a mut Vec<u8>,
+    ) -> Result<Option<ObjectRef<'a>>, StoreError> {
+        self.try_find(id, buf)
+    }
+
     /// Whether the store holds `id`.
     fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
         Ok(self.try_find(id, &mut Vec::new())?.is_some())
@@ -138,6 +150,13 @@ macro_rules! forward {
                 buf: &'a mut Vec<u8>,
             ) -> Result<Option<ObjectRef<'a>>, StoreError> {
                 (**self).try_find(id, buf)
+            }
+            fn try_find_unverified<'a>(
+                &self,
+                id: &ObjectId,
+                buf: &'a mut Vec<u8>,
+            ) -> Result<Option<ObjectRef<'a>>, StoreError> {
+                (**self).try_find_unverified(id, buf)
             }
             fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
                 (**self).contains(id)
