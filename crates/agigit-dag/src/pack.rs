@@ -10,7 +10,6 @@ use agigit_hash::ObjectId;
 
 use crate::model::Part;
 use crate::object::{DecodeError, EntryMode, Kind, Limits, parse_header};
-use rayon::prelude::*;
 
 use crate::store::{FindError, FindExt, StoreError, Write, WriteError};
 
@@ -421,8 +420,10 @@ pub fn read_pack<S: Write + Sync + ?Sized>(store: &S, pack: &[u8]) -> Result<Vec
     read_pack_from(store, pack)
 }
 
-/// [`read_pack`] from a stream: one object in memory at a time (at most the store's object size
-/// limit, 1 GiB for a blob), whatever the pack's size.
+/// [`read_pack`] from a stream, whatever the pack's size: memory holds the objects being read
+/// and stored, a few batches of 8 MiB (an object larger than that is a batch of its own, at
+/// most the store's object size limit, 1 GiB for a blob). Batches are stored on threads of
+/// their own, beside each other and the reading (a store write waits on the disk's sync).
 ///
 /// # Errors
 /// As [`read_pack`]; an I/O error of `input` that is not about its content is [`PackError::Io`].
@@ -454,11 +455,12 @@ pub fn read_pack_from<S: Write + Sync + ?Sized, R: std::io::Read>(
     let count = u32::from_le_bytes([head[5], head[6], head[7], head[8]]);
     let limits = Limits::default();
     let mut header = Vec::with_capacity(MAX_HEADER);
-    // Objects are checked as they are read, then stored a batch at a time, the batch's objects
-    // in parallel on the CPU pool (hashing and syncing each is most of the work), while the
-    // next batch is read: memory holds the batch being read and at most STORING being stored.
+    // Objects are checked as they are read, then stored a batch at a time (hashing and syncing
+    // each is most of the work), batches beside each other and beside the reading of the next:
+    // memory holds the batch being read and at most `storing()` being stored (8 MiB each, or
+    // one larger object).
     let mut stored = Storing::default();
-    let ids = rayon::in_place_scope(|scope| -> Result<Vec<ObjectId>, Error> {
+    let ids = std::thread::scope(|scope| -> Result<Vec<ObjectId>, Error> {
         let mut batch: Vec<(Kind, Vec<u8>)> = Vec::new();
         let mut batch_bytes = 0usize;
         for i in 0..count {
@@ -519,10 +521,16 @@ const MAX_HEADER: usize = 36;
 /// Bytes of checked objects held before they are stored (one object larger than this is a
 /// batch of its own).
 const BATCH_BYTES: usize = 8 << 20;
-/// Batches being stored while the next one is read.
-const STORING: usize = 2;
+/// Batches being stored while the next one is read, each on a thread of its own (a store
+/// write waits on the disk for its sync: not work for the CPU pool), at most this many.
+const STORING: usize = 8;
 
-/// The batches of a pack being stored on the CPU pool, oldest first, and the ids of those done.
+/// How many batches store at once on this machine: one per core, between 2 and [`STORING`].
+fn storing() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, STORING))
+}
+
+/// The batches of a pack being stored, oldest first, and the ids of those done.
 #[derive(Default)]
 struct Storing {
     pending: std::collections::VecDeque<std::sync::mpsc::Receiver<Result<Vec<ObjectId>, Error>>>,
@@ -530,24 +538,24 @@ struct Storing {
 }
 
 impl Storing {
-    /// Starts storing `batch` on the pool, first waiting for the oldest batch when
-    /// [`STORING`] are under way (and failing with its error, if it failed).
-    fn start<'s, S: Write + Sync + ?Sized>(
+    /// Starts storing `batch` on a thread of its own, first waiting for the oldest batch when
+    /// [`storing`] are under way (and failing with its error, if it failed).
+    fn start<'s, 'e, S: Write + Sync + ?Sized>(
         &mut self,
-        scope: &rayon::Scope<'s>,
-        store: &'s S,
+        scope: &'s std::thread::Scope<'s, 'e>,
+        store: &'e S,
         batch: Vec<(Kind, Vec<u8>)>,
     ) -> Result<(), Error> {
         if batch.is_empty() {
             return Ok(());
         }
-        while self.pending.len() >= STORING {
+        while self.pending.len() >= storing() {
             self.wait_oldest()?;
         }
         let (done, result) = std::sync::mpsc::channel();
-        scope.spawn(move |_| {
+        scope.spawn(move || {
             let ids = batch
-                .par_iter()
+                .iter()
                 .map(|(kind, body)| store.write_buf(*kind, body))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(Error::from);
@@ -560,7 +568,7 @@ impl Storing {
 
     fn wait_oldest(&mut self) -> Result<(), Error> {
         if let Some(result) = self.pending.pop_front() {
-            // A job that panicked drops its sender; the scope resumes the panic on return.
+            // A thread that panicked drops its sender; the scope resumes the panic on return.
             if let Ok(ids) = result.recv() {
                 self.ids.extend(ids?);
             }
@@ -623,7 +631,7 @@ mod tests {
 
     #[test]
     fn a_pack_of_many_batches_is_stored_in_order_and_a_late_bad_object_stops_it() {
-        // More objects than STORING + 1 batches hold, and blobs larger than a batch: batches
+        // More batches than may store at once, and blobs larger than a batch: batches
         // are stored while the next is read, and the ids come back in pack order.
         let store = MemoryStore::new();
         let mut objects = Vec::new();

@@ -324,7 +324,7 @@ fn save_segment(dir: &std::path::Path, index: usize, segment: Vec<u8>) -> Vec<u8
 
 /// A pack's objects checked and stored as its segments arrive: a thread of its own reads the
 /// segments, in order, from a channel (opening them when private) and stores every object
-/// whose id checks out ([`pack::read_pack_from`], which stores in parallel on the CPU pool).
+/// whose id checks out ([`pack::read_pack_from`], which stores batches of them in parallel).
 /// At most `limit` segments wait for it; [`send`](Self::send) waits for room, so a slow store
 /// slows the download instead of filling memory. Dropped before [`finish`](Self::finish) (a
 /// failed or cancelled fetch), the thread sees the pack end early and stops.
@@ -369,7 +369,7 @@ impl PackSink {
                             .and_then(|r| Ok(pack::read_pack_from(&store, r)?)),
                         None => pack::read_pack_from(&store, &mut input).map_err(Error::from),
                     };
-                    // The stores' time on the pool: hashing, writing and syncing each object.
+                    // The stores' time: hashing, writing and syncing each object.
                     // (The thread's own waits, for segments and for the pool, are not work;
                     // its reading and checking is small beside the stores.)
                     let writes = Duration::from_nanos(
@@ -427,7 +427,7 @@ impl PackSink {
     }
 }
 
-/// A store whose writes add up the time they take (they run on the CPU pool, beside the store
+/// A store whose writes add up the time they take (they run on threads beside the store
 /// thread): the fetch reports it as the store stage.
 struct TimedWrites {
     store: Arc<dyn agigit_dag::ObjectStore>,
