@@ -19,7 +19,8 @@ Exit codes:
   9   access: a private repository needs your key, or your key is not a reader's
   10  concurrent: another writer moved a ref or holds its lock
   11  diverged: the other side has commits this one does not (a push the remote is
-      ahead of, a pull of a commit that is not a fast-forward); pull or merge first
+      ahead of, a pull into a branch with commits the remote lacks, a pull of a commit
+      that is not a fast-forward); pull or merge first
 
 With --json a failure prints {\"error\": <message>, \"kind\": <name>} on stdout, the name
 being the word after the code.";

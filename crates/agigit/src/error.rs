@@ -204,6 +204,21 @@ pub enum Error {
         /// `HEAD`'s commit.
         head: ObjectId,
     },
+    /// A pull of a branch that has commits the remote's does not: it cannot fast-forward. The
+    /// remote branch was fetched (`origin/<branch>`); the local branch and files are unchanged.
+    #[error(
+        "branch {branch} ({}) has diverged from origin/{branch} ({}): merge origin/{branch} into it, then push",
+        .local.short(),
+        .remote.short()
+    )]
+    Diverged {
+        /// The branch.
+        branch: String,
+        /// Where the local branch is.
+        local: ObjectId,
+        /// Where the remote's is.
+        remote: ObjectId,
+    },
     /// A branch to delete has commits `HEAD` does not contain, which deleting it would lose.
     /// Nothing was changed.
     #[error(
@@ -425,7 +440,9 @@ impl Error {
             Error::Conflict(_) | Error::LocalChanges { .. } | Error::BranchNotMerged { .. } => {
                 ErrorKind::WouldLoseWork
             }
-            Error::RemoteAhead { .. } | Error::NotFastForward { .. } => ErrorKind::Diverged,
+            Error::RemoteAhead { .. } | Error::NotFastForward { .. } | Error::Diverged { .. } => {
+                ErrorKind::Diverged
+            }
             Error::NothingToCommit => ErrorKind::NothingToCommit,
             Error::Store(e) => store(e),
             Error::Find(FindError::Store(e)) | Error::Write(WriteError::Store(e)) => store(e),

@@ -373,10 +373,21 @@ pub mod fetch {
         /// state than one accepted: none of it was used.
         #[error(transparent)]
         Hostile(Box<Any>),
-        /// The request cannot be done as asked (the local branch has diverged from the
-        /// remote one, a branch name that is not valid).
+        /// The request cannot be done as asked (a branch name that is not valid, fewer parts
+        /// than the clone holds).
         #[error("{0}")]
         Invalid(String),
+        /// The local branch has commits the remote's does not: the pull fetched the remote
+        /// branch (`origin/<branch>`) and cannot fast-forward; merge it.
+        #[error("{}", diverged(.branch, .local, .remote))]
+        Diverged {
+            /// The branch.
+            branch: String,
+            /// Where the local branch is.
+            local: agigit_dag::ObjectId,
+            /// Where the remote's is.
+            remote: agigit_dag::ObjectId,
+        },
         /// Local work is in the way of the fast-forward (`force` discards it).
         #[error(transparent)]
         LocalChanges(LocalChanges),
@@ -391,6 +402,15 @@ pub mod fetch {
         Other(Box<Any>),
     }
 
+    fn diverged(branch: &str, local: &agigit_dag::ObjectId, remote: &agigit_dag::ObjectId) -> String {
+        Any::Diverged {
+            branch: branch.to_owned(),
+            local: *local,
+            remote: *remote,
+        }
+        .to_string()
+    }
+
     op_error_impls! {
     Error {
         Network => Network,
@@ -398,10 +418,12 @@ pub mod fetch {
         NeedsKey => Access,
         Hostile => Integrity,
         Invalid => Invalid,
+        Diverged => Diverged,
         LocalChanges => WouldLoseWork,
     }
     from {
         Any::Network(m) => Error::Network(m),
+        Any::Diverged { branch, local, remote } => Error::Diverged { branch, local, remote },
         e @ Any::RevokedWriter { .. } => Error::Network(e.to_string()),
         Any::NotAReader => Error::NotAReader,
         Any::NeedsKey(m) => Error::NeedsKey(m),

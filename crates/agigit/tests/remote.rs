@@ -149,6 +149,26 @@ async fn push_then_clone_from_three_of_five() -> TestResult {
         }
         other => panic!("a diverged push must be refused: {other:?}"),
     }
+    // Pulling instead cannot fast-forward either: the remote branch is fetched for a merge,
+    // the local branch and HEAD stay where they were.
+    let head = repo.head()?;
+    match repo
+        .pull(&net, &coordinate, "master", FetchOptions::default())
+        .await
+    {
+        Err(e @ agigit::fetch::Error::Diverged { .. }) => {
+            assert_eq!(e.kind(), agigit::ErrorKind::Diverged);
+            let m = e.to_string();
+            assert!(m.contains("merge origin/master into it"), "{m}");
+            if let agigit::fetch::Error::Diverged { local, remote, .. } = e {
+                assert_eq!(Some(local), head);
+                assert_eq!(Some(remote), reader.head()?);
+            }
+        }
+        other => panic!("a diverged pull must be refused: {other:?}"),
+    }
+    assert_eq!(repo.head()?, head);
+    assert_eq!(Some(repo.resolve("origin/master")?), reader.head()?);
     Ok(())
 }
 

@@ -59,7 +59,7 @@ impl Repository {
     /// # Errors
     /// [`Error::Network`] when no valid state is found or a pack cannot be rebuilt from the
     /// servers that answer; [`Error::Corrupt`] for data that does not match its hashes;
-    /// [`Error::Invalid`] when the local branch has diverged; [`Error::NeedsKey`] or
+    /// [`Error::Diverged`] when the local branch has commits the remote's does not; [`Error::NeedsKey`] or
     /// [`Error::NotAReader`] for a private repository the given secret cannot open.
     pub async fn pull(
         &self,
@@ -116,9 +116,11 @@ impl Repository {
                 return Ok(());
             }
             if !is_ancestor(self.store(), &l, &tip)? {
-                return Err(Error::Invalid(format!(
-                    "branch {branch} has diverged from the remote: merge origin/{branch} into it"
-                )));
+                return Err(Error::Diverged {
+                    branch: branch.to_owned(),
+                    local: l,
+                    remote: tip,
+                });
             }
         }
         if checked_out {
@@ -511,8 +513,6 @@ impl Repository {
         crate::private::write_envelope(self.root(), envelope)
     }
 }
-/// The content key of a private repository `repo` (from its state's envelope), `None` for a
-/// public one.
 /// The tip of `branch` as the state names it: the commit, or its opaque name in a private
 /// repository (whose branches are published under opaque names too).
 pub(super) fn published_tip(
@@ -552,6 +552,8 @@ pub(super) fn tip_of(
         })
 }
 
+/// The keys of a private repository `repo` (from its state's envelope), opened with the secret
+/// `options` give; `None` for a public one.
 pub(super) fn open_keys(
     repo: &RepoCoordinate,
     state: &RepoState,
