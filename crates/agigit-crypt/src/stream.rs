@@ -76,6 +76,22 @@ pub trait SegmentCipher: Send + Sync {
     /// The sealed length of `plaintext_len` bytes.
     fn sealed_len(&self, plaintext_len: u64) -> u64;
 
+    /// Plaintext bytes per segment of the objects it seals as a stream.
+    fn stream_segment_size(&self) -> usize;
+
+    /// The segment AEAD of one object, keyed for it from the content key, the object's
+    /// associated data and the per-object randomness its header carries: what
+    /// [`SealingWriter`], [`OpeningReader`] and [`SegmentOpener`] frame (the header, the
+    /// segments and their order, the last one marked) whatever the cipher. A segment sealed
+    /// under one object's keying must not open under another's, nor under another index or
+    /// `last` flag.
+    fn keyed(
+        &self,
+        key: &ContentKey,
+        associated_data: &[u8],
+        material: &NonceMaterial,
+    ) -> Box<dyn SegmentAead>;
+
     /// As [`seal`](Self::seal), into `out` (replacing its contents, reusing its allocation).
     ///
     /// # Errors
@@ -106,6 +122,47 @@ pub trait SegmentCipher: Send + Sync {
         out.clear();
         *out = self.open(key, associated_data, sealed)?;
         Ok(())
+    }
+}
+
+/// One object's segment AEAD (see [`SegmentCipher::keyed`]): seals and opens segment `index`
+/// of it, `last` when it ends the object, with a [`TAG_LEN`]-byte tag after each.
+pub trait SegmentAead: Send + Sync {
+    /// Seals `plain` into `sealed` (`plain.len() + TAG_LEN` bytes).
+    fn seal(&self, index: usize, last: bool, plain: &[u8], sealed: &mut [u8]);
+
+    /// Opens `sealed` into `plain` (`sealed.len() − TAG_LEN` bytes).
+    ///
+    /// # Errors
+    /// The opaque [`CryptError::Open`] when authentication fails.
+    fn open(
+        &self,
+        index: usize,
+        last: bool,
+        sealed: &[u8],
+        plain: &mut [u8],
+    ) -> Result<(), CryptError>;
+}
+
+/// AES-256-GCM keyed for one object: [`AesGcmStream`]'s segments.
+struct AesGcmSegments {
+    cipher: Aes256Gcm,
+    prefix: [u8; PREFIX_LEN],
+}
+
+impl SegmentAead for AesGcmSegments {
+    fn seal(&self, index: usize, last: bool, plain: &[u8], sealed: &mut [u8]) {
+        seal_segment(&self.cipher, &self.prefix, index, last, plain, sealed);
+    }
+
+    fn open(
+        &self,
+        index: usize,
+        last: bool,
+        sealed: &[u8],
+        plain: &mut [u8],
+    ) -> Result<(), CryptError> {
+        open_segment(&self.cipher, &self.prefix, index, last, sealed, plain)
     }
 }
 
@@ -312,6 +369,26 @@ impl SegmentCipher for AesGcmStream {
         let count = plaintext_len.div_ceil(segment).max(1);
         HEADER_LEN as u64 + plaintext_len + count * TAG_LEN as u64
     }
+
+    fn stream_segment_size(&self) -> usize {
+        self.segment_size
+    }
+
+    fn keyed(
+        &self,
+        key: &ContentKey,
+        associated_data: &[u8],
+        material: &NonceMaterial,
+    ) -> Box<dyn SegmentAead> {
+        let header = Header {
+            segment_size: self.segment_size,
+            material: *material,
+        };
+        Box::new(AesGcmSegments {
+            cipher: header.cipher(key, associated_data),
+            prefix: material.prefix,
+        })
+    }
 }
 
 /// Segments of a plaintext: at least one (the empty object has one empty segment).
@@ -355,8 +432,7 @@ fn layout(body_len: u64, segment_size: usize) -> Result<(u64, u64), CryptError> 
 /// index and whether it is the last, so a segment moved, swapped or taken from another object,
 /// and a length that lies about where the object ends, fail to open.
 pub struct SegmentOpener {
-    cipher: Aes256Gcm,
-    prefix: [u8; PREFIX_LEN],
+    aead: Box<dyn SegmentAead>,
     segment_size: usize,
     count: u64,
     sealed_len: u64,
@@ -384,6 +460,26 @@ impl SegmentOpener {
         header: &[u8],
         sealed_len: u64,
     ) -> Result<Self, CryptError> {
+        Self::with_cipher(
+            key,
+            associated_data,
+            header,
+            sealed_len,
+            &AesGcmStream::default(),
+        )
+    }
+
+    /// As [`new`](Self::new), for an object sealed by `cipher`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn with_cipher(
+        key: &ContentKey,
+        associated_data: &[u8],
+        header: &[u8],
+        sealed_len: u64,
+        cipher: &dyn SegmentCipher,
+    ) -> Result<Self, CryptError> {
         let parsed = Header::read(header)?;
         let body = sealed_len
             .checked_sub(HEADER_LEN as u64)
@@ -392,8 +488,7 @@ impl SegmentOpener {
             })?;
         let (count, _) = layout(body, parsed.segment_size)?;
         Ok(Self {
-            cipher: parsed.cipher(key, associated_data),
-            prefix: parsed.material.prefix,
+            aead: cipher.keyed(key, associated_data, &parsed.material),
             segment_size: parsed.segment_size,
             count,
             sealed_len,
@@ -463,7 +558,7 @@ impl SegmentOpener {
             reason: "more than 2^32 segments",
         })?;
         let last = index + 1 == self.count;
-        if let Err(e) = open_segment(&self.cipher, &self.prefix, at, last, sealed, &mut plain) {
+        if let Err(e) = self.aead.open(at, last, sealed, &mut plain) {
             plain.fill(0);
             return Err(e);
         }
@@ -581,8 +676,7 @@ fn open_segment(
 /// reader rejects the object as truncated.
 pub struct SealingWriter<W: Write> {
     inner: W,
-    cipher: Aes256Gcm,
-    prefix: [u8; PREFIX_LEN],
+    aead: Box<dyn SegmentAead>,
     segment_size: usize,
     buffer: Vec<u8>,
     sealed: Vec<u8>,
@@ -599,11 +693,17 @@ impl<W: Write> SealingWriter<W> {
         mut inner: W,
         key: &ContentKey,
         associated_data: &[u8],
-        cipher: AesGcmStream,
+        cipher: &dyn SegmentCipher,
     ) -> io::Result<Self> {
+        let segment_size = cipher.stream_segment_size();
+        if segment_size == 0 || segment_size > MAX_SEGMENT_SIZE {
+            return Err(io::Error::other(CryptError::Params {
+                reason: "segment size must be 1 byte to 16 MiB",
+            }));
+        }
         let material = NonceMaterial::generate().map_err(io::Error::other)?;
         let header = Header {
-            segment_size: cipher.segment_size,
+            segment_size,
             material,
         };
         let mut bytes = [0u8; HEADER_LEN];
@@ -611,11 +711,10 @@ impl<W: Write> SealingWriter<W> {
         inner.write_all(&bytes)?;
         Ok(Self {
             inner,
-            cipher: header.cipher(key, associated_data),
-            prefix: material.prefix,
-            segment_size: cipher.segment_size,
-            buffer: Vec::with_capacity(cipher.segment_size),
-            sealed: vec![0u8; cipher.segment_size + TAG_LEN],
+            aead: cipher.keyed(key, associated_data, &material),
+            segment_size,
+            buffer: Vec::with_capacity(segment_size),
+            sealed: vec![0u8; segment_size + TAG_LEN],
             index: 0,
         })
     }
@@ -627,14 +726,8 @@ impl<W: Write> SealingWriter<W> {
             }));
         }
         let len = self.buffer.len() + TAG_LEN;
-        seal_segment(
-            &self.cipher,
-            &self.prefix,
-            self.index,
-            last,
-            &self.buffer,
-            &mut self.sealed[..len],
-        );
+        self.aead
+            .seal(self.index, last, &self.buffer, &mut self.sealed[..len]);
         self.inner.write_all(&self.sealed[..len])?;
         self.buffer.clear();
         self.index += 1;
@@ -676,8 +769,7 @@ impl<W: Write> Write for SealingWriter<W> {
 /// authenticated; an error leaves the stream unusable.
 pub struct OpeningReader<R: Read> {
     inner: R,
-    cipher: Aes256Gcm,
-    prefix: [u8; PREFIX_LEN],
+    aead: Box<dyn SegmentAead>,
     chunk: usize,
     next: Vec<u8>,
     plain: Vec<u8>,
@@ -691,7 +783,20 @@ impl<R: Read> OpeningReader<R> {
     ///
     /// # Errors
     /// `InvalidData` wrapping [`CryptError::Format`] for a bad header; other I/O errors.
-    pub fn new(mut inner: R, key: &ContentKey, associated_data: &[u8]) -> io::Result<Self> {
+    pub fn new(inner: R, key: &ContentKey, associated_data: &[u8]) -> io::Result<Self> {
+        Self::with_cipher(inner, key, associated_data, &AesGcmStream::default())
+    }
+
+    /// As [`new`](Self::new), for an object sealed by `cipher`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn with_cipher(
+        mut inner: R,
+        key: &ContentKey,
+        associated_data: &[u8],
+        cipher: &dyn SegmentCipher,
+    ) -> io::Result<Self> {
         let mut bytes = [0u8; HEADER_LEN];
         inner.read_exact(&mut bytes).map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => invalid(CryptError::Format {
@@ -703,8 +808,7 @@ impl<R: Read> OpeningReader<R> {
         let chunk = header.segment_size + TAG_LEN;
         let mut reader = Self {
             inner,
-            cipher: header.cipher(key, associated_data),
-            prefix: header.material.prefix,
+            aead: cipher.keyed(key, associated_data, &header.material),
             chunk,
             next: Vec::with_capacity(chunk),
             plain: Vec::with_capacity(header.segment_size),
@@ -753,15 +857,9 @@ impl<R: Read> OpeningReader<R> {
             }));
         }
         self.plain.resize(current.len() - TAG_LEN, 0);
-        open_segment(
-            &self.cipher,
-            &self.prefix,
-            self.index,
-            last,
-            &current,
-            &mut self.plain,
-        )
-        .map_err(invalid)?;
+        self.aead
+            .open(self.index, last, &current, &mut self.plain)
+            .map_err(invalid)?;
         self.pos = 0;
         self.index += 1;
         self.done = last;

@@ -12,8 +12,8 @@ use std::io::{Read, Write};
 
 use agigit_crypt::{
     AesGcmStream, ContentKey, CryptError, EcdhWrap, Envelope, HEADER_LEN, KeyWrap, Keyring,
-    NonceMaterial, OpeningReader, ReaderKey, ReaderSecret, SealingWriter, SegmentCipher,
-    SegmentOpener, TAG_LEN,
+    NonceMaterial, OpeningReader, ReaderKey, ReaderSecret, SealingWriter, SegmentAead,
+    SegmentCipher, SegmentOpener, TAG_LEN,
 };
 use proptest::prelude::*;
 
@@ -283,10 +283,93 @@ fn streaming_reader_rejects_truncation_and_tampering() -> TestResult {
     // A writer dropped without `finish` leaves an object no reader accepts.
     let mut sink = Vec::new();
     {
-        let mut writer = SealingWriter::new(&mut sink, &key, AD, AesGcmStream::new(16)?)?;
+        let mut writer = SealingWriter::new(&mut sink, &key, AD, &AesGcmStream::new(16)?)?;
         writer.write_all(&plaintext)?;
     }
     assert!(AesGcmStream::new(16)?.open(&key, AD, &sink).is_err());
+    Ok(())
+}
+
+/// Another scheme, as an embedder would plug one in: AES-256-GCM keyed under other associated
+/// data, in segments of 100 bytes. Its objects must stream through the same writer, reader and
+/// segment opener, and never open as the default's.
+struct Relabelled;
+
+impl SegmentCipher for Relabelled {
+    fn seal(&self, key: &ContentKey, ad: &[u8], plain: &[u8]) -> Result<Vec<u8>, CryptError> {
+        let mut w = SealingWriter::new(Vec::new(), key, ad, self).map_err(|_| CryptError::Open)?;
+        w.write_all(plain).map_err(|_| CryptError::Open)?;
+        w.finish().map_err(|_| CryptError::Open)
+    }
+    fn open(&self, key: &ContentKey, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptError> {
+        let mut out = Vec::new();
+        OpeningReader::with_cipher(sealed, key, ad, self)
+            .and_then(|mut r| r.read_to_end(&mut out))
+            .map_err(|_| CryptError::Open)?;
+        Ok(out)
+    }
+    fn sealed_len(&self, plaintext_len: u64) -> u64 {
+        let count = plaintext_len.div_ceil(100).max(1);
+        HEADER_LEN as u64 + plaintext_len + count * TAG_LEN as u64
+    }
+    fn stream_segment_size(&self) -> usize {
+        100
+    }
+    fn keyed(&self, key: &ContentKey, ad: &[u8], material: &NonceMaterial) -> Box<dyn SegmentAead> {
+        let relabelled = [b"relabelled ".as_slice(), ad].concat();
+        AesGcmStream::default().keyed(key, &relabelled, material)
+    }
+}
+
+#[test]
+fn another_cipher_streams_through_the_same_framing_and_only_opens_as_itself() -> TestResult {
+    let key = ContentKey::generate()?;
+    let plaintext: Vec<u8> = (0..1234u32).map(|i| (i * 7) as u8).collect();
+    let sealed = Relabelled.seal(&key, AD, &plaintext)?;
+    assert_eq!(
+        sealed.len() as u64,
+        Relabelled.sealed_len(plaintext.len() as u64)
+    );
+    assert_eq!(Relabelled.open(&key, AD, &sealed)?, plaintext);
+    // The default cipher reads the same framing and refuses every segment.
+    assert!(matches!(
+        AesGcmStream::default().open(&key, AD, &sealed),
+        Err(CryptError::Open)
+    ));
+    let mut out = Vec::new();
+    assert!(
+        OpeningReader::new(&sealed[..], &key, AD)?
+            .read_to_end(&mut out)
+            .is_err()
+    );
+    // One segment at a time, by index, with the cipher it was sealed by.
+    let opener = SegmentOpener::with_cipher(
+        &key,
+        AD,
+        &sealed[..HEADER_LEN],
+        sealed.len() as u64,
+        &Relabelled,
+    )?;
+    assert_eq!(opener.segments(), 13);
+    let range = opener.sealed_range(5);
+    let segment = opener.open(5, &sealed[range.start as usize..range.end as usize])?;
+    assert_eq!(segment, plaintext[500..600]);
+    let default = SegmentOpener::new(&key, AD, &sealed[..HEADER_LEN], sealed.len() as u64)?;
+    assert!(
+        default
+            .open(5, &sealed[range.start as usize..range.end as usize])
+            .is_err()
+    );
+    // Segments keep their place: segment 5's bytes (as long as segment 6's) do not open as 6.
+    assert_eq!(
+        opener.sealed_range(6).end - opener.sealed_range(6).start,
+        range.end - range.start
+    );
+    assert!(
+        opener
+            .open(6, &sealed[range.start as usize..range.end as usize])
+            .is_err()
+    );
     Ok(())
 }
 
@@ -320,7 +403,7 @@ proptest! {
 
         // The streaming writer, fed in arbitrary pieces, makes what one-shot open accepts; the
         // streaming reader opens what one-shot seal made.
-        let mut writer = SealingWriter::new(Vec::new(), &key, &ad, cipher)?;
+        let mut writer = SealingWriter::new(Vec::new(), &key, &ad, &cipher)?;
         for piece in plaintext.chunks(write_chunk) {
             writer.write_all(piece)?;
         }

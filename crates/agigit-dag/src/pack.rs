@@ -658,7 +658,11 @@ mod tests {
         let other = MemoryStore::new();
         let err = read_pack(&other, &pack[..pack.len() - 1]).expect_err("truncated");
         assert!(err.to_string().contains("truncated"), "{err}");
-        assert!(!other.contains(&expected[expected.len() - 1]).expect("contains"));
+        assert!(
+            !other
+                .contains(&expected[expected.len() - 1])
+                .expect("contains")
+        );
     }
 
     #[test]

@@ -402,7 +402,11 @@ pub mod fetch {
         Other(Box<Any>),
     }
 
-    fn diverged(branch: &str, local: &agigit_dag::ObjectId, remote: &agigit_dag::ObjectId) -> String {
+    fn diverged(
+        branch: &str,
+        local: &agigit_dag::ObjectId,
+        remote: &agigit_dag::ObjectId,
+    ) -> String {
         Any::Diverged {
             branch: branch.to_owned(),
             local: *local,

@@ -28,7 +28,7 @@ use std::path::Path;
 
 use agigit_crypt::{
     AesGcmStream, ContentKey, DEFAULT_SEGMENT_SIZE, EcdhWrap, KeyWrap, Keyring, OpeningReader,
-    ReaderKey, ReaderSecret, SealingWriter, SegmentOpener,
+    ReaderKey, ReaderSecret, SealingWriter, SegmentCipher, SegmentOpener,
 };
 use agigit_dag::refs::RefName;
 use agigit_event::nostr::prelude::{Keys, PublicKey};
@@ -90,7 +90,9 @@ impl Sealed<'_> {
 }
 
 /// A private repository's keys as a client holds them: the keyring (every epoch's content key,
-/// unwrapped) and the key wrap it uses.
+/// unwrapped), the key wrap it uses, and the cipher that seals packs, manifests and commits
+/// under them ([`AesGcmStream`] in 64 KiB segments unless [`with_cipher`](Self::with_cipher)
+/// says otherwise).
 ///
 /// `Debug` does not print a key. Cloning copies the keys: it is how sealing and opening are
 /// handed to the CPU pool.
@@ -98,6 +100,12 @@ impl Sealed<'_> {
 pub struct PrivateKeys {
     ring: Keyring,
     wrap: std::sync::Arc<dyn KeyWrap>,
+    cipher: std::sync::Arc<dyn SegmentCipher>,
+}
+
+/// The cipher a repository's content is sealed with unless its keys say otherwise.
+fn default_cipher() -> std::sync::Arc<dyn SegmentCipher> {
+    std::sync::Arc::new(AesGcmStream::default())
 }
 
 impl std::fmt::Debug for PrivateKeys {
@@ -152,7 +160,21 @@ impl PrivateKeys {
         let owner_key = owner.public_key();
         let ring = Keyring::generate(wrap.as_ref(), std::iter::once(&owner_key).chain(readers))
             .map_err(crypt)?;
-        Ok(Self { ring, wrap })
+        Ok(Self {
+            ring,
+            wrap,
+            cipher: default_cipher(),
+        })
+    }
+
+    /// The same keys sealing and opening with `cipher` instead of the default AES-256-GCM
+    /// stream: every reader must open with the same cipher (the repository's events name the
+    /// scheme `agigit-crypt-v1` whatever the cipher, so readers learn it out of band, as they
+    /// do a custom [`KeyWrap`]).
+    #[must_use]
+    pub fn with_cipher(mut self, cipher: std::sync::Arc<dyn SegmentCipher>) -> Self {
+        self.cipher = cipher;
+        self
     }
 
     /// Opens an encoded keyring with `secret`, using the default [`EcdhWrap`].
@@ -179,7 +201,11 @@ impl PrivateKeys {
             }
             other => Error::Corrupt(format!("the repository's keyring: {other}")),
         })?;
-        Ok(Self { ring, wrap })
+        Ok(Self {
+            ring,
+            wrap,
+            cipher: default_cipher(),
+        })
     }
 
     /// Wraps the current key for `reader` too. It reaches the relays with the next push; it
@@ -274,9 +300,13 @@ impl PrivateKeys {
         what: Sealed<'_>,
         inner: W,
     ) -> Result<SealingWriter<W>, Error> {
-        let cipher = AesGcmStream::new(DEFAULT_SEGMENT_SIZE).map_err(crypt)?;
-        SealingWriter::new(inner, self.ring.current(), &what.associated_data(), cipher)
-            .map_err(|e| Error::Invalid(format!("sealing: {e}")))
+        SealingWriter::new(
+            inner,
+            self.ring.current(),
+            &what.associated_data(),
+            self.cipher.as_ref(),
+        )
+        .map_err(|e| Error::Invalid(format!("sealing: {e}")))
     }
 
     /// A reader of the plaintext of `inner`, sealed as `what` in `epoch`; every byte it returns
@@ -287,8 +317,13 @@ impl PrivateKeys {
         epoch: u32,
         inner: R,
     ) -> Result<OpeningReader<R>, Error> {
-        OpeningReader::new(inner, self.key(epoch)?, &what.associated_data())
-            .map_err(|e| open_failed(what, &e))
+        OpeningReader::with_cipher(
+            inner,
+            self.key(epoch)?,
+            &what.associated_data(),
+            self.cipher.as_ref(),
+        )
+        .map_err(|e| open_failed(what, &e))
     }
 
     /// An opener of the segments of an object sealed as `what` in `epoch`, one at a time, from
@@ -301,11 +336,12 @@ impl PrivateKeys {
         header: &[u8],
         sealed_len: u64,
     ) -> Result<SegmentOpener, Error> {
-        SegmentOpener::new(
+        SegmentOpener::with_cipher(
             self.key(epoch)?,
             &what.associated_data(),
             header,
             sealed_len,
+            self.cipher.as_ref(),
         )
         .map_err(|e| {
             open_failed(
@@ -317,7 +353,9 @@ impl PrivateKeys {
 
     /// Seals `plain` as `what` under the current key.
     pub(crate) fn seal(&self, what: Sealed<'_>, plain: &[u8]) -> Result<Vec<u8>, Error> {
-        let out = Vec::with_capacity(plain.len() + plain.len() / DEFAULT_SEGMENT_SIZE * 16 + 64);
+        let sealed_len = usize::try_from(self.cipher.sealed_len(plain.len() as u64))
+            .unwrap_or(plain.len() + plain.len() / DEFAULT_SEGMENT_SIZE * 16 + 64);
+        let out = Vec::with_capacity(sealed_len);
         let mut writer = self.sealing_writer(what, out)?;
         writer
             .write_all(plain)

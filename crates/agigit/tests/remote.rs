@@ -1358,6 +1358,124 @@ async fn the_key_wrap_is_the_callers_from_make_private_to_pull() -> TestResult {
     Ok(())
 }
 
+/// A segment cipher of the caller's own: AES-256-GCM keyed under other associated data, in
+/// 4 KiB segments, counting the objects it keys.
+#[derive(Default)]
+struct RelabelledCipher {
+    keyed: std::sync::atomic::AtomicUsize,
+}
+
+impl RelabelledCipher {
+    fn inner() -> agigit::crypt::AesGcmStream {
+        agigit::crypt::AesGcmStream::new(4096).expect("segment size")
+    }
+}
+
+impl agigit::crypt::SegmentCipher for RelabelledCipher {
+    fn seal(
+        &self,
+        key: &agigit::crypt::ContentKey,
+        ad: &[u8],
+        plain: &[u8],
+    ) -> Result<Vec<u8>, agigit::crypt::CryptError> {
+        let mut w = agigit::crypt::SealingWriter::new(Vec::new(), key, ad, self)
+            .map_err(|_| agigit::crypt::CryptError::Open)?;
+        std::io::Write::write_all(&mut w, plain).map_err(|_| agigit::crypt::CryptError::Open)?;
+        w.finish().map_err(|_| agigit::crypt::CryptError::Open)
+    }
+    fn open(
+        &self,
+        key: &agigit::crypt::ContentKey,
+        ad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, agigit::crypt::CryptError> {
+        let mut out = Vec::new();
+        agigit::crypt::OpeningReader::with_cipher(sealed, key, ad, self)
+            .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut out))
+            .map_err(|_| agigit::crypt::CryptError::Open)?;
+        Ok(out)
+    }
+    fn sealed_len(&self, plaintext_len: u64) -> u64 {
+        agigit::crypt::SegmentCipher::sealed_len(&Self::inner(), plaintext_len)
+    }
+    fn stream_segment_size(&self) -> usize {
+        4096
+    }
+    fn keyed(
+        &self,
+        key: &agigit::crypt::ContentKey,
+        ad: &[u8],
+        material: &agigit::crypt::NonceMaterial,
+    ) -> Box<dyn agigit::crypt::SegmentAead> {
+        self.keyed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let relabelled = [b"relabelled ".as_slice(), ad].concat();
+        agigit::crypt::SegmentCipher::keyed(&Self::inner(), key, &relabelled, material)
+    }
+}
+
+#[tokio::test]
+async fn the_segment_cipher_is_the_callers_from_push_to_pull() -> TestResult {
+    let (owner_dir, reader_dir, plain_dir) = (
+        Dir::new("cipher-owner"),
+        Dir::new("cipher-reader"),
+        Dir::new("cipher-plain"),
+    );
+    let (owner, reader) = (Keys::generate(), Keys::generate());
+    let cipher = Arc::new(RelabelledCipher::default());
+    let dyn_cipher: Arc<dyn agigit::crypt::SegmentCipher> = cipher.clone();
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(2, 5)?;
+    let id = RepoId::new("own-cipher")?;
+    std::fs::write(owner_dir.0.join("notes.txt"), "sealed with my own cipher")?;
+    let repo = Repository::init(&owner_dir.0)?;
+    repo.make_private(&secret_of(&owner), &[reader_of(&reader)])?;
+    repo.commit("v1", owner.public_key().to_bytes())?;
+    let keys = repo
+        .private_keys(&secret_of(&owner))?
+        .ok_or("private")?
+        .with_cipher(Arc::clone(&dyn_cipher));
+    repo.remote(&net, &owner)
+        .push(
+            &id,
+            "master",
+            PushOptions {
+                keys: Some(&keys),
+                ..PushOptions::new(&code)
+            },
+        )
+        .await?;
+    let sealed = cipher.keyed.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sealed >= 3, "packs, manifests and the commit: {sealed}");
+    let coordinate = RepoCoordinate::new(owner.public_key(), id);
+    let secret = secret_of(&reader);
+    let clone = Repository::init(&reader_dir.0)?;
+    clone
+        .remote(&net, &reader)
+        .pull(
+            &coordinate,
+            "master",
+            FetchOptions {
+                cipher: Some(&dyn_cipher),
+                ..FetchOptions::with_secret(&secret)
+            },
+        )
+        .await?;
+    assert!(cipher.keyed.load(std::sync::atomic::Ordering::SeqCst) > sealed);
+    assert_eq!(
+        std::fs::read_to_string(reader_dir.0.join("notes.txt"))?,
+        "sealed with my own cipher"
+    );
+    // A reader with the right key and the default cipher opens no commit: nothing is checked
+    // out.
+    let refused = Repository::init(&plain_dir.0)?
+        .remote(&net, &reader)
+        .pull(&coordinate, "master", FetchOptions::with_secret(&secret))
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(!plain_dir.0.join("notes.txt").exists());
+    Ok(())
+}
+
 /// The same servers as another transport, listed for fetching in another order (a clone made
 /// from other relays), counting the blob downloads asked of them.
 #[derive(Debug)]

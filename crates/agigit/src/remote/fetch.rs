@@ -568,10 +568,12 @@ pub(super) fn open_keys(
             "{repo} is private: fetch it with your secret key (set AGIGIT_NSEC or run `agigit key import`)"
         ))
     })?;
-    match options.key_wrap {
-        Some(wrap) => {
-            PrivateKeys::open_with(std::sync::Arc::clone(wrap), envelope, secret).map(Some)
-        }
-        None => PrivateKeys::open(envelope, secret).map(Some),
-    }
+    let keys = match options.key_wrap {
+        Some(wrap) => PrivateKeys::open_with(std::sync::Arc::clone(wrap), envelope, secret)?,
+        None => PrivateKeys::open(envelope, secret)?,
+    };
+    Ok(Some(match options.cipher {
+        Some(cipher) => keys.with_cipher(std::sync::Arc::clone(cipher)),
+        None => keys,
+    }))
 }

@@ -157,6 +157,9 @@ pub struct FetchOptions<'a> {
     /// The key wrap a private repository's envelope is opened with; `None` for the default
     /// `EcdhWrap` (see [`Repository::make_private_with`]).
     pub key_wrap: Option<&'a std::sync::Arc<dyn agigit_crypt::KeyWrap>>,
+    /// The cipher a private repository's content is opened with; `None` for the default
+    /// AES-256-GCM stream (see [`PrivateKeys::with_cipher`]).
+    pub cipher: Option<&'a std::sync::Arc<dyn agigit_crypt::SegmentCipher>>,
     /// The name remote branches are kept under: `refs/remotes/<remote_name>/<branch>`
     /// (`origin` by default; a fork fetches its foundation as `foundation`).
     pub remote_name: &'a str,
@@ -174,6 +177,7 @@ impl std::fmt::Debug for FetchOptions<'_> {
             .field("parts", &self.parts)
             .field("force", &self.force)
             .field("key_wrap", &self.key_wrap.is_some())
+            .field("cipher", &self.cipher.is_some())
             .field("remote_name", &self.remote_name)
             .field("resume_over", &self.resume_over)
             .finish_non_exhaustive()
@@ -189,6 +193,7 @@ impl Default for FetchOptions<'_> {
             parts: None,
             force: false,
             key_wrap: None,
+            cipher: None,
             remote_name: "origin",
             resume_over: crate::config::defaults::RESUME_PACK_BYTES,
         }
