@@ -165,11 +165,13 @@ fn mbs(bytes: u64, t: Duration) -> f64 {
 fn stages_line(s: &StageTimes, runs: u32) -> String {
     let per = |d: Duration| d / runs.max(1);
     format!(
-        "pack {:.0?}, encode+hash {:.0?}, rebuild {:.0?}, verify+store {:.0?}; shards moving {:.0?} (wall)",
+        "pack {:.0?}, encode+hash {:.0?}, rebuild {:.0?}, read+open {:.0?}, verify+store {:.0?}, checkout {:.0?}; shards moving {:.0?} (wall)",
         per(s.pack),
         per(s.encode),
         per(s.rebuild),
+        per(s.open),
         per(s.store),
+        per(s.checkout),
         per(s.transfer)
     )
 }
@@ -179,6 +181,8 @@ fn add(total: &mut StageTimes, s: &StageTimes) {
     total.encode += s.encode;
     total.rebuild += s.rebuild;
     total.store += s.store;
+    total.open += s.open;
+    total.checkout += s.checkout;
     total.transfer += s.transfer;
 }
 

@@ -69,7 +69,7 @@ impl Repository {
         options: FetchOptions<'_>,
     ) -> Result<PullReport, crate::fetch::Error> {
         let before = self.parts()?;
-        let report = self.fetch(transport, repo, branch, options).await?;
+        let mut report = self.fetch(transport, repo, branch, options).await?;
         let Some(tip) = report.tip else {
             return Ok(report);
         };
@@ -82,7 +82,12 @@ impl Repository {
                 before.clone(),
                 options.force,
             );
-            transfer::cpu(move || repo.fast_forward(&branch, tip, before.as_ref(), force)).await?
+            let (moved, took) = transfer::cpu(move || {
+                timed(|| repo.fast_forward(&branch, tip, before.as_ref(), force))
+            })
+            .await?;
+            report.stages.checkout += took;
+            moved
         };
         if let Err(e) = moved {
             // The files of parts the fetch added are not checked out: a later pull must still

@@ -339,9 +339,15 @@ pub struct StageTimes {
     /// Pull: rebuilding segments from the shards received (through parity when data shards
     /// were missing).
     pub rebuild: Duration,
-    /// Pull: reading the packs as their segments arrive (opening them when private), checking
-    /// every object against its id and storing it.
+    /// Pull: storing the packs' objects as their segments arrive: hashing each against its id,
+    /// writing and syncing it.
     pub store: Duration,
+    /// Pull: reading the packs' segments as they arrive, opening them when private, and
+    /// checking the objects' framing.
+    pub open: Duration,
+    /// Pull: writing the files of the new commit into the working directory (reading,
+    /// checking and decoding every object written).
+    pub checkout: Duration,
     /// Wall time from the first shard to the last: uploads (push) or downloads and rebuilds
     /// (pull), with the CPU work above overlapped.
     pub transfer: Duration,
@@ -350,7 +356,7 @@ pub struct StageTimes {
 impl StageTimes {
     /// The CPU stages' total.
     pub fn cpu(&self) -> Duration {
-        self.pack + self.encode + self.rebuild + self.store
+        self.pack + self.encode + self.rebuild + self.store + self.open + self.checkout
     }
 }
 

@@ -255,9 +255,10 @@ impl Repository {
             sink.send(segment).await;
         }
         drop(segments);
-        let (ids, took) = sink.finish().await?;
+        let (ids, took, opened) = sink.finish().await?;
         report.stages.transfer += started.elapsed();
         report.stages.store += took;
+        report.stages.open += opened;
         if let Some(p) = options.progress {
             p.end();
         }
@@ -336,9 +337,10 @@ struct PackSink {
     done: futures_channel::oneshot::Receiver<std::thread::Result<StoreOutcome>>,
 }
 
-/// What the store thread gives back: the objects stored (or why not) and the time the stores
-/// took (hashing, writing, syncing each object).
-type StoreOutcome = (Result<Vec<ObjectId>, Error>, Duration);
+/// What the store thread gives back: the objects stored (or why not), the time the stores took
+/// (hashing, writing, syncing each object) and the time the thread spent reading the segments
+/// (opening them when private), not counting its waits for them.
+type StoreOutcome = (Result<Vec<ObjectId>, Error>, Duration, Duration);
 
 impl PackSink {
     fn start(
@@ -362,20 +364,28 @@ impl PackSink {
                         took,
                         current: Vec::new(),
                         at: 0,
+                        waited: Duration::ZERO,
                     };
+                    let mut reading = Duration::ZERO;
                     let ids = match keys {
                         Some((k, epoch)) => k
                             .opening_reader(Sealed::Pack, epoch, &mut input)
-                            .and_then(|r| Ok(pack::read_pack_from(&store, r)?)),
-                        None => pack::read_pack_from(&store, &mut input).map_err(Error::from),
+                            .and_then(|r| {
+                                let mut r = TimedRead::new(r, &mut reading);
+                                Ok(pack::read_pack_from(&store, &mut r)?)
+                            }),
+                        None => {
+                            let mut r = TimedRead::new(&mut input, &mut reading);
+                            pack::read_pack_from(&store, &mut r).map_err(Error::from)
+                        }
                     };
-                    // The stores' time: hashing, writing and syncing each object.
-                    // (The thread's own waits, for segments and for the pool, are not work;
-                    // its reading and checking is small beside the stores.)
+                    // The stores' time (hashing, writing and syncing each object), and the
+                    // reading's without its waits for segments (the waits for the stores are
+                    // outside both).
                     let writes = Duration::from_nanos(
                         store.nanos.load(std::sync::atomic::Ordering::Relaxed),
                     );
-                    (ids, writes)
+                    (ids, writes, reading.saturating_sub(input.waited))
                 }));
                 // Nobody listens when the fetch was dropped.
                 let _ = finished.send(outcome);
@@ -414,16 +424,37 @@ impl PackSink {
         }
     }
 
-    /// Ends the pack and waits for the thread: the ids stored, and how long it worked.
-    async fn finish(mut self) -> Result<(Vec<ObjectId>, Duration), Error> {
+    /// Ends the pack and waits for the thread: the ids stored, how long the stores took and
+    /// how long the reading (and opening) of the segments.
+    async fn finish(mut self) -> Result<(Vec<ObjectId>, Duration, Duration), Error> {
         self.segments = None;
         match (&mut self.done).await {
-            Ok(Ok((ids, took))) => Ok((ids?, took)),
+            Ok(Ok((ids, stored, read))) => Ok((ids?, stored, read)),
             Ok(Err(panic)) => std::panic::resume_unwind(panic),
             Err(futures_channel::oneshot::Canceled) => Err(Error::Invalid(
                 "the store thread stopped without an answer".into(),
             )),
         }
+    }
+}
+
+/// A reader adding up the time its reads take into `took`.
+struct TimedRead<'t, R> {
+    inner: R,
+    took: &'t mut Duration,
+}
+
+impl<'t, R> TimedRead<'t, R> {
+    fn new(inner: R, took: &'t mut Duration) -> Self {
+        Self { inner, took }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for TimedRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let (n, took) = timed(|| self.inner.read(buf));
+        *self.took += took;
+        n
     }
 }
 
@@ -456,12 +487,17 @@ struct SegmentReader {
     took: futures_channel::mpsc::UnboundedSender<()>,
     current: Vec<u8>,
     at: usize,
+    /// How long it waited for segments.
+    waited: Duration,
 }
 
 impl std::io::Read for SegmentReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.at == self.current.len() {
-            match self.received.recv() {
+            let asked = Instant::now();
+            let next = self.received.recv();
+            self.waited += asked.elapsed();
+            match next {
                 Ok(segment) => {
                     // Room for another: the sender may go on.
                     let _ = self.took.unbounded_send(());
