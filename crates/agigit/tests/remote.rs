@@ -1291,32 +1291,33 @@ impl agigit::crypt::KeyWrap for MaskedWrap {
     }
 }
 
-#[tokio::test]
-async fn the_key_wrap_is_the_callers_from_make_private_to_pull() -> TestResult {
+/// A private repository of one file (`notes.txt` holding `text`) for one reader: `keys` makes
+/// it private and gives the keys to push with; it is pushed, pulled by the reader with
+/// `options` (the reader's secret added) — the file checked out — and pulled without them:
+/// refused, nothing checked out.
+async fn private_only_with(
+    name: &str,
+    text: &str,
+    keys: impl FnOnce(
+        &Repository,
+        &agigit::crypt::ReaderSecret,
+        &agigit::crypt::ReaderKey,
+    ) -> Result<agigit::PrivateKeys, Box<dyn std::error::Error>>,
+    options: FetchOptions<'_>,
+) -> TestResult {
     let (owner_dir, reader_dir, plain_dir) = (
-        Dir::new("wrap-owner"),
-        Dir::new("wrap-reader"),
-        Dir::new("wrap-plain"),
+        Dir::new(&format!("{name}-owner")),
+        Dir::new(&format!("{name}-reader")),
+        Dir::new(&format!("{name}-plain")),
     );
     let (owner, reader) = (Keys::generate(), Keys::generate());
-    let wrap = Arc::new(MaskedWrap::default());
-    let dyn_wrap: Arc<dyn agigit::crypt::KeyWrap> = wrap.clone();
     let net = MemoryTransport::new(SERVERS);
     let code = Leopard::new(2, 5)?;
-    let id = RepoId::new("own-wrap")?;
-    std::fs::write(owner_dir.0.join("notes.txt"), "sealed with my own wrap")?;
+    let id = RepoId::new(name)?;
+    std::fs::write(owner_dir.0.join("notes.txt"), text)?;
     let repo = Repository::init(&owner_dir.0)?;
-    repo.make_private_with(
-        Arc::clone(&dyn_wrap),
-        &secret_of(&owner),
-        &[reader_of(&reader)],
-    )?;
+    let keys = keys(&repo, &secret_of(&owner), &reader_of(&reader))?;
     repo.commit("v1", owner.public_key().to_bytes())?;
-    // The keys open only through the same wrap.
-    assert!(repo.private_keys(&secret_of(&owner)).is_err());
-    let keys = repo
-        .private_keys_with(Arc::clone(&dyn_wrap), &secret_of(&owner))?
-        .ok_or("private")?;
     repo.remote(&net, &owner)
         .push(
             &id,
@@ -1329,32 +1330,55 @@ async fn the_key_wrap_is_the_callers_from_make_private_to_pull() -> TestResult {
         .await?;
     let coordinate = RepoCoordinate::new(owner.public_key(), id);
     let secret = secret_of(&reader);
-    let used = wrap.calls.load(std::sync::atomic::Ordering::SeqCst);
-    let clone = Repository::init(&reader_dir.0)?;
-    clone
+    Repository::init(&reader_dir.0)?
         .remote(&net, &reader)
         .pull(
             &coordinate,
             "master",
             FetchOptions {
-                key_wrap: Some(&dyn_wrap),
-                ..FetchOptions::with_secret(&secret)
+                secret: Some(&secret),
+                ..options
             },
         )
         .await?;
-    assert!(wrap.calls.load(std::sync::atomic::Ordering::SeqCst) > used);
     assert_eq!(
         std::fs::read_to_string(reader_dir.0.join("notes.txt"))?,
-        "sealed with my own wrap"
+        text
     );
-    // Without it, the reader's own key opens nothing (the default wrap reads the masked
-    // envelope as malformed), and nothing is checked out.
     let refused = Repository::init(&plain_dir.0)?
         .remote(&net, &reader)
         .pull(&coordinate, "master", FetchOptions::with_secret(&secret))
         .await;
     assert!(refused.is_err(), "{refused:?}");
     assert!(!plain_dir.0.join("notes.txt").exists());
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_key_wrap_is_the_callers_from_make_private_to_pull() -> TestResult {
+    let wrap = Arc::new(MaskedWrap::default());
+    let dyn_wrap: Arc<dyn agigit::crypt::KeyWrap> = wrap.clone();
+    // Without the wrap, the reader's own key opens nothing (the default wrap reads the masked
+    // envelope as malformed).
+    private_only_with(
+        "own-wrap",
+        "sealed with my own wrap",
+        |repo, owner, reader| {
+            repo.make_private_with(Arc::clone(&dyn_wrap), owner, std::slice::from_ref(reader))?;
+            // The keys open only through the same wrap.
+            assert!(repo.private_keys(owner).is_err());
+            Ok(repo
+                .private_keys_with(Arc::clone(&dyn_wrap), owner)?
+                .ok_or("private")?)
+        },
+        FetchOptions {
+            key_wrap: Some(&dyn_wrap),
+            ..FetchOptions::default()
+        },
+    )
+    .await?;
+    // Used to wrap for the owner and the reader, and to unwrap on both sides.
+    assert!(wrap.calls.load(std::sync::atomic::Ordering::SeqCst) >= 4);
     Ok(())
 }
 
@@ -1415,64 +1439,27 @@ impl agigit::crypt::SegmentCipher for RelabelledCipher {
 
 #[tokio::test]
 async fn the_segment_cipher_is_the_callers_from_push_to_pull() -> TestResult {
-    let (owner_dir, reader_dir, plain_dir) = (
-        Dir::new("cipher-owner"),
-        Dir::new("cipher-reader"),
-        Dir::new("cipher-plain"),
-    );
-    let (owner, reader) = (Keys::generate(), Keys::generate());
     let cipher = Arc::new(RelabelledCipher::default());
     let dyn_cipher: Arc<dyn agigit::crypt::SegmentCipher> = cipher.clone();
-    let net = MemoryTransport::new(SERVERS);
-    let code = Leopard::new(2, 5)?;
-    let id = RepoId::new("own-cipher")?;
-    std::fs::write(owner_dir.0.join("notes.txt"), "sealed with my own cipher")?;
-    let repo = Repository::init(&owner_dir.0)?;
-    repo.make_private(&secret_of(&owner), &[reader_of(&reader)])?;
-    repo.commit("v1", owner.public_key().to_bytes())?;
-    let keys = repo
-        .private_keys(&secret_of(&owner))?
-        .ok_or("private")?
-        .with_cipher(Arc::clone(&dyn_cipher));
-    repo.remote(&net, &owner)
-        .push(
-            &id,
-            "master",
-            PushOptions {
-                keys: Some(&keys),
-                ..PushOptions::new(&code)
-            },
-        )
-        .await?;
-    let sealed = cipher.keyed.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(sealed >= 3, "packs, manifests and the commit: {sealed}");
-    let coordinate = RepoCoordinate::new(owner.public_key(), id);
-    let secret = secret_of(&reader);
-    let clone = Repository::init(&reader_dir.0)?;
-    clone
-        .remote(&net, &reader)
-        .pull(
-            &coordinate,
-            "master",
-            FetchOptions {
-                cipher: Some(&dyn_cipher),
-                ..FetchOptions::with_secret(&secret)
-            },
-        )
-        .await?;
-    assert!(cipher.keyed.load(std::sync::atomic::Ordering::SeqCst) > sealed);
-    assert_eq!(
-        std::fs::read_to_string(reader_dir.0.join("notes.txt"))?,
-        "sealed with my own cipher"
-    );
-    // A reader with the right key and the default cipher opens no commit: nothing is checked
-    // out.
-    let refused = Repository::init(&plain_dir.0)?
-        .remote(&net, &reader)
-        .pull(&coordinate, "master", FetchOptions::with_secret(&secret))
-        .await;
-    assert!(refused.is_err(), "{refused:?}");
-    assert!(!plain_dir.0.join("notes.txt").exists());
+    // Without the cipher, a reader with the right key opens no commit.
+    private_only_with(
+        "own-cipher",
+        "sealed with my own cipher",
+        |repo, owner, reader| {
+            repo.make_private(owner, std::slice::from_ref(reader))?;
+            Ok(repo
+                .private_keys(owner)?
+                .ok_or("private")?
+                .with_cipher(Arc::clone(&dyn_cipher)))
+        },
+        FetchOptions {
+            cipher: Some(&dyn_cipher),
+            ..FetchOptions::default()
+        },
+    )
+    .await?;
+    // Packs, manifests and the commit, sealed and opened.
+    assert!(cipher.keyed.load(std::sync::atomic::Ordering::SeqCst) >= 6);
     Ok(())
 }
 
