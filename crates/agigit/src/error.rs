@@ -54,6 +54,16 @@ pub enum Error {
     /// Stored data does not match its hash or shape.
     #[error("corrupt: {0}")]
     Corrupt(String),
+    /// Data that does not decode or check, with the decoder's error kept as the cause
+    /// ([`std::error::Error::source`]: an `agigit_delta::DecodeError`, a `serde_json::Error`,
+    /// an `agigit_crypt::CryptError`, …).
+    #[error("corrupt: {what}: {source}")]
+    CorruptData {
+        /// What it is (a tensor and its file, the keyring, a stored header).
+        what: String,
+        /// Why it does not decode.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The network did not take or give what was needed (with each server's reason).
     #[error("network: {0}")]
     Network(String),
@@ -426,6 +436,7 @@ impl Error {
             | Error::TagExists { .. } => ErrorKind::Invalid,
             Error::Sign(_) => ErrorKind::Access,
             Error::Corrupt(_)
+            | Error::CorruptData { .. }
             | Error::UnsafePath { .. }
             | Error::Limit { .. }
             | Error::Decode { .. }
@@ -453,6 +464,16 @@ impl Error {
             }
             Error::Ref(RefError::Io { .. }) => ErrorKind::Io,
             Error::Ref(_) => ErrorKind::Integrity,
+        }
+    }
+
+    /// A closure turning a decoder's error into [`Error::CorruptData`] about `what`.
+    pub(crate) fn corrupt_data<E: std::error::Error + Send + Sync + 'static>(
+        what: impl std::fmt::Display,
+    ) -> impl FnOnce(E) -> Error {
+        move |source| Error::CorruptData {
+            what: what.to_string(),
+            source: Box::new(source),
         }
     }
 

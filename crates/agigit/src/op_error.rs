@@ -345,7 +345,7 @@ pub mod push {
         Any::NotAWriter { repo } => Error::NotAWriter(repo),
         Any::RemoteAhead { branch } => Error::RemoteAhead { branch },
         Any::Invalid(m) => Error::Rejected(m),
-        e @ (Any::Corrupt(_) | Any::Decode { .. } | Any::BadManifest(_) | Any::BadShards(_) | Any::Limit { .. } | Any::StaleState { .. } | Any::StaleAnnouncement { .. }) => Error::Hostile(Box::new(e)),
+        e @ (Any::Corrupt(_) | Any::CorruptData { .. } | Any::Decode { .. } | Any::BadManifest(_) | Any::BadShards(_) | Any::Limit { .. } | Any::StaleState { .. } | Any::StaleAnnouncement { .. }) => Error::Hostile(Box::new(e)),
     }
     }
 }
@@ -431,7 +431,7 @@ pub mod fetch {
         e @ Any::RevokedWriter { .. } => Error::Network(e.to_string()),
         Any::NotAReader => Error::NotAReader,
         Any::NeedsKey(m) => Error::NeedsKey(m),
-        e @ (Any::Corrupt(_) | Any::Decode { .. } | Any::BadManifest(_) | Any::BadShards(_) | Any::Limit { .. } | Any::UnsafePath { .. } | Any::StaleState { .. } | Any::StaleAnnouncement { .. }) => Error::Hostile(Box::new(e)),
+        e @ (Any::Corrupt(_) | Any::CorruptData { .. } | Any::Decode { .. } | Any::BadManifest(_) | Any::BadShards(_) | Any::Limit { .. } | Any::UnsafePath { .. } | Any::StaleState { .. } | Any::StaleAnnouncement { .. }) => Error::Hostile(Box::new(e)),
         Any::Invalid(m) => Error::Invalid(m),
         Any::LocalChanges { command, modified, untracked } => Error::LocalChanges(LocalChanges { command, modified, untracked }),
     }

@@ -545,6 +545,34 @@ fn lying_tensor_objects_fail_fast_in_small_memory() -> TestResult {
         other => panic!("{other:?}"),
     }
     assert!(peak < 16 * MB, "peak {peak}");
+    // A payload altered in its body: refused, the decoder's own error kept as the cause.
+    let mut altered = Lossless::default()
+        .encode(target.view(), Some(base.view()))?
+        .payload;
+    let middle = altered.len() / 2;
+    altered[middle] ^= 0x55;
+    let altered_id = store.write_tensor(&TensorObject {
+        blobs: vec![agigit::dag::Write::write_buf(store, Kind::Blob, &altered)?],
+        payload_len: altered.len() as u64,
+        ..bomb.clone()
+    })?;
+    match repo.tensor("altered", &altered_id) {
+        Err(e @ Error::CorruptData { .. }) => {
+            assert_eq!(e.kind(), agigit::ErrorKind::Integrity);
+            assert!(
+                e.to_string().starts_with("corrupt: tensor altered: "),
+                "{e}"
+            );
+            let cause = std::error::Error::source(&e).ok_or("a cause")?;
+            assert!(
+                cause
+                    .downcast_ref::<agigit::delta::codec::DecodeError>()
+                    .is_some(),
+                "{cause:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     let huge_base = store.write_tensor(&dense_object(vec![claimed], 2 * claimed, vec![segment]))?;
     let huge = TensorObject {
         shape: vec![claimed],

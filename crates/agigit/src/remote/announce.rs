@@ -38,10 +38,10 @@ impl Repository {
         a.license.clone_from(&settings.license);
         if let Some(base) = self.fork_base()? {
             a.fork_of = Some(ForkOf {
-                repo: base
-                    .repo
-                    .parse()
-                    .map_err(|e| Error::Corrupt(format!("the fork base {:?}: {e}", base.repo)))?,
+                repo: base.repo.parse().map_err(Error::corrupt_data(format_args!(
+                    "the fork base {:?}",
+                    base.repo
+                )))?,
                 commit: base.commit,
             });
         }
@@ -130,7 +130,7 @@ impl Repository {
 /// (the header JSON, without its length prefix, is `header`).
 fn safetensors_data_len(header: &[u8]) -> Result<u64, Error> {
     let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header)
-        .map_err(|e| Error::Corrupt(format!("a stored safetensors header: {e}")))?;
+        .map_err(Error::corrupt_data("a stored safetensors header"))?;
     Ok(json
         .iter()
         .filter(|(name, _)| *name != "__metadata__")

@@ -308,12 +308,9 @@ impl Repository {
         let (foundations, missing) = self.walk_history(&tip)?;
         for base in foundations {
             if !want.complete.contains(&base.commit) {
-                let coordinate: RepoCoordinate = base.repo.parse().map_err(|e| {
-                    Error::Corrupt(format!(
-                        "a fork names a bad foundation {:?}: {e}",
-                        base.repo
-                    ))
-                })?;
+                let coordinate: RepoCoordinate = base.repo.parse().map_err(Error::corrupt_data(
+                    format_args!("a fork names a bad foundation {:?}", base.repo),
+                ))?;
                 let foundation = self.remote_state(transport, &coordinate, false).await?;
                 let base_keys = match &foundation.current {
                     Some(s) => open_keys(&coordinate, s.body(), &options)?,
@@ -514,7 +511,7 @@ impl Repository {
     /// [`Error::Corrupt`] for bytes that are not an envelope; I/O errors.
     pub fn save_envelope(&self, envelope: &[u8]) -> Result<(), Error> {
         agigit_crypt::Keyring::decode_public(envelope, &agigit_crypt::EcdhWrap)
-            .map_err(|e| Error::Corrupt(format!("the repository's keyring: {e}")))?;
+            .map_err(Error::corrupt_data("the repository's keyring"))?;
         crate::private::write_envelope(self.root(), envelope)
     }
 }

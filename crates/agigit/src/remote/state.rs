@@ -296,7 +296,7 @@ impl Repository {
             .filter_map(|l| l.split(' ').next())
             .map(|c| {
                 c.parse()
-                    .map_err(|e| Error::Corrupt(format!(".agigit/states: {c:?}: {e}")))
+                    .map_err(Error::corrupt_data(format_args!(".agigit/states: {c:?}")))
             })
             .collect()
     }

@@ -36,8 +36,7 @@ impl Repository {
     fn read_notes(&self) -> Result<BTreeMap<String, String>, Error> {
         let path = self.notes_path();
         match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text)
-                .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display()))),
+            Ok(text) => toml::from_str(&text).map_err(Error::corrupt_data(path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(Error::io(&path)(e)),
         }

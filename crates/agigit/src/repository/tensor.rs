@@ -236,12 +236,14 @@ impl Repository {
                     {
                         return Err(corrupt(name, DIGEST_MISMATCH));
                     }
-                    Tensor::new(checked.dtype, checked.shape.clone(), payload)
-                        .map_err(|e| corrupt(name, e))?
+                    Tensor::new(checked.dtype, checked.shape.clone(), payload).map_err(
+                        Error::corrupt_data(format_args!("tensor {}", Escaped(name))),
+                    )?
                 }
                 Some(base) => {
-                    let header =
-                        agigit_delta::codec::inspect(&payload).map_err(|e| corrupt(name, e))?;
+                    let header = agigit_delta::codec::inspect(&payload).map_err(
+                        Error::corrupt_data(format_args!("tensor {}", Escaped(name))),
+                    )?;
                     if header.dtype != checked.dtype
                         || header.shape != checked.shape
                         || header.codec.name() != checked.object.encoding
@@ -268,7 +270,10 @@ impl Repository {
                         max_tensor_bytes: checked.byte_len,
                     };
                     agigit_delta::codec::decode_with_limits(&payload, Some(base.view()), limits)
-                        .map_err(|e| corrupt(name, e))?
+                        .map_err(Error::corrupt_data(format_args!(
+                            "tensor {}",
+                            Escaped(name)
+                        )))?
                 }
             };
             tensor = Some(decoded);

@@ -194,7 +194,7 @@ pub fn safetensors_layout<S: FindExt + ?Sized>(
         .get(8..)
         .ok_or_else(|| Error::Corrupt("safetensors header shorter than 8 bytes".into()))?;
     let parsed: serde_json::Value = serde_json::from_slice(json)
-        .map_err(|e| Error::Corrupt(format!("safetensors header is not JSON: {e}")))?;
+        .map_err(Error::corrupt_data("the safetensors header (not JSON)"))?;
     let object = parsed
         .as_object()
         .ok_or_else(|| Error::Corrupt("safetensors header is not an object".into()))?;

@@ -241,12 +241,11 @@ pub(crate) fn write_fork_tensor<S: Write + ?Sized>(
         plan.record(dense)?;
         return write_dense_tensor(store, view.dtype(), view.shape(), view.data());
     }
-    let decoded =
-        agigit_delta::codec::decode(&encoded.payload, Some(base.view())).map_err(|e| {
-            Error::Corrupt(format!(
-                "{rel}: tensor {name}: the delta does not read back: {e}"
-            ))
-        })?;
+    let decoded = agigit_delta::codec::decode(&encoded.payload, Some(base.view())).map_err(
+        Error::corrupt_data(format_args!(
+            "{rel}: tensor {name}: the delta does not read back"
+        )),
+    )?;
     let blobs = write_segments(store, &encoded.payload)?;
     let tensor = TensorObject {
         dtype: view.dtype().as_str().to_owned(),
@@ -261,7 +260,7 @@ pub(crate) fn write_fork_tensor<S: Write + ?Sized>(
         byte_len: decoded.data().len() as u64,
         // What decoding checked the result against: the digest of what a reader materializes.
         digest: agigit_delta::inspect(&encoded.payload)
-            .map_err(|e| Error::Corrupt(format!("{rel}: tensor {name}: {e}")))?
+            .map_err(Error::corrupt_data(format_args!("{rel}: tensor {name}")))?
             .output,
         payload_len: encoded.payload.len() as u64,
         blobs,

@@ -96,7 +96,7 @@ impl Partial<'_> {
             let bytes = self.object_bytes(&id)?;
             let kind = self.places[&id].kind;
             let (parsed, body) = agigit_dag::object::parse_loose(&bytes, Limits::default())
-                .map_err(|e| Error::Corrupt(format!("object {id} in its pack: {e}")))?;
+                .map_err(Error::corrupt_data(format_args!("object {id} in its pack")))?;
             if parsed != kind || agigit_dag::object::compute_id(kind, body) != id {
                 return Err(Error::Corrupt(format!(
                     "the pack index places object {id} where other bytes are"
