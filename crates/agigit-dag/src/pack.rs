@@ -421,9 +421,10 @@ pub fn read_pack<S: Write + Sync + ?Sized>(store: &S, pack: &[u8]) -> Result<Vec
 }
 
 /// [`read_pack`] from a stream, whatever the pack's size: memory holds the objects being read
-/// and stored, a few batches of 8 MiB (an object larger than that is a batch of its own, at
-/// most the store's object size limit, 1 GiB for a blob). Batches are stored on threads of
-/// their own, beside each other and the reading (a store write waits on the disk's sync).
+/// and stored, at most 64 MiB of batches of 8 MiB being stored and one being read (an object
+/// larger than a batch is a batch of its own, at most the store's object size limit, 1 GiB for
+/// a blob: then two such objects at most). Batches are stored on threads of their own, beside
+/// each other and the reading (a store write waits on the disk's sync).
 ///
 /// # Errors
 /// As [`read_pack`]; an I/O error of `input` that is not about its content is [`PackError::Io`].
@@ -457,8 +458,8 @@ pub fn read_pack_from<S: Write + Sync + ?Sized, R: std::io::Read>(
     let mut header = Vec::with_capacity(MAX_HEADER);
     // Objects are checked as they are read, then stored a batch at a time (hashing and syncing
     // each is most of the work), batches beside each other and beside the reading of the next:
-    // memory holds the batch being read and at most `storing()` being stored (8 MiB each, or
-    // one larger object).
+    // memory holds the batch being read and at most STORING_BYTES being stored (or one batch
+    // larger than that: an object up to the store's limit).
     let mut stored = Storing::default();
     let ids = std::thread::scope(|scope| -> Result<Vec<ObjectId>, Error> {
         let mut batch: Vec<(Kind, Vec<u8>)> = Vec::new();
@@ -524,22 +525,31 @@ const BATCH_BYTES: usize = 8 << 20;
 /// Batches being stored while the next one is read, each on a thread of its own (a store
 /// write waits on the disk for its sync: not work for the CPU pool), at most this many.
 const STORING: usize = 8;
+/// Bytes of batches being stored at once, at most (one larger batch is stored alone): memory
+/// holds at most this and the batch being read, whatever the cores.
+const STORING_BYTES: usize = 64 << 20;
 
 /// How many batches store at once on this machine: one per core, between 2 and [`STORING`].
 fn storing() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, STORING))
 }
 
-/// The batches of a pack being stored, oldest first, and the ids of those done.
+/// A batch's stored ids, or why not.
+type Stored = std::sync::mpsc::Receiver<Result<Vec<ObjectId>, Error>>;
+
+/// The batches of a pack being stored (with their bytes), oldest first, the bytes they hold,
+/// and the ids of those done.
 #[derive(Default)]
 struct Storing {
-    pending: std::collections::VecDeque<std::sync::mpsc::Receiver<Result<Vec<ObjectId>, Error>>>,
+    pending: std::collections::VecDeque<(Stored, usize)>,
+    bytes: usize,
     ids: Vec<ObjectId>,
 }
 
 impl Storing {
-    /// Starts storing `batch` on a thread of its own, first waiting for the oldest batch when
-    /// [`storing`] are under way (and failing with its error, if it failed).
+    /// Starts storing `batch` on a thread of its own, first waiting for the oldest batches
+    /// while [`storing`] are under way or they hold too many bytes with it
+    /// ([`STORING_BYTES`]); fails with a batch's error, if one failed.
     fn start<'s, 'e, S: Write + Sync + ?Sized>(
         &mut self,
         scope: &'s std::thread::Scope<'s, 'e>,
@@ -549,7 +559,10 @@ impl Storing {
         if batch.is_empty() {
             return Ok(());
         }
-        while self.pending.len() >= storing() {
+        let bytes: usize = batch.iter().map(|(_, body)| body.len()).sum();
+        while !self.pending.is_empty()
+            && (self.pending.len() >= storing() || self.bytes + bytes > STORING_BYTES)
+        {
             self.wait_oldest()?;
         }
         let (done, result) = std::sync::mpsc::channel();
@@ -562,12 +575,14 @@ impl Storing {
             // The receiver is gone only when reading failed: nobody wants this result.
             let _ = done.send(ids);
         });
-        self.pending.push_back(result);
+        self.pending.push_back((result, bytes));
+        self.bytes += bytes;
         Ok(())
     }
 
     fn wait_oldest(&mut self) -> Result<(), Error> {
-        if let Some(result) = self.pending.pop_front() {
+        if let Some((result, bytes)) = self.pending.pop_front() {
+            self.bytes -= bytes;
             // A thread that panicked drops its sender; the scope resumes the panic on return.
             if let Ok(ids) = result.recv() {
                 self.ids.extend(ids?);
