@@ -397,14 +397,17 @@ fn changed_bytes(stats: &agigit::worktree::DeltaStats) -> u64 {
     stats.dense_bytes.saturating_sub(stats.unchanged_bytes)
 }
 
-/// The stages of a transfer that took time, for people: CPU time of each (on the pool, in
-/// parallel with the network) and the wall time of moving the shards.
+/// The stages of a transfer that took time, for people: the time of each (on the pool or the
+/// store's threads, in parallel with the network; a checkout after it) and the wall time of
+/// moving the shards.
 fn stages(s: &agigit::StageTimes) -> String {
     let cpu: Vec<String> = [
         ("pack", s.pack),
         ("encode+hash", s.encode),
         ("rebuild", s.rebuild),
+        ("read+open", s.open),
         ("verify+store", s.store),
+        ("checkout", s.checkout),
     ]
     .iter()
     .filter(|(_, t)| !t.is_zero())

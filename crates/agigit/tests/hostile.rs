@@ -573,6 +573,47 @@ fn lying_tensor_objects_fail_fast_in_small_memory() -> TestResult {
         }
         other => panic!("{other:?}"),
     }
+    // A base whose bytes are not the ones its object's digest names: asked for itself, it is
+    // refused; under a valid delta, the delta's decoding refuses it and names the base.
+    let good = Lossless::default()
+        .encode(target.view(), Some(base.view()))?
+        .payload;
+    let mut rotten = base.data().to_vec();
+    rotten[10] ^= 1;
+    let rotten_id = store.write_tensor(&TensorObject {
+        blobs: vec![agigit::dag::Write::write_buf(store, Kind::Blob, &rotten)?],
+        ..agigit::dag::FindExt::find_tensor(store, &base_id)?
+    })?;
+    match repo.tensor("rotten", &rotten_id) {
+        Err(Error::Corrupt(m)) => assert!(m.contains("do not match the digest"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let over_rotten = store.write_tensor(&TensorObject {
+        base: Some(rotten_id),
+        blobs: vec![agigit::dag::Write::write_buf(store, Kind::Blob, &good)?],
+        payload_len: good.len() as u64,
+        ..bomb.clone()
+    })?;
+    match repo.tensor("over-rotten", &over_rotten) {
+        Err(e @ Error::CorruptData { .. }) => {
+            let cause = std::error::Error::source(&e).ok_or("a cause")?;
+            assert!(
+                matches!(
+                    cause.downcast_ref::<agigit::delta::codec::DecodeError>(),
+                    Some(agigit::delta::codec::DecodeError::BaseMismatch { .. })
+                ),
+                "{cause:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // And on the real base, the same delta is the target.
+    let over_good = store.write_tensor(&TensorObject {
+        blobs: vec![agigit::dag::Write::write_buf(store, Kind::Blob, &good)?],
+        payload_len: good.len() as u64,
+        ..bomb.clone()
+    })?;
+    assert_eq!(repo.tensor("good", &over_good)?.data(), target.data());
     let huge_base = store.write_tensor(&dense_object(vec![claimed], 2 * claimed, vec![segment]))?;
     let huge = TensorObject {
         shape: vec![claimed],
