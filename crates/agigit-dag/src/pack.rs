@@ -460,7 +460,7 @@ pub fn read_pack_from<S: Write + Sync + ?Sized, R: std::io::Read>(
     // each is most of the work), batches beside each other and beside the reading of the next:
     // memory holds the batch being read and at most STORING_BYTES being stored (or one batch
     // larger than that: an object up to the store's limit).
-    let mut stored = Storing::default();
+    let mut stored = Storing::new();
     let ids = std::thread::scope(|scope| -> Result<Vec<ObjectId>, Error> {
         let mut batch: Vec<(Kind, Vec<u8>)> = Vec::new();
         let mut batch_bytes = 0usize;
@@ -538,15 +538,24 @@ fn storing() -> usize {
 type Stored = std::sync::mpsc::Receiver<Result<Vec<ObjectId>, Error>>;
 
 /// The batches of a pack being stored (with their bytes), oldest first, the bytes they hold,
-/// and the ids of those done.
-#[derive(Default)]
+/// how many may store at once, and the ids of those done.
 struct Storing {
     pending: std::collections::VecDeque<(Stored, usize)>,
     bytes: usize,
+    limit: usize,
     ids: Vec<ObjectId>,
 }
 
 impl Storing {
+    fn new() -> Self {
+        Self {
+            pending: std::collections::VecDeque::new(),
+            bytes: 0,
+            limit: storing(),
+            ids: Vec::new(),
+        }
+    }
+
     /// Starts storing `batch` on a thread of its own, first waiting for the oldest batches
     /// while [`storing`] are under way or they hold too many bytes with it
     /// ([`STORING_BYTES`]); fails with a batch's error, if one failed.
@@ -561,7 +570,7 @@ impl Storing {
         }
         let bytes: usize = batch.iter().map(|(_, body)| body.len()).sum();
         while !self.pending.is_empty()
-            && (self.pending.len() >= storing() || self.bytes + bytes > STORING_BYTES)
+            && (self.pending.len() >= self.limit || self.bytes + bytes > STORING_BYTES)
         {
             self.wait_oldest()?;
         }

@@ -494,12 +494,15 @@ impl Repository {
                 })?;
             }
             FileSource::Safetensors(tree) => {
-                let worktree::SafetensorsLayout { header, tensors } =
-                    worktree::safetensors_layout(self.store(), tree)?;
+                let worktree::SafetensorsLayout {
+                    header,
+                    tensors,
+                    lens,
+                } = worktree::safetensors_layout(self.store(), tree)?;
                 worktree::write_atomic(path, false, |f| {
                     f.write_all(&header).map_err(Error::io(path))?;
                     written += header.len() as u64;
-                    written += self.write_tensors(&tensors, |data| {
+                    written += self.write_tensors(&tensors, &lens, |data| {
                         f.write_all(data).map_err(Error::io(path))
                     })?;
                     Ok(())
@@ -509,22 +512,19 @@ impl Repository {
         Ok(written)
     }
 
-    /// Materializes `tensors` (names and objects, in file order) and hands each one's bytes to
-    /// `write`, in order; returns the bytes written. Reading, checking and decoding (at least
+    /// Materializes `tensors` (names and objects, in file order, of `lens` bytes) and hands
+    /// each one's bytes to `write`, in order; returns the bytes written. Reading, checking and decoding (at least
     /// one hash over every byte, often two) is the work: it runs on the CPU pool, a batch of
     /// tensors at once, while the batch before is written. Memory holds two batches: each at
     /// most [`CHECKOUT_BATCH`] bytes, or one tensor larger than that.
     fn write_tensors(
         &self,
         tensors: &[(String, ObjectId)],
+        lens: &[u64],
         mut write: impl FnMut(&[u8]) -> Result<(), Error> + Send,
     ) -> Result<u64, Error> {
         use rayon::prelude::*;
-        let mut sizes = Vec::with_capacity(tensors.len());
-        for (_, id) in tensors {
-            sizes.push(self.store().find_tensor(id)?.byte_len);
-        }
-        let batches = batches(&sizes, CHECKOUT_BATCH, rayon::current_num_threads().max(2));
+        let batches = batches(lens, CHECKOUT_BATCH, rayon::current_num_threads().max(2));
         let decode = |range: std::ops::Range<usize>| -> Result<Vec<Vec<u8>>, Error> {
             tensors[range]
                 .par_iter()

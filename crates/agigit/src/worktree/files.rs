@@ -159,6 +159,9 @@ pub struct SafetensorsLayout {
     pub header: Vec<u8>,
     /// The tensors' names and objects, in file order.
     pub tensors: Vec<(String, ObjectId)>,
+    /// Each tensor's bytes in the file, in the same order (its object's `byte_len`, which the
+    /// header's offsets were checked against).
+    pub lens: Vec<u64>,
 }
 
 /// The tensor entries of a safetensors tree in file order, and its header bytes.
@@ -247,6 +250,7 @@ pub fn safetensors_layout<S: FindExt + ?Sized>(
     }
     Ok(SafetensorsLayout {
         header,
+        lens: order.iter().map(|(start, end, _, _)| end - start).collect(),
         tensors: order.into_iter().map(|(_, _, n, id)| (n, id)).collect(),
     })
 }
