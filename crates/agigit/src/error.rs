@@ -23,17 +23,31 @@ pub enum Error {
     /// A repository is already there.
     #[error("{0} is already an agigit repository")]
     AlreadyExists(PathBuf),
-    /// A safetensors file is malformed.
-    #[error("{path} is not a valid safetensors file: {reason}")]
+    /// A safetensors file in the working directory is malformed or unreadable.
+    #[error("{}", Error::safetensors_message(.path, .source))]
     Safetensors {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
-        reason: String,
+        /// What is wrong (`agigit_delta::SafetensorsError::Io` when it could not be read).
+        source: agigit_delta::SafetensorsError,
     },
     /// A name, revision or input is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// An input is not acceptable, with the parser's or checker's error kept as the cause
+    /// ([`std::error::Error::source`]: a `nostr` key error, a URL error, a
+    /// `agigit_delta::MergeError`, …).
+    #[error("{what}: {source}")]
+    InvalidInput {
+        /// What was given (a maintainer key, a relay URL, a tensor to merge).
+        what: String,
+        /// Why it is refused.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A worker of this process stopped without an answer (a thread that panicked, a pool that
+    /// shut down): a bug or a process being torn down, not anything the input did.
+    #[error("internal: {0}")]
+    Internal(&'static str),
     /// A revision does not name a commit.
     #[error(
         "unknown revision {0:?}: name a branch, a tag, a remote branch (origin/master), HEAD, or a \
@@ -404,8 +418,20 @@ impl From<agigit_dag::pack::PackError> for Error {
             PackError::Find(e) => Error::Find(e),
             PackError::Write(e) => Error::Write(e),
             PackError::Store(e) => Error::Store(e),
-            PackError::Corrupt(_) => Error::Corrupt(e.to_string()),
-            other => Error::Invalid(other.to_string()),
+            PackError::Corrupt(_) => Error::CorruptData {
+                what: "a pack".into(),
+                source: Box::new(e),
+            },
+            PackError::TooManyObjects => Error::InvalidInput {
+                what: "a pack to write".into(),
+                source: Box::new(e),
+            },
+            // `PackError` is non-exhaustive: what a newer agigit-dag adds is about a pack's
+            // content until it says otherwise.
+            other => Error::CorruptData {
+                what: "a pack".into(),
+                source: Box::new(other),
+            },
         }
     }
 }
@@ -420,9 +446,15 @@ impl Error {
             _ => ErrorKind::Io,
         };
         match self {
-            Error::Io { .. } => ErrorKind::Io,
+            Error::Io { .. }
+            | Error::Internal(_)
+            | Error::Safetensors {
+                source: agigit_delta::SafetensorsError::Io { .. },
+                ..
+            } => ErrorKind::Io,
             Error::NotARepository(_) | Error::AlreadyExists(_) => ErrorKind::Repository,
             Error::Invalid(_)
+            | Error::InvalidInput { .. }
             | Error::UnknownRevision(_)
             | Error::AmbiguousRevision { .. }
             | Error::Safetensors { .. }
@@ -472,6 +504,28 @@ impl Error {
         what: impl std::fmt::Display,
     ) -> impl FnOnce(E) -> Error {
         move |source| Error::CorruptData {
+            what: what.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// A malformed safetensors file's message: its path and what is wrong (a read error names
+    /// the path itself).
+    pub(crate) fn safetensors_message(
+        path: &Path,
+        source: &agigit_delta::SafetensorsError,
+    ) -> String {
+        match source {
+            agigit_delta::SafetensorsError::Io { .. } => source.to_string(),
+            _ => format!("{}: {source}", path.display()),
+        }
+    }
+
+    /// A closure turning a parser's or checker's error into [`Error::InvalidInput`] about `what`.
+    pub(crate) fn invalid_input<E: std::error::Error + Send + Sync + 'static>(
+        what: impl std::fmt::Display,
+    ) -> impl FnOnce(E) -> Error {
+        move |source| Error::InvalidInput {
             what: what.to_string(),
             source: Box::new(source),
         }

@@ -104,12 +104,12 @@ pub mod commit {
         #[error("nothing to commit: the working directory matches HEAD")]
         NothingToCommit,
         /// A safetensors file is malformed (the commit names it).
-        #[error("{path} is not a valid safetensors file: {reason}")]
+        #[error("{}", Any::safetensors_message(.path, .source))]
         Safetensors {
             /// The path.
             path: PathBuf,
             /// What is wrong with it.
-            reason: String,
+            source: agigit_delta::SafetensorsError,
         },
         /// The directory holds something a commit cannot record (a file in a part a partial
         /// clone lacks, a symlink, a name the format refuses).
@@ -134,7 +134,7 @@ pub mod commit {
     }
     from {
         Any::NothingToCommit => Error::NothingToCommit,
-        Any::Safetensors { path, reason } => Error::Safetensors { path, reason },
+        Any::Safetensors { path, source } => Error::Safetensors { path, source },
         Any::Invalid(m) => Error::Invalid(m),
     }
     }

@@ -117,25 +117,26 @@ impl std::fmt::Debug for PrivateKeys {
     }
 }
 
-fn crypt(e: agigit_crypt::CryptError) -> Error {
-    Error::Invalid(e.to_string())
+/// A closure turning a key operation's error into [`Error::InvalidInput`] about `what`.
+fn crypt(what: &'static str) -> impl FnOnce(agigit_crypt::CryptError) -> Error {
+    Error::invalid_input(what)
 }
 
 /// The reader's key of a Nostr public key (its x-only bytes).
 ///
 /// # Errors
-/// [`Error::Invalid`] for bytes that are not a point's x coordinate.
+/// [`Error::InvalidInput`] for bytes that are not a point's x coordinate.
 pub fn reader_key(key: &PublicKey) -> Result<ReaderKey, Error> {
-    ReaderKey::from_bytes(key.to_bytes()).map_err(crypt)
+    ReaderKey::from_bytes(key.to_bytes()).map_err(crypt("a reader's public key"))
 }
 
 /// The reader's secret of Nostr keys (to open the envelopes wrapped for their public key).
 ///
 /// # Errors
-/// [`Error::Invalid`] for a secret not below the group order.
+/// [`Error::InvalidInput`] for a secret not below the group order.
 pub fn reader_secret(keys: &Keys) -> Result<ReaderSecret, Error> {
     let bytes = zeroize::Zeroizing::new(keys.secret_key().secret_bytes());
-    ReaderSecret::from_bytes(&bytes).map_err(crypt)
+    ReaderSecret::from_bytes(&bytes).map_err(crypt("a reader's secret key"))
 }
 
 impl PrivateKeys {
@@ -143,7 +144,7 @@ impl PrivateKeys {
     /// `readers`.
     ///
     /// # Errors
-    /// [`Error::Invalid`] when no randomness is available.
+    /// [`Error::InvalidInput`] when no randomness is available.
     pub fn generate(owner: &ReaderSecret, readers: &[ReaderKey]) -> Result<Self, Error> {
         Self::generate_with(std::sync::Arc::new(EcdhWrap), owner, readers)
     }
@@ -159,7 +160,7 @@ impl PrivateKeys {
     ) -> Result<Self, Error> {
         let owner_key = owner.public_key();
         let ring = Keyring::generate(wrap.as_ref(), std::iter::once(&owner_key).chain(readers))
-            .map_err(crypt)?;
+            .map_err(crypt("a new content key"))?;
         Ok(Self {
             ring,
             wrap,
@@ -181,7 +182,7 @@ impl PrivateKeys {
     ///
     /// # Errors
     /// [`Error::NotAReader`] when `secret` is not a current reader or its entry does not open;
-    /// [`Error::Corrupt`] for malformed bytes.
+    /// [`Error::CorruptData`] for malformed bytes.
     pub fn open(keyring: &[u8], secret: &ReaderSecret) -> Result<Self, Error> {
         Self::open_with(std::sync::Arc::new(EcdhWrap), keyring, secret)
     }
@@ -199,7 +200,7 @@ impl PrivateKeys {
             agigit_crypt::CryptError::NotARecipient | agigit_crypt::CryptError::Open => {
                 Error::NotAReader
             }
-            other => Error::Corrupt(format!("the repository's keyring: {other}")),
+            other => Error::corrupt_data("the repository's keyring")(other),
         })?;
         Ok(Self {
             ring,
@@ -212,11 +213,11 @@ impl PrivateKeys {
     /// opens everything pushed to this repository, earlier epochs included.
     ///
     /// # Errors
-    /// [`Error::Invalid`] when no randomness is available.
+    /// [`Error::InvalidInput`] when no randomness is available.
     pub fn add_reader(&mut self, reader: &ReaderKey) -> Result<(), Error> {
         self.ring
             .add_reader(self.wrap.as_ref(), reader)
-            .map_err(crypt)
+            .map_err(crypt("wrapping the key for a reader"))
     }
 
     /// Removes `reader` and starts a new key epoch: everything pushed from now on is sealed under
@@ -224,11 +225,11 @@ impl PrivateKeys {
     /// a removed reader who kept the earlier key. Returns whether `reader` was a reader.
     ///
     /// # Errors
-    /// [`Error::Invalid`] when no randomness is available or no epoch is left.
+    /// [`Error::InvalidInput`] when no randomness is available or no epoch is left.
     pub fn remove_reader(&mut self, reader: &ReaderKey) -> Result<bool, Error> {
         self.ring
             .remove_reader(self.wrap.as_ref(), reader)
-            .map_err(crypt)
+            .map_err(crypt("a new key epoch"))
     }
 
     /// The readers' keys.
@@ -306,7 +307,7 @@ impl PrivateKeys {
             &what.associated_data(),
             self.cipher.as_ref(),
         )
-        .map_err(|e| Error::Invalid(format!("sealing: {e}")))
+        .map_err(Error::invalid_input("sealing"))
     }
 
     /// A reader of the plaintext of `inner`, sealed as `what` in `epoch`; every byte it returns
@@ -323,7 +324,7 @@ impl PrivateKeys {
             &what.associated_data(),
             self.cipher.as_ref(),
         )
-        .map_err(|e| open_failed(what, &e))
+        .map_err(|e| open_failed(what, e))
     }
 
     /// An opener of the segments of an object sealed as `what` in `epoch`, one at a time, from
@@ -343,12 +344,7 @@ impl PrivateKeys {
             sealed_len,
             self.cipher.as_ref(),
         )
-        .map_err(|e| {
-            open_failed(
-                what,
-                &std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            )
-        })
+        .map_err(|e| open_failed(what, e))
     }
 
     /// Seals `plain` as `what` under the current key.
@@ -359,10 +355,10 @@ impl PrivateKeys {
         let mut writer = self.sealing_writer(what, out)?;
         writer
             .write_all(plain)
-            .map_err(|e| Error::Invalid(format!("sealing: {e}")))?;
+            .map_err(Error::invalid_input("sealing"))?;
         writer
             .finish()
-            .map_err(|e| Error::Invalid(format!("sealing: {e}")))
+            .map_err(Error::invalid_input("sealing"))
     }
 
     /// Opens `sealed` as `what`, sealed in `epoch`; every byte returned is authenticated.
@@ -376,7 +372,7 @@ impl PrivateKeys {
         let mut plain = Vec::with_capacity(sealed.len());
         reader
             .read_to_end(&mut plain)
-            .map_err(|e| open_failed(what, &e))?;
+            .map_err(|e| open_failed(what, e))?;
         Ok(plain)
     }
 }
@@ -391,15 +387,15 @@ fn branch_ref(key: &ContentKey, branch: &str) -> Result<RefName, Error> {
     RefName::branch(&format!("x{hex}")).map_err(Error::from)
 }
 
-fn open_failed(what: Sealed<'_>, e: &std::io::Error) -> Error {
-    Error::Corrupt(format!(
-        "a sealed {} does not open with this repository's key (altered, or sealed under another key): {e}",
+fn open_failed<E: std::error::Error + Send + Sync + 'static>(what: Sealed<'_>, e: E) -> Error {
+    Error::corrupt_data(format_args!(
+        "a sealed {} does not open with this repository's key (altered, or sealed under another key)",
         match what {
             Sealed::Pack => "pack",
             Sealed::Manifest => "pack manifest",
             Sealed::Commit(_) => "commit",
         }
-    ))
+    ))(e)
 }
 
 /// Where a repository keeps its envelope.

@@ -259,13 +259,15 @@ impl TrainingRecord {
     /// The record of commit `commit`, if it carries one.
     ///
     /// # Errors
-    /// [`crate::Error::Corrupt`] for a record that does not decode.
+    /// [`crate::Error::CorruptData`] for a record that does not decode.
     pub fn of(commit: &agigit_dag::Commit) -> Result<Option<Self>, crate::Error> {
         commit
             .extra
             .iter()
             .find(|(k, _)| k == HEADER)
-            .map(|(_, v)| Self::decode(v).map_err(|e| crate::Error::Corrupt(e.to_string())))
+            .map(|(_, v)| {
+                Self::decode(v).map_err(crate::Error::corrupt_data("the commit's training record"))
+            })
             .transpose()
     }
 }

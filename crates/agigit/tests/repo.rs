@@ -235,6 +235,16 @@ fn a_malformed_safetensors_file_is_refused_by_name() -> TestResult {
         Err(e @ agigit::commit::Error::Safetensors { .. }) => {
             let m = e.to_string();
             assert!(m.contains("broken.safetensors"), "{m}");
+            // The parser's own error is kept as the cause, for a caller to match on.
+            let cause = std::error::Error::source(&e).ok_or("no cause")?;
+            assert!(
+                matches!(
+                    cause.downcast_ref::<agigit::delta::SafetensorsError>(),
+                    Some(agigit::delta::SafetensorsError::Format(_))
+                ),
+                "{cause:?}"
+            );
+            assert_eq!(e.kind(), agigit::ErrorKind::Invalid);
         }
         other => panic!("{other:?}"),
     }
@@ -664,5 +674,41 @@ fn tags_name_commits_and_keep_their_messages() -> TestResult {
         repo.delete_tag("v2"),
         Err(Error::UnknownRevision(_))
     ));
+    Ok(())
+}
+
+#[test]
+fn an_announcement_with_a_bad_maintainer_keeps_the_key_parsers_error() -> TestResult {
+    let d = Dir::new("repo-bad-maintainer");
+    write_model(&d.0, false)?;
+    let repo = Repository::init(&d.0)?;
+    repo.commit("first", AUTHOR)?;
+    let settings = agigit::config::AnnounceConfig {
+        maintainers: vec!["npub1notakey".to_owned()],
+        ..agigit::config::AnnounceConfig::default()
+    };
+    let id = agigit::event::RepoId::new("model")?;
+    match repo.announcement(&id, &settings, &[], &[]) {
+        Err(e @ Error::InvalidInput { .. }) => {
+            assert!(e.to_string().contains("npub1notakey"), "{e}");
+            assert_eq!(e.kind(), agigit::ErrorKind::Invalid);
+            let cause = std::error::Error::source(&e).ok_or("no cause")?;
+            assert!(
+                cause
+                    .downcast_ref::<agigit::event::nostr::error::Error>()
+                    .is_some(),
+                "{cause:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // A good key is taken.
+    let keys = agigit::event::nostr::prelude::Keys::generate();
+    let settings = agigit::config::AnnounceConfig {
+        maintainers: vec![keys.public_key().to_hex()],
+        ..agigit::config::AnnounceConfig::default()
+    };
+    let a = repo.announcement(&id, &settings, &[], &[])?;
+    assert_eq!(a.maintainers, vec![keys.public_key()]);
     Ok(())
 }

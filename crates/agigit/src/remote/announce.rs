@@ -17,9 +17,11 @@ impl Repository {
     /// the `relays` (`ws://`/`wss://`) and `blob_servers` (`http://`/`https://`) it lives on.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a maintainer that is not a key, a topic that is not one
-    /// ([`agigit_event::is_topic`]), more than [`agigit_event::MAX_TOPICS`] topics, or a URL
-    /// of the wrong kind; [`Error::Corrupt`] for a fork base that is not a coordinate.
+    /// [`Error::InvalidInput`] for a maintainer that is not a key or a relay URL that does not
+    /// parse (the parser's error kept); [`Error::Invalid`] for a topic that is not one
+    /// ([`agigit_event::is_topic`]), more than [`agigit_event::MAX_TOPICS`] topics, or a blob
+    /// server that is not an http(s) URL; [`Error::CorruptData`] for a fork base that is not a
+    /// coordinate.
     pub fn announcement(
         &self,
         id: &RepoId,
@@ -47,7 +49,7 @@ impl Repository {
         }
         for m in &settings.maintainers {
             let key = PublicKey::parse(m.trim())
-                .map_err(|e| Error::Invalid(format!("maintainer {m:?} is not a key: {e}")))?;
+                .map_err(Error::invalid_input(format_args!("maintainer {m:?} is not a key")))?;
             if !a.maintainers.contains(&key) {
                 a.maintainers.push(key);
             }
@@ -73,7 +75,7 @@ impl Repository {
         a.size = self.checked_out_size()?;
         for r in relays {
             let url =
-                RelayUrl::parse(r).map_err(|e| Error::Invalid(format!("relay {r:?}: {e}")))?;
+                RelayUrl::parse(r).map_err(Error::invalid_input(format_args!("relay {r:?}")))?;
             if !a.relays.contains(&url) {
                 a.relays.push(url);
             }

@@ -372,7 +372,8 @@ fn net(e: NetError) -> Error {
 }
 
 fn tag(letter: char) -> Result<SingleLetterTag, Error> {
-    SingleLetterTag::from_char(letter).map_err(|e| Error::Invalid(e.to_string()))
+    SingleLetterTag::from_char(letter)
+        .map_err(Error::invalid_input(format_args!("tag letter {letter:?}")))
 }
 
 impl Repository {

@@ -431,8 +431,8 @@ impl PackSink {
         match (&mut self.done).await {
             Ok(Ok((ids, stored, read))) => Ok((ids?, stored, read)),
             Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            Err(futures_channel::oneshot::Canceled) => Err(Error::Invalid(
-                "the store thread stopped without an answer".into(),
+            Err(futures_channel::oneshot::Canceled) => Err(Error::Internal(
+                "the store thread stopped without an answer",
             )),
         }
     }

@@ -34,8 +34,8 @@ pub(super) async fn cpu<T: Send + 'static>(
     match result.await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(futures_channel::oneshot::Canceled) => Err(Error::Invalid(
-            "the CPU pool dropped a job without running it".into(),
+        Err(futures_channel::oneshot::Canceled) => Err(Error::Internal(
+            "the CPU pool dropped a job without running it",
         )),
     }
 }

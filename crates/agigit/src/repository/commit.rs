@@ -93,7 +93,7 @@ impl Repository {
                 // with the commit.
                 if !stats.fidelity.is_empty() {
                     let statement = Fidelity::new(stats.fidelity.clone())
-                        .map_err(|e| Error::Invalid(format!("the commit's {e}")))?;
+                        .map_err(Error::invalid_input("the commit's fidelity statement"))?;
                     extra.push((fidelity::HEADER.to_owned(), statement.encode()));
                 }
                 let id = self.commit_tree(tree, message, author, fork.clone(), extra)?;
@@ -110,13 +110,15 @@ impl Repository {
     /// whose tensors are all stored dense, is exact).
     ///
     /// # Errors
-    /// [`Error::Corrupt`] for a statement that does not decode.
+    /// [`Error::CorruptData`] for a statement that does not decode.
     pub fn fidelity(commit: &Commit) -> Result<Option<Fidelity>, Error> {
         commit
             .extra
             .iter()
             .find(|(k, _)| k == fidelity::HEADER)
-            .map(|(_, v)| Fidelity::decode(v).map_err(|e| Error::Corrupt(e.to_string())))
+            .map(|(_, v)| {
+                Fidelity::decode(v).map_err(Error::corrupt_data("the commit's fidelity statement"))
+            })
             .transpose()
     }
 

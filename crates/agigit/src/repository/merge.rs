@@ -203,7 +203,7 @@ impl Repository {
                         &[o_t.view(), t_t.view()],
                         &strategy.tensor_strategy(),
                     )
-                    .map_err(|e| Error::Invalid(format!("merging tensor {path}: {e}")))?;
+                    .map_err(Error::invalid_input(format_args!("merging tensor {path}")))?;
                     let id = self.write_merged_tensor(foundation.as_ref(), &path, &merged)?;
                     edits.insert(
                         path.clone(),

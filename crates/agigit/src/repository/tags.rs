@@ -25,7 +25,7 @@ const NOTES_FILE: &str = "tag-notes.toml";
 
 fn tag_ref(name: &str) -> Result<RefName, Error> {
     RefName::new(format!("refs/tags/{name}"))
-        .map_err(|e| Error::Invalid(format!("tag name {name:?}: {e}")))
+        .map_err(Error::invalid_input(format_args!("tag name {name:?}")))
 }
 
 impl Repository {
@@ -44,7 +44,7 @@ impl Repository {
 
     fn write_notes(&self, notes: &BTreeMap<String, String>) -> Result<(), Error> {
         let path = self.notes_path();
-        let text = toml::to_string(notes).map_err(|e| Error::Invalid(e.to_string()))?;
+        let text = toml::to_string(notes).map_err(Error::invalid_input("a tag's message"))?;
         crate::worktree::write_atomic(&path, false, |f| {
             std::io::Write::write_all(f, text.as_bytes()).map_err(Error::io(&path))
         })

@@ -62,7 +62,7 @@ impl DeltaPlan<'_> {
         let mut stats = self
             .stats
             .lock()
-            .map_err(|_| Error::Invalid("the delta statistics lock is poisoned".into()))?;
+            .map_err(|_| Error::Internal("a thread panicked while counting delta statistics"))?;
         update(&mut stats);
         Ok(())
     }
@@ -236,7 +236,7 @@ pub(crate) fn write_fork_tensor<S: Write + ?Sized>(
     let encoded = plan
         .codec
         .encode(view, Some(base.view()))
-        .map_err(|e| Error::Invalid(format!("{rel}: tensor {name}: {e}")))?;
+        .map_err(Error::invalid_input(format_args!("{rel}: tensor {name}")))?;
     if encoded.payload.len() >= view.data().len() {
         plan.record(dense)?;
         return write_dense_tensor(store, view.dtype(), view.shape(), view.data());
@@ -288,9 +288,9 @@ fn write_safetensors<S: Write + ?Sized>(
     rel: &str,
     plan: Option<&DeltaPlan<'_>>,
 ) -> Result<Option<ObjectId>, Error> {
-    let file = SafetensorsFile::open(path).map_err(|e| Error::Safetensors {
+    let file = SafetensorsFile::open(path).map_err(|source| Error::Safetensors {
         path: path.to_owned(),
-        reason: e.to_string(),
+        source,
     })?;
     let header = file.header_bytes();
     let total = file.as_bytes().len();
@@ -301,7 +301,12 @@ fn write_safetensors<S: Write + ?Sized>(
         }
         let r = file
             .data_range(name)
-            .ok_or_else(|| Error::Invalid(name.to_owned()))?;
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{rel}: tensor {} is listed but has no data range",
+                    crate::display::Escaped(name)
+                ))
+            })?;
         ranges.push((r.start, r.end));
     }
     ranges.sort_unstable();

@@ -241,16 +241,18 @@ impl Repository {
                 let mut written = 0;
                 self.write_new(rel, |f| {
                     written = agigit_delta::write_safetensors(f, one, &BTreeMap::new())
-                        .map_err(|e| Error::Invalid(format!("writing {rel}: {e}")))?;
+                        .map_err(Error::invalid_input(format_args!("writing {rel}")))?;
                     Ok(())
                 })?;
                 Ok(written)
             }
             crate::repository::Found::File(path) => {
                 let local =
-                    agigit_delta::SafetensorsFile::open(&path).map_err(|e| Error::Safetensors {
-                        path: path.clone(),
-                        reason: e.to_string(),
+                    agigit_delta::SafetensorsFile::open(&path).map_err(|source| {
+                        Error::Safetensors {
+                            path: path.clone(),
+                            source,
+                        }
                     })?;
                 if local.header_bytes() != remote_header.as_slice() {
                     return Err(Error::Invalid(format!(
