@@ -12,7 +12,7 @@ use agigit_relay::{BlossomConfig, FsBlobStore, SqliteEventStore};
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 mod support;
-use support::{agigit, blob_files, json, ok};
+use support::{agigit, blob_files, json, ok, walk_files};
 
 struct Env {
     root: PathBuf,
@@ -447,8 +447,15 @@ async fn a_private_fork_merges_rebases_and_opens_for_readers_only() -> TestResul
     assert_eq!(log[1]["message"], "master: b = 9");
     ok(&agigit(&home("tuner"), &tuned, &["checkout", "master"]));
     ok(&agigit(&home("tuner"), &tuned, &["merge", "topic"]));
+    // A tag travels in the sealed ref directory, for readers only.
+    ok(&agigit(
+        &home("tuner"),
+        &tuned,
+        &["tag", "rel-okapi", "-m", "domain release"],
+    ));
     let pushed = json(&agigit(&home("tuner"), &tuned, &["push", "--json"]));
     assert_eq!(pushed["private"], true);
+    assert_eq!(pushed["tags"], serde_json::json!(["rel-okapi"]), "{pushed}");
     let tuned_coord = pushed["repository"]
         .as_str()
         .ok_or("coordinate")?
@@ -497,6 +504,23 @@ async fn a_private_fork_merges_rebases_and_opens_for_readers_only() -> TestResul
         rclone.join(".agigit/keys").exists(),
         "the clone stays private"
     );
+    let tags = json(&agigit(&home("reader"), &rclone, &["tag", "--json"]));
+    assert_eq!(tags[0]["tag"], "rel-okapi", "{tags}");
+    assert_eq!(tags[0]["message"], "domain release", "{tags}");
+    // Neither the tag's name nor its message is in the clear on a relay (events or blobs).
+    for i in 0..3 {
+        for f in walk_files(&env.root.join(format!("relay-{i}"))) {
+            let bytes = std::fs::read(&f)?;
+            for secret in [&b"rel-okapi"[..], b"domain release"] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret),
+                    "{} in {}",
+                    String::from_utf8_lossy(secret),
+                    f.display()
+                );
+            }
+        }
+    }
 
     // A stranger is refused, with what to do, and no directory is left.
     let mut theirs: Vec<String> = ["clone", tuned_coord.as_str(), "sclone"]

@@ -26,7 +26,8 @@ pub use names::{CoordinateError, MAX_REPO_ID_LEN, RepoCoordinate, RepoId, RepoId
 pub use signed::{ProtocolEvent, Signed};
 pub use signer::{SignError, Signer};
 pub use state::{
-    IgnoreReason, Ignored, MAX_NOTE_BYTES, RepoState, StateResolution, is_valid_note, resolve_state,
+    IgnoreReason, Ignored, MAX_NOTE_BYTES, RepoState, SealedRefs, StateResolution, is_valid_note,
+    resolve_state,
 };
 pub use verify::{K256Verifier, NostrVerifier, Verifier, VerifyError, bip340_verify};
 

@@ -23,7 +23,9 @@ use agigit_validate::RefName;
 /// characters but newline and tab). Unknown tags are ignored. The content is empty for a
 /// public repository; for a private one it is the padded base64 of the wrapped-key envelope
 /// (`agigit-crypt`'s `Envelope` bytes, opaque here), and the ref ids are the opaque ids the
-/// client publishes in place of commit ids.
+/// client publishes in place of commit ids; its branch and tag names, which would be in the clear
+/// as refs, travel sealed in one `["sealed-refs", <key epoch>, <padded base64>]` tag
+/// ([`SealedRefs`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoState {
     /// The repository id (`d` tag).
@@ -40,6 +42,19 @@ pub struct RepoState {
     /// Annotated tags' messages, by tag ref (each one of `refs`' `refs/tags/…`), signed with the
     /// state by the owner.
     pub notes: BTreeMap<RefName, String>,
+    /// For a private repository, its ref directory (branch and tag names, tags' commits and
+    /// messages) sealed under the content key of an epoch: opaque bytes here.
+    pub sealed_refs: Option<SealedRefs>,
+}
+
+/// A private repository's ref directory as a state carries it: sealed bytes, and the key epoch
+/// they were sealed under. What they hold is the client's business (agigit's facade).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRefs {
+    /// The content key's epoch.
+    pub epoch: u32,
+    /// The sealed directory (non-empty).
+    pub sealed: Vec<u8>,
 }
 
 /// The longest annotated tag message a state carries.
@@ -65,6 +80,7 @@ impl RepoState {
             keys: None,
             prev: None,
             notes: BTreeMap::new(),
+            sealed_refs: None,
         }
     }
 
@@ -81,6 +97,7 @@ const D: &str = "d";
 const HEAD: &str = "HEAD";
 const PREV: &str = "prev";
 const NOTE: &str = "note";
+const SEALED_REFS: &str = "sealed-refs";
 const SYMREF_PREFIX: &str = "ref: ";
 
 impl ProtocolEvent for RepoState {
@@ -104,6 +121,12 @@ impl ProtocolEvent for RepoState {
                 .iter()
                 .map(|(name, message)| tag(NOTE, [name.as_str(), message.as_str()])),
         );
+        if let Some(sealed) = &self.sealed_refs {
+            tags.push(tag(
+                SEALED_REFS,
+                [sealed.epoch.to_string(), STANDARD.encode(&sealed.sealed)],
+            ));
+        }
         let content = self
             .keys
             .as_ref()
@@ -179,6 +202,10 @@ impl ProtocolEvent for RepoState {
                 return Err(ParseError::RepeatedTag { tag: quote(name) });
             }
         }
+        let sealed_refs = match reader.at_most_one(SEALED_REFS)? {
+            None => None,
+            Some(values) => Some(parse_sealed_refs(values)?),
+        };
         let keys = if content.is_empty() {
             None
         } else {
@@ -201,8 +228,32 @@ impl ProtocolEvent for RepoState {
             keys,
             prev,
             notes,
+            sealed_refs,
         })
     }
+}
+
+/// `["sealed-refs", <epoch>, <padded base64 of non-empty bytes>]`.
+fn parse_sealed_refs(values: &[String]) -> Result<SealedRefs, ParseError> {
+    let expected = "a key epoch and the padded base64 of the sealed ref directory";
+    let [epoch, sealed] = values else {
+        return Err(ParseError::invalid_value(
+            SEALED_REFS,
+            &values.join(" "),
+            expected,
+        ));
+    };
+    // Decimal digits only: `u32::from_str` would take a leading '+'.
+    let epoch = Some(epoch)
+        .filter(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|e| e.parse::<u32>().ok())
+        .ok_or_else(|| ParseError::invalid_value(SEALED_REFS, epoch, expected))?;
+    let sealed = STANDARD
+        .decode(sealed)
+        .ok()
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| ParseError::invalid_value(SEALED_REFS, sealed, expected))?;
+    Ok(SealedRefs { epoch, sealed })
 }
 
 /// Why a state event was not chosen.

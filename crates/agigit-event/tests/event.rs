@@ -13,8 +13,8 @@ use agigit_event::nostr::prelude::{
 use agigit_event::{
     AuthError, AuthRequest, BlossomAuth, CommitEvent, ForkOf, IgnoreReason, K256Verifier,
     NostrVerifier, ParseError, ProtocolEvent, RefName, RepoAnnouncement, RepoCoordinate, RepoId,
-    RepoState, SignError, Signed, Signer, Verb, Verifier, VerifyError, Visibility, bip340_verify,
-    kinds, newest_announcement, resolve_state,
+    RepoState, SealedRefs, SignError, Signed, Signer, Verb, Verifier, VerifyError, Visibility,
+    bip340_verify, kinds, newest_announcement, resolve_state,
 };
 use agigit_hash::{BlobHash, ObjectId};
 use proptest::prelude::*;
@@ -428,38 +428,42 @@ fn arb_state() -> impl Strategy<Value = RepoState> {
         prop::option::of(prop::collection::vec(any::<u8>(), 1..300)),
         prop::option::of(any::<[u8; 32]>()),
         prop::collection::vec("[ -~\n\t]{1,40}", 0..3),
+        prop::option::of((any::<u32>(), prop::collection::vec(any::<u8>(), 1..200))),
     )
-        .prop_map(|((repo, refs, pick, with_head), keys, prev, messages)| {
-            let refs: BTreeMap<RefName, ObjectId> = refs
-                .into_iter()
-                .filter_map(|(name, id)| {
-                    RefName::new(format!("refs/{name}"))
-                        .ok()
-                        .map(|r| (r, id.into()))
-                })
-                .collect();
-            let branches: Vec<&RefName> =
-                refs.keys().filter(|r| r.branch_name().is_some()).collect();
-            let head = if with_head && !branches.is_empty() {
-                Some(branches[pick.index(branches.len())].clone())
-            } else {
-                None
-            };
-            // Annotated tags: messages on some of the tag refs.
-            let notes: BTreeMap<RefName, String> = refs
-                .keys()
-                .filter(|r| r.as_str().starts_with("refs/tags/"))
-                .cloned()
-                .zip(messages)
-                .collect();
-            let mut state = RepoState::new(repo);
-            state.refs = refs;
-            state.head = head;
-            state.keys = keys;
-            state.prev = prev.map(EventId::from_byte_array);
-            state.notes = notes;
-            state
-        })
+        .prop_map(
+            |((repo, refs, pick, with_head), keys, prev, messages, sealed)| {
+                let refs: BTreeMap<RefName, ObjectId> = refs
+                    .into_iter()
+                    .filter_map(|(name, id)| {
+                        RefName::new(format!("refs/{name}"))
+                            .ok()
+                            .map(|r| (r, id.into()))
+                    })
+                    .collect();
+                let branches: Vec<&RefName> =
+                    refs.keys().filter(|r| r.branch_name().is_some()).collect();
+                let head = if with_head && !branches.is_empty() {
+                    Some(branches[pick.index(branches.len())].clone())
+                } else {
+                    None
+                };
+                // Annotated tags: messages on some of the tag refs.
+                let notes: BTreeMap<RefName, String> = refs
+                    .keys()
+                    .filter(|r| r.as_str().starts_with("refs/tags/"))
+                    .cloned()
+                    .zip(messages)
+                    .collect();
+                let mut state = RepoState::new(repo);
+                state.refs = refs;
+                state.head = head;
+                state.keys = keys;
+                state.prev = prev.map(EventId::from_byte_array);
+                state.notes = notes;
+                state.sealed_refs = sealed.map(|(epoch, sealed)| SealedRefs { epoch, sealed });
+                state
+            },
+        )
 }
 
 fn arb_commit() -> impl Strategy<Value = CommitEvent> {
@@ -643,6 +647,70 @@ fn state_parser_rejects_malformed_events() {
                 "",
             ),
             |e| matches!(e, ParseError::InvalidValue { .. }),
+        ),
+        (
+            "sealed refs without an epoch",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[&["d", "a"], &["sealed-refs", "QUJD"]],
+                "",
+            ),
+            |e| matches!(e, ParseError::InvalidValue { .. }),
+        ),
+        (
+            "sealed refs with a signed epoch",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[&["d", "a"], &["sealed-refs", "+1", "QUJD"]],
+                "",
+            ),
+            |e| matches!(e, ParseError::InvalidValue { .. }),
+        ),
+        (
+            "sealed refs with an epoch past u32",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[&["d", "a"], &["sealed-refs", "4294967296", "QUJD"]],
+                "",
+            ),
+            |e| matches!(e, ParseError::InvalidValue { .. }),
+        ),
+        (
+            "sealed refs not base64",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[&["d", "a"], &["sealed-refs", "0", "not base64!"]],
+                "",
+            ),
+            |e| matches!(e, ParseError::InvalidValue { .. }),
+        ),
+        (
+            "sealed refs empty",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[&["d", "a"], &["sealed-refs", "0", ""]],
+                "",
+            ),
+            |e| matches!(e, ParseError::InvalidValue { .. }),
+        ),
+        (
+            "sealed refs twice",
+            sign_raw(
+                &k,
+                kinds::REPO_STATE,
+                &[
+                    &["d", "a"],
+                    &["sealed-refs", "0", "QUJD"],
+                    &["sealed-refs", "1", "QUJD"],
+                ],
+                "",
+            ),
+            |e| matches!(e, ParseError::RepeatedTag { .. }),
         ),
         (
             "key envelope not base64",

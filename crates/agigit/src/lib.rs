@@ -18,8 +18,8 @@ pub use private::PrivateKeys;
 pub use remote::{
     AuditOptions, AuditReport, DEFAULT_PARALLEL, FetchOptions, GcOptions, GcReport, HeldBlob,
     MAX_FETCH_SEGMENT, MAX_MANIFEST_BYTES, PackAudit, PackDurability, PartialReport, PartialWant,
-    Progress, PullReport, PushOptions, PushReport, Remote, RemoteRefs, RepairReport, ServerGc,
-    ServerHolding, StageTimes,
+    Progress, PullReport, PushOptions, PushReport, RefDirectory, Remote, RemoteRefs, RepairReport,
+    ServerGc, ServerHolding, StageTimes, TagEntry,
 };
 pub use repository::{
     Change, CheckoutReport, DEFAULT_BRANCH, FileDiff, LineageStep, MERGE_STRATEGY_HEADER,

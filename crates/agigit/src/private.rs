@@ -73,6 +73,8 @@ pub(crate) enum Sealed<'a> {
     Manifest,
     /// The payload of the commit event with this opaque name.
     Commit(&'a ObjectId),
+    /// The ref directory in a state of this repository.
+    Refs(&'a agigit_event::RepoId),
 }
 
 impl Sealed<'_> {
@@ -83,6 +85,11 @@ impl Sealed<'_> {
             Sealed::Commit(name) => {
                 let mut ad = b"agigit commit ".to_vec();
                 ad.extend_from_slice(name.as_bytes());
+                ad
+            }
+            Sealed::Refs(repo) => {
+                let mut ad = b"agigit refs ".to_vec();
+                ad.extend_from_slice(repo.as_str().as_bytes());
                 ad
             }
         }
@@ -356,9 +363,7 @@ impl PrivateKeys {
         writer
             .write_all(plain)
             .map_err(Error::invalid_input("sealing"))?;
-        writer
-            .finish()
-            .map_err(Error::invalid_input("sealing"))
+        writer.finish().map_err(Error::invalid_input("sealing"))
     }
 
     /// Opens `sealed` as `what`, sealed in `epoch`; every byte returned is authenticated.
@@ -394,6 +399,7 @@ fn open_failed<E: std::error::Error + Send + Sync + 'static>(what: Sealed<'_>, e
             Sealed::Pack => "pack",
             Sealed::Manifest => "pack manifest",
             Sealed::Commit(_) => "commit",
+            Sealed::Refs(_) => "ref directory",
         }
     ))(e)
 }

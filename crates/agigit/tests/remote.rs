@@ -3,6 +3,7 @@
 
 #![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -297,7 +298,7 @@ fn write_checkpoint(dir: &Path, tuned: bool) -> TestResult {
     save_safetensors(
         dir.join("model.safetensors"),
         tensors.iter().map(|(n, t)| (n.as_str(), t.view())),
-        &std::collections::BTreeMap::new(),
+        &BTreeMap::new(),
     )?;
     std::fs::write(dir.join("config.json"), b"{\"layers\": 2}")?;
     Ok(())
@@ -1082,7 +1083,7 @@ async fn fetch_takes_only_the_owners_commits_and_only_reachable_packs() -> TestR
         commit: tip,
         parents: Vec::new(),
         packs: vec![agigit::hash::BlobHash::digest(b"nowhere")],
-        pack_parts: std::collections::BTreeMap::new(),
+        pack_parts: BTreeMap::new(),
         encryption: None,
         payload,
     };
@@ -1567,5 +1568,100 @@ async fn a_clone_listing_other_servers_learns_where_the_shards_are() -> TestResu
         pulled.shards,
         pulled.packs
     );
+    Ok(())
+}
+
+/// A private repository's branch and tag names travel sealed in its state: a reader lists the
+/// branches and the default one, fetches them all and gets the tags with their messages; the
+/// relays see none of the names, and a stranger lists nothing.
+#[tokio::test]
+async fn a_private_repositorys_branches_and_tags_reach_its_readers_only() -> TestResult {
+    let (owner_dir, reader_dir) = (
+        Dir::new("sealed-refs-owner"),
+        Dir::new("sealed-refs-reader"),
+    );
+    let (owner, reader, stranger) = (Keys::generate(), Keys::generate(), Keys::generate());
+    let net = MemoryTransport::new(SERVERS);
+    let code = Leopard::new(2, 5)?;
+    let id = RepoId::new("sealed-refs")?;
+    std::fs::write(owner_dir.0.join("notes.txt"), "v1")?;
+    let repo = Repository::init(&owner_dir.0)?;
+    repo.make_private(&secret_of(&owner), &[reader_of(&reader)])?;
+    let keys = repo.private_keys(&secret_of(&owner))?.ok_or("private")?;
+    let first = repo.commit("v1", owner.public_key().to_bytes())?;
+    let note = "zanzibar release: the first weights";
+    repo.create_tag("rel-zanzibar", "HEAD", Some(note), false)?;
+    repo.create_branch("exp-quokka", "HEAD")?;
+    repo.checkout("exp-quokka", false)?;
+    std::fs::write(owner_dir.0.join("notes.txt"), "experiment")?;
+    let exp = repo.commit("experiment", owner.public_key().to_bytes())?;
+    repo.create_tag("light-wombat", "HEAD", None, false)?;
+    let remote = repo.remote(&net, &owner);
+    let options = PushOptions {
+        keys: Some(&keys),
+        ..PushOptions::new(&code)
+    };
+    let pushed = remote.push(&id, "master", options).await?;
+    assert_eq!(pushed.tags, vec!["rel-zanzibar".to_owned()]);
+    let pushed = remote.push(&id, "exp-quokka", options).await?;
+    assert_eq!(pushed.tags, vec!["light-wombat".to_owned()]);
+
+    // No name, tag message or commit id in the clear on any server.
+    for server in SERVERS {
+        let (events, _) = net.contents(server);
+        for event in &events {
+            let json = format!("{:?} {}", event.tags, event.content);
+            for secret in [
+                "zanzibar",
+                "wombat",
+                "quokka",
+                "refs/tags",
+                &first.to_string(),
+                &exp.to_string(),
+            ] {
+                assert!(!json.contains(secret), "{secret} on {server}: {json}");
+            }
+        }
+    }
+
+    let coordinate = RepoCoordinate::new(owner.public_key(), id);
+    let mine = Repository::init(&reader_dir.0)?;
+    let secret = secret_of(&reader);
+    let with_secret = FetchOptions::with_secret(&secret);
+    let refs = mine
+        .remote_refs_with(&net, &coordinate, &with_secret)
+        .await?;
+    assert_eq!(refs.head.as_deref(), Some("master"));
+    assert_eq!(
+        refs.branches,
+        BTreeMap::from([("exp-quokka".to_owned(), exp), ("master".to_owned(), first)])
+    );
+    // Without a secret, or with a stranger's, nothing is listed.
+    assert_eq!(
+        mine.remote_refs(&net, &coordinate).await?,
+        agigit::RemoteRefs::default()
+    );
+    let stranger_secret = secret_of(&stranger);
+    assert!(matches!(
+        mine.remote_refs_with(
+            &net,
+            &coordinate,
+            &FetchOptions::with_secret(&stranger_secret)
+        )
+        .await,
+        Err(agigit::fetch::Error::NotAReader)
+    ));
+
+    // The reader's fetch takes every branch (not only those it has) and both tags.
+    let fetched = mine.fetch_all(&net, &coordinate, with_secret).await?;
+    assert_eq!(
+        fetched.keys().collect::<Vec<_>>(),
+        vec!["exp-quokka", "master"]
+    );
+    let tags = mine.tags()?;
+    let rel = tags.get("rel-zanzibar").ok_or("no rel-zanzibar")?;
+    assert_eq!((rel.commit, rel.message.as_deref()), (first, Some(note)));
+    let light = tags.get("light-wombat").ok_or("no light-wombat")?;
+    assert_eq!((light.commit, light.message.as_deref()), (exp, None));
     Ok(())
 }

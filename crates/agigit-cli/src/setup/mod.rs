@@ -385,7 +385,7 @@ fn clone_into(
         let branch = match branch {
             Some(b) => b.to_owned(),
             None => {
-                let refs = rt.block_on(remote.refs(coord))?;
+                let refs = rt.block_on(remote.refs_with(coord, &options))?;
                 let head = refs
                     .head
                     .unwrap_or_else(|| agigit::DEFAULT_BRANCH.to_owned());

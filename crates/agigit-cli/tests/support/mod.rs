@@ -134,6 +134,23 @@ pub(crate) fn blob_files(relay_dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Every file under `dir` (a relay's data: its event database and its journal, its blobs).
+pub(crate) fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
 /// agigit-relay processes on loopback, each with its data in `root/relay-<i>`; stopped, and
 /// `root` removed, on drop.
 pub(crate) struct Relays {

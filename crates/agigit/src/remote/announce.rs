@@ -48,8 +48,9 @@ impl Repository {
             });
         }
         for m in &settings.maintainers {
-            let key = PublicKey::parse(m.trim())
-                .map_err(Error::invalid_input(format_args!("maintainer {m:?} is not a key")))?;
+            let key = PublicKey::parse(m.trim()).map_err(Error::invalid_input(format_args!(
+                "maintainer {m:?} is not a key"
+            )))?;
             if !a.maintainers.contains(&key) {
                 a.maintainers.push(key);
             }

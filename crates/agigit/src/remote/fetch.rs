@@ -10,6 +10,7 @@ use agigit_event::{CommitEvent, RepoCoordinate, RepoState, Signed};
 use agigit_hash::BlobHash;
 use agigit_net::Transport;
 
+use super::directory::RefDirectory;
 use super::state::Fetched;
 use super::*;
 use crate::error::Error;
@@ -156,7 +157,8 @@ impl Repository {
 
     /// The remote's branches as its newest valid state lists them, and its default branch (the
     /// one its `HEAD` names, which a clone checks out when not asked for another). A private
-    /// repository publishes opaque branch names: it lists none.
+    /// repository's names are sealed: this lists none of them (see
+    /// [`remote_refs_with`](Self::remote_refs_with)).
     ///
     /// # Errors
     /// [`Error::Network`] when no valid state is found.
@@ -165,10 +167,37 @@ impl Repository {
         transport: &dyn Transport,
         repo: &RepoCoordinate,
     ) -> Result<RemoteRefs, crate::fetch::Error> {
+        self.remote_refs_with(transport, repo, &FetchOptions::default())
+            .await
+    }
+
+    /// As [`remote_refs`](Self::remote_refs), a private repository's too when `options` give
+    /// a reader's secret: its sealed ref directory opened, each branch listed where the state's
+    /// opaque ref for it names the commit the directory says.
+    ///
+    /// # Errors
+    /// As [`remote_refs`](Self::remote_refs); for a private repository with a secret,
+    /// [`Error::NotAReader`], and [`Error::CorruptData`] for a directory that does not open.
+    pub async fn remote_refs_with(
+        &self,
+        transport: &dyn Transport,
+        repo: &RepoCoordinate,
+        options: &FetchOptions<'_>,
+    ) -> Result<RemoteRefs, crate::fetch::Error> {
         let state = self.fetched_state(transport, repo).await?.state;
         let body = state.body();
         if body.keys.is_some() {
-            return Ok(RemoteRefs::default());
+            if options.secret.is_none() {
+                return Ok(RemoteRefs::default());
+            }
+            let Some(keys) = open_keys(repo, body, options)? else {
+                return Ok(RemoteRefs::default());
+            };
+            let directory = RefDirectory::of(body, &keys)?;
+            return Ok(RemoteRefs {
+                head: directory.head_in(body, &keys)?,
+                branches: directory.branches_in(body, &keys)?,
+            });
         }
         let branches: BTreeMap<String, ObjectId> = body
             .refs
@@ -196,7 +225,7 @@ impl Repository {
         repo: &RepoCoordinate,
         options: FetchOptions<'_>,
     ) -> Result<BTreeMap<String, PullReport>, crate::fetch::Error> {
-        let listed = self.remote_refs(transport, repo).await?;
+        let listed = self.remote_refs_with(transport, repo, &options).await?;
         let (names, guessed): (Vec<String>, bool) = if listed.branches.is_empty() {
             (self.branches()?.into_keys().collect(), true)
         } else {
@@ -357,14 +386,27 @@ impl Repository {
             report.forced_from = Some(old);
         }
         self.set_ref(tracking, tip)?;
-        // The remote's tags whose commits are now here (a public repository's; a local tag of
-        // the same name is never moved).
-        if keys.is_none() && options.remote_name == "origin" {
-            for (name, id) in &state.body().refs {
-                if self.adopt_tag(name, *id, state.body().notes.get(name).map(String::as_str))? {
-                    report
-                        .tags
-                        .push(name.as_str()["refs/tags/".len()..].to_owned());
+        // The remote's tags whose commits are now here (in the clear, or in a private
+        // repository's sealed directory; a local tag of the same name is never moved).
+        if options.remote_name == "origin" {
+            match &keys {
+                None => {
+                    for (name, id) in &state.body().refs {
+                        let note = state.body().notes.get(name).map(String::as_str);
+                        if self.adopt_tag(name, *id, note)? {
+                            report
+                                .tags
+                                .push(name.as_str()["refs/tags/".len()..].to_owned());
+                        }
+                    }
+                }
+                Some(k) => {
+                    for (short, tag) in RefDirectory::of(state.body(), k)?.tags {
+                        let name = crate::repository::tag_ref(&short)?;
+                        if self.adopt_tag(&name, tag.commit, tag.note.as_deref())? {
+                            report.tags.push(short);
+                        }
+                    }
                 }
             }
         }

@@ -95,6 +95,21 @@ impl<S: Signer + Sync + ?Sized> Remote<'_, S> {
         self.repo.remote_refs(self.transport, repo).await
     }
 
+    /// The remote's branches and default branch, a private repository's too when `options`
+    /// give a reader's secret.
+    ///
+    /// # Errors
+    /// As [`Repository::remote_refs_with`].
+    pub async fn refs_with(
+        &self,
+        repo: &RepoCoordinate,
+        options: &FetchOptions<'_>,
+    ) -> Result<RemoteRefs, crate::fetch::Error> {
+        self.repo
+            .remote_refs_with(self.transport, repo, options)
+            .await
+    }
+
     /// Fetches every branch of `repo`.
     ///
     /// # Errors

@@ -19,6 +19,8 @@
 
 mod announce;
 mod audit;
+mod directory;
+pub use directory::{RefDirectory, TagEntry};
 mod fetch;
 mod gc;
 mod handle;

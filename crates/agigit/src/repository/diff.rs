@@ -372,12 +372,14 @@ impl Repository {
         };
         let (old_ids, new_ids) = (stored(old)?, stored(new)?);
         let file = match new {
-            Some(Side::Disk(p)) => Some(agigit_delta::SafetensorsFile::open(p).map_err(
-                |source| Error::Safetensors {
-                    path: p.clone(),
-                    source,
-                },
-            )?),
+            Some(Side::Disk(p)) => {
+                Some(agigit_delta::SafetensorsFile::open(p).map_err(|source| {
+                    Error::Safetensors {
+                        path: p.clone(),
+                        source,
+                    }
+                })?)
+            }
             _ => None,
         };
         let mut names: BTreeSet<String> = old_ids.keys().chain(new_ids.keys()).cloned().collect();

@@ -29,6 +29,7 @@ pub use merge::{MERGE_STRATEGY_HEADER, MergeReport};
 pub use refs::{LineageStep, Resolved};
 pub use strategy::MergeStrategy;
 pub use tags::Tag;
+pub(crate) use tags::tag_ref;
 pub use tensor::TensorLimits;
 
 use crate::error::Error;

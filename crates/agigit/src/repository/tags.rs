@@ -23,7 +23,8 @@ pub struct Tag {
 /// The file the messages of annotated tags are kept in, under `.agigit/`.
 const NOTES_FILE: &str = "tag-notes.toml";
 
-fn tag_ref(name: &str) -> Result<RefName, Error> {
+/// `refs/tags/<name>`, checked as a ref name.
+pub(crate) fn tag_ref(name: &str) -> Result<RefName, Error> {
     RefName::new(format!("refs/tags/{name}"))
         .map_err(Error::invalid_input(format_args!("tag name {name:?}")))
 }

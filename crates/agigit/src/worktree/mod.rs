@@ -299,14 +299,12 @@ fn write_safetensors<S: Write + ?Sized>(
         if agigit_dag::object::check_name(name).is_err() || name == HEADER_ENTRY {
             return Ok(None);
         }
-        let r = file
-            .data_range(name)
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{rel}: tensor {} is listed but has no data range",
-                    crate::display::Escaped(name)
-                ))
-            })?;
+        let r = file.data_range(name).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{rel}: tensor {} is listed but has no data range",
+                crate::display::Escaped(name)
+            ))
+        })?;
         ranges.push((r.start, r.end));
     }
     ranges.sort_unstable();

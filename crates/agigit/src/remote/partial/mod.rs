@@ -247,13 +247,12 @@ impl Repository {
                 Ok(written)
             }
             crate::repository::Found::File(path) => {
-                let local =
-                    agigit_delta::SafetensorsFile::open(&path).map_err(|source| {
-                        Error::Safetensors {
-                            path: path.clone(),
-                            source,
-                        }
-                    })?;
+                let local = agigit_delta::SafetensorsFile::open(&path).map_err(|source| {
+                    Error::Safetensors {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
                 if local.header_bytes() != remote_header.as_slice() {
                     return Err(Error::Invalid(format!(
                         "{rel} is here with another layout than the remote's: pull the whole file (--path {rel}){}",

@@ -17,6 +17,7 @@ use agigit_shard::{
 use bytes::Bytes;
 use futures_util::{StreamExt as _, stream};
 
+use super::directory::{RefDirectory, TagEntry};
 use super::pending::PendingPack;
 use super::transfer::{Book, ShardUpload, cpu, read_at, tracing_failure};
 use super::*;
@@ -186,32 +187,61 @@ impl Repository {
             Some(k) => k.is_name_of(id, r),
             None => id == r,
         };
-        // Tags on the pushed history go with the state (a public repository's: a private one's
-        // tag names and ids would be in the clear); a tag the remote has elsewhere is kept
+        // A private repository's branch and tag names travel sealed in its state: the
+        // directory as the remote has it, which this push updates.
+        let directory = match (keys, &current) {
+            (Some(k), Some(state)) => Some(RefDirectory::of(state.body(), k).unwrap_or_else(|e| {
+                // Written by a writer whose directory does not open: this push starts a new
+                // one (the branches it lacks are listed again as they are pushed).
+                tracing::warn!(%coordinate, "the state's ref directory: {e}; starting a new one");
+                RefDirectory::default()
+            })),
+            (Some(_), None) => Some(RefDirectory::default()),
+            (None, _) => None,
+        };
+        // The remote's tags: refs in the clear, or the directory's.
+        let remote_tags: BTreeMap<String, (ObjectId, Option<String>)> = match &directory {
+            Some(d) => d
+                .tags
+                .iter()
+                .map(|(name, t)| (name.clone(), (t.commit, t.note.clone())))
+                .collect(),
+            None => current
+                .as_ref()
+                .map(|s| {
+                    let body = s.body();
+                    body.refs
+                        .iter()
+                        .filter_map(|(name, id)| {
+                            let short = name.as_str().strip_prefix("refs/tags/")?;
+                            Some((short.to_owned(), (*id, body.notes.get(name).cloned())))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        // Tags on the pushed history go with the state; a tag the remote has elsewhere is kept
         // there, and said so.
         let mut tags: Vec<(RefName, ObjectId, Option<String>)> = Vec::new();
-        if keys.is_none() {
-            for (short, tag) in self.tags()? {
-                let name = RefName::new(format!("refs/tags/{short}")).map_err(Error::from)?;
-                let remote = current.as_ref().and_then(|s| {
-                    Some((
-                        s.body().refs.get(&name).copied()?,
-                        s.body().notes.get(&name).cloned(),
-                    ))
-                });
-                match remote {
-                    Some((id, note)) if id == tag.commit && note == tag.message => {}
-                    Some(_) => report.tags_rejected.push(short),
-                    None if tag.commit == tip
-                        || agigit_dag::is_ancestor(self.store(), &tag.commit, &tip)? =>
-                    {
-                        report.tags.push(short);
-                        tags.push((name, tag.commit, tag.message));
-                    }
-                    None => {}
+        for (short, tag) in self.tags()? {
+            let name = RefName::new(format!("refs/tags/{short}")).map_err(Error::from)?;
+            match remote_tags.get(&short) {
+                Some((id, note)) if *id == tag.commit && *note == tag.message => {}
+                Some(_) => report.tags_rejected.push(short),
+                None if tag.commit == tip
+                    || agigit_dag::is_ancestor(self.store(), &tag.commit, &tip)? =>
+                {
+                    report.tags.push(short);
+                    tags.push((name, tag.commit, tag.message));
                 }
+                None => {}
             }
         }
+        // A private state without this branch in its directory (published before directories
+        // existed, or by a client that left it) gets it with this push.
+        let unlisted = directory
+            .as_ref()
+            .is_some_and(|d| d.branches.get(branch) != Some(&tip));
         // What the remote has: the history of its tip, which must be part of the local one
         // (found by its published name), and, for a fork, the foundation's objects (fetched from
         // the foundation's own repository). Not the tracking ref: it may come from another
@@ -223,7 +253,7 @@ impl Repository {
                 // new state event to carry the new envelope.
                 let envelope = keys.map(PrivateKeys::envelope_bytes);
                 let stale = current.as_ref().is_some_and(|s| s.body().keys != envelope);
-                if stale || !tags.is_empty() {
+                if stale || unlisted || !tags.is_empty() {
                     let published = publish_state(
                         transport,
                         signer,
@@ -231,8 +261,10 @@ impl Repository {
                         repo_id,
                         StateUpdate {
                             branch,
+                            tip,
                             published: r,
                             tags: &tags,
+                            directory,
                             after_secs,
                         },
                         keys,
@@ -333,8 +365,10 @@ impl Repository {
             repo_id,
             StateUpdate {
                 branch,
+                tip,
                 published: publish_name(&tip),
                 tags: &tags,
+                directory,
                 after_secs,
             },
             keys,
@@ -371,8 +405,13 @@ struct Destination<'a> {
 /// What a push changes in the state: a branch at its published commit name, and tags.
 struct StateUpdate<'a> {
     branch: &'a str,
+    /// The branch's commit.
+    tip: ObjectId,
+    /// Its name in the state: `tip`, or its opaque name when private.
     published: ObjectId,
     tags: &'a [(RefName, ObjectId, Option<String>)],
+    /// A private repository's ref directory as the remote has it (`None` when public).
+    directory: Option<RefDirectory>,
     /// The state is dated after this (the state this clone accepted, which may be a removed
     /// maintainer's newer than `current`).
     after_secs: u64,
@@ -380,8 +419,8 @@ struct StateUpdate<'a> {
 
 /// Publishes the state that replaces `current`: `branch` at its published commit name (under an
 /// opaque branch name for a private repository, replacing those of earlier key epochs), `HEAD`
-/// on it when the state had no default branch yet, `tags` with their notes, and (private) the
-/// keyring of `keys`.
+/// on it when the state had no default branch yet, `tags` with their notes (in the clear, or in
+/// the sealed directory when private), and (private) the keyring of `keys`.
 async fn publish_state<S: Signer + Sync + ?Sized>(
     transport: &dyn Transport,
     signer: &S,
@@ -393,8 +432,10 @@ async fn publish_state<S: Signer + Sync + ?Sized>(
 ) -> Result<Signed<RepoState>, Error> {
     let StateUpdate {
         branch,
+        tip,
         published,
         tags,
+        directory,
         after_secs,
     } = update;
     let mut state = current.map_or_else(|| RepoState::new(repo_id.clone()), |s| s.body().clone());
@@ -408,12 +449,30 @@ async fn publish_state<S: Signer + Sync + ?Sized>(
         None => RefName::branch(branch)?,
     };
     state.refs.insert(name.clone(), published);
-    for (tag, id, note) in tags {
-        state.refs.insert(tag.clone(), *id);
-        match note {
-            Some(n) => state.notes.insert(tag.clone(), n.clone()),
-            None => state.notes.remove(tag),
-        };
+    match (keys, directory) {
+        (Some(k), Some(mut directory)) => {
+            directory.branches.insert(branch.to_owned(), tip);
+            for (tag, id, note) in tags {
+                let short = &tag.as_str()["refs/tags/".len()..];
+                directory.tags.insert(
+                    short.to_owned(),
+                    TagEntry {
+                        commit: *id,
+                        note: note.clone(),
+                    },
+                );
+            }
+            state.sealed_refs = Some(directory.seal(k, repo_id)?);
+        }
+        _ => {
+            for (tag, id, note) in tags {
+                state.refs.insert(tag.clone(), *id);
+                match note {
+                    Some(n) => state.notes.insert(tag.clone(), n.clone()),
+                    None => state.notes.remove(tag),
+                };
+            }
+        }
     }
     // `HEAD` names the repository's default branch: set by the first push, kept after (as a
     // git remote's `HEAD` is), and moved only when the branch it named is gone.
