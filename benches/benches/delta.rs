@@ -10,7 +10,9 @@
 //! before rounding (what a reader's weights lose).
 //!
 //! `AGIGIT_BENCH_SKIP_FULL_SVD=1` skips the full SVD (about 50 s at 4096 here);
-//! `AGIGIT_REAL_WEIGHTS=path/to/model.safetensors` adds `Lossless` on real weights.
+//! `AGIGIT_REAL_WEIGHTS=path/to/model.safetensors` adds `Lossless` on real weights;
+//! `AGIGIT_REAL_FINETUNE=dir` adds every codec and policy on real fine-tunes (a full and a
+//! LoRA-merged one, f32 and bf16, made by `scripts/real-weights.sh` with `examples/finetune.rs`).
 
 #![allow(
     clippy::expect_used,
@@ -215,7 +217,12 @@ fn print_tables() {
     // 4. Rank policies on bf16 fine-tunes: ratio against error, per policy.
     policy_curves(n.min(2048));
 
-    // 5. Real weights, when given.
+    // 5. Real fine-tunes, when made (`scripts/real-weights.sh`).
+    if let Some(dir) = std::env::var_os("AGIGIT_REAL_FINETUNE") {
+        real_finetunes(std::path::Path::new(&dir));
+    }
+
+    // 6. Real weights, when given.
     if let Some(path) = std::env::var_os("AGIGIT_REAL_WEIGHTS") {
         let file = SafetensorsFile::open(&path).expect("open real weights");
         let (mut dense, mut ours_f32, mut ours_bf16, mut raw_bf16, mut zstd_bf16) = (0, 0, 0, 0, 0);
@@ -257,26 +264,7 @@ fn policy_curves(n: usize) {
     );
     let w = synth::gaussian(11, n * n, 0.02);
     let base = synth::tensor(DType::BF16, &[n, n], &w);
-    let banded = |policy| {
-        let mut c = LowRank::new(Device::Cpu, policy);
-        c.storage = FactorStorage::delta_come();
-        c
-    };
-    let mut policies: Vec<(String, Box<dyn DeltaCodec>)> = vec![
-        ("lossless".into(), Box::new(Lossless::default())),
-        ("signscale".into(), Box::new(SignScale)),
-    ];
-    for (name, policy) in [
-        ("fixed r=16", RankPolicy::Fixed(16)),
-        ("fixed r=32 (default)", RankPolicy::Fixed(32)),
-        ("fixed r=64", RankPolicy::Fixed(64)),
-        ("max error 0.3", RankPolicy::RelError(0.3)),
-        ("max error 0.5", RankPolicy::RelError(0.5)),
-        ("energy 0.9", RankPolicy::Energy(0.9)),
-        ("energy 0.99", RankPolicy::Energy(0.99)),
-    ] {
-        policies.push((format!("{name} banded"), Box::new(banded(policy))));
-    }
+    let policies = policies();
     for rms in [6e-5, 1.5e-4, 5e-4] {
         let update = synth::low_rank(12, n, n, 16, rms);
         let target = synth::tensor(DType::BF16, &[n, n], &synth::add(&w, &update));
@@ -316,6 +304,154 @@ fn policy_curves(n: usize) {
                 e.report.rel_error,
                 from_truth(&decoded)
             );
+        }
+    }
+}
+
+/// Every codec and rank policy the curves compare, by name.
+fn policies() -> Vec<(String, Box<dyn DeltaCodec>)> {
+    let banded = |policy| {
+        let mut c = LowRank::new(Device::Cpu, policy);
+        c.storage = FactorStorage::delta_come();
+        c
+    };
+    let mut policies: Vec<(String, Box<dyn DeltaCodec>)> = vec![
+        ("lossless".into(), Box::new(Lossless::default())),
+        ("signscale".into(), Box::new(SignScale)),
+    ];
+    for (name, policy) in [
+        ("fixed r=16", RankPolicy::Fixed(16)),
+        ("fixed r=32 (default)", RankPolicy::Fixed(32)),
+        ("fixed r=64", RankPolicy::Fixed(64)),
+        ("max error 0.3", RankPolicy::RelError(0.3)),
+        ("max error 0.5", RankPolicy::RelError(0.5)),
+        ("energy 0.9", RankPolicy::Energy(0.9)),
+        ("energy 0.99", RankPolicy::Energy(0.99)),
+    ] {
+        policies.push((format!("{name} banded"), Box::new(banded(policy))));
+    }
+    // Half-precision factors: more bytes per singular vector, no quantization floor.
+    for (name, policy) in [
+        ("fixed r=32", RankPolicy::Fixed(32)),
+        ("max error 0.1", RankPolicy::RelError(0.1)),
+        ("energy 0.99", RankPolicy::Energy(0.99)),
+    ] {
+        let mut c = LowRank::new(Device::Cpu, policy);
+        c.storage = FactorStorage::F16;
+        policies.push((format!("{name} f16"), Box::new(c)));
+    }
+    policies
+}
+
+/// The file name a policy's decoded checkpoint is saved under, for the policies whose model
+/// outputs `scripts/real-weights.sh` compares with the fine-tune's.
+fn saved_as(policy: &str) -> Option<&'static str> {
+    match policy {
+        "fixed r=32 (default) banded" => Some("r32-banded"),
+        "max error 0.1 f16" => Some("err0.1-f16"),
+        "signscale" => Some("signscale"),
+        _ => None,
+    }
+}
+
+/// Squared distance between two tensors' values (any float dtypes, same element count).
+fn dist2(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum()
+}
+
+/// The codecs on real fine-tunes (`examples/finetune.rs`'s output in `dir`): for a full and a
+/// LoRA-merged fine-tune, in f32 and bf16, over every matrix the fine-tune changed — Lossless
+/// against the order-0 bound of its planes and zstd-3, and each policy's ratio and error (vs the
+/// stored delta, and for bf16 vs the f32 fine-tune: what a reader's weights lose against the
+/// training run's own result).
+fn real_finetunes(dir: &std::path::Path) {
+    let open = |name: &str| {
+        let path = dir.join(format!("{name}.safetensors"));
+        SafetensorsFile::open(&path).expect("the fine-tunes (made by scripts/real-weights.sh)")
+    };
+    let policies = policies();
+    let (base32, base16) = (open("base-f32"), open("base-bf16"));
+    for kind in ["full", "lora"] {
+        let truth = open(&format!("{kind}-f32"));
+        for (dtype, base, target) in [
+            ("f32", &base32, open(&format!("{kind}-f32"))),
+            ("bf16", &base16, open(&format!("{kind}-bf16"))),
+        ] {
+            // The matrices the fine-tune changed (in this dtype).
+            let names: Vec<String> = target
+                .names()
+                .filter(|n| {
+                    let (t, b) = (target.tensor(n).expect("t"), base.tensor(n).expect("b"));
+                    t.shape().len() == 2 && t.dtype().is_float() && t.data() != b.data()
+                })
+                .map(str::to_owned)
+                .collect();
+            let (mut dense, mut lossless, mut bound, mut zstd3) = (0usize, 0usize, 0.0f64, 0usize);
+            let (mut delta2, mut truth_delta2, mut rounding2) = (0.0, 0.0, 0.0);
+            for n in &names {
+                let (t, b) = (target.tensor(n).expect("t"), base.tensor(n).expect("b"));
+                let e = Lossless::default().encode(t, Some(b)).expect("encode");
+                dense += t.data().len();
+                lossless += e.payload.len();
+                let xor = inspect(&e.payload).expect("header").base.is_some();
+                bound += Lossless::order0_bound(&t, xor.then_some(&b));
+                zstd3 += zstd::bulk::compress(t.data(), 3).expect("zstd").len();
+                let (tv, bv) = (t.to_f64().expect("t"), b.to_f64().expect("b"));
+                let tr = truth.tensor(n).expect("truth").to_f64().expect("truth");
+                let b32 = base32.tensor(n).expect("b32").to_f64().expect("b32");
+                delta2 += dist2(&tv, &bv);
+                truth_delta2 += dist2(&tr, &b32);
+                rounding2 += dist2(&tv, &tr);
+            }
+            println!(
+                "\n  real {kind} fine-tune, {dtype}: {} matrices changed, {:.1} MB; ‖Δ‖/‖fine-tune Δ‖ \
+                 {:.3}, rounding {:.3} of it",
+                names.len(),
+                dense as f64 / 1e6,
+                (delta2 / truth_delta2).sqrt(),
+                (rounding2 / truth_delta2).sqrt()
+            );
+            println!(
+                "    lossless {:.3}× ({:.1}% of the order-0 bound {:.3}×); zstd-3 raw {:.3}×",
+                dense as f64 / lossless as f64,
+                100.0 * bound / lossless as f64,
+                dense as f64 / bound,
+                dense as f64 / zstd3 as f64
+            );
+            for (name, codec) in &policies {
+                let (mut stored, mut err2, mut truth_err2, mut fallbacks) = (0usize, 0.0, 0.0, 0);
+                let mut decoded = std::collections::BTreeMap::new();
+                for n in &names {
+                    let (t, b) = (target.tensor(n).expect("t"), base.tensor(n).expect("b"));
+                    let e = codec.encode(t, Some(b)).expect("encode");
+                    stored += e.payload.len();
+                    fallbacks += usize::from(e.report.fallback.is_some());
+                    let d = decode(&e.payload, Some(b)).expect("decode");
+                    let dv = d.view().to_f64().expect("decoded");
+                    err2 += dist2(&dv, &t.to_f64().expect("t"));
+                    let tr = truth.tensor(n).expect("truth").to_f64().expect("truth");
+                    truth_err2 += dist2(&dv, &tr);
+                    decoded.insert(n.clone(), d);
+                }
+                // The whole checkpoint as a reader of this policy's commit gets it, for
+                // `finetune compare` (what the model computes, not only its weights).
+                if let Some(file) = saved_as(name) {
+                    let tensors = target.names().map(|n| match decoded.get(n) {
+                        Some(d) => (n, d.view()),
+                        None => (n, target.tensor(n).expect("t")),
+                    });
+                    let path = dir.join(format!("decoded-{kind}-{dtype}-{file}.safetensors"));
+                    agigit_delta::save_safetensors(&path, tensors, &Default::default())
+                        .expect("save decoded");
+                }
+                println!(
+                    "    {name:<28} {:>7.2}×  stored {:>6.3}  fine-tune {:>6.3}  ({fallbacks} of {} fell back)",
+                    dense as f64 / stored as f64,
+                    (err2 / delta2).sqrt(),
+                    (truth_err2 / truth_delta2).sqrt(),
+                    names.len()
+                );
+            }
         }
     }
 }

@@ -699,6 +699,54 @@ fn lossy_codecs_fall_back_on_vectors_integers_and_non_finite() -> TestResult {
     Ok(())
 }
 
+/// A fine-tune that changed a handful of weights: its exact encoding is a few hundred bytes, far
+/// below any lossy one, so a lossy codec stores it exactly and says why.
+fn sparse_edit() -> (Tensor, Tensor) {
+    let w = synth::gaussian(4, 256 * 256, 0.02);
+    let mut t = w.clone();
+    for i in [3, 700, 9_000, 40_001, 65_000] {
+        t[i] += 0.01;
+    }
+    (
+        synth::tensor(DType::F32, &[256, 256], &w),
+        synth::tensor(DType::F32, &[256, 256], &t),
+    )
+}
+
+#[test]
+fn signscale_stores_exactly_what_lossless_stores_smaller() -> TestResult {
+    let (b, t) = sparse_edit();
+    let e = SignScale.encode(t.view(), Some(b.view()))?;
+    assert_eq!(e.report.codec, CodecKind::Lossless);
+    match e.report.fallback {
+        Some(Fallback::LosslessSmaller {
+            lossy_bytes,
+            lossless_bytes,
+        }) => assert!(
+            lossless_bytes <= lossy_bytes,
+            "{lossless_bytes} {lossy_bytes}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.report.rel_error, 0.0);
+    assert_eq!(decode(&e.payload, Some(b.view()))?, t);
+    // A dense delta still goes sign-and-scale: 1 bit a weight is far below its entropy.
+    let noisy = synth::tensor(
+        DType::F32,
+        &[256, 256],
+        &synth::add(
+            &synth::gaussian(4, 256 * 256, 0.02),
+            &synth::gaussian(5, 256 * 256, 0.001),
+        ),
+    );
+    let e = SignScale.encode(noisy.view(), Some(b.view()))?;
+    assert_eq!(
+        (e.report.codec, e.report.fallback),
+        (CodecKind::SignScale, None)
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------- LowRank
 
 #[cfg(feature = "lowrank")]
@@ -715,6 +763,24 @@ mod lowrank {
         let noise = synth::gaussian(3, rows * cols, 0.004 * noise);
         let target = synth::add(&synth::add(&base, &update), &noise);
         (base, target)
+    }
+
+    #[test]
+    fn low_rank_stores_exactly_what_lossless_stores_smaller() -> TestResult {
+        let (b, t) = sparse_edit();
+        for policy in [RankPolicy::Fixed(4), RankPolicy::RelError(0.5)] {
+            let mut codec = LowRank::new(agigit_delta::Device::Cpu, policy);
+            codec.storage = FactorStorage::F16;
+            let e = codec.encode(t.view(), Some(b.view()))?;
+            assert_eq!(e.report.codec, CodecKind::Lossless, "{policy:?}");
+            assert!(
+                matches!(e.report.fallback, Some(Fallback::LosslessSmaller { .. })),
+                "{policy:?}: {:?}",
+                e.report.fallback
+            );
+            assert_eq!(decode(&e.payload, Some(b.view()))?, t);
+        }
+        Ok(())
     }
 
     per_device! {

@@ -82,6 +82,25 @@ pub(crate) fn fall_back(
     Ok(e)
 }
 
+/// `lossy`, unless the exact encoding of the same tensor is no larger: then that, with the
+/// reason (a delta with no low-rank structure, a bf16 delta that is mostly rounding: a lossy
+/// codec must never store more bytes for less fidelity).
+pub(crate) fn unless_lossless_smaller(
+    lossy: Encoded,
+    target: TensorView<'_>,
+    base: Option<TensorView<'_>>,
+) -> Result<Encoded, EncodeError> {
+    let mut exact = Lossless::default().encode(target, base)?;
+    if exact.report.payload_bytes > lossy.report.payload_bytes {
+        return Ok(lossy);
+    }
+    exact.report.fallback = Some(Fallback::LosslessSmaller {
+        lossy_bytes: lossy.report.payload_bytes,
+        lossless_bytes: exact.report.payload_bytes,
+    });
+    Ok(exact)
+}
+
 /// The materialized tensor bytes: `base + delta_hat` (or `delta_hat`), rounded into `dtype`.
 pub(crate) fn materialize(
     dtype: DType,

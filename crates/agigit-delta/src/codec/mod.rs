@@ -107,6 +107,13 @@ pub enum Fallback {
         /// Bytes of the dense tensor.
         dense_bytes: u64,
     },
+    /// The exact (`Lossless`) encoding is no larger than the lossy one: exact wins.
+    LosslessSmaller {
+        /// Bytes the lossy payload took.
+        lossy_bytes: u64,
+        /// Bytes the lossless payload takes.
+        lossless_bytes: u64,
+    },
     /// No rank the sketch could reach meets the requested error bound.
     BoundNotMet {
         /// The requested relative error.
@@ -128,6 +135,13 @@ impl fmt::Display for Fallback {
             } => write!(
                 f,
                 "low rank would take {lossy_bytes} bytes, the dense tensor {dense_bytes}"
+            ),
+            Fallback::LosslessSmaller {
+                lossy_bytes,
+                lossless_bytes,
+            } => write!(
+                f,
+                "the exact encoding takes {lossless_bytes} bytes, the lossy one {lossy_bytes}"
             ),
             Fallback::BoundNotMet { bound, best } => {
                 write!(f, "relative error bound {bound:e} not met (best {best:e})")

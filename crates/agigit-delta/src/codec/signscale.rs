@@ -60,14 +60,15 @@ impl DeltaCodec for SignScale {
             lossy::materialize(target.dtype(), base.as_ref(), &delta_hat).ok_or_else(|| {
                 EncodeError::Parameter(format!("{} is not arithmetic", target.dtype()))
             })?;
-        Ok(lossy::finish(
+        let encoded = lossy::finish(
             CodecKind::SignScale,
             &target,
             base.as_ref(),
             &body,
             &decoded,
             None,
-        ))
+        );
+        lossy::unless_lossless_smaller(encoded, target, base)
     }
 }
 

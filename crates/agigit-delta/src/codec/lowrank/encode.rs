@@ -227,7 +227,7 @@ impl DeltaCodec for LowRank {
                 },
             );
         }
-        Ok(encoded)
+        lossy::unless_lossless_smaller(encoded, target, base)
     }
 }
 
@@ -449,6 +449,23 @@ mod floor_tests {
             let tuned = synth::tensor(DType::BF16, &[rows, cols], &synth::add(&w, &update));
             let e = bounded.encode(tuned.view(), Some(base.view())).unwrap();
             let r = &e.report;
+            // Under a unit in the last place most weights round back to the base's: at this
+            // size the exact encoding of that sparse delta is smaller than the rank the bound
+            // needs, and is what is stored — exact, and said so.
+            if let Some(crate::Fallback::LosslessSmaller {
+                lossy_bytes,
+                lossless_bytes,
+            }) = r.fallback
+            {
+                assert!(
+                    rms < 1e-4,
+                    "{rms}: {lossless_bytes} B exact, {lossy_bytes} B lossy"
+                );
+                assert!(lossless_bytes <= lossy_bytes);
+                let decoded = crate::codec::decode(&e.payload, Some(base.view())).unwrap();
+                assert_eq!(decoded, tuned);
+                continue;
+            }
             assert!(r.fallback.is_none(), "{rms}: {:?}", r.fallback);
             let rank = r.rank.unwrap();
             assert!((6..=32).contains(&rank), "{rms}: rank {rank}");
@@ -457,16 +474,24 @@ mod floor_tests {
                 &w,
                 &update,
             );
+            // Against rank 48 — or, where its factors would take more bytes than the exact
+            // delta, the exact bf16 weights themselves (their distance is the rounding).
             let h = high.encode(tuned.view(), Some(base.view())).unwrap();
             let theirs = from_truth(
                 &crate::codec::decode(&h.payload, Some(base.view())).unwrap(),
                 &w,
                 &update,
             );
+            let slack = if h.report.fallback.is_some() {
+                1.5
+            } else {
+                1.3
+            };
             assert!(
-                ours <= 1.3 * theirs && r.payload_bytes * 3 < h.report.payload_bytes * 2,
-                "{rms}: rank {rank} is {ours:.3} from the fine-tune in {} B, rank 48 {theirs:.3} in {} B",
+                ours <= slack * theirs && r.payload_bytes * 3 < h.report.payload_bytes * 2,
+                "{rms}: rank {rank} is {ours:.3} from the fine-tune in {} B, rank 48 ({:?}) {theirs:.3} in {} B",
                 r.payload_bytes,
+                h.report.fallback,
                 h.report.payload_bytes
             );
         }
