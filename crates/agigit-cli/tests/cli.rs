@@ -1360,6 +1360,40 @@ async fn a_fork_follows_its_foundation_through_the_command_line() -> TestResult 
     assert!(training["trained_from"]["params"].is_string());
     ok(&agigit(&home("tuner"), &tuned, &["push"]));
 
+    // Where these weights came from: the fine-tune with its record, then the foundation's line
+    // (the fork holds it), each under the repository it belongs to.
+    let line = json(&agigit(
+        &home("tuner"),
+        &tuned,
+        &["log", "--lineage", "--json"],
+    ));
+    let line = line.as_array().ok_or("a lineage list")?;
+    assert_eq!(line[0]["message"], "tune", "{line:?}");
+    assert!(line[0]["repository"].is_null(), "{line:?}");
+    assert_eq!(line[0]["record"]["seed"], 7);
+    assert_eq!(line[0]["fork_of"]["repository"], fm_coord.as_str());
+    let v1 = line
+        .iter()
+        .find(|s| s["message"] == "v1")
+        .ok_or("the foundation's v1 in the lineage")?;
+    assert_eq!(v1["repository"], fm_coord.as_str(), "{line:?}");
+    assert!(v1["record"].is_null());
+    // Each step names its part trees: the fine-tune's parameters are not the foundation's.
+    assert!(line[0]["trained_from"]["params"].is_string(), "{line:?}");
+    assert_ne!(
+        line[0]["trained_from"]["params"],
+        v1["trained_from"]["params"]
+    );
+    let text = ok(&agigit(&home("tuner"), &tuned, &["log", "--lineage"]));
+    for expected in [
+        "── this repository".to_owned(),
+        format!("── {fm_coord}"),
+        "trained: ".to_owned(),
+        "forked from".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} in\n{text}");
+    }
+
     // The foundation moves on: v2 changes a and b.
     write_model(&fm, [2.0, 5.0, 1.0])?;
     let v2 = json(&agigit(
