@@ -1196,6 +1196,31 @@ async fn a_lora_fork_is_stored_at_its_rank_with_a_signed_fidelity_statement() ->
     let lossless = json(&agigit(&home, &exact, &["commit", "-m", "lora", "--json"]));
     assert_eq!(lossless["fidelity"]["exact"], true, "{lossless}");
     let low = fork("low");
+    // The device is checked before anything is written: a name that is none, and CUDA in a
+    // build without it, are refused with what to do.
+    let out = agigit(
+        &home,
+        &low,
+        &[
+            "commit", "-m", "lora", "--codec", "lowrank", "--device", "gpu",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use cpu or cuda"));
+    if !cfg!(feature = "cuda") {
+        let out = agigit(
+            &home,
+            &low,
+            &[
+                "commit", "-m", "lora", "--codec", "lowrank", "--device", "cuda",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--features cuda"),
+            "{out:?}"
+        );
+    }
     let lowrank = json(&agigit(
         &home,
         &low,
