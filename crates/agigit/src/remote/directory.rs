@@ -132,10 +132,12 @@ impl RefDirectory {
     ) -> Result<BTreeMap<String, ObjectId>, Error> {
         let mut out = BTreeMap::new();
         for (name, id) in &self.branches {
-            let published = keys
-                .branch_refs(name)?
-                .iter()
-                .find_map(|r| state.refs.get(r).copied());
+            let published = match super::fetch::published_tip(state, Some(keys), name) {
+                Ok(p) => Some(p),
+                // Not in the state: not listed either.
+                Err(Error::UnknownRevision(_)) => None,
+                Err(e) => return Err(e),
+            };
             if published.is_some_and(|p| keys.is_name_of(id, &p)) {
                 out.insert(name.clone(), *id);
             }
