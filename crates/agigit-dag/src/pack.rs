@@ -576,11 +576,11 @@ impl Storing {
         }
         let (done, result) = std::sync::mpsc::channel();
         scope.spawn(move || {
-            let ids = batch
+            let objects: Vec<(Kind, &[u8])> = batch
                 .iter()
-                .map(|(kind, body)| store.write_buf(*kind, body))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(Error::from);
+                .map(|(kind, body)| (*kind, body.as_slice()))
+                .collect();
+            let ids = store.write_batch(&objects).map_err(Error::from);
             // The receiver is gone only when reading failed: nobody wants this result.
             let _ = done.send(ids);
         });

@@ -339,6 +339,16 @@ fn what_a_crash_leaves_is_told_apart_and_cleared_on_open() -> TestResult {
     // A live process's lock elsewhere stays.
     let live = dot.join("refs/refs/heads/other.lock");
     std::fs::write(&live, format!("pid {} start -\n", std::process::id()))?;
+    // A power loss took an old lock's unsynced owner line: cleared. An empty lock made just
+    // now may be a writer about to fill it: kept.
+    let emptied = dot.join("refs/refs/heads/lost.lock");
+    std::fs::write(&emptied, b"")?;
+    std::fs::File::options()
+        .write(true)
+        .open(&emptied)?
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))?;
+    let fresh = dot.join("refs/refs/heads/fresh.lock");
+    std::fs::write(&fresh, b"")?;
 
     std::fs::write(d.0.join("notes.md"), b"more")?;
     let err = repo
@@ -353,9 +363,11 @@ fn what_a_crash_leaves_is_told_apart_and_cleared_on_open() -> TestResult {
     let reopened = Repository::open(&d.0)?;
     assert_eq!(
         reopened.recovered(),
-        agigit::Recovered { locks: 1, temps: 2 }
+        agigit::Recovered { locks: 2, temps: 2 }
     );
     assert!(!lock.exists());
+    assert!(!emptied.exists(), "an old empty lock is a power loss's");
+    assert!(fresh.exists(), "a new empty lock may be a live writer's");
     assert!(live.exists(), "a running process's lock is left alone");
     assert_eq!(std::fs::read_dir(dot.join("tmp"))?.count(), 0);
     reopened.commit("after the crash", AUTHOR)?;

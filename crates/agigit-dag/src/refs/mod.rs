@@ -162,6 +162,17 @@ pub enum RefError {
     TooDeep(RefKey),
 }
 
+/// Whether `path` is an empty file last changed more than a minute ago.
+fn is_old_and_empty(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| {
+        m.len() == 0
+            && m.modified().is_ok_and(|t| {
+                t.elapsed()
+                    .is_ok_and(|age| age >= std::time::Duration::from_secs(60))
+            })
+    })
+}
+
 fn locked_by(owner: &Option<(crate::process::Owner, Option<bool>)>) -> String {
     match owner {
         Some((o, Some(true))) => format!(" (process {} is using it: wait for it to finish)", o.pid),
@@ -279,7 +290,9 @@ impl FsRefs {
 
     /// Removes the lock files (and new values not yet renamed into place) that processes which
     /// no longer run left behind, a crash in the middle of a transaction; returns how many.
-    /// Locks of running processes, and those whose maker cannot be told, stay.
+    /// Locks of running processes, and those whose maker cannot be told, stay — except an empty
+    /// lock older than a minute: a power loss that took the owner line it had not synced (a live
+    /// writer fills its lock as soon as it makes it).
     ///
     /// # Errors
     /// I/O errors reading the directories or removing a file.
@@ -287,6 +300,11 @@ impl FsRefs {
         let mut removed = 0;
         for (path, name) in files_under(&self.root, "")? {
             let file = name.rsplit('/').next().unwrap_or_default();
+            if file.ends_with(".lock") && is_old_and_empty(&path) {
+                self.io.remove_file(&path).map_err(io_err(&path))?;
+                removed += 1;
+                continue;
+            }
             let owner = if file.ends_with(".lock") {
                 self.lock_owner(&path)
             } else if file.starts_with('.') && file.ends_with(".new") {

@@ -198,7 +198,51 @@ pub fn run<S: Find + Write>(store: &S) -> Result<(), Failure> {
         "large blob bytes",
     )?;
     let _: ObjectId = id;
+    batches(store)?;
     prefixes(store)
+}
+
+/// Batches: ids in order, every object readable after, one already stored or twice in the
+/// batch written once, an empty batch is nothing.
+fn batches<S: Find + Write>(store: &S) -> Result<(), Failure> {
+    let stored_before = store
+        .write_buf(Kind::Blob, b"batch: stored before")
+        .map_err(err)?;
+    let bodies: Vec<Vec<u8>> = (0..40u32)
+        .map(|i| {
+            format!("batch object {i} ")
+                .repeat(1 + i as usize * 50)
+                .into_bytes()
+        })
+        .collect();
+    let mut objects: Vec<(Kind, &[u8])> = bodies.iter().map(|b| (Kind::Blob, &b[..])).collect();
+    objects.push((Kind::Blob, b"batch: stored before"));
+    objects.push((Kind::Blob, &bodies[3]));
+    let tree = Tree::new([TreeEntry::new("f", EntryMode::File, stored_before)])
+        .map_err(err)?
+        .encode();
+    objects.push((Kind::Tree, &tree));
+    let ids = store.write_batch(&objects).map_err(err)?;
+    check(
+        ids == objects
+            .iter()
+            .map(|(kind, body)| compute_id(*kind, body))
+            .collect::<Vec<_>>(),
+        "a batch gives its objects' ids in order",
+    )?;
+    let mut buf = Vec::new();
+    for ((kind, body), id) in objects.iter().zip(&ids) {
+        let found = store.try_find(id, &mut buf).map_err(err)?;
+        check(
+            found.is_some_and(|o| o.kind == *kind && o.data == *body),
+            "every object of a batch is read back",
+        )?;
+    }
+    check(
+        store.write_batch(&[]).map_err(err)?.is_empty(),
+        "an empty batch writes nothing",
+    )?;
+    Ok(())
 }
 
 /// Prefix listing: every object written is listed under each of its prefixes, objects that

@@ -1,10 +1,11 @@
 //! The file operations the filesystem store and refs use, behind a trait so tests can inject
 //! failures ([`FaultyIo`]) the way redb's `StorageBackend` does.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// A file being written that can be flushed to stable storage.
@@ -25,6 +26,25 @@ pub trait Io: Send + Sync + fmt::Debug {
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn SyncWrite>>;
     /// Renames `from` to `to`, replacing `to` atomically, and makes the rename durable.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Renames `from` to `to` as [`rename`](Self::rename) does, without making the new name
+    /// durable: for a batch whose names one [`sync_filesystem`](Self::sync_filesystem) makes
+    /// durable together.
+    fn rename_unsynced(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.rename(from, to)
+    }
+    /// Whether [`sync_filesystem`](Self::sync_filesystem) works here.
+    fn can_sync_filesystem(&self) -> bool {
+        false
+    }
+    /// Flushes every written file's data and every name of the file system holding `path` to
+    /// stable storage at once (`syncfs`): what a batch of writes does instead of syncing each
+    /// file and directory. Fails with `Unsupported` where [`can_sync_filesystem`] is false.
+    ///
+    /// [`can_sync_filesystem`]: Self::can_sync_filesystem
+    fn sync_filesystem(&self, path: &Path) -> io::Result<()> {
+        let _ = path;
+        Err(io::ErrorKind::Unsupported.into())
+    }
     /// Removes a file.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Reads `path` into `buf`; `Ok(false)` when it does not exist.
@@ -80,6 +100,20 @@ impl Io for StdIo {
         Ok(())
     }
 
+    fn rename_unsynced(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn can_sync_filesystem(&self) -> bool {
+        cfg!(target_os = "linux")
+    }
+
+    #[cfg(target_os = "linux")]
+    fn sync_filesystem(&self, path: &Path) -> io::Result<()> {
+        let file = File::open(path)?;
+        rustix::fs::syncfs(&file).map_err(io::Error::from)
+    }
+
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
     }
@@ -126,6 +160,11 @@ impl Io for StdIo {
 /// The real file system, made to crash: after a chosen number of operations (and part-way
 /// through the write that crosses it) every operation fails, as if the process had died there.
 /// Reads are not counted and keep working until the crash.
+///
+/// The crash is a power loss too: every file written since it was last synced (by its own
+/// sync or a [`sync_filesystem`](Io::sync_filesystem)) loses its data — it is truncated to
+/// nothing, under whatever name it has then — so a writer that renames a file into place before
+/// its data is durable is caught.
 #[derive(Debug)]
 pub struct FaultyIo {
     state: std::sync::Arc<Mutex<FaultState>>,
@@ -136,6 +175,19 @@ struct FaultState {
     /// Operations (and written bytes, one per 4 KiB) left before the crash.
     budget: u64,
     crashed: bool,
+    /// Files written and not synced since.
+    dirty: HashSet<PathBuf>,
+}
+
+impl FaultState {
+    /// The power goes: what was not synced is lost.
+    fn lose_unsynced(&mut self) {
+        for path in self.dirty.drain() {
+            if let Ok(file) = OpenOptions::new().write(true).open(&path) {
+                let _ = file.set_len(0);
+            }
+        }
+    }
 }
 
 fn crashed() -> io::Error {
@@ -150,6 +202,7 @@ impl FaultyIo {
             state: std::sync::Arc::new(Mutex::new(FaultState {
                 budget,
                 crashed: false,
+                dirty: HashSet::new(),
             })),
         }
     }
@@ -159,10 +212,31 @@ impl FaultyIo {
         self.state.lock().map_or(true, |s| s.crashed)
     }
 
+    /// Runs `f` on the state when the crash has not happened.
+    fn with_state(&self, f: impl FnOnce(&mut FaultState)) {
+        if let Ok(mut s) = self.state.lock()
+            && !s.crashed
+        {
+            f(&mut s);
+        }
+    }
+
+    /// A file renamed keeps its unsynced data unsynced under its new name.
+    fn moved(&self, from: &Path, to: &Path) {
+        self.with_state(|s| {
+            if s.dirty.remove(from) {
+                s.dirty.insert(to.to_path_buf());
+            }
+        });
+    }
+
     fn spend(state: &Mutex<FaultState>) -> io::Result<()> {
         let mut s = state.lock().map_err(|_| crashed())?;
         if s.crashed || s.budget == 0 {
-            s.crashed = true;
+            if !s.crashed {
+                s.crashed = true;
+                s.lose_unsynced();
+            }
             return Err(crashed());
         }
         s.budget -= 1;
@@ -172,6 +246,7 @@ impl FaultyIo {
 
 struct FaultyFile {
     inner: File,
+    path: PathBuf,
     state: std::sync::Arc<Mutex<FaultState>>,
 }
 
@@ -191,7 +266,11 @@ impl Write for FaultyFile {
 impl SyncWrite for FaultyFile {
     fn sync(&mut self) -> io::Result<()> {
         FaultyIo::spend(&self.state)?;
-        self.inner.sync_all()
+        self.inner.sync_all()?;
+        if let Ok(mut s) = self.state.lock() {
+            s.dirty.remove(&self.path);
+        }
+        Ok(())
     }
 }
 
@@ -199,20 +278,55 @@ impl Io for FaultyIo {
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn SyncWrite>> {
         Self::spend(&self.state)?;
         let inner = OpenOptions::new().write(true).create_new(true).open(path)?;
+        self.with_state(|s| {
+            s.dirty.insert(path.to_path_buf());
+        });
         Ok(Box::new(FaultyFile {
             inner,
+            path: path.to_path_buf(),
             state: self.state.clone(),
         }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         Self::spend(&self.state)?;
-        StdIo.rename(from, to)
+        StdIo.rename(from, to)?;
+        self.moved(from, to);
+        Ok(())
+    }
+
+    fn rename_unsynced(&self, from: &Path, to: &Path) -> io::Result<()> {
+        Self::spend(&self.state)?;
+        StdIo.rename_unsynced(from, to)?;
+        self.moved(from, to);
+        Ok(())
+    }
+
+    fn can_sync_filesystem(&self) -> bool {
+        true
+    }
+
+    fn sync_filesystem(&self, path: &Path) -> io::Result<()> {
+        Self::spend(&self.state)?;
+        // Where the real one is missing, syncing every file written does the same here.
+        if StdIo.can_sync_filesystem() {
+            StdIo.sync_filesystem(path)?;
+        } else {
+            for file in self.state.lock().map_err(|_| crashed())?.dirty.iter() {
+                File::open(file)?.sync_all()?;
+            }
+        }
+        self.with_state(|s| s.dirty.clear());
+        Ok(())
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         Self::spend(&self.state)?;
-        StdIo.remove_file(path)
+        StdIo.remove_file(path)?;
+        self.with_state(|s| {
+            s.dirty.remove(path);
+        });
+        Ok(())
     }
 
     fn read_into(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<bool> {

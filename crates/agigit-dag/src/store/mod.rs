@@ -139,6 +139,17 @@ pub trait Write {
     fn write_buf(&self, kind: Kind, body: &[u8]) -> Result<ObjectId, StoreError> {
         self.write_stream(kind, body.len() as u64, &mut &body[..])
     }
+
+    /// Writes several objects; returns their ids in order. When it returns, every object is
+    /// stored as [`write_buf`](Self::write_buf) would have stored it, but a store may make them
+    /// durable together — [`FsStore`] syncs the batch once instead of once per object. On
+    /// failure some of them may be stored, none partially.
+    fn write_batch(&self, objects: &[(Kind, &[u8])]) -> Result<Vec<ObjectId>, StoreError> {
+        objects
+            .iter()
+            .map(|(kind, body)| self.write_buf(*kind, body))
+            .collect()
+    }
 }
 
 macro_rules! forward {
@@ -183,6 +194,12 @@ macro_rules! forward {
             }
             fn write_buf(&self, kind: Kind, body: &[u8]) -> Result<ObjectId, StoreError> {
                 (**self).write_buf(kind, body)
+            }
+            fn write_batch(
+                &self,
+                objects: &[(Kind, &[u8])],
+            ) -> Result<Vec<ObjectId>, StoreError> {
+                (**self).write_batch(objects)
             }
         }
     )*};

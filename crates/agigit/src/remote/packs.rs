@@ -472,7 +472,20 @@ impl agigit_dag::Write for TimedWrites {
         size: u64,
         from: &mut dyn std::io::Read,
     ) -> Result<ObjectId, agigit_dag::StoreError> {
-        let (result, took) = timed(|| self.store.write_stream(kind, size, from));
+        self.timed(|| self.store.write_stream(kind, size, from))
+    }
+
+    fn write_batch(
+        &self,
+        objects: &[(agigit_dag::Kind, &[u8])],
+    ) -> Result<Vec<ObjectId>, agigit_dag::StoreError> {
+        self.timed(|| self.store.write_batch(objects))
+    }
+}
+
+impl TimedWrites {
+    fn timed<T>(&self, f: impl FnOnce() -> T) -> T {
+        let (result, took) = timed(f);
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         self.nanos
             .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
