@@ -2,6 +2,8 @@
 //! `agigit` library: one function per command, taking its arguments, in a file per group.
 
 mod context;
+#[cfg(feature = "eval")]
+mod eval;
 mod failure;
 mod history;
 mod order;
@@ -77,6 +79,10 @@ enum Command {
     /// Show a commit and what it changed: per part, per file, and for safetensors per tensor
     /// (dtype and shape, share of elements changed, ‖Δ‖/‖W‖, how each version is stored).
     Show(view::ShowArgs),
+    /// Measure a commit's model on held-out data: cross-entropy in bits per byte (lower is
+    /// better: the model compresses the text better), per document.
+    #[cfg(feature = "eval")]
+    Eval(eval::EvalArgs),
     /// Show what changed between two revisions, or a revision (default HEAD) and the working
     /// directory, as `show` does; `-- <part|path>` narrows it.
     Diff(view::DiffArgs),
@@ -145,6 +151,8 @@ fn run(cli: &Cli) -> failure::Result<()> {
         Command::Log(args) => history::log(&ctx, args),
         Command::Show(args) => view::show(&ctx, args),
         Command::Diff(args) => view::diff(&ctx, args),
+        #[cfg(feature = "eval")]
+        Command::Eval(args) => eval::eval(&ctx, args),
         Command::Branch(args) => history::branch(&ctx, args),
         Command::Tag(args) => history::tag(&ctx, args),
         Command::Checkout(args) => history::checkout(&ctx, args),

@@ -26,8 +26,13 @@ pub use repository::{
     MergeReport, MergeStrategy, ModelDiff, PathFilter, Recovered, Repository, Resolved, Storage,
     Tag, TensorDiff, TensorInfo, TensorLimits, join_checked,
 };
+#[cfg(feature = "eval")]
+pub use repository::{EvalData, EvalReport};
 pub use worktree::Part;
 
+/// Evaluation on held-out data (feature `eval`).
+#[cfg(feature = "eval")]
+pub use agigit_eval as eval;
 /// The crates below the facade, for what it does not wrap.
 pub use {agigit_crypt as crypt, agigit_dag as dag, agigit_delta as delta};
 pub use {agigit_event as event, agigit_hash as hash, agigit_net as net, agigit_shard as shard};

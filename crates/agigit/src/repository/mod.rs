@@ -14,6 +14,8 @@ use agigit_dag::{FsRefs, FsStore, ObjectStore};
 mod checkout;
 mod commit;
 mod diff;
+#[cfg(feature = "eval")]
+mod eval;
 mod keys;
 mod layout;
 mod merge;
@@ -25,6 +27,8 @@ mod tensor;
 pub use checkout::join_checked;
 pub(crate) use checkout::{Found, existing};
 pub use diff::{FileDiff, ModelDiff, PathFilter, Storage, TensorDiff, TensorInfo};
+#[cfg(feature = "eval")]
+pub use eval::{EvalData, EvalReport};
 pub use merge::{MERGE_STRATEGY_HEADER, MergeReport};
 pub use refs::{LineageStep, Resolved};
 pub use strategy::MergeStrategy;

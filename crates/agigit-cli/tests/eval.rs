@@ -1,0 +1,153 @@
+//! `agigit eval` through the binary: a committed model (a hand-built one whose losses are known
+//! in closed form, `agigit::eval::toy`) measured on its validation part, another part and a
+//! path, from the store and never the working directory; unsupported models and bad arguments
+//! refused with the exit code for invalid input.
+
+#![cfg(feature = "eval")]
+#![allow(clippy::expect_used, clippy::panic, reason = "test fixtures")]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use agigit::eval::toy::{self, Toy};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+mod support;
+use support::{agigit, json, ok};
+
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes the toy model's config, tokenizer and parameters into `model`.
+fn write_model(model: &Path, model_type: &str) -> TestResult {
+    let files = toy::model(Toy::Cycle(b"abcdefgh"), model_type, Some(u32::from(b'h')));
+    std::fs::write(model.join("config.json"), &files.config)?;
+    std::fs::write(model.join("tokenizer.json"), &files.tokenizer)?;
+    agigit::delta::save_safetensors(
+        model.join("model.safetensors"),
+        files.tensors.iter().map(|(n, t)| (n.as_str(), t.view())),
+        &BTreeMap::new(),
+    )?;
+    Ok(())
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-5 * b.abs().max(1.0)
+}
+
+#[test]
+fn eval_measures_a_commit_on_held_out_data_in_bits_per_byte() -> TestResult {
+    let root = Dir(std::env::temp_dir().join(format!("agigit-cli-eval-{}", std::process::id())));
+    let home = root.0.join("home");
+    std::fs::create_dir_all(&home)?;
+    ok(&agigit(&home, &root.0, &["key", "generate"]));
+    ok(&agigit(&home, &root.0, &["init", "model"]));
+    let model = root.0.join("model");
+    write_model(&model, "qwen2")?;
+    std::fs::create_dir_all(model.join("data/validation"))?;
+    std::fs::create_dir_all(model.join("data/train"))?;
+    let cycle = "abcdefgh".repeat(16);
+    std::fs::write(model.join("data/validation/cycle.txt"), &cycle)?;
+    std::fs::write(model.join("data/validation/tokens.bin"), [0u8, 1, 2])?;
+    std::fs::write(
+        model.join("data/train/rows.jsonl"),
+        "{\"text\": \"hgfedcba\"}\n",
+    )?;
+    ok(&agigit(&home, &model, &["commit", "-m", "a toy"]));
+
+    // The validation part: the model predicts every byte with probability one half.
+    let v = json(&agigit(&home, &model, &["--json", "eval"]));
+    assert!(close(v["bits_per_byte"].as_f64().ok_or("bpb")?, 1.0), "{v}");
+    assert_eq!(v["bytes"], 128);
+    assert_eq!(v["tokens"], 128);
+    assert_eq!(v["model_type"], "qwen2");
+    assert_eq!(v["data"], "data/validation");
+    assert!(
+        v["data_tree"].as_str().is_some_and(|t| t.len() == 64),
+        "{v}"
+    );
+    assert_eq!(
+        v["skipped"],
+        serde_json::json!(["data/validation/tokens.bin"])
+    );
+    assert_eq!(v["documents"][0]["name"], "data/validation/cycle.txt");
+    // The training part: every byte is the one it does not predict.
+    let t = json(&agigit(
+        &home,
+        &model,
+        &["--json", "eval", "HEAD", "--data", "train"],
+    ));
+    assert!(
+        close(t["bits_per_byte"].as_f64().ok_or("bpb")?, toy::WRONG_BITS),
+        "{t}"
+    );
+    assert!(t["data_tree"].is_string());
+    // A file outside the repository, and a window of a few tokens (the value is the same: the
+    // model looks at the current byte only).
+    let outside = root.0.join("held-out.md");
+    std::fs::write(&outside, "abcd")?;
+    let p = json(&agigit(
+        &home,
+        &model,
+        &[
+            "--json",
+            "eval",
+            "--data",
+            outside.to_str().ok_or("path")?,
+            "--context",
+            "3",
+        ],
+    ));
+    assert!(close(p["bits_per_byte"].as_f64().ok_or("bpb")?, 1.0), "{p}");
+    assert_eq!(p["documents"][0]["name"], "held-out.md");
+    assert!(p["data_tree"].is_null());
+    let text = ok(&agigit(&home, &model, &["eval", "--documents"]));
+    assert!(
+        text.contains("1.0000 bits per byte") && text.contains("cycle.txt"),
+        "{text}"
+    );
+
+    // The commit is evaluated, not the working directory: an uncommitted change is neither
+    // read nor touched.
+    std::fs::write(model.join("config.json"), b"{\"model_type\": \"gpt2\"}")?;
+    let again = json(&agigit(&home, &model, &["--json", "eval"]));
+    assert_eq!(again["bits_per_byte"], v["bits_per_byte"]);
+    assert_eq!(
+        std::fs::read(model.join("config.json"))?,
+        b"{\"model_type\": \"gpt2\"}"
+    );
+
+    // An architecture this build does not evaluate: invalid input (3), saying what is.
+    ok(&agigit(&home, &model, &["commit", "-m", "gpt2 config"]));
+    let out = agigit(&home, &model, &["--json", "eval"]);
+    assert_eq!(out.status.code(), Some(3));
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(e["kind"], "invalid");
+    let message = e["error"].as_str().ok_or("message")?;
+    assert!(
+        message.contains("gpt2") && message.contains("qwen2, llama, mistral"),
+        "{message}"
+    );
+    // The previous commit still evaluates.
+    let before = json(&agigit(&home, &model, &["--json", "eval", "HEAD~1"]));
+    assert_eq!(before["bits_per_byte"], v["bits_per_byte"]);
+
+    // Held-out data is not code, and windows have bounds.
+    for args in [
+        &["eval", "HEAD~1", "--data", "code"][..],
+        &["eval", "HEAD~1", "--context", "1"][..],
+        &["eval", "HEAD~1", "--data", "/no/such/dir"][..],
+    ] {
+        let out = agigit(&home, &model, args);
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+    }
+    let none = agigit(&home, &model, &["eval", "HEAD~1", "--data", "code"]);
+    assert_eq!(none.status.code(), Some(3));
+    Ok(())
+}

@@ -1,0 +1,249 @@
+#![doc = include_str!("../README.md")]
+//!
+//! ## What is measured
+//!
+//! Architectures come from `config.json`'s `model_type` ([`SUPPORTED`]): the Qwen2 / Llama /
+//! Mistral family through `candle-transformers`' Qwen2 model. The computation is in f32 on the
+//! CPU.
+//!
+//! Each document is tokenized (no special tokens added), the configuration's prefix token
+//! (`bos_token_id`, else `eos_token_id`) is put before it, and every token is scored by the
+//! model given the tokens before it in windows of `context` tokens (each window starts a fresh
+//! context; the first token of a window after the first is predicted from the token before it
+//! alone). Without a prefix token the first token is charged `log2(vocab_size)` bits. Bits per
+//! byte is the sum of every token's `-log2 p` over the UTF-8 bytes of the documents; each
+//! document's sum is taken in order in f64 from candle's f32 log-probabilities.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+use std::collections::HashMap;
+
+use agigit_delta::Tensor as Dense;
+
+pub mod documents;
+mod model;
+pub mod toy;
+
+pub use documents::{Document, add_documents};
+pub use model::{ModelConfig, SUPPORTED};
+
+/// An evaluation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvalError {
+    /// `config.json` names an architecture this build does not evaluate.
+    #[error(
+        "model_type {model_type:?} is not evaluated by this build; supported: {}",
+        SUPPORTED.join(", ")
+    )]
+    Unsupported {
+        /// What `config.json` says (empty when it says nothing).
+        model_type: String,
+    },
+    /// `config.json` is not usable.
+    #[error("config.json: {0}")]
+    Config(String),
+    /// `tokenizer.json` is not usable.
+    #[error("tokenizer.json: {0}")]
+    Tokenizer(String),
+    /// The parameters do not fit the configuration.
+    #[error("parameters: {0}")]
+    Parameters(String),
+    /// A held-out file is not readable as documents.
+    #[error("{file}{}: {why}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    Data {
+        /// The file.
+        file: String,
+        /// The line (JSON Lines).
+        line: Option<usize>,
+        /// What is wrong.
+        why: String,
+    },
+    /// Nothing to evaluate.
+    #[error("no held-out text: the documents hold no bytes")]
+    NoText,
+    /// candle failed.
+    #[error("tensor computation: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// How an evaluation runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EvalOptions {
+    /// Tokens per window (at most the model's context); part of what the value means, so a
+    /// receipt states it.
+    pub context: usize,
+}
+
+impl EvalOptions {
+    /// The default window.
+    pub const DEFAULT_CONTEXT: usize = 512;
+    /// The widest window.
+    pub const MAX_CONTEXT: usize = 8192;
+
+    /// Options with a window of `context` tokens (clamped to 2..=[`MAX_CONTEXT`](Self::MAX_CONTEXT)).
+    pub fn with_context(context: usize) -> Self {
+        EvalOptions {
+            context: context.clamp(2, Self::MAX_CONTEXT),
+        }
+    }
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self::with_context(Self::DEFAULT_CONTEXT)
+    }
+}
+
+/// One document's loss.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DocumentLoss {
+    /// The document's name.
+    pub name: String,
+    /// Its UTF-8 bytes.
+    pub bytes: u64,
+    /// Tokens scored.
+    pub tokens: u64,
+    /// Bits the model needs for it (`-log2 p` summed over its tokens).
+    pub bits: f64,
+}
+
+/// An evaluation's result.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Evaluation {
+    /// The architecture evaluated.
+    pub model_type: String,
+    /// The window, in tokens.
+    pub context: usize,
+    /// Bits per byte over all documents (the sum of bits over the sum of bytes).
+    pub bits_per_byte: f64,
+    /// Bits per token over all documents.
+    pub bits_per_token: f64,
+    /// Bytes evaluated.
+    pub bytes: u64,
+    /// Tokens scored.
+    pub tokens: u64,
+    /// Every document's loss, in the order given.
+    pub documents: Vec<DocumentLoss>,
+}
+
+/// A model's files as the commit holds them.
+#[derive(Debug)]
+pub struct ModelFiles {
+    /// `config.json`.
+    pub config: Vec<u8>,
+    /// `tokenizer.json`.
+    pub tokenizer: Vec<u8>,
+    /// Every tensor of the parameters, by name.
+    pub tensors: Vec<(String, Dense)>,
+}
+
+fn to_candle(t: &Dense) -> Result<candle_core::Tensor, EvalError> {
+    use agigit_delta::DType as D;
+    let dtype = match t.dtype() {
+        D::F32 => candle_core::DType::F32,
+        D::F16 => candle_core::DType::F16,
+        D::BF16 => candle_core::DType::BF16,
+        D::F64 => candle_core::DType::F64,
+        other => {
+            return Err(EvalError::Parameters(format!(
+                "a {other:?} tensor: only floating-point parameters (F32, F16, BF16, F64) are evaluated"
+            )));
+        }
+    };
+    Ok(candle_core::Tensor::from_raw_buffer(
+        t.data(),
+        dtype,
+        t.shape(),
+        &candle_core::Device::Cpu,
+    )?)
+}
+
+/// Evaluates `model` on `documents`.
+///
+/// # Errors
+/// [`EvalError`]: an unsupported or inconsistent model, a tokenizer that does not load or
+/// makes ids outside the vocabulary, documents with no text.
+pub fn evaluate(
+    model: &ModelFiles,
+    documents: &[Document],
+    options: EvalOptions,
+) -> Result<Evaluation, EvalError> {
+    let config = ModelConfig::parse(&model.config, options.context)?;
+    let tokenizer = tokenizers::Tokenizer::from_bytes(&model.tokenizer)
+        .map_err(|e| EvalError::Tokenizer(format!("does not load: {e}")))?;
+    // Only the tensors the architecture reads are converted; the rest are left alone.
+    let mut tensors = HashMap::new();
+    for (name, t) in &model.tensors {
+        if name.starts_with("model.") || name == "lm_head.weight" {
+            tensors.insert(name.clone(), to_candle(t)?);
+        }
+    }
+    let mut lm = model::CausalLm::load(&config, tensors)?;
+    let uniform = (config.vocab_size as f64).log2();
+    let mut out = Vec::with_capacity(documents.len());
+    for doc in documents {
+        let encoding = tokenizer
+            .encode(doc.text.as_str(), false)
+            .map_err(|e| EvalError::Tokenizer(format!("{}: {e}", doc.name)))?;
+        let tokens = encoding.get_ids();
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= config.vocab_size) {
+            return Err(EvalError::Tokenizer(format!(
+                "token id {bad} is outside the model's vocabulary of {}",
+                config.vocab_size
+            )));
+        }
+        let mut bits = 0f64;
+        let mut scored = 0u64;
+        let ids: Vec<u32> = match config.prefix_token {
+            Some(prefix) => std::iter::once(prefix)
+                .chain(tokens.iter().copied())
+                .collect(),
+            None => {
+                if !tokens.is_empty() {
+                    bits += uniform;
+                    scored += 1;
+                }
+                tokens.to_vec()
+            }
+        };
+        // Windows of `context` predictions: inputs ids[s..e], targets ids[s+1..=e].
+        let mut start = 0;
+        while start + 1 < ids.len() {
+            let end = (start + options.context).min(ids.len() - 1);
+            let log_probs = lm.target_log_probs(&ids[start..end], &ids[start + 1..=end])?;
+            // Summed in order, in f64: the same on every machine for the same log-probs.
+            for lp in log_probs {
+                bits -= f64::from(lp) / std::f64::consts::LN_2;
+            }
+            scored += (end - start) as u64;
+            start = end;
+        }
+        out.push(DocumentLoss {
+            name: doc.name.clone(),
+            bytes: doc.text.len() as u64,
+            tokens: scored,
+            bits,
+        });
+    }
+    let bytes: u64 = out.iter().map(|d| d.bytes).sum();
+    let tokens: u64 = out.iter().map(|d| d.tokens).sum();
+    if bytes == 0 {
+        return Err(EvalError::NoText);
+    }
+    let bits: f64 = out.iter().map(|d| d.bits).sum();
+    Ok(Evaluation {
+        model_type: config.model_type,
+        context: options.context,
+        bits_per_byte: bits / bytes as f64,
+        bits_per_token: if tokens == 0 {
+            0.0
+        } else {
+            bits / tokens as f64
+        },
+        bytes,
+        tokens,
+        documents: out,
+    })
+}

@@ -1,0 +1,144 @@
+//! Small models whose losses are known in closed form, built by hand: for tests of an
+//! evaluation pipeline (this crate's, a client's) and for demonstrations. They run through the
+//! same candle-transformers forward pass as any checkpoint.
+//!
+//! Both use a vocabulary of the 256 code points U+0000..U+00FF, token id = code point
+//! ([`byte_tokenizer_json`]), so ASCII text is one token per byte, and two Qwen2-shaped layers
+//! that add nothing to the residual stream (their output projections are zero): the final state
+//! is the current token's embedding, an indicator, which the final norm scales to `sqrt(H)`.
+//!
+//! - [`Toy::Uniform`]: the head is zero; every token has probability `1 / 256`: 8 bits.
+//! - [`Toy::Cycle`]: after each byte of the cycle comes the next (after the last, the first);
+//!   the head gives it the logit `ln 255`, so it has probability exactly one half (1 bit) and
+//!   any other token `1 / 510` ([`WRONG_BITS`]). A byte outside the cycle predicts itself.
+
+use agigit_delta::Tensor;
+
+use crate::ModelFiles;
+
+/// Tokens in the vocabulary.
+pub const VOCAB: usize = 256;
+/// The hidden size: one dimension per token.
+pub const HIDDEN: usize = 256;
+const HEADS: usize = 4;
+const KV_HEADS: usize = 2;
+const FFN: usize = 8;
+const LAYERS: usize = 2;
+
+/// Bits a [`Toy::Cycle`] model spends on a token that is not the one it predicts:
+/// `log2(2 · 255)`.
+pub const WRONG_BITS: f64 = 8.994_353_436_858_858;
+
+/// Which toy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Toy<'a> {
+    /// Predicts nothing: 8 bits per token.
+    Uniform,
+    /// Predicts the next byte of this cycle with probability one half.
+    Cycle(&'a [u8]),
+}
+
+/// A tokenizer (`tokenizer.json`) of the 256 code points U+0000..U+00FF, id = code point.
+pub fn byte_tokenizer_json() -> Vec<u8> {
+    let vocab: serde_json::Map<String, serde_json::Value> = (0u8..=255)
+        .map(|b| (char::from(b).to_string(), serde_json::Value::from(b)))
+        .collect();
+    serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": null,
+        "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                  "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                  "fuse_unk": false, "byte_fallback": false, "vocab": vocab, "merges": []}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The toy's `config.json` for `model_type` (`qwen2`, `llama`, `mistral`), with `prefix` as
+/// its `bos_token_id`.
+pub fn config_json(model_type: &str, prefix: Option<u32>) -> Vec<u8> {
+    serde_json::json!({
+        "model_type": model_type, "vocab_size": VOCAB, "hidden_size": HIDDEN,
+        "intermediate_size": FFN, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
+        "num_key_value_heads": KV_HEADS, "max_position_embeddings": 4096,
+        "rope_theta": 10000.0, "rms_norm_eps": 1e-12, "hidden_act": "silu",
+        "tie_word_embeddings": false, "bos_token_id": prefix,
+        "sliding_window": 4096, "use_sliding_window": false,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn f32s(shape: Vec<usize>, values: &[f32]) -> Tensor {
+    // The shapes below are built to match their values.
+    Tensor::from_f32(shape, values).unwrap_or_else(|_| unreachable!("a toy tensor's shape"))
+}
+
+fn zeros(shape: Vec<usize>) -> Tensor {
+    let n = shape.iter().product();
+    f32s(shape, &vec![0.0; n])
+}
+
+/// The toy's tensors, with Qwen2's attention biases when `biases`.
+pub fn tensors(toy: Toy<'_>, biases: bool) -> Vec<(String, Tensor)> {
+    let (v, h) = (VOCAB, HIDDEN);
+    let mut embed = vec![0f32; v * h];
+    for t in 0..v {
+        embed[t * h + t] = 1.0;
+    }
+    let mut head = vec![0f32; v * h];
+    if let Toy::Cycle(cycle) = toy {
+        #[allow(clippy::cast_precision_loss, reason = "255 and 256 are exact")]
+        let logit = ((v - 1) as f32).ln() / (h as f32).sqrt();
+        for t in 0..v {
+            let next = cycle
+                .iter()
+                .position(|&c| usize::from(c) == t)
+                .map_or(t, |i| usize::from(cycle[(i + 1) % cycle.len()]));
+            head[next * h + t] = logit;
+        }
+    }
+    let mut out = vec![
+        (
+            "model.embed_tokens.weight".to_owned(),
+            f32s(vec![v, h], &embed),
+        ),
+        (
+            "model.norm.weight".to_owned(),
+            f32s(vec![h], &[1.0; HIDDEN]),
+        ),
+        ("lm_head.weight".to_owned(), f32s(vec![v, h], &head)),
+    ];
+    let kv = h / HEADS * KV_HEADS;
+    for i in 0..LAYERS {
+        let p = format!("model.layers.{i}");
+        let mut add = |name: &str, t: Tensor| out.push((format!("{p}.{name}"), t));
+        add("self_attn.q_proj.weight", zeros(vec![h, h]));
+        add("self_attn.k_proj.weight", zeros(vec![kv, h]));
+        add("self_attn.v_proj.weight", zeros(vec![kv, h]));
+        add("self_attn.o_proj.weight", zeros(vec![h, h]));
+        add("mlp.gate_proj.weight", zeros(vec![FFN, h]));
+        add("mlp.up_proj.weight", zeros(vec![FFN, h]));
+        add("mlp.down_proj.weight", zeros(vec![h, FFN]));
+        add("input_layernorm.weight", f32s(vec![h], &[1.0; HIDDEN]));
+        add(
+            "post_attention_layernorm.weight",
+            f32s(vec![h], &[1.0; HIDDEN]),
+        );
+        if biases {
+            add("self_attn.q_proj.bias", zeros(vec![h]));
+            add("self_attn.k_proj.bias", zeros(vec![kv]));
+            add("self_attn.v_proj.bias", zeros(vec![kv]));
+        }
+    }
+    out
+}
+
+/// The whole toy model for `model_type`, with `prefix` as its prefix token.
+pub fn model(toy: Toy<'_>, model_type: &str, prefix: Option<u32>) -> ModelFiles {
+    ModelFiles {
+        config: config_json(model_type, prefix),
+        tokenizer: byte_tokenizer_json(),
+        tensors: tensors(toy, model_type == "qwen2"),
+    }
+}
