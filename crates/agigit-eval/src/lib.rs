@@ -16,16 +16,16 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-use std::collections::HashMap;
-
 use agigit_delta::Tensor as Dense;
 
+mod config;
 pub mod documents;
+#[cfg(feature = "evaluate")]
 mod model;
 pub mod toy;
 
+pub use config::{ACTIVATIONS, ModelConfig, SUPPORTED};
 pub use documents::{Document, add_documents};
-pub use model::{ModelConfig, SUPPORTED};
 
 /// An evaluation failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,7 @@ pub enum EvalError {
     #[error("no held-out text: the documents hold no bytes")]
     NoText,
     /// candle failed.
+    #[cfg(feature = "evaluate")]
     #[error("tensor computation: {0}")]
     Candle(#[from] candle_core::Error),
 }
@@ -139,6 +140,7 @@ pub struct ModelFiles {
     pub tensors: Vec<(String, Dense)>,
 }
 
+#[cfg(feature = "evaluate")]
 fn to_candle(t: &Dense) -> Result<candle_core::Tensor, EvalError> {
     use agigit_delta::DType as D;
     let dtype = match t.dtype() {
@@ -160,11 +162,12 @@ fn to_candle(t: &Dense) -> Result<candle_core::Tensor, EvalError> {
     )?)
 }
 
-/// Evaluates `model` on `documents`.
+/// Evaluates `model` on `documents` (feature `evaluate`, on by default).
 ///
 /// # Errors
 /// [`EvalError`]: an unsupported or inconsistent model, a tokenizer that does not load or
 /// makes ids outside the vocabulary, documents with no text.
+#[cfg(feature = "evaluate")]
 pub fn evaluate(
     model: &ModelFiles,
     documents: &[Document],
@@ -174,7 +177,7 @@ pub fn evaluate(
     let tokenizer = tokenizers::Tokenizer::from_bytes(&model.tokenizer)
         .map_err(|e| EvalError::Tokenizer(format!("does not load: {e}")))?;
     // Only the tensors the architecture reads are converted; the rest are left alone.
-    let mut tensors = HashMap::new();
+    let mut tensors = std::collections::HashMap::new();
     for (name, t) in &model.tensors {
         if name.starts_with("model.") || name == "lm_head.weight" {
             tensors.insert(name.clone(), to_candle(t)?);

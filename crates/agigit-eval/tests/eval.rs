@@ -3,6 +3,7 @@
 //! probability one half, so text that follows it costs exactly one bit per byte), through
 //! candle-transformers' real forward pass; and the refusals of hostile or unsupported models.
 
+#![cfg(feature = "evaluate")]
 #![allow(clippy::expect_used, clippy::cast_precision_loss, reason = "tests")]
 
 use agigit_delta::{DType, Tensor};

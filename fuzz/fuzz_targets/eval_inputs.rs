@@ -1,0 +1,38 @@
+//! What a commit hands an evaluation: its `config.json` → a checked configuration (every size
+//! bounded and consistent) or a typed error; its validation files → documents or a typed error.
+//! The first byte picks the file's kind.
+#![no_main]
+
+use agigit_eval::{ModelConfig, add_documents};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    match pick % 3 {
+        0 => {
+            if let Ok(c) = ModelConfig::parse(rest, 512) {
+                assert!(c.vocab_size >= 1 && c.vocab_size <= 1 << 20);
+                assert!(c.layers >= 1 && c.layers <= 1024);
+                assert!(c.hidden_size.is_multiple_of(c.heads));
+                assert!(c.heads.is_multiple_of(c.kv_heads));
+                assert!(c.sliding_window >= 1 && c.sliding_window <= 512);
+                assert!(c.prefix_token.is_none_or(|t| (t as usize) < c.vocab_size));
+            }
+        }
+        1 => {
+            let mut docs = Vec::new();
+            if add_documents("d.jsonl", rest, &mut docs).is_ok() {
+                assert!(docs.len() <= rest.len());
+            }
+        }
+        _ => {
+            let mut docs = Vec::new();
+            if add_documents("d.txt", rest, &mut docs).is_ok() {
+                assert_eq!(docs.len(), 1);
+                assert_eq!(docs[0].text.as_bytes(), rest);
+            }
+        }
+    }
+});
