@@ -26,7 +26,11 @@ impl Drop for Dir {
 
 /// Writes the toy model's config, tokenizer and parameters into `model`.
 fn write_model(model: &Path, model_type: &str) -> TestResult {
-    let files = toy::model(Toy::Cycle(b"abcdefgh"), model_type, Some(u32::from(b'h')));
+    write_toy(model, Toy::Cycle(b"abcdefgh"), model_type)
+}
+
+fn write_toy(model: &Path, toy: Toy<'_>, model_type: &str) -> TestResult {
+    let files = toy::model(toy, model_type, Some(u32::from(b'h')));
     std::fs::write(model.join("config.json"), &files.config)?;
     std::fs::write(model.join("tokenizer.json"), &files.tokenizer)?;
     agigit::delta::save_safetensors(
@@ -149,5 +153,54 @@ fn eval_measures_a_commit_on_held_out_data_in_bits_per_byte() -> TestResult {
     }
     let none = agigit(&home, &model, &["eval", "HEAD~1", "--data", "code"]);
     assert_eq!(none.status.code(), Some(3));
+    Ok(())
+}
+
+/// The value does not depend on how many threads candle uses: a commit of a model whose
+/// attention and MLP do real work, evaluated by processes with 1, 2, 3 and 8 threads, gives
+/// the same bits per byte to a relative 1e-9 (the stated tolerance; the spread measured here is
+/// printed).
+#[test]
+fn eval_is_the_same_with_any_number_of_threads() -> TestResult {
+    let root =
+        Dir(std::env::temp_dir().join(format!("agigit-cli-eval-threads-{}", std::process::id())));
+    let home = root.0.join("home");
+    std::fs::create_dir_all(&home)?;
+    ok(&agigit(&home, &root.0, &["key", "generate"]));
+    ok(&agigit(&home, &root.0, &["init", "model"]));
+    let model = root.0.join("model");
+    write_toy(&model, Toy::Random(11), "llama")?;
+    std::fs::create_dir_all(model.join("data/validation"))?;
+    for (i, text) in [
+        "the quick brown fox jumps over the lazy dog. ",
+        "pack my box with five dozen liquor jugs! ",
+    ]
+    .iter()
+    .enumerate()
+    {
+        std::fs::write(
+            model.join(format!("data/validation/{i}.txt")),
+            text.repeat(20),
+        )?;
+    }
+    ok(&agigit(&home, &model, &["commit", "-m", "random"]));
+    let mut values = Vec::new();
+    for threads in ["1", "2", "3", "8"] {
+        let out = support::agigit_env(
+            &home,
+            &model,
+            &["--json", "eval", "--context", "128"],
+            &[("RAYON_NUM_THREADS", Path::new(threads))],
+        );
+        values.push(json(&out)["bits_per_byte"].as_f64().ok_or("bpb")?);
+    }
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    println!(
+        "bits per byte with 1, 2, 3, 8 threads: {values:?}; spread {:.3e}",
+        (hi - lo) / lo
+    );
+    assert!((hi - lo) / lo <= 1e-9, "{values:?}");
     Ok(())
 }

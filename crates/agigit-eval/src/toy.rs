@@ -11,6 +11,8 @@
 //! - [`Toy::Cycle`]: after each byte of the cycle comes the next (after the last, the first);
 //!   the head gives it the logit `ln 255`, so it has probability exactly one half (1 bit) and
 //!   any other token `1 / 510` ([`WRONG_BITS`]). A byte outside the cycle predicts itself.
+//! - [`Toy::Random`]: every weight drawn from a seed (uniform, small): a model whose attention
+//!   and MLP do real work, for determinism checks (no closed form).
 
 use agigit_delta::Tensor;
 
@@ -36,6 +38,25 @@ pub enum Toy<'a> {
     Uniform,
     /// Predicts the next byte of this cycle with probability one half.
     Cycle(&'a [u8]),
+    /// Every weight drawn from this seed.
+    Random(u64),
+}
+
+/// `n` values uniform in `[-scale, scale)` from `seed` (SplitMix64; the same on every machine).
+fn random(seed: &mut u64, n: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = *seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            // The top 24 bits, as a fraction of 2^24: exact in f32.
+            #[allow(clippy::cast_precision_loss, reason = "24 bits are exact in f32")]
+            let unit = (z >> 40) as f32 / (1u64 << 24) as f32;
+            (unit * 2.0 - 1.0) * scale
+        })
+        .collect()
 }
 
 /// A tokenizer (`tokenizer.json`) of the 256 code points U+0000..U+00FF, id = code point.
@@ -129,6 +150,22 @@ pub fn tensors(toy: Toy<'_>, biases: bool) -> Vec<(String, Tensor)> {
             add("self_attn.q_proj.bias", zeros(vec![h]));
             add("self_attn.k_proj.bias", zeros(vec![kv]));
             add("self_attn.v_proj.bias", zeros(vec![kv]));
+        }
+    }
+    if let Toy::Random(mut seed) = toy {
+        for (name, t) in &mut out {
+            let shape = t.shape().to_vec();
+            let n = shape.iter().product();
+            // Norm weights near one; everything else small, as at initialization.
+            let values = if name.ends_with("norm.weight") {
+                random(&mut seed, n, 0.1)
+                    .into_iter()
+                    .map(|x| 1.0 + x)
+                    .collect()
+            } else {
+                random(&mut seed, n, 0.05)
+            };
+            *t = f32s(shape, &values);
         }
     }
     out

@@ -123,6 +123,40 @@ fn llama_and_mistral_are_qwen2_without_attention_biases() -> TestResult {
     Ok(())
 }
 
+/// A model whose attention and MLP do real work: the same value on every run, and one that
+/// depends on the window (so the windows are really the model's context).
+#[test]
+fn a_random_model_evaluates_the_same_every_time_and_uses_its_context() -> TestResult {
+    let text = "the quick brown fox jumps over the lazy dog; ".repeat(6);
+    let docs = [doc("fox.txt", &text)];
+    let m = toy::model(Toy::Random(7), "qwen2", Some(0));
+    let wide = evaluate(&m, &docs, EvalOptions::with_context(256))?;
+    let again = evaluate(&m, &docs, EvalOptions::with_context(256))?;
+    assert_eq!(wide, again, "bit for bit");
+    let narrow = evaluate(&m, &docs, EvalOptions::with_context(2))?;
+    assert_eq!(narrow.tokens, wide.tokens);
+    assert!(
+        (narrow.bits_per_byte - wide.bits_per_byte).abs() > 1e-6,
+        "{} vs {}",
+        narrow.bits_per_byte,
+        wide.bits_per_byte
+    );
+    // Near-uniform at initialization: close to 8 bits, not equal.
+    assert!(
+        (wide.bits_per_byte - 8.0).abs() < 0.5,
+        "{}",
+        wide.bits_per_byte
+    );
+    assert!((wide.bits_per_byte - 8.0).abs() > 1e-4);
+    let other = evaluate(
+        &toy::model(Toy::Random(8), "qwen2", Some(0)),
+        &docs,
+        EvalOptions::with_context(256),
+    )?;
+    assert_ne!(other.bits_per_byte, wide.bits_per_byte);
+    Ok(())
+}
+
 #[test]
 fn unsupported_and_inconsistent_models_are_refused_with_what_to_do() -> TestResult {
     let docs = [doc("t.txt", "abc")];
