@@ -63,6 +63,7 @@ pub(crate) fn eval(ctx: &Ctx, args: &EvalArgs) -> Result<()> {
         "bytes": e.bytes,
         "tokens": e.tokens,
         "documents": e.documents,
+        "loss_root": e.loss_root().iter().map(|b| format!("{b:02x}")).collect::<String>(),
         "skipped": report.skipped,
         "seconds": report.seconds,
     });

@@ -110,6 +110,28 @@ pub struct DocumentLoss {
     pub bits: f64,
 }
 
+impl DocumentLoss {
+    /// The bytes of this loss as a leaf of [`Evaluation::loss_root`]'s tree: the name's length
+    /// (u32) and UTF-8, then bytes, tokens (u64) and bits (the f64's IEEE 754 bits), all
+    /// little-endian.
+    pub fn leaf_bytes(&self) -> Vec<u8> {
+        let name = self.name.as_bytes();
+        let mut out = Vec::with_capacity(4 + name.len() + 24);
+        let len = u32::try_from(name.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&name[..len as usize]);
+        out.extend_from_slice(&self.bytes.to_le_bytes());
+        out.extend_from_slice(&self.tokens.to_le_bytes());
+        out.extend_from_slice(&self.bits.to_bits().to_le_bytes());
+        out
+    }
+
+    /// Its leaf hash in [`Evaluation::loss_root`]'s tree.
+    pub fn leaf_hash(&self) -> agigit_hash::merkle::Digest {
+        agigit_hash::merkle::leaf_hash(&self.leaf_bytes())
+    }
+}
+
 /// An evaluation's result.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {
@@ -127,6 +149,34 @@ pub struct Evaluation {
     pub tokens: u64,
     /// Every document's loss, in the order given.
     pub documents: Vec<DocumentLoss>,
+}
+
+impl Evaluation {
+    /// The root of an RFC 9162 Merkle tree over every document's loss, in order
+    /// ([`DocumentLoss::leaf_bytes`]): what a receipt publishes, so that a challenger can name
+    /// the documents it disagrees on and the evaluator prove what it claimed for each
+    /// ([`loss_path`](Self::loss_path), [`verify_loss`]).
+    pub fn loss_root(&self) -> agigit_hash::merkle::Digest {
+        let leaves: Vec<_> = self.documents.iter().map(DocumentLoss::leaf_hash).collect();
+        agigit_hash::merkle::root(&leaves)
+    }
+
+    /// Document `index`'s inclusion path in [`loss_root`](Self::loss_root)'s tree.
+    pub fn loss_path(&self, index: usize) -> Option<Vec<agigit_hash::merkle::Digest>> {
+        let leaves: Vec<_> = self.documents.iter().map(DocumentLoss::leaf_hash).collect();
+        agigit_hash::merkle::path(&leaves, index)
+    }
+}
+
+/// Whether `loss` is document `index` of `count` under `root`, by its inclusion `path`.
+pub fn verify_loss(
+    root: &agigit_hash::merkle::Digest,
+    count: u64,
+    index: u64,
+    loss: &DocumentLoss,
+    path: &[agigit_hash::merkle::Digest],
+) -> bool {
+    agigit_hash::merkle::verify(root, count, index, &loss.leaf_hash(), path)
 }
 
 /// A model's files as the commit holds them.

@@ -157,6 +157,46 @@ fn a_random_model_evaluates_the_same_every_time_and_uses_its_context() -> TestRe
     Ok(())
 }
 
+/// Every document's loss is under the evaluation's root with its path; a loss changed by a
+/// hair, or moved to another index, is not.
+#[test]
+fn every_documents_loss_proves_against_the_root_and_a_changed_one_does_not() -> TestResult {
+    let docs: Vec<Document> = (0..5)
+        .map(|i| doc(&format!("{i}.txt"), &"abcdefgh".repeat(i + 1)))
+        .collect();
+    let e = evaluate(
+        &model("qwen2", Some(0), false),
+        &docs,
+        EvalOptions::default(),
+    )?;
+    let root = e.loss_root();
+    for (i, loss) in e.documents.iter().enumerate() {
+        let path = e.loss_path(i).ok_or("a path")?;
+        assert!(agigit_eval::verify_loss(&root, 5, i as u64, loss, &path));
+        let mut changed = loss.clone();
+        changed.bits = f64::from_bits(changed.bits.to_bits() + 1);
+        assert!(!agigit_eval::verify_loss(
+            &root, 5, i as u64, &changed, &path
+        ));
+        assert!(!agigit_eval::verify_loss(
+            &root,
+            5,
+            ((i + 1) % 5) as u64,
+            loss,
+            &path
+        ));
+    }
+    assert!(e.loss_path(5).is_none());
+    // Another set of documents, another root.
+    let fewer = evaluate(
+        &model("qwen2", Some(0), false),
+        &docs[..4],
+        EvalOptions::default(),
+    )?;
+    assert_ne!(fewer.loss_root(), root);
+    Ok(())
+}
+
 #[test]
 fn unsupported_and_inconsistent_models_are_refused_with_what_to_do() -> TestResult {
     let docs = [doc("t.txt", "abc")];

@@ -3,6 +3,7 @@
 mod hasher;
 mod hex;
 mod id;
+pub mod merkle;
 
 pub use hasher::{Hasher, HashingReader, HashingWriter};
 pub use hex::ParseIdError;

@@ -30,22 +30,8 @@ const LEAF: usize = LEAF_BYTES;
 pub const MAX_SHARD_SIZE: u64 = MAX_SHARD_BYTES;
 
 /// A SHA-256 value of the tree: a leaf's, a node's, or a shard's root.
-pub type Digest = [u8; 32];
-
-fn leaf_hash(bytes: &[u8]) -> Digest {
-    let mut h = Hasher::new();
-    h.update(&[0]);
-    h.update(bytes);
-    h.finalize()
-}
-
-fn node_hash(left: &Digest, right: &Digest) -> Digest {
-    let mut h = Hasher::new();
-    h.update(&[1]);
-    h.update(left);
-    h.update(right);
-    h.finalize()
-}
+pub use agigit_hash::merkle::Digest;
+use agigit_hash::merkle::{leaf_hash, node_hash};
 
 /// How many leaves a shard of `size` bytes has (0 for an empty one).
 pub fn leaf_count(size: u64) -> u64 {
@@ -135,36 +121,6 @@ pub fn root(shard: &[u8]) -> Digest {
     b.finish()
 }
 
-/// The largest power of two below `n` (`n >= 2`).
-fn split(n: usize) -> usize {
-    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
-}
-
-fn subtree(leaves: &[Digest]) -> Digest {
-    match leaves {
-        [] => Hasher::new().finalize(),
-        [one] => *one,
-        _ => {
-            let k = split(leaves.len());
-            node_hash(&subtree(&leaves[..k]), &subtree(&leaves[k..]))
-        }
-    }
-}
-
-fn path(m: usize, leaves: &[Digest], out: &mut Vec<Digest>) {
-    if leaves.len() <= 1 {
-        return;
-    }
-    let k = split(leaves.len());
-    if m < k {
-        path(m, &leaves[..k], out);
-        out.push(subtree(&leaves[k..]));
-    } else {
-        path(m - k, &leaves[k..], out);
-        out.push(subtree(&leaves[..k]));
-    }
-}
-
 /// The answer to a challenge of leaf `leaf` of `shard`: the leaf's bytes and its inclusion
 /// path, leaf to root. `None` when the shard has no such leaf.
 ///
@@ -176,8 +132,7 @@ pub fn prove(shard: &[u8], leaf: u64) -> Option<(Vec<u8>, Vec<Digest>)> {
     }
     let leaves: Vec<Digest> = shard.chunks(LEAF).map(leaf_hash).collect();
     let m = usize::try_from(leaf).ok()?;
-    let mut out = Vec::new();
-    path(m, &leaves, &mut out);
+    let out = agigit_hash::merkle::path(&leaves, m)?;
     let start = m * LEAF;
     let end = (start + LEAF).min(shard.len());
     Some((shard[start..end].to_vec(), out))
@@ -238,31 +193,10 @@ pub fn verify(
             found: bytes.len(),
         });
     }
-    let mismatch = ProofError::Mismatch { leaf };
-    let (mut f, mut s) = (leaf, count - 1);
-    let mut r = leaf_hash(bytes);
-    for p in path {
-        if s == 0 {
-            return Err(mismatch);
-        }
-        if f & 1 == 1 || f == s {
-            r = node_hash(p, &r);
-            if f & 1 == 0 {
-                while f & 1 == 0 && f != 0 {
-                    f >>= 1;
-                    s >>= 1;
-                }
-            }
-        } else {
-            r = node_hash(&r, p);
-        }
-        f >>= 1;
-        s >>= 1;
-    }
-    if s == 0 && r == *root {
+    if agigit_hash::merkle::verify(root, count, leaf, &leaf_hash(bytes), path) {
         Ok(())
     } else {
-        Err(mismatch)
+        Err(ProofError::Mismatch { leaf })
     }
 }
 
