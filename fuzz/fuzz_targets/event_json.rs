@@ -10,8 +10,8 @@
 use agigit_event::market::{OrderAction, PullOrderEvent, StorageOrderEvent};
 use agigit_event::nostr::prelude::Event;
 use agigit_event::{
-    BlossomAuth, CommitEvent, K256Verifier, NostrVerifier, ProtocolEvent, RepoAnnouncement,
-    RepoState, Signed, Verifier,
+    BlossomAuth, CommitEvent, EvalReceipt, K256Verifier, NostrVerifier, ProtocolEvent,
+    RepoAnnouncement, RepoState, Signed, Verifier,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -40,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
     check::<RepoAnnouncement>(data, event.as_ref());
     check::<RepoState>(data, event.as_ref());
     check::<CommitEvent>(data, event.as_ref());
+    check::<EvalReceipt>(data, event.as_ref());
     check::<BlossomAuth>(data, event.as_ref());
     check::<PullOrderEvent>(data, event.as_ref());
     check::<OrderAction>(data, event.as_ref());

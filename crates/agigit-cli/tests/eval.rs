@@ -81,7 +81,10 @@ fn eval_measures_a_commit_on_held_out_data_in_bits_per_byte() -> TestResult {
         serde_json::json!(["data/validation/tokens.bin"])
     );
     assert_eq!(v["documents"][0]["name"], "data/validation/cycle.txt");
-    assert!(v["loss_root"].as_str().is_some_and(|r| r.len() == 64), "{v}");
+    assert!(
+        v["loss_root"].as_str().is_some_and(|r| r.len() == 64),
+        "{v}"
+    );
     // The training part: every byte is the one it does not predict.
     let t = json(&agigit(
         &home,

@@ -26,6 +26,10 @@ pub const ORDER_ACTION: u16 = 1722;
 /// A market storage order (regular; `docs/market.md`).
 pub const STORAGE_ORDER: u16 = 1723;
 
+/// An evaluation receipt: a commit's score on held-out data, signed by its evaluator
+/// (regular; `docs/rounds.md`).
+pub const EVAL_RECEIPT: u16 = 1724;
+
 /// The `nostr` [`Kind`] for one of the numbers above.
 pub const fn kind(number: u16) -> Kind {
     Kind::Custom(number)
@@ -43,6 +47,7 @@ mod tests {
         assert!(kind(PULL_ORDER).is_regular());
         assert!(kind(ORDER_ACTION).is_regular());
         assert!(kind(STORAGE_ORDER).is_regular());
+        assert!(kind(EVAL_RECEIPT).is_regular());
         assert!(kind(RELAY_LIST).is_replaceable());
         assert!(kind(BLOB_SERVER_LIST).is_replaceable());
         // `Kind::Custom` of a known number still compares equal to the named variant.

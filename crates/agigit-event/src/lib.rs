@@ -8,6 +8,7 @@ pub mod kinds;
 pub mod market;
 mod names;
 pub mod nip01;
+mod receipt;
 mod signed;
 mod signer;
 mod state;
@@ -23,6 +24,7 @@ pub use blossom::{AuthError, AuthRequest, BlossomAuth, MAX_CLOCK_SKEW_SECS, Verb
 pub use commit::CommitEvent;
 pub use error::ParseError;
 pub use names::{CoordinateError, MAX_REPO_ID_LEN, RepoCoordinate, RepoId, RepoIdError};
+pub use receipt::{EvalReceipt, MAX_RECEIPT_NOTE, METRICS};
 pub use signed::{ProtocolEvent, Signed};
 pub use signer::{SignError, Signer};
 pub use state::{

@@ -2077,3 +2077,164 @@ fn storage_order_parser_rejects_malformed_events() {
     tags.extend(many);
     assert!(parse(tags).is_err(), "1025 shards");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation receipts
+// ---------------------------------------------------------------------------------------------
+
+fn arb_receipt() -> impl Strategy<Value = agigit_event::EvalReceipt> {
+    (
+        arb_coordinate(),
+        any::<[u8; 32]>(),
+        any::<[u8; 32]>(),
+        (
+            0.0f64..64.0,
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+        ),
+        any::<[u8; 32]>(),
+        "[a-z0-9_.-]{1,64}",
+        "[ -~]{1,64}",
+        "\\PC{0,200}",
+    )
+        .prop_map(
+            |(
+                repo,
+                commit,
+                data,
+                (value, bytes, tokens, documents, context),
+                losses,
+                model,
+                software,
+                note,
+            )| {
+                agigit_event::EvalReceipt {
+                    repo,
+                    commit: commit.into(),
+                    data: data.into(),
+                    metric: "bits-per-byte".into(),
+                    value,
+                    bytes,
+                    tokens,
+                    documents,
+                    context,
+                    losses,
+                    model,
+                    software,
+                    note,
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn receipt_round_trip(body in arb_receipt(), signer in 1u8..=254) {
+        round_trip(body, &keys(signer))?;
+    }
+
+    #[test]
+    fn arbitrary_json_never_panics_as_a_receipt(json in "\\PC{0,300}") {
+        let _ = Signed::<agigit_event::EvalReceipt>::from_json(&json);
+    }
+}
+
+/// A receipt's tags, with `edit` applied: `None` drops the tag, `Some` replaces its value.
+fn receipt_tags(edit: (&str, Option<&str>)) -> Vec<Vec<String>> {
+    let coordinate = RepoCoordinate::new(
+        keys(3).public_key(),
+        RepoId::new("model").unwrap_or_else(|e| panic!("{e}")),
+    );
+    let base = [
+        ("a", coordinate.to_string()),
+        ("commit", "11".repeat(32)),
+        ("data", "22".repeat(32)),
+        ("metric", "bits-per-byte".to_owned()),
+        ("value", "1.25".to_owned()),
+        ("bytes", "128".to_owned()),
+        ("tokens", "128".to_owned()),
+        ("documents", "2".to_owned()),
+        ("context", "512".to_owned()),
+        ("losses", "ab".repeat(32)),
+        ("model", "qwen2".to_owned()),
+        ("software", "agigit 0.1.0".to_owned()),
+    ];
+    base.iter()
+        .filter_map(|(name, value)| {
+            if *name == edit.0 {
+                edit.1.map(|v| vec![(*name).to_owned(), v.to_owned()])
+            } else {
+                Some(vec![(*name).to_owned(), value.clone()])
+            }
+        })
+        .collect()
+}
+
+fn parse_receipt(
+    tags: &[Vec<String>],
+    content: &str,
+) -> Result<agigit_event::EvalReceipt, ParseError> {
+    let tags: Vec<Tag> = tags
+        .iter()
+        .map(|t| Tag::parse(t.clone()).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    agigit_event::EvalReceipt::from_parts(&tags, content)
+}
+
+#[test]
+fn receipt_parser_takes_one_form_of_each_value_and_refuses_the_rest() {
+    let ok = parse_receipt(&receipt_tags(("", None)), "").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ok.value, 1.25);
+    assert_eq!(ok.losses, [0xab; 32]);
+    for (tag, value) in [
+        ("value", Some("1.250")),
+        ("value", Some("1.25e0")),
+        ("value", Some("-0")),
+        ("value", Some("-1")),
+        ("value", Some("NaN")),
+        ("value", Some("inf")),
+        ("value", Some(" 1.25")),
+        ("bytes", Some("0128")),
+        ("bytes", Some("+128")),
+        ("tokens", Some("18446744073709551616")),
+        ("losses", Some(&"AB".repeat(32))),
+        ("losses", Some(&"ab".repeat(31))),
+        ("metric", Some("accuracy")),
+        ("model", Some("Qwen2")),
+        ("model", Some("")),
+        ("software", Some("tab\tbed")),
+        ("commit", Some("11")),
+        ("a", Some("not a coordinate")),
+        ("data", None),
+        ("losses", None),
+        ("value", None),
+        ("context", None),
+    ] {
+        assert!(
+            parse_receipt(&receipt_tags((tag, value)), "").is_err(),
+            "{tag} = {value:?} was accepted"
+        );
+    }
+    // A tag twice, and a note too long.
+    let mut twice = receipt_tags(("", None));
+    twice.push(vec!["value".into(), "2".into()]);
+    assert!(parse_receipt(&twice, "").is_err());
+    assert!(
+        parse_receipt(
+            &receipt_tags(("", None)),
+            &"n".repeat(agigit_event::MAX_RECEIPT_NOTE + 1)
+        )
+        .is_err()
+    );
+    assert!(
+        parse_receipt(
+            &receipt_tags(("", None)),
+            &"n".repeat(agigit_event::MAX_RECEIPT_NOTE)
+        )
+        .is_ok()
+    );
+}

@@ -44,6 +44,43 @@ pub struct EvalReport {
     pub seconds: f64,
 }
 
+impl EvalReport {
+    /// The signed receipt's body for this evaluation of a commit of `repo` (sign it with
+    /// [`agigit_event::Signed::sign`] and publish it).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the data was a path: a receipt names held-out data by its tree in
+    /// the commit, which anyone can fetch and evaluate again.
+    pub fn receipt(
+        &self,
+        repo: agigit_event::RepoCoordinate,
+        note: impl Into<String>,
+    ) -> Result<agigit_event::EvalReceipt, Error> {
+        let data = self.data_tree.ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} is not part of the commit: a receipt names data others can fetch; commit it to data/validation",
+                self.data
+            ))
+        })?;
+        let e = &self.evaluation;
+        Ok(agigit_event::EvalReceipt {
+            repo,
+            commit: self.commit,
+            data,
+            metric: "bits-per-byte".into(),
+            value: e.bits_per_byte,
+            bytes: e.bytes,
+            tokens: e.tokens,
+            documents: e.documents.len() as u64,
+            context: e.context as u64,
+            losses: e.loss_root(),
+            model: e.model_type.clone(),
+            software: concat!("agigit ", env!("CARGO_PKG_VERSION")).into(),
+            note: note.into(),
+        })
+    }
+}
+
 /// The most bytes of held-out files read from a path outside the repository (a directory of a
 /// few gigabytes of text is already hours of evaluation).
 const MAX_PATH_DATA: u64 = 16 << 30;
