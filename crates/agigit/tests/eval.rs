@@ -3,6 +3,7 @@
 //! document's loss.
 
 #![cfg(feature = "eval")]
+#![allow(clippy::expect_used, reason = "test fixtures")]
 
 use std::collections::BTreeMap;
 
