@@ -22,6 +22,13 @@ pub(crate) struct EvalArgs {
     /// List every document's loss.
     #[arg(long)]
     pub(crate) documents: bool,
+    /// Publish the result as a signed receipt (kind 1724) to the repository's relays: it names
+    /// the commit and the data part's tree, so anyone can evaluate again and compare.
+    #[arg(long)]
+    pub(crate) publish: bool,
+    /// A note published with the receipt.
+    #[arg(long, requires = "publish", default_value = "")]
+    pub(crate) note: String,
 }
 
 fn data(arg: Option<&str>) -> EvalData {
@@ -51,8 +58,14 @@ pub(crate) fn eval(ctx: &Ctx, args: &EvalArgs) -> Result<()> {
         )));
     }
     let report = repo.evaluate(&args.rev, &data, EvalOptions::with_context(args.context))?;
+    let published = if args.publish {
+        Some(publish(&repo, &report, &args.note)?)
+    } else {
+        None
+    };
     let e = &report.evaluation;
     let value = serde_json::json!({
+        "receipt": published.as_ref().map(|(id, accepted)| serde_json::json!({"event": id, "accepted": accepted})),
         "commit": report.commit.to_string(),
         "data": report.data,
         "data_tree": report.data_tree.map(|t| t.to_string()),
@@ -87,6 +100,12 @@ pub(crate) fn eval(ctx: &Ctx, args: &EvalArgs) -> Result<()> {
                 report.skipped.join(", ")
             ));
         }
+        if let Some((id, accepted)) = &published {
+            out.push_str(&format!(
+                "\n  receipt {} published on {accepted} relays",
+                id.get(..16).unwrap_or_default()
+            ));
+        }
         if args.documents {
             for d in &e.documents {
                 let bpb = if d.bytes == 0 {
@@ -104,6 +123,29 @@ pub(crate) fn eval(ctx: &Ctx, args: &EvalArgs) -> Result<()> {
         out
     });
     Ok(())
+}
+
+/// Signs the receipt with the user's key and publishes it to the repository's push relays; the
+/// event id and how many relays took it.
+fn publish(
+    repo: &agigit::Repository,
+    report: &agigit::EvalReport,
+    note: &str,
+) -> Result<(String, usize)> {
+    use crate::context::{effective, keys, load_config, network, runtime};
+    let config = load_config(repo)?;
+    let coordinate = crate::receipts::this_coordinate(&config)?;
+    let receipt = report.receipt(coordinate, note)?;
+    let keys = keys()?;
+    let (relays, push) = effective(&config)?;
+    let rt = runtime()?;
+    let _entered = rt.enter();
+    let net = network(&keys, &relays)?;
+    let (signed, published) = rt.block_on(
+        repo.remote(&net, &keys)
+            .publish_receipt(&receipt, push.min_accepted),
+    )?;
+    Ok((signed.id().to_hex(), published.accepted()))
 }
 
 fn short(id: &str) -> &str {

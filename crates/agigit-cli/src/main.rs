@@ -7,6 +7,7 @@ mod eval;
 mod failure;
 mod history;
 mod order;
+mod receipts;
 mod remote;
 mod setup;
 mod view;
@@ -83,6 +84,9 @@ enum Command {
     /// better: the model compresses the text better), per document.
     #[cfg(feature = "eval")]
     Eval(eval::EvalArgs),
+    /// List the evaluation receipts (signed scores on held-out data) the relays hold for a
+    /// repository (default: this one), every signature checked; `eval --publish` makes them.
+    Receipts(receipts::ReceiptsArgs),
     /// Show what changed between two revisions, or a revision (default HEAD) and the working
     /// directory, as `show` does; `-- <part|path>` narrows it.
     Diff(view::DiffArgs),
@@ -151,6 +155,7 @@ fn run(cli: &Cli) -> failure::Result<()> {
         Command::Log(args) => history::log(&ctx, args),
         Command::Show(args) => view::show(&ctx, args),
         Command::Diff(args) => view::diff(&ctx, args),
+        Command::Receipts(args) => receipts::receipts(&ctx, args),
         #[cfg(feature = "eval")]
         Command::Eval(args) => eval::eval(&ctx, args),
         Command::Branch(args) => history::branch(&ctx, args),

@@ -208,3 +208,87 @@ fn eval_is_the_same_with_any_number_of_threads() -> TestResult {
     assert!((hi - lo) / lo <= 1e-9, "{values:?}");
     Ok(())
 }
+
+/// `eval --publish` signs a receipt and puts it on the repository's relay; `receipts` lists it
+/// (signature checked) with the value `eval` printed, and `--commit` narrows the list.
+#[test]
+fn eval_publishes_a_receipt_that_receipts_lists() -> TestResult {
+    let root =
+        Dir(std::env::temp_dir().join(format!("agigit-cli-eval-receipts-{}", std::process::id())));
+    let home = root.0.join("home");
+    std::fs::create_dir_all(&home)?;
+    let relays = support::Relays::start(&root.0.join("relays"), 1, |_| None)?;
+    ok(&agigit(&home, &root.0, &["key", "generate"]));
+    ok(&agigit(
+        &home,
+        &root.0,
+        &["init", "model", "--id", "toy-model"],
+    ));
+    let model = root.0.join("model");
+    ok(&agigit(&home, &model, &["relay", "add", &relays.urls()[0]]));
+    write_model(&model, "qwen2")?;
+    std::fs::create_dir_all(model.join("data/validation"))?;
+    std::fs::write(
+        model.join("data/validation/cycle.txt"),
+        "abcdefgh".repeat(4),
+    )?;
+    ok(&agigit(&home, &model, &["commit", "-m", "first"]));
+    std::fs::write(model.join("data/validation/more.txt"), "hgfe")?;
+    ok(&agigit(&home, &model, &["commit", "-m", "more data"]));
+
+    let none = json(&agigit(&home, &model, &["--json", "receipts"]));
+    assert_eq!(none["receipts"], serde_json::json!([]));
+    let first = json(&agigit(
+        &home,
+        &model,
+        &[
+            "--json",
+            "eval",
+            "HEAD~1",
+            "--publish",
+            "--note",
+            "baseline",
+        ],
+    ));
+    assert_eq!(first["receipt"]["accepted"], 1, "{first}");
+    let second = json(&agigit(&home, &model, &["--json", "eval", "--publish"]));
+    let listed = json(&agigit(&home, &model, &["--json", "receipts"]));
+    let list = listed["receipts"].as_array().ok_or("a list")?;
+    assert_eq!(list.len(), 2, "{listed}");
+    let head = list
+        .iter()
+        .find(|r| r["commit"] == second["commit"])
+        .ok_or("the HEAD receipt")?;
+    assert_eq!(head["value"], second["bits_per_byte"]);
+    assert_eq!(head["data"], second["data_tree"]);
+    assert_eq!(head["losses"], second["loss_root"]);
+    assert_eq!(head["documents"], 2);
+    assert_eq!(head["metric"], "bits-per-byte");
+    let only = json(&agigit(
+        &home,
+        &model,
+        &["--json", "receipts", "--commit", "HEAD~1"],
+    ));
+    let only = only["receipts"].as_array().ok_or("a list")?;
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0]["note"], "baseline");
+    assert_eq!(only[0]["commit"], first["commit"]);
+    // Data outside the commit makes no receipt: refused before anything is published.
+    let outside = root.0.join("outside.txt");
+    std::fs::write(&outside, "abcd")?;
+    let out = agigit(
+        &home,
+        &model,
+        &[
+            "eval",
+            "--data",
+            outside.to_str().ok_or("path")?,
+            "--publish",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let after = json(&agigit(&home, &model, &["--json", "receipts"]));
+    assert_eq!(after["receipts"].as_array().map(Vec::len), Some(2));
+    drop(relays);
+    Ok(())
+}

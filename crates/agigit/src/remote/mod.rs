@@ -20,6 +20,7 @@
 mod announce;
 mod audit;
 mod directory;
+pub(crate) mod receipts;
 pub use directory::{RefDirectory, TagEntry};
 mod fetch;
 mod gc;
