@@ -41,18 +41,30 @@ fn write_toy(model: &Path, toy: Toy<'_>, model_type: &str) -> TestResult {
     Ok(())
 }
 
+/// A user (key generated) with an empty repository `model` (`init` with `init_args`) in a fresh
+/// directory named after `test`: the directory, the user's home, the repository.
+fn user_with_repository(
+    test: &str,
+    init_args: &[&str],
+) -> Result<(Dir, PathBuf, PathBuf), Box<dyn std::error::Error>> {
+    let root = Dir(std::env::temp_dir().join(format!("agigit-cli-{test}-{}", std::process::id())));
+    let home = root.0.join("home");
+    std::fs::create_dir_all(&home)?;
+    ok(&agigit(&home, &root.0, &["key", "generate"]));
+    let mut init = vec!["init", "model"];
+    init.extend_from_slice(init_args);
+    ok(&agigit(&home, &root.0, &init));
+    let model = root.0.join("model");
+    Ok((root, home, model))
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-5 * b.abs().max(1.0)
 }
 
 #[test]
 fn eval_measures_a_commit_on_held_out_data_in_bits_per_byte() -> TestResult {
-    let root = Dir(std::env::temp_dir().join(format!("agigit-cli-eval-{}", std::process::id())));
-    let home = root.0.join("home");
-    std::fs::create_dir_all(&home)?;
-    ok(&agigit(&home, &root.0, &["key", "generate"]));
-    ok(&agigit(&home, &root.0, &["init", "model"]));
-    let model = root.0.join("model");
+    let (root, home, model) = user_with_repository("eval", &[])?;
     write_model(&model, "qwen2")?;
     std::fs::create_dir_all(model.join("data/validation"))?;
     std::fs::create_dir_all(model.join("data/train"))?;
@@ -166,13 +178,7 @@ fn eval_measures_a_commit_on_held_out_data_in_bits_per_byte() -> TestResult {
 /// printed).
 #[test]
 fn eval_is_the_same_with_any_number_of_threads() -> TestResult {
-    let root =
-        Dir(std::env::temp_dir().join(format!("agigit-cli-eval-threads-{}", std::process::id())));
-    let home = root.0.join("home");
-    std::fs::create_dir_all(&home)?;
-    ok(&agigit(&home, &root.0, &["key", "generate"]));
-    ok(&agigit(&home, &root.0, &["init", "model"]));
-    let model = root.0.join("model");
+    let (_root, home, model) = user_with_repository("eval-threads", &[])?;
     write_toy(&model, Toy::Random(11), "llama")?;
     std::fs::create_dir_all(model.join("data/validation"))?;
     for (i, text) in [
@@ -213,18 +219,8 @@ fn eval_is_the_same_with_any_number_of_threads() -> TestResult {
 /// (signature checked) with the value `eval` printed, and `--commit` narrows the list.
 #[test]
 fn eval_publishes_a_receipt_that_receipts_lists() -> TestResult {
-    let root =
-        Dir(std::env::temp_dir().join(format!("agigit-cli-eval-receipts-{}", std::process::id())));
-    let home = root.0.join("home");
-    std::fs::create_dir_all(&home)?;
+    let (root, home, model) = user_with_repository("eval-receipts", &["--id", "toy-model"])?;
     let relays = support::Relays::start(&root.0.join("relays"), 1, |_| None)?;
-    ok(&agigit(&home, &root.0, &["key", "generate"]));
-    ok(&agigit(
-        &home,
-        &root.0,
-        &["init", "model", "--id", "toy-model"],
-    ));
-    let model = root.0.join("model");
     ok(&agigit(&home, &model, &["relay", "add", &relays.urls()[0]]));
     write_model(&model, "qwen2")?;
     std::fs::create_dir_all(model.join("data/validation"))?;
