@@ -76,14 +76,14 @@ pub(crate) fn eval(ctx: &Ctx, args: &EvalArgs) -> Result<()> {
         "bytes": e.bytes,
         "tokens": e.tokens,
         "documents": e.documents,
-        "loss_root": e.loss_root().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "loss_root": agigit::hash::BlobHash::from(e.loss_root()).to_string(),
         "skipped": report.skipped,
         "seconds": report.seconds,
     });
     print(ctx.json, value, || {
         let mut out = format!(
             "{} on {}: {:.4} bits per byte, {:.4} bits per token\n  {} documents, {} bytes, {} tokens, {} ({} tokens per window), {:.1} s",
-            short(&report.commit.to_string()),
+            report.commit.short(),
             report.data,
             e.bits_per_byte,
             e.bits_per_token,
@@ -146,8 +146,4 @@ fn publish(
             .publish_receipt(&receipt, push.min_accepted),
     )?;
     Ok((signed.id().to_hex(), published.accepted()))
-}
-
-fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
 }

@@ -70,7 +70,7 @@ pub(crate) fn receipts(ctx: &Ctx, args: &ReceiptsArgs) -> Result<()> {
                 "tokens": r.tokens,
                 "documents": r.documents,
                 "context": r.context,
-                "losses": r.losses.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                "losses": agigit::hash::BlobHash::from(r.losses).to_string(),
                 "model": r.model,
                 "software": r.software,
                 "note": r.note,
@@ -86,10 +86,10 @@ pub(crate) fn receipts(ctx: &Ctx, args: &ReceiptsArgs) -> Result<()> {
                 let r = s.body();
                 out.push_str(&format!(
                     "\n  {}  {:.4} {} on data {}  by {}  ({} documents, {})",
-                    r.commit.to_hex().get(..12).unwrap_or_default(),
+                    r.commit.short(),
                     r.value,
                     r.metric,
-                    r.data.to_hex().get(..12).unwrap_or_default(),
+                    r.data.short(),
                     s.author().to_hex().get(..16).unwrap_or_default(),
                     r.documents,
                     r.software,

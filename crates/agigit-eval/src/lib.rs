@@ -157,14 +157,16 @@ impl Evaluation {
     /// the documents it disagrees on and the evaluator prove what it claimed for each
     /// ([`loss_path`](Self::loss_path), [`verify_loss`]).
     pub fn loss_root(&self) -> agigit_hash::merkle::Digest {
-        let leaves: Vec<_> = self.documents.iter().map(DocumentLoss::leaf_hash).collect();
-        agigit_hash::merkle::root(&leaves)
+        agigit_hash::merkle::root(&self.loss_leaves())
     }
 
     /// Document `index`'s inclusion path in [`loss_root`](Self::loss_root)'s tree.
     pub fn loss_path(&self, index: usize) -> Option<Vec<agigit_hash::merkle::Digest>> {
-        let leaves: Vec<_> = self.documents.iter().map(DocumentLoss::leaf_hash).collect();
-        agigit_hash::merkle::path(&leaves, index)
+        agigit_hash::merkle::path(&self.loss_leaves(), index)
+    }
+
+    fn loss_leaves(&self) -> Vec<agigit_hash::merkle::Digest> {
+        self.documents.iter().map(DocumentLoss::leaf_hash).collect()
     }
 }
 

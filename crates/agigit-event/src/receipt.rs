@@ -1,7 +1,7 @@
 //! Kind 1724: an evaluation receipt — a signed statement of how a commit's model scored on
 //! held-out data (Proof of Work of Compression; `docs/rounds.md`).
 
-use agigit_hash::ObjectId;
+use agigit_hash::{BlobHash, ObjectId};
 use nostr::prelude::Tag;
 
 use crate::error::ParseError;
@@ -69,25 +69,6 @@ const LOSSES: &str = "losses";
 const MODEL: &str = "model";
 const SOFTWARE: &str = "software";
 
-fn hex32(bytes: &[u8; 32]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn parse_hex32(value: &str) -> Option<[u8; 32]> {
-    if value.len() != 64
-        || !value
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&value[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
-
 /// The one accepted text of a value: Rust's shortest round-trip decimal.
 fn parse_value(value: &str) -> Option<f64> {
     let v: f64 = value.parse().ok()?;
@@ -118,7 +99,7 @@ impl ProtocolEvent for EvalReceipt {
             tag(TOKENS, [self.tokens.to_string()]),
             tag(DOCUMENTS, [self.documents.to_string()]),
             tag(CONTEXT, [self.context.to_string()]),
-            tag(LOSSES, [hex32(&self.losses)]),
+            tag(LOSSES, [BlobHash::from(self.losses).to_string()]),
             tag(MODEL, [self.model.as_str()]),
             tag(SOFTWARE, [self.software.as_str()]),
         ];
@@ -145,10 +126,8 @@ impl ProtocolEvent for EvalReceipt {
                 "a finite number, not negative, in its shortest decimal form",
             )
         })?;
-        let losses = reader.required_value(LOSSES)?;
-        let losses = parse_hex32(losses).ok_or_else(|| {
-            ParseError::invalid_value(LOSSES, losses, "64 lowercase hexadecimal digits")
-        })?;
+        // A SHA-256 value in the one text form of the protocol's hashes.
+        let losses: BlobHash = parse_id(LOSSES, reader.required_value(LOSSES)?)?;
         let model = reader.required_value(MODEL)?;
         if !valid_model(model) {
             return Err(ParseError::invalid_value(
@@ -183,7 +162,7 @@ impl ProtocolEvent for EvalReceipt {
             tokens: decimal(TOKENS)?,
             documents: decimal(DOCUMENTS)?,
             context: decimal(CONTEXT)?,
-            losses,
+            losses: losses.into(),
             model: model.to_owned(),
             software: software.to_owned(),
             note: content.to_owned(),

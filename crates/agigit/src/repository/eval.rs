@@ -117,6 +117,18 @@ impl Repository {
         };
         let config = blob("config.json")?;
         let tokenizer = blob("tokenizer.json")?;
+        // The documents first: a bad data file fails before the model is loaded.
+        let (documents, skipped, label, data_tree) = match data {
+            EvalData::Part(part) => {
+                let (docs, skipped) = self.part_documents(&files, *part)?;
+                let parts = agigit_dag::ModelParts::read(self.store(), &tree)?;
+                (docs, skipped, part.name().to_owned(), part.get(&parts))
+            }
+            EvalData::Path(path) => {
+                let (docs, skipped) = path_documents(path)?;
+                (docs, skipped, path.display().to_string(), None)
+            }
+        };
         let mut tensors = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (rel, source) in &files {
@@ -136,17 +148,6 @@ impl Repository {
                 tensors.push((name, tensor));
             }
         }
-        let (documents, skipped, label, data_tree) = match data {
-            EvalData::Part(part) => {
-                let (docs, skipped) = self.part_documents(&files, *part)?;
-                let parts = agigit_dag::ModelParts::read(self.store(), &tree)?;
-                (docs, skipped, part.name().to_owned(), part.get(&parts))
-            }
-            EvalData::Path(path) => {
-                let (docs, skipped) = path_documents(path)?;
-                (docs, skipped, path.display().to_string(), None)
-            }
-        };
         let model = ModelFiles {
             config,
             tokenizer,
