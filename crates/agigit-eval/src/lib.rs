@@ -18,11 +18,14 @@
 
 use agigit_delta::Tensor as Dense;
 
+pub mod compare;
 mod config;
 pub mod documents;
 #[cfg(feature = "evaluate")]
 mod model;
 pub mod toy;
+#[cfg(feature = "evaluate")]
+pub mod train;
 
 pub use config::{ACTIVATIONS, ModelConfig, SUPPORTED};
 pub use documents::{Document, add_documents};
@@ -214,6 +217,71 @@ fn to_candle(t: &Dense) -> Result<candle_core::Tensor, EvalError> {
     )?)
 }
 
+/// The checked configuration, the tokenizer and the model of `files`.
+#[cfg(feature = "evaluate")]
+fn load(
+    files: &ModelFiles,
+    context: usize,
+) -> Result<(ModelConfig, tokenizers::Tokenizer, model::CausalLm), EvalError> {
+    let config = ModelConfig::parse(&files.config, context)?;
+    let tokenizer = tokenizers::Tokenizer::from_bytes(&files.tokenizer)
+        .map_err(|e| EvalError::Tokenizer(format!("does not load: {e}")))?;
+    // Only the tensors the architecture reads are converted; the rest are left alone.
+    let mut tensors = std::collections::HashMap::new();
+    for (name, t) in &files.tensors {
+        if name.starts_with("model.") || name == "lm_head.weight" {
+            tensors.insert(name.clone(), to_candle(t)?);
+        }
+    }
+    let lm = model::CausalLm::load(&config, tensors)?;
+    Ok((config, tokenizer, lm))
+}
+
+/// `doc`'s token ids as scored: the prefix token first when the configuration has one. Without
+/// one, the first token cannot be predicted: `true` says it is to be charged `log2 V` bits.
+#[cfg(feature = "evaluate")]
+fn token_ids(
+    config: &ModelConfig,
+    tokenizer: &tokenizers::Tokenizer,
+    doc: &Document,
+) -> Result<(Vec<u32>, bool), EvalError> {
+    let encoding = tokenizer
+        .encode(doc.text.as_str(), false)
+        .map_err(|e| EvalError::Tokenizer(format!("{}: {e}", doc.name)))?;
+    let tokens = encoding.get_ids();
+    if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= config.vocab_size) {
+        return Err(EvalError::Tokenizer(format!(
+            "token id {bad} is outside the model's vocabulary of {}",
+            config.vocab_size
+        )));
+    }
+    Ok(match config.prefix_token {
+        Some(prefix) => (
+            std::iter::once(prefix)
+                .chain(tokens.iter().copied())
+                .collect(),
+            false,
+        ),
+        None => (tokens.to_vec(), !tokens.is_empty()),
+    })
+}
+
+/// Windows of at most `context` predictions over `ids`: inputs `ids[s..e]`, targets
+/// `ids[s+1..=e]`, each a fresh context.
+#[cfg(feature = "evaluate")]
+fn windows(ids: &[u32], context: usize) -> impl Iterator<Item = (&[u32], &[u32])> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start + 1 >= ids.len() {
+            return None;
+        }
+        let end = (start + context).min(ids.len() - 1);
+        let window = (&ids[start..end], &ids[start + 1..=end]);
+        start = end;
+        Some(window)
+    })
+}
+
 /// Evaluates `model` on `documents` (feature `evaluate`, on by default).
 ///
 /// # Errors
@@ -225,55 +293,21 @@ pub fn evaluate(
     documents: &[Document],
     options: EvalOptions,
 ) -> Result<Evaluation, EvalError> {
-    let config = ModelConfig::parse(&model.config, options.context)?;
-    let tokenizer = tokenizers::Tokenizer::from_bytes(&model.tokenizer)
-        .map_err(|e| EvalError::Tokenizer(format!("does not load: {e}")))?;
-    // Only the tensors the architecture reads are converted; the rest are left alone.
-    let mut tensors = std::collections::HashMap::new();
-    for (name, t) in &model.tensors {
-        if name.starts_with("model.") || name == "lm_head.weight" {
-            tensors.insert(name.clone(), to_candle(t)?);
-        }
-    }
-    let mut lm = model::CausalLm::load(&config, tensors)?;
+    let (config, tokenizer, mut lm) = load(model, options.context)?;
     let uniform = (config.vocab_size as f64).log2();
     let mut out = Vec::with_capacity(documents.len());
     for doc in documents {
-        let encoding = tokenizer
-            .encode(doc.text.as_str(), false)
-            .map_err(|e| EvalError::Tokenizer(format!("{}: {e}", doc.name)))?;
-        let tokens = encoding.get_ids();
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= config.vocab_size) {
-            return Err(EvalError::Tokenizer(format!(
-                "token id {bad} is outside the model's vocabulary of {}",
-                config.vocab_size
-            )));
-        }
-        let mut bits = 0f64;
-        let mut scored = 0u64;
-        let ids: Vec<u32> = match config.prefix_token {
-            Some(prefix) => std::iter::once(prefix)
-                .chain(tokens.iter().copied())
-                .collect(),
-            None => {
-                if !tokens.is_empty() {
-                    bits += uniform;
-                    scored += 1;
-                }
-                tokens.to_vec()
-            }
-        };
+        let (ids, charged) = token_ids(&config, &tokenizer, doc)?;
+        let mut bits = if charged { uniform } else { 0.0 };
+        let mut scored = u64::from(charged);
         // Windows of `context` predictions: inputs ids[s..e], targets ids[s+1..=e].
-        let mut start = 0;
-        while start + 1 < ids.len() {
-            let end = (start + options.context).min(ids.len() - 1);
-            let log_probs = lm.target_log_probs(&ids[start..end], &ids[start + 1..=end])?;
+        for (inputs, targets) in windows(&ids, options.context) {
+            let log_probs = lm.target_log_probs(inputs, targets)?;
             // Summed in order, in f64: the same on every machine for the same log-probs.
             for lp in log_probs {
                 bits -= f64::from(lp) / std::f64::consts::LN_2;
             }
-            scored += (end - start) as u64;
-            start = end;
+            scored += inputs.len() as u64;
         }
         out.push(DocumentLoss {
             name: doc.name.clone(),

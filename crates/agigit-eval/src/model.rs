@@ -119,6 +119,19 @@ impl CausalLm {
         Ok(CausalLm { model, lm_head })
     }
 
+    /// The final hidden state (after the last norm) at every position of `inputs`, `[len,
+    /// hidden]`, in a fresh context.
+    pub(crate) fn hidden(&mut self, inputs: &[u32]) -> Result<Tensor, EvalError> {
+        self.model.clear_kv_cache();
+        let input = Tensor::new(inputs, &Device::Cpu)?.unsqueeze(0)?;
+        Ok(self.model.forward(&input, 0, None)?.squeeze(0)?)
+    }
+
+    /// The output projection, `[vocab, hidden]`, f32.
+    pub(crate) fn lm_head(&self) -> &Tensor {
+        &self.lm_head
+    }
+
     /// Natural-log probabilities of `targets[i]` after `inputs[..=i]`, for each `i` (a fresh
     /// context: nothing of an earlier call is kept).
     pub(crate) fn target_log_probs(
@@ -126,9 +139,7 @@ impl CausalLm {
         inputs: &[u32],
         targets: &[u32],
     ) -> Result<Vec<f32>, EvalError> {
-        self.model.clear_kv_cache();
-        let input = Tensor::new(inputs, &Device::Cpu)?.unsqueeze(0)?;
-        let hidden = self.model.forward(&input, 0, None)?.squeeze(0)?;
+        let hidden = self.hidden(inputs)?;
         let logits = hidden.matmul(&self.lm_head.t()?)?;
         let log_probs = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
         let targets = Tensor::new(targets, &Device::Cpu)?.unsqueeze(1)?;
