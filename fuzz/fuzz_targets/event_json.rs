@@ -9,6 +9,7 @@
 
 use agigit_event::market::{OrderAction, PullOrderEvent, StorageOrderEvent};
 use agigit_event::nostr::prelude::Event;
+use agigit_event::round::{RoundAction, RoundEvent};
 use agigit_event::{
     BlossomAuth, CommitEvent, EvalReceipt, K256Verifier, NostrVerifier, ProtocolEvent,
     RepoAnnouncement, RepoState, Signed, Verifier,
@@ -45,6 +46,8 @@ fuzz_target!(|data: &[u8]| {
     check::<PullOrderEvent>(data, event.as_ref());
     check::<OrderAction>(data, event.as_ref());
     check::<StorageOrderEvent>(data, event.as_ref());
+    check::<RoundEvent>(data, event.as_ref());
+    check::<RoundAction>(data, event.as_ref());
     // The relay and server lists (NIP-65, BUD-03) a clone reads to find a repository: only
     // usable URLs, each once, boundedly many, whatever the tags say.
     if let Some(event) = &event {

@@ -23,6 +23,7 @@ mod config;
 pub mod documents;
 #[cfg(feature = "evaluate")]
 mod model;
+pub mod round;
 pub mod toy;
 #[cfg(feature = "evaluate")]
 pub mod train;
@@ -166,6 +167,33 @@ impl Evaluation {
     /// Document `index`'s inclusion path in [`loss_root`](Self::loss_root)'s tree.
     pub fn loss_path(&self, index: usize) -> Option<Vec<agigit_hash::merkle::Digest>> {
         agigit_hash::merkle::path(&self.loss_leaves(), index)
+    }
+
+    /// The receipt (kind 1724) that publishes this evaluation of `commit` on the data tree
+    /// `data` of repository `repo`, computed by `software` (`agigit 0.1.0`).
+    pub fn receipt(
+        &self,
+        repo: agigit_event::RepoCoordinate,
+        commit: agigit_hash::ObjectId,
+        data: agigit_hash::ObjectId,
+        software: impl Into<String>,
+        note: impl Into<String>,
+    ) -> agigit_event::EvalReceipt {
+        agigit_event::EvalReceipt {
+            repo,
+            commit,
+            data,
+            metric: "bits-per-byte".into(),
+            value: self.bits_per_byte,
+            bytes: self.bytes,
+            tokens: self.tokens,
+            documents: self.documents.len() as u64,
+            context: self.context as u64,
+            losses: self.loss_root(),
+            model: self.model_type.clone(),
+            software: software.into(),
+            note: note.into(),
+        }
     }
 
     fn loss_leaves(&self) -> Vec<agigit_hash::merkle::Digest> {

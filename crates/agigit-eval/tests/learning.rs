@@ -11,73 +11,12 @@ use agigit_delta::{DType, Tensor};
 use agigit_eval::compare::{Bootstrap, compare, ladder};
 use agigit_eval::toy::{self, Toy};
 use agigit_eval::train::{TrainOptions, train_head};
-use agigit_eval::{Document, EvalOptions, ModelFiles, evaluate};
+use agigit_eval::{EvalOptions, ModelFiles, evaluate};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// SplitMix64.
-fn next(seed: &mut u64) -> u64 {
-    *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *seed;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// Documents from a Markov chain over eight letters: after each letter, one of two successors
-/// (fixed per letter) with probability 3/4 and 1/4 — about 0.81 bits per byte for a model that
-/// knows the chain, 8 for one that knows nothing.
-fn documents(prefix: &str, count: usize, len: usize, mut seed: u64) -> Vec<Document> {
-    const LETTERS: &[u8] = b"etaoinsh";
-    (0..count)
-        .map(|d| {
-            let mut at = (next(&mut seed) % 8) as usize;
-            let text: String = (0..len)
-                .map(|_| {
-                    let r = next(&mut seed) % 4;
-                    at = if r == 0 {
-                        (at * 5 + 3) % 8
-                    } else {
-                        (at + 1) % 8
-                    };
-                    char::from(LETTERS[at])
-                })
-                .collect();
-            Document {
-                name: format!("{prefix}{d}.txt"),
-                text,
-            }
-        })
-        .collect()
-}
-
-fn with_head(model: &ModelFiles, head: Tensor) -> ModelFiles {
-    ModelFiles {
-        config: model.config.clone(),
-        tokenizer: model.tokenizer.clone(),
-        tensors: model
-            .tensors
-            .iter()
-            .map(|(name, t)| {
-                let t = if name == "lm_head.weight" {
-                    head.clone()
-                } else {
-                    t.clone()
-                };
-                (name.clone(), t)
-            })
-            .collect(),
-    }
-}
-
-fn head(model: &ModelFiles) -> &Tensor {
-    &model
-        .tensors
-        .iter()
-        .find(|(n, _)| n == "lm_head.weight")
-        .expect("the toy has a head")
-        .1
-}
+mod common;
+use common::{documents, head, next, with_head};
 
 #[test]
 fn a_trained_fork_wins_a_noisy_one_does_not_and_a_copy_never_displaces_the_original() -> TestResult

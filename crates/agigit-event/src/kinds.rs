@@ -29,6 +29,11 @@ pub const STORAGE_ORDER: u16 = 1723;
 /// An evaluation receipt: a commit's score on held-out data, signed by its evaluator
 /// (regular; `docs/rounds.md`).
 pub const EVAL_RECEIPT: u16 = 1724;
+/// A competition round: foundation, sealed test set, deadlines, pool (regular;
+/// `docs/rounds.md`).
+pub const ROUND: u16 = 1725;
+/// An action on a round: fund, submit, reveal, challenge, rule, result (regular).
+pub const ROUND_ACTION: u16 = 1726;
 
 /// The `nostr` [`Kind`] for one of the numbers above.
 pub const fn kind(number: u16) -> Kind {

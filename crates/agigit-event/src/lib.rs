@@ -9,6 +9,7 @@ pub mod market;
 mod names;
 pub mod nip01;
 mod receipt;
+pub mod round;
 mod signed;
 mod signer;
 mod state;

@@ -267,10 +267,10 @@ const CHALLENGES: &str = "challenges";
 const UNAUDITED: &str = "unaudited";
 const NONCE: &str = "nonce";
 const LEAF: &str = "leaf";
-const TOKEN: &str = "token";
-const RELEASE: &str = "release";
+pub(crate) const TOKEN: &str = "token";
+pub(crate) const RELEASE: &str = "release";
 
-fn number(tags: &TagReader<'_>, name: &'static str) -> Result<Option<u64>, ParseError> {
+pub(crate) fn number(tags: &TagReader<'_>, name: &'static str) -> Result<Option<u64>, ParseError> {
     tags.optional_value(name)?
         .map(|v| {
             parse_decimal(v).ok_or_else(|| {
@@ -280,11 +280,11 @@ fn number(tags: &TagReader<'_>, name: &'static str) -> Result<Option<u64>, Parse
         .transpose()
 }
 
-fn required_number(tags: &TagReader<'_>, name: &'static str) -> Result<u64, ParseError> {
+pub(crate) fn required_number(tags: &TagReader<'_>, name: &'static str) -> Result<u64, ParseError> {
     number(tags, name)?.ok_or(ParseError::MissingTag { tag: name })
 }
 
-fn note(content: &str) -> Result<String, ParseError> {
+pub(crate) fn note(content: &str) -> Result<String, ParseError> {
     if content.len() > MAX_NOTE {
         return Err(ParseError::InvalidContent {
             reason: format!("a note of {} bytes; at most {MAX_NOTE}", content.len()),
@@ -293,7 +293,7 @@ fn note(content: &str) -> Result<String, ParseError> {
     Ok(content.to_owned())
 }
 
-fn key(name: &str, value: &str) -> Result<PublicKey, ParseError> {
+pub(crate) fn key(name: &str, value: &str) -> Result<PublicKey, ParseError> {
     parse_public_key(value).ok_or_else(|| ParseError::InvalidPublicKey {
         tag: name.into(),
         value: quote(value),
@@ -301,7 +301,7 @@ fn key(name: &str, value: &str) -> Result<PublicKey, ParseError> {
 }
 
 /// Every `p` tag: 1 to 64 keys, none twice.
-fn listed_keys(tags: &TagReader<'_>) -> Result<Vec<PublicKey>, ParseError> {
+pub(crate) fn listed_keys(tags: &TagReader<'_>) -> Result<Vec<PublicKey>, ParseError> {
     let mut keys: Vec<PublicKey> = Vec::new();
     for values in tags.all(P) {
         let [value] = values else {
@@ -329,7 +329,49 @@ fn listed_keys(tags: &TagReader<'_>) -> Result<Vec<PublicKey>, ParseError> {
     Ok(keys)
 }
 
-fn hash32(name: &str, value: &str) -> Result<[u8; 32], ParseError> {
+/// The `token` tag, if any: 1 to 64 KiB of printable ASCII.
+pub(crate) fn token(tags: &TagReader<'_>) -> Result<Option<String>, ParseError> {
+    tags.optional_value(TOKEN)?
+        .map(|t| {
+            let printable = t.bytes().all(|b| b.is_ascii_graphic());
+            if t.is_empty() || t.len() > MAX_TOKEN || !printable {
+                return Err(ParseError::invalid_value(
+                    TOKEN,
+                    t,
+                    "1 to 64 KiB of printable ASCII",
+                ));
+            }
+            Ok(t.to_owned())
+        })
+        .transpose()
+}
+
+/// The `release` tag's signatures, if any: 1 to 64, 128 lowercase hex each.
+pub(crate) fn release(tags: &TagReader<'_>) -> Result<Vec<String>, ParseError> {
+    Ok(match tags.at_most_one(RELEASE)? {
+        None => Vec::new(),
+        Some(values) => {
+            if values.is_empty() || values.len() > MAX_RELEASE {
+                return Err(ParseError::invalid_value(RELEASE, "", "1 to 64 signatures"));
+            }
+            for v in values {
+                let hex = v.len() == 128
+                    && v.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                if !hex {
+                    return Err(ParseError::invalid_value(
+                        RELEASE,
+                        v,
+                        "signatures of 128 lowercase hex digits",
+                    ));
+                }
+            }
+            values.to_vec()
+        }
+    })
+}
+
+pub(crate) fn hash32(name: &str, value: &str) -> Result<[u8; 32], ParseError> {
     Ok(*parse_id::<BlobHash>(name, value)?.as_bytes())
 }
 
@@ -537,41 +579,8 @@ impl ProtocolEvent for OrderAction {
                 ));
             }
         };
-        let token = tags
-            .optional_value(TOKEN)?
-            .map(|t| {
-                let printable = t.bytes().all(|b| b.is_ascii_graphic());
-                if t.is_empty() || t.len() > MAX_TOKEN || !printable {
-                    return Err(ParseError::invalid_value(
-                        TOKEN,
-                        t,
-                        "1 to 64 KiB of printable ASCII",
-                    ));
-                }
-                Ok(t.to_owned())
-            })
-            .transpose()?;
-        let release = match tags.at_most_one(RELEASE)? {
-            None => Vec::new(),
-            Some(values) => {
-                if values.is_empty() || values.len() > MAX_RELEASE {
-                    return Err(ParseError::invalid_value(RELEASE, "", "1 to 64 signatures"));
-                }
-                for v in values {
-                    let hex = v.len() == 128
-                        && v.bytes()
-                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-                    if !hex {
-                        return Err(ParseError::invalid_value(
-                            RELEASE,
-                            v,
-                            "signatures of 128 lowercase hex digits",
-                        ));
-                    }
-                }
-                values.to_vec()
-            }
-        };
+        let token = token(&tags)?;
+        let release = release(&tags)?;
         if token.is_some() && !matches!(verb, OrderVerb::Fund) {
             return Err(ParseError::invalid_value(
                 ACTION,

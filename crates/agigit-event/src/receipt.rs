@@ -70,7 +70,7 @@ const MODEL: &str = "model";
 const SOFTWARE: &str = "software";
 
 /// The one accepted text of a value: Rust's shortest round-trip decimal.
-fn parse_value(value: &str) -> Option<f64> {
+pub(crate) fn parse_value(value: &str) -> Option<f64> {
     let v: f64 = value.parse().ok()?;
     (v.is_finite() && !v.is_sign_negative() && v.to_string() == value).then_some(v)
 }

@@ -2238,3 +2238,236 @@ fn receipt_parser_takes_one_form_of_each_value_and_refuses_the_rest() {
         .is_ok()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Competition rounds
+// ---------------------------------------------------------------------------------------------
+
+fn arb_round() -> impl Strategy<Value = agigit_event::round::RoundEvent> {
+    (
+        arb_coordinate(),
+        any::<([u8; 32], [u8; 32])>(),
+        (
+            2u64..=8192,
+            0u64..1 << 40,
+            1u64..1000,
+            1u64..1000,
+            1u64..=366 * 86400,
+        ),
+        (
+            0u64..1 << 40,
+            1u64..1 << 20,
+            0.0f64..1.0,
+            1u64..=100_000,
+            50u64..=99,
+        ),
+        prop::collection::btree_set(1u8..=200, 1..5),
+        prop::option::of(201u8..=254),
+        "\\PC{0,100}",
+    )
+        .prop_map(
+            |(
+                repo,
+                (foundation, sealed),
+                (context, submit_by, r, e, window),
+                (pool, rate, margin, samples, confidence),
+                evaluators,
+                arbiter,
+                note,
+            )| {
+                agigit_event::round::RoundEvent {
+                    repo,
+                    foundation: foundation.into(),
+                    metric: "bits-per-byte".into(),
+                    sealed,
+                    context,
+                    submit_by,
+                    reveal_by: submit_by + r,
+                    evaluate_by: submit_by + r + e,
+                    challenge_within: window,
+                    pool,
+                    rate,
+                    margin,
+                    samples,
+                    confidence,
+                    evaluators: evaluators
+                        .into_iter()
+                        .map(|k| keys(k).public_key())
+                        .collect(),
+                    arbiter: arbiter.map(|k| keys(k).public_key()),
+                    note,
+                }
+            },
+        )
+}
+
+fn arb_round_action() -> impl Strategy<Value = agigit_event::round::RoundAction> {
+    use agigit_event::round::{RoundAction, RoundVerb};
+    let verb = prop_oneof![
+        Just(RoundVerb::Fund),
+        (arb_coordinate(), any::<[u8; 32]>()).prop_map(|(repo, c)| RoundVerb::Submit {
+            repo,
+            commit: c.into()
+        }),
+        any::<([u8; 32], [u8; 32], [u8; 32])>().prop_map(|(d, salt, c)| RoundVerb::Reveal {
+            data: d.into(),
+            salt,
+            commit: c.into(),
+        }),
+        (
+            any::<([u8; 32], [u8; 32])>(),
+            prop::collection::btree_set(any::<u64>(), 1..64)
+        )
+            .prop_map(|((r, c), docs)| RoundVerb::Challenge {
+                receipt: EventId::from_byte_array(r),
+                counter: EventId::from_byte_array(c),
+                documents: docs.into_iter().collect(),
+            }),
+        any::<[u8; 32]>().prop_map(|r| RoundVerb::Rule {
+            receipt: EventId::from_byte_array(r)
+        }),
+        prop::option::of(any::<[u8; 32]>()).prop_map(|c| RoundVerb::Result {
+            champion: c.map(Into::into)
+        }),
+    ];
+    (verb, any::<[u8; 32]>(), "\\PC{0,100}").prop_map(|(verb, round, note)| {
+        let token = matches!(verb, RoundVerb::Fund).then(|| "cashuBtoken".to_owned());
+        let release = if matches!(verb, RoundVerb::Result { .. }) {
+            vec!["ab".repeat(64)]
+        } else {
+            Vec::new()
+        };
+        RoundAction {
+            round: EventId::from_byte_array(round),
+            verb,
+            token,
+            release,
+            note,
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn round_round_trip(body in arb_round(), signer in 1u8..=254) {
+        round_trip(body, &keys(signer))?;
+    }
+
+    #[test]
+    fn round_action_round_trip(body in arb_round_action(), signer in 1u8..=254) {
+        round_trip(body, &keys(signer))?;
+    }
+
+    #[test]
+    fn arbitrary_json_never_panics_as_a_round(json in "\\PC{0,300}") {
+        let _ = Signed::<agigit_event::round::RoundEvent>::from_json(&json);
+        let _ = Signed::<agigit_event::round::RoundAction>::from_json(&json);
+    }
+}
+
+fn tags_of(list: &[(&str, &str)]) -> Vec<Tag> {
+    list.iter()
+        .map(|(n, v)| {
+            Tag::parse(vec![(*n).to_owned(), (*v).to_owned()]).unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect()
+}
+
+#[test]
+fn round_parsers_refuse_out_of_order_deadlines_and_misplaced_arguments() {
+    use agigit_event::round::{RoundAction, RoundEvent};
+    let coordinate = RepoCoordinate::new(
+        keys(3).public_key(),
+        RepoId::new("model").unwrap_or_else(|e| panic!("{e}")),
+    )
+    .to_string();
+    let evaluator = keys(4).public_key().to_hex();
+    let base: Vec<(&str, String)> = vec![
+        ("a", coordinate),
+        ("foundation", "11".repeat(32)),
+        ("metric", "bits-per-byte".into()),
+        ("sealed", "22".repeat(32)),
+        ("context", "512".into()),
+        ("submit_by", "100".into()),
+        ("reveal_by", "200".into()),
+        ("evaluate_by", "300".into()),
+        ("challenge_within", "60".into()),
+        ("pool", "0".into()),
+        ("rate", "0".into()),
+        ("margin", "0.01".into()),
+        ("samples", "1000".into()),
+        ("confidence", "95".into()),
+        ("p", evaluator),
+    ];
+    let with = |edit: (&str, Option<&str>)| {
+        let list: Vec<(&str, &str)> = base
+            .iter()
+            .filter_map(|(n, v)| {
+                if *n == edit.0 {
+                    edit.1.map(|e| (*n, e))
+                } else {
+                    Some((*n, v.as_str()))
+                }
+            })
+            .collect();
+        RoundEvent::from_parts(&tags_of(&list), "")
+    };
+    assert!(with(("", None)).is_ok());
+    for (tag, value) in [
+        ("reveal_by", Some("100")),
+        ("evaluate_by", Some("150")),
+        ("challenge_within", Some("0")),
+        ("context", Some("1")),
+        ("context", Some("8193")),
+        ("pool", Some("5")), // a pool with a rate of 0
+        ("margin", Some("-0.01")),
+        ("margin", Some("0.010")),
+        ("samples", Some("0")),
+        ("confidence", Some("100")),
+        ("sealed", Some("22")),
+        ("p", None),
+        ("foundation", None),
+    ] {
+        assert!(
+            with((tag, value)).is_err(),
+            "{tag} = {value:?} was accepted"
+        );
+    }
+    let e = "33".repeat(32);
+    let action = |list: &[(&str, &str)]| RoundAction::from_parts(&tags_of(list), "");
+    assert!(action(&[("e", &e), ("action", "rule"), ("receipt", &e)]).is_ok());
+    // An argument of another action, a missing one, a fund without its token.
+    assert!(action(&[("e", &e), ("action", "rule"), ("receipt", &e), ("salt", &e)]).is_err());
+    assert!(
+        action(&[
+            ("e", &e),
+            ("action", "reveal"),
+            ("data", &e),
+            ("commit", &e)
+        ])
+        .is_err()
+    );
+    assert!(action(&[("e", &e), ("action", "fund")]).is_err());
+    assert!(action(&[("e", &e), ("action", "withdraw")]).is_err());
+    // Disputed documents: ascending, none twice, at most 64.
+    let challenge = |docs: Vec<String>| {
+        let mut t = tags_of(&[
+            ("e", &e),
+            ("action", "challenge"),
+            ("receipt", &e),
+            ("counter", &e),
+        ]);
+        let mut d = vec!["document".to_owned()];
+        d.extend(docs);
+        t.push(Tag::parse(d).unwrap_or_else(|e| panic!("{e}")));
+        RoundAction::from_parts(&t, "")
+    };
+    assert!(challenge(vec!["0".into(), "7".into()]).is_ok());
+    assert!(challenge(vec!["7".into(), "0".into()]).is_err());
+    assert!(challenge(vec!["7".into(), "7".into()]).is_err());
+    assert!(challenge(vec!["07".into()]).is_err());
+    assert!(challenge(Vec::new()).is_err());
+    assert!(challenge((0..65).map(|i| i.to_string()).collect()).is_err());
+}

@@ -55,6 +55,8 @@ pub enum Why {
     BondReturned,
     /// The relay's bond to the buyer: it abandoned the order.
     BondForfeited,
+    /// A contributor's pay for bits saved in a competition round (`agigit_eval::round`).
+    Reward,
 }
 
 /// Why posted terms are refused.

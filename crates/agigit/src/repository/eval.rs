@@ -62,22 +62,13 @@ impl EvalReport {
                 self.data
             ))
         })?;
-        let e = &self.evaluation;
-        Ok(agigit_event::EvalReceipt {
+        Ok(self.evaluation.receipt(
             repo,
-            commit: self.commit,
+            self.commit,
             data,
-            metric: "bits-per-byte".into(),
-            value: e.bits_per_byte,
-            bytes: e.bytes,
-            tokens: e.tokens,
-            documents: e.documents.len() as u64,
-            context: e.context as u64,
-            losses: e.loss_root(),
-            model: e.model_type.clone(),
-            software: concat!("agigit ", env!("CARGO_PKG_VERSION")).into(),
-            note: note.into(),
-        })
+            concat!("agigit ", env!("CARGO_PKG_VERSION")),
+            note,
+        ))
     }
 }
 

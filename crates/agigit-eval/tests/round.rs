@@ -1,0 +1,544 @@
+//! A round from announcement to settlement, folded from signed events, on evaluations of real
+//! models: a fork whose head was trained in candle on the training text, a fork with noise
+//! added, and a later copy of the trained fork. The trained fork is champion and the only one
+//! paid; a false receipt is challenged on the documents it lies about and overturned; a test set
+//! never revealed voids the round and the pool goes back.
+
+#![cfg(feature = "evaluate")]
+#![allow(
+    clippy::expect_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "tests"
+)]
+
+mod common;
+
+use agigit_delta::{DType, Tensor};
+use agigit_eval::round::{Evidence, Phase, Verdict, fold, settles_at};
+use agigit_eval::toy::{self, Toy};
+use agigit_eval::train::{TrainOptions, train_head};
+use agigit_eval::{EvalOptions, Evaluation, evaluate};
+use agigit_event::nostr::prelude::{Keys, SecretKey, Timestamp};
+use agigit_event::round::{RoundAction, RoundEvent, RoundVerb, seal};
+use agigit_event::{RepoCoordinate, RepoId, Signed};
+use agigit_hash::ObjectId;
+use agigit_market::{Effect, Why};
+use common::{documents, head, next, with_head};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn keys(n: u8) -> Keys {
+    Keys::new(SecretKey::from_slice(&[n + 1; 32]).expect("a key"))
+}
+
+fn repo(owner: &Keys, id: &str) -> RepoCoordinate {
+    RepoCoordinate::new(owner.public_key(), RepoId::new(id).expect("an id"))
+}
+
+fn id(n: u8) -> ObjectId {
+    ObjectId::from_bytes([n; 32])
+}
+
+const SUBMIT_BY: u64 = 1000;
+const REVEAL_BY: u64 = 2000;
+const EVALUATE_BY: u64 = 3000;
+const WINDOW: u64 = 500;
+const POOL: u64 = 10_000;
+
+struct Models {
+    base: Evaluation,
+    trained: Evaluation,
+    noisy: Evaluation,
+}
+
+/// The three evaluations on the held-out set, from models built and trained here.
+fn models() -> Result<Models, Box<dyn std::error::Error>> {
+    let base = toy::model(Toy::Random(7), "qwen2", Some(u32::from(b' ')));
+    let train = documents("train/", 8, 160, 1);
+    let held_out = documents("test/", 24, 96, 2);
+    let options = EvalOptions::with_context(64);
+    let trained = train_head(
+        &base,
+        &train,
+        TrainOptions::default()
+            .with_context(64)
+            .with_steps(60, 0.05),
+    )?;
+    let fork = with_head(&base, trained.lm_head);
+    let mut seed = 99u64;
+    let noisy: Vec<f64> = head(&base)
+        .view()
+        .to_f64()
+        .expect("f32")
+        .iter()
+        .map(|w| w + ((next(&mut seed) >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.5)
+        .collect();
+    let noisy = with_head(
+        &base,
+        Tensor::from_f64(DType::F32, head(&base).shape().to_vec(), &noisy).expect("shape"),
+    );
+    Ok(Models {
+        base: evaluate(&base, &held_out, options)?,
+        trained: evaluate(&fork, &held_out, options)?,
+        noisy: evaluate(&noisy, &held_out, options)?,
+    })
+}
+
+struct World {
+    organizer: Keys,
+    arbiter: Keys,
+    evaluator: Keys,
+    liar: Keys,
+    alice: Keys,
+    bob: Keys,
+    carol: Keys,
+    round: Signed<RoundEvent>,
+    salt: [u8; 32],
+    data: ObjectId,
+}
+
+fn world() -> World {
+    let organizer = keys(1);
+    let (arbiter, evaluator, liar) = (keys(2), keys(3), keys(4));
+    let (alice, bob, carol) = (keys(5), keys(6), keys(7));
+    let (salt, data) = ([9; 32], id(42));
+    let round = RoundEvent {
+        repo: repo(&organizer, "foundation"),
+        foundation: id(1),
+        metric: "bits-per-byte".into(),
+        sealed: seal(&data, &salt),
+        context: 64,
+        submit_by: SUBMIT_BY,
+        reveal_by: REVEAL_BY,
+        evaluate_by: EVALUATE_BY,
+        challenge_within: WINDOW,
+        pool: POOL,
+        rate: 100,
+        margin: 0.01,
+        samples: 1000,
+        confidence: 95,
+        evaluators: vec![evaluator.public_key(), liar.public_key()],
+        arbiter: Some(arbiter.public_key()),
+        note: String::new(),
+    };
+    let round = Signed::sign(round, &organizer, Timestamp::from(10)).expect("sign");
+    World {
+        organizer,
+        arbiter,
+        evaluator,
+        liar,
+        alice,
+        bob,
+        carol,
+        round,
+        salt,
+        data,
+    }
+}
+
+fn act(w: &World, by: &Keys, at: u64, verb: RoundVerb) -> Signed<RoundAction> {
+    let token = matches!(verb, RoundVerb::Fund).then(|| "memory:pool".to_owned());
+    let action = RoundAction {
+        round: w.round.id(),
+        verb,
+        token,
+        release: Vec::new(),
+        note: String::new(),
+    };
+    Signed::sign(action, by, Timestamp::from(at)).expect("sign")
+}
+
+fn receipt(
+    w: &World,
+    by: &Keys,
+    at: u64,
+    e: &Evaluation,
+    repo: RepoCoordinate,
+    commit: ObjectId,
+) -> Evidence {
+    let body = e.receipt(repo, commit, w.data, "agigit test", "");
+    Evidence {
+        receipt: Signed::sign(body, by, Timestamp::from(at)).expect("sign"),
+        losses: e.documents.clone(),
+    }
+}
+
+#[test]
+fn the_trained_fork_is_champion_and_paid_noise_and_a_copy_earn_nothing() -> TestResult {
+    let m = models()?;
+    let w = world();
+    let (fa, fb, fc) = (
+        repo(&w.alice, "fork"),
+        repo(&w.bob, "fork"),
+        repo(&w.carol, "fork"),
+    );
+    let actions = vec![
+        act(&w, &w.organizer, 20, RoundVerb::Fund),
+        act(
+            &w,
+            &w.bob,
+            100,
+            RoundVerb::Submit {
+                repo: fb.clone(),
+                commit: id(3),
+            },
+        ),
+        act(
+            &w,
+            &w.alice,
+            200,
+            RoundVerb::Submit {
+                repo: fa.clone(),
+                commit: id(2),
+            },
+        ),
+        // Carol copies Alice's weights into her own commit, later.
+        act(
+            &w,
+            &w.carol,
+            300,
+            RoundVerb::Submit {
+                repo: fc.clone(),
+                commit: id(4),
+            },
+        ),
+        // Alice's commit again, by Carol: the earliest submission of a commit counts.
+        act(
+            &w,
+            &w.carol,
+            301,
+            RoundVerb::Submit {
+                repo: fa.clone(),
+                commit: id(2),
+            },
+        ),
+        // Too late.
+        act(
+            &w,
+            &w.carol,
+            SUBMIT_BY + 1,
+            RoundVerb::Submit {
+                repo: fc.clone(),
+                commit: id(5),
+            },
+        ),
+        // A reveal that does not open the seal, then the right one.
+        act(
+            &w,
+            &w.organizer,
+            1100,
+            RoundVerb::Reveal {
+                data: id(43),
+                salt: w.salt,
+                commit: id(9),
+            },
+        ),
+        act(
+            &w,
+            &w.organizer,
+            1200,
+            RoundVerb::Reveal {
+                data: w.data,
+                salt: w.salt,
+                commit: id(9),
+            },
+        ),
+    ];
+    let evidence = vec![
+        receipt(
+            &w,
+            &w.evaluator,
+            2100,
+            &m.base,
+            w.round.body().repo.clone(),
+            id(1),
+        ),
+        receipt(&w, &w.evaluator, 2200, &m.noisy, fb, id(3)),
+        receipt(&w, &w.evaluator, 2300, &m.trained, fa, id(2)),
+        receipt(&w, &w.evaluator, 2400, &m.trained, fc, id(4)),
+        // Dated before the reveal: nobody could have had the data.
+        receipt(
+            &w,
+            &w.evaluator,
+            1150,
+            &m.base,
+            w.round.body().repo.clone(),
+            id(1),
+        ),
+    ];
+
+    let during = fold(&w.round, &actions, &evidence, 2500);
+    assert_eq!(during.phase, Phase::Evaluation);
+    assert_eq!(during.ladder, []);
+    assert_eq!(
+        during.effects,
+        [Effect::Lock {
+            from: w.organizer.public_key(),
+            amount: POOL
+        }]
+    );
+
+    let s = fold(
+        &w.round,
+        &actions,
+        &evidence,
+        settles_at(w.round.body()) + 1,
+    );
+    assert_eq!(s.phase, Phase::Settled);
+    assert_eq!(
+        s.submissions.iter().map(|x| x.commit).collect::<Vec<_>>(),
+        [id(3), id(2), id(4)]
+    );
+    assert_eq!(s.revealed, Some((w.data, id(9))));
+    assert_eq!(s.receipts.len(), 4);
+    assert!(s.receipts.iter().all(|r| r.verdict == Verdict::Stands));
+    assert_eq!(s.ladder.len(), 1, "{:?}", s.ladder);
+    let champion = s.champion().expect("a champion");
+    assert_eq!(
+        (champion.commit, champion.author),
+        (id(2), w.alice.public_key())
+    );
+    // Paid 100 per 1000 bits saved, capped by the pool.
+    let saved = s.ladder[0].over.bits_saved;
+    let owed = ((saved * 100.0 / 1000.0).floor() as u64).min(POOL);
+    assert!(owed > 0);
+    assert_eq!(s.ladder[0].reward, owed);
+    assert_eq!(
+        s.effects,
+        [
+            Effect::Lock {
+                from: w.organizer.public_key(),
+                amount: POOL
+            },
+            Effect::Release {
+                to: w.alice.public_key(),
+                amount: owed,
+                why: Why::Reward
+            },
+            Effect::Release {
+                to: w.organizer.public_key(),
+                amount: POOL - owed,
+                why: Why::Refund
+            },
+        ]
+    );
+    assert!(s.ignored.len() >= 4, "{:?}", s.ignored);
+
+    // The organizer's result is checked against the fold.
+    let mut with_result = actions.clone();
+    with_result.push(act(
+        &w,
+        &w.organizer,
+        4100,
+        RoundVerb::Result {
+            champion: Some(id(2)),
+        },
+    ));
+    let s2 = fold(&w.round, &with_result, &evidence, 4200);
+    assert_eq!(s2.result.map(|r| r.1), Some(true));
+    let mut wrong = actions.clone();
+    wrong.push(act(
+        &w,
+        &w.organizer,
+        4100,
+        RoundVerb::Result {
+            champion: Some(id(4)),
+        },
+    ));
+    assert_eq!(
+        fold(&w.round, &wrong, &evidence, 4200).result.map(|r| r.1),
+        Some(false)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_paid() -> TestResult {
+    let m = models()?;
+    let w = world();
+    let (fa, fb) = (repo(&w.alice, "fork"), repo(&w.bob, "fork"));
+    let actions = vec![
+        act(&w, &w.organizer, 20, RoundVerb::Fund),
+        act(
+            &w,
+            &w.alice,
+            100,
+            RoundVerb::Submit {
+                repo: fa.clone(),
+                commit: id(2),
+            },
+        ),
+        act(
+            &w,
+            &w.bob,
+            200,
+            RoundVerb::Submit {
+                repo: fb.clone(),
+                commit: id(3),
+            },
+        ),
+        act(
+            &w,
+            &w.organizer,
+            1200,
+            RoundVerb::Reveal {
+                data: w.data,
+                salt: w.salt,
+                commit: id(9),
+            },
+        ),
+    ];
+    // The liar claims Bob's noisy fork scored as the trained one did, and that Alice's
+    // trained fork scored as badly as the noisy one.
+    let foundation = w.round.body().repo.clone();
+    let lie_bob = receipt(&w, &w.liar, 2100, &m.trained, fb.clone(), id(3));
+    let lie_alice = receipt(&w, &w.liar, 2101, &m.noisy, fa.clone(), id(2));
+    let honest_bob = receipt(&w, &w.evaluator, 2200, &m.noisy, fb, id(3));
+    let honest_alice = receipt(&w, &w.evaluator, 2201, &m.trained, fa, id(2));
+    let evidence = vec![
+        receipt(&w, &w.evaluator, 2050, &m.base, foundation, id(1)),
+        lie_bob.clone(),
+        lie_alice.clone(),
+        honest_bob.clone(),
+        honest_alice.clone(),
+    ];
+    let end = settles_at(w.round.body()) + 1;
+    // Unchallenged, the earliest receipt of each commit counts: the liar's, and Bob wins.
+    let fooled = fold(&w.round, &actions, &evidence, end);
+    assert_eq!(fooled.champion().map(|c| c.commit), Some(id(3)));
+
+    let disputed: Vec<u64> = (0..m.trained.documents.len() as u64).take(8).collect();
+    let mut challenged = actions.clone();
+    for (lie, honest) in [(&lie_bob, &honest_bob), (&lie_alice, &honest_alice)] {
+        challenged.push(act(
+            &w,
+            &w.evaluator,
+            EVALUATE_BY + 10,
+            RoundVerb::Challenge {
+                receipt: lie.receipt.id(),
+                counter: honest.receipt.id(),
+                documents: disputed.clone(),
+            },
+        ));
+    }
+    // A challenge after the window, and one naming documents the two agree on, do not count.
+    challenged.push(act(
+        &w,
+        &w.liar,
+        EVALUATE_BY + WINDOW + 1,
+        RoundVerb::Challenge {
+            receipt: honest_bob.receipt.id(),
+            counter: lie_bob.receipt.id(),
+            documents: vec![0],
+        },
+    ));
+    // Before the arbiter rules, the disputed receipts count for nobody: no champion.
+    let pending = fold(&w.round, &challenged, &evidence, end);
+    assert!(pending.champion().is_none(), "{:?}", pending.ladder);
+    assert_eq!(
+        pending
+            .receipts
+            .iter()
+            .filter(|r| r.verdict == Verdict::Disputed)
+            .count(),
+        4
+    );
+    // The arbiter re-evaluates and rules for the honest receipts; a ruling by another key is
+    // ignored.
+    challenged.push(act(
+        &w,
+        &w.liar,
+        EVALUATE_BY + WINDOW + 5,
+        RoundVerb::Rule {
+            receipt: lie_bob.receipt.id(),
+        },
+    ));
+    for honest in [&honest_bob, &honest_alice] {
+        challenged.push(act(
+            &w,
+            &w.arbiter,
+            EVALUATE_BY + WINDOW + 10,
+            RoundVerb::Rule {
+                receipt: honest.receipt.id(),
+            },
+        ));
+    }
+    let s = fold(&w.round, &challenged, &evidence, end);
+    let verdict = |id| s.receipts.iter().find(|r| r.id == id).map(|r| r.verdict);
+    assert_eq!(verdict(lie_bob.receipt.id()), Some(Verdict::Overturned));
+    assert_eq!(verdict(lie_alice.receipt.id()), Some(Verdict::Overturned));
+    assert_eq!(verdict(honest_bob.receipt.id()), Some(Verdict::Stands));
+    assert_eq!(s.champion().map(|c| c.author), Some(w.alice.public_key()));
+    let paid: Vec<_> = s
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Release {
+                to,
+                amount,
+                why: Why::Reward,
+            } => Some((*to, *amount)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(paid.len(), 1);
+    assert_eq!(paid[0].0, w.alice.public_key());
+    // Funds in = funds out.
+    let (mut locked, mut released) = (0, 0);
+    for e in &s.effects {
+        match e {
+            Effect::Lock { amount, .. } => locked += amount,
+            Effect::Release { amount, .. } => released += amount,
+        }
+    }
+    assert_eq!((locked, released), (POOL, POOL));
+    Ok(())
+}
+
+#[test]
+fn an_unrevealed_test_set_voids_the_round_and_returns_the_pool() {
+    let w = world();
+    let actions = vec![
+        act(&w, &w.organizer, 20, RoundVerb::Fund),
+        act(
+            &w,
+            &w.alice,
+            100,
+            RoundVerb::Submit {
+                repo: repo(&w.alice, "fork"),
+                commit: id(2),
+            },
+        ),
+        // Before submissions close: refused, so nobody can train on it.
+        act(
+            &w,
+            &w.organizer,
+            500,
+            RoundVerb::Reveal {
+                data: w.data,
+                salt: w.salt,
+                commit: id(9),
+            },
+        ),
+    ];
+    assert_eq!(fold(&w.round, &actions, &[], 1500).phase, Phase::Reveal);
+    let s = fold(&w.round, &actions, &[], REVEAL_BY + 1);
+    assert_eq!(s.phase, Phase::Void);
+    assert_eq!(s.revealed, None);
+    assert_eq!(
+        s.effects,
+        [
+            Effect::Lock {
+                from: w.organizer.public_key(),
+                amount: POOL
+            },
+            Effect::Release {
+                to: w.organizer.public_key(),
+                amount: POOL,
+                why: Why::Refund
+            },
+        ]
+    );
+}

@@ -1,0 +1,459 @@
+//! Kinds 1725 and 1726: a competition round (Proof of Work of Compression) and the actions on it
+//! — funding, submissions, the reveal of the sealed test set, challenges, rulings and the result
+//! (`docs/rounds.md`).
+
+use agigit_hash::{BlobHash, Hasher, ObjectId};
+use nostr::prelude::{EventId, PublicKey, Tag};
+
+use crate::error::ParseError;
+use crate::kinds;
+use crate::market::{MAX_ORDER_RELAYS, key, listed_keys, note, release, required_number, token};
+use crate::names::RepoCoordinate;
+use crate::receipt::{METRICS, parse_value};
+use crate::signed::{ProtocolEvent, TagReader, parse_id, tag};
+use crate::text::parse_decimal;
+
+/// The most documents one challenge names.
+pub const MAX_DISPUTED: usize = 64;
+
+/// What a sealed test set's commitment is: SHA-256("agigit round seal" ‖ the data tree's id ‖
+/// salt). Published at the start; the reveal must open it.
+pub fn seal(data: &ObjectId, salt: &[u8; 32]) -> [u8; 32] {
+    let mut h = Hasher::new();
+    h.update(b"agigit round seal");
+    h.update(data.as_bytes());
+    h.update(salt);
+    h.finalize()
+}
+
+/// A round's announcement (kind 1725, regular), signed by its organizer.
+///
+/// Tags, each exactly once unless said: `a` (the foundation's repository), `foundation` (the
+/// commit to beat), `metric` (`bits-per-byte`), `sealed` (64 hex: [`seal`] of the test set),
+/// `context` (tokens per window, 2 to 8192), `submit_by`, `reveal_by`, `evaluate_by` (unix
+/// seconds, in that order), `challenge_within` (seconds, more than 0, at most a year), `pool`
+/// (amount; 0 for a round that pays nothing), `rate` (amount per 1000 bits saved; more than 0
+/// with a pool), `margin` (bits per byte, shortest decimal, not negative), `samples` (1 to
+/// 100000) and `confidence` (percent, 50 to 99) of the bootstrap, `p` (1 to 64 evaluators whose
+/// receipts count), `arbiter` (at most once: who settles challenges; the organizer without one;
+/// required, and not the organizer, with a pool: it holds the escrow with the organizer).
+/// Content: a note, at most 4096 bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundEvent {
+    /// The foundation's repository.
+    pub repo: RepoCoordinate,
+    /// The commit to beat.
+    pub foundation: ObjectId,
+    /// The metric: one of [`METRICS`].
+    pub metric: String,
+    /// The sealed test set's commitment.
+    pub sealed: [u8; 32],
+    /// Tokens per window of every evaluation.
+    pub context: u64,
+    /// Submissions dated after this do not count.
+    pub submit_by: u64,
+    /// The organizer reveals the test set by then, or the round is void.
+    pub reveal_by: u64,
+    /// Receipts dated after this do not count.
+    pub evaluate_by: u64,
+    /// How long after `evaluate_by` a receipt may be challenged.
+    pub challenge_within: u64,
+    /// What the round pays at most.
+    pub pool: u64,
+    /// What it pays per 1000 bits saved on the test set.
+    pub rate: u64,
+    /// The bits per byte a submission's lower bound must beat the leader by.
+    pub margin: f64,
+    /// Bootstrap resamples.
+    pub samples: u64,
+    /// The bootstrap's one-sided confidence, in percent.
+    pub confidence: u64,
+    /// The evaluators whose receipts count.
+    pub evaluators: Vec<PublicKey>,
+    /// Who settles challenges (the organizer when `None`).
+    pub arbiter: Option<PublicKey>,
+    /// A note for people.
+    pub note: String,
+}
+
+/// What a round action asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoundVerb {
+    /// `fund`, with `token`: the organizer has locked the pool.
+    Fund,
+    /// `submit`, with `a` and `commit`: a contribution, fixed by its commit id.
+    Submit {
+        /// The fork's repository.
+        repo: RepoCoordinate,
+        /// The commit submitted.
+        commit: ObjectId,
+    },
+    /// `reveal`, with `data`, `salt` and `commit`: the test set, opening the seal.
+    Reveal {
+        /// The test set's tree id.
+        data: ObjectId,
+        /// The seal's salt.
+        salt: [u8; 32],
+        /// A commit of the foundation's repository whose validation part is `data`.
+        commit: ObjectId,
+    },
+    /// `challenge`, with `receipt`, `counter` and `document` tags: the challenger's own receipt
+    /// (`counter`) disagrees with `receipt` on these documents.
+    Challenge {
+        /// The receipt challenged.
+        receipt: EventId,
+        /// The challenger's receipt on the same commit and data.
+        counter: EventId,
+        /// Indexes of the documents in dispute (1 to 64, ascending, none twice).
+        documents: Vec<u64>,
+    },
+    /// `rule`, with `receipt`: the arbiter's re-evaluation agrees with this receipt; the other
+    /// side of its challenge falls.
+    Rule {
+        /// The receipt that stands.
+        receipt: EventId,
+    },
+    /// `result`, with `champion` (absent when the foundation stays): the organizer's signed
+    /// record of the round's outcome, with its `release` of the escrow.
+    Result {
+        /// The winning commit.
+        champion: Option<ObjectId>,
+    },
+}
+
+impl RoundVerb {
+    /// The `action` tag's value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Fund => "fund",
+            Self::Submit { .. } => "submit",
+            Self::Reveal { .. } => "reveal",
+            Self::Challenge { .. } => "challenge",
+            Self::Rule { .. } => "rule",
+            Self::Result { .. } => "result",
+        }
+    }
+}
+
+/// An action on a round (kind 1726, regular), by its author.
+///
+/// Tags: `e` (the round's id), `action`, the verb's arguments ([`RoundVerb`]), `token` (with
+/// `fund` only), `release` (with `result` only). Content: a note, at most 4096 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundAction {
+    /// The round.
+    pub round: EventId,
+    /// What is asked.
+    pub verb: RoundVerb,
+    /// The escrow a `fund` locks, as the ledger writes it.
+    pub token: Option<String>,
+    /// The organizer's consent to the escrow's release, with `result`.
+    pub release: Vec<String>,
+    /// A note for people.
+    pub note: String,
+}
+
+const A: &str = "a";
+const FOUNDATION: &str = "foundation";
+const METRIC: &str = "metric";
+const SEALED: &str = "sealed";
+const CONTEXT: &str = "context";
+const SUBMIT_BY: &str = "submit_by";
+const REVEAL_BY: &str = "reveal_by";
+const EVALUATE_BY: &str = "evaluate_by";
+const CHALLENGE_WITHIN: &str = "challenge_within";
+const POOL: &str = "pool";
+const RATE: &str = "rate";
+const MARGIN: &str = "margin";
+const SAMPLES: &str = "samples";
+const CONFIDENCE: &str = "confidence";
+const P: &str = "p";
+const ARBITER: &str = "arbiter";
+const E: &str = "e";
+const ACTION: &str = "action";
+const COMMIT: &str = "commit";
+const DATA: &str = "data";
+const SALT: &str = "salt";
+const RECEIPT: &str = "receipt";
+const COUNTER: &str = "counter";
+const DOCUMENT: &str = "document";
+const CHAMPION: &str = "champion";
+
+const YEAR: u64 = 366 * 24 * 3600;
+
+fn event_id(name: &str, value: &str) -> Result<EventId, ParseError> {
+    let id: ObjectId = parse_id(name, value)?;
+    Ok(EventId::from_byte_array(*id.as_bytes()))
+}
+
+fn hash32(name: &str, value: &str) -> Result<[u8; 32], ParseError> {
+    Ok(*parse_id::<BlobHash>(name, value)?.as_bytes())
+}
+
+impl ProtocolEvent for RoundEvent {
+    const KIND: u16 = kinds::ROUND;
+
+    fn to_parts(&self) -> (Vec<Tag>, String) {
+        let mut tags = vec![
+            tag(A, [self.repo.to_string()]),
+            tag(FOUNDATION, [self.foundation.to_string()]),
+            tag(METRIC, [self.metric.as_str()]),
+            tag(SEALED, [BlobHash::from_bytes(self.sealed).to_hex()]),
+        ];
+        for (name, value) in [
+            (CONTEXT, self.context),
+            (SUBMIT_BY, self.submit_by),
+            (REVEAL_BY, self.reveal_by),
+            (EVALUATE_BY, self.evaluate_by),
+            (CHALLENGE_WITHIN, self.challenge_within),
+            (POOL, self.pool),
+            (RATE, self.rate),
+        ] {
+            tags.push(tag(name, [value.to_string()]));
+        }
+        tags.push(tag(MARGIN, [self.margin.to_string()]));
+        tags.push(tag(SAMPLES, [self.samples.to_string()]));
+        tags.push(tag(CONFIDENCE, [self.confidence.to_string()]));
+        tags.extend(self.evaluators.iter().map(|k| tag(P, [k.to_hex()])));
+        if let Some(a) = &self.arbiter {
+            tags.push(tag(ARBITER, [a.to_hex()]));
+        }
+        (tags, self.note.clone())
+    }
+
+    fn from_parts(tags: &[Tag], content: &str) -> Result<Self, ParseError> {
+        let tags = TagReader::new(tags);
+        let n = |name: &'static str| required_number(&tags, name);
+        let metric = tags.required_value(METRIC)?;
+        if !METRICS.contains(&metric) {
+            return Err(ParseError::invalid_value(METRIC, metric, "bits-per-byte"));
+        }
+        let margin = tags.required_value(MARGIN)?;
+        let margin = parse_value(margin).ok_or_else(|| {
+            ParseError::invalid_value(
+                MARGIN,
+                margin,
+                "a finite number, not negative, in its shortest decimal form",
+            )
+        })?;
+        let round = RoundEvent {
+            repo: tags.required_value(A)?.parse()?,
+            foundation: parse_id(FOUNDATION, tags.required_value(FOUNDATION)?)?,
+            metric: metric.to_owned(),
+            sealed: hash32(SEALED, tags.required_value(SEALED)?)?,
+            context: n(CONTEXT)?,
+            submit_by: n(SUBMIT_BY)?,
+            reveal_by: n(REVEAL_BY)?,
+            evaluate_by: n(EVALUATE_BY)?,
+            challenge_within: n(CHALLENGE_WITHIN)?,
+            pool: n(POOL)?,
+            rate: n(RATE)?,
+            margin,
+            samples: n(SAMPLES)?,
+            confidence: n(CONFIDENCE)?,
+            evaluators: listed_keys(&tags)?,
+            arbiter: tags
+                .optional_value(ARBITER)?
+                .map(|v| key(ARBITER, v))
+                .transpose()?,
+            note: note(content)?,
+        };
+        let bad = |name: &'static str, value: u64, what: &'static str| {
+            Err(ParseError::invalid_value(name, &value.to_string(), what))
+        };
+        if !(2..=8192).contains(&round.context) {
+            return bad(CONTEXT, round.context, "2 to 8192 tokens");
+        }
+        if round.reveal_by <= round.submit_by {
+            return bad(REVEAL_BY, round.reveal_by, "after submit_by");
+        }
+        if round.evaluate_by <= round.reveal_by {
+            return bad(EVALUATE_BY, round.evaluate_by, "after reveal_by");
+        }
+        if round.challenge_within == 0 || round.challenge_within > YEAR {
+            return bad(
+                CHALLENGE_WITHIN,
+                round.challenge_within,
+                "more than 0 seconds, at most a year",
+            );
+        }
+        if round
+            .evaluate_by
+            .checked_add(round.challenge_within)
+            .is_none()
+        {
+            return bad(
+                EVALUATE_BY,
+                round.evaluate_by,
+                "a time the window can follow",
+            );
+        }
+        if round.pool > 0 && round.rate == 0 {
+            return bad(RATE, round.rate, "more than 0 with a pool");
+        }
+        if !(1..=100_000).contains(&round.samples) {
+            return bad(SAMPLES, round.samples, "1 to 100000");
+        }
+        if !(50..=99).contains(&round.confidence) {
+            return bad(CONFIDENCE, round.confidence, "50 to 99 percent");
+        }
+        debug_assert!(round.evaluators.len() <= MAX_ORDER_RELAYS);
+        Ok(round)
+    }
+}
+
+fn documents(tags: &TagReader<'_>) -> Result<Vec<u64>, ParseError> {
+    let Some(values) = tags.at_most_one(DOCUMENT)? else {
+        return Err(ParseError::MissingTag { tag: DOCUMENT });
+    };
+    if values.is_empty() || values.len() > MAX_DISPUTED {
+        return Err(ParseError::invalid_value(DOCUMENT, "", "1 to 64 indexes"));
+    }
+    let mut out: Vec<u64> = Vec::with_capacity(values.len());
+    for v in values {
+        let i = parse_decimal(v).ok_or_else(|| {
+            ParseError::invalid_value(DOCUMENT, v, "a decimal index, no sign or leading zero")
+        })?;
+        if out.last().is_some_and(|&last| last >= i) {
+            return Err(ParseError::invalid_value(
+                DOCUMENT,
+                v,
+                "indexes in ascending order, none twice",
+            ));
+        }
+        out.push(i);
+    }
+    Ok(out)
+}
+
+impl ProtocolEvent for RoundAction {
+    const KIND: u16 = kinds::ROUND_ACTION;
+
+    fn to_parts(&self) -> (Vec<Tag>, String) {
+        let mut tags = vec![
+            tag(E, [self.round.to_hex()]),
+            tag(ACTION, [self.verb.as_str()]),
+        ];
+        match &self.verb {
+            RoundVerb::Fund => {}
+            RoundVerb::Submit { repo, commit } => {
+                tags.push(tag(A, [repo.to_string()]));
+                tags.push(tag(COMMIT, [commit.to_string()]));
+            }
+            RoundVerb::Reveal { data, salt, commit } => {
+                tags.push(tag(DATA, [data.to_string()]));
+                tags.push(tag(SALT, [BlobHash::from_bytes(*salt).to_hex()]));
+                tags.push(tag(COMMIT, [commit.to_string()]));
+            }
+            RoundVerb::Challenge {
+                receipt,
+                counter,
+                documents,
+            } => {
+                tags.push(tag(RECEIPT, [receipt.to_hex()]));
+                tags.push(tag(COUNTER, [counter.to_hex()]));
+                tags.push(tag(DOCUMENT, documents.iter().map(u64::to_string)));
+            }
+            RoundVerb::Rule { receipt } => tags.push(tag(RECEIPT, [receipt.to_hex()])),
+            RoundVerb::Result { champion } => {
+                if let Some(c) = champion {
+                    tags.push(tag(CHAMPION, [c.to_string()]));
+                }
+            }
+        }
+        if let Some(token) = &self.token {
+            tags.push(tag(crate::market::TOKEN, [token.as_str()]));
+        }
+        if !self.release.is_empty() {
+            tags.push(tag(
+                crate::market::RELEASE,
+                self.release.iter().map(String::as_str),
+            ));
+        }
+        (tags, self.note.clone())
+    }
+
+    fn from_parts(tags: &[Tag], content: &str) -> Result<Self, ParseError> {
+        let tags = TagReader::new(tags);
+        let round = event_id(E, tags.required_value(E)?)?;
+        let action = tags.required_value(ACTION)?;
+        // Which argument tags each action takes; any other is refused.
+        let allowed: &[&str] = match action {
+            "fund" => &[crate::market::TOKEN],
+            "submit" => &[A, COMMIT],
+            "reveal" => &[DATA, SALT, COMMIT],
+            "challenge" => &[RECEIPT, COUNTER, DOCUMENT],
+            "rule" => &[RECEIPT],
+            "result" => &[CHAMPION, crate::market::RELEASE],
+            other => {
+                return Err(ParseError::invalid_value(
+                    ACTION,
+                    other,
+                    "fund, submit, reveal, challenge, rule or result",
+                ));
+            }
+        };
+        for name in [
+            A,
+            COMMIT,
+            DATA,
+            SALT,
+            RECEIPT,
+            COUNTER,
+            DOCUMENT,
+            CHAMPION,
+            crate::market::TOKEN,
+            crate::market::RELEASE,
+        ] {
+            if !allowed.contains(&name) && tags.all(name).next().is_some() {
+                return Err(ParseError::invalid_value(
+                    name,
+                    action,
+                    "no such tag with this action: fund takes token; submit a and commit; \
+                     reveal data, salt and commit; challenge receipt, counter and document; \
+                     rule receipt; result champion and release",
+                ));
+            }
+        }
+        let commit = || parse_id::<ObjectId>(COMMIT, tags.required_value(COMMIT)?);
+        let verb = match action {
+            "fund" => RoundVerb::Fund,
+            "submit" => RoundVerb::Submit {
+                repo: tags.required_value(A)?.parse()?,
+                commit: commit()?,
+            },
+            "reveal" => RoundVerb::Reveal {
+                data: parse_id(DATA, tags.required_value(DATA)?)?,
+                salt: hash32(SALT, tags.required_value(SALT)?)?,
+                commit: commit()?,
+            },
+            "challenge" => RoundVerb::Challenge {
+                receipt: event_id(RECEIPT, tags.required_value(RECEIPT)?)?,
+                counter: event_id(COUNTER, tags.required_value(COUNTER)?)?,
+                documents: documents(&tags)?,
+            },
+            "rule" => RoundVerb::Rule {
+                receipt: event_id(RECEIPT, tags.required_value(RECEIPT)?)?,
+            },
+            _ => RoundVerb::Result {
+                champion: tags
+                    .optional_value(CHAMPION)?
+                    .map(|v| parse_id(CHAMPION, v))
+                    .transpose()?,
+            },
+        };
+        let token = token(&tags)?;
+        if matches!(verb, RoundVerb::Fund) && token.is_none() {
+            return Err(ParseError::MissingTag {
+                tag: crate::market::TOKEN,
+            });
+        }
+        Ok(RoundAction {
+            round,
+            verb,
+            token,
+            release: release(&tags)?,
+            note: note(content)?,
+        })
+    }
+}
