@@ -1,16 +1,17 @@
 //! What a commit hands an evaluation: its `config.json` → a checked configuration (every size
 //! bounded and consistent) or a typed error; its validation files → documents or a typed error.
-//! The first byte picks the file's kind.
+//! An evaluator's loss list (a blob from the network) → losses that encode back to the same
+//! bytes, or a typed error. The first byte picks the input's kind.
 #![no_main]
 
-use agigit_eval::{ModelConfig, add_documents};
+use agigit_eval::{ModelConfig, add_documents, decode_losses, encode_losses};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    match pick % 3 {
+    match pick % 4 {
         0 => {
             if let Ok(c) = ModelConfig::parse(rest, 512) {
                 assert!(c.vocab_size >= 1 && c.vocab_size <= 1 << 20);
@@ -25,6 +26,17 @@ fuzz_target!(|data: &[u8]| {
             let mut docs = Vec::new();
             if add_documents("d.jsonl", rest, &mut docs).is_ok() {
                 assert!(docs.len() <= rest.len());
+            }
+        }
+        2 => {
+            // The count a receipt states: from the input, often far beyond what the bytes hold.
+            let Some((count, list)) = rest.split_first_chunk::<2>() else {
+                return;
+            };
+            let count = u64::from(u16::from_le_bytes(*count));
+            if let Ok(losses) = decode_losses(list, count) {
+                assert_eq!(losses.len() as u64, count);
+                assert_eq!(encode_losses(&losses), list);
             }
         }
         _ => {

@@ -192,6 +192,7 @@ impl Evaluation {
             losses: self.loss_root(),
             model: self.model_type.clone(),
             software: software.into(),
+            blob: None,
             note: note.into(),
         }
     }
@@ -199,6 +200,68 @@ impl Evaluation {
     fn loss_leaves(&self) -> Vec<agigit_hash::merkle::Digest> {
         self.documents.iter().map(DocumentLoss::leaf_hash).collect()
     }
+}
+
+/// The bytes of a loss list: every document's [`DocumentLoss::leaf_bytes`], in order — what an
+/// evaluator publishes as a blob beside its receipt, so that anyone can compare models document
+/// by document and check each loss against the receipt's root.
+pub fn encode_losses(losses: &[DocumentLoss]) -> Vec<u8> {
+    losses.iter().flat_map(DocumentLoss::leaf_bytes).collect()
+}
+
+/// Why a loss list does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("loss list: {0}")]
+pub struct LossListError(String);
+
+/// Reads a loss list of `count` documents (the count the receipt states; the allocation is
+/// bounded by the bytes given, never by it). Every name must be UTF-8 and every loss a finite,
+/// non-negative number of bits; nothing may follow the last.
+///
+/// # Errors
+/// [`LossListError`] naming the document and what is wrong.
+pub fn decode_losses(bytes: &[u8], count: u64) -> Result<Vec<DocumentLoss>, LossListError> {
+    const FIXED: usize = 4 + 24;
+    let err = |i: u64, why: &str| LossListError(format!("document {i}: {why}"));
+    let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(bytes.len() / FIXED));
+    let mut rest = bytes;
+    for i in 0..count {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            return Err(err(i, "the list ends early"));
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        if tail.len() < len + 24 {
+            return Err(err(i, "the list ends early"));
+        }
+        let (name, tail) = tail.split_at(len);
+        let name = std::str::from_utf8(name).map_err(|_| err(i, "a name that is not UTF-8"))?;
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&tail[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        let bits = f64::from_bits(word(16));
+        if !bits.is_finite() || bits < 0.0 {
+            return Err(err(
+                i,
+                "a loss that is not a finite, non-negative number of bits",
+            ));
+        }
+        out.push(DocumentLoss {
+            name: name.to_owned(),
+            bytes: word(0),
+            tokens: word(8),
+            bits,
+        });
+        rest = &tail[24..];
+    }
+    if !rest.is_empty() {
+        return Err(LossListError(format!(
+            "{} bytes after the last of {count} documents",
+            rest.len()
+        )));
+    }
+    Ok(out)
 }
 
 /// Whether `loss` is document `index` of `count` under `root`, by its inclusion `path`.

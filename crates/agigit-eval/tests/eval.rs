@@ -330,3 +330,70 @@ proptest! {
         let _ = add_documents("junk.txt", &junk, &mut Vec::new());
     }
 }
+
+fn arb_loss() -> impl Strategy<Value = agigit_eval::DocumentLoss> {
+    ("\\PC{0,40}", any::<u64>(), any::<u64>(), 0.0f64..1e12).prop_map(
+        |(name, bytes, tokens, bits)| agigit_eval::DocumentLoss {
+            name,
+            bytes,
+            tokens,
+            bits,
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn loss_lists_round_trip(losses in prop::collection::vec(arb_loss(), 0..20)) {
+        let bytes = agigit_eval::encode_losses(&losses);
+        prop_assert_eq!(agigit_eval::decode_losses(&bytes, losses.len() as u64), Ok(losses.clone()));
+        // Another count, a byte short or one more: refused.
+        prop_assert!(agigit_eval::decode_losses(&bytes, losses.len() as u64 + 1).is_err());
+        if !bytes.is_empty() {
+            prop_assert!(agigit_eval::decode_losses(&bytes[..bytes.len() - 1], losses.len() as u64).is_err());
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        prop_assert!(agigit_eval::decode_losses(&longer, losses.len() as u64).is_err());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_as_a_loss_list(bytes in prop::collection::vec(any::<u8>(), 0..200), count in any::<u64>()) {
+        let _ = agigit_eval::decode_losses(&bytes, count);
+    }
+}
+
+#[test]
+fn a_corrupt_loss_list_is_refused_with_the_document_named() {
+    let losses = vec![
+        agigit_eval::DocumentLoss {
+            name: "a.txt".into(),
+            bytes: 3,
+            tokens: 3,
+            bits: 1.5,
+        },
+        agigit_eval::DocumentLoss {
+            name: "b.txt".into(),
+            bytes: 4,
+            tokens: 2,
+            bits: 2.5,
+        },
+    ];
+    let bytes = agigit_eval::encode_losses(&losses);
+    // A negative loss in the second document (its bits are the last 8 bytes).
+    let mut negative = bytes.clone();
+    let at = negative.len() - 8;
+    negative[at..].copy_from_slice(&(-1.0f64).to_bits().to_le_bytes());
+    let e = agigit_eval::decode_losses(&negative, 2).expect_err("a negative loss");
+    assert!(e.to_string().contains("document 1"), "{e}");
+    // A name that is not UTF-8; a name length past the end; a count far beyond the bytes.
+    let mut bad_name = bytes.clone();
+    bad_name[4] = 0xff;
+    assert!(agigit_eval::decode_losses(&bad_name, 2).is_err());
+    let mut long_name = bytes.clone();
+    long_name[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(agigit_eval::decode_losses(&long_name, 2).is_err());
+    assert!(agigit_eval::decode_losses(&bytes, u64::MAX).is_err());
+}

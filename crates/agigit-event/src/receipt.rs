@@ -18,8 +18,10 @@ use crate::text::parse_decimal;
 /// form, no exponent), `["bytes", n]`, `["tokens", n]`, `["documents", n]`, `["context", n]`
 /// (decimal, no sign or leading zero), `["losses", <hex>]` (the RFC 9162 Merkle root over every
 /// document's loss, so a challenger can name the documents in dispute), `["model", <type>]`
-/// (the architecture evaluated) and `["software", <name version>]`. The content is a note (at
-/// most [`MAX_RECEIPT_NOTE`] bytes; may be empty).
+/// (the architecture evaluated) and `["software", <name version>]`; at most once, `["blob",
+/// <sha256>]`: the blob (on the evaluator's Blossom servers) that lists every document's loss,
+/// whose leaves are under `losses`. The content is a note (at most [`MAX_RECEIPT_NOTE`] bytes;
+/// may be empty).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalReceipt {
     /// The repository of the commit.
@@ -46,6 +48,8 @@ pub struct EvalReceipt {
     pub model: String,
     /// What computed it (`agigit 0.1.0`): 1–64 printable ASCII characters.
     pub software: String,
+    /// The blob listing every document's loss (`agigit_eval::encode_losses`), if published.
+    pub blob: Option<BlobHash>,
     /// A note.
     pub note: String,
 }
@@ -68,6 +72,7 @@ const CONTEXT: &str = "context";
 const LOSSES: &str = "losses";
 const MODEL: &str = "model";
 const SOFTWARE: &str = "software";
+const BLOB: &str = "blob";
 
 /// The one accepted text of a value: Rust's shortest round-trip decimal.
 pub(crate) fn parse_value(value: &str) -> Option<f64> {
@@ -89,7 +94,7 @@ impl ProtocolEvent for EvalReceipt {
     const KIND: u16 = kinds::EVAL_RECEIPT;
 
     fn to_parts(&self) -> (Vec<Tag>, String) {
-        let tags = vec![
+        let mut tags = vec![
             tag(A, [self.repo.to_string()]),
             tag(COMMIT, [self.commit.to_string()]),
             tag(DATA, [self.data.to_string()]),
@@ -103,6 +108,9 @@ impl ProtocolEvent for EvalReceipt {
             tag(MODEL, [self.model.as_str()]),
             tag(SOFTWARE, [self.software.as_str()]),
         ];
+        if let Some(blob) = &self.blob {
+            tags.push(tag(BLOB, [blob.to_string()]));
+        }
         (tags, self.note.clone())
     }
 
@@ -165,6 +173,10 @@ impl ProtocolEvent for EvalReceipt {
             losses: losses.into(),
             model: model.to_owned(),
             software: software.to_owned(),
+            blob: reader
+                .optional_value(BLOB)?
+                .map(|v| parse_id(BLOB, v))
+                .transpose()?,
             note: content.to_owned(),
         })
     }

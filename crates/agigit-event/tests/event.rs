@@ -2097,7 +2097,7 @@ fn arb_receipt() -> impl Strategy<Value = agigit_event::EvalReceipt> {
         any::<[u8; 32]>(),
         "[a-z0-9_.-]{1,64}",
         "[ -~]{1,64}",
-        "\\PC{0,200}",
+        ("\\PC{0,200}", prop::option::of(any::<[u8; 32]>())),
     )
         .prop_map(
             |(
@@ -2108,7 +2108,7 @@ fn arb_receipt() -> impl Strategy<Value = agigit_event::EvalReceipt> {
                 losses,
                 model,
                 software,
-                note,
+                (note, blob),
             )| {
                 agigit_event::EvalReceipt {
                     repo,
@@ -2123,6 +2123,7 @@ fn arb_receipt() -> impl Strategy<Value = agigit_event::EvalReceipt> {
                     losses,
                     model,
                     software,
+                    blob: blob.map(agigit_hash::BlobHash::from_bytes),
                     note,
                 }
             },
