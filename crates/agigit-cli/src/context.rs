@@ -183,6 +183,25 @@ impl agigit::Progress for Bar {
     }
 }
 
+/// Writes `bytes` to a new file `path` (its directory made when missing), readable by its owner
+/// only, synced: for secrets that must survive what comes next (an escrow's token, a round's
+/// salt). An existing file is an error, never overwritten.
+pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    std::io::Write::write_all(&mut file, bytes)?;
+    file.sync_all()
+}
+
 pub(crate) fn write_key(secret_hex: &str, force: bool) -> Result<PathBuf> {
     let dir = home()?;
     std::fs::create_dir_all(&dir)

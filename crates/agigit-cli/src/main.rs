@@ -9,6 +9,8 @@ mod history;
 mod order;
 mod receipts;
 mod remote;
+#[cfg(feature = "eval")]
+mod round;
 mod setup;
 mod view;
 mod wallet;
@@ -87,6 +89,11 @@ enum Command {
     /// List the evaluation receipts (signed scores on held-out data) the relays hold for a
     /// repository (default: this one), every signature checked; `eval --publish` makes them.
     Receipts(receipts::ReceiptsArgs),
+    /// Competition rounds (Proof of Work of Compression): announce one with a sealed test
+    /// set, submit a fork, reveal, evaluate, challenge, rule, show the standing, publish the
+    /// result.
+    #[cfg(feature = "eval")]
+    Round(round::RoundArgs),
     /// Show what changed between two revisions, or a revision (default HEAD) and the working
     /// directory, as `show` does; `-- <part|path>` narrows it.
     Diff(view::DiffArgs),
@@ -156,6 +163,8 @@ fn run(cli: &Cli) -> failure::Result<()> {
         Command::Show(args) => view::show(&ctx, args),
         Command::Diff(args) => view::diff(&ctx, args),
         Command::Receipts(args) => receipts::receipts(&ctx, args),
+        #[cfg(feature = "eval")]
+        Command::Round(args) => round::round(&ctx, args),
         #[cfg(feature = "eval")]
         Command::Eval(args) => eval::eval(&ctx, args),
         Command::Branch(args) => history::branch(&ctx, args),

@@ -32,16 +32,17 @@ impl Drop for Env {
     }
 }
 
-/// The key a relay made in its data directory on first start (or, given a file, that key).
+/// The key a relay made in its data directory on first start.
 fn relay_key(dir: &Path) -> Result<Keys, Box<dyn std::error::Error>> {
-    let path = if dir.is_file() {
-        dir.to_owned()
-    } else {
-        dir.join("relay.key")
-    };
+    key_file(&dir.join("relay.key"))
+}
+
+/// The key a relay made in `path` on first start, once it is there (the relay writes it
+/// shortly after it starts: whether `path` is a file yet says nothing about what it names).
+fn key_file(path: &Path) -> Result<Keys, Box<dyn std::error::Error>> {
     let started = Instant::now();
     loop {
-        if let Ok(text) = std::fs::read_to_string(&path)
+        if let Ok(text) = std::fs::read_to_string(path)
             && let Ok(keys) = Keys::parse(text.trim())
         {
             return Ok(keys);
@@ -394,7 +395,7 @@ fn a_relay_whose_key_changed_is_refused() -> TestResult {
     let data = root.join("relay");
     env.relays
         .push(start_relay(port, &data, &root.join("honest.key"))?);
-    let honest = relay_key(&root.join("honest.key"))?;
+    let honest = key_file(&root.join("honest.key"))?;
 
     let home = root.join("home");
     ok(&agigit(&home, &root, &["key", "generate"]));

@@ -300,8 +300,8 @@ pub fn fold(
                 Some("not of the foundation or a submission".to_owned())
             } else if rc.data != data || rc.context != r.context || rc.metric != r.metric {
                 Some("not of the revealed data with the round's context and metric".to_owned())
-            } else if when <= revealed_at || when > r.evaluate_by || when > now {
-                Some("dated before the reveal or after evaluate_by".to_owned())
+            } else if when < revealed_at || when > r.evaluate_by || when > now {
+                Some("dated before the reveal (timestamps are seconds: the same second counts) or after evaluate_by".to_owned())
             } else {
                 consistent(rc, &e.losses).err()
             };

@@ -2123,7 +2123,7 @@ fn arb_receipt() -> impl Strategy<Value = agigit_event::EvalReceipt> {
                     losses,
                     model,
                     software,
-                    blob: blob.map(agigit_hash::BlobHash::from_bytes),
+                    blob: blob.map(BlobHash::from_bytes),
                     note,
                 }
             },

@@ -16,6 +16,8 @@ pub use error::{Error, ErrorKind};
 pub use op_error::{Conflicts, IoError, LocalChanges, checkout, commit, fetch, merge, push};
 pub use private::PrivateKeys;
 pub use remote::receipts::{MAX_RECEIPTS, Receipts};
+#[cfg(feature = "eval")]
+pub use remote::rounds::{MAX_LOSS_LIST, RoundEvents};
 pub use remote::{
     AuditOptions, AuditReport, DEFAULT_PARALLEL, FetchOptions, GcOptions, GcReport, HeldBlob,
     MAX_FETCH_SEGMENT, MAX_MANIFEST_BYTES, PackAudit, PackDurability, PartialReport, PartialWant,

@@ -245,12 +245,12 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn key_arg(text: &str) -> Result<PublicKey> {
+pub(crate) fn key_arg(text: &str) -> Result<PublicKey> {
     PublicKey::parse(text.trim())
         .map_err(|e| Failure::invalid(format!("{text:?} is not a public key (npub… or hex): {e}")))
 }
 
-fn id_arg(text: &str) -> Result<EventId> {
+pub(crate) fn id_arg(text: &str) -> Result<EventId> {
     EventId::from_hex(text.trim())
         .map_err(|_| Failure::invalid(format!("{text:?} is not an order id (64 hex digits)")))
 }

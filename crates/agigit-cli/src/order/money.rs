@@ -379,20 +379,7 @@ pub(super) fn keep_token(path: &std::path::Path, token: &str) -> Result<()> {
             ),
         )
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(io)?;
-    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    Ok(())
+    crate::context::write_new_private(path, format!("{token}\n").as_bytes()).map_err(io)
 }
 
 /// The consents the order's actions give toward `ruling`: the buyer's confirmation and the

@@ -21,6 +21,8 @@ mod announce;
 mod audit;
 mod directory;
 pub(crate) mod receipts;
+#[cfg(feature = "eval")]
+pub(crate) mod rounds;
 pub use directory::{RefDirectory, TagEntry};
 mod fetch;
 mod gc;

@@ -16,6 +16,14 @@ use crate::{Error, display::Escaped};
 pub enum EvalData {
     /// A part of the evaluated commit (its validation data by default).
     Part(Part),
+    /// A part of another commit in this repository's store (a competition round's revealed
+    /// test set: the organizer's commit that holds it). A receipt names its tree.
+    Commit {
+        /// The commit (any revision).
+        rev: String,
+        /// Its part.
+        part: Part,
+    },
     /// A file or a directory on this machine (every file under it), outside any commit.
     Path(PathBuf),
 }
@@ -114,6 +122,15 @@ impl Repository {
                 let (docs, skipped) = self.part_documents(&files, *part)?;
                 let parts = agigit_dag::ModelParts::read(self.store(), &tree)?;
                 (docs, skipped, part.name().to_owned(), part.get(&parts))
+            }
+            EvalData::Commit { rev: other, part } => {
+                let holder = self.resolve(other)?;
+                let holder_tree = self.store().find_commit(&holder)?.tree;
+                let (docs, skipped) =
+                    self.part_documents(&self.tree_files(&holder_tree)?, *part)?;
+                let parts = agigit_dag::ModelParts::read(self.store(), &holder_tree)?;
+                let label = format!("{} of {}", part.name(), holder.short());
+                (docs, skipped, label, part.get(&parts))
             }
             EvalData::Path(path) => {
                 let (docs, skipped) = path_documents(path)?;

@@ -1,0 +1,204 @@
+//! Competition rounds on the relays (kinds 1725 and 1726, `docs/rounds.md`): announcing and
+//! acting on one, publishing an evaluation with its loss list, and gathering everything a fold
+//! needs — the round's actions, the receipts on its foundation and submissions, and each
+//! receipt's loss list from the blob servers, every signature and hash checked.
+
+use agigit_eval::round::{Evidence, MAX_EVENTS};
+use agigit_event::nostr::prelude::{EventId, Filter, Kind, Timestamp};
+use agigit_event::round::{RoundAction, RoundEvent, RoundVerb};
+use agigit_event::{EvalReceipt, ProtocolEvent, Signed, Signer, kinds};
+use agigit_hash::BlobHash;
+use agigit_net::PublishReport;
+use bytes::Bytes;
+
+use super::{net, tag};
+use crate::error::Error;
+
+/// The largest loss list read (about a million documents with short names).
+pub const MAX_LOSS_LIST: u64 = 64 << 20;
+
+/// What the relays hold for a round.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct RoundEvents {
+    /// Its actions, verified.
+    pub actions: Vec<Signed<RoundAction>>,
+    /// Receipts on its foundation and submissions, with their loss lists.
+    pub evidence: Vec<Evidence>,
+    /// Events and receipts dropped, and why.
+    pub ignored: Vec<(EventId, String)>,
+}
+
+impl<S: Signer + Sync + ?Sized> super::Remote<'_, S> {
+    /// Signs `body` with this remote's signer, dated now, and publishes it to the push relays;
+    /// at least `min_accepted` of them must take it.
+    ///
+    /// # Errors
+    /// [`Error::Network`] when too few relays take it; [`Error::Sign`] when it cannot be signed.
+    pub async fn publish_event<T: ProtocolEvent + Clone>(
+        &self,
+        body: &T,
+        min_accepted: usize,
+    ) -> Result<(Signed<T>, PublishReport), Error> {
+        let signed = Signed::sign(body.clone(), self.signer(), Timestamp::now())?;
+        let report = self
+            .transport()
+            .publish(signed.event(), min_accepted.max(1))
+            .await
+            .map_err(net)?;
+        Ok((signed, report))
+    }
+
+    /// Uploads `losses` (a loss list, [`agigit_eval::encode_losses`]) to every push server that
+    /// takes it; returns its hash, for the receipt's `blob` tag.
+    ///
+    /// # Errors
+    /// [`Error::Network`] when no server takes it.
+    pub async fn upload_losses(&self, losses: Vec<u8>) -> Result<BlobHash, Error> {
+        let data = Bytes::from(losses);
+        let hash = BlobHash::digest(&data);
+        let mut stored = 0;
+        let mut last = None;
+        for server in self.transport().push_servers() {
+            match self
+                .transport()
+                .put_blob_hashed(&server, &hash, data.clone())
+                .await
+            {
+                Ok(_) => stored += 1,
+                Err(e) => last = Some(e),
+            }
+        }
+        match (stored, last) {
+            (0, Some(e)) => Err(net(e)),
+            (0, None) => Err(Error::Invalid(
+                "no push server to upload the loss list to".into(),
+            )),
+            _ => Ok(hash),
+        }
+    }
+
+    /// Round `id` as the fetch relays hold it, verified; `None` when none holds it.
+    ///
+    /// # Errors
+    /// [`Error::Network`] when no relay answers.
+    pub async fn round(&self, id: &EventId) -> Result<Option<Signed<RoundEvent>>, Error> {
+        let filter = [Filter::new()
+            .kind(Kind::Custom(kinds::ROUND))
+            .id(*id)
+            .limit(1)];
+        let events = self.transport().query(&filter).await.map_err(net)?;
+        Ok(events
+            .into_iter()
+            .filter(|e| e.id == *id)
+            .find_map(|e| Signed::<RoundEvent>::from_event(e).ok()))
+    }
+
+    /// Everything the relays hold for `round`: its actions, and the receipts on its foundation
+    /// and each submission's repository with their loss lists (downloaded from the fetch
+    /// servers, at most [`MAX_LOSS_LIST`] bytes each, decoded and checked against the receipt).
+    /// What does not verify, parse or download is listed in [`RoundEvents::ignored`]; the fold
+    /// decides what the rest is worth.
+    ///
+    /// # Errors
+    /// [`Error::Network`] when no relay answers.
+    pub async fn round_events(&self, round: &Signed<RoundEvent>) -> Result<RoundEvents, Error> {
+        let mut out = RoundEvents::default();
+        let filter = [Filter::new()
+            .kind(Kind::Custom(kinds::ROUND_ACTION))
+            .event(round.id())
+            .limit(MAX_EVENTS)];
+        let mut seen = std::collections::HashSet::new();
+        for event in self.transport().query(&filter).await.map_err(net)? {
+            let id = event.id;
+            if !seen.insert(id) {
+                continue;
+            }
+            match Signed::<RoundAction>::from_event(event) {
+                Ok(a) if a.body().round == round.id() => out.actions.push(a),
+                Ok(_) => out.ignored.push((id, "another round's action".into())),
+                Err(e) => out.ignored.push((id, format!("not a round action: {e}"))),
+            }
+        }
+        let mut repos = vec![round.body().repo.to_string()];
+        for a in &out.actions {
+            if let RoundVerb::Submit { repo, .. } = &a.body().verb {
+                let repo = repo.to_string();
+                if !repos.contains(&repo) {
+                    repos.push(repo);
+                }
+            }
+        }
+        let filter = [Filter::new()
+            .kind(Kind::Custom(kinds::EVAL_RECEIPT))
+            .custom_tags(tag('a')?, repos)
+            .since(round.created_at())
+            .limit(MAX_EVENTS)];
+        let servers = self.transport().fetch_servers();
+        for event in self.transport().query(&filter).await.map_err(net)? {
+            let id = event.id;
+            if !seen.insert(id) {
+                continue;
+            }
+            let receipt = match Signed::<EvalReceipt>::from_event(event) {
+                Ok(r) => r,
+                Err(e) => {
+                    out.ignored.push((id, format!("not a receipt: {e}")));
+                    continue;
+                }
+            };
+            if receipt.body().data != round_data(round, &out.actions) {
+                continue; // Not on the revealed test set: not this round's.
+            }
+            let Some(blob) = receipt.body().blob else {
+                out.ignored
+                    .push((id, "a receipt without its loss list (no blob tag)".into()));
+                continue;
+            };
+            match self.loss_list(&servers, &blob, receipt.body()).await {
+                Ok(losses) => out.evidence.push(Evidence { receipt, losses }),
+                Err(why) => out.ignored.push((id, why)),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn loss_list(
+        &self,
+        servers: &[String],
+        blob: &BlobHash,
+        receipt: &EvalReceipt,
+    ) -> Result<Vec<agigit_eval::DocumentLoss>, String> {
+        let mut why = String::from("no blob server to fetch its loss list from");
+        for server in servers {
+            match self.transport().get_blob(server, blob, MAX_LOSS_LIST).await {
+                Ok(bytes) => {
+                    return agigit_eval::decode_losses(&bytes, receipt.documents)
+                        .map_err(|e| e.to_string());
+                }
+                Err(e) => why = format!("its loss list: {e}"),
+            }
+        }
+        Err(why)
+    }
+}
+
+/// The test set a round's organizer revealed (the first reveal by the organizer that opens the
+/// seal); an id no tree has before that.
+fn round_data(
+    round: &Signed<RoundEvent>,
+    actions: &[Signed<RoundAction>],
+) -> agigit_hash::ObjectId {
+    actions
+        .iter()
+        .filter(|a| a.author() == round.author())
+        .find_map(|a| match &a.body().verb {
+            RoundVerb::Reveal { data, salt, .. }
+                if agigit_event::round::seal(data, salt) == round.body().sealed =>
+            {
+                Some(*data)
+            }
+            _ => None,
+        })
+        .unwrap_or(agigit_hash::ObjectId::from_bytes([0; 32]))
+}
