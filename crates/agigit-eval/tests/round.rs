@@ -24,8 +24,12 @@ use agigit_event::nostr::prelude::{Keys, SecretKey, Timestamp};
 use agigit_event::round::{RoundAction, RoundEvent, RoundVerb, seal};
 use agigit_event::{RepoCoordinate, RepoId, Signed};
 use agigit_hash::ObjectId;
+use agigit_market::ledger::{Escrow, Ledger, MemoryMint};
 use agigit_market::{Effect, Why};
 use common::{documents, head, next, with_head};
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -354,6 +358,59 @@ fn the_trained_fork_is_champion_and_paid_noise_and_a_copy_earn_nothing() -> Test
     Ok(())
 }
 
+/// The memory ledger's futures are ready at once.
+fn run<F: Future>(f: F) -> F::Output {
+    match pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("the memory ledger never waits"),
+    }
+}
+
+/// Carries a settled round's effects out on a ledger, as `docs/rounds.md` specifies: the pool,
+/// locked at funding for the arbiter with the organizer's key beside it (a refund to the
+/// organizer from `refund_at`), is claimed by the arbiter with the organizer's consent (its
+/// result's release) and paid on to each party the effects name, each payment locked for its
+/// payee and released by the arbiter.
+fn pay_on_ledger(mint: &MemoryMint, w: &World, effects: &[Effect], refund_at: u64) {
+    let organizer = mint.wallet(w.organizer.public_key());
+    let arbiter = mint.wallet(w.arbiter.public_key());
+    let mut pool = None;
+    for effect in effects {
+        match *effect {
+            Effect::Lock { from, amount } => {
+                assert_eq!(from, w.organizer.public_key());
+                let escrow = Escrow {
+                    amount,
+                    payer: from,
+                    payee: w.arbiter.public_key(),
+                    arbiter: None,
+                    refund_at,
+                };
+                let locked = run(organizer.lock(&escrow)).expect("the organizer funds the pool");
+                run(arbiter.verify(&locked, &escrow)).expect("the arbiter checks it");
+                pool = Some(locked);
+            }
+            Effect::Release { to, amount, .. } => {
+                if let Some(locked) = pool.take() {
+                    // The organizer's result releases the pool to the arbiter.
+                    let consent = run(organizer.consent(&locked)).expect("a party");
+                    run(arbiter.claim(&locked, &[consent])).expect("the arbiter takes the pool");
+                }
+                let escrow = Escrow {
+                    amount,
+                    payer: w.arbiter.public_key(),
+                    payee: to,
+                    arbiter: None,
+                    refund_at,
+                };
+                let locked = run(arbiter.lock(&escrow)).expect("the arbiter pays on");
+                let consent = run(arbiter.consent(&locked)).expect("a party");
+                run(mint.wallet(to).claim(&locked, &[consent])).expect("the payee claims");
+            }
+        }
+    }
+}
+
 #[test]
 fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_paid() -> TestResult {
     let m = models()?;
@@ -494,6 +551,22 @@ fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_pai
         }
     }
     assert_eq!((locked, released), (POOL, POOL));
+
+    // On the ledger: Alice holds her reward, the organizer the rest, the arbiter nothing; the
+    // liar and Bob got nothing.
+    let mint = MemoryMint::new();
+    mint.issue(w.organizer.public_key(), POOL)?;
+    pay_on_ledger(&mint, &w, &s.effects, settles_at(w.round.body()) + 86_400);
+    let balance = |k: &Keys| run(mint.wallet(k.public_key()).balance()).expect("a balance");
+    let reward = paid[0].1;
+    assert!(reward > 0);
+    assert_eq!(balance(&w.alice), reward);
+    assert_eq!(balance(&w.organizer), POOL - reward);
+    assert_eq!(
+        (balance(&w.arbiter), balance(&w.bob), balance(&w.liar)),
+        (0, 0, 0)
+    );
+    assert_eq!(mint.locked(), 0);
     Ok(())
 }
 
