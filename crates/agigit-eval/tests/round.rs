@@ -7,6 +7,7 @@
 #![cfg(feature = "evaluate")]
 #![allow(
     clippy::expect_used,
+    clippy::panic,
     clippy::cast_precision_loss,
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss,
