@@ -7,7 +7,7 @@
 #![cfg(feature = "evaluate")]
 #![allow(clippy::expect_used, clippy::cast_precision_loss, reason = "tests")]
 
-use agigit_delta::{DType, Tensor};
+use agigit_delta::DType;
 use agigit_eval::compare::{Bootstrap, compare, ladder};
 use agigit_eval::toy::{self, Toy};
 use agigit_eval::train::{TrainOptions, train_head};
@@ -16,7 +16,7 @@ use agigit_eval::{EvalOptions, ModelFiles, evaluate};
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 mod common;
-use common::{documents, head, next, with_head};
+use common::{documents, head, with_head, with_noise};
 
 #[test]
 fn a_trained_fork_wins_a_noisy_one_does_not_and_a_copy_never_displaces_the_original() -> TestResult
@@ -44,16 +44,7 @@ fn a_trained_fork_wins_a_noisy_one_does_not_and_a_copy_never_displaces_the_origi
     let fork = with_head(&base, trained.lm_head);
 
     // Noise of the size of the trained head's change, in a direction nobody learned.
-    let base_head = head(&base).view().to_f64().expect("f32");
-    let mut seed = 99u64;
-    let noisy: Vec<f64> = base_head
-        .iter()
-        .map(|w| w + ((next(&mut seed) >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.5)
-        .collect();
-    let noisy = with_head(
-        &base,
-        Tensor::from_f64(DType::F32, head(&base).shape().to_vec(), &noisy).expect("shape"),
-    );
+    let noisy = with_noise(&base, 99, 0.5);
 
     let e_base = evaluate(&base, &held_out, options)?;
     let e_fork = evaluate(&fork, &held_out, options)?;

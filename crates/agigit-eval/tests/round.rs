@@ -16,7 +16,6 @@
 
 mod common;
 
-use agigit_delta::{DType, Tensor};
 use agigit_eval::round::{Evidence, Phase, Verdict, fold, settles_at};
 use agigit_eval::toy::{self, Toy};
 use agigit_eval::train::{TrainOptions, train_head};
@@ -27,7 +26,7 @@ use agigit_event::{RepoCoordinate, RepoId, Signed};
 use agigit_hash::ObjectId;
 use agigit_market::ledger::{Escrow, Ledger, MemoryMint};
 use agigit_market::{Effect, Why};
-use common::{documents, head, next, with_head};
+use common::{documents, with_head, with_noise};
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -72,18 +71,7 @@ fn models() -> Result<Models, Box<dyn std::error::Error>> {
             .with_steps(60, 0.05),
     )?;
     let fork = with_head(&base, trained.lm_head);
-    let mut seed = 99u64;
-    let noisy: Vec<f64> = head(&base)
-        .view()
-        .to_f64()
-        .expect("f32")
-        .iter()
-        .map(|w| w + ((next(&mut seed) >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.5)
-        .collect();
-    let noisy = with_head(
-        &base,
-        Tensor::from_f64(DType::F32, head(&base).shape().to_vec(), &noisy).expect("shape"),
-    );
+    let noisy = with_noise(&base, 99, 0.5);
     Ok(Models {
         base: evaluate(&base, &held_out, options)?,
         trained: evaluate(&fork, &held_out, options)?,

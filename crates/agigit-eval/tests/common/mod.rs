@@ -72,3 +72,18 @@ pub(crate) fn head(model: &ModelFiles) -> &Tensor {
         .expect("the toy has a head")
         .1
 }
+
+/// `model` with uniform noise in `[-scale/2, scale/2)` (from `seed`) added to its head.
+pub(crate) fn with_noise(model: &ModelFiles, mut seed: u64, scale: f64) -> ModelFiles {
+    let h = head(model);
+    #[allow(clippy::cast_precision_loss, reason = "53 bits are exact")]
+    let noisy: Vec<f64> = h
+        .view()
+        .to_f64()
+        .expect("a float head")
+        .iter()
+        .map(|w| w + ((next(&mut seed) >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * scale)
+        .collect();
+    let t = Tensor::from_f64(h.dtype(), h.shape().to_vec(), &noisy).expect("the head's shape");
+    with_head(model, t)
+}

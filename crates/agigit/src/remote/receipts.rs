@@ -2,7 +2,7 @@
 //! remote's signer, and listed for a repository with every signature checked.
 
 use agigit_event::nostr::prelude::{Filter, Kind, Timestamp};
-use agigit_event::{EvalReceipt, RepoCoordinate, Signed, Signer};
+use agigit_event::{EvalReceipt, ProtocolEvent, RepoCoordinate, Signed, Signer};
 use agigit_hash::ObjectId;
 use agigit_net::PublishReport;
 
@@ -24,6 +24,25 @@ pub struct Receipts {
 }
 
 impl<S: Signer + Sync + ?Sized> super::Remote<'_, S> {
+    /// Signs `body` with this remote's signer, dated now, and publishes it to the push relays;
+    /// at least `min_accepted` of them must take it.
+    ///
+    /// # Errors
+    /// [`Error::Network`] when too few relays take it; [`Error::Sign`] when it cannot be signed.
+    pub async fn publish_event<T: ProtocolEvent + Clone>(
+        &self,
+        body: &T,
+        min_accepted: usize,
+    ) -> Result<(Signed<T>, PublishReport), Error> {
+        let signed = Signed::sign(body.clone(), self.signer(), Timestamp::now())?;
+        let report = self
+            .transport()
+            .publish(signed.event(), min_accepted.max(1))
+            .await
+            .map_err(net)?;
+        Ok((signed, report))
+    }
+
     /// Signs `receipt` with this remote's signer and publishes it to the push relays; at least
     /// `min_accepted` of them must take it.
     ///
@@ -34,13 +53,7 @@ impl<S: Signer + Sync + ?Sized> super::Remote<'_, S> {
         receipt: &EvalReceipt,
         min_accepted: usize,
     ) -> Result<(Signed<EvalReceipt>, PublishReport), Error> {
-        let signed = Signed::sign(receipt.clone(), self.signer(), Timestamp::now())?;
-        let report = self
-            .transport()
-            .publish(signed.event(), min_accepted.max(1))
-            .await
-            .map_err(net)?;
-        Ok((signed, report))
+        self.publish_event(receipt, min_accepted).await
     }
 
     /// The receipts the fetch relays hold for `repo` (for `commit` only, when given), each

@@ -4,11 +4,10 @@
 //! receipt's loss list from the blob servers, every signature and hash checked.
 
 use agigit_eval::round::{Evidence, MAX_EVENTS};
-use agigit_event::nostr::prelude::{EventId, Filter, Kind, Timestamp};
+use agigit_event::nostr::prelude::{EventId, Filter, Kind};
 use agigit_event::round::{RoundAction, RoundEvent, RoundVerb};
-use agigit_event::{EvalReceipt, ProtocolEvent, Signed, Signer, kinds};
+use agigit_event::{EvalReceipt, Signed, Signer, kinds};
 use agigit_hash::BlobHash;
-use agigit_net::PublishReport;
 use bytes::Bytes;
 
 use super::{net, tag};
@@ -30,25 +29,6 @@ pub struct RoundEvents {
 }
 
 impl<S: Signer + Sync + ?Sized> super::Remote<'_, S> {
-    /// Signs `body` with this remote's signer, dated now, and publishes it to the push relays;
-    /// at least `min_accepted` of them must take it.
-    ///
-    /// # Errors
-    /// [`Error::Network`] when too few relays take it; [`Error::Sign`] when it cannot be signed.
-    pub async fn publish_event<T: ProtocolEvent + Clone>(
-        &self,
-        body: &T,
-        min_accepted: usize,
-    ) -> Result<(Signed<T>, PublishReport), Error> {
-        let signed = Signed::sign(body.clone(), self.signer(), Timestamp::now())?;
-        let report = self
-            .transport()
-            .publish(signed.event(), min_accepted.max(1))
-            .await
-            .map_err(net)?;
-        Ok((signed, report))
-    }
-
     /// Uploads `losses` (a loss list, [`agigit_eval::encode_losses`]) to every push server that
     /// takes it; returns its hash, for the receipt's `blob` tag.
     ///
