@@ -115,6 +115,15 @@ impl Stream {
     }
 }
 
+/// Whether `base` and `candidate` can be compared: the same documents (names and bytes, in
+/// order), none empty of bytes all together, every loss a finite, non-negative number of bits.
+///
+/// # Errors
+/// [`CompareError`] saying what differs.
+pub fn comparable(base: &Evaluation, candidate: &Evaluation) -> Result<(), CompareError> {
+    check(&base.documents, &candidate.documents)
+}
+
 fn check(base: &[DocumentLoss], candidate: &[DocumentLoss]) -> Result<(), CompareError> {
     if base.len() != candidate.len() {
         return Err(CompareError::Documents(format!(

@@ -14,7 +14,7 @@ use agigit_event::{EvalReceipt, RepoCoordinate, Signed};
 use agigit_hash::ObjectId;
 use agigit_market::{Amount, Effect, Time, Why};
 
-use crate::compare::{Bootstrap, Comparison, ladder};
+use crate::compare::{Bootstrap, Comparison, comparable, ladder};
 use crate::{DocumentLoss, Evaluation};
 
 /// The most submissions a round counts (the earliest).
@@ -468,14 +468,15 @@ fn settle(
     if let Some(incumbent) = standing(&r.foundation) {
         let mut entries = Vec::new();
         for sub in &s.submissions {
+            // An evaluation of other documents than the foundation's (a hostile evaluator's)
+            // counts as none: it cannot be compared, and must not stop the others.
             match standing(&sub.commit) {
-                Some(e) => entries.push((sub, e)),
-                None => unevaluated.push(sub.commit),
+                Some(e) if comparable(incumbent, e).is_ok() => entries.push((sub, e)),
+                _ => unevaluated.push(sub.commit),
             }
         }
         let evals: Vec<&Evaluation> = entries.iter().map(|(_, e)| *e).collect();
-        // Evaluations of other documents than the foundation's cannot be compared: they are
-        // all of the one revealed tree, so this refuses only inconsistent evidence.
+        // Only a foundation evaluation that is itself malformed fails here: the foundation stays.
         if let Ok(steps) = ladder(incumbent, &evals, r.margin, bootstrap(&round.id(), r)) {
             ladder_out = steps
                 .into_iter()

@@ -79,6 +79,15 @@ fn models() -> Result<Models, Box<dyn std::error::Error>> {
     })
 }
 
+/// `e` with every document renamed (its losses, root and totals consistent).
+fn renamed(e: &Evaluation) -> Evaluation {
+    let mut e = e.clone();
+    for d in &mut e.documents {
+        d.name.insert_str(0, "other/");
+    }
+    e
+}
+
 struct World {
     organizer: Keys,
     arbiter: Keys,
@@ -248,7 +257,9 @@ fn the_trained_fork_is_champion_and_paid_noise_and_a_copy_earn_nothing() -> Test
             w.round.body().repo.clone(),
             id(1),
         ),
-        receipt(&w, &w.evaluator, 2200, &m.noisy, fb, id(3)),
+        // Bob's fork evaluated on documents of the evaluator's own naming: not comparable with
+        // the foundation's, so it counts as unevaluated and stops nobody else.
+        receipt(&w, &w.evaluator, 2200, &renamed(&m.noisy), fb, id(3)),
         receipt(&w, &w.evaluator, 2300, &m.trained, fa, id(2)),
         receipt(&w, &w.evaluator, 2400, &m.trained, fc, id(4)),
         // Dated before the reveal: nobody could have had the data.
@@ -317,6 +328,7 @@ fn the_trained_fork_is_champion_and_paid_noise_and_a_copy_earn_nothing() -> Test
             },
         ]
     );
+    assert_eq!(s.unevaluated, [id(3)]);
     assert!(s.ignored.len() >= 4, "{:?}", s.ignored);
 
     // The organizer's result is checked against the fold.

@@ -36,7 +36,8 @@ pub fn seal(data: &ObjectId, salt: &[u8; 32]) -> [u8; 32] {
 /// with a pool), `margin` (bits per byte, shortest decimal, not negative), `samples` (1 to
 /// 100000) and `confidence` (percent, 50 to 99) of the bootstrap, `p` (1 to 64 evaluators whose
 /// receipts count), `arbiter` (at most once: who settles challenges; the organizer without one;
-/// required, and not the organizer, with a pool: it holds the escrow with the organizer).
+/// required with a pool: it holds the escrow with the organizer; a pool whose arbiter is the
+/// organizer is never funded).
 /// Content: a note, at most 4096 bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoundEvent {
@@ -290,6 +291,9 @@ impl ProtocolEvent for RoundEvent {
         }
         if round.pool > 0 && round.rate == 0 {
             return bad(RATE, round.rate, "more than 0 with a pool");
+        }
+        if round.pool > 0 && round.arbiter.is_none() {
+            return Err(ParseError::MissingTag { tag: ARBITER });
         }
         if !(1..=100_000).contains(&round.samples) {
             return bad(SAMPLES, round.samples, "1 to 100000");

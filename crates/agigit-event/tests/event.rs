@@ -2295,7 +2295,9 @@ fn arb_round() -> impl Strategy<Value = agigit_event::round::RoundEvent> {
                         .into_iter()
                         .map(|k| keys(k).public_key())
                         .collect(),
-                    arbiter: arbiter.map(|k| keys(k).public_key()),
+                    arbiter: arbiter
+                        .or((pool > 0).then_some(254))
+                        .map(|k| keys(k).public_key()),
                     note,
                 }
             },
@@ -2416,13 +2418,24 @@ fn round_parsers_refuse_out_of_order_deadlines_and_misplaced_arguments() {
         RoundEvent::from_parts(&tags_of(&list), "")
     };
     assert!(with(("", None)).is_ok());
+    // A pool with a rate but no arbiter.
+    let mut pooled: Vec<(&str, &str)> = base
+        .iter()
+        .filter(|(n, _)| *n != "pool" && *n != "rate")
+        .map(|(n, v)| (*n, v.as_str()))
+        .collect();
+    pooled.extend([("pool", "5"), ("rate", "1")]);
+    assert!(RoundEvent::from_parts(&tags_of(&pooled), "").is_err());
+    let arbiter = keys(5).public_key().to_hex();
+    pooled.push(("arbiter", &arbiter));
+    assert!(RoundEvent::from_parts(&tags_of(&pooled), "").is_ok());
     for (tag, value) in [
         ("reveal_by", Some("100")),
         ("evaluate_by", Some("150")),
         ("challenge_within", Some("0")),
         ("context", Some("1")),
         ("context", Some("8193")),
-        ("pool", Some("5")), // a pool with a rate of 0
+        ("pool", Some("5")), // a pool with a rate of 0, and no arbiter
         ("margin", Some("-0.01")),
         ("margin", Some("0.010")),
         ("samples", Some("0")),
