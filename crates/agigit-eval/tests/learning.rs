@@ -10,13 +10,13 @@
 use agigit_delta::DType;
 use agigit_eval::compare::{Bootstrap, compare, ladder};
 use agigit_eval::toy::{self, Toy};
-use agigit_eval::train::{TrainOptions, train_head};
+use agigit_eval::train::train_head;
 use agigit_eval::{EvalOptions, ModelFiles, evaluate};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 mod common;
-use common::{documents, head, with_head, with_noise};
+use common::{documents, head, steps, with_head, with_noise};
 
 #[test]
 fn a_trained_fork_wins_a_noisy_one_does_not_and_a_copy_never_displaces_the_original() -> TestResult
@@ -26,13 +26,7 @@ fn a_trained_fork_wins_a_noisy_one_does_not_and_a_copy_never_displaces_the_origi
     let held_out = documents("test/", 24, 96, 2);
     let options = EvalOptions::with_context(64);
 
-    let trained = train_head(
-        &base,
-        &train,
-        TrainOptions::default()
-            .with_context(64)
-            .with_steps(60, 0.05),
-    )?;
+    let trained = train_head(&base, &train, steps(60))?;
     let losses = &trained.bits_per_token;
     assert_eq!(losses.len(), 61);
     assert!(
@@ -89,12 +83,8 @@ fn a_better_later_fork_displaces_the_leader_and_the_steps_add_up() -> TestResult
     let train = documents("train/", 6, 160, 3);
     let held_out = documents("test/", 16, 96, 4);
     let options = EvalOptions::with_context(64);
-    let short = TrainOptions::default().with_context(64).with_steps(8, 0.05);
-    let long = TrainOptions::default()
-        .with_context(64)
-        .with_steps(60, 0.05);
-    let weak = with_head(&base, train_head(&base, &train, short)?.lm_head);
-    let strong = with_head(&base, train_head(&base, &train, long)?.lm_head);
+    let weak = with_head(&base, train_head(&base, &train, steps(8))?.lm_head);
+    let strong = with_head(&base, train_head(&base, &train, steps(60))?.lm_head);
     let e = |m: &ModelFiles| evaluate(m, &held_out, options);
     let (e_base, e_weak, e_strong) = (e(&base)?, e(&weak)?, e(&strong)?);
     assert!(e_weak.bits_per_byte < e_base.bits_per_byte);

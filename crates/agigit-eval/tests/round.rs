@@ -18,7 +18,7 @@ mod common;
 
 use agigit_eval::round::{Evidence, Phase, Verdict, fold, settles_at};
 use agigit_eval::toy::{self, Toy};
-use agigit_eval::train::{TrainOptions, train_head};
+use agigit_eval::train::train_head;
 use agigit_eval::{EvalOptions, Evaluation, evaluate};
 use agigit_event::nostr::prelude::{Keys, SecretKey, Timestamp};
 use agigit_event::round::{RoundAction, RoundEvent, RoundVerb, seal};
@@ -26,7 +26,7 @@ use agigit_event::{RepoCoordinate, RepoId, Signed};
 use agigit_hash::ObjectId;
 use agigit_market::ledger::{Escrow, Ledger, MemoryMint};
 use agigit_market::{Effect, Why};
-use common::{documents, with_head, with_noise};
+use common::{documents, steps, with_head, with_noise};
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -63,13 +63,7 @@ fn models() -> Result<Models, Box<dyn std::error::Error>> {
     let train = documents("train/", 8, 160, 1);
     let held_out = documents("test/", 24, 96, 2);
     let options = EvalOptions::with_context(64);
-    let trained = train_head(
-        &base,
-        &train,
-        TrainOptions::default()
-            .with_context(64)
-            .with_steps(60, 0.05),
-    )?;
+    let trained = train_head(&base, &train, steps(60))?;
     let fork = with_head(&base, trained.lm_head);
     let noisy = with_noise(&base, 99, 0.5);
     Ok(Models {

@@ -80,6 +80,27 @@ pub(crate) fn parse_value(value: &str) -> Option<f64> {
     (v.is_finite() && !v.is_sign_negative() && v.to_string() == value).then_some(v)
 }
 
+/// Tag `name`'s value: a finite, non-negative number in its shortest decimal form.
+pub(crate) fn required_real(reader: &TagReader<'_>, name: &'static str) -> Result<f64, ParseError> {
+    let value = reader.required_value(name)?;
+    parse_value(value).ok_or_else(|| {
+        ParseError::invalid_value(
+            name,
+            value,
+            "a finite number, not negative, in its shortest decimal form",
+        )
+    })
+}
+
+/// The `metric` tag: one of [`METRICS`].
+pub(crate) fn required_metric(reader: &TagReader<'_>) -> Result<String, ParseError> {
+    let metric = reader.required_value(METRIC)?;
+    if !METRICS.contains(&metric) {
+        return Err(ParseError::invalid_value(METRIC, metric, "bits-per-byte"));
+    }
+    Ok(metric.to_owned())
+}
+
 fn valid_model(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
@@ -122,18 +143,8 @@ impl ProtocolEvent for EvalReceipt {
                 ParseError::invalid_value(name, v, "a decimal number, no sign or leading zero")
             })
         };
-        let metric = reader.required_value(METRIC)?;
-        if !METRICS.contains(&metric) {
-            return Err(ParseError::invalid_value(METRIC, metric, "bits-per-byte"));
-        }
-        let value = reader.required_value(VALUE)?;
-        let value = parse_value(value).ok_or_else(|| {
-            ParseError::invalid_value(
-                VALUE,
-                value,
-                "a finite number, not negative, in its shortest decimal form",
-            )
-        })?;
+        let metric = required_metric(&reader)?;
+        let value = required_real(&reader, VALUE)?;
         // A SHA-256 value in the one text form of the protocol's hashes.
         let losses: BlobHash = parse_id(LOSSES, reader.required_value(LOSSES)?)?;
         let model = reader.required_value(MODEL)?;
@@ -164,7 +175,7 @@ impl ProtocolEvent for EvalReceipt {
             repo: reader.required_value(A)?.parse()?,
             commit: parse_id(COMMIT, reader.required_value(COMMIT)?)?,
             data: parse_id(DATA, reader.required_value(DATA)?)?,
-            metric: metric.to_owned(),
+            metric,
             value,
             bytes: decimal(BYTES)?,
             tokens: decimal(TOKENS)?,

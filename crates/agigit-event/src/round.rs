@@ -7,9 +7,11 @@ use nostr::prelude::{EventId, PublicKey, Tag};
 
 use crate::error::ParseError;
 use crate::kinds;
-use crate::market::{MAX_ORDER_RELAYS, key, listed_keys, note, release, required_number, token};
+use crate::market::{
+    MAX_ORDER_RELAYS, hash32, key, listed_keys, note, release, required_number, token,
+};
 use crate::names::RepoCoordinate;
-use crate::receipt::{METRICS, parse_value};
+use crate::receipt::{required_metric, required_real};
 use crate::signed::{ProtocolEvent, TagReader, parse_id, tag};
 use crate::text::parse_decimal;
 
@@ -187,10 +189,6 @@ fn event_id(name: &str, value: &str) -> Result<EventId, ParseError> {
     Ok(EventId::from_byte_array(*id.as_bytes()))
 }
 
-fn hash32(name: &str, value: &str) -> Result<[u8; 32], ParseError> {
-    Ok(*parse_id::<BlobHash>(name, value)?.as_bytes())
-}
-
 impl ProtocolEvent for RoundEvent {
     const KIND: u16 = kinds::ROUND;
 
@@ -225,22 +223,12 @@ impl ProtocolEvent for RoundEvent {
     fn from_parts(tags: &[Tag], content: &str) -> Result<Self, ParseError> {
         let tags = TagReader::new(tags);
         let n = |name: &'static str| required_number(&tags, name);
-        let metric = tags.required_value(METRIC)?;
-        if !METRICS.contains(&metric) {
-            return Err(ParseError::invalid_value(METRIC, metric, "bits-per-byte"));
-        }
-        let margin = tags.required_value(MARGIN)?;
-        let margin = parse_value(margin).ok_or_else(|| {
-            ParseError::invalid_value(
-                MARGIN,
-                margin,
-                "a finite number, not negative, in its shortest decimal form",
-            )
-        })?;
+        let metric = required_metric(&tags)?;
+        let margin = required_real(&tags, MARGIN)?;
         let round = RoundEvent {
             repo: tags.required_value(A)?.parse()?,
             foundation: parse_id(FOUNDATION, tags.required_value(FOUNDATION)?)?,
-            metric: metric.to_owned(),
+            metric,
             sealed: hash32(SEALED, tags.required_value(SEALED)?)?,
             context: n(CONTEXT)?,
             submit_by: n(SUBMIT_BY)?,

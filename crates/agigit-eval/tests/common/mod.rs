@@ -87,3 +87,10 @@ pub(crate) fn with_noise(model: &ModelFiles, mut seed: u64, scale: f64) -> Model
     let t = Tensor::from_f64(h.dtype(), h.shape().to_vec(), &noisy).expect("the head's shape");
     with_head(model, t)
 }
+
+/// The tests' training: windows of 64 tokens, `n` steps at a learning rate of 0.05.
+pub(crate) fn steps(n: u32) -> agigit_eval::train::TrainOptions {
+    agigit_eval::train::TrainOptions::default()
+        .with_context(64)
+        .with_steps(n, 0.05)
+}

@@ -115,6 +115,11 @@ impl<S: Signer + Sync + ?Sized> super::Remote<'_, S> {
             .since(round.created_at())
             .limit(MAX_EVENTS)];
         let servers = self.transport().fetch_servers();
+        // The test set the fold accepts as revealed (by the organizer, in its window, opening
+        // the seal): receipts on anything else are not this round's.
+        let revealed = agigit_eval::round::fold(round, &out.actions, &[], u64::MAX)
+            .revealed
+            .map(|(data, _)| data);
         for event in self.transport().query(&filter).await.map_err(net)? {
             let id = event.id;
             if !seen.insert(id) {
@@ -127,7 +132,7 @@ impl<S: Signer + Sync + ?Sized> super::Remote<'_, S> {
                     continue;
                 }
             };
-            if receipt.body().data != round_data(round, &out.actions) {
+            if Some(receipt.body().data) != revealed {
                 continue; // Not on the revealed test set: not this round's.
             }
             let Some(blob) = receipt.body().blob else {
@@ -161,24 +166,4 @@ impl<S: Signer + Sync + ?Sized> super::Remote<'_, S> {
         }
         Err(why)
     }
-}
-
-/// The test set a round's organizer revealed (the first reveal by the organizer that opens the
-/// seal); an id no tree has before that.
-fn round_data(
-    round: &Signed<RoundEvent>,
-    actions: &[Signed<RoundAction>],
-) -> agigit_hash::ObjectId {
-    actions
-        .iter()
-        .filter(|a| a.author() == round.author())
-        .find_map(|a| match &a.body().verb {
-            RoundVerb::Reveal { data, salt, .. }
-                if agigit_event::round::seal(data, salt) == round.body().sealed =>
-            {
-                Some(*data)
-            }
-            _ => None,
-        })
-        .unwrap_or(agigit_hash::ObjectId::from_bytes([0; 32]))
 }
