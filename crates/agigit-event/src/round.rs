@@ -47,7 +47,7 @@ pub struct RoundEvent {
     pub repo: RepoCoordinate,
     /// The commit to beat.
     pub foundation: ObjectId,
-    /// The metric: one of [`METRICS`].
+    /// The metric: one of [`METRICS`](crate::METRICS).
     pub metric: String,
     /// The sealed test set's commitment.
     pub sealed: [u8; 32],
