@@ -91,10 +91,10 @@ pub struct Comparison {
 }
 
 /// SplitMix64: the same stream on every machine.
-struct Stream(u64);
+pub(crate) struct Stream(pub(crate) u64);
 
 impl Stream {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -103,7 +103,7 @@ impl Stream {
     }
 
     /// Uniform in `0..n` (`n > 0`), without modulo bias (Lemire's method).
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         loop {
             let m = u128::from(self.next()) * u128::from(n);
             #[allow(clippy::cast_possible_truncation, reason = "the low half of a u128")]

@@ -3,8 +3,26 @@
 
 use crate::EvalError;
 
-/// The architectures (`model_type` in `config.json`) this build evaluates.
-pub const SUPPORTED: &[&str] = &["qwen2", "llama", "mistral"];
+/// The architectures (`model_type` in `config.json`) this build evaluates: the causal families
+/// ([`CAUSAL`]) by next-token loss, `bert` by masked-LM loss ([`BertConfig`]).
+pub const SUPPORTED: &[&str] = &["qwen2", "llama", "mistral", "bert"];
+
+/// The causal families ([`ModelConfig`]).
+pub const CAUSAL: &[&str] = &["qwen2", "llama", "mistral"];
+
+/// `config.json`'s `model_type` (empty when it has none).
+///
+/// # Errors
+/// [`EvalError::Config`] for bytes that are not a JSON object.
+pub fn model_type(bytes: &[u8]) -> Result<String, EvalError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| EvalError::Config(format!("not JSON ({e})")))?;
+    Ok(value
+        .get("model_type")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned())
+}
 
 /// The most layers, heads and hidden units a configuration may declare (far above any model
 /// evaluated on one machine; a bound on what a hostile `config.json` can make us allocate
@@ -114,6 +132,11 @@ impl ModelConfig {
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        if model_type == "bert" {
+            return Err(bad(
+                "bert is a masked language model, evaluated by masked-LM loss (BertConfig); this takes the causal families: qwen2, llama, mistral".into(),
+            ));
+        }
         if !SUPPORTED.contains(&model_type.as_str()) {
             return Err(EvalError::Unsupported { model_type });
         }
@@ -204,6 +227,135 @@ impl ModelConfig {
             sliding_window: sliding,
             context,
             attention_bias,
+        })
+    }
+}
+
+/// What a BERT `config.json` says, as far as evaluation needs it.
+#[derive(Debug, serde::Deserialize)]
+struct RawBert {
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    max_position_embeddings: usize,
+    type_vocab_size: Option<usize>,
+    layer_norm_eps: Option<f64>,
+    hidden_act: Option<serde_json::Value>,
+    position_embedding_type: Option<String>,
+}
+
+/// The activations of a BERT (`hidden_act`): the exact GELU, its tanh approximation, ReLU.
+pub const BERT_ACTIVATIONS: &[&str] = &["gelu", "gelu_new", "gelu_pytorch_tanh", "relu"];
+
+/// A BERT configuration checked for masked-LM evaluation: sizes from 1 to 2^20 (layers to
+/// 1024), heads dividing the hidden size, absolute positions, and a window of `context` tokens
+/// that the position table holds.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct BertConfig {
+    /// Tokens in the vocabulary.
+    pub vocab_size: usize,
+    /// The width of the residual stream.
+    pub hidden_size: usize,
+    /// The width of the MLP.
+    pub intermediate_size: usize,
+    /// Layers.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Rows of the position table: the widest window.
+    pub max_positions: usize,
+    /// Rows of the token-type table (every token is of type 0).
+    pub type_vocab_size: usize,
+    /// The layer norms' epsilon.
+    pub layer_norm_eps: f64,
+    /// The activation, one of [`BERT_ACTIVATIONS`].
+    pub hidden_act: String,
+    /// The window evaluated, in tokens (with `[CLS]` and `[SEP]` when the tokenizer has them).
+    pub context: usize,
+}
+
+impl BertConfig {
+    /// Parses and checks a BERT `config.json` for a window of `context` tokens.
+    ///
+    /// # Errors
+    /// [`EvalError::Unsupported`] for another architecture; [`EvalError::Config`] for numbers
+    /// that do not fit together, features this build does not evaluate, or a window wider than
+    /// the position table.
+    pub fn parse(bytes: &[u8], context: usize) -> Result<Self, EvalError> {
+        let bad = |why: String| EvalError::Config(why);
+        let model_type = model_type(bytes)?;
+        if model_type != "bert" {
+            return Err(EvalError::Unsupported { model_type });
+        }
+        let raw: RawBert = serde_json::from_slice(bytes)
+            .map_err(|e| bad(format!("not a bert configuration ({e})")))?;
+        let fits = |n: usize| n > 0 && n <= MAX_WIDTH;
+        let types = raw.type_vocab_size.unwrap_or(2);
+        if !(fits(raw.vocab_size)
+            && fits(raw.hidden_size)
+            && fits(raw.intermediate_size)
+            && fits(raw.num_attention_heads)
+            && fits(raw.max_position_embeddings)
+            && fits(types)
+            && raw.num_hidden_layers > 0
+            && raw.num_hidden_layers <= MAX_LAYERS)
+        {
+            return Err(bad(format!(
+                "sizes out of range (each from 1 to {MAX_WIDTH}, layers to {MAX_LAYERS})"
+            )));
+        }
+        if !raw.hidden_size.is_multiple_of(raw.num_attention_heads) {
+            return Err(bad(format!(
+                "{} attention heads do not divide a hidden size of {}",
+                raw.num_attention_heads, raw.hidden_size
+            )));
+        }
+        if raw
+            .position_embedding_type
+            .as_deref()
+            .is_some_and(|t| t != "absolute")
+        {
+            return Err(bad(
+                "position_embedding_type is not \"absolute\": relative positions are not evaluated by this build"
+                    .into(),
+            ));
+        }
+        let eps = raw.layer_norm_eps.unwrap_or(1e-12);
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(bad("layer_norm_eps must be a positive number".into()));
+        }
+        let hidden_act = match &raw.hidden_act {
+            None => "gelu".to_owned(),
+            Some(serde_json::Value::String(name)) if BERT_ACTIVATIONS.contains(&name.as_str()) => {
+                name.clone()
+            }
+            Some(v) => {
+                return Err(bad(format!(
+                    "hidden_act {v} is not evaluated for bert; supported: {}",
+                    BERT_ACTIVATIONS.join(", ")
+                )));
+            }
+        };
+        if context > raw.max_position_embeddings {
+            return Err(bad(format!(
+                "a window of {context} tokens is wider than the model's {} positions (max_position_embeddings): evaluate with a context of at most that",
+                raw.max_position_embeddings
+            )));
+        }
+        Ok(BertConfig {
+            vocab_size: raw.vocab_size,
+            hidden_size: raw.hidden_size,
+            intermediate_size: raw.intermediate_size,
+            layers: raw.num_hidden_layers,
+            heads: raw.num_attention_heads,
+            max_positions: raw.max_position_embeddings,
+            type_vocab_size: types,
+            layer_norm_eps: eps,
+            hidden_act,
+            context,
         })
     }
 }

@@ -3,8 +3,8 @@
 //! ## What is measured
 //!
 //! Architectures come from `config.json`'s `model_type` ([`SUPPORTED`]): the Qwen2 / Llama /
-//! Mistral family through `candle-transformers`' Qwen2 model. The computation is in f32 on the
-//! CPU.
+//! Mistral family through `candle-transformers`' Qwen2 model, and BERT through its
+//! `BertForMaskedLM` (below). The computation is in f32 on the CPU.
 //!
 //! Each document is tokenized (no special tokens added), the configuration's prefix token
 //! (`bos_token_id`, else `eos_token_id`) is put before it, and every token is scored by the
@@ -13,6 +13,13 @@
 //! alone). Without a prefix token the first token is charged `log2(vocab_size)` bits. Bits per
 //! byte is the sum of every token's `-log2 p` over the UTF-8 bytes of the documents; each
 //! document's sum is taken in order in f64 from candle's f32 log-probabilities.
+//!
+//! A BERT is scored by masked-LM loss: each document in windows of `context` tokens, `[CLS]` and
+//! `[SEP]` around each when the tokenizer has them; a window's tokens are split into seven
+//! groups by a seeded shuffle (the same on every machine), each group in turn replaced by
+//! `[MASK]` and each of its tokens charged `-log2 p` of itself given the rest of the window.
+//! Every token is charged once: a pseudo-log-likelihood, which ranks BERT-family models on one
+//! tokenizer and is not comparable with a causal model's bits.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -22,13 +29,17 @@ pub mod compare;
 mod config;
 pub mod documents;
 #[cfg(feature = "evaluate")]
+mod masked;
+#[cfg(feature = "evaluate")]
 mod model;
 pub mod round;
 pub mod toy;
 #[cfg(feature = "evaluate")]
 pub mod train;
 
-pub use config::{ACTIVATIONS, ModelConfig, SUPPORTED};
+pub use config::{
+    ACTIVATIONS, BERT_ACTIVATIONS, BertConfig, CAUSAL, ModelConfig, SUPPORTED, model_type,
+};
 pub use documents::{Document, add_documents};
 
 /// An evaluation failed.
@@ -328,6 +339,25 @@ fn load(
     Ok((config, tokenizer, lm))
 }
 
+/// `doc`'s token ids, no special tokens added, each checked to be below `vocab_size`.
+#[cfg(feature = "evaluate")]
+fn encode(
+    tokenizer: &tokenizers::Tokenizer,
+    doc: &Document,
+    vocab_size: usize,
+) -> Result<Vec<u32>, EvalError> {
+    let encoding = tokenizer
+        .encode(doc.text.as_str(), false)
+        .map_err(|e| EvalError::Tokenizer(format!("{}: {e}", doc.name)))?;
+    let tokens = encoding.get_ids();
+    if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab_size) {
+        return Err(EvalError::Tokenizer(format!(
+            "token id {bad} is outside the model's vocabulary of {vocab_size}"
+        )));
+    }
+    Ok(tokens.to_vec())
+}
+
 /// `doc`'s token ids as scored: the prefix token first when the configuration has one. Without
 /// one, the first token cannot be predicted: `true` says it is to be charged `log2 V` bits.
 #[cfg(feature = "evaluate")]
@@ -336,16 +366,7 @@ fn token_ids(
     tokenizer: &tokenizers::Tokenizer,
     doc: &Document,
 ) -> Result<(Vec<u32>, bool), EvalError> {
-    let encoding = tokenizer
-        .encode(doc.text.as_str(), false)
-        .map_err(|e| EvalError::Tokenizer(format!("{}: {e}", doc.name)))?;
-    let tokens = encoding.get_ids();
-    if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= config.vocab_size) {
-        return Err(EvalError::Tokenizer(format!(
-            "token id {bad} is outside the model's vocabulary of {}",
-            config.vocab_size
-        )));
-    }
+    let tokens = encode(tokenizer, doc, config.vocab_size)?;
     Ok(match config.prefix_token {
         Some(prefix) => (
             std::iter::once(prefix)
@@ -353,7 +374,10 @@ fn token_ids(
                 .collect(),
             false,
         ),
-        None => (tokens.to_vec(), !tokens.is_empty()),
+        None => {
+            let charged = !tokens.is_empty();
+            (tokens, charged)
+        }
     })
 }
 
@@ -384,6 +408,9 @@ pub fn evaluate(
     documents: &[Document],
     options: EvalOptions,
 ) -> Result<Evaluation, EvalError> {
+    if model_type(&model.config)? == "bert" {
+        return evaluate_masked(model, documents, options);
+    }
     let (config, tokenizer, mut lm) = load(model, options.context)?;
     let uniform = (config.vocab_size as f64).log2();
     let mut out = Vec::with_capacity(documents.len());
@@ -407,6 +434,16 @@ pub fn evaluate(
             bits,
         });
     }
+    summarize(config.model_type, options.context, out)
+}
+
+/// The evaluation of `out`'s documents.
+#[cfg(feature = "evaluate")]
+fn summarize(
+    model_type: String,
+    context: usize,
+    out: Vec<DocumentLoss>,
+) -> Result<Evaluation, EvalError> {
     let bytes: u64 = out.iter().map(|d| d.bytes).sum();
     let tokens: u64 = out.iter().map(|d| d.tokens).sum();
     if bytes == 0 {
@@ -414,8 +451,8 @@ pub fn evaluate(
     }
     let bits: f64 = out.iter().map(|d| d.bits).sum();
     Ok(Evaluation {
-        model_type: config.model_type,
-        context: options.context,
+        model_type,
+        context,
         bits_per_byte: bits / bytes as f64,
         bits_per_token: if tokens == 0 {
             0.0
@@ -426,4 +463,68 @@ pub fn evaluate(
         tokens,
         documents: out,
     })
+}
+
+/// A masked language model's evaluation: each document in windows of `context` tokens
+/// (`[CLS]` and `[SEP]` around each when the tokenizer has them), every token masked once.
+#[cfg(feature = "evaluate")]
+fn evaluate_masked(
+    model: &ModelFiles,
+    documents: &[Document],
+    options: EvalOptions,
+) -> Result<Evaluation, EvalError> {
+    let config = BertConfig::parse(&model.config, options.context)?;
+    let tokenizer = tokenizers::Tokenizer::from_bytes(&model.tokenizer)
+        .map_err(|e| EvalError::Tokenizer(format!("does not load: {e}")))?;
+    let special = |name: &str| {
+        tokenizer
+            .token_to_id(name)
+            .filter(|&t| (t as usize) < config.vocab_size)
+    };
+    let mask = special("[MASK]").ok_or_else(|| {
+        EvalError::Tokenizer(
+            "no [MASK] token in the model's vocabulary: a masked language model is scored by masking"
+                .into(),
+        )
+    })?;
+    let (cls, sep) = (special("[CLS]"), special("[SEP]"));
+    let frame = usize::from(cls.is_some()) + usize::from(sep.is_some());
+    let width = options.context.saturating_sub(frame);
+    if width == 0 {
+        return Err(EvalError::Config(format!(
+            "a window of {} tokens leaves no room for text between [CLS] and [SEP]",
+            options.context
+        )));
+    }
+    let mut tensors = Vec::new();
+    for (name, t) in &model.tensors {
+        if name.starts_with("bert.") || name.starts_with("cls.") {
+            tensors.push((name.clone(), to_candle(t)?));
+        }
+    }
+    let lm = masked::MaskedLm::load(&config, tensors)?;
+    let mut out = Vec::with_capacity(documents.len());
+    for doc in documents {
+        let ids = encode(&tokenizer, doc, config.vocab_size)?;
+        let mut bits = 0.0;
+        for chunk in ids.chunks(width) {
+            let window: Vec<u32> = cls
+                .into_iter()
+                .chain(chunk.iter().copied())
+                .chain(sep)
+                .collect();
+            let first = usize::from(cls.is_some());
+            // Summed in order, in f64, as the causal families are.
+            for lp in lm.masked_log_probs(&window, first, chunk.len(), mask)? {
+                bits -= f64::from(lp) / std::f64::consts::LN_2;
+            }
+        }
+        out.push(DocumentLoss {
+            name: doc.name.clone(),
+            bytes: doc.text.len() as u64,
+            tokens: ids.len() as u64,
+            bits,
+        });
+    }
+    summarize("bert".to_owned(), options.context, out)
 }

@@ -13,6 +13,9 @@
 //!   any other token `1 / 510` ([`WRONG_BITS`]). A byte outside the cycle predicts itself.
 //! - [`Toy::Random`]: every weight drawn from a seed (uniform, small): a model whose attention
 //!   and MLP do real work, for determinism checks (no closed form).
+//!
+//! [`bert`]: a small BERT masked language model with random weights (its vocabulary the same
+//! 256 code points and `[CLS]`, `[SEP]`, `[MASK]`), for the masked-LM path.
 
 use agigit_delta::Tensor;
 
@@ -177,5 +180,108 @@ pub fn model(toy: Toy<'_>, model_type: &str, prefix: Option<u32>) -> ModelFiles 
         config: config_json(model_type, prefix),
         tokenizer: byte_tokenizer_json(),
         tensors: tensors(toy, model_type == "qwen2"),
+    }
+}
+
+/// The special tokens of the toy BERT's vocabulary, after the 256 code points.
+pub const BERT_SPECIALS: [&str; 3] = ["[CLS]", "[SEP]", "[MASK]"];
+/// Tokens in the toy BERT's vocabulary.
+pub const BERT_VOCAB: usize = VOCAB + BERT_SPECIALS.len();
+const BERT_HIDDEN: usize = 32;
+const BERT_FFN: usize = 64;
+/// The toy BERT's widest window.
+pub const BERT_POSITIONS: usize = 128;
+
+/// The toy BERT's `tokenizer.json`: the 256 code points and its special tokens.
+pub fn bert_tokenizer_json() -> Vec<u8> {
+    let mut value: serde_json::Value = serde_json::from_slice(&byte_tokenizer_json())
+        .unwrap_or_else(|_| unreachable!("the byte tokenizer is JSON"));
+    value["added_tokens"] = BERT_SPECIALS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            serde_json::json!({"id": VOCAB + i, "content": name, "single_word": false,
+                "lstrip": false, "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    value.to_string().into_bytes()
+}
+
+/// The toy BERT's `config.json`.
+pub fn bert_config_json() -> Vec<u8> {
+    serde_json::json!({
+        "model_type": "bert", "vocab_size": BERT_VOCAB, "hidden_size": BERT_HIDDEN,
+        "intermediate_size": BERT_FFN, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
+        "max_position_embeddings": BERT_POSITIONS, "type_vocab_size": 2,
+        "layer_norm_eps": 1e-12, "hidden_act": "gelu", "position_embedding_type": "absolute",
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A `BertForMaskedLM` of two layers with every weight drawn from `seed` (norms near one), its
+/// decoder tied to the word embeddings as Hugging Face checkpoints leave it (no
+/// `cls.predictions.decoder.*`; the bias at `cls.predictions.bias`).
+pub fn bert(seed: u64) -> ModelFiles {
+    let (v, h, f) = (BERT_VOCAB, BERT_HIDDEN, BERT_FFN);
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        ("bert.embeddings.word_embeddings.weight".into(), vec![v, h]),
+        (
+            "bert.embeddings.position_embeddings.weight".into(),
+            vec![BERT_POSITIONS, h],
+        ),
+        (
+            "bert.embeddings.token_type_embeddings.weight".into(),
+            vec![2, h],
+        ),
+        ("bert.embeddings.LayerNorm.weight".into(), vec![h]),
+        ("bert.embeddings.LayerNorm.bias".into(), vec![h]),
+        ("cls.predictions.transform.dense.weight".into(), vec![h, h]),
+        ("cls.predictions.transform.dense.bias".into(), vec![h]),
+        ("cls.predictions.transform.LayerNorm.weight".into(), vec![h]),
+        ("cls.predictions.transform.LayerNorm.bias".into(), vec![h]),
+        ("cls.predictions.bias".into(), vec![v]),
+    ];
+    for i in 0..LAYERS {
+        let p = format!("bert.encoder.layer.{i}");
+        for (name, shape) in [
+            ("attention.self.query", vec![h, h]),
+            ("attention.self.key", vec![h, h]),
+            ("attention.self.value", vec![h, h]),
+            ("attention.output.dense", vec![h, h]),
+            ("intermediate.dense", vec![f, h]),
+            ("output.dense", vec![h, f]),
+        ] {
+            let rows = shape[0];
+            shapes.push((format!("{p}.{name}.weight"), shape));
+            shapes.push((format!("{p}.{name}.bias"), vec![rows]));
+        }
+        for norm in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            shapes.push((format!("{p}.{norm}.weight"), vec![h]));
+            shapes.push((format!("{p}.{norm}.bias"), vec![h]));
+        }
+    }
+    let mut seed = seed;
+    let tensors = shapes
+        .into_iter()
+        .map(|(name, shape)| {
+            let n = shape.iter().product();
+            let values: Vec<f32> = if name.ends_with("LayerNorm.weight") {
+                random(&mut seed, n, 0.1)
+                    .into_iter()
+                    .map(|x| 1.0 + x)
+                    .collect()
+            } else {
+                // Small, as at initialization: the guesses stay near uniform.
+                random(&mut seed, n, 0.1)
+            };
+            let t = f32s(shape, &values);
+            (name, t)
+        })
+        .collect();
+    ModelFiles {
+        config: bert_config_json(),
+        tokenizer: bert_tokenizer_json(),
+        tensors,
     }
 }
