@@ -282,6 +282,28 @@ fn eval_publishes_a_receipt_that_receipts_lists() -> TestResult {
     assert_eq!(only.len(), 1);
     assert_eq!(only[0]["note"], "baseline");
     assert_eq!(only[0]["commit"], first["commit"]);
+    // `log --receipts` puts each commit's receipts beside it.
+    let log = json(&agigit(&home, &model, &["--json", "log", "--receipts"]));
+    let log = log.as_array().ok_or("a list")?;
+    assert_eq!(log.len(), 2);
+    for (entry, eval) in log.iter().zip([&second, &first]) {
+        assert_eq!(entry["commit"], eval["commit"]);
+        let got = entry["receipts"].as_array().ok_or("receipts")?;
+        assert_eq!(got.len(), 1, "{entry}");
+        assert_eq!(got[0]["value"], eval["bits_per_byte"]);
+    }
+    let text = String::from_utf8(agigit(&home, &model, &["log", "--receipts"]).stdout)?;
+    let value = first["bits_per_byte"].as_f64().ok_or("bpb")?;
+    assert!(
+        text.contains(&format!("Eval:   {value:.4} bits-per-byte on data")),
+        "{text}"
+    );
+    let oneline =
+        String::from_utf8(agigit(&home, &model, &["log", "--oneline", "--receipts"]).stdout)?;
+    assert!(oneline.contains("bits-per-byte, 1 receipt]"), "{oneline}");
+    // Without the flag, log asks no relay.
+    let plain = json(&agigit(&home, &model, &["--json", "log"]));
+    assert!(plain[0]["receipts"].is_null(), "{plain}");
     // Data outside the commit makes no receipt: refused before anything is published.
     let outside = root.0.join("outside.txt");
     std::fs::write(&outside, "abcd")?;

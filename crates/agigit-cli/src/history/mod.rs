@@ -63,6 +63,10 @@ pub(crate) struct LogArgs {
     /// with its repository and training record.
     #[arg(long, conflicts_with = "paths")]
     pub(crate) lineage: bool,
+    /// With each commit, the evaluation receipts the repository's relays hold for it (signed
+    /// scores on held-out data: `eval --publish`), each signature checked.
+    #[arg(long, conflicts_with = "lineage")]
+    pub(crate) receipts: bool,
     /// Only the commits that changed these parts or paths (after `--`): one part's own
     /// history (`-- params`, `-- data/train`, `-- train.py`).
     #[arg(last = true, value_name = "PART|PATH")]
@@ -211,6 +215,7 @@ pub(crate) fn log(ctx: &Ctx, args: &LogArgs) -> Result<()> {
         max,
         oneline,
         lineage,
+        receipts,
         paths,
     } = args;
     let repo = open(ctx)?;
@@ -218,6 +223,21 @@ pub(crate) fn log(ctx: &Ctx, args: &LogArgs) -> Result<()> {
         return crate::view::lineage(ctx, &repo, rev, *max);
     }
     let log = repo.log_filtered(rev, *max, &agigit::PathFilter::parse(paths)?)?;
+    // Each commit's receipts, newest first (one query for the repository).
+    let found = if *receipts {
+        let config = load_config(&repo)?;
+        let coordinate = crate::receipts::this_coordinate(&config)?;
+        Some(crate::receipts::fetch(&repo, &config, &coordinate, None)?)
+    } else {
+        None
+    };
+    let receipts_of = |id: &agigit::hash::ObjectId| -> Vec<_> {
+        found
+            .iter()
+            .flat_map(|f| &f.receipts)
+            .filter(|r| r.body().commit == *id)
+            .collect()
+    };
     let statements = log
         .iter()
         .map(|(_, c)| crate::view::statement(c))
@@ -226,7 +246,7 @@ pub(crate) fn log(ctx: &Ctx, args: &LogArgs) -> Result<()> {
     let list: Vec<_> = log
             .iter()
             .zip(&statements)
-            .map(|((id, c), f)| serde_json::json!({"commit": id.to_string(), "parents": c.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "author": author_name(&c.author), "time": c.time, "message": c.message, "fork_of": c.base.as_ref().map(|b| serde_json::json!({"repository": b.repo, "commit": b.commit.to_string()})), "fidelity": crate::view::fidelity_json(f.as_ref())}))
+            .map(|((id, c), f)| serde_json::json!({"commit": id.to_string(), "parents": c.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "author": author_name(&c.author), "time": c.time, "message": c.message, "fork_of": c.base.as_ref().map(|b| serde_json::json!({"repository": b.repo, "commit": b.commit.to_string()})), "fidelity": crate::view::fidelity_json(f.as_ref()), "receipts": found.as_ref().map(|_| receipts_of(id).into_iter().map(crate::receipts::receipt_json).collect::<Vec<_>>())}))
             .collect();
     print(json, serde_json::Value::Array(list), || {
         if *oneline {
@@ -234,10 +254,24 @@ pub(crate) fn log(ctx: &Ctx, args: &LogArgs) -> Result<()> {
                 .iter()
                 .zip(&statements)
                 .map(|((id, c), f)| {
-                    let mark = match f {
+                    let mut mark = match f {
                         Some(f) if !f.is_exact() => format!(" [lossy ≤{:.3}]", f.worst()),
                         _ => String::new(),
                     };
+                    // The best (lowest) value received, and how many receipts.
+                    let got = receipts_of(id);
+                    if let Some(best) = got
+                        .iter()
+                        .min_by(|a, b| a.body().value.total_cmp(&b.body().value))
+                    {
+                        mark.push_str(&format!(
+                            " [{:.4} {}, {} receipt{}]",
+                            best.body().value,
+                            best.body().metric,
+                            got.len(),
+                            if got.len() == 1 { "" } else { "s" }
+                        ));
+                    }
                     format!(
                         "{}{mark} {}",
                         id.short(),
@@ -270,6 +304,9 @@ pub(crate) fn log(ctx: &Ctx, args: &LogArgs) -> Result<()> {
                 }
                 if let Some(f) = f.as_ref().filter(|f| !f.is_exact()) {
                     out.push_str(&format!("Lossy:  {}\n", crate::view::fidelity_summary(f)));
+                }
+                for r in receipts_of(id) {
+                    out.push_str(&format!("Eval:   {}\n", crate::receipts::receipt_line(r)));
                 }
                 for line in c.message.lines() {
                     out.push_str(&format!("\n    {line}"));
