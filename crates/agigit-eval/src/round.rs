@@ -12,6 +12,7 @@ use agigit_event::nostr::prelude::{EventId, PublicKey};
 use agigit_event::round::{RoundAction, RoundEvent, RoundVerb, seal};
 use agigit_event::{EvalReceipt, RepoCoordinate, Signed};
 use agigit_hash::ObjectId;
+use agigit_market::ledger::Escrow;
 use agigit_market::{Amount, Effect, Time, Why};
 
 use crate::compare::{Bootstrap, Comparison, comparable, ladder};
@@ -100,6 +101,19 @@ pub struct Lead {
     pub reward: Amount,
 }
 
+/// The arbiter's payment of what a decided round owes one payee.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    /// The `pay` action's id.
+    pub id: EventId,
+    /// The payee.
+    pub to: PublicKey,
+    /// What the round owes it ([`Standing::owed`]): what its token must hold.
+    pub amount: Amount,
+    /// When.
+    pub at: Time,
+}
+
 /// A round as its events leave it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Standing {
@@ -121,6 +135,8 @@ pub struct Standing {
     pub effects: Vec<Effect>,
     /// The organizer's signed result, and whether it names the champion this fold computed.
     pub result: Option<(EventId, bool)>,
+    /// The arbiter's payments once the round is decided: the first to each payee it owes.
+    pub payments: Vec<Payment>,
     /// Events left out, and why.
     pub ignored: Vec<(EventId, String)>,
 }
@@ -129,6 +145,60 @@ impl Standing {
     /// The champion: the last submission to take the lead.
     pub fn champion(&self) -> Option<&Submission> {
         self.ladder.last().map(|l| &l.submission)
+    }
+
+    /// What the pool pays each party once the round is decided (rewards and the organizer's
+    /// refund of the rest), summed per payee, in the order of [`Standing::effects`].
+    pub fn owed(&self) -> Vec<(PublicKey, Amount)> {
+        let mut out: Vec<(PublicKey, Amount)> = Vec::new();
+        for e in &self.effects {
+            if let Effect::Release { to, amount, .. } = *e {
+                match out.iter_mut().find(|(k, _)| *k == to) {
+                    Some((_, sum)) => *sum = sum.saturating_add(amount),
+                    None => out.push((to, amount)),
+                }
+            }
+        }
+        out
+    }
+}
+
+/// How long after a round settles its arbiter may claim the pool (with the organizer's
+/// release, in its `result`); from then on the organizer alone can take it back.
+pub const CLAIM_POOL_WITHIN: Time = 86_400;
+
+/// How long a payee has to claim a payment after the pool's refund time; from then on the
+/// arbiter can take it back.
+pub const CLAIM_PAYMENT_WITHIN: Time = 30 * 86_400;
+
+/// The pool's escrow, as `fund` locks it: the organizer's funds for the arbiter, refundable to
+/// the organizer [`CLAIM_POOL_WITHIN`] after the round settles. `None` for a round without a
+/// pool or without an arbiter other than the organizer (whose `fund` the fold ignores).
+pub fn pool_escrow(round: &Signed<RoundEvent>) -> Option<Escrow> {
+    let r = round.body();
+    let arbiter = r.arbiter.filter(|a| *a != round.author())?;
+    (r.pool > 0).then(|| Escrow {
+        amount: r.pool,
+        payer: round.author(),
+        payee: arbiter,
+        arbiter: None,
+        refund_at: settles_at(r).saturating_add(CLAIM_POOL_WITHIN),
+    })
+}
+
+/// A payment's escrow, as `pay` hands it over: `amount` of the arbiter's for `to`, released
+/// by the arbiter's consent in the same action; the arbiter's again
+/// [`CLAIM_PAYMENT_WITHIN`] after the pool's refund time.
+pub fn payment_escrow(round: &Signed<RoundEvent>, to: PublicKey, amount: Amount) -> Escrow {
+    let r = round.body();
+    Escrow {
+        amount,
+        payer: r.arbiter.unwrap_or(round.author()),
+        payee: to,
+        arbiter: None,
+        refund_at: settles_at(r)
+            .saturating_add(CLAIM_POOL_WITHIN)
+            .saturating_add(CLAIM_PAYMENT_WITHIN),
     }
 }
 
@@ -200,6 +270,7 @@ pub fn fold(
         unevaluated: Vec::new(),
         effects: Vec::new(),
         result: None,
+        payments: Vec::new(),
         ignored: Vec::new(),
     };
     let mut actions: Vec<&Signed<RoundAction>> = actions.iter().take(MAX_EVENTS).collect();
@@ -443,6 +514,40 @@ pub fn fold(
                 unreachable!("matched above")
             };
             s.result = Some((a.id(), named == champion));
+        }
+        // The arbiter's payments: after the round is decided, one to each payee it owes.
+        let decided_at = if s.phase == Phase::Void {
+            r.reveal_by
+        } else {
+            settles_at(r)
+        };
+        let owed = s.owed();
+        for a in &actions {
+            let RoundVerb::Pay { to } = a.body().verb else {
+                continue;
+            };
+            let (when, id) = (at(a.event()), a.id());
+            let amount = owed.iter().find(|(k, _)| *k == to).map(|(_, v)| *v);
+            let why = if a.author() != arbiter || a.body().round != round.id() {
+                Some("a payment by another than the arbiter")
+            } else if when <= decided_at || when > now {
+                Some("a payment before the round was decided, or dated after now")
+            } else if amount.is_none() {
+                Some("a payment to a party the round owes nothing")
+            } else if s.payments.iter().any(|p| p.to == to) {
+                Some("a second payment to the same party: the first counts")
+            } else {
+                None
+            };
+            match (why, amount) {
+                (None, Some(amount)) => s.payments.push(Payment {
+                    id,
+                    to,
+                    amount,
+                    at: when,
+                }),
+                (why, _) => s.ignored.push((id, why.unwrap_or_default().to_owned())),
+            }
         }
     }
     s

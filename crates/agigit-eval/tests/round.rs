@@ -16,7 +16,9 @@
 
 mod common;
 
-use agigit_eval::round::{Evidence, Phase, Verdict, fold, settles_at};
+use agigit_eval::round::{
+    Evidence, Phase, Standing, Verdict, fold, payment_escrow, pool_escrow, settles_at,
+};
 use agigit_eval::toy::{self, Toy};
 use agigit_eval::train::train_head;
 use agigit_eval::{EvalOptions, Evaluation, evaluate};
@@ -24,7 +26,7 @@ use agigit_event::nostr::prelude::{Keys, SecretKey, Timestamp};
 use agigit_event::round::{RoundAction, RoundEvent, RoundVerb, seal};
 use agigit_event::{RepoCoordinate, RepoId, Signed};
 use agigit_hash::ObjectId;
-use agigit_market::ledger::{Escrow, Ledger, MemoryMint};
+use agigit_market::ledger::{Ledger, MemoryMint};
 use agigit_market::{Effect, Why};
 use common::{documents, steps, with_head, with_noise};
 use std::future::Future;
@@ -135,12 +137,21 @@ fn world() -> World {
 }
 
 fn act(w: &World, by: &Keys, at: u64, verb: RoundVerb) -> Signed<RoundAction> {
-    let token = matches!(verb, RoundVerb::Fund).then(|| "memory:pool".to_owned());
+    // Stand-ins for what a ledger writes (the in-memory ledger's are not strings).
+    let token = match verb {
+        RoundVerb::Fund => Some("memory:pool".to_owned()),
+        RoundVerb::Pay { .. } => Some("memory:payment".to_owned()),
+        _ => None,
+    };
+    let release = match verb {
+        RoundVerb::Pay { .. } => vec!["ab".repeat(64)],
+        _ => Vec::new(),
+    };
     let action = RoundAction {
         round: w.round.id(),
         verb,
         token,
-        release: Vec::new(),
+        release,
         note: String::new(),
     };
     Signed::sign(action, by, Timestamp::from(at)).expect("sign")
@@ -361,49 +372,33 @@ fn run<F: Future>(f: F) -> F::Output {
     }
 }
 
-/// Carries a settled round's effects out on a ledger, as `docs/rounds.md` specifies: the pool,
-/// locked at funding for the arbiter with the organizer's key beside it (a refund to the
-/// organizer from `refund_at`), is claimed by the arbiter with the organizer's consent (its
-/// result's release) and paid on to each party the effects name, each payment locked for its
-/// payee and released by the arbiter.
-fn pay_on_ledger(mint: &MemoryMint, w: &World, effects: &[Effect], refund_at: u64) {
+/// Carries a settled round's payouts out on a ledger, as `docs/rounds.md` specifies: the pool,
+/// locked at funding for the arbiter ([`pool_escrow`]: a refund to the organizer from its
+/// refund time), is claimed by the arbiter with the organizer's consent (its result's release)
+/// and paid on to each party the round owes ([`Standing::owed`]), each payment locked for its
+/// payee ([`payment_escrow`]) and released by the arbiter's consent, which its `pay` action
+/// carries. Returns those actions.
+fn pay_on_ledger(mint: &MemoryMint, w: &World, s: &Standing, at: u64) -> Vec<Signed<RoundAction>> {
     let organizer = mint.wallet(w.organizer.public_key());
     let arbiter = mint.wallet(w.arbiter.public_key());
-    let mut pool = None;
-    for effect in effects {
-        match *effect {
-            Effect::Lock { from, amount } => {
-                assert_eq!(from, w.organizer.public_key());
-                let escrow = Escrow {
-                    amount,
-                    payer: from,
-                    payee: w.arbiter.public_key(),
-                    arbiter: None,
-                    refund_at,
-                };
-                let locked = run(organizer.lock(&escrow)).expect("the organizer funds the pool");
-                run(arbiter.verify(&locked, &escrow)).expect("the arbiter checks it");
-                pool = Some(locked);
-            }
-            Effect::Release { to, amount, .. } => {
-                if let Some(locked) = pool.take() {
-                    // The organizer's result releases the pool to the arbiter.
-                    let consent = run(organizer.consent(&locked)).expect("a party");
-                    run(arbiter.claim(&locked, &[consent])).expect("the arbiter takes the pool");
-                }
-                let escrow = Escrow {
-                    amount,
-                    payer: w.arbiter.public_key(),
-                    payee: to,
-                    arbiter: None,
-                    refund_at,
-                };
-                let locked = run(arbiter.lock(&escrow)).expect("the arbiter pays on");
-                let consent = run(arbiter.consent(&locked)).expect("a party");
-                run(mint.wallet(to).claim(&locked, &[consent])).expect("the payee claims");
-            }
-        }
+    let escrow = pool_escrow(&w.round).expect("a pool with an arbiter");
+    assert!(s.funded);
+    let pool = run(organizer.lock(&escrow)).expect("the organizer funds the pool");
+    run(arbiter.verify(&pool, &escrow)).expect("the arbiter checks it");
+    // The organizer's result releases the pool to the arbiter.
+    let consent = run(organizer.consent(&pool)).expect("a party");
+    run(arbiter.claim(&pool, &[consent])).expect("the arbiter takes the pool");
+    let mut actions = Vec::new();
+    for (to, amount) in s.owed() {
+        let escrow = payment_escrow(&w.round, to, amount);
+        let locked = run(arbiter.lock(&escrow)).expect("the arbiter pays on");
+        let consent = run(arbiter.consent(&locked)).expect("a party");
+        let payee = mint.wallet(to);
+        run(payee.verify(&locked, &escrow)).expect("the payee checks it");
+        run(payee.claim(&locked, &[consent])).expect("the payee claims");
+        actions.push(act(w, &w.arbiter, at, RoundVerb::Pay { to }));
     }
+    actions
 }
 
 #[test]
@@ -551,7 +546,8 @@ fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_pai
     // liar and Bob got nothing.
     let mint = MemoryMint::new();
     mint.issue(w.organizer.public_key(), POOL)?;
-    pay_on_ledger(&mint, &w, &s.effects, settles_at(w.round.body()) + 86_400);
+    let paid_at = settles_at(w.round.body()) + 1;
+    let payments = pay_on_ledger(&mint, &w, &s, paid_at);
     let balance = |k: &Keys| run(mint.wallet(k.public_key()).balance()).expect("a balance");
     let reward = paid[0].1;
     assert!(reward > 0);
@@ -562,6 +558,57 @@ fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_pai
         (0, 0, 0)
     );
     assert_eq!(mint.locked(), 0);
+    // The arbiter's pay actions, folded: one payment per party owed, each for what it is owed;
+    // a second payment, one by another key, one to a stranger and an early one are left out.
+    let mut all = challenged.clone();
+    all.extend(payments);
+    all.push(act(
+        &w,
+        &w.arbiter,
+        paid_at + 1,
+        RoundVerb::Pay {
+            to: w.alice.public_key(),
+        },
+    ));
+    all.push(act(
+        &w,
+        &w.liar,
+        paid_at,
+        RoundVerb::Pay {
+            to: w.liar.public_key(),
+        },
+    ));
+    all.push(act(
+        &w,
+        &w.arbiter,
+        paid_at,
+        RoundVerb::Pay {
+            to: w.bob.public_key(),
+        },
+    ));
+    all.push(act(
+        &w,
+        &w.arbiter,
+        EVALUATE_BY,
+        RoundVerb::Pay {
+            to: w.organizer.public_key(),
+        },
+    ));
+    let after = fold(&w.round, &all, &evidence, paid_at + 10);
+    let mut payments: Vec<_> = after.payments.iter().map(|p| (p.to, p.amount)).collect();
+    let mut owed = vec![
+        (w.alice.public_key(), reward),
+        (w.organizer.public_key(), POOL - reward),
+    ];
+    payments.sort();
+    owed.sort();
+    assert_eq!(payments, owed);
+    assert_eq!(
+        after.ignored.len(),
+        s.ignored.len() + 4,
+        "{:?}",
+        after.ignored
+    );
     Ok(())
 }
 

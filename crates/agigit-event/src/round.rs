@@ -1,6 +1,6 @@
 //! Kinds 1725 and 1726: a competition round (Proof of Work of Compression) and the actions on it
-//! — funding, submissions, the reveal of the sealed test set, challenges, rulings and the result
-//! (`docs/rounds.md`).
+//! — funding, submissions, the reveal of the sealed test set, challenges, rulings, the result
+//! and the payouts (`docs/rounds.md`).
 
 use agigit_hash::{BlobHash, Hasher, ObjectId};
 use nostr::prelude::{EventId, PublicKey, Tag};
@@ -122,6 +122,12 @@ pub enum RoundVerb {
         /// The winning commit.
         champion: Option<ObjectId>,
     },
+    /// `pay`, with `p`, `token` and `release`: the arbiter hands a payee what the settled round
+    /// owes it — funds locked for the payee, with the arbiter's consent to their release.
+    Pay {
+        /// The payee.
+        to: PublicKey,
+    },
 }
 
 impl RoundVerb {
@@ -134,6 +140,7 @@ impl RoundVerb {
             Self::Challenge { .. } => "challenge",
             Self::Rule { .. } => "rule",
             Self::Result { .. } => "result",
+            Self::Pay { .. } => "pay",
         }
     }
 }
@@ -141,16 +148,17 @@ impl RoundVerb {
 /// An action on a round (kind 1726, regular), by its author.
 ///
 /// Tags: `e` (the round's id), `action`, the verb's arguments ([`RoundVerb`]), `token` (with
-/// `fund` only), `release` (with `result` only). Content: a note, at most 4096 bytes.
+/// `fund` and `pay`), `release` (with `result` and `pay`). Content: a note, at most 4096 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoundAction {
     /// The round.
     pub round: EventId,
     /// What is asked.
     pub verb: RoundVerb,
-    /// The escrow a `fund` locks, as the ledger writes it.
+    /// The escrow a `fund` locks (or a `pay` hands over), as the ledger writes it.
     pub token: Option<String>,
-    /// The organizer's consent to the escrow's release, with `result`.
+    /// The organizer's consent to the pool's release, with `result`; the arbiter's to a
+    /// payment's, with `pay`.
     pub release: Vec<String>,
     /// A note for people.
     pub note: String,
@@ -352,6 +360,7 @@ impl ProtocolEvent for RoundAction {
                     tags.push(tag(CHAMPION, [c.to_string()]));
                 }
             }
+            RoundVerb::Pay { to } => tags.push(tag(P, [to.to_hex()])),
         }
         if let Some(token) = &self.token {
             tags.push(tag(crate::market::TOKEN, [token.as_str()]));
@@ -377,11 +386,12 @@ impl ProtocolEvent for RoundAction {
             "challenge" => &[RECEIPT, COUNTER, DOCUMENT],
             "rule" => &[RECEIPT],
             "result" => &[CHAMPION, crate::market::RELEASE],
+            "pay" => &[P, crate::market::TOKEN, crate::market::RELEASE],
             other => {
                 return Err(ParseError::invalid_value(
                     ACTION,
                     other,
-                    "fund, submit, reveal, challenge, rule or result",
+                    "fund, submit, reveal, challenge, rule, result or pay",
                 ));
             }
         };
@@ -394,6 +404,7 @@ impl ProtocolEvent for RoundAction {
             COUNTER,
             DOCUMENT,
             CHAMPION,
+            P,
             crate::market::TOKEN,
             crate::market::RELEASE,
         ] {
@@ -403,7 +414,7 @@ impl ProtocolEvent for RoundAction {
                     action,
                     "no such tag with this action: fund takes token; submit a and commit; \
                      reveal data, salt and commit; challenge receipt, counter and document; \
-                     rule receipt; result champion and release",
+                     rule receipt; result champion and release; pay p, token and release",
                 ));
             }
         }
@@ -427,6 +438,9 @@ impl ProtocolEvent for RoundAction {
             "rule" => RoundVerb::Rule {
                 receipt: event_id(RECEIPT, tags.required_value(RECEIPT)?)?,
             },
+            "pay" => RoundVerb::Pay {
+                to: key(P, tags.required_value(P)?)?,
+            },
             _ => RoundVerb::Result {
                 champion: tags
                     .optional_value(CHAMPION)?
@@ -435,16 +449,22 @@ impl ProtocolEvent for RoundAction {
             },
         };
         let token = token(&tags)?;
-        if matches!(verb, RoundVerb::Fund) && token.is_none() {
+        if matches!(verb, RoundVerb::Fund | RoundVerb::Pay { .. }) && token.is_none() {
             return Err(ParseError::MissingTag {
                 tag: crate::market::TOKEN,
+            });
+        }
+        let release = release(&tags)?;
+        if matches!(verb, RoundVerb::Pay { .. }) && release.is_empty() {
+            return Err(ParseError::MissingTag {
+                tag: crate::market::RELEASE,
             });
         }
         Ok(RoundAction {
             round,
             verb,
             token,
-            release: release(&tags)?,
+            release,
             note: note(content)?,
         })
     }

@@ -2332,10 +2332,14 @@ fn arb_round_action() -> impl Strategy<Value = agigit_event::round::RoundAction>
         prop::option::of(any::<[u8; 32]>()).prop_map(|c| RoundVerb::Result {
             champion: c.map(Into::into)
         }),
+        (1u8..=254).prop_map(|k| RoundVerb::Pay {
+            to: keys(k).public_key()
+        }),
     ];
     (verb, any::<[u8; 32]>(), "\\PC{0,100}").prop_map(|(verb, round, note)| {
-        let token = matches!(verb, RoundVerb::Fund).then(|| "cashuBtoken".to_owned());
-        let release = if matches!(verb, RoundVerb::Result { .. }) {
+        let token = matches!(verb, RoundVerb::Fund | RoundVerb::Pay { .. })
+            .then(|| "cashuBtoken".to_owned());
+        let release = if matches!(verb, RoundVerb::Result { .. } | RoundVerb::Pay { .. }) {
             vec!["ab".repeat(64)]
         } else {
             Vec::new()
@@ -2465,6 +2469,33 @@ fn round_parsers_refuse_out_of_order_deadlines_and_misplaced_arguments() {
     );
     assert!(action(&[("e", &e), ("action", "fund")]).is_err());
     assert!(action(&[("e", &e), ("action", "withdraw")]).is_err());
+    // A payment names its payee and carries the funds and the arbiter's consent, all three.
+    let payee = keys(5).public_key().to_hex();
+    let sig = "ab".repeat(64);
+    let pay = [
+        ("e", e.as_str()),
+        ("action", "pay"),
+        ("p", payee.as_str()),
+        ("token", "cashuBtoken"),
+        ("release", sig.as_str()),
+    ];
+    assert!(action(&pay).is_ok());
+    for missing in ["p", "token", "release"] {
+        let without: Vec<_> = pay.iter().copied().filter(|(n, _)| *n != missing).collect();
+        assert!(action(&without).is_err(), "a pay without {missing}");
+    }
+    let mut stray = pay.to_vec();
+    stray.push(("champion", e.as_str()));
+    assert!(action(&stray).is_err());
+    assert!(
+        action(&[
+            ("e", &e),
+            ("action", "rule"),
+            ("receipt", &e),
+            ("p", &payee)
+        ])
+        .is_err()
+    );
     // Disputed documents: ascending, none twice, at most 64.
     let challenge = |docs: Vec<String>| {
         let mut t = tags_of(&[
