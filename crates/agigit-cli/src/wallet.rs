@@ -71,6 +71,30 @@ pub(crate) fn open(mint: Option<&str>) -> Result<CashuWallet> {
     Ok(CashuWallet::open(&mint, &home()?.join("wallet"), keys()?)?)
 }
 
+/// Where this user keeps a token it locked (`what`: `orders`, `rounds`; `name`: whose it is):
+/// `<agigit home>/wallet/<what>/<name>.token`. A locked token is the locker's money until the
+/// payee claims it: kept before it is published, so that a failed publish loses nothing.
+pub(crate) fn kept(what: &str, name: &str) -> Result<std::path::PathBuf> {
+    Ok(home()?
+        .join("wallet")
+        .join(what)
+        .join(format!("{name}.token")))
+}
+
+/// Writes `token` to `path` (new, owner-only, synced); the error carries the token itself, so
+/// the funds are never lost with the file.
+pub(crate) fn keep(path: &std::path::Path, token: &str) -> Result<()> {
+    crate::context::write_new_private(path, format!("{token}\n").as_bytes()).map_err(|e| {
+        Failure::new(
+            ErrorKind::Io,
+            format!(
+                "{}: {e}; the escrow was locked: its token is {token}",
+                path.display()
+            ),
+        )
+    })
+}
+
 /// Pays blob servers' `402 Payment Required` from the user's wallet, request by request,
 /// within `[wallet] budget` sats for the whole command. The wallet is opened at the first
 /// payment; payments are made one at a time, so the budget is never overrun.

@@ -4,13 +4,18 @@
 //! organizer reveals the test set after submissions close; an evaluator in a clone of the fork
 //! evaluates the foundation and the submission on it and publishes receipts with their loss
 //! lists; once the challenge window is over, every party's `round show` names the trained fork
-//! champion, and the organizer's signed result agrees.
+//! champion, and the organizer's signed result agrees. The pool, locked on a real Cashu mint
+//! (cdk-mintd) at the announcement, is paid out by the arbiter (the evaluator here) with the
+//! organizer's release: the contributor's reward for the bits its fork saved, the rest back to
+//! the organizer, each claimed through the binary.
 
 #![cfg(feature = "eval")]
 #![allow(
     clippy::expect_used,
     clippy::panic,
     clippy::cast_possible_truncation,
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss,
     reason = "test fixtures"
 )]
 
@@ -26,6 +31,13 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 mod support;
 use support::{agigit, json, ok};
+
+#[path = "../../agigit-market-cashu/tests/support/mint.rs"]
+mod mint;
+
+/// The pool, and what each lead is paid per 1000 bits saved.
+const POOL: u64 = 1000;
+const RATE: u64 = 50;
 
 /// Text from a Markov chain over eight letters (each followed by one of two, 3:1).
 fn text(len: usize, mut seed: u64) -> String {
@@ -77,17 +89,34 @@ fn hex_key(home: &Path, cwd: &Path) -> String {
 }
 
 #[test]
-fn a_round_runs_from_announcement_to_result_through_the_binary() -> TestResult {
-    let root = std::env::temp_dir().join(format!("agigit-cli-round-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
+    let Some(mint) = mint::start_mint("cli-round") else {
+        return Ok(());
+    };
+    let root = mint.dir.join("round");
     std::fs::create_dir_all(&root)?;
     let relays = support::Relays::start(&root.join("relays"), 1, |_| None)?;
     let url = relays.urls()[0].clone();
     let (organizer, contributor, evaluator) = (root.join("o"), root.join("c"), root.join("e"));
     for home in [&organizer, &contributor, &evaluator] {
+        std::fs::create_dir_all(home)?;
         ok(&agigit(home, &root, &["key", "generate"]));
+        std::fs::write(
+            home.join("config.toml"),
+            format!("[wallet]\nmint = \"{}\"\n", mint.url),
+        )?;
     }
     let evaluator_key = hex_key(&evaluator, &root);
+    let balance = |home: &Path| {
+        json(&agigit(home, home, &["wallet", "balance", "--json"]))["balance"]
+            .as_u64()
+            .expect("a balance")
+    };
+    ok(&agigit(
+        &organizer,
+        &root,
+        &["wallet", "top-up", &POOL.to_string()],
+    ));
 
     // The foundation: a small model with random weights, and public training text.
     ok(&agigit(&organizer, &root, &["init", "fm", "--id", "fm"]));
@@ -161,8 +190,9 @@ fn a_round_runs_from_announcement_to_result_through_the_binary() -> TestResult {
         .ok_or("coordinate")?
         .to_owned();
 
-    // The round: submissions for a few seconds, receipts for half a minute more.
-    let submit_by = now() + 6;
+    // The round: submissions for a few seconds, receipts for half a minute more; the pool held
+    // by the organizer and the evaluator, who settles challenges.
+    let submit_by = now() + 10;
     let evaluate_by = submit_by + 30;
     let announced = json(&agigit(
         &organizer,
@@ -185,9 +215,21 @@ fn a_round_runs_from_announcement_to_result_through_the_binary() -> TestResult {
             "64",
             "--evaluator",
             &evaluator_key,
+            "--arbiter",
+            &evaluator_key,
+            "--pool",
+            &POOL.to_string(),
+            "--rate",
+            &RATE.to_string(),
         ],
     ));
     let round = announced["round"].as_str().ok_or("round id")?.to_owned();
+    assert_eq!(announced["funded"], POOL, "{announced}");
+    assert_eq!(balance(&organizer), 0);
+    // The pool is not the organizer's to take back before its refund time.
+    let early = agigit(&organizer, &fm, &["round", "refund", &round]);
+    assert_eq!(early.status.code(), Some(3), "{early:?}");
+    assert!(String::from_utf8_lossy(&early.stderr).contains("comes back from"));
     // Nothing of the test set is on the relay yet; revealing before submissions close is
     // refused.
     let early = agigit(&organizer, &fm, &["round", "reveal", &round]);
@@ -236,13 +278,16 @@ fn a_round_runs_from_announcement_to_result_through_the_binary() -> TestResult {
         &["--json", "round", "show", &round],
     ));
     assert_eq!(during["phase"], "evaluation", "{during}");
+    assert_eq!(during["pool_checked"], true, "{during}");
     assert_eq!(
         during["receipts"].as_array().map(Vec::len),
         Some(2),
         "{during}"
     );
-    // The result waits for the round to settle.
+    // The result and the payouts wait for the round to settle.
     let out = agigit(&organizer, &fm, &["round", "result", &round]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = agigit(&evaluator, &judge, &["round", "pay", &round]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
 
     sleep_until(evaluate_by + 2 * 2);
@@ -260,19 +305,141 @@ fn a_round_runs_from_announcement_to_result_through_the_binary() -> TestResult {
             "{s}"
         );
     }
+    let settled = json(&agigit(
+        &organizer,
+        &fm,
+        &["--json", "round", "show", &round],
+    ));
+    let reward = settled["ladder"][0]["reward"].as_u64().ok_or("a reward")?;
+    // Rate × bits saved / 1000, floored, within the pool.
+    let saved = settled["ladder"][0]["bits_saved"].as_f64().ok_or("bits")?;
+    assert_eq!(reward, ((saved * RATE as f64 / 1000.0) as u64).min(POOL));
+    assert!(reward > 0 && reward < POOL, "{settled}");
+    // The arbiter pays only once the organizer has released the pool with its result.
+    let out = agigit(&evaluator, &judge, &["round", "pay", &round]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has not published the round's result"));
     let result = json(&agigit(
         &organizer,
         &fm,
         &["--json", "round", "result", &round],
     ));
     assert_eq!(result["champion"], submitted.as_str());
+    let paid = json(&agigit(
+        &evaluator,
+        &judge,
+        &["--json", "round", "pay", &round],
+    ));
+    assert_eq!(paid["claimed"], POOL, "{paid}");
+    assert_eq!(paid["paid"].as_array().map(Vec::len), Some(2), "{paid}");
+    assert_eq!(paid["balance"], 0, "the arbiter keeps nothing: {paid}");
+    // Paying again pays nobody twice.
+    let again = json(&agigit(
+        &evaluator,
+        &judge,
+        &["--json", "round", "pay", &round],
+    ));
+    assert_eq!(again["paid"], serde_json::json!([]), "{again}");
+    let got = json(&agigit(
+        &contributor,
+        &tuned,
+        &["--json", "round", "claim", &round],
+    ));
+    assert_eq!(got["claimed"], reward, "{got}");
+    assert_eq!(balance(&contributor), reward);
+    let back = json(&agigit(
+        &organizer,
+        &fm,
+        &["--json", "round", "claim", &round],
+    ));
+    assert_eq!(back["claimed"], POOL - reward, "{back}");
+    assert_eq!(balance(&organizer), POOL - reward);
+    // Nothing twice, and nothing for whom the round owes nothing.
+    let twice = json(&agigit(
+        &contributor,
+        &tuned,
+        &["--json", "round", "claim", &round],
+    ));
+    assert_eq!(twice["claimed"], 0);
+    let none = agigit(&evaluator, &judge, &["round", "claim", &round]);
+    assert_eq!(none.status.code(), Some(3), "{none:?}");
+    assert_eq!(
+        balance(&contributor) + balance(&organizer) + balance(&evaluator),
+        POOL
+    );
     let after = json(&agigit(
         &evaluator,
         &judge,
         &["--json", "round", "show", &round],
     ));
     assert_eq!(after["result"]["agrees"], true, "{after}");
+    assert_eq!(
+        after["payments"].as_array().map(Vec::len),
+        Some(2),
+        "{after}"
+    );
+
+    // A hostile organizer: a second round whose `fund` carries a token that is not the pool
+    // it announced (a bearer token of 10 sats, spendable by anyone). Its announcement could
+    // not lock the pool (the wallet holds too little) and says so; the planted token is then
+    // published by `round fund`, and a contributor's `round show` says the pool is not as
+    // announced.
+    let bearer = json(&agigit(
+        &organizer,
+        &fm,
+        &["wallet", "send", "10", "--json"],
+    ))["token"]
+        .as_str()
+        .ok_or("a token")?
+        .to_owned();
+    let later = now();
+    let out = agigit(
+        &organizer,
+        &fm,
+        &[
+            "round",
+            "announce",
+            "--test",
+            "heldout",
+            "--submit-by",
+            &(later + 600).to_string(),
+            "--reveal-by",
+            &(later + 700).to_string(),
+            "--evaluate-by",
+            &(later + 800).to_string(),
+            "--challenge-within",
+            "60",
+            "--evaluator",
+            &evaluator_key,
+            "--arbiter",
+            &evaluator_key,
+            "--pool",
+            &POOL.to_string(),
+            "--rate",
+            &RATE.to_string(),
+        ],
+    );
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let second = stderr
+        .split_whitespace()
+        .find(|w| w.len() == 64 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or("the announced round's id")?
+        .to_owned();
+    assert!(stderr.contains("round fund"), "{stderr}");
+    let planted = organizer
+        .join("wallet/rounds")
+        .join(format!("{second}.pool.token"));
+    std::fs::create_dir_all(planted.parent().ok_or("a parent")?)?;
+    std::fs::write(&planted, &bearer)?;
+    ok(&agigit(&organizer, &fm, &["round", "fund", &second]));
+    let seen = json(&agigit(
+        &contributor,
+        &tuned,
+        &["--json", "round", "show", &second],
+    ));
+    assert_eq!(seen["funded"], true, "{seen}");
+    assert!(seen["pool_checked"].is_string(), "{seen}");
     drop(relays);
-    let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }

@@ -362,24 +362,12 @@ pub(super) fn refund_storage(
 
 /// Where the buyer keeps the token it locked for order `id`: `<agigit home>/wallet/orders`.
 pub(super) fn kept_token(id: EventId) -> Result<std::path::PathBuf> {
-    Ok(crate::context::home()?
-        .join("wallet")
-        .join("orders")
-        .join(format!("{}.token", id.to_hex())))
+    crate::wallet::kept("orders", &id.to_hex())
 }
 
 /// Writes `token` to `path`, owner-only, synced before the fund action is published.
 pub(super) fn keep_token(path: &std::path::Path, token: &str) -> Result<()> {
-    let io = |e: std::io::Error| {
-        Failure::new(
-            ErrorKind::Io,
-            format!(
-                "{}: {e}; the escrow was locked: its token is {token}",
-                path.display()
-            ),
-        )
-    };
-    crate::context::write_new_private(path, format!("{token}\n").as_bytes()).map_err(io)
+    crate::wallet::keep(path, token)
 }
 
 /// The consents the order's actions give toward `ruling`: the buyer's confirmation and the

@@ -1,7 +1,9 @@
 //! `agigit round`: competition rounds (Proof of Work of Compression, `docs/rounds.md`) — announce
 //! one with a sealed test set, submit a fork's commit, reveal the test set, evaluate and publish
 //! receipts with their loss lists, challenge a receipt, rule on a challenge, show the standing
-//! and publish the result.
+//! and publish the result; a pool on a Cashu mint funded, paid out and claimed ([`pool`]).
+
+mod pool;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,7 +34,7 @@ enum RoundCommand {
     /// Announce a round on this repository: the commit to beat, the deadlines, the evaluators,
     /// and a sealed test set — the validation part of a commit you keep local (a branch you do
     /// not push) until `reveal`; only its commitment is published. Prints the round's id.
-    Announce(AnnounceArgs),
+    Announce(Box<AnnounceArgs>),
     /// Submit a commit of this repository (a fork of the round's foundation, pushed) to a round.
     Submit {
         /// The round (its event id, 64 hex).
@@ -79,10 +81,49 @@ enum RoundCommand {
         round: String,
     },
     /// Publish the round's result (the organizer, once settled): the champion this fold
-    /// computes, signed.
+    /// computes, signed — with a pool, with your release of it to the arbiter.
     Result {
         /// The round.
         round: String,
+        /// The Cashu mint of the pool (default: `[wallet] mint`).
+        #[arg(long)]
+        mint: Option<String>,
+    },
+    /// Lock the round's pool for its arbiter (the organizer; `announce --pool` does this at
+    /// once — this retries it, after a top-up say).
+    Fund {
+        /// The round.
+        round: String,
+        /// The Cashu mint (default: `[wallet] mint`).
+        #[arg(long)]
+        mint: Option<String>,
+    },
+    /// Pay the settled round out (its arbiter): claim the pool with the organizer's release and
+    /// hand every party the round owes its share (rewards in proportion to the bits each lead
+    /// saved; the rest to the organizer), each locked for its payee.
+    Pay {
+        /// The round.
+        round: String,
+        /// The Cashu mint (default: `[wallet] mint`).
+        #[arg(long)]
+        mint: Option<String>,
+    },
+    /// Take what the round's arbiter paid you into your wallet.
+    Claim {
+        /// The round.
+        round: String,
+        /// The Cashu mint (default: `[wallet] mint`).
+        #[arg(long)]
+        mint: Option<String>,
+    },
+    /// Take the pool back (the organizer): a void round's, or one its arbiter never claimed,
+    /// from its refund time (a day after the round settles).
+    Refund {
+        /// The round.
+        round: String,
+        /// The Cashu mint (default: `[wallet] mint`).
+        #[arg(long)]
+        mint: Option<String>,
     },
 }
 
@@ -126,6 +167,17 @@ struct AnnounceArgs {
     /// Tokens per window of every evaluation.
     #[arg(long, default_value_t = EvalOptions::DEFAULT_CONTEXT as u64)]
     context: u64,
+    /// Sats for rewards, locked from your wallet at once for the arbiter (who must be another
+    /// key: the two of you hold it together until the round settles).
+    #[arg(long, default_value_t = 0, requires = "arbiter", requires = "rate")]
+    pool: u64,
+    /// Sats each lead is paid per 1000 bits it saves on the test set (Proof of Work of
+    /// Compression), all together at most the pool.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// The Cashu mint of the pool (default: `[wallet] mint`).
+    #[arg(long)]
+    mint: Option<String>,
     /// A note for people.
     #[arg(long, default_value = "")]
     note: String,
@@ -340,10 +392,20 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
             let r = c.round(round)?;
             let ev = c.events(&r)?;
             let s = fold(&r, &ev.actions, &ev.evidence, now());
-            show(ctx, &r, &s, &ev);
+            // Before the pool is claimed, whether it is at the mint as announced.
+            let checked = if s.payments.is_empty() && s.result.is_none() {
+                pool::check(&c, &r, &ev, &s)
+            } else {
+                None
+            };
+            show(ctx, &r, &s, &ev, checked);
             Ok(())
         }
-        RoundCommand::Result { round } => {
+        RoundCommand::Fund { round, mint } => pool::fund_command(ctx, &c, round, mint.as_deref()),
+        RoundCommand::Pay { round, mint } => pool::pay(ctx, &c, round, mint.as_deref()),
+        RoundCommand::Claim { round, mint } => pool::claim(ctx, &c, round, mint.as_deref()),
+        RoundCommand::Refund { round, mint } => pool::refund(ctx, &c, round, mint.as_deref()),
+        RoundCommand::Result { round, mint } => {
             let r = c.round(round)?;
             if r.author() != c.keys.public_key() {
                 return Err(Failure::invalid(
@@ -360,7 +422,14 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
                 )));
             }
             let champion = s.champion().map(|x| x.commit);
-            let signed = c.act(&r, RoundVerb::Result { champion })?;
+            let release = pool::release(&c, &r, &ev, &s, mint.as_deref())?;
+            let signed = c.publish(&RoundAction {
+                round: r.id(),
+                verb: RoundVerb::Result { champion },
+                token: None,
+                release,
+                note: String::new(),
+            })?;
             print(
                 ctx.json,
                 serde_json::json!({"result": signed.id().to_hex(), "champion": champion.map(|c| c.to_string())}),
@@ -412,8 +481,8 @@ fn announce(ctx: &Ctx, c: &Conn, a: &AnnounceArgs) -> Result<()> {
         reveal_by: time_arg("reveal-by", &a.reveal_by)?,
         evaluate_by: time_arg("evaluate-by", &a.evaluate_by)?,
         challenge_within: a.challenge_within,
-        pool: 0,
-        rate: 0,
+        pool: a.pool,
+        rate: a.rate.unwrap_or(0),
         margin: a.margin,
         samples: a.samples,
         confidence: a.confidence,
@@ -440,9 +509,29 @@ fn announce(ctx: &Ctx, c: &Conn, a: &AnnounceArgs) -> Result<()> {
             "{e} (the round's terms are checked before it is signed)"
         ))
     })?;
+    // The pool, locked at once: a round whose funding fails is announced all the same, and
+    // `round fund` tries again.
+    let funded = if body.pool > 0 {
+        match pool::fund(c, &signed, a.mint.as_deref()) {
+            Ok(amount) => Some(amount),
+            Err(e) => {
+                return Err(Failure::new(
+                    e.kind,
+                    format!(
+                        "round {} is announced, but its pool is not funded: {}; then `agigit round fund {}`",
+                        signed.id(),
+                        e.message,
+                        signed.id()
+                    ),
+                ));
+            }
+        }
+    } else {
+        None
+    };
     print(
         ctx.json,
-        serde_json::json!({"round": signed.id().to_hex(), "sealed": BlobHash::from_bytes(body.sealed).to_string()}),
+        serde_json::json!({"round": signed.id().to_hex(), "sealed": BlobHash::from_bytes(body.sealed).to_string(), "funded": funded}),
         || {
             format!(
                 "round {} announced: submissions until {}, reveal by {}, receipts until {}, challenges for {} s\n  the test set ({}) stays sealed: keep {} unpushed until `agigit round reveal`",
@@ -666,7 +755,13 @@ fn rule(ctx: &Ctx, c: &Conn, round: &str) -> Result<()> {
     Ok(())
 }
 
-fn show(ctx: &Ctx, r: &Signed<RoundEvent>, s: &Standing, ev: &RoundEvents) {
+fn show(
+    ctx: &Ctx,
+    r: &Signed<RoundEvent>,
+    s: &Standing,
+    ev: &RoundEvents,
+    checked: Option<std::result::Result<(), String>>,
+) {
     let b = r.body();
     let receipts: Vec<_> = s
         .receipts
@@ -699,6 +794,14 @@ fn show(ctx: &Ctx, r: &Signed<RoundEvent>, s: &Standing, ev: &RoundEvents) {
         "champion": s.champion().map(|c| c.commit.to_string()),
         "unevaluated": s.unevaluated.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "result": s.result.map(|(id, agrees)| serde_json::json!({"event": id.to_hex(), "agrees": agrees})),
+        "pool": b.pool, "rate": b.rate, "funded": s.funded,
+        "pool_checked": checked.as_ref().map(|c| match c {
+            Ok(()) => serde_json::json!(true),
+            Err(why) => serde_json::json!(why),
+        }),
+        "arbiter": b.arbiter.map(|k| k.to_hex()),
+        "owed": s.owed().iter().map(|(k, a)| serde_json::json!({"to": k.to_hex(), "amount": a})).collect::<Vec<_>>(),
+        "payments": s.payments.iter().map(|p| serde_json::json!({"event": p.id.to_hex(), "to": p.to.to_hex(), "amount": p.amount})).collect::<Vec<_>>(),
         "ignored": s.ignored.iter().chain(&ev.ignored).map(|(id, why)| serde_json::json!({"event": id.to_hex(), "why": why})).collect::<Vec<_>>(),
     });
     print(ctx.json, value, || {
@@ -710,6 +813,19 @@ fn show(ctx: &Ctx, r: &Signed<RoundEvent>, s: &Standing, ev: &RoundEvents) {
             s.submissions.len(),
             s.receipts.len()
         );
+        if b.pool > 0 {
+            out.push_str(&format!(
+                "\n  pool {} sats at {} per 1000 bits saved: {}{}",
+                b.pool,
+                b.rate,
+                if s.funded { "funded" } else { "not funded" },
+                match &checked {
+                    Some(Ok(())) => " (locked at the mint as announced)".to_owned(),
+                    Some(Err(why)) => format!(" — NOT as announced at the mint: {why}"),
+                    None => String::new(),
+                }
+            ));
+        }
         for x in &s.receipts {
             out.push_str(&format!(
                 "\n  receipt {} on {} by {}: {:?}",
@@ -734,6 +850,14 @@ fn show(ctx: &Ctx, r: &Signed<RoundEvent>, s: &Standing, ev: &RoundEvents) {
                 Some(c) => out.push_str(&format!("\n  champion: {}", c.commit.short())),
                 None => out.push_str("\n  no champion: the foundation stays"),
             }
+        }
+        for (to, amount) in s.owed() {
+            let paid = s.payments.iter().any(|p| p.to == to);
+            out.push_str(&format!(
+                "\n  owed {amount} sats to {}: {}",
+                short_key(&to),
+                if paid { "paid" } else { "not paid yet" }
+            ));
         }
         out
     });

@@ -1,0 +1,394 @@
+//! A round's pool on a Cashu mint (`docs/rounds.md`, "On a ledger"): the organizer locks it for
+//! the arbiter (`fund`), releases it with its result, the arbiter claims it and pays each party
+//! the fold says it owes (`pay`), each payee claims its payment (`claim`), and the organizer
+//! takes back a pool nobody claimed (`refund`).
+
+use agigit::ErrorKind;
+use agigit::eval::round::{Phase, Standing, fold, payment_escrow, pool_escrow};
+use agigit::event::Signed;
+use agigit::event::nostr::prelude::PublicKey;
+use agigit::event::round::{RoundAction, RoundEvent, RoundVerb};
+use agigit_market::ledger::Ledger as _;
+use agigit_market_cashu::{CashuConsent, CashuError, CashuLock, CashuWallet};
+
+use super::{Conn, RoundEvents, now, short};
+use crate::context::{Ctx, npub, print};
+use crate::failure::{Failure, Result};
+
+fn who(k: &PublicKey) -> String {
+    npub(k).unwrap_or_else(|_| k.to_hex())
+}
+
+/// Where the organizer keeps the pool's token for `round`.
+fn kept_pool(round: &Signed<RoundEvent>) -> Result<std::path::PathBuf> {
+    crate::wallet::kept("rounds", &format!("{}.pool", round.id().to_hex()))
+}
+
+/// Where the arbiter keeps a payment's token.
+fn kept_payment(round: &Signed<RoundEvent>, to: &PublicKey) -> Result<std::path::PathBuf> {
+    crate::wallet::kept(
+        "rounds",
+        &format!("{}.{}", round.id().to_hex(), to.to_hex()),
+    )
+}
+
+/// The round's first counted `fund` (the organizer's), with the pool's lock.
+fn funding<'a>(
+    round: &Signed<RoundEvent>,
+    ev: &'a RoundEvents,
+) -> Option<(&'a Signed<RoundAction>, CashuLock)> {
+    ev.actions
+        .iter()
+        .filter(|a| a.author() == round.author() && a.body().verb == RoundVerb::Fund)
+        .min_by_key(|a| (a.created_at(), a.id()))
+        .and_then(|a| Some((a, CashuLock::from_token(a.body().token.clone()?))))
+}
+
+/// The organizer locks the pool for the arbiter and publishes the `fund` action carrying it;
+/// a token kept by an earlier try whose action never reached the relays is published again
+/// instead of locking more.
+pub(super) fn fund(c: &Conn, round: &Signed<RoundEvent>, mint: Option<&str>) -> Result<u64> {
+    let r = round.body();
+    if round.author() != c.keys.public_key() {
+        return Err(Failure::invalid(
+            "only the round's organizer funds its pool",
+        ));
+    }
+    let escrow = pool_escrow(round).ok_or_else(|| {
+        Failure::invalid(
+            "the round has no pool, or no arbiter other than you to hold it with you: nothing to fund",
+        )
+    })?;
+    if now() > r.submit_by {
+        return Err(Failure::invalid(
+            "the round's submissions are closed: a pool funded now would not count",
+        ));
+    }
+    let ev = c.events(round)?;
+    if fold(round, &ev.actions, &[], now()).funded {
+        return Err(Failure::invalid("the round's pool is funded already"));
+    }
+    let kept = kept_pool(round)?;
+    let token = match std::fs::read_to_string(&kept) {
+        Ok(token) => token.trim().to_owned(),
+        Err(_) => {
+            let w = crate::wallet::open(mint)?;
+            let lock = c.block_on(w.lock(&escrow))?;
+            crate::wallet::keep(&kept, lock.token())?;
+            lock.token().to_owned()
+        }
+    };
+    let action = RoundAction {
+        round: round.id(),
+        verb: RoundVerb::Fund,
+        token: Some(token),
+        release: Vec::new(),
+        note: String::new(),
+    };
+    c.publish(&action).map_err(|e| {
+        Failure::new(
+            e.kind,
+            format!(
+                "{}; the pool is locked in {} — `agigit round fund {}` publishes it again, `agigit round refund {}` takes it back from {}",
+                e.message,
+                kept.display(),
+                round.id(),
+                round.id(),
+                escrow.refund_at
+            ),
+        )
+    })?;
+    Ok(escrow.amount)
+}
+
+/// The organizer's consent to the pool's release, for its `result`: empty without a funded
+/// pool.
+pub(super) fn release(
+    c: &Conn,
+    round: &Signed<RoundEvent>,
+    ev: &RoundEvents,
+    s: &Standing,
+    mint: Option<&str>,
+) -> Result<Vec<String>> {
+    if !s.funded {
+        return Ok(Vec::new());
+    }
+    let (_, lock) = funding(round, ev).ok_or_else(|| {
+        Failure::new(
+            ErrorKind::Integrity,
+            "the round is funded but its fund action carries no token",
+        )
+    })?;
+    let w = crate::wallet::open(mint)?;
+    Ok(c.block_on(w.consent(&lock))?.signatures)
+}
+
+/// Whether the funded pool is at the mint as the round states (amount, locked for the arbiter
+/// with the organizer's refund at the agreed time, unspent): `None` without a wallet to ask
+/// with (no `[wallet] mint`), or with no funded pool.
+pub(super) fn check(
+    c: &Conn,
+    round: &Signed<RoundEvent>,
+    ev: &RoundEvents,
+    s: &Standing,
+) -> Option<std::result::Result<(), String>> {
+    if !s.funded {
+        return None;
+    }
+    let w = crate::wallet::open(None).ok()?;
+    let escrow = pool_escrow(round)?;
+    Some(match funding(round, ev) {
+        Some((_, lock)) => c
+            .block_on(w.verify(&lock, &escrow))
+            .map_err(|e| e.to_string()),
+        None => Err("the fund action carries no token".to_owned()),
+    })
+}
+
+/// `round fund`.
+pub(super) fn fund_command(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>) -> Result<()> {
+    let r = c.round(round)?;
+    let amount = fund(c, &r, mint)?;
+    print(
+        ctx.json,
+        serde_json::json!({"round": r.id().to_hex(), "funded": amount}),
+        || format!("locked {amount} sats for round {}", short(&r.id())),
+    );
+    Ok(())
+}
+
+/// The decided round, its events and the fold, refused before it is decided.
+fn decided(c: &Conn, round: &str) -> Result<(Signed<RoundEvent>, RoundEvents, Standing)> {
+    let r = c.round(round)?;
+    let ev = c.events(&r)?;
+    let s = fold(&r, &ev.actions, &ev.evidence, now());
+    if !matches!(s.phase, Phase::Settled | Phase::Void) {
+        return Err(Failure::invalid(format!(
+            "the round is not decided yet (phase {:?}; it settles at {})",
+            s.phase,
+            agigit::eval::round::settles_at(r.body())
+        )));
+    }
+    if !s.funded {
+        return Err(Failure::invalid(
+            "the round has no funded pool: nothing to pay",
+        ));
+    }
+    Ok((r, ev, s))
+}
+
+/// `round pay` (the arbiter): claims the pool with the organizer's release and hands each
+/// party the fold says it owes a payment locked for it, with the arbiter's consent.
+pub(super) fn pay(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>) -> Result<()> {
+    let (r, ev, s) = decided(c, round)?;
+    let me = c.keys.public_key();
+    let organizer = r.author();
+    if pool_escrow(&r).map(|e| e.payee) != Some(me) {
+        return Err(Failure::invalid(
+            "only the round's arbiter pays its pool out",
+        ));
+    }
+    let (result, agrees) = s.result.ok_or_else(|| {
+        Failure::invalid(
+            "the organizer has not published the round's result: its release of the pool comes with it",
+        )
+    })?;
+    if !agrees {
+        return Err(Failure::new(
+            ErrorKind::Integrity,
+            "the organizer's result names another champion than the round's events do: pay nothing, and ask the organizer to publish the result `agigit round show` computes",
+        ));
+    }
+    let release = ev
+        .actions
+        .iter()
+        .find(|a| a.id() == result)
+        .map(|a| a.body().release.clone())
+        .unwrap_or_default();
+    let (_, pool) = funding(&r, &ev)
+        .ok_or_else(|| Failure::new(ErrorKind::Integrity, "no fund action with a token"))?;
+    let w = crate::wallet::open(mint)?;
+    let escrow = pool_escrow(&r).ok_or_else(|| Failure::invalid("no pool"))?;
+    let consent = CashuConsent {
+        by: organizer,
+        signatures: release,
+    };
+    // The pool checked against the round's terms, then claimed; spent means an earlier
+    // `round pay` claimed it, and the payments below pick up where that one stopped.
+    let claimed = match c
+        .block_on(w.verify(&pool, &escrow))
+        .and_then(|()| c.block_on(w.claim(&pool, &[consent])))
+    {
+        Ok(amount) => amount,
+        Err(CashuError::Spent) => 0,
+        Err(CashuError::Consents) => {
+            return Err(Failure::new(
+                ErrorKind::Access,
+                "the organizer's result carries no valid release of the pool",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut paid = Vec::new();
+    for (to, amount) in s.owed() {
+        if to == me || s.payments.iter().any(|p| p.to == to) {
+            continue;
+        }
+        let token = pay_one(c, &w, &r, to, amount)?;
+        paid.push(serde_json::json!({"to": to.to_hex(), "amount": amount, "event": token}));
+    }
+    let balance = c.block_on(w.balance())?;
+    print(
+        ctx.json,
+        serde_json::json!({"round": r.id().to_hex(), "claimed": claimed, "paid": paid, "balance": balance}),
+        || {
+            let mut out = format!("claimed the pool ({claimed} sats)");
+            for p in &paid {
+                out.push_str(&format!(
+                    "\n  paid {} sats to {}",
+                    p["amount"],
+                    p["to"].as_str().unwrap_or_default()
+                ));
+            }
+            out
+        },
+    );
+    Ok(())
+}
+
+/// Locks `amount` for `to` (or takes the token an earlier try kept) and publishes the `pay`
+/// action carrying it with the arbiter's consent. Returns the action's id.
+fn pay_one(
+    c: &Conn,
+    w: &CashuWallet,
+    r: &Signed<RoundEvent>,
+    to: PublicKey,
+    amount: u64,
+) -> Result<String> {
+    let kept = kept_payment(r, &to)?;
+    let lock = match std::fs::read_to_string(&kept) {
+        Ok(token) => CashuLock::from_token(token.trim()),
+        Err(_) => {
+            let lock = c.block_on(w.lock(&payment_escrow(r, to, amount)))?;
+            crate::wallet::keep(&kept, lock.token())?;
+            lock
+        }
+    };
+    let consent = c.block_on(w.consent(&lock))?;
+    let action = RoundAction {
+        round: r.id(),
+        verb: RoundVerb::Pay { to },
+        token: Some(lock.token().to_owned()),
+        release: consent.signatures,
+        note: String::new(),
+    };
+    let signed = c.publish(&action).map_err(|e| {
+        Failure::new(
+            e.kind,
+            format!(
+                "{}; the payment to {} is locked in {}: `agigit round pay {}` publishes it again",
+                e.message,
+                who(&to),
+                kept.display(),
+                r.id()
+            ),
+        )
+    })?;
+    Ok(signed.id().to_hex())
+}
+
+/// `round claim` (a payee): takes the payment the arbiter handed this user.
+pub(super) fn claim(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>) -> Result<()> {
+    let (r, ev, s) = decided(c, round)?;
+    let me = c.keys.public_key();
+    let owed = s
+        .owed()
+        .into_iter()
+        .find(|(k, _)| *k == me)
+        .map(|(_, a)| a)
+        .ok_or_else(|| Failure::invalid("the round owes you nothing"))?;
+    let payment = s.payments.iter().find(|p| p.to == me).ok_or_else(|| {
+        Failure::invalid(format!(
+            "the round owes you {owed} sats, but its arbiter has not paid yet (`agigit round pay` is theirs to run)"
+        ))
+    })?;
+    let action = ev
+        .actions
+        .iter()
+        .find(|a| a.id() == payment.id)
+        .ok_or_else(|| Failure::new(ErrorKind::Integrity, "the payment's action went missing"))?;
+    let lock = CashuLock::from_token(action.body().token.clone().unwrap_or_default());
+    let w = crate::wallet::open(mint)?;
+    let consent = CashuConsent {
+        by: action.author(),
+        signatures: action.body().release.clone(),
+    };
+    // The token must hold what the fold says, locked for this user as agreed; spent means
+    // claimed before.
+    let escrow = payment_escrow(&r, me, payment.amount);
+    let got = match c
+        .block_on(w.verify(&lock, &escrow))
+        .and_then(|()| c.block_on(w.claim(&lock, &[consent])))
+    {
+        Ok(amount) => amount,
+        Err(CashuError::Spent) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    let balance = c.block_on(w.balance())?;
+    print(
+        ctx.json,
+        serde_json::json!({"round": r.id().to_hex(), "claimed": got, "owed": owed, "balance": balance}),
+        || {
+            if got == 0 {
+                format!("claimed before; the wallet holds {balance}")
+            } else {
+                format!("claimed {got} sats; the wallet holds {balance}")
+            }
+        },
+    );
+    Ok(())
+}
+
+/// `round refund` (the organizer): the pool back, once its refund time has come and nobody
+/// claimed it.
+pub(super) fn refund(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>) -> Result<()> {
+    let r = c.round(round)?;
+    if r.author() != c.keys.public_key() {
+        return Err(Failure::invalid(
+            "only the round's organizer takes its pool back",
+        ));
+    }
+    let ev = c.events(&r)?;
+    let lock = match funding(&r, &ev) {
+        Some((_, lock)) => lock,
+        None => {
+            // Locked, but the fund action never reached the relays.
+            let kept = kept_pool(&r)?;
+            let token = std::fs::read_to_string(&kept)
+                .map_err(|_| Failure::invalid("the round's pool was never locked"))?;
+            CashuLock::from_token(token.trim())
+        }
+    };
+    let w = crate::wallet::open(mint)?;
+    let got = match c.block_on(w.refund(&lock)) {
+        Ok(amount) => amount,
+        Err(CashuError::NotYetRefundable { refund_at }) => {
+            return Err(Failure::invalid(format!(
+                "the pool comes back from {refund_at} if its arbiter has not claimed it by then"
+            )));
+        }
+        Err(CashuError::Spent) => {
+            return Err(Failure::invalid(
+                "the pool was claimed (by its arbiter, with your result's release, or refunded before): see `agigit round show`",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let balance = c.block_on(w.balance())?;
+    print(
+        ctx.json,
+        serde_json::json!({"round": r.id().to_hex(), "refunded": got, "balance": balance}),
+        || format!("took back {got} sats; the wallet holds {balance}"),
+    );
+    Ok(())
+}
