@@ -325,6 +325,31 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
         &["--json", "round", "result", &round],
     ));
     assert_eq!(result["champion"], submitted.as_str());
+    // The foundation's branch moves to the champion with a merge commit recording the round;
+    // its files are the champion's, and it pushes.
+    let merge = result["merged"]["commit"].as_str().ok_or("a merge")?;
+    let log = json(&agigit(&organizer, &fm, &["--json", "log", "-n", "1"]));
+    assert_eq!(log[0]["commit"], merge);
+    let parents = log[0]["parents"].as_array().ok_or("parents")?;
+    assert_eq!(parents.len(), 2, "{log}");
+    assert_eq!(parents[1], submitted.as_str());
+    let message = log[0]["message"].as_str().ok_or("a message")?;
+    assert!(message.contains(&format!("Round: {round}")), "{message}");
+    assert!(
+        message.contains("bits per byte of the test set"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read(fm.join("model.safetensors"))?,
+        std::fs::read(tuned.join("model.safetensors"))?
+    );
+    ok(&agigit(&organizer, &fm, &["push"]));
+    let again = json(&agigit(
+        &organizer,
+        &fm,
+        &["--json", "round", "merge", &round],
+    ));
+    assert_eq!(again["up_to_date"], true, "{again}");
     let paid = json(&agigit(
         &evaluator,
         &judge,

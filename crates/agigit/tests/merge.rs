@@ -62,6 +62,29 @@ fn a_clean_merge_takes_each_sides_changes() -> TestResult {
 }
 
 #[test]
+fn a_no_ff_merge_records_what_a_fast_forward_would_not() -> TestResult {
+    let dir = Dir::new("merge-no-ff");
+    let repo = two_branches(&dir.0)?;
+    let base = repo.head()?.ok_or("head")?;
+    repo.checkout("other", false)?;
+    write_model(&dir.0, [1.0, 3.0, 1.0])?;
+    let theirs = repo.commit("other changes b", AUTHOR)?;
+    repo.checkout("master", false)?;
+    let report = repo.merge_no_ff("other", "Round 1: champion other", None, AUTHOR, false)?;
+    assert!(!report.fast_forward && report.commits == 1, "{report:?}");
+    let merge = repo.store().find_commit(&report.commit.ok_or("commit")?)?;
+    assert_eq!(merge.parents, vec![base, theirs]);
+    assert_eq!(merge.message, "Round 1: champion other");
+    assert_eq!(merge.tree, repo.store().find_commit(&theirs)?.tree);
+    assert_eq!(read_model(&dir.0)?, [1.0, 3.0, 1.0]);
+    // Contained already: nothing.
+    let again = repo.merge_no_ff("other", "again", None, AUTHOR, false)?;
+    assert!(again.up_to_date);
+    assert_eq!(repo.head()?, report.commit);
+    Ok(())
+}
+
+#[test]
 fn tensors_changed_on_both_sides_conflict_or_merge_by_strategy() -> TestResult {
     let dir = Dir::new("merge-numeric");
     let repo = two_branches(&dir.0)?;

@@ -49,6 +49,13 @@ pub(crate) struct MergeArgs {
     /// Overwrite or delete uncommitted and untracked files in the merge's way.
     #[arg(long)]
     pub(crate) force: bool,
+    /// A merge commit even where a fast-forward would do (one revision), as `git merge
+    /// --no-ff`.
+    #[arg(long = "no-ff")]
+    pub(crate) no_ff: bool,
+    /// The merge commit's message (with --no-ff).
+    #[arg(short, long, requires = "no_ff")]
+    pub(crate) message: Option<String>,
 }
 
 /// `agigit rebase`'s arguments.
@@ -162,16 +169,32 @@ pub(crate) fn merge(ctx: &Ctx, args: &MergeArgs) -> Result<()> {
         revs,
         strategy: s,
         force,
+        no_ff,
+        message,
     } = args;
     let repo = open(ctx)?;
     let keys = keys()?;
     let revs: Vec<&str> = revs.iter().map(String::as_str).collect();
-    let report = repo.merge_all(
-        &revs,
-        strategy(s.as_ref())?,
-        keys.public_key().to_bytes(),
-        *force,
-    )?;
+    let report = match (no_ff, revs.as_slice()) {
+        (true, [rev]) => repo.merge_no_ff(
+            rev,
+            message.as_deref().unwrap_or(&format!("Merge {rev}")),
+            strategy(s.as_ref())?,
+            keys.public_key().to_bytes(),
+            *force,
+        )?,
+        (true, _) => {
+            return Err(crate::failure::Failure::invalid(
+                "--no-ff merges one revision",
+            ));
+        }
+        (false, _) => repo.merge_all(
+            &revs,
+            strategy(s.as_ref())?,
+            keys.public_key().to_bytes(),
+            *force,
+        )?,
+    };
     print_merge(json, &format!("merged {}", revs.join(", ")), &report);
     Ok(())
 }

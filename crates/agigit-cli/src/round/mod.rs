@@ -88,6 +88,16 @@ enum RoundCommand {
         /// The Cashu mint of the pool (default: `[wallet] mint`).
         #[arg(long)]
         mint: Option<String>,
+        /// Publish the result only: no merge of the champion (`round merge` does it later).
+        #[arg(long)]
+        no_merge: bool,
+    },
+    /// Merge the round's champion into the current branch (the organizer, on the branch that
+    /// holds the foundation) with a merge commit recording the round: its champion, the bits it
+    /// saves and the round's id. Fetches the champion's fork when the commit is not here.
+    Merge {
+        /// The round.
+        round: String,
     },
     /// Lock the round's pool for its arbiter (the organizer; `announce --pool` does this at
     /// once — this retries it, after a top-up say).
@@ -405,7 +415,19 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
         RoundCommand::Pay { round, mint } => pool::pay(ctx, &c, round, mint.as_deref()),
         RoundCommand::Claim { round, mint } => pool::claim(ctx, &c, round, mint.as_deref()),
         RoundCommand::Refund { round, mint } => pool::refund(ctx, &c, round, mint.as_deref()),
-        RoundCommand::Result { round, mint } => {
+        RoundCommand::Merge { round } => {
+            let r = c.round(round)?;
+            let ev = c.events(&r)?;
+            let s = fold(&r, &ev.actions, &ev.evidence, now());
+            let merged = merge(&c, &r, &s)?;
+            print(ctx.json, merged.clone(), || merge_text(&merged));
+            Ok(())
+        }
+        RoundCommand::Result {
+            round,
+            mint,
+            no_merge,
+        } => {
             let r = c.round(round)?;
             if r.author() != c.keys.public_key() {
                 return Err(Failure::invalid(
@@ -430,17 +452,125 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
                 release,
                 note: String::new(),
             })?;
+            // The champion onto the foundation's branch, recorded; a merge that cannot be done
+            // here (a conflict, local changes) leaves the published result as it is.
+            let merged = if *no_merge || champion.is_none() {
+                serde_json::Value::Null
+            } else {
+                merge(&c, &r, &s).map_err(|e| {
+                    Failure::new(
+                        e.kind,
+                        format!(
+                            "the result is published, but the champion is not merged: {}; then `agigit round merge {}`",
+                            e.message,
+                            r.id()
+                        ),
+                    )
+                })?
+            };
             print(
                 ctx.json,
-                serde_json::json!({"result": signed.id().to_hex(), "champion": champion.map(|c| c.to_string())}),
-                || match champion {
-                    Some(c) => format!("result published: champion {}", c.short()),
-                    None => "result published: the foundation stays".to_owned(),
+                serde_json::json!({"result": signed.id().to_hex(), "champion": champion.map(|c| c.to_string()), "merged": merged}),
+                || {
+                    let mut out = match champion {
+                        Some(c) => format!("result published: champion {}", c.short()),
+                        None => "result published: the foundation stays".to_owned(),
+                    };
+                    if !merged.is_null() {
+                        out.push('\n');
+                        out.push_str(&merge_text(&merged));
+                    }
+                    out
                 },
             );
             Ok(())
         }
     }
+}
+
+/// Merges the settled round's champion into the current branch, which must hold the
+/// foundation, with a merge commit recording the round (even where a fast-forward would do).
+fn merge(c: &Conn, r: &Signed<RoundEvent>, s: &Standing) -> Result<serde_json::Value> {
+    if s.phase != Phase::Settled {
+        return Err(Failure::invalid(format!(
+            "the round is not settled (phase {:?})",
+            s.phase
+        )));
+    }
+    let (Some(lead), Some(champion)) = (s.ladder.last(), s.champion()) else {
+        return Err(Failure::invalid(
+            "the round has no champion: the foundation stays",
+        ));
+    };
+    let b = r.body();
+    let head = c
+        .repo
+        .head()?
+        .ok_or_else(|| Failure::invalid("this repository has no commit"))?;
+    let store = c.repo.store();
+    if !agigit::dag::is_ancestor(store, &b.foundation, &head).unwrap_or(false) {
+        return Err(Failure::invalid(format!(
+            "the current branch does not hold the round's foundation {}: check out the branch that does",
+            b.foundation.short()
+        )));
+    }
+    if !holds(&c.repo, &champion.commit) {
+        // The champion's fork, fetched as refs/remotes/champion/<branch>.
+        let remote = c.repo.remote(&c.net, &c.keys);
+        let options = agigit::FetchOptions {
+            remote_name: "champion",
+            ..agigit::FetchOptions::default()
+        };
+        c.block_on(remote.fetch_all(&champion.repo, options))?;
+        if !holds(&c.repo, &champion.commit) {
+            return Err(Failure::invalid(format!(
+                "{} is on no branch of {} any more: ask its author to push it",
+                champion.commit.short(),
+                champion.repo
+            )));
+        }
+    }
+    let message = format!(
+        "Round {}: champion {}\n\n{} by {} saves {:.4} bits per byte of the test set {} over the\nleader before it ({:.0} bits; lower bound {:.4} at {}% confidence), out of {}\nsubmissions.\n\nRound: {}\nChampion: {}",
+        short(&r.id()),
+        champion.commit.short(),
+        champion.commit.short(),
+        crate::context::npub(&champion.author).unwrap_or_else(|_| champion.author.to_hex()),
+        lead.over.saved_per_byte,
+        s.revealed
+            .map(|(d, _)| d.short().to_string())
+            .unwrap_or_default(),
+        lead.over.bits_saved,
+        lead.over.lower,
+        b.confidence,
+        s.submissions.len(),
+        r.id(),
+        champion.commit,
+    );
+    let report = c.repo.merge_no_ff(
+        &champion.commit.to_string(),
+        &message,
+        None,
+        c.keys.public_key().to_bytes(),
+        false,
+    )?;
+    Ok(serde_json::json!({
+        "commit": report.commit.map(|id| id.to_string()),
+        "up_to_date": report.up_to_date,
+        "champion": champion.commit.to_string(),
+    }))
+}
+
+fn merge_text(merged: &serde_json::Value) -> String {
+    let champion = merged["champion"].as_str().unwrap_or_default();
+    if merged["up_to_date"] == true {
+        return format!("the branch holds the champion {champion} already");
+    }
+    format!(
+        "merged the champion {} as {}",
+        champion.get(..12).unwrap_or(champion),
+        merged["commit"].as_str().unwrap_or_default()
+    )
 }
 
 fn short(id: &EventId) -> String {

@@ -290,6 +290,35 @@ impl Repository {
         author: [u8; 32],
         force: bool,
     ) -> Result<MergeReport, crate::merge::Error> {
+        self.merge_revs(revs, strategy, author, force, None)
+    }
+
+    /// Merges `rev` into the current branch with a merge commit whose message is `message`,
+    /// even where a fast-forward would do (`git merge --no-ff -m`): a record, in the branch's
+    /// own history, of what was merged and why. Nothing when the branch already contains `rev`.
+    ///
+    /// # Errors
+    /// As [`merge`](Self::merge).
+    pub fn merge_no_ff(
+        &self,
+        rev: &str,
+        message: &str,
+        strategy: Option<MergeStrategy>,
+        author: [u8; 32],
+        force: bool,
+    ) -> Result<MergeReport, crate::merge::Error> {
+        self.merge_revs(&[rev], strategy, author, force, Some(message))
+    }
+
+    /// [`merge_all`](Self::merge_all); with `no_ff`, always a merge commit with that message.
+    fn merge_revs(
+        &self,
+        revs: &[&str],
+        strategy: Option<MergeStrategy>,
+        author: [u8; 32],
+        force: bool,
+        no_ff: Option<&str>,
+    ) -> Result<MergeReport, crate::merge::Error> {
         if revs.is_empty() {
             return Err(Error::Invalid("nothing to merge: name a revision".to_owned()).into());
         }
@@ -328,7 +357,7 @@ impl Repository {
                 report.up_to_date = true;
                 return Ok(report);
             }
-            [(_, only)] if contains(only, &ours)? => {
+            [(_, only)] if no_ff.is_none() && contains(only, &ours)? => {
                 self.advance("merge", ours, *only, force)?;
                 report.fast_forward = true;
                 report.commit = Some(*only);
@@ -362,7 +391,7 @@ impl Repository {
             base: ours_commit.base.clone(),
             author,
             time: crate::repository::now(),
-            message: format!("Merge {}", names.join(", ")),
+            message: no_ff.map_or_else(|| format!("Merge {}", names.join(", ")), str::to_owned),
             extra,
         };
         let id = self.store().write_commit(&commit)?;
