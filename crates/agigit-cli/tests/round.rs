@@ -440,8 +440,7 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
             &evaluator_key,
             "--pool",
             &POOL.to_string(),
-            "--rate",
-            &RATE.to_string(),
+            "--prize",
         ],
     );
     assert_ne!(out.status.code(), Some(0), "{out:?}");
@@ -464,6 +463,7 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
         &["--json", "round", "show", &second],
     ));
     assert_eq!(seen["funded"], true, "{seen}");
+    assert_eq!(seen["rate"], 0, "one prize: {seen}");
     assert!(seen["pool_checked"].is_string(), "{seen}");
     drop(relays);
     Ok(())

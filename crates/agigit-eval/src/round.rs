@@ -596,7 +596,8 @@ fn settle(
         unevaluated = s.submissions.iter().map(|x| x.commit).collect();
     }
     // PoWoC: each lead is paid `rate` per 1000 bits it saved over the one before, all of
-    // them together at most the pool (scaled down in proportion when more).
+    // them together at most the pool (scaled down in proportion when more). A rate of 0 makes
+    // the pool one prize, the champion's (a customer's training job: FEDSTR).
     if s.funded {
         #[allow(
             clippy::cast_possible_truncation,
@@ -605,9 +606,15 @@ fn settle(
             reason = "amounts from f64 bits, floored and capped"
         )]
         {
+            let last = ladder_out.len().saturating_sub(1);
             let owed: Vec<f64> = ladder_out
                 .iter()
-                .map(|l: &Lead| l.over.bits_saved.max(0.0) * r.rate as f64 / 1000.0)
+                .enumerate()
+                .map(|(i, l): (usize, &Lead)| match r.rate {
+                    0 if i == last => r.pool as f64,
+                    0 => 0.0,
+                    rate => l.over.bits_saved.max(0.0) * rate as f64 / 1000.0,
+                })
                 .collect();
             let total: f64 = owed.iter().sum();
             let scale = if total > r.pool as f64 {

@@ -157,6 +157,35 @@ fn act(w: &World, by: &Keys, at: u64, verb: RoundVerb) -> Signed<RoundAction> {
     Signed::sign(action, by, Timestamp::from(at)).expect("sign")
 }
 
+/// The same actions on another round `to` (re-signed by their authors, at their times).
+fn moved(
+    w: &World,
+    to: &Signed<RoundEvent>,
+    actions: &[Signed<RoundAction>],
+) -> Vec<Signed<RoundAction>> {
+    let signers = [
+        &w.organizer,
+        &w.arbiter,
+        &w.evaluator,
+        &w.liar,
+        &w.alice,
+        &w.bob,
+        &w.carol,
+    ];
+    actions
+        .iter()
+        .map(|a| {
+            let by = signers
+                .iter()
+                .find(|k| k.public_key() == a.author())
+                .expect("a signer of the world");
+            let mut body = a.body().clone();
+            body.round = to.id();
+            Signed::sign(body, by, a.created_at()).expect("sign")
+        })
+        .collect()
+}
+
 fn receipt(
     w: &World,
     by: &Keys,
@@ -335,6 +364,26 @@ fn the_trained_fork_is_champion_and_paid_noise_and_a_copy_earn_nothing() -> Test
     );
     assert_eq!(s.unevaluated, [id(3)]);
     assert!(s.ignored.len() >= 4, "{:?}", s.ignored);
+
+    // The same round as one prize (rate 0: a customer's training job): the champion takes the
+    // whole pool, nothing comes back.
+    let prize = Signed::sign(
+        RoundEvent {
+            rate: 0,
+            ..w.round.body().clone()
+        },
+        &w.organizer,
+        Timestamp::from(10),
+    )?;
+    let p = fold(
+        &prize,
+        &moved(&w, &prize, &actions),
+        &evidence,
+        settles_at(prize.body()) + 1,
+    );
+    assert_eq!(p.champion().map(|c| c.commit), Some(id(2)));
+    assert_eq!(p.ladder[0].reward, POOL);
+    assert_eq!(p.owed(), [(w.alice.public_key(), POOL)]);
 
     // The organizer's result is checked against the fold.
     let mut with_result = actions.clone();

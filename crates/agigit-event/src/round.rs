@@ -34,8 +34,8 @@ pub fn seal(data: &ObjectId, salt: &[u8; 32]) -> [u8; 32] {
 /// commit to beat), `metric` (`bits-per-byte`), `sealed` (64 hex: [`seal`] of the test set),
 /// `context` (tokens per window, 2 to 8192), `submit_by`, `reveal_by`, `evaluate_by` (unix
 /// seconds, in that order), `challenge_within` (seconds, more than 0, at most a year), `pool`
-/// (amount; 0 for a round that pays nothing), `rate` (amount per 1000 bits saved; more than 0
-/// with a pool), `margin` (bits per byte, shortest decimal, not negative), `samples` (1 to
+/// (amount; 0 for a round that pays nothing), `rate` (amount per 1000 bits saved; 0 with a
+/// pool: the whole pool is one prize for the champion), `margin` (bits per byte, shortest decimal, not negative), `samples` (1 to
 /// 100000) and `confidence` (percent, 50 to 99) of the bootstrap, `p` (1 to 64 evaluators whose
 /// receipts count), `arbiter` (at most once: who settles challenges; the organizer without one;
 /// required with a pool: it holds the escrow with the organizer; a pool whose arbiter is the
@@ -63,7 +63,8 @@ pub struct RoundEvent {
     pub challenge_within: u64,
     /// What the round pays at most.
     pub pool: u64,
-    /// What it pays per 1000 bits saved on the test set.
+    /// What it pays per 1000 bits saved on the test set; 0 with a pool: the pool is one prize,
+    /// the champion's (a customer's training job).
     pub rate: u64,
     /// The bits per byte a submission's lower bound must beat the leader by.
     pub margin: f64,
@@ -284,9 +285,6 @@ impl ProtocolEvent for RoundEvent {
                 round.evaluate_by,
                 "a time the window can follow",
             );
-        }
-        if round.pool > 0 && round.rate == 0 {
-            return bad(RATE, round.rate, "more than 0 with a pool");
         }
         if round.pool > 0 && round.arbiter.is_none() {
             return Err(ParseError::MissingTag { tag: ARBITER });

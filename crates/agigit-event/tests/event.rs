@@ -2439,7 +2439,7 @@ fn round_parsers_refuse_out_of_order_deadlines_and_misplaced_arguments() {
         ("challenge_within", Some("0")),
         ("context", Some("1")),
         ("context", Some("8193")),
-        ("pool", Some("5")), // a pool with a rate of 0, and no arbiter
+        ("pool", Some("5")), // a pool without an arbiter
         ("margin", Some("-0.01")),
         ("margin", Some("0.010")),
         ("samples", Some("0")),

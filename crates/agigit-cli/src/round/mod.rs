@@ -179,12 +179,15 @@ struct AnnounceArgs {
     context: u64,
     /// Sats for rewards, locked from your wallet at once for the arbiter (who must be another
     /// key: the two of you hold it together until the round settles).
-    #[arg(long, default_value_t = 0, requires = "arbiter", requires = "rate")]
+    #[arg(long, default_value_t = 0, requires = "arbiter")]
     pool: u64,
     /// Sats each lead is paid per 1000 bits it saves on the test set (Proof of Work of
     /// Compression), all together at most the pool.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prize")]
     rate: Option<u64>,
+    /// The pool is one prize, the champion's (a customer's training job) instead of a rate.
+    #[arg(long)]
+    prize: bool,
     /// The Cashu mint of the pool (default: `[wallet] mint`).
     #[arg(long)]
     mint: Option<String>,
@@ -612,7 +615,15 @@ fn announce(ctx: &Ctx, c: &Conn, a: &AnnounceArgs) -> Result<()> {
         evaluate_by: time_arg("evaluate-by", &a.evaluate_by)?,
         challenge_within: a.challenge_within,
         pool: a.pool,
-        rate: a.rate.unwrap_or(0),
+        rate: match (a.pool, a.rate, a.prize) {
+            (0, _, _) | (_, None, true) => a.rate.unwrap_or(0),
+            (_, Some(rate), false) if rate > 0 => rate,
+            _ => {
+                return Err(Failure::invalid(
+                    "a pool pays per 1000 bits saved (--rate N, more than 0) or as one prize to the champion (--prize)",
+                ));
+            }
+        },
         margin: a.margin,
         samples: a.samples,
         confidence: a.confidence,
@@ -945,9 +956,13 @@ fn show(
         );
         if b.pool > 0 {
             out.push_str(&format!(
-                "\n  pool {} sats at {} per 1000 bits saved: {}{}",
+                "\n  pool {} sats, {}: {}{}",
                 b.pool,
-                b.rate,
+                if b.rate == 0 {
+                    "one prize for the champion".to_owned()
+                } else {
+                    format!("{} per 1000 bits saved", b.rate)
+                },
                 if s.funded { "funded" } else { "not funded" },
                 match &checked {
                     Some(Ok(())) => " (locked at the mint as announced)".to_owned(),
