@@ -101,6 +101,17 @@ pub struct Lead {
     pub reward: Amount,
 }
 
+/// An evaluator's bond, locked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bonded {
+    /// The evaluator.
+    pub evaluator: PublicKey,
+    /// The `bond` action's id.
+    pub id: EventId,
+    /// When: its receipts count from then.
+    pub at: Time,
+}
+
 /// The arbiter's payment of what a decided round owes one payee.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Payment {
@@ -121,6 +132,8 @@ pub struct Standing {
     pub phase: Phase,
     /// Whether the pool was locked.
     pub funded: bool,
+    /// The evaluators' bonds, when the round asks for one.
+    pub bonds: Vec<Bonded>,
     /// Submissions that count, earliest first.
     pub submissions: Vec<Submission>,
     /// The revealed test set (its tree id) and the commit that holds it.
@@ -131,7 +144,8 @@ pub struct Standing {
     pub ladder: Vec<Lead>,
     /// Submissions with no standing receipt when the round settled.
     pub unevaluated: Vec<ObjectId>,
-    /// What the escrow did: the pool locked at funding, released at settlement.
+    /// What the escrow did: the pool and the bonds locked, released once the round is decided
+    /// (a bond back to its evaluator, or to the other side of a challenge it lost).
     pub effects: Vec<Effect>,
     /// The organizer's signed result, and whether it names the champion this fold computed.
     pub result: Option<(EventId, bool)>,
@@ -182,6 +196,22 @@ pub fn pool_escrow(round: &Signed<RoundEvent>) -> Option<Escrow> {
         payer: round.author(),
         payee: arbiter,
         arbiter: None,
+        refund_at: settles_at(r).saturating_add(CLAIM_POOL_WITHIN),
+    })
+}
+
+/// An evaluator's bond, as `bond` locks it: the evaluator's `bond` sats for the arbiter, whose
+/// claim the organizer's consent completes (the evaluator's is not needed: a bond lost is
+/// taken without it), refundable to the evaluator when the pool is. `None` for a round that
+/// asks no bond or has no arbiter other than the organizer.
+pub fn bond_escrow(round: &Signed<RoundEvent>, evaluator: PublicKey) -> Option<Escrow> {
+    let r = round.body();
+    let arbiter = r.arbiter.filter(|a| *a != round.author())?;
+    (r.bond > 0).then(|| Escrow {
+        amount: r.bond,
+        payer: evaluator,
+        payee: arbiter,
+        arbiter: Some(round.author()),
         refund_at: settles_at(r).saturating_add(CLAIM_POOL_WITHIN),
     })
 }
@@ -263,6 +293,7 @@ pub fn fold(
     let mut s = Standing {
         phase: Phase::Submissions,
         funded: false,
+        bonds: Vec::new(),
         submissions: Vec::new(),
         revealed: None,
         receipts: Vec::new(),
@@ -303,6 +334,31 @@ pub fn fold(
                     s.effects.push(Effect::Lock {
                         from: organizer,
                         amount: r.pool,
+                    });
+                }
+            }
+            RoundVerb::Bond => {
+                if r.bond == 0 || !r.evaluators.contains(&by) || when > r.evaluate_by {
+                    ignore(
+                        &mut s,
+                        "a bond in a round that asks none, by another than a listed evaluator, or after evaluate_by",
+                    );
+                } else if arbiter == organizer {
+                    ignore(
+                        &mut s,
+                        "a bond needs an arbiter other than the organizer to hold it",
+                    );
+                } else if s.bonds.iter().any(|b| b.evaluator == by) {
+                    ignore(&mut s, "a second bond: the first counts");
+                } else {
+                    s.bonds.push(Bonded {
+                        evaluator: by,
+                        id,
+                        at: when,
+                    });
+                    s.effects.push(Effect::Lock {
+                        from: by,
+                        amount: r.bond,
                     });
                 }
             }
@@ -365,8 +421,11 @@ pub fn fold(
                         .map(|x| &x.repo)
                 }
             };
+            let bonded = |by: PublicKey| s.bonds.iter().any(|b| b.evaluator == by && b.at <= when);
             let why = if !(r.evaluators.contains(&by) || by == arbiter) {
                 Some("not by one of the round's evaluators".to_owned())
+            } else if r.bond > 0 && by != arbiter && !bonded(by) {
+                Some("by an evaluator that had not locked the round's bond".to_owned())
             } else if repo_of(&rc.commit) != Some(&rc.repo) {
                 Some("not of the foundation or a submission".to_owned())
             } else if rc.data != data || rc.context != r.context || rc.metric != r.metric {
@@ -501,6 +560,9 @@ pub fn fold(
         Phase::Settled => settle(&mut s, round, &evaluations),
         _ => {}
     }
+    if matches!(s.phase, Phase::Settled | Phase::Void) {
+        release_bonds(&mut s, r, &disputes);
+    }
     // The organizer's result, checked against what the fold computed.
     if matches!(s.phase, Phase::Settled | Phase::Void) {
         let champion = s.champion().map(|c| c.commit);
@@ -551,6 +613,48 @@ pub fn fold(
         }
     }
     s
+}
+
+/// Each bond back to its evaluator, but one that lost a challenge (its receipt overturned, the
+/// other side's standing) goes to the other side's evaluator: the first such challenge decides.
+fn release_bonds(s: &mut Standing, r: &RoundEvent, disputes: &[(EventId, EventId)]) {
+    let side = |id: &EventId| {
+        s.receipts
+            .iter()
+            .find(|c| c.id == *id)
+            .map(|c| (c.evaluator, c.verdict))
+    };
+    let mut lost: Vec<(PublicKey, PublicKey)> = Vec::new();
+    if s.phase == Phase::Settled {
+        for (x, y) in disputes {
+            let (Some((ex, vx)), Some((ey, vy))) = (side(x), side(y)) else {
+                continue;
+            };
+            let (loser, winner) = match (vx, vy) {
+                (Verdict::Overturned, Verdict::Stands) => (ex, ey),
+                (Verdict::Stands, Verdict::Overturned) => (ey, ex),
+                _ => continue,
+            };
+            if !lost.iter().any(|(l, _)| *l == loser) {
+                lost.push((loser, winner));
+            }
+        }
+    }
+    for b in &s.bonds {
+        let effect = match lost.iter().find(|(l, _)| *l == b.evaluator) {
+            Some((_, winner)) => Effect::Release {
+                to: *winner,
+                amount: r.bond,
+                why: Why::BondForfeited,
+            },
+            None => Effect::Release {
+                to: b.evaluator,
+                amount: r.bond,
+                why: Why::BondReturned,
+            },
+        };
+        s.effects.push(effect);
+    }
 }
 
 /// The ladder and the payouts of a settled round.

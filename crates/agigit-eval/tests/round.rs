@@ -17,7 +17,7 @@
 mod common;
 
 use agigit_eval::round::{
-    Evidence, Phase, Standing, Verdict, fold, payment_escrow, pool_escrow, settles_at,
+    Evidence, Phase, Standing, Verdict, bond_escrow, fold, payment_escrow, pool_escrow, settles_at,
 };
 use agigit_eval::toy::{self, Toy};
 use agigit_eval::train::train_head;
@@ -52,6 +52,7 @@ const REVEAL_BY: u64 = 2000;
 const EVALUATE_BY: u64 = 3000;
 const WINDOW: u64 = 500;
 const POOL: u64 = 10_000;
+const BOND: u64 = 500;
 
 struct Models {
     base: Evaluation,
@@ -98,6 +99,11 @@ struct World {
 }
 
 fn world() -> World {
+    world_with(0)
+}
+
+/// The world, its round asking each evaluator for a bond of `bond`.
+fn world_with(bond: u64) -> World {
     let organizer = keys(1);
     let (arbiter, evaluator, liar) = (keys(2), keys(3), keys(4));
     let (alice, bob, carol) = (keys(5), keys(6), keys(7));
@@ -119,6 +125,7 @@ fn world() -> World {
         confidence: 95,
         evaluators: vec![evaluator.public_key(), liar.public_key()],
         arbiter: Some(arbiter.public_key()),
+        bond,
         note: String::new(),
     };
     let round = Signed::sign(round, &organizer, Timestamp::from(10)).expect("sign");
@@ -140,6 +147,7 @@ fn act(w: &World, by: &Keys, at: u64, verb: RoundVerb) -> Signed<RoundAction> {
     // Stand-ins for what a ledger writes (the in-memory ledger's are not strings).
     let token = match verb {
         RoundVerb::Fund => Some("memory:pool".to_owned()),
+        RoundVerb::Bond => Some("memory:bond".to_owned()),
         RoundVerb::Pay { .. } => Some("memory:payment".to_owned()),
         _ => None,
     };
@@ -430,13 +438,29 @@ fn run<F: Future>(f: F) -> F::Output {
 fn pay_on_ledger(mint: &MemoryMint, w: &World, s: &Standing, at: u64) -> Vec<Signed<RoundAction>> {
     let organizer = mint.wallet(w.organizer.public_key());
     let arbiter = mint.wallet(w.arbiter.public_key());
-    let escrow = pool_escrow(&w.round).expect("a pool with an arbiter");
     assert!(s.funded);
-    let pool = run(organizer.lock(&escrow)).expect("the organizer funds the pool");
-    run(arbiter.verify(&pool, &escrow)).expect("the arbiter checks it");
-    // The organizer's result releases the pool to the arbiter.
-    let consent = run(organizer.consent(&pool)).expect("a party");
-    run(arbiter.claim(&pool, &[consent])).expect("the arbiter takes the pool");
+    // The pool and each evaluator's bond, locked for the arbiter on the terms every party
+    // computes, and checked by it.
+    let mut locks = Vec::new();
+    for effect in &s.effects {
+        if let Effect::Lock { from, .. } = *effect {
+            let escrow = if from == w.organizer.public_key() {
+                pool_escrow(&w.round)
+            } else {
+                bond_escrow(&w.round, from)
+            }
+            .expect("the round's terms");
+            let locked = run(mint.wallet(from).lock(&escrow)).expect("locked");
+            run(arbiter.verify(&locked, &escrow)).expect("the arbiter checks it");
+            locks.push(locked);
+        }
+    }
+    // The organizer's result releases them to the arbiter (a bond lost is taken without its
+    // evaluator's consent).
+    for locked in &locks {
+        let consent = run(organizer.consent(locked)).expect("a party");
+        run(arbiter.claim(locked, &[consent])).expect("the arbiter takes it");
+    }
     let mut actions = Vec::new();
     for (to, amount) in s.owed() {
         let escrow = payment_escrow(&w.round, to, amount);
@@ -453,10 +477,13 @@ fn pay_on_ledger(mint: &MemoryMint, w: &World, s: &Standing, at: u64) -> Vec<Sig
 #[test]
 fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_paid() -> TestResult {
     let m = models()?;
-    let w = world();
+    // Each evaluator locks a bond before its receipts count.
+    let w = world_with(BOND);
     let (fa, fb) = (repo(&w.alice, "fork"), repo(&w.bob, "fork"));
     let actions = vec![
         act(&w, &w.organizer, 20, RoundVerb::Fund),
+        act(&w, &w.evaluator, 1500, RoundVerb::Bond),
+        act(&w, &w.liar, 1500, RoundVerb::Bond),
         act(
             &w,
             &w.alice,
@@ -504,6 +531,20 @@ fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_pai
     // Unchallenged, the earliest receipt of each commit counts: the liar's, and Bob wins.
     let fooled = fold(&w.round, &actions, &evidence, end);
     assert_eq!(fooled.champion().map(|c| c.commit), Some(id(3)));
+    // Without its bond, the liar's receipts would not have counted at all.
+    let unbonded: Vec<_> = actions
+        .iter()
+        .filter(|a| !(a.author() == w.liar.public_key() && a.body().verb == RoundVerb::Bond))
+        .cloned()
+        .collect();
+    let without = fold(&w.round, &unbonded, &evidence, end);
+    assert!(
+        without
+            .receipts
+            .iter()
+            .all(|r| r.evaluator != w.liar.public_key())
+    );
+    assert_eq!(without.champion().map(|c| c.commit), Some(id(2)));
 
     let disputed: Vec<u64> = (0..m.trained.documents.len() as u64).take(8).collect();
     let mut challenged = actions.clone();
@@ -581,6 +622,26 @@ fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_pai
         .collect();
     assert_eq!(paid.len(), 1);
     assert_eq!(paid[0].0, w.alice.public_key());
+    // The liar's bond goes to the evaluator who challenged it; the evaluator's comes back.
+    let bonds: Vec<_> = s
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Release {
+                to,
+                amount,
+                why: why @ (Why::BondForfeited | Why::BondReturned),
+            } => Some((*to, *amount, *why)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        bonds,
+        [
+            (w.evaluator.public_key(), BOND, Why::BondReturned),
+            (w.evaluator.public_key(), BOND, Why::BondForfeited),
+        ]
+    );
     // Funds in = funds out.
     let (mut locked, mut released) = (0, 0);
     for e in &s.effects {
@@ -589,12 +650,14 @@ fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_pai
             Effect::Release { amount, .. } => released += amount,
         }
     }
-    assert_eq!((locked, released), (POOL, POOL));
+    assert_eq!((locked, released), (POOL + 2 * BOND, POOL + 2 * BOND));
 
     // On the ledger: Alice holds her reward, the organizer the rest, the arbiter nothing; the
     // liar and Bob got nothing.
     let mint = MemoryMint::new();
     mint.issue(w.organizer.public_key(), POOL)?;
+    mint.issue(w.evaluator.public_key(), BOND)?;
+    mint.issue(w.liar.public_key(), BOND)?;
     let paid_at = settles_at(w.round.body()) + 1;
     let payments = pay_on_ledger(&mint, &w, &s, paid_at);
     let balance = |k: &Keys| run(mint.wallet(k.public_key()).balance()).expect("a balance");
@@ -602,6 +665,7 @@ fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_pai
     assert!(reward > 0);
     assert_eq!(balance(&w.alice), reward);
     assert_eq!(balance(&w.organizer), POOL - reward);
+    assert_eq!(balance(&w.evaluator), 2 * BOND);
     assert_eq!(
         (balance(&w.arbiter), balance(&w.bob), balance(&w.liar)),
         (0, 0, 0)
@@ -648,6 +712,7 @@ fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_pai
     let mut owed = vec![
         (w.alice.public_key(), reward),
         (w.organizer.public_key(), POOL - reward),
+        (w.evaluator.public_key(), 2 * BOND),
     ];
     payments.sort();
     owed.sort();

@@ -8,7 +8,7 @@ use nostr::prelude::{EventId, PublicKey, Tag};
 use crate::error::ParseError;
 use crate::kinds;
 use crate::market::{
-    MAX_ORDER_RELAYS, hash32, key, listed_keys, note, release, required_number, token,
+    MAX_ORDER_RELAYS, hash32, key, listed_keys, note, number, release, required_number, token,
 };
 use crate::names::RepoCoordinate;
 use crate::receipt::{required_metric, required_real};
@@ -39,7 +39,9 @@ pub fn seal(data: &ObjectId, salt: &[u8; 32]) -> [u8; 32] {
 /// 100000) and `confidence` (percent, 50 to 99) of the bootstrap, `p` (1 to 64 evaluators whose
 /// receipts count), `arbiter` (at most once: who settles challenges; the organizer without one;
 /// required with a pool: it holds the escrow with the organizer; a pool whose arbiter is the
-/// organizer is never funded).
+/// organizer is never funded), `bond` (at most once: what each listed evaluator locks before
+/// its receipts count, forfeited to the other side of a challenge it loses; absent: 0; needs
+/// an arbiter).
 /// Content: a note, at most 4096 bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoundEvent {
@@ -76,6 +78,8 @@ pub struct RoundEvent {
     pub evaluators: Vec<PublicKey>,
     /// Who settles challenges (the organizer when `None`).
     pub arbiter: Option<PublicKey>,
+    /// What each listed evaluator locks before its receipts count (0: none).
+    pub bond: u64,
     /// A note for people.
     pub note: String,
 }
@@ -129,6 +133,8 @@ pub enum RoundVerb {
         /// The payee.
         to: PublicKey,
     },
+    /// `bond`, with `token`: a listed evaluator has locked the round's bond.
+    Bond,
 }
 
 impl RoundVerb {
@@ -142,6 +148,7 @@ impl RoundVerb {
             Self::Rule { .. } => "rule",
             Self::Result { .. } => "result",
             Self::Pay { .. } => "pay",
+            Self::Bond => "bond",
         }
     }
 }
@@ -149,14 +156,14 @@ impl RoundVerb {
 /// An action on a round (kind 1726, regular), by its author.
 ///
 /// Tags: `e` (the round's id), `action`, the verb's arguments ([`RoundVerb`]), `token` (with
-/// `fund` and `pay`), `release` (with `result` and `pay`). Content: a note, at most 4096 bytes.
+/// `fund`, `bond` and `pay`), `release` (with `result` and `pay`). Content: a note, at most 4096 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoundAction {
     /// The round.
     pub round: EventId,
     /// What is asked.
     pub verb: RoundVerb,
-    /// The escrow a `fund` locks (or a `pay` hands over), as the ledger writes it.
+    /// The escrow a `fund` or `bond` locks (or a `pay` hands over), as the ledger writes it.
     pub token: Option<String>,
     /// The organizer's consent to the pool's release, with `result`; the arbiter's to a
     /// payment's, with `pay`.
@@ -190,6 +197,7 @@ const RECEIPT: &str = "receipt";
 const COUNTER: &str = "counter";
 const DOCUMENT: &str = "document";
 const CHAMPION: &str = "champion";
+const BOND: &str = "bond";
 
 const YEAR: u64 = 366 * 24 * 3600;
 
@@ -226,6 +234,9 @@ impl ProtocolEvent for RoundEvent {
         if let Some(a) = &self.arbiter {
             tags.push(tag(ARBITER, [a.to_hex()]));
         }
+        if self.bond > 0 {
+            tags.push(tag(BOND, [self.bond.to_string()]));
+        }
         (tags, self.note.clone())
     }
 
@@ -254,6 +265,7 @@ impl ProtocolEvent for RoundEvent {
                 .optional_value(ARBITER)?
                 .map(|v| key(ARBITER, v))
                 .transpose()?,
+            bond: number(&tags, BOND)?.unwrap_or(0),
             note: note(content)?,
         };
         let bad = |name: &'static str, value: u64, what: &'static str| {
@@ -286,7 +298,7 @@ impl ProtocolEvent for RoundEvent {
                 "a time the window can follow",
             );
         }
-        if round.pool > 0 && round.arbiter.is_none() {
+        if (round.pool > 0 || round.bond > 0) && round.arbiter.is_none() {
             return Err(ParseError::MissingTag { tag: ARBITER });
         }
         if !(1..=100_000).contains(&round.samples) {
@@ -359,6 +371,7 @@ impl ProtocolEvent for RoundAction {
                 }
             }
             RoundVerb::Pay { to } => tags.push(tag(P, [to.to_hex()])),
+            RoundVerb::Bond => {}
         }
         if let Some(token) = &self.token {
             tags.push(tag(crate::market::TOKEN, [token.as_str()]));
@@ -385,11 +398,12 @@ impl ProtocolEvent for RoundAction {
             "rule" => &[RECEIPT],
             "result" => &[CHAMPION, crate::market::RELEASE],
             "pay" => &[P, crate::market::TOKEN, crate::market::RELEASE],
+            "bond" => &[crate::market::TOKEN],
             other => {
                 return Err(ParseError::invalid_value(
                     ACTION,
                     other,
-                    "fund, submit, reveal, challenge, rule, result or pay",
+                    "fund, submit, reveal, challenge, rule, result, pay or bond",
                 ));
             }
         };
@@ -412,7 +426,8 @@ impl ProtocolEvent for RoundAction {
                     action,
                     "no such tag with this action: fund takes token; submit a and commit; \
                      reveal data, salt and commit; challenge receipt, counter and document; \
-                     rule receipt; result champion and release; pay p, token and release",
+                     rule receipt; result champion and release; pay p, token and release; \
+                     bond token",
                 ));
             }
         }
@@ -436,6 +451,7 @@ impl ProtocolEvent for RoundAction {
             "rule" => RoundVerb::Rule {
                 receipt: event_id(RECEIPT, tags.required_value(RECEIPT)?)?,
             },
+            "bond" => RoundVerb::Bond,
             "pay" => RoundVerb::Pay {
                 to: key(P, tags.required_value(P)?)?,
             },
@@ -447,7 +463,11 @@ impl ProtocolEvent for RoundAction {
             },
         };
         let token = token(&tags)?;
-        if matches!(verb, RoundVerb::Fund | RoundVerb::Pay { .. }) && token.is_none() {
+        if matches!(
+            verb,
+            RoundVerb::Fund | RoundVerb::Bond | RoundVerb::Pay { .. }
+        ) && token.is_none()
+        {
             return Err(ParseError::MissingTag {
                 tag: crate::market::TOKEN,
             });

@@ -2263,7 +2263,7 @@ fn arb_round() -> impl Strategy<Value = agigit_event::round::RoundEvent> {
             50u64..=99,
         ),
         prop::collection::btree_set(1u8..=200, 1..5),
-        prop::option::of(201u8..=254),
+        (prop::option::of(201u8..=254), 0u64..1 << 30),
         "\\PC{0,100}",
     )
         .prop_map(
@@ -2273,7 +2273,7 @@ fn arb_round() -> impl Strategy<Value = agigit_event::round::RoundEvent> {
                 (context, submit_by, r, e, window),
                 (pool, rate, margin, samples, confidence),
                 evaluators,
-                arbiter,
+                (arbiter, bond),
                 note,
             )| {
                 agigit_event::round::RoundEvent {
@@ -2296,8 +2296,9 @@ fn arb_round() -> impl Strategy<Value = agigit_event::round::RoundEvent> {
                         .map(|k| keys(k).public_key())
                         .collect(),
                     arbiter: arbiter
-                        .or((pool > 0).then_some(254))
+                        .or((pool > 0 || bond > 0).then_some(254))
                         .map(|k| keys(k).public_key()),
+                    bond,
                     note,
                 }
             },
@@ -2335,10 +2336,14 @@ fn arb_round_action() -> impl Strategy<Value = agigit_event::round::RoundAction>
         (1u8..=254).prop_map(|k| RoundVerb::Pay {
             to: keys(k).public_key()
         }),
+        Just(RoundVerb::Bond),
     ];
     (verb, any::<[u8; 32]>(), "\\PC{0,100}").prop_map(|(verb, round, note)| {
-        let token = matches!(verb, RoundVerb::Fund | RoundVerb::Pay { .. })
-            .then(|| "cashuBtoken".to_owned());
+        let token = matches!(
+            verb,
+            RoundVerb::Fund | RoundVerb::Bond | RoundVerb::Pay { .. }
+        )
+        .then(|| "cashuBtoken".to_owned());
         let release = if matches!(verb, RoundVerb::Result { .. } | RoundVerb::Pay { .. }) {
             vec!["ab".repeat(64)]
         } else {
@@ -2433,6 +2438,25 @@ fn round_parsers_refuse_out_of_order_deadlines_and_misplaced_arguments() {
     let arbiter = keys(5).public_key().to_hex();
     pooled.push(("arbiter", &arbiter));
     assert!(RoundEvent::from_parts(&tags_of(&pooled), "").is_ok());
+    // A bond needs an arbiter too; twice, or not a number, it is refused.
+    let mut bonded: Vec<(&str, &str)> = base.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    bonded.push(("bond", "50"));
+    assert!(RoundEvent::from_parts(&tags_of(&bonded), "").is_err());
+    bonded.push(("arbiter", &arbiter));
+    let parsed = RoundEvent::from_parts(&tags_of(&bonded), "").expect("a bonded round");
+    assert_eq!(parsed.bond, 50);
+    for bad in [vec![("bond", "50"), ("bond", "60")], vec![("bond", "-1")]] {
+        let mut list: Vec<(&str, &str)> = bonded
+            .iter()
+            .copied()
+            .filter(|(n, _)| *n != "bond")
+            .collect();
+        list.extend(bad);
+        assert!(
+            RoundEvent::from_parts(&tags_of(&list), "").is_err(),
+            "{list:?}"
+        );
+    }
     for (tag, value) in [
         ("reveal_by", Some("100")),
         ("evaluate_by", Some("150")),
@@ -2468,6 +2492,8 @@ fn round_parsers_refuse_out_of_order_deadlines_and_misplaced_arguments() {
         .is_err()
     );
     assert!(action(&[("e", &e), ("action", "fund")]).is_err());
+    assert!(action(&[("e", &e), ("action", "bond")]).is_err());
+    assert!(action(&[("e", &e), ("action", "bond"), ("token", "cashuBx")]).is_ok());
     assert!(action(&[("e", &e), ("action", "withdraw")]).is_err());
     // A payment names its payee and carries the funds and the arbiter's consent, all three.
     let payee = keys(5).public_key().to_hex();
