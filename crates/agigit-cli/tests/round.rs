@@ -4,10 +4,11 @@
 //! organizer reveals the test set after submissions close; an evaluator in a clone of the fork
 //! evaluates the foundation and the submission on it and publishes receipts with their loss
 //! lists; once the challenge window is over, every party's `round show` names the trained fork
-//! champion, and the organizer's signed result agrees. The pool, locked on a real Cashu mint
-//! (cdk-mintd) at the announcement, is paid out by the arbiter (the evaluator here) with the
-//! organizer's release: the contributor's reward for the bits its fork saved, the rest back to
-//! the organizer, each claimed through the binary.
+//! champion, and the organizer's signed result agrees and merges it. The pool, locked on a real
+//! Cashu mint (cdk-mintd) at the announcement, and the evaluator's bond are paid out by the
+//! arbiter with the organizer's release: the contributor's reward for the bits its fork saved,
+//! the rest back to the organizer, the bond back to the evaluator, each claimed through the
+//! binary.
 
 #![cfg(feature = "eval")]
 #![allow(
@@ -35,9 +36,10 @@ use support::{agigit, json, ok};
 #[path = "../../agigit-market-cashu/tests/support/mint.rs"]
 mod mint;
 
-/// The pool, and what each lead is paid per 1000 bits saved.
+/// The pool, what each lead is paid per 1000 bits saved, and each evaluator's bond.
 const POOL: u64 = 1000;
 const RATE: u64 = 50;
+const BOND: u64 = 100;
 
 /// Text from a Markov chain over eight letters (each followed by one of two, 3:1).
 fn text(len: usize, mut seed: u64) -> String {
@@ -97,8 +99,13 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
     std::fs::create_dir_all(&root)?;
     let relays = support::Relays::start(&root.join("relays"), 1, |_| None)?;
     let url = relays.urls()[0].clone();
-    let (organizer, contributor, evaluator) = (root.join("o"), root.join("c"), root.join("e"));
-    for home in [&organizer, &contributor, &evaluator] {
+    let (organizer, contributor, evaluator, arbiter) = (
+        root.join("o"),
+        root.join("c"),
+        root.join("e"),
+        root.join("a"),
+    );
+    for home in [&organizer, &contributor, &evaluator, &arbiter] {
         std::fs::create_dir_all(home)?;
         ok(&agigit(home, &root, &["key", "generate"]));
         std::fs::write(
@@ -107,6 +114,7 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
         )?;
     }
     let evaluator_key = hex_key(&evaluator, &root);
+    let arbiter_key = hex_key(&arbiter, &root);
     let balance = |home: &Path| {
         json(&agigit(home, home, &["wallet", "balance", "--json"]))["balance"]
             .as_u64()
@@ -116,6 +124,11 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
         &organizer,
         &root,
         &["wallet", "top-up", &POOL.to_string()],
+    ));
+    ok(&agigit(
+        &evaluator,
+        &root,
+        &["wallet", "top-up", &BOND.to_string()],
     ));
 
     // The foundation: a small model with random weights, and public training text.
@@ -190,8 +203,8 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
         .ok_or("coordinate")?
         .to_owned();
 
-    // The round: submissions for a few seconds, receipts for half a minute more; the pool held
-    // by the organizer and the evaluator, who settles challenges.
+    // The round: submissions for a few seconds, receipts for half a minute more; the pool and
+    // the bonds held by the organizer and the arbiter, who settles challenges.
     let submit_by = now() + 10;
     let evaluate_by = submit_by + 30;
     let announced = json(&agigit(
@@ -216,11 +229,13 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
             "--evaluator",
             &evaluator_key,
             "--arbiter",
-            &evaluator_key,
+            &arbiter_key,
             "--pool",
             &POOL.to_string(),
             "--rate",
             &RATE.to_string(),
+            "--bond",
+            &BOND.to_string(),
         ],
     ));
     let round = announced["round"].as_str().ok_or("round id")?.to_owned();
@@ -252,7 +267,20 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
         &["clone", &fork_coord, "judge", "--relay", &url],
     ));
     let judge = root.join("judge");
+    // The arbiter works in a clone of the foundation.
+    ok(&agigit(
+        &arbiter,
+        &root,
+        &["clone", &coord, "bench", "--relay", &url],
+    ));
+    let bench = root.join("bench");
     ok(&agigit(&evaluator, &judge, &["fetch", "--foundation"]));
+    // Receipts count only once the evaluator's bond is locked.
+    let unbonded = agigit(&evaluator, &judge, &["round", "eval", &round, "--publish"]);
+    assert_eq!(unbonded.status.code(), Some(3), "{unbonded:?}");
+    assert!(String::from_utf8_lossy(&unbonded.stderr).contains("round bond"));
+    ok(&agigit(&evaluator, &judge, &["round", "bond", &round]));
+    assert_eq!(balance(&evaluator), 0);
     let evals = json(&agigit(
         &evaluator,
         &judge,
@@ -287,7 +315,7 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
     // The result and the payouts wait for the round to settle.
     let out = agigit(&organizer, &fm, &["round", "result", &round]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    let out = agigit(&evaluator, &judge, &["round", "pay", &round]);
+    let out = agigit(&arbiter, &bench, &["round", "pay", &round]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
 
     sleep_until(evaluate_by + 2 * 2);
@@ -316,7 +344,7 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
     assert_eq!(reward, ((saved * RATE as f64 / 1000.0) as u64).min(POOL));
     assert!(reward > 0 && reward < POOL, "{settled}");
     // The arbiter pays only once the organizer has released the pool with its result.
-    let out = agigit(&evaluator, &judge, &["round", "pay", &round]);
+    let out = agigit(&arbiter, &bench, &["round", "pay", &round]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("has not published the round's result"));
     let result = json(&agigit(
@@ -351,17 +379,17 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
     ));
     assert_eq!(again["up_to_date"], true, "{again}");
     let paid = json(&agigit(
-        &evaluator,
-        &judge,
+        &arbiter,
+        &bench,
         &["--json", "round", "pay", &round],
     ));
-    assert_eq!(paid["claimed"], POOL, "{paid}");
-    assert_eq!(paid["paid"].as_array().map(Vec::len), Some(2), "{paid}");
+    assert_eq!(paid["claimed"], POOL + BOND, "{paid}");
+    assert_eq!(paid["paid"].as_array().map(Vec::len), Some(3), "{paid}");
     assert_eq!(paid["balance"], 0, "the arbiter keeps nothing: {paid}");
     // Paying again pays nobody twice.
     let again = json(&agigit(
-        &evaluator,
-        &judge,
+        &arbiter,
+        &bench,
         &["--json", "round", "pay", &round],
     ));
     assert_eq!(again["paid"], serde_json::json!([]), "{again}");
@@ -386,11 +414,18 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
         &["--json", "round", "claim", &round],
     ));
     assert_eq!(twice["claimed"], 0);
-    let none = agigit(&evaluator, &judge, &["round", "claim", &round]);
+    // The evaluator's bond comes back: no challenge ruled against it.
+    let bond = json(&agigit(
+        &evaluator,
+        &judge,
+        &["--json", "round", "claim", &round],
+    ));
+    assert_eq!(bond["claimed"], BOND, "{bond}");
+    let none = agigit(&arbiter, &bench, &["round", "claim", &round]);
     assert_eq!(none.status.code(), Some(3), "{none:?}");
     assert_eq!(
-        balance(&contributor) + balance(&organizer) + balance(&evaluator),
-        POOL
+        balance(&contributor) + balance(&organizer) + balance(&evaluator) + balance(&arbiter),
+        POOL + BOND
     );
     let after = json(&agigit(
         &evaluator,
@@ -400,7 +435,7 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
     assert_eq!(after["result"]["agrees"], true, "{after}");
     assert_eq!(
         after["payments"].as_array().map(Vec::len),
-        Some(2),
+        Some(3),
         "{after}"
     );
 

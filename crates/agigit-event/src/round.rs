@@ -135,6 +135,13 @@ pub enum RoundVerb {
     },
     /// `bond`, with `token`: a listed evaluator has locked the round's bond.
     Bond,
+    /// `consent`, with `bond` and `release`: the organizer's consent to the arbiter's claim of
+    /// an evaluator's bond, once the round is decided (the arbiter pays it back, or on to whom
+    /// it was lost).
+    Consent {
+        /// The `bond` action whose token this releases.
+        bond: EventId,
+    },
 }
 
 impl RoundVerb {
@@ -149,6 +156,7 @@ impl RoundVerb {
             Self::Result { .. } => "result",
             Self::Pay { .. } => "pay",
             Self::Bond => "bond",
+            Self::Consent { .. } => "consent",
         }
     }
 }
@@ -156,7 +164,7 @@ impl RoundVerb {
 /// An action on a round (kind 1726, regular), by its author.
 ///
 /// Tags: `e` (the round's id), `action`, the verb's arguments ([`RoundVerb`]), `token` (with
-/// `fund`, `bond` and `pay`), `release` (with `result` and `pay`). Content: a note, at most 4096 bytes.
+/// `fund`, `bond` and `pay`), `release` (with `result`, `pay` and `consent`). Content: a note, at most 4096 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoundAction {
     /// The round.
@@ -372,6 +380,7 @@ impl ProtocolEvent for RoundAction {
             }
             RoundVerb::Pay { to } => tags.push(tag(P, [to.to_hex()])),
             RoundVerb::Bond => {}
+            RoundVerb::Consent { bond } => tags.push(tag(BOND, [bond.to_hex()])),
         }
         if let Some(token) = &self.token {
             tags.push(tag(crate::market::TOKEN, [token.as_str()]));
@@ -399,11 +408,12 @@ impl ProtocolEvent for RoundAction {
             "result" => &[CHAMPION, crate::market::RELEASE],
             "pay" => &[P, crate::market::TOKEN, crate::market::RELEASE],
             "bond" => &[crate::market::TOKEN],
+            "consent" => &[BOND, crate::market::RELEASE],
             other => {
                 return Err(ParseError::invalid_value(
                     ACTION,
                     other,
-                    "fund, submit, reveal, challenge, rule, result, pay or bond",
+                    "fund, submit, reveal, challenge, rule, result, pay, bond or consent",
                 ));
             }
         };
@@ -417,6 +427,7 @@ impl ProtocolEvent for RoundAction {
             DOCUMENT,
             CHAMPION,
             P,
+            BOND,
             crate::market::TOKEN,
             crate::market::RELEASE,
         ] {
@@ -427,7 +438,7 @@ impl ProtocolEvent for RoundAction {
                     "no such tag with this action: fund takes token; submit a and commit; \
                      reveal data, salt and commit; challenge receipt, counter and document; \
                      rule receipt; result champion and release; pay p, token and release; \
-                     bond token",
+                     bond token; consent bond and release",
                 ));
             }
         }
@@ -452,6 +463,9 @@ impl ProtocolEvent for RoundAction {
                 receipt: event_id(RECEIPT, tags.required_value(RECEIPT)?)?,
             },
             "bond" => RoundVerb::Bond,
+            "consent" => RoundVerb::Consent {
+                bond: event_id(BOND, tags.required_value(BOND)?)?,
+            },
             "pay" => RoundVerb::Pay {
                 to: key(P, tags.required_value(P)?)?,
             },
@@ -473,7 +487,7 @@ impl ProtocolEvent for RoundAction {
             });
         }
         let release = release(&tags)?;
-        if matches!(verb, RoundVerb::Pay { .. }) && release.is_empty() {
+        if matches!(verb, RoundVerb::Pay { .. } | RoundVerb::Consent { .. }) && release.is_empty() {
             return Err(ParseError::MissingTag {
                 tag: crate::market::RELEASE,
             });

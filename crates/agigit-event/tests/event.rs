@@ -2337,6 +2337,9 @@ fn arb_round_action() -> impl Strategy<Value = agigit_event::round::RoundAction>
             to: keys(k).public_key()
         }),
         Just(RoundVerb::Bond),
+        any::<[u8; 32]>().prop_map(|b| RoundVerb::Consent {
+            bond: EventId::from_byte_array(b)
+        }),
     ];
     (verb, any::<[u8; 32]>(), "\\PC{0,100}").prop_map(|(verb, round, note)| {
         let token = matches!(
@@ -2344,7 +2347,10 @@ fn arb_round_action() -> impl Strategy<Value = agigit_event::round::RoundAction>
             RoundVerb::Fund | RoundVerb::Bond | RoundVerb::Pay { .. }
         )
         .then(|| "cashuBtoken".to_owned());
-        let release = if matches!(verb, RoundVerb::Result { .. } | RoundVerb::Pay { .. }) {
+        let release = if matches!(
+            verb,
+            RoundVerb::Result { .. } | RoundVerb::Pay { .. } | RoundVerb::Consent { .. }
+        ) {
             vec!["ab".repeat(64)]
         } else {
             Vec::new()
@@ -2494,6 +2500,18 @@ fn round_parsers_refuse_out_of_order_deadlines_and_misplaced_arguments() {
     assert!(action(&[("e", &e), ("action", "fund")]).is_err());
     assert!(action(&[("e", &e), ("action", "bond")]).is_err());
     assert!(action(&[("e", &e), ("action", "bond"), ("token", "cashuBx")]).is_ok());
+    let consent = "cd".repeat(64);
+    assert!(
+        action(&[
+            ("e", &e),
+            ("action", "consent"),
+            ("bond", &e),
+            ("release", &consent)
+        ])
+        .is_ok()
+    );
+    assert!(action(&[("e", &e), ("action", "consent"), ("bond", &e)]).is_err());
+    assert!(action(&[("e", &e), ("action", "consent"), ("release", &consent)]).is_err());
     assert!(action(&[("e", &e), ("action", "withdraw")]).is_err());
     // A payment names its payee and carries the funds and the arbiter's consent, all three.
     let payee = keys(5).public_key().to_hex();

@@ -118,6 +118,15 @@ enum RoundCommand {
         #[arg(long)]
         mint: Option<String>,
     },
+    /// Lock your bond (a listed evaluator, in a round that asks one) before publishing
+    /// receipts: back once the round is decided, unless a challenge rules against you.
+    Bond {
+        /// The round.
+        round: String,
+        /// The Cashu mint (default: `[wallet] mint`).
+        #[arg(long)]
+        mint: Option<String>,
+    },
     /// Take what the round's arbiter paid you into your wallet.
     Claim {
         /// The round.
@@ -188,6 +197,10 @@ struct AnnounceArgs {
     /// The pool is one prize, the champion's (a customer's training job) instead of a rate.
     #[arg(long)]
     prize: bool,
+    /// Sats each evaluator locks before its receipts count (`round bond`), lost to the other
+    /// side of a challenge it loses.
+    #[arg(long, default_value_t = 0, requires = "arbiter")]
+    bond: u64,
     /// The Cashu mint of the pool (default: `[wallet] mint`).
     #[arg(long)]
     mint: Option<String>,
@@ -417,6 +430,7 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
         RoundCommand::Fund { round, mint } => pool::fund_command(ctx, &c, round, mint.as_deref()),
         RoundCommand::Pay { round, mint } => pool::pay(ctx, &c, round, mint.as_deref()),
         RoundCommand::Claim { round, mint } => pool::claim(ctx, &c, round, mint.as_deref()),
+        RoundCommand::Bond { round, mint } => pool::bond(ctx, &c, round, mint.as_deref()),
         RoundCommand::Refund { round, mint } => pool::refund(ctx, &c, round, mint.as_deref()),
         RoundCommand::Merge { round } => {
             let r = c.round(round)?;
@@ -455,6 +469,8 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
                 release,
                 note: String::new(),
             })?;
+            // Each bond released to the arbiter too, who pays it back or on.
+            pool::consent_bonds(&c, &r, &ev, &s, mint.as_deref())?;
             // The champion onto the foundation's branch, recorded; a merge that cannot be done
             // here (a conflict, local changes) leaves the published result as it is.
             let merged = if *no_merge || champion.is_none() {
@@ -633,9 +649,14 @@ fn announce(ctx: &Ctx, c: &Conn, a: &AnnounceArgs) -> Result<()> {
             .map(|k| key_arg(k))
             .collect::<Result<_>>()?,
         arbiter: a.arbiter.as_deref().map(key_arg).transpose()?,
-        bond: 0,
+        bond: a.bond,
         note: a.note.clone(),
     };
+    if (body.pool > 0 || body.bond > 0) && body.arbiter.is_none_or(|k| k == c.keys.public_key()) {
+        return Err(Failure::invalid(
+            "a pool or a bond is held by an arbiter other than you (--arbiter npub1…)",
+        ));
+    }
     // The salt is kept before anything is published: a publish that fails loses nothing, and
     // one that succeeds can always be revealed.
     let kept = serde_json::json!({
@@ -690,25 +711,13 @@ fn announce(ctx: &Ctx, c: &Conn, a: &AnnounceArgs) -> Result<()> {
     Ok(())
 }
 
-/// Refuses to publish receipts in a round that asks evaluators for a bond: they would not
-/// count, and the command line cannot lock one yet.
-fn bond_refused(r: &RoundEvent) -> Result<()> {
-    if r.bond > 0 {
-        return Err(Failure::invalid(format!(
-            "this round asks each evaluator for a bond of {} sats; bonds on Cashu are not supported by the command line yet (receipts without one do not count)",
-            r.bond
-        )));
-    }
-    Ok(())
-}
-
 fn eval(ctx: &Ctx, c: &Conn, round: &str, publish: bool) -> Result<()> {
     let r = c.round(round)?;
-    if publish {
-        bond_refused(r.body())?;
-    }
     let ev = c.events(&r)?;
     let s = fold(&r, &ev.actions, &ev.evidence, now());
+    if publish {
+        pool::bonded(c, &r, &s)?;
+    }
     let (data, holder) = revealed(&s)?;
     if !holds(&c.repo, &holder) {
         return Err(Failure::invalid(format!(
@@ -791,9 +800,9 @@ fn disputed(mine: &Evaluation, theirs: &[agigit::eval::DocumentLoss]) -> Vec<u64
 
 fn challenge(ctx: &Ctx, c: &Conn, round: &str, receipt: &str) -> Result<()> {
     let r = c.round(round)?;
-    bond_refused(r.body())?;
     let ev = c.events(&r)?;
     let s = fold(&r, &ev.actions, &ev.evidence, now());
+    pool::bonded(c, &r, &s)?;
     let (data, holder) = revealed(&s)?;
     let target = ev
         .evidence

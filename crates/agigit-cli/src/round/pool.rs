@@ -1,10 +1,11 @@
-//! A round's pool on a Cashu mint (`docs/rounds.md`, "On a ledger"): the organizer locks it for
-//! the arbiter (`fund`), releases it with its result, the arbiter claims it and pays each party
-//! the fold says it owes (`pay`), each payee claims its payment (`claim`), and the organizer
-//! takes back a pool nobody claimed (`refund`).
+//! A round's pool and bonds on a Cashu mint (`docs/rounds.md`, "On a ledger"): the organizer
+//! locks the pool for the arbiter (`fund`), each evaluator its bond (`bond`); the organizer
+//! releases them with its result, the arbiter claims them and pays each party the fold says it
+//! owes (`pay`), each payee claims its payment (`claim`), and the organizer takes back a pool
+//! nobody claimed (`refund`).
 
 use agigit::ErrorKind;
-use agigit::eval::round::{Phase, Standing, fold, payment_escrow, pool_escrow};
+use agigit::eval::round::{Phase, Standing, bond_escrow, fold, payment_escrow, pool_escrow};
 use agigit::event::Signed;
 use agigit::event::nostr::prelude::PublicKey;
 use agigit::event::round::{RoundAction, RoundEvent, RoundVerb};
@@ -30,6 +31,132 @@ fn kept_payment(round: &Signed<RoundEvent>, to: &PublicKey) -> Result<std::path:
         "rounds",
         &format!("{}.{}", round.id().to_hex(), to.to_hex()),
     )
+}
+
+/// A counted bond's lock: its action's token.
+fn bond_lock(ev: &RoundEvents, bond: &agigit::event::nostr::prelude::EventId) -> Option<CashuLock> {
+    ev.actions
+        .iter()
+        .find(|a| a.id() == *bond)
+        .and_then(|a| a.body().token.clone())
+        .map(CashuLock::from_token)
+}
+
+/// `round bond` (a listed evaluator): locks the round's bond for the arbiter and publishes the
+/// `bond` action carrying it (a token kept by an earlier try is published again instead).
+pub(super) fn bond(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>) -> Result<()> {
+    let r = c.round(round)?;
+    let b = r.body();
+    let me = c.keys.public_key();
+    if b.bond == 0 {
+        return Err(Failure::invalid("the round asks no bond"));
+    }
+    if !b.evaluators.contains(&me) {
+        return Err(Failure::invalid(
+            "you are not one of the round's evaluators: only theirs are bonded",
+        ));
+    }
+    if now() > b.evaluate_by {
+        return Err(Failure::invalid("the round's receipts are closed"));
+    }
+    let escrow = bond_escrow(&r, me).ok_or_else(|| {
+        Failure::invalid("the round has no arbiter other than its organizer to hold bonds")
+    })?;
+    let ev = c.events(&r)?;
+    if fold(&r, &ev.actions, &[], now())
+        .bonds
+        .iter()
+        .any(|x| x.evaluator == me)
+    {
+        return Err(Failure::invalid(
+            "your bond for this round is locked already",
+        ));
+    }
+    let kept = crate::wallet::kept("rounds", &format!("{}.bond", r.id().to_hex()))?;
+    let token = match std::fs::read_to_string(&kept) {
+        Ok(token) => token.trim().to_owned(),
+        Err(_) => {
+            let w = crate::wallet::open(mint)?;
+            let lock = c.block_on(w.lock(&escrow))?;
+            crate::wallet::keep(&kept, lock.token())?;
+            lock.token().to_owned()
+        }
+    };
+    let signed = c
+        .publish(&RoundAction {
+            round: r.id(),
+            verb: RoundVerb::Bond,
+            token: Some(token),
+            release: Vec::new(),
+            note: String::new(),
+        })
+        .map_err(|e| {
+            Failure::new(
+                e.kind,
+                format!(
+                    "{}; the bond is locked in {}: `agigit round bond {}` publishes it again",
+                    e.message,
+                    kept.display(),
+                    r.id()
+                ),
+            )
+        })?;
+    print(
+        ctx.json,
+        serde_json::json!({"round": r.id().to_hex(), "bond": signed.id().to_hex(), "locked": escrow.amount}),
+        || {
+            format!(
+                "locked a bond of {} sats for round {}: back once the round is decided, unless a challenge rules against your receipt",
+                escrow.amount,
+                short(&r.id())
+            )
+        },
+    );
+    Ok(())
+}
+
+/// Refuses an evaluator's receipts in a round whose bond it has not locked: they would not
+/// count.
+pub(super) fn bonded(c: &Conn, r: &Signed<RoundEvent>, s: &Standing) -> Result<()> {
+    let b = r.body();
+    let me = c.keys.public_key();
+    let arbiter = b.arbiter.unwrap_or(r.author());
+    if b.bond > 0 && me != arbiter && !s.bonds.iter().any(|x| x.evaluator == me) {
+        return Err(Failure::invalid(format!(
+            "the round asks each evaluator for a bond of {} sats and yours is not locked: `agigit round bond {}` first (receipts without one do not count)",
+            b.bond,
+            r.id()
+        )));
+    }
+    Ok(())
+}
+
+/// The organizer's consent to the arbiter's claim of each evaluator's bond, once the round is
+/// decided: a `consent` action each. Returns how many.
+pub(super) fn consent_bonds(
+    c: &Conn,
+    r: &Signed<RoundEvent>,
+    ev: &RoundEvents,
+    s: &Standing,
+    mint: Option<&str>,
+) -> Result<usize> {
+    if s.bonds.is_empty() {
+        return Ok(0);
+    }
+    let w = crate::wallet::open(mint)?;
+    for b in &s.bonds {
+        let lock = bond_lock(ev, &b.id)
+            .ok_or_else(|| Failure::new(ErrorKind::Integrity, "a bond action without its token"))?;
+        let consent = c.block_on(w.consent(&lock))?;
+        c.publish(&RoundAction {
+            round: r.id(),
+            verb: RoundVerb::Consent { bond: b.id },
+            token: None,
+            release: consent.signatures,
+            note: String::new(),
+        })?;
+    }
+    Ok(s.bonds.len())
 }
 
 /// The round's first counted `fund` (the organizer's), with the pool's lock.
@@ -169,24 +296,23 @@ fn decided(c: &Conn, round: &str) -> Result<(Signed<RoundEvent>, RoundEvents, St
             agigit::eval::round::settles_at(r.body())
         )));
     }
-    if !s.funded {
+    if !s.funded && s.bonds.is_empty() {
         return Err(Failure::invalid(
-            "the round has no funded pool: nothing to pay",
+            "the round has no funded pool and no bonds: nothing to pay",
         ));
     }
     Ok((r, ev, s))
 }
 
-/// `round pay` (the arbiter): claims the pool with the organizer's release and hands each
-/// party the fold says it owes a payment locked for it, with the arbiter's consent.
+/// `round pay` (the arbiter): claims the pool with the organizer's release (and each bond with
+/// its consent) and hands each party the fold says it owes a payment locked for it, with the
+/// arbiter's consent.
 pub(super) fn pay(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>) -> Result<()> {
     let (r, ev, s) = decided(c, round)?;
     let me = c.keys.public_key();
     let organizer = r.author();
-    if pool_escrow(&r).map(|e| e.payee) != Some(me) {
-        return Err(Failure::invalid(
-            "only the round's arbiter pays its pool out",
-        ));
+    if r.body().arbiter.filter(|a| *a != organizer) != Some(me) {
+        return Err(Failure::invalid("only the round's arbiter pays it out"));
     }
     let (result, agrees) = s.result.ok_or_else(|| {
         Failure::invalid(
@@ -199,36 +325,39 @@ pub(super) fn pay(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>) -> Resul
             "the organizer's result names another champion than the round's events do: pay nothing, and ask the organizer to publish the result `agigit round show` computes",
         ));
     }
-    let release = ev
-        .actions
-        .iter()
-        .find(|a| a.id() == result)
-        .map(|a| a.body().release.clone())
-        .unwrap_or_default();
-    let (_, pool) = funding(&r, &ev)
-        .ok_or_else(|| Failure::new(ErrorKind::Integrity, "no fund action with a token"))?;
     let w = crate::wallet::open(mint)?;
-    let escrow = pool_escrow(&r).ok_or_else(|| Failure::invalid("no pool"))?;
-    let consent = CashuConsent {
-        by: organizer,
-        signatures: release,
-    };
-    // The pool checked against the round's terms, then claimed; spent means an earlier
-    // `round pay` claimed it, and the payments below pick up where that one stopped.
-    let claimed = match c
-        .block_on(w.verify(&pool, &escrow))
-        .and_then(|()| c.block_on(w.claim(&pool, &[consent])))
-    {
-        Ok(amount) => amount,
-        Err(CashuError::Spent) => 0,
-        Err(CashuError::Consents) => {
-            return Err(Failure::new(
-                ErrorKind::Access,
-                "the organizer's result carries no valid release of the pool",
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // The pool and each bond, checked against the round's terms, then claimed; spent means an
+    // earlier `round pay` claimed it, and the payments below pick up where that one stopped.
+    let mut claimed = 0;
+    if s.funded {
+        let release = ev
+            .actions
+            .iter()
+            .find(|a| a.id() == result)
+            .map(|a| a.body().release.clone())
+            .unwrap_or_default();
+        let (_, pool) = funding(&r, &ev)
+            .ok_or_else(|| Failure::new(ErrorKind::Integrity, "no fund action with a token"))?;
+        let escrow = pool_escrow(&r).ok_or_else(|| Failure::invalid("no pool"))?;
+        claimed += claim_locked(c, &w, &pool, &escrow, organizer, release, "the pool")?;
+    }
+    for b in &s.bonds {
+        let lock = bond_lock(&ev, &b.id)
+            .ok_or_else(|| Failure::new(ErrorKind::Integrity, "a bond without its token"))?;
+        let escrow = bond_escrow(&r, b.evaluator).ok_or_else(|| Failure::invalid("no bond"))?;
+        let release = ev
+            .actions
+            .iter()
+            .find(|a| a.author() == organizer && a.body().verb == RoundVerb::Consent { bond: b.id })
+            .map(|a| a.body().release.clone())
+            .ok_or_else(|| {
+                Failure::invalid(format!(
+                    "the organizer has not released {}'s bond: its `round result` does",
+                    who(&b.evaluator)
+                ))
+            })?;
+        claimed += claim_locked(c, &w, &lock, &escrow, organizer, release, "a bond")?;
+    }
     let mut paid = Vec::new();
     for (to, amount) in s.owed() {
         if to == me || s.payments.iter().any(|p| p.to == to) {
@@ -242,7 +371,7 @@ pub(super) fn pay(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>) -> Resul
         ctx.json,
         serde_json::json!({"round": r.id().to_hex(), "claimed": claimed, "paid": paid, "balance": balance}),
         || {
-            let mut out = format!("claimed the pool ({claimed} sats)");
+            let mut out = format!("claimed the pool and bonds ({claimed} sats)");
             for p in &paid {
                 out.push_str(&format!(
                     "\n  paid {} sats to {}",
@@ -254,6 +383,35 @@ pub(super) fn pay(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>) -> Resul
         },
     );
     Ok(())
+}
+
+/// Claims `lock` (checked against `escrow` first) with `by`'s consent `release`; 0 when an
+/// earlier `round pay` claimed it.
+fn claim_locked(
+    c: &Conn,
+    w: &CashuWallet,
+    lock: &CashuLock,
+    escrow: &agigit_market::ledger::Escrow,
+    by: PublicKey,
+    release: Vec<String>,
+    what: &str,
+) -> Result<u64> {
+    let consent = CashuConsent {
+        by,
+        signatures: release,
+    };
+    match c
+        .block_on(w.verify(lock, escrow))
+        .and_then(|()| c.block_on(w.claim(lock, &[consent])))
+    {
+        Ok(amount) => Ok(amount),
+        Err(CashuError::Spent) => Ok(0),
+        Err(CashuError::Consents) => Err(Failure::new(
+            ErrorKind::Access,
+            format!("the organizer's release of {what} is not valid"),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Locks `amount` for `to` (or takes the token an earlier try kept) and publishes the `pay`
