@@ -22,7 +22,7 @@ use agigit_eval::round::{
 use agigit_eval::toy::{self, Toy};
 use agigit_eval::train::train_head;
 use agigit_eval::{EvalOptions, Evaluation, evaluate};
-use agigit_event::nostr::prelude::{Keys, SecretKey, Timestamp};
+use agigit_event::nostr::prelude::{Keys, PublicKey, SecretKey, Timestamp};
 use agigit_event::round::{RoundAction, RoundEvent, RoundVerb, seal};
 use agigit_event::{RepoCoordinate, RepoId, Signed};
 use agigit_hash::ObjectId;
@@ -163,6 +163,17 @@ fn act(w: &World, by: &Keys, at: u64, verb: RoundVerb) -> Signed<RoundAction> {
         note: String::new(),
     };
     Signed::sign(action, by, Timestamp::from(at)).expect("sign")
+}
+
+/// The releases of `s` for these reasons: payee, amount, reason.
+fn releases(s: &Standing, whys: &[Why]) -> Vec<(PublicKey, u64, Why)> {
+    s.effects
+        .iter()
+        .filter_map(|e| match *e {
+            Effect::Release { to, amount, why } if whys.contains(&why) => Some((to, amount, why)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The same actions on another round `to` (re-signed by their authors, at their times).
@@ -608,35 +619,12 @@ fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_pai
     assert_eq!(verdict(lie_alice.receipt.id()), Some(Verdict::Overturned));
     assert_eq!(verdict(honest_bob.receipt.id()), Some(Verdict::Stands));
     assert_eq!(s.champion().map(|c| c.author), Some(w.alice.public_key()));
-    let paid: Vec<_> = s
-        .effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Release {
-                to,
-                amount,
-                why: Why::Reward,
-            } => Some((*to, *amount)),
-            _ => None,
-        })
-        .collect();
+    let paid = releases(&s, &[Why::Reward]);
     assert_eq!(paid.len(), 1);
     assert_eq!(paid[0].0, w.alice.public_key());
     // The liar's bond goes to the evaluator who challenged it; the evaluator's comes back.
-    let bonds: Vec<_> = s
-        .effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Release {
-                to,
-                amount,
-                why: why @ (Why::BondForfeited | Why::BondReturned),
-            } => Some((*to, *amount, *why)),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        bonds,
+        releases(&s, &[Why::BondForfeited, Why::BondReturned]),
         [
             (w.evaluator.public_key(), BOND, Why::BondReturned),
             (w.evaluator.public_key(), BOND, Why::BondForfeited),

@@ -33,6 +33,55 @@ fn kept_payment(round: &Signed<RoundEvent>, to: &PublicKey) -> Result<std::path:
     )
 }
 
+/// The token an earlier try kept at `kept` (locked, but perhaps never published), else the one
+/// `lock` makes now, kept there before anything is published: a publish that fails loses
+/// nothing, and a retry locks nothing twice.
+fn kept_or_lock(
+    kept: &std::path::Path,
+    lock: impl FnOnce() -> Result<CashuLock>,
+) -> Result<CashuLock> {
+    if let Ok(token) = std::fs::read_to_string(kept) {
+        return Ok(CashuLock::from_token(token.trim()));
+    }
+    let lock = lock()?;
+    crate::wallet::keep(kept, lock.token())?;
+    Ok(lock)
+}
+
+/// Locks `escrow` from the wallet at `mint` (or takes the token an earlier try kept at `kept`)
+/// and publishes `verb` carrying it; a publish that fails says where the token is and `retry`.
+fn lock_and_publish(
+    c: &Conn,
+    round: &Signed<RoundEvent>,
+    verb: RoundVerb,
+    kept: &std::path::Path,
+    escrow: &agigit_market::ledger::Escrow,
+    mint: Option<&str>,
+    retry: &str,
+) -> Result<Signed<RoundAction>> {
+    let lock = kept_or_lock(kept, || {
+        let w = crate::wallet::open(mint)?;
+        Ok(c.block_on(w.lock(escrow))?)
+    })?;
+    c.publish(&RoundAction {
+        round: round.id(),
+        verb,
+        token: Some(lock.token().to_owned()),
+        release: Vec::new(),
+        note: String::new(),
+    })
+    .map_err(|e| {
+        Failure::new(
+            e.kind,
+            format!(
+                "{}; the funds are locked in {}: {retry}",
+                e.message,
+                kept.display()
+            ),
+        )
+    })
+}
+
 /// A counted bond's lock: its action's token.
 fn bond_lock(ev: &RoundEvents, bond: &agigit::event::nostr::prelude::EventId) -> Option<CashuLock> {
     ev.actions
@@ -73,34 +122,8 @@ pub(super) fn bond(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>) -> Resu
         ));
     }
     let kept = crate::wallet::kept("rounds", &format!("{}.bond", r.id().to_hex()))?;
-    let token = match std::fs::read_to_string(&kept) {
-        Ok(token) => token.trim().to_owned(),
-        Err(_) => {
-            let w = crate::wallet::open(mint)?;
-            let lock = c.block_on(w.lock(&escrow))?;
-            crate::wallet::keep(&kept, lock.token())?;
-            lock.token().to_owned()
-        }
-    };
-    let signed = c
-        .publish(&RoundAction {
-            round: r.id(),
-            verb: RoundVerb::Bond,
-            token: Some(token),
-            release: Vec::new(),
-            note: String::new(),
-        })
-        .map_err(|e| {
-            Failure::new(
-                e.kind,
-                format!(
-                    "{}; the bond is locked in {}: `agigit round bond {}` publishes it again",
-                    e.message,
-                    kept.display(),
-                    r.id()
-                ),
-            )
-        })?;
+    let retry = format!("`agigit round bond {}` publishes it again", r.id());
+    let signed = lock_and_publish(c, &r, RoundVerb::Bond, &kept, &escrow, mint, &retry)?;
     print(
         ctx.json,
         serde_json::json!({"round": r.id().to_hex(), "bond": signed.id().to_hex(), "locked": escrow.amount}),
@@ -196,35 +219,12 @@ pub(super) fn fund(c: &Conn, round: &Signed<RoundEvent>, mint: Option<&str>) -> 
         return Err(Failure::invalid("the round's pool is funded already"));
     }
     let kept = kept_pool(round)?;
-    let token = match std::fs::read_to_string(&kept) {
-        Ok(token) => token.trim().to_owned(),
-        Err(_) => {
-            let w = crate::wallet::open(mint)?;
-            let lock = c.block_on(w.lock(&escrow))?;
-            crate::wallet::keep(&kept, lock.token())?;
-            lock.token().to_owned()
-        }
-    };
-    let action = RoundAction {
-        round: round.id(),
-        verb: RoundVerb::Fund,
-        token: Some(token),
-        release: Vec::new(),
-        note: String::new(),
-    };
-    c.publish(&action).map_err(|e| {
-        Failure::new(
-            e.kind,
-            format!(
-                "{}; the pool is locked in {} — `agigit round fund {}` publishes it again, `agigit round refund {}` takes it back from {}",
-                e.message,
-                kept.display(),
-                round.id(),
-                round.id(),
-                escrow.refund_at
-            ),
-        )
-    })?;
+    let id = round.id();
+    let retry = format!(
+        "`agigit round fund {id}` publishes it again, `agigit round refund {id}` takes it back from {}",
+        escrow.refund_at
+    );
+    lock_and_publish(c, round, RoundVerb::Fund, &kept, &escrow, mint, &retry)?;
     Ok(escrow.amount)
 }
 
@@ -424,14 +424,9 @@ fn pay_one(
     amount: u64,
 ) -> Result<String> {
     let kept = kept_payment(r, &to)?;
-    let lock = match std::fs::read_to_string(&kept) {
-        Ok(token) => CashuLock::from_token(token.trim()),
-        Err(_) => {
-            let lock = c.block_on(w.lock(&payment_escrow(r, to, amount)))?;
-            crate::wallet::keep(&kept, lock.token())?;
-            lock
-        }
-    };
+    let lock = kept_or_lock(&kept, || {
+        Ok(c.block_on(w.lock(&payment_escrow(r, to, amount)))?)
+    })?;
     let consent = c.block_on(w.consent(&lock))?;
     let action = RoundAction {
         round: r.id(),
