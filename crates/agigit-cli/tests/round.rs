@@ -99,13 +99,14 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
     std::fs::create_dir_all(&root)?;
     let relays = support::Relays::start(&root.join("relays"), 1, |_| None)?;
     let url = relays.urls()[0].clone();
-    let (organizer, contributor, evaluator, arbiter) = (
+    let (organizer, contributor, evaluator, arbiter, forger) = (
         root.join("o"),
         root.join("c"),
         root.join("e"),
         root.join("a"),
+        root.join("f"),
     );
-    for home in [&organizer, &contributor, &evaluator, &arbiter] {
+    for home in [&organizer, &contributor, &evaluator, &arbiter, &forger] {
         std::fs::create_dir_all(home)?;
         ok(&agigit(home, &root, &["key", "generate"]));
         std::fs::write(
@@ -115,6 +116,7 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
     }
     let evaluator_key = hex_key(&evaluator, &root);
     let arbiter_key = hex_key(&arbiter, &root);
+    let forger_key = hex_key(&forger, &root);
     let balance = |home: &Path| {
         json(&agigit(home, home, &["wallet", "balance", "--json"]))["balance"]
             .as_u64()
@@ -130,6 +132,7 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
         &root,
         &["wallet", "top-up", &BOND.to_string()],
     ));
+    ok(&agigit(&forger, &root, &["wallet", "top-up", "10"]));
 
     // The foundation: a small model with random weights, and public training text.
     ok(&agigit(&organizer, &root, &["init", "fm", "--id", "fm"]));
@@ -228,6 +231,8 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
             "64",
             "--evaluator",
             &evaluator_key,
+            "--evaluator",
+            &forger_key,
             "--arbiter",
             &arbiter_key,
             "--pool",
@@ -281,6 +286,18 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
     assert!(String::from_utf8_lossy(&unbonded.stderr).contains("round bond"));
     ok(&agigit(&evaluator, &judge, &["round", "bond", &round]));
     assert_eq!(balance(&evaluator), 0);
+    // A hostile evaluator "bonds" with a bearer token of 10 sats (planted where `round bond`
+    // keeps a token it locked): the fold cannot tell, the arbiter's check at the mint can.
+    let bearer = json(&agigit(&forger, &root, &["wallet", "send", "10", "--json"]))["token"]
+        .as_str()
+        .ok_or("a token")?
+        .to_owned();
+    let planted = forger
+        .join("wallet/rounds")
+        .join(format!("{round}.bond.token"));
+    std::fs::create_dir_all(planted.parent().ok_or("a parent")?)?;
+    std::fs::write(&planted, &bearer)?;
+    ok(&agigit(&forger, &judge, &["round", "bond", &round]));
     let evals = json(&agigit(
         &evaluator,
         &judge,
@@ -353,6 +370,12 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
         &["--json", "round", "result", &round],
     ));
     assert_eq!(result["champion"], submitted.as_str());
+    // The organizer releases the real bond, not the forged one.
+    assert_eq!(
+        result["bonds_left_out"].as_array().map(Vec::len),
+        Some(1),
+        "{result}"
+    );
     // The foundation's branch moves to the champion with a merge commit recording the round;
     // its files are the champion's, and it pushes.
     let merge = result["merged"]["commit"].as_str().ok_or("a merge")?;
@@ -378,20 +401,30 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
         &["--json", "round", "merge", &round],
     ));
     assert_eq!(again["up_to_date"], true, "{again}");
-    let paid = json(&agigit(
-        &arbiter,
-        &bench,
-        &["--json", "round", "pay", &round],
-    ));
+    // The forged bond stops nobody else's payment: it is reported (and the forger's bond,
+    // never there, is not paid back), and the command says the round is not fully paid.
+    let out = agigit(&arbiter, &bench, &["--json", "round", "pay", &round]);
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    // The report, then the error (`--json` prints both on stdout).
+    let first = |out: &std::process::Output| {
+        serde_json::Deserializer::from_slice(&out.stdout)
+            .into_iter::<serde_json::Value>()
+            .next()
+            .expect("a report")
+            .expect("JSON")
+    };
+    let paid = first(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("could not be made"),
+        "{out:?}"
+    );
     assert_eq!(paid["claimed"], POOL + BOND, "{paid}");
     assert_eq!(paid["paid"].as_array().map(Vec::len), Some(3), "{paid}");
+    assert_eq!(paid["problems"].as_array().map(Vec::len), Some(1), "{paid}");
     assert_eq!(paid["balance"], 0, "the arbiter keeps nothing: {paid}");
     // Paying again pays nobody twice.
-    let again = json(&agigit(
-        &arbiter,
-        &bench,
-        &["--json", "round", "pay", &round],
-    ));
+    let again = agigit(&arbiter, &bench, &["--json", "round", "pay", &round]);
+    let again = first(&again);
     assert_eq!(again["paid"], serde_json::json!([]), "{again}");
     let got = json(&agigit(
         &contributor,
@@ -426,6 +459,11 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
     assert_eq!(
         balance(&contributor) + balance(&organizer) + balance(&evaluator) + balance(&arbiter),
         POOL + BOND
+    );
+    assert_eq!(
+        balance(&forger),
+        0,
+        "the forger's bearer token was claimable by anyone"
     );
     let after = json(&agigit(
         &evaluator,

@@ -110,6 +110,9 @@ pub struct Bonded {
     pub id: EventId,
     /// When: its receipts count from then.
     pub at: Time,
+    /// Once the round is decided, who the bond goes to: its evaluator, or the evaluator of the
+    /// receipt that stood against one of its own.
+    pub to: Option<PublicKey>,
 }
 
 /// The arbiter's payment of what a decided round owes one payee.
@@ -355,6 +358,7 @@ pub fn fold(
                         evaluator: by,
                         id,
                         at: when,
+                        to: None,
                     });
                     s.effects.push(Effect::Lock {
                         from: by,
@@ -640,20 +644,17 @@ fn release_bonds(s: &mut Standing, r: &RoundEvent, disputes: &[(EventId, EventId
             }
         }
     }
-    for b in &s.bonds {
-        let effect = match lost.iter().find(|(l, _)| *l == b.evaluator) {
-            Some((_, winner)) => Effect::Release {
-                to: *winner,
-                amount: r.bond,
-                why: Why::BondForfeited,
-            },
-            None => Effect::Release {
-                to: b.evaluator,
-                amount: r.bond,
-                why: Why::BondReturned,
-            },
+    for b in &mut s.bonds {
+        let (to, why) = match lost.iter().find(|(l, _)| *l == b.evaluator) {
+            Some((_, winner)) => (*winner, Why::BondForfeited),
+            None => (b.evaluator, Why::BondReturned),
         };
-        s.effects.push(effect);
+        b.to = Some(to);
+        s.effects.push(Effect::Release {
+            to,
+            amount: r.bond,
+            why,
+        });
     }
 }
 

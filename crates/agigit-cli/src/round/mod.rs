@@ -470,7 +470,7 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
                 note: String::new(),
             })?;
             // Each bond released to the arbiter too, who pays it back or on.
-            pool::consent_bonds(&c, &r, &ev, &s, mint.as_deref())?;
+            let bonds_left_out = pool::consent_bonds(&c, &r, &ev, &s, mint.as_deref())?;
             // The champion onto the foundation's branch, recorded; a merge that cannot be done
             // here (a conflict, local changes) leaves the published result as it is.
             let merged = if *no_merge || champion.is_none() {
@@ -489,7 +489,7 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
             };
             print(
                 ctx.json,
-                serde_json::json!({"result": signed.id().to_hex(), "champion": champion.map(|c| c.to_string()), "merged": merged}),
+                serde_json::json!({"result": signed.id().to_hex(), "champion": champion.map(|c| c.to_string()), "merged": merged, "bonds_left_out": bonds_left_out}),
                 || {
                     let mut out = match champion {
                         Some(c) => format!("result published: champion {}", c.short()),
@@ -498,6 +498,9 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
                     if !merged.is_null() {
                         out.push('\n');
                         out.push_str(&merge_text(&merged));
+                    }
+                    for b in &bonds_left_out {
+                        out.push_str(&format!("\n  not released, not as the round states: {b}"));
                     }
                     out
                 },

@@ -155,31 +155,42 @@ pub(super) fn bonded(c: &Conn, r: &Signed<RoundEvent>, s: &Standing) -> Result<(
 }
 
 /// The organizer's consent to the arbiter's claim of each evaluator's bond, once the round is
-/// decided: a `consent` action each. Returns how many.
+/// decided: a `consent` action each, for the bonds that are at the mint as the round states.
+/// Returns the bonds left out (a forged token, say), each with why.
 pub(super) fn consent_bonds(
     c: &Conn,
     r: &Signed<RoundEvent>,
     ev: &RoundEvents,
     s: &Standing,
     mint: Option<&str>,
-) -> Result<usize> {
+) -> Result<Vec<String>> {
     if s.bonds.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let w = crate::wallet::open(mint)?;
+    let mut left_out = Vec::new();
     for b in &s.bonds {
-        let lock = bond_lock(ev, &b.id)
-            .ok_or_else(|| Failure::new(ErrorKind::Integrity, "a bond action without its token"))?;
-        let consent = c.block_on(w.consent(&lock))?;
-        c.publish(&RoundAction {
-            round: r.id(),
-            verb: RoundVerb::Consent { bond: b.id },
-            token: None,
-            release: consent.signatures,
-            note: String::new(),
-        })?;
+        let checked = bond_lock(ev, &b.id)
+            .zip(bond_escrow(r, b.evaluator))
+            .ok_or(CashuError::NotAsAgreed("a bond action without its token"))
+            .and_then(|(lock, escrow)| {
+                c.block_on(w.verify(&lock, &escrow))?;
+                c.block_on(w.consent(&lock))
+            });
+        match checked {
+            Ok(consent) => {
+                c.publish(&RoundAction {
+                    round: r.id(),
+                    verb: RoundVerb::Consent { bond: b.id },
+                    token: None,
+                    release: consent.signatures,
+                    note: String::new(),
+                })?;
+            }
+            Err(e) => left_out.push(format!("{}'s bond: {e}", who(&b.evaluator))),
+        }
     }
-    Ok(s.bonds.len())
+    Ok(left_out)
 }
 
 /// The round's first counted `fund` (the organizer's), with the pool's lock.
@@ -341,35 +352,58 @@ pub(super) fn pay(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>) -> Resul
         let escrow = pool_escrow(&r).ok_or_else(|| Failure::invalid("no pool"))?;
         claimed += claim_locked(c, &w, &pool, &escrow, organizer, release, "the pool")?;
     }
+    // A bond that is not as the round states (an evaluator's forged token), or not released,
+    // stops nobody else's payment: it is reported, and what it would have paid is not there.
+    let mut problems = Vec::new();
+    // What a bond that could not be claimed would have paid, and to whom: not paid.
+    let mut withheld: Vec<(PublicKey, u64)> = Vec::new();
     for b in &s.bonds {
-        let lock = bond_lock(&ev, &b.id)
-            .ok_or_else(|| Failure::new(ErrorKind::Integrity, "a bond without its token"))?;
-        let escrow = bond_escrow(&r, b.evaluator).ok_or_else(|| Failure::invalid("no bond"))?;
-        let release = ev
-            .actions
-            .iter()
-            .find(|a| a.author() == organizer && a.body().verb == RoundVerb::Consent { bond: b.id })
-            .map(|a| a.body().release.clone())
-            .ok_or_else(|| {
-                Failure::invalid(format!(
-                    "the organizer has not released {}'s bond: its `round result` does",
-                    who(&b.evaluator)
-                ))
-            })?;
-        claimed += claim_locked(c, &w, &lock, &escrow, organizer, release, "a bond")?;
+        let claim = || -> Result<u64> {
+            let lock = bond_lock(&ev, &b.id)
+                .ok_or_else(|| Failure::new(ErrorKind::Integrity, "a bond without its token"))?;
+            let escrow = bond_escrow(&r, b.evaluator).ok_or_else(|| Failure::invalid("no bond"))?;
+            let release = ev
+                .actions
+                .iter()
+                .find(|a| {
+                    a.author() == organizer && a.body().verb == RoundVerb::Consent { bond: b.id }
+                })
+                .map(|a| a.body().release.clone())
+                .ok_or_else(|| {
+                    Failure::invalid("the organizer has not released it (its `round result` does)")
+                })?;
+            claim_locked(c, &w, &lock, &escrow, organizer, release, "a bond")
+        };
+        match claim() {
+            Ok(amount) => claimed += amount,
+            Err(e) => {
+                problems.push(format!("{}'s bond: {}", who(&b.evaluator), e.message));
+                withheld.extend(b.to.map(|to| (to, r.body().bond)));
+            }
+        }
     }
     let mut paid = Vec::new();
-    for (to, amount) in s.owed() {
-        if to == me || s.payments.iter().any(|p| p.to == to) {
+    for (to, owed) in s.owed() {
+        let short: u64 = withheld
+            .iter()
+            .filter(|(k, _)| *k == to)
+            .map(|(_, a)| a)
+            .sum();
+        let amount = owed.saturating_sub(short);
+        if to == me || amount == 0 || s.payments.iter().any(|p| p.to == to) {
             continue;
         }
-        let token = pay_one(c, &w, &r, to, amount)?;
-        paid.push(serde_json::json!({"to": to.to_hex(), "amount": amount, "event": token}));
+        match pay_one(c, &w, &r, to, amount) {
+            Ok(token) => {
+                paid.push(serde_json::json!({"to": to.to_hex(), "amount": amount, "event": token}))
+            }
+            Err(e) => problems.push(format!("{amount} sats to {}: {}", who(&to), e.message)),
+        }
     }
     let balance = c.block_on(w.balance())?;
     print(
         ctx.json,
-        serde_json::json!({"round": r.id().to_hex(), "claimed": claimed, "paid": paid, "balance": balance}),
+        serde_json::json!({"round": r.id().to_hex(), "claimed": claimed, "paid": paid, "balance": balance, "problems": problems}),
         || {
             let mut out = format!("claimed the pool and bonds ({claimed} sats)");
             for p in &paid {
@@ -379,10 +413,24 @@ pub(super) fn pay(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>) -> Resul
                     p["to"].as_str().unwrap_or_default()
                 ));
             }
+            for p in &problems {
+                out.push_str(&format!("\n  NOT paid: {p}"));
+            }
             out
         },
     );
-    Ok(())
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            ErrorKind::Integrity,
+            format!(
+                "{} of the round's payouts could not be made (listed above); run `agigit round pay {}` again once they can",
+                problems.len(),
+                r.id()
+            ),
+        ))
+    }
 }
 
 /// Claims `lock` (checked against `escrow` first) with `by`'s consent `release`; 0 when an
