@@ -25,6 +25,10 @@ use crate::order::key_arg;
 /// `agigit round`'s arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RoundArgs {
+    /// The Cashu mint of the round's pool and bonds (default: `[wallet] mint` in the user's
+    /// config.toml).
+    #[arg(long, global = true)]
+    mint: Option<String>,
     #[command(subcommand)]
     command: RoundCommand,
 }
@@ -85,9 +89,6 @@ enum RoundCommand {
     Result {
         /// The round.
         round: String,
-        /// The Cashu mint of the pool (default: `[wallet] mint`).
-        #[arg(long)]
-        mint: Option<String>,
         /// Publish the result only: no merge of the champion (`round merge` does it later).
         #[arg(long)]
         no_merge: bool,
@@ -104,9 +105,6 @@ enum RoundCommand {
     Fund {
         /// The round.
         round: String,
-        /// The Cashu mint (default: `[wallet] mint`).
-        #[arg(long)]
-        mint: Option<String>,
     },
     /// Pay the settled round out (its arbiter): claim the pool with the organizer's release and
     /// hand every party the round owes its share (rewards in proportion to the bits each lead
@@ -114,35 +112,23 @@ enum RoundCommand {
     Pay {
         /// The round.
         round: String,
-        /// The Cashu mint (default: `[wallet] mint`).
-        #[arg(long)]
-        mint: Option<String>,
     },
     /// Lock your bond (a listed evaluator, in a round that asks one) before publishing
     /// receipts: back once the round is decided, unless a challenge rules against you.
     Bond {
         /// The round.
         round: String,
-        /// The Cashu mint (default: `[wallet] mint`).
-        #[arg(long)]
-        mint: Option<String>,
     },
     /// Take what the round's arbiter paid you into your wallet.
     Claim {
         /// The round.
         round: String,
-        /// The Cashu mint (default: `[wallet] mint`).
-        #[arg(long)]
-        mint: Option<String>,
     },
     /// Take the pool back (the organizer): a void round's, or one its arbiter never claimed,
     /// from its refund time (a day after the round settles).
     Refund {
         /// The round.
         round: String,
-        /// The Cashu mint (default: `[wallet] mint`).
-        #[arg(long)]
-        mint: Option<String>,
     },
 }
 
@@ -201,9 +187,6 @@ struct AnnounceArgs {
     /// side of a challenge it loses.
     #[arg(long, default_value_t = 0, requires = "arbiter")]
     bond: u64,
-    /// The Cashu mint of the pool (default: `[wallet] mint`).
-    #[arg(long)]
-    mint: Option<String>,
     /// A note for people.
     #[arg(long, default_value = "")]
     note: String,
@@ -352,8 +335,9 @@ fn holds(repo: &Repository, commit: &ObjectId) -> bool {
 
 pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
     let c = Conn::open(ctx)?;
+    let mint = args.mint.as_deref();
     match &args.command {
-        RoundCommand::Announce(a) => announce(ctx, &c, a),
+        RoundCommand::Announce(a) => announce(ctx, &c, a, mint),
         RoundCommand::Submit { round, rev } => {
             let r = c.round(round)?;
             let commit = c.repo.resolve(rev)?;
@@ -420,18 +404,18 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
             let s = fold(&r, &ev.actions, &ev.evidence, now());
             // Before the pool is claimed, whether it is at the mint as announced.
             let checked = if s.payments.is_empty() && s.result.is_none() {
-                pool::check(&c, &r, &ev, &s)
+                pool::check(&c, &r, &ev, &s, mint)
             } else {
                 None
             };
             show(ctx, &r, &s, &ev, checked);
             Ok(())
         }
-        RoundCommand::Fund { round, mint } => pool::fund_command(ctx, &c, round, mint.as_deref()),
-        RoundCommand::Pay { round, mint } => pool::pay(ctx, &c, round, mint.as_deref()),
-        RoundCommand::Claim { round, mint } => pool::claim(ctx, &c, round, mint.as_deref()),
-        RoundCommand::Bond { round, mint } => pool::bond(ctx, &c, round, mint.as_deref()),
-        RoundCommand::Refund { round, mint } => pool::refund(ctx, &c, round, mint.as_deref()),
+        RoundCommand::Fund { round } => pool::fund_command(ctx, &c, round, mint),
+        RoundCommand::Pay { round } => pool::pay(ctx, &c, round, mint),
+        RoundCommand::Claim { round } => pool::claim(ctx, &c, round, mint),
+        RoundCommand::Bond { round } => pool::bond(ctx, &c, round, mint),
+        RoundCommand::Refund { round } => pool::refund(ctx, &c, round, mint),
         RoundCommand::Merge { round } => {
             let r = c.round(round)?;
             let ev = c.events(&r)?;
@@ -440,11 +424,7 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
             print(ctx.json, merged.clone(), || merge_text(&merged));
             Ok(())
         }
-        RoundCommand::Result {
-            round,
-            mint,
-            no_merge,
-        } => {
+        RoundCommand::Result { round, no_merge } => {
             let r = c.round(round)?;
             if r.author() != c.keys.public_key() {
                 return Err(Failure::invalid(
@@ -461,7 +441,7 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
                 )));
             }
             let champion = s.champion().map(|x| x.commit);
-            let release = pool::release(&c, &r, &ev, &s, mint.as_deref())?;
+            let release = pool::release(&c, &r, &ev, &s, mint)?;
             let signed = c.publish(&RoundAction {
                 round: r.id(),
                 verb: RoundVerb::Result { champion },
@@ -470,7 +450,7 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
                 note: String::new(),
             })?;
             // Each bond released to the arbiter too, who pays it back or on.
-            let bonds_left_out = pool::consent_bonds(&c, &r, &ev, &s, mint.as_deref())?;
+            let bonds_left_out = pool::consent_bonds(&c, &r, &ev, &s, mint)?;
             // The champion onto the foundation's branch, recorded; a merge that cannot be done
             // here (a conflict, local changes) leaves the published result as it is.
             let merged = if *no_merge || champion.is_none() {
@@ -605,7 +585,7 @@ fn sealed_path(repo: &Repository, sealed: &[u8; 32]) -> std::path::PathBuf {
         .join(format!("{}.json", BlobHash::from_bytes(*sealed)))
 }
 
-fn announce(ctx: &Ctx, c: &Conn, a: &AnnounceArgs) -> Result<()> {
+fn announce(ctx: &Ctx, c: &Conn, a: &AnnounceArgs, mint: Option<&str>) -> Result<()> {
     let test = c.repo.resolve(&a.test)?;
     let foundation = c.repo.resolve(&a.foundation)?;
     let data = c
@@ -678,7 +658,7 @@ fn announce(ctx: &Ctx, c: &Conn, a: &AnnounceArgs) -> Result<()> {
     // The pool, locked at once: a round whose funding fails is announced all the same, and
     // `round fund` tries again.
     let funded = if body.pool > 0 {
-        match pool::fund(c, &signed, a.mint.as_deref()) {
+        match pool::fund(c, &signed, mint) {
             Ok(amount) => Some(amount),
             Err(e) => {
                 return Err(Failure::new(

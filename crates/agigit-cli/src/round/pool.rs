@@ -263,17 +263,18 @@ pub(super) fn release(
 
 /// Whether the funded pool is at the mint as the round states (amount, locked for the arbiter
 /// with the organizer's refund at the agreed time, unspent): `None` without a wallet to ask
-/// with (no `[wallet] mint`), or with no funded pool.
+/// with (no `--mint` or `[wallet] mint`), or with no funded pool.
 pub(super) fn check(
     c: &Conn,
     round: &Signed<RoundEvent>,
     ev: &RoundEvents,
     s: &Standing,
+    mint: Option<&str>,
 ) -> Option<std::result::Result<(), String>> {
     if !s.funded {
         return None;
     }
-    let w = crate::wallet::open(None).ok()?;
+    let w = crate::wallet::open(mint).ok()?;
     let escrow = pool_escrow(round)?;
     Some(match funding(round, ev) {
         Some((_, lock)) => c
