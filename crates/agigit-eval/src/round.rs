@@ -122,8 +122,11 @@ pub struct Payment {
     pub id: EventId,
     /// The payee.
     pub to: PublicKey,
-    /// What the round owes it ([`Standing::owed`]): what its token must hold.
+    /// What its token holds, as the action states: at most what the round owes the payee (less
+    /// when the arbiter could not claim all of it — a forged bond, say).
     pub amount: Amount,
+    /// What the round owes the payee ([`Standing::owed`]).
+    pub owed: Amount,
     /// When.
     pub at: Time,
 }
@@ -589,7 +592,7 @@ pub fn fold(
         };
         let owed = s.owed();
         for a in &actions {
-            let RoundVerb::Pay { to } = a.body().verb else {
+            let RoundVerb::Pay { to, amount: paid } = a.body().verb else {
                 continue;
             };
             let (when, id) = (at(a.event()), a.id());
@@ -600,16 +603,19 @@ pub fn fold(
                 Some("a payment before the round was decided, or dated after now")
             } else if amount.is_none() {
                 Some("a payment to a party the round owes nothing")
+            } else if amount.is_some_and(|owed| paid > owed) {
+                Some("a payment of more than the round owes the party")
             } else if s.payments.iter().any(|p| p.to == to) {
                 Some("a second payment to the same party: the first counts")
             } else {
                 None
             };
             match (why, amount) {
-                (None, Some(amount)) => s.payments.push(Payment {
+                (None, Some(owed)) => s.payments.push(Payment {
                     id,
                     to,
-                    amount,
+                    amount: paid,
+                    owed,
                     at: when,
                 }),
                 (why, _) => s.ignored.push((id, why.unwrap_or_default().to_owned())),

@@ -480,7 +480,7 @@ fn pay_on_ledger(mint: &MemoryMint, w: &World, s: &Standing, at: u64) -> Vec<Sig
         let payee = mint.wallet(to);
         run(payee.verify(&locked, &escrow)).expect("the payee checks it");
         run(payee.claim(&locked, &[consent])).expect("the payee claims");
-        actions.push(act(w, &w.arbiter, at, RoundVerb::Pay { to }));
+        actions.push(act(w, &w.arbiter, at, RoundVerb::Pay { to, amount }));
     }
     actions
 }
@@ -669,6 +669,7 @@ fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_pai
         paid_at + 1,
         RoundVerb::Pay {
             to: w.alice.public_key(),
+            amount: 1,
         },
     ));
     all.push(act(
@@ -677,6 +678,7 @@ fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_pai
         paid_at,
         RoundVerb::Pay {
             to: w.liar.public_key(),
+            amount: 1,
         },
     ));
     all.push(act(
@@ -685,6 +687,7 @@ fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_pai
         paid_at,
         RoundVerb::Pay {
             to: w.bob.public_key(),
+            amount: 1,
         },
     ));
     all.push(act(
@@ -693,6 +696,7 @@ fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_pai
         EVALUATE_BY,
         RoundVerb::Pay {
             to: w.organizer.public_key(),
+            amount: 1,
         },
     ));
     let after = fold(&w.round, &all, &evidence, paid_at + 10);
@@ -711,6 +715,30 @@ fn a_false_receipt_is_challenged_and_overturned_and_the_right_contributor_is_pai
         "{:?}",
         after.ignored
     );
+    // A payment stating more than the round owes does not count; one for less does, and says
+    // so (the payee sees what it was short).
+    for (amount, counts) in [(reward + 1, false), (reward - 1, true)] {
+        let mut one = challenged.clone();
+        one.push(act(
+            &w,
+            &w.arbiter,
+            paid_at,
+            RoundVerb::Pay {
+                to: w.alice.public_key(),
+                amount,
+            },
+        ));
+        let f = fold(&w.round, &one, &evidence, paid_at + 10);
+        let got: Vec<_> = f.payments.iter().map(|p| (p.amount, p.owed)).collect();
+        assert_eq!(
+            got,
+            if counts {
+                vec![(amount, reward)]
+            } else {
+                vec![]
+            }
+        );
+    }
     Ok(())
 }
 

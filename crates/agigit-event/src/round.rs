@@ -127,11 +127,14 @@ pub enum RoundVerb {
         /// The winning commit.
         champion: Option<ObjectId>,
     },
-    /// `pay`, with `p`, `token` and `release`: the arbiter hands a payee what the settled round
-    /// owes it — funds locked for the payee, with the arbiter's consent to their release.
+    /// `pay`, with `p`, `amount`, `token` and `release`: the arbiter hands a payee what the
+    /// settled round owes it — funds locked for the payee, with the arbiter's consent to their
+    /// release.
     Pay {
         /// The payee.
         to: PublicKey,
+        /// What the token holds (at most what the round owes the payee; more than 0).
+        amount: u64,
     },
     /// `bond`, with `token`: a listed evaluator has locked the round's bond.
     Bond,
@@ -206,6 +209,7 @@ const COUNTER: &str = "counter";
 const DOCUMENT: &str = "document";
 const CHAMPION: &str = "champion";
 const BOND: &str = "bond";
+const AMOUNT: &str = "amount";
 
 const YEAR: u64 = 366 * 24 * 3600;
 
@@ -378,7 +382,10 @@ impl ProtocolEvent for RoundAction {
                     tags.push(tag(CHAMPION, [c.to_string()]));
                 }
             }
-            RoundVerb::Pay { to } => tags.push(tag(P, [to.to_hex()])),
+            RoundVerb::Pay { to, amount } => {
+                tags.push(tag(P, [to.to_hex()]));
+                tags.push(tag(AMOUNT, [amount.to_string()]));
+            }
             RoundVerb::Bond => {}
             RoundVerb::Consent { bond } => tags.push(tag(BOND, [bond.to_hex()])),
         }
@@ -406,7 +413,7 @@ impl ProtocolEvent for RoundAction {
             "challenge" => &[RECEIPT, COUNTER, DOCUMENT],
             "rule" => &[RECEIPT],
             "result" => &[CHAMPION, crate::market::RELEASE],
-            "pay" => &[P, crate::market::TOKEN, crate::market::RELEASE],
+            "pay" => &[P, AMOUNT, crate::market::TOKEN, crate::market::RELEASE],
             "bond" => &[crate::market::TOKEN],
             "consent" => &[BOND, crate::market::RELEASE],
             other => {
@@ -427,6 +434,7 @@ impl ProtocolEvent for RoundAction {
             DOCUMENT,
             CHAMPION,
             P,
+            AMOUNT,
             BOND,
             crate::market::TOKEN,
             crate::market::RELEASE,
@@ -437,7 +445,7 @@ impl ProtocolEvent for RoundAction {
                     action,
                     "no such tag with this action: fund takes token; submit a and commit; \
                      reveal data, salt and commit; challenge receipt, counter and document; \
-                     rule receipt; result champion and release; pay p, token and release; \
+                     rule receipt; result champion and release; pay p, amount, token and release; \
                      bond token; consent bond and release",
                 ));
             }
@@ -468,6 +476,10 @@ impl ProtocolEvent for RoundAction {
             },
             "pay" => RoundVerb::Pay {
                 to: key(P, tags.required_value(P)?)?,
+                amount: match required_number(&tags, AMOUNT)? {
+                    0 => return Err(ParseError::invalid_value(AMOUNT, "0", "more than 0")),
+                    n => n,
+                },
             },
             _ => RoundVerb::Result {
                 champion: tags

@@ -2333,8 +2333,9 @@ fn arb_round_action() -> impl Strategy<Value = agigit_event::round::RoundAction>
         prop::option::of(any::<[u8; 32]>()).prop_map(|c| RoundVerb::Result {
             champion: c.map(Into::into)
         }),
-        (1u8..=254).prop_map(|k| RoundVerb::Pay {
-            to: keys(k).public_key()
+        (1u8..=254, 1u64..1 << 40).prop_map(|(k, amount)| RoundVerb::Pay {
+            to: keys(k).public_key(),
+            amount
         }),
         Just(RoundVerb::Bond),
         any::<[u8; 32]>().prop_map(|b| RoundVerb::Consent {
@@ -2520,14 +2521,19 @@ fn round_parsers_refuse_out_of_order_deadlines_and_misplaced_arguments() {
         ("e", e.as_str()),
         ("action", "pay"),
         ("p", payee.as_str()),
+        ("amount", "21"),
         ("token", "cashuBtoken"),
         ("release", sig.as_str()),
     ];
     assert!(action(&pay).is_ok());
-    for missing in ["p", "token", "release"] {
+    for missing in ["p", "amount", "token", "release"] {
         let without: Vec<_> = pay.iter().copied().filter(|(n, _)| *n != missing).collect();
         assert!(action(&without).is_err(), "a pay without {missing}");
     }
+    let mut nothing = pay.to_vec();
+    nothing.retain(|(n, _)| *n != "amount");
+    nothing.push(("amount", "0"));
+    assert!(action(&nothing).is_err(), "a payment of nothing");
     let mut stray = pay.to_vec();
     stray.push(("champion", e.as_str()));
     assert!(action(&stray).is_err());

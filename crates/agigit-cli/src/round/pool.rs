@@ -479,7 +479,7 @@ fn pay_one(
     let consent = c.block_on(w.consent(&lock))?;
     let action = RoundAction {
         round: r.id(),
-        verb: RoundVerb::Pay { to },
+        verb: RoundVerb::Pay { to, amount },
         token: Some(lock.token().to_owned()),
         release: consent.signatures,
         note: String::new(),
@@ -541,11 +541,18 @@ pub(super) fn claim(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>) -> Res
         ctx.json,
         serde_json::json!({"round": r.id().to_hex(), "claimed": got, "owed": owed, "balance": balance}),
         || {
-            if got == 0 {
+            let mut out = if got == 0 {
                 format!("claimed before; the wallet holds {balance}")
             } else {
                 format!("claimed {got} sats; the wallet holds {balance}")
+            };
+            if payment.amount < owed {
+                out.push_str(&format!(
+                    "\n  the round owes you {owed} sats: its arbiter paid {} (see `agigit round pay`'s report)",
+                    payment.amount
+                ));
             }
+            out
         },
     );
     Ok(())
