@@ -103,6 +103,24 @@ pub struct ModelConfig {
     pub prefix_token: Option<u32>,
 }
 
+/// `hidden_act`: one of `supported`, `default` when absent.
+fn activation(
+    value: Option<&serde_json::Value>,
+    default: &str,
+    supported: &[&str],
+) -> Result<String, EvalError> {
+    match value {
+        None => Ok(default.to_owned()),
+        Some(serde_json::Value::String(name)) if supported.contains(&name.as_str()) => {
+            Ok(name.clone())
+        }
+        Some(v) => Err(EvalError::Config(format!(
+            "hidden_act {v} is not evaluated; supported: {}",
+            supported.join(", ")
+        ))),
+    }
+}
+
 fn first_id(v: Option<&serde_json::Value>) -> Option<u32> {
     match v? {
         serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
@@ -182,18 +200,7 @@ impl ModelConfig {
                 "rope_theta and rms_norm_eps must be positive numbers".into()
             ));
         }
-        let hidden_act = match &raw.hidden_act {
-            None => "silu".to_owned(),
-            Some(serde_json::Value::String(name)) if ACTIVATIONS.contains(&name.as_str()) => {
-                name.clone()
-            }
-            Some(v) => {
-                return Err(bad(format!(
-                    "hidden_act {v} is not evaluated; supported: {}",
-                    ACTIVATIONS.join(", ")
-                )));
-            }
-        };
+        let hidden_act = activation(raw.hidden_act.as_ref(), "silu", ACTIVATIONS)?;
         if raw.mlp_bias == Some(true) {
             return Err(bad(
                 "mlp_bias is set: biased MLPs are not evaluated by this build".into(),
@@ -327,18 +334,7 @@ impl BertConfig {
         if !(eps.is_finite() && eps > 0.0) {
             return Err(bad("layer_norm_eps must be a positive number".into()));
         }
-        let hidden_act = match &raw.hidden_act {
-            None => "gelu".to_owned(),
-            Some(serde_json::Value::String(name)) if BERT_ACTIVATIONS.contains(&name.as_str()) => {
-                name.clone()
-            }
-            Some(v) => {
-                return Err(bad(format!(
-                    "hidden_act {v} is not evaluated for bert; supported: {}",
-                    BERT_ACTIVATIONS.join(", ")
-                )));
-            }
-        };
+        let hidden_act = activation(raw.hidden_act.as_ref(), "gelu", BERT_ACTIVATIONS)?;
         if context > raw.max_position_embeddings {
             return Err(bad(format!(
                 "a window of {context} tokens is wider than the model's {} positions (max_position_embeddings): evaluate with a context of at most that",

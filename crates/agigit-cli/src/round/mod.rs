@@ -259,8 +259,23 @@ impl Conn {
         Ok(self.block_on(remote.round_events(round))?)
     }
 
-    /// Evaluates `commit` on the round's revealed test set (`holder`'s validation part).
+    /// Round `id`, its events, and its standing folded now.
+    fn standing(&self, id: &str) -> Result<(Signed<RoundEvent>, RoundEvents, Standing)> {
+        let r = self.round(id)?;
+        let ev = self.events(&r)?;
+        let s = fold(&r, &ev.actions, &ev.evidence, now());
+        Ok((r, ev, s))
+    }
+
+    /// Evaluates `commit` on the round's revealed test set (`holder`'s validation part);
+    /// refused, saying what to clone, when this repository does not hold it.
     fn evaluate(&self, r: &RoundEvent, commit: &ObjectId, holder: &ObjectId) -> Result<Evaluation> {
+        if !holds(&self.repo, commit) {
+            return Err(Failure::invalid(format!(
+                "this repository does not hold {}: clone the repository it was submitted from",
+                commit.short()
+            )));
+        }
         let data = EvalData::Commit {
             rev: holder.to_string(),
             part: Part::Validation,
@@ -319,6 +334,18 @@ fn time_arg(name: &str, text: &str) -> Result<u64> {
 
 fn this_coordinate(repo: &Repository) -> Result<RepoCoordinate> {
     crate::receipts::this_coordinate(&load_config(repo)?)
+}
+
+/// Refuses a round that is not decided (settled, or void) yet.
+fn decided(r: &Signed<RoundEvent>, s: &Standing) -> Result<()> {
+    if matches!(s.phase, Phase::Settled | Phase::Void) {
+        return Ok(());
+    }
+    Err(Failure::invalid(format!(
+        "the round is not decided yet (phase {:?}; it settles at {})",
+        s.phase,
+        agigit::eval::round::settles_at(r.body())
+    )))
 }
 
 /// The revealed test set: its tree and the commit holding it.
@@ -399,9 +426,7 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
         RoundCommand::Challenge { round, receipt } => challenge(ctx, &c, round, receipt),
         RoundCommand::Rule { round } => rule(ctx, &c, round),
         RoundCommand::Show { round } => {
-            let r = c.round(round)?;
-            let ev = c.events(&r)?;
-            let s = fold(&r, &ev.actions, &ev.evidence, now());
+            let (r, ev, s) = c.standing(round)?;
             // Before the pool is claimed, whether it is at the mint as announced.
             let checked = if s.payments.is_empty() && s.result.is_none() {
                 pool::check(&c, &r, &ev, &s, mint)
@@ -417,31 +442,27 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
         RoundCommand::Bond { round } => pool::bond(ctx, &c, round, mint),
         RoundCommand::Refund { round } => pool::refund(ctx, &c, round, mint),
         RoundCommand::Merge { round } => {
-            let r = c.round(round)?;
-            let ev = c.events(&r)?;
-            let s = fold(&r, &ev.actions, &ev.evidence, now());
+            let (r, _, s) = c.standing(round)?;
             let merged = merge(&c, &r, &s)?;
             print(ctx.json, merged.clone(), || merge_text(&merged));
             Ok(())
         }
         RoundCommand::Result { round, no_merge } => {
-            let r = c.round(round)?;
+            let (r, ev, s) = c.standing(round)?;
             if r.author() != c.keys.public_key() {
                 return Err(Failure::invalid(
                     "only the round's organizer publishes its result",
                 ));
             }
-            let ev = c.events(&r)?;
-            let s = fold(&r, &ev.actions, &ev.evidence, now());
-            if !matches!(s.phase, Phase::Settled | Phase::Void) {
-                return Err(Failure::invalid(format!(
-                    "the round is not settled (phase {:?}; it settles at {})",
-                    s.phase,
-                    agigit::eval::round::settles_at(r.body())
-                )));
-            }
+            decided(&r, &s)?;
             let champion = s.champion().map(|x| x.commit);
-            let release = pool::release(&c, &r, &ev, &s, mint)?;
+            // One wallet for the releases of the pool and the bonds, when there are any.
+            let w = if s.funded || !s.bonds.is_empty() {
+                Some(crate::wallet::open(mint)?)
+            } else {
+                None
+            };
+            let release = pool::release(&c, &r, &ev, &s, w.as_ref())?;
             let signed = c.publish(&RoundAction {
                 round: r.id(),
                 verb: RoundVerb::Result { champion },
@@ -450,7 +471,7 @@ pub(crate) fn round(ctx: &Ctx, args: &RoundArgs) -> Result<()> {
                 note: String::new(),
             })?;
             // Each bond released to the arbiter too, who pays it back or on.
-            let bonds_left_out = pool::consent_bonds(&c, &r, &ev, &s, mint)?;
+            let bonds_left_out = pool::consent_bonds(&c, &r, &ev, &s, w.as_ref())?;
             // The champion onto the foundation's branch, recorded; a merge that cannot be done
             // here (a conflict, local changes) leaves the published result as it is.
             let merged = if *no_merge || champion.is_none() {
@@ -695,9 +716,7 @@ fn announce(ctx: &Ctx, c: &Conn, a: &AnnounceArgs, mint: Option<&str>) -> Result
 }
 
 fn eval(ctx: &Ctx, c: &Conn, round: &str, publish: bool) -> Result<()> {
-    let r = c.round(round)?;
-    let ev = c.events(&r)?;
-    let s = fold(&r, &ev.actions, &ev.evidence, now());
+    let (r, _, s) = c.standing(round)?;
     if publish {
         pool::bonded(c, &r, &s)?;
     }
@@ -782,9 +801,7 @@ fn disputed(mine: &Evaluation, theirs: &[agigit::eval::DocumentLoss]) -> Vec<u64
 }
 
 fn challenge(ctx: &Ctx, c: &Conn, round: &str, receipt: &str) -> Result<()> {
-    let r = c.round(round)?;
-    let ev = c.events(&r)?;
-    let s = fold(&r, &ev.actions, &ev.evidence, now());
+    let (r, ev, s) = c.standing(round)?;
     pool::bonded(c, &r, &s)?;
     let (data, holder) = revealed(&s)?;
     let target = ev
@@ -798,12 +815,6 @@ fn challenge(ctx: &Ctx, c: &Conn, round: &str, receipt: &str) -> Result<()> {
             ))
         })?;
     let commit = target.receipt.body().commit;
-    if !holds(&c.repo, &commit) {
-        return Err(Failure::invalid(format!(
-            "this repository does not hold {}: clone the repository it was submitted from",
-            commit.short()
-        )));
-    }
     let mine = c.evaluate(r.body(), &commit, &holder)?;
     let documents = disputed(&mine, &target.losses);
     if documents.is_empty() && mine.documents.len() == target.losses.len() {
@@ -868,12 +879,6 @@ fn rule(ctx: &Ctx, c: &Conn, round: &str) -> Result<()> {
             continue;
         }
         let commit = x.receipt.body().commit;
-        if !holds(&c.repo, &commit) {
-            return Err(Failure::invalid(format!(
-                "this repository does not hold {}: clone the repository it was submitted from",
-                commit.short()
-            )));
-        }
         let mine = c.evaluate(r.body(), &commit, &holder)?;
         let off = |theirs: &[agigit::eval::DocumentLoss]| -> f64 {
             documents

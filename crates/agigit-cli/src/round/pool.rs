@@ -5,7 +5,7 @@
 //! nobody claimed (`refund`).
 
 use agigit::ErrorKind;
-use agigit::eval::round::{Phase, Standing, bond_escrow, fold, payment_escrow, pool_escrow};
+use agigit::eval::round::{Standing, bond_escrow, fold, payment_escrow, pool_escrow};
 use agigit::event::Signed;
 use agigit::event::nostr::prelude::PublicKey;
 use agigit::event::round::{RoundAction, RoundEvent, RoundVerb};
@@ -162,12 +162,11 @@ pub(super) fn consent_bonds(
     r: &Signed<RoundEvent>,
     ev: &RoundEvents,
     s: &Standing,
-    mint: Option<&str>,
+    w: Option<&CashuWallet>,
 ) -> Result<Vec<String>> {
-    if s.bonds.is_empty() {
+    let Some(w) = w.filter(|_| !s.bonds.is_empty()) else {
         return Ok(Vec::new());
-    }
-    let w = crate::wallet::open(mint)?;
+    };
     let mut left_out = Vec::new();
     for b in &s.bonds {
         let checked = bond_lock(ev, &b.id)
@@ -193,16 +192,15 @@ pub(super) fn consent_bonds(
     Ok(left_out)
 }
 
-/// The round's first counted `fund` (the organizer's), with the pool's lock.
-fn funding<'a>(
-    round: &Signed<RoundEvent>,
-    ev: &'a RoundEvents,
-) -> Option<(&'a Signed<RoundAction>, CashuLock)> {
+/// The pool's lock: the token of the round's first `fund` by its organizer (the one the fold
+/// counts).
+fn funding(round: &Signed<RoundEvent>, ev: &RoundEvents) -> Option<CashuLock> {
     ev.actions
         .iter()
         .filter(|a| a.author() == round.author() && a.body().verb == RoundVerb::Fund)
         .min_by_key(|a| (a.created_at(), a.id()))
-        .and_then(|a| Some((a, CashuLock::from_token(a.body().token.clone()?))))
+        .and_then(|a| a.body().token.clone())
+        .map(CashuLock::from_token)
 }
 
 /// The organizer locks the pool for the arbiter and publishes the `fund` action carrying it;
@@ -246,18 +244,17 @@ pub(super) fn release(
     round: &Signed<RoundEvent>,
     ev: &RoundEvents,
     s: &Standing,
-    mint: Option<&str>,
+    w: Option<&CashuWallet>,
 ) -> Result<Vec<String>> {
-    if !s.funded {
+    let Some(w) = w.filter(|_| s.funded) else {
         return Ok(Vec::new());
-    }
-    let (_, lock) = funding(round, ev).ok_or_else(|| {
+    };
+    let lock = funding(round, ev).ok_or_else(|| {
         Failure::new(
             ErrorKind::Integrity,
             "the round is funded but its fund action carries no token",
         )
     })?;
-    let w = crate::wallet::open(mint)?;
     Ok(c.block_on(w.consent(&lock))?.signatures)
 }
 
@@ -277,7 +274,7 @@ pub(super) fn check(
     let w = crate::wallet::open(mint).ok()?;
     let escrow = pool_escrow(round)?;
     Some(match funding(round, ev) {
-        Some((_, lock)) => c
+        Some(lock) => c
             .block_on(w.verify(&lock, &escrow))
             .map_err(|e| e.to_string()),
         None => Err("the fund action carries no token".to_owned()),
@@ -298,16 +295,8 @@ pub(super) fn fund_command(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>)
 
 /// The decided round, its events and the fold, refused before it is decided.
 fn decided(c: &Conn, round: &str) -> Result<(Signed<RoundEvent>, RoundEvents, Standing)> {
-    let r = c.round(round)?;
-    let ev = c.events(&r)?;
-    let s = fold(&r, &ev.actions, &ev.evidence, now());
-    if !matches!(s.phase, Phase::Settled | Phase::Void) {
-        return Err(Failure::invalid(format!(
-            "the round is not decided yet (phase {:?}; it settles at {})",
-            s.phase,
-            agigit::eval::round::settles_at(r.body())
-        )));
-    }
+    let (r, ev, s) = c.standing(round)?;
+    super::decided(&r, &s)?;
     if !s.funded && s.bonds.is_empty() {
         return Err(Failure::invalid(
             "the round has no funded pool and no bonds: nothing to pay",
@@ -348,7 +337,7 @@ pub(super) fn pay(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>) -> Resul
             .find(|a| a.id() == result)
             .map(|a| a.body().release.clone())
             .unwrap_or_default();
-        let (_, pool) = funding(&r, &ev)
+        let pool = funding(&r, &ev)
             .ok_or_else(|| Failure::new(ErrorKind::Integrity, "no fund action with a token"))?;
         let escrow = pool_escrow(&r).ok_or_else(|| Failure::invalid("no pool"))?;
         claimed += claim_locked(c, &w, &pool, &escrow, organizer, release, "the pool")?;
@@ -569,7 +558,7 @@ pub(super) fn refund(ctx: &Ctx, c: &Conn, round: &str, mint: Option<&str>) -> Re
     }
     let ev = c.events(&r)?;
     let lock = match funding(&r, &ev) {
-        Some((_, lock)) => lock,
+        Some(lock) => lock,
         None => {
             // Locked, but the fund action never reached the relays.
             let kept = kept_pool(&r)?;
