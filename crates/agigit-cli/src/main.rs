@@ -11,6 +11,7 @@ mod receipts;
 mod remote;
 #[cfg(feature = "eval")]
 mod round;
+mod serve;
 mod setup;
 mod view;
 mod wallet;
@@ -135,6 +136,9 @@ enum Command {
     Pull(remote::PullArgs),
     /// Fetch the remote branch without touching local branches or files.
     Fetch(remote::FetchArgs),
+    /// Browse repositories in a web browser: list and search, history graph, tensor diffs,
+    /// downloads (on loopback only).
+    Serve(serve::ServeArgs),
     /// Manage your Nostr key.
     Key(setup::KeyArgs),
     /// The market's wallet: Cashu ecash at a mint, for your key (balance, top-up, receive,
@@ -180,6 +184,7 @@ fn run(cli: &Cli) -> failure::Result<()> {
         Command::Gc(args) => remote::gc(&ctx, args),
         Command::Pull(args) => remote::pull(&ctx, args),
         Command::Fetch(args) => remote::fetch(&ctx, args),
+        Command::Serve(args) => serve::serve(&ctx, args),
         Command::Wallet(args) => wallet::wallet(&ctx, args),
         Command::Order(args) => order::order(&ctx, args),
     }

@@ -25,9 +25,9 @@ pub use remote::{
     ServerGc, ServerHolding, StageTimes, TagEntry,
 };
 pub use repository::{
-    Change, CheckoutReport, DEFAULT_BRANCH, FileDiff, LineageStep, MERGE_STRATEGY_HEADER,
-    MergeReport, MergeStrategy, ModelDiff, PathFilter, Recovered, Repository, Resolved, Storage,
-    Tag, TensorDiff, TensorInfo, TensorLimits, join_checked,
+    Change, CheckoutReport, DEFAULT_BRANCH, FileDiff, FileEntry, FileKind, LineageStep,
+    MERGE_STRATEGY_HEADER, MergeReport, MergeStrategy, ModelDiff, PathFilter, Recovered,
+    Repository, Resolved, Storage, Tag, TensorDiff, TensorInfo, TensorLimits, join_checked,
 };
 #[cfg(feature = "eval")]
 pub use repository::{EvalData, EvalReport};

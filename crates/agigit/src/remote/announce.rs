@@ -98,8 +98,7 @@ impl Repository {
     /// The size in bytes of the files of `HEAD`'s commit, as a checkout writes them; `None`
     /// before the first commit, or in a partial clone (which lacks some parts' files).
     fn checked_out_size(&self) -> Result<Option<u64>, Error> {
-        use crate::worktree::FileSource;
-        use agigit_dag::{FindExt as _, Kind};
+        use agigit_dag::FindExt as _;
         let Some(head) = self.head()? else {
             return Ok(None);
         };
@@ -112,34 +111,10 @@ impl Repository {
         let tree = self.store().find_commit(&head)?.tree;
         let mut total = 0u64;
         for source in crate::worktree::files(self.store(), &tree)?.values() {
-            total = total.saturating_add(match source {
-                FileSource::Blob { id, .. } => match self.store().header_of(id)? {
-                    Some((Kind::Blob, size)) => size,
-                    _ => return Err(Error::Corrupt(format!("file object {id} is not a blob"))),
-                },
-                FileSource::Chunked(id) => crate::worktree::chunked_len(self.store(), id)?,
-                FileSource::Safetensors(tree) => {
-                    let layout = crate::worktree::safetensors_layout(self.store(), tree)?;
-                    layout.header.len() as u64
-                        + safetensors_data_len(layout.header.get(8..).unwrap_or_default())?
-                }
-            });
+            total = total.saturating_add(self.stored_len(source)?);
         }
         Ok(Some(total))
     }
-}
-
-/// The length of a safetensors file's data: the greatest end of its tensors' `data_offsets`
-/// (the header JSON, without its length prefix, is `header`).
-fn safetensors_data_len(header: &[u8]) -> Result<u64, Error> {
-    let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header)
-        .map_err(Error::corrupt_data("a stored safetensors header"))?;
-    Ok(json
-        .iter()
-        .filter(|(name, _)| *name != "__metadata__")
-        .filter_map(|(_, t)| t.get("data_offsets")?.get(1)?.as_u64())
-        .max()
-        .unwrap_or(0))
 }
 
 impl<S: Signer + Sync + ?Sized> super::Remote<'_, S> {

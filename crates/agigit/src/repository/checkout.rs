@@ -473,43 +473,50 @@ impl Repository {
 
     /// Writes one file from its source, verified; returns the bytes written.
     fn write_source(&self, path: &Path, source: &FileSource) -> Result<u64, Error> {
+        let executable = matches!(
+            source,
+            FileSource::Blob {
+                executable: true,
+                ..
+            }
+        );
         let mut written = 0u64;
+        worktree::write_atomic(path, executable, |f| {
+            written =
+                self.stream_source(source, |data| f.write_all(data).map_err(Error::io(path)))?;
+            Ok(())
+        })?;
+        Ok(written)
+    }
+
+    /// Hands a stored file's bytes to `sink` in order, every object checked against its id
+    /// (a blob, each chunk, each tensor's materialized bytes); returns the bytes handed over.
+    /// Memory holds one blob, one chunk, or two batches of tensors.
+    pub(crate) fn stream_source(
+        &self,
+        source: &FileSource,
+        mut sink: impl FnMut(&[u8]) -> Result<(), Error> + Send,
+    ) -> Result<u64, Error> {
         match source {
-            FileSource::Blob { id, executable } => {
+            FileSource::Blob { id, .. } => {
                 let mut buf = Vec::new();
                 // `find_blob` checks the blob against its id.
                 let bytes = self.store().find_blob(id, &mut buf)?;
-                worktree::write_atomic(path, *executable, |f| {
-                    f.write_all(bytes).map_err(Error::io(path))
-                })?;
-                written += bytes.len() as u64;
+                sink(bytes)?;
+                Ok(bytes.len() as u64)
             }
-            FileSource::Chunked(id) => {
-                // One chunk in memory at a time, each checked against its id and the list.
-                worktree::write_atomic(path, false, |f| {
-                    written += worktree::read_chunked(self.store(), id, |chunk| {
-                        f.write_all(chunk).map_err(Error::io(path))
-                    })?;
-                    Ok(())
-                })?;
-            }
+            // One chunk in memory at a time, each checked against its id and the list.
+            FileSource::Chunked(id) => worktree::read_chunked(self.store(), id, sink),
             FileSource::Safetensors(tree) => {
                 let worktree::SafetensorsLayout {
                     header,
                     tensors,
                     lens,
                 } = worktree::safetensors_layout(self.store(), tree)?;
-                worktree::write_atomic(path, false, |f| {
-                    f.write_all(&header).map_err(Error::io(path))?;
-                    written += header.len() as u64;
-                    written += self.write_tensors(&tensors, &lens, |data| {
-                        f.write_all(data).map_err(Error::io(path))
-                    })?;
-                    Ok(())
-                })?;
+                sink(&header)?;
+                Ok(header.len() as u64 + self.write_tensors(&tensors, &lens, sink)?)
             }
         }
-        Ok(written)
     }
 
     /// Materializes `tensors` (names and objects, in file order, of `lens` bytes) and hands

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use agigit_dag::{FsRefs, FsStore, ObjectStore};
 
+mod browse;
 mod checkout;
 mod commit;
 mod diff;
@@ -24,6 +25,7 @@ mod strategy;
 mod tags;
 mod tensor;
 
+pub use browse::{FileEntry, FileKind};
 pub use checkout::join_checked;
 pub(crate) use checkout::{Found, existing};
 pub use diff::{FileDiff, ModelDiff, PathFilter, Storage, TensorDiff, TensorInfo};

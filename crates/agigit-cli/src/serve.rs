@@ -1,0 +1,130 @@
+//! `agigit serve`: the web explorer over local repositories, on loopback.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::context::{Ctx, print, runtime};
+use crate::failure::{Failure, Result};
+
+/// `agigit serve`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Repositories to show, or directories whose subdirectories are repositories (default:
+    /// the repository here, else the repositories in this directory).
+    pub(crate) dirs: Vec<PathBuf>,
+    /// The address to listen on; only loopback names are answered, whatever the address.
+    #[arg(long, default_value = "127.0.0.1:8717", value_name = "ADDR")]
+    pub(crate) listen: SocketAddr,
+    /// Open the explorer in the default web browser.
+    #[arg(long)]
+    pub(crate) open: bool,
+}
+
+/// Adds `dir` when it is a repository, else each of its subdirectories that is one; returns
+/// how many were added.
+fn add_dir(explorer: &mut agigit_web::Explorer, dir: &Path) -> Result<usize> {
+    if dir.join(agigit::worktree::DOT_DIR).is_dir() {
+        explorer
+            .add_repository(dir)
+            .map_err(|e| Failure::invalid(format!("{e}: {}", source_of(&e))))?;
+        return Ok(1);
+    }
+    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Failure::invalid(format!("{}: {e}", dir.display())))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.join(agigit::worktree::DOT_DIR).is_dir())
+        .collect();
+    subdirs.sort();
+    let mut added = 0;
+    for sub in subdirs {
+        match explorer.add_repository(&sub) {
+            Ok(_) => added += 1,
+            Err(e) => eprintln!("agigit: skipping {}: {}", sub.display(), source_of(&e)),
+        }
+    }
+    Ok(added)
+}
+
+fn source_of(e: &agigit_web::Error) -> String {
+    std::error::Error::source(e).map_or_else(String::new, ToString::to_string)
+}
+
+/// `agigit serve`.
+pub(crate) fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
+    let here = ctx.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let mut explorer = agigit_web::Explorer::new("local repositories");
+    let dirs = if args.dirs.is_empty() {
+        match agigit::Repository::discover(&here) {
+            Ok(repo) => vec![repo.root().to_owned()],
+            Err(_) => vec![here.clone()],
+        }
+    } else {
+        args.dirs.iter().map(|d| here.join(d)).collect()
+    };
+    for dir in &dirs {
+        add_dir(&mut explorer, dir)?;
+    }
+    if explorer.repositories().next().is_none() {
+        return Err(Failure::invalid(format!(
+            "no agigit repository in {}: name a repository or a directory of repositories",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let rt = runtime()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| Failure::invalid(format!("cannot listen on {}: {e}", args.listen)))?;
+        let addr = listener.local_addr()?;
+        let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+            "localhost".to_owned()
+        } else {
+            addr.ip().to_string()
+        };
+        let url = format!("http://{host}:{}/", addr.port());
+        let names: Vec<&str> = explorer.repositories().map(|(slug, _)| slug).collect();
+        print(
+            ctx.json,
+            serde_json::json!({"serving": url, "repositories": names}),
+            || {
+                format!(
+                    "serving {} repositories at {url} (Ctrl-C stops)",
+                    names.len()
+                )
+            },
+        );
+        if args.open {
+            open_browser(&url);
+        }
+        let router = explorer.local_only().router();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    })
+}
+
+/// Opens `url` in the desktop's browser; says so when it cannot.
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(target_os = "windows") {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
+    if let Err(e) = std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        eprintln!("agigit: could not open a browser ({opener}: {e}); open {url} yourself");
+    }
+}

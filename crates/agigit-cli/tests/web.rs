@@ -1,0 +1,357 @@
+//! The web explorer in a real browser: `agigit serve` over a repository pushed to relays and a
+//! fork of it, driven by Debian's Chromium (headless) through chromedriver (WebDriver).
+//!
+//! Needs `chromium` and `chromedriver` (Debian's `chromium` and `chromium-driver`, which
+//! `.ci/run` installs); without them the test is skipped with a message, unless
+//! `AGIGIT_REQUIRE_BROWSER=1` (set by CI) makes that a failure. Screenshots of every page, on a
+//! wide and a narrow window, are saved under `target/web-screenshots/` (ignored by git).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::actions::{InputSource as _, KeyAction, KeyActions};
+use fantoccini::{Client, ClientBuilder, Locator};
+use support::{Relays, agigit, free_port, json, model_on, ok};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A child process killed on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// chromedriver and chromium, or why the test cannot run.
+fn browser() -> Result<(PathBuf, PathBuf), String> {
+    let find = |names: &[&str]| -> Option<PathBuf> {
+        names.iter().map(PathBuf::from).find(|p| p.is_file())
+    };
+    let driver = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
+        .ok_or("chromedriver is not installed (Debian: apt install chromium-driver)")?;
+    let chromium = find(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"])
+        .ok_or("chromium is not installed (Debian: apt install chromium)")?;
+    Ok((driver, chromium))
+}
+
+/// Waits until `port` on loopback takes connections.
+fn wait_for_port(port: u16, what: &str) -> TestResult {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("{what} did not start on port {port}").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// `model.safetensors` with three f32 tensors; `b` is every value of `b.weight`.
+fn write_model(dir: &Path, a: f32, b: f32) -> TestResult {
+    use agigit::delta::{DType, save_safetensors, synth};
+    let tensors = [
+        ("a.weight", synth::tensor(DType::F32, &[32, 32], &[a; 1024])),
+        ("b.weight", synth::tensor(DType::F32, &[32, 32], &[b; 1024])),
+        ("c.bias", synth::tensor(DType::F32, &[32], &[0.5; 32])),
+    ];
+    save_safetensors(
+        dir.join("model.safetensors"),
+        tensors.iter().map(|(n, t)| (*n, t.view())),
+        &BTreeMap::new(),
+    )?;
+    Ok(())
+}
+
+/// Screenshots go here, named by page and window.
+fn shots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/web-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(c: &Client, name: &str) -> TestResult {
+    std::fs::write(shots().join(format!("{name}.png")), c.screenshot().await?)?;
+    Ok(())
+}
+
+async fn press(c: &Client, key: char) -> TestResult {
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: key })
+        .then(KeyAction::Up { value: key });
+    c.perform_actions(keys).await?;
+    Ok(())
+}
+
+/// The page's text once `css` is on it.
+async fn text_of(c: &Client, css: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let element = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await?;
+    Ok(element.text().await?)
+}
+
+/// No horizontal scrolling of the page itself on this window (wide tables scroll in their box).
+async fn fits(c: &Client, page: &str) -> TestResult {
+    let overflow = c
+        .execute(
+            "return document.documentElement.scrollWidth - window.innerWidth;",
+            vec![],
+        )
+        .await?;
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "{page} overflows the window by {overflow} px"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_explorer_in_a_browser() -> TestResult {
+    let required = std::env::var("AGIGIT_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let (driver, chromium) = match browser() {
+        Ok(found) => found,
+        Err(why) if !required => {
+            eprintln!("skipping the browser test: {why}");
+            return Ok(());
+        }
+        Err(why) => return Err(format!("AGIGIT_REQUIRE_BROWSER=1 but {why}").into()),
+    };
+    let root = std::env::temp_dir().join(format!("agigit-web-browser-{}", std::process::id()));
+    let relays = Relays::start(&root.join("relays"), 3, |_| None)?;
+    let urls = relays.urls();
+    let work = root.join("work");
+    std::fs::create_dir_all(&work)?;
+
+    // The foundation: a README and three tensors, pushed to three relays.
+    let (home, model) = model_on(&work, &urls);
+    std::fs::write(
+        model.join("README.md"),
+        "# Foundation\n\nThe base model of the browser test.\n",
+    )?;
+    write_model(&model, 1.0, 2.0)?;
+    ok(&agigit(&home, &model, &["commit", "-m", "foundation"]));
+    let coordinate = json(&agigit(&home, &model, &["push", "--json"]))["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
+    // A fork of it that changes b.weight (2 → 3: ‖Δ‖/‖W‖ = 0.5) and pushes.
+    let mut fork = vec!["fork", coordinate.as_str(), "tuned", "--id", "tuned"];
+    for u in &urls {
+        fork.extend(["--relay", u.as_str()]);
+    }
+    ok(&agigit(&home, &work, &fork));
+    let tuned = work.join("tuned");
+    write_model(&tuned, 1.0, 3.0)?;
+    let tune = json(&agigit(
+        &home,
+        &tuned,
+        &["commit", "-m", "tune b", "--json"],
+    ));
+    let tune_id = tune["commit"].as_str().ok_or("commit id")?.to_owned();
+    ok(&agigit(&home, &tuned, &["push"]));
+
+    // `agigit serve` over the directory holding both.
+    let port = free_port();
+    let serve = Killed(
+        Command::new(env!("CARGO_BIN_EXE_agigit"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg(&work)
+            .env("AGIGIT_HOME", &home)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?,
+    );
+    wait_for_port(port, "agigit serve")?;
+
+    // chromedriver, and a headless Chromium that saves downloads in `downloads`.
+    let downloads = root.join("downloads");
+    std::fs::create_dir_all(&downloads)?;
+    let driver_port = free_port();
+    let _driver = Killed(
+        Command::new(&driver)
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_for_port(driver_port, "chromedriver")?;
+    let profile = root.join("chromium-profile");
+    let capabilities: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_value(serde_json::json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                    "download.directory_upgrade": true,
+                    "safebrowsing.enabled": false,
+                },
+            },
+        }))?;
+    let base = format!("http://localhost:{port}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(async {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let c = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{driver_port}"))
+            .await?;
+        let outcome = drive(&c, &base, &tune_id, &tuned, &downloads).await;
+        let _ = c.close().await;
+        outcome
+    });
+    drop(serve);
+    drop(relays);
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    result
+}
+
+async fn drive(
+    c: &Client,
+    base: &str,
+    tune_id: &str,
+    tuned: &Path,
+    downloads: &Path,
+) -> TestResult {
+    // The list shows both repositories, the fork with its foundation.
+    c.goto(&format!("{base}/")).await?;
+    let list = text_of(c, "#repositories").await?;
+    assert!(list.contains("model") && list.contains("tuned"), "{list}");
+    shot(c, "list-wide").await?;
+
+    // Keyboard: j moves to the first row, j to the second, k back, Enter opens it.
+    press(c, 'j').await?;
+    press(c, 'j').await?;
+    press(c, 'k').await?;
+    let focused = c
+        .execute(
+            "return document.activeElement.getAttribute('href');",
+            vec![],
+        )
+        .await?;
+    let first = c
+        .find(Locator::Css(
+            "#repositories tbody tr:first-child a.row-link",
+        ))
+        .await?;
+    assert_eq!(focused.as_str(), first.attr("href").await?.as_deref());
+    press(c, '\u{E007}').await?;
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("section.readme"))
+        .await?;
+    assert!(c.current_url().await?.path().starts_with("/r/"));
+
+    // The fork's page: its foundation, its README (the foundation's, inherited), its parts.
+    c.goto(&format!("{base}/r/tuned")).await?;
+    let facts = text_of(c, "dl.facts").await?;
+    assert!(facts.contains("Fork of"), "{facts}");
+    let readme = text_of(c, "article.markdown").await?;
+    assert!(
+        readme.contains("The base model of the browser test."),
+        "{readme}"
+    );
+    shot(c, "repository-wide").await?;
+
+    // History: two commits, the first the foundation's; j twice and Enter opens the second row.
+    c.goto(&format!("{base}/r/tuned/history")).await?;
+    let history = text_of(c, "#history").await?;
+    assert!(
+        history.contains("tune b") && history.contains("foundation"),
+        "{history}"
+    );
+    assert!(history.contains("fork of"), "{history}");
+    shot(c, "history-wide").await?;
+    press(c, 'j').await?;
+    press(c, '\u{E007}').await?;
+    let id = text_of(c, "#commit-id").await?;
+    assert_eq!(id, tune_id);
+
+    // The commit: b.weight changed, ‖Δ‖/‖W‖ = 0.5, every value; a and c unchanged.
+    let row = text_of(c, r#"tr[data-tensor="b.weight"]"#).await?;
+    assert!(
+        row.contains("0.5000") && row.contains("100.0%") && row.contains("F32[32×32]"),
+        "{row}"
+    );
+    assert!(
+        c.find(Locator::Css(r#"tr[data-tensor="a.weight"]"#))
+            .await
+            .is_err()
+    );
+    assert!(text_of(c, "figure.chart").await?.contains("b.weight"));
+    shot(c, "commit-wide").await?;
+
+    // A download through the page: streamed over the WebSocket, verified, saved.
+    c.goto(&format!("{base}/r/tuned/files")).await?;
+    let button = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath(
+            "//tr[td[text()='model.safetensors']]//button",
+        ))
+        .await?;
+    button.click().await?;
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(r#"#transfer[data-state="verified"]"#))
+        .await?;
+    shot(c, "download-wide").await?;
+    let saved = downloads.join("model.safetensors");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !saved.is_file()
+        || downloads
+            .read_dir()?
+            .any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "crdownload")))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the browser did not save the file in {}",
+            downloads.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        std::fs::read(&saved)?,
+        std::fs::read(tuned.join("model.safetensors"))?
+    );
+
+    // A narrow window (a phone's): every page fits; wide tables scroll in their own box.
+    c.set_window_size(390, 844).await?;
+    for (page, name) in [
+        ("/".to_owned(), "list"),
+        ("/r/tuned".to_owned(), "repository"),
+        ("/r/tuned/history".to_owned(), "history"),
+        (format!("/r/tuned/commit/{tune_id}"), "commit"),
+    ] {
+        c.goto(&format!("{base}{page}")).await?;
+        c.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css("main"))
+            .await?;
+        fits(c, &page).await?;
+        shot(c, &format!("{name}-narrow")).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! `/r/{slug}/download?rev=…&path=…`: a file streamed to the browser over a WebSocket.
+//!
+//! The server reads the file from its store the way a checkout writes it — every blob, chunk
+//! and tensor checked against its hash as it is read — and sends it in binary frames of at most
+//! [`FRAME`] bytes after a `start` message (`{"type":"start","path","size","commit"}`). It holds
+//! the last frame back until the whole file has been read and checked, then sends `verified`
+//! (`{"type":"verified","bytes","sha256"}`: the SHA-256 of the whole file, which the page
+//! compares with its own), the last frame, and `done`. On any failure it sends `error` instead
+//! and never the last frame, so the browser never saves a file that did not verify.
+//!
+//! Memory is bounded whatever the file's size and however slowly the browser reads: the reader
+//! blocks when [`QUEUE`] frames wait to be sent. A plain GET (no WebSocket) gets the same bytes
+//! as an attachment, checked the same way (a failure cuts the body short).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt as _;
+
+use crate::Site;
+use crate::pages::{PageError, open};
+
+/// The largest binary frame sent.
+pub(crate) const FRAME: usize = 256 * 1024;
+/// Frames read ahead of the browser at most.
+const QUEUE: usize = 8;
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct DownloadQuery {
+    rev: String,
+    path: String,
+}
+
+/// What the reader hands the sender.
+enum Piece {
+    Start { size: u64, commit: String },
+    Data(Vec<u8>),
+    Verified { bytes: u64, sha256: String },
+    Failed(String),
+}
+
+pub(crate) async fn handler(
+    State(site): State<Arc<Site>>,
+    Path(slug): Path<String>,
+    Query(query): Query<DownloadQuery>,
+    request: Request,
+) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &site).await;
+    // Refused before anything is read: an unknown repository, revision or file.
+    let check = {
+        let site = site.clone();
+        let (slug, rev, path) = (slug.clone(), query.rev.clone(), query.path.clone());
+        tokio::task::spawn_blocking(move || -> Result<u64, PageError> {
+            let (_, repo) = open(&site, &slug)?;
+            let id = repo.resolve(&rev)?;
+            repo.files_at(&id.to_string())?
+                .into_iter()
+                .find(|f| f.path == path)
+                .map(|f| f.bytes)
+                .ok_or_else(|| PageError::NotFound(format!("no file {path:?} at {rev}")))
+        })
+        .await
+    };
+    let size = match check {
+        Ok(Ok(size)) => size,
+        Ok(Err(e)) => return e.into_page(&site),
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let rx = start_reader(site.clone(), slug, query.rev, query.path.clone());
+    let name = query.path.rsplit('/').next().unwrap_or("file").to_owned();
+    match upgrade {
+        Ok(ws) => ws
+            .max_message_size(64 * 1024)
+            .on_upgrade(move |socket| send(socket, rx, query.path))
+            .into_response(),
+        Err(_) => attachment(rx, &name, size),
+    }
+}
+
+/// Starts reading the file on the blocking pool once a transfer slot is free; its pieces come
+/// through the returned channel, which holds at most [`QUEUE`] of them.
+fn start_reader(
+    site: Arc<Site>,
+    slug: String,
+    rev: String,
+    path: String,
+) -> tokio::sync::mpsc::Receiver<Piece> {
+    let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+    tokio::spawn(async move {
+        let Ok(permit) = site.transfers.clone().acquire_owned().await else {
+            return;
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let failed = tx.clone();
+            if let Err(e) = read(&site, &slug, &rev, &path, &tx) {
+                let _ = failed.blocking_send(Piece::Failed(e));
+            }
+        })
+        .await;
+    });
+    rx
+}
+
+/// Reads and checks the file, handing its bytes over in frames.
+fn read(
+    site: &Site,
+    slug: &str,
+    rev: &str,
+    path: &str,
+    tx: &tokio::sync::mpsc::Sender<Piece>,
+) -> Result<(), String> {
+    let gone = || agigit::Error::Internal("the browser went away");
+    let (_, repo) = open(site, slug).map_err(|e| format!("{e:?}"))?;
+    let commit = repo.resolve(rev).map_err(|e| e.to_string())?;
+    let mut hasher = agigit::hash::Hasher::new();
+    let result = repo.read_file_with(
+        &commit.to_string(),
+        path,
+        |entry| {
+            tx.blocking_send(Piece::Start {
+                size: entry.bytes,
+                commit: commit.to_string(),
+            })
+            .map_err(|_| gone())
+        },
+        |data| {
+            hasher.update(data);
+            for frame in data.chunks(FRAME) {
+                tx.blocking_send(Piece::Data(frame.to_vec()))
+                    .map_err(|_| gone())?;
+            }
+            Ok(())
+        },
+    );
+    match result {
+        Ok(Some(bytes)) => {
+            let sha256: String = hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            tx.blocking_send(Piece::Verified { bytes, sha256 })
+                .map_err(|_| "the browser went away".to_owned())
+        }
+        Ok(None) => Err(format!("no file {path:?} at {rev}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn json(value: &serde_json::Value) -> Message {
+    Message::Text(value.to_string().into())
+}
+
+/// Sends the pieces over the WebSocket, the last frame held back until the file verified.
+async fn send(mut socket: WebSocket, mut rx: tokio::sync::mpsc::Receiver<Piece>, path: String) {
+    let mut held: Option<Vec<u8>> = None;
+    while let Some(piece) = rx.recv().await {
+        let message = match piece {
+            Piece::Start { size, commit } => json(&serde_json::json!({
+                "type": "start", "path": path, "size": size, "commit": commit,
+            })),
+            Piece::Data(frame) => match held.replace(frame) {
+                Some(previous) => Message::Binary(previous.into()),
+                None => continue,
+            },
+            Piece::Verified { bytes, sha256 } => {
+                let verified = json(&serde_json::json!({
+                    "type": "verified", "bytes": bytes, "sha256": sha256,
+                }));
+                if socket.send(verified).await.is_err() {
+                    return;
+                }
+                if let Some(last) = held.take()
+                    && socket.send(Message::Binary(last.into())).await.is_err()
+                {
+                    return;
+                }
+                json(&serde_json::json!({ "type": "done" }))
+            }
+            Piece::Failed(why) => {
+                held = None;
+                json(&serde_json::json!({ "type": "error", "message": why }))
+            }
+        };
+        if socket.send(message).await.is_err() {
+            return;
+        }
+    }
+    let _ = socket.close().await;
+}
+
+/// The same bytes as an HTTP attachment (for scripts and browsers without WebSocket).
+fn attachment(rx: tokio::sync::mpsc::Receiver<Piece>, name: &str, size: u64) -> Response {
+    let stream =
+        futures_util::stream::unfold((rx, None::<Vec<u8>>), |(mut rx, mut held)| async move {
+            loop {
+                match rx.recv().await? {
+                    Piece::Start { .. } => {}
+                    Piece::Data(frame) => {
+                        if let Some(previous) = held.replace(frame) {
+                            return Some((Ok::<_, std::io::Error>(previous), (rx, held)));
+                        }
+                    }
+                    Piece::Verified { .. } => {
+                        let last = held.take()?;
+                        return Some((Ok(last), (rx, None)));
+                    }
+                    Piece::Failed(why) => {
+                        return Some((Err(std::io::Error::other(why)), (rx, None)));
+                    }
+                }
+            }
+        });
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, size.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{safe}\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}

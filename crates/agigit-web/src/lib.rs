@@ -1,0 +1,268 @@
+//! A web explorer for agigit model repositories.
+//!
+//! [`Explorer`] serves server-rendered pages — a list of repositories with search, each
+//! repository's branches, tags, README, parts and forks, a history graph per branch filterable
+//! by part, and each commit's changes tensor by tensor with charts — and streams files to the
+//! browser over a WebSocket, every chunk read from the store checked against its hash and the
+//! file's digest sent before the last byte. Everything a page needs (style, script) is compiled
+//! into the binary: the pages work offline and load nothing from elsewhere.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut explorer = agigit_web::Explorer::new("my models");
+//! explorer.add_repository("path/to/model")?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8717").await?;
+//! axum::serve(listener, explorer.local_only().router()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Everything shown comes from other people's repositories: every value is escaped by the
+//! templates, a README's own HTML is shown as text, and each answer carries a
+//! Content-Security-Policy that allows only this server's own script and style.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+mod assets;
+mod chart;
+mod download;
+mod format;
+mod graph;
+mod layout;
+mod markdown;
+mod pages;
+
+/// Downloads read at once; more wait for a slot.
+const MAX_TRANSFERS: usize = 4;
+
+/// Why a repository could not be added to an [`Explorer`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The directory is not an agigit repository (or cannot be read).
+    #[error("{}: not an agigit repository", path.display())]
+    Open {
+        /// The directory.
+        path: PathBuf,
+        /// What opening it said.
+        #[source]
+        source: Box<agigit::Error>,
+    },
+}
+
+/// The web explorer: the repositories it shows and how it serves them.
+#[derive(Clone, Debug)]
+pub struct Explorer {
+    site: Arc<Site>,
+}
+
+/// What every handler reads.
+#[derive(Clone, Debug)]
+pub(crate) struct Site {
+    pub(crate) title: String,
+    pub(crate) repos: Vec<Listed>,
+    /// Answer only requests addressed to a loopback name (see [`Explorer::local_only`]).
+    pub(crate) local_only: bool,
+    /// Bounds the page renders running at once on the blocking pool.
+    pub(crate) cpu: Arc<tokio::sync::Semaphore>,
+    /// Bounds the downloads being read at once.
+    pub(crate) transfers: Arc<tokio::sync::Semaphore>,
+}
+
+/// A repository the explorer shows: its name in URLs and its directory.
+#[derive(Clone, Debug)]
+pub(crate) struct Listed {
+    pub(crate) slug: String,
+    pub(crate) path: PathBuf,
+}
+
+impl Explorer {
+    /// An explorer titled `title` with no repositories.
+    pub fn new(title: impl Into<String>) -> Self {
+        let workers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        Explorer {
+            site: Arc::new(Site {
+                title: title.into(),
+                repos: Vec::new(),
+                local_only: false,
+                cpu: Arc::new(tokio::sync::Semaphore::new(workers)),
+                transfers: Arc::new(tokio::sync::Semaphore::new(MAX_TRANSFERS)),
+            }),
+        }
+    }
+
+    /// Adds the repository at `path` and returns its name in the explorer's URLs (its
+    /// configured id, else its directory's name, made unique).
+    ///
+    /// # Errors
+    /// [`Error::Open`] when `path` is not an agigit repository.
+    pub fn add_repository(&mut self, path: impl AsRef<Path>) -> Result<String, Error> {
+        let path = path.as_ref();
+        let open = |source| Error::Open {
+            path: path.to_owned(),
+            source: Box::new(source),
+        };
+        let repo = agigit::Repository::open(path).map_err(open)?;
+        let path = repo.root().to_owned();
+        let id = repo.config().ok().and_then(|c| c.id);
+        let base = slug(
+            id.as_deref()
+                .or_else(|| path.file_name().and_then(|n| n.to_str()))
+                .unwrap_or("repository"),
+        );
+        let site = Arc::make_mut(&mut self.site);
+        let mut name = base.clone();
+        let mut n = 2;
+        while site.repos.iter().any(|r| r.slug == name) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        site.repos.push(Listed {
+            slug: name.clone(),
+            path,
+        });
+        Ok(name)
+    }
+
+    /// Answers only requests whose `Host` is a loopback name (`localhost`, `127.0.0.1`,
+    /// `[::1]`, with any port): what `agigit serve` sets, so that a web page elsewhere cannot
+    /// read the user's repositories through DNS rebinding.
+    #[must_use]
+    pub fn local_only(mut self) -> Self {
+        Arc::make_mut(&mut self.site).local_only = true;
+        self
+    }
+
+    /// The repositories shown: each one's name in URLs and its directory.
+    pub fn repositories(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.site
+            .repos
+            .iter()
+            .map(|r| (r.slug.as_str(), r.path.as_path()))
+    }
+
+    /// The pages' routes, to serve or to mount in a larger router.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/", get(pages::list::handler))
+            .route("/r/{slug}", get(pages::repo::handler))
+            .route("/r/{slug}/history", get(pages::history::handler))
+            .route("/r/{slug}/commit/{id}", get(pages::commit::handler))
+            .route("/r/{slug}/files", get(pages::repo::files_handler))
+            .route("/r/{slug}/download", get(download::handler))
+            .route("/assets/{name}", get(assets::handler))
+            .fallback(not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                self.site.clone(),
+                guard,
+            ))
+            .with_state(self.site.clone())
+    }
+}
+
+/// A name for URLs: lowercase letters, digits, `-`, `_` and `.`, at most 64 bytes.
+fn slug(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if out.is_empty() || out.chars().all(|c| c == '.') {
+        out = "repository".into();
+    }
+    out
+}
+
+/// The security headers of every answer, and the loopback check of [`Explorer::local_only`].
+async fn guard(State(site): State<Arc<Site>>, request: Request, next: Next) -> Response {
+    if site.local_only && !is_loopback_host(request.headers().get(header::HOST)) {
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            "this explorer answers only requests to localhost\n",
+        )
+            .into_response();
+    }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// Whether a `Host` header names this machine's loopback interface.
+fn is_loopback_host(host: Option<&HeaderValue>) -> bool {
+    let Some(host) = host.and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn not_found(State(site): State<Arc<Site>>) -> Response {
+    pages::PageError::NotFound("no such page".into()).into_page(&site)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_safe_in_urls() {
+        assert_eq!(slug("My Model/v2"), "my-model-v2");
+        assert_eq!(slug(".."), "repository");
+        assert_eq!(slug(""), "repository");
+        assert_eq!(slug(&"x".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn only_loopback_hosts_pass() {
+        let ok = |h: &str| {
+            is_loopback_host(Some(
+                &HeaderValue::from_str(h).unwrap_or_else(|_| HeaderValue::from_static("bad")),
+            ))
+        };
+        assert!(ok("localhost:8717"));
+        assert!(ok("LOCALHOST"));
+        assert!(ok("127.0.0.1:1"));
+        assert!(ok("127.5.0.1"));
+        assert!(ok("[::1]:8717"));
+        assert!(!ok("evil.example:8717"));
+        assert!(!ok("localhost.evil.example"));
+        assert!(!ok("192.168.1.2:8717"));
+        assert!(!is_loopback_host(None));
+    }
+}

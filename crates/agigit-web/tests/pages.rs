@@ -1,0 +1,327 @@
+//! The explorer's pages, driven through its router (no socket) over a real repository, and its
+//! WebSocket download over a real loopback listener.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use agigit::delta::{DType, save_safetensors, synth};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A temporary directory, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("agigit-web-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const AUTHOR: [u8; 32] = [7; 32];
+
+fn write_model(dir: &Path, b: f32) -> TestResult {
+    let tensors = [
+        (
+            "a.weight",
+            synth::tensor(DType::F32, &[16, 16], &[1.0; 256]),
+        ),
+        ("b.weight", synth::tensor(DType::F32, &[16, 16], &[b; 256])),
+        ("c.bias", synth::tensor(DType::F32, &[16], &[0.5; 16])),
+    ];
+    save_safetensors(
+        dir.join("model.safetensors"),
+        tensors.iter().map(|(n, t)| (*n, t.view())),
+        &BTreeMap::new(),
+    )?;
+    Ok(())
+}
+
+/// A repository with two commits: the first with a README (whose HTML must stay text) and
+/// three tensors, the second changing one tensor.
+fn repository(
+    root: &Path,
+) -> Result<(agigit::Repository, [agigit::hash::ObjectId; 2]), Box<dyn std::error::Error>> {
+    let repo = agigit::Repository::init(root)?;
+    std::fs::write(
+        root.join("README.md"),
+        "# Tiny model\n\nA *test* model. <script>alert('readme')</script>\n",
+    )?;
+    write_model(root, 2.0)?;
+    let first = repo.commit("first: three tensors", AUTHOR)?;
+    write_model(root, 3.0)?;
+    let second = repo.commit("tune b <b>bold</b>", AUTHOR)?;
+    Ok((repo, [first, second]))
+}
+
+async fn get(router: &axum::Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    get_host(router, uri, "localhost:8717").await
+}
+
+async fn get_host(
+    router: &axum::Router,
+    uri: &str,
+    host: &str,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let response = router
+        .clone()
+        .oneshot(
+            Request::get(uri)
+                .header("host", host)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, headers, body)
+}
+
+fn text(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_show_the_repository() -> TestResult {
+    let dir = Dir::new("pages");
+    let (_repo, [first, second]) = repository(&dir.0.join("tiny"))?;
+    let mut explorer = agigit_web::Explorer::new("test");
+    assert_eq!(explorer.add_repository(dir.0.join("tiny"))?, "tiny");
+    let router = explorer.local_only().router();
+
+    // The list, and a search that finds it and one that does not.
+    let (status, headers, body) = get(&router, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    let csp = headers["content-security-policy"].to_str()?;
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    let list = text(&body);
+    assert!(list.contains(r#"href="/r/tiny""#), "{list}");
+    assert!(list.contains("1 of 1 repositories"), "{list}");
+    assert!(text(&get(&router, "/?q=TINY").await.2).contains(r#"href="/r/tiny""#));
+    assert!(text(&get(&router, "/?q=nothing-like-it").await.2).contains("No repository matches"));
+
+    // The repository: README rendered with its script shown as text, parts, branches.
+    let (status, _, body) = get(&router, "/r/tiny").await;
+    assert_eq!(status, StatusCode::OK);
+    let page = text(&body);
+    assert!(page.contains("<h1>Tiny model</h1>"), "{page}");
+    assert!(!page.contains("<script>alert"), "{page}");
+    assert!(page.contains("&lt;script&gt;alert"), "{page}");
+    assert!(
+        page.contains("params") && page.contains("data/validation"),
+        "{page}"
+    );
+    assert!(page.contains(&format!("/r/tiny/commit/{second}")), "{page}");
+
+    // History: both commits, newest first; the code part changed only in the first.
+    let history = text(&get(&router, "/r/tiny/history").await.2);
+    let (a, b) = (
+        history.find(&second.to_string()[..10]),
+        history.find(&first.to_string()[..10]),
+    );
+    assert!(a.is_some() && b.is_some() && a < b, "{history}");
+    assert!(
+        history.contains("tune b &lt;b&gt;bold&lt;/b&gt;"),
+        "{history}"
+    );
+    let code = text(&get(&router, "/r/tiny/history?part=code").await.2);
+    assert!(
+        code.contains(&first.to_string()[..10]) && !code.contains(&second.to_string()[..10]),
+        "{code}"
+    );
+    assert_eq!(
+        get(&router, "/r/tiny/history?part=weights").await.0,
+        StatusCode::BAD_REQUEST
+    );
+
+    // The second commit: b.weight changed (2 → 3 everywhere: ‖Δ‖/‖W‖ = 0.5), a and c did not.
+    let (status, _, body) = get(&router, &format!("/r/tiny/commit/{second}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let commit = text(&body);
+    assert!(commit.contains(r#"data-tensor="b.weight""#), "{commit}");
+    assert!(!commit.contains(r#"data-tensor="a.weight""#), "{commit}");
+    assert!(commit.contains("0.5000"), "{commit}");
+    assert!(commit.contains("100.0%"), "{commit}");
+    assert!(commit.contains("F32[16×16]"), "{commit}");
+    assert!(commit.contains("Relative change"), "{commit}");
+
+    // Files, and a download by plain GET: the bytes of the file as committed.
+    let files = text(&get(&router, "/r/tiny/files").await.2);
+    assert!(
+        files.contains("model.safetensors") && files.contains("README.md"),
+        "{files}"
+    );
+    let (status, headers, body) = get(
+        &router,
+        &format!("/r/tiny/download?rev={second}&path=model.safetensors"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, std::fs::read(dir.0.join("tiny/model.safetensors"))?);
+    assert!(
+        headers["content-disposition"]
+            .to_str()?
+            .contains("model.safetensors")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_are_refused() -> TestResult {
+    let dir = Dir::new("hostile");
+    let (_repo, [first, _]) = repository(&dir.0.join("tiny"))?;
+    std::fs::write(dir.0.join("secret.txt"), "not in the repository")?;
+    let mut explorer = agigit_web::Explorer::new("test");
+    explorer.add_repository(dir.0.join("tiny"))?;
+    let router = explorer.clone().local_only().router();
+
+    // DNS rebinding: a page elsewhere reaching the loopback server by another name.
+    assert_eq!(
+        get_host(&router, "/", "evil.example:8717").await.0,
+        StatusCode::MISDIRECTED_REQUEST
+    );
+    assert_eq!(
+        get_host(&router, "/", "localhost.evil.example").await.0,
+        StatusCode::MISDIRECTED_REQUEST
+    );
+    // Without local_only (a relay's public explorer) any host is served.
+    assert_eq!(
+        get_host(&explorer.router(), "/", "relay.example").await.0,
+        StatusCode::OK
+    );
+
+    // A path is looked up among the commit's files, never on disk.
+    for path in [
+        "../secret.txt",
+        "/etc/passwd",
+        "..%2Fsecret.txt",
+        ".agigit/config.toml",
+    ] {
+        let (status, _, body) = get(
+            &router,
+            &format!("/r/tiny/download?rev={first}&path={path}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!text(&body).contains("not in the repository"));
+    }
+    assert_eq!(get(&router, "/r/nope").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&router, "/r/tiny/commit/zz%3Cscript%3E").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        get(&router, &format!("/r/tiny/commit/{}", "0".repeat(64)))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&router, "/r/tiny/history?branch=no-such").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(get(&router, "/no/such/page").await.0, StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+/// The WebSocket download: a start message, the file's bytes, `verified` with its SHA-256
+/// before the last frame, then `done` — over a real listener on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_streams_over_a_websocket_and_verifies_before_its_last_frame() -> TestResult {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = Dir::new("ws");
+    let root = dir.0.join("tiny");
+    let repo = agigit::Repository::init(&root)?;
+    // A file of several frames: a chunked plain file in the training data.
+    let data: Vec<u8> = (0..700_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::create_dir_all(root.join("data/train"))?;
+    std::fs::write(root.join("data/train/rows.bin"), &data)?;
+    let commit = repo.commit("data", AUTHOR)?;
+    let mut explorer = agigit_web::Explorer::new("test");
+    explorer.add_repository(&root)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let server = tokio::spawn(axum::serve(listener, explorer.local_only().router()).into_future());
+
+    let url =
+        format!("ws://localhost:{port}/r/tiny/download?rev={commit}&path=data/train/rows.bin");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+    let mut got = Vec::new();
+    let mut events = Vec::new();
+    let mut frames_after_verified = 0;
+    let mut sha = String::new();
+    while let Some(message) =
+        tokio::time::timeout(std::time::Duration::from_secs(30), socket.next()).await?
+    {
+        match message? {
+            Message::Binary(b) => {
+                got.extend_from_slice(&b);
+                if events.last().map(String::as_str) == Some("verified") {
+                    frames_after_verified += 1;
+                }
+            }
+            Message::Text(t) => {
+                let v: serde_json::Value = serde_json::from_str(&t)?;
+                let kind = v["type"].as_str().unwrap_or_default().to_owned();
+                if kind == "verified" {
+                    assert_eq!(v["bytes"], data.len());
+                    sha = v["sha256"].as_str().unwrap_or_default().to_owned();
+                }
+                if kind == "start" {
+                    assert_eq!(v["size"], data.len());
+                }
+                let done = kind == "done";
+                events.push(kind);
+                if done {
+                    break;
+                }
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(events, ["start", "verified", "done"]);
+    assert_eq!(
+        frames_after_verified, 1,
+        "exactly the last frame follows the verification"
+    );
+    assert_eq!(got, data);
+    let mut hasher = agigit::hash::Hasher::new();
+    hasher.update(&data);
+    let expected: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(sha, expected);
+    server.abort();
+    Ok(())
+}

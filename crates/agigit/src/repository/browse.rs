@@ -1,0 +1,146 @@
+//! Reading a commit's files from the store without a checkout: what a viewer (the web explorer,
+//! `agigit show`) lists — every file with its part and size — and the bytes of a small one.
+
+use agigit_dag::{FindExt as _, Kind};
+
+use super::Repository;
+use crate::error::Error;
+use crate::worktree::{self, FileSource, Part};
+
+/// What kind of file a [`FileEntry`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileKind {
+    /// A plain file stored as one blob.
+    Plain,
+    /// A large plain file stored as a list of content-defined chunks.
+    Chunked,
+    /// A safetensors file stored tensor by tensor.
+    Safetensors,
+}
+
+/// One file of a commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FileEntry {
+    /// The working-directory path.
+    pub path: String,
+    /// Its part.
+    pub part: Part,
+    /// How it is stored.
+    pub kind: FileKind,
+    /// Its size in bytes, as a checkout writes it.
+    pub bytes: u64,
+}
+
+impl Repository {
+    /// Every file of revision `rev` with its part and size, in path order. Reads only the
+    /// store's metadata (trees, chunk lists, safetensors headers), never a file's content.
+    ///
+    /// # Errors
+    /// [`Error::UnknownRevision`]; store errors (a missing or corrupt object).
+    pub fn files_at(&self, rev: &str) -> Result<Vec<FileEntry>, Error> {
+        let id = self.resolve(rev)?;
+        let tree = self.store().find_commit(&id)?.tree;
+        worktree::files(self.store(), &tree)?
+            .into_iter()
+            .map(|(path, source)| {
+                Ok(FileEntry {
+                    part: worktree::classify(&path).0,
+                    bytes: self.stored_len(&source)?,
+                    kind: kind_of(&source),
+                    path,
+                })
+            })
+            .collect()
+    }
+
+    /// The bytes of the plain file `path` at revision `rev`, when it exists and is at most
+    /// `limit` bytes (its size is read first: a larger file is never loaded). `Ok(None)` when
+    /// there is no such file, it is larger, or it is a safetensors file.
+    ///
+    /// # Errors
+    /// [`Error::UnknownRevision`]; store errors.
+    pub fn read_file_at(
+        &self,
+        rev: &str,
+        path: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let Some((entry, source)) = self.source_at(rev, path)? else {
+            return Ok(None);
+        };
+        if entry.kind == FileKind::Safetensors || entry.bytes > limit {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        self.stream_source(&source, |chunk| {
+            out.extend_from_slice(chunk);
+            Ok(())
+        })?;
+        Ok(Some(out))
+    }
+
+    /// Streams file `path` of revision `rev` to `sink` as a checkout would write it — a
+    /// safetensors file too, header then tensors — every object checked against its id on the
+    /// way; memory holds one chunk or batch of tensors at a time. `start` is called first
+    /// with the file's entry (its size, before any byte). `Ok(None)` when there is no such
+    /// file; else the bytes handed over.
+    ///
+    /// # Errors
+    /// [`Error::UnknownRevision`]; store errors (a missing or corrupt object: the bytes
+    /// already handed over must be discarded); what `start` or `sink` returns.
+    pub fn read_file_with(
+        &self,
+        rev: &str,
+        path: &str,
+        start: impl FnOnce(&FileEntry) -> Result<(), Error>,
+        sink: impl FnMut(&[u8]) -> Result<(), Error> + Send,
+    ) -> Result<Option<u64>, Error> {
+        let Some((entry, source)) = self.source_at(rev, path)? else {
+            return Ok(None);
+        };
+        start(&entry)?;
+        Ok(Some(self.stream_source(&source, sink)?))
+    }
+
+    /// File `path` of revision `rev`: its entry and where its bytes are.
+    fn source_at(&self, rev: &str, path: &str) -> Result<Option<(FileEntry, FileSource)>, Error> {
+        let id = self.resolve(rev)?;
+        let tree = self.store().find_commit(&id)?.tree;
+        let mut files = worktree::files(self.store(), &tree)?;
+        let Some(source) = files.remove(path) else {
+            return Ok(None);
+        };
+        let entry = FileEntry {
+            path: path.to_owned(),
+            part: worktree::classify(path).0,
+            kind: kind_of(&source),
+            bytes: self.stored_len(&source)?,
+        };
+        Ok(Some((entry, source)))
+    }
+
+    /// The size of a stored file, as a checkout writes it.
+    pub(crate) fn stored_len(&self, source: &FileSource) -> Result<u64, Error> {
+        Ok(match source {
+            FileSource::Blob { id, .. } => match self.store().header_of(id)? {
+                Some((Kind::Blob, size)) => size,
+                _ => return Err(Error::Corrupt(format!("file object {id} is not a blob"))),
+            },
+            FileSource::Chunked(id) => worktree::chunked_len(self.store(), id)?,
+            FileSource::Safetensors(tree) => {
+                let layout = worktree::safetensors_layout(self.store(), tree)?;
+                layout.header.len() as u64 + layout.lens.iter().sum::<u64>()
+            }
+        })
+    }
+}
+
+fn kind_of(source: &FileSource) -> FileKind {
+    match source {
+        FileSource::Blob { .. } => FileKind::Plain,
+        FileSource::Chunked(_) => FileKind::Chunked,
+        FileSource::Safetensors(_) => FileKind::Safetensors,
+    }
+}
