@@ -49,6 +49,16 @@ fn source_of(e: &agigit_web::Error) -> String {
     std::error::Error::source(e).map_or_else(String::new, ToString::to_string)
 }
 
+/// The explorer's network checks, made as `agigit fsck --remote` makes them: this user's keys,
+/// each repository's relays.
+struct CliRemotes;
+
+impl agigit_web::Remotes for CliRemotes {
+    fn audit(&self, dir: &Path) -> std::result::Result<agigit::AuditReport, String> {
+        crate::remote::audit_at(dir).map_err(|f| f.message)
+    }
+}
+
 /// `agigit serve`.
 pub(crate) fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
     let here = ctx.dir.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -99,7 +109,10 @@ pub(crate) fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         if args.open {
             open_browser(&url);
         }
-        let router = explorer.local_only().router();
+        let router = explorer
+            .local_only()
+            .with_remotes(std::sync::Arc::new(CliRemotes))
+            .router();
         axum::serve(listener, router)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;

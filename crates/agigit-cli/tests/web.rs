@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::actions::{InputSource as _, KeyAction, KeyActions};
 use fantoccini::{Client, ClientBuilder, Locator};
-use support::{Relays, agigit, free_port, json, model_on, ok};
+use support::{Relays, agigit, blob_files, free_port, json, model_on, ok};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -216,7 +216,10 @@ fn the_explorer_in_a_browser() -> TestResult {
             .capabilities(capabilities)
             .connect(&format!("http://127.0.0.1:{driver_port}"))
             .await?;
-        let outcome = drive(&c, &base, &tune_id, &tuned, &downloads).await;
+        let mut outcome = drive(&c, &base, &tune_id, &tuned, &downloads).await;
+        if outcome.is_ok() {
+            outcome = availability(&c, &base, &relays).await;
+        }
         let _ = c.close().await;
         outcome
     });
@@ -353,5 +356,35 @@ async fn drive(
         fits(c, &page).await?;
         shot(c, &format!("{name}-narrow")).await?;
     }
+    Ok(())
+}
+
+/// The availability grid: every segment held before; after two of the three servers lose
+/// their disks, a segment below k is drawn red and the verdict says so. (Placement gives the
+/// first server 4 of each single segment's 10 shards and the others 3: the first two go, so
+/// the 3 left are below k = 4.)
+async fn availability(c: &Client, base: &str, relays: &Relays) -> TestResult {
+    c.set_window_size(1280, 900).await?;
+    c.goto(&format!("{base}/r/model/availability")).await?;
+    let verdict = text_of(c, "#verdict").await?;
+    assert!(verdict.contains("Every pack meets"), "{verdict}");
+    assert!(c.find(Locator::Css("td.below-k")).await.is_err());
+    assert!(!c.find_all(Locator::Css("td.held")).await?.is_empty());
+    shot(c, "availability-wide").await?;
+    for i in [0, 1] {
+        let wiped = blob_files(&relays.data(i));
+        assert!(!wiped.is_empty());
+        for f in wiped {
+            std::fs::remove_file(f)?;
+        }
+    }
+    c.refresh().await?;
+    let verdict = text_of(c, "#verdict").await?;
+    assert!(verdict.contains("below their target"), "{verdict}");
+    shot(c, "availability-lost").await?;
+    let red = c.find_all(Locator::Css("td.below-k")).await?;
+    assert!(!red.is_empty(), "no segment is drawn below k");
+    let margins = text_of(c, "dd.margin").await?;
+    assert!(margins.contains("cannot be rebuilt now"), "{margins}");
     Ok(())
 }

@@ -76,6 +76,15 @@ pub(crate) fn short(id: &impl std::fmt::Display, n: usize) -> String {
     s
 }
 
+/// `1 segment`, `3 segments`.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// A message's first line.
 pub(crate) fn subject(message: &str) -> &str {
     message.lines().next().unwrap_or_default()

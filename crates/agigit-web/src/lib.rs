@@ -57,14 +57,37 @@ pub enum Error {
     },
 }
 
+/// What the explorer asks the network, supplied by its host (`agigit serve` builds it from the
+/// user's keys and each repository's relays). Called on the blocking pool.
+pub trait Remotes: Send + Sync + 'static {
+    /// Audits the repository in `dir` against its servers now: which shards each holds of
+    /// every pack its remote's refs reach (see [`agigit::Repository::audit`]). The error is a
+    /// message for the page.
+    ///
+    /// # Errors
+    /// Whatever kept the audit from being made (no remote, no relay answering, …).
+    fn audit(&self, dir: &Path) -> Result<agigit::AuditReport, String>;
+}
+
 /// The web explorer: the repositories it shows and how it serves them.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Explorer {
     site: Arc<Site>,
 }
 
+impl std::fmt::Debug for Explorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Explorer")
+            .field("title", &self.site.title)
+            .field("repos", &self.site.repos)
+            .field("local_only", &self.site.local_only)
+            .field("remotes", &self.site.remotes.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What every handler reads.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Site {
     pub(crate) title: String,
     pub(crate) repos: Vec<Listed>,
@@ -74,6 +97,8 @@ pub(crate) struct Site {
     pub(crate) cpu: Arc<tokio::sync::Semaphore>,
     /// Bounds the downloads being read at once.
     pub(crate) transfers: Arc<tokio::sync::Semaphore>,
+    /// The network checks, when the host supplies them.
+    pub(crate) remotes: Option<Arc<dyn Remotes>>,
 }
 
 /// A repository the explorer shows: its name in URLs and its directory.
@@ -94,6 +119,7 @@ impl Explorer {
                 local_only: false,
                 cpu: Arc::new(tokio::sync::Semaphore::new(workers)),
                 transfers: Arc::new(tokio::sync::Semaphore::new(MAX_TRANSFERS)),
+                remotes: None,
             }),
         }
     }
@@ -140,6 +166,13 @@ impl Explorer {
         self
     }
 
+    /// Makes the network checks (the availability page) through `remotes`.
+    #[must_use]
+    pub fn with_remotes(mut self, remotes: Arc<dyn Remotes>) -> Self {
+        Arc::make_mut(&mut self.site).remotes = Some(remotes);
+        self
+    }
+
     /// The repositories shown: each one's name in URLs and its directory.
     pub fn repositories(&self) -> impl Iterator<Item = (&str, &Path)> {
         self.site
@@ -156,6 +189,7 @@ impl Explorer {
             .route("/r/{slug}/history", get(pages::history::handler))
             .route("/r/{slug}/commit/{id}", get(pages::commit::handler))
             .route("/r/{slug}/files", get(pages::repo::files_handler))
+            .route("/r/{slug}/availability", get(pages::availability::handler))
             .route("/r/{slug}/download", get(download::handler))
             .route("/assets/{name}", get(assets::handler))
             .fallback(not_found)

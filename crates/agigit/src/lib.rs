@@ -22,7 +22,7 @@ pub use remote::{
     AuditOptions, AuditReport, DEFAULT_PARALLEL, FetchOptions, GcOptions, GcReport, HeldBlob,
     MAX_FETCH_SEGMENT, MAX_MANIFEST_BYTES, PackAudit, PackDurability, PartialReport, PartialWant,
     Progress, PullReport, PushOptions, PushReport, RefDirectory, Remote, RemoteRefs, RepairReport,
-    ServerGc, ServerHolding, StageTimes, TagEntry,
+    SegmentHolding, ServerGc, ServerHolding, StageTimes, TagEntry,
 };
 pub use repository::{
     Change, CheckoutReport, DEFAULT_BRANCH, FileDiff, FileEntry, FileKind, LineageStep,

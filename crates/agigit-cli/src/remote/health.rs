@@ -90,6 +90,22 @@ pub(crate) fn fsck(ctx: &Ctx, args: &FsckArgs) -> Result<()> {
     unhealthy(&report, "run `agigit repair` to restore it")
 }
 
+/// The audit `agigit fsck --remote` makes, of the repository in `dir`, with the durability
+/// target its configuration sets: what `agigit serve`'s availability page shows.
+pub(crate) fn audit_at(dir: &std::path::Path) -> Result<agigit::AuditReport> {
+    let ctx = Ctx {
+        dir: Some(dir.to_owned()),
+        json: true,
+    };
+    let session = Session::open(&ctx, &PartsArg { parts: Vec::new() }, false)?;
+    let options = session.audit_options(&DurabilityArgs::default())?;
+    Ok(session.rt.block_on(
+        session
+            .repo
+            .audit(&session.net, &session.coordinate, options),
+    )?)
+}
+
 /// `agigit repair`: rebuilds the shards missing from every segment below its target.
 pub(crate) fn repair(ctx: &Ctx, args: &RepairArgs) -> Result<()> {
     let session = Session::open(ctx, &PartsArg { parts: Vec::new() }, false)?;

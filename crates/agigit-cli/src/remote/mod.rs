@@ -61,7 +61,7 @@ impl PartsArg {
 }
 
 /// A durability target and the availability odds are computed for (push, fsck, repair).
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub(crate) struct DurabilityArgs {
     /// Push servers that may be lost, whichever they are, with every pack still rebuildable
     /// from the others (default: `[push] survive`, else the most the code gives).

@@ -48,11 +48,20 @@ fn render(site: &Site, slug: &str, id: &str) -> Result<Markup, PageError> {
                     @for p in &commit.parents { a href={ "/r/" (listed.slug) "/commit/" (p) } { (format::short(p, 12)) } " " }
                 }
                 @if let Some(b) = &commit.base {
-                    dt { "Fork of" } dd.mono title=(b.repo) { (short_coordinate(&b.repo)) " at " (format::short(&b.commit, 12)) }
+                    dt { "Fork of" }
+                    dd.mono title=(b.repo) {
+                        @match super::repo::local_repo_for(site, &b.repo) {
+                            Some(local) => {
+                                a href={ "/r/" (local) } { (short_coordinate(&b.repo)) }
+                                " at " a href={ "/r/" (local) "/commit/" (b.commit) } { (format::short(&b.commit, 12)) }
+                            },
+                            None => { (short_coordinate(&b.repo)) " at " (format::short(&b.commit, 12)) },
+                        }
+                    }
                 }
                 dt { "Author" } dd.mono title=(author) { (format::short(&author, 16)) }
                 dt { "Date" } dd { (format::time(commit.time)) }
-                dt { "Changed" } dd { (diff.files.len()) " files, " (tensors) " tensors" }
+                dt { "Changed" } dd { (format::count(diff.files.len(), "file")) ", " (format::count(tensors, "tensor")) }
             }
         }
         @if let Some(r) = &record {
@@ -159,7 +168,7 @@ fn file(f: &FileDiff) -> Markup {
         .collect();
     html! {
         div.file.safetensors {
-            h3 { span.badge.(class) { (word) } " " span.mono { (f.path) } " " span.sub { (f.tensors.len()) " tensors changed" } }
+            h3 { span.badge.(class) { (word) } " " span.mono { (f.path) } " " span.sub { (format::count(f.tensors.len(), "tensor")) " changed" } }
             div.charts {
                 (bars("Relative change ‖Δ‖/‖W‖ per tensor", &format!("relative-{anchor}"), &relative))
                 (bars("Stored bytes per tensor (this commit)", &format!("stored-{anchor}"), &stored))

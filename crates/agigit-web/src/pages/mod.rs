@@ -10,6 +10,7 @@ use maud::{Markup, html};
 use crate::layout::{Crumb, page};
 use crate::{Listed, Site};
 
+pub(crate) mod availability;
 pub(crate) mod commit;
 pub(crate) mod history;
 pub(crate) mod list;

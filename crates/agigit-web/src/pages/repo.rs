@@ -107,6 +107,7 @@ fn render(site: &Site, slug: &str, rev: Option<&str>) -> Result<Markup, PageErro
             nav.actions {
                 a.button href={ "/r/" (s.slug) "/history?branch=" (q(&rev)) } { "History" }
                 a.button href={ "/r/" (s.slug) "/files?rev=" (q(&rev)) } { "Files" }
+                a.button href={ "/r/" (s.slug) "/availability" } { "Availability" }
                 @if let Some(id) = tip { a.button href={ "/r/" (s.slug) "/commit/" (id) } { "Latest commit" } }
             }
         }
@@ -229,7 +230,7 @@ fn readme(
 
 /// The listed repository whose coordinate is `coordinate` (its `remote`, or its id for a
 /// repository made here).
-fn local_repo_for(site: &Site, coordinate: &str) -> Option<String> {
+pub(crate) fn local_repo_for(site: &Site, coordinate: &str) -> Option<String> {
     site.repos.iter().find_map(|r| {
         let config = agigit::Repository::open(&r.path).ok()?.config().ok()?;
         let matches = match (&config.remote, &config.id) {

@@ -94,6 +94,23 @@ pub struct PackAudit {
     pub below_target: Vec<usize>,
     /// The odds of a rebuild with each server up with probability `availability`.
     pub rebuild: RebuildOdds,
+    /// Each segment's shards: where they are and what that leaves (empty when no server has
+    /// the manifest).
+    pub segment_holdings: Vec<SegmentHolding>,
+}
+
+/// One segment of an audited pack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentHolding {
+    /// Distinct shards held on any server: the segment can be rebuilt when this is at least
+    /// `k`.
+    pub distinct: usize,
+    /// Shards on each server, in [`AuditReport::servers`] order.
+    pub per_server: Vec<usize>,
+    /// Servers that may be lost, whichever they are, with the segment still rebuildable;
+    /// `None` when it cannot be rebuilt now.
+    pub margin: Option<usize>,
 }
 
 impl PackAudit {
@@ -421,6 +438,16 @@ pub(super) fn report(
             (None, None) => Durability::survive(0),
         };
         let stored = pack.holds_manifest.iter().filter(|h| **h).count();
+        let segment_holdings: Vec<SegmentHolding> = match &pack.map {
+            Some(map) => (0..map.segments())
+                .map(|s| SegmentHolding {
+                    distinct: map.distinct(s),
+                    per_server: (0..servers.len()).map(|i| map.count(s, i)).collect(),
+                    margin: map.segment_margin(s),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let (survives, lost, below, rebuild, holdings) = match &pack.map {
             Some(map) => {
                 let survives = map.margin().map(|m| m.min(stored.saturating_sub(1)));
@@ -465,6 +492,7 @@ pub(super) fn report(
             lost_segments: lost,
             below_target: below,
             rebuild,
+            segment_holdings,
         });
     }
     Ok(AuditReport {

@@ -51,7 +51,7 @@ use crate::private::PrivateKeys;
 use crate::repository::Repository;
 use crate::worktree::Part;
 
-pub use audit::{AuditOptions, AuditReport, HeldBlob, PackAudit, RepairReport};
+pub use audit::{AuditOptions, AuditReport, HeldBlob, PackAudit, RepairReport, SegmentHolding};
 pub use gc::{GcOptions, GcReport, ServerGc};
 pub use handle::Remote;
 pub use partial::{PartialReport, PartialWant};
