@@ -39,6 +39,13 @@ mod layout;
 mod markdown;
 mod pages;
 
+/// Markdown rendered as the explorer renders a README: CommonMark with tables, strikethrough
+/// and task lists; the document's own HTML shown as text; link targets other than `http`,
+/// `https`, `mailto` and relative ones replaced by `#`; images shown as links.
+pub fn markdown_to_html(source: &str) -> String {
+    markdown::render(source)
+}
+
 /// Downloads read at once; more wait for a slot.
 const MAX_TRANSFERS: usize = 4;
 

@@ -325,3 +325,92 @@ async fn a_download_streams_over_a_websocket_and_verifies_before_its_last_frame(
     server.abort();
     Ok(())
 }
+
+/// Every file under `dir`.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// A store whose largest object was damaged on disk: the WebSocket download ends in `error`
+/// without `verified` and without the whole file; the plain GET's body is cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_object_is_never_delivered_whole() -> TestResult {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = Dir::new("corrupt");
+    let root = dir.0.join("tiny");
+    let repo = agigit::Repository::init(&root)?;
+    let data: Vec<u8> = (0..700_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::create_dir_all(root.join("data/train"))?;
+    std::fs::write(root.join("data/train/rows.bin"), &data)?;
+    let commit = repo.commit("data", AUTHOR)?;
+    let mut objects = Vec::new();
+    walk(&root.join(".agigit/objects"), &mut objects);
+    let largest = objects
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .ok_or("no objects")?;
+    let mut bytes = std::fs::read(largest)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(largest, &bytes)?;
+
+    let mut explorer = agigit_web::Explorer::new("test");
+    explorer.add_repository(&root)?;
+    let router = explorer.clone().local_only().router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let server = tokio::spawn(axum::serve(listener, explorer.local_only().router()).into_future());
+    let query = format!("rev={commit}&path=data/train/rows.bin");
+
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/r/tiny/download?{query}"))
+            .await?;
+    let (mut received, mut events) = (0usize, Vec::new());
+    while let Some(message) =
+        tokio::time::timeout(std::time::Duration::from_secs(30), socket.next()).await?
+    {
+        match message? {
+            Message::Binary(b) => received += b.len(),
+            Message::Text(t) => {
+                let v: serde_json::Value = serde_json::from_str(&t)?;
+                events.push(v["type"].as_str().unwrap_or_default().to_owned());
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    assert!(events.contains(&"error".to_owned()), "{events:?}");
+    assert!(
+        !events.contains(&"verified".to_owned()) && !events.contains(&"done".to_owned()),
+        "{events:?}"
+    );
+    assert!(received < data.len());
+
+    let response = router
+        .oneshot(
+            Request::get(format!("/r/tiny/download?{query}"))
+                .header("host", "localhost")
+                .body(Body::empty())?,
+        )
+        .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    // Cut short (an error reading the body) is what a client sees as a failed download.
+    if let Ok(body) = response.into_body().collect().await {
+        assert!(
+            body.to_bytes().len() < data.len(),
+            "a corrupt file was served whole"
+        );
+    }
+    server.abort();
+    Ok(())
+}
