@@ -388,3 +388,38 @@ async fn availability(c: &Client, base: &str, relays: &Relays) -> TestResult {
     assert!(margins.contains("cannot be rebuilt now"), "{margins}");
     Ok(())
 }
+
+/// `agigit serve` where there is no repository says so (exit code 3, invalid), and does not
+/// start; a busy port is a readable failure too.
+#[test]
+fn serve_refuses_what_it_cannot_show() -> TestResult {
+    let root = std::env::temp_dir().join(format!("agigit-web-empty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("empty"))?;
+    let out = agigit(
+        &root.join("home"),
+        &root.join("empty"),
+        &["serve", "--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no agigit repository"),
+        "{out:?}"
+    );
+
+    ok(&agigit(&root.join("home"), &root, &["init", "model"]));
+    let busy = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = busy.local_addr()?.to_string();
+    let out = agigit(
+        &root.join("home"),
+        &root.join("model"),
+        &["serve", "--listen", &addr],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot listen"),
+        "{out:?}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}

@@ -28,6 +28,9 @@ use crate::pages::{PageError, open};
 pub(crate) const FRAME: usize = 256 * 1024;
 /// Frames read ahead of the browser at most.
 const QUEUE: usize = 8;
+/// A browser that takes no frame for this long is dropped (it holds one of the few transfer
+/// slots).
+const STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct DownloadQuery {
@@ -157,6 +160,14 @@ fn json(value: &serde_json::Value) -> Message {
     Message::Text(value.to_string().into())
 }
 
+/// Sends `message`, giving up on a browser that does not read for [`STALL`].
+async fn deliver(socket: &mut WebSocket, message: Message) -> Result<(), ()> {
+    match tokio::time::timeout(STALL, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
 /// Sends the pieces over the WebSocket, the last frame held back until the file verified.
 async fn send(mut socket: WebSocket, mut rx: tokio::sync::mpsc::Receiver<Piece>, path: String) {
     let mut held: Option<Vec<u8>> = None;
@@ -173,11 +184,13 @@ async fn send(mut socket: WebSocket, mut rx: tokio::sync::mpsc::Receiver<Piece>,
                 let verified = json(&serde_json::json!({
                     "type": "verified", "bytes": bytes, "sha256": sha256,
                 }));
-                if socket.send(verified).await.is_err() {
+                if deliver(&mut socket, verified).await.is_err() {
                     return;
                 }
                 if let Some(last) = held.take()
-                    && socket.send(Message::Binary(last.into())).await.is_err()
+                    && deliver(&mut socket, Message::Binary(last.into()))
+                        .await
+                        .is_err()
                 {
                     return;
                 }
@@ -188,11 +201,11 @@ async fn send(mut socket: WebSocket, mut rx: tokio::sync::mpsc::Receiver<Piece>,
                 json(&serde_json::json!({ "type": "error", "message": why }))
             }
         };
-        if socket.send(message).await.is_err() {
+        if deliver(&mut socket, message).await.is_err() {
             return;
         }
     }
-    let _ = socket.close().await;
+    let _ = tokio::time::timeout(STALL, socket.close()).await;
 }
 
 /// The same bytes as an HTTP attachment (for scripts and browsers without WebSocket).
