@@ -249,57 +249,55 @@ async fn hostile_requests_are_refused() -> TestResult {
     Ok(())
 }
 
-/// The WebSocket download: a start message, the file's bytes, `verified` with its SHA-256
-/// before the last frame, then `done` — over a real listener on loopback.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_download_streams_over_a_websocket_and_verifies_before_its_last_frame() -> TestResult {
-    use futures_util::StreamExt as _;
-    use tokio_tungstenite::tungstenite::Message;
-    let dir = Dir::new("ws");
-    let root = dir.0.join("tiny");
-    let repo = agigit::Repository::init(&root)?;
-    // A file of several frames: a chunked plain file in the training data.
+/// A repository whose one commit holds a file of several frames (a chunked plain file in the
+/// training data); its bytes and the commit.
+fn data_repository(
+    root: &Path,
+) -> Result<(Vec<u8>, agigit::hash::ObjectId), Box<dyn std::error::Error>> {
+    let repo = agigit::Repository::init(root)?;
     let data: Vec<u8> = (0..700_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     std::fs::create_dir_all(root.join("data/train"))?;
     std::fs::write(root.join("data/train/rows.bin"), &data)?;
-    let commit = repo.commit("data", AUTHOR)?;
-    let mut explorer = agigit_web::Explorer::new("test");
-    explorer.add_repository(&root)?;
+    Ok((data, repo.commit("data", AUTHOR)?))
+}
+
+/// Serves `explorer` (loopback only) on a free port; the server stops when the handle aborts.
+async fn serve(
+    explorer: agigit_web::Explorer,
+) -> Result<(u16, tokio::task::JoinHandle<std::io::Result<()>>), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
-    let server = tokio::spawn(axum::serve(listener, explorer.local_only().router()).into_future());
+    Ok((
+        port,
+        tokio::spawn(axum::serve(listener, explorer.local_only().router()).into_future()),
+    ))
+}
 
-    let url =
-        format!("ws://localhost:{port}/r/tiny/download?rev={commit}&path=data/train/rows.bin");
+/// What a WebSocket download sent: its messages in order (`"bytes"` for each binary frame,
+/// else the JSON), and the bytes.
+async fn ws_download(
+    port: u16,
+    query: &str,
+) -> Result<(Vec<serde_json::Value>, Vec<u8>), Box<dyn std::error::Error>> {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!("ws://localhost:{port}/r/tiny/download?{query}");
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
-    let mut got = Vec::new();
-    let mut events = Vec::new();
-    let mut frames_after_verified = 0;
-    let mut sha = String::new();
+    let (mut messages, mut bytes) = (Vec::new(), Vec::new());
     while let Some(message) =
         tokio::time::timeout(std::time::Duration::from_secs(30), socket.next()).await?
     {
         match message? {
             Message::Binary(b) => {
-                got.extend_from_slice(&b);
-                if events.last().map(String::as_str) == Some("verified") {
-                    frames_after_verified += 1;
-                }
+                bytes.extend_from_slice(&b);
+                messages.push(serde_json::json!("bytes"));
             }
             Message::Text(t) => {
                 let v: serde_json::Value = serde_json::from_str(&t)?;
-                let kind = v["type"].as_str().unwrap_or_default().to_owned();
-                if kind == "verified" {
-                    assert_eq!(v["bytes"], data.len());
-                    sha = v["sha256"].as_str().unwrap_or_default().to_owned();
-                }
-                if kind == "start" {
-                    assert_eq!(v["size"], data.len());
-                }
-                let done = kind == "done";
-                events.push(kind);
+                let done = v["type"] == "done";
+                messages.push(v);
                 if done {
                     break;
                 }
@@ -308,11 +306,42 @@ async fn a_download_streams_over_a_websocket_and_verifies_before_its_last_frame(
             _ => {}
         }
     }
-    assert_eq!(events, ["start", "verified", "done"]);
+    Ok((messages, bytes))
+}
+
+fn kinds(messages: &[serde_json::Value]) -> Vec<&str> {
+    messages.iter().filter_map(|m| m["type"].as_str()).collect()
+}
+
+/// The WebSocket download: a start message, the file's bytes, `verified` with its SHA-256
+/// before the last frame, then `done` — over a real listener on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_streams_over_a_websocket_and_verifies_before_its_last_frame() -> TestResult {
+    let dir = Dir::new("ws");
+    let root = dir.0.join("tiny");
+    let (data, commit) = data_repository(&root)?;
+    let mut explorer = agigit_web::Explorer::new("test");
+    explorer.add_repository(&root)?;
+    let (port, server) = serve(explorer).await?;
+
+    let (messages, got) =
+        ws_download(port, &format!("rev={commit}&path=data/train/rows.bin")).await?;
+    assert_eq!(kinds(&messages), ["start", "verified", "done"]);
+    assert_eq!(messages[0]["size"], data.len());
+    let verified = messages
+        .iter()
+        .position(|m| m["type"] == "verified")
+        .ok_or("verified")?;
+    assert!(messages[1..verified].iter().all(|m| *m == "bytes") && verified > 2);
     assert_eq!(
-        frames_after_verified, 1,
+        &messages[verified + 1..],
+        [
+            serde_json::json!("bytes"),
+            serde_json::json!({"type": "done"})
+        ],
         "exactly the last frame follows the verification"
     );
+    assert_eq!(messages[verified]["bytes"], data.len());
     assert_eq!(got, data);
     let mut hasher = agigit::hash::Hasher::new();
     hasher.update(&data);
@@ -321,7 +350,7 @@ async fn a_download_streams_over_a_websocket_and_verifies_before_its_last_frame(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    assert_eq!(sha, expected);
+    assert_eq!(messages[verified]["sha256"], expected);
     server.abort();
     Ok(())
 }
@@ -342,17 +371,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 /// without `verified` and without the whole file; the plain GET's body is cut short.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_object_is_never_delivered_whole() -> TestResult {
-    use futures_util::StreamExt as _;
-    use tokio_tungstenite::tungstenite::Message;
     let dir = Dir::new("corrupt");
     let root = dir.0.join("tiny");
-    let repo = agigit::Repository::init(&root)?;
-    let data: Vec<u8> = (0..700_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
-    std::fs::create_dir_all(root.join("data/train"))?;
-    std::fs::write(root.join("data/train/rows.bin"), &data)?;
-    let commit = repo.commit("data", AUTHOR)?;
+    let (data, commit) = data_repository(&root)?;
     let mut objects = Vec::new();
     walk(&root.join(".agigit/objects"), &mut objects);
     let largest = objects
@@ -367,34 +388,17 @@ async fn a_corrupt_object_is_never_delivered_whole() -> TestResult {
     let mut explorer = agigit_web::Explorer::new("test");
     explorer.add_repository(&root)?;
     let router = explorer.clone().local_only().router();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    let server = tokio::spawn(axum::serve(listener, explorer.local_only().router()).into_future());
+    let (port, server) = serve(explorer).await?;
     let query = format!("rev={commit}&path=data/train/rows.bin");
 
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/r/tiny/download?{query}"))
-            .await?;
-    let (mut received, mut events) = (0usize, Vec::new());
-    while let Some(message) =
-        tokio::time::timeout(std::time::Duration::from_secs(30), socket.next()).await?
-    {
-        match message? {
-            Message::Binary(b) => received += b.len(),
-            Message::Text(t) => {
-                let v: serde_json::Value = serde_json::from_str(&t)?;
-                events.push(v["type"].as_str().unwrap_or_default().to_owned());
-            }
-            Message::Close(_) => break,
-            _ => {}
-        }
-    }
-    assert!(events.contains(&"error".to_owned()), "{events:?}");
+    let (messages, received) = ws_download(port, &query).await?;
+    let kinds = kinds(&messages);
+    assert!(kinds.contains(&"error"), "{kinds:?}");
     assert!(
-        !events.contains(&"verified".to_owned()) && !events.contains(&"done".to_owned()),
-        "{events:?}"
+        !kinds.contains(&"verified") && !kinds.contains(&"done"),
+        "{kinds:?}"
     );
-    assert!(received < data.len());
+    assert!(received.len() < data.len());
 
     let response = router
         .oneshot(
