@@ -49,13 +49,83 @@ fn source_of(e: &agigit_web::Error) -> String {
     std::error::Error::source(e).map_or_else(String::new, ToString::to_string)
 }
 
-/// The explorer's network checks, made as `agigit fsck --remote` makes them: this user's keys,
-/// each repository's relays.
-struct CliRemotes;
+/// The explorer's network checks, made as `agigit fsck --remote` and `agigit search` make
+/// them: this user's keys, each repository's relays and the user's.
+struct CliRemotes {
+    /// The relays to list announcements from: the user's and every served repository's.
+    relays: Vec<agigit::config::RelayEntry>,
+    /// The coordinates of the served repositories (not listed again as announced).
+    local: std::collections::HashSet<String>,
+}
+
+/// The most announced repositories listed.
+const ANNOUNCED: usize = 100;
+
+impl CliRemotes {
+    /// What `explorer` serves, and where to look for more.
+    fn new(explorer: &agigit_web::Explorer) -> Result<Self> {
+        let user = crate::context::load_user_config()?;
+        let own_key = crate::context::keys().ok().map(|k| k.public_key());
+        let mut relays = user.relays;
+        let mut local = std::collections::HashSet::new();
+        for (_, dir) in explorer.repositories() {
+            let Some(config) = agigit::Repository::open(dir)
+                .ok()
+                .and_then(|r| r.config().ok())
+            else {
+                continue;
+            };
+            for r in &config.relays {
+                if r.fetch && !relays.iter().any(|known| known.url == r.url) {
+                    relays.push(r.clone());
+                }
+            }
+            let coordinate = match (&config.remote, &config.id, own_key) {
+                (Some(remote), _, _) => Some(remote.clone()),
+                (None, Some(id), Some(key)) => agigit::event::RepoId::new(id.clone())
+                    .ok()
+                    .map(|id| agigit::event::RepoCoordinate::new(key, id).to_string()),
+                _ => None,
+            };
+            local.extend(coordinate);
+        }
+        Ok(CliRemotes { relays, local })
+    }
+}
 
 impl agigit_web::Remotes for CliRemotes {
     fn audit(&self, dir: &Path) -> std::result::Result<agigit::AuditReport, String> {
         crate::remote::audit_at(dir).map_err(|f| f.message)
+    }
+
+    fn announced(
+        &self,
+        words: &[String],
+    ) -> std::result::Result<Vec<agigit_web::Announced>, String> {
+        if self.relays.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rt = runtime().map_err(|f| f.message)?;
+        let found =
+            crate::remote::find_announced(&rt, &self.relays, words, ANNOUNCED + self.local.len())
+                .map_err(|f| f.message)?;
+        Ok(found
+            .into_iter()
+            .filter(|f| !self.local.contains(&f.coordinate))
+            .take(ANNOUNCED)
+            .map(|f| {
+                let b = f.announcement.body();
+                let mut a = agigit_web::Announced::new(f.coordinate.clone(), f.updated);
+                a.name.clone_from(&b.name);
+                a.description.clone_from(&b.description);
+                a.license.clone_from(&b.license);
+                a.private = b.visibility == agigit::event::Visibility::Private;
+                a.topics.clone_from(&b.topics);
+                a.fork_of = b.fork_of.as_ref().map(|fork| fork.repo.to_string());
+                a.size = b.size;
+                a
+            })
+            .collect())
     }
 }
 
@@ -83,6 +153,7 @@ pub(crate) fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
                 .join(", ")
         )));
     }
+    let remotes = CliRemotes::new(&explorer)?;
     let rt = runtime()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -111,7 +182,7 @@ pub(crate) fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         }
         let router = explorer
             .local_only()
-            .with_remotes(std::sync::Arc::new(CliRemotes))
+            .with_remotes(std::sync::Arc::new(remotes))
             .router();
         axum::serve(listener, router)
             .with_graceful_shutdown(async {

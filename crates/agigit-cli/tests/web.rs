@@ -161,6 +161,31 @@ fn the_explorer_in_a_browser() -> TestResult {
     let tune_id = tune["commit"].as_str().ok_or("commit id")?.to_owned();
     ok(&agigit(&home, &tuned, &["push"]));
 
+    // Someone else's repository, announced on the same relays and not served here.
+    let other_home = root.join("other-home");
+    let elsewhere = root.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere)?;
+    ok(&agigit(&other_home, &elsewhere, &["key", "generate"]));
+    ok(&agigit(
+        &other_home,
+        &elsewhere,
+        &["init", "--id", "elsewhere"],
+    ));
+    for u in &urls {
+        ok(&agigit(&other_home, &elsewhere, &["relay", "add", u]));
+    }
+    std::fs::write(elsewhere.join("notes.txt"), "announced, not served")?;
+    ok(&agigit(
+        &other_home,
+        &elsewhere,
+        &["commit", "-m", "elsewhere"],
+    ));
+    ok(&agigit(
+        &other_home,
+        &elsewhere,
+        &["announce", "--description", "a model on the relays only"],
+    ));
+
     // `agigit serve` over the directory holding both.
     let port = free_port();
     let serve = Killed(
@@ -242,6 +267,16 @@ async fn drive(
     c.goto(&format!("{base}/")).await?;
     let list = text_of(c, "#repositories").await?;
     assert!(list.contains("model") && list.contains("tuned"), "{list}");
+    // …and, apart, what the relays announce that is not here.
+    let announced = text_of(c, "#announced").await?;
+    assert!(
+        announced.contains("a model on the relays only"),
+        "{announced}"
+    );
+    assert!(
+        !announced.contains("tuned") && !announced.contains(":model"),
+        "{announced}"
+    );
     shot(c, "list-wide").await?;
 
     // Keyboard: j moves to the first row, j to the second, k back, Enter opens it.

@@ -74,6 +74,59 @@ pub trait Remotes: Send + Sync + 'static {
     /// # Errors
     /// Whatever kept the audit from being made (no remote, no relay answering, …).
     fn audit(&self, dir: &Path) -> Result<agigit::AuditReport, String>;
+
+    /// The repositories announced on the relays that are not among the explorer's own, whose
+    /// id, name, description or topics hold every one of `words` (lowercase); newest first.
+    /// None by default.
+    ///
+    /// # Errors
+    /// Whatever kept the relays from being asked.
+    fn announced(&self, words: &[String]) -> Result<Vec<Announced>, String> {
+        let _ = words;
+        Ok(Vec::new())
+    }
+}
+
+/// A repository announced on a relay (its signature checked by whoever found it), as the list
+/// of repositories shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Announced {
+    /// `30717:<owner hex>:<id>`.
+    pub coordinate: String,
+    /// Its name, description and licence, as announced.
+    pub name: Option<String>,
+    /// As announced.
+    pub description: Option<String>,
+    /// As announced (an SPDX expression).
+    pub license: Option<String>,
+    /// Whether it is private (its content is encrypted for its readers).
+    pub private: bool,
+    /// Its topics.
+    pub topics: Vec<String>,
+    /// The coordinate of the foundation it forks.
+    pub fork_of: Option<String>,
+    /// The size of its checked-out files, as announced.
+    pub size: Option<u64>,
+    /// When its state last moved (Unix seconds).
+    pub updated: u64,
+}
+
+impl Announced {
+    /// A repository at `coordinate` last updated at `updated`, with nothing else said.
+    pub fn new(coordinate: impl Into<String>, updated: u64) -> Self {
+        Announced {
+            coordinate: coordinate.into(),
+            name: None,
+            description: None,
+            license: None,
+            private: false,
+            topics: Vec::new(),
+            fork_of: None,
+            size: None,
+            updated,
+        }
+    }
 }
 
 /// The web explorer: the repositories it shows and how it serves them.

@@ -155,26 +155,34 @@ pub(super) const SEARCH_EVENTS: usize = 2000;
 
 /// `agigit search`: the repositories the relays announce, filtered by words, newest update
 /// first — owner, id, name, description, topics, foundation and last update.
-pub(crate) fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
+/// A repository found by [`find_announced`]: its newest valid announcement and when its
+/// state last moved (else when it was announced).
+pub(crate) struct Found {
+    pub(crate) coordinate: String,
+    pub(crate) announcement: agigit::event::Signed<agigit::event::RepoAnnouncement>,
+    pub(crate) updated: u64,
+}
+
+/// The repositories announced on `relays` whose id, name, description or topics hold every one
+/// of `words` (lowercase), newest update first, at most `limit`: what `agigit search` prints
+/// and `agigit serve` lists.
+pub(crate) fn find_announced(
+    rt: &tokio::runtime::Runtime,
+    relays: &[RelayEntry],
+    words: &[String],
+    limit: usize,
+) -> Result<Vec<Found>> {
     use agigit::event::kinds::{REPO_ANNOUNCEMENT, REPO_STATE, kind};
     use agigit::event::nostr::prelude::Filter;
     use agigit::event::{RepoAnnouncement, Signed};
-    let relays = crate::context::given_or_user_relays(&args.relays)?;
-    if relays.is_empty() {
-        return Err(Failure::invalid(
-            "no relay to search: give --relay, or list relays in ~/.config/agigit/config.toml ([[relay]] url = \"wss://…\")",
-        ));
-    }
-    let rt = runtime()?;
     let _entered = rt.enter();
     // Relays that say they implement NIP-50 are asked to search; the others send their newest
     // announcements. The words are checked here on what comes back either way: a relay's
     // search narrows what travels, it decides nothing.
-    let words: Vec<String> = args.words.iter().map(|w| w.to_lowercase()).collect();
     let (searching, listing) = if words.is_empty() {
-        (Vec::new(), relays.clone())
+        (Vec::new(), relays.to_vec())
     } else {
-        split_by_nip50(&rt, &relays)?
+        split_by_nip50(rt, relays)?
     };
     let filter = Filter::new()
         .kind(kind(REPO_ANNOUNCEMENT))
@@ -188,7 +196,7 @@ pub(crate) fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
             events.extend(rt.block_on(lookup_pool(group)?.query(&[filter]))?);
         }
     }
-    let pool = lookup_pool(&relays)?;
+    let pool = lookup_pool(relays)?;
     // The newest valid announcement of each repository.
     let mut newest: std::collections::BTreeMap<String, Signed<RepoAnnouncement>> =
         std::collections::BTreeMap::new();
@@ -213,14 +221,14 @@ pub(crate) fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
             .iter()
             .all(|w| text.iter().any(|t| t.contains(w.as_str())))
     };
-    let found: Vec<&Signed<RepoAnnouncement>> =
-        newest.values().filter(|a| matches(a.body())).collect();
+    let found: Vec<Signed<RepoAnnouncement>> =
+        newest.into_values().filter(|a| matches(a.body())).collect();
     // Their last updates: the newest state of each.
     let mut updated: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     if !found.is_empty() {
         let filters: Vec<Filter> = found
             .iter()
-            .take(args.limit.max(1))
+            .take(limit.max(1))
             .map(|a| {
                 Filter::new()
                     .kind(kind(REPO_STATE))
@@ -240,24 +248,45 @@ pub(crate) fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
             }
         }
     }
-    let mut rows: Vec<(u64, &Signed<RepoAnnouncement>, String)> = found
+    let mut rows: Vec<Found> = found
         .into_iter()
         .map(|a| {
-            let key = a.body().coordinate(a.author()).to_string();
-            let at = updated
-                .get(&key)
+            let coordinate = a.body().coordinate(a.author()).to_string();
+            let updated = updated
+                .get(&coordinate)
                 .copied()
                 .unwrap_or(a.created_at().as_secs());
-            (at, a, key)
+            Found {
+                coordinate,
+                announcement: a,
+                updated,
+            }
         })
         .collect();
-    rows.sort_by(|x, y| y.0.cmp(&x.0).then_with(|| x.2.cmp(&y.2)));
-    rows.truncate(args.limit.max(1));
+    rows.sort_by(|x, y| {
+        y.updated
+            .cmp(&x.updated)
+            .then_with(|| x.coordinate.cmp(&y.coordinate))
+    });
+    rows.truncate(limit.max(1));
+    Ok(rows)
+}
+
+pub(crate) fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
+    let relays = crate::context::given_or_user_relays(&args.relays)?;
+    if relays.is_empty() {
+        return Err(Failure::invalid(
+            "no relay to search: give --relay, or list relays in ~/.config/agigit/config.toml ([[relay]] url = \"wss://…\")",
+        ));
+    }
+    let rt = runtime()?;
+    let words: Vec<String> = args.words.iter().map(|w| w.to_lowercase()).collect();
+    let rows = find_announced(&rt, &relays, &words, args.limit)?;
     let json_rows: Vec<serde_json::Value> = rows
         .iter()
-        .map(|(at, a, key)| {
-            let b = a.body();
-            serde_json::json!({"repository": key, "owner": a.author().to_hex(), "id": b.repo.as_str(), "name": b.name, "description": b.description, "license": b.license, "visibility": b.visibility.as_str(), "topics": b.topics, "fork_of": b.fork_of.as_ref().map(|f| f.repo.to_string()), "size": b.size, "updated": at})
+        .map(|f| {
+            let (a, b) = (&f.announcement, f.announcement.body());
+            serde_json::json!({"repository": f.coordinate, "owner": a.author().to_hex(), "id": b.repo.as_str(), "name": b.name, "description": b.description, "license": b.license, "visibility": b.visibility.as_str(), "topics": b.topics, "fork_of": b.fork_of.as_ref().map(|f| f.repo.to_string()), "size": b.size, "updated": f.updated})
         })
         .collect();
     print(ctx.json, serde_json::json!(json_rows), || {
@@ -265,9 +294,9 @@ pub(crate) fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
             return "no repository found".to_owned();
         }
         rows.iter()
-            .map(|(at, a, key)| {
-                let b = a.body();
-                let mut line = key.clone();
+            .map(|f| {
+                let b = f.announcement.body();
+                let mut line = f.coordinate.clone();
                 if let Some(n) = &b.name {
                     line.push_str(&format!("  {n}"));
                 }
@@ -277,15 +306,15 @@ pub(crate) fn search(ctx: &Ctx, args: &SearchArgs) -> Result<()> {
                 if !b.topics.is_empty() {
                     line.push_str(&format!(" [{}]", b.topics.join(", ")));
                 }
-                if let Some(f) = &b.fork_of {
-                    line.push_str(&format!(" (fork of {})", f.repo));
+                if let Some(fork) = &b.fork_of {
+                    line.push_str(&format!(" (fork of {})", fork.repo));
                 }
                 if let Some(size) = b.size {
                     line.push_str(&format!(", {}", crate::view::human_bytes(size)));
                 }
                 line.push_str(&format!(
                     ", updated {}",
-                    crate::history::utc_date(i64::try_from(*at).unwrap_or(i64::MAX))
+                    crate::history::utc_date(i64::try_from(f.updated).unwrap_or(i64::MAX))
                 ));
                 line
             })

@@ -110,6 +110,7 @@ fn render(site: &Site, query: &str) -> Result<Markup, PageError> {
         }
     }
     shown.sort_by(|a, b| b.updated.cmp(&a.updated).then_with(|| a.slug.cmp(&b.slug)));
+    let announced = site.remotes.as_ref().map(|r| r.announced(&words));
     let title = if query.is_empty() {
         "Repositories".to_owned()
     } else {
@@ -147,6 +148,36 @@ fn render(site: &Site, query: &str) -> Result<Markup, PageError> {
                     }
                 }
             }
+        }
+        @match &announced {
+            Some(Ok(found)) if !found.is_empty() => {
+                h2 { "On the relays" }
+                p.sub { "Announced by their owners and not here: " code { "agigit clone <repository>" } " brings one." }
+                div.table-wrap {
+                    table.list #announced {
+                        thead { tr {
+                            th { "Repository" } th.wide { "Description" } th { "Licence" }
+                            th.wide { "Foundation" } th.num { "Size" } th { "Updated" }
+                        } }
+                        tbody { @for a in found {
+                            tr {
+                                td {
+                                    (a.name.as_deref().unwrap_or_else(|| a.coordinate.rsplit(':').next().unwrap_or("")))
+                                    @if a.private { " " span.badge.private { "private" } }
+                                    div.sub.mono title=(a.coordinate) { (short_coordinate(&a.coordinate)) }
+                                }
+                                td.wide { (a.description.as_deref().unwrap_or("")) }
+                                td { (a.license.as_deref().unwrap_or("—")) }
+                                td.wide.mono { @if let Some(f) = &a.fork_of { (short_coordinate(f)) } @else { "—" } }
+                                td.num { @if let Some(n) = a.size { (format::bytes(n)) } @else { "—" } }
+                                td { (format::time(i64::try_from(a.updated).unwrap_or(i64::MAX))) }
+                            }
+                        } }
+                    }
+                }
+            },
+            Some(Err(why)) => p.warn #announced-error { "The relays could not be asked: " (why) },
+            _ => {},
         }
         @for (slug, why) in &unreadable {
             p.warn { (slug) ": could not be read: " (why) }
