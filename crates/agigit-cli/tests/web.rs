@@ -159,6 +159,15 @@ fn the_explorer_in_a_browser() -> TestResult {
         &["commit", "-m", "tune b", "--json"],
     ));
     let tune_id = tune["commit"].as_str().ok_or("commit id")?.to_owned();
+    // A side branch merged back: the history draws the merge.
+    ok(&agigit(&home, &tuned, &["branch", "exp"]));
+    std::fs::write(tuned.join("train.py"), "print('train')\n")?;
+    ok(&agigit(&home, &tuned, &["commit", "-m", "train script"]));
+    ok(&agigit(&home, &tuned, &["checkout", "exp"]));
+    std::fs::write(tuned.join("eval.py"), "print('eval')\n")?;
+    ok(&agigit(&home, &tuned, &["commit", "-m", "eval script"]));
+    ok(&agigit(&home, &tuned, &["checkout", "master"]));
+    ok(&agigit(&home, &tuned, &["merge", "exp"]));
     ok(&agigit(&home, &tuned, &["push"]));
 
     // Someone else's repository, announced on the same relays and not served here.
@@ -313,17 +322,49 @@ async fn drive(
     );
     shot(c, "repository-wide").await?;
 
-    // History: two commits, the first the foundation's; j twice and Enter opens the second row.
+    // History: the merge (drawn on two lanes), both sides, the tune, the foundation's commit.
     c.goto(&format!("{base}/r/tuned/history")).await?;
     let history = text_of(c, "#history").await?;
-    assert!(
-        history.contains("tune b") && history.contains("foundation"),
-        "{history}"
-    );
+    for message in [
+        "merge",
+        "train script",
+        "eval script",
+        "tune b",
+        "foundation",
+    ] {
+        assert!(history.contains(message), "{message}: {history}");
+    }
     assert!(history.contains("fork of"), "{history}");
+    assert_eq!(
+        c.find_all(Locator::Css("#history circle.merge"))
+            .await?
+            .len(),
+        1
+    );
+    let lanes = c
+        .execute("return Math.max(...Array.from(document.querySelectorAll('#history svg.graph line')).map(l => Number(l.getAttribute('x2'))));", vec![])
+        .await?;
+    assert!(
+        lanes.as_f64().unwrap_or(0.0) > 14.0,
+        "one lane only: {lanes}"
+    );
     shot(c, "history-wide").await?;
+    // One part's history: only the commits that changed the weights.
+    c.goto(&format!("{base}/r/tuned/history?part=params"))
+        .await?;
+    let params = text_of(c, "#history").await?;
+    assert!(
+        params.contains("tune b") && !params.contains("train script"),
+        "{params}"
+    );
+    // The keyboard: j to the first row, Enter opens its commit.
+    c.goto(&format!("{base}/r/tuned/history")).await?;
+    text_of(c, "#history").await?;
     press(c, 'j').await?;
     press(c, '\u{E007}').await?;
+    text_of(c, "#commit-id").await?;
+    assert!(c.current_url().await?.path().contains("/commit/"));
+    c.goto(&format!("{base}/r/tuned/commit/{tune_id}")).await?;
     let id = text_of(c, "#commit-id").await?;
     assert_eq!(id, tune_id);
 

@@ -56,12 +56,16 @@ pub(crate) fn layout<T: Eq + Clone>(commits: &[(T, Vec<T>)]) -> Vec<Row> {
         for (n, parent) in parents.iter().enumerate() {
             let expected = lanes.iter().position(|l| l.as_ref() == Some(parent));
             let to = match expected {
-                Some(k) => k,
-                None if n == 0 => {
+                // Toward a lane on the left, which already expects it: the lines join there.
+                Some(k) if k < lane || n > 0 => k,
+                // The first parent stays on this commit's lane, the leftmost (a lane further
+                // right that expects it too joins it at the parent's row), as git draws a
+                // branch's first-parent line straight down.
+                _ if n == 0 => {
                     lanes[lane] = Some(parent.clone());
                     lane
                 }
-                None => {
+                _ => {
                     let k = free(&mut lanes);
                     lanes[k] = Some(parent.clone());
                     k
@@ -157,6 +161,32 @@ mod tests {
         );
         assert_eq!(rows[3].segments, vec![Segment::In(0)]);
         assert_eq!(rows[3].width, 1);
+    }
+
+    #[test]
+    fn the_first_parent_line_stays_on_the_left() {
+        // 5 merges 4 (main) and 3 (side); both come from 2; 2 from 1.
+        let rows = layout(&[
+            (5, vec![4, 3]),
+            (3, vec![2]),
+            (4, vec![2]),
+            (2, vec![1]),
+            (1, vec![]),
+        ]);
+        assert_eq!(rows[1].lane, 1);
+        // 4 is on lane 0; its parent 2, which lane 1 expects too, is drawn on lane 0.
+        assert_eq!(rows[2].lane, 0);
+        assert_eq!(
+            rows[2].segments,
+            vec![Segment::In(0), Segment::Through(1), Segment::Out(0)]
+        );
+        // At 2 both lines join it on lane 0, and the rest of the history is one lane.
+        assert_eq!(rows[3].lane, 0);
+        assert_eq!(
+            rows[3].segments,
+            vec![Segment::In(0), Segment::In(1), Segment::Out(0)]
+        );
+        assert_eq!((rows[4].lane, rows[4].width), (0, 1));
     }
 
     /// A random DAG in topological order, newest first: commit `i` may have parents among the
