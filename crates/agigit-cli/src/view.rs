@@ -226,22 +226,7 @@ fn diff_json(diff: &ModelDiff) -> serde_json::Value {
         .collect()
 }
 
-/// `1.5 KiB`, `12.0 MiB`, …
-pub(crate) fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    #[allow(clippy::cast_precision_loss, reason = "a size for people")]
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+pub(crate) use agigit::display::bytes as human_bytes;
 
 fn shape_text(shape: &[u64]) -> String {
     if shape.is_empty() {
@@ -452,14 +437,6 @@ pub(crate) fn lineage(ctx: &Ctx, repo: &agigit::Repository, rev: &str, max: usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_at_a_glance() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
-    }
 
     #[test]
     fn table_columns_line_up() {

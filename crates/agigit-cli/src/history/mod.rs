@@ -328,33 +328,10 @@ pub(crate) fn author_name(author: &[u8; 32]) -> String {
         .unwrap_or_else(|| author.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// `secs` since the Unix epoch as `YYYY-MM-DD hh:mm:ss UTC` (civil-from-days, proleptic
-/// Gregorian).
-pub(crate) fn utc_date(secs: i64) -> String {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+pub(crate) use agigit::display::utc_date;
 
 pub(crate) fn change_name(c: Change) -> &'static str {
-    match c {
-        Change::Added => "added",
-        Change::Modified => "modified",
-        Change::Deleted => "deleted",
-    }
+    c.as_str()
 }
 
 /// A small file a user names (a record), read whole up to `limit` bytes.
@@ -427,18 +404,4 @@ pub(crate) fn tag(ctx: &Ctx, args: &TagArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utc_date;
-
-    #[test]
-    fn utc_dates_match_known_instants() {
-        assert_eq!(utc_date(0), "1970-01-01 00:00:00 UTC");
-        // `date -u -d @951782400`: the leap day of 2000.
-        assert_eq!(utc_date(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc_date(1_795_356_360), "2026-11-22 14:06:00 UTC");
-        assert_eq!(utc_date(-1), "1969-12-31 23:59:59 UTC");
-    }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use agigit::{Change, FileDiff, TensorDiff, TensorInfo};
+use agigit::{FileDiff, TensorDiff, TensorInfo};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use maud::{Markup, html};
@@ -98,25 +98,17 @@ fn render(site: &Site, slug: &str, id: &str) -> Result<Markup, PageError> {
     ))
 }
 
-fn change(c: Change) -> (&'static str, &'static str) {
-    match c {
-        Change::Added => ("added", "added"),
-        Change::Modified => ("modified", "modified"),
-        Change::Deleted => ("deleted", "deleted"),
-    }
-}
-
 fn shape(t: &TensorInfo) -> String {
     let dims: Vec<String> = t.shape.iter().map(u64::to_string).collect();
     format!("{}[{}]", t.dtype, dims.join("×"))
 }
 
 fn file(f: &FileDiff) -> Markup {
-    let (word, class) = change(f.change);
+    let word = f.change.as_str();
     if f.tensors.is_empty() {
         return html! {
             div.file {
-                span.badge.(class) { (word) } " " span.mono { (f.path) }
+                span.badge.(word) { (word) } " " span.mono { (f.path) }
                 " " span.sub {
                     @match f.bytes {
                         (Some(a), Some(b)) => { (format::bytes(a)) " → " (format::bytes(b)) },
@@ -168,7 +160,7 @@ fn file(f: &FileDiff) -> Markup {
         .collect();
     html! {
         div.file.safetensors {
-            h3 { span.badge.(class) { (word) } " " span.mono { (f.path) } " " span.sub { (format::count(f.tensors.len(), "tensor")) " changed" } }
+            h3 { span.badge.(word) { (word) } " " span.mono { (f.path) } " " span.sub { (format::count(f.tensors.len(), "tensor")) " changed" } }
             div.charts {
                 (bars("Relative change ‖Δ‖/‖W‖ per tensor", &format!("relative-{anchor}"), &relative))
                 (bars("Stored bytes per tensor (this commit)", &format!("stored-{anchor}"), &stored))
@@ -185,7 +177,7 @@ fn file(f: &FileDiff) -> Markup {
 }
 
 fn tensor_row(t: &TensorDiff) -> Markup {
-    let (word, class) = change(t.change);
+    let word = t.change.as_str();
     let dtype_shape = match (&t.old, &t.new) {
         (Some(a), Some(b)) if shape(a) != shape(b) => format!("{} → {}", shape(a), shape(b)),
         (_, Some(b)) => shape(b),
@@ -196,7 +188,7 @@ fn tensor_row(t: &TensorDiff) -> Markup {
     html! {
         tr data-tensor=(t.name) {
             td.mono { (t.name) }
-            td { span.badge.(class) { (word) } }
+            td { span.badge.(word) { (word) } }
             td.mono { (dtype_shape) }
             td.num { @if let Some(c) = &t.comparison { (format::percent(c.changed_share())) } @else { "—" } }
             td.num.relative { @if let Some(r) = t.comparison.as_ref().and_then(agigit::delta::compare::Comparison::relative_change) { (format::ratio(r)) } @else { "—" } }

@@ -81,6 +81,17 @@ pub enum Change {
     Deleted,
 }
 
+impl Change {
+    /// `added`, `modified`, `deleted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Added => "added",
+            Change::Modified => "modified",
+            Change::Deleted => "deleted",
+        }
+    }
+}
+
 /// What [`Repository::checkout`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckoutReport {
