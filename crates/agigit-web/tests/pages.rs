@@ -170,6 +170,15 @@ async fn pages_show_the_repository() -> TestResult {
     assert!(commit.contains("F32[16×16]"), "{commit}");
     assert!(commit.contains("Relative change"), "{commit}");
 
+    // A repository without a commit is shown, not refused.
+    agigit::Repository::init(dir.0.join("fresh"))?;
+    let mut fresh = agigit_web::Explorer::new("test");
+    fresh.add_repository(dir.0.join("fresh"))?;
+    let (status, _, body) = get(&fresh.router(), "/r/fresh").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text(&body).contains("No commits yet"));
+    assert!(text(&get(&fresh.router(), "/").await.2).contains("no commits"));
+
     // Files, and a download by plain GET: the bytes of the file as committed.
     let files = text(&get(&router, "/r/tiny/files").await.2);
     assert!(

@@ -51,11 +51,13 @@ fn render(site: &Site, slug: &str, rev: Option<&str>) -> Result<Markup, PageErro
     let s = summary(listed, &repo)?;
     let branches = repo.branches()?;
     let tags = repo.tags()?;
+    let asked = rev.is_some();
     let rev = shown_rev(&s, rev);
-    let tip = if branches.is_empty() && rev == "HEAD" {
-        None
-    } else {
-        Some(repo.resolve(&rev)?)
+    // A repository without a commit yet shows what it is, not an unknown revision.
+    let tip = match repo.resolve(&rev) {
+        Ok(id) => Some(id),
+        Err(agigit::Error::UnknownRevision(_)) if !asked && s.updated.is_none() => None,
+        Err(e) => return Err(e.into()),
     };
     let files = match tip {
         Some(id) => repo.files_at(&id.to_string())?,
@@ -110,6 +112,7 @@ fn render(site: &Site, slug: &str, rev: Option<&str>) -> Result<Markup, PageErro
                 a.button href={ "/r/" (s.slug) "/availability" } { "Availability" }
                 @if let Some(id) = tip { a.button href={ "/r/" (s.slug) "/commit/" (id) } { "Latest commit" } }
             }
+            @if tip.is_none() { p.empty #no-commits { "No commits yet." } }
         }
         section.parts {
             h2 { "Parts at " span.mono { (rev) } }
