@@ -140,6 +140,8 @@ pub struct Relay {
     payment: Option<Arc<dyn crate::payment::PaymentGate>>,
     /// Answers the storage audits of the orders the relay's key took ([`crate::audits`]).
     audits: Option<crate::audits::AuditSettings>,
+    /// Web pages: `/` for a browser and the paths no other route takes.
+    pages: Option<Router>,
 }
 
 /// The largest event that goes to the ring of small live events.
@@ -208,6 +210,7 @@ impl Relay {
             description: None,
             payment: None,
             audits: None,
+            pages: None,
         }
     }
 
@@ -337,6 +340,16 @@ impl Relay {
         Ok(self)
     }
 
+    /// Serves `pages` beside the protocols on the same port: `GET /` from a browser (an
+    /// `Accept` that names `text/html`, no WebSocket upgrade, not NIP-11's
+    /// `application/nostr+json`) and every path no Nostr or Blossom route takes — a web explorer
+    /// (`agigit-web`), say. The relay library knows nothing of what they show.
+    #[must_use]
+    pub fn with_pages(mut self, pages: Router) -> Self {
+        self.pages = Some(pages);
+        self
+    }
+
     /// Serves `blobs` as Blossom on the same port, with `config`'s limits.
     #[must_use]
     pub fn with_blobs(mut self, blobs: Arc<dyn BlobStore>, config: BlossomConfig) -> Self {
@@ -455,10 +468,15 @@ impl Relay {
             b.payment.clone_from(&self.payment);
             b
         });
+        let pages = self.pages.clone();
         let nostr = Router::new().route("/", get(root)).with_state(self);
         let routes = match blossom {
             Some(b) => nostr.merge(crate::blossom::routes(b)),
             None => nostr,
+        };
+        let routes = match pages {
+            Some(p) => routes.fallback_service(p),
+            None => routes,
         };
         routes.layer(axum::middleware::from_fn(cors))
     }
@@ -692,7 +710,7 @@ async fn root(
     headers: HeaderMap,
     req: axum::extract::Request,
 ) -> Response {
-    let (mut parts, _body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     if let Ok(ws) = WebSocketUpgrade::from_request_parts(&mut parts, &relay).await {
         let max = relay.limits.max_message_bytes;
         // NIP-42: without a configured public URL, AUTH events must name the address the client
@@ -707,10 +725,22 @@ async fn root(
             .on_upgrade(move |socket| connection(socket, relay, host))
             .into_response();
     }
-    let wants_info = headers
+    let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/nostr+json"));
+        .unwrap_or_default();
+    let wants_info = accept.contains("application/nostr+json");
+    if !wants_info
+        && accept.contains("text/html")
+        && let Some(pages) = relay.pages.clone()
+    {
+        use tower::ServiceExt as _;
+        let request = axum::extract::Request::from_parts(parts, body);
+        return match pages.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+    }
     if wants_info {
         return (
             StatusCode::OK,

@@ -238,6 +238,82 @@ async fn nip11_information_document() -> TestResult {
     Ok(())
 }
 
+/// One HTTP/1.1 GET on a fresh connection: the whole answer as text.
+async fn http_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    accept: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let mut tcp = TcpStream::connect(addr).await?;
+    tcp.write_all(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: relay\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut response)).await??;
+    Ok(response)
+}
+
+/// Pages beside the protocols: a browser's `/` and the paths no route takes go to them;
+/// NIP-11, WebSocket and the relay's own answers do not.
+#[tokio::test]
+async fn pages_take_a_browsers_root_and_the_unrouted_paths() -> TestResult {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let pages = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(|| async { axum::response::Html("<h1>the pages</h1>") }),
+        )
+        .route(
+            "/r/{name}",
+            axum::routing::get(
+                |axum::extract::Path(name): axum::extract::Path<String>| async move {
+                    format!("repository {name}")
+                },
+            ),
+        );
+    let relay = Relay::new(
+        Arc::new(SqliteEventStore::in_memory()?),
+        Limits::default(),
+        Info::default(),
+    )
+    .with_pages(pages);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, relay, async {
+        let _ = stopped.await;
+    }));
+
+    let html = http_get(addr, "/", "text/html,application/xhtml+xml,*/*;q=0.8").await?;
+    assert!(
+        html.starts_with("HTTP/1.1 200") && html.ends_with("<h1>the pages</h1>"),
+        "{html}"
+    );
+    assert!(
+        http_get(addr, "/r/tiny", "text/html")
+            .await?
+            .ends_with("repository tiny")
+    );
+    let info = http_get(addr, "/", "application/nostr+json").await?;
+    assert!(
+        info.to_ascii_lowercase()
+            .contains("content-type: application/nostr+json"),
+        "{info}"
+    );
+    let plain = http_get(addr, "/", "*/*").await?;
+    assert!(plain.contains("connect with a Nostr client"), "{plain}");
+    // The WebSocket still reaches the relay.
+    let mut ws = connect(addr).await?;
+    let keys = Keys::generate();
+    send(&mut ws, &ClientMessage::event(note(&keys, "hello")?)).await?;
+    assert!(ok_of(recv(&mut ws).await?).0);
+    let _ = stop.send(());
+    Ok(())
+}
+
 /// Interop: `nostr-sdk` 0.44.1's client (software no one here wrote, with its own `nostr` 0.44)
 /// publishes to our relay and reads back, and our parser accepts what it sent.
 #[tokio::test]
