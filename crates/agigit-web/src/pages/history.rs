@@ -161,7 +161,7 @@ fn render(site: &Site, slug: &str, query: &HistoryQuery) -> Result<Markup, PageE
                                 @if let Some(b) = forked { span.badge.fork title=(b.repo) { "fork of " (short_coordinate(&b.repo)) } " " }
                                 (format::subject(&commit.message))
                             }
-                            td.sub.mono { (format::short(&hex(&commit.author), 8)) }
+                            td.sub.mono.wide { (format::short(&hex(&commit.author), 8)) }
                             td.sub { (format::time(commit.time)) }
                         }
                     }
