@@ -22,7 +22,7 @@ pub(crate) struct ServeArgs {
 
 /// Adds `dir` when it is a repository, else each of its subdirectories that is one; returns
 /// how many were added.
-fn add_dir(explorer: &mut agigit_web::Explorer, dir: &Path) -> Result<usize> {
+fn add_dir(explorer: &agigit_web::Explorer, dir: &Path) -> Result<usize> {
     if dir.join(agigit::worktree::DOT_DIR).is_dir() {
         explorer
             .add_repository(dir)
@@ -69,7 +69,7 @@ impl CliRemotes {
         let mut relays = user.relays;
         let mut local = std::collections::HashSet::new();
         for (_, dir) in explorer.repositories() {
-            let Some(config) = agigit::Repository::open(dir)
+            let Some(config) = agigit::Repository::open(&dir)
                 .ok()
                 .and_then(|r| r.config().ok())
             else {
@@ -132,7 +132,7 @@ impl agigit_web::Remotes for CliRemotes {
 /// `agigit serve`.
 pub(crate) fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
     let here = ctx.dir.clone().unwrap_or_else(|| PathBuf::from("."));
-    let mut explorer = agigit_web::Explorer::new("local repositories");
+    let explorer = agigit_web::Explorer::new("local repositories");
     let dirs = if args.dirs.is_empty() {
         match agigit::Repository::discover(&here) {
             Ok(repo) => vec![repo.root().to_owned()],
@@ -142,9 +142,9 @@ pub(crate) fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         args.dirs.iter().map(|d| here.join(d)).collect()
     };
     for dir in &dirs {
-        add_dir(&mut explorer, dir)?;
+        add_dir(&explorer, dir)?;
     }
-    if explorer.repositories().next().is_none() {
+    if explorer.repositories().is_empty() {
         return Err(Failure::invalid(format!(
             "no agigit repository in {}: name a repository or a directory of repositories",
             dirs.iter()
@@ -166,7 +166,11 @@ pub(crate) fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
             addr.ip().to_string()
         };
         let url = format!("http://{host}:{}/", addr.port());
-        let names: Vec<&str> = explorer.repositories().map(|(slug, _)| slug).collect();
+        let names: Vec<String> = explorer
+            .repositories()
+            .into_iter()
+            .map(|(slug, _)| slug)
+            .collect();
         print(
             ctx.json,
             serde_json::json!({"serving": url, "repositories": names}),

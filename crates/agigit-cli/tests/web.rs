@@ -128,8 +128,23 @@ fn the_explorer_in_a_browser() -> TestResult {
         Err(why) => return Err(format!("AGIGIT_REQUIRE_BROWSER=1 but {why}").into()),
     };
     let root = std::env::temp_dir().join(format!("agigit-web-browser-{}", std::process::id()));
-    let relays = Relays::start(&root.join("relays"), 3, |_| None)?;
+    let mut relays = Relays::start(&root.join("relays"), 3, |_| None)?;
     let urls = relays.urls();
+    // Relay 0 serves the web explorer too, fetching from itself and the other two.
+    let servers: Vec<String> = urls[1..]
+        .iter()
+        .map(|u| format!("\"{}\"", u.replacen("ws://", "http://", 1)))
+        .collect();
+    let config = root.join("relay-0.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[web]\nenabled = true\nrefresh_secs = 1\nfetch_from = [{}]\n",
+            servers.join(", ")
+        ),
+    )?;
+    relays.set_config(0, config);
+    relays.restart(0)?;
     let work = root.join("work");
     std::fs::create_dir_all(&work)?;
 
@@ -251,6 +266,9 @@ fn the_explorer_in_a_browser() -> TestResult {
             .connect(&format!("http://127.0.0.1:{driver_port}"))
             .await?;
         let mut outcome = drive(&c, &base, &tune_id, &tuned, &downloads).await;
+        if outcome.is_ok() {
+            outcome = relay_explorer(&c, relays.ports()[0], &tune_id).await;
+        }
         if outcome.is_ok() {
             outcome = availability(&c, &base, &relays).await;
         }
@@ -435,6 +453,32 @@ async fn drive(
     Ok(())
 }
 
+/// The relay's own explorer, in the browser: both repositories mirrored from the relays, the
+/// fork's commit with its tensor diff.
+async fn relay_explorer(c: &Client, port: u16, tune_id: &str) -> TestResult {
+    c.set_window_size(1280, 900).await?;
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        c.goto(&format!("{base}/")).await?;
+        let list = text_of(c, "main").await?;
+        if list.contains("tuned") && list.contains("model") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay's explorer never listed both: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    shot(c, "relay-list-wide").await?;
+    c.goto(&format!("{base}/r/tuned/commit/{tune_id}")).await?;
+    let row = text_of(c, r#"tr[data-tensor="b.weight"]"#).await?;
+    assert!(row.contains("0.5000"), "{row}");
+    shot(c, "relay-commit-wide").await?;
+    Ok(())
+}
+
 /// The availability grid: every segment held before; after two of the three servers lose
 /// their disks, a segment below k is drawn red and the verdict says so. (Placement gives the
 /// first server 4 of each single segment's 10 shards and the others 3: the first two go, so
@@ -496,6 +540,122 @@ fn serve_refuses_what_it_cannot_show() -> TestResult {
         String::from_utf8_lossy(&out.stderr).contains("cannot listen"),
         "{out:?}"
     );
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
+
+/// One HTTP/1.1 GET on loopback: the status line's code and the body.
+fn http_get(
+    port: u16,
+    path: &str,
+    accept: &str,
+) -> Result<(u16, String), Box<dyn std::error::Error>> {
+    use std::io::{Read as _, Write as _};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    tcp.read_to_string(&mut response)?;
+    let code = response
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// `agigit-relay --web`: a browser's `/` lists the public repositories pushed to it, mirrored
+/// from the relay itself, with their pages; a private one is not mirrored; Nostr clients still
+/// get NIP-11 at the same `/`.
+#[test]
+fn the_relays_explorer_shows_the_repositories_it_stores() -> TestResult {
+    let root = std::env::temp_dir().join(format!("agigit-web-relay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root)?;
+    let config = root.join("relay.toml");
+    std::fs::write(&config, "[web]\nenabled = true\nrefresh_secs = 1\n")?;
+    let relays = Relays::start(&root.join("relays"), 1, |_| Some(config.clone()))?;
+    let port = relays.ports()[0];
+    let work = root.join("work");
+    std::fs::create_dir_all(&work)?;
+    let (home, model) = model_on(&work, &relays.urls());
+    std::fs::write(model.join("README.md"), "# Served by the relay\n")?;
+    write_model(&model, 1.0, 2.0)?;
+    let commit = json(&agigit(&home, &model, &["commit", "-m", "first", "--json"]))["commit"]
+        .as_str()
+        .ok_or("commit id")?
+        .to_owned();
+    // What the owner says of it (kept in its configuration: the push announces it again).
+    ok(&agigit(
+        &home,
+        &model,
+        &[
+            "announce",
+            "--description",
+            "what its owner says",
+            "--license",
+            "MIT",
+        ],
+    ));
+    ok(&agigit(&home, &model, &["push"]));
+    // A private repository on the same relay: announced, never fetched by the relay.
+    ok(&agigit(&home, &work, &["init", "secret", "--private"]));
+    let secret = work.join("secret");
+    ok(&agigit(
+        &home,
+        &secret,
+        &["relay", "add", &relays.urls()[0]],
+    ));
+    std::fs::write(secret.join("notes.txt"), "PRIVATE-7f3a")?;
+    ok(&agigit(&home, &secret, &["commit", "-m", "private"]));
+    ok(&agigit(&home, &secret, &["push"]));
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let list = loop {
+        let (code, body) = http_get(port, "/", "text/html")?;
+        assert_eq!(code, 200, "{body}");
+        if body.contains(r#"href="/r/model""#) && body.contains("what its owner says") {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay's explorer never listed the repository: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!list.contains("/r/secret"), "{list}");
+    assert!(list.contains("MIT"), "{list}");
+    let (code, page) = http_get(port, "/r/model", "text/html")?;
+    assert_eq!(code, 200);
+    assert!(page.contains("Served by the relay"), "{page}");
+    let (code, diff) = http_get(port, &format!("/r/model/commit/{commit}"), "text/html")?;
+    assert_eq!(code, 200);
+    assert!(
+        diff.contains(r#"data-tensor="b.weight""#) && diff.contains("F32[32×32]"),
+        "{diff}"
+    );
+    // Nostr clients keep their answers at the same address.
+    let (code, info) = http_get(port, "/", "application/nostr+json")?;
+    assert_eq!(code, 200);
+    assert!(info.contains("supported_nips"), "{info}");
+    // Nothing of the private repository was written by the mirror.
+    let mirrored = support::walk_files(&relays.data(0).join("explorer"));
+    assert!(!mirrored.is_empty());
+    for f in mirrored {
+        let bytes = std::fs::read(&f)?;
+        assert!(
+            !bytes.windows(12).any(|w| w == b"PRIVATE-7f3a"),
+            "{}",
+            f.display()
+        );
+    }
+    drop(relays);
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }

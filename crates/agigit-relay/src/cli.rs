@@ -49,6 +49,11 @@ pub(crate) struct Cli {
     /// repeat for several.
     #[arg(long = "announce-to", value_name = "URL")]
     pub(crate) announce_to: Vec<String>,
+    /// Serve the web explorer at / for browsers: mirrors of the public repositories announced
+    /// here, in DATA/explorer (see `[web]` in the config file for its limits).
+    #[cfg(feature = "web")]
+    #[arg(long)]
+    pub(crate) web: bool,
     /// Store events in PostgreSQL at this connection string instead of SQLite [default: none].
     #[arg(
         long,
@@ -133,6 +138,10 @@ impl Cli {
             });
         }
         c.announce_to.extend(self.announce_to);
+        #[cfg(feature = "web")]
+        if self.web {
+            c.web.enabled = true;
+        }
         set(&mut c.auth, self.auth);
         set(&mut c.limits.max_message_bytes, self.max_message_bytes);
         set(&mut c.limits.max_subscriptions, self.max_subscriptions);

@@ -21,6 +21,14 @@
 //! answer = true                    # audits itself, from its blob store (Blossom on)
 //! sweep_secs = 60                  # and looks for challenges it missed this often
 //!
+//! [web]                            # the binary's web explorer (feature `web`) at / for browsers:
+//! enabled = false                  # mirrors of the public repositories announced here, kept in
+//! fetch_from = []                  # data/explorer (disk: up to the limits below), fetched from
+//! refresh_secs = 60                # this relay and these blob servers only (never from the
+//!                                  # servers an announcement names)
+//! max_repositories = 50
+//! max_repository_bytes = 4294967296
+//!
 //! # [tls]                          # serve wss:// and https:// on `listen` (or leave TLS to a
 //! # cert_file = "/etc/agigit-relay/fullchain.pem"   # reverse proxy, and set public_url to
 //! # key_file = "/etc/agigit-relay/privkey.pem"      # the wss:// URL clients use)
@@ -337,6 +345,39 @@ pub struct Config {
     pub payment: Option<PaymentConfig>,
     /// Storage audits the relay answers itself.
     pub audits: AuditConfig,
+    /// The web explorer the binary serves (feature `web`).
+    pub web: WebConfig,
+}
+
+/// The web explorer the relay binary serves at `/` to browsers (feature `web`): mirrors of the
+/// public repositories announced on the relay, kept in `data/explorer`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebConfig {
+    /// Serve it. Off by default: mirroring keeps a copy of every public repository announced
+    /// here (up to the limits), which is the operator's decision.
+    pub enabled: bool,
+    /// Blob servers to fetch shards from besides this relay (`http(s)://…`). Only these and the
+    /// relay itself are asked: the relays and servers an announcement names are not, so that
+    /// no one who can publish makes the relay connect where it should not.
+    pub fetch_from: Vec<String>,
+    /// How often the mirrors are brought up to date.
+    pub refresh: Duration,
+    /// The most repositories mirrored.
+    pub max_repositories: usize,
+    /// Repositories announced larger than this are not mirrored.
+    pub max_repository_bytes: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: false,
+            fetch_from: Vec::new(),
+            refresh: Duration::from_secs(60),
+            max_repositories: 50,
+            max_repository_bytes: 4 << 30,
+        }
+    }
 }
 
 /// Whether the relay answers the audits of the storage orders its key took, from its blob
@@ -418,6 +459,7 @@ impl Default for Config {
             tls: None,
             payment: None,
             audits: AuditConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -488,6 +530,18 @@ struct FileConfig {
     payment: Option<PaymentConfig>,
     #[serde(default)]
     audits: FileAudits,
+    #[serde(default)]
+    web: FileWeb,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWeb {
+    enabled: Option<bool>,
+    fetch_from: Option<Vec<String>>,
+    refresh_secs: Option<u64>,
+    max_repositories: Option<usize>,
+    max_repository_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -576,6 +630,12 @@ impl Config {
         c.payment = file.payment;
         set(&mut c.audits.answer, file.audits.answer);
         set(&mut c.audits.sweep, file.audits.sweep_secs.map(secs));
+        let (w, fw) = (&mut c.web, file.web);
+        set(&mut w.enabled, fw.enabled);
+        set(&mut w.fetch_from, fw.fetch_from);
+        set(&mut w.refresh, fw.refresh_secs.map(secs));
+        set(&mut w.max_repositories, fw.max_repositories);
+        set(&mut w.max_repository_bytes, fw.max_repository_bytes);
         let (l, fl) = (&mut c.limits, file.limits);
         set(&mut l.max_message_bytes, fl.max_message_bytes);
         set(&mut l.max_subscriptions, fl.max_subscriptions);

@@ -23,6 +23,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::task::spawn_blocking(move || Relay::from_config(&config)).await??
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    #[cfg(feature = "web")]
+    let relay = explorer(relay, &config, listener.local_addr()?)?;
     if let Some(description) = relay.self_description() {
         tracing::info!(key = %description.pubkey, "relay key");
         for url in &config.announce_to {
@@ -43,6 +45,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     Ok(())
+}
+
+/// The web explorer at `/` for browsers, when `[web]` is on: mirrors of the public repositories
+/// announced here, brought up to date every `refresh`, fetched from this relay (on loopback, or
+/// its public URL when it serves TLS) and the `fetch_from` servers only.
+#[cfg(feature = "web")]
+fn explorer(
+    relay: Relay,
+    config: &agigit_relay::Config,
+    local: std::net::SocketAddr,
+) -> Result<Relay, Box<dyn std::error::Error>> {
+    use agigit_web::mirror::{Mirror, MirrorOptions};
+    let web = &config.web;
+    if !web.enabled || !config.blossom.enabled {
+        return Ok(relay);
+    }
+    let own = match (&config.tls, &config.public_url) {
+        (Some(_), Some(url)) => url.clone(),
+        _ => format!("ws://127.0.0.1:{}", local.port()),
+    };
+    let mut options = MirrorOptions::new(own);
+    options.servers.clone_from(&web.fetch_from);
+    options.max_repositories = web.max_repositories;
+    options.max_repository_bytes = web.max_repository_bytes;
+    let mirror = Mirror::new(config.data.join("explorer"), options)?;
+    let explorer = agigit_web::Explorer::new(format!(
+        "agigit relay {}",
+        config.advertised_urls().join(" ")
+    ));
+    tracing::info!(refresh = ?web.refresh, "web explorer at / (mirrors in data/explorer)");
+    tokio::spawn(mirror.run(explorer.clone(), web.refresh));
+    Ok(relay.with_pages(explorer.router()))
 }
 
 /// Publishes the self-description to the relay at `url`, retrying with backoff (the other relay

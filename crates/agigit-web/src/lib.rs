@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut explorer = agigit_web::Explorer::new("my models");
+//! let explorer = agigit_web::Explorer::new("my models");
 //! explorer.add_repository("path/to/model")?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8717").await?;
 //! axum::serve(listener, explorer.local_only().router()).await?;
@@ -37,6 +37,8 @@ mod format;
 mod graph;
 mod layout;
 mod markdown;
+#[cfg(feature = "mirror")]
+pub mod mirror;
 mod pages;
 
 /// Markdown rendered as the explorer renders a README: CommonMark with tables, strikethrough
@@ -139,7 +141,7 @@ impl std::fmt::Debug for Explorer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Explorer")
             .field("title", &self.site.title)
-            .field("repos", &self.site.repos)
+            .field("repos", &self.site.repos())
             .field("local_only", &self.site.local_only)
             .field("remotes", &self.site.remotes.is_some())
             .finish_non_exhaustive()
@@ -150,7 +152,9 @@ impl std::fmt::Debug for Explorer {
 #[derive(Clone)]
 pub(crate) struct Site {
     pub(crate) title: String,
-    pub(crate) repos: Vec<Listed>,
+    /// Shared by every copy of the explorer, so that one added later (a mirror made) is seen
+    /// by routers made before.
+    pub(crate) repos: Arc<std::sync::RwLock<Vec<Listed>>>,
     /// Answer only requests addressed to a loopback name (see [`Explorer::local_only`]).
     pub(crate) local_only: bool,
     /// Bounds the page renders running at once on the blocking pool.
@@ -159,6 +163,16 @@ pub(crate) struct Site {
     pub(crate) transfers: Arc<tokio::sync::Semaphore>,
     /// The network checks, when the host supplies them.
     pub(crate) remotes: Option<Arc<dyn Remotes>>,
+}
+
+impl Site {
+    /// The repositories shown now.
+    pub(crate) fn repos(&self) -> Vec<Listed> {
+        self.repos
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// A repository the explorer shows: its name in URLs and its directory.
@@ -175,7 +189,7 @@ impl Explorer {
         Explorer {
             site: Arc::new(Site {
                 title: title.into(),
-                repos: Vec::new(),
+                repos: Arc::default(),
                 local_only: false,
                 cpu: Arc::new(tokio::sync::Semaphore::new(workers)),
                 transfers: Arc::new(tokio::sync::Semaphore::new(MAX_TRANSFERS)),
@@ -189,7 +203,7 @@ impl Explorer {
     ///
     /// # Errors
     /// [`Error::Open`] when `path` is not an agigit repository.
-    pub fn add_repository(&mut self, path: impl AsRef<Path>) -> Result<String, Error> {
+    pub fn add_repository(&self, path: impl AsRef<Path>) -> Result<String, Error> {
         let path = path.as_ref();
         let open = |source| Error::Open {
             path: path.to_owned(),
@@ -203,14 +217,21 @@ impl Explorer {
                 .or_else(|| path.file_name().and_then(|n| n.to_str()))
                 .unwrap_or("repository"),
         );
-        let site = Arc::make_mut(&mut self.site);
+        let mut repos = self
+            .site
+            .repos
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(known) = repos.iter().find(|r| r.path == path) {
+            return Ok(known.slug.clone());
+        }
         let mut name = base.clone();
         let mut n = 2;
-        while site.repos.iter().any(|r| r.slug == name) {
+        while repos.iter().any(|r| r.slug == name) {
             name = format!("{base}-{n}");
             n += 1;
         }
-        site.repos.push(Listed {
+        repos.push(Listed {
             slug: name.clone(),
             path,
         });
@@ -234,11 +255,12 @@ impl Explorer {
     }
 
     /// The repositories shown: each one's name in URLs and its directory.
-    pub fn repositories(&self) -> impl Iterator<Item = (&str, &Path)> {
+    pub fn repositories(&self) -> Vec<(String, PathBuf)> {
         self.site
-            .repos
-            .iter()
-            .map(|r| (r.slug.as_str(), r.path.as_path()))
+            .repos()
+            .into_iter()
+            .map(|r| (r.slug, r.path))
+            .collect()
     }
 
     /// The pages' routes, to serve or to mount in a larger router.

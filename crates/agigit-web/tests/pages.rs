@@ -107,7 +107,7 @@ fn text(body: &[u8]) -> String {
 async fn pages_show_the_repository() -> TestResult {
     let dir = Dir::new("pages");
     let (_repo, [first, second]) = repository(&dir.0.join("tiny"))?;
-    let mut explorer = agigit_web::Explorer::new("test");
+    let explorer = agigit_web::Explorer::new("test");
     assert_eq!(explorer.add_repository(dir.0.join("tiny"))?, "tiny");
     let router = explorer.local_only().router();
 
@@ -172,7 +172,7 @@ async fn pages_show_the_repository() -> TestResult {
 
     // A repository without a commit is shown, not refused.
     agigit::Repository::init(dir.0.join("fresh"))?;
-    let mut fresh = agigit_web::Explorer::new("test");
+    let fresh = agigit_web::Explorer::new("test");
     fresh.add_repository(dir.0.join("fresh"))?;
     let (status, _, body) = get(&fresh.router(), "/r/fresh").await;
     assert_eq!(status, StatusCode::OK);
@@ -205,7 +205,7 @@ async fn hostile_requests_are_refused() -> TestResult {
     let dir = Dir::new("hostile");
     let (_repo, [first, _]) = repository(&dir.0.join("tiny"))?;
     std::fs::write(dir.0.join("secret.txt"), "not in the repository")?;
-    let mut explorer = agigit_web::Explorer::new("test");
+    let explorer = agigit_web::Explorer::new("test");
     explorer.add_repository(dir.0.join("tiny"))?;
     let router = explorer.clone().local_only().router();
 
@@ -329,7 +329,7 @@ async fn a_download_streams_over_a_websocket_and_verifies_before_its_last_frame(
     let dir = Dir::new("ws");
     let root = dir.0.join("tiny");
     let (data, commit) = data_repository(&root)?;
-    let mut explorer = agigit_web::Explorer::new("test");
+    let explorer = agigit_web::Explorer::new("test");
     explorer.add_repository(&root)?;
     let (port, server) = serve(explorer).await?;
 
@@ -394,7 +394,7 @@ async fn a_corrupt_object_is_never_delivered_whole() -> TestResult {
     bytes[middle] ^= 0x55;
     std::fs::write(largest, &bytes)?;
 
-    let mut explorer = agigit_web::Explorer::new("test");
+    let explorer = agigit_web::Explorer::new("test");
     explorer.add_repository(&root)?;
     let router = explorer.clone().local_only().router();
     let (port, server) = serve(explorer).await?;

@@ -204,6 +204,11 @@ impl Relays {
         }
     }
 
+    /// Relay `i` reads `config` from its next (re)start on.
+    pub(crate) fn set_config(&mut self, i: usize, config: PathBuf) {
+        self.configs[i] = Some(config);
+    }
+
     /// Starts relay `i` again, on its port, with its data and key.
     pub(crate) fn restart(&mut self, i: usize) -> Result<(), Box<dyn std::error::Error>> {
         self.stop(i);

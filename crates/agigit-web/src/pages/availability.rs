@@ -24,6 +24,7 @@ pub(crate) async fn handler(State(site): State<Arc<Site>>, Path(slug): Path<Stri
 
 fn render(site: &Site, slug: &str) -> Result<Markup, PageError> {
     let (listed, repo) = open(site, slug)?;
+    let listed = &listed;
     let s = summary(listed, &repo)?;
     let mut crumbs = repo_crumbs(listed);
     crumbs.push(Crumb::here("availability"));

@@ -31,6 +31,7 @@ fn render(site: &Site, slug: &str, id: &str) -> Result<Markup, PageError> {
         return Err(PageError::BadRequest(format!("{id:?} is not a commit id")));
     }
     let (listed, repo) = open(site, slug)?;
+    let listed = &listed;
     let (id, commit, diff) = repo.show(id, &agigit::PathFilter::all())?;
     let record = agigit::record::TrainingRecord::of(&commit)?;
     let author: String = commit.author.iter().map(|b| format!("{b:02x}")).collect();

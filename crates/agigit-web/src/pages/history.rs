@@ -35,6 +35,7 @@ pub(crate) async fn handler(
 
 fn render(site: &Site, slug: &str, query: &HistoryQuery) -> Result<Markup, PageError> {
     let (listed, repo) = open(site, slug)?;
+    let listed = &listed;
     let s = summary(listed, &repo)?;
     let rev = shown_rev(&s, query.branch.as_deref());
     let part = match query

@@ -95,7 +95,8 @@ fn render(site: &Site, query: &str) -> Result<Markup, PageError> {
     let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
     let mut shown = Vec::new();
     let mut unreadable = Vec::new();
-    for listed in &site.repos {
+    let repos = site.repos();
+    for listed in &repos {
         let summary = agigit::Repository::open(&listed.path)
             .map_err(PageError::from)
             .and_then(|repo| summary(listed, &repo));
@@ -118,7 +119,7 @@ fn render(site: &Site, query: &str) -> Result<Markup, PageError> {
     };
     let body = html! {
         h1 { (title) }
-        p.count { (shown.len()) " of " (site.repos.len()) " repositories" }
+        p.count { (shown.len()) " of " (repos.len()) " repositories" }
         @if shown.is_empty() {
             p.empty { "No repository matches." }
         } @else {

@@ -93,13 +93,10 @@ where
 }
 
 /// The repository named `slug` in URLs, opened.
-pub(crate) fn open<'s>(
-    site: &'s Site,
-    slug: &str,
-) -> Result<(&'s Listed, agigit::Repository), PageError> {
+pub(crate) fn open(site: &Site, slug: &str) -> Result<(Listed, agigit::Repository), PageError> {
     let listed = site
-        .repos
-        .iter()
+        .repos()
+        .into_iter()
         .find(|r| r.slug == slug)
         .ok_or_else(|| PageError::NotFound(format!("no repository {slug:?} here")))?;
     let repo = agigit::Repository::open(&listed.path)?;

@@ -48,6 +48,7 @@ pub(crate) fn shown_rev(summary: &Summary, rev: Option<&str>) -> String {
 
 fn render(site: &Site, slug: &str, rev: Option<&str>) -> Result<Markup, PageError> {
     let (listed, repo) = open(site, slug)?;
+    let listed = &listed;
     let s = summary(listed, &repo)?;
     let branches = repo.branches()?;
     let tags = repo.tags()?;
@@ -234,7 +235,7 @@ fn readme(
 /// The listed repository whose coordinate is `coordinate` (its `remote`, or its id for a
 /// repository made here).
 pub(crate) fn local_repo_for(site: &Site, coordinate: &str) -> Option<String> {
-    site.repos.iter().find_map(|r| {
+    site.repos().into_iter().find_map(|r| {
         let config = agigit::Repository::open(&r.path).ok()?.config().ok()?;
         let matches = match (&config.remote, &config.id) {
             (Some(remote), _) => remote == coordinate,
@@ -247,8 +248,8 @@ pub(crate) fn local_repo_for(site: &Site, coordinate: &str) -> Option<String> {
 
 /// The listed repositories that fork `s`: their slugs and names.
 fn forks_of(site: &Site, s: &Summary) -> Vec<(String, String)> {
-    site.repos
-        .iter()
+    site.repos()
+        .into_iter()
         .filter(|r| r.slug != s.slug)
         .filter_map(|r| {
             let repo = agigit::Repository::open(&r.path).ok()?;
@@ -268,6 +269,7 @@ fn forks_of(site: &Site, s: &Summary) -> Vec<(String, String)> {
 
 fn render_files(site: &Site, slug: &str, rev: Option<&str>) -> Result<Markup, PageError> {
     let (listed, repo) = open(site, slug)?;
+    let listed = &listed;
     let s = summary(listed, &repo)?;
     let rev = shown_rev(&s, rev);
     let id = repo.resolve(&rev)?;

@@ -1,0 +1,256 @@
+//! Mirrors (feature `mirror`): the public repositories announced on one relay, fetched into a
+//! directory of clones that an [`Explorer`] shows — what a relay's own explorer is made of.
+//!
+//! Only the relay itself and the blob servers its operator lists are asked (never the relays or
+//! servers an announcement names: anyone who can publish could otherwise make the relay connect
+//! anywhere). Bounded: at most [`MirrorOptions::max_repositories`] repositories, none whose
+//! announced size exceeds [`MirrorOptions::max_repository_bytes`], one fetch at a time. Private
+//! repositories are not fetched (their content is not the relay's to read). Every fetch checks
+//! every signature and hash as any clone does.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agigit::event::kinds::{REPO_ANNOUNCEMENT, kind};
+use agigit::event::nostr::prelude::{Filter, Keys};
+use agigit::event::{RepoAnnouncement, RepoCoordinate, Signed, Visibility};
+use agigit::net::{BlobClient, BlobClientOptions, Network, PoolOptions, RelayPool, Roles};
+
+use crate::Explorer;
+
+/// What to mirror and how much.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MirrorOptions {
+    /// The relay whose announced repositories are mirrored (`ws://…`); its Blossom server (the
+    /// same host and port over HTTP) is asked for shards.
+    pub relay: String,
+    /// Other blob servers to fetch shards from (`http(s)://…`), chosen by the operator.
+    pub servers: Vec<String>,
+    /// The most repositories mirrored.
+    pub max_repositories: usize,
+    /// Repositories announced larger than this are not mirrored.
+    pub max_repository_bytes: u64,
+    /// The most announcements read per refresh.
+    pub max_announcements: usize,
+}
+
+impl MirrorOptions {
+    /// The relay at `relay`, no other server, 50 repositories of at most 4 GiB each.
+    pub fn new(relay: impl Into<String>) -> Self {
+        MirrorOptions {
+            relay: relay.into(),
+            servers: Vec::new(),
+            max_repositories: 50,
+            max_repository_bytes: 4 << 30,
+            max_announcements: 500,
+        }
+    }
+}
+
+/// What a refresh did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MirrorReport {
+    /// The repositories brought up to date (coordinates).
+    pub mirrored: Vec<String>,
+    /// Those left out, and why.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Why a refresh could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MirrorError {
+    /// The relay's URL or a server's cannot be used.
+    #[error("mirror: {0}")]
+    Config(String),
+    /// The relay did not answer the query for announcements.
+    #[error("mirror: the relay did not list its repositories: {0}")]
+    Relay(String),
+}
+
+/// The mirrors of one relay's repositories, under one directory.
+#[derive(Debug)]
+pub struct Mirror {
+    dir: PathBuf,
+    options: MirrorOptions,
+    keys: Keys,
+    net: Network,
+}
+
+impl Mirror {
+    /// Mirrors into `dir` (`<dir>/<owner hex>/<id>`), as `options` says.
+    ///
+    /// # Errors
+    /// [`MirrorError::Config`] for a URL the client cannot use.
+    pub fn new(dir: impl Into<PathBuf>, options: MirrorOptions) -> Result<Self, MirrorError> {
+        // A throw-away key: the mirror reads public repositories, and signs only NIP-42 and
+        // BUD-11 challenges a relay may ask of any reader.
+        let keys = Keys::generate();
+        let signer: agigit::net::SharedSigner = Arc::new(keys.clone());
+        let pool = RelayPool::new(PoolOptions::default(), Some(signer.clone()));
+        let config = |e: agigit::net::NetError| MirrorError::Config(e.to_string());
+        let fetch = Roles {
+            fetch: true,
+            push: false,
+        };
+        pool.add_relay(&options.relay, fetch).map_err(config)?;
+        let net = Network::new(
+            pool,
+            BlobClient::new(Some(signer), BlobClientOptions::default()),
+        );
+        net.add_blob_server(&agigit::net::info::http_url(&options.relay), fetch)
+            .map_err(config)?;
+        for server in &options.servers {
+            net.add_blob_server(server, fetch).map_err(config)?;
+        }
+        Ok(Mirror {
+            dir: dir.into(),
+            options,
+            keys,
+            net,
+        })
+    }
+
+    /// Reads the relay's announcements and brings every public repository's mirror up to date,
+    /// adding new ones to `explorer`. A repository that fails is reported and left as it was.
+    ///
+    /// # Errors
+    /// [`MirrorError::Relay`] when the relay does not answer.
+    pub async fn refresh(&self, explorer: &Explorer) -> Result<MirrorReport, MirrorError> {
+        let filter = Filter::new()
+            .kind(kind(REPO_ANNOUNCEMENT))
+            .limit(self.options.max_announcements);
+        let events = self
+            .net
+            .pool
+            .query(&[filter])
+            .await
+            .map_err(|e| MirrorError::Relay(e.to_string()))?;
+        // The newest valid announcement of each repository, newest first.
+        let mut newest: Vec<Signed<RepoAnnouncement>> = Vec::new();
+        for event in events.into_iter().take(self.options.max_announcements) {
+            let Ok(a) = Signed::<RepoAnnouncement>::from_event(event) else {
+                continue;
+            };
+            let coordinate = a.body().coordinate(a.author());
+            match newest
+                .iter_mut()
+                .find(|b| b.body().coordinate(b.author()) == coordinate)
+            {
+                Some(b) if b.created_at() < a.created_at() => *b = a,
+                Some(_) => {}
+                None => newest.push(a),
+            }
+        }
+        newest.sort_by_key(|a| std::cmp::Reverse(a.created_at()));
+        let mut report = MirrorReport::default();
+        for a in newest {
+            let coordinate = a.body().coordinate(a.author());
+            let name = coordinate.to_string();
+            if a.body().visibility == Visibility::Private {
+                report.skipped.push((name, "private".into()));
+                continue;
+            }
+            if a.body()
+                .size
+                .is_some_and(|s| s > self.options.max_repository_bytes)
+            {
+                report
+                    .skipped
+                    .push((name, "larger than this relay mirrors".into()));
+                continue;
+            }
+            if report.mirrored.len() >= self.options.max_repositories {
+                report
+                    .skipped
+                    .push((name, "over the number of mirrors".into()));
+                continue;
+            }
+            match self.update(&coordinate, a.body(), explorer).await {
+                Ok(()) => report.mirrored.push(name),
+                Err(why) => report.skipped.push((name, why)),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Refreshes every `interval`, for as long as the task runs; what each refresh skipped is
+    /// logged.
+    pub async fn run(self, explorer: Explorer, interval: Duration) {
+        loop {
+            match self.refresh(&explorer).await {
+                Ok(report) => {
+                    for (name, why) in &report.skipped {
+                        tracing::debug!(repository = %name, reason = %why, "not mirrored");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "mirror refresh"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// The mirror of `coordinate`: made when missing, every branch the relay lists pulled.
+    async fn update(
+        &self,
+        coordinate: &RepoCoordinate,
+        announcement: &RepoAnnouncement,
+        explorer: &Explorer,
+    ) -> Result<(), String> {
+        // Both components are checked names: 64 hex digits, and a repository id (letters,
+        // digits, `.`, `_`, `-`, never starting with `.`).
+        let dir = self
+            .dir
+            .join(coordinate.owner.to_hex())
+            .join(coordinate.id.as_str());
+        let repo = open_or_init(&dir, coordinate).map_err(|e| e.to_string())?;
+        // What the owner announces is what the pages show of it.
+        let mut config = repo.config().map_err(|e| e.to_string())?;
+        let said = agigit::config::AnnounceConfig {
+            name: announcement.name.clone(),
+            description: announcement.description.clone(),
+            license: announcement.license.clone(),
+            topics: announcement.topics.clone(),
+            ..agigit::config::AnnounceConfig::default()
+        };
+        if config.announce.as_ref() != Some(&said) {
+            config.announce = Some(said);
+            repo.set_config(&config).map_err(|e| e.to_string())?;
+        }
+        let remote = repo.remote(&self.net, &self.keys);
+        let refs = remote.refs(coordinate).await.map_err(|e| e.to_string())?;
+        if refs.branches.is_empty() {
+            return Err("no branch published".into());
+        }
+        for branch in refs.branches.keys() {
+            remote
+                .pull(coordinate, branch, agigit::FetchOptions::default())
+                .await
+                .map_err(|e| format!("{branch}: {e}"))?;
+        }
+        explorer.add_repository(&dir).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// The repository in `dir`, or a new one there remembering `coordinate` as its remote.
+fn open_or_init(
+    dir: &Path,
+    coordinate: &RepoCoordinate,
+) -> Result<agigit::Repository, agigit::Error> {
+    if dir.join(agigit::worktree::DOT_DIR).is_dir() {
+        return agigit::Repository::open(dir);
+    }
+    let repo = agigit::Repository::init(dir)?;
+    let config = agigit::config::RepoConfig {
+        id: Some(coordinate.id.as_str().to_owned()),
+        remote: Some(coordinate.to_string()),
+        ..agigit::config::RepoConfig::default()
+    };
+    repo.set_config(&config)
+        .map_err(|e| agigit::Error::Invalid(e.to_string()))?;
+    Ok(repo)
+}
