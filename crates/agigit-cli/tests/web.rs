@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+#[path = "../../agigit-relay/tests/support/postgres.rs"]
+mod postgres;
 mod support;
 
 use std::collections::BTreeMap;
@@ -570,16 +572,35 @@ fn http_get(
     Ok((code, body))
 }
 
-/// `agigit-relay --web`: a browser's `/` lists the public repositories pushed to it, mirrored
-/// from the relay itself, with their pages; a private one is not mirrored; Nostr clients still
-/// get NIP-11 at the same `/`.
+/// `agigit-relay --web` with its events in SQLite: see [`relay_explorer_case`].
 #[test]
 fn the_relays_explorer_shows_the_repositories_it_stores() -> TestResult {
-    let root = std::env::temp_dir().join(format!("agigit-web-relay-{}", std::process::id()));
+    relay_explorer_case("sqlite", "")
+}
+
+/// The same with the relay's events in PostgreSQL, on a server the test starts (skipped with a
+/// message where PostgreSQL is not installed, unless `AGIGIT_REQUIRE_POSTGRES=1`, as in CI).
+#[test]
+fn the_relays_explorer_on_postgres() -> TestResult {
+    let Some(server) = postgres::TempPostgres::start("web-explorer")? else {
+        return Ok(());
+    };
+    relay_explorer_case("postgres", &format!("postgres = {:?}\n", server.url))
+}
+
+/// `agigit-relay --web`: a browser's `/` lists the public repositories pushed to it, mirrored
+/// from the relay itself, with their pages; a private one is not mirrored; Nostr clients still
+/// get NIP-11 at the same `/`. `config` is the top of the relay's configuration file.
+fn relay_explorer_case(name: &str, config: &str) -> TestResult {
+    let root = std::env::temp_dir().join(format!("agigit-web-relay-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root)?;
-    let config = root.join("relay.toml");
-    std::fs::write(&config, "[web]\nenabled = true\nrefresh_secs = 1\n")?;
+    let config_file = root.join("relay.toml");
+    std::fs::write(
+        &config_file,
+        format!("{config}[web]\nenabled = true\nrefresh_secs = 1\n"),
+    )?;
+    let config = config_file;
     let relays = Relays::start(&root.join("relays"), 1, |_| Some(config.clone()))?;
     let port = relays.ports()[0];
     let work = root.join("work");
