@@ -130,6 +130,28 @@ pub fn newest_announcement(
         .max_by_key(|a| (a.created_at(), std::cmp::Reverse(a.id())))
 }
 
+/// The announcement that counts of each repository among `events`: per coordinate, the newest
+/// valid one (`created_at`, ties to the lowest event id), as [`newest_announcement`] picks for
+/// one. Events that are not valid announcements are skipped. In no particular order.
+pub fn newest_announcements(
+    events: impl IntoIterator<Item = nostr::prelude::Event>,
+) -> Vec<crate::Signed<RepoAnnouncement>> {
+    let mut newest: std::collections::HashMap<RepoCoordinate, crate::Signed<RepoAnnouncement>> =
+        std::collections::HashMap::new();
+    for a in events
+        .into_iter()
+        .filter_map(|e| crate::Signed::<RepoAnnouncement>::from_event(e).ok())
+    {
+        let key = a.body().coordinate(a.author());
+        let rank =
+            |x: &crate::Signed<RepoAnnouncement>| (x.created_at(), std::cmp::Reverse(x.id()));
+        if newest.get(&key).is_none_or(|b| rank(b) < rank(&a)) {
+            newest.insert(key, a);
+        }
+    }
+    newest.into_values().collect()
+}
+
 const D: &str = "d";
 const NAME: &str = "name";
 const DESCRIPTION: &str = "description";

@@ -20,6 +20,7 @@ mod verify;
 pub use agigit_validate::{MAX_REF_NAME_LEN, RefName, RefNameError};
 pub use announcement::{
     ForkOf, MAX_TOPICS, RepoAnnouncement, Visibility, is_topic, newest_announcement,
+    newest_announcements,
 };
 pub use blossom::{AuthError, AuthRequest, BlossomAuth, MAX_CLOCK_SKEW_SECS, Verb};
 pub use commit::CommitEvent;

@@ -1226,6 +1226,7 @@ fn the_owners_newest_announcement_names_the_maintainers() -> TestResult {
     // Newer, but not the owner's, or not this repository's, or not valid: none counts.
     let by_stranger = announce(&stranger, "model", 300, &stranger)?;
     let other_repo = announce(&owner, "other", 400, &stranger)?;
+    let (by_stranger_id, other_repo_id) = (by_stranger.id, other_repo.id);
     let mut forged = announce(&owner, "model", 500, &stranger)?;
     forged.sig = Signature::from_byte_array([7; 64]);
     let not_an_announcement = state_event(&owner, "model", 600, b"x")?;
@@ -1254,9 +1255,30 @@ fn the_owners_newest_announcement_names_the_maintainers() -> TestResult {
     ];
     let lowest = twins.iter().map(|e| e.id).min().ok_or("twins")?;
     assert_eq!(
-        newest_announcement(&repo, twins).map(|a| a.id()),
+        newest_announcement(&repo, twins.clone()).map(|a| a.id()),
         Some(lowest)
     );
+    // Every repository's at once: the same choice for each, the forged one skipped.
+    let mut all = events.to_vec();
+    all.extend(twins);
+    let mut chosen: Vec<(String, _)> = agigit_event::newest_announcements(all)
+        .into_iter()
+        .map(|a| (a.body().coordinate(a.author()).to_string(), a.id()))
+        .collect();
+    chosen.sort();
+    let mut expected = vec![
+        (repo.to_string(), lowest),
+        (
+            RepoCoordinate::new(stranger.public_key(), repo_id("model")).to_string(),
+            by_stranger_id,
+        ),
+        (
+            RepoCoordinate::new(owner.public_key(), repo_id("other")).to_string(),
+            other_repo_id,
+        ),
+    ];
+    expected.sort();
+    assert_eq!(chosen, expected);
     assert!(newest_announcement(&repo, [old.clone()]).is_some());
     assert!(
         newest_announcement(

@@ -60,10 +60,7 @@ pub(crate) async fn handler(
         let (slug, rev, path) = (slug.clone(), query.rev.clone(), query.path.clone());
         tokio::task::spawn_blocking(move || -> Result<u64, PageError> {
             let (_, repo) = open(&site, &slug)?;
-            let id = repo.resolve(&rev)?;
-            repo.files_at(&id.to_string())?
-                .into_iter()
-                .find(|f| f.path == path)
+            repo.file_at(&rev, &path)?
                 .map(|f| f.bytes)
                 .ok_or_else(|| PageError::NotFound(format!("no file {path:?} at {rev}")))
         })

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use agigit::event::kinds::{REPO_ANNOUNCEMENT, kind};
 use agigit::event::nostr::prelude::{Filter, Keys};
-use agigit::event::{RepoAnnouncement, RepoCoordinate, Signed, Visibility};
+use agigit::event::{RepoAnnouncement, RepoCoordinate, Visibility};
 use agigit::net::{BlobClient, BlobClientOptions, Network, PoolOptions, RelayPool, Roles};
 
 use crate::Explorer;
@@ -129,22 +129,10 @@ impl Mirror {
             .query(&[filter])
             .await
             .map_err(|e| MirrorError::Relay(e.to_string()))?;
-        // The newest valid announcement of each repository, newest first.
-        let mut newest: Vec<Signed<RepoAnnouncement>> = Vec::new();
-        for event in events.into_iter().take(self.options.max_announcements) {
-            let Ok(a) = Signed::<RepoAnnouncement>::from_event(event) else {
-                continue;
-            };
-            let coordinate = a.body().coordinate(a.author());
-            match newest
-                .iter_mut()
-                .find(|b| b.body().coordinate(b.author()) == coordinate)
-            {
-                Some(b) if b.created_at() < a.created_at() => *b = a,
-                Some(_) => {}
-                None => newest.push(a),
-            }
-        }
+        // The announcement that counts of each repository, newest first.
+        let mut newest = agigit::event::newest_announcements(
+            events.into_iter().take(self.options.max_announcements),
+        );
         newest.sort_by_key(|a| std::cmp::Reverse(a.created_at()));
         let mut report = MirrorReport::default();
         for a in newest {

@@ -197,21 +197,8 @@ pub(crate) fn find_announced(
         }
     }
     let pool = lookup_pool(relays)?;
-    // The newest valid announcement of each repository.
-    let mut newest: std::collections::BTreeMap<String, Signed<RepoAnnouncement>> =
-        std::collections::BTreeMap::new();
-    for e in events {
-        let Ok(a) = Signed::<RepoAnnouncement>::from_event(e) else {
-            continue;
-        };
-        let key = a.body().coordinate(a.author()).to_string();
-        if newest
-            .get(&key)
-            .is_none_or(|b| b.created_at() < a.created_at())
-        {
-            newest.insert(key, a);
-        }
-    }
+    // The announcement that counts of each repository.
+    let newest = agigit::event::newest_announcements(events);
     let matches = |a: &RepoAnnouncement| {
         let mut text = vec![a.repo.as_str().to_lowercase()];
         text.extend(a.name.iter().map(|n| n.to_lowercase()));
@@ -222,7 +209,7 @@ pub(crate) fn find_announced(
             .all(|w| text.iter().any(|t| t.contains(w.as_str())))
     };
     let found: Vec<Signed<RepoAnnouncement>> =
-        newest.into_values().filter(|a| matches(a.body())).collect();
+        newest.into_iter().filter(|a| matches(a.body())).collect();
     // Their last updates: the newest state of each.
     let mut updated: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     if !found.is_empty() {

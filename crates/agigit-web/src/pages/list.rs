@@ -36,7 +36,7 @@ pub(crate) struct Summary {
     pub(crate) topics: Vec<String>,
     /// The foundation it forks (a coordinate) and the commit.
     pub(crate) foundation: Option<agigit::dag::ForkBase>,
-    /// The size of the checked-out branch's files.
+    /// The size of the checked-out branch's files, where a page computed it.
     pub(crate) size: Option<u64>,
     /// The time of its branch's newest commit.
     pub(crate) updated: Option<i64>,
@@ -62,15 +62,11 @@ pub(crate) fn summary(listed: &Listed, repo: &agigit::Repository) -> Result<Summ
     let branch = repo
         .current_branch()?
         .and_then(|b| b.branch_name().map(str::to_owned));
-    let head = repo.head()?;
-    let (size, updated) = match head {
-        Some(id) => {
-            let rev = id.to_string();
-            let size = repo.files_at(&rev)?.iter().map(|f| f.bytes).sum();
-            let time = repo.log(&rev, 1)?.first().map(|(_, c)| c.time);
-            (Some(size), time)
-        }
-        None => (None, None),
+    // The size is left to the pages that show it (it reads every file's metadata).
+    let size = None;
+    let updated = match repo.head()? {
+        Some(id) => repo.log(&id.to_string(), 1)?.first().map(|(_, c)| c.time),
+        None => None,
     };
     Ok(Summary {
         slug: listed.slug.clone(),
@@ -99,7 +95,14 @@ fn render(site: &Site, query: &str) -> Result<Markup, PageError> {
     for listed in &repos {
         let summary = agigit::Repository::open(&listed.path)
             .map_err(PageError::from)
-            .and_then(|repo| summary(listed, &repo));
+            .and_then(|repo| {
+                let mut s = summary(listed, &repo)?;
+                if let Some(head) = repo.head()? {
+                    let files = repo.files_at(&head.to_string())?;
+                    s.size = Some(files.iter().map(|f| f.bytes).sum());
+                }
+                Ok(s)
+            });
         match summary {
             Ok(s) => {
                 let hay = s.haystack();

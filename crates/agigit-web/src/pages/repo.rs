@@ -49,7 +49,7 @@ pub(crate) fn shown_rev(summary: &Summary, rev: Option<&str>) -> String {
 fn render(site: &Site, slug: &str, rev: Option<&str>) -> Result<Markup, PageError> {
     let (listed, repo) = open(site, slug)?;
     let listed = &listed;
-    let s = summary(listed, &repo)?;
+    let mut s = summary(listed, &repo)?;
     let branches = repo.branches()?;
     let tags = repo.tags()?;
     let asked = rev.is_some();
@@ -64,8 +64,9 @@ fn render(site: &Site, slug: &str, rev: Option<&str>) -> Result<Markup, PageErro
         Some(id) => repo.files_at(&id.to_string())?,
         None => Vec::new(),
     };
+    s.size = tip.map(|_| files.iter().map(|f| f.bytes).sum());
     let readme = readme(&repo, tip.as_ref(), &files)?;
-    let forks = forks_of(site, &s);
+    let forks = forks_of(site, &s.slug, &repo);
     let foundation_local = s
         .foundation
         .as_ref()
@@ -232,31 +233,37 @@ fn readme(
     Ok(Some((file.path.clone(), html)))
 }
 
-/// The listed repository whose coordinate is `coordinate` (its `remote`, or its id for a
-/// repository made here).
+/// Whether a repository configured as `config` is the one at `coordinate` (its `remote`, or
+/// its id for a repository made here).
+fn is_at(config: &agigit::config::RepoConfig, coordinate: &str) -> bool {
+    match (&config.remote, &config.id) {
+        (Some(remote), _) => remote == coordinate,
+        (None, Some(id)) => coordinate.rsplit(':').next() == Some(id.as_str()),
+        _ => false,
+    }
+}
+
+/// The listed repository whose coordinate is `coordinate`.
 pub(crate) fn local_repo_for(site: &Site, coordinate: &str) -> Option<String> {
     site.repos().into_iter().find_map(|r| {
         let config = agigit::Repository::open(&r.path).ok()?.config().ok()?;
-        let matches = match (&config.remote, &config.id) {
-            (Some(remote), _) => remote == coordinate,
-            (None, Some(id)) => coordinate.rsplit(':').next() == Some(id.as_str()),
-            _ => false,
-        };
-        matches.then(|| r.slug.clone())
+        is_at(&config, coordinate).then(|| r.slug.clone())
     })
 }
 
-/// The listed repositories that fork `s`: their slugs and names.
-fn forks_of(site: &Site, s: &Summary) -> Vec<(String, String)> {
+/// The listed repositories that fork `repo` (listed as `slug`): their slugs and names.
+fn forks_of(site: &Site, slug: &str, repo: &agigit::Repository) -> Vec<(String, String)> {
+    let Ok(config) = repo.config() else {
+        return Vec::new();
+    };
     site.repos()
         .into_iter()
-        .filter(|r| r.slug != s.slug)
+        .filter(|r| r.slug != slug)
         .filter_map(|r| {
-            let repo = agigit::Repository::open(&r.path).ok()?;
-            let base = repo.fork_base().ok()??;
-            let here = local_repo_for(site, &base.repo)?;
-            (here == s.slug).then(|| {
-                let name = repo
+            let fork = agigit::Repository::open(&r.path).ok()?;
+            let base = fork.fork_base().ok()??;
+            is_at(&config, &base.repo).then(|| {
+                let name = fork
                     .config()
                     .ok()
                     .and_then(|c| c.id)

@@ -55,6 +55,15 @@ impl Repository {
             .collect()
     }
 
+    /// File `path` of revision `rev`: its part, kind and size (`None` when there is no such
+    /// file). Reads that one file's metadata only.
+    ///
+    /// # Errors
+    /// [`Error::UnknownRevision`]; store errors.
+    pub fn file_at(&self, rev: &str, path: &str) -> Result<Option<FileEntry>, Error> {
+        Ok(self.source_at(rev, path)?.map(|(entry, _)| entry))
+    }
+
     /// The bytes of the plain file `path` at revision `rev`, when it exists and is at most
     /// `limit` bytes (its size is read first: a larger file is never loaded). `Ok(None)` when
     /// there is no such file, it is larger, or it is a safetensors file.
