@@ -81,7 +81,8 @@ fn views(t: &[(String, Tensor)]) -> Vec<(&str, TensorView<'_>)> {
 
 #[test]
 fn safetensors_round_trip_every_dtype_with_metadata() -> TestResult {
-    let dir = tempdir()?;
+    let scratch_dir = tempdir()?;
+    let dir = scratch_dir.path();
     let tensors = sample_tensors();
     let mut meta = BTreeMap::new();
     meta.insert("format".to_owned(), "pt".to_owned());
@@ -228,7 +229,8 @@ fn safetensors_rejects_damaged_files() -> TestResult {
 
 #[test]
 fn sharded_checkpoints_round_trip_and_are_checked() -> TestResult {
-    let dir = tempdir()?;
+    let scratch_dir = tempdir()?;
+    let dir = scratch_dir.path();
     let tensors = sample_tensors();
     let meta = BTreeMap::from([("format".to_owned(), "pt".to_owned())]);
     let index = save_sharded(&dir, views(&tensors), &meta, 40)?;
@@ -293,7 +295,8 @@ fn sharded_checkpoints_round_trip_and_are_checked() -> TestResult {
         Err(SafetensorsError::DuplicateName { .. })
     ));
     // A directory with neither file.
-    let empty = tempdir()?;
+    let scratch_empty = tempdir()?;
+    let empty = scratch_empty.path();
     assert!(matches!(
         Checkpoint::open(&empty),
         Err(SafetensorsError::NoCheckpoint { .. })
@@ -303,7 +306,8 @@ fn sharded_checkpoints_round_trip_and_are_checked() -> TestResult {
 
 #[test]
 fn single_file_checkpoint_opens_by_directory() -> TestResult {
-    let dir = tempdir()?;
+    let scratch_dir = tempdir()?;
+    let dir = scratch_dir.path();
     let tensors = sample_tensors();
     save_safetensors(
         dir.join(agigit_delta::SINGLE_FILE),
@@ -316,19 +320,11 @@ fn single_file_checkpoint_opens_by_directory() -> TestResult {
     Ok(())
 }
 
-/// A fresh directory under the target dir, removed at the end of the process' life by nobody:
-/// the names are unique per test and process, and `cargo clean` clears them.
-fn tempdir() -> std::io::Result<std::path::PathBuf> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "agigit-delta-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// A scratch directory, removed when the test drops it.
+fn tempdir() -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("agigit-delta-test-")
+        .tempdir()
 }
 
 // ---------------------------------------------------------------- Lossless

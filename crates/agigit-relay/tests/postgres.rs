@@ -83,7 +83,9 @@ fn a_blob_store_with_its_index_in_postgres_passes_the_conformance_suite() {
         url: server.url.clone(),
         schema: Some("x; DROP TABLE owners".into()),
     };
-    let err = FsBlobStore::open_with(scratch("blob-index-bad"), &bad).expect_err("refused");
+    let dir = scratch("blob-index-bad");
+    let err = FsBlobStore::open_with(&dir, &bad).expect_err("refused");
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(err.to_string().contains("schema"), "{err}");
 }
 

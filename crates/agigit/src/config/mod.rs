@@ -437,11 +437,14 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("agigit-config-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("config.toml")
+    /// A scratch directory (removed when dropped) and its `config.toml`.
+    fn temp() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix("agigit-config-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("config.toml");
+        (dir, path)
     }
 
     #[test]
@@ -505,7 +508,7 @@ mod tests {
 
     #[test]
     fn round_trips_and_missing_is_default() {
-        let path = temp("rt");
+        let (_dir, path) = temp();
         assert_eq!(RepoConfig::load(&path).unwrap(), RepoConfig::default());
         let config = RepoConfig {
             id: Some("m".into()),
@@ -545,7 +548,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_codes_are_typed_errors() {
-        let path = temp("bad");
+        let (_dir, path) = temp();
         std::fs::write(&path, "id = \"m\"\nsegment = 3\n").unwrap();
         let err = RepoConfig::load(&path).unwrap_err();
         assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
