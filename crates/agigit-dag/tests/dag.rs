@@ -518,14 +518,14 @@ fn crash_at_every_point(batched: bool) -> TestResult {
         let scratch_dir = tempdir()?;
         let dir = scratch_dir.path();
         // A ref already in place, so a crash has an "old" value to keep.
-        FsRefs::new(&dir).commit(Transaction::new().edit(
+        FsRefs::new(dir).commit(Transaction::new().edit(
             main.clone(),
             Expected::Absent,
             Some(Target::Id(commit_id(0))),
         ))?;
         let io = Arc::new(FaultyIo::new(budget));
-        let store = FsStore::with_io(&dir, io.clone());
-        let refs = FsRefs::with_io(&dir, io.clone());
+        let store = FsStore::with_io(dir, io.clone());
+        let refs = FsRefs::with_io(dir, io.clone());
         let run = || -> Result<(), Box<dyn std::error::Error>> {
             let store = store.map_err(|e| e.to_string())?;
             if batched {
@@ -546,7 +546,7 @@ fn crash_at_every_point(batched: bool) -> TestResult {
         };
         let finished = run().is_ok();
         // Reopen on the real file system and check every invariant.
-        let store = FsStore::with_io(&dir, Arc::new(StdIo))?;
+        let store = FsStore::with_io(dir, Arc::new(StdIo))?;
         let mut buf = Vec::new();
         for entry in walk_files(&dir.join("objects"))? {
             if entry
@@ -574,7 +574,7 @@ fn crash_at_every_point(batched: bool) -> TestResult {
                 "batched {batched}, budget {budget}: {hex} is whole"
             );
         }
-        let refs = FsRefs::new(&dir);
+        let refs = FsRefs::new(dir);
         let value = refs.read(&main.clone().into())?;
         assert!(
             value == Some(Target::Id(commit_id(0))) || value == Some(Target::Id(commit_id(1))),
@@ -608,7 +608,7 @@ fn crash_at_every_point(batched: bool) -> TestResult {
 fn sweeps_stale_temps() -> TestResult {
     let scratch_dir = tempdir()?;
     let dir = scratch_dir.path();
-    let store = FsStore::open(&dir)?;
+    let store = FsStore::open(dir)?;
     let stale = dir.join("objects").join("tmp").join("obj-crashed");
     std::fs::write(&stale, b"agigit blob 100\0partial")?;
     assert_eq!(

@@ -233,7 +233,7 @@ fn sharded_checkpoints_round_trip_and_are_checked() -> TestResult {
     let dir = scratch_dir.path();
     let tensors = sample_tensors();
     let meta = BTreeMap::from([("format".to_owned(), "pt".to_owned())]);
-    let index = save_sharded(&dir, views(&tensors), &meta, 40)?;
+    let index = save_sharded(dir, views(&tensors), &meta, 40)?;
     let files: std::collections::BTreeSet<_> = index.weight_map.values().collect();
     assert!(files.len() > 2, "{files:?}");
     let n = files.len();
@@ -245,7 +245,7 @@ fn sharded_checkpoints_round_trip_and_are_checked() -> TestResult {
     let total: u64 = tensors.iter().map(|(_, t)| t.data().len() as u64).sum();
     assert_eq!(index.metadata["total_size"], serde_json::json!(total));
 
-    let ckpt = Checkpoint::open(&dir)?;
+    let ckpt = Checkpoint::open(dir)?;
     assert_eq!(ckpt.len(), tensors.len());
     for (name, t) in &tensors {
         assert_eq!(ckpt.tensor(name), Some(t.view()), "{name}");
@@ -265,7 +265,7 @@ fn sharded_checkpoints_round_trip_and_are_checked() -> TestResult {
     );
     std::fs::write(&index_path, serde_json::to_vec(&bad)?)?;
     assert!(matches!(
-        Checkpoint::open(&dir),
+        Checkpoint::open(dir),
         Err(SafetensorsError::Index { .. })
     ));
     // An index that leaves a tensor out.
@@ -273,7 +273,7 @@ fn sharded_checkpoints_round_trip_and_are_checked() -> TestResult {
     bad.weight_map.remove(&tensors[0].0);
     std::fs::write(&index_path, serde_json::to_vec(&bad)?)?;
     assert!(matches!(
-        Checkpoint::open(&dir),
+        Checkpoint::open(dir),
         Err(SafetensorsError::Index { .. })
     ));
     // An index pointing outside the directory.
@@ -282,7 +282,7 @@ fn sharded_checkpoints_round_trip_and_are_checked() -> TestResult {
         .insert(tensors[0].0.clone(), "../elsewhere.safetensors".into());
     std::fs::write(&index_path, serde_json::to_vec(&bad)?)?;
     assert!(matches!(
-        Checkpoint::open(&dir),
+        Checkpoint::open(dir),
         Err(SafetensorsError::Index { .. })
     ));
     // An index listing a tensor twice.
@@ -291,14 +291,14 @@ fn sharded_checkpoints_round_trip_and_are_checked() -> TestResult {
         r#"{"weight_map":{"a":"model-00001-of-00002.safetensors","a":"model-00002-of-00002.safetensors"}}"#,
     )?;
     assert!(matches!(
-        Checkpoint::open(&dir),
+        Checkpoint::open(dir),
         Err(SafetensorsError::DuplicateName { .. })
     ));
     // A directory with neither file.
     let scratch_empty = tempdir()?;
     let empty = scratch_empty.path();
     assert!(matches!(
-        Checkpoint::open(&empty),
+        Checkpoint::open(empty),
         Err(SafetensorsError::NoCheckpoint { .. })
     ));
     Ok(())
@@ -314,7 +314,7 @@ fn single_file_checkpoint_opens_by_directory() -> TestResult {
         views(&tensors),
         &BTreeMap::new(),
     )?;
-    let ckpt = Checkpoint::open(&dir)?;
+    let ckpt = Checkpoint::open(dir)?;
     assert!(ckpt.index().is_none());
     assert_eq!(ckpt.names().count(), tensors.len());
     Ok(())
