@@ -54,8 +54,11 @@ fn source_of(e: &agigit_web::Error) -> String {
 struct CliRemotes {
     /// The relays to list announcements from: the user's and every served repository's.
     relays: Vec<agigit::config::RelayEntry>,
-    /// The coordinates of the served repositories (not listed again as announced).
-    local: std::collections::HashSet<String>,
+    /// The coordinates of the served repositories (not listed again as announced); those
+    /// fetched from the page join them.
+    local: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Where repositories fetched from the page are kept (`<dir>/<owner hex>/<id>`).
+    cache: PathBuf,
 }
 
 /// The most announced repositories listed.
@@ -89,7 +92,11 @@ impl CliRemotes {
             };
             local.extend(coordinate);
         }
-        Ok(CliRemotes { relays, local })
+        Ok(CliRemotes {
+            relays,
+            local: std::sync::Mutex::new(local),
+            cache: explorer_cache()?,
+        })
     }
 }
 
@@ -106,12 +113,17 @@ impl agigit_web::Remotes for CliRemotes {
             return Ok(Vec::new());
         }
         let rt = runtime().map_err(|f| f.message)?;
+        let local = self
+            .local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let found =
-            crate::remote::find_announced(&rt, &self.relays, words, ANNOUNCED + self.local.len())
+            crate::remote::find_announced(&rt, &self.relays, words, ANNOUNCED + local.len())
                 .map_err(|f| f.message)?;
         Ok(found
             .into_iter()
-            .filter(|f| !self.local.contains(&f.coordinate))
+            .filter(|f| !local.contains(&f.coordinate))
             .take(ANNOUNCED)
             .map(|f| {
                 let b = f.announcement.body();
@@ -127,6 +139,51 @@ impl agigit_web::Remotes for CliRemotes {
             })
             .collect())
     }
+
+    fn fetches(&self) -> bool {
+        true
+    }
+
+    /// A clone in the cache made as `agigit clone` makes one (the relays its announcement
+    /// names, the user's key for a private one), then every branch pulled.
+    fn fetch(
+        &self,
+        coordinate: &agigit::event::RepoCoordinate,
+    ) -> std::result::Result<PathBuf, String> {
+        // Both components are checked names: 64 hex digits, and a repository id (letters,
+        // digits, `.`, `_`, `-`, never starting with `.`).
+        let dir = self
+            .cache
+            .join(coordinate.owner.to_hex())
+            .join(coordinate.id.as_str());
+        if !dir.join(agigit::worktree::DOT_DIR).is_dir() {
+            crate::setup::clone_quietly(coordinate, &self.relays, &dir).map_err(|f| f.message)?;
+        }
+        crate::remote::pull_every_branch(&dir).map_err(|f| f.message)?;
+        self.local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(coordinate.to_string());
+        Ok(dir)
+    }
+}
+
+/// Where `agigit serve` keeps the repositories fetched from its pages: `$AGIGIT_HOME/cache/explorer`
+/// when that is set, else `$XDG_CACHE_HOME/agigit/explorer`, else `~/.cache/agigit/explorer`.
+fn explorer_cache() -> Result<PathBuf> {
+    if let Some(h) = std::env::var_os("AGIGIT_HOME") {
+        return Ok(PathBuf::from(h).join("cache").join("explorer"));
+    }
+    if let Some(c) = std::env::var_os("XDG_CACHE_HOME").filter(|c| !c.is_empty()) {
+        return Ok(PathBuf::from(c).join("agigit").join("explorer"));
+    }
+    let home = std::env::var_os("HOME").ok_or_else(|| {
+        Failure::invalid("set HOME or AGIGIT_HOME to say where to keep fetched repositories")
+    })?;
+    Ok(PathBuf::from(home)
+        .join(".cache")
+        .join("agigit")
+        .join("explorer"))
 }
 
 /// `agigit serve`.

@@ -206,6 +206,7 @@ fn the_explorer_in_a_browser() -> TestResult {
         &elsewhere,
         &["commit", "-m", "elsewhere"],
     ));
+    ok(&agigit(&other_home, &elsewhere, &["push"]));
     ok(&agigit(
         &other_home,
         &elsewhere,
@@ -268,6 +269,9 @@ fn the_explorer_in_a_browser() -> TestResult {
             .connect(&format!("http://127.0.0.1:{driver_port}"))
             .await?;
         let mut outcome = drive(&c, &base, &tune_id, &tuned, &downloads).await;
+        if outcome.is_ok() {
+            outcome = fetch_announced(&c, &base, &elsewhere, &downloads).await;
+        }
         if outcome.is_ok() {
             outcome = relay_explorer(&c, relays.ports()[0], &tune_id).await;
         }
@@ -403,38 +407,15 @@ async fn drive(
     shot(c, "commit-wide").await?;
 
     // A download through the page: streamed over the WebSocket, verified, saved.
-    c.goto(&format!("{base}/r/tuned/files")).await?;
-    let button = c
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::XPath(
-            "//tr[td[text()='model.safetensors']]//button",
-        ))
-        .await?;
-    button.click().await?;
-    c.wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css(r#"#transfer[data-state="verified"]"#))
-        .await?;
+    let saved = download(
+        c,
+        &format!("{base}/r/tuned/files"),
+        "model.safetensors",
+        downloads,
+    )
+    .await?;
     shot(c, "download-wide").await?;
-    let saved = downloads.join("model.safetensors");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !saved.is_file()
-        || downloads
-            .read_dir()?
-            .any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "crdownload")))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the browser did not save the file in {}",
-            downloads.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        std::fs::read(&saved)?,
-        std::fs::read(tuned.join("model.safetensors"))?
-    );
+    assert_eq!(saved, std::fs::read(tuned.join("model.safetensors"))?);
 
     // A narrow window (a phone's): every page fits; wide tables scroll in their own box.
     c.set_window_size(390, 844).await?;
@@ -452,6 +433,91 @@ async fn drive(
         fits(c, &page).await?;
         shot(c, &format!("{name}-narrow")).await?;
     }
+    Ok(())
+}
+
+/// Downloads `file` through the files page at `page`: its button, the WebSocket transfer
+/// verified on the page, the file the browser saved in `downloads` (read, then removed).
+async fn download(
+    c: &Client,
+    page: &str,
+    file: &str,
+    downloads: &Path,
+) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    c.goto(page).await?;
+    let button = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath(&format!(
+            "//tr[td[text()='{file}']]//button"
+        )))
+        .await?;
+    button.click().await?;
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(r#"#transfer[data-state="verified"]"#))
+        .await?;
+    let saved = downloads.join(file);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !saved.is_file()
+        || downloads
+            .read_dir()?
+            .any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "crdownload")))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the browser did not save the file in {}",
+            downloads.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bytes = std::fs::read(&saved)?;
+    std::fs::remove_file(&saved)?;
+    Ok(bytes)
+}
+
+/// A repository only on the relays, fetched from the list's button: the server clones it into
+/// its cache (every signature and hash checked), shows it, and serves its files.
+async fn fetch_announced(c: &Client, base: &str, elsewhere: &Path, downloads: &Path) -> TestResult {
+    c.set_window_size(1280, 900).await?;
+    c.goto(&format!("{base}/")).await?;
+    let button = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath(
+            "//table[@id='announced']//tr[contains(., 'a model on the relays only')]//button",
+        ))
+        .await?;
+    button.click().await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.current_url().await?.path() != "/r/elsewhere" {
+        if let Ok(error) = c.find(Locator::Css("section.error")).await {
+            return Err(format!("the fetch failed: {}", error.text().await?).into());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fetch never landed on the repository's page"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page = text_of(c, "main").await?;
+    assert!(
+        page.contains("elsewhere") && page.contains("code"),
+        "{page}"
+    );
+    shot(c, "fetched-wide").await?;
+    let saved = download(
+        c,
+        &format!("{base}/r/elsewhere/files"),
+        "notes.txt",
+        downloads,
+    )
+    .await?;
+    assert_eq!(saved, std::fs::read(elsewhere.join("notes.txt"))?);
+    // Listed among the explorer's own now, no longer as only announced.
+    c.goto(&format!("{base}/")).await?;
+    assert!(text_of(c, "#repositories").await?.contains("elsewhere"));
+    assert!(c.find(Locator::Css("#announced")).await.is_err());
     Ok(())
 }
 

@@ -125,3 +125,11 @@ document.addEventListener('click', (e) => {
   const button = e.target.closest && e.target.closest('button.download');
   if (button) { e.preventDefault(); download(button); }
 });
+
+// Fetching a repository from the relays takes as long as its download: say so, and once.
+document.querySelectorAll('form.fetch').forEach((form) => {
+  form.addEventListener('submit', () => {
+    const button = form.querySelector('button');
+    if (button) { button.disabled = true; button.textContent = 'Fetching…'; }
+  });
+});

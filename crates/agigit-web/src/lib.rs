@@ -33,6 +33,7 @@ use axum::routing::get;
 mod assets;
 mod chart;
 mod download;
+mod fetch;
 mod format;
 mod graph;
 mod layout;
@@ -86,6 +87,24 @@ pub trait Remotes: Send + Sync + 'static {
     fn announced(&self, words: &[String]) -> Result<Vec<Announced>, String> {
         let _ = words;
         Ok(Vec::new())
+    }
+
+    /// Whether [`fetch`](Self::fetch) brings repositories here (the list of repositories
+    /// offers it for those announced on the relays). False by default.
+    fn fetches(&self) -> bool {
+        false
+    }
+
+    /// Fetches the repository at `coordinate` (every branch, every signature and hash checked)
+    /// into a directory of the host's, or brings that copy up to date, and returns the
+    /// directory; the explorer then shows it like its own. Refused by default.
+    ///
+    /// # Errors
+    /// Whatever kept it from being fetched, as a message for the page.
+    fn fetch(&self, coordinate: &agigit::event::RepoCoordinate) -> Result<PathBuf, String> {
+        Err(format!(
+            "this explorer does not fetch repositories ({coordinate})"
+        ))
     }
 }
 
@@ -161,6 +180,8 @@ pub(crate) struct Site {
     pub(crate) cpu: Arc<tokio::sync::Semaphore>,
     /// Bounds the downloads being read at once.
     pub(crate) transfers: Arc<tokio::sync::Semaphore>,
+    /// One fetch of a repository from the relays at a time.
+    pub(crate) fetches: Arc<tokio::sync::Semaphore>,
     /// The network checks, when the host supplies them.
     pub(crate) remotes: Option<Arc<dyn Remotes>>,
 }
@@ -193,6 +214,7 @@ impl Explorer {
                 local_only: false,
                 cpu: Arc::new(tokio::sync::Semaphore::new(workers)),
                 transfers: Arc::new(tokio::sync::Semaphore::new(MAX_TRANSFERS)),
+                fetches: Arc::new(tokio::sync::Semaphore::new(1)),
                 remotes: None,
             }),
         }
@@ -273,6 +295,7 @@ impl Explorer {
             .route("/r/{slug}/files", get(pages::repo::files_handler))
             .route("/r/{slug}/availability", get(pages::availability::handler))
             .route("/r/{slug}/download", get(download::handler))
+            .route("/fetch", axum::routing::post(fetch::handler))
             .route("/assets/{name}", get(assets::handler))
             .fallback(not_found)
             .layer(axum::middleware::from_fn_with_state(

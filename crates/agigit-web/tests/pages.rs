@@ -258,6 +258,98 @@ async fn hostile_requests_are_refused() -> TestResult {
     Ok(())
 }
 
+/// A host that "fetches" by handing over a repository already on disk, counting its calls.
+struct Fetching {
+    dir: PathBuf,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl agigit_web::Remotes for Fetching {
+    fn audit(&self, _: &Path) -> Result<agigit::AuditReport, String> {
+        Err("no network here".into())
+    }
+    fn fetches(&self) -> bool {
+        true
+    }
+    fn fetch(&self, _: &agigit::event::RepoCoordinate) -> Result<PathBuf, String> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(self.dir.clone())
+    }
+}
+
+async fn post_fetch(
+    router: &axum::Router,
+    coordinate: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, axum::http::HeaderMap) {
+    let mut request = Request::post("/fetch")
+        .header("host", "localhost:8717")
+        .header("content-type", "application/x-www-form-urlencoded");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let body = format!("coordinate={}", coordinate.replace(':', "%3A"));
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    (response.status(), response.headers().clone())
+}
+
+/// Fetching from the relays writes to the user's disk: another site's page (a cross-site form
+/// post reaches `localhost` too) is refused before the host is asked anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_comes_only_from_the_explorers_own_pages() -> TestResult {
+    let dir = Dir::new("fetch");
+    repository(&dir.0.join("fetched"))?;
+    let host = std::sync::Arc::new(Fetching {
+        dir: dir.0.join("fetched"),
+        calls: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let explorer = agigit_web::Explorer::new("test");
+    let router = explorer
+        .clone()
+        .local_only()
+        .with_remotes(host.clone())
+        .router();
+    let coordinate = format!("30717:{}:fetched", "ab".repeat(32));
+    let calls = || host.calls.load(std::sync::atomic::Ordering::SeqCst);
+    for attack in [
+        &[("origin", "http://evil.example")][..],
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "http://localhost:8717"),
+        ],
+        &[],
+    ] {
+        let (status, _) = post_fetch(&router, &coordinate, attack).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{attack:?}");
+    }
+    assert_eq!(calls(), 0);
+    let own = [("origin", "http://localhost:8717")];
+    assert_eq!(
+        post_fetch(&router, "not a coordinate", &own).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(calls(), 0);
+    // From its own page: fetched, listed, and the browser sent to the repository's page.
+    let (status, headers) = post_fetch(&router, &coordinate, &own).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(calls(), 1);
+    let to = headers.get("location").unwrap().to_str()?.to_owned();
+    assert_eq!(to, "/r/fetched");
+    assert_eq!(explorer.repositories().len(), 1);
+    assert_eq!(get(&router, &to).await.0, StatusCode::OK);
+    // An explorer whose host does not fetch refuses, and offers no button.
+    let plain = agigit_web::Explorer::new("test").router();
+    assert_eq!(
+        post_fetch(&plain, &coordinate, &own).await.0,
+        StatusCode::FORBIDDEN
+    );
+    Ok(())
+}
+
 /// A repository whose one commit holds a file of several frames (a chunked plain file in the
 /// training data); its bytes and the commit.
 fn data_repository(

@@ -123,6 +123,28 @@ struct Session {
     remote_name: &'static str,
 }
 
+/// Brings every branch the remote of the repository in `dir` publishes up to date there
+/// (fast-forwards, as `pull` does each; a copy `agigit serve` fetched holds no work of the
+/// user's). Returns how many branches there are.
+pub(crate) fn pull_every_branch(dir: &std::path::Path) -> Result<usize> {
+    let ctx = Ctx {
+        dir: Some(dir.to_owned()),
+        json: true,
+    };
+    let session = Session::open(&ctx, &PartsArg { parts: Vec::new() }, false)?;
+    let remote = session.repo.remote(&session.net, &session.signer);
+    let options = session.options();
+    let refs = session
+        .rt
+        .block_on(remote.refs_with(&session.coordinate, &options))?;
+    for branch in refs.branches.keys() {
+        session
+            .rt
+            .block_on(remote.pull(&session.coordinate, branch, options))?;
+    }
+    Ok(refs.branches.len())
+}
+
 impl Session {
     fn open(ctx: &Ctx, parts: &PartsArg, force: bool) -> Result<Self> {
         let parts = parts.parse()?;

@@ -257,8 +257,16 @@ pub(crate) struct Discovered {
 /// servers from the announcement's `blossom` list and the owner's BUD-03 list (kind 10063),
 /// less the relays' own ports. Every event is verified and must be the owner's.
 pub(crate) fn discover_relays(coord: &RepoCoordinate) -> Result<Discovered> {
+    discover_relays_on(coord, &load_user_config()?.relays)
+}
+
+/// As [`discover_relays`], asking `bootstrap` (`agigit serve` asks the relays it lists
+/// announcements from: the user's and every served repository's).
+pub(crate) fn discover_relays_on(
+    coord: &RepoCoordinate,
+    bootstrap: &[RelayEntry],
+) -> Result<Discovered> {
     use agigit::event::nostr::prelude::{Filter, Kind};
-    let bootstrap = load_user_config()?.relays;
     if bootstrap.is_empty() {
         return Err(Failure::invalid(
             "no relay to look the repository up on: give --relay, or list bootstrap relays in ~/.config/agigit/config.toml ([[relay]] url = \"wss://…\")",
@@ -266,7 +274,7 @@ pub(crate) fn discover_relays(coord: &RepoCoordinate) -> Result<Discovered> {
     }
     let rt = runtime()?;
     let _entered = rt.enter();
-    let pool = lookup_pool(&bootstrap)?;
+    let pool = lookup_pool(bootstrap)?;
     let owner = coord.owner;
     let server_list = Kind::from(10063u16);
     let filters = [
@@ -313,7 +321,7 @@ pub(crate) fn discover_relays(coord: &RepoCoordinate) -> Result<Discovered> {
             add(&url);
         }
     }
-    for r in &bootstrap {
+    for r in bootstrap {
         add(&r.url);
     }
     if let Some(list) = newest(server_list) {

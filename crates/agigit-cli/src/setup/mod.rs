@@ -189,13 +189,7 @@ pub(crate) fn clone(ctx: &Ctx, args: &CloneArgs) -> Result<()> {
         &dir,
         coord.id.as_str(),
         json,
-        |repo, report| {
-            if let Some(envelope) = &report.envelope {
-                // A clone of a private repository stays private, for the same readers.
-                repo.save_envelope(envelope)?;
-            }
-            Ok(())
-        },
+        keep_envelope,
         &mut partial_report,
     )?;
     let on = current_branch(&repo)?;
@@ -220,6 +214,44 @@ pub(crate) fn clone(ctx: &Ctx, args: &CloneArgs) -> Result<()> {
             )
         },
     );
+    Ok(())
+}
+
+/// Clones `coord` into `dir` without a word on the terminal: its default branch, from the
+/// relays and blob servers its announcement names (found as `agigit clone` finds them, asking
+/// `bootstrap`); a private
+/// repository stays private for the same readers. What `agigit serve` fetches to show.
+pub(crate) fn clone_quietly(
+    coord: &RepoCoordinate,
+    bootstrap: &[RelayEntry],
+    dir: &Path,
+) -> Result<()> {
+    let found = crate::remote::discover_relays_on(coord, bootstrap)?;
+    let from = CloneFrom {
+        coord,
+        relays: &found.relays,
+        blob_servers: &found.blob_servers,
+        branch: None,
+        parts: None,
+        partial: None,
+    };
+    let mut unused = None;
+    clone_into(
+        &from,
+        dir,
+        coord.id.as_str(),
+        true,
+        keep_envelope,
+        &mut unused,
+    )?;
+    Ok(())
+}
+
+/// A clone of a private repository stays private, for the same readers.
+fn keep_envelope(repo: &Repository, report: &agigit::PullReport) -> Result<()> {
+    if let Some(envelope) = &report.envelope {
+        repo.save_envelope(envelope)?;
+    }
     Ok(())
 }
 

@@ -115,6 +115,7 @@ fn render(site: &Site, query: &str) -> Result<Markup, PageError> {
     }
     shown.sort_by(|a, b| b.updated.cmp(&a.updated).then_with(|| a.slug.cmp(&b.slug)));
     let announced = site.remotes.as_ref().map(|r| r.announced(&words));
+    let fetches = site.remotes.as_ref().is_some_and(|r| r.fetches());
     let title = if query.is_empty() {
         "Repositories".to_owned()
     } else {
@@ -156,12 +157,17 @@ fn render(site: &Site, query: &str) -> Result<Markup, PageError> {
         @match &announced {
             Some(Ok(found)) if !found.is_empty() => {
                 h2 { "On the relays" }
-                p.sub { "Announced by their owners and not here: " code { "agigit clone <repository>" } " brings one." }
+                p.sub {
+                    "Announced by their owners and not here: "
+                    @if fetches { "“Fetch” brings one here to browse (every signature and hash checked), or " }
+                    code { "agigit clone <repository>" } " clones it."
+                }
                 div.table-wrap {
                     table.list #announced {
                         thead { tr {
                             th { "Repository" } th.wide { "Description" } th { "Licence" }
                             th.wide { "Foundation" } th.num { "Size" } th { "Updated" }
+                            @if fetches { th {} }
                         } }
                         tbody { @for a in found {
                             tr {
@@ -175,6 +181,14 @@ fn render(site: &Site, query: &str) -> Result<Markup, PageError> {
                                 td.wide.mono { @if let Some(f) = &a.fork_of { (short_coordinate(f)) } @else { "—" } }
                                 td.num { @if let Some(n) = a.size { (format::bytes(n)) } @else { "—" } }
                                 td { (format::time(i64::try_from(a.updated).unwrap_or(i64::MAX))) }
+                                @if fetches {
+                                    td {
+                                        form.fetch method="post" action="/fetch" {
+                                            input type="hidden" name="coordinate" value=(a.coordinate);
+                                            button type="submit" { "Fetch" }
+                                        }
+                                    }
+                                }
                             }
                         } }
                     }

@@ -23,6 +23,11 @@ pub(crate) enum PageError {
     NotFound(String),
     /// The request names something malformed.
     BadRequest(String),
+    /// The request is not one this explorer answers (from another site, or of a kind its host
+    /// does not allow).
+    Forbidden(String),
+    /// The relays or servers asked on the request's behalf failed.
+    Upstream(String),
     /// The repository could not be read.
     Repo(agigit::Error),
 }
@@ -45,6 +50,8 @@ impl PageError {
         let (status, what) = match self {
             PageError::NotFound(what) => (StatusCode::NOT_FOUND, what),
             PageError::BadRequest(what) => (StatusCode::BAD_REQUEST, what),
+            PageError::Forbidden(what) => (StatusCode::FORBIDDEN, what),
+            PageError::Upstream(what) => (StatusCode::BAD_GATEWAY, what),
             PageError::Repo(e) => {
                 tracing::warn!(error = %e, "web page");
                 (
