@@ -59,6 +59,8 @@ struct CliRemotes {
     local: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Where repositories fetched from the page are kept (`<dir>/<owner hex>/<id>`).
     cache: PathBuf,
+    /// What the listed announcements say, by coordinate: a fetched copy shows it.
+    said: std::sync::Mutex<std::collections::HashMap<String, agigit::config::AnnounceConfig>>,
 }
 
 /// The most announced repositories listed.
@@ -96,6 +98,7 @@ impl CliRemotes {
             relays,
             local: std::sync::Mutex::new(local),
             cache: explorer_cache()?,
+            said: std::sync::Mutex::default(),
         })
     }
 }
@@ -127,6 +130,13 @@ impl agigit_web::Remotes for CliRemotes {
             .take(ANNOUNCED)
             .map(|f| {
                 let b = f.announcement.body();
+                self.said
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(
+                        f.coordinate.clone(),
+                        agigit::config::AnnounceConfig::shown_from(b),
+                    );
                 let mut a = agigit_web::Announced::new(f.coordinate.clone(), f.updated);
                 a.name.clone_from(&b.name);
                 a.description.clone_from(&b.description);
@@ -160,6 +170,20 @@ impl agigit_web::Remotes for CliRemotes {
             crate::setup::clone_quietly(coordinate, &self.relays, &dir).map_err(|f| f.message)?;
         }
         crate::remote::pull_every_branch(&dir).map_err(|f| f.message)?;
+        let said = self
+            .said
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&coordinate.to_string())
+            .cloned();
+        if let Some(said) = said {
+            let repo = agigit::Repository::open(&dir).map_err(|e| e.to_string())?;
+            let mut config = repo.config().map_err(|e| e.to_string())?;
+            if config.announce.as_ref() != Some(&said) {
+                config.announce = Some(said);
+                repo.set_config(&config).map_err(|e| e.to_string())?;
+            }
+        }
         self.local
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -197,13 +197,7 @@ impl Mirror {
         let repo = open_or_init(&dir, coordinate).map_err(|e| e.to_string())?;
         // What the owner announces is what the pages show of it.
         let mut config = repo.config().map_err(|e| e.to_string())?;
-        let said = agigit::config::AnnounceConfig {
-            name: announcement.name.clone(),
-            description: announcement.description.clone(),
-            license: announcement.license.clone(),
-            topics: announcement.topics.clone(),
-            ..agigit::config::AnnounceConfig::default()
-        };
+        let said = agigit::config::AnnounceConfig::shown_from(announcement);
         if config.announce.as_ref() != Some(&said) {
             config.announce = Some(said);
             repo.set_config(&config).map_err(|e| e.to_string())?;

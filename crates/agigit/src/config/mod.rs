@@ -268,6 +268,20 @@ pub struct AnnounceConfig {
     pub topics: Vec<String>,
 }
 
+impl AnnounceConfig {
+    /// What a copy fetched to be shown (an explorer's) says of its repository: the name,
+    /// description, licence and topics its owner announces.
+    pub fn shown_from(announcement: &agigit_event::RepoAnnouncement) -> Self {
+        AnnounceConfig {
+            name: announcement.name.clone(),
+            description: announcement.description.clone(),
+            license: announcement.license.clone(),
+            topics: announcement.topics.clone(),
+            ..AnnounceConfig::default()
+        }
+    }
+}
+
 /// The user-level configuration: defaults for every repository of this user.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
