@@ -1,5 +1,6 @@
 //! The web explorer in a real browser: `agigit serve` over a repository pushed to relays and a
-//! fork of it, driven by Debian's Chromium (headless) through chromedriver (WebDriver).
+//! fork of it, and `agigit-relay --web` with its events in SQLite and in PostgreSQL, driven by
+//! Debian's Chromium (headless) through chromedriver (WebDriver).
 //!
 //! Needs `chromium` and `chromedriver` (Debian's `chromium` and `chromium-driver`, which
 //! `.ci/run` installs); without them the test is skipped with a message, unless
@@ -43,6 +44,80 @@ fn browser() -> Result<(PathBuf, PathBuf), String> {
     let chromium = find(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"])
         .ok_or("chromium is not installed (Debian: apt install chromium)")?;
     Ok((driver, chromium))
+}
+
+/// chromedriver and chromium; `None` (the test skipped, with a message) where they are not
+/// installed, unless `AGIGIT_REQUIRE_BROWSER=1` (CI) makes that a failure.
+fn browser_or_skip() -> Result<Option<(PathBuf, PathBuf)>, Box<dyn std::error::Error>> {
+    let required = std::env::var("AGIGIT_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    match browser() {
+        Ok(found) => Ok(Some(found)),
+        Err(why) if !required => {
+            eprintln!("skipping the browser test: {why}");
+            Ok(None)
+        }
+        Err(why) => Err(format!("AGIGIT_REQUIRE_BROWSER=1 but {why}").into()),
+    }
+}
+
+/// chromedriver on a free loopback port (stopped on drop), and what a session asks of it: a
+/// headless Chromium with its profile under `root`, saving downloads in `downloads`.
+struct Browser {
+    _driver: Killed,
+    port: u16,
+    capabilities: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Browser {
+    fn start(
+        (driver, chromium): &(PathBuf, PathBuf),
+        root: &Path,
+        downloads: &Path,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        std::fs::create_dir_all(downloads)?;
+        let port = free_port();
+        let driver = Killed(
+            Command::new(driver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        wait_for_port(port, "chromedriver")?;
+        let profile = root.join("chromium-profile");
+        let capabilities = serde_json::from_value(serde_json::json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                    "download.directory_upgrade": true,
+                    "safebrowsing.enabled": false,
+                },
+            },
+        }))?;
+        Ok(Browser {
+            _driver: driver,
+            port,
+            capabilities,
+        })
+    }
+
+    /// A new browser session (close it when done).
+    async fn connect(&self) -> Result<Client, Box<dyn std::error::Error>> {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        Ok(ClientBuilder::new(connector)
+            .capabilities(self.capabilities.clone())
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await?)
+    }
 }
 
 /// Waits until `port` on loopback takes connections.
@@ -120,14 +195,8 @@ async fn fits(c: &Client, page: &str) -> TestResult {
 
 #[test]
 fn the_explorer_in_a_browser() -> TestResult {
-    let required = std::env::var("AGIGIT_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-    let (driver, chromium) = match browser() {
-        Ok(found) => found,
-        Err(why) if !required => {
-            eprintln!("skipping the browser test: {why}");
-            return Ok(());
-        }
-        Err(why) => return Err(format!("AGIGIT_REQUIRE_BROWSER=1 but {why}").into()),
+    let Some(found) = browser_or_skip()? else {
+        return Ok(());
     };
     let root = std::env::temp_dir().join(format!("agigit-web-browser-{}", std::process::id()));
     let mut relays = Relays::start(&root.join("relays"), 3, |_| None)?;
@@ -228,46 +297,13 @@ fn the_explorer_in_a_browser() -> TestResult {
 
     // chromedriver, and a headless Chromium that saves downloads in `downloads`.
     let downloads = root.join("downloads");
-    std::fs::create_dir_all(&downloads)?;
-    let driver_port = free_port();
-    let _driver = Killed(
-        Command::new(&driver)
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_for_port(driver_port, "chromedriver")?;
-    let profile = root.join("chromium-profile");
-    let capabilities: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_value(serde_json::json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-                "prefs": {
-                    "download.default_directory": downloads,
-                    "download.prompt_for_download": false,
-                    "download.directory_upgrade": true,
-                    "safebrowsing.enabled": false,
-                },
-            },
-        }))?;
+    let browser = Browser::start(&found, &root, &downloads)?;
     let base = format!("http://localhost:{port}");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let result = rt.block_on(async {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let c = ClientBuilder::new(connector)
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{driver_port}"))
-            .await?;
+        let c = browser.connect().await?;
         let mut outcome = drive(&c, &base, &tune_id, &tuned, &downloads).await;
         if outcome.is_ok() {
             outcome = fetch_announced(&c, &base, &elsewhere, &downloads).await;
@@ -612,6 +648,40 @@ fn serve_refuses_what_it_cannot_show() -> TestResult {
     Ok(())
 }
 
+/// The relay's explorer (events in `name`'s store) in the browser: the list, the commit's
+/// tensor diff, and `model.safetensors` downloaded through the files page, byte-equal.
+async fn relay_pages_in_browser(
+    c: &Client,
+    port: u16,
+    name: &str,
+    commit: &str,
+    model: &Path,
+    downloads: &Path,
+) -> TestResult {
+    let base = format!("http://127.0.0.1:{port}");
+    c.goto(&format!("{base}/")).await?;
+    let list = text_of(c, "#repositories").await?;
+    assert!(
+        list.contains("model") && list.contains("what its owner says"),
+        "{list}"
+    );
+    assert!(!list.contains("secret"), "{list}");
+    shot(c, &format!("relay-{name}-list")).await?;
+    c.goto(&format!("{base}/r/model/commit/{commit}")).await?;
+    let row = text_of(c, r#"tr[data-tensor="b.weight"]"#).await?;
+    assert!(row.contains("F32"), "{row}");
+    shot(c, &format!("relay-{name}-commit")).await?;
+    let saved = download(
+        c,
+        &format!("{base}/r/model/files"),
+        "model.safetensors",
+        downloads,
+    )
+    .await?;
+    assert_eq!(saved, std::fs::read(model.join("model.safetensors"))?);
+    Ok(())
+}
+
 /// One HTTP/1.1 GET on loopback: the status line's code and the body.
 fn http_get(
     port: u16,
@@ -731,6 +801,20 @@ fn relay_explorer_case(name: &str, config: &str) -> TestResult {
     let (code, info) = http_get(port, "/", "application/nostr+json")?;
     assert_eq!(code, 200);
     assert!(info.contains("supported_nips"), "{info}");
+    // The same pages in Chromium, and a download through the relay's page.
+    if let Some(found) = browser_or_skip()? {
+        let downloads = root.join("downloads");
+        let browser = Browser::start(&found, &root, &downloads)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let c = browser.connect().await?;
+            let outcome = relay_pages_in_browser(&c, port, name, &commit, &model, &downloads).await;
+            let _ = c.close().await;
+            outcome
+        })?;
+    }
     // Nothing of the private repository was written by the mirror.
     let mirrored = support::walk_files(&relays.data(0).join("explorer"));
     assert!(!mirrored.is_empty());
