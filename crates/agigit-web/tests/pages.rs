@@ -258,6 +258,33 @@ async fn hostile_requests_are_refused() -> TestResult {
     Ok(())
 }
 
+/// A private repository's page says how many readers it has, never who they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_repository_shows_its_readers_count_only() -> TestResult {
+    let dir = Dir::new("private");
+    let (repo, _) = repository(&dir.0.join("closed"))?;
+    let owner = agigit::crypt::ReaderSecret::generate()?;
+    let readers = [
+        agigit::crypt::ReaderSecret::generate()?.public_key(),
+        agigit::crypt::ReaderSecret::generate()?.public_key(),
+    ];
+    repo.make_private(&owner, &readers)?;
+    let explorer = agigit_web::Explorer::new("test");
+    explorer.add_repository(dir.0.join("closed"))?;
+    let router = explorer.router();
+    let (status, _, body) = get(&router, "/r/closed").await;
+    assert_eq!(status, StatusCode::OK);
+    let page = text(&body);
+    assert!(page.contains("encrypted for 3 readers"), "{page}");
+    for key in readers.iter().chain([&owner.public_key()]) {
+        let hex: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!page.contains(&hex), "a reader's key is on the page");
+    }
+    let (_, _, list) = get(&router, "/").await;
+    assert!(text(&list).contains("private"));
+    Ok(())
+}
+
 /// A host that "fetches" by handing over a repository already on disk, counting its calls.
 struct Fetching {
     dir: PathBuf,

@@ -41,10 +41,17 @@ pub(crate) struct Summary {
     /// The time of its branch's newest commit.
     pub(crate) updated: Option<i64>,
     pub(crate) branch: Option<String>,
-    pub(crate) private: bool,
+    /// For a private repository, how many readers its envelope lists (never who they are on
+    /// a page); `None` for a public one.
+    pub(crate) readers: Option<usize>,
 }
 
 impl Summary {
+    /// Whether it is private.
+    pub(crate) fn private(&self) -> bool {
+        self.readers.is_some()
+    }
+
     /// The words a search matches against, lowercased.
     fn haystack(&self) -> String {
         let mut all = vec![self.slug.as_str(), self.name.as_str()];
@@ -83,7 +90,7 @@ pub(crate) fn summary(listed: &Listed, repo: &agigit::Repository) -> Result<Summ
         size,
         updated,
         branch,
-        private: repo.is_private()?,
+        readers: repo.readers()?.map(|r| r.len()),
     })
 }
 
@@ -138,7 +145,7 @@ fn render(site: &Site, query: &str) -> Result<Markup, PageError> {
                             tr data-nav-row {
                                 td {
                                     a.row-link href={ "/r/" (s.slug) } { (s.name) }
-                                    @if s.private { " " span.badge.private { "private" } }
+                                    @if s.private() { " " span.badge.private { "private" } }
                                     @if let Some(r) = &s.remote { div.sub.mono { (short_coordinate(r)) } }
                                 }
                                 td.wide { (s.description.as_deref().unwrap_or("")) }

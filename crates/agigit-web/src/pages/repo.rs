@@ -86,7 +86,7 @@ fn render(site: &Site, slug: &str, rev: Option<&str>) -> Result<Markup, PageErro
     }
     let body = html! {
         header.repo {
-            h1 { (s.name) @if s.private { " " span.badge.private { "private" } } }
+            h1 { (s.name) @if s.private() { " " span.badge.private { "private" } } }
             @if let Some(d) = &s.description { p.description { (d) } }
             dl.facts {
                 @if let Some(r) = &s.remote { dt { "Repository" } dd.mono title=(r) { (short_coordinate(r)) } }
@@ -102,9 +102,12 @@ fn render(site: &Site, slug: &str, rev: Option<&str>) -> Result<Markup, PageErro
                         " at " (format::short(&f.commit, 12))
                     }
                 }
-                @if s.private {
+                @if let Some(n) = s.readers {
                     dt { "Access" }
-                    dd { "encrypted for its readers; servers hold only ciphertext" }
+                    dd #readers {
+                        "encrypted for " (n) @if n == 1 { " reader" } @else { " readers" }
+                        " (the owner among them); servers hold only ciphertext"
+                    }
                 }
                 dt { "Size" } dd { @if let Some(n) = s.size { (format::bytes(n)) } @else { "—" } }
             }

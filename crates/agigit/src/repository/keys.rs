@@ -15,6 +15,20 @@ impl Repository {
         Ok(crate::private::read_envelope(&self.root)?.is_some())
     }
 
+    /// Who can read this private repository: the readers its envelope lists in the clear (the
+    /// owner among them), read without any secret; `None` for a public repository.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a malformed `.agigit/keys`; I/O errors.
+    pub fn readers(&self) -> Result<Option<Vec<crate::crypt::ReaderKey>>, Error> {
+        let Some(bytes) = crate::private::read_envelope(&self.root)? else {
+            return Ok(None);
+        };
+        let (_, envelope) = agigit_crypt::Keyring::decode_public(&bytes, &agigit_crypt::EcdhWrap)
+            .map_err(Error::corrupt_data("the repository's keyring"))?;
+        Ok(Some(envelope.readers().copied().collect()))
+    }
+
     /// Makes this repository private: a fresh content key wrapped for `owner` and `readers`.
     /// Everything pushed from now on is encrypted before it is sharded.
     ///
