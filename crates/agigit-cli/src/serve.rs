@@ -70,7 +70,6 @@ impl CliRemotes {
     /// What `explorer` serves, and where to look for more.
     fn new(explorer: &agigit_web::Explorer) -> Result<Self> {
         let user = crate::context::load_user_config()?;
-        let own_key = crate::context::keys().ok().map(|k| k.public_key());
         let mut relays = user.relays;
         let mut local = std::collections::HashSet::new();
         for (_, dir) in explorer.repositories() {
@@ -85,14 +84,11 @@ impl CliRemotes {
                     relays.push(r.clone());
                 }
             }
-            let coordinate = match (&config.remote, &config.id, own_key) {
-                (Some(remote), _, _) => Some(remote.clone()),
-                (None, Some(id), Some(key)) => agigit::event::RepoId::new(id.clone())
+            local.extend(
+                crate::remote::coordinate_of(&config)
                     .ok()
-                    .map(|id| agigit::event::RepoCoordinate::new(key, id).to_string()),
-                _ => None,
-            };
-            local.extend(coordinate);
+                    .map(|c| c.to_string()),
+            );
         }
         Ok(CliRemotes {
             relays,
@@ -150,6 +146,13 @@ impl agigit_web::Remotes for CliRemotes {
             .collect())
     }
 
+    fn market(
+        &self,
+        dir: &Path,
+    ) -> Option<std::result::Result<agigit_web::market::Market, String>> {
+        Some(market_of(dir).map_err(|f| f.message))
+    }
+
     fn fetches(&self) -> bool {
         true
     }
@@ -190,6 +193,29 @@ impl agigit_web::Remotes for CliRemotes {
             .insert(coordinate.to_string());
         Ok(dir)
     }
+}
+
+/// The orders and rounds of the repository in `dir`, asked of its relays (and the user's when
+/// it lists none) and folded now.
+fn market_of(dir: &Path) -> Result<agigit_web::market::Market> {
+    let repo = agigit::Repository::open(dir)?;
+    let config = crate::context::load_config(&repo)?;
+    let coordinate = crate::remote::coordinate_of(&config)?;
+    let (relays, _) = crate::context::effective(&config)?;
+    let (signer, _) = crate::context::fetch_identity()?;
+    let rt = runtime()?;
+    let net = {
+        let _entered = rt.enter();
+        crate::context::network(&signer, &relays)?
+    };
+    // The receipts' loss lists come from the repository's blob servers too.
+    crate::context::add_blob_servers(&net, &config.blob_servers)?;
+    let orders = crate::order::explorer_rows(&rt, &net, &coordinate)?;
+    #[cfg(feature = "eval")]
+    let rounds = crate::round::explorer_rows(&rt, &net, &repo, &signer, &coordinate)?;
+    #[cfg(not(feature = "eval"))]
+    let rounds = Vec::new();
+    Ok(agigit_web::market::Market { orders, rounds })
 }
 
 /// Where `agigit serve` keeps the repositories fetched from its pages: `$AGIGIT_HOME/cache/explorer`

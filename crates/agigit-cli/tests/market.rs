@@ -117,6 +117,21 @@ fn a_paid_pull_and_an_abandoned_order_on_a_real_mint() -> TestResult {
     assert_eq!(early.status.code(), Some(9), "delivering an unfunded order");
     let late_take = agigit(&operators[1], &operators[1], &["order", "take", &id]);
     assert!(!late_take.status.success());
+    // The explorer's market page of the model lists the open order as the fold leaves it.
+    let market_page = || -> Result<String, Box<dyn std::error::Error>> {
+        let (_serve, port) = support::serve(&owner, &[&model])?;
+        let (code, page) = support::http_get(port, "/r/model/market", "text/html")?;
+        assert_eq!(code, 200, "{page}");
+        Ok(page)
+    };
+    let page = market_page()?;
+    assert!(page.contains(&format!(r#"data-order="{id}""#)), "{page}");
+    assert!(
+        page.contains("taken, waiting for the buyer to fund it"),
+        "{page}"
+    );
+    assert!(page.contains("320 sats"), "{page}");
+    assert!(page.contains(&relay_keys[0][..8]), "{page}");
 
     let funded = run(&buyer, &buyer, &["order", "fund", &id]);
     assert_eq!(funded["locked"], 320);
@@ -223,6 +238,12 @@ fn a_paid_pull_and_an_abandoned_order_on_a_real_mint() -> TestResult {
     assert!(
         states.contains(&"closed: abandoned, the buyer is refunded"),
         "{listed}"
+    );
+    // Closed, both: none open on the page.
+    let page = market_page()?;
+    assert!(
+        page.contains("No open order.") && page.contains("2 closed orders"),
+        "{page}"
     );
     Ok(())
 }

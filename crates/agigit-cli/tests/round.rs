@@ -395,6 +395,28 @@ fn a_round_runs_from_announcement_to_payout_through_the_binary() -> TestResult {
         std::fs::read(tuned.join("model.safetensors"))?
     );
     ok(&agigit(&organizer, &fm, &["push"]));
+    // The explorer's market page folds the same events: the round settled, its leaderboard
+    // with each value on the test set, the champion (linked: the merge brought it here) and
+    // its reward.
+    {
+        let (_serve, port) = support::serve(&organizer, &[&fm])?;
+        let (code, page) = support::http_get(port, "/r/fm/market", "text/html")?;
+        assert_eq!(code, 200, "{page}");
+        assert!(page.contains(&format!(r#"data-round="{round}""#)), "{page}");
+        assert!(page.contains("settled"), "{page}");
+        assert!(
+            page.contains(&format!(r#"href="/r/fm/commit/{submitted}""#)),
+            "{page}"
+        );
+        assert!(
+            page.contains(&format!(r#"<tr data-commit="{submitted}" class="lead">"#)),
+            "{page}"
+        );
+        assert!(page.contains(&format!("{reward} sats")), "{page}");
+        assert!(page.contains(&format!("{tuned_bpb:.4}")), "{page}");
+        assert!(page.contains(&format!("{foundation_bpb:.4}")), "{page}");
+        assert!(page.contains("No open order."), "{page}");
+    }
     let again = json(&agigit(
         &organizer,
         &fm,

@@ -15,24 +15,16 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::actions::{InputSource as _, KeyAction, KeyActions};
 use fantoccini::{Client, ClientBuilder, Locator};
-use support::{Relays, agigit, blob_files, free_port, json, model_on, ok};
+use support::{
+    Killed, Relays, agigit, blob_files, free_port, http_get, json, model_on, ok, wait_for_port,
+};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-/// A child process killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// chromedriver and chromium, or why the test cannot run.
 fn browser() -> Result<(PathBuf, PathBuf), String> {
@@ -118,18 +110,6 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{}", self.port))
             .await?)
     }
-}
-
-/// Waits until `port` on loopback takes connections.
-fn wait_for_port(port: u16, what: &str) -> TestResult {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("{what} did not start on port {port}").into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
 }
 
 /// `model.safetensors` with three f32 tensors; `b` is every value of `b.weight`.
@@ -283,17 +263,7 @@ fn the_explorer_in_a_browser() -> TestResult {
     ));
 
     // `agigit serve` over the directory holding both.
-    let port = free_port();
-    let serve = Killed(
-        Command::new(env!("CARGO_BIN_EXE_agigit"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg(&work)
-            .env("AGIGIT_HOME", &home)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()?,
-    );
-    wait_for_port(port, "agigit serve")?;
+    let (serve, port) = support::serve(&home, &[&work])?;
 
     // chromedriver, and a headless Chromium that saves downloads in `downloads`.
     let downloads = root.join("downloads");
@@ -680,32 +650,6 @@ async fn relay_pages_in_browser(
     .await?;
     assert_eq!(saved, std::fs::read(model.join("model.safetensors"))?);
     Ok(())
-}
-
-/// One HTTP/1.1 GET on loopback: the status line's code and the body.
-fn http_get(
-    port: u16,
-    path: &str,
-    accept: &str,
-) -> Result<(u16, String), Box<dyn std::error::Error>> {
-    use std::io::{Read as _, Write as _};
-    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        tcp,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    tcp.read_to_string(&mut response)?;
-    let code = response
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((code, body))
 }
 
 /// `agigit-relay --web` with its events in SQLite: see [`relay_explorer_case`].

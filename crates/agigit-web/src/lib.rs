@@ -38,6 +38,7 @@ mod format;
 mod graph;
 mod layout;
 mod markdown;
+pub mod market;
 #[cfg(feature = "mirror")]
 pub mod mirror;
 mod pages;
@@ -87,6 +88,16 @@ pub trait Remotes: Send + Sync + 'static {
     fn announced(&self, words: &[String]) -> Result<Vec<Announced>, String> {
         let _ = words;
         Ok(Vec::new())
+    }
+
+    /// The market's orders and rounds for the repository in `dir`, folded now (`None`: the
+    /// host does not read the market, and the page says so).
+    ///
+    /// # Errors
+    /// Whatever kept the relays from being asked.
+    fn market(&self, dir: &Path) -> Option<Result<market::Market, String>> {
+        let _ = dir;
+        None
     }
 
     /// Whether [`fetch`](Self::fetch) brings repositories here (the list of repositories
@@ -294,6 +305,7 @@ impl Explorer {
             .route("/r/{slug}/commit/{id}", get(pages::commit::handler))
             .route("/r/{slug}/files", get(pages::repo::files_handler))
             .route("/r/{slug}/availability", get(pages::availability::handler))
+            .route("/r/{slug}/market", get(pages::market::handler))
             .route("/r/{slug}/download", get(download::handler))
             .route("/fetch", axum::routing::post(fetch::handler))
             .route("/assets/{name}", get(assets::handler))

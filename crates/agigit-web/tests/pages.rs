@@ -285,6 +285,101 @@ async fn a_private_repository_shows_its_readers_count_only() -> TestResult {
     Ok(())
 }
 
+/// A host whose market holds one open order and one round (its metric a hostile string).
+struct Marketplace;
+
+impl agigit_web::Remotes for Marketplace {
+    fn audit(&self, _: &Path) -> Result<agigit::AuditReport, String> {
+        Err("no network here".into())
+    }
+    fn market(&self, _: &Path) -> Option<Result<agigit_web::market::Market, String>> {
+        use agigit_web::market::{Entry, Market, OrderRow, RoundRow};
+        Some(Ok(Market {
+            orders: vec![
+                OrderRow {
+                    id: "ab".repeat(32),
+                    kind: "pull".into(),
+                    buyer: "cd".repeat(32),
+                    amount: 320,
+                    state: "taken, waiting for the buyer to fund it".into(),
+                    open: true,
+                    ..OrderRow::default()
+                },
+                OrderRow {
+                    id: "ef".repeat(32),
+                    open: false,
+                    ..OrderRow::default()
+                },
+            ],
+            rounds: vec![RoundRow {
+                id: "12".repeat(32),
+                phase: "evaluation".into(),
+                metric: "<script>alert(1)</script>".into(),
+                foundation: "0".repeat(64),
+                foundation_value: Some(8.0),
+                leaderboard: vec![
+                    Entry {
+                        commit: "a".repeat(64),
+                        value: Some(2.5),
+                        ..Entry::default()
+                    },
+                    Entry {
+                        commit: "b".repeat(64),
+                        value: None,
+                        ..Entry::default()
+                    },
+                ],
+                ..RoundRow::default()
+            }],
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_market_page_shows_open_orders_and_leaderboards() -> TestResult {
+    let dir = Dir::new("market");
+    repository(&dir.0.join("tiny"))?;
+    let explorer = agigit_web::Explorer::new("test");
+    explorer.add_repository(dir.0.join("tiny"))?;
+    let (status, _, body) = get(
+        &explorer
+            .clone()
+            .with_remotes(std::sync::Arc::new(Marketplace))
+            .router(),
+        "/r/tiny/market",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let page = text(&body);
+    assert!(
+        page.contains(&format!(r#"data-order="{}""#, "ab".repeat(32))),
+        "{page}"
+    );
+    assert!(
+        !page.contains(&format!(r#"data-order="{}""#, "ef".repeat(32))),
+        "{page}"
+    );
+    assert!(page.contains("1 closed order not shown"), "{page}");
+    assert!(page.contains("320 sats"), "{page}");
+    // The round's own words are text, never markup.
+    assert!(!page.contains("<script>alert"), "{page}");
+    assert!(page.contains("&lt;script&gt;"), "{page}");
+    // Evaluated first, its difference from the foundation shown; the other waits.
+    let (a, b) = (
+        page.find(&"a".repeat(64)).ok_or("a")?,
+        page.find(&"b".repeat(64)).ok_or("b")?,
+    );
+    assert!(a < b);
+    assert!(
+        page.contains("-5.5000") && page.contains("not evaluated"),
+        "{page}"
+    );
+    // An explorer without a market says so.
+    let (_, _, plain) = get(&explorer.router(), "/r/tiny/market").await;
+    assert!(text(&plain).contains("does not read the market"));
+    Ok(())
+}
+
 /// A host that "fetches" by handing over a repository already on disk, counting its calls.
 struct Fetching {
     dir: PathBuf,

@@ -27,6 +27,7 @@ use agigit_market::{
 use agigit_market_cashu::{CashuConsent, CashuLock, CashuWallet};
 use clap::{Args, Subcommand, ValueEnum};
 
+pub(crate) use self::explorer::explorer_rows;
 use self::money::*;
 use self::post::*;
 use self::session::*;
@@ -36,6 +37,7 @@ use crate::context::{Ctx, given_or_user_relays, keys, network, npub, open, print
 use crate::failure::{Failure, Result};
 
 mod commands;
+mod explorer;
 mod money;
 mod post;
 mod session;

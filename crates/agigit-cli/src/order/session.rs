@@ -66,22 +66,7 @@ impl Session {
     /// the actions of [`ORDERS_PER_QUERY`] orders asked in one query. Orders whose events do
     /// not fold are left out.
     pub(super) fn load_many(&self, orders: Vec<Event>) -> Result<Vec<AnyOrder>> {
-        let mut loaded = Vec::with_capacity(orders.len());
-        for group in orders.chunks(ORDERS_PER_QUERY) {
-            let filters: Vec<Filter> = group.iter().map(|o| actions_on(o.id)).collect();
-            let mut actions = self.query_many(&filters)?;
-            for order in group {
-                // An action names one order (its one `e` tag): each goes to its own.
-                let (mine, rest): (Vec<Event>, Vec<Event>) = actions
-                    .into_iter()
-                    .partition(|a| a.tags.event_ids().any(|e| e == order.id));
-                actions = rest;
-                if let Ok(l) = assemble(order.clone(), mine) {
-                    loaded.push(l);
-                }
-            }
-        }
-        Ok(loaded)
+        load_many_with(orders, |filters| self.query_many(filters))
     }
 
     /// The pull order `id`, folded at now.
@@ -133,6 +118,30 @@ impl Session {
 pub(super) const ORDERS_PER_QUERY: usize = 8;
 
 /// The filter for the actions on order `id`.
+/// [`Session::load_many`] asking the relays through `query` (the explorer's market page has
+/// no order session).
+pub(super) fn load_many_with(
+    orders: Vec<Event>,
+    query: impl Fn(&[Filter]) -> Result<Vec<Event>>,
+) -> Result<Vec<AnyOrder>> {
+    let mut loaded = Vec::with_capacity(orders.len());
+    for group in orders.chunks(ORDERS_PER_QUERY) {
+        let filters: Vec<Filter> = group.iter().map(|o| actions_on(o.id)).collect();
+        let mut actions = query(&filters)?;
+        for order in group {
+            // An action names one order (its one `e` tag): each goes to its own.
+            let (mine, rest): (Vec<Event>, Vec<Event>) = actions
+                .into_iter()
+                .partition(|a| a.tags.event_ids().any(|e| e == order.id));
+            actions = rest;
+            if let Ok(l) = assemble(order.clone(), mine) {
+                loaded.push(l);
+            }
+        }
+    }
+    Ok(loaded)
+}
+
 pub(super) fn actions_on(id: EventId) -> Filter {
     Filter::new()
         .kind(kind(ORDER_ACTION))

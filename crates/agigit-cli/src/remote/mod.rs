@@ -123,6 +123,21 @@ struct Session {
     remote_name: &'static str,
 }
 
+/// The repository a configuration fetches from and pushes to: its remote, else its id under
+/// the user's key.
+pub(crate) fn coordinate_of(config: &agigit::config::RepoConfig) -> Result<RepoCoordinate> {
+    match &config.remote {
+        Some(c) => Ok(c.parse::<RepoCoordinate>()?),
+        None => {
+            let keys = keys()?;
+            let id = config.id.clone().ok_or_else(|| {
+                Failure::invalid("no remote and no repository id in .agigit/config.toml")
+            })?;
+            Ok(RepoCoordinate::new(keys.public_key(), RepoId::new(id)?))
+        }
+    }
+}
+
 /// Brings every branch the remote of the repository in `dir` publishes up to date there
 /// (fast-forwards, as `pull` does each; a copy `agigit serve` fetched holds no work of the
 /// user's). Returns how many branches there are.
@@ -150,16 +165,7 @@ impl Session {
         let parts = parts.parse()?;
         let repo = open(ctx)?;
         let config = load_config(&repo)?;
-        let coordinate = match &config.remote {
-            Some(c) => c.parse::<RepoCoordinate>()?,
-            None => {
-                let keys = keys()?;
-                let id = config.id.clone().ok_or_else(|| {
-                    Failure::invalid("no remote and no repository id in .agigit/config.toml")
-                })?;
-                RepoCoordinate::new(keys.public_key(), RepoId::new(id)?)
-            }
-        };
+        let coordinate = coordinate_of(&config)?;
         let (signer, secret) = fetch_identity()?;
         let (relays, _) = effective(&config)?;
         let rt = runtime()?;

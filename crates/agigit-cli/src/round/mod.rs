@@ -3,7 +3,10 @@
 //! receipts with their loss lists, challenge a receipt, rule on a challenge, show the standing
 //! and publish the result; a pool on a Cashu mint funded, paid out and claimed ([`pool`]).
 
+mod explorer;
 mod pool;
+
+pub(crate) use self::explorer::explorer_rows;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

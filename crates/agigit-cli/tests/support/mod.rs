@@ -57,6 +57,74 @@ pub(crate) fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A child process killed on drop.
+pub(crate) struct Killed(pub(crate) Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `port` on loopback takes connections.
+pub(crate) fn wait_for_port(port: u16, what: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("{what} did not start on port {port}").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// `agigit serve` over `dirs` as the user of `home`, on a free loopback port; stopped on drop.
+pub(crate) fn serve(
+    home: &Path,
+    dirs: &[&Path],
+) -> Result<(Killed, u16), Box<dyn std::error::Error>> {
+    let port = free_port();
+    let child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_agigit"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(dirs)
+            .env("AGIGIT_HOME", home)
+            .env_remove("AGIGIT_NSEC")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?,
+    );
+    wait_for_port(port, "agigit serve")?;
+    Ok((child, port))
+}
+
+/// One HTTP/1.1 GET on loopback: the status line's code and the body.
+pub(crate) fn http_get(
+    port: u16,
+    path: &str,
+    accept: &str,
+) -> Result<(u16, String), Box<dyn std::error::Error>> {
+    use std::io::{Read as _, Write as _};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    tcp.read_to_string(&mut response)?;
+    let code = response
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
 /// The relay binary `cargo test --workspace` builds next to this package's.
 pub(crate) fn relay_binary() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_agigit")).with_file_name("agigit-relay");

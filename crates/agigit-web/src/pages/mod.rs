@@ -14,6 +14,7 @@ pub(crate) mod availability;
 pub(crate) mod commit;
 pub(crate) mod history;
 pub(crate) mod list;
+pub(crate) mod market;
 pub(crate) mod repo;
 
 /// Why a page could not be shown.

@@ -115,6 +115,7 @@ fn render(site: &Site, slug: &str, rev: Option<&str>) -> Result<Markup, PageErro
                 a.button href={ "/r/" (s.slug) "/history?branch=" (q(&rev)) } { "History" }
                 a.button href={ "/r/" (s.slug) "/files?rev=" (q(&rev)) } { "Files" }
                 a.button href={ "/r/" (s.slug) "/availability" } { "Availability" }
+                a.button href={ "/r/" (s.slug) "/market" } { "Market" }
                 @if let Some(id) = tip { a.button href={ "/r/" (s.slug) "/commit/" (id) } { "Latest commit" } }
             }
             @if tip.is_none() { p.empty #no-commits { "No commits yet." } }

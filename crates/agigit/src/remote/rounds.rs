@@ -74,6 +74,33 @@ impl<S: Signer + Sync + ?Sized> super::Remote<'_, S> {
             .find_map(|e| Signed::<RoundEvent>::from_event(e).ok()))
     }
 
+    /// The rounds announced on repository `repo` (its `a` tag) that the fetch relays hold,
+    /// verified, newest first, at most `limit`; events that do not verify or parse are left
+    /// out.
+    ///
+    /// # Errors
+    /// [`Error::Network`] when no relay answers.
+    pub async fn rounds_of(
+        &self,
+        repo: &agigit_event::RepoCoordinate,
+        limit: usize,
+    ) -> Result<Vec<Signed<RoundEvent>>, Error> {
+        let filter = [Filter::new()
+            .kind(Kind::Custom(kinds::ROUND))
+            .custom_tag(tag('a')?, repo.to_string())
+            .limit(limit)];
+        let events = self.transport().query(&filter).await.map_err(net)?;
+        let mut rounds: Vec<Signed<RoundEvent>> = events
+            .into_iter()
+            .filter_map(|e| Signed::<RoundEvent>::from_event(e).ok())
+            .filter(|r| r.body().repo == *repo)
+            .collect();
+        rounds.sort_by_key(|r| (std::cmp::Reverse(r.created_at()), r.id()));
+        rounds.dedup_by_key(|r| r.id());
+        rounds.truncate(limit);
+        Ok(rounds)
+    }
+
     /// Everything the relays hold for `round`: its actions, and the receipts on its foundation
     /// and each submission's repository with their loss lists (downloaded from the fetch
     /// servers, at most [`MAX_LOSS_LIST`] bytes each, decoded and checked against the receipt).
