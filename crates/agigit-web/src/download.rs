@@ -9,8 +9,10 @@
 //! and never the last frame, so the browser never saves a file that did not verify.
 //!
 //! Memory is bounded whatever the file's size and however slowly the browser reads: the reader
-//! blocks when [`QUEUE`] frames wait to be sent. A plain GET (no WebSocket) gets the same bytes
-//! as an attachment, checked the same way (a failure cuts the body short).
+//! blocks when [`QUEUE`] frames wait to be sent, and a browser or HTTP client that takes
+//! nothing for the stall time ([`Explorer::transfer_stall`](crate::Explorer::transfer_stall),
+//! 60 s by default) is dropped, its transfer slot freed. A plain GET (no WebSocket) gets the
+//! same bytes as an attachment, checked the same way (a failure cuts the body short).
 
 use std::sync::Arc;
 
@@ -29,8 +31,8 @@ pub(crate) const FRAME: usize = 256 * 1024;
 /// Frames read ahead of the browser at most.
 const QUEUE: usize = 8;
 /// A browser that takes no frame for this long is dropped (it holds one of the few transfer
-/// slots).
-const STALL: std::time::Duration = std::time::Duration::from_secs(60);
+/// slots): the default of [`Explorer::transfer_stall`](crate::Explorer::transfer_stall).
+pub(crate) const STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct DownloadQuery {
@@ -76,7 +78,7 @@ pub(crate) async fn handler(
     match upgrade {
         Ok(ws) => ws
             .max_message_size(64 * 1024)
-            .on_upgrade(move |socket| send(socket, rx, query.path))
+            .on_upgrade(move |socket| send(socket, rx, query.path, site.stall))
             .into_response(),
         Err(_) => attachment(rx, &name, size),
     }
@@ -99,7 +101,7 @@ fn start_reader(
             let _permit = permit;
             let failed = tx.clone();
             if let Err(e) = read(&site, &slug, &rev, &path, &tx) {
-                let _ = failed.blocking_send(Piece::Failed(e));
+                let _ = hand_over(&failed, Piece::Failed(e), site.stall);
             }
         })
         .await;
@@ -115,7 +117,7 @@ fn read(
     path: &str,
     tx: &tokio::sync::mpsc::Sender<Piece>,
 ) -> Result<(), String> {
-    let gone = || agigit::Error::Internal("the browser went away");
+    let gone = || agigit::Error::Internal("the browser went away or stopped reading");
     let (_, repo) = open(site, slug).map_err(|e| format!("{e:?}"))?;
     let commit = repo.resolve(rev).map_err(|e| e.to_string())?;
     let mut hasher = agigit::hash::Hasher::new();
@@ -123,17 +125,20 @@ fn read(
         &commit.to_string(),
         path,
         |entry| {
-            tx.blocking_send(Piece::Start {
-                size: entry.bytes,
-                commit: commit.to_string(),
-            })
-            .map_err(|_| gone())
+            hand_over(
+                tx,
+                Piece::Start {
+                    size: entry.bytes,
+                    commit: commit.to_string(),
+                },
+                site.stall,
+            )
+            .map_err(|()| gone())
         },
         |data| {
             hasher.update(data);
             for frame in data.chunks(FRAME) {
-                tx.blocking_send(Piece::Data(frame.to_vec()))
-                    .map_err(|_| gone())?;
+                hand_over(tx, Piece::Data(frame.to_vec()), site.stall).map_err(|()| gone())?;
             }
             Ok(())
         },
@@ -145,11 +150,31 @@ fn read(
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
-            tx.blocking_send(Piece::Verified { bytes, sha256 })
-                .map_err(|_| "the browser went away".to_owned())
+            hand_over(tx, Piece::Verified { bytes, sha256 }, site.stall)
+                .map_err(|()| "the browser went away or stopped reading".to_owned())
         }
         Ok(None) => Err(format!("no file {path:?} at {rev}")),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Hands `piece` to the sender from the blocking pool, giving up when the browser takes
+/// nothing for `stall` (a WebSocket or an HTTP body alike: a reader that waits forever
+/// would hold one of the few transfer slots for good).
+fn hand_over(
+    tx: &tokio::sync::mpsc::Sender<Piece>,
+    piece: Piece,
+    stall: std::time::Duration,
+) -> Result<(), ()> {
+    match tx.try_send(piece) {
+        Ok(()) => Ok(()),
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(()),
+        Err(tokio::sync::mpsc::error::TrySendError::Full(piece)) => {
+            tokio::runtime::Handle::current()
+                .block_on(tokio::time::timeout(stall, tx.send(piece)))
+                .map_err(|_| ())?
+                .map_err(|_| ())
+        }
     }
 }
 
@@ -157,16 +182,25 @@ fn json(value: &serde_json::Value) -> Message {
     Message::Text(value.to_string().into())
 }
 
-/// Sends `message`, giving up on a browser that does not read for [`STALL`].
-async fn deliver(socket: &mut WebSocket, message: Message) -> Result<(), ()> {
-    match tokio::time::timeout(STALL, socket.send(message)).await {
+/// Sends `message`, giving up on a browser that does not read for `stall`.
+async fn deliver(
+    socket: &mut WebSocket,
+    message: Message,
+    stall: std::time::Duration,
+) -> Result<(), ()> {
+    match tokio::time::timeout(stall, socket.send(message)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
     }
 }
 
 /// Sends the pieces over the WebSocket, the last frame held back until the file verified.
-async fn send(mut socket: WebSocket, mut rx: tokio::sync::mpsc::Receiver<Piece>, path: String) {
+async fn send(
+    mut socket: WebSocket,
+    mut rx: tokio::sync::mpsc::Receiver<Piece>,
+    path: String,
+    stall: std::time::Duration,
+) {
     let mut held: Option<Vec<u8>> = None;
     while let Some(piece) = rx.recv().await {
         let message = match piece {
@@ -181,11 +215,11 @@ async fn send(mut socket: WebSocket, mut rx: tokio::sync::mpsc::Receiver<Piece>,
                 let verified = json(&serde_json::json!({
                     "type": "verified", "bytes": bytes, "sha256": sha256,
                 }));
-                if deliver(&mut socket, verified).await.is_err() {
+                if deliver(&mut socket, verified, stall).await.is_err() {
                     return;
                 }
                 if let Some(last) = held.take()
-                    && deliver(&mut socket, Message::Binary(last.into()))
+                    && deliver(&mut socket, Message::Binary(last.into()), stall)
                         .await
                         .is_err()
                 {
@@ -198,11 +232,11 @@ async fn send(mut socket: WebSocket, mut rx: tokio::sync::mpsc::Receiver<Piece>,
                 json(&serde_json::json!({ "type": "error", "message": why }))
             }
         };
-        if deliver(&mut socket, message).await.is_err() {
+        if deliver(&mut socket, message, stall).await.is_err() {
             return;
         }
     }
-    let _ = tokio::time::timeout(STALL, socket.close()).await;
+    let _ = tokio::time::timeout(stall, socket.close()).await;
 }
 
 /// The same bytes as an HTTP attachment (for scripts and browsers without WebSocket).

@@ -193,6 +193,8 @@ pub(crate) struct Site {
     pub(crate) transfers: Arc<tokio::sync::Semaphore>,
     /// One fetch of a repository from the relays at a time.
     pub(crate) fetches: Arc<tokio::sync::Semaphore>,
+    /// How long a download waits for a browser that takes nothing.
+    pub(crate) stall: std::time::Duration,
     /// The network checks, when the host supplies them.
     pub(crate) remotes: Option<Arc<dyn Remotes>>,
 }
@@ -226,6 +228,7 @@ impl Explorer {
                 cpu: Arc::new(tokio::sync::Semaphore::new(workers)),
                 transfers: Arc::new(tokio::sync::Semaphore::new(MAX_TRANSFERS)),
                 fetches: Arc::new(tokio::sync::Semaphore::new(1)),
+                stall: download::STALL,
                 remotes: None,
             }),
         }
@@ -277,6 +280,14 @@ impl Explorer {
     #[must_use]
     pub fn local_only(mut self) -> Self {
         Arc::make_mut(&mut self.site).local_only = true;
+        self
+    }
+
+    /// How long a download waits for a browser (or HTTP client) that reads nothing before it
+    /// drops the transfer and frees its slot (60 s by default).
+    #[must_use]
+    pub fn transfer_stall(mut self, stall: std::time::Duration) -> Self {
+        Arc::make_mut(&mut self.site).stall = stall;
         self
     }
 

@@ -578,6 +578,49 @@ async fn a_download_streams_over_a_websocket_and_verifies_before_its_last_frame(
     Ok(())
 }
 
+/// Clients that ask for a large file and never read it do not hold the transfer slots for
+/// good: after the stall time each is dropped, and the next download goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_stop_reading_lose_their_transfer_slots() -> TestResult {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = Dir::new("stall");
+    // Named as `ws_download` asks.
+    let root = dir.0.join("tiny");
+    let repo = agigit::Repository::init(&root)?;
+    // Larger than the queue, the socket buffers and the client's window together.
+    let data: Vec<u8> = (0..40u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::create_dir_all(root.join("data/train"))?;
+    std::fs::write(root.join("data/train/big.bin"), &data)?;
+    let commit = repo.commit("big", AUTHOR)?;
+    let explorer =
+        agigit_web::Explorer::new("test").transfer_stall(std::time::Duration::from_secs(1));
+    explorer.add_repository(&root)?;
+    let (port, server) = serve(explorer).await?;
+    let request = format!(
+        "GET /r/tiny/download?rev={commit}&path=data/train/big.bin HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+    );
+    // As many stalled clients as there are slots, and one more.
+    let mut stalled = Vec::new();
+    for _ in 0..5 {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        tcp.write_all(request.as_bytes()).await?;
+        stalled.push(tcp);
+    }
+    let (messages, got) = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        ws_download(port, &format!("rev={commit}&path=data/train/big.bin")),
+    )
+    .await
+    .map_err(|_| "the download waited for slots the stalled clients never gave back")??;
+    assert_eq!(kinds(&messages), ["start", "verified", "done"]);
+    assert!(got == data, "the bytes differ");
+    drop(stalled);
+    server.abort();
+    Ok(())
+}
+
 /// Every file under `dir`.
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
