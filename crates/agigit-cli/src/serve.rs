@@ -146,6 +146,10 @@ impl agigit_web::Remotes for CliRemotes {
             .collect())
     }
 
+    fn fetch_parts(&self, dir: &Path, parts: &[agigit::Part]) -> std::result::Result<(), String> {
+        crate::remote::widen(dir, parts).map_err(|f| f.message)
+    }
+
     fn market(
         &self,
         dir: &Path,

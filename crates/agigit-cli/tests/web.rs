@@ -583,6 +583,78 @@ async fn availability(c: &Client, base: &str, relays: &Relays) -> TestResult {
     Ok(())
 }
 
+/// A partial clone served: the parts it does not hold are said to be missing (never shown as
+/// empty), and the page's button fetches one — its files then in the clone and on the page. A
+/// post from another site is refused and changes nothing.
+#[test]
+fn serve_widens_a_partial_clone_from_its_page() -> TestResult {
+    let root = std::env::temp_dir().join(format!("agigit-web-partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let relays = Relays::start(&root.join("relays"), 1, |_| None)?;
+    let (home, model) = model_on(&root, &relays.urls());
+    std::fs::write(model.join("train.py"), "print('train')\n")?;
+    write_model(&model, 1.0, 2.0)?;
+    ok(&agigit(&home, &model, &["commit", "-m", "first"]));
+    let coordinate = json(&agigit(&home, &model, &["push", "--json"]))["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
+    let url = relays.urls()[0].clone();
+    ok(&agigit(
+        &home,
+        &root,
+        &[
+            "clone",
+            &coordinate,
+            "part",
+            "--relay",
+            &url,
+            "--parts",
+            "code",
+        ],
+    ));
+    let part = root.join("part");
+    assert!(!part.join("model.safetensors").exists());
+    let (_serve, port) = support::serve(&home, &[&part])?;
+    let (code, page) = http_get(port, "/r/model", "text/html")?;
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("params</span> — not in this clone"), "{page}");
+    assert!(page.contains(r#"action="/r/model/fetch-part""#), "{page}");
+    let post = |origin: &str| {
+        support::http_request(
+            port,
+            "POST",
+            "/r/model/fetch-part",
+            &[
+                ("Origin", origin),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            "part=params",
+        )
+    };
+    let (code, _) = post("http://evil.example")?;
+    assert_eq!(code, 403);
+    assert!(!part.join("model.safetensors").exists());
+    let (code, _) = post(&format!("http://127.0.0.1:{port}"))?;
+    assert_eq!(code, 303);
+    assert_eq!(
+        std::fs::read(part.join("model.safetensors"))?,
+        std::fs::read(model.join("model.safetensors"))?
+    );
+    let (_, page) = http_get(port, "/r/model", "text/html")?;
+    assert!(
+        !page.contains("params</span> — not in this clone"),
+        "{page}"
+    );
+    assert!(
+        page.contains("data/train</span> — not in this clone"),
+        "{page}"
+    );
+    drop(relays);
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
+
 /// `agigit serve` where there is no repository says so (exit code 3, invalid), and does not
 /// start; a busy port is a readable failure too.
 #[test]

@@ -1,5 +1,7 @@
 //! `POST /fetch` (form field `coordinate`): brings a repository announced on the relays here,
 //! through the host's [`Remotes::fetch`](crate::Remotes::fetch), and shows it.
+//! `POST /r/{slug}/fetch-part` (form field `part`): widens a partial clone by that part,
+//! through [`Remotes::fetch_parts`](crate::Remotes::fetch_parts).
 //!
 //! A POST that changes what the user's disk holds, so it is refused unless the browser says it
 //! comes from one of this explorer's own pages (`Origin` the same as `Host`, or
@@ -8,7 +10,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Form, State};
+use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -60,7 +62,7 @@ pub(crate) async fn handler(
             .into_page(&site);
         }
     };
-    let Some(remotes) = site.remotes.clone() else {
+    let Some(remotes) = site.remotes.clone().filter(|r| r.fetches()) else {
         return PageError::Forbidden("this explorer does not fetch repositories".into())
             .into_page(&site);
     };
@@ -81,6 +83,47 @@ pub(crate) async fn handler(
     match fetched {
         Ok(Ok(slug)) => Redirect::to(&format!("/r/{slug}")).into_response(),
         Ok(Err(why)) => PageError::Upstream(why).into_page(&site),
+        Err(_) => PageError::Repo(agigit::Error::Internal("the fetch failed")).into_page(&site),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct PartForm {
+    part: String,
+}
+
+pub(crate) async fn part_handler(
+    State(site): State<Arc<Site>>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<PartForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return PageError::Forbidden(
+            "a part is fetched only from this explorer's own pages".into(),
+        )
+        .into_page(&site);
+    }
+    let Some(part) = agigit::Part::from_name(&form.part) else {
+        return PageError::BadRequest(format!("{:?} is not a part", form.part)).into_page(&site);
+    };
+    let Some(remotes) = site.remotes.clone().filter(|r| r.fetches()) else {
+        return PageError::Forbidden("this explorer does not fetch".into()).into_page(&site);
+    };
+    let Ok(_permit) = site.fetches.clone().acquire_owned().await else {
+        return PageError::Upstream("shutting down".into()).into_page(&site);
+    };
+    let shared = site.clone();
+    let target = slug.clone();
+    let fetched = tokio::task::spawn_blocking(move || {
+        let (listed, _) = crate::pages::open(&shared, &target).map_err(Err)?;
+        remotes.fetch_parts(&listed.path, &[part]).map_err(Ok)
+    })
+    .await;
+    match fetched {
+        Ok(Ok(())) => Redirect::to(&format!("/r/{slug}")).into_response(),
+        Ok(Err(Ok(why))) => PageError::Upstream(why).into_page(&site),
+        Ok(Err(Err(page))) => page.into_page(&site),
         Err(_) => PageError::Repo(agigit::Error::Internal("the fetch failed")).into_page(&site),
     }
 }

@@ -117,6 +117,17 @@ pub trait Remotes: Send + Sync + 'static {
             "this explorer does not fetch repositories ({coordinate})"
         ))
     }
+
+    /// Widens the partial clone in `dir` by `parts` (its current branch pulled with them, as
+    /// `agigit pull --parts` does: local changes in the way refuse it). Refused by default;
+    /// offered where [`fetches`](Self::fetches) is true.
+    ///
+    /// # Errors
+    /// Whatever kept them from being fetched, as a message for the page.
+    fn fetch_parts(&self, dir: &Path, parts: &[agigit::Part]) -> Result<(), String> {
+        let _ = (dir, parts);
+        Err("this explorer does not fetch".into())
+    }
 }
 
 /// A repository announced on a relay (its signature checked by whoever found it), as the list
@@ -319,6 +330,10 @@ impl Explorer {
             .route("/r/{slug}/market", get(pages::market::handler))
             .route("/r/{slug}/download", get(download::handler))
             .route("/fetch", axum::routing::post(fetch::handler))
+            .route(
+                "/r/{slug}/fetch-part",
+                axum::routing::post(fetch::part_handler),
+            )
             .route("/assets/{name}", get(assets::handler))
             .fallback(not_found)
             .layer(axum::middleware::from_fn_with_state(

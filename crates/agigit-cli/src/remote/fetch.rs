@@ -102,6 +102,27 @@ pub(crate) fn pull(ctx: &Ctx, args: &PullArgs) -> Result<()> {
     Ok(())
 }
 
+/// Widens the partial clone in `dir` by `parts`: its current branch pulled with the parts it
+/// holds and these, as `agigit pull --parts` does (local changes in the way refuse it).
+pub(crate) fn widen(dir: &std::path::Path, parts: &[agigit::Part]) -> Result<()> {
+    let ctx = Ctx {
+        dir: Some(dir.to_owned()),
+        json: true,
+    };
+    let mut all: std::collections::BTreeSet<agigit::Part> = open(&ctx)?
+        .parts()?
+        .unwrap_or_else(|| agigit::Part::ALL.into_iter().collect());
+    all.extend(parts.iter().copied());
+    let names = all.iter().map(|p| p.name().to_owned()).collect();
+    let session = Session::open(&ctx, &PartsArg { parts: names }, false)?;
+    let remote = session.repo.remote(&session.net, &session.signer);
+    let branch = current_branch(&session.repo)?;
+    session
+        .rt
+        .block_on(remote.pull(&session.coordinate, &branch, session.options()))?;
+    Ok(())
+}
+
 /// What `--path FILE` or `--tensor FILE:NAME` (of `pull`, `clone`) asks for.
 pub(crate) fn partial_want(
     path: Option<&str>,

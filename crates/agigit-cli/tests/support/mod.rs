@@ -105,13 +105,30 @@ pub(crate) fn http_get(
     path: &str,
     accept: &str,
 ) -> Result<(u16, String), Box<dyn std::error::Error>> {
+    http_request(port, "GET", path, &[("Accept", accept)], "")
+}
+
+/// One HTTP/1.1 request on loopback (`Host: 127.0.0.1:<port>`, then `headers`, then `body`
+/// with its length): the status line's code and the body.
+pub(crate) fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(u16, String), Box<dyn std::error::Error>> {
     use std::io::{Read as _, Write as _};
     let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        tcp,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
-    )?;
+    tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    write!(tcp, "{head}\r\n{body}")?;
     let mut response = String::new();
     tcp.read_to_string(&mut response)?;
     let code = response

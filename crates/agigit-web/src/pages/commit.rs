@@ -36,6 +36,7 @@ fn render(site: &Site, slug: &str, id: &str) -> Result<Markup, PageError> {
     let record = agigit::record::TrainingRecord::of(&commit)?;
     let author: String = commit.author.iter().map(|b| format!("{b:02x}")).collect();
     let tensors: usize = diff.files.iter().map(|f| f.tensors.len()).sum();
+    let partial = super::missing_parts(site, &listed.slug, &repo)?;
     let body = html! {
         header.commit {
             h1 { (format::subject(&commit.message)) }
@@ -74,6 +75,7 @@ fn render(site: &Site, slug: &str, id: &str) -> Result<Markup, PageError> {
                 }
             }
         }
+        (partial)
         @for part in agigit::Part::ALL {
             @let files: Vec<&FileDiff> = diff.files.iter().filter(|f| f.part == part).collect();
             @if !files.is_empty() {

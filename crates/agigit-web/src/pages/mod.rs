@@ -76,6 +76,47 @@ impl PageError {
     }
 }
 
+/// The parts a partial clone does not hold, with a button to fetch each where the host
+/// fetches; nothing for a repository that holds them all.
+pub(crate) fn missing_parts(
+    site: &Site,
+    slug: &str,
+    repo: &agigit::Repository,
+) -> Result<Markup, PageError> {
+    let Some(held) = repo.parts()? else {
+        return Ok(html! {});
+    };
+    let missing: Vec<agigit::Part> = agigit::Part::ALL
+        .into_iter()
+        .filter(|p| !held.contains(p))
+        .collect();
+    let fetches = site.remotes.as_ref().is_some_and(|r| r.fetches());
+    Ok(html! {
+        @if !missing.is_empty() {
+            section.partial #partial {
+                p.sub {
+                    "A partial clone: it holds "
+                    (held.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "))
+                    ". What the other parts hold is not shown here."
+                }
+                ul.missing { @for part in &missing {
+                    li {
+                        span.mono { (part.name()) } " — not in this clone "
+                        @if fetches {
+                            form.fetch method="post" action={ "/r/" (slug) "/fetch-part" } {
+                                input type="hidden" name="part" value=(part.name());
+                                button type="submit" { "Fetch " (part.name()) }
+                            }
+                        } @else {
+                            code { "agigit pull --parts " (part.name()) }
+                        }
+                    }
+                } }
+            }
+        }
+    })
+}
+
 /// Runs `render` on the blocking pool once one of the site's CPU permits is free.
 pub(crate) async fn blocking<F>(site: Arc<Site>, render: F) -> Response
 where

@@ -71,9 +71,14 @@ fn render(site: &Site, slug: &str, rev: Option<&str>) -> Result<Markup, PageErro
         .foundation
         .as_ref()
         .and_then(|f| local_repo_for(site, &f.repo));
+    let partial = super::missing_parts(site, &s.slug, &repo)?;
+    let held = repo.parts()?;
     let mut part_bars = Vec::new();
     let mut part_rows = Vec::new();
     for part in agigit::Part::ALL {
+        if held.as_ref().is_some_and(|h| !h.contains(&part)) {
+            continue;
+        }
         let of_part: Vec<_> = files.iter().filter(|f| f.part == part).collect();
         let bytes: u64 = of_part.iter().map(|f| f.bytes).sum();
         #[allow(clippy::cast_precision_loss, reason = "a bar's length")]
@@ -122,6 +127,7 @@ fn render(site: &Site, slug: &str, rev: Option<&str>) -> Result<Markup, PageErro
         }
         section.parts {
             h2 { "Parts at " span.mono { (rev) } }
+            (partial)
             div.table-wrap { table {
                 thead { tr { th { "Part" } th.num { "Files" } th.num { "Size" } } }
                 tbody { @for (part, n, bytes) in &part_rows {

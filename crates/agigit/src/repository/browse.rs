@@ -34,15 +34,16 @@ pub struct FileEntry {
 }
 
 impl Repository {
-    /// Every file of revision `rev` with its part and size, in path order. Reads only the
-    /// store's metadata (trees, chunk lists, safetensors headers), never a file's content.
+    /// Every file of revision `rev` with its part and size, in path order — in a partial
+    /// clone, of the parts it holds ([`parts`](Self::parts)). Reads only the store's metadata
+    /// (trees, chunk lists, safetensors headers), never a file's content.
     ///
     /// # Errors
     /// [`Error::UnknownRevision`]; store errors (a missing or corrupt object).
     pub fn files_at(&self, rev: &str) -> Result<Vec<FileEntry>, Error> {
         let id = self.resolve(rev)?;
         let tree = self.store().find_commit(&id)?.tree;
-        worktree::files(self.store(), &tree)?
+        self.tree_files(&tree)?
             .into_iter()
             .map(|(path, source)| {
                 Ok(FileEntry {
@@ -56,7 +57,8 @@ impl Repository {
     }
 
     /// File `path` of revision `rev`: its part, kind and size (`None` when there is no such
-    /// file). Reads that one file's metadata only.
+    /// file, or it is in a part this partial clone does not hold). Reads that one file's
+    /// metadata only.
     ///
     /// # Errors
     /// [`Error::UnknownRevision`]; store errors.
@@ -117,7 +119,7 @@ impl Repository {
     fn source_at(&self, rev: &str, path: &str) -> Result<Option<(FileEntry, FileSource)>, Error> {
         let id = self.resolve(rev)?;
         let tree = self.store().find_commit(&id)?.tree;
-        let mut files = worktree::files(self.store(), &tree)?;
+        let mut files = self.tree_files(&tree)?;
         let Some(source) = files.remove(path) else {
             return Ok(None);
         };
