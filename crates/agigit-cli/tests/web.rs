@@ -412,6 +412,26 @@ async fn drive(
     assert!(text_of(c, "figure.chart").await?.contains("b.weight"));
     shot(c, "commit-wide").await?;
 
+    // One tensor of the commit, downloaded from its row: a safetensors file of its own.
+    let got = download_with(
+        c,
+        &format!("{base}/r/tuned/commit/{tune_id}"),
+        r#"//tr[@data-tensor="b.weight"]//button"#,
+        "b.weight.safetensors",
+        downloads,
+    )
+    .await?;
+    let alone = downloads.join("alone.safetensors");
+    std::fs::write(&alone, &got)?;
+    let file = agigit::delta::SafetensorsFile::open(&alone)?;
+    let original = agigit::delta::SafetensorsFile::open(tuned.join("model.safetensors"))?;
+    assert_eq!(file.names().collect::<Vec<_>>(), ["b.weight"]);
+    assert_eq!(
+        file.tensor("b.weight").map(|t| t.data().to_vec()),
+        original.tensor("b.weight").map(|t| t.data().to_vec())
+    );
+    std::fs::remove_file(&alone)?;
+
     // A download through the page: streamed over the WebSocket, verified, saved.
     let saved = download(
         c,
@@ -450,20 +470,31 @@ async fn download(
     file: &str,
     downloads: &Path,
 ) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    let button = format!("//tr[td[text()='{file}']]//button");
+    download_with(c, page, &button, file, downloads).await
+}
+
+/// Clicks the download button at XPath `button` on `page`; the file the browser saved as
+/// `saved` once the page says it verified.
+async fn download_with(
+    c: &Client,
+    page: &str,
+    button: &str,
+    saved: &str,
+    downloads: &Path,
+) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
     c.goto(page).await?;
     let button = c
         .wait()
         .at_most(Duration::from_secs(20))
-        .for_element(Locator::XPath(&format!(
-            "//tr[td[text()='{file}']]//button"
-        )))
+        .for_element(Locator::XPath(button))
         .await?;
     button.click().await?;
     c.wait()
         .at_most(Duration::from_secs(30))
         .for_element(Locator::Css(r#"#transfer[data-state="verified"]"#))
         .await?;
-    let saved = downloads.join(file);
+    let saved = downloads.join(saved);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !saved.is_file()
         || downloads

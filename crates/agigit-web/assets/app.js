@@ -50,7 +50,8 @@ function download(button) {
   const bar = document.getElementById('transfer-progress');
   const status = document.getElementById('transfer-status');
   const name = button.dataset.name || 'file';
-  const expected = Number(button.dataset.size || 0);
+  // The size the page knows, until the server's start message says it (a tensor's file).
+  let expected = Number(button.dataset.size || 0);
   box.hidden = false;
   bar.max = Math.max(expected, 1);
   bar.value = 0;
@@ -79,6 +80,8 @@ function download(button) {
     }
     const msg = JSON.parse(event.data);
     if (msg.type === 'start') {
+      expected = Number(msg.size);
+      bar.max = Math.max(expected, 1);
       status.textContent = 'Receiving ' + msg.path + '…';
     } else if (msg.type === 'verified') {
       verified = msg;

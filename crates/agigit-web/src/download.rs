@@ -38,6 +38,8 @@ pub(crate) const STALL: std::time::Duration = std::time::Duration::from_secs(60)
 pub(crate) struct DownloadQuery {
     rev: String,
     path: String,
+    /// One tensor of the safetensors file `path`, sent as a safetensors file of its own.
+    tensor: Option<String>,
 }
 
 /// What the reader hands the sender.
@@ -60,11 +62,22 @@ pub(crate) async fn handler(
     let check = {
         let site = site.clone();
         let (slug, rev, path) = (slug.clone(), query.rev.clone(), query.path.clone());
-        tokio::task::spawn_blocking(move || -> Result<u64, PageError> {
+        let tensor = query.tensor.is_some();
+        tokio::task::spawn_blocking(move || -> Result<Option<u64>, PageError> {
             let (_, repo) = open(&site, &slug)?;
-            repo.file_at(&rev, &path)?
-                .map(|f| f.bytes)
-                .ok_or_else(|| PageError::NotFound(format!("no file {path:?} at {rev}")))
+            let file = repo
+                .file_at(&rev, &path)?
+                .ok_or_else(|| PageError::NotFound(format!("no file {path:?} at {rev}")))?;
+            if !tensor {
+                return Ok(Some(file.bytes));
+            }
+            if file.kind != agigit::FileKind::Safetensors {
+                return Err(PageError::NotFound(format!(
+                    "{path:?} is not a safetensors file"
+                )));
+            }
+            // A tensor's file is as long as its header makes it: told when it starts.
+            Ok(None)
         })
         .await
     };
@@ -73,8 +86,17 @@ pub(crate) async fn handler(
         Ok(Err(e)) => return e.into_page(&site),
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
-    let rx = start_reader(site.clone(), slug, query.rev, query.path.clone());
-    let name = query.path.rsplit('/').next().unwrap_or("file").to_owned();
+    let name = match &query.tensor {
+        Some(t) => format!("{t}.safetensors"),
+        None => query.path.rsplit('/').next().unwrap_or("file").to_owned(),
+    };
+    let rx = start_reader(
+        site.clone(),
+        slug,
+        query.rev,
+        query.path.clone(),
+        query.tensor,
+    );
     match upgrade {
         Ok(ws) => ws
             .max_message_size(64 * 1024)
@@ -91,6 +113,7 @@ fn start_reader(
     slug: String,
     rev: String,
     path: String,
+    tensor: Option<String>,
 ) -> tokio::sync::mpsc::Receiver<Piece> {
     let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
     tokio::spawn(async move {
@@ -100,7 +123,7 @@ fn start_reader(
         let _ = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let failed = tx.clone();
-            if let Err(e) = read(&site, &slug, &rev, &path, &tx) {
+            if let Err(e) = read(&site, &slug, &rev, &path, tensor.as_deref(), &tx) {
                 let _ = hand_over(&failed, Piece::Failed(e), site.stall);
             }
         })
@@ -115,34 +138,36 @@ fn read(
     slug: &str,
     rev: &str,
     path: &str,
+    tensor: Option<&str>,
     tx: &tokio::sync::mpsc::Sender<Piece>,
 ) -> Result<(), String> {
     let gone = || agigit::Error::Internal("the browser went away or stopped reading");
     let (_, repo) = open(site, slug).map_err(|e| format!("{e:?}"))?;
     let commit = repo.resolve(rev).map_err(|e| e.to_string())?;
     let mut hasher = agigit::hash::Hasher::new();
-    let result = repo.read_file_with(
-        &commit.to_string(),
-        path,
-        |entry| {
-            hand_over(
-                tx,
-                Piece::Start {
-                    size: entry.bytes,
-                    commit: commit.to_string(),
-                },
-                site.stall,
-            )
-            .map_err(|()| gone())
-        },
-        |data| {
-            hasher.update(data);
-            for frame in data.chunks(FRAME) {
-                hand_over(tx, Piece::Data(frame.to_vec()), site.stall).map_err(|()| gone())?;
-            }
-            Ok(())
-        },
-    );
+    let start = |size: u64| {
+        hand_over(
+            tx,
+            Piece::Start {
+                size,
+                commit: commit.to_string(),
+            },
+            site.stall,
+        )
+        .map_err(|()| gone())
+    };
+    let sink = |data: &[u8]| {
+        hasher.update(data);
+        for frame in data.chunks(FRAME) {
+            hand_over(tx, Piece::Data(frame.to_vec()), site.stall).map_err(|()| gone())?;
+        }
+        Ok(())
+    };
+    let at = commit.to_string();
+    let result = match tensor {
+        Some(name) => repo.read_tensor_with(&at, path, name, start, sink),
+        None => repo.read_file_with(&at, path, |entry| start(entry.bytes), sink),
+    };
     match result {
         Ok(Some(bytes)) => {
             let sha256: String = hasher
@@ -153,7 +178,10 @@ fn read(
             hand_over(tx, Piece::Verified { bytes, sha256 }, site.stall)
                 .map_err(|()| "the browser went away or stopped reading".to_owned())
         }
-        Ok(None) => Err(format!("no file {path:?} at {rev}")),
+        Ok(None) => Err(match tensor {
+            Some(name) => format!("no tensor {name:?} in {path:?} at {rev}"),
+            None => format!("no file {path:?} at {rev}"),
+        }),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -240,7 +268,7 @@ async fn send(
 }
 
 /// The same bytes as an HTTP attachment (for scripts and browsers without WebSocket).
-fn attachment(rx: tokio::sync::mpsc::Receiver<Piece>, name: &str, size: u64) -> Response {
+fn attachment(rx: tokio::sync::mpsc::Receiver<Piece>, name: &str, size: Option<u64>) -> Response {
     let stream =
         futures_util::stream::unfold((rx, None::<Vec<u8>>), |(mut rx, mut held)| async move {
             loop {
@@ -271,10 +299,9 @@ fn attachment(rx: tokio::sync::mpsc::Receiver<Piece>, name: &str, size: u64) -> 
             }
         })
         .collect();
-    (
+    let mut response = (
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (header::CONTENT_LENGTH, size.to_string()),
             (
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{safe}\""),
@@ -282,5 +309,11 @@ fn attachment(rx: tokio::sync::mpsc::Receiver<Piece>, name: &str, size: u64) -> 
         ],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response();
+    if let Some(size) = size {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, header::HeaderValue::from(size));
+    }
+    response
 }

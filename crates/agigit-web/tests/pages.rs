@@ -621,6 +621,58 @@ async fn clients_that_stop_reading_lose_their_transfer_slots() -> TestResult {
     Ok(())
 }
 
+/// One tensor of a safetensors file, downloaded alone: a safetensors file holding only that
+/// tensor, byte-equal to it, checked before its last frame; a tensor that is not there is an
+/// error, never a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tensor_downloads_as_a_safetensors_file_of_its_own() -> TestResult {
+    let dir = Dir::new("tensor");
+    let root = dir.0.join("tiny");
+    let (_repo, [_, second]) = repository(&root)?;
+    let explorer = agigit_web::Explorer::new("test");
+    explorer.add_repository(&root)?;
+    let plain = explorer.clone();
+    let (port, server) = serve(explorer).await?;
+    let (messages, got) = ws_download(
+        port,
+        &format!("rev={second}&path=model.safetensors&tensor=b.weight"),
+    )
+    .await?;
+    assert_eq!(kinds(&messages), ["start", "verified", "done"]);
+    assert_eq!(messages[0]["size"], got.len());
+    let saved = dir.0.join("b.weight.safetensors");
+    std::fs::write(&saved, &got)?;
+    let file = agigit::delta::SafetensorsFile::open(&saved)?;
+    assert_eq!(file.names().collect::<Vec<_>>(), ["b.weight"]);
+    let original = agigit::delta::SafetensorsFile::open(root.join("model.safetensors"))?;
+    let (a, b) = (
+        file.tensor("b.weight").ok_or("b.weight")?,
+        original.tensor("b.weight").ok_or("b.weight")?,
+    );
+    assert_eq!(
+        (a.dtype(), a.shape(), a.data()),
+        (b.dtype(), b.shape(), b.data())
+    );
+    // No such tensor: an error message, no bytes.
+    let (messages, got) = ws_download(
+        port,
+        &format!("rev={second}&path=model.safetensors&tensor=no.such"),
+    )
+    .await?;
+    assert_eq!(kinds(&messages), ["error"], "{messages:?}");
+    assert!(got.is_empty());
+    // A plain file has no tensors.
+    let router = plain.local_only().router();
+    let (status, _, _) = get(
+        &router,
+        &format!("/r/tiny/download?rev={second}&path=README.md&tensor=x"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    server.abort();
+    Ok(())
+}
+
 /// Every file under `dir`.
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

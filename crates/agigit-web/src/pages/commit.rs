@@ -11,7 +11,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 
 use super::list::short_coordinate;
-use super::{PageError, blocking, open, repo_crumbs};
+use super::{PageError, blocking, open, q, repo_crumbs};
 use crate::chart::{Bar, bars};
 use crate::layout::Crumb;
 use crate::{Site, format, layout};
@@ -37,6 +37,11 @@ fn render(site: &Site, slug: &str, id: &str) -> Result<Markup, PageError> {
     let author: String = commit.author.iter().map(|b| format!("{b:02x}")).collect();
     let tensors: usize = diff.files.iter().map(|f| f.tensors.len()).sum();
     let partial = super::missing_parts(site, &listed.slug, &repo)?;
+    let commit_hex = id.to_string();
+    let link = Link {
+        slug: &listed.slug,
+        commit: &commit_hex,
+    };
     let body = html! {
         header.commit {
             h1 { (format::subject(&commit.message)) }
@@ -81,11 +86,12 @@ fn render(site: &Site, slug: &str, id: &str) -> Result<Markup, PageError> {
             @if !files.is_empty() {
                 section.part {
                     h2 { (part.name()) }
-                    @for f in &files { (file(f)) }
+                    @for f in &files { (file(f, &link)) }
                 }
             }
         }
         @if diff.files.is_empty() { p.empty { "This commit changed no file." } }
+        (super::transfer_box())
     };
     let mut crumbs = repo_crumbs(listed);
     crumbs.push(Crumb::here(format!("commit {}", format::short(&id, 10))));
@@ -106,7 +112,13 @@ fn shape(t: &TensorInfo) -> String {
     format!("{}[{}]", t.dtype, dims.join("×"))
 }
 
-fn file(f: &FileDiff) -> Markup {
+/// Where a tensor of this commit downloads from.
+struct Link<'a> {
+    slug: &'a str,
+    commit: &'a str,
+}
+
+fn file(f: &FileDiff, link: &Link<'_>) -> Markup {
     let word = f.change.as_str();
     if f.tensors.is_empty() {
         return html! {
@@ -171,15 +183,15 @@ fn file(f: &FileDiff) -> Markup {
             div.table-wrap { table.tensors {
                 thead { tr {
                     th { "Tensor" } th { "Change" } th { "dtype / shape" } th.num { "Values changed" }
-                    th.num { "‖Δ‖/‖W‖" } th { "Stored as" } th.num { "Stored" }
+                    th.num { "‖Δ‖/‖W‖" } th { "Stored as" } th.num { "Stored" } th {}
                 } }
-                tbody { @for t in &f.tensors { (tensor_row(t)) } }
+                tbody { @for t in &f.tensors { (tensor_row(t, &f.path, link)) } }
             } }
         }
     }
 }
 
-fn tensor_row(t: &TensorDiff) -> Markup {
+fn tensor_row(t: &TensorDiff, path: &str, link: &Link<'_>) -> Markup {
     let word = t.change.as_str();
     let dtype_shape = match (&t.old, &t.new) {
         (Some(a), Some(b)) if shape(a) != shape(b) => format!("{} → {}", shape(a), shape(b)),
@@ -197,6 +209,14 @@ fn tensor_row(t: &TensorDiff) -> Markup {
             td.num.relative { @if let Some(r) = t.comparison.as_ref().and_then(agigit::delta::compare::Comparison::relative_change) { (format::ratio(r)) } @else { "—" } }
             td { @if let Some(s) = storage { (s.describe()) } @else { "—" } }
             td.num { @if let Some(s) = storage { (format::bytes(s.stored_bytes)) } @else { "—" } }
+            td {
+                @if t.new.is_some() {
+                    button.download type="button" title="Download this tensor as a safetensors file of its own"
+                        data-url={ "/r/" (link.slug) "/download?rev=" (link.commit) "&path=" (q(path)) "&tensor=" (q(&t.name)) }
+                        data-name={ (t.name) ".safetensors" }
+                        data-size="0" { "Download" }
+                }
+            }
         }
     }
 }

@@ -117,6 +117,16 @@ pub(crate) fn missing_parts(
     })
 }
 
+/// Where a download's progress and verdict show (`app.js` fills it).
+pub(crate) fn transfer_box() -> Markup {
+    html! {
+        div #transfer hidden {
+            progress #transfer-progress max="1" value="0" {}
+            span #transfer-status {}
+        }
+    }
+}
+
 /// Runs `render` on the blocking pool once one of the site's CPU permits is free.
 pub(crate) async fn blocking<F>(site: Arc<Site>, render: F) -> Response
 where

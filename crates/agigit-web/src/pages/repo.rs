@@ -310,10 +310,7 @@ fn render_files(site: &Site, slug: &str, rev: Option<&str>) -> Result<Markup, Pa
                 }
             } }
         } }
-        div #transfer hidden {
-            progress #transfer-progress max="1" value="0" {}
-            span #transfer-status {}
-        }
+        (super::transfer_box())
     };
     let mut crumbs = repo_crumbs(listed);
     crumbs.push(Crumb::here(format!("files at {rev}")));

@@ -7,6 +7,28 @@ use super::Repository;
 use crate::error::Error;
 use crate::worktree::{self, FileSource, Part};
 
+/// A byte sink as [`std::io::Write`], keeping the sink's own error.
+struct SinkWriter<F> {
+    sink: F,
+    failed: Option<Error>,
+}
+
+impl<F: FnMut(&[u8]) -> Result<(), Error>> std::io::Write for SinkWriter<F> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match (self.sink)(buf) {
+            Ok(()) => Ok(buf.len()),
+            Err(e) => {
+                self.failed = Some(e);
+                Err(std::io::Error::other("the sink failed"))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// What kind of file a [`FileEntry`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -113,6 +135,48 @@ impl Repository {
         };
         start(&entry)?;
         Ok(Some(self.stream_source(&source, sink)?))
+    }
+
+    /// Streams tensor `name` of the safetensors file `path` at revision `rev` to `sink` as a
+    /// safetensors file holding that tensor alone (what `agigit pull --tensor` writes where the
+    /// file is absent), its object and segments checked against their ids and its digest as it
+    /// is read; `start` gets that file's size before any byte. Memory holds the one tensor.
+    /// `Ok(None)` when there is no such file or tensor, or the file is not a safetensors file.
+    ///
+    /// # Errors
+    /// [`Error::UnknownRevision`]; store errors (a missing or corrupt object); what `start`
+    /// or `sink` returns.
+    pub fn read_tensor_with(
+        &self,
+        rev: &str,
+        path: &str,
+        name: &str,
+        start: impl FnOnce(u64) -> Result<(), Error>,
+        sink: impl FnMut(&[u8]) -> Result<(), Error>,
+    ) -> Result<Option<u64>, Error> {
+        let Some((_, FileSource::Safetensors(tree))) = self.source_at(rev, path)? else {
+            return Ok(None);
+        };
+        let tree = self.store().find_tree(&tree)?;
+        let Some(entry) = tree
+            .get(name)
+            .filter(|e| e.mode == agigit_dag::EntryMode::Tensor)
+        else {
+            return Ok(None);
+        };
+        let tensor = self.tensor(name, &entry.id)?;
+        let one = || [(name, tensor.view())];
+        let none = std::collections::BTreeMap::new();
+        let invalid = |e| Error::invalid_input(format_args!("{path}: tensor {name}"))(e);
+        // Its size first: the same bytes written nowhere, counted.
+        let size =
+            agigit_delta::write_safetensors(std::io::sink(), one(), &none).map_err(invalid)?;
+        start(size)?;
+        let mut out = SinkWriter { sink, failed: None };
+        match agigit_delta::write_safetensors(&mut out, one(), &none) {
+            Ok(written) => Ok(Some(written)),
+            Err(e) => Err(out.failed.take().unwrap_or_else(|| invalid(e))),
+        }
     }
 
     /// File `path` of revision `rev`: its entry and where its bytes are.
