@@ -190,7 +190,8 @@ fn the_explorer_in_a_browser() -> TestResult {
     std::fs::write(
         &config,
         format!(
-            "[web]\nenabled = true\nrefresh_secs = 1\nfetch_from = [{}]\n",
+            // An hour: the mirrors follow the pushes through their live subscription.
+            "[web]\nenabled = true\nrefresh_secs = 3600\nfetch_from = [{}]\n",
             servers.join(", ")
         ),
     )?;
@@ -781,7 +782,8 @@ fn relay_explorer_case(name: &str, config: &str) -> TestResult {
     let config_file = root.join("relay.toml");
     std::fs::write(
         &config_file,
-        format!("{config}[web]\nenabled = true\nrefresh_secs = 1\n"),
+        // An hour: the mirror follows the push through its live subscription.
+        format!("{config}[web]\nenabled = true\nrefresh_secs = 3600\n"),
     )?;
     let config = config_file;
     let relays = Relays::start(&root.join("relays"), 1, |_| Some(config.clone()))?;

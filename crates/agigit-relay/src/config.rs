@@ -25,7 +25,8 @@
 //! enabled = false                  # mirrors of the public repositories announced here, kept in
 //! fetch_from = []                  # data/explorer (disk: up to the limits below), fetched from
 //! refresh_secs = 60                # this relay and these blob servers only (never from the
-//!                                  # servers an announcement names)
+//!                                  # servers an announcement names); updated as soon as a new
+//!                                  # announcement or state is stored here, and this often too
 //! max_repositories = 50
 //! max_repository_bytes = 4294967296
 //!
@@ -360,7 +361,8 @@ pub struct WebConfig {
     /// relay itself are asked: the relays and servers an announcement names are not, so that
     /// no one who can publish makes the relay connect where it should not.
     pub fetch_from: Vec<String>,
-    /// How often the mirrors are brought up to date.
+    /// How often the mirrors are brought up to date besides the updates a new announcement or
+    /// state stored here triggers at once (what a lost subscription would miss).
     pub refresh: Duration,
     /// The most repositories mirrored.
     pub max_repositories: usize,

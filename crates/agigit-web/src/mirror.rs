@@ -12,12 +12,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agigit::event::kinds::{REPO_ANNOUNCEMENT, kind};
+use agigit::event::kinds::{REPO_ANNOUNCEMENT, REPO_STATE, kind};
 use agigit::event::nostr::prelude::{Filter, Keys};
 use agigit::event::{RepoAnnouncement, RepoCoordinate, Visibility};
 use agigit::net::{BlobClient, BlobClientOptions, Network, PoolOptions, RelayPool, Roles};
 
 use crate::Explorer;
+
+/// How long a refresh waits after the first new event, for the rest of a push's to arrive.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// How soon a subscription the relay did not take is asked for again.
+const RESUBSCRIBE: Duration = Duration::from_secs(5);
 
 /// What to mirror and how much.
 #[derive(Clone, Debug)]
@@ -165,10 +171,17 @@ impl Mirror {
         Ok(report)
     }
 
-    /// Refreshes every `interval`, for as long as the task runs; what each refresh skipped is
-    /// logged.
+    /// Refreshes as soon as the relay stores a new announcement or state (a live subscription,
+    /// with [`SETTLE`] for a push's events to arrive together), and every `interval` besides
+    /// (what a lost subscription missed; it is opened again before the next refresh). Runs for
+    /// as long as the task does; what each refresh skipped is logged.
     pub async fn run(self, explorer: Explorer, interval: Duration) {
+        let mut live = None;
         loop {
+            // Subscribed before the refresh: what arrives during it is not missed.
+            if live.is_none() {
+                live = self.subscribe().await;
+            }
             match self.refresh(&explorer).await {
                 Ok(report) => {
                     for (name, why) in &report.skipped {
@@ -177,7 +190,46 @@ impl Mirror {
                 }
                 Err(e) => tracing::warn!(error = %e, "mirror refresh"),
             }
-            tokio::time::sleep(interval).await;
+            let timer = tokio::time::sleep(interval);
+            match live.as_mut() {
+                Some(sub) => {
+                    tokio::select! {
+                        () = timer => {}
+                        event = sub.next() => {
+                            if event.is_none() {
+                                // Every stream ended: opened again after the next refresh.
+                                live = None;
+                            }
+                            // A push publishes its state, commits and announcement together:
+                            // one refresh for all of them.
+                            tokio::time::sleep(SETTLE).await;
+                            if let Some(sub) = live.as_mut() {
+                                while let Ok(Some(_)) =
+                                    tokio::time::timeout(Duration::ZERO, sub.next()).await
+                                {}
+                            }
+                        }
+                    }
+                }
+                // No subscription (the relay not up yet, say): tried again soon.
+                None => tokio::time::sleep(interval.min(RESUBSCRIBE)).await,
+            }
+        }
+    }
+
+    /// New announcements and states on the relay, from now on; `None` (logged) when the
+    /// relay does not take the subscription.
+    async fn subscribe(&self) -> Option<agigit::net::Subscription> {
+        let since = agigit::event::nostr::prelude::Timestamp::now();
+        let filter = Filter::new()
+            .kinds([kind(REPO_ANNOUNCEMENT), kind(REPO_STATE)])
+            .since(since);
+        match self.net.pool.subscribe(&[filter]).await {
+            Ok(sub) => Some(sub),
+            Err(e) => {
+                tracing::warn!(error = %e, "mirror: no live subscription; refreshing on the timer");
+                None
+            }
         }
     }
 
