@@ -582,6 +582,13 @@ async fn relay_explorer(c: &Client, port: u16, tune_id: &str) -> TestResult {
     let row = text_of(c, r#"tr[data-tensor="b.weight"]"#).await?;
     assert!(row.contains("0.5000"), "{row}");
     shot(c, "relay-commit-wide").await?;
+    // Its availability page audits through the servers the relay fetches from (itself and the
+    // other two): every pack held.
+    c.goto(&format!("{base}/r/model/availability")).await?;
+    let verdict = text_of(c, "#verdict").await?;
+    assert!(verdict.contains("Every pack meets"), "{verdict}");
+    assert!(!c.find_all(Locator::Css("td.held")).await?.is_empty());
+    shot(c, "relay-availability-wide").await?;
     Ok(())
 }
 

@@ -75,8 +75,10 @@ fn explorer(
         config.advertised_urls().join(" ")
     ));
     tracing::info!(refresh = ?web.refresh, "web explorer at / (mirrors in data/explorer)");
-    tokio::spawn(mirror.run(explorer.clone(), web.refresh));
-    Ok(relay.with_pages(explorer.router()))
+    // The availability page audits through the mirror's servers (this relay, `fetch_from`).
+    let pages = explorer.clone().with_remotes(mirror.remotes()).router();
+    tokio::spawn(mirror.run(explorer, web.refresh));
+    Ok(relay.with_pages(pages))
 }
 
 /// Publishes the self-description to the relay at `url`, retrying with backoff (the other relay

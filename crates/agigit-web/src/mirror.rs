@@ -83,7 +83,8 @@ pub struct Mirror {
     dir: PathBuf,
     options: MirrorOptions,
     keys: Keys,
-    net: Network,
+    /// Shared with the explorer's network checks ([`Mirror::remotes`]).
+    net: Arc<Network>,
 }
 
 impl Mirror {
@@ -116,7 +117,16 @@ impl Mirror {
             dir: dir.into(),
             options,
             keys,
-            net,
+            net: Arc::new(net),
+        })
+    }
+
+    /// The network checks of an explorer over these mirrors ([`Explorer::with_remotes`]): the
+    /// availability page audits a mirror's packs on the servers this mirror fetches from (the
+    /// relay itself and [`MirrorOptions::servers`], no others).
+    pub fn remotes(&self) -> Arc<dyn crate::Remotes> {
+        Arc::new(MirrorRemotes {
+            net: self.net.clone(),
         })
     }
 
@@ -254,7 +264,7 @@ impl Mirror {
             config.announce = Some(said);
             repo.set_config(&config).map_err(|e| e.to_string())?;
         }
-        let remote = repo.remote(&self.net, &self.keys);
+        let remote = repo.remote(&*self.net, &self.keys);
         let refs = remote.refs(coordinate).await.map_err(|e| e.to_string())?;
         if refs.branches.is_empty() {
             return Err("no branch published".into());
@@ -287,4 +297,26 @@ fn open_or_init(
     repo.set_config(&config)
         .map_err(|e| agigit::Error::Invalid(e.to_string()))?;
     Ok(repo)
+}
+
+/// The network checks a relay's explorer makes, through its mirror's servers.
+struct MirrorRemotes {
+    net: Arc<Network>,
+}
+
+impl crate::Remotes for MirrorRemotes {
+    fn audit(&self, dir: &Path) -> Result<agigit::AuditReport, String> {
+        let repo = agigit::Repository::open(dir).map_err(|e| e.to_string())?;
+        let coordinate: RepoCoordinate = repo
+            .config()
+            .map_err(|e| e.to_string())?
+            .remote
+            .ok_or("this mirror names no repository")?
+            .parse()
+            .map_err(|e: agigit::event::CoordinateError| e.to_string())?;
+        // Called on the blocking pool, inside the runtime.
+        tokio::runtime::Handle::current()
+            .block_on(repo.audit(&*self.net, &coordinate, agigit::AuditOptions::default()))
+            .map_err(|e| e.to_string())
+    }
 }
