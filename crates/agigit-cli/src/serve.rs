@@ -63,6 +63,9 @@ struct CliRemotes {
     said: std::sync::Mutex<std::collections::HashMap<String, agigit::config::AnnounceConfig>>,
 }
 
+/// The most orders of one repository the market page folds.
+const MAX_ORDERS: usize = 200;
+
 /// The most announced repositories listed.
 const ANNOUNCED: usize = 100;
 
@@ -214,11 +217,28 @@ fn market_of(dir: &Path) -> Result<agigit_web::market::Market> {
     };
     // The receipts' loss lists come from the repository's blob servers too.
     crate::context::add_blob_servers(&net, &config.blob_servers)?;
-    let orders = crate::order::explorer_rows(&rt, &net, &coordinate)?;
+    let events = {
+        let _entered = rt.enter();
+        rt.block_on(
+            repo.remote(&net, &signer)
+                .orders_of(&coordinate, MAX_ORDERS),
+        )?
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let orders = agigit_web::market::fold_orders(&events, &coordinate, now);
     #[cfg(feature = "eval")]
-    let rounds = crate::round::explorer_rows(&rt, &net, &repo, &signer, &coordinate)?;
+    let rounds = Some(crate::round::explorer_rows(
+        &rt,
+        &net,
+        &repo,
+        &signer,
+        &coordinate,
+    )?);
+    // Rounds are folded by the `eval` feature's code.
     #[cfg(not(feature = "eval"))]
-    let rounds = Vec::new();
+    let rounds = None;
     Ok(agigit_web::market::Market { orders, rounds })
 }
 

@@ -816,7 +816,10 @@ fn relay_explorer_case(name: &str, config: &str) -> TestResult {
             "MIT",
         ],
     ));
-    ok(&agigit(&home, &model, &["push"]));
+    let coordinate = json(&agigit(&home, &model, &["push", "--json"]))["repository"]
+        .as_str()
+        .ok_or("coordinate")?
+        .to_owned();
     // A private repository on the same relay: announced, never fetched by the relay.
     ok(&agigit(&home, &work, &["init", "secret", "--private"]));
     let secret = work.join("secret");
@@ -857,6 +860,41 @@ fn relay_explorer_case(name: &str, config: &str) -> TestResult {
     let (code, info) = http_get(port, "/", "application/nostr+json")?;
     assert_eq!(code, 200);
     assert!(info.contains("supported_nips"), "{info}");
+    // An order for the model, posted on the relay: the relay's market page folds it (open, for
+    // this relay to take); rounds it leaves to the command line, and says so.
+    let relay_key = serde_json::from_str::<serde_json::Value>(&info)?["pubkey"]
+        .as_str()
+        .ok_or("the relay's key")?
+        .to_owned();
+    let posted = json(&agigit(
+        &home,
+        &model,
+        &[
+            "--json",
+            "order",
+            "--relay-url",
+            &relays.urls()[0],
+            "pull",
+            &coordinate,
+            "--model",
+            &commit,
+            "--relay",
+            &relay_key,
+            "--price",
+            "10",
+        ],
+    ));
+    let order = posted["id"].as_str().ok_or("the order's id")?;
+    let (code, market) = http_get(port, "/r/model/market", "text/html")?;
+    assert_eq!(code, 200, "{market}");
+    assert!(
+        market.contains(&format!(r#"data-order="{order}""#)),
+        "{market}"
+    );
+    assert!(
+        market.contains("10 sats") && market.contains("does not fold rounds"),
+        "{market}"
+    );
     // The same pages in Chromium, and a download through the relay's page.
     if let Some(found) = browser_or_skip()? {
         let downloads = root.join("downloads");

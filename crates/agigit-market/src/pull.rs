@@ -149,6 +149,50 @@ pub enum Action {
     Rule(Ruling),
 }
 
+impl Phase {
+    /// Where the order stands, in words (what a person reading a list wants to know).
+    pub fn describe(&self) -> String {
+        match self {
+            Phase::Open => "open".to_owned(),
+            Phase::Taken { .. } => "taken, waiting for the buyer to fund it".to_owned(),
+            Phase::Funded { .. } => "funded, waiting for the relay to deliver".to_owned(),
+            Phase::Delivered { .. } => "delivered, waiting for the buyer to confirm".to_owned(),
+            Phase::Disputed { .. } => "disputed, waiting for the arbiter".to_owned(),
+            Phase::Closed(o) => match o {
+                Outcome::Paid { .. } => "closed: the relay is paid".to_owned(),
+                Outcome::Cancelled => "closed: cancelled".to_owned(),
+                Outcome::Expired => "closed: nobody took it".to_owned(),
+                Outcome::Unfunded { .. } => "closed: never funded".to_owned(),
+                Outcome::Abandoned { .. } => "closed: abandoned, the buyer is refunded".to_owned(),
+                Outcome::Refunded { .. } => "closed: ruled for the buyer".to_owned(),
+            },
+        }
+    }
+
+    /// The relay that took the order, in any phase after the take.
+    pub fn relay(&self) -> Option<PublicKey> {
+        match *self {
+            Phase::Open => None,
+            Phase::Taken { relay, .. }
+            | Phase::Funded { relay, .. }
+            | Phase::Delivered { relay, .. }
+            | Phase::Disputed { relay, .. } => Some(relay),
+            Phase::Closed(o) => match o {
+                Outcome::Paid { relay }
+                | Outcome::Unfunded { relay }
+                | Outcome::Abandoned { relay }
+                | Outcome::Refunded { relay } => Some(relay),
+                Outcome::Cancelled | Outcome::Expired => None,
+            },
+        }
+    }
+
+    /// Whether the order is closed (nothing more happens to it).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Phase::Closed(_))
+    }
+}
+
 impl Action {
     /// The action's name on the wire.
     pub fn name(&self) -> &'static str {

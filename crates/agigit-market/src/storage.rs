@@ -161,6 +161,55 @@ pub enum StorageAction {
     Release,
 }
 
+impl StoragePhase {
+    /// Where the order stands, in words.
+    pub fn describe(&self) -> String {
+        match *self {
+            StoragePhase::Open => "open".to_owned(),
+            StoragePhase::Taken { .. } => "taken, waiting for the buyer to fund it".to_owned(),
+            StoragePhase::Running { period, audit, .. } => {
+                let audit = match audit {
+                    Audit::Waiting => "not audited yet",
+                    Audit::Challenged { .. } => "challenged, waiting for the server's answer",
+                    Audit::Passed { .. } => "audit passed",
+                };
+                format!("running, period {}: {audit}", period + 1)
+            }
+            StoragePhase::Closed(o) => match o {
+                StorageOutcome::Cancelled => "closed: cancelled".to_owned(),
+                StorageOutcome::Expired => "closed: nobody took it".to_owned(),
+                StorageOutcome::Unfunded { .. } => "closed: never funded".to_owned(),
+                StorageOutcome::Completed { .. } => "closed: every period ran".to_owned(),
+                StorageOutcome::Failed { period, .. } => format!(
+                    "closed: the server failed period {}'s audit; it and every later period go back to the buyer",
+                    period + 1
+                ),
+            },
+        }
+    }
+
+    /// The server that took the order, in any phase after the take.
+    pub fn server(&self) -> Option<PublicKey> {
+        match *self {
+            StoragePhase::Open => None,
+            StoragePhase::Taken { server, .. } | StoragePhase::Running { server, .. } => {
+                Some(server)
+            }
+            StoragePhase::Closed(o) => match o {
+                StorageOutcome::Unfunded { server }
+                | StorageOutcome::Completed { server }
+                | StorageOutcome::Failed { server, .. } => Some(server),
+                StorageOutcome::Cancelled | StorageOutcome::Expired => None,
+            },
+        }
+    }
+
+    /// Whether the order is closed (nothing more happens to it).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, StoragePhase::Closed(_))
+    }
+}
+
 impl StorageAction {
     /// The action's name on the wire.
     pub fn name(&self) -> &'static str {

@@ -1,16 +1,21 @@
 //! What the market holds for a repository, as the explorer shows it: its orders (pull and
-//! storage) and its competition rounds with their leaderboards. The host folds the events
-//! (every signature checked, [`agigit_market`'s folds](https://docs.rs/agigit-market) and the
-//! rounds' fold) and hands the explorer these plain values through
+//! storage) and its competition rounds with their leaderboards. The host gathers the events and
+//! folds them — [`fold_orders`] for the orders (every signature checked, `agigit-market`'s
+//! folds), the rounds' fold for the rounds — and hands the explorer these plain values through
 //! [`Remotes::market`](crate::Remotes::market); the explorer only draws them.
+
+use agigit::event::RepoCoordinate;
+use agigit::event::kinds::{ORDER_ACTION, PULL_ORDER, STORAGE_ORDER, kind};
+use agigit::event::nostr::prelude::Event;
+use agigit_market::{Folded, PullOrder, StorageOrder};
 
 /// A repository's orders and rounds.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Market {
     /// Its orders, open ones first.
     pub orders: Vec<OrderRow>,
-    /// Its rounds, newest first.
-    pub rounds: Vec<RoundRow>,
+    /// Its rounds, newest first; `None` where the host does not fold rounds (the page says so).
+    pub rounds: Option<Vec<RoundRow>>,
 }
 
 /// One order, folded.
@@ -89,4 +94,165 @@ pub struct Entry {
     pub lead: bool,
     /// See [`lead`](Self::lead).
     pub reward: u64,
+}
+
+/// The pull and storage orders for `repo` among `events`, each folded at `now` with the
+/// actions among `events` that name it (an action names one order, its `e` tag); events that
+/// are neither, orders for another repository and orders that do not fold (a bad signature,
+/// say) are left out. Open orders first, then the newest.
+pub fn fold_orders(events: &[Event], repo: &RepoCoordinate, now: u64) -> Vec<OrderRow> {
+    let is_order = |e: &Event| e.kind == kind(PULL_ORDER) || e.kind == kind(STORAGE_ORDER);
+    let mut rows: Vec<OrderRow> = Vec::new();
+    for order in events.iter().filter(|e| is_order(e)) {
+        if rows.iter().any(|r| r.id == order.id.to_hex()) {
+            continue;
+        }
+        let actions = events
+            .iter()
+            .filter(|a| a.kind == kind(ORDER_ACTION) && a.tags.event_ids().any(|e| e == order.id))
+            .cloned();
+        let created = order.created_at.as_secs();
+        let buyer = order.pubkey.to_hex();
+        let row = if order.kind == kind(PULL_ORDER) {
+            agigit_market::fold(order, actions, Some(now))
+                .ok()
+                .filter(|f| f.repo == *repo)
+                .map(|f| pull_row(&f, buyer, created))
+        } else {
+            agigit_market::fold_storage(order, actions, Some(now))
+                .ok()
+                .filter(|f| f.repo == *repo)
+                .map(|f| storage_row(&f, buyer, created))
+        };
+        rows.extend(row);
+    }
+    rows.sort_by_key(|r| (!r.open, std::cmp::Reverse(r.created)));
+    rows
+}
+
+fn pull_row(f: &Folded<PullOrder>, buyer: String, created: u64) -> OrderRow {
+    let o = &f.order;
+    let t = o.terms();
+    OrderRow {
+        id: f.id.to_hex(),
+        kind: "pull".into(),
+        buyer,
+        provider: o.phase().relay().map(|k| k.to_hex()),
+        amount: t.price.saturating_add(t.tip),
+        subject: format!("serve commit {}", t.model.short()),
+        state: o.phase().describe(),
+        open: !o.phase().is_closed(),
+        next: o.next_deadline().map(|(at, what)| (at, what.to_owned())),
+        created,
+    }
+}
+
+fn storage_row(f: &Folded<StorageOrder>, buyer: String, created: u64) -> OrderRow {
+    let o = &f.order;
+    let t = o.terms();
+    OrderRow {
+        id: f.id.to_hex(),
+        kind: "storage".into(),
+        buyer,
+        provider: o.phase().server().map(|k| k.to_hex()),
+        amount: t.price.saturating_mul(t.periods),
+        subject: format!(
+            "keep {} blobs ({}) for {} periods",
+            t.shards.len(),
+            agigit::display::bytes(t.shards.iter().map(|s| s.size).sum::<u64>()),
+            t.periods
+        ),
+        state: o.phase().describe(),
+        open: !o.phase().is_closed(),
+        next: o.next_deadline().map(|(at, what)| (at, what.to_owned())),
+        created,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use agigit::event::Signed;
+    use agigit::event::market::{DefaultRule, OrderAction, OrderVerb, PullOrderEvent};
+    use agigit::event::nostr::prelude::{Keys, Timestamp};
+
+    fn order(buyer: &Keys, repo: &RepoCoordinate, relay: &Keys, at: u64) -> Event {
+        let body = PullOrderEvent {
+            repo: repo.clone(),
+            model: agigit::hash::ObjectId::digest(b"commit"),
+            relays: vec![relay.public_key()],
+            price: 300,
+            tip: 20,
+            bond: 0,
+            arbiter: None,
+            take_by: at + 3_600,
+            fund_within: 600,
+            deliver_within: 600,
+            confirm_within: 600,
+            arbitrate_within: 600,
+            default_rule: DefaultRule::Refund,
+            note: String::new(),
+        };
+        Signed::sign(body, buyer, Timestamp::from_secs(at))
+            .unwrap()
+            .into_event()
+    }
+
+    fn act(by: &Keys, order: &Event, verb: OrderVerb, at: u64) -> Event {
+        let body = OrderAction {
+            order: order.id,
+            verb,
+            token: None,
+            release: Vec::new(),
+            note: String::new(),
+        };
+        Signed::sign(body, by, Timestamp::from_secs(at))
+            .unwrap()
+            .into_event()
+    }
+
+    /// Each order folds with its own actions only; a forged order, another repository's and a
+    /// repeat are left out; open orders come first.
+    #[test]
+    fn orders_fold_with_their_own_actions() {
+        let (buyer, relay) = (Keys::generate(), Keys::generate());
+        let repo: RepoCoordinate = format!("30717:{}:model", buyer.public_key().to_hex())
+            .parse()
+            .unwrap();
+        let other: RepoCoordinate = format!("30717:{}:other", buyer.public_key().to_hex())
+            .parse()
+            .unwrap();
+        let (taken, open, elsewhere) = (
+            order(&buyer, &repo, &relay, 1_000),
+            order(&buyer, &repo, &relay, 1_100),
+            order(&buyer, &other, &relay, 1_200),
+        );
+        let mut forged = order(&buyer, &repo, &relay, 1_300);
+        forged.content = "changed after signing".into();
+        let cancelled = order(&buyer, &repo, &relay, 900);
+        let events = vec![
+            taken.clone(),
+            open.clone(),
+            elsewhere,
+            forged,
+            cancelled.clone(),
+            taken.clone(),
+            act(&relay, &taken, OrderVerb::Take, 1_010),
+            act(&buyer, &cancelled, OrderVerb::Cancel, 950),
+        ];
+        let rows = fold_orders(&events, &repo, 1_500);
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [open.id.to_hex(), taken.id.to_hex(), cancelled.id.to_hex()]
+        );
+        assert_eq!(rows[0].state, "open");
+        assert_eq!(rows[0].provider, None);
+        assert_eq!(rows[1].state, "taken, waiting for the buyer to fund it");
+        assert_eq!(rows[1].provider, Some(relay.public_key().to_hex()));
+        assert_eq!(rows[1].amount, 320);
+        assert!(!rows[2].open, "{:?}", rows[2]);
+        assert!(rows[0].next.is_some());
+    }
 }

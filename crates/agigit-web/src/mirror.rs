@@ -127,6 +127,7 @@ impl Mirror {
     pub fn remotes(&self) -> Arc<dyn crate::Remotes> {
         Arc::new(MirrorRemotes {
             net: self.net.clone(),
+            keys: self.keys.clone(),
         })
     }
 
@@ -302,21 +303,52 @@ fn open_or_init(
 /// The network checks a relay's explorer makes, through its mirror's servers.
 struct MirrorRemotes {
     net: Arc<Network>,
+    keys: Keys,
+}
+
+/// The most orders of one repository the market page folds.
+const MAX_ORDERS: usize = 200;
+
+/// The repository a mirror in `dir` copies, opened, and its coordinate.
+fn mirrored(dir: &Path) -> Result<(agigit::Repository, RepoCoordinate), String> {
+    let repo = agigit::Repository::open(dir).map_err(|e| e.to_string())?;
+    let coordinate: RepoCoordinate = repo
+        .config()
+        .map_err(|e| e.to_string())?
+        .remote
+        .ok_or("this mirror names no repository")?
+        .parse()
+        .map_err(|e: agigit::event::CoordinateError| e.to_string())?;
+    Ok((repo, coordinate))
 }
 
 impl crate::Remotes for MirrorRemotes {
     fn audit(&self, dir: &Path) -> Result<agigit::AuditReport, String> {
-        let repo = agigit::Repository::open(dir).map_err(|e| e.to_string())?;
-        let coordinate: RepoCoordinate = repo
-            .config()
-            .map_err(|e| e.to_string())?
-            .remote
-            .ok_or("this mirror names no repository")?
-            .parse()
-            .map_err(|e: agigit::event::CoordinateError| e.to_string())?;
+        let (repo, coordinate) = mirrored(dir)?;
         // Called on the blocking pool, inside the runtime.
         tokio::runtime::Handle::current()
             .block_on(repo.audit(&*self.net, &coordinate, agigit::AuditOptions::default()))
             .map_err(|e| e.to_string())
+    }
+
+    /// The orders for the repository on this relay (and the servers the mirror fetches
+    /// from), folded now; rounds are not folded here (their fold is the `eval` feature's).
+    fn market(&self, dir: &Path) -> Option<Result<crate::market::Market, String>> {
+        let result = mirrored(dir).and_then(|(repo, coordinate)| {
+            let events = tokio::runtime::Handle::current()
+                .block_on(
+                    repo.remote(&*self.net, &self.keys)
+                        .orders_of(&coordinate, MAX_ORDERS),
+                )
+                .map_err(|e| e.to_string())?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            Ok(crate::market::Market {
+                orders: crate::market::fold_orders(&events, &coordinate, now),
+                rounds: None,
+            })
+        });
+        Some(result)
     }
 }

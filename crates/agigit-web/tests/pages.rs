@@ -311,7 +311,7 @@ impl agigit_web::Remotes for Marketplace {
                     ..OrderRow::default()
                 },
             ],
-            rounds: vec![RoundRow {
+            rounds: Some(vec![RoundRow {
                 id: "12".repeat(32),
                 phase: "evaluation".into(),
                 metric: "<script>alert(1)</script>".into(),
@@ -330,7 +330,7 @@ impl agigit_web::Remotes for Marketplace {
                     },
                 ],
                 ..RoundRow::default()
-            }],
+            }]),
         }))
     }
 }

@@ -170,7 +170,7 @@ pub(super) fn confirm(a: &Act<'_>, id: &str) -> Result<()> {
             else {
                 return Err(Failure::invalid(format!(
                     "nothing to release: a period's payment is released once its audit passed, and this order is {}",
-                    storage_phase_text(l.folded.order.phase())
+                    l.folded.order.phase().describe()
                 )));
             };
             let (lock, escrows) = l.funding()?;
@@ -247,7 +247,7 @@ pub(super) fn answer(a: &Act<'_>, id: &str, store: &str) -> Result<()> {
     else {
         return Err(Failure::invalid(format!(
             "no challenge to answer: the order is {}",
-            storage_phase_text(l.folded.order.phase())
+            l.folded.order.phase().describe()
         )));
     };
     if server != me {
@@ -350,7 +350,7 @@ pub(super) fn claim(a: &Act<'_>, id: &str) -> Result<()> {
             if l.folded.order.phase() != Phase::Closed(Outcome::Paid { relay: me }) {
                 return Err(not_yours(&format!(
                     "this order is not paid to you: it is {}",
-                    phase_text(l.folded.order.phase())
+                    l.folded.order.phase().describe()
                 )));
             }
             let (lock, _) = l.funding()?;

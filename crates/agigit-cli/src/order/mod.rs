@@ -22,12 +22,11 @@ use agigit_market::fold::MAX_ACTIONS;
 use agigit_market::ledger::{Escrow, Ledger as _};
 use agigit_market::{
     Audit, Folded, Order, Outcome, Phase, PullOrder, Ruling, Settled, StorageAction, StorageOrder,
-    StorageOutcome, StoragePhase,
+    StoragePhase,
 };
 use agigit_market_cashu::{CashuConsent, CashuLock, CashuWallet};
 use clap::{Args, Subcommand, ValueEnum};
 
-pub(crate) use self::explorer::explorer_rows;
 use self::money::*;
 use self::post::*;
 use self::session::*;
@@ -37,7 +36,6 @@ use crate::context::{Ctx, given_or_user_relays, keys, network, npub, open, print
 use crate::failure::{Failure, Result};
 
 mod commands;
-mod explorer;
 mod money;
 mod post;
 mod session;

@@ -66,7 +66,22 @@ impl Session {
     /// the actions of [`ORDERS_PER_QUERY`] orders asked in one query. Orders whose events do
     /// not fold are left out.
     pub(super) fn load_many(&self, orders: Vec<Event>) -> Result<Vec<AnyOrder>> {
-        load_many_with(orders, |filters| self.query_many(filters))
+        let mut loaded = Vec::with_capacity(orders.len());
+        for group in orders.chunks(ORDERS_PER_QUERY) {
+            let filters: Vec<Filter> = group.iter().map(|o| actions_on(o.id)).collect();
+            let mut actions = self.query_many(&filters)?;
+            for order in group {
+                // An action names one order (its one `e` tag): each goes to its own.
+                let (mine, rest): (Vec<Event>, Vec<Event>) = actions
+                    .into_iter()
+                    .partition(|a| a.tags.event_ids().any(|e| e == order.id));
+                actions = rest;
+                if let Ok(l) = assemble(order.clone(), mine) {
+                    loaded.push(l);
+                }
+            }
+        }
+        Ok(loaded)
     }
 
     /// The pull order `id`, folded at now.
@@ -118,30 +133,6 @@ impl Session {
 pub(super) const ORDERS_PER_QUERY: usize = 8;
 
 /// The filter for the actions on order `id`.
-/// [`Session::load_many`] asking the relays through `query` (the explorer's market page has
-/// no order session).
-pub(super) fn load_many_with(
-    orders: Vec<Event>,
-    query: impl Fn(&[Filter]) -> Result<Vec<Event>>,
-) -> Result<Vec<AnyOrder>> {
-    let mut loaded = Vec::with_capacity(orders.len());
-    for group in orders.chunks(ORDERS_PER_QUERY) {
-        let filters: Vec<Filter> = group.iter().map(|o| actions_on(o.id)).collect();
-        let mut actions = query(&filters)?;
-        for order in group {
-            // An action names one order (its one `e` tag): each goes to its own.
-            let (mine, rest): (Vec<Event>, Vec<Event>) = actions
-                .into_iter()
-                .partition(|a| a.tags.event_ids().any(|e| e == order.id));
-            actions = rest;
-            if let Ok(l) = assemble(order.clone(), mine) {
-                loaded.push(l);
-            }
-        }
-    }
-    Ok(loaded)
-}
-
 pub(super) fn actions_on(id: EventId) -> Filter {
     Filter::new()
         .kind(kind(ORDER_ACTION))
@@ -268,20 +259,7 @@ impl<O: Order> Loaded<O> {
 impl Loaded<PullOrder> {
     /// The relay an order is taken by, in any phase after the take.
     pub(super) fn relay(&self) -> Option<PublicKey> {
-        match self.folded.order.phase() {
-            Phase::Open => None,
-            Phase::Taken { relay, .. }
-            | Phase::Funded { relay, .. }
-            | Phase::Delivered { relay, .. }
-            | Phase::Disputed { relay, .. } => Some(relay),
-            Phase::Closed(o) => match o {
-                Outcome::Paid { relay }
-                | Outcome::Unfunded { relay }
-                | Outcome::Abandoned { relay }
-                | Outcome::Refunded { relay } => Some(relay),
-                Outcome::Cancelled | Outcome::Expired => None,
-            },
-        }
+        self.folded.order.phase().relay()
     }
 
     /// The funding: its token and the escrow it must be locked under.
@@ -307,18 +285,7 @@ impl Loaded<PullOrder> {
 impl Loaded<StorageOrder> {
     /// The server that took the order, in any phase after the take.
     pub(super) fn server(&self) -> Option<PublicKey> {
-        match self.folded.order.phase() {
-            StoragePhase::Open => None,
-            StoragePhase::Taken { server, .. } | StoragePhase::Running { server, .. } => {
-                Some(server)
-            }
-            StoragePhase::Closed(o) => match o {
-                StorageOutcome::Unfunded { server }
-                | StorageOutcome::Completed { server }
-                | StorageOutcome::Failed { server, .. } => Some(server),
-                StorageOutcome::Cancelled | StorageOutcome::Expired => None,
-            },
-        }
+        self.folded.order.phase().server()
     }
 
     /// The funding: its token (one escrow per period) and the escrows it must hold.

@@ -2,24 +2,6 @@
 
 use super::*;
 
-pub(super) fn phase_text(phase: Phase) -> String {
-    match phase {
-        Phase::Open => "open".to_owned(),
-        Phase::Taken { .. } => "taken, waiting for the buyer to fund it".to_owned(),
-        Phase::Funded { .. } => "funded, waiting for the relay to deliver".to_owned(),
-        Phase::Delivered { .. } => "delivered, waiting for the buyer to confirm".to_owned(),
-        Phase::Disputed { .. } => "disputed, waiting for the arbiter".to_owned(),
-        Phase::Closed(o) => match o {
-            Outcome::Paid { .. } => "closed: the relay is paid".to_owned(),
-            Outcome::Cancelled => "closed: cancelled".to_owned(),
-            Outcome::Expired => "closed: nobody took it".to_owned(),
-            Outcome::Unfunded { .. } => "closed: never funded".to_owned(),
-            Outcome::Abandoned { .. } => "closed: abandoned, the buyer is refunded".to_owned(),
-            Outcome::Refunded { .. } => "closed: ruled for the buyer".to_owned(),
-        },
-    }
-}
-
 pub(super) fn summary(l: &Loaded<PullOrder>) -> serde_json::Value {
     let o = &l.folded.order;
     let t = o.terms();
@@ -30,7 +12,7 @@ pub(super) fn summary(l: &Loaded<PullOrder>) -> serde_json::Value {
         "model": t.model.to_string(),
         "buyer": l.buyer().to_hex(),
         "relay": l.relay().map(|r| r.to_hex()),
-        "state": phase_text(o.phase()),
+        "state": o.phase().describe(),
         "owed": o.owed(),
         "held": o.held(),
         "price": t.price,
@@ -50,36 +32,11 @@ pub(super) fn summary_text(l: &Loaded<PullOrder>) -> String {
         l.folded.repo,
         t.price,
         t.tip,
-        phase_text(o.phase())
+        o.phase().describe()
     );
     text.push_str(&deadline_text(o.next_deadline()));
     text.push_str(&refused_text(&l.folded.refused));
     text
-}
-
-pub(super) fn storage_phase_text(phase: StoragePhase) -> String {
-    match phase {
-        StoragePhase::Open => "open".to_owned(),
-        StoragePhase::Taken { .. } => "taken, waiting for the buyer to fund it".to_owned(),
-        StoragePhase::Running { period, audit, .. } => {
-            let audit = match audit {
-                Audit::Waiting => "not audited yet",
-                Audit::Challenged { .. } => "challenged, waiting for the server's answer",
-                Audit::Passed { .. } => "audit passed",
-            };
-            format!("running, period {}: {audit}", period + 1)
-        }
-        StoragePhase::Closed(o) => match o {
-            StorageOutcome::Cancelled => "closed: cancelled".to_owned(),
-            StorageOutcome::Expired => "closed: nobody took it".to_owned(),
-            StorageOutcome::Unfunded { .. } => "closed: never funded".to_owned(),
-            StorageOutcome::Completed { .. } => "closed: every period ran".to_owned(),
-            StorageOutcome::Failed { period, .. } => format!(
-                "closed: the server failed period {}'s audit; it and every later period go back to the buyer",
-                period + 1
-            ),
-        },
-    }
 }
 
 pub(super) fn settled_text(s: Settled) -> &'static str {
@@ -137,7 +94,7 @@ pub(super) fn storage_summary(l: &Loaded<StorageOrder>) -> serde_json::Value {
         "server": l.server().map(|r| r.to_hex()),
         "blobs": t.shards.len(),
         "bytes": t.shards.iter().map(|s| s.size).sum::<u64>(),
-        "state": storage_phase_text(o.phase()),
+        "state": o.phase().describe(),
         "price": t.price,
         "periods": t.periods,
         "period": t.period,
@@ -181,7 +138,7 @@ pub(super) fn storage_summary_text(l: &Loaded<StorageOrder>) -> String {
         t.periods,
         t.period,
         t.price,
-        storage_phase_text(o.phase())
+        o.phase().describe()
     );
     for (p, s) in o.settled().iter().enumerate() {
         text.push_str(&format!("\n  period {}: {}", p + 1, settled_text(*s)));

@@ -99,10 +99,11 @@ fn rounds(slug: &str, market: &Market, local: &dyn Fn(&str) -> bool) -> Markup {
     html! {
         section.rounds {
             h2 { "Rounds" }
-            @if market.rounds.is_empty() {
-                p.empty #no-rounds { "No round on this repository." }
+            @match &market.rounds {
+                None => p.empty #no-rounds { "This explorer does not fold rounds: " code { "agigit round show <id>" } " does." },
+                Some(rounds) if rounds.is_empty() => p.empty #no-rounds { "No round on this repository." },
+                Some(rounds) => { @for r in rounds { (round(slug, r, local)) } },
             }
-            @for r in &market.rounds { (round(slug, r, local)) }
         }
     }
 }

@@ -27,6 +27,7 @@ pub use directory::{RefDirectory, TagEntry};
 mod fetch;
 mod gc;
 mod handle;
+mod orders;
 mod packs;
 mod partial;
 mod pending;
