@@ -183,7 +183,7 @@ impl Mirror {
     }
 
     /// Refreshes as soon as the relay stores a new announcement or state (a live subscription,
-    /// with [`SETTLE`] for a push's events to arrive together), and every `interval` besides
+    /// with half a second for a push's events to arrive together), and every `interval` besides
     /// (what a lost subscription missed; it is opened again before the next refresh). Runs for
     /// as long as the task does; what each refresh skipped is logged.
     pub async fn run(self, explorer: Explorer, interval: Duration) {
