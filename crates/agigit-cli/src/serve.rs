@@ -187,12 +187,10 @@ impl agigit_web::Remotes for CliRemotes {
             .get(&coordinate.to_string())
             .cloned();
         if let Some(said) = said {
-            let repo = agigit::Repository::open(&dir).map_err(|e| e.to_string())?;
-            let mut config = repo.config().map_err(|e| e.to_string())?;
-            if config.announce.as_ref() != Some(&said) {
-                config.announce = Some(said);
-                repo.set_config(&config).map_err(|e| e.to_string())?;
-            }
+            agigit::Repository::open(&dir)
+                .map_err(|e| e.to_string())?
+                .keep_announced(said)
+                .map_err(|e| e.to_string())?;
         }
         self.local
             .lock()
@@ -224,10 +222,7 @@ fn market_of(dir: &Path) -> Result<agigit_web::market::Market> {
                 .orders_of(&coordinate, MAX_ORDERS),
         )?
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let orders = agigit_web::market::fold_orders(&events, &coordinate, now);
+    let orders = agigit_web::market::fold_orders(&events, &coordinate, crate::order::unix_now());
     #[cfg(feature = "eval")]
     let rounds = Some(crate::round::explorer_rows(
         &rt,

@@ -37,54 +37,58 @@ fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
-pub(crate) async fn handler(
-    State(site): State<Arc<Site>>,
-    headers: HeaderMap,
-    Form(form): Form<FetchForm>,
+/// What both posts share: the same-origin check, a host that fetches, one fetch at a time, the
+/// work (`job`, on the blocking pool) and the redirect to the repository it names.
+async fn run(
+    site: Arc<Site>,
+    headers: &HeaderMap,
+    what: &str,
+    job: impl FnOnce(&Arc<Site>, &dyn crate::Remotes) -> Result<String, PageError> + Send + 'static,
 ) -> Response {
-    if !same_origin(&headers) {
-        return PageError::Forbidden(
-            "a repository is fetched only from this explorer's own pages".into(),
-        )
+    if !same_origin(headers) {
+        return PageError::Forbidden(format!(
+            "{what} is fetched only from this explorer's own pages"
+        ))
         .into_page(&site);
     }
-    let coordinate = match form
-        .coordinate
-        .trim()
-        .parse::<agigit::event::RepoCoordinate>()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return PageError::BadRequest(format!(
-                "{:?} is not a repository: {e}",
-                form.coordinate
-            ))
-            .into_page(&site);
-        }
-    };
     let Some(remotes) = site.remotes.clone().filter(|r| r.fetches()) else {
-        return PageError::Forbidden("this explorer does not fetch repositories".into())
-            .into_page(&site);
+        return PageError::Forbidden("this explorer does not fetch".into()).into_page(&site);
     };
     let Ok(_permit) = site.fetches.clone().acquire_owned().await else {
         return PageError::Upstream("shutting down".into()).into_page(&site);
     };
     let shared = site.clone();
-    let fetched = tokio::task::spawn_blocking(move || {
-        let dir = remotes.fetch(&coordinate)?;
-        crate::Explorer { site: shared }
-            .add_repository(&dir)
-            .map_err(|e| match std::error::Error::source(&e) {
-                Some(why) => format!("{e}: {why}"),
-                None => e.to_string(),
-            })
-    })
-    .await;
-    match fetched {
+    match tokio::task::spawn_blocking(move || job(&shared, &*remotes)).await {
         Ok(Ok(slug)) => Redirect::to(&format!("/r/{slug}")).into_response(),
-        Ok(Err(why)) => PageError::Upstream(why).into_page(&site),
+        Ok(Err(page)) => page.into_page(&site),
         Err(_) => PageError::Repo(agigit::Error::Internal("the fetch failed")).into_page(&site),
     }
+}
+
+pub(crate) async fn handler(
+    State(site): State<Arc<Site>>,
+    headers: HeaderMap,
+    Form(form): Form<FetchForm>,
+) -> Response {
+    let coordinate = form
+        .coordinate
+        .trim()
+        .parse::<agigit::event::RepoCoordinate>();
+    run(site, &headers, "a repository", move |site, remotes| {
+        let coordinate = coordinate.map_err(|e| {
+            PageError::BadRequest(format!("{:?} is not a repository: {e}", form.coordinate))
+        })?;
+        let dir = remotes.fetch(&coordinate).map_err(PageError::Upstream)?;
+        crate::Explorer { site: site.clone() }
+            .add_repository(&dir)
+            .map_err(|e| {
+                PageError::Upstream(match std::error::Error::source(&e) {
+                    Some(why) => format!("{e}: {why}"),
+                    None => e.to_string(),
+                })
+            })
+    })
+    .await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -98,34 +102,16 @@ pub(crate) async fn part_handler(
     headers: HeaderMap,
     Form(form): Form<PartForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return PageError::Forbidden(
-            "a part is fetched only from this explorer's own pages".into(),
-        )
-        .into_page(&site);
-    }
-    let Some(part) = agigit::Part::from_name(&form.part) else {
-        return PageError::BadRequest(format!("{:?} is not a part", form.part)).into_page(&site);
-    };
-    let Some(remotes) = site.remotes.clone().filter(|r| r.fetches()) else {
-        return PageError::Forbidden("this explorer does not fetch".into()).into_page(&site);
-    };
-    let Ok(_permit) = site.fetches.clone().acquire_owned().await else {
-        return PageError::Upstream("shutting down".into()).into_page(&site);
-    };
-    let shared = site.clone();
-    let target = slug.clone();
-    let fetched = tokio::task::spawn_blocking(move || {
-        let (listed, _) = crate::pages::open(&shared, &target).map_err(Err)?;
-        remotes.fetch_parts(&listed.path, &[part]).map_err(Ok)
+    run(site, &headers, "a part", move |site, remotes| {
+        let part = agigit::Part::from_name(&form.part)
+            .ok_or_else(|| PageError::BadRequest(format!("{:?} is not a part", form.part)))?;
+        let (listed, _) = crate::pages::open(site, &slug)?;
+        remotes
+            .fetch_parts(&listed.path, &[part])
+            .map_err(PageError::Upstream)?;
+        Ok(slug)
     })
-    .await;
-    match fetched {
-        Ok(Ok(())) => Redirect::to(&format!("/r/{slug}")).into_response(),
-        Ok(Err(Ok(why))) => PageError::Upstream(why).into_page(&site),
-        Ok(Err(Err(page))) => page.into_page(&site),
-        Err(_) => PageError::Repo(agigit::Error::Internal("the fetch failed")).into_page(&site),
-    }
+    .await
 }
 
 #[cfg(test)]

@@ -4,9 +4,11 @@
 //! folds), the rounds' fold for the rounds — and hands the explorer these plain values through
 //! [`Remotes::market`](crate::Remotes::market); the explorer only draws them.
 
+use std::collections::{HashMap, HashSet};
+
 use agigit::event::RepoCoordinate;
 use agigit::event::kinds::{ORDER_ACTION, PULL_ORDER, STORAGE_ORDER, kind};
-use agigit::event::nostr::prelude::Event;
+use agigit::event::nostr::prelude::{Event, EventId};
 use agigit_market::{Folded, PullOrder, StorageOrder};
 
 /// A repository's orders and rounds.
@@ -101,25 +103,32 @@ pub struct Entry {
 /// are neither, orders for another repository and orders that do not fold (a bad signature,
 /// say) are left out. Open orders first, then the newest.
 pub fn fold_orders(events: &[Event], repo: &RepoCoordinate, now: u64) -> Vec<OrderRow> {
-    let is_order = |e: &Event| e.kind == kind(PULL_ORDER) || e.kind == kind(STORAGE_ORDER);
-    let mut rows: Vec<OrderRow> = Vec::new();
-    for order in events.iter().filter(|e| is_order(e)) {
-        if rows.iter().any(|r| r.id == order.id.to_hex()) {
-            continue;
+    // Each action under the orders it names, in one pass.
+    let mut actions: HashMap<EventId, Vec<&Event>> = HashMap::new();
+    for a in events.iter().filter(|a| a.kind == kind(ORDER_ACTION)) {
+        for order in a.tags.event_ids() {
+            actions.entry(order).or_default().push(a);
         }
-        let actions = events
-            .iter()
-            .filter(|a| a.kind == kind(ORDER_ACTION) && a.tags.event_ids().any(|e| e == order.id))
-            .cloned();
+    }
+    let mut seen = HashSet::new();
+    let mut rows: Vec<OrderRow> = Vec::new();
+    for order in events.iter().filter(|e| {
+        (e.kind == kind(PULL_ORDER) || e.kind == kind(STORAGE_ORDER)) && seen.insert(e.id)
+    }) {
+        let mine = actions
+            .get(&order.id)
+            .into_iter()
+            .flatten()
+            .map(|a| (*a).clone());
         let created = order.created_at.as_secs();
         let buyer = order.pubkey.to_hex();
         let row = if order.kind == kind(PULL_ORDER) {
-            agigit_market::fold(order, actions, Some(now))
+            agigit_market::fold(order, mine, Some(now))
                 .ok()
                 .filter(|f| f.repo == *repo)
                 .map(|f| pull_row(&f, buyer, created))
         } else {
-            agigit_market::fold_storage(order, actions, Some(now))
+            agigit_market::fold_storage(order, mine, Some(now))
                 .ok()
                 .filter(|f| f.repo == *repo)
                 .map(|f| storage_row(&f, buyer, created))

@@ -259,12 +259,8 @@ impl Mirror {
             .join(coordinate.id.as_str());
         let repo = open_or_init(&dir, coordinate).map_err(|e| e.to_string())?;
         // What the owner announces is what the pages show of it.
-        let mut config = repo.config().map_err(|e| e.to_string())?;
-        let said = agigit::config::AnnounceConfig::shown_from(announcement);
-        if config.announce.as_ref() != Some(&said) {
-            config.announce = Some(said);
-            repo.set_config(&config).map_err(|e| e.to_string())?;
-        }
+        repo.keep_announced(agigit::config::AnnounceConfig::shown_from(announcement))
+            .map_err(|e| e.to_string())?;
         let remote = repo.remote(&*self.net, &self.keys);
         let refs = remote.refs(coordinate).await.map_err(|e| e.to_string())?;
         if refs.branches.is_empty() {

@@ -36,7 +36,7 @@ fn render(site: &Site, slug: &str, id: &str) -> Result<Markup, PageError> {
     let record = agigit::record::TrainingRecord::of(&commit)?;
     let author: String = commit.author.iter().map(|b| format!("{b:02x}")).collect();
     let tensors: usize = diff.files.iter().map(|f| f.tensors.len()).sum();
-    let partial = super::missing_parts(site, &listed.slug, &repo)?;
+    let partial = super::missing_parts(site, &listed.slug, repo.parts()?.as_ref());
     let commit_hex = id.to_string();
     let link = Link {
         slug: &listed.slug,

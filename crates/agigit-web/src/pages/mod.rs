@@ -81,17 +81,17 @@ impl PageError {
 pub(crate) fn missing_parts(
     site: &Site,
     slug: &str,
-    repo: &agigit::Repository,
-) -> Result<Markup, PageError> {
-    let Some(held) = repo.parts()? else {
-        return Ok(html! {});
+    held: Option<&std::collections::BTreeSet<agigit::Part>>,
+) -> Markup {
+    let Some(held) = held else {
+        return html! {};
     };
     let missing: Vec<agigit::Part> = agigit::Part::ALL
         .into_iter()
         .filter(|p| !held.contains(p))
         .collect();
     let fetches = site.remotes.as_ref().is_some_and(|r| r.fetches());
-    Ok(html! {
+    html! {
         @if !missing.is_empty() {
             section.partial #partial {
                 p.sub {
@@ -114,7 +114,7 @@ pub(crate) fn missing_parts(
                 } }
             }
         }
-    })
+    }
 }
 
 /// Where a download's progress and verdict show (`app.js` fills it).

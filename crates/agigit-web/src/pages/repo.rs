@@ -71,8 +71,8 @@ fn render(site: &Site, slug: &str, rev: Option<&str>) -> Result<Markup, PageErro
         .foundation
         .as_ref()
         .and_then(|f| local_repo_for(site, &f.repo));
-    let partial = super::missing_parts(site, &s.slug, &repo)?;
     let held = repo.parts()?;
+    let partial = super::missing_parts(site, &s.slug, held.as_ref());
     let mut part_bars = Vec::new();
     let mut part_rows = Vec::new();
     for part in agigit::Part::ALL {

@@ -433,6 +433,21 @@ impl crate::Repository {
     pub fn set_config(&self, config: &RepoConfig) -> Result<(), ConfigError> {
         config.save(&self.config_path())
     }
+
+    /// Records `said` as what this repository's announcement says (`[announce]`), writing the
+    /// configuration only when it changes: what a copy fetched to be shown keeps of its owner's
+    /// announcement.
+    ///
+    /// # Errors
+    /// As [`config`](Self::config) and [`set_config`](Self::set_config).
+    pub fn keep_announced(&self, said: AnnounceConfig) -> Result<(), ConfigError> {
+        let mut config = self.config()?;
+        if config.announce.as_ref() != Some(&said) {
+            config.announce = Some(said);
+            self.set_config(&config)?;
+        }
+        Ok(())
+    }
 }
 
 /// The relays and push settings in effect: the repository's, else the user's, else the
