@@ -4,7 +4,9 @@
 //!
 //! `cargo bench -p agigit-benches --bench erasure` (add `-- --quick` for a faster, rougher run).
 //! Criterion prints MiB/s for each; at the end a table of all figures from this one run, and the
-//! ratio Leopard/NovelPoly per operation.
+//! ratio Leopard/NovelPoly per operation; then Leopard's rebuild through parity (the code's matrix
+//! applied with the library's SIMD multiply) against `reed-solomon-simd`'s own FFT decoder called
+//! on whole shards, the alternative it replaced.
 
 #![allow(
     clippy::expect_used,
@@ -175,6 +177,57 @@ fn print_table() {
     }
 }
 
+/// The alternative to Leopard's rebuild through parity: `reed-solomon-simd`'s own decoder, one
+/// call per segment on whole shards (its fastest use), from the same shards the bench keeps.
+fn library_rebuild(k: usize, n: usize, data: &[u8], shards: &[Vec<Vec<u8>>]) {
+    for (segment, seg_shards) in data.chunks(SEGMENT).zip(shards) {
+        // The last k shards, as `Op::Parity` keeps: the data shards among them, and parity.
+        let recovery = (n - k..n)
+            .filter(|&i| i >= k)
+            .map(|i| (i - k, seg_shards[i].as_slice()));
+        let original = (n - k..k).map(|i| (i, seg_shards[i].as_slice()));
+        let restored =
+            reed_solomon_simd::decode(k, n - k, original, recovery).expect("library decode");
+        assert_eq!(
+            restored.get(&0).map(|s| &s[..SEGMENT / k]),
+            Some(&segment[..SEGMENT / k]),
+            "the library rebuilt data shard 0"
+        );
+        black_box(restored);
+    }
+}
+
+/// Leopard's rebuild through parity against the library's decoder, measured back to back.
+fn print_rebuild_against_library() {
+    let data = test_bytes(TOTAL, 42);
+    let mib = TOTAL as f64 / f64::from(1 << 20);
+    let rate = |f: &mut dyn FnMut()| {
+        (0..3)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                mib / start.elapsed().as_secs_f64()
+            })
+            .fold(0.0, f64::max)
+    };
+    println!(
+        "\nrebuild through parity (the last k shards), one core, 64 MiB in 1 MiB segments (MiB/s, best of 3)"
+    );
+    println!("| k / N | leopard (matrix) | reed-solomon-simd decoder | leopard / library |");
+    println!("|---|---|---|---|");
+    for (k, n) in PARAMS {
+        let code = Leopard::new(k, n).expect("valid parameters");
+        let shards = encode_all(&code, &data);
+        let mut scratch = Scratch::default();
+        let ours = rate(&mut || run(Op::Parity, &code, &data, &shards, &mut scratch));
+        let library = rate(&mut || library_rebuild(k, n, &data, &shards));
+        println!(
+            "| {k} / {n} | {ours:.0} | {library:.0} | {:.1}x |",
+            ours / library
+        );
+    }
+}
+
 criterion_group!(benches, bench_erasure);
 
 fn main() {
@@ -182,5 +235,6 @@ fn main() {
     Criterion::default().configure_from_args().final_summary();
     if !std::env::args().any(|a| a == "--test" || a == "--list") {
         print_table();
+        print_rebuild_against_library();
     }
 }
