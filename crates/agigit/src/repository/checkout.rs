@@ -18,7 +18,6 @@
 //! directory for a symlink between the check and the write (no hostile remote can do that).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
 
 use agigit_dag::refs::{Expected, RefKey, Target, Transaction};
@@ -482,9 +481,9 @@ impl Repository {
         );
         let mut written = 0u64;
         worktree::write_atomic(path, executable, |f| {
-            written =
-                self.stream_source(source, |data| f.write_all(data).map_err(Error::io(path)))?;
-            Ok(())
+            let mut out = worktree::EarlySync::new(f, path);
+            written = self.stream_source(source, |data| out.write(data))?;
+            out.wait()
         })?;
         Ok(written)
     }

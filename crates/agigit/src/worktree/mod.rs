@@ -36,7 +36,7 @@ pub use files::{
 };
 use fs::is_executable;
 pub use fs::list_files;
-pub(crate) use fs::{blob_id_of_file, list_all_files, write_atomic};
+pub(crate) use fs::{EarlySync, blob_id_of_file, list_all_files, write_atomic};
 
 /// The tree entry holding a safetensors file's header.
 pub const HEADER_ENTRY: &str = ".safetensors-header";
