@@ -129,20 +129,22 @@ fn bench_erasure(c: &mut Criterion) {
     group.finish();
 }
 
+/// `f`'s speed over the whole object in MiB/s, best of three runs: the least disturbed by the
+/// machine's other work.
+fn rate(f: &mut dyn FnMut()) -> f64 {
+    let mib = TOTAL as f64 / f64::from(1 << 20);
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            mib / start.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
+}
+
 /// One pass of every operation, timed back to back, printed as a table with ratios.
 fn print_table() {
     let data = test_bytes(TOTAL, 42);
-    let mib = TOTAL as f64 / f64::from(1 << 20);
-    let rate = |f: &mut dyn FnMut()| {
-        // Best of three: the least disturbed by the machine's other work.
-        (0..3)
-            .map(|_| {
-                let start = Instant::now();
-                f();
-                mib / start.elapsed().as_secs_f64()
-            })
-            .fold(0.0, f64::max)
-    };
     let sha = rate(&mut || {
         black_box(BlobHash::digest(&data));
     });
@@ -200,16 +202,6 @@ fn library_rebuild(k: usize, n: usize, data: &[u8], shards: &[Vec<Vec<u8>>]) {
 /// Leopard's rebuild through parity against the library's decoder, measured back to back.
 fn print_rebuild_against_library() {
     let data = test_bytes(TOTAL, 42);
-    let mib = TOTAL as f64 / f64::from(1 << 20);
-    let rate = |f: &mut dyn FnMut()| {
-        (0..3)
-            .map(|_| {
-                let start = Instant::now();
-                f();
-                mib / start.elapsed().as_secs_f64()
-            })
-            .fold(0.0, f64::max)
-    };
     println!(
         "\nrebuild through parity (the last k shards), one core, 64 MiB in 1 MiB segments (MiB/s, best of 3)"
     );

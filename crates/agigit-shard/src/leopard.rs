@@ -96,6 +96,10 @@ impl Leopard {
             .filter(|&j| shards[self.k + j].is_some())
             .take(missing.len())
             .collect();
+        if parity.len() != missing.len() {
+            // Too few shards: the FFT path says so.
+            return false;
+        }
         let known: Vec<usize> = (0..self.k).filter(|&i| shards[i].is_some()).collect();
         let Some(coefficients) = generator.recovery(missing, &parity, &known) else {
             return false;
