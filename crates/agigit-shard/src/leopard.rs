@@ -29,7 +29,7 @@ const DECODE_WORK: usize = 8 << 20;
 /// segment); parity is computed in stripes of [`LEOPARD_STRIPE`] bytes per shard. Rebuilding from
 /// the data shards is a copy; through parity, for `k` up to 64, each missing data shard is
 /// computed directly as a combination of the shards at hand (the code's matrix, applied with the
-/// library's SIMD multiply: bit-for-bit the library's own rebuild, 5–15× faster at 4 of 10), and
+/// library's SIMD multiply: bit-for-bit the library's own rebuild, 4.7–14× faster at 4 of 10), and
 /// through the library's FFT decoder when that is the less work (see `matrix::MAX_WORK`).
 #[derive(Debug, Clone)]
 pub struct Leopard {
