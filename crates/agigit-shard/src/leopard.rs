@@ -35,8 +35,8 @@ const DECODE_WORK: usize = 8 << 20;
 pub struct Leopard {
     k: usize,
     n: usize,
-    /// The code's generator, read off the library's encoder on first use (`None` past
-    /// [`matrix::MAX_K`] or when it could not be read: the FFT decoder is used).
+    /// The code's generator, read off the library's encoder on first use (`None` when it could
+    /// not be read: the FFT decoder is used).
     generator: OnceLock<Option<matrix::Generator>>,
 }
 
@@ -62,13 +62,11 @@ impl Leopard {
         })
     }
 
+    /// The code's generator, made on first use; only asked for where [`by_matrix`](Self::by_matrix)
+    /// allows, so its size is bounded by `MAX_K` and `MAX_N`.
     fn generator(&self) -> Option<&matrix::Generator> {
         self.generator
-            .get_or_init(|| {
-                (self.k <= matrix::MAX_K && self.n <= matrix::MAX_N)
-                    .then(|| matrix::Generator::of(self.k, self.n).ok())
-                    .flatten()
-            })
+            .get_or_init(|| matrix::Generator::of(self.k, self.n).ok())
             .as_ref()
     }
 

@@ -170,33 +170,30 @@ pub(super) fn combine(dst: &mut [u8], terms: &[(&[u8], GfElement)]) {
     let (chunks, _) = chunks.as_chunks_mut::<64>();
     let engine = engine();
     let log = &tables::get_exp_log().log;
+    // Each term with a nonzero coefficient: its whole chunks and the coefficient's logarithm.
+    let sources: Vec<(&[[u8; 64]], GfElement)> = terms
+        .iter()
+        .filter(|&&(_, c)| c != 0)
+        .map(|&(src, c)| (src[..whole].as_chunks::<64>().0, log[usize::from(c)]))
+        .collect();
     let mut scratch = [[0u8; 64]; BLOCK];
     for (b, block) in chunks.chunks_mut(BLOCK).enumerate() {
         let range = b * BLOCK..b * BLOCK + block.len();
-        let mut first = true;
-        for &(src, c) in terms {
-            if c == 0 {
-                continue;
-            }
-            let (src, _) = src[..whole].as_chunks::<64>();
-            let src = &src[range.clone()];
-            if first {
-                block.copy_from_slice(src);
-                engine.mul(block, log[usize::from(c)]);
-                first = false;
-            } else {
-                let tmp = &mut scratch[..block.len()];
-                tmp.copy_from_slice(src);
-                engine.mul(tmp, log[usize::from(c)]);
-                for (d, s) in block.iter_mut().zip(tmp.iter()) {
-                    for (d, s) in d.iter_mut().zip(s) {
-                        *d ^= s;
-                    }
+        let Some(((first, first_log), rest)) = sources.split_first() else {
+            block.fill([0; 64]);
+            continue;
+        };
+        block.copy_from_slice(&first[range.clone()]);
+        engine.mul(block, *first_log);
+        for &(src, log_c) in rest {
+            let tmp = &mut scratch[..block.len()];
+            tmp.copy_from_slice(&src[range.clone()]);
+            engine.mul(tmp, log_c);
+            for (d, s) in block.iter_mut().zip(tmp.iter()) {
+                for (d, s) in d.iter_mut().zip(s) {
+                    *d ^= s;
                 }
             }
-        }
-        if first {
-            block.fill([0; 64]);
         }
     }
     // The tail: `half` symbols, low bytes then high bytes.
