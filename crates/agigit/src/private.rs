@@ -354,6 +354,12 @@ impl PrivateKeys {
         .map_err(|e| open_failed(what, e))
     }
 
+    /// The length of `plain_len` bytes sealed (what [`sealing_writer`](Self::sealing_writer)
+    /// writes of them).
+    pub(crate) fn sealed_len(&self, plain_len: u64) -> u64 {
+        self.cipher.sealed_len(plain_len)
+    }
+
     /// Seals `plain` as `what` under the current key.
     pub(crate) fn seal(&self, what: Sealed<'_>, plain: &[u8]) -> Result<Vec<u8>, Error> {
         let sealed_len = usize::try_from(self.cipher.sealed_len(plain.len() as u64))

@@ -338,7 +338,9 @@ pub struct PullReport {
 /// data. Stages a transfer does not have stay zero.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StageTimes {
-    /// Push: writing packs from the store (sealing them when private).
+    /// Push: writing packs from the store (reading and checking each object, sealing them
+    /// when private, hashing and writing the pending file), on a thread beside the coding and
+    /// the uploads.
     pub pack: Duration,
     /// Push: coding segments into shards and hashing every shard.
     pub encode: Duration,

@@ -162,17 +162,6 @@ impl ShardUpload<'_> {
     }
 }
 
-/// `len` bytes of `path` from `offset`.
-pub(super) fn read_at(path: &std::path::Path, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
-    use std::io::{Read as _, Seek as _};
-    let mut file = std::fs::File::open(path).map_err(Error::io(path))?;
-    file.seek(std::io::SeekFrom::Start(offset))
-        .map_err(Error::io(path))?;
-    let mut data = vec![0u8; len];
-    file.read_exact(&mut data).map_err(Error::io(path))?;
-    Ok(data)
-}
-
 /// What fetching one segment needs.
 pub(super) struct SegmentFetch<'a> {
     pub(super) transport: &'a dyn Transport,

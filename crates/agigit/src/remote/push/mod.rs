@@ -18,8 +18,8 @@ use bytes::Bytes;
 use futures_util::{StreamExt as _, stream};
 
 use super::directory::{RefDirectory, TagEntry};
-use super::pending::PendingPack;
-use super::transfer::{Book, ShardUpload, cpu, read_at, tracing_failure};
+use super::pending::{PendingPack, read_at};
+use super::transfer::{Book, ShardUpload, cpu, tracing_failure};
 use super::*;
 use crate::error::Error;
 use crate::pack;

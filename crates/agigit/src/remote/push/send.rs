@@ -33,30 +33,43 @@ impl Repository {
         let code: Arc<dyn ErasureCode> = Arc::from(codec_for(&spec)?);
         let placement = Placement::new(servers.len(), &spec)?;
 
-        // The pack goes to a pending file (sealed on the way when private), written on the CPU
-        // pool: memory holds one object while it is written and a few segments while it is
-        // sent. An interrupted push left it whole when it is there already.
+        // The pack's index (each object's kind and length, from the stored headers): its
+        // length, and later the manifest's annex.
+        let index = {
+            let (store, list) = (self.shared_store(), objects.to_vec());
+            cpu(move || pack::index_of(&*store, &list)).await??
+        };
+        let expected = match keys {
+            Some(k) => k.sealed_len(index.pack_len()),
+            None => index.pack_len(),
+        };
+
+        // The pack goes to a pending file (sealed on the way when private), written on a
+        // thread of its own while the segments written so far are coded and sent: memory
+        // holds one object while it is written and a few segments while they are sent. An
+        // interrupted push left it whole when it is there already.
         let started = Instant::now();
-        let pack = {
+        let mut pack = {
             let (store, sealing, list) = (self.shared_store(), keys.cloned(), objects.to_vec());
-            self.pending_pack(
+            self.start_pending_pack(
                 objects,
                 keys,
+                expected,
+                segment_size as u64,
                 Box::new(move |out, path| write_pack(out, path, &*store, &list, sealing.as_ref())),
             )
             .await?
         };
         report.stages.pack += started.elapsed();
-        let pack_len = pack.len;
+        let pack_len = pack.pack().len;
         report.objects += objects.len();
         report.pack_bytes += pack_len;
 
         // 1. Shards. Segments are read, coded and hashed on the CPU pool, a few ahead of the
-        //    uploads; each shard goes to the server the placement names, or to the working
-        //    server holding the fewest of its segment when that one fails, with `parallel`
-        //    uploads in flight.
-        let count = usize::try_from(pack_len.div_ceil(segment_size as u64))
-            .map_err(|_| Error::Invalid("the pack has too many segments".into()))?;
+        //    uploads, each as soon as the pack's writer has put all of it in the file; each
+        //    shard goes to the server the placement names, or to the working server holding
+        //    the fewest of its segment when that one fails, with `parallel` uploads in flight.
+        let count = pack.count();
         let progress = options.progress;
         if let Some(p) = progress {
             let shard_len = options.code.shard_len(segment_size) as u64;
@@ -66,19 +79,20 @@ impl Repository {
             transport,
             servers,
             progress,
-            resume: pack.resumed,
+            resume: pack.pack().resumed,
             book: std::sync::Mutex::new(Book::new(&placement, count, &spec)),
         };
         let ahead = rayon::current_num_threads().max(1) + 1;
-        let path = pack.path.clone();
-        let encoded = stream::iter(0..count)
+        let (file, path) = (Arc::clone(&pack.file), pack.pack().path.clone());
+        let encoded = pack
+            .segments(segment_size as u64)
             .map(|index| {
-                let (code, path) = (Arc::clone(&code), path.clone());
+                let (code, file, path) = (Arc::clone(&code), Arc::clone(&file), path.clone());
                 let offset = index as u64 * segment_size as u64;
                 let len = usize::try_from((pack_len - offset).min(segment_size as u64))
                     .unwrap_or(segment_size);
                 async move {
-                    let data = cpu(move || read_at(&path, offset, len)).await??;
+                    let data = cpu(move || read_at(&file, &path, offset, len)).await??;
                     cpu(move || timed(|| SegmentEncoder::new(code.as_ref()).encode(index, &data)))
                         .await
                 }
@@ -138,6 +152,9 @@ impl Repository {
             }
         }
         drop(shards);
+        // A writer that failed ended the segments early: say why.
+        let (pack, writing) = pack.finish().await?;
+        report.stages.pack += writing;
         report.stages.transfer += started.elapsed();
         if let Some(p) = progress {
             p.end();
@@ -164,10 +181,7 @@ impl Repository {
         let manifest = ShardManifest::new(spec, segment_size as u64, pack_len, hashes)?;
         // The pack's index as the manifest's annex: where each object is, for a reader that
         // wants a few of them. Left out when the manifest would grow past what readers fetch.
-        let index = {
-            let (store, list) = (self.shared_store(), objects.to_vec());
-            cpu(move || pack::index_of(&*store, &list)).await??.encode()
-        };
+        let index = index.encode();
         let table = manifest.encode().len() as u64;
         let manifest = if table + 4 + index.len() as u64 <= MAX_MANIFEST_BYTES {
             manifest.with_annex(index)?
