@@ -548,7 +548,10 @@ mod tests {
             dir,
             4096,
             1024,
-            Box::new(|out, _| Ok(out.write_all(&[2u8; 4000]).unwrap())),
+            Box::new(|out, _| {
+                out.write_all(&[2u8; 4000]).unwrap();
+                Ok(())
+            }),
         );
         let (indices, _) = read_all(&mut pack, 1024);
         assert_eq!(indices, vec![0, 1, 2]);
