@@ -759,8 +759,11 @@ impl BlobClient {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n.saturating_add(hasher.len()) > max_len) {
-            return Err(too_large().into());
+        match declared {
+            Some(n) if n.saturating_add(hasher.len()) > max_len => return Err(too_large().into()),
+            // Within the caller's bound: room for it at once.
+            Some(n) => state.expect(n),
+            None => {}
         }
         // However the bytes trickle in, the whole transfer has a deadline.
         let rate = self.options.min_rate.max(1);
@@ -841,11 +844,21 @@ impl BlobClient {
 /// Download state that can be carried into a resumed attempt.
 trait HasBuffer {
     fn carry(&mut self, hasher: &Hasher) -> Option<(Hasher, Vec<u8>)>;
+
+    /// `more` bytes are coming (a declared length already checked against the caller's
+    /// bound): room for them, so that the buffer is not grown and copied again and again.
+    fn expect(&mut self, more: u64) {
+        let _ = more;
+    }
 }
 
 impl HasBuffer for Vec<u8> {
     fn carry(&mut self, hasher: &Hasher) -> Option<(Hasher, Vec<u8>)> {
         Some((hasher.clone(), std::mem::take(self)))
+    }
+
+    fn expect(&mut self, more: u64) {
+        self.reserve_exact(usize::try_from(more).unwrap_or(0));
     }
 }
 
