@@ -19,6 +19,7 @@ mod diff;
 mod eval;
 mod keys;
 mod layout;
+mod materialize;
 mod merge;
 mod refs;
 mod strategy;

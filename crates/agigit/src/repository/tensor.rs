@@ -18,6 +18,7 @@
 use agigit_dag::{FindExt, Kind, ObjectId, TensorObject};
 use agigit_delta::codec::{DecodeLimits, output_digest};
 use agigit_delta::{DType, Tensor};
+use agigit_hash::BlobHash;
 
 use crate::display::Escaped;
 use crate::error::Error;
@@ -191,6 +192,27 @@ impl Repository {
         Ok(payload)
     }
 
+    /// Tensor `id`'s bytes for a writer that checks them beside writing them: a dense
+    /// tensor's bytes read but not yet hashed ([`Loaded::verify`] does that), any other
+    /// materialized and checked as [`tensor`](Self::tensor) does. `name` is only for messages.
+    ///
+    /// # Errors
+    /// As [`tensor`](Self::tensor), but a dense tensor's digest is [`Loaded::verify`]'s to check.
+    pub(crate) fn load_tensor(&self, name: &str, id: &ObjectId) -> Result<Loaded, Error> {
+        let checked = self.check_tensor(name, self.store().find_tensor(id)?)?;
+        if checked.object.base.is_some() {
+            return Ok(Loaded::Checked(self.tensor(name, id)?.into_parts().2));
+        }
+        let data = self.payload(&checked)?;
+        Ok(Loaded::Unchecked {
+            name: name.to_owned(),
+            dtype: checked.dtype,
+            shape: checked.shape,
+            digest: checked.object.digest,
+            data,
+        })
+    }
+
     /// A tensor, materialized (a delta decoded against its base, and that against its own, down
     /// to a dense tensor) and checked against the digest its object records. `name` is only for
     /// messages.
@@ -284,5 +306,52 @@ impl Repository {
             tensor = Some(decoded);
         }
         tensor.ok_or_else(|| corrupt(name, "no tensor"))
+    }
+}
+
+/// A tensor's bytes as [`Repository::load_tensor`] read them.
+pub(crate) enum Loaded {
+    /// Checked against its object's digest.
+    Checked(Vec<u8>),
+    /// A dense tensor's bytes, still to be checked against `digest`.
+    Unchecked {
+        name: String,
+        dtype: DType,
+        shape: Vec<usize>,
+        digest: BlobHash,
+        data: Vec<u8>,
+    },
+}
+
+impl Loaded {
+    /// The bytes (checked or not yet).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Loaded::Checked(data) | Loaded::Unchecked { data, .. } => data,
+        }
+    }
+
+    /// Checks the bytes against the digest their object records (at once for checked ones).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when they do not match.
+    pub(crate) fn verify(&self) -> Result<(), Error> {
+        match self {
+            Loaded::Checked(_) => Ok(()),
+            Loaded::Unchecked {
+                name,
+                dtype,
+                shape,
+                digest,
+                data,
+            } => {
+                // The length first: a blob shorter than its header said reads short.
+                let len = agigit_delta::numel(shape).and_then(|n| dtype.byte_len(n));
+                if len != Some(data.len()) || output_digest(*dtype, shape, data) != *digest {
+                    return Err(corrupt(name, DIGEST_MISMATCH));
+                }
+                Ok(())
+            }
+        }
     }
 }
