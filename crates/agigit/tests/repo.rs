@@ -285,7 +285,7 @@ fn corrupt_stored_data_fails_checkout_and_leaves_the_file() -> TestResult {
     let mut bytes = std::fs::read(&path)?;
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
-    std::fs::write(&path, bytes)?;
+    std::fs::write(&path, &bytes)?;
     let err = repo
         .checkout(&first.to_string(), false)
         .expect_err("rotten data");
@@ -304,6 +304,29 @@ fn corrupt_stored_data_fails_checkout_and_leaves_the_file() -> TestResult {
         .filter(|e| e.file_name().to_string_lossy().contains("agigit-tmp"))
         .collect();
     assert!(leftovers.is_empty());
+    // A reader that takes the bytes as they come (the web page) gets none of the rotten
+    // tensor's: there the check comes before the hand-over, not beside it.
+    let rotten_tail = bytes[bytes.len() - 64..].to_vec();
+    let mut handed: Vec<Vec<u8>> = Vec::new();
+    let err = repo
+        .read_file_with(
+            &first.to_string(),
+            "model.safetensors",
+            |_| Ok(()),
+            |chunk| {
+                handed.push(chunk.to_vec());
+                Ok(())
+            },
+        )
+        .expect_err("rotten data");
+    assert!(err.to_string().contains("do not match the digest"), "{err}");
+    assert!(!handed.is_empty(), "the header comes first");
+    assert!(
+        handed
+            .iter()
+            .all(|c| !c.windows(64).any(|w| w == rotten_tail.as_slice())),
+        "a rotten byte was handed over"
+    );
     Ok(())
 }
 
