@@ -21,8 +21,9 @@ use agigit_shard::{
 use bytes::Bytes;
 use futures_util::{StreamExt as _, stream};
 
-use super::fetch::{Listed, open_keys};
+use super::fetch::Listed;
 use super::packs::fetch_manifest;
+use super::state::open_keys;
 use super::*;
 use crate::error::Error;
 use crate::repository::Repository;

@@ -132,7 +132,7 @@ impl RefDirectory {
     ) -> Result<BTreeMap<String, ObjectId>, Error> {
         let mut out = BTreeMap::new();
         for (name, id) in &self.branches {
-            let published = match super::fetch::published_tip(state, Some(keys), name) {
+            let published = match super::state::published_tip(state, Some(keys), name) {
                 Ok(p) => Some(p),
                 // Not in the state: not listed either.
                 Err(Error::UnknownRevision(_)) => None,

@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use agigit_dag::refs::{Expected, RefKey, RefName, Target, Transaction};
 use agigit_dag::{FindExt, ForkBase, ObjectId, is_ancestor};
 use agigit_event::nostr::prelude::{Filter, Kind, PublicKey};
-use agigit_event::{CommitEvent, RepoCoordinate, RepoState, Signed};
+use agigit_event::{CommitEvent, RepoCoordinate, Signed};
 use agigit_hash::BlobHash;
 use agigit_net::Transport;
 
 use super::directory::RefDirectory;
-use super::state::Fetched;
+use super::state::{Fetched, open_keys, published_tip, tip_of};
 use super::*;
 use crate::error::Error;
 use crate::private::{PrivateKeys, Sealed};
@@ -556,68 +556,4 @@ impl Repository {
             .map_err(Error::corrupt_data("the repository's keyring"))?;
         crate::private::write_envelope(self.root(), envelope)
     }
-}
-/// The tip of `branch` as the state names it: the commit, or its opaque name in a private
-/// repository (whose branches are published under opaque names too).
-pub(super) fn published_tip(
-    state: &RepoState,
-    keys: Option<&PrivateKeys>,
-    branch: &str,
-) -> Result<ObjectId, Error> {
-    let published_refs = match keys {
-        Some(k) => k.branch_refs(branch)?,
-        None => vec![RefName::branch(branch)?],
-    };
-    published_refs
-        .iter()
-        .find_map(|r| state.refs.get(r).copied())
-        .ok_or_else(|| Error::UnknownRevision(format!("origin/{branch}")))
-}
-
-/// The commit a published tip names: itself when public, the listed commit whose event carries
-/// that opaque name when private.
-pub(super) fn tip_of(
-    listed: &[Listed],
-    published: ObjectId,
-    private: bool,
-    repo: &RepoCoordinate,
-) -> Result<ObjectId, Error> {
-    if !private {
-        return Ok(published);
-    }
-    listed
-        .iter()
-        .find(|l| l.published == published)
-        .map(|l| l.id)
-        .ok_or_else(|| {
-            Error::Network(format!(
-                "the remote's tip is in no commit event the relays list for {repo}"
-            ))
-        })
-}
-
-/// The keys of a private repository `repo` (from its state's envelope), opened with the secret
-/// `options` give; `None` for a public one.
-pub(super) fn open_keys(
-    repo: &RepoCoordinate,
-    state: &RepoState,
-    options: &FetchOptions<'_>,
-) -> Result<Option<PrivateKeys>, Error> {
-    let secret = options.secret;
-    let Some(envelope) = &state.keys else {
-        return Ok(None);
-    };
-    let secret = secret.ok_or_else(|| {
-        Error::NeedsKey(format!(
-            "{repo} is private: fetch it with your secret key (set AGIGIT_NSEC or run `agigit key import`)"
-        ))
-    })?;
-    let keys = match options.key_wrap {
-        Some(wrap) => PrivateKeys::open_with(std::sync::Arc::clone(wrap), envelope, secret)?,
-        None => PrivateKeys::open(envelope, secret)?,
-    };
-    Ok(Some(match options.cipher {
-        Some(cipher) => keys.with_cipher(std::sync::Arc::clone(cipher)),
-        None => keys,
-    }))
 }

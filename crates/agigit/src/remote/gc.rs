@@ -17,8 +17,8 @@ use agigit_hash::BlobHash;
 use agigit_net::Transport;
 
 use super::audit::reachable_packs;
-use super::fetch::open_keys;
 use super::packs::fetch_manifest;
+use super::state::open_keys;
 use super::*;
 use crate::error::Error;
 use crate::repository::Repository;

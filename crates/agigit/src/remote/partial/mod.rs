@@ -26,6 +26,7 @@ use agigit_shard::{ErasureCode, Locator, ShardManifest};
 use futures_util::{StreamExt as _, stream};
 
 use super::packs::{fetch_manifest, pack_code};
+use super::state::{open_keys, published_tip, tip_of};
 use super::transfer::SegmentFetch;
 use super::*;
 use crate::error::Error;
@@ -95,12 +96,12 @@ impl Repository {
         options: FetchOptions<'_>,
     ) -> Result<PartialReport, crate::fetch::Error> {
         let state::Fetched { state, writers, .. } = self.fetched_state(transport, repo).await?;
-        let keys = fetch::open_keys(repo, state.body(), &options)?;
-        let published = fetch::published_tip(state.body(), keys.as_ref(), branch)?;
+        let keys = open_keys(repo, state.body(), &options)?;
+        let published = published_tip(state.body(), keys.as_ref(), branch)?;
         let listed = self
             .list_commits(transport, repo, keys.as_ref(), &writers)
             .await?;
-        let tip = fetch::tip_of(&listed, published, keys.is_some(), repo)?;
+        let tip = tip_of(&listed, published, keys.is_some(), repo)?;
         let servers = transport.fetch_servers();
         let mut partial = Partial {
             repo: self,
