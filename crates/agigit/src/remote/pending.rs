@@ -94,6 +94,7 @@ impl Repository {
                 resumed: writing.is_none(),
             },
             file: Arc::new(file),
+            segment_size: segment_size.max(1),
             count,
             written: None,
             done: None,
@@ -137,6 +138,8 @@ pub(super) struct PackFile {
     /// The pack, open for reading (the handle stays valid across the rename that ends its
     /// writing).
     pub(super) file: Arc<std::fs::File>,
+    /// The size of its segments (the last may be shorter).
+    segment_size: u64,
     /// Its segments.
     count: usize,
     /// While it is being written: the bytes in the file so far, at each segment's end.
@@ -155,19 +158,16 @@ impl PackFile {
         &self.pack
     }
 
-    /// How many segments of `segment_size` it has (the size it was started with).
+    /// How many segments it has.
     pub(super) fn count(&self) -> usize {
         self.count
     }
 
     /// The indices of its segments, in order, each as soon as all its bytes are in the file.
     /// Ends early when the writer fails: [`finish`](Self::finish) says why.
-    pub(super) fn segments(
-        &mut self,
-        segment_size: u64,
-    ) -> futures_util::stream::BoxStream<'static, usize> {
+    pub(super) fn segments(&mut self) -> futures_util::stream::BoxStream<'static, usize> {
         use futures_util::StreamExt as _;
-        let (count, len, step) = (self.count, self.pack.len, segment_size.max(1));
+        let (count, len, step) = (self.count, self.pack.len, self.segment_size);
         let written = self.written.take();
         let ready_all = written.is_none();
         futures_util::stream::unfold(
@@ -466,6 +466,7 @@ mod tests {
                 resumed: false,
             },
             file: Arc::new(file),
+            segment_size: step,
             count: usize::try_from(expected.div_ceil(step)).unwrap(),
             written: Some(written),
             done: Some(done),
@@ -473,14 +474,15 @@ mod tests {
     }
 
     /// Reads each segment the pack hands out the moment it hands it out.
-    fn read_all(pack: &mut PackFile, step: u64) -> (Vec<usize>, Vec<u8>) {
+    fn read_all(pack: &mut PackFile) -> (Vec<usize>, Vec<u8>) {
         use futures_util::StreamExt as _;
+        let step = pack.segment_size;
         let (file, path, len) = (
             Arc::clone(&pack.file),
             pack.pack.path.clone(),
             pack.pack.len,
         );
-        let read = pack.segments(step).map(|i| {
+        let read = pack.segments().map(|i| {
             let offset = i as u64 * step;
             let n = usize::try_from((len - offset).min(step)).unwrap();
             (i, read_at(&file, &path, offset, n).unwrap())
@@ -511,7 +513,7 @@ mod tests {
                 Ok(())
             }),
         );
-        let (indices, bytes) = read_all(&mut pack, 1024);
+        let (indices, bytes) = read_all(&mut pack);
         assert_eq!(indices, (0..10).collect::<Vec<_>>());
         assert_eq!(bytes, expected);
         let (done, _) = block_on(pack.finish()).unwrap();
@@ -536,7 +538,7 @@ mod tests {
                 )))
             }),
         );
-        let (indices, _) = read_all(&mut pack, 1024);
+        let (indices, _) = read_all(&mut pack);
         assert_eq!(indices, vec![0, 1]);
         let err = block_on(pack.finish()).unwrap_err();
         assert!(err.to_string().contains("the store went away"), "{err}");
@@ -553,7 +555,7 @@ mod tests {
                 Ok(())
             }),
         );
-        let (indices, _) = read_all(&mut pack, 1024);
+        let (indices, _) = read_all(&mut pack);
         assert_eq!(indices, vec![0, 1, 2]);
         let err = block_on(pack.finish()).unwrap_err();
         assert!(matches!(err, Error::Internal(_)), "{err}");

@@ -201,13 +201,16 @@ impl Repository {
     pub(crate) fn load_tensor(&self, name: &str, id: &ObjectId) -> Result<Loaded, Error> {
         let checked = self.check_tensor(name, self.store().find_tensor(id)?)?;
         if checked.object.base.is_some() {
-            return Ok(Loaded::Checked(self.tensor(name, id)?.into_parts().2));
+            return Ok(Loaded::Checked(
+                self.materialize(name, checked)?.into_parts().2,
+            ));
         }
         let data = self.payload(&checked)?;
         Ok(Loaded::Unchecked {
             name: name.to_owned(),
             dtype: checked.dtype,
             shape: checked.shape,
+            byte_len: checked.byte_len,
             digest: checked.object.digest,
             data,
         })
@@ -221,10 +224,17 @@ impl Repository {
     /// [`Error::Corrupt`] for objects whose numbers disagree or bytes that do not match;
     /// [`Error::Limit`] past [`TensorLimits`]; store errors for a missing object or base.
     pub fn tensor(&self, name: &str, id: &ObjectId) -> Result<Tensor, Error> {
+        let top = self.check_tensor(name, self.store().find_tensor(id)?)?;
+        self.materialize(name, top)
+    }
+
+    /// The tensor whose object is `top` (checked), materialized as [`tensor`](Self::tensor)
+    /// says.
+    fn materialize(&self, name: &str, top: Checked) -> Result<Tensor, Error> {
         let max_chain = self.tensor_limits().max_delta_chain;
-        // The chain of bases, from `id` down to a dense tensor, each checked before any bytes.
-        let mut chain: Vec<Checked> = Vec::new();
-        let mut next = Some(*id);
+        // The chain of bases, from `top` down to a dense tensor, each checked before any bytes.
+        let mut next = top.object.base;
+        let mut chain: Vec<Checked> = vec![top];
         while let Some(at) = next {
             if chain.len() > max_chain {
                 return Err(Error::Limit {
@@ -318,6 +328,8 @@ pub(crate) enum Loaded {
         name: String,
         dtype: DType,
         shape: Vec<usize>,
+        /// What its shape and dtype take (checked against the object).
+        byte_len: usize,
         digest: BlobHash,
         data: Vec<u8>,
     },
@@ -342,12 +354,12 @@ impl Loaded {
                 name,
                 dtype,
                 shape,
+                byte_len,
                 digest,
                 data,
             } => {
                 // The length first: a blob shorter than its header said reads short.
-                let len = agigit_delta::numel(shape).and_then(|n| dtype.byte_len(n));
-                if len != Some(data.len()) || output_digest(*dtype, shape, data) != *digest {
+                if data.len() != *byte_len || output_digest(*dtype, shape, data) != *digest {
                     return Err(corrupt(name, DIGEST_MISMATCH));
                 }
                 Ok(())

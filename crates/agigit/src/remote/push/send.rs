@@ -85,7 +85,7 @@ impl Repository {
         let ahead = rayon::current_num_threads().max(1) + 1;
         let (file, path) = (Arc::clone(&pack.file), pack.pack().path.clone());
         let encoded = pack
-            .segments(segment_size as u64)
+            .segments()
             .map(|index| {
                 let (code, file, path) = (Arc::clone(&code), Arc::clone(&file), path.clone());
                 let offset = index as u64 * segment_size as u64;
