@@ -228,12 +228,13 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     );
     let owner_net = network(&owner, &relays)?;
     let fm_id = RepoId::new("foundation-1b")?;
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), process_cpu());
     let pushed = fm
         .remote(&owner_net, &owner)
         .push(&fm_id, "master", options)
         .await?;
     let push_time = t.elapsed();
+    let push_cpu = cpu_since(cpu, push_time);
     println!(
         "  push: {} objects, {:.1} MB in one pack per part → {} shards on {RELAYS} relays in {:.1?} ({:.0} MB/s)",
         pushed.objects,
@@ -242,7 +243,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
         push_time,
         mbs(pushed.pack_bytes, push_time)
     );
-    println!("    {}", stages(&pushed.stages));
+    println!("    {}{push_cpu}", stages(&pushed.stages));
     if let Some(weakest) = pushed.packs.iter().min_by_key(|p| p.survives) {
         println!(
             "    durability: any {} of {RELAYS} relays rebuild every pack ({} may be lost); P(rebuild) = 1 − {:.1e} with each relay up at p = {}",
@@ -319,7 +320,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
     let reader_net = network(&reader_key, &relays[2..])?;
     let dsm_coord = RepoCoordinate::new(tuner.public_key(), dsm_id);
     let reader_secret_key = agigit::private::reader_secret(&reader_key)?;
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), process_cpu());
     let pulled = reader
         .pull(
             &reader_net,
@@ -329,6 +330,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
         )
         .await?;
     let clone_time = t.elapsed();
+    let clone_cpu = cpu_since(cpu, clone_time);
     let cloned_bytes: u64 = files_of(&clone_dir)?
         .iter()
         .map(|(_, b)| b.len() as u64)
@@ -342,7 +344,7 @@ async fn run(root: &Path, mb: usize) -> Result<(), Error> {
         clone_time,
         mbs(cloned_bytes, clone_time)
     );
-    println!("  {}", stages(&pulled.stages));
+    println!("  {}{clone_cpu}", stages(&pulled.stages));
     let same = files_of(&clone_dir)? == files_of(&dsm_dir)?;
     println!(
         "  checkout is bit-exact against the fine-tune's files: {}",
@@ -418,6 +420,30 @@ fn stages(s: &agigit::StageTimes) -> String {
         cpu.join(", "),
         rayon_threads(),
         s.transfer
+    )
+}
+
+/// CPU time this process (client and relays alike) has used, user and system, from
+/// `/proc/self/stat`, in the kernel's `USER_HZ` ticks (100 a second on Linux, fixed by its ABI);
+/// `None` where there is no `/proc`.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces: fields are counted after its `)`.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// `; the process: X s of CPU in Y s, N of M cores busy` since `before`, or nothing.
+fn cpu_since(before: Option<Duration>, wall: Duration) -> String {
+    let (Some(before), Some(now)) = (before, process_cpu()) else {
+        return String::new();
+    };
+    let used = now.saturating_sub(before);
+    format!(
+        "; the process (client and relays) used {used:.2?} of CPU in {wall:.2?}: {:.1} of {} cores busy",
+        used.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+        rayon_threads()
     )
 }
 

@@ -186,6 +186,72 @@ fn add(total: &mut StageTimes, s: &StageTimes) {
     total.transfer += s.transfer;
 }
 
+/// CPU time (user and system) of the bench's own process and of the relay processes together,
+/// from `/proc/<pid>/stat`: what a run costs the machine, beside its wall time. Counted in
+/// the kernel's `USER_HZ` ticks (100 a second on Linux, a fixed part of its ABI), so a figure
+/// is good to a run's share of 10 ms: the summary gives averages over many runs. `None` where
+/// there is no `/proc`.
+struct CpuMeter {
+    relays: Vec<u32>,
+}
+
+impl CpuMeter {
+    fn read(&self) -> Option<[Duration; 2]> {
+        let of = |pid: &str| -> Option<Duration> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command name (field 2) may hold spaces: fields are counted after its `)`.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let ticks =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some(Duration::from_millis(ticks * 10))
+        };
+        let mut relays = Duration::ZERO;
+        for pid in &self.relays {
+            relays += of(&pid.to_string())?;
+        }
+        Some([of("self")?, relays])
+    }
+}
+
+/// CPU time spent in the measured runs of one bench, and how many runs.
+#[derive(Default)]
+struct CpuSpent {
+    client: Duration,
+    relays: Duration,
+    runs: u32,
+}
+
+impl CpuSpent {
+    /// Runs `f`: what it returned and its wall time; adds the CPU time spent meanwhile (none
+    /// is added where it cannot be read).
+    fn measure<T>(&mut self, meter: &CpuMeter, f: impl FnOnce() -> T) -> (T, Duration) {
+        let before = meter.read();
+        let start = Instant::now();
+        let out = f();
+        let took = start.elapsed();
+        if let (Some([c0, r0]), Some([c1, r1])) = (before, meter.read()) {
+            self.client += c1.saturating_sub(c0);
+            self.relays += r1.saturating_sub(r0);
+            self.runs += 1;
+        }
+        (out, took)
+    }
+
+    /// `client X ms + relays Y ms = Z ms per run: at least W ms on N cores`, or nothing.
+    fn line(&self, cores: usize) -> Option<String> {
+        let runs = self.runs;
+        if runs == 0 {
+            return None;
+        }
+        let (client, relays) = (self.client / runs, self.relays / runs);
+        let total = client + relays;
+        Some(format!(
+            "client {client:.0?} + relays {relays:.0?} = {total:.0?} of CPU per run: at least {:.0?} of wall on {cores} cores",
+            total / u32::try_from(cores).unwrap_or(1).max(1)
+        ))
+    }
+}
+
 /// Bytes a push moved: shards and manifests.
 fn pushed_bytes(r: &PushReport) -> u64 {
     r.bytes_per_server.values().sum()
@@ -257,6 +323,10 @@ pub(crate) fn bench_relays(c: &mut Criterion, root: &Path) {
     let download_bytes = download_set.len() as u64 * shard_len as u64;
 
     let times = RefCell::new([Vec::new(), Vec::new(), Vec::new(), Vec::new()]);
+    let meter = CpuMeter {
+        relays: relays.iter().map(|r| r.child.id()).collect(),
+    };
+    let cpu: RefCell<[CpuSpent; 4]> = RefCell::default();
     let (push_stages, pull_stages) = (
         RefCell::new((StageTimes::default(), 0u32)),
         RefCell::new((StageTimes::default(), 0u32)),
@@ -274,11 +344,10 @@ pub(crate) fn bench_relays(c: &mut Criterion, root: &Path) {
                 let dir = root.join(format!("model-{s}"));
                 let repo = model(&dir, s);
                 let id = RepoId::new(format!("push-{s}")).expect("id");
-                let start = Instant::now();
-                let report = rt
-                    .block_on(repo.push(&net, &keys, &id, "master", options))
-                    .expect("push");
-                let took = start.elapsed();
+                let (report, took) = cpu.borrow_mut()[0].measure(&meter, || {
+                    rt.block_on(repo.push(&net, &keys, &id, "master", options))
+                        .expect("push")
+                });
                 let mut st = push_stages.borrow_mut();
                 add(&mut st.0, &report.stages);
                 st.1 += 1;
@@ -301,9 +370,8 @@ pub(crate) fn bench_relays(c: &mut Criterion, root: &Path) {
                         (BlobHash::digest(&b), b)
                     })
                     .collect();
-                let start = Instant::now();
-                rt.block_on(put_all(&client, &servers, blobs));
-                let took = start.elapsed();
+                let ((), took) = cpu.borrow_mut()[1]
+                    .measure(&meter, || rt.block_on(put_all(&client, &servers, blobs)));
                 times.borrow_mut()[1].push(took);
                 total += took;
             }
@@ -318,16 +386,15 @@ pub(crate) fn bench_relays(c: &mut Criterion, root: &Path) {
                 let s = next();
                 let dir = root.join(format!("clone-{s}"));
                 let clone = Repository::init(&dir).expect("init");
-                let start = Instant::now();
-                let report: PullReport = rt
-                    .block_on(clone.pull(
+                let (report, took): (PullReport, _) = cpu.borrow_mut()[2].measure(&meter, || {
+                    rt.block_on(clone.pull(
                         &reachable,
                         &coordinate,
                         "master",
                         FetchOptions::default(),
                     ))
-                    .expect("pull");
-                let took = start.elapsed();
+                    .expect("pull")
+                });
                 let mut st = pull_stages.borrow_mut();
                 add(&mut st.0, &report.stages);
                 st.1 += 1;
@@ -344,23 +411,23 @@ pub(crate) fn bench_relays(c: &mut Criterion, root: &Path) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let start = Instant::now();
-                rt.block_on(
-                    stream::iter(download_set.iter().enumerate())
-                        .map(|(i, (hash, _))| {
-                            let server = &reachable_servers[i % REACHABLE];
-                            let client = &client;
-                            async move {
-                                client
-                                    .download(server, hash, shard_len as u64)
-                                    .await
-                                    .expect("get")
-                            }
-                        })
-                        .buffer_unordered(PARALLEL)
-                        .collect::<Vec<_>>(),
-                );
-                let took = start.elapsed();
+                let (_, took) = cpu.borrow_mut()[3].measure(&meter, || {
+                    rt.block_on(
+                        stream::iter(download_set.iter().enumerate())
+                            .map(|(i, (hash, _))| {
+                                let server = &reachable_servers[i % REACHABLE];
+                                let client = &client;
+                                async move {
+                                    client
+                                        .download(server, hash, shard_len as u64)
+                                        .await
+                                        .expect("get")
+                                }
+                            })
+                            .buffer_unordered(PARALLEL)
+                            .collect::<Vec<_>>(),
+                    )
+                });
                 times.borrow_mut()[3].push(took);
                 total += took;
             }
@@ -384,9 +451,9 @@ pub(crate) fn bench_relays(c: &mut Criterion, root: &Path) {
         mbs(download_bytes, median(&t[3])),
     ];
     let (ps, pl) = (push_stages.into_inner(), pull_stages.into_inner());
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
-        "\nagainst {RELAYS} relay processes ({mb} MB model, Leopard 4 of 10, 1 MiB segments, {PARALLEL} transfers in flight, {} cores), medians in bytes moved per second:",
-        std::thread::available_parallelism().map_or(1, usize::from)
+        "\nagainst {RELAYS} relay processes ({mb} MB model, Leopard 4 of 10, 1 MiB segments, {PARALLEL} transfers in flight, {cores} cores), medians in bytes moved per second:"
     );
     println!(
         "  push  {:>6.0} MB/s   upload ceiling   {:>6.0} MB/s   push/ceiling {:.2}   (model bytes: {:.0} MB/s)",
@@ -404,5 +471,15 @@ pub(crate) fn bench_relays(c: &mut Criterion, root: &Path) {
     );
     println!("  push CPU per run: {}", stages_line(&ps.0, ps.1));
     println!("  pull CPU per run: {}", stages_line(&pl.0, pl.1));
+    // The machine's CPU, client and relays together: how far from its limit each run is.
+    let cpu = cpu.into_inner();
+    for (name, spent) in ["push", "upload ceiling", "pull", "download ceiling"]
+        .iter()
+        .zip(&cpu)
+    {
+        if let Some(line) = spent.line(cores) {
+            println!("  {name:<16} {line}");
+        }
+    }
     drop(relays);
 }
