@@ -439,10 +439,10 @@ fn cpu_since(before: Option<Duration>, wall: Duration) -> String {
     let (Some(before), Some(now)) = (before, process_cpu()) else {
         return String::new();
     };
-    let used = now.saturating_sub(before);
+    let (used, wall) = (now.saturating_sub(before).as_secs_f64(), wall.as_secs_f64());
     format!(
-        "; the process (client and relays) used {used:.2?} of CPU in {wall:.2?}: {:.1} of {} cores busy",
-        used.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+        "; the process (client and relays) used {used:.2} s of CPU in {wall:.2} s: {:.1} of {} cores busy",
+        used / wall.max(1e-9),
         rayon_threads()
     )
 }

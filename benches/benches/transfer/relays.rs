@@ -237,17 +237,24 @@ impl CpuSpent {
         (out, took)
     }
 
-    /// `client X ms + relays Y ms = Z ms per run: at least W ms on N cores`, or nothing.
+    /// Client and relays' CPU per run, or nothing where none was measured.
+    fn per_run(&self) -> Option<(Duration, Duration)> {
+        (self.runs > 0).then(|| (self.client / self.runs, self.relays / self.runs))
+    }
+
+    /// The least wall time a run could take: its CPU spread evenly over `cores`.
+    fn least_wall(&self, cores: usize) -> Option<Duration> {
+        let (client, relays) = self.per_run()?;
+        Some((client + relays) / u32::try_from(cores).unwrap_or(1).max(1))
+    }
+
+    /// `client X ms + relays Y ms = Z ms of CPU per run: at least W ms of wall on N cores`.
     fn line(&self, cores: usize) -> Option<String> {
-        let runs = self.runs;
-        if runs == 0 {
-            return None;
-        }
-        let (client, relays) = (self.client / runs, self.relays / runs);
-        let total = client + relays;
+        let (client, relays) = self.per_run()?;
         Some(format!(
-            "client {client:.0?} + relays {relays:.0?} = {total:.0?} of CPU per run: at least {:.0?} of wall on {cores} cores",
-            total / u32::try_from(cores).unwrap_or(1).max(1)
+            "client {client:.0?} + relays {relays:.0?} = {:.0?} of CPU per run: at least {:.0?} of wall on {cores} cores",
+            client + relays,
+            self.least_wall(cores)?
         ))
     }
 }
@@ -480,6 +487,17 @@ pub(crate) fn bench_relays(c: &mut Criterion, root: &Path) {
         if let Some(line) = spent.line(cores) {
             println!("  {name:<16} {line}");
         }
+    }
+    // A run can take no less wall than its CPU spread evenly over every core: against the
+    // ceiling's median, the best ratio this machine allows for the work a run does today.
+    let best = |run: &CpuSpent, ceiling: &[Duration]| {
+        let least = run.least_wall(cores)?;
+        Some(median(ceiling).as_secs_f64() / least.as_secs_f64().max(1e-9))
+    };
+    if let (Some(push), Some(pull)) = (best(&cpu[0], &t[1]), best(&cpu[2], &t[3])) {
+        println!(
+            "  at this CPU per run, the best this machine allows: push/ceiling {push:.2}, pull/ceiling {pull:.2}"
+        );
     }
     drop(relays);
 }
