@@ -434,7 +434,8 @@ fn process_cpu() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// `; the process: X s of CPU in Y s, N of M cores busy` since `before`, or nothing.
+/// `; the process (client and relays) used X s of CPU in Y s: N of M cores busy` since
+/// `before`, or nothing where `/proc` cannot be read.
 fn cpu_since(before: Option<Duration>, wall: Duration) -> String {
     let (Some(before), Some(now)) = (before, process_cpu()) else {
         return String::new();
